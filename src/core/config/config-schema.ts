@@ -1,0 +1,91 @@
+import { Type, type Static } from 'typebox';
+import { Value } from 'typebox/value';
+import { readFileSync, existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+
+/**
+ * The one configuration schema. Each key maps to an environment variable `HEARTH_<SNAKE_CASE>`
+ * and to the same key in the optional JSON config file (`HEARTH_CONFIG`, default
+ * `<dataDir>/hearth.json` if present). Environment variables win over the file.
+ */
+export const ConfigSchema = Type.Object({
+  httpPort: Type.Integer({ minimum: 0, maximum: 65535, default: 8080, description: 'HTTP port (REST API, /docs, MQTT over WebSocket at /mqtt). 0 picks a free port.' }),
+  httpHost: Type.String({ default: '0.0.0.0', description: 'HTTP listen address' }),
+  mqttPort: Type.Integer({ minimum: 0, maximum: 65535, default: 1883, description: 'MQTT TCP port. 0 picks a free port.' }),
+  mqttHost: Type.String({ default: '0.0.0.0', description: 'MQTT listen address' }),
+  dataDir: Type.String({ default: './data', description: 'Directory of the SQLite database and other state' }),
+  demo: Type.Boolean({ default: true, description: 'Load the demo (a hub with sub-devices) on first start and run the simulator in-process' }),
+  adminEmail: Type.Optional(Type.String({ format: 'email', description: 'Operator account created on first start' })),
+  adminPassword: Type.Optional(Type.String({ minLength: 8, description: 'Operator password; generated and printed once if unset' })),
+  logLevel: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent')], { default: 'info' }),
+  tokenTtlSeconds: Type.Integer({ minimum: 60, default: 3600, description: 'Lifetime of access tokens' }),
+  commandTimeoutMs: Type.Integer({ minimum: 100, maximum: 300000, default: 10000, description: 'Default wait for a command result' }),
+  historyFlushMs: Type.Integer({ minimum: 1, maximum: 10000, default: 100, description: 'How long history and shadow writes are batched' }),
+  maxPayloadBytes: Type.Integer({ minimum: 256, default: 65536, description: 'Largest MQTT payload accepted from a device' }),
+  publicUrl: Type.Optional(Type.String({ description: 'Base URL printed in the start banner' })),
+});
+
+export type Config = Readonly<Static<typeof ConfigSchema>>;
+
+const BOOLEAN_KEYS = new Set(['demo']);
+const INTEGER_KEYS = new Set(['httpPort', 'mqttPort', 'tokenTtlSeconds', 'commandTimeoutMs', 'historyFlushMs', 'maxPayloadBytes']);
+
+/** `httpPort` → `HEARTH_HTTP_PORT` */
+export function envName(key: string): string {
+  return 'HEARTH_' + key.replace(/[A-Z]/g, (c) => '_' + c).toUpperCase();
+}
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+function coerce(key: string, raw: string, source: string): unknown {
+  if (BOOLEAN_KEYS.has(key)) {
+    if (['1', 'true', 'yes', 'on'].includes(raw.toLowerCase())) return true;
+    if (['0', 'false', 'no', 'off'].includes(raw.toLowerCase())) return false;
+    throw new ConfigError(`${source} must be 1 or 0 (true/false), got "${raw}"`);
+  }
+  if (INTEGER_KEYS.has(key)) {
+    if (!/^-?\d+$/.test(raw.trim())) throw new ConfigError(`${source} must be an integer, got "${raw}"`);
+    return Number(raw);
+  }
+  return raw;
+}
+
+/**
+ * Builds the configuration from defaults, the optional config file and the environment,
+ * validates it and freezes it. A bad value throws a ConfigError naming the variable.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Partial<Static<typeof ConfigSchema>> = {}): Config {
+  const keys = Object.keys(ConfigSchema.properties);
+  const fromEnv: Record<string, unknown> = {};
+  for (const key of keys) {
+    const raw = env[envName(key)];
+    if (raw !== undefined && raw !== '') fromEnv[key] = coerce(key, raw, envName(key));
+  }
+  const dataDir = (overrides.dataDir ?? fromEnv.dataDir ?? './data') as string;
+  const filePath = env.HEARTH_CONFIG ?? resolve(dataDir, 'hearth.json');
+  let fromFile: Record<string, unknown> = {};
+  if (env.HEARTH_CONFIG !== undefined || existsSync(filePath)) {
+    try {
+      fromFile = JSON.parse(readFileSync(filePath, 'utf8')) as Record<string, unknown>;
+    } catch (err) {
+      throw new ConfigError(`config file ${filePath} could not be read: ${(err as Error).message}`);
+    }
+    const unknown = Object.keys(fromFile).filter((k) => !keys.includes(k));
+    if (unknown.length) throw new ConfigError(`config file ${filePath} has unknown keys: ${unknown.join(', ')}`);
+  }
+  const merged = Value.Default(ConfigSchema, { ...fromFile, ...fromEnv, ...overrides }) as Record<string, unknown>;
+  const errors = [...Value.Errors(ConfigSchema, merged)];
+  if (errors.length) {
+    const lines = errors.map((e) => {
+      const key = e.instancePath.replace(/^\//, '').split('/')[0] || (e.params as { requiredProperties?: string[] }).requiredProperties?.[0] || '';
+      return `  ${envName(key)} (${key}): ${e.message}, got ${JSON.stringify(merged[key])}`;
+    });
+    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
+  }
+  return Object.freeze(merged) as Config;
+}

@@ -1,0 +1,44 @@
+/**
+ * The one catalogue of coded errors. Every error a client can see comes from here,
+ * is documented in docs/errors.md (kept in sync by test/errors-doc.test.ts) and is
+ * rendered as `application/problem+json` by the HTTP transport.
+ */
+export const ERRORS = {
+  E_VALIDATION: { status: 400, title: 'Request validation failed' },
+  E_INVALID_MODEL: { status: 400, title: 'The thing model is invalid' },
+  E_MODEL_MISMATCH: { status: 400, title: 'The values do not match the thing model' },
+  E_UNAUTHENTICATED: { status: 401, title: 'Authentication required' },
+  E_BAD_CREDENTIALS: { status: 401, title: 'Wrong e-mail or password' },
+  E_FORBIDDEN: { status: 403, title: 'Not allowed' },
+  E_NOT_FOUND: { status: 404, title: 'Not found' },
+  E_PRODUCT_NOT_FOUND: { status: 404, title: 'Product not found' },
+  E_DEVICE_NOT_FOUND: { status: 404, title: 'Device not found' },
+  E_PRODUCT_EXISTS: { status: 409, title: 'A product with this key already exists' },
+  E_DEVICE_OFFLINE: { status: 409, title: 'The device is offline' },
+  E_PAYLOAD_TOO_LARGE: { status: 413, title: 'Payload too large' },
+  E_RATE_LIMITED: { status: 429, title: 'Too many requests' },
+  E_INTERNAL: { status: 500, title: 'Internal error' },
+  E_NOT_READY: { status: 503, title: 'Not ready' },
+  E_COMMAND_TIMEOUT: { status: 504, title: 'The device did not answer in time' },
+} as const satisfies Record<string, { status: number; title: string }>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+/** One error of the catalogue, with a human detail and optional structured extras. */
+export class HearthError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly extras: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, detail?: string, extras?: Record<string, unknown>) {
+    super(detail ?? ERRORS[code].title);
+    this.name = 'HearthError';
+    this.code = code;
+    this.status = ERRORS[code].status;
+    this.extras = extras;
+  }
+}
+
+export function isHearthError(err: unknown): err is HearthError {
+  return err instanceof HearthError;
+}

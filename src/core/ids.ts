@@ -1,0 +1,31 @@
+import { randomBytes, randomInt } from 'node:crypto';
+
+const ALPHABET = '0123456789abcdefghjkmnpqrstvwxyz';
+
+/**
+ * Ids are lowercase Crockford-style base32 with a kind prefix, e.g. `d_9x2k7m4p1q8r`.
+ * They are valid MQTT topic levels and NATS subject tokens (no dots, no wildcards).
+ */
+export function newId(prefix: string, length = 14): string {
+  const bytes = randomBytes(length);
+  let out = '';
+  for (let i = 0; i < length; i++) out += ALPHABET[bytes[i] & 31];
+  return `${prefix}_${out}`;
+}
+
+/** A secret for a device or token signing key: 32 random bytes, base64url. */
+export function newSecret(bytes = 24): string {
+  return randomBytes(bytes).toString('base64url');
+}
+
+/** A human-friendly pairing code like `K7M4-P1Q8-R2X9` (what a QR code on the box carries). */
+export function newPairingCode(): string {
+  const upper = ALPHABET.toUpperCase();
+  const groups: string[] = [];
+  for (let g = 0; g < 3; g++) {
+    let s = '';
+    for (let i = 0; i < 4; i++) s += upper[randomInt(upper.length)];
+    groups.push(s);
+  }
+  return groups.join('-');
+}
