@@ -13,7 +13,7 @@ const valueFields = {
   description: Type.Optional(Type.String()),
 };
 
-export const ValueSpecSchema = Type.Object({ ...valueFields, required: Type.Optional(Type.Boolean()) }, { $id: 'ValueSpec' });
+export const ValueSpecSchema = Type.Object({ ...valueFields, required: Type.Optional(Type.Boolean()) });
 
 export const PropertySpecSchema = Type.Object({
   ...valueFields,

@@ -22,7 +22,7 @@ export interface Database {
     created_at: number;
   };
   /** devices (presence) */
-  presence: { device_id: string; online: number; session: number; reason: string; changed_at: number; last_seen: number | null };
+  presence: { device_id: string; online: number; session: number; reason: string; changed_at: number; last_seen: number | null; node: string | null };
   /** shadow */
   shadows: { device_id: string; reported: string; desired: string; metadata: string; version: number; updated_at: number };
   /** history */
@@ -40,6 +40,7 @@ export interface Database {
     accepted_at: number;
     sent_at: number | null;
     answered_at: number | null;
+    timed_out_at: number | null;
     ok: number | null;
     result: string | null;
     error: string | null;

@@ -46,6 +46,7 @@ export const migrations: Record<string, Migration> = {
         .addColumn('reason', 'text', (c) => c.notNull())
         .addColumn('changed_at', 'bigint', (c) => c.notNull())
         .addColumn('last_seen', 'bigint')
+        .addColumn('node', 'text')
         .execute();
       await db.schema.createTable('shadows')
         .addColumn('device_id', 'text', (c) => c.primaryKey())
@@ -81,6 +82,7 @@ export const migrations: Record<string, Migration> = {
         .addColumn('accepted_at', 'bigint', (c) => c.notNull())
         .addColumn('sent_at', 'bigint')
         .addColumn('answered_at', 'bigint')
+        .addColumn('timed_out_at', 'bigint')
         .addColumn('ok', 'integer')
         .addColumn('result', 'text')
         .addColumn('error', 'text')

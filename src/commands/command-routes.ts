@@ -1,0 +1,62 @@
+import { Type } from 'typebox';
+import type { HttpApp } from '../transports/http/http-server.ts';
+import { principal } from '../transports/http/http-server.ts';
+import { AuthHeader, JsonObject, problems } from '../transports/http/http-schemas.ts';
+import { DeviceParams } from '../devices/device-schema.ts';
+import type { DeviceService } from '../devices/device-service.ts';
+import type { CommandService } from './command-service.ts';
+
+const CommandBody = Type.Object({
+  action: Type.String({ minLength: 1, examples: ['toggle'] }),
+  params: Type.Optional(JsonObject),
+  timeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 300000, description: 'How long to wait for the device (default 10000)' })),
+}, { examples: [{ action: 'blink', params: { times: 3 }, timeoutMs: 5000 }] });
+
+const CommandOutcome = Type.Object({
+  id: Type.String(),
+  ok: Type.Boolean(),
+  result: Type.Optional(JsonObject),
+  error: Type.Optional(Type.String()),
+  latencyMs: Type.Number({ description: 'From acceptance to the device answer' }),
+}, { examples: [{ id: 'c_7m2k9x4p1q8r0t', ok: true, result: {}, latencyMs: 3 }] });
+
+const nullable = <T extends ReturnType<typeof Type.String>>(t: T) => Type.Union([t, Type.Null()]);
+
+const CommandRecord = Type.Object({
+  id: Type.String(), deviceId: Type.String(), action: Type.String(), params: JsonObject,
+  source: Type.String({ description: 'Who or what sent it, e.g. user:u_123' }),
+  status: Type.String({ description: 'sent, answered or timeout' }),
+  acceptedAt: Type.String({ format: 'date-time' }),
+  sentAt: nullable(Type.String({ format: 'date-time' })),
+  answeredAt: nullable(Type.String({ format: 'date-time' })),
+  timedOutAt: nullable(Type.String({ format: 'date-time' })),
+  ok: Type.Union([Type.Boolean(), Type.Null()]),
+  result: Type.Union([JsonObject, Type.Null()]),
+  error: Type.Union([Type.String(), Type.Null()]),
+  latencyMs: Type.Union([Type.Number(), Type.Null()]),
+});
+
+export function commandRoutes(app: HttpApp, deps: { devices: DeviceService; commands: CommandService }): void {
+  app.post('/api/v1/devices/:id/commands', {
+    schema: {
+      tags: ['commands'], summary: 'Send a command and wait for the device result', ...AuthHeader,
+      params: DeviceParams, body: CommandBody,
+      response: { 200: CommandOutcome, ...problems('E_VALIDATION', 'E_MODEL_MISMATCH', 'E_UNAUTHENTICATED', 'E_DEVICE_NOT_FOUND', 'E_DEVICE_OFFLINE', 'E_COMMAND_TIMEOUT') },
+    },
+  }, async (req) => {
+    const p = principal(req);
+    return deps.commands.send(req.params.id, req.body, `user:${p.userId}`);
+  });
+
+  app.get('/api/v1/devices/:id/commands', {
+    schema: {
+      tags: ['commands'], summary: 'The command ledger of a device, newest first', ...AuthHeader,
+      params: DeviceParams,
+      querystring: Type.Object({ limit: Type.Integer({ minimum: 1, maximum: 1000, default: 50 }), before: Type.Optional(Type.String({ format: 'date-time' })) }),
+      response: { 200: Type.Object({ items: Type.Array(CommandRecord) }), ...problems('E_UNAUTHENTICATED', 'E_DEVICE_NOT_FOUND') },
+    },
+  }, async (req) => {
+    await deps.devices.require(req.params.id);
+    return { items: await deps.commands.list(req.params.id, req.query.limit, req.query.before ? Date.parse(req.query.before) : undefined) };
+  });
+}

@@ -1,0 +1,173 @@
+import type { Db } from '../core/store/db.ts';
+import { fromJson, toJson } from '../core/store/db.ts';
+import type { Bus, Unsubscribe } from '../core/bus/bus.ts';
+import { subjects, type DownlinkMessage } from '../core/bus/subjects.ts';
+import type { Logger } from '../core/logger.ts';
+import { HearthError } from '../core/errors.ts';
+import { newId } from '../core/ids.ts';
+import type { DeviceService } from '../devices/device-service.ts';
+import type { PresenceService } from '../devices/presence-service.ts';
+import type { ProductService } from '../products/product-service.ts';
+import { checkValue } from '../products/thing-model.ts';
+
+export type CommandStatus = 'sent' | 'answered' | 'timeout';
+
+export interface CommandOutcome {
+  id: string;
+  ok: boolean;
+  result?: Record<string, unknown>;
+  error?: string;
+  latencyMs: number;
+}
+
+/** One entry of the command ledger. */
+export interface CommandRecord {
+  id: string;
+  deviceId: string;
+  action: string;
+  params: Record<string, unknown>;
+  source: string;
+  status: CommandStatus;
+  acceptedAt: string;
+  sentAt: string | null;
+  answeredAt: string | null;
+  timedOutAt: string | null;
+  ok: boolean | null;
+  result: Record<string, unknown> | null;
+  error: string | null;
+  latencyMs: number | null;
+}
+
+/** The device's answer as it travels on the bus (`command.{id}.result`). */
+interface ResultEvent {
+  id: string;
+  deviceId: string;
+  ok: boolean;
+  result?: Record<string, unknown>;
+  error?: string;
+  answeredAt: number;
+}
+
+interface Pending {
+  resolve: (r: ResultEvent) => void;
+  startedAt: number;
+}
+
+const iso = (n: number | null) => (n == null ? null : new Date(Number(n)).toISOString());
+
+/**
+ * Commands to devices with acknowledgements. A command is validated against the product's
+ * model, recorded in the ledger, sent, and the caller waits for the device's result (or a
+ * timeout). Results travel on the bus so the node holding the API request need not be the
+ * one that received the device's answer.
+ */
+export class CommandService {
+  private readonly pending = new Map<string, Pending>();
+  private unsub: Unsubscribe | undefined;
+
+  constructor(private readonly deps: { db: Db; bus: Bus; log: Logger; devices: DeviceService; products: ProductService; presence: PresenceService; defaultTimeoutMs: number }) {}
+
+  start(): void {
+    this.unsub = this.deps.bus.subscribe<ResultEvent>(subjects.allCommandResults, (msg) => {
+      const p = this.pending.get(msg.data.id);
+      if (p) {
+        this.pending.delete(msg.data.id);
+        p.resolve(msg.data);
+      }
+    }, { name: 'commands.results' });
+  }
+
+  stop(): void {
+    this.unsub?.();
+  }
+
+  /** Sends a command and waits for the result. */
+  async send(deviceId: string, input: { action: string; params?: Record<string, unknown>; timeoutMs?: number }, source: string): Promise<CommandOutcome> {
+    const device = await this.deps.devices.require(deviceId);
+    const model = await this.deps.products.model(device.productKey);
+    const params = input.params ?? {};
+    const check = model!.checkAction(input.action, params);
+    if (!check.ok) throw new HearthError('E_MODEL_MISMATCH', check.problems.join('; '), { problems: check.problems });
+    if (!(await this.deps.presence.get(deviceId)).online) throw new HearthError('E_DEVICE_OFFLINE', `device "${deviceId}" is offline`);
+
+    const id = newId('c');
+    const acceptedAt = Date.now();
+    const timeoutMs = input.timeoutMs ?? this.deps.defaultTimeoutMs;
+    const answer = new Promise<ResultEvent | undefined>((resolve) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        resolve(undefined);
+      }, timeoutMs);
+      this.pending.set(id, { startedAt: acceptedAt, resolve: (r) => { clearTimeout(timer); resolve(r); } });
+    });
+    await this.deps.db.insertInto('commands').values({
+      id, device_id: deviceId, action: input.action, params: toJson(params), source, status: 'sent',
+      accepted_at: acceptedAt, sent_at: Date.now(), answered_at: null, timed_out_at: null, ok: null, result: null, error: null, latency_ms: null,
+    }).execute();
+    const down: DownlinkMessage = { deviceId, kind: 'commands', payload: { id, action: input.action, params } };
+    this.deps.bus.publish(subjects.down(deviceId), down);
+    this.deps.bus.publish(subjects.command(deviceId), { id, deviceId, action: input.action, status: 'sent', source });
+
+    const r = await answer;
+    if (!r) {
+      const now = Date.now();
+      await this.deps.db.updateTable('commands').set({ status: 'timeout', timed_out_at: now }).where('id', '=', id).where('status', '=', 'sent').execute();
+      this.deps.bus.publish(subjects.command(deviceId), { id, deviceId, action: input.action, status: 'timeout', source });
+      throw new HearthError('E_COMMAND_TIMEOUT', `device "${deviceId}" did not answer command ${id} within ${timeoutMs} ms`, { commandId: id });
+    }
+    const latencyMs = Math.max(0, r.answeredAt - acceptedAt);
+    return { id, ok: r.ok, ...(r.result !== undefined ? { result: r.result } : {}), ...(r.error !== undefined ? { error: r.error } : {}), latencyMs };
+  }
+
+  /**
+   * A device answered (uplink `commands/result`). Returns a problem description when the
+   * answer is malformed or unknown, so that the ingest can tell the device.
+   */
+  async handleResult(deviceId: string, payload: unknown, answeredAt: number): Promise<string | undefined> {
+    if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) return 'a command result must be a JSON object';
+    const p = payload as Record<string, unknown>;
+    if (typeof p.id !== 'string') return 'a command result needs the command "id"';
+    if (typeof p.ok !== 'boolean') return 'a command result needs "ok": true or false';
+    if (p.result !== undefined && (typeof p.result !== 'object' || p.result === null || Array.isArray(p.result))) return '"result" must be an object';
+    if (p.error !== undefined && typeof p.error !== 'string') return '"error" must be a string';
+    const row = await this.deps.db.selectFrom('commands').select(['id', 'action', 'accepted_at', 'status']).where('id', '=', p.id).where('device_id', '=', deviceId).executeTakeFirst();
+    if (!row) return `unknown command id "${p.id}"`;
+    let ok = p.ok;
+    let error = p.error as string | undefined;
+    const result = p.result as Record<string, unknown> | undefined;
+    if (ok && result) {
+      const device = await this.deps.devices.get(deviceId);
+      const spec = (await this.deps.products.model(device!.productKey))?.actions.get(row.action);
+      const problems: string[] = [];
+      for (const key in result) {
+        const rs = spec?.result?.find((s) => s.id === key);
+        const why = rs ? checkValue(rs, result[key]) : `unknown result field "${key}"`;
+        if (why) problems.push(rs ? `result "${key}": ${why}` : why);
+      }
+      if (problems.length) {
+        ok = false;
+        error = `invalid result: ${problems.join('; ')}`;
+      }
+    }
+    const latency = answeredAt - Number(row.accepted_at);
+    await this.deps.db.updateTable('commands').set({
+      status: row.status === 'timeout' ? 'timeout' : 'answered', answered_at: answeredAt, ok: ok ? 1 : 0,
+      result: result !== undefined ? toJson(result) : null, error: error ?? null, latency_ms: latency,
+    }).where('id', '=', p.id).execute();
+    const ev: ResultEvent = { id: p.id, deviceId, ok, result, error, answeredAt };
+    this.deps.bus.publish(subjects.commandResult(p.id), ev);
+    this.deps.bus.publish(subjects.command(deviceId), { id: p.id, deviceId, action: row.action, status: 'answered', ok, result, error });
+    return ok === p.ok ? undefined : error;
+  }
+
+  async list(deviceId: string, limit: number, before?: number): Promise<CommandRecord[]> {
+    let q = this.deps.db.selectFrom('commands').selectAll().where('device_id', '=', deviceId);
+    if (before !== undefined) q = q.where('accepted_at', '<', before);
+    const rows = await q.orderBy('accepted_at', 'desc').limit(limit).execute();
+    return rows.map((r) => ({
+      id: r.id, deviceId: r.device_id, action: r.action, params: fromJson(r.params), source: r.source, status: r.status as CommandStatus,
+      acceptedAt: iso(r.accepted_at)!, sentAt: iso(r.sent_at), answeredAt: iso(r.answered_at), timedOutAt: iso(r.timed_out_at),
+      ok: r.ok == null ? null : r.ok === 1, result: r.result == null ? null : fromJson(r.result), error: r.error, latencyMs: r.latency_ms == null ? null : Number(r.latency_ms),
+    }));
+  }
+}

@@ -1,0 +1,71 @@
+import type { Hearth } from '../app.ts';
+import { DEMO_CHILDREN, startSimulator, type RunningSimulator } from '../simulator/simulator.ts';
+
+/** Demo credentials, kept in settings so the in-process simulator can reconnect after restarts. */
+interface DemoState {
+  hubId: string;
+  hubSecret: string;
+  lampId: string;
+  lampSecret: string;
+}
+
+export interface DemoHandle {
+  hubId: string;
+  simulator: RunningSimulator;
+  banner(httpBase: string, mqttHost: string, mqttPort: number): string[];
+  stop(): Promise<void>;
+}
+
+const KEY = 'demo.state';
+
+/**
+ * The demo: a simulated Zigbee hub with sub-devices, run in-process over real MQTT, plus one
+ * spare light left for the person trying Hearth to drive with their own MQTT client.
+ * Created on the first start of an empty database; resumed on later starts.
+ */
+export async function setupDemo(hearth: Hearth, firstStart: boolean): Promise<DemoHandle | undefined> {
+  const { settings, devices } = hearth.services;
+  const stored = await settings.get(KEY);
+  let state: DemoState;
+  if (stored) {
+    state = JSON.parse(stored) as DemoState;
+  } else if (firstStart) {
+    const [hub, lamp] = await devices.provisionMany([
+      { product: 'hub', name: 'Demo hub' },
+      { product: 'light', name: 'Desk lamp (yours to drive over MQTT)' },
+    ]);
+    state = { hubId: hub.id, hubSecret: hub.secret, lampId: lamp.id, lampSecret: lamp.secret };
+    await settings.set(KEY, JSON.stringify(state));
+  } else {
+    return undefined;
+  }
+  const log = hearth.log.child({ component: 'demo-simulator' });
+  const simulator = startSimulator({
+    mqttUrl: `mqtt://127.0.0.1:${hearth.mqttPort}`,
+    hubId: state.hubId,
+    hubSecret: state.hubSecret,
+    children: DEMO_CHILDREN,
+    log: (m) => log.debug(m),
+  });
+  await Promise.race([simulator.ready, new Promise((r) => setTimeout(r, 5000))]);
+  return {
+    hubId: state.hubId,
+    simulator,
+    stop: () => simulator.stop(),
+    banner: (http, mqttHost, mqttPort) => {
+      const { lampId: id, lampSecret: secret } = state;
+      return [
+        '',
+        `Demo: hub ${state.hubId} with ${simulator.children.size} simulated sub-devices (light, plug, lock, sensors, curtain).`,
+        `  List them:   curl -s -H "Authorization: Bearer $TOKEN" ${http}/api/v1/devices/${state.hubId}/children`,
+        `  (get TOKEN:  curl -s -X POST ${http}/api/v1/auth/login -H 'content-type: application/json' -d '{"email":"<operator e-mail>","password":"<password>"}')`,
+        '',
+        `Be the demo desk lamp ${id} with a real MQTT client (client id = user name = device id):`,
+        `  report state:      mosquitto_pub -h ${mqttHost} -p ${mqttPort} -i ${id} -u ${id} -P ${secret} -q 1 -t devices/${id}/properties -m '{"on":true,"brightness":80}'`,
+        `  receive commands:  mosquitto_sub -h ${mqttHost} -p ${mqttPort} -i ${id} -u ${id} -P ${secret} -q 1 -t devices/${id}/commands -t devices/${id}/desired -v`,
+        `  send one:          curl -s -X POST -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' ${http}/api/v1/devices/${id}/commands -d '{"action":"toggle","timeoutMs":3000}'`,
+        `  then: curl -s -H "Authorization: Bearer $TOKEN" ${http}/api/v1/devices/${id}`,
+      ];
+    },
+  };
+}

@@ -1,0 +1,90 @@
+import { Type } from 'typebox';
+import type { HttpApp } from '../transports/http/http-server.ts';
+import { requireOperator } from '../transports/http/http-server.ts';
+import { AuthHeader, Pagination, problems } from '../transports/http/http-schemas.ts';
+import type { DeviceRecord, DeviceService, ProvisionedDevice } from './device-service.ts';
+import type { PresenceService } from './presence-service.ts';
+import type { ShadowService } from '../shadow/shadow-service.ts';
+import { BulkProvisionBody, DeviceParams, DeviceSchema, DeviceSummarySchema, ProvisionBody, ProvisionedSchema } from './device-schema.ts';
+
+const iso = (n: number | null) => (n == null ? null : new Date(n).toISOString());
+
+function base(d: DeviceRecord) {
+  return { id: d.id, product: d.productKey, name: d.name, parentId: d.parentId, hwid: d.hwid, pairingCode: d.pairingCode, createdAt: new Date(d.createdAt).toISOString() };
+}
+
+function provisioned(d: ProvisionedDevice) {
+  return {
+    ...base(d),
+    secret: d.secret,
+    mqtt: {
+      clientId: d.id, username: d.id,
+      topics: {
+        properties: `devices/${d.id}/properties`, events: `devices/${d.id}/events`, commands: `devices/${d.id}/commands`,
+        commandResults: `devices/${d.id}/commands/result`, desired: `devices/${d.id}/desired`, errors: `devices/${d.id}/errors`,
+      },
+    },
+  };
+}
+
+export function deviceRoutes(app: HttpApp, deps: { devices: DeviceService; presence: PresenceService; shadow: ShadowService }): void {
+  const { devices, presence, shadow } = deps;
+
+  const summary = async (d: DeviceRecord) => {
+    const p = await presence.get(d.id);
+    return { ...base(d), online: p.online, lastSeen: iso(p.lastSeen) };
+  };
+
+  app.post('/api/v1/devices', {
+    schema: {
+      tags: ['devices'], summary: 'Provision a device; returns its MQTT secret once', ...AuthHeader,
+      body: ProvisionBody,
+      response: { 201: ProvisionedSchema, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_PRODUCT_NOT_FOUND') },
+    },
+  }, async (req, reply) => {
+    requireOperator(req);
+    return reply.status(201).send(provisioned(await devices.provision(req.body)));
+  });
+
+  app.post('/api/v1/devices/bulk', {
+    schema: {
+      tags: ['devices'], summary: 'Provision up to 1000 devices at once (all or none)', ...AuthHeader,
+      body: BulkProvisionBody,
+      response: { 201: Type.Object({ items: Type.Array(ProvisionedSchema) }), ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_PRODUCT_NOT_FOUND') },
+    },
+  }, async (req, reply) => {
+    requireOperator(req);
+    const items = await devices.provisionMany(req.body.items);
+    return reply.status(201).send({ items: items.map(provisioned) });
+  });
+
+  app.get('/api/v1/devices', {
+    schema: {
+      tags: ['devices'], summary: 'List devices', ...AuthHeader,
+      querystring: Type.Object({ product: Type.Optional(Type.String()), parentId: Type.Optional(Type.String()), ...Pagination }),
+      response: { 200: Type.Object({ items: Type.Array(DeviceSummarySchema), total: Type.Integer() }), ...problems('E_UNAUTHENTICATED') },
+    },
+  }, async (req) => {
+    const { items, total } = await devices.list(req.query);
+    return { items: await Promise.all(items.map(summary)), total };
+  });
+
+  app.get('/api/v1/devices/:id', {
+    schema: { tags: ['devices'], summary: 'A device with presence and shadow', ...AuthHeader, params: DeviceParams, response: { 200: DeviceSchema, ...problems('E_UNAUTHENTICATED', 'E_DEVICE_NOT_FOUND') } },
+  }, async (req) => {
+    const d = await devices.require(req.params.id);
+    const p = await presence.get(d.id);
+    return {
+      ...base(d), online: p.online, lastSeen: iso(p.lastSeen),
+      presence: { reason: p.reason, changedAt: iso(p.changedAt), session: p.session },
+      shadow: await shadow.view(d.id),
+    };
+  });
+
+  app.get('/api/v1/devices/:id/children', {
+    schema: { tags: ['devices'], summary: 'Sub-devices of a hub', ...AuthHeader, params: DeviceParams, response: { 200: Type.Object({ items: Type.Array(DeviceSummarySchema) }), ...problems('E_UNAUTHENTICATED', 'E_DEVICE_NOT_FOUND') } },
+  }, async (req) => {
+    await devices.require(req.params.id);
+    return { items: await Promise.all((await devices.children(req.params.id)).map(summary)) };
+  });
+}

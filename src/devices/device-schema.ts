@@ -1,0 +1,60 @@
+import { Type, type Static } from 'typebox';
+import { JsonObject } from '../transports/http/http-schemas.ts';
+
+export const DeviceId = Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$', examples: ['d_9x2k7m4p1q8r0t'] });
+export const DeviceParams = Type.Object({ id: DeviceId });
+
+export const ProvisionBody = Type.Object({
+  product: Type.String({ description: 'Product key', examples: ['light'] }),
+  name: Type.String({ minLength: 1, maxLength: 200, examples: ['Hall light'] }),
+  parentId: Type.Optional(DeviceId),
+}, { examples: [{ product: 'hub', name: 'Living-room hub' }] });
+
+export const BulkProvisionBody = Type.Object({
+  items: Type.Array(ProvisionBody, { minItems: 1, maxItems: 1000 }),
+}, { examples: [{ items: [{ product: 'plug', name: 'Plug 1' }, { product: 'plug', name: 'Plug 2' }] }] });
+
+const deviceFields = {
+  id: Type.String(),
+  product: Type.String(),
+  name: Type.String(),
+  parentId: Type.Union([Type.String(), Type.Null()]),
+  hwid: Type.Union([Type.String(), Type.Null()], { description: 'Hardware id of a sub-device joined by its hub' }),
+  pairingCode: Type.Union([Type.String(), Type.Null()], { description: 'What the QR code on the box carries' }),
+  createdAt: Type.String({ format: 'date-time' }),
+};
+
+export const ProvisionedSchema = Type.Object({
+  ...deviceFields,
+  secret: Type.String({ description: 'The MQTT password. Shown once: only a digest is stored.' }),
+  mqtt: Type.Object({ clientId: Type.String(), username: Type.String(), topics: Type.Record(Type.String(), Type.String()) }),
+}, { examples: [{ id: 'd_9x2k7m4p1q8r0t', product: 'hub', name: 'Living-room hub', parentId: null, hwid: null, pairingCode: 'K7M4-P1Q8-R2X9', createdAt: '2026-11-23T08:00:00.000Z', secret: 'q3VZ0m1oQ2d3bU8pX1c2V3d4', mqtt: { clientId: 'd_9x2k7m4p1q8r0t', username: 'd_9x2k7m4p1q8r0t', topics: { properties: 'devices/d_9x2k7m4p1q8r0t/properties' } } }] });
+
+export const ShadowSchema = Type.Object({
+  reported: JsonObject,
+  desired: JsonObject,
+  delta: JsonObject,
+  version: Type.Integer(),
+  metadata: Type.Optional(Type.Object({ reported: Type.Record(Type.String(), Type.Unknown()), desired: Type.Record(Type.String(), Type.Unknown()) })),
+  updatedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+}, { examples: [{ reported: { on: false, brightness: 40 }, desired: { on: true }, delta: { on: true }, version: 12, updatedAt: '2026-11-23T08:00:00.000Z' }] });
+
+export const DeviceSchema = Type.Object({
+  ...deviceFields,
+  online: Type.Boolean(),
+  lastSeen: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  presence: Type.Object({
+    reason: Type.String({ description: 'Why presence last changed: connect, disconnect, keepalive-timeout, connection-lost, server-shutdown, server-restart, hub-reported, hub-offline, never-connected' }),
+    changedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+    session: Type.Integer({ description: 'Connection counter; grows with every accepted connection' }),
+  }),
+  shadow: ShadowSchema,
+}, { examples: [{ id: 'd_9x2k7m4p1q8r0t', product: 'light', name: 'Hall light', parentId: 'd_h1b2c3d4e5f6g7', hwid: '00:12:4b:00:1c:a1:b2:01', pairingCode: 'K7M4-P1Q8-R2X9', createdAt: '2026-11-23T08:00:00.000Z', online: true, lastSeen: '2026-11-23T08:05:00.000Z', presence: { reason: 'hub-reported', changedAt: '2026-11-23T08:01:00.000Z', session: 0 }, shadow: { reported: { on: true, brightness: 80 }, desired: {}, delta: {}, version: 3, updatedAt: '2026-11-23T08:05:00.000Z' } }] });
+
+export const DeviceSummarySchema = Type.Object({
+  ...deviceFields,
+  online: Type.Boolean(),
+  lastSeen: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+});
+
+export type ProvisionBody = Static<typeof ProvisionBody>;

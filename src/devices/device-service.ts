@@ -1,0 +1,145 @@
+import type { Db } from '../core/store/db.ts';
+import { HearthError } from '../core/errors.ts';
+import { newId, newPairingCode, newSecret } from '../core/ids.ts';
+import { digestToken, verifyToken } from '../core/secrets.ts';
+import type { ProductService } from '../products/product-service.ts';
+
+/** What the hot paths (ACL, ingest) need to know about a device; cached. */
+export interface DeviceRecord {
+  id: string;
+  productKey: string;
+  name: string;
+  parentId: string | null;
+  hwid: string | null;
+  pairingCode: string | null;
+  createdAt: number;
+}
+
+export interface ProvisionInput {
+  product: string;
+  name: string;
+  parentId?: string;
+}
+
+export interface ProvisionedDevice extends DeviceRecord {
+  /** Shown once; only its digest is stored. */
+  secret: string;
+}
+
+export interface ListFilter {
+  product?: string;
+  parentId?: string;
+  limit: number;
+  offset: number;
+}
+
+type DeviceRow = { id: string; product_key: string; name: string; parent_id: string | null; hwid: string | null; pairing_code: string | null; created_at: number; secret_hash: string | null };
+
+/**
+ * The device registry: provisioning, credentials, hub/sub-device relations.
+ * Records are immutable apart from the name, so they are cached without invalidation.
+ */
+export class DeviceService {
+  private readonly cache = new Map<string, DeviceRecord & { secretHash: string | null }>();
+
+  constructor(private readonly deps: { db: Db; products: ProductService }) {}
+
+  async provision(input: ProvisionInput): Promise<ProvisionedDevice> {
+    return (await this.provisionMany([input]))[0];
+  }
+
+  /** Provisions devices in one transaction: all or none. */
+  async provisionMany(inputs: ProvisionInput[]): Promise<ProvisionedDevice[]> {
+    const now = Date.now();
+    const out: ProvisionedDevice[] = [];
+    const rows: DeviceRow[] = [];
+    for (const [i, input] of inputs.entries()) {
+      const where = inputs.length > 1 ? ` (item ${i})` : '';
+      if (!(await this.deps.products.get(input.product))) throw new HearthError('E_PRODUCT_NOT_FOUND', `product "${input.product}" does not exist${where}`, { field: `${inputs.length > 1 ? `items[${i}].` : ''}product` });
+      if (input.parentId && !(await this.get(input.parentId))) throw new HearthError('E_DEVICE_NOT_FOUND', `parent device "${input.parentId}" does not exist${where}`, { field: 'parentId' });
+      const secret = newSecret();
+      const row: DeviceRow = { id: newId('d'), product_key: input.product, name: input.name, parent_id: input.parentId ?? null, hwid: null, secret_hash: digestToken(secret), pairing_code: newPairingCode(), created_at: now };
+      rows.push(row);
+      out.push({ ...toRecord(row), secret });
+    }
+    await this.deps.db.transaction().execute(async (trx) => {
+      for (let i = 0; i < rows.length; i += 200) await trx.insertInto('devices').values(rows.slice(i, i + 200)).execute();
+    });
+    return out;
+  }
+
+  /** Cached lookup; undefined when the device does not exist. */
+  async get(id: string): Promise<DeviceRecord | undefined> {
+    const hit = this.cache.get(id);
+    if (hit) return hit;
+    const row = await this.deps.db.selectFrom('devices').selectAll().where('id', '=', id).executeTakeFirst();
+    if (!row) return undefined;
+    const rec = { ...toRecord(row), secretHash: row.secret_hash };
+    this.cache.set(id, rec);
+    return rec;
+  }
+
+  /** Synchronous cache peek for hot paths that already loaded the device (e.g. ACL checks after connect). */
+  peek(id: string): DeviceRecord | undefined {
+    return this.cache.get(id);
+  }
+
+  async require(id: string): Promise<DeviceRecord> {
+    const d = await this.get(id);
+    if (!d) throw new HearthError('E_DEVICE_NOT_FOUND', `device "${id}" does not exist`);
+    return d;
+  }
+
+  async authenticate(id: string, secret: string): Promise<boolean> {
+    await this.get(id);
+    const rec = this.cache.get(id);
+    return !!rec?.secretHash && verifyToken(secret, rec.secretHash);
+  }
+
+  async list(filter: ListFilter): Promise<{ items: DeviceRecord[]; total: number }> {
+    let q = this.deps.db.selectFrom('devices');
+    if (filter.product) q = q.where('product_key', '=', filter.product);
+    if (filter.parentId) q = q.where('parent_id', '=', filter.parentId);
+    const [{ n }] = await q.select((eb) => eb.fn.countAll<number>().as('n')).execute();
+    const rows = await q.selectAll().orderBy('created_at').orderBy('id').limit(filter.limit).offset(filter.offset).execute();
+    return { items: rows.map(toRecord), total: Number(n) };
+  }
+
+  async children(parentId: string): Promise<DeviceRecord[]> {
+    const rows = await this.deps.db.selectFrom('devices').selectAll().where('parent_id', '=', parentId).orderBy('created_at').execute();
+    return rows.map(toRecord);
+  }
+
+  /** True when `actorId` may act for `deviceId`: itself, or its parent hub. */
+  async mayActFor(actorId: string, deviceId: string): Promise<boolean> {
+    if (actorId === deviceId) return true;
+    const d = await this.get(deviceId);
+    return d?.parentId === actorId;
+  }
+
+  /**
+   * A hub pairs a sub-device by hardware id. Joining the same hwid again returns the same
+   * device, so a hub can re-announce its children after every reconnect.
+   */
+  async join(hubId: string, product: string, hwid: string): Promise<DeviceRecord> {
+    const existing = await this.deps.db.selectFrom('devices').selectAll().where('parent_id', '=', hubId).where('hwid', '=', hwid).executeTakeFirst();
+    if (existing) return toRecord(existing);
+    if (!(await this.deps.products.get(product))) throw new HearthError('E_PRODUCT_NOT_FOUND', `product "${product}" does not exist`);
+    const row: DeviceRow = { id: newId('d'), product_key: product, name: `${product} ${hwid}`, parent_id: hubId, hwid, secret_hash: null, pairing_code: newPairingCode(), created_at: Date.now() };
+    await this.deps.db.insertInto('devices').values(row).onConflict((oc) => oc.columns(['parent_id', 'hwid']).doNothing()).execute();
+    const stored = await this.deps.db.selectFrom('devices').selectAll().where('parent_id', '=', hubId).where('hwid', '=', hwid).executeTakeFirstOrThrow();
+    return toRecord(stored);
+  }
+}
+
+function toRecord(row: DeviceRow): DeviceRecord {
+  return {
+    id: row.id,
+    productKey: row.product_key,
+    name: row.name,
+    parentId: row.parent_id,
+    hwid: row.hwid,
+    pairingCode: row.pairing_code,
+    createdAt: Number(row.created_at),
+  };
+}

@@ -1,0 +1,49 @@
+import { Hearth } from './app.ts';
+import type { Config } from './core/config/config-schema.ts';
+import { setupDemo, type DemoHandle } from './demo/demo.ts';
+
+/**
+ * Runs the platform until SIGINT/SIGTERM: builds the app, starts it, loads the demo on first
+ * start, prints where everything is, and shuts down gracefully on a signal.
+ */
+export async function runServer(config: Config, out: (line: string) => void = (l) => process.stdout.write(l + '\n')): Promise<void> {
+  const hearth = new Hearth(config);
+  const info = await hearth.start();
+  let demo: DemoHandle | undefined;
+  if (config.demo) demo = await setupDemo(hearth, info.firstStart);
+
+  const host = config.publicUrl ?? `http://localhost:${hearth.httpPort}`;
+  const mqttHost = new URL(host).hostname;
+  const lines = [
+    '',
+    `Hearth is running.`,
+    `  REST API       ${host}/api/v1`,
+    `  API docs       ${host}/docs   (OpenAPI JSON: ${host}/docs/json)`,
+    `  MQTT           mqtt://${mqttHost}:${hearth.mqttPort}   (WebSocket: ${host.replace(/^http/, 'ws')}/mqtt)`,
+    `  Health         ${host}/healthz  ${host}/readyz`,
+    `  Data           ${config.dataDir}`,
+    '',
+    `Operator login:  ${info.operator.email}` + (info.operator.generatedPassword ? `  password: ${info.operator.generatedPassword}   (generated; shown only this once)` : info.operator.created ? '  (password from HEARTH_ADMIN_PASSWORD)' : ''),
+  ];
+  if (demo) lines.push(...demo.banner(host, mqttHost, hearth.mqttPort));
+  out(lines.join('\n'));
+
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    hearth.log.info({ signal }, 'shutting down');
+    const force = setTimeout(() => {
+      hearth.log.error('graceful shutdown took too long; exiting');
+      process.exit(1);
+    }, 30_000);
+    force.unref();
+    void (async () => {
+      await demo?.stop();
+      await hearth.stop();
+      hearth.log.info('stopped');
+    })();
+  };
+  process.once('SIGINT', () => shutdown('SIGINT'));
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+}

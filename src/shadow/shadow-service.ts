@@ -1,0 +1,143 @@
+import type { Db } from '../core/store/db.ts';
+import { fromJson, toJson } from '../core/store/db.ts';
+import type { Bus } from '../core/bus/bus.ts';
+import { subjects, type DownlinkMessage } from '../core/bus/subjects.ts';
+import type { Logger } from '../core/logger.ts';
+import { HearthError } from '../core/errors.ts';
+import type { DeviceService } from '../devices/device-service.ts';
+import type { PresenceService } from '../devices/presence-service.ts';
+import type { ProductService } from '../products/product-service.ts';
+import { applyDesired, applyReport, delta, emptyShadow, markDelivered, type ReportOutcome, type ShadowState } from './shadow-state.ts';
+
+/** What the API shows of a shadow. */
+export interface ShadowView {
+  reported: Record<string, unknown>;
+  desired: Record<string, unknown>;
+  delta: Record<string, unknown>;
+  version: number;
+  metadata: ShadowState['metadata'];
+  updatedAt: string | null;
+}
+
+/**
+ * Device shadows. Reports update an in-memory copy at once (so reads see them) and reach
+ * the store in batched transactions every `flushMs`; desired-state changes are written
+ * before the API call returns.
+ */
+export class ShadowService {
+  private readonly cache = new Map<string, ShadowState>();
+  private readonly loading = new Map<string, Promise<ShadowState>>();
+  private readonly dirty = new Set<string>();
+  private timer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> = Promise.resolve();
+
+  constructor(private readonly deps: { db: Db; bus: Bus; log: Logger; devices: DeviceService; products: ProductService; presence: PresenceService; flushMs: number }) {}
+
+  start(): void {
+    this.timer = setInterval(() => void this.flush(), this.deps.flushMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.flush();
+  }
+
+  async view(deviceId: string): Promise<ShadowView> {
+    const s = await this.load(deviceId);
+    return toView(s);
+  }
+
+  /** Applies an already validated property report. */
+  async report(deviceId: string, values: Record<string, unknown>, at: number): Promise<ReportOutcome> {
+    const s = await this.load(deviceId);
+    const outcome = applyReport(s, values, at);
+    this.dirty.add(deviceId);
+    return outcome;
+  }
+
+  /** Validates and sets desired state; sends the delta at once when the device is online. */
+  async setDesired(deviceId: string, values: Record<string, unknown>): Promise<ShadowView> {
+    const device = await this.deps.devices.require(deviceId);
+    const model = await this.deps.products.model(device.productKey);
+    const check = model!.checkDesired(values);
+    if (!check.ok) throw new HearthError('E_MODEL_MISMATCH', check.problems.join('; '), { problems: check.problems });
+    const s = await this.load(deviceId);
+    applyDesired(s, values, Date.now());
+    if ((await this.deps.presence.get(deviceId)).online) this.sendDelta(deviceId, s);
+    this.dirty.add(deviceId);
+    await this.flush();
+    return toView(s);
+  }
+
+  /** The device (re)subscribed to its desired topic: send what is pending. */
+  async resend(deviceId: string): Promise<void> {
+    const s = await this.load(deviceId);
+    if (Object.keys(s.desired).length === 0) return;
+    this.sendDelta(deviceId, s);
+    this.dirty.add(deviceId);
+  }
+
+  /** Writes dirty shadows in one transaction. */
+  flush(): Promise<void> {
+    this.flushing = this.flushing.then(async () => {
+      if (this.dirty.size === 0) return;
+      const ids = [...this.dirty];
+      this.dirty.clear();
+      try {
+        await this.deps.db.transaction().execute(async (trx) => {
+          for (const id of ids) {
+            const s = this.cache.get(id)!;
+            const row = { reported: toJson(s.reported), desired: toJson(s.desired), metadata: toJson(s.metadata), version: s.version, updated_at: s.updatedAt };
+            await trx.insertInto('shadows').values({ device_id: id, ...row })
+              .onConflict((oc) => oc.column('device_id').doUpdateSet(row))
+              .execute();
+          }
+        });
+      } catch (err) {
+        for (const id of ids) this.dirty.add(id);
+        this.deps.log.error({ err }, 'shadow flush failed; will retry');
+      }
+    });
+    return this.flushing;
+  }
+
+  private sendDelta(deviceId: string, s: ShadowState): void {
+    const d = delta(s);
+    const keys = Object.keys(d);
+    if (keys.length === 0) return;
+    const msg: DownlinkMessage = { deviceId, kind: 'desired', payload: { state: d, version: s.version } };
+    this.deps.bus.publish(subjects.down(deviceId), msg);
+    markDelivered(s, keys, Date.now());
+  }
+
+  private load(deviceId: string): Promise<ShadowState> | ShadowState {
+    const hit = this.cache.get(deviceId);
+    if (hit) return hit;
+    let p = this.loading.get(deviceId);
+    if (!p) {
+      p = (async () => {
+        const row = await this.deps.db.selectFrom('shadows').selectAll().where('device_id', '=', deviceId).executeTakeFirst();
+        const s: ShadowState = row
+          ? { reported: fromJson(row.reported), desired: fromJson(row.desired), metadata: fromJson(row.metadata), version: Number(row.version), updatedAt: Number(row.updated_at) }
+          : emptyShadow();
+        this.cache.set(deviceId, s);
+        this.loading.delete(deviceId);
+        return s;
+      })();
+      this.loading.set(deviceId, p);
+    }
+    return p;
+  }
+}
+
+function toView(s: ShadowState): ShadowView {
+  return {
+    reported: { ...s.reported },
+    desired: { ...s.desired },
+    delta: delta(s),
+    version: s.version,
+    metadata: structuredClone(s.metadata),
+    updatedAt: s.updatedAt ? new Date(s.updatedAt).toISOString() : null,
+  };
+}

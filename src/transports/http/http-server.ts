@@ -1,0 +1,146 @@
+import Fastify, { LogController, type FastifyInstance, type FastifyRequest, type FastifyBaseLogger, type RawServerDefault } from 'fastify';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import websocket from '@fastify/websocket';
+import { createWebSocketStream } from 'ws';
+import type { Duplex } from 'node:stream';
+import { HearthError, ERRORS, isHearthError, type ErrorCode } from '../../core/errors.ts';
+import type { Logger } from '../../core/logger.ts';
+import type { Principal } from '../../auth/auth-service.ts';
+import { ProblemSchema } from './http-schemas.ts';
+
+export type HttpApp = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxTypeProvider>;
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Set by the auth hook on every authenticated /api/v1 route. */
+    principal?: Principal;
+  }
+  interface FastifyContextConfig {
+    /** Routes that need no bearer token. */
+    public?: boolean;
+  }
+}
+
+export interface HttpServerDeps {
+  log: Logger;
+  version: string;
+  /** Verifies a bearer token; throws a HearthError when it is not valid. */
+  verifyToken: (token: string) => Principal;
+  /** Health: is the process alive; readiness: should it get traffic. */
+  isReady: () => boolean;
+  /** MQTT over WebSocket connections are handed here. */
+  mqttStream?: (stream: Duplex, req: IncomingMessage) => void;
+}
+
+/** The signed-in principal of a route that went through the auth hook. */
+export function principal(req: FastifyRequest): Principal {
+  if (!req.principal) throw new HearthError('E_UNAUTHENTICATED');
+  return req.principal;
+}
+
+export function requireOperator(req: FastifyRequest): Principal {
+  const p = principal(req);
+  if (p.role !== 'operator') throw new HearthError('E_FORBIDDEN', 'this action is for the operator');
+  return p;
+}
+
+function problem(code: ErrorCode, detail: string, instance: string, extras?: Record<string, unknown>) {
+  const { status, title } = ERRORS[code];
+  return { type: `urn:hearth:error:${code}`, title, status, detail, code, instance, ...extras };
+}
+
+/**
+ * Builds the Fastify root: error handling as problem+json, bearer-token auth for /api/v1,
+ * the OpenAPI document and UI at /docs, probes, and MQTT over WebSocket at /mqtt.
+ * Capabilities register their routes on the returned app; `listen()` is the caller's.
+ */
+export async function buildHttpServer(deps: HttpServerDeps): Promise<HttpApp> {
+  const app = Fastify({
+    loggerInstance: deps.log as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: 1024 * 1024,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: true } },
+    return503OnClosing: true,
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  app.addSchema(ProblemSchema);
+
+  app.setErrorHandler((err: unknown, req, reply) => {
+    let body;
+    if (isHearthError(err)) {
+      body = problem(err.code, err.message, req.url, err.extras);
+    } else {
+      const e = err as { validation?: Array<{ instancePath: string; message?: string; params?: Record<string, unknown> }>; validationContext?: string; statusCode?: number; message: string; code?: string };
+      if (e.validation) {
+        const errors = e.validation.map((v) => {
+          const missing = v.params?.missingProperty as string | undefined;
+          const extra = v.params?.additionalProperty as string | undefined;
+          const path = `${e.validationContext ?? 'body'}${v.instancePath.replace(/\//g, '.')}${missing ? `.${missing}` : ''}${extra ? `.${extra}` : ''}`;
+          return { field: path, message: extra ? 'is not allowed' : v.message ?? 'is invalid' };
+        });
+        body = problem('E_VALIDATION', errors.map((x) => `${x.field} ${x.message}`).join('; '), req.url, { field: errors[0]?.field, errors });
+      } else if (e.statusCode === 413 || e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+        body = problem('E_PAYLOAD_TOO_LARGE', e.message, req.url);
+      } else if (e.statusCode && e.statusCode >= 400 && e.statusCode < 500) {
+        body = { ...problem('E_VALIDATION', e.message, req.url), status: e.statusCode, title: 'Bad request' };
+      } else {
+        req.log.error({ err }, 'request failed');
+        body = problem('E_INTERNAL', 'the request could not be completed', req.url);
+      }
+    }
+    reply.status(body.status).type('application/problem+json').send(body);
+  });
+
+  app.setNotFoundHandler((req, reply) => {
+    reply.status(404).type('application/problem+json').send(problem('E_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`, req.url));
+  });
+
+  app.addHook('onRequest', async (req) => {
+    if (!req.url.startsWith('/api/')) return;
+    if (req.routeOptions.config?.public) return;
+    const header = req.headers.authorization;
+    if (!header?.startsWith('Bearer ')) throw new HearthError('E_UNAUTHENTICATED', 'send "Authorization: Bearer <token>" (get one from POST /api/v1/auth/login)');
+    req.principal = deps.verifyToken(header.slice(7).trim());
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'Hearth API',
+        version: deps.version,
+        description: 'The REST API of Hearth, an open-source device cloud. Errors are application/problem+json (see docs/errors.md). The device side is MQTT: see docs/protocol.md.',
+        license: { name: 'Apache-2.0', identifier: 'Apache-2.0' },
+      },
+      components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'Token from POST /api/v1/auth/login' } } },
+      tags: [
+        { name: 'auth', description: 'Sign-in and tokens' },
+        { name: 'products', description: 'Device types and their thing models' },
+        { name: 'devices', description: 'Provisioning, state, presence' },
+        { name: 'shadow', description: 'Reported and desired state' },
+        { name: 'commands', description: 'Commands with acknowledgements' },
+        { name: 'history', description: 'Property time series and device events' },
+        { name: 'system', description: 'Probes' },
+      ],
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+  await app.register(websocket, { options: { maxPayload: 1024 * 1024 } });
+
+  app.get('/healthz', { schema: { tags: ['system'], summary: 'Liveness: the process is running', response: { 200: { type: 'object', properties: { status: { type: 'string' } } } } }, config: { public: true } }, async () => ({ status: 'ok' }));
+  app.get('/readyz', { schema: { tags: ['system'], summary: 'Readiness: the node takes traffic', response: { 200: { type: 'object', properties: { status: { type: 'string' } } }, 503: { type: 'object', properties: { status: { type: 'string' } } } } }, config: { public: true } }, async (_req, reply) => {
+    if (deps.isReady()) return { status: 'ready' };
+    return reply.status(503).send({ status: 'not-ready' });
+  });
+
+  if (deps.mqttStream) {
+    const mqttStream = deps.mqttStream;
+    app.get('/mqtt', { websocket: true, schema: { hide: true }, config: { public: true } }, (socket, req) => {
+      mqttStream(createWebSocketStream(socket), req.raw);
+    });
+  }
+  return app;
+}

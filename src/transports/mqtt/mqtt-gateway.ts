@@ -1,0 +1,192 @@
+import { createServer, type Server, type Socket } from 'node:net';
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { Aedes, type Client, type AuthenticateError, type PublishPacket } from 'aedes';
+import type { Bus, Unsubscribe } from '../../core/bus/bus.ts';
+import { subjects, type DownlinkMessage, type DeviceErrorPayload, type UplinkMessage } from '../../core/bus/subjects.ts';
+import type { Logger } from '../../core/logger.ts';
+import type { DeviceService } from '../../devices/device-service.ts';
+import type { PresenceReason, PresenceService } from '../../devices/presence-service.ts';
+import { downlinkTopic, filterCoversDesired, isAllowedSubscriptionSuffix, parseDeviceTopic, uplinkKind } from './topic-codec.ts';
+
+export interface MqttGatewayConfig {
+  port: number;
+  host: string;
+  maxPayloadBytes: number;
+}
+
+/** Per-connection state, kept off Aedes' own fields. */
+interface ConnState {
+  session: Promise<number>;
+  reason?: PresenceReason;
+}
+
+const CONN = Symbol('hearth.conn');
+type HearthClient = Client & { [CONN]?: ConnState; _disconnected?: boolean };
+
+function authError(code: number, message: string): AuthenticateError {
+  return Object.assign(new Error(message), { returnCode: code }) as AuthenticateError;
+}
+
+/**
+ * The device edge: an embedded Aedes broker (MQTT 3.1.1 over TCP and WebSocket) that
+ * authenticates devices, enforces per-device topic ACLs, turns device publishes into bus
+ * uplink messages and bus downlink messages into publishes. It decides nothing else.
+ */
+export class MqttGateway {
+  private broker!: Aedes;
+  private server: Server | undefined;
+  private readonly unsubs: Unsubscribe[] = [];
+  private shuttingDown = false;
+  private readonly sockets = new Set<Socket>();
+
+  constructor(private readonly deps: { bus: Bus; devices: DeviceService; presence: PresenceService; log: Logger; config: MqttGatewayConfig }) {}
+
+  async start(): Promise<void> {
+    const { devices, log } = this.deps;
+    this.broker = await Aedes.createBroker({
+      id: 'hearth',
+      authenticate: (client, username, password, done) => {
+        if (!client.id || username !== client.id || !password) {
+          done(authError(username && client.id && username !== client.id ? 2 : 4, 'client id and username must both be the device id'), false);
+          return;
+        }
+        devices.authenticate(username, password.toString('utf8')).then(
+          (ok) => done(ok ? null : authError(4, 'bad device id or secret'), ok),
+          (err) => {
+            log.error({ err }, 'device authentication failed');
+            done(authError(3, 'server unavailable'), false);
+          },
+        );
+      },
+      authorizePublish: (client, packet, done) => {
+        if (!client) return done(null);
+        const parsed = parseDeviceTopic(packet.topic);
+        if (!parsed || !uplinkKind(parsed.suffix)) return done(new Error(`publish to ${packet.topic} not allowed`));
+        devices.mayActFor(client.id, parsed.deviceId).then(
+          (ok) => done(ok ? null : new Error(`publish to ${packet.topic} not allowed`)),
+          (err) => done(err as Error),
+        );
+      },
+      // A refused filter is granted 0x80 (done(null, null)); an error would close the connection.
+      authorizeSubscribe: (client, sub, done) => {
+        const parsed = parseDeviceTopic(sub.topic);
+        if (!parsed || !isAllowedSubscriptionSuffix(parsed.suffix)) return done(null, null);
+        devices.mayActFor(client.id, parsed.deviceId).then(
+          (ok) => done(null, ok ? { ...sub, qos: Math.min(sub.qos, 1) as 0 | 1 } : null),
+          (err) => done(err as Error),
+        );
+      },
+      published: (packet, client, done) => {
+        if (client) this.ingest(client as HearthClient, packet);
+        done(null);
+      },
+    });
+
+    this.broker.on('client', (client: HearthClient) => {
+      const state: ConnState = { session: this.deps.presence.connected(client.id) };
+      client[CONN] = state;
+      state.session.catch((err) => log.error({ err, deviceId: client.id }, 'presence update on connect failed'));
+    });
+    this.broker.on('keepaliveTimeout', (client: HearthClient) => {
+      if (client[CONN]) client[CONN].reason ??= 'keepalive-timeout';
+    });
+    this.broker.on('clientError', (client: HearthClient, err: Error) => {
+      log.debug({ deviceId: client.id, err: err.message }, 'mqtt client error');
+      if (client[CONN]) client[CONN].reason ??= 'connection-lost';
+    });
+    this.broker.on('clientDisconnect', (client: HearthClient) => {
+      const state = client[CONN];
+      if (!state) return;
+      const reason: PresenceReason = this.shuttingDown ? 'server-shutdown' : state.reason ?? (client._disconnected ? 'disconnect' : 'connection-lost');
+      state.session
+        .then((session) => this.deps.presence.disconnected(client.id, session, reason))
+        .catch((err) => log.error({ err, deviceId: client.id }, 'presence update on disconnect failed'));
+    });
+    this.broker.on('subscribe', (subs, client) => {
+      if (!client) return;
+      for (const s of subs) {
+        const parsed = parseDeviceTopic(s.topic);
+        if (parsed && filterCoversDesired(parsed.suffix)) {
+          const msg: UplinkMessage = { deviceId: parsed.deviceId, via: client.id, kind: 'subscribed', topic: s.topic, payload: null, receivedAt: Date.now() };
+          this.deps.bus.publish(subjects.up(parsed.deviceId, 'subscribed'), msg);
+        }
+      }
+    });
+
+    this.unsubs.push(this.deps.bus.subscribe<DownlinkMessage>(subjects.allDown, (msg) => this.deliver(msg.data), { name: 'mqtt-gateway.downlink' }));
+
+    const server = createServer({ noDelay: true }, (socket) => {
+      this.sockets.add(socket);
+      socket.on('close', () => this.sockets.delete(socket));
+      this.broker.handle(socket);
+    });
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.deps.config.port, this.deps.config.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  }
+
+  /** The bound TCP port (useful when configured as 0). */
+  get port(): number {
+    const addr = this.server?.address();
+    return typeof addr === 'object' && addr ? addr.port : this.deps.config.port;
+  }
+
+  get connectedClients(): number {
+    return this.broker?.connectedClients ?? 0;
+  }
+
+  /** Serves one MQTT-over-WebSocket connection. */
+  handleStream(stream: Duplex, req?: IncomingMessage): void {
+    this.broker.handle(stream, req);
+  }
+
+  /** Sends a message to a device if it holds a subscription here. */
+  deliver(msg: DownlinkMessage): void {
+    const packet: PublishPacket = {
+      cmd: 'publish',
+      topic: downlinkTopic(msg.deviceId, msg.kind),
+      payload: Buffer.from(JSON.stringify(msg.payload)),
+      qos: 1,
+      retain: false,
+      dup: false,
+    };
+    this.broker.publish(packet, (err) => {
+      if (err) this.deps.log.warn({ err, deviceId: msg.deviceId }, 'downlink publish failed');
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.shuttingDown = true;
+    for (const u of this.unsubs.splice(0)) u();
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    for (const s of this.sockets) s.destroy();
+    if (this.broker) await new Promise<void>((resolve) => this.broker.close(() => resolve()));
+  }
+
+  private ingest(client: HearthClient, packet: PublishPacket): void {
+    const parsed = parseDeviceTopic(packet.topic)!;
+    const kind = uplinkKind(parsed.suffix)!;
+    const raw = packet.payload as Buffer;
+    if (raw.length > this.deps.config.maxPayloadBytes) {
+      return this.error(parsed.deviceId, { code: 'E_PAYLOAD_TOO_LARGE', message: `payload of ${raw.length} bytes exceeds the limit of ${this.deps.config.maxPayloadBytes}`, topic: packet.topic });
+    }
+    let payload: unknown;
+    try {
+      payload = JSON.parse(raw.toString('utf8'));
+    } catch (err) {
+      return this.error(parsed.deviceId, { code: 'E_BAD_JSON', message: `payload is not valid JSON: ${(err as Error).message}`, topic: packet.topic });
+    }
+    const msg: UplinkMessage = { deviceId: parsed.deviceId, via: client.id, kind, topic: packet.topic, payload, receivedAt: Date.now() };
+    this.deps.bus.publish(subjects.up(parsed.deviceId, kind), msg);
+  }
+
+  private error(deviceId: string, payload: DeviceErrorPayload): void {
+    this.deliver({ deviceId, kind: 'errors', payload });
+  }
+}
