@@ -9,7 +9,7 @@ const LoginBody = Type.Object({
   password: Type.String({ minLength: 1, examples: ['correct horse battery staple'] }),
 }, { examples: [{ email: 'admin@hearth.local', password: 'correct horse battery staple' }] });
 
-const UserSchema = Type.Object({ id: Type.String(), email: Type.String(), role: Type.String() });
+const UserSchema = Type.Object({ id: Type.String(), email: Type.String(), role: Type.String({ description: 'operator or user' }) }, { examples: [{ id: 'u_4k2m9x7p1q8r0t', email: 'admin@hearth.local', role: 'operator' }] });
 
 const LoginResponse = Type.Object({
   token: Type.String({ description: 'Bearer token for the Authorization header' }),

@@ -53,7 +53,7 @@ export function commandRoutes(app: HttpApp, deps: { devices: DeviceService; comm
       tags: ['commands'], summary: 'The command ledger of a device, newest first', ...AuthHeader,
       params: DeviceParams,
       querystring: Type.Object({ limit: Type.Integer({ minimum: 1, maximum: 1000, default: 50 }), before: Type.Optional(Type.String({ format: 'date-time' })) }),
-      response: { 200: Type.Object({ items: Type.Array(CommandRecord) }), ...problems('E_UNAUTHENTICATED', 'E_DEVICE_NOT_FOUND') },
+      response: { 200: Type.Object({ items: Type.Array(CommandRecord) }, { examples: [{ items: [{ id: 'c_7m2k9x4p1q8r0t', deviceId: 'd_9x2k7m4p1q8r0t', action: 'toggle', params: {}, source: 'user:u_4k2m9x7p1q8r0t', status: 'answered', acceptedAt: '2026-11-23T08:00:00.000Z', sentAt: '2026-11-23T08:00:00.001Z', answeredAt: '2026-11-23T08:00:00.004Z', timedOutAt: null, ok: true, result: {}, error: null, latencyMs: 4 }] }] }), ...problems('E_UNAUTHENTICATED', 'E_DEVICE_NOT_FOUND') },
     },
   }, async (req) => {
     await deps.devices.require(req.params.id);

@@ -5,7 +5,7 @@ import { AuthHeader, Pagination, problems } from '../transports/http/http-schema
 import type { DeviceRecord, DeviceService, ProvisionedDevice } from './device-service.ts';
 import type { PresenceService } from './presence-service.ts';
 import type { ShadowService } from '../shadow/shadow-service.ts';
-import { BulkProvisionBody, DeviceParams, DeviceSchema, DeviceSummarySchema, ProvisionBody, ProvisionedSchema } from './device-schema.ts';
+import { BulkProvisionBody, ChildrenSchema, DeviceListSchema, DeviceParams, DeviceSchema, ProvisionBody, ProvisionedSchema } from './device-schema.ts';
 
 const iso = (n: number | null) => (n == null ? null : new Date(n).toISOString());
 
@@ -62,7 +62,7 @@ export function deviceRoutes(app: HttpApp, deps: { devices: DeviceService; prese
     schema: {
       tags: ['devices'], summary: 'List devices', ...AuthHeader,
       querystring: Type.Object({ product: Type.Optional(Type.String()), parentId: Type.Optional(Type.String()), ...Pagination }),
-      response: { 200: Type.Object({ items: Type.Array(DeviceSummarySchema), total: Type.Integer() }), ...problems('E_UNAUTHENTICATED') },
+      response: { 200: DeviceListSchema, ...problems('E_UNAUTHENTICATED') },
     },
   }, async (req) => {
     const { items, total } = await devices.list(req.query);
@@ -82,7 +82,7 @@ export function deviceRoutes(app: HttpApp, deps: { devices: DeviceService; prese
   });
 
   app.get('/api/v1/devices/:id/children', {
-    schema: { tags: ['devices'], summary: 'Sub-devices of a hub', ...AuthHeader, params: DeviceParams, response: { 200: Type.Object({ items: Type.Array(DeviceSummarySchema) }), ...problems('E_UNAUTHENTICATED', 'E_DEVICE_NOT_FOUND') } },
+    schema: { tags: ['devices'], summary: 'Sub-devices of a hub', ...AuthHeader, params: DeviceParams, response: { 200: ChildrenSchema, ...problems('E_UNAUTHENTICATED', 'E_DEVICE_NOT_FOUND') } },
   }, async (req) => {
     await devices.require(req.params.id);
     return { items: await Promise.all((await devices.children(req.params.id)).map(summary)) };

@@ -57,4 +57,9 @@ export const DeviceSummarySchema = Type.Object({
   lastSeen: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
 });
 
+const summaryExample = { id: 'd_9x2k7m4p1q8r0t', product: 'light', name: 'Hall light', parentId: 'd_h1b2c3d4e5f6g7', hwid: '00:12:4b:00:1c:a1:b2:01', pairingCode: 'K7M4-P1Q8-R2X9', createdAt: '2026-11-23T08:00:00.000Z', online: true, lastSeen: '2026-11-23T08:05:00.000Z' };
+
+export const DeviceListSchema = Type.Object({ items: Type.Array(DeviceSummarySchema), total: Type.Integer() }, { examples: [{ items: [summaryExample], total: 1 }] });
+export const ChildrenSchema = Type.Object({ items: Type.Array(DeviceSummarySchema) }, { examples: [{ items: [summaryExample] }] });
+
 export type ProvisionBody = Static<typeof ProvisionBody>;

@@ -65,7 +65,7 @@ export function historyRoutes(app: HttpApp, deps: { devices: DeviceService; prod
       tags: ['history'], summary: 'Events the device reported, newest first', ...AuthHeader,
       params: DeviceParams,
       querystring: Type.Object({ ...TimeRange, limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }) }),
-      response: { 200: Type.Object({ items: Type.Array(Type.Object({ id: Type.String(), event: Type.String(), params: JsonObject, ts: Type.String({ format: 'date-time' }) })) }), ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_DEVICE_NOT_FOUND') },
+      response: { 200: Type.Object({ items: Type.Array(Type.Object({ id: Type.String(), event: Type.String(), params: JsonObject, ts: Type.String({ format: 'date-time' }) })) }, { examples: [{ items: [{ id: 'e_2k9x4p1q8r0t7m', event: 'unlock', params: { method: 'keypad', user: 'alice' }, ts: '2026-11-23T08:00:00.000Z' }] }] }), ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_DEVICE_NOT_FOUND') },
     },
   }, async (req) => {
     await deps.devices.require(req.params.id);

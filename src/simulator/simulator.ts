@@ -52,6 +52,8 @@ const JOIN_RETRY_MS = 5000;
 const RESULT_MEMORY = 256;
 /** CONNACK return codes that retrying cannot fix (2 bad client id, 4 bad credentials, 5 not authorized). */
 const FATAL_CONNACK = new Set([2, 4, 5]);
+/** How long stop() waits for in-flight messages before it drops the connection. */
+const STOP_GRACE_MS = 3000;
 
 interface Node {
   /** Device id; undefined for a child until it joined. */
@@ -399,10 +401,23 @@ export function startSimulator(opts: SimulatorOptions): RunningSimulator {
       generation++;
       for (const p of [...pendingJoins.values()]) p.reject(new Superseded('stopped'));
       settleReady(new Error('simulator stopped before it was ready'));
-      try {
-        await client.endAsync();
-      } catch (err) {
-        log(`error while disconnecting: ${(err as Error).message}`);
+      let grace: NodeJS.Timeout | undefined;
+      const graceful = client.endAsync().then(
+        () => true,
+        (err: Error) => {
+          log(`error while disconnecting: ${err.message}`);
+          return true;
+        },
+      );
+      // A silent broker never acknowledges in-flight messages; do not wait for it forever.
+      const forced = new Promise<boolean>((resolve) => {
+        grace = setTimeout(() => resolve(false), STOP_GRACE_MS);
+      });
+      const clean = await Promise.race([graceful, forced]);
+      clearTimeout(grace);
+      if (!clean) {
+        log('the broker did not answer; closing the connection without DISCONNECT');
+        client.stream?.destroy();
       }
       log('stopped');
     })();
