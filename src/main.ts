@@ -25,7 +25,7 @@ export async function runServer(config: Config, out: (line: string) => void = (l
     '',
     `Operator login:  ${info.operator.email}` + (info.operator.generatedPassword ? `  password: ${info.operator.generatedPassword}   (generated; shown only this once)` : info.operator.created ? '  (password from HEARTH_ADMIN_PASSWORD)' : ''),
   ];
-  if (demo) lines.push(...demo.banner(host, mqttHost, hearth.mqttPort));
+  if (demo) lines.push(...demo.banner(host, mqttHost, hearth.mqttPort, info.operator.email));
   out(lines.join('\n'));
 
   let stopping = false;

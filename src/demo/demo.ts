@@ -12,7 +12,7 @@ interface DemoState {
 export interface DemoHandle {
   hubId: string;
   simulator: RunningSimulator;
-  banner(httpBase: string, mqttHost: string, mqttPort: number): string[];
+  banner(httpBase: string, mqttHost: string, mqttPort: number, operatorEmail: string): string[];
   stop(): Promise<void>;
 }
 
@@ -52,13 +52,13 @@ export async function setupDemo(hearth: Hearth, firstStart: boolean): Promise<De
     hubId: state.hubId,
     simulator,
     stop: () => simulator.stop(),
-    banner: (http, mqttHost, mqttPort) => {
+    banner: (http, mqttHost, mqttPort, operatorEmail) => {
       const { lampId: id, lampSecret: secret } = state;
       return [
         '',
         `Demo: hub ${state.hubId} with ${simulator.children.size} simulated sub-devices (light, plug, lock, sensors, curtain).`,
         `  List them:   curl -s -H "Authorization: Bearer $TOKEN" ${http}/api/v1/devices/${state.hubId}/children`,
-        `  (get TOKEN:  curl -s -X POST ${http}/api/v1/auth/login -H 'content-type: application/json' -d '{"email":"<operator e-mail>","password":"<password>"}')`,
+        `  (TOKEN=$(curl -s -X POST ${http}/api/v1/auth/login -H 'content-type: application/json' -d '{"email":"${operatorEmail}","password":"<password>"}' | jq -r .token)`,
         '',
         `Be the demo desk lamp ${id} with a real MQTT client (client id = user name = device id):`,
         `  report state:      mosquitto_pub -h ${mqttHost} -p ${mqttPort} -i ${id} -u ${id} -P ${secret} -q 1 -t devices/${id}/properties -m '{"on":true,"brightness":80}'`,
