@@ -1,0 +1,552 @@
+/**
+ * `npm run bench`: Hearth against a plain reference MQTT broker (Debian's mosquitto) on this
+ * machine, with simulated devices over real MQTT. Prints a table of each Hearth figure beside
+ * the reference and their ratio, and writes it to docs/benchmarks.md.
+ *
+ * Sizes (environment):
+ *   BENCH_QUICK=1          tiny sizes, a smoke run in well under 30 s (does not write the docs)
+ *   BENCH_DEVICES          ingest devices (100)
+ *   BENCH_MESSAGES         ingest messages in total (200000)
+ *   BENCH_WINDOW           QoS 1 reports each ingest client keeps in flight (20)
+ *   BENCH_COMMANDS         commands per mode (2000)
+ *   BENCH_CONCURRENCY      commands in flight in the concurrent mode (10)
+ *   BENCH_CONNECTIONS      idle connections (5000; capped by the open-file limit)
+ *   BENCH_BATCH            concurrent connects per batch (100)
+ *   BENCH_WRITE_DOCS=0|1   write docs/benchmarks.md (default: 1, 0 in quick mode)
+ *   BENCH_HEARTH_PROF=1    run Hearth with --cpu-prof (profiles in $TMPDIR/hearth-bench-profiles/)
+ *   BENCH_TIMEOUT_S        abort the whole run after this many seconds (600)
+ *   BENCH_MOSQUITTO        path of the reference broker (default: the Debian package's)
+ *   BENCH_KEEP=1           keep the temporary directory (Hearth's data, mosquitto.conf)
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import type { MqttClient } from 'mqtt';
+import { Api, closeClients, openClientCount, subscribe, type DeviceCred } from './clients.ts';
+import { BENCH_ADMIN, MOSQUITTO_BIN, ROOT, killAll, mosquittoVersion, spawnHelper, startHearth, startMosquitto, type HearthServer, type Server } from './procs.ts';
+import { answerCommands, connectAll, mqttRequester, runCommands, runConnections, runIngest, type CommandResult, type ConnectionResult, type IngestResult } from './scenarios.ts';
+import { fmt, sleep, withTimeout } from './stats.ts';
+
+// ---------------------------------------------------------------------------------------------
+// Parameters
+
+const QUICK = process.env.BENCH_QUICK === '1';
+const int = (name: string, full: number, quick: number): number => {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return QUICK ? quick : full;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, got "${raw}"`);
+  return n;
+};
+
+function openFileLimit(): number {
+  try {
+    const out = execFileSync('sh', ['-c', 'ulimit -n'], { encoding: 'utf8' }).trim();
+    return out === 'unlimited' ? Infinity : Number(out) || 1024;
+  } catch {
+    return 1024;
+  }
+}
+
+const fdLimit = openFileLimit();
+const requestedConnections = int('BENCH_CONNECTIONS', 5000, 200);
+const P = {
+  devices: int('BENCH_DEVICES', 100, 10),
+  messages: int('BENCH_MESSAGES', 200_000, 2000),
+  window: int('BENCH_WINDOW', 20, 20),
+  commands: int('BENCH_COMMANDS', 2000, 200),
+  concurrency: int('BENCH_CONCURRENCY', 10, 10),
+  connections: Math.max(1, Math.min(requestedConnections, Math.floor(fdLimit / 2) - 100)),
+  batch: int('BENCH_BATCH', 100, 50),
+};
+const WARMUP_COMMANDS = Math.min(100, Math.max(10, Math.floor(P.commands / 10)));
+const WARMUP_CONNECTIONS = 10;
+const WRITE_DOCS = process.env.BENCH_WRITE_DOCS ? process.env.BENCH_WRITE_DOCS === '1' : !QUICK;
+const PROFILE = process.env.BENCH_HEARTH_PROF === '1';
+const TIMEOUT_S = int('BENCH_TIMEOUT_S', 600, 120);
+
+/** Messages per ingest device: the total split as evenly as possible. */
+const perDevice = Array.from({ length: P.devices }, (_, i) => Math.floor(P.messages / P.devices) + (i < P.messages % P.devices ? 1 : 0));
+
+const log = (m: string) => process.stdout.write(m + '\n');
+
+// ---------------------------------------------------------------------------------------------
+// Results
+
+interface Row {
+  metric: string;
+  /** 'up' = higher is better, 'down' = lower is better. */
+  better: 'up' | 'down';
+  hearth?: number;
+  ref?: number;
+}
+
+interface Results {
+  hearthIngest?: IngestResult;
+  refIngest?: IngestResult;
+  hearthCommands?: CommandResult;
+  refCommands?: CommandResult;
+  hearthConnections?: ConnectionResult;
+  refConnections?: ConnectionResult;
+  hearthIdleRssKb?: number;
+  refIdleRssKb?: number;
+  hearthStopMs?: number;
+  persistedCheck?: string;
+}
+
+function rows(r: Results): Row[] {
+  const c = P.concurrency;
+  return [
+    { metric: 'ingest, persisted (msg/s)', better: 'up', hearth: r.hearthIngest?.completeRate, ref: r.refIngest?.completeRate },
+    { metric: 'ingest, acknowledged (msg/s)', better: 'up', hearth: r.hearthIngest?.ackedRate, ref: r.refIngest?.ackedRate },
+    { metric: 'server CPU per 1000 reports (ms)', better: 'down', hearth: r.hearthIngest?.cpuMsPer1k, ref: r.refIngest?.cpuMsPer1k },
+    { metric: 'peak RSS during ingest (MB)', better: 'down', hearth: mb(r.hearthIngest?.peakRssKb), ref: mb(r.refIngest?.peakRssKb) },
+    { metric: 'command p50 (ms)', better: 'down', hearth: r.hearthCommands?.sequential.p50, ref: r.refCommands?.sequential.p50 },
+    { metric: 'command p95 (ms)', better: 'down', hearth: r.hearthCommands?.sequential.p95, ref: r.refCommands?.sequential.p95 },
+    { metric: 'command p99 (ms)', better: 'down', hearth: r.hearthCommands?.sequential.p99, ref: r.refCommands?.sequential.p99 },
+    { metric: `commands x${c} (cmd/s)`, better: 'up', hearth: r.hearthCommands?.concurrentRate, ref: r.refCommands?.concurrentRate },
+    { metric: `command x${c} p50 (ms)`, better: 'down', hearth: r.hearthCommands?.concurrent.p50, ref: r.refCommands?.concurrent.p50 },
+    { metric: `command x${c} p99 (ms)`, better: 'down', hearth: r.hearthCommands?.concurrent.p99, ref: r.refCommands?.concurrent.p99 },
+    { metric: 'server CPU per command (ms)', better: 'down', hearth: r.hearthCommands?.cpuMsPerCommand, ref: r.refCommands?.cpuMsPerCommand },
+    { metric: 'connect + subscribe (conn/s)', better: 'up', hearth: r.hearthConnections?.rate, ref: r.refConnections?.rate },
+    { metric: 'memory per connection (KB)', better: 'down', hearth: r.hearthConnections?.perConnectionKb, ref: r.refConnections?.perConnectionKb },
+    { metric: 'idle RSS (MB)', better: 'down', hearth: mb(r.hearthIdleRssKb), ref: mb(r.refIdleRssKb) },
+  ];
+}
+
+const mb = (kb: number | undefined) => (kb === undefined ? undefined : kb / 1024);
+const ratio = (row: Row) => (row.hearth !== undefined && row.ref !== undefined && row.ref !== 0 ? row.hearth / row.ref : undefined);
+const arrow = (row: Row) => (row.better === 'up' ? '↑' : '↓');
+
+function textTable(r: Results): string {
+  const head = ['metric', 'hearth', 'mosquitto', 'hearth/ref'];
+  const body = rows(r).map((row) => [`${row.metric} ${arrow(row)}`, fmt(row.hearth), fmt(row.ref), ratio(row) === undefined ? 'n/a' : `${fmt(ratio(row))}x`]);
+  const w = [32, 12, 12, 10];
+  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(w[i]) : c.padStart(w[i]))).join(' ');
+  return [line(head), line(w.map((n) => '-'.repeat(n))), ...body.map(line), '↑ higher is better, ↓ lower is better'].join('\n');
+}
+
+function markdownTable(r: Results): string {
+  const out = ['| metric | hearth | mosquitto | hearth/ref |', '|---|---:|---:|---:|'];
+  for (const row of rows(r)) out.push(`| ${row.metric} ${arrow(row)} | ${fmt(row.hearth)} | ${fmt(row.ref)} | ${ratio(row) === undefined ? 'n/a' : `${fmt(ratio(row))}×`} |`);
+  return out.join('\n');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Environment
+
+function gitRevision(): string {
+  try {
+    const rev = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no', '--', 'src', 'bin'], { cwd: ROOT, encoding: 'utf8' }).trim() !== '';
+    return dirty ? `${rev} (with uncommitted changes in src/)` : rev;
+  } catch {
+    return 'unknown';
+  }
+}
+
+const ENV = {
+  date: new Date().toISOString(),
+  node: process.version,
+  cpu: cpus()[0]?.model?.trim() ?? 'unknown',
+  cores: cpus().length,
+  memoryGb: totalmem() / 1024 ** 3,
+  loadavg: loadavg().map((l) => l.toFixed(2)).join(' '),
+  mosquitto: mosquittoVersion() ?? 'not installed',
+  revision: gitRevision(),
+};
+
+// ---------------------------------------------------------------------------------------------
+// Hearth-specific pieces
+
+const PROFILE_DIR = join(tmpdir(), 'hearth-bench-profiles');
+
+/** Node options of a Hearth child: a CPU profile per phase with BENCH_HEARTH_PROF=1. */
+function hearthNodeArgs(phase: string): string[] {
+  if (!PROFILE) return [];
+  mkdirSync(PROFILE_DIR, { recursive: true });
+  return ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`, `--cpu-prof-name=hearth-${phase}-${Date.now()}.cpuprofile`];
+}
+
+/** Waits until the API reports every device online (presence is written asynchronously after CONNACK). */
+async function waitOnline(api: Api, ids: string[]): Promise<void> {
+  const until = Date.now() + 10_000;
+  for (const id of ids) {
+    for (;;) {
+      const d = await api.expect<{ online: boolean }>(200, 'GET', `/api/v1/devices/${id}`);
+      if (d.online) break;
+      if (Date.now() > until) throw new Error(`device ${id} is not online 10 s after connecting`);
+      await sleep(20);
+    }
+  }
+}
+
+/** Polls every device's shadow until its version equals the number of reports it sent. */
+async function waitShadows(api: Api, devs: DeviceCred[], expected: number[], rejected: () => string | undefined, timeoutMs: number): Promise<void> {
+  let pending = devs.map((d, i) => ({ id: d.id, want: expected[i], have: -1 }));
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const problem = rejected();
+    if (problem) throw new Error(`Hearth rejected a report: ${problem}`);
+    const results = await Promise.all(pending.map(async (p) => {
+      const d = await api.expect<{ shadow: { version: number } }>(200, 'GET', `/api/v1/devices/${p.id}`);
+      p.have = d.shadow.version;
+      if (p.have > p.want) throw new Error(`device ${p.id}: shadow version ${p.have} exceeds the ${p.want} reports sent`);
+      return p.have === p.want;
+    }));
+    pending = pending.filter((_, i) => !results[i]);
+    if (pending.length === 0) return;
+    if (Date.now() > until) {
+      const missing = pending.reduce((a, p) => a + (p.want - p.have), 0);
+      throw new Error(`after ${timeoutMs} ms, ${pending.length} shadows still lag (${missing} reports not applied), e.g. ${pending[0].id} at version ${pending[0].have} of ${pending[0].want}`);
+    }
+    await sleep(10);
+  }
+}
+
+/** After Hearth stopped: the store holds every shadow version and history point the run produced. */
+function checkPersisted(dataDir: string, devs: DeviceCred[], expected: number[]): string {
+  const db = new Database(join(dataDir, 'hearth.sqlite'));
+  try {
+    const version = db.prepare('SELECT version FROM shadows WHERE device_id = ?');
+    const points = db.prepare("SELECT COUNT(*) AS n FROM history WHERE device_id = ? AND property = 'brightness'");
+    const bad: string[] = [];
+    let totalPoints = 0;
+    devs.forEach((d, i) => {
+      const row = version.get(d.id) as { version: number } | undefined;
+      if (Number(row?.version ?? -1) !== expected[i]) bad.push(`${d.id}: stored shadow version ${row?.version ?? 'none'}, expected ${expected[i]}`);
+      totalPoints += Number((points.get(d.id) as { n: number }).n);
+    });
+    const total = expected.reduce((a, b) => a + b, 0);
+    if (totalPoints !== total) bad.push(`${totalPoints} brightness history points stored, expected ${total}`);
+    return bad.length ? `FAILED: ${bad.slice(0, 5).join('; ')}` : `ok (${devs.length} shadows at their final version, ${totalPoints} history points)`;
+  } finally {
+    db.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Phases
+
+async function phaseOne(tmp: string, results: Results): Promise<{ dataDir: string; connDevs: DeviceCred[] }> {
+  const dataDir = join(tmp, 'hearth-data');
+  log(`starting Hearth (node bin/hearth.js start)${PROFILE ? `, CPU profiles to ${PROFILE_DIR}` : ''} ...`);
+  const hearth = await startHearth(dataDir, hearthNodeArgs('1-ingest-commands'));
+  const api = new Api(hearth.httpUrl);
+  let ref: Server | undefined;
+  let ingestDevs: DeviceCred[] = [];
+  let connDevs: DeviceCred[] = [];
+  try {
+    await api.login(BENCH_ADMIN.email, BENCH_ADMIN.password);
+    const cmdDevices = P.concurrency;
+    const t = Date.now();
+    const all = await api.provision(P.devices + cmdDevices + P.connections + WARMUP_CONNECTIONS, 'light', 'bench light');
+    log(`provisioned ${all.length} devices in ${Date.now() - t} ms (bulk, 1000 per call)`);
+    ingestDevs = all.slice(0, P.devices);
+    const cmdDevs = all.slice(P.devices, P.devices + cmdDevices);
+    connDevs = all.slice(P.devices + cmdDevices);
+
+    if (MOSQUITTO_BIN) ref = await startMosquitto(tmp);
+
+    // 1. Ingest ---------------------------------------------------------------------------
+    log(`\n[1/3] ingest: ${P.devices} devices, ${P.messages} QoS 1 reports, ${P.window} in flight per device`);
+    const errors: string[] = [];
+    results.hearthIngest = await runIngest({
+      url: hearth.mqttUrl, devs: ingestDevs, serverPid: hearth.pid,
+      params: { perDevice, window: P.window, batch: P.batch },
+      prepare: async (c, d) => {
+        c.on('message', (topic, payload) => {
+          if (topic === `devices/${d.id}/errors`) errors.push(`${d.id}: ${payload.toString('utf8')}`);
+        });
+        await subscribe(c, `devices/${d.id}/errors`, 1);
+      },
+      complete: () => waitShadows(api, ingestDevs, perDevice, () => errors[0], 120_000),
+    });
+    log(`  hearth     ${fmt(results.hearthIngest.completeRate)} msg/s persisted (${fmt(results.hearthIngest.completeMs / 1000)} s), ${fmt(results.hearthIngest.ackedRate)} msg/s acknowledged`);
+    if (ref) {
+      const sub = spawnHelper('ref-subscriber.ts', [ref.mqttUrl]);
+      try {
+        const msgs: Array<{ type: string; count?: number }> = [];
+        let wake: (() => void) | undefined;
+        sub.on('message', (m: { type: string }) => {
+          msgs.push(m);
+          wake?.();
+        });
+        const waitMsg = (type: string, ms: number) => withTimeout(new Promise<void>((resolve, reject) => {
+          const look = () => {
+            if (msgs.some((m) => m.type === type)) return resolve();
+            if (sub.exitCode !== null) return reject(new Error(`reference subscriber exited (${sub.exitCode})`));
+            wake = look;
+          };
+          look();
+        }), ms, `reference subscriber "${type}"`);
+        await waitMsg('ready', 30_000);
+        const total = perDevice.reduce((a, b) => a + b, 0);
+        results.refIngest = await runIngest({
+          url: ref.mqttUrl, devs: ingestDevs.map((d) => ({ id: d.id, secret: '' })), serverPid: ref.pid, cpuPids: [ref.pid, sub.pid!],
+          params: { perDevice, window: P.window, batch: P.batch },
+          arm: () => sub.send({ type: 'expect', count: total }),
+          complete: () => waitMsg('done', 120_000),
+        });
+        log(`  mosquitto  ${fmt(results.refIngest.completeRate)} msg/s delivered (${fmt(results.refIngest.completeMs / 1000)} s), ${fmt(results.refIngest.ackedRate)} msg/s acknowledged`);
+      } finally {
+        sub.kill('SIGTERM');
+      }
+    }
+
+    // 2. Commands -------------------------------------------------------------------------
+    log(`\n[2/3] commands: ${P.commands} sequential, then ${P.commands} with ${P.concurrency} in flight (after ${WARMUP_COMMANDS} warm-up)`);
+    let devClients: MqttClient[] = await connectAll(hearth.mqttUrl, cmdDevs, P.batch, answerCommands);
+    try {
+      await waitOnline(api, cmdDevs.map((d) => d.id));
+      results.hearthCommands = await runCommands({
+        devs: cmdDevs, count: P.commands, concurrency: P.concurrency, warmup: WARMUP_COMMANDS, serverPid: hearth.pid,
+        send: async (id) => {
+          const r = await api.call<{ ok?: boolean }>('POST', `/api/v1/devices/${id}/commands`, { action: 'toggle', timeoutMs: 5000 });
+          if (r.status !== 200 || r.body.ok !== true) throw new Error(`command to ${id} answered ${r.status}: ${JSON.stringify(r.body).slice(0, 300)}`);
+        },
+      });
+    } finally {
+      await closeClients(devClients);
+    }
+    const hc = results.hearthCommands;
+    log(`  hearth     p50 ${fmt(hc.sequential.p50)} ms, p95 ${fmt(hc.sequential.p95)} ms, p99 ${fmt(hc.sequential.p99)} ms; x${hc.concurrency}: ${fmt(hc.concurrentRate)} cmd/s`);
+    if (ref) {
+      const refDevs = cmdDevs.map((d) => ({ id: d.id, secret: '' }));
+      devClients = await connectAll(ref.mqttUrl, refDevs, P.batch, answerCommands);
+      const requester = await mqttRequester(ref.mqttUrl);
+      try {
+        results.refCommands = await runCommands({ devs: refDevs, count: P.commands, concurrency: P.concurrency, warmup: WARMUP_COMMANDS, serverPid: ref.pid, send: requester.send });
+      } finally {
+        await requester.close();
+        await closeClients(devClients);
+      }
+      const rc = results.refCommands;
+      log(`  mosquitto  p50 ${fmt(rc.sequential.p50)} ms, p95 ${fmt(rc.sequential.p95)} ms, p99 ${fmt(rc.sequential.p99)} ms; x${rc.concurrency}: ${fmt(rc.concurrentRate)} cmd/s`);
+    }
+  } finally {
+    api.close();
+    if (ref) await ref.stop();
+    const t = Date.now();
+    const code = await hearth.stop();
+    results.hearthStopMs = Date.now() - t;
+    if (code !== 0) log(`warning: Hearth exited with ${code} after SIGTERM (${results.hearthStopMs} ms):\n${hearth.output()}`);
+  }
+  results.persistedCheck = checkPersisted(dataDir, ingestDevs, perDevice);
+  return { dataDir, connDevs };
+}
+
+async function phaseTwo(tmp: string, dataDir: string, devs: DeviceCred[], results: Results): Promise<void> {
+  const warm = devs.slice(0, WARMUP_CONNECTIONS);
+  const conn = devs.slice(WARMUP_CONNECTIONS);
+  log(`\n[3/3] connections: ${conn.length} idle devices (connect + subscribe, ${P.batch} at a time; open-file limit ${fdLimit})`);
+  // Fresh processes, so that the memory left over from the load above does not blur the figure.
+  const hearth: HearthServer = await startHearth(dataDir, hearthNodeArgs('2-connections'));
+  let ref: Server | undefined;
+  try {
+    if (MOSQUITTO_BIN) ref = await startMosquitto(tmp);
+    await sleep(1000);
+    results.hearthConnections = await runConnections({ url: hearth.mqttUrl, devs: conn, warmup: warm, batch: P.batch, serverPid: hearth.pid });
+    results.hearthIdleRssKb = results.hearthConnections.rssBeforeKb;
+    const h = results.hearthConnections;
+    log(`  hearth     ${fmt(h.rate)} conn/s, RSS ${fmt(h.rssBeforeKb / 1024)} → ${fmt(h.rssAfterKb / 1024)} MB, ${fmt(h.perConnectionKb)} KB per connection`);
+    if (ref) {
+      const strip = (d: DeviceCred) => ({ id: d.id, secret: '' });
+      results.refConnections = await runConnections({ url: ref.mqttUrl, devs: conn.map(strip), warmup: warm.map(strip), batch: P.batch, serverPid: ref.pid });
+      results.refIdleRssKb = results.refConnections.rssBeforeKb;
+      const m = results.refConnections;
+      log(`  mosquitto  ${fmt(m.rate)} conn/s, RSS ${fmt(m.rssBeforeKb / 1024)} → ${fmt(m.rssAfterKb / 1024)} MB, ${fmt(m.perConnectionKb)} KB per connection`);
+    }
+  } finally {
+    if (ref) await ref.stop();
+    const code = await hearth.stop();
+    if (code !== 0) log(`warning: Hearth exited with ${code} after SIGTERM:\n${hearth.output()}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+function parametersText(): string {
+  return [
+    `- ingest: ${P.devices} devices (product \`light\`), ${P.messages} QoS 1 property reports in total (${perDevice[0]} per device), each client keeping up to ${P.window} unacknowledged`,
+    `- commands: ${P.commands} sequential commands to one device, then ${P.commands} with ${P.concurrency} in flight (one device each), after ${WARMUP_COMMANDS} warm-up commands`,
+    `- connections: ${P.connections} idle devices, each connecting and subscribing to its commands topic, ${P.batch} at a time (after ${WARMUP_CONNECTIONS} warm-up connections); open-file limit ${fdLimit}${requestedConnections !== P.connections ? ` (${requestedConnections} requested)` : ''}`,
+    `- Hearth: \`node bin/hearth.js start\` as a child process, SQLite store in a fresh temporary directory, \`HEARTH_LOG_LEVEL=warn\`, defaults otherwise`,
+    `- reference: ${ENV.mosquitto} (\`listener <port> 127.0.0.1\`, \`allow_anonymous true\`, \`persistence false\`, \`set_tcp_nodelay true\`, \`max_queued_messages 0\`, defaults otherwise)`,
+    `- clients: mqtt.js ${mqttVersion()} (MQTT 3.1.1, Nagle off), REST over a keep-alive \`http.Agent\``,
+  ].join('\n');
+}
+
+function mqttVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(join(ROOT, 'node_modules', 'mqtt', 'package.json'), 'utf8')) as { version: string }).version;
+  } catch {
+    return '5';
+  }
+}
+
+function environmentText(): string {
+  return [
+    `- date: ${ENV.date}`,
+    `- node: ${ENV.node}`,
+    `- cpu: ${ENV.cpu}, ${ENV.cores} cores; ${ENV.memoryGb.toFixed(1)} GB RAM; load average at start ${ENV.loadavg}`,
+    `- Hearth revision: ${ENV.revision}`,
+  ].join('\n');
+}
+
+function markdown(r: Results, elapsedS: number): string {
+  return `# Benchmarks
+
+\`npm run bench\` measures Hearth on the machine it runs on, with simulated devices over real
+MQTT, against a plain reference broker (Debian's \`mosquitto\`) under the same load, and
+regenerates this page. Hearth runs as a child process (\`node bin/hearth.js start\`), so that
+its memory can be read from \`/proc/PID/status\` and it does not share an event loop with the
+load generator; the load generator (mqtt.js clients, the REST client) runs in the benchmark
+process.
+
+**Read the ratios, not the absolute numbers.** These figures come from a small shared machine
+(${ENV.cores} cores) where the load generator, the server under test and whatever else runs
+there compete for the same CPUs; absolute throughput and latency move with that, the ratio
+to the reference measured right after under the same conditions much less. Hearth does more
+than the reference for each message (authentication and per-device ACLs, validation against
+the product's thing model, a shadow, a time series, a command ledger, all in SQLite), so a
+ratio below 1 for throughput is expected; the table shows what that costs.
+
+## Method
+
+1. **Ingest.** ${P.devices} device clients each publish QoS 1 property reports
+   (\`{"on":…,"brightness":…}\` to \`devices/{id}/properties\`), keeping up to ${P.window}
+   unacknowledged. *Hearth:* the clock runs from the first publish until every device's shadow
+   (\`GET /api/v1/devices/{id}\`) reaches a version equal to the number of reports the device
+   sent, i.e. every report was validated and applied (shadow writes reach SQLite in batches
+   every 100 ms; after the run the store is checked for every shadow's final version and
+   every history point). *Reference:* one subscriber on \`devices/+/properties\` (QoS 1, in its
+   own process, as Hearth's ingest runs in Hearth's process); the clock stops when it has
+   received every message. "Acknowledged" is the time until every PUBACK reached the
+   publishers.
+2. **Command round trip.** Devices subscribe to \`devices/{id}/commands\` and answer each
+   command on \`devices/{id}/commands/result\`. *Hearth:* \`POST /api/v1/devices/{id}/commands\`
+   \`{"action":"toggle"}\`, measured by the HTTP client until the response (which Hearth sends
+   once the device answered). *Reference:* an MQTT requester publishes the command to
+   \`devices/{id}/commands\` and waits for the answer on \`devices/{id}/commands/result\` (QoS 1
+   both ways). First one at a time, then ${P.concurrency} in flight. *Server CPU per command*
+   is the server process's CPU time over both modes divided by the number of commands.
+3. **Connections.** Fresh server processes; ${P.connections} idle device connections, each
+   subscribed to its commands topic, opened ${P.batch} at a time. Memory per connection is the
+   growth of the server's resident set (VmRSS) divided by the number of connections, read
+   2 s after the last one connected.
+
+*Server CPU* is the user + system CPU time of the server side during the measured window (from
+\`/proc/PID/stat\`): the Hearth process; for the reference, mosquitto (plus, for ingest, the
+subscriber process). It is the figure least distorted by the load generator: with ${ENV.cores}
+cores, the reference's throughput is capped by the clients (one Node process publishing for
+all devices) at least as much as by mosquitto, so its msg/s and cmd/s are lower bounds.
+
+Each measurement runs against Hearth and then, seconds later, against the reference, so
+that both see about the same background load.
+
+## Results
+
+${markdownTable(r)}
+
+↑ higher is better, ↓ lower is better. A ratio is Hearth's figure divided by the reference's.
+
+Persistence check after the ingest run: ${r.persistedCheck ?? 'not run'}.
+Whole benchmark: ${elapsedS.toFixed(0)} s.${MOSQUITTO_BIN ? '' : '\n\nmosquitto was not installed on this machine, so there is no reference column (\`apt-get install -y mosquitto\`).'}
+
+Reading the table:
+
+- Hearth is one Node.js process; at full ingest load it uses about one core, so its ingest
+  rate is roughly 1000 / (server CPU per 1000 reports) per second.
+- RSS of a garbage-collected process is noisy: V8 collects the old generation lazily, so
+  *peak RSS during ingest* mostly shows garbage not yet collected rather than retained data,
+  and *memory per connection* moves by a few KB between runs. Hearth's idle RSS includes the
+  Node.js runtime and the tsx loader that compiles the TypeScript sources at start (no build
+  step).
+
+## Parameters
+
+${parametersText()}
+
+Sizes can be changed with \`BENCH_DEVICES\`, \`BENCH_MESSAGES\`, \`BENCH_WINDOW\`, \`BENCH_COMMANDS\`,
+\`BENCH_CONCURRENCY\`, \`BENCH_CONNECTIONS\` and \`BENCH_BATCH\`; \`BENCH_QUICK=1\` runs tiny sizes as a
+smoke test (and does not rewrite this page); \`BENCH_HEARTH_PROF=1\` writes CPU profiles of the Hearth
+processes to \`$TMPDIR/hearth-bench-profiles/\`.
+
+## Environment
+
+${environmentText()}
+`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Main
+
+let cleaningUp: Promise<void> | undefined;
+let interrupted = false;
+function cleanup(tmp: string): Promise<void> {
+  cleaningUp ??= (async () => {
+    await closeClients().catch(() => undefined);
+    await killAll(10_000).catch(() => undefined);
+    if (process.env.BENCH_KEEP !== '1') rmSync(tmp, { recursive: true, force: true });
+  })();
+  return cleaningUp;
+}
+
+async function main(): Promise<number> {
+  const started = Date.now();
+  const tmp = mkdtempSync(join(tmpdir(), 'hearth-bench-'));
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      interrupted = true;
+      log(`\n${sig}: stopping`);
+      void cleanup(tmp).finally(() => process.exit(130));
+    });
+  }
+  const watchdog = setTimeout(() => {
+    log(`\nbenchmark did not finish within ${TIMEOUT_S} s; aborting`);
+    void cleanup(tmp).finally(() => process.exit(1));
+  }, TIMEOUT_S * 1000);
+
+  log(`Hearth benchmark${QUICK ? ' (quick mode)' : ''}: node ${ENV.node}, ${ENV.cpu} x${ENV.cores}, load ${ENV.loadavg}`);
+  if (!MOSQUITTO_BIN) {
+    log('\nmosquitto is not installed, so there is no reference column. Install it with:\n  apt-get install -y mosquitto\n');
+  } else {
+    log(`reference: ${ENV.mosquitto} (${MOSQUITTO_BIN})`);
+  }
+  if (P.connections < requestedConnections) log(`note: ${requestedConnections} connections requested; using ${P.connections} (open-file limit ${fdLimit})`);
+
+  const results: Results = {};
+  try {
+    const { dataDir, connDevs } = await phaseOne(tmp, results);
+    await phaseTwo(tmp, dataDir, connDevs, results);
+  } catch (err) {
+    if (!interrupted) log(`\nbenchmark failed: ${(err as Error).stack ?? err}`);
+    await cleanup(tmp);
+    clearTimeout(watchdog);
+    return 1;
+  }
+  await cleanup(tmp);
+  clearTimeout(watchdog);
+  if (openClientCount() > 0) log(`warning: ${openClientCount()} MQTT clients still open`);
+
+  const elapsed = (Date.now() - started) / 1000;
+  log('\n' + textTable(results));
+  if (!MOSQUITTO_BIN) log('(no reference: mosquitto is not installed; apt-get install -y mosquitto)');
+  log(`\npersistence check: ${results.persistedCheck}`);
+  if (results.hearthStopMs !== undefined && results.hearthStopMs > 5000) log(`note: Hearth took ${results.hearthStopMs} ms to stop after SIGTERM`);
+  log(`whole run: ${elapsed.toFixed(0)} s`);
+  if (WRITE_DOCS) {
+    writeFileSync(join(ROOT, 'docs', 'benchmarks.md'), markdown(results, elapsed));
+    log('wrote docs/benchmarks.md');
+  } else {
+    log(`docs/benchmarks.md not written (${QUICK ? 'quick mode; ' : ''}BENCH_WRITE_DOCS=1 to write it)`);
+  }
+  return results.persistedCheck?.startsWith('FAILED') ? 1 : 0;
+}
+
+process.exitCode = await main();
+process.exit(process.exitCode);
