@@ -53,6 +53,14 @@ interface Pending {
   startedAt: number;
 }
 
+/** What the ingest needs to settle a result without reading the ledger back. */
+interface Inflight {
+  deviceId: string;
+  action: string;
+  acceptedAt: number;
+  timedOut: boolean;
+}
+
 const iso = (n: number | null) => (n == null ? null : new Date(Number(n)).toISOString());
 
 /**
@@ -63,6 +71,8 @@ const iso = (n: number | null) => (n == null ? null : new Date(Number(n)).toISOS
  */
 export class CommandService {
   private readonly pending = new Map<string, Pending>();
+  /** Commands sent from this node and not yet answered; dropped a while after their timeout. */
+  private readonly inflight = new Map<string, Inflight>();
   private unsub: Unsubscribe | undefined;
 
   constructor(private readonly deps: { db: Db; bus: Bus; log: Logger; devices: DeviceService; products: ProductService; presence: PresenceService; defaultTimeoutMs: number }) {}
@@ -93,9 +103,13 @@ export class CommandService {
     const id = newId('c');
     const acceptedAt = Date.now();
     const timeoutMs = input.timeoutMs ?? this.deps.defaultTimeoutMs;
+    const flight: Inflight = { deviceId, action: input.action, acceptedAt, timedOut: false };
+    this.inflight.set(id, flight);
     const answer = new Promise<ResultEvent | undefined>((resolve) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
+        flight.timedOut = true;
+        setTimeout(() => this.inflight.delete(id), 60_000).unref();
         resolve(undefined);
       }, timeoutMs);
       this.pending.set(id, { startedAt: acceptedAt, resolve: (r) => { clearTimeout(timer); resolve(r); } });
@@ -130,8 +144,12 @@ export class CommandService {
     if (typeof p.ok !== 'boolean') return 'a command result needs "ok": true or false';
     if (p.result !== undefined && (typeof p.result !== 'object' || p.result === null || Array.isArray(p.result))) return '"result" must be an object';
     if (p.error !== undefined && typeof p.error !== 'string') return '"error" must be a string';
-    const row = await this.deps.db.selectFrom('commands').select(['id', 'action', 'accepted_at', 'status']).where('id', '=', p.id).where('device_id', '=', deviceId).executeTakeFirst();
+    const flight = this.inflight.get(p.id);
+    const row = flight && flight.deviceId === deviceId
+      ? { action: flight.action, accepted_at: flight.acceptedAt, status: flight.timedOut ? 'timeout' : 'sent' }
+      : await this.deps.db.selectFrom('commands').select(['action', 'accepted_at', 'status']).where('id', '=', p.id).where('device_id', '=', deviceId).executeTakeFirst();
     if (!row) return `unknown command id "${p.id}"`;
+    if (flight && !flight.timedOut) this.inflight.delete(p.id);
     let ok = p.ok;
     let error = p.error as string | undefined;
     const result = p.result as Record<string, unknown> | undefined;
