@@ -95,7 +95,8 @@ test('invalid payloads get an error on the error topic, change nothing and crash
     ['properties', JSON.stringify({ on: true, ts: 'yesterday' }), 'E_BAD_MESSAGE', /"ts"/],
     ['events', JSON.stringify({ event: 'explode' }), 'E_MODEL_MISMATCH', /unknown event/],
     ['events', JSON.stringify({ params: {} }), 'E_BAD_MESSAGE', /"event"/],
-    ['commands/result', JSON.stringify({ id: 'c_unknown', ok: true }), 'E_BAD_MESSAGE', /unknown command/],
+    ['commands/result', JSON.stringify({ id: 'c_unknown', ok: true }), 'E_UNKNOWN_COMMAND', /unknown command/],
+    ['commands/result', JSON.stringify({ ok: true }), 'E_BAD_MESSAGE', /"id"/],
     ['properties', Buffer.alloc(70 * 1024, 0x20), 'E_PAYLOAD_TOO_LARGE', /exceeds the limit/],
   ];
   for (const [suffix, payload, code, message] of cases) {

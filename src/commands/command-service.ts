@@ -134,21 +134,22 @@ export class CommandService {
   }
 
   /**
-   * A device answered (uplink `commands/result`). Returns a problem description when the
-   * answer is malformed or unknown, so that the ingest can tell the device.
+   * A device answered (uplink `commands/result`). Returns a problem when the answer is
+   * malformed or unknown, so that the ingest can tell the device.
    */
-  async handleResult(deviceId: string, payload: unknown, answeredAt: number): Promise<string | undefined> {
-    if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) return 'a command result must be a JSON object';
+  async handleResult(deviceId: string, payload: unknown, answeredAt: number): Promise<{ code: string; message: string } | undefined> {
+    const bad = (message: string) => ({ code: 'E_BAD_MESSAGE', message });
+    if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) return bad('a command result must be a JSON object');
     const p = payload as Record<string, unknown>;
-    if (typeof p.id !== 'string') return 'a command result needs the command "id"';
-    if (typeof p.ok !== 'boolean') return 'a command result needs "ok": true or false';
-    if (p.result !== undefined && (typeof p.result !== 'object' || p.result === null || Array.isArray(p.result))) return '"result" must be an object';
-    if (p.error !== undefined && typeof p.error !== 'string') return '"error" must be a string';
+    if (typeof p.id !== 'string') return bad('a command result needs the command "id"');
+    if (typeof p.ok !== 'boolean') return bad('a command result needs "ok": true or false');
+    if (p.result !== undefined && (typeof p.result !== 'object' || p.result === null || Array.isArray(p.result))) return bad('"result" must be an object');
+    if (p.error !== undefined && typeof p.error !== 'string') return bad('"error" must be a string');
     const flight = this.inflight.get(p.id);
     const row = flight && flight.deviceId === deviceId
       ? { action: flight.action, accepted_at: flight.acceptedAt, status: flight.timedOut ? 'timeout' : 'sent' }
       : await this.deps.db.selectFrom('commands').select(['action', 'accepted_at', 'status']).where('id', '=', p.id).where('device_id', '=', deviceId).executeTakeFirst();
-    if (!row) return `unknown command id "${p.id}"`;
+    if (!row) return { code: 'E_UNKNOWN_COMMAND', message: `unknown command id "${p.id}"` };
     if (flight && !flight.timedOut) this.inflight.delete(p.id);
     let ok = p.ok;
     let error = p.error as string | undefined;
@@ -175,7 +176,7 @@ export class CommandService {
     const ev: ResultEvent = { id: p.id, deviceId, ok, result, error, answeredAt };
     this.deps.bus.publish(subjects.commandResult(p.id), ev);
     this.deps.bus.publish(subjects.command(deviceId), { id: p.id, deviceId, action: row.action, status: 'answered', ok, result, error });
-    return ok === p.ok ? undefined : error;
+    return ok === p.ok ? undefined : bad(error!);
   }
 
   async list(deviceId: string, limit: number, before?: number): Promise<CommandRecord[]> {

@@ -123,8 +123,7 @@ export class IngestService {
         return undefined;
       }
       case 'result': {
-        const problem = await this.deps.commands.handleResult(msg.deviceId, msg.payload, msg.receivedAt);
-        return problem ? { code: 'E_BAD_MESSAGE', message: problem } : undefined;
+        return this.deps.commands.handleResult(msg.deviceId, msg.payload, msg.receivedAt);
       }
       case 'join': {
         if (msg.via !== msg.deviceId) return { code: 'E_BAD_MESSAGE', message: 'only a hub joins sub-devices, on its own topic' };

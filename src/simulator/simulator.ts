@@ -105,6 +105,7 @@ export function startSimulator(opts: SimulatorOptions): RunningSimulator {
     nodes.push(node);
     byHwid.set(c.hwid, node);
   }
+  hub.sim.patch({ children: nodes.length }); // the hub knows what it has paired; corrected after the joins
   const byId = new Map<string, Node>([[hubId, hub]]);
   const children = new Map<string, { id: string; product: string; hwid: string }>();
 
@@ -188,9 +189,18 @@ export function startSimulator(opts: SimulatorOptions): RunningSimulator {
 
   // -- connection flow -------------------------------------------------------------------
 
+  /** Subscribes; a filter the broker refuses (SUBACK 0x80) is logged, not thrown. */
   const subscribe = async (topics: string[]): Promise<void> => {
-    const granted = await client.subscribeAsync(topics, { qos: 1 });
-    for (const g of granted) if (g.qos === 128) log(`subscription to ${g.topic} refused by the broker`);
+    try {
+      await client.subscribeAsync(topics, { qos: 1 });
+    } catch (err) {
+      // mqtt.js rejects the whole call when any filter was refused; the SUBACK says which.
+      const granted = (err as { packet?: { granted?: number[] } }).packet?.granted;
+      if (!Array.isArray(granted)) throw err;
+      topics.forEach((t, i) => {
+        if ((granted[i] ?? 0) & 0x80) log(`subscription to ${t} refused by the broker`);
+      });
+    }
   };
 
   const join = (node: Node, gen: number): Promise<string> =>
