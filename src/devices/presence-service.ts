@@ -3,6 +3,7 @@ import type { Db } from '../core/store/db.ts';
 import type { Bus } from '../core/bus/bus.ts';
 import type { Logger } from '../core/logger.ts';
 import type { DeviceService } from './device-service.ts';
+import { PeriodicFlush } from '../core/periodic-flush.ts';
 
 /** Why a device's presence last changed. */
 export type PresenceReason =
@@ -38,10 +39,11 @@ const NEVER: Presence = Object.freeze({ online: false, reason: 'never-connected'
 export class PresenceService {
   private readonly state = new Map<string, Presence>();
   private readonly dirtySeen = new Set<string>();
-  private timer: NodeJS.Timeout | undefined;
-  private flushing: Promise<void> = Promise.resolve();
+  private readonly writer: PeriodicFlush;
 
-  constructor(private readonly deps: { db: Db; bus: Bus; devices: DeviceService; log: Logger; nodeId: string; flushMs?: number }) {}
+  constructor(private readonly deps: { db: Db; bus: Bus; devices: DeviceService; log: Logger; nodeId: string; flushMs?: number }) {
+    this.writer = new PeriodicFlush(() => this.writeSeen(), deps.flushMs ?? 1000, (err) => deps.log.error({ err }, 'presence flush failed'));
+  }
 
   /** Devices that this node believed online when it last ran cannot be connected now. */
   async start(): Promise<void> {
@@ -49,13 +51,11 @@ export class PresenceService {
       .set({ online: 0, reason: 'server-restart', changed_at: Date.now() })
       .where('node', '=', this.deps.nodeId).where('online', '=', 1)
       .execute();
-    this.timer = setInterval(() => void this.flush(), this.deps.flushMs ?? 1000);
-    this.timer.unref();
+    this.writer.start();
   }
 
-  async stop(): Promise<void> {
-    clearInterval(this.timer);
-    await this.flush();
+  stop(): Promise<void> {
+    return this.writer.stop();
   }
 
   async get(deviceId: string): Promise<Presence> {
@@ -117,24 +117,22 @@ export class PresenceService {
     this.dirtySeen.add(deviceId);
   }
 
-  /** Writes pending last-seen times in one transaction. */
+  /** Resolves when every last-seen time recorded so far is in the store. */
   flush(): Promise<void> {
-    this.flushing = this.flushing.then(async () => {
-      if (this.dirtySeen.size === 0) return;
-      const ids = [...this.dirtySeen];
-      this.dirtySeen.clear();
-      try {
-        await this.deps.db.transaction().execute(async (trx) => {
-          for (const id of ids) {
-            const p = this.state.get(id);
-            if (p?.lastSeen != null) await trx.updateTable('presence').set({ last_seen: p.lastSeen }).where('device_id', '=', id).execute();
-          }
-        });
-      } catch (err) {
-        this.deps.log.error({ err }, 'presence flush failed');
+    return this.writer.flush();
+  }
+
+  /** Last-seen times in one transaction; they are advisory, so a failed batch is not retried. */
+  private async writeSeen(): Promise<void> {
+    if (this.dirtySeen.size === 0) return;
+    const ids = [...this.dirtySeen];
+    this.dirtySeen.clear();
+    await this.deps.db.transaction().execute(async (trx) => {
+      for (const id of ids) {
+        const p = this.state.get(id);
+        if (p?.lastSeen != null) await trx.updateTable('presence').set({ last_seen: p.lastSeen }).where('device_id', '=', id).execute();
       }
     });
-    return this.flushing;
   }
 
   private announce(ev: PresenceEvent): void {

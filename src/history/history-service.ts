@@ -3,6 +3,7 @@ import type { Db } from '../core/store/db.ts';
 import { fromJson, toJson } from '../core/store/db.ts';
 import type { Logger } from '../core/logger.ts';
 import { newId } from '../core/ids.ts';
+import { PeriodicFlush } from '../core/periodic-flush.ts';
 
 type HistoryRow = { device_id: string; property: string; ts: number; num: number | null; val: string | null };
 type EventRow = { id: string; device_id: string; event: string; params: string; ts: number };
@@ -38,19 +39,18 @@ const CHUNK = 400;
 export class HistoryService {
   private pendingPoints: HistoryRow[] = [];
   private pendingEvents: EventRow[] = [];
-  private timer: NodeJS.Timeout | undefined;
-  private flushing: Promise<void> = Promise.resolve();
+  private readonly writer: PeriodicFlush;
 
-  constructor(private readonly deps: { db: Db; log: Logger; flushMs: number; maxBuffered?: number }) {}
-
-  start(): void {
-    this.timer = setInterval(() => void this.flush(), this.deps.flushMs);
-    this.timer.unref();
+  constructor(private readonly deps: { db: Db; log: Logger; flushMs: number; maxBuffered?: number }) {
+    this.writer = new PeriodicFlush(() => this.write(), deps.flushMs, (err) => deps.log.error({ err }, 'history flush failed; will retry'));
   }
 
-  async stop(): Promise<void> {
-    clearInterval(this.timer);
-    await this.flush();
+  start(): void {
+    this.writer.start();
+  }
+
+  stop(): Promise<void> {
+    return this.writer.stop();
   }
 
   record(deviceId: string, property: string, value: unknown, ts: number): void {
@@ -66,25 +66,28 @@ export class HistoryService {
     return id;
   }
 
+  /** Resolves when everything recorded so far is in the store. */
   flush(): Promise<void> {
-    this.flushing = this.flushing.then(async () => {
-      if (this.pendingPoints.length === 0 && this.pendingEvents.length === 0) return;
-      const points = this.pendingPoints;
-      const events = this.pendingEvents;
-      this.pendingPoints = [];
-      this.pendingEvents = [];
-      try {
-        await this.deps.db.transaction().execute(async (trx) => {
-          for (let i = 0; i < points.length; i += CHUNK) await trx.insertInto('history').values(points.slice(i, i + CHUNK)).execute();
-          for (let i = 0; i < events.length; i += CHUNK) await trx.insertInto('device_events').values(events.slice(i, i + CHUNK)).execute();
-        });
-      } catch (err) {
-        this.pendingPoints = points.concat(this.pendingPoints);
-        this.pendingEvents = events.concat(this.pendingEvents);
-        this.deps.log.error({ err }, 'history flush failed; will retry');
-      }
-    });
-    return this.flushing;
+    return this.writer.flush();
+  }
+
+  /** Multi-row inserts in one transaction; on failure the rows go back to the front of the buffers. */
+  private async write(): Promise<void> {
+    if (this.pendingPoints.length === 0 && this.pendingEvents.length === 0) return;
+    const points = this.pendingPoints;
+    const events = this.pendingEvents;
+    this.pendingPoints = [];
+    this.pendingEvents = [];
+    try {
+      await this.deps.db.transaction().execute(async (trx) => {
+        for (let i = 0; i < points.length; i += CHUNK) await trx.insertInto('history').values(points.slice(i, i + CHUNK)).execute();
+        for (let i = 0; i < events.length; i += CHUNK) await trx.insertInto('device_events').values(events.slice(i, i + CHUNK)).execute();
+      });
+    } catch (err) {
+      this.pendingPoints = points.concat(this.pendingPoints);
+      this.pendingEvents = events.concat(this.pendingEvents);
+      throw err;
+    }
   }
 
   async points(deviceId: string, property: string, from: number, to: number, limit: number): Promise<HistoryPoint[]> {

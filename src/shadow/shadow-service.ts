@@ -4,6 +4,7 @@ import type { Bus } from '../core/bus/bus.ts';
 import { subjects, type DownlinkMessage } from '../core/bus/subjects.ts';
 import type { Logger } from '../core/logger.ts';
 import { HearthError } from '../core/errors.ts';
+import { PeriodicFlush } from '../core/periodic-flush.ts';
 import type { DeviceService } from '../devices/device-service.ts';
 import type { PresenceService } from '../devices/presence-service.ts';
 import type { ProductService } from '../products/product-service.ts';
@@ -28,19 +29,18 @@ export class ShadowService {
   private readonly cache = new Map<string, ShadowState>();
   private readonly loading = new Map<string, Promise<ShadowState>>();
   private readonly dirty = new Set<string>();
-  private timer: NodeJS.Timeout | undefined;
-  private flushing: Promise<void> = Promise.resolve();
+  private readonly writer: PeriodicFlush;
 
-  constructor(private readonly deps: { db: Db; bus: Bus; log: Logger; devices: DeviceService; products: ProductService; presence: PresenceService; flushMs: number }) {}
-
-  start(): void {
-    this.timer = setInterval(() => void this.flush(), this.deps.flushMs);
-    this.timer.unref();
+  constructor(private readonly deps: { db: Db; bus: Bus; log: Logger; devices: DeviceService; products: ProductService; presence: PresenceService; flushMs: number }) {
+    this.writer = new PeriodicFlush(() => this.write(), deps.flushMs, (err) => deps.log.error({ err }, 'shadow flush failed'));
   }
 
-  async stop(): Promise<void> {
-    clearInterval(this.timer);
-    await this.flush();
+  start(): void {
+    this.writer.start();
+  }
+
+  stop(): Promise<void> {
+    return this.writer.stop();
   }
 
   async view(deviceId: string): Promise<ShadowView> {
@@ -78,28 +78,30 @@ export class ShadowService {
     this.dirty.add(deviceId);
   }
 
-  /** Writes dirty shadows in one transaction. */
+  /** Resolves when every change made so far is in the store. */
   flush(): Promise<void> {
-    this.flushing = this.flushing.then(async () => {
-      if (this.dirty.size === 0) return;
-      const ids = [...this.dirty];
-      this.dirty.clear();
-      try {
-        await this.deps.db.transaction().execute(async (trx) => {
-          for (const id of ids) {
-            const s = this.cache.get(id)!;
-            const row = { reported: toJson(s.reported), desired: toJson(s.desired), metadata: toJson(s.metadata), version: s.version, updated_at: s.updatedAt };
-            await trx.insertInto('shadows').values({ device_id: id, ...row })
-              .onConflict((oc) => oc.column('device_id').doUpdateSet(row))
-              .execute();
-          }
-        });
-      } catch (err) {
-        for (const id of ids) this.dirty.add(id);
-        this.deps.log.error({ err }, 'shadow flush failed; will retry');
-      }
-    });
-    return this.flushing;
+    return this.writer.flush();
+  }
+
+  /** Writes dirty shadows in one transaction; on failure they stay dirty for the next flush. */
+  private async write(): Promise<void> {
+    if (this.dirty.size === 0) return;
+    const ids = [...this.dirty];
+    this.dirty.clear();
+    try {
+      await this.deps.db.transaction().execute(async (trx) => {
+        for (const id of ids) {
+          const s = this.cache.get(id)!;
+          const row = { reported: toJson(s.reported), desired: toJson(s.desired), metadata: toJson(s.metadata), version: s.version, updated_at: s.updatedAt };
+          await trx.insertInto('shadows').values({ device_id: id, ...row })
+            .onConflict((oc) => oc.column('device_id').doUpdateSet(row))
+            .execute();
+        }
+      });
+    } catch (err) {
+      for (const id of ids) this.dirty.add(id);
+      throw err;
+    }
   }
 
   private sendDelta(deviceId: string, s: ShadowState): void {
