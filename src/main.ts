@@ -8,9 +8,38 @@ import { setupDemo, type DemoHandle } from './demo/demo.ts';
  */
 export async function runServer(config: Config, out: (line: string) => void = (l) => process.stdout.write(l + '\n')): Promise<void> {
   const hearth = new Hearth(config);
-  const info = await hearth.start();
   let demo: DemoHandle | undefined;
-  if (config.demo) demo = await setupDemo(hearth, info.firstStart);
+  let started: Promise<unknown> = Promise.resolve();
+
+  // Signals are handled from the first moment: a stop during start-up waits for the start to finish.
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    hearth.log.info({ signal }, 'shutting down');
+    const force = setTimeout(() => {
+      hearth.log.error('graceful shutdown took too long; exiting');
+      process.exit(1);
+    }, 30_000);
+    force.unref();
+    void (async () => {
+      await started.catch(() => undefined);
+      await demo?.stop();
+      await hearth.stop();
+      hearth.log.info('stopped');
+    })();
+  };
+  process.once('SIGINT', () => shutdown('SIGINT'));
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+
+  const starting = (async () => {
+    const info = await hearth.start();
+    if (config.demo && !stopping) demo = await setupDemo(hearth, info.firstStart);
+    return info;
+  })();
+  started = starting;
+  const info = await starting;
+  if (stopping) return;
 
   const host = config.publicUrl ?? `http://localhost:${hearth.httpPort}`;
   const mqttHost = new URL(host).hostname;
@@ -27,23 +56,4 @@ export async function runServer(config: Config, out: (line: string) => void = (l
   ];
   if (demo) lines.push(...demo.banner(host, mqttHost, hearth.mqttPort, info.operator.email));
   out(lines.join('\n'));
-
-  let stopping = false;
-  const shutdown = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    hearth.log.info({ signal }, 'shutting down');
-    const force = setTimeout(() => {
-      hearth.log.error('graceful shutdown took too long; exiting');
-      process.exit(1);
-    }, 30_000);
-    force.unref();
-    void (async () => {
-      await demo?.stop();
-      await hearth.stop();
-      hearth.log.info('stopped');
-    })();
-  };
-  process.once('SIGINT', () => shutdown('SIGINT'));
-  process.once('SIGTERM', () => shutdown('SIGTERM'));
 }

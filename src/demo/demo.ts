@@ -47,7 +47,13 @@ export async function setupDemo(hearth: Hearth, firstStart: boolean): Promise<De
     children: DEMO_CHILDREN,
     log: (m) => log.debug(m),
   });
-  await Promise.race([simulator.ready, new Promise((r) => setTimeout(r, 5000))]);
+  // Wait for the demo devices to join so that the banner can count them, but never block the start.
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    simulator.ready.catch((err: Error) => log.warn({ err: err.message }, 'demo simulator did not start')),
+    new Promise((r) => (timer = setTimeout(r, 5000))),
+  ]);
+  clearTimeout(timer);
   return {
     hubId: state.hubId,
     simulator,

@@ -1,12 +1,12 @@
 import type { Db } from '../core/store/db.ts';
 import { fromJson, toJson } from '../core/store/db.ts';
-import type { Bus } from '../core/bus/bus.ts';
+import type { Bus, Unsubscribe } from '../core/bus/bus.ts';
 import { subjects, type DownlinkMessage } from '../core/bus/subjects.ts';
 import type { Logger } from '../core/logger.ts';
 import { HearthError } from '../core/errors.ts';
 import { PeriodicFlush } from '../core/periodic-flush.ts';
 import type { DeviceService } from '../devices/device-service.ts';
-import type { PresenceService } from '../devices/presence-service.ts';
+import type { PresenceEvent, PresenceService } from '../devices/presence-service.ts';
 import type { ProductService } from '../products/product-service.ts';
 import { applyDesired, applyReport, delta, emptyShadow, markDelivered, type ReportOutcome, type ShadowState } from './shadow-state.ts';
 
@@ -30,6 +30,12 @@ export class ShadowService {
   private readonly loading = new Map<string, Promise<ShadowState>>();
   private readonly dirty = new Set<string>();
   private readonly writer: PeriodicFlush;
+  /**
+   * Devices whose desired topic has a subscriber (the device or its hub). Desired state is sent,
+   * and counted as delivered, only to these; the others get it when they subscribe.
+   */
+  private readonly listening = new Set<string>();
+  private unsub: Unsubscribe | undefined;
 
   constructor(private readonly deps: { db: Db; bus: Bus; log: Logger; devices: DeviceService; products: ProductService; presence: PresenceService; flushMs: number }) {
     this.writer = new PeriodicFlush(() => this.write(), deps.flushMs, (err) => deps.log.error({ err }, 'shadow flush failed'));
@@ -37,9 +43,18 @@ export class ShadowService {
 
   start(): void {
     this.writer.start();
+    // A lost connection ends the subscription; a sub-device the hub reports offline keeps the hub's.
+    // An offline event of an older session arriving after a reconnect changes nothing.
+    this.unsub = this.deps.bus.subscribe<PresenceEvent>(subjects.presence('*'), async (msg) => {
+      const ev = msg.data;
+      if (ev.online || ev.reason === 'hub-reported') return;
+      if ((await this.deps.presence.get(ev.deviceId)).session > ev.session) return;
+      this.listening.delete(ev.deviceId);
+    }, { name: 'shadow.presence' });
   }
 
   stop(): Promise<void> {
+    this.unsub?.();
     return this.writer.stop();
   }
 
@@ -64,14 +79,15 @@ export class ShadowService {
     if (!check.ok) throw new HearthError('E_MODEL_MISMATCH', check.problems.join('; '), { problems: check.problems });
     const s = await this.load(deviceId);
     applyDesired(s, values, Date.now());
-    if ((await this.deps.presence.get(deviceId)).online) this.sendDelta(deviceId, s);
+    if (this.listening.has(deviceId) && (await this.deps.presence.get(deviceId)).online) this.sendDelta(deviceId, s);
     this.dirty.add(deviceId);
     await this.flush();
     return toView(s);
   }
 
-  /** The device (re)subscribed to its desired topic: send what is pending. */
+  /** The device (or its hub) subscribed to its desired topic: send what is pending. */
   async resend(deviceId: string): Promise<void> {
+    this.listening.add(deviceId);
     const s = await this.load(deviceId);
     if (Object.keys(s.desired).length === 0) return;
     this.sendDelta(deviceId, s);

@@ -39,6 +39,8 @@ export class MqttGateway {
   private readonly unsubs: Unsubscribe[] = [];
   private shuttingDown = false;
   private readonly sockets = new Set<Socket>();
+  /** Presence updates still being written; stop() waits for them before the store closes. */
+  private readonly presenceWrites = new Set<Promise<unknown>>();
 
   constructor(private readonly deps: { bus: Bus; devices: DeviceService; presence: PresenceService; log: Logger; config: MqttGatewayConfig }) {}
 
@@ -86,22 +88,22 @@ export class MqttGateway {
     this.broker.on('client', (client: HearthClient) => {
       const state: ConnState = { session: this.deps.presence.connected(client.id) };
       client[CONN] = state;
-      state.session.catch((err) => log.error({ err, deviceId: client.id }, 'presence update on connect failed'));
+      this.track(state.session.catch((err) => log.error({ err, deviceId: client.id }, 'presence update on connect failed')));
     });
     this.broker.on('keepaliveTimeout', (client: HearthClient) => {
       if (client[CONN]) client[CONN].reason ??= 'keepalive-timeout';
     });
     this.broker.on('clientError', (client: HearthClient, err: Error) => {
       log.debug({ deviceId: client.id, err: err.message }, 'mqtt client error');
-      if (client[CONN]) client[CONN].reason ??= 'connection-lost';
+      if (client[CONN]) client[CONN].reason ??= err.message.includes('not allowed') ? 'client-error' : 'connection-lost';
     });
     this.broker.on('clientDisconnect', (client: HearthClient) => {
       const state = client[CONN];
       if (!state) return;
       const reason: PresenceReason = this.shuttingDown ? 'server-shutdown' : state.reason ?? (client._disconnected ? 'disconnect' : 'connection-lost');
-      state.session
+      this.track(state.session
         .then((session) => this.deps.presence.disconnected(client.id, session, reason))
-        .catch((err) => log.error({ err, deviceId: client.id }, 'presence update on disconnect failed'));
+        .catch((err) => log.error({ err, deviceId: client.id }, 'presence update on disconnect failed')));
     });
     this.broker.on('subscribe', (subs, client) => {
       if (!client) return;
@@ -161,12 +163,23 @@ export class MqttGateway {
     });
   }
 
+  /**
+   * Stops taking connections, closes every device connection (presence: `server-shutdown`) and
+   * waits until their presence is written, so the store can close after this.
+   */
   async stop(): Promise<void> {
     this.shuttingDown = true;
     for (const u of this.unsubs.splice(0)) u();
-    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
-    for (const s of this.sockets) s.destroy();
+    const closed = new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     if (this.broker) await new Promise<void>((resolve) => this.broker.close(() => resolve()));
+    for (const s of this.sockets) s.destroy();
+    await closed;
+    while (this.presenceWrites.size) await Promise.all([...this.presenceWrites]);
+  }
+
+  private track(p: Promise<unknown>): void {
+    this.presenceWrites.add(p);
+    void p.finally(() => this.presenceWrites.delete(p));
   }
 
   private ingest(client: HearthClient, packet: PublishPacket): void {

@@ -1,0 +1,286 @@
+import { describe, test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import mqtt from 'mqtt';
+import { eventually } from './helpers/platform.ts';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const BIN = join(ROOT, 'bin', 'hearth.js');
+
+const tempDirs: string[] = [];
+const children = new Set<ChildProcess>();
+after(() => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
+});
+
+function tempDir(): string {
+  const d = mkdtempSync(join(tmpdir(), 'hearth-cli-'));
+  tempDirs.push(d);
+  return d;
+}
+
+/** The parent's environment without any HEARTH_* variable, plus `extra`. */
+function env(extra: Record<string, string>): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('HEARTH_')) out[k] = v;
+  return { ...out, ...extra };
+}
+
+interface Proc {
+  child: ChildProcess;
+  stdout: () => string;
+  stderr: () => string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+function start(args: string[], extra: Record<string, string>): Proc {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: env(extra), stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(child);
+  let out = '';
+  let err = '';
+  child.stdout!.setEncoding('utf8').on('data', (s: string) => (out += s));
+  child.stderr!.setEncoding('utf8').on('data', (s: string) => (err += s));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  return { child, stdout: () => out, stderr: () => err, exited };
+}
+
+async function run(args: string[], extra: Record<string, string>, timeoutMs = 15_000) {
+  const p = start(args, extra);
+  const timer = setTimeout(() => p.child.kill('SIGKILL'), timeoutMs);
+  const { code, signal } = await p.exited;
+  clearTimeout(timer);
+  return { code, signal, stdout: p.stdout(), stderr: p.stderr() };
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** The lines of stdout that are not JSON log records. */
+function plainLines(stdout: string): string[] {
+  return stdout.split('\n').filter((l) => {
+    const t = l.trim();
+    if (!t.startsWith('{')) return true;
+    try {
+      JSON.parse(t);
+      return false;
+    } catch {
+      return true;
+    }
+  });
+}
+
+async function waitFor<T>(what: string, fn: () => T | undefined, proc: Proc, timeoutMs = 20_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = fn();
+    if (v !== undefined) return v;
+    if (proc.child.exitCode !== null || proc.child.signalCode !== null) throw new Error(`the process exited (${proc.child.exitCode ?? proc.child.signalCode}) before ${what}\nstdout:\n${proc.stdout()}\nstderr:\n${proc.stderr()}`);
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}\nstdout:\n${proc.stdout()}\nstderr:\n${proc.stderr()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function startServer(extra: Record<string, string> = {}) {
+  const [httpPort, mqttPort] = [await freePort(), await freePort()];
+  const dataDir = tempDir();
+  const startedAt = Date.now();
+  const proc = start(['start'], {
+    HEARTH_HTTP_PORT: String(httpPort), HEARTH_MQTT_PORT: String(mqttPort), HEARTH_HTTP_HOST: '127.0.0.1', HEARTH_MQTT_HOST: '127.0.0.1',
+    HEARTH_DATA_DIR: dataDir, HEARTH_DEMO: '1', ...extra,
+  });
+  const banner = await waitFor('the banner', () => {
+    const text = plainLines(proc.stdout()).join('\n');
+    return /mosquitto_sub/.test(text) ? text : undefined;
+  }, proc);
+  return { proc, banner, httpPort, mqttPort, dataDir, startedAt, base: `http://127.0.0.1:${httpPort}` };
+}
+
+/** Waits for the exit; SIGKILLs the process after `timeoutMs` (and says so). */
+async function exitWithin(proc: Proc, timeoutMs: number) {
+  let killed = false;
+  const timer = setTimeout(() => {
+    killed = true;
+    proc.child.kill('SIGKILL');
+  }, timeoutMs);
+  const r = await proc.exited;
+  clearTimeout(timer);
+  return { ...r, killed };
+}
+
+// The tests spawn separate processes: a few run at a time to keep the file fast (the servers mostly wait).
+describe('the hearth command', { concurrency: 3 }, () => {
+  test('start with the demo: banner, login with the printed password, demo devices online, SIGTERM exits 0', async () => {
+    const s = await startServer();
+    const { banner, base } = s;
+    assert.match(banner, /Hearth is running\./);
+    assert.match(banner, new RegExp(`API docs\\s+http://localhost:${s.httpPort}/docs`));
+    assert.match(banner, new RegExp(`mqtt://localhost:${s.mqttPort}`));
+    const login = /Operator login:\s+(\S+)\s+password: (\S+)/.exec(banner);
+    assert.ok(login, `the banner shows the generated operator password:\n${banner}`);
+    const [, email, password] = login;
+    const pub = /mosquitto_pub -h \S+ -p (\d+) -i (\S+) -u (\S+) -P (\S+) .*-t devices\/(\S+)\/properties/.exec(banner);
+    assert.ok(pub, `the banner shows a mosquitto_pub line:\n${banner}`);
+    assert.equal(Number(pub[1]), s.mqttPort);
+    assert.equal(pub[2], pub[3]);
+    assert.equal(pub[2], pub[5]);
+    const hubId = /Demo: hub (\S+) with (\d+) simulated sub-devices/.exec(banner);
+    assert.ok(hubId, banner);
+    // the log records are JSON lines
+    const logs = s.proc.stdout().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { level: number; msg: string });
+    assert.ok(logs.length > 0, 'there are JSON log lines');
+
+    const ready = await fetch(`${base}/readyz`);
+    assert.equal(ready.status, 200);
+    assert.deepEqual(await ready.json(), { status: 'ready' });
+    const docs = await fetch(`${base}/docs/json`);
+    assert.equal(docs.status, 200);
+
+    const res = await fetch(`${base}/api/v1/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ email, password }) });
+    assert.equal(res.status, 200);
+    const { token } = (await res.json()) as { token: string };
+    const auth = { authorization: `Bearer ${token}` };
+    const online = await eventually(async () => {
+      const r = await fetch(`${base}/api/v1/devices/${hubId[1]}/children`, { headers: auth });
+      const body = (await r.json()) as { items: Array<{ online: boolean; product: string }> };
+      const n = body.items.filter((d) => d.online).length;
+      return n >= 5 ? body.items : undefined;
+    }, 10_000, 'demo children online');
+    assert.ok(online.length >= 5);
+    const hub = (await (await fetch(`${base}/api/v1/devices/${hubId[1]}`, { headers: auth })).json()) as { online: boolean; product: string };
+    assert.equal(hub.product, 'hub');
+    assert.equal(hub.online, true);
+
+    // the desk lamp of the banner can be driven with its printed credentials
+    const [, , lampId, , secret] = pub;
+    const lamp = mqtt.connect(`mqtt://127.0.0.1:${s.mqttPort}`, { clientId: lampId, username: lampId, password: secret, reconnectPeriod: 0 });
+    await new Promise<void>((resolve, reject) => {
+      lamp.once('connect', () => resolve());
+      lamp.once('error', reject);
+    });
+    await lamp.publishAsync(`devices/${lampId}/properties`, JSON.stringify({ on: true, brightness: 80 }), { qos: 1 });
+    await eventually(async () => {
+      const r = (await (await fetch(`${base}/api/v1/devices/${lampId}`, { headers: auth })).json()) as { shadow: { reported: { brightness?: number } } };
+      return r.shadow.reported.brightness === 80;
+    }, 3000, 'the lamp report');
+    await lamp.endAsync();
+    await eventually(async () => {
+      const r = (await (await fetch(`${base}/api/v1/devices/${lampId}`, { headers: auth })).json()) as { online: boolean };
+      return r.online === false;
+    }, 3000, 'the lamp offline');
+
+    s.proc.child.kill('SIGTERM');
+    const exit = await exitWithin(s.proc, 8000);
+    assert.equal(exit.killed, false, `exited by itself after SIGTERM\n${s.proc.stdout().slice(-2000)}`);
+    assert.equal(exit.code, 0, s.proc.stderr());
+    assert.match(s.proc.stdout(), /"msg":"stopped"/);
+
+    // a second start on the same data directory (without the demo this time) keeps the account and
+    // the devices, and prints no new password
+    const again = start(['start'], {
+      HEARTH_HTTP_PORT: String(s.httpPort), HEARTH_MQTT_PORT: String(s.mqttPort), HEARTH_HTTP_HOST: '127.0.0.1', HEARTH_MQTT_HOST: '127.0.0.1',
+      HEARTH_DATA_DIR: s.dataDir, HEARTH_DEMO: '0',
+    });
+    const banner2 = await waitFor('the second banner', () => {
+      const text = plainLines(again.stdout()).join('\n');
+      return /Operator login:.*\n/.test(text) ? text : undefined;
+    }, again);
+    await new Promise((r) => setTimeout(r, 200)); // see 'SIGTERM soon after start'
+    assert.ok(banner2.includes(`Operator login:  ${email}`), banner2);
+    assert.doesNotMatch(banner2, /password: /);
+    assert.doesNotMatch(banner2, /mosquitto_pub/, 'no demo when HEARTH_DEMO=0');
+    const relog = await fetch(`${base}/api/v1/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ email, password }) });
+    assert.equal(relog.status, 200);
+    const token2 = ((await relog.json()) as { token: string }).token;
+    const kids = (await (await fetch(`${base}/api/v1/devices/${hubId[1]}/children`, { headers: { authorization: `Bearer ${token2}` } })).json()) as { items: Array<{ online: boolean }> };
+    assert.equal(kids.items.length, online.length, 'the demo devices are still there');
+    assert.ok(kids.items.every((d) => d.online === false), 'and offline: nothing simulates them now');
+    again.child.kill('SIGTERM');
+    const exit2 = await exitWithin(again, 8000);
+    assert.equal(exit2.killed, false);
+    assert.equal(exit2.code, 0);
+  });
+
+  test('SIGTERM exits promptly while a device is connected', async () => {
+    const s = await startServer();
+    const pub = /-i (\S+) -u \S+ -P (\S+)/.exec(s.banner)!;
+    const [, lampId, secret] = pub;
+    const lamp = mqtt.connect(`mqtt://127.0.0.1:${s.mqttPort}`, { clientId: lampId, username: lampId, password: secret, reconnectPeriod: 0 });
+    lamp.on('error', () => undefined);
+    await new Promise<void>((resolve) => lamp.once('connect', () => resolve()));
+    const lampClosed = new Promise<void>((resolve) => lamp.once('close', () => resolve()));
+    // past the demo's 5 s start-up timer (see the next test), so that only the connection matters
+    await new Promise((r) => setTimeout(r, Math.max(0, s.startedAt + 5200 - Date.now())));
+    s.proc.child.kill('SIGTERM');
+    const exit = await exitWithin(s.proc, 3000);
+    lamp.end(true);
+    await lampClosed;
+    assert.equal(exit.killed, false, 'the process exited within 3 s of SIGTERM');
+    assert.equal(exit.code, 0);
+  });
+
+  test('SIGTERM soon after start exits promptly', async () => {
+    const s = await startServer();
+    // main.ts installs its signal handlers right after printing the banner: give it a moment
+    await new Promise((r) => setTimeout(r, 200));
+    const t = Date.now();
+    s.proc.child.kill('SIGTERM');
+    const exit = await exitWithin(s.proc, 2000);
+    assert.equal(exit.killed, false, `the process exited within 2 s of SIGTERM (it took ${Date.now() - t} ms)`);
+    assert.equal(exit.code, 0);
+  });
+
+  test('help lists the commands and the configuration variables', async () => {
+    const r = await run(['help'], {});
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /Usage: hearth <command>/);
+    for (const s of ['start', 'migrate', 'simulate', 'HEARTH_HTTP_PORT', 'HEARTH_MQTT_PORT', 'HEARTH_DATA_DIR', 'HEARTH_DEMO', 'HEARTH_ADMIN_PASSWORD']) assert.ok(r.stdout.includes(s), `help mentions ${s}`);
+    const unknown = await run(['frobnicate'], {});
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /unknown command "frobnicate"/);
+  });
+
+  test('bad configuration exits with 78 and names the variable', async () => {
+    const dataDir = tempDir();
+    const [port, demo, range] = await Promise.all([
+      run(['start'], { HEARTH_HTTP_PORT: 'notaport', HEARTH_DATA_DIR: dataDir }),
+      run(['start'], { HEARTH_DEMO: 'maybe', HEARTH_DATA_DIR: dataDir }),
+      run(['start'], { HEARTH_MQTT_PORT: '70000', HEARTH_DATA_DIR: dataDir }),
+    ]);
+    assert.equal(port.code, 78, port.stderr);
+    assert.match(port.stderr, /HEARTH_HTTP_PORT/);
+    assert.match(port.stderr, /notaport/);
+    assert.equal(demo.code, 78, demo.stderr);
+    assert.match(demo.stderr, /HEARTH_DEMO/);
+    assert.match(demo.stderr, /maybe/);
+    assert.equal(range.code, 78, range.stderr);
+    assert.match(range.stderr, /HEARTH_MQTT_PORT/);
+    assert.doesNotMatch(port.stderr + demo.stderr + range.stderr, /\n\s+at /, 'no stack trace');
+    assert.ok(!existsSync(join(dataDir, 'hearth.sqlite')), 'nothing was started');
+  });
+
+  test('migrate applies the migrations once, then says the database is up to date', async () => {
+    const dataDir = tempDir();
+    const first = await run(['migrate'], { HEARTH_DATA_DIR: dataDir });
+    assert.equal(first.code, 0, first.stderr);
+    assert.match(first.stdout, /^applied: \S+/m);
+    assert.ok(existsSync(join(dataDir, 'hearth.sqlite')));
+    const second = await run(['migrate'], { HEARTH_DATA_DIR: dataDir });
+    assert.equal(second.code, 0, second.stderr);
+    assert.match(second.stdout, /database is up to date/);
+    assert.doesNotMatch(second.stdout, /applied:/);
+  });
+});
