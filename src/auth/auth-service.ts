@@ -6,11 +6,33 @@ import { hashSecret, hmac, safeEqual, verifySecret } from '../core/secrets.ts';
 
 export type Role = 'operator' | 'user';
 
-/** Who is calling, as established from a bearer token. */
+/** What an API key may be allowed to do. Users signed in with a password may do all their role allows. */
+export const SCOPES = ['devices:read', 'devices:control', 'homes:read', 'homes:manage', 'automations:manage'] as const;
+export type Scope = (typeof SCOPES)[number];
+
+/** Who is calling, as established from a bearer token or an API key. */
 export interface Principal {
   userId: string;
   email: string;
   role: Role;
+  /** Set when the caller is an API key. */
+  keyId?: string;
+  /** API keys only: what the key may do. */
+  scopes?: readonly Scope[];
+  /** API keys only: the homes the key is restricted to (undefined: all of its user's). */
+  homeIds?: readonly string[];
+  /** Password sign-ins only: the session (refresh-token family) the token belongs to. */
+  sessionId?: string;
+}
+
+/** How the audit log and the command ledger name a principal: `user:u_…` or `key:k_…`. */
+export function actorOf(p: Principal): string {
+  return p.keyId ? `key:${p.keyId}` : `user:${p.userId}`;
+}
+
+/** True when the principal may act within `scope` (always for password sign-ins). */
+export function hasScope(p: Principal, scope: Scope): boolean {
+  return !p.scopes || p.scopes.includes(scope);
 }
 
 interface TokenPayload {

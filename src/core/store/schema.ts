@@ -46,4 +46,26 @@ export interface Database {
     error: string | null;
     latency_ms: number | null;
   };
+  /** auth: refresh tokens; a family is one sign-in session, rotated on every refresh */
+  refresh_tokens: { id: string; user_id: string; family_id: string; token_hash: string; created_at: number; expires_at: number; used_at: number | null; revoked_at: number | null };
+  /** auth: one-time password reset tokens */
+  password_resets: { token_hash: string; user_id: string; created_at: number; expires_at: number; used_at: number | null };
+  /** auth: API keys for server-to-server integrations */
+  api_keys: { id: string; user_id: string; name: string; key_hash: string; scopes: string; home_ids: string | null; created_at: number; last_used_at: number | null; revoked_at: number | null };
+  /** homes */
+  homes: { id: string; name: string; timezone: string; latitude: number | null; longitude: number | null; owner_id: string; created_at: number };
+  /** homes */
+  rooms: { id: string; home_id: string; name: string; created_at: number };
+  /** homes: role is owner | admin | member | guest; a guest's devices and expiry in guest_devices / guest_until */
+  home_members: { home_id: string; user_id: string; role: string; guest_devices: string | null; guest_until: number | null; created_at: number };
+  /** homes */
+  invitations: { id: string; home_id: string; email: string; role: string; token_hash: string; guest_devices: string | null; guest_until: number | null; invited_by: string; created_at: number; expires_at: number; accepted_at: number | null; revoked_at: number | null };
+  /** homes: which home (and room) a device belongs to, and the name its people gave it */
+  device_bindings: { device_id: string; home_id: string; room_id: string | null; name: string | null; bound_at: number; bound_by: string };
+  /** homes: one device shared with a user outside its home; permission is control | view */
+  device_shares: { device_id: string; user_id: string; permission: string; shared_by: string; created_at: number };
+  /** homes */
+  device_groups: { id: string; home_id: string; name: string; device_ids: string; created_at: number };
+  /** audit */
+  audit_log: { id: string; at: number; actor: string; action: string; home_id: string | null; target_type: string | null; target_id: string | null; details: string | null };
 }

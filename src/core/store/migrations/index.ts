@@ -91,4 +91,118 @@ export const migrations: Record<string, Migration> = {
       await db.schema.createIndex('commands_device_accepted').on('commands').columns(['device_id', 'accepted_at']).execute();
     },
   },
+  '0002-homes-and-people': {
+    async up(db: Kysely<any>) {
+      await db.schema.createTable('refresh_tokens')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('user_id', 'text', (c) => c.notNull().references('users.id'))
+        .addColumn('family_id', 'text', (c) => c.notNull())
+        .addColumn('token_hash', 'text', (c) => c.notNull().unique())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('expires_at', 'bigint', (c) => c.notNull())
+        .addColumn('used_at', 'bigint')
+        .addColumn('revoked_at', 'bigint')
+        .execute();
+      await db.schema.createIndex('refresh_tokens_family').on('refresh_tokens').column('family_id').execute();
+      await db.schema.createIndex('refresh_tokens_user').on('refresh_tokens').column('user_id').execute();
+      await db.schema.createTable('password_resets')
+        .addColumn('token_hash', 'text', (c) => c.primaryKey())
+        .addColumn('user_id', 'text', (c) => c.notNull().references('users.id'))
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('expires_at', 'bigint', (c) => c.notNull())
+        .addColumn('used_at', 'bigint')
+        .execute();
+      await db.schema.createTable('api_keys')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('user_id', 'text', (c) => c.notNull().references('users.id'))
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('key_hash', 'text', (c) => c.notNull().unique())
+        .addColumn('scopes', 'text', (c) => c.notNull())
+        .addColumn('home_ids', 'text')
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('last_used_at', 'bigint')
+        .addColumn('revoked_at', 'bigint')
+        .execute();
+      await db.schema.createIndex('api_keys_user').on('api_keys').column('user_id').execute();
+      await db.schema.createTable('homes')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('timezone', 'text', (c) => c.notNull())
+        .addColumn('latitude', 'double precision')
+        .addColumn('longitude', 'double precision')
+        .addColumn('owner_id', 'text', (c) => c.notNull().references('users.id'))
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema.createTable('rooms')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('home_id', 'text', (c) => c.notNull().references('homes.id'))
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('rooms_home').on('rooms').column('home_id').execute();
+      await db.schema.createTable('home_members')
+        .addColumn('home_id', 'text', (c) => c.notNull().references('homes.id'))
+        .addColumn('user_id', 'text', (c) => c.notNull().references('users.id'))
+        .addColumn('role', 'text', (c) => c.notNull())
+        .addColumn('guest_devices', 'text')
+        .addColumn('guest_until', 'bigint')
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('home_members_pk', ['home_id', 'user_id'])
+        .execute();
+      await db.schema.createIndex('home_members_user').on('home_members').column('user_id').execute();
+      await db.schema.createTable('invitations')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('home_id', 'text', (c) => c.notNull().references('homes.id'))
+        .addColumn('email', 'text', (c) => c.notNull())
+        .addColumn('role', 'text', (c) => c.notNull())
+        .addColumn('token_hash', 'text', (c) => c.notNull().unique())
+        .addColumn('guest_devices', 'text')
+        .addColumn('guest_until', 'bigint')
+        .addColumn('invited_by', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('expires_at', 'bigint', (c) => c.notNull())
+        .addColumn('accepted_at', 'bigint')
+        .addColumn('revoked_at', 'bigint')
+        .execute();
+      await db.schema.createIndex('invitations_home').on('invitations').column('home_id').execute();
+      await db.schema.createTable('device_bindings')
+        .addColumn('device_id', 'text', (c) => c.primaryKey().references('devices.id'))
+        .addColumn('home_id', 'text', (c) => c.notNull().references('homes.id'))
+        .addColumn('room_id', 'text')
+        .addColumn('name', 'text')
+        .addColumn('bound_at', 'bigint', (c) => c.notNull())
+        .addColumn('bound_by', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('device_bindings_home').on('device_bindings').column('home_id').execute();
+      await db.schema.createTable('device_shares')
+        .addColumn('device_id', 'text', (c) => c.notNull().references('devices.id'))
+        .addColumn('user_id', 'text', (c) => c.notNull().references('users.id'))
+        .addColumn('permission', 'text', (c) => c.notNull())
+        .addColumn('shared_by', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('device_shares_pk', ['device_id', 'user_id'])
+        .execute();
+      await db.schema.createIndex('device_shares_user').on('device_shares').column('user_id').execute();
+      await db.schema.createTable('device_groups')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('home_id', 'text', (c) => c.notNull().references('homes.id'))
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('device_ids', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('device_groups_home').on('device_groups').column('home_id').execute();
+      await db.schema.createTable('audit_log')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('at', 'bigint', (c) => c.notNull())
+        .addColumn('actor', 'text', (c) => c.notNull())
+        .addColumn('action', 'text', (c) => c.notNull())
+        .addColumn('home_id', 'text')
+        .addColumn('target_type', 'text')
+        .addColumn('target_id', 'text')
+        .addColumn('details', 'text')
+        .execute();
+      await db.schema.createIndex('audit_log_home_at').on('audit_log').columns(['home_id', 'at']).execute();
+      await db.schema.createIndex('audit_log_at').on('audit_log').column('at').execute();
+    },
+  },
 };

@@ -1,0 +1,178 @@
+import type { Db } from '../core/store/db.ts';
+import { fromJson } from '../core/store/db.ts';
+import { HearthError } from '../core/errors.ts';
+import type { DeviceRecord, DeviceService } from '../devices/device-service.ts';
+import { hasScope, type Principal } from '../auth/auth-service.ts';
+
+/** What a principal may do with a device, in increasing order. */
+export type DeviceRight = 'none' | 'view' | 'control' | 'configure';
+/** A member's role in a home, in increasing order of power. */
+export type HomeRole = 'guest' | 'member' | 'admin' | 'owner';
+/** What an action on a home needs. */
+export type HomeNeed = 'view' | 'control' | 'configure' | 'own';
+
+const RIGHTS: readonly DeviceRight[] = ['none', 'view', 'control', 'configure'];
+const rank = (r: DeviceRight) => RIGHTS.indexOf(r);
+const max = (a: DeviceRight, b: DeviceRight) => (rank(a) >= rank(b) ? a : b);
+const min = (a: DeviceRight, b: DeviceRight) => (rank(a) <= rank(b) ? a : b);
+
+/** Which home a device is in, through its own binding or, for a sub-device, its hub's. */
+export interface Placement {
+  homeId: string;
+  roomId: string | null;
+  /** The name the home's people gave the device, if any. */
+  name: string | null;
+  /** When the device joined this home; history before it is not the home's to see. */
+  boundAt: number;
+}
+
+export interface Membership {
+  role: HomeRole;
+  guestDevices: string[] | null;
+  guestUntil: number | null;
+}
+
+/**
+ * The one authorization policy for homes and devices. Every route asks it; nobody else reads
+ * memberships, bindings or shares to decide access. Anything a caller may not see is answered
+ * as not found, so ids of other homes never leak; a caller who may see a thing but not change
+ * it gets E_FORBIDDEN.
+ */
+export class AccessService {
+  constructor(private readonly deps: { db: Db; devices: DeviceService }) {}
+
+  async placement(deviceId: string): Promise<Placement | undefined> {
+    const device = await this.deps.devices.get(deviceId);
+    if (!device) return undefined;
+    const own = await this.binding(deviceId);
+    if (device.parentId) {
+      const hub = await this.binding(device.parentId);
+      if (!hub) return undefined;
+      // A sub-device follows its hub's home; its own binding only places it in a room or names it.
+      return own && own.homeId === hub.homeId ? { ...own, boundAt: Math.max(own.boundAt, hub.boundAt) } : { ...hub, roomId: null, name: null };
+    }
+    return own;
+  }
+
+  async membership(userId: string, homeId: string): Promise<Membership | undefined> {
+    const row = await this.deps.db.selectFrom('home_members').selectAll().where('home_id', '=', homeId).where('user_id', '=', userId).executeTakeFirst();
+    if (!row) return undefined;
+    return { role: row.role as HomeRole, guestDevices: fromJson<string[] | null>(row.guest_devices), guestUntil: row.guest_until == null ? null : Number(row.guest_until) };
+  }
+
+  /** The principal's right on a device (operator: configure on every device). */
+  async deviceRight(p: Principal, device: DeviceRecord): Promise<DeviceRight> {
+    let right: DeviceRight = 'none';
+    const place = await this.placement(device.id);
+    if (p.role === 'operator') right = 'configure';
+    else {
+      if (place && this.keyAllowsHome(p, place.homeId)) {
+        const m = await this.membership(p.userId, place.homeId);
+        if (m) right = max(right, this.memberRight(m, device));
+      }
+      if (!p.homeIds) {
+        const share = await this.deps.db.selectFrom('device_shares').select('permission')
+          .where('user_id', '=', p.userId)
+          .where('device_id', 'in', device.parentId ? [device.id, device.parentId] : [device.id])
+          .execute();
+        for (const s of share) right = max(right, s.permission === 'control' ? 'control' : 'view');
+      }
+    }
+    return min(right, this.scopeCap(p));
+  }
+
+  /**
+   * Loads a device the principal may use as `need` requires. Throws E_DEVICE_NOT_FOUND when the
+   * device does not exist or the caller may not see it, E_FORBIDDEN when they may see it only.
+   */
+  async requireDevice(p: Principal, deviceId: string, need: Exclude<DeviceRight, 'none'>): Promise<DeviceRecord> {
+    const device = await this.deps.devices.get(deviceId);
+    const right = device ? await this.deviceRight(p, device) : 'none';
+    if (!device || right === 'none') throw new HearthError('E_DEVICE_NOT_FOUND', `device "${deviceId}" does not exist`);
+    if (rank(right) < rank(need)) throw new HearthError('E_FORBIDDEN', `${need} on this device needs more than your ${right} access`);
+    return device;
+  }
+
+  /**
+   * Checks the principal's role in a home. Throws E_HOME_NOT_FOUND to non-members (and to API
+   * keys restricted to other homes), E_FORBIDDEN to members whose role is not enough.
+   */
+  async requireHome(p: Principal, homeId: string, need: HomeNeed): Promise<HomeRole | 'operator'> {
+    const home = await this.deps.db.selectFrom('homes').select('id').where('id', '=', homeId).executeTakeFirst();
+    if (!home || !this.keyAllowsHome(p, homeId)) throw new HearthError('E_HOME_NOT_FOUND', `home "${homeId}" does not exist`);
+    if (p.role === 'operator' && !p.keyId) return 'operator';
+    const m = await this.membership(p.userId, homeId);
+    if (!m || (m.role === 'guest' && m.guestUntil !== null && m.guestUntil < Date.now())) throw new HearthError('E_HOME_NOT_FOUND', `home "${homeId}" does not exist`);
+    const scopeOk = need === 'view' ? hasScope(p, 'homes:read') || hasScope(p, 'devices:read') : need === 'control' ? hasScope(p, 'devices:control') : hasScope(p, 'homes:manage');
+    const roleOk = need === 'view' || need === 'control' ? true : need === 'configure' ? m.role === 'admin' || m.role === 'owner' : m.role === 'owner';
+    if (!scopeOk || !roleOk) throw new HearthError('E_FORBIDDEN', `this needs ${need === 'own' ? 'the owner' : need === 'configure' ? 'an owner or admin' : `${need} access`} of the home`);
+    return m.role;
+  }
+
+  /**
+   * Ids of the devices a principal may see, for listings; undefined means every device (operator).
+   * Sub-devices of visible hubs are included.
+   */
+  async visibleDeviceIds(p: Principal): Promise<string[] | undefined> {
+    if (p.role === 'operator') return undefined;
+    if (!hasScope(p, 'devices:read') && !hasScope(p, 'devices:control')) return [];
+    const db = this.deps.db;
+    const memberships = await db.selectFrom('home_members').selectAll().where('user_id', '=', p.userId).execute();
+    const ids = new Set<string>();
+    const now = Date.now();
+    const fullHomes: string[] = [];
+    for (const m of memberships) {
+      if (!this.keyAllowsHome(p, m.home_id)) continue;
+      if (m.role !== 'guest') fullHomes.push(m.home_id);
+      else if (m.guest_until == null || Number(m.guest_until) >= now) for (const id of fromJson<string[] | null>(m.guest_devices) ?? []) ids.add(id);
+    }
+    if (fullHomes.length) {
+      const bound = await db.selectFrom('device_bindings').select('device_id').where('home_id', 'in', fullHomes).execute();
+      for (const b of bound) ids.add(b.device_id);
+    }
+    if (!p.homeIds) for (const s of await db.selectFrom('device_shares').select('device_id').where('user_id', '=', p.userId).execute()) ids.add(s.device_id);
+    if (ids.size) {
+      const children = await db.selectFrom('devices').select('id').where('parent_id', 'in', [...ids]).execute();
+      for (const c of children) ids.add(c.id);
+    }
+    // A binding whose hub moved elsewhere is not enough: check each against the policy.
+    const out: string[] = [];
+    for (const id of ids) {
+      const d = await this.deps.devices.get(id);
+      if (d && (await this.deviceRight(p, d)) !== 'none') out.push(id);
+    }
+    return out;
+  }
+
+  private memberRight(m: Membership, device: DeviceRecord): DeviceRight {
+    switch (m.role) {
+      case 'owner':
+      case 'admin':
+        return 'configure';
+      case 'member':
+        return 'control';
+      case 'guest': {
+        if (m.guestUntil !== null && m.guestUntil < Date.now()) return 'none';
+        const list = m.guestDevices ?? [];
+        return list.includes(device.id) || (device.parentId !== null && list.includes(device.parentId)) ? 'control' : 'none';
+      }
+    }
+  }
+
+  private keyAllowsHome(p: Principal, homeId: string): boolean {
+    return !p.homeIds || p.homeIds.includes(homeId);
+  }
+
+  /** The most an API key's scopes allow on a device. */
+  private scopeCap(p: Principal): DeviceRight {
+    if (!p.scopes) return 'configure';
+    if (p.scopes.includes('homes:manage')) return 'configure';
+    if (p.scopes.includes('devices:control')) return 'control';
+    if (p.scopes.includes('devices:read')) return 'view';
+    return 'none';
+  }
+  private async binding(deviceId: string): Promise<Placement | undefined> {
+    const row = await this.deps.db.selectFrom('device_bindings').selectAll().where('device_id', '=', deviceId).executeTakeFirst();
+    return row ? { homeId: row.home_id, roomId: row.room_id, name: row.name, boundAt: Number(row.bound_at) } : undefined;
+  }
+}
