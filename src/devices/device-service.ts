@@ -105,6 +105,12 @@ export class DeviceService {
     return { items: rows.map(toRecord), total: Number(n) };
   }
 
+  /** The device a pairing code (the QR code on its box) belongs to. */
+  async findByPairingCode(code: string): Promise<DeviceRecord | undefined> {
+    const row = await this.deps.db.selectFrom('devices').selectAll().where('pairing_code', '=', code.trim().toUpperCase()).executeTakeFirst();
+    return row ? toRecord(row) : undefined;
+  }
+
   async children(parentId: string): Promise<DeviceRecord[]> {
     const rows = await this.deps.db.selectFrom('devices').selectAll().where('parent_id', '=', parentId).orderBy('created_at').execute();
     return rows.map(toRecord);

@@ -85,6 +85,16 @@ export class ShadowService {
     return toView(s);
   }
 
+  /** Drops every desired value (a device leaving its home must not act on the old home's wishes). */
+  async clearDesired(deviceId: string): Promise<void> {
+    const s = await this.load(deviceId);
+    const keys = Object.keys(s.desired);
+    if (keys.length === 0) return;
+    applyDesired(s, Object.fromEntries(keys.map((k) => [k, null])), Date.now());
+    this.dirty.add(deviceId);
+    await this.flush();
+  }
+
   /** The device (or its hub) subscribed to its desired topic: send what is pending. */
   async resend(deviceId: string): Promise<void> {
     this.listening.add(deviceId);
