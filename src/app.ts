@@ -19,6 +19,11 @@ import { historyRoutes } from './history/history-routes.ts';
 import { CommandService } from './commands/command-service.ts';
 import { commandRoutes } from './commands/command-routes.ts';
 import { IngestService } from './ingest/ingest-service.ts';
+import { AccessService } from './homes/access-service.ts';
+import { AuditService } from './audit/audit-service.ts';
+import { auditRoutes } from './audit/audit-routes.ts';
+import { DeviceViews } from './devices/device-view.ts';
+import { HearthError } from './core/errors.ts';
 import { MqttGateway } from './transports/mqtt/mqtt-gateway.ts';
 import { buildHttpServer, type HttpApp } from './transports/http/http-server.ts';
 
@@ -34,6 +39,9 @@ export interface Services {
   history: HistoryService;
   commands: CommandService;
   ingest: IngestService;
+  access: AccessService;
+  audit: AuditService;
+  views: DeviceViews;
 }
 
 export interface StartInfo {
@@ -70,13 +78,16 @@ export class Hearth {
     const history = new HistoryService({ db, log, flushMs: config.historyFlushMs });
     const commands = new CommandService({ db, bus, log, devices, products, presence, defaultTimeoutMs: config.commandTimeoutMs });
     const ingest = new IngestService({ bus, log, devices, products, presence, shadow, history, commands });
-    this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest };
+    const access = new AccessService({ db, devices });
+    const audit = new AuditService({ db, log, flushMs: config.historyFlushMs });
+    const views = new DeviceViews({ presence, shadow, access });
+    this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views };
     this.mqtt = new MqttGateway({ bus, devices, presence, log: log.child({ component: 'mqtt' }), config: { port: config.mqttPort, host: config.mqttHost, maxPayloadBytes: config.maxPayloadBytes } });
   }
 
   /** Migrates, starts every service, then opens the MQTT and HTTP ports. */
   async start(): Promise<StartInfo> {
-    const { auth, products, presence, shadow, history, commands, ingest, settings } = this.services;
+    const { auth, products, presence, shadow, history, commands, ingest, settings, access, audit, views } = this.services;
     await migrate(this.db);
     const firstStart = (await settings.get('installedAt')) === undefined;
     await auth.start();
@@ -88,22 +99,27 @@ export class Hearth {
     history.start();
     commands.start();
     ingest.start();
+    audit.start();
     await this.mqtt.start();
 
     this.http = await buildHttpServer({
       log: this.log,
       version: VERSION,
-      verifyToken: (t) => auth.verify(t),
+      authenticate: (authorization) => {
+        if (!authorization?.startsWith('Bearer ')) throw new HearthError('E_UNAUTHENTICATED', 'send "Authorization: Bearer <token>" (get one from POST /api/v1/auth/login)');
+        return auth.verify(authorization.slice(7).trim());
+      },
       isReady: () => this.ready,
       mqttStream: (stream, req) => this.mqtt.handleStream(stream, req),
     });
     const s = this.services;
     authRoutes(this.http, { auth });
     productRoutes(this.http, { products });
-    deviceRoutes(this.http, { devices: s.devices, presence, shadow });
-    shadowRoutes(this.http, { devices: s.devices, shadow });
-    commandRoutes(this.http, { devices: s.devices, commands });
-    historyRoutes(this.http, { devices: s.devices, products, history });
+    deviceRoutes(this.http, { devices: s.devices, access, views });
+    shadowRoutes(this.http, { access, shadow, audit });
+    commandRoutes(this.http, { access, commands, audit });
+    historyRoutes(this.http, { access, products, history });
+    auditRoutes(this.http, { audit });
     await this.http.listen({ port: this.config.httpPort, host: this.config.httpHost });
     this.ready = true;
     return { operator, firstStart };
@@ -133,6 +149,7 @@ export class Hearth {
       commands.stop();
       await shadow.stop();
       await history.stop();
+      await this.services.audit.stop();
       await presence.stop();
       await this.bus.close();
       await this.db.destroy();

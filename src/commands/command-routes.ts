@@ -3,7 +3,9 @@ import type { HttpApp } from '../transports/http/http-server.ts';
 import { principal } from '../transports/http/http-server.ts';
 import { AuthHeader, JsonObject, problems } from '../transports/http/http-schemas.ts';
 import { DeviceParams } from '../devices/device-schema.ts';
-import type { DeviceService } from '../devices/device-service.ts';
+import type { AccessService } from '../homes/access-service.ts';
+import type { AuditService } from '../audit/audit-service.ts';
+import { actorOf } from '../auth/auth-service.ts';
 import type { CommandService } from './command-service.ts';
 
 const CommandBody = Type.Object({
@@ -24,7 +26,7 @@ const nullable = <T extends ReturnType<typeof Type.String>>(t: T) => Type.Union(
 
 const CommandRecord = Type.Object({
   id: Type.String(), deviceId: Type.String(), action: Type.String(), params: JsonObject,
-  source: Type.String({ description: 'Who or what sent it, e.g. user:u_123' }),
+  source: Type.String({ description: 'Who or what sent it: user:u_…, key:k_… (an API key), or automation:…' }),
   status: Type.String({ description: 'sent, answered or timeout' }),
   acceptedAt: Type.String({ format: 'date-time' }),
   sentAt: nullable(Type.String({ format: 'date-time' })),
@@ -36,16 +38,19 @@ const CommandRecord = Type.Object({
   latencyMs: Type.Union([Type.Number(), Type.Null()]),
 });
 
-export function commandRoutes(app: HttpApp, deps: { devices: DeviceService; commands: CommandService }): void {
+export function commandRoutes(app: HttpApp, deps: { access: AccessService; commands: CommandService; audit: AuditService }): void {
   app.post('/api/v1/devices/:id/commands', {
     schema: {
       tags: ['commands'], summary: 'Send a command and wait for the device result', ...AuthHeader,
       params: DeviceParams, body: CommandBody,
-      response: { 200: CommandOutcome, ...problems('E_VALIDATION', 'E_MODEL_MISMATCH', 'E_UNAUTHENTICATED', 'E_DEVICE_NOT_FOUND', 'E_DEVICE_OFFLINE', 'E_COMMAND_TIMEOUT') },
+      response: { 200: CommandOutcome, ...problems('E_VALIDATION', 'E_MODEL_MISMATCH', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_DEVICE_NOT_FOUND', 'E_DEVICE_OFFLINE', 'E_COMMAND_TIMEOUT', 'E_RATE_LIMITED') },
     },
   }, async (req) => {
     const p = principal(req);
-    return deps.commands.send(req.params.id, req.body, `user:${p.userId}`);
+    await deps.access.requireDevice(p, req.params.id, 'control');
+    const actor = actorOf(p);
+    deps.audit.record({ actor, action: 'device.command', homeId: (await deps.access.placement(req.params.id))?.homeId, targetType: 'device', targetId: req.params.id, details: { action: req.body.action, params: req.body.params ?? {} } });
+    return deps.commands.send(req.params.id, req.body, actor);
   });
 
   app.get('/api/v1/devices/:id/commands', {
@@ -56,7 +61,7 @@ export function commandRoutes(app: HttpApp, deps: { devices: DeviceService; comm
       response: { 200: Type.Object({ items: Type.Array(CommandRecord) }, { examples: [{ items: [{ id: 'c_7m2k9x4p1q8r0t', deviceId: 'd_9x2k7m4p1q8r0t', action: 'toggle', params: {}, source: 'user:u_4k2m9x7p1q8r0t', status: 'answered', acceptedAt: '2026-11-23T08:00:00.000Z', sentAt: '2026-11-23T08:00:00.001Z', answeredAt: '2026-11-23T08:00:00.004Z', timedOutAt: null, ok: true, result: {}, error: null, latencyMs: 4 }] }] }), ...problems('E_UNAUTHENTICATED', 'E_DEVICE_NOT_FOUND') },
     },
   }, async (req) => {
-    await deps.devices.require(req.params.id);
+    await deps.access.requireDevice(principal(req), req.params.id, 'view');
     return { items: await deps.commands.list(req.params.id, req.query.limit, req.query.before ? Date.parse(req.query.before) : undefined) };
   });
 }

@@ -3,11 +3,10 @@ import type { HttpApp } from '../transports/http/http-server.ts';
 import { requireOperator } from '../transports/http/http-server.ts';
 import { AuthHeader, Pagination, problems } from '../transports/http/http-schemas.ts';
 import type { DeviceRecord, DeviceService, ProvisionedDevice } from './device-service.ts';
-import type { PresenceService } from './presence-service.ts';
-import type { ShadowService } from '../shadow/shadow-service.ts';
+import type { AccessService } from '../homes/access-service.ts';
+import type { DeviceViews } from './device-view.ts';
+import { principal } from '../transports/http/http-server.ts';
 import { BulkProvisionBody, ChildrenSchema, DeviceListSchema, DeviceParams, DeviceSchema, ProvisionBody, ProvisionedSchema } from './device-schema.ts';
-
-const iso = (n: number | null) => (n == null ? null : new Date(n).toISOString());
 
 function base(d: DeviceRecord) {
   return { id: d.id, product: d.productKey, name: d.name, parentId: d.parentId, hwid: d.hwid, pairingCode: d.pairingCode, createdAt: new Date(d.createdAt).toISOString() };
@@ -27,13 +26,8 @@ function provisioned(d: ProvisionedDevice) {
   };
 }
 
-export function deviceRoutes(app: HttpApp, deps: { devices: DeviceService; presence: PresenceService; shadow: ShadowService }): void {
-  const { devices, presence, shadow } = deps;
-
-  const summary = async (d: DeviceRecord) => {
-    const p = await presence.get(d.id);
-    return { ...base(d), online: p.online, lastSeen: iso(p.lastSeen) };
-  };
+export function deviceRoutes(app: HttpApp, deps: { devices: DeviceService; access: AccessService; views: DeviceViews }): void {
+  const { devices, access, views } = deps;
 
   app.post('/api/v1/devices', {
     schema: {
@@ -60,31 +54,28 @@ export function deviceRoutes(app: HttpApp, deps: { devices: DeviceService; prese
 
   app.get('/api/v1/devices', {
     schema: {
-      tags: ['devices'], summary: 'List devices', ...AuthHeader,
+      tags: ['devices'], summary: 'List the devices the caller may see (the operator: all)', ...AuthHeader,
       querystring: Type.Object({ product: Type.Optional(Type.String()), parentId: Type.Optional(Type.String()), ...Pagination }),
       response: { 200: DeviceListSchema, ...problems('E_UNAUTHENTICATED') },
     },
   }, async (req) => {
-    const { items, total } = await devices.list(req.query);
-    return { items: await Promise.all(items.map(summary)), total };
+    const p = principal(req);
+    const { items, total } = await devices.list({ ...req.query, ids: await access.visibleDeviceIds(p) });
+    return { items: await Promise.all(items.map((d) => views.summary(d, p))), total };
   });
 
   app.get('/api/v1/devices/:id', {
     schema: { tags: ['devices'], summary: 'A device with presence and shadow', ...AuthHeader, params: DeviceParams, response: { 200: DeviceSchema, ...problems('E_UNAUTHENTICATED', 'E_DEVICE_NOT_FOUND') } },
   }, async (req) => {
-    const d = await devices.require(req.params.id);
-    const p = await presence.get(d.id);
-    return {
-      ...base(d), online: p.online, lastSeen: iso(p.lastSeen),
-      presence: { reason: p.reason, changedAt: iso(p.changedAt), session: p.session },
-      shadow: await shadow.view(d.id),
-    };
+    const p = principal(req);
+    return views.full(await access.requireDevice(p, req.params.id, 'view'), p);
   });
 
   app.get('/api/v1/devices/:id/children', {
     schema: { tags: ['devices'], summary: 'Sub-devices of a hub', ...AuthHeader, params: DeviceParams, response: { 200: ChildrenSchema, ...problems('E_UNAUTHENTICATED', 'E_DEVICE_NOT_FOUND') } },
   }, async (req) => {
-    await devices.require(req.params.id);
-    return { items: await Promise.all((await devices.children(req.params.id)).map(summary)) };
+    const p = principal(req);
+    await access.requireDevice(p, req.params.id, 'view');
+    return { items: await Promise.all((await devices.children(req.params.id)).map((d) => views.summary(d, p))) };
   });
 }

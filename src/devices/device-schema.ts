@@ -20,8 +20,13 @@ const deviceFields = {
   name: Type.String(),
   parentId: Type.Union([Type.String(), Type.Null()]),
   hwid: Type.Union([Type.String(), Type.Null()], { description: 'Hardware id of a sub-device joined by its hub' }),
-  pairingCode: Type.Union([Type.String(), Type.Null()], { description: 'What the QR code on the box carries' }),
+  pairingCode: Type.Union([Type.String(), Type.Null()], { description: 'What the QR code on the box carries (shown to the operator only)' }),
   createdAt: Type.String({ format: 'date-time' }),
+};
+
+const placementFields = {
+  homeId: Type.Union([Type.String(), Type.Null()], { description: 'The home the device belongs to (a sub-device follows its hub)' }),
+  roomId: Type.Union([Type.String(), Type.Null()]),
 };
 
 export const ProvisionedSchema = Type.Object({
@@ -41,6 +46,7 @@ export const ShadowSchema = Type.Object({
 
 export const DeviceSchema = Type.Object({
   ...deviceFields,
+  ...placementFields,
   online: Type.Boolean(),
   lastSeen: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
   presence: Type.Object({
@@ -49,15 +55,16 @@ export const DeviceSchema = Type.Object({
     session: Type.Integer({ description: 'Connection counter; grows with every accepted connection' }),
   }),
   shadow: ShadowSchema,
-}, { examples: [{ id: 'd_9x2k7m4p1q8r0t', product: 'light', name: 'Hall light', parentId: 'd_h1b2c3d4e5f6g7', hwid: '00:12:4b:00:1c:a1:b2:01', pairingCode: 'K7M4-P1Q8-R2X9', createdAt: '2026-11-23T08:00:00.000Z', online: true, lastSeen: '2026-11-23T08:05:00.000Z', presence: { reason: 'hub-reported', changedAt: '2026-11-23T08:01:00.000Z', session: 0 }, shadow: { reported: { on: true, brightness: 80 }, desired: {}, delta: {}, version: 3, updatedAt: '2026-11-23T08:05:00.000Z' } }] });
+}, { examples: [{ id: 'd_9x2k7m4p1q8r0t', product: 'light', name: 'Hall light', parentId: 'd_h1b2c3d4e5f6g7', hwid: '00:12:4b:00:1c:a1:b2:01', pairingCode: 'K7M4-P1Q8-R2X9', createdAt: '2026-11-23T08:00:00.000Z', homeId: 'h_5t2k9x4p1q8r0m', roomId: 'r_8m2k9x4p1q8r0t', online: true, lastSeen: '2026-11-23T08:05:00.000Z', presence: { reason: 'hub-reported', changedAt: '2026-11-23T08:01:00.000Z', session: 0 }, shadow: { reported: { on: true, brightness: 80 }, desired: {}, delta: {}, version: 3, updatedAt: '2026-11-23T08:05:00.000Z' } }] });
 
 export const DeviceSummarySchema = Type.Object({
   ...deviceFields,
+  ...placementFields,
   online: Type.Boolean(),
   lastSeen: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
 });
 
-const summaryExample = { id: 'd_9x2k7m4p1q8r0t', product: 'light', name: 'Hall light', parentId: 'd_h1b2c3d4e5f6g7', hwid: '00:12:4b:00:1c:a1:b2:01', pairingCode: 'K7M4-P1Q8-R2X9', createdAt: '2026-11-23T08:00:00.000Z', online: true, lastSeen: '2026-11-23T08:05:00.000Z' };
+const summaryExample = { id: 'd_9x2k7m4p1q8r0t', product: 'light', name: 'Hall light', parentId: 'd_h1b2c3d4e5f6g7', hwid: '00:12:4b:00:1c:a1:b2:01', pairingCode: 'K7M4-P1Q8-R2X9', createdAt: '2026-11-23T08:00:00.000Z', homeId: 'h_5t2k9x4p1q8r0m', roomId: 'r_8m2k9x4p1q8r0t', online: true, lastSeen: '2026-11-23T08:05:00.000Z' };
 
 export const DeviceListSchema = Type.Object({ items: Type.Array(DeviceSummarySchema), total: Type.Integer() }, { examples: [{ items: [summaryExample], total: 1 }] });
 export const ChildrenSchema = Type.Object({ items: Type.Array(DeviceSummarySchema) }, { examples: [{ items: [summaryExample] }] });

@@ -29,6 +29,8 @@ export interface ProvisionedDevice extends DeviceRecord {
 export interface ListFilter {
   product?: string;
   parentId?: string;
+  /** Only these devices (what the caller may see); undefined: all. */
+  ids?: readonly string[];
   limit: number;
   offset: number;
 }
@@ -100,6 +102,10 @@ export class DeviceService {
     let q = this.deps.db.selectFrom('devices');
     if (filter.product) q = q.where('product_key', '=', filter.product);
     if (filter.parentId) q = q.where('parent_id', '=', filter.parentId);
+    if (filter.ids) {
+      if (filter.ids.length === 0) return { items: [], total: 0 };
+      q = q.where('id', 'in', [...filter.ids]);
+    }
     const [{ n }] = await q.select((eb) => eb.fn.countAll<number>().as('n')).execute();
     const rows = await q.selectAll().orderBy('created_at').orderBy('id').limit(filter.limit).offset(filter.offset).execute();
     return { items: rows.map(toRecord), total: Number(n) };

@@ -3,7 +3,9 @@ import type { HttpApp } from '../transports/http/http-server.ts';
 import { AuthHeader, JsonObject, problems } from '../transports/http/http-schemas.ts';
 import { HearthError } from '../core/errors.ts';
 import { DeviceParams } from '../devices/device-schema.ts';
-import type { DeviceService } from '../devices/device-service.ts';
+import type { AccessService } from '../homes/access-service.ts';
+import type { Principal } from '../auth/auth-service.ts';
+import { principal } from '../transports/http/http-server.ts';
 import type { ProductService } from '../products/product-service.ts';
 import type { HistoryService } from './history-service.ts';
 
@@ -32,7 +34,13 @@ const TimeRange = {
 const Point = Type.Object({ ts: Type.String({ format: 'date-time' }), value: Type.Unknown() });
 const Bucket = Type.Object({ ts: Type.String({ format: 'date-time' }), min: Type.Union([Type.Number(), Type.Null()]), max: Type.Union([Type.Number(), Type.Null()]), avg: Type.Union([Type.Number(), Type.Null()]), count: Type.Integer() });
 
-export function historyRoutes(app: HttpApp, deps: { devices: DeviceService; products: ProductService; history: HistoryService }): void {
+/** End users see a device's past only since it joined their home; the operator sees all of it. */
+async function earliestVisible(access: AccessService, p: Principal, deviceId: string): Promise<number> {
+  if (p.role === 'operator') return 0;
+  return (await access.placement(deviceId))?.boundAt ?? Number.MAX_SAFE_INTEGER;
+}
+
+export function historyRoutes(app: HttpApp, deps: { access: AccessService; products: ProductService; history: HistoryService }): void {
   app.get('/api/v1/devices/:id/history', {
     schema: {
       tags: ['history'], summary: 'Raw points of a property, or min/max/avg per time bucket', ...AuthHeader,
@@ -46,12 +54,13 @@ export function historyRoutes(app: HttpApp, deps: { devices: DeviceService; prod
       },
     },
   }, async (req) => {
-    const device = await deps.devices.require(req.params.id);
+    const p = principal(req);
+    const device = await deps.access.requireDevice(p, req.params.id, 'view');
     const model = await deps.products.model(device.productKey);
     const spec = model?.properties.get(req.query.property);
     if (!spec) throw new HearthError('E_VALIDATION', `product "${device.productKey}" has no property "${req.query.property}"`, { field: 'querystring.property' });
     const to = parseTime(req.query.to, Date.now(), 'to');
-    const from = parseTime(req.query.from, to - 86_400_000, 'from');
+    const from = Math.max(parseTime(req.query.from, to - 86_400_000, 'from'), await earliestVisible(deps.access, p, device.id));
     const range = { deviceId: device.id, property: spec.id, from: new Date(from).toISOString(), to: new Date(to).toISOString() };
     if (req.query.bucket) {
       const bucketMs = parseBucket(req.query.bucket);
@@ -68,9 +77,10 @@ export function historyRoutes(app: HttpApp, deps: { devices: DeviceService; prod
       response: { 200: Type.Object({ items: Type.Array(Type.Object({ id: Type.String(), event: Type.String(), params: JsonObject, ts: Type.String({ format: 'date-time' }) })) }, { examples: [{ items: [{ id: 'e_2k9x4p1q8r0t7m', event: 'unlock', params: { method: 'keypad', user: 'alice' }, ts: '2026-11-23T08:00:00.000Z' }] }] }), ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_DEVICE_NOT_FOUND') },
     },
   }, async (req) => {
-    await deps.devices.require(req.params.id);
+    const p = principal(req);
+    await deps.access.requireDevice(p, req.params.id, 'view');
     const to = parseTime(req.query.to, Date.now(), 'to');
-    const from = parseTime(req.query.from, to - 86_400_000, 'from');
+    const from = Math.max(parseTime(req.query.from, to - 86_400_000, 'from'), await earliestVisible(deps.access, p, req.params.id));
     return { items: await deps.history.deviceEvents(req.params.id, from, to, req.query.limit) };
   });
 }

@@ -2,14 +2,17 @@ import { Type } from 'typebox';
 import type { HttpApp } from '../transports/http/http-server.ts';
 import { AuthHeader, JsonObject, problems } from '../transports/http/http-schemas.ts';
 import { DeviceParams, ShadowSchema } from '../devices/device-schema.ts';
-import type { DeviceService } from '../devices/device-service.ts';
+import type { AccessService } from '../homes/access-service.ts';
+import type { AuditService } from '../audit/audit-service.ts';
+import { actorOf } from '../auth/auth-service.ts';
+import { principal } from '../transports/http/http-server.ts';
 import type { ShadowService } from './shadow-service.ts';
 
-export function shadowRoutes(app: HttpApp, deps: { devices: DeviceService; shadow: ShadowService }): void {
+export function shadowRoutes(app: HttpApp, deps: { access: AccessService; shadow: ShadowService; audit: AuditService }): void {
   app.get('/api/v1/devices/:id/shadow', {
     schema: { tags: ['shadow'], summary: 'Reported, desired and delta state', ...AuthHeader, params: DeviceParams, response: { 200: ShadowSchema, ...problems('E_UNAUTHENTICATED', 'E_DEVICE_NOT_FOUND') } },
   }, async (req) => {
-    await deps.devices.require(req.params.id);
+    await deps.access.requireDevice(principal(req), req.params.id, 'view');
     return deps.shadow.view(req.params.id);
   });
 
@@ -18,10 +21,13 @@ export function shadowRoutes(app: HttpApp, deps: { devices: DeviceService; shado
       tags: ['shadow'], summary: 'Set desired state (null removes a key); an offline device receives it when it reconnects', ...AuthHeader,
       params: DeviceParams,
       body: Type.Object({ desired: JsonObject }, { examples: [{ desired: { on: true, brightness: 60 } }] }),
-      response: { 200: ShadowSchema, ...problems('E_VALIDATION', 'E_MODEL_MISMATCH', 'E_UNAUTHENTICATED', 'E_DEVICE_NOT_FOUND') },
+      response: { 200: ShadowSchema, ...problems('E_VALIDATION', 'E_MODEL_MISMATCH', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_DEVICE_NOT_FOUND') },
     },
   }, async (req) => {
-    await deps.devices.require(req.params.id);
-    return deps.shadow.setDesired(req.params.id, req.body.desired);
+    const p = principal(req);
+    await deps.access.requireDevice(p, req.params.id, 'control');
+    const view = await deps.shadow.setDesired(req.params.id, req.body.desired);
+    deps.audit.record({ actor: actorOf(p), action: 'device.desired', homeId: (await deps.access.placement(req.params.id))?.homeId, targetType: 'device', targetId: req.params.id, details: { desired: req.body.desired } });
+    return view;
   });
 }

@@ -20,6 +20,8 @@ export interface Platform {
   httpUrl: string;
   mqttUrl: string;
   token: string;
+  /** Every log line the platform wrote, parsed (e-mails without SMTP are logged with a `mail` field). */
+  logs: any[];
   api<T = any>(method: string, path: string, body?: unknown, token?: string | null): Promise<ApiResponse<T>>;
   provision(product: string, name?: string, parentId?: string): Promise<{ id: string; secret: string; pairingCode: string }>;
   connect(id: string, secret: string, opts?: IClientOptions): Promise<MqttClient>;
@@ -35,9 +37,21 @@ export async function startPlatform(opts: { dataDir?: string; env?: Record<strin
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'hearth-test-'));
   const config = loadConfig({ ...opts.env }, {
     httpPort: 0, mqttPort: 0, httpHost: '127.0.0.1', mqttHost: '127.0.0.1', dataDir, demo: false,
-    adminEmail: ADMIN.email, adminPassword: ADMIN.password, logLevel: (process.env.HEARTH_TEST_LOG as 'info') ?? 'silent',
+    adminEmail: ADMIN.email, adminPassword: ADMIN.password,
   });
-  const hearth = new Hearth(config, { log: createLogger(config.logLevel) });
+  const logs: any[] = [];
+  const echo = process.env.HEARTH_TEST_LOG !== undefined;
+  const sink = {
+    write(line: string) {
+      try {
+        logs.push(JSON.parse(line));
+      } catch {
+        /* not JSON */
+      }
+      if (echo) process.stdout.write(line);
+    },
+  };
+  const hearth = new Hearth(config, { log: createLogger((process.env.HEARTH_TEST_LOG as 'info') || 'info', {}, sink) });
   await hearth.start();
   const httpUrl = `http://127.0.0.1:${hearth.httpPort}`;
   const clients: MqttClient[] = [];
@@ -59,7 +73,7 @@ export async function startPlatform(opts: { dataDir?: string; env?: Record<strin
   }
 
   const p: Platform = {
-    hearth, dataDir, httpUrl, mqttUrl: `mqtt://127.0.0.1:${hearth.mqttPort}`, token: '',
+    hearth, dataDir, httpUrl, mqttUrl: `mqtt://127.0.0.1:${hearth.mqttPort}`, token: '', logs,
     api,
     async provision(product, name = `${product} under test`, parentId) {
       const r = await api<{ id: string; secret: string; pairingCode: string }>('POST', '/api/v1/devices', { product, name, ...(parentId ? { parentId } : {}) });

@@ -22,7 +22,7 @@ export function problems(...codes: ErrorCode[]): Record<number, TSchema> {
   return out;
 }
 
-export const AuthHeader = { security: [{ bearerAuth: [] }] };
+export const AuthHeader: { security: Array<Record<string, string[]>> } = { security: [{ bearerAuth: [] }, { apiKey: [] }] };
 
 /** An object of arbitrary JSON values (shadow states, params). */
 export const JsonObject = Type.Record(Type.String(), Type.Unknown(), { examples: [{ on: true, brightness: 80 }] });

@@ -27,8 +27,13 @@ declare module 'fastify' {
 export interface HttpServerDeps {
   log: Logger;
   version: string;
-  /** Verifies a bearer token; throws a HearthError when it is not valid. */
-  verifyToken: (token: string) => Principal;
+  /**
+   * Establishes the caller from the `Authorization` header (bearer token or API key) or the
+   * `X-Api-Key` header; throws a HearthError when neither is valid.
+   */
+  authenticate: (authorization: string | undefined, apiKey: string | undefined) => Principal | Promise<Principal>;
+  /** Applied to every authenticated request; returns the seconds to wait when over the limit. */
+  rateLimit?: (p: Principal) => number | undefined;
   /** Health: is the process alive; readiness: should it get traffic. */
   isReady: () => boolean;
   /** MQTT over WebSocket connections are handed here. */
@@ -91,6 +96,8 @@ export async function buildHttpServer(deps: HttpServerDeps): Promise<HttpApp> {
         body = problem('E_INTERNAL', 'the request could not be completed', req.url);
       }
     }
+    const retryAfter = (body as { retryAfter?: unknown }).retryAfter;
+    if (typeof retryAfter === 'number') reply.header('retry-after', String(Math.max(1, Math.ceil(retryAfter))));
     reply.status(body.status).type('application/problem+json').send(body);
   });
 
@@ -101,9 +108,11 @@ export async function buildHttpServer(deps: HttpServerDeps): Promise<HttpApp> {
   app.addHook('onRequest', async (req) => {
     if (!req.url.startsWith('/api/')) return;
     if (req.routeOptions.config?.public) return;
-    const header = req.headers.authorization;
-    if (!header?.startsWith('Bearer ')) throw new HearthError('E_UNAUTHENTICATED', 'send "Authorization: Bearer <token>" (get one from POST /api/v1/auth/login)');
-    req.principal = deps.verifyToken(header.slice(7).trim());
+    const apiKey = req.headers['x-api-key'];
+    const p = await deps.authenticate(req.headers.authorization, typeof apiKey === 'string' ? apiKey : undefined);
+    req.principal = p;
+    const wait = deps.rateLimit?.(p);
+    if (wait !== undefined) throw new HearthError('E_RATE_LIMITED', `too many requests; retry in ${wait} s`, { retryAfter: wait });
   });
 
   await app.register(swagger, {
@@ -115,7 +124,10 @@ export async function buildHttpServer(deps: HttpServerDeps): Promise<HttpApp> {
         description: 'The REST API of Hearth, an open-source device cloud. Errors are application/problem+json (see docs/errors.md). The device side is MQTT: see docs/protocol.md.',
         license: { name: 'Apache-2.0', identifier: 'Apache-2.0' },
       },
-      components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'Token from POST /api/v1/auth/login' } } },
+      components: { securitySchemes: {
+        bearerAuth: { type: 'http', scheme: 'bearer', description: 'Access token from POST /api/v1/auth/login, or an API key (hk_…)' },
+        apiKey: { type: 'apiKey', in: 'header', name: 'X-Api-Key', description: 'An API key (hk_…) from POST /api/v1/keys' },
+      } },
       tags: [
         { name: 'auth', description: 'Sign-in and tokens' },
         { name: 'products', description: 'Device types and their thing models' },
@@ -123,6 +135,14 @@ export async function buildHttpServer(deps: HttpServerDeps): Promise<HttpApp> {
         { name: 'shadow', description: 'Reported and desired state' },
         { name: 'commands', description: 'Commands with acknowledgements' },
         { name: 'history', description: 'Property time series and device events' },
+        { name: 'homes', description: 'Homes and their people' },
+        { name: 'rooms', description: 'Rooms of a home' },
+        { name: 'members', description: 'Members, invitations, ownership' },
+        { name: 'sharing', description: 'One device shared outside its home' },
+        { name: 'groups', description: 'Device groups with one command for all' },
+        { name: 'keys', description: 'API keys for server-to-server integrations' },
+        { name: 'stream', description: 'Live events over WebSocket or Server-Sent Events' },
+        { name: 'audit', description: 'Who did what and when' },
         { name: 'system', description: 'Probes' },
       ],
     },

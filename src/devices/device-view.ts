@@ -1,0 +1,38 @@
+import type { Principal } from '../auth/auth-service.ts';
+import type { AccessService } from '../homes/access-service.ts';
+import type { ShadowService } from '../shadow/shadow-service.ts';
+import type { DeviceRecord } from './device-service.ts';
+import type { PresenceService } from './presence-service.ts';
+
+const iso = (n: number | null) => (n == null ? null : new Date(n).toISOString());
+
+/**
+ * How a device looks through the API, for one caller. End users see the name their home gave
+ * it and where it is; provisioning data (pairing code, hardware id) stays the operator's.
+ */
+export class DeviceViews {
+  constructor(private readonly deps: { presence: PresenceService; shadow: ShadowService; access: AccessService }) {}
+
+  async summary(d: DeviceRecord, p: Principal) {
+    const [presence, place] = await Promise.all([this.deps.presence.get(d.id), this.deps.access.placement(d.id)]);
+    const operator = p.role === 'operator';
+    return {
+      id: d.id,
+      product: d.productKey,
+      name: place?.name ?? d.name,
+      parentId: d.parentId,
+      hwid: operator ? d.hwid : null,
+      pairingCode: operator ? d.pairingCode : null,
+      createdAt: new Date(d.createdAt).toISOString(),
+      homeId: place?.homeId ?? null,
+      roomId: place?.roomId ?? null,
+      online: presence.online,
+      lastSeen: iso(presence.lastSeen),
+    };
+  }
+
+  async full(d: DeviceRecord, p: Principal) {
+    const [summary, presence, shadow] = await Promise.all([this.summary(d, p), this.deps.presence.get(d.id), this.deps.shadow.view(d.id)]);
+    return { ...summary, presence: { reason: presence.reason, changedAt: iso(presence.changedAt), session: presence.session }, shadow };
+  }
+}
