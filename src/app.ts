@@ -7,6 +7,8 @@ import { migrate, openSqlite, type Db } from './core/store/db.ts';
 import { SettingsStore } from './core/settings-store.ts';
 import { AuthService } from './auth/auth-service.ts';
 import { authRoutes } from './auth/auth-routes.ts';
+import { RateLimiter } from './auth/rate-limiter.ts';
+import { createMailer, type Mailer } from './core/mailer.ts';
 import { ProductService } from './products/product-service.ts';
 import { productRoutes } from './products/product-routes.ts';
 import { DeviceService } from './devices/device-service.ts';
@@ -23,7 +25,10 @@ import { AccessService } from './homes/access-service.ts';
 import { AuditService } from './audit/audit-service.ts';
 import { auditRoutes } from './audit/audit-routes.ts';
 import { DeviceViews } from './devices/device-view.ts';
-import { HearthError } from './core/errors.ts';
+import { HomeService } from './homes/home-service.ts';
+import { homeRoutes } from './homes/home-routes.ts';
+import { StreamService } from './stream/stream-service.ts';
+import { streamRoutes } from './stream/stream-routes.ts';
 import { MqttGateway } from './transports/mqtt/mqtt-gateway.ts';
 import { buildHttpServer, type HttpApp } from './transports/http/http-server.ts';
 
@@ -42,6 +47,8 @@ export interface Services {
   access: AccessService;
   audit: AuditService;
   views: DeviceViews;
+  homes: HomeService;
+  stream: StreamService;
 }
 
 export interface StartInfo {
@@ -61,6 +68,8 @@ export class Hearth {
   readonly mqtt: MqttGateway;
   http!: HttpApp;
   private ready = false;
+  private readonly limiter: RateLimiter;
+  private readonly mailer: Mailer;
   private stopping: Promise<void> | undefined;
 
   constructor(readonly config: Config, opts: { log?: Logger } = {}) {
@@ -70,7 +79,9 @@ export class Hearth {
     const bus = (this.bus = new MemoryBus(this.log.child({ component: 'bus' })));
     const log = this.log;
     const settings = new SettingsStore(db);
-    const auth = new AuthService({ db, settings, ttlSeconds: config.tokenTtlSeconds });
+    const mailer = (this.mailer = createMailer(config, log));
+    const auth = new AuthService({ db, settings, log: log.child({ component: 'auth' }), mailer, ttlSeconds: config.tokenTtlSeconds, refreshTtlSeconds: config.refreshTtlSeconds });
+    this.limiter = new RateLimiter({ perMinute: config.rateLimitPerMinute, burst: config.rateLimitBurst });
     const products = new ProductService({ db });
     const devices = new DeviceService({ db, products });
     const presence = new PresenceService({ db, bus, devices, log, nodeId: 'embedded' });
@@ -81,7 +92,9 @@ export class Hearth {
     const access = new AccessService({ db, devices });
     const audit = new AuditService({ db, log, flushMs: config.historyFlushMs });
     const views = new DeviceViews({ presence, shadow, access });
-    this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views };
+    const homes = new HomeService({ db, access, devices, shadow, commands, audit, mailer, users: auth, publicUrl: config.publicUrl ?? `http://localhost:${config.httpPort}` });
+    const stream = new StreamService({ bus, access, devices, log: log.child({ component: 'stream' }) });
+    this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, stream };
     this.mqtt = new MqttGateway({ bus, devices, presence, log: log.child({ component: 'mqtt' }), config: { port: config.mqttPort, host: config.mqttHost, maxPayloadBytes: config.maxPayloadBytes } });
   }
 
@@ -100,26 +113,30 @@ export class Hearth {
     commands.start();
     ingest.start();
     audit.start();
+    this.services.stream.start();
     await this.mqtt.start();
 
     this.http = await buildHttpServer({
       log: this.log,
       version: VERSION,
-      authenticate: (authorization) => {
-        if (!authorization?.startsWith('Bearer ')) throw new HearthError('E_UNAUTHENTICATED', 'send "Authorization: Bearer <token>" (get one from POST /api/v1/auth/login)');
-        return auth.verify(authorization.slice(7).trim());
+      authenticate: (authorization, apiKey) => auth.authenticate(authorization, apiKey),
+      rateLimit: (p) => {
+        const r = this.limiter.take(p.keyId ?? p.userId);
+        return r.ok ? undefined : r.retryAfterSeconds;
       },
       isReady: () => this.ready,
       mqttStream: (stream, req) => this.mqtt.handleStream(stream, req),
     });
     const s = this.services;
-    authRoutes(this.http, { auth });
+    authRoutes(this.http, { auth, config: this.config, audit });
     productRoutes(this.http, { products });
     deviceRoutes(this.http, { devices: s.devices, access, views });
     shadowRoutes(this.http, { access, shadow, audit });
     commandRoutes(this.http, { access, commands, audit });
     historyRoutes(this.http, { access, products, history });
     auditRoutes(this.http, { audit });
+    homeRoutes(this.http, { homes: s.homes, views });
+    streamRoutes(this.http, { stream: s.stream, verifyPrincipal: (t) => auth.authenticate('Bearer ' + t) });
     await this.http.listen({ port: this.config.httpPort, host: this.config.httpHost });
     this.ready = true;
     return { operator, firstStart };
@@ -146,10 +163,13 @@ export class Hearth {
       await this.mqtt.stop();
       await this.bus.flush();
       ingest.stop();
+      this.services.stream.stop();
       commands.stop();
       await shadow.stop();
       await history.stop();
       await this.services.audit.stop();
+      await this.services.auth.stop();
+      this.mailer.close?.();
       await presence.stop();
       await this.bus.close();
       await this.db.destroy();

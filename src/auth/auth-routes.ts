@@ -2,35 +2,257 @@ import { Type } from 'typebox';
 import type { HttpApp } from '../transports/http/http-server.ts';
 import { principal } from '../transports/http/http-server.ts';
 import { AuthHeader, problems } from '../transports/http/http-schemas.ts';
-import type { AuthService } from './auth-service.ts';
+import { HearthError } from '../core/errors.ts';
+import { actorOf, SCOPES, type AuthService, type AuthSession, type Principal } from './auth-service.ts';
+
+/** Where the routes write who changed keys and passwords (the AuditService fits). */
+export interface AuditSink {
+  record(e: { actor: string; action: string; homeId?: string | null; targetType?: string; targetId?: string; details?: Record<string, unknown> }): void;
+}
+
+export interface AuthRoutesDeps {
+  auth: AuthService;
+  /** Config keys the routes read (the app's Config fits). */
+  config?: { publicUrl?: string; passwordResetUrl?: string; signupEnabled?: boolean };
+  audit?: AuditSink;
+}
+
+const T = '2026-11-23T08:00:00.000Z';
+const userExample = { id: 'u_4k2m9x7p1q8r0t', email: 'ana@example.com', role: 'user', name: 'Ana' };
+const Email = Type.String({ format: 'email', maxLength: 254, examples: ['ana@example.com'] });
+const NewPassword = Type.String({ minLength: 8, maxLength: 256, description: 'At least 8 characters', examples: ['correct horse battery staple'] });
+const Scope = Type.Enum(SCOPES, { description: 'What the key may do' });
+const Nullable = <S extends Parameters<typeof Type.Union>[0][number]>(s: S) => Type.Union([s, Type.Null()]);
+
+const SignupBody = Type.Object({
+  email: Email,
+  password: NewPassword,
+  name: Type.Optional(Type.String({ minLength: 1, maxLength: 100, examples: ['Ana'] })),
+}, { additionalProperties: false, examples: [{ email: 'ana@example.com', password: 'correct horse battery staple', name: 'Ana' }] });
 
 const LoginBody = Type.Object({
   email: Type.String({ format: 'email', examples: ['admin@hearth.local'] }),
-  password: Type.String({ minLength: 1, examples: ['correct horse battery staple'] }),
+  password: Type.String({ minLength: 1, maxLength: 256, examples: ['correct horse battery staple'] }),
 }, { examples: [{ email: 'admin@hearth.local', password: 'correct horse battery staple' }] });
 
-const UserSchema = Type.Object({ id: Type.String(), email: Type.String(), role: Type.String({ description: 'operator or user' }) }, { examples: [{ id: 'u_4k2m9x7p1q8r0t', email: 'admin@hearth.local', role: 'operator' }] });
+const RefreshBody = Type.Object({
+  refreshToken: Type.String({ minLength: 1, maxLength: 200, examples: ['hrt_Yq3v0m1oQ2d3bU8pX1c2V3d4e5f6g7h8i9j0k1l2m3'] }),
+}, { additionalProperties: false, examples: [{ refreshToken: 'hrt_Yq3v0m1oQ2d3bU8pX1c2V3d4e5f6g7h8i9j0k1l2m3' }] });
 
-const LoginResponse = Type.Object({
-  token: Type.String({ description: 'Bearer token for the Authorization header' }),
+const PasswordBody = Type.Object({
+  currentPassword: Type.String({ minLength: 1, maxLength: 256, examples: ['old password 1'] }),
+  newPassword: NewPassword,
+}, { additionalProperties: false, examples: [{ currentPassword: 'old password 1', newPassword: 'correct horse battery staple' }] });
+
+const ResetBody = Type.Object({ email: Email }, { additionalProperties: false, examples: [{ email: 'ana@example.com' }] });
+
+const ResetConfirmBody = Type.Object({
+  token: Type.String({ minLength: 1, maxLength: 200, description: 'The token from the reset e-mail', examples: ['mJ4v0q1oQ2d3bU8pX1c2V3d4e5f6g7h8i9j0k1l2m3'] }),
+  newPassword: NewPassword,
+}, { additionalProperties: false, examples: [{ token: 'mJ4v0q1oQ2d3bU8pX1c2V3d4e5f6g7h8i9j0k1l2m3', newPassword: 'correct horse battery staple' }] });
+
+const UserSchema = Type.Object({
+  id: Type.String(),
+  email: Type.String(),
+  role: Type.String({ description: 'operator or user' }),
+  name: Nullable(Type.String()),
+}, { examples: [userExample] });
+
+const MeSchema = Type.Object({
+  id: Type.String(),
+  email: Type.String(),
+  role: Type.String({ description: 'operator or user' }),
+  name: Nullable(Type.String()),
+  keyId: Type.Optional(Type.String({ description: 'Set when the caller is an API key' })),
+  scopes: Type.Optional(Type.Array(Scope, { description: 'API keys only: what the key may do' })),
+  homeIds: Type.Optional(Type.Array(Type.String(), { description: 'API keys only: the homes it is limited to' })),
+}, { examples: [userExample, { ...userExample, keyId: 'k_7p1q8r0t4k2m9x', scopes: ['devices:read'], homeIds: ['h_5t2k9x4p1q8r0m'] }] });
+
+const TokenResponse = Type.Object({
+  token: Type.String({ description: 'Access token for the Authorization header (short-lived)' }),
+  refreshToken: Type.String({ description: 'One-time token for POST /api/v1/auth/refresh; keep it secret' }),
   tokenType: Type.Literal('Bearer'),
-  expiresIn: Type.Integer({ description: 'Seconds until the token expires' }),
+  expiresIn: Type.Integer({ description: 'Seconds until the access token expires' }),
+  refreshExpiresIn: Type.Integer({ description: 'Seconds until the refresh token expires unless used' }),
   user: UserSchema,
-}, { examples: [{ token: 'hth1.eyJzdWIiOiJ1XzEyMyJ9.c2lnbmF0dXJl', tokenType: 'Bearer', expiresIn: 3600, user: { id: 'u_4k2m9x7p1q8r0t', email: 'admin@hearth.local', role: 'operator' } }] });
+}, {
+  examples: [{
+    token: 'hth1.eyJzdWIiOiJ1XzEyMyJ9.c2lnbmF0dXJl', refreshToken: 'hrt_Yq3v0m1oQ2d3bU8pX1c2V3d4e5f6g7h8i9j0k1l2m3', tokenType: 'Bearer', expiresIn: 900, refreshExpiresIn: 2592000,
+    user: { id: 'u_4k2m9x7p1q8r0t', email: 'admin@hearth.local', role: 'operator', name: 'Operator' },
+  }],
+});
 
-export function authRoutes(app: HttpApp, deps: { auth: AuthService }): void {
+const Accepted = Type.Object({ status: Type.Literal('accepted'), detail: Type.String() }, {
+  examples: [{ status: 'accepted', detail: 'If an account has this e-mail, a reset link is on its way; it is valid for an hour.' }],
+});
+
+const NoContent = Type.Null({ description: 'Done; no content' });
+
+const KeyBody = Type.Object({
+  name: Type.String({ minLength: 1, maxLength: 100, examples: ['Home Assistant'] }),
+  scopes: Type.Array(Scope, { minItems: 1, uniqueItems: true, examples: [['devices:read', 'devices:control']] }),
+  homeIds: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 64 }), { maxItems: 100, uniqueItems: true, description: 'Limit the key to these homes (default: all of yours)', examples: [['h_5t2k9x4p1q8r0m']] })),
+}, { additionalProperties: false, examples: [{ name: 'Home Assistant', scopes: ['devices:read', 'devices:control'], homeIds: ['h_5t2k9x4p1q8r0m'] }] });
+
+const keyExample = { id: 'k_7p1q8r0t4k2m9x', name: 'Home Assistant', scopes: ['devices:read', 'devices:control'], homeIds: ['h_5t2k9x4p1q8r0m'], createdAt: T };
+
+const CreatedKey = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  key: Type.String({ description: 'The key itself (hk_…): shown this once, only a digest is kept' }),
+  scopes: Type.Array(Scope),
+  homeIds: Nullable(Type.Array(Type.String(), { description: 'null: all of your homes' })),
+  createdAt: Type.String({ format: 'date-time' }),
+}, { examples: [{ ...keyExample, key: 'hk_Zr2v0m1oQ2d3bU8pX1c2V3d4e5f6g7h8i9j0k1l2m3' }] });
+
+const KeySchema = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  scopes: Type.Array(Scope),
+  homeIds: Nullable(Type.Array(Type.String(), { description: 'null: all of your homes' })),
+  createdAt: Type.String({ format: 'date-time' }),
+  lastUsedAt: Nullable(Type.String({ format: 'date-time', description: 'Recorded at most once a minute' })),
+  revokedAt: Nullable(Type.String({ format: 'date-time' })),
+});
+
+const KeyList = Type.Object({ items: Type.Array(KeySchema) }, {
+  examples: [{ items: [{ ...keyExample, lastUsedAt: '2026-11-23T09:00:00.000Z', revokedAt: null }] }],
+});
+
+const KeyParams = Type.Object({ id: Type.String({ examples: ['k_7p1q8r0t4k2m9x'] }) });
+
+function tokenBody(s: AuthSession) {
+  return { token: s.token, refreshToken: s.refreshToken, tokenType: 'Bearer' as const, expiresIn: s.expiresIn, refreshExpiresIn: s.refreshExpiresIn, user: s.user };
+}
+
+/** Password sign-ins only: API keys do not manage keys or passwords. */
+function requireSignIn(p: Principal, what: string): Principal {
+  if (p.keyId) throw new HearthError('E_FORBIDDEN', `API keys cannot ${what}; sign in with a password`);
+  return p;
+}
+
+/**
+ * Accounts, sessions, password resets and API keys. The public routes throttle by the caller's
+ * address (`req.ip`; behind a proxy the server needs `trustProxy` for it to be the client's).
+ */
+export function authRoutes(app: HttpApp, deps: AuthRoutesDeps): void {
+  const { auth, audit } = deps;
+
+  app.post('/api/v1/auth/signup', {
+    config: { public: true },
+    schema: { tags: ['auth'], summary: 'Create an account (role user)', body: SignupBody, response: { 201: UserSchema, ...problems('E_VALIDATION', 'E_FORBIDDEN', 'E_EMAIL_TAKEN') } },
+  }, async (req, reply) => {
+    if (deps.config?.signupEnabled === false) throw new HearthError('E_FORBIDDEN', 'sign-up is disabled on this server; ask its operator for an account');
+    const user = await auth.signup(req.body.email, req.body.password, req.body.name);
+    return reply.status(201).send(user);
+  });
+
   app.post('/api/v1/auth/login', {
     config: { public: true },
-    schema: { tags: ['auth'], summary: 'Sign in with e-mail and password', body: LoginBody, response: { 200: LoginResponse, ...problems('E_VALIDATION', 'E_BAD_CREDENTIALS') } },
-  }, async (req) => {
-    const r = await deps.auth.login(req.body.email, req.body.password);
-    return { token: r.token, tokenType: 'Bearer' as const, expiresIn: r.expiresIn, user: { id: r.user.userId, email: r.user.email, role: r.user.role } };
+    schema: {
+      tags: ['auth'], summary: 'Sign in with e-mail and password',
+      description: 'Starts a session: a short-lived access token and a one-time refresh token. After 5 failed attempts for an e-mail within 15 minutes, attempts are refused with 429 and Retry-After.',
+      body: LoginBody, response: { 200: TokenResponse, ...problems('E_VALIDATION', 'E_BAD_CREDENTIALS', 'E_RATE_LIMITED') },
+    },
+  }, async (req) => tokenBody(await auth.login(req.body.email, req.body.password, { ip: req.ip })));
+
+  app.post('/api/v1/auth/refresh', {
+    config: { public: true },
+    schema: {
+      tags: ['auth'], summary: 'Exchange a refresh token for a new token pair',
+      description: 'Each refresh token works once. Presenting a used one again ends the whole session (it was probably stolen).',
+      body: RefreshBody, response: { 200: TokenResponse, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED') },
+    },
+  }, async (req) => tokenBody(await auth.refresh(req.body.refreshToken)));
+
+  app.post('/api/v1/auth/logout', {
+    schema: { tags: ['auth'], summary: 'Sign out: end this session (its refresh and access tokens)', ...AuthHeader, response: { 204: NoContent, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN') } },
+  }, async (req, reply) => {
+    await auth.logout(principal(req));
+    return reply.status(204).send(null);
+  });
+
+  app.post('/api/v1/auth/password', {
+    schema: {
+      tags: ['auth'], summary: 'Change your password', description: 'Ends all your other sessions; this one stays signed in.',
+      ...AuthHeader, body: PasswordBody, response: { 204: NoContent, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_BAD_CREDENTIALS', 'E_FORBIDDEN', 'E_RATE_LIMITED') },
+    },
+  }, async (req, reply) => {
+    const p = requireSignIn(principal(req), 'change passwords');
+    await auth.changePassword(p, req.body.currentPassword, req.body.newPassword);
+    audit?.record({ actor: actorOf(p), action: 'auth.password.change', targetType: 'user', targetId: p.userId });
+    return reply.status(204).send(null);
+  });
+
+  app.post('/api/v1/auth/password-reset', {
+    config: { public: true },
+    schema: {
+      tags: ['auth'], summary: 'Ask for a password reset e-mail',
+      description: 'Always answers 202, whether or not an account has the e-mail. The e-mail holds a link and a token valid for an hour.',
+      body: ResetBody, response: { 202: Accepted, ...problems('E_VALIDATION') },
+    },
+  }, async (req, reply) => {
+    await auth.requestPasswordReset(req.body.email, resetUrlBase(deps.config, req.socket.localPort));
+    return reply.status(202).send({ status: 'accepted' as const, detail: 'If an account has this e-mail, a reset link is on its way; it is valid for an hour.' });
+  });
+
+  app.post('/api/v1/auth/password-reset/confirm', {
+    config: { public: true },
+    schema: {
+      tags: ['auth'], summary: 'Set a new password with the token from the reset e-mail', description: 'Ends every session of the account.',
+      body: ResetConfirmBody, response: { 204: NoContent, ...problems('E_VALIDATION', 'E_RESET_TOKEN_INVALID') },
+    },
+  }, async (req, reply) => {
+    const { userId } = await auth.confirmPasswordReset(req.body.token, req.body.newPassword);
+    audit?.record({ actor: `user:${userId}`, action: 'auth.password.reset', targetType: 'user', targetId: userId });
+    return reply.status(204).send(null);
   });
 
   app.get('/api/v1/auth/me', {
-    schema: { tags: ['auth'], summary: 'Who the token belongs to', ...AuthHeader, response: { 200: UserSchema, ...problems('E_UNAUTHENTICATED') } },
+    schema: { tags: ['auth'], summary: 'Who the token or API key belongs to', ...AuthHeader, response: { 200: MeSchema, ...problems('E_UNAUTHENTICATED') } },
   }, async (req) => {
     const p = principal(req);
-    return { id: p.userId, email: p.email, role: p.role };
+    const user = await auth.userById(p.userId);
+    if (!user) throw new HearthError('E_UNAUTHENTICATED', 'the account no longer exists');
+    return {
+      ...user,
+      ...(p.keyId ? { keyId: p.keyId, scopes: [...(p.scopes ?? [])] } : {}),
+      ...(p.keyId && p.homeIds ? { homeIds: [...p.homeIds] } : {}),
+    };
   });
+
+  app.post('/api/v1/keys', {
+    schema: {
+      tags: ['keys'], summary: 'Create an API key', description: 'The key is in this answer only. Use it as "Authorization: Bearer hk_…" or "X-Api-Key: hk_…". API keys cannot create keys.',
+      ...AuthHeader, body: KeyBody, response: { 201: CreatedKey, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN') },
+    },
+  }, async (req, reply) => {
+    const p = requireSignIn(principal(req), 'manage API keys');
+    const k = await auth.createKey(p, { name: req.body.name, scopes: req.body.scopes, homeIds: req.body.homeIds });
+    audit?.record({ actor: actorOf(p), action: 'key.create', targetType: 'key', targetId: k.id, details: { name: k.name, scopes: k.scopes, homeIds: k.homeIds } });
+    return reply.status(201).send({ id: k.id, name: k.name, key: k.key, scopes: k.scopes, homeIds: k.homeIds, createdAt: k.createdAt });
+  });
+
+  app.get('/api/v1/keys', {
+    schema: { tags: ['keys'], summary: 'Your API keys (without the keys themselves)', ...AuthHeader, response: { 200: KeyList, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN') } },
+  }, async (req) => ({ items: await auth.listKeys(requireSignIn(principal(req), 'manage API keys')) }));
+
+  app.delete('/api/v1/keys/:id', {
+    schema: { tags: ['keys'], summary: 'Revoke an API key; it stops working at once', ...AuthHeader, params: KeyParams, response: { 204: NoContent, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_KEY_NOT_FOUND') } },
+  }, async (req, reply) => {
+    const p = requireSignIn(principal(req), 'manage API keys');
+    await auth.revokeKey(p, req.params.id);
+    audit?.record({ actor: actorOf(p), action: 'key.revoke', targetType: 'key', targetId: req.params.id });
+    return reply.status(204).send(null);
+  });
+}
+
+/**
+ * The page reset e-mails link to. Never built from the request's Host header: anyone could make
+ * a victim's reset e-mail point at their own server and collect the token.
+ */
+function resetUrlBase(config: AuthRoutesDeps['config'], localPort: number | undefined): string {
+  if (config?.passwordResetUrl) return config.passwordResetUrl;
+  if (config?.publicUrl) return `${config.publicUrl.replace(/\/+$/, '')}/reset-password`;
+  return `http://localhost:${localPort ?? 8080}/reset-password`;
 }

@@ -1,8 +1,12 @@
 import type { Db } from '../core/store/db.ts';
 import type { SettingsStore } from '../core/settings-store.ts';
+import type { Logger } from '../core/logger.ts';
+import type { Mailer, MailMessage } from '../core/mailer.ts';
 import { HearthError } from '../core/errors.ts';
 import { newId, newSecret } from '../core/ids.ts';
-import { hashSecret, hmac, safeEqual, verifySecret } from '../core/secrets.ts';
+import { digestToken, hashSecret, hmac, safeEqual, verifySecret } from '../core/secrets.ts';
+import { LoginThrottle } from './login-throttle.ts';
+import { RateLimiter } from './rate-limiter.ts';
 
 export type Role = 'operator' | 'user';
 
@@ -35,27 +39,136 @@ export function hasScope(p: Principal, scope: Scope): boolean {
   return !p.scopes || p.scopes.includes(scope);
 }
 
+/** An account as other capabilities see it (no password hash). */
+export interface UserInfo {
+  id: string;
+  email: string;
+  role: Role;
+  name: string | null;
+}
+
+/** What a sign-in or a refresh hands out. */
+export interface AuthSession {
+  /** Short-lived signed access token (`hth1.…`) for `Authorization: Bearer`. */
+  token: string;
+  /** Seconds until `token` expires. */
+  expiresIn: number;
+  /** One-time refresh token (`hrt_…`); POST it to /auth/refresh for a new pair. */
+  refreshToken: string;
+  /** Seconds until `refreshToken` expires if it is not used. */
+  refreshExpiresIn: number;
+  user: UserInfo;
+  /** The principal `token` stands for (with its `sessionId`). */
+  principal: Principal;
+}
+
+/** An API key as listed; the key itself is only ever returned by `createKey`. */
+export interface ApiKeyInfo {
+  id: string;
+  name: string;
+  scopes: Scope[];
+  /** The homes the key is restricted to; null: all of its user's homes. */
+  homeIds: string[] | null;
+  createdAt: string;
+  lastUsedAt: string | null;
+  revokedAt: string | null;
+}
+
+export interface AuthServiceDeps {
+  db: Db;
+  settings: SettingsStore;
+  /** Lifetime of access tokens (config `tokenTtlSeconds`). */
+  ttlSeconds: number;
+  /** Lifetime of refresh tokens (config `refreshTtlSeconds`); default 30 days. */
+  refreshTtlSeconds?: number;
+  /** Sends password-reset e-mails; without one they are only logged (when `log` is given). */
+  mailer?: Mailer;
+  log?: Logger;
+  /** Sign-in throttling; defaults: 5 failures per e-mail, 30 per address, within 15 minutes. */
+  throttle?: { maxFailuresPerEmail?: number; maxFailuresPerIp?: number; windowSeconds?: number };
+}
+
 interface TokenPayload {
   sub: string;
   email: string;
   role: Role;
+  /** The session (refresh-token family); absent in tokens made by `sign()` without one. */
+  sid?: string;
+  iat: number;
   exp: number;
 }
+
+type UserRow = { id: string; email: string; password_hash: string; role: string; name: string | null };
+
+const RESET_TTL_MS = 3600_000;
+/** `last_used_at` of an API key is written at most this often. */
+const KEY_USE_WRITE_MS = 60_000;
+const ACCESS_PREFIX = 'hth1.';
+const REFRESH_PREFIX = 'hrt_';
+const KEY_PREFIX = 'hk_';
+const PASSWORD_MIN = 8;
+
+const iso = (ms: number | null): string | null => (ms == null ? null : new Date(Number(ms)).toISOString());
+const normalizeEmail = (email: string): string => email.trim().toLowerCase();
+const toUserInfo = (r: { id: string; email: string; role: string; name: string | null }): UserInfo => ({ id: r.id, email: r.email, role: r.role as Role, name: r.name });
 
 /** A bcrypt-class hash of a random string: login with an unknown e-mail costs the same as with a known one. */
 let dummyHash: Promise<string> | undefined;
 
 /**
- * Accounts and access tokens. Tokens are signed (HMAC-SHA256) with a key kept in the store,
- * so every node of a cluster can check them without a lookup; they expire after `ttlSeconds`.
+ * Accounts, sessions and API keys.
+ *
+ * - Access tokens are signed (HMAC-SHA256) with a key kept in the store, so every node can check
+ *   them without a lookup; they are short-lived and name their session (`sid`).
+ * - A session is a family of one-time refresh tokens (stored as digests). Refreshing uses up the
+ *   token and issues the next one of the family; presenting a used one again means it was stolen,
+ *   and the whole family is revoked. Revoked sessions are kept in memory until their last access
+ *   token has expired, so signing out also ends the access tokens at once.
+ * - Failed sign-ins are counted per e-mail and per address; too many lock them for a while.
+ * - API keys (`hk_…`) are random, stored as digests, limited by scopes and optionally homes.
  */
 export class AuthService {
   private signingKey = '';
+  private readonly refreshTtlSeconds: number;
+  private readonly mailer: Mailer | undefined;
+  /** Revoked session ids → when the last access token of the session expires (epoch ms). */
+  private readonly revokedSessions = new Map<string, number>();
+  private lastRevokedSweep = 0;
+  private readonly emailThrottle: LoginThrottle;
+  private readonly ipThrottle: LoginThrottle;
+  /** At most 5 reset e-mails per address and hour: no mail-bombing through the reset form. */
+  private readonly resetMails = new RateLimiter({ perMinute: 5 / 60, burst: 5, maxKeys: 10_000 });
+  /** API key id → when its `last_used_at` was last written. */
+  private readonly keyUseWritten = new Map<string, number>();
+  private readonly pendingMail = new Set<Promise<void>>();
 
-  constructor(private readonly deps: { db: Db; settings: SettingsStore; ttlSeconds: number }) {}
+  constructor(private readonly deps: AuthServiceDeps) {
+    this.refreshTtlSeconds = deps.refreshTtlSeconds ?? 30 * 86400;
+    this.mailer = deps.mailer;
+    const windowMs = (deps.throttle?.windowSeconds ?? 15 * 60) * 1000;
+    this.emailThrottle = new LoginThrottle({ maxFailures: deps.throttle?.maxFailuresPerEmail ?? 5, windowMs });
+    this.ipThrottle = new LoginThrottle({ maxFailures: deps.throttle?.maxFailuresPerIp ?? 30, windowMs });
+  }
 
   async start(): Promise<void> {
     this.signingKey = await this.deps.settings.getOrCreate('auth.signingKey', () => newSecret(32));
+    const now = Date.now();
+    const ttlMs = this.deps.ttlSeconds * 1000;
+    const rows = await this.deps.db.selectFrom('refresh_tokens')
+      .select(['family_id', 'revoked_at', 'expires_at'])
+      .where('revoked_at', 'is not', null)
+      .where((eb) => eb.or([eb('expires_at', '>', now), eb('revoked_at', '>', now - ttlMs)]))
+      .execute();
+    for (const r of rows) {
+      // An access token of the session was made before it was revoked, with at most a refresh token's life left.
+      const until = Math.max(Number(r.revoked_at) + ttlMs, Number(r.expires_at));
+      this.revokedSessions.set(r.family_id, Math.max(until, this.revokedSessions.get(r.family_id) ?? 0));
+    }
+  }
+
+  /** Waits for e-mails still being sent. */
+  async stop(): Promise<void> {
+    await Promise.allSettled([...this.pendingMail]);
   }
 
   /**
@@ -78,22 +191,190 @@ export class AuthService {
     return { email: addr, generatedPassword: generated, created: true };
   }
 
-  async login(email: string, password: string): Promise<{ token: string; expiresIn: number; user: Principal }> {
-    const row = await this.deps.db.selectFrom('users').selectAll().where('email', '=', email.toLowerCase()).executeTakeFirst();
-    dummyHash ??= hashSecret(newSecret());
-    const ok = await verifySecret(password, row?.password_hash ?? (await dummyHash));
-    if (!row || !ok) throw new HearthError('E_BAD_CREDENTIALS');
-    const user: Principal = { userId: row.id, email: row.email, role: row.role as Role };
-    return { token: this.sign(user), expiresIn: this.deps.ttlSeconds, user };
+  // ---------------------------------------------------------------- accounts
+
+  /** Creates an account with role `user`. */
+  async signup(email: string, password: string, name?: string): Promise<UserInfo> {
+    const addr = normalizeEmail(email);
+    if (!addr.includes('@') || addr.length > 254) throw new HearthError('E_VALIDATION', 'email is not an e-mail address', { field: 'body.email' });
+    checkPassword(password, 'body.password');
+    const cleanName = name?.trim() || null;
+    if (await this.findUser(addr)) throw new HearthError('E_EMAIL_TAKEN', `an account with ${addr} already exists`);
+    const row = { id: newId('u'), email: addr, password_hash: await hashSecret(password), role: 'user', name: cleanName, created_at: Date.now() };
+    try {
+      await this.deps.db.insertInto('users').values(row).execute();
+    } catch (err) {
+      // Two sign-ups with the same address at once: the unique index decides.
+      if (/UNIQUE/i.test((err as Error).message)) throw new HearthError('E_EMAIL_TAKEN', `an account with ${addr} already exists`);
+      throw err;
+    }
+    return toUserInfo(row);
   }
+
+  async userByEmail(email: string): Promise<UserInfo | undefined> {
+    const row = await this.findUser(normalizeEmail(email));
+    return row ? toUserInfo(row) : undefined;
+  }
+
+  async userById(id: string): Promise<UserInfo | undefined> {
+    const row = await this.deps.db.selectFrom('users').select(['id', 'email', 'role', 'name']).where('id', '=', id).executeTakeFirst();
+    return row ? toUserInfo(row) : undefined;
+  }
+
+  // ---------------------------------------------------------------- sessions
+
+  /**
+   * Signs in with e-mail and password and starts a session. Too many failures for the e-mail
+   * (or from the address in `meta.ip`) answer E_RATE_LIMITED with `retryAfter` seconds, without
+   * looking at the password.
+   */
+  async login(email: string, password: string, meta: { ip?: string } = {}): Promise<AuthSession> {
+    const addr = normalizeEmail(email);
+    const ipKey = meta.ip ? `ip:${meta.ip}` : undefined;
+    const release = this.beginAttempt(addr, ipKey);
+    let ok: boolean | undefined;
+    let row: UserRow | undefined;
+    try {
+      row = await this.findUser(addr);
+      dummyHash ??= hashSecret(newSecret());
+      ok = (await verifySecret(password, row?.password_hash ?? (await dummyHash))) && !!row;
+    } finally {
+      release(ok);
+    }
+    if (!row || !ok) throw new HearthError('E_BAD_CREDENTIALS');
+    return this.startSession(row);
+  }
+
+  /**
+   * Exchanges a refresh token for a new access token and refresh token of the same session.
+   * A refresh token works once: presenting a used one revokes the whole session.
+   */
+  async refresh(refreshToken: string): Promise<AuthSession> {
+    if (!refreshToken.startsWith(REFRESH_PREFIX)) throw new HearthError('E_UNAUTHENTICATED', 'not a refresh token (they start with hrt_)');
+    const now = Date.now();
+    const row = await this.deps.db.selectFrom('refresh_tokens').selectAll().where('token_hash', '=', digestToken(refreshToken)).executeTakeFirst();
+    if (!row) throw new HearthError('E_UNAUTHENTICATED', 'unknown refresh token; sign in again');
+    if (row.revoked_at != null || this.revokedSessions.has(row.family_id)) throw new HearthError('E_UNAUTHENTICATED', 'the session has ended; sign in again');
+    if (row.used_at != null) {
+      await this.revokeFamily(row.family_id);
+      this.deps.log?.warn({ userId: row.user_id, sessionId: row.family_id }, 'a used refresh token was presented again; the session is revoked');
+      throw new HearthError('E_UNAUTHENTICATED', 'this refresh token was already used; the session is revoked for safety, sign in again');
+    }
+    if (Number(row.expires_at) <= now) throw new HearthError('E_UNAUTHENTICATED', 'the refresh token has expired; sign in again');
+    const user = await this.deps.db.selectFrom('users').select(['id', 'email', 'password_hash', 'role', 'name']).where('id', '=', row.user_id).executeTakeFirst();
+    if (!user) throw new HearthError('E_UNAUTHENTICATED', 'the account no longer exists');
+    const next = this.newRefreshToken();
+    const rotated = await this.deps.db.transaction().execute(async (trx) => {
+      const used = await trx.updateTable('refresh_tokens').set({ used_at: now })
+        .where('id', '=', row.id).where('used_at', 'is', null).where('revoked_at', 'is', null)
+        .executeTakeFirst();
+      if (Number(used.numUpdatedRows) !== 1) return false;
+      await trx.insertInto('refresh_tokens').values({
+        id: newId('r'), user_id: user.id, family_id: row.family_id, token_hash: digestToken(next), created_at: now, expires_at: now + this.refreshTtlSeconds * 1000, used_at: null, revoked_at: null,
+      }).execute();
+      return true;
+    });
+    if (!rotated) {
+      // Used or revoked in the meantime: a second refresh with the same token raced this one.
+      await this.revokeFamily(row.family_id);
+      throw new HearthError('E_UNAUTHENTICATED', 'this refresh token was already used; the session is revoked for safety, sign in again');
+    }
+    return this.session(user, row.family_id, next);
+  }
+
+  /** Ends the caller's session: its refresh token and its access tokens stop working. */
+  async logout(p: Principal): Promise<void> {
+    if (p.keyId) throw new HearthError('E_FORBIDDEN', 'API keys have no session to sign out of; revoke the key with DELETE /api/v1/keys/{id}');
+    if (!p.sessionId) return;
+    await this.revokeFamily(p.sessionId, p.userId);
+  }
+
+  /** Changes the caller's password and ends all of their other sessions. */
+  async changePassword(p: Principal, current: string, next: string): Promise<void> {
+    if (p.keyId) throw new HearthError('E_FORBIDDEN', 'API keys cannot change passwords');
+    checkPassword(next, 'body.newPassword');
+    const row = await this.deps.db.selectFrom('users').select(['id', 'email', 'password_hash']).where('id', '=', p.userId).executeTakeFirst();
+    if (!row) throw new HearthError('E_UNAUTHENTICATED', 'the account no longer exists');
+    // A stolen access token must not become a way to guess the password: same throttle as sign-in.
+    const release = this.beginAttempt(row.email, undefined);
+    let ok: boolean | undefined;
+    try {
+      ok = await verifySecret(current, row.password_hash);
+    } finally {
+      release(ok);
+    }
+    if (!ok) throw new HearthError('E_BAD_CREDENTIALS', 'the current password is wrong');
+    await this.deps.db.updateTable('users').set({ password_hash: await hashSecret(next) }).where('id', '=', row.id).execute();
+    await this.revokeUserSessions(row.id, p.sessionId);
+  }
+
+  /**
+   * Mails a one-time reset link (valid an hour) when an account has this e-mail. Answers the same
+   * whether or not it has, and sends in the background so the timing does not tell either.
+   */
+  async requestPasswordReset(email: string, resetUrlBase: string): Promise<void> {
+    const addr = normalizeEmail(email);
+    const user = await this.findUser(addr);
+    if (!user) return;
+    if (!this.resetMails.take(addr).ok) {
+      this.deps.log?.warn({ userId: user.id }, 'password reset requested too often; no e-mail sent');
+      return;
+    }
+    const now = Date.now();
+    const token = newSecret(32);
+    await this.deps.db.deleteFrom('password_resets').where('user_id', '=', user.id).where('expires_at', '<', now).execute();
+    await this.deps.db.insertInto('password_resets').values({ token_hash: digestToken(token), user_id: user.id, created_at: now, expires_at: now + RESET_TTL_MS, used_at: null }).execute();
+    const link = `${resetUrlBase}${resetUrlBase.includes('?') ? '&' : '?'}token=${encodeURIComponent(token)}`;
+    this.deliver({
+      to: user.email,
+      subject: 'Reset your Hearth password',
+      text: [
+        `Someone (hopefully you) asked to reset the password of your Hearth account ${user.email}.`,
+        '',
+        `To choose a new password, open this link within the next hour:`,
+        link,
+        '',
+        `Or send this token with your new password to POST /api/v1/auth/password-reset/confirm:`,
+        token,
+        '',
+        'If you did not ask for this, ignore this e-mail; your password stays as it is.',
+      ].join('\n'),
+    });
+  }
+
+  /** Sets a new password with a reset token; ends every session of the account. */
+  async confirmPasswordReset(token: string, newPassword: string): Promise<{ userId: string }> {
+    checkPassword(newPassword, 'body.newPassword');
+    const hash = digestToken(token);
+    const row = await this.deps.db.selectFrom('password_resets').selectAll().where('token_hash', '=', hash).executeTakeFirst();
+    if (!row || row.used_at != null || Number(row.expires_at) <= Date.now()) throw new HearthError('E_RESET_TOKEN_INVALID');
+    const passwordHash = await hashSecret(newPassword);
+    const now = Date.now();
+    const done = await this.deps.db.transaction().execute(async (trx) => {
+      const used = await trx.updateTable('password_resets').set({ used_at: now }).where('token_hash', '=', hash).where('used_at', 'is', null).executeTakeFirst();
+      if (Number(used.numUpdatedRows) !== 1) return false;
+      await trx.updateTable('users').set({ password_hash: passwordHash }).where('id', '=', row.user_id).execute();
+      // Other links sent earlier must not reset the new password.
+      await trx.updateTable('password_resets').set({ used_at: now }).where('user_id', '=', row.user_id).where('used_at', 'is', null).execute();
+      return true;
+    });
+    if (!done) throw new HearthError('E_RESET_TOKEN_INVALID');
+    await this.revokeUserSessions(row.user_id);
+    const user = await this.userById(row.user_id);
+    if (user) this.emailThrottle.reset(user.email);
+    return { userId: row.user_id };
+  }
+
+  // ---------------------------------------------------------------- access tokens
 
   sign(user: Principal, ttlSeconds = this.deps.ttlSeconds): string {
-    const payload: TokenPayload = { sub: user.userId, email: user.email, role: user.role, exp: Math.floor(Date.now() / 1000) + ttlSeconds };
+    const now = Math.floor(Date.now() / 1000);
+    const payload: TokenPayload = { sub: user.userId, email: user.email, role: user.role, ...(user.sessionId ? { sid: user.sessionId } : {}), iat: now, exp: now + ttlSeconds };
     const body = Buffer.from(JSON.stringify(payload)).toString('base64url');
-    return `hth1.${body}.${hmac(this.signingKey, body)}`;
+    return `${ACCESS_PREFIX}${body}.${hmac(this.signingKey, body)}`;
   }
 
-  /** Checks a bearer token; throws E_UNAUTHENTICATED when it is malformed, forged or expired. */
+  /** Checks a bearer token; throws E_UNAUTHENTICATED when it is malformed, forged, expired or its session ended. */
   verify(token: string): Principal {
     const parts = token.split('.');
     if (parts.length !== 3 || parts[0] !== 'hth1' || !safeEqual(hmac(this.signingKey, parts[1]), parts[2])) {
@@ -105,7 +386,204 @@ export class AuthService {
     } catch {
       throw new HearthError('E_UNAUTHENTICATED', 'invalid access token');
     }
-    if (payload.exp * 1000 < Date.now()) throw new HearthError('E_UNAUTHENTICATED', 'access token expired');
-    return { userId: payload.sub, email: payload.email, role: payload.role };
+    const now = Date.now();
+    if (payload.exp * 1000 < now) throw new HearthError('E_UNAUTHENTICATED', 'access token expired; get a new one from POST /api/v1/auth/refresh');
+    if (payload.sid) {
+      this.sweepRevoked(now);
+      if (this.revokedSessions.has(payload.sid)) throw new HearthError('E_UNAUTHENTICATED', 'the session has ended (signed out or password changed); sign in again');
+    }
+    return { userId: payload.sub, email: payload.email, role: payload.role, ...(payload.sid ? { sessionId: payload.sid } : {}) };
   }
+
+  /**
+   * Establishes the caller of a request from its `Authorization` header (`Bearer hth1.…` access
+   * token or `Bearer hk_…` API key) or, failing that, its `X-Api-Key` header.
+   */
+  async authenticate(authorization: string | undefined, apiKey?: string): Promise<Principal> {
+    if (authorization) {
+      const m = /^Bearer\s+(\S+)\s*$/i.exec(authorization.trim());
+      if (!m) throw new HearthError('E_UNAUTHENTICATED', 'the Authorization header must be "Bearer <token>" (an access token from POST /api/v1/auth/login or an API key hk_…)');
+      const credential = m[1];
+      if (credential.startsWith(KEY_PREFIX)) return this.verifyKey(credential);
+      if (credential.startsWith(ACCESS_PREFIX)) return this.verify(credential);
+      if (credential.startsWith(REFRESH_PREFIX)) throw new HearthError('E_UNAUTHENTICATED', 'that is a refresh token; exchange it for an access token at POST /api/v1/auth/refresh');
+      throw new HearthError('E_UNAUTHENTICATED', 'unrecognised bearer token (access tokens start with hth1., API keys with hk_)');
+    }
+    if (apiKey) {
+      const key = apiKey.trim();
+      if (!key.startsWith(KEY_PREFIX)) throw new HearthError('E_UNAUTHENTICATED', 'the X-Api-Key header must hold an API key (hk_…) from POST /api/v1/keys');
+      return this.verifyKey(key);
+    }
+    throw new HearthError('E_UNAUTHENTICATED', 'send "Authorization: Bearer <token>" (get one from POST /api/v1/auth/login) or "X-Api-Key: <key>" (from POST /api/v1/keys)');
+  }
+
+  // ---------------------------------------------------------------- API keys
+
+  /** Creates an API key for the caller. The key itself is in the answer only; the store keeps a digest. */
+  async createKey(p: Principal, input: { name: string; scopes: readonly Scope[]; homeIds?: readonly string[] | null }): Promise<ApiKeyInfo & { key: string }> {
+    if (p.keyId) throw new HearthError('E_FORBIDDEN', 'API keys cannot manage API keys; sign in with a password');
+    const name = input.name.trim();
+    if (!name) throw new HearthError('E_VALIDATION', 'name must not be empty', { field: 'body.name' });
+    const bad = input.scopes.find((s) => !(SCOPES as readonly string[]).includes(s));
+    if (bad !== undefined) throw new HearthError('E_VALIDATION', `unknown scope "${bad}"; scopes are ${SCOPES.join(', ')}`, { field: 'body.scopes' });
+    const scopes = [...new Set(input.scopes)];
+    const homeIds = input.homeIds == null ? null : [...new Set(input.homeIds)];
+    const id = newId('k');
+    const key = KEY_PREFIX + newSecret(32);
+    const now = Date.now();
+    await this.deps.db.insertInto('api_keys').values({
+      id, user_id: p.userId, name, key_hash: digestToken(key), scopes: JSON.stringify(scopes), home_ids: homeIds ? JSON.stringify(homeIds) : null, created_at: now, last_used_at: null, revoked_at: null,
+    }).execute();
+    return { id, name, key, scopes, homeIds, createdAt: iso(now)!, lastUsedAt: null, revokedAt: null };
+  }
+
+  /** The caller's keys, newest first, revoked ones included. */
+  async listKeys(p: Principal): Promise<ApiKeyInfo[]> {
+    if (p.keyId) throw new HearthError('E_FORBIDDEN', 'API keys cannot manage API keys; sign in with a password');
+    const rows = await this.deps.db.selectFrom('api_keys').select(['id', 'name', 'scopes', 'home_ids', 'created_at', 'last_used_at', 'revoked_at'])
+      .where('user_id', '=', p.userId).orderBy('created_at', 'desc').orderBy('id').execute();
+    return rows.map((r) => ({
+      id: r.id, name: r.name, scopes: JSON.parse(r.scopes) as Scope[], homeIds: r.home_ids ? (JSON.parse(r.home_ids) as string[]) : null,
+      createdAt: iso(r.created_at)!, lastUsedAt: iso(r.last_used_at), revokedAt: iso(r.revoked_at),
+    }));
+  }
+
+  /** Revokes one of the caller's keys; it stops working at once. Revoking twice is fine. */
+  async revokeKey(p: Principal, id: string): Promise<void> {
+    if (p.keyId) throw new HearthError('E_FORBIDDEN', 'API keys cannot manage API keys; sign in with a password');
+    const row = await this.deps.db.selectFrom('api_keys').select(['id', 'revoked_at']).where('id', '=', id).where('user_id', '=', p.userId).executeTakeFirst();
+    if (!row) throw new HearthError('E_KEY_NOT_FOUND', `API key "${id}" does not exist`);
+    if (row.revoked_at == null) await this.deps.db.updateTable('api_keys').set({ revoked_at: Date.now() }).where('id', '=', id).where('revoked_at', 'is', null).execute();
+    this.keyUseWritten.delete(id);
+  }
+
+  /** The principal of an API key; throws E_UNAUTHENTICATED when it is unknown or revoked. */
+  async verifyKey(key: string): Promise<Principal> {
+    if (!key.startsWith(KEY_PREFIX)) throw new HearthError('E_UNAUTHENTICATED', 'not an API key (they start with hk_)');
+    const row = await this.deps.db.selectFrom('api_keys')
+      .innerJoin('users', 'users.id', 'api_keys.user_id')
+      .select(['api_keys.id as id', 'api_keys.scopes as scopes', 'api_keys.home_ids as home_ids', 'api_keys.last_used_at as last_used_at', 'api_keys.revoked_at as revoked_at', 'users.id as user_id', 'users.email as email', 'users.role as role'])
+      .where('api_keys.key_hash', '=', digestToken(key))
+      .executeTakeFirst();
+    if (!row || row.revoked_at != null) throw new HearthError('E_UNAUTHENTICATED', 'unknown or revoked API key');
+    await this.noteKeyUse(row.id, row.last_used_at == null ? undefined : Number(row.last_used_at));
+    const homeIds = row.home_ids ? (JSON.parse(row.home_ids) as string[]) : undefined;
+    return { userId: row.user_id, email: row.email, role: row.role as Role, keyId: row.id, scopes: JSON.parse(row.scopes) as Scope[], ...(homeIds ? { homeIds } : {}) };
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  private findUser(email: string): Promise<UserRow | undefined> {
+    return this.deps.db.selectFrom('users').select(['id', 'email', 'password_hash', 'role', 'name']).where('email', '=', email).executeTakeFirst();
+  }
+
+  /**
+   * Admits a password attempt for the e-mail (and address) or throws E_RATE_LIMITED. The attempt
+   * counts as in flight until `release(ok)`, so a burst of parallel guesses cannot slip past the
+   * limit while the first ones are still hashing.
+   */
+  private beginAttempt(email: string, ipKey: string | undefined): (ok: boolean | undefined) => void {
+    const waitEmail = this.emailThrottle.begin(email);
+    if (waitEmail !== undefined) throw rateLimited(waitEmail);
+    if (ipKey) {
+      const waitIp = this.ipThrottle.begin(ipKey);
+      if (waitIp !== undefined) {
+        this.emailThrottle.end(email, false);
+        throw rateLimited(waitIp);
+      }
+    }
+    // ok undefined: the check itself failed (e.g. the store); that is no guess and does not count.
+    return (ok) => {
+      this.emailThrottle.end(email, ok === false);
+      if (ok) this.emailThrottle.reset(email);
+      // The address is not forgiven on success: signing in to one's own account between guesses must not reset it.
+      if (ipKey) this.ipThrottle.end(ipKey, ok === false);
+    };
+  }
+
+  private newRefreshToken(): string {
+    return REFRESH_PREFIX + newSecret(32);
+  }
+
+  private async startSession(user: UserRow): Promise<AuthSession> {
+    const now = Date.now();
+    const familyId = newId('s');
+    const refreshToken = this.newRefreshToken();
+    await this.deps.db.insertInto('refresh_tokens').values({
+      id: newId('r'), user_id: user.id, family_id: familyId, token_hash: digestToken(refreshToken), created_at: now, expires_at: now + this.refreshTtlSeconds * 1000, used_at: null, revoked_at: null,
+    }).execute();
+    return this.session(user, familyId, refreshToken);
+  }
+
+  private session(user: UserRow, sessionId: string, refreshToken: string): AuthSession {
+    const principal: Principal = { userId: user.id, email: user.email, role: user.role as Role, sessionId };
+    return { token: this.sign(principal), expiresIn: this.deps.ttlSeconds, refreshToken, refreshExpiresIn: this.refreshTtlSeconds, user: toUserInfo(user), principal };
+  }
+
+  /** Revokes every token of a session (of `userId`, when given) and ends its access tokens. */
+  private async revokeFamily(familyId: string, userId?: string): Promise<void> {
+    this.markRevoked(familyId);
+    let q = this.deps.db.updateTable('refresh_tokens').set({ revoked_at: Date.now() }).where('family_id', '=', familyId).where('revoked_at', 'is', null);
+    if (userId) q = q.where('user_id', '=', userId);
+    await q.execute();
+  }
+
+  /** Revokes all sessions of a user except `keep`. */
+  private async revokeUserSessions(userId: string, keep?: string): Promise<void> {
+    let q = this.deps.db.selectFrom('refresh_tokens').select('family_id').distinct().where('user_id', '=', userId).where('revoked_at', 'is', null);
+    if (keep) q = q.where('family_id', '!=', keep);
+    const families = await q.execute();
+    for (const f of families) this.markRevoked(f.family_id);
+    let u = this.deps.db.updateTable('refresh_tokens').set({ revoked_at: Date.now() }).where('user_id', '=', userId).where('revoked_at', 'is', null);
+    if (keep) u = u.where('family_id', '!=', keep);
+    await u.execute();
+  }
+
+  private markRevoked(familyId: string): void {
+    // Every access token of the session was signed before now, so none outlives now + ttl.
+    this.revokedSessions.set(familyId, Math.max(Date.now() + this.deps.ttlSeconds * 1000, this.revokedSessions.get(familyId) ?? 0));
+  }
+
+  private sweepRevoked(now: number): void {
+    if (now - this.lastRevokedSweep < 60_000) return;
+    this.lastRevokedSweep = now;
+    for (const [sid, until] of this.revokedSessions) if (until < now) this.revokedSessions.delete(sid);
+  }
+
+  /** Writes `last_used_at` at most once a minute per key. */
+  private async noteKeyUse(keyId: string, storedLastUse: number | undefined): Promise<void> {
+    const now = Date.now();
+    const last = this.keyUseWritten.get(keyId) ?? storedLastUse;
+    if (last !== undefined && now - last < KEY_USE_WRITE_MS) return;
+    this.keyUseWritten.set(keyId, now);
+    if (this.keyUseWritten.size > 10_000) {
+      for (const [k, t] of this.keyUseWritten) if (now - t >= KEY_USE_WRITE_MS) this.keyUseWritten.delete(k);
+    }
+    try {
+      await this.deps.db.updateTable('api_keys').set({ last_used_at: now }).where('id', '=', keyId).execute();
+    } catch (err) {
+      this.deps.log?.warn({ err, keyId }, 'could not record the use of an API key');
+    }
+  }
+
+  /** Sends in the background; failures are logged, never shown to the requester. */
+  private deliver(msg: MailMessage): void {
+    const mailer = this.mailer;
+    if (!mailer) {
+      this.deps.log?.info({ mail: msg }, `e-mail to ${msg.to} (no mailer configured, logged instead): ${msg.subject}`);
+      return;
+    }
+    const sending: Promise<void> = mailer.send(msg).catch((err: unknown) => {
+      this.deps.log?.error({ err, to: msg.to }, `could not send e-mail: ${msg.subject}`);
+    }).finally(() => this.pendingMail.delete(sending));
+    this.pendingMail.add(sending);
+  }
+}
+
+function checkPassword(password: string, field: string): void {
+  if (password.length < PASSWORD_MIN) throw new HearthError('E_VALIDATION', `${field} must be at least ${PASSWORD_MIN} characters`, { field });
+}
+
+function rateLimited(retryAfter: number): HearthError {
+  return new HearthError('E_RATE_LIMITED', `too many failed sign-ins; try again in ${retryAfter} s`, { retryAfter });
 }

@@ -7,6 +7,7 @@ export const ERRORS = {
   E_VALIDATION: { status: 400, title: 'Request validation failed' },
   E_INVALID_MODEL: { status: 400, title: 'The thing model is invalid' },
   E_MODEL_MISMATCH: { status: 400, title: 'The values do not match the thing model' },
+  E_RESET_TOKEN_INVALID: { status: 400, title: 'The password reset token is invalid, used or expired' },
   E_UNAUTHENTICATED: { status: 401, title: 'Authentication required' },
   E_BAD_CREDENTIALS: { status: 401, title: 'Wrong e-mail or password' },
   E_FORBIDDEN: { status: 403, title: 'Not allowed' },

@@ -1,3 +1,4 @@
+import nodemailer, { type Transporter } from 'nodemailer';
 import type { Logger } from './logger.ts';
 
 export interface MailMessage {
@@ -9,6 +10,8 @@ export interface MailMessage {
 /** Sends e-mail (password resets, invitations). */
 export interface Mailer {
   send(msg: MailMessage): Promise<void>;
+  /** Releases connections, if the mailer holds any. */
+  close?(): void;
 }
 
 /**
@@ -21,4 +24,38 @@ export class LogMailer implements Mailer {
   async send(msg: MailMessage): Promise<void> {
     this.log.info({ mail: msg }, `e-mail to ${msg.to} (no SMTP configured, logged instead): ${msg.subject}`);
   }
+}
+
+/**
+ * Sends through an SMTP server given as a URL: `smtp://user:pass@host:587` (STARTTLS when the
+ * server offers it) or `smtps://user:pass@host:465` (TLS from the start). Transport options can
+ * ride along as query parameters, e.g. `?tls.rejectUnauthorized=false` for a self-signed relay.
+ */
+export class SmtpMailer implements Mailer {
+  private readonly transport: Transporter;
+
+  constructor(private readonly opts: { url: string; from: string; log: Logger }) {
+    this.transport = nodemailer.createTransport({
+      url: opts.url,
+      // Where the URL does not say otherwise: a hanging relay must not hold a shutdown for minutes.
+      connectionTimeout: 10_000,
+      greetingTimeout: 10_000,
+      socketTimeout: 30_000,
+    });
+  }
+
+  async send(msg: MailMessage): Promise<void> {
+    const info = await this.transport.sendMail({ from: this.opts.from, to: msg.to, subject: msg.subject, text: msg.text });
+    this.opts.log.debug({ to: msg.to, messageId: (info as { messageId?: string }).messageId }, `e-mail sent: ${msg.subject}`);
+  }
+
+  close(): void {
+    this.transport.close();
+  }
+}
+
+/** The SMTP mailer when `smtpUrl` is configured, otherwise the log mailer. */
+export function createMailer(config: { smtpUrl?: string; mailFrom: string }, log: Logger): Mailer {
+  const mailLog = log.child({ component: 'mail' });
+  return config.smtpUrl ? new SmtpMailer({ url: config.smtpUrl, from: config.mailFrom, log: mailLog }) : new LogMailer(mailLog);
 }

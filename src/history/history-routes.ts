@@ -46,7 +46,7 @@ export function historyRoutes(app: HttpApp, deps: { access: AccessService; produ
       tags: ['history'], summary: 'Raw points of a property, or min/max/avg per time bucket', ...AuthHeader,
       description: 'Only properties whose model says `history: true` are recorded. Without `bucket` returns raw points (oldest first, at most `limit`); with `bucket` (e.g. `5m`) returns one row per bucket. Booleans count as 0/1 in aggregates.',
       params: DeviceParams,
-      querystring: Type.Object({ property: Type.String({ examples: ['brightness'] }), ...TimeRange, bucket: Type.Optional(Type.String({ examples: ['5m'] })), limit: Type.Integer({ minimum: 1, maximum: 10000, default: 1000 }) }),
+      querystring: Type.Object({ property: Type.Optional(Type.String({ description: 'Required: the property to read', examples: ['brightness'] })), ...TimeRange, bucket: Type.Optional(Type.String({ examples: ['5m'] })), limit: Type.Integer({ minimum: 1, maximum: 10000, default: 1000 }) }),
       response: {
         200: Type.Object({ deviceId: Type.String(), property: Type.String(), from: Type.String(), to: Type.String(), bucket: Type.Optional(Type.String()), points: Type.Optional(Type.Array(Point)), buckets: Type.Optional(Type.Array(Bucket)) },
           { examples: [{ deviceId: 'd_9x2k7m4p1q8r0t', property: 'brightness', from: '2026-11-23T00:00:00.000Z', to: '2026-11-23T01:00:00.000Z', points: [{ ts: '2026-11-23T00:10:00.000Z', value: 80 }] }] }),
@@ -57,6 +57,7 @@ export function historyRoutes(app: HttpApp, deps: { access: AccessService; produ
     const p = principal(req);
     const device = await deps.access.requireDevice(p, req.params.id, 'view');
     const model = await deps.products.model(device.productKey);
+    if (!req.query.property) throw new HearthError('E_VALIDATION', 'querystring.property is required', { field: 'querystring.property' });
     const spec = model?.properties.get(req.query.property);
     if (!spec) throw new HearthError('E_VALIDATION', `product "${device.productKey}" has no property "${req.query.property}"`, { field: 'querystring.property' });
     const to = parseTime(req.query.to, Date.now(), 'to');

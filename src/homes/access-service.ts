@@ -64,7 +64,7 @@ export class AccessService {
   async deviceRight(p: Principal, device: DeviceRecord): Promise<DeviceRight> {
     let right: DeviceRight = 'none';
     const place = await this.placement(device.id);
-    if (p.role === 'operator') right = 'configure';
+    if (p.role === 'operator' && !p.homeIds) right = 'configure';
     else {
       if (place && this.keyAllowsHome(p, place.homeId)) {
         const m = await this.membership(p.userId, place.homeId);
@@ -114,7 +114,7 @@ export class AccessService {
    * Sub-devices of visible hubs are included.
    */
   async visibleDeviceIds(p: Principal): Promise<string[] | undefined> {
-    if (p.role === 'operator') return undefined;
+    if (p.role === 'operator' && !p.homeIds) return undefined;
     if (!hasScope(p, 'devices:read') && !hasScope(p, 'devices:control')) return [];
     const db = this.deps.db;
     const memberships = await db.selectFrom('home_members').selectAll().where('user_id', '=', p.userId).execute();

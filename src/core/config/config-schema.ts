@@ -18,17 +18,24 @@ export const ConfigSchema = Type.Object({
   adminEmail: Type.Optional(Type.String({ format: 'email', description: 'Operator account created on first start' })),
   adminPassword: Type.Optional(Type.String({ minLength: 8, description: 'Operator password; generated and printed once if unset' })),
   logLevel: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent')], { default: 'info' }),
-  tokenTtlSeconds: Type.Integer({ minimum: 60, default: 3600, description: 'Lifetime of access tokens' }),
+  tokenTtlSeconds: Type.Integer({ minimum: 60, default: 900, description: 'Lifetime of access tokens (renewed with a refresh token)' }),
   commandTimeoutMs: Type.Integer({ minimum: 100, maximum: 300000, default: 10000, description: 'Default wait for a command result' }),
   historyFlushMs: Type.Integer({ minimum: 1, maximum: 10000, default: 100, description: 'How long history and shadow writes are batched' }),
   maxPayloadBytes: Type.Integer({ minimum: 256, default: 65536, description: 'Largest MQTT payload accepted from a device' }),
   publicUrl: Type.Optional(Type.String({ description: 'Base URL printed in the start banner' })),
+  refreshTtlSeconds: Type.Integer({ minimum: 300, default: 2592000, description: 'Lifetime of refresh tokens (a sign-in session lasts this long without use); 30 days by default' }),
+  rateLimitPerMinute: Type.Integer({ minimum: 1, default: 600, description: 'Sustained REST requests per minute allowed to one user or API key' }),
+  rateLimitBurst: Type.Integer({ minimum: 1, default: 100, description: 'REST requests one user or API key may make at once before the per-minute rate applies' }),
+  smtpUrl: Type.Optional(Type.String({ pattern: '^smtps?://', description: 'SMTP server for e-mail (password resets, invitations), e.g. smtp://user:pass@mail.example.com:587; unset: e-mails are written to the log' })),
+  mailFrom: Type.String({ default: 'Hearth <no-reply@hearth.local>', description: 'Sender of the e-mails Hearth sends' }),
+  passwordResetUrl: Type.Optional(Type.String({ description: 'Page that password-reset e-mails link to (with ?token=…); default <publicUrl>/reset-password' })),
+  signupEnabled: Type.Boolean({ default: true, description: 'Whether anyone may create an account with POST /api/v1/auth/signup' }),
 });
 
 export type Config = Readonly<Static<typeof ConfigSchema>>;
 
-const BOOLEAN_KEYS = new Set(['demo']);
-const INTEGER_KEYS = new Set(['httpPort', 'mqttPort', 'tokenTtlSeconds', 'commandTimeoutMs', 'historyFlushMs', 'maxPayloadBytes']);
+const BOOLEAN_KEYS = new Set(['demo', 'signupEnabled']);
+const INTEGER_KEYS = new Set(['httpPort', 'mqttPort', 'tokenTtlSeconds', 'commandTimeoutMs', 'historyFlushMs', 'maxPayloadBytes', 'refreshTtlSeconds', 'rateLimitPerMinute', 'rateLimitBurst']);
 
 /** `httpPort` → `HEARTH_HTTP_PORT` */
 export function envName(key: string): string {

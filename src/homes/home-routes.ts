@@ -1,0 +1,312 @@
+import type { HttpApp } from '../transports/http/http-server.ts';
+import { principal } from '../transports/http/http-server.ts';
+import { AuthHeader, problems } from '../transports/http/http-schemas.ts';
+import type { Principal } from '../auth/auth-service.ts';
+import type { DeviceRecord } from '../devices/device-service.ts';
+import { DeviceParams } from '../devices/device-schema.ts';
+import type { HomeService } from './home-service.ts';
+import {
+  AcceptBody, AcceptedSchema, AuditListSchema, AuditQuery, ClaimBody, CreateHomeBody, DeletedSchema, DevicePatchBody,
+  GroupBody, GroupCommandBody, GroupCommandResultSchema, GroupListSchema, GroupParams, GroupPatchBody, GroupSchema,
+  HomeDeviceListSchema, HomeDeviceParams, HomeDeviceSchema, HomeListSchema, HomeParams, HomeSchema, InvitationListSchema,
+  InvitationParams, InvitationSchema, InviteBody, LeftSchema, MemberListSchema, MemberParams, MemberPatchBody, MemberSchema,
+  RoomBody, RoomListSchema, RoomParams, RoomSchema, ShareBody, ShareListSchema, ShareParams, ShareSchema, TransferBody,
+  UnboundSchema, UnsharedSchema, UpdateHomeBody, type HomeDevice,
+} from './home-schema.ts';
+
+/** How a device looks to a caller (DeviceViews.summary in devices/device-view.ts). */
+export interface DeviceSummaries {
+  summary(d: DeviceRecord, p: Principal): Promise<HomeDevice>;
+}
+
+const A = '/api/v1';
+
+/**
+ * Routes of homes, rooms, members and invitations, devices in homes, sharing, groups and the
+ * home audit trail. Every check is the HomeService's (through the AccessService).
+ */
+export function homeRoutes(app: HttpApp, deps: { homes: HomeService; views: DeviceSummaries }): void {
+  const { homes, views } = deps;
+
+  // ---------------------------------------------------------------- homes
+
+  app.post(`${A}/homes`, {
+    schema: {
+      tags: ['homes'], summary: 'Create a home; the caller becomes its owner', ...AuthHeader,
+      body: CreateHomeBody,
+      response: { 201: HomeSchema, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN') },
+    },
+  }, async (req, reply) => reply.status(201).send(await homes.createHome(principal(req), req.body)));
+
+  app.get(`${A}/homes`, {
+    schema: {
+      tags: ['homes'], summary: "The caller's homes with their role in each", ...AuthHeader,
+      response: { 200: HomeListSchema, ...problems('E_UNAUTHENTICATED') },
+    },
+  }, async (req) => ({ items: await homes.listHomes(principal(req)) }));
+
+  app.get(`${A}/homes/:homeId`, {
+    schema: {
+      tags: ['homes'], summary: 'A home', ...AuthHeader, params: HomeParams,
+      response: { 200: HomeSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_HOME_NOT_FOUND') },
+    },
+  }, async (req) => homes.getHome(principal(req), req.params.homeId));
+
+  app.patch(`${A}/homes/:homeId`, {
+    schema: {
+      tags: ['homes'], summary: 'Rename a home or change its time zone or location (owner, admin)', ...AuthHeader,
+      params: HomeParams, body: UpdateHomeBody,
+      response: { 200: HomeSchema, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_HOME_NOT_FOUND') },
+    },
+  }, async (req) => homes.updateHome(principal(req), req.params.homeId, req.body));
+
+  app.delete(`${A}/homes/:homeId`, {
+    schema: {
+      tags: ['homes'], summary: 'Delete a home (owner): its devices are unbound, rooms, members, groups and invitations removed', ...AuthHeader,
+      params: HomeParams,
+      response: { 200: DeletedSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_HOME_NOT_FOUND') },
+    },
+  }, async (req) => {
+    await homes.deleteHome(principal(req), req.params.homeId);
+    return { id: req.params.homeId, deleted: true as const };
+  });
+
+  app.get(`${A}/homes/:homeId/audit`, {
+    schema: {
+      tags: ['homes'], summary: "The home's audit trail, newest first (owner)", ...AuthHeader,
+      params: HomeParams, querystring: AuditQuery,
+      response: { 200: AuditListSchema, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_HOME_NOT_FOUND') },
+    },
+  }, async (req) => ({
+    items: await homes.auditLog(principal(req), req.params.homeId, { limit: req.query.limit, ...(req.query.before ? { before: Date.parse(req.query.before) } : {}) }),
+  }));
+
+  // ---------------------------------------------------------------- rooms
+
+  app.post(`${A}/homes/:homeId/rooms`, {
+    schema: {
+      tags: ['rooms'], summary: 'Add a room (owner, admin)', ...AuthHeader, params: HomeParams, body: RoomBody,
+      response: { 201: RoomSchema, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_HOME_NOT_FOUND') },
+    },
+  }, async (req, reply) => reply.status(201).send(await homes.createRoom(principal(req), req.params.homeId, req.body.name)));
+
+  app.get(`${A}/homes/:homeId/rooms`, {
+    schema: {
+      tags: ['rooms'], summary: 'The rooms of a home', ...AuthHeader, params: HomeParams,
+      response: { 200: RoomListSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_HOME_NOT_FOUND') },
+    },
+  }, async (req) => ({ items: await homes.listRooms(principal(req), req.params.homeId) }));
+
+  app.patch(`${A}/homes/:homeId/rooms/:roomId`, {
+    schema: {
+      tags: ['rooms'], summary: 'Rename a room (owner, admin)', ...AuthHeader, params: RoomParams, body: RoomBody,
+      response: { 200: RoomSchema, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_HOME_NOT_FOUND', 'E_ROOM_NOT_FOUND') },
+    },
+  }, async (req) => homes.updateRoom(principal(req), req.params.homeId, req.params.roomId, req.body.name));
+
+  app.delete(`${A}/homes/:homeId/rooms/:roomId`, {
+    schema: {
+      tags: ['rooms'], summary: 'Remove a room (owner, admin); its devices stay in the home without a room', ...AuthHeader, params: RoomParams,
+      response: { 200: DeletedSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_HOME_NOT_FOUND', 'E_ROOM_NOT_FOUND') },
+    },
+  }, async (req) => {
+    await homes.deleteRoom(principal(req), req.params.homeId, req.params.roomId);
+    return { id: req.params.roomId, deleted: true as const };
+  });
+
+  // ---------------------------------------------------------------- members and invitations
+
+  app.get(`${A}/homes/:homeId/members`, {
+    schema: {
+      tags: ['members'], summary: 'The people of a home and their roles', ...AuthHeader, params: HomeParams,
+      response: { 200: MemberListSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_HOME_NOT_FOUND') },
+    },
+  }, async (req) => ({ items: await homes.listMembers(principal(req), req.params.homeId) }));
+
+  app.post(`${A}/homes/:homeId/invitations`, {
+    schema: {
+      tags: ['members'], summary: 'Invite someone by e-mail (owner, admin; only the owner invites admins)', ...AuthHeader,
+      params: HomeParams, body: InviteBody,
+      response: { 201: InvitationSchema, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_HOME_NOT_FOUND', 'E_CONFLICT') },
+    },
+  }, async (req, reply) => reply.status(201).send(await homes.invite(principal(req), req.params.homeId, req.body)));
+
+  app.get(`${A}/homes/:homeId/invitations`, {
+    schema: {
+      tags: ['members'], summary: 'Invitations of a home, newest first (owner, admin)', ...AuthHeader, params: HomeParams,
+      response: { 200: InvitationListSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_HOME_NOT_FOUND') },
+    },
+  }, async (req) => ({ items: await homes.listInvitations(principal(req), req.params.homeId) }));
+
+  app.delete(`${A}/homes/:homeId/invitations/:invitationId`, {
+    schema: {
+      tags: ['members'], summary: 'Revoke an invitation (owner, admin)', ...AuthHeader, params: InvitationParams,
+      response: { 200: InvitationSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_HOME_NOT_FOUND', 'E_INVITATION_NOT_FOUND', 'E_CONFLICT') },
+    },
+  }, async (req) => homes.revokeInvitation(principal(req), req.params.homeId, req.params.invitationId));
+
+  app.post(`${A}/invitations/accept`, {
+    schema: {
+      tags: ['members'], summary: 'Accept an invitation sent to your e-mail address', ...AuthHeader, body: AcceptBody,
+      response: { 200: AcceptedSchema, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_INVITATION_NOT_FOUND', 'E_CONFLICT') },
+    },
+  }, async (req) => homes.acceptInvitation(principal(req), req.body.token));
+
+  app.patch(`${A}/homes/:homeId/members/:userId`, {
+    schema: {
+      tags: ['members'], summary: "Change a member's role or a guest's devices and end of access (owner, admin; only the owner changes admins)", ...AuthHeader,
+      params: MemberParams, body: MemberPatchBody,
+      response: { 200: MemberSchema, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_HOME_NOT_FOUND', 'E_USER_NOT_FOUND', 'E_CONFLICT') },
+    },
+  }, async (req) => homes.updateMember(principal(req), req.params.homeId, req.params.userId, req.body));
+
+  app.delete(`${A}/homes/:homeId/members/:userId`, {
+    schema: {
+      tags: ['members'], summary: 'Remove a member (owner, admin; not the owner)', ...AuthHeader, params: MemberParams,
+      response: { 200: LeftSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_HOME_NOT_FOUND', 'E_USER_NOT_FOUND', 'E_CONFLICT') },
+    },
+  }, async (req) => {
+    await homes.removeMember(principal(req), req.params.homeId, req.params.userId);
+    return { homeId: req.params.homeId, userId: req.params.userId, removed: true as const };
+  });
+
+  app.post(`${A}/homes/:homeId/leave`, {
+    schema: {
+      tags: ['members'], summary: 'Leave a home (the owner transfers ownership first)', ...AuthHeader, params: HomeParams,
+      response: { 200: LeftSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_HOME_NOT_FOUND', 'E_CONFLICT') },
+    },
+  }, async (req) => {
+    const p = principal(req);
+    await homes.leave(p, req.params.homeId);
+    return { homeId: req.params.homeId, userId: p.userId, removed: true as const };
+  });
+
+  app.post(`${A}/homes/:homeId/transfer`, {
+    schema: {
+      tags: ['members'], summary: 'Hand the home to another member (owner); the old owner becomes an admin', ...AuthHeader,
+      params: HomeParams, body: TransferBody,
+      response: { 200: HomeSchema, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_HOME_NOT_FOUND', 'E_USER_NOT_FOUND', 'E_CONFLICT') },
+    },
+  }, async (req) => homes.transfer(principal(req), req.params.homeId, req.body.userId));
+
+  // ---------------------------------------------------------------- devices in homes
+
+  app.post(`${A}/homes/:homeId/devices`, {
+    schema: {
+      tags: ['homes'], summary: 'Add a device to the home with the pairing code from its box (owner, admin); its sub-devices follow', ...AuthHeader,
+      params: HomeParams, body: ClaimBody,
+      response: { 201: HomeDeviceSchema, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_HOME_NOT_FOUND', 'E_ROOM_NOT_FOUND', 'E_PAIRING_CODE_INVALID', 'E_DEVICE_ALREADY_CLAIMED', 'E_CONFLICT') },
+    },
+  }, async (req, reply) => {
+    const p = principal(req);
+    const d = await homes.claim(p, req.params.homeId, req.body);
+    return reply.status(201).send(await views.summary(d, p));
+  });
+
+  app.get(`${A}/homes/:homeId/devices`, {
+    schema: {
+      tags: ['homes'], summary: 'The devices of a home the caller may use (guests: their own), sub-devices included', ...AuthHeader, params: HomeParams,
+      response: { 200: HomeDeviceListSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_HOME_NOT_FOUND') },
+    },
+  }, async (req) => {
+    const p = principal(req);
+    const items = await homes.listDevices(p, req.params.homeId);
+    return { items: await Promise.all(items.map((d) => views.summary(d, p))) };
+  });
+
+  app.delete(`${A}/homes/:homeId/devices/:deviceId`, {
+    schema: {
+      tags: ['homes'], summary: 'Remove a device (and its sub-devices) from the home (owner, admin); its desired state is cleared', ...AuthHeader,
+      params: HomeDeviceParams,
+      response: { 200: UnboundSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_HOME_NOT_FOUND', 'E_DEVICE_NOT_FOUND', 'E_CONFLICT') },
+    },
+  }, async (req) => ({ deviceId: req.params.deviceId, unbound: await homes.unbind(principal(req), req.params.homeId, req.params.deviceId) }));
+
+  app.patch(`${A}/devices/:id`, {
+    schema: {
+      tags: ['homes'], summary: "Name a device or put it in a room of its home (owner, admin, operator); the operator's registry name stays", ...AuthHeader,
+      params: DeviceParams, body: DevicePatchBody,
+      response: { 200: HomeDeviceSchema, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_DEVICE_NOT_FOUND', 'E_ROOM_NOT_FOUND', 'E_CONFLICT') },
+    },
+  }, async (req) => {
+    const p = principal(req);
+    return views.summary(await homes.updateDevice(p, req.params.id, req.body), p);
+  });
+
+  // ---------------------------------------------------------------- sharing
+
+  app.post(`${A}/devices/:id/shares`, {
+    schema: {
+      tags: ['sharing'], summary: 'Share one device with somebody outside its home (owner, admin)', ...AuthHeader,
+      params: DeviceParams, body: ShareBody,
+      response: { 201: ShareSchema, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_DEVICE_NOT_FOUND', 'E_USER_NOT_FOUND', 'E_CONFLICT') },
+    },
+  }, async (req, reply) => reply.status(201).send(await homes.share(principal(req), req.params.id, req.body)));
+
+  app.get(`${A}/devices/:id/shares`, {
+    schema: {
+      tags: ['sharing'], summary: 'Who a device is shared with (owner, admin)', ...AuthHeader, params: DeviceParams,
+      response: { 200: ShareListSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_DEVICE_NOT_FOUND') },
+    },
+  }, async (req) => ({ items: await homes.listShares(principal(req), req.params.id) }));
+
+  app.delete(`${A}/devices/:id/shares/:userId`, {
+    schema: {
+      tags: ['sharing'], summary: 'Stop sharing a device with a user (owner, admin)', ...AuthHeader, params: ShareParams,
+      response: { 200: UnsharedSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_DEVICE_NOT_FOUND', 'E_USER_NOT_FOUND') },
+    },
+  }, async (req) => {
+    await homes.unshare(principal(req), req.params.id, req.params.userId);
+    return { deviceId: req.params.id, userId: req.params.userId, removed: true as const };
+  });
+
+  // ---------------------------------------------------------------- groups
+
+  app.post(`${A}/homes/:homeId/groups`, {
+    schema: {
+      tags: ['groups'], summary: 'Create a device group (owner, admin); every device must be in the home', ...AuthHeader,
+      params: HomeParams, body: GroupBody,
+      response: { 201: GroupSchema, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_HOME_NOT_FOUND') },
+    },
+  }, async (req, reply) => reply.status(201).send(await homes.createGroup(principal(req), req.params.homeId, req.body)));
+
+  app.get(`${A}/homes/:homeId/groups`, {
+    schema: {
+      tags: ['groups'], summary: 'The device groups of a home', ...AuthHeader, params: HomeParams,
+      response: { 200: GroupListSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_HOME_NOT_FOUND') },
+    },
+  }, async (req) => ({ items: await homes.listGroups(principal(req), req.params.homeId) }));
+
+  app.get(`${A}/groups/:groupId`, {
+    schema: {
+      tags: ['groups'], summary: 'A device group', ...AuthHeader, params: GroupParams,
+      response: { 200: GroupSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_GROUP_NOT_FOUND') },
+    },
+  }, async (req) => homes.getGroup(principal(req), req.params.groupId));
+
+  app.patch(`${A}/groups/:groupId`, {
+    schema: {
+      tags: ['groups'], summary: 'Rename a group or change its devices (owner, admin)', ...AuthHeader,
+      params: GroupParams, body: GroupPatchBody,
+      response: { 200: GroupSchema, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_GROUP_NOT_FOUND') },
+    },
+  }, async (req) => homes.updateGroup(principal(req), req.params.groupId, req.body));
+
+  app.delete(`${A}/groups/:groupId`, {
+    schema: {
+      tags: ['groups'], summary: 'Delete a group (owner, admin)', ...AuthHeader, params: GroupParams,
+      response: { 200: DeletedSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_GROUP_NOT_FOUND') },
+    },
+  }, async (req) => {
+    await homes.deleteGroup(principal(req), req.params.groupId);
+    return { id: req.params.groupId, deleted: true as const };
+  });
+
+  app.post(`${A}/groups/:groupId/commands`, {
+    schema: {
+      tags: ['groups'], summary: 'Send a command to every device of the group in parallel; one result per device', ...AuthHeader,
+      params: GroupParams, body: GroupCommandBody,
+      response: { 200: GroupCommandResultSchema, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_GROUP_NOT_FOUND') },
+    },
+  }, async (req) => ({ results: await homes.groupCommand(principal(req), req.params.groupId, req.body) }));
+}

@@ -1,0 +1,160 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startPlatform, inbox, type Platform } from './helpers/platform.ts';
+
+/**
+ * An outsider's attack on every route that takes an id: user B (with a home of their own) tries
+ * every route of the OpenAPI document with the ids of user A's world and must get 404 each
+ * time, so that ids of other homes neither work nor leak. The routes are read from /docs/json,
+ * so a route added later is attacked too.
+ */
+let p: Platform;
+const A: Record<string, string> = {};
+let tokenA = '';
+let tokenB = '';
+let tokenGuest = '';
+
+async function signup(email: string): Promise<{ token: string; id: string }> {
+  const s = await p.api('POST', '/api/v1/auth/signup', { email, password: 'password-of-' + email }, null);
+  assert.equal(s.status, 201, JSON.stringify(s.body));
+  const l = await p.api('POST', '/api/v1/auth/login', { email, password: 'password-of-' + email }, null);
+  assert.equal(l.status, 200);
+  return { token: l.body.token, id: s.body.id };
+}
+
+before(async () => {
+  p = await startPlatform();
+  const a = await signup('alice@example.test');
+  const b = await signup('bob@example.test');
+  const g = await signup('gail@example.test');
+  tokenA = a.token;
+  tokenB = b.token;
+  tokenGuest = g.token;
+  A.userId = a.id;
+  const hub = await p.provision('hub', 'Hub A');
+  const light = await p.provision('light', 'Light A');
+  const plugB = await p.provision('plug', 'Plug B');
+  const home = await p.api('POST', '/api/v1/homes', { name: 'Alice home', timezone: 'Europe/Berlin' }, tokenA);
+  assert.equal(home.status, 201, JSON.stringify(home.body));
+  A.homeId = home.body.id;
+  const homeB = await p.api('POST', '/api/v1/homes', { name: 'Bob home', timezone: 'Europe/Paris' }, tokenB);
+  assert.equal((await p.api('POST', `/api/v1/homes/${homeB.body.id}/devices`, { pairingCode: plugB.pairingCode }, tokenB)).status, 201);
+  const room = await p.api('POST', `/api/v1/homes/${A.homeId}/rooms`, { name: 'Hall' }, tokenA);
+  A.roomId = room.body.id;
+  for (const d of [hub, light]) assert.equal((await p.api('POST', `/api/v1/homes/${A.homeId}/devices`, { pairingCode: d.pairingCode, roomId: A.roomId }, tokenA)).status, 201);
+  A.deviceId = light.id;
+  A.hubId = hub.id;
+  const group = await p.api('POST', `/api/v1/homes/${A.homeId}/groups`, { name: 'Lights', deviceIds: [light.id] }, tokenA);
+  assert.equal(group.status, 201, JSON.stringify(group.body));
+  A.groupId = group.body.id;
+  const key = await p.api('POST', '/api/v1/keys', { name: 'A key', scopes: ['devices:read'] }, tokenA);
+  assert.equal(key.status, 201, JSON.stringify(key.body));
+  A.keyId = key.body.id;
+  const inv = await p.api('POST', `/api/v1/homes/${A.homeId}/invitations`, { email: 'gail@example.test', role: 'guest', deviceIds: [light.id] }, tokenA);
+  assert.equal(inv.status, 201, JSON.stringify(inv.body));
+  A.invitationId = inv.body.id;
+  const mail = p.logs.find((l) => l.mail?.to === 'gail@example.test');
+  const token = /token=([A-Za-z0-9_-]+)/.exec(mail.mail.text)![1];
+  assert.equal((await p.api('POST', '/api/v1/invitations/accept', { token }, tokenGuest)).status, 200);
+  assert.equal((await p.api('POST', `/api/v1/devices/${light.id}/shares`, { email: 'gail@example.test', permission: 'view' }, tokenA)).status, 201);
+});
+
+after(async () => {
+  await p.stop();
+});
+
+/** Which of A's ids goes into a path parameter, decided by the path segment before it. */
+function fill(path: string): string | undefined {
+  let unknown = false;
+  const out = path.replace(/\{(\w+)\}/g, (_m, name: string, offset: number) => {
+    const prev = path.slice(0, offset).split('/').filter(Boolean).pop();
+    const byPrev: Record<string, string | undefined> = {
+      homes: A.homeId, rooms: A.roomId, devices: A.deviceId, groups: A.groupId, keys: A.keyId,
+      members: A.userId, shares: A.userId, invitations: A.invitationId,
+    };
+    const v = byPrev[prev ?? ''] ?? (name === 'deviceId' ? A.deviceId : name === 'homeId' ? A.homeId : undefined);
+    if (!v) unknown = true;
+    return v ?? 'x';
+  });
+  return unknown ? undefined : out;
+}
+
+test('a user of another home gets 404 from every route that takes one of A\'s ids', async () => {
+  const doc = (await p.api('GET', '/docs/json', undefined, null)).body;
+  const tried: string[] = [];
+  const wrong: string[] = [];
+  for (const [path, ops] of Object.entries<any>(doc.paths)) {
+    if (!path.startsWith('/api/v1/') || !path.includes('{') || path.startsWith('/api/v1/products/')) continue;
+    const url = fill(path);
+    assert.ok(url, `no id of A's world fits ${path}: teach fill() about it`);
+    for (const [method, op] of Object.entries<any>(ops)) {
+      const example = op.requestBody?.content?.['application/json']?.example ?? op.requestBody?.content?.['application/json']?.schema?.examples?.[0];
+      const body = example ?? (op.requestBody ? {} : undefined);
+      const r = await p.api(method.toUpperCase(), url!, body, tokenB);
+      tried.push(`${method.toUpperCase()} ${path}`);
+      if (r.status !== 404) wrong.push(`${method.toUpperCase()} ${url} → ${r.status} ${JSON.stringify(r.body).slice(0, 160)}`);
+    }
+  }
+  assert.ok(tried.length >= 20, `only ${tried.length} routes tried`);
+  assert.deepEqual(wrong, []);
+  // and A's things are untouched: A still sees the device, the group, the key
+  assert.equal((await p.api('GET', `/api/v1/devices/${A.deviceId}`, undefined, tokenA)).status, 200);
+  assert.equal((await p.api('GET', `/api/v1/groups/${A.groupId}`, undefined, tokenA)).status, 200);
+  assert.equal((await p.api('GET', '/api/v1/keys', undefined, tokenA)).body.items.length, 1);
+});
+
+test('lists show an outsider nothing of A\'s', async () => {
+  const devices = await p.api('GET', '/api/v1/devices', undefined, tokenB);
+  assert.equal(devices.status, 200);
+  assert.ok(!devices.body.items.some((d: { id: string }) => d.id === A.deviceId || d.id === A.hubId));
+  assert.equal(devices.body.items.length, 1, 'only Bob\'s own plug');
+  const homes = await p.api('GET', '/api/v1/homes', undefined, tokenB);
+  assert.deepEqual(homes.body.items.map((h: { name: string }) => h.name), ['Bob home']);
+  assert.equal((await p.api('GET', '/api/v1/audit', undefined, tokenB)).status, 403, 'the fleet audit log is the operator\'s');
+});
+
+test('a guest controls only the chosen devices and cannot configure anything', async () => {
+  const list = await p.api('GET', '/api/v1/devices', undefined, tokenGuest);
+  assert.deepEqual(list.body.items.map((d: { id: string }) => d.id), [A.deviceId]);
+  assert.equal((await p.api('GET', `/api/v1/devices/${A.hubId}`, undefined, tokenGuest)).status, 404, 'the hub was not given to the guest');
+  const doc = (await p.api('GET', '/docs/json', undefined, null)).body;
+  const wrong: string[] = [];
+  for (const [path, ops] of Object.entries<any>(doc.paths)) {
+    if (!path.startsWith(`/api/v1/homes/{homeId}`) && !path.startsWith('/api/v1/groups/{')) continue;
+    if (path.endsWith('/leave')) continue;
+    for (const [method, op] of Object.entries<any>(ops)) {
+      if (method === 'get' || path.endsWith('/commands')) continue;
+      const example = op.requestBody?.content?.['application/json']?.example;
+      const r = await p.api(method.toUpperCase(), fill(path)!, example ?? (op.requestBody ? {} : undefined), tokenGuest);
+      if (r.status !== 403 && r.status !== 404) wrong.push(`${method.toUpperCase()} ${path} → ${r.status}`);
+    }
+  }
+  assert.deepEqual(wrong, []);
+  assert.equal((await p.api('PATCH', `/api/v1/devices/${A.deviceId}`, { name: 'Mine now' }, tokenGuest)).status, 403);
+  assert.equal((await p.api('GET', `/api/v1/homes/${A.homeId}/audit`, undefined, tokenGuest)).status, 403);
+});
+
+test('an API key restricted to scopes and homes cannot reach beyond them', async () => {
+  const key = await p.api('POST', '/api/v1/keys', { name: 'read only', scopes: ['devices:read'], homeIds: [A.homeId] }, tokenA);
+  const k = key.body.key;
+  assert.equal((await p.api('GET', `/api/v1/devices/${A.deviceId}`, undefined, k)).status, 200);
+  const cmd = await p.api('POST', `/api/v1/devices/${A.deviceId}/commands`, { action: 'toggle' }, k);
+  assert.equal(cmd.status, 403, 'read scope cannot control');
+  assert.equal((await p.api('PATCH', `/api/v1/devices/${A.deviceId}/shadow`, { desired: { on: true } }, k)).status, 403);
+  assert.equal((await p.api('POST', '/api/v1/keys', { name: 'escalate', scopes: ['devices:control'] }, k)).status, 403, 'keys cannot mint keys');
+});
+
+test('MQTT: a device claimed by a user still cannot reach another device\'s topics', async () => {
+  const mine = await p.provision('plug', 'attacker plug');
+  const home = await p.api('POST', '/api/v1/homes', { name: 'Attacker home', timezone: 'UTC' }, tokenB);
+  assert.equal((await p.api('POST', `/api/v1/homes/${home.body.id}/devices`, { pairingCode: mine.pairingCode }, tokenB)).status, 201);
+  const c = await p.connect(mine.id, mine.secret);
+  inbox(c);
+  const granted = await new Promise<number[]>((resolve) => {
+    c.once('packetreceive', (packet) => {
+      if (packet.cmd === 'suback') resolve((packet as unknown as { granted: number[] }).granted);
+    });
+    c.subscribe([`devices/${A.deviceId}/commands`, `devices/${A.hubId}/#`, `devices/${mine.id}/commands`], () => undefined);
+  });
+  assert.deepEqual(granted, [128, 128, 0]);
+});
