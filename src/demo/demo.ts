@@ -54,6 +54,7 @@ export async function setupDemo(hearth: Hearth, firstStart: boolean): Promise<De
     new Promise((r) => (timer = setTimeout(r, 5000))),
   ]);
   clearTimeout(timer);
+  const hubCode = (await devices.get(state.hubId))?.pairingCode ?? '?';
   return {
     hubId: state.hubId,
     simulator,
@@ -66,6 +67,7 @@ export async function setupDemo(hearth: Hearth, firstStart: boolean): Promise<De
         `  List them:   curl -s -H "Authorization: Bearer $TOKEN" ${http}/api/v1/devices/${state.hubId}/children`,
         `  (TOKEN=$(curl -s -X POST ${http}/api/v1/auth/login -H 'content-type: application/json' -d '{"email":"${operatorEmail}","password":"<password>"}' | jq -r .token)`,
         '',
+        `  An app user claims the hub (and with it its sub-devices) into a home with pairing code ${hubCode}: see docs/api.md.`,
         `Be the demo desk lamp ${id} with a real MQTT client (client id = user name = device id):`,
         `  report state:      mosquitto_pub -h ${mqttHost} -p ${mqttPort} -i ${id} -u ${id} -P ${secret} -q 1 -t devices/${id}/properties -m '{"on":true,"brightness":80}'`,
         `  receive commands:  mosquitto_sub -h ${mqttHost} -p ${mqttPort} -i ${id} -u ${id} -P ${secret} -q 1 -t devices/${id}/commands -t devices/${id}/desired -v`,
