@@ -164,6 +164,9 @@ export async function startHearth(dataDir: string, nodeArgs: string[] = []): Pro
       HEARTH_ADMIN_EMAIL: BENCH_ADMIN.email,
       HEARTH_ADMIN_PASSWORD: BENCH_ADMIN.password,
       HEARTH_LOG_LEVEL: 'warn',
+      // The benchmark measures throughput, not the per-user request limit.
+      HEARTH_RATE_LIMIT_PER_MINUTE: '100000000',
+      HEARTH_RATE_LIMIT_BURST: '1000000',
     },
   }));
   const tail = watchOutput(child);

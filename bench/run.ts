@@ -374,7 +374,7 @@ function parametersText(): string {
     `- ingest: ${P.devices} devices (product \`light\`), ${P.messages} QoS 1 property reports in total (${perDevice[0]} per device), each client keeping up to ${P.window} unacknowledged`,
     `- commands: ${P.commands} sequential commands to one device, then ${P.commands} with ${P.concurrency} in flight (one device each), after ${WARMUP_COMMANDS} warm-up commands`,
     `- connections: ${P.connections} idle devices, each connecting and subscribing to its commands topic, ${P.batch} at a time (after ${WARMUP_CONNECTIONS} warm-up connections); open-file limit ${fdLimit}${requestedConnections !== P.connections ? ` (${requestedConnections} requested)` : ''}`,
-    `- Hearth: \`node bin/hearth.js start\` as a child process, SQLite store in a fresh temporary directory, \`HEARTH_LOG_LEVEL=warn\`, defaults otherwise`,
+    `- Hearth: \`node bin/hearth.js start\` as a child process, SQLite store in a fresh temporary directory, \`HEARTH_LOG_LEVEL=warn\`, the per-user request rate limit raised out of the way, defaults otherwise`,
     `- reference: ${ENV.mosquitto} (\`listener <port> 127.0.0.1\`, \`allow_anonymous true\`, \`persistence false\`, \`set_tcp_nodelay true\`, \`max_queued_messages 0\`, defaults otherwise)`,
     `- clients: mqtt.js ${mqttVersion()} (MQTT 3.1.1, Nagle off), REST over a keep-alive \`http.Agent\``,
   ].join('\n');

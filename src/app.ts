@@ -92,8 +92,11 @@ export class Hearth {
     const access = new AccessService({ db, devices });
     const audit = new AuditService({ db, log, flushMs: config.historyFlushMs });
     const views = new DeviceViews({ presence, shadow, access });
-    const homes = new HomeService({ db, access, devices, shadow, commands, audit, mailer, users: auth, publicUrl: config.publicUrl ?? `http://localhost:${config.httpPort}` });
     const stream = new StreamService({ bus, access, devices, log: log.child({ component: 'stream' }) });
+    const homes = new HomeService({
+      db, access, devices, shadow, commands, audit, mailer, users: auth, publicUrl: config.publicUrl ?? `http://localhost:${config.httpPort}`,
+      onPlacementChange: (deviceId) => stream.invalidate(deviceId),
+    });
     this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, stream };
     this.mqtt = new MqttGateway({ bus, devices, presence, log: log.child({ component: 'mqtt' }), config: { port: config.mqttPort, host: config.mqttHost, maxPayloadBytes: config.maxPayloadBytes } });
   }

@@ -29,6 +29,8 @@ export interface HomeServiceDeps {
   users: UserDirectory;
   /** Base URL of the web app; invitation links point at `${publicUrl}/invitations/accept?token=…`. */
   publicUrl: string;
+  /** Told when a device changes home or room (all devices when undefined), so that caches can drop it. */
+  onPlacementChange?: (deviceId?: string) => void;
   /** How long an invitation stays valid (default 7 days). */
   invitationTtlMs?: number;
 }
@@ -203,6 +205,7 @@ export class HomeService {
       await trx.deleteFrom('rooms').where('home_id', '=', homeId).execute();
       await trx.deleteFrom('homes').where('id', '=', homeId).execute();
     });
+    this.deps.onPlacementChange?.();
     for (const id of placed) await this.deps.shadow.clearDesired(id);
     this.audit(p, 'home.delete', homeId, 'home', homeId, { unbound: placed });
   }
@@ -432,6 +435,7 @@ export class HomeService {
       .executeTakeFirst();
     if (Number(inserted.numInsertedOrUpdatedRows ?? 0) !== 1) throw new HearthError('E_DEVICE_ALREADY_CLAIMED', 'this device belongs to a home already; it must be removed from there first');
     this.audit(p, 'device.claim', homeId, 'device', device.id, { roomId: input.roomId ?? null, name: input.name ?? null });
+    this.deps.onPlacementChange?.(); // its sub-devices move with it
     return device;
   }
 
@@ -476,6 +480,7 @@ export class HomeService {
         if (kept) await trx.updateTable('invitations').set({ guest_devices: toJson(kept) }).where('id', '=', i.id).execute();
       }
     });
+    this.deps.onPlacementChange?.();
     for (const id of ids) await this.deps.shadow.clearDesired(id);
     this.audit(p, 'device.unbind', homeId, 'device', deviceId, { unbound: ids });
     return ids;
@@ -501,6 +506,7 @@ export class HomeService {
       .onConflict((oc) => oc.column('device_id').doUpdateSet(values))
       .execute();
     this.audit(p, 'device.update', place.homeId, 'device', deviceId, patch);
+    this.deps.onPlacementChange?.(deviceId);
     return device;
   }
 

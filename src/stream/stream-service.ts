@@ -77,7 +77,8 @@ interface CommandChange {
 interface Entry {
   n: number;
   ev: StreamEvent;
-  json: string;
+  /** Serialised on first delivery, once for all connections; most events reach none. */
+  json?: string;
   /** Control messages skip the filters and access checks. */
   control?: boolean;
 }
@@ -286,9 +287,8 @@ export class StreamService {
     const hit = this.placements.get(deviceId);
     if (hit && hit.until > now) return hit.homeId;
     const homeId = (await this.deps.access.placement(deviceId))?.homeId ?? null;
-    // Only homes are cached: a device in none is usually about to be claimed, and should show
-    // in its new home from its first event on.
-    if (homeId === null) return null;
+    // "In no home" is cached too (most of a fleet, on the hot path); claiming a device calls
+    // invalidate(), so it shows in its new home from its first event on.
     if (this.placements.size >= SWEEP_AT) sweep(this.placements, now);
     this.placements.set(deviceId, { homeId, until: Date.now() + PLACEMENT_TTL_MS });
     return homeId;
@@ -297,7 +297,7 @@ export class StreamService {
   private emit(type: StreamEventType, deviceId: string | null, homeId: string | null, at: number, data: Record<string, unknown>): void {
     const n = (this.last = Math.max(this.last + 1, Date.now() * 1000));
     const ev: StreamEvent = { id: String(n), type, deviceId, homeId, at: isoTime(at), data };
-    const entry: Entry = { n, ev, json: JSON.stringify(ev) };
+    const entry: Entry = { n, ev };
     this.append(entry);
     for (const c of this.conns) this.enqueue(c, entry);
   }
@@ -382,7 +382,7 @@ export class StreamService {
   private write(c: Conn, e: Entry): void {
     let ok: boolean;
     try {
-      ok = c.sink.write(e.ev, e.json);
+      ok = c.sink.write(e.ev, (e.json ??= JSON.stringify(e.ev)));
     } catch (err) {
       this.deps.log.warn({ err, conn: c.label }, 'stream write failed');
       ok = false;
