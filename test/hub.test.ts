@@ -30,7 +30,7 @@ async function join(h: { id: string; c: MqttClient; box: Box }, product: string,
   return m.payload.id;
 }
 
-const device = async (id: string) => (await p.api('GET', `/api/v1/devices/${id}`)).body;
+const device = (id: string) => p.device(id);
 
 /** Reads the granted codes of one SUBSCRIBE (mqtt.js rejects subscribeAsync when any is 128). */
 function grantedFor(c: MqttClient, topics: string[]): Promise<number[]> {

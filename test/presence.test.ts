@@ -12,14 +12,9 @@ after(async () => {
   await p.stop();
 });
 
-const device = async (id: string) => (await p.api('GET', `/api/v1/devices/${id}`)).body;
+const device = (id: string) => p.device(id);
 
-async function until(id: string, pred: (d: any) => boolean, what: string, timeoutMs = 3000): Promise<any> {
-  return eventually(async () => {
-    const d = await device(id);
-    return pred(d) ? d : undefined;
-  }, timeoutMs, what);
-}
+const until = (id: string, pred: (d: any) => boolean, what: string, timeoutMs?: number) => p.until(id, pred, what, timeoutMs);
 
 /** Resolves when the client's connection closes; call it before causing the close. */
 const closed = (c: MqttClient) => new Promise<void>((resolve) => c.once('close', () => resolve()));

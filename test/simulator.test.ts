@@ -19,14 +19,9 @@ function simulate(hub: { id: string; secret: string }, log?: (m: string) => void
   return sim;
 }
 
-const device = async (id: string) => (await p.api('GET', `/api/v1/devices/${id}`)).body;
+const device = (id: string) => p.device(id);
 
-async function until(id: string, pred: (d: any) => boolean, what: string, timeoutMs = 3000): Promise<any> {
-  return eventually(async () => {
-    const d = await device(id);
-    return pred(d) ? d : undefined;
-  }, timeoutMs, what);
-}
+const until = (id: string, pred: (d: any) => boolean, what: string, timeoutMs?: number) => p.until(id, pred, what, timeoutMs);
 
 function childOf(sim: RunningSimulator, product: string): string {
   const hwid = DEMO_CHILDREN.find((c) => c.product === product)!.hwid;

@@ -25,6 +25,10 @@ export interface Platform {
   api<T = any>(method: string, path: string, body?: unknown, token?: string | null): Promise<ApiResponse<T>>;
   provision(product: string, name?: string, parentId?: string): Promise<{ id: string; secret: string; pairingCode: string }>;
   connect(id: string, secret: string, opts?: IClientOptions): Promise<MqttClient>;
+  /** `GET /api/v1/devices/{id}` as the operator. */
+  device(id: string): Promise<any>;
+  /** Polls the device until `pred` holds. */
+  until(id: string, pred: (d: any) => boolean, what: string, timeoutMs?: number): Promise<any>;
   /** Stops the platform (keeps the data directory unless `cleanup`). */
   stop(cleanup?: boolean): Promise<void>;
 }
@@ -90,6 +94,15 @@ export async function startPlatform(opts: { dataDir?: string; env?: Record<strin
         c.once('error', reject);
       });
       return c;
+    },
+    async device(id) {
+      return (await api('GET', `/api/v1/devices/${id}`)).body;
+    },
+    until(id, pred, what, timeoutMs = 3000) {
+      return eventually(async () => {
+        const d = await p.device(id);
+        return pred(d) ? d : undefined;
+      }, timeoutMs, what);
     },
     async stop(cleanup = true) {
       await Promise.all(clients.map((c) => c.endAsync(true).catch(() => undefined)));
