@@ -34,11 +34,74 @@ export interface RequestOptions extends PublishOptions {
 /** Undoes a subscribe. */
 export type Unsubscribe = () => void;
 
+/**
+ * A durable stream (JetStream in a cluster): messages published with `publishDurable` on its
+ * subjects are stored until every consumer has acknowledged them.
+ */
+export interface StreamConfig {
+  name: string;
+  /** Subject patterns the stream stores. */
+  subjects: string[];
+  /** Drop messages older than this (default 24 h). */
+  maxAgeMs?: number;
+  /** Window in which a repeated `msgId` is dropped as a duplicate (default 2 min). */
+  duplicateWindowMs?: number;
+}
+
+export interface DurablePublishOptions extends PublishOptions {
+  /** De-duplication id: a second publish with the same id within the stream's window is dropped. */
+  msgId?: string;
+}
+
+export interface ConsumerOptions {
+  /** Stream to read from (declared with `ensureStream`). */
+  stream: string;
+  /**
+   * Durable consumer name. Every subscriber using the same name shares one position in the
+   * stream: each message goes to one of them, and survives all of them stopping.
+   */
+  durable: string;
+  /** Only subjects matching this pattern. */
+  filter: string;
+  /** A message not acknowledged within this time is delivered again (default 30 s). */
+  ackWaitMs?: number;
+  /** At most this many delivered and unacknowledged messages at a time (default 1000). */
+  maxInFlight?: number;
+}
+
+/** A message from a durable consumer. Delivered at least once, in stream order (redeliveries may come later). */
+export interface DurableMessage<T = unknown> extends BusMessage<T> {
+  /** 1 on first delivery, more on redeliveries. */
+  readonly deliveryCount: number;
+  /** Stream sequence number: the same on every delivery of one message. */
+  readonly seq: number;
+  /** The message is done; it will not be delivered again. */
+  ack(): void;
+  /** Deliver again, after `delayMs` (default at once). */
+  nak(delayMs?: number): void;
+}
+
+export type DurableHandler<T = unknown> = (msg: DurableMessage<T>) => void | Promise<void>;
+
+export interface Consumer {
+  /**
+   * Stops delivering. Messages handed out and not acknowledged are delivered again (to another
+   * subscriber of the same durable, or after a restart); ack them before stopping to avoid that.
+   */
+  stop(): Promise<void>;
+}
+
 export interface Bus {
   publish(subject: string, data: unknown, opts?: PublishOptions): void;
   subscribe<T = unknown>(pattern: string, handler: BusHandler<T>, opts?: SubscribeOptions): Unsubscribe;
   /** Sends a request to one responder and resolves with its reply data. */
   request<R = unknown>(subject: string, data: unknown, opts?: RequestOptions): Promise<R>;
+  /** Declares a durable stream; idempotent, and updates the subjects of an existing one. */
+  ensureStream(cfg: StreamConfig): Promise<void>;
+  /** Stores a message in the stream that covers its subject; resolves once it is stored. */
+  publishDurable(subject: string, data: unknown, opts?: DurablePublishOptions): Promise<void>;
+  /** Starts a subscriber of a durable consumer (created if missing). */
+  consume<T = unknown>(opts: ConsumerOptions, handler: DurableHandler<T>): Promise<Consumer>;
   /** Resolves when everything published so far has been handed to its handlers. */
   flush(): Promise<void>;
   close(): Promise<void>;

@@ -1,5 +1,9 @@
 import type { Logger } from '../logger.ts';
-import { BusError, isWildcard, subjectMatches, type Bus, type BusHandler, type BusMessage, type PublishOptions, type RequestOptions, type SubscribeOptions, type Unsubscribe } from './bus.ts';
+import {
+  BusError, isWildcard, subjectMatches,
+  type Bus, type BusHandler, type BusMessage, type Consumer, type ConsumerOptions, type DurableHandler, type DurableMessage, type DurablePublishOptions,
+  type PublishOptions, type RequestOptions, type StreamConfig, type SubscribeOptions, type Unsubscribe,
+} from './bus.ts';
 import { newId } from '../ids.ts';
 
 interface Sub {
@@ -8,6 +12,34 @@ interface Sub {
   queue: string | undefined;
   name: string;
   active: boolean;
+}
+
+interface Stored {
+  seq: number;
+  subject: string;
+  data: unknown;
+  headers: Readonly<Record<string, string>>;
+  deliveries: number;
+}
+
+interface MemStream {
+  cfg: StreamConfig;
+  seq: number;
+  /** Messages no consumer has taken yet; the first matching consumer gets them. */
+  backlog: Stored[];
+  /** msgId → time it stops counting as a duplicate. */
+  seen: Map<string, number>;
+}
+
+interface MemConsumer {
+  stream: string;
+  filter: string;
+  ackWaitMs: number;
+  maxInFlight: number;
+  queue: Stored[];
+  inflight: Map<number, { msg: Stored; timer: NodeJS.Timeout }>;
+  subscribers: Array<{ handler: DurableHandler<any>; active: boolean }>;
+  next: number;
 }
 
 const EMPTY_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
@@ -26,8 +58,104 @@ export class MemoryBus implements Bus {
   private pending = 0;
   private idleWaiters: Array<() => void> = [];
   private closed = false;
+  private readonly streams = new Map<string, MemStream>();
+  private readonly consumers = new Map<string, MemConsumer>();
 
   constructor(private readonly log: Logger) {}
+
+  async ensureStream(cfg: StreamConfig): Promise<void> {
+    const cur = this.streams.get(cfg.name);
+    if (cur) cur.cfg = cfg;
+    else this.streams.set(cfg.name, { cfg, seq: 0, backlog: [], seen: new Map() });
+  }
+
+  /**
+   * Durable in the sense of the interface, within this process: the message is kept until a
+   * consumer acknowledges it; a graceful stop drains it. (The NATS bus stores it on disk.)
+   */
+  async publishDurable(subject: string, data: unknown, opts: DurablePublishOptions = {}): Promise<void> {
+    if (this.closed) throw new BusError('CLOSED', 'bus is closed');
+    let stream: MemStream | undefined;
+    for (const s of this.streams.values()) if (s.cfg.subjects.some((p) => subjectMatches(p, subject))) stream = s;
+    if (!stream) throw new BusError('NO_RESPONDERS', `no stream stores ${subject}`);
+    const now = Date.now();
+    if (opts.msgId !== undefined) {
+      const until = stream.seen.get(opts.msgId);
+      if (until !== undefined && until > now) return;
+      stream.seen.set(opts.msgId, now + (stream.cfg.duplicateWindowMs ?? 120_000));
+      if (stream.seen.size > 100_000) for (const [id, t] of stream.seen) if (t <= now) stream.seen.delete(id);
+    }
+    const msg: Stored = { seq: ++stream.seq, subject, data, headers: opts.headers ?? EMPTY_HEADERS, deliveries: 0 };
+    let taken = false;
+    for (const c of this.consumers.values()) {
+      if (c.stream !== stream.cfg.name || !subjectMatches(c.filter, subject)) continue;
+      c.queue.push(taken ? { ...msg } : msg);
+      taken = true;
+      this.pump(c);
+    }
+    if (!taken) stream.backlog.push(msg);
+  }
+
+  async consume<T>(opts: ConsumerOptions, handler: DurableHandler<T>): Promise<Consumer> {
+    const stream = this.streams.get(opts.stream);
+    if (!stream) throw new BusError('NO_RESPONDERS', `stream ${opts.stream} does not exist`);
+    const key = `${opts.stream}/${opts.durable}`;
+    let c = this.consumers.get(key);
+    if (!c) {
+      c = { stream: opts.stream, filter: opts.filter, ackWaitMs: opts.ackWaitMs ?? 30_000, maxInFlight: opts.maxInFlight ?? 1000, queue: [], inflight: new Map(), subscribers: [], next: 0 };
+      this.consumers.set(key, c);
+      const keep: Stored[] = [];
+      for (const m of stream.backlog) (subjectMatches(opts.filter, m.subject) ? c.queue : keep).push(m);
+      stream.backlog = keep;
+    }
+    const sub = { handler: handler as DurableHandler<any>, active: true };
+    c.subscribers.push(sub);
+    const consumer = c;
+    this.pump(c);
+    return {
+      stop: async () => {
+        sub.active = false;
+        consumer.subscribers = consumer.subscribers.filter((s) => s !== sub);
+        if (consumer.subscribers.length === 0 && consumer.inflight.size) {
+          // Nobody is left to ack: hand the unacknowledged messages back, in order.
+          const back = [...consumer.inflight.values()].map((f) => (clearTimeout(f.timer), f.msg)).sort((a, b) => a.seq - b.seq);
+          consumer.inflight.clear();
+          consumer.queue.unshift(...back);
+        }
+      },
+    };
+  }
+
+  private pump(c: MemConsumer): void {
+    while (c.queue.length && c.inflight.size < c.maxInFlight && c.subscribers.length && !this.closed) {
+      const m = c.queue.shift()!;
+      const sub = c.subscribers[c.next++ % c.subscribers.length];
+      m.deliveries++;
+      const settle = (redeliverAfter: number | undefined) => {
+        const f = c.inflight.get(m.seq);
+        if (!f || f.msg !== m) return;
+        clearTimeout(f.timer);
+        c.inflight.delete(m.seq);
+        if (redeliverAfter === undefined) return this.pump(c);
+        const again = () => {
+          c.queue.unshift(m);
+          this.pump(c);
+        };
+        if (redeliverAfter > 0) setTimeout(again, redeliverAfter).unref();
+        else again();
+      };
+      const timer = setTimeout(() => settle(0), c.ackWaitMs);
+      timer.unref();
+      c.inflight.set(m.seq, { msg: m, timer });
+      const dm: DurableMessage = {
+        subject: m.subject, data: m.data, headers: m.headers, deliveryCount: m.deliveries, seq: m.seq,
+        ack: () => settle(undefined),
+        nak: (delayMs = 0) => settle(delayMs),
+      };
+      this.pending++;
+      queueMicrotask(() => this.run({ pattern: c.filter, handler: sub.handler as BusHandler<any>, queue: undefined, name: `durable ${c.filter}`, active: sub.active }, dm));
+    }
+  }
 
   publish(subject: string, data: unknown, opts?: PublishOptions): void {
     this.deliver(subject, data, opts?.headers, undefined);
@@ -84,6 +212,8 @@ export class MemoryBus implements Bus {
   async close(): Promise<void> {
     await this.flush();
     this.closed = true;
+    for (const c of this.consumers.values()) for (const f of c.inflight.values()) clearTimeout(f.timer);
+    this.consumers.clear();
     this.exact.clear();
     this.wildcards.clear();
   }
