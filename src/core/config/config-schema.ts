@@ -30,12 +30,27 @@ export const ConfigSchema = Type.Object({
   mailFrom: Type.String({ default: 'Hearth <no-reply@hearth.local>', description: 'Sender of the e-mails Hearth sends' }),
   passwordResetUrl: Type.Optional(Type.String({ description: 'Page that password-reset e-mails link to (with ?token=…); default <publicUrl>/reset-password' })),
   signupEnabled: Type.Boolean({ default: true, description: 'Whether anyone may create an account with POST /api/v1/auth/signup' }),
+  databaseUrl: Type.Optional(Type.String({ pattern: '^postgres(ql)?://', description: 'PostgreSQL connection URL (cluster mode); unset: SQLite in dataDir' })),
+  natsUrl: Type.Optional(Type.String({ description: 'NATS server URL(s), comma-separated, with JetStream enabled (cluster mode); unset: in-process bus' })),
+  roles: Type.String({ pattern: '^(all|(gateway|api|worker)(,(gateway|api|worker))*)$', default: 'all', description: 'What this node does: all, or a comma-separated subset of gateway (device connections), api (REST API), worker (ingest, shadows, background work)' }),
+  nodeName: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$', description: 'Name of this node in logs, metrics and presence; default: the host name' })),
+  shards: Type.Integer({ minimum: 1, maximum: 1024, default: 32, description: 'Device shards that workers divide among themselves; the same on every node' }),
+  ackWaitMs: Type.Integer({ minimum: 500, maximum: 600000, default: 10000, description: 'A device message not acknowledged by a worker within this time is handled again (by another worker if its own died)' }),
+  shutdownGraceMs: Type.Integer({ minimum: 0, maximum: 600000, default: 25000, description: 'Longest a graceful shutdown may take before the process exits anyway' }),
+  drainDelayMs: Type.Integer({ minimum: 0, maximum: 120000, default: 0, description: 'On SIGTERM, how long to keep serving after readiness turns false, so load balancers stop sending traffic first' }),
+  disconnectRatePerSecond: Type.Integer({ minimum: 1, default: 1000, description: 'On shutdown, device connections are closed at this pace so they reconnect elsewhere without a stampede' }),
+  connectRatePerSecond: Type.Integer({ minimum: 1, default: 2000, description: 'New device connections admitted per second (token bucket); the rest are refused with "server unavailable" and retry' }),
+  connectBurst: Type.Integer({ minimum: 1, default: 500, description: 'Device connections admitted at once before connectRatePerSecond applies' }),
+  otlpEndpoint: Type.Optional(Type.String({ pattern: '^https?://', description: 'OpenTelemetry collector (OTLP/HTTP) base URL, e.g. http://otel-collector:4318; unset: tracing off' })),
 });
 
 export type Config = Readonly<Static<typeof ConfigSchema>>;
 
 const BOOLEAN_KEYS = new Set(['demo', 'signupEnabled']);
-const INTEGER_KEYS = new Set(['httpPort', 'mqttPort', 'tokenTtlSeconds', 'commandTimeoutMs', 'historyFlushMs', 'maxPayloadBytes', 'refreshTtlSeconds', 'rateLimitPerMinute', 'rateLimitBurst']);
+const INTEGER_KEYS = new Set([
+  'httpPort', 'mqttPort', 'tokenTtlSeconds', 'commandTimeoutMs', 'historyFlushMs', 'maxPayloadBytes', 'refreshTtlSeconds', 'rateLimitPerMinute', 'rateLimitBurst',
+  'shards', 'ackWaitMs', 'shutdownGraceMs', 'drainDelayMs', 'disconnectRatePerSecond', 'connectRatePerSecond', 'connectBurst',
+]);
 
 /** `httpPort` → `HEARTH_HTTP_PORT` */
 export function envName(key: string): string {
