@@ -1,4 +1,6 @@
 import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
 import type { Config } from './core/config/config-schema.ts';
 import { createLogger, type Logger } from './core/logger.ts';
 import { MemoryBus } from './core/bus/memory-bus.ts';
@@ -7,7 +9,7 @@ import { migrate, openSqlite, type Db } from './core/store/db.ts';
 import { SettingsStore } from './core/settings-store.ts';
 import { AuthService } from './auth/auth-service.ts';
 import { authRoutes } from './auth/auth-routes.ts';
-import { RateLimiter } from './auth/rate-limiter.ts';
+import { RateLimiter } from './core/rate-limiter.ts';
 import { createMailer, type Mailer } from './core/mailer.ts';
 import { ProductService } from './products/product-service.ts';
 import { productRoutes } from './products/product-routes.ts';
@@ -28,6 +30,7 @@ import { DeviceViews } from './devices/device-view.ts';
 import { HomeService } from './homes/home-service.ts';
 import { homeRoutes } from './homes/home-routes.ts';
 import { StreamService } from './stream/stream-service.ts';
+import { ShardManager } from './core/cluster/shards.ts';
 import { streamRoutes } from './stream/stream-routes.ts';
 import { MqttGateway } from './transports/mqtt/mqtt-gateway.ts';
 import { buildHttpServer, type HttpApp } from './transports/http/http-server.ts';
@@ -51,6 +54,13 @@ export interface Services {
   stream: StreamService;
 }
 
+export type Role = 'gateway' | 'api' | 'worker';
+
+/** `all` or a comma-separated list (validated by the config schema). */
+export function parseRoles(roles: string): Role[] {
+  return roles === 'all' ? ['gateway', 'api', 'worker'] : ([...new Set(roles.split(','))] as Role[]);
+}
+
 export interface StartInfo {
   operator: { email: string; generatedPassword?: string; created: boolean };
   firstStart: boolean;
@@ -66,17 +76,30 @@ export class Hearth {
   readonly db: Db;
   readonly services: Services;
   readonly mqtt: MqttGateway;
+  readonly shards: ShardManager;
+  readonly roles: Role[];
+  /** Unique per process start in a cluster (presence and message ids name it); `embedded` otherwise. */
+  readonly nodeId: string;
   http!: HttpApp;
   private ready = false;
   private readonly limiter: RateLimiter;
   private readonly mailer: Mailer;
   private stopping: Promise<void> | undefined;
 
-  constructor(readonly config: Config, opts: { log?: Logger } = {}) {
-    this.log = opts.log ?? createLogger(config.logLevel);
+  /** Builds a node; in cluster mode (`natsUrl`) it connects to NATS first. */
+  static async create(config: Config, opts: { log?: Logger } = {}): Promise<Hearth> {
+    return new Hearth(config, opts);
+  }
+
+  constructor(readonly config: Config, opts: { log?: Logger; bus?: Bus } = {}) {
+    const clustered = config.natsUrl !== undefined;
+    if (clustered && !opts.bus) throw new Error('cluster mode: build the node with Hearth.create(config)');
+    this.roles = parseRoles(config.roles);
+    this.nodeId = clustered ? `${config.nodeName ?? hostname().replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 48)}-${randomBytes(3).toString('hex')}` : 'embedded';
+    this.log = (opts.log ?? createLogger(config.logLevel)).child({ node: this.nodeId });
     const { db } = openSqlite({ dataDir: config.dataDir });
     this.db = db;
-    const bus = (this.bus = new MemoryBus(this.log.child({ component: 'bus' })));
+    const bus = (this.bus = opts.bus ?? new MemoryBus(this.log.child({ component: 'bus' })));
     const log = this.log;
     const settings = new SettingsStore(db);
     const mailer = (this.mailer = createMailer(config, log));
@@ -84,11 +107,18 @@ export class Hearth {
     this.limiter = new RateLimiter({ perMinute: config.rateLimitPerMinute, burst: config.rateLimitBurst });
     const products = new ProductService({ db });
     const devices = new DeviceService({ db, products });
-    const presence = new PresenceService({ db, bus, devices, log, nodeId: 'embedded' });
-    const shadow = new ShadowService({ db, bus, log, devices, products, presence, flushMs: config.historyFlushMs });
+    const presence = new PresenceService({ db, bus, devices, log, nodeId: this.nodeId });
+    const shards = (this.shards = new ShardManager({
+      db, log: log.child({ component: 'shards' }), nodeId: this.nodeId, roles: this.roles, shards: config.shards, single: !clustered,
+      onNodeLost: async (id) => void (await presence.nodeLost(id)),
+    }));
+    const shadow = new ShadowService({ db, bus, log, devices, products, presence, shards, flushMs: config.historyFlushMs });
     const history = new HistoryService({ db, log, flushMs: config.historyFlushMs });
     const commands = new CommandService({ db, bus, log, devices, products, presence, defaultTimeoutMs: config.commandTimeoutMs });
-    const ingest = new IngestService({ bus, log, devices, products, presence, shadow, history, commands });
+    const ingest = new IngestService({ bus, log, devices, products, presence, shadow, history, commands, flushMs: config.historyFlushMs, ackWaitMs: config.ackWaitMs });
+    // Released in reverse: the ingest settles its messages before the shadows are let go.
+    shards.on(shadow);
+    shards.on(ingest);
     const access = new AccessService({ db, devices });
     const audit = new AuditService({ db, log, flushMs: config.historyFlushMs });
     const views = new DeviceViews({ presence, shadow, access });
@@ -98,12 +128,25 @@ export class Hearth {
       onPlacementChange: (deviceId) => stream.invalidate(deviceId),
     });
     this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, stream };
-    this.mqtt = new MqttGateway({ bus, devices, presence, log: log.child({ component: 'mqtt' }), config: { port: config.mqttPort, host: config.mqttHost, maxPayloadBytes: config.maxPayloadBytes } });
+    this.mqtt = new MqttGateway({
+      bus, devices, presence, log: log.child({ component: 'mqtt' }),
+      config: {
+        port: config.mqttPort, host: config.mqttHost, maxPayloadBytes: config.maxPayloadBytes, shards: config.shards, nodeId: this.nodeId,
+        connectRatePerSecond: config.connectRatePerSecond, connectBurst: config.connectBurst, disconnectRatePerSecond: config.disconnectRatePerSecond,
+      },
+    });
   }
 
-  /** Migrates, starts every service, then opens the MQTT and HTTP ports. */
+  has(role: Role): boolean {
+    return this.roles.includes(role);
+  }
+
+  /**
+   * Migrates, starts every service, takes this node's device shards, then opens the MQTT and
+   * HTTP ports; readiness turns true only when all of that is up.
+   */
   async start(): Promise<StartInfo> {
-    const { auth, products, presence, shadow, history, commands, ingest, settings, access, audit, views } = this.services;
+    const { auth, products, presence, shadow, history, commands, ingest, settings, audit } = this.services;
     await migrate(this.db);
     const firstStart = (await settings.get('installedAt')) === undefined;
     await auth.start();
@@ -114,10 +157,13 @@ export class Hearth {
     shadow.start();
     history.start();
     commands.start();
+    await ingest.declare();
     ingest.start();
     audit.start();
     this.services.stream.start();
-    await this.mqtt.start();
+    await this.shards.start();
+    await this.shards.settle();
+    if (this.has('gateway')) await this.mqtt.start();
 
     this.http = await buildHttpServer({
       log: this.log,
@@ -128,8 +174,16 @@ export class Hearth {
         return r.ok ? undefined : r.retryAfterSeconds;
       },
       isReady: () => this.ready,
-      mqttStream: (stream, req) => this.mqtt.handleStream(stream, req),
+      mqttStream: this.has('gateway') ? (stream, req) => this.mqtt.handleStream(stream, req) : undefined,
     });
+    if (this.has('api')) this.apiRoutes();
+    await this.http.listen({ port: this.config.httpPort, host: this.config.httpHost });
+    this.ready = true;
+    return { operator, firstStart };
+  }
+
+  private apiRoutes(): void {
+    const { auth, products, access, audit, commands, shadow, history, views } = this.services;
     const s = this.services;
     authRoutes(this.http, { auth, config: this.config, audit });
     productRoutes(this.http, { products });
@@ -140,9 +194,6 @@ export class Hearth {
     auditRoutes(this.http, { audit });
     homeRoutes(this.http, { homes: s.homes, views });
     streamRoutes(this.http, { stream: s.stream, verifyPrincipal: (t) => auth.authenticate('Bearer ' + t) });
-    await this.http.listen({ port: this.config.httpPort, host: this.config.httpHost });
-    this.ready = true;
-    return { operator, firstStart };
   }
 
   get httpPort(): number {
@@ -154,18 +205,29 @@ export class Hearth {
     return this.mqtt.port;
   }
 
+  get isReady(): boolean {
+    return this.ready;
+  }
+
   /**
-   * Graceful stop: readiness turns false, in-flight HTTP requests finish, device connections
-   * close, buffered writes are flushed, then the store closes. Safe to call twice.
+   * Graceful stop: readiness turns false, and after `drainDelayMs` (load balancers stop sending
+   * new work) in-flight HTTP requests finish, device connections close at a pace so they
+   * reconnect elsewhere, the node's shards are handed back with everything they accepted
+   * stored, buffered writes are flushed, then the store closes. `shutdownGraceMs` bounds the
+   * pacing. Safe to call twice.
    */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
+      const wasReady = this.ready;
       this.ready = false;
+      const deadline = Date.now() + this.config.shutdownGraceMs;
+      if (wasReady && this.config.drainDelayMs > 0) await new Promise((r) => setTimeout(r, this.config.drainDelayMs));
       const { presence, shadow, history, commands, ingest } = this.services;
       await this.http?.close();
-      await this.mqtt.stop();
+      await this.mqtt.stop(deadline - 2000);
       await this.bus.flush();
-      ingest.stop();
+      await this.shards.stop();
+      await ingest.stop();
       this.services.stream.stop();
       commands.stop();
       await shadow.stop();

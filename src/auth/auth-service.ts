@@ -6,7 +6,7 @@ import { HearthError } from '../core/errors.ts';
 import { newId, newSecret } from '../core/ids.ts';
 import { digestToken, hashSecret, hmac, safeEqual, verifySecret } from '../core/secrets.ts';
 import { LoginThrottle } from './login-throttle.ts';
-import { RateLimiter } from './rate-limiter.ts';
+import { RateLimiter } from '../core/rate-limiter.ts';
 
 export type Role = 'operator' | 'user';
 

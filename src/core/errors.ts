@@ -30,6 +30,7 @@ export const ERRORS = {
   E_RATE_LIMITED: { status: 429, title: 'Too many requests' },
   E_INTERNAL: { status: 500, title: 'Internal error' },
   E_NOT_READY: { status: 503, title: 'Not ready' },
+  E_UNAVAILABLE: { status: 503, title: 'Temporarily unavailable' },
   E_COMMAND_TIMEOUT: { status: 504, title: 'The device did not answer in time' },
 } as const satisfies Record<string, { status: number; title: string }>;
 

@@ -15,10 +15,15 @@ export class PeriodicFlush {
     this.timer.unref();
   }
 
-  /** Resolves when everything pending at the time of the call is written. */
-  flush(): Promise<void> {
-    this.chain = this.chain.then(() => this.write().catch(this.onError));
-    return this.chain;
+  /**
+   * Resolves when everything pending at the time of the call is written (or the write failed
+   * and was reported). With `strict`, a failed write rejects instead: for callers that may only
+   * acknowledge work once it is stored.
+   */
+  flush(strict = false): Promise<void> {
+    const run = this.chain.then(() => this.write());
+    this.chain = run.catch(this.onError);
+    return strict ? run : this.chain;
   }
 
   async stop(): Promise<void> {

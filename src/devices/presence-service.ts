@@ -1,14 +1,15 @@
 import { sql } from 'kysely';
 import type { Db } from '../core/store/db.ts';
-import type { Bus } from '../core/bus/bus.ts';
+import type { Bus, Unsubscribe } from '../core/bus/bus.ts';
 import type { Logger } from '../core/logger.ts';
 import type { DeviceService } from './device-service.ts';
+import { subjects } from '../core/bus/subjects.ts';
 import { PeriodicFlush } from '../core/periodic-flush.ts';
 
 /** Why a device's presence last changed. */
 export type PresenceReason =
   | 'connect' | 'disconnect' | 'keepalive-timeout' | 'connection-lost' | 'client-error' | 'server-shutdown' | 'server-restart'
-  | 'hub-reported' | 'hub-offline' | 'never-connected';
+  | 'hub-reported' | 'hub-offline' | 'never-connected' | 'node-lost';
 
 export interface Presence {
   online: boolean;
@@ -40,8 +41,9 @@ export class PresenceService {
   private readonly state = new Map<string, Presence>();
   private readonly dirtySeen = new Set<string>();
   private readonly writer: PeriodicFlush;
+  private unsub: Unsubscribe | undefined;
 
-  constructor(private readonly deps: { db: Db; bus: Bus; devices: DeviceService; log: Logger; nodeId: string; flushMs?: number }) {
+  constructor(private readonly deps: { db: Db; bus: Bus; devices: DeviceService; log: Logger; nodeId: string; flushMs?: number; observer?: (ev: PresenceEvent) => void }) {
     this.writer = new PeriodicFlush(() => this.writeSeen(), deps.flushMs ?? 1000, (err) => deps.log.error({ err }, 'presence flush failed'));
   }
 
@@ -51,11 +53,54 @@ export class PresenceService {
       .set({ online: 0, reason: 'server-restart', changed_at: Date.now() })
       .where('node', '=', this.deps.nodeId).where('online', '=', 1)
       .execute();
+    // Other nodes change presence too (the gateway holding a connection, the worker handling a
+    // hub's reports): their announcements keep this node's cache current.
+    this.unsub = this.deps.bus.subscribe<PresenceEvent>(subjects.presence('*'), (msg) => this.learn(msg.data), { name: 'presence.cache' });
     this.writer.start();
   }
 
   stop(): Promise<void> {
+    this.unsub?.();
     return this.writer.stop();
+  }
+
+  private learn(ev: PresenceEvent): void {
+    const cur = this.state.get(ev.deviceId);
+    if (!cur || ev.session < cur.session || (ev.session === cur.session && cur.changedAt !== null && ev.at < cur.changedAt)) return;
+    if (cur.online === ev.online && cur.session === ev.session && cur.reason === ev.reason) return;
+    this.state.set(ev.deviceId, { ...cur, online: ev.online, reason: ev.reason, session: ev.session, changedAt: ev.at, lastSeen: Math.max(cur.lastSeen ?? 0, ev.at) });
+  }
+
+  /**
+   * A node died without closing its connections: every device it held is offline now (and
+   * hubs' sub-devices with them). Run by whichever node noticed.
+   */
+  async nodeLost(nodeId: string): Promise<number> {
+    const now = Date.now();
+    const rows = await this.deps.db.updateTable('presence')
+      .set({ online: 0, reason: 'node-lost', changed_at: now, listening: 0 })
+      .where('node', '=', nodeId).where('online', '=', 1)
+      .returning(['device_id', 'session'])
+      .execute();
+    for (const r of rows) {
+      const session = Number(r.session);
+      const cur = this.state.get(r.device_id);
+      if (cur && cur.session <= session) this.state.set(r.device_id, { ...cur, online: false, reason: 'node-lost', changedAt: now });
+      this.announce({ deviceId: r.device_id, online: false, reason: 'node-lost', session, at: now });
+    }
+    for (const r of rows) for (const child of await this.deps.devices.children(r.device_id)) await this.setChild(child.id, false, 'hub-offline');
+    return rows.length;
+  }
+
+  /** The device (or its hub) subscribed to its desired topic; remembered until it goes offline. */
+  async setListening(deviceId: string): Promise<void> {
+    await this.deps.db.updateTable('presence').set({ listening: 1 }).where('device_id', '=', deviceId).where('online', '=', 1).execute();
+  }
+
+  /** Whether the device's current connection subscribed to its desired topic (from the store). */
+  async isListening(deviceId: string): Promise<boolean> {
+    const row = await this.deps.db.selectFrom('presence').select(['online', 'listening']).where('device_id', '=', deviceId).executeTakeFirst();
+    return row?.online === 1 && row.listening === 1;
   }
 
   async get(deviceId: string): Promise<Presence> {
@@ -73,7 +118,7 @@ export class PresenceService {
   async connected(deviceId: string): Promise<number> {
     const now = Date.now();
     const row = await this.deps.db.insertInto('presence')
-      .values({ device_id: deviceId, online: 1, session: 1, reason: 'connect', changed_at: now, last_seen: now, node: this.deps.nodeId })
+      .values({ device_id: deviceId, online: 1, session: 1, reason: 'connect', changed_at: now, last_seen: now, node: this.deps.nodeId, listening: 0 })
       .onConflict((oc) => oc.column('device_id').doUpdateSet({ online: 1, session: sql`presence.session + 1`, reason: 'connect', changed_at: now, last_seen: now, node: this.deps.nodeId }))
       .returning('session')
       .executeTakeFirstOrThrow();
@@ -87,7 +132,7 @@ export class PresenceService {
   async disconnected(deviceId: string, session: number, reason: PresenceReason): Promise<void> {
     const now = Date.now();
     const res = await this.deps.db.updateTable('presence')
-      .set({ online: 0, reason, changed_at: now, last_seen: now })
+      .set({ online: 0, reason, changed_at: now, last_seen: now, listening: 0 })
       .where('device_id', '=', deviceId).where('session', '=', session).where('online', '=', 1)
       .executeTakeFirst();
     if (Number(res.numUpdatedRows) === 0) return;
@@ -103,8 +148,8 @@ export class PresenceService {
     if (cur.online === online) return;
     const now = Date.now();
     await this.deps.db.insertInto('presence')
-      .values({ device_id: deviceId, online: online ? 1 : 0, session: cur.session, reason, changed_at: now, last_seen: online ? now : cur.lastSeen, node: this.deps.nodeId })
-      .onConflict((oc) => oc.column('device_id').doUpdateSet({ online: online ? 1 : 0, reason, changed_at: now, node: this.deps.nodeId }))
+      .values({ device_id: deviceId, online: online ? 1 : 0, session: cur.session, reason, changed_at: now, last_seen: online ? now : cur.lastSeen, node: this.deps.nodeId, listening: 0 })
+      .onConflict((oc) => oc.column('device_id').doUpdateSet({ online: online ? 1 : 0, reason, changed_at: now, node: this.deps.nodeId, ...(online || reason === 'hub-reported' ? {} : { listening: 0 }) }))
       .execute();
     this.state.set(deviceId, { ...cur, online, reason, changedAt: now, lastSeen: online ? now : cur.lastSeen });
     this.announce({ deviceId, online, reason, session: cur.session, at: now });
@@ -136,6 +181,7 @@ export class PresenceService {
   }
 
   private announce(ev: PresenceEvent): void {
-    this.deps.bus.publish(`device.${ev.deviceId}.presence`, ev);
+    this.deps.observer?.(ev);
+    this.deps.bus.publish(subjects.presence(ev.deviceId), ev);
   }
 }

@@ -5,7 +5,7 @@ import type { Logger } from '../core/logger.ts';
 import { newId } from '../core/ids.ts';
 import { PeriodicFlush } from '../core/periodic-flush.ts';
 
-type HistoryRow = { device_id: string; property: string; ts: number; num: number | null; val: string | null };
+type HistoryRow = { device_id: string; property: string; ts: number; num: number | null; val: string | null; msg_id: string | null };
 type EventRow = { id: string; device_id: string; event: string; params: string; ts: number };
 
 export interface HistoryPoint {
@@ -53,22 +53,23 @@ export class HistoryService {
     return this.writer.stop();
   }
 
-  record(deviceId: string, property: string, value: unknown, ts: number): void {
+  /** Records a point; `msgId` (the message that carried it) makes a repeated recording a no-op. */
+  record(deviceId: string, property: string, value: unknown, ts: number, msgId: string | null = null): void {
     const isNum = typeof value === 'number' || typeof value === 'boolean';
-    this.pendingPoints.push({ device_id: deviceId, property, ts, num: isNum ? Number(value) : null, val: isNum ? null : toJson(value) });
+    this.pendingPoints.push({ device_id: deviceId, property, ts, num: isNum ? Number(value) : null, val: isNum ? null : toJson(value), msg_id: msgId });
     if (this.pendingPoints.length >= (this.deps.maxBuffered ?? 2000)) void this.flush();
   }
 
-  recordEvent(deviceId: string, event: string, params: Record<string, unknown>, ts: number): string {
-    const id = newId('e');
+  /** Records a device event; `id` makes a repeated recording of the same event a no-op. */
+  recordEvent(deviceId: string, event: string, params: Record<string, unknown>, ts: number, id = newId('e')): string {
     this.pendingEvents.push({ id, device_id: deviceId, event, params: toJson(params), ts });
     if (this.pendingEvents.length >= (this.deps.maxBuffered ?? 2000)) void this.flush();
     return id;
   }
 
-  /** Resolves when everything recorded so far is in the store. */
-  flush(): Promise<void> {
-    return this.writer.flush();
+  /** Resolves when everything recorded so far is in the store; `strict` rejects if the write failed. */
+  flush(strict = false): Promise<void> {
+    return this.writer.flush(strict);
   }
 
   /** Multi-row inserts in one transaction; on failure the rows go back to the front of the buffers. */
@@ -80,8 +81,13 @@ export class HistoryService {
     this.pendingEvents = [];
     try {
       await this.deps.db.transaction().execute(async (trx) => {
-        for (let i = 0; i < points.length; i += CHUNK) await trx.insertInto('history').values(points.slice(i, i + CHUNK)).execute();
-        for (let i = 0; i < events.length; i += CHUNK) await trx.insertInto('device_events').values(events.slice(i, i + CHUNK)).execute();
+        // Redelivered messages repeat points and events: the unique keys make them no-ops.
+        for (let i = 0; i < points.length; i += CHUNK) {
+          await trx.insertInto('history').values(points.slice(i, i + CHUNK)).onConflict((oc) => oc.columns(['device_id', 'property', 'ts', 'msg_id']).doNothing()).execute();
+        }
+        for (let i = 0; i < events.length; i += CHUNK) {
+          await trx.insertInto('device_events').values(events.slice(i, i + CHUNK)).onConflict((oc) => oc.column('id').doNothing()).execute();
+        }
       });
     } catch (err) {
       this.pendingPoints = points.concat(this.pendingPoints);

@@ -1,5 +1,7 @@
-import type { Bus, Unsubscribe } from '../core/bus/bus.ts';
-import { subjects, type DeviceErrorPayload, type DownlinkMessage, type UplinkMessage } from '../core/bus/subjects.ts';
+import type { Bus, Consumer, DurableMessage } from '../core/bus/bus.ts';
+import { subjects, UPLINK_STREAM, type DeviceErrorPayload, type DownlinkMessage, type UplinkMessage } from '../core/bus/subjects.ts';
+import type { ShardListener } from '../core/cluster/shards.ts';
+import { PeriodicFlush } from '../core/periodic-flush.ts';
 import type { Logger } from '../core/logger.ts';
 import { isHearthError } from '../core/errors.ts';
 import type { DeviceService } from '../devices/device-service.ts';
@@ -29,47 +31,127 @@ export interface DeviceEvent {
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
+/** What the ingest reports (the metrics module implements it). */
+export interface IngestObserver {
+  /** A message was handled, `lagMs` after the gateway received it. */
+  handled(kind: string, lagMs: number): void;
+  rejected(code: string): void;
+}
+
+/** Deliveries after which a message that keeps failing on our side is given up (and the device told). */
+const MAX_ATTEMPTS = 5;
+
 /**
  * The device core's handling of uplink messages: validates each against its product's
  * thing model and hands it to the capability that owns it. A rejected message changes
  * nothing and the device hears why on its error topic.
+ *
+ * Uplinks arrive on a durable stream, one consumer per device shard, consumed by the worker
+ * that owns the shard. A message is acknowledged only after what it changed is in the store
+ * (the shadow and history flush), so a worker dying at any point loses nothing: the next owner
+ * gets the unacknowledged messages again, and handling them twice changes nothing more.
  */
-export class IngestService {
-  private unsub: Unsubscribe | undefined;
+export class IngestService implements ShardListener {
+  readonly name = 'ingest';
+  private readonly consumers = new Map<number, Consumer>();
   /** Per-device chains so that one device's messages are handled in arrival order. */
   private readonly chains = new Map<string, Promise<void>>();
+  /** Handled messages waiting for their writes to be stored before they are acknowledged. */
+  private toAck: DurableMessage[] = [];
+  private readonly acker: PeriodicFlush;
 
   constructor(private readonly deps: {
     bus: Bus; log: Logger; devices: DeviceService; products: ProductService; presence: PresenceService;
     shadow: ShadowService; history: HistoryService; commands: CommandService;
-  }) {}
+    flushMs: number; ackWaitMs: number; observer?: IngestObserver;
+  }) {
+    this.acker = new PeriodicFlush(() => this.settle(), deps.flushMs, (err) => deps.log.error({ err }, 'ingest writes failed; messages stay unacknowledged and come again'));
+  }
+
+  /** Declares the uplink stream; call on every node before anything publishes to it. */
+  async declare(): Promise<void> {
+    await this.deps.bus.ensureStream({ name: UPLINK_STREAM, subjects: [subjects.allUp] });
+  }
 
   start(): void {
-    this.unsub = this.deps.bus.subscribe<UplinkMessage>(subjects.allUp, (msg) => this.enqueue(msg.data), { queue: 'ingest', name: 'ingest' });
+    this.acker.start();
   }
 
-  stop(): void {
-    this.unsub?.();
+  /** Stops consuming (shards are released first by the shard manager) and settles what was handled. */
+  async stop(): Promise<void> {
+    for (const shard of [...this.consumers.keys()]) await this.release(shard);
+    await this.acker.stop();
   }
 
-  private enqueue(msg: UplinkMessage): Promise<void> {
+  async acquire(shard: number): Promise<void> {
+    if (this.consumers.has(shard)) return;
+    const consumer = await this.deps.bus.consume<UplinkMessage>(
+      { stream: UPLINK_STREAM, durable: `ingest-${shard}`, filter: subjects.shardUp(shard), ackWaitMs: this.deps.ackWaitMs, maxInFlight: 20_000 },
+      (m) => this.receive(m),
+    );
+    this.consumers.set(shard, consumer);
+  }
+
+  /** Stops the shard's consumer, finishes what is under way and acknowledges it once stored. */
+  async release(shard: number): Promise<void> {
+    const consumer = this.consumers.get(shard);
+    if (!consumer) return;
+    this.consumers.delete(shard);
+    await consumer.stop();
+    await Promise.all([...this.chains.values()]);
+    await this.acker.flush();
+  }
+
+  private receive(m: DurableMessage<UplinkMessage>): Promise<void> {
+    return this.enqueue(m.data, m.deliveryCount >= MAX_ATTEMPTS).then((retry) => {
+      if (retry) return m.nak(500 * m.deliveryCount);
+      this.deps.observer?.handled(m.data.kind, Date.now() - m.data.receivedAt);
+      this.toAck.push(m);
+    });
+  }
+
+  /** Stores what the handled messages changed, then acknowledges them. */
+  private async settle(): Promise<void> {
+    if (this.toAck.length === 0) return;
+    const acks = this.toAck;
+    this.toAck = [];
+    try {
+      await Promise.all([this.deps.shadow.flush(true), this.deps.history.flush(true)]);
+    } catch (err) {
+      // Not acknowledged: they are delivered again after ackWait, by us or by the shard's next owner.
+      for (const m of acks) m.nak(this.deps.ackWaitMs);
+      throw err;
+    }
+    for (const m of acks) m.ack();
+  }
+
+  /** Resolves to true when the message failed on our side and should be tried again. */
+  private enqueue(msg: UplinkMessage, lastAttempt: boolean): Promise<boolean> {
     const prev = this.chains.get(msg.deviceId);
-    const next = prev ? prev.then(() => this.handle(msg)) : this.handle(msg);
-    this.chains.set(msg.deviceId, next);
-    void next.then(() => {
-      if (this.chains.get(msg.deviceId) === next) this.chains.delete(msg.deviceId);
+    const next = prev ? prev.then(() => this.handle(msg, lastAttempt)) : this.handle(msg, lastAttempt);
+    const done = next.then(() => undefined);
+    this.chains.set(msg.deviceId, done);
+    void done.then(() => {
+      if (this.chains.get(msg.deviceId) === done) this.chains.delete(msg.deviceId);
     });
     return next;
   }
 
-  async handle(msg: UplinkMessage): Promise<void> {
+  /** Handles one message; true when it failed for a reason of ours (worth another try). */
+  async handle(msg: UplinkMessage, lastAttempt = false): Promise<boolean> {
     try {
       const problem = await this.dispatch(msg);
       if (problem) this.reject(msg, problem.code, problem.message);
+      return false;
     } catch (err) {
-      if (isHearthError(err)) return this.reject(msg, err.code, err.message);
+      if (isHearthError(err)) {
+        this.reject(msg, err.code, err.message);
+        return false;
+      }
       this.deps.log.error({ err, deviceId: msg.deviceId, topic: msg.topic }, 'uplink handling failed');
+      if (!lastAttempt) return true;
       this.reject(msg, 'E_INTERNAL', 'the message could not be processed');
+      return false;
     }
   }
 
@@ -105,7 +187,7 @@ export class IngestService {
         if (!check.ok) return { code: 'E_MODEL_MISMATCH', message: check.problems.join('; ') };
         const at = (ts as number | undefined) ?? msg.receivedAt;
         const outcome = await this.deps.shadow.report(msg.deviceId, values, at);
-        for (const key in values) if (model.properties.get(key)!.history) this.deps.history.record(msg.deviceId, key, values[key], at);
+        for (const key in values) if (model.properties.get(key)!.history) this.deps.history.record(msg.deviceId, key, values[key], at, msg.id);
         const ev: ReportedEvent = { deviceId: msg.deviceId, values, changed: outcome.changed, version: outcome.version, at };
         this.deps.bus.publish(subjects.reported(msg.deviceId), ev);
         return undefined;
@@ -117,7 +199,7 @@ export class IngestService {
         const check = model.checkEvent(msg.payload.event, params);
         if (!check.ok) return { code: 'E_MODEL_MISMATCH', message: check.problems.join('; ') };
         const at = typeof msg.payload.ts === 'number' ? msg.payload.ts : msg.receivedAt;
-        const id = this.deps.history.recordEvent(msg.deviceId, msg.payload.event, params, at);
+        const id = this.deps.history.recordEvent(msg.deviceId, msg.payload.event, params, at, `e_${msg.id}`);
         const ev: DeviceEvent = { id, deviceId: msg.deviceId, event: msg.payload.event, params, at };
         this.deps.bus.publish(subjects.event(msg.deviceId), ev);
         return undefined;
@@ -142,6 +224,7 @@ export class IngestService {
   }
 
   private reject(msg: UplinkMessage, code: string, message: string): void {
+    this.deps.observer?.rejected(code);
     const payload: DeviceErrorPayload = { code, message, topic: msg.topic };
     // A hub hears about its sub-devices' rejected messages on the sub-device's error topic, which it may subscribe to.
     const down: DownlinkMessage = { deviceId: msg.deviceId, kind: 'errors', payload };

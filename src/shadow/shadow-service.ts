@@ -1,9 +1,10 @@
 import type { Db } from '../core/store/db.ts';
 import { fromJson, toJson } from '../core/store/db.ts';
-import type { Bus, Unsubscribe } from '../core/bus/bus.ts';
+import { BusError, type Bus, type Unsubscribe } from '../core/bus/bus.ts';
+import type { ShardListener, ShardManager } from '../core/cluster/shards.ts';
 import { subjects, type DownlinkMessage } from '../core/bus/subjects.ts';
 import type { Logger } from '../core/logger.ts';
-import { HearthError } from '../core/errors.ts';
+import { HearthError, isHearthError, type ErrorCode } from '../core/errors.ts';
 import { PeriodicFlush } from '../core/periodic-flush.ts';
 import type { DeviceService } from '../devices/device-service.ts';
 import type { PresenceEvent, PresenceService } from '../devices/presence-service.ts';
@@ -20,24 +21,42 @@ export interface ShadowView {
   updatedAt: string | null;
 }
 
+/** A shadow operation sent to the worker that owns the device's shard. */
+type ShadowRequest =
+  | { op: 'view'; deviceId: string }
+  | { op: 'setDesired'; deviceId: string; values: Record<string, unknown> }
+  | { op: 'clearDesired'; deviceId: string };
+
+type ShadowReply = { ok: true; view?: ShadowView } | { ok: false; code: string; message: string; extras?: Record<string, unknown> };
+
+/** How long a caller keeps trying while a shard changes owner (a rolling deploy, a lost node). */
+const HANDOFF_PATIENCE_MS = 15_000;
+
 /**
  * Device shadows. Reports update an in-memory copy at once (so reads see them) and reach
  * the store in batched transactions every `flushMs`; desired-state changes are written
  * before the API call returns.
+ *
+ * Each shadow has one writer: the worker owning the device's shard (see ShardManager). Other
+ * nodes send it their reads and desired-state changes over the bus; while a shard changes
+ * owner, they retry until the new owner answers.
  */
-export class ShadowService {
+export class ShadowService implements ShardListener {
+  readonly name = 'shadow';
   private readonly cache = new Map<string, ShadowState>();
   private readonly loading = new Map<string, Promise<ShadowState>>();
   private readonly dirty = new Set<string>();
   private readonly writer: PeriodicFlush;
   /**
-   * Devices whose desired topic has a subscriber (the device or its hub). Desired state is sent,
-   * and counted as delivered, only to these; the others get it when they subscribe.
+   * Whether a device's desired topic has a subscriber (the device or its hub). Desired state is
+   * sent, and counted as delivered, only to these; the others get it when they subscribe. A
+   * cache of the flag kept with presence, so a shard's next owner knows it too.
    */
-  private readonly listening = new Set<string>();
+  private readonly listening = new Map<string, boolean>();
   private unsub: Unsubscribe | undefined;
+  private readonly rpc = new Map<number, Unsubscribe>();
 
-  constructor(private readonly deps: { db: Db; bus: Bus; log: Logger; devices: DeviceService; products: ProductService; presence: PresenceService; flushMs: number }) {
+  constructor(private readonly deps: { db: Db; bus: Bus; log: Logger; devices: DeviceService; products: ProductService; presence: PresenceService; shards: ShardManager; flushMs: number }) {
     this.writer = new PeriodicFlush(() => this.write(), deps.flushMs, (err) => deps.log.error({ err }, 'shadow flush failed'));
   }
 
@@ -49,16 +68,89 @@ export class ShadowService {
       const ev = msg.data;
       if (ev.online || ev.reason === 'hub-reported') return;
       if ((await this.deps.presence.get(ev.deviceId)).session > ev.session) return;
-      this.listening.delete(ev.deviceId);
+      if (this.listening.has(ev.deviceId)) this.listening.set(ev.deviceId, false);
     }, { name: 'shadow.presence' });
   }
 
-  stop(): Promise<void> {
+  async stop(): Promise<void> {
     this.unsub?.();
+    for (const shard of [...this.rpc.keys()]) await this.release(shard);
     return this.writer.stop();
   }
 
+  async acquire(shard: number): Promise<void> {
+    if (this.rpc.has(shard)) return;
+    this.rpc.set(shard, this.deps.bus.subscribe<ShadowRequest>(subjects.shadowRpc(shard), (msg) => this.serve(shard, msg.data).then((r) => msg.respond?.(r)), { name: 'shadow.rpc' }));
+  }
+
+  /** Stores the shard's shadows and forgets them: the next owner loads them from the store. */
+  async release(shard: number): Promise<void> {
+    this.rpc.get(shard)?.();
+    this.rpc.delete(shard);
+    await this.flush(true);
+    const { shards } = this.deps;
+    for (const id of this.cache.keys()) if (shards.shardOf(id) === shard && !this.dirty.has(id)) this.cache.delete(id);
+    for (const id of this.listening.keys()) if (shards.shardOf(id) === shard) this.listening.delete(id);
+  }
+
+  private async serve(shard: number, req: ShadowRequest): Promise<ShadowReply> {
+    if (!this.deps.shards.owns(shard)) return { ok: false, code: 'E_NOT_OWNER', message: 'shard moved' };
+    try {
+      if (req.op === 'view') return { ok: true, view: await this.localView(req.deviceId) };
+      if (req.op === 'setDesired') return { ok: true, view: await this.localSetDesired(req.deviceId, req.values) };
+      await this.localClearDesired(req.deviceId);
+      return { ok: true };
+    } catch (err) {
+      if (isHearthError(err)) return { ok: false, code: err.code, message: err.message, extras: err.extras };
+      this.deps.log.error({ err, deviceId: req.deviceId, op: req.op }, 'shadow request failed');
+      return { ok: false, code: 'E_INTERNAL', message: 'shadow request failed' };
+    }
+  }
+
+  /** Sends an operation to the shard's owner, waiting through an ownership change. */
+  private async remote(req: ShadowRequest): Promise<ShadowView | undefined> {
+    const shard = this.deps.shards.shardOf(req.deviceId);
+    const deadline = Date.now() + HANDOFF_PATIENCE_MS;
+    for (let attempt = 0; ; attempt++) {
+      let reply: ShadowReply | undefined;
+      try {
+        reply = await this.deps.bus.request<ShadowReply>(subjects.shadowRpc(shard), req, { timeoutMs: 5000 });
+      } catch (err) {
+        if (!(err instanceof BusError) || err.code === 'CLOSED') throw err;
+      }
+      if (reply?.ok) return reply.view;
+      if (reply && reply.code !== 'E_NOT_OWNER') throw new HearthError(reply.code as ErrorCode, reply.message, reply.extras);
+      if (Date.now() >= deadline) throw new HearthError('E_UNAVAILABLE', `no worker answers for shard ${shard}; try again`);
+      // The shard is between owners: ask its owner directly when it's us by now.
+      if (this.deps.shards.owns(shard)) return this.local(req);
+      await new Promise((r) => setTimeout(r, Math.min(50 * 2 ** attempt, 500)));
+    }
+  }
+
+  private local(req: ShadowRequest): Promise<ShadowView | undefined> {
+    if (req.op === 'view') return this.localView(req.deviceId);
+    if (req.op === 'setDesired') return this.localSetDesired(req.deviceId, req.values);
+    return this.localClearDesired(req.deviceId).then(() => undefined);
+  }
+
   async view(deviceId: string): Promise<ShadowView> {
+    if (this.deps.shards.ownsDevice(deviceId)) return this.localView(deviceId);
+    return (await this.remote({ op: 'view', deviceId }))!;
+  }
+
+  /** Validates and sets desired state; sends the delta at once when the device is online. */
+  async setDesired(deviceId: string, values: Record<string, unknown>): Promise<ShadowView> {
+    if (this.deps.shards.ownsDevice(deviceId)) return this.localSetDesired(deviceId, values);
+    return (await this.remote({ op: 'setDesired', deviceId, values }))!;
+  }
+
+  /** Drops every desired value (a device leaving its home must not act on the old home's wishes). */
+  async clearDesired(deviceId: string): Promise<void> {
+    if (this.deps.shards.ownsDevice(deviceId)) return this.localClearDesired(deviceId);
+    await this.remote({ op: 'clearDesired', deviceId });
+  }
+
+  private async localView(deviceId: string): Promise<ShadowView> {
     const s = await this.load(deviceId);
     return toView(s);
   }
@@ -71,22 +163,20 @@ export class ShadowService {
     return outcome;
   }
 
-  /** Validates and sets desired state; sends the delta at once when the device is online. */
-  async setDesired(deviceId: string, values: Record<string, unknown>): Promise<ShadowView> {
+  private async localSetDesired(deviceId: string, values: Record<string, unknown>): Promise<ShadowView> {
     const device = await this.deps.devices.require(deviceId);
     const model = await this.deps.products.model(device.productKey);
     const check = model!.checkDesired(values);
     if (!check.ok) throw new HearthError('E_MODEL_MISMATCH', check.problems.join('; '), { problems: check.problems });
     const s = await this.load(deviceId);
     applyDesired(s, values, Date.now());
-    if (this.listening.has(deviceId) && (await this.deps.presence.get(deviceId)).online) this.sendDelta(deviceId, s);
+    if ((await this.isListening(deviceId)) && (await this.deps.presence.get(deviceId)).online) this.sendDelta(deviceId, s);
     this.dirty.add(deviceId);
     await this.flush();
     return toView(s);
   }
 
-  /** Drops every desired value (a device leaving its home must not act on the old home's wishes). */
-  async clearDesired(deviceId: string): Promise<void> {
+  private async localClearDesired(deviceId: string): Promise<void> {
     const s = await this.load(deviceId);
     const keys = Object.keys(s.desired);
     if (keys.length === 0) return;
@@ -97,16 +187,19 @@ export class ShadowService {
 
   /** The device (or its hub) subscribed to its desired topic: send what is pending. */
   async resend(deviceId: string): Promise<void> {
-    this.listening.add(deviceId);
+    if (this.listening.get(deviceId) !== true) {
+      this.listening.set(deviceId, true);
+      await this.deps.presence.setListening(deviceId);
+    }
     const s = await this.load(deviceId);
     if (Object.keys(s.desired).length === 0) return;
     this.sendDelta(deviceId, s);
     this.dirty.add(deviceId);
   }
 
-  /** Resolves when every change made so far is in the store. */
-  flush(): Promise<void> {
-    return this.writer.flush();
+  /** Resolves when every change made so far is in the store; `strict` rejects if the write failed. */
+  flush(strict = false): Promise<void> {
+    return this.writer.flush(strict);
   }
 
   /** Writes dirty shadows in one transaction; on failure they stay dirty for the next flush. */
@@ -128,6 +221,15 @@ export class ShadowService {
       for (const id of ids) this.dirty.add(id);
       throw err;
     }
+  }
+
+  private async isListening(deviceId: string): Promise<boolean> {
+    let on = this.listening.get(deviceId);
+    if (on === undefined) {
+      on = await this.deps.presence.isListening(deviceId);
+      if (!this.listening.has(deviceId)) this.listening.set(deviceId, on);
+    }
+    return on;
   }
 
   private sendDelta(deviceId: string, s: ShadowState): void {

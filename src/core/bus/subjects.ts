@@ -10,6 +10,8 @@ export type UplinkKind = 'properties' | 'events' | 'result' | 'join' | 'presence
 export type DownlinkKind = 'commands' | 'desired' | 'errors' | 'children/joined';
 
 export interface UplinkMessage {
+  /** Unique per message (the gateway node's prefix and a counter); redeliveries keep it, so handling can be idempotent. */
+  id: string;
   /** The device the message is about (a hub may publish for its sub-devices). */
   deviceId: string;
   /** The authenticated client that sent it. */
@@ -18,6 +20,8 @@ export interface UplinkMessage {
   topic: string;
   payload: unknown;
   receivedAt: number;
+  /** W3C trace context (`traceparent`, `tracestate`) of the span that received the message. */
+  trace?: Record<string, string>;
 }
 
 export interface DownlinkMessage {
@@ -34,9 +38,16 @@ export interface DeviceErrorPayload {
   ref?: string;
 }
 
+/** The durable stream of device uplinks; one consumer per device shard. */
+export const UPLINK_STREAM = 'UPLINK';
+
 export const subjects = {
-  up: (deviceId: string, kind: UplinkKind) => `device.${deviceId}.up.${kind}`,
-  allUp: 'device.*.up.*',
+  /** Device → cloud, durable, partitioned by the device's shard. */
+  up: (shard: number, deviceId: string, kind: UplinkKind) => `uplink.${shard}.${deviceId}.${kind}`,
+  allUp: 'uplink.>',
+  shardUp: (shard: number) => `uplink.${shard}.>`,
+  /** Requests to the worker that owns a shard's device state (shadows). */
+  shadowRpc: (shard: number) => `shard.${shard}.shadow`,
   down: (deviceId: string) => `device.${deviceId}.down`,
   allDown: 'device.*.down',
   /** Presence changes (PresenceEvent). */

@@ -22,11 +22,14 @@ export interface Database {
     created_at: number;
   };
   /** devices (presence) */
-  presence: { device_id: string; online: number; session: number; reason: string; changed_at: number; last_seen: number | null; node: string | null };
+  presence: { device_id: string; online: number; session: number; reason: string; changed_at: number; last_seen: number | null; node: string | null; listening: number };
+  /** cluster */
+  cluster_nodes: { id: string; roles: string; started_at: number; heartbeat_at: number };
+  shard_leases: { shard: number; owner: string | null; expires_at: number };
   /** shadow */
   shadows: { device_id: string; reported: string; desired: string; metadata: string; version: number; updated_at: number };
   /** history */
-  history: { device_id: string; property: string; ts: number; num: number | null; val: string | null };
+  history: { device_id: string; property: string; ts: number; num: number | null; val: string | null; msg_id: string | null };
   /** history (device events) */
   device_events: { id: string; device_id: string; event: string; params: string; ts: number };
   /** commands (the ledger) */

@@ -3,7 +3,9 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { Aedes, type Client, type AuthenticateError, type PublishPacket } from 'aedes';
 import type { Bus, Unsubscribe } from '../../core/bus/bus.ts';
-import { subjects, type DownlinkMessage, type DeviceErrorPayload, type UplinkMessage } from '../../core/bus/subjects.ts';
+import { subjects, type DownlinkMessage, type DeviceErrorPayload, type UplinkKind, type UplinkMessage } from '../../core/bus/subjects.ts';
+import { shardOf } from '../../core/cluster/shards.ts';
+import { RateLimiter } from '../../core/rate-limiter.ts';
 import type { Logger } from '../../core/logger.ts';
 import type { DeviceService } from '../../devices/device-service.ts';
 import type { PresenceReason, PresenceService } from '../../devices/presence-service.ts';
@@ -13,6 +15,23 @@ export interface MqttGatewayConfig {
   port: number;
   host: string;
   maxPayloadBytes: number;
+  /** Device shards (uplinks are published on their device's shard). */
+  shards: number;
+  /** This node's id: the prefix of the message ids it assigns. */
+  nodeId: string;
+  /** Admission: new connections per second, and how many at once. */
+  connectRatePerSecond: number;
+  connectBurst: number;
+  /** Shutdown: connections closed per second. */
+  disconnectRatePerSecond: number;
+}
+
+/** Counters the gateway reports (the metrics module implements them). */
+export interface GatewayObserver {
+  messageIn(kind: string): void;
+  messageOut(kind: string): void;
+  rejected(code: string): void;
+  refused(reason: 'auth' | 'admission' | 'shutdown'): void;
 }
 
 /** Per-connection state, kept off Aedes' own fields. */
@@ -41,32 +60,62 @@ export class MqttGateway {
   private readonly sockets = new Set<Socket>();
   /** Presence updates still being written; stop() waits for them before the store closes. */
   private readonly presenceWrites = new Set<Promise<unknown>>();
+  private readonly admission: RateLimiter;
+  private seq = 0;
+  private readonly idPrefix: string;
 
-  constructor(private readonly deps: { bus: Bus; devices: DeviceService; presence: PresenceService; log: Logger; config: MqttGatewayConfig }) {}
+  constructor(private readonly deps: { bus: Bus; devices: DeviceService; presence: PresenceService; log: Logger; config: MqttGatewayConfig; observer?: GatewayObserver }) {
+    this.admission = new RateLimiter({ perMinute: deps.config.connectRatePerSecond * 60, burst: deps.config.connectBurst });
+    this.idPrefix = `${deps.config.nodeId}.`;
+  }
 
   async start(): Promise<void> {
     const { devices, log } = this.deps;
     this.broker = await Aedes.createBroker({
       id: 'hearth',
       authenticate: (client, username, password, done) => {
+        if (this.shuttingDown) {
+          this.deps.observer?.refused('shutdown');
+          return done(authError(3, 'server shutting down'), false);
+        }
         if (!client.id || username !== client.id || !password) {
+          this.deps.observer?.refused('auth');
           done(authError(username && client.id && username !== client.id ? 2 : 4, 'client id and username must both be the device id'), false);
           return;
         }
+        // Admission: after an outage every device reconnects at once; take them at a pace the node can serve.
+        if (!this.admission.take('connect').ok) {
+          this.deps.observer?.refused('admission');
+          return done(authError(3, 'server busy, retry later'), false);
+        }
         devices.authenticate(username, password.toString('utf8')).then(
-          (ok) => done(ok ? null : authError(4, 'bad device id or secret'), ok),
+          (ok) => {
+            if (!ok) this.deps.observer?.refused('auth');
+            done(ok ? null : authError(4, 'bad device id or secret'), ok);
+          },
           (err) => {
             log.error({ err }, 'device authentication failed');
             done(authError(3, 'server unavailable'), false);
           },
         );
       },
+      // Accepting a publish means storing it on the bus first: Aedes sends the PUBACK only after
+      // this calls back, so an acknowledged message is never lost, even if this node dies next.
       authorizePublish: (client, packet, done) => {
         if (!client) return done(null);
         const parsed = parseDeviceTopic(packet.topic);
-        if (!parsed || !uplinkKind(parsed.suffix)) return done(new Error(`publish to ${packet.topic} not allowed`));
+        const kind = parsed && uplinkKind(parsed.suffix);
+        if (!parsed || !kind) return done(new Error(`publish to ${packet.topic} not allowed`));
         devices.mayActFor(client.id, parsed.deviceId).then(
-          (ok) => done(ok ? null : new Error(`publish to ${packet.topic} not allowed`)),
+          (ok) => {
+            if (!ok) return done(new Error(`publish to ${packet.topic} not allowed`));
+            const stored = this.ingest(client as HearthClient, parsed.deviceId, kind, packet);
+            if (!stored) return done(null);
+            stored.then(() => done(null), (err) => {
+              log.warn({ err, deviceId: parsed.deviceId }, 'uplink could not be stored; closing the connection so the device retries');
+              done(err as Error);
+            });
+          },
           (err) => done(err as Error),
         );
       },
@@ -79,10 +128,7 @@ export class MqttGateway {
           (err) => done(err as Error),
         );
       },
-      published: (packet, client, done) => {
-        if (client) this.ingest(client as HearthClient, packet);
-        done(null);
-      },
+      published: (_packet, _client, done) => done(null),
     });
 
     this.broker.on('client', (client: HearthClient) => {
@@ -110,8 +156,8 @@ export class MqttGateway {
       for (const s of subs) {
         const parsed = parseDeviceTopic(s.topic);
         if (parsed && filterCoversDesired(parsed.suffix)) {
-          const msg: UplinkMessage = { deviceId: parsed.deviceId, via: client.id, kind: 'subscribed', topic: s.topic, payload: null, receivedAt: Date.now() };
-          this.deps.bus.publish(subjects.up(parsed.deviceId, 'subscribed'), msg);
+          this.publishUp({ id: this.nextId(), deviceId: parsed.deviceId, via: client.id, kind: 'subscribed', topic: s.topic, payload: null, receivedAt: Date.now() })
+            .catch((err) => log.warn({ err, deviceId: parsed.deviceId }, 'subscription notice could not be stored'));
         }
       }
     });
@@ -150,6 +196,7 @@ export class MqttGateway {
 
   /** Sends a message to a device if it holds a subscription here. */
   deliver(msg: DownlinkMessage): void {
+    this.deps.observer?.messageOut(msg.kind);
     const packet: PublishPacket = {
       cmd: 'publish',
       topic: downlinkTopic(msg.deviceId, msg.kind),
@@ -164,14 +211,27 @@ export class MqttGateway {
   }
 
   /**
-   * Stops taking connections, closes every device connection (presence: `server-shutdown`) and
-   * waits until their presence is written, so the store can close after this.
+   * Stops taking connections, then closes device connections at `disconnectRatePerSecond`
+   * (presence: `server-shutdown`) so that they reconnect to other nodes without a stampede,
+   * and waits until their presence is written, so the store can close after this.
+   * `deadline` (epoch ms) cuts the pacing short: whatever is left then is closed at once.
    */
-  async stop(): Promise<void> {
+  async stop(deadline = Infinity): Promise<void> {
     this.shuttingDown = true;
-    for (const u of this.unsubs.splice(0)) u();
     const closed = new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
-    if (this.broker) await new Promise<void>((resolve) => this.broker.close(() => resolve()));
+    if (this.broker) {
+      const clients = Object.values((this.broker as unknown as { clients: Record<string, Client> }).clients);
+      const perTick = Math.max(1, Math.ceil(this.deps.config.disconnectRatePerSecond / 20));
+      for (let i = 0; i < clients.length; i += perTick) {
+        if (Date.now() >= deadline) break;
+        for (const c of clients.slice(i, i + perTick)) c.close();
+        if (i + perTick < clients.length) await new Promise((r) => setTimeout(r, 50));
+      }
+      // Downlinks are delivered until the last paced close; then the broker closes whatever is left.
+      for (const u of this.unsubs.splice(0)) u();
+      await new Promise<void>((resolve) => this.broker.close(() => resolve()));
+    }
+    for (const u of this.unsubs.splice(0)) u();
     for (const s of this.sockets) s.destroy();
     await closed;
     while (this.presenceWrites.size) await Promise.all([...this.presenceWrites]);
@@ -182,24 +242,35 @@ export class MqttGateway {
     void p.finally(() => this.presenceWrites.delete(p));
   }
 
-  private ingest(client: HearthClient, packet: PublishPacket): void {
-    const parsed = parseDeviceTopic(packet.topic)!;
-    const kind = uplinkKind(parsed.suffix)!;
+  /** Checks and stores one device publish; undefined when it was rejected (the device hears why). */
+  private ingest(client: HearthClient, deviceId: string, kind: UplinkKind, packet: PublishPacket): Promise<void> | undefined {
+    this.deps.observer?.messageIn(kind);
     const raw = packet.payload as Buffer;
     if (raw.length > this.deps.config.maxPayloadBytes) {
-      return this.error(parsed.deviceId, { code: 'E_PAYLOAD_TOO_LARGE', message: `payload of ${raw.length} bytes exceeds the limit of ${this.deps.config.maxPayloadBytes}`, topic: packet.topic });
+      this.error(deviceId, { code: 'E_PAYLOAD_TOO_LARGE', message: `payload of ${raw.length} bytes exceeds the limit of ${this.deps.config.maxPayloadBytes}`, topic: packet.topic });
+      return undefined;
     }
     let payload: unknown;
     try {
       payload = JSON.parse(raw.toString('utf8'));
     } catch (err) {
-      return this.error(parsed.deviceId, { code: 'E_BAD_JSON', message: `payload is not valid JSON: ${(err as Error).message}`, topic: packet.topic });
+      this.error(deviceId, { code: 'E_BAD_JSON', message: `payload is not valid JSON: ${(err as Error).message}`, topic: packet.topic });
+      return undefined;
     }
-    const msg: UplinkMessage = { deviceId: parsed.deviceId, via: client.id, kind, topic: packet.topic, payload, receivedAt: Date.now() };
-    this.deps.bus.publish(subjects.up(parsed.deviceId, kind), msg);
+    return this.publishUp({ id: this.nextId(), deviceId, via: client.id, kind, topic: packet.topic, payload, receivedAt: Date.now() });
+  }
+
+  private publishUp(msg: UplinkMessage): Promise<void> {
+    return this.deps.bus.publishDurable(subjects.up(shardOf(msg.deviceId, this.deps.config.shards), msg.deviceId, msg.kind), msg, { msgId: msg.id });
+  }
+
+  /** Message ids: this node's id and a counter, unique across the cluster and cheap. */
+  private nextId(): string {
+    return this.idPrefix + (++this.seq).toString(36);
   }
 
   private error(deviceId: string, payload: DeviceErrorPayload): void {
+    this.deps.observer?.rejected(payload.code);
     this.deliver({ deviceId, kind: 'errors', payload });
   }
 }

@@ -205,4 +205,29 @@ export const migrations: Record<string, Migration> = {
       await db.schema.createIndex('audit_log_at').on('audit_log').column('at').execute();
     },
   },
+  '0003-cluster': {
+    async up(db: Kysely<any>) {
+      // Nodes of a cluster announce themselves here; a node whose heartbeat stops is declared lost.
+      await db.schema.createTable('cluster_nodes')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('roles', 'text', (c) => c.notNull())
+        .addColumn('started_at', 'bigint', (c) => c.notNull())
+        .addColumn('heartbeat_at', 'bigint', (c) => c.notNull())
+        .execute();
+      // One row per device shard: the worker that owns it until `expires_at`.
+      await db.schema.createTable('shard_leases')
+        .addColumn('shard', 'integer', (c) => c.primaryKey())
+        .addColumn('owner', 'text')
+        .addColumn('expires_at', 'bigint', (c) => c.notNull().defaultTo(0))
+        .execute();
+      // Whether the device (or its hub) subscribed to its desired topic in the current connection.
+      await db.schema.alterTable('presence').addColumn('listening', 'integer', (c) => c.notNull().defaultTo(0)).execute();
+      // History points become idempotent: a redelivered report carries the same message id, so it
+      // cannot add a second point (rows written before have none, and NULLs never collide).
+      await db.schema.alterTable('history').addColumn('msg_id', 'text').execute();
+      await db.schema.dropIndex('history_device_property_ts').execute();
+      await db.schema.createIndex('history_point').on('history').columns(['device_id', 'property', 'ts', 'msg_id']).unique().execute();
+      await db.schema.createIndex('presence_node_online').on('presence').columns(['node', 'online']).execute();
+    },
+  },
 };

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { RateLimiter } from './rate-limiter.ts';
-import { LoginThrottle } from './login-throttle.ts';
+import { LoginThrottle } from '../auth/login-throttle.ts';
 
 function clock(start = 1_000_000) {
   let t = start;
