@@ -31,6 +31,7 @@ import { HomeService } from './homes/home-service.ts';
 import { homeRoutes } from './homes/home-routes.ts';
 import { StreamService } from './stream/stream-service.ts';
 import { ShardManager } from './core/cluster/shards.ts';
+import { broadcast, type Broadcast } from './core/cluster/broadcast.ts';
 import { streamRoutes } from './stream/stream-routes.ts';
 import { MqttGateway } from './transports/mqtt/mqtt-gateway.ts';
 import { buildHttpServer, type HttpApp } from './transports/http/http-server.ts';
@@ -85,6 +86,7 @@ export class Hearth {
   private readonly limiter: RateLimiter;
   private readonly mailer: Mailer;
   private stopping: Promise<void> | undefined;
+  private readonly broadcasts: Array<Broadcast<any>> = [];
 
   /** Builds a node; in cluster mode (`natsUrl`) it connects to NATS first. */
   static async create(config: Config, opts: { log?: Logger } = {}): Promise<Hearth> {
@@ -103,13 +105,20 @@ export class Hearth {
     const log = this.log;
     const settings = new SettingsStore(db);
     const mailer = (this.mailer = createMailer(config, log));
-    const auth = new AuthService({ db, settings, log: log.child({ component: 'auth' }), mailer, ttlSeconds: config.tokenTtlSeconds, refreshTtlSeconds: config.refreshTtlSeconds });
+    // Caches every node keeps are kept coherent over the bus: revoked sessions, device placements.
+    const revoked = broadcast<{ sid: string; until: number }>(bus, 'cluster.auth.revoked', (r) => auth.learnRevoked(r.sid, r.until));
+    const placed = broadcast<{ deviceId?: string }>(bus, 'cluster.placement', (p) => stream.invalidate(p.deviceId));
+    this.broadcasts.push(revoked, placed);
+    const auth = new AuthService({
+      db, settings, log: log.child({ component: 'auth' }), mailer, ttlSeconds: config.tokenTtlSeconds, refreshTtlSeconds: config.refreshTtlSeconds,
+      onRevoked: (sid, until) => revoked.send({ sid, until }),
+    });
     this.limiter = new RateLimiter({ perMinute: config.rateLimitPerMinute, burst: config.rateLimitBurst });
     const products = new ProductService({ db });
     const devices = new DeviceService({ db, products });
     const presence = new PresenceService({ db, bus, devices, log, nodeId: this.nodeId });
     const shards = (this.shards = new ShardManager({
-      db, log: log.child({ component: 'shards' }), nodeId: this.nodeId, roles: this.roles, shards: config.shards, single: !clustered,
+      db, log: log.child({ component: 'shards' }), nodeId: this.nodeId, roles: this.roles, shards: config.shards, single: !clustered, leaseMs: config.nodeTimeoutMs,
       onNodeLost: async (id) => void (await presence.nodeLost(id)),
     }));
     const shadow = new ShadowService({ db, bus, log, devices, products, presence, shards, flushMs: config.historyFlushMs });
@@ -125,7 +134,7 @@ export class Hearth {
     const stream = new StreamService({ bus, access, devices, log: log.child({ component: 'stream' }) });
     const homes = new HomeService({
       db, access, devices, shadow, commands, audit, mailer, users: auth, publicUrl: config.publicUrl ?? `http://localhost:${config.httpPort}`,
-      onPlacementChange: (deviceId) => stream.invalidate(deviceId),
+      onPlacementChange: (deviceId) => placed.send(deviceId === undefined ? {} : { deviceId }),
     });
     this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, stream };
     this.mqtt = new MqttGateway({
@@ -236,6 +245,7 @@ export class Hearth {
       await this.services.auth.stop();
       this.mailer.close?.();
       await presence.stop();
+      for (const b of this.broadcasts) b.close();
       await this.bus.close();
       await this.db.destroy();
     })();

@@ -86,6 +86,8 @@ export interface AuthServiceDeps {
   log?: Logger;
   /** Sign-in throttling; defaults: 5 failures per e-mail, 30 per address, within 15 minutes. */
   throttle?: { maxFailuresPerEmail?: number; maxFailuresPerIp?: number; windowSeconds?: number };
+  /** Spreads a revocation to every node (which calls `learnRevoked`); default: this node only. */
+  onRevoked?: (familyId: string, until: number) => void;
 }
 
 interface TokenPayload {
@@ -541,7 +543,14 @@ export class AuthService {
 
   private markRevoked(familyId: string): void {
     // Every access token of the session was signed before now, so none outlives now + ttl.
-    this.revokedSessions.set(familyId, Math.max(Date.now() + this.deps.ttlSeconds * 1000, this.revokedSessions.get(familyId) ?? 0));
+    const until = Date.now() + this.deps.ttlSeconds * 1000;
+    if (this.deps.onRevoked) this.deps.onRevoked(familyId, until);
+    else this.learnRevoked(familyId, until);
+  }
+
+  /** A session was revoked (here or on another node): its access tokens stop working until `until`. */
+  learnRevoked(familyId: string, until: number): void {
+    this.revokedSessions.set(familyId, Math.max(until, this.revokedSessions.get(familyId) ?? 0));
   }
 
   private sweepRevoked(now: number): void {

@@ -35,6 +35,7 @@ export const ConfigSchema = Type.Object({
   roles: Type.String({ pattern: '^(all|(gateway|api|worker)(,(gateway|api|worker))*)$', default: 'all', description: 'What this node does: all, or a comma-separated subset of gateway (device connections), api (REST API), worker (ingest, shadows, background work)' }),
   nodeName: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$', description: 'Name of this node in logs, metrics and presence; default: the host name' })),
   shards: Type.Integer({ minimum: 1, maximum: 1024, default: 32, description: 'Device shards that workers divide among themselves; the same on every node' }),
+  nodeTimeoutMs: Type.Integer({ minimum: 1000, maximum: 120000, default: 6000, description: 'A node silent for this long is declared lost: its devices are marked offline and its shards move to other workers' }),
   ackWaitMs: Type.Integer({ minimum: 500, maximum: 600000, default: 10000, description: 'A device message not acknowledged by a worker within this time is handled again (by another worker if its own died)' }),
   shutdownGraceMs: Type.Integer({ minimum: 0, maximum: 600000, default: 25000, description: 'Longest a graceful shutdown may take before the process exits anyway' }),
   drainDelayMs: Type.Integer({ minimum: 0, maximum: 120000, default: 0, description: 'On SIGTERM, how long to keep serving after readiness turns false, so load balancers stop sending traffic first' }),
@@ -49,7 +50,7 @@ export type Config = Readonly<Static<typeof ConfigSchema>>;
 const BOOLEAN_KEYS = new Set(['demo', 'signupEnabled']);
 const INTEGER_KEYS = new Set([
   'httpPort', 'mqttPort', 'tokenTtlSeconds', 'commandTimeoutMs', 'historyFlushMs', 'maxPayloadBytes', 'refreshTtlSeconds', 'rateLimitPerMinute', 'rateLimitBurst',
-  'shards', 'ackWaitMs', 'shutdownGraceMs', 'drainDelayMs', 'disconnectRatePerSecond', 'connectRatePerSecond', 'connectBurst',
+  'shards', 'nodeTimeoutMs', 'ackWaitMs', 'shutdownGraceMs', 'drainDelayMs', 'disconnectRatePerSecond', 'connectRatePerSecond', 'connectBurst',
 ]);
 
 /** `httpPort` → `HEARTH_HTTP_PORT` */
