@@ -1,13 +1,13 @@
 import { describe, test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { connect } from '@nats-io/transport-node';
+import { jetstreamManager } from '@nats-io/jetstream';
 import type { Bus, DurableMessage } from '../src/core/bus/bus.ts';
 import { BusError, subjectMatches } from '../src/core/bus/bus.ts';
 import { MemoryBus } from '../src/core/bus/memory-bus.ts';
 import { NatsBus } from '../src/core/bus/nats-bus.ts';
 import { createLogger } from '../src/core/logger.ts';
 import { startNats, type NatsServer } from './helpers/nats.ts';
-import { connect } from '@nats-io/transport-node';
-import { jetstreamManager } from '@nats-io/jetstream';
 
 /** One nats-server for the whole file, started by the first NATS test. */
 let nats: Promise<NatsServer> | undefined;
@@ -293,6 +293,7 @@ for (const engine of engines) {
       for (let i = 0; i < 3; i++) await bus.publishDurable(subject('x'), i);
       await until(() => first.length === 3, 'the first subscriber to get all three');
       await c1.stop();
+      // MemoryBus hands them back at once, JetStream when ackWait runs out: both keep the promise.
       const second: Array<[unknown, number]> = [];
       await bus.consume({ stream, durable: 'd', filter, ackWaitMs: 500 }, (m) => {
         second.push([m.data, m.deliveryCount]);
