@@ -26,6 +26,7 @@ const PULL_BATCH = 100;
 /** Rounds of `flush()` while handlers keep publishing, so a steady publisher cannot hold it forever. */
 const FLUSH_ROUNDS = 10;
 
+/** What `NatsBus.connect` needs; in the app these come from the `natsUrl` and `nodeName` config keys. */
 export interface NatsBusOptions {
   /** Comma-separated server URLs (`nats://host:4222,nats://other:4222`). */
   servers: string;
@@ -73,9 +74,11 @@ function isClosedError(err: unknown): boolean {
  * durable streams and consumers are JetStream (file storage, pull consumers with explicit acks).
  * Data travels as JSON; headers are NATS headers, except `Nats-*` ones, which NATS reserves.
  *
- * The connection reconnects forever and consume loops resume after a server restart, so a NATS
- * outage delays messages but never ends a subscription. Handlers' errors are logged with the
- * subscriber's name and never reach NATS, as with MemoryBus.
+ * The connection reconnects forever and consume loops resume after a server restart (a consumer
+ * or stream the server lost is declared again), so a NATS outage delays durable messages but
+ * never ends a subscription. Core messages published during an outage are lost, as NATS core is
+ * at most once: what must arrive goes through `publishDurable`. Handlers' errors are logged with
+ * the subscriber's name and never reach NATS, as with MemoryBus.
  */
 export class NatsBus implements Bus {
   private pending = 0;
