@@ -1,19 +1,44 @@
 import { describe, test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Bus } from '../src/core/bus/bus.ts';
+import { connect } from '@nats-io/transport-node';
+import { jetstreamManager } from '@nats-io/jetstream';
+import type { Bus, DurableMessage } from '../src/core/bus/bus.ts';
 import { BusError, subjectMatches } from '../src/core/bus/bus.ts';
 import { MemoryBus } from '../src/core/bus/memory-bus.ts';
+import { NatsBus } from '../src/core/bus/nats-bus.ts';
 import { createLogger } from '../src/core/logger.ts';
+import { startNats, type NatsServer } from './helpers/nats.ts';
 
-/**
- * The contract every Bus implementation passes. Cluster mode adds its NATS bus to `engines`;
- * the tests themselves do not change.
- */
+/** One nats-server for the whole file, started by the first NATS test. */
+let nats: Promise<NatsServer> | undefined;
+const natsServer = () => (nats ??= startNats());
+after(async () => {
+  if (nats) await (await nats).stop();
+});
+
+/** The contract every Bus implementation passes: the tests are the same for every engine. */
 const engines: Array<{ name: string; make: () => Promise<Bus> }> = [
   { name: 'memory', make: async () => new MemoryBus(createLogger('silent')) },
+  { name: 'nats', make: async () => NatsBus.connect({ servers: (await natsServer()).url, log: createLogger('silent'), name: 'contract' }) },
 ];
 
 const tick = (ms = 30) => new Promise((r) => setTimeout(r, ms));
+
+/** Waits until `pred` holds; durable delivery goes through the server, so there is no flush for it. */
+async function until(pred: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!pred()) {
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await tick(5);
+  }
+}
+
+/** Stream and subject names no other test uses (the NATS server is shared by the file). */
+let streams = 0;
+function fresh(): { stream: string; subject: (s: string) => string; filter: string } {
+  const n = ++streams;
+  return { stream: `S${n}`, subject: (s) => `dur${n}.${s}`, filter: `dur${n}.>` };
+}
 
 test('subject wildcards', () => {
   assert.ok(subjectMatches('a.b.c', 'a.b.c'));
@@ -116,5 +141,296 @@ for (const engine of engines) {
       await tick();
       assert.equal(ok, 2);
     });
+
+    test('durable: a stored message reaches the consumer with data, headers, seq and deliveryCount; acked, it stays done', async () => {
+      const bus = await make();
+      const { stream, subject, filter } = fresh();
+      await bus.ensureStream({ name: stream, subjects: [filter] });
+      const got: DurableMessage[] = [];
+      await bus.consume({ stream, durable: 'd', filter, ackWaitMs: 300 }, (m) => {
+        got.push(m);
+        m.ack();
+      });
+      await bus.publishDurable(subject('a'), { n: 1 }, { headers: { trace: 't1' } });
+      await bus.publishDurable(subject('b'), { n: 2 });
+      await until(() => got.length === 2, 'two messages');
+      assert.deepEqual(got.map((m) => [m.subject, m.data, m.deliveryCount]), [[subject('a'), { n: 1 }, 1], [subject('b'), { n: 2 }, 1]]);
+      assert.deepEqual(got[0].headers, { trace: 't1' });
+      assert.deepEqual(got[1].headers, {});
+      assert.ok(got[1].seq > got[0].seq, `stream sequence grows: ${got.map((m) => m.seq)}`);
+      await tick(600);
+      assert.equal(got.length, 2, 'acknowledged messages are not delivered again after ackWait');
+    });
+
+    test('durable: publishing to a subject no stream stores, or consuming a missing stream, is NO_RESPONDERS', async () => {
+      const bus = await make();
+      const { stream, subject, filter } = fresh();
+      const noResponders = (e: Error) => e instanceof BusError && e.code === 'NO_RESPONDERS';
+      await assert.rejects(bus.publishDurable(subject('x'), {}), noResponders);
+      await assert.rejects(bus.consume({ stream, durable: 'd', filter }, () => undefined), noResponders);
+    });
+
+    test('durable: ensureStream is idempotent and updates the subjects', async () => {
+      const bus = await make();
+      const { stream, subject } = fresh();
+      await bus.ensureStream({ name: stream, subjects: [subject('a.>')] });
+      await bus.ensureStream({ name: stream, subjects: [subject('a.>')] });
+      await bus.ensureStream({ name: stream, subjects: [subject('a.>'), subject('b.>')] });
+      const got: unknown[] = [];
+      await bus.consume({ stream, durable: 'd', filter: subject('>') }, (m) => {
+        got.push(m.data);
+        m.ack();
+      });
+      await bus.publishDurable(subject('b.1'), 'b');
+      await until(() => got.length === 1, 'the message on the added subject');
+      assert.deepEqual(got, ['b']);
+    });
+
+    test('durable: a message published before any consumer exists is kept and delivered when one starts', async () => {
+      const bus = await make();
+      const { stream, subject, filter } = fresh();
+      await bus.ensureStream({ name: stream, subjects: [filter] });
+      await bus.publishDurable(subject('early'), { n: 1 });
+      await bus.publishDurable(subject('early'), { n: 2 });
+      const got: unknown[] = [];
+      await bus.consume({ stream, durable: 'late', filter }, (m) => {
+        got.push(m.data);
+        m.ack();
+      });
+      await until(() => got.length === 2, 'the stored messages');
+      assert.deepEqual(got, [{ n: 1 }, { n: 2 }]);
+    });
+
+    test('durable: subscribers of one durable share the messages, each delivered once', async () => {
+      const bus = await make();
+      const { stream, subject, filter } = fresh();
+      await bus.ensureStream({ name: stream, subjects: [filter] });
+      const seen = [new Set<number>(), new Set<number>()];
+      const deliveries: number[] = [];
+      for (const i of [0, 1]) {
+        await bus.consume({ stream, durable: 'shared', filter, ackWaitMs: 2000 }, async (m) => {
+          deliveries.push(m.seq);
+          seen[i].add((m.data as { i: number }).i);
+          await tick(2); // busy for a moment, so the other subscriber gets its share
+          m.ack();
+        });
+      }
+      for (let i = 0; i < 40; i++) await bus.publishDurable(subject('w'), { i });
+      await until(() => deliveries.length >= 40, '40 deliveries');
+      await tick(100);
+      assert.equal(deliveries.length, 40, 'no message delivered twice');
+      assert.equal(new Set(deliveries).size, 40);
+      assert.equal(seen[0].size + seen[1].size, 40);
+      assert.ok(seen[0].size > 0 && seen[1].size > 0, `both subscribers got work: ${seen[0].size} + ${seen[1].size}`);
+    });
+
+    test('durable: an unacknowledged message is delivered again after ackWait, with deliveryCount 2', async () => {
+      const bus = await make();
+      const { stream, subject, filter } = fresh();
+      await bus.ensureStream({ name: stream, subjects: [filter] });
+      const got: Array<{ seq: number; count: number; at: number }> = [];
+      await bus.consume({ stream, durable: 'd', filter, ackWaitMs: 500 }, (m) => {
+        got.push({ seq: m.seq, count: m.deliveryCount, at: Date.now() });
+        if (m.deliveryCount > 1) m.ack();
+      });
+      await bus.publishDurable(subject('x'), {});
+      await until(() => got.length === 2, 'the redelivery', 3000);
+      assert.deepEqual(got.map((g) => g.count), [1, 2]);
+      assert.equal(got[0].seq, got[1].seq, 'the same message');
+      const gap = got[1].at - got[0].at;
+      assert.ok(gap >= 400, `redelivered after ackWait, not before (${gap} ms)`);
+      await tick(700);
+      assert.equal(got.length, 2, 'acked on the second delivery: done');
+    });
+
+    test('durable: nak delivers again at once, or after the given delay', async () => {
+      const bus = await make();
+      const { stream, subject, filter } = fresh();
+      await bus.ensureStream({ name: stream, subjects: [filter] });
+      const got: Array<{ data: unknown; count: number; at: number }> = [];
+      await bus.consume({ stream, durable: 'd', filter, ackWaitMs: 10_000 }, (m) => {
+        got.push({ data: m.data, count: m.deliveryCount, at: Date.now() });
+        if (m.deliveryCount > 1) m.ack();
+        else if (m.data === 'now') m.nak();
+        else m.nak(300);
+      });
+      await bus.publishDurable(subject('x'), 'now');
+      await until(() => got.length === 2, 'the redelivery after nak()', 2000);
+      assert.deepEqual(got.map((g) => [g.data, g.count]), [['now', 1], ['now', 2]]);
+      await bus.publishDurable(subject('x'), 'later');
+      await until(() => got.length === 4, 'the redelivery after nak(300)', 2000);
+      assert.deepEqual(got.slice(2).map((g) => [g.data, g.count]), [['later', 1], ['later', 2]]);
+      const gap = got[3].at - got[2].at;
+      assert.ok(gap >= 250, `nak(300) waited (${gap} ms)`);
+    });
+
+    test('durable: a repeated msgId is stored once', async () => {
+      const bus = await make();
+      const { stream, subject, filter } = fresh();
+      await bus.ensureStream({ name: stream, subjects: [filter] });
+      await bus.publishDurable(subject('x'), 'first', { msgId: 'm1' });
+      await bus.publishDurable(subject('x'), 'again', { msgId: 'm1' });
+      await bus.publishDurable(subject('x'), 'other', { msgId: 'm2' });
+      await bus.publishDurable(subject('x'), 'end');
+      const got: unknown[] = [];
+      await bus.consume({ stream, durable: 'd', filter }, (m) => {
+        got.push(m.data);
+        m.ack();
+      });
+      await until(() => got.includes('end'), 'the last message');
+      assert.deepEqual(got, ['first', 'other', 'end']);
+    });
+
+    test('durable: after stop(), a new subscriber of the durable gets the unacknowledged messages', async () => {
+      const bus = await make();
+      const { stream, subject, filter } = fresh();
+      await bus.ensureStream({ name: stream, subjects: [filter] });
+      const first: unknown[] = [];
+      const c1 = await bus.consume({ stream, durable: 'd', filter, ackWaitMs: 500 }, (m) => {
+        first.push(m.data);
+        if (m.data === 0) m.ack();
+      });
+      for (let i = 0; i < 3; i++) await bus.publishDurable(subject('x'), i);
+      await until(() => first.length === 3, 'the first subscriber to get all three');
+      await c1.stop();
+      // MemoryBus hands them back at once, JetStream when ackWait runs out: both keep the promise.
+      const second: Array<[unknown, number]> = [];
+      await bus.consume({ stream, durable: 'd', filter, ackWaitMs: 500 }, (m) => {
+        second.push([m.data, m.deliveryCount]);
+        m.ack();
+      });
+      await until(() => second.length === 2, 'the two unacknowledged messages', 500 + 2000);
+      assert.deepEqual(second, [[1, 2], [2, 2]]);
+      await bus.publishDurable(subject('x'), 3);
+      await until(() => second.length === 3, 'a new message');
+      assert.deepEqual(first, [0, 1, 2], 'the stopped subscriber gets nothing more');
+    });
+
+    test('durable: maxInFlight caps the unacknowledged messages', async () => {
+      const bus = await make();
+      const { stream, subject, filter } = fresh();
+      await bus.ensureStream({ name: stream, subjects: [filter] });
+      const held: DurableMessage[] = [];
+      await bus.consume({ stream, durable: 'd', filter, maxInFlight: 2, ackWaitMs: 10_000 }, (m) => void held.push(m));
+      for (let i = 0; i < 5; i++) await bus.publishDurable(subject('x'), i);
+      await until(() => held.length === 2, 'two messages');
+      await tick(200);
+      assert.equal(held.length, 2, 'no third before an ack');
+      held[0].ack();
+      await until(() => held.length === 3, 'the third after one ack');
+      await tick(100);
+      assert.equal(held.length, 3);
+      for (const m of held) m.ack();
+      await until(() => held.length === 5, 'the rest');
+      held[3].ack();
+      held[4].ack();
+      assert.deepEqual(held.map((m) => m.data), [0, 1, 2, 3, 4]);
+    });
+
+    test('durable: one subscriber gets the messages in publish order', async () => {
+      const bus = await make();
+      const { stream, subject, filter } = fresh();
+      await bus.ensureStream({ name: stream, subjects: [filter] });
+      await Promise.all(Array.from({ length: 50 }, (_, i) => bus.publishDurable(subject(`k${i % 3}`), i)));
+      const got: number[] = [];
+      const seqs: number[] = [];
+      await bus.consume({ stream, durable: 'd', filter }, (m) => {
+        got.push(m.data as number);
+        seqs.push(m.seq);
+        m.ack();
+      });
+      for (let i = 50; i < 100; i++) await bus.publishDurable(subject(`k${i % 3}`), i);
+      await until(() => got.length === 100, '100 messages');
+      assert.deepEqual(got, Array.from({ length: 100 }, (_, i) => i));
+      assert.ok(seqs.every((s, i) => i === 0 || s > seqs[i - 1]), 'seq grows');
+    });
   });
 }
+
+describe('NatsBus', () => {
+  /** A bus whose log lines are kept, to wait for the connection's own reports. */
+  const logged = async (url: string) => {
+    const lines: Array<{ msg: string }> = [];
+    const log = createLogger('warn', {}, { write: (line: string) => void lines.push(JSON.parse(line)) });
+    return { bus: await NatsBus.connect({ servers: url, log, name: 'restart-test' }), lines };
+  };
+
+  test('subscribers on two connections share a durable', async () => {
+    const { url } = await natsServer();
+    const a = await NatsBus.connect({ servers: url, log: createLogger('silent') });
+    const b = await NatsBus.connect({ servers: url, log: createLogger('silent') });
+    try {
+      const { stream, subject, filter } = fresh();
+      await a.ensureStream({ name: stream, subjects: [filter] });
+      const seqs: number[][] = [[], []];
+      for (const [i, bus] of [a, b].entries()) {
+        await bus.consume({ stream, durable: 'nodes', filter }, async (m) => {
+          seqs[i].push(m.seq);
+          await tick(2);
+          m.ack();
+        });
+      }
+      for (let i = 0; i < 30; i++) await a.publishDurable(subject('w'), i);
+      await until(() => seqs[0].length + seqs[1].length >= 30, '30 deliveries');
+      await tick(100);
+      assert.equal(new Set([...seqs[0], ...seqs[1]]).size, 30);
+      assert.equal(seqs[0].length + seqs[1].length, 30, 'each message once');
+      assert.ok(seqs[0].length > 0 && seqs[1].length > 0, `both nodes got work: ${seqs[0].length} + ${seqs[1].length}`);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  test('a deleted consumer is declared again and the loop goes on', async () => {
+    const { url } = await natsServer();
+    const { bus, lines } = await logged(url);
+    const admin = await connect({ servers: url });
+    try {
+      const { stream, subject, filter } = fresh();
+      await bus.ensureStream({ name: stream, subjects: [filter] });
+      const got: unknown[] = [];
+      await bus.consume({ stream, durable: 'd', filter }, (m) => {
+        got.push(m.data);
+        m.ack();
+      });
+      await (await jetstreamManager(admin)).consumers.delete(stream, 'd');
+      await until(() => lines.some((l) => l.msg.startsWith('durable consume loop ended')), 'the loop to notice', 5000);
+      await bus.publishDurable(subject('x'), 'after');
+      await until(() => got.includes('after'), 'the message after the consumer came back', 5000);
+    } finally {
+      await admin.close();
+      await bus.close();
+    }
+  });
+
+  test('core subscriptions and the consume loop keep working after nats-server restarts', async () => {
+    const server = await startNats();
+    const { bus, lines } = await logged(server.url);
+    try {
+      const { stream, subject, filter } = fresh();
+      await bus.ensureStream({ name: stream, subjects: [filter] });
+      const durable: unknown[] = [];
+      const core: unknown[] = [];
+      await bus.consume({ stream, durable: 'd', filter }, (m) => {
+        durable.push(m.data);
+        m.ack();
+      });
+      bus.subscribe('core.x', (m) => void core.push(m.data));
+      await bus.publishDurable(subject('x'), 'before');
+      await until(() => durable.length === 1, 'the message before the restart');
+
+      await server.restart();
+      await until(() => lines.some((l) => l.msg === 'NATS reconnected'), 'the reconnect', 10_000);
+      assert.ok(lines.some((l) => l.msg.startsWith('NATS disconnected')), 'the outage is logged');
+      await bus.publishDurable(subject('x'), 'after');
+      bus.publish('core.x', 'after');
+      await until(() => durable.length === 2 && core.length === 1, 'the messages after the restart', 10_000);
+      assert.deepEqual(durable, ['before', 'after']);
+      assert.deepEqual(core, ['after']);
+    } finally {
+      await bus.close();
+      await server.stop();
+    }
+  });
+});

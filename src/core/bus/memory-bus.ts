@@ -36,10 +36,40 @@ interface MemConsumer {
   filter: string;
   ackWaitMs: number;
   maxInFlight: number;
-  queue: Stored[];
+  /** Redeliveries, served before `queue`: stream order first, redeliveries may come later. */
+  retry: Fifo<Stored>;
+  queue: Fifo<Stored>;
   inflight: Map<number, { msg: Stored; timer: NodeJS.Timeout }>;
-  subscribers: Array<{ handler: DurableHandler<any>; active: boolean }>;
+  subscribers: Sub[];
   next: number;
+}
+
+/** A queue with O(1) push and shift: `Array#shift` copies the whole array once it is large. */
+class Fifo<T> {
+  private items: Array<T | undefined> = [];
+  private head = 0;
+
+  get length(): number {
+    return this.items.length - this.head;
+  }
+
+  push(item: T): void {
+    this.items.push(item);
+  }
+
+  shift(): T | undefined {
+    if (this.head === this.items.length) return undefined;
+    const item = this.items[this.head];
+    this.items[this.head++] = undefined;
+    if (this.head === this.items.length) {
+      this.items = [];
+      this.head = 0;
+    } else if (this.head >= 1024 && this.head * 2 >= this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    return item;
+  }
 }
 
 const EMPTY_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
@@ -82,8 +112,13 @@ export class MemoryBus implements Bus {
     if (opts.msgId !== undefined) {
       const until = stream.seen.get(opts.msgId);
       if (until !== undefined && until > now) return;
+      // Re-inserting keeps the map in expiry order, so expired ids are trimmed from its front.
+      stream.seen.delete(opts.msgId);
       stream.seen.set(opts.msgId, now + (stream.cfg.duplicateWindowMs ?? 120_000));
-      if (stream.seen.size > 100_000) for (const [id, t] of stream.seen) if (t <= now) stream.seen.delete(id);
+      for (const [id, t] of stream.seen) {
+        if (t > now) break;
+        stream.seen.delete(id);
+      }
     }
     const msg: Stored = { seq: ++stream.seq, subject, data, headers: opts.headers ?? EMPTY_HEADERS, deliveries: 0 };
     let taken = false;
@@ -102,13 +137,13 @@ export class MemoryBus implements Bus {
     const key = `${opts.stream}/${opts.durable}`;
     let c = this.consumers.get(key);
     if (!c) {
-      c = { stream: opts.stream, filter: opts.filter, ackWaitMs: opts.ackWaitMs ?? 30_000, maxInFlight: opts.maxInFlight ?? 1000, queue: [], inflight: new Map(), subscribers: [], next: 0 };
+      c = { stream: opts.stream, filter: opts.filter, ackWaitMs: opts.ackWaitMs ?? 30_000, maxInFlight: opts.maxInFlight ?? 1000, retry: new Fifo(), queue: new Fifo(), inflight: new Map(), subscribers: [], next: 0 };
       this.consumers.set(key, c);
       const keep: Stored[] = [];
       for (const m of stream.backlog) (subjectMatches(opts.filter, m.subject) ? c.queue : keep).push(m);
       stream.backlog = keep;
     }
-    const sub = { handler: handler as DurableHandler<any>, active: true };
+    const sub: Sub = { pattern: opts.filter, handler: handler as BusHandler<any>, queue: undefined, name: `durable ${opts.stream}/${opts.durable}`, active: true };
     c.subscribers.push(sub);
     const consumer = c;
     this.pump(c);
@@ -120,15 +155,15 @@ export class MemoryBus implements Bus {
           // Nobody is left to ack: hand the unacknowledged messages back, in order.
           const back = [...consumer.inflight.values()].map((f) => (clearTimeout(f.timer), f.msg)).sort((a, b) => a.seq - b.seq);
           consumer.inflight.clear();
-          consumer.queue.unshift(...back);
+          for (const m of back) consumer.retry.push(m);
         }
       },
     };
   }
 
   private pump(c: MemConsumer): void {
-    while (c.queue.length && c.inflight.size < c.maxInFlight && c.subscribers.length && !this.closed) {
-      const m = c.queue.shift()!;
+    while ((c.retry.length || c.queue.length) && c.inflight.size < c.maxInFlight && c.subscribers.length && !this.closed) {
+      const m = (c.retry.shift() ?? c.queue.shift())!;
       const sub = c.subscribers[c.next++ % c.subscribers.length];
       m.deliveries++;
       const settle = (redeliverAfter: number | undefined) => {
@@ -138,7 +173,7 @@ export class MemoryBus implements Bus {
         c.inflight.delete(m.seq);
         if (redeliverAfter === undefined) return this.pump(c);
         const again = () => {
-          c.queue.unshift(m);
+          c.retry.push(m);
           this.pump(c);
         };
         if (redeliverAfter > 0) setTimeout(again, redeliverAfter).unref();
@@ -153,7 +188,7 @@ export class MemoryBus implements Bus {
         nak: (delayMs = 0) => settle(delayMs),
       };
       this.pending++;
-      queueMicrotask(() => this.run({ pattern: c.filter, handler: sub.handler as BusHandler<any>, queue: undefined, name: `durable ${c.filter}`, active: sub.active }, dm));
+      queueMicrotask(() => this.run(sub, dm));
     }
   }
 
