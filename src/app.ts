@@ -5,6 +5,7 @@ import type { Config } from './core/config/config-schema.ts';
 import { createLogger, type Logger } from './core/logger.ts';
 import { MemoryBus } from './core/bus/memory-bus.ts';
 import type { Bus } from './core/bus/bus.ts';
+import { NatsBus } from './core/bus/nats-bus.ts';
 import { migrate, openSqlite, type Db } from './core/store/db.ts';
 import { SettingsStore } from './core/settings-store.ts';
 import { AuthService } from './auth/auth-service.ts';
@@ -90,7 +91,10 @@ export class Hearth {
 
   /** Builds a node; in cluster mode (`natsUrl`) it connects to NATS first. */
   static async create(config: Config, opts: { log?: Logger } = {}): Promise<Hearth> {
-    return new Hearth(config, opts);
+    if (config.natsUrl === undefined) return new Hearth(config, opts);
+    const log = opts.log ?? createLogger(config.logLevel);
+    const bus = await NatsBus.connect({ servers: config.natsUrl, log: log.child({ component: 'bus' }), name: config.nodeName ?? hostname() });
+    return new Hearth(config, { log, bus });
   }
 
   constructor(readonly config: Config, opts: { log?: Logger; bus?: Bus } = {}) {

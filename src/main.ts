@@ -7,7 +7,7 @@ import { setupDemo, type DemoHandle } from './demo/demo.ts';
  * start, prints where everything is, and shuts down gracefully on a signal.
  */
 export async function runServer(config: Config, out: (line: string) => void = (l) => process.stdout.write(l + '\n')): Promise<void> {
-  const hearth = new Hearth(config);
+  const hearth = await Hearth.create(config);
   let demo: DemoHandle | undefined;
   let started: Promise<unknown> = Promise.resolve();
 
@@ -20,7 +20,7 @@ export async function runServer(config: Config, out: (line: string) => void = (l
     const force = setTimeout(() => {
       hearth.log.error('graceful shutdown took too long; exiting');
       process.exit(1);
-    }, 30_000);
+    }, config.drainDelayMs + config.shutdownGraceMs + 5000);
     force.unref();
     void (async () => {
       await started.catch(() => undefined);
