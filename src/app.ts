@@ -3,7 +3,7 @@ import type { Config } from './core/config/config-schema.ts';
 import { createLogger, type Logger } from './core/logger.ts';
 import { MemoryBus } from './core/bus/memory-bus.ts';
 import type { Bus } from './core/bus/bus.ts';
-import { migrate, openSqlite, type Db } from './core/store/db.ts';
+import { migrate, openStore, type Db } from './core/store/db.ts';
 import { SettingsStore } from './core/settings-store.ts';
 import { AuthService } from './auth/auth-service.ts';
 import { authRoutes } from './auth/auth-routes.ts';
@@ -74,7 +74,7 @@ export class Hearth {
 
   constructor(readonly config: Config, opts: { log?: Logger } = {}) {
     this.log = opts.log ?? createLogger(config.logLevel);
-    const { db } = openSqlite({ dataDir: config.dataDir });
+    const { db } = openStore({ dataDir: config.dataDir, databaseUrl: config.databaseUrl });
     this.db = db;
     const bus = (this.bus = new MemoryBus(this.log.child({ component: 'bus' })));
     const log = this.log;

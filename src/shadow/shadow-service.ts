@@ -81,8 +81,10 @@ export class ShadowService {
     applyDesired(s, values, Date.now());
     if (this.listening.has(deviceId) && (await this.deps.presence.get(deviceId)).online) this.sendDelta(deviceId, s);
     this.dirty.add(deviceId);
+    // the view of this change: the device may answer while the write is in flight
+    const view = toView(s);
     await this.flush();
-    return toView(s);
+    return view;
   }
 
   /** Drops every desired value (a device leaving its home must not act on the old home's wishes). */
