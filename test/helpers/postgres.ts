@@ -1,14 +1,11 @@
 import { spawnSync, execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chownSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
-import { join } from 'node:path';
+import { delimiter, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
-
-/** Where Debian's postgresql-15 package puts the server binaries; HEARTH_PG_BIN overrides it. */
-const PG_BIN = process.env.HEARTH_PG_BIN ?? '/usr/lib/postgresql/15/bin';
 
 /** A throwaway PostgreSQL server for tests. */
 export interface PostgresServer {
@@ -32,14 +29,7 @@ const SIGNALS = ['SIGINT', 'SIGTERM'] as const;
  * the `postgres` user.
  */
 export async function startPostgres(): Promise<PostgresServer> {
-  const missing = ['initdb', 'pg_ctl', 'postgres'].filter((b) => !existsSync(join(PG_BIN, b)));
-  if (missing.length) {
-    throw new Error(
-      `PostgreSQL server binaries missing: ${missing.map((b) => join(PG_BIN, b)).join(', ')}. ` +
-      'Install them with "apt-get install -y postgresql" (Debian; or set HEARTH_PG_BIN to the directory holding initdb and pg_ctl), ' +
-      'or run the tests without HEARTH_TEST_STORE=postgres.',
-    );
-  }
+  const bin = serverBinaries();
   const asRoot = process.getuid?.() === 0;
   const as = (cmd: string, args: string[]): [string, string[]] => (asRoot ? ['runuser', ['-u', 'postgres', '--', cmd, ...args]] : [cmd, args]);
   if (asRoot && spawnSync('id', ['-u', 'postgres']).status !== 0) {
@@ -60,7 +50,7 @@ export async function startPostgres(): Promise<PostgresServer> {
     stopped = true;
     process.off('exit', stopNow);
     for (const sig of SIGNALS) process.off(sig, onSignal);
-    spawnSync(...as(join(PG_BIN, 'pg_ctl'), ['-D', data, '-m', 'immediate', 'stop']), { stdio: 'ignore' });
+    spawnSync(...as(join(bin, 'pg_ctl'), ['-D', data, '-m', 'immediate', 'stop']), { stdio: 'ignore' });
     rmSync(dir, { recursive: true, force: true });
   };
   // pg_ctl puts the server in a session of its own, so Ctrl-C does not reach it: stop it, then
@@ -74,13 +64,13 @@ export async function startPostgres(): Promise<PostgresServer> {
 
   let port = 0;
   try {
-    await run(...as(join(PG_BIN, 'initdb'), ['-D', data, '-U', user, '-A', 'trust', '-E', 'UTF8', '--locale=C', '--no-sync']));
+    await run(...as(join(bin, 'initdb'), ['-D', data, '-U', user, '-A', 'trust', '-E', 'UTF8', '--locale=C', '--no-sync']));
     // The free port is found before the server takes it: if another process wins the race, try again.
     for (let attempt = 1; ; attempt++) {
       port = await freePort();
       const opts = `-c listen_addresses=127.0.0.1 -p ${port} -k ${dir} -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300`;
       try {
-        await run(...as(join(PG_BIN, 'pg_ctl'), ['-D', data, '-w', '-t', '30', '-l', logFile, '-o', opts, 'start']));
+        await run(...as(join(bin, 'pg_ctl'), ['-D', data, '-w', '-t', '30', '-l', logFile, '-o', opts, 'start']));
         break;
       } catch (err) {
         if (attempt >= 3) throw err;
@@ -125,4 +115,33 @@ function freePort(): Promise<number> {
       s.close(() => resolve(port));
     });
   });
+}
+
+const NEEDED = ['initdb', 'pg_ctl', 'postgres'];
+
+/**
+ * The directory of initdb, pg_ctl and postgres: HEARTH_PG_BIN, else Debian's
+ * /usr/lib/postgresql/<newest>/bin, else the PATH. Throws saying what is missing and how to get it.
+ */
+function serverBinaries(): string {
+  const complete = (dir: string) => NEEDED.every((b) => existsSync(join(dir, b)));
+  const env = process.env.HEARTH_PG_BIN;
+  if (env) {
+    if (complete(env)) return env;
+    throw new Error(`HEARTH_PG_BIN=${env} lacks ${NEEDED.filter((b) => !existsSync(join(env, b))).join(', ')}`);
+  }
+  const debian = '/usr/lib/postgresql';
+  const versions = existsSync(debian) ? readdirSync(debian).filter((v) => /^\d+$/.test(v)).sort((a, b) => Number(b) - Number(a)) : [];
+  for (const v of versions) if (complete(join(debian, v, 'bin'))) return join(debian, v, 'bin');
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    if (dir && existsSync(join(dir, 'initdb'))) {
+      const real = dirname(realpathSync(join(dir, 'initdb')));
+      if (complete(real)) return real;
+    }
+  }
+  throw new Error(
+    `PostgreSQL server binaries (${NEEDED.join(', ')}) not found in ${debian}/<version>/bin nor on the PATH. ` +
+    'Install them with "apt-get install -y postgresql" (Debian/Ubuntu), or set HEARTH_PG_BIN to the directory that holds them, ' +
+    'or run the tests without HEARTH_TEST_STORE=postgres.',
+  );
 }
