@@ -46,6 +46,11 @@ for (const { engine, fresh } of engines) {
         assert.equal(store.engine, engine);
         assert.deepEqual(await migrate(store.db), ALL);
         assert.deepEqual(await migrate(store.db), []);
+        if (engine === 'postgres') {
+          // a stuck statement cannot hold one of the pool's connections for ever
+          const { rows } = await store.db.executeQuery<{ statement_timeout: string }>(CompiledQuery.raw('SHOW statement_timeout'));
+          assert.equal(rows[0].statement_timeout, '30s');
+        }
       } finally {
         await store.close();
       }
