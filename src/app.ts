@@ -6,7 +6,7 @@ import { createLogger, type Logger } from './core/logger.ts';
 import { MemoryBus } from './core/bus/memory-bus.ts';
 import type { Bus } from './core/bus/bus.ts';
 import { NatsBus } from './core/bus/nats-bus.ts';
-import { migrate, openSqlite, type Db } from './core/store/db.ts';
+import { migrate, openStore, type Db } from './core/store/db.ts';
 import { SettingsStore } from './core/settings-store.ts';
 import { AuthService } from './auth/auth-service.ts';
 import { authRoutes } from './auth/auth-routes.ts';
@@ -103,7 +103,7 @@ export class Hearth {
     this.roles = parseRoles(config.roles);
     this.nodeId = clustered ? `${config.nodeName ?? hostname().replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 48)}-${randomBytes(3).toString('hex')}` : 'embedded';
     this.log = (opts.log ?? createLogger(config.logLevel)).child({ node: this.nodeId });
-    const { db } = openSqlite({ dataDir: config.dataDir });
+    const { db } = openStore({ dataDir: config.dataDir, databaseUrl: config.databaseUrl });
     this.db = db;
     const bus = (this.bus = opts.bus ?? new MemoryBus(this.log.child({ component: 'bus' })));
     const log = this.log;

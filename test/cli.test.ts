@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import mqtt from 'mqtt';
-import { eventually } from './helpers/platform.ts';
+import { eventually, storeEnv, TEST_STORE } from './helpers/platform.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BIN = join(ROOT, 'bin', 'hearth.js');
@@ -100,7 +100,7 @@ async function startServer(extra: Record<string, string> = {}) {
   const startedAt = Date.now();
   const proc = start(['start'], {
     HEARTH_HTTP_PORT: String(httpPort), HEARTH_MQTT_PORT: String(mqttPort), HEARTH_HTTP_HOST: '127.0.0.1', HEARTH_MQTT_HOST: '127.0.0.1',
-    HEARTH_DATA_DIR: dataDir, HEARTH_DEMO: '1', ...extra,
+    HEARTH_DATA_DIR: dataDir, HEARTH_DEMO: '1', ...(await storeEnv(dataDir)), ...extra,
   });
   const banner = await waitFor('the banner', () => {
     const text = plainLines(proc.stdout()).join('\n');
@@ -192,7 +192,7 @@ describe('the hearth command', { concurrency: 3 }, () => {
     // the devices, and prints no new password
     const again = start(['start'], {
       HEARTH_HTTP_PORT: String(s.httpPort), HEARTH_MQTT_PORT: String(s.mqttPort), HEARTH_HTTP_HOST: '127.0.0.1', HEARTH_MQTT_HOST: '127.0.0.1',
-      HEARTH_DATA_DIR: s.dataDir, HEARTH_DEMO: '0',
+      HEARTH_DATA_DIR: s.dataDir, HEARTH_DEMO: '0', ...(await storeEnv(s.dataDir)),
     });
     const banner2 = await waitFor('the second banner', () => {
       const text = plainLines(again.stdout()).join('\n');
@@ -274,11 +274,12 @@ describe('the hearth command', { concurrency: 3 }, () => {
 
   test('migrate applies the migrations once, then says the database is up to date', async () => {
     const dataDir = tempDir();
-    const first = await run(['migrate'], { HEARTH_DATA_DIR: dataDir });
+    const store = await storeEnv(dataDir);
+    const first = await run(['migrate'], { HEARTH_DATA_DIR: dataDir, ...store });
     assert.equal(first.code, 0, first.stderr);
     assert.match(first.stdout, /^applied: \S+/m);
-    assert.ok(existsSync(join(dataDir, 'hearth.sqlite')));
-    const second = await run(['migrate'], { HEARTH_DATA_DIR: dataDir });
+    assert.equal(existsSync(join(dataDir, 'hearth.sqlite')), TEST_STORE === 'sqlite', 'the SQLite file only when no database URL is set');
+    const second = await run(['migrate'], { HEARTH_DATA_DIR: dataDir, ...store });
     assert.equal(second.code, 0, second.stderr);
     assert.match(second.stdout, /database is up to date/);
     assert.doesNotMatch(second.stdout, /applied:/);

@@ -150,3 +150,32 @@ test('MQTT over WebSocket at /mqtt', async () => {
   await eventually(async () => (await p.api('GET', `/api/v1/devices/${d.id}`)).body.shadow.reported.power === 12.5);
   await ws.endAsync();
 });
+
+test('device times are kept in whole milliseconds, a time no date can hold is refused, and neither stops the writes', async () => {
+  const d = await p.provision('plug');
+  const c = await p.connect(d.id, d.secret);
+  const box = inbox(c);
+  await c.subscribeAsync(`devices/${d.id}/errors`, { qos: 1 });
+  await c.publishAsync(`devices/${d.id}/properties`, JSON.stringify({ power: 1, ts: 1e300 }), { qos: 1 });
+  const err = await box.next((m) => m.topic === `devices/${d.id}/errors`);
+  assert.equal(err.payload.code, 'E_BAD_MESSAGE');
+  assert.match(err.payload.message, /"ts"/);
+  // what a device computing `time.time() * 1000` sends
+  const t = Date.now() - 10_000;
+  await c.publishAsync(`devices/${d.id}/properties`, JSON.stringify({ power: 12.5, ts: t + 0.6 }), { qos: 1 });
+  await c.publishAsync(`devices/${d.id}/events`, JSON.stringify({ event: 'overload', params: { power: 4100 }, ts: t + 1000.4 }), { qos: 1 });
+  // not a time: the event keeps the time it arrived
+  await c.publishAsync(`devices/${d.id}/events`, JSON.stringify({ event: 'overload', params: { power: 4200 }, ts: -5.5 }), { qos: 1 });
+  const events = await eventually(async () => {
+    const r = await p.api('GET', `/api/v1/devices/${d.id}/events`);
+    return r.body.items?.length === 2 ? r.body.items : undefined;
+  }, 3000, 'both events');
+  assert.deepEqual(events.map((e: { params: { power: number } }) => e.params.power), [4200, 4100]);
+  assert.ok(Date.parse(events[0].ts) > t + 5000, events[0].ts);
+  assert.equal(events[1].ts, new Date(t + 1000).toISOString());
+  const hist = await p.api('GET', `/api/v1/devices/${d.id}/history?property=power`);
+  assert.deepEqual(hist.body.points, [{ ts: new Date(t + 1).toISOString(), value: 12.5 }]);
+  const dev = await p.device(d.id);
+  assert.equal(dev.shadow.reported.power, 12.5);
+  assert.equal(dev.shadow.updatedAt, new Date(t + 1).toISOString());
+});

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { ConfigError, ConfigSchema, envName, loadConfig } from '../core/config/config-schema.ts';
-import { migrate, openSqlite } from '../core/store/db.ts';
+import { migrate, openStore } from '../core/store/db.ts';
 import { DEMO_CHILDREN, startSimulator } from '../simulator/simulator.ts';
 
 const USAGE = `Usage: hearth <command> [options]
@@ -32,7 +32,7 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv = process.en
       }
       case 'migrate': {
         const config = loadConfig(env);
-        const { db } = openSqlite({ dataDir: config.dataDir });
+        const { db } = openStore(config);
         const applied = await migrate(db);
         await db.destroy();
         process.stdout.write(applied.length ? `applied: ${applied.join(', ')}\n` : 'database is up to date\n');

@@ -30,6 +30,8 @@ export interface DeviceEvent {
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+/** The last millisecond a Date can hold. Device times are rounded to whole milliseconds: they go to bigint columns. */
+const MAX_EPOCH_MS = 8.64e15;
 
 /** What the ingest reports (the metrics module implements it). */
 export interface IngestObserver {
@@ -182,10 +184,10 @@ export class IngestService implements ShardListener {
       case 'properties': {
         if (!isObject(msg.payload)) return { code: 'E_BAD_MESSAGE', message: 'a property report must be a JSON object' };
         const { ts, ...values } = msg.payload;
-        if (ts !== undefined && (typeof ts !== 'number' || !Number.isFinite(ts) || ts <= 0)) return { code: 'E_BAD_MESSAGE', message: '"ts" must be a positive epoch time in milliseconds' };
+        if (ts !== undefined && (typeof ts !== 'number' || !(ts > 0 && ts <= MAX_EPOCH_MS))) return { code: 'E_BAD_MESSAGE', message: '"ts" must be a positive epoch time in milliseconds' };
         const check = model.checkReport(values);
         if (!check.ok) return { code: 'E_MODEL_MISMATCH', message: check.problems.join('; ') };
-        const at = (ts as number | undefined) ?? msg.receivedAt;
+        const at = ts !== undefined ? Math.round(ts as number) : msg.receivedAt;
         const outcome = await this.deps.shadow.report(msg.deviceId, values, at);
         for (const key in values) if (model.properties.get(key)!.history) this.deps.history.record(msg.deviceId, key, values[key], at, msg.id);
         const ev: ReportedEvent = { deviceId: msg.deviceId, values, changed: outcome.changed, version: outcome.version, at };
@@ -198,7 +200,7 @@ export class IngestService implements ShardListener {
         if (!isObject(params)) return { code: 'E_BAD_MESSAGE', message: '"params" must be an object' };
         const check = model.checkEvent(msg.payload.event, params);
         if (!check.ok) return { code: 'E_MODEL_MISMATCH', message: check.problems.join('; ') };
-        const at = typeof msg.payload.ts === 'number' ? msg.payload.ts : msg.receivedAt;
+        const at = typeof msg.payload.ts === 'number' && msg.payload.ts > 0 && msg.payload.ts <= MAX_EPOCH_MS ? Math.round(msg.payload.ts) : msg.receivedAt;
         const id = this.deps.history.recordEvent(msg.deviceId, msg.payload.event, params, at, `e_${msg.id}`);
         const ev: DeviceEvent = { id, deviceId: msg.deviceId, event: msg.payload.event, params, at };
         this.deps.bus.publish(subjects.event(msg.deviceId), ev);

@@ -172,8 +172,10 @@ export class ShadowService implements ShardListener {
     applyDesired(s, values, Date.now());
     if ((await this.isListening(deviceId)) && (await this.deps.presence.get(deviceId)).online) this.sendDelta(deviceId, s);
     this.dirty.add(deviceId);
+    // the view of this change: the device may answer while the write is in flight
+    const view = toView(s);
     await this.flush();
-    return toView(s);
+    return view;
   }
 
   private async localClearDesired(deviceId: string): Promise<void> {

@@ -5,6 +5,7 @@ import mqtt, { type MqttClient, type IClientOptions } from 'mqtt';
 import { Hearth } from '../../src/app.ts';
 import { loadConfig } from '../../src/core/config/config-schema.ts';
 import { createLogger } from '../../src/core/logger.ts';
+import { startPostgres, type PostgresServer } from './postgres.ts';
 
 export const ADMIN = { email: 'operator@test.local', password: 'operator-password-1' };
 
@@ -34,13 +35,51 @@ export interface Platform {
 }
 
 /**
+ * The store the end-to-end suites run on. `HEARTH_TEST_STORE=postgres` puts every platform on a
+ * fresh database of a PostgreSQL server that this test process starts on first use.
+ */
+export const TEST_STORE: 'sqlite' | 'postgres' = (() => {
+  const v = process.env.HEARTH_TEST_STORE ?? 'sqlite';
+  if (v !== 'sqlite' && v !== 'postgres') throw new Error(`HEARTH_TEST_STORE must be "sqlite" or "postgres", got "${v}"`);
+  return v;
+})();
+
+let postgres: Promise<PostgresServer> | undefined;
+/** Keyed by data directory: a platform restarted on the same data directory gets its database back. */
+const databases = new Map<string, string>();
+
+/**
+ * The HEARTH_* variables that put a platform with this data directory on the test store: none
+ * for SQLite (the file is in the data directory), HEARTH_DATABASE_URL of its own database for
+ * PostgreSQL. For tests that start `hearth` as a child process, too.
+ */
+export async function storeEnv(dataDir: string): Promise<Record<string, string>> {
+  if (TEST_STORE === 'sqlite') return {};
+  let url = databases.get(dataDir);
+  if (!url) {
+    postgres ??= startPostgres();
+    url = await (await postgres).createDatabase();
+    databases.set(dataDir, url);
+  }
+  return { HEARTH_DATABASE_URL: url };
+}
+
+/** Drops the database of a data directory (PostgreSQL), as removing the directory drops the SQLite file. */
+async function dropStore(dataDir: string): Promise<void> {
+  const url = databases.get(dataDir);
+  if (!url || !postgres) return;
+  databases.delete(dataDir);
+  await (await postgres).dropDatabase(url);
+}
+
+/**
  * Starts a real platform on free loopback ports with its own data directory, logged in as the
  * operator. Tests talk to it only through HTTP and MQTT.
  */
 export async function startPlatform(opts: { dataDir?: string; env?: Record<string, string> } = {}): Promise<Platform> {
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'hearth-test-'));
   // Suites make requests much faster than a person; a test of the rate limit sets its own.
-  const env = { HEARTH_RATE_LIMIT_PER_MINUTE: '1000000', HEARTH_RATE_LIMIT_BURST: '100000', ...opts.env };
+  const env = { HEARTH_RATE_LIMIT_PER_MINUTE: '1000000', HEARTH_RATE_LIMIT_BURST: '100000', ...(await storeEnv(dataDir)), ...opts.env };
   const config = loadConfig(env, {
     httpPort: 0, mqttPort: 0, httpHost: '127.0.0.1', mqttHost: '127.0.0.1', dataDir, demo: false,
     adminEmail: ADMIN.email, adminPassword: ADMIN.password,
@@ -107,7 +146,10 @@ export async function startPlatform(opts: { dataDir?: string; env?: Record<strin
     async stop(cleanup = true) {
       await Promise.all(clients.map((c) => c.endAsync(true).catch(() => undefined)));
       await hearth.stop();
-      if (cleanup) rmSync(dataDir, { recursive: true, force: true });
+      if (cleanup) {
+        rmSync(dataDir, { recursive: true, force: true });
+        await dropStore(dataDir);
+      }
     },
   };
   const login = await api<{ token: string }>('POST', '/api/v1/auth/login', ADMIN, null);

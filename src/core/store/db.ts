@@ -1,5 +1,6 @@
-import { Kysely, Migrator, SqliteDialect, type MigrationProvider, type SqliteDatabase, type SqliteStatement } from 'kysely';
+import { Kysely, Migrator, PostgresDialect, SqliteDialect, type KyselyConfig, type MigrationProvider, type SqliteDatabase, type SqliteStatement } from 'kysely';
 import SQLite from 'better-sqlite3';
+import pg from 'pg';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Database } from './schema.ts';
@@ -7,10 +8,40 @@ import { migrations } from './migrations/index.ts';
 
 export type Db = Kysely<Database>;
 
+/** The engines behind `Db`: SQLite embedded, PostgreSQL for cluster mode. */
+export type StoreEngine = 'sqlite' | 'postgres';
+
+/** An open store: capabilities get `db`; the composition root closes it. */
+export interface Store {
+  db: Db;
+  engine: StoreEngine;
+  /** Closes the SQLite file or ends the PostgreSQL pool (the same as `db.destroy()`). */
+  close(): Promise<void>;
+}
+
+/** Called after every query with its duration (also after failed ones), for latency metrics. */
+export type QueryHook = (durationMs: number, sql: string) => void;
+
+export interface StoreOptions {
+  dataDir: string;
+  /** `postgres://…`: PostgreSQL instead of the SQLite file in dataDir. */
+  databaseUrl?: string;
+  /** Left unset, queries are not timed at all. */
+  onQuery?: QueryHook;
+}
+
+/** Opens PostgreSQL when a database URL is configured, otherwise SQLite in the data directory. */
+export function openStore(opts: StoreOptions): Store {
+  if (opts.databaseUrl) return openPostgres({ url: opts.databaseUrl, onQuery: opts.onQuery });
+  const { db } = openSqlite({ dataDir: opts.dataDir, onQuery: opts.onQuery });
+  return { db, engine: 'sqlite', close: () => db.destroy() };
+}
+
 export interface SqliteStoreOptions {
   dataDir: string;
   /** File name inside dataDir; `:memory:` for throwaway stores. */
   file?: string;
+  onQuery?: QueryHook;
 }
 
 /**
@@ -28,8 +59,57 @@ export function openSqlite(opts: SqliteStoreOptions): { db: Db; raw: SQLite.Data
   raw.pragma('synchronous = NORMAL');
   raw.pragma('foreign_keys = ON');
   raw.pragma('busy_timeout = 5000');
-  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: cachingStatements(raw) }) });
+  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: cachingStatements(raw) }), ...logging(opts.onQuery) });
   return { db, raw };
+}
+
+export interface PostgresStoreOptions {
+  url: string;
+  /** Connections per node; every node of a cluster opens its own pool. */
+  poolSize?: number;
+  /** The server cancels a statement running longer than this, so a stuck query cannot hold a connection forever. */
+  statementTimeoutMs?: number;
+  onQuery?: QueryHook;
+}
+
+const PG_INT8 = 20;
+const PG_NUMERIC = 1700;
+
+/**
+ * bigint columns hold epoch milliseconds and counters, and `count(*)`/`avg()` return int8 or
+ * numeric: node-postgres hands those out as strings, so they are parsed as JS numbers here
+ * (exact below 2^53, far beyond any timestamp or counter of ours). float8 is a number already.
+ * Per pool, not through the global `pg.types`, so that other users of `pg` in the process are left alone.
+ */
+const pgTypes = {
+  getTypeParser(oid: number, format?: 'text' | 'binary') {
+    if (oid === PG_INT8 || oid === PG_NUMERIC) return (v: string) => Number(v);
+    return pg.types.getTypeParser(oid, format);
+  },
+} as pg.CustomTypesConfig;
+
+/** Opens a pool on PostgreSQL. Nothing connects until the first query. */
+export function openPostgres(opts: PostgresStoreOptions): Store {
+  const pool = new pg.Pool({
+    connectionString: opts.url,
+    max: opts.poolSize ?? 10,
+    statement_timeout: opts.statementTimeoutMs ?? 30_000,
+    // a request waiting for a free connection fails instead of queueing forever
+    connectionTimeoutMillis: 10_000,
+    idleTimeoutMillis: 30_000,
+    types: pgTypes,
+  });
+  // An idle connection that breaks (server restart, network) is dropped by the pool; without a
+  // listener its 'error' would crash the process. Queries that need a new one fail on their own.
+  pool.on('error', () => undefined);
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }), ...logging(opts.onQuery) });
+  return { db, engine: 'postgres', close: () => db.destroy() };
+}
+
+/** Kysely's `log` only when there is a hook: without it Kysely does not even time the queries. */
+function logging(onQuery: QueryHook | undefined): Pick<KyselyConfig, 'log'> {
+  if (!onQuery) return {};
+  return { log: (e) => onQuery(e.queryDurationMillis, e.query.sql) };
 }
 
 /**
