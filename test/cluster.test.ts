@@ -121,7 +121,7 @@ describe('cluster mode', { timeout: 240_000 }, () => {
       assert.equal(r.status, 200, JSON.stringify(r.body));
       assert.equal(r.body.ok, true);
 
-      const d = await apiB.call('PUT', `/api/v1/devices/${dev.id}/shadow/desired`, { desired: { brightness: 42 } });
+      const d = await apiB.call('PATCH', `/api/v1/devices/${dev.id}/shadow`, { desired: { brightness: 42 } });
       assert.equal(d.status, 200, JSON.stringify(d.body));
       const m = await box.next((x) => x.topic.endsWith('/desired'), 5000);
       assert.deepEqual(m.payload.state, { brightness: 42 });
@@ -208,7 +208,7 @@ describe('cluster mode', { timeout: 240_000 }, () => {
         const dev = devs[k++ % devs.length];
         const calls: Array<[string, string, unknown?]> = [
           ['GET', `/api/v1/devices/${dev.id}`],
-          ['PUT', `/api/v1/devices/${dev.id}/shadow/desired`, { desired: { colorTemp: 2700 + (k % 30) * 100 } }],
+          ['PATCH', `/api/v1/devices/${dev.id}/shadow`, { desired: { colorTemp: 2700 + (k % 30) * 100 } }],
           ['GET', '/api/v1/devices?limit=10'],
         ];
         await Promise.all(calls.map(async ([m, p, body]) => {

@@ -128,7 +128,7 @@ for (const { engine, fresh } of engines) {
         }
         await history.flush();
         assert.equal(Number((await db.selectFrom('history').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n), 20_000);
-        assert.ok(queries.some((q) => /^insert into "history"/.test(q.sql) && q.parameters.length === 400 * 5), 'multi-row inserts of 400 rows');
+        assert.ok(queries.some((q) => /^insert into "history"/.test(q.sql) && q.parameters.length === 400 * 6), 'multi-row inserts of 400 rows');
         if (engine === 'postgres') await db.executeQuery(CompiledQuery.raw('ANALYZE'));
 
         queries.length = 0;
