@@ -177,9 +177,9 @@ export class Metrics {
 
   private connected: () => number = () => 0;
   private streamClients: () => number = () => 0;
+  private ready: () => boolean = () => false;
   private readonly breakers: Gauge<'target'>;
   private readonly shards: Gauge;
-  private readonly ready: Gauge;
   private readonly info: Gauge<'version' | 'node' | 'roles'>;
 
   constructor() {
@@ -190,7 +190,7 @@ export class Metrics {
     new Gauge({ name: this.name('hearth_stream_clients', 'gauge'), help: 'Live-event stream clients (WebSocket and SSE) on this node', registers, collect() { this.set(metrics.streamClients()); } });
     this.breakers = new Gauge({ name: this.name('hearth_circuit_breaker_state', 'gauge'), help: 'Circuit breaker of each outside service: 0 closed, 1 half-open, 2 open', labelNames: ['target'], registers });
     this.shards = new Gauge({ name: this.name('hearth_shards_owned', 'gauge'), help: 'Device shards this node works on', registers });
-    this.ready = new Gauge({ name: this.name('hearth_node_ready', 'gauge'), help: '1 while the node takes traffic (its readiness probe), else 0', registers });
+    new Gauge({ name: this.name('hearth_node_ready', 'gauge'), help: '1 while the node takes traffic (its readiness probe), else 0', registers, collect() { this.set(metrics.ready() ? 1 : 0); } });
     this.info = new Gauge({ name: this.name('hearth_node_info', 'gauge'), help: 'Always 1; the labels say what runs here', labelNames: ['version', 'node', 'roles'], registers });
   }
 
@@ -268,8 +268,9 @@ export class Metrics {
     this.shards.set(n);
   }
 
-  setReady(ready: boolean): void {
-    this.ready.set(ready ? 1 : 0);
+  /** Where `hearth_node_ready` is read from at each scrape: the readiness probe's own answer. */
+  setReadySource(ready: () => boolean): void {
+    this.ready = ready;
   }
 
   setNodeInfo(info: { version: string; node: string; roles: string }): void {

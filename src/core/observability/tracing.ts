@@ -18,9 +18,15 @@ export interface TracingOptions {
 }
 
 export interface Tracing {
-  /** Exports the spans still buffered and turns tracing off. */
+  /**
+   * Exports the spans still buffered (for at most EXPORT_TIMEOUT_MS: an unreachable collector must
+   * not hold up a shutdown) and turns tracing off. Never throws.
+   */
   shutdown(): Promise<void>;
 }
+
+/** How long one export may take, retries included; the batch is dropped after that. */
+export const EXPORT_TIMEOUT_MS = 5000;
 
 let enabled = false;
 /** The provider's own tracer, not the API's proxy: that one would keep a shut-down provider. */
@@ -44,8 +50,8 @@ export async function initTracing(opts: TracingOptions): Promise<Tracing> {
     import('@opentelemetry/core'),
     import('@opentelemetry/semantic-conventions'),
   ]);
-  if (opts.log) {
-    const log = opts.log.child({ component: 'tracing' });
+  const log = opts.log?.child({ component: 'tracing' });
+  if (log) {
     diag.setLogger({
       error: (msg, ...args) => log.warn({ details: args }, msg),
       warn: (msg, ...args) => log.warn({ details: args }, msg),
@@ -58,7 +64,7 @@ export async function initTracing(opts: TracingOptions): Promise<Tracing> {
       [semconv.ATTR_SERVICE_VERSION]: opts.version,
       'service.instance.id': opts.nodeName,
     }),
-    spanProcessors: [new BatchSpanProcessor(new OTLPTraceExporter({ url: `${opts.otlpEndpoint.replace(/\/+$/, '')}/v1/traces` }))],
+    spanProcessors: [new BatchSpanProcessor(new OTLPTraceExporter({ url: `${opts.otlpEndpoint.replace(/\/+$/, '')}/v1/traces`, timeoutMillis: EXPORT_TIMEOUT_MS }))],
   });
   provider.register({ propagator: new W3CTraceContextPropagator() });
   tracer = provider.getTracer('hearth', opts.version);
@@ -67,7 +73,14 @@ export async function initTracing(opts: TracingOptions): Promise<Tracing> {
     async shutdown() {
       if (!enabled) return;
       enabled = false;
-      await provider.shutdown();
+      let timer: NodeJS.Timeout | undefined;
+      const limit = new Promise<void>((resolve) => (timer = setTimeout(resolve, EXPORT_TIMEOUT_MS + 500)));
+      try {
+        await Promise.race([provider.shutdown(), limit]);
+      } catch (err) {
+        log?.warn({ err }, 'the last spans could not be exported');
+      }
+      clearTimeout(timer);
       trace.disable();
       context.disable();
       propagation.disable();
@@ -147,7 +160,7 @@ export function withSpan<T>(name: string, attrs: Attributes | undefined, fn: (sp
  * `tracestate` entries, for HTTP headers or a plain object inside a bus envelope. Returns the
  * carrier; leaves it untouched while tracing is off or there is no trace.
  */
-export function injectTrace<C extends Record<string, string>>(carrier: C, span?: Span): C {
+export function injectTrace(carrier: Record<string, string>, span?: Span): Record<string, string> {
   if (!enabled) return carrier;
   propagation.inject(span ? trace.setSpan(context.active(), span) : context.active(), carrier);
   return carrier;
