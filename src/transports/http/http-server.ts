@@ -147,14 +147,14 @@ export async function buildHttpServer(deps: HttpServerDeps): Promise<HttpApp> {
     const ms = reply.elapsedTime;
     deps.metrics?.observeHttp(req.method, route, status, ms);
     const fields = { method: req.method, route, path: req.url.split('?')[0], status, ms: Math.round(ms * 10) / 10 };
+    const write = () => (QUIET_ROUTES.has(route) ? req.log.debug(fields, 'request') : req.log.info(fields, 'request'));
     const span = req.span;
     if (span) {
       span.setAttribute('http.response.status_code', status);
       if (status >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
-      runWithSpan(span, () => (QUIET_ROUTES.has(route) ? req.log.debug(fields, 'request') : req.log.info(fields, 'request')));
+      runWithSpan(span, write); // the line carries the trace id
       span.end();
-    } else if (QUIET_ROUTES.has(route)) req.log.debug(fields, 'request');
-    else req.log.info(fields, 'request');
+    } else write();
     done();
   });
 
