@@ -1,13 +1,20 @@
-import { Hearth } from './app.ts';
+import { hostname } from 'node:os';
+import { Hearth, VERSION } from './app.ts';
 import type { Config } from './core/config/config-schema.ts';
+import { createLogger } from './core/logger.ts';
+import { initTracing } from './core/observability/tracing.ts';
 import { setupDemo, type DemoHandle } from './demo/demo.ts';
 
 /**
- * Runs the platform until SIGINT/SIGTERM: builds the app, starts it, loads the demo on first
- * start, prints where everything is, and shuts down gracefully on a signal.
+ * Runs the platform until SIGINT/SIGTERM: turns tracing on when a collector is configured (it is
+ * process-wide, so here rather than in the app), builds the app, starts it, loads the demo on
+ * first start, prints where everything is, and shuts down gracefully on a signal, sending the
+ * last spans before the process ends.
  */
 export async function runServer(config: Config, out: (line: string) => void = (l) => process.stdout.write(l + '\n')): Promise<void> {
-  const hearth = await Hearth.create(config);
+  const log = createLogger(config.logLevel);
+  const tracing = await initTracing({ serviceName: 'hearth', version: VERSION, nodeName: config.nodeName ?? hostname(), otlpEndpoint: config.otlpEndpoint, log });
+  const hearth = await Hearth.create(config, { log });
   let demo: DemoHandle | undefined;
   let started: Promise<unknown> = Promise.resolve();
 
@@ -26,6 +33,7 @@ export async function runServer(config: Config, out: (line: string) => void = (l
       await started.catch(() => undefined);
       await demo?.stop();
       await hearth.stop();
+      await tracing.shutdown();
       hearth.log.info('stopped');
     })();
   };

@@ -8,6 +8,8 @@ import { createWebSocketStream } from 'ws';
 import type { Duplex } from 'node:stream';
 import { HearthError, ERRORS, isHearthError, type ErrorCode } from '../../core/errors.ts';
 import type { Logger } from '../../core/logger.ts';
+import type { Metrics } from '../../core/observability/metrics.ts';
+import { runWithSpan, startSpan, tracingEnabled, SpanKind, SpanStatusCode, type Span } from '../../core/observability/tracing.ts';
 import type { Principal } from '../../auth/auth-service.ts';
 import { ProblemSchema } from './http-schemas.ts';
 
@@ -17,6 +19,8 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** Set by the auth hook on every authenticated /api/v1 route. */
     principal?: Principal;
+    /** The request's server span while tracing is on. */
+    span?: Span;
   }
   interface FastifyContextConfig {
     /** Routes that need no bearer token. */
@@ -38,6 +42,19 @@ export interface HttpServerDeps {
   isReady: () => boolean;
   /** MQTT over WebSocket connections are handed here. */
   mqttStream?: (stream: Duplex, req: IncomingMessage) => void;
+  /** Request durations go here, and `GET /metrics` serves it. */
+  metrics?: Metrics;
+}
+
+/** Probes and scrapes come every few seconds: their request log lines are debug. */
+const QUIET_ROUTES = new Set(['/healthz', '/readyz', '/metrics']);
+
+/**
+ * WebSocket upgrades and Server-Sent Events are connections that last minutes, not requests: they
+ * get no request span, no request duration and no request log line.
+ */
+function isStream(req: FastifyRequest): boolean {
+  return req.headers.upgrade !== undefined || (req.headers.accept?.includes('text/event-stream') ?? false);
 }
 
 /** The signed-in principal of a route that went through the auth hook. */
@@ -59,7 +76,8 @@ function problem(code: ErrorCode, detail: string, instance: string, extras?: Rec
 
 /**
  * Builds the Fastify root: error handling as problem+json, bearer-token auth for /api/v1,
- * the OpenAPI document and UI at /docs, probes, and MQTT over WebSocket at /mqtt.
+ * the OpenAPI document and UI at /docs, probes, Prometheus metrics at /metrics, a span, a
+ * duration and a log line per request, and MQTT over WebSocket at /mqtt.
  * Capabilities register their routes on the returned app; `listen()` is the caller's.
  */
 export async function buildHttpServer(deps: HttpServerDeps): Promise<HttpApp> {
@@ -103,6 +121,41 @@ export async function buildHttpServer(deps: HttpServerDeps): Promise<HttpApp> {
 
   app.setNotFoundHandler((req, reply) => {
     reply.status(404).type('application/problem+json').send(problem('E_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`, req.url));
+  });
+
+  // Observability first, so that the span covers the other hooks. Each request continues the
+  // caller's trace (W3C traceparent); the span is made active again before the handler, because
+  // body parsing runs outside it.
+  app.decorateRequest('span', undefined);
+  app.addHook('onRequest', (req, _reply, done) => {
+    if (!tracingEnabled() || isStream(req)) return done();
+    const route = req.routeOptions.url ?? 'unmatched';
+    const span = startSpan(`${req.method} ${route}`, {
+      'http.request.method': req.method, 'http.route': route, 'url.path': req.url.split('?')[0],
+    }, req.headers as Record<string, string>, SpanKind.SERVER);
+    req.span = span;
+    runWithSpan(span, done);
+  });
+  app.addHook('preHandler', (req, _reply, done) => {
+    if (req.span) runWithSpan(req.span, done);
+    else done();
+  });
+  app.addHook('onResponse', (req, reply, done) => {
+    if (isStream(req)) return done();
+    const route = req.routeOptions.url ?? 'unmatched';
+    const status = reply.statusCode;
+    const ms = reply.elapsedTime;
+    deps.metrics?.observeHttp(req.method, route, status, ms);
+    const fields = { method: req.method, route, path: req.url.split('?')[0], status, ms: Math.round(ms * 10) / 10 };
+    const write = () => (QUIET_ROUTES.has(route) ? req.log.debug(fields, 'request') : req.log.info(fields, 'request'));
+    const span = req.span;
+    if (span) {
+      span.setAttribute('http.response.status_code', status);
+      if (status >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
+      runWithSpan(span, write); // the line carries the trace id
+      span.end();
+    } else write();
+    done();
   });
 
   app.addHook('onRequest', async (req) => {
@@ -155,6 +208,12 @@ export async function buildHttpServer(deps: HttpServerDeps): Promise<HttpApp> {
     if (deps.isReady()) return { status: 'ready' };
     return reply.status(503).send({ status: 'not-ready' });
   });
+
+  if (deps.metrics) {
+    const metrics = deps.metrics;
+    // Unauthenticated like the probes, and outside /api so the rate limit does not apply.
+    app.get('/metrics', { schema: { hide: true }, config: { public: true } }, async (_req, reply) => reply.type(metrics.contentType).send(await metrics.text()));
+  }
 
   if (deps.mqttStream) {
     const mqttStream = deps.mqttStream;

@@ -1,0 +1,145 @@
+import {
+  BrokenCircuitError, CircuitState, ConsecutiveBreaker, ExponentialBackoff, TaskCancelledError, TimeoutStrategy,
+  circuitBreaker, handleWhen, retry, timeout, wrap,
+} from 'cockatiel';
+import type { BreakerState, Metrics } from './observability/metrics.ts';
+import { SpanKind, withSpan } from './observability/tracing.ts';
+
+export interface OutboundOptions {
+  /** The service called (`hearth_*{target}` label, error messages): one name per partner or channel. */
+  name: string;
+  metrics?: Metrics;
+  /** Each attempt is aborted after this long. */
+  timeoutMs: number;
+  /** Attempts after the first one; failures that another attempt cannot fix are not retried. */
+  retries: number;
+  /** Delays between attempts: exponential with jitter from `initialMs` up to `maxMs` (default 200 ms … 10 s). */
+  backoff?: { initialMs?: number; maxMs?: number };
+  breaker: {
+    /** The circuit opens after this many failed attempts in a row… */
+    consecutiveFailures: number;
+    /** …and lets one trial call through after this long; its success closes it again. */
+    halfOpenAfterMs: number;
+  };
+}
+
+/** Calls to one outside service, with a timeout per attempt, retries and a circuit breaker. */
+export interface Outbound {
+  readonly name: string;
+  /**
+   * Runs `fn` until it succeeds, a failure is permanent, the retries are used up or the circuit
+   * is open. `fn` must give up when `signal` aborts (pass it to fetch). Throws the last failure,
+   * or an OutboundError for a timeout or an open circuit.
+   */
+  execute<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T>;
+  state(): BreakerState;
+}
+
+/**
+ * Why a call to an outside service failed. Throw one with `retryable: false` from an `execute`
+ * function for an answer that another attempt will not change (a 4xx): it is neither retried nor
+ * held against the service by the breaker.
+ */
+export class OutboundError extends Error {
+  override readonly name = 'OutboundError';
+  constructor(
+    readonly target: string,
+    /** timeout: no answer in time; open: refused by the breaker without trying; status: an HTTP error answer. */
+    readonly reason: 'timeout' | 'open' | 'status',
+    message: string,
+    readonly retryable: boolean,
+    /** The HTTP status, for reason `status`. */
+    readonly status?: number,
+  ) {
+    super(message);
+  }
+}
+
+const isPermanent = (err: Error) => err instanceof OutboundError && !err.retryable;
+
+function breakerState(s: CircuitState): BreakerState {
+  if (s === CircuitState.Closed) return 'closed';
+  if (s === CircuitState.HalfOpen) return 'half-open';
+  return 'open';
+}
+
+/**
+ * Resilience for calls to webhooks, partner APIs and notification channels, so that a slow or
+ * failing service costs Hearth bounded time and is left alone while it is down. Feeds
+ * `hearth_outbound_requests_total{target,outcome}` (one per attempt) and
+ * `hearth_circuit_breaker_state{target}`.
+ */
+export function createOutbound(opts: OutboundOptions): Outbound {
+  const { name, metrics } = opts;
+  const perAttempt = timeout(opts.timeoutMs, { strategy: TimeoutStrategy.Aggressive, abortOnReturn: false });
+  const breaker = circuitBreaker(handleWhen((err) => !isPermanent(err)), {
+    halfOpenAfter: opts.breaker.halfOpenAfterMs,
+    breaker: new ConsecutiveBreaker(opts.breaker.consecutiveFailures),
+  });
+  const retries = retry(handleWhen((err) => !isPermanent(err) && !(err instanceof BrokenCircuitError)), {
+    maxAttempts: opts.retries,
+    backoff: new ExponentialBackoff({ initialDelay: opts.backoff?.initialMs ?? 200, maxDelay: opts.backoff?.maxMs ?? 10_000 }),
+  });
+  // Retries outermost: every attempt passes the breaker and has its own timeout.
+  const policy = wrap(retries, breaker, perAttempt);
+  perAttempt.onTimeout(() => metrics?.outboundRequest(name, 'timeout'));
+  metrics?.breakerState(name, 'closed');
+  breaker.onStateChange((s) => metrics?.breakerState(name, breakerState(s)));
+
+  return {
+    name,
+    execute<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+      return withSpan(`outbound ${name}`, { 'hearth.outbound.target': name }, async () => {
+        try {
+          return await policy.execute(async ({ signal }) => {
+            try {
+              const r = await fn(signal);
+              if (!signal.aborted) metrics?.outboundRequest(name, 'ok');
+              return r;
+            } catch (err) {
+              // An aborted attempt was counted as a timeout already.
+              if (!signal.aborted) metrics?.outboundRequest(name, 'error');
+              throw err;
+            }
+          });
+        } catch (err) {
+          if (err instanceof BrokenCircuitError) {
+            metrics?.outboundRequest(name, 'rejected');
+            throw new OutboundError(name, 'open', `${name} is failing; calls are paused for up to ${opts.breaker.halfOpenAfterMs} ms`, true);
+          }
+          if (err instanceof TaskCancelledError) throw new OutboundError(name, 'timeout', `${name} did not answer within ${opts.timeoutMs} ms`, true);
+          throw err;
+        }
+      }, undefined, SpanKind.CLIENT);
+    },
+    state: () => breakerState(breaker.state),
+  };
+}
+
+/** A delivered answer is never a reason to send again, even when its JSON is broken. */
+function parseOr(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+/**
+ * POSTs `body` as JSON through `outbound` and returns the answer (parsed when it is JSON). 5xx
+ * and 429 answers are failures worth retrying; other 4xx are permanent (OutboundError with
+ * `retryable: false`). The whole answer is read within the attempt, so the timeout covers it.
+ */
+export function postJson(outbound: Outbound, url: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: unknown }> {
+  const payload = JSON.stringify(body);
+  return outbound.execute(async (signal) => {
+    const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: payload, signal });
+    const text = await res.text();
+    if (!res.ok) {
+      const retryable = res.status >= 500 || res.status === 429;
+      // Not the URL: webhook URLs often carry their secret.
+      throw new OutboundError(outbound.name, 'status', `${outbound.name} answered ${res.status}${text ? `: ${text.slice(0, 200)}` : ''}`, retryable, res.status);
+    }
+    return { status: res.status, body: res.headers.get('content-type')?.includes('json') ? parseOr(text) : text };
+  });
+}
