@@ -4,6 +4,7 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, existsSync } 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { builtinModules } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import { ConfigSchema, envName, loadConfig } from '../src/core/config/config-schema.ts';
 import { renderChart, renderString, type Manifest } from './helpers/helm-render.ts';
@@ -13,7 +14,7 @@ import { renderChart, renderString, type Manifest } from './helpers/helm-render.
 // object checked for what the cluster would reject or do wrong, and the dashboard and alert rules
 // are checked against the metric names the metrics module exposes.
 
-const ROOT = new URL('..', import.meta.url).pathname;
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const CHART = join(ROOT, 'deploy/helm/hearth');
 const CONFIG_ENV = new Set(Object.keys(ConfigSchema.properties).map(envName));
 
@@ -242,7 +243,8 @@ function checkRender(m: Manifest[], values: any): void {
 
     const drain = Number(env.HEARTH_DRAIN_DELAY_MS ?? 0);
     const grace = Number(env.HEARTH_SHUTDOWN_GRACE_MS ?? 25000);
-    assert.ok(pod.spec.terminationGracePeriodSeconds >= (drain + grace) / 1000, `${name}: terminationGracePeriodSeconds ${pod.spec.terminationGracePeriodSeconds} < (${drain} + ${grace}) / 1000`);
+    // Counted from the preStop hook: drain there, then up to the grace after SIGTERM, and a margin.
+    assert.ok(pod.spec.terminationGracePeriodSeconds > (drain + grace) / 1000, `${name}: terminationGracePeriodSeconds ${pod.spec.terminationGracePeriodSeconds} leaves no margin over (${drain} + ${grace}) / 1000`);
     const preStop = c.lifecycle?.preStop?.exec?.command as string[] | undefined;
     assert.ok(preStop, `${name}: preStop hook`);
     assert.equal(preStop[0], 'node', `${name}: the slim image has no sleep; preStop runs node`);

@@ -31,6 +31,9 @@ type Node =
 
 /** Raised for template syntax errors, unknown functions, missing values and failed `required`/`fail`. */
 export class TemplateError extends Error {
+  /** Whether the message already says in which template it happened. */
+  located = false;
+
   constructor(message: string) {
     super(message);
     this.name = 'TemplateError';
@@ -289,27 +292,22 @@ const FUNCS: Record<string, Fn> = {
   fail: (a) => {
     throw new TemplateError(str(a[0]));
   },
-  empty: (a) => !truth(a[0]),
   quote: (a) => a.filter((x) => x !== null && x !== undefined).map((x) => JSON.stringify(str(x))).join(' '),
   toString: (a: unknown[]) => (arity('toString', a, 1), str(a[0])),
   toYaml: (a) => YAML.stringify(plain(a[0] ?? null), { sortMapEntries: true, lineWidth: 0 }).replace(/\n$/, ''),
   indent: (a) => (arity('indent', a, 2), indent(a[0], a[1])),
   nindent: (a) => (arity('nindent', a, 2), '\n' + indent(a[0], a[1])),
   printf: (a) => printf(str(a[0]), a.slice(1)),
-  print: (a) => a.map(str).join(''),
   int: (a) => (arity('int', a, 1), toInt(a[0])),
   add: int64('add', (x, y) => x + y),
-  sub: int64('sub', (x, y) => x - y),
   mul: int64('mul', (x, y) => x * y),
   div: int64('div', (x, y) => {
     if (y === 0n) throw new TemplateError('div: division by zero');
     return x / y;
   }),
-  max: int64('max', (x, y) => (x > y ? x : y)),
   sha256sum: (a) => createHash('sha256').update(str(a[0])).digest('hex'),
   b64enc: (a) => Buffer.from(str(a[0])).toString('base64'),
   lower: (a) => str(a[0]).toLowerCase(),
-  upper: (a) => str(a[0]).toUpperCase(),
   trunc: (a) => {
     const n = Number(toInt(a[0]));
     const s = str(a[1]);
@@ -383,7 +381,7 @@ function evalPipe(p: Pipe, dot: unknown, scope: Scope, env: Env, lenient = false
       if (i > 0) args.push(piped);
       piped = FUNCS[head.name](args, env);
     } else {
-      if (rest.length || i > 0) throw new TemplateError(`can't give arguments to a non-function in ${env.where}`);
+      if (rest.length || i > 0) throw new TemplateError(`can't give arguments to a non-function`);
       piped = evalTerm(head, dot, scope, env, soft);
     }
   });
@@ -398,13 +396,25 @@ function evalPipe(p: Pipe, dot: unknown, scope: Scope, env: Env, lenient = false
 }
 
 function exec(nodes: Node[], dot: unknown, scope: Scope, env: Env, out: string[]): void {
+  try {
+    execNodes(nodes, dot, scope, env, out);
+  } catch (err) {
+    if (err instanceof TemplateError && !err.located) {
+      err.message = `${env.where}: ${err.message}`;
+      err.located = true;
+    }
+    throw err;
+  }
+}
+
+function execNodes(nodes: Node[], dot: unknown, scope: Scope, env: Env, out: string[]): void {
   for (const n of nodes) {
     if (n.t === 'text') out.push(n.s);
     else if (n.t === 'out') {
       const v = evalPipe(n.p, dot, scope, env);
       if (n.p.decl.length) continue;
       if (v === null || v === undefined || typeof v === 'object') {
-        throw new TemplateError(`${env.where}: printing a ${kind(v)} (use default, quote or toYaml)`);
+        throw new TemplateError(`printing a ${kind(v)} (use default, quote or toYaml)`);
       }
       out.push(str(v));
     } else if (n.t === 'template') {
@@ -419,7 +429,7 @@ function exec(nodes: Node[], dot: unknown, scope: Scope, env: Env, out: string[]
           : v === null || v === undefined
             ? []
             : (() => {
-                throw new TemplateError(`${env.where}: range can't iterate over a ${kind(v)}`);
+                throw new TemplateError(`range can't iterate over a ${kind(v)}`);
               })();
       if (!entries.length && n.else) exec(n.else, dot, inner, env, out);
       for (const [k, x] of entries) {
@@ -445,7 +455,7 @@ function exec(nodes: Node[], dot: unknown, scope: Scope, env: Env, out: string[]
 
 function execNamed(name: string, data: unknown, env: Env): string {
   const body = env.templates.get(name);
-  if (!body) throw new TemplateError(`${env.where}: no template named "${name}"`);
+  if (!body) throw new TemplateError(`no template named "${name}"`);
   const out: string[] = [];
   exec(body, data, [new Map([['$', data]])], { ...env, where: `${env.where} → ${name}` }, out);
   return out.join('');
