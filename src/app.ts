@@ -33,6 +33,8 @@ import { homeRoutes } from './homes/home-routes.ts';
 import { StreamService } from './stream/stream-service.ts';
 import { ShardManager } from './core/cluster/shards.ts';
 import { broadcast, type Broadcast } from './core/cluster/broadcast.ts';
+import { Metrics } from './core/observability/metrics.ts';
+import { instrumentBus } from './core/observability/bus-metrics.ts';
 import { streamRoutes } from './stream/stream-routes.ts';
 import { MqttGateway } from './transports/mqtt/mqtt-gateway.ts';
 import { buildHttpServer, type HttpApp } from './transports/http/http-server.ts';
@@ -82,6 +84,8 @@ export class Hearth {
   readonly roles: Role[];
   /** Unique per process start in a cluster (presence and message ids name it); `embedded` otherwise. */
   readonly nodeId: string;
+  /** This node's Prometheus metrics (served at /metrics). */
+  readonly metrics: Metrics;
   http!: HttpApp;
   private ready = false;
   private readonly limiter: RateLimiter;
@@ -103,9 +107,12 @@ export class Hearth {
     this.roles = parseRoles(config.roles);
     this.nodeId = clustered ? `${config.nodeName ?? hostname().replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 48)}-${randomBytes(3).toString('hex')}` : 'embedded';
     this.log = (opts.log ?? createLogger(config.logLevel)).child({ node: this.nodeId });
-    const { db } = openStore({ dataDir: config.dataDir, databaseUrl: config.databaseUrl });
+    const metrics = (this.metrics = new Metrics());
+    metrics.setNodeInfo({ version: VERSION, node: config.nodeName ?? hostname(), roles: config.roles });
+    metrics.setReadySource(() => this.ready);
+    const { db } = openStore({ dataDir: config.dataDir, databaseUrl: config.databaseUrl, onQuery: (ms, sql) => metrics.observeQuery(ms, sql) });
     this.db = db;
-    const bus = (this.bus = opts.bus ?? new MemoryBus(this.log.child({ component: 'bus' })));
+    const bus = (this.bus = instrumentBus(opts.bus ?? new MemoryBus(this.log.child({ component: 'bus' })), metrics));
     const log = this.log;
     const settings = new SettingsStore(db);
     const mailer = (this.mailer = createMailer(config, log));
@@ -120,15 +127,16 @@ export class Hearth {
     this.limiter = new RateLimiter({ perMinute: config.rateLimitPerMinute, burst: config.rateLimitBurst });
     const products = new ProductService({ db });
     const devices = new DeviceService({ db, products });
-    const presence = new PresenceService({ db, bus, devices, log, nodeId: this.nodeId });
+    const presence = new PresenceService({ db, bus, devices, log, nodeId: this.nodeId, observer: metrics });
     const shards = (this.shards = new ShardManager({
       db, log: log.child({ component: 'shards' }), nodeId: this.nodeId, roles: this.roles, shards: config.shards, single: !clustered, leaseMs: config.nodeTimeoutMs,
       onNodeLost: async (id) => void (await presence.nodeLost(id)),
+      onOwnedChange: (n) => metrics.setShardsOwned(n),
     }));
     const shadow = new ShadowService({ db, bus, log, devices, products, presence, shards, flushMs: config.historyFlushMs });
     const history = new HistoryService({ db, log, flushMs: config.historyFlushMs });
-    const commands = new CommandService({ db, bus, log, devices, products, presence, defaultTimeoutMs: config.commandTimeoutMs });
-    const ingest = new IngestService({ bus, log, devices, products, presence, shadow, history, commands, flushMs: config.historyFlushMs, ackWaitMs: config.ackWaitMs });
+    const commands = new CommandService({ db, bus, log, devices, products, presence, defaultTimeoutMs: config.commandTimeoutMs, observer: metrics });
+    const ingest = new IngestService({ bus, log, devices, products, presence, shadow, history, commands, flushMs: config.historyFlushMs, ackWaitMs: config.ackWaitMs, observer: metrics });
     // Released in reverse: the ingest settles its messages before the shadows are let go.
     shards.on(shadow);
     shards.on(ingest);
@@ -140,14 +148,16 @@ export class Hearth {
       db, access, devices, shadow, commands, audit, mailer, users: auth, publicUrl: config.publicUrl ?? `http://localhost:${config.httpPort}`,
       onPlacementChange: (deviceId) => placed.send(deviceId === undefined ? {} : { deviceId }),
     });
+    metrics.setStreamClientsSource(() => stream.connections);
     this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, stream };
     this.mqtt = new MqttGateway({
-      bus, devices, presence, log: log.child({ component: 'mqtt' }),
+      bus, devices, presence, log: log.child({ component: 'mqtt' }), observer: metrics,
       config: {
         port: config.mqttPort, host: config.mqttHost, maxPayloadBytes: config.maxPayloadBytes, shards: config.shards, nodeId: this.nodeId,
         connectRatePerSecond: config.connectRatePerSecond, connectBurst: config.connectBurst, disconnectRatePerSecond: config.disconnectRatePerSecond,
       },
     });
+    metrics.setConnectedSource(() => this.mqtt.connectedClients);
   }
 
   has(role: Role): boolean {
@@ -187,6 +197,7 @@ export class Hearth {
         return r.ok ? undefined : r.retryAfterSeconds;
       },
       isReady: () => this.ready,
+      metrics: this.metrics,
       mqttStream: this.has('gateway') ? (stream, req) => this.mqtt.handleStream(stream, req) : undefined,
     });
     if (this.has('api')) this.apiRoutes();

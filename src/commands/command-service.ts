@@ -75,7 +75,10 @@ export class CommandService {
   private readonly inflight = new Map<string, Inflight>();
   private unsub: Unsubscribe | undefined;
 
-  constructor(private readonly deps: { db: Db; bus: Bus; log: Logger; devices: DeviceService; products: ProductService; presence: PresenceService; defaultTimeoutMs: number }) {}
+  constructor(private readonly deps: {
+    db: Db; bus: Bus; log: Logger; devices: DeviceService; products: ProductService; presence: PresenceService; defaultTimeoutMs: number;
+    observer?: { commandFinished(outcome: 'ok' | 'error' | 'timeout' | 'offline', ms: number): void };
+  }) {}
 
   start(): void {
     this.unsub = this.deps.bus.subscribe<ResultEvent>(subjects.allCommandResults, (msg) => {
@@ -98,7 +101,10 @@ export class CommandService {
     const params = input.params ?? {};
     const check = model!.checkAction(input.action, params);
     if (!check.ok) throw new HearthError('E_MODEL_MISMATCH', check.problems.join('; '), { problems: check.problems });
-    if (!(await this.deps.presence.get(deviceId)).online) throw new HearthError('E_DEVICE_OFFLINE', `device "${deviceId}" is offline`);
+    if (!(await this.deps.presence.get(deviceId)).online) {
+      this.deps.observer?.commandFinished('offline', 0);
+      throw new HearthError('E_DEVICE_OFFLINE', `device "${deviceId}" is offline`);
+    }
 
     const id = newId('c');
     const acceptedAt = Date.now();
@@ -127,9 +133,11 @@ export class CommandService {
       const now = Date.now();
       await this.deps.db.updateTable('commands').set({ status: 'timeout', timed_out_at: now }).where('id', '=', id).where('status', '=', 'sent').execute();
       this.deps.bus.publish(subjects.command(deviceId), { id, deviceId, action: input.action, status: 'timeout', source });
+      this.deps.observer?.commandFinished('timeout', Date.now() - acceptedAt);
       throw new HearthError('E_COMMAND_TIMEOUT', `device "${deviceId}" did not answer command ${id} within ${timeoutMs} ms`, { commandId: id });
     }
     const latencyMs = Math.max(0, r.answeredAt - acceptedAt);
+    this.deps.observer?.commandFinished(r.ok ? 'ok' : 'error', latencyMs);
     return { id, ok: r.ok, ...(r.result !== undefined ? { result: r.result } : {}), ...(r.error !== undefined ? { error: r.error } : {}), latencyMs };
   }
 

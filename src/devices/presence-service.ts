@@ -43,7 +43,7 @@ export class PresenceService {
   private readonly writer: PeriodicFlush;
   private unsub: Unsubscribe | undefined;
 
-  constructor(private readonly deps: { db: Db; bus: Bus; devices: DeviceService; log: Logger; nodeId: string; flushMs?: number; observer?: (ev: PresenceEvent) => void }) {
+  constructor(private readonly deps: { db: Db; bus: Bus; devices: DeviceService; log: Logger; nodeId: string; flushMs?: number; observer?: { presenceChanged(online: boolean, reason: string): void } }) {
     this.writer = new PeriodicFlush(() => this.writeSeen(), deps.flushMs ?? 1000, (err) => deps.log.error({ err }, 'presence flush failed'));
   }
 
@@ -181,7 +181,7 @@ export class PresenceService {
   }
 
   private announce(ev: PresenceEvent): void {
-    this.deps.observer?.(ev);
+    this.deps.observer?.presenceChanged(ev.online, ev.reason);
     this.deps.bus.publish(subjects.presence(ev.deviceId), ev);
   }
 }

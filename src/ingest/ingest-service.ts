@@ -35,9 +35,9 @@ const MAX_EPOCH_MS = 8.64e15;
 
 /** What the ingest reports (the metrics module implements it). */
 export interface IngestObserver {
-  /** A message was handled, `lagMs` after the gateway received it. */
-  handled(kind: string, lagMs: number): void;
-  rejected(code: string): void;
+  /** A message was handled; the gateway received it at `receivedAt`. */
+  ingestLag(receivedAt: number): void;
+  messageRejected(code: string): void;
 }
 
 /** Deliveries after which a message that keeps failing on our side is given up (and the device told). */
@@ -107,7 +107,7 @@ export class IngestService implements ShardListener {
   private receive(m: DurableMessage<UplinkMessage>): Promise<void> {
     return this.enqueue(m.data, m.deliveryCount >= MAX_ATTEMPTS).then((retry) => {
       if (retry) return m.nak(500 * m.deliveryCount);
-      this.deps.observer?.handled(m.data.kind, Date.now() - m.data.receivedAt);
+      this.deps.observer?.ingestLag(m.data.receivedAt);
       this.toAck.push(m);
     });
   }
@@ -226,7 +226,7 @@ export class IngestService implements ShardListener {
   }
 
   private reject(msg: UplinkMessage, code: string, message: string): void {
-    this.deps.observer?.rejected(code);
+    this.deps.observer?.messageRejected(code);
     const payload: DeviceErrorPayload = { code, message, topic: msg.topic };
     // A hub hears about its sub-devices' rejected messages on the sub-device's error topic, which it may subscribe to.
     const down: DownlinkMessage = { deviceId: msg.deviceId, kind: 'errors', payload };

@@ -47,6 +47,8 @@ export interface ShardManagerOptions {
   tickMs?: number;
   /** A node stopped heartbeating: its device connections are gone. */
   onNodeLost?: (nodeId: string) => Promise<void>;
+  /** The number of shards this node owns changed. */
+  onOwnedChange?: (owned: number) => void;
 }
 
 /**
@@ -201,6 +203,7 @@ export class ShardManager {
   private async acquire(shard: number): Promise<void> {
     this.owned.add(shard);
     for (const l of this.listeners) await l.acquire(shard);
+    this.o.onOwnedChange?.(this.owned.size);
     this.o.log.debug({ shard }, 'shard acquired');
   }
 
@@ -213,6 +216,7 @@ export class ShardManager {
       }
     }
     this.owned.delete(shard);
+    this.o.onOwnedChange?.(this.owned.size);
     if (clearLease && !this.o.single) {
       await this.o.db.updateTable('shard_leases').set({ owner: null, expires_at: 0 }).where('shard', '=', shard).where('owner', '=', this.o.nodeId).execute();
     }

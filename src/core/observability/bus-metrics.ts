@@ -2,6 +2,22 @@ import type {
   Bus, BusHandler, Consumer, ConsumerOptions, DurableHandler, DurablePublishOptions, PublishOptions, RequestOptions, StreamConfig, SubscribeOptions, Unsubscribe,
 } from '../bus/bus.ts';
 import type { Metrics } from './metrics.ts';
+import { injectTrace, SpanKind, tracingEnabled, withSpan } from './tracing.ts';
+
+/** With tracing on: the active trace goes along in the message headers (W3C `traceparent`). */
+function traced<O extends PublishOptions>(opts: O | undefined): O | undefined {
+  if (!tracingEnabled()) return opts;
+  const headers = injectTrace({ ...opts?.headers });
+  return headers.traceparent ? ({ ...opts, headers } as O) : opts;
+}
+
+/** With tracing on: a handler of a message that carries a trace runs in a child span of it. */
+function tracedHandler<M extends { subject: string; headers: Readonly<Record<string, string>> }>(name: string, handler: (msg: M) => void | Promise<void>): (msg: M) => void | Promise<void> {
+  if (!tracingEnabled()) return handler;
+  return (msg) => (msg.headers.traceparent
+    ? withSpan(`bus ${name}`, { 'messaging.system': 'hearth-bus', 'messaging.destination.name': msg.subject }, () => handler(msg), msg.headers, SpanKind.CONSUMER)
+    : handler(msg));
+}
 
 /**
  * Core publishes are timed one in this many: a publish costs about a microsecond and reading the
@@ -10,13 +26,18 @@ import type { Metrics } from './metrics.ts';
  */
 export const CORE_PUBLISH_SAMPLE = 16;
 
-/** A bus that times what it passes on to `inner`, for `hearth_bus_*_duration_seconds`. */
+/**
+ * A bus that times what it passes on to `inner`, for `hearth_bus_*_duration_seconds`, and with
+ * tracing on carries the W3C trace context in message headers (NATS headers in a cluster) so a
+ * trace follows a message from publisher to handlers across nodes.
+ */
 class InstrumentedBus implements Bus {
   private publishes = 0;
 
   constructor(private readonly inner: Bus, private readonly metrics: Metrics) {}
 
   publish(subject: string, data: unknown, opts?: PublishOptions): void {
+    opts = traced(opts);
     if (++this.publishes % CORE_PUBLISH_SAMPLE !== 0) return this.inner.publish(subject, data, opts);
     const t = performance.now();
     try {
@@ -27,6 +48,7 @@ class InstrumentedBus implements Bus {
   }
 
   async publishDurable(subject: string, data: unknown, opts?: DurablePublishOptions): Promise<void> {
+    opts = traced(opts);
     const t = performance.now();
     try {
       await this.inner.publishDurable(subject, data, opts);
@@ -36,6 +58,7 @@ class InstrumentedBus implements Bus {
   }
 
   async request<R = unknown>(subject: string, data: unknown, opts?: RequestOptions): Promise<R> {
+    opts = traced(opts);
     const t = performance.now();
     try {
       return await this.inner.request<R>(subject, data, opts);
@@ -45,7 +68,7 @@ class InstrumentedBus implements Bus {
   }
 
   subscribe<T = unknown>(pattern: string, handler: BusHandler<T>, opts?: SubscribeOptions): Unsubscribe {
-    return this.inner.subscribe(pattern, handler, opts);
+    return this.inner.subscribe(pattern, tracedHandler(opts?.name ?? pattern, handler), opts);
   }
 
   ensureStream(cfg: StreamConfig): Promise<void> {
@@ -53,7 +76,7 @@ class InstrumentedBus implements Bus {
   }
 
   consume<T = unknown>(opts: ConsumerOptions, handler: DurableHandler<T>): Promise<Consumer> {
-    return this.inner.consume(opts, handler);
+    return this.inner.consume(opts, tracedHandler(opts.durable, handler));
   }
 
   flush(): Promise<void> {
@@ -67,7 +90,7 @@ class InstrumentedBus implements Bus {
 
 /**
  * Wraps a bus so that publishes (core, sampled; durable, all) and requests are timed into
- * `metrics`. Everything else passes straight through; methods beyond the `Bus` interface are
+ * `metrics`, and traces travel with messages. Everything else passes straight through; methods beyond the `Bus` interface are
  * not visible through the wrapper, so keep the inner bus for those.
  */
 export function instrumentBus(bus: Bus, metrics: Metrics): Bus {

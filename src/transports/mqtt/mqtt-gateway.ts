@@ -6,6 +6,7 @@ import type { Bus, Unsubscribe } from '../../core/bus/bus.ts';
 import { subjects, type DownlinkMessage, type DeviceErrorPayload, type UplinkKind, type UplinkMessage } from '../../core/bus/subjects.ts';
 import { shardOf } from '../../core/cluster/shards.ts';
 import { RateLimiter } from '../../core/rate-limiter.ts';
+import { injectTrace, recordError, runWithSpan, SpanKind, startSpan, tracingEnabled } from '../../core/observability/tracing.ts';
 import type { Logger } from '../../core/logger.ts';
 import type { DeviceService } from '../../devices/device-service.ts';
 import type { PresenceReason, PresenceService } from '../../devices/presence-service.ts';
@@ -30,8 +31,8 @@ export interface MqttGatewayConfig {
 export interface GatewayObserver {
   messageIn(kind: string): void;
   messageOut(kind: string): void;
-  rejected(code: string): void;
-  refused(reason: 'auth' | 'admission' | 'shutdown'): void;
+  messageRejected(code: string): void;
+  connectionRefused(reason: 'auth' | 'admission' | 'shutdown'): void;
 }
 
 /** Per-connection state, kept off Aedes' own fields. */
@@ -75,22 +76,22 @@ export class MqttGateway {
       id: 'hearth',
       authenticate: (client, username, password, done) => {
         if (this.shuttingDown) {
-          this.deps.observer?.refused('shutdown');
+          this.deps.observer?.connectionRefused('shutdown');
           return done(authError(3, 'server shutting down'), false);
         }
         if (!client.id || username !== client.id || !password) {
-          this.deps.observer?.refused('auth');
+          this.deps.observer?.connectionRefused('auth');
           done(authError(username && client.id && username !== client.id ? 2 : 4, 'client id and username must both be the device id'), false);
           return;
         }
         // Admission: after an outage every device reconnects at once; take them at a pace the node can serve.
         if (!this.admission.take('connect').ok) {
-          this.deps.observer?.refused('admission');
+          this.deps.observer?.connectionRefused('admission');
           return done(authError(3, 'server busy, retry later'), false);
         }
         devices.authenticate(username, password.toString('utf8')).then(
           (ok) => {
-            if (!ok) this.deps.observer?.refused('auth');
+            if (!ok) this.deps.observer?.connectionRefused('auth');
             done(ok ? null : authError(4, 'bad device id or secret'), ok);
           },
           (err) => {
@@ -257,7 +258,25 @@ export class MqttGateway {
       this.error(deviceId, { code: 'E_BAD_JSON', message: `payload is not valid JSON: ${(err as Error).message}`, topic: packet.topic });
       return undefined;
     }
-    return this.publishUp({ id: this.nextId(), deviceId, via: client.id, kind, topic: packet.topic, payload, receivedAt: Date.now() });
+    // MQTT 3.1.1 has no headers: a device may put its W3C trace context in the JSON object itself.
+    let carrier: Record<string, string> | undefined;
+    if (typeof payload === 'object' && payload !== null && typeof (payload as { traceparent?: unknown }).traceparent === 'string') {
+      const { traceparent, tracestate, ...rest } = payload as Record<string, unknown>;
+      carrier = { traceparent: traceparent as string, ...(typeof tracestate === 'string' ? { tracestate } : {}) };
+      payload = rest;
+    }
+    const msg: UplinkMessage = { id: this.nextId(), deviceId, via: client.id, kind, topic: packet.topic, payload, receivedAt: Date.now() };
+    if (!tracingEnabled()) return this.publishUp(msg);
+    const span = startSpan(`mqtt receive ${kind}`, { 'hearth.device.id': deviceId, 'messaging.system': 'mqtt', 'messaging.destination.name': packet.topic }, carrier, SpanKind.PRODUCER);
+    msg.trace = injectTrace({}, span);
+    return runWithSpan(span, () => this.publishUp(msg)).then(
+      () => span.end(),
+      (err) => {
+        recordError(span, err);
+        span.end();
+        throw err;
+      },
+    );
   }
 
   private publishUp(msg: UplinkMessage): Promise<void> {
@@ -270,7 +289,7 @@ export class MqttGateway {
   }
 
   private error(deviceId: string, payload: DeviceErrorPayload): void {
-    this.deps.observer?.rejected(payload.code);
+    this.deps.observer?.messageRejected(payload.code);
     this.deliver({ deviceId, kind: 'errors', payload });
   }
 }
