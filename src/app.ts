@@ -115,7 +115,7 @@ export class Hearth {
     const bus = (this.bus = instrumentBus(opts.bus ?? new MemoryBus(this.log.child({ component: 'bus' })), metrics));
     const log = this.log;
     const settings = new SettingsStore(db);
-    const mailer = (this.mailer = createMailer(config, log));
+    const mailer = (this.mailer = createMailer(config, log, metrics));
     // Caches every node keeps are kept coherent over the bus: revoked sessions, device placements.
     const revoked = broadcast<{ sid: string; until: number }>(bus, 'cluster.auth.revoked', (r) => auth.learnRevoked(r.sid, r.until));
     const placed = broadcast<{ deviceId?: string }>(bus, 'cluster.placement', (p) => stream.invalidate(p.deviceId));

@@ -484,3 +484,26 @@ test('docs/operations.md: every metric explained, sizing table for the benchmark
   for (const row of ['devices per gateway node', 'messages/s per worker', 'commands/s per API node']) assert.ok(sizing.includes(row), `sizing row "${row}"`);
   for (const f of VALUES_FILES) assert.ok(docs.includes(f), `docs/operations.md shows how to install with ${f}`);
 });
+
+test('every metric the dashboard and alerts use is served, with that type and those labels, by a running node', async () => {
+  const { startPlatform } = await import('./helpers/platform.ts');
+  const p = await startPlatform();
+  try {
+    await p.api('GET', '/api/v1/devices'); // one request, so the HTTP histogram has a series with its labels
+    const res = await fetch(`${p.httpUrl}/metrics`);
+    assert.equal(res.status, 200);
+    const text = await res.text();
+    const types = new Map([...text.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((m) => [m[1], m[2]]));
+    for (const [name, spec] of Object.entries(METRICS)) {
+      assert.equal(types.get(name), spec.type, `${name} is served as a ${spec.type}`);
+      const sample = new RegExp(`^${name}(?:_bucket|_count)?\\{([^}]*)\\}`, 'm').exec(text);
+      if (spec.labels.length && sample) {
+        const labels = sample[1].split(/,(?=\w+=)/).map((kv) => kv.split('=')[0]).filter((l) => l !== 'le');
+        assert.deepEqual(labels.sort(), [...spec.labels].sort(), `labels of ${name}`);
+      }
+    }
+    assert.match(text, /^hearth_http_request_duration_seconds_count\{/m, 'a labelled series was checked');
+  } finally {
+    await p.stop();
+  }
+});

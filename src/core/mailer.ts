@@ -1,5 +1,7 @@
 import nodemailer, { type Transporter } from 'nodemailer';
 import type { Logger } from './logger.ts';
+import { createOutbound, OutboundError, type Outbound } from './outbound.ts';
+import type { Metrics } from './observability/metrics.ts';
 
 export interface MailMessage {
   to: string;
@@ -33,8 +35,11 @@ export class LogMailer implements Mailer {
  */
 export class SmtpMailer implements Mailer {
   private readonly transport: Transporter;
+  /** A relay that is down costs bounded time: 30 s per try, 2 retries, then the breaker opens for a minute. */
+  private readonly outbound: Outbound;
 
-  constructor(private readonly opts: { url: string; from: string; log: Logger }) {
+  constructor(private readonly opts: { url: string; from: string; log: Logger; metrics?: Metrics }) {
+    this.outbound = createOutbound({ name: 'smtp', metrics: opts.metrics, timeoutMs: 30_000, retries: 2, breaker: { consecutiveFailures: 5, halfOpenAfterMs: 60_000 } });
     this.transport = nodemailer.createTransport({
       url: opts.url,
       // Where the URL does not say otherwise: a hanging relay must not hold a shutdown for minutes.
@@ -45,7 +50,16 @@ export class SmtpMailer implements Mailer {
   }
 
   async send(msg: MailMessage): Promise<void> {
-    const info = await this.transport.sendMail({ from: this.opts.from, to: msg.to, subject: msg.subject, text: msg.text });
+    const info = await this.outbound.execute(async () => {
+      try {
+        return await this.transport.sendMail({ from: this.opts.from, to: msg.to, subject: msg.subject, text: msg.text });
+      } catch (err) {
+        // 5xx: the server refused this message for good (unknown mailbox, policy); another try won't help.
+        const code = (err as { responseCode?: number }).responseCode;
+        if (code !== undefined && code >= 500 && code < 600) throw new OutboundError('smtp', 'status', (err as Error).message, false, code);
+        throw err;
+      }
+    });
     this.opts.log.debug({ to: msg.to, messageId: (info as { messageId?: string }).messageId }, `e-mail sent: ${msg.subject}`);
   }
 
@@ -55,7 +69,7 @@ export class SmtpMailer implements Mailer {
 }
 
 /** The SMTP mailer when `smtpUrl` is configured, otherwise the log mailer. */
-export function createMailer(config: { smtpUrl?: string; mailFrom: string }, log: Logger): Mailer {
+export function createMailer(config: { smtpUrl?: string; mailFrom: string }, log: Logger, metrics?: Metrics): Mailer {
   const mailLog = log.child({ component: 'mail' });
-  return config.smtpUrl ? new SmtpMailer({ url: config.smtpUrl, from: config.mailFrom, log: mailLog }) : new LogMailer(mailLog);
+  return config.smtpUrl ? new SmtpMailer({ url: config.smtpUrl, from: config.mailFrom, log: mailLog, metrics }) : new LogMailer(mailLog);
 }
