@@ -72,7 +72,9 @@ export class IngestService implements ShardListener {
 
   /** Declares the uplink stream; call on every node before anything publishes to it. */
   async declare(): Promise<void> {
-    await this.deps.bus.ensureStream({ name: UPLINK_STREAM, subjects: [subjects.allUp] });
+    // The gateway's message ids are unique; de-duplication only catches the bus client's own
+    // retries during a reconnect, so a short window keeps its memory small at high rates.
+    await this.deps.bus.ensureStream({ name: UPLINK_STREAM, subjects: [subjects.allUp], duplicateWindowMs: 10_000 });
   }
 
   start(): void {

@@ -128,6 +128,33 @@ export function subjectMatches(pattern: string, subject: string): boolean {
   return p.length === s.length;
 }
 
+/**
+ * `subjectMatches` for one pattern, prepared once: hot paths test every message against the same
+ * few patterns, and the common shapes (`a.b.>`, no wildcard) need no splitting at all.
+ */
+export function compilePattern(pattern: string): (subject: string) => boolean {
+  if (!isWildcard(pattern)) return (subject) => subject === pattern;
+  const tokens = pattern.split('.');
+  if (tokens.at(-1) === '>' && !tokens.slice(0, -1).some((t) => t === '*' || t === '>')) {
+    const prefix = pattern.slice(0, -1);
+    return (subject) => subject.length > prefix.length && subject.startsWith(prefix);
+  }
+  const toks = pattern.split('.');
+  // Walks the subject token by token without splitting it (no allocation per message).
+  return (subject) => {
+    let pos = 0;
+    for (const t of toks) {
+      if (t === '>') return pos < subject.length;
+      if (pos > subject.length) return false;
+      let end = subject.indexOf('.', pos);
+      if (end < 0) end = subject.length;
+      if (t !== '*' && (end - pos !== t.length || !subject.startsWith(t, pos))) return false;
+      pos = end + 1;
+    }
+    return pos === subject.length + 1;
+  };
+}
+
 export function isWildcard(pattern: string): boolean {
   return pattern.split('.').some((t) => t === '*' || t === '>');
 }

@@ -1,6 +1,6 @@
 import type { Logger } from '../logger.ts';
 import {
-  BusError, isWildcard, subjectMatches,
+  BusError, compilePattern, isWildcard,
   type Bus, type BusHandler, type BusMessage, type Consumer, type ConsumerOptions, type DurableHandler, type DurableMessage, type DurablePublishOptions,
   type PublishOptions, type RequestOptions, type StreamConfig, type SubscribeOptions, type Unsubscribe,
 } from './bus.ts';
@@ -8,6 +8,7 @@ import { newId } from '../ids.ts';
 
 interface Sub {
   pattern: string;
+  match: (subject: string) => boolean;
   handler: BusHandler<any>;
   queue: string | undefined;
   name: string;
@@ -24,6 +25,7 @@ interface Stored {
 
 interface MemStream {
   cfg: StreamConfig;
+  matchers: Array<(subject: string) => boolean>;
   seq: number;
   /** Messages no consumer has taken yet; the first matching consumer gets them. */
   backlog: Stored[];
@@ -34,12 +36,16 @@ interface MemStream {
 interface MemConsumer {
   stream: string;
   filter: string;
+  match: (subject: string) => boolean;
   ackWaitMs: number;
   maxInFlight: number;
   /** Redeliveries, served before `queue`: stream order first, redeliveries may come later. */
   retry: Fifo<Stored>;
   queue: Fifo<Stored>;
-  inflight: Map<number, { msg: Stored; timer: NodeJS.Timeout }>;
+  /** In delivery order, so their deadlines ascend: the sweep stops at the first one not due. */
+  inflight: Map<number, Delivery>;
+  /** Redelivers what was not acknowledged in time; one timer per consumer, not one per message. */
+  sweeper: NodeJS.Timeout | undefined;
   subscribers: Sub[];
   next: number;
 }
@@ -72,6 +78,31 @@ class Fifo<T> {
   }
 }
 
+/** One delivery of a stored message (a class, not closures: it is made for every message). */
+class Delivery implements DurableMessage {
+  readonly subject: string;
+  readonly data: unknown;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly deliveryCount: number;
+  readonly seq: number;
+
+  constructor(private readonly bus: MemoryBus, readonly consumer: MemConsumer, readonly stored: Stored, readonly deadline: number) {
+    this.subject = stored.subject;
+    this.data = stored.data;
+    this.headers = stored.headers;
+    this.deliveryCount = stored.deliveries;
+    this.seq = stored.seq;
+  }
+
+  ack(): void {
+    this.bus.settle(this, undefined);
+  }
+
+  nak(delayMs = 0): void {
+    this.bus.settle(this, delayMs);
+  }
+}
+
 const EMPTY_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
 
 /**
@@ -95,8 +126,9 @@ export class MemoryBus implements Bus {
 
   async ensureStream(cfg: StreamConfig): Promise<void> {
     const cur = this.streams.get(cfg.name);
-    if (cur) cur.cfg = cfg;
-    else this.streams.set(cfg.name, { cfg, seq: 0, backlog: [], seen: new Map() });
+    const matchers = cfg.subjects.map(compilePattern);
+    if (cur) Object.assign(cur, { cfg, matchers });
+    else this.streams.set(cfg.name, { cfg, matchers, seq: 0, backlog: [], seen: new Map() });
   }
 
   /**
@@ -106,7 +138,7 @@ export class MemoryBus implements Bus {
   async publishDurable(subject: string, data: unknown, opts: DurablePublishOptions = {}): Promise<void> {
     if (this.closed) throw new BusError('CLOSED', 'bus is closed');
     let stream: MemStream | undefined;
-    for (const s of this.streams.values()) if (s.cfg.subjects.some((p) => subjectMatches(p, subject))) stream = s;
+    for (const s of this.streams.values()) for (const m of s.matchers) if (m(subject)) stream = s;
     if (!stream) throw new BusError('NO_RESPONDERS', `no stream stores ${subject}`);
     const now = Date.now();
     if (opts.msgId !== undefined) {
@@ -123,7 +155,7 @@ export class MemoryBus implements Bus {
     const msg: Stored = { seq: ++stream.seq, subject, data, headers: opts.headers ?? EMPTY_HEADERS, deliveries: 0 };
     let taken = false;
     for (const c of this.consumers.values()) {
-      if (c.stream !== stream.cfg.name || !subjectMatches(c.filter, subject)) continue;
+      if (c.stream !== stream.cfg.name || !c.match(subject)) continue;
       c.queue.push(taken ? { ...msg } : msg);
       taken = true;
       this.pump(c);
@@ -137,13 +169,13 @@ export class MemoryBus implements Bus {
     const key = `${opts.stream}/${opts.durable}`;
     let c = this.consumers.get(key);
     if (!c) {
-      c = { stream: opts.stream, filter: opts.filter, ackWaitMs: opts.ackWaitMs ?? 30_000, maxInFlight: opts.maxInFlight ?? 1000, retry: new Fifo(), queue: new Fifo(), inflight: new Map(), subscribers: [], next: 0 };
+      c = { stream: opts.stream, filter: opts.filter, match: compilePattern(opts.filter), sweeper: undefined, ackWaitMs: opts.ackWaitMs ?? 30_000, maxInFlight: opts.maxInFlight ?? 1000, retry: new Fifo(), queue: new Fifo(), inflight: new Map(), subscribers: [], next: 0 };
       this.consumers.set(key, c);
       const keep: Stored[] = [];
-      for (const m of stream.backlog) (subjectMatches(opts.filter, m.subject) ? c.queue : keep).push(m);
+      for (const m of stream.backlog) (c.match(m.subject) ? c.queue : keep).push(m);
       stream.backlog = keep;
     }
-    const sub: Sub = { pattern: opts.filter, handler: handler as BusHandler<any>, queue: undefined, name: `durable ${opts.stream}/${opts.durable}`, active: true };
+    const sub: Sub = { pattern: opts.filter, match: c.match, handler: handler as BusHandler<any>, queue: undefined, name: `durable ${opts.stream}/${opts.durable}`, active: true };
     c.subscribers.push(sub);
     const consumer = c;
     this.pump(c);
@@ -153,7 +185,7 @@ export class MemoryBus implements Bus {
         consumer.subscribers = consumer.subscribers.filter((s) => s !== sub);
         if (consumer.subscribers.length === 0 && consumer.inflight.size) {
           // Nobody is left to ack: hand the unacknowledged messages back, in order.
-          const back = [...consumer.inflight.values()].map((f) => (clearTimeout(f.timer), f.msg)).sort((a, b) => a.seq - b.seq);
+          const back = [...consumer.inflight.values()].map((f) => f.stored).sort((a, b) => a.seq - b.seq);
           consumer.inflight.clear();
           for (const m of back) consumer.retry.push(m);
         }
@@ -166,38 +198,44 @@ export class MemoryBus implements Bus {
       const m = (c.retry.shift() ?? c.queue.shift())!;
       const sub = c.subscribers[c.next++ % c.subscribers.length];
       m.deliveries++;
-      const settle = (redeliverAfter: number | undefined) => {
-        const f = c.inflight.get(m.seq);
-        if (!f || f.msg !== m) return;
-        clearTimeout(f.timer);
-        c.inflight.delete(m.seq);
-        if (redeliverAfter === undefined) return this.pump(c);
-        const again = () => {
-          c.retry.push(m);
-          this.pump(c);
-        };
-        if (redeliverAfter > 0) setTimeout(again, redeliverAfter).unref();
-        else again();
-      };
-      const timer = setTimeout(() => settle(0), c.ackWaitMs);
-      timer.unref();
-      c.inflight.set(m.seq, { msg: m, timer });
-      const dm: DurableMessage = {
-        subject: m.subject, data: m.data, headers: m.headers, deliveryCount: m.deliveries, seq: m.seq,
-        ack: () => settle(undefined),
-        nak: (delayMs = 0) => settle(delayMs),
-      };
+      const d = new Delivery(this, c, m, Date.now() + c.ackWaitMs);
+      c.inflight.set(m.seq, d);
+      if (!c.sweeper) {
+        c.sweeper = setInterval(() => {
+          const now = Date.now();
+          for (const f of c.inflight.values()) {
+            if (f.deadline > now) break;
+            this.settle(f, 0);
+          }
+        }, Math.max(20, Math.floor(c.ackWaitMs / 4)));
+        c.sweeper.unref();
+      }
       this.pending++;
-      queueMicrotask(() => this.run(sub, dm));
+      queueMicrotask(() => this.run(sub, d));
     }
   }
+
+  /** Ends a delivery: acknowledged (`redeliverAfter` undefined) or to be delivered again after the delay. */
+  settle(d: Delivery, redeliverAfter: number | undefined): void {
+    const c = d.consumer;
+    if (c.inflight.get(d.seq) !== d) return;
+    c.inflight.delete(d.seq);
+    if (redeliverAfter === undefined) return this.pump(c);
+    const again = () => {
+      c.retry.push(d.stored);
+      this.pump(c);
+    };
+    if (redeliverAfter > 0) setTimeout(again, redeliverAfter).unref();
+    else again();
+  }
+
 
   publish(subject: string, data: unknown, opts?: PublishOptions): void {
     this.deliver(subject, data, opts?.headers, undefined);
   }
 
   subscribe<T>(pattern: string, handler: BusHandler<T>, opts: SubscribeOptions = {}): Unsubscribe {
-    const sub: Sub = { pattern, handler, queue: opts.queue, name: opts.name ?? pattern, active: true };
+    const sub: Sub = { pattern, match: compilePattern(pattern), handler, queue: opts.queue, name: opts.name ?? pattern, active: true };
     if (isWildcard(pattern)) {
       this.wildcards.add(sub);
     } else {
@@ -247,7 +285,7 @@ export class MemoryBus implements Bus {
   async close(): Promise<void> {
     await this.flush();
     this.closed = true;
-    for (const c of this.consumers.values()) for (const f of c.inflight.values()) clearTimeout(f.timer);
+    for (const c of this.consumers.values()) clearInterval(c.sweeper);
     this.consumers.clear();
     this.exact.clear();
     this.wildcards.clear();
@@ -270,7 +308,7 @@ export class MemoryBus implements Bus {
     };
     const exact = this.exact.get(subject);
     if (exact) for (const sub of exact) consider(sub);
-    for (const sub of this.wildcards) if (subjectMatches(sub.pattern, subject)) consider(sub);
+    for (const sub of this.wildcards) if (sub.match(subject)) consider(sub);
     if (groups) {
       for (const [queue, members] of groups) {
         const key = queue;
