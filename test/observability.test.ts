@@ -1,5 +1,6 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import mqtt from 'mqtt';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
@@ -58,12 +59,14 @@ describe('observability of a running server', () => {
   let stdout = '';
   let dataDir: string;
   let base: string;
+  let httpPort = 0;
+  let mqttPort = 0;
   let exited: Promise<number | null>;
 
   before(async () => {
     await new Promise<void>((resolve) => collector.listen(0, '127.0.0.1', resolve));
     dataDir = mkdtempSync(join(tmpdir(), 'hearth-obs-'));
-    const [httpPort, mqttPort] = [await freePort(), await freePort()];
+    [httpPort, mqttPort] = [await freePort(), await freePort()];
     base = `http://127.0.0.1:${httpPort}`;
     const env: NodeJS.ProcessEnv = {};
     for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('HEARTH_')) env[k] = v;
@@ -117,6 +120,42 @@ describe('observability of a running server', () => {
     assert.ok((sample(text, 'hearth_db_query_duration_seconds_count{op="select"}') ?? 0) > 0, 'store queries are timed');
     const docs = (await (await fetch(`${base}/docs/json`)).json()) as { paths: Record<string, unknown> };
     assert.ok(docs.paths['/healthz'] && !docs.paths['/metrics'], '/metrics stays out of the API document');
+  });
+
+  test('a device message carrying a traceparent in its JSON continues that trace through MQTT ingest, the bus and its handlers', async () => {
+    const token = await login();
+    const res = await fetch(`${base}/api/v1/devices`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ product: 'light', name: 'traced light' }) });
+    const dev = (await res.json()) as { id: string; secret: string };
+    const c = await mqtt.connectAsync(`mqtt://127.0.0.1:${mqttPort}`, { clientId: dev.id, username: dev.id, password: dev.secret, reconnectPeriod: 0 });
+    const traceId = randomBytes(16).toString('hex');
+    const deviceSpanId = randomBytes(8).toString('hex');
+    try {
+      await c.publishAsync(`devices/${dev.id}/properties`, JSON.stringify({ brightness: 33, traceparent: `00-${traceId}-${deviceSpanId}-01` }), { qos: 1 });
+      const end = Date.now() + 15_000;
+      for (;;) {
+        const d = (await (await fetch(`${base}/api/v1/devices/${dev.id}`, { headers: { authorization: `Bearer ${token}` } })).json()) as { shadow: { reported: Record<string, unknown> } };
+        if (d.shadow.reported.brightness === 33) {
+          assert.equal(d.shadow.reported.traceparent, undefined, 'the trace context is not a property');
+          break;
+        }
+        if (Date.now() > end) throw new Error('the report was not applied (rejected because of traceparent?)');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    } finally {
+      await c.endAsync();
+    }
+    // The batch exporter sends every few seconds.
+    const end = Date.now() + 15_000;
+    let spans = collected.filter((x) => x.span.traceId === traceId);
+    while (!(spans.some((x) => x.span.name.startsWith('mqtt receive')) && spans.some((x) => x.span.name.startsWith('bus ingest-')))) {
+      if (Date.now() > end) throw new Error(`spans of trace ${traceId}: ${JSON.stringify(spans.map((x) => x.span.name))}`);
+      await new Promise((r) => setTimeout(r, 100));
+      spans = collected.filter((x) => x.span.traceId === traceId);
+    }
+    const receive = spans.find((x) => x.span.name.startsWith('mqtt receive'))!;
+    assert.equal(receive.span.parentSpanId, deviceSpanId, 'the gateway span is a child of the device\'s span');
+    const ingest = spans.find((x) => x.span.name.startsWith('bus ingest-'))!;
+    assert.equal(ingest.span.parentSpanId, receive.span.spanId, 'the ingest handler span is a child of the gateway span');
   });
 
   test('a request continues the caller\'s trace: its span reaches the collector (at the latest on SIGTERM) and its log line carries the trace id', async () => {
