@@ -13,20 +13,13 @@ import { fileURLToPath } from 'node:url';
 import { startNats } from './nats.ts';
 import { startPostgres } from './postgres.ts';
 import { ADMIN } from './platform.ts';
+import { freePort } from './ports.ts';
+
+export { freePort };
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const BIN = join(ROOT, 'bin', 'hearth.js');
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createNetServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 export interface ClusterNode {
   name: string;

@@ -1,8 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
+import { freePort } from './ports.ts';
 
 /** A nats-server with JetStream that a test owns: its own free port on loopback and store directory. */
 export interface NatsServer {
@@ -33,16 +33,6 @@ function findBinary(): string {
   );
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 /** Spawns the server and resolves once it logs that it is ready; rejects with its output if it exits first. */
 function spawnServer(bin: string, port: number, dir: string): Promise<ChildProcess> {
