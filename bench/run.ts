@@ -4,6 +4,7 @@
  * the reference and their ratio, and writes it to docs/benchmarks.md.
  *
  * Sizes (environment):
+ *   BENCH_MODE=cluster     run the cluster benchmark instead (bench/cluster.ts, sizes described there)
  *   BENCH_QUICK=1          tiny sizes, a smoke run in well under 30 s (does not write the docs)
  *   BENCH_DEVICES          ingest devices (100)
  *   BENCH_MESSAGES         ingest messages in total (200000)
@@ -28,6 +29,10 @@ import { Api, closeClients, openClientCount, subscribe, type DeviceCred } from '
 import { BENCH_ADMIN, MOSQUITTO_BIN, ROOT, killAll, mosquittoVersion, spawnHelper, startHearth, startMosquitto, type HearthServer, type Server } from './procs.ts';
 import { answerCommands, connectAll, mqttRequester, runCommands, runConnections, runIngest, type CommandResult, type ConnectionResult, type IngestResult } from './scenarios.ts';
 import { fmt, sleep, withTimeout } from './stats.ts';
+import { waitOnline, waitShadows } from './checks.ts';
+
+// BENCH_MODE=cluster: PostgreSQL + NATS + Hearth nodes instead of one Hearth beside mosquitto.
+if (process.env.BENCH_MODE === 'cluster') process.exit(await (await import('./cluster.ts')).main());
 
 // ---------------------------------------------------------------------------------------------
 // Parameters
@@ -168,42 +173,6 @@ function hearthNodeArgs(phase: string): string[] {
   if (!PROFILE) return [];
   mkdirSync(PROFILE_DIR, { recursive: true });
   return ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`, `--cpu-prof-name=hearth-${phase}-${Date.now()}.cpuprofile`];
-}
-
-/** Waits until the API reports every device online (presence is written asynchronously after CONNACK). */
-async function waitOnline(api: Api, ids: string[]): Promise<void> {
-  const until = Date.now() + 10_000;
-  for (const id of ids) {
-    for (;;) {
-      const d = await api.expect<{ online: boolean }>(200, 'GET', `/api/v1/devices/${id}`);
-      if (d.online) break;
-      if (Date.now() > until) throw new Error(`device ${id} is not online 10 s after connecting`);
-      await sleep(20);
-    }
-  }
-}
-
-/** Polls every device's shadow until its version equals the number of reports it sent. */
-async function waitShadows(api: Api, devs: DeviceCred[], expected: number[], rejected: () => string | undefined, timeoutMs: number): Promise<void> {
-  let pending = devs.map((d, i) => ({ id: d.id, want: expected[i], have: -1 }));
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const problem = rejected();
-    if (problem) throw new Error(`Hearth rejected a report: ${problem}`);
-    const results = await Promise.all(pending.map(async (p) => {
-      const d = await api.expect<{ shadow: { version: number } }>(200, 'GET', `/api/v1/devices/${p.id}`);
-      p.have = d.shadow.version;
-      if (p.have > p.want) throw new Error(`device ${p.id}: shadow version ${p.have} exceeds the ${p.want} reports sent`);
-      return p.have === p.want;
-    }));
-    pending = pending.filter((_, i) => !results[i]);
-    if (pending.length === 0) return;
-    if (Date.now() > until) {
-      const missing = pending.reduce((a, p) => a + (p.want - p.have), 0);
-      throw new Error(`after ${timeoutMs} ms, ${pending.length} shadows still lag (${missing} reports not applied), e.g. ${pending[0].id} at version ${pending[0].have} of ${pending[0].want}`);
-    }
-    await sleep(10);
-  }
 }
 
 /** After Hearth stopped: the store holds every shadow version and history point the run produced. */

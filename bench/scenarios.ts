@@ -8,12 +8,15 @@ import { closeClients, connectDevice, subscribe, type DeviceCred } from './clien
 import { cpuMs, rssKb } from './procs.ts';
 import { now, percentiles, sleep, type Percentiles } from './stats.ts';
 
-/** Connects `devs` in batches of `batch` concurrent connects; `after` runs per client inside the batch. */
-export async function connectAll(url: string, devs: DeviceCred[], batch: number, after?: (c: MqttClient, d: DeviceCred) => Promise<void>): Promise<MqttClient[]> {
+/**
+ * Connects `devs` in batches of `batch` concurrent connects; `after` runs per client inside the batch.
+ * `url` may depend on the device's index, so that a cluster's devices spread over its nodes.
+ */
+export async function connectAll(url: string | ((index: number) => string), devs: DeviceCred[], batch: number, after?: (c: MqttClient, d: DeviceCred) => Promise<void>): Promise<MqttClient[]> {
   const out: MqttClient[] = [];
   for (let i = 0; i < devs.length; i += batch) {
-    const part = await Promise.all(devs.slice(i, i + batch).map(async (d) => {
-      const c = await connectDevice(url, d);
+    const part = await Promise.all(devs.slice(i, i + batch).map(async (d, j) => {
+      const c = await connectDevice(typeof url === 'string' ? url : url(i + j), d);
       if (after) await after(c, d);
       return c;
     }));
@@ -90,7 +93,8 @@ function publisher(client: MqttClient, topic: string, count: number, window: num
  * allows; `complete` resolves when the consumer side has seen everything.
  */
 export async function runIngest(opts: {
-  url: string;
+  /** The broker, or each device's broker by index. */
+  url: string | ((index: number) => string);
   devs: DeviceCred[];
   params: IngestParams;
   serverPid: number;

@@ -27,7 +27,7 @@ export async function runServer(config: Config, out: (line: string) => void = (l
     const force = setTimeout(() => {
       hearth.log.error('graceful shutdown took too long; exiting');
       process.exit(1);
-    }, config.drainDelayMs + config.shutdownGraceMs + 5000);
+    }, Math.max(config.shutdownGraceMs, config.drainDelayMs) + 5000);
     force.unref();
     void (async () => {
       await started.catch(() => undefined);
