@@ -509,7 +509,10 @@ async function main(): Promise<number> {
   if (results.hearthStopMs !== undefined && results.hearthStopMs > 5000) log(`note: Hearth took ${results.hearthStopMs} ms to stop after SIGTERM`);
   log(`whole run: ${elapsed.toFixed(0)} s`);
   if (WRITE_DOCS) {
-    writeFileSync(join(ROOT, 'docs', 'benchmarks.md'), markdown(results, elapsed));
+    // The cluster benchmark's section (BENCH_MODE=cluster) stays as it is.
+    const file = join(ROOT, 'docs', 'benchmarks.md');
+    const kept = /<!-- cluster:begin -->[\s\S]*<!-- cluster:end -->\n?/.exec(readFileSync(file, 'utf8'))?.[0];
+    writeFileSync(file, markdown(results, elapsed) + (kept ? `\n${kept}` : ''));
     log('wrote docs/benchmarks.md');
   } else {
     log(`docs/benchmarks.md not written (${QUICK ? 'quick mode; ' : ''}BENCH_WRITE_DOCS=1 to write it)`);

@@ -7,6 +7,8 @@
 export class PeriodicFlush {
   private timer: NodeJS.Timeout | undefined;
   private chain: Promise<void> = Promise.resolve();
+  /** The run that has not started yet: later callers share it instead of queueing more runs. */
+  private queued: { run: Promise<void>; settled: Promise<void> } | undefined;
 
   constructor(private readonly write: () => Promise<void>, private readonly intervalMs: number, private readonly onError: (err: unknown) => void) {}
 
@@ -21,9 +23,17 @@ export class PeriodicFlush {
    * acknowledge work once it is stored.
    */
   flush(strict = false): Promise<void> {
-    const run = this.chain.then(() => this.write());
-    this.chain = run.catch(this.onError);
-    return strict ? run : this.chain;
+    if (!this.queued) {
+      // Once the run starts it takes what is pending; what comes after needs the next run.
+      const run = this.chain.then(() => {
+        this.queued = undefined;
+        return this.write();
+      });
+      const settled = run.catch(this.onError);
+      this.chain = settled;
+      this.queued = { run, settled };
+    }
+    return strict ? this.queued.run : this.queued.settled;
   }
 
   async stop(): Promise<void> {

@@ -90,7 +90,9 @@ export class IngestService implements ShardListener {
   async acquire(shard: number): Promise<void> {
     if (this.consumers.has(shard)) return;
     const consumer = await this.deps.bus.consume<UplinkMessage>(
-      { stream: UPLINK_STREAM, durable: `ingest-${shard}`, filter: subjects.shardUp(shard), ackWaitMs: this.deps.ackWaitMs, maxInFlight: 20_000 },
+      // A bounded window: the backlog waits in the stream, not in this process, so what is handed
+      // out is handled well within ackWait even when the node is saturated.
+      { stream: UPLINK_STREAM, durable: `ingest-${shard}`, filter: subjects.shardUp(shard), ackWaitMs: this.deps.ackWaitMs, maxInFlight: 1000 },
       (m) => this.receive(m),
     );
     this.consumers.set(shard, consumer);

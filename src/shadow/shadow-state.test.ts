@@ -49,3 +49,21 @@ test('objects compare by value', () => {
   applyReport(s, { cfg: { a: 1 } }, 2);
   assert.deepEqual(s.desired, {});
 });
+
+test('the same report twice, or an older value arriving late, changes nothing; newer keys of a mixed report still apply', () => {
+  const s = emptyShadow();
+  applyReport(s, { on: true, brightness: 10 }, 100);
+  const again = applyReport(s, { on: true, brightness: 10 }, 100);
+  assert.equal(again.version, 1, 'a redelivered report does not bump the version');
+  assert.deepEqual(again.changed, []);
+  applyReport(s, { brightness: 20 }, 200);
+  const late = applyReport(s, { brightness: 15 }, 150);
+  assert.equal(s.reported.brightness, 20, 'the late, older value is left out');
+  assert.equal(late.version, 2);
+  const mixed = applyReport(s, { on: false, brightness: 12 }, 180);
+  assert.deepEqual(mixed.changed, ['on'], 'on is newer than its last report; brightness is not');
+  assert.equal(s.reported.brightness, 20);
+  assert.equal(mixed.version, 3);
+  const sameMs = applyReport(s, { brightness: 21 }, 200);
+  assert.deepEqual(sameMs.changed, ['brightness'], 'a different value in the same millisecond is a new report');
+});

@@ -51,11 +51,20 @@ export interface ReportOutcome {
   version: number;
 }
 
-/** Applies a property report (already validated) in place. */
+/**
+ * Applies a property report (already validated) in place. A value older than the one the shadow
+ * holds (a device's buffered reading, a message delivered again after a newer one) or the very
+ * same report again is left out: the shadow keeps the latest state, and handling a message twice
+ * changes nothing. A report that applies nothing leaves the version as it is.
+ */
 export function applyReport(s: ShadowState, values: Record<string, unknown>, at: number): ReportOutcome {
-  const out: ReportOutcome = { changed: [], fulfilled: [], stale: [], version: 0 };
+  const out: ReportOutcome = { changed: [], fulfilled: [], stale: [], version: s.version };
+  let applied = false;
   for (const k in values) {
     const v = values[k];
+    const prev = s.metadata.reported[k]?.at;
+    if (prev !== undefined && (at < prev || (at === prev && sameValue(s.reported[k], v)))) continue;
+    applied = true;
     if (!sameValue(s.reported[k], v)) out.changed.push(k);
     s.reported[k] = v;
     s.metadata.reported[k] = { at };
@@ -72,8 +81,9 @@ export function applyReport(s: ShadowState, values: Record<string, unknown>, at:
       }
     }
   }
+  if (!applied) return out;
   out.version = ++s.version;
-  s.updatedAt = at;
+  s.updatedAt = Math.max(s.updatedAt, at);
   return out;
 }
 

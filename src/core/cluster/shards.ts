@@ -11,12 +11,27 @@ export function shardOf(deviceId: string, shards: number): number {
   return (h >>> 0) % shards;
 }
 
+/** FNV-1a of the string, then MurmurHash3's finaliser: similar inputs (node-a-…#1, #2) get unrelated scores. */
+function scoreOf(key: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) {
+    h ^= key.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
 /** Rendezvous (highest random weight) hashing: which live worker should own `shard`. Stable when others come and go. */
 export function preferredOwner(shard: number, workers: readonly string[]): string | undefined {
   let best: string | undefined;
   let bestScore = -1;
   for (const w of workers) {
-    const score = shardOf(`${w}#${shard}`, 0x7fffffff);
+    const score = scoreOf(`${w}#${shard}`);
     if (score > bestScore || (score === bestScore && w < best!)) {
       best = w;
       bestScore = score;
