@@ -29,3 +29,17 @@ export function newPairingCode(): string {
   }
   return groups.join('-');
 }
+
+/** Message ids: a node's prefix and a counter, unique across a cluster (node ids are) and cheap. */
+export class MessageIds {
+  private seq = 0;
+  private readonly prefix: string;
+
+  constructor(nodeId: string) {
+    this.prefix = `${nodeId}.`;
+  }
+
+  next(): string {
+    return this.prefix + (++this.seq).toString(36);
+  }
+}

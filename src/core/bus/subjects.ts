@@ -3,8 +3,8 @@
  * Device ids are single subject tokens (see core/ids.ts).
  */
 
-/** Device → cloud message kinds, as they travel on `device.{id}.up.{kind}`. */
-export type UplinkKind = 'properties' | 'events' | 'result' | 'join' | 'presence' | 'subscribed';
+/** Device → cloud message kinds, as they travel on `uplink.{shard}.{id}.{kind}`; `command` is a command sent through the API, routed like the rest. */
+export type UplinkKind = 'properties' | 'events' | 'result' | 'join' | 'presence' | 'subscribed' | 'command';
 
 /** Cloud → device message kinds; the MQTT topic is `devices/{id}/{kind}`. */
 export type DownlinkKind = 'commands' | 'desired' | 'errors' | 'children/joined';
@@ -22,6 +22,14 @@ export interface UplinkMessage {
   receivedAt: number;
   /** W3C trace context (`traceparent`, `tracestate`) of the span that received the message. */
   trace?: Record<string, string>;
+  /** Where it entered (the message gateway's envelope, src/gateway/envelope.ts); `mqtt` when absent. */
+  source?: string;
+  /** The sender's own message id (partners, device HTTP), for de-duplication. */
+  sourceId?: string;
+  /** Tags set where it entered (e.g. the API's `lane`). */
+  tags?: Record<string, string>;
+  /** The user whose API call produced it. */
+  userId?: string;
 }
 
 export interface DownlinkMessage {

@@ -23,6 +23,13 @@ export interface Database {
   };
   /** devices (presence) */
   presence: { device_id: string; online: number; session: number; reason: string; changed_at: number; last_seen: number | null; node: string | null; listening: number };
+  /** message gateway */
+  gateway_config: { version: number; doc: string; created_at: number; created_by: string };
+  partners: { id: string; name: string; secret: string; products: string; amqp: string | null; created_at: number };
+  dead_letters: {
+    id: string; route_id: string; route_name: string; target_index: number; target: string; envelope: string; body: string; lane: string | null;
+    reason: string; attempts: number; status: string; created_at: number; updated_at: number;
+  };
   /** cluster */
   cluster_nodes: { id: string; roles: string; started_at: number; heartbeat_at: number };
   shard_leases: { shard: number; owner: string | null; expires_at: number };

@@ -6,6 +6,7 @@ import type { Bus, Unsubscribe } from '../../core/bus/bus.ts';
 import { subjects, type DownlinkMessage, type DeviceErrorPayload, type UplinkKind, type UplinkMessage } from '../../core/bus/subjects.ts';
 import { shardOf } from '../../core/cluster/shards.ts';
 import { RateLimiter } from '../../core/rate-limiter.ts';
+import { MessageIds } from '../../core/ids.ts';
 import { injectTrace, recordError, runWithSpan, SpanKind, startSpan, tracingEnabled } from '../../core/observability/tracing.ts';
 import type { Logger } from '../../core/logger.ts';
 import type { DeviceService } from '../../devices/device-service.ts';
@@ -62,12 +63,11 @@ export class MqttGateway {
   /** Presence updates still being written; stop() waits for them before the store closes. */
   private readonly presenceWrites = new Set<Promise<unknown>>();
   private readonly admission: RateLimiter;
-  private seq = 0;
-  private readonly idPrefix: string;
+  private readonly ids: MessageIds;
 
   constructor(private readonly deps: { bus: Bus; devices: DeviceService; presence: PresenceService; log: Logger; config: MqttGatewayConfig; observer?: GatewayObserver }) {
     this.admission = new RateLimiter({ perMinute: deps.config.connectRatePerSecond * 60, burst: deps.config.connectBurst });
-    this.idPrefix = `${deps.config.nodeId}.`;
+    this.ids = new MessageIds(deps.config.nodeId);
   }
 
   async start(): Promise<void> {
@@ -157,7 +157,7 @@ export class MqttGateway {
       for (const s of subs) {
         const parsed = parseDeviceTopic(s.topic);
         if (parsed && filterCoversDesired(parsed.suffix)) {
-          this.publishUp({ id: this.nextId(), deviceId: parsed.deviceId, via: client.id, kind: 'subscribed', topic: s.topic, payload: null, receivedAt: Date.now() })
+          this.publishUp({ id: this.ids.next(), deviceId: parsed.deviceId, via: client.id, kind: 'subscribed', topic: s.topic, payload: null, receivedAt: Date.now() })
             .catch((err) => log.warn({ err, deviceId: parsed.deviceId }, 'subscription notice could not be stored'));
         }
       }
@@ -265,7 +265,7 @@ export class MqttGateway {
       carrier = { traceparent: traceparent as string, ...(typeof tracestate === 'string' ? { tracestate } : {}) };
       payload = rest;
     }
-    const msg: UplinkMessage = { id: this.nextId(), deviceId, via: client.id, kind, topic: packet.topic, payload, receivedAt: Date.now() };
+    const msg: UplinkMessage = { id: this.ids.next(), deviceId, via: client.id, kind, topic: packet.topic, payload, receivedAt: Date.now() };
     if (!tracingEnabled()) return this.publishUp(msg);
     const span = startSpan(`mqtt receive ${kind}`, { 'hearth.device.id': deviceId, 'messaging.system': 'mqtt', 'messaging.destination.name': packet.topic }, carrier, SpanKind.PRODUCER);
     msg.trace = injectTrace({}, span);
@@ -281,11 +281,6 @@ export class MqttGateway {
 
   private publishUp(msg: UplinkMessage): Promise<void> {
     return this.deps.bus.publishDurable(subjects.up(shardOf(msg.deviceId, this.deps.config.shards), msg.deviceId, msg.kind), msg, { msgId: msg.id });
-  }
-
-  /** Message ids: this node's id and a counter, unique across the cluster and cheap. */
-  private nextId(): string {
-    return this.idPrefix + (++this.seq).toString(36);
   }
 
   private error(deviceId: string, payload: DeviceErrorPayload): void {

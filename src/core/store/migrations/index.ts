@@ -230,4 +230,41 @@ export const migrations: Record<string, Migration> = {
       await db.schema.createIndex('presence_node_online').on('presence').columns(['node', 'online']).execute();
     },
   },
+  '0004-message-gateway': {
+    async up(db: Kysely<any>) {
+      // Routes, filters and lanes as one versioned document; the highest version is live.
+      await db.schema.createTable('gateway_config')
+        .addColumn('version', 'integer', (c) => c.primaryKey())
+        .addColumn('doc', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('created_by', 'text', (c) => c.notNull())
+        .execute();
+      // Partner clouds that push device messages (HTTP with an HMAC signature, or AMQP queues).
+      await db.schema.createTable('partners')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('secret', 'text', (c) => c.notNull())
+        .addColumn('products', 'text', (c) => c.notNull())
+        .addColumn('amqp', 'text')
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .execute();
+      // Messages whose delivery to a route's target finally failed.
+      await db.schema.createTable('dead_letters')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('route_id', 'text', (c) => c.notNull())
+        .addColumn('route_name', 'text', (c) => c.notNull())
+        .addColumn('target_index', 'integer', (c) => c.notNull())
+        .addColumn('target', 'text', (c) => c.notNull())
+        .addColumn('envelope', 'text', (c) => c.notNull())
+        .addColumn('body', 'text', (c) => c.notNull())
+        .addColumn('lane', 'text')
+        .addColumn('reason', 'text', (c) => c.notNull())
+        .addColumn('attempts', 'integer', (c) => c.notNull())
+        .addColumn('status', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('updated_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('dead_letters_status_created').on('dead_letters').columns(['status', 'created_at']).execute();
+    },
+  },
 };
