@@ -54,3 +54,18 @@ export interface Delivery {
   body: string;
   lane?: string;
 }
+
+/** A route as the router and the delivery service see it (the config schema in config-schema.ts is the source of truth). */
+export interface RouteSpec {
+  id: string;
+  name: string;
+  targets: Target[];
+}
+
+/** The delivery side of the gateway (src/gateway/delivery-service.ts). */
+export interface DeliveryQueue {
+  /** Stores a delivery job durably; resolves once stored (the message may be acknowledged then). */
+  enqueue(d: Delivery): Promise<void>;
+  /** The live routes changed: start delivering for new external targets, stop for removed ones. */
+  reconcile(routes: RouteSpec[]): Promise<void>;
+}
