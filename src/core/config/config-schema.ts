@@ -42,6 +42,7 @@ export const ConfigSchema = Type.Object({
   disconnectRatePerSecond: Type.Integer({ minimum: 1, default: 1000, description: 'On shutdown, device connections are closed at this pace so they reconnect elsewhere without a stampede' }),
   connectRatePerSecond: Type.Integer({ minimum: 1, default: 2000, description: 'New device connections admitted per second (token bucket); the rest are refused with "server unavailable" and retry' }),
   connectBurst: Type.Integer({ minimum: 1, default: 500, description: 'Device connections admitted at once before connectRatePerSecond applies' }),
+  gatewayConfig: Type.Optional(Type.String({ description: 'JSON file with message-gateway routes, filters and lanes, applied at start as a new configuration version when it differs from the live one' })),
   otlpEndpoint: Type.Optional(Type.String({ pattern: '^https?://', description: 'OpenTelemetry collector (OTLP/HTTP) base URL, e.g. http://otel-collector:4318; unset: tracing off' })),
 });
 
