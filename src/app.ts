@@ -36,6 +36,9 @@ import { broadcast, type Broadcast } from './core/cluster/broadcast.ts';
 import { Metrics } from './core/observability/metrics.ts';
 import { instrumentBus } from './core/observability/bus-metrics.ts';
 import { streamRoutes } from './stream/stream-routes.ts';
+import { DeliveryService } from './gateway/delivery-service.ts';
+import { DeadLetterService, DeadLetterStore } from './gateway/dead-letters.ts';
+import { deadLetterRoutes } from './gateway/dead-letter-routes.ts';
 import { MqttGateway } from './transports/mqtt/mqtt-gateway.ts';
 import { buildHttpServer, type HttpApp } from './transports/http/http-server.ts';
 
@@ -56,6 +59,8 @@ export interface Services {
   views: DeviceViews;
   homes: HomeService;
   stream: StreamService;
+  delivery: DeliveryService;
+  deadLetters: DeadLetterService;
 }
 
 export type Role = 'gateway' | 'api' | 'worker';
@@ -148,8 +153,11 @@ export class Hearth {
       db, access, devices, shadow, commands, audit, mailer, users: auth, publicUrl: config.publicUrl ?? `http://localhost:${config.httpPort}`,
       onPlacementChange: (deviceId) => placed.send(deviceId === undefined ? {} : { deviceId }),
     });
+    const deadLetterStore = new DeadLetterStore(db);
+    const delivery = new DeliveryService({ bus, log: log.child({ component: 'delivery' }), metrics, deadLetters: deadLetterStore });
+    const deadLetters = new DeadLetterService({ store: deadLetterStore, queue: delivery });
     metrics.setStreamClientsSource(() => stream.connections);
-    this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, stream };
+    this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, stream, delivery, deadLetters };
     this.mqtt = new MqttGateway({
       bus, devices, presence, log: log.child({ component: 'mqtt' }), observer: metrics,
       config: {
@@ -181,6 +189,7 @@ export class Hearth {
     history.start();
     commands.start();
     await ingest.declare();
+    await this.services.delivery.declare();
     ingest.start();
     audit.start();
     this.services.stream.start();
@@ -218,6 +227,7 @@ export class Hearth {
     auditRoutes(this.http, { audit });
     homeRoutes(this.http, { homes: s.homes, views });
     streamRoutes(this.http, { stream: s.stream, verifyPrincipal: (t) => auth.authenticate('Bearer ' + t) });
+    deadLetterRoutes(this.http, { deadLetters: s.deadLetters });
   }
 
   get httpPort(): number {
@@ -252,6 +262,7 @@ export class Hearth {
       await this.bus.flush();
       await this.shards.stop();
       await ingest.stop();
+      await this.services.delivery.stop();
       this.services.stream.stop();
       commands.stop();
       await shadow.stop();

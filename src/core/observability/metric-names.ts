@@ -22,6 +22,8 @@ export const METRIC_TYPES = {
   hearth_http_request_duration_seconds: 'histogram',
   hearth_circuit_breaker_state: 'gauge',
   hearth_outbound_requests_total: 'counter',
+  hearth_gateway_deliveries_total: 'counter',
+  hearth_dead_letters_total: 'counter',
   hearth_shards_owned: 'gauge',
   hearth_node_ready: 'gauge',
   hearth_node_info: 'gauge',

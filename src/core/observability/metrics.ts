@@ -136,6 +136,7 @@ export type CommandOutcome = 'ok' | 'error' | 'timeout' | 'offline';
 export type RefusalReason = 'auth' | 'admission' | 'shutdown';
 export type BreakerState = 'closed' | 'half-open' | 'open';
 export type OutboundOutcome = 'ok' | 'error' | 'timeout' | 'rejected';
+export type DeliveryOutcome = 'ok' | 'retry' | 'dead';
 
 const BREAKER_VALUES: Record<BreakerState, number> = { closed: 0, 'half-open': 1, open: 2 };
 
@@ -157,6 +158,8 @@ export class Metrics {
   private readonly presence = this.counter('hearth_presence_changes_total', 'Devices going online or offline, by reason', ['online', 'reason']);
   private readonly refused = this.counter('hearth_connections_refused_total', 'Device connections refused, by reason (auth: bad credentials; admission: over the connect rate; shutdown: node stopping)', ['reason']);
   private readonly outbound = this.counter('hearth_outbound_requests_total', 'Calls to outside services (webhooks, partner APIs, notification channels): one per attempt; rejected: refused by an open circuit breaker without trying', ['target', 'outcome']);
+  private readonly deliveries = this.counter('hearth_gateway_deliveries_total', 'Attempts to deliver routed messages to external targets, by target type (webhook, nats, amqp) and outcome (ok: delivered; retry: failed, tried again later; dead: failed for good, kept as a dead letter)', ['target_type', 'outcome']);
+  private readonly deadLetters = this.counter('hearth_dead_letters_total', 'Routed messages whose delivery finally failed and that were kept as dead letters, by target type', ['target_type']);
   private readonly lag = this.histogram('hearth_ingest_lag_seconds', 'From a device message reaching the gateway to a worker handling it', [], ROUND_TRIP_BUCKETS).of();
   private readonly commands = this.histogram('hearth_command_duration_seconds', 'From a command being accepted to its outcome', ['outcome'], ROUND_TRIP_BUCKETS);
   private readonly publishes = this.histogram('hearth_bus_publish_duration_seconds', 'Time to publish on the bus (core: fire and forget; durable: until stored)', ['kind'], PUBLISH_BUCKETS);
@@ -172,6 +175,8 @@ export class Metrics {
   private readonly refusedBy = byValue((reason) => this.refused.of(reason));
   private readonly commandsBy = byValue((outcome) => this.commands.of(outcome));
   private readonly queriesBy = byValue((op) => this.queries.of(op));
+  private readonly deliveriesBy = byValue((type) => ({ ok: this.deliveries.of(type, 'ok'), retry: this.deliveries.of(type, 'retry'), dead: this.deliveries.of(type, 'dead') }));
+  private readonly deadLettersBy = byValue((type) => this.deadLetters.of(type));
   private readonly corePublish = this.publishes.of('core');
   private readonly durablePublish = this.publishes.of('durable');
 
@@ -248,6 +253,16 @@ export class Metrics {
   /** One attempt of a call to an outside service, or its rejection by the breaker. */
   outboundRequest(target: string, outcome: OutboundOutcome): void {
     this.outbound.of(target, outcome).inc();
+  }
+
+  /** One attempt to deliver a routed message to a target of this type (`webhook`, `nats`, `amqp`). */
+  delivery(targetType: string, outcome: DeliveryOutcome): void {
+    this.deliveriesBy(targetType)[outcome].inc();
+  }
+
+  /** A delivery failed for good and was kept as a dead letter. */
+  deadLetter(targetType: string): void {
+    this.deadLettersBy(targetType).inc();
   }
 
   breakerState(target: string, state: BreakerState): void {
