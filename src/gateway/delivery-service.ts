@@ -264,7 +264,9 @@ export class DeliveryService implements DeliveryQueue {
     if (d.envelope.trace?.tracestate) meta.tracestate = d.envelope.trace.tracestate;
     if (t.type === 'webhook') {
       // Static headers first: they cannot override what Hearth itself vouches for.
-      const headers: Record<string, string> = { ...t.headers, 'content-type': 'application/json', ...meta };
+      const headers: Record<string, string> = {};
+      for (const [k, v] of Object.entries(t.headers ?? {})) headers[k.toLowerCase()] = v;
+      Object.assign(headers, { 'content-type': 'application/json' }, meta);
       if (t.secret) headers['x-hearth-signature'] = signBody(t.secret, d.body);
       const res = await fetch(t.url, { method: 'POST', headers, body: d.body, signal });
       // Read (and drop) the answer within the attempt, so the connection is reused.
