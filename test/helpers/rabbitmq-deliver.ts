@@ -40,8 +40,8 @@ async function waitReady(url: string, child: ChildProcess, output: () => string,
 
 /**
  * Starts a RabbitMQ node (Debian's rabbitmq-server) on free loopback ports in a temporary
- * directory, as the `rabbitmq` user when run as root (the Erlang runtime refuses nothing as root,
- * but the packaged files belong to that user). Its epmd runs on a port of its own, so parallel
+ * directory, as the `rabbitmq` user when run as root (the package's files and Erlang cookie
+ * belong to that user). Its epmd runs on a port of its own, so parallel
  * test files never share one, and is killed on `stop()`. No plugins (the management UI would
  * take a fixed port). Takes a few seconds.
  */
