@@ -225,8 +225,10 @@ export class MemoryBus implements Bus {
       c.retry.push(d.stored);
       this.pump(c);
     };
-    if (redeliverAfter > 0) setTimeout(again, redeliverAfter).unref();
-    else again();
+    if (redeliverAfter > 0) {
+      setTimeout(again, redeliverAfter).unref();
+      this.pump(c); // the slot is free for the next message meanwhile
+    } else again();
   }
 
 

@@ -194,6 +194,8 @@ export async function buildHttpServer(deps: HttpServerDeps): Promise<HttpApp> {
         { name: 'sharing', description: 'One device shared outside its home' },
         { name: 'groups', description: 'Device groups with one command for all' },
         { name: 'keys', description: 'API keys for server-to-server integrations' },
+        { name: 'gateway', description: 'Message gateway: routes, filters, lanes, dry runs, dead letters' },
+        { name: 'partners', description: 'Partner clouds pushing device messages (HTTP with a signature, AMQP)' },
         { name: 'stream', description: 'Live events over WebSocket or Server-Sent Events' },
         { name: 'audit', description: 'Who did what and when' },
         { name: 'system', description: 'Probes' },
