@@ -241,7 +241,7 @@ test('the circuit breaker opens after repeated failures and stops calling the ta
   await eventually(async () => (await metric('hearth_circuit_breaker_state{target="broken#0"}')) === 2 || undefined, 'the breaker to open');
   await sleep(200);
   const calls = partner.at('/broken').length;
-  assert.ok(calls >= 5 && calls < 8, `five failures in a row open it (${calls} calls)`);
+  assert.ok(calls >= 5 && calls <= 8, `five failures in a row open it (${calls} calls; jobs already started when it opened may still call)`);
   await sleep(1300);
   // The other jobs, and the retries (due after 0.25–0.5 s), were held back without a call.
   assert.equal(partner.at('/broken').length, calls);
