@@ -5,6 +5,18 @@ import { connect, type Channel, type ChannelModel } from 'amqplib';
 import { startPlatform, eventually, type Platform } from './helpers/platform.ts';
 import { startRabbit, type RabbitServer } from './helpers/rabbitmq.ts';
 import { freePort } from './helpers/ports.ts';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { openStore, migrate } from '../src/core/store/db.ts';
+import { MemoryBus } from '../src/core/bus/memory-bus.ts';
+import { createLogger } from '../src/core/logger.ts';
+import { ProductService } from '../src/products/product-service.ts';
+import { DeviceService } from '../src/devices/device-service.ts';
+import { PartnerService } from '../src/gateway/partner-service.ts';
+import { GatewayIngress } from '../src/gateway/ingress.ts';
+import { AmqpSources } from '../src/gateway/amqp-sources.ts';
+import { UPLINK_STREAM, subjects } from '../src/core/bus/subjects.ts';
 
 /**
  * The message sources other than MQTT, through real clients: devices posting over HTTP with their
@@ -285,4 +297,51 @@ test('partner management is the operator\'s: a user gets 403 everywhere', async 
     assert.equal(r.status, 403, `${method} ${path}`);
   }
   assert.equal((await p.api('GET', `/api/v1/partners/${partner.id}`)).status, 200, 'still there');
+});
+
+test('AMQP: a message that cannot be stored (bus down) is requeued, never lost, and taken once the bus is back', async () => {
+  // Sources of their own on a store of their own, over a bus that stores nothing until the stream exists.
+  const dir = mkdtempSync(join(tmpdir(), 'hearth-amqp-'));
+  const { db } = openStore({ dataDir: dir });
+  const lines: any[] = [];
+  const log = createLogger('warn', {}, { write: (l: string) => void lines.push(JSON.parse(l)) });
+  const bus = new MemoryBus(log);
+  try {
+    await migrate(db);
+    const products = new ProductService({ db });
+    await products.installCatalog();
+    const devices = new DeviceService({ db, products });
+    const light = await devices.provision({ product: 'light', name: 'l' });
+    const partners = new PartnerService({ db, devices, products });
+    await ch.assertQueue('acme-retry', { durable: false });
+    await partners.create({ name: 'Retry', products: ['light'], amqp: { url: rabbit.url, queue: 'acme-retry' } });
+    const ingress = new GatewayIngress({ bus, shards: 1, nodeId: 'test' });
+    const down = new AmqpSources({ partners, ingress, log, requeueDelayMs: 50 });
+    await down.start();
+    ch.sendToQueue('acme-retry', Buffer.from(JSON.stringify({ deviceId: light.id, kind: 'properties', payload: { on: true } })), { messageId: 'm-1' });
+    await eventually(() => lines.filter((l) => l.msg === 'AMQP message could not be stored; requeued').length >= 2, 5000, 'the message requeued and redelivered');
+    await down.stop();
+    const held = await ch.checkQueue('acme-retry');
+    assert.equal(held.consumerCount, 0, 'stop cancels the consumer');
+    assert.equal(held.messageCount, 1, 'the message is back in the queue');
+
+    await bus.ensureStream({ name: UPLINK_STREAM, subjects: [subjects.allUp] });
+    const stored: any[] = [];
+    await bus.consume({ stream: UPLINK_STREAM, durable: 'test', filter: subjects.allUp, ackWaitMs: 5000 }, async (m) => {
+      stored.push(m.data);
+      m.ack();
+    });
+    const up = new AmqpSources({ partners, ingress, log, requeueDelayMs: 50 });
+    await up.start();
+    await eventually(() => stored.length === 1, 5000, 'the message stored');
+    assert.equal(stored[0].source, `amqp:${(await partners.list())[0].id}`);
+    assert.equal(stored[0].sourceId, 'm-1', 'the AMQP message id is the source id');
+    assert.deepEqual(stored[0].payload, { on: true });
+    await eventually(async () => (await ch.checkQueue('acme-retry')).messageCount === 0, 3000, 'the message acked');
+    await up.stop();
+  } finally {
+    await bus.close();
+    await db.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
