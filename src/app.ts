@@ -41,6 +41,11 @@ import { DeadLetterService, DeadLetterStore } from './gateway/dead-letters.ts';
 import { deadLetterRoutes } from './gateway/dead-letter-routes.ts';
 import { MqttGateway } from './transports/mqtt/mqtt-gateway.ts';
 import { buildHttpServer, type HttpApp } from './transports/http/http-server.ts';
+import { GatewayIngress } from './gateway/ingress.ts';
+import { PartnerService } from './gateway/partner-service.ts';
+import { partnerRoutes } from './gateway/partner-routes.ts';
+import { deviceHttpRoutes } from './gateway/device-http-routes.ts';
+import { AmqpSources } from './gateway/amqp-sources.ts';
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -61,6 +66,7 @@ export interface Services {
   stream: StreamService;
   delivery: DeliveryService;
   deadLetters: DeadLetterService;
+  partners: PartnerService;
 }
 
 export type Role = 'gateway' | 'api' | 'worker';
@@ -92,6 +98,10 @@ export class Hearth {
   /** This node's Prometheus metrics (served at /metrics). */
   readonly metrics: Metrics;
   http!: HttpApp;
+  /** How the sources other than MQTT (device HTTP, partners) put messages into the pipeline. */
+  readonly ingress: GatewayIngress;
+  /** Partner AMQP queues, consumed on worker nodes. */
+  readonly amqpSources: AmqpSources;
   private ready = false;
   private readonly limiter: RateLimiter;
   private readonly mailer: Mailer;
@@ -157,7 +167,16 @@ export class Hearth {
     const delivery = new DeliveryService({ bus, log: log.child({ component: 'delivery' }), metrics, deadLetters: deadLetterStore });
     const deadLetters = new DeadLetterService({ store: deadLetterStore, queue: delivery });
     metrics.setStreamClientsSource(() => stream.connections);
-    this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, stream, delivery, deadLetters };
+    const ingress = (this.ingress = new GatewayIngress({ bus, shards: config.shards, nodeId: this.nodeId }));
+    // Every node caches partners and the workers consume their queues: a change reaches them all.
+    const partnersChanged = broadcast<Record<string, never>>(bus, 'cluster.partners', () => {
+      partners.invalidate();
+      void this.amqpSources.reload();
+    });
+    this.broadcasts.push(partnersChanged);
+    const partners = new PartnerService({ db, devices, products, onChange: () => partnersChanged.send({}) });
+    this.amqpSources = new AmqpSources({ partners, ingress, log: log.child({ component: 'amqp-sources' }) });
+    this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, stream, delivery, deadLetters, partners };
     this.mqtt = new MqttGateway({
       bus, devices, presence, log: log.child({ component: 'mqtt' }), observer: metrics,
       config: {
@@ -195,6 +214,7 @@ export class Hearth {
     this.services.stream.start();
     await this.shards.start();
     await this.shards.settle();
+    if (this.has('worker')) await this.amqpSources.start();
     if (this.has('gateway')) await this.mqtt.start();
 
     this.http = await buildHttpServer({
@@ -228,6 +248,8 @@ export class Hearth {
     homeRoutes(this.http, { homes: s.homes, views });
     streamRoutes(this.http, { stream: s.stream, verifyPrincipal: (t) => auth.authenticate('Bearer ' + t) });
     deadLetterRoutes(this.http, { deadLetters: s.deadLetters });
+    deviceHttpRoutes(this.http, { devices: s.devices, products, ingress: this.ingress, maxPayloadBytes: this.config.maxPayloadBytes });
+    partnerRoutes(this.http, { partners: s.partners, ingress: this.ingress, audit });
   }
 
   get httpPort(): number {
@@ -258,6 +280,7 @@ export class Hearth {
       if (wasReady && this.config.drainDelayMs > 0) await new Promise((r) => setTimeout(r, this.config.drainDelayMs));
       const { presence, shadow, history, commands, ingest } = this.services;
       await this.http?.close();
+      await this.amqpSources.stop();
       await this.mqtt.stop(deadline - 2000);
       await this.bus.flush();
       await this.shards.stop();
