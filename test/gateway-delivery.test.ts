@@ -4,7 +4,7 @@ import { createHmac } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { connect } from 'amqplib';
 import { startPlatform, type Platform } from './helpers/platform.ts';
-import { startRabbit } from './helpers/rabbitmq-deliver.ts';
+import { startRabbit } from './helpers/rabbitmq.ts';
 import type { Delivery, Envelope, RouteSpec, Target } from '../src/gateway/envelope.ts';
 
 /** What the partner's server saw of one request. */
