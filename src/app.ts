@@ -150,7 +150,8 @@ export class Hearth {
     }));
     const shadow = new ShadowService({ db, bus, log, devices, products, presence, shards, flushMs: config.historyFlushMs });
     const history = new HistoryService({ db, log, flushMs: config.historyFlushMs });
-    const commands = new CommandService({ db, bus, log, devices, products, presence, defaultTimeoutMs: config.commandTimeoutMs, observer: metrics });
+    const ingress = (this.ingress = new GatewayIngress({ bus, shards: config.shards, nodeId: this.nodeId }));
+    const commands = new CommandService({ db, bus, log, devices, products, presence, defaultTimeoutMs: config.commandTimeoutMs, observer: metrics, ingress });
     const ingest = new IngestService({ bus, log, devices, products, presence, shadow, history, commands, flushMs: config.historyFlushMs, ackWaitMs: config.ackWaitMs, observer: metrics });
     // Released in reverse: the ingest settles its messages before the shadows are let go.
     shards.on(shadow);
@@ -167,7 +168,6 @@ export class Hearth {
     const delivery = new DeliveryService({ bus, log: log.child({ component: 'delivery' }), metrics, deadLetters: deadLetterStore });
     const deadLetters = new DeadLetterService({ store: deadLetterStore, queue: delivery });
     metrics.setStreamClientsSource(() => stream.connections);
-    const ingress = (this.ingress = new GatewayIngress({ bus, shards: config.shards, nodeId: this.nodeId }));
     // Every node caches partners and the workers consume their queues: a change reaches them all.
     const partnersChanged = broadcast<Record<string, never>>(bus, 'cluster.partners', () => {
       partners.invalidate();

@@ -42,7 +42,9 @@ export function commandRoutes(app: HttpApp, deps: { access: AccessService; comma
   app.post('/api/v1/devices/:id/commands', {
     schema: {
       tags: ['commands'], summary: 'Send a command and wait for the device result', ...AuthHeader,
+      description: 'The command also goes through the message gateway (kind `command`), so routes can pass it to partners. With `x-hearth-lane` (or when the caller is in a gray lane) it travels in that lane: see docs/message-gateway.md.',
       params: DeviceParams, body: CommandBody,
+      headers: Type.Object({ 'x-hearth-lane': Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{1,32}$', description: 'Gray lane of this request (a tester\'s app traffic)' })) }),
       response: { 200: CommandOutcome, ...problems('E_VALIDATION', 'E_MODEL_MISMATCH', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_DEVICE_NOT_FOUND', 'E_DEVICE_OFFLINE', 'E_COMMAND_TIMEOUT', 'E_RATE_LIMITED') },
     },
   }, async (req) => {
@@ -50,7 +52,8 @@ export function commandRoutes(app: HttpApp, deps: { access: AccessService; comma
     await deps.access.requireDevice(p, req.params.id, 'control');
     const actor = actorOf(p);
     deps.audit.record({ actor, action: 'device.command', homeId: (await deps.access.placement(req.params.id))?.homeId, targetType: 'device', targetId: req.params.id, details: { action: req.body.action, params: req.body.params ?? {} } });
-    return deps.commands.send(req.params.id, req.body, actor);
+    const lane = req.headers['x-hearth-lane'];
+    return deps.commands.send(req.params.id, req.body, actor, { userId: p.userId, lane: typeof lane === 'string' ? lane : undefined });
   });
 
   app.get('/api/v1/devices/:id/commands', {

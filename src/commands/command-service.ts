@@ -9,6 +9,7 @@ import type { DeviceService } from '../devices/device-service.ts';
 import type { PresenceService } from '../devices/presence-service.ts';
 import type { ProductService } from '../products/product-service.ts';
 import { checkValue } from '../products/thing-model.ts';
+import type { GatewayIngress } from '../gateway/ingress.ts';
 
 export type CommandStatus = 'sent' | 'answered' | 'timeout';
 
@@ -78,6 +79,8 @@ export class CommandService {
   constructor(private readonly deps: {
     db: Db; bus: Bus; log: Logger; devices: DeviceService; products: ProductService; presence: PresenceService; defaultTimeoutMs: number;
     observer?: { commandFinished(outcome: 'ok' | 'error' | 'timeout' | 'offline', ms: number): void };
+    /** The message gateway's way in: commands are routed like device messages. */
+    ingress?: Pick<GatewayIngress, 'submit'>;
   }) {}
 
   start(): void {
@@ -95,7 +98,10 @@ export class CommandService {
   }
 
   /** Sends a command and waits for the result. */
-  async send(deviceId: string, input: { action: string; params?: Record<string, unknown>; timeoutMs?: number }, source: string): Promise<CommandOutcome> {
+  async send(
+    deviceId: string, input: { action: string; params?: Record<string, unknown>; timeoutMs?: number }, source: string,
+    route: { userId?: string; lane?: string } = {},
+  ): Promise<CommandOutcome> {
     const device = await this.deps.devices.require(deviceId);
     const model = await this.deps.products.model(device.productKey);
     const params = input.params ?? {};
@@ -127,8 +133,14 @@ export class CommandService {
     const down: DownlinkMessage = { deviceId, kind: 'commands', payload: { id, action: input.action, params } };
     this.deps.bus.publish(subjects.down(deviceId), down);
     this.deps.bus.publish(subjects.command(deviceId), { id, deviceId, action: input.action, status: 'sent', source });
+    // The message gateway routes commands too (to partners, in the caller's lane); the device doesn't wait for it.
+    const routed = this.deps.ingress?.submit({
+      source: 'api', deviceId, kind: 'command', payload: { id, action: input.action, params }, via: source,
+      ...(route.userId ? { userId: route.userId } : {}), ...(route.lane ? { tags: { lane: route.lane } } : {}),
+    }).catch((err) => this.deps.log.warn({ err, deviceId, commandId: id }, 'command could not be routed'));
 
     const r = await answer;
+    await routed;
     if (!r) {
       const now = Date.now();
       await this.deps.db.updateTable('commands').set({ status: 'timeout', timed_out_at: now }).where('id', '=', id).where('status', '=', 'sent').execute();
