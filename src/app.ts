@@ -36,6 +36,10 @@ import { broadcast, type Broadcast } from './core/cluster/broadcast.ts';
 import { Metrics } from './core/observability/metrics.ts';
 import { instrumentBus } from './core/observability/bus-metrics.ts';
 import { streamRoutes } from './stream/stream-routes.ts';
+import { GatewayPipeline } from './gateway/pipeline.ts';
+import { GatewayConfigService } from './gateway/config-service.ts';
+import { gatewayRoutes } from './gateway/gateway-routes.ts';
+import type { DeliveryQueue } from './gateway/envelope.ts';
 import { MqttGateway } from './transports/mqtt/mqtt-gateway.ts';
 import { buildHttpServer, type HttpApp } from './transports/http/http-server.ts';
 
@@ -56,6 +60,7 @@ export interface Services {
   views: DeviceViews;
   homes: HomeService;
   stream: StreamService;
+  gateway: GatewayConfigService;
 }
 
 export type Role = 'gateway' | 'api' | 'worker';
@@ -136,7 +141,16 @@ export class Hearth {
     const shadow = new ShadowService({ db, bus, log, devices, products, presence, shards, flushMs: config.historyFlushMs });
     const history = new HistoryService({ db, log, flushMs: config.historyFlushMs });
     const commands = new CommandService({ db, bus, log, devices, products, presence, defaultTimeoutMs: config.commandTimeoutMs, observer: metrics });
-    const ingest = new IngestService({ bus, log, devices, products, presence, shadow, history, commands, flushMs: config.historyFlushMs, ackWaitMs: config.ackWaitMs, observer: metrics });
+    const pipeline = new GatewayPipeline({ observer: metrics });
+    // gw-pipe placeholder until the delivery service lands: NATS targets are published on the bus at once.
+    const deliveries: DeliveryQueue = {
+      async enqueue(d) {
+        if (d.target.type === 'nats') bus.publish(d.target.subject, JSON.parse(d.body), d.lane ? { headers: { 'x-hearth-lane': d.lane } } : undefined);
+      },
+      async reconcile() {},
+    };
+    const gateway = new GatewayConfigService({ db, bus, log: log.child({ component: 'gateway' }), pipeline, devices, products, deliveries, file: config.gatewayConfig });
+    const ingest = new IngestService({ bus, log, devices, products, presence, shadow, history, commands, flushMs: config.historyFlushMs, ackWaitMs: config.ackWaitMs, observer: metrics, gateway: pipeline, deliveries });
     // Released in reverse: the ingest settles its messages before the shadows are let go.
     shards.on(shadow);
     shards.on(ingest);
@@ -149,7 +163,7 @@ export class Hearth {
       onPlacementChange: (deviceId) => placed.send(deviceId === undefined ? {} : { deviceId }),
     });
     metrics.setStreamClientsSource(() => stream.connections);
-    this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, stream };
+    this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, stream, gateway };
     this.mqtt = new MqttGateway({
       bus, devices, presence, log: log.child({ component: 'mqtt' }), observer: metrics,
       config: {
@@ -174,6 +188,7 @@ export class Hearth {
     const firstStart = (await settings.get('installedAt')) === undefined;
     await auth.start();
     await products.installCatalog();
+    await this.services.gateway.start();
     const operator = await auth.ensureOperator(this.config.adminEmail, this.config.adminPassword);
     if (firstStart) await settings.set('installedAt', new Date().toISOString());
     await presence.start();
@@ -217,6 +232,7 @@ export class Hearth {
     historyRoutes(this.http, { access, products, history });
     auditRoutes(this.http, { audit });
     homeRoutes(this.http, { homes: s.homes, views });
+    gatewayRoutes(this.http, { gateway: s.gateway, audit });
     streamRoutes(this.http, { stream: s.stream, verifyPrincipal: (t) => auth.authenticate('Bearer ' + t) });
   }
 
@@ -260,6 +276,7 @@ export class Hearth {
       await this.services.auth.stop();
       this.mailer.close?.();
       await presence.stop();
+      this.services.gateway.stop();
       for (const b of this.broadcasts) b.close();
       await this.bus.close();
       await this.db.destroy();
