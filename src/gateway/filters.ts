@@ -300,8 +300,9 @@ export class FilterChain {
   }
 
   /**
-   * Runs the chain over `env` (tags are set on it). With `steps`, a dry run: each filter's effect
-   * is recorded there, nothing is remembered and nothing counted.
+   * Runs the chain over `env` (tags are set on it): the drop or delay that ended it, else a pass.
+   * With `steps`, a dry run: each filter's effect is recorded there, nothing is remembered and
+   * nothing counted.
    */
   run(env: Envelope, model: CompiledModel | undefined, steps?: FilterStep[]): FilterVerdict {
     const dry = steps !== undefined;
