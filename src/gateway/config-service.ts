@@ -33,6 +33,10 @@ export interface DryRunSample {
   product?: string;
 }
 
+function fromRow(row: { version: number; doc: string; created_at: number; created_by: string }): GatewayConfigVersion {
+  return { version: Number(row.version), config: validateGatewayConfig(JSON.parse(row.doc)), createdAt: Number(row.created_at), createdBy: row.created_by };
+}
+
 /** Bus subject of the announcement of a new configuration version. */
 export const GATEWAY_CONFIG_SUBJECT = 'cluster.gateway.config';
 const SUFFIX: Partial<Record<UplinkKind, string>> = { result: 'commands/result', join: 'children/join' };
@@ -58,12 +62,13 @@ export class GatewayConfigService {
 
   /** Loads the live version (and applies the file's), then follows the versions other nodes store. */
   async start(): Promise<void> {
-    const row = await this.latest();
-    if (row) await this.apply({ version: row.version, config: validateGatewayConfig(JSON.parse(row.doc)), createdAt: Number(row.created_at), createdBy: row.created_by });
-    else await this.apply(this.live);
+    // Listening first, so that no version stored while this node starts goes unnoticed.
     this.announce = broadcast<{ version: number }>(this.deps.bus, GATEWAY_CONFIG_SUBJECT, ({ version }) => {
-      if (version > this.live.version) this.reload();
+      if (version > this.live.version) void this.reload();
     });
+    const row = await this.latest();
+    if (row) await this.apply(fromRow(row));
+    else await this.apply(this.live);
     if (this.deps.file !== undefined) await this.applyFile(this.deps.file);
   }
 
@@ -172,12 +177,12 @@ export class GatewayConfigService {
   }
 
   /** Another node stored a version: load the newest and apply it (in order with any load under way). */
-  private reload(): void {
+  private reload(): Promise<void> {
     this.loading = this.loading.then(async () => {
       const row = await this.latest();
-      if (!row || row.version <= this.live.version) return;
-      await this.apply({ version: row.version, config: validateGatewayConfig(JSON.parse(row.doc)), createdAt: Number(row.created_at), createdBy: row.created_by });
+      if (row && row.version > this.live.version) await this.apply(fromRow(row));
     }).catch((err) => this.deps.log.error({ err }, 'the new gateway configuration could not be loaded; the previous one stays live'));
+    return this.loading;
   }
 
   private async apply(v: GatewayConfigVersion): Promise<void> {

@@ -36,8 +36,12 @@ export function compileTopic(pattern: string): TopicMatcher {
     const prefix = pattern.slice(0, -1);
     return (topic) => topic.startsWith(prefix) || topic === parent;
   }
-  // Walks the topic level by level without splitting it.
+  // Walks the topic level by level without splitting it; a literal last level is checked first,
+  // which settles most topics that do not match (`devices/+/events` against `…/properties`).
+  const last = levels[levels.length - 1];
+  const tail = last !== '+' && last !== '#' ? `/${last}` : '';
   return (topic) => {
+    if (!topic.endsWith(tail)) return false;
     let pos = 0;
     for (let i = 0; i < levels.length; i++) {
       const l = levels[i];
