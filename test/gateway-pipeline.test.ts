@@ -208,6 +208,7 @@ test('invalid configuration is refused with a message naming the bad part; only 
   assert.equal(topic.body.field, 'body.match.topic');
   const lane = await p.api('POST', '/api/v1/routes', { name: 'x', match: {}, targets: [{ type: 'nats', subject: 'a.b', lane: 'gray' }] });
   assert.equal(lane.status, 400);
+  assert.equal(lane.body.field, 'body.targets[0].lane');
   assert.match(lane.body.detail, /no lane "gray" is defined/);
   const filter = await p.api('PUT', '/api/v1/gateway/filters', { filters: [{ type: 'validate' }, { type: 'rateLimit', scope: 'device', perSecond: 0, burst: 1, action: 'drop' }] });
   assert.equal(filter.status, 400);

@@ -37,6 +37,22 @@ function fromRow(row: { version: number; doc: string; created_at: number; create
   return { version: Number(row.version), config: validateGatewayConfig(JSON.parse(row.doc)), createdAt: Number(row.created_at), createdBy: row.created_by };
 }
 
+/** A problem the whole-document check found in the route being saved is reported as one in the request body (`routes[3].targets[0].lane` → `body.targets[0].lane`). */
+async function asBody<T>(index: () => number, saving: Promise<T>): Promise<T> {
+  try {
+    return await saving;
+  } catch (err) {
+    const prefix = `routes[${index()}]`;
+    const field = err instanceof HearthError ? (err.extras?.field as string | undefined) : undefined;
+    if (err instanceof HearthError && err.code === 'E_VALIDATION' && field?.startsWith(prefix)) {
+      const f = `body${field.slice(prefix.length)}`;
+      const message = err.message.slice(err.message.indexOf(': ') + 2);
+      throw new HearthError('E_VALIDATION', `${f}: ${message}`, { field: f, errors: [{ field: f, message }] });
+    }
+    throw err;
+  }
+}
+
 /** Bus subject of the announcement of a new configuration version. */
 export const GATEWAY_CONFIG_SUBJECT = 'cluster.gateway.config';
 const SUFFIX: Partial<Record<UplinkKind, string>> = { result: 'commands/result', join: 'children/join' };
@@ -96,17 +112,22 @@ export class GatewayConfigService {
 
   async addRoute(input: unknown, by: string): Promise<{ route: Route; version: number }> {
     const route: Route = { id: newId('rt'), ...validateRouteInput(input) };
-    const v = await this.save(by, (c) => ({ ...c, routes: [...c.routes, route] }));
+    let at = -1;
+    const v = await asBody(() => at, this.save(by, (c) => {
+      at = c.routes.length;
+      return { ...c, routes: [...c.routes, route] };
+    }));
     return { route: v.config.routes.find((r) => r.id === route.id)!, version: v.version };
   }
 
   async updateRoute(id: string, input: unknown, by: string): Promise<{ route: Route; version: number }> {
     const route: Route = { id, ...validateRouteInput(input) };
-    const v = await this.save(by, (c) => {
-      const i = c.routes.findIndex((r) => r.id === id);
-      if (i < 0) throw new HearthError('E_NOT_FOUND', `route "${id}" does not exist`);
-      return { ...c, routes: c.routes.map((r, k) => (k === i ? route : r)) };
-    });
+    let at = -1;
+    const v = await asBody(() => at, this.save(by, (c) => {
+      at = c.routes.findIndex((r) => r.id === id);
+      if (at < 0) throw new HearthError('E_NOT_FOUND', `route "${id}" does not exist`);
+      return { ...c, routes: c.routes.map((r, k) => (k === at ? route : r)) };
+    }));
     return { route: v.config.routes.find((r) => r.id === id)!, version: v.version };
   }
 
