@@ -99,6 +99,9 @@ interface Results {
   refIdleRssKb?: number;
   hearthStopMs?: number;
   persistedCheck?: string;
+  /** The same ingest, default gateway configuration vs. a realistic rule set. */
+  pipelineBase?: IngestResult;
+  pipelineRules?: IngestResult;
 }
 
 function rows(r: Results): Row[] {
@@ -335,6 +338,75 @@ async function phaseTwo(tmp: string, dataDir: string, devs: DeviceCred[], result
   }
 }
 
+/** 5 filters and 50 routes, as an operator with a few partners would have them. */
+export const PIPELINE_FILTERS = [
+  { type: 'source', allow: ['mqtt', 'http', 'api', 'partner:*', 'amqp:*'] },
+  { type: 'validate' },
+  { type: 'dedupe', windowMs: 60_000 },
+  { type: 'rateLimit', scope: 'device', perSecond: 100_000, burst: 100_000, action: 'tag', tag: 'rate=exceeded' },
+  { type: 'classify', rules: [
+    { when: { kind: 'events', product: ['smoke-sensor', 'water-leak-sensor'] }, set: { class: 'alarm' } },
+    { when: { kind: 'properties', product: 'plug' }, set: { class: 'energy' } },
+    { when: { kind: 'properties', product: 'light' }, set: { class: 'lighting' } },
+  ] },
+];
+
+function pipelineRoutes(): unknown[] {
+  const products = ['plug', 'thermostat', 'door-lock', 'curtain', 'camera', 'smoke-sensor', 'water-leak-sensor', 'motion-sensor', 'contact-sensor', 'temp-humidity-sensor'];
+  const routes: unknown[] = [];
+  for (let i = 0; i < 49; i++) {
+    const product = products[i % products.length];
+    const match = i % 3 === 0 ? { topic: `devices/+/events`, product } : i % 3 === 1 ? { kind: 'properties', product } : { tags: { class: i % 2 ? 'alarm' : 'energy' } };
+    routes.push({ name: `partner-${i}`, match, targets: [{ type: 'nats', subject: `bench.partner.${i}` }] });
+  }
+  // One route every light report takes, besides the device core: a stream of light states to an analytics subject.
+  routes.push({ name: 'lighting-analytics', match: { topic: 'devices/+/properties', tags: { class: 'lighting' } }, targets: [{ type: 'nats', subject: 'bench.lighting', template: { d: '{{deviceId}}', b: '{{payload.brightness}}' } }] });
+  return routes;
+}
+
+/**
+ * The message pipeline's cost: the ingest above on a fresh Hearth, once with the default
+ * configuration (the device core only) and once with 5 filters and 50 routes, every light report
+ * also going to one NATS target through the delivery stream.
+ */
+async function phasePipeline(tmp: string, results: Results): Promise<void> {
+  log(`\n[4/4] message pipeline: the same ingest with the default configuration, then with ${PIPELINE_FILTERS.length} filters and 50 routes`);
+  const hearth = await startHearth(join(tmp, 'hearth-pipeline'), hearthNodeArgs('3-pipeline'));
+  const api = new Api(hearth.httpUrl);
+  try {
+    await api.login(BENCH_ADMIN.email, BENCH_ADMIN.password);
+    const all = await api.provision(2 * P.devices, 'light', 'bench light');
+    const run = (devs: DeviceCred[]) => runIngest({
+      url: hearth.mqttUrl, devs, serverPid: hearth.pid,
+      params: { perDevice, window: P.window, batch: P.batch },
+      complete: () => waitShadows(api, devs, perDevice, () => undefined, 120_000),
+    });
+    results.pipelineBase = await run(all.slice(0, P.devices));
+    log(`  default configuration     ${fmt(results.pipelineBase.completeRate)} msg/s persisted`);
+    await api.expect(200, 'PUT', '/api/v1/gateway/filters', { filters: PIPELINE_FILTERS });
+    for (const r of pipelineRoutes()) await api.expect(201, 'POST', '/api/v1/routes', r);
+    results.pipelineRules = await run(all.slice(P.devices));
+    log(`  5 filters, 50 routes      ${fmt(results.pipelineRules.completeRate)} msg/s persisted (${fmt(pipelineCost(results)! * 100)}% less)`);
+  } finally {
+    api.close();
+    await hearth.stop();
+  }
+}
+
+const pipelineCost = (r: Results) => (r.pipelineBase && r.pipelineRules ? 1 - r.pipelineRules.completeRate / r.pipelineBase.completeRate : undefined);
+
+function pipelineText(r: Results): string {
+  if (!r.pipelineBase || !r.pipelineRules) return 'not measured';
+  return [
+    '| configuration | ingest, persisted (msg/s) | server CPU per 1000 reports (ms) |',
+    '|---|---:|---:|',
+    `| default (validate filter, device core route) | ${fmt(r.pipelineBase.completeRate)} | ${fmt(r.pipelineBase.cpuMsPer1k)} |`,
+    `| ${PIPELINE_FILTERS.length} filters, 50 routes, every report also to a NATS target | ${fmt(r.pipelineRules.completeRate)} | ${fmt(r.pipelineRules.cpuMsPer1k)} |`,
+    '',
+    `The rule set costs **${fmt(pipelineCost(r)! * 100)}%** of the throughput (the budget is 25%).`,
+  ].join('\n');
+}
+
 // ---------------------------------------------------------------------------------------------
 // Report
 
@@ -436,6 +508,17 @@ Reading the table:
   Node.js runtime and the tsx loader that compiles the TypeScript sources at start (no build
   step).
 
+## Message pipeline
+
+Every message goes through the gateway's filter chain and router (docs/message-gateway.md). A
+fresh Hearth runs the ingest above twice with different devices: once with the default
+configuration, once with a realistic rule set (source allow-list, model validation,
+de-duplication, a per-device rate limit, three classification rules, and 50 routes matching by
+topic, kind, product and tags, of which every light report takes one more: a NATS target with a
+template, through the durable delivery stream).
+
+${pipelineText(r)}
+
 ## Parameters
 
 ${parametersText()}
@@ -492,6 +575,7 @@ async function main(): Promise<number> {
   try {
     const { dataDir, connDevs } = await phaseOne(tmp, results);
     await phaseTwo(tmp, dataDir, connDevs, results);
+    await phasePipeline(tmp, results);
   } catch (err) {
     if (!interrupted) log(`\nbenchmark failed: ${(err as Error).stack ?? err}`);
     await cleanup(tmp);
@@ -506,6 +590,7 @@ async function main(): Promise<number> {
   log('\n' + textTable(results));
   if (!MOSQUITTO_BIN) log('(no reference: mosquitto is not installed; apt-get install -y mosquitto)');
   log(`\npersistence check: ${results.persistedCheck}`);
+  log(`message pipeline: ${pipelineText(results).split('\n').filter((l) => l.startsWith('The rule set')).join('') || 'not measured'}`);
   if (results.hearthStopMs !== undefined && results.hearthStopMs > 5000) log(`note: Hearth took ${results.hearthStopMs} ms to stop after SIGTERM`);
   log(`whole run: ${elapsed.toFixed(0)} s`);
   if (WRITE_DOCS) {

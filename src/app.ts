@@ -39,6 +39,9 @@ import { streamRoutes } from './stream/stream-routes.ts';
 import { DeliveryService } from './gateway/delivery-service.ts';
 import { DeadLetterService, DeadLetterStore } from './gateway/dead-letters.ts';
 import { deadLetterRoutes } from './gateway/dead-letter-routes.ts';
+import { GatewayPipeline } from './gateway/pipeline.ts';
+import { GatewayConfigService } from './gateway/config-service.ts';
+import { gatewayRoutes } from './gateway/gateway-routes.ts';
 import { MqttGateway } from './transports/mqtt/mqtt-gateway.ts';
 import { buildHttpServer, type HttpApp } from './transports/http/http-server.ts';
 import { GatewayIngress } from './gateway/ingress.ts';
@@ -67,6 +70,7 @@ export interface Services {
   delivery: DeliveryService;
   deadLetters: DeadLetterService;
   partners: PartnerService;
+  gateway: GatewayConfigService;
 }
 
 export type Role = 'gateway' | 'api' | 'worker';
@@ -152,7 +156,14 @@ export class Hearth {
     const history = new HistoryService({ db, log, flushMs: config.historyFlushMs });
     const ingress = (this.ingress = new GatewayIngress({ bus, shards: config.shards, nodeId: this.nodeId }));
     const commands = new CommandService({ db, bus, log, devices, products, presence, defaultTimeoutMs: config.commandTimeoutMs, observer: metrics, ingress });
-    const ingest = new IngestService({ bus, log, devices, products, presence, shadow, history, commands, flushMs: config.historyFlushMs, ackWaitMs: config.ackWaitMs, observer: metrics });
+    const pipeline = new GatewayPipeline({ observer: metrics });
+    const deadLetterStore = new DeadLetterStore(db);
+    const delivery = new DeliveryService({ bus, log: log.child({ component: 'delivery' }), metrics, deadLetters: deadLetterStore });
+    const deadLetters = new DeadLetterService({ store: deadLetterStore, queue: delivery });
+    // Every node may enqueue deliveries (the ingest, replays); workers run the delivery consumers.
+    const deliveries = this.has('worker') ? delivery : { enqueue: (d: Parameters<DeliveryService['enqueue']>[0]) => delivery.enqueue(d), reconcile: async () => {} };
+    const gateway = new GatewayConfigService({ db, bus, log: log.child({ component: 'gateway' }), pipeline, devices, products, deliveries, file: config.gatewayConfig });
+    const ingest = new IngestService({ bus, log, devices, products, presence, shadow, history, commands, flushMs: config.historyFlushMs, ackWaitMs: config.ackWaitMs, observer: metrics, gateway: pipeline, deliveries });
     // Released in reverse: the ingest settles its messages before the shadows are let go.
     shards.on(shadow);
     shards.on(ingest);
@@ -164,9 +175,6 @@ export class Hearth {
       db, access, devices, shadow, commands, audit, mailer, users: auth, publicUrl: config.publicUrl ?? `http://localhost:${config.httpPort}`,
       onPlacementChange: (deviceId) => placed.send(deviceId === undefined ? {} : { deviceId }),
     });
-    const deadLetterStore = new DeadLetterStore(db);
-    const delivery = new DeliveryService({ bus, log: log.child({ component: 'delivery' }), metrics, deadLetters: deadLetterStore });
-    const deadLetters = new DeadLetterService({ store: deadLetterStore, queue: delivery });
     metrics.setStreamClientsSource(() => stream.connections);
     // Every node caches partners and the workers consume their queues: a change reaches them all.
     const partnersChanged = broadcast<Record<string, never>>(bus, 'cluster.partners', () => {
@@ -176,7 +184,7 @@ export class Hearth {
     this.broadcasts.push(partnersChanged);
     const partners = new PartnerService({ db, devices, products, onChange: () => partnersChanged.send({}) });
     this.amqpSources = new AmqpSources({ partners, ingress, log: log.child({ component: 'amqp-sources' }) });
-    this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, stream, delivery, deadLetters, partners };
+    this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, stream, delivery, deadLetters, partners, gateway };
     this.mqtt = new MqttGateway({
       bus, devices, presence, log: log.child({ component: 'mqtt' }), observer: metrics,
       config: {
@@ -201,6 +209,8 @@ export class Hearth {
     const firstStart = (await settings.get('installedAt')) === undefined;
     await auth.start();
     await products.installCatalog();
+    await this.services.delivery.declare();
+    await this.services.gateway.start();
     const operator = await auth.ensureOperator(this.config.adminEmail, this.config.adminPassword);
     if (firstStart) await settings.set('installedAt', new Date().toISOString());
     await presence.start();
@@ -208,7 +218,6 @@ export class Hearth {
     history.start();
     commands.start();
     await ingest.declare();
-    await this.services.delivery.declare();
     ingest.start();
     audit.start();
     this.services.stream.start();
@@ -246,6 +255,7 @@ export class Hearth {
     historyRoutes(this.http, { access, products, history });
     auditRoutes(this.http, { audit });
     homeRoutes(this.http, { homes: s.homes, views });
+    gatewayRoutes(this.http, { gateway: s.gateway, audit });
     streamRoutes(this.http, { stream: s.stream, verifyPrincipal: (t) => auth.authenticate('Bearer ' + t) });
     deadLetterRoutes(this.http, { deadLetters: s.deadLetters });
     deviceHttpRoutes(this.http, { devices: s.devices, products, ingress: this.ingress, maxPayloadBytes: this.config.maxPayloadBytes });
@@ -294,6 +304,7 @@ export class Hearth {
       await this.services.auth.stop();
       this.mailer.close?.();
       await presence.stop();
+      this.services.gateway.stop();
       for (const b of this.broadcasts) b.close();
       await this.bus.close();
       await this.db.destroy();

@@ -177,7 +177,9 @@ describe('cluster mode', { timeout: 240_000 }, () => {
         return lost.length === 0 ? [] : undefined;
       }, 20_000, `every acknowledged report of ${dev.id} stored`).catch(async (err) => {
         const stored = await storedTimestamps(api, dev.id, from, from + 999_999);
-        throw new Error(`${(err as Error).message}: ${[...acked].filter((t) => !stored.has(t)).length} of ${acked.size} acknowledged reports missing`);
+        const lost = [...acked].filter((t) => !stored.has(t));
+        const logs = cluster.nodes.map((n) => n.output().split('\n').filter((l) => /"level":(40|50|60)/.test(l)).slice(-15).join('\n')).join('\n---\n');
+        throw new Error(`${(err as Error).message}: ${lost.length} of ${acked.size} acknowledged reports missing (e.g. ts ${lost.slice(0, 3).map((t) => t - from)}, last acked ${Math.max(...acked) - from}); node warnings:\n${logs}`);
       });
       assert.deepEqual(missing, []);
     }

@@ -30,13 +30,20 @@ export function newPairingCode(): string {
   return groups.join('-');
 }
 
-/** Message ids: a node's prefix and a counter, unique across a cluster (node ids are) and cheap. */
+/**
+ * Message ids: a node's prefix, a token of this process start, the issuer's letter and a counter, unique across a cluster (node
+ * ids are) and cheap. Every issuer on a node needs its own letter: two counters under one prefix
+ * would hand out the same ids, and the bus drops a repeated id as a duplicate.
+ */
+const PROCESS_START = randomBytes(3).toString('hex');
+
 export class MessageIds {
   private seq = 0;
   private readonly prefix: string;
 
-  constructor(nodeId: string) {
-    this.prefix = `${nodeId}.`;
+  constructor(nodeId: string, issuer: string) {
+    // The start token keeps ids unique across restarts too (the embedded node's id never changes).
+    this.prefix = `${nodeId}.${issuer}${PROCESS_START}.`;
   }
 
   next(): string {

@@ -31,7 +31,7 @@ export class GatewayIngress {
   private readonly ids: MessageIds;
 
   constructor(private readonly deps: { bus: Bus; shards: number; nodeId: string }) {
-    this.ids = new MessageIds(deps.nodeId);
+    this.ids = new MessageIds(deps.nodeId, 'i');
   }
 
   async submit(s: Submission): Promise<string> {

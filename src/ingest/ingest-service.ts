@@ -10,6 +10,10 @@ import type { ProductService } from '../products/product-service.ts';
 import type { ShadowService } from '../shadow/shadow-service.ts';
 import type { HistoryService } from '../history/history-service.ts';
 import type { CommandService } from '../commands/command-service.ts';
+import type { DeviceRecord } from '../devices/device-service.ts';
+import type { CompiledModel } from '../products/thing-model.ts';
+import type { GatewayPipeline } from '../gateway/pipeline.ts';
+import type { DeliveryQueue } from '../gateway/envelope.ts';
 
 /** Bus event on `device.{id}.reported`. */
 export interface ReportedEvent {
@@ -44,9 +48,25 @@ export interface IngestObserver {
 const MAX_ATTEMPTS = 5;
 
 /**
+ * What handling a message asks of its consumer: `DONE` (acknowledge once its writes are stored),
+ * `FAILED` (it failed on our side: deliver it again, with backoff), or a number of milliseconds
+ * after which to deliver it again (a rate limit put it off; not a failure).
+ */
+export type Handled = number;
+export const DONE = 0;
+export const FAILED = -1;
+
+type Problem = { code: string; message: string };
+
+/**
  * The device core's handling of uplink messages: validates each against its product's
  * thing model and hands it to the capability that owns it. A rejected message changes
  * nothing and the device hears why on its error topic.
+ *
+ * Every message first goes through the message gateway's pipeline (filters, lanes, routes): it
+ * may be refused or put off there; the routes decide whether the device core handles it (the
+ * `builtin` target) and which external targets get it, as delivery jobs stored before the
+ * message is acknowledged.
  *
  * Uplinks arrive on a durable stream, one consumer per device shard, consumed by the worker
  * that owns the shard. A message is acknowledged only after what it changed is in the store
@@ -66,6 +86,10 @@ export class IngestService implements ShardListener {
     bus: Bus; log: Logger; devices: DeviceService; products: ProductService; presence: PresenceService;
     shadow: ShadowService; history: HistoryService; commands: CommandService;
     flushMs: number; ackWaitMs: number; observer?: IngestObserver;
+    /** The message gateway; without it every message goes to the device core only. */
+    gateway?: GatewayPipeline;
+    /** Where the gateway's delivery jobs are stored (needed when routes have external targets). */
+    deliveries?: DeliveryQueue;
   }) {
     this.acker = new PeriodicFlush(() => this.settle(), deps.flushMs, (err) => deps.log.error({ err }, 'ingest writes failed; messages stay unacknowledged and come again'));
   }
@@ -109,8 +133,9 @@ export class IngestService implements ShardListener {
   }
 
   private receive(m: DurableMessage<UplinkMessage>): Promise<void> {
-    return this.enqueue(m.data, m.deliveryCount >= MAX_ATTEMPTS).then((retry) => {
-      if (retry) return m.nak(500 * m.deliveryCount);
+    return this.enqueue(m.data, m.deliveryCount >= MAX_ATTEMPTS).then((handled) => {
+      if (handled === FAILED) return m.nak(500 * m.deliveryCount);
+      if (handled > 0) return m.nak(handled);
       this.deps.observer?.ingestLag(m.data.receivedAt);
       this.toAck.push(m);
     });
@@ -131,8 +156,7 @@ export class IngestService implements ShardListener {
     for (const m of acks) m.ack();
   }
 
-  /** Resolves to true when the message failed on our side and should be tried again. */
-  private enqueue(msg: UplinkMessage, lastAttempt: boolean): Promise<boolean> {
+  private enqueue(msg: UplinkMessage, lastAttempt: boolean): Promise<Handled> {
     const prev = this.chains.get(msg.deviceId);
     const next = prev ? prev.then(() => this.handle(msg, lastAttempt)) : this.handle(msg, lastAttempt);
     const done = next.then(() => undefined);
@@ -143,33 +167,58 @@ export class IngestService implements ShardListener {
     return next;
   }
 
-  /** Handles one message; true when it failed for a reason of ours (worth another try). */
-  async handle(msg: UplinkMessage, lastAttempt = false): Promise<boolean> {
+  /** Handles one message (see `Handled`). */
+  async handle(msg: UplinkMessage, lastAttempt = false): Promise<Handled> {
     try {
-      const problem = await this.dispatch(msg);
-      if (problem) this.reject(msg, problem.code, problem.message);
-      return false;
+      const outcome = await this.dispatch(msg);
+      if (typeof outcome === 'number') return outcome;
+      if (outcome) this.reject(msg, outcome.code, outcome.message);
+      return DONE;
     } catch (err) {
       if (isHearthError(err)) {
         this.reject(msg, err.code, err.message);
-        return false;
+        return DONE;
       }
       this.deps.log.error({ err, deviceId: msg.deviceId, topic: msg.topic }, 'uplink handling failed');
-      if (!lastAttempt) return true;
+      if (!lastAttempt) return FAILED;
       this.reject(msg, 'E_INTERNAL', 'the message could not be processed');
-      return false;
+      return DONE;
     }
   }
 
-  private async dispatch(msg: UplinkMessage): Promise<{ code: string; message: string } | undefined> {
+  /** The gateway's pipeline, then the device core when a route sends the message there. A number: deliver again after so many ms. */
+  private async dispatch(msg: UplinkMessage): Promise<Problem | number | undefined> {
     const { devices, products, presence } = this.deps;
     const device = await devices.get(msg.deviceId);
     if (!device) return { code: 'E_DEVICE_NOT_FOUND', message: `device "${msg.deviceId}" does not exist` };
+    // Not a device message: the gateway saw the device subscribe to its desired state.
     if (msg.kind === 'subscribed') {
       await this.deps.shadow.resend(msg.deviceId);
       return undefined;
     }
-    presence.seen(msg.via, msg.receivedAt);
+    if (msg.kind !== 'command') presence.seen(msg.via, msg.receivedAt);
+    const model = await products.model(device.productKey);
+    const gateway = this.deps.gateway;
+    if (gateway === undefined) return this.deviceCore(msg, device, model);
+    const r = gateway.process(msg, device, model);
+    if (r.action === 'drop') return r.code !== undefined ? { code: r.code, message: r.reason ?? r.code } : undefined;
+    if (r.action === 'delay') return Math.max(1, r.delayMs ?? 1);
+    // The device core first: it is idempotent, so a failure in between and a retry change nothing twice.
+    if (r.builtin && msg.kind !== 'command') {
+      const problem = await this.deviceCore(msg, device, model);
+      if (problem) return problem;
+    }
+    if (r.deliveries.length !== 0) {
+      const queue = this.deps.deliveries;
+      if (queue === undefined) throw new Error('a route has external targets but this node has no delivery queue');
+      await (r.deliveries.length === 1 ? queue.enqueue(r.deliveries[0]) : Promise.all(r.deliveries.map((d) => queue.enqueue(d))));
+    }
+    return undefined;
+  }
+
+  /** The device core's handling: shadow, history, command results, joins, hubs' presence reports. */
+  private async deviceCore(msg: UplinkMessage, device: DeviceRecord, model: CompiledModel | undefined): Promise<Problem | undefined> {
+    const { devices, presence } = this.deps;
     if (msg.via !== msg.deviceId) {
       if (msg.kind === 'presence') {
         if (!isObject(msg.payload) || typeof msg.payload.online !== 'boolean') return { code: 'E_BAD_MESSAGE', message: 'a presence message is {"online": true|false}' };
@@ -181,7 +230,6 @@ export class IngestService implements ShardListener {
     } else if (msg.kind === 'presence') {
       return { code: 'E_BAD_MESSAGE', message: 'only a hub reports presence, for its sub-devices' };
     }
-    const model = await products.model(device.productKey);
     if (!model) return { code: 'E_PRODUCT_NOT_FOUND', message: `product "${device.productKey}" does not exist` };
 
     switch (msg.kind) {
@@ -231,6 +279,11 @@ export class IngestService implements ShardListener {
 
   private reject(msg: UplinkMessage, code: string, message: string): void {
     this.deps.observer?.messageRejected(code);
+    // Partners and the API have acknowledged their senders already; only devices have an error topic.
+    if (msg.source !== undefined && msg.source !== 'mqtt' && msg.source !== 'http') {
+      this.deps.log.info({ deviceId: msg.deviceId, source: msg.source, code, reason: message }, 'message refused');
+      return;
+    }
     const payload: DeviceErrorPayload = { code, message, topic: msg.topic };
     // A hub hears about its sub-devices' rejected messages on the sub-device's error topic, which it may subscribe to.
     const down: DownlinkMessage = { deviceId: msg.deviceId, kind: 'errors', payload };

@@ -28,6 +28,8 @@ export const METRIC_TYPES = {
   hearth_node_ready: 'gauge',
   hearth_node_info: 'gauge',
   hearth_stream_clients: 'gauge',
+  hearth_gateway_filter_total: 'counter',
+  hearth_gateway_routed_total: 'counter',
 } as const;
 
 export type MetricName = keyof typeof METRIC_TYPES;

@@ -165,6 +165,8 @@ export class Metrics {
   private readonly publishes = this.histogram('hearth_bus_publish_duration_seconds', 'Time to publish on the bus (core: fire and forget; durable: until stored)', ['kind'], PUBLISH_BUCKETS);
   private readonly requests = this.histogram('hearth_bus_request_duration_seconds', 'Bus requests until the reply (or the failure)', [], REQUEST_BUCKETS).of();
   private readonly queries = this.histogram('hearth_db_query_duration_seconds', 'Database statements, by kind', ['op'], REQUEST_BUCKETS);
+  private readonly gatewayFilters = this.counter('hearth_gateway_filter_total', 'Messages through each filter of the message gateway, by effect (pass, drop, delay, tagged)', ['filter', 'effect']);
+  private readonly gatewayRoutes = this.counter('hearth_gateway_routed_total', 'Messages the message gateway routed, by route name', ['route']);
   private readonly http = this.histogram('hearth_http_request_duration_seconds', 'HTTP requests, by method, route pattern and status class (streams excluded)', ['method', 'route', 'status'], REQUEST_BUCKETS);
 
   private readonly msgIn = byValue((kind) => this.messages.of('in', kind));
@@ -263,6 +265,16 @@ export class Metrics {
   /** A delivery failed for good and was kept as a dead letter. */
   deadLetter(targetType: string): void {
     this.deadLettersBy(targetType).inc();
+  }
+
+  /** The counter of one filter's effect; the gateway keeps it, so counting a message is a field increment. */
+  filterCounter(filter: string, effect: string): { inc(): void } {
+    return this.gatewayFilters.of(filter, effect);
+  }
+
+  /** The counter of messages a route took; kept by the compiled route. */
+  routedCounter(route: string): { inc(): void } {
+    return this.gatewayRoutes.of(route);
   }
 
   breakerState(target: string, state: BreakerState): void {

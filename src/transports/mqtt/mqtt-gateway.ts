@@ -67,7 +67,7 @@ export class MqttGateway {
 
   constructor(private readonly deps: { bus: Bus; devices: DeviceService; presence: PresenceService; log: Logger; config: MqttGatewayConfig; observer?: GatewayObserver }) {
     this.admission = new RateLimiter({ perMinute: deps.config.connectRatePerSecond * 60, burst: deps.config.connectBurst });
-    this.ids = new MessageIds(deps.config.nodeId);
+    this.ids = new MessageIds(deps.config.nodeId, 'm');
   }
 
   async start(): Promise<void> {
