@@ -165,7 +165,30 @@ export class DeliveryService implements DeliveryQueue {
    * redelivered uplink routed twice); a replay passes a `jobId` of its own to be stored anew.
    */
   enqueue(d: Delivery, jobId = `${d.envelope.id}:${d.routeId}:${d.targetIndex}`): Promise<void> {
+    // A NATS subject takes a core publish, which neither waits nor can be retried meaningfully:
+    // publish it right here instead of storing a job (the routed message itself is durable).
+    if (d.target.type === 'nats') {
+      try {
+        this.publishNats(d, d.target.subject);
+        this.deps.metrics?.delivery('nats', 'ok');
+        return Promise.resolve();
+      } catch (err) {
+        return Promise.reject(err as Error);
+      }
+    }
     return this.deps.bus.publishDurable(`delivery.${d.routeId}.${d.targetIndex}`, d, { msgId: jobId });
+  }
+
+  private publishNats(d: Delivery, subject: string): void {
+    const meta: Record<string, string> = { 'x-hearth-message-id': d.envelope.id, 'x-hearth-route': d.routeName };
+    if (d.lane) meta['x-hearth-lane'] = d.lane;
+    let data: unknown;
+    try {
+      data = JSON.parse(d.body);
+    } catch {
+      throw new OutboundError(`${d.routeName}#${d.targetIndex}`, 'status', 'the body is not JSON', false);
+    }
+    this.deps.bus.publish(subject, data, { headers: meta });
   }
 
   /** Starts consumers for the external targets of `routes` not yet served here and stops those of targets that are gone. */
@@ -277,16 +300,7 @@ export class DeliveryService implements DeliveryQueue {
       }
       return;
     }
-    if (t.type === 'nats') {
-      let data: unknown;
-      try {
-        data = JSON.parse(d.body);
-      } catch {
-        throw new OutboundError(`${d.routeName}#${d.targetIndex}`, 'status', 'the body is not JSON', false);
-      }
-      this.deps.bus.publish(t.subject, data, { headers: meta });
-      return;
-    }
+    if (t.type === 'nats') return this.publishNats(d, t.subject);
     await this.amqp.publish(t.url, t.exchange, t.routingKey ?? `hearth.${d.envelope.kind}`, Buffer.from(d.body), { messageId: d.envelope.id, headers: meta });
   }
 }
