@@ -81,6 +81,8 @@ export class CommandService {
     observer?: { commandFinished(outcome: 'ok' | 'error' | 'timeout' | 'offline', ms: number): void };
     /** The message gateway's way in: commands are routed like device messages. */
     ingress?: Pick<GatewayIngress, 'submit'>;
+    /** Whether a route could want commands at all (when not, they don't enter the pipeline). */
+    routesCommands?: () => boolean;
   }) {}
 
   start(): void {
@@ -134,7 +136,7 @@ export class CommandService {
     this.deps.bus.publish(subjects.down(deviceId), down);
     this.deps.bus.publish(subjects.command(deviceId), { id, deviceId, action: input.action, status: 'sent', source });
     // The message gateway routes commands too (to partners, in the caller's lane); the device doesn't wait for it.
-    const routed = this.deps.ingress?.submit({
+    const routed = this.deps.routesCommands?.() === false ? undefined : this.deps.ingress?.submit({
       source: 'api', deviceId, kind: 'command', payload: { id, action: input.action, params }, via: source,
       ...(route.userId ? { userId: route.userId } : {}), ...(route.lane ? { tags: { lane: route.lane } } : {}),
     }).catch((err) => this.deps.log.warn({ err, deviceId, commandId: id }, 'command could not be routed'));

@@ -133,6 +133,16 @@ export class GatewayPipeline {
     return this.current.config;
   }
 
+  /**
+   * Whether any enabled route could take API commands to an external target: the command path
+   * skips the pipeline (a stored message and a worker's handling per command) when none does.
+   */
+  get routesCommands(): boolean {
+    return this.current.config.routes.some((r) => r.enabled !== false
+      && (r.match.kind === undefined || (Array.isArray(r.match.kind) ? r.match.kind.includes('command') : r.match.kind === 'command'))
+      && r.targets.some((t) => t.type !== 'builtin'));
+  }
+
   /** The enabled routes, as the delivery side needs them. */
   get routes(): RouteSpec[] {
     return this.current.routes;
