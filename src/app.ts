@@ -49,6 +49,7 @@ import { PartnerService } from './gateway/partner-service.ts';
 import { partnerRoutes } from './gateway/partner-routes.ts';
 import { deviceHttpRoutes } from './gateway/device-http-routes.ts';
 import { AmqpSources } from './gateway/amqp-sources.ts';
+import { systemClock, type Clock } from './core/clock.ts';
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -111,16 +112,19 @@ export class Hearth {
   private readonly mailer: Mailer;
   private stopping: Promise<void> | undefined;
   private readonly broadcasts: Array<Broadcast<any>> = [];
+  /** Wall-clock time for schedules, timers and delays (a ManualClock in tests). */
+  readonly clock: Clock;
 
   /** Builds a node; in cluster mode (`natsUrl`) it connects to NATS first. */
-  static async create(config: Config, opts: { log?: Logger } = {}): Promise<Hearth> {
+  static async create(config: Config, opts: { log?: Logger; clock?: Clock } = {}): Promise<Hearth> {
     if (config.natsUrl === undefined) return new Hearth(config, opts);
     const log = opts.log ?? createLogger(config.logLevel);
     const bus = await NatsBus.connect({ servers: config.natsUrl, log: log.child({ component: 'bus' }), name: config.nodeName ?? hostname() });
-    return new Hearth(config, { log, bus });
+    return new Hearth(config, { log, bus, clock: opts.clock });
   }
 
-  constructor(readonly config: Config, opts: { log?: Logger; bus?: Bus } = {}) {
+  constructor(readonly config: Config, opts: { log?: Logger; bus?: Bus; clock?: Clock } = {}) {
+    this.clock = opts.clock ?? systemClock;
     const clustered = config.natsUrl !== undefined;
     if (clustered && !opts.bus) throw new Error('cluster mode: build the node with Hearth.create(config)');
     this.roles = parseRoles(config.roles);

@@ -6,6 +6,7 @@ import { Hearth } from '../../src/app.ts';
 import { loadConfig } from '../../src/core/config/config-schema.ts';
 import { createLogger } from '../../src/core/logger.ts';
 import { startPostgres, type PostgresServer } from './postgres.ts';
+import type { Clock } from '../../src/core/clock.ts';
 
 export const ADMIN = { email: 'operator@test.local', password: 'operator-password-1' };
 
@@ -74,9 +75,9 @@ async function dropStore(dataDir: string): Promise<void> {
 
 /**
  * Starts a real platform on free loopback ports with its own data directory, logged in as the
- * operator. Tests talk to it only through HTTP and MQTT.
+ * operator. Tests talk to it only through HTTP and MQTT (and may drive its clock: `clock`).
  */
-export async function startPlatform(opts: { dataDir?: string; env?: Record<string, string> } = {}): Promise<Platform> {
+export async function startPlatform(opts: { dataDir?: string; env?: Record<string, string>; clock?: Clock } = {}): Promise<Platform> {
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'hearth-test-'));
   // Suites make requests much faster than a person; a test of the rate limit sets its own.
   const env = { HEARTH_RATE_LIMIT_PER_MINUTE: '1000000', HEARTH_RATE_LIMIT_BURST: '100000', ...(await storeEnv(dataDir)), ...opts.env };
@@ -96,7 +97,7 @@ export async function startPlatform(opts: { dataDir?: string; env?: Record<strin
       if (echo) process.stdout.write(line);
     },
   };
-  const hearth = new Hearth(config, { log: createLogger((process.env.HEARTH_TEST_LOG as 'info') || 'info', {}, sink) });
+  const hearth = new Hearth(config, { log: createLogger((process.env.HEARTH_TEST_LOG as 'info') || 'info', {}, sink), clock: opts.clock });
   await hearth.start();
   const httpUrl = `http://127.0.0.1:${hearth.httpPort}`;
   const clients: MqttClient[] = [];
