@@ -81,6 +81,18 @@ interface Entry {
   json?: string;
   /** Control messages skip the filters and access checks. */
   control?: boolean;
+  /** A personal event (an inbox item): only this user's connections receive it. */
+  userId?: string;
+}
+
+/** What `publish` sends on `stream.announce`, so that every node's clients receive it. */
+interface Announcement {
+  type: StreamEventType;
+  deviceId: string | null;
+  homeId: string | null;
+  userId?: string;
+  at: number;
+  data: Record<string, unknown>;
 }
 
 interface Conn {
@@ -174,6 +186,11 @@ export class StreamService {
         if (c.error !== undefined) data.error = c.error;
         this.fromDevice('command', idOf(msg), Date.now(), data);
       }, { name: 'stream.command' }),
+      bus.subscribe<Announcement>(subjects.streamAnnounce, (msg) => {
+        const a = msg.data;
+        if (a.deviceId !== null && a.homeId === null) this.fromDevice(a.type, a.deviceId, a.at, a.data);
+        else this.emit(a.type, a.deviceId, a.homeId, a.at, a.data, a.userId);
+      }, { name: 'stream.announce' }),
     ];
   }
 
@@ -186,12 +203,15 @@ export class StreamService {
   }
 
   /**
-   * Emits an event of another feature. With a device and no home, the device's home is looked up.
-   * Events with neither go to the operator only.
+   * Emits an event of another feature (automation runs, notifications) to the clients of every
+   * node, through the bus. With a device and no home, the device's home is looked up. Events
+   * with neither go to the operator only. With `userId`, only that user's connections receive
+   * it (and only when they may also view the home, if one is named): a personal inbox item.
    */
-  publish(type: StreamEventType, deviceId: string | null, homeId: string | null, data: Record<string, unknown>, at = Date.now()): void {
-    if (deviceId !== null && homeId === null) this.fromDevice(type, deviceId, at, data);
-    else this.emit(type, deviceId, homeId, at, data);
+  publish(type: StreamEventType, deviceId: string | null, homeId: string | null, data: Record<string, unknown>, at = Date.now(), opts: { userId?: string } = {}): void {
+    const a: Announcement = { type, deviceId, homeId, at, data };
+    if (opts.userId !== undefined) a.userId = opts.userId;
+    this.deps.bus.publish(subjects.streamAnnounce, a);
   }
 
   /**
@@ -294,10 +314,11 @@ export class StreamService {
     return homeId;
   }
 
-  private emit(type: StreamEventType, deviceId: string | null, homeId: string | null, at: number, data: Record<string, unknown>): void {
+  private emit(type: StreamEventType, deviceId: string | null, homeId: string | null, at: number, data: Record<string, unknown>, userId?: string): void {
     const n = (this.last = Math.max(this.last + 1, Date.now() * 1000));
     const ev: StreamEvent = { id: String(n), type, deviceId, homeId, at: isoTime(at), data };
     const entry: Entry = { n, ev };
+    if (userId !== undefined) entry.userId = userId;
     this.append(entry);
     for (const c of this.conns) this.enqueue(c, entry);
   }
@@ -339,6 +360,7 @@ export class StreamService {
   private enqueue(c: Conn, e: Entry): void {
     if (c.closed) return;
     if (!e.control && !this.wanted(c, e.ev)) return;
+    if (e.userId !== undefined && c.p.userId !== e.userId) return;
     if (c.head === c.queue.length) {
       // Nothing waiting: deliver at once when the decision is known.
       const v = e.control ? true : this.knownRight(c, e.ev);

@@ -68,4 +68,6 @@ export const subjects = {
   command: (deviceId: string) => `device.${deviceId}.command`,
   commandResult: (commandId: string) => `command.${commandId}.result`,
   allCommandResults: 'command.*.result',
+  /** Events of other features for the live stream of every node (StreamService.publish). */
+  streamAnnounce: 'stream.announce',
 } as const;
