@@ -50,6 +50,12 @@ import { partnerRoutes } from './gateway/partner-routes.ts';
 import { deviceHttpRoutes } from './gateway/device-http-routes.ts';
 import { AmqpSources } from './gateway/amqp-sources.ts';
 import { systemClock, type Clock } from './core/clock.ts';
+import { AutomationStore } from './automation/automation-store.ts';
+import { AutomationService } from './automation/automation-service.ts';
+import { AutomationEngine } from './automation/automation-engine.ts';
+import { automationRoutes } from './automation/automation-routes.ts';
+import { webhookCaller } from './automation/webhook-caller.ts';
+import { shardOf } from './core/cluster/shards.ts';
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -72,6 +78,8 @@ export interface Services {
   deadLetters: DeadLetterService;
   partners: PartnerService;
   gateway: GatewayConfigService;
+  automations: AutomationService;
+  automationEngine: AutomationEngine;
 }
 
 export type Role = 'gateway' | 'api' | 'worker';
@@ -114,6 +122,7 @@ export class Hearth {
   private readonly broadcasts: Array<Broadcast<any>> = [];
   /** Wall-clock time for schedules, timers and delays (a ManualClock in tests). */
   readonly clock: Clock;
+  private readonly automationStore: AutomationStore;
 
   /** Builds a node; in cluster mode (`natsUrl`) it connects to NATS first. */
   static async create(config: Config, opts: { log?: Logger; clock?: Clock } = {}): Promise<Hearth> {
@@ -188,7 +197,29 @@ export class Hearth {
     this.broadcasts.push(partnersChanged);
     const partners = new PartnerService({ db, devices, products, onChange: () => partnersChanged.send({}) });
     this.amqpSources = new AmqpSources({ partners, ingress, log: log.child({ component: 'amqp-sources' }) });
-    this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, stream, delivery, deadLetters, partners, gateway };
+    // Automations: stored and checked by the service on any node, run by the engine on the worker owning the home's shard.
+    const automationStore = (this.automationStore = new AutomationStore({ db, log: log.child({ component: 'automations' }), flushMs: config.historyFlushMs }));
+    const automationsChanged = broadcast<{ id: string }>(bus, 'cluster.automations', (m) => void automationEngine.reload(m.id));
+    this.broadcasts.push(automationsChanged);
+    const automations = new AutomationService({
+      store: automationStore, access, devices, products, audit, clock: this.clock, log: log.child({ component: 'automations' }), shardCount: config.shards,
+      canNotify: false, onChange: (id) => automationsChanged.send({ id }),
+    });
+    const automationEngine = new AutomationEngine({
+      bus, log: log.child({ component: 'automations' }), clock: this.clock, store: automationStore, shards, shardCount: config.shards, control: automations,
+      effects: {
+        command: (id, input, source) => commands.send(id, input, source),
+        setDesired: (id, values) => shadow.setDesired(id, values),
+        groupDevices: (homeId, groupId) => automations.groupDevices(homeId, groupId),
+        postJson: webhookCaller(metrics),
+      },
+      home: (homeId) => automations.home(homeId).catch(() => undefined),
+      reported: async (id) => (await shadow.view(id)).reported,
+      online: async (id) => (await presence.get(id)).online,
+      stream: { publish: (type, deviceId, homeId, data, at) => stream.publish(type, deviceId, homeId, data, at) },
+    });
+    shards.on(automationEngine);
+    this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, stream, delivery, deadLetters, partners, gateway, automations, automationEngine };
     this.mqtt = new MqttGateway({
       bus, devices, presence, log: log.child({ component: 'mqtt' }), observer: metrics,
       config: {
@@ -225,6 +256,9 @@ export class Hearth {
     ingest.start();
     audit.start();
     this.services.stream.start();
+    await this.automationStore.reshard((homeId) => shardOf(homeId, this.config.shards));
+    this.automationStore.start();
+    this.services.automationEngine.start();
     await this.shards.start();
     await this.shards.settle();
     if (this.has('worker')) await this.amqpSources.start();
@@ -264,6 +298,7 @@ export class Hearth {
     deadLetterRoutes(this.http, { deadLetters: s.deadLetters });
     deviceHttpRoutes(this.http, { devices: s.devices, products, ingress: this.ingress, maxPayloadBytes: this.config.maxPayloadBytes });
     partnerRoutes(this.http, { partners: s.partners, ingress: this.ingress, audit });
+    automationRoutes(this.http, { automations: s.automations, engine: s.automationEngine });
   }
 
   get httpPort(): number {
@@ -298,6 +333,8 @@ export class Hearth {
       await this.mqtt.stop(deadline - 2000);
       await this.bus.flush();
       await this.shards.stop();
+      await this.services.automationEngine.stop();
+      await this.automationStore.stop();
       await ingest.stop();
       await this.services.delivery.stop();
       this.services.stream.stop();

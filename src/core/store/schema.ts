@@ -78,4 +78,12 @@ export interface Database {
   device_groups: { id: string; home_id: string; name: string; device_ids: string; created_at: number };
   /** audit */
   audit_log: { id: string; at: number; actor: string; action: string; home_id: string | null; target_type: string | null; target_id: string | null; details: string | null };
+  /** automations */
+  automations: {
+    id: string; home_id: string; shard: number; name: string; description: string | null; enabled: number; mode: string; max_runs: number; cooldown_ms: number;
+    triggers: string; conditions: string; actions: string; webhook_id: string | null; status: string; status_reason: string | null;
+    created_by: string; created_at: number; updated_at: number;
+  };
+  /** automations: runs with their traces */
+  automation_runs: { id: string; automation_id: string; home_id: string; status: string; reason: string | null; trigger_type: string; started_at: number; finished_at: number | null; trace: string };
 }

@@ -267,4 +267,46 @@ export const migrations: Record<string, Migration> = {
       await db.schema.createIndex('dead_letters_status_created').on('dead_letters').columns(['status', 'created_at']).execute();
     },
   },
+  '0008-automations': {
+    async up(db: Kysely<any>) {
+      // Automations of a home: triggers, conditions and actions as JSON; `shard` is shardOf(home_id)
+      // (recomputed at start when the shard count changes) so a worker loads only its homes'.
+      await db.schema.createTable('automations')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('home_id', 'text', (c) => c.notNull())
+        .addColumn('shard', 'integer', (c) => c.notNull())
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('description', 'text')
+        .addColumn('enabled', 'integer', (c) => c.notNull())
+        .addColumn('mode', 'text', (c) => c.notNull())
+        .addColumn('max_runs', 'integer', (c) => c.notNull())
+        .addColumn('cooldown_ms', 'bigint', (c) => c.notNull())
+        .addColumn('triggers', 'text', (c) => c.notNull())
+        .addColumn('conditions', 'text', (c) => c.notNull())
+        .addColumn('actions', 'text', (c) => c.notNull())
+        .addColumn('webhook_id', 'text')
+        .addColumn('status', 'text', (c) => c.notNull())
+        .addColumn('status_reason', 'text')
+        .addColumn('created_by', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('updated_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('automations_home').on('automations').column('home_id').execute();
+      await db.schema.createIndex('automations_shard').on('automations').column('shard').execute();
+      await db.schema.createIndex('automations_webhook').on('automations').column('webhook_id').unique().execute();
+      // Runs with their traces, newest kept (a bounded number per automation).
+      await db.schema.createTable('automation_runs')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('automation_id', 'text', (c) => c.notNull())
+        .addColumn('home_id', 'text', (c) => c.notNull())
+        .addColumn('status', 'text', (c) => c.notNull())
+        .addColumn('reason', 'text')
+        .addColumn('trigger_type', 'text', (c) => c.notNull())
+        .addColumn('started_at', 'bigint', (c) => c.notNull())
+        .addColumn('finished_at', 'bigint')
+        .addColumn('trace', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('automation_runs_automation_started').on('automation_runs').columns(['automation_id', 'started_at']).execute();
+    },
+  },
 };

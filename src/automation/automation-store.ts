@@ -1,0 +1,172 @@
+import type { Db } from '../core/store/db.ts';
+import { fromJson, toJson } from '../core/store/db.ts';
+import type { Database } from '../core/store/schema.ts';
+import type { Logger } from '../core/logger.ts';
+import { PeriodicFlush } from '../core/periodic-flush.ts';
+import type { Automation, AutomationStatus, Run, RunMode, RunStatus, Trace } from './automation-types.ts';
+
+type Row = Database['automations'];
+type RunRow = Database['automation_runs'];
+
+/** How many runs are kept per automation (older ones are deleted as new ones are written). */
+export const RUNS_KEPT = 200;
+
+const iso = (n: number | string) => new Date(Number(n)).toISOString();
+
+export function toAutomation(r: Row): Automation {
+  return {
+    id: r.id, homeId: r.home_id, name: r.name, description: r.description, enabled: Number(r.enabled) === 1, mode: r.mode as RunMode,
+    max: Number(r.max_runs), cooldownMs: Number(r.cooldown_ms),
+    triggers: fromJson(r.triggers), conditions: fromJson(r.conditions), actions: fromJson(r.actions),
+    webhookId: r.webhook_id, status: r.status as AutomationStatus, statusReason: r.status_reason,
+    createdBy: r.created_by, createdAt: iso(r.created_at), updatedAt: iso(r.updated_at),
+  };
+}
+
+function toRun(r: RunRow): Run {
+  return {
+    id: r.id, automationId: r.automation_id, homeId: r.home_id, status: r.status as RunStatus, reason: r.reason,
+    startedAt: iso(r.started_at), finishedAt: r.finished_at == null ? null : iso(r.finished_at),
+    ms: r.finished_at == null ? null : Number(r.finished_at) - Number(r.started_at), trace: fromJson<Trace>(r.trace),
+  };
+}
+
+/**
+ * The automations' tables: definitions, and runs with their traces. Runs are written behind, in
+ * batches (a run is recorded when it starts and again when it ends; both usually fall into one
+ * batch and make one row), and each automation keeps its newest {@link RUNS_KEPT}. Reads flush first.
+ */
+export class AutomationStore {
+  private pending = new Map<string, RunRow>();
+  /** Automations with runs written since their last pruning, and how many. */
+  private written = new Map<string, number>();
+  private readonly writer: PeriodicFlush;
+
+  constructor(private readonly deps: { db: Db; log: Logger; flushMs: number }) {
+    this.writer = new PeriodicFlush(() => this.write(), deps.flushMs, (err) => deps.log.error({ err }, 'automation runs flush failed; will retry'));
+  }
+
+  start(): void {
+    this.writer.start();
+  }
+
+  stop(): Promise<void> {
+    return this.writer.stop();
+  }
+
+  flush(): Promise<void> {
+    return this.writer.flush();
+  }
+
+  get db(): Db {
+    return this.deps.db;
+  }
+
+  async get(id: string): Promise<Automation | undefined> {
+    const row = await this.deps.db.selectFrom('automations').selectAll().where('id', '=', id).executeTakeFirst();
+    return row ? toAutomation(row) : undefined;
+  }
+
+  async row(id: string): Promise<Row | undefined> {
+    return this.deps.db.selectFrom('automations').selectAll().where('id', '=', id).executeTakeFirst();
+  }
+
+  async byWebhook(webhookId: string): Promise<Automation | undefined> {
+    const row = await this.deps.db.selectFrom('automations').selectAll().where('webhook_id', '=', webhookId).executeTakeFirst();
+    return row ? toAutomation(row) : undefined;
+  }
+
+  async listHome(homeId: string): Promise<Automation[]> {
+    const rows = await this.deps.db.selectFrom('automations').selectAll().where('home_id', '=', homeId).orderBy('created_at').orderBy('id').execute();
+    return rows.map(toAutomation);
+  }
+
+  async rowsOfShard(shard: number): Promise<Row[]> {
+    return this.deps.db.selectFrom('automations').selectAll().where('shard', '=', shard).execute();
+  }
+
+  async insert(row: Row): Promise<void> {
+    await this.deps.db.insertInto('automations').values(row).execute();
+  }
+
+  async update(id: string, set: Partial<Row>): Promise<void> {
+    await this.deps.db.updateTable('automations').set(set).where('id', '=', id).execute();
+  }
+
+  async delete(id: string): Promise<void> {
+    await this.writer.flush();
+    await this.deps.db.transaction().execute(async (trx) => {
+      await trx.deleteFrom('automation_runs').where('automation_id', '=', id).execute();
+      await trx.deleteFrom('automations').where('id', '=', id).execute();
+    });
+  }
+
+  /** The shard of every automation, recomputed when the configured shard count changed. */
+  async reshard(shardOf: (homeId: string) => number): Promise<number> {
+    const rows = await this.deps.db.selectFrom('automations').select(['id', 'home_id', 'shard']).execute();
+    let moved = 0;
+    for (const r of rows) {
+      const s = shardOf(r.home_id);
+      if (Number(r.shard) !== s) {
+        await this.update(r.id, { shard: s });
+        moved++;
+      }
+    }
+    return moved;
+  }
+
+  /** Records a run (again when its state changes); written with the next batch. */
+  recordRun(run: { id: string; automationId: string; homeId: string; status: RunStatus; reason: string | null; startedAt: number; finishedAt: number | null; trace: Trace }): void {
+    this.pending.set(run.id, {
+      id: run.id, automation_id: run.automationId, home_id: run.homeId, status: run.status, reason: run.reason,
+      trigger_type: run.trace.trigger.type, started_at: run.startedAt, finished_at: run.finishedAt, trace: toJson(run.trace),
+    });
+  }
+
+  /** Newest first. */
+  async listRuns(automationId: string, q: { limit: number; before?: number; status?: string }): Promise<Run[]> {
+    await this.writer.flush();
+    let query = this.deps.db.selectFrom('automation_runs').selectAll().where('automation_id', '=', automationId);
+    if (q.before !== undefined) query = query.where('started_at', '<', q.before);
+    if (q.status !== undefined) query = query.where('status', '=', q.status);
+    const rows = await query.orderBy('started_at', 'desc').orderBy('id', 'desc').limit(q.limit).execute();
+    return rows.map(toRun);
+  }
+
+  async getRun(automationId: string, runId: string): Promise<Run | undefined> {
+    await this.writer.flush();
+    const row = await this.deps.db.selectFrom('automation_runs').selectAll().where('id', '=', runId).where('automation_id', '=', automationId).executeTakeFirst();
+    return row ? toRun(row) : undefined;
+  }
+
+  private async write(): Promise<void> {
+    if (this.pending.size === 0) return;
+    const rows = [...this.pending.values()];
+    this.pending = new Map();
+    try {
+      await this.deps.db.transaction().execute(async (trx) => {
+        for (const r of rows) {
+          await trx.insertInto('automation_runs').values(r)
+            .onConflict((oc) => oc.column('id').doUpdateSet({ status: r.status, reason: r.reason, finished_at: r.finished_at, trace: r.trace }))
+            .execute();
+        }
+      });
+    } catch (err) {
+      for (const r of rows) if (!this.pending.has(r.id)) this.pending.set(r.id, r);
+      throw err;
+    }
+    for (const r of rows) this.written.set(r.automation_id, (this.written.get(r.automation_id) ?? 0) + 1);
+    await this.prune();
+  }
+
+  /** Keeps the newest RUNS_KEPT runs of automations that wrote enough since their last pruning. */
+  private async prune(): Promise<void> {
+    for (const [id, n] of this.written) {
+      if (n < 20) continue;
+      this.written.delete(id);
+      const cut = await this.deps.db.selectFrom('automation_runs').select('started_at').where('automation_id', '=', id)
+        .orderBy('started_at', 'desc').offset(RUNS_KEPT - 1).limit(1).executeTakeFirst();
+      if (cut) await this.deps.db.deleteFrom('automation_runs').where('automation_id', '=', id).where('started_at', '<', Number(cut.started_at)).execute();
+    }
+  }
+}

@@ -1,0 +1,646 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { WebSocket } from 'ws';
+import type { MqttClient } from 'mqtt';
+import { startPlatform, inbox, eventually, type ApiResponse, type Platform } from './helpers/platform.ts';
+import { ManualClock } from '../src/core/clock.ts';
+
+/**
+ * Automations end to end: people create them over HTTP, simulated devices report and answer
+ * commands over real MQTT, and the platform's clock is a ManualClock that the tests move, so
+ * delays, waits, timeouts and cool-downs take no real time.
+ */
+let p: Platform;
+const clock = new ManualClock(new Date('2026-11-23T10:00:00Z'));
+
+let owner: User;
+let home: string;
+before(async () => {
+  p = await startPlatform({ clock });
+  owner = await signup('owner');
+  home = await newHome(owner);
+});
+after(async () => {
+  await p.stop();
+});
+
+interface User {
+  id: string;
+  token: string;
+  api: (method: string, path: string, body?: unknown) => Promise<ApiResponse<any>>;
+}
+
+let seq = 0;
+async function signup(name: string): Promise<User> {
+  const email = `${name}-${++seq}@auto.test`;
+  const password = `password-of-${name}`;
+  const s = await p.api('POST', '/api/v1/auth/signup', { email, password }, null);
+  assert.equal(s.status, 201, JSON.stringify(s.body));
+  const l = await p.api('POST', '/api/v1/auth/login', { email, password }, null);
+  return { id: s.body.id, token: l.body.token, api: (method, path, body) => p.api(method, `/api/v1${path}`, body, l.body.token) };
+}
+
+async function newHome(u: User, extra: Record<string, unknown> = {}): Promise<string> {
+  const r = await u.api('POST', '/homes', { name: 'Home', timezone: 'Europe/Berlin', latitude: 52.52, longitude: 13.405, ...extra });
+  assert.equal(r.status, 201, JSON.stringify(r.body));
+  return r.body.id;
+}
+
+interface Sim {
+  id: string;
+  c: MqttClient;
+  box: ReturnType<typeof inbox>;
+  report(values: Record<string, unknown>): Promise<void>;
+  event(event: string, params?: Record<string, unknown>): Promise<void>;
+  /** Commands received so far. */
+  commands: any[];
+}
+
+/**
+ * A device claimed into the home and connected. It answers every command ok (a light's `toggle`
+ * flips `on` and reports it, like a real lamp) unless `answer` says otherwise.
+ */
+async function device(u: User, homeId: string, product: string, opts: { answer?: (cmd: any) => { ok: boolean; error?: string } | null } = {}): Promise<Sim> {
+  const d = await p.provision(product);
+  const claim = await u.api('POST', `/homes/${homeId}/devices`, { pairingCode: d.pairingCode });
+  assert.equal(claim.status, 201, JSON.stringify(claim.body));
+  const c = await p.connect(d.id, d.secret);
+  const box = inbox(c);
+  const commands: any[] = [];
+  let on = false;
+  c.on('message', (topic, buf) => {
+    if (topic !== `devices/${d.id}/commands`) return;
+    const cmd = JSON.parse(buf.toString());
+    commands.push(cmd);
+    const ans = opts.answer ? opts.answer(cmd) : { ok: true };
+    if (!ans) return;
+    void c.publishAsync(`devices/${d.id}/commands/result`, JSON.stringify({ id: cmd.id, ...ans }), { qos: 1 }).then(() => {
+      if (cmd.action === 'toggle' && ans.ok) {
+        on = !on;
+        return c.publishAsync(`devices/${d.id}/properties`, JSON.stringify({ on }), { qos: 1 });
+      }
+    }).catch(() => undefined);
+  });
+  await c.subscribeAsync([`devices/${d.id}/commands`, `devices/${d.id}/desired`], { qos: 1 });
+  await eventually(async () => (await p.api('GET', `/api/v1/devices/${d.id}`)).body.online === true, 3000, 'device online');
+  return {
+    id: d.id, c, box, commands,
+    report: async (values) => void (await c.publishAsync(`devices/${d.id}/properties`, JSON.stringify(values), { qos: 1 })),
+    event: async (event, params) => void (await c.publishAsync(`devices/${d.id}/events`, JSON.stringify({ event, ...(params ? { params } : {}) }), { qos: 1 })),
+  };
+}
+
+async function create(u: User, homeId: string, body: Record<string, unknown>): Promise<any> {
+  const r = await u.api('POST', `/homes/${homeId}/automations`, body);
+  assert.equal(r.status, 201, JSON.stringify(r.body));
+  return r.body;
+}
+
+async function runs(u: User, id: string): Promise<any[]> {
+  const r = await u.api('GET', `/automations/${id}/runs`);
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  return r.body.items;
+}
+
+/** Waits until the automation has a run matching `pred`. */
+function runWhere(u: User, id: string, pred: (r: any) => boolean, what: string): Promise<any> {
+  return eventually(async () => (await runs(u, id)).find(pred), 4000, what);
+}
+
+/** Lets the engine see what is on the bus, then moves the clock (a run's delay, a wait's timeout). */
+async function advance(ms: number): Promise<void> {
+  await p.hearth.bus.flush();
+  await clock.advance(ms);
+}
+
+/** Moves the clock beyond the loop guard's grace, so the next firing counts as independent. */
+const apart = () => advance(5_000);
+
+
+test('a motion report turns on a light through a real device round trip; the trace shows the command outcome', async () => {
+  const motion = await device(owner, home, 'motion-sensor');
+  const light = await device(owner, home, 'light');
+  const a = await create(owner, home, {
+    name: 'Light on motion',
+    triggers: [{ type: 'property', device: motion.id, property: 'occupancy', to: true }],
+    actions: [{ type: 'command', device: light.id, action: 'toggle' }],
+  });
+  assert.match(a.id, /^au_/);
+  assert.equal(a.mode, 'single');
+  assert.equal(a.enabled, true);
+  assert.equal(a.status, 'ok');
+
+  await motion.report({ occupancy: true });
+  const cmd = await light.box.next((m) => m.topic === `devices/${light.id}/commands`);
+  assert.equal(cmd.payload.action, 'toggle');
+  const run = await runWhere(owner, a.id, (r) => r.status === 'completed', 'a completed run');
+  assert.equal(run.trace.trigger.type, 'property');
+  assert.equal(run.trace.trigger.index, 0);
+  assert.deepEqual({ device: run.trace.trigger.data.device, property: run.trace.trigger.data.property, to: run.trace.trigger.data.to }, { device: motion.id, property: 'occupancy', to: true });
+  assert.match(run.trace.trigger.description, /occupancy .* became true/);
+  const [act] = run.trace.actions;
+  assert.equal(act.path, 'actions[0]');
+  assert.equal(act.type, 'command');
+  assert.equal(act.status, 'ok');
+  assert.equal(act.result.commandId, cmd.payload.id);
+  assert.equal(act.result.ok, true);
+  assert.equal(typeof act.ms, 'number');
+  assert.ok(!Number.isNaN(Date.parse(act.startedAt)));
+  // the light's ledger says who sent it
+  const ledger = await owner.api('GET', `/devices/${light.id}/commands`);
+  assert.equal(ledger.body.items[0].source, `automation:${a.id}`);
+
+  // Still occupied: no crossing, no run. Then it clears and comes back: a second run.
+  await apart();
+  await motion.report({ occupancy: true, illuminance: 5 });
+  await motion.report({ occupancy: false });
+  await p.hearth.bus.flush();
+  assert.equal((await runs(owner, a.id)).length, 1, 'a report while still occupied does not fire');
+  await motion.report({ occupancy: true });
+  await light.box.next((m) => m.topic === `devices/${light.id}/commands`);
+  await eventually(async () => (await runs(owner, a.id)).filter((r) => r.status === 'completed').length === 2, 3000, 'a second run');
+});
+
+test('a condition that does not hold blocks the actions; the trace shows the values it compared', async () => {
+  const motion = await device(owner, home, 'motion-sensor');
+  const light = await device(owner, home, 'light');
+  await light.report({ on: true, brightness: 70 });
+  const a = await create(owner, home, {
+    name: 'Only when the light is off',
+    triggers: [{ type: 'event', device: motion.id, event: 'motion' }],
+    conditions: [{ type: 'property', device: light.id, property: 'on', equals: false }, { type: 'property', device: light.id, property: 'brightness', below: 90 }],
+    actions: [{ type: 'command', device: light.id, action: 'toggle' }],
+  });
+  await eventually(async () => (await p.api('GET', `/api/v1/devices/${light.id}/shadow`)).body.reported?.on === true, 3000, 'light reported on');
+  await motion.event('motion');
+  const run = await runWhere(owner, a.id, (r) => r.status === 'condition-failed', 'a blocked run');
+  assert.equal(run.trace.actions.length, 0);
+  const [c0, c1] = run.trace.conditions;
+  assert.equal(c0.path, 'conditions[0]');
+  assert.equal(c0.result, false);
+  assert.deepEqual({ actual: c0.values.actual, equals: c0.values.equals }, { actual: true, equals: false });
+  assert.match(c0.reason, /true is not false/);
+  assert.equal(c1.result, true, 'every condition is evaluated and shown');
+  assert.match(run.reason, /conditions\[0\]/);
+  assert.equal(light.commands.length, 0, 'no command was sent');
+
+  // the light goes off: the next motion passes
+  await apart();
+  await light.report({ on: false });
+  await eventually(async () => (await p.api('GET', `/api/v1/devices/${light.id}/shadow`)).body.reported?.on === false, 3000, 'light reported off');
+  await motion.event('motion');
+  await runWhere(owner, a.id, (r) => r.status === 'completed', 'a run that passed');
+  assert.equal(light.commands.length, 1);
+});
+
+test('delay: the action after it waits for the clock', async () => {
+  const light = await device(owner, home, 'light');
+  const a = await create(owner, home, {
+    name: 'Delayed', triggers: [{ type: 'manual' }],
+    actions: [{ type: 'delay', duration: '5m' }, { type: 'command', device: light.id, action: 'blink', params: { times: 2 } }],
+  });
+  const start = await owner.api('POST', `/automations/${a.id}/run`, {});
+  assert.equal(start.status, 202, JSON.stringify(start.body));
+  assert.equal(start.body.status, 'running');
+  await advance(4 * 60_000);
+  assert.equal(light.commands.length, 0, 'not before 5 minutes');
+  await advance(60_000);
+  await eventually(() => light.commands.length === 1, 3000, 'the command after the delay');
+  const run = await runWhere(owner, a.id, (r) => r.status === 'completed', 'completed');
+  assert.equal(run.id, start.body.id);
+  assert.equal(run.trace.actions[0].type, 'delay');
+  assert.equal(run.trace.actions[0].ms, 5 * 60_000, 'the delay took 5 minutes of the clock');
+  assert.deepEqual(light.commands[0].params, { times: 2 });
+});
+
+test('wait until: goes on when the device reports, or after the timeout (continue or stop)', async () => {
+  const door = await device(owner, home, 'contact-sensor');
+  const light = await device(owner, home, 'light');
+  await door.report({ contact: false });
+  const waitFor = (onTimeout: string) => create(owner, home, {
+    name: `Wait ${onTimeout}`, triggers: [{ type: 'manual' }], mode: 'parallel',
+    actions: [
+      { type: 'wait', until: { type: 'property', device: door.id, property: 'contact', equals: true }, timeout: '10m', onTimeout },
+      { type: 'command', device: light.id, action: 'toggle' },
+    ],
+  });
+  const cont = await waitFor('continue');
+  const stop = await waitFor('stop');
+  await eventually(async () => (await p.api('GET', `/api/v1/devices/${door.id}/shadow`)).body.reported?.contact === false, 3000, 'door open');
+
+  // 1. the door closes within the timeout: the wait ends at once
+  const r1 = await owner.api('POST', `/automations/${cont.id}/run`, {});
+  await advance(60_000);
+  assert.equal(light.commands.length, 0);
+  await door.report({ contact: true });
+  await eventually(() => light.commands.length === 1, 3000, 'the command after the wait');
+  const held = await runWhere(owner, cont.id, (r) => r.id === r1.body.id && r.status === 'completed', 'completed');
+  assert.equal(held.trace.actions[0].result.outcome, 'held');
+  assert.equal(held.trace.actions[0].result.waitedMs, 60_000);
+  assert.equal(held.trace.actions[0].conditions[0].result, true);
+
+  // 2. it stays open: after 10 minutes the run goes on (continue) …
+  await door.report({ contact: false });
+  await eventually(async () => (await p.api('GET', `/api/v1/devices/${door.id}/shadow`)).body.reported?.contact === false, 3000, 'door open');
+  await apart();
+  const r2 = await owner.api('POST', `/automations/${cont.id}/run`, {});
+  // … or ends there (stop)
+  const r3 = await owner.api('POST', `/automations/${stop.id}/run`, {});
+  await advance(9 * 60_000);
+  assert.equal(light.commands.length, 1);
+  await advance(60_000);
+  const timedOut = await runWhere(owner, cont.id, (r) => r.id === r2.body.id && r.status === 'completed', 'completed after timeout');
+  assert.equal(timedOut.trace.actions[0].result.outcome, 'timeout');
+  assert.equal(timedOut.trace.actions[0].status, 'ok');
+  assert.equal(timedOut.trace.actions[1].status, 'ok');
+  const stopped = await runWhere(owner, stop.id, (r) => r.id === r3.body.id && r.status !== 'running', 'ended after timeout');
+  assert.equal(stopped.status, 'cancelled');
+  assert.match(stopped.reason, /timed out/);
+  assert.equal(stopped.trace.actions[0].status, 'timeout');
+  assert.equal(stopped.trace.actions[0].conditions[0].values.actual, false, 'the last evaluation is in the trace');
+  assert.equal(stopped.trace.actions.length, 1, 'nothing after the wait ran');
+  await eventually(() => light.commands.length === 2, 3000, 'only the continuing run sent a command');
+});
+
+/** An automation whose runs take a minute of the clock. */
+function slow(mode: string, extra: Record<string, unknown> = {}) {
+  return create(owner, home, { name: `Mode ${mode}`, triggers: [{ type: 'manual' }], actions: [{ type: 'delay', duration: '1m' }], mode, ...extra });
+}
+const run = async (id: string) => {
+  const r = await owner.api('POST', `/automations/${id}/run`, {});
+  assert.equal(r.status, 202, JSON.stringify(r.body));
+  return r.body;
+};
+const byId = async (id: string) => new Map((await runs(owner, id)).map((r) => [r.id, r]));
+
+test('mode single: a trigger while a run is active is dropped and recorded', async () => {
+  const a = await slow('single');
+  const first = await run(a.id);
+  const second = await run(a.id);
+  assert.equal(first.status, 'running');
+  assert.equal(second.status, 'dropped');
+  assert.match(second.reason, /already active \(mode single\)/);
+  await advance(60_000);
+  await eventually(async () => (await byId(a.id)).get(first.id)?.status === 'completed', 3000, 'first completed');
+  assert.equal((await byId(a.id)).get(second.id)!.status, 'dropped');
+});
+
+test('mode restart: a new trigger cancels the active run and starts again', async () => {
+  const a = await slow('restart');
+  const first = await run(a.id);
+  await advance(30_000);
+  const second = await run(a.id);
+  assert.equal(second.status, 'running');
+  const m = await eventually(async () => {
+    const r = await byId(a.id);
+    return r.get(first.id)?.status === 'cancelled' ? r : undefined;
+  }, 3000, 'first cancelled');
+  assert.match(m.get(first.id)!.reason, /restarted by run/);
+  assert.equal(m.get(first.id)!.trace.actions[0].status, 'cancelled');
+  await advance(60_000);
+  await eventually(async () => (await byId(a.id)).get(second.id)?.status === 'completed', 3000, 'second completed');
+});
+
+test('mode queued: runs wait their turn, up to max; more are dropped', async () => {
+  const a = await slow('queued', { max: 1 });
+  const first = await run(a.id);
+  const second = await run(a.id);
+  const third = await run(a.id);
+  assert.equal(first.status, 'running');
+  assert.equal(second.status, 'running');
+  assert.match(second.reason, /queued/);
+  assert.equal(third.status, 'dropped');
+  assert.match(third.reason, /queue is full/);
+  await advance(60_000);
+  await eventually(async () => (await byId(a.id)).get(first.id)?.status === 'completed', 3000, 'first completed');
+  assert.equal((await byId(a.id)).get(second.id)!.status, 'running', 'the second starts after the first');
+  await advance(60_000);
+  const done = await eventually(async () => {
+    const r = (await byId(a.id)).get(second.id);
+    return r?.status === 'completed' ? r : undefined;
+  }, 3000, 'second completed');
+  assert.ok(Date.parse(done.startedAt) >= Date.parse((await byId(a.id)).get(first.id)!.finishedAt), 'one after the other');
+});
+
+test('mode parallel: runs at once up to max; cool-down drops triggers right after a run', async () => {
+  const a = await slow('parallel', { max: 2 });
+  const [r1, r2, r3] = [await run(a.id), await run(a.id), await run(a.id)];
+  assert.deepEqual([r1.status, r2.status, r3.status], ['running', 'running', 'dropped']);
+  assert.match(r3.reason, /mode parallel, max 2/);
+  await advance(60_000);
+  await eventually(async () => {
+    const m = await byId(a.id);
+    return m.get(r1.id)?.status === 'completed' && m.get(r2.id)?.status === 'completed';
+  }, 3000, 'both completed');
+
+  const cool = await create(owner, home, { name: 'Cool-down', triggers: [{ type: 'manual' }], actions: [{ type: 'delay', duration: '1s' }], cooldown: '30s' });
+  const c1 = await run(cool.id);
+  await advance(1_000);
+  await eventually(async () => (await byId(cool.id)).get(c1.id)?.status === 'completed', 3000, 'completed');
+  await advance(10_000);
+  const c2 = await run(cool.id);
+  assert.equal(c2.status, 'dropped');
+  assert.match(c2.reason, /cool-down/);
+  await advance(25_000);
+  assert.equal((await run(cool.id)).status, 'running', 'after the cool-down it runs again');
+  await advance(1_000);
+});
+
+test('the loop guard stops an automation that keeps triggering itself, says why, and announces it', async () => {
+  const light = await device(owner, home, 'light');
+  const ws = new WebSocket(`${p.httpUrl.replace('http', 'ws')}/api/v1/stream?types=automation`, { headers: { authorization: `Bearer ${owner.token}` } });
+  const events: any[] = [];
+  ws.on('message', (b) => events.push(JSON.parse(b.toString())));
+  await new Promise((r, j) => { ws.once('open', r); ws.once('error', j); });
+  try {
+    // Every change of `on` toggles the light again: the light reports, the automation fires, forever.
+    const a = await create(owner, home, {
+      name: 'Flip-flop', triggers: [{ type: 'property', device: light.id, property: 'on' }],
+      actions: [{ type: 'command', device: light.id, action: 'toggle' }],
+    });
+    await run(a.id);
+    const stopped = await runWhere(owner, a.id, (r) => r.status === 'stopped', 'a stopped run');
+    assert.match(stopped.reason, /loop guard/);
+    const after = await eventually(async () => {
+      const r = await owner.api('GET', `/automations/${a.id}`);
+      return r.body.enabled === false ? r.body : undefined;
+    }, 3000, 'disabled');
+    assert.equal(after.status, 'stopped');
+    assert.match(after.statusReason, /loop guard/);
+    const count = light.commands.length;
+    assert.ok(count >= 10 && count <= 13, `about the limit of commands went out: ${count}`);
+    await p.hearth.bus.flush();
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(light.commands.length, count, 'no more commands after the stop');
+    await eventually(() => events.some((e) => e.type === 'automation' && e.data.automationId === a.id && e.data.status === 'stopped'), 3000, 'stream announcement');
+    assert.ok(events.some((e) => e.data.event === 'run-finished' && e.data.automationId === a.id && e.data.status === 'completed'), 'runs are announced too');
+    assert.equal(events.find((e) => e.type === 'automation').homeId, home);
+
+    // fixed and enabled again: it works normally
+    const fixed = await owner.api('PATCH', `/automations/${a.id}`, { enabled: true, triggers: [{ type: 'manual' }] });
+    assert.equal(fixed.status, 200, JSON.stringify(fixed.body));
+    assert.equal(fixed.body.status, 'ok');
+    assert.equal(fixed.body.statusReason, null);
+  } finally {
+    ws.terminate();
+  }
+});
+
+test('validation names every bad part with its path', async () => {
+  const light = await device(owner, home, 'light');
+  const motion = await device(owner, home, 'motion-sensor');
+  const other = await signup('stranger');
+  const otherHome = await newHome(other);
+  const foreign = await device(other, otherHome, 'plug');
+  const r = await owner.api('POST', `/homes/${home}/automations`, {
+    name: 'Broken',
+    triggers: [
+      { type: 'property', device: motion.id, property: 'occupancy', to: 'yes' },
+      { type: 'property', device: motion.id, property: 'temperature', above: 3 },
+      { type: 'property', device: light.id, property: 'on', above: 3 },
+      { type: 'event', device: motion.id, event: 'explode' },
+      { type: 'schedule', cron: 'every morning' },
+      { type: 'teleport' },
+    ],
+    conditions: [{ type: 'time', after: '25:00', weekdays: ['mon', 'caturday'] }, { type: 'or', conditions: [{ type: 'presence', device: foreign.id }] }],
+    actions: [
+      { type: 'command', device: light.id, action: 'blink', params: { times: 99 } },
+      { type: 'command', device: light.id, action: 'dance' },
+      { type: 'set', device: light.id, properties: { brightness: 150, rssi: -50, warp: 1 } },
+      { type: 'command', device: foreign.id, action: 'toggle' },
+      { type: 'choose', choices: [{ conditions: [{ type: 'property', device: light.id, property: 'on', equals: 1 }], actions: [{ type: 'delay', duration: 'soon' }] }] },
+      { type: 'group', group: 'g_nothere', action: 'toggle' },
+      { type: 'disable', automation: 'au_nothere' },
+    ],
+    cooldown: 'a while',
+  });
+  assert.equal(r.status, 400, JSON.stringify(r.body));
+  assert.equal(r.headers.get('content-type'), 'application/problem+json; charset=utf-8');
+  assert.equal(r.body.code, 'E_AUTOMATION_INVALID');
+  const fields = Object.fromEntries(r.body.errors.map((e: any) => [e.field, e.message]));
+  const expect: Record<string, RegExp> = {
+    'cooldown': /must be a duration/,
+    'triggers[0].to': /expected a boolean/,
+    'triggers[1].property': /no property "temperature"/,
+    'triggers[2].above': /need a number property/,
+    'triggers[3].event': /no event "explode"/,
+    'triggers[4].cron': /not a cron expression/,
+    'triggers[5].type': /must be one of/,
+    'conditions[0].after': /HH:MM/,
+    'conditions[0].weekdays[1]': /must be one of/,
+    'conditions[1].conditions[0].device': /not in this home/,
+    'actions[0].params.times': /above the maximum 10/,
+    'actions[1].action': /no action "dance"/,
+    'actions[2].properties.brightness': /above the maximum 100/,
+    'actions[2].properties.rssi': /read-only/,
+    'actions[2].properties.warp': /no property "warp"/,
+    'actions[3].device': /not in this home/,
+    'actions[4].choices[0].conditions[0].equals': /expected a boolean/,
+    'actions[4].choices[0].actions[0].duration': /duration/,
+    'actions[5].group': /not in this home/,
+    'actions[6].automation': /not in this home/,
+  };
+  for (const [field, re] of Object.entries(expect)) {
+    assert.ok(fields[field], `an error at ${field}; got ${JSON.stringify(r.body.errors)}`);
+    assert.match(fields[field], re, field);
+  }
+  assert.equal(r.body.errors.length, Object.keys(expect).length, JSON.stringify(r.body.errors, null, 1));
+  assert.match(r.body.detail, /actions\[0\]\.params\.times: 99 is above the maximum 10/);
+  // the shape itself is the schema's: a missing actions list
+  const shape = await owner.api('POST', `/homes/${home}/automations`, { name: 'x', triggers: [{ type: 'manual' }] });
+  assert.equal(shape.status, 400);
+  assert.equal(shape.body.code, 'E_VALIDATION');
+  // a sun trigger needs the home's location
+  const noPlace = await newHome(owner, { latitude: undefined, longitude: undefined });
+  const sun = await owner.api('POST', `/homes/${noPlace}/automations`, { name: 'x', triggers: [{ type: 'sun', event: 'sunset', offset: '-15m' }], actions: [{ type: 'delay', duration: 1 }] });
+  assert.equal(sun.status, 400);
+  assert.match(sun.body.errors[0].message, /no location/);
+});
+
+test('permissions: members list and run, owners and admins change, other homes\' users get 404, guests see nothing', async () => {
+  const member = await signup('member');
+  const admin = await signup('admin');
+  const outsider = await signup('outsider');
+  const guest = await signup('guest');
+  const h = await newHome(owner);
+  for (const [u, role] of [[member, 'member'], [admin, 'admin'], [guest, 'guest']] as const) {
+    const email = (await p.api('GET', '/api/v1/auth/me', undefined, u.token)).body.email;
+    const inv = await owner.api('POST', `/homes/${h}/invitations`, { email, role });
+    assert.equal(inv.status, 201, JSON.stringify(inv.body));
+    const mail = [...p.logs].reverse().find((l) => l.mail?.to === email).mail;
+    const token = /token=([A-Za-z0-9_-]+)/.exec(mail.text)![1];
+    assert.equal((await u.api('POST', '/invitations/accept', { token })).status, 200);
+  }
+  const body = { name: 'Manual', triggers: [{ type: 'manual' }, { type: 'webhook' }], actions: [{ type: 'delay', duration: 1 }] };
+  assert.equal((await member.api('POST', `/homes/${h}/automations`, body)).status, 403);
+  assert.equal((await guest.api('POST', `/homes/${h}/automations`, body)).status, 403);
+  assert.equal((await outsider.api('POST', `/homes/${h}/automations`, body)).status, 404);
+  const created = await admin.api('POST', `/homes/${h}/automations`, body);
+  assert.equal(created.status, 201);
+  const id = created.body.id;
+  assert.match(created.body.webhookId, /^wh_/);
+
+  const list = await member.api('GET', `/homes/${h}/automations`);
+  assert.equal(list.status, 200);
+  assert.deepEqual(list.body.items.map((x: any) => x.id), [id]);
+  assert.equal(list.body.items[0].webhookId, '(hidden)', 'the webhook secret is for those who configure');
+  assert.equal((await member.api('GET', `/automations/${id}`)).status, 200);
+  assert.equal((await member.api('POST', `/automations/${id}/run`, {})).status, 202);
+  assert.equal((await member.api('GET', `/automations/${id}/runs`)).status, 200);
+  assert.equal((await member.api('PATCH', `/automations/${id}`, { enabled: false })).status, 403);
+  assert.equal((await member.api('DELETE', `/automations/${id}`)).status, 403);
+  assert.equal((await member.api('POST', `/automations/${id}/test`, { trigger: { type: 'manual' } })).status, 403);
+  assert.equal((await guest.api('GET', `/homes/${h}/automations`)).status, 403);
+  assert.equal((await guest.api('GET', `/automations/${id}`)).status, 403);
+  for (const [m, path, b] of [['GET', `/automations/${id}`], ['PATCH', `/automations/${id}`, { enabled: false }], ['DELETE', `/automations/${id}`], ['POST', `/automations/${id}/run`, {}],
+    ['POST', `/automations/${id}/test`, { trigger: { type: 'manual' } }], ['GET', `/automations/${id}/runs`], ['GET', `/homes/${h}/automations`]] as const) {
+    const r = await outsider.api(m, path, b);
+    assert.equal(r.status, 404, `${m} ${path} → ${r.status}`);
+  }
+  assert.equal((await admin.api('PATCH', `/automations/${id}`, { enabled: false })).status, 200);
+  assert.equal((await owner.api('DELETE', `/automations/${id}`)).status, 200);
+  assert.equal((await owner.api('GET', `/automations/${id}`)).status, 404);
+});
+
+test('dry run: evaluates a given trigger event without acting and returns the would-be trace', async () => {
+  const motion = await device(owner, home, 'motion-sensor');
+  const light = await device(owner, home, 'light');
+  await light.report({ on: false, brightness: 20 });
+  await eventually(async () => (await p.api('GET', `/api/v1/devices/${light.id}/shadow`)).body.reported?.brightness === 20, 3000, 'light state');
+  const a = await create(owner, home, {
+    name: 'Dry',
+    triggers: [{ type: 'property', device: motion.id, property: 'illuminance', below: 50 }],
+    conditions: [{ type: 'property', device: light.id, property: 'on', equals: false }],
+    actions: [
+      { type: 'choose', choices: [{ conditions: [{ type: 'property', device: light.id, property: 'brightness', above: 50 }], actions: [{ type: 'command', device: light.id, action: 'toggle' }] }],
+        default: [{ type: 'set', device: light.id, properties: { brightness: 80 } }] },
+      { type: 'delay', duration: '10m' },
+      { type: 'command', device: light.id, action: 'toggle' },
+    ],
+  });
+  const r = await owner.api('POST', `/automations/${a.id}/test`, { trigger: { type: 'property', data: { device: motion.id, property: 'illuminance', from: 300, to: 12 } } });
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  assert.equal(r.body.matched, true);
+  assert.equal(r.body.matchedTrigger, 0);
+  assert.equal(r.body.wouldRun, true);
+  assert.equal(r.body.trace.dryRun, true);
+  assert.equal(r.body.trace.conditions[0].result, true);
+  const [choose, delay, cmd] = r.body.trace.actions;
+  assert.equal(choose.chosen, 'default');
+  assert.equal(choose.conditions[0].result, false);
+  assert.equal(choose.actions[0].status, 'dry-run');
+  assert.deepEqual(choose.actions[0].result.wouldDo, { device: light.id, properties: { brightness: 80 } });
+  assert.equal(delay.status, 'dry-run');
+  assert.equal(delay.result.wouldDo.durationMs, 600_000);
+  assert.equal(cmd.status, 'dry-run');
+  assert.equal(light.commands.length, 0, 'nothing was sent');
+  assert.deepEqual(await runs(owner, a.id), [], 'nothing was recorded');
+  assert.equal((await p.api('GET', `/api/v1/devices/${light.id}/shadow`)).body.desired.brightness, undefined, 'no desired state was set');
+
+  const miss = await owner.api('POST', `/automations/${a.id}/test`, { trigger: { type: 'property', data: { device: motion.id, property: 'illuminance', from: 10, to: 12 } } });
+  assert.equal(miss.body.matched, false, 'already below 50: not a crossing');
+  assert.match(miss.body.why, /none of the triggers/);
+});
+
+test('runs are listed newest first with their traces; one run by id', async () => {
+  const a = await create(owner, home, { name: 'Many', triggers: [{ type: 'manual' }], actions: [{ type: 'delay', duration: 0 }] });
+  const ids: string[] = [];
+  for (let i = 0; i < 3; i++) {
+    ids.push((await run(a.id)).id);
+    await apart();
+  }
+  const list = await eventually(async () => {
+    const l = await runs(owner, a.id);
+    return l.length === 3 && l.every((r) => r.status === 'completed') ? l : undefined;
+  }, 3000, 'three runs');
+  assert.deepEqual(list.map((r: any) => r.id), [...ids].reverse());
+  for (const r of list) {
+    assert.equal(r.trace.trigger.type, 'manual');
+    assert.equal(r.trace.actions[0].type, 'delay');
+    assert.equal(r.automationId, a.id);
+    assert.equal(r.homeId, home);
+  }
+  const one = await owner.api('GET', `/automations/${a.id}/runs/${ids[1]}`);
+  assert.equal(one.status, 200);
+  assert.equal(one.body.id, ids[1]);
+  assert.equal((await owner.api('GET', `/automations/${a.id}/runs/ar_nothere`)).status, 404);
+  const limited = await owner.api('GET', `/automations/${a.id}/runs?limit=1`);
+  assert.deepEqual(limited.body.items.map((r: any) => r.id), [ids[2]]);
+});
+
+test('an automation whose device leaves the home becomes unavailable with the reason, and the engine goes on', async () => {
+  const plug = await device(owner, home, 'plug');
+  const light = await device(owner, home, 'light');
+  const a = await create(owner, home, {
+    name: 'Plug overload', triggers: [{ type: 'event', device: plug.id, event: 'overload' }], actions: [{ type: 'command', device: light.id, action: 'blink' }],
+  });
+  const other = await create(owner, home, { name: 'Unaffected', triggers: [{ type: 'manual' }], actions: [{ type: 'command', device: light.id, action: 'blink' }] });
+  assert.equal((await owner.api('DELETE', `/homes/${home}/devices/${plug.id}`)).status, 200);
+  const gone = await eventually(async () => {
+    const r = await owner.api('GET', `/automations/${a.id}`);
+    return r.body.status === 'unavailable' ? r.body : undefined;
+  }, 3000, 'unavailable');
+  assert.match(gone.statusReason, new RegExp(`triggers\\[0\\]\\.device: device "${plug.id}" is not in this home`));
+  await plug.event('overload', { power: 4100 });
+  await p.hearth.bus.flush();
+  assert.equal((await runs(owner, a.id)).length, 0, 'it does not run');
+  const manual = await owner.api('POST', `/automations/${a.id}/run`, {});
+  assert.equal(manual.status, 409);
+  assert.equal((await run(other.id)).status, 'running');
+  await eventually(() => light.commands.length === 1, 3000, 'others still run');
+});
+
+test('event and presence triggers: params must match; offline for a while', async () => {
+  const lock = await device(owner, home, 'door-lock');
+  const light = await device(owner, home, 'light');
+  const a = await create(owner, home, {
+    name: 'Keypad unlock', triggers: [{ type: 'event', device: lock.id, event: 'unlock', params: { method: 'keypad' } }],
+    actions: [{ type: 'command', device: light.id, action: 'blink', params: { times: 1 } }],
+  });
+  await lock.event('unlock', { method: 'app' });
+  await lock.event('unlock', { method: 'keypad', user: 'ana' });
+  const r = await runWhere(owner, a.id, (x) => x.status === 'completed', 'a run');
+  assert.deepEqual(r.trace.trigger.data.params, { method: 'keypad', user: 'ana' });
+  assert.equal((await runs(owner, a.id)).length, 1, 'the app unlock did not match');
+
+  const off = await create(owner, home, {
+    name: 'Lock offline 5 min', triggers: [{ type: 'offline', device: lock.id, for: '5m' }], actions: [{ type: 'command', device: light.id, action: 'blink', params: { times: 3 } }],
+  });
+  await apart();
+  await lock.c.endAsync(true);
+  await eventually(async () => (await p.device(lock.id)).online === false, 3000, 'lock offline');
+  await advance(4 * 60_000);
+  assert.equal((await runs(owner, off.id)).length, 0);
+  await advance(60_000);
+  const fired = await runWhere(owner, off.id, (x) => x.status === 'completed', 'offline for 5 minutes');
+  assert.equal(fired.trace.trigger.type, 'offline');
+  assert.equal(fired.trace.trigger.data.forMs, 300_000);
+});
+
+test('property above with "for": fires only if it stays above; a drop cancels', async () => {
+  const sensor = await device(owner, home, 'temp-humidity-sensor');
+  const plug = await device(owner, home, 'plug');
+  await sensor.report({ temperature: 20 });
+  await eventually(async () => (await p.api('GET', `/api/v1/devices/${sensor.id}/shadow`)).body.reported?.temperature === 20, 3000, 'reported');
+  const a = await create(owner, home, {
+    name: 'Hot for 10 minutes', triggers: [{ type: 'property', device: sensor.id, property: 'temperature', above: 30, for: '10m' }],
+    actions: [{ type: 'command', device: plug.id, action: 'toggle' }],
+  });
+  await p.hearth.bus.flush();
+  await sensor.report({ temperature: 31 });
+  await p.hearth.bus.flush();
+  await advance(5 * 60_000);
+  await sensor.report({ temperature: 29 });
+  await p.hearth.bus.flush();
+  await advance(6 * 60_000);
+  assert.equal((await runs(owner, a.id)).length, 0, 'the drop cancelled it');
+  await sensor.report({ temperature: 32 });
+  await p.hearth.bus.flush();
+  await sensor.report({ temperature: 33 });
+  await p.hearth.bus.flush();
+  await advance(10 * 60_000);
+  const r = await runWhere(owner, a.id, (x) => x.status === 'completed', 'fired after 10 minutes above');
+  assert.equal(r.trace.trigger.data.to, 32);
+  assert.match(r.trace.trigger.description, /stayed so for 600 s/);
+  assert.equal(plug.commands.length, 1);
+});
