@@ -57,6 +57,13 @@ before(async () => {
   const token = /token=([A-Za-z0-9_-]+)/.exec(mail.mail.text)![1];
   assert.equal((await p.api('POST', '/api/v1/invitations/accept', { token }, tokenGuest)).status, 200);
   assert.equal((await p.api('POST', `/api/v1/devices/${light.id}/shares`, { email: 'gail@example.test', permission: 'view' }, tokenA)).status, 201);
+  const automation = await p.api('POST', `/api/v1/homes/${A.homeId}/automations`, { name: 'A automation', triggers: [{ type: 'manual' }, { type: 'webhook' }], actions: [{ type: 'delay', duration: 0 }] }, tokenA);
+  assert.equal(automation.status, 201, JSON.stringify(automation.body));
+  A.automationId = automation.body.id;
+  A.webhookId = automation.body.webhookId;
+  const run = await p.api('POST', `/api/v1/automations/${A.automationId}/run`, {}, tokenA);
+  assert.equal(run.status, 202, JSON.stringify(run.body));
+  A.runId = run.body.id;
 });
 
 after(async () => {
@@ -70,7 +77,7 @@ function fill(path: string): string | undefined {
     const prev = path.slice(0, offset).split('/').filter(Boolean).pop();
     const byPrev: Record<string, string | undefined> = {
       homes: A.homeId, rooms: A.roomId, devices: A.deviceId, groups: A.groupId, keys: A.keyId,
-      members: A.userId, shares: A.userId, invitations: A.invitationId,
+      members: A.userId, shares: A.userId, invitations: A.invitationId, automations: A.automationId, runs: A.runId, hooks: A.webhookId,
     };
     const v = byPrev[prev ?? ''] ?? (name === 'deviceId' ? A.deviceId : name === 'homeId' ? A.homeId : undefined);
     if (!v) unknown = true;
