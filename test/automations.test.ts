@@ -644,3 +644,68 @@ test('property above with "for": fires only if it stays above; a drop cancels', 
   assert.match(r.trace.trigger.description, /stayed so for 600 s/);
   assert.equal(plug.commands.length, 1);
 });
+
+test('incoming webhook fires its automation; a webhook action POSTs a signed body to a local server', async () => {
+  const { createServer } = await import('node:http');
+  const { createHmac } = await import('node:crypto');
+  const got: Array<{ headers: Record<string, unknown>; body: string }> = [];
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c) => (body += c));
+    req.on('end', () => {
+      got.push({ headers: req.headers, body });
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  try {
+    const a = await create(owner, home, {
+      name: 'Doorbell relay', triggers: [{ type: 'webhook' }],
+      actions: [{ type: 'webhook', url: `http://127.0.0.1:${port}/hook?token=secret-in-url`, secret: 'shared-secret-1', body: { who: '{{trigger.body.who}}', text: 'ring from {{trigger.body.who}}', automation: '{{automation.name}}' } }],
+    });
+    assert.match(a.webhookId, /^wh_[A-Za-z0-9_-]{20,}$/);
+    assert.equal(a.webhookUrl, `/api/v1/hooks/${a.webhookId}`);
+    const fired = await p.api('POST', `/api/v1/hooks/${a.webhookId}`, { who: 'ana' }, null);
+    assert.equal(fired.status, 202, JSON.stringify(fired.body));
+    await eventually(() => got.length === 1, 3000, 'the webhook call');
+    const body = JSON.parse(got[0].body);
+    assert.deepEqual(body, { who: 'ana', text: 'ring from ana', automation: 'Doorbell relay' });
+    const expected = 'sha256=' + createHmac('sha256', 'shared-secret-1').update(got[0].body).digest('hex');
+    assert.equal(got[0].headers['x-hearth-signature'], expected);
+    assert.equal(got[0].headers['x-hearth-automation'], a.id);
+    const run = await runWhere(owner, a.id, (r) => r.status === 'completed', 'completed');
+    assert.equal(run.id, fired.body.runId);
+    assert.deepEqual(run.trace.trigger.data.body, { who: 'ana' });
+    assert.equal(run.trace.actions[0].result.status, 200);
+    assert.equal(run.trace.actions[0].result.url, `http://127.0.0.1:${port}/hook`, 'the URL\'s query (often a secret) is not in the trace');
+
+    assert.equal((await p.api('POST', '/api/v1/hooks/wh_notarealwebhookid00000', {}, null)).status, 404);
+    await owner.api('PATCH', `/automations/${a.id}`, { enabled: false });
+    assert.equal((await p.api('POST', `/api/v1/hooks/${a.webhookId}`, {}, null)).status, 404, 'a disabled automation\'s hook does not exist');
+  } finally {
+    server.close();
+  }
+});
+
+test('enable/disable actions and a failing command with continueOnError', async () => {
+  const light = await device(owner, home, 'light', { answer: (cmd) => (cmd.action === 'blink' ? { ok: false, error: 'bulb broken' } : { ok: true }) });
+  const target = await create(owner, home, { name: 'Target', enabled: false, triggers: [{ type: 'manual' }], actions: [{ type: 'delay', duration: 0 }] });
+  const a = await create(owner, home, {
+    name: 'Switcher', triggers: [{ type: 'manual' }],
+    actions: [
+      { type: 'command', device: light.id, action: 'blink', continueOnError: true, alias: 'Blink (may fail)' },
+      { type: 'enable', automation: target.id },
+      { type: 'command', device: light.id, action: 'blink' },
+      { type: 'command', device: light.id, action: 'toggle' },
+    ],
+  });
+  await run(a.id);
+  const r = await runWhere(owner, a.id, (x) => x.status !== 'running', 'ended');
+  assert.equal(r.status, 'failed');
+  assert.match(r.reason, /actions\[2\] \(command\) failed: the device answered: bulb broken/);
+  assert.deepEqual(r.trace.actions.map((x: any) => x.status), ['failed', 'ok', 'failed']);
+  assert.equal(r.trace.actions[0].alias, 'Blink (may fail)');
+  assert.equal(light.commands.filter((c) => c.action === 'toggle').length, 0, 'the run stopped at the failure');
+  assert.equal((await owner.api('GET', `/automations/${target.id}`)).body.enabled, true);
+});
