@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { evaluate, evaluateAll, localTime, sunTimes, type World } from './conditions.ts';
-import { parseDuration, parseTimeOfDay } from './automation-types.ts';
+import { parseDuration, parseTimeOfDay, type Condition } from './automation-types.ts';
 
 function world(iso: string, state: Record<string, Record<string, unknown>> = {}, online: Record<string, boolean> = {}): World {
   return {
@@ -38,7 +38,7 @@ test('time windows, also across midnight, and weekdays', async () => {
   assert.equal(day.result, false);
   assert.equal(day.values!.localTime, '12:00:00');
   assert.match(day.reason!, /outside 22:00–06:00/);
-  const weekdays = { type: 'time', after: '07:00', weekdays: ['mon', 'tue', 'wed', 'thu', 'fri'] } as const;
+  const weekdays: Condition = { type: 'time', after: '07:00', weekdays: ['mon', 'tue', 'wed', 'thu', 'fri'] };
   assert.equal((await evaluate(weekdays, 'c', world('2026-11-23T07:00:00Z'))).result, true, 'Monday 08:00');
   const sat = await evaluate(weekdays, 'c', world('2026-11-28T07:00:00Z'));
   assert.equal(sat.result, false);
