@@ -497,6 +497,13 @@ test('permissions: members list and run, owners and admins change, other homes\'
     const r = await outsider.api(m, path, b);
     assert.equal(r.status, 404, `${m} ${path} → ${r.status}`);
   }
+  // API keys: automations:manage (or homes:manage) changes automations; a read-only key does not
+  const manage = await owner.api('POST', '/keys', { name: 'automation bot', scopes: ['automations:manage'], homeIds: [h] });
+  const read = await owner.api('POST', '/keys', { name: 'reader', scopes: ['devices:read'] });
+  assert.equal((await p.api('POST', `/api/v1/homes/${h}/automations`, body, manage.body.key)).status, 201);
+  assert.equal((await p.api('GET', `/api/v1/homes/${h}/automations`, undefined, manage.body.key)).status, 200);
+  assert.equal((await p.api('POST', `/api/v1/homes/${h}/automations`, body, read.body.key)).status, 403);
+  assert.equal((await p.api('GET', `/api/v1/automations/${id}`, undefined, read.body.key)).status, 200);
   assert.equal((await admin.api('PATCH', `/automations/${id}`, { enabled: false })).status, 200);
   assert.equal((await owner.api('DELETE', `/automations/${id}`)).status, 200);
   assert.equal((await owner.api('GET', `/automations/${id}`)).status, 404);

@@ -60,7 +60,7 @@ export class AutomationService {
   // ------------------------------------------------------------------ people's side
 
   async create(p: Principal, homeId: string, input: AutomationInput): Promise<AutomationView> {
-    await this.deps.access.requireHome(p, homeId, 'configure');
+    await this.viewer(p, homeId, 'configure');
     const home = await this.home(homeId);
     await this.check(input, homeId, home);
     const now = this.deps.clock.now();
@@ -212,7 +212,10 @@ export class AutomationService {
   // ------------------------------------------------------------------ helpers
 
   private async viewer(p: Principal, homeId: string, need: HomeNeed = 'view'): Promise<HomeRole | 'operator'> {
-    const role = await this.deps.access.requireHome(p, homeId, need);
+    // An API key with the automations:manage scope may do with automations what homes:manage allows
+    // (the role in the home still decides); the policy itself stays the AccessService's.
+    const eff = p.scopes?.includes('automations:manage') ? { ...p, scopes: [...p.scopes, 'homes:manage' as const, 'homes:read' as const] } : p;
+    const role = await this.deps.access.requireHome(eff, homeId, need);
     if (role === 'guest') throw new HearthError('E_FORBIDDEN', "a guest may not see the home's automations");
     return role;
   }
