@@ -174,7 +174,13 @@ export class AutomationEngine implements ShardListener {
   async acquire(shard: number): Promise<void> {
     if (this.rpc.has(shard)) return;
     this.rpc.set(shard, this.deps.bus.subscribe<Rpc>(`automation.rpc.${shard}`, (m) => this.serve(shard, m.data).then((r) => m.respond?.(r)), { name: 'automations.rpc' }));
-    for (const row of await this.deps.store.rowsOfShard(shard)) this.load(toAutomation(row), JSON.stringify(row));
+    for (const row of await this.deps.store.rowsOfShard(shard)) {
+      const version = JSON.stringify(row);
+      const cur = this.loaded.get(row.id);
+      if (cur?.version === version) continue;
+      if (cur) this.unload(cur, 'the automation was changed');
+      this.load(toAutomation(row), version);
+    }
   }
 
   async release(shard: number): Promise<void> {
@@ -523,8 +529,7 @@ export class AutomationEngine implements ShardListener {
       }
       c.active.delete(active);
       c.lastEnd = this.deps.clock.now();
-      const done = this.record(c, runId, status, reason, startedAt, trace);
-      this.announce(c, done);
+      this.record(c, runId, status, reason, startedAt, trace);
       const next = c.queue.shift();
       if (next && !c.unindexed) this.begin(c, next.runId, next.trigger, next.conditions, world);
     })();
