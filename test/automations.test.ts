@@ -48,6 +48,7 @@ async function newHome(u: User, extra: Record<string, unknown> = {}): Promise<st
 
 interface Sim {
   id: string;
+  pairingCode: string;
   c: MqttClient;
   box: ReturnType<typeof inbox>;
   report(values: Record<string, unknown>): Promise<void>;
@@ -84,7 +85,7 @@ async function device(u: User, homeId: string, product: string, opts: { answer?:
   await c.subscribeAsync([`devices/${d.id}/commands`, `devices/${d.id}/desired`], { qos: 1 });
   await eventually(async () => (await p.api('GET', `/api/v1/devices/${d.id}`)).body.online === true, 3000, 'device online');
   return {
-    id: d.id, c, box, commands,
+    id: d.id, pairingCode: d.pairingCode, c, box, commands,
     report: async (values) => void (await c.publishAsync(`devices/${d.id}/properties`, JSON.stringify(values), { qos: 1 })),
     event: async (event, params) => void (await c.publishAsync(`devices/${d.id}/events`, JSON.stringify({ event, ...(params ? { params } : {}) }), { qos: 1 })),
   };
@@ -595,6 +596,12 @@ test('an automation whose device leaves the home becomes unavailable with the re
   assert.equal(manual.status, 409);
   assert.equal((await run(other.id)).status, 'running');
   await eventually(() => light.commands.length === 1, 3000, 'others still run');
+  // back in the home: available again, and it fires
+  assert.equal((await owner.api('POST', `/homes/${home}/devices`, { pairingCode: plug.pairingCode })).status, 201);
+  await eventually(async () => (await owner.api('GET', `/automations/${a.id}`)).body.status === 'ok', 3000, 'ok again');
+  await apart();
+  await plug.event('overload', { power: 4200 });
+  await runWhere(owner, a.id, (r) => r.status === 'completed', 'it runs again');
 });
 
 test('event and presence triggers: params must match; offline for a while', async () => {
