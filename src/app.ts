@@ -258,7 +258,8 @@ export class Hearth {
     this.services.stream.start();
     await this.automationStore.reshard((homeId) => shardOf(homeId, this.config.shards));
     this.automationStore.start();
-    this.services.automationEngine.start();
+    // Automations run where shards are owned: device messages reach workers only.
+    if (this.has('worker')) this.services.automationEngine.start();
     await this.shards.start();
     await this.shards.settle();
     if (this.has('worker')) await this.amqpSources.start();
