@@ -317,6 +317,7 @@ export class SceneService {
       const missing = Object.keys(want).filter((k) => !sameValue(seen[k], want[k]));
       return { device: s.device, ok: false, status: 'timeout', ms: ms(), kind: 'state', error: `the device did not report ${missing.join(', ')} within ${timeoutMs} ms` };
     } catch (err) {
+      if (!isHearthError(err)) this.deps.log.error({ err, deviceId: s.device }, 'scene state could not be applied');
       return { ...failed(s.device, 'state', errorText(err)), ms: ms() };
     } finally {
       cancel?.();
@@ -332,6 +333,7 @@ export class SceneService {
       const ms = this.deps.clock.now() - started;
       return out.ok ? { ...base, ok: true, status: 'applied', ms } : { ...base, ok: false, status: 'failed', ms, error: out.error ?? 'the device answered not ok' };
     } catch (err) {
+      if (!isHearthError(err)) this.deps.log.error({ err, deviceId: a.device }, 'scene action could not be sent');
       const ms = this.deps.clock.now() - started;
       const status = isHearthError(err) && err.code === 'E_DEVICE_OFFLINE' ? 'offline' : isHearthError(err) && err.code === 'E_COMMAND_TIMEOUT' ? 'timeout' : 'failed';
       return { ...base, ok: false, status, ms, error: errorText(err) };
