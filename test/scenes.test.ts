@@ -291,6 +291,10 @@ test('validation names every bad part of states and actions', async () => {
   assert.match(bad.body.detail, /body\.states\[1\]\.properties\.brightness: 120 is above the maximum 100/);
   assert.deepEqual((await ana.api('GET', `/homes/${home}/scenes`)).body.items, [], 'nothing saved');
 
+  const empty = await ana.api('POST', `/homes/${home}/scenes`, { name: 'Nothing', states: [] });
+  assert.deepEqual([empty.status, empty.body.field], [400, 'body.states']);
+  assert.match(empty.body.detail, /at least one state or action/);
+
   // The schema itself: a state needs its properties.
   assert.equal((await ana.api('POST', `/homes/${home}/scenes`, { name: 'x', states: [{ device: l1.id }] })).status, 400);
 

@@ -313,7 +313,8 @@ export class SceneService {
       }
       const timedOut = new Promise<'timeout'>((r) => (cancel = clock.setTimer(() => r('timeout'), timeoutMs)));
       const outcome = await Promise.race([done.then(() => 'applied' as const), timedOut]);
-      if (outcome === 'applied') return { device: s.device, ok: true, status: 'applied', ms: ms(), kind: 'state' };
+      // A report may have come before the subscription was in place (a bus between nodes): the shadow knows.
+      if (outcome === 'applied' || reached({ ...(await shadow.view(s.device)).reported })) return { device: s.device, ok: true, status: 'applied', ms: ms(), kind: 'state' };
       const missing = Object.keys(want).filter((k) => !sameValue(seen[k], want[k]));
       return { device: s.device, ok: false, status: 'timeout', ms: ms(), kind: 'state', error: `the device did not report ${missing.join(', ')} within ${timeoutMs} ms` };
     } catch (err) {
@@ -376,6 +377,9 @@ export class SceneService {
       }
       const why = model.checkAction(a.action, a.params ?? {});
       if (!why.ok) problems.push({ field: model.actions.has(a.action) ? `${field}.params` : `${field}.action`, message: why.problems.join('; ') });
+    }
+    if ((given.states || given.actions) && states.length === 0 && actions.length === 0) {
+      problems.push({ field: given.states ? 'body.states' : 'body.actions', message: 'a scene needs at least one state or action' });
     }
     // Only the lists that came with the request can be wrong; stored entries of devices gone are dropped.
     const mine = problems.filter((x) => (x.field.startsWith('body.states') ? given.states : given.actions));
