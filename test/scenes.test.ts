@@ -159,7 +159,9 @@ test('create and activate: two lights apply the desired state and report back, a
   assert.equal(ev.data.sceneId, scene.id);
   assert.equal(ev.data.name, 'Movie night');
   assert.equal(ev.data.ok, true);
-  assert.equal(ev.data.results.length, 3);
+  assert.equal(ev.data.source, `user:${ana.id}`);
+  assert.deepEqual(ev.data.counts, { applied: 3 });
+  assert.equal(ev.data.results, undefined, 'no device ids for everyone who views the home');
 
   const audit = (await ana.api('GET', `/homes/${home}/audit?limit=100`)).body.items.filter((x: any) => x.targetType === 'scene');
   assert.deepEqual(audit.map((x: any) => x.action).sort(), ['scene.activate', 'scene.activate', 'scene.create']);

@@ -273,7 +273,11 @@ export class SceneService {
       this.deps.log.error({ err, sceneId: row.id }, 'scene activation could not be recorded');
     }
     this.deps.bus.publish(subjects.sceneActivated(row.home_id), activation);
-    this.deps.stream.publish('scene', null, row.home_id, { ...activation, name: row.name }, at);
+    // Everyone who may view the home gets the stream event, guests too: counts only, no device ids
+    // (GET /scenes/{id}/activations shows each caller the devices they may see).
+    const counts: Partial<Record<DeviceResult['status'], number>> = {};
+    for (const r of results) counts[r.status] = (counts[r.status] ?? 0) + 1;
+    this.deps.stream.publish('scene', null, row.home_id, { id: activation.id, sceneId: row.id, name: row.name, source, ok: activation.ok, counts }, at);
     this.audit(source, 'scene.activate', row, { activationId: activation.id, ok: activation.ok, results: results.map((r) => ({ device: r.device, kind: r.kind, status: r.status })) });
     return activation;
   }
