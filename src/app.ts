@@ -50,6 +50,8 @@ import { partnerRoutes } from './gateway/partner-routes.ts';
 import { deviceHttpRoutes } from './gateway/device-http-routes.ts';
 import { AmqpSources } from './gateway/amqp-sources.ts';
 import { systemClock, type Clock } from './core/clock.ts';
+import { SceneService } from './scenes/scene-service.ts';
+import { sceneRoutes } from './scenes/scene-routes.ts';
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -72,6 +74,7 @@ export interface Services {
   deadLetters: DeadLetterService;
   partners: PartnerService;
   gateway: GatewayConfigService;
+  scenes: SceneService;
 }
 
 export type Role = 'gateway' | 'api' | 'worker';
@@ -179,6 +182,7 @@ export class Hearth {
       db, access, devices, shadow, commands, audit, mailer, users: auth, publicUrl: config.publicUrl ?? `http://localhost:${config.httpPort}`,
       onPlacementChange: (deviceId) => placed.send(deviceId === undefined ? {} : { deviceId }),
     });
+    const scenes = new SceneService({ db, bus, log: log.child({ component: 'scenes' }), clock: this.clock, access, devices, products, presence, shadow, commands, audit, stream });
     metrics.setStreamClientsSource(() => stream.connections);
     // Every node caches partners and the workers consume their queues: a change reaches them all.
     const partnersChanged = broadcast<Record<string, never>>(bus, 'cluster.partners', () => {
@@ -188,7 +192,7 @@ export class Hearth {
     this.broadcasts.push(partnersChanged);
     const partners = new PartnerService({ db, devices, products, onChange: () => partnersChanged.send({}) });
     this.amqpSources = new AmqpSources({ partners, ingress, log: log.child({ component: 'amqp-sources' }) });
-    this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, stream, delivery, deadLetters, partners, gateway };
+    this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, stream, delivery, deadLetters, partners, gateway, scenes };
     this.mqtt = new MqttGateway({
       bus, devices, presence, log: log.child({ component: 'mqtt' }), observer: metrics,
       config: {
@@ -264,6 +268,7 @@ export class Hearth {
     deadLetterRoutes(this.http, { deadLetters: s.deadLetters });
     deviceHttpRoutes(this.http, { devices: s.devices, products, ingress: this.ingress, maxPayloadBytes: this.config.maxPayloadBytes });
     partnerRoutes(this.http, { partners: s.partners, ingress: this.ingress, audit });
+    sceneRoutes(this.http, { scenes: s.scenes });
   }
 
   get httpPort(): number {

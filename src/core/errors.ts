@@ -24,6 +24,7 @@ export const ERRORS = {
   E_PARTNER_NOT_FOUND: { status: 404, title: 'Partner not found' },
   E_PAIRING_CODE_INVALID: { status: 404, title: 'No device has this pairing code' },
   E_DEAD_LETTER_NOT_FOUND: { status: 404, title: 'Dead letter not found' },
+  E_SCENE_NOT_FOUND: { status: 404, title: 'Scene not found' },
   E_PRODUCT_EXISTS: { status: 409, title: 'A product with this key already exists' },
   E_DEVICE_OFFLINE: { status: 409, title: 'The device is offline' },
   E_EMAIL_TAKEN: { status: 409, title: 'An account with this e-mail already exists' },
