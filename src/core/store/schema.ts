@@ -78,4 +78,9 @@ export interface Database {
   device_groups: { id: string; home_id: string; name: string; device_ids: string; created_at: number };
   /** audit */
   audit_log: { id: string; at: number; actor: string; action: string; home_id: string | null; target_type: string | null; target_id: string | null; details: string | null };
+  /** timers: spec and payload are JSON; next_at is null once the timer has no more due times; version counts upserts */
+  timers: {
+    key: string; owner: string; shard: number; spec: string; payload: string; grace_ms: number; next_at: number | null; version: number;
+    created_at: number; updated_at: number; last_fired_at: number | null;
+  };
 }
