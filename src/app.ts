@@ -50,6 +50,7 @@ import { partnerRoutes } from './gateway/partner-routes.ts';
 import { deviceHttpRoutes } from './gateway/device-http-routes.ts';
 import { AmqpSources } from './gateway/amqp-sources.ts';
 import { systemClock, type Clock } from './core/clock.ts';
+import { TimerService } from './timers/timer-service.ts';
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -72,6 +73,7 @@ export interface Services {
   deadLetters: DeadLetterService;
   partners: PartnerService;
   gateway: GatewayConfigService;
+  timers: TimerService;
 }
 
 export type Role = 'gateway' | 'api' | 'worker';
@@ -171,6 +173,9 @@ export class Hearth {
     // Released in reverse: the ingest settles its messages before the shadows are let go.
     shards.on(shadow);
     shards.on(ingest);
+    // Timers run on the owners of their shards; listeners that set timers register after this one.
+    const timers = new TimerService({ db, bus, log: log.child({ component: 'timers' }), clock: this.clock, shards, shardCount: config.shards });
+    shards.on(timers);
     const access = new AccessService({ db, devices });
     const audit = new AuditService({ db, log, flushMs: config.historyFlushMs });
     const views = new DeviceViews({ presence, shadow, access });
@@ -188,7 +193,7 @@ export class Hearth {
     this.broadcasts.push(partnersChanged);
     const partners = new PartnerService({ db, devices, products, onChange: () => partnersChanged.send({}) });
     this.amqpSources = new AmqpSources({ partners, ingress, log: log.child({ component: 'amqp-sources' }) });
-    this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, stream, delivery, deadLetters, partners, gateway };
+    this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, stream, delivery, deadLetters, partners, gateway, timers };
     this.mqtt = new MqttGateway({
       bus, devices, presence, log: log.child({ component: 'mqtt' }), observer: metrics,
       config: {
@@ -225,6 +230,7 @@ export class Hearth {
     ingest.start();
     audit.start();
     this.services.stream.start();
+    this.services.timers.start();
     await this.shards.start();
     await this.shards.settle();
     if (this.has('worker')) await this.amqpSources.start();
@@ -298,6 +304,7 @@ export class Hearth {
       await this.mqtt.stop(deadline - 2000);
       await this.bus.flush();
       await this.shards.stop();
+      await this.services.timers.stop();
       await ingest.stop();
       await this.services.delivery.stop();
       this.services.stream.stop();

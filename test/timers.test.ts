@@ -12,7 +12,7 @@ import { ShardManager } from '../src/core/cluster/shards.ts';
 import { createLogger } from '../src/core/logger.ts';
 import { isHearthError } from '../src/core/errors.ts';
 import { TimerService, type SkippedFiring, type TimerFiring, type TimerSpec } from '../src/timers/timer-service.ts';
-import { storeEnv, TEST_STORE } from './helpers/platform.ts';
+import { startPlatform, storeEnv, TEST_STORE } from './helpers/platform.ts';
 
 /**
  * The timer service over a real store (SQLite, or PostgreSQL with HEARTH_TEST_STORE=postgres)
@@ -406,5 +406,24 @@ describe(`timer service on ${TEST_STORE}`, () => {
 
   test('static next previews due times', () => {
     assert.deepEqual(TimerService.next({ kind: 'cron', cron: '0 12 * * *', timezone: 'UTC' }, Date.parse('2026-01-01T00:00:00Z'), 2).map(iso), ['2026-01-01T12:00:00.000Z', '2026-01-02T12:00:00.000Z']);
+  });
+
+  test('wired into the platform: the node owns the shards, fires on its clock, and stops cleanly', async () => {
+    const clock = new ManualClock(Date.parse('2026-06-01T08:00:00Z'));
+    const p = await startPlatform({ clock });
+    try {
+      const { timers } = p.hearth.services;
+      const fired: TimerFiring[] = [];
+      const undo = timers.onFire('platform-test', (f) => void fired.push(f));
+      const { nextAt } = await timers.upsert({ key: 'p:1', owner: 'platform-test', shardKey: 'home-x', spec: { kind: 'sun', event: 'sunset', offsetMs: -30 * MIN, latitude: 52.52, longitude: 13.405, timezone: 'Europe/Berlin' } });
+      assert.equal(new Date(nextAt!).toLocaleString('sv', { timeZone: 'Europe/Berlin' }).slice(0, 16), '2026-06-01 20:49', 'sunset 21:19 CEST, half an hour before');
+      await timers.settled();
+      await clock.set(nextAt!);
+      await timers.settled();
+      assert.deepEqual(fired.map((f) => [f.key, f.scheduledAt, f.lateMs]), [['p:1', nextAt, 0]]);
+      undo();
+    } finally {
+      await p.stop(true);
+    }
   });
 });
