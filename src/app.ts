@@ -52,6 +52,7 @@ import { AmqpSources } from './gateway/amqp-sources.ts';
 import { systemClock, type Clock } from './core/clock.ts';
 import { SceneService } from './scenes/scene-service.ts';
 import { sceneRoutes } from './scenes/scene-routes.ts';
+import { TimerService } from './timers/timer-service.ts';
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -75,6 +76,7 @@ export interface Services {
   partners: PartnerService;
   gateway: GatewayConfigService;
   scenes: SceneService;
+  timers: TimerService;
 }
 
 export type Role = 'gateway' | 'api' | 'worker';
@@ -174,6 +176,9 @@ export class Hearth {
     // Released in reverse: the ingest settles its messages before the shadows are let go.
     shards.on(shadow);
     shards.on(ingest);
+    // Timers run on the owners of their shards; listeners that set timers register after this one.
+    const timers = new TimerService({ db, bus, log: log.child({ component: 'timers' }), clock: this.clock, shards, shardCount: config.shards });
+    shards.on(timers);
     const access = new AccessService({ db, devices });
     const audit = new AuditService({ db, log, flushMs: config.historyFlushMs });
     const views = new DeviceViews({ presence, shadow, access });
@@ -192,7 +197,7 @@ export class Hearth {
     this.broadcasts.push(partnersChanged);
     const partners = new PartnerService({ db, devices, products, onChange: () => partnersChanged.send({}) });
     this.amqpSources = new AmqpSources({ partners, ingress, log: log.child({ component: 'amqp-sources' }) });
-    this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, stream, delivery, deadLetters, partners, gateway, scenes };
+    this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, stream, delivery, deadLetters, partners, gateway, scenes, timers };
     this.mqtt = new MqttGateway({
       bus, devices, presence, log: log.child({ component: 'mqtt' }), observer: metrics,
       config: {
@@ -229,6 +234,7 @@ export class Hearth {
     ingest.start();
     audit.start();
     this.services.stream.start();
+    this.services.timers.start();
     await this.shards.start();
     await this.shards.settle();
     if (this.has('worker')) await this.amqpSources.start();
@@ -303,6 +309,7 @@ export class Hearth {
       await this.mqtt.stop(deadline - 2000);
       await this.bus.flush();
       await this.shards.stop();
+      await this.services.timers.stop();
       await ingest.stop();
       await this.services.delivery.stop();
       this.services.stream.stop();

@@ -82,4 +82,9 @@ export interface Database {
   scenes: { id: string; home_id: string; name: string; states: string; actions: string; created_by: string; created_at: number; updated_at: number };
   /** scenes: recent activations, results a JSON list of per-device results */
   scene_activations: { id: string; scene_id: string; seq: number; home_id: string; source: string; at: number; ok: number; results: string };
+  /** timers: spec and payload are JSON; next_at is null once the timer has no more due times; version counts upserts */
+  timers: {
+    key: string; owner: string; shard: number; spec: string; payload: string; grace_ms: number; next_at: number | null; version: number;
+    created_at: number; updated_at: number; last_fired_at: number | null;
+  };
 }

@@ -267,6 +267,26 @@ export const migrations: Record<string, Migration> = {
       await db.schema.createIndex('dead_letters_status_created').on('dead_letters').columns(['status', 'created_at']).execute();
     },
   },
+  '0005-timers': {
+    async up(db: Kysely<any>) {
+      // Persistent timers (schedules, sun times): `next_at` is the next due time, NULL once a timer has
+      // no more; a firing is claimed by moving it on (compare-and-set), so it fires once across nodes.
+      await db.schema.createTable('timers')
+        .addColumn('key', 'text', (c) => c.primaryKey())
+        .addColumn('owner', 'text', (c) => c.notNull())
+        .addColumn('shard', 'integer', (c) => c.notNull())
+        .addColumn('spec', 'text', (c) => c.notNull())
+        .addColumn('payload', 'text', (c) => c.notNull())
+        .addColumn('grace_ms', 'bigint', (c) => c.notNull())
+        .addColumn('next_at', 'bigint')
+        .addColumn('version', 'integer', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('updated_at', 'bigint', (c) => c.notNull())
+        .addColumn('last_fired_at', 'bigint')
+        .execute();
+      await db.schema.createIndex('timers_shard_next').on('timers').columns(['shard', 'next_at']).execute();
+    },
+  },
   '0006-scenes': {
     async up(db: Kysely<any>) {
       // A scene: device states (JSON list of {device, properties}) and actions (JSON list of {device, action, params}).
