@@ -8,6 +8,8 @@ import { withTimeout } from './stats.ts';
 export interface DeviceCred {
   id: string;
   secret: string;
+  /** For claiming into a home (Hearth's provisioning answer). */
+  pairingCode?: string;
 }
 
 /** Every MQTT client opened by the benchmark, so that they can all be closed at the end. */
@@ -140,8 +142,8 @@ export class Api {
     const out: DeviceCred[] = [];
     for (let i = 0; i < count; i += 1000) {
       const items = Array.from({ length: Math.min(1000, count - i) }, (_, j) => ({ product, name: `${namePrefix} ${i + j}` }));
-      const r = await this.expect<{ items: Array<{ id: string; secret: string }> }>(201, 'POST', '/api/v1/devices/bulk', { items });
-      out.push(...r.items.map((d) => ({ id: d.id, secret: d.secret })));
+      const r = await this.expect<{ items: Array<{ id: string; secret: string; pairingCode?: string }> }>(201, 'POST', '/api/v1/devices/bulk', { items });
+      out.push(...r.items.map((d) => ({ id: d.id, secret: d.secret, ...(d.pairingCode ? { pairingCode: d.pairingCode } : {}) })));
     }
     return out;
   }

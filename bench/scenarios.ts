@@ -71,7 +71,7 @@ export interface IngestResult {
 export const report = (i: number): string => `{"on":${i % 2 === 0},"brightness":${i % 101}}`;
 
 /** Publishes `count` QoS 1 reports, keeping up to `window` unacknowledged. Resolves when all are acknowledged. */
-function publisher(client: MqttClient, topic: string, count: number, window: number): Promise<void> {
+function publisher(client: MqttClient, topic: string, count: number, window: number, payload: (i: number) => string = report): Promise<void> {
   return new Promise((resolve, reject) => {
     if (count === 0) return resolve();
     let sent = 0;
@@ -82,7 +82,7 @@ function publisher(client: MqttClient, topic: string, count: number, window: num
       else pump();
     };
     const pump = () => {
-      while (sent < count && sent - acked < window) client.publish(topic, report(sent++), { qos: 1 }, onAck);
+      while (sent < count && sent - acked < window) client.publish(topic, payload(sent++), { qos: 1 }, onAck);
     };
     pump();
   });
@@ -104,6 +104,8 @@ export async function runIngest(opts: {
   prepare?: (c: MqttClient, d: DeviceCred) => Promise<void>;
   /** Called right before the clock starts. */
   arm?: () => void;
+  /** The i-th report of a device (default: a light's `report`). */
+  payload?: (i: number) => string;
   /** Resolves when every message is visible at the consumer; called once all are acknowledged. */
   complete: () => Promise<void>;
 }): Promise<IngestResult> {
@@ -118,7 +120,7 @@ export async function runIngest(opts: {
     opts.arm?.();
     const cpu0 = cpu();
     const t0 = now();
-    await Promise.all(clients.map((c, i) => publisher(c, `devices/${devs[i].id}/properties`, params.perDevice[i], params.window)));
+    await Promise.all(clients.map((c, i) => publisher(c, `devices/${devs[i].id}/properties`, params.perDevice[i], params.window, opts.payload)));
     const tAck = now();
     await opts.complete();
     const tDone = now();

@@ -50,6 +50,9 @@ import { partnerRoutes } from './gateway/partner-routes.ts';
 import { deviceHttpRoutes } from './gateway/device-http-routes.ts';
 import { AmqpSources } from './gateway/amqp-sources.ts';
 import { systemClock, type Clock } from './core/clock.ts';
+import { SceneService } from './scenes/scene-service.ts';
+import { sceneRoutes } from './scenes/scene-routes.ts';
+import { TimerService } from './timers/timer-service.ts';
 import { AutomationStore } from './automation/automation-store.ts';
 import { AutomationService } from './automation/automation-service.ts';
 import { AutomationEngine } from './automation/automation-engine.ts';
@@ -78,6 +81,8 @@ export interface Services {
   deadLetters: DeadLetterService;
   partners: PartnerService;
   gateway: GatewayConfigService;
+  scenes: SceneService;
+  timers: TimerService;
   automations: AutomationService;
   automationEngine: AutomationEngine;
 }
@@ -180,6 +185,9 @@ export class Hearth {
     // Released in reverse: the ingest settles its messages before the shadows are let go.
     shards.on(shadow);
     shards.on(ingest);
+    // Timers run on the owners of their shards; listeners that set timers register after this one.
+    const timers = new TimerService({ db, bus, log: log.child({ component: 'timers' }), clock: this.clock, shards, shardCount: config.shards });
+    shards.on(timers);
     const access = new AccessService({ db, devices });
     const audit = new AuditService({ db, log, flushMs: config.historyFlushMs });
     const views = new DeviceViews({ presence, shadow, access });
@@ -188,6 +196,7 @@ export class Hearth {
       db, access, devices, shadow, commands, audit, mailer, users: auth, publicUrl: config.publicUrl ?? `http://localhost:${config.httpPort}`,
       onPlacementChange: (deviceId) => placed.send(deviceId === undefined ? {} : { deviceId }),
     });
+    const scenes = new SceneService({ db, bus, log: log.child({ component: 'scenes' }), clock: this.clock, access, devices, products, presence, shadow, commands, audit, stream });
     metrics.setStreamClientsSource(() => stream.connections);
     // Every node caches partners and the workers consume their queues: a change reaches them all.
     const partnersChanged = broadcast<Record<string, never>>(bus, 'cluster.partners', () => {
@@ -203,7 +212,7 @@ export class Hearth {
     this.broadcasts.push(automationsChanged);
     const automations = new AutomationService({
       store: automationStore, access, devices, products, audit, clock: this.clock, log: log.child({ component: 'automations' }), shardCount: config.shards,
-      canNotify: false, onChange: (id) => automationsChanged.send({ id }),
+      timers, scenes, canNotify: false, onChange: (id) => automationsChanged.send({ id }),
     });
     const automationEngine = new AutomationEngine({
       bus, log: log.child({ component: 'automations' }), clock: this.clock, store: automationStore, shards, shardCount: config.shards, control: automations,
@@ -212,14 +221,16 @@ export class Hearth {
         setDesired: (id, values) => shadow.setDesired(id, values),
         groupDevices: (homeId, groupId) => automations.groupDevices(homeId, groupId),
         postJson: webhookCaller(metrics),
+        scenes,
       },
       home: (homeId) => automations.home(homeId).catch(() => undefined),
       reported: async (id) => (await shadow.view(id)).reported,
       online: async (id) => (await presence.get(id)).online,
       stream: { publish: (type, deviceId, homeId, data, at) => stream.publish(type, deviceId, homeId, data, at) },
+      timers,
     });
     shards.on(automationEngine);
-    this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, stream, delivery, deadLetters, partners, gateway, automations, automationEngine };
+    this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, stream, delivery, deadLetters, partners, gateway, scenes, timers, automations, automationEngine };
     this.mqtt = new MqttGateway({
       bus, devices, presence, log: log.child({ component: 'mqtt' }), observer: metrics,
       config: {
@@ -256,6 +267,7 @@ export class Hearth {
     ingest.start();
     audit.start();
     this.services.stream.start();
+    this.services.timers.start();
     await this.automationStore.reshard((homeId) => shardOf(homeId, this.config.shards));
     this.automationStore.start();
     // Automations run where shards are owned: device messages reach workers only.
@@ -299,6 +311,7 @@ export class Hearth {
     deadLetterRoutes(this.http, { deadLetters: s.deadLetters });
     deviceHttpRoutes(this.http, { devices: s.devices, products, ingress: this.ingress, maxPayloadBytes: this.config.maxPayloadBytes });
     partnerRoutes(this.http, { partners: s.partners, ingress: this.ingress, audit });
+    sceneRoutes(this.http, { scenes: s.scenes });
     automationRoutes(this.http, { automations: s.automations, engine: s.automationEngine });
   }
 
@@ -334,6 +347,7 @@ export class Hearth {
       await this.mqtt.stop(deadline - 2000);
       await this.bus.flush();
       await this.shards.stop();
+      await this.services.timers.stop();
       await this.services.automationEngine.stop();
       await this.automationStore.stop();
       await ingest.stop();

@@ -47,6 +47,9 @@ before(async () => {
   const group = await p.api('POST', `/api/v1/homes/${A.homeId}/groups`, { name: 'Lights', deviceIds: [light.id] }, tokenA);
   assert.equal(group.status, 201, JSON.stringify(group.body));
   A.groupId = group.body.id;
+  const scene = await p.api('POST', `/api/v1/homes/${A.homeId}/scenes`, { name: 'Evening', states: [{ device: light.id, properties: { on: true, brightness: 40 } }] }, tokenA);
+  assert.equal(scene.status, 201, JSON.stringify(scene.body));
+  A.sceneId = scene.body.id;
   const key = await p.api('POST', '/api/v1/keys', { name: 'A key', scopes: ['devices:read'] }, tokenA);
   assert.equal(key.status, 201, JSON.stringify(key.body));
   A.keyId = key.body.id;
@@ -77,7 +80,8 @@ function fill(path: string): string | undefined {
     const prev = path.slice(0, offset).split('/').filter(Boolean).pop();
     const byPrev: Record<string, string | undefined> = {
       homes: A.homeId, rooms: A.roomId, devices: A.deviceId, groups: A.groupId, keys: A.keyId,
-      members: A.userId, shares: A.userId, invitations: A.invitationId, automations: A.automationId, runs: A.runId, hooks: A.webhookId,
+      members: A.userId, shares: A.userId, invitations: A.invitationId, scenes: A.sceneId,
+      automations: A.automationId, runs: A.runId, hooks: A.webhookId,
     };
     const v = byPrev[prev ?? ''] ?? (name === 'deviceId' ? A.deviceId : name === 'homeId' ? A.homeId : undefined);
     if (!v) unknown = true;

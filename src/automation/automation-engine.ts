@@ -141,7 +141,7 @@ export class AutomationEngine implements ShardListener {
       bus.subscribe<ReportedEvent>(subjects.reported('*'), (m) => this.onReported(m.data), { name: 'automations.reported' }),
       bus.subscribe<DeviceEvent>(subjects.event('*'), (m) => this.onEvent(m.data), { name: 'automations.event' }),
       bus.subscribe<PresenceEvent>(subjects.presence('*'), (m) => this.onPresence(m.data), { name: 'automations.presence' }),
-      bus.subscribe<{ sceneId: string; homeId: string; id: string; source: string; ok: boolean }>('home.*.scene', (m) => this.onScene(m.data), { name: 'automations.scene' }),
+      bus.subscribe<{ sceneId: string; homeId: string; id: string; source: string; ok: boolean }>(subjects.sceneActivated('*'), (m) => this.onScene(m.data), { name: 'automations.scene' }),
       // A device that changes home may break automations naming it (see HomeService.onPlacementChange).
       bus.subscribe<{ deviceId?: string }>('cluster.placement', (m) => void this.recheck(m.data.deviceId), { name: 'automations.placement' }),
     );

@@ -25,6 +25,7 @@ export const ERRORS = {
   E_PARTNER_NOT_FOUND: { status: 404, title: 'Partner not found' },
   E_PAIRING_CODE_INVALID: { status: 404, title: 'No device has this pairing code' },
   E_DEAD_LETTER_NOT_FOUND: { status: 404, title: 'Dead letter not found' },
+  E_SCENE_NOT_FOUND: { status: 404, title: 'Scene not found' },
   E_AUTOMATION_NOT_FOUND: { status: 404, title: 'Automation not found' },
   E_RUN_NOT_FOUND: { status: 404, title: 'Automation run not found' },
   E_WEBHOOK_NOT_FOUND: { status: 404, title: 'Webhook not found' },

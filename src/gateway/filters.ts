@@ -2,6 +2,7 @@ import type { CompiledModel } from '../products/thing-model.ts';
 import type { Envelope } from './envelope.ts';
 import type { Filter } from './config-schema.ts';
 import { compileTopic, type TopicMatcher } from './router.ts';
+import { ExpiringKeys } from '../core/expiring-keys.ts';
 
 /** What one filter did to a message: let it through, refuse it, put it off, or let it through with tags set. */
 export type FilterEffect = 'pass' | 'drop' | 'delay' | 'tagged';
@@ -102,21 +103,17 @@ function validateFilter(name: string): CompiledFilter {
 
 /** Drops a message whose sender id the same device used within the window; a redelivery of the same message is not a duplicate. */
 function dedupeFilter(name: string, f: Extract<Filter, { type: 'dedupe' }>, now: () => number): CompiledFilter {
-  /** Keyed by device id and sender id; insertion order is arrival order, so expired entries are at the front. */
-  const seen = new Map<string, { id: string; at: number }>();
+  /** Keyed by device id and sender id: the id of the message that used it first. */
+  const seen = new ExpiringKeys<string>(f.windowMs, MAX_KEYS);
   return {
     name,
     run(env, _model, dry) {
       if (env.sourceId === undefined) return PASS;
       const t = now();
-      for (const [k, v] of seen) {
-        if (t - v.at < f.windowMs && seen.size <= MAX_KEYS) break;
-        seen.delete(k);
-      }
       const key = `${env.deviceId}\u0000${env.sourceId}`;
-      const prev = seen.get(key);
-      if (prev !== undefined && prev.id !== env.id) return { effect: 'drop', reason: `duplicate: message ${prev.id} had the sender id "${env.sourceId}" within ${f.windowMs} ms`, detail: `duplicate of ${prev.id}` };
-      if (!dry && prev === undefined) seen.set(key, { id: env.id, at: t });
+      const prev = seen.get(key, t);
+      if (prev !== undefined && prev !== env.id) return { effect: 'drop', reason: `duplicate: message ${prev} had the sender id "${env.sourceId}" within ${f.windowMs} ms`, detail: `duplicate of ${prev}` };
+      if (!dry && prev === undefined) seen.set(key, env.id, t);
       return PASS;
     },
   };
@@ -128,9 +125,11 @@ interface Bucket {
 }
 
 /**
- * Token buckets by key, in least-recently-used order so that memory stays bounded. Unlike the
- * HTTP limiter (core/rate-limiter.ts) a bucket can go into debt: a delayed message reserves its
- * token, and the debt says when it may come back.
+ * Token buckets by key. Unlike the HTTP limiter (core/rate-limiter.ts) a bucket can go into
+ * debt: a delayed message reserves its token, and the debt says when it may come back. Memory
+ * stays bounded: past MAX_KEYS buckets, the full ones (no different from a new bucket) are
+ * dropped in one pass, and if that is not enough the longest-held ones; buckets are never
+ * re-inserted per message (deleting from a Map leaves entries V8 walks over later).
  */
 class Buckets {
   private readonly map = new Map<string, Bucket>();
@@ -144,20 +143,30 @@ class Buckets {
   take(key: string, mode: 'peek' | 'take' | 'debt'): number {
     const t = this.now();
     let b = this.map.get(key);
+    const known = b !== undefined;
     if (b !== undefined) {
       b.tokens = Math.min(this.burst, b.tokens + (t - b.at) * this.perMs);
       b.at = t;
-      this.map.delete(key); // re-inserted at the end: the front is least recently used
     } else {
       b = { tokens: this.burst, at: t };
     }
     const wait = b.tokens >= 1 ? 0 : Math.ceil((1 - b.tokens) / this.perMs);
     if (mode === 'debt' || (mode === 'take' && wait === 0)) b.tokens -= 1;
-    if (mode !== 'peek') {
+    if (mode !== 'peek' && !known) {
+      if (this.map.size >= MAX_KEYS) this.shrink(t);
       this.map.set(key, b);
-      if (this.map.size > MAX_KEYS) this.map.delete(this.map.keys().next().value!);
     }
     return wait;
+  }
+
+  private shrink(t: number): void {
+    for (const [k, b] of this.map) if (b.tokens + (t - b.at) * this.perMs >= this.burst) this.map.delete(k);
+    if (this.map.size < MAX_KEYS * 0.9) return;
+    let excess = this.map.size - Math.floor(MAX_KEYS * 0.9);
+    for (const k of this.map.keys()) {
+      if (excess-- <= 0) break;
+      this.map.delete(k);
+    }
   }
 }
 

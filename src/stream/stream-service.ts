@@ -9,7 +9,7 @@ import type { ReportedEvent, DeviceEvent } from '../ingest/ingest-service.ts';
 import type { PresenceEvent } from '../devices/presence-service.ts';
 
 /** The kinds of event the stream carries (and clients may filter on with `types=`). */
-export const STREAM_EVENT_TYPES = ['property', 'event', 'presence', 'command', 'automation', 'notification'] as const;
+export const STREAM_EVENT_TYPES = ['property', 'event', 'presence', 'command', 'automation', 'notification', 'scene'] as const;
 export type StreamEventType = (typeof STREAM_EVENT_TYPES)[number];
 
 /**

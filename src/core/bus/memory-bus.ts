@@ -5,6 +5,7 @@ import {
   type PublishOptions, type RequestOptions, type StreamConfig, type SubscribeOptions, type Unsubscribe,
 } from './bus.ts';
 import { newId } from '../ids.ts';
+import { ExpiringKeys } from '../expiring-keys.ts';
 
 interface Sub {
   pattern: string;
@@ -30,7 +31,8 @@ interface MemStream {
   /** Messages no consumer has taken yet; the first matching consumer gets them. */
   backlog: Stored[];
   /** msgId → time it stops counting as a duplicate. */
-  seen: Map<string, number>;
+  /** Message ids stored within the duplicate window. */
+  seen: ExpiringKeys;
 }
 
 interface MemConsumer {
@@ -128,7 +130,7 @@ export class MemoryBus implements Bus {
     const cur = this.streams.get(cfg.name);
     const matchers = cfg.subjects.map(compilePattern);
     if (cur) Object.assign(cur, { cfg, matchers });
-    else this.streams.set(cfg.name, { cfg, matchers, seq: 0, backlog: [], seen: new Map() });
+    else this.streams.set(cfg.name, { cfg, matchers, seq: 0, backlog: [], seen: new ExpiringKeys(cfg.duplicateWindowMs ?? 120_000) });
   }
 
   /**
@@ -140,17 +142,10 @@ export class MemoryBus implements Bus {
     let stream: MemStream | undefined;
     for (const s of this.streams.values()) for (const m of s.matchers) if (m(subject)) stream = s;
     if (!stream) throw new BusError('NO_RESPONDERS', `no stream stores ${subject}`);
-    const now = Date.now();
     if (opts.msgId !== undefined) {
-      const until = stream.seen.get(opts.msgId);
-      if (until !== undefined && until > now) return;
-      // Re-inserting keeps the map in expiry order, so expired ids are trimmed from its front.
-      stream.seen.delete(opts.msgId);
-      stream.seen.set(opts.msgId, now + (stream.cfg.duplicateWindowMs ?? 120_000));
-      for (const [id, t] of stream.seen) {
-        if (t > now) break;
-        stream.seen.delete(id);
-      }
+      const now = Date.now();
+      if (stream.seen.has(opts.msgId, now)) return;
+      stream.seen.set(opts.msgId, true, now);
     }
     const msg: Stored = { seq: ++stream.seq, subject, data, headers: opts.headers ?? EMPTY_HEADERS, deliveries: 0 };
     let taken = false;

@@ -70,4 +70,6 @@ export const subjects = {
   allCommandResults: 'command.*.result',
   /** Events of other features for the live stream of every node (StreamService.publish). */
   streamAnnounce: 'stream.announce',
+  /** Scene activations of a home (SceneActivation, src/scenes/scene-service.ts). */
+  sceneActivated: (homeId: string) => `home.${homeId}.scene`,
 } as const;

@@ -78,6 +78,15 @@ export interface Database {
   device_groups: { id: string; home_id: string; name: string; device_ids: string; created_at: number };
   /** audit */
   audit_log: { id: string; at: number; actor: string; action: string; home_id: string | null; target_type: string | null; target_id: string | null; details: string | null };
+  /** scenes: states and actions are JSON lists */
+  scenes: { id: string; home_id: string; name: string; states: string; actions: string; created_by: string; created_at: number; updated_at: number };
+  /** scenes: recent activations, results a JSON list of per-device results */
+  scene_activations: { id: string; scene_id: string; seq: number; home_id: string; source: string; at: number; ok: number; results: string };
+  /** timers: spec and payload are JSON; next_at is null once the timer has no more due times; version counts upserts */
+  timers: {
+    key: string; owner: string; shard: number; spec: string; payload: string; grace_ms: number; next_at: number | null; version: number;
+    created_at: number; updated_at: number; last_fired_at: number | null;
+  };
   /** automations */
   automations: {
     id: string; home_id: string; shard: number; name: string; description: string | null; enabled: number; mode: string; max_runs: number; cooldown_ms: number;

@@ -267,6 +267,55 @@ export const migrations: Record<string, Migration> = {
       await db.schema.createIndex('dead_letters_status_created').on('dead_letters').columns(['status', 'created_at']).execute();
     },
   },
+  '0005-timers': {
+    async up(db: Kysely<any>) {
+      // Persistent timers (schedules, sun times): `next_at` is the next due time, NULL once a timer has
+      // no more; a firing is claimed by moving it on (compare-and-set), so it fires once across nodes.
+      await db.schema.createTable('timers')
+        .addColumn('key', 'text', (c) => c.primaryKey())
+        .addColumn('owner', 'text', (c) => c.notNull())
+        .addColumn('shard', 'integer', (c) => c.notNull())
+        .addColumn('spec', 'text', (c) => c.notNull())
+        .addColumn('payload', 'text', (c) => c.notNull())
+        .addColumn('grace_ms', 'bigint', (c) => c.notNull())
+        .addColumn('next_at', 'bigint')
+        .addColumn('version', 'integer', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('updated_at', 'bigint', (c) => c.notNull())
+        .addColumn('last_fired_at', 'bigint')
+        .execute();
+      await db.schema.createIndex('timers_shard_next').on('timers').columns(['shard', 'next_at']).execute();
+    },
+  },
+  '0006-scenes': {
+    async up(db: Kysely<any>) {
+      // A scene: device states (JSON list of {device, properties}) and actions (JSON list of {device, action, params}).
+      await db.schema.createTable('scenes')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('home_id', 'text', (c) => c.notNull())
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('states', 'text', (c) => c.notNull())
+        .addColumn('actions', 'text', (c) => c.notNull())
+        .addColumn('created_by', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('updated_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('scenes_home').on('scenes').columns(['home_id', 'created_at']).execute();
+      // The recent activations of each scene (the newest 50 are kept), with per-device results;
+      // seq orders them (activations within one millisecond, or on a manual clock, share `at`).
+      await db.schema.createTable('scene_activations')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('scene_id', 'text', (c) => c.notNull())
+        .addColumn('seq', 'integer', (c) => c.notNull())
+        .addColumn('home_id', 'text', (c) => c.notNull())
+        .addColumn('source', 'text', (c) => c.notNull())
+        .addColumn('at', 'bigint', (c) => c.notNull())
+        .addColumn('ok', 'integer', (c) => c.notNull())
+        .addColumn('results', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('scene_activations_scene_seq').on('scene_activations').columns(['scene_id', 'seq']).execute();
+    },
+  },
   '0008-automations': {
     async up(db: Kysely<any>) {
       // Automations of a home: triggers, conditions and actions as JSON; `shard` is shardOf(home_id)
