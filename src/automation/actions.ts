@@ -207,7 +207,7 @@ async function runOne(a: Action, path: string, fx: ActionEffects, ctx: RunContex
       const ms = parseDuration(a.duration)!;
       if (ctx.dryRun) return dry(t, { durationMs: ms });
       t.result = { durationMs: ms };
-      await sleep(fx, ctx, ms);
+      if (ms > 0) await sleep(fx, ctx, ms);
       return;
     }
     case 'wait':
