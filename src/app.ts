@@ -50,6 +50,8 @@ import { partnerRoutes } from './gateway/partner-routes.ts';
 import { deviceHttpRoutes } from './gateway/device-http-routes.ts';
 import { AmqpSources } from './gateway/amqp-sources.ts';
 import { systemClock, type Clock } from './core/clock.ts';
+import { NotificationService } from './notify/notify-service.ts';
+import { notifyRoutes } from './notify/notify-routes.ts';
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -72,6 +74,7 @@ export interface Services {
   deadLetters: DeadLetterService;
   partners: PartnerService;
   gateway: GatewayConfigService;
+  notify: NotificationService;
 }
 
 export type Role = 'gateway' | 'api' | 'worker';
@@ -188,7 +191,18 @@ export class Hearth {
     this.broadcasts.push(partnersChanged);
     const partners = new PartnerService({ db, devices, products, onChange: () => partnersChanged.send({}) });
     this.amqpSources = new AmqpSources({ partners, ingress, log: log.child({ component: 'amqp-sources' }) });
-    this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, stream, delivery, deadLetters, partners, gateway };
+    const notify = new NotificationService({
+      db, clock: this.clock, log: log.child({ component: 'notify' }), stream, mailer, settings, access, users: auth, metrics,
+      config: {
+        dedupeWindowMs: config.notifyDedupeWindowMs,
+        vapidSubject: config.vapidSubject ?? `mailto:${/<([^>]+)>/.exec(config.mailFrom)?.[1] ?? config.mailFrom}`,
+        publicUrl: config.publicUrl ?? `http://localhost:${config.httpPort}`,
+        ...(config.fcmServiceAccountFile ? { fcm: { serviceAccountFile: config.fcmServiceAccountFile, baseUrl: config.fcmBaseUrl } } : {}),
+        ...(config.apnsKeyFile && config.apnsKeyId && config.apnsTeamId && config.apnsTopic
+          ? { apns: { keyFile: config.apnsKeyFile, keyId: config.apnsKeyId, teamId: config.apnsTeamId, topic: config.apnsTopic, baseUrl: config.apnsBaseUrl } } : {}),
+      },
+    });
+    this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, stream, delivery, deadLetters, partners, gateway, notify };
     this.mqtt = new MqttGateway({
       bus, devices, presence, log: log.child({ component: 'mqtt' }), observer: metrics,
       config: {
@@ -225,6 +239,7 @@ export class Hearth {
     ingest.start();
     audit.start();
     this.services.stream.start();
+    await this.services.notify.start();
     await this.shards.start();
     await this.shards.settle();
     if (this.has('worker')) await this.amqpSources.start();
@@ -264,6 +279,7 @@ export class Hearth {
     deadLetterRoutes(this.http, { deadLetters: s.deadLetters });
     deviceHttpRoutes(this.http, { devices: s.devices, products, ingress: this.ingress, maxPayloadBytes: this.config.maxPayloadBytes });
     partnerRoutes(this.http, { partners: s.partners, ingress: this.ingress, audit });
+    notifyRoutes(this.http, { notify: s.notify });
   }
 
   get httpPort(): number {
@@ -301,6 +317,7 @@ export class Hearth {
       await ingest.stop();
       await this.services.delivery.stop();
       this.services.stream.stop();
+      this.services.notify.stop();
       commands.stop();
       await shadow.stop();
       await history.stop();
