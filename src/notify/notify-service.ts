@@ -413,15 +413,28 @@ export class NotificationService {
     return item;
   }
 
-  /** Marks all of the caller's unread items read (of one home, if given); returns how many changed. */
+  /**
+   * Marks all of the caller's unread items read (of one home, if given); returns how many changed.
+   * The stream hears it once per home (a stream event without a home reaches only the operator).
+   */
   async markAllRead(p: Principal, homeId?: string): Promise<number> {
     const { db, clock } = this.deps;
     const now = clock.now();
-    let q = db.updateTable('notification_inbox').set({ read_at: now }).where('user_id', '=', p.userId).where('read_at', 'is', null);
-    if (homeId) q = q.where('home_id', '=', homeId);
-    const r = await q.executeTakeFirst();
-    const changed = Number(r.numUpdatedRows ?? 0);
-    if (changed) this.deps.stream.publish('notification', null, homeId ?? null, { action: 'read-all', count: changed, unread: await this.countUnread(p.userId) }, now, { userId: p.userId });
+    let unread = db.selectFrom('notification_inbox').select(['id', 'home_id']).where('user_id', '=', p.userId).where('read_at', 'is', null);
+    if (homeId) unread = unread.where('home_id', '=', homeId);
+    const rows = await unread.execute();
+    if (!rows.length) return 0;
+    const ids = rows.map((r) => r.id);
+    const byHome = new Map<string, number>();
+    let changed = 0;
+    // In slices: a long-neglected inbox must not make one statement with thousands of parameters.
+    for (let i = 0; i < ids.length; i += 500) {
+      const r = await db.updateTable('notification_inbox').set({ read_at: now }).where('id', 'in', ids.slice(i, i + 500)).where('read_at', 'is', null).executeTakeFirst();
+      changed += Number(r.numUpdatedRows ?? 0);
+    }
+    for (const r of rows) byHome.set(r.home_id, (byHome.get(r.home_id) ?? 0) + 1);
+    const left = await this.countUnread(p.userId);
+    for (const [home, count] of byHome) this.deps.stream.publish('notification', null, home, { action: 'read-all', count, unread: left }, now, { userId: p.userId });
     return changed;
   }
 
