@@ -254,13 +254,16 @@ test('inbox: a notification reaches the members (not guests), live on their stre
     assert.deepEqual(unread.body.items.map((i: any) => i.title), ['Window open', 'Door left open'], 'newest first');
     const page = await p.api('GET', '/api/v1/notifications?limit=1&offset=1', undefined, users.member.token);
     assert.deepEqual(page.body.items.map((i: any) => i.title), ['Door left open']);
-    const all = await p.api('POST', '/api/v1/notifications/read-all', {}, users.member.token);
+    const all = await p.api('POST', `/api/v1/notifications/read-all?homeId=${homeId}`, undefined, users.member.token);
     assert.deepEqual(all.body, { updated: 2 });
     const ev = await eventually(() => live.events.find((e) => e.data.action === 'read-all'), 3000, 'the read-all event');
     assert.deepEqual(ev.data, { action: 'read-all', count: 2, unread: 0 });
     assert.deepEqual((await p.api('GET', '/api/v1/notifications/unread-count', undefined, users.member.token)).body, { count: 0 });
     assert.equal((await p.api('GET', '/api/v1/notifications?unread=true', undefined, users.member.token)).body.items.length, 0);
     assert.equal((await p.api('GET', '/api/v1/notifications/unread-count', undefined, users.owner.token)).body.count, 3, "the owner's items are still unread");
+    const ownerAll = await p.api('POST', '/api/v1/notifications/read-all', undefined, users.owner.token);
+    assert.equal(ownerAll.status, 200);
+    assert.deepEqual(ownerAll.body, { updated: 3 });
   } finally {
     live.close();
     ownerLive.close();
@@ -578,4 +581,13 @@ test('mobile push: FCM HTTP v1 with a service-account token, APNs over HTTP/2 wi
 
   assert.equal((await p.api('DELETE', `/api/v1/push/tokens/${fcmGood}`, undefined, users.outsider.token)).status, 404);
   assert.equal((await p.api('DELETE', `/api/v1/push/tokens/${fcmGood}`, undefined, users.member.token)).status, 200);
+});
+
+test('the VAPID key pair is made once and kept: the same public key after a restart', async () => {
+  const key = (await p.api('GET', '/api/v1/push/vapid-public-key', undefined, users.member.token)).body.publicKey;
+  const { dataDir } = p;
+  await p.stop(false);
+  p = await startPlatform({ dataDir, clock });
+  const token = (await p.api('POST', '/api/v1/auth/login', { email: users.member.email, password: 'password-of-' + users.member.email }, null)).body.token;
+  assert.equal((await p.api('GET', '/api/v1/push/vapid-public-key', undefined, token)).body.publicKey, key);
 });

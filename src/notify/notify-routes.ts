@@ -5,7 +5,7 @@ import { HomeParams } from '../homes/home-schema.ts';
 import type { NotificationService } from './notify-service.ts';
 import {
   ChannelBody, ChannelListSchema, ChannelParams, ChannelSchema, InboxItemSchema, InboxListSchema, InboxQuery, NotificationParams,
-  PreferencesBody, PreferencesSchema, ReadAllBody, ReadAllSchema, RemovedSchema, SendBody, SendResultSchema, SubscriptionBody,
+  PreferencesBody, PreferencesSchema, ReadAllQuery, ReadAllSchema, RemovedSchema, SendBody, SendResultSchema, SubscriptionBody,
   SubscriptionListSchema, SubscriptionParams, SubscriptionSchema, TokenBody, TokenListSchema, TokenParams, TokenSchema, UnreadCountSchema,
   VapidKeySchema,
 } from './notify-schema.ts';
@@ -45,10 +45,10 @@ export function notifyRoutes(app: HttpApp, deps: { notify: NotificationService }
 
   app.post(`${A}/notifications/read-all`, {
     schema: {
-      tags: ['notifications'], summary: "Mark all the caller's inbox items read (of one home, if given)", ...AuthHeader, body: ReadAllBody,
+      tags: ['notifications'], summary: "Mark all the caller's inbox items read (of one home, if given)", ...AuthHeader, querystring: ReadAllQuery,
       response: { 200: ReadAllSchema, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED') },
     },
-  }, async (req) => ({ updated: await notify.markAllRead(principal(req), req.body?.homeId) }));
+  }, async (req) => ({ updated: await notify.markAllRead(principal(req), req.query.homeId) }));
 
   // ---------------------------------------------------------------- sending, preferences, home channels
 

@@ -59,7 +59,7 @@ export const InboxListSchema = Type.Object({
   unread: Type.Integer({ description: "The caller's unread items in all homes" }),
 }, { examples: [{ items: [itemExample], unread: 1 }] });
 export const UnreadCountSchema = Type.Object({ count: Type.Integer() }, { examples: [{ count: 3 }] });
-export const ReadAllBody = Type.Object({ homeId: Type.Optional(HomeId) }, { additionalProperties: false, examples: [{ homeId: 'h_5t2k9x4p1q8r0m' }] });
+export const ReadAllQuery = Type.Object({ homeId: Type.Optional(HomeId) });
 export const ReadAllSchema = Type.Object({ updated: Type.Integer() }, { examples: [{ updated: 3 }] });
 
 // ---- sending
