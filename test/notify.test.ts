@@ -369,6 +369,14 @@ test('quiet hours in the home\'s time zone: push, e-mail and mobile wait except 
   const morning = await send({ kind: 'device', severity: 'warning', title: 'Freezer still warm', body: '-10 °C' }, tokyo);
   assert.equal(resultOf(morning, users.member.id, 'email')?.status, 'sent');
   assert.equal((await p.api('GET', `/api/v1/notifications?homeId=${tokyo}`, undefined, users.member.token)).body.items.length, 3);
+  // An API key restricted to the Tokyo home sees only that home's inbox items.
+  const key = await p.api('POST', '/api/v1/keys', { name: 'tokyo only', scopes: ['homes:read'], homeIds: [tokyo] }, users.member.token);
+  assert.equal(key.status, 201, JSON.stringify(key.body));
+  const seen = await p.api('GET', '/api/v1/notifications', undefined, key.body.key);
+  assert.deepEqual([...new Set(seen.body.items.map((i: any) => i.homeId))], [tokyo]);
+  assert.equal(seen.body.items.length, 3);
+  assert.equal((await p.api('GET', '/api/v1/notifications/unread-count', undefined, key.body.key)).body.count, 3);
+  assert.ok((await p.api('GET', '/api/v1/notifications/unread-count', undefined, users.member.token)).body.count > 3);
 });
 
 test('a webhook channel: the notification JSON, signed with x-hearth-signature; filters by kind and severity; failures are results', async () => {

@@ -389,21 +389,28 @@ export class NotificationService {
 
   /** The caller's inbox, newest first. */
   async listInbox(p: Principal, q: { unread?: boolean; homeId?: string; limit: number; offset: number }): Promise<{ items: InboxItem[]; unread: number }> {
-    let query = this.deps.db.selectFrom('notification_inbox').selectAll().where('user_id', '=', p.userId);
+    let query = this.mine(p).selectAll();
     if (q.unread) query = query.where('read_at', 'is', null);
     if (q.homeId) query = query.where('home_id', '=', q.homeId);
     const rows = await query.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(q.limit).offset(q.offset).execute();
-    return { items: rows.map(inboxItem), unread: await this.countUnread(p.userId) };
+    return { items: rows.map(inboxItem), unread: await this.unreadCount(p) };
   }
 
   async unreadCount(p: Principal): Promise<number> {
-    return this.countUnread(p.userId);
+    const r = await this.mine(p).select((eb) => eb.fn.countAll<number>().as('n')).where('read_at', 'is', null).executeTakeFirst();
+    return Number(r?.n ?? 0);
+  }
+
+  /** The caller's inbox; an API key restricted to homes sees only theirs. */
+  private mine(p: Principal) {
+    const q = this.deps.db.selectFrom('notification_inbox').where('user_id', '=', p.userId);
+    return p.homeIds ? q.where('home_id', 'in', p.homeIds.length ? [...p.homeIds] : ['']) : q;
   }
 
   /** Marks one of the caller's items read (again: no change). */
   async markRead(p: Principal, itemId: string): Promise<InboxItem> {
     const { db, clock } = this.deps;
-    const row = await db.selectFrom('notification_inbox').selectAll().where('id', '=', itemId).where('user_id', '=', p.userId).executeTakeFirst();
+    const row = await this.mine(p).selectAll().where('id', '=', itemId).executeTakeFirst();
     if (!row) throw new HearthError('E_NOTIFICATION_NOT_FOUND', `notification "${itemId}" does not exist`);
     if (row.read_at != null) return inboxItem(row);
     const now = clock.now();
@@ -420,7 +427,7 @@ export class NotificationService {
   async markAllRead(p: Principal, homeId?: string): Promise<number> {
     const { db, clock } = this.deps;
     const now = clock.now();
-    let unread = db.selectFrom('notification_inbox').select(['id', 'home_id']).where('user_id', '=', p.userId).where('read_at', 'is', null);
+    let unread = this.mine(p).select(['id', 'home_id']).where('read_at', 'is', null);
     if (homeId) unread = unread.where('home_id', '=', homeId);
     const rows = await unread.execute();
     if (!rows.length) return 0;
