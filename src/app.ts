@@ -53,6 +53,8 @@ import { systemClock, type Clock } from './core/clock.ts';
 import { SceneService } from './scenes/scene-service.ts';
 import { sceneRoutes } from './scenes/scene-routes.ts';
 import { TimerService } from './timers/timer-service.ts';
+import { NotificationService } from './notify/notify-service.ts';
+import { notifyRoutes } from './notify/notify-routes.ts';
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -77,6 +79,7 @@ export interface Services {
   gateway: GatewayConfigService;
   scenes: SceneService;
   timers: TimerService;
+  notify: NotificationService;
 }
 
 export type Role = 'gateway' | 'api' | 'worker';
@@ -197,7 +200,18 @@ export class Hearth {
     this.broadcasts.push(partnersChanged);
     const partners = new PartnerService({ db, devices, products, onChange: () => partnersChanged.send({}) });
     this.amqpSources = new AmqpSources({ partners, ingress, log: log.child({ component: 'amqp-sources' }) });
-    this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, stream, delivery, deadLetters, partners, gateway, scenes, timers };
+    const notify = new NotificationService({
+      db, clock: this.clock, log: log.child({ component: 'notify' }), stream, mailer, settings, access, users: auth, metrics,
+      config: {
+        dedupeWindowMs: config.notifyDedupeWindowMs,
+        vapidSubject: config.vapidSubject ?? `mailto:${/<([^>]+)>/.exec(config.mailFrom)?.[1] ?? config.mailFrom}`,
+        publicUrl: config.publicUrl ?? `http://localhost:${config.httpPort}`,
+        ...(config.fcmServiceAccountFile ? { fcm: { serviceAccountFile: config.fcmServiceAccountFile, baseUrl: config.fcmBaseUrl } } : {}),
+        ...(config.apnsKeyFile && config.apnsKeyId && config.apnsTeamId && config.apnsTopic
+          ? { apns: { keyFile: config.apnsKeyFile, keyId: config.apnsKeyId, teamId: config.apnsTeamId, topic: config.apnsTopic, baseUrl: config.apnsBaseUrl } } : {}),
+      },
+    });
+    this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, stream, delivery, deadLetters, partners, gateway, scenes, timers, notify };
     this.mqtt = new MqttGateway({
       bus, devices, presence, log: log.child({ component: 'mqtt' }), observer: metrics,
       config: {
@@ -235,6 +249,7 @@ export class Hearth {
     audit.start();
     this.services.stream.start();
     this.services.timers.start();
+    await this.services.notify.start();
     await this.shards.start();
     await this.shards.settle();
     if (this.has('worker')) await this.amqpSources.start();
@@ -275,6 +290,7 @@ export class Hearth {
     deviceHttpRoutes(this.http, { devices: s.devices, products, ingress: this.ingress, maxPayloadBytes: this.config.maxPayloadBytes });
     partnerRoutes(this.http, { partners: s.partners, ingress: this.ingress, audit });
     sceneRoutes(this.http, { scenes: s.scenes });
+    notifyRoutes(this.http, { notify: s.notify });
   }
 
   get httpPort(): number {
@@ -313,6 +329,7 @@ export class Hearth {
       await ingest.stop();
       await this.services.delivery.stop();
       this.services.stream.stop();
+      this.services.notify.stop();
       commands.stop();
       await shadow.stop();
       await history.stop();
