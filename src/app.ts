@@ -53,6 +53,8 @@ import { systemClock, type Clock } from './core/clock.ts';
 import { SceneService } from './scenes/scene-service.ts';
 import { sceneRoutes } from './scenes/scene-routes.ts';
 import { TimerService } from './timers/timer-service.ts';
+import { NotificationService } from './notify/notify-service.ts';
+import { notifyRoutes } from './notify/notify-routes.ts';
 import { AutomationStore } from './automation/automation-store.ts';
 import { AutomationService } from './automation/automation-service.ts';
 import { AutomationEngine } from './automation/automation-engine.ts';
@@ -83,6 +85,7 @@ export interface Services {
   gateway: GatewayConfigService;
   scenes: SceneService;
   timers: TimerService;
+  notify: NotificationService;
   automations: AutomationService;
   automationEngine: AutomationEngine;
 }
@@ -206,13 +209,24 @@ export class Hearth {
     this.broadcasts.push(partnersChanged);
     const partners = new PartnerService({ db, devices, products, onChange: () => partnersChanged.send({}) });
     this.amqpSources = new AmqpSources({ partners, ingress, log: log.child({ component: 'amqp-sources' }) });
+    const notify = new NotificationService({
+      db, clock: this.clock, log: log.child({ component: 'notify' }), stream, mailer, settings, access, users: auth, metrics,
+      config: {
+        dedupeWindowMs: config.notifyDedupeWindowMs,
+        vapidSubject: config.vapidSubject ?? `mailto:${/<([^>]+)>/.exec(config.mailFrom)?.[1] ?? config.mailFrom}`,
+        publicUrl: config.publicUrl ?? `http://localhost:${config.httpPort}`,
+        ...(config.fcmServiceAccountFile ? { fcm: { serviceAccountFile: config.fcmServiceAccountFile, baseUrl: config.fcmBaseUrl } } : {}),
+        ...(config.apnsKeyFile && config.apnsKeyId && config.apnsTeamId && config.apnsTopic
+          ? { apns: { keyFile: config.apnsKeyFile, keyId: config.apnsKeyId, teamId: config.apnsTeamId, topic: config.apnsTopic, baseUrl: config.apnsBaseUrl } } : {}),
+      },
+    });
     // Automations: stored and checked by the service on any node, run by the engine on the worker owning the home's shard.
     const automationStore = (this.automationStore = new AutomationStore({ db, log: log.child({ component: 'automations' }), flushMs: config.historyFlushMs }));
     const automationsChanged = broadcast<{ id: string }>(bus, 'cluster.automations', (m) => void automationEngine.reload(m.id));
     this.broadcasts.push(automationsChanged);
     const automations = new AutomationService({
       store: automationStore, access, devices, products, audit, clock: this.clock, log: log.child({ component: 'automations' }), shardCount: config.shards,
-      timers, scenes, canNotify: false, onChange: (id) => automationsChanged.send({ id }),
+      timers, scenes, canNotify: true, onChange: (id) => automationsChanged.send({ id }),
     });
     const automationEngine = new AutomationEngine({
       bus, log: log.child({ component: 'automations' }), clock: this.clock, store: automationStore, shards, shardCount: config.shards, control: automations,
@@ -222,6 +236,7 @@ export class Hearth {
         groupDevices: (homeId, groupId) => automations.groupDevices(homeId, groupId),
         postJson: webhookCaller(metrics),
         scenes,
+        notify,
       },
       home: (homeId) => automations.home(homeId).catch(() => undefined),
       reported: async (id) => (await shadow.view(id)).reported,
@@ -230,7 +245,7 @@ export class Hearth {
       timers,
     });
     shards.on(automationEngine);
-    this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, stream, delivery, deadLetters, partners, gateway, scenes, timers, automations, automationEngine };
+    this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, stream, delivery, deadLetters, partners, gateway, scenes, timers, notify, automations, automationEngine };
     this.mqtt = new MqttGateway({
       bus, devices, presence, log: log.child({ component: 'mqtt' }), observer: metrics,
       config: {
@@ -268,6 +283,7 @@ export class Hearth {
     audit.start();
     this.services.stream.start();
     this.services.timers.start();
+    await this.services.notify.start();
     await this.automationStore.reshard((homeId) => shardOf(homeId, this.config.shards));
     this.automationStore.start();
     // Automations run where shards are owned: device messages reach workers only.
@@ -312,6 +328,7 @@ export class Hearth {
     deviceHttpRoutes(this.http, { devices: s.devices, products, ingress: this.ingress, maxPayloadBytes: this.config.maxPayloadBytes });
     partnerRoutes(this.http, { partners: s.partners, ingress: this.ingress, audit });
     sceneRoutes(this.http, { scenes: s.scenes });
+    notifyRoutes(this.http, { notify: s.notify });
     automationRoutes(this.http, { automations: s.automations, engine: s.automationEngine });
   }
 
@@ -353,6 +370,7 @@ export class Hearth {
       await ingest.stop();
       await this.services.delivery.stop();
       this.services.stream.stop();
+      this.services.notify.stop();
       commands.stop();
       await shadow.stop();
       await history.stop();

@@ -67,6 +67,18 @@ before(async () => {
   const run = await p.api('POST', `/api/v1/automations/${A.automationId}/run`, {}, tokenA);
   assert.equal(run.status, 202, JSON.stringify(run.body));
   A.runId = run.body.id;
+  // Notifications: an inbox item, a home channel, a Web Push subscription and a mobile push token of A's.
+  assert.equal((await p.api('POST', `/api/v1/homes/${A.homeId}/notifications`, { kind: 'system', severity: 'info', title: 'Hi', body: 'For A' }, tokenA)).status, 200);
+  A.notificationId = (await p.api('GET', '/api/v1/notifications', undefined, tokenA)).body.items[0].id;
+  const channel = await p.api('POST', `/api/v1/homes/${A.homeId}/notification-channels`, { type: 'webhook', name: 'A hook', url: 'http://127.0.0.1:9/hook' }, tokenA);
+  assert.equal(channel.status, 201, JSON.stringify(channel.body));
+  A.channelId = channel.body.id;
+  const sub = await p.api('POST', '/api/v1/push/subscriptions', {
+    endpoint: 'http://127.0.0.1:9/push/a', keys: { p256dh: 'BIPUL12DLfytvTajnryr2PRdAgXS3HGKiLqndGcJGabyhHheJYlNGCeXl1dn18gSJ1WAkAPIxr4gK0_dQds4yiI', auth: 'FPssNDTKnInHVndSTdbKFw' },
+  }, tokenA);
+  assert.equal(sub.status, 201, JSON.stringify(sub.body));
+  A.subscriptionId = sub.body.id;
+  A.tokenId = (await p.api('POST', '/api/v1/push/tokens', { platform: 'fcm', token: 'token-of-a' }, tokenA)).body.id;
 });
 
 after(async () => {
@@ -82,6 +94,7 @@ function fill(path: string): string | undefined {
       homes: A.homeId, rooms: A.roomId, devices: A.deviceId, groups: A.groupId, keys: A.keyId,
       members: A.userId, shares: A.userId, invitations: A.invitationId, scenes: A.sceneId,
       automations: A.automationId, runs: A.runId, hooks: A.webhookId,
+      notifications: A.notificationId, 'notification-channels': A.channelId, subscriptions: A.subscriptionId, tokens: A.tokenId,
     };
     const v = byPrev[prev ?? ''] ?? (name === 'deviceId' ? A.deviceId : name === 'homeId' ? A.homeId : undefined);
     if (!v) unknown = true;
@@ -126,6 +139,10 @@ test('a user of another home gets 404 from every route that takes one of A\'s id
   assert.equal((await p.api('GET', `/api/v1/devices/${A.deviceId}`, undefined, tokenA)).status, 200);
   assert.equal((await p.api('GET', `/api/v1/groups/${A.groupId}`, undefined, tokenA)).status, 200);
   assert.equal((await p.api('GET', '/api/v1/keys', undefined, tokenA)).body.items.length, 1);
+  assert.equal((await p.api('GET', '/api/v1/notifications/unread-count', undefined, tokenA)).body.count, 1, "A's inbox item is still unread");
+  assert.equal((await p.api('GET', `/api/v1/homes/${A.homeId}/notification-channels`, undefined, tokenA)).body.items.length, 1);
+  assert.equal((await p.api('GET', '/api/v1/push/subscriptions', undefined, tokenA)).body.items.length, 1);
+  assert.equal((await p.api('GET', '/api/v1/push/tokens', undefined, tokenA)).body.items.length, 1);
 });
 
 test('lists show an outsider nothing of A\'s', async () => {

@@ -43,6 +43,15 @@ export const ConfigSchema = Type.Object({
   connectRatePerSecond: Type.Integer({ minimum: 1, default: 2000, description: 'New device connections admitted per second (token bucket); the rest are refused with "server unavailable" and retry' }),
   connectBurst: Type.Integer({ minimum: 1, default: 500, description: 'Device connections admitted at once before connectRatePerSecond applies' }),
   gatewayConfig: Type.Optional(Type.String({ description: 'JSON file with message-gateway routes, filters and lanes, applied at start as a new configuration version when it differs from the live one' })),
+  notifyDedupeWindowMs: Type.Integer({ minimum: 0, maximum: 86400000, default: 300000, description: 'Notifications repeated to a user (same dedupeKey, or same kind, title and body) within this window are suppressed; 0: never' }),
+  vapidSubject: Type.Optional(Type.String({ pattern: '^(mailto:|https://)', description: 'Web Push: the contact in the VAPID token (mailto: or https: URL); default: mailto: the address of mailFrom' })),
+  fcmServiceAccountFile: Type.Optional(Type.String({ description: 'Mobile push (Android): Firebase service-account JSON file (project_id, client_email, private_key, token_uri); unset: FCM off' })),
+  fcmBaseUrl: Type.String({ pattern: '^https?://', default: 'https://fcm.googleapis.com', description: 'FCM HTTP v1 API base URL (tests point it at a fake)' }),
+  apnsKeyFile: Type.Optional(Type.String({ description: 'Mobile push (iOS): the APNs auth key (.p8); with apnsKeyId, apnsTeamId and apnsTopic; unset: APNs off' })),
+  apnsKeyId: Type.Optional(Type.String({ description: 'APNs: the key id of apnsKeyFile' })),
+  apnsTeamId: Type.Optional(Type.String({ description: 'APNs: the Apple developer team id' })),
+  apnsTopic: Type.Optional(Type.String({ description: "APNs: the app's bundle id (apns-topic)" })),
+  apnsBaseUrl: Type.String({ pattern: '^https?://', default: 'https://api.push.apple.com', description: 'APNs base URL: https://api.sandbox.push.apple.com for development builds; http:// speaks HTTP/2 without TLS (tests)' }),
   otlpEndpoint: Type.Optional(Type.String({ pattern: '^https?://', description: 'OpenTelemetry collector (OTLP/HTTP) base URL, e.g. http://otel-collector:4318; unset: tracing off' })),
 });
 
@@ -52,6 +61,7 @@ const BOOLEAN_KEYS = new Set(['demo', 'signupEnabled']);
 const INTEGER_KEYS = new Set([
   'httpPort', 'mqttPort', 'tokenTtlSeconds', 'commandTimeoutMs', 'historyFlushMs', 'maxPayloadBytes', 'refreshTtlSeconds', 'rateLimitPerMinute', 'rateLimitBurst',
   'shards', 'nodeTimeoutMs', 'ackWaitMs', 'shutdownGraceMs', 'drainDelayMs', 'disconnectRatePerSecond', 'connectRatePerSecond', 'connectBurst',
+  'notifyDedupeWindowMs',
 ]);
 
 /** `httpPort` → `HEARTH_HTTP_PORT` */

@@ -76,6 +76,21 @@ export interface Database {
   device_shares: { device_id: string; user_id: string; permission: string; shared_by: string; created_at: number };
   /** homes */
   device_groups: { id: string; home_id: string; name: string; device_ids: string; created_at: number };
+  /** notifications: the in-app inbox, one row per recipient */
+  notification_inbox: {
+    id: string; notification_id: string; user_id: string; home_id: string; kind: string; severity: string; title: string; body: string;
+    data: string | null; source: string | null; created_at: number; read_at: number | null;
+  };
+  /** notifications: a user's preferences in a home (JSON) */
+  notification_preferences: { user_id: string; home_id: string; prefs: string; updated_at: number };
+  /** notifications: last delivery per recipient ('' = the home's channels) and de-duplication key */
+  notification_dedupe: { recipient: string; key: string; sent_at: number };
+  /** notifications: a home's webhook and chat-bot channels; kinds is a JSON list or null (all) */
+  notification_channels: { id: string; home_id: string; type: string; name: string; url: string; secret: string | null; kinds: string | null; min_severity: string; created_at: number; created_by: string };
+  /** notifications: Web Push subscriptions */
+  push_subscriptions: { id: string; user_id: string; endpoint: string; p256dh: string; auth: string; created_at: number };
+  /** notifications: mobile push tokens; platform is fcm | apns */
+  push_tokens: { id: string; user_id: string; platform: string; token: string; created_at: number };
   /** audit */
   audit_log: { id: string; at: number; actor: string; action: string; home_id: string | null; target_type: string | null; target_id: string | null; details: string | null };
   /** scenes: states and actions are JSON lists */

@@ -316,6 +316,75 @@ export const migrations: Record<string, Migration> = {
       await db.schema.createIndex('scene_activations_scene_seq').on('scene_activations').columns(['scene_id', 'seq']).execute();
     },
   },
+  '0007-notifications': {
+    async up(db: Kysely<any>) {
+      // The in-app inbox: one item per recipient of a notification; read_at null while unread.
+      await db.schema.createTable('notification_inbox')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('notification_id', 'text', (c) => c.notNull())
+        .addColumn('user_id', 'text', (c) => c.notNull())
+        .addColumn('home_id', 'text', (c) => c.notNull())
+        .addColumn('kind', 'text', (c) => c.notNull())
+        .addColumn('severity', 'text', (c) => c.notNull())
+        .addColumn('title', 'text', (c) => c.notNull())
+        .addColumn('body', 'text', (c) => c.notNull())
+        .addColumn('data', 'text')
+        .addColumn('source', 'text')
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('read_at', 'bigint')
+        .execute();
+      await db.schema.createIndex('notification_inbox_user_created').on('notification_inbox').columns(['user_id', 'created_at']).execute();
+      // A user's preferences per home (JSON document); no row: the defaults.
+      await db.schema.createTable('notification_preferences')
+        .addColumn('user_id', 'text', (c) => c.notNull())
+        .addColumn('home_id', 'text', (c) => c.notNull())
+        .addColumn('prefs', 'text', (c) => c.notNull())
+        .addColumn('updated_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('notification_preferences_pk', ['user_id', 'home_id'])
+        .execute();
+      // When a recipient (user id, or '' for the home's channels) last got a notification with this key.
+      await db.schema.createTable('notification_dedupe')
+        .addColumn('recipient', 'text', (c) => c.notNull())
+        .addColumn('key', 'text', (c) => c.notNull())
+        .addColumn('sent_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('notification_dedupe_pk', ['recipient', 'key'])
+        .execute();
+      // Per-home integrations: generic webhook and chat bots; secret signs (kept as is: an HMAC needs it).
+      await db.schema.createTable('notification_channels')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('home_id', 'text', (c) => c.notNull())
+        .addColumn('type', 'text', (c) => c.notNull())
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('url', 'text', (c) => c.notNull())
+        .addColumn('secret', 'text')
+        .addColumn('kinds', 'text')
+        .addColumn('min_severity', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('created_by', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('notification_channels_home').on('notification_channels').column('home_id').execute();
+      // Web Push subscriptions of browsers; an endpoint belongs to one user.
+      await db.schema.createTable('push_subscriptions')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('user_id', 'text', (c) => c.notNull())
+        .addColumn('endpoint', 'text', (c) => c.notNull().unique())
+        .addColumn('p256dh', 'text', (c) => c.notNull())
+        .addColumn('auth', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('push_subscriptions_user').on('push_subscriptions').column('user_id').execute();
+      // Mobile device tokens (FCM registration tokens, APNs device tokens).
+      await db.schema.createTable('push_tokens')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('user_id', 'text', (c) => c.notNull())
+        .addColumn('platform', 'text', (c) => c.notNull())
+        .addColumn('token', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addUniqueConstraint('push_tokens_platform_token', ['platform', 'token'])
+        .execute();
+      await db.schema.createIndex('push_tokens_user').on('push_tokens').column('user_id').execute();
+    },
+  },
   '0008-automations': {
     async up(db: Kysely<any>) {
       // Automations of a home: triggers, conditions and actions as JSON; `shard` is shardOf(home_id)
