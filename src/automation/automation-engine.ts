@@ -17,11 +17,14 @@ import {
 } from './automation-types.ts';
 
 /**
- * The loop guard's rule: a firing is *chained* when it comes while a run of the same automation is
- * active or within {@link LOOP_GRACE_MS} after one ended (its own actions probably caused it). More
- * than {@link LOOP_LIMIT} chained firings within {@link LOOP_WINDOW_MS} stop the automation: it is
+ * The loop guard's rule: a firing is *chained* when what fired it — the device that reported, sent
+ * the event or changed presence, or the scene that was activated — was being acted on by an
+ * automation of its home (a command, desired state, a group command, a scene activation) or was
+ * within {@link LOOP_GRACE_MS} after such an action: an automation's own work caused it. More than
+ * {@link LOOP_LIMIT} chained firings of one automation within {@link LOOP_WINDOW_MS} stop it: it is
  * disabled with status `stopped`, its runs are cancelled, a run with status `stopped` says why, the
- * live stream announces it and the home's owner is notified. Manual runs never count.
+ * live stream announces it and the home's owner is notified. Firings from people and the outside
+ * world (a sensor reporting fast, schedules, webhooks, manual runs) never count.
  */
 export const LOOP_LIMIT = 10;
 export const LOOP_WINDOW_MS = 10_000;
@@ -120,10 +123,33 @@ export class AutomationEngine implements ShardListener {
   private readonly unsubs: Unsubscribe[] = [];
   private readonly fx: ActionEffects;
   private stopped = false;
+  /** Devices (and `scene:{id}`) automations act on: actions under way, and when the last one ended. */
+  private readonly touched = new Map<string, { inflight: number; last: number }>();
 
   constructor(private readonly deps: AutomationEngineDeps) {
+    const touching = async <T>(keys: string[], fn: () => Promise<T>, after?: (r: T) => string[]): Promise<T> => {
+      for (const k of keys) this.touch(k, +1);
+      let extra: string[] = [];
+      try {
+        const r = await fn();
+        extra = after?.(r) ?? [];
+        return r;
+      } finally {
+        for (const k of keys) this.touch(k, -1);
+        for (const k of extra) this.touch(k, 0);
+      }
+    };
+    const { scenes } = deps.effects;
     this.fx = {
       ...deps.effects,
+      command: (device, input, source) => touching([device], () => deps.effects.command(device, input, source)),
+      setDesired: (device, values) => touching([device], () => deps.effects.setDesired(device, values)),
+      ...(scenes ? {
+        scenes: {
+          exists: (homeId: string, sceneId: string) => scenes.exists(homeId, sceneId),
+          activateAs: (source: string, homeId: string, sceneId: string) => touching([`scene:${sceneId}`], () => scenes.activateAs(source, homeId, sceneId), (act) => act.results.map((r) => r.device)),
+        },
+      } : {}),
       clock: deps.clock,
       watch: (devices, fn) => this.watch(devices, fn),
       setEnabled: async (homeId, id, enabled, by) => {
@@ -408,6 +434,18 @@ export class AutomationEngine implements ShardListener {
     }, ms);
   }
 
+  /** An automation starts (+1), ends (-1) or just did (0) an action on a device or scene. */
+  private touch(key: string, delta: number): void {
+    const now = this.deps.clock.now();
+    let t = this.touched.get(key);
+    if (!t) {
+      if (this.touched.size > 10_000) for (const [k, v] of this.touched) if (v.inflight === 0 && now - v.last > LOOP_GRACE_MS) this.touched.delete(k);
+      this.touched.set(key, (t = { inflight: 0, last: now }));
+    }
+    t.inflight = Math.max(0, t.inflight + delta);
+    t.last = now;
+  }
+
   private watch(devices: Set<string>, fn: () => void): () => void {
     for (const d of devices) {
       let set = this.watchers.get(d);
@@ -462,7 +500,9 @@ export class AutomationEngine implements ShardListener {
     if (c.unindexed && opts.counts) return this.record(c, runId, 'dropped', 'the automation was unloaded', now, empty());
 
     if (opts.counts) {
-      const chained = c.active.size > 0 || now - c.lastEnd <= LOOP_GRACE_MS;
+      const cause = typeof trigger.data.device === 'string' ? trigger.data.device : trigger.type === 'scene' ? `scene:${String(trigger.data.scene)}` : undefined;
+      const t = cause === undefined ? undefined : this.touched.get(cause);
+      const chained = t !== undefined && (t.inflight > 0 || now - t.last <= LOOP_GRACE_MS);
       if (chained) {
         c.chained.push(now);
         while (c.chained.length && c.chained[0] < now - LOOP_WINDOW_MS) c.chained.shift();
@@ -537,7 +577,7 @@ export class AutomationEngine implements ShardListener {
   }
 
   private async loopGuard(c: Loaded, runId: string, trigger: TriggerTrace): Promise<Run> {
-    const reason = `loop guard: ${c.chained.length} firings within ${LOOP_WINDOW_MS / 1000} s came while or right after a run of this automation (limit ${LOOP_LIMIT}); its actions seem to trigger it again. It was disabled; fix it and enable it again.`;
+    const reason = `loop guard: ${c.chained.length} firings within ${LOOP_WINDOW_MS / 1000} s were caused by automations acting on the device or scene that fired it (limit ${LOOP_LIMIT}); its actions seem to trigger it again. It was disabled; fix it and enable it again.`;
     const now = this.deps.clock.now();
     c.chained = [];
     for (const r of c.active) cancelRun(r.ctx, 'stopped by the loop guard');
