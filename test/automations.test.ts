@@ -387,6 +387,22 @@ test('the loop guard stops an automation that keeps triggering itself, says why,
   }
 });
 
+test('the loop guard leaves alone an automation fired fast by the outside world', async () => {
+  const motion = await device(owner, home, 'motion-sensor');
+  const light = await device(owner, home, 'light');
+  const a = await create(owner, home, {
+    name: 'Busy hallway', mode: 'parallel', max: 50,
+    triggers: [{ type: 'property', device: motion.id, property: 'occupancy' }],
+    actions: [{ type: 'command', device: light.id, action: 'blink', params: { times: 1 } }],
+  });
+  // 15 changes with the clock standing still: all well within any window, none caused by an automation
+  for (let i = 0; i < 15; i++) await motion.report({ occupancy: i % 2 === 0 });
+  await eventually(async () => (await runs(owner, a.id)).filter((r) => r.status === 'completed').length === 15, 5000, '15 completed runs');
+  const after = (await owner.api('GET', `/automations/${a.id}`)).body;
+  assert.equal(after.enabled, true);
+  assert.equal(after.status, 'ok');
+});
+
 test('validation names every bad part with its path', async () => {
   const light = await device(owner, home, 'light');
   const motion = await device(owner, home, 'motion-sensor');
