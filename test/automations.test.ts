@@ -739,3 +739,27 @@ test('enable/disable actions and a failing command with continueOnError', async 
   assert.equal(light.commands.filter((c) => c.action === 'toggle').length, 0, 'the run stopped at the failure');
   assert.equal((await owner.api('GET', `/automations/${target.id}`)).body.enabled, true);
 });
+
+test('group action: one command to every device of a group; per-device results, failed when one fails', async () => {
+  const l1 = await device(owner, home, 'light');
+  const l2 = await device(owner, home, 'light');
+  const g = await owner.api('POST', `/homes/${home}/groups`, { name: 'Downstairs', deviceIds: [l1.id, l2.id] });
+  assert.equal(g.status, 201, JSON.stringify(g.body));
+  const a = await create(owner, home, { name: 'All blink', triggers: [{ type: 'manual' }], actions: [{ type: 'group', group: g.body.id, action: 'blink', params: { times: 2 } }] });
+  await apart();
+  await run(a.id);
+  const ok = await runWhere(owner, a.id, (r) => r.status === 'completed', 'completed');
+  assert.deepEqual(ok.trace.actions[0].result.results.map((r: any) => [r.device, r.ok]).sort(), [[l1.id, true], [l2.id, true]].sort());
+  assert.deepEqual([l1.commands.length, l2.commands.length], [1, 1]);
+  await l2.c.endAsync(true);
+  await eventually(async () => (await p.device(l2.id)).online === false, 3000, 'l2 offline');
+  await apart();
+  const second = await run(a.id);
+  const failed = await runWhere(owner, a.id, (r) => r.id === second.id && r.status !== 'running', 'ended');
+  assert.equal(failed.status, 'failed');
+  const byDevice = Object.fromEntries(failed.trace.actions[0].result.results.map((r: any) => [r.device, r]));
+  assert.equal(byDevice[l1.id].ok, true);
+  assert.equal(byDevice[l2.id].ok, false);
+  assert.match(byDevice[l2.id].error, /E_DEVICE_OFFLINE/);
+  assert.match(failed.trace.actions[0].error, /1 of 2 devices failed/);
+});
