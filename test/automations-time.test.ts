@@ -157,3 +157,19 @@ test('a scheduled firing missed while the platform was down (beyond the grace) i
   assert.ok(Date.parse(skipped.trace.trigger.data.scheduledAt) > downAt, 'the firing that was missed');
   assert.equal(list.filter((r) => r.status === 'completed').length, startedRuns, 'nothing ran for it');
 });
+
+test('when the home moves to another time zone, its schedules follow (AutomationService.homeChanged)', async () => {
+  const h = await api('POST', '/homes', { name: 'Moving flat', timezone: 'Europe/Berlin' });
+  const a = (await api('POST', `/homes/${h.body.id}/automations`, { name: 'Noon', triggers: [{ type: 'schedule', cron: '0 12 * * *' }], actions: [{ type: 'delay', duration: 0 }] })).body;
+  assert.equal((await api('PATCH', `/homes/${h.body.id}`, { timezone: 'Asia/Tokyo' })).status, 200);
+  await p.hearth.services.automations.homeChanged(h.body.id);
+  const day = new Date(clock.now() + 2 * 86_400_000).toISOString().slice(0, 10);
+  await advanceTo(`${day}T02:59:00.000Z`);
+  const before = (await runs(a.id)).length;
+  await advanceTo(`${day}T03:00:01.000Z`);
+  const list = await eventually(async () => {
+    const l = await runs(a.id);
+    return l.length > before ? l : undefined;
+  }, 5000, 'noon in Tokyo (03:00 UTC)');
+  assert.equal(list[0].trace.trigger.data.scheduledAt, `${day}T03:00:00.000Z`);
+});

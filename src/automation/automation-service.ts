@@ -185,6 +185,23 @@ export class AutomationService {
     return a;
   }
 
+  /**
+   * The home's time zone or location changed: schedules and sun times of its automations are
+   * computed anew, and the engines reload them. (For HomeService.updateHome to call.)
+   */
+  async homeChanged(homeId: string): Promise<void> {
+    const home = await this.home(homeId).catch(() => undefined);
+    for (const a of await this.deps.store.listHome(homeId)) {
+      const problems = await this.problems(a);
+      if (problems.length && a.status === 'ok') {
+        await this.setEnabledBySystem(a.id, a.enabled, 'system', { status: 'unavailable', reason: problems.map((x) => `${x.field}: ${x.message}`).join('; ') });
+        continue;
+      }
+      if (home && a.triggers.some((t) => t.type === 'schedule' || t.type === 'sun')) await this.syncTimers(a, home, a.triggers);
+      this.deps.onChange(a.id);
+    }
+  }
+
   /** What is wrong with a stored automation now (a device left the home, a scene was deleted); [] when nothing. */
   async problems(a: Automation): Promise<Problem[]> {
     let home: HomeInfo;
