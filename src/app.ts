@@ -198,6 +198,7 @@ export class Hearth {
     const homes = new HomeService({
       db, access, devices, shadow, commands, audit, mailer, users: auth, publicUrl: config.publicUrl ?? `http://localhost:${config.httpPort}`,
       onPlacementChange: (deviceId) => placed.send(deviceId === undefined ? {} : { deviceId }),
+      onLocationChange: (homeId): Promise<void> => automations.homeChanged(homeId),
     });
     const scenes = new SceneService({ db, bus, log: log.child({ component: 'scenes' }), clock: this.clock, access, devices, products, presence, shadow, commands, audit, stream });
     metrics.setStreamClientsSource(() => stream.connections);
@@ -210,7 +211,7 @@ export class Hearth {
     const partners = new PartnerService({ db, devices, products, onChange: () => partnersChanged.send({}) });
     this.amqpSources = new AmqpSources({ partners, ingress, log: log.child({ component: 'amqp-sources' }) });
     const notify = new NotificationService({
-      db, clock: this.clock, log: log.child({ component: 'notify' }), stream, mailer, settings, access, users: auth, metrics,
+      db, clock: this.clock, log: log.child({ component: 'notify' }), stream, mailer, settings, access, homes, users: auth, metrics,
       config: {
         dedupeWindowMs: config.notifyDedupeWindowMs,
         vapidSubject: config.vapidSubject ?? `mailto:${/<([^>]+)>/.exec(config.mailFrom)?.[1] ?? config.mailFrom}`,
@@ -225,8 +226,11 @@ export class Hearth {
     const automationsChanged = broadcast<{ id: string }>(bus, 'cluster.automations', (m) => void automationEngine.reload(m.id));
     this.broadcasts.push(automationsChanged);
     const automations = new AutomationService({
-      store: automationStore, access, devices, products, audit, clock: this.clock, log: log.child({ component: 'automations' }), shardCount: config.shards,
-      timers, scenes, canNotify: true, onChange: (id) => automationsChanged.send({ id }),
+      store: automationStore, access, devices, products, audit, homes, clock: this.clock, log: log.child({ component: 'automations' }), shardCount: config.shards,
+      timers, scenes, canNotify: true, onChange: (id): Promise<void> => {
+        automationsChanged.send({ id });
+        return automationEngine.reload(id);
+      },
     });
     const automationEngine = new AutomationEngine({
       bus, log: log.child({ component: 'automations' }), clock: this.clock, store: automationStore, shards, shardCount: config.shards, control: automations,

@@ -13,6 +13,7 @@ import type { CompiledModel } from '../products/thing-model.ts';
 import { toAutomation, type AutomationStore } from './automation-store.ts';
 import { validateAutomation, type HomeContext, type Problem } from './automation-validate.ts';
 import type { HomeInfo } from './automation-engine.ts';
+import type { HomeService } from '../homes/home-service.ts';
 import { parseDuration, type Automation, type AutomationInput, type AutomationStatus, type Run, type Trigger } from './automation-types.ts';
 
 /** The slice of the TimerService (src/timers/timer-service.ts) that schedules and sun triggers use. */
@@ -32,14 +33,18 @@ export interface AutomationServiceDeps {
   devices: Pick<DeviceService, 'get'>;
   products: Pick<ProductService, 'model'>;
   audit: Pick<AuditService, 'record'>;
+  homes: Pick<HomeService, 'info' | 'groupDevices'>;
   clock: Clock;
   log: Logger;
   shardCount: number;
   timers?: TimerScheduler;
   scenes?: { exists(homeId: string, sceneId: string): Promise<boolean> };
   canNotify: boolean;
-  /** An automation changed in the store: every node's engine reloads it (a broadcast in a cluster). */
-  onChange(id: string): void;
+  /**
+   * An automation changed in the store: every node's engine reloads it (a broadcast in a cluster).
+   * Resolves once this node's engine has it, so that a trigger right after the reply is seen.
+   */
+  onChange(id: string): void | Promise<void>;
 }
 
 /** What the API shows: the automation, without its webhook id for callers who may not configure it. */
@@ -75,7 +80,7 @@ export class AutomationService {
     await this.deps.store.insert(row);
     const a = toAutomation(row);
     await this.syncTimers(a, home, []);
-    this.deps.onChange(id);
+    await this.deps.onChange(id);
     this.audit(p, 'automation.create', a, { name: a.name });
     return this.view(a, 'owner');
   }
@@ -111,7 +116,7 @@ export class AutomationService {
     await this.deps.store.update(id, set);
     const a = (await this.deps.store.get(id))!;
     await this.syncTimers(a, home, old.triggers);
-    this.deps.onChange(id);
+    await this.deps.onChange(id);
     this.audit(p, 'automation.update', a, { fields: Object.keys(patch) });
     return this.view(a, 'owner');
   }
@@ -120,7 +125,7 @@ export class AutomationService {
     const { a } = await this.require(p, id, 'configure');
     await this.deps.store.delete(id);
     await this.deps.timers?.cancelPrefix(`automation:${id}:`);
-    this.deps.onChange(id);
+    await this.deps.onChange(id);
     this.audit(p, 'automation.delete', a, { name: a.name });
   }
 
@@ -180,7 +185,7 @@ export class AutomationService {
     await this.deps.store.update(id, set);
     const a = (await this.deps.store.get(id))!;
     await this.syncTimers(a, await this.home(a.homeId).catch(() => undefined), old.triggers);
-    this.deps.onChange(id);
+    await this.deps.onChange(id);
     this.deps.audit.record({ actor: by.includes(':') ? by : `system:${by}`, action: enabled ? 'automation.enable' : 'automation.disable', homeId: a.homeId, targetType: 'automation', targetId: id, details: status ? { status: status.status, reason: status.reason } : {} });
     return a;
   }
@@ -198,7 +203,7 @@ export class AutomationService {
         continue;
       }
       if (home && a.triggers.some((t) => t.type === 'schedule' || t.type === 'sun')) await this.syncTimers(a, home, a.triggers);
-      this.deps.onChange(a.id);
+      await this.deps.onChange(a.id);
     }
   }
 
@@ -215,15 +220,14 @@ export class AutomationService {
 
   /** The home's time zone, location and owner (for the engine's clocks and the loop guard's notice). */
   async home(homeId: string): Promise<HomeInfo> {
-    const row = await this.deps.store.db.selectFrom('homes').select(['timezone', 'latitude', 'longitude', 'owner_id']).where('id', '=', homeId).executeTakeFirst();
-    if (!row) throw new HearthError('E_HOME_NOT_FOUND', `home "${homeId}" does not exist`);
-    return { timezone: row.timezone, latitude: row.latitude == null ? null : Number(row.latitude), longitude: row.longitude == null ? null : Number(row.longitude), ownerId: row.owner_id };
+    const info = await this.deps.homes.info(homeId);
+    if (!info) throw new HearthError('E_HOME_NOT_FOUND', `home "${homeId}" does not exist`);
+    return info;
   }
 
   /** The devices of a group of the home, or undefined when the group is not in the home. */
-  async groupDevices(homeId: string, groupId: string): Promise<string[] | undefined> {
-    const row = await this.deps.store.db.selectFrom('device_groups').select('device_ids').where('id', '=', groupId).where('home_id', '=', homeId).executeTakeFirst();
-    return row ? (JSON.parse(row.device_ids) as string[]) : undefined;
+  groupDevices(homeId: string, groupId: string): Promise<string[] | undefined> {
+    return this.deps.homes.groupDevices(homeId, groupId);
   }
 
   // ------------------------------------------------------------------ helpers

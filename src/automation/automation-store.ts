@@ -58,10 +58,6 @@ export class AutomationStore {
     return this.writer.flush();
   }
 
-  get db(): Db {
-    return this.deps.db;
-  }
-
   async get(id: string): Promise<Automation | undefined> {
     const row = await this.deps.db.selectFrom('automations').selectAll().where('id', '=', id).executeTakeFirst();
     return row ? toAutomation(row) : undefined;
@@ -147,7 +143,7 @@ export class AutomationStore {
       await this.deps.db.transaction().execute(async (trx) => {
         for (const r of rows) {
           await trx.insertInto('automation_runs').values(r)
-            .onConflict((oc) => oc.column('id').doUpdateSet({ status: r.status, reason: r.reason, finished_at: r.finished_at, trace: r.trace }))
+            .onConflict((oc) => oc.column('id').doUpdateSet({ status: r.status, reason: r.reason, started_at: r.started_at, finished_at: r.finished_at, trace: r.trace }))
             .execute();
         }
       });

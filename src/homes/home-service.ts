@@ -18,6 +18,16 @@ export interface UserDirectory {
   userById(id: string): Promise<{ id: string; email: string } | undefined>;
 }
 
+/** Where a home is and who owns it. */
+export interface HomeInfo {
+  id: string;
+  name: string;
+  timezone: string;
+  latitude: number | null;
+  longitude: number | null;
+  ownerId: string;
+}
+
 export interface HomeServiceDeps {
   db: Db;
   access: AccessService;
@@ -31,6 +41,8 @@ export interface HomeServiceDeps {
   publicUrl: string;
   /** Told when a device changes home or room (all devices when undefined), so that caches can drop it. */
   onPlacementChange?: (deviceId?: string) => void;
+  /** Told after a home's time zone or location changed (schedules and sun times follow it). */
+  onLocationChange?: (homeId: string) => Promise<void>;
   /** How long an invitation stays valid (default 7 days). */
   invitationTtlMs?: number;
 }
@@ -163,6 +175,21 @@ export class HomeService {
     return out;
   }
 
+  /** A home's place and owner, for the platform's own work (no access check); undefined when it does not exist. */
+  async info(homeId: string): Promise<HomeInfo | undefined> {
+    const row = await this.deps.db.selectFrom('homes').select(['id', 'name', 'timezone', 'latitude', 'longitude', 'owner_id']).where('id', '=', homeId).executeTakeFirst();
+    return row && {
+      id: row.id, name: row.name, timezone: row.timezone, ownerId: row.owner_id,
+      latitude: row.latitude == null ? null : Number(row.latitude), longitude: row.longitude == null ? null : Number(row.longitude),
+    };
+  }
+
+  /** The devices of a group of the home (no access check); undefined when the group is not in the home. */
+  async groupDevices(homeId: string, groupId: string): Promise<string[] | undefined> {
+    const row = await this.deps.db.selectFrom('device_groups').select('device_ids').where('id', '=', groupId).where('home_id', '=', homeId).executeTakeFirst();
+    return row ? (JSON.parse(row.device_ids) as string[]) : undefined;
+  }
+
   async getHome(p: Principal, homeId: string): Promise<HomeView> {
     await this.deps.access.requireHome(p, homeId, 'view');
     return homeView(await this.homeRow(homeId), await this.roleOf(p, homeId));
@@ -177,6 +204,7 @@ export class HomeService {
     if (patch.longitude !== undefined) set.longitude = patch.longitude;
     if (Object.keys(set).length) await this.deps.db.updateTable('homes').set(set).where('id', '=', homeId).execute();
     this.audit(p, 'home.update', homeId, 'home', homeId, set);
+    if (set.timezone !== undefined || set.latitude !== undefined || set.longitude !== undefined) await this.deps.onLocationChange?.(homeId);
     return this.getHome(p, homeId);
   }
 

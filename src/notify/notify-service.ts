@@ -1,3 +1,4 @@
+import type { HomeService } from '../homes/home-service.ts';
 import { createHash } from 'node:crypto';
 import type { Db } from '../core/store/db.ts';
 import { fromJson, toJson } from '../core/store/db.ts';
@@ -108,6 +109,7 @@ export interface NotificationServiceDeps {
   mailer: Mailer;
   settings: SettingsStore;
   access: AccessService;
+  homes: Pick<HomeService, 'info'>;
   users: { userById(id: string): Promise<{ id: string; email: string } | undefined> };
   metrics?: Metrics;
   config: {
@@ -170,8 +172,7 @@ export class NotificationService {
   async send(req: NotifyRequest): Promise<{ id: string; results: ChannelResult[] }> {
     const id = newId('nt');
     const now = this.deps.clock.now();
-    const { db } = this.deps;
-    const home = await db.selectFrom('homes').select(['id', 'name', 'timezone']).where('id', '=', req.homeId).executeTakeFirst();
+    const home = await this.deps.homes.info(req.homeId);
     if (!home) return { id, results: [{ userId: null, channel: '*', status: 'skipped', reason: 'home-not-found' }] };
     const msg: NotificationMessage = {
       id, homeId: home.id, homeName: home.name, kind: req.kind, severity: req.severity, title: req.title, body: req.body,
