@@ -502,7 +502,20 @@ test('permissions: members list and run, owners and admins change, other homes\'
   assert.deepEqual(list.body.items.map((x: any) => x.id), [id]);
   assert.equal(list.body.items[0].webhookId, '(hidden)', 'the webhook secret is for those who configure');
   assert.equal((await member.api('GET', `/automations/${id}`)).status, 200);
+  // Members hear runs on the live stream; guests do not (a home event they do get marks the end).
+  const streams = await Promise.all([member, guest].map(async (u) => {
+    const ws = new WebSocket(`${p.httpUrl.replace('http', 'ws')}/api/v1/stream?types=automation,scene`, { headers: { authorization: `Bearer ${u.token}` } });
+    const events: any[] = [];
+    ws.on('message', (b) => events.push(JSON.parse(b.toString())));
+    await new Promise((r, j) => { ws.once('open', r); ws.once('error', j); });
+    return { ws, events };
+  }));
   assert.equal((await member.api('POST', `/automations/${id}/run`, {})).status, 202);
+  await eventually(() => streams[0].events.some((e) => e.type === 'automation' && e.data.event === 'run-started'), 3000, 'the member hears the run');
+  p.hearth.services.stream.publish('scene', null, h, { marker: true });
+  await eventually(() => streams[1].events.some((e) => e.type === 'scene'), 3000, 'the guest hears home events');
+  assert.deepEqual(streams[1].events.filter((e) => e.type === 'automation'), [], 'but not automation runs');
+  for (const s of streams) s.ws.close();
   assert.equal((await member.api('GET', `/automations/${id}/runs`)).status, 200);
   assert.equal((await member.api('PATCH', `/automations/${id}`, { enabled: false })).status, 403);
   assert.equal((await member.api('DELETE', `/automations/${id}`)).status, 403);

@@ -424,7 +424,7 @@ export class StreamService {
   /** A cached decision, or undefined when the policy must be asked. */
   private knownRight(c: Conn, ev: StreamEvent): boolean | undefined {
     if (c.all) return true;
-    const key = ev.deviceId !== null ? `d:${ev.deviceId}` : ev.homeId !== null ? `h:${ev.homeId}` : undefined;
+    const key = ev.deviceId !== null ? `d:${ev.deviceId}` : ev.homeId !== null ? homeKey(ev) : undefined;
     if (key === undefined) return false;
     const hit = c.rights.get(key);
     return hit && hit.until > Date.now() ? hit.ok : undefined;
@@ -440,10 +440,10 @@ export class StreamService {
         const device = await devices.get(ev.deviceId);
         ok = !!device && (await access.deviceRight(c.p, device)) !== 'none';
       } else if (ev.homeId !== null) {
-        key = `h:${ev.homeId}`;
+        key = homeKey(ev);
         try {
-          await access.requireHome(c.p, ev.homeId, 'view');
-          ok = true;
+          const role = await access.requireHome(c.p, ev.homeId, 'view');
+          ok = role !== 'guest' || !MEMBERS_ONLY.has(ev.type);
         } catch (err) {
           if (!isHearthError(err)) throw err;
         }
@@ -485,4 +485,15 @@ function sweep(m: Map<string, { until: number }>, now: number): void {
 function isoTime(ms: number): string {
   const d = new Date(ms);
   return Number.isNaN(d.getTime()) ? new Date().toISOString() : d.toISOString();
+}
+
+/**
+ * Home events that guests do not receive: an automation's runs name devices and people's
+ * routines beyond the guest's devices (guests cannot list automations either).
+ */
+const MEMBERS_ONLY: ReadonlySet<string> = new Set(['automation']);
+
+/** The rights cache key of a home event: events for members only are decided apart. */
+function homeKey(ev: StreamEvent): string {
+  return MEMBERS_ONLY.has(ev.type) ? `m:${ev.homeId}` : `h:${ev.homeId}`;
 }
