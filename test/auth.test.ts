@@ -1,7 +1,6 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import type { AddressInfo } from 'node:net';
-import { SMTPServer } from 'smtp-server';
+import { startSmtp } from './helpers/smtp.ts';
 import { startPlatform, eventually, ADMIN, type Platform, type ApiResponse } from './helpers/platform.ts';
 
 let p: Platform;
@@ -285,23 +284,9 @@ test('the operator signs in as before and sees its role', async () => {
 });
 
 test('with HEARTH_SMTP_URL the reset e-mail goes out over SMTP', async () => {
-  const received: Array<{ to: string[]; raw: string }> = [];
-  const smtp = new SMTPServer({
-    authOptional: true,
-    disabledCommands: ['STARTTLS', 'AUTH'],
-    logger: false,
-    onData(stream, session, callback) {
-      const chunks: Buffer[] = [];
-      stream.on('data', (c: Buffer) => chunks.push(c));
-      stream.on('end', () => {
-        received.push({ to: session.envelope.rcptTo.map((r) => r.address), raw: Buffer.concat(chunks).toString('utf8') });
-        callback();
-      });
-    },
-  });
-  await new Promise<void>((resolve) => smtp.listen(0, '127.0.0.1', () => resolve()));
-  const port = (smtp.server.address() as AddressInfo).port;
-  const q = await startPlatform({ env: { HEARTH_SMTP_URL: `smtp://127.0.0.1:${port}`, HEARTH_MAIL_FROM: 'Hearth Test <hearth@test.local>' } });
+  const smtp = await startSmtp();
+  const received = smtp.mails;
+  const q = await startPlatform({ env: { HEARTH_SMTP_URL: smtp.url, HEARTH_MAIL_FROM: 'Hearth Test <hearth@test.local>' } });
   try {
     const email = freshEmail('smtp');
     assert.equal((await q.api('POST', '/api/v1/auth/signup', { email, password: PASSWORD }, null)).status, 201);
@@ -316,7 +301,7 @@ test('with HEARTH_SMTP_URL the reset e-mail goes out over SMTP', async () => {
     assert.equal((await q.api('POST', '/api/v1/auth/login', { email, password: 'smtp-password-2' }, null)).status, 200);
   } finally {
     await q.stop();
-    await new Promise<void>((resolve) => smtp.close(() => resolve()));
+    await smtp.close();
   }
 });
 

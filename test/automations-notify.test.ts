@@ -2,8 +2,9 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { SMTPServer } from 'smtp-server';
-import { startPlatform, eventually, type ApiResponse, type Platform } from './helpers/platform.ts';
+import { startPlatform, eventually, type Platform } from './helpers/platform.ts';
+import { startSmtp, type Mail } from './helpers/smtp.ts';
+import { signupUser, type TestUser as User } from './helpers/people.ts';
 
 /**
  * Automations notifying people through the NotificationService: the water-leak example lands in
@@ -11,20 +12,13 @@ import { startPlatform, eventually, type ApiResponse, type Platform } from './he
  * owner. Devices over real MQTT.
  */
 let p: Platform;
-let smtp: SMTPServer;
+let smtp: Awaited<ReturnType<typeof startSmtp>>;
 let http: Server;
 let httpBase = '';
-const mails: Array<{ to: string[]; raw: string }> = [];
+let mails: Mail[] = [];
 const hits: Array<{ path: string; headers: Record<string, unknown>; body: any }> = [];
 
-interface User { id: string; email: string; token: string; api: (m: string, path: string, body?: unknown) => Promise<ApiResponse<any>> }
-async function signup(name: string): Promise<User> {
-  const email = `${name}@notify-auto.test`;
-  const s = await p.api('POST', '/api/v1/auth/signup', { email, password: `password-of-${name}` }, null);
-  assert.equal(s.status, 201, JSON.stringify(s.body));
-  const token = (await p.api('POST', '/api/v1/auth/login', { email, password: `password-of-${name}` }, null)).body.token;
-  return { id: s.body.id, email, token, api: (m, path, body) => p.api(m, `/api/v1${path}`, body, token) };
-}
+const signup = (name: string): Promise<User> => signupUser(p, `${name}@notify-auto.test`);
 
 before(async () => {
   http = createServer((req, res) => {
@@ -37,23 +31,13 @@ before(async () => {
   });
   await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
   httpBase = `http://127.0.0.1:${(http.address() as AddressInfo).port}`;
-  smtp = new SMTPServer({
-    authOptional: true, disabledCommands: ['STARTTLS', 'AUTH'], logger: false,
-    onData(stream, session, callback) {
-      const chunks: Buffer[] = [];
-      stream.on('data', (c: Buffer) => chunks.push(c));
-      stream.on('end', () => {
-        mails.push({ to: session.envelope.rcptTo.map((r) => r.address), raw: Buffer.concat(chunks).toString('utf8') });
-        callback();
-      });
-    },
-  });
-  const smtpPort = await new Promise<number>((resolve) => smtp.listen(0, '127.0.0.1', () => resolve((smtp.server.address() as AddressInfo).port)));
-  p = await startPlatform({ env: { HEARTH_SMTP_URL: `smtp://127.0.0.1:${smtpPort}`, HEARTH_MAIL_FROM: 'Hearth Test <hearth@test.local>' } });
+  smtp = await startSmtp();
+  mails = smtp.mails;
+  p = await startPlatform({ env: { HEARTH_SMTP_URL: smtp.url, HEARTH_MAIL_FROM: 'Hearth Test <hearth@test.local>' } });
 });
 after(async () => {
   await p.stop();
-  await new Promise<void>((r) => smtp.close(() => r()));
+  await smtp.close();
   http.close();
 });
 

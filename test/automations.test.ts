@@ -2,7 +2,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { WebSocket } from 'ws';
 import type { MqttClient } from 'mqtt';
-import { startPlatform, inbox, eventually, type ApiResponse, type Platform } from './helpers/platform.ts';
+import { startPlatform, inbox, eventually, type Platform } from './helpers/platform.ts';
+import { signupUser, type TestUser as User } from './helpers/people.ts';
 import { ManualClock } from '../src/core/clock.ts';
 
 /**
@@ -24,21 +25,8 @@ after(async () => {
   await p.stop();
 });
 
-interface User {
-  id: string;
-  token: string;
-  api: (method: string, path: string, body?: unknown) => Promise<ApiResponse<any>>;
-}
-
 let seq = 0;
-async function signup(name: string): Promise<User> {
-  const email = `${name}-${++seq}@auto.test`;
-  const password = `password-of-${name}`;
-  const s = await p.api('POST', '/api/v1/auth/signup', { email, password }, null);
-  assert.equal(s.status, 201, JSON.stringify(s.body));
-  const l = await p.api('POST', '/api/v1/auth/login', { email, password }, null);
-  return { id: s.body.id, token: l.body.token, api: (method, path, body) => p.api(method, `/api/v1${path}`, body, l.body.token) };
-}
+const signup = (name: string): Promise<User> => signupUser(p, `${name}-${++seq}@auto.test`);
 
 async function newHome(u: User, extra: Record<string, unknown> = {}): Promise<string> {
   const r = await u.api('POST', '/homes', { name: 'Home', timezone: 'Europe/Berlin', latitude: 52.52, longitude: 13.405, ...extra });

@@ -1,6 +1,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startPlatform, inbox, eventually, type ApiResponse, type Platform } from './helpers/platform.ts';
+import { startPlatform, inbox, eventually, type Platform } from './helpers/platform.ts';
+import { signupUser, type TestUser as User } from './helpers/people.ts';
 
 /**
  * Homes, rooms, people, devices bound to homes, sharing and groups, through real HTTP (and MQTT
@@ -18,24 +19,8 @@ after(async () => {
   await p.stop();
 });
 
-interface User {
-  id: string;
-  email: string;
-  token: string;
-  api: (method: string, path: string, body?: unknown) => Promise<ApiResponse<any>>;
-}
-
 let seq = 0;
-async function signup(name: string): Promise<User> {
-  const email = `${name}-${++seq}@homes.test`;
-  const password = `password-of-${name}`;
-  const s = await p.api('POST', '/api/v1/auth/signup', { email, password }, null);
-  assert.equal(s.status, 201, JSON.stringify(s.body));
-  const l = await p.api('POST', '/api/v1/auth/login', { email, password }, null);
-  assert.equal(l.status, 200, JSON.stringify(l.body));
-  const token = l.body.token as string;
-  return { id: s.body.id, email, token, api: (method, path, body) => p.api(method, `/api/v1${path}`, body, token) };
-}
+const signup = (name: string): Promise<User> => signupUser(p, `${name}-${++seq}@homes.test`);
 
 async function newHome(u: User, name = 'Home'): Promise<string> {
   const r = await u.api('POST', '/homes', { name, timezone: 'Europe/Berlin' });

@@ -7,7 +7,7 @@ import { createECDH, createDecipheriv, createHmac, createPublicKey, generateKeyP
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SMTPServer } from 'smtp-server';
+import { startSmtp, type Mail } from './helpers/smtp.ts';
 import { WebSocket } from 'ws';
 import { startPlatform, eventually, type Platform } from './helpers/platform.ts';
 import { ManualClock } from '../src/core/clock.ts';
@@ -27,8 +27,8 @@ let p: Platform;
 let http: Server;
 let httpBase = '';
 const hits: Hit[] = [];
-let smtp: SMTPServer;
-const mails: Array<{ to: string[]; raw: string }> = [];
+let smtp: Awaited<ReturnType<typeof startSmtp>>;
+let mails: Mail[] = [];
 let fcmServer: Server;
 const fcmHits: Hit[] = [];
 let apnsServer: Http2Server;
@@ -106,18 +106,8 @@ before(async () => {
   });
   httpBase = `http://127.0.0.1:${await listen(http)}`;
 
-  smtp = new SMTPServer({
-    authOptional: true, disabledCommands: ['STARTTLS', 'AUTH'], logger: false,
-    onData(stream, session, callback) {
-      const chunks: Buffer[] = [];
-      stream.on('data', (c: Buffer) => chunks.push(c));
-      stream.on('end', () => {
-        mails.push({ to: session.envelope.rcptTo.map((r) => r.address), raw: Buffer.concat(chunks).toString('utf8') });
-        callback();
-      });
-    },
-  });
-  const smtpPort = await new Promise<number>((resolve) => smtp.listen(0, '127.0.0.1', () => resolve((smtp.server.address() as AddressInfo).port)));
+  smtp = await startSmtp();
+  mails = smtp.mails;
 
   // FCM: a service account whose token_uri is the fake; the fake checks the assertion with the public key.
   const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -166,7 +156,7 @@ before(async () => {
   p = await startPlatform({
     clock,
     env: {
-      HEARTH_SMTP_URL: `smtp://127.0.0.1:${smtpPort}`, HEARTH_MAIL_FROM: 'Hearth Test <hearth@test.local>',
+      HEARTH_SMTP_URL: smtp.url, HEARTH_MAIL_FROM: 'Hearth Test <hearth@test.local>',
       HEARTH_FCM_SERVICE_ACCOUNT_FILE: saFile, HEARTH_FCM_BASE_URL: fcmBase,
       HEARTH_APNS_KEY_FILE: p8, HEARTH_APNS_KEY_ID: 'KEY1234567', HEARTH_APNS_TEAM_ID: 'TEAM123456', HEARTH_APNS_TOPIC: 'org.hearth.app',
       HEARTH_APNS_BASE_URL: `http://127.0.0.1:${apnsPort}`,
@@ -187,7 +177,7 @@ after(async () => {
   await new Promise<void>((r) => http.close(() => r()));
   await new Promise<void>((r) => fcmServer.close(() => r()));
   await new Promise<void>((r) => apnsServer.close(() => r()));
-  await new Promise<void>((r) => smtp.close(() => r()));
+  await smtp.close();
 });
 
 /** A WebSocket on the live stream that collects notification events. */

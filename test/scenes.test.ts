@@ -2,7 +2,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import type { MqttClient } from 'mqtt';
 import { WebSocket } from 'ws';
-import { startPlatform, inbox, eventually, type ApiResponse, type Platform } from './helpers/platform.ts';
+import { startPlatform, inbox, eventually, type Platform } from './helpers/platform.ts';
+import { signupUser, type TestUser as User } from './helpers/people.ts';
 import { subjects } from '../src/core/bus/subjects.ts';
 import type { SceneActivation } from '../src/scenes/scene-service.ts';
 
@@ -18,24 +19,8 @@ after(async () => {
   await p.stop();
 });
 
-interface User {
-  id: string;
-  email: string;
-  token: string;
-  api: (method: string, path: string, body?: unknown) => Promise<ApiResponse<any>>;
-}
-
 let seq = 0;
-async function signup(name: string): Promise<User> {
-  const email = `${name}-${++seq}@scenes.test`;
-  const password = `password-of-${name}`;
-  const s = await p.api('POST', '/api/v1/auth/signup', { email, password }, null);
-  assert.equal(s.status, 201, JSON.stringify(s.body));
-  const l = await p.api('POST', '/api/v1/auth/login', { email, password }, null);
-  assert.equal(l.status, 200, JSON.stringify(l.body));
-  const token = l.body.token as string;
-  return { id: s.body.id, email, token, api: (method, path, body) => p.api(method, `/api/v1${path}`, body, token) };
-}
+const signup = (name: string): Promise<User> => signupUser(p, `${name}-${++seq}@scenes.test`);
 
 async function newHome(u: User): Promise<string> {
   const r = await u.api('POST', '/homes', { name: 'Scene home', timezone: 'Europe/Berlin' });

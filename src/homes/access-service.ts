@@ -1,6 +1,6 @@
 import type { Db } from '../core/store/db.ts';
 import { fromJson } from '../core/store/db.ts';
-import { HearthError } from '../core/errors.ts';
+import { HearthError, isHearthError } from '../core/errors.ts';
 import type { DeviceRecord, DeviceService } from '../devices/device-service.ts';
 import { hasScope, type Principal } from '../auth/auth-service.ts';
 
@@ -107,6 +107,19 @@ export class AccessService {
     const roleOk = need === 'view' || need === 'control' ? true : need === 'configure' ? m.role === 'admin' || m.role === 'owner' : m.role === 'owner';
     if (!scopeOk || !roleOk) throw new HearthError('E_FORBIDDEN', `this needs ${need === 'own' ? 'the owner' : need === 'configure' ? 'an owner or admin' : `${need} access`} of the home`);
     return m.role;
+  }
+
+  /**
+   * requireHome for something that belongs to a home (a scene, a group, a channel): to a caller
+   * who may not see the home, it does not exist, so they get `notFound()` rather than a home error.
+   */
+  async requireHomeOf(p: Principal, homeId: string, need: HomeNeed, notFound: () => HearthError): Promise<HomeRole | 'operator'> {
+    try {
+      return await this.requireHome(p, homeId, need);
+    } catch (err) {
+      if (isHearthError(err) && err.code === 'E_HOME_NOT_FOUND') throw notFound();
+      throw err;
+    }
   }
 
   /**

@@ -47,13 +47,7 @@ export interface HomeServiceDeps {
   invitationTtlMs?: number;
 }
 
-export interface HomeView {
-  id: string;
-  name: string;
-  timezone: string;
-  latitude: number | null;
-  longitude: number | null;
-  ownerId: string;
+export interface HomeView extends HomeInfo {
   /** The caller's role; `operator` when the operator looks at a home they are no member of. */
   role: HomeRole | 'operator';
   createdAt: string;
@@ -680,12 +674,7 @@ export class HomeService {
     const row = await this.deps.db.selectFrom('device_groups').selectAll().where('id', '=', groupId).executeTakeFirst();
     const notFound = () => new HearthError('E_GROUP_NOT_FOUND', `group "${groupId}" does not exist`);
     if (!row) throw notFound();
-    try {
-      await this.deps.access.requireHome(p, row.home_id, need);
-    } catch (err) {
-      if (isHearthError(err) && err.code === 'E_HOME_NOT_FOUND') throw notFound();
-      throw err;
-    }
+    await this.deps.access.requireHomeOf(p, row.home_id, need, notFound);
     return row;
   }
 

@@ -490,12 +490,7 @@ export class NotificationService {
     const row = await this.deps.db.selectFrom('notification_channels').selectAll().where('id', '=', channelId).executeTakeFirst();
     const notFound = () => new HearthError('E_NOTIFICATION_CHANNEL_NOT_FOUND', `notification channel "${channelId}" does not exist`);
     if (!row) throw notFound();
-    try {
-      await this.deps.access.requireHome(p, row.home_id, 'configure');
-    } catch (err) {
-      if (isHearthError(err) && err.code === 'E_HOME_NOT_FOUND') throw notFound();
-      throw err;
-    }
+    await this.deps.access.requireHomeOf(p, row.home_id, 'configure', notFound);
     await this.deps.db.deleteFrom('notification_channels').where('id', '=', channelId).execute();
     this.outbounds.delete(`channel:${channelId}`);
   }

@@ -428,12 +428,7 @@ export class SceneService {
     const row = await this.deps.db.selectFrom('scenes').selectAll().where('id', '=', sceneId).executeTakeFirst();
     const notFound = () => new HearthError('E_SCENE_NOT_FOUND', `scene "${sceneId}" does not exist`);
     if (!row) throw notFound();
-    try {
-      await this.deps.access.requireHome(p, row.home_id, need);
-    } catch (err) {
-      if (isHearthError(err) && err.code === 'E_HOME_NOT_FOUND') throw notFound();
-      throw err;
-    }
+    await this.deps.access.requireHomeOf(p, row.home_id, need, notFound);
     return row;
   }
 
