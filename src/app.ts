@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
+import { isHearthError } from './core/errors.ts';
 import type { Config } from './core/config/config-schema.ts';
 import { createLogger, type Logger } from './core/logger.ts';
 import { MemoryBus } from './core/bus/memory-bus.ts';
@@ -242,7 +243,11 @@ export class Hearth {
         scenes,
         notify,
       },
-      home: (homeId) => automations.home(homeId).catch(() => undefined),
+      // A deleted home is undefined; a store error fails the run instead of running it in UTC.
+      home: (homeId) => automations.home(homeId).catch((err) => {
+        if (isHearthError(err) && err.code === 'E_HOME_NOT_FOUND') return undefined;
+        throw err;
+      }),
       reported: async (id) => (await shadow.view(id)).reported,
       online: async (id) => (await presence.get(id)).online,
       stream: { publish: (type, deviceId, homeId, data, at) => stream.publish(type, deviceId, homeId, data, at) },

@@ -173,3 +173,21 @@ test('when the home moves to another time zone, its schedules follow', async () 
   }, 5000, 'noon in Tokyo (03:00 UTC)');
   assert.equal(list[0].trace.trigger.data.scheduledAt, `${day}T03:00:00.000Z`);
 });
+
+test('a sun trigger is unavailable while the home has no location, and works again when it gets one back', async () => {
+  const h = await api('POST', '/homes', { name: 'Cabin', timezone: 'Europe/Oslo', latitude: 59.91, longitude: 10.75 });
+  const a = (await api('POST', `/homes/${h.body.id}/automations`, { name: 'Dusk', triggers: [{ type: 'sun', event: 'sunset' }], actions: [{ type: 'delay', duration: 0 }] })).body;
+  assert.equal(a.status, 'ok');
+  assert.equal((await api('PATCH', `/homes/${h.body.id}`, { latitude: null, longitude: null })).status, 200);
+  const off = (await api('GET', `/automations/${a.id}`)).body;
+  assert.equal(off.status, 'unavailable');
+  assert.match(off.statusReason, /latitude|location/);
+  assert.equal((await api('PATCH', `/homes/${h.body.id}`, { latitude: 59.91, longitude: 10.75 })).status, 200);
+  const back = (await api('GET', `/automations/${a.id}`)).body;
+  assert.equal(back.status, 'ok');
+  assert.equal(back.statusReason, null);
+  const day = new Date(clock.now() + 86_400_000).toISOString().slice(0, 10);
+  const before = (await runs(a.id)).length;
+  await advanceTo(`${day}T23:00:00.000Z`);
+  await eventually(async () => (await runs(a.id)).length > before, 5000, 'the sunset fired again');
+});

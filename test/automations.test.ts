@@ -391,6 +391,21 @@ test('the loop guard leaves alone an automation fired fast by the outside world'
   assert.equal(after.status, 'ok');
 });
 
+test('the loop guard stops an automation whose webhook action calls its own incoming webhook', async () => {
+  const a = await create(owner, home, {
+    name: 'Echo', mode: 'queued', triggers: [{ type: 'webhook' }], actions: [{ type: 'delay', duration: 0 }],
+  });
+  const hook = `${p.httpUrl}/api/v1/hooks/${a.webhookId}`;
+  assert.equal((await owner.api('PATCH', `/automations/${a.id}`, { actions: [{ type: 'webhook', url: hook, body: { again: true } }] })).status, 200);
+  await apart();
+  assert.equal((await p.api('POST', `/api/v1/hooks/${a.webhookId}`, { first: true }, null)).status, 202);
+  const stopped = await runWhere(owner, a.id, (r) => r.status === 'stopped', 'stopped by the loop guard');
+  assert.match(stopped.reason, /loop guard/);
+  assert.equal((await owner.api('GET', `/automations/${a.id}`)).body.enabled, false);
+  const count = (await runs(owner, a.id)).length;
+  assert.ok(count <= 14, `about the limit of runs: ${count}`);
+});
+
 test('validation names every bad part with its path', async () => {
   const light = await device(owner, home, 'light');
   const motion = await device(owner, home, 'motion-sensor');
@@ -674,6 +689,27 @@ test('property above with "for": fires only if it stays above; a drop cancels', 
   assert.equal(r.trace.trigger.data.to, 32);
   assert.match(r.trace.trigger.description, /stayed so for 600 s/);
   assert.equal(plug.commands.length, 1);
+
+  // Still above when the automation is edited (reloaded): no second firing without a new crossing.
+  assert.equal((await owner.api('PATCH', `/automations/${a.id}`, { name: 'Hot for ten minutes' })).status, 200);
+  await advance(11 * 60_000);
+  assert.equal((await runs(owner, a.id)).length, 1, 'an edit does not fire it again');
+
+  // Without a range, any change ends the window, also one that does not come "from" the value.
+  const lamp = await device(owner, home, 'light');
+  await lamp.report({ brightness: 10 });
+  await eventually(async () => (await p.api('GET', `/api/v1/devices/${lamp.id}/shadow`)).body.reported?.brightness === 10, 3000, 'reported');
+  const dim = await create(owner, home, {
+    name: 'Left at a new level', triggers: [{ type: 'property', device: lamp.id, property: 'brightness', from: 10, for: '5m' }],
+    actions: [{ type: 'command', device: plug.id, action: 'toggle' }],
+  });
+  await lamp.report({ brightness: 50 });
+  await p.hearth.bus.flush();
+  await advance(60_000);
+  await lamp.report({ brightness: 80 });
+  await p.hearth.bus.flush();
+  await advance(5 * 60_000);
+  assert.equal((await runs(owner, dim.id)).length, 0, 'the change to 80 ended the window');
 });
 
 test('incoming webhook fires its automation; a webhook action POSTs a signed body to a local server', async () => {

@@ -1,3 +1,4 @@
+import type { Logger } from '../core/logger.ts';
 import { createHmac } from 'node:crypto';
 import type { Clock } from '../core/clock.ts';
 import { isHearthError } from '../core/errors.ts';
@@ -22,6 +23,7 @@ export interface Notifier {
 /** What actions do in the world. All of it is someone else's service; tests may pass fakes. */
 export interface ActionEffects {
   clock: Clock;
+  log?: Pick<Logger, 'warn'>;
   command(deviceId: string, input: { action: string; params?: Record<string, unknown>; timeoutMs?: number }, source: string): Promise<{ id: string; ok: boolean; result?: Record<string, unknown>; error?: string; latencyMs: number }>;
   setDesired(deviceId: string, values: Record<string, unknown>): Promise<unknown>;
   /** The devices of a group of the home (undefined when it is gone). */
@@ -292,24 +294,33 @@ async function wait(until: Condition | Condition[], timeout: unknown, onTimeout:
         return;
       }
       checking = true;
-      do {
-        again = false;
-        last = await check();
-      } while (again && !last.ok);
-      checking = false;
+      try {
+        do {
+          again = false;
+          last = await check();
+        } while (again && !last.ok);
+      } catch (err) {
+        // The store could not be read: the wait goes on (the next report, minute or the timeout decides).
+        fx.log?.warn({ err, automationId: ctx.automationId }, 'a wait could not check its condition');
+      } finally {
+        checking = false;
+      }
       if (last.ok) finish('held');
     };
     const onCancel = () => finish('cancelled');
     ctx.cancelHooks.add(onCancel);
     const unwatch = fx.watch(conditionDevices(list), () => void recheck());
+    let stopTick: (() => void) | undefined;
     if (list.some(hasTimePart)) {
+      // One minute timer at a time (a wait may last months).
       const tick = () => {
-        timers.push(fx.clock.setTimer(() => {
+        stopTick = fx.clock.setTimer(() => {
           void recheck();
           if (!settled) tick();
-        }, 60_000));
+        }, 60_000);
       };
       tick();
+      timers.push(() => stopTick?.());
     }
     if (timeoutMs !== undefined) timers.push(fx.clock.setTimer(() => finish('timeout'), timeoutMs));
   });

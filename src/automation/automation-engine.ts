@@ -142,8 +142,11 @@ export class AutomationEngine implements ShardListener {
     const { scenes } = deps.effects;
     this.fx = {
       ...deps.effects,
+      log: deps.log,
       command: (device, input, source) => touching([device], () => deps.effects.command(device, input, source)),
       setDesired: (device, values) => touching([device], () => deps.effects.setDesired(device, values)),
+      // A webhook action may call an incoming webhook of this platform (its own, even): marked as a cause.
+      postJson: (url, body, headers) => touching([`automation:${headers['x-hearth-automation']}`], () => deps.effects.postJson(url, body, headers)),
       ...(scenes ? {
         scenes: {
           exists: (homeId: string, sceneId: string) => scenes.exists(homeId, sceneId),
@@ -213,6 +216,7 @@ export class AutomationEngine implements ShardListener {
     this.rpc.get(shard)?.();
     this.rpc.delete(shard);
     for (const c of [...this.loaded.values()]) if (this.shardOf(c.a.homeId) === shard) this.unload(c, 'the home moved to another node');
+    for (const homeId of [...this.homes.keys()]) if (this.shardOf(homeId) === shard) this.homes.delete(homeId);
   }
 
   private shardOf(homeId: string): number {
@@ -226,8 +230,18 @@ export class AutomationEngine implements ShardListener {
   /** The automation changed in the store (any node): load it anew here if this node runs its home. */
   async reload(id: string): Promise<void> {
     if (this.stopped) return;
-    const row = await this.deps.store.row(id);
+    let row: Awaited<ReturnType<AutomationStore['row']>>;
+    try {
+      row = await this.deps.store.row(id);
+    } catch (err) {
+      // A broadcast's reload: the store is down for a moment. The next change or shard move loads it.
+      this.deps.log.error({ err, automationId: id }, 'automation could not be reloaded');
+      return;
+    }
+    if (this.stopped) return;
     const cur = this.loaded.get(id);
+    // Reloads may overtake each other: never go back to an older version.
+    if (row && cur && Number(row.updated_at) < Date.parse(cur.a.updatedAt)) return;
     if (!row || !this.owns(row.home_id)) {
       if (cur) this.unload(cur, row ? 'the home moved to another node' : 'the automation was deleted');
       return;
@@ -269,10 +283,10 @@ export class AutomationEngine implements ShardListener {
     try {
       const v = t.type === 'property' ? (await this.deps.reported(t.device))[t.property] : await this.deps.online(t.device);
       if (st.known || v === undefined) return;
+      // Only a change seen from here on fires, `for` included: a value that is already so when the
+      // automation loads (saved, edited, a node restart or a shard moving) does not fire it again.
       st.prev = v;
       st.known = true;
-      // Already so for the whole `for` window? It must still *stay* so: start counting now.
-      if (t.for !== undefined && (t.type === 'property' ? propertyMatches(t, v) && hasRange(t) : v === (t.type === 'online'))) this.startFor(st, t.type === 'property' ? { value: v } : {});
     } catch (err) {
       this.deps.log.debug({ err, automationId: st.c.a.id }, 'automation trigger state not loaded');
     }
@@ -337,13 +351,13 @@ export class AutomationEngine implements ShardListener {
       st.known = true;
       const data = { device: t.device, property: t.property, from: known ? prev : null, to: v };
       if (!hasRange(t)) {
-        // Any change of the value (from the given one, if any).
-        if (!changed || (t.from !== undefined && !(known && sameValue(prev, t.from)))) continue;
-        if (t.for !== undefined) {
-          st.pending?.();
-          st.pending = undefined;
-          this.startFor(st, data);
-        } else this.fire(st, data);
+        // Any change of the value (from the given one, if any); a change ends a `for` window.
+        if (!changed) continue;
+        st.pending?.();
+        st.pending = undefined;
+        if (t.from !== undefined && !(known && sameValue(prev, t.from))) continue;
+        if (t.for !== undefined) this.startFor(st, data);
+        else this.fire(st, data);
         continue;
       }
       const now = propertyMatches(t, v);
@@ -500,7 +514,9 @@ export class AutomationEngine implements ShardListener {
     if (c.unindexed && opts.counts) return this.record(c, runId, 'dropped', 'the automation was unloaded', now, empty());
 
     if (opts.counts) {
-      const cause = typeof trigger.data.device === 'string' ? trigger.data.device : trigger.type === 'scene' ? `scene:${String(trigger.data.scene)}` : undefined;
+      const cause = typeof trigger.data.device === 'string' ? trigger.data.device
+        : trigger.type === 'scene' ? `scene:${String(trigger.data.scene)}`
+          : trigger.type === 'webhook' && typeof trigger.data.fromAutomation === 'string' ? `automation:${trigger.data.fromAutomation}` : undefined;
       const t = cause === undefined ? undefined : this.touched.get(cause);
       const chained = t !== undefined && (t.inflight > 0 || now - t.last <= LOOP_GRACE_MS);
       if (chained) {
@@ -513,7 +529,13 @@ export class AutomationEngine implements ShardListener {
       return this.record(c, runId, 'dropped', `cool-down: the last run ended ${now - c.lastEnd} ms ago (cool-down ${c.a.cooldownMs} ms)`, now, empty());
     }
 
-    const world = await this.world(c.a.homeId);
+    let world: World;
+    try {
+      world = await this.world(c.a.homeId);
+    } catch (err) {
+      this.deps.log.error({ err, automationId: c.a.id }, 'automation run could not read its home');
+      return this.record(c, runId, 'failed', `the home could not be read: ${(err as Error).message}`, now, empty());
+    }
     const cond = opts.skipConditions ? { ok: true, traces: [] } : await evaluateAll(c.a.conditions, 'conditions', world);
     if (!cond.ok) {
       const failed = cond.traces.filter((t) => !t.result).map((t) => `${t.path} (${t.type})${t.reason ? `: ${t.reason}` : ''}`);
@@ -531,6 +553,8 @@ export class AutomationEngine implements ShardListener {
       }
       if (mode === 'parallel' && c.active.size >= c.a.max) return this.record(c, runId, 'dropped', `${c.active.size} runs are active (mode parallel, max ${c.a.max})`, now, { trigger, conditions: cond.traces, actions: [] });
     }
+    // The automation may have been changed, deleted or moved while its conditions were read.
+    if (c.unindexed || this.loaded.get(c.a.id) !== c) return this.record(c, runId, 'dropped', 'the automation was changed or unloaded meanwhile', now, { trigger, conditions: cond.traces, actions: [] });
     return this.begin(c, runId, trigger, cond.traces, world);
   }
 

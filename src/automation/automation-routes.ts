@@ -114,7 +114,9 @@ export function automationRoutes(app: HttpApp, deps: { automations: AutomationSe
   }, async (req, reply) => {
     const a = await automations.byWebhook(req.params.webhookId);
     const body = req.body === undefined ? null : req.body;
-    const run = await engine.webhook(a, { body, query: req.query ?? {} });
+    // Sent by an automation's webhook action (ours): the loop guard counts the chain.
+    const from = req.headers['x-hearth-automation'];
+    const run = await engine.webhook(a, { body, query: req.query ?? {}, ...(typeof from === 'string' && /^au_[A-Za-z0-9]{1,40}$/.test(from) ? { fromAutomation: from } : {}) });
     return reply.status(202).send({ runId: run.id, status: run.status });
   });
 }

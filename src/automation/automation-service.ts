@@ -202,6 +202,11 @@ export class AutomationService {
         await this.setEnabledBySystem(a.id, a.enabled, 'system', { status: 'unavailable', reason: problems.map((x) => `${x.field}: ${x.message}`).join('; ') });
         continue;
       }
+      if (!problems.length && a.status === 'unavailable') {
+        // Fits the home again (its location came back): timers are set anew with the status.
+        await this.setEnabledBySystem(a.id, a.enabled, 'system', { status: 'ok', reason: null });
+        continue;
+      }
       if (home && a.triggers.some((t) => t.type === 'schedule' || t.type === 'sun')) await this.syncTimers(a, home, a.triggers);
       await this.deps.onChange(a.id);
     }

@@ -31,6 +31,10 @@ function toRun(r: RunRow): Run {
   };
 }
 
+/** Run records held while the store does not take writes, at most. */
+const MAX_PENDING = 20_000;
+const ORPHAN_SWEEP_MS = 10 * 60_000;
+
 /**
  * The automations' tables: definitions, and runs with their traces. Runs are written behind, in
  * batches (a run is recorded when it starts and again when it ends; both usually fall into one
@@ -38,6 +42,8 @@ function toRun(r: RunRow): Run {
  */
 export class AutomationStore {
   private pending = new Map<string, RunRow>();
+  private dropped = 0;
+  private sweptAt = Date.now();
   /** Automations with runs written since their last pruning, and how many. */
   private written = new Map<string, number>();
   private readonly writer: PeriodicFlush;
@@ -113,6 +119,13 @@ export class AutomationStore {
 
   /** Records a run (again when its state changes); written with the next batch. */
   recordRun(run: { id: string; automationId: string; homeId: string; status: RunStatus; reason: string | null; startedAt: number; finishedAt: number | null; trace: Trace }): void {
+    if (this.pending.size >= MAX_PENDING && !this.pending.has(run.id)) {
+      // The store has been down for a while: keep memory bounded, losing the oldest traces (runs acted anyway).
+      const oldest = this.pending.keys().next().value!;
+      this.pending.delete(oldest);
+      this.dropped++;
+      if (this.dropped % 1000 === 1) this.deps.log.warn({ dropped: this.dropped }, 'automation run records dropped: the store is not taking writes');
+    }
     this.pending.set(run.id, {
       id: run.id, automation_id: run.automationId, home_id: run.homeId, status: run.status, reason: run.reason,
       trigger_type: run.trace.trigger.type, started_at: run.startedAt, finished_at: run.finishedAt, trace: toJson(run.trace),
@@ -157,6 +170,14 @@ export class AutomationStore {
 
   /** Keeps the newest RUNS_KEPT runs of automations that wrote enough since their last pruning. */
   private async prune(): Promise<void> {
+    // Runs that ended after their automation was deleted (cancelled by the delete) are swept now and then.
+    if (Date.now() - this.sweptAt > ORPHAN_SWEEP_MS) {
+      this.sweptAt = Date.now();
+      const db = this.deps.db;
+      await db.deleteFrom('automation_runs')
+        .where(({ not, exists, selectFrom }) => not(exists(selectFrom('automations').select('id').whereRef('automations.id', '=', 'automation_runs.automation_id'))))
+        .execute();
+    }
     for (const [id, n] of this.written) {
       if (n < 20) continue;
       this.written.delete(id);

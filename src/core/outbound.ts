@@ -116,6 +116,28 @@ export function createOutbound(opts: OutboundOptions): Outbound {
   };
 }
 
+/** How much of an answer is read; the rest is not downloaded (a large answer can't fill the memory). */
+const MAX_ANSWER_BYTES = 256 * 1024;
+
+async function readCapped(res: Response, max: number): Promise<string> {
+  if (!res.body) return '';
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    if (size + value.byteLength > max) {
+      chunks.push(value.subarray(0, max - size));
+      await reader.cancel().catch(() => undefined);
+      break;
+    }
+    chunks.push(value);
+    size += value.byteLength;
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
 /** A delivered answer is never a reason to send again, even when its JSON is broken. */
 function parseOr(text: string): unknown {
   try {
@@ -134,7 +156,7 @@ export function postJson(outbound: Outbound, url: string, body: unknown, headers
   const payload = JSON.stringify(body);
   return outbound.execute(async (signal) => {
     const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: payload, signal });
-    const text = await res.text();
+    const text = await readCapped(res, MAX_ANSWER_BYTES);
     if (!res.ok) {
       const retryable = res.status >= 500 || res.status === 429;
       // Not the URL: webhook URLs often carry their secret.
