@@ -191,3 +191,22 @@ test('a sun trigger is unavailable while the home has no location, and works aga
   await advanceTo(`${day}T23:00:00.000Z`);
   await eventually(async () => (await runs(a.id)).length > before, 5000, 'the sunset fired again');
 });
+
+test('a one-off "at" without an offset is the home\'s wall-clock time; loose dates are refused', async () => {
+  const day = new Date(clock.now() + 3 * 86_400_000).toISOString().slice(0, 10);
+  const bad = await api('POST', `/homes/${home}/automations`, { name: 'Loose', triggers: [{ type: 'schedule', at: 'March 7' }], actions: [{ type: 'delay', duration: 0 }] });
+  assert.equal(bad.status, 400);
+  assert.match(JSON.stringify(bad.body), /triggers\[0\]\.at/);
+  const a = await create({ name: 'Once', triggers: [{ type: 'schedule', at: `${day}T09:00` }], actions: [{ type: 'delay', duration: 0 }] });
+  // Berlin's offset that day (1 h in winter, 2 h in summer), whatever zone this machine is in
+  const berlinNoon = Number(new Date(`${day}T12:00:00Z`).toLocaleString('en-GB', { timeZone: 'Europe/Berlin', hour: '2-digit', hourCycle: 'h23' }));
+  const due = Date.parse(`${day}T09:00:00Z`) - (berlinNoon - 12) * 3600_000;
+  await advanceTo(new Date(due - 60_000).toISOString());
+  assert.equal((await runs(a.id)).length, 0, 'not before 09:00 in Berlin');
+  await advanceTo(new Date(due + 1000).toISOString());
+  const list = await eventually(async () => {
+    const l = await runs(a.id);
+    return l.length ? l : undefined;
+  }, 5000, 'fired at 09:00 Berlin time');
+  assert.equal(list[0].trace.trigger.data.scheduledAt, new Date(due).toISOString());
+});

@@ -1,3 +1,4 @@
+import { parseDateTime } from '../timers/timer-spec.ts';
 import type { Clock } from '../core/clock.ts';
 import { HearthError, isHearthError } from '../core/errors.ts';
 import { newId, newSecret } from '../core/ids.ts';
@@ -292,7 +293,7 @@ export class AutomationService {
       for (let i = 0; i < a.triggers.length; i++) {
         const t = a.triggers[i];
         let spec: TimerSpecLike | undefined;
-        if (t.type === 'schedule') spec = t.cron !== undefined ? { kind: 'cron', cron: t.cron, timezone: home.timezone } : { kind: 'at', at: Date.parse(t.at!) };
+        if (t.type === 'schedule') spec = t.cron !== undefined ? { kind: 'cron', cron: t.cron, timezone: home.timezone } : { kind: 'at', at: parseDateTime(t.at!, home.timezone)! };
         else if (t.type === 'sun' && home.latitude != null && home.longitude != null) {
           spec = { kind: 'sun', event: t.event, offsetMs: parseDuration(t.offset ?? 0, true) ?? 0, latitude: home.latitude, longitude: home.longitude, timezone: home.timezone };
         }

@@ -1,3 +1,4 @@
+import { parseDateTime } from '../timers/timer-spec.ts';
 import { Cron } from 'croner';
 import { checkValue, type CompiledModel, type ValueSpec } from '../products/thing-model.ts';
 import {
@@ -141,7 +142,9 @@ class Validator {
           } catch (err) {
             this.bad(`${path}.cron`, `is not a cron expression: ${(err as Error).message}`);
           }
-        } else if (typeof t.at !== 'string' || !Number.isFinite(Date.parse(t.at))) this.bad(`${path}.at`, 'must be a date-time (ISO 8601)');
+        } else if (typeof t.at !== 'string' || parseDateTime(t.at, this.ctx.timezone) === undefined) {
+          this.bad(`${path}.at`, 'must be an ISO 8601 date-time such as "2026-12-24T18:00" (the home\'s time) or "2026-12-24T17:00:00Z"');
+        }
         break;
       case 'sun':
         this.unknownKeys(x, path, ['type', 'event', 'offset']);

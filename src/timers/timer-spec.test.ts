@@ -1,6 +1,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { localDate, nextTime, nextTimes, specKey, specProblem, zonedTime, type TimerSpec } from './timer-spec.ts';
+import { localDate, nextTime, nextTimes, parseDateTime, specKey, specProblem, zonedTime, type TimerSpec } from './timer-spec.ts';
 
 const MIN = 60_000;
 const HOUR = 60 * MIN;
@@ -264,5 +264,25 @@ describe('spec checks', () => {
     assert.equal(a, specKey(cron('0 7 * * *', 'UTC')));
     assert.notEqual(a, specKey(cron('0 8 * * *', 'UTC')));
     assert.equal(specKey({ ...sun('sunset', BERLIN), extra: 1 } as unknown as TimerSpec), specKey(sun('sunset', BERLIN)));
+  });
+});
+
+describe('parseDateTime', () => {
+  test('without an offset it is the wall-clock time of the zone, DST included', () => {
+    assert.equal(iso(parseDateTime('2026-12-24T18:00', 'Europe/Berlin')!), '2026-12-24T17:00:00.000Z');
+    assert.equal(iso(parseDateTime('2026-07-01T08:30:15', 'Europe/Berlin')!), '2026-07-01T06:30:15.000Z');
+    assert.equal(iso(parseDateTime('2026-07-01T08:30:15.5', 'Asia/Tokyo')!), '2026-06-30T23:30:15.500Z');
+    // 02:30 does not exist on 2026-03-29 in Berlin: the instant after the gap
+    assert.equal(wall(parseDateTime('2026-03-29T02:30', 'Europe/Berlin')!, 'Europe/Berlin'), '2026-03-29 03:30:00');
+  });
+  test('with Z or an offset it is that instant, whatever the zone', () => {
+    assert.equal(iso(parseDateTime('2026-12-24T18:00:00Z', 'Asia/Tokyo')!), '2026-12-24T18:00:00.000Z');
+    assert.equal(iso(parseDateTime('2026-12-24T18:00+05:30', 'UTC')!), '2026-12-24T12:30:00.000Z');
+    assert.equal(iso(parseDateTime('2026-12-24T18:00-03:00', 'UTC')!), '2026-12-24T21:00:00.000Z');
+  });
+  test('loose or impossible text is refused', () => {
+    for (const bad of ['March 7', '2026-12-24', '2026-12-24 18:00', '2026-02-30T10:00', '2026-12-24T25:00', '2026-13-01T10:00', '1735000000000', '']) {
+      assert.equal(parseDateTime(bad, 'UTC'), undefined, bad);
+    }
   });
 });

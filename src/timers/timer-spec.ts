@@ -211,8 +211,31 @@ function offsetAt(at: number, tz: string): number {
  * change touches; for an hour that does not exist it gives the instant an hour later.
  */
 export function zonedTime(date: LocalDate, hour: number, tz: string): number {
-  const wall = Date.UTC(date.y, date.m - 1, date.d, hour);
+  return fromWallClock(Date.UTC(date.y, date.m - 1, date.d, hour), tz);
+}
+
+/** The instant a zone's clocks show `wall` (its fields read as UTC); a skipped time gives the instant after the gap. */
+function fromWallClock(wall: number, tz: string): number {
   let at = wall - offsetAt(wall, tz);
   at = wall - offsetAt(at, tz);
   return at;
+}
+
+const DATE_TIME = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,3}))?)?(Z|[+-]\d{2}:\d{2})?$/;
+
+/**
+ * An ISO 8601 date-time (`2026-12-24T18:00`, with seconds, or with `Z`/an offset): with an offset it
+ * is that instant; without one it is the wall-clock time in `tz`. Undefined when it is not one.
+ */
+export function parseDateTime(text: string, tz: string): number | undefined {
+  const m = DATE_TIME.exec(text);
+  if (!m) return undefined;
+  const [y, mo, d, h, mi, sec, ms] = [1, 2, 3, 4, 5, 6, 7].map((i) => Number((m[i] ?? '0').padEnd(i === 7 ? 3 : 1, '0')));
+  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 59) return undefined;
+  const wall = Date.UTC(y, mo - 1, d, h, mi, sec, ms);
+  if (new Date(wall).getUTCDate() !== d) return undefined; // 2026-02-30
+  if (m[8] === undefined) return fromWallClock(wall, tz);
+  if (m[8] === 'Z') return wall;
+  const sign = m[8][0] === '-' ? -1 : 1;
+  return wall - sign * (Number(m[8].slice(1, 3)) * 60 + Number(m[8].slice(4, 6))) * 60_000;
 }
