@@ -1,3 +1,4 @@
+import { UrlPolicy } from './core/url-policy.ts';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
@@ -211,8 +212,10 @@ export class Hearth {
     this.broadcasts.push(partnersChanged);
     const partners = new PartnerService({ db, devices, products, onChange: () => partnersChanged.send({}) });
     this.amqpSources = new AmqpSources({ partners, ingress, log: log.child({ component: 'amqp-sources' }) });
+    // URLs that people configure (not the operator's gateway targets) may be kept off private networks.
+    const urls = new UrlPolicy(config.outboundPrivateNetworks);
     const notify = new NotificationService({
-      db, clock: this.clock, log: log.child({ component: 'notify' }), stream, mailer, settings, access, homes, users: auth, metrics,
+      db, clock: this.clock, log: log.child({ component: 'notify' }), stream, mailer, settings, access, homes, users: auth, metrics, urls,
       config: {
         dedupeWindowMs: config.notifyDedupeWindowMs,
         vapidSubject: config.vapidSubject ?? `mailto:${/<([^>]+)>/.exec(config.mailFrom)?.[1] ?? config.mailFrom}`,
@@ -227,7 +230,7 @@ export class Hearth {
     const automationsChanged = broadcast<{ id: string }>(bus, 'cluster.automations', (m) => void automationEngine.reload(m.id));
     this.broadcasts.push(automationsChanged);
     const automations = new AutomationService({
-      store: automationStore, access, devices, products, audit, homes, clock: this.clock, log: log.child({ component: 'automations' }), shardCount: config.shards,
+      store: automationStore, access, devices, products, audit, homes, urls, clock: this.clock, log: log.child({ component: 'automations' }), shardCount: config.shards,
       timers, scenes, canNotify: true, onChange: (id): Promise<void> => {
         automationsChanged.send({ id });
         return automationEngine.reload(id);
@@ -239,7 +242,7 @@ export class Hearth {
         command: (id, input, source) => commands.send(id, input, source),
         setDesired: (id, values) => shadow.setDesired(id, values),
         groupDevices: (homeId, groupId) => automations.groupDevices(homeId, groupId),
-        postJson: webhookCaller(metrics),
+        postJson: webhookCaller(metrics, urls),
         scenes,
         notify,
       },

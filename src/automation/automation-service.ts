@@ -1,3 +1,4 @@
+import type { UrlPolicy } from '../core/url-policy.ts';
 import { parseDateTime } from '../timers/timer-spec.ts';
 import type { Clock } from '../core/clock.ts';
 import { HearthError, isHearthError } from '../core/errors.ts';
@@ -41,6 +42,8 @@ export interface AutomationServiceDeps {
   timers?: TimerScheduler;
   scenes?: { exists(homeId: string, sceneId: string): Promise<boolean> };
   canNotify: boolean;
+  /** Where webhook actions may point. */
+  urls?: Pick<UrlPolicy, 'problem'>;
   /**
    * An automation changed in the store: every node's engine reloads it (a broadcast in a cluster).
    * Resolves once this node's engine has it, so that a trigger right after the reply is seen.
@@ -264,6 +267,7 @@ export class AutomationService {
     const { access, devices, products, store, scenes } = this.deps;
     return {
       homeId, timezone: home.timezone, latitude: home.latitude, longitude: home.longitude, canNotify: this.deps.canNotify,
+      urlProblem: (url) => this.deps.urls?.problem(url),
       deviceModel: async (id): Promise<CompiledModel | undefined> => {
         if (typeof id !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(id)) return undefined;
         if ((await access.placement(id))?.homeId !== homeId) return undefined;

@@ -28,6 +28,8 @@ export interface HomeContext {
   isMember(userId: string): Promise<boolean>;
   /** Whether notifications can be sent on this installation. */
   canNotify: boolean;
+  /** What is wrong with a webhook URL's host on this installation (UrlPolicy.problem). */
+  urlProblem?: (url: string) => string | undefined;
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -353,6 +355,10 @@ class Validator {
           /* below */
         }
         if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) this.bad(`${path}.url`, 'must be an http(s) URL');
+        else {
+          const problem = this.ctx.urlProblem?.(url.href);
+          if (problem) this.bad(`${path}.url`, problem);
+        }
         if (a.secret !== undefined && (typeof a.secret !== 'string' || a.secret.length < 8 || a.secret.length > 256)) this.bad(`${path}.secret`, 'must be a string of 8 to 256 characters');
         break;
       }

@@ -1,3 +1,4 @@
+import { ALLOW_ALL, type UrlPolicy } from '../core/url-policy.ts';
 import { createOutbound, postJson, type Outbound } from '../core/outbound.ts';
 import type { Metrics } from '../core/observability/metrics.ts';
 
@@ -5,7 +6,7 @@ import type { Metrics } from '../core/observability/metrics.ts';
  * Calls automations' outgoing webhooks: one outbound policy (timeout, retries, circuit breaker)
  * per origin, so that one person's broken endpoint pauses calls to it only.
  */
-export function webhookCaller(metrics?: Metrics): (url: string, body: unknown, headers: Record<string, string>) => Promise<{ status: number }> {
+export function webhookCaller(metrics?: Metrics, urls: UrlPolicy = ALLOW_ALL): (url: string, body: unknown, headers: Record<string, string>) => Promise<{ status: number }> {
   const byOrigin = new Map<string, Outbound>();
   return async (url, body, headers) => {
     const origin = new URL(url).origin;
@@ -15,7 +16,8 @@ export function webhookCaller(metrics?: Metrics): (url: string, body: unknown, h
       o = createOutbound({ name: `automation-webhook`, metrics, timeoutMs: 5000, retries: 2, backoff: { initialMs: 200, maxMs: 2000 }, breaker: { consecutiveFailures: 5, halfOpenAfterMs: 30_000 } });
       byOrigin.set(origin, o);
     }
-    const r = await postJson(o, url, body, headers);
+    await urls.check(url);
+    const r = await postJson(o, url, body, headers, { redirect: urls.redirect });
     return { status: r.status };
   };
 }

@@ -152,10 +152,10 @@ function parseOr(text: string): unknown {
  * and 429 answers are failures worth retrying; other 4xx are permanent (OutboundError with
  * `retryable: false`). The whole answer is read within the attempt, so the timeout covers it.
  */
-export function postJson(outbound: Outbound, url: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: unknown }> {
+export function postJson(outbound: Outbound, url: string, body: unknown, headers: Record<string, string> = {}, init: { redirect?: 'follow' | 'error' | 'manual' } = {}): Promise<{ status: number; body: unknown }> {
   const payload = JSON.stringify(body);
   return outbound.execute(async (signal) => {
-    const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: payload, signal });
+    const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: payload, signal, ...init });
     const text = await readCapped(res, MAX_ANSWER_BYTES);
     if (!res.ok) {
       const retryable = res.status >= 500 || res.status === 429;

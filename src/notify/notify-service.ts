@@ -1,3 +1,4 @@
+import { ALLOW_ALL, type UrlPolicy } from '../core/url-policy.ts';
 import type { HomeService } from '../homes/home-service.ts';
 import { createHash } from 'node:crypto';
 import type { Db } from '../core/store/db.ts';
@@ -110,6 +111,8 @@ export interface NotificationServiceDeps {
   settings: SettingsStore;
   access: AccessService;
   homes: Pick<HomeService, 'info'>;
+  /** Where home channels and Web Push endpoints may point (default: anywhere). */
+  urls?: UrlPolicy;
   users: { userById(id: string): Promise<{ id: string; email: string } | undefined> };
   metrics?: Metrics;
   config: {
@@ -137,8 +140,9 @@ const iso = (n: number | string) => new Date(Number(n)).toISOString();
  * de-duplication window reaches nobody. `send` reports what happened per user and channel and
  * never throws for a failed delivery.
  *
- * Recipients and homes are read from the homes capability's tables (read only): resolving who
- * lives in a home is not an access decision, and `send` runs without a principal.
+ * Recipients are read from the homes capability's membership table (read only): resolving who
+ * lives in a home is not an access decision, and `send` runs without a principal. A home's name
+ * and zone come from HomeService.
  */
 export class NotificationService {
   private readonly webPush: WebPushSender;
@@ -146,9 +150,11 @@ export class NotificationService {
   private apns: ApnsSender | undefined;
   private readonly outbounds = new Map<string, Outbound>();
   private lastPrune = 0;
+  private readonly urls: UrlPolicy;
 
   constructor(private readonly deps: NotificationServiceDeps) {
-    this.webPush = new WebPushSender({ settings: deps.settings, subject: deps.config.vapidSubject, outbound: this.outbound('web-push', true) });
+    this.urls = deps.urls ?? ALLOW_ALL;
+    this.webPush = new WebPushSender({ settings: deps.settings, subject: deps.config.vapidSubject, outbound: this.outbound('web-push', true), urls: this.urls });
   }
 
   /** Loads (or makes) the VAPID keys; reads the FCM and APNs credentials when configured. */
@@ -303,10 +309,11 @@ export class NotificationService {
   private async post(c: ChannelRow, msg: NotificationMessage): Promise<void> {
     const type = c.type as HomeChannelType;
     const outbound = this.outbound(`channel:${c.id}`, false, `notify-${type}`);
+    await this.urls.check(c.url);
     await outbound.execute(async (signal) => {
       // Built per attempt: signed time stamps must be fresh.
       const r = buildRequest({ type, url: c.url, secret: c.secret }, msg, this.deps.clock.now());
-      const res = await fetch(r.url, { method: 'POST', headers: { 'content-type': 'application/json', ...r.headers }, body: r.body, signal });
+      const res = await fetch(r.url, { method: 'POST', headers: { 'content-type': 'application/json', ...r.headers }, body: r.body, signal, redirect: this.urls.redirect });
       const text = await res.text();
       if (!res.ok) throw new OutboundError(outbound.name, 'status', `${type} answered ${res.status}`, res.status >= 500 || res.status === 429, res.status);
       let parsed: unknown;
@@ -470,7 +477,7 @@ export class NotificationService {
 
   async createChannel(p: Principal, homeId: string, input: HomeChannelInput): Promise<HomeChannelView> {
     await this.deps.access.requireHome(p, homeId, 'configure');
-    checkUrl(input.url);
+    checkUrl(input.url, this.urls);
     const row: ChannelRow = {
       id: newId('nc'), home_id: homeId, type: input.type, name: input.name, url: input.url, secret: input.secret ?? null,
       kinds: input.kinds ? toJson([...new Set(input.kinds)]) : null, min_severity: input.minSeverity ?? 'info',
@@ -501,7 +508,7 @@ export class NotificationService {
 
   /** Registers a browser's push subscription for the caller; the same endpoint again updates it. */
   async subscribe(p: Principal, sub: { endpoint: string; keys: { p256dh: string; auth: string } }): Promise<PushSubscriptionView> {
-    checkUrl(sub.endpoint, 'body.endpoint');
+    checkUrl(sub.endpoint, this.urls, 'body.endpoint');
     const key = Buffer.from(sub.keys.p256dh, 'base64url');
     if (key.length !== 65 || key[0] !== 4) throw new HearthError('E_VALIDATION', 'keys.p256dh must be an uncompressed P-256 public key (65 bytes, base64url)', { field: 'body.keys.p256dh' });
     if (Buffer.from(sub.keys.auth, 'base64url').length !== 16) throw new HearthError('E_VALIDATION', 'keys.auth must be 16 bytes, base64url', { field: 'body.keys.auth' });
@@ -544,7 +551,7 @@ export class NotificationService {
   }
 }
 
-function checkUrl(url: string, field = 'body.url'): void {
+function checkUrl(url: string, urls: UrlPolicy, field = 'body.url'): void {
   let u: URL;
   try {
     u = new URL(url);
@@ -552,6 +559,8 @@ function checkUrl(url: string, field = 'body.url'): void {
     throw new HearthError('E_VALIDATION', `"${field.replace(/^body\./, '')}" is not a URL`, { field });
   }
   if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new HearthError('E_VALIDATION', 'only http and https URLs are allowed', { field });
+  const problem = urls.problem(url);
+  if (problem) throw new HearthError('E_VALIDATION', `"${field.replace(/^body\./, '')}" ${problem}`, { field });
 }
 
 function inboxItem(r: Database['notification_inbox']): InboxItem {

@@ -52,6 +52,10 @@ export const ConfigSchema = Type.Object({
   apnsTeamId: Type.Optional(Type.String({ description: 'APNs: the Apple developer team id' })),
   apnsTopic: Type.Optional(Type.String({ description: "APNs: the app's bundle id (apns-topic)" })),
   apnsBaseUrl: Type.String({ pattern: '^https?://', default: 'https://api.push.apple.com', description: 'APNs base URL: https://api.sandbox.push.apple.com for development builds; http:// speaks HTTP/2 without TLS (tests)' }),
+  outboundPrivateNetworks: Type.Union([Type.Literal('allow'), Type.Literal('deny')], {
+    default: 'allow',
+    description: "Whether URLs that people configure (automations' webhook actions, homes' notification channels, Web Push endpoints) may reach loopback, private, link-local and other non-public addresses. allow suits a home lab (call Home Assistant on the LAN); deny is for clouds serving many households",
+  }),
   otlpEndpoint: Type.Optional(Type.String({ pattern: '^https?://', description: 'OpenTelemetry collector (OTLP/HTTP) base URL, e.g. http://otel-collector:4318; unset: tracing off' })),
 });
 
