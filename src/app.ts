@@ -201,6 +201,11 @@ export class Hearth {
       db, access, devices, shadow, commands, audit, mailer, users: auth, publicUrl: config.publicUrl ?? `http://localhost:${config.httpPort}`,
       onPlacementChange: (deviceId) => placed.send(deviceId === undefined ? {} : { deviceId }),
       onLocationChange: (homeId): Promise<void> => automations.homeChanged(homeId),
+      onHomeDeleted: async (homeId): Promise<void> => {
+        await automations.homeDeleted(homeId);
+        await scenes.homeDeleted(homeId);
+        await notify.homeDeleted(homeId);
+      },
     });
     const scenes = new SceneService({ db, bus, log: log.child({ component: 'scenes' }), clock: this.clock, access, devices, products, presence, shadow, commands, audit, stream });
     metrics.setStreamClientsSource(() => stream.connections);

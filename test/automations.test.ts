@@ -800,3 +800,28 @@ test('group action: one command to every device of a group; per-device results, 
   assert.match(byDevice[l2.id].error, /E_DEVICE_OFFLINE/);
   assert.match(failed.trace.actions[0].error, /1 of 2 devices failed/);
 });
+
+test('deleting a home takes its automations (runs, timers), scenes and notification channels and preferences with it', async () => {
+  const h = await newHome(owner);
+  const light = await device(owner, h, 'light');
+  const a = await create(owner, h, { name: 'Nightly', triggers: [{ type: 'schedule', cron: '0 22 * * *' }, { type: 'manual' }], actions: [{ type: 'command', device: light.id, action: 'toggle' }] });
+  await run(a.id);
+  const scene = await owner.api('POST', `/homes/${h}/scenes`, { name: 'Off', states: [{ device: light.id, properties: { on: false } }] });
+  assert.equal(scene.status, 201, JSON.stringify(scene.body));
+  assert.equal((await owner.api('POST', `/homes/${h}/notification-channels`, { type: 'webhook', name: 'Hook', url: 'http://127.0.0.1:9/hook' })).status, 201);
+  assert.equal((await owner.api('PUT', `/homes/${h}/notification-preferences`, { quietHours: { start: '22:00', end: '07:00' } })).status, 200);
+  const db = p.hearth.db;
+  const count = async (table: 'automations' | 'automation_runs' | 'timers' | 'scenes' | 'notification_channels' | 'notification_preferences', column: string, value: string) =>
+    Number((await db.selectFrom(table).select(db.fn.countAll().as('n')).where(column as never, '=', value as never).executeTakeFirstOrThrow()).n);
+  assert.equal((await runs(owner, a.id)).length, 1); // also writes the runs
+  assert.equal(await count('automation_runs', 'automation_id', a.id), 1);
+  assert.equal(await count('timers', 'key', `automation:${a.id}:0`), 1);
+
+  assert.equal((await owner.api('DELETE', `/homes/${h}`)).status, 200);
+  for (const [table, column] of [['automations', 'home_id'], ['scenes', 'home_id'], ['notification_channels', 'home_id'], ['notification_preferences', 'home_id']] as const) {
+    assert.equal(await count(table, column, h), 0, table);
+  }
+  assert.equal(await count('automation_runs', 'automation_id', a.id), 0, 'runs');
+  assert.equal(await count('timers', 'key', `automation:${a.id}:0`), 0, 'timers');
+  assert.equal(p.hearth.services.automationEngine.loadedCount, (await p.hearth.db.selectFrom('automations').select('id').execute()).length, 'the engine let it go');
+});

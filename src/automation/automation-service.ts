@@ -133,6 +133,15 @@ export class AutomationService {
     this.audit(p, 'automation.delete', a, { name: a.name });
   }
 
+  /** The home was deleted: its automations, their runs and timers go (engines unload them). */
+  async homeDeleted(homeId: string): Promise<void> {
+    for (const a of await this.deps.store.listHome(homeId)) {
+      await this.deps.store.delete(a.id);
+      await this.deps.timers?.cancelPrefix(`automation:${a.id}:`);
+      await this.deps.onChange(a.id);
+    }
+  }
+
   async listRuns(p: Principal, id: string, q: { limit: number; before?: number; status?: string }): Promise<Run[]> {
     await this.require(p, id, 'view');
     return this.deps.store.listRuns(id, q);

@@ -43,6 +43,8 @@ export interface HomeServiceDeps {
   onPlacementChange?: (deviceId?: string) => void;
   /** Told after a home's time zone or location changed (schedules and sun times follow it). */
   onLocationChange?: (homeId: string) => Promise<void>;
+  /** Told after a home was deleted, so that what other capabilities keep for it goes too. */
+  onHomeDeleted?: (homeId: string) => Promise<void>;
   /** How long an invitation stays valid (default 7 days). */
   invitationTtlMs?: number;
 }
@@ -229,6 +231,7 @@ export class HomeService {
     });
     this.deps.onPlacementChange?.();
     for (const id of placed) await this.deps.shadow.clearDesired(id);
+    await this.deps.onHomeDeleted?.(homeId);
     this.audit(p, 'home.delete', homeId, 'home', homeId, { unbound: placed });
   }
 

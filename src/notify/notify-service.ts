@@ -493,6 +493,18 @@ export class NotificationService {
     return rows.map(channelView);
   }
 
+  /** The home was deleted: its channels, people's preferences for it and their inbox items about it go. */
+  async homeDeleted(homeId: string): Promise<void> {
+    const { db } = this.deps;
+    const channels = await db.selectFrom('notification_channels').select('id').where('home_id', '=', homeId).execute();
+    await db.transaction().execute(async (trx) => {
+      await trx.deleteFrom('notification_channels').where('home_id', '=', homeId).execute();
+      await trx.deleteFrom('notification_preferences').where('home_id', '=', homeId).execute();
+      await trx.deleteFrom('notification_inbox').where('home_id', '=', homeId).execute();
+    });
+    for (const c of channels) this.outbounds.delete(`channel:${c.id}`);
+  }
+
   async deleteChannel(p: Principal, channelId: string): Promise<void> {
     const row = await this.deps.db.selectFrom('notification_channels').selectAll().where('id', '=', channelId).executeTakeFirst();
     const notFound = () => new HearthError('E_NOTIFICATION_CHANNEL_NOT_FOUND', `notification channel "${channelId}" does not exist`);

@@ -194,6 +194,14 @@ export class SceneService {
     return this.view(p, { ...row, ...set });
   }
 
+  /** The home was deleted: its scenes and their activations go. */
+  async homeDeleted(homeId: string): Promise<void> {
+    await this.deps.db.transaction().execute(async (trx) => {
+      await trx.deleteFrom('scene_activations').where('scene_id', 'in', trx.selectFrom('scenes').select('id').where('home_id', '=', homeId)).execute();
+      await trx.deleteFrom('scenes').where('home_id', '=', homeId).execute();
+    });
+  }
+
   async delete(p: Principal, sceneId: string): Promise<void> {
     const row = await this.scene(p, sceneId, 'configure');
     await this.deps.db.transaction().execute(async (trx) => {
