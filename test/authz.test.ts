@@ -1,6 +1,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startPlatform, inbox, type Platform } from './helpers/platform.ts';
+import { signupUser } from './helpers/people.ts';
 
 /**
  * An outsider's attack on every route that takes an id: user B (with a home of their own) tries
@@ -14,13 +15,7 @@ let tokenA = '';
 let tokenB = '';
 let tokenGuest = '';
 
-async function signup(email: string): Promise<{ token: string; id: string }> {
-  const s = await p.api('POST', '/api/v1/auth/signup', { email, password: 'password-of-' + email }, null);
-  assert.equal(s.status, 201, JSON.stringify(s.body));
-  const l = await p.api('POST', '/api/v1/auth/login', { email, password: 'password-of-' + email }, null);
-  assert.equal(l.status, 200);
-  return { token: l.body.token, id: s.body.id };
-}
+const signup = (email: string) => signupUser(p, email);
 
 before(async () => {
   p = await startPlatform();

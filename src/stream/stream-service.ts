@@ -188,8 +188,7 @@ export class StreamService {
       }, { name: 'stream.command' }),
       bus.subscribe<Announcement>(subjects.streamAnnounce, (msg) => {
         const a = msg.data;
-        if (a.deviceId !== null && a.homeId === null) this.fromDevice(a.type, a.deviceId, a.at, a.data);
-        else this.emit(a.type, a.deviceId, a.homeId, a.at, a.data, a.userId);
+        this.emit(a.type, a.deviceId, a.homeId, a.at, a.data, a.userId);
       }, { name: 'stream.announce' }),
     ];
   }
@@ -203,10 +202,10 @@ export class StreamService {
   }
 
   /**
-   * Emits an event of another feature (automation runs, notifications) to the clients of every
-   * node, through the bus. With a device and no home, the device's home is looked up. Events
-   * with neither go to the operator only. With `userId`, only that user's connections receive
-   * it (and only when they may also view the home, if one is named): a personal inbox item.
+   * Emits an event of another feature (automation runs, scene activations, notifications) to the
+   * clients of every node, through the bus. Events with neither a device nor a home go to the
+   * operator only. With `userId`, only that user's connections receive it (and only when they
+   * may also view the home, if one is named): a personal inbox item.
    */
   publish(type: StreamEventType, deviceId: string | null, homeId: string | null, data: Record<string, unknown>, at = Date.now(), opts: { userId?: string } = {}): void {
     const a: Announcement = { type, deviceId, homeId, at, data };
