@@ -13,9 +13,12 @@
  *   BENCH_CONCURRENCY      commands in flight in the concurrent mode (10)
  *   BENCH_CONNECTIONS      idle connections (5000; capped by the open-file limit)
  *   BENCH_BATCH            concurrent connects per batch (100)
+ *   BENCH_AUTOMATION_HOMES    homes of the automation phase, 10 automations each (1000)
+ *   BENCH_AUTOMATION_SAMPLES  trigger → command latency samples per measurement (300)
+ *   BENCH_AUTOMATION_REPORTS  illuminance reports per sensor in the throughput run (1000)
  *   BENCH_WRITE_DOCS=0|1   write docs/benchmarks.md (default: 1, 0 in quick mode)
  *   BENCH_HEARTH_PROF=1    run Hearth with --cpu-prof (profiles in $TMPDIR/hearth-bench-profiles/)
- *   BENCH_TIMEOUT_S        abort the whole run after this many seconds (600)
+ *   BENCH_TIMEOUT_S        abort the whole run after this many seconds (900)
  *   BENCH_MOSQUITTO        path of the reference broker (default: the Debian package's)
  *   BENCH_KEEP=1           keep the temporary directory (Hearth's data, mosquitto.conf)
  */
@@ -68,12 +71,13 @@ const P = {
   batch: int('BENCH_BATCH', 100, 50),
 };
 /** The automation phase: 10,000 automations across 1,000 homes by default. */
+const autoHomes = int('BENCH_AUTOMATION_HOMES', 1000, 50);
 const AUTO: AutomationBenchParams = {
-  homes: int('BENCH_AUTOMATION_HOMES', 1000, 50),
+  homes: autoHomes,
   perHome: 10,
   samples: int('BENCH_AUTOMATION_SAMPLES', 300, 30),
   warmup: 30,
-  sensors: Math.min(100, int('BENCH_AUTOMATION_HOMES', 1000, 50) - 1),
+  sensors: Math.min(100, autoHomes - 1),
   reportsPerSensor: int('BENCH_AUTOMATION_REPORTS', 1000, 50),
   window: 20,
   batch: 100,
@@ -475,6 +479,7 @@ function parametersText(): string {
     `- connections: ${P.connections} idle devices, each connecting and subscribing to its commands topic, ${P.batch} at a time (after ${WARMUP_CONNECTIONS} warm-up connections); open-file limit ${fdLimit}${requestedConnections !== P.connections ? ` (${requestedConnections} requested)` : ''}`,
     `- Hearth: \`node bin/hearth.js start\` as a child process, SQLite store in a fresh temporary directory, \`HEARTH_LOG_LEVEL=warn\`, the per-user request rate limit raised out of the way, defaults otherwise`,
     `- reference: ${ENV.mosquitto} (\`listener <port> 127.0.0.1\`, \`allow_anonymous true\`, \`persistence false\`, \`set_tcp_nodelay true\`, \`max_queued_messages 0\`, defaults otherwise)`,
+    `- automations: ${AUTO.homes} homes × ${AUTO.perHome} automations, ${AUTO.samples} latency samples per measurement (after ${AUTO.warmup} warm-up), ${AUTO.sensors} sensors × ${AUTO.reportsPerSensor} QoS 1 reports for the throughput`,
     `- clients: mqtt.js ${mqttVersion()} (MQTT 3.1.1, Nagle off), REST over a keep-alive \`http.Agent\``,
   ].join('\n');
 }
@@ -569,11 +574,12 @@ Reading the table:
 ## Message pipeline
 
 Every message goes through the gateway's filter chain and router (docs/message-gateway.md). A
-fresh Hearth runs the ingest above twice with different devices: once with the default
-configuration, once with a realistic rule set (source allow-list, model validation,
+fresh Hearth runs the ingest above four times, each with its own devices: a warm-up (not
+counted), the default configuration, a realistic rule set (source allow-list, model validation,
 de-duplication, a per-device rate limit, three classification rules, and 50 routes matching by
 topic, kind, product and tags, of which every light report takes one more: a NATS target with a
-template, through the durable delivery stream).
+template, through the durable delivery stream), and the default configuration again. The rule
+set's cost is its throughput against the mean of the two default runs.
 
 ${pipelineText(r)}
 
@@ -593,7 +599,8 @@ ${automationText(r)}
 ${parametersText()}
 
 Sizes can be changed with \`BENCH_DEVICES\`, \`BENCH_MESSAGES\`, \`BENCH_WINDOW\`, \`BENCH_COMMANDS\`,
-\`BENCH_CONCURRENCY\`, \`BENCH_CONNECTIONS\` and \`BENCH_BATCH\`; \`BENCH_QUICK=1\` runs tiny sizes as a
+\`BENCH_CONCURRENCY\`, \`BENCH_CONNECTIONS\`, \`BENCH_BATCH\`, \`BENCH_AUTOMATION_HOMES\`,
+\`BENCH_AUTOMATION_SAMPLES\` and \`BENCH_AUTOMATION_REPORTS\`; \`BENCH_QUICK=1\` runs tiny sizes as a
 smoke test (and does not rewrite this page); \`BENCH_HEARTH_PROF=1\` writes CPU profiles of the Hearth
 processes to \`$TMPDIR/hearth-bench-profiles/\`.
 
