@@ -2,7 +2,6 @@ import { UrlPolicy } from './core/url-policy.ts';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { isHearthError } from './core/errors.ts';
 import type { Config } from './core/config/config-schema.ts';
 import { createLogger, type Logger } from './core/logger.ts';
 import { MemoryBus } from './core/bus/memory-bus.ts';
@@ -157,6 +156,7 @@ export class Hearth {
     const bus = (this.bus = instrumentBus(opts.bus ?? new MemoryBus(this.log.child({ component: 'bus' })), metrics));
     const log = this.log;
     const settings = new SettingsStore(db);
+    const publicUrl = config.publicUrl ?? `http://localhost:${config.httpPort}`;
     const mailer = (this.mailer = createMailer(config, log, metrics));
     // Caches every node keeps are kept coherent over the bus: revoked sessions, device placements.
     const revoked = broadcast<{ sid: string; until: number }>(bus, 'cluster.auth.revoked', (r) => auth.learnRevoked(r.sid, r.until));
@@ -198,7 +198,7 @@ export class Hearth {
     const views = new DeviceViews({ presence, shadow, access });
     const stream = new StreamService({ bus, access, devices, log: log.child({ component: 'stream' }) });
     const homes = new HomeService({
-      db, access, devices, shadow, commands, audit, mailer, users: auth, publicUrl: config.publicUrl ?? `http://localhost:${config.httpPort}`,
+      db, access, devices, shadow, commands, audit, mailer, users: auth, publicUrl,
       onPlacementChange: (deviceId) => placed.send(deviceId === undefined ? {} : { deviceId }),
       onLocationChange: (homeId): Promise<void> => automations.homeChanged(homeId),
       onHomeDeleted: async (homeId): Promise<void> => {
@@ -224,7 +224,7 @@ export class Hearth {
       config: {
         dedupeWindowMs: config.notifyDedupeWindowMs,
         vapidSubject: config.vapidSubject ?? `mailto:${/<([^>]+)>/.exec(config.mailFrom)?.[1] ?? config.mailFrom}`,
-        publicUrl: config.publicUrl ?? `http://localhost:${config.httpPort}`,
+        publicUrl,
         ...(config.fcmServiceAccountFile ? { fcm: { serviceAccountFile: config.fcmServiceAccountFile, baseUrl: config.fcmBaseUrl } } : {}),
         ...(config.apnsKeyFile && config.apnsKeyId && config.apnsTeamId && config.apnsTopic
           ? { apns: { keyFile: config.apnsKeyFile, keyId: config.apnsKeyId, teamId: config.apnsTeamId, topic: config.apnsTopic, baseUrl: config.apnsBaseUrl } } : {}),
@@ -232,11 +232,19 @@ export class Hearth {
     });
     // Automations: stored and checked by the service on any node, run by the engine on the worker owning the home's shard.
     const automationStore = (this.automationStore = new AutomationStore({ db, log: log.child({ component: 'automations' }), flushMs: config.historyFlushMs }));
-    const automationsChanged = broadcast<{ id: string }>(bus, 'cluster.automations', (m) => void automationEngine.reload(m.id));
+    // A change reloads the automation once on every node: here awaited (a trigger right after the
+    // reply is seen), elsewhere through the bus; this node skips its own message.
+    const origin = randomBytes(8).toString('hex');
+    const automationsChanged: Broadcast<{ id: string }> = {
+      send: ({ id }) => bus.publish('cluster.automations', { id, origin }),
+      close: bus.subscribe<{ id: string; origin?: string }>('cluster.automations', (m) => {
+        if (m.data.origin !== origin) void automationEngine.reload(m.data.id);
+      }, { name: 'cluster.automations' }),
+    };
     this.broadcasts.push(automationsChanged);
     const automations = new AutomationService({
       store: automationStore, access, devices, products, audit, homes, urls, clock: this.clock, log: log.child({ component: 'automations' }), shardCount: config.shards,
-      timers, scenes, canNotify: true, onChange: (id): Promise<void> => {
+      timers, scenes, onChange: (id): Promise<void> => {
         automationsChanged.send({ id });
         return automationEngine.reload(id);
       },
@@ -246,19 +254,16 @@ export class Hearth {
       effects: {
         command: (id, input, source) => commands.send(id, input, source),
         setDesired: (id, values) => shadow.setDesired(id, values),
-        groupDevices: (homeId, groupId) => automations.groupDevices(homeId, groupId),
+        groupDevices: (homeId, groupId) => homes.groupDevices(homeId, groupId),
         postJson: webhookCaller(metrics, urls),
         scenes,
         notify,
       },
       // A deleted home is undefined; a store error fails the run instead of running it in UTC.
-      home: (homeId) => automations.home(homeId).catch((err) => {
-        if (isHearthError(err) && err.code === 'E_HOME_NOT_FOUND') return undefined;
-        throw err;
-      }),
+      home: (homeId) => homes.info(homeId),
       reported: async (id) => (await shadow.view(id)).reported,
       online: async (id) => (await presence.get(id)).online,
-      stream: { publish: (type, deviceId, homeId, data, at) => stream.publish(type, deviceId, homeId, data, at) },
+      stream,
       timers,
     });
     shards.on(automationEngine);
@@ -301,7 +306,11 @@ export class Hearth {
     this.services.stream.start();
     this.services.timers.start();
     await this.services.notify.start();
-    await this.automationStore.reshard((homeId) => shardOf(homeId, this.config.shards));
+    // Automations are stored with their home's shard: recomputed only when the shard count changed.
+    if ((await settings.get('automations.shardCount')) !== String(this.config.shards)) {
+      await this.automationStore.reshard((homeId) => shardOf(homeId, this.config.shards));
+      await settings.set('automations.shardCount', String(this.config.shards));
+    }
     this.automationStore.start();
     // Automations run where shards are owned: device messages reach workers only.
     if (this.has('worker')) this.services.automationEngine.start();

@@ -477,6 +477,32 @@ test('validation names every bad part with its path', async () => {
   assert.match(sun.body.errors[0].message, /no location/);
 });
 
+test('schedules the timers would refuse are refused when saved (with the trigger path), and nothing is stored', async () => {
+  const names = async () => ((await owner.api('GET', `/homes/${home}/automations`)).body.items as any[]).map((a) => a.name);
+  const bad: Array<[string, Record<string, unknown>, string, RegExp]> = [
+    ['Never', { type: 'schedule', cron: '0 0 31 2 *' }, 'triggers[0].cron', /matches no date/],
+    ['Seven fields', { type: 'schedule', cron: '0 0 0 1 1 * 2030' }, 'triggers[0].cron', /not a cron expression/],
+    ['Far from sunset', { type: 'sun', event: 'sunset', offset: '13h' }, 'triggers[0].offset', /within 12h/],
+  ];
+  for (const [name, trigger, field, re] of bad) {
+    const r = await owner.api('POST', `/homes/${home}/automations`, { name, triggers: [trigger], actions: [{ type: 'delay', duration: 1 }] });
+    assert.equal(r.status, 400, `${name}: ${JSON.stringify(r.body)}`);
+    assert.equal(r.body.code, 'E_AUTOMATION_INVALID');
+    assert.deepEqual(r.body.errors.map((e: any) => e.field), [field], name);
+    assert.match(r.body.errors[0].message, re, name);
+    assert.ok(!(await names()).includes(name), `${name} was not stored`);
+  }
+  // a change to such a trigger is refused too, and the automation stays as it was
+  const a = await create(owner, home, { name: 'Morning', triggers: [{ type: 'schedule', cron: '0 7 * * *' }], actions: [{ type: 'delay', duration: 1 }] });
+  const patch = await owner.api('PATCH', `/automations/${a.id}`, { triggers: [{ type: 'sun', event: 'sunrise', offset: '-13h' }] });
+  assert.equal(patch.status, 400, JSON.stringify(patch.body));
+  assert.equal(patch.body.errors[0].field, 'triggers[0].offset');
+  assert.deepEqual((await owner.api('GET', `/automations/${a.id}`)).body.triggers, [{ type: 'schedule', cron: '0 7 * * *' }]);
+  const ok = await create(owner, home, { name: 'Before sunrise', triggers: [{ type: 'sun', event: 'sunrise', offset: '-12h' }], actions: [{ type: 'delay', duration: 1 }] });
+  assert.equal(Number((await p.hearth.db.selectFrom('timers').select(p.hearth.db.fn.countAll().as('n')).where('key', '=', `automation:${ok.id}:0`).executeTakeFirstOrThrow()).n), 1, '12 h is fine');
+  for (const id of [a.id, ok.id]) assert.equal((await owner.api('DELETE', `/automations/${id}`)).status, 200);
+});
+
 test('permissions: members list and run, owners and admins change, other homes\' users get 404, guests see nothing', async () => {
   const member = await signup('member');
   const admin = await signup('admin');
@@ -801,24 +827,27 @@ test('group action: one command to every device of a group; per-device results, 
   assert.match(failed.trace.actions[0].error, /1 of 2 devices failed/);
 });
 
-test('deleting a home takes its automations (runs, timers), scenes and notification channels and preferences with it', async () => {
+test('deleting a home takes its automations (runs, timers), scenes, notification channels, preferences and inbox items with it', async () => {
   const h = await newHome(owner);
   const light = await device(owner, h, 'light');
   const a = await create(owner, h, { name: 'Nightly', triggers: [{ type: 'schedule', cron: '0 22 * * *' }, { type: 'manual' }], actions: [{ type: 'command', device: light.id, action: 'toggle' }] });
   await run(a.id);
+  const sent = await owner.api('POST', `/homes/${h}/notifications`, { kind: 'security', severity: 'info', title: 'Water leak', body: 'The sensor under the sink reports water.' });
+  assert.equal(sent.status, 200, JSON.stringify(sent.body));
   const scene = await owner.api('POST', `/homes/${h}/scenes`, { name: 'Off', states: [{ device: light.id, properties: { on: false } }] });
   assert.equal(scene.status, 201, JSON.stringify(scene.body));
   assert.equal((await owner.api('POST', `/homes/${h}/notification-channels`, { type: 'webhook', name: 'Hook', url: 'http://127.0.0.1:9/hook' })).status, 201);
   assert.equal((await owner.api('PUT', `/homes/${h}/notification-preferences`, { quietHours: { start: '22:00', end: '07:00' } })).status, 200);
   const db = p.hearth.db;
-  const count = async (table: 'automations' | 'automation_runs' | 'timers' | 'scenes' | 'notification_channels' | 'notification_preferences', column: string, value: string) =>
+  const count = async (table: 'automations' | 'automation_runs' | 'timers' | 'scenes' | 'notification_channels' | 'notification_preferences' | 'notification_inbox', column: string, value: string) =>
     Number((await db.selectFrom(table).select(db.fn.countAll().as('n')).where(column as never, '=', value as never).executeTakeFirstOrThrow()).n);
   assert.equal((await runs(owner, a.id)).length, 1); // also writes the runs
   assert.equal(await count('automation_runs', 'automation_id', a.id), 1);
   assert.equal(await count('timers', 'key', `automation:${a.id}:0`), 1);
+  assert.equal(await count('notification_inbox', 'home_id', h), 1, 'the owner has it in the inbox');
 
   assert.equal((await owner.api('DELETE', `/homes/${h}`)).status, 200);
-  for (const [table, column] of [['automations', 'home_id'], ['scenes', 'home_id'], ['notification_channels', 'home_id'], ['notification_preferences', 'home_id']] as const) {
+  for (const [table, column] of [['automations', 'home_id'], ['scenes', 'home_id'], ['notification_channels', 'home_id'], ['notification_preferences', 'home_id'], ['notification_inbox', 'home_id']] as const) {
     assert.equal(await count(table, column, h), 0, table);
   }
   assert.equal(await count('automation_runs', 'automation_id', a.id), 0, 'runs');

@@ -1,15 +1,14 @@
 import type { Logger } from '../core/logger.ts';
-import { createHmac } from 'node:crypto';
 import type { Clock } from '../core/clock.ts';
 import { isHearthError } from '../core/errors.ts';
 import { compileTemplate } from '../gateway/template.ts';
-import { evaluate, evaluateAll, type World } from './conditions.ts';
+import { signBody } from '../gateway/delivery-service.ts';
+import { evaluateAll, type World } from './conditions.ts';
 import { conditionDevices, parseDuration, type Action, type ActionTrace, type Condition, type ConditionTrace, type TriggerTrace } from './automation-types.ts';
 
 /** The slice of the scene service automations use (src/scenes/scene-service.ts). */
 export interface SceneRunner {
   activateAs(source: string, homeId: string, sceneId: string): Promise<{ id: string; ok: boolean; results: Array<{ device: string; ok: boolean; status: string; error?: string; ms: number }> }>;
-  exists(homeId: string, sceneId: string): Promise<boolean>;
 }
 
 /** The slice of the notification service automations use (src/notify/notify-service.ts). */
@@ -89,11 +88,6 @@ const errorText = (err: unknown) => (isHearthError(err) ? `${err.code}: ${err.me
 /** The values `{{…}}` placeholders of notify and webhook actions can use. */
 function templateEnv(ctx: RunContext): object {
   return { trigger: { type: ctx.trigger.type, ...ctx.trigger.data, at: ctx.trigger.at, description: ctx.trigger.description }, automation: { id: ctx.automationId, name: ctx.automationName }, home: { id: ctx.homeId }, run: { id: ctx.runId } };
-}
-
-/** `sha256=<hex>`: the signature of a webhook body, the same scheme as the message gateway's webhooks. */
-export function signBody(secret: string, body: string): string {
-  return 'sha256=' + createHmac('sha256', secret).update(body).digest('hex');
 }
 
 /**
@@ -340,5 +334,3 @@ function hasTimePart(c: Condition): boolean {
   if (c.type === 'and' || c.type === 'or' || c.type === 'not') return c.conditions.some(hasTimePart);
   return false;
 }
-
-export { evaluate };

@@ -12,7 +12,7 @@ import { evaluateAll, type World } from './conditions.ts';
 import { cancelRun, runActions, StopRun, type ActionEffects, type RunContext } from './actions.ts';
 import { toAutomation, type AutomationStore } from './automation-store.ts';
 import {
-  parseDuration, type Automation, type EventTrigger, type PresenceTrigger, type PropertyTrigger, type Run, type RunStatus,
+  devicesOf, parseDuration, type Automation, type EventTrigger, type PresenceTrigger, type PropertyTrigger, type Run, type RunStatus,
   type Trace, type Trigger, type TriggerTrace, type TriggerType,
 } from './automation-types.ts';
 
@@ -87,6 +87,8 @@ interface Loaded {
   a: Automation;
   /** The stored row as JSON: a reload that finds it unchanged does nothing. */
   version: string;
+  /** Every device it names (triggers, conditions, actions): a device that moves re-checks it. */
+  devices: Set<string>;
   states: TriggerState[];
   active: Set<ActiveRun>;
   queue: Array<{ trigger: TriggerTrace; conditions: Trace['conditions']; runId: string }>;
@@ -122,6 +124,7 @@ export class AutomationEngine implements ShardListener {
   private readonly rpc = new Map<number, Unsubscribe>();
   private readonly unsubs: Unsubscribe[] = [];
   private readonly fx: ActionEffects;
+  private started = false;
   private stopped = false;
   /** Devices (and `scene:{id}`) automations act on: actions under way, and when the last one ended. */
   private readonly touched = new Map<string, { inflight: number; last: number }>();
@@ -149,7 +152,6 @@ export class AutomationEngine implements ShardListener {
       postJson: (url, body, headers) => touching([`automation:${headers['x-hearth-automation']}`], () => deps.effects.postJson(url, body, headers)),
       ...(scenes ? {
         scenes: {
-          exists: (homeId: string, sceneId: string) => scenes.exists(homeId, sceneId),
           activateAs: (source: string, homeId: string, sceneId: string) => touching([`scene:${sceneId}`], () => scenes.activateAs(source, homeId, sceneId), (act) => act.results.map((r) => r.device)),
         },
       } : {}),
@@ -165,6 +167,7 @@ export class AutomationEngine implements ShardListener {
 
   /** Subscribes to device reports, events, presence and scene activations, and timer firings. */
   start(): void {
+    this.started = true;
     const { bus } = this.deps;
     this.unsubs.push(
       bus.subscribe<ReportedEvent>(subjects.reported('*'), (m) => this.onReported(m.data), { name: 'automations.reported' }),
@@ -174,7 +177,7 @@ export class AutomationEngine implements ShardListener {
       // A device that changes home may break automations naming it (see HomeService.onPlacementChange).
       bus.subscribe<{ deviceId?: string }>('cluster.placement', (m) => void this.recheck(m.data.deviceId), { name: 'automations.placement' }),
     );
-    if (this.deps.timers) this.unsubs.push(this.deps.timers.onFire('automation', (f) => this.onTimer(f.key, f.payload, { scheduledAt: f.scheduledAt, lateMs: f.lateMs }), (s) => this.onTimerSkipped(s.key, s.scheduledAt)));
+    if (this.deps.timers) this.unsubs.push(this.deps.timers.onFire('automation', (f) => this.onTimer(f.key, { scheduledAt: f.scheduledAt, lateMs: f.lateMs }), (s) => this.onTimerSkipped(s.key, s.scheduledAt)));
   }
 
   async stop(): Promise<void> {
@@ -229,7 +232,8 @@ export class AutomationEngine implements ShardListener {
 
   /** The automation changed in the store (any node): load it anew here if this node runs its home. */
   async reload(id: string): Promise<void> {
-    if (this.stopped) return;
+    // Nodes that run no automations (not workers) never start the engine: nothing to reload.
+    if (!this.started || this.stopped) return;
     let row: Awaited<ReturnType<AutomationStore['row']>>;
     try {
       row = await this.deps.store.row(id);
@@ -258,7 +262,7 @@ export class AutomationEngine implements ShardListener {
   }
 
   private load(a: Automation, version: string): void {
-    const c: Loaded = { a, version, states: [], active: new Set(), queue: [], lastEnd: 0, chained: [], unindexed: false };
+    const c: Loaded = { a, version, devices: devicesOf(a), states: [], active: new Set(), queue: [], lastEnd: 0, chained: [], unindexed: false };
     this.loaded.set(a.id, c);
     if (!a.enabled || a.status !== 'ok') return;
     a.triggers.forEach((t, index) => {
@@ -315,10 +319,10 @@ export class AutomationEngine implements ShardListener {
     for (const r of c.active) cancelRun(r.ctx, why);
   }
 
-  /** Re-checks automations naming a device that moved (or all, for a deleted home). */
+  /** Re-checks automations naming a device that moved (or all, when which one is not known). */
   private async recheck(deviceId: string | undefined): Promise<void> {
     for (const c of [...this.loaded.values()]) {
-      if (deviceId !== undefined && !JSON.stringify([c.a.triggers, c.a.conditions, c.a.actions]).includes(`"${deviceId}"`)) continue;
+      if (deviceId !== undefined && !c.devices.has(deviceId)) continue;
       try {
         const problems = await this.deps.control.problems(c.a);
         if (problems.length && c.a.status === 'ok') {
@@ -414,23 +418,28 @@ export class AutomationEngine implements ShardListener {
     }
   }
 
-  /** `automation:{id}:{triggerIndex}` timers (schedules and sun), fired on this node because it owns the home. */
-  private async onTimer(key: string, _payload: unknown, data: { scheduledAt: number; lateMs: number }): Promise<void> {
+  /** The automation and trigger index of an `automation:{id}:{triggerIndex}` timer (the key says it all; the timer has no payload). */
+  private async timerTarget(key: string): Promise<{ c: Loaded; index: number } | undefined> {
     const m = /^automation:([^:]+):(\d+)$/.exec(key);
-    if (!m) return;
+    if (!m) return undefined;
     const c = this.loaded.get(m[1]) ?? (await this.reloadFor(m[1]));
-    const st = c?.states[Number(m[2])];
-    if (!c || !st) return;
+    return c && { c, index: Number(m[2]) };
+  }
+
+  /** Schedule and sun timers, fired on this node because it owns the home. */
+  private async onTimer(key: string, data: { scheduledAt: number; lateMs: number }): Promise<void> {
+    const target = await this.timerTarget(key);
+    const st = target?.c.states[target.index];
+    if (!st) return;
     await this.fire(st, { scheduledAt: new Date(data.scheduledAt).toISOString(), lateMs: data.lateMs, ...('event' in st.t ? { event: st.t.event } : {}) });
   }
 
   private async onTimerSkipped(key: string, scheduledAt: number): Promise<void> {
-    const m = /^automation:([^:]+):(\d+)$/.exec(key);
-    if (!m) return;
-    const c = this.loaded.get(m[1]) ?? (await this.reloadFor(m[1]));
-    const t = c?.a.triggers[Number(m[2])];
-    if (!c || !t) return;
-    const trigger = this.triggerTrace(Number(m[2]), t.type, { scheduledAt: new Date(scheduledAt).toISOString() });
+    const target = await this.timerTarget(key);
+    const t = target?.c.a.triggers[target.index];
+    if (!target || !t) return;
+    const c = target.c;
+    const trigger = this.triggerTrace(target.index, t.type, { scheduledAt: new Date(scheduledAt).toISOString() });
     this.record(c, newId('ar'), 'skipped', `the ${t.type} firing due at ${new Date(scheduledAt).toISOString()} was missed by more than its grace window (the node was down)`, this.deps.clock.now(), { trigger, conditions: [], actions: [] });
   }
 

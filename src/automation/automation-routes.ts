@@ -68,7 +68,7 @@ export function automationRoutes(app: HttpApp, deps: { automations: AutomationSe
   }, async (req, reply) => {
     const p = principal(req);
     const { a } = await automations.require(p, req.params.automationId, 'control');
-    automations.audited(p, 'automation.run', a, {});
+    automations.audit(p, 'automation.run', a, {});
     const run = await engine.manual(a, { source: actorOf(p), ...(req.body?.data ? { data: req.body.data } : {}), ...(req.body?.skipConditions ? { skipConditions: true } : {}) });
     return reply.status(202).send(run);
   });

@@ -1,4 +1,6 @@
 import { Type, type TSchema } from 'typebox';
+import { RUN_MODES, TRIGGER_TYPES } from './automation-types.ts';
+export { DeletedSchema, HomeParams } from '../homes/home-schema.ts';
 
 /**
  * Request and response schemas of the automation routes. The parts (triggers, conditions,
@@ -12,14 +14,13 @@ const Part = (what: string, example: Record<string, unknown>) =>
   Type.Object({ type: Type.String({ description: `The kind of ${what}` }) }, { additionalProperties: true, examples: [example], description: `A ${what}; see docs/automations.md for every type` });
 /** Any JSON object (parts of automations, trace entries), serialised as it is. */
 const Json = Type.Unsafe<any>({ type: 'object', additionalProperties: true });
-const Duration = Type.Union([Type.Number({ minimum: 0 }), Type.String({ maxLength: 32 })], { description: 'Seconds, or "90s", "5m", "1h30m", "00:05:00"' });
+const Duration = Type.Union([Type.Number({ minimum: 0 }), Type.String({ maxLength: 32 })], { description: 'Seconds, or "500ms", "90s", "5m", "1h30m", "2d", "00:05:00"' });
 
-export const HomeParams = Type.Object({ homeId: Id('h_5t2k9x4p1q8r0m') });
 export const AutomationParams = Type.Object({ automationId: Id('au_5t2k9x4p1q8r0m') });
 export const RunParams = Type.Object({ automationId: Id('au_5t2k9x4p1q8r0m'), runId: Id('ar_8m2k9x4p1q8r0t') });
 export const HookParams = Type.Object({ webhookId: Type.String({ maxLength: 80, examples: ['wh_Zx8kq2M1n4Vb7Tq0pL3s9a'] }) });
 
-const Mode = Type.Union([Type.Literal('single'), Type.Literal('restart'), Type.Literal('queued'), Type.Literal('parallel')], { description: 'What a trigger does while a run is active (default single)' });
+const Mode = Type.Union(RUN_MODES.map((m) => Type.Literal(m)), { description: 'What a trigger does while a run is active (default single)' });
 
 const motionExample = {
   name: 'Hall light on motion after sunset',
@@ -69,7 +70,6 @@ export const AutomationSchema = Type.Object({
 }, { examples: [automationExample] });
 
 export const AutomationListSchema = Type.Object({ items: Type.Array(AutomationSchema) }, { examples: [{ items: [automationExample] }] });
-export const DeletedSchema = Type.Object({ id: Type.String(), deleted: Type.Literal(true) }, { examples: [{ id: 'au_5t2k9x4p1q8r0m', deleted: true }] });
 
 const runExample = {
   id: 'ar_8m2k9x4p1q8r0t', automationId: 'au_5t2k9x4p1q8r0m', homeId: 'h_5t2k9x4p1q8r0m', status: 'completed', reason: null,
@@ -101,7 +101,7 @@ export const ManualRunBody = Type.Object({
   skipConditions: Type.Optional(Type.Boolean({ description: 'Run the actions even if the conditions do not hold (default false)' })),
 }, { additionalProperties: false, examples: [{ skipConditions: true }] });
 
-const TriggerTypeSchema = Type.Union(['property', 'event', 'online', 'offline', 'schedule', 'sun', 'scene', 'manual', 'webhook'].map((t) => Type.Literal(t)));
+const TriggerTypeSchema = Type.Union(TRIGGER_TYPES.map((t) => Type.Literal(t)));
 
 export const TestBody = Type.Object({
   trigger: Type.Object({

@@ -1,7 +1,7 @@
 import type { UrlPolicy } from '../core/url-policy.ts';
-import { parseDateTime } from '../timers/timer-spec.ts';
+import type { TimerSpec } from '../timers/timer-spec.ts';
 import type { Clock } from '../core/clock.ts';
-import { HearthError, isHearthError } from '../core/errors.ts';
+import { HearthError } from '../core/errors.ts';
 import { newId, newSecret } from '../core/ids.ts';
 import { toJson } from '../core/store/db.ts';
 import { shardOf } from '../core/cluster/shards.ts';
@@ -12,26 +12,22 @@ import type { DeviceService } from '../devices/device-service.ts';
 import type { ProductService } from '../products/product-service.ts';
 import type { AuditService } from '../audit/audit-service.ts';
 import type { CompiledModel } from '../products/thing-model.ts';
-import { toAutomation, type AutomationStore } from './automation-store.ts';
-import { validateAutomation, type HomeContext, type Problem } from './automation-validate.ts';
+import { toAutomation, type AutomationRow, type AutomationStore } from './automation-store.ts';
+import { triggerTimerSpec, validateAutomation, type HomeContext, type Problem } from './automation-validate.ts';
 import type { HomeInfo } from './automation-engine.ts';
 import type { HomeService } from '../homes/home-service.ts';
 import { parseDuration, type Automation, type AutomationInput, type AutomationStatus, type Run, type Trigger } from './automation-types.ts';
 
 /** The slice of the TimerService (src/timers/timer-service.ts) that schedules and sun triggers use. */
 export interface TimerScheduler {
-  upsert(t: { key: string; owner: string; shardKey: string; spec: TimerSpecLike; graceMs?: number; payload?: unknown }): Promise<{ nextAt: number | null }>;
+  upsert(t: { key: string; owner: string; shardKey: string; spec: TimerSpec; graceMs?: number; payload?: unknown }): Promise<{ nextAt: number | null }>;
   cancel(key: string): Promise<void>;
   cancelPrefix(prefix: string): Promise<void>;
 }
-export type TimerSpecLike =
-  | { kind: 'cron'; cron: string; timezone: string }
-  | { kind: 'at'; at: number }
-  | { kind: 'sun'; event: 'sunrise' | 'sunset'; offsetMs: number; latitude: number; longitude: number; timezone: string };
 
 export interface AutomationServiceDeps {
   store: AutomationStore;
-  access: Pick<AccessService, 'requireHome' | 'placement' | 'membership'>;
+  access: Pick<AccessService, 'requireHome' | 'requireHomeOf' | 'placement' | 'membership'>;
   devices: Pick<DeviceService, 'get'>;
   products: Pick<ProductService, 'model'>;
   audit: Pick<AuditService, 'record'>;
@@ -41,7 +37,6 @@ export interface AutomationServiceDeps {
   shardCount: number;
   timers?: TimerScheduler;
   scenes?: { exists(homeId: string, sceneId: string): Promise<boolean> };
-  canNotify: boolean;
   /** Where webhook actions may point. */
   urls?: Pick<UrlPolicy, 'problem'>;
   /**
@@ -100,7 +95,7 @@ export class AutomationService {
   }
 
   async update(p: Principal, id: string, patch: AutomationPatch): Promise<AutomationView> {
-    const { a: old } = await this.require(p, id, 'configure');
+    const { row, a: old } = await this.requireRow(p, id, 'configure');
     const home = await this.home(old.homeId);
     const next: AutomationInput = {
       name: patch.name ?? old.name, description: patch.description ?? old.description ?? undefined, enabled: patch.enabled ?? old.enabled,
@@ -118,7 +113,7 @@ export class AutomationService {
       status: 'ok' as AutomationStatus, status_reason: null, updated_at: Math.max(this.deps.clock.now(), Date.parse(old.updatedAt) + 1),
     };
     await this.deps.store.update(id, set);
-    const a = (await this.deps.store.get(id))!;
+    const a = toAutomation({ ...row, ...set });
     await this.syncTimers(a, home, old.triggers);
     await this.deps.onChange(id);
     this.audit(p, 'automation.update', a, { fields: Object.keys(patch) });
@@ -127,19 +122,13 @@ export class AutomationService {
 
   async delete(p: Principal, id: string): Promise<void> {
     const { a } = await this.require(p, id, 'configure');
-    await this.deps.store.delete(id);
-    await this.deps.timers?.cancelPrefix(`automation:${id}:`);
-    await this.deps.onChange(id);
+    await this.remove(id);
     this.audit(p, 'automation.delete', a, { name: a.name });
   }
 
   /** The home was deleted: its automations, their runs and timers go (engines unload them). */
   async homeDeleted(homeId: string): Promise<void> {
-    for (const a of await this.deps.store.listHome(homeId)) {
-      await this.deps.store.delete(a.id);
-      await this.deps.timers?.cancelPrefix(`automation:${a.id}:`);
-      await this.deps.onChange(a.id);
-    }
+    for (const a of await this.deps.store.listHome(homeId)) await this.remove(a.id);
   }
 
   async listRuns(p: Principal, id: string, q: { limit: number; before?: number; status?: string }): Promise<Run[]> {
@@ -159,20 +148,13 @@ export class AutomationService {
    * is not in do not exist; guests see none (they get the home's devices they were given, not its logic).
    */
   async require(p: Principal, id: string, need: HomeNeed): Promise<{ a: Automation; role: HomeRole | 'operator' }> {
-    const a = await this.deps.store.get(id);
-    if (!a) throw new HearthError('E_AUTOMATION_NOT_FOUND', `automation "${id}" does not exist`);
-    try {
-      const role = await this.viewer(p, a.homeId, need);
-      return { a, role };
-    } catch (err) {
-      if (isHearthError(err) && err.code === 'E_HOME_NOT_FOUND') throw new HearthError('E_AUTOMATION_NOT_FOUND', `automation "${id}" does not exist`);
-      throw err;
-    }
+    const { a, role } = await this.requireRow(p, id, need);
+    return { a, role };
   }
 
-  /** Records a manual run in the audit trail. */
-  audited(p: Principal, action: string, a: Automation, details?: Record<string, unknown>): void {
-    this.audit(p, action, a, details);
+  /** Records what a person did with an automation (a manual run, a change) in the audit trail. */
+  audit(p: Principal, action: string, a: Automation, details?: Record<string, unknown>): void {
+    this.deps.audit.record({ actor: actorOf(p), action, homeId: a.homeId, targetType: 'automation', targetId: a.id, ...(details ? { details } : {}) });
   }
 
   /** The automation with this webhook id (unauthenticated callers know only it). */
@@ -186,17 +168,18 @@ export class AutomationService {
 
   /** Enables or disables without a person (the loop guard, an automation's action, a re-check), optionally with a status. */
   async setEnabledBySystem(id: string, enabled: boolean, by: string, status?: { status: AutomationStatus; reason: string | null }): Promise<Automation | undefined> {
-    const old = await this.deps.store.get(id);
-    if (!old) return undefined;
+    const row = await this.deps.store.row(id);
+    if (!row) return undefined;
+    const old = toAutomation(row);
     const set: { enabled: number; updated_at: number; status?: string; status_reason?: string | null } = {
-      enabled: enabled ? 1 : 0, updated_at: Math.max(this.deps.clock.now(), Date.parse(old.updatedAt) + 1),
+      enabled: enabled ? 1 : 0, updated_at: Math.max(this.deps.clock.now(), Number(row.updated_at) + 1),
     };
     if (status) {
       set.status = status.status;
       set.status_reason = status.reason;
     }
     await this.deps.store.update(id, set);
-    const a = (await this.deps.store.get(id))!;
+    const a = toAutomation({ ...row, ...set });
     await this.syncTimers(a, await this.home(a.homeId).catch(() => undefined), old.triggers);
     await this.deps.onChange(id);
     this.deps.audit.record({ actor: by.includes(':') ? by : `system:${by}`, action: enabled ? 'automation.enable' : 'automation.disable', homeId: a.homeId, targetType: 'automation', targetId: id, details: status ? { status: status.status, reason: status.reason } : {} });
@@ -243,20 +226,38 @@ export class AutomationService {
     return info;
   }
 
-  /** The devices of a group of the home, or undefined when the group is not in the home. */
-  groupDevices(homeId: string, groupId: string): Promise<string[] | undefined> {
-    return this.deps.homes.groupDevices(homeId, groupId);
-  }
-
   // ------------------------------------------------------------------ helpers
 
+  /**
+   * Loads an automation's row and the caller's role as `require` does: to a caller who may not
+   * see its home, the automation does not exist.
+   */
+  private async requireRow(p: Principal, id: string, need: HomeNeed): Promise<{ row: AutomationRow; a: Automation; role: HomeRole | 'operator' }> {
+    const notFound = () => new HearthError('E_AUTOMATION_NOT_FOUND', `automation "${id}" does not exist`);
+    const row = await this.deps.store.row(id);
+    if (!row) throw notFound();
+    const role = this.notGuest(await this.deps.access.requireHomeOf(p, row.home_id, need, notFound, 'automations:manage'));
+    return { row, a: toAutomation(row), role };
+  }
+
+  /**
+   * The caller's role in the home. An API key with the automations:manage scope may do with
+   * automations what homes:read and homes:manage allow (the role in the home still decides).
+   */
   private async viewer(p: Principal, homeId: string, need: HomeNeed = 'view'): Promise<HomeRole | 'operator'> {
-    // An API key with the automations:manage scope may do with automations what homes:manage allows
-    // (the role in the home still decides); the policy itself stays the AccessService's.
-    const eff = p.scopes?.includes('automations:manage') ? { ...p, scopes: [...p.scopes, 'homes:manage' as const, 'homes:read' as const] } : p;
-    const role = await this.deps.access.requireHome(eff, homeId, need);
+    return this.notGuest(await this.deps.access.requireHome(p, homeId, need, 'automations:manage'));
+  }
+
+  private notGuest(role: HomeRole | 'operator'): HomeRole | 'operator' {
     if (role === 'guest') throw new HearthError('E_FORBIDDEN', "a guest may not see the home's automations");
     return role;
+  }
+
+  /** Deletes an automation with its runs and timers; every engine unloads it. */
+  private async remove(id: string): Promise<void> {
+    await this.deps.store.delete(id);
+    await this.deps.timers?.cancelPrefix(`automation:${id}:`);
+    await this.deps.onChange(id);
   }
 
   private view(a: Automation, role: HomeRole | 'operator'): AutomationView {
@@ -275,7 +276,7 @@ export class AutomationService {
   private context(homeId: string, home: HomeInfo): HomeContext {
     const { access, devices, products, store, scenes } = this.deps;
     return {
-      homeId, timezone: home.timezone, latitude: home.latitude, longitude: home.longitude, canNotify: this.deps.canNotify,
+      homeId, timezone: home.timezone, latitude: home.latitude, longitude: home.longitude, now: this.deps.clock.now(),
       urlProblem: (url) => this.deps.urls?.problem(url),
       deviceModel: async (id): Promise<CompiledModel | undefined> => {
         if (typeof id !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(id)) return undefined;
@@ -283,7 +284,7 @@ export class AutomationService {
         const d = await devices.get(id);
         return d ? products.model(d.productKey) : undefined;
       },
-      groupExists: async (id) => (await this.groupDevices(homeId, id)) !== undefined,
+      groupExists: async (id) => (await this.deps.homes.groupDevices(homeId, id)) !== undefined,
       automationExists: async (id) => (await store.get(id))?.homeId === homeId,
       isMember: async (userId) => {
         const m = await access.membership(userId, homeId);
@@ -304,15 +305,10 @@ export class AutomationService {
     const keep = new Set<number>();
     if (live) {
       for (let i = 0; i < a.triggers.length; i++) {
-        const t = a.triggers[i];
-        let spec: TimerSpecLike | undefined;
-        if (t.type === 'schedule') spec = t.cron !== undefined ? { kind: 'cron', cron: t.cron, timezone: home.timezone } : { kind: 'at', at: parseDateTime(t.at!, home.timezone)! };
-        else if (t.type === 'sun' && home.latitude != null && home.longitude != null) {
-          spec = { kind: 'sun', event: t.event, offsetMs: parseDuration(t.offset ?? 0, true) ?? 0, latitude: home.latitude, longitude: home.longitude, timezone: home.timezone };
-        }
+        const spec = triggerTimerSpec(a.triggers[i], home);
         if (!spec) continue;
         keep.add(i);
-        await timers.upsert({ key: `automation:${a.id}:${i}`, owner: 'automation', shardKey: a.homeId, spec, payload: { automationId: a.id, trigger: i } });
+        await timers.upsert({ key: `automation:${a.id}:${i}`, owner: 'automation', shardKey: a.homeId, spec });
       }
     }
     const old = Math.max(before.length, a.triggers.length);
@@ -321,9 +317,5 @@ export class AutomationService {
       if (keep.has(i) || !t || (t.type !== 'schedule' && t.type !== 'sun' && a.triggers[i]?.type !== 'schedule' && a.triggers[i]?.type !== 'sun')) continue;
       await timers.cancel(`automation:${a.id}:${i}`);
     }
-  }
-
-  private audit(p: Principal, action: string, a: Automation, details?: Record<string, unknown>): void {
-    this.deps.audit.record({ actor: actorOf(p), action, homeId: a.homeId, targetType: 'automation', targetId: a.id, ...(details ? { details } : {}) });
   }
 }

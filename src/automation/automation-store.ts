@@ -6,6 +6,7 @@ import { PeriodicFlush } from '../core/periodic-flush.ts';
 import type { Automation, AutomationStatus, Run, RunMode, RunStatus, Trace } from './automation-types.ts';
 
 type Row = Database['automations'];
+export type AutomationRow = Row;
 type RunRow = Database['automation_runs'];
 
 /** How many runs are kept per automation (older ones are deleted as new ones are written). */
@@ -31,6 +32,9 @@ function toRun(r: RunRow): Run {
   };
 }
 
+/** A run as the engine records it (serialised when written). */
+export interface RunRecord { id: string; automationId: string; homeId: string; status: RunStatus; reason: string | null; startedAt: number; finishedAt: number | null; trace: Trace }
+
 /** Run records held while the store does not take writes, at most. */
 const MAX_PENDING = 20_000;
 const ORPHAN_SWEEP_MS = 10 * 60_000;
@@ -41,7 +45,7 @@ const ORPHAN_SWEEP_MS = 10 * 60_000;
  * batch and make one row), and each automation keeps its newest {@link RUNS_KEPT}. Reads flush first.
  */
 export class AutomationStore {
-  private pending = new Map<string, RunRow>();
+  private pending = new Map<string, RunRecord>();
   private dropped = 0;
   private sweptAt = Date.now();
   /** Automations with runs written since their last pruning, and how many. */
@@ -65,7 +69,7 @@ export class AutomationStore {
   }
 
   async get(id: string): Promise<Automation | undefined> {
-    const row = await this.deps.db.selectFrom('automations').selectAll().where('id', '=', id).executeTakeFirst();
+    const row = await this.row(id);
     return row ? toAutomation(row) : undefined;
   }
 
@@ -103,22 +107,29 @@ export class AutomationStore {
     });
   }
 
-  /** The shard of every automation, recomputed when the configured shard count changed. */
+  /**
+   * Puts every automation in its home's shard, for when the configured shard count changed: one
+   * update per shard (and batch of homes), only of rows in another shard. Returns how many moved.
+   */
   async reshard(shardOf: (homeId: string) => number): Promise<number> {
-    const rows = await this.deps.db.selectFrom('automations').select(['id', 'home_id', 'shard']).execute();
+    const homes = await this.deps.db.selectFrom('automations').select('home_id').distinct().execute();
+    const byShard = new Map<number, string[]>();
+    for (const { home_id } of homes) {
+      const s = shardOf(home_id);
+      byShard.set(s, [...(byShard.get(s) ?? []), home_id]);
+    }
     let moved = 0;
-    for (const r of rows) {
-      const s = shardOf(r.home_id);
-      if (Number(r.shard) !== s) {
-        await this.update(r.id, { shard: s });
-        moved++;
+    for (const [shard, ids] of byShard) {
+      for (let i = 0; i < ids.length; i += 500) {
+        const r = await this.deps.db.updateTable('automations').set({ shard }).where('home_id', 'in', ids.slice(i, i + 500)).where('shard', '!=', shard).executeTakeFirst();
+        moved += Number(r.numUpdatedRows);
       }
     }
     return moved;
   }
 
   /** Records a run (again when its state changes); written with the next batch. */
-  recordRun(run: { id: string; automationId: string; homeId: string; status: RunStatus; reason: string | null; startedAt: number; finishedAt: number | null; trace: Trace }): void {
+  recordRun(run: RunRecord): void {
     if (this.pending.size >= MAX_PENDING && !this.pending.has(run.id)) {
       // The store has been down for a while: keep memory bounded, losing the oldest traces (runs acted anyway).
       const oldest = this.pending.keys().next().value!;
@@ -126,10 +137,8 @@ export class AutomationStore {
       this.dropped++;
       if (this.dropped % 1000 === 1) this.deps.log.warn({ dropped: this.dropped }, 'automation run records dropped: the store is not taking writes');
     }
-    this.pending.set(run.id, {
-      id: run.id, automation_id: run.automationId, home_id: run.homeId, status: run.status, reason: run.reason,
-      trigger_type: run.trace.trigger.type, started_at: run.startedAt, finished_at: run.finishedAt, trace: toJson(run.trace),
-    });
+    // Kept as it is: a record superseded before the next batch (a run that started and ended) is never serialised.
+    this.pending.set(run.id, run);
   }
 
   /** Newest first. */
@@ -150,8 +159,12 @@ export class AutomationStore {
 
   private async write(): Promise<void> {
     if (this.pending.size === 0) return;
-    const rows = [...this.pending.values()];
+    const runs = [...this.pending.values()];
     this.pending = new Map();
+    const rows: RunRow[] = runs.map((run) => ({
+      id: run.id, automation_id: run.automationId, home_id: run.homeId, status: run.status, reason: run.reason,
+      trigger_type: run.trace.trigger.type, started_at: run.startedAt, finished_at: run.finishedAt, trace: toJson(run.trace),
+    }));
     try {
       await this.deps.db.transaction().execute(async (trx) => {
         for (const r of rows) {
@@ -161,7 +174,7 @@ export class AutomationStore {
         }
       });
     } catch (err) {
-      for (const r of rows) if (!this.pending.has(r.id)) this.pending.set(r.id, r);
+      for (const r of runs) if (!this.pending.has(r.id)) this.pending.set(r.id, r);
       throw err;
     }
     for (const r of rows) this.written.set(r.automation_id, (this.written.get(r.automation_id) ?? 0) + 1);

@@ -4,7 +4,7 @@
  * automation-validate.ts.
  */
 
-/** A duration: seconds as a number, or text: `"90s"`, `"5m"`, `"1h30m"`, `"500ms"`, `"00:05:00"`. Offsets may start with `-`. */
+/** A duration: seconds as a number, or text: `"90s"`, `"5m"`, `"1h30m"`, `"500ms"`, `"2d"`, `"00:05:00"`. Offsets may start with `-`. */
 export type Duration = number | string;
 
 export type Weekday = 'mon' | 'tue' | 'wed' | 'thu' | 'fri' | 'sat' | 'sun';
@@ -76,8 +76,8 @@ export interface NotifyAction extends ActionBase { type: 'notify'; title: string
 export interface WebhookAction extends ActionBase { type: 'webhook'; url: string; secret?: string; body?: unknown }
 export interface DelayAction extends ActionBase { type: 'delay'; duration: Duration }
 /**
- * Waits until the condition holds (re-evaluated when a device it names reports, and every `timeout` tick),
- * at most `timeout`; then goes on (`onTimeout: "continue"`, the default) or stops the run (`"stop"`).
+ * Waits until the condition holds (re-evaluated when a device it names reports or changes presence, and every
+ * minute when it has time or sun parts), at most `timeout`; then goes on (`onTimeout: "continue"`, the default) or stops the run (`"stop"`).
  */
 export interface WaitAction extends ActionBase { type: 'wait'; until: Condition | Condition[]; timeout?: Duration; onTimeout?: 'continue' | 'stop' }
 /** The first choice whose conditions all hold runs its actions; none: `default`. */
@@ -169,7 +169,7 @@ export interface ConditionTrace {
   children?: ConditionTrace[];
 }
 
-export type ActionStatus = 'ok' | 'failed' | 'skipped' | 'timeout' | 'cancelled' | 'dry-run';
+export type ActionStatus = 'ok' | 'failed' | 'timeout' | 'cancelled' | 'dry-run';
 
 export interface ActionTrace {
   path: string;

@@ -1,5 +1,4 @@
-import { parseDateTime } from '../timers/timer-spec.ts';
-import { Cron } from 'croner';
+import { MAX_SUN_OFFSET_MS, parseDateTime, specProblem, type TimerSpec } from '../timers/timer-spec.ts';
 import { checkValue, type CompiledModel, type ValueSpec } from '../products/thing-model.ts';
 import {
   ACTION_TYPES, CONDITION_TYPES, RUN_MODES, TRIGGER_TYPES, WEEKDAYS, parseDuration, parseTimeOfDay,
@@ -26,10 +25,30 @@ export interface HomeContext {
   automationExists(automationId: string): Promise<boolean>;
   /** A member of the home (for notify `users`). */
   isMember(userId: string): Promise<boolean>;
-  /** Whether notifications can be sent on this installation. */
-  canNotify: boolean;
+  /** Now (epoch ms): a cron pattern must match a date after it. */
+  now: number;
   /** What is wrong with a webhook URL's host on this installation (UrlPolicy.problem). */
   urlProblem?: (url: string) => string | undefined;
+}
+
+/**
+ * The timer a schedule or sun trigger sets in the home (its time zone and place), or undefined
+ * for other triggers and for what cannot be read (a sun trigger of a home without a location,
+ * an unreadable "at" or offset). The AutomationService sets these timers; validation checks them
+ * with the TimerService's own `specProblem`, so that what passes here is never refused there.
+ */
+export function triggerTimerSpec(t: Trigger, home: { timezone: string; latitude: number | null; longitude: number | null }): TimerSpec | undefined {
+  if (t.type === 'schedule') {
+    if (typeof t.cron === 'string') return { kind: 'cron', cron: t.cron, timezone: home.timezone };
+    const at = typeof t.at === 'string' ? parseDateTime(t.at, home.timezone) : undefined;
+    return at === undefined ? undefined : { kind: 'at', at };
+  }
+  if (t.type === 'sun' && home.latitude != null && home.longitude != null) {
+    const offsetMs = parseDuration(t.offset ?? 0, true);
+    if (offsetMs === undefined) return undefined;
+    return { kind: 'sun', event: t.event, offsetMs, latitude: home.latitude, longitude: home.longitude, timezone: home.timezone };
+  }
+  return undefined;
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -134,26 +153,27 @@ class Validator {
         await this.device(x, path);
         this.duration(t.for, `${path}.for`);
         break;
-      case 'schedule':
+      case 'schedule': {
         this.unknownKeys(x, path, ['type', 'cron', 'at']);
-        if ((t.cron === undefined) === (t.at === undefined)) this.bad(path, 'needs either "cron" or "at"');
-        else if (t.cron !== undefined) {
-          try {
-            if (typeof t.cron !== 'string') throw new Error('must be a string');
-            new Cron(t.cron, { timezone: this.ctx.timezone, paused: true });
-          } catch (err) {
-            this.bad(`${path}.cron`, `is not a cron expression: ${(err as Error).message}`);
-          }
-        } else if (typeof t.at !== 'string' || parseDateTime(t.at, this.ctx.timezone) === undefined) {
-          this.bad(`${path}.at`, 'must be an ISO 8601 date-time such as "2026-12-24T18:00" (the home\'s time) or "2026-12-24T17:00:00Z"');
-        }
+        if ((t.cron === undefined) === (t.at === undefined)) return this.bad(path, 'needs either "cron" or "at"');
+        if (t.cron !== undefined && typeof t.cron !== 'string') return this.bad(`${path}.cron`, 'is not a cron expression: must be a string');
+        const spec = triggerTimerSpec(t, this.ctx);
+        if (!spec) return this.bad(`${path}.at`, 'must be an ISO 8601 date-time such as "2026-12-24T18:00" (the home\'s time) or "2026-12-24T17:00:00Z"');
+        const why = specProblem(spec, this.ctx.now);
+        if (why) this.bad(`${path}.${spec.kind === 'cron' ? 'cron' : 'at'}`, spec.kind === 'cron' && !why.endsWith('matches no date') ? `is not a cron expression: ${why}` : why);
         break;
-      case 'sun':
+      }
+      case 'sun': {
         this.unknownKeys(x, path, ['type', 'event', 'offset']);
         if (t.event !== 'sunrise' && t.event !== 'sunset') this.bad(`${path}.event`, 'must be "sunrise" or "sunset"');
         this.duration(t.offset, `${path}.offset`, true);
         this.needsLocation(path);
+        const spec = t.event === 'sunrise' || t.event === 'sunset' ? triggerTimerSpec(t, this.ctx) : undefined;
+        const why = spec && specProblem(spec, this.ctx.now);
+        if (why && spec?.kind === 'sun' && Math.abs(spec.offsetMs) > MAX_SUN_OFFSET_MS) this.bad(`${path}.offset`, `must be within ${MAX_SUN_OFFSET_MS / 3_600_000}h before or after ${t.event}`);
+        else if (why) this.bad(path, why);
         break;
+      }
       case 'scene':
         this.unknownKeys(x, path, ['type', 'scene']);
         await this.scene(t.scene, `${path}.scene`);
@@ -299,9 +319,8 @@ class Validator {
           else {
             this.params(spec.params, a.params ?? {}, `${path}.params`, `action "${a.action}"`, true);
             // the model's own check, so that nothing it would refuse at run time passes here
-            if (!m.checkAction(a.action, a.params ?? {}).ok && !this.problems.some((p) => p.field.startsWith(`${path}.params`))) {
-              this.bad(`${path}.params`, m.checkAction(a.action, a.params ?? {}).problems.join('; '));
-            }
+            const checked = m.checkAction(a.action, a.params ?? {});
+            if (!checked.ok && !this.problems.some((p) => p.field.startsWith(`${path}.params`))) this.bad(`${path}.params`, checked.problems.join('; '));
           }
         }
         if (a.timeoutMs !== undefined && (!Number.isInteger(a.timeoutMs) || a.timeoutMs < 100 || a.timeoutMs > 120_000)) this.bad(`${path}.timeoutMs`, 'must be an integer from 100 to 120000');
@@ -336,7 +355,6 @@ class Validator {
         break;
       case 'notify':
         this.unknownKeys(x, path, [...common, 'title', 'message', 'severity', 'users', 'kind']);
-        if (!this.ctx.canNotify) this.bad(path, 'notifications are not available on this installation');
         if (typeof a.title !== 'string' || !a.title || a.title.length > 200) this.bad(`${path}.title`, 'is required (at most 200 characters)');
         if (typeof a.message !== 'string' || a.message.length > 2000) this.bad(`${path}.message`, 'is required (at most 2000 characters)');
         if (a.severity !== undefined && !['info', 'warning', 'alarm'].includes(a.severity)) this.bad(`${path}.severity`, 'must be info, warning or alarm');

@@ -2,7 +2,7 @@ import type { Db } from '../core/store/db.ts';
 import { fromJson } from '../core/store/db.ts';
 import { HearthError, isHearthError } from '../core/errors.ts';
 import type { DeviceRecord, DeviceService } from '../devices/device-service.ts';
-import { hasScope, type Principal } from '../auth/auth-service.ts';
+import { hasScope, type Principal, type Scope } from '../auth/auth-service.ts';
 
 /** What a principal may do with a device, in increasing order. */
 export type DeviceRight = 'none' | 'view' | 'control' | 'configure';
@@ -96,14 +96,17 @@ export class AccessService {
   /**
    * Checks the principal's role in a home. Throws E_HOME_NOT_FOUND to non-members (and to API
    * keys restricted to other homes), E_FORBIDDEN to members whose role is not enough.
+   * `alsoScope`: an API key scope that allows here what homes:read and homes:manage allow (e.g.
+   * automations:manage for a home's automations); the role in the home still decides.
    */
-  async requireHome(p: Principal, homeId: string, need: HomeNeed): Promise<HomeRole | 'operator'> {
+  async requireHome(p: Principal, homeId: string, need: HomeNeed, alsoScope?: Scope): Promise<HomeRole | 'operator'> {
     const home = await this.deps.db.selectFrom('homes').select('id').where('id', '=', homeId).executeTakeFirst();
     if (!home || !this.keyAllowsHome(p, homeId)) throw new HearthError('E_HOME_NOT_FOUND', `home "${homeId}" does not exist`);
     if (p.role === 'operator' && !p.keyId) return 'operator';
     const m = await this.membership(p.userId, homeId);
     if (!m || (m.role === 'guest' && m.guestUntil !== null && m.guestUntil < Date.now())) throw new HearthError('E_HOME_NOT_FOUND', `home "${homeId}" does not exist`);
-    const scopeOk = need === 'view' ? hasScope(p, 'homes:read') || hasScope(p, 'devices:read') : need === 'control' ? hasScope(p, 'devices:control') : hasScope(p, 'homes:manage');
+    const homeScope = (s: Scope) => hasScope(p, s) || (alsoScope !== undefined && hasScope(p, alsoScope));
+    const scopeOk = need === 'view' ? homeScope('homes:read') || hasScope(p, 'devices:read') : need === 'control' ? hasScope(p, 'devices:control') : homeScope('homes:manage');
     const roleOk = need === 'view' || need === 'control' ? true : need === 'configure' ? m.role === 'admin' || m.role === 'owner' : m.role === 'owner';
     if (!scopeOk || !roleOk) throw new HearthError('E_FORBIDDEN', `this needs ${need === 'own' ? 'the owner' : need === 'configure' ? 'an owner or admin' : `${need} access`} of the home`);
     return m.role;
@@ -113,9 +116,9 @@ export class AccessService {
    * requireHome for something that belongs to a home (a scene, a group, a channel): to a caller
    * who may not see the home, it does not exist, so they get `notFound()` rather than a home error.
    */
-  async requireHomeOf(p: Principal, homeId: string, need: HomeNeed, notFound: () => HearthError): Promise<HomeRole | 'operator'> {
+  async requireHomeOf(p: Principal, homeId: string, need: HomeNeed, notFound: () => HearthError, alsoScope?: Scope): Promise<HomeRole | 'operator'> {
     try {
-      return await this.requireHome(p, homeId, need);
+      return await this.requireHome(p, homeId, need, alsoScope);
     } catch (err) {
       if (isHearthError(err) && err.code === 'E_HOME_NOT_FOUND') throw notFound();
       throw err;

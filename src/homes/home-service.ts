@@ -229,7 +229,7 @@ export class HomeService {
       await trx.deleteFrom('rooms').where('home_id', '=', homeId).execute();
       await trx.deleteFrom('homes').where('id', '=', homeId).execute();
     });
-    this.deps.onPlacementChange?.();
+    for (const id of placed) this.deps.onPlacementChange?.(id);
     for (const id of placed) await this.deps.shadow.clearDesired(id);
     await this.deps.onHomeDeleted?.(homeId);
     this.audit(p, 'home.delete', homeId, 'home', homeId, { unbound: placed });
@@ -460,7 +460,8 @@ export class HomeService {
       .executeTakeFirst();
     if (Number(inserted.numInsertedOrUpdatedRows ?? 0) !== 1) throw new HearthError('E_DEVICE_ALREADY_CLAIMED', 'this device belongs to a home already; it must be removed from there first');
     this.audit(p, 'device.claim', homeId, 'device', device.id, { roomId: input.roomId ?? null, name: input.name ?? null });
-    this.deps.onPlacementChange?.(); // its sub-devices move with it
+    // its sub-devices move with it
+    for (const id of [device.id, ...(await this.deps.devices.children(device.id)).map((c) => c.id)]) this.deps.onPlacementChange?.(id);
     return device;
   }
 
@@ -505,7 +506,7 @@ export class HomeService {
         if (kept) await trx.updateTable('invitations').set({ guest_devices: toJson(kept) }).where('id', '=', i.id).execute();
       }
     });
-    this.deps.onPlacementChange?.();
+    for (const id of ids) this.deps.onPlacementChange?.(id);
     for (const id of ids) await this.deps.shadow.clearDesired(id);
     this.audit(p, 'device.unbind', homeId, 'device', deviceId, { unbound: ids });
     return ids;
