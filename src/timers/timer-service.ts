@@ -307,6 +307,9 @@ export class TimerService implements ShardListener {
     let missed = false;
     try {
       spec = fromJson<TimerSpec>(row.spec);
+      // upsert validated it; a row written by another version may not be valid any more
+      const problem = specProblem(spec);
+      if (problem) throw new TypeError(problem);
       following = nextTime(spec, now);
       if (now - due > grace) {
         missed = true;
