@@ -383,6 +383,33 @@ describe(`timer service on ${TEST_STORE}`, () => {
     }
   });
 
+  test('a notice that arrives after a newer one (an older version) does not move the due time back', async () => {
+    const db = await database();
+    const clock = new ManualClock(Date.parse('2026-05-01T10:00:00Z'));
+    const bus = new MemoryBus(createLogger('silent'));
+    const worker = await node(db, clock, { bus, pollMs: 24 * HOUR });
+    const api = await node(db, clock, { bus, pollMs: 24 * HOUR, worker: false });
+    const notices: unknown[] = [];
+    bus.subscribe('cluster.timers', (m) => void notices.push(m.data));
+    try {
+      await api.timers.upsert({ key: 'x', owner: 'test', shardKey: 'h', spec: { kind: 'at', at: clock.now() + 2 * MIN } });
+      await bus.flush();
+      await api.timers.upsert({ key: 'x', owner: 'test', shardKey: 'h', spec: { kind: 'at', at: clock.now() + MIN } });
+      await bus.flush();
+      assert.equal(notices.length, 2);
+      bus.publish('cluster.timers', notices[0]); // the first notice again, late
+      await bus.flush();
+      await worker.timers.settled();
+      assert.equal(worker.timers.pending, 1);
+      await clock.advance(MIN);
+      await worker.timers.settled();
+      assert.deepEqual(worker.fired.map((f) => [f.key, f.lateMs]), [['x', 0]], 'on time, at the newer due time');
+    } finally {
+      await api.stop();
+      await worker.stop();
+    }
+  });
+
   test('without a change notice, the periodic re-scan finds the timer (late, within the grace)', async () => {
     const db = await database();
     const clock = new ManualClock(Date.parse('2026-05-01T10:00:00Z'));

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { evaluate, evaluateAll, localTime, sunTimes, type World } from './conditions.ts';
 import { parseDuration, parseTimeOfDay, type Condition } from './automation-types.ts';
+import { nextTime } from '../timers/timer-spec.ts';
 
 function world(iso: string, state: Record<string, Record<string, unknown>> = {}, online: Record<string, boolean> = {}): World {
   return {
@@ -58,6 +59,21 @@ test('sun: after sunset or before sunrise is "dark", with offsets', async () => 
   const noPlace = await evaluate(dark, 'c', { ...world('2026-11-23T20:00:00Z'), latitude: null });
   assert.equal(noPlace.result, false);
   assert.match(noPlace.reason!, /no location/);
+});
+
+test('sun: on DST-change days, before the clocks change, a sun condition agrees with the sun trigger', async () => {
+  // 00:30 local on the spring-forward and fall-back days in Berlin: the offset still changes later that day.
+  for (const iso of ['2026-03-28T23:30:00Z', '2026-10-24T22:30:00Z']) {
+    const at = Date.parse(iso);
+    const sun = sunTimes(at, 'Europe/Berlin', 52.52, 13.405);
+    for (const event of ['sunrise', 'sunset'] as const) {
+      const trigger = nextTime({ kind: 'sun', event, offsetMs: 0, latitude: 52.52, longitude: 13.405, timezone: 'Europe/Berlin' }, at);
+      assert.equal(sun[event], trigger, `${event} on ${iso}`);
+      const after: Condition = { type: 'sun', after: event };
+      assert.equal((await evaluate(after, 'c', world(new Date(trigger! - 1000).toISOString()))).result, false, `a second before the ${event} trigger`);
+      assert.equal((await evaluate(after, 'c', world(new Date(trigger!).toISOString()))).result, true, `when the ${event} trigger fires`);
+    }
+  }
 });
 
 test('property, presence and and/or/not, each with its values', async () => {

@@ -1,4 +1,5 @@
-import * as SunCalc from 'suncalc';
+import { localDate, zonedFields } from '../core/zoned-time.ts';
+import { sunEvent } from '../timers/timer-spec.ts';
 import { sameValue } from '../shadow/shadow-state.ts';
 import { WEEKDAYS, parseDuration, parseTimeOfDay, type Condition, type ConditionTrace, type Weekday } from './automation-types.ts';
 
@@ -12,31 +13,23 @@ export interface World {
   online(deviceId: string): Promise<boolean>;
 }
 
-const formatters = new Map<string, Intl.DateTimeFormat>();
-
 /** Local wall-clock time in a zone: seconds since local midnight, weekday, and the date. */
 export function localTime(ms: number, timezone: string): { seconds: number; weekday: Weekday; date: string; text: string } {
-  let f = formatters.get(timezone);
-  if (!f) {
-    f = new Intl.DateTimeFormat('en-US', { timeZone: timezone, hourCycle: 'h23', weekday: 'short', year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit' });
-    formatters.set(timezone, f);
-  }
-  const parts: Record<string, string> = {};
-  for (const p of f.formatToParts(new Date(ms))) parts[p.type] = p.value;
-  const h = Number(parts.hour) % 24;
-  const seconds = h * 3600 + Number(parts.minute) * 60 + Number(parts.second);
-  const weekday = parts.weekday.slice(0, 3).toLowerCase() as Weekday;
-  return { seconds, weekday, date: `${parts.year}-${parts.month}-${parts.day}`, text: `${String(h).padStart(2, '0')}:${parts.minute}:${parts.second}` };
+  const f = zonedFields(ms, timezone);
+  const two = (n: number) => String(n).padStart(2, '0');
+  return { seconds: f.h * 3600 + f.mi * 60 + f.s, weekday: f.weekday, date: `${f.y}-${two(f.m)}-${two(f.d)}`, text: `${two(f.h)}:${two(f.mi)}:${two(f.s)}` };
 }
 
-/** Today's (local day of `ms`) sunrise and sunset at a place; null on a polar day or night. */
+/**
+ * Today's (local date of `ms`) sunrise and sunset at a place; null on a polar day or night. The
+ * same solar day as sun triggers use (timer-spec's `sunEvent`), so a condition and a trigger agree.
+ */
 export function sunTimes(ms: number, timezone: string, latitude: number, longitude: number): { sunrise: number | null; sunset: number | null } {
-  // suncalc's day is the one around the instant it is given: give it local noon.
-  const { seconds } = localTime(ms, timezone);
-  const noon = ms + (12 * 3600 - seconds) * 1000;
-  const t = SunCalc.getTimes(new Date(noon), latitude, longitude);
-  const ok = (d: Date | null) => (d && Number.isFinite(d.getTime()) ? d.getTime() : null);
-  return { sunrise: ok(t.sunrise), sunset: ok(t.sunset) };
+  const date = localDate(ms, timezone);
+  return {
+    sunrise: sunEvent({ event: 'sunrise', latitude, longitude, timezone }, date),
+    sunset: sunEvent({ event: 'sunset', latitude, longitude, timezone }, date),
+  };
 }
 
 const hhmm = (s: number) => `${String(Math.floor(s / 3600)).padStart(2, '0')}:${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}${s % 60 ? `:${String(s % 60).padStart(2, '0')}` : ''}`;

@@ -8,7 +8,7 @@ test('keys are remembered for the window and forgotten after it', () => {
   k.set('b', 'second', 50);
   assert.equal(k.get('a', 99), 'first');
   assert.equal(k.get('a', 100), undefined);
-  assert.equal(k.has('b', 149), true);
+  assert.equal(k.get('b', 149), 'second');
   k.set('c', 'third', 120); // trims a
   assert.equal(k.size, 2);
   k.set('b', 'again', 140); // b renewed: its old slot must not remove it
@@ -26,6 +26,28 @@ test('at most `max` keys are kept, the oldest go first', () => {
   const k = new ExpiringKeys(1_000_000, 3);
   for (const id of ['a', 'b', 'c', 'd']) k.set(id, true, 0);
   assert.equal(k.size, 3);
-  assert.equal(k.has('a', 1), false);
-  assert.equal(k.has('d', 1), true);
+  assert.equal(k.get('a', 1), undefined);
+  assert.equal(k.get('d', 1), true);
+});
+
+test('deleted keys are gone, and their slots do not pile up', () => {
+  const k = new ExpiringKeys(Infinity, 10);
+  for (let i = 0; i <= 100_000; i++) {
+    k.set(`m${i}`, true, i);
+    if (i % 10 !== 0) k.delete(`m${i}`);
+  }
+  assert.equal(k.get('m99999', 100_000), undefined);
+  assert.equal(k.get('m99990', 100_000), true);
+  assert.equal(k.get('m100000', 100_000), true);
+  assert.equal(k.size, 10, 'at most max, the newest');
+  assert.ok((k as unknown as { queue: unknown[] }).queue.length <= 2048, 'the queue is compacted');
+});
+
+test('a changed ttl applies to keys set afterwards', () => {
+  const k = new ExpiringKeys(100);
+  k.set('a', true, 0);
+  k.ttlMs = 1000;
+  k.set('b', true, 0);
+  assert.equal(k.get('a', 500), undefined);
+  assert.equal(k.get('b', 500), true);
 });

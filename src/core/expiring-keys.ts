@@ -10,8 +10,12 @@ export class ExpiringKeys<V = true> {
   private queue: Array<Slot<V> | undefined> = [];
   private head = 0;
 
-  /** `ttlMs`: how long a key is remembered after it was set; `max`: most keys kept (the oldest go first). */
-  constructor(private readonly ttlMs: number, private readonly max = Infinity) {}
+  /**
+   * `ttlMs`: how long a key is remembered after it was set (Infinity: until `max` pushes it out or
+   * it is deleted); `max`: most keys kept (the oldest go first). `ttlMs` may be changed later;
+   * keys already set keep the expiry they got.
+   */
+  constructor(public ttlMs: number, private readonly max = Infinity) {}
 
   get size(): number {
     return this.map.size;
@@ -23,20 +27,17 @@ export class ExpiringKeys<V = true> {
     return s !== undefined && s.until > now ? s.value : undefined;
   }
 
-  has(key: string, now: number): boolean {
-    const s = this.map.get(key);
-    return s !== undefined && s.until > now;
-  }
-
   /** Remembers `key` until `now + ttlMs` (again from now when it was already there), forgetting what expired. */
   set(key: string, value: V, now: number): void {
     this.trim(now);
     const slot: Slot<V> = { key, value, until: now + this.ttlMs };
     this.map.set(key, slot);
     this.queue.push(slot);
+    this.compact();
     while (this.map.size > this.max) this.forgetOldest();
   }
 
+  /** Forgets `key` now (its slot in the queue goes when it comes up, or when the queue is compacted). */
   delete(key: string): void {
     this.map.delete(key);
   }
@@ -48,6 +49,22 @@ export class ExpiringKeys<V = true> {
       if (s === undefined || s.until > now) break;
       this.forgetOldest();
     }
+  }
+
+  /**
+   * Drops the slots of keys that were deleted or set again, once they outnumber the live keys:
+   * with deletes (or a long ttl) the queue would otherwise grow without bound. Amortised O(1).
+   */
+  private compact(): void {
+    const queued = this.queue.length - this.head;
+    if (queued < 1024 || queued < 2 * this.map.size) return;
+    const live: Array<Slot<V>> = [];
+    for (let i = this.head; i < this.queue.length; i++) {
+      const s = this.queue[i];
+      if (s !== undefined && this.map.get(s.key) === s) live.push(s);
+    }
+    this.queue = live;
+    this.head = 0;
   }
 
   private forgetOldest(): void {

@@ -128,7 +128,8 @@ interface Bucket {
  * Token buckets by key. Unlike the HTTP limiter (core/rate-limiter.ts) a bucket can go into
  * debt: a delayed message reserves its token, and the debt says when it may come back. Memory
  * stays bounded: past MAX_KEYS buckets, the full ones (no different from a new bucket) are
- * dropped in one pass, and if that is not enough the longest-held ones; buckets are never
+ * dropped in one pass, and if that is not enough the longest-held ones not in debt, then (only if
+ * still needed) those in debt, which forgets their debt; buckets are never
  * re-inserted per message (deleting from a Map leaves entries V8 walks over later).
  */
 class Buckets {
@@ -161,10 +162,19 @@ class Buckets {
 
   private shrink(t: number): void {
     for (const [k, b] of this.map) if (b.tokens + (t - b.at) * this.perMs >= this.burst) this.map.delete(k);
-    if (this.map.size < MAX_KEYS * 0.9) return;
     let excess = this.map.size - Math.floor(MAX_KEYS * 0.9);
+    if (excess <= 0) return;
+    // Then the longest-held buckets not in debt (forgetting one lets its key burst again), and only
+    // if that is still not enough, buckets in debt too (their delayed messages still pass when they return).
+    for (const [k, b] of this.map) {
+      if (excess <= 0) return;
+      if (b.tokens + (t - b.at) * this.perMs >= 0) {
+        this.map.delete(k);
+        excess--;
+      }
+    }
     for (const k of this.map.keys()) {
-      if (excess-- <= 0) break;
+      if (excess-- <= 0) return;
       this.map.delete(k);
     }
   }
@@ -175,12 +185,12 @@ function rateLimitFilter(name: string, f: Extract<Filter, { type: 'rateLimit' }>
   const [tagKey, tagValue] = f.action === 'tag' ? splitTag(f.tag ?? 'rate=exceeded') : ['', ''];
   const keyOf = f.scope === 'device' ? (e: Envelope) => e.deviceId : f.scope === 'product' ? (e: Envelope) => e.product ?? '' : (e: Envelope) => e.source;
   /** Messages that reserved a token and were put off: when they come back, they pass. */
-  const reserved = new Set<string>();
+  const reserved = new ExpiringKeys(Infinity, MAX_KEYS);
   const over = (key: string) => `over ${f.perSecond}/s (burst ${f.burst}) for ${f.scope} "${key}"`;
   return {
     name,
     run(env, _model, dry) {
-      if (reserved.has(env.id)) {
+      if (reserved.get(env.id, 0)) {
         if (!dry) reserved.delete(env.id);
         return PASS;
       }
@@ -189,8 +199,7 @@ function rateLimitFilter(name: string, f: Extract<Filter, { type: 'rateLimit' }>
         const wait = buckets.take(key, dry ? 'peek' : 'debt');
         if (wait === 0) return PASS;
         if (!dry) {
-          reserved.add(env.id);
-          if (reserved.size > MAX_KEYS) reserved.delete(reserved.values().next().value!);
+          reserved.set(env.id, true, 0); // no expiry: kept until the message returns, or MAX_KEYS newer push it out
         }
         return { effect: 'delay', delayMs: wait, reason: over(key), detail: `${over(key)}: again in ${wait} ms` };
       }

@@ -3,6 +3,8 @@
  * channels a notification goes out on. Stored as one JSON document per user and home.
  */
 
+import { zonedFields } from '../core/zoned-time.ts';
+
 export type Severity = 'info' | 'warning' | 'alarm';
 export const SEVERITIES: readonly Severity[] = ['info', 'warning', 'alarm'];
 
@@ -57,10 +59,8 @@ const HHMM = /^([01]\d|2[0-3]):([0-5]\d)$/;
 
 /** Minutes after local midnight of `at` in `timeZone`. */
 export function localMinutes(at: number, timeZone: string): number {
-  const parts = new Intl.DateTimeFormat('en-GB', { timeZone, hour: '2-digit', minute: '2-digit', hourCycle: 'h23' }).formatToParts(new Date(at));
-  const h = Number(parts.find((x) => x.type === 'hour')?.value ?? 0);
-  const m = Number(parts.find((x) => x.type === 'minute')?.value ?? 0);
-  return h * 60 + m;
+  const { h, mi } = zonedFields(at, timeZone);
+  return h * 60 + mi;
 }
 
 /**

@@ -93,7 +93,7 @@ export const ActivationSchema = Type.Object({
     kind: Type.Union([Type.Literal('state'), Type.Literal('action')]),
     action: Type.Optional(Type.String()),
     ok: Type.Boolean(),
-    status: Type.Union([Type.Literal('applied'), Type.Literal('sent'), Type.Literal('offline'), Type.Literal('failed'), Type.Literal('timeout')], {
+    status: Type.Union([Type.Literal('applied'), Type.Literal('offline'), Type.Literal('failed'), Type.Literal('timeout')], {
       description: 'applied: reported / answered ok; offline: not connected (a state stays desired and applies on reconnect); timeout: no report or answer in time; failed: not allowed, answered not ok, or refused',
     }),
     error: Type.Optional(Type.String()),

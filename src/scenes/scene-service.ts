@@ -14,10 +14,11 @@ import type { PresenceService } from '../devices/presence-service.ts';
 import type { ProductService } from '../products/product-service.ts';
 import type { ShadowService } from '../shadow/shadow-service.ts';
 import type { CommandService } from '../commands/command-service.ts';
-import type { AccessService, HomeNeed } from '../homes/access-service.ts';
+import type { AccessService, DeviceRight, HomeNeed } from '../homes/access-service.ts';
 import type { StreamService } from '../stream/stream-service.ts';
 import type { ReportedEvent } from '../ingest/ingest-service.ts';
 import { sameValue } from '../shadow/shadow-state.ts';
+import type { CompiledModel } from '../products/thing-model.ts';
 
 /** One device's wished-for properties (writable ones, per its thing model). */
 export interface SceneState { device: string; properties: Record<string, unknown> }
@@ -29,12 +30,11 @@ export interface SceneAction { device: string; action: string; params?: Record<s
  * `applied` the device reported the values / answered ok; `offline` the device is not
  * connected (desired state stays set and applies when it returns; an action is not sent);
  * `timeout` no report / answer in time; `failed` refused (not allowed, answered not ok, invalid).
- * `sent` is reserved for "delivered, not waited for" and not produced yet.
  */
 export interface DeviceResult {
   device: string;
   ok: boolean;
-  status: 'applied' | 'sent' | 'offline' | 'failed' | 'timeout';
+  status: 'applied' | 'offline' | 'failed' | 'timeout';
   error?: string;
   ms: number;
   /** Which entry: the device's state or an action. */
@@ -103,6 +103,8 @@ export interface SceneServiceDeps {
 
 type SceneRow = Database['scenes'];
 type Problem = { field: string; message: string };
+/** Thing models of devices in a home (undefined: not in it), looked up once per request. */
+type Models = Map<string, Promise<CompiledModel | undefined>>;
 
 const isoOf = (n: number | string) => new Date(Number(n)).toISOString();
 const OFFLINE_NOTE = 'the device is offline; the desired state stays set and applies when it reconnects';
@@ -130,7 +132,12 @@ export class SceneService {
 
   async create(p: Principal, homeId: string, input: SceneInput): Promise<SceneView> {
     await this.deps.access.requireHome(p, homeId, 'configure');
-    const { states, actions } = await this.validate(homeId, input.states, input.actions ?? []);
+    return this.insert(p, homeId, input);
+  }
+
+  /** Validates (with models already looked up, if any) and saves a new scene. */
+  private async insert(p: Principal, homeId: string, input: SceneInput, models: Models = new Map()): Promise<SceneView> {
+    const { states, actions } = await this.validate(homeId, input.states, input.actions ?? [], undefined, models);
     const now = Date.now();
     const row: SceneRow = {
       id: newId('s'), home_id: homeId, name: input.name.trim(), states: toJson(states), actions: toJson(actions),
@@ -151,9 +158,10 @@ export class SceneService {
     const states: SceneState[] = [];
     const only = input.properties ? new Set(input.properties) : undefined;
     const ids = [...new Set(input.devices)];
+    const models: Models = new Map();
     for (const id of ids) {
       const field = `body.devices[${input.devices.indexOf(id)}]`;
-      const model = await this.modelInHome(homeId, id);
+      const model = await this.modelInHome(homeId, id, models);
       if (!model) {
         problems.push({ field, message: `device "${id}" is not in this home` });
         continue;
@@ -167,7 +175,7 @@ export class SceneService {
       else states.push({ device: id, properties });
     }
     fail(problems);
-    return this.create(p, homeId, { name: input.name, states });
+    return this.insert(p, homeId, { name: input.name, states }, models);
   }
 
   async list(p: Principal, homeId: string): Promise<SceneView[]> {
@@ -218,8 +226,9 @@ export class SceneService {
    */
   async activate(p: Principal, sceneId: string, opts: { timeoutMs?: number } = {}): Promise<SceneActivation> {
     const row = await this.scene(p, sceneId, 'control');
-    const a = await this.run(row, actorOf(p), p, opts.timeoutMs);
-    return this.activationView(p, a);
+    const rights = new Map<string, Promise<DeviceRight>>();
+    const a = await this.run(row, actorOf(p), { p, rights }, opts.timeoutMs);
+    return this.activationView(p, a, rights);
   }
 
   /** The scene's recent activations, newest first. */
@@ -249,7 +258,8 @@ export class SceneService {
 
   // ------------------------------------------------------------------ activation
 
-  private async run(row: SceneRow, source: string, p: Principal | undefined, timeoutMs = this.timeoutMs): Promise<SceneActivation> {
+  /** `caller`: the principal activating it (devices they may not control are refused) and their rights, memoised. */
+  private async run(row: SceneRow, source: string, caller: { p: Principal; rights: Map<string, Promise<DeviceRight>> } | undefined, timeoutMs = this.timeoutMs): Promise<SceneActivation> {
     const at = this.deps.clock.now();
     const { states, actions } = await this.current(row);
     const byDevice = new Map<string, { state?: SceneState; actions: SceneAction[] }>();
@@ -259,7 +269,7 @@ export class SceneService {
     // Devices in parallel; a device's state before its actions.
     const perDevice = await Promise.all([...byDevice].map(async ([device, e]) => {
       const out: DeviceResult[] = [];
-      const refused = p ? await this.refusal(p, device) : undefined;
+      const refused = caller ? refusal(device, await this.right(caller.p, device, caller.rights)) : undefined;
       if (e.state) out.push(refused ? failed(device, 'state', refused) : await this.applyState(e.state, timeoutMs));
       for (const a of e.actions) out.push(refused ? { ...failed(device, 'action', refused), action: a.action } : await this.applyAction(a, source, timeoutMs));
       return out;
@@ -288,17 +298,6 @@ export class SceneService {
     this.deps.stream.publish('scene', null, row.home_id, { id: activation.id, sceneId: row.id, name: row.name, source, ok: activation.ok, counts }, at);
     this.audit(source, 'scene.activate', row, { activationId: activation.id, ok: activation.ok, results: results.map((r) => ({ device: r.device, kind: r.kind, status: r.status })) });
     return activation;
-  }
-
-  /** Why the principal may not control the device, or undefined when they may. */
-  private async refusal(p: Principal, device: string): Promise<string | undefined> {
-    try {
-      await this.deps.access.requireDevice(p, device, 'control');
-      return undefined;
-    } catch (err) {
-      if (isHearthError(err)) return `not allowed: ${err.message}`;
-      throw err;
-    }
   }
 
   private async applyState(s: SceneState, timeoutMs: number): Promise<DeviceResult> {
@@ -361,14 +360,14 @@ export class SceneService {
    * `checked` says which lists came with the request (so their problems are named as body
    * fields); entries kept from the stored scene are only pruned of devices that left.
    */
-  private async validate(homeId: string, states: SceneState[], actions: SceneAction[], given = { states: true, actions: true }): Promise<{ states: SceneState[]; actions: SceneAction[] }> {
+  private async validate(homeId: string, states: SceneState[], actions: SceneAction[], given = { states: true, actions: true }, models: Models = new Map()): Promise<{ states: SceneState[]; actions: SceneAction[] }> {
     const problems: Problem[] = [];
     const seen = new Set<string>();
     for (const [i, s] of states.entries()) {
       const field = `body.states[${i}]`;
       if (seen.has(s.device)) problems.push({ field: `${field}.device`, message: `device "${s.device}" has a state already (states[${states.findIndex((x) => x.device === s.device)}])` });
       seen.add(s.device);
-      const model = await this.modelInHome(homeId, s.device);
+      const model = await this.modelInHome(homeId, s.device, models);
       if (!model) {
         problems.push({ field: `${field}.device`, message: `device "${s.device}" is not in this home` });
         continue;
@@ -382,7 +381,7 @@ export class SceneService {
     }
     for (const [i, a] of actions.entries()) {
       const field = `body.actions[${i}]`;
-      const model = await this.modelInHome(homeId, a.device);
+      const model = await this.modelInHome(homeId, a.device, models);
       if (!model) {
         problems.push({ field: `${field}.device`, message: `device "${a.device}" is not in this home` });
         continue;
@@ -403,11 +402,18 @@ export class SceneService {
     };
   }
 
-  /** The thing model of a device in the home, or undefined when it is not in the home. */
-  private async modelInHome(homeId: string, deviceId: string) {
-    if ((await this.deps.access.placement(deviceId))?.homeId !== homeId) return undefined;
-    const device = await this.deps.devices.get(deviceId);
-    return device ? this.deps.products.model(device.productKey) : undefined;
+  /** The thing model of a device in the home, or undefined when it is not in the home; memoised in `models`. */
+  private modelInHome(homeId: string, deviceId: string, models: Models): Promise<CompiledModel | undefined> {
+    let m = models.get(deviceId);
+    if (!m) {
+      m = (async () => {
+        if ((await this.deps.access.placement(deviceId))?.homeId !== homeId) return undefined;
+        const device = await this.deps.devices.get(deviceId);
+        return device ? this.deps.products.model(device.productKey) : undefined;
+      })();
+      models.set(deviceId, m);
+    }
+    return m;
   }
 
   /** The stored entries that still apply: of devices in the home since before the scene was last saved. */
@@ -450,24 +456,41 @@ export class SceneService {
     };
   }
 
-  private async activationView(p: Principal, a: SceneActivation): Promise<SceneActivation> {
-    const visible = await this.visible(p, a.results.map((r) => r.device));
+  private async activationView(p: Principal, a: SceneActivation, rights = new Map<string, Promise<DeviceRight>>()): Promise<SceneActivation> {
+    const visible = await this.visible(p, a.results.map((r) => r.device), rights);
     return { ...a, results: a.results.filter((r) => visible.has(r.device)) };
   }
 
   /** The devices the caller has any right on (a guest sees only their own). */
-  private async visible(p: Principal, ids: string[]): Promise<Set<string>> {
+  private async visible(p: Principal, ids: string[], rights = new Map<string, Promise<DeviceRight>>()): Promise<Set<string>> {
     const out = new Set<string>();
-    for (const id of new Set(ids)) {
-      const d = await this.deps.devices.get(id);
-      if (d && (await this.deps.access.deviceRight(p, d)) !== 'none') out.add(id);
-    }
+    for (const id of new Set(ids)) if ((await this.right(p, id, rights)) !== 'none') out.add(id);
     return out;
+  }
+
+  /** The caller's right on a device ('none' when it does not exist), memoised in `rights` for one request. */
+  private right(p: Principal, id: string, rights: Map<string, Promise<DeviceRight>>): Promise<DeviceRight> {
+    let r = rights.get(id);
+    if (!r) {
+      r = (async () => {
+        const d = await this.deps.devices.get(id);
+        return d ? this.deps.access.deviceRight(p, d) : 'none';
+      })();
+      rights.set(id, r);
+    }
+    return r;
   }
 
   private audit(actor: string, action: string, row: SceneRow, details: Record<string, unknown>): void {
     this.deps.audit.record({ actor, action, homeId: row.home_id, targetType: 'scene', targetId: row.id, details });
   }
+}
+
+/** Why a caller with `right` on the device may not control it (as AccessService.requireDevice words it), or undefined when they may. */
+function refusal(device: string, right: DeviceRight): string | undefined {
+  if (right === 'none') return `not allowed: device "${device}" does not exist`;
+  if (right === 'view') return 'not allowed: control on this device needs more than your view access';
+  return undefined;
 }
 
 function failed(device: string, kind: 'state' | 'action', error: string): DeviceResult {

@@ -50,8 +50,14 @@ interface Handler {
   skipped?: (s: SkippedFiring) => Promise<void> | void;
 }
 
-/** Timers that changed, sent to every node so the owner of their shard re-reads them. */
-type TimerChange = { keys: string[] } | { prefix: string };
+/**
+ * Timers that changed, sent to every node: what the owner of the shard needs to schedule them
+ * without reading the store (`nextAt` null: nothing due; `version`: older notices are ignored).
+ */
+type TimerChange =
+  | { set: { key: string; shard: number; nextAt: number | null; version: number } }
+  | { removed: string }
+  | { prefix: string };
 
 type TimerRow = { key: string; owner: string; shard: number; spec: string; payload: string; grace_ms: number; next_at: number | null; version: number; last_fired_at: number | null };
 
@@ -77,14 +83,16 @@ const CHANGES_SUBJECT = 'cluster.timers';
  * `skipped` handler, then the timer fires for a due time inside the grace window if there is
  * one, and moves to its next future time.
  *
- * Changes made on any node are announced on the bus; the shard's owner re-reads those timers.
- * A slow re-scan of the owned timers (`pollMs`) covers a lost announcement.
+ * Changes made on any node are announced on the bus with the timer's shard, due time and row
+ * version; the shard's owner updates its schedule from that (an older notice loses to a newer
+ * version). A slow re-scan of the owned timers (`pollMs`) covers a lost or reordered announcement;
+ * a due time in memory that turns out not to be due is re-read before anything fires.
  */
 export class TimerService implements ShardListener {
   readonly name = 'timers';
   private readonly owned = new Set<number>();
-  /** Next due time of every pending timer on an owned shard, by key. */
-  private readonly due = new Map<string, { shard: number; at: number }>();
+  /** Next due time of every pending timer on an owned shard, by key, with the row version it was read at. */
+  private readonly due = new Map<string, { shard: number; at: number; version: number }>();
   private readonly handlers = new Map<string, Handler>();
   private readonly inflight = new Set<Promise<void>>();
   /** Store reads and claims run one after another, so the view and the claims never interleave. */
@@ -108,7 +116,7 @@ export class TimerService implements ShardListener {
   start(): void {
     this.stopped = false;
     this.changes = broadcast<TimerChange>(this.deps.bus, CHANGES_SUBJECT, (c) => {
-      if (this.owned.size > 0) void this.enqueue(() => this.reload(c));
+      if (this.owned.size > 0 || this.due.size > 0) void this.enqueue(() => this.changed(c));
     });
     this.poll();
   }
@@ -163,13 +171,15 @@ export class TimerService implements ShardListener {
         }))
         .execute();
     }
-    this.changes?.send({ keys: [t.key] });
+    // The row as it is now (another write may have come in between: its version tells the owner which is newer).
+    const row = await db.selectFrom('timers').select(['shard', 'next_at', 'version']).where('key', '=', t.key).executeTakeFirst();
+    if (row) this.changes?.send({ set: { key: t.key, shard: Number(row.shard), nextAt: row.next_at == null ? null : Number(row.next_at), version: Number(row.version) } });
     return { nextAt };
   }
 
   async cancel(key: string): Promise<void> {
     await this.deps.db.deleteFrom('timers').where('key', '=', key).execute();
-    this.changes?.send({ keys: [key] });
+    this.changes?.send({ removed: key });
   }
 
   /** Cancels every timer whose key starts with `prefix` (e.g. `automation:{id}:`). */
@@ -210,9 +220,9 @@ export class TimerService implements ShardListener {
     this.owned.add(shard);
     await this.enqueue(async () => {
       if (!this.owned.has(shard)) return;
-      const rows = await this.deps.db.selectFrom('timers').select(['key', 'shard', 'next_at'])
+      const rows = await this.deps.db.selectFrom('timers').select(['key', 'shard', 'next_at', 'version'])
         .where('shard', '=', shard).where('next_at', 'is not', null).execute();
-      for (const r of rows) this.due.set(r.key, { shard, at: Number(r.next_at) });
+      for (const r of rows) this.due.set(r.key, { shard, at: Number(r.next_at), version: Number(r.version) });
       this.arm();
     });
   }
@@ -292,7 +302,7 @@ export class TimerService implements ShardListener {
     // Due times in memory not claimed here (changed, claimed elsewhere, or a claim lost to an
     // upsert): re-read them; one still due makes arm() run again at once.
     const stale = [...this.due].filter(([key, t]) => t.at <= now && !claimed.has(key)).map(([key]) => key);
-    if (stale.length) await this.reload({ keys: stale }, false);
+    if (stale.length) await this.reload(stale, false);
     this.arm();
   }
 
@@ -307,6 +317,9 @@ export class TimerService implements ShardListener {
     let missed = false;
     try {
       spec = fromJson<TimerSpec>(row.spec);
+      // upsert validated it; a row written by another version may not be valid any more
+      const problem = specProblem(spec);
+      if (problem) throw new TypeError(problem);
       following = nextTime(spec, now);
       if (now - due > grace) {
         missed = true;
@@ -326,7 +339,7 @@ export class TimerService implements ShardListener {
       .executeTakeFirst();
     if (Number(res.numUpdatedRows) !== 1) return false;
     if (following === null) this.due.delete(row.key);
-    else this.due.set(row.key, { shard: Number(row.shard), at: following });
+    else this.due.set(row.key, { shard: Number(row.shard), at: following, version: Number(row.version) });
 
     const payload = fromJson<unknown>(row.payload);
     const base = { key: row.key, owner: row.owner, payload };
@@ -370,22 +383,39 @@ export class TimerService implements ShardListener {
 
   // ── the in-memory view ────────────────────────────────────────────────────────────────
 
-  /** Re-reads changed timers; those on owned shards with a due time are kept. */
-  private async reload(c: TimerChange, arm = true): Promise<void> {
+  /**
+   * A change announced by the node that made it: the owner of the timer's shard updates its
+   * schedule from the notice alone (no store read); other nodes only forget the key (it may have
+   * moved shards). A notice older than what this node knows (a lower version) is ignored.
+   */
+  private async changed(c: TimerChange): Promise<void> {
+    if ('set' in c) {
+      const { key, shard, nextAt, version } = c.set;
+      const cur = this.due.get(key);
+      if (cur && cur.version >= version) return;
+      if (nextAt !== null && this.owned.has(shard)) this.due.set(key, { shard, at: nextAt, version });
+      else this.due.delete(key);
+    } else if ('removed' in c) {
+      this.due.delete(c.removed);
+    } else if ('prefix' in c) {
+      for (const key of this.due.keys()) if (key.startsWith(c.prefix)) this.due.delete(key);
+    } else if (Array.isArray((c as { keys?: unknown }).keys)) {
+      // a node of the previous version (during a rolling update) sends only keys: re-read them
+      return this.reload((c as unknown as { keys: string[] }).keys);
+    }
+    this.arm();
+  }
+
+  /** Re-reads timers by key; those on owned shards with a due time are kept. */
+  private async reload(keys: string[], arm = true): Promise<void> {
     if (this.owned.size === 0) return;
     const { db } = this.deps;
-    const select = () => db.selectFrom('timers').select(['key', 'shard', 'next_at']);
-    let rows: Array<{ key: string; shard: number; next_at: number | null }> = [];
-    if ('keys' in c) {
-      for (const key of c.keys) this.due.delete(key);
-      // in slices: a statement takes a bounded number of parameters
-      for (let i = 0; i < c.keys.length; i += 500) rows.push(...await select().where('key', 'in', c.keys.slice(i, i + 500)).execute());
-    } else {
-      for (const key of this.due.keys()) if (key.startsWith(c.prefix)) this.due.delete(key);
-      rows = await select().where(startsWith(c.prefix)).where('shard', 'in', [...this.owned]).execute();
-    }
+    const rows: Array<{ key: string; shard: number; next_at: number | null; version: number }> = [];
+    for (const key of keys) this.due.delete(key);
+    // in slices: a statement takes a bounded number of parameters
+    for (let i = 0; i < keys.length; i += 500) rows.push(...await db.selectFrom('timers').select(['key', 'shard', 'next_at', 'version']).where('key', 'in', keys.slice(i, i + 500)).execute());
     for (const r of rows) {
-      if (r.next_at !== null && this.owned.has(Number(r.shard))) this.due.set(r.key, { shard: Number(r.shard), at: Number(r.next_at) });
+      if (r.next_at !== null && this.owned.has(Number(r.shard))) this.due.set(r.key, { shard: Number(r.shard), at: Number(r.next_at), version: Number(r.version) });
     }
     if (arm) this.arm();
   }
@@ -393,10 +423,10 @@ export class TimerService implements ShardListener {
   /** The safety net: the owned timers read afresh. */
   private async rescan(): Promise<void> {
     if (this.owned.size === 0 || this.stopped) return;
-    const rows = await this.deps.db.selectFrom('timers').select(['key', 'shard', 'next_at'])
+    const rows = await this.deps.db.selectFrom('timers').select(['key', 'shard', 'next_at', 'version'])
       .where('shard', 'in', [...this.owned]).where('next_at', 'is not', null).execute();
     this.due.clear();
-    for (const r of rows) this.due.set(r.key, { shard: Number(r.shard), at: Number(r.next_at) });
+    for (const r of rows) this.due.set(r.key, { shard: Number(r.shard), at: Number(r.next_at), version: Number(r.version) });
     this.arm();
   }
 }

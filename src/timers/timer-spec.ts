@@ -1,5 +1,8 @@
 import { Cron } from 'croner';
 import { getTimes } from 'suncalc';
+import { addDays, fromWallClock, isTimeZone, localDate, zonedTime, type LocalDate } from '../core/zoned-time.ts';
+
+export { localDate, zonedTime, type LocalDate } from '../core/zoned-time.ts';
 
 /**
  * When a timer is due: a cron pattern in an IANA zone, a one-off instant, or sunrise/sunset with
@@ -63,18 +66,14 @@ export function specProblem(spec: unknown, from?: number): string | undefined {
 
 function zoneProblem(tz: unknown): string | undefined {
   if (typeof tz !== 'string' || tz === '') return '"timezone" must be an IANA time zone name such as "Europe/Berlin"';
-  try {
-    formatter(tz);
-    return undefined;
-  } catch {
-    return `unknown time zone "${tz}"`;
-  }
+  return isTimeZone(tz) ? undefined : `unknown time zone "${tz}"`;
 }
 
 /**
  * The next `n` due times of `spec` strictly after `from` (epoch ms), ascending; fewer when the
- * spec has no more (a one-off in the past, a cron pattern of a date that never recurs). Throws
- * on a spec that `specProblem` rejects.
+ * spec has no more (a one-off in the past, a cron pattern of a date that never recurs). The spec
+ * is not validated again here (callers check it once with `specProblem`); a bad pattern or zone
+ * still throws.
  *
  * DST: cron times are wall-clock times in the zone. A time that does not exist on the
  * spring-forward day (02:30 in Berlin on 29 March 2026) fires once, at the instant the clock
@@ -90,8 +89,6 @@ function zoneProblem(tz: unknown): string | undefined {
  * night) is skipped: the next is on the next day that has one.
  */
 export function nextTimes(spec: TimerSpec, from: number, n = 1): number[] {
-  const problem = specProblem(spec);
-  if (problem) throw new TypeError(problem);
   if (n <= 0) return [];
   switch (spec.kind) {
     case 'at':
@@ -100,6 +97,8 @@ export function nextTimes(spec: TimerSpec, from: number, n = 1): number[] {
       return cronOf(spec.cron, spec.timezone).nextRuns(n, new Date(from)).map((d) => d.getTime());
     case 'sun':
       return nextSun(spec, from, n);
+    default:
+      throw new TypeError(specProblem(spec) ?? 'not a timer spec');
   }
 }
 
@@ -139,12 +138,6 @@ function cronOf(pattern: string, timezone: string): Cron {
 
 // ── sun ───────────────────────────────────────────────────────────────────────────────────
 
-interface LocalDate {
-  y: number;
-  m: number;
-  d: number;
-}
-
 function nextSun(spec: Extract<TimerSpec, { kind: 'sun' }>, from: number, n: number): number[] {
   const out: number[] = [];
   // Start a day before the date of the event that could be next (offset undone), so nothing is missed.
@@ -166,60 +159,10 @@ function nextSun(spec: Extract<TimerSpec, { kind: 'sun' }>, from: number, n: num
 export function sunEvent(spec: { event: 'sunrise' | 'sunset'; latitude: number; longitude: number; timezone: string }, date: LocalDate): number | null {
   const noon = zonedTime(date, 12, spec.timezone);
   const t = getTimes(new Date(noon), spec.latitude, spec.longitude)[spec.event];
-  return t ? Math.round(t.getTime()) : null;
+  return t && Number.isFinite(t.getTime()) ? Math.round(t.getTime()) : null;
 }
 
-// ── time zones ────────────────────────────────────────────────────────────────────────────
-
-const formatters = new Map<string, Intl.DateTimeFormat>();
-
-function formatter(tz: string): Intl.DateTimeFormat {
-  let f = formatters.get(tz);
-  if (!f) {
-    f = new Intl.DateTimeFormat('en-US', { timeZone: tz, hourCycle: 'h23', year: 'numeric', month: 'numeric', day: 'numeric', hour: 'numeric', minute: 'numeric', second: 'numeric' });
-    formatters.set(tz, f);
-  }
-  return f;
-}
-
-/** Wall-clock fields of an instant in a zone. */
-function zonedFields(at: number, tz: string): { y: number; m: number; d: number; h: number; mi: number; s: number } {
-  const p: Record<string, number> = {};
-  for (const part of formatter(tz).formatToParts(new Date(at))) if (part.type !== 'literal') p[part.type] = Number(part.value);
-  return { y: p.year, m: p.month, d: p.day, h: p.hour, mi: p.minute, s: p.second };
-}
-
-/** The local date of an instant in a zone. */
-export function localDate(at: number, tz: string): LocalDate {
-  const { y, m, d } = zonedFields(at, tz);
-  return { y, m, d };
-}
-
-function addDays(date: LocalDate, days: number): LocalDate {
-  const t = new Date(Date.UTC(date.y, date.m - 1, date.d + days));
-  return { y: t.getUTCFullYear(), m: t.getUTCMonth() + 1, d: t.getUTCDate() };
-}
-
-/** The zone's UTC offset at an instant, in ms (east positive). */
-function offsetAt(at: number, tz: string): number {
-  const f = zonedFields(at, tz);
-  return Date.UTC(f.y, f.m - 1, f.d, f.h, f.mi, f.s) - Math.floor(at / 1000) * 1000;
-}
-
-/**
- * The instant of a whole local hour on a date in a zone. Used at noon, which no zone's DST
- * change touches; for an hour that does not exist it gives the instant an hour later.
- */
-export function zonedTime(date: LocalDate, hour: number, tz: string): number {
-  return fromWallClock(Date.UTC(date.y, date.m - 1, date.d, hour), tz);
-}
-
-/** The instant a zone's clocks show `wall` (its fields read as UTC); a skipped time gives the instant after the gap. */
-function fromWallClock(wall: number, tz: string): number {
-  let at = wall - offsetAt(wall, tz);
-  at = wall - offsetAt(at, tz);
-  return at;
-}
+// ── date-time text ────────────────────────────────────────────────────────────────────
 
 const DATE_TIME = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,3}))?)?(Z|[+-]\d{2}:\d{2})?$/;
 

@@ -30,7 +30,6 @@ interface MemStream {
   seq: number;
   /** Messages no consumer has taken yet; the first matching consumer gets them. */
   backlog: Stored[];
-  /** msgId → time it stops counting as a duplicate. */
   /** Message ids stored within the duplicate window. */
   seen: ExpiringKeys;
 }
@@ -106,6 +105,8 @@ class Delivery implements DurableMessage {
 }
 
 const EMPTY_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
+/** How long a message id counts as a duplicate when the stream does not say (as in NATS JetStream). */
+const DEFAULT_DUPLICATE_WINDOW_MS = 120_000;
 
 /**
  * In-process bus for the embedded mode: one process, no network. Not for a cluster;
@@ -129,8 +130,12 @@ export class MemoryBus implements Bus {
   async ensureStream(cfg: StreamConfig): Promise<void> {
     const cur = this.streams.get(cfg.name);
     const matchers = cfg.subjects.map(compilePattern);
-    if (cur) Object.assign(cur, { cfg, matchers });
-    else this.streams.set(cfg.name, { cfg, matchers, seq: 0, backlog: [], seen: new ExpiringKeys(cfg.duplicateWindowMs ?? 120_000) });
+    const dupWindow = cfg.duplicateWindowMs ?? DEFAULT_DUPLICATE_WINDOW_MS;
+    if (cur) {
+      Object.assign(cur, { cfg, matchers });
+      // ids already seen keep the window they were stored under; new ones get the new window
+      cur.seen.ttlMs = dupWindow;
+    } else this.streams.set(cfg.name, { cfg, matchers, seq: 0, backlog: [], seen: new ExpiringKeys(dupWindow) });
   }
 
   /**
@@ -144,7 +149,7 @@ export class MemoryBus implements Bus {
     if (!stream) throw new BusError('NO_RESPONDERS', `no stream stores ${subject}`);
     if (opts.msgId !== undefined) {
       const now = Date.now();
-      if (stream.seen.has(opts.msgId, now)) return;
+      if (stream.seen.get(opts.msgId, now)) return;
       stream.seen.set(opts.msgId, true, now);
     }
     const msg: Stored = { seq: ++stream.seq, subject, data, headers: opts.headers ?? EMPTY_HEADERS, deliveries: 0 };
