@@ -232,22 +232,12 @@ export class Hearth {
     });
     // Automations: stored and checked by the service on any node, run by the engine on the worker owning the home's shard.
     const automationStore = (this.automationStore = new AutomationStore({ db, log: log.child({ component: 'automations' }), flushMs: config.historyFlushMs }));
-    // A change reloads the automation once on every node: here awaited (a trigger right after the
-    // reply is seen), elsewhere through the bus; this node skips its own message.
-    const origin = randomBytes(8).toString('hex');
-    const automationsChanged: Broadcast<{ id: string }> = {
-      send: ({ id }) => bus.publish('cluster.automations', { id, origin }),
-      close: bus.subscribe<{ id: string; origin?: string }>('cluster.automations', (m) => {
-        if (m.data.origin !== origin) void automationEngine.reload(m.data.id);
-      }, { name: 'cluster.automations' }),
-    };
+    // A change reloads the automation on every node; here it is awaited (a trigger right after the reply is seen).
+    const automationsChanged = broadcast<{ id: string }>(bus, 'cluster.automations', (m) => automationEngine.reload(m.id));
     this.broadcasts.push(automationsChanged);
     const automations = new AutomationService({
       store: automationStore, access, devices, products, audit, homes, urls, clock: this.clock, log: log.child({ component: 'automations' }), shardCount: config.shards,
-      timers, scenes, onChange: (id): Promise<void> => {
-        automationsChanged.send({ id });
-        return automationEngine.reload(id);
-      },
+      timers, scenes, onChange: (id): Promise<void> => automationsChanged.send({ id }),
     });
     const automationEngine = new AutomationEngine({
       bus, log: log.child({ component: 'automations' }), clock: this.clock, store: automationStore, shards, shardCount: config.shards, control: automations,

@@ -1,24 +1,34 @@
+import { randomBytes } from 'node:crypto';
 import type { Bus, Unsubscribe } from '../bus/bus.ts';
 
-/** A change to state that every node caches (revoked sessions, device placements). */
+/** A change to state that every node caches (revoked sessions, device placements, automations). */
 export interface Broadcast<T> {
-  /** Applies the change here at once, then on every other node. */
-  send(data: T): void;
+  /** Applies the change here at once (resolving when that apply does), then on every other node. */
+  send(data: T): Promise<void>;
   close: Unsubscribe;
 }
 
 /**
- * Keeps per-node caches coherent across a cluster: `apply` runs on this node synchronously
- * (callers may rely on it right away) and on every node that hears the bus message, this one
- * included, so it must be idempotent.
+ * Keeps per-node caches coherent across a cluster: `apply` runs on this node at once, in the
+ * caller's turn (callers may rely on it right away, or await it), and on every other node that
+ * hears the bus message. A node skips its own message (it applied the change already); `apply`
+ * should still be idempotent, as a node may hear a change it learnt another way. An apply that
+ * returns a promise handles its own errors.
  */
-export function broadcast<T>(bus: Bus, subject: string, apply: (data: T) => void): Broadcast<T> {
-  const close = bus.subscribe<T>(subject, (msg) => apply(msg.data), { name: subject });
+export function broadcast<T extends object>(bus: Bus, subject: string, apply: (data: T) => void | Promise<void>): Broadcast<T> {
+  const origin = randomBytes(8).toString('hex');
+  const close = bus.subscribe<T & { [ORIGIN]?: string }>(subject, (msg) => {
+    if (msg.data[ORIGIN] !== origin) void apply(msg.data);
+  }, { name: subject });
   return {
-    send(data: T) {
-      apply(data);
-      bus.publish(subject, data);
+    async send(data: T) {
+      const applied = apply(data);
+      bus.publish(subject, { ...data, [ORIGIN]: origin });
+      await applied;
     },
     close,
   };
 }
+
+/** The sending broadcast's id, in the message (nodes of older versions ignore it). */
+const ORIGIN = '_origin';
