@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { startSmtp, type Mail } from './helpers/smtp.ts';
 import { WebSocket } from 'ws';
 import { startPlatform, eventually, type Platform } from './helpers/platform.ts';
+import { signupUser, type TestUser } from './helpers/people.ts';
 import { ManualClock } from '../src/core/clock.ts';
 
 /**
@@ -36,7 +37,7 @@ const apnsHits: Array<{ headers: Record<string, string | string[] | undefined>; 
 let fcmKey: KeyObject;
 let apnsKey: KeyObject;
 
-const users: Record<'owner' | 'member' | 'guest' | 'outsider', { id: string; token: string; email: string }> = {} as never;
+const users: Record<'owner' | 'member' | 'guest' | 'outsider', TestUser> = {} as never;
 let homeId = '';
 
 const b64u = (s: string) => Buffer.from(s, 'base64url');
@@ -65,13 +66,6 @@ function checkJwt(jwt: string, key: KeyObject, alg: 'RS256' | 'ES256'): { header
     : verify('sha256', Buffer.from(`${h}.${c}`), { key, dsaEncoding: 'ieee-p1363' }, b64u(s));
   assert.ok(ok, `${alg} signature verifies`);
   return { header: JSON.parse(b64u(h).toString()), claims: JSON.parse(b64u(c).toString()) };
-}
-
-async function signup(email: string): Promise<{ id: string; token: string; email: string }> {
-  const s = await p.api('POST', '/api/v1/auth/signup', { email, password: 'password-of-' + email }, null);
-  assert.equal(s.status, 201, JSON.stringify(s.body));
-  const l = await p.api('POST', '/api/v1/auth/login', { email, password: 'password-of-' + email }, null);
-  return { id: s.body.id, token: l.body.token, email };
 }
 
 async function joinHome(home: string, who: { token: string; email: string }, role: 'member' | 'guest' | 'admin', by = users.owner.token): Promise<void> {
@@ -162,10 +156,10 @@ before(async () => {
       HEARTH_APNS_BASE_URL: `http://127.0.0.1:${apnsPort}`,
     },
   });
-  users.owner = await signup('olivia@notify.test');
-  users.member = await signup('max@notify.test');
-  users.guest = await signup('gail@notify.test');
-  users.outsider = await signup('oscar@notify.test');
+  users.owner = await signupUser(p, 'olivia@notify.test');
+  users.member = await signupUser(p, 'max@notify.test');
+  users.guest = await signupUser(p, 'gail@notify.test');
+  users.outsider = await signupUser(p, 'oscar@notify.test');
   const home = await p.api('POST', '/api/v1/homes', { name: 'Lake house', timezone: 'Europe/Berlin' }, users.owner.token);
   homeId = home.body.id;
   await joinHome(homeId, users.member, 'member');

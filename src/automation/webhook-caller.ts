@@ -16,8 +16,7 @@ export function webhookCaller(metrics?: Metrics, urls: UrlPolicy = ALLOW_ALL): (
       o = createOutbound({ name: `automation-webhook`, metrics, timeoutMs: 5000, retries: 2, backoff: { initialMs: 200, maxMs: 2000 }, breaker: { consecutiveFailures: 5, halfOpenAfterMs: 30_000 } });
       byOrigin.set(origin, o);
     }
-    await urls.check(url);
-    const r = await postJson(o, url, body, headers, { redirect: urls.redirect });
+    const r = await postJson(o, url, body, headers, { urls });
     return { status: r.status };
   };
 }

@@ -4,6 +4,7 @@ import {
 } from 'cockatiel';
 import type { BreakerState, Metrics } from './observability/metrics.ts';
 import { SpanKind, withSpan } from './observability/tracing.ts';
+import type { UrlPolicy } from './url-policy.ts';
 
 export interface OutboundOptions {
   /** The service called (`hearth_*{target}` label, error messages): one name per partner or channel. */
@@ -147,21 +148,69 @@ function parseOr(text: string): unknown {
   }
 }
 
+/** An answer to a POST: its status, content type and (up to 256 KiB of) text. */
+export interface PostAnswer {
+  status: number;
+  /** 2xx */
+  ok: boolean;
+  contentType: string;
+  text: string;
+}
+
+export interface PostOptions {
+  /**
+   * For URLs that people configure: the host is checked (names resolved) once before the
+   * attempts, and redirects are followed only as the policy allows. Without it, redirects are followed.
+   */
+  urls?: UrlPolicy;
+  /**
+   * Looks at each answer within its attempt, before the status check. It may throw (an
+   * OutboundError, retryable or not, for an answer the status alone does not judge rightly), or
+   * return true to take a non-2xx answer as it is instead of failing.
+   */
+  inspect?: (answer: PostAnswer) => boolean | void;
+}
+
 /**
- * POSTs `body` as JSON through `outbound` and returns the answer (parsed when it is JSON). 5xx
- * and 429 answers are failures worth retrying; other 4xx are permanent (OutboundError with
- * `retryable: false`). The whole answer is read within the attempt, so the timeout covers it.
+ * POSTs `body` to `url` through `outbound` and returns the answer. 5xx and 429 answers are
+ * failures worth retrying; other non-2xx answers are permanent (OutboundError with
+ * `retryable: false`). The answer is read within the attempt, so the timeout covers it, and
+ * at most 256 KiB of it. `headers` may be made per attempt (e.g. with a fresh access token).
  */
-export function postJson(outbound: Outbound, url: string, body: unknown, headers: Record<string, string> = {}, init: { redirect?: 'follow' | 'error' | 'manual' } = {}): Promise<{ status: number; body: unknown }> {
-  const payload = JSON.stringify(body);
-  return outbound.execute(async (signal) => {
-    const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: payload, signal, ...init });
-    const text = await readCapped(res, MAX_ANSWER_BYTES);
-    if (!res.ok) {
-      const retryable = res.status >= 500 || res.status === 429;
-      // Not the URL: webhook URLs often carry their secret.
-      throw new OutboundError(outbound.name, 'status', `${outbound.name} answered ${res.status}${text ? `: ${text.slice(0, 200)}` : ''}`, retryable, res.status);
-    }
-    return { status: res.status, body: res.headers.get('content-type')?.includes('json') ? parseOr(text) : text };
-  });
+export async function postBody(
+  outbound: Outbound,
+  url: string,
+  body: string | Uint8Array,
+  headers: Record<string, string> | ((signal: AbortSignal) => Promise<Record<string, string>>),
+  opts: PostOptions = {},
+): Promise<PostAnswer> {
+  const { urls, inspect } = opts;
+  await urls?.check(url);
+  return outbound.execute(async (signal) => attempt(outbound.name, url, body, typeof headers === 'function' ? await headers(signal) : headers, signal, urls?.redirect ?? 'follow', inspect));
+}
+
+/**
+ * One attempt of postBody, for a request made within the attempt of another (`signal`), such
+ * as fetching the access token the other needs; `target` names the service in errors. Only for
+ * URLs the operator configures: no URL policy applies.
+ */
+export function postAttempt(target: string, url: string, body: string | Uint8Array, headers: Record<string, string>, signal: AbortSignal, opts: Pick<PostOptions, 'inspect'> = {}): Promise<PostAnswer> {
+  return attempt(target, url, body, headers, signal, 'follow', opts.inspect);
+}
+
+async function attempt(target: string, url: string, body: string | Uint8Array, headers: Record<string, string>, signal: AbortSignal, redirect: 'follow' | 'error' | 'manual', inspect: PostOptions['inspect']): Promise<PostAnswer> {
+  const res = await fetch(url, { method: 'POST', headers, body, signal, redirect });
+  const answer: PostAnswer = { status: res.status, ok: res.ok, contentType: res.headers.get('content-type') ?? '', text: await readCapped(res, MAX_ANSWER_BYTES) };
+  if (inspect?.(answer) === true || answer.ok) return answer;
+  const retryable = res.status >= 500 || res.status === 429;
+  // Not the URL: webhook URLs often carry their secret.
+  throw new OutboundError(target, 'status', `${target} answered ${res.status}${answer.text ? `: ${answer.text.slice(0, 200)}` : ''}`, retryable, res.status);
+}
+
+/**
+ * POSTs `body` as JSON (see postBody) and returns the answer, parsed when it is JSON.
+ */
+export async function postJson(outbound: Outbound, url: string, body: unknown, headers: Record<string, string> = {}, opts: PostOptions = {}): Promise<{ status: number; body: unknown }> {
+  const a = await postBody(outbound, url, JSON.stringify(body), { 'content-type': 'application/json', ...headers }, opts);
+  return { status: a.status, body: a.contentType.includes('json') ? parseOr(a.text) : a.text };
 }

@@ -1,11 +1,11 @@
 import type { HttpApp } from '../transports/http/http-server.ts';
 import { principal } from '../transports/http/http-server.ts';
 import { AuthHeader, problems } from '../transports/http/http-schemas.ts';
-import { HomeParams } from '../homes/home-schema.ts';
+import { DeletedSchema, HomeParams } from '../homes/home-schema.ts';
 import type { NotificationService } from './notify-service.ts';
 import {
   ChannelBody, ChannelListSchema, ChannelParams, ChannelSchema, InboxItemSchema, InboxListSchema, InboxQuery, NotificationParams,
-  PreferencesBody, PreferencesSchema, ReadAllQuery, ReadAllSchema, RemovedSchema, SendBody, SendResultSchema, SubscriptionBody,
+  PreferencesBody, PreferencesSchema, ReadAllQuery, ReadAllSchema, SendBody, SendResultSchema, SubscriptionBody,
   SubscriptionListSchema, SubscriptionParams, SubscriptionSchema, TokenBody, TokenListSchema, TokenParams, TokenSchema, UnreadCountSchema,
   VapidKeySchema,
 } from './notify-schema.ts';
@@ -91,7 +91,7 @@ export function notifyRoutes(app: HttpApp, deps: { notify: NotificationService }
   app.delete(`${A}/notification-channels/:channelId`, {
     schema: {
       tags: ['notifications'], summary: "Remove a home's notification channel (owner, admin)", ...AuthHeader, params: ChannelParams,
-      response: { 200: RemovedSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_NOTIFICATION_CHANNEL_NOT_FOUND') },
+      response: { 200: DeletedSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_NOTIFICATION_CHANNEL_NOT_FOUND') },
     },
   }, async (req) => {
     await notify.deleteChannel(principal(req), req.params.channelId);
@@ -124,7 +124,7 @@ export function notifyRoutes(app: HttpApp, deps: { notify: NotificationService }
   app.delete(`${A}/push/subscriptions/:subscriptionId`, {
     schema: {
       tags: ['notifications'], summary: 'Remove a Web Push subscription', ...AuthHeader, params: SubscriptionParams,
-      response: { 200: RemovedSchema, ...problems('E_UNAUTHENTICATED', 'E_PUSH_SUBSCRIPTION_NOT_FOUND') },
+      response: { 200: DeletedSchema, ...problems('E_UNAUTHENTICATED', 'E_PUSH_SUBSCRIPTION_NOT_FOUND') },
     },
   }, async (req) => {
     await notify.unsubscribe(principal(req), req.params.subscriptionId);
@@ -148,7 +148,7 @@ export function notifyRoutes(app: HttpApp, deps: { notify: NotificationService }
   app.delete(`${A}/push/tokens/:tokenId`, {
     schema: {
       tags: ['notifications'], summary: 'Remove a mobile push token', ...AuthHeader, params: TokenParams,
-      response: { 200: RemovedSchema, ...problems('E_UNAUTHENTICATED', 'E_PUSH_TOKEN_NOT_FOUND') },
+      response: { 200: DeletedSchema, ...problems('E_UNAUTHENTICATED', 'E_PUSH_TOKEN_NOT_FOUND') },
     },
   }, async (req) => {
     await notify.unregisterToken(principal(req), req.params.tokenId);

@@ -1,5 +1,7 @@
-import { Type, type TSchema } from 'typebox';
+import { Type, type Static, type TLiteral, type TSchema, type TUnion } from 'typebox';
 import { HomeId } from '../homes/home-schema.ts';
+import { SEVERITIES } from './notify-prefs.ts';
+import { HOME_CHANNEL_TYPES } from './channels/home-channels.ts';
 import { Pagination } from '../transports/http/http-schemas.ts';
 
 /** Request and response schemas of the inbox, push registration, preferences and home channel routes. */
@@ -7,6 +9,8 @@ import { Pagination } from '../transports/http/http-schemas.ts';
 const Id = (example: string) => Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$', examples: [example] });
 const nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
 const DateTime = Type.String({ format: 'date-time' });
+/** anyOf the literals of a list the code uses too, typed as their union. */
+const oneOf = <T extends string>(values: readonly T[], options?: { description?: string }) => Type.Union(values.map((v) => Type.Literal(v)), options) as unknown as TUnion<[TLiteral<T>]>;
 
 export const NotificationId = Id('ni_4k2m9x7p1q8r0t');
 export const ChannelId = Id('nc_8m2k9x4p1q8r0t');
@@ -18,7 +22,7 @@ export const ChannelParams = Type.Object({ channelId: ChannelId });
 export const SubscriptionParams = Type.Object({ subscriptionId: SubscriptionId });
 export const TokenParams = Type.Object({ tokenId: TokenId });
 
-const Severity = Type.Union([Type.Literal('info'), Type.Literal('warning'), Type.Literal('alarm')], { description: "'alarm' bypasses quiet hours" });
+const Severity = oneOf(SEVERITIES, { description: "'alarm' bypasses quiet hours" });
 const Kind = Type.String({ pattern: '^[a-z][a-z0-9_.-]{0,63}$', examples: ['security'], description: 'e.g. automation, security, device, system' });
 const ChannelSwitches = Type.Object({
   inbox: Type.Optional(Type.Boolean()),
@@ -48,6 +52,7 @@ export const InboxItemSchema = Type.Object({
   createdAt: DateTime,
   readAt: nullable(DateTime),
 }, { examples: [itemExample] });
+export type InboxItem = Static<typeof InboxItemSchema>;
 
 export const InboxQuery = Type.Object({
   unread: Type.Optional(Type.Boolean({ description: 'Only unread items' })),
@@ -127,7 +132,7 @@ export const PreferencesSchema = Type.Object({
 
 // ---- home channels
 
-const ChannelType = Type.Union([Type.Literal('webhook'), Type.Literal('slack'), Type.Literal('feishu'), Type.Literal('dingtalk'), Type.Literal('wecom')]);
+const ChannelType = oneOf(HOME_CHANNEL_TYPES);
 export const ChannelBody = Type.Object({
   type: ChannelType,
   name: Type.String({ minLength: 1, maxLength: 200, examples: ['Family chat'] }),
@@ -141,9 +146,10 @@ const channelExample = {
   hasSecret: false, kinds: null, minSeverity: 'warning', createdAt: '2026-11-23T08:00:00.000Z', createdBy: 'user:u_4k2m9x7p1q8r0t',
 };
 export const ChannelSchema = Type.Object({
-  id: Type.String(), homeId: Type.String(), type: ChannelType, name: Type.String(), url: Type.String(), hasSecret: Type.Boolean(),
+  id: Type.String(), homeId: Type.String(), type: ChannelType, name: Type.String(), url: Type.String(), hasSecret: Type.Boolean({ description: 'The secret itself is never shown again' }),
   kinds: nullable(Type.Array(Type.String())), minSeverity: Severity, createdAt: DateTime, createdBy: Type.String(),
 }, { examples: [channelExample] });
+export type HomeChannelView = Static<typeof ChannelSchema>;
 export const ChannelListSchema = Type.Object({ items: Type.Array(ChannelSchema) }, { examples: [{ items: [channelExample] }] });
 
 // ---- push registration
@@ -164,6 +170,7 @@ export const SubscriptionBody = Type.Object({
 });
 const subscriptionExample = { id: 'ps_2k9x4p1q8r0m7t', endpoint: 'https://fcm.googleapis.com/fcm/send/dpH5lCsTSSM:APA91bHq', createdAt: '2026-11-23T08:00:00.000Z' };
 export const SubscriptionSchema = Type.Object({ id: Type.String(), endpoint: Type.String(), createdAt: DateTime }, { examples: [subscriptionExample] });
+export type PushSubscriptionView = Static<typeof SubscriptionSchema>;
 export const SubscriptionListSchema = Type.Object({ items: Type.Array(SubscriptionSchema) }, { examples: [{ items: [subscriptionExample] }] });
 
 const Platform = Type.Union([Type.Literal('fcm'), Type.Literal('apns')]);
@@ -173,6 +180,5 @@ export const TokenBody = Type.Object({
 }, { additionalProperties: false, examples: [{ platform: 'fcm', token: 'dpH5lCsTSSM:APA91bHqjZxM0VImWWqDRN' }] });
 const tokenExample = { id: 'pt_9x4p1q8r0m7t2k', platform: 'fcm', createdAt: '2026-11-23T08:00:00.000Z' };
 export const TokenSchema = Type.Object({ id: Type.String(), platform: Platform, createdAt: DateTime }, { examples: [tokenExample] });
+export type PushTokenView = Static<typeof TokenSchema>;
 export const TokenListSchema = Type.Object({ items: Type.Array(TokenSchema) }, { examples: [{ items: [tokenExample] }] });
-
-export const RemovedSchema = Type.Object({ id: Type.String(), deleted: Type.Literal(true) }, { examples: [{ id: 'ps_2k9x4p1q8r0m7t', deleted: true }] });

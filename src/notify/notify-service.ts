@@ -1,6 +1,8 @@
 import { ALLOW_ALL, type UrlPolicy } from '../core/url-policy.ts';
 import type { HomeService } from '../homes/home-service.ts';
 import { createHash } from 'node:crypto';
+import type { ExpressionBuilder } from 'kysely';
+import type { Static } from 'typebox';
 import type { Db } from '../core/store/db.ts';
 import { fromJson, toJson } from '../core/store/db.ts';
 import type { Database } from '../core/store/schema.ts';
@@ -9,8 +11,8 @@ import type { Logger } from '../core/logger.ts';
 import type { Mailer } from '../core/mailer.ts';
 import type { Metrics } from '../core/observability/metrics.ts';
 import type { SettingsStore } from '../core/settings-store.ts';
-import { createOutbound, OutboundError, type Outbound } from '../core/outbound.ts';
-import { HearthError, isHearthError } from '../core/errors.ts';
+import { createOutbound, OutboundError, postBody, type Outbound } from '../core/outbound.ts';
+import { HearthError } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
 import type { Principal } from '../auth/auth-service.ts';
 import type { AccessService } from '../homes/access-service.ts';
@@ -24,9 +26,7 @@ import { describeError, type Delivery, type NotificationMessage } from './channe
 import { WebPushSender } from './channels/web-push.ts';
 import { FcmSender, readServiceAccount } from './channels/fcm.ts';
 import { ApnsSender, type ApnsOptions } from './channels/apns.ts';
-
-export type { Severity } from './notify-prefs.ts';
-export type { NotificationPreferences } from './notify-prefs.ts';
+import type { ChannelBody, HomeChannelView, InboxItem, PushSubscriptionView, PushTokenView } from './notify-schema.ts';
 
 /** What a feature asks to tell people. */
 export interface NotifyRequest {
@@ -57,45 +57,7 @@ export interface ChannelResult {
   reason?: string;
 }
 
-export interface InboxItem {
-  id: string;
-  notificationId: string;
-  homeId: string;
-  kind: string;
-  severity: Severity;
-  title: string;
-  body: string;
-  data: Record<string, unknown>;
-  source: string | null;
-  createdAt: string;
-  readAt: string | null;
-}
-
-export interface HomeChannelView {
-  id: string;
-  homeId: string;
-  type: HomeChannelType;
-  name: string;
-  url: string;
-  /** The secret itself is never shown again. */
-  hasSecret: boolean;
-  kinds: string[] | null;
-  minSeverity: Severity;
-  createdAt: string;
-  createdBy: string;
-}
-
-export interface HomeChannelInput {
-  type: HomeChannelType;
-  name: string;
-  url: string;
-  secret?: string;
-  kinds?: string[];
-  minSeverity?: Severity;
-}
-
-export interface PushSubscriptionView { id: string; endpoint: string; createdAt: string }
-export interface PushTokenView { id: string; platform: 'fcm' | 'apns'; createdAt: string }
+type HomeChannelInput = Static<typeof ChannelBody>;
 
 /** Where the service publishes inbox changes (the StreamService). */
 export interface NotificationStream {
@@ -128,6 +90,11 @@ export interface NotificationServiceDeps {
 }
 
 type ChannelRow = Database['notification_channels'];
+/** Where a user's Web Push and mobile pushes go. */
+interface UserDevices {
+  subscriptions: Array<Database['push_subscriptions']>;
+  tokens: Array<Database['push_tokens']>;
+}
 
 const OUTBOUND = { timeoutMs: 10_000, retries: 2, backoff: { initialMs: 200, maxMs: 2_000 }, breaker: { consecutiveFailures: 5, halfOpenAfterMs: 30_000 } };
 const iso = (n: number | string) => new Date(Number(n)).toISOString();
@@ -188,8 +155,8 @@ export class NotificationService {
     const results: ChannelResult[] = [];
     const { recipients, refused } = await this.recipients(req.homeId, req.users, now);
     for (const u of refused) results.push({ userId: u, channel: '*', status: 'skipped', reason: 'not-a-member' });
-    const prefs = await this.preferencesOf(req.homeId, recipients);
-    const perUser = await Promise.all(recipients.map((userId) => this.sendToUser(userId, prefs.get(userId)!, msg, home.timezone, dedupe, now).catch((err): ChannelResult[] => {
+    const [prefs, devices] = await Promise.all([this.preferencesOf(req.homeId, recipients), this.devicesOf(recipients)]);
+    const perUser = await Promise.all(recipients.map((userId) => this.sendToUser(userId, prefs.get(userId)!, devices.get(userId)!, msg, home.timezone, dedupe, now).catch((err): ChannelResult[] => {
       this.deps.log.error({ err, userId, notificationId: id }, 'notification to a user failed');
       return [{ userId, channel: '*', status: 'failed', reason: 'internal error' }];
     })));
@@ -202,7 +169,7 @@ export class NotificationService {
     return { id, results };
   }
 
-  private async sendToUser(userId: string, prefs: NotificationPreferences, msg: NotificationMessage, timeZone: string, dedupe: string, now: number): Promise<ChannelResult[]> {
+  private async sendToUser(userId: string, prefs: NotificationPreferences, devices: UserDevices, msg: NotificationMessage, timeZone: string, dedupe: string, now: number): Promise<ChannelResult[]> {
     if (!kindEnabled(prefs, msg.kind)) return [{ userId, channel: '*', status: 'skipped', reason: 'kind-disabled' }];
     const wanted = USER_CHANNELS.filter((c) => channelEnabled(prefs, msg.kind, msg.severity, c));
     if (!wanted.length) return [{ userId, channel: '*', status: 'skipped', reason: 'preferences' }];
@@ -212,7 +179,7 @@ export class NotificationService {
       if (!wanted.includes(channel)) return { userId, channel, status: 'skipped', reason: 'preferences' };
       if (quiet && channel !== 'inbox') return { userId, channel, status: 'skipped', reason: 'quiet-hours' };
       try {
-        return { userId, channel, ...(await this.deliver(channel, userId, msg, now)) };
+        return { userId, channel, ...(await this.deliver(channel, userId, devices, msg, now)) };
       } catch (err) {
         this.deps.log.warn({ err, userId, channel, notificationId: msg.id }, 'notification delivery failed');
         return { userId, channel, status: 'failed', reason: describeError(err) };
@@ -220,12 +187,12 @@ export class NotificationService {
     }));
   }
 
-  private deliver(channel: UserChannel, userId: string, msg: NotificationMessage, now: number): Promise<Delivery> {
+  private deliver(channel: UserChannel, userId: string, devices: UserDevices, msg: NotificationMessage, now: number): Promise<Delivery> {
     switch (channel) {
       case 'inbox': return this.toInbox(userId, msg, now);
       case 'email': return this.toEmail(userId, msg);
-      case 'push': return this.toWebPush(userId, msg);
-      case 'mobile': return this.toMobile(userId, msg);
+      case 'push': return this.toWebPush(devices.subscriptions, msg);
+      case 'mobile': return this.toMobile(devices.tokens, msg);
     }
   }
 
@@ -235,7 +202,7 @@ export class NotificationService {
       title: msg.title, body: msg.body, data: toJson(msg.data), source: msg.source, created_at: now, read_at: null,
     };
     await this.deps.db.insertInto('notification_inbox').values(row).execute();
-    this.deps.stream.publish('notification', null, msg.homeId, { action: 'created', notification: inboxItem(row), unread: await this.countUnread(userId) }, now, { userId });
+    this.deps.stream.publish('notification', null, msg.homeId, { action: 'created', notification: inboxItem(row), unread: await this.unreadCount({ userId }) }, now, { userId });
     return { status: 'sent' };
   }
 
@@ -251,8 +218,7 @@ export class NotificationService {
     return { status: 'sent' };
   }
 
-  private async toWebPush(userId: string, msg: NotificationMessage): Promise<Delivery> {
-    const subs = await this.deps.db.selectFrom('push_subscriptions').selectAll().where('user_id', '=', userId).execute();
+  private async toWebPush(subs: Array<Database['push_subscriptions']>, msg: NotificationMessage): Promise<Delivery> {
     if (!subs.length) return { status: 'skipped', reason: 'no-subscriptions' };
     return this.fanOut(subs, async (s) => {
       const r = await this.webPush.send({ endpoint: s.endpoint, keys: { p256dh: s.p256dh, auth: s.auth } }, msg);
@@ -261,8 +227,7 @@ export class NotificationService {
     });
   }
 
-  private async toMobile(userId: string, msg: NotificationMessage): Promise<Delivery> {
-    const tokens = await this.deps.db.selectFrom('push_tokens').selectAll().where('user_id', '=', userId).execute();
+  private async toMobile(tokens: Array<Database['push_tokens']>, msg: NotificationMessage): Promise<Delivery> {
     const usable = tokens.filter((t) => (t.platform === 'fcm' ? this.fcm : this.apns) !== undefined);
     if (!tokens.length) return { status: 'skipped', reason: 'no-devices' };
     if (!usable.length) return { status: 'skipped', reason: 'not-configured' };
@@ -309,21 +274,14 @@ export class NotificationService {
   private async post(c: ChannelRow, msg: NotificationMessage): Promise<void> {
     const type = c.type as HomeChannelType;
     const outbound = this.outbound(`channel:${c.id}`, false, `notify-${type}`);
-    await this.urls.check(c.url);
-    await outbound.execute(async (signal) => {
-      // Built per attempt: signed time stamps must be fresh.
-      const r = buildRequest({ type, url: c.url, secret: c.secret }, msg, this.deps.clock.now());
-      const res = await fetch(r.url, { method: 'POST', headers: { 'content-type': 'application/json', ...r.headers }, body: r.body, signal, redirect: this.urls.redirect });
-      const text = await res.text();
-      if (!res.ok) throw new OutboundError(outbound.name, 'status', `${type} answered ${res.status}`, res.status >= 500 || res.status === 429, res.status);
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(text);
-      } catch {
-        parsed = undefined;
-      }
-      const refused = botRefusal(type, parsed);
-      if (refused) throw new OutboundError(outbound.name, 'status', `${type} refused the message: ${refused}`, false);
+    // Made once for all attempts: the bots accept signed time stamps up to an hour old.
+    const r = buildRequest({ type, url: c.url, secret: c.secret }, msg, this.deps.clock.now());
+    await postBody(outbound, r.url, r.body, { 'content-type': 'application/json', ...r.headers }, {
+      urls: this.urls,
+      inspect: (a) => {
+        const refused = a.ok ? botRefusal(type, parseJson(a.text)) : undefined;
+        if (refused) throw new OutboundError(outbound.name, 'status', `${type} refused the message: ${refused}`, false);
+      },
     });
   }
 
@@ -353,6 +311,20 @@ export class NotificationService {
     const rows = await this.deps.db.selectFrom('notification_preferences').select(['user_id', 'prefs']).where('home_id', '=', homeId).where('user_id', 'in', users).execute();
     const stored = new Map(rows.map((r) => [r.user_id, fromJson<PreferencesInput>(r.prefs)]));
     for (const u of users) out.set(u, withDefaults(stored.get(u)));
+    return out;
+  }
+
+  /** The recipients' Web Push subscriptions and mobile push tokens, in two queries for all. */
+  private async devicesOf(users: string[]): Promise<Map<string, UserDevices>> {
+    const out = new Map<string, UserDevices>(users.map((u) => [u, { subscriptions: [], tokens: [] }]));
+    if (!users.length) return out;
+    const { db } = this.deps;
+    const [subs, tokens] = await Promise.all([
+      db.selectFrom('push_subscriptions').selectAll().where('user_id', 'in', users).execute(),
+      db.selectFrom('push_tokens').selectAll().where('user_id', 'in', users).execute(),
+    ]);
+    for (const s of subs) out.get(s.user_id)?.subscriptions.push(s);
+    for (const t of tokens) out.get(t.user_id)?.tokens.push(t);
     return out;
   }
 
@@ -404,15 +376,15 @@ export class NotificationService {
     return { items: rows.map(inboxItem), unread: await this.unreadCount(p) };
   }
 
-  async unreadCount(p: Principal): Promise<number> {
+  /** How many of the user's items are unread (of the homes of an API key restricted to some). */
+  async unreadCount(p: Pick<Principal, 'userId' | 'homeIds'>): Promise<number> {
     const r = await this.mine(p).select((eb) => eb.fn.countAll<number>().as('n')).where('read_at', 'is', null).executeTakeFirst();
     return Number(r?.n ?? 0);
   }
 
   /** The caller's inbox; an API key restricted to homes sees only theirs. */
-  private mine(p: Principal) {
-    const q = this.deps.db.selectFrom('notification_inbox').where('user_id', '=', p.userId);
-    return p.homeIds ? q.where('home_id', 'in', p.homeIds.length ? [...p.homeIds] : ['']) : q;
+  private mine(p: Pick<Principal, 'userId' | 'homeIds'>) {
+    return this.deps.db.selectFrom('notification_inbox').where(ownedBy(p));
   }
 
   /** Marks one of the caller's items read (again: no change). */
@@ -424,7 +396,7 @@ export class NotificationService {
     const now = clock.now();
     await db.updateTable('notification_inbox').set({ read_at: now }).where('id', '=', itemId).where('read_at', 'is', null).execute();
     const item = inboxItem({ ...row, read_at: now });
-    this.deps.stream.publish('notification', null, row.home_id, { action: 'read', ids: [itemId], unread: await this.countUnread(p.userId) }, now, { userId: p.userId });
+    this.deps.stream.publish('notification', null, row.home_id, { action: 'read', ids: [itemId], unread: await this.unreadCount({ userId: p.userId }) }, now, { userId: p.userId });
     return item;
   }
 
@@ -435,27 +407,16 @@ export class NotificationService {
   async markAllRead(p: Principal, homeId?: string): Promise<number> {
     const { db, clock } = this.deps;
     const now = clock.now();
-    let unread = this.mine(p).select(['id', 'home_id']).where('read_at', 'is', null);
+    let unread = this.mine(p).select((eb) => ['home_id', eb.fn.countAll<number>().as('n')]).where('read_at', 'is', null).groupBy('home_id');
     if (homeId) unread = unread.where('home_id', '=', homeId);
-    const rows = await unread.execute();
-    if (!rows.length) return 0;
-    const ids = rows.map((r) => r.id);
-    const byHome = new Map<string, number>();
-    let changed = 0;
-    // In slices: a long-neglected inbox must not make one statement with thousands of parameters.
-    for (let i = 0; i < ids.length; i += 500) {
-      const r = await db.updateTable('notification_inbox').set({ read_at: now }).where('id', 'in', ids.slice(i, i + 500)).where('read_at', 'is', null).executeTakeFirst();
-      changed += Number(r.numUpdatedRows ?? 0);
-    }
-    for (const r of rows) byHome.set(r.home_id, (byHome.get(r.home_id) ?? 0) + 1);
-    const left = await this.countUnread(p.userId);
-    for (const [home, count] of byHome) this.deps.stream.publish('notification', null, home, { action: 'read-all', count, unread: left }, now, { userId: p.userId });
-    return changed;
-  }
-
-  private async countUnread(userId: string): Promise<number> {
-    const r = await this.deps.db.selectFrom('notification_inbox').select((eb) => eb.fn.countAll<number>().as('n')).where('user_id', '=', userId).where('read_at', 'is', null).executeTakeFirst();
-    return Number(r?.n ?? 0);
+    const byHome = await unread.execute();
+    if (!byHome.length) return 0;
+    let update = db.updateTable('notification_inbox').set({ read_at: now }).where(ownedBy(p)).where('read_at', 'is', null);
+    if (homeId) update = update.where('home_id', '=', homeId);
+    const r = await update.executeTakeFirst();
+    const left = await this.unreadCount({ userId: p.userId });
+    for (const h of byHome) this.deps.stream.publish('notification', null, h.home_id, { action: 'read-all', count: Number(h.n), unread: left }, now, { userId: p.userId });
+    return Number(r.numUpdatedRows ?? 0);
   }
 
   async getPreferences(p: Principal, homeId: string): Promise<NotificationPreferences> {
@@ -525,10 +486,10 @@ export class NotificationService {
     if (key.length !== 65 || key[0] !== 4) throw new HearthError('E_VALIDATION', 'keys.p256dh must be an uncompressed P-256 public key (65 bytes, base64url)', { field: 'body.keys.p256dh' });
     if (Buffer.from(sub.keys.auth, 'base64url').length !== 16) throw new HearthError('E_VALIDATION', 'keys.auth must be 16 bytes, base64url', { field: 'body.keys.auth' });
     const now = this.deps.clock.now();
-    await this.deps.db.insertInto('push_subscriptions').values({ id: newId('ps'), user_id: p.userId, endpoint: sub.endpoint, p256dh: sub.keys.p256dh, auth: sub.keys.auth, created_at: now })
+    const row = await this.deps.db.insertInto('push_subscriptions').values({ id: newId('ps'), user_id: p.userId, endpoint: sub.endpoint, p256dh: sub.keys.p256dh, auth: sub.keys.auth, created_at: now })
       .onConflict((oc) => oc.column('endpoint').doUpdateSet({ user_id: p.userId, p256dh: sub.keys.p256dh, auth: sub.keys.auth }))
-      .execute();
-    const row = await this.deps.db.selectFrom('push_subscriptions').selectAll().where('endpoint', '=', sub.endpoint).executeTakeFirstOrThrow();
+      .returning(['id', 'endpoint', 'created_at'])
+      .executeTakeFirstOrThrow();
     return { id: row.id, endpoint: row.endpoint, createdAt: iso(row.created_at) };
   }
 
@@ -545,10 +506,10 @@ export class NotificationService {
   /** Registers a mobile device token for the caller; a token known for another user moves to the caller. */
   async registerToken(p: Principal, input: { platform: 'fcm' | 'apns'; token: string }): Promise<PushTokenView> {
     const now = this.deps.clock.now();
-    await this.deps.db.insertInto('push_tokens').values({ id: newId('pt'), user_id: p.userId, platform: input.platform, token: input.token, created_at: now })
+    const row = await this.deps.db.insertInto('push_tokens').values({ id: newId('pt'), user_id: p.userId, platform: input.platform, token: input.token, created_at: now })
       .onConflict((oc) => oc.columns(['platform', 'token']).doUpdateSet({ user_id: p.userId }))
-      .execute();
-    const row = await this.deps.db.selectFrom('push_tokens').selectAll().where('platform', '=', input.platform).where('token', '=', input.token).executeTakeFirstOrThrow();
+      .returning(['id', 'platform', 'created_at'])
+      .executeTakeFirstOrThrow();
     return { id: row.id, platform: row.platform as 'fcm' | 'apns', createdAt: iso(row.created_at) };
   }
 
@@ -563,6 +524,14 @@ export class NotificationService {
   }
 }
 
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
 function checkUrl(url: string, urls: UrlPolicy, field = 'body.url'): void {
   let u: URL;
   try {
@@ -573,6 +542,14 @@ function checkUrl(url: string, urls: UrlPolicy, field = 'body.url'): void {
   if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new HearthError('E_VALIDATION', 'only http and https URLs are allowed', { field });
   const problem = urls.problem(url);
   if (problem) throw new HearthError('E_VALIDATION', `"${field.replace(/^body\./, '')}" ${problem}`, { field });
+}
+
+/** The user's items; of an API key restricted to homes, theirs only. */
+function ownedBy(p: Pick<Principal, 'userId' | 'homeIds'>) {
+  return (eb: ExpressionBuilder<Database, 'notification_inbox'>) => {
+    const user = eb('user_id', '=', p.userId);
+    return p.homeIds ? eb.and([user, eb('home_id', 'in', p.homeIds.length ? [...p.homeIds] : [''])]) : user;
+  };
 }
 
 function inboxItem(r: Database['notification_inbox']): InboxItem {

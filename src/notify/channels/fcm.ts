@@ -1,7 +1,7 @@
 import { createSign } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Clock } from '../../core/clock.ts';
-import { OutboundError, type Outbound } from '../../core/outbound.ts';
+import { OutboundError, postAttempt, postBody, type Outbound } from '../../core/outbound.ts';
 import type { NotificationMessage } from './message.ts';
 
 /** The fields of a Google service-account key file that FCM needs. */
@@ -48,10 +48,8 @@ export class FcmSender {
     const now = this.deps.clock.now();
     if (this.token && this.token.until > now) return this.token.value;
     const form = new URLSearchParams({ grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', assertion: this.assertion(now) });
-    const res = await fetch(this.deps.account.token_uri, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form.toString(), signal });
-    const text = await res.text();
-    if (!res.ok) throw new OutboundError(this.deps.outbound.name, 'status', `FCM token endpoint answered ${res.status}`, res.status >= 500 || res.status === 429, res.status);
-    const answer = JSON.parse(text) as { access_token: string; expires_in?: number };
+    const res = await postAttempt(`${this.deps.outbound.name} token endpoint`, this.deps.account.token_uri, form.toString(), { 'content-type': 'application/x-www-form-urlencoded' }, signal);
+    const answer = JSON.parse(res.text) as { access_token: string; expires_in?: number };
     this.token = { value: answer.access_token, until: now + Math.max(60, (answer.expires_in ?? 3600) - 60) * 1000 };
     return answer.access_token;
   }
@@ -70,15 +68,17 @@ export class FcmSender {
         android: { priority: n.severity === 'info' ? 'NORMAL' : 'HIGH' },
       },
     });
-    return this.deps.outbound.execute(async (signal) => {
-      const access = await this.accessToken(signal);
-      const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${access}` }, body, signal });
-      const text = await res.text();
-      if (res.ok) return 'sent' as const;
-      if (res.status === 401) this.token = undefined;
-      if (isUnregistered(res.status, text)) return 'gone' as const;
-      throw new OutboundError(this.deps.outbound.name, 'status', `FCM answered ${res.status}`, res.status >= 500 || res.status === 429 || res.status === 401, res.status);
+    const headers = async (signal: AbortSignal) => ({ 'content-type': 'application/json', authorization: `Bearer ${await this.accessToken(signal)}` });
+    const answer = await postBody(this.deps.outbound, url, body, headers, {
+      inspect: (a) => {
+        if (a.ok) return;
+        // The access token was revoked or expired early: the next attempt gets a new one.
+        if (a.status === 401) this.token = undefined;
+        if (isUnregistered(a.status, a.text)) return true;
+        if (a.status === 401) throw new OutboundError(this.deps.outbound.name, 'status', `${this.deps.outbound.name} answered 401`, true, 401);
+      },
     });
+    return answer.ok ? 'sent' : 'gone';
   }
 }
 

@@ -1,22 +1,16 @@
-import type { Severity } from '../notify-prefs.ts';
+import type { InboxItem } from '../notify-schema.ts';
 
 /**
  * A notification as channels send it: the body of generic webhooks, the payload of Web Push and
- * the `data` of mobile pushes.
+ * the `data` of mobile pushes. Its fields are an inbox item's, but for these.
  */
-export interface NotificationMessage {
+export type NotificationMessage = Pick<InboxItem, 'homeId' | 'kind' | 'severity' | 'title' | 'body' | 'data' | 'source'> & {
+  /** The notification's id (the inbox items' `notificationId`). */
   id: string;
-  homeId: string;
   homeName: string;
-  kind: string;
-  severity: Severity;
-  title: string;
-  body: string;
-  data: Record<string, unknown>;
-  source: string | null;
   /** ISO 8601 */
   at: string;
-}
+};
 
 /** What a personal channel did for one user. */
 export interface Delivery {

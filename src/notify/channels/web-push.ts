@@ -1,7 +1,7 @@
-import { ALLOW_ALL, type UrlPolicy } from '../../core/url-policy.ts';
+import type { UrlPolicy } from '../../core/url-policy.ts';
 import webpush from 'web-push';
 import type { SettingsStore } from '../../core/settings-store.ts';
-import { OutboundError, type Outbound } from '../../core/outbound.ts';
+import { OutboundError, postBody, type Outbound } from '../../core/outbound.ts';
 import type { NotificationMessage } from './message.ts';
 
 export interface VapidKeys {
@@ -25,7 +25,7 @@ const SETTINGS_KEY = 'notify.vapidKeys';
 export class WebPushSender {
   private keys: VapidKeys | undefined;
 
-  constructor(private readonly deps: { settings: SettingsStore; subject: string; outbound: Outbound; urls?: UrlPolicy }) {}
+  constructor(private readonly deps: { settings: SettingsStore; subject: string; outbound: Outbound; urls: UrlPolicy }) {}
 
   async start(): Promise<void> {
     const raw = await this.deps.settings.getOrCreate(SETTINGS_KEY, () => JSON.stringify(webpush.generateVAPIDKeys()));
@@ -52,14 +52,8 @@ export class WebPushSender {
     });
     const headers: Record<string, string> = {};
     for (const [k, v] of Object.entries(details.headers)) if (k.toLowerCase() !== 'content-length') headers[k] = String(v);
-    const urls = this.deps.urls ?? ALLOW_ALL;
-    await urls.check(details.endpoint);
     try {
-      await this.deps.outbound.execute(async (signal) => {
-        const res = await fetch(details.endpoint, { method: 'POST', headers, body: details.body, signal, redirect: urls.redirect });
-        await res.arrayBuffer();
-        if (!res.ok) throw new OutboundError(this.deps.outbound.name, 'status', `push service answered ${res.status}`, res.status >= 500 || res.status === 429, res.status);
-      });
+      await postBody(this.deps.outbound, details.endpoint, details.body, headers, { urls: this.deps.urls });
       return 'sent';
     } catch (err) {
       if (err instanceof OutboundError && (err.status === 404 || err.status === 410)) return 'gone';
