@@ -35,3 +35,14 @@ test('a config file is read, unknown keys are refused, env wins', () => {
   assert.throws(() => loadConfig({ HEARTH_DATA_DIR: dir }), /unknown keys: htpPort/);
   assert.equal(envName('maxPayloadBytes'), 'HEARTH_MAX_PAYLOAD_BYTES');
 });
+
+test('a value outside an enum is one line listing the allowed values', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cfg-'));
+  assert.throws(() => loadConfig({ HEARTH_DATA_DIR: dir, HEARTH_LOG_LEVEL: 'verbose' }), (err: Error) => {
+    const lines = err.message.split('\n').filter((l) => l.includes('HEARTH_LOG_LEVEL'));
+    assert.equal(lines.length, 1, err.message);
+    assert.match(lines[0], /must be one of fatal, error, warn, info, debug, trace, silent, got "verbose"/);
+    assert.doesNotMatch(err.message, /constant/);
+    return true;
+  });
+});

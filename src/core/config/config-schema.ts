@@ -119,11 +119,24 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
   const merged = Value.Default(ConfigSchema, { ...fromFile, ...fromEnv, ...overrides }) as Record<string, unknown>;
   const errors = [...Value.Errors(ConfigSchema, merged)];
   if (errors.length) {
-    const lines = errors.map((e) => {
+    // One line per variable: a union of literals lists its allowed values instead of one
+    // "must be equal to constant" per alternative.
+    const lines = new Map<string, string>();
+    for (const e of errors) {
       const key = e.instancePath.replace(/^\//, '').split('/')[0] || (e.params as { requiredProperties?: string[] }).requiredProperties?.[0] || '';
-      return `  ${envName(key)} (${key}): ${e.message}, got ${JSON.stringify(merged[key])}`;
-    });
-    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
+      if (lines.has(key)) continue;
+      const allowed = allowedValues((ConfigSchema.properties as Record<string, unknown>)[key]);
+      const problem = allowed ? `must be one of ${allowed.join(', ')}` : e.message;
+      lines.set(key, `  ${envName(key)} (${key}): ${problem}, got ${JSON.stringify(merged[key])}`);
+    }
+    throw new ConfigError(`invalid configuration:\n${[...lines.values()].join('\n')}`);
   }
   return Object.freeze(merged) as Config;
+}
+
+/** The values a union of literals (or an enum) allows; undefined for any other schema. */
+function allowedValues(schema: unknown): string[] | undefined {
+  const s = schema as { anyOf?: Array<{ const?: unknown }>; enum?: unknown[] } | undefined;
+  const values = s?.enum ?? (s?.anyOf?.every((x) => 'const' in x) ? s.anyOf.map((x) => x.const) : undefined);
+  return values?.map((v) => String(v));
 }
