@@ -400,6 +400,8 @@ describe('service', () => {
     const access = {
       // the lookup is slow: the device is claimed by home B while it runs
       placement: () => new Promise((resolve) => (release = resolve)),
+      // what a check by the device's current home would say: B may see it
+      deviceRight: async () => 'control',
       deviceEventRight: async (_p: Principal, _d: unknown, homeId: string | null) => {
         asked.push(homeId);
         return homeId === 'h_B' ? { right: 'control', since: 0 } : { right: 'none', since: Infinity };
