@@ -268,6 +268,36 @@ describe('one node', () => {
     await c.endAsync(true);
   });
 
+  test('someone who joins a home later does not replay what happened there before; what happens after, they see', async () => {
+    const owner = await signupUser(p, 'owner@stream-isolation.test');
+    const late = await signupUser(p, 'late@stream-isolation.test');
+    const home = (await owner.api('POST', '/homes', { name: 'Earlier', timezone: 'UTC' })).body.id as string;
+    const plug = await p.provision('plug', 'earlier plug');
+    assert.equal((await owner.api('POST', `/homes/${home}/devices`, { pairingCode: plug.pairingCode })).status, 201);
+    const watch = await openWs(p.httpUrl, '', bearer(owner.token));
+    await watch.next((e) => e.type === 'hello');
+    const c = await p.connect(plug.id, plug.secret);
+    await c.publishAsync(`devices/${plug.id}/properties`, JSON.stringify({ power: 1 }), { qos: 1 });
+    await owner.api('POST', `/homes/${home}/notifications`, { kind: 'system', severity: 'info', title: 'before', body: 'you joined' });
+    await watch.next((e) => e.type === 'property' && e.deviceId === plug.id, 3000, 'the earlier event');
+
+    assert.equal((await owner.api('POST', `/homes/${home}/invitations`, { email: late.email, role: 'member' })).status, 201);
+    const mail = [...p.logs].reverse().find((l) => l.mail?.to === late.email)?.mail;
+    const token = /token=([A-Za-z0-9_-]+)/.exec(mail?.text ?? '')?.[1];
+    assert.ok(token, 'the invitation e-mail');
+    assert.equal((await late.api('POST', '/invitations/accept', { token })).status, 200);
+
+    const replay = await openWs(p.httpUrl, '?lastEventId=0', bearer(late.token));
+    await replay.next((e) => e.type === 'hello');
+    assert.deepEqual(replay.events.filter((e) => e.deviceId === plug.id || e.homeId === home), [], 'nothing from before joining');
+    await c.publishAsync(`devices/${plug.id}/properties`, JSON.stringify({ power: 2 }), { qos: 1 });
+    const now = await replay.next((e) => e.type === 'property' && e.deviceId === plug.id, 3000, 'the member sees what happens now');
+    assert.equal((now.data.values as { power: number }).power, 2);
+    watch.close();
+    replay.close();
+    await c.endAsync(true);
+  });
+
   test('one user holds at most 10 streams (API keys\' included): the 11th is refused with 429 problem+json', async () => {
     const u = await signupUser(p, 'many@stream-isolation.test');
     const key = (await u.api('POST', '/keys', { name: 'k', scopes: ['devices:read'] })).body.key as string;
