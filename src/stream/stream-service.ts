@@ -139,6 +139,11 @@ interface Conn {
   rights: Map<string, Right>;
   /** Ends the connection when its access token expires. */
   expiry?: NodeJS.Timeout;
+  /**
+   * The id of the last message written (at first, the id the client resumed from): an `end`
+   * carries it, so resuming from it loses nothing that was still queued.
+   */
+  sent: number | undefined;
 }
 
 interface Right {
@@ -362,7 +367,7 @@ export class StreamService {
       sink: opts.sink,
       label: opts.label ?? 'stream',
       queue: [], head: 0, draining: false, closed: false,
-      rights: new Map(),
+      rights: new Map(), sent: parseEventId(opts.lastEventId),
     };
     const now = Date.now();
     const gone = this.endedReason(p, now);
@@ -555,6 +560,7 @@ export class StreamService {
 
   private write(c: Conn, e: Entry): void {
     let ok: boolean;
+    c.sent = e.n;
     try {
       ok = c.sink.write(e.ev, (e.json ??= JSON.stringify(e.ev)));
     } catch (err) {
@@ -637,7 +643,7 @@ export class StreamService {
 
   private writeEnd(c: Conn, reason: StreamCloseReason): void {
     try {
-      const e = this.control('end', this.last, Date.now(), { reason, message: END_MESSAGES[reason] });
+      const e = this.control('end', c.sent ?? this.last, Date.now(), { reason, message: END_MESSAGES[reason] });
       c.sink.write(e.ev, e.json!);
     } catch (err) {
       this.deps.log.warn({ err, conn: c.label }, 'stream write failed');

@@ -416,6 +416,8 @@ describe('service', () => {
     await new Promise((r) => setTimeout(r, 400));
     assert.deepEqual(closed, ['token-expired']);
     assert.deepEqual(got.map((e) => e.type), ['hello', 'end']);
+    assert.equal(got[1].id, got[0].id, 'the end carries the last id written: resuming from it loses nothing');
+    assert.equal(got[1].data.reason, 'token-expired');
     assert.equal(stream.connections, 0);
     // an expired token does not open one
     stream.connect({ principal: { ...p, expiresAt: Date.now() - 1 }, sink: { write: () => true, close: (r) => closed.push(r) } });
