@@ -159,12 +159,18 @@ export class Hearth {
     const publicUrl = config.publicUrl ?? `http://localhost:${config.httpPort}`;
     const mailer = (this.mailer = createMailer(config, log, metrics));
     // Caches every node keeps are kept coherent over the bus: revoked sessions, device placements.
-    const revoked = broadcast<{ sid: string; until: number }>(bus, 'cluster.auth.revoked', (r) => auth.learnRevoked(r.sid, r.until));
+    // A revoked session or key also ends its live streams on every node, at once.
+    const revoked = broadcast<{ sid: string; until: number }>(bus, 'cluster.auth.revoked', (r) => {
+      auth.learnRevoked(r.sid, r.until);
+      stream.endSession(r.sid, r.until);
+    });
+    const keyRevoked = broadcast<{ keyId: string }>(bus, 'cluster.auth.key-revoked', (r) => stream.endKey(r.keyId));
     const placed = broadcast<{ deviceId?: string }>(bus, 'cluster.placement', (p) => stream.invalidate(p.deviceId));
-    this.broadcasts.push(revoked, placed);
+    this.broadcasts.push(revoked, keyRevoked, placed);
     const auth = new AuthService({
       db, settings, log: log.child({ component: 'auth' }), mailer, ttlSeconds: config.tokenTtlSeconds, refreshTtlSeconds: config.refreshTtlSeconds,
       onRevoked: (sid, until) => revoked.send({ sid, until }),
+      onKeyRevoked: (keyId) => void keyRevoked.send({ keyId }),
     });
     this.limiter = new RateLimiter({ perMinute: config.rateLimitPerMinute, burst: config.rateLimitBurst });
     const products = new ProductService({ db });
@@ -196,7 +202,7 @@ export class Hearth {
     const access = new AccessService({ db, devices });
     const audit = new AuditService({ db, log, flushMs: config.historyFlushMs });
     const views = new DeviceViews({ presence, shadow, access });
-    const stream = new StreamService({ bus, access, devices, log: log.child({ component: 'stream' }) });
+    const stream = new StreamService({ bus, access, devices, log: log.child({ component: 'stream' }), maxPerUser: config.streamMaxPerUser });
     const homes = new HomeService({
       db, access, devices, shadow, commands, audit, mailer, users: auth, publicUrl,
       onPlacementChange: (deviceId) => placed.send(deviceId === undefined ? {} : { deviceId }),

@@ -33,7 +33,7 @@ before(async () => {
   httpBase = `http://127.0.0.1:${(http.address() as AddressInfo).port}`;
   smtp = await startSmtp();
   mails = smtp.mails;
-  p = await startPlatform({ env: { HEARTH_SMTP_URL: smtp.url, HEARTH_MAIL_FROM: 'Hearth Test <hearth@test.local>' } });
+  p = await startPlatform({ env: { HEARTH_OUTBOUND_PRIVATE_NETWORKS: 'allow', HEARTH_SMTP_URL: smtp.url, HEARTH_MAIL_FROM: 'Hearth Test <hearth@test.local>' } });
 });
 after(async () => {
   await p.stop();

@@ -17,7 +17,8 @@ const clock = new ManualClock(new Date('2026-11-23T10:00:00Z'));
 let owner: User;
 let home: string;
 before(async () => {
-  p = await startPlatform({ clock });
+  // Webhook actions call a local server: a home lab's setting.
+  p = await startPlatform({ clock, env: { HEARTH_OUTBOUND_PRIVATE_NETWORKS: 'allow' } });
   owner = await signup('owner');
   home = await newHome(owner);
 });

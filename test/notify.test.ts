@@ -150,6 +150,8 @@ before(async () => {
   p = await startPlatform({
     clock,
     env: {
+      // Channels and the push services are local servers: a home lab's setting.
+      HEARTH_OUTBOUND_PRIVATE_NETWORKS: 'allow',
       HEARTH_SMTP_URL: smtp.url, HEARTH_MAIL_FROM: 'Hearth Test <hearth@test.local>',
       HEARTH_FCM_SERVICE_ACCOUNT_FILE: saFile, HEARTH_FCM_BASE_URL: fcmBase,
       HEARTH_APNS_KEY_FILE: p8, HEARTH_APNS_KEY_ID: 'KEY1234567', HEARTH_APNS_TEAM_ID: 'TEAM123456', HEARTH_APNS_TOPIC: 'org.hearth.app',
@@ -579,7 +581,7 @@ test('the VAPID key pair is made once and kept: the same public key after a rest
   const key = (await p.api('GET', '/api/v1/push/vapid-public-key', undefined, users.member.token)).body.publicKey;
   const { dataDir } = p;
   await p.stop(false);
-  p = await startPlatform({ dataDir, clock });
+  p = await startPlatform({ dataDir, clock, env: { HEARTH_OUTBOUND_PRIVATE_NETWORKS: 'allow' } });
   const token = (await p.api('POST', '/api/v1/auth/login', { email: users.member.email, password: 'password-of-' + users.member.email }, null)).body.token;
   assert.equal((await p.api('GET', '/api/v1/push/vapid-public-key', undefined, token)).body.publicKey, key);
 });

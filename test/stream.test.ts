@@ -388,10 +388,10 @@ function bench(bufferSize: number, visible: (p: Principal, deviceId: string) => 
   let checks = 0;
   const access = {
     placement: async (id: string) => ({ homeId: `h_of_${id}`, roomId: null, name: null, boundAt: 0 }),
-    deviceRight: async (pr: Principal, d: { id: string }) => {
+    deviceEventRight: async (pr: Principal, d: { id: string }) => {
       checks++;
       await new Promise((r) => setTimeout(r, 1));
-      return visible(pr, d.id) ? 'view' : 'none';
+      return visible(pr, d.id) ? { right: 'view', since: 0 } : { right: 'none', since: Infinity };
     },
   } as unknown as AccessService;
   const devices = { get: async (id: string) => ({ id, parentId: null }) } as unknown as DeviceService;

@@ -5,8 +5,8 @@ import { signupUser, type TestUser } from './helpers/people.ts';
 
 /**
  * HEARTH_OUTBOUND_PRIVATE_NETWORKS=deny: URLs that people configure may not point into the
- * platform's own network (cloud metadata, loopback services, the LAN). The default (allow) is what
- * every other suite runs with, calling local servers.
+ * platform's own network (cloud metadata, loopback services, the LAN). deny is the default (said
+ * here explicitly); suites that call local servers set allow, as a home lab would.
  */
 let p: Platform;
 let owner: TestUser;

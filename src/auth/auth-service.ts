@@ -27,6 +27,8 @@ export interface Principal {
   homeIds?: readonly string[];
   /** Password sign-ins only: the session (refresh-token family) the token belongs to. */
   sessionId?: string;
+  /** Access tokens only: when the token stops working (epoch ms); what it opened (a live stream) ends then. */
+  expiresAt?: number;
 }
 
 /** How the audit log and the command ledger name a principal: `user:u_…` or `key:k_…`. */
@@ -88,6 +90,8 @@ export interface AuthServiceDeps {
   throttle?: { maxFailuresPerEmail?: number; maxFailuresPerIp?: number; windowSeconds?: number };
   /** Spreads a revocation to every node (which calls `learnRevoked`); default: this node only. */
   onRevoked?: (familyId: string, until: number) => void;
+  /** An API key was revoked (after the store says so): what it opened elsewhere (live streams) ends. */
+  onKeyRevoked?: (keyId: string) => void;
 }
 
 interface TokenPayload {
@@ -394,7 +398,7 @@ export class AuthService {
       this.sweepRevoked(now);
       if (this.revokedSessions.has(payload.sid)) throw new HearthError('E_UNAUTHENTICATED', 'the session has ended (signed out or password changed); sign in again');
     }
-    return { userId: payload.sub, email: payload.email, role: payload.role, ...(payload.sid ? { sessionId: payload.sid } : {}) };
+    return { userId: payload.sub, email: payload.email, role: payload.role, ...(payload.sid ? { sessionId: payload.sid } : {}), expiresAt: payload.exp * 1000 };
   }
 
   /**
@@ -457,6 +461,7 @@ export class AuthService {
     if (!row) throw new HearthError('E_KEY_NOT_FOUND', `API key "${id}" does not exist`);
     if (row.revoked_at == null) await this.deps.db.updateTable('api_keys').set({ revoked_at: Date.now() }).where('id', '=', id).where('revoked_at', 'is', null).execute();
     this.keyUseWritten.delete(id);
+    this.deps.onKeyRevoked?.(id);
   }
 
   /** The principal of an API key; throws E_UNAUTHENTICATED when it is unknown or revoked. */

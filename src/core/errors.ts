@@ -40,6 +40,7 @@ export const ERRORS = {
   E_CONFLICT: { status: 409, title: 'The request conflicts with the current state' },
   E_PAYLOAD_TOO_LARGE: { status: 413, title: 'Payload too large' },
   E_RATE_LIMITED: { status: 429, title: 'Too many requests' },
+  E_TOO_MANY_STREAMS: { status: 429, title: 'Too many live streams' },
   E_INTERNAL: { status: 500, title: 'Internal error' },
   E_NOT_READY: { status: 503, title: 'Not ready' },
   E_UNAVAILABLE: { status: 503, title: 'Temporarily unavailable' },

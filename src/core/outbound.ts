@@ -4,7 +4,9 @@ import {
 } from 'cockatiel';
 import type { BreakerState, Metrics } from './observability/metrics.ts';
 import { SpanKind, withSpan } from './observability/tracing.ts';
-import type { UrlPolicy } from './url-policy.ts';
+import { request as httpRequest, STATUS_CODES, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { UrlRefused, type CheckedLookup, type UrlPolicy } from './url-policy.ts';
 
 export interface OutboundOptions {
   /** The service called (`hearth_*{target}` label, error messages): one name per partner or channel. */
@@ -45,8 +47,11 @@ export class OutboundError extends Error {
   override readonly name = 'OutboundError';
   constructor(
     readonly target: string,
-    /** timeout: no answer in time; open: refused by the breaker without trying; status: an HTTP error answer. */
-    readonly reason: 'timeout' | 'open' | 'status',
+    /**
+     * timeout: no answer in time; open: refused by the breaker without trying; status: an HTTP
+     * error answer; refused: the URL policy does not let the call reach that address.
+     */
+    readonly reason: 'timeout' | 'open' | 'status' | 'refused',
     message: string,
     readonly retryable: boolean,
     /** The HTTP status, for reason `status`. */
@@ -176,6 +181,13 @@ export interface PostOptions {
  * failures worth retrying; other non-2xx answers are permanent (OutboundError with
  * `retryable: false`). The answer is read within the attempt, so the timeout covers it, and
  * at most 256 KiB of it. `headers` may be made per attempt (e.g. with a fresh access token).
+ *
+ * A failure's message never carries the answer's body, only its status line (`… answered 500
+ * Internal Server Error`, the standard phrase, not the remote's): failures end up where the
+ * person who configured the URL reads them (run traces, notification results), and an answer
+ * from a service they could not otherwise reach must not be read back that way. With a URL
+ * policy that denies private networks, the request connects only to addresses its own lookup
+ * checked (no DNS rebinding between check and connection) and redirects are not followed.
  */
 export async function postBody(
   outbound: Outbound,
@@ -185,8 +197,12 @@ export async function postBody(
   opts: PostOptions = {},
 ): Promise<PostAnswer> {
   const { urls, inspect } = opts;
-  await urls?.check(url);
-  return outbound.execute(async (signal) => attempt(outbound.name, url, body, typeof headers === 'function' ? await headers(signal) : headers, signal, urls?.redirect ?? 'follow', inspect));
+  try {
+    await urls?.check(url);
+  } catch (err) {
+    throw refused(outbound.name, err);
+  }
+  return outbound.execute(async (signal) => attempt(outbound.name, url, body, typeof headers === 'function' ? await headers(signal) : headers, signal, urls?.redirect ?? 'follow', inspect, urls?.lookup));
 }
 
 /**
@@ -198,13 +214,66 @@ export function postAttempt(target: string, url: string, body: string | Uint8Arr
   return attempt(target, url, body, headers, signal, 'follow', opts.inspect);
 }
 
-async function attempt(target: string, url: string, body: string | Uint8Array, headers: Record<string, string>, signal: AbortSignal, redirect: 'follow' | 'error' | 'manual', inspect: PostOptions['inspect']): Promise<PostAnswer> {
-  const res = await fetch(url, { method: 'POST', headers, body, signal, redirect });
-  const answer: PostAnswer = { status: res.status, ok: res.ok, contentType: res.headers.get('content-type') ?? '', text: await readCapped(res, MAX_ANSWER_BYTES) };
+async function attempt(
+  target: string, url: string, body: string | Uint8Array, headers: Record<string, string>, signal: AbortSignal,
+  redirect: 'follow' | 'error' | 'manual', inspect: PostOptions['inspect'], lookup?: CheckedLookup,
+): Promise<PostAnswer> {
+  let answer: PostAnswer;
+  if (lookup) {
+    try {
+      answer = await pinnedPost(url, body, headers, signal, lookup);
+    } catch (err) {
+      if (err instanceof UrlRefused) throw refused(target, err);
+      throw err;
+    }
+  } else {
+    const res = await fetch(url, { method: 'POST', headers, body, signal, redirect });
+    answer = { status: res.status, ok: res.ok, contentType: res.headers.get('content-type') ?? '', text: await readCapped(res, MAX_ANSWER_BYTES) };
+  }
   if (inspect?.(answer) === true || answer.ok) return answer;
-  const retryable = res.status >= 500 || res.status === 429;
-  // Not the URL: webhook URLs often carry their secret.
-  throw new OutboundError(target, 'status', `${target} answered ${res.status}${answer.text ? `: ${answer.text.slice(0, 200)}` : ''}`, retryable, res.status);
+  const retryable = answer.status >= 500 || answer.status === 429;
+  // Neither the URL (webhook URLs often carry their secret) nor the body (see postBody).
+  const note = answer.status >= 300 && answer.status < 400 ? ' (redirects are not followed)' : '';
+  throw new OutboundError(target, 'status', `${target} answered ${statusLine(answer.status)}${note}`, retryable, answer.status);
+}
+
+/** `500 Internal Server Error`: the standard reason phrase, never the one the remote sent. */
+export function statusLine(status: number): string {
+  const phrase = STATUS_CODES[status];
+  return phrase ? `${status} ${phrase}` : String(status);
+}
+
+function refused(target: string, err: unknown): unknown {
+  return err instanceof UrlRefused ? new OutboundError(target, 'refused', err.message, false) : err;
+}
+
+/**
+ * One POST over node:http(s) that connects only where `lookup` allows (it checks every address a
+ * name resolves to, and the connection uses what it returned). Redirects are answers, not followed.
+ */
+async function pinnedPost(url: string, body: string | Uint8Array, headers: Record<string, string>, signal: AbortSignal, lookup: CheckedLookup): Promise<PostAnswer> {
+  const u = new URL(url);
+  const send = u.protocol === 'https:' ? httpsRequest : u.protocol === 'http:' ? httpRequest : undefined;
+  if (!send) throw new TypeError(`unsupported protocol ${u.protocol}`);
+  const payload = typeof body === 'string' ? Buffer.from(body) : body;
+  const res = await new Promise<IncomingMessage>((resolve, reject) => {
+    const req = send(u, { method: 'POST', headers: { ...headers, 'content-length': String(payload.byteLength) }, signal, lookup: lookup as never }, resolve);
+    req.once('error', reject);
+    req.end(payload);
+  });
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of res as AsyncIterable<Buffer>) {
+    if (size + chunk.byteLength > MAX_ANSWER_BYTES) {
+      chunks.push(chunk.subarray(0, MAX_ANSWER_BYTES - size));
+      break;
+    }
+    chunks.push(chunk);
+    size += chunk.byteLength;
+  }
+  const status = res.statusCode ?? 0;
+  const type = res.headers['content-type'];
+  return { status, ok: status >= 200 && status < 300, contentType: typeof type === 'string' ? type : '', text: Buffer.concat(chunks).toString('utf8') };
 }
 
 /**

@@ -160,6 +160,64 @@ export class AccessService {
     return out;
   }
 
+  /**
+   * The principal's right on an event of `device` that happened while the device was in `homeId`
+   * (null: in no home), and since when that right holds: the live stream decides by the home an
+   * event belonged to when it happened, never by where the device is now, so a device's next home
+   * does not see its previous home's events (nor the other way round). Through membership of
+   * that home, since the member joined; through a share, only while the device is still in that
+   * home (unbinding deletes shares), since the share was made and the device bound.
+   */
+  async deviceEventRight(p: Principal, device: DeviceRecord, homeId: string | null): Promise<{ right: DeviceRight; since: number }> {
+    const cap = this.scopeCap(p);
+    if (p.role === 'operator' && !p.homeIds) return { right: cap, since: 0 };
+    let right: DeviceRight = 'none';
+    let since = Infinity;
+    if (homeId === null) return { right, since };
+    if (this.keyAllowsHome(p, homeId)) {
+      const m = await this.memberSince(p.userId, homeId);
+      if (m) {
+        right = this.memberRight(m, device);
+        since = m.since;
+      }
+    }
+    if (!p.homeIds) {
+      const place = await this.placement(device.id);
+      if (place?.homeId === homeId) {
+        const shares = await this.deps.db.selectFrom('device_shares').select(['permission', 'created_at'])
+          .where('user_id', '=', p.userId)
+          .where('device_id', 'in', device.parentId ? [device.id, device.parentId] : [device.id])
+          .execute();
+        for (const s of shares) {
+          right = max(right, s.permission === 'control' ? 'control' : 'view');
+          since = Math.min(since, Math.max(Number(s.created_at), place.boundAt));
+        }
+      }
+    }
+    right = min(right, cap);
+    return { right, since: right === 'none' ? Infinity : since };
+  }
+
+  /**
+   * The principal's role in a home for events of the home itself (automation runs, scenes,
+   * notifications), as `requireHome(p, homeId, 'view')` decides it, and since when they have been a
+   * member; undefined when they may not view the home.
+   */
+  async homeEventRole(p: Principal, homeId: string): Promise<{ role: HomeRole | 'operator'; since: number } | undefined> {
+    if (!this.keyAllowsHome(p, homeId)) return undefined;
+    if (p.role === 'operator' && !p.keyId) return { role: 'operator', since: 0 };
+    if (!hasScope(p, 'homes:read') && !hasScope(p, 'devices:read')) return undefined;
+    const m = await this.memberSince(p.userId, homeId);
+    if (!m || (m.role === 'guest' && m.guestUntil !== null && m.guestUntil < Date.now())) return undefined;
+    return { role: m.role, since: m.since };
+  }
+
+  private async memberSince(userId: string, homeId: string): Promise<(Membership & { since: number }) | undefined> {
+    const row = await this.deps.db.selectFrom('home_members').selectAll().where('home_id', '=', homeId).where('user_id', '=', userId).executeTakeFirst();
+    if (!row) return undefined;
+    return { role: row.role as HomeRole, guestDevices: fromJson<string[] | null>(row.guest_devices), guestUntil: row.guest_until == null ? null : Number(row.guest_until), since: Number(row.created_at) };
+  }
+
   private memberRight(m: Membership, device: DeviceRecord): DeviceRight {
     switch (m.role) {
       case 'owner':

@@ -6,7 +6,7 @@ import type { HttpApp } from '../transports/http/http-server.ts';
 import { AuthHeader, JsonObject, problems } from '../transports/http/http-schemas.ts';
 import { HearthError, isHearthError } from '../core/errors.ts';
 import type { Principal } from '../auth/auth-service.ts';
-import { STREAM_EVENT_TYPES, type StreamConnection, type StreamEventType, type StreamFilter, type StreamService } from './stream-service.ts';
+import { STREAM_EVENT_TYPES, type StreamCloseReason, type StreamConnection, type StreamEventType, type StreamFilter, type StreamService } from './stream-service.ts';
 
 export interface StreamRouteDeps {
   stream: StreamService;
@@ -20,6 +20,13 @@ const WS_PING_MS = 30_000;
 const SSE_PING_MS = 15_000;
 const MAX_BUFFERED_BYTES = 1024 * 1024;
 const SSE_RETRY_MS = 2_000;
+
+/**
+ * WebSocket close codes (4000–4999 are the application's): 4001 the credentials the stream was
+ * opened with ended (the reason says which: session-ended, key-revoked, token-expired), 4029 too
+ * many streams.
+ */
+export const WS_CLOSE = { credentialsEnded: 4001, tooMany: 4029 } as const;
 
 const list = (description: string, example: string) => Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 2000 }), { description, examples: [[example]] }));
 
@@ -35,7 +42,7 @@ type StreamQuery = Static<typeof StreamQuery>;
 /** One event of the stream, as a WebSocket text frame or the `data:` of an SSE event. */
 const StreamEventSchema = Type.Object({
   id: Type.String({ description: 'Increasing event id; send the last one back (lastEventId / Last-Event-ID) to resume' }),
-  type: Type.String({ description: `${STREAM_EVENT_TYPES.join(', ')}; and for the connection itself: hello (live from here; its id is the position), reset (events after your last id are gone: reload the state)` }),
+  type: Type.String({ description: `${STREAM_EVENT_TYPES.join(', ')}; and for the connection itself: hello (live from here; its id is the position), reset (events after your last id are gone: reload the state), end (the stream ends because its credentials did: data.reason is session-ended, key-revoked or token-expired)` }),
   deviceId: Type.Union([Type.String(), Type.Null()]),
   homeId: Type.Union([Type.String(), Type.Null()], { description: 'The home the device was in when the event happened' }),
   at: Type.String({ format: 'date-time' }),
@@ -56,6 +63,10 @@ const DESCRIPTION = [
   'Authenticate with `Authorization: Bearer <token>` (or `X-Api-Key`), or with `?access_token=` where headers cannot be set. To resume, send the last id you received as `?lastEventId=` (SSE: the `Last-Event-ID` header, which EventSource sends by itself): the buffered events after it are replayed, then live ones follow. When some of them are no longer buffered the stream starts with a `reset` event: load the current state again. A `hello` event marks the start of live delivery.',
   '',
   'Clients that fall more than about 1 MB behind are disconnected. WebSocket clients get a ping every 30 s, SSE clients a `: ping` comment every 15 s.',
+  '',
+  'Each event is shown to those who could see it when it happened: a device\'s events to the people of the home it was in then (never to its next home, nor the other way round), a home\'s to its members at the time. This holds for replayed events too.',
+  '',
+  'A stream lives no longer than its credentials: when its session ends (sign-out, revocation, password change, on any node), its API key is revoked or its access token expires, it gets an `end` event (`data.reason`: `session-ended`, `key-revoked`, `token-expired`) and is closed at once (WebSocket close code 4001 with the reason). After `token-expired`, reconnect with a fresh token and your last event id; nothing is lost. A user holds at most `HEARTH_STREAM_MAX_PER_USER` (10) streams per node, API keys\' included: more are refused with 429 `E_TOO_MANY_STREAMS`.',
 ].join('\n');
 
 /** Splits repeated and comma-separated query values; undefined when none. */
@@ -140,7 +151,7 @@ export function streamRoutes(app: HttpApp, deps: StreamRouteDeps): void {
             'text/event-stream': { schema: Type.String({ description: 'id: <id>\\nevent: <type>\\ndata: <one event as JSON>\\n\\n', examples: ['retry: 2000\n\nid: 1763884800000000\nevent: property\ndata: {"id":"1763884800000000","type":"property","deviceId":"d_9x2k7m4p1q8r0t","homeId":"h_5t2k9x4p1q8r0m","at":"2026-11-23T08:00:00.000Z","data":{"values":{"on":true},"changed":["on"],"version":7}}\n\n'] }) },
           },
         },
-        ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_HOME_NOT_FOUND', 'E_DEVICE_NOT_FOUND'),
+        ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_HOME_NOT_FOUND', 'E_DEVICE_NOT_FOUND', 'E_TOO_MANY_STREAMS'),
       },
     },
     onRequest: async (req) => {
@@ -150,6 +161,8 @@ export function streamRoutes(app: HttpApp, deps: StreamRouteDeps): void {
       const q = req.query as StreamQuery;
       const filter = parseFilter(q);
       await deps.stream.authorize(req.principal!, filter);
+      // Refused here with a 429; connect() holds the limit again for upgrades racing past this.
+      deps.stream.admit(req.principal!);
       const header = req.headers['last-event-id'];
       // The header wins: EventSource sends it on its own reconnects, with the URL it was opened with.
       const lastEventId = (typeof header === 'string' && header.trim() ? header.trim() : undefined) ?? q.lastEventId;
@@ -197,7 +210,7 @@ export function streamRoutes(app: HttpApp, deps: StreamRouteDeps): void {
             res.write(`id: ${ev.id}\nevent: ${ev.type}\ndata: ${json}\n\n`);
             return true;
           },
-          close: (reason) => {
+          close: (reason: StreamCloseReason) => {
             if (reason === 'slow') res.destroy();
             else res.end();
             end();
@@ -247,9 +260,11 @@ export function streamRoutes(app: HttpApp, deps: StreamRouteDeps): void {
             socket.send(json);
             return true;
           },
-          close: (reason) => {
+          close: (reason: StreamCloseReason) => {
             if (reason === 'slow') socket.terminate();
-            else socket.close(1001, 'server shutting down');
+            else if (reason === 'shutdown') socket.close(1001, 'server shutting down');
+            else if (reason === 'too-many') socket.close(WS_CLOSE.tooMany, 'too many streams');
+            else socket.close(WS_CLOSE.credentialsEnded, reason);
             end();
           },
         },

@@ -53,9 +53,10 @@ export const ConfigSchema = Type.Object({
   apnsTopic: Type.Optional(Type.String({ description: "APNs: the app's bundle id (apns-topic)" })),
   apnsBaseUrl: Type.String({ pattern: '^https?://', default: 'https://api.push.apple.com', description: 'APNs base URL: https://api.sandbox.push.apple.com for development builds; http:// speaks HTTP/2 without TLS (tests)' }),
   outboundPrivateNetworks: Type.Union([Type.Literal('allow'), Type.Literal('deny')], {
-    default: 'allow',
-    description: "Whether URLs that people configure (automations' webhook actions, homes' notification channels, Web Push endpoints) may reach loopback, private, link-local and other non-public addresses. allow suits a home lab (call Home Assistant on the LAN); deny is for clouds serving many households",
+    default: 'deny',
+    description: "Whether URLs that people configure (automations' webhook actions, homes' notification channels, Web Push endpoints) may reach loopback, private, link-local and other non-public addresses. deny (the default) keeps anyone who can sign up away from the networks Hearth runs in; a home lab opts in with allow (call Home Assistant on the LAN)",
   }),
+  streamMaxPerUser: Type.Integer({ minimum: 1, maximum: 10000, default: 10, description: 'Live streams (GET /api/v1/stream) one user may hold open on one node, API keys included; more are refused with 429' }),
   otlpEndpoint: Type.Optional(Type.String({ pattern: '^https?://', description: 'OpenTelemetry collector (OTLP/HTTP) base URL, e.g. http://otel-collector:4318; unset: tracing off' })),
 });
 
@@ -65,7 +66,7 @@ const BOOLEAN_KEYS = new Set(['demo', 'signupEnabled']);
 const INTEGER_KEYS = new Set([
   'httpPort', 'mqttPort', 'tokenTtlSeconds', 'commandTimeoutMs', 'historyFlushMs', 'maxPayloadBytes', 'refreshTtlSeconds', 'rateLimitPerMinute', 'rateLimitBurst',
   'shards', 'nodeTimeoutMs', 'ackWaitMs', 'shutdownGraceMs', 'drainDelayMs', 'disconnectRatePerSecond', 'connectRatePerSecond', 'connectBurst',
-  'notifyDedupeWindowMs',
+  'notifyDedupeWindowMs', 'streamMaxPerUser',
 ]);
 
 /** `httpPort` → `HEARTH_HTTP_PORT` */

@@ -69,15 +69,23 @@ export function buildRequest(ch: { type: HomeChannelType; url: string; secret: s
 
 /**
  * Chat bots answer HTTP 200 with an error code in the body when they refuse a message (a wrong
- * signature, a bad key); returns that refusal in words, or undefined when the bot took it.
+ * signature, a bad key); returns that refusal (`errcode 310000`), or undefined when the bot took
+ * it. Only the numeric code, never the bot's text: the answer is not echoed into results (the
+ * codes are in each vendor's documentation).
  */
 export function botRefusal(type: HomeChannelType, body: unknown): string | undefined {
   if (typeof body !== 'object' || body === null) return undefined;
   const b = body as Record<string, unknown>;
-  if (type === 'dingtalk' || type === 'wecom') return b.errcode !== undefined && b.errcode !== 0 ? `errcode ${String(b.errcode)}: ${String(b.errmsg ?? '')}` : undefined;
+  if (type === 'dingtalk' || type === 'wecom') return b.errcode !== undefined && b.errcode !== 0 ? `errcode ${codeOf(b.errcode)}` : undefined;
   if (type === 'feishu') {
     const code = b.code ?? b.StatusCode;
-    return code !== undefined && code !== 0 ? `code ${String(code)}: ${String(b.msg ?? b.StatusMessage ?? '')}` : undefined;
+    return code !== undefined && code !== 0 ? `code ${codeOf(code)}` : undefined;
   }
   return undefined;
+}
+
+/** A vendor's error code as a number, or `(not a number)`: nothing else of the answer is shown. */
+function codeOf(v: unknown): string {
+  const n = typeof v === 'number' ? v : typeof v === 'string' && /^-?\d{1,12}$/.test(v) ? Number(v) : NaN;
+  return Number.isFinite(n) ? String(n) : '(not a number)';
 }
