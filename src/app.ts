@@ -206,6 +206,7 @@ export class Hearth {
     const homes = new HomeService({
       db, access, devices, shadow, commands, audit, mailer, users: auth, publicUrl,
       onPlacementChange: (deviceId) => placed.send(deviceId === undefined ? {} : { deviceId }),
+      onAccessChange: () => placed.send({}),
       onLocationChange: (homeId): Promise<void> => automations.homeChanged(homeId),
       onHomeDeleted: async (homeId): Promise<void> => {
         await automations.homeDeleted(homeId);

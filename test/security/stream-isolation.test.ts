@@ -298,6 +298,34 @@ describe('one node', () => {
     await c.endAsync(true);
   });
 
+  test('a member removed from a home stops receiving its events at once, not when cached rights expire', async () => {
+    const owner = await signupUser(p, 'owner2@stream-isolation.test');
+    const member = await signupUser(p, 'member2@stream-isolation.test');
+    const home = (await owner.api('POST', '/homes', { name: 'Leaving', timezone: 'UTC' })).body.id as string;
+    const plug = await p.provision('plug', 'leaving plug');
+    assert.equal((await owner.api('POST', `/homes/${home}/devices`, { pairingCode: plug.pairingCode })).status, 201);
+    assert.equal((await owner.api('POST', `/homes/${home}/invitations`, { email: member.email, role: 'member' })).status, 201);
+    const mail = [...p.logs].reverse().find((l) => l.mail?.to === member.email)?.mail;
+    const token = /token=([A-Za-z0-9_-]+)/.exec(mail?.text ?? '')?.[1];
+    assert.ok(token, 'the invitation e-mail');
+    assert.equal((await member.api('POST', '/invitations/accept', { token })).status, 200);
+    const watch = await openWs(p.httpUrl, '', bearer(owner.token));
+    const theirs = await openWs(p.httpUrl, '', bearer(member.token));
+    await Promise.all([watch.next((e) => e.type === 'hello'), theirs.next((e) => e.type === 'hello')]);
+    const c = await p.connect(plug.id, plug.secret);
+    await c.publishAsync(`devices/${plug.id}/properties`, JSON.stringify({ power: 1 }), { qos: 1 });
+    await theirs.next((e) => e.type === 'property' && e.deviceId === plug.id, 3000, 'the member sees the home while a member');
+
+    assert.equal((await owner.api('DELETE', `/homes/${home}/members/${member.id}`)).status, 200);
+    await c.publishAsync(`devices/${plug.id}/properties`, JSON.stringify({ power: 2 }), { qos: 1 });
+    await watch.next((e) => e.type === 'property' && e.deviceId === plug.id && (e.data.values as { power: number }).power === 2, 3000, 'the owner sees the second report');
+    await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(theirs.events.filter((e) => e.type === 'property' && (e.data.values as { power: number }).power === 2), [], 'nothing after the removal');
+    watch.close();
+    theirs.close();
+    await c.endAsync(true);
+  });
+
   test('one user holds at most 10 streams (API keys\' included): the 11th is refused with 429 problem+json', async () => {
     const u = await signupUser(p, 'many@stream-isolation.test');
     const key = (await u.api('POST', '/keys', { name: 'k', scopes: ['devices:read'] })).body.key as string;
