@@ -269,6 +269,7 @@ export class Hearth {
       bus, devices, presence, log: log.child({ component: 'mqtt' }), observer: metrics,
       config: {
         port: config.mqttPort, host: config.mqttHost, maxPayloadBytes: config.maxPayloadBytes, shards: config.shards, nodeId: this.nodeId,
+        connectMaxBytes: config.mqttConnectMaxBytes, connectTimeoutMs: config.mqttConnectTimeoutMs,
         connectRatePerSecond: config.connectRatePerSecond, connectBurst: config.connectBurst, disconnectRatePerSecond: config.disconnectRatePerSecond,
       },
     });

@@ -296,3 +296,70 @@ test('a device reporting presence for itself is refused', async () => {
   assert.match(err.payload.message, /only a hub reports presence/);
   assert.equal((await device(d.id)).online, true);
 });
+
+test('only hubs have sub-devices: a device of another product cannot join any, nothing is created', async () => {
+  const plug = await p.provision('plug');
+  const c = await p.connect(plug.id, plug.secret);
+  const box = inbox(c);
+  await c.subscribeAsync([`devices/${plug.id}/errors`, `devices/${plug.id}/children/joined`], { qos: 1 });
+  await c.publishAsync(`devices/${plug.id}/children/join`, JSON.stringify({ product: 'light', hwid: 'not-a-hub-1' }), { qos: 1 });
+  const err = await box.next((m) => m.topic === `devices/${plug.id}/errors`);
+  assert.equal(err.payload.code, 'E_FORBIDDEN');
+  assert.match(err.payload.message, /not a hub/);
+  assert.equal(err.payload.topic, `devices/${plug.id}/children/join`);
+  assert.equal(box.messages.filter((m) => m.topic.endsWith('/children/joined')).length, 0);
+  assert.deepEqual((await p.api('GET', `/api/v1/devices/${plug.id}/children`)).body.items, []);
+  assert.equal((await p.api('GET', `/api/v1/devices?parentId=${plug.id}`)).body.total, 0);
+
+  // the REST API keeps the same rule
+  const viaApi = await p.api('POST', '/api/v1/devices', { product: 'light', name: 'under a plug', parentId: plug.id });
+  assert.equal(viaApi.status, 400);
+  assert.equal(viaApi.body.code, 'E_VALIDATION');
+  assert.equal(viaApi.body.field, 'parentId');
+  assert.match(viaApi.body.detail, /not a hub/);
+  const bulk = await p.api('POST', '/api/v1/devices/bulk', { items: [{ product: 'light', name: 'fine' }, { product: 'light', name: 'under a plug', parentId: plug.id }] });
+  assert.equal(bulk.status, 400);
+  assert.equal(bulk.body.field, 'items[1].parentId');
+  assert.equal((await p.api('GET', `/api/v1/devices?parentId=${plug.id}`)).body.total, 0);
+
+  // a hub is recognised by its product's category, not by the catalog's key
+  const key = `acme-bridge-${Date.now()}`;
+  const created = await p.api('POST', '/api/v1/products', { key, name: 'ACME bridge', category: 'gateway', model: { properties: [], events: [], actions: [] } });
+  assert.equal(created.status, 201);
+  const bridge = await p.provision(key);
+  const bc = await p.connect(bridge.id, bridge.secret);
+  const bbox = inbox(bc);
+  await bc.subscribeAsync(`devices/${bridge.id}/children/joined`, { qos: 1 });
+  await bc.publishAsync(`devices/${bridge.id}/children/join`, JSON.stringify({ product: 'light', hwid: 'bridged-1' }), { qos: 1 });
+  assert.match((await bbox.next((m) => m.topic === `devices/${bridge.id}/children/joined`)).payload.id, /^d_/);
+});
+
+test('a sub-device cannot have sub-devices, nor speak for its hub', async () => {
+  const h = await hub();
+  // a sub-device provisioned through the API has a secret and may connect by itself
+  const nested = await p.provision('hub', 'hub under a hub', h.id);
+  const c = await p.connect(nested.id, nested.secret);
+  const box = inbox(c);
+  await c.subscribeAsync(`devices/${nested.id}/errors`, { qos: 1 });
+  await c.publishAsync(`devices/${nested.id}/children/join`, JSON.stringify({ product: 'plug', hwid: 'grandchild' }), { qos: 1 });
+  const err = await box.next((m) => m.topic === `devices/${nested.id}/errors`);
+  assert.equal(err.payload.code, 'E_FORBIDDEN');
+  assert.match(err.payload.message, /sub-device/);
+  assert.deepEqual((await p.api('GET', `/api/v1/devices/${nested.id}/children`)).body.items, []);
+  const viaApi = await p.api('POST', '/api/v1/devices', { product: 'plug', name: 'grandchild', parentId: nested.id });
+  assert.equal(viaApi.status, 400);
+  assert.equal(viaApi.body.field, 'parentId');
+
+  // nor publish, join or report presence for its hub: the connection is closed, nothing changes
+  for (const [suffix, payload] of [['properties', { permitJoin: true }], ['children/join', { product: 'plug', hwid: 'via-child' }], ['presence', { online: false }]] as const) {
+    const cc = await p.connect(nested.id, nested.secret);
+    const closed = new Promise<void>((resolve) => cc.once('close', () => resolve()));
+    cc.publish(`devices/${h.id}/${suffix}`, JSON.stringify(payload), { qos: 1 });
+    await closed;
+  }
+  await new Promise((r) => setTimeout(r, 100));
+  const hubNow = await device(h.id);
+  assert.deepEqual(hubNow.shadow.reported, {});
+  assert.equal(hubNow.online, true);
+  assert.deepEqual((await p.api('GET', `/api/v1/devices/${h.id}/children`)).body.items.map((d: { id: string }) => d.id), [nested.id]);
+});

@@ -35,6 +35,9 @@ export interface ListFilter {
   offset: number;
 }
 
+/** The product category of hubs: devices that connect for sub-devices. */
+export const HUB_CATEGORY = 'gateway';
+
 type DeviceRow = { id: string; product_key: string; name: string; parent_id: string | null; hwid: string | null; pairing_code: string | null; created_at: number; secret_hash: string | null };
 
 /**
@@ -58,7 +61,12 @@ export class DeviceService {
     for (const [i, input] of inputs.entries()) {
       const where = inputs.length > 1 ? ` (item ${i})` : '';
       if (!(await this.deps.products.get(input.product))) throw new HearthError('E_PRODUCT_NOT_FOUND', `product "${input.product}" does not exist${where}`, { field: `${inputs.length > 1 ? `items[${i}].` : ''}product` });
-      if (input.parentId && !(await this.get(input.parentId))) throw new HearthError('E_DEVICE_NOT_FOUND', `parent device "${input.parentId}" does not exist${where}`, { field: 'parentId' });
+      if (input.parentId) {
+        const parent = await this.get(input.parentId);
+        if (!parent) throw new HearthError('E_DEVICE_NOT_FOUND', `parent device "${input.parentId}" does not exist${where}`, { field: 'parentId' });
+        const refusal = await this.hubRefusal(parent);
+        if (refusal) throw new HearthError('E_VALIDATION', `${refusal}${where}`, { field: `${inputs.length > 1 ? `items[${i}].` : ''}parentId` });
+      }
       const secret = newSecret();
       const row: DeviceRow = { id: newId('d'), product_key: input.product, name: input.name, parent_id: input.parentId ?? null, hwid: null, secret_hash: digestToken(secret), pairing_code: newPairingCode(), created_at: now };
       rows.push(row);
@@ -129,11 +137,26 @@ export class DeviceService {
     return d?.parentId === actorId;
   }
 
+  /** True when the product is a hub's: its category is `gateway` (the catalog's `hub`). Only hubs have sub-devices. */
+  async isHubProduct(productKey: string): Promise<boolean> {
+    return (await this.deps.products.get(productKey))?.category === HUB_CATEGORY;
+  }
+
+  /** Why `parent` may not have sub-devices (it is not a hub, or is itself a sub-device), or undefined when it may. */
+  private async hubRefusal(parent: DeviceRecord): Promise<string | undefined> {
+    if (parent.parentId !== null) return `device "${parent.id}" is a sub-device: sub-devices cannot have sub-devices`;
+    if (!(await this.isHubProduct(parent.productKey))) return `device "${parent.id}" is not a hub (product "${parent.productKey}" is not of category "${HUB_CATEGORY}"): only hubs have sub-devices`;
+    return undefined;
+  }
+
   /**
    * A hub pairs a sub-device by hardware id. Joining the same hwid again returns the same
    * device, so a hub can re-announce its children after every reconnect.
    */
   async join(hubId: string, product: string, hwid: string): Promise<DeviceRecord> {
+    const hub = await this.require(hubId);
+    const refusal = await this.hubRefusal(hub);
+    if (refusal) throw new HearthError('E_FORBIDDEN', refusal);
     const existing = await this.deps.db.selectFrom('devices').selectAll().where('parent_id', '=', hubId).where('hwid', '=', hwid).executeTakeFirst();
     if (existing) return toRecord(existing);
     if (!(await this.deps.products.get(product))) throw new HearthError('E_PRODUCT_NOT_FOUND', `product "${product}" does not exist`);

@@ -22,6 +22,8 @@ export const ConfigSchema = Type.Object({
   commandTimeoutMs: Type.Integer({ minimum: 100, maximum: 300000, default: 10000, description: 'Default wait for a command result' }),
   historyFlushMs: Type.Integer({ minimum: 1, maximum: 10000, default: 100, description: 'How long history and shadow writes are batched' }),
   maxPayloadBytes: Type.Integer({ minimum: 256, default: 65536, description: 'Largest MQTT payload accepted from a device' }),
+  mqttConnectMaxBytes: Type.Integer({ minimum: 512, maximum: 1048576, default: 8192, description: 'Largest MQTT packet a device may send before CONNACK (its CONNECT: client id, user name, password, will topic and message); a longer one closes the connection before it is read' }),
+  mqttConnectTimeoutMs: Type.Integer({ minimum: 100, maximum: 120000, default: 10000, description: 'A connection whose CONNECT has not fully arrived within this time is closed' }),
   publicUrl: Type.Optional(Type.String({ description: 'Base URL printed in the start banner' })),
   refreshTtlSeconds: Type.Integer({ minimum: 300, default: 2592000, description: 'Lifetime of refresh tokens (a sign-in session lasts this long without use); 30 days by default' }),
   rateLimitPerMinute: Type.Integer({ minimum: 1, default: 600, description: 'Sustained REST requests per minute allowed to one user or API key' }),
@@ -62,12 +64,8 @@ export const ConfigSchema = Type.Object({
 
 export type Config = Readonly<Static<typeof ConfigSchema>>;
 
-const BOOLEAN_KEYS = new Set(['demo', 'signupEnabled']);
-const INTEGER_KEYS = new Set([
-  'httpPort', 'mqttPort', 'tokenTtlSeconds', 'commandTimeoutMs', 'historyFlushMs', 'maxPayloadBytes', 'refreshTtlSeconds', 'rateLimitPerMinute', 'rateLimitBurst',
-  'shards', 'nodeTimeoutMs', 'ackWaitMs', 'shutdownGraceMs', 'drainDelayMs', 'disconnectRatePerSecond', 'connectRatePerSecond', 'connectBurst',
-  'notifyDedupeWindowMs', 'streamMaxPerUser',
-]);
+/** Environment values are strings: each is coerced by the type its schema property declares. */
+const typeOf = (key: string): unknown => ((ConfigSchema.properties as Record<string, { type?: unknown }>)[key])?.type;
 
 /** `httpPort` → `HEARTH_HTTP_PORT` */
 export function envName(key: string): string {
@@ -82,12 +80,12 @@ export class ConfigError extends Error {
 }
 
 function coerce(key: string, raw: string, source: string): unknown {
-  if (BOOLEAN_KEYS.has(key)) {
+  if (typeOf(key) === 'boolean') {
     if (['1', 'true', 'yes', 'on'].includes(raw.toLowerCase())) return true;
     if (['0', 'false', 'no', 'off'].includes(raw.toLowerCase())) return false;
     throw new ConfigError(`${source} must be 1 or 0 (true/false), got "${raw}"`);
   }
-  if (INTEGER_KEYS.has(key)) {
+  if (typeOf(key) === 'integer') {
     if (!/^-?\d+$/.test(raw.trim())) throw new ConfigError(`${source} must be an integer, got "${raw}"`);
     return Number(raw);
   }

@@ -133,7 +133,7 @@ export function sqlOp(sql: string): 'select' | 'insert' | 'update' | 'delete' | 
 }
 
 export type CommandOutcome = 'ok' | 'error' | 'timeout' | 'offline';
-export type RefusalReason = 'auth' | 'admission' | 'shutdown';
+export type RefusalReason = 'auth' | 'admission' | 'shutdown' | 'protocol' | 'too-large' | 'malformed' | 'timeout';
 export type BreakerState = 'closed' | 'half-open' | 'open';
 export type OutboundOutcome = 'ok' | 'error' | 'timeout' | 'rejected';
 export type DeliveryOutcome = 'ok' | 'retry' | 'dead';

@@ -11,12 +11,18 @@ import { injectTrace, recordError, runWithSpan, SpanKind, startSpan, tracingEnab
 import type { Logger } from '../../core/logger.ts';
 import type { DeviceService } from '../../devices/device-service.ts';
 import type { PresenceReason, PresenceService } from '../../devices/presence-service.ts';
+import { jsonDepthExceeds, MAX_JSON_DEPTH } from '../../core/json-limits.ts';
+import { PacketGuard, PacketRefusedError, type PacketLimits, type Refusal, type TruncatedPublish } from './packet-guard.ts';
 import { downlinkTopic, filterCoversDesired, isAllowedSubscriptionSuffix, parseDeviceTopic, uplinkKind } from './topic-codec.ts';
 
 export interface MqttGatewayConfig {
   port: number;
   host: string;
   maxPayloadBytes: number;
+  /** Largest packet before CONNACK (the CONNECT with its credentials and will). */
+  connectMaxBytes: number;
+  /** A CONNECT that has not fully arrived after this long closes the connection (slow-loris). */
+  connectTimeoutMs: number;
   /** Device shards (uplinks are published on their device's shard). */
   shards: number;
   /** This node's id: the prefix of the message ids it assigns. */
@@ -28,12 +34,19 @@ export interface MqttGatewayConfig {
   disconnectRatePerSecond: number;
 }
 
+/**
+ * Why a connection was refused: bad credentials, over the connect rate, shutting down, a protocol
+ * other than MQTT 3.1.1, a packet over the size limit or with a malformed header before CONNACK,
+ * or a CONNECT that did not arrive in time.
+ */
+export type ConnectionRefusal = 'auth' | 'admission' | 'shutdown' | 'protocol' | 'too-large' | 'malformed' | 'timeout';
+
 /** Counters the gateway reports (the metrics module implements them). */
 export interface GatewayObserver {
   messageIn(kind: string): void;
   messageOut(kind: string): void;
   messageRejected(code: string): void;
-  connectionRefused(reason: 'auth' | 'admission' | 'shutdown'): void;
+  connectionRefused(reason: ConnectionRefusal): void;
 }
 
 /** Per-connection state, kept off Aedes' own fields. */
@@ -64,16 +77,31 @@ export class MqttGateway {
   private readonly presenceWrites = new Set<Promise<unknown>>();
   private readonly admission: RateLimiter;
   private readonly ids: MessageIds;
+  private readonly limits: PacketLimits;
 
   constructor(private readonly deps: { bus: Bus; devices: DeviceService; presence: PresenceService; log: Logger; config: MqttGatewayConfig; observer?: GatewayObserver }) {
     this.admission = new RateLimiter({ perMinute: deps.config.connectRatePerSecond * 60, burst: deps.config.connectBurst });
     this.ids = new MessageIds(deps.config.nodeId, 'm');
+    const { maxPayloadBytes, connectMaxBytes } = deps.config;
+    // Other packets (a hub's SUBSCRIBE of all its children's topics) get at least 64 KiB.
+    this.limits = { beforeConnack: connectMaxBytes, payload: maxPayloadBytes, packet: Math.max(maxPayloadBytes, 65_536) };
   }
 
   async start(): Promise<void> {
     const { devices, log } = this.deps;
     this.broker = await Aedes.createBroker({
       id: 'hearth',
+      connectTimeout: this.deps.config.connectTimeoutMs,
+      // Only MQTT 3.1.1 (protocol name "MQTT", level 4). Aedes itself refuses levels outside 3..4
+      // with CONNACK 1 (unacceptable protocol version) but takes MQTT 3.1 ("MQIsdp", level 3) and
+      // bridge mode (level 0x84); moving those out of its range gets them the same CONNACK 1.
+      preConnect: (_client, packet, done) => {
+        if (packet.protocolId !== 'MQTT' || packet.protocolVersion !== 4 || (packet as { bridgeMode?: boolean }).bridgeMode) {
+          this.deps.observer?.connectionRefused('protocol');
+          packet.protocolVersion = 0 as 4;
+        }
+        done(null, true);
+      },
       authenticate: (client, username, password, done) => {
         if (this.shuttingDown) {
           this.deps.observer?.connectionRefused('shutdown');
@@ -110,7 +138,18 @@ export class MqttGateway {
         devices.mayActFor(client.id, parsed.deviceId).then(
           (ok) => {
             if (!ok) return done(new Error(`publish to ${packet.topic} not allowed`));
-            const stored = this.ingest(client as HearthClient, parsed.deviceId, kind, packet);
+            const truncated = packet.payload.length === 0 && client.conn instanceof PacketGuard
+              ? client.conn.takeTruncated(packet.topic, packet.qos > 0 ? packet.messageId : undefined)
+              : undefined;
+            if (packet.retain) {
+              // Retained messages are not part of the protocol: refused like any bad message, and
+              // never stored by the broker (a retained publish would otherwise be kept in its
+              // memory and replayed to every later subscriber, whatever the ingest decided).
+              packet.retain = false;
+              this.error(parsed.deviceId, { code: 'E_RETAIN_NOT_SUPPORTED', message: 'retained messages are not supported: publish with the retain flag off', topic: packet.topic });
+              return done(null);
+            }
+            const stored = this.ingest(client as HearthClient, parsed.deviceId, kind, packet, truncated);
             if (!stored) return done(null);
             stored.then(() => done(null), (err) => {
               log.warn({ err, deviceId: parsed.deviceId }, 'uplink could not be stored; closing the connection so the device retries');
@@ -131,8 +170,16 @@ export class MqttGateway {
       },
       published: (_packet, _client, done) => done(null),
     });
+    // No path may store a retained message (authorizePublish clears the flag; this is the floor under it).
+    (this.broker as unknown as { persistence: { storeRetained(packet: unknown): Promise<void> } }).persistence.storeRetained = async () => undefined;
+
+    this.broker.on('connectionError', (_client: Client, err: Error) => {
+      if (err.message === 'connect did not arrive in time') this.deps.observer?.connectionRefused('timeout');
+    });
 
     this.broker.on('client', (client: HearthClient) => {
+      // Emitted just before the CONNACK: from the next packet on, the admitted limits apply.
+      if (client.conn instanceof PacketGuard) client.conn.admit();
       const state: ConnState = { session: this.deps.presence.connected(client.id) };
       client[CONN] = state;
       this.track(state.session.catch((err) => log.error({ err, deviceId: client.id }, 'presence update on connect failed')));
@@ -142,7 +189,7 @@ export class MqttGateway {
     });
     this.broker.on('clientError', (client: HearthClient, err: Error) => {
       log.debug({ deviceId: client.id, err: err.message }, 'mqtt client error');
-      if (client[CONN]) client[CONN].reason ??= err.message.includes('not allowed') ? 'client-error' : 'connection-lost';
+      if (client[CONN]) client[CONN].reason ??= err instanceof PacketRefusedError || err.message.includes('not allowed') ? 'client-error' : 'connection-lost';
     });
     this.broker.on('clientDisconnect', (client: HearthClient) => {
       const state = client[CONN];
@@ -168,7 +215,7 @@ export class MqttGateway {
     const server = createServer({ noDelay: true }, (socket) => {
       this.sockets.add(socket);
       socket.on('close', () => this.sockets.delete(socket));
-      this.broker.handle(socket);
+      this.broker.handle(this.guard(socket));
     });
     this.server = server;
     await new Promise<void>((resolve, reject) => {
@@ -192,7 +239,18 @@ export class MqttGateway {
 
   /** Serves one MQTT-over-WebSocket connection. */
   handleStream(stream: Duplex, req?: IncomingMessage): void {
-    this.broker.handle(stream, req);
+    this.broker.handle(this.guard(stream), req);
+  }
+
+  /** Puts the packet guard between a connection and the broker's parser. */
+  private guard(conn: Duplex): PacketGuard {
+    return new PacketGuard(conn, this.limits, { refused: (r) => this.refused(r) });
+  }
+
+  private refused(r: Refusal): void {
+    this.deps.log.info({ reason: r.reason, packetType: r.type, remaining: r.remaining, admitted: r.admitted }, 'mqtt connection cut off by the packet guard');
+    if (r.admitted) this.deps.observer?.messageRejected(r.reason === 'too-large' ? 'E_PAYLOAD_TOO_LARGE' : 'E_BAD_MESSAGE');
+    else this.deps.observer?.connectionRefused(r.reason === 'too-large' ? 'too-large' : 'malformed');
   }
 
   /** Sends a message to a device if it holds a subscription here. */
@@ -244,11 +302,13 @@ export class MqttGateway {
   }
 
   /** Checks and stores one device publish; undefined when it was rejected (the device hears why). */
-  private ingest(client: HearthClient, deviceId: string, kind: UplinkKind, packet: PublishPacket): Promise<void> | undefined {
+  private ingest(client: HearthClient, deviceId: string, kind: UplinkKind, packet: PublishPacket, truncated?: TruncatedPublish): Promise<void> | undefined {
     this.deps.observer?.messageIn(kind);
     const raw = packet.payload as Buffer;
-    if (raw.length > this.deps.config.maxPayloadBytes) {
-      this.error(deviceId, { code: 'E_PAYLOAD_TOO_LARGE', message: `payload of ${raw.length} bytes exceeds the limit of ${this.deps.config.maxPayloadBytes}`, topic: packet.topic });
+    // A payload over the limit was skipped by the packet guard as it arrived (`truncated`); the check on `raw` covers wills.
+    const size = truncated?.payloadBytes ?? raw.length;
+    if (size > this.deps.config.maxPayloadBytes) {
+      this.error(deviceId, { code: 'E_PAYLOAD_TOO_LARGE', message: `payload of ${size} bytes exceeds the limit of ${this.deps.config.maxPayloadBytes}`, topic: packet.topic });
       return undefined;
     }
     let payload: unknown;
@@ -256,6 +316,10 @@ export class MqttGateway {
       payload = JSON.parse(raw.toString('utf8'));
     } catch (err) {
       this.error(deviceId, { code: 'E_BAD_JSON', message: `payload is not valid JSON: ${(err as Error).message}`, topic: packet.topic });
+      return undefined;
+    }
+    if (jsonDepthExceeds(payload, MAX_JSON_DEPTH)) {
+      this.error(deviceId, { code: 'E_BAD_MESSAGE', message: `payload nests objects and arrays deeper than ${MAX_JSON_DEPTH} levels`, topic: packet.topic });
       return undefined;
     }
     // MQTT 3.1.1 has no headers: a device may put its W3C trace context in the JSON object itself.
