@@ -1,6 +1,7 @@
 import { Type } from 'typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { HttpApp } from '../transports/http/http-server.ts';
+import { Auth } from '../transports/http/route-auth.ts';
 import { problems } from '../transports/http/http-schemas.ts';
 import { HearthError } from '../core/errors.ts';
 import { injectTrace } from '../core/observability/tracing.ts';
@@ -54,7 +55,7 @@ export function deviceHttpRoutes(app: HttpApp, deps: { devices: DeviceService; p
 
   for (const kind of ['properties', 'events'] as const satisfies ReportKind[]) {
     app.post(`/api/v1/devices/:id/messages/${kind}`, {
-      config: { public: true },
+      config: { auth: Auth.self('the device\'s own credentials: Authorization: Basic base64(deviceId:secret)') },
       bodyLimit: deps.maxPayloadBytes,
       schema: {
         tags: ['devices'], summary: kind === 'properties' ? 'A device reports property values over HTTP' : 'A device sends an event over HTTP',
