@@ -53,7 +53,8 @@ export function deviceRoutes(app: HttpApp, deps: { devices: DeviceService; acces
   });
 
   app.get('/api/v1/devices', {
-    config: { auth: Auth.caller() },
+    // The fleet for the operator, one's homes' devices for others: either way a key needs a device scope.
+    config: { auth: Auth.caller('devices:read', 'devices:control') },
     schema: {
       tags: ['devices'], summary: 'List the devices the caller may see (the operator: all)', ...AuthHeader,
       querystring: Type.Object({ product: Type.Optional(Type.String()), parentId: Type.Optional(Type.String()), ...Pagination }),

@@ -5,6 +5,7 @@ import type { HttpApp } from '../transports/http/http-server.ts';
 import { Auth } from '../transports/http/route-auth.ts';
 import { principal } from '../transports/http/http-server.ts';
 import { AuthHeader, problems } from '../transports/http/http-schemas.ts';
+import { checkInput, checkJsonText } from '../transports/http/input-bounds.ts';
 import { HearthError, isHearthError } from '../core/errors.ts';
 import { actorOf } from '../auth/auth-service.ts';
 import type { AuditService } from '../audit/audit-service.ts';
@@ -139,14 +140,28 @@ export function partnerRoutes(app: HttpApp, deps: { partners: PartnerService; in
   // The push needs the exact bytes that were signed: its own scope parses JSON keeping them.
   void app.register(async (plain) => {
     const scope = plain.withTypeProvider<TypeBoxTypeProvider>();
+    // Bounded like every JSON body of the API (depth, lone surrogates, non-finite numbers).
     scope.removeContentTypeParser('application/json');
     scope.addContentTypeParser('application/json', { parseAs: 'buffer' }, (req, body, done) => {
       rawBodies.set(req, body as Buffer);
+      const text = (body as Buffer).toString('utf8');
+      let parsed: unknown;
       try {
-        done(null, JSON.parse((body as Buffer).toString('utf8')));
+        checkJsonText(text);
       } catch (err) {
-        done(new HearthError('E_VALIDATION', `the body is not valid JSON: ${(err as Error).message}`), undefined);
+        return done(err as Error, undefined);
       }
+      try {
+        parsed = JSON.parse(text);
+      } catch (err) {
+        return done(new HearthError('E_VALIDATION', `the body is not valid JSON: ${(err as Error).message}`), undefined);
+      }
+      try {
+        checkInput(parsed, 'body');
+      } catch (err) {
+        return done(err as Error, undefined);
+      }
+      done(null, parsed);
     });
 
     scope.post('/api/v1/partners/:id/messages', {
