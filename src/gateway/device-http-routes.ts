@@ -47,7 +47,7 @@ async function authenticateDevice(devices: DeviceService, req: FastifyRequest, r
 
 /**
  * Device HTTP: properties and events posted instead of published, into the same pipeline as
- * MQTT (source `http`). The routes are public to the user-token hook and authenticate the device.
+ * MQTT (source `http`). The routes are declared `self`: they authenticate the device.
  */
 export function deviceHttpRoutes(app: HttpApp, deps: { devices: DeviceService; products: ProductService; ingress: GatewayIngress; maxPayloadBytes: number }): void {
   const { devices, products, ingress } = deps;
