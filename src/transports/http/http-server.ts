@@ -299,7 +299,7 @@ export async function buildHttpServer(deps: HttpServerDeps): Promise<HttpApp> {
 
   if (deps.metrics) {
     const metrics = deps.metrics;
-    // Unauthenticated like the probes, and outside /api so the rate limit does not apply.
+    // Public like the probes: no caller, so no rate limit either.
     app.get('/metrics', { schema: { hide: true }, config: { auth: Auth.public } }, async (_req, reply) => reply.type(metrics.contentType).send(await metrics.text()));
   }
 
