@@ -182,6 +182,39 @@ test('an API key restricted to scopes and homes cannot reach beyond them', async
   assert.equal((await p.api('POST', '/api/v1/keys', { name: 'escalate', scopes: ['devices:control'] }, k)).status, 403, 'keys cannot mint keys');
 });
 
+test('operator API keys without home-world scopes, or limited to other homes, reach nothing of A\'s', async () => {
+  const operatorScopes = ['products:manage', 'devices:manage', 'gateway:read', 'gateway:manage', 'partners:manage', 'audit:read'];
+  const fleetKey = (await p.api('POST', '/api/v1/keys', { name: 'operator areas only', scopes: operatorScopes })).body.key;
+  const otherHome = await p.api('POST', '/api/v1/homes', { name: 'Operator home', timezone: 'UTC' });
+  const limited = await p.api('POST', '/api/v1/keys', {
+    name: 'limited to another home', scopes: ['devices:read', 'devices:control', 'homes:read', 'homes:manage', 'automations:manage', ...operatorScopes], homeIds: [otherHome.body.id],
+  });
+  assert.equal(limited.status, 201, JSON.stringify(limited.body));
+  const doc = (await p.api('GET', '/docs/json', undefined, null)).body;
+  const wrong: string[] = [];
+  let tried = 0;
+  for (const [path, ops] of Object.entries<any>(doc.paths)) {
+    if (!path.startsWith('/api/v1/') || !path.includes('{') || path.startsWith('/api/v1/products/') || OPERATOR_ONLY.some((x) => path.startsWith(x))) continue;
+    const url = fill(path)!;
+    for (const [method, op] of Object.entries<any>(ops)) {
+      if (op['x-hearth-auth']?.who !== 'caller' && op['x-hearth-auth']?.who !== 'password') continue;
+      const example = op.requestBody?.content?.['application/json']?.example ?? op.requestBody?.content?.['application/json']?.schema?.examples?.[0];
+      for (const [who, key] of [['operator-area key', fleetKey], ['key limited to another home', limited.body.key]]) {
+        const r = await p.api(method.toUpperCase(), url, example ?? (op.requestBody ? {} : undefined), key);
+        tried++;
+        if (r.status !== 403 && r.status !== 404) wrong.push(`${method.toUpperCase()} ${url} with the ${who} → ${r.status} ${JSON.stringify(r.body).slice(0, 120)}`);
+      }
+    }
+  }
+  assert.ok(tried >= 40, `only ${tried} attempts`);
+  assert.deepEqual(wrong, []);
+  // Nor does either list the fleet's devices.
+  assert.equal((await p.api('GET', '/api/v1/devices', undefined, fleetKey)).status, 403);
+  const seen = await p.api('GET', '/api/v1/devices', undefined, limited.body.key);
+  assert.equal(seen.status, 200);
+  assert.deepEqual(seen.body.items, []);
+});
+
 test('MQTT: a device claimed by a user still cannot reach another device\'s topics', async () => {
   const mine = await p.provision('plug', 'attacker plug');
   const home = await p.api('POST', '/api/v1/homes', { name: 'Attacker home', timezone: 'UTC' }, tokenB);

@@ -1,6 +1,6 @@
 import { Type } from 'typebox';
 import type { HttpApp } from '../transports/http/http-server.ts';
-import { requireOperator } from '../transports/http/http-server.ts';
+import { Auth } from '../transports/http/route-auth.ts';
 import { AuthHeader, JsonObject, problems } from '../transports/http/http-schemas.ts';
 import type { AuditService } from './audit-service.ts';
 
@@ -28,13 +28,13 @@ export const AuditQuery = Type.Object({
 /** The operator's view of the whole audit log. Home owners read theirs at /homes/{homeId}/audit. */
 export function auditRoutes(app: HttpApp, deps: { audit: AuditService }): void {
   app.get('/api/v1/audit', {
+    config: { auth: Auth.operator('audit:read') },
     schema: {
       tags: ['audit'], summary: 'The audit log, newest first (operator)', ...AuthHeader,
       querystring: Type.Object({ ...AuditQuery.properties, homeId: Type.Optional(Type.String()) }),
       response: { 200: AuditListSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN') },
     },
   }, async (req) => {
-    requireOperator(req);
     const q = req.query;
     return { items: await deps.audit.list({ homeId: q.homeId, limit: q.limit, action: q.action, before: q.before ? Date.parse(q.before) : undefined }) };
   });

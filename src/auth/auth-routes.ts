@@ -1,5 +1,6 @@
 import { Type } from 'typebox';
 import type { HttpApp } from '../transports/http/http-server.ts';
+import { Auth } from '../transports/http/route-auth.ts';
 import { principal } from '../transports/http/http-server.ts';
 import { AuthHeader, problems } from '../transports/http/http-schemas.ts';
 import { HearthError } from '../core/errors.ts';
@@ -139,7 +140,7 @@ export function authRoutes(app: HttpApp, deps: AuthRoutesDeps): void {
   const { auth, audit } = deps;
 
   app.post('/api/v1/auth/signup', {
-    config: { public: true },
+    config: { auth: Auth.public },
     schema: { tags: ['auth'], summary: 'Create an account (role user)', body: SignupBody, response: { 201: UserSchema, ...problems('E_VALIDATION', 'E_FORBIDDEN', 'E_EMAIL_TAKEN') } },
   }, async (req, reply) => {
     if (deps.config?.signupEnabled === false) throw new HearthError('E_FORBIDDEN', 'sign-up is disabled on this server; ask its operator for an account');
@@ -148,7 +149,7 @@ export function authRoutes(app: HttpApp, deps: AuthRoutesDeps): void {
   });
 
   app.post('/api/v1/auth/login', {
-    config: { public: true },
+    config: { auth: Auth.public },
     schema: {
       tags: ['auth'], summary: 'Sign in with e-mail and password',
       description: 'Starts a session: a short-lived access token and a one-time refresh token. After 5 failed attempts for an e-mail within 15 minutes, attempts are refused with 429 and Retry-After.',
@@ -157,7 +158,7 @@ export function authRoutes(app: HttpApp, deps: AuthRoutesDeps): void {
   }, async (req) => tokenBody(await auth.login(req.body.email, req.body.password, { ip: req.ip })));
 
   app.post('/api/v1/auth/refresh', {
-    config: { public: true },
+    config: { auth: Auth.public },
     schema: {
       tags: ['auth'], summary: 'Exchange a refresh token for a new token pair',
       description: 'Each refresh token works once. Presenting a used one again ends the whole session (it was probably stolen).',
@@ -166,6 +167,7 @@ export function authRoutes(app: HttpApp, deps: AuthRoutesDeps): void {
   }, async (req) => tokenBody(await auth.refresh(req.body.refreshToken)));
 
   app.post('/api/v1/auth/logout', {
+    config: { auth: Auth.password },
     schema: { tags: ['auth'], summary: 'Sign out: end this session (its refresh and access tokens)', ...AuthHeader, response: { 204: NoContent, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN') } },
   }, async (req, reply) => {
     await auth.logout(principal(req));
@@ -173,6 +175,7 @@ export function authRoutes(app: HttpApp, deps: AuthRoutesDeps): void {
   });
 
   app.post('/api/v1/auth/password', {
+    config: { auth: Auth.password },
     schema: {
       tags: ['auth'], summary: 'Change your password', description: 'Ends all your other sessions; this one stays signed in.',
       ...AuthHeader, body: PasswordBody, response: { 204: NoContent, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_BAD_CREDENTIALS', 'E_FORBIDDEN', 'E_RATE_LIMITED') },
@@ -185,7 +188,7 @@ export function authRoutes(app: HttpApp, deps: AuthRoutesDeps): void {
   });
 
   app.post('/api/v1/auth/password-reset', {
-    config: { public: true },
+    config: { auth: Auth.public },
     schema: {
       tags: ['auth'], summary: 'Ask for a password reset e-mail',
       description: 'Always answers 202, whether or not an account has the e-mail. The e-mail holds a link and a token valid for an hour.',
@@ -197,7 +200,7 @@ export function authRoutes(app: HttpApp, deps: AuthRoutesDeps): void {
   });
 
   app.post('/api/v1/auth/password-reset/confirm', {
-    config: { public: true },
+    config: { auth: Auth.public },
     schema: {
       tags: ['auth'], summary: 'Set a new password with the token from the reset e-mail', description: 'Ends every session of the account.',
       body: ResetConfirmBody, response: { 204: NoContent, ...problems('E_VALIDATION', 'E_RESET_TOKEN_INVALID') },
@@ -209,6 +212,7 @@ export function authRoutes(app: HttpApp, deps: AuthRoutesDeps): void {
   });
 
   app.get('/api/v1/auth/me', {
+    config: { auth: Auth.caller() },
     schema: { tags: ['auth'], summary: 'Who the token or API key belongs to', ...AuthHeader, response: { 200: MeSchema, ...problems('E_UNAUTHENTICATED') } },
   }, async (req) => {
     const p = principal(req);
@@ -222,6 +226,7 @@ export function authRoutes(app: HttpApp, deps: AuthRoutesDeps): void {
   });
 
   app.post('/api/v1/keys', {
+    config: { auth: Auth.password },
     schema: {
       tags: ['keys'], summary: 'Create an API key', description: 'The key is in this answer only. Use it as "Authorization: Bearer hk_…" or "X-Api-Key: hk_…". API keys cannot create keys.',
       ...AuthHeader, body: KeyBody, response: { 201: CreatedKey, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN') },
@@ -234,10 +239,12 @@ export function authRoutes(app: HttpApp, deps: AuthRoutesDeps): void {
   });
 
   app.get('/api/v1/keys', {
+    config: { auth: Auth.password },
     schema: { tags: ['keys'], summary: 'Your API keys (without the keys themselves)', ...AuthHeader, response: { 200: KeyList, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN') } },
   }, async (req) => ({ items: await auth.listKeys(requireSignIn(principal(req), 'manage API keys')) }));
 
   app.delete('/api/v1/keys/:id', {
+    config: { auth: Auth.password },
     schema: { tags: ['keys'], summary: 'Revoke an API key; it stops working at once', ...AuthHeader, params: KeyParams, response: { 204: NoContent, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_KEY_NOT_FOUND') } },
   }, async (req, reply) => {
     const p = requireSignIn(principal(req), 'manage API keys');

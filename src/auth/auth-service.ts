@@ -10,9 +10,19 @@ import { RateLimiter } from '../core/rate-limiter.ts';
 
 export type Role = 'operator' | 'user';
 
-/** What an API key may be allowed to do. Users signed in with a password may do all their role allows. */
-export const SCOPES = ['devices:read', 'devices:control', 'homes:read', 'homes:manage', 'automations:manage'] as const;
+/**
+ * What an API key may be allowed to do. Users signed in with a password may do all their role allows.
+ * The first five are the home world's (any user's keys); the others are the operator's areas, held
+ * only by keys of the operator.
+ */
+export const SCOPES = [
+  'devices:read', 'devices:control', 'homes:read', 'homes:manage', 'automations:manage',
+  'products:manage', 'devices:manage', 'gateway:read', 'gateway:manage', 'partners:manage', 'audit:read',
+] as const;
 export type Scope = (typeof SCOPES)[number];
+
+/** Scopes of the operator's areas (products, provisioning, the gateway, partners, the fleet audit log). */
+export const OPERATOR_SCOPES: readonly Scope[] = ['products:manage', 'devices:manage', 'gateway:read', 'gateway:manage', 'partners:manage', 'audit:read'];
 
 /** Who is calling, as established from a bearer token or an API key. */
 export interface Principal {
@@ -39,6 +49,11 @@ export function actorOf(p: Principal): string {
 /** True when the principal may act within `scope` (always for password sign-ins). */
 export function hasScope(p: Principal, scope: Scope): boolean {
   return !p.scopes || p.scopes.includes(scope);
+}
+
+/** True when the principal holds at least one of `scopes` (always for password sign-ins; true for none asked). */
+export function hasAnyScope(p: Principal, scopes: readonly Scope[]): boolean {
+  return !p.scopes || scopes.length === 0 || scopes.some((s) => p.scopes!.includes(s));
 }
 
 /** An account as other capabilities see it (no password hash). */
@@ -432,6 +447,8 @@ export class AuthService {
     if (!name) throw new HearthError('E_VALIDATION', 'name must not be empty', { field: 'body.name' });
     const bad = input.scopes.find((s) => !(SCOPES as readonly string[]).includes(s));
     if (bad !== undefined) throw new HearthError('E_VALIDATION', `unknown scope "${bad}"; scopes are ${SCOPES.join(', ')}`, { field: 'body.scopes' });
+    const operatorOnly = input.scopes.find((s) => OPERATOR_SCOPES.includes(s));
+    if (operatorOnly !== undefined && p.role !== 'operator') throw new HearthError('E_FORBIDDEN', `only the operator's keys may hold the scope "${operatorOnly}"`);
     const scopes = [...new Set(input.scopes)];
     const homeIds = input.homeIds == null ? null : [...new Set(input.homeIds)];
     const id = newId('k');

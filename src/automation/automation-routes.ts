@@ -1,4 +1,5 @@
 import type { HttpApp } from '../transports/http/http-server.ts';
+import { Auth } from '../transports/http/route-auth.ts';
 import { principal } from '../transports/http/http-server.ts';
 import { AuthHeader, problems } from '../transports/http/http-schemas.ts';
 import { actorOf } from '../auth/auth-service.ts';
@@ -18,6 +19,7 @@ export function automationRoutes(app: HttpApp, deps: { automations: AutomationSe
   const tags = ['automations'];
 
   app.post(`${A}/homes/:homeId/automations`, {
+    config: { auth: Auth.caller() },
     schema: {
       tags, summary: 'Create an automation (owner, admin); validated against the home and its devices\' thing models', ...AuthHeader,
       description: 'Every problem is reported at once: a 400 E_AUTOMATION_INVALID whose `errors` lists `{field, message}` with the path of each bad part (e.g. `actions[2].params.brightness`). See docs/automations.md.',
@@ -27,6 +29,7 @@ export function automationRoutes(app: HttpApp, deps: { automations: AutomationSe
   }, async (req, reply) => reply.status(201).send(await automations.create(principal(req), req.params.homeId, req.body as unknown as AutomationInput)));
 
   app.get(`${A}/homes/:homeId/automations`, {
+    config: { auth: Auth.caller() },
     schema: {
       tags, summary: 'The automations of a home (members, admins, owner)', ...AuthHeader, params: HomeParams,
       response: { 200: AutomationListSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_HOME_NOT_FOUND') },
@@ -34,6 +37,7 @@ export function automationRoutes(app: HttpApp, deps: { automations: AutomationSe
   }, async (req) => ({ items: await automations.list(principal(req), req.params.homeId) }));
 
   app.get(`${A}/automations/:automationId`, {
+    config: { auth: Auth.caller() },
     schema: {
       tags, summary: 'An automation, with its status (ok, unavailable, stopped) and why', ...AuthHeader, params: AutomationParams,
       response: { 200: AutomationSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_AUTOMATION_NOT_FOUND') },
@@ -41,6 +45,7 @@ export function automationRoutes(app: HttpApp, deps: { automations: AutomationSe
   }, async (req) => automations.get(principal(req), req.params.automationId));
 
   app.patch(`${A}/automations/:automationId`, {
+    config: { auth: Auth.caller() },
     schema: {
       tags, summary: 'Change, enable or disable an automation (owner, admin); active runs end and it starts anew', ...AuthHeader,
       params: AutomationParams, body: UpdateAutomationBody,
@@ -49,6 +54,7 @@ export function automationRoutes(app: HttpApp, deps: { automations: AutomationSe
   }, async (req) => automations.update(principal(req), req.params.automationId, req.body as unknown as Partial<AutomationInput>));
 
   app.delete(`${A}/automations/:automationId`, {
+    config: { auth: Auth.caller() },
     schema: {
       tags, summary: 'Delete an automation and its runs (owner, admin)', ...AuthHeader, params: AutomationParams,
       response: { 200: DeletedSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_AUTOMATION_NOT_FOUND') },
@@ -59,6 +65,7 @@ export function automationRoutes(app: HttpApp, deps: { automations: AutomationSe
   });
 
   app.post(`${A}/automations/:automationId/run`, {
+    config: { auth: Auth.caller() },
     schema: {
       tags, summary: 'Run an automation now (members, admins, owner); the answer is the run as it started', ...AuthHeader,
       description: 'The conditions are evaluated unless `skipConditions`; the run mode applies. Follow the run at GET /api/v1/automations/{id}/runs/{runId} or on the live stream.',
@@ -74,6 +81,7 @@ export function automationRoutes(app: HttpApp, deps: { automations: AutomationSe
   });
 
   app.post(`${A}/automations/:automationId/test`, {
+    config: { auth: Auth.caller() },
     schema: {
       tags, summary: 'Dry run: evaluate the automation against a trigger event without acting (owner, admin)', ...AuthHeader,
       description: 'Says whether the event matches a trigger, evaluates the conditions on the current state, and walks the actions (choose branches decided, waits checked once), returning the would-be trace. Nothing is sent or recorded.',
@@ -86,6 +94,7 @@ export function automationRoutes(app: HttpApp, deps: { automations: AutomationSe
   });
 
   app.get(`${A}/automations/:automationId/runs`, {
+    config: { auth: Auth.caller() },
     schema: {
       tags, summary: 'Runs of an automation, newest first, each with its trace', ...AuthHeader, params: AutomationParams, querystring: RunsQuery,
       response: { 200: RunListSchema, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_AUTOMATION_NOT_FOUND') },
@@ -97,6 +106,7 @@ export function automationRoutes(app: HttpApp, deps: { automations: AutomationSe
   }));
 
   app.get(`${A}/automations/:automationId/runs/:runId`, {
+    config: { auth: Auth.caller() },
     schema: {
       tags, summary: 'One run with its trace', ...AuthHeader, params: RunParams,
       response: { 200: RunSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_AUTOMATION_NOT_FOUND', 'E_RUN_NOT_FOUND') },
@@ -104,7 +114,7 @@ export function automationRoutes(app: HttpApp, deps: { automations: AutomationSe
   }, async (req) => automations.getRun(principal(req), req.params.automationId, req.params.runId));
 
   app.post(`${A}/hooks/:webhookId`, {
-    config: { public: true },
+    config: { auth: Auth.self('the webhook id in the path is the secret') },
     schema: {
       tags, summary: 'Incoming webhook: fires the automation whose webhook trigger has this id (no sign-in; the id is the secret)',
       description: 'The JSON body (optional) is in the trigger data as `body`, and the query string as `query`. Answers 202 with the run id.',

@@ -1,5 +1,6 @@
 import { Type } from 'typebox';
 import type { HttpApp } from '../transports/http/http-server.ts';
+import { Auth } from '../transports/http/route-auth.ts';
 import { principal } from '../transports/http/http-server.ts';
 import { AuthHeader, JsonObject, problems } from '../transports/http/http-schemas.ts';
 import { DeviceParams } from '../devices/device-schema.ts';
@@ -40,6 +41,7 @@ const CommandRecord = Type.Object({
 
 export function commandRoutes(app: HttpApp, deps: { access: AccessService; commands: CommandService; audit: AuditService }): void {
   app.post('/api/v1/devices/:id/commands', {
+    config: { auth: Auth.caller() },
     schema: {
       tags: ['commands'], summary: 'Send a command and wait for the device result', ...AuthHeader,
       description: 'The command also goes through the message gateway (kind `command`), so routes can pass it to partners. With `x-hearth-lane` (or when the caller is in a gray lane) it travels in that lane: see docs/message-gateway.md.',
@@ -57,6 +59,7 @@ export function commandRoutes(app: HttpApp, deps: { access: AccessService; comma
   });
 
   app.get('/api/v1/devices/:id/commands', {
+    config: { auth: Auth.caller() },
     schema: {
       tags: ['commands'], summary: 'The command ledger of a device, newest first', ...AuthHeader,
       params: DeviceParams,

@@ -1,6 +1,6 @@
 import { Type } from 'typebox';
 import type { HttpApp } from '../transports/http/http-server.ts';
-import { requireOperator } from '../transports/http/http-server.ts';
+import { Auth } from '../transports/http/route-auth.ts';
 import { AuthHeader, Pagination, problems } from '../transports/http/http-schemas.ts';
 import type { DeviceRecord, DeviceService, ProvisionedDevice } from './device-service.ts';
 import type { AccessService } from '../homes/access-service.ts';
@@ -30,29 +30,31 @@ export function deviceRoutes(app: HttpApp, deps: { devices: DeviceService; acces
   const { devices, access, views } = deps;
 
   app.post('/api/v1/devices', {
+    config: { auth: Auth.operator('devices:manage') },
     schema: {
       tags: ['devices'], summary: 'Provision a device; returns its MQTT secret once', ...AuthHeader,
       body: ProvisionBody,
       response: { 201: ProvisionedSchema, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_PRODUCT_NOT_FOUND') },
     },
   }, async (req, reply) => {
-    requireOperator(req);
     return reply.status(201).send(provisioned(await devices.provision(req.body)));
   });
 
   app.post('/api/v1/devices/bulk', {
+    config: { auth: Auth.operator('devices:manage') },
     schema: {
       tags: ['devices'], summary: 'Provision up to 1000 devices at once (all or none)', ...AuthHeader,
       body: BulkProvisionBody,
       response: { 201: Type.Object({ items: Type.Array(ProvisionedSchema) }), ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_PRODUCT_NOT_FOUND') },
     },
   }, async (req, reply) => {
-    requireOperator(req);
     const items = await devices.provisionMany(req.body.items);
     return reply.status(201).send({ items: items.map(provisioned) });
   });
 
   app.get('/api/v1/devices', {
+    // The fleet for the operator, one's homes' devices for others: either way a key needs a device scope.
+    config: { auth: Auth.caller('devices:read', 'devices:control') },
     schema: {
       tags: ['devices'], summary: 'List the devices the caller may see (the operator: all)', ...AuthHeader,
       querystring: Type.Object({ product: Type.Optional(Type.String()), parentId: Type.Optional(Type.String()), ...Pagination }),
@@ -65,6 +67,7 @@ export function deviceRoutes(app: HttpApp, deps: { devices: DeviceService; acces
   });
 
   app.get('/api/v1/devices/:id', {
+    config: { auth: Auth.caller() },
     schema: { tags: ['devices'], summary: 'A device with presence and shadow', ...AuthHeader, params: DeviceParams, response: { 200: DeviceSchema, ...problems('E_UNAUTHENTICATED', 'E_DEVICE_NOT_FOUND') } },
   }, async (req) => {
     const p = principal(req);
@@ -72,6 +75,7 @@ export function deviceRoutes(app: HttpApp, deps: { devices: DeviceService; acces
   });
 
   app.get('/api/v1/devices/:id/children', {
+    config: { auth: Auth.caller() },
     schema: { tags: ['devices'], summary: 'Sub-devices of a hub', ...AuthHeader, params: DeviceParams, response: { 200: ChildrenSchema, ...problems('E_UNAUTHENTICATED', 'E_DEVICE_NOT_FOUND') } },
   }, async (req) => {
     const p = principal(req);

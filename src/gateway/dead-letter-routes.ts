@@ -1,6 +1,6 @@
 import { Type } from 'typebox';
 import type { HttpApp } from '../transports/http/http-server.ts';
-import { requireOperator } from '../transports/http/http-server.ts';
+import { Auth } from '../transports/http/route-auth.ts';
 import { AuthHeader, problems } from '../transports/http/http-schemas.ts';
 import type { DeadLetterService } from './dead-letters.ts';
 
@@ -52,6 +52,7 @@ const NoContent = Type.Null({ description: 'Discarded; no content' });
 export function deadLetterRoutes(app: HttpApp, deps: { deadLetters: DeadLetterService }): void {
   const { deadLetters } = deps;
   app.get('/api/v1/dead-letters', {
+    config: { auth: Auth.operator('gateway:read', 'gateway:manage') },
     schema: {
       tags: ['gateway'], summary: 'Dead letters, newest first (operator)', ...AuthHeader,
       querystring: Type.Object({
@@ -63,39 +64,38 @@ export function deadLetterRoutes(app: HttpApp, deps: { deadLetters: DeadLetterSe
       response: { 200: DeadLetterListSchema, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN') },
     },
   }, async (req) => {
-    requireOperator(req);
     const q = req.query;
     return { items: await deadLetters.list({ status: q.status, routeId: q.routeId, limit: q.limit, before: q.before ? Date.parse(q.before) : undefined }) };
   });
 
   app.get('/api/v1/dead-letters/:id', {
+    config: { auth: Auth.operator('gateway:read', 'gateway:manage') },
     schema: {
       tags: ['gateway'], summary: 'One dead letter with its message and body (operator)', ...AuthHeader, params: IdParams,
       response: { 200: DeadLetterSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_DEAD_LETTER_NOT_FOUND') },
     },
   }, async (req) => {
-    requireOperator(req);
     return deadLetters.get(req.params.id);
   });
 
   app.post('/api/v1/dead-letters/:id/replay', {
+    config: { auth: Auth.operator('gateway:manage') },
     schema: {
       tags: ['gateway'], summary: 'Deliver a dead letter again to its route target (operator)', ...AuthHeader, params: IdParams,
       description: 'The same body goes to the same target as a new delivery job, with retries; if it fails for good again, a new dead letter is kept.',
       response: { 202: DeadLetterSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_DEAD_LETTER_NOT_FOUND') },
     },
   }, async (req, reply) => {
-    requireOperator(req);
     return reply.status(202).send(await deadLetters.replay(req.params.id));
   });
 
   app.delete('/api/v1/dead-letters/:id', {
+    config: { auth: Auth.operator('gateway:manage') },
     schema: {
       tags: ['gateway'], summary: 'Discard a dead letter (operator)', ...AuthHeader, params: IdParams,
       response: { 204: NoContent, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_DEAD_LETTER_NOT_FOUND') },
     },
   }, async (req, reply) => {
-    requireOperator(req);
     await deadLetters.discard(req.params.id);
     return reply.status(204).send(null);
   });

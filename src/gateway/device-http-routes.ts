@@ -1,6 +1,7 @@
 import { Type } from 'typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { HttpApp } from '../transports/http/http-server.ts';
+import { Auth } from '../transports/http/route-auth.ts';
 import { problems } from '../transports/http/http-schemas.ts';
 import { HearthError } from '../core/errors.ts';
 import { injectTrace } from '../core/observability/tracing.ts';
@@ -46,7 +47,7 @@ async function authenticateDevice(devices: DeviceService, req: FastifyRequest, r
 
 /**
  * Device HTTP: properties and events posted instead of published, into the same pipeline as
- * MQTT (source `http`). The routes are public to the user-token hook and authenticate the device.
+ * MQTT (source `http`). The routes are declared `self`: they authenticate the device.
  */
 export function deviceHttpRoutes(app: HttpApp, deps: { devices: DeviceService; products: ProductService; ingress: GatewayIngress; maxPayloadBytes: number }): void {
   const { devices, products, ingress } = deps;
@@ -54,7 +55,7 @@ export function deviceHttpRoutes(app: HttpApp, deps: { devices: DeviceService; p
 
   for (const kind of ['properties', 'events'] as const satisfies ReportKind[]) {
     app.post(`/api/v1/devices/:id/messages/${kind}`, {
-      config: { public: true },
+      config: { auth: Auth.self('the device\'s own credentials: Authorization: Basic base64(deviceId:secret)') },
       bodyLimit: deps.maxPayloadBytes,
       schema: {
         tags: ['devices'], summary: kind === 'properties' ? 'A device reports property values over HTTP' : 'A device sends an event over HTTP',

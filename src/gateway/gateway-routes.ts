@@ -1,6 +1,7 @@
 import { Type, type TSchema } from 'typebox';
 import type { HttpApp } from '../transports/http/http-server.ts';
-import { requireOperator } from '../transports/http/http-server.ts';
+import { Auth } from '../transports/http/route-auth.ts';
+import { principal } from '../transports/http/http-server.ts';
 import { AuthHeader, problems } from '../transports/http/http-schemas.ts';
 import { actorOf } from '../auth/auth-service.ts';
 import { HearthError } from '../core/errors.ts';
@@ -95,6 +96,7 @@ export function gatewayRoutes(app: HttpApp, deps: { gateway: GatewayConfigServic
   const changed = (actor: string, what: string, version: number, targetId = 'gateway') => audit?.record({ actor, action: `gateway.${what}`, targetType: 'gateway', targetId, details: { version } });
 
   app.post('/api/v1/routes', {
+    config: { auth: Auth.operator('gateway:manage') },
     attachValidation: true,
     schema: {
       tags: ['gateway'], summary: 'Add a route (operator); applied live on every node', ...AuthHeader,
@@ -102,122 +104,126 @@ export function gatewayRoutes(app: HttpApp, deps: { gateway: GatewayConfigServic
       response: { 201: RouteWithVersion, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN') },
     },
   }, async (req, reply) => {
-    const p = requireOperator(req);
+    const p = principal(req);
     const { route, version } = await gateway.addRoute(req.body, actorOf(p));
     changed(actorOf(p), 'route.create', version, route.id);
     return reply.status(201).send(withVersion(route, version));
   });
 
   app.get('/api/v1/routes', {
+    config: { auth: Auth.operator('gateway:read', 'gateway:manage') },
     schema: {
       tags: ['gateway'], summary: 'The routes, in the order they are tried (operator)', ...AuthHeader,
       response: { 200: Type.Object({ items: Type.Array(RouteSchema), version: Version }, { examples: [{ items: [RouteExample], version: 7 }] }), ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN') },
     },
   }, async (req) => {
-    requireOperator(req);
     const v = gateway.current;
     return { items: v.config.routes, version: v.version };
   });
 
   app.get('/api/v1/routes/:id', {
+    config: { auth: Auth.operator('gateway:read', 'gateway:manage') },
     schema: { tags: ['gateway'], summary: 'A route (operator)', ...AuthHeader, params: RouteParams, response: { 200: RouteWithVersion, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_NOT_FOUND') } },
   }, async (req) => {
-    requireOperator(req);
     return withVersion(gateway.route(req.params.id), gateway.current.version);
   });
 
   app.put('/api/v1/routes/:id', {
+    config: { auth: Auth.operator('gateway:manage') },
     attachValidation: true,
     schema: {
       tags: ['gateway'], summary: 'Replace a route (operator)', ...AuthHeader, params: RouteParams, body: RouteInputSchema,
       response: { 200: RouteWithVersion, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_NOT_FOUND') },
     },
   }, async (req) => {
-    const p = requireOperator(req);
+    const p = principal(req);
     const { route, version } = await gateway.updateRoute(req.params.id, req.body, actorOf(p));
     changed(actorOf(p), 'route.update', version, route.id);
     return withVersion(route, version);
   });
 
   app.delete('/api/v1/routes/:id', {
+    config: { auth: Auth.operator('gateway:manage') },
     schema: {
       tags: ['gateway'], summary: 'Remove a route (operator)', ...AuthHeader, params: RouteParams,
       response: { 200: Type.Object({ id: Type.String(), version: Version }, { examples: [{ id: 'rt_9x2k7m4p1q8r0t', version: 8 }] }), ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_NOT_FOUND') },
     },
   }, async (req) => {
-    const p = requireOperator(req);
+    const p = principal(req);
     const { version } = await gateway.removeRoute(req.params.id, actorOf(p));
     changed(actorOf(p), 'route.delete', version, req.params.id);
     return { id: req.params.id, version };
   });
 
   app.get('/api/v1/gateway/filters', {
+    config: { auth: Auth.operator('gateway:read', 'gateway:manage') },
     schema: { tags: ['gateway'], summary: 'The filter chain, in order (operator)', ...AuthHeader, response: { 200: FiltersAnswer, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN') } },
   }, async (req) => {
-    requireOperator(req);
     return { filters: gateway.current.config.filters, version: gateway.current.version };
   });
 
   app.put('/api/v1/gateway/filters', {
+    config: { auth: Auth.operator('gateway:manage') },
     attachValidation: true,
     schema: {
       tags: ['gateway'], summary: 'Replace the filter chain (operator); applied live on every node', ...AuthHeader, body: FiltersBody,
       response: { 200: FiltersAnswer, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN') },
     },
   }, async (req) => {
-    const p = requireOperator(req);
+    const p = principal(req);
     const v = await gateway.setFilters(bodyList(req.body, 'filters'), actorOf(p));
     changed(actorOf(p), 'filters.update', v.version);
     return { filters: v.config.filters, version: v.version };
   });
 
   app.get('/api/v1/gateway/lanes', {
+    config: { auth: Auth.operator('gateway:read', 'gateway:manage') },
     schema: { tags: ['gateway'], summary: 'The lanes (operator)', ...AuthHeader, response: { 200: LanesAnswer, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN') } },
   }, async (req) => {
-    requireOperator(req);
     return { lanes: gateway.current.config.lanes, version: gateway.current.version };
   });
 
   app.put('/api/v1/gateway/lanes', {
+    config: { auth: Auth.operator('gateway:manage') },
     attachValidation: true,
     schema: {
       tags: ['gateway'], summary: 'Replace the lanes (operator), e.g. to shift a lane\'s percentage; applied live on every node', ...AuthHeader, body: LanesBody,
       response: { 200: LanesAnswer, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN') },
     },
   }, async (req) => {
-    const p = requireOperator(req);
+    const p = principal(req);
     const v = await gateway.setLanes(bodyList(req.body, 'lanes'), actorOf(p));
     changed(actorOf(p), 'lanes.update', v.version);
     return { lanes: v.config.lanes, version: v.version };
   });
 
   app.get('/api/v1/gateway/config', {
+    config: { auth: Auth.operator('gateway:read', 'gateway:manage') },
     schema: { tags: ['gateway'], summary: 'The whole live configuration with its version (operator)', ...AuthHeader, response: { 200: ConfigAnswer, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN') } },
   }, async (req) => {
-    requireOperator(req);
     return configAnswer(gateway.current);
   });
 
   app.get('/api/v1/gateway/config/versions', {
+    config: { auth: Auth.operator('gateway:read', 'gateway:manage') },
     schema: {
       tags: ['gateway'], summary: 'Stored configuration versions, newest first (operator)', ...AuthHeader,
       querystring: Type.Object({ limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }) }),
       response: { 200: VersionsAnswer, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN') },
     },
   }, async (req) => {
-    requireOperator(req);
     const items = await gateway.versions(req.query.limit);
     return { items: items.map((v) => ({ version: v.version, createdAt: new Date(v.createdAt).toISOString(), createdBy: v.createdBy })) };
   });
 
   app.post('/api/v1/gateway/dry-run', {
+    config: { auth: Auth.operator('gateway:read', 'gateway:manage') },
     schema: {
       tags: ['gateway'], summary: 'What the pipeline would do with a sample message: filters, tags, lane, routes and targets; changes nothing (operator)', ...AuthHeader,
       body: DryRunBody,
       response: { 200: DryRunAnswer, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_DEVICE_NOT_FOUND', 'E_PRODUCT_NOT_FOUND') },
     },
   }, async (req) => {
-    requireOperator(req);
     return gateway.dryRun(req.body);
   });
 }

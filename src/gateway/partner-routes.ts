@@ -2,8 +2,10 @@ import { Type } from 'typebox';
 import type { FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { HttpApp } from '../transports/http/http-server.ts';
-import { requireOperator } from '../transports/http/http-server.ts';
+import { Auth } from '../transports/http/route-auth.ts';
+import { principal } from '../transports/http/http-server.ts';
 import { AuthHeader, problems } from '../transports/http/http-schemas.ts';
+import { checkInput, checkJsonText } from '../transports/http/input-bounds.ts';
 import { HearthError, isHearthError } from '../core/errors.ts';
 import { actorOf } from '../auth/auth-service.ts';
 import type { AuditService } from '../audit/audit-service.ts';
@@ -82,51 +84,54 @@ export function partnerRoutes(app: HttpApp, deps: { partners: PartnerService; in
   const { partners, ingress, audit } = deps;
 
   app.post('/api/v1/partners', {
+    config: { auth: Auth.operator('partners:manage') },
     schema: {
       tags: ['partners'], summary: 'Register a partner cloud; returns its signing secret once (operator)', ...AuthHeader,
       body: CreateBody, response: { 201: CreatedSchema, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_PRODUCT_NOT_FOUND') },
     },
   }, async (req, reply) => {
-    const p = requireOperator(req);
+    const p = principal(req);
     const created = await partners.create(req.body);
     audit?.record({ actor: actorOf(p), action: 'partner.create', targetType: 'partner', targetId: created.id, details: { name: created.name, products: created.products } });
     return reply.status(201).send({ ...view(created), secret: created.secret });
   });
 
   app.get('/api/v1/partners', {
+    config: { auth: Auth.operator('partners:manage') },
     schema: { tags: ['partners'], summary: 'The partner clouds (operator)', ...AuthHeader, response: { 200: Type.Object({ items: Type.Array(PartnerSchema) }), ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN') } },
   }, async (req) => {
-    requireOperator(req);
     return { items: (await partners.list()).map(view) };
   });
 
   app.get('/api/v1/partners/:id', {
+    config: { auth: Auth.operator('partners:manage') },
     schema: { tags: ['partners'], summary: 'One partner (operator)', ...AuthHeader, params: PartnerParams, response: { 200: PartnerSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_PARTNER_NOT_FOUND') } },
   }, async (req) => {
-    requireOperator(req);
     return view(await partners.require(req.params.id));
   });
 
   app.delete('/api/v1/partners/:id', {
+    config: { auth: Auth.operator('partners:manage') },
     schema: {
       tags: ['partners'], summary: 'Remove a partner: its pushes are refused and its AMQP queue is no longer consumed (operator)', ...AuthHeader,
       params: PartnerParams, response: { 204: Type.Null({ description: 'Removed' }), ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_PARTNER_NOT_FOUND') },
     },
   }, async (req, reply) => {
-    const p = requireOperator(req);
+    const p = principal(req);
     await partners.delete(req.params.id);
     audit?.record({ actor: actorOf(p), action: 'partner.delete', targetType: 'partner', targetId: req.params.id });
     return reply.status(204).send(null);
   });
 
   app.post('/api/v1/partners/:id/secret', {
+    config: { auth: Auth.operator('partners:manage') },
     schema: {
       tags: ['partners'], summary: 'Rotate a partner\'s secret: the new one is shown once, the old one stops working at once (operator)', ...AuthHeader,
       params: PartnerParams,
       response: { 200: Type.Object({ id: Type.String(), secret: Type.String({ description: SECRET_DESCRIPTION }) }, { examples: [{ id: EXAMPLE_ID, secret: 'Vt8nQ2xL5mK9pR1wZ3bC7dF0gH4jA6sE' }] }), ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_PARTNER_NOT_FOUND') },
     },
   }, async (req) => {
-    const p = requireOperator(req);
+    const p = principal(req);
     const secret = await partners.rotateSecret(req.params.id);
     audit?.record({ actor: actorOf(p), action: 'partner.secret.rotate', targetType: 'partner', targetId: req.params.id });
     return { id: req.params.id, secret };
@@ -135,18 +140,32 @@ export function partnerRoutes(app: HttpApp, deps: { partners: PartnerService; in
   // The push needs the exact bytes that were signed: its own scope parses JSON keeping them.
   void app.register(async (plain) => {
     const scope = plain.withTypeProvider<TypeBoxTypeProvider>();
+    // Bounded like every JSON body of the API (depth, lone surrogates, non-finite numbers).
     scope.removeContentTypeParser('application/json');
     scope.addContentTypeParser('application/json', { parseAs: 'buffer' }, (req, body, done) => {
       rawBodies.set(req, body as Buffer);
+      const text = (body as Buffer).toString('utf8');
+      let parsed: unknown;
       try {
-        done(null, JSON.parse((body as Buffer).toString('utf8')));
+        checkJsonText(text);
       } catch (err) {
-        done(new HearthError('E_VALIDATION', `the body is not valid JSON: ${(err as Error).message}`), undefined);
+        return done(err as Error, undefined);
       }
+      try {
+        parsed = JSON.parse(text);
+      } catch (err) {
+        return done(new HearthError('E_VALIDATION', `the body is not valid JSON: ${(err as Error).message}`), undefined);
+      }
+      try {
+        checkInput(parsed, 'body');
+      } catch (err) {
+        return done(err as Error, undefined);
+      }
+      done(null, parsed);
     });
 
     scope.post('/api/v1/partners/:id/messages', {
-      config: { public: true },
+      config: { auth: Auth.self('the partner\'s signature: x-hearth-signature: sha256=<HMAC-SHA256 of the raw body>') },
       schema: {
         tags: ['partners'], summary: 'A partner pushes device messages (signed with its secret)',
         description: 'Authenticated by `x-hearth-signature: sha256=<hex HMAC-SHA256 of the raw request body with the partner secret>` (no bearer token). ' +

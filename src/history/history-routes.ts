@@ -1,5 +1,6 @@
 import { Type } from 'typebox';
 import type { HttpApp } from '../transports/http/http-server.ts';
+import { Auth } from '../transports/http/route-auth.ts';
 import { AuthHeader, JsonObject, problems } from '../transports/http/http-schemas.ts';
 import { HearthError } from '../core/errors.ts';
 import { DeviceParams } from '../devices/device-schema.ts';
@@ -42,6 +43,7 @@ async function earliestVisible(access: AccessService, p: Principal, deviceId: st
 
 export function historyRoutes(app: HttpApp, deps: { access: AccessService; products: ProductService; history: HistoryService }): void {
   app.get('/api/v1/devices/:id/history', {
+    config: { auth: Auth.caller() },
     schema: {
       tags: ['history'], summary: 'Raw points of a property, or min/max/avg per time bucket', ...AuthHeader,
       description: 'Only properties whose model says `history: true` are recorded. Without `bucket` returns raw points (oldest first, at most `limit`); with `bucket` (e.g. `5m`) returns one row per bucket. Booleans count as 0/1 in aggregates.',
@@ -71,6 +73,7 @@ export function historyRoutes(app: HttpApp, deps: { access: AccessService; produ
   });
 
   app.get('/api/v1/devices/:id/events', {
+    config: { auth: Auth.caller() },
     schema: {
       tags: ['history'], summary: 'Events the device reported, newest first', ...AuthHeader,
       params: DeviceParams,

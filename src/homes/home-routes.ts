@@ -1,4 +1,5 @@
 import type { HttpApp } from '../transports/http/http-server.ts';
+import { Auth } from '../transports/http/route-auth.ts';
 import { principal } from '../transports/http/http-server.ts';
 import { AuthHeader, problems } from '../transports/http/http-schemas.ts';
 import type { Principal } from '../auth/auth-service.ts';
@@ -31,6 +32,7 @@ export function homeRoutes(app: HttpApp, deps: { homes: HomeService; views: Devi
   // ---------------------------------------------------------------- homes
 
   app.post(`${A}/homes`, {
+    config: { auth: Auth.caller() },
     schema: {
       tags: ['homes'], summary: 'Create a home; the caller becomes its owner', ...AuthHeader,
       body: CreateHomeBody,
@@ -39,6 +41,7 @@ export function homeRoutes(app: HttpApp, deps: { homes: HomeService; views: Devi
   }, async (req, reply) => reply.status(201).send(await homes.createHome(principal(req), req.body)));
 
   app.get(`${A}/homes`, {
+    config: { auth: Auth.caller() },
     schema: {
       tags: ['homes'], summary: "The caller's homes with their role in each", ...AuthHeader,
       response: { 200: HomeListSchema, ...problems('E_UNAUTHENTICATED') },
@@ -46,6 +49,7 @@ export function homeRoutes(app: HttpApp, deps: { homes: HomeService; views: Devi
   }, async (req) => ({ items: await homes.listHomes(principal(req)) }));
 
   app.get(`${A}/homes/:homeId`, {
+    config: { auth: Auth.caller() },
     schema: {
       tags: ['homes'], summary: 'A home', ...AuthHeader, params: HomeParams,
       response: { 200: HomeSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_HOME_NOT_FOUND') },
@@ -53,6 +57,7 @@ export function homeRoutes(app: HttpApp, deps: { homes: HomeService; views: Devi
   }, async (req) => homes.getHome(principal(req), req.params.homeId));
 
   app.patch(`${A}/homes/:homeId`, {
+    config: { auth: Auth.caller() },
     schema: {
       tags: ['homes'], summary: 'Rename a home or change its time zone or location (owner, admin)', ...AuthHeader,
       params: HomeParams, body: UpdateHomeBody,
@@ -61,6 +66,7 @@ export function homeRoutes(app: HttpApp, deps: { homes: HomeService; views: Devi
   }, async (req) => homes.updateHome(principal(req), req.params.homeId, req.body));
 
   app.delete(`${A}/homes/:homeId`, {
+    config: { auth: Auth.caller() },
     schema: {
       tags: ['homes'], summary: 'Delete a home (owner): its devices are unbound, rooms, members, groups and invitations removed', ...AuthHeader,
       params: HomeParams,
@@ -72,6 +78,7 @@ export function homeRoutes(app: HttpApp, deps: { homes: HomeService; views: Devi
   });
 
   app.get(`${A}/homes/:homeId/audit`, {
+    config: { auth: Auth.caller() },
     schema: {
       tags: ['homes'], summary: "The home's audit trail, newest first (owner)", ...AuthHeader,
       params: HomeParams, querystring: AuditQuery,
@@ -84,6 +91,7 @@ export function homeRoutes(app: HttpApp, deps: { homes: HomeService; views: Devi
   // ---------------------------------------------------------------- rooms
 
   app.post(`${A}/homes/:homeId/rooms`, {
+    config: { auth: Auth.caller() },
     schema: {
       tags: ['rooms'], summary: 'Add a room (owner, admin)', ...AuthHeader, params: HomeParams, body: RoomBody,
       response: { 201: RoomSchema, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_HOME_NOT_FOUND') },
@@ -91,6 +99,7 @@ export function homeRoutes(app: HttpApp, deps: { homes: HomeService; views: Devi
   }, async (req, reply) => reply.status(201).send(await homes.createRoom(principal(req), req.params.homeId, req.body.name)));
 
   app.get(`${A}/homes/:homeId/rooms`, {
+    config: { auth: Auth.caller() },
     schema: {
       tags: ['rooms'], summary: 'The rooms of a home', ...AuthHeader, params: HomeParams,
       response: { 200: RoomListSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_HOME_NOT_FOUND') },
@@ -98,6 +107,7 @@ export function homeRoutes(app: HttpApp, deps: { homes: HomeService; views: Devi
   }, async (req) => ({ items: await homes.listRooms(principal(req), req.params.homeId) }));
 
   app.patch(`${A}/homes/:homeId/rooms/:roomId`, {
+    config: { auth: Auth.caller() },
     schema: {
       tags: ['rooms'], summary: 'Rename a room (owner, admin)', ...AuthHeader, params: RoomParams, body: RoomBody,
       response: { 200: RoomSchema, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_HOME_NOT_FOUND', 'E_ROOM_NOT_FOUND') },
@@ -105,6 +115,7 @@ export function homeRoutes(app: HttpApp, deps: { homes: HomeService; views: Devi
   }, async (req) => homes.updateRoom(principal(req), req.params.homeId, req.params.roomId, req.body.name));
 
   app.delete(`${A}/homes/:homeId/rooms/:roomId`, {
+    config: { auth: Auth.caller() },
     schema: {
       tags: ['rooms'], summary: 'Remove a room (owner, admin); its devices stay in the home without a room', ...AuthHeader, params: RoomParams,
       response: { 200: DeletedSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_HOME_NOT_FOUND', 'E_ROOM_NOT_FOUND') },
@@ -117,6 +128,7 @@ export function homeRoutes(app: HttpApp, deps: { homes: HomeService; views: Devi
   // ---------------------------------------------------------------- members and invitations
 
   app.get(`${A}/homes/:homeId/members`, {
+    config: { auth: Auth.caller() },
     schema: {
       tags: ['members'], summary: 'The people of a home and their roles', ...AuthHeader, params: HomeParams,
       response: { 200: MemberListSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_HOME_NOT_FOUND') },
@@ -124,6 +136,7 @@ export function homeRoutes(app: HttpApp, deps: { homes: HomeService; views: Devi
   }, async (req) => ({ items: await homes.listMembers(principal(req), req.params.homeId) }));
 
   app.post(`${A}/homes/:homeId/invitations`, {
+    config: { auth: Auth.caller() },
     schema: {
       tags: ['members'], summary: 'Invite someone by e-mail (owner, admin; only the owner invites admins)', ...AuthHeader,
       params: HomeParams, body: InviteBody,
@@ -132,6 +145,7 @@ export function homeRoutes(app: HttpApp, deps: { homes: HomeService; views: Devi
   }, async (req, reply) => reply.status(201).send(await homes.invite(principal(req), req.params.homeId, req.body)));
 
   app.get(`${A}/homes/:homeId/invitations`, {
+    config: { auth: Auth.caller() },
     schema: {
       tags: ['members'], summary: 'Invitations of a home, newest first (owner, admin)', ...AuthHeader, params: HomeParams,
       response: { 200: InvitationListSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_HOME_NOT_FOUND') },
@@ -139,6 +153,7 @@ export function homeRoutes(app: HttpApp, deps: { homes: HomeService; views: Devi
   }, async (req) => ({ items: await homes.listInvitations(principal(req), req.params.homeId) }));
 
   app.delete(`${A}/homes/:homeId/invitations/:invitationId`, {
+    config: { auth: Auth.caller() },
     schema: {
       tags: ['members'], summary: 'Revoke an invitation (owner, admin)', ...AuthHeader, params: InvitationParams,
       response: { 200: InvitationSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_HOME_NOT_FOUND', 'E_INVITATION_NOT_FOUND', 'E_CONFLICT') },
@@ -146,6 +161,7 @@ export function homeRoutes(app: HttpApp, deps: { homes: HomeService; views: Devi
   }, async (req) => homes.revokeInvitation(principal(req), req.params.homeId, req.params.invitationId));
 
   app.post(`${A}/invitations/accept`, {
+    config: { auth: Auth.caller() },
     schema: {
       tags: ['members'], summary: 'Accept an invitation sent to your e-mail address', ...AuthHeader, body: AcceptBody,
       response: { 200: AcceptedSchema, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_INVITATION_NOT_FOUND', 'E_CONFLICT') },
@@ -153,6 +169,7 @@ export function homeRoutes(app: HttpApp, deps: { homes: HomeService; views: Devi
   }, async (req) => homes.acceptInvitation(principal(req), req.body.token));
 
   app.patch(`${A}/homes/:homeId/members/:userId`, {
+    config: { auth: Auth.caller() },
     schema: {
       tags: ['members'], summary: "Change a member's role or a guest's devices and end of access (owner, admin; only the owner changes admins)", ...AuthHeader,
       params: MemberParams, body: MemberPatchBody,
@@ -161,6 +178,7 @@ export function homeRoutes(app: HttpApp, deps: { homes: HomeService; views: Devi
   }, async (req) => homes.updateMember(principal(req), req.params.homeId, req.params.userId, req.body));
 
   app.delete(`${A}/homes/:homeId/members/:userId`, {
+    config: { auth: Auth.caller() },
     schema: {
       tags: ['members'], summary: 'Remove a member (owner, admin; not the owner)', ...AuthHeader, params: MemberParams,
       response: { 200: LeftSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_HOME_NOT_FOUND', 'E_USER_NOT_FOUND', 'E_CONFLICT') },
@@ -171,6 +189,7 @@ export function homeRoutes(app: HttpApp, deps: { homes: HomeService; views: Devi
   });
 
   app.post(`${A}/homes/:homeId/leave`, {
+    config: { auth: Auth.caller() },
     schema: {
       tags: ['members'], summary: 'Leave a home (the owner transfers ownership first)', ...AuthHeader, params: HomeParams,
       response: { 200: LeftSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_HOME_NOT_FOUND', 'E_CONFLICT') },
@@ -182,6 +201,7 @@ export function homeRoutes(app: HttpApp, deps: { homes: HomeService; views: Devi
   });
 
   app.post(`${A}/homes/:homeId/transfer`, {
+    config: { auth: Auth.caller() },
     schema: {
       tags: ['members'], summary: 'Hand the home to another member (owner); the old owner becomes an admin', ...AuthHeader,
       params: HomeParams, body: TransferBody,
@@ -192,6 +212,7 @@ export function homeRoutes(app: HttpApp, deps: { homes: HomeService; views: Devi
   // ---------------------------------------------------------------- devices in homes
 
   app.post(`${A}/homes/:homeId/devices`, {
+    config: { auth: Auth.caller() },
     schema: {
       tags: ['homes'], summary: 'Add a device to the home with the pairing code from its box (owner, admin); its sub-devices follow', ...AuthHeader,
       params: HomeParams, body: ClaimBody,
@@ -204,6 +225,7 @@ export function homeRoutes(app: HttpApp, deps: { homes: HomeService; views: Devi
   });
 
   app.get(`${A}/homes/:homeId/devices`, {
+    config: { auth: Auth.caller() },
     schema: {
       tags: ['homes'], summary: 'The devices of a home the caller may use (guests: their own), sub-devices included', ...AuthHeader, params: HomeParams,
       response: { 200: HomeDeviceListSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_HOME_NOT_FOUND') },
@@ -215,6 +237,7 @@ export function homeRoutes(app: HttpApp, deps: { homes: HomeService; views: Devi
   });
 
   app.delete(`${A}/homes/:homeId/devices/:deviceId`, {
+    config: { auth: Auth.caller() },
     schema: {
       tags: ['homes'], summary: 'Remove a device (and its sub-devices) from the home (owner, admin); its desired state is cleared', ...AuthHeader,
       params: HomeDeviceParams,
@@ -223,6 +246,7 @@ export function homeRoutes(app: HttpApp, deps: { homes: HomeService; views: Devi
   }, async (req) => ({ deviceId: req.params.deviceId, unbound: await homes.unbind(principal(req), req.params.homeId, req.params.deviceId) }));
 
   app.patch(`${A}/devices/:id`, {
+    config: { auth: Auth.caller() },
     schema: {
       tags: ['homes'], summary: "Name a device or put it in a room of its home (owner, admin, operator); the operator's registry name stays", ...AuthHeader,
       params: DeviceParams, body: DevicePatchBody,
@@ -236,6 +260,7 @@ export function homeRoutes(app: HttpApp, deps: { homes: HomeService; views: Devi
   // ---------------------------------------------------------------- sharing
 
   app.post(`${A}/devices/:id/shares`, {
+    config: { auth: Auth.caller() },
     schema: {
       tags: ['sharing'], summary: 'Share one device with somebody outside its home (owner, admin)', ...AuthHeader,
       params: DeviceParams, body: ShareBody,
@@ -244,6 +269,7 @@ export function homeRoutes(app: HttpApp, deps: { homes: HomeService; views: Devi
   }, async (req, reply) => reply.status(201).send(await homes.share(principal(req), req.params.id, req.body)));
 
   app.get(`${A}/devices/:id/shares`, {
+    config: { auth: Auth.caller() },
     schema: {
       tags: ['sharing'], summary: 'Who a device is shared with (owner, admin)', ...AuthHeader, params: DeviceParams,
       response: { 200: ShareListSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_DEVICE_NOT_FOUND') },
@@ -251,6 +277,7 @@ export function homeRoutes(app: HttpApp, deps: { homes: HomeService; views: Devi
   }, async (req) => ({ items: await homes.listShares(principal(req), req.params.id) }));
 
   app.delete(`${A}/devices/:id/shares/:userId`, {
+    config: { auth: Auth.caller() },
     schema: {
       tags: ['sharing'], summary: 'Stop sharing a device with a user (owner, admin)', ...AuthHeader, params: ShareParams,
       response: { 200: UnsharedSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_DEVICE_NOT_FOUND', 'E_USER_NOT_FOUND') },
@@ -263,6 +290,7 @@ export function homeRoutes(app: HttpApp, deps: { homes: HomeService; views: Devi
   // ---------------------------------------------------------------- groups
 
   app.post(`${A}/homes/:homeId/groups`, {
+    config: { auth: Auth.caller() },
     schema: {
       tags: ['groups'], summary: 'Create a device group (owner, admin); every device must be in the home', ...AuthHeader,
       params: HomeParams, body: GroupBody,
@@ -271,6 +299,7 @@ export function homeRoutes(app: HttpApp, deps: { homes: HomeService; views: Devi
   }, async (req, reply) => reply.status(201).send(await homes.createGroup(principal(req), req.params.homeId, req.body)));
 
   app.get(`${A}/homes/:homeId/groups`, {
+    config: { auth: Auth.caller() },
     schema: {
       tags: ['groups'], summary: 'The device groups of a home', ...AuthHeader, params: HomeParams,
       response: { 200: GroupListSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_HOME_NOT_FOUND') },
@@ -278,6 +307,7 @@ export function homeRoutes(app: HttpApp, deps: { homes: HomeService; views: Devi
   }, async (req) => ({ items: await homes.listGroups(principal(req), req.params.homeId) }));
 
   app.get(`${A}/groups/:groupId`, {
+    config: { auth: Auth.caller() },
     schema: {
       tags: ['groups'], summary: 'A device group', ...AuthHeader, params: GroupParams,
       response: { 200: GroupSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_GROUP_NOT_FOUND') },
@@ -285,6 +315,7 @@ export function homeRoutes(app: HttpApp, deps: { homes: HomeService; views: Devi
   }, async (req) => homes.getGroup(principal(req), req.params.groupId));
 
   app.patch(`${A}/groups/:groupId`, {
+    config: { auth: Auth.caller() },
     schema: {
       tags: ['groups'], summary: 'Rename a group or change its devices (owner, admin)', ...AuthHeader,
       params: GroupParams, body: GroupPatchBody,
@@ -293,6 +324,7 @@ export function homeRoutes(app: HttpApp, deps: { homes: HomeService; views: Devi
   }, async (req) => homes.updateGroup(principal(req), req.params.groupId, req.body));
 
   app.delete(`${A}/groups/:groupId`, {
+    config: { auth: Auth.caller() },
     schema: {
       tags: ['groups'], summary: 'Delete a group (owner, admin)', ...AuthHeader, params: GroupParams,
       response: { 200: DeletedSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_GROUP_NOT_FOUND') },
@@ -303,6 +335,7 @@ export function homeRoutes(app: HttpApp, deps: { homes: HomeService; views: Devi
   });
 
   app.post(`${A}/groups/:groupId/commands`, {
+    config: { auth: Auth.caller() },
     schema: {
       tags: ['groups'], summary: 'Send a command to every device of the group in parallel; one result per device', ...AuthHeader,
       params: GroupParams, body: GroupCommandBody,

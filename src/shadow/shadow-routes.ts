@@ -1,5 +1,6 @@
 import { Type } from 'typebox';
 import type { HttpApp } from '../transports/http/http-server.ts';
+import { Auth } from '../transports/http/route-auth.ts';
 import { AuthHeader, JsonObject, problems } from '../transports/http/http-schemas.ts';
 import { DeviceParams, ShadowSchema } from '../devices/device-schema.ts';
 import type { AccessService } from '../homes/access-service.ts';
@@ -10,6 +11,7 @@ import type { ShadowService } from './shadow-service.ts';
 
 export function shadowRoutes(app: HttpApp, deps: { access: AccessService; shadow: ShadowService; audit: AuditService }): void {
   app.get('/api/v1/devices/:id/shadow', {
+    config: { auth: Auth.caller() },
     schema: { tags: ['shadow'], summary: 'Reported, desired and delta state', ...AuthHeader, params: DeviceParams, response: { 200: ShadowSchema, ...problems('E_UNAUTHENTICATED', 'E_DEVICE_NOT_FOUND') } },
   }, async (req) => {
     await deps.access.requireDevice(principal(req), req.params.id, 'view');
@@ -17,6 +19,7 @@ export function shadowRoutes(app: HttpApp, deps: { access: AccessService; shadow
   });
 
   app.patch('/api/v1/devices/:id/shadow', {
+    config: { auth: Auth.caller() },
     schema: {
       tags: ['shadow'], summary: 'Set desired state (null removes a key); an offline device receives it when it reconnects', ...AuthHeader,
       params: DeviceParams,

@@ -3,6 +3,7 @@ import type { FastifyRequest } from 'fastify';
 import type { WebSocket } from 'ws';
 import type { ServerResponse } from 'node:http';
 import type { HttpApp } from '../transports/http/http-server.ts';
+import { Auth } from '../transports/http/route-auth.ts';
 import { AuthHeader, JsonObject, problems } from '../transports/http/http-schemas.ts';
 import { HearthError, isHearthError } from '../core/errors.ts';
 import type { Principal } from '../auth/auth-service.ts';
@@ -136,7 +137,7 @@ export function streamRoutes(app: HttpApp, deps: StreamRouteDeps): void {
     method: 'GET',
     url: '/api/v1/stream',
     exposeHeadRoute: false,
-    config: { public: true },
+    config: { auth: Auth.self('Authorization: Bearer, X-Api-Key, or ?access_token= (browsers)') },
     schema: {
       tags: ['stream'],
       summary: 'Live events (WebSocket or Server-Sent Events), resumable',

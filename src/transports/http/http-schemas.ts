@@ -27,7 +27,13 @@ export const AuthHeader: { security: Array<Record<string, string[]>> } = { secur
 /** An object of arbitrary JSON values (shadow states, params). */
 export const JsonObject = Type.Record(Type.String(), Type.Unknown(), { examples: [{ on: true, brightness: 80 }] });
 
+/**
+ * The largest `offset` a list accepts. Every integer a request carries has a range that the
+ * stores hold exactly (SQLite and PostgreSQL 64-bit integers; JavaScript safe integers).
+ */
+export const MAX_OFFSET = 1_000_000_000;
+
 export const Pagination = {
   limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
-  offset: Type.Integer({ minimum: 0, default: 0 }),
+  offset: Type.Integer({ minimum: 0, maximum: MAX_OFFSET, default: 0 }),
 };

@@ -1,9 +1,10 @@
-import Fastify, { LogController, type FastifyInstance, type FastifyRequest, type FastifyBaseLogger, type RawServerDefault } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyBaseLogger, type RawServerDefault } from 'fastify';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import websocket from '@fastify/websocket';
+import helmet from '@fastify/helmet';
 import { createWebSocketStream } from 'ws';
 import type { Duplex } from 'node:stream';
 import { HearthError, ERRORS, isHearthError, type ErrorCode } from '../../core/errors.ts';
@@ -12,6 +13,8 @@ import type { Metrics } from '../../core/observability/metrics.ts';
 import { runWithSpan, startSpan, tracingEnabled, SpanKind, SpanStatusCode, type Span } from '../../core/observability/tracing.ts';
 import type { Principal } from '../../auth/auth-service.ts';
 import { ProblemSchema } from './http-schemas.ts';
+import { Auth, authorize, declarationProblem, needsPrincipal, securityOf, type RouteAuth } from './route-auth.ts';
+import { checkInput, checkJsonText } from './input-bounds.ts';
 
 export type HttpApp = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxTypeProvider>;
 
@@ -23,8 +26,8 @@ declare module 'fastify' {
     span?: Span;
   }
   interface FastifyContextConfig {
-    /** Routes that need no bearer token. */
-    public?: boolean;
+    /** Who may call the route (see route-auth.ts). Every route declares it; none is public by default. */
+    auth?: RouteAuth;
   }
 }
 
@@ -63,22 +66,18 @@ export function principal(req: FastifyRequest): Principal {
   return req.principal;
 }
 
-export function requireOperator(req: FastifyRequest): Principal {
-  const p = principal(req);
-  if (p.role !== 'operator') throw new HearthError('E_FORBIDDEN', 'this action is for the operator');
-  return p;
-}
-
 function problem(code: ErrorCode, detail: string, instance: string, extras?: Record<string, unknown>) {
   const { status, title } = ERRORS[code];
   return { type: `urn:hearth:error:${code}`, title, status, detail, code, instance, ...extras };
 }
 
 /**
- * Builds the Fastify root: error handling as problem+json, bearer-token auth for /api/v1,
- * the OpenAPI document and UI at /docs, probes, Prometheus metrics at /metrics, a span, a
- * duration and a log line per request, and MQTT over WebSocket at /mqtt.
- * Capabilities register their routes on the returned app; `listen()` is the caller's.
+ * Builds the Fastify root: error handling as problem+json, authentication and scopes attached to
+ * every route from its `config.auth` declaration, bounded input (JSON depth and size, finite
+ * numbers, well-formed strings), security headers, the OpenAPI document and UI at /docs, probes,
+ * Prometheus metrics at /metrics, a span, a duration and a log line per request, and MQTT over
+ * WebSocket at /mqtt. Capabilities register their routes on the returned app; `listen()` is the
+ * caller's, and it fails when a route declares no `config.auth`.
  */
 export async function buildHttpServer(deps: HttpServerDeps): Promise<HttpApp> {
   const app = Fastify({
@@ -87,6 +86,12 @@ export async function buildHttpServer(deps: HttpServerDeps): Promise<HttpApp> {
     bodyLimit: 1024 * 1024,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: true } },
     return503OnClosing: true,
+    // A path the router cannot decode (`%ED%A0%80`) ends before any hook: answer it as a problem too.
+    frameworkErrors: (err, req, res) => {
+      const reply = res as unknown as FastifyReply;
+      reply.status(400).headers({ 'x-content-type-options': 'nosniff', 'cache-control': 'no-store' }).type('application/problem+json')
+        .send(problem('E_VALIDATION', err.message, req.url));
+    },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.addSchema(ProblemSchema);
@@ -158,14 +163,89 @@ export async function buildHttpServer(deps: HttpServerDeps): Promise<HttpApp> {
     done();
   });
 
-  app.addHook('onRequest', async (req) => {
-    if (!req.url.startsWith('/api/')) return;
-    if (req.routeOptions.config?.public) return;
+  // Authentication is a stage of each route, never a test of the URL: the route found by the
+  // router carries its declaration, however the path was spelled. It runs first among the route's
+  // own hooks and reads the declaration as finally registered (the docs plugin declares its
+  // routes after this hook has seen them). The rate limit applies to every authenticated caller.
+  const authenticateRoute = async (req: FastifyRequest): Promise<void> => {
+    const auth = req.routeOptions.config?.auth;
+    if (!needsPrincipal(auth)) return;
     const apiKey = req.headers['x-api-key'];
     const p = await deps.authenticate(req.headers.authorization, typeof apiKey === 'string' ? apiKey : undefined);
     req.principal = p;
     const wait = deps.rateLimit?.(p);
     if (wait !== undefined) throw new HearthError('E_RATE_LIMITED', `too many requests; retry in ${wait} s`, { retryAfter: wait });
+    authorize(p, auth);
+  };
+  const routes: Array<{ method: string | string[]; url: string; config?: { auth?: unknown } }> = [];
+  app.addHook('onRoute', (route) => {
+    routes.push(route);
+    const own = route.onRequest === undefined ? [] : Array.isArray(route.onRequest) ? route.onRequest : [route.onRequest];
+    route.onRequest = [authenticateRoute, ...own] as typeof route.onRequest;
+    const auth = route.config?.auth;
+    if (auth && declarationProblem(auth) === undefined && route.schema && !route.schema.hide) {
+      const scopes = auth.who === 'caller' || auth.who === 'operator' ? auth.scopes : undefined;
+      const security = securityOf(auth);
+      // For the OpenAPI document: `security` with the scopes a key needs, and the declaration itself.
+      const documented: Record<string, unknown> = {
+        ...route.schema,
+        ...(security ? { security } : {}),
+        'x-hearth-auth': { who: auth.who, ...(scopes ? { scopes: [...scopes] } : {}), ...(auth.who === 'self' ? { how: auth.how } : {}) },
+      };
+      route.schema = documented;
+    }
+  });
+  // Fail closed: a route that does not say who may call it keeps the server from starting.
+  app.addHook('onReady', async () => {
+    const bad = routes.flatMap((r) => {
+      const why = declarationProblem(r.config?.auth);
+      return why ? [`${String(r.method)} ${r.url} ${why}`] : [];
+    });
+    if (bad.length) throw new Error(`every route must declare who may call it (config.auth, see route-auth.ts): ${bad.join('; ')}`);
+  });
+
+  // Bounded input. JSON bodies: at most MAX_JSON_DEPTH levels (checked on the text, before
+  // parsing), no lone surrogates, no non-finite numbers; the body size limit is `bodyLimit`.
+  // Query and path parameters: the same, after the schema's coercion (Ajv turns "1e400" into
+  // Infinity and lets it past `maximum`).
+  const defaultJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    try {
+      checkJsonText(body as string);
+    } catch (err) {
+      return done(err as Error, undefined);
+    }
+    defaultJson(req, body as string, (err, parsed) => {
+      if (err) return done(err, undefined);
+      try {
+        checkInput(parsed, 'body');
+      } catch (e) {
+        return done(e as Error, undefined);
+      }
+      done(null, parsed);
+    });
+  });
+  app.addHook('preHandler', async (req) => {
+    checkInput(req.params, 'params');
+    checkInput(req.query, 'querystring');
+  });
+
+  // Security headers on every response. The CSP allows what the Swagger UI at /docs needs (its
+  // own scripts and styles, data: images) and nothing else; no page may be framed (the docs, the
+  // console to come). HSTS is the TLS terminator's to send. Responses are not stored by caches
+  // unless a route says otherwise: they carry tokens, secrets and people's data.
+  await app.register(helmet, {
+    contentSecurityPolicy: {
+      useDefaults: true,
+      directives: { frameAncestors: ["'none'"], upgradeInsecureRequests: null, imgSrc: ["'self'", 'data:'] },
+    },
+    frameguard: { action: 'deny' },
+    hsts: false,
+  });
+  app.addHook('onSend', async (_req, reply, payload) => {
+    if (!reply.hasHeader('cache-control')) reply.header('cache-control', 'no-store');
+    return payload;
   });
 
   await app.register(swagger, {
@@ -178,8 +258,8 @@ export async function buildHttpServer(deps: HttpServerDeps): Promise<HttpApp> {
         license: { name: 'Apache-2.0', identifier: 'Apache-2.0' },
       },
       components: { securitySchemes: {
-        bearerAuth: { type: 'http', scheme: 'bearer', description: 'Access token from POST /api/v1/auth/login, or an API key (hk_…)' },
-        apiKey: { type: 'apiKey', in: 'header', name: 'X-Api-Key', description: 'An API key (hk_…) from POST /api/v1/keys' },
+        bearerAuth: { type: 'http', scheme: 'bearer', description: 'Access token from POST /api/v1/auth/login, or an API key (hk_…). The scopes listed on an operation are what an API key needs (one of them); password sign-ins are not limited by scopes. Each operation also says who may call it in `x-hearth-auth` (public, self, caller, password, operator).' },
+        apiKey: { type: 'apiKey', in: 'header', name: 'X-Api-Key', description: 'An API key (hk_…) from POST /api/v1/keys; it needs one of the scopes listed on the operation' },
       } },
       tags: [
         { name: 'auth', description: 'Sign-in and tokens' },
@@ -202,24 +282,30 @@ export async function buildHttpServer(deps: HttpServerDeps): Promise<HttpApp> {
       ],
     },
   });
-  await app.register(swaggerUi, { routePrefix: '/docs' });
+  // The OpenAPI document and its UI are public: declared so for every route the plugin adds.
+  await app.register(async (docs) => {
+    docs.addHook('onRoute', (route) => {
+      route.config = { ...route.config, auth: Auth.public };
+    });
+    await docs.register(swaggerUi, { routePrefix: '/docs', uiConfig: { validatorUrl: null } });
+  });
   await app.register(websocket, { options: { maxPayload: 1024 * 1024 } });
 
-  app.get('/healthz', { schema: { tags: ['system'], summary: 'Liveness: the process is running', response: { 200: { type: 'object', properties: { status: { type: 'string' } } } } }, config: { public: true } }, async () => ({ status: 'ok' }));
-  app.get('/readyz', { schema: { tags: ['system'], summary: 'Readiness: the node takes traffic', response: { 200: { type: 'object', properties: { status: { type: 'string' } } }, 503: { type: 'object', properties: { status: { type: 'string' } } } } }, config: { public: true } }, async (_req, reply) => {
+  app.get('/healthz', { schema: { tags: ['system'], summary: 'Liveness: the process is running', response: { 200: { type: 'object', properties: { status: { type: 'string' } } } } }, config: { auth: Auth.public } }, async () => ({ status: 'ok' }));
+  app.get('/readyz', { schema: { tags: ['system'], summary: 'Readiness: the node takes traffic', response: { 200: { type: 'object', properties: { status: { type: 'string' } } }, 503: { type: 'object', properties: { status: { type: 'string' } } } } }, config: { auth: Auth.public } }, async (_req, reply) => {
     if (deps.isReady()) return { status: 'ready' };
     return reply.status(503).send({ status: 'not-ready' });
   });
 
   if (deps.metrics) {
     const metrics = deps.metrics;
-    // Unauthenticated like the probes, and outside /api so the rate limit does not apply.
-    app.get('/metrics', { schema: { hide: true }, config: { public: true } }, async (_req, reply) => reply.type(metrics.contentType).send(await metrics.text()));
+    // Public like the probes: no caller, so no rate limit either.
+    app.get('/metrics', { schema: { hide: true }, config: { auth: Auth.public } }, async (_req, reply) => reply.type(metrics.contentType).send(await metrics.text()));
   }
 
   if (deps.mqttStream) {
     const mqttStream = deps.mqttStream;
-    app.get('/mqtt', { websocket: true, schema: { hide: true }, config: { public: true } }, (socket, req) => {
+    app.get('/mqtt', { websocket: true, schema: { hide: true }, config: { auth: Auth.public } }, (socket, req) => {
       mqttStream(createWebSocketStream(socket), req.raw);
     });
   }
