@@ -217,12 +217,12 @@ export function authRoutes(app: HttpApp, deps: AuthRoutesDeps): void {
     config: { public: true },
     schema: {
       tags: ['auth'], summary: 'Set a new password with the token from the reset e-mail',
-      description: 'Ends every session of the account. The reset link proves the address, so it counts as verified from now on; if it was not before, the API keys of the account are revoked too (whoever made them never proved the address was theirs).',
+      description: 'Ends every session of the account. The reset link proves the address, so it counts as verified from now on; if it was not before, the API keys of the account are revoked and its push registrations (browsers, phones) removed too: whoever made them never proved the address was theirs.',
       body: ResetConfirmBody, response: { 204: NoContent, ...problems('E_VALIDATION', 'E_RESET_TOKEN_INVALID') },
     },
   }, async (req, reply) => {
     const { userId, reclaimed } = await auth.confirmPasswordReset(req.body.token, req.body.newPassword);
-    audit?.record({ actor: `user:${userId}`, action: 'auth.password.reset', targetType: 'user', targetId: userId, ...(reclaimed ? { details: { emailVerified: true, keysRevoked: true } } : {}) });
+    audit?.record({ actor: `user:${userId}`, action: 'auth.password.reset', targetType: 'user', targetId: userId, ...(reclaimed ? { details: { emailVerified: true, keysRevoked: true, pushRemoved: true } } : {}) });
     return reply.status(204).send(null);
   });
 

@@ -444,7 +444,8 @@ export class AuthService {
    * Sets a new password with a reset token; ends every session of the account. The link came to
    * the account's address, so the address counts as verified from now on. When it was not before,
    * whoever held the account until now never proved it was theirs (someone may have signed up with
-   * another person's address): their API keys are revoked too, not only their sessions.
+   * another person's address): their API keys are revoked and their push registrations removed
+   * too, not only their sessions.
    */
   async confirmPasswordReset(token: string, newPassword: string): Promise<{ userId: string; reclaimed: boolean }> {
     checkPassword(newPassword, 'body.newPassword');
@@ -459,7 +460,14 @@ export class AuthService {
       await trx.updateTable('users').set({ password_hash: passwordHash }).where('id', '=', row.user_id).execute();
       const verified = await trx.updateTable('users').set({ email_verified_at: now }).where('id', '=', row.user_id).where('email_verified_at', 'is', null).executeTakeFirst();
       const reclaimed = Number(verified.numUpdatedRows) === 1;
-      if (reclaimed) await trx.updateTable('api_keys').set({ revoked_at: now }).where('user_id', '=', row.user_id).where('revoked_at', 'is', null).execute();
+      if (reclaimed) {
+        await trx.updateTable('api_keys').set({ revoked_at: now }).where('user_id', '=', row.user_id).where('revoked_at', 'is', null).execute();
+        // Push registrations are where notifications for the account go: the previous holder's
+        // browsers and phones must not receive the rightful owner's. (Notify's tables, removed here
+        // so that it happens in the same transaction as the takeover.)
+        await trx.deleteFrom('push_subscriptions').where('user_id', '=', row.user_id).execute();
+        await trx.deleteFrom('push_tokens').where('user_id', '=', row.user_id).execute();
+      }
       // Other links sent earlier must not reset the new password.
       await trx.updateTable('password_resets').set({ used_at: now }).where('user_id', '=', row.user_id).where('used_at', 'is', null).execute();
       return { reclaimed };

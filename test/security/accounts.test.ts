@@ -81,6 +81,7 @@ test('a squatter who signs up with a colleague\'s address gets nothing addressed
   assert.equal(s.body.user.emailVerified, false);
   const squatToken = s.body.token as string;
   const key = (await squatter('POST', '/api/v1/keys', { name: 'kept', scopes: ['devices:read', 'homes:read'] }, { token: squatToken })).body.key as string;
+  assert.equal((await squatter('POST', '/api/v1/push/tokens', { platform: 'fcm', token: 'squatters-phone' }, { token: squatToken })).status, 201);
 
   // The owner shares the lamp with the address, and invites it into the home.
   const share = await owner.api('POST', `/devices/${lamp.id}/shares`, { email: victim, permission: 'control' });
@@ -118,6 +119,7 @@ test('a squatter who signs up with a colleague\'s address gets nothing addressed
   assert.equal((await squatter('GET', '/api/v1/auth/me', undefined, { headers: { 'x-api-key': key } })).status, 401, 'the squatter\'s API key is revoked');
   const c = await login(colleague, victim, 'colleague-password-1');
   assert.equal(c.body.user.emailVerified, true);
+  assert.deepEqual((await colleague('GET', '/api/v1/push/tokens', undefined, { token: c.body.token })).body.items, [], 'the squatter\'s phone gets no notifications of the colleague');
 
   // From now on what is addressed to the colleague reaches them, and only them.
   assert.equal((await owner.api('POST', `/devices/${lamp.id}/shares`, { email: victim, permission: 'view' })).status, 201);
