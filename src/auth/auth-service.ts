@@ -631,6 +631,8 @@ export class AuthService {
     return (ok, reason) => {
       this.throttle.end(account, source);
       if (ok === undefined) return;
+      // A success only needs telling when there are failures to forget (the usual sign-in sends nothing).
+      if (ok && !this.throttle.hasFailures(account, source)) return;
       const outcome: LoginOutcome = { account, source, ok, at: Date.now() };
       if (this.deps.onLoginOutcome) this.deps.onLoginOutcome(outcome);
       else this.throttle.learn(outcome);

@@ -41,7 +41,9 @@ test('login throttle: the right password resets the pair, not the source', () =>
   attempt(t, c, 'me@x', 'S');
   assert.ok(t.begin('me@x', 'S') !== undefined);
   c.advance(1000);
+  assert.equal(t.hasFailures('me@x', 'S'), true);
   assert.equal(attempt(t, c, 'me@x', 'S', true), undefined);
+  assert.equal(t.hasFailures('me@x', 'S'), false, 'nothing for other nodes to forget after this');
   assert.equal(attempt(t, c, 'me@x', 'S'), undefined, 'a fresh start for the pair');
   // ...but the source has used its 3 failures (2 + 1): it may not try anyone now.
   assert.ok(t.begin('other@x', 'S') !== undefined, 'signing in to one\'s own account does not refill the source');

@@ -138,6 +138,12 @@ export class LoginThrottle {
     if (src && src.inFlight > 0) src.inFlight--;
   }
 
+  /** Whether the pair has failures that a success would reset (every node learns every failure). */
+  hasFailures(account: string, source: string): boolean {
+    const pair = this.pairs.get(pairKey(account, source));
+    return pair !== undefined && (pair.failures > 0 || pair.until > 0);
+  }
+
   /** Applies the outcome of a checked password, made on this node or another. */
   learn(o: LoginOutcome): void {
     const now = this.now();
