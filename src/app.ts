@@ -9,7 +9,7 @@ import type { Bus } from './core/bus/bus.ts';
 import { NatsBus } from './core/bus/nats-bus.ts';
 import { migrate, openStore, type Db } from './core/store/db.ts';
 import { SettingsStore } from './core/settings-store.ts';
-import { AuthService } from './auth/auth-service.ts';
+import { AuthService, type LoginOutcome } from './auth/auth-service.ts';
 import { authRoutes } from './auth/auth-routes.ts';
 import { RateLimiter } from './core/rate-limiter.ts';
 import { createMailer, type Mailer } from './core/mailer.ts';
@@ -165,12 +165,21 @@ export class Hearth {
       stream.endSession(r.sid, r.until);
     });
     const keyRevoked = broadcast<{ keyId: string }>(bus, 'cluster.auth.key-revoked', (r) => stream.endKey(r.keyId));
+    // Every node counts every checked password, so the sign-in throttle holds across the cluster.
+    const loginOutcomes = broadcast<LoginOutcome>(bus, 'cluster.auth.login', (o) => auth.learnLoginOutcome(o));
     const placed = broadcast<{ deviceId?: string }>(bus, 'cluster.placement', (p) => stream.invalidate(p.deviceId));
-    this.broadcasts.push(revoked, keyRevoked, placed);
+    this.broadcasts.push(revoked, keyRevoked, placed, loginOutcomes);
     const auth = new AuthService({
       db, settings, log: log.child({ component: 'auth' }), mailer, ttlSeconds: config.tokenTtlSeconds, refreshTtlSeconds: config.refreshTtlSeconds,
       onRevoked: (sid, until) => revoked.send({ sid, until }),
       onKeyRevoked: (keyId) => void keyRevoked.send({ keyId }),
+      onLoginOutcome: (o) => void loginOutcomes.send(o),
+      observer: metrics,
+      signups: { perHour: config.signupsPerHour, burst: config.signupBurst },
+      onSpray: (a) => audit.record({
+        actor: 'system', action: 'auth.login.spray', targetType: a.kind === 'source' ? 'source' : 'email', targetId: a.subject,
+        details: { kind: a.kind, distinct: a.distinct, windowSeconds: a.windowSeconds },
+      }),
     });
     this.limiter = new RateLimiter({ perMinute: config.rateLimitPerMinute, burst: config.rateLimitBurst });
     const products = new ProductService({ db });

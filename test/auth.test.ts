@@ -1,6 +1,6 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startSmtp } from './helpers/smtp.ts';
+import { startSmtp, mailText } from './helpers/smtp.ts';
 import { startPlatform, eventually, ADMIN, type Platform, type ApiResponse } from './helpers/platform.ts';
 
 let p: Platform;
@@ -21,7 +21,7 @@ interface Tokens {
   refreshToken: string;
   tokenType: string;
   expiresIn: number;
-  user: { id: string; email: string; role: string; name: string | null };
+  user: { id: string; email: string; role: string; name: string | null; emailVerified: boolean };
 }
 
 async function signup(tag: string, password = PASSWORD): Promise<{ id: string; email: string }> {
@@ -47,9 +47,9 @@ async function withApiKey(method: string, path: string, key: string): Promise<Ap
   return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : undefined };
 }
 
-/** The e-mails the log mailer wrote for `to` (the platform runs without SMTP). */
-function mailsTo(to: string): Array<{ to: string; subject: string; text: string }> {
-  return p.logs.filter((l) => l.mail?.to === to).map((l) => l.mail);
+/** The e-mails the log mailer wrote for `to` (the platform runs without SMTP), of a subject when given. */
+function mailsTo(to: string, subject?: RegExp): Array<{ to: string; subject: string; text: string }> {
+  return p.logs.filter((l) => l.mail?.to === to && (!subject || subject.test(l.mail.subject))).map((l) => l.mail);
 }
 
 function resetTokenOf(text: string): string {
@@ -67,6 +67,7 @@ test('sign-up creates a user; duplicates, short passwords and bad e-mails are re
   assert.equal(created.body.email, email.toLowerCase());
   assert.equal(created.body.role, 'user');
   assert.equal(created.body.name, 'Ana');
+  assert.equal(created.body.emailVerified, false, 'nobody has confirmed the address yet');
   assert.equal(created.body.password, undefined);
 
   const dup = await p.api('POST', '/api/v1/auth/signup', { email: email.toLowerCase(), password: PASSWORD }, null);
@@ -84,10 +85,10 @@ test('sign-up creates a user; duplicates, short passwords and bad e-mails are re
   assert.match(s.token, /^hth1\./);
   assert.match(s.refreshToken, /^hrt_/);
   assert.ok(s.expiresIn > 0);
-  assert.deepEqual(s.user, { id: created.body.id, email: email.toLowerCase(), role: 'user', name: 'Ana' });
+  assert.deepEqual(s.user, { id: created.body.id, email: email.toLowerCase(), role: 'user', name: 'Ana', emailVerified: false });
   const who = await me(s.token);
   assert.equal(who.status, 200);
-  assert.deepEqual(who.body, { id: created.body.id, email: email.toLowerCase(), role: 'user', name: 'Ana' });
+  assert.deepEqual(who.body, { id: created.body.id, email: email.toLowerCase(), role: 'user', name: 'Ana', emailVerified: false });
 });
 
 test('refresh rotates the pair; a reused refresh token ends the whole session', async () => {
@@ -167,7 +168,7 @@ test('password reset: a one-time token by e-mail, no account enumeration, all se
   assert.equal(known.status, 202);
   assert.deepEqual(unknown.body, known.body);
 
-  const mail = await eventually(() => mailsTo(u.email)[0], 3000, 'the reset e-mail');
+  const mail = await eventually(() => mailsTo(u.email, /reset/i)[0], 3000, 'the reset e-mail');
   assert.match(mail.subject, /reset/i);
   const token = resetTokenOf(mail.text);
 
@@ -190,22 +191,76 @@ test('password reset: a one-time token by e-mail, no account enumeration, all se
   await login(u.email, 'reset-password-3');
 });
 
-test('sign-in throttling: after 5 failures the e-mail is locked with 429 and Retry-After', async () => {
+test('sign-in throttling: after 3 failures in a row the e-mail waits from this address, with 429 and Retry-After', async () => {
   const u = await signup('throttle');
   const bystander = await signup('bystander');
-  for (let i = 0; i < 5; i++) {
+  for (let i = 0; i < 4; i++) {
     const r = await p.api('POST', '/api/v1/auth/login', { email: u.email, password: `wrong-password-${i}` }, null);
     assert.equal(r.status, 401, `attempt ${i + 1}`);
   }
-  // Locked: even the right password is refused, without being checked.
-  const locked = await p.api('POST', '/api/v1/auth/login', { email: u.email, password: PASSWORD }, null);
-  assert.equal(locked.status, 429);
-  assert.equal(locked.body.code, 'E_RATE_LIMITED');
-  const retryAfter = Number(locked.headers.get('retry-after'));
-  assert.ok(retryAfter > 0 && retryAfter <= 15 * 60, `Retry-After ${locked.headers.get('retry-after')}`);
-  assert.equal(typeof locked.body.retryAfter, 'number');
-  // The e-mail is locked, not everybody.
+  // Slowed down: even the right password is refused from here until the delay is over, without being checked.
+  const held = await p.api('POST', '/api/v1/auth/login', { email: u.email, password: PASSWORD }, null);
+  assert.equal(held.status, 429);
+  assert.equal(held.body.code, 'E_RATE_LIMITED');
+  const retryAfter = Number(held.headers.get('retry-after'));
+  assert.ok(retryAfter >= 1 && retryAfter <= 2, `Retry-After ${held.headers.get('retry-after')}`);
+  assert.equal(typeof held.body.retryAfter, 'number');
+  // The pair is slowed down, not everybody.
   await login(bystander.email);
+  await new Promise((r) => setTimeout(r, retryAfter * 1000));
+  await login(u.email);
+});
+
+test('e-mail verification: the sign-up mails a one-time link; the account confirms it signed in; resends are limited', async () => {
+  const u = await signup('verify');
+  const s1 = await login(u.email);
+  assert.equal(s1.user.emailVerified, false);
+  const mail = await eventually(() => mailsTo(u.email, /confirm/i)[0], 3000, 'the verification e-mail');
+  const link = /(http:\/\/[^\s]+)\/verify-email\?token=([A-Za-z0-9_-]+)/.exec(mail.text);
+  assert.ok(link, mail.text);
+  assert.ok(mail.text.split('\n').includes(link[2]), 'the token itself is in the text too');
+  assert.equal(link[1], `http://localhost:${new URL(p.httpUrl).port}`, 'the configured public URL (here its default), never the Host header');
+
+  // The token needs the account's own sign-in: unauthenticated, with an API key or as somebody else, no.
+  assert.equal((await p.api('POST', '/api/v1/auth/verify-email', { token: link[2] }, null)).status, 401);
+  const key = await p.api('POST', '/api/v1/keys', { name: 'k', scopes: ['devices:read'] }, s1.token);
+  assert.equal((await p.api('POST', '/api/v1/auth/verify-email', { token: link[2] }, key.body.key)).status, 403);
+  const other = await signup('verify-other');
+  const o = await login(other.email);
+  const stranger = await p.api('POST', '/api/v1/auth/verify-email', { token: link[2] }, o.token);
+  assert.equal(stranger.status, 400);
+  assert.equal(stranger.body.code, 'E_VERIFICATION_TOKEN_INVALID');
+  const bogus = await p.api('POST', '/api/v1/auth/verify-email', { token: 'not-a-token' }, s1.token);
+  assert.equal(bogus.status, 400);
+  assert.equal(bogus.body.code, 'E_VERIFICATION_TOKEN_INVALID');
+  assert.equal((await me(s1.token)).body.emailVerified, false);
+
+  // A resend mails a new link; both work until one is used, then neither.
+  const resent = await p.api('POST', '/api/v1/auth/verify-email/resend', undefined, s1.token);
+  assert.equal(resent.status, 202, JSON.stringify(resent.body));
+  const second = await eventually(() => mailsTo(u.email, /confirm/i)[1], 3000, 'the second verification e-mail');
+  const token2 = /verify-email\?token=([A-Za-z0-9_-]+)/.exec(second.text)![1];
+  assert.notEqual(token2, link[2]);
+  const ok = await p.api('POST', '/api/v1/auth/verify-email', { token: token2 }, s1.token);
+  assert.equal(ok.status, 200, JSON.stringify(ok.body));
+  assert.deepEqual(ok.body, { id: u.id, email: u.email, role: 'user', name: 'Tester verify', emailVerified: true });
+  assert.equal((await me(s1.token)).body.emailVerified, true);
+  assert.equal((await login(u.email)).user.emailVerified, true);
+  assert.equal((await p.api('POST', '/api/v1/auth/verify-email', { token: token2 }, s1.token)).body.code, 'E_VERIFICATION_TOKEN_INVALID', 'one time');
+  assert.equal((await p.api('POST', '/api/v1/auth/verify-email', { token: link[2] }, s1.token)).body.code, 'E_VERIFICATION_TOKEN_INVALID', 'earlier links are spent too');
+  const again = await p.api('POST', '/api/v1/auth/verify-email/resend', undefined, s1.token);
+  assert.equal(again.status, 409, 'nothing to resend once verified');
+
+  // Resends are limited per account: 3 at once.
+  const o2 = await login(other.email);
+  const codes: number[] = [];
+  for (let i = 0; i < 4; i++) codes.push((await p.api('POST', '/api/v1/auth/verify-email/resend', undefined, o2.token)).status);
+  assert.deepEqual(codes, [202, 202, 202, 429]);
+});
+
+test('the operator made at first start has a verified address', async () => {
+  const s = await login(ADMIN.email, ADMIN.password);
+  assert.equal(s.user.emailVerified, true);
 });
 
 test('API keys: created once, usable as bearer or X-Api-Key, scoped, listed without the key, revocable', async () => {
@@ -291,10 +346,10 @@ test('with HEARTH_SMTP_URL the reset e-mail goes out over SMTP', async () => {
     const email = freshEmail('smtp');
     assert.equal((await q.api('POST', '/api/v1/auth/signup', { email, password: PASSWORD }, null)).status, 201);
     assert.equal((await q.api('POST', '/api/v1/auth/password-reset', { email }, null)).status, 202);
-    const mail = await eventually(() => received.find((m) => m.to.includes(email)), 5000, 'the e-mail at the SMTP server');
+    const mail = await eventually(() => received.find((m) => m.to.includes(email) && /^Subject: .*reset/im.test(m.raw)), 5000, 'the e-mail at the SMTP server');
     assert.match(mail.raw, /^From: Hearth Test <hearth@test\.local>/m);
     // The body may be quoted-printable: undo soft line breaks and =XX escapes before looking for the token.
-    const body = mail.raw.replace(/=\r?\n/g, '').replace(/=([0-9A-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+    const body = mailText(mail.raw);
     const token = /\?token=([A-Za-z0-9_-]+)/.exec(body)?.[1];
     assert.ok(token, 'the e-mail carries the reset link');
     assert.equal((await q.api('POST', '/api/v1/auth/password-reset/confirm', { token, newPassword: 'smtp-password-2' }, null)).status, 204);

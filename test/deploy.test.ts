@@ -41,6 +41,8 @@ const METRICS: Record<string, { type: 'gauge' | 'counter' | 'histogram'; labels:
   hearth_node_info: { type: 'gauge', labels: ['version', 'node', 'roles'] },
   hearth_stream_clients: { type: 'gauge', labels: [] },
   hearth_nodejs_eventloop_lag_seconds: { type: 'gauge', labels: [] },
+  hearth_login_failures_total: { type: 'counter', labels: ['reason'] },
+  hearth_login_spray_detected_total: { type: 'counter', labels: ['kind'] },
 };
 /** Labels Prometheus adds to every scraped series. */
 const TARGET_LABELS = ['job', 'instance', 'namespace', 'pod'];

@@ -19,7 +19,7 @@ export interface AuthRoutesDeps {
 }
 
 const T = '2026-11-23T08:00:00.000Z';
-const userExample = { id: 'u_4k2m9x7p1q8r0t', email: 'ana@example.com', role: 'user', name: 'Ana' };
+const userExample = { id: 'u_4k2m9x7p1q8r0t', email: 'ana@example.com', role: 'user', name: 'Ana', emailVerified: true };
 const Email = Type.String({ format: 'email', maxLength: 254, examples: ['ana@example.com'] });
 const NewPassword = Type.String({ minLength: 8, maxLength: 256, description: 'At least 8 characters', examples: ['correct horse battery staple'] });
 const Scope = Type.Enum(SCOPES, { description: 'What the key may do' });
@@ -52,11 +52,14 @@ const ResetConfirmBody = Type.Object({
   newPassword: NewPassword,
 }, { additionalProperties: false, examples: [{ token: 'mJ4v0q1oQ2d3bU8pX1c2V3d4e5f6g7h8i9j0k1l2m3', newPassword: 'correct horse battery staple' }] });
 
+const EmailVerified = Type.Boolean({ description: 'Whether the account confirmed its e-mail address; until it has, invitations and shares addressed to it do not take effect' });
+
 const UserSchema = Type.Object({
   id: Type.String(),
   email: Type.String(),
   role: Type.String({ description: 'operator or user' }),
   name: Nullable(Type.String()),
+  emailVerified: EmailVerified,
 }, { examples: [userExample] });
 
 const MeSchema = Type.Object({
@@ -64,6 +67,7 @@ const MeSchema = Type.Object({
   email: Type.String(),
   role: Type.String({ description: 'operator or user' }),
   name: Nullable(Type.String()),
+  emailVerified: EmailVerified,
   keyId: Type.Optional(Type.String({ description: 'Set when the caller is an API key' })),
   scopes: Type.Optional(Type.Array(Scope, { description: 'API keys only: what the key may do' })),
   homeIds: Type.Optional(Type.Array(Type.String(), { description: 'API keys only: the homes it is limited to' })),
@@ -79,7 +83,7 @@ const TokenResponse = Type.Object({
 }, {
   examples: [{
     token: 'hth1.eyJzdWIiOiJ1XzEyMyJ9.c2lnbmF0dXJl', refreshToken: 'hrt_Yq3v0m1oQ2d3bU8pX1c2V3d4e5f6g7h8i9j0k1l2m3', tokenType: 'Bearer', expiresIn: 900, refreshExpiresIn: 2592000,
-    user: { id: 'u_4k2m9x7p1q8r0t', email: 'admin@hearth.local', role: 'operator', name: 'Operator' },
+    user: { id: 'u_4k2m9x7p1q8r0t', email: 'admin@hearth.local', role: 'operator', name: 'Operator', emailVerified: true },
   }],
 });
 
@@ -88,6 +92,14 @@ const Accepted = Type.Object({ status: Type.Literal('accepted'), detail: Type.St
 });
 
 const NoContent = Type.Null({ description: 'Done; no content' });
+
+const VerifyBody = Type.Object({
+  token: Type.String({ minLength: 1, maxLength: 200, description: 'The token from the verification e-mail', examples: ['vQ4v0q1oQ2d3bU8pX1c2V3d4e5f6g7h8i9j0k1l2m3'] }),
+}, { additionalProperties: false, examples: [{ token: 'vQ4v0q1oQ2d3bU8pX1c2V3d4e5f6g7h8i9j0k1l2m3' }] });
+
+const Sent = Type.Object({ status: Type.Literal('sent'), detail: Type.String() }, {
+  examples: [{ status: 'sent', detail: 'A new verification link is on its way to ana@example.com; it is valid for a day.' }],
+});
 
 const KeyBody = Type.Object({
   name: Type.String({ minLength: 1, maxLength: 100, examples: ['Home Assistant'] }),
@@ -133,18 +145,23 @@ function requireSignIn(p: Principal, what: string): Principal {
 }
 
 /**
- * Accounts, sessions, password resets and API keys. The public routes throttle by the caller's
- * address (`req.ip`; behind a proxy the server needs `trustProxy` for it to be the client's).
+ * Accounts, sessions, e-mail verification, password resets and API keys. The public routes
+ * throttle by the caller's address (`req.ip`: the socket's peer, as the server trusts no proxy
+ * headers; behind a proxy the server needs `trustProxy` for it to be the client's).
  */
 export function authRoutes(app: HttpApp, deps: AuthRoutesDeps): void {
   const { auth, audit } = deps;
 
   app.post('/api/v1/auth/signup', {
     config: { auth: Auth.public },
-    schema: { tags: ['auth'], summary: 'Create an account (role user)', body: SignupBody, response: { 201: UserSchema, ...problems('E_VALIDATION', 'E_FORBIDDEN', 'E_EMAIL_TAKEN') } },
+    schema: {
+      tags: ['auth'], summary: 'Create an account (role user)',
+      description: 'Mails a verification link to the address (valid a day). Sign-ups are limited per client address (429 with Retry-After), failed ones included.',
+      body: SignupBody, response: { 201: UserSchema, ...problems('E_VALIDATION', 'E_FORBIDDEN', 'E_EMAIL_TAKEN', 'E_RATE_LIMITED') },
+    },
   }, async (req, reply) => {
     if (deps.config?.signupEnabled === false) throw new HearthError('E_FORBIDDEN', 'sign-up is disabled on this server; ask its operator for an account');
-    const user = await auth.signup(req.body.email, req.body.password, req.body.name);
+    const user = await auth.signup(req.body.email, req.body.password, req.body.name, { ip: req.ip, verifyUrlBase: verifyUrlBase(deps.config, req.socket.localPort) });
     return reply.status(201).send(user);
   });
 
@@ -152,7 +169,7 @@ export function authRoutes(app: HttpApp, deps: AuthRoutesDeps): void {
     config: { auth: Auth.public },
     schema: {
       tags: ['auth'], summary: 'Sign in with e-mail and password',
-      description: 'Starts a session: a short-lived access token and a one-time refresh token. After 5 failed attempts for an e-mail within 15 minutes, attempts are refused with 429 and Retry-After.',
+      description: 'Starts a session: a short-lived access token and a one-time refresh token. After 3 wrong passwords in a row for an e-mail from one client address, that address waits 1 s, 2 s, 4 s … (up to 15 minutes) between attempts for that e-mail (429 with Retry-After); other addresses are not held up. An address failing on many accounts is stopped too.',
       body: LoginBody, response: { 200: TokenResponse, ...problems('E_VALIDATION', 'E_BAD_CREDENTIALS', 'E_RATE_LIMITED') },
     },
   }, async (req) => tokenBody(await auth.login(req.body.email, req.body.password, { ip: req.ip })));
@@ -182,7 +199,7 @@ export function authRoutes(app: HttpApp, deps: AuthRoutesDeps): void {
     },
   }, async (req, reply) => {
     const p = requireSignIn(principal(req), 'change passwords');
-    await auth.changePassword(p, req.body.currentPassword, req.body.newPassword);
+    await auth.changePassword(p, req.body.currentPassword, req.body.newPassword, { ip: req.ip });
     audit?.record({ actor: actorOf(p), action: 'auth.password.change', targetType: 'user', targetId: p.userId });
     return reply.status(204).send(null);
   });
@@ -191,24 +208,52 @@ export function authRoutes(app: HttpApp, deps: AuthRoutesDeps): void {
     config: { auth: Auth.public },
     schema: {
       tags: ['auth'], summary: 'Ask for a password reset e-mail',
-      description: 'Always answers 202, whether or not an account has the e-mail. The e-mail holds a link and a token valid for an hour.',
-      body: ResetBody, response: { 202: Accepted, ...problems('E_VALIDATION') },
+      description: 'Answers 202 whether or not an account has the e-mail. The e-mail holds a link and a token valid for an hour. At most 5 e-mails an hour go to one address (the rest are dropped silently); one client address may ask 20 times an hour (then 429 with Retry-After).',
+      body: ResetBody, response: { 202: Accepted, ...problems('E_VALIDATION', 'E_RATE_LIMITED') },
     },
   }, async (req, reply) => {
-    await auth.requestPasswordReset(req.body.email, resetUrlBase(deps.config, req.socket.localPort));
+    await auth.requestPasswordReset(req.body.email, resetUrlBase(deps.config, req.socket.localPort), { ip: req.ip });
     return reply.status(202).send({ status: 'accepted' as const, detail: 'If an account has this e-mail, a reset link is on its way; it is valid for an hour.' });
   });
 
   app.post('/api/v1/auth/password-reset/confirm', {
     config: { auth: Auth.public },
     schema: {
-      tags: ['auth'], summary: 'Set a new password with the token from the reset e-mail', description: 'Ends every session of the account.',
+      tags: ['auth'], summary: 'Set a new password with the token from the reset e-mail',
+      description: 'Ends every session of the account. The reset link proves the address, so it counts as verified from now on; if it was not before, the API keys of the account are revoked and its push registrations (browsers, phones) removed too: whoever made them never proved the address was theirs.',
       body: ResetConfirmBody, response: { 204: NoContent, ...problems('E_VALIDATION', 'E_RESET_TOKEN_INVALID') },
     },
   }, async (req, reply) => {
-    const { userId } = await auth.confirmPasswordReset(req.body.token, req.body.newPassword);
-    audit?.record({ actor: `user:${userId}`, action: 'auth.password.reset', targetType: 'user', targetId: userId });
+    const { userId, reclaimed } = await auth.confirmPasswordReset(req.body.token, req.body.newPassword);
+    audit?.record({ actor: `user:${userId}`, action: 'auth.password.reset', targetType: 'user', targetId: userId, ...(reclaimed ? { details: { emailVerified: true, keysRevoked: true, pushRemoved: true } } : {}) });
     return reply.status(204).send(null);
+  });
+
+  app.post('/api/v1/auth/verify-email', {
+    config: { auth: Auth.password },
+    schema: {
+      tags: ['auth'], summary: 'Confirm your e-mail address with the token from the verification e-mail',
+      description: 'Needs both the token (the mailbox) and your sign-in (the password): a link clicked by somebody else does not verify an account they did not make. Answers your account with emailVerified true.',
+      ...AuthHeader, body: VerifyBody, response: { 200: UserSchema, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_VERIFICATION_TOKEN_INVALID') },
+    },
+  }, async (req) => {
+    const p = requireSignIn(principal(req), 'verify e-mail addresses');
+    const user = await auth.verifyEmail(p, req.body.token);
+    audit?.record({ actor: actorOf(p), action: 'auth.email.verify', targetType: 'user', targetId: p.userId, details: { email: user.email } });
+    return user;
+  });
+
+  app.post('/api/v1/auth/verify-email/resend', {
+    config: { auth: Auth.password },
+    schema: {
+      tags: ['auth'], summary: 'Mail a new verification link to your address',
+      description: 'At most 3 at once and 5 an hour per account (then 429 with Retry-After). 409 when the address is verified already.',
+      ...AuthHeader, response: { 202: Sent, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_CONFLICT', 'E_RATE_LIMITED') },
+    },
+  }, async (req, reply) => {
+    const p = requireSignIn(principal(req), 'ask for verification e-mails');
+    await auth.resendVerification(p, verifyUrlBase(deps.config, req.socket.localPort));
+    return reply.status(202).send({ status: 'sent' as const, detail: 'A new verification link is on its way to your address; it is valid for a day.' });
   });
 
   app.get('/api/v1/auth/me', {
@@ -260,6 +305,14 @@ export function authRoutes(app: HttpApp, deps: AuthRoutesDeps): void {
  */
 function resetUrlBase(config: AuthRoutesDeps['config'], localPort: number | undefined): string {
   if (config?.passwordResetUrl) return config.passwordResetUrl;
-  if (config?.publicUrl) return `${config.publicUrl.replace(/\/+$/, '')}/reset-password`;
-  return `http://localhost:${localPort ?? 8080}/reset-password`;
+  return `${publicBase(config, localPort)}/reset-password`;
+}
+
+/** The page verification e-mails link to: `<publicUrl>/verify-email` (never from the Host header either). */
+function verifyUrlBase(config: AuthRoutesDeps['config'], localPort: number | undefined): string {
+  return `${publicBase(config, localPort)}/verify-email`;
+}
+
+function publicBase(config: AuthRoutesDeps['config'], localPort: number | undefined): string {
+  return config?.publicUrl ? config.publicUrl.replace(/\/+$/, '') : `http://localhost:${localPort ?? 8080}`;
 }

@@ -5,8 +5,10 @@ import type { Mailer, MailMessage } from '../core/mailer.ts';
 import { HearthError } from '../core/errors.ts';
 import { newId, newSecret } from '../core/ids.ts';
 import { digestToken, hashSecret, hmac, safeEqual, verifySecret } from '../core/secrets.ts';
-import { LoginThrottle } from './login-throttle.ts';
+import { LoginThrottle, sourceOf, type LoginOutcome, type LoginThrottleOptions, type SprayAlert } from './login-throttle.ts';
 import { RateLimiter } from '../core/rate-limiter.ts';
+
+export type { LoginOutcome, SprayAlert } from './login-throttle.ts';
 
 export type Role = 'operator' | 'user';
 
@@ -62,6 +64,20 @@ export interface UserInfo {
   email: string;
   role: Role;
   name: string | null;
+  /**
+   * Whether the account proved it holds `email` (a verification link, or a password reset, sent
+   * there). Until it has, nothing addressed to that e-mail (invitations, shares) takes effect for it.
+   */
+  emailVerified: boolean;
+}
+
+/** Why a sign-in failed, as counted in `hearth_login_failures_total`. */
+export type LoginFailureReason = 'wrong_password' | 'unknown_account' | 'throttled';
+
+/** Where AuthService reports what operators watch (the Metrics of the node fit). */
+export interface AuthObserver {
+  loginFailure(reason: LoginFailureReason): void;
+  loginSpray(kind: SprayAlert['kind']): void;
 }
 
 /** What a sign-in or a refresh hands out. */
@@ -98,15 +114,22 @@ export interface AuthServiceDeps {
   ttlSeconds: number;
   /** Lifetime of refresh tokens (config `refreshTtlSeconds`); default 30 days. */
   refreshTtlSeconds?: number;
-  /** Sends password-reset e-mails; without one they are only logged (when `log` is given). */
+  /** Sends password-reset and verification e-mails; without one they are only logged (when `log` is given). */
   mailer?: Mailer;
   log?: Logger;
-  /** Sign-in throttling; defaults: 5 failures per e-mail, 30 per address, within 15 minutes. */
-  throttle?: { maxFailuresPerEmail?: number; maxFailuresPerIp?: number; windowSeconds?: number };
+  /** Sign-in throttling (see LoginThrottle for the defaults). */
+  throttle?: LoginThrottleOptions;
+  /** Sign-ups allowed from one source (default 20 an hour, 5 at once). */
+  signups?: { perHour: number; burst: number };
   /** Spreads a revocation to every node (which calls `learnRevoked`); default: this node only. */
   onRevoked?: (familyId: string, until: number) => void;
   /** An API key was revoked (after the store says so): what it opened elsewhere (live streams) ends. */
   onKeyRevoked?: (keyId: string) => void;
+  /** Spreads the outcome of a checked password to every node (which calls `learnLoginOutcome`); default: this node only. */
+  onLoginOutcome?: (o: LoginOutcome) => void;
+  /** Told when spraying is noticed (after the warning is logged and counted), e.g. to write the audit log. */
+  onSpray?: (alert: SprayAlert) => void;
+  observer?: AuthObserver;
 }
 
 interface TokenPayload {
@@ -119,9 +142,11 @@ interface TokenPayload {
   exp: number;
 }
 
-type UserRow = { id: string; email: string; password_hash: string; role: string; name: string | null };
+type UserRow = { id: string; email: string; password_hash: string; role: string; name: string | null; email_verified_at: number | null };
 
+const USER_COLUMNS = ['id', 'email', 'password_hash', 'role', 'name', 'email_verified_at'] as const;
 const RESET_TTL_MS = 3600_000;
+const VERIFY_TTL_MS = 24 * 3600_000;
 /** `last_used_at` of an API key is written at most this often. */
 const KEY_USE_WRITE_MS = 60_000;
 const ACCESS_PREFIX = 'hth1.';
@@ -131,7 +156,9 @@ const PASSWORD_MIN = 8;
 
 const iso = (ms: number | null): string | null => (ms == null ? null : new Date(Number(ms)).toISOString());
 const normalizeEmail = (email: string): string => email.trim().toLowerCase();
-const toUserInfo = (r: { id: string; email: string; role: string; name: string | null }): UserInfo => ({ id: r.id, email: r.email, role: r.role as Role, name: r.name });
+const toUserInfo = (r: { id: string; email: string; role: string; name: string | null; email_verified_at: number | null }): UserInfo => ({
+  id: r.id, email: r.email, role: r.role as Role, name: r.name, emailVerified: r.email_verified_at != null,
+});
 
 /** A bcrypt-class hash of a random string: login with an unknown e-mail costs the same as with a known one. */
 let dummyHash: Promise<string> | undefined;
@@ -145,7 +172,10 @@ let dummyHash: Promise<string> | undefined;
  *   token and issues the next one of the family; presenting a used one again means it was stolen,
  *   and the whole family is revoked. Revoked sessions are kept in memory until their last access
  *   token has expired, so signing out also ends the access tokens at once.
- * - Failed sign-ins are counted per e-mail and per address; too many lock them for a while.
+ * - Failed sign-ins slow down the (e-mail, source) pair that failed, and a source failing on many
+ *   accounts; never the account as such (see LoginThrottle). Spraying is logged, counted and reported.
+ * - An address counts as the account's once a link sent to it was used (verification or reset).
+ * - Everything that creates accounts or sends mail is rate limited per source or per account.
  * - API keys (`hk_…`) are random, stored as digests, limited by scopes and optionally homes.
  */
 export class AuthService {
@@ -155,10 +185,15 @@ export class AuthService {
   /** Revoked session ids → when the last access token of the session expires (epoch ms). */
   private readonly revokedSessions = new Map<string, number>();
   private lastRevokedSweep = 0;
-  private readonly emailThrottle: LoginThrottle;
-  private readonly ipThrottle: LoginThrottle;
+  private readonly throttle: LoginThrottle;
   /** At most 5 reset e-mails per address and hour: no mail-bombing through the reset form. */
   private readonly resetMails = new RateLimiter({ perMinute: 5 / 60, burst: 5, maxKeys: 10_000 });
+  /** Reset requests per source (any addresses): 20 an hour, 5 at once. */
+  private readonly resetSources = new RateLimiter({ perMinute: 20 / 60, burst: 5, maxKeys: 100_000 });
+  /** Verification e-mails per account beyond the one of the sign-up: 5 an hour, 3 at once. */
+  private readonly verifyMails = new RateLimiter({ perMinute: 5 / 60, burst: 3, maxKeys: 100_000 });
+  /** Sign-ups per source. */
+  private readonly signups: RateLimiter;
   /** API key id → when its `last_used_at` was last written. */
   private readonly keyUseWritten = new Map<string, number>();
   private readonly pendingMail = new Set<Promise<void>>();
@@ -166,9 +201,9 @@ export class AuthService {
   constructor(private readonly deps: AuthServiceDeps) {
     this.refreshTtlSeconds = deps.refreshTtlSeconds ?? 30 * 86400;
     this.mailer = deps.mailer;
-    const windowMs = (deps.throttle?.windowSeconds ?? 15 * 60) * 1000;
-    this.emailThrottle = new LoginThrottle({ maxFailures: deps.throttle?.maxFailuresPerEmail ?? 5, windowMs });
-    this.ipThrottle = new LoginThrottle({ maxFailures: deps.throttle?.maxFailuresPerIp ?? 30, windowMs });
+    this.throttle = new LoginThrottle(deps.throttle);
+    const signups = deps.signups ?? { perHour: 20, burst: 5 };
+    this.signups = new RateLimiter({ perMinute: signups.perHour / 60, burst: signups.burst });
   }
 
   async start(): Promise<void> {
@@ -198,6 +233,7 @@ export class AuthService {
    */
   async ensureOperator(email: string | undefined, password: string | undefined): Promise<{ email: string; generatedPassword?: string; created: boolean }> {
     const existing = await this.deps.db.selectFrom('users').select(['email']).where('role', '=', 'operator').orderBy('created_at').executeTakeFirst();
+    // The operator's address comes from the configuration, not from a stranger's form: it counts as verified.
     if (existing) {
       if (email && password && email.toLowerCase() === existing.email) {
         await this.deps.db.updateTable('users').set({ password_hash: await hashSecret(password) }).where('email', '=', existing.email).execute();
@@ -207,21 +243,29 @@ export class AuthService {
     const addr = (email ?? 'admin@hearth.local').toLowerCase();
     const generated = password ? undefined : newSecret(12);
     await this.deps.db.insertInto('users').values({
-      id: newId('u'), email: addr, password_hash: await hashSecret(password ?? generated!), role: 'operator', name: 'Operator', created_at: Date.now(),
+      id: newId('u'), email: addr, password_hash: await hashSecret(password ?? generated!), role: 'operator', name: 'Operator', created_at: Date.now(), email_verified_at: Date.now(),
     }).execute();
     return { email: addr, generatedPassword: generated, created: true };
   }
 
   // ---------------------------------------------------------------- accounts
 
-  /** Creates an account with role `user`. */
-  async signup(email: string, password: string, name?: string): Promise<UserInfo> {
+  /**
+   * Creates an account with role `user` and mails a verification link to its address (valid a
+   * day; `verifyUrlBase` is the page it opens). Every attempt from `meta.ip`, refused ones too,
+   * counts against the source's sign-up budget, so the form is no cheap way to test addresses either.
+   */
+  async signup(email: string, password: string, name?: string, meta: { ip?: string; verifyUrlBase?: string } = {}): Promise<UserInfo> {
+    const allowed = this.signups.take(sourceOf(meta.ip));
+    if (!allowed.ok) {
+      throw new HearthError('E_RATE_LIMITED', `too many sign-ups from your address; try again in ${allowed.retryAfterSeconds} s`, { retryAfter: allowed.retryAfterSeconds });
+    }
     const addr = normalizeEmail(email);
     if (!addr.includes('@') || addr.length > 254) throw new HearthError('E_VALIDATION', 'email is not an e-mail address', { field: 'body.email' });
     checkPassword(password, 'body.password');
     const cleanName = name?.trim() || null;
     if (await this.findUser(addr)) throw new HearthError('E_EMAIL_TAKEN', `an account with ${addr} already exists`);
-    const row = { id: newId('u'), email: addr, password_hash: await hashSecret(password), role: 'user', name: cleanName, created_at: Date.now() };
+    const row = { id: newId('u'), email: addr, password_hash: await hashSecret(password), role: 'user', name: cleanName, created_at: Date.now(), email_verified_at: null };
     try {
       await this.deps.db.insertInto('users').values(row).execute();
     } catch (err) {
@@ -229,7 +273,50 @@ export class AuthService {
       if (/UNIQUE/i.test((err as Error).message)) throw new HearthError('E_EMAIL_TAKEN', `an account with ${addr} already exists`);
       throw err;
     }
+    await this.sendVerification(row, meta.verifyUrlBase);
     return toUserInfo(row);
+  }
+
+  /**
+   * Marks the caller's address verified with the token from the verification e-mail. It takes
+   * both: the token (the mailbox) and the caller's own sign-in (the password), so that somebody
+   * who signed up with another person's address cannot have that person verify it for them by
+   * clicking the link; the person with the mailbox takes an account over by resetting its password.
+   */
+  async verifyEmail(p: Principal, token: string): Promise<UserInfo> {
+    if (p.keyId) throw new HearthError('E_FORBIDDEN', 'API keys cannot verify e-mail addresses; sign in with a password');
+    const hash = digestToken(token.trim());
+    const now = Date.now();
+    const row = await this.deps.db.selectFrom('email_verifications').selectAll().where('token_hash', '=', hash).executeTakeFirst();
+    // Another account's token is "invalid" too: it must not tell that the token exists.
+    if (!row || row.user_id !== p.userId || row.used_at != null || Number(row.expires_at) <= now) throw new HearthError('E_VERIFICATION_TOKEN_INVALID');
+    const done = await this.deps.db.transaction().execute(async (trx) => {
+      const used = await trx.updateTable('email_verifications').set({ used_at: now }).where('token_hash', '=', hash).where('used_at', 'is', null).executeTakeFirst();
+      if (Number(used.numUpdatedRows) !== 1) return false;
+      // Only the address the link was sent to: one changed since then is not verified by it.
+      const same = await trx.selectFrom('users').select('id').where('id', '=', row.user_id).where('email', '=', row.email).executeTakeFirst();
+      if (!same) return false;
+      await trx.updateTable('users').set({ email_verified_at: now }).where('id', '=', row.user_id).where('email_verified_at', 'is', null).execute();
+      await trx.updateTable('email_verifications').set({ used_at: now }).where('user_id', '=', row.user_id).where('used_at', 'is', null).execute();
+      return true;
+    });
+    if (!done) throw new HearthError('E_VERIFICATION_TOKEN_INVALID');
+    const info = await this.userById(row.user_id);
+    if (!info) throw new HearthError('E_UNAUTHENTICATED', 'the account no longer exists');
+    return info;
+  }
+
+  /** Mails the caller a new verification link (5 an hour); E_CONFLICT when the address is verified already. */
+  async resendVerification(p: Principal, verifyUrlBase?: string): Promise<void> {
+    if (p.keyId) throw new HearthError('E_FORBIDDEN', 'API keys cannot ask for verification e-mails; sign in with a password');
+    const row = await this.deps.db.selectFrom('users').select(USER_COLUMNS).where('id', '=', p.userId).executeTakeFirst();
+    if (!row) throw new HearthError('E_UNAUTHENTICATED', 'the account no longer exists');
+    if (row.email_verified_at != null) throw new HearthError('E_CONFLICT', `${row.email} is verified already`);
+    const allowed = this.verifyMails.take(row.id);
+    if (!allowed.ok) {
+      throw new HearthError('E_RATE_LIMITED', `too many verification e-mails; try again in ${allowed.retryAfterSeconds} s`, { retryAfter: allowed.retryAfterSeconds });
+    }
+    await this.sendVerification(row, verifyUrlBase);
   }
 
   async userByEmail(email: string): Promise<UserInfo | undefined> {
@@ -238,21 +325,20 @@ export class AuthService {
   }
 
   async userById(id: string): Promise<UserInfo | undefined> {
-    const row = await this.deps.db.selectFrom('users').select(['id', 'email', 'role', 'name']).where('id', '=', id).executeTakeFirst();
+    const row = await this.deps.db.selectFrom('users').select(['id', 'email', 'role', 'name', 'email_verified_at']).where('id', '=', id).executeTakeFirst();
     return row ? toUserInfo(row) : undefined;
   }
 
   // ---------------------------------------------------------------- sessions
 
   /**
-   * Signs in with e-mail and password and starts a session. Too many failures for the e-mail
-   * (or from the address in `meta.ip`) answer E_RATE_LIMITED with `retryAfter` seconds, without
-   * looking at the password.
+   * Signs in with e-mail and password and starts a session. While the (e-mail, source) pair or
+   * the source in `meta.ip` is being slowed down (LoginThrottle), attempts answer E_RATE_LIMITED
+   * with `retryAfter` seconds, without looking at the password.
    */
   async login(email: string, password: string, meta: { ip?: string } = {}): Promise<AuthSession> {
     const addr = normalizeEmail(email);
-    const ipKey = meta.ip ? `ip:${meta.ip}` : undefined;
-    const release = this.beginAttempt(addr, ipKey);
+    const release = this.beginAttempt(addr, sourceOf(meta.ip));
     let ok: boolean | undefined;
     let row: UserRow | undefined;
     try {
@@ -260,10 +346,15 @@ export class AuthService {
       dummyHash ??= hashSecret(newSecret());
       ok = (await verifySecret(password, row?.password_hash ?? (await dummyHash))) && !!row;
     } finally {
-      release(ok);
+      release(ok, row ? 'wrong_password' : 'unknown_account');
     }
     if (!row || !ok) throw new HearthError('E_BAD_CREDENTIALS');
     return this.startSession(row);
+  }
+
+  /** The outcome of a password check on another node (or this one): the throttle counts it. */
+  learnLoginOutcome(o: LoginOutcome): void {
+    this.throttle.learn(o);
   }
 
   /**
@@ -282,7 +373,7 @@ export class AuthService {
       throw new HearthError('E_UNAUTHENTICATED', 'this refresh token was already used; the session is revoked for safety, sign in again');
     }
     if (Number(row.expires_at) <= now) throw new HearthError('E_UNAUTHENTICATED', 'the refresh token has expired; sign in again');
-    const user = await this.deps.db.selectFrom('users').select(['id', 'email', 'password_hash', 'role', 'name']).where('id', '=', row.user_id).executeTakeFirst();
+    const user = await this.deps.db.selectFrom('users').select(USER_COLUMNS).where('id', '=', row.user_id).executeTakeFirst();
     if (!user) throw new HearthError('E_UNAUTHENTICATED', 'the account no longer exists');
     const next = this.newRefreshToken();
     const rotated = await this.deps.db.transaction().execute(async (trx) => {
@@ -311,18 +402,18 @@ export class AuthService {
   }
 
   /** Changes the caller's password and ends all of their other sessions. */
-  async changePassword(p: Principal, current: string, next: string): Promise<void> {
+  async changePassword(p: Principal, current: string, next: string, meta: { ip?: string } = {}): Promise<void> {
     if (p.keyId) throw new HearthError('E_FORBIDDEN', 'API keys cannot change passwords');
     checkPassword(next, 'body.newPassword');
     const row = await this.deps.db.selectFrom('users').select(['id', 'email', 'password_hash']).where('id', '=', p.userId).executeTakeFirst();
     if (!row) throw new HearthError('E_UNAUTHENTICATED', 'the account no longer exists');
     // A stolen access token must not become a way to guess the password: same throttle as sign-in.
-    const release = this.beginAttempt(row.email, undefined);
+    const release = this.beginAttempt(row.email, sourceOf(meta.ip));
     let ok: boolean | undefined;
     try {
       ok = await verifySecret(current, row.password_hash);
     } finally {
-      release(ok);
+      release(ok, 'wrong_password');
     }
     if (!ok) throw new HearthError('E_BAD_CREDENTIALS', 'the current password is wrong');
     await this.deps.db.updateTable('users').set({ password_hash: await hashSecret(next) }).where('id', '=', row.id).execute();
@@ -333,7 +424,12 @@ export class AuthService {
    * Mails a one-time reset link (valid an hour) when an account has this e-mail. Answers the same
    * whether or not it has, and sends in the background so the timing does not tell either.
    */
-  async requestPasswordReset(email: string, resetUrlBase: string): Promise<void> {
+  async requestPasswordReset(email: string, resetUrlBase: string, meta: { ip?: string } = {}): Promise<void> {
+    // Per source, the answer may say so: it is the same whether or not the address has an account.
+    const allowed = this.resetSources.take(sourceOf(meta.ip));
+    if (!allowed.ok) {
+      throw new HearthError('E_RATE_LIMITED', `too many password reset requests from your address; try again in ${allowed.retryAfterSeconds} s`, { retryAfter: allowed.retryAfterSeconds });
+    }
     const addr = normalizeEmail(email);
     const user = await this.findUser(addr);
     if (!user) return;
@@ -363,8 +459,14 @@ export class AuthService {
     });
   }
 
-  /** Sets a new password with a reset token; ends every session of the account. */
-  async confirmPasswordReset(token: string, newPassword: string): Promise<{ userId: string }> {
+  /**
+   * Sets a new password with a reset token; ends every session of the account. The link came to
+   * the account's address, so the address counts as verified from now on. When it was not before,
+   * whoever held the account until now never proved it was theirs (someone may have signed up with
+   * another person's address): their API keys are revoked and their push registrations removed
+   * too, not only their sessions.
+   */
+  async confirmPasswordReset(token: string, newPassword: string): Promise<{ userId: string; reclaimed: boolean }> {
     checkPassword(newPassword, 'body.newPassword');
     const hash = digestToken(token);
     const row = await this.deps.db.selectFrom('password_resets').selectAll().where('token_hash', '=', hash).executeTakeFirst();
@@ -373,17 +475,26 @@ export class AuthService {
     const now = Date.now();
     const done = await this.deps.db.transaction().execute(async (trx) => {
       const used = await trx.updateTable('password_resets').set({ used_at: now }).where('token_hash', '=', hash).where('used_at', 'is', null).executeTakeFirst();
-      if (Number(used.numUpdatedRows) !== 1) return false;
+      if (Number(used.numUpdatedRows) !== 1) return undefined;
       await trx.updateTable('users').set({ password_hash: passwordHash }).where('id', '=', row.user_id).execute();
+      const verified = await trx.updateTable('users').set({ email_verified_at: now }).where('id', '=', row.user_id).where('email_verified_at', 'is', null).executeTakeFirst();
+      const reclaimed = Number(verified.numUpdatedRows) === 1;
+      if (reclaimed) {
+        await trx.updateTable('api_keys').set({ revoked_at: now }).where('user_id', '=', row.user_id).where('revoked_at', 'is', null).execute();
+        // Push registrations are where notifications for the account go: the previous holder's
+        // browsers and phones must not receive the rightful owner's. (Notify's tables, removed here
+        // so that it happens in the same transaction as the takeover.)
+        await trx.deleteFrom('push_subscriptions').where('user_id', '=', row.user_id).execute();
+        await trx.deleteFrom('push_tokens').where('user_id', '=', row.user_id).execute();
+      }
       // Other links sent earlier must not reset the new password.
       await trx.updateTable('password_resets').set({ used_at: now }).where('user_id', '=', row.user_id).where('used_at', 'is', null).execute();
-      return true;
+      return { reclaimed };
     });
     if (!done) throw new HearthError('E_RESET_TOKEN_INVALID');
     await this.revokeUserSessions(row.user_id);
-    const user = await this.userById(row.user_id);
-    if (user) this.emailThrottle.reset(user.email);
-    return { userId: row.user_id };
+    if (done.reclaimed) this.deps.log?.info({ userId: row.user_id }, 'a password reset verified the address of an unverified account: its sessions and API keys are revoked');
+    return { userId: row.user_id, reclaimed: done.reclaimed };
   }
 
   // ---------------------------------------------------------------- access tokens
@@ -498,31 +609,72 @@ export class AuthService {
   // ---------------------------------------------------------------- internals
 
   private findUser(email: string): Promise<UserRow | undefined> {
-    return this.deps.db.selectFrom('users').select(['id', 'email', 'password_hash', 'role', 'name']).where('email', '=', email).executeTakeFirst();
+    return this.deps.db.selectFrom('users').select(USER_COLUMNS).where('email', '=', email).executeTakeFirst();
+  }
+
+  /** Stores a one-time verification token for the account's current address and mails the link. */
+  private async sendVerification(user: { id: string; email: string }, verifyUrlBase = 'http://localhost:8080/verify-email'): Promise<void> {
+    const now = Date.now();
+    const token = newSecret(32);
+    await this.deps.db.deleteFrom('email_verifications').where('user_id', '=', user.id).where('expires_at', '<', now).execute();
+    await this.deps.db.insertInto('email_verifications').values({ token_hash: digestToken(token), user_id: user.id, email: user.email, created_at: now, expires_at: now + VERIFY_TTL_MS, used_at: null }).execute();
+    const link = `${verifyUrlBase}${verifyUrlBase.includes('?') ? '&' : '?'}token=${encodeURIComponent(token)}`;
+    this.deliver({
+      to: user.email,
+      subject: 'Confirm your e-mail address for Hearth',
+      text: [
+        `Someone (hopefully you) created a Hearth account with the address ${user.email}.`,
+        '',
+        'To confirm that this address is yours, sign in to that account and open this link within a day:',
+        link,
+        '',
+        'Or, signed in, send this token to POST /api/v1/auth/verify-email:',
+        token,
+        '',
+        'Until the address is confirmed, invitations and devices shared with it do not reach the account.',
+        'If you did not create this account, do not confirm it. Ignore this e-mail, or take the account',
+        'over by resetting its password (POST /api/v1/auth/password-reset): that signs out whoever made it.',
+      ].join('\n'),
+    });
   }
 
   /**
-   * Admits a password attempt for the e-mail (and address) or throws E_RATE_LIMITED. The attempt
+   * Admits a password attempt of `account` from `source` or throws E_RATE_LIMITED. The attempt
    * counts as in flight until `release(ok)`, so a burst of parallel guesses cannot slip past the
-   * limit while the first ones are still hashing.
+   * limits while the first ones are still hashing.
    */
-  private beginAttempt(email: string, ipKey: string | undefined): (ok: boolean | undefined) => void {
-    const waitEmail = this.emailThrottle.begin(email);
-    if (waitEmail !== undefined) throw rateLimited(waitEmail);
-    if (ipKey) {
-      const waitIp = this.ipThrottle.begin(ipKey);
-      if (waitIp !== undefined) {
-        this.emailThrottle.end(email, false);
-        throw rateLimited(waitIp);
-      }
+  private beginAttempt(account: string, source: string): (ok: boolean | undefined, reason: Exclude<LoginFailureReason, 'throttled'>) => void {
+    const wait = this.throttle.begin(account, source);
+    if (wait !== undefined) {
+      this.deps.observer?.loginFailure('throttled');
+      throw rateLimited(wait);
     }
     // ok undefined: the check itself failed (e.g. the store); that is no guess and does not count.
-    return (ok) => {
-      this.emailThrottle.end(email, ok === false);
-      if (ok) this.emailThrottle.reset(email);
-      // The address is not forgiven on success: signing in to one's own account between guesses must not reset it.
-      if (ipKey) this.ipThrottle.end(ipKey, ok === false);
+    return (ok, reason) => {
+      this.throttle.end(account, source);
+      if (ok === undefined) return;
+      // A success only needs telling when there are failures to forget (the usual sign-in sends nothing).
+      if (ok && !this.throttle.hasFailures(account, source)) return;
+      const outcome: LoginOutcome = { account, source, ok, at: Date.now() };
+      if (this.deps.onLoginOutcome) this.deps.onLoginOutcome(outcome);
+      else this.throttle.learn(outcome);
+      if (ok) return;
+      this.deps.observer?.loginFailure(reason);
+      for (const alert of this.throttle.sprayAlerts(account, source)) this.raiseSpray(alert);
     };
+  }
+
+  private raiseSpray(alert: SprayAlert): void {
+    const what = alert.kind === 'source'
+      ? `one source failed to sign in to ${alert.distinct} accounts within ${alert.windowSeconds} s (password spraying?)`
+      : `one account failed to sign in from ${alert.distinct} sources within ${alert.windowSeconds} s (distributed guessing?)`;
+    this.deps.log?.warn({ alert: 'login-spray', kind: alert.kind, ...(alert.kind === 'source' ? { source: alert.subject, accounts: alert.distinct } : { account: alert.subject, sources: alert.distinct }), windowSeconds: alert.windowSeconds }, what);
+    this.deps.observer?.loginSpray(alert.kind);
+    try {
+      this.deps.onSpray?.(alert);
+    } catch (err) {
+      this.deps.log?.error({ err }, 'could not report login spraying');
+    }
   }
 
   private newRefreshToken(): string {

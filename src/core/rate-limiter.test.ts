@@ -1,7 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { RateLimiter } from './rate-limiter.ts';
-import { LoginThrottle } from '../auth/login-throttle.ts';
 
 function clock(start = 1_000_000) {
   let t = start;
@@ -39,45 +38,4 @@ test('token bucket: memory stays bounded', () => {
   c.advance(60_000);
   rl.take('fresh');
   assert.equal(rl.size, 1, 'refilled (idle) buckets are swept');
-});
-
-test('login throttle: 5 failures lock the key, lockouts double, success forgets', () => {
-  const c = clock();
-  const window = 15 * 60_000;
-  const t = new LoginThrottle({ maxFailures: 5, windowMs: window, now: c.now });
-  for (let i = 0; i < 4; i++) assert.equal(t.fail('a@x'), undefined);
-  assert.equal(t.check('a@x'), undefined);
-  assert.equal(t.fail('a@x'), 900);
-  assert.equal(t.check('a@x'), 900);
-  assert.equal(t.check('b@x'), undefined);
-  c.advance(window);
-  assert.equal(t.check('a@x'), undefined);
-  for (let i = 0; i < 4; i++) t.fail('a@x');
-  assert.equal(t.fail('a@x'), 1800, 'the second lockout in a row lasts twice as long');
-  t.reset('a@x');
-  assert.equal(t.check('a@x'), undefined);
-});
-
-test('login throttle: failures outside the window do not add up', () => {
-  const c = clock();
-  const t = new LoginThrottle({ maxFailures: 3, windowMs: 60_000, now: c.now });
-  t.fail('k');
-  t.fail('k');
-  c.advance(61_000);
-  assert.equal(t.fail('k'), undefined);
-  assert.equal(t.check('k'), undefined);
-});
-
-test('login throttle: a parallel burst cannot slip past the limit while attempts are in flight', () => {
-  const c = clock();
-  const t = new LoginThrottle({ maxFailures: 5, windowMs: 60_000, now: c.now });
-  const admitted: number[] = [];
-  for (let i = 0; i < 50; i++) if (t.begin('k') === undefined) admitted.push(i);
-  assert.equal(admitted.length, 5);
-  for (let i = 0; i < 4; i++) t.end('k', true);
-  t.end('k', false); // the fifth was right: it does not count
-  assert.equal(t.check('k'), undefined);
-  assert.equal(t.begin('k'), undefined);
-  t.end('k', true);
-  assert.equal(t.check('k'), 60, 'the fifth failure locks');
 });

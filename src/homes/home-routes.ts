@@ -139,8 +139,9 @@ export function homeRoutes(app: HttpApp, deps: { homes: HomeService; views: Devi
     config: { auth: Auth.caller() },
     schema: {
       tags: ['members'], summary: 'Invite someone by e-mail (owner, admin; only the owner invites admins)', ...AuthHeader,
+      description: 'The inviter\'s own e-mail address must be verified (the e-mail names them). At most 20 at once and 60 an hour per user (then 429 with Retry-After).',
       params: HomeParams, body: InviteBody,
-      response: { 201: InvitationSchema, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_HOME_NOT_FOUND', 'E_CONFLICT') },
+      response: { 201: InvitationSchema, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_EMAIL_NOT_VERIFIED', 'E_HOME_NOT_FOUND', 'E_CONFLICT', 'E_RATE_LIMITED') },
     },
   }, async (req, reply) => reply.status(201).send(await homes.invite(principal(req), req.params.homeId, req.body)));
 
@@ -164,7 +165,8 @@ export function homeRoutes(app: HttpApp, deps: { homes: HomeService; views: Devi
     config: { auth: Auth.caller() },
     schema: {
       tags: ['members'], summary: 'Accept an invitation sent to your e-mail address', ...AuthHeader, body: AcceptBody,
-      response: { 200: AcceptedSchema, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_INVITATION_NOT_FOUND', 'E_CONFLICT') },
+      description: 'Your e-mail address must be verified first (403 E_EMAIL_NOT_VERIFIED): an account made with somebody else\'s address gets nothing sent to it.',
+      response: { 200: AcceptedSchema, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_EMAIL_NOT_VERIFIED', 'E_INVITATION_NOT_FOUND', 'E_CONFLICT') },
     },
   }, async (req) => homes.acceptInvitation(principal(req), req.body.token));
 
@@ -263,6 +265,7 @@ export function homeRoutes(app: HttpApp, deps: { homes: HomeService; views: Devi
     config: { auth: Auth.caller() },
     schema: {
       tags: ['sharing'], summary: 'Share one device with somebody outside its home (owner, admin)', ...AuthHeader,
+      description: 'The e-mail must belong to an account that has verified it; otherwise 404 E_USER_NOT_FOUND, as for an unknown address.',
       params: DeviceParams, body: ShareBody,
       response: { 201: ShareSchema, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_DEVICE_NOT_FOUND', 'E_USER_NOT_FOUND', 'E_CONFLICT') },
     },

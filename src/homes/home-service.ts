@@ -11,11 +11,12 @@ import type { DeviceRecord, DeviceService } from '../devices/device-service.ts';
 import type { ShadowService } from '../shadow/shadow-service.ts';
 import type { CommandService } from '../commands/command-service.ts';
 import type { AccessService, HomeNeed, HomeRole } from './access-service.ts';
+import { RateLimiter } from '../core/rate-limiter.ts';
 
 /** What the homes capability needs to know about accounts (the auth capability owns them). */
 export interface UserDirectory {
-  userByEmail(email: string): Promise<{ id: string; email: string } | undefined>;
-  userById(id: string): Promise<{ id: string; email: string } | undefined>;
+  userByEmail(email: string): Promise<{ id: string; email: string; emailVerified: boolean } | undefined>;
+  userById(id: string): Promise<{ id: string; email: string; emailVerified: boolean } | undefined>;
 }
 
 /** Where a home is and who owns it. */
@@ -49,6 +50,8 @@ export interface HomeServiceDeps {
   onHomeDeleted?: (homeId: string) => Promise<void>;
   /** How long an invitation stays valid (default 7 days). */
   invitationTtlMs?: number;
+  /** Invitation e-mails one user may send (default 60 an hour, 20 at once). */
+  invitationRate?: { perHour: number; burst: number };
 }
 
 export interface HomeView extends HomeInfo {
@@ -135,9 +138,13 @@ const isoOf = (n: number | string) => new Date(Number(n)).toISOString();
  */
 export class HomeService {
   private readonly invitationTtlMs: number;
+  /** Per inviting user: invitations are e-mails to any address, so they are rate limited like any mail. */
+  private readonly invitationMails: RateLimiter;
 
   constructor(private readonly deps: HomeServiceDeps) {
     this.invitationTtlMs = deps.invitationTtlMs ?? 7 * DAY;
+    const rate = deps.invitationRate ?? { perHour: 60, burst: 20 };
+    this.invitationMails = new RateLimiter({ perMinute: rate.perHour / 60, burst: rate.burst });
   }
 
   // ------------------------------------------------------------------ homes
@@ -280,10 +287,16 @@ export class HomeService {
     return Promise.all(rows.map(async (r) => memberView(r, (await this.deps.users.userById(r.user_id))?.email ?? '')));
   }
 
-  /** Invites someone by e-mail; they need not have an account yet. Only the owner may invite an admin. */
+  /**
+   * Invites someone by e-mail; they need not have an account yet. Only the owner may invite an
+   * admin. The e-mail names the inviter by address, so the inviter's address must be verified.
+   */
   async invite(p: Principal, homeId: string, input: { email: string; role: InvitableRole; deviceIds?: string[]; until?: string }): Promise<InvitationView> {
     const role = await this.deps.access.requireHome(p, homeId, 'configure');
     if (input.role === 'admin' && !ownerLike(role)) throw new HearthError('E_FORBIDDEN', 'only the owner can invite an admin');
+    const me = await this.requireVerified(p, 'send invitations');
+    const allowed = this.invitationMails.take(p.userId);
+    if (!allowed.ok) throw new HearthError('E_RATE_LIMITED', `too many invitations; try again in ${allowed.retryAfterSeconds} s`, { retryAfter: allowed.retryAfterSeconds });
     const email = input.email.trim().toLowerCase();
     const guest = await this.guestTerms(homeId, input.role, input.deviceIds, input.until);
     const user = await this.deps.users.userByEmail(email);
@@ -309,7 +322,7 @@ export class HomeService {
         to: email,
         subject: `You are invited to "${home.name}" on Hearth`,
         text: [
-          `${p.email} invites you to join the home "${home.name}" as ${input.role === 'admin' ? 'an admin' : `a ${input.role}`}.`,
+          `${me.email} invites you to join the home "${home.name}" as ${input.role === 'admin' ? 'an admin' : `a ${input.role}`}.`,
           '',
           `Accept the invitation: ${link}`,
           '',
@@ -349,15 +362,19 @@ export class HomeService {
   }
 
   /**
-   * The signed-in user takes up an invitation sent to their e-mail address. Unknown, expired,
-   * used or revoked tokens and invitations for somebody else are all "not found".
+   * The signed-in user takes up an invitation sent to their e-mail address, which must be
+   * verified: holding an account with an address is no proof of holding the address. Unknown,
+   * expired, used or revoked tokens and invitations for somebody else are all "not found".
    */
   async acceptInvitation(p: Principal, token: string): Promise<{ homeId: string; role: HomeRole }> {
     if (p.keyId) throw new HearthError('E_FORBIDDEN', 'sign in with your password to accept an invitation');
+    // Checked before the token is looked at, so that an unverified account learns nothing about it.
+    const me = await this.requireVerified(p, 'accept invitations');
     const now = Date.now();
     const row = await this.deps.db.selectFrom('invitations').selectAll().where('token_hash', '=', digestToken(token.trim())).executeTakeFirst();
     const notFound = () => new HearthError('E_INVITATION_NOT_FOUND', 'the invitation does not exist, has expired or was used already');
-    if (!row || row.accepted_at != null || row.revoked_at != null || Number(row.expires_at) < now || row.email !== p.email.toLowerCase()) throw notFound();
+    // The account's address now, not the one in the access token, which may be older.
+    if (!row || row.accepted_at != null || row.revoked_at != null || Number(row.expires_at) < now || row.email !== me.email.toLowerCase()) throw notFound();
     // A guest invitation whose access has ended meanwhile is of no use any more.
     if (row.guest_until != null && Number(row.guest_until) < now) throw notFound();
     const existing = await this.deps.access.membership(p.userId, row.home_id);
@@ -541,6 +558,16 @@ export class HomeService {
     return device;
   }
 
+  /** The caller's account, when its address is verified; E_EMAIL_NOT_VERIFIED otherwise. */
+  private async requireVerified(p: Principal, what: string): Promise<{ id: string; email: string }> {
+    const me = await this.deps.users.userById(p.userId);
+    if (!me) throw new HearthError('E_UNAUTHENTICATED', 'the account no longer exists');
+    if (!me.emailVerified) {
+      throw new HearthError('E_EMAIL_NOT_VERIFIED', `confirm your e-mail address ${me.email} to ${what}: open the link in the verification e-mail (a new one: POST /api/v1/auth/verify-email/resend)`);
+    }
+    return me;
+  }
+
   // ------------------------------------------------------------------ sharing one device
 
   async share(p: Principal, deviceId: string, input: { email: string; permission: 'control' | 'view' }): Promise<ShareView> {
@@ -549,7 +576,11 @@ export class HomeService {
     if (!place) throw new HearthError('E_CONFLICT', 'only a device in a home can be shared');
     const email = input.email.trim().toLowerCase();
     const user = await this.deps.users.userByEmail(email);
-    if (!user) throw new HearthError('E_USER_NOT_FOUND', `no account has the e-mail address ${email}`, { field: 'body.email' });
+    // An account that has not verified its address is not (yet) the person with that address:
+    // sharing with it could hand the device to whoever signed up with somebody else's address.
+    if (!user?.emailVerified) {
+      throw new HearthError('E_USER_NOT_FOUND', `no account with a verified address ${email}; once its owner has signed up and confirmed the address, share again`, { field: 'body.email' });
+    }
     // Full members have every device of the home already; a guest may be given one more.
     const member = await this.deps.access.membership(user.id, place.homeId);
     if (member && member.role !== 'guest') throw new HearthError('E_CONFLICT', `${email} is a member of the device's home already`, { field: 'body.email' });

@@ -79,8 +79,11 @@ async function dropStore(dataDir: string): Promise<void> {
  */
 export async function startPlatform(opts: { dataDir?: string; env?: Record<string, string>; clock?: Clock } = {}): Promise<Platform> {
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'hearth-test-'));
-  // Suites make requests much faster than a person; a test of the rate limit sets its own.
-  const env = { HEARTH_RATE_LIMIT_PER_MINUTE: '1000000', HEARTH_RATE_LIMIT_BURST: '100000', ...(await storeEnv(dataDir)), ...opts.env };
+  // Suites make requests (and sign-ups) much faster than a person; a test of a rate limit sets its own.
+  const env = {
+    HEARTH_RATE_LIMIT_PER_MINUTE: '1000000', HEARTH_RATE_LIMIT_BURST: '100000', HEARTH_SIGNUPS_PER_HOUR: '1000000', HEARTH_SIGNUP_BURST: '100000',
+    ...(await storeEnv(dataDir)), ...opts.env,
+  };
   const config = loadConfig(env, {
     httpPort: 0, mqttPort: 0, httpHost: '127.0.0.1', mqttHost: '127.0.0.1', dataDir, demo: false,
     adminEmail: ADMIN.email, adminPassword: ADMIN.password,

@@ -6,6 +6,14 @@ export interface Mail {
   raw: string;
 }
 
+/** The mailboxes of the SMTP servers running in this process (helpers/people.ts reads verification mails from them). */
+export const openMailboxes = new Set<Mail[]>();
+
+/** A mail's raw text with quoted-printable soft breaks and =XX escapes undone, so it can be searched. */
+export function mailText(raw: string): string {
+  return raw.replace(/=\r?\n/g, '').replace(/=([0-9A-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+}
+
 /** A local SMTP server (no TLS, no auth) on a free loopback port that keeps what it receives. */
 export async function startSmtp(): Promise<{ port: number; url: string; mails: Mail[]; close: () => Promise<void> }> {
   const mails: Mail[] = [];
@@ -21,5 +29,12 @@ export async function startSmtp(): Promise<{ port: number; url: string; mails: M
     },
   });
   const port = await new Promise<number>((resolve) => smtp.listen(0, '127.0.0.1', () => resolve((smtp.server.address() as AddressInfo).port)));
-  return { port, url: `smtp://127.0.0.1:${port}`, mails, close: () => new Promise<void>((r) => smtp.close(() => r())) };
+  openMailboxes.add(mails);
+  return {
+    port, url: `smtp://127.0.0.1:${port}`, mails,
+    close: () => {
+      openMailboxes.delete(mails);
+      return new Promise<void>((r) => smtp.close(() => r()));
+    },
+  };
 }

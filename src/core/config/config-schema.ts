@@ -32,6 +32,8 @@ export const ConfigSchema = Type.Object({
   mailFrom: Type.String({ default: 'Hearth <no-reply@hearth.local>', description: 'Sender of the e-mails Hearth sends' }),
   passwordResetUrl: Type.Optional(Type.String({ description: 'Page that password-reset e-mails link to (with ?token=…); default <publicUrl>/reset-password' })),
   signupEnabled: Type.Boolean({ default: true, description: 'Whether anyone may create an account with POST /api/v1/auth/signup' }),
+  signupsPerHour: Type.Integer({ minimum: 1, default: 20, description: 'Sign-ups allowed from one client address per hour (refused ones included); more get 429 with Retry-After' }),
+  signupBurst: Type.Integer({ minimum: 1, default: 5, description: 'Sign-ups one client address may make at once before signupsPerHour applies' }),
   databaseUrl: Type.Optional(Type.String({ pattern: '^postgres(ql)?://', description: 'PostgreSQL connection URL (cluster mode); unset: SQLite in dataDir' })),
   natsUrl: Type.Optional(Type.String({ description: 'NATS server URL(s), comma-separated, with JetStream enabled (cluster mode); unset: in-process bus' })),
   roles: Type.String({ pattern: '^(all|(gateway|api|worker)(,(gateway|api|worker))*)$', default: 'all', description: 'What this node does: all, or a comma-separated subset of gateway (device connections), api (REST API), worker (ingest, shadows, background work)' }),

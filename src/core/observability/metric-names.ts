@@ -30,6 +30,8 @@ export const METRIC_TYPES = {
   hearth_stream_clients: 'gauge',
   hearth_gateway_filter_total: 'counter',
   hearth_gateway_routed_total: 'counter',
+  hearth_login_failures_total: 'counter',
+  hearth_login_spray_detected_total: 'counter',
 } as const;
 
 export type MetricName = keyof typeof METRIC_TYPES;

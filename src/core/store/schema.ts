@@ -7,7 +7,7 @@ export interface Database {
   /** core: key/value settings (token signing key, demo state) */
   settings: { key: string; value: string };
   /** auth */
-  users: { id: string; email: string; password_hash: string; role: string; name: string | null; created_at: number };
+  users: { id: string; email: string; password_hash: string; role: string; name: string | null; created_at: number; email_verified_at: number | null };
   /** products */
   products: { key: string; name: string; category: string; model: string; builtin: number; created_at: number; updated_at: number };
   /** devices */
@@ -60,6 +60,8 @@ export interface Database {
   refresh_tokens: { id: string; user_id: string; family_id: string; token_hash: string; created_at: number; expires_at: number; used_at: number | null; revoked_at: number | null };
   /** auth: one-time password reset tokens */
   password_resets: { token_hash: string; user_id: string; created_at: number; expires_at: number; used_at: number | null };
+  /** auth: one-time e-mail verification tokens, bound to the address they were sent to */
+  email_verifications: { token_hash: string; user_id: string; email: string; created_at: number; expires_at: number; used_at: number | null };
   /** auth: API keys for server-to-server integrations */
   api_keys: { id: string; user_id: string; name: string; key_hash: string; scopes: string; home_ids: string | null; created_at: number; last_used_at: number | null; revoked_at: number | null };
   /** homes */

@@ -427,4 +427,21 @@ export const migrations: Record<string, Migration> = {
       await db.schema.createIndex('automation_runs_automation_started').on('automation_runs').columns(['automation_id', 'started_at']).execute();
     },
   },
+  '0009-accounts-email-verification': {
+    async up(db: Kysely<any>) {
+      // When the account proved it holds its address (null: not yet). Accounts made before this
+      // migration never did; operators are trusted (their account comes from the configuration).
+      await db.schema.alterTable('users').addColumn('email_verified_at', 'bigint').execute();
+      await db.updateTable('users').set({ email_verified_at: Date.now() }).where('role', '=', 'operator').execute();
+      await db.schema.createTable('email_verifications')
+        .addColumn('token_hash', 'text', (c) => c.primaryKey())
+        .addColumn('user_id', 'text', (c) => c.notNull().references('users.id'))
+        .addColumn('email', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('expires_at', 'bigint', (c) => c.notNull())
+        .addColumn('used_at', 'bigint')
+        .execute();
+      await db.schema.createIndex('email_verifications_user').on('email_verifications').column('user_id').execute();
+    },
+  },
 };
