@@ -88,19 +88,8 @@ export async function startPlatform(opts: { dataDir?: string; env?: Record<strin
     httpPort: 0, mqttPort: 0, httpHost: '127.0.0.1', mqttHost: '127.0.0.1', dataDir, demo: false,
     adminEmail: ADMIN.email, adminPassword: ADMIN.password,
   });
-  const logs: any[] = [];
-  const echo = process.env.HEARTH_TEST_LOG !== undefined;
-  const sink = {
-    write(line: string) {
-      try {
-        logs.push(JSON.parse(line));
-      } catch {
-        /* not JSON */
-      }
-      if (echo) process.stdout.write(line);
-    },
-  };
-  const hearth = new Hearth(config, { log: createLogger((process.env.HEARTH_TEST_LOG as 'info') || 'info', {}, sink), clock: opts.clock });
+  const { log, logs } = capturingLogger();
+  const hearth = new Hearth(config, { log, clock: opts.clock });
   await hearth.start();
   const httpUrl = `http://127.0.0.1:${hearth.httpPort}`;
   const clients: MqttClient[] = [];
@@ -210,4 +199,24 @@ export async function eventually<T>(fn: () => Promise<T | undefined | false> | T
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/**
+ * A logger that keeps every line it writes, parsed, in `logs` (e-mails without SMTP are logged
+ * with a `mail` field); `HEARTH_TEST_LOG=<level>` also echoes them.
+ */
+export function capturingLogger(): { log: ReturnType<typeof createLogger>; logs: any[] } {
+  const logs: any[] = [];
+  const echo = process.env.HEARTH_TEST_LOG !== undefined;
+  const sink = {
+    write(line: string) {
+      try {
+        logs.push(JSON.parse(line));
+      } catch {
+        /* not JSON */
+      }
+      if (echo) process.stdout.write(line);
+    },
+  };
+  return { log: createLogger((process.env.HEARTH_TEST_LOG as 'info') || 'info', {}, sink), logs };
 }

@@ -21,7 +21,7 @@ import type { Principal } from '../../src/auth/auth-service.ts';
 import { StreamService, type StreamCloseReason, type StreamEvent } from '../../src/stream/stream-service.ts';
 import { Hearth } from '../../src/app.ts';
 import { loadConfig } from '../../src/core/config/config-schema.ts';
-import { ADMIN } from '../helpers/platform.ts';
+import { ADMIN, capturingLogger } from '../helpers/platform.ts';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -365,9 +365,10 @@ function sse(s: { ended: Promise<number> }): Promise<number> {
 async function startNode(env: Record<string, string>): Promise<Platform> {
   const dataDir = mkdtempSync(join(tmpdir(), 'hearth-node-'));
   const config = loadConfig({ HEARTH_RATE_LIMIT_PER_MINUTE: '1000000', HEARTH_RATE_LIMIT_BURST: '100000', ...env }, {
-    httpPort: 0, mqttPort: 0, httpHost: '127.0.0.1', mqttHost: '127.0.0.1', dataDir, demo: false, adminEmail: ADMIN.email, adminPassword: ADMIN.password, logLevel: 'silent',
+    httpPort: 0, mqttPort: 0, httpHost: '127.0.0.1', mqttHost: '127.0.0.1', dataDir, demo: false, adminEmail: ADMIN.email, adminPassword: ADMIN.password,
   });
-  const hearth = await Hearth.create(config);
+  const { log, logs } = capturingLogger();
+  const hearth = await Hearth.create(config, { log });
   await hearth.start();
   const httpUrl = `http://127.0.0.1:${hearth.httpPort}`;
   const api: Platform['api'] = async (method, path, body, token) => {
@@ -379,7 +380,7 @@ async function startNode(env: Record<string, string>): Promise<Platform> {
     return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : undefined };
   };
   return {
-    hearth, dataDir, httpUrl, mqttUrl: '', token: '', logs: [], api,
+    hearth, dataDir, httpUrl, mqttUrl: '', token: '', logs, api,
     stop: async () => {
       await hearth.stop();
       rmSync(dataDir, { recursive: true, force: true });
