@@ -270,6 +270,19 @@ test('sending: owners and admins only; named users must be in the home (a named 
   assert.equal((await p.api('GET', '/api/v1/notifications', undefined, users.outsider.token)).body.items.length, 0);
 });
 
+test('e-mail: nothing goes to an address its account has not verified (a squatter\'s own home cannot mail the real owner)', async () => {
+  const email = 'squatted@notify.test';
+  const password = 'password-of-squatter';
+  assert.equal((await p.api('POST', '/api/v1/auth/signup', { email, password }, null)).status, 201);
+  const token = (await p.api('POST', '/api/v1/auth/login', { email, password }, null)).body.token as string;
+  const home = (await p.api('POST', '/api/v1/homes', { name: 'Squat', timezone: 'UTC' }, token)).body.id as string;
+  const before = mails.length;
+  const res = await send({ kind: 'security', severity: 'alarm', title: 'Smoke', body: 'Nothing to see.' }, home, token);
+  assert.equal(res.results.find((r) => r.channel === 'email')?.reason, 'email-not-verified');
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(mails.slice(before).filter((m) => m.to.includes(email) && /Smoke/.test(m.raw)).length, 0);
+});
+
 test('e-mail: alarms go out over SMTP by default, other severities do not', async () => {
   const before = mails.length;
   const res = await send({ kind: 'security', severity: 'alarm', title: 'Smoke detected', body: 'Kitchen smoke detector.' });

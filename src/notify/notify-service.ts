@@ -75,7 +75,7 @@ export interface NotificationServiceDeps {
   homes: Pick<HomeService, 'info'>;
   /** Where home channels and Web Push endpoints may point (default: anywhere). */
   urls?: UrlPolicy;
-  users: { userById(id: string): Promise<{ id: string; email: string } | undefined> };
+  users: { userById(id: string): Promise<{ id: string; email: string; emailVerified?: boolean } | undefined> };
   metrics?: Metrics;
   config: {
     /** Repeats within this window are suppressed (0: never). */
@@ -209,6 +209,8 @@ export class NotificationService {
   private async toEmail(userId: string, msg: NotificationMessage): Promise<Delivery> {
     const user = await this.deps.users.userById(userId);
     if (!user) return { status: 'skipped', reason: 'no-email' };
+    // Whoever signed up with an address they do not hold must not reach its owner's mailbox.
+    if (user.emailVerified === false) return { status: 'skipped', reason: 'email-not-verified' };
     const tag = msg.severity === 'alarm' ? 'ALARM: ' : '';
     await this.deps.mailer.send({
       to: user.email,

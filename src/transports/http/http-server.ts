@@ -66,9 +66,10 @@ export function principal(req: FastifyRequest): Principal {
   return req.principal;
 }
 
-function problem(code: ErrorCode, detail: string, instance: string, extras?: Record<string, unknown>) {
+/** `instance` is the request's path: never its query, which may carry an `access_token`. */
+function problem(code: ErrorCode, detail: string, url: string, extras?: Record<string, unknown>) {
   const { status, title } = ERRORS[code];
-  return { type: `urn:hearth:error:${code}`, title, status, detail, code, instance, ...extras };
+  return { type: `urn:hearth:error:${code}`, title, status, detail, code, instance: url.split('?')[0], ...extras };
 }
 
 /**
