@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { freePort } from './ports.ts';
-import { ADMIN, storeEnv, type ApiResponse } from './platform.ts';
+import { ADMIN, requestJson, storeEnv, type ApiResponse } from './platform.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const BIN = join(ROOT, 'bin', 'hearth.js');
@@ -56,20 +56,7 @@ export async function startChildPlatform(opts: { env?: Record<string, string> } 
   const httpUrl = `http://127.0.0.1:${httpPort}`;
   let token = '';
   const clients: MqttClient[] = [];
-  async function api<T>(method: string, path: string, body?: unknown): Promise<ApiResponse<T>> {
-    const headers: Record<string, string> = {};
-    if (token) headers.authorization = `Bearer ${token}`;
-    if (body !== undefined) headers['content-type'] = 'application/json';
-    const res = await fetch(httpUrl + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-    const text = await res.text();
-    let parsed: unknown = text;
-    try {
-      parsed = text ? JSON.parse(text) : undefined;
-    } catch {
-      /* keep text */
-    }
-    return { status: res.status, headers: res.headers, body: parsed as T };
-  }
+  const api = <T,>(method: string, path: string, body?: unknown): Promise<ApiResponse<T>> => requestJson<T>(httpUrl + path, method, body, token);
   const login = await api<{ token: string }>('POST', '/api/v1/auth/login', ADMIN);
   if (login.status !== 200) throw new Error(`login failed: ${login.status}`);
   token = login.body.token;

@@ -94,21 +94,8 @@ export async function startPlatform(opts: { dataDir?: string; env?: Record<strin
   const httpUrl = `http://127.0.0.1:${hearth.httpPort}`;
   const clients: MqttClient[] = [];
 
-  async function api<T>(method: string, path: string, body?: unknown, token?: string | null): Promise<ApiResponse<T>> {
-    const headers: Record<string, string> = {};
-    const tok = token === undefined ? p.token : token;
-    if (tok) headers.authorization = `Bearer ${tok}`;
-    if (body !== undefined) headers['content-type'] = 'application/json';
-    const res = await fetch(httpUrl + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-    const text = await res.text();
-    let parsed: unknown = text;
-    try {
-      parsed = text ? JSON.parse(text) : undefined;
-    } catch {
-      /* keep text */
-    }
-    return { status: res.status, headers: res.headers, body: parsed as T };
-  }
+  const api = <T,>(method: string, path: string, body?: unknown, token?: string | null): Promise<ApiResponse<T>> =>
+    requestJson<T>(httpUrl + path, method, body, token === undefined ? p.token : token);
 
   const p: Platform = {
     hearth, dataDir, httpUrl, mqttUrl: `mqtt://127.0.0.1:${hearth.mqttPort}`, token: '', logs,
@@ -219,4 +206,20 @@ export function capturingLogger(): { log: ReturnType<typeof createLogger>; logs:
     },
   };
   return { log: createLogger((process.env.HEARTH_TEST_LOG as 'info') || 'info', {}, sink), logs };
+}
+
+/** One HTTP request with a JSON body (when given) and a bearer token (when given); the answer parsed as JSON when it is. */
+export async function requestJson<T = any>(url: string, method: string, body?: unknown, token?: string | null): Promise<ApiResponse<T>> {
+  const headers: Record<string, string> = {};
+  if (token) headers.authorization = `Bearer ${token}`;
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  const res = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await res.text();
+  let parsed: unknown = text;
+  try {
+    parsed = text ? JSON.parse(text) : undefined;
+  } catch {
+    /* keep text */
+  }
+  return { status: res.status, headers: res.headers, body: parsed as T };
 }

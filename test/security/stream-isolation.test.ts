@@ -21,7 +21,7 @@ import type { Principal } from '../../src/auth/auth-service.ts';
 import { StreamService, type StreamCloseReason, type StreamEvent } from '../../src/stream/stream-service.ts';
 import { Hearth } from '../../src/app.ts';
 import { loadConfig } from '../../src/core/config/config-schema.ts';
-import { ADMIN, capturingLogger } from '../helpers/platform.ts';
+import { ADMIN, capturingLogger, requestJson } from '../helpers/platform.ts';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -371,14 +371,7 @@ async function startNode(env: Record<string, string>): Promise<Platform> {
   const hearth = await Hearth.create(config, { log });
   await hearth.start();
   const httpUrl = `http://127.0.0.1:${hearth.httpPort}`;
-  const api: Platform['api'] = async (method, path, body, token) => {
-    const headers: Record<string, string> = {};
-    if (token) headers.authorization = `Bearer ${token}`;
-    if (body !== undefined) headers['content-type'] = 'application/json';
-    const res = await fetch(httpUrl + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-    const text = await res.text();
-    return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : undefined };
-  };
+  const api: Platform['api'] = (method, path, body, token) => requestJson(httpUrl + path, method, body, token);
   return {
     hearth, dataDir, httpUrl, mqttUrl: '', token: '', logs, api,
     stop: async () => {
