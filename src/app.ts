@@ -62,6 +62,9 @@ import { AutomationEngine } from './automation/automation-engine.ts';
 import { automationRoutes } from './automation/automation-routes.ts';
 import { webhookCaller } from './automation/webhook-caller.ts';
 import { shardOf } from './core/cluster/shards.ts';
+import { DataDirLock } from './core/data-dir-lock.ts';
+import { portProblem, reservePorts, type ListenerSpec } from './core/port-reservation.ts';
+import { readInitialPassword, removeInitialPassword, writeInitialPassword } from './auth/initial-password.ts';
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -99,7 +102,8 @@ export function parseRoles(roles: string): Role[] {
 }
 
 export interface StartInfo {
-  operator: { email: string; generatedPassword?: string; created: boolean };
+  /** `initialPasswordFile`: where the generated password is kept until the operator first signs in. */
+  operator: { email: string; generatedPassword?: string; created: boolean; initialPasswordFile?: string };
   firstStart: boolean;
 }
 
@@ -132,6 +136,8 @@ export class Hearth {
   /** Wall-clock time for schedules, timers and delays (a ManualClock in tests). */
   readonly clock: Clock;
   private readonly automationStore: AutomationStore;
+  /** Embedded mode only: one server per data directory. */
+  private lock: DataDirLock | undefined;
 
   /** Builds a node; in cluster mode (`natsUrl`) it connects to NATS first. */
   static async create(config: Config, opts: { log?: Logger; clock?: Clock } = {}): Promise<Hearth> {
@@ -277,6 +283,28 @@ export class Hearth {
    * HTTP ports; readiness turns true only when all of that is up.
    */
   async start(): Promise<StartInfo> {
+    // What can refuse a start comes before anything is written: the data directory's lock, then
+    // every port this node listens on (held until its listener takes it over).
+    if (this.config.databaseUrl === undefined) {
+      this.lock = new DataDirLock(this.config.dataDir);
+      this.lock.acquire();
+    }
+    const reservation = await reservePorts(this.listeners().filter((l) => l.port !== 0));
+    try {
+      return await this.startHeld(reservation.release);
+    } finally {
+      await reservation.releaseAll();
+    }
+  }
+
+  /** The listeners this node opens (the HTTP one also carries MQTT over WebSocket). */
+  private listeners(): ListenerSpec[] {
+    const http: ListenerSpec = { name: 'http', port: this.config.httpPort, host: this.config.httpHost, portVariable: 'HEARTH_HTTP_PORT', hostVariable: 'HEARTH_HTTP_HOST' };
+    const mqtt: ListenerSpec = { name: 'mqtt', port: this.config.mqttPort, host: this.config.mqttHost, portVariable: 'HEARTH_MQTT_PORT', hostVariable: 'HEARTH_MQTT_HOST' };
+    return this.has('gateway') ? [http, mqtt] : [http];
+  }
+
+  private async startHeld(release: (listener: string) => Promise<void>): Promise<StartInfo> {
     const { auth, products, presence, shadow, history, commands, ingest, settings, audit } = this.services;
     await migrate(this.db);
     const firstStart = (await settings.get('installedAt')) === undefined;
@@ -284,7 +312,8 @@ export class Hearth {
     await products.installCatalog();
     await this.services.delivery.declare();
     await this.services.gateway.start();
-    const operator = await auth.ensureOperator(this.config.adminEmail, this.config.adminPassword);
+    const operator: StartInfo['operator'] = await auth.ensureOperator(this.config.adminEmail, this.config.adminPassword);
+    await this.keepInitialPassword(operator);
     if (firstStart) await settings.set('installedAt', new Date().toISOString());
     await presence.start();
     shadow.start();
@@ -307,7 +336,12 @@ export class Hearth {
     await this.shards.start();
     await this.shards.settle();
     if (this.has('worker')) await this.amqpSources.start();
-    if (this.has('gateway')) await this.mqtt.start();
+    if (this.has('gateway')) {
+      await release('mqtt');
+      await this.mqtt.start().catch((err: NodeJS.ErrnoException) => {
+        throw portProblem(this.listeners()[1], err);
+      });
+    }
 
     this.http = await buildHttpServer({
       log: this.log,
@@ -322,9 +356,35 @@ export class Hearth {
       mqttStream: this.has('gateway') ? (stream, req) => this.mqtt.handleStream(stream, req) : undefined,
     });
     if (this.has('api')) this.apiRoutes();
-    await this.http.listen({ port: this.config.httpPort, host: this.config.httpHost });
+    await release('http');
+    await this.http.listen({ port: this.config.httpPort, host: this.config.httpHost }).catch((err: NodeJS.ErrnoException) => {
+      throw portProblem(this.listeners()[0], err);
+    });
+    this.lock?.update({ httpPort: this.httpPort, ...(this.has('gateway') ? { mqttPort: this.mqttPort } : {}) });
     this.ready = true;
     return { operator, firstStart };
+  }
+
+  /**
+   * A generated operator password is also written to the data directory (mode 0600) until the
+   * operator first signs in, so that it is never lost with a scrolled-away banner; a file whose
+   * password was used or changed since is removed.
+   */
+  private async keepInitialPassword(operator: StartInfo['operator']): Promise<void> {
+    const dir = this.config.dataDir;
+    if (operator.generatedPassword) {
+      try {
+        writeInitialPassword(dir, operator.generatedPassword);
+        operator.initialPasswordFile = `${dir.replace(/\/+$/, '')}/initial-operator-password`;
+      } catch (err) {
+        this.log.warn({ err }, 'could not keep the generated operator password in the data directory; note it from the banner');
+      }
+      return;
+    }
+    const kept = readInitialPassword(dir);
+    if (kept === undefined) return;
+    if ((await this.services.auth.operatorFirstPassword(kept))?.pending) operator.initialPasswordFile = `${dir.replace(/\/+$/, '')}/initial-operator-password`;
+    else removeInitialPassword(dir);
   }
 
   private apiRoutes(): void {
@@ -398,6 +458,7 @@ export class Hearth {
       for (const b of this.broadcasts) b.close();
       await this.bus.close();
       await this.db.destroy();
+      this.lock?.release();
     })();
     return this.stopping;
   }
