@@ -129,7 +129,9 @@ export class Hearth {
   /** Partner AMQP queues, consumed on worker nodes. */
   readonly amqpSources: AmqpSources;
   private ready = false;
+  /** Request rate limits per principal: app users (and their keys), the operator (and its keys). */
   private readonly limiter: RateLimiter;
+  private readonly operatorLimiter: RateLimiter;
   private readonly mailer: Mailer;
   private stopping: Promise<void> | undefined;
   private readonly broadcasts: Array<Broadcast<any>> = [];
@@ -172,7 +174,10 @@ export class Hearth {
       db, settings, log: log.child({ component: 'auth' }), mailer, ttlSeconds: config.tokenTtlSeconds, refreshTtlSeconds: config.refreshTtlSeconds,
       onRevoked: (sid, until) => revoked.send({ sid, until }),
     });
+    // Limits are against abuse: the operator's account and keys (the platform's own scripts and
+    // services) have their own, much higher ones, so that they never share the app users' defaults.
     this.limiter = new RateLimiter({ perMinute: config.rateLimitPerMinute, burst: config.rateLimitBurst });
+    this.operatorLimiter = new RateLimiter({ perMinute: config.operatorRateLimitPerMinute, burst: config.operatorRateLimitBurst });
     const products = new ProductService({ db });
     const devices = new DeviceService({ db, products });
     const presence = new PresenceService({ db, bus, devices, log, nodeId: this.nodeId, observer: metrics });
@@ -348,7 +353,7 @@ export class Hearth {
       version: VERSION,
       authenticate: (authorization, apiKey) => auth.authenticate(authorization, apiKey),
       rateLimit: (p) => {
-        const r = this.limiter.take(p.keyId ?? p.userId);
+        const r = (p.role === 'operator' ? this.operatorLimiter : this.limiter).take(p.keyId ?? p.userId);
         return r.ok ? undefined : r.retryAfterSeconds;
       },
       isReady: () => this.ready,

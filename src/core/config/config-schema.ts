@@ -17,15 +17,17 @@ export const ConfigSchema = Type.Object({
   demo: Type.Boolean({ default: true, description: 'Load the demo (a hub with sub-devices) on first start and run the simulator in-process' }),
   adminEmail: Type.Optional(Type.String({ format: 'email', description: 'Operator account created on first start' })),
   adminPassword: Type.Optional(Type.String({ minLength: 8, description: 'Operator password; generated and printed once if unset' })),
-  logLevel: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent')], { default: 'info' }),
+  logLevel: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent')], { default: 'info', description: 'Least severe log records written (JSON lines on stdout): fatal, error, warn, info, debug, trace, or silent for none' }),
   tokenTtlSeconds: Type.Integer({ minimum: 60, default: 900, description: 'Lifetime of access tokens (renewed with a refresh token)' }),
   commandTimeoutMs: Type.Integer({ minimum: 100, maximum: 300000, default: 10000, description: 'Default wait for a command result' }),
   historyFlushMs: Type.Integer({ minimum: 1, maximum: 10000, default: 100, description: 'How long history and shadow writes are batched' }),
   maxPayloadBytes: Type.Integer({ minimum: 256, default: 65536, description: 'Largest MQTT payload accepted from a device' }),
-  publicUrl: Type.Optional(Type.String({ description: 'Base URL printed in the start banner' })),
+  publicUrl: Type.Optional(Type.String({ description: 'Base URL of this Hearth as people reach it: printed in the start banner and used in e-mailed links (invitations, password resets); default http://localhost:<httpPort>' })),
   refreshTtlSeconds: Type.Integer({ minimum: 300, default: 2592000, description: 'Lifetime of refresh tokens (a sign-in session lasts this long without use); 30 days by default' }),
-  rateLimitPerMinute: Type.Integer({ minimum: 1, default: 600, description: 'Sustained REST requests per minute allowed to one user or API key' }),
-  rateLimitBurst: Type.Integer({ minimum: 1, default: 100, description: 'REST requests one user or API key may make at once before the per-minute rate applies' }),
+  rateLimitPerMinute: Type.Integer({ minimum: 1, default: 600, description: 'Sustained REST requests per minute allowed to one app user or one of their API keys' }),
+  rateLimitBurst: Type.Integer({ minimum: 1, default: 100, description: 'REST requests one app user or API key may make at once before the per-minute rate applies' }),
+  operatorRateLimitPerMinute: Type.Integer({ minimum: 1, default: 60000, description: "Sustained REST requests per minute allowed to the operator's account and to each API key of the operator (the platform's own scripts and services)" }),
+  operatorRateLimitBurst: Type.Integer({ minimum: 1, default: 5000, description: 'REST requests the operator or one of its API keys may make at once before operatorRateLimitPerMinute applies' }),
   smtpUrl: Type.Optional(Type.String({ pattern: '^smtps?://', description: 'SMTP server for e-mail (password resets, invitations), e.g. smtp://user:pass@mail.example.com:587; unset: e-mails are written to the log' })),
   mailFrom: Type.String({ default: 'Hearth <no-reply@hearth.local>', description: 'Sender of the e-mails Hearth sends' }),
   passwordResetUrl: Type.Optional(Type.String({ description: 'Page that password-reset e-mails link to (with ?token=…); default <publicUrl>/reset-password' })),
@@ -61,12 +63,10 @@ export const ConfigSchema = Type.Object({
 
 export type Config = Readonly<Static<typeof ConfigSchema>>;
 
-const BOOLEAN_KEYS = new Set(['demo', 'signupEnabled']);
-const INTEGER_KEYS = new Set([
-  'httpPort', 'mqttPort', 'tokenTtlSeconds', 'commandTimeoutMs', 'historyFlushMs', 'maxPayloadBytes', 'refreshTtlSeconds', 'rateLimitPerMinute', 'rateLimitBurst',
-  'shards', 'nodeTimeoutMs', 'ackWaitMs', 'shutdownGraceMs', 'drainDelayMs', 'disconnectRatePerSecond', 'connectRatePerSecond', 'connectBurst',
-  'notifyDedupeWindowMs',
-]);
+// How a variable's text becomes a value follows from the schema, so a new key cannot be forgotten here.
+const PROPERTIES = ConfigSchema.properties as Record<string, { type?: string }>;
+const BOOLEAN_KEYS = new Set(Object.keys(PROPERTIES).filter((k) => PROPERTIES[k].type === 'boolean'));
+const INTEGER_KEYS = new Set(Object.keys(PROPERTIES).filter((k) => PROPERTIES[k].type === 'integer'));
 
 /** `httpPort` → `HEARTH_HTTP_PORT` */
 export function envName(key: string): string {

@@ -427,4 +427,10 @@ export const migrations: Record<string, Migration> = {
       await db.schema.createIndex('automation_runs_automation_started').on('automation_runs').columns(['automation_id', 'started_at']).execute();
     },
   },
+  '0009-command-warnings': {
+    async up(db: Kysely<any>) {
+      // How a device's answer did not fit the model without failing the command (undeclared result fields).
+      await db.schema.alterTable('commands').addColumn('warnings', 'text').execute();
+    },
+  },
 };
