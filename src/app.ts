@@ -45,6 +45,7 @@ import { GatewayConfigService } from './gateway/config-service.ts';
 import { gatewayRoutes } from './gateway/gateway-routes.ts';
 import { MqttGateway } from './transports/mqtt/mqtt-gateway.ts';
 import { buildHttpServer, type HttpApp } from './transports/http/http-server.ts';
+import { pageRoutes } from './transports/http/pages.ts';
 import { GatewayIngress } from './gateway/ingress.ts';
 import { PartnerService } from './gateway/partner-service.ts';
 import { partnerRoutes } from './gateway/partner-routes.ts';
@@ -411,6 +412,7 @@ export class Hearth {
     sceneRoutes(this.http, { scenes: s.scenes });
     notifyRoutes(this.http, { notify: s.notify });
     automationRoutes(this.http, { automations: s.automations, engine: s.automationEngine });
+    pageRoutes(this.http, { version: VERSION });
   }
 
   get httpPort(): number {
