@@ -114,7 +114,7 @@ test('the parser finds marked blocks, indented ones and their expected output', 
   assert.throws(() => runnableBlocks('y.md', '<!-- runnable -->\n```js\nx\n```'), /must be right above/);
 });
 
-const requested = ['README.md', 'docs/api.md'];
+const requested = ['README.md', 'docs/api.md', 'docs/protocol.md'];
 
 test('every runnable block of the docs runs as written against a fresh platform', { timeout: 180_000 }, async (t) => {
   const all = documents().map((file) => ({ file, blocks: runnableBlocks(file, readFileSync(join(ROOT, file), 'utf8')) }));
