@@ -28,7 +28,7 @@
  *   address, `-p 1883` / `localhost:1883` → its MQTT port, and the placeholders `<password>` and
  *   `<printed at first start>` → the operator's generated password (read from the start banner),
  *   `<code from the banner>` → the demo hub's pairing code. `npx hearth` runs this checkout's
- *   bin/hearth.js with HEARTH_DATA_DIR set to the platform's data directory.
+ *   bin/hearth.js with HEARTH_DATA_DIR (and on PostgreSQL HEARTH_DATABASE_URL) of the platform.
  *
  * The platform is `hearth start` as a child process with the demo on, as a new user gets it.
  */
@@ -38,6 +38,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT, startServer, tempDir, exitWithin } from './helpers/cli.ts';
+import { storeEnv } from './helpers/platform.ts';
 
 export interface DocBlock {
   file: string;
@@ -162,7 +163,7 @@ test('every runnable block of the docs runs as written against a fresh platform'
       writeFileSync(join(dir, 'run.sh'), script);
       const env: NodeJS.ProcessEnv = {};
       for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('HEARTH_')) env[k] = v;
-      env.HEARTH_DATA_DIR = s.dataDir;
+      Object.assign(env, { HEARTH_DATA_DIR: s.dataDir }, await storeEnv(s.dataDir));
       const bash = spawn('bash', ['run.sh'], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
       let out = '';
       /** Index into the platform's requests when each block started. */
