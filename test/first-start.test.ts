@@ -151,7 +151,9 @@ describe('the first hour', { concurrency: 3 }, () => {
 
     // no ports, no password given: the data directory says where the server is, and holds the first password
     const s = await startServer({ HEARTH_DEMO: '0' }, { until: /Operator login:.*\n/ });
-    const env = { HEARTH_DATA_DIR: s.dataDir, ...(await storeEnv(s.dataDir)) };
+    // Embedded, the data directory's lock tells the ports; cluster nodes share no data directory, so there the variables do.
+    const ports = TEST_STORE === 'postgres' ? { HEARTH_HTTP_PORT: String(s.httpPort), HEARTH_MQTT_PORT: String(s.mqttPort) } : {};
+    const env = { HEARTH_DATA_DIR: s.dataDir, ...ports, ...(await storeEnv(s.dataDir)) };
     const runs: Array<{ hub: string; code: string }> = [];
     for (let i = 0; i < 2; i++) {
       const sim = start(['simulate'], env);
