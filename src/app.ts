@@ -45,6 +45,7 @@ import { GatewayConfigService } from './gateway/config-service.ts';
 import { gatewayRoutes } from './gateway/gateway-routes.ts';
 import { MqttGateway } from './transports/mqtt/mqtt-gateway.ts';
 import { buildHttpServer, type HttpApp } from './transports/http/http-server.ts';
+import { pageRoutes } from './transports/http/pages.ts';
 import { GatewayIngress } from './gateway/ingress.ts';
 import { PartnerService } from './gateway/partner-service.ts';
 import { partnerRoutes } from './gateway/partner-routes.ts';
@@ -62,6 +63,9 @@ import { AutomationEngine } from './automation/automation-engine.ts';
 import { automationRoutes } from './automation/automation-routes.ts';
 import { webhookCaller } from './automation/webhook-caller.ts';
 import { shardOf } from './core/cluster/shards.ts';
+import { DataDirLock } from './core/data-dir-lock.ts';
+import { portProblem, reservePorts, type ListenerSpec } from './core/port-reservation.ts';
+import { readInitialPassword, removeInitialPassword, writeInitialPassword } from './auth/initial-password.ts';
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -99,7 +103,8 @@ export function parseRoles(roles: string): Role[] {
 }
 
 export interface StartInfo {
-  operator: { email: string; generatedPassword?: string; created: boolean };
+  /** `initialPasswordFile`: where the generated password is kept until the operator first signs in. */
+  operator: { email: string; generatedPassword?: string; created: boolean; initialPasswordFile?: string };
   firstStart: boolean;
 }
 
@@ -125,13 +130,17 @@ export class Hearth {
   /** Partner AMQP queues, consumed on worker nodes. */
   readonly amqpSources: AmqpSources;
   private ready = false;
+  /** Request rate limits per principal: app users (and their keys), the operator (and its keys). */
   private readonly limiter: RateLimiter;
+  private readonly operatorLimiter: RateLimiter;
   private readonly mailer: Mailer;
   private stopping: Promise<void> | undefined;
   private readonly broadcasts: Array<Broadcast<any>> = [];
   /** Wall-clock time for schedules, timers and delays (a ManualClock in tests). */
   readonly clock: Clock;
   private readonly automationStore: AutomationStore;
+  /** Embedded mode only: one server per data directory. */
+  private lock: DataDirLock | undefined;
 
   /** Builds a node; in cluster mode (`natsUrl`) it connects to NATS first. */
   static async create(config: Config, opts: { log?: Logger; clock?: Clock } = {}): Promise<Hearth> {
@@ -181,7 +190,10 @@ export class Hearth {
         details: { kind: a.kind, distinct: a.distinct, windowSeconds: a.windowSeconds },
       }),
     });
+    // Limits are against abuse: the operator's account and keys (the platform's own scripts and
+    // services) have their own, much higher ones, so that they never share the app users' defaults.
     this.limiter = new RateLimiter({ perMinute: config.rateLimitPerMinute, burst: config.rateLimitBurst });
+    this.operatorLimiter = new RateLimiter({ perMinute: config.operatorRateLimitPerMinute, burst: config.operatorRateLimitBurst });
     const products = new ProductService({ db });
     const devices = new DeviceService({ db, products });
     const presence = new PresenceService({ db, bus, devices, log, nodeId: this.nodeId, observer: metrics });
@@ -294,6 +306,28 @@ export class Hearth {
    * HTTP ports; readiness turns true only when all of that is up.
    */
   async start(): Promise<StartInfo> {
+    // What can refuse a start comes before anything is written: the data directory's lock, then
+    // every port this node listens on (held until its listener takes it over).
+    if (this.config.databaseUrl === undefined) {
+      this.lock = new DataDirLock(this.config.dataDir);
+      this.lock.acquire();
+    }
+    const reservation = await reservePorts(this.listeners().filter((l) => l.port !== 0));
+    try {
+      return await this.startHeld(reservation.release);
+    } finally {
+      await reservation.releaseAll();
+    }
+  }
+
+  /** The listeners this node opens (the HTTP one also carries MQTT over WebSocket). */
+  private listeners(): ListenerSpec[] {
+    const http: ListenerSpec = { name: 'http', port: this.config.httpPort, host: this.config.httpHost, portVariable: 'HEARTH_HTTP_PORT', hostVariable: 'HEARTH_HTTP_HOST' };
+    const mqtt: ListenerSpec = { name: 'mqtt', port: this.config.mqttPort, host: this.config.mqttHost, portVariable: 'HEARTH_MQTT_PORT', hostVariable: 'HEARTH_MQTT_HOST' };
+    return this.has('gateway') ? [http, mqtt] : [http];
+  }
+
+  private async startHeld(release: (listener: string) => Promise<void>): Promise<StartInfo> {
     const { auth, products, presence, shadow, history, commands, ingest, settings, audit } = this.services;
     await migrate(this.db);
     const firstStart = (await settings.get('installedAt')) === undefined;
@@ -301,7 +335,8 @@ export class Hearth {
     await products.installCatalog();
     await this.services.delivery.declare();
     await this.services.gateway.start();
-    const operator = await auth.ensureOperator(this.config.adminEmail, this.config.adminPassword);
+    const operator: StartInfo['operator'] = await auth.ensureOperator(this.config.adminEmail, this.config.adminPassword);
+    await this.keepInitialPassword(operator);
     if (firstStart) await settings.set('installedAt', new Date().toISOString());
     await presence.start();
     shadow.start();
@@ -324,14 +359,19 @@ export class Hearth {
     await this.shards.start();
     await this.shards.settle();
     if (this.has('worker')) await this.amqpSources.start();
-    if (this.has('gateway')) await this.mqtt.start();
+    if (this.has('gateway')) {
+      await release('mqtt');
+      await this.mqtt.start().catch((err: NodeJS.ErrnoException) => {
+        throw portProblem(this.listeners()[1], err);
+      });
+    }
 
     this.http = await buildHttpServer({
       log: this.log,
       version: VERSION,
       authenticate: (authorization, apiKey) => auth.authenticate(authorization, apiKey),
       rateLimit: (p) => {
-        const r = this.limiter.take(p.keyId ?? p.userId);
+        const r = (p.role === 'operator' ? this.operatorLimiter : this.limiter).take(p.keyId ?? p.userId);
         return r.ok ? undefined : r.retryAfterSeconds;
       },
       isReady: () => this.ready,
@@ -339,9 +379,35 @@ export class Hearth {
       mqttStream: this.has('gateway') ? (stream, req) => this.mqtt.handleStream(stream, req) : undefined,
     });
     if (this.has('api')) this.apiRoutes();
-    await this.http.listen({ port: this.config.httpPort, host: this.config.httpHost });
+    await release('http');
+    await this.http.listen({ port: this.config.httpPort, host: this.config.httpHost }).catch((err: NodeJS.ErrnoException) => {
+      throw portProblem(this.listeners()[0], err);
+    });
+    this.lock?.update({ httpPort: this.httpPort, ...(this.has('gateway') ? { mqttPort: this.mqttPort } : {}) });
     this.ready = true;
     return { operator, firstStart };
+  }
+
+  /**
+   * A generated operator password is also written to the data directory (mode 0600) until the
+   * operator first signs in, so that it is never lost with a scrolled-away banner; a file whose
+   * password was used or changed since is removed.
+   */
+  private async keepInitialPassword(operator: StartInfo['operator']): Promise<void> {
+    const dir = this.config.dataDir;
+    if (operator.generatedPassword) {
+      try {
+        writeInitialPassword(dir, operator.generatedPassword);
+        operator.initialPasswordFile = `${dir.replace(/\/+$/, '')}/initial-operator-password`;
+      } catch (err) {
+        this.log.warn({ err }, 'could not keep the generated operator password in the data directory; note it from the banner');
+      }
+      return;
+    }
+    const kept = readInitialPassword(dir);
+    if (kept === undefined) return;
+    if ((await this.services.auth.operatorFirstPassword(kept))?.pending) operator.initialPasswordFile = `${dir.replace(/\/+$/, '')}/initial-operator-password`;
+    else removeInitialPassword(dir);
   }
 
   private apiRoutes(): void {
@@ -363,6 +429,7 @@ export class Hearth {
     sceneRoutes(this.http, { scenes: s.scenes });
     notifyRoutes(this.http, { notify: s.notify });
     automationRoutes(this.http, { automations: s.automations, engine: s.automationEngine });
+    pageRoutes(this.http, { version: VERSION });
   }
 
   get httpPort(): number {
@@ -415,6 +482,7 @@ export class Hearth {
       for (const b of this.broadcasts) b.close();
       await this.bus.close();
       await this.db.destroy();
+      this.lock?.release();
     })();
     return this.stopping;
   }

@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { Hearth, VERSION } from './app.ts';
+import { Hearth, VERSION, type StartInfo } from './app.ts';
 import type { Config } from './core/config/config-schema.ts';
 import { createLogger } from './core/logger.ts';
 import { initTracing } from './core/observability/tracing.ts';
@@ -46,7 +46,17 @@ export async function runServer(config: Config, out: (line: string) => void = (l
     return info;
   })();
   started = starting;
-  const info = await starting;
+  let info: Awaited<typeof starting>;
+  try {
+    info = await starting;
+  } catch (err) {
+    // Nothing was created before the ports were bound: let go of what was opened, then say why.
+    stopping = true;
+    await demo?.stop().catch(() => undefined);
+    await hearth.stop().catch(() => undefined);
+    await tracing.shutdown().catch(() => undefined);
+    throw err;
+  }
   if (stopping) return;
 
   const host = config.publicUrl ?? `http://localhost:${hearth.httpPort}`;
@@ -60,8 +70,19 @@ export async function runServer(config: Config, out: (line: string) => void = (l
     `  Health         ${host}/healthz  ${host}/readyz`,
     `  Data           ${config.dataDir}`,
     '',
-    `Operator login:  ${info.operator.email}` + (info.operator.generatedPassword ? `  password: ${info.operator.generatedPassword}   (generated; shown only this once)` : info.operator.created ? '  (password from HEARTH_ADMIN_PASSWORD)' : ''),
+    `Operator login:  ${info.operator.email}` + operatorNote(info.operator),
+    ...(info.operator.initialPasswordFile
+      ? [`  (kept in ${info.operator.initialPasswordFile} until the first sign-in: npx hearth admin show-initial-password; lost? npx hearth admin reset-password)`]
+      : []),
   ];
   if (demo) lines.push(...demo.banner(host, mqttHost, hearth.mqttPort, info.operator.email));
   out(lines.join('\n'));
+}
+
+/** The password part of the banner's operator line. */
+function operatorNote(op: StartInfo['operator']): string {
+  if (op.generatedPassword) return `  password: ${op.generatedPassword}   (generated)`;
+  if (op.created) return '  (password from HEARTH_ADMIN_PASSWORD)';
+  if (op.initialPasswordFile) return '  (generated password not used yet)';
+  return '';
 }

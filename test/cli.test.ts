@@ -1,115 +1,11 @@
-import { describe, test, after } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import mqtt from 'mqtt';
 import { eventually, storeEnv, TEST_STORE } from './helpers/platform.ts';
-import { freePort } from './helpers/ports.ts';
-
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const BIN = join(ROOT, 'bin', 'hearth.js');
-
-const tempDirs: string[] = [];
-const children = new Set<ChildProcess>();
-after(() => {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-  for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
-});
-
-function tempDir(): string {
-  const d = mkdtempSync(join(tmpdir(), 'hearth-cli-'));
-  tempDirs.push(d);
-  return d;
-}
-
-/** The parent's environment without any HEARTH_* variable, plus `extra`. */
-function env(extra: Record<string, string>): NodeJS.ProcessEnv {
-  const out: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('HEARTH_')) out[k] = v;
-  return { ...out, ...extra };
-}
-
-interface Proc {
-  child: ChildProcess;
-  stdout: () => string;
-  stderr: () => string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-function start(args: string[], extra: Record<string, string>): Proc {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: env(extra), stdio: ['ignore', 'pipe', 'pipe'] });
-  children.add(child);
-  let out = '';
-  let err = '';
-  child.stdout!.setEncoding('utf8').on('data', (s: string) => (out += s));
-  child.stderr!.setEncoding('utf8').on('data', (s: string) => (err += s));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-  return { child, stdout: () => out, stderr: () => err, exited };
-}
-
-async function run(args: string[], extra: Record<string, string>, timeoutMs = 15_000) {
-  const p = start(args, extra);
-  const timer = setTimeout(() => p.child.kill('SIGKILL'), timeoutMs);
-  const { code, signal } = await p.exited;
-  clearTimeout(timer);
-  return { code, signal, stdout: p.stdout(), stderr: p.stderr() };
-}
-
-
-/** The lines of stdout that are not JSON log records. */
-function plainLines(stdout: string): string[] {
-  return stdout.split('\n').filter((l) => {
-    const t = l.trim();
-    if (!t.startsWith('{')) return true;
-    try {
-      JSON.parse(t);
-      return false;
-    } catch {
-      return true;
-    }
-  });
-}
-
-async function waitFor<T>(what: string, fn: () => T | undefined, proc: Proc, timeoutMs = 20_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = fn();
-    if (v !== undefined) return v;
-    if (proc.child.exitCode !== null || proc.child.signalCode !== null) throw new Error(`the process exited (${proc.child.exitCode ?? proc.child.signalCode}) before ${what}\nstdout:\n${proc.stdout()}\nstderr:\n${proc.stderr()}`);
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}\nstdout:\n${proc.stdout()}\nstderr:\n${proc.stderr()}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-async function startServer(extra: Record<string, string> = {}) {
-  const [httpPort, mqttPort] = [await freePort(), await freePort()];
-  const dataDir = tempDir();
-  const startedAt = Date.now();
-  const proc = start(['start'], {
-    HEARTH_HTTP_PORT: String(httpPort), HEARTH_MQTT_PORT: String(mqttPort), HEARTH_HTTP_HOST: '127.0.0.1', HEARTH_MQTT_HOST: '127.0.0.1',
-    HEARTH_DATA_DIR: dataDir, HEARTH_DEMO: '1', ...(await storeEnv(dataDir)), ...extra,
-  });
-  const banner = await waitFor('the banner', () => {
-    const text = plainLines(proc.stdout()).join('\n');
-    return /mosquitto_sub/.test(text) ? text : undefined;
-  }, proc);
-  return { proc, banner, httpPort, mqttPort, dataDir, startedAt, base: `http://127.0.0.1:${httpPort}` };
-}
-
-/** Waits for the exit; SIGKILLs the process after `timeoutMs` (and says so). */
-async function exitWithin(proc: Proc, timeoutMs: number) {
-  let killed = false;
-  const timer = setTimeout(() => {
-    killed = true;
-    proc.child.kill('SIGKILL');
-  }, timeoutMs);
-  const r = await proc.exited;
-  clearTimeout(timer);
-  return { ...r, killed };
-}
+import { ConfigSchema, envName } from '../src/core/config/config-schema.ts';
+import { exitWithin, plainLines, run, start, startServer, tempDir, waitFor } from './helpers/cli.ts';
 
 // The tests spawn separate processes: a few run at a time to keep the file fast (the servers mostly wait).
 describe('the hearth command', { concurrency: 3 }, () => {
@@ -129,6 +25,12 @@ describe('the hearth command', { concurrency: 3 }, () => {
     assert.equal(pub[2], pub[5]);
     const hubId = /Demo: hub (\S+) with (\d+) simulated sub-devices/.exec(banner);
     assert.ok(hubId, banner);
+    // every command line of the banner is complete: balanced parentheses and quotes
+    for (const line of banner.split('\n').filter((l) => /curl|mosquitto/.test(l))) {
+      const cmd = line.replace(/\s+\((the simulated light answers|it waits for your answer)\)\s*$/, '');
+      assert.equal((cmd.match(/\(/g) ?? []).length, (cmd.match(/\)/g) ?? []).length, `balanced parentheses: ${line}`);
+      assert.equal((cmd.match(/'/g) ?? []).length % 2, 0, `balanced quotes: ${line}`);
+    }
     // the log records are JSON lines
     const logs = s.proc.stdout().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { level: number; msg: string });
     assert.ok(logs.length > 0, 'there are JSON log lines');
@@ -153,6 +55,13 @@ describe('the hearth command', { concurrency: 3 }, () => {
     const hub = (await (await fetch(`${base}/api/v1/devices/${hubId[1]}`, { headers: auth })).json()) as { online: boolean; product: string };
     assert.equal(hub.product, 'hub');
     assert.equal(hub.online, true);
+
+    // the banner's "send one" goes to a simulated device that answers
+    const sendOne = /Send one:\s+curl .* (http:\/\/\S+\/commands) -d '([^']+)'/.exec(banner);
+    assert.ok(sendOne, `the banner shows a command to send:\n${banner}`);
+    const sent = await fetch(sendOne[1].replace('localhost', '127.0.0.1'), { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: sendOne[2] });
+    assert.equal(sent.status, 200, await sent.clone().text());
+    assert.equal(((await sent.json()) as { ok: boolean }).ok, true);
 
     // the desk lamp of the banner can be driven with its printed credentials
     const [, , lampId, , secret] = pub;
@@ -204,6 +113,25 @@ describe('the hearth command', { concurrency: 3 }, () => {
     assert.equal(exit2.code, 0);
   });
 
+  test("the banner's pairing code claims the demo hub; after a restart the banner says it is claimed", async () => {
+    const s = await startServer();
+    const code = /Pairing code (\S+): an app user claims/.exec(s.banner);
+    assert.ok(code, s.banner);
+    const post = (path: string, body: unknown, token?: string) => fetch(`${s.base}/api/v1${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) }, body: JSON.stringify(body) });
+    assert.equal((await post('/auth/signup', { email: 'app@example.test', password: 'app-password-1' })).status, 201);
+    const { token } = (await (await post('/auth/login', { email: 'app@example.test', password: 'app-password-1' })).json()) as { token: string };
+    const home = (await (await post('/homes', { name: 'Flat', timezone: 'Europe/Berlin' }, token)).json()) as { id: string };
+    const claim = await post(`/homes/${home.id}/devices`, { pairingCode: code[1] }, token);
+    assert.equal(claim.status, 201, await claim.clone().text());
+    s.proc.child.kill('SIGTERM');
+    assert.equal((await exitWithin(s.proc, 8000)).code, 0);
+    const again = await startServer({}, { dataDir: s.dataDir });
+    assert.match(again.banner, /The hub belongs to a home already/);
+    assert.doesNotMatch(again.banner, /Pairing code/);
+    again.proc.child.kill('SIGTERM');
+    assert.equal((await exitWithin(again.proc, 8000)).code, 0);
+  });
+
   test('SIGTERM exits promptly while a device is connected', async () => {
     const s = await startServer();
     const pub = /-i (\S+) -u \S+ -P (\S+)/.exec(s.banner)!;
@@ -233,11 +161,19 @@ describe('the hearth command', { concurrency: 3 }, () => {
     assert.equal(exit.code, 0);
   });
 
-  test('help lists the commands and the configuration variables', async () => {
+  test('help lists the commands and the configuration variables, each with a description', async () => {
     const r = await run(['help'], {});
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /Usage: hearth <command>/);
-    for (const s of ['start', 'migrate', 'simulate', 'HEARTH_HTTP_PORT', 'HEARTH_MQTT_PORT', 'HEARTH_DATA_DIR', 'HEARTH_DEMO', 'HEARTH_ADMIN_PASSWORD']) assert.ok(r.stdout.includes(s), `help mentions ${s}`);
+    for (const s of ['start', 'migrate', 'simulate', 'admin', 'HEARTH_HTTP_PORT', 'HEARTH_MQTT_PORT', 'HEARTH_DATA_DIR', 'HEARTH_DEMO', 'HEARTH_ADMIN_PASSWORD']) assert.ok(r.stdout.includes(s), `help mentions ${s}`);
+    for (const v of ['HEARTH_CONFIG', ...Object.keys(ConfigSchema.properties).map(envName)]) {
+      const line = r.stdout.split('\n').find((l) => l.trim().startsWith(v + ' '));
+      assert.ok(line, `help lists ${v}`);
+      assert.ok(line.slice(line.indexOf(v) + v.length).replace(/\(default [^)]*\)/, '').trim().length > 10, `help describes ${v}: ${line}`);
+    }
+    const sub = await run(['admin', '--help'], {});
+    assert.equal(sub.code, 0);
+    assert.match(sub.stdout, /reset-password/);
     const unknown = await run(['frobnicate'], {});
     assert.equal(unknown.code, 2);
     assert.match(unknown.stderr, /unknown command "frobnicate"/);

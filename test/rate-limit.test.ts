@@ -1,25 +1,63 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startPlatform, type Platform } from './helpers/platform.ts';
+import { signupUser } from './helpers/people.ts';
 
-let p: Platform | undefined;
+const platforms: Platform[] = [];
 after(async () => {
-  await p?.stop();
+  for (const p of platforms) await p.stop();
 });
 
-test('each user and API key has a request rate limit: the burst passes, then 429 with Retry-After; others are unaffected', async () => {
-  p = await startPlatform({ env: { HEARTH_RATE_LIMIT_PER_MINUTE: '60', HEARTH_RATE_LIMIT_BURST: '10' } });
+async function platform(env: Record<string, string>): Promise<Platform> {
+  const p = await startPlatform({ env });
+  platforms.push(p);
+  return p;
+}
+
+test('each app user and API key has a request rate limit: the burst passes, then 429 with Retry-After; others are unaffected', async () => {
+  const p = await platform({ HEARTH_RATE_LIMIT_PER_MINUTE: '60', HEARTH_RATE_LIMIT_BURST: '10' });
+  const user = await signupUser(p, 'limited@example.test');
   const statuses: number[] = [];
-  for (let i = 0; i < 14; i++) statuses.push((await p.api('GET', '/api/v1/auth/me')).status);
+  for (let i = 0; i < 14; i++) statuses.push((await user.api('GET', '/auth/me')).status);
   assert.deepEqual(statuses.slice(0, 9), Array(9).fill(200), `the burst passes: ${statuses}`);
-  const limited = await p.api('GET', '/api/v1/devices');
+  const limited = await user.api('GET', '/devices');
   assert.equal(limited.status, 429);
   assert.equal(limited.body.code, 'E_RATE_LIMITED');
   assert.equal(limited.headers.get('content-type'), 'application/problem+json; charset=utf-8');
   const wait = Number(limited.headers.get('retry-after'));
   assert.ok(wait >= 1 && wait <= 60, `Retry-After ${wait}`);
   // another user has a bucket of their own
-  await p.api('POST', '/api/v1/auth/signup', { email: 'other@example.test', password: 'other-password' }, null);
-  const other = await p.api('POST', '/api/v1/auth/login', { email: 'other@example.test', password: 'other-password' }, null);
-  assert.equal((await p.api('GET', '/api/v1/auth/me', undefined, other.body.token)).status, 200);
+  const other = await signupUser(p, 'other@example.test');
+  assert.equal((await other.api('GET', '/auth/me')).status, 200);
+});
+
+test('with the default limits, the operator and its API keys send 300 requests in a row; an app user is limited', async () => {
+  // the defaults, not the suites' raised ones
+  const p = await platform({ HEARTH_RATE_LIMIT_PER_MINUTE: '600', HEARTH_RATE_LIMIT_BURST: '100' });
+  const user = await signupUser(p, 'app-user@example.test');
+  const key = await p.api('POST', '/api/v1/keys', { name: 'fleet script', scopes: ['devices:read', 'devices:control'] });
+  assert.equal(key.status, 201, JSON.stringify(key.body));
+  const count = async (call: () => Promise<{ status: number }>) => {
+    const seen: Record<number, number> = {};
+    for (let i = 0; i < 300; i++) {
+      const s = (await call()).status;
+      seen[s] = (seen[s] ?? 0) + 1;
+    }
+    return seen;
+  };
+  assert.deepEqual(await count(() => p.api('GET', '/api/v1/devices')), { 200: 300 }, 'the operator');
+  assert.deepEqual(await count(() => p.api('GET', '/api/v1/devices', undefined, key.body.key)), { 200: 300 }, "the operator's API key");
+  const app = await count(() => user.api('GET', '/devices'));
+  assert.ok((app[429] ?? 0) > 0, `the app user is limited: ${JSON.stringify(app)}`);
+});
+
+test("the operator's limits are settings of their own", async () => {
+  const p = await platform({ HEARTH_OPERATOR_RATE_LIMIT_PER_MINUTE: '60', HEARTH_OPERATOR_RATE_LIMIT_BURST: '5' });
+  const statuses: number[] = [];
+  for (let i = 0; i < 8; i++) statuses.push((await p.api('GET', '/api/v1/devices')).status);
+  assert.deepEqual(statuses.slice(0, 4), [200, 200, 200, 200]);
+  assert.equal(statuses.at(-1), 429);
+  // app users keep theirs (the suites' raised ones here)
+  const user = await signupUser(p, 'unaffected@example.test');
+  for (let i = 0; i < 8; i++) assert.equal((await user.api('GET', '/auth/me')).status, 200);
 });

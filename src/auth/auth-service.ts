@@ -235,7 +235,8 @@ export class AuthService {
     const existing = await this.deps.db.selectFrom('users').select(['email']).where('role', '=', 'operator').orderBy('created_at').executeTakeFirst();
     // The operator's address comes from the configuration, not from a stranger's form: it counts as verified.
     if (existing) {
-      if (email && password && email.toLowerCase() === existing.email) {
+      // A password given for the operator (with its e-mail, or without any) is its password from now on.
+      if (password && (!email || email.toLowerCase() === existing.email)) {
         await this.deps.db.updateTable('users').set({ password_hash: await hashSecret(password) }).where('email', '=', existing.email).execute();
       }
       return { email: existing.email, created: false };
@@ -760,6 +761,36 @@ export class AuthService {
       this.deps.log?.error({ err, to: msg.to }, `could not send e-mail: ${msg.subject}`);
     }).finally(() => this.pendingMail.delete(sending));
     this.pendingMail.add(sending);
+  }
+
+  // ---------------------------------------------------------------- the operator, from the command line
+
+  /**
+   * Whether the operator's generated first password is still the one to hand out: the account
+   * has it and has never signed in. Undefined when there is no operator account.
+   */
+  async operatorFirstPassword(password: string): Promise<{ email: string; pending: boolean } | undefined> {
+    const op = await this.deps.db.selectFrom('users').select(['id', 'email', 'password_hash']).where('role', '=', 'operator').orderBy('created_at').executeTakeFirst();
+    if (!op) return undefined;
+    const signedIn = await this.deps.db.selectFrom('refresh_tokens').select('id').where('user_id', '=', op.id).limit(1).executeTakeFirst();
+    return { email: op.email, pending: !signedIn && (await verifySecret(password, op.password_hash)) };
+  }
+
+  /**
+   * Sets an operator's password (`hearth admin reset-password`, run on the store by someone with
+   * access to the server) and ends all of their sessions. Without `email`, the first operator;
+   * without `password`, a generated one, returned to be shown.
+   */
+  async resetOperatorPassword(email?: string, password?: string): Promise<{ email: string; password: string; generated: boolean }> {
+    if (password !== undefined) checkPassword(password, 'password');
+    let q = this.deps.db.selectFrom('users').select(['id', 'email']).where('role', '=', 'operator');
+    if (email !== undefined) q = q.where('email', '=', normalizeEmail(email));
+    const op = await q.orderBy('created_at').executeTakeFirst();
+    if (!op) throw new HearthError('E_USER_NOT_FOUND', email === undefined ? 'there is no operator account yet: it is created on the first start' : `no operator account has the e-mail ${email}`);
+    const next = password ?? newSecret(12);
+    await this.deps.db.updateTable('users').set({ password_hash: await hashSecret(next) }).where('id', '=', op.id).execute();
+    await this.revokeUserSessions(op.id);
+    return { email: op.email, password: next, generated: password === undefined };
   }
 }
 

@@ -20,6 +20,7 @@ const CommandOutcome = Type.Object({
   ok: Type.Boolean(),
   result: Type.Optional(JsonObject),
   error: Type.Optional(Type.String()),
+  warnings: Type.Optional(Type.Array(Type.String(), { description: 'How the answer did not fit the model without failing the command, e.g. a result field the action does not declare (kept in result as the device sent it)' })),
   latencyMs: Type.Number({ description: 'From acceptance to the device answer' }),
 }, { examples: [{ id: 'c_7m2k9x4p1q8r0t', ok: true, result: {}, latencyMs: 3 }] });
 
@@ -36,6 +37,7 @@ const CommandRecord = Type.Object({
   ok: Type.Union([Type.Boolean(), Type.Null()]),
   result: Type.Union([JsonObject, Type.Null()]),
   error: Type.Union([Type.String(), Type.Null()]),
+  warnings: Type.Array(Type.String(), { description: 'How the answer did not fit the model without failing the command; empty when it fit' }),
   latencyMs: Type.Union([Type.Number(), Type.Null()]),
 });
 
@@ -64,7 +66,7 @@ export function commandRoutes(app: HttpApp, deps: { access: AccessService; comma
       tags: ['commands'], summary: 'The command ledger of a device, newest first', ...AuthHeader,
       params: DeviceParams,
       querystring: Type.Object({ limit: Type.Integer({ minimum: 1, maximum: 1000, default: 50 }), before: Type.Optional(Type.String({ format: 'date-time' })) }),
-      response: { 200: Type.Object({ items: Type.Array(CommandRecord) }, { examples: [{ items: [{ id: 'c_7m2k9x4p1q8r0t', deviceId: 'd_9x2k7m4p1q8r0t', action: 'toggle', params: {}, source: 'user:u_4k2m9x7p1q8r0t', status: 'answered', acceptedAt: '2026-11-23T08:00:00.000Z', sentAt: '2026-11-23T08:00:00.001Z', answeredAt: '2026-11-23T08:00:00.004Z', timedOutAt: null, ok: true, result: {}, error: null, latencyMs: 4 }] }] }), ...problems('E_UNAUTHENTICATED', 'E_DEVICE_NOT_FOUND') },
+      response: { 200: Type.Object({ items: Type.Array(CommandRecord) }, { examples: [{ items: [{ id: 'c_7m2k9x4p1q8r0t', deviceId: 'd_9x2k7m4p1q8r0t', action: 'toggle', params: {}, source: 'user:u_4k2m9x7p1q8r0t', status: 'answered', acceptedAt: '2026-11-23T08:00:00.000Z', sentAt: '2026-11-23T08:00:00.001Z', answeredAt: '2026-11-23T08:00:00.004Z', timedOutAt: null, ok: true, result: {}, error: null, warnings: [], latencyMs: 4 }] }] }), ...problems('E_UNAUTHENTICATED', 'E_DEVICE_NOT_FOUND') },
     },
   }, async (req) => {
     await deps.access.requireDevice(principal(req), req.params.id, 'view');

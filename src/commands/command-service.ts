@@ -18,6 +18,8 @@ export interface CommandOutcome {
   ok: boolean;
   result?: Record<string, unknown>;
   error?: string;
+  /** The answer did not fit the model in ways that do not change its outcome (undeclared result fields). */
+  warnings?: string[];
   latencyMs: number;
 }
 
@@ -36,6 +38,8 @@ export interface CommandRecord {
   ok: boolean | null;
   result: Record<string, unknown> | null;
   error: string | null;
+  /** See CommandOutcome.warnings; empty when the answer fit the model. */
+  warnings: string[];
   latencyMs: number | null;
 }
 
@@ -46,6 +50,7 @@ interface ResultEvent {
   ok: boolean;
   result?: Record<string, unknown>;
   error?: string;
+  warnings?: string[];
   answeredAt: number;
 }
 
@@ -78,7 +83,11 @@ export class CommandService {
 
   constructor(private readonly deps: {
     db: Db; bus: Bus; log: Logger; devices: DeviceService; products: ProductService; presence: PresenceService; defaultTimeoutMs: number;
-    observer?: { commandFinished(outcome: 'ok' | 'error' | 'timeout' | 'offline', ms: number): void };
+    observer?: {
+      commandFinished(outcome: 'ok' | 'error' | 'timeout' | 'offline', ms: number): void;
+      /** A device's answer carried something the model does not declare (counted, not failed). */
+      commandResultWarning?(kind: 'undeclared-field'): void;
+    };
     /** The message gateway's way in: commands are routed like device messages. */
     ingress?: Pick<GatewayIngress, 'submit'>;
     /** Whether a route could want commands at all (when not, they don't enter the pipeline). */
@@ -132,7 +141,8 @@ export class CommandService {
       id, device_id: deviceId, action: input.action, params: toJson(params), source, status: 'sent',
       accepted_at: acceptedAt, sent_at: Date.now(), answered_at: null, timed_out_at: null, ok: null, result: null, error: null, latency_ms: null,
     }).execute();
-    const down: DownlinkMessage = { deviceId, kind: 'commands', payload: { id, action: input.action, params } };
+    // `params` is on the wire only when there are some (docs/protocol.md: absent for parameterless actions).
+    const down: DownlinkMessage = { deviceId, kind: 'commands', payload: { id, action: input.action, ...(Object.keys(params).length ? { params } : {}) } };
     this.deps.bus.publish(subjects.down(deviceId), down);
     this.deps.bus.publish(subjects.command(deviceId), { id, deviceId, action: input.action, status: 'sent', source });
     // The message gateway routes commands too (to partners, in the caller's lane); the device doesn't wait for it.
@@ -152,12 +162,17 @@ export class CommandService {
     }
     const latencyMs = Math.max(0, r.answeredAt - acceptedAt);
     this.deps.observer?.commandFinished(r.ok ? 'ok' : 'error', latencyMs);
-    return { id, ok: r.ok, ...(r.result !== undefined ? { result: r.result } : {}), ...(r.error !== undefined ? { error: r.error } : {}), latencyMs };
+    return { id, ok: r.ok, ...(r.result !== undefined ? { result: r.result } : {}), ...(r.error !== undefined ? { error: r.error } : {}), ...(r.warnings?.length ? { warnings: r.warnings } : {}), latencyMs };
   }
 
   /**
    * A device answered (uplink `commands/result`). Returns a problem when the answer is
    * malformed or unknown, so that the ingest can tell the device.
+   *
+   * A declared result field with a value outside the model makes the outcome a failure (a caller
+   * would read a wrong value). A field the model does not declare changes nothing the caller relies
+   * on: the device did the action, so `ok` stays as it said, the field is recorded as sent, and the
+   * mismatch is a warning in the ledger and in `hearth_command_result_warnings_total`.
    */
   async handleResult(deviceId: string, payload: unknown, answeredAt: number): Promise<{ code: string; message: string } | undefined> {
     const bad = (message: string) => ({ code: 'E_BAD_MESSAGE', message });
@@ -176,28 +191,36 @@ export class CommandService {
     let ok = p.ok;
     let error = p.error as string | undefined;
     const result = p.result as Record<string, unknown> | undefined;
-    if (ok && result) {
+    const warnings: string[] = [];
+    if (result) {
       const device = await this.deps.devices.get(deviceId);
       const spec = (await this.deps.products.model(device!.productKey))?.actions.get(row.action);
       const problems: string[] = [];
       for (const key in result) {
         const rs = spec?.result?.find((s) => s.id === key);
-        const why = rs ? checkValue(rs, result[key]) : `unknown result field "${key}"`;
-        if (why) problems.push(rs ? `result "${key}": ${why}` : why);
+        if (!rs) {
+          warnings.push(`result field "${key}" is not declared by action "${row.action}" of the model`);
+          this.deps.observer?.commandResultWarning?.('undeclared-field');
+          continue;
+        }
+        const why = checkValue(rs, result[key]);
+        if (why) problems.push(`result "${key}": ${why}`);
       }
-      if (problems.length) {
+      if (ok && problems.length) {
         ok = false;
         error = `invalid result: ${problems.join('; ')}`;
       }
+      if (warnings.length) this.deps.log.warn({ deviceId, commandId: p.id, action: row.action, warnings }, 'command result does not fit the model (recorded as a warning)');
     }
     const latency = answeredAt - Number(row.accepted_at);
     await this.deps.db.updateTable('commands').set({
       status: row.status === 'timeout' ? 'timeout' : 'answered', answered_at: answeredAt, ok: ok ? 1 : 0,
       result: result !== undefined ? toJson(result) : null, error: error ?? null, latency_ms: latency,
+      warnings: warnings.length ? toJson(warnings) : null,
     }).where('id', '=', p.id).execute();
-    const ev: ResultEvent = { id: p.id, deviceId, ok, result, error, answeredAt };
+    const ev: ResultEvent = { id: p.id, deviceId, ok, result, error, ...(warnings.length ? { warnings } : {}), answeredAt };
     this.deps.bus.publish(subjects.commandResult(p.id), ev);
-    this.deps.bus.publish(subjects.command(deviceId), { id: p.id, deviceId, action: row.action, status: 'answered', ok, result, error });
+    this.deps.bus.publish(subjects.command(deviceId), { id: p.id, deviceId, action: row.action, status: 'answered', ok, result, error, ...(warnings.length ? { warnings } : {}) });
     return ok === p.ok ? undefined : bad(error!);
   }
 
@@ -208,7 +231,8 @@ export class CommandService {
     return rows.map((r) => ({
       id: r.id, deviceId: r.device_id, action: r.action, params: fromJson(r.params), source: r.source, status: r.status as CommandStatus,
       acceptedAt: iso(r.accepted_at)!, sentAt: iso(r.sent_at), answeredAt: iso(r.answered_at), timedOutAt: iso(r.timed_out_at),
-      ok: r.ok == null ? null : r.ok === 1, result: r.result == null ? null : fromJson(r.result), error: r.error, latencyMs: r.latency_ms == null ? null : Number(r.latency_ms),
+      ok: r.ok == null ? null : r.ok === 1, result: r.result == null ? null : fromJson(r.result), error: r.error,
+      warnings: r.warnings == null ? [] : fromJson<string[]>(r.warnings), latencyMs: r.latency_ms == null ? null : Number(r.latency_ms),
     }));
   }
 }

@@ -54,25 +54,33 @@ export async function setupDemo(hearth: Hearth, firstStart: boolean): Promise<De
     new Promise((r) => (timer = setTimeout(r, 5000))),
   ]);
   clearTimeout(timer);
-  const hubCode = (await devices.get(state.hubId))?.pairingCode ?? '?';
+  // Read at every start: the banner shows the hub's code as it is now, or that it cannot be claimed now.
+  const hubCode = (await devices.get(state.hubId))?.pairingCode;
+  const claimed = (await hearth.services.access.placement(state.hubId)) !== undefined;
   return {
     hubId: state.hubId,
     simulator,
     stop: () => simulator.stop(),
     banner: (http, mqttHost, mqttPort, operatorEmail) => {
       const { lampId: id, lampSecret: secret } = state;
+      const light = [...simulator.children.values()].find((c) => c.product === 'light');
+      const mqtt = `-h ${mqttHost} -p ${mqttPort} -i ${id} -u ${id} -P ${secret} -q 1`;
+      const auth = `-H "Authorization: Bearer $TOKEN"`;
       return [
         '',
         `Demo: hub ${state.hubId} with ${simulator.children.size} simulated sub-devices (light, plug, lock, sensors, curtain).`,
-        `  List them:   curl -s -H "Authorization: Bearer $TOKEN" ${http}/api/v1/devices/${state.hubId}/children`,
-        `  (TOKEN=$(curl -s -X POST ${http}/api/v1/auth/login -H 'content-type: application/json' -d '{"email":"${operatorEmail}","password":"<password>"}' | jq -r .token)`,
+        claimed || !hubCode
+          ? `  The hub belongs to a home already: remove it from there (DELETE /api/v1/homes/{homeId}/devices/${state.hubId}) to claim it again.`
+          : `  Pairing code ${hubCode}: an app user claims the hub, with its sub-devices, into a home with it (docs/api.md).`,
+        `  Sign in:     TOKEN=$(curl -s -X POST ${http}/api/v1/auth/login -H 'content-type: application/json' -d '{"email":"${operatorEmail}","password":"<password>"}' | jq -r .token)`,
+        `  List them:   curl -s ${auth} ${http}/api/v1/devices/${state.hubId}/children`,
+        ...(light ? [`  Send one:    curl -s -X POST ${auth} -H 'content-type: application/json' ${http}/api/v1/devices/${light.id}/commands -d '{"action":"toggle"}'   (the simulated light answers)`] : []),
         '',
-        `  An app user claims the hub (and with it its sub-devices) into a home with pairing code ${hubCode}: see docs/api.md.`,
-        `Be the demo desk lamp ${id} with a real MQTT client (client id = user name = device id):`,
-        `  report state:      mosquitto_pub -h ${mqttHost} -p ${mqttPort} -i ${id} -u ${id} -P ${secret} -q 1 -t devices/${id}/properties -m '{"on":true,"brightness":80}'`,
-        `  receive commands:  mosquitto_sub -h ${mqttHost} -p ${mqttPort} -i ${id} -u ${id} -P ${secret} -q 1 -t devices/${id}/commands -t devices/${id}/desired -v`,
-        `  send one:          curl -s -X POST -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' ${http}/api/v1/devices/${id}/commands -d '{"action":"toggle","timeoutMs":3000}'`,
-        `  then: curl -s -H "Authorization: Bearer $TOKEN" ${http}/api/v1/devices/${id}`,
+        `Be the demo desk lamp ${id} yourself with a real MQTT client (client id = user name = device id):`,
+        `  report state:      mosquitto_pub ${mqtt} -t devices/${id}/properties -m '{"on":true,"brightness":80}'`,
+        `  answer a command:  CMD=$(mosquitto_sub ${mqtt} -t devices/${id}/commands -C 1 | jq -r .id) && mosquitto_pub ${mqtt} -t devices/${id}/commands/result -m "{\"id\":\"$CMD\",\"ok\":true}"`,
+        `  meanwhile, send it one (it waits for your answer):  curl -s -X POST ${auth} -H 'content-type: application/json' ${http}/api/v1/devices/${id}/commands -d '{"action":"toggle"}'`,
+        `  then: curl -s ${auth} ${http}/api/v1/devices/${id}`,
       ];
     },
   };

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, envName, loadConfig } from './config-schema.ts';
+import { ConfigError, ConfigSchema, envName, loadConfig } from './config-schema.ts';
 
 test('defaults', () => {
   const c = loadConfig({ HEARTH_DATA_DIR: mkdtempSync(join(tmpdir(), 'cfg-')) });
@@ -45,4 +45,11 @@ test('a value outside an enum is one line listing the allowed values', () => {
     assert.doesNotMatch(err.message, /constant/);
     return true;
   });
+});
+
+test('every setting has a description (hearth help prints it beside the variable)', () => {
+  for (const [key, schema] of Object.entries(ConfigSchema.properties)) {
+    const description = (schema as { description?: string }).description;
+    assert.ok(description && description.trim().length > 10, `${envName(key)} (${key}) has a description`);
+  }
 });

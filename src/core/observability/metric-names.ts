@@ -14,6 +14,7 @@ export const METRIC_TYPES = {
   hearth_device_messages_rejected_total: 'counter',
   hearth_ingest_lag_seconds: 'histogram',
   hearth_command_duration_seconds: 'histogram',
+  hearth_command_result_warnings_total: 'counter',
   hearth_presence_changes_total: 'counter',
   hearth_connections_refused_total: 'counter',
   hearth_bus_publish_duration_seconds: 'histogram',

@@ -161,6 +161,7 @@ export class Metrics {
   private readonly deliveries = this.counter('hearth_gateway_deliveries_total', 'Attempts to deliver routed messages to external targets, by target type (webhook, nats, amqp) and outcome (ok: delivered; retry: failed, tried again later; dead: failed for good, kept as a dead letter)', ['target_type', 'outcome']);
   private readonly deadLetters = this.counter('hearth_dead_letters_total', 'Routed messages whose delivery finally failed and that were kept as dead letters, by target type', ['target_type']);
   private readonly lag = this.histogram('hearth_ingest_lag_seconds', 'From a device message reaching the gateway to a worker handling it', [], ROUND_TRIP_BUCKETS).of();
+  private readonly resultWarnings = this.counter('hearth_command_result_warnings_total', 'Command results that did not fit the model without failing the command, by kind (undeclared-field: a result field the action does not declare; recorded, the command keeps its ok)', ['kind']);
   private readonly commands = this.histogram('hearth_command_duration_seconds', 'From a command being accepted to its outcome', ['outcome'], ROUND_TRIP_BUCKETS);
   private readonly publishes = this.histogram('hearth_bus_publish_duration_seconds', 'Time to publish on the bus (core: fire and forget; durable: until stored)', ['kind'], PUBLISH_BUCKETS);
   private readonly requests = this.histogram('hearth_bus_request_duration_seconds', 'Bus requests until the reply (or the failure)', [], REQUEST_BUCKETS).of();
@@ -226,6 +227,11 @@ export class Metrics {
   /** A command ended `ms` after it was accepted. */
   commandFinished(outcome: CommandOutcome, ms: number): void {
     this.commandsBy(outcome).observe(ms / 1000);
+  }
+
+  /** A device's command result did not fit the model in a way that is a warning, not a failure. */
+  commandResultWarning(kind: 'undeclared-field'): void {
+    this.resultWarnings.of(kind).inc();
   }
 
   presenceChanged(online: boolean, reason: string): void {

@@ -55,6 +55,8 @@ export interface Database {
     result: string | null;
     error: string | null;
     latency_ms: number | null;
+    /** JSON array of strings: how the answer did not fit the model without failing it; null: it fit */
+    warnings: string | null;
   };
   /** auth: refresh tokens; a family is one sign-in session, rotated on every refresh */
   refresh_tokens: { id: string; user_id: string; family_id: string; token_hash: string; created_at: number; expires_at: number; used_at: number | null; revoked_at: number | null };

@@ -444,4 +444,10 @@ export const migrations: Record<string, Migration> = {
       await db.schema.createIndex('email_verifications_user').on('email_verifications').column('user_id').execute();
     },
   },
+  '0010-command-warnings': {
+    async up(db: Kysely<any>) {
+      // How a device's answer did not fit the model without failing the command (undeclared result fields).
+      await db.schema.alterTable('commands').addColumn('warnings', 'text').execute();
+    },
+  },
 };

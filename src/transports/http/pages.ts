@@ -1,0 +1,87 @@
+import type { HttpApp } from './http-server.ts';
+import { Auth } from './route-auth.ts';
+
+/**
+ * The few HTML pages Hearth serves before it has a console (issue 19 replaces them): a landing
+ * page at `/`, and the pages that e-mailed links open (`/reset-password`, `/verify-email`), each a
+ * form that posts the token from its link to the REST API. No dependencies, no inline script (a
+ * strict Content-Security-Policy allows them): the one script is served from `/pages.js`.
+ */
+export function pageRoutes(app: HttpApp, deps: { version: string }): void {
+  const html = (title: string, body: string) => `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="no-referrer"><title>${title} · Hearth</title>
+<style>body{font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem;color:#222}
+input,button{font:inherit;padding:.4rem .6rem;margin:.3rem 0;width:100%;box-sizing:border-box}code{background:#f3f3f3;padding:0 .2rem}
+#status{min-height:1.5rem}</style></head>
+<body><h1>${title}</h1>
+${body}
+</body></html>
+`;
+  const send = (title: string, body: string) => ({ title, body });
+  const page = (path: string, make: () => { title: string; body: string }) => {
+    app.get(path, { schema: { hide: true }, config: { auth: Auth.public } }, async (_req, reply) => {
+      const p = make();
+      return reply
+        .type('text/html; charset=utf-8')
+        // the token in the address must not leave in a Referer header or stay in a cache
+        .header('referrer-policy', 'no-referrer')
+        .header('cache-control', 'no-store')
+        .send(html(p.title, p.body));
+    });
+  };
+
+  page('/', () => send('Hearth', `<p>An open-source device cloud, version ${deps.version}. This server speaks:</p>
+<ul>
+<li>the REST API under <code>/api/v1</code>, documented at <a href="/docs">/docs</a> (OpenAPI: <a href="/docs/json">/docs/json</a>);</li>
+<li>MQTT for devices (see docs/protocol.md), also over WebSocket at <code>/mqtt</code>;</li>
+<li>probes at <a href="/healthz">/healthz</a> and <a href="/readyz">/readyz</a>, metrics at <a href="/metrics">/metrics</a>.</li>
+</ul>`));
+
+  page('/reset-password', () => send('Choose a new password', `<form id="form" data-endpoint="/api/v1/auth/password-reset/confirm" data-done="Your password is changed; every session of the account has ended. Sign in with the new one.">
+<label>New password (at least 8 characters)<input type="password" name="newPassword" minlength="8" required autocomplete="new-password"></label>
+<label>Once more<input type="password" name="again" minlength="8" required autocomplete="new-password"></label>
+<button type="submit">Set the password</button>
+</form>
+<p id="status" role="status"></p>
+<noscript><p>Without JavaScript: <code>curl -X POST /api/v1/auth/password-reset/confirm -H 'content-type: application/json' -d '{"token":"…","newPassword":"…"}'</code> with the token from the link.</p></noscript>
+<script src="/pages.js"></script>`));
+
+  page('/verify-email', () => send('Confirm your e-mail address', `<form id="form" data-endpoint="/api/v1/auth/verify-email" data-done="Your e-mail address is confirmed. You can sign in now." data-auto="1">
+<button type="submit">Confirm</button>
+</form>
+<p id="status" role="status"></p>
+<noscript><p>Without JavaScript: <code>curl -X POST /api/v1/auth/verify-email -H 'content-type: application/json' -d '{"token":"…"}'</code> with the token from the link.</p></noscript>
+<script src="/pages.js"></script>`));
+
+  app.get('/pages.js', { schema: { hide: true }, config: { auth: Auth.public } }, async (_req, reply) => reply.type('text/javascript; charset=utf-8').header('cache-control', 'no-cache').send(PAGES_JS));
+}
+
+/** Posts the token of the page's link (and the form's fields) as JSON to the form's endpoint. */
+const PAGES_JS = `'use strict';
+(function () {
+  var form = document.getElementById('form');
+  var status = document.getElementById('status');
+  var token = new URLSearchParams(location.search).get('token');
+  // The token stays in memory only: out of the address bar, the history and later Referer headers.
+  history.replaceState(null, '', location.pathname);
+  if (!token) { status.textContent = 'This link has no token. Open the link from the e-mail again.'; form.hidden = true; return; }
+  function submit(event) {
+    if (event) event.preventDefault();
+    var body = { token: token };
+    var fields = form.querySelectorAll('input[name]');
+    for (var i = 0; i < fields.length; i++) if (fields[i].name !== 'again') body[fields[i].name] = fields[i].value;
+    var again = form.querySelector('input[name="again"]');
+    if (again && again.value !== body.newPassword) { status.textContent = 'The two passwords differ.'; return; }
+    status.textContent = 'Sending…';
+    fetch(form.dataset.endpoint, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+      .then(function (res) {
+        if (res.ok) { form.hidden = true; status.textContent = form.dataset.done; return; }
+        return res.json().then(function (p) { status.textContent = (p && (p.detail || p.title)) || ('Failed (' + res.status + ')'); });
+      })
+      .catch(function () { status.textContent = 'Hearth could not be reached; try again.'; });
+  }
+  form.addEventListener('submit', submit);
+  if (form.dataset.auto) submit();
+})();
+`;
