@@ -333,6 +333,11 @@ export class Hearth {
   private apiRoutes(): void {
     const { auth, products, access, audit, commands, shadow, history, views } = this.services;
     const s = this.services;
+    // An answer leaves only once the audit entries recorded before it are committed: answered means audited.
+    this.http.addHook('onSend', async (_req, _reply, payload) => {
+      await audit.committed();
+      return payload;
+    });
     authRoutes(this.http, { auth, config: this.config, audit });
     productRoutes(this.http, { products });
     deviceRoutes(this.http, { devices: s.devices, access, views });

@@ -217,4 +217,21 @@ describe('crash durability: SIGKILL under load loses no acknowledged report', { 
     assert.ok(acked >= 800, `the kill came after 800 PUBACKs (${acked})`);
     assert.equal(missing, 0, `${missing} of ${acked} acknowledged reports are missing from history after the crash`);
   });
+
+  test('an API call answered is audited: SIGKILL right after the answers, every audit entry is there after the restart', async () => {
+    const { dataDir, s, devices: [lamp] } = await setUp(1);
+    // Audited calls of two kinds, answered one by one; the kill follows the last answer at once.
+    const keys: string[] = [];
+    for (let i = 0; i < 10; i++) keys.push((await api(s, 'POST', '/api/v1/keys', { name: `crash key ${i}`, scopes: ['devices:read'] })).id);
+    await api(s, 'PATCH', `/api/v1/devices/${lamp.id}/shadow`, { desired: { brightness: 42 } });
+    await kill(s);
+    current = undefined;
+    const again = await startHearth(dataDir);
+    current = { dataDir, s: again };
+    const audited = (await api(again, 'GET', '/api/v1/audit?limit=1000')).items as Array<{ action: string; targetId: string }>;
+    const created = new Set(audited.filter((e) => e.action === 'key.create').map((e) => e.targetId));
+    assert.deepEqual(keys.filter((k) => !created.has(k)), [], 'every key answered 201 has its key.create entry');
+    assert.ok(audited.some((e) => e.action === 'device.desired' && e.targetId === lamp.id), 'the desired-state change answered 200 has its entry');
+    assert.equal((await api(again, 'GET', `/api/v1/devices/${lamp.id}`)).shadow.desired.brightness, 42, 'and the desired state it set is stored');
+  });
 });
