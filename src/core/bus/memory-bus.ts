@@ -250,18 +250,25 @@ export class MemoryBus implements Bus {
     });
   }
 
-  /** Hands a stored message to every consumer of its stream that wants it, or keeps it for the first one to start. */
-  private route(stream: MemStream, msg: Stored): void {
-    let taken = false;
-    for (const c of this.consumers.values()) {
-      if (c.stream !== stream.cfg.name || !c.match(msg.subject)) continue;
-      const copy = taken ? { ...msg, consumer: c.durable } : msg;
+  /** The consumers of the stream that want the message (usually one: consumers' filters rarely overlap). */
+  private takers(stream: MemStream, subject: string): MemConsumer[] {
+    const out: MemConsumer[] = [];
+    for (const c of this.consumers.values()) if (c.stream === stream.cfg.name && c.match(subject)) out.push(c);
+    return out;
+  }
+
+  /** Hands a stored message to the consumers that take it, or keeps it for the first one to start. */
+  private route(stream: MemStream, msg: Stored, takers = this.takers(stream, msg.subject)): void {
+    if (takers.length === 0) {
+      stream.backlog.push(msg);
+      return;
+    }
+    takers.forEach((c, i) => {
+      const copy = i === 0 ? msg : { ...msg };
       copy.consumer = c.durable;
       c.queue.push(copy);
-      taken = true;
       this.pump(c);
-    }
-    if (!taken) stream.backlog.push(msg);
+    });
   }
 
   /** The batch that the next group commit writes; scheduled when it is opened. */
@@ -283,15 +290,13 @@ export class MemoryBus implements Bus {
     this.batch = undefined;
     clearImmediate(b.timer);
     const storage = this.storage!;
-    const rows: PersistedMessage[][] = b.puts.map((put) => {
-      const out: PersistedMessage[] = [];
+    const takers = b.puts.map((put) => this.takers(put.stream, put.msg.subject));
+    const rows: PersistedMessage[][] = b.puts.map((put, i) => {
       const row = (consumer: string): PersistedMessage => ({
         stream: put.stream.cfg.name, consumer, seq: put.msg.seq, subject: put.msg.subject, data: put.data, headers: put.headers,
         msgId: put.msgId ?? null, storedAt: put.storedAt, deliveries: 0,
       });
-      for (const c of this.consumers.values()) if (c.stream === put.stream.cfg.name && c.match(put.msg.subject)) out.push(row(c.durable));
-      if (out.length === 0) out.push(row(''));
-      return out;
+      return takers[i].length === 0 ? [row('')] : takers[i].map((c) => row(c.durable));
     });
     const lastSeq = (puts: PendingPut[]) => {
       const m = new Map<string, number>();
@@ -317,9 +322,10 @@ export class MemoryBus implements Bus {
           // Acknowledged messages that stay stored are delivered again after a restart: harmless.
           this.log.error({ err: e }, 'durable stream: acknowledgements could not be stored');
         }
-      } else for (const put of b.puts) failed.set(put, err);
+      } else if (b.puts.length === 1) failed.set(b.puts[0], err);
+      else this.log.error({ err }, 'durable stream: acknowledgements could not be stored');
     }
-    for (const put of b.puts) {
+    for (const [i, put] of b.puts.entries()) {
       const err = failed?.get(put);
       if (err !== undefined) {
         if (put.msgId !== undefined) put.stream.seen.delete(put.msgId);
@@ -327,7 +333,7 @@ export class MemoryBus implements Bus {
         for (const s of put.settle) s.reject(err);
         continue;
       }
-      if (!this.closed) this.route(put.stream, put.msg);
+      if (!this.closed) this.route(put.stream, put.msg, takers[i]);
       for (const s of put.settle) s.resolve();
     }
     for (const w of b.waiters) w();
