@@ -218,6 +218,35 @@ describe('crash durability: SIGKILL under load loses no acknowledged report', { 
     assert.equal(missing, 0, `${missing} of ${acked} acknowledged reports are missing from history after the crash`);
   });
 
+  test('device HTTP: every report answered 202 before a SIGKILL is in history', async () => {
+    const perDevice = 600;
+    const { dataDir, s, devices: [lamp] } = await setUp(1);
+    const auth = `Basic ${Buffer.from(`${lamp.id}:${lamp.secret}`).toString('base64')}`;
+    const answered = new Set<number>();
+    let next = 0;
+    let killing: Promise<void> | undefined;
+    // 20 requests in flight; the kill comes once 300 were answered 202, with others under way.
+    await Promise.all(Array.from({ length: 20 }, async () => {
+      while (!killing && next < perDevice) {
+        const i = next++;
+        const res = await fetch(`${s.base}/api/v1/devices/${lamp.id}/messages/properties`, {
+          method: 'POST', headers: { authorization: auth, 'content-type': 'application/json' }, body: JSON.stringify({ brightness: i % 101, ts: T0 + i }),
+        }).catch(() => undefined);
+        if (res?.status === 202 && !killing) {
+          answered.add(i);
+          if (answered.size >= 300) killing = kill(s);
+        }
+        await res?.text().catch(() => undefined);
+      }
+    }));
+    await killing;
+    current = undefined;
+    const { missing, acked, server } = await missingAfterRestart(dataDir, { acked: new Map([[lamp.id, answered]]), sent: next }, perDevice);
+    current = { dataDir, s: server };
+    assert.ok(acked >= 300, `the kill came after 300 answers (${acked})`);
+    assert.equal(missing, 0, `${missing} of ${acked} reports answered 202 are missing from history after the crash`);
+  });
+
   test('an API call answered is audited: SIGKILL right after the answers, every audit entry is there after the restart', async () => {
     const { dataDir, s, devices: [lamp] } = await setUp(1);
     // Audited calls of two kinds, answered one by one; the kill follows the last answer at once.

@@ -25,6 +25,8 @@ interface Stored {
   deliveries: number;
   /** The durable consumer that took it; `''` while in the stream's backlog. */
   consumer: string;
+  /** Its row in the storage (0 without one). */
+  rowId: number;
 }
 
 interface MemStream {
@@ -201,7 +203,7 @@ export class MemoryBus implements Bus {
     const { lastSeq, messages } = this.storage!.load(stream.cfg.name, now - (stream.cfg.maxAgeMs ?? DEFAULT_MAX_AGE_MS));
     stream.seq = lastSeq;
     for (const p of messages) {
-      const m: Stored = { seq: p.seq, subject: p.subject, data: JSON.parse(p.data), headers: p.headers === null ? EMPTY_HEADERS : JSON.parse(p.headers), deliveries: p.deliveries, consumer: p.consumer };
+      const m: Stored = { seq: p.seq, subject: p.subject, data: JSON.parse(p.data), headers: p.headers === null ? EMPTY_HEADERS : JSON.parse(p.headers), deliveries: p.deliveries, consumer: p.consumer, rowId: p.rowId! };
       if (p.msgId !== null) stream.seen.set(p.msgId, true, now);
       if (p.consumer === '') stream.backlog.push(m);
       else {
@@ -230,7 +232,7 @@ export class MemoryBus implements Bus {
       if (stream.seen.get(opts.msgId, now)) return;
     }
     const headers = opts.headers ?? EMPTY_HEADERS;
-    const msg: Stored = { seq: 0, subject, data, headers, deliveries: 0, consumer: '' };
+    const msg: Stored = { seq: 0, subject, data, headers, deliveries: 0, consumer: '', rowId: 0 };
     if (!this.storage) {
       if (opts.msgId !== undefined) stream.seen.set(opts.msgId, true, now);
       msg.seq = ++stream.seq;
@@ -257,15 +259,20 @@ export class MemoryBus implements Bus {
     return out;
   }
 
-  /** Hands a stored message to the consumers that take it, or keeps it for the first one to start. */
-  private route(stream: MemStream, msg: Stored, takers = this.takers(stream, msg.subject)): void {
+  /**
+   * Hands a stored message to the consumers that take it, or keeps it for the first one to start.
+   * `rows`: the storage's row of each copy, in the order of `takers` (the backlog's row when none).
+   */
+  private route(stream: MemStream, msg: Stored, takers = this.takers(stream, msg.subject), rows?: PersistedMessage[]): void {
     if (takers.length === 0) {
+      if (rows) msg.rowId = rows[0].rowId!;
       stream.backlog.push(msg);
       return;
     }
     takers.forEach((c, i) => {
       const copy = i === 0 ? msg : { ...msg };
       copy.consumer = c.durable;
+      if (rows) copy.rowId = rows[i].rowId!;
       c.queue.push(copy);
       this.pump(c);
     });
@@ -333,7 +340,7 @@ export class MemoryBus implements Bus {
         for (const s of put.settle) s.reject(err);
         continue;
       }
-      if (!this.closed) this.route(put.stream, put.msg, takers[i]);
+      if (!this.closed) this.route(put.stream, put.msg, takers[i], rows[i]);
       for (const s of put.settle) s.resolve();
     }
     for (const w of b.waiters) w();
@@ -358,7 +365,7 @@ export class MemoryBus implements Bus {
         }
         m.consumer = opts.durable;
         mine.push(m);
-        if (this.storage) this.pendingBatch().take.push({ stream: opts.stream, seq: m.seq, consumer: opts.durable });
+        if (this.storage) this.pendingBatch().take.push({ rowId: m.rowId, consumer: opts.durable });
       }
       stream.backlog = keep;
       mine.sort((a, b) => a.seq - b.seq);
@@ -410,7 +417,7 @@ export class MemoryBus implements Bus {
     if (c.inflight.get(d.seq) !== d) return;
     c.inflight.delete(d.seq);
     if (redeliverAfter === undefined) {
-      if (this.storage && !this.closed) this.pendingBatch().ack.push({ stream: c.stream, seq: d.seq, consumer: c.durable });
+      if (this.storage && !this.closed) this.pendingBatch().ack.push(d.stored.rowId);
       return this.pump(c);
     }
     const again = () => {

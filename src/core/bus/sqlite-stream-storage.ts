@@ -13,7 +13,9 @@ import type { PersistedMessage, StreamBatch, StreamStorage } from './stream-stor
  * (rows live only until they are acknowledged).
  *
  * Prepared statements on better-sqlite3, run synchronously: a commit of a few hundred messages
- * takes well under a millisecond (plus one fsync with `synchronous=full`).
+ * takes well under a millisecond (plus one fsync with `synchronous=full`). Rows are keyed by an
+ * integer the bus keeps with each message, so an acknowledgement is a delete by rowid. No other
+ * index: the table is read only when the process starts, and is small (unacknowledged messages).
  */
 export class SqliteStreamStorage implements StreamStorage {
   private readonly db: SQLite.Database;
@@ -27,6 +29,7 @@ export class SqliteStreamStorage implements StreamStorage {
     const db = (this.db = openSqliteFile(opts.dataDir, opts.file ?? 'streams.sqlite', opts.synchronous));
     db.exec(`
       CREATE TABLE IF NOT EXISTS stream_messages (
+        id INTEGER PRIMARY KEY,
         stream TEXT NOT NULL,
         consumer TEXT NOT NULL,
         seq INTEGER NOT NULL,
@@ -35,26 +38,25 @@ export class SqliteStreamStorage implements StreamStorage {
         headers TEXT,
         msg_id TEXT,
         stored_at INTEGER NOT NULL,
-        deliveries INTEGER NOT NULL DEFAULT 0,
-        PRIMARY KEY (stream, consumer, seq)
-      ) WITHOUT ROWID;
+        deliveries INTEGER NOT NULL DEFAULT 0
+      );
       CREATE TABLE IF NOT EXISTS stream_seq (stream TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
     `);
     this.stmts = {
       put: db.prepare('INSERT INTO stream_messages (stream, consumer, seq, subject, data, headers, msg_id, stored_at, deliveries) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)'),
-      take: db.prepare("UPDATE stream_messages SET consumer = ? WHERE stream = ? AND consumer = '' AND seq = ?"),
-      ack: db.prepare('DELETE FROM stream_messages WHERE stream = ? AND consumer = ? AND seq = ?'),
+      take: db.prepare('UPDATE stream_messages SET consumer = ? WHERE id = ?'),
+      ack: db.prepare('DELETE FROM stream_messages WHERE id = ?'),
       seq: db.prepare('INSERT INTO stream_seq (stream, seq) VALUES (?, ?) ON CONFLICT (stream) DO UPDATE SET seq = max(seq, excluded.seq)'),
       expire: db.prepare('DELETE FROM stream_messages WHERE stream = ? AND stored_at < ?'),
       bump: db.prepare('UPDATE stream_messages SET deliveries = deliveries + 1 WHERE stream = ?'),
-      load: db.prepare('SELECT stream, consumer, seq, subject, data, headers, msg_id AS msgId, stored_at AS storedAt, deliveries FROM stream_messages WHERE stream = ? ORDER BY seq, consumer'),
+      load: db.prepare('SELECT id AS rowId, stream, consumer, seq, subject, data, headers, msg_id AS msgId, stored_at AS storedAt, deliveries FROM stream_messages WHERE stream = ? ORDER BY seq, consumer'),
       lastSeq: db.prepare('SELECT max(seq) AS seq FROM (SELECT seq FROM stream_seq WHERE stream = ? UNION ALL SELECT max(seq) FROM stream_messages WHERE stream = ?)'),
     };
     const { put, take, ack, seq } = this.stmts;
     this.apply = db.transaction((batch: StreamBatch) => {
-      for (const m of batch.put) put.run(m.stream, m.consumer, m.seq, m.subject, m.data, m.headers, m.msgId, m.storedAt, m.deliveries);
-      for (const t of batch.take) take.run(t.consumer, t.stream, t.seq);
-      for (const a of batch.ack) ack.run(a.stream, a.consumer, a.seq);
+      for (const m of batch.put) m.rowId = Number(put.run(m.stream, m.consumer, m.seq, m.subject, m.data, m.headers, m.msgId, m.storedAt, m.deliveries).lastInsertRowid);
+      for (const t of batch.take) take.run(t.consumer, t.rowId);
+      for (const id of batch.ack) ack.run(id);
       for (const [stream, last] of batch.lastSeq) seq.run(stream, last);
     });
   }

@@ -21,6 +21,8 @@ export interface StreamStorage {
 
 /** A stored message as one consumer sees it (a message taken by two consumers is two rows). */
 export interface PersistedMessage {
+  /** The row's key: given by `load`, and set by `commit` on the messages it puts. */
+  rowId?: number;
   stream: string;
   /** The durable consumer that took it; `''` while no consumer has. */
   consumer: string;
@@ -39,10 +41,10 @@ export interface PersistedMessage {
 /** One group commit: applied in this order, in one transaction. */
 export interface StreamBatch {
   put: PersistedMessage[];
-  /** Messages no consumer had, taken by the consumer that started since. */
-  take: Array<{ stream: string; seq: number; consumer: string }>;
-  /** Acknowledged: the consumer's row goes. */
-  ack: Array<{ stream: string; seq: number; consumer: string }>;
+  /** Messages no consumer had (by row), taken by the consumer that started since. */
+  take: Array<{ rowId: number; consumer: string }>;
+  /** Rows acknowledged by their consumer: they go. */
+  ack: number[];
   /** The last sequence number of each stream that put messages. */
   lastSeq: Map<string, number>;
 }
