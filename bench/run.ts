@@ -530,7 +530,8 @@ ratio below 1 for throughput is expected; the table shows what that costs.
    every history point). *Reference:* one subscriber on \`devices/+/properties\` (QoS 1, in its
    own process, as Hearth's ingest runs in Hearth's process); the clock stops when it has
    received every message. "Acknowledged" is the time until every PUBACK reached the
-   publishers.
+   publishers; Hearth sends a PUBACK once the report is committed to its stream log
+   (\`streams.sqlite\`, group commit), so a crash after it loses nothing.
 2. **Command round trip.** Devices subscribe to \`devices/{id}/commands\` and answer each
    command on \`devices/{id}/commands/result\`. *Hearth:* \`POST /api/v1/devices/{id}/commands\`
    \`{"action":"toggle"}\`, measured by the HTTP client until the response (which Hearth sends

@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import type { Config } from './core/config/config-schema.ts';
 import { createLogger, type Logger } from './core/logger.ts';
 import { MemoryBus } from './core/bus/memory-bus.ts';
+import { SqliteStreamStorage } from './core/bus/sqlite-stream-storage.ts';
 import type { Bus } from './core/bus/bus.ts';
 import { NatsBus } from './core/bus/nats-bus.ts';
 import { migrate, openStore, type Db } from './core/store/db.ts';
@@ -160,9 +161,11 @@ export class Hearth {
     const metrics = (this.metrics = new Metrics());
     metrics.setNodeInfo({ version: VERSION, node: config.nodeName ?? hostname(), roles: config.roles });
     metrics.setReadySource(() => this.ready);
-    const { db } = openStore({ dataDir: config.dataDir, databaseUrl: config.databaseUrl, onQuery: (ms, sql) => metrics.observeQuery(ms, sql) });
+    const { db } = openStore({ dataDir: config.dataDir, databaseUrl: config.databaseUrl, synchronous: config.sqliteSynchronous, onQuery: (ms, sql) => metrics.observeQuery(ms, sql) });
     this.db = db;
-    const bus = (this.bus = instrumentBus(opts.bus ?? new MemoryBus(this.log.child({ component: 'bus' })), metrics));
+    // Embedded: the bus's durable streams live in streams.sqlite, so a PUBACK (or a 202) means committed to disk.
+    const embeddedBus = () => new MemoryBus(this.log.child({ component: 'bus' }), { storage: new SqliteStreamStorage({ dataDir: config.dataDir, synchronous: config.sqliteSynchronous }) });
+    const bus = (this.bus = instrumentBus(opts.bus ?? embeddedBus(), metrics));
     const log = this.log;
     const settings = new SettingsStore(db);
     const publicUrl = config.publicUrl ?? `http://localhost:${config.httpPort}`;
@@ -413,6 +416,11 @@ export class Hearth {
   private apiRoutes(): void {
     const { auth, products, access, audit, commands, shadow, history, views } = this.services;
     const s = this.services;
+    // An answer leaves only once the audit entries recorded before it are committed: answered means audited.
+    this.http.addHook('onSend', async (_req, _reply, payload) => {
+      await audit.committed();
+      return payload;
+    });
     authRoutes(this.http, { auth, config: this.config, audit });
     productRoutes(this.http, { products });
     deviceRoutes(this.http, { devices: s.devices, access, views });

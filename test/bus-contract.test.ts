@@ -1,10 +1,14 @@
 import { describe, test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { Bus, DurableMessage } from '../src/core/bus/bus.ts';
 import { BusError, subjectMatches } from '../src/core/bus/bus.ts';
 import { MemoryBus } from '../src/core/bus/memory-bus.ts';
+import { SqliteStreamStorage } from '../src/core/bus/sqlite-stream-storage.ts';
 import { NatsBus } from '../src/core/bus/nats-bus.ts';
 import { createLogger } from '../src/core/logger.ts';
 import { startNats, type NatsServer } from './helpers/nats.ts';
@@ -16,9 +20,23 @@ after(async () => {
   if (nats) await (await nats).stop();
 });
 
+/** Data directories of the persisted in-process buses, removed at the end. */
+const dirs: string[] = [];
+after(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+const dataDir = () => {
+  const d = mkdtempSync(join(tmpdir(), 'hearth-bus-'));
+  dirs.push(d);
+  return d;
+};
+/** The embedded Hearth's bus: in-process, its durable streams in streams.sqlite. */
+const persistedBus = (dir: string) => new MemoryBus(createLogger('silent'), { storage: new SqliteStreamStorage({ dataDir: dir }) });
+
 /** The contract every Bus implementation passes: the tests are the same for every engine. */
 const engines: Array<{ name: string; make: () => Promise<Bus> }> = [
   { name: 'memory', make: async () => new MemoryBus(createLogger('silent')) },
+  { name: 'memory+sqlite', make: async () => persistedBus(dataDir()) },
   { name: 'nats', make: async () => NatsBus.connect({ servers: (await natsServer()).url, log: createLogger('silent'), name: 'contract' }) },
 ];
 
@@ -346,6 +364,125 @@ for (const engine of engines) {
     });
   });
 }
+
+describe('MemoryBus with a stream storage', () => {
+  test('publish, close without ack, reopen: the message comes again, with what it carried', async () => {
+    const dir = dataDir();
+    const a = persistedBus(dir);
+    await a.ensureStream({ name: 'S', subjects: ['p.>'] });
+    const first: DurableMessage[] = [];
+    await a.consume({ stream: 'S', durable: 'd', filter: 'p.>', ackWaitMs: 60_000 }, (m) => {
+      first.push(m);
+      if (m.data === 'acked') m.ack();
+    });
+    await a.publishDurable('p.1', 'acked', { msgId: 'm-acked' });
+    await a.publishDurable('p.2', { deep: { n: 2 } }, { headers: { trace: 't2' }, msgId: 'm-2' });
+    await a.publishDurable('p.3', 'never consumed in time');
+    await until(() => first.length === 3, 'three deliveries');
+    await a.close();
+
+    const b = persistedBus(dir);
+    await b.ensureStream({ name: 'S', subjects: ['p.>'] });
+    // A repeat of a stored message id is still a duplicate after the restart.
+    await b.publishDurable('p.2', 'duplicate', { msgId: 'm-2' });
+    await b.publishDurable('p.4', 'after the restart');
+    const second: DurableMessage[] = [];
+    await b.consume({ stream: 'S', durable: 'd', filter: 'p.>', ackWaitMs: 60_000 }, (m) => {
+      second.push(m);
+      m.ack();
+    });
+    await until(() => second.length === 3, 'the unacknowledged messages and the new one');
+    assert.deepEqual(second.map((m) => [m.subject, m.data]), [['p.2', { deep: { n: 2 } }], ['p.3', 'never consumed in time'], ['p.4', 'after the restart']]);
+    assert.deepEqual(second[0].headers, { trace: 't2' });
+    assert.deepEqual(second.slice(0, 2).map((m) => m.seq), first.slice(1).map((m) => m.seq), 'the same sequence numbers');
+    assert.ok(second[0].deliveryCount >= 2, 'a restart counts as a delivery');
+    assert.ok(second[2].seq > second[1].seq, 'the sequence goes on after a restart');
+    await b.close();
+
+    const c = persistedBus(dir);
+    await c.ensureStream({ name: 'S', subjects: ['p.>'] });
+    const third: unknown[] = [];
+    await c.consume({ stream: 'S', durable: 'd', filter: 'p.>' }, (m) => void third.push(m.data));
+    await tick(100);
+    assert.deepEqual(third, [], 'acknowledged before the stop: gone');
+    await c.close();
+  });
+
+  test('a message published before any consumer survives a restart and goes to the first consumer', async () => {
+    const dir = dataDir();
+    const a = persistedBus(dir);
+    await a.ensureStream({ name: 'S', subjects: ['q.>'] });
+    await a.publishDurable('q.1', 1);
+    await a.close();
+    const b = persistedBus(dir);
+    await b.ensureStream({ name: 'S', subjects: ['q.>'] });
+    const got: unknown[] = [];
+    await b.consume({ stream: 'S', durable: 'late', filter: 'q.>' }, (m) => {
+      got.push(m.data);
+      m.ack();
+    });
+    await until(() => got.length === 1, 'the stored message');
+    await b.close();
+    const c = persistedBus(dir);
+    await c.ensureStream({ name: 'S', subjects: ['q.>'] });
+    const again: unknown[] = [];
+    await c.consume({ stream: 'S', durable: 'late', filter: 'q.>' }, (m) => void again.push(m.data));
+    await tick(100);
+    assert.deepEqual(again, [], 'taken and acknowledged: not delivered again');
+    await c.close();
+  });
+
+  test('group commit: publishes made together share one transaction; each resolves only once committed', async () => {
+    const dir = dataDir();
+    const storage = new SqliteStreamStorage({ dataDir: dir });
+    const commits: number[] = [];
+    const counting = { load: storage.load.bind(storage), close: storage.close.bind(storage), commit: (b: Parameters<typeof storage.commit>[0]) => {
+      storage.commit(b);
+      commits.push(b.put.length);
+    } };
+    const bus = new MemoryBus(createLogger('silent'), { storage: counting });
+    await bus.ensureStream({ name: 'S', subjects: ['g.>'] });
+    let resolved = 0;
+    const all = Array.from({ length: 500 }, (_, i) => bus.publishDurable(`g.${i % 7}`, i).then(() => void resolved++));
+    await Promise.resolve();
+    assert.equal(resolved, 0, 'nothing is acknowledged before its commit');
+    await Promise.all(all);
+    assert.deepEqual(commits, [500], 'one commit for the 500');
+    await bus.publishDurable('g.x', 'alone');
+    assert.deepEqual(commits, [500, 1], 'a publish alone commits at once, without waiting for company');
+    await bus.close();
+  });
+
+  test('a message that cannot be stored fails its own publish; the others of its batch are stored', async () => {
+    const bus = persistedBus(dataDir());
+    await bus.ensureStream({ name: 'S', subjects: ['b.>'] });
+    let deep: unknown = 'bottom';
+    for (let i = 0; i < 100_000; i++) deep = { d: deep };
+    const results = await Promise.allSettled([bus.publishDurable('b.1', 'good 1'), bus.publishDurable('b.2', deep), bus.publishDurable('b.3', 'good 2'), bus.publishDurable('b.4', { n: 10n })]);
+    assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled', 'rejected']);
+    const got: unknown[] = [];
+    await bus.consume({ stream: 'S', durable: 'd', filter: 'b.>' }, (m) => {
+      got.push(m.data);
+      m.ack();
+    });
+    await until(() => got.length === 2, 'the good messages');
+    assert.deepEqual(got, ['good 1', 'good 2']);
+    await bus.close();
+  });
+
+  test('a commit the storage refuses is retried message by message: only the refused publish fails', async () => {
+    const storage = new SqliteStreamStorage({ dataDir: dataDir() });
+    const refusing = { load: storage.load.bind(storage), close: storage.close.bind(storage), commit: (b: Parameters<typeof storage.commit>[0]) => {
+      if (b.put.some((p) => p.subject === 'r.bad')) throw Object.assign(new Error('refused'), { code: 'SQLITE_CONSTRAINT_CHECK' });
+      storage.commit(b);
+    } };
+    const bus = new MemoryBus(createLogger('silent'), { storage: refusing });
+    await bus.ensureStream({ name: 'S', subjects: ['r.>'] });
+    const results = await Promise.allSettled(['r.a', 'r.bad', 'r.b'].map((s) => bus.publishDurable(s, s)));
+    assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled']);
+    await bus.close();
+  });
+});
 
 describe('NatsBus', () => {
   /** A bus whose log lines are kept, to wait for the connection's own reports. */

@@ -2,7 +2,7 @@ import type { Db } from '../core/store/db.ts';
 import { fromJson, toJson } from '../core/store/db.ts';
 import type { Logger } from '../core/logger.ts';
 import { newId } from '../core/ids.ts';
-import { PeriodicFlush } from '../core/periodic-flush.ts';
+import { PeriodicFlush, writeIsolated } from '../core/periodic-flush.ts';
 
 /** One thing somebody did. `actor` is `user:u_…`, `key:k_…` or `system`. */
 export interface AuditEntry {
@@ -25,11 +25,17 @@ type Row = { id: string; at: number; actor: string; action: string; home_id: str
 
 /**
  * The audit log: who did what and when (control, configuration, membership, keys). Entries are
- * buffered and written in batches like history; reads flush first.
+ * written with group commit: an entry starts a write as soon as the event loop is free, and the
+ * entries recorded meanwhile share its transaction. The HTTP layer holds every answer until the
+ * entries recorded before it are committed (`committed()`, wired in app.ts), so an API call answered
+ * is an API call audited, also across a crash. Reads flush first.
  */
 export class AuditService {
   private pending: Row[] = [];
   private readonly writer: PeriodicFlush;
+  private scheduled: NodeJS.Immediate | undefined;
+  /** Entries taken from `pending` by a write that has not committed yet. */
+  private writing = 0;
 
   constructor(private readonly deps: { db: Db; log: Logger; flushMs: number }) {
     this.writer = new PeriodicFlush(() => this.write(), deps.flushMs, (err) => deps.log.error({ err }, 'audit flush failed; will retry'));
@@ -40,11 +46,37 @@ export class AuditService {
   }
 
   stop(): Promise<void> {
+    clearImmediate(this.scheduled);
+    this.scheduled = undefined;
     return this.writer.stop();
   }
 
+  /** Records an entry; it is committed with the next group commit (see `committed`). Never throws. */
   record(e: AuditEntry): void {
-    this.pending.push({ id: newId('a'), at: Date.now(), actor: e.actor, action: e.action, home_id: e.homeId ?? null, target_type: e.targetType ?? null, target_id: e.targetId ?? null, details: e.details ? toJson(e.details) : null });
+    let details: string | null = null;
+    if (e.details) {
+      try {
+        details = toJson(e.details);
+      } catch (err) {
+        // The entry itself matters more than its details: keep it, say why they are missing.
+        this.deps.log.warn({ err, action: e.action }, 'audit details could not be serialised; recorded without them');
+        details = toJson({ unrecorded: 'the details could not be serialised' });
+      }
+    }
+    this.pending.push({ id: newId('a'), at: Date.now(), actor: e.actor, action: e.action, home_id: e.homeId ?? null, target_type: e.targetType ?? null, target_id: e.targetId ?? null, details });
+    this.scheduled ??= setImmediate(() => {
+      this.scheduled = undefined;
+      void this.writer.flush();
+    });
+  }
+
+  /**
+   * Resolves once every entry recorded so far is committed (at once when none is waiting). A
+   * failed write is logged and retried by the next flush; this resolves anyway, so a store outage
+   * cannot hold answers forever.
+   */
+  committed(): Promise<void> {
+    return this.pending.length === 0 && this.scheduled === undefined && this.writing === 0 ? Promise.resolve() : this.writer.flush();
   }
 
   /** Newest first. `homeId` undefined lists every home's entries (operator). */
@@ -61,17 +93,22 @@ export class AuditService {
     }));
   }
 
+  /** One transaction; an entry the store refuses is dropped alone, and on a store failure all are kept for the next try. */
   private async write(): Promise<void> {
     if (this.pending.length === 0) return;
     const rows = this.pending;
     this.pending = [];
-    try {
-      await this.deps.db.transaction().execute(async (trx) => {
-        for (let i = 0; i < rows.length; i += 200) await trx.insertInto('audit_log').values(rows.slice(i, i + 200)).execute();
-      });
-    } catch (err) {
-      this.pending = rows.concat(this.pending);
-      throw err;
-    }
+    const { db, log } = this.deps;
+    this.writing += rows.length;
+    const { retry, error } = await writeIsolated(rows, {
+      batch: (rs) => db.transaction().execute(async (trx) => {
+        for (let i = 0; i < rs.length; i += 200) await trx.insertInto('audit_log').values(rs.slice(i, i + 200)).execute();
+      }),
+      one: async (r) => void (await db.insertInto('audit_log').values(r).execute()),
+      onBad: (r, err) => log.error({ err, action: r.action, actor: r.actor }, 'audit entry refused by the store; dropped, the rest of its batch is stored'),
+    }).finally(() => void (this.writing -= rows.length));
+    if (error === undefined) return;
+    this.pending = retry.concat(this.pending);
+    throw error;
   }
 }

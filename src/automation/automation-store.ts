@@ -2,7 +2,7 @@ import type { Db } from '../core/store/db.ts';
 import { fromJson, toJson } from '../core/store/db.ts';
 import type { Database } from '../core/store/schema.ts';
 import type { Logger } from '../core/logger.ts';
-import { PeriodicFlush } from '../core/periodic-flush.ts';
+import { PeriodicFlush, writeIsolated } from '../core/periodic-flush.ts';
 import type { Automation, AutomationStatus, Run, RunMode, RunStatus, Trace } from './automation-types.ts';
 
 type Row = Database['automations'];
@@ -157,28 +157,56 @@ export class AutomationStore {
     return row ? toRun(row) : undefined;
   }
 
+  /**
+   * Writes the pending runs in one transaction. Each run is serialised by itself first: a trace
+   * that cannot be (a 20,000-deep webhook body) is stored without what failed, never taking the
+   * other runs of the batch (other homes' among them) with it; a row the store refuses is dropped
+   * alone. When the store fails, the runs stay pending for the next try.
+   */
   private async write(): Promise<void> {
     if (this.pending.size === 0) return;
     const runs = [...this.pending.values()];
     this.pending = new Map();
-    const rows: RunRow[] = runs.map((run) => ({
-      id: run.id, automation_id: run.automationId, home_id: run.homeId, status: run.status, reason: run.reason,
-      trigger_type: run.trace.trigger.type, started_at: run.startedAt, finished_at: run.finishedAt, trace: toJson(run.trace),
-    }));
-    try {
-      await this.deps.db.transaction().execute(async (trx) => {
-        for (const r of rows) {
-          await trx.insertInto('automation_runs').values(r)
-            .onConflict((oc) => oc.column('id').doUpdateSet({ status: r.status, reason: r.reason, started_at: r.started_at, finished_at: r.finished_at, trace: r.trace }))
-            .execute();
-        }
-      });
-    } catch (err) {
-      for (const r of runs) if (!this.pending.has(r.id)) this.pending.set(r.id, r);
-      throw err;
+    const { db, log } = this.deps;
+    const rows = runs.map((run) => this.toRow(run));
+    const { retry, error } = await writeIsolated(rows, {
+      batch: (rs) => db.transaction().execute(async (trx) => {
+        for (const r of rs) await upsertRun(trx, r);
+      }),
+      one: (r) => upsertRun(db, r),
+      onBad: (r, err) => log.error({ err, runId: r.id, automationId: r.automation_id }, 'automation run refused by the store; dropped, the rest of its batch is stored'),
+    });
+    if (error !== undefined) {
+      const again = new Set(retry.map((r) => r.id));
+      for (const r of runs) if (again.has(r.id) && !this.pending.has(r.id)) this.pending.set(r.id, r);
+      throw error;
     }
     for (const r of rows) this.written.set(r.automation_id, (this.written.get(r.automation_id) ?? 0) + 1);
     await this.prune();
+  }
+
+  /** The run's row; a trace that cannot be serialised is replaced by what of it can be, and says so. */
+  private toRow(run: RunRecord): RunRow {
+    const row = (trace: string): RunRow => ({
+      id: run.id, automation_id: run.automationId, home_id: run.homeId, status: run.status, reason: run.reason,
+      trigger_type: run.trace.trigger.type, started_at: run.startedAt, finished_at: run.finishedAt, trace,
+    });
+    try {
+      return row(toJson(run.trace));
+    } catch (err) {
+      this.deps.log.warn({ err, runId: run.id, automationId: run.automationId }, 'automation run trace could not be serialised; stored without its data');
+      const t = run.trace;
+      const note = { unrecorded: `the trace could not be stored: ${(err as Error).message}` };
+      const attempt = (trace: Trace) => {
+        try {
+          return toJson(trace);
+        } catch {
+          return undefined;
+        }
+      };
+      return row(attempt({ ...t, trigger: { ...t.trigger, data: note } })
+        ?? toJson({ trigger: { index: t.trigger.index, type: t.trigger.type, at: t.trigger.at, description: String(t.trigger.description), data: note }, conditions: [], actions: [] } satisfies Trace));
+    }
   }
 
   /** Keeps the newest RUNS_KEPT runs of automations that wrote enough since their last pruning. */
@@ -199,4 +227,11 @@ export class AutomationStore {
       if (cut) await this.deps.db.deleteFrom('automation_runs').where('automation_id', '=', id).where('started_at', '<', Number(cut.started_at)).execute();
     }
   }
+}
+
+/** A run is recorded when it starts and again when it ends: the second write updates the first. */
+async function upsertRun(db: Db, r: RunRow): Promise<void> {
+  await db.insertInto('automation_runs').values(r)
+    .onConflict((oc) => oc.column('id').doUpdateSet({ status: r.status, reason: r.reason, started_at: r.started_at, finished_at: r.finished_at, trace: r.trace }))
+    .execute();
 }

@@ -4,7 +4,7 @@ import type { Bus, Unsubscribe } from '../core/bus/bus.ts';
 import type { Logger } from '../core/logger.ts';
 import type { DeviceService } from './device-service.ts';
 import { subjects } from '../core/bus/subjects.ts';
-import { PeriodicFlush } from '../core/periodic-flush.ts';
+import { PeriodicFlush, writeIsolated } from '../core/periodic-flush.ts';
 
 /** Why a device's presence last changed. */
 export type PresenceReason =
@@ -167,17 +167,29 @@ export class PresenceService {
     return this.writer.flush();
   }
 
-  /** Last-seen times in one transaction; they are advisory, so a failed batch is not retried. */
+  /**
+   * Last-seen times in one transaction (an update the store refuses is dropped alone). They are
+   * advisory and the next message sets them again, so a batch the store fails is not retried:
+   * a crash or an outage loses at most the last `flushMs` (1 s) of last-seen times.
+   */
   private async writeSeen(): Promise<void> {
     if (this.dirtySeen.size === 0) return;
-    const ids = [...this.dirtySeen];
+    const seen: Array<{ id: string; at: number }> = [];
+    for (const id of this.dirtySeen) {
+      const at = this.state.get(id)?.lastSeen;
+      if (at != null) seen.push({ id, at });
+    }
     this.dirtySeen.clear();
-    await this.deps.db.transaction().execute(async (trx) => {
-      for (const id of ids) {
-        const p = this.state.get(id);
-        if (p?.lastSeen != null) await trx.updateTable('presence').set({ last_seen: p.lastSeen }).where('device_id', '=', id).execute();
-      }
+    const { db, log } = this.deps;
+    const update = (d: Db, r: { id: string; at: number }) => d.updateTable('presence').set({ last_seen: r.at }).where('device_id', '=', r.id).execute();
+    const { error } = await writeIsolated(seen, {
+      batch: (rs) => db.transaction().execute(async (trx) => {
+        for (const r of rs) await update(trx, r);
+      }),
+      one: async (r) => void (await update(db, r)),
+      onBad: (r, err) => log.error({ err, deviceId: r.id }, 'last-seen time refused by the store; dropped'),
     });
+    if (error !== undefined) throw error;
   }
 
   private announce(ev: PresenceEvent): void {

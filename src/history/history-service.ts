@@ -3,10 +3,12 @@ import type { Db } from '../core/store/db.ts';
 import { fromJson, toJson } from '../core/store/db.ts';
 import type { Logger } from '../core/logger.ts';
 import { newId } from '../core/ids.ts';
-import { PeriodicFlush } from '../core/periodic-flush.ts';
+import { PeriodicFlush, writeIsolated } from '../core/periodic-flush.ts';
 
 type HistoryRow = { device_id: string; property: string; ts: number; num: number | null; val: string | null; msg_id: string | null };
 type EventRow = { id: string; device_id: string; event: string; params: string; ts: number };
+/** One buffered write: a point or an event. */
+type Pending = { point: HistoryRow; event?: undefined } | { event: EventRow; point?: undefined };
 
 export interface HistoryPoint {
   ts: string;
@@ -72,28 +74,33 @@ export class HistoryService {
     return this.writer.flush(strict);
   }
 
-  /** Multi-row inserts in one transaction; on failure the rows go back to the front of the buffers. */
+  /**
+   * Multi-row inserts in one transaction. A row the store refuses is dropped alone (logged) and
+   * the others are stored; when the store fails, the rows go back to the front of the buffers.
+   */
   private async write(): Promise<void> {
     if (this.pendingPoints.length === 0 && this.pendingEvents.length === 0) return;
-    const points = this.pendingPoints;
-    const events = this.pendingEvents;
+    const records: Pending[] = [];
+    for (const point of this.pendingPoints) records.push({ point });
+    for (const event of this.pendingEvents) records.push({ event });
     this.pendingPoints = [];
     this.pendingEvents = [];
-    try {
-      await this.deps.db.transaction().execute(async (trx) => {
+    const { db, log } = this.deps;
+    const { retry, error } = await writeIsolated(records, {
+      batch: (rs) => db.transaction().execute(async (trx) => {
+        const points = rs.flatMap((r) => (r.point ? [r.point] : []));
+        const events = rs.flatMap((r) => (r.event ? [r.event] : []));
         // Redelivered messages repeat points and events: the unique keys make them no-ops.
-        for (let i = 0; i < points.length; i += CHUNK) {
-          await trx.insertInto('history').values(points.slice(i, i + CHUNK)).onConflict((oc) => oc.columns(['device_id', 'property', 'ts', 'msg_id']).doNothing()).execute();
-        }
-        for (let i = 0; i < events.length; i += CHUNK) {
-          await trx.insertInto('device_events').values(events.slice(i, i + CHUNK)).onConflict((oc) => oc.column('id').doNothing()).execute();
-        }
-      });
-    } catch (err) {
-      this.pendingPoints = points.concat(this.pendingPoints);
-      this.pendingEvents = events.concat(this.pendingEvents);
-      throw err;
-    }
+        for (let i = 0; i < points.length; i += CHUNK) await insertPoints(trx, points.slice(i, i + CHUNK));
+        for (let i = 0; i < events.length; i += CHUNK) await insertEvents(trx, events.slice(i, i + CHUNK));
+      }),
+      one: async (r) => void (await (r.point ? insertPoints(db, [r.point]) : insertEvents(db, [r.event!]))),
+      onBad: (r, err) => log.error({ err, deviceId: (r.point ?? r.event)!.device_id, record: r.point ? 'point' : 'event' }, 'history record refused by the store; dropped, the rest of its batch is stored'),
+    });
+    if (error === undefined) return;
+    this.pendingPoints = retry.flatMap((r) => (r.point ? [r.point] : [])).concat(this.pendingPoints);
+    this.pendingEvents = retry.flatMap((r) => (r.event ? [r.event] : [])).concat(this.pendingEvents);
+    throw error;
   }
 
   async points(deviceId: string, property: string, from: number, to: number, limit: number): Promise<HistoryPoint[]> {
@@ -136,3 +143,8 @@ export class HistoryService {
     return rows.map((r) => ({ id: r.id, event: r.event, params: fromJson(r.params), ts: new Date(Number(r.ts)).toISOString() }));
   }
 }
+
+const insertPoints = (db: Db, rows: HistoryRow[]) =>
+  db.insertInto('history').values(rows).onConflict((oc) => oc.columns(['device_id', 'property', 'ts', 'msg_id']).doNothing()).execute();
+const insertEvents = (db: Db, rows: EventRow[]) =>
+  db.insertInto('device_events').values(rows).onConflict((oc) => oc.column('id').doNothing()).execute();

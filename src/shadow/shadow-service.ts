@@ -5,7 +5,7 @@ import type { ShardListener, ShardManager } from '../core/cluster/shards.ts';
 import { subjects, type DownlinkMessage } from '../core/bus/subjects.ts';
 import type { Logger } from '../core/logger.ts';
 import { HearthError, isHearthError, type ErrorCode } from '../core/errors.ts';
-import { PeriodicFlush } from '../core/periodic-flush.ts';
+import { PeriodicFlush, writeIsolated } from '../core/periodic-flush.ts';
 import type { DeviceService } from '../devices/device-service.ts';
 import type { PresenceEvent, PresenceService } from '../devices/presence-service.ts';
 import type { ProductService } from '../products/product-service.ts';
@@ -174,7 +174,8 @@ export class ShadowService implements ShardListener {
     this.dirty.add(deviceId);
     // the view of this change: the device may answer while the write is in flight
     const view = toView(s);
-    await this.flush();
+    // Answered means stored: a failed write fails the call (the change stays dirty and is retried).
+    await this.flush(true);
     return view;
   }
 
@@ -184,7 +185,7 @@ export class ShadowService implements ShardListener {
     if (keys.length === 0) return;
     applyDesired(s, Object.fromEntries(keys.map((k) => [k, null])), Date.now());
     this.dirty.add(deviceId);
-    await this.flush();
+    await this.flush(true);
   }
 
   /** The device (or its hub) subscribed to its desired topic: send what is pending. */
@@ -204,25 +205,35 @@ export class ShadowService implements ShardListener {
     return this.writer.flush(strict);
   }
 
-  /** Writes dirty shadows in one transaction; on failure they stay dirty for the next flush. */
+  /**
+   * Writes dirty shadows in one transaction. A shadow that cannot be serialised or that the store
+   * refuses is logged and left out (its previous stored version stays), never failing the others;
+   * when the store fails, they stay dirty for the next flush.
+   */
   private async write(): Promise<void> {
     if (this.dirty.size === 0) return;
     const ids = [...this.dirty];
     this.dirty.clear();
-    try {
-      await this.deps.db.transaction().execute(async (trx) => {
-        for (const id of ids) {
-          const s = this.cache.get(id)!;
-          const row = { reported: toJson(s.reported), desired: toJson(s.desired), metadata: toJson(s.metadata), version: s.version, updated_at: s.updatedAt };
-          await trx.insertInto('shadows').values({ device_id: id, ...row })
-            .onConflict((oc) => oc.column('device_id').doUpdateSet(row))
-            .execute();
-        }
-      });
-    } catch (err) {
-      for (const id of ids) this.dirty.add(id);
-      throw err;
+    const { db, log } = this.deps;
+    const rows: ShadowRow[] = [];
+    for (const id of ids) {
+      const s = this.cache.get(id)!;
+      try {
+        rows.push({ device_id: id, reported: toJson(s.reported), desired: toJson(s.desired), metadata: toJson(s.metadata), version: s.version, updated_at: s.updatedAt });
+      } catch (err) {
+        log.error({ err, deviceId: id }, 'shadow could not be serialised; not stored');
+      }
     }
+    const { retry, error } = await writeIsolated(rows, {
+      batch: (rs) => db.transaction().execute(async (trx) => {
+        for (const r of rs) await upsertShadow(trx, r);
+      }),
+      one: (r) => upsertShadow(db, r),
+      onBad: (r, err) => log.error({ err, deviceId: r.device_id }, 'shadow refused by the store; not stored, the rest of its batch is'),
+    });
+    if (error === undefined) return;
+    for (const r of retry) this.dirty.add(r.device_id);
+    throw error;
   }
 
   private async isListening(deviceId: string): Promise<boolean> {
@@ -272,4 +283,11 @@ function toView(s: ShadowState): ShadowView {
     metadata: structuredClone(s.metadata),
     updatedAt: s.updatedAt ? new Date(s.updatedAt).toISOString() : null,
   };
+}
+
+type ShadowRow = { device_id: string; reported: string; desired: string; metadata: string; version: number; updated_at: number };
+
+async function upsertShadow(db: Db, r: ShadowRow): Promise<void> {
+  const { device_id, ...row } = r;
+  await db.insertInto('shadows').values(r).onConflict((oc) => oc.column('device_id').doUpdateSet(row)).execute();
 }

@@ -6,6 +6,7 @@ import {
 } from './bus.ts';
 import { newId } from '../ids.ts';
 import { ExpiringKeys } from '../expiring-keys.ts';
+import type { PersistedMessage, StreamBatch, StreamStorage } from './stream-storage.ts';
 
 interface Sub {
   pattern: string;
@@ -22,6 +23,10 @@ interface Stored {
   data: unknown;
   headers: Readonly<Record<string, string>>;
   deliveries: number;
+  /** The durable consumer that took it; `''` while in the stream's backlog. */
+  consumer: string;
+  /** Its row in the storage (0 without one). */
+  rowId: number;
 }
 
 interface MemStream {
@@ -32,10 +37,13 @@ interface MemStream {
   backlog: Stored[];
   /** Message ids stored within the duplicate window. */
   seen: ExpiringKeys;
+  /** Loaded from storage: messages of durable consumers that have not started again yet, by durable name. */
+  orphans: Map<string, Stored[]>;
 }
 
 interface MemConsumer {
   stream: string;
+  durable: string;
   filter: string;
   match: (subject: string) => boolean;
   ackWaitMs: number;
@@ -104,7 +112,43 @@ class Delivery implements DurableMessage {
   }
 }
 
+/** A durable publish waiting for its group commit. */
+interface PendingPut {
+  stream: MemStream;
+  msg: Stored;
+  /** The data and headers as JSON, made when it was published: a message that cannot be serialised fails alone. */
+  data: string;
+  headers: string | null;
+  msgId: string | undefined;
+  storedAt: number;
+  /** The publish, and repeats of its msgId that arrived before it was stored. */
+  settle: Array<{ resolve: () => void; reject: (err: unknown) => void }>;
+}
+
+/** The next group commit: everything that happens until it runs. */
+interface PendingBatch {
+  puts: PendingPut[];
+  /** Puts with a msgId, so that a repeat waits for the same commit. */
+  byMsgId: Map<string, PendingPut>;
+  take: StreamBatch['take'];
+  ack: StreamBatch['ack'];
+  timer: NodeJS.Immediate;
+  /** `flush()` callers waiting for this commit. */
+  waiters: Array<() => void>;
+}
+
+export interface MemoryBusOptions {
+  /**
+   * Where durable streams are kept. With it, `publishDurable` resolves only once the message is
+   * committed there, and a restart delivers again what was not acknowledged. Without it they live
+   * in this process only (unit tests).
+   */
+  storage?: StreamStorage;
+}
+
 const EMPTY_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
+/** Messages older than this are dropped when a stream is restored, unless the stream says otherwise (as in NATS JetStream). */
+const DEFAULT_MAX_AGE_MS = 24 * 3_600_000;
 /** How long a message id counts as a duplicate when the stream does not say (as in NATS JetStream). */
 const DEFAULT_DUPLICATE_WINDOW_MS = 120_000;
 
@@ -114,6 +158,13 @@ const DEFAULT_DUPLICATE_WINDOW_MS = 120_000;
  *
  * Exact subjects are looked up in a map (O(1)); wildcard subscriptions are scanned, so
  * keep them few (capabilities subscribe once at start, not per device).
+ *
+ * Durable streams are kept in a {@link StreamStorage} when one is given (the embedded Hearth
+ * always gives one), with group commit: durable publishes, takes and acks collect until the
+ * event loop has handled what it had in hand (`setImmediate`), then go to the storage in one
+ * transaction, and each publish resolves (so the device gets its PUBACK) only after that commit.
+ * No fixed delay: one report alone commits at once; under load, whatever arrived meanwhile
+ * shares the commit. A message reaches its consumer only once stored.
  */
 export class MemoryBus implements Bus {
   private readonly exact = new Map<string, Set<Sub>>();
@@ -124,8 +175,12 @@ export class MemoryBus implements Bus {
   private closed = false;
   private readonly streams = new Map<string, MemStream>();
   private readonly consumers = new Map<string, MemConsumer>();
+  private readonly storage: StreamStorage | undefined;
+  private batch: PendingBatch | undefined;
 
-  constructor(private readonly log: Logger) {}
+  constructor(private readonly log: Logger, opts: MemoryBusOptions = {}) {
+    this.storage = opts.storage;
+  }
 
   async ensureStream(cfg: StreamConfig): Promise<void> {
     const cur = this.streams.get(cfg.name);
@@ -135,32 +190,160 @@ export class MemoryBus implements Bus {
       Object.assign(cur, { cfg, matchers });
       // ids already seen keep the window they were stored under; new ones get the new window
       cur.seen.ttlMs = dupWindow;
-    } else this.streams.set(cfg.name, { cfg, matchers, seq: 0, backlog: [], seen: new ExpiringKeys(dupWindow) });
+      return;
+    }
+    const stream: MemStream = { cfg, matchers, seq: 0, backlog: [], seen: new ExpiringKeys(dupWindow), orphans: new Map() };
+    if (this.storage) this.restore(stream);
+    this.streams.set(cfg.name, stream);
+  }
+
+  /** What the stream held when the process last stopped: delivered again once its consumers start. */
+  private restore(stream: MemStream): void {
+    const now = Date.now();
+    const { lastSeq, messages } = this.storage!.load(stream.cfg.name, now - (stream.cfg.maxAgeMs ?? DEFAULT_MAX_AGE_MS));
+    stream.seq = lastSeq;
+    for (const p of messages) {
+      const m: Stored = { seq: p.seq, subject: p.subject, data: JSON.parse(p.data), headers: p.headers === null ? EMPTY_HEADERS : JSON.parse(p.headers), deliveries: p.deliveries, consumer: p.consumer, rowId: p.rowId! };
+      if (p.msgId !== null) stream.seen.set(p.msgId, true, now);
+      if (p.consumer === '') stream.backlog.push(m);
+      else {
+        const list = stream.orphans.get(p.consumer);
+        if (list) list.push(m);
+        else stream.orphans.set(p.consumer, [m]);
+      }
+    }
+    if (messages.length) this.log.info({ stream: stream.cfg.name, messages: messages.length }, 'durable stream restored: unacknowledged messages will be delivered again');
   }
 
   /**
-   * Durable in the sense of the interface, within this process: the message is kept until a
-   * consumer acknowledges it; a graceful stop drains it. (The NATS bus stores it on disk.)
+   * Stores the message in its stream. With a storage, resolves once it is committed there (see the
+   * class comment); without one, at once (kept in this process until acknowledged).
    */
   async publishDurable(subject: string, data: unknown, opts: DurablePublishOptions = {}): Promise<void> {
     if (this.closed) throw new BusError('CLOSED', 'bus is closed');
     let stream: MemStream | undefined;
     for (const s of this.streams.values()) for (const m of s.matchers) if (m(subject)) stream = s;
     if (!stream) throw new BusError('NO_RESPONDERS', `no stream stores ${subject}`);
+    const now = Date.now();
     if (opts.msgId !== undefined) {
-      const now = Date.now();
+      // A repeat of a message still waiting for its commit is stored when that one is.
+      const waiting = this.batch?.byMsgId.get(opts.msgId);
+      if (waiting && waiting.stream === stream) return new Promise<void>((resolve, reject) => void waiting.settle.push({ resolve, reject }));
       if (stream.seen.get(opts.msgId, now)) return;
-      stream.seen.set(opts.msgId, true, now);
     }
-    const msg: Stored = { seq: ++stream.seq, subject, data, headers: opts.headers ?? EMPTY_HEADERS, deliveries: 0 };
-    let taken = false;
-    for (const c of this.consumers.values()) {
-      if (c.stream !== stream.cfg.name || !c.match(subject)) continue;
-      c.queue.push(taken ? { ...msg } : msg);
-      taken = true;
+    const headers = opts.headers ?? EMPTY_HEADERS;
+    const msg: Stored = { seq: 0, subject, data, headers, deliveries: 0, consumer: '', rowId: 0 };
+    if (!this.storage) {
+      if (opts.msgId !== undefined) stream.seen.set(opts.msgId, true, now);
+      msg.seq = ++stream.seq;
+      this.route(stream, msg);
+      return;
+    }
+    // Serialised here, alone: a message that cannot be stored fails its own publish, not the batch.
+    const json = JSON.stringify(data) ?? 'null';
+    const headersJson = headers === EMPTY_HEADERS || Object.keys(headers).length === 0 ? null : JSON.stringify(headers);
+    if (opts.msgId !== undefined) stream.seen.set(opts.msgId, true, now);
+    msg.seq = ++stream.seq;
+    const b = this.pendingBatch();
+    return new Promise<void>((resolve, reject) => {
+      const put: PendingPut = { stream, msg, data: json, headers: headersJson, msgId: opts.msgId, storedAt: now, settle: [{ resolve, reject }] };
+      b.puts.push(put);
+      if (opts.msgId !== undefined) b.byMsgId.set(opts.msgId, put);
+    });
+  }
+
+  /** The consumers of the stream that want the message (usually one: consumers' filters rarely overlap). */
+  private takers(stream: MemStream, subject: string): MemConsumer[] {
+    const out: MemConsumer[] = [];
+    for (const c of this.consumers.values()) if (c.stream === stream.cfg.name && c.match(subject)) out.push(c);
+    return out;
+  }
+
+  /**
+   * Hands a stored message to the consumers that take it, or keeps it for the first one to start.
+   * `rows`: the storage's row of each copy, in the order of `takers` (the backlog's row when none).
+   */
+  private route(stream: MemStream, msg: Stored, takers = this.takers(stream, msg.subject), rows?: PersistedMessage[]): void {
+    if (takers.length === 0) {
+      if (rows) msg.rowId = rows[0].rowId!;
+      stream.backlog.push(msg);
+      return;
+    }
+    takers.forEach((c, i) => {
+      const copy = i === 0 ? msg : { ...msg };
+      copy.consumer = c.durable;
+      if (rows) copy.rowId = rows[i].rowId!;
+      c.queue.push(copy);
       this.pump(c);
+    });
+  }
+
+  /** The batch that the next group commit writes; scheduled when it is opened. */
+  private pendingBatch(): PendingBatch {
+    if (!this.batch) {
+      this.batch = { puts: [], byMsgId: new Map(), take: [], ack: [], waiters: [], timer: setImmediate(() => this.commit()) };
     }
-    if (!taken) stream.backlog.push(msg);
+    return this.batch;
+  }
+
+  /**
+   * The group commit: decides which consumer takes each new message, writes the batch in one
+   * transaction, then delivers and resolves the publishes. When the transaction fails, each
+   * publish is tried alone, so one the storage refuses fails by itself and the others are stored.
+   */
+  private commit(): void {
+    const b = this.batch;
+    if (!b) return;
+    this.batch = undefined;
+    clearImmediate(b.timer);
+    const storage = this.storage!;
+    const takers = b.puts.map((put) => this.takers(put.stream, put.msg.subject));
+    const rows: PersistedMessage[][] = b.puts.map((put, i) => {
+      const row = (consumer: string): PersistedMessage => ({
+        stream: put.stream.cfg.name, consumer, seq: put.msg.seq, subject: put.msg.subject, data: put.data, headers: put.headers,
+        msgId: put.msgId ?? null, storedAt: put.storedAt, deliveries: 0,
+      });
+      return takers[i].length === 0 ? [row('')] : takers[i].map((c) => row(c.durable));
+    });
+    const lastSeq = (puts: PendingPut[]) => {
+      const m = new Map<string, number>();
+      for (const p of puts) m.set(p.stream.cfg.name, Math.max(m.get(p.stream.cfg.name) ?? 0, p.msg.seq));
+      return m;
+    };
+    let failed: Map<PendingPut, unknown> | undefined;
+    try {
+      storage.commit({ put: rows.flat(), take: b.take, ack: b.ack, lastSeq: lastSeq(b.puts) });
+    } catch (err) {
+      failed = new Map();
+      if (b.puts.length + b.take.length + b.ack.length > 1) {
+        b.puts.forEach((put, i) => {
+          try {
+            storage.commit({ put: rows[i], take: [], ack: [], lastSeq: lastSeq([put]) });
+          } catch (e) {
+            failed!.set(put, e);
+          }
+        });
+        try {
+          if (b.take.length + b.ack.length) storage.commit({ put: [], take: b.take, ack: b.ack, lastSeq: new Map() });
+        } catch (e) {
+          // Acknowledged messages that stay stored are delivered again after a restart: harmless.
+          this.log.error({ err: e }, 'durable stream: acknowledgements could not be stored');
+        }
+      } else if (b.puts.length === 1) failed.set(b.puts[0], err);
+      else this.log.error({ err }, 'durable stream: acknowledgements could not be stored');
+    }
+    for (const [i, put] of b.puts.entries()) {
+      const err = failed?.get(put);
+      if (err !== undefined) {
+        if (put.msgId !== undefined) put.stream.seen.delete(put.msgId);
+        this.log.error({ err, subject: put.msg.subject }, 'durable stream: message could not be stored; the publisher is told');
+        for (const s of put.settle) s.reject(err);
+        continue;
+      }
+      if (!this.closed) this.route(put.stream, put.msg, takers[i], rows[i]);
+      for (const s of put.settle) s.resolve();
+    }
+    for (const w of b.waiters) w();
   }
 
   async consume<T>(opts: ConsumerOptions, handler: DurableHandler<T>): Promise<Consumer> {
@@ -169,11 +352,24 @@ export class MemoryBus implements Bus {
     const key = `${opts.stream}/${opts.durable}`;
     let c = this.consumers.get(key);
     if (!c) {
-      c = { stream: opts.stream, filter: opts.filter, match: compilePattern(opts.filter), sweeper: undefined, ackWaitMs: opts.ackWaitMs ?? 30_000, maxInFlight: opts.maxInFlight ?? 1000, retry: new Fifo(), queue: new Fifo(), inflight: new Map(), subscribers: [], next: 0 };
+      c = { stream: opts.stream, durable: opts.durable, filter: opts.filter, match: compilePattern(opts.filter), sweeper: undefined, ackWaitMs: opts.ackWaitMs ?? 30_000, maxInFlight: opts.maxInFlight ?? 1000, retry: new Fifo(), queue: new Fifo(), inflight: new Map(), subscribers: [], next: 0 };
       this.consumers.set(key, c);
       const keep: Stored[] = [];
-      for (const m of stream.backlog) (c.match(m.subject) ? c.queue : keep).push(m);
+      // Its own messages from before a restart, and what no consumer had taken, in stream order.
+      const mine: Stored[] = stream.orphans.get(opts.durable) ?? [];
+      stream.orphans.delete(opts.durable);
+      for (const m of stream.backlog) {
+        if (!c.match(m.subject)) {
+          keep.push(m);
+          continue;
+        }
+        m.consumer = opts.durable;
+        mine.push(m);
+        if (this.storage) this.pendingBatch().take.push({ rowId: m.rowId, consumer: opts.durable });
+      }
       stream.backlog = keep;
+      mine.sort((a, b) => a.seq - b.seq);
+      for (const m of mine) c.queue.push(m);
     }
     const sub: Sub = { pattern: opts.filter, match: c.match, handler: handler as BusHandler<any>, queue: undefined, name: `durable ${opts.stream}/${opts.durable}`, active: true };
     c.subscribers.push(sub);
@@ -220,7 +416,10 @@ export class MemoryBus implements Bus {
     const c = d.consumer;
     if (c.inflight.get(d.seq) !== d) return;
     c.inflight.delete(d.seq);
-    if (redeliverAfter === undefined) return this.pump(c);
+    if (redeliverAfter === undefined) {
+      if (this.storage && !this.closed) this.pendingBatch().ack.push(d.stored.rowId);
+      return this.pump(c);
+    }
     const again = () => {
       c.retry.push(d.stored);
       this.pump(c);
@@ -280,13 +479,18 @@ export class MemoryBus implements Bus {
   }
 
   async flush(): Promise<void> {
+    const b = this.batch;
+    if (b) await new Promise<void>((resolve) => b.waiters.push(resolve));
     if (this.pending === 0) return;
     await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
   }
 
   async close(): Promise<void> {
     await this.flush();
+    // Acknowledgements made meanwhile go with the last commit.
+    this.commit();
     this.closed = true;
+    this.storage?.close();
     for (const c of this.consumers.values()) clearInterval(c.sweeper);
     this.consumers.clear();
     this.exact.clear();

@@ -14,6 +14,10 @@ export const ConfigSchema = Type.Object({
   mqttPort: Type.Integer({ minimum: 0, maximum: 65535, default: 1883, description: 'MQTT TCP port. 0 picks a free port.' }),
   mqttHost: Type.String({ default: '0.0.0.0', description: 'MQTT listen address' }),
   dataDir: Type.String({ default: './data', description: 'Directory of the SQLite database and other state' }),
+  sqliteSynchronous: Type.Union([Type.Literal('normal'), Type.Literal('full')], {
+    default: 'normal',
+    description: 'Embedded mode: what a commit to the SQLite files in dataDir (the store, the stream log) survives before Hearth acknowledges it. normal: a crash or kill of Hearth at any moment; full: also an OS crash or power cut, at one fsync per commit',
+  }),
   demo: Type.Boolean({ default: true, description: 'Load the demo (a hub with sub-devices) on first start and run the simulator in-process' }),
   adminEmail: Type.Optional(Type.String({ format: 'email', description: 'Operator account created on first start' })),
   adminPassword: Type.Optional(Type.String({ minLength: 8, description: 'Operator password; generated and printed once if unset' })),

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { CompiledQuery, Kysely, PostgresDialect, SqliteDialect } from 'kysely';
 import SQLite from 'better-sqlite3';
 import pg from 'pg';
-import { migrate, openStore, type Db, type Store, type StoreEngine } from './db.ts';
+import { isRecordError, migrate, openSqliteFile, openStore, type Db, type Store, type StoreEngine } from './db.ts';
 import { migrations } from './migrations/index.ts';
 import type { Database } from './schema.ts';
 import { HistoryService } from '../../history/history-service.ts';
@@ -185,5 +185,23 @@ describe('store on postgres: several nodes starting at once', () => {
     for (const r of results) assert.equal(r.code, 0, r.out);
     const outs = results.map((r) => r.out).sort();
     assert.deepEqual(outs, [`applied: ${ALL.join(', ')}\n`, 'database is up to date\n']);
+  });
+});
+
+describe('SQLite synchronous level (HEARTH_SQLITE_SYNCHRONOUS)', () => {
+  test('normal by default, full when asked, for the store and the stream log alike; record errors tell a bad row from a failing store', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hearth-sync-'));
+    dirs.push(dir);
+    const level = (raw: SQLite.Database) => raw.pragma('synchronous', { simple: true });
+    const normal = openSqliteFile(dir, 'a.sqlite');
+    const full = openSqliteFile(dir, 'b.sqlite', 'full');
+    assert.equal(level(normal), 1, 'NORMAL');
+    assert.equal(level(full), 2, 'FULL');
+    assert.equal(normal.pragma('journal_mode', { simple: true }), 'wal');
+    normal.close();
+    full.close();
+    for (const code of ['SQLITE_CONSTRAINT_UNIQUE', 'SQLITE_CONSTRAINT_TRIGGER', '23505', '22P02', '54000']) assert.ok(isRecordError(Object.assign(new Error(), { code })), code);
+    for (const code of ['SQLITE_BUSY', 'SQLITE_FULL', 'SQLITE_IOERR', '57P01', '08006', 'ECONNREFUSED']) assert.ok(!isRecordError(Object.assign(new Error(), { code })), code);
+    assert.ok(isRecordError(new RangeError('Maximum call stack size exceeded')), 'a value that cannot be serialised');
   });
 });

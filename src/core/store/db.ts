@@ -22,8 +22,19 @@ export interface Store {
 /** Called after every query with its duration (also after failed ones), for latency metrics. */
 export type QueryHook = (durationMs: number, sql: string) => void;
 
+/**
+ * SQLite's `synchronous` level for every SQLite file of an embedded Hearth (always in WAL mode).
+ * `normal`: a commit is in the operating system's hands when it returns, so it survives Hearth
+ * crashing or being killed at any point; an OS crash or power cut may lose the transactions since
+ * the last checkpoint (never corrupts). `full`: each commit is also fsynced, so it survives those
+ * too, at one fsync per transaction (group commit shares it among the messages of a batch).
+ */
+export type SqliteSynchronous = 'normal' | 'full';
+
 export interface StoreOptions {
   dataDir: string;
+  /** SQLite only (default `normal`). */
+  synchronous?: SqliteSynchronous;
   /** `postgres://…`: PostgreSQL instead of the SQLite file in dataDir. */
   databaseUrl?: string;
   /** Left unset, queries are not timed at all. */
@@ -33,7 +44,7 @@ export interface StoreOptions {
 /** Opens PostgreSQL when a database URL is configured, otherwise SQLite in the data directory. */
 export function openStore(opts: StoreOptions): Store {
   if (opts.databaseUrl) return openPostgres({ url: opts.databaseUrl, onQuery: opts.onQuery });
-  const { db } = openSqlite({ dataDir: opts.dataDir, onQuery: opts.onQuery });
+  const { db } = openSqlite({ dataDir: opts.dataDir, onQuery: opts.onQuery, synchronous: opts.synchronous });
   return { db, engine: 'sqlite', close: () => db.destroy() };
 }
 
@@ -42,23 +53,31 @@ export interface SqliteStoreOptions {
   /** File name inside dataDir; `:memory:` for throwaway stores. */
   file?: string;
   onQuery?: QueryHook;
+  /** Default `normal` (see SqliteSynchronous). */
+  synchronous?: SqliteSynchronous;
 }
 
 /**
- * Opens the embedded SQLite store in WAL mode. `synchronous=NORMAL` with WAL keeps commits
- * durable across process crashes (only an OS crash may lose the last transactions).
+ * Opens a SQLite file of the data directory (created if missing) in WAL mode with the given
+ * `synchronous` level: the store, and the bus's stream log beside it.
  */
-export function openSqlite(opts: SqliteStoreOptions): { db: Db; raw: SQLite.Database } {
-  let path = opts.file ?? 'hearth.sqlite';
+export function openSqliteFile(dataDir: string, file: string, synchronous: SqliteSynchronous = 'normal'): SQLite.Database {
+  let path = file;
   if (path !== ':memory:') {
-    mkdirSync(opts.dataDir, { recursive: true });
-    path = join(opts.dataDir, path);
+    mkdirSync(dataDir, { recursive: true });
+    path = join(dataDir, path);
   }
   const raw = new SQLite(path);
   raw.pragma('journal_mode = WAL');
-  raw.pragma('synchronous = NORMAL');
-  raw.pragma('foreign_keys = ON');
+  raw.pragma(`synchronous = ${synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
   raw.pragma('busy_timeout = 5000');
+  return raw;
+}
+
+/** Opens the embedded SQLite store (`hearth.sqlite`) in WAL mode; see SqliteSynchronous for what a commit survives. */
+export function openSqlite(opts: SqliteStoreOptions): { db: Db; raw: SQLite.Database } {
+  const raw = openSqliteFile(opts.dataDir, opts.file ?? 'hearth.sqlite', opts.synchronous);
+  raw.pragma('foreign_keys = ON');
   const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: cachingStatements(raw) }), ...logging(opts.onQuery) });
   return { db, raw };
 }
@@ -147,6 +166,22 @@ export async function migrate(db: Db): Promise<string[]> {
     throw new Error(`migration ${failed?.migrationName ?? '?'} failed: ${(error as Error).message ?? error}`);
   }
   return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+}
+
+/**
+ * Whether a failed write was refused because of the record itself (a constraint, a value the
+ * column cannot hold, a row too large), not because the store failed (connection lost, disk
+ * full, I/O error, busy). Writing the same record again cannot succeed; writing others can.
+ * Batch writers use it to drop one bad record instead of retrying the whole batch forever.
+ */
+export function isRecordError(err: unknown): boolean {
+  if (err instanceof TypeError || err instanceof RangeError) return true; // serialisation, bindings
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string') return false;
+  // better-sqlite3: SQLITE_CONSTRAINT_*, a value of the wrong type, a string or blob too big.
+  if (code.startsWith('SQLITE_')) return code.startsWith('SQLITE_CONSTRAINT') || code === 'SQLITE_MISMATCH' || code === 'SQLITE_TOOBIG' || code === 'SQLITE_RANGE';
+  // PostgreSQL SQLSTATE: 22 data exception, 23 integrity constraint violation, 54 program limit exceeded.
+  return /^(22|23|54)[0-9A-Z]{3}$/.test(code);
 }
 
 /** Serialises a JSON column value. */
