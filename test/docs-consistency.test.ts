@@ -6,6 +6,27 @@ import { startPlatform, type Platform } from './helpers/platform.ts';
 
 const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
 
+test('every test docs/security.md cites for a promise exists, under the name it gives', () => {
+  const doc = readFileSync(new URL('../docs/security.md', import.meta.url), 'utf8').replace(/\s*\n\s*/g, ' ');
+  const cited: Array<{ file: string; name: string }> = [];
+  // "Held by `test/x.test.ts`: "name", "name" and "name"; and by `src/y.test.ts`, "name"": names follow their file.
+  for (const m of doc.matchAll(/`((?:test|src)\/[\w./-]+\.test\.ts)`[:,]?((?:[^`]*?"[^"]+")+)/g)) {
+    for (const n of m[2].matchAll(/"([^"]+)"/g)) cited.push({ file: m[1], name: n[1] });
+  }
+  assert.ok(cited.length >= 30, `found ${cited.length} citations`);
+  const missing = cited.filter(({ file, name }) => {
+    let text: string;
+    try {
+      text = readFileSync(new URL(`../${file}`, import.meta.url), 'utf8').replace(/\\'/g, "'");
+    } catch {
+      return true;
+    }
+    // A citation may name the suite (`suite › test`), or end with … where the name goes on.
+    return !name.split(' › ').every((part) => text.includes(part.replace(/…$/, '')));
+  });
+  assert.deepEqual(missing, [], 'docs/security.md cites tests that do not exist (renamed?)');
+});
+
 test('every configuration variable is in a table of the README, and HEARTH_CONFIG is explained', () => {
   const rows = readme.split('\n').filter((l) => l.startsWith('|'));
   const missing = Object.keys(ConfigSchema.properties).map(envName).filter((v) => !rows.some((r) => r.includes(`\`${v}\``)));
