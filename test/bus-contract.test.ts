@@ -311,7 +311,7 @@ for (const engine of engines) {
       for (let i = 0; i < 3; i++) await bus.publishDurable(subject('x'), i);
       await until(() => first.length === 3, 'the first subscriber to get all three');
       await c1.stop();
-      // MemoryBus hands them back at once, JetStream when ackWait runs out: both keep the promise.
+      // Handed back when ackWait runs out (they could still have been acked meanwhile).
       const second: Array<[unknown, number]> = [];
       await bus.consume({ stream, durable: 'd', filter, ackWaitMs: 500 }, (m) => {
         second.push([m.data, m.deliveryCount]);
@@ -322,6 +322,27 @@ for (const engine of engines) {
       await bus.publishDurable(subject('x'), 3);
       await until(() => second.length === 3, 'a new message');
       assert.deepEqual(first, [0, 1, 2], 'the stopped subscriber gets nothing more');
+    });
+
+    test('durable: a message handed out before stop() and acked after it is done: not delivered again', async () => {
+      const bus = await make();
+      const { stream, subject, filter } = fresh();
+      await bus.ensureStream({ name: stream, subjects: [filter] });
+      const held: DurableMessage[] = [];
+      const c1 = await bus.consume({ stream, durable: 'd', filter, ackWaitMs: 400 }, (m) => void held.push(m));
+      for (let i = 0; i < 3; i++) await bus.publishDurable(subject('x'), i);
+      await until(() => held.length === 3, 'three messages handed out');
+      await c1.stop();
+      for (const m of held) m.ack();
+      const again: unknown[] = [];
+      await bus.consume({ stream, durable: 'd', filter, ackWaitMs: 400 }, (m) => {
+        again.push(m.data);
+        m.ack();
+      });
+      await bus.publishDurable(subject('x'), 'next');
+      await until(() => again.includes('next'), 'a later message');
+      await new Promise((r) => setTimeout(r, 800)); // past ackWait: nothing held comes back
+      assert.deepEqual(again, ['next']);
     });
 
     test('durable: maxInFlight caps the unacknowledged messages', async () => {

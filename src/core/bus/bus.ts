@@ -85,8 +85,9 @@ export type DurableHandler<T = unknown> = (msg: DurableMessage<T>) => void | Pro
 
 export interface Consumer {
   /**
-   * Stops delivering. Messages handed out and not acknowledged are delivered again (to another
-   * subscriber of the same durable, or after a restart); ack them before stopping to avoid that.
+   * Stops delivering. Messages handed out may still be acknowledged afterwards (a subscriber
+   * finishing its work); those not acknowledged within ackWait are delivered again (to another
+   * subscriber of the same durable, or after a restart).
    */
   stop(): Promise<void>;
 }

@@ -379,12 +379,9 @@ export class MemoryBus implements Bus {
       stop: async () => {
         sub.active = false;
         consumer.subscribers = consumer.subscribers.filter((s) => s !== sub);
-        if (consumer.subscribers.length === 0 && consumer.inflight.size) {
-          // Nobody is left to ack: hand the unacknowledged messages back, in order.
-          const back = [...consumer.inflight.values()].map((f) => f.stored).sort((a, b) => a.seq - b.seq);
-          consumer.inflight.clear();
-          for (const m of back) consumer.retry.push(m);
-        }
+        // Deliveries handed out stay in flight, as in JetStream: a subscriber that finishes its
+        // work after stopping may still ack them (they are then done, and not handled again after
+        // a restart); what is not acked comes again when ackWait runs out.
       },
     };
   }
