@@ -66,7 +66,7 @@ import { webhookCaller } from './automation/webhook-caller.ts';
 import { shardOf } from './core/cluster/shards.ts';
 import { DataDirLock } from './core/data-dir-lock.ts';
 import { portProblem, reservePorts, type ListenerSpec } from './core/port-reservation.ts';
-import { readInitialPassword, removeInitialPassword, writeInitialPassword } from './auth/initial-password.ts';
+import { initialPasswordPath, readInitialPassword, removeInitialPassword, writeInitialPassword } from './auth/initial-password.ts';
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -185,6 +185,7 @@ export class Hearth {
       db, settings, log: log.child({ component: 'auth' }), mailer, ttlSeconds: config.tokenTtlSeconds, refreshTtlSeconds: config.refreshTtlSeconds,
       onRevoked: (sid, until) => revoked.send({ sid, until }),
       onKeyRevoked: (keyId) => void keyRevoked.send({ keyId }),
+      onOperatorSignIn: () => removeInitialPassword(config.dataDir),
       onLoginOutcome: (o) => void loginOutcomes.send(o),
       observer: metrics,
       signups: { perHour: config.signupsPerHour, burst: config.signupBurst },
@@ -401,7 +402,7 @@ export class Hearth {
     if (operator.generatedPassword) {
       try {
         writeInitialPassword(dir, operator.generatedPassword);
-        operator.initialPasswordFile = `${dir.replace(/\/+$/, '')}/initial-operator-password`;
+        operator.initialPasswordFile = initialPasswordPath(dir);
       } catch (err) {
         this.log.warn({ err }, 'could not keep the generated operator password in the data directory; note it from the banner');
       }
@@ -409,16 +410,17 @@ export class Hearth {
     }
     const kept = readInitialPassword(dir);
     if (kept === undefined) return;
-    if ((await this.services.auth.operatorFirstPassword(kept))?.pending) operator.initialPasswordFile = `${dir.replace(/\/+$/, '')}/initial-operator-password`;
+    if ((await this.services.auth.operatorFirstPassword(kept))?.pending) operator.initialPasswordFile = initialPasswordPath(dir);
     else removeInitialPassword(dir);
   }
 
   private apiRoutes(): void {
     const { auth, products, access, audit, commands, shadow, history, views } = this.services;
     const s = this.services;
-    // An answer leaves only once the audit entries recorded before it are committed: answered means audited.
-    this.http.addHook('onSend', async (_req, _reply, payload) => {
-      await audit.committed();
+    // An answer to a change leaves only once the audit entries recorded before it are committed:
+    // answered means audited. Reads (probes, scrapes, lists) record nothing and never wait.
+    this.http.addHook('onSend', async (req, _reply, payload) => {
+      if (req.method !== 'GET' && req.method !== 'HEAD' && req.method !== 'OPTIONS') await audit.committed();
       return payload;
     });
     authRoutes(this.http, { auth, config: this.config, audit });

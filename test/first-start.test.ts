@@ -72,8 +72,9 @@ describe('the first hour', { concurrency: 3 }, () => {
     assert.match(again.banner, /generated password not used yet/);
     const session = await login(again.base, email, password);
     assert.equal(session.status, 200);
+    assert.ok(!existsSync(file), 'removed at the first sign-in, not only at the next start');
 
-    // signed in once: the next start removes it, and the command says how to get back in
+    // signed in once: it stays gone, and the command says how to get back in
     again.proc.child.kill('SIGTERM');
     assert.equal((await exitWithin(again.proc, 8000)).code, 0);
     const third = await startServer({ HEARTH_DEMO: '0' }, { dataDir: s.dataDir, until: /Operator login:.*\n/ });

@@ -123,6 +123,8 @@ export interface AuthServiceDeps {
   signups?: { perHour: number; burst: number };
   /** Spreads a revocation to every node (which calls `learnRevoked`); default: this node only. */
   onRevoked?: (familyId: string, until: number) => void;
+  /** The operator signed in with a password (the kept first password has served its purpose). */
+  onOperatorSignIn?: () => void;
   /** An API key was revoked (after the store says so): what it opened elsewhere (live streams) ends. */
   onKeyRevoked?: (keyId: string) => void;
   /** Spreads the outcome of a checked password to every node (which calls `learnLoginOutcome`); default: this node only. */
@@ -350,7 +352,9 @@ export class AuthService {
       release(ok, row ? 'wrong_password' : 'unknown_account');
     }
     if (!row || !ok) throw new HearthError('E_BAD_CREDENTIALS');
-    return this.startSession(row);
+    const session = await this.startSession(row);
+    if (row.role === 'operator') this.deps.onOperatorSignIn?.();
+    return session;
   }
 
   /** The outcome of a password check on another node (or this one): the throttle counts it. */
