@@ -312,7 +312,9 @@ export class Hearth {
   async start(): Promise<StartInfo> {
     // What can refuse a start comes before anything is written: the data directory's lock, then
     // every port this node listens on (held until its listener takes it over).
-    if (this.config.databaseUrl === undefined) {
+    // Embedded parts keep files in the data directory: the SQLite store, and the bus's stream log
+    // whenever there is no NATS (also beside PostgreSQL), so either one takes the lock.
+    if (this.config.databaseUrl === undefined || this.config.natsUrl === undefined) {
       this.lock = new DataDirLock(this.config.dataDir);
       this.lock.acquire();
     }

@@ -503,6 +503,22 @@ describe('MemoryBus with a stream storage', () => {
     assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled']);
     await bus.close();
   });
+
+  test('a storage that fails (not a refused record) fails the whole batch at once, without a retry per message', async () => {
+    const storage = new SqliteStreamStorage({ dataDir: dataDir() });
+    let commits = 0;
+    const failing = { load: storage.load.bind(storage), close: storage.close.bind(storage), commit: (b: Parameters<typeof storage.commit>[0]) => {
+      if (b.put.length === 0) return storage.commit(b);
+      commits++;
+      throw Object.assign(new Error('disk I/O error'), { code: 'SQLITE_IOERR' });
+    } };
+    const bus = new MemoryBus(createLogger('silent'), { storage: failing });
+    await bus.ensureStream({ name: 'S', subjects: ['f.>'] });
+    const results = await Promise.allSettled(['f.a', 'f.b', 'f.c'].map((s) => bus.publishDurable(s, s)));
+    assert.deepEqual(results.map((r) => r.status), ['rejected', 'rejected', 'rejected']);
+    assert.equal(commits, 1, 'one failed commit, not one per message');
+    await bus.close();
+  });
 });
 
 describe('NatsBus', () => {

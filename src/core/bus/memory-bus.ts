@@ -6,6 +6,7 @@ import {
 } from './bus.ts';
 import { newId } from '../ids.ts';
 import { ExpiringKeys } from '../expiring-keys.ts';
+import { isRecordError } from '../store/db.ts';
 import type { PersistedMessage, StreamBatch, StreamStorage } from './stream-storage.ts';
 
 interface Sub {
@@ -315,7 +316,10 @@ export class MemoryBus implements Bus {
       storage.commit({ put: rows.flat(), take: b.take, ack: b.ack, lastSeq: lastSeq(b.puts) });
     } catch (err) {
       failed = new Map();
-      if (b.puts.length + b.take.length + b.ack.length > 1) {
+      // One message at a time only when the store refused a record; when the store itself fails
+      // (busy, full, I/O), retrying each would only hold the event loop: every publish fails at once.
+      if (!isRecordError(err)) for (const put of b.puts) failed.set(put, err);
+      else if (b.puts.length + b.take.length + b.ack.length > 1) {
         b.puts.forEach((put, i) => {
           try {
             storage.commit({ put: rows[i], take: [], ack: [], lastSeq: lastSeq([put]) });
