@@ -223,7 +223,9 @@ export class AmqpSources {
       await ingress.submit(sub);
       settle(() => ch.ack(msg));
     } catch (err) {
-      await this.requeue(c, ch, msg, err as Error);
+      if (!isHearthError(err)) return this.requeue(c, ch, msg, err as Error);
+      log.warn({ ...where, reason: err.message, code: err.code }, 'AMQP message refused (rejected without requeue)');
+      settle(() => ch.nack(msg, false, false));
     }
   }
 

@@ -2,6 +2,8 @@ import type { Bus } from '../core/bus/bus.ts';
 import { subjects, type UplinkKind, type UplinkMessage } from '../core/bus/subjects.ts';
 import { shardOf } from '../core/cluster/shards.ts';
 import { MessageIds } from '../core/ids.ts';
+import { HearthError } from '../core/errors.ts';
+import { jsonDepthExceeds, MAX_JSON_DEPTH } from '../core/json-limits.ts';
 
 /** What a source hands to the pipeline: a message about one device. */
 export interface Submission {
@@ -34,7 +36,9 @@ export class GatewayIngress {
     this.ids = new MessageIds(deps.nodeId, 'i');
   }
 
+  /** Throws E_VALIDATION (refuse the sender, do not retry) for a payload nested deeper than devices may send. */
   async submit(s: Submission): Promise<string> {
+    if (jsonDepthExceeds(s.payload, MAX_JSON_DEPTH)) throw new HearthError('E_VALIDATION', `the message nests objects and arrays deeper than ${MAX_JSON_DEPTH} levels`, { field: 'body' });
     const id = this.ids.next();
     const msg: UplinkMessage = {
       id, deviceId: s.deviceId, via: s.via ?? s.deviceId, kind: s.kind,

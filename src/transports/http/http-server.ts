@@ -205,7 +205,7 @@ export async function buildHttpServer(deps: HttpServerDeps): Promise<HttpApp> {
     if (bad.length) throw new Error(`every route must declare who may call it (config.auth, see route-auth.ts): ${bad.join('; ')}`);
   });
 
-  // Bounded input. JSON bodies: at most MAX_JSON_DEPTH levels (checked on the text, before
+  // Bounded input. JSON bodies: at most MAX_BODY_JSON_DEPTH levels (checked on the text, before
   // parsing), no lone surrogates, no non-finite numbers; the body size limit is `bodyLimit`.
   // Query and path parameters: the same, after the schema's coercion (Ajv turns "1e400" into
   // Infinity and lets it past `maximum`).

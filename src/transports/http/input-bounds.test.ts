@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { findBadInput, hasLoneSurrogate, jsonDepthExceeded, MAX_JSON_DEPTH } from './input-bounds.ts';
+import { findBadInput, hasLoneSurrogate } from './input-bounds.ts';
+import { jsonDepthExceeded, MAX_BODY_JSON_DEPTH as MAX_JSON_DEPTH } from '../../core/json-limits.ts';
 import { authorize, declarationProblem, Auth } from './route-auth.ts';
 
 const nest = (n: number) => `${'['.repeat(n)}${']'.repeat(n)}`;

@@ -1,28 +1,5 @@
 import { HearthError } from '../../core/errors.ts';
-
-/** How deeply a JSON body may nest objects and arrays. Automations and gateway configs stay far below. */
-export const MAX_JSON_DEPTH = 64;
-
-/**
- * The nesting depth at which `text` (JSON) first goes deeper than `max`, or undefined when it
- * never does. One pass over the characters, without recursion, before anything parses it: a
- * body 10,000 levels deep is refused without building it or walking it recursively.
- */
-export function jsonDepthExceeded(text: string, max: number = MAX_JSON_DEPTH): number | undefined {
-  let depth = 0;
-  let inString = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (inString) {
-      if (c === 0x5c) i++; // backslash: the next character is escaped
-      else if (c === 0x22) inString = false;
-    } else if (c === 0x22) inString = true;
-    else if (c === 0x7b || c === 0x5b) {
-      if (++depth > max) return depth;
-    } else if (c === 0x7d || c === 0x5d) depth--;
-  }
-  return undefined;
-}
+import { jsonDepthExceeded, MAX_BODY_JSON_DEPTH } from '../../core/json-limits.ts';
 
 /** True when `s` holds an unpaired UTF-16 surrogate (which no UTF-8 text can carry). */
 export function hasLoneSurrogate(s: string): boolean {
@@ -72,6 +49,6 @@ export function checkInput(value: unknown, root: string): void {
  */
 export function checkJsonText(text: string): void {
   if (jsonDepthExceeded(text) !== undefined) {
-    throw new HearthError('E_VALIDATION', `the JSON body nests objects and arrays deeper than ${MAX_JSON_DEPTH} levels`, { field: 'body' });
+    throw new HearthError('E_VALIDATION', `the JSON body nests objects and arrays deeper than ${MAX_BODY_JSON_DEPTH} levels`, { field: 'body' });
   }
 }
