@@ -484,8 +484,9 @@ export class AuthService {
       await trx.updateTable('users').set({ password_hash: passwordHash }).where('id', '=', row.user_id).execute();
       const verified = await trx.updateTable('users').set({ email_verified_at: now }).where('id', '=', row.user_id).where('email_verified_at', 'is', null).executeTakeFirst();
       const reclaimed = Number(verified.numUpdatedRows) === 1;
+      let revokedKeys: string[] = [];
       if (reclaimed) {
-        await trx.updateTable('api_keys').set({ revoked_at: now }).where('user_id', '=', row.user_id).where('revoked_at', 'is', null).execute();
+        revokedKeys = (await trx.updateTable('api_keys').set({ revoked_at: now }).where('user_id', '=', row.user_id).where('revoked_at', 'is', null).returning('id').execute()).map((k) => k.id);
         // Push registrations are where notifications for the account go: the previous holder's
         // browsers and phones must not receive the rightful owner's. (Notify's tables, removed here
         // so that it happens in the same transaction as the takeover.)
@@ -494,10 +495,15 @@ export class AuthService {
       }
       // Other links sent earlier must not reset the new password.
       await trx.updateTable('password_resets').set({ used_at: now }).where('user_id', '=', row.user_id).where('used_at', 'is', null).execute();
-      return { reclaimed };
+      return { reclaimed, revokedKeys };
     });
     if (!done) throw new HearthError('E_RESET_TOKEN_INVALID');
     await this.revokeUserSessions(row.user_id);
+    // What those keys opened elsewhere (live streams, on every node) ends with them.
+    for (const id of done.revokedKeys) {
+      this.keyUseWritten.delete(id);
+      this.deps.onKeyRevoked?.(id);
+    }
     if (done.reclaimed) this.deps.log?.info({ userId: row.user_id }, 'a password reset verified the address of an unverified account: its sessions and API keys are revoked');
     return { userId: row.user_id, reclaimed: done.reclaimed };
   }

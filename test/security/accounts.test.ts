@@ -7,6 +7,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
+import { WebSocket } from 'ws';
 import { startPlatform, eventually, ADMIN, type ApiResponse, type Platform } from '../helpers/platform.ts';
 import { takeVerificationToken } from '../helpers/people.ts';
 
@@ -111,12 +112,22 @@ test('a squatter who signs up with a colleague\'s address gets nothing addressed
 
   // The colleague takes the account over by resetting its password: now the address is verified,
   // and everything the squatter held is gone (sessions and API keys).
+  // The squatter keeps a live stream open with the key: it must end with the key.
+  const stream = new WebSocket(`${p.httpUrl.replace('http', 'ws')}/api/v1/stream`, { headers: { 'x-api-key': key } });
+  const streamClosed = new Promise<number>((resolve) => stream.once('close', () => resolve(Date.now())));
+  await new Promise<void>((resolve, reject) => {
+    stream.once('open', () => resolve());
+    stream.once('error', reject);
+  });
   assert.equal((await colleague('POST', '/api/v1/auth/password-reset', { email: victim })).status, 202);
   const reset = await eventually(() => p.logs.find((l) => l.mail?.to === victim && /reset/i.test(l.mail.subject))?.mail, 3000, 'the reset mail');
   const resetToken = /\?token=([A-Za-z0-9_-]+)/.exec(reset.text)![1];
   assert.equal((await colleague('POST', '/api/v1/auth/password-reset/confirm', { token: resetToken, newPassword: 'colleague-password-1' })).status, 204);
   assert.equal((await squatter('GET', '/api/v1/auth/me', undefined, { token: squatToken })).status, 401);
   assert.equal((await squatter('GET', '/api/v1/auth/me', undefined, { headers: { 'x-api-key': key } })).status, 401, 'the squatter\'s API key is revoked');
+  const resetAt = Date.now();
+  const endedAt = await Promise.race([streamClosed, new Promise<number>((r) => setTimeout(() => r(Infinity), 2000))]);
+  assert.ok(endedAt - resetAt < 1000, 'the stream opened with the revoked key ended within a second');
   const c = await login(colleague, victim, 'colleague-password-1');
   assert.equal(c.body.user.emailVerified, true);
   assert.deepEqual((await colleague('GET', '/api/v1/push/tokens', undefined, { token: c.body.token })).body.items, [], 'the squatter\'s phone gets no notifications of the colleague');
