@@ -215,6 +215,19 @@ test('operator API keys without home-world scopes, or limited to other homes, re
   assert.deepEqual(seen.body.items, []);
 });
 
+test('pairing codes (claim secrets) reach the operator and its fleet-provisioning keys only, never a read-only operator key', async () => {
+  const device = await p.provision('plug', 'pairing secret');
+  const listAs = async (scopes: string[]) => {
+    const key = (await p.api('POST', '/api/v1/keys', { name: `reader ${scopes.join(' ')}`, scopes })).body.key as string;
+    const res = await fetch(`${p.httpUrl}/api/v1/devices/${device.id}`, { headers: { 'x-api-key': key } });
+    assert.equal(res.status, 200);
+    return ((await res.json()) as { pairingCode: string | null }).pairingCode;
+  };
+  assert.equal((await p.device(device.id)).pairingCode, device.pairingCode, 'the operator signed in sees it');
+  assert.equal(await listAs(['devices:read']), null, 'a read-only operator key does not');
+  assert.equal(await listAs(['devices:read', 'devices:manage']), device.pairingCode, 'a key that may provision does');
+});
+
 test('MQTT: a device claimed by a user still cannot reach another device\'s topics', async () => {
   const mine = await p.provision('plug', 'attacker plug');
   const home = await p.api('POST', '/api/v1/homes', { name: 'Attacker home', timezone: 'UTC' }, tokenB);

@@ -32,7 +32,7 @@ const SignupBody = Type.Object({
 }, { additionalProperties: false, examples: [{ email: 'ana@example.com', password: 'correct horse battery staple', name: 'Ana' }] });
 
 const LoginBody = Type.Object({
-  email: Type.String({ format: 'email', examples: ['admin@hearth.local'] }),
+  email: Type.String({ format: 'email', maxLength: 254, examples: ['admin@hearth.local'] }),
   password: Type.String({ minLength: 1, maxLength: 256, examples: ['correct horse battery staple'] }),
 }, { examples: [{ email: 'admin@hearth.local', password: 'correct horse battery staple' }] });
 

@@ -1,4 +1,4 @@
-import type { Principal } from '../auth/auth-service.ts';
+import { hasScope, type Principal } from '../auth/auth-service.ts';
 import type { AccessService } from '../homes/access-service.ts';
 import type { ShadowService } from '../shadow/shadow-service.ts';
 import type { DeviceRecord } from './device-service.ts';
@@ -8,14 +8,16 @@ const iso = (n: number | null) => (n == null ? null : new Date(n).toISOString())
 
 /**
  * How a device looks through the API, for one caller. End users see the name their home gave
- * it and where it is; provisioning data (pairing code, hardware id) stays the operator's.
+ * it and where it is; provisioning data (pairing code, hardware id) stays the operator's (and its
+ * keys that may provision the whole fleet).
  */
 export class DeviceViews {
   constructor(private readonly deps: { presence: PresenceService; shadow: ShadowService; access: AccessService }) {}
 
   async summary(d: DeviceRecord, p: Principal) {
     const [presence, place] = await Promise.all([this.deps.presence.get(d.id), this.deps.access.placement(d.id)]);
-    const operator = p.role === 'operator';
+    // A pairing code is a claim secret: the operator signed in, or an operator key that may provision the whole fleet.
+    const operator = p.role === 'operator' && (p.keyId === undefined || (hasScope(p, 'devices:manage') && p.homeIds === undefined));
     return {
       id: d.id,
       product: d.productKey,

@@ -162,7 +162,7 @@ export function homeRoutes(app: HttpApp, deps: { homes: HomeService; views: Devi
   }, async (req) => homes.revokeInvitation(principal(req), req.params.homeId, req.params.invitationId));
 
   app.post(`${A}/invitations/accept`, {
-    config: { auth: Auth.caller() },
+    config: { auth: Auth.password },
     schema: {
       tags: ['members'], summary: 'Accept an invitation sent to your e-mail address', ...AuthHeader, body: AcceptBody,
       description: 'Your e-mail address must be verified first (403 E_EMAIL_NOT_VERIFIED): an account made with somebody else\'s address gets nothing sent to it.',

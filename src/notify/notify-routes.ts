@@ -120,7 +120,7 @@ export function notifyRoutes(app: HttpApp, deps: { notify: NotificationService }
   }, async () => ({ publicKey: notify.vapidPublicKey() }));
 
   app.post(`${A}/push/subscriptions`, {
-    config: { auth: Auth.caller() },
+    config: { auth: Auth.password },
     schema: {
       tags: ['notifications'], summary: "Register a browser's Web Push subscription for the caller", ...AuthHeader, body: SubscriptionBody,
       response: { 201: SubscriptionSchema, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED') },
@@ -128,7 +128,7 @@ export function notifyRoutes(app: HttpApp, deps: { notify: NotificationService }
   }, async (req, reply) => reply.status(201).send(await notify.subscribe(principal(req), req.body)));
 
   app.get(`${A}/push/subscriptions`, {
-    config: { auth: Auth.caller() },
+    config: { auth: Auth.password },
     schema: {
       tags: ['notifications'], summary: "The caller's Web Push subscriptions", ...AuthHeader,
       response: { 200: SubscriptionListSchema, ...problems('E_UNAUTHENTICATED') },
@@ -136,7 +136,7 @@ export function notifyRoutes(app: HttpApp, deps: { notify: NotificationService }
   }, async (req) => ({ items: await notify.listSubscriptions(principal(req)) }));
 
   app.delete(`${A}/push/subscriptions/:subscriptionId`, {
-    config: { auth: Auth.caller() },
+    config: { auth: Auth.password },
     schema: {
       tags: ['notifications'], summary: 'Remove a Web Push subscription', ...AuthHeader, params: SubscriptionParams,
       response: { 200: DeletedSchema, ...problems('E_UNAUTHENTICATED', 'E_PUSH_SUBSCRIPTION_NOT_FOUND') },
@@ -147,7 +147,7 @@ export function notifyRoutes(app: HttpApp, deps: { notify: NotificationService }
   });
 
   app.post(`${A}/push/tokens`, {
-    config: { auth: Auth.caller() },
+    config: { auth: Auth.password },
     schema: {
       tags: ['notifications'], summary: "Register a mobile device's push token (FCM or APNs) for the caller", ...AuthHeader, body: TokenBody,
       response: { 201: TokenSchema, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED') },
@@ -155,7 +155,7 @@ export function notifyRoutes(app: HttpApp, deps: { notify: NotificationService }
   }, async (req, reply) => reply.status(201).send(await notify.registerToken(principal(req), req.body)));
 
   app.get(`${A}/push/tokens`, {
-    config: { auth: Auth.caller() },
+    config: { auth: Auth.password },
     schema: {
       tags: ['notifications'], summary: "The caller's mobile push tokens", ...AuthHeader,
       response: { 200: TokenListSchema, ...problems('E_UNAUTHENTICATED') },
@@ -163,7 +163,7 @@ export function notifyRoutes(app: HttpApp, deps: { notify: NotificationService }
   }, async (req) => ({ items: await notify.listTokens(principal(req)) }));
 
   app.delete(`${A}/push/tokens/:tokenId`, {
-    config: { auth: Auth.caller() },
+    config: { auth: Auth.password },
     schema: {
       tags: ['notifications'], summary: 'Remove a mobile push token', ...AuthHeader, params: TokenParams,
       response: { 200: DeletedSchema, ...problems('E_UNAUTHENTICATED', 'E_PUSH_TOKEN_NOT_FOUND') },
