@@ -1,5 +1,6 @@
 import { Type, type TSchema } from 'typebox';
-import { RUN_MODES, TRIGGER_TYPES } from './automation-types.ts';
+import { RUN_MODES } from './automation-values.ts';
+import { triggerKinds } from './triggers/index.ts';
 export { DeletedSchema, HomeParams } from '../homes/home-schema.ts';
 
 /**
@@ -101,7 +102,7 @@ export const ManualRunBody = Type.Object({
   skipConditions: Type.Optional(Type.Boolean({ description: 'Run the actions even if the conditions do not hold (default false)' })),
 }, { additionalProperties: false, examples: [{ skipConditions: true }] });
 
-const TriggerTypeSchema = Type.Union(TRIGGER_TYPES.map((t) => Type.Literal(t)));
+const TriggerTypeSchema = Type.Union(triggerKinds.types.map((t) => Type.Literal(t)));
 
 export const TestBody = Type.Object({
   trigger: Type.Object({
