@@ -25,7 +25,7 @@ export interface Checker {
   /** Whether a problem was already recorded at or under `prefix`. */
   hasProblemUnder(prefix: string): boolean;
   /** Problems for fields of `x` that `schema` does not declare. */
-  unknownKeys(x: object, path: string, schema: TObject, extra?: readonly string[]): void;
+  unknownKeys(x: object, path: string, schema: TObject): void;
   /** The model of `x.device`, or a problem at `path.device`. */
   device(x: object, path: string): Promise<CompiledModel | undefined>;
   property(m: CompiledModel, id: unknown, path: string, device: string): ValueSpec | undefined;
