@@ -855,3 +855,20 @@ test('deleting a home takes its automations (runs, timers), scenes, notification
   assert.equal(await count('timers', 'key', `automation:${a.id}:0`), 0, 'timers');
   assert.equal(p.hearth.services.automationEngine.loadedCount, (await p.hearth.db.selectFrom('automations').select('id').execute()).length, 'the engine let it go');
 });
+
+test('the OpenAPI document describes automations with every trigger, condition and action kind and its fields', async () => {
+  const doc = (await p.api('GET', '/docs/json', undefined, null)).body;
+  const typesIn = (s: any): string[] => (s.anyOf ?? []).flatMap((k: any) => (k.properties.type.anyOf ?? [k.properties.type]).map((t: any) => t.const ?? t.enum?.[0])).sort();
+  const create = doc.paths['/api/v1/homes/{homeId}/automations'].post;
+  const body = create.requestBody.content['application/json'].schema;
+  assert.deepEqual(typesIn(body.properties.triggers.items), ['event', 'manual', 'offline', 'online', 'property', 'scene', 'schedule', 'sun', 'webhook']);
+  assert.deepEqual(typesIn(body.properties.conditions.items), ['and', 'not', 'or', 'presence', 'property', 'sun', 'time']);
+  assert.deepEqual(typesIn(body.properties.actions.items), ['choose', 'command', 'delay', 'disable', 'enable', 'group', 'notify', 'scene', 'set', 'wait', 'webhook']);
+  const sun = body.properties.triggers.items.anyOf.find((k: any) => (k.properties.type.const ?? k.properties.type.enum?.[0]) === 'sun');
+  assert.deepEqual(Object.keys(sun.properties).sort(), ['event', 'offset', 'type']);
+  const patch = doc.paths['/api/v1/automations/{automationId}'].patch.requestBody.content['application/json'].schema;
+  assert.ok(patch.properties.actions.items.anyOf.length >= 10);
+  const answer = doc.paths['/api/v1/automations/{automationId}'].get.responses['200'].content['application/json'].schema;
+  assert.ok(answer.properties.triggers.items.anyOf.length >= 8, 'answers show the kinds too');
+  assert.ok(create['x-hearth-auth'], 'the route\'s auth declaration is still documented');
+});

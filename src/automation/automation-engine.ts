@@ -5,30 +5,18 @@ import type { Clock } from '../core/clock.ts';
 import type { Logger } from '../core/logger.ts';
 import { HearthError, isHearthError, type ErrorCode } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
-import { sameValue } from '../shadow/shadow-state.ts';
 import type { DeviceEvent, ReportedEvent } from '../ingest/ingest-service.ts';
 import type { PresenceEvent } from '../devices/presence-service.ts';
 import { evaluateAll, type World } from './conditions.ts';
-import { cancelRun, runActions, StopRun, type ActionEffects, type RunContext } from './actions.ts';
+import { cancelRun, devicesOf, runActions, StopRun, type ActionEffects, type RunContext } from './actions.ts';
 import { toAutomation, type AutomationStore } from './automation-store.ts';
-import {
-  devicesOf, parseDuration, type Automation, type EventTrigger, type PresenceTrigger, type PropertyTrigger, type Run, type RunStatus,
-  type Trace, type Trigger, type TriggerTrace, type TriggerType,
-} from './automation-types.ts';
+import type { Automation, Run, RunStatus, Trace, Trigger, TriggerTrace, TriggerType } from './automation-types.ts';
+import type { SceneActivated, TriggerChannels, TriggerHub } from './automation-plugins.ts';
+import { triggerKinds } from './triggers/index.ts';
+import { LoopGuard, type LoopHistory } from './loop-guard.ts';
+import { RunQueue } from './run-queue.ts';
 
-/**
- * The loop guard's rule: a firing is *chained* when what fired it — the device that reported, sent
- * the event or changed presence, or the scene that was activated — was being acted on by an
- * automation of its home (a command, desired state, a group command, a scene activation) or was
- * within {@link LOOP_GRACE_MS} after such an action: an automation's own work caused it. More than
- * {@link LOOP_LIMIT} chained firings of one automation within {@link LOOP_WINDOW_MS} stop it: it is
- * disabled with status `stopped`, its runs are cancelled, a run with status `stopped` says why, the
- * live stream announces it and the home's owner is notified. Firings from people and the outside
- * world (a sensor reporting fast, schedules, webhooks, manual runs) never count.
- */
-export const LOOP_LIMIT = 10;
-export const LOOP_WINDOW_MS = 10_000;
-export const LOOP_GRACE_MS = 1_000;
+export { LOOP_GRACE_MS, LOOP_LIMIT, LOOP_WINDOW_MS } from './loop-guard.ts';
 
 /** What the engine needs to know about a home (cached for a short while). */
 export interface HomeInfo {
@@ -67,37 +55,28 @@ export interface AutomationEngineDeps {
   timers?: TimerFirings;
 }
 
-interface TriggerState {
-  c: Loaded;
-  index: number;
-  t: Trigger;
-  /** The last value seen (property) or presence (online/offline); undefined until known. */
-  prev: unknown;
-  known: boolean;
-  /** A pending `for` timer. */
-  pending?: () => void;
-}
-
 interface ActiveRun {
   ctx: RunContext;
   done: Promise<void>;
 }
 
-interface Loaded {
+interface QueuedRun {
+  trigger: TriggerTrace;
+  conditions: Trace['conditions'];
+  runId: string;
+}
+
+interface Loaded extends LoopHistory {
   a: Automation;
   /** The stored row as JSON: a reload that finds it unchanged does nothing. */
   version: string;
   /** Every device it names (triggers, conditions, actions): a device that moves re-checks it. */
   devices: Set<string>;
-  states: TriggerState[];
-  active: Set<ActiveRun>;
-  queue: Array<{ trigger: TriggerTrace; conditions: Trace['conditions']; runId: string }>;
-  lastEnd: number;
-  chained: number[];
+  /** What stops each attached trigger. */
+  detach: Array<() => void>;
+  runs: RunQueue<ActiveRun, QueuedRun>;
   unindexed: boolean;
 }
-
-type DeviceIndex = { property: TriggerState[]; event: TriggerState[]; presence: TriggerState[] };
 
 type Rpc =
   | { op: 'run'; id: string; data?: Record<string, unknown>; skipConditions?: boolean; source: string }
@@ -116,32 +95,22 @@ const HOME_TTL_MS = 30_000;
 export class AutomationEngine implements ShardListener {
   readonly name = 'automations';
   private readonly loaded = new Map<string, Loaded>();
-  private readonly byDevice = new Map<string, DeviceIndex>();
-  private readonly byScene = new Map<string, TriggerState[]>();
+  /** Attached triggers by channel and key (device, scene, timer key): a message costs a map lookup. */
+  private readonly listeners = new Map<keyof TriggerChannels, Map<string, Set<(m: never) => unknown>>>();
+  private readonly hub: TriggerHub = { on: (channel, key, fn) => this.listen(channel, key, fn) };
   /** Waits watching devices: deviceId → callbacks. */
   private readonly watchers = new Map<string, Set<() => void>>();
   private readonly homes = new Map<string, { info: HomeInfo | undefined; at: number }>();
   private readonly rpc = new Map<number, Unsubscribe>();
   private readonly unsubs: Unsubscribe[] = [];
   private readonly fx: ActionEffects;
+  private readonly guard: LoopGuard;
   private started = false;
   private stopped = false;
-  /** Devices (and `scene:{id}`) automations act on: actions under way, and when the last one ended. */
-  private readonly touched = new Map<string, { inflight: number; last: number }>();
 
   constructor(private readonly deps: AutomationEngineDeps) {
-    const touching = async <T>(keys: string[], fn: () => Promise<T>, after?: (r: T) => string[]): Promise<T> => {
-      for (const k of keys) this.touch(k, +1);
-      let extra: string[] = [];
-      try {
-        const r = await fn();
-        extra = after?.(r) ?? [];
-        return r;
-      } finally {
-        for (const k of keys) this.touch(k, -1);
-        for (const k of extra) this.touch(k, 0);
-      }
-    };
+    this.guard = new LoopGuard(deps.clock);
+    const touching = this.guard.acting.bind(this.guard);
     const { scenes } = deps.effects;
     this.fx = {
       ...deps.effects,
@@ -173,7 +142,7 @@ export class AutomationEngine implements ShardListener {
       bus.subscribe<ReportedEvent>(subjects.reported('*'), (m) => this.onReported(m.data), { name: 'automations.reported' }),
       bus.subscribe<DeviceEvent>(subjects.event('*'), (m) => this.onEvent(m.data), { name: 'automations.event' }),
       bus.subscribe<PresenceEvent>(subjects.presence('*'), (m) => this.onPresence(m.data), { name: 'automations.presence' }),
-      bus.subscribe<{ sceneId: string; homeId: string; id: string; source: string; ok: boolean }>(subjects.sceneActivated('*'), (m) => this.onScene(m.data), { name: 'automations.scene' }),
+      bus.subscribe<SceneActivated>(subjects.sceneActivated('*'), (m) => void this.emit('scene', m.data.sceneId, m.data), { name: 'automations.scene' }),
       // A device that changes home may break automations naming it (see HomeService.onPlacementChange).
       bus.subscribe<{ deviceId?: string }>('cluster.placement', (m) => void this.recheck(m.data.deviceId), { name: 'automations.placement' }),
     );
@@ -191,7 +160,7 @@ export class AutomationEngine implements ShardListener {
   /** Resolves when every active run has ended (tests, shutdown). */
   async settle(): Promise<void> {
     for (;;) {
-      const runs = [...this.loaded.values()].flatMap((c) => [...c.active]);
+      const runs = [...this.loaded.values()].flatMap((c) => [...c.runs.active]);
       if (runs.length === 0) return;
       await Promise.all(runs.map((r) => r.done));
     }
@@ -262,61 +231,47 @@ export class AutomationEngine implements ShardListener {
   }
 
   private load(a: Automation, version: string): void {
-    const c: Loaded = { a, version, devices: devicesOf(a), states: [], active: new Set(), queue: [], lastEnd: 0, chained: [], unindexed: false };
+    const runs = new RunQueue<ActiveRun, QueuedRun>({ mode: a.mode, max: a.max, cooldownMs: a.cooldownMs, cancel: (r, why) => cancelRun(r.ctx, why) });
+    const c: Loaded = { a, version, devices: devicesOf(a), detach: [], runs, chained: [], unindexed: false };
     this.loaded.set(a.id, c);
     if (!a.enabled || a.status !== 'ok') return;
     a.triggers.forEach((t, index) => {
-      const st: TriggerState = { c, index, t, prev: undefined, known: false };
-      c.states.push(st);
-      if (t.type === 'property' || t.type === 'event' || t.type === 'online' || t.type === 'offline') {
-        let ix = this.byDevice.get(t.device);
-        if (!ix) this.byDevice.set(t.device, (ix = { property: [], event: [], presence: [] }));
-        (t.type === 'property' ? ix.property : t.type === 'event' ? ix.event : ix.presence).push(st);
-        if (t.type !== 'event') void this.initState(st);
-      } else if (t.type === 'scene') {
-        const list = this.byScene.get(t.scene) ?? [];
-        list.push(st);
-        this.byScene.set(t.scene, list);
-      }
+      const attach = triggerKinds.of(t.type)?.attach;
+      if (!attach) return;
+      c.detach.push(attach(t, {
+        hub: this.hub, clock: this.deps.clock, log: this.deps.log, automationId: a.id, homeId: a.homeId, timerKey: `automation:${a.id}:${index}`,
+        fire: (data) => this.fire(c, index, t, data),
+        reported: this.deps.reported, online: this.deps.online,
+      }));
     });
-  }
-
-  /** What a property or presence trigger saw last, so that the next report is a crossing or not. */
-  private async initState(st: TriggerState): Promise<void> {
-    const t = st.t as PropertyTrigger | PresenceTrigger;
-    try {
-      const v = t.type === 'property' ? (await this.deps.reported(t.device))[t.property] : await this.deps.online(t.device);
-      if (st.known || v === undefined) return;
-      // Only a change seen from here on fires, `for` included: a value that is already so when the
-      // automation loads (saved, edited, a node restart or a shard moving) does not fire it again.
-      st.prev = v;
-      st.known = true;
-    } catch (err) {
-      this.deps.log.debug({ err, automationId: st.c.a.id }, 'automation trigger state not loaded');
-    }
   }
 
   private unload(c: Loaded, why: string): void {
     if (this.loaded.get(c.a.id) === c) this.loaded.delete(c.a.id);
     c.unindexed = true;
-    for (const st of c.states) {
-      st.pending?.();
-      st.pending = undefined;
-      const t = st.t;
-      if (t.type === 'property' || t.type === 'event' || t.type === 'online' || t.type === 'offline') {
-        const ix = this.byDevice.get(t.device);
-        if (ix) {
-          for (const k of ['property', 'event', 'presence'] as const) ix[k] = ix[k].filter((x) => x !== st);
-          if (!ix.property.length && !ix.event.length && !ix.presence.length) this.byDevice.delete(t.device);
-        }
-      } else if (t.type === 'scene') {
-        const list = (this.byScene.get(t.scene) ?? []).filter((x) => x !== st);
-        if (list.length) this.byScene.set(t.scene, list);
-        else this.byScene.delete(t.scene);
-      }
-    }
-    for (const q of c.queue.splice(0)) this.record(c, q.runId, 'cancelled', why, this.deps.clock.now(), { trigger: q.trigger, conditions: q.conditions, actions: [] });
-    for (const r of c.active) cancelRun(r.ctx, why);
+    for (const detach of c.detach.splice(0)) detach();
+    const now = this.deps.clock.now();
+    for (const q of c.runs.cancelAll(why)) this.record(c, q.runId, 'cancelled', why, now, { trigger: q.trigger, conditions: q.conditions, actions: [] });
+  }
+
+  /** Adds a trigger's listener to the index; returns what removes it. */
+  private listen<C extends keyof TriggerChannels>(channel: C, key: string, fn: (m: TriggerChannels[C]) => unknown): () => void {
+    let byKey = this.listeners.get(channel);
+    if (!byKey) this.listeners.set(channel, (byKey = new Map()));
+    let set = byKey.get(key);
+    if (!set) byKey.set(key, (set = new Set()));
+    set.add(fn as (m: never) => unknown);
+    return () => {
+      set.delete(fn as (m: never) => unknown);
+      if (set.size === 0 && byKey.get(key) === set) byKey.delete(key);
+    };
+  }
+
+  /** Hands a message to the triggers listening on its channel and key, in the order they attached. */
+  private emit<C extends keyof TriggerChannels>(channel: C, key: string, m: TriggerChannels[C]): Promise<unknown> {
+    const set = this.listeners.get(channel)?.get(key);
+    if (!set) return Promise.resolve();
+    return Promise.all([...set].map((fn) => (fn as (m: TriggerChannels[C]) => unknown)(m)));
   }
 
   /** Re-checks automations naming a device that moved (or all, when which one is not known). */
@@ -342,83 +297,19 @@ export class AutomationEngine implements ShardListener {
 
   private onReported(ev: ReportedEvent): void {
     this.notifyWatchers(ev.deviceId);
-    const ix = this.byDevice.get(ev.deviceId);
-    if (!ix) return;
-    for (const st of ix.property) {
-      const t = st.t as PropertyTrigger;
-      if (!(t.property in ev.values)) continue;
-      const v = ev.values[t.property];
-      const changed = ev.changed.includes(t.property);
-      const prev = st.prev;
-      const known = st.known;
-      st.prev = v;
-      st.known = true;
-      const data = { device: t.device, property: t.property, from: known ? prev : null, to: v };
-      if (!hasRange(t)) {
-        // Any change of the value (from the given one, if any); a change ends a `for` window.
-        if (!changed) continue;
-        st.pending?.();
-        st.pending = undefined;
-        if (t.from !== undefined && !(known && sameValue(prev, t.from))) continue;
-        if (t.for !== undefined) this.startFor(st, data);
-        else this.fire(st, data);
-        continue;
-      }
-      const now = propertyMatches(t, v);
-      if (!now) {
-        st.pending?.();
-        st.pending = undefined;
-        continue;
-      }
-      const was = known ? propertyMatches(t, prev) : !changed;
-      if (was) continue;
-      if (t.from !== undefined && !(known && sameValue(prev, t.from))) continue;
-      if (t.for !== undefined) this.startFor(st, data);
-      else this.fire(st, data);
-    }
+    void this.emit('reported', ev.deviceId, ev);
   }
 
   private onEvent(ev: DeviceEvent): void {
-    const ix = this.byDevice.get(ev.deviceId);
-    if (!ix) return;
-    for (const st of ix.event) {
-      const t = st.t as EventTrigger;
-      if (t.event !== ev.event) continue;
-      if (t.params && !Object.entries(t.params).every(([k, v]) => sameValue(ev.params?.[k], v))) continue;
-      this.fire(st, { device: ev.deviceId, event: ev.event, params: ev.params ?? {}, eventId: ev.id });
-    }
+    void this.emit('event', ev.deviceId, ev);
   }
 
   private onPresence(ev: PresenceEvent): void {
     this.notifyWatchers(ev.deviceId);
-    const ix = this.byDevice.get(ev.deviceId);
-    if (!ix) return;
-    for (const st of ix.presence) {
-      const t = st.t as PresenceTrigger;
-      const want = t.type === 'online';
-      const was = st.known ? st.prev === want : false;
-      st.prev = ev.online;
-      st.known = true;
-      if (ev.online !== want) {
-        st.pending?.();
-        st.pending = undefined;
-        continue;
-      }
-      if (was) continue;
-      const data = { device: ev.deviceId, online: ev.online, reason: ev.reason };
-      if (t.for !== undefined) this.startFor(st, data);
-      else this.fire(st, data);
-    }
+    void this.emit('presence', ev.deviceId, ev);
   }
 
-  private onScene(act: { sceneId: string; homeId: string; id: string; source: string; ok: boolean }): void {
-    for (const st of this.byScene.get(act.sceneId) ?? []) {
-      if (st.c.a.homeId !== act.homeId) continue;
-      this.fire(st, { scene: act.sceneId, activationId: act.id, source: act.source, ok: act.ok });
-    }
-  }
-
-  /** The automation and trigger index of an `automation:{id}:{triggerIndex}` timer (the key says it all; the timer has no payload). */
+  /** The automation of an `automation:{id}:{triggerIndex}` timer (the key says it all; the timer has no payload), loaded if need be. */
   private async timerTarget(key: string): Promise<{ c: Loaded; index: number } | undefined> {
     const m = /^automation:([^:]+):(\d+)$/.exec(key);
     if (!m) return undefined;
@@ -426,12 +317,10 @@ export class AutomationEngine implements ShardListener {
     return c && { c, index: Number(m[2]) };
   }
 
-  /** Schedule and sun timers, fired on this node because it owns the home. */
+  /** Schedule and sun timers, fired on this node because it owns the home: the trigger attached on the key fires. */
   private async onTimer(key: string, data: { scheduledAt: number; lateMs: number }): Promise<void> {
-    const target = await this.timerTarget(key);
-    const st = target?.c.states[target.index];
-    if (!st) return;
-    await this.fire(st, { scheduledAt: new Date(data.scheduledAt).toISOString(), lateMs: data.lateMs, ...('event' in st.t ? { event: st.t.event } : {}) });
+    if (!(await this.timerTarget(key))) return;
+    await this.emit('timer', key, data);
   }
 
   private async onTimerSkipped(key: string, scheduledAt: number): Promise<void> {
@@ -446,27 +335,6 @@ export class AutomationEngine implements ShardListener {
   private async reloadFor(id: string): Promise<Loaded | undefined> {
     await this.reload(id);
     return this.loaded.get(id);
-  }
-
-  private startFor(st: TriggerState, data: Record<string, unknown>): void {
-    if (st.pending) return;
-    const ms = parseDuration((st.t as PropertyTrigger).for)!;
-    st.pending = this.deps.clock.setTimer(() => {
-      st.pending = undefined;
-      if (!st.c.unindexed) void this.fire(st, { ...data, forMs: ms });
-    }, ms);
-  }
-
-  /** An automation starts (+1), ends (-1) or just did (0) an action on a device or scene. */
-  private touch(key: string, delta: number): void {
-    const now = this.deps.clock.now();
-    let t = this.touched.get(key);
-    if (!t) {
-      if (this.touched.size > 10_000) for (const [k, v] of this.touched) if (v.inflight === 0 && now - v.last > LOOP_GRACE_MS) this.touched.delete(k);
-      this.touched.set(key, (t = { inflight: 0, last: now }));
-    }
-    t.inflight = Math.max(0, t.inflight + delta);
-    t.last = now;
   }
 
   private watch(devices: Set<string>, fn: () => void): () => void {
@@ -507,11 +375,11 @@ export class AutomationEngine implements ShardListener {
   }
 
   /** A trigger fired: loop guard, cool-down, conditions, run mode, run. */
-  private async fire(st: TriggerState, data: Record<string, unknown>): Promise<Run | undefined> {
+  private async fire(c: Loaded, index: number, t: Trigger, data: Record<string, unknown>): Promise<Run | undefined> {
     try {
-      return await this.dispatch(st.c, this.triggerTrace(st.index, st.t.type, data), { counts: true });
+      return await this.dispatch(c, this.triggerTrace(index, t.type, data), { counts: true });
     } catch (err) {
-      this.deps.log.error({ err, automationId: st.c.a.id }, 'automation run failed to start');
+      this.deps.log.error({ err, automationId: c.a.id }, 'automation run failed to start');
       return undefined;
     }
   }
@@ -522,21 +390,9 @@ export class AutomationEngine implements ShardListener {
     const empty = (): Trace => ({ trigger, conditions: [], actions: [] });
     if (c.unindexed && opts.counts) return this.record(c, runId, 'dropped', 'the automation was unloaded', now, empty());
 
-    if (opts.counts) {
-      const cause = typeof trigger.data.device === 'string' ? trigger.data.device
-        : trigger.type === 'scene' ? `scene:${String(trigger.data.scene)}`
-          : trigger.type === 'webhook' && typeof trigger.data.fromAutomation === 'string' ? `automation:${trigger.data.fromAutomation}` : undefined;
-      const t = cause === undefined ? undefined : this.touched.get(cause);
-      const chained = t !== undefined && (t.inflight > 0 || now - t.last <= LOOP_GRACE_MS);
-      if (chained) {
-        c.chained.push(now);
-        while (c.chained.length && c.chained[0] < now - LOOP_WINDOW_MS) c.chained.shift();
-        if (c.chained.length > LOOP_LIMIT) return this.loopGuard(c, runId, trigger);
-      }
-    }
-    if (c.a.cooldownMs > 0 && c.active.size === 0 && c.lastEnd > 0 && now - c.lastEnd < c.a.cooldownMs) {
-      return this.record(c, runId, 'dropped', `cool-down: the last run ended ${now - c.lastEnd} ms ago (cool-down ${c.a.cooldownMs} ms)`, now, empty());
-    }
+    if (opts.counts && this.guard.firing(c, trigger, now)) return this.loopGuard(c, runId, trigger);
+    const cooling = c.runs.coolingDown(now);
+    if (cooling) return this.record(c, runId, 'dropped', cooling, now, empty());
 
     let world: World;
     try {
@@ -551,16 +407,11 @@ export class AutomationEngine implements ShardListener {
       return this.record(c, runId, 'condition-failed', `a condition did not hold: ${failed.join('; ')}`, now, { trigger, conditions: cond.traces, actions: [] });
     }
 
-    const mode = c.a.mode;
-    if (c.active.size > 0) {
-      if (mode === 'single') return this.record(c, runId, 'dropped', 'a run is already active (mode single)', now, { trigger, conditions: cond.traces, actions: [] });
-      if (mode === 'restart') for (const r of c.active) cancelRun(r.ctx, `restarted by run ${runId} (mode restart)`);
-      if (mode === 'queued') {
-        if (c.queue.length >= c.a.max) return this.record(c, runId, 'dropped', `the queue is full (mode queued, max ${c.a.max})`, now, { trigger, conditions: cond.traces, actions: [] });
-        c.queue.push({ trigger, conditions: cond.traces, runId });
-        return this.record(c, runId, 'running', `queued behind ${c.active.size} active run(s)`, now, { trigger, conditions: cond.traces, actions: [] }, null);
-      }
-      if (mode === 'parallel' && c.active.size >= c.a.max) return this.record(c, runId, 'dropped', `${c.active.size} runs are active (mode parallel, max ${c.a.max})`, now, { trigger, conditions: cond.traces, actions: [] });
+    const admission = c.runs.admit(runId);
+    if (admission.op === 'drop') return this.record(c, runId, 'dropped', admission.reason, now, { trigger, conditions: cond.traces, actions: [] });
+    if (admission.op === 'queue') {
+      c.runs.waiting.push({ trigger, conditions: cond.traces, runId });
+      return this.record(c, runId, 'running', admission.reason, now, { trigger, conditions: cond.traces, actions: [] }, null);
     }
     // The automation may have been changed, deleted or moved while its conditions were read.
     if (c.unindexed || this.loaded.get(c.a.id) !== c) return this.record(c, runId, 'dropped', 'the automation was changed or unloaded meanwhile', now, { trigger, conditions: cond.traces, actions: [] });
@@ -576,7 +427,7 @@ export class AutomationEngine implements ShardListener {
     const run = this.record(c, runId, 'running', null, startedAt, trace, null);
     this.announce(c, run);
     const active: ActiveRun = { ctx, done: Promise.resolve() };
-    c.active.add(active);
+    c.runs.active.add(active);
     active.done = (async () => {
       let status: RunStatus = 'completed';
       let reason: string | null = null;
@@ -600,21 +451,17 @@ export class AutomationEngine implements ShardListener {
         const soft = trace.actions.filter((t) => t.status === 'failed' || t.status === 'timeout');
         if (soft.length) reason = `${soft.length} action(s) failed and were passed over (continueOnError)`;
       }
-      c.active.delete(active);
-      c.lastEnd = this.deps.clock.now();
+      const next = c.runs.ended(active, this.deps.clock.now());
       this.record(c, runId, status, reason, startedAt, trace);
-      const next = c.queue.shift();
       if (next && !c.unindexed) this.begin(c, next.runId, next.trigger, next.conditions, world);
     })();
     return run;
   }
 
   private async loopGuard(c: Loaded, runId: string, trigger: TriggerTrace): Promise<Run> {
-    const reason = `loop guard: ${c.chained.length} firings within ${LOOP_WINDOW_MS / 1000} s were caused by automations acting on the device or scene that fired it (limit ${LOOP_LIMIT}); its actions seem to trigger it again. It was disabled; fix it and enable it again.`;
+    const reason = this.guard.stop(c);
     const now = this.deps.clock.now();
-    c.chained = [];
-    for (const r of c.active) cancelRun(r.ctx, 'stopped by the loop guard');
-    c.queue.splice(0);
+    c.runs.cancelAll('stopped by the loop guard');
     const run = this.record(c, runId, 'stopped', reason, now, { trigger, conditions: [], actions: [] });
     this.deps.log.warn({ automationId: c.a.id, homeId: c.a.homeId }, 'automation stopped by the loop guard');
     this.deps.stream?.publish('automation', null, c.a.homeId, { event: 'stopped', automationId: c.a.id, name: c.a.name, runId, status: 'stopped', reason }, now);
@@ -714,7 +561,7 @@ export class AutomationEngine implements ShardListener {
    */
   async test(a: Automation, event: { type: TriggerType; data?: Record<string, unknown> }): Promise<{ matched: boolean; matchedTrigger: number | null; wouldRun: boolean; why: string; trace: Trace }> {
     const data = event.data ?? {};
-    const index = a.triggers.findIndex((t) => triggerMatchesEvent(t, event.type, data));
+    const index = a.triggers.findIndex((t) => t.type === event.type && (triggerKinds.of(t.type)?.matches?.(t, data) ?? true));
     const trigger = this.triggerTrace(index >= 0 ? index : null, event.type, data);
     const trace: Trace = { trigger, conditions: [], actions: [], dryRun: true };
     const world = await this.world(a.homeId);
@@ -735,65 +582,7 @@ export class AutomationEngine implements ShardListener {
   }
 }
 
-function hasRange(t: PropertyTrigger): boolean {
-  return t.to !== undefined || t.above !== undefined || t.below !== undefined;
-}
-
-/** Whether a value is in a property trigger's target (to / above / below). */
-function propertyMatches(t: PropertyTrigger, v: unknown): boolean {
-  if (t.to !== undefined && !sameValue(v, t.to)) return false;
-  if (t.above !== undefined && !(typeof v === 'number' && v > t.above)) return false;
-  if (t.below !== undefined && !(typeof v === 'number' && v < t.below)) return false;
-  return true;
-}
-
-/** For dry runs: whether a described event would fire this trigger. */
-function triggerMatchesEvent(t: Trigger, type: TriggerType, d: Record<string, unknown>): boolean {
-  if (t.type !== type) return false;
-  switch (t.type) {
-    case 'property': {
-      if (d.device !== undefined && d.device !== t.device) return false;
-      if (d.property !== undefined && d.property !== t.property) return false;
-      if (!('to' in d)) return true;
-      if (!hasRange(t)) return !('from' in d) || !sameValue(d.from, d.to);
-      return propertyMatches(t, d.to) && (!('from' in d) || !propertyMatches(t, d.from)) && (t.from === undefined || sameValue(d.from, t.from));
-    }
-    case 'event':
-      return (d.device === undefined || d.device === t.device) && (d.event === undefined || d.event === t.event) &&
-        (!t.params || Object.entries(t.params).every(([k, v]) => sameValue((d.params as Record<string, unknown> | undefined)?.[k], v)));
-    case 'online':
-    case 'offline':
-      return d.device === undefined || d.device === t.device;
-    case 'scene':
-      return d.scene === undefined || d.scene === t.scene;
-    case 'sun':
-      return d.event === undefined || d.event === t.event;
-    default:
-      return true;
-  }
-}
-
-const j = (v: unknown) => JSON.stringify(v);
-
-/** The trigger in words, for traces and the live stream. */
+/** The trigger in words, for traces and the live stream (by its kind, triggers/<kind>.ts). */
 export function describeTrigger(type: TriggerType, d: Record<string, unknown>): string {
-  switch (type) {
-    case 'property':
-      return `property ${String(d.property)} of ${String(d.device)} became ${j(d.to)}${d.from !== undefined && d.from !== null ? ` (was ${j(d.from)})` : ''}${d.forMs ? ` and stayed so for ${Number(d.forMs) / 1000} s` : ''}`;
-    case 'event':
-      return `${String(d.device)} sent event ${String(d.event)}${d.params && Object.keys(d.params).length ? ` ${j(d.params)}` : ''}`;
-    case 'online':
-    case 'offline':
-      return `${String(d.device)} went ${type}${d.forMs ? ` and stayed so for ${Number(d.forMs) / 1000} s` : ''}`;
-    case 'schedule':
-      return `the schedule due at ${String(d.scheduledAt)} fired${d.lateMs ? ` (${String(d.lateMs)} ms late)` : ''}`;
-    case 'sun':
-      return `${String(d.event ?? 'sun')} (due at ${String(d.scheduledAt)})`;
-    case 'scene':
-      return `scene ${String(d.scene)} was activated`;
-    case 'manual':
-      return `run by hand${d.by ? ` (${String(d.by)})` : ''}`;
-    case 'webhook':
-      return 'the webhook was called';
-  }
+  return triggerKinds.of(type)?.describe(type, d) ?? type;
 }

@@ -1,3 +1,6 @@
+import type { FastifySchema } from 'fastify';
+import type { SwaggerTransform } from '@fastify/swagger';
+import type { TSchema } from 'typebox';
 import type { HttpApp } from '../transports/http/http-server.ts';
 import { Auth } from '../transports/http/route-auth.ts';
 import { principal } from '../transports/http/http-server.ts';
@@ -8,10 +11,18 @@ import type { AutomationEngine } from './automation-engine.ts';
 import type { AutomationInput, TriggerType } from './automation-types.ts';
 import {
   AutomationListSchema, AutomationParams, AutomationSchema, CreateAutomationBody, DeletedSchema, HomeParams, HookAcceptedSchema, HookParams,
-  ManualRunBody, RunListSchema, RunParams, RunSchema, RunsQuery, TestBody, TestResultSchema, UpdateAutomationBody,
+  ManualRunBody, RunListSchema, documented, RunParams, RunSchema, RunsQuery, TestBody, TestResultSchema, UpdateAutomationBody,
 } from './automation-schema.ts';
 
 const A = '/api/v1';
+
+/** A route's `config.swaggerTransform`: the OpenAPI document shows `parts` (automation-schema's `documented`) in place of the route's own body and answers. */
+function documentedAs(parts: { body?: TSchema; response?: Record<number, TSchema> }): SwaggerTransform {
+  return ({ schema, url }) => ({
+    url,
+    schema: { ...schema, ...(parts.body ? { body: parts.body } : {}), ...(parts.response ? { response: { ...(schema.response as object), ...parts.response } } : {}) } as FastifySchema,
+  });
+}
 
 /** Routes of automations: CRUD, manual runs, dry runs, runs with traces, and the incoming webhook. */
 export function automationRoutes(app: HttpApp, deps: { automations: AutomationService; engine: AutomationEngine }): void {
@@ -19,7 +30,7 @@ export function automationRoutes(app: HttpApp, deps: { automations: AutomationSe
   const tags = ['automations'];
 
   app.post(`${A}/homes/:homeId/automations`, {
-    config: { auth: Auth.caller() },
+    config: { auth: Auth.caller(), swaggerTransform: documentedAs({ body: documented.create, response: { 201: documented.automation } }) },
     schema: {
       tags, summary: 'Create an automation (owner, admin); validated against the home and its devices\' thing models', ...AuthHeader,
       description: 'Every problem is reported at once: a 400 E_AUTOMATION_INVALID whose `errors` lists `{field, message}` with the path of each bad part (e.g. `actions[2].params.brightness`). See docs/automations.md.',
@@ -29,7 +40,7 @@ export function automationRoutes(app: HttpApp, deps: { automations: AutomationSe
   }, async (req, reply) => reply.status(201).send(await automations.create(principal(req), req.params.homeId, req.body as unknown as AutomationInput)));
 
   app.get(`${A}/homes/:homeId/automations`, {
-    config: { auth: Auth.caller() },
+    config: { auth: Auth.caller(), swaggerTransform: documentedAs({ response: { 200: documented.list } }) },
     schema: {
       tags, summary: 'The automations of a home (members, admins, owner)', ...AuthHeader, params: HomeParams,
       response: { 200: AutomationListSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_HOME_NOT_FOUND') },
@@ -37,7 +48,7 @@ export function automationRoutes(app: HttpApp, deps: { automations: AutomationSe
   }, async (req) => ({ items: await automations.list(principal(req), req.params.homeId) }));
 
   app.get(`${A}/automations/:automationId`, {
-    config: { auth: Auth.caller() },
+    config: { auth: Auth.caller(), swaggerTransform: documentedAs({ response: { 200: documented.automation } }) },
     schema: {
       tags, summary: 'An automation, with its status (ok, unavailable, stopped) and why', ...AuthHeader, params: AutomationParams,
       response: { 200: AutomationSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_AUTOMATION_NOT_FOUND') },
@@ -45,7 +56,7 @@ export function automationRoutes(app: HttpApp, deps: { automations: AutomationSe
   }, async (req) => automations.get(principal(req), req.params.automationId));
 
   app.patch(`${A}/automations/:automationId`, {
-    config: { auth: Auth.caller() },
+    config: { auth: Auth.caller(), swaggerTransform: documentedAs({ body: documented.update, response: { 200: documented.automation } }) },
     schema: {
       tags, summary: 'Change, enable or disable an automation (owner, admin); active runs end and it starts anew', ...AuthHeader,
       params: AutomationParams, body: UpdateAutomationBody,

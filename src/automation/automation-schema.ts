@@ -1,11 +1,15 @@
 import { Type, type TSchema } from 'typebox';
-import { RUN_MODES, TRIGGER_TYPES } from './automation-types.ts';
+import { RUN_MODES } from './automation-values.ts';
+import { triggerKinds, TriggerSchema } from './triggers/index.ts';
+import { ConditionSchema } from './conditions/index.ts';
+import { ActionSchema } from './actions/index.ts';
 export { DeletedSchema, HomeParams } from '../homes/home-schema.ts';
 
 /**
  * Request and response schemas of the automation routes. The parts (triggers, conditions,
  * actions) are checked here only for their shape (objects with a `type`); the AutomationService
  * checks them against the home and the thing models and answers with every problem and its path.
+ * The OpenAPI document shows them with every kind's own schema ({@link documented}).
  */
 
 const Id = (example: string) => Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$', examples: [example] });
@@ -101,7 +105,7 @@ export const ManualRunBody = Type.Object({
   skipConditions: Type.Optional(Type.Boolean({ description: 'Run the actions even if the conditions do not hold (default false)' })),
 }, { additionalProperties: false, examples: [{ skipConditions: true }] });
 
-const TriggerTypeSchema = Type.Union(TRIGGER_TYPES.map((t) => Type.Literal(t)));
+const TriggerTypeSchema = Type.Union(triggerKinds.types.map((t) => Type.Literal(t)));
 
 export const TestBody = Type.Object({
   trigger: Type.Object({
@@ -119,3 +123,34 @@ export const TestResultSchema = Type.Object({
 }, { examples: [{ matched: true, matchedTrigger: 0, wouldRun: true, why: 'it would run', trace: { ...runExample.trace, dryRun: true } }] });
 
 export const HookAcceptedSchema = Type.Object({ runId: Type.String(), status: Type.String() }, { examples: [{ runId: 'ar_8m2k9x4p1q8r0t', status: 'running' }] });
+
+// ------------------------------------------------------------------ the OpenAPI document
+
+const documentedFields = {
+  ...fields,
+  triggers: Type.Array(TriggerSchema, { minItems: 1, maxItems: 50 }),
+  conditions: Type.Optional(Type.Array(ConditionSchema, { maxItems: 50 })),
+  actions: Type.Array(ActionSchema, { minItems: 1, maxItems: 50 }),
+};
+const DocumentedAutomation = Type.Object({
+  ...AutomationSchema.properties,
+  triggers: Type.Array(TriggerSchema), conditions: Type.Array(ConditionSchema), actions: Type.Array(ActionSchema),
+}, { examples: [automationExample] });
+
+/**
+ * The automation bodies and answers as the OpenAPI document shows them: the parts as the union of
+ * their kinds' schemas (triggers/, conditions/, actions/). Requests are still checked by the
+ * route schemas above and then by the AutomationService, whose answer names every problem with
+ * its path; these describe the same JSON more closely.
+ */
+export const documented = {
+  create: Type.Object(documentedFields, { additionalProperties: false, examples: [motionExample] }),
+  update: Type.Object({
+    name: Type.Optional(fields.name), description: Type.Optional(fields.description), enabled: Type.Optional(Type.Boolean()),
+    triggers: Type.Optional(documentedFields.triggers), conditions: documentedFields.conditions, actions: Type.Optional(documentedFields.actions),
+    mode: Type.Optional(Mode), max: fields.max, cooldown: fields.cooldown,
+  }, { additionalProperties: false, minProperties: 1, examples: [{ enabled: false }] }),
+  automation: DocumentedAutomation,
+  list: Type.Object({ items: Type.Array(DocumentedAutomation) }, { examples: [{ items: [automationExample] }] }),
+};
+

@@ -13,6 +13,7 @@ import type { ProductService } from '../products/product-service.ts';
 import type { AuditService } from '../audit/audit-service.ts';
 import type { CompiledModel } from '../products/thing-model.ts';
 import { toAutomation, type AutomationRow, type AutomationStore } from './automation-store.ts';
+import { triggerKinds } from './triggers/index.ts';
 import { triggerTimerSpec, validateAutomation, type HomeContext, type Problem } from './automation-validate.ts';
 import type { HomeInfo } from './automation-engine.ts';
 import type { HomeService } from '../homes/home-service.ts';
@@ -203,7 +204,7 @@ export class AutomationService {
         await this.setEnabledBySystem(a.id, a.enabled, 'system', { status: 'ok', reason: null });
         continue;
       }
-      if (home && a.triggers.some((t) => t.type === 'schedule' || t.type === 'sun')) await this.syncTimers(a, home, a.triggers);
+      if (home && a.triggers.some(hasTimer)) await this.syncTimers(a, home, a.triggers);
       await this.deps.onChange(a.id);
     }
   }
@@ -314,8 +315,13 @@ export class AutomationService {
     const old = Math.max(before.length, a.triggers.length);
     for (let i = 0; i < old; i++) {
       const t = before[i] ?? a.triggers[i];
-      if (keep.has(i) || !t || (t.type !== 'schedule' && t.type !== 'sun' && a.triggers[i]?.type !== 'schedule' && a.triggers[i]?.type !== 'sun')) continue;
+      if (keep.has(i) || !t || (!hasTimer(t) && !(a.triggers[i] && hasTimer(a.triggers[i])))) continue;
       await timers.cancel(`automation:${a.id}:${i}`);
     }
   }
+}
+
+/** A trigger whose kind sets a timer in the home (schedule, sun). */
+function hasTimer(t: Trigger): boolean {
+  return triggerKinds.of(t.type)?.timer !== undefined;
 }

@@ -1,95 +1,20 @@
 /**
  * The shape of an automation as people write it (JSON through the API) and of the traces its runs
- * leave. Pure types and small parsers; the checks against homes and thing models are in
- * automation-validate.ts.
+ * leave. The parts are unions of the kinds in triggers/, conditions/ and actions/ (one file each,
+ * with its TypeBox schema, checks and behaviour); the parsers are in automation-values.ts.
  */
 
-/** A duration: seconds as a number, or text: `"90s"`, `"5m"`, `"1h30m"`, `"500ms"`, `"2d"`, `"00:05:00"`. Offsets may start with `-`. */
-export type Duration = number | string;
+export { parseDuration, parseTimeOfDay, WEEKDAYS, RUN_MODES, type Duration, type Weekday, type RunMode } from './automation-values.ts';
+import type { Duration, RunMode } from './automation-values.ts';
+import type { Trigger, TriggerType } from './triggers/index.ts';
+import type { Condition } from './conditions/index.ts';
+import type { Action } from './actions/index.ts';
 
-export type Weekday = 'mon' | 'tue' | 'wed' | 'thu' | 'fri' | 'sat' | 'sun';
-export const WEEKDAYS: readonly Weekday[] = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'];
-
-// ---------------------------------------------------------------- triggers
-
-/**
- * A property report. Without `to`/`above`/`below` it fires on every change of the value. With them it
- * fires when the value *becomes* so (crossing into the range), not on every report while it stays so.
- * `from` also asks the previous value to be this. `for`: it must stay so this long (a change cancels).
- */
-export interface PropertyTrigger { type: 'property'; device: string; property: string; to?: unknown; from?: unknown; above?: number; below?: number; for?: Duration }
-/** A device event, optionally only with these parameter values. */
-export interface EventTrigger { type: 'event'; device: string; event: string; params?: Record<string, unknown> }
-/** The device connects (`online`) or disconnects (`offline`), optionally staying so for `for`. */
-export interface PresenceTrigger { type: 'online' | 'offline'; device: string; for?: Duration }
-/** Cron (5 fields, or 6 with seconds) in the home's time zone, or once at `at` (ISO 8601). */
-export interface ScheduleTrigger { type: 'schedule'; cron?: string; at?: string }
-/** Sunrise or sunset at the home's location, shifted by `offset` (e.g. `"-30m"`). */
-export interface SunTrigger { type: 'sun'; event: 'sunrise' | 'sunset'; offset?: Duration }
-/** A scene of the home was activated. */
-export interface SceneTrigger { type: 'scene'; scene: string }
-/** `POST /api/v1/automations/{id}/run`. */
-export interface ManualTrigger { type: 'manual' }
-/** `POST /api/v1/hooks/{webhookId}` (the automation's `webhookId`, an unguessable secret). */
-export interface WebhookTrigger { type: 'webhook' }
-
-export type Trigger = PropertyTrigger | EventTrigger | PresenceTrigger | ScheduleTrigger | SunTrigger | SceneTrigger | ManualTrigger | WebhookTrigger;
-export type TriggerType = Trigger['type'];
-export const TRIGGER_TYPES: readonly TriggerType[] = ['property', 'event', 'online', 'offline', 'schedule', 'sun', 'scene', 'manual', 'webhook'];
-
-// ---------------------------------------------------------------- conditions
-
-/** The device's current reported value compared; several comparisons must all hold. A missing value fails every comparison. */
-export interface PropertyCondition { type: 'property'; device: string; property: string; equals?: unknown; notEquals?: unknown; above?: number; below?: number; oneOf?: unknown[] }
-/** Local time in the home's zone: `after` ≤ now < `before` ("HH:MM[:SS]"; a window may cross midnight), on `weekdays`. */
-export interface TimeCondition { type: 'time'; after?: string; before?: string; weekdays?: Weekday[] }
-/**
- * Sun position at the home: after sunrise/sunset (+ `afterOffset`) and/or before sunrise/sunset (+ `beforeOffset`), today.
- * When the `after` time comes later in the day than the `before` time (after sunset, before sunrise) either half suffices: it is dark.
- */
-export interface SunCondition { type: 'sun'; after?: 'sunrise' | 'sunset'; afterOffset?: Duration; before?: 'sunrise' | 'sunset'; beforeOffset?: Duration }
-/** The device is online (`online: true`, the default) or offline. */
-export interface PresenceCondition { type: 'presence'; device: string; online?: boolean }
-export interface GroupCondition { type: 'and' | 'or' | 'not'; conditions: Condition[] }
-
-export type Condition = PropertyCondition | TimeCondition | SunCondition | PresenceCondition | GroupCondition;
-export const CONDITION_TYPES: readonly Condition['type'][] = ['property', 'time', 'sun', 'presence', 'and', 'or', 'not'];
-
-// ---------------------------------------------------------------- actions
-
-interface ActionBase {
-  /** Shown in the trace. */
-  alias?: string;
-  /** A failure is recorded and the run goes on (default: the run stops, status `failed`). */
-  continueOnError?: boolean;
-}
-/** A command, waiting for the device's answer (an answer `ok: false` is a failure). */
-export interface CommandAction extends ActionBase { type: 'command'; device: string; action: string; params?: Record<string, unknown>; timeoutMs?: number }
-/** Desired state through the shadow (delivered when the device is online). */
-export interface SetAction extends ActionBase { type: 'set'; device: string; properties: Record<string, unknown> }
-export interface SceneAction extends ActionBase { type: 'scene'; scene: string }
-/** One command to every device of a group, in parallel; failures per device are in the trace. */
-export interface GroupAction extends ActionBase { type: 'group'; group: string; action: string; params?: Record<string, unknown> }
-/** A notification to the home's people (`users`: some of them). `{{trigger.…}}` placeholders are filled in. */
-export interface NotifyAction extends ActionBase { type: 'notify'; title: string; message: string; severity?: 'info' | 'warning' | 'alarm'; users?: string[]; kind?: string }
-/** POSTs JSON to `url`; with `secret`, `x-hearth-signature: sha256=<hex HMAC-SHA256 of the body>`. */
-export interface WebhookAction extends ActionBase { type: 'webhook'; url: string; secret?: string; body?: unknown }
-export interface DelayAction extends ActionBase { type: 'delay'; duration: Duration }
-/**
- * Waits until the condition holds (re-evaluated when a device it names reports or changes presence, and every
- * minute when it has time or sun parts), at most `timeout`; then goes on (`onTimeout: "continue"`, the default) or stops the run (`"stop"`).
- */
-export interface WaitAction extends ActionBase { type: 'wait'; until: Condition | Condition[]; timeout?: Duration; onTimeout?: 'continue' | 'stop' }
-/** The first choice whose conditions all hold runs its actions; none: `default`. */
-export interface ChooseAction extends ActionBase { type: 'choose'; choices: Array<{ conditions: Condition[]; actions: Action[] }>; default?: Action[] }
-/** Enables or disables another automation of the home. */
-export interface ToggleAutomationAction extends ActionBase { type: 'enable' | 'disable'; automation: string }
-
-export type Action = CommandAction | SetAction | SceneAction | GroupAction | NotifyAction | WebhookAction | DelayAction | WaitAction | ChooseAction | ToggleAutomationAction;
-export const ACTION_TYPES: readonly Action['type'][] = ['command', 'set', 'scene', 'group', 'notify', 'webhook', 'delay', 'wait', 'choose', 'enable', 'disable'];
-
-export type RunMode = 'single' | 'restart' | 'queued' | 'parallel';
-export const RUN_MODES: readonly RunMode[] = ['single', 'restart', 'queued', 'parallel'];
+// Each kind of trigger, condition and action is one file (triggers/, conditions/, actions/) with
+// its TypeBox schema; the types here are their unions.
+export type * from './triggers/index.ts';
+export type * from './conditions/index.ts';
+export type * from './actions/index.ts';
 
 /** What people send (create) — the stored automation adds id, status and times. */
 export interface AutomationInput {
@@ -208,66 +133,4 @@ export interface Run {
   finishedAt: string | null;
   ms: number | null;
   trace: Trace;
-}
-
-// ---------------------------------------------------------------- parsers
-
-const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
-/** Milliseconds of a duration, or undefined when it cannot be read. Negative only with `signed`. */
-export function parseDuration(v: unknown, signed = false): number | undefined {
-  let ms: number | undefined;
-  if (typeof v === 'number' && Number.isFinite(v)) ms = Math.round(v * 1000);
-  else if (typeof v === 'string') {
-    const s = v.trim();
-    const neg = s.startsWith('-');
-    const body = s.replace(/^[-+]/, '');
-    const clock = /^(\d{1,3}):([0-5]\d)(?::([0-5]\d))?$/.exec(body);
-    if (clock) ms = clock[3] !== undefined ? (+clock[1] * 3600 + +clock[2] * 60 + +clock[3]) * 1000 : (+clock[1] * 3600 + +clock[2] * 60) * 1000;
-    else if (/^(\d+(\.\d+)?(ms|s|m|h|d))+$/.test(body)) {
-      ms = 0;
-      for (const m of body.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d)/g)) ms += Number(m[1]) * UNITS[m[2]];
-      ms = Math.round(ms);
-    }
-    if (ms !== undefined && neg) ms = -ms;
-  }
-  if (ms === undefined || (!signed && ms < 0) || Math.abs(ms) > 366 * UNITS.d) return undefined;
-  return ms;
-}
-
-/** Seconds since local midnight of "HH:MM" or "HH:MM:SS", or undefined. */
-export function parseTimeOfDay(v: unknown): number | undefined {
-  if (typeof v !== 'string') return undefined;
-  const m = /^([01]\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?$/.exec(v.trim());
-  if (!m) return undefined;
-  return +m[1] * 3600 + +m[2] * 60 + (m[3] ? +m[3] : 0);
-}
-
-/** The devices an automation names anywhere (triggers, conditions, actions), for the index of references. */
-export function devicesOf(a: { triggers: Trigger[]; conditions: Condition[]; actions: Action[] }): Set<string> {
-  const out = new Set<string>();
-  for (const t of a.triggers) if ('device' in t && typeof t.device === 'string') out.add(t.device);
-  const cond = (c: Condition) => {
-    if ('device' in c && typeof c.device === 'string') out.add(c.device);
-    if ('conditions' in c && Array.isArray(c.conditions)) c.conditions.forEach(cond);
-  };
-  const act = (x: Action) => {
-    if ('device' in x && typeof x.device === 'string') out.add(x.device);
-    if (x.type === 'wait') (Array.isArray(x.until) ? x.until : [x.until]).forEach(cond);
-    if (x.type === 'choose') {
-      for (const ch of x.choices ?? []) {
-        (ch.conditions ?? []).forEach(cond);
-        (ch.actions ?? []).forEach(act);
-      }
-      (x.default ?? []).forEach(act);
-    }
-  };
-  a.conditions.forEach(cond);
-  a.actions.forEach(act);
-  return out;
-}
-
-/** Devices a condition list reads (a wait re-evaluates when one of them reports). */
-export function conditionDevices(list: Condition[]): Set<string> {
-  return devicesOf({ triggers: [], conditions: list, actions: [] });
 }
