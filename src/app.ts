@@ -375,6 +375,7 @@ export class Hearth {
     this.http = await buildHttpServer({
       log: this.log,
       version: VERSION,
+      trustedProxies: this.config.trustedProxies,
       authenticate: (authorization, apiKey) => auth.authenticate(authorization, apiKey),
       rateLimit: (p) => {
         const r = (p.role === 'operator' ? this.operatorLimiter : this.limiter).take(p.keyId ?? p.userId);

@@ -168,6 +168,23 @@ test('20 wrong passwords for the operator from one address do not keep the opera
   assert.equal((await login(attacker, ADMIN.email, ADMIN.password)).status, 429);
 });
 
+test('behind a trusted proxy (HEARTH_TRUSTED_PROXIES) each client counts by its forwarded address: one client\'s failures do not hold up another\'s sign-in', async () => {
+  const q = await startPlatform({ env: { HEARTH_TRUSTED_PROXIES: '127.0.0.50' } });
+  try {
+    const proxy = from(q, '127.0.0.50');
+    for (let i = 0; i < 40; i++) await login(proxy, ADMIN.email, `guess-${i}`, { 'x-forwarded-for': '203.0.113.9' });
+    assert.equal((await login(proxy, ADMIN.email, 'another-guess', { 'x-forwarded-for': '203.0.113.9' })).status, 429, 'the attacking client is held up');
+    const ok = await login(proxy, ADMIN.email, ADMIN.password, { 'x-forwarded-for': '198.51.100.7' });
+    assert.equal(ok.status, 200, 'the operator behind the same proxy gets in');
+    // A peer that is not the trusted proxy cannot choose its address with the header.
+    const other = from(q, '127.0.0.51');
+    for (let i = 0; i < 5; i++) await login(other, ADMIN.email, `guess-${i}`, { 'x-forwarded-for': `198.51.100.${i}` });
+    assert.equal((await login(other, ADMIN.email, ADMIN.password, { 'x-forwarded-for': '198.51.100.99' })).status, 429);
+  } finally {
+    await q.stop();
+  }
+});
+
 test('failures from one address against one account wait 1 s, 2 s, 4 s: growing delays with Retry-After', async () => {
   const victim = { email: 'grace@delay.test' };
   await signup(from(p, '127.0.0.41'), victim.email);

@@ -11,6 +11,7 @@ import { resolve } from 'node:path';
 export const ConfigSchema = Type.Object({
   httpPort: Type.Integer({ minimum: 0, maximum: 65535, default: 8080, description: 'HTTP port (REST API, /docs, MQTT over WebSocket at /mqtt). 0 picks a free port.' }),
   httpHost: Type.String({ default: '0.0.0.0', description: 'HTTP listen address' }),
+  trustedProxies: Type.Optional(Type.String({ pattern: '^[0-9A-Fa-f.:/, ]+$', description: 'Comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For names the client (sign-in and sign-up limits count per client); unset: the TCP peer is the client, and no header is trusted' })),
   mqttPort: Type.Integer({ minimum: 0, maximum: 65535, default: 1883, description: 'MQTT TCP port. 0 picks a free port.' }),
   mqttHost: Type.String({ default: '0.0.0.0', description: 'MQTT listen address' }),
   dataDir: Type.String({ default: './data', description: 'Directory of the SQLite database and other state' }),

@@ -34,6 +34,8 @@ declare module 'fastify' {
 export interface HttpServerDeps {
   log: Logger;
   version: string;
+  /** Reverse proxies trusted to name the client in X-Forwarded-For (Fastify's trustProxy); none by default. */
+  trustedProxies?: string;
   /**
    * Establishes the caller from the `Authorization` header (bearer token or API key) or the
    * `X-Api-Key` header; throws a HearthError when neither is valid.
@@ -87,6 +89,7 @@ export async function buildHttpServer(deps: HttpServerDeps): Promise<HttpApp> {
     bodyLimit: 1024 * 1024,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: true } },
     return503OnClosing: true,
+    ...(deps.trustedProxies ? { trustProxy: deps.trustedProxies.split(',').map((a) => a.trim()).filter(Boolean) } : {}),
     // A path the router cannot decode (`%ED%A0%80`) ends before any hook: answer it as a problem too.
     frameworkErrors: (err, req, res) => {
       const reply = res as unknown as FastifyReply;
