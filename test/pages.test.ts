@@ -2,6 +2,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { runInNewContext } from 'node:vm';
 import { startPlatform, eventually, ADMIN, type Platform } from './helpers/platform.ts';
+import { signupUser } from './helpers/people.ts';
 
 let p: Platform;
 before(async () => {
@@ -12,14 +13,14 @@ after(async () => {
 });
 
 /** Runs the pages' script as a browser would on `url`, with the form's fields, against the platform. */
-async function runPageScript(url: string, fields: Record<string, string>, endpoint: string): Promise<string> {
+async function runPageScript(url: string, fields: Record<string, string>, endpoint: string, dataset: Record<string, string> = {}): Promise<string> {
   const js = await (await fetch(`${p.httpUrl}/pages.js`)).text();
   const status = { textContent: '' };
   let onSubmit: ((e: { preventDefault(): void }) => void) | undefined;
   const inputs = Object.entries(fields).map(([name, value]) => ({ name, value }));
   const form = {
     hidden: false,
-    dataset: { endpoint, done: 'DONE' } as Record<string, string>,
+    dataset: { endpoint, done: 'DONE', ...dataset } as Record<string, string>,
     querySelectorAll: () => inputs,
     querySelector: (sel: string) => inputs.find((i) => sel.includes(`"${i.name}"`)) ?? null,
     addEventListener: (_: string, f: typeof onSubmit) => (onSubmit = f),
@@ -79,8 +80,38 @@ test('the password-reset link of the e-mail opens a page whose form sets the new
   assert.equal(bare.status, 200);
 });
 
-test('the e-mail verification page exists for the links of /api/v1/auth/verify-email', async () => {
-  const res = await fetch(`${p.httpUrl}/verify-email?token=abc`);
-  assert.equal(res.status, 200);
-  assert.match(await res.text(), /data-endpoint="\/api\/v1\/auth\/verify-email"/);
+test('the e-mail verification link opens a page that signs in and confirms the address; a wrong sign-in confirms nothing', async () => {
+  const email = 'verify-page@pages.test';
+  const password = 'password-of-verify-page';
+  assert.equal((await p.api('POST', '/api/v1/auth/signup', { email, password }, null)).status, 201);
+  const mail = await eventually(() => p.logs.find((l) => l.mail?.to === email && /confirm/i.test(l.mail.subject))?.mail, 3000, 'the verification e-mail');
+  const link = /(http\S+\/verify-email\?token=\S+)/.exec(mail.text)![1];
+  const local = link.replace('http://hearth.example', p.httpUrl);
+  const page = await fetch(local);
+  assert.equal(page.status, 200);
+  assert.match(await page.text(), /data-endpoint="\/api\/v1\/auth\/verify-email" data-signin="1"/);
+  const dataset = { signin: '1' };
+  const wrong = await runPageScript(local, { 'signin-email': email, 'signin-password': 'not-the-password' }, '/api/v1/auth/verify-email', dataset);
+  assert.notEqual(wrong, 'DONE');
+  const done = await runPageScript(local, { 'signin-email': email, 'signin-password': password }, '/api/v1/auth/verify-email', dataset);
+  assert.equal(done, 'DONE');
+  const token = (await p.api('POST', '/api/v1/auth/login', { email, password }, null)).body.token as string;
+  assert.equal((await p.api('GET', '/api/v1/auth/me', undefined, token)).body.emailVerified, true);
+});
+
+test('the invitation link opens a page that signs in and accepts it', async () => {
+  // (the operator's password changed in an earlier test: a user of its own invites)
+  const inviter = await signupUser(p, 'inviter@pages.test');
+  const owner = (await inviter.api('POST', '/homes', { name: 'Pages home', timezone: 'UTC' })).body.id as string;
+  const email = 'invitee@pages.test';
+  const invitee = await signupUser(p, email);
+  assert.equal((await inviter.api('POST', `/homes/${owner}/invitations`, { email, role: 'member' })).status, 201);
+  const mail = await eventually(() => [...p.logs].reverse().find((l) => l.mail?.to === email && /invitations\/accept/.test(l.mail.text ?? ''))?.mail, 3000, 'the invitation e-mail');
+  const link = /(http\S+\/invitations\/accept\?token=\S+)/.exec(mail.text)![1];
+  const local = link.replace('http://hearth.example', p.httpUrl);
+  assert.equal((await fetch(local)).status, 200, 'the link points to something that exists');
+  const done = await runPageScript(local, { 'signin-email': email, 'signin-password': `password-of-${email}` }, '/api/v1/invitations/accept', { signin: '1' });
+  assert.equal(done, 'DONE');
+  const homes = await invitee.api('GET', '/homes');
+  assert.ok(homes.body.items.some((h: { id: string }) => h.id === owner), 'the invitee is a member');
 });

@@ -3,8 +3,9 @@ import { Auth } from './route-auth.ts';
 
 /**
  * The few HTML pages Hearth serves before it has a console (issue 19 replaces them): a landing
- * page at `/`, and the pages that e-mailed links open (`/reset-password`, `/verify-email`), each a
- * form that posts the token from its link to the REST API. No dependencies, no inline script (a
+ * page at `/`, and the pages that e-mailed links open (`/reset-password`, `/verify-email`,
+ * `/invitations/accept`), each a form that posts the token from its link to the REST API (signed
+ * in first where the token acts for an account). No dependencies, no inline script (a
  * strict Content-Security-Policy allows them): the one script is served from `/pages.js`.
  */
 export function pageRoutes(app: HttpApp, deps: { version: string }): void {
@@ -47,11 +48,26 @@ ${body}
 <noscript><p>Without JavaScript: <code>curl -X POST /api/v1/auth/password-reset/confirm -H 'content-type: application/json' -d '{"token":"…","newPassword":"…"}'</code> with the token from the link.</p></noscript>
 <script src="/pages.js"></script>`));
 
-  page('/verify-email', () => send('Confirm your e-mail address', `<form id="form" data-endpoint="/api/v1/auth/verify-email" data-done="Your e-mail address is confirmed. You can sign in now." data-auto="1">
+  // These two links act for an account: the page signs in first (the token proves the mailbox, the
+  // password proves the account), then sends the token with the session.
+  page('/verify-email', () => send('Confirm your e-mail address', `<p>Sign in to the account that should hold this address.</p>
+<form id="form" data-endpoint="/api/v1/auth/verify-email" data-signin="1" data-done="Your e-mail address is confirmed.">
+<label>Your e-mail<input type="email" name="signin-email" required autocomplete="username"></label>
+<label>Your password<input type="password" name="signin-password" required autocomplete="current-password"></label>
 <button type="submit">Confirm</button>
 </form>
 <p id="status" role="status"></p>
-<noscript><p>Without JavaScript: <code>curl -X POST /api/v1/auth/verify-email -H 'content-type: application/json' -d '{"token":"…"}'</code> with the token from the link.</p></noscript>
+<noscript><p>Without JavaScript: sign in with <code>POST /api/v1/auth/login</code>, then <code>curl -X POST /api/v1/auth/verify-email -H 'authorization: Bearer …' -H 'content-type: application/json' -d '{"token":"…"}'</code> with the token from the link.</p></noscript>
+<script src="/pages.js"></script>`));
+
+  page('/invitations/accept', () => send('Join a home', `<p>Sign in to the account the invitation was sent to (its address must be confirmed).</p>
+<form id="form" data-endpoint="/api/v1/invitations/accept" data-signin="1" data-done="You are a member of the home now: it is in your app.">
+<label>Your e-mail<input type="email" name="signin-email" required autocomplete="username"></label>
+<label>Your password<input type="password" name="signin-password" required autocomplete="current-password"></label>
+<button type="submit">Accept the invitation</button>
+</form>
+<p id="status" role="status"></p>
+<noscript><p>Without JavaScript: sign in with <code>POST /api/v1/auth/login</code>, then <code>curl -X POST /api/v1/invitations/accept -H 'authorization: Bearer …' -H 'content-type: application/json' -d '{"token":"…"}'</code> with the token from the link.</p></noscript>
 <script src="/pages.js"></script>`));
 
   app.get('/pages.js', { schema: { hide: true }, config: { auth: Auth.public } }, async (_req, reply) => reply.type('text/javascript; charset=utf-8').header('cache-control', 'no-cache').send(PAGES_JS));
@@ -69,19 +85,34 @@ const PAGES_JS = `'use strict';
   function submit(event) {
     if (event) event.preventDefault();
     var body = { token: token };
+    var signin = {};
     var fields = form.querySelectorAll('input[name]');
-    for (var i = 0; i < fields.length; i++) if (fields[i].name !== 'again') body[fields[i].name] = fields[i].value;
+    for (var i = 0; i < fields.length; i++) {
+      var name = fields[i].name;
+      if (name.indexOf('signin-') === 0) signin[name.slice(7)] = fields[i].value;
+      else if (name !== 'again') body[name] = fields[i].value;
+    }
     var again = form.querySelector('input[name="again"]');
     if (again && again.value !== body.newPassword) { status.textContent = 'The two passwords differ.'; return; }
     status.textContent = 'Sending…';
-    fetch(form.dataset.endpoint, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
-      .then(function (res) {
+    function problem(res) {
+      return res.json().then(function (p) { status.textContent = (p && (p.detail || p.title)) || ('Failed (' + res.status + ')'); }, function () { status.textContent = 'Failed (' + res.status + ')'; });
+    }
+    function post(bearer) {
+      var headers = { 'content-type': 'application/json' };
+      if (bearer) headers.authorization = 'Bearer ' + bearer;
+      return fetch(form.dataset.endpoint, { method: 'POST', headers: headers, body: JSON.stringify(body) }).then(function (res) {
         if (res.ok) { form.hidden = true; status.textContent = form.dataset.done; return; }
-        return res.json().then(function (p) { status.textContent = (p && (p.detail || p.title)) || ('Failed (' + res.status + ')'); });
-      })
-      .catch(function () { status.textContent = 'Hearth could not be reached; try again.'; });
+        return problem(res);
+      });
+    }
+    var done = !form.dataset.signin ? post() : fetch('/api/v1/auth/login', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(signin) })
+      .then(function (res) {
+        if (!res.ok) return problem(res);
+        return res.json().then(function (s) { return post(s.token); });
+      });
+    done.catch(function () { status.textContent = 'Hearth could not be reached; try again.'; });
   }
   form.addEventListener('submit', submit);
-  if (form.dataset.auto) submit();
 })();
 `;
