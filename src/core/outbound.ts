@@ -224,6 +224,10 @@ async function attempt(
       answer = await pinnedPost(url, body, headers, signal, lookup);
     } catch (err) {
       if (err instanceof UrlRefused) throw refused(target, err);
+      // node:http's errors name the address it connected to (`connect ECONNREFUSED 10.0.0.7:443`):
+      // keep only the code, as fetch's errors do (`cause.code`), for whoever reads the result.
+      const code = (err as { code?: unknown }).code;
+      if (typeof code === 'string' && (err as Error).name !== 'AbortError') throw new Error(`${target}: connection failed: ${code}`, { cause: { code } });
       throw err;
     }
   } else {
