@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { WebSocket } from 'ws';
 import type { MqttClient } from 'mqtt';
 import { startPlatform, type Platform } from '../helpers/platform.ts';
-import { signupUser, type TestUser } from '../helpers/people.ts';
+import { signupUser, } from '../helpers/people.ts';
 import { startNats, type NatsServer } from '../helpers/nats.ts';
 import { startPostgres, type PostgresServer } from '../helpers/postgres.ts';
 import { MemoryBus } from '../../src/core/bus/memory-bus.ts';
