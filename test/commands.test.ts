@@ -94,7 +94,8 @@ test('the ledger lists commands newest first', async () => {
     ids.push(cmd.payload.id);
     await answer(light.c, light.id, { id: cmd.payload.id, ok: true });
     assert.equal((await call).status, 200);
-    await new Promise((r) => setTimeout(r, 5)); // distinct acceptance times
+    const t = Date.now();
+    await eventually(() => Date.now() > t, 1000, 'the next millisecond'); // distinct acceptance times
   }
   const items = await ledger(light.id);
   assert.deepEqual(items.map((i) => i.id), [ids[1], ids[0]]);
