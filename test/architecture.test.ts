@@ -5,6 +5,10 @@
  * allowlist below (today's cycles, which the access/ work is to remove), and on an allowlisted
  * edge that is no longer part of a cycle (so the list only shrinks).
  *
+ * It also checks that each table of the store is queried from one capability folder only (each
+ * capability owns its tables; the others call its service), beyond today's shared tables in
+ * KNOWN_SHARED_TABLES.
+ *
  * Type-only cycles are tolerated (`import type` is erased): today core ↔ core/bus ↔ core/observability
  * and commands ↔ devices ↔ gateway ↔ homes ↔ shadow are such cycles.
  */
@@ -116,4 +120,40 @@ test('no import cycle between folders of src/ beyond the known ones', () => {
     'break it (move the shared piece to the folder both depend on, or use `import type`), do not add it to KNOWN_CYCLE_EDGES');
   const gone = KNOWN_CYCLE_EDGES.filter((e) => !cycles.includes(e));
   assert.deepEqual(gone, [], 'these edges no longer close a cycle: remove them from KNOWN_CYCLE_EDGES in test/architecture.test.ts');
+});
+
+/**
+ * Tables queried from more than one folder today (the folders, sorted), for the access/ work to
+ * end: homes binds devices by writing `devices`, notify reads `home_members` (and re-implements the
+ * guest-expiry rule), auth deletes a user's push registrations.
+ */
+const KNOWN_SHARED_TABLES: Readonly<Record<string, readonly string[]>> = {
+  devices: ['devices', 'homes'],
+  home_members: ['homes', 'notify'],
+  push_subscriptions: ['auth', 'notify'],
+  push_tokens: ['auth', 'notify'],
+};
+
+/** Table → folders of src/ that name it in a Kysely query (core/store, which holds the migrations, aside). */
+function tableUsers(): Map<string, Set<string>> {
+  const users = new Map<string, Set<string>>();
+  const query = /\b(?:selectFrom|insertInto|updateTable|deleteFrom|replaceInto|mergeInto|innerJoin|leftJoin|rightJoin|fullJoin)\(\s*'([a-z_]+)/g;
+  for (const file of sourceFiles(SRC)) {
+    const folder = folderOf(file);
+    if (!folder || folder === 'core/store') continue;
+    for (const m of readFileSync(file, 'utf8').matchAll(query)) {
+      const set = users.get(m[1]) ?? new Set<string>();
+      set.add(folder);
+      users.set(m[1], set);
+    }
+  }
+  return users;
+}
+
+test('each table is queried from one capability folder, beyond the known shared ones', () => {
+  const users = tableUsers();
+  assert.ok((users.get('shadows')?.size ?? 0) > 0, 'the query finder sees the queries');
+  const shared = Object.fromEntries([...users].filter(([, f]) => f.size > 1).map(([t, f]) => [t, [...f].sort()]));
+  assert.deepEqual(shared, KNOWN_SHARED_TABLES,
+    'a table is queried from another capability\'s folder: call the owning service instead (or, when the sharing ended, shrink KNOWN_SHARED_TABLES in test/architecture.test.ts)');
 });
