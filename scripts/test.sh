@@ -8,6 +8,7 @@ export PATH="$PWD/node_modules/.bin:$PATH"
 tsc --noEmit || exit 1
 # Lint (biome.json: recommended rules, import boundaries, no import cycles). The format check is not on yet:
 # see docs/contributing.md.
+command -v biome >/dev/null || { echo 'biome is not installed (a devDependency): run npm install' >&2; exit 1; }
 biome lint --error-on-warnings . || exit 1
 status=0
 echo "# pass 1: SQLite"
