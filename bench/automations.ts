@@ -5,7 +5,7 @@
  * by device, so neither figure should move with the automations of other homes.
  */
 import type { MqttClient } from 'mqtt';
-import { Api, connectDevice, subscribe, publish1, closeClients, type DeviceCred } from './clients.ts';
+import { type Api, connectDevice, subscribe, publish1, closeClients, type DeviceCred } from './clients.ts';
 import { runIngest, type IngestResult } from './scenarios.ts';
 import { waitShadows } from './checks.ts';
 import { mapLimit, now, percentiles, withTimeout, type Percentiles } from './stats.ts';

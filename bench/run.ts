@@ -560,7 +560,7 @@ ${markdownTable(r)}
 ↑ higher is better, ↓ lower is better. A ratio is Hearth's figure divided by the reference's.
 
 Persistence check after the ingest run: ${r.persistedCheck ?? 'not run'}.
-Whole benchmark: ${elapsedS.toFixed(0)} s.${MOSQUITTO_BIN ? '' : '\n\nmosquitto was not installed on this machine, so there is no reference column (\`apt-get install -y mosquitto\`).'}
+Whole benchmark: ${elapsedS.toFixed(0)} s.${MOSQUITTO_BIN ? '' : '\n\nmosquitto was not installed on this machine, so there is no reference column (`apt-get install -y mosquitto`).'}
 
 Reading the table:
 

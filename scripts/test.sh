@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# npm test: typecheck, every suite on SQLite, then the end-to-end suites (test/*.test.ts) again
+# npm test: typecheck, lint, every suite on SQLite, then the end-to-end suites (test/*.test.ts) again
 # on PostgreSQL (each test process starts a throwaway server; see test/helpers/postgres.ts).
 # Both passes run even when the first fails, so that one run shows everything.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/node_modules/.bin:$PATH"
 tsc --noEmit || exit 1
+# Lint (biome.json: recommended rules, import boundaries, no import cycles). The format check is not on yet:
+# see docs/contributing.md.
+command -v biome >/dev/null || { echo 'biome is not installed (a devDependency): run npm install' >&2; exit 1; }
+biome lint --error-on-warnings . || exit 1
 status=0
 echo "# pass 1: SQLite"
 node --import tsx --test --test-concurrency=2 $(find src test -name '*.test.ts' | sort) || status=1

@@ -88,22 +88,30 @@ for (const engine of engines) {
       bus.subscribe('x.>', (m) => void got.push(`gt:${m.subject}:${m.headers.trace}`));
       bus.publish('x.a.1', { n: 7 }, { headers: { trace: 't1' } });
       bus.publish('y.a.1', { n: 8 });
+      bus.publish('x.a.1', { n: 9 }, { headers: { trace: 'last' } });
       await bus.flush();
-      await tick();
+      // the last publish reaches 'x.>' after everything published before it (one connection, in order)
+      await until(() => got.includes('gt:x.a.1:last'), 'the last message');
+      got.splice(got.indexOf('gt:x.a.1:last'), 1);
+      await until(() => got.length >= 5, 'the other subscribers\' copies of the last message');
+      for (const m of ['exact:x.a.1:9', 'star:x.a.1']) got.splice(got.indexOf(m), 1);
       assert.deepEqual(got.sort(), ['exact:x.a.1:7', 'gt:x.a.1:t1', 'star:x.a.1']);
     });
 
     test('unsubscribe stops delivery', async () => {
       const bus = await make();
       let n = 0;
+      let witness = 0;
       const off = bus.subscribe('u.1', () => void n++);
+      bus.subscribe('u.1', () => void witness++);
       bus.publish('u.1', {});
       await bus.flush();
-      await tick();
+      await until(() => n === 1, 'the first message');
       off();
       bus.publish('u.1', {});
       await bus.flush();
-      await tick();
+      // a subscriber that stayed gets the second message: by then the first would have too
+      await until(() => witness === 2, 'the second message at the subscriber that stayed');
       assert.equal(n, 1);
     });
 
@@ -115,7 +123,7 @@ for (const engine of engines) {
       bus.subscribe('q.>', () => void plain++);
       for (let i = 0; i < 60; i++) bus.publish(`q.${i}`, { i });
       await bus.flush();
-      await tick(50);
+      await until(() => plain === 60 && counts.reduce((a, b) => a + b, 0) >= 60, 'the 60 messages');
       assert.equal(counts.reduce((a, b) => a + b, 0), 60);
       assert.ok(counts.every((c) => c > 0), `work was shared: ${counts}`);
       assert.equal(plain, 60, 'a plain subscriber still sees everything');
@@ -127,7 +135,7 @@ for (const engine of engines) {
       bus.subscribe('o.1', (m) => void seen.push((m.data as { i: number }).i));
       for (let i = 0; i < 100; i++) bus.publish('o.1', { i });
       await bus.flush();
-      await tick();
+      await until(() => seen.length >= 100, 'the 100 messages');
       assert.deepEqual(seen, Array.from({ length: 100 }, (_, i) => i));
     });
 
@@ -156,7 +164,7 @@ for (const engine of engines) {
       bus.publish('f.1', {});
       bus.publish('f.1', {});
       await bus.flush();
-      await tick();
+      await until(() => ok >= 2, 'both messages at the healthy subscriber');
       assert.equal(ok, 2);
     });
 
@@ -424,8 +432,10 @@ describe('MemoryBus with a stream storage', () => {
     await c.ensureStream({ name: 'S', subjects: ['p.>'] });
     const third: unknown[] = [];
     await c.consume({ stream: 'S', durable: 'd', filter: 'p.>' }, (m) => void third.push(m.data));
-    await tick(100);
-    assert.deepEqual(third, [], 'acknowledged before the stop: gone');
+    // a message published now comes after anything the store still held
+    await c.publishDurable('p.5', 'published after the second restart');
+    await until(() => third.length >= 1, 'the new message');
+    assert.deepEqual(third, ['published after the second restart'], 'acknowledged before the stop: gone');
     await c.close();
   });
 
@@ -448,8 +458,9 @@ describe('MemoryBus with a stream storage', () => {
     await c.ensureStream({ name: 'S', subjects: ['q.>'] });
     const again: unknown[] = [];
     await c.consume({ stream: 'S', durable: 'late', filter: 'q.>' }, (m) => void again.push(m.data));
-    await tick(100);
-    assert.deepEqual(again, [], 'taken and acknowledged: not delivered again');
+    await c.publishDurable('q.2', 2);
+    await until(() => again.length >= 1, 'a message published after the restart');
+    assert.deepEqual(again, [2], 'taken and acknowledged: not delivered again');
     await c.close();
   });
 

@@ -94,7 +94,8 @@ test('the ledger lists commands newest first', async () => {
     ids.push(cmd.payload.id);
     await answer(light.c, light.id, { id: cmd.payload.id, ok: true });
     assert.equal((await call).status, 200);
-    await new Promise((r) => setTimeout(r, 5)); // distinct acceptance times
+    const t = Date.now();
+    await eventually(() => Date.now() > t, 1000, 'the next millisecond'); // distinct acceptance times
   }
   const items = await ledger(light.id);
   assert.deepEqual(items.map((i) => i.id), [ids[1], ids[0]]);
@@ -156,9 +157,13 @@ test('a command to an offline device is refused with 409 and nothing is sent', a
   const c2 = await p.connect(d.id, d.secret);
   const box = inbox(c2);
   await c2.subscribeAsync(`devices/${d.id}/commands`, { qos: 1 });
-  await new Promise((r) => setTimeout(r, 150));
-  assert.deepEqual(box.messages, []);
-  assert.deepEqual(await ledger(d.id), []);
+  // A command sent now arrives; a refused one, had it been kept, would have come first.
+  const now = p.api('POST', `/api/v1/devices/${d.id}/commands`, { action: 'toggle' });
+  const delivered = await box.next((m) => m.topic === `devices/${d.id}/commands`);
+  await answer(c2, d.id, { id: delivered.payload.id, ok: true });
+  assert.equal((await now).status, 200);
+  assert.deepEqual(box.messages, [], 'only the command sent after the reconnect');
+  assert.deepEqual((await ledger(d.id)).map((x) => x.id), [delivered.payload.id]);
 });
 
 test('unknown actions and bad parameters are refused with 400 naming the problem', async () => {
@@ -188,12 +193,16 @@ test('unknown actions and bad parameters are refused with 400 naming the problem
   assert.equal(tinyTimeout.status, 400);
   assert.equal(tinyTimeout.body.code, 'E_VALIDATION');
   assert.match(tinyTimeout.body.detail, /timeoutMs/);
-  // nothing reached the devices, nothing was recorded
-  await new Promise((r) => setTimeout(r, 50));
-  assert.equal(light.box.messages.filter((m) => m.topic.endsWith('/commands')).length, 0);
-  assert.equal(printer.box.messages.filter((m) => m.topic.endsWith('/commands')).length, 0);
-  assert.deepEqual(await ledger(light.id), []);
-  assert.deepEqual(await ledger(printer.id), []);
+  // nothing reached the devices, nothing was recorded: a valid command sent last is the first
+  // (and only) one each device gets
+  for (const [dev, body] of [[light, { action: 'toggle' }], [printer, { action: 'print', params: { content: 'x' } }]] as const) {
+    const call = p.api('POST', `/api/v1/devices/${dev.id}/commands`, body);
+    const cmd = await dev.box.next((m) => m.topic === `devices/${dev.id}/commands`);
+    await answer(dev.c, dev.id, { id: cmd.payload.id, ok: true });
+    assert.equal((await call).status, 200);
+    assert.equal(dev.box.messages.filter((m) => m.topic.endsWith('/commands')).length, 0);
+    assert.deepEqual((await ledger(dev.id)).map((x) => x.id), [cmd.payload.id]);
+  }
 });
 
 test('a result with a field the model does not declare keeps the device\'s ok: recorded, with a warning in the ledger and the metrics', async () => {
@@ -214,8 +223,11 @@ test('a result with a field the model does not declare keeps the device\'s ok: r
   assert.equal(rec.error, null);
   assert.deepEqual(rec.warnings, res.body.warnings);
   assert.equal(await warningCount(), warningsBefore + 1);
-  // a warning, not a rejection: nothing on the device's errors topic
-  await new Promise((r) => setTimeout(r, 100));
+  // a warning, not a rejection: nothing on the device's errors topic. A later result that is
+  // refused (an unknown id) takes the same path, so its error comes after any for the first.
+  await answer(cam.c, cam.id, { id: 'c_unknown0000000', ok: true });
+  const refused = await cam.box.next((m) => m.topic === `devices/${cam.id}/errors`);
+  assert.equal(refused.payload.code, 'E_UNKNOWN_COMMAND', JSON.stringify(refused.payload));
   assert.equal(cam.box.messages.filter((m) => m.topic.endsWith('/errors')).length, 0);
   // an answer that fits has no warnings
   const call2 = p.api('POST', `/api/v1/devices/${cam.id}/commands`, { action: 'snapshot' });

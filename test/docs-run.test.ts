@@ -72,7 +72,7 @@ export function runnableBlocks(file: string, text: string): DocBlock[] {
     }
     if (lines[i].trim() !== '<!-- runnable -->') continue;
     const open = fence(i + 1);
-    if (!open || open[2] !== 'sh') throw new Error(`${file}:${i + 1}: <!-- runnable --> must be right above a \`\`\`sh block`);
+    if (open?.[2] !== 'sh') throw new Error(`${file}:${i + 1}: <!-- runnable --> must be right above a \`\`\`sh block`);
     const { code, end } = body(i + 2, open[1]);
     const block: DocBlock = { file, line: i + 2, code: code.join('\n') };
     let j = end + 1;
@@ -170,7 +170,7 @@ test('every runnable block of the docs runs as written against a fresh platform'
       const marks: number[] = [];
       bash.stdout.setEncoding('utf8').on('data', (d: string) => {
         out += d;
-        for (const m of d.matchAll(/@@block (\d+|end)@@/g)) marks.push(statuses().length);
+        for (const _m of d.matchAll(/@@block (\d+|end)@@/g)) marks.push(statuses().length);
       });
       const code = await new Promise<number | null>((resolve) => {
         const timer = setTimeout(() => process.kill(-bash.pid!, 'SIGKILL'), 120_000);

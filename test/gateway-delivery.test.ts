@@ -266,7 +266,7 @@ test('a NATS target gets the message as JSON on its subject, with the lane in a 
 });
 
 test('an AMQP target publishes to a real RabbitMQ exchange, confirmed by the broker', async (t) => {
-  let rabbit;
+  let rabbit: Awaited<ReturnType<typeof startRabbit>>;
   try {
     rabbit = await startRabbit();
   } catch (err) {

@@ -47,6 +47,17 @@ async function device(): Promise<{ id: string; client: MqttClient }> {
   return { id: d.id, client };
 }
 
+/**
+ * Nothing more is coming: each device reports a marker, and once every marker has reached its
+ * target, anything sent before it has too. The markers are then taken out of `hits`.
+ */
+async function afterMarkers(...marks: Array<[{ id: string; client: MqttClient }, string]>): Promise<void> {
+  const isMarker = (h: Hit) => h.body.kind === 'properties' && h.body.payload?.brightness === 99;
+  for (const [d] of marks) d.client.publish(`devices/${d.id}/properties`, JSON.stringify({ brightness: 99 }), { qos: 1 });
+  await eventually(() => marks.every(([d, path]) => hits.some((h) => isMarker(h) && h.path === path && h.body.deviceId === d.id)), 10_000, 'the markers');
+  for (let i = hits.length - 1; i >= 0; i--) if (isMarker(hits[i])) hits.splice(i, 1);
+}
+
 const seenBy = (path: string, pred: (h: Hit) => boolean) => hits.filter((h) => h.path === path && pred(h));
 
 test('tagged devices\' messages and the tester\'s API calls go to the gray target, with the lane header; everything else to the baseline', async () => {
@@ -76,7 +87,7 @@ test('tagged devices\' messages and the tester\'s API calls go to the gray targe
   assert.equal(plain.status, 200);
 
   await eventually(() => hits.length >= 4, 10_000, 'four deliveries');
-  await new Promise((r) => setTimeout(r, 300)); // nothing more is coming
+  await afterMarkers([tester, '/gray'], [other, '/baseline']);
   const gray = hits.filter((h) => h.path === '/gray');
   const baseline = hits.filter((h) => h.path === '/baseline');
   assert.equal(gray.length, 2, `gray got ${JSON.stringify(gray.map((h) => [h.body.kind, h.body.deviceId]))}`);
@@ -94,7 +105,7 @@ test('tagged devices\' messages and the tester\'s API calls go to the gray targe
   assert.equal((await p.api('PUT', '/api/v1/gateway/lanes', { lanes: [{ name: 'gray', percent: 100 }] })).status, 200);
   other.client.publish(`devices/${other.id}/properties`, JSON.stringify({ brightness: 33 }), { qos: 1 });
   await eventually(() => hits.length >= 1, 10_000, 'the delivery after the shift');
-  await new Promise((r) => setTimeout(r, 300));
+  await afterMarkers([other, '/gray']);
   assert.deepEqual(hits.map((h) => [h.path, h.body.deviceId]), [['/gray', other.id]]);
 
   for (const c of [tester.client, other.client]) await c.endAsync();

@@ -265,8 +265,12 @@ test('a hub cannot publish or subscribe for devices that are not its children', 
     c.publish(`devices/${target}/${suffix}`, JSON.stringify(payload), { qos: 1 });
     await closed;
   }
-  await new Promise((r) => setTimeout(r, 100));
-  const t = await device(theirs);
+  // the real hub's later report for its child is applied after anything that got in before the closes
+  await other.c.publishAsync(`devices/${theirs}/properties`, JSON.stringify({ brightness: 42 }), { qos: 1 });
+  const t = await eventually(async () => {
+    const d = await device(theirs);
+    return d.shadow.reported.brightness === 42 ? d : undefined;
+  }, 3000, "the real hub's later report");
   assert.equal(t.shadow.reported.on, false, 'the forged report changed nothing');
   assert.equal(t.online, true, 'the forged presence changed nothing');
   const pl = await device(plain.id);
@@ -357,9 +361,13 @@ test('a sub-device cannot have sub-devices, nor speak for its hub', async () => 
     cc.publish(`devices/${h.id}/${suffix}`, JSON.stringify(payload), { qos: 1 });
     await closed;
   }
-  await new Promise((r) => setTimeout(r, 100));
-  const hubNow = await device(h.id);
-  assert.deepEqual(hubNow.shadow.reported, {});
+  // the hub's own later report is applied after anything that got in before the closes
+  await h.c.publishAsync(`devices/${h.id}/properties`, JSON.stringify({ uptime: 7 }), { qos: 1 });
+  const hubNow = await eventually(async () => {
+    const d = await device(h.id);
+    return d.shadow.reported.uptime === 7 ? d : undefined;
+  }, 3000, "the hub's own later report");
+  assert.deepEqual(hubNow.shadow.reported, { uptime: 7 });
   assert.equal(hubNow.online, true);
   assert.deepEqual((await p.api('GET', `/api/v1/devices/${h.id}/children`)).body.items.map((d: { id: string }) => d.id), [nested.id]);
 });

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { connect as tcpConnect } from 'node:net';
 import { WebSocket } from 'ws';
 import type { MqttClient } from 'mqtt';
-import { startPlatform, inbox, type Platform } from './helpers/platform.ts';
+import { startPlatform, inbox, eventually, type Platform } from './helpers/platform.ts';
 import { MemoryBus } from '../src/core/bus/memory-bus.ts';
 import { createLogger } from '../src/core/logger.ts';
 import type { AccessService } from '../src/homes/access-service.ts';
@@ -408,14 +408,12 @@ function bench(bufferSize: number, visible: (p: Principal, deviceId: string) => 
   return { bus, stream, client, reported, checks: () => checks };
 }
 
-const settle = () => new Promise((r) => setTimeout(r, 30));
-
 test('service: the buffer keeps the last N events; older ids get a reset, then what is left', async () => {
   const b = bench(3);
   const watch = b.client(OPERATOR);
   for (let i = 1; i <= 5; i++) b.reported('d_x', i);
   await b.bus.flush();
-  await settle();
+  await eventually(() => watch.got.filter((e) => e.type === 'property').length >= 5, 5000, 'the five events');
   const ids = watch.got.filter((e) => e.type === 'property').map((e) => e.id);
   assert.equal(ids.length, 5);
   const resumed = b.client(OPERATOR, ids[1]);
@@ -436,19 +434,21 @@ test('service: access is checked once per device per connection, in order, and s
     b.reported('d_mine', i);
     b.reported('d_other', i);
   }
+  // A last event the user may see: once it is there, every earlier one has been decided (in order).
+  b.reported('d_mine', 20);
   await b.bus.flush();
-  await settle();
+  await eventually(() => user.got.some((e) => e.type === 'property' && (e.data.values as { power: number }).power === 20), 5000, 'the last event');
   const got = user.got.filter((e) => e.type === 'property');
-  assert.equal(got.length, 20);
+  assert.equal(got.length, 21);
   assert.ok(got.every((e) => e.deviceId === 'd_mine' && e.homeId === 'h_of_d_mine'));
-  assert.deepEqual(got.map((e) => (e.data.values as { power: number }).power), [...Array(20).keys()], 'in order');
+  assert.deepEqual(got.map((e) => (e.data.values as { power: number }).power), [...Array(21).keys()], 'in order');
   assert.equal(b.checks(), 2, 'one check per device, then the cached decision');
 
   let room = 2;
   const slow = b.client(OPERATOR, undefined, () => room-- > 0);
   for (let i = 0; i < 5; i++) b.reported('d_mine', 100 + i);
   await b.bus.flush();
-  await settle();
+  await eventually(() => slow.closed.length > 0, 5000, 'the slow client to be closed');
   assert.deepEqual(slow.closed, ['slow']);
   assert.equal(b.stream.connections, 1, 'the slow client is gone, the other stays');
   b.stream.stop();
@@ -493,8 +493,7 @@ test('transport: heartbeats, and a client that stops reading is dropped instead 
     });
     const sseStalled = await stalled('GET /api/v1/stream?access_token=good HTTP/1.1\r\nHost: x\r\n\r\n');
     const wsStalled = await stalled('GET /api/v1/stream?access_token=good HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n');
-    await settle();
-    assert.equal(b.stream.connections, 2);
+    await eventually(() => b.stream.connections === 2, 5000, 'both stalled readers to be connected');
     const blob = 'x'.repeat(64 * 1024);
     for (let i = 0; i < 1000 && b.stream.connections > 0; i++) {
       b.stream.publish('notification', null, null, { blob, i });

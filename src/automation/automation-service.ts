@@ -161,7 +161,7 @@ export class AutomationService {
   /** The automation with this webhook id (unauthenticated callers know only it). */
   async byWebhook(webhookId: string): Promise<Automation> {
     const a = /^wh_[A-Za-z0-9_-]{16,64}$/.test(webhookId) ? await this.deps.store.byWebhook(webhookId) : undefined;
-    if (!a || !a.enabled || a.status !== 'ok') throw new HearthError('E_WEBHOOK_NOT_FOUND', 'no enabled automation has this webhook');
+    if (!a?.enabled || a.status !== 'ok') throw new HearthError('E_WEBHOOK_NOT_FOUND', 'no enabled automation has this webhook');
     return a;
   }
 

@@ -51,6 +51,38 @@ export const ERRORS = {
 
 export type ErrorCode = keyof typeof ERRORS;
 
+/**
+ * The codes a device can receive on its `devices/{id}/errors` topic (and a hub on its
+ * sub-devices'), with a short title. Some share a name and meaning with a REST code above.
+ * Documented in the device tables of docs/errors.md and docs/protocol.md; test/errors-doc.test.ts
+ * keeps the three in sync and fails on a code literal in src/ that no catalogue holds.
+ */
+export const DEVICE_ERRORS = {
+  E_BAD_JSON: 'The payload is not valid JSON',
+  E_PAYLOAD_TOO_LARGE: 'The payload is larger than the limit',
+  E_BAD_MESSAGE: 'The message does not have the shape its topic needs',
+  E_RETAIN_NOT_SUPPORTED: 'Retained messages are not supported',
+  E_FORBIDDEN: 'This device may not join sub-devices',
+  E_UNKNOWN_COMMAND: 'The command result names an unknown command id',
+  E_MODEL_MISMATCH: 'The values do not match the thing model',
+  E_PRODUCT_NOT_FOUND: 'Product not found',
+  E_DEVICE_NOT_FOUND: 'Device not found',
+  E_FILTERED: "The message gateway's filters refused the message",
+  E_RATE_LIMITED: 'Too many messages',
+  E_INTERNAL: 'The message could not be processed',
+} as const satisfies Record<string, string>;
+
+export type DeviceErrorCode = keyof typeof DEVICE_ERRORS;
+
+/**
+ * Codes that travel only between Hearth's own nodes and never reach a client (so they are not in
+ * docs/errors.md): the shard-owner RPC answers `E_NOT_OWNER` when the shard moved, and the caller
+ * asks again.
+ */
+export const INTERNAL_CODES = {
+  E_NOT_OWNER: 'The node asked no longer owns the shard',
+} as const satisfies Record<string, string>;
+
 /** One error of the catalogue, with a human detail and optional structured extras. */
 export class HearthError extends Error {
   readonly code: ErrorCode;

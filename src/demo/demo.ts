@@ -78,7 +78,7 @@ export async function setupDemo(hearth: Hearth, firstStart: boolean): Promise<De
         '',
         `Be the demo desk lamp ${id} yourself with a real MQTT client (client id = user name = device id):`,
         `  report state:      mosquitto_pub ${mqtt} -t devices/${id}/properties -m '{"on":true,"brightness":80}'`,
-        `  answer a command:  CMD=$(mosquitto_sub ${mqtt} -t devices/${id}/commands -C 1 | jq -r .id) && mosquitto_pub ${mqtt} -t devices/${id}/commands/result -m "{\"id\":\"$CMD\",\"ok\":true}"`,
+        `  answer a command:  CMD=$(mosquitto_sub ${mqtt} -t devices/${id}/commands -C 1 | jq -r .id) && mosquitto_pub ${mqtt} -t devices/${id}/commands/result -m "{"id":"$CMD","ok":true}"`,
         `  meanwhile, send it one (it waits for your answer):  curl -s -X POST ${auth} -H 'content-type: application/json' ${http}/api/v1/devices/${id}/commands -d '{"action":"toggle"}'`,
         `  then: curl -s ${auth} ${http}/api/v1/devices/${id}`,
       ];

@@ -116,7 +116,7 @@ export function gatewayRoutes(app: HttpApp, deps: { gateway: GatewayConfigServic
       tags: ['gateway'], summary: 'The routes, in the order they are tried (operator)', ...AuthHeader,
       response: { 200: Type.Object({ items: Type.Array(RouteSchema), version: Version }, { examples: [{ items: [RouteExample], version: 7 }] }), ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN') },
     },
-  }, async (req) => {
+  }, async (_req) => {
     const v = gateway.current;
     return { items: v.config.routes, version: v.version };
   });
@@ -158,7 +158,7 @@ export function gatewayRoutes(app: HttpApp, deps: { gateway: GatewayConfigServic
   app.get('/api/v1/gateway/filters', {
     config: { auth: Auth.operator('gateway:read', 'gateway:manage') },
     schema: { tags: ['gateway'], summary: 'The filter chain, in order (operator)', ...AuthHeader, response: { 200: FiltersAnswer, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN') } },
-  }, async (req) => {
+  }, async (_req) => {
     return { filters: gateway.current.config.filters, version: gateway.current.version };
   });
 
@@ -179,7 +179,7 @@ export function gatewayRoutes(app: HttpApp, deps: { gateway: GatewayConfigServic
   app.get('/api/v1/gateway/lanes', {
     config: { auth: Auth.operator('gateway:read', 'gateway:manage') },
     schema: { tags: ['gateway'], summary: 'The lanes (operator)', ...AuthHeader, response: { 200: LanesAnswer, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN') } },
-  }, async (req) => {
+  }, async (_req) => {
     return { lanes: gateway.current.config.lanes, version: gateway.current.version };
   });
 
@@ -200,7 +200,7 @@ export function gatewayRoutes(app: HttpApp, deps: { gateway: GatewayConfigServic
   app.get('/api/v1/gateway/config', {
     config: { auth: Auth.operator('gateway:read', 'gateway:manage') },
     schema: { tags: ['gateway'], summary: 'The whole live configuration with its version (operator)', ...AuthHeader, response: { 200: ConfigAnswer, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN') } },
-  }, async (req) => {
+  }, async (_req) => {
     return configAnswer(gateway.current);
   });
 

@@ -99,7 +99,7 @@ export function partnerRoutes(app: HttpApp, deps: { partners: PartnerService; in
   app.get('/api/v1/partners', {
     config: { auth: Auth.operator('partners:manage') },
     schema: { tags: ['partners'], summary: 'The partner clouds (operator)', ...AuthHeader, response: { 200: Type.Object({ items: Type.Array(PartnerSchema) }), ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN') } },
-  }, async (req) => {
+  }, async (_req) => {
     return { items: (await partners.list()).map(view) };
   });
 

@@ -521,7 +521,6 @@ class Sim implements DeviceSim {
     this.known = this.model !== undefined && this.behaviour !== undefined;
     this.rng = opts.rng ?? seededRng(`${product}|${hwid}`);
     this.now = opts.now ?? Date.now;
-    const self = this;
     this.api = {
       product, hwid,
       state: this.state,
@@ -531,24 +530,24 @@ class Sim implements DeviceSim {
       chance: (p) => this.rng() < p,
       between: (lo, hi) => lo + this.rng() * (hi - lo),
       pick: (list) => list[Math.floor(this.rng() * list.length) % list.length],
-      set: (k, v) => self.set(k, v),
+      set: (k, v) => this.set(k, v),
       emit: (event, params) => {
-        self.out.events.push(params === undefined ? { event } : { event, params });
+        this.out.events.push(params === undefined ? { event } : { event, params });
       },
       later: (key, delayMs, fn) => {
-        self.out.cancel = self.out.cancel.filter((k) => k !== key);
-        self.out.followUps = self.out.followUps.filter((f) => f.key !== key);
-        self.out.followUps.push({ key, delayMs, run: () => self.run(fn) });
+        this.out.cancel = this.out.cancel.filter((k) => k !== key);
+        this.out.followUps = this.out.followUps.filter((f) => f.key !== key);
+        this.out.followUps.push({ key, delayMs, run: () => this.run(fn) });
       },
       cancel: (key) => {
-        self.out.followUps = self.out.followUps.filter((f) => f.key !== key);
-        if (!self.out.cancel.includes(key)) self.out.cancel.push(key);
+        this.out.followUps = this.out.followUps.filter((f) => f.key !== key);
+        if (!this.out.cancel.includes(key)) this.out.cancel.push(key);
       },
       drift: (key, step, lo, hi, decimals) => {
-        const cur = self.state[key];
+        const cur = this.state[key];
         if (typeof cur !== 'number') return;
         const next = clamp(cur + (this.rng() * 2 - 1) * step, lo, hi);
-        self.set(key, round(next, decimals));
+        this.set(key, round(next, decimals));
       },
     };
     if (this.behaviour) this.run(() => this.behaviour!.init(this.api));
@@ -605,7 +604,7 @@ class Sim implements DeviceSim {
     const p = (params ?? {}) as Record<string, unknown>;
     const check = this.model.checkAction(action, p);
     if (!check.ok) return { ...emptyOutput(), ok: false, error: `invalid params: ${check.problems.join('; ')}` };
-    let reply: CommandReply = undefined;
+    let reply: CommandReply | undefined;
     const out = this.run(() => {
       reply = handler(this.api, p);
     });

@@ -1,7 +1,7 @@
 import type { Bus, BusMessage, Unsubscribe } from '../core/bus/bus.ts';
 import { subjects } from '../core/bus/subjects.ts';
 import type { Logger } from '../core/logger.ts';
-import { HearthError, isHearthError } from '../core/errors.ts';
+import { HearthError, } from '../core/errors.ts';
 import type { AccessService } from '../homes/access-service.ts';
 import type { DeviceService } from '../devices/device-service.ts';
 import type { Principal } from '../auth/auth-service.ts';

@@ -17,7 +17,7 @@ export type TimerSpec =
   /** Sunrise or sunset at the place, shifted by `offsetMs` (negative: before). */
   | { kind: 'sun'; event: 'sunrise' | 'sunset'; offsetMs: number; latitude: number; longitude: number; timezone: string };
 
-const DAY_MS = 86_400_000;
+const _DAY_MS = 86_400_000;
 /** Sun offsets beyond this are more likely a unit mistake (seconds or minutes given as ms × 1000) than intended. */
 export const MAX_SUN_OFFSET_MS = 12 * 3_600_000;
 /**

@@ -9,7 +9,6 @@ import { buildHttpServer } from '../../src/transports/http/http-server.ts';
 import { Auth } from '../../src/transports/http/route-auth.ts';
 import { HearthError } from '../../src/core/errors.ts';
 import { createLogger } from '../../src/core/logger.ts';
-import { raw } from './http-helpers.ts';
 
 /**
  * Security headers on every response, Cache-Control: no-store on everything that carries a

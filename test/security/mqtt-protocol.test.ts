@@ -78,9 +78,22 @@ test('retained publishes are refused with E_RETAIN_NOT_SUPPORTED, change nothing
     if (packet.retain) replayed.push(topic);
   });
   await later.subscribeAsync(`devices/${d.id}/#`, { qos: 1 });
-  await new Promise((r) => setTimeout(r, 300));
+  await afterReplay(later, d.id);
   assert.deepEqual(replayed, []);
 });
+
+/**
+ * Returns once anything the broker would replay on a subscription has arrived: a bad message the
+ * client sends after subscribing is answered on its errors topic (which the subscription covers),
+ * and that answer comes after the replay.
+ */
+async function afterReplay(c: import('mqtt').MqttClient, deviceId: string): Promise<void> {
+  const answered = new Promise<void>((resolve) => c.on('message', (topic, payload) => {
+    if (topic === `devices/${deviceId}/errors` && JSON.parse(payload.toString()).code === 'E_BAD_JSON') resolve();
+  }));
+  await c.publishAsync(`devices/${deviceId}/properties`, 'not json', { qos: 1 });
+  await answered;
+}
 
 test('a will with the retain flag is refused like any retained publish, never stored', async () => {
   const d = await p.provision('plug');
@@ -93,7 +106,7 @@ test('a will with the retain flag is refused like any retained publish, never st
     if (packet.retain) replayed.push(topic);
   });
   await later.subscribeAsync(`devices/${d.id}/#`, { qos: 1 });
-  await new Promise((r) => setTimeout(r, 300));
+  await afterReplay(later, d.id);
   assert.deepEqual(replayed, []);
   assert.deepEqual((await p.device(d.id)).shadow.reported, {});
 });

@@ -9,8 +9,8 @@ import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { WebSocket } from 'ws';
 import type { MqttClient } from 'mqtt';
-import { startPlatform, type Platform } from '../helpers/platform.ts';
-import { signupUser, type TestUser } from '../helpers/people.ts';
+import { startPlatform, eventually, type Platform } from '../helpers/platform.ts';
+import { signupUser, } from '../helpers/people.ts';
 import { startNats, type NatsServer } from '../helpers/nats.ts';
 import { startPostgres, type PostgresServer } from '../helpers/postgres.ts';
 import { MemoryBus } from '../../src/core/bus/memory-bus.ts';
@@ -435,7 +435,7 @@ describe('service', () => {
     const p: Principal = { userId: 'u_1', email: 'u@test', role: 'user', sessionId: 's_1', expiresAt: Date.now() + 150 };
     stream.connect({ principal: p, sink: { write: (ev) => (got.push(ev), true), close: (r) => closed.push(r) } });
     assert.equal(closed.length, 0, "not before it expires");
-    await new Promise((r) => setTimeout(r, 400));
+    await eventually(() => closed.length > 0, 3000, 'the close at expiry');
     assert.deepEqual(closed, ['token-expired']);
     assert.deepEqual(got.map((e) => e.type), ['hello', 'end']);
     assert.equal(got[1].id, got[0].id, 'the end carries the last id written: resuming from it loses nothing');
@@ -467,9 +467,11 @@ describe('service', () => {
     stream.connect({ principal: { userId: 'u_b', email: 'b@test', role: 'user' }, sink: { write: (ev) => (got.push(ev), true), close: () => undefined } });
     bus.publish('device.d_1.reported', { deviceId: 'd_1', values: { power: 1 }, changed: ['power'], version: 1, at: Date.now() });
     await bus.flush();
-    await new Promise((r) => setTimeout(r, 5));
+    await eventually(() => release !== undefined, 3000, 'the placement lookup');
     release({ homeId: 'h_B', roomId: null, name: null, boundAt: Date.now() + 1 });
-    await new Promise((r) => setTimeout(r, 30));
+    // the event is decided once the stream has asked for the right; a write would follow at once
+    await eventually(() => asked.length > 0, 3000, 'the access check');
+    await new Promise((r) => setImmediate(r));
     assert.deepEqual(got.filter((e) => e.type === 'property'), [], 'home B does not get an event from before it had the device');
     assert.ok(!asked.includes('h_B'), 'the event was recorded as of no home');
     stream.stop();

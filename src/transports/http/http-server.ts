@@ -101,7 +101,7 @@ export async function buildHttpServer(deps: HttpServerDeps): Promise<HttpApp> {
   app.addSchema(ProblemSchema);
 
   app.setErrorHandler((err: unknown, req, reply) => {
-    let body;
+    let body: Record<string, unknown> & { status: number };
     if (isHearthError(err)) {
       body = problem(err.code, err.message, req.url, err.extras);
     } else {

@@ -1,4 +1,4 @@
-import { type Kysely, type Migration } from 'kysely';
+import type { Kysely, Migration } from 'kysely';
 
 /**
  * The one set of migrations, for SQLite and PostgreSQL alike: only portable column types
