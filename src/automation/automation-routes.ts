@@ -14,7 +14,7 @@ import {
 const A = '/api/v1';
 
 /** Routes of automations: CRUD, manual runs, dry runs, runs with traces, and the incoming webhook. */
-export function automationRoutes(app: HttpApp, deps: { automations: AutomationService; engine: AutomationEngine }): void {
+export async function automationRoutes(app: HttpApp, deps: { automations: AutomationService; engine: AutomationEngine }): Promise<void> {
   const { automations, engine } = deps;
   const tags = ['automations'];
 
