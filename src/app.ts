@@ -183,9 +183,13 @@ export class Hearth {
     const publicUrl = config.publicUrl ?? `http://localhost:${config.httpPort}`;
     const mailer = (this.mailer = createMailer(config, log, metrics));
     const audit = new AuditService({ db, log, flushMs: config.historyFlushMs });
+    const products = new ProductService({ db });
+    const devices = new DeviceService({ db, products });
+    const access = new AccessService({ db, devices });
+    const stream = new StreamService({ bus, access, devices, log: log.child({ component: 'stream' }), maxPerUser: config.streamMaxPerUser });
     // Caches every node keeps are kept coherent over the bus: revoked sessions, device placements.
-    // A revoked session or key also ends its live streams on every node, at once. (The applies
-    // name services built below: a cache and its owner need each other.)
+    // A revoked session or key also ends its live streams on every node, at once. (Sessions are
+    // AuthService's, built next: it sends these and applies them.)
     const revoked = broadcast<{ sid: string; until: number }>(bus, 'cluster.auth.revoked', (r) => {
       auth.learnRevoked(r.sid, r.until);
       stream.endSession(r.sid, r.until);
@@ -211,8 +215,6 @@ export class Hearth {
     // services) have their own, much higher ones, so that they never share the app users' defaults.
     this.limiter = new RateLimiter({ perMinute: config.rateLimitPerMinute, burst: config.rateLimitBurst });
     this.operatorLimiter = new RateLimiter({ perMinute: config.operatorRateLimitPerMinute, burst: config.operatorRateLimitBurst });
-    const products = new ProductService({ db });
-    const devices = new DeviceService({ db, products });
     const presence = new PresenceService({ db, bus, devices, log, nodeId: this.nodeId, observer: metrics });
     const shards = (this.shards = new ShardManager({
       db, log: log.child({ component: 'shards' }), nodeId: this.nodeId, roles: this.roles, shards: config.shards, single: !clustered, leaseMs: config.nodeTimeoutMs,
@@ -237,10 +239,9 @@ export class Hearth {
     // Timers run on the owners of their shards; listeners that set timers register after this one.
     const timers = new TimerService({ db, bus, log: log.child({ component: 'timers' }), clock: this.clock, shards, shardCount: config.shards });
     shards.on(timers);
-    const access = new AccessService({ db, devices });
     const views = new DeviceViews({ presence, shadow, access });
-    const stream = new StreamService({ bus, access, devices, log: log.child({ component: 'stream' }), maxPerUser: config.streamMaxPerUser });
-    // Homes tell the capabilities that keep per-home state (built below, as they read homes).
+    const scenes = new SceneService({ db, bus, log: log.child({ component: 'scenes' }), clock: this.clock, access, devices, products, presence, shadow, commands, audit, stream });
+    // Homes tell the capabilities that keep per-home state (automations and notify are built below: they read homes).
     const homes = new HomeService({
       db, access, devices, shadow, commands, audit, mailer, users: auth, publicUrl,
       onPlacementChange: (deviceId) => placed.send(deviceId === undefined ? {} : { deviceId }),
@@ -252,7 +253,6 @@ export class Hearth {
         await notify.homeDeleted(homeId);
       },
     });
-    const scenes = new SceneService({ db, bus, log: log.child({ component: 'scenes' }), clock: this.clock, access, devices, products, presence, shadow, commands, audit, stream });
     metrics.setStreamClientsSource(() => stream.connections);
     // Every node caches partners and the workers consume their queues: a change reaches them all.
     const partnersChanged = broadcast<Record<string, never>>(bus, 'cluster.partners', () => {
