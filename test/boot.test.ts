@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { Hearth } from '../src/app.ts';
 import { loadConfig } from '../src/core/config/config-schema.ts';
 import { createLogger } from '../src/core/logger.ts';
+import { MemoryBus } from '../src/core/bus/memory-bus.ts';
 import { ADMIN, startPlatform } from './helpers/platform.ts';
 
 /** The boot: an HTTP app built apart from listening, and the start order the units declare. */
@@ -70,4 +71,26 @@ test('the start order keeps the graceful stop: HTTP first, MQTT before the shard
   for (const held of ['ingest', 'shadow', 'timers', 'automation-engine']) assert.ok(at('shards') < at(held), `shards are released before ${held} stops`);
   assert.ok(at('ingest') < at('delivery'), 'the ingest settles before the deliveries it enqueues stop');
   assert.deepEqual(stop.slice(-3), ['broadcasts', 'bus', 'store']);
+});
+
+test('construction does no I/O on the bus: subscriptions, consumers and streams begin in start()', async () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'hearth-boot-'));
+  const calls: string[] = [];
+  const inner = new MemoryBus(createLogger('silent'));
+  const bus = new Proxy(inner, {
+    get(target, prop, receiver) {
+      const v = Reflect.get(target, prop, receiver);
+      return typeof v === 'function' ? (...args: unknown[]) => {
+        calls.push(String(prop));
+        return v.apply(target, args);
+      } : v;
+    },
+  });
+  const hearth = new Hearth(loadConfig({}, { dataDir, logLevel: 'silent', demo: false }), { log: createLogger('silent'), bus });
+  try {
+    assert.deepEqual(calls, [], 'no bus call while constructing');
+  } finally {
+    await hearth.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
 });
