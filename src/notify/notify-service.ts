@@ -92,7 +92,7 @@ export interface NotificationServiceDeps {
 }
 
 /** Push services want a contact in the VAPID token: the operator's sender address will do. */
-export function defaultVapidSubject(mailFrom: string): string {
+function defaultVapidSubject(mailFrom: string): string {
   return `mailto:${/<([^>]+)>/.exec(mailFrom)?.[1] ?? mailFrom}`;
 }
 
