@@ -63,9 +63,9 @@ import { AutomationService } from './automation/automation-service.ts';
 import { AutomationEngine } from './automation/automation-engine.ts';
 import { automationRoutes } from './automation/automation-routes.ts';
 import { webhookCaller } from './automation/webhook-caller.ts';
-import { shardOf } from './core/cluster/shards.ts';
 import { DataDirLock } from './core/data-dir-lock.ts';
-import { portProblem, reservePorts, type ListenerSpec } from './core/port-reservation.ts';
+import { portProblem, reservePorts, type ListenerSpec, type PortReservation } from './core/port-reservation.ts';
+import { Lifecycles, type Lifecycle } from './core/lifecycle.ts';
 import { initialPasswordPath, readInitialPassword, removeInitialPassword, writeInitialPassword } from './auth/initial-password.ts';
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -111,7 +111,9 @@ export interface StartInfo {
 
 /**
  * The composition root: the only place that constructs services and wires them together.
- * `createHearth` builds everything without I/O on the network; `start()` opens the ports.
+ * The constructor builds everything without I/O (no port, no bus subscription, no write);
+ * `start()` runs the node's lifecycle units (see `units()`) in the order their dependencies give,
+ * and `stop()` runs it backwards.
  */
 export class Hearth {
   readonly log: Logger;
@@ -125,23 +127,33 @@ export class Hearth {
   readonly nodeId: string;
   /** This node's Prometheus metrics (served at /metrics). */
   readonly metrics: Metrics;
+  /** The listening HTTP app, once started (`buildApp()` makes one that does not listen). */
   http!: HttpApp;
   /** How the sources other than MQTT (device HTTP, partners) put messages into the pipeline. */
   readonly ingress: GatewayIngress;
   /** Partner AMQP queues, consumed on worker nodes. */
   readonly amqpSources: AmqpSources;
+  /** Wall-clock time for schedules, timers and delays (a ManualClock in tests). */
+  readonly clock: Clock;
+  /** Every part of the node with a start and a stop, in start order (computed at construction). */
+  readonly lifecycle: Lifecycles;
   private ready = false;
   /** Request rate limits per principal: app users (and their keys), the operator (and its keys). */
   private readonly limiter: RateLimiter;
   private readonly operatorLimiter: RateLimiter;
   private readonly mailer: Mailer;
   private stopping: Promise<void> | undefined;
+  /** Per-node caches kept coherent over the bus; they start hearing other nodes in `start()`. */
   private readonly broadcasts: Array<Broadcast<any>> = [];
-  /** Wall-clock time for schedules, timers and delays (a ManualClock in tests). */
-  readonly clock: Clock;
   private readonly automationStore: AutomationStore;
   /** Embedded mode only: one server per data directory. */
   private lock: DataDirLock | undefined;
+  /** The ports held from the start's first step until each real listener takes its own over. */
+  private reservation: PortReservation | undefined;
+  /** What the start tells its caller (set by the `operator` unit). */
+  private startInfo: StartInfo | undefined;
+  /** When the paced MQTT close must be done by (set by `stop()`). */
+  private stopDeadline = Infinity;
 
   /** Builds a node; in cluster mode (`natsUrl`) it connects to NATS first. */
   static async create(config: Config, opts: { log?: Logger; clock?: Clock } = {}): Promise<Hearth> {
@@ -170,8 +182,14 @@ export class Hearth {
     const settings = new SettingsStore(db);
     const publicUrl = config.publicUrl ?? `http://localhost:${config.httpPort}`;
     const mailer = (this.mailer = createMailer(config, log, metrics));
+    const audit = new AuditService({ db, log, flushMs: config.historyFlushMs });
+    const products = new ProductService({ db });
+    const devices = new DeviceService({ db, products });
+    const access = new AccessService({ db, devices });
+    const stream = new StreamService({ bus, access, devices, log: log.child({ component: 'stream' }), maxPerUser: config.streamMaxPerUser });
     // Caches every node keeps are kept coherent over the bus: revoked sessions, device placements.
-    // A revoked session or key also ends its live streams on every node, at once.
+    // A revoked session or key also ends its live streams on every node, at once. (Sessions are
+    // AuthService's, built next: it sends these and applies them.)
     const revoked = broadcast<{ sid: string; until: number }>(bus, 'cluster.auth.revoked', (r) => {
       auth.learnRevoked(r.sid, r.until);
       stream.endSession(r.sid, r.until);
@@ -198,8 +216,6 @@ export class Hearth {
     // services) have their own, much higher ones, so that they never share the app users' defaults.
     this.limiter = new RateLimiter({ perMinute: config.rateLimitPerMinute, burst: config.rateLimitBurst });
     this.operatorLimiter = new RateLimiter({ perMinute: config.operatorRateLimitPerMinute, burst: config.operatorRateLimitBurst });
-    const products = new ProductService({ db });
-    const devices = new DeviceService({ db, products });
     const presence = new PresenceService({ db, bus, devices, log, nodeId: this.nodeId, observer: metrics });
     const shards = (this.shards = new ShardManager({
       db, log: log.child({ component: 'shards' }), nodeId: this.nodeId, roles: this.roles, shards: config.shards, single: !clustered, leaseMs: config.nodeTimeoutMs,
@@ -209,8 +225,8 @@ export class Hearth {
     const shadow = new ShadowService({ db, bus, log, devices, products, presence, shards, flushMs: config.historyFlushMs });
     const history = new HistoryService({ db, log, flushMs: config.historyFlushMs });
     const ingress = (this.ingress = new GatewayIngress({ bus, shards: config.shards, nodeId: this.nodeId }));
-    const commands = new CommandService({ db, bus, log, devices, products, presence, defaultTimeoutMs: config.commandTimeoutMs, observer: metrics, ingress, routesCommands: () => pipeline.routesCommands });
     const pipeline = new GatewayPipeline({ observer: metrics });
+    const commands = new CommandService({ db, bus, log, devices, products, presence, defaultTimeoutMs: config.commandTimeoutMs, observer: metrics, ingress, routesCommands: () => pipeline.routesCommands });
     const deadLetterStore = new DeadLetterStore(db);
     const delivery = new DeliveryService({ bus, log: log.child({ component: 'delivery' }), metrics, deadLetters: deadLetterStore });
     const deadLetters = new DeadLetterService({ store: deadLetterStore, queue: delivery });
@@ -224,10 +240,9 @@ export class Hearth {
     // Timers run on the owners of their shards; listeners that set timers register after this one.
     const timers = new TimerService({ db, bus, log: log.child({ component: 'timers' }), clock: this.clock, shards, shardCount: config.shards });
     shards.on(timers);
-    const access = new AccessService({ db, devices });
-    const audit = new AuditService({ db, log, flushMs: config.historyFlushMs });
     const views = new DeviceViews({ presence, shadow, access });
-    const stream = new StreamService({ bus, access, devices, log: log.child({ component: 'stream' }), maxPerUser: config.streamMaxPerUser });
+    const scenes = new SceneService({ db, bus, log: log.child({ component: 'scenes' }), clock: this.clock, access, devices, products, presence, shadow, commands, audit, stream });
+    // Homes tell the capabilities that keep per-home state (automations and notify are built below: they read homes).
     const homes = new HomeService({
       db, access, devices, shadow, commands, audit, mailer, users: auth, publicUrl,
       onPlacementChange: (deviceId) => placed.send(deviceId === undefined ? {} : { deviceId }),
@@ -239,23 +254,23 @@ export class Hearth {
         await notify.homeDeleted(homeId);
       },
     });
-    const scenes = new SceneService({ db, bus, log: log.child({ component: 'scenes' }), clock: this.clock, access, devices, products, presence, shadow, commands, audit, stream });
     metrics.setStreamClientsSource(() => stream.connections);
     // Every node caches partners and the workers consume their queues: a change reaches them all.
     const partnersChanged = broadcast<Record<string, never>>(bus, 'cluster.partners', () => {
       partners.invalidate();
-      void this.amqpSources.reload();
+      void amqpSources.reload();
     });
     this.broadcasts.push(partnersChanged);
     const partners = new PartnerService({ db, devices, products, onChange: () => partnersChanged.send({}) });
-    this.amqpSources = new AmqpSources({ partners, ingress, log: log.child({ component: 'amqp-sources' }) });
+    const amqpSources = (this.amqpSources = new AmqpSources({ partners, ingress, log: log.child({ component: 'amqp-sources' }) }));
     // URLs that people configure (not the operator's gateway targets) may be kept off private networks.
     const urls = new UrlPolicy(config.outboundPrivateNetworks);
     const notify = new NotificationService({
       db, clock: this.clock, log: log.child({ component: 'notify' }), stream, mailer, settings, access, homes, users: auth, metrics, urls,
       config: {
         dedupeWindowMs: config.notifyDedupeWindowMs,
-        vapidSubject: config.vapidSubject ?? `mailto:${/<([^>]+)>/.exec(config.mailFrom)?.[1] ?? config.mailFrom}`,
+        vapidSubject: config.vapidSubject,
+        mailFrom: config.mailFrom,
         publicUrl,
         ...(config.fcmServiceAccountFile ? { fcm: { serviceAccountFile: config.fcmServiceAccountFile, baseUrl: config.fcmBaseUrl } } : {}),
         ...(config.apnsKeyFile && config.apnsKeyId && config.apnsTeamId && config.apnsTopic
@@ -263,7 +278,9 @@ export class Hearth {
       },
     });
     // Automations: stored and checked by the service on any node, run by the engine on the worker owning the home's shard.
-    const automationStore = (this.automationStore = new AutomationStore({ db, log: log.child({ component: 'automations' }), flushMs: config.historyFlushMs }));
+    const automationStore = (this.automationStore = new AutomationStore({
+      db, log: log.child({ component: 'automations' }), flushMs: config.historyFlushMs, sharding: { shardCount: config.shards, settings },
+    }));
     // A change reloads the automation on every node; here it is awaited (a trigger right after the reply is seen).
     const automationsChanged = broadcast<{ id: string }>(bus, 'cluster.automations', (m) => automationEngine.reload(m.id));
     this.broadcasts.push(automationsChanged);
@@ -299,6 +316,7 @@ export class Hearth {
       },
     });
     metrics.setConnectedSource(() => this.mqtt.connectedClients);
+    this.lifecycle = new Lifecycles(this.units());
   }
 
   has(role: Role): boolean {
@@ -306,8 +324,83 @@ export class Hearth {
   }
 
   /**
-   * Migrates, starts every service, takes this node's device shards, then opens the MQTT and
-   * HTTP ports; readiness turns true only when all of that is up.
+   * Every part of the node that starts and stops, each with the units it needs started first.
+   * Listed in a good start order already; the dependencies are what the order must keep (a cycle
+   * or an unknown name throws at construction). Stopping runs the order backwards, which is the
+   * graceful stop: HTTP closes first, then the MQTT connections at a pace, then the shards are
+   * handed back with every message they accepted stored, buffered writes are flushed, and the
+   * bus and the store close last. A stop runs whether or not its start did (a failed start lets
+   * go of everything), so each must be safe then.
+   */
+  private units(): Lifecycle[] {
+    const s = this.services;
+    const worker = this.has('worker');
+    return [
+      { name: 'store', start: async () => void (await migrate(this.db)), stop: () => this.db.destroy() },
+      { name: 'bus', stop: () => this.bus.close() },
+      {
+        name: 'broadcasts', after: ['bus'],
+        start: () => this.broadcasts.forEach((b) => b.open()),
+        stop: () => this.broadcasts.forEach((b) => b.close()),
+      },
+      { name: 'gateway-config', after: ['store', 'bus', 'delivery', 'products'], start: () => s.gateway.start(), stop: () => s.gateway.stop() },
+      { name: 'presence', after: ['store', 'bus'], start: () => s.presence.start(), stop: () => s.presence.stop() },
+      { name: 'mailer', stop: () => this.mailer.close?.() },
+      { name: 'audit', after: ['store'], start: () => s.audit.start(), stop: () => s.audit.stop() },
+      { name: 'auth', after: ['store', 'broadcasts', 'mailer', 'audit'], start: () => s.auth.start(), stop: () => s.auth.stop() },
+      { name: 'products', after: ['store'], start: () => s.products.installCatalog() },
+      // Every node may enqueue deliveries; the streams exist before anything publishes to them.
+      { name: 'delivery', after: ['bus'], start: () => s.delivery.declare(), stop: () => s.delivery.stop() },
+      { name: 'operator', after: ['auth'], start: () => this.prepareOperator() },
+      { name: 'history', after: ['store'], start: () => s.history.start(), stop: () => s.history.stop() },
+      { name: 'shadow', after: ['presence'], start: () => s.shadow.start(), stop: () => s.shadow.stop() },
+      { name: 'commands', after: ['presence'], start: () => s.commands.start(), stop: () => s.commands.stop() },
+      { name: 'notify', after: ['store', 'mailer'], start: () => s.notify.start(), stop: () => s.notify.stop() },
+      { name: 'stream', after: ['bus', 'broadcasts'], start: () => s.stream.start(), stop: () => s.stream.stop() },
+      { name: 'ingest', after: ['shadow', 'history', 'commands', 'delivery', 'gateway-config'], start: async () => { await s.ingest.declare(); s.ingest.start(); }, stop: () => s.ingest.stop() },
+      { name: 'automation-store', after: ['store'], start: () => this.automationStore.start(), stop: () => this.automationStore.stop() },
+      { name: 'timers', after: ['store', 'bus'], start: () => s.timers.start(), stop: () => s.timers.stop() },
+      // Automations run where shards are owned: device messages reach workers only.
+      {
+        name: 'automation-engine', after: ['automation-store', 'timers', 'stream', 'notify', 'commands', 'shadow'],
+        start: () => (worker ? s.automationEngine.start() : undefined), stop: () => s.automationEngine.stop(),
+      },
+      {
+        // Taking shards calls the listeners above (shadow, ingest, timers, engine); giving them back
+        // waits until everything the bus delivered so far was handled.
+        name: 'shards', after: ['shadow', 'ingest', 'timers', 'automation-engine'],
+        start: async () => { await this.shards.start(); await this.shards.settle(); },
+        stop: async () => { await this.bus.flush(); await this.shards.stop(); },
+      },
+      {
+        name: 'mqtt', after: ['shards'],
+        start: async () => {
+          if (!this.has('gateway')) return;
+          await this.reservation?.release('mqtt');
+          await this.mqtt.start().catch((err: NodeJS.ErrnoException) => {
+            throw portProblem(this.listeners()[1], err);
+          });
+        },
+        stop: () => this.mqtt.stop(this.stopDeadline - 2000),
+      },
+      { name: 'amqp-sources', after: ['shards'], start: () => (worker ? this.amqpSources.start() : undefined), stop: () => this.amqpSources.stop() },
+      {
+        name: 'http', after: ['mqtt', 'amqp-sources', 'operator'],
+        start: async () => {
+          this.http = await this.buildApp();
+          await this.reservation?.release('http');
+          await this.http.listen({ port: this.config.httpPort, host: this.config.httpHost }).catch((err: NodeJS.ErrnoException) => {
+            throw portProblem(this.listeners()[0], err);
+          });
+        },
+        stop: () => this.http?.close(),
+      },
+    ];
+  }
+
+  /**
+   * Takes the data directory's lock and every port this node listens on, then starts every unit
+   * (migrations first, the HTTP port last); readiness turns true only when all of that is up.
    */
   async start(): Promise<StartInfo> {
     // What can refuse a start comes before anything is written: the data directory's lock, then
@@ -318,12 +411,16 @@ export class Hearth {
       this.lock = new DataDirLock(this.config.dataDir);
       this.lock.acquire();
     }
-    const reservation = await reservePorts(this.listeners().filter((l) => l.port !== 0));
+    const reservation = (this.reservation = await reservePorts(this.listeners().filter((l) => l.port !== 0)));
     try {
-      return await this.startHeld(reservation.release);
+      await this.lifecycle.start();
     } finally {
+      this.reservation = undefined;
       await reservation.releaseAll();
     }
+    this.lock?.update({ httpPort: this.httpPort, ...(this.has('gateway') ? { mqttPort: this.mqttPort } : {}) });
+    this.ready = true;
+    return this.startInfo!;
   }
 
   /** The listeners this node opens (the HTTP one also carries MQTT over WebSocket). */
@@ -333,66 +430,14 @@ export class Hearth {
     return this.has('gateway') ? [http, mqtt] : [http];
   }
 
-  private async startHeld(release: (listener: string) => Promise<void>): Promise<StartInfo> {
-    const { auth, products, presence, shadow, history, commands, ingest, settings, audit } = this.services;
-    await migrate(this.db);
+  /** The operator's account (made on the first start), and whether this is the first start. */
+  private async prepareOperator(): Promise<void> {
+    const { settings, auth } = this.services;
     const firstStart = (await settings.get('installedAt')) === undefined;
-    await auth.start();
-    await products.installCatalog();
-    await this.services.delivery.declare();
-    await this.services.gateway.start();
     const operator: StartInfo['operator'] = await auth.ensureOperator(this.config.adminEmail, this.config.adminPassword);
     await this.keepInitialPassword(operator);
     if (firstStart) await settings.set('installedAt', new Date().toISOString());
-    await presence.start();
-    shadow.start();
-    history.start();
-    commands.start();
-    await ingest.declare();
-    ingest.start();
-    audit.start();
-    this.services.stream.start();
-    this.services.timers.start();
-    await this.services.notify.start();
-    // Automations are stored with their home's shard: recomputed only when the shard count changed.
-    if ((await settings.get('automations.shardCount')) !== String(this.config.shards)) {
-      await this.automationStore.reshard((homeId) => shardOf(homeId, this.config.shards));
-      await settings.set('automations.shardCount', String(this.config.shards));
-    }
-    this.automationStore.start();
-    // Automations run where shards are owned: device messages reach workers only.
-    if (this.has('worker')) this.services.automationEngine.start();
-    await this.shards.start();
-    await this.shards.settle();
-    if (this.has('worker')) await this.amqpSources.start();
-    if (this.has('gateway')) {
-      await release('mqtt');
-      await this.mqtt.start().catch((err: NodeJS.ErrnoException) => {
-        throw portProblem(this.listeners()[1], err);
-      });
-    }
-
-    this.http = await buildHttpServer({
-      log: this.log,
-      version: VERSION,
-      trustedProxies: this.config.trustedProxies,
-      authenticate: (authorization, apiKey) => auth.authenticate(authorization, apiKey),
-      rateLimit: (p) => {
-        const r = (p.role === 'operator' ? this.operatorLimiter : this.limiter).take(p.keyId ?? p.userId);
-        return r.ok ? undefined : r.retryAfterSeconds;
-      },
-      isReady: () => this.ready,
-      metrics: this.metrics,
-      mqttStream: this.has('gateway') ? (stream, req) => this.mqtt.handleStream(stream, req) : undefined,
-    });
-    if (this.has('api')) this.apiRoutes();
-    await release('http');
-    await this.http.listen({ port: this.config.httpPort, host: this.config.httpHost }).catch((err: NodeJS.ErrnoException) => {
-      throw portProblem(this.listeners()[0], err);
-    });
-    this.lock?.update({ httpPort: this.httpPort, ...(this.has('gateway') ? { mqttPort: this.mqttPort } : {}) });
-    this.ready = true;
-    return { operator, firstStart };
+    this.startInfo = { operator, firstStart };
   }
 
   /**
@@ -417,32 +462,57 @@ export class Hearth {
     else removeInitialPassword(dir);
   }
 
-  private apiRoutes(): void {
+  /**
+   * The HTTP app with every route of this node's roles registered, not listening: `start()`
+   * listens on it, and tests may `inject()` requests into one built on its own (its answers use
+   * the services as they are, so a node that was not started has no migrated store).
+   */
+  async buildApp(): Promise<HttpApp> {
+    const { auth } = this.services;
+    const app = await buildHttpServer({
+      log: this.log,
+      version: VERSION,
+      trustedProxies: this.config.trustedProxies,
+      authenticate: (authorization, apiKey) => auth.authenticate(authorization, apiKey),
+      rateLimit: (p) => {
+        const r = (p.role === 'operator' ? this.operatorLimiter : this.limiter).take(p.keyId ?? p.userId);
+        return r.ok ? undefined : r.retryAfterSeconds;
+      },
+      isReady: () => this.ready,
+      metrics: this.metrics,
+      mqttStream: this.has('gateway') ? (stream, req) => this.mqtt.handleStream(stream, req) : undefined,
+    });
+    if (this.has('api')) this.registerApi(app);
+    return app;
+  }
+
+  /** Each capability's routes are one Fastify plugin, given only the services it uses. */
+  private registerApi(app: HttpApp): void {
     const { auth, products, access, audit, commands, shadow, history, views } = this.services;
     const s = this.services;
     // An answer to a change leaves only once the audit entries recorded before it are committed:
     // answered means audited. Reads (probes, scrapes, lists) record nothing and never wait.
-    this.http.addHook('onSend', async (req, _reply, payload) => {
+    app.addHook('onSend', async (req, _reply, payload) => {
       if (req.method !== 'GET' && req.method !== 'HEAD' && req.method !== 'OPTIONS') await audit.committed();
       return payload;
     });
-    authRoutes(this.http, { auth, config: this.config, audit });
-    productRoutes(this.http, { products });
-    deviceRoutes(this.http, { devices: s.devices, access, views });
-    shadowRoutes(this.http, { access, shadow, audit });
-    commandRoutes(this.http, { access, commands, audit });
-    historyRoutes(this.http, { access, products, history });
-    auditRoutes(this.http, { audit });
-    homeRoutes(this.http, { homes: s.homes, views });
-    gatewayRoutes(this.http, { gateway: s.gateway, audit });
-    streamRoutes(this.http, { stream: s.stream, verifyPrincipal: (t) => auth.authenticate('Bearer ' + t) });
-    deadLetterRoutes(this.http, { deadLetters: s.deadLetters });
-    deviceHttpRoutes(this.http, { devices: s.devices, products, ingress: this.ingress, maxPayloadBytes: this.config.maxPayloadBytes });
-    partnerRoutes(this.http, { partners: s.partners, ingress: this.ingress, audit });
-    sceneRoutes(this.http, { scenes: s.scenes });
-    notifyRoutes(this.http, { notify: s.notify });
-    automationRoutes(this.http, { automations: s.automations, engine: s.automationEngine });
-    pageRoutes(this.http, { version: VERSION });
+    app.register(authRoutes, { auth, config: this.config, audit });
+    app.register(productRoutes, { products });
+    app.register(deviceRoutes, { devices: s.devices, access, views });
+    app.register(shadowRoutes, { access, shadow, audit });
+    app.register(commandRoutes, { access, commands, audit });
+    app.register(historyRoutes, { access, products, history });
+    app.register(auditRoutes, { audit });
+    app.register(homeRoutes, { homes: s.homes, views });
+    app.register(gatewayRoutes, { gateway: s.gateway, audit });
+    app.register(streamRoutes, { stream: s.stream, verifyPrincipal: (t) => auth.authenticate('Bearer ' + t) });
+    app.register(deadLetterRoutes, { deadLetters: s.deadLetters });
+    app.register(deviceHttpRoutes, { devices: s.devices, products, ingress: this.ingress, maxPayloadBytes: this.config.maxPayloadBytes });
+    app.register(partnerRoutes, { partners: s.partners, ingress: this.ingress, audit });
+    app.register(sceneRoutes, { scenes: s.scenes });
+    app.register(notifyRoutes, { notify: s.notify });
+    app.register(automationRoutes, { automations: s.automations, engine: s.automationEngine });
+    app.register(pageRoutes, { version: VERSION });
   }
 
   get httpPort(): number {
@@ -460,41 +530,16 @@ export class Hearth {
 
   /**
    * Graceful stop: readiness turns false, and after `drainDelayMs` (load balancers stop sending
-   * new work) in-flight HTTP requests finish, device connections close at a pace so they
-   * reconnect elsewhere, the node's shards are handed back with everything they accepted
-   * stored, buffered writes are flushed, then the store closes. `shutdownGraceMs` bounds the
-   * pacing. Safe to call twice.
+   * new work) every unit stops in the reverse of the start order (see `units()`), then the data
+   * directory's lock is let go. `shutdownGraceMs` bounds the MQTT pacing. Safe to call twice.
    */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       const wasReady = this.ready;
       this.ready = false;
-      const deadline = Date.now() + this.config.shutdownGraceMs;
+      this.stopDeadline = Date.now() + this.config.shutdownGraceMs;
       if (wasReady && this.config.drainDelayMs > 0) await new Promise((r) => setTimeout(r, this.config.drainDelayMs));
-      const { presence, shadow, history, commands, ingest } = this.services;
-      await this.http?.close();
-      await this.amqpSources.stop();
-      await this.mqtt.stop(deadline - 2000);
-      await this.bus.flush();
-      await this.shards.stop();
-      await this.services.timers.stop();
-      await this.services.automationEngine.stop();
-      await this.automationStore.stop();
-      await ingest.stop();
-      await this.services.delivery.stop();
-      this.services.stream.stop();
-      this.services.notify.stop();
-      commands.stop();
-      await shadow.stop();
-      await history.stop();
-      await this.services.audit.stop();
-      await this.services.auth.stop();
-      this.mailer.close?.();
-      await presence.stop();
-      this.services.gateway.stop();
-      for (const b of this.broadcasts) b.close();
-      await this.bus.close();
-      await this.db.destroy();
+      await this.lifecycle.stop();
       this.lock?.release();
     })();
     return this.stopping;

@@ -26,7 +26,7 @@ export const AuditQuery = Type.Object({
 });
 
 /** The operator's view of the whole audit log. Home owners read theirs at /homes/{homeId}/audit. */
-export function auditRoutes(app: HttpApp, deps: { audit: AuditService }): void {
+export async function auditRoutes(app: HttpApp, deps: { audit: AuditService }): Promise<void> {
   app.get('/api/v1/audit', {
     config: { auth: Auth.operator('audit:read') },
     schema: {

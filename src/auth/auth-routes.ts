@@ -149,7 +149,7 @@ function requireSignIn(p: Principal, what: string): Principal {
  * throttle by the caller's address (`req.ip`: the socket's peer, as the server trusts no proxy
  * headers; behind a proxy the server needs `trustProxy` for it to be the client's).
  */
-export function authRoutes(app: HttpApp, deps: AuthRoutesDeps): void {
+export async function authRoutes(app: HttpApp, deps: AuthRoutesDeps): Promise<void> {
   const { auth, audit } = deps;
 
   app.post('/api/v1/auth/signup', {

@@ -25,7 +25,7 @@ function documentedAs(parts: { body?: TSchema; response?: Record<number, TSchema
 }
 
 /** Routes of automations: CRUD, manual runs, dry runs, runs with traces, and the incoming webhook. */
-export function automationRoutes(app: HttpApp, deps: { automations: AutomationService; engine: AutomationEngine }): void {
+export async function automationRoutes(app: HttpApp, deps: { automations: AutomationService; engine: AutomationEngine }): Promise<void> {
   const { automations, engine } = deps;
   const tags = ['automations'];
 

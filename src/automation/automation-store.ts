@@ -2,6 +2,8 @@ import type { Db } from '../core/store/db.ts';
 import { fromJson, toJson } from '../core/store/db.ts';
 import type { Database } from '../core/store/schema.ts';
 import type { Logger } from '../core/logger.ts';
+import type { SettingsStore } from '../core/settings-store.ts';
+import { shardOf } from '../core/cluster/shards.ts';
 import { PeriodicFlush, writeIsolated } from '../core/periodic-flush.ts';
 import type { Automation, AutomationStatus, Run, RunMode, RunStatus, Trace } from './automation-types.ts';
 
@@ -52,12 +54,24 @@ export class AutomationStore {
   private written = new Map<string, number>();
   private readonly writer: PeriodicFlush;
 
-  constructor(private readonly deps: { db: Db; log: Logger; flushMs: number }) {
+  /**
+   * `sharding`: the configured shard count, and where the count the rows were placed with is
+   * kept; when given, `start()` re-places the automations if the count changed.
+   */
+  constructor(private readonly deps: { db: Db; log: Logger; flushMs: number; sharding?: { shardCount: number; settings: SettingsStore } }) {
     this.writer = new PeriodicFlush(() => this.write(), deps.flushMs, (err) => deps.log.error({ err }, 'automation runs flush failed; will retry'));
   }
 
-  start(): void {
+  async start(): Promise<void> {
+    if (this.deps.sharding) await this.placeInShards(this.deps.sharding);
     this.writer.start();
+  }
+
+  /** Automations are stored with their home's shard: recomputed only when the shard count changed. */
+  private async placeInShards({ shardCount, settings }: { shardCount: number; settings: SettingsStore }): Promise<void> {
+    if ((await settings.get('automations.shardCount')) === String(shardCount)) return;
+    await this.reshard((homeId) => shardOf(homeId, shardCount));
+    await settings.set('automations.shardCount', String(shardCount));
   }
 
   stop(): Promise<void> {

@@ -41,7 +41,7 @@ const CommandRecord = Type.Object({
   latencyMs: Type.Union([Type.Number(), Type.Null()]),
 });
 
-export function commandRoutes(app: HttpApp, deps: { access: AccessService; commands: CommandService; audit: AuditService }): void {
+export async function commandRoutes(app: HttpApp, deps: { access: AccessService; commands: CommandService; audit: AuditService }): Promise<void> {
   app.post('/api/v1/devices/:id/commands', {
     config: { auth: Auth.caller() },
     schema: {

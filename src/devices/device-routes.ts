@@ -26,7 +26,7 @@ function provisioned(d: ProvisionedDevice) {
   };
 }
 
-export function deviceRoutes(app: HttpApp, deps: { devices: DeviceService; access: AccessService; views: DeviceViews }): void {
+export async function deviceRoutes(app: HttpApp, deps: { devices: DeviceService; access: AccessService; views: DeviceViews }): Promise<void> {
   const { devices, access, views } = deps;
 
   app.post('/api/v1/devices', {

@@ -49,7 +49,7 @@ const IdParams = Type.Object({ id: Type.String({ examples: ['dl_4k2m9x7p1q8r0t']
 const NoContent = Type.Null({ description: 'Discarded; no content' });
 
 /** Dead letters: deliveries that finally failed, for the operator to inspect, replay or discard. */
-export function deadLetterRoutes(app: HttpApp, deps: { deadLetters: DeadLetterService }): void {
+export async function deadLetterRoutes(app: HttpApp, deps: { deadLetters: DeadLetterService }): Promise<void> {
   const { deadLetters } = deps;
   app.get('/api/v1/dead-letters', {
     config: { auth: Auth.operator('gateway:read', 'gateway:manage') },

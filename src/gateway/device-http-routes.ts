@@ -49,7 +49,7 @@ async function authenticateDevice(devices: DeviceService, req: FastifyRequest, r
  * Device HTTP: properties and events posted instead of published, into the same pipeline as
  * MQTT (source `http`). The routes are declared `self`: they authenticate the device.
  */
-export function deviceHttpRoutes(app: HttpApp, deps: { devices: DeviceService; products: ProductService; ingress: GatewayIngress; maxPayloadBytes: number }): void {
+export async function deviceHttpRoutes(app: HttpApp, deps: { devices: DeviceService; products: ProductService; ingress: GatewayIngress; maxPayloadBytes: number }): Promise<void> {
   const { devices, products, ingress } = deps;
   const sender = new WeakMap<FastifyRequest, string>();
 

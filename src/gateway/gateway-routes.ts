@@ -91,7 +91,7 @@ const withVersion = (route: Route, version: number) => ({ ...route, version });
  * HTTP schema only documents them), so that a bad route or filter is refused with a message
  * naming the part, e.g. `routes[0].targets[1].url` — not every branch of a union.
  */
-export function gatewayRoutes(app: HttpApp, deps: { gateway: GatewayConfigService; audit?: AuditService }): void {
+export async function gatewayRoutes(app: HttpApp, deps: { gateway: GatewayConfigService; audit?: AuditService }): Promise<void> {
   const { gateway, audit } = deps;
   const changed = (actor: string, what: string, version: number, targetId = 'gateway') => audit?.record({ actor, action: `gateway.${what}`, targetType: 'gateway', targetId, details: { version } });
 

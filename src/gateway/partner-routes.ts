@@ -80,7 +80,7 @@ const rawBodies = new WeakMap<FastifyRequest, Buffer>();
  * signed with the partner's secret, all checked before any is stored and acknowledged (202)
  * only once all are stored.
  */
-export function partnerRoutes(app: HttpApp, deps: { partners: PartnerService; ingress: GatewayIngress; audit?: AuditService }): void {
+export async function partnerRoutes(app: HttpApp, deps: { partners: PartnerService; ingress: GatewayIngress; audit?: AuditService }): Promise<void> {
   const { partners, ingress, audit } = deps;
 
   app.post('/api/v1/partners', {

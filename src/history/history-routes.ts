@@ -41,7 +41,7 @@ async function earliestVisible(access: AccessService, p: Principal, deviceId: st
   return (await access.placement(deviceId))?.boundAt ?? Number.MAX_SAFE_INTEGER;
 }
 
-export function historyRoutes(app: HttpApp, deps: { access: AccessService; products: ProductService; history: HistoryService }): void {
+export async function historyRoutes(app: HttpApp, deps: { access: AccessService; products: ProductService; history: HistoryService }): Promise<void> {
   app.get('/api/v1/devices/:id/history', {
     config: { auth: Auth.caller() },
     schema: {

@@ -26,7 +26,7 @@ const A = '/api/v1';
  * Routes of homes, rooms, members and invitations, devices in homes, sharing, groups and the
  * home audit trail. Every check is the HomeService's (through the AccessService).
  */
-export function homeRoutes(app: HttpApp, deps: { homes: HomeService; views: DeviceSummaries }): void {
+export async function homeRoutes(app: HttpApp, deps: { homes: HomeService; views: DeviceSummaries }): Promise<void> {
   const { homes, views } = deps;
 
   // ---------------------------------------------------------------- homes

@@ -18,7 +18,7 @@ const A = '/api/v1';
  * preferences per home, the home's webhook and chat-bot channels, and sending to a home. Every
  * check is the NotificationService's (through the AccessService).
  */
-export function notifyRoutes(app: HttpApp, deps: { notify: NotificationService }): void {
+export async function notifyRoutes(app: HttpApp, deps: { notify: NotificationService }): Promise<void> {
   const { notify } = deps;
 
   // ---------------------------------------------------------------- inbox

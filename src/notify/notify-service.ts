@@ -80,13 +80,20 @@ export interface NotificationServiceDeps {
   config: {
     /** Repeats within this window are suppressed (0: never). */
     dedupeWindowMs: number;
-    /** VAPID `sub`: mailto: or https: URL. */
-    vapidSubject: string;
+    /** VAPID `sub`: mailto: or https: URL; by default mailto: the address of `mailFrom`. */
+    vapidSubject?: string;
+    /** The sender of e-mails (`Name <address>` or an address): the VAPID contact by default. */
+    mailFrom: string;
     /** Links in e-mails point here. */
     publicUrl: string;
     fcm?: { serviceAccountFile: string; baseUrl: string };
     apns?: ApnsOptions;
   };
+}
+
+/** Push services want a contact in the VAPID token: the operator's sender address will do. */
+function defaultVapidSubject(mailFrom: string): string {
+  return `mailto:${/<([^>]+)>/.exec(mailFrom)?.[1] ?? mailFrom}`;
 }
 
 type ChannelRow = Database['notification_channels'];
@@ -121,7 +128,7 @@ export class NotificationService {
 
   constructor(private readonly deps: NotificationServiceDeps) {
     this.urls = deps.urls ?? ALLOW_ALL;
-    this.webPush = new WebPushSender({ settings: deps.settings, subject: deps.config.vapidSubject, outbound: this.outbound('web-push', true), urls: this.urls });
+    this.webPush = new WebPushSender({ settings: deps.settings, subject: deps.config.vapidSubject ?? defaultVapidSubject(deps.config.mailFrom), outbound: this.outbound('web-push', true), urls: this.urls });
   }
 
   /** Loads (or makes) the VAPID keys; reads the FCM and APNs credentials when configured. */

@@ -6,7 +6,7 @@ import { CreateProductBody, ProductKey, ProductSchema } from './product-schema.t
 import type { ProductService } from './product-service.ts';
 import type { ThingModel } from './thing-model.ts';
 
-export function productRoutes(app: HttpApp, deps: { products: ProductService }): void {
+export async function productRoutes(app: HttpApp, deps: { products: ProductService }): Promise<void> {
   app.post('/api/v1/products', {
     config: { auth: Auth.operator('products:manage') },
     schema: {

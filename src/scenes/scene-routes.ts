@@ -12,7 +12,7 @@ import {
 const A = '/api/v1';
 
 /** Routes of scenes; every check is the SceneService's (through the AccessService). */
-export function sceneRoutes(app: HttpApp, deps: { scenes: SceneService }): void {
+export async function sceneRoutes(app: HttpApp, deps: { scenes: SceneService }): Promise<void> {
   const { scenes } = deps;
 
   app.post(`${A}/homes/:homeId/scenes`, {

@@ -9,7 +9,7 @@ import { actorOf } from '../auth/auth-service.ts';
 import { principal } from '../transports/http/http-server.ts';
 import type { ShadowService } from './shadow-service.ts';
 
-export function shadowRoutes(app: HttpApp, deps: { access: AccessService; shadow: ShadowService; audit: AuditService }): void {
+export async function shadowRoutes(app: HttpApp, deps: { access: AccessService; shadow: ShadowService; audit: AuditService }): Promise<void> {
   app.get('/api/v1/devices/:id/shadow', {
     config: { auth: Auth.caller() },
     schema: { tags: ['shadow'], summary: 'Reported, desired and delta state', ...AuthHeader, params: DeviceParams, response: { 200: ShadowSchema, ...problems('E_UNAUTHENTICATED', 'E_DEVICE_NOT_FOUND') } },

@@ -98,7 +98,7 @@ interface Ctx {
  * route authenticates by itself (header first, then `?access_token=`) because browsers cannot set
  * headers on a WebSocket or an EventSource.
  */
-export function streamRoutes(app: HttpApp, deps: StreamRouteDeps): void {
+export async function streamRoutes(app: HttpApp, deps: StreamRouteDeps): Promise<void> {
   const wsPingMs = deps.options?.wsPingMs ?? WS_PING_MS;
   const ssePingMs = deps.options?.ssePingMs ?? SSE_PING_MS;
   const maxBuffered = deps.options?.maxBufferedBytes ?? MAX_BUFFERED_BYTES;

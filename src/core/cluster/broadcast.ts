@@ -5,6 +5,9 @@ import type { Bus, Unsubscribe } from '../bus/bus.ts';
 export interface Broadcast<T> {
   /** Applies the change here at once (resolving when that apply does), then on every other node. */
   send(data: T): Promise<void>;
+  /** Starts hearing the other nodes' changes (a node's start, never its construction). */
+  open(): void;
+  /** Stops hearing them; `open()` may be called again after. */
   close: Unsubscribe;
 }
 
@@ -13,20 +16,26 @@ export interface Broadcast<T> {
  * caller's turn (callers may rely on it right away, or await it), and on every other node that
  * hears the bus message. A node skips its own message (it applied the change already); `apply`
  * should still be idempotent, as a node may hear a change it learnt another way. An apply that
- * returns a promise handles its own errors.
+ * returns a promise handles its own errors. Sending works at once; hearing starts with `open()`.
  */
 export function broadcast<T extends object>(bus: Bus, subject: string, apply: (data: T) => void | Promise<void>): Broadcast<T> {
   const origin = randomBytes(8).toString('hex');
-  const close = bus.subscribe<T & { [ORIGIN]?: string }>(subject, (msg) => {
-    if (msg.data[ORIGIN] !== origin) void apply(msg.data);
-  }, { name: subject });
+  let unsubscribe: Unsubscribe | undefined;
   return {
+    open() {
+      unsubscribe ??= bus.subscribe<T & { [ORIGIN]?: string }>(subject, (msg) => {
+        if (msg.data[ORIGIN] !== origin) void apply(msg.data);
+      }, { name: subject });
+    },
+    close() {
+      unsubscribe?.();
+      unsubscribe = undefined;
+    },
     async send(data: T) {
       const applied = apply(data);
       bus.publish(subject, { ...data, [ORIGIN]: origin });
       await applied;
     },
-    close,
   };
 }
 

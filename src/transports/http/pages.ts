@@ -8,7 +8,7 @@ import { Auth } from './route-auth.ts';
  * in first where the token acts for an account). No dependencies, no inline script (a
  * strict Content-Security-Policy allows them): the one script is served from `/pages.js`.
  */
-export function pageRoutes(app: HttpApp, deps: { version: string }): void {
+export async function pageRoutes(app: HttpApp, deps: { version: string }): Promise<void> {
   const html = (title: string, body: string) => `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="no-referrer"><title>${title} · Hearth</title>
