@@ -82,6 +82,7 @@ export class GatewayConfigService {
     this.announce = broadcast<{ version: number }>(this.deps.bus, GATEWAY_CONFIG_SUBJECT, ({ version }) => {
       if (version > this.live.version) void this.reload();
     });
+    this.announce.open();
     const row = await this.latest();
     if (row) await this.apply(fromRow(row));
     else await this.apply(this.live);

@@ -118,6 +118,7 @@ export class TimerService implements ShardListener {
     this.changes = broadcast<TimerChange>(this.deps.bus, CHANGES_SUBJECT, (c) => {
       if (this.owned.size > 0 || this.due.size > 0) void this.enqueue(() => this.changed(c));
     });
+    this.changes.open();
     this.poll();
   }
 
