@@ -79,7 +79,7 @@ export class GatewayConfigService {
   /** Loads the live version (and applies the file's), then follows the versions other nodes store. */
   async start(): Promise<void> {
     // Listening first, so that no version stored while this node starts goes unnoticed.
-    this.announce = broadcast<{ version: number }>(this.deps.bus, GATEWAY_CONFIG_SUBJECT, ({ version }) => {
+    this.announce = broadcast(this.deps.bus, GATEWAY_CONFIG_SUBJECT, ({ version }) => {
       if (version > this.live.version) void this.reload();
     });
     const row = await this.latest();

@@ -16,7 +16,7 @@ import type { ShadowService } from '../shadow/shadow-service.ts';
 import type { CommandService } from '../commands/command-service.ts';
 import type { AccessService, DeviceRight, HomeNeed } from '../homes/access-service.ts';
 import type { StreamService } from '../stream/stream-service.ts';
-import type { ReportedEvent } from '../ingest/ingest-service.ts';
+import type { SceneActivation } from '../core/bus/events.ts';
 import { sameValue } from '../shadow/shadow-state.ts';
 import type { CompiledModel } from '../products/thing-model.ts';
 
@@ -45,19 +45,8 @@ export interface DeviceResult {
   note?: string;
 }
 
-/** One activation of a scene: who or what activated it and every entry's result. */
-export interface SceneActivation {
-  id: string;
-  sceneId: string;
-  homeId: string;
-  /** `user:u_…`, `key:k_…` or the automation engine's source (e.g. `automation:a_…`). */
-  source: string;
-  /** When it started (epoch ms, on the service's clock). */
-  at: number;
-  /** Every entry applied. */
-  ok: boolean;
-  results: DeviceResult[];
-}
+/** One activation of a scene (declared in the bus catalogue: it travels on `home.{id}.scene`). */
+export type { SceneActivation };
 
 export interface SceneView {
   id: string;
@@ -310,7 +299,7 @@ export class SceneService {
     const done = new Promise<void>((r) => (resolveReached = r));
     const seen: Record<string, unknown> = {};
     // Listen before setting: the device may answer before setDesired returns.
-    const unsub = bus.subscribe<ReportedEvent>(subjects.reported(s.device), (msg) => {
+    const unsub = bus.subscribe(subjects.reported(s.device), (msg) => {
       Object.assign(seen, msg.data.values);
       if (reached(seen)) resolveReached();
     }, { name: 'scenes.reported' });
