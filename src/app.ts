@@ -6,7 +6,7 @@ import type { Config } from './core/config/config-schema.ts';
 import { createLogger, type Logger } from './core/logger.ts';
 import { MemoryBus } from './core/bus/memory-bus.ts';
 import { SqliteStreamStorage } from './core/bus/sqlite-stream-storage.ts';
-import type { Bus } from './core/bus/bus.ts';
+import type { Bus, BusEngine } from './core/bus/bus.ts';
 import { NatsBus } from './core/bus/nats-bus.ts';
 import { migrate, openStore, type Db } from './core/store/db.ts';
 import { SettingsStore } from './core/settings-store.ts';
@@ -151,7 +151,7 @@ export class Hearth {
     return new Hearth(config, { log, bus, clock: opts.clock });
   }
 
-  constructor(readonly config: Config, opts: { log?: Logger; bus?: Bus; clock?: Clock } = {}) {
+  constructor(readonly config: Config, opts: { log?: Logger; bus?: BusEngine; clock?: Clock } = {}) {
     this.clock = opts.clock ?? systemClock;
     const clustered = config.natsUrl !== undefined;
     if (clustered && !opts.bus) throw new Error('cluster mode: build the node with Hearth.create(config)');
