@@ -159,7 +159,7 @@ export class DeliveryService implements DeliveryQueue {
 
   /** Declares the DELIVERY stream (every node that enqueues or delivers). */
   declare(): Promise<void> {
-    return this.deps.bus.ensureStream({ name: DELIVERY_STREAM, subjects: ['delivery.>'] });
+    return this.deps.bus.ensureStream({ name: DELIVERY_STREAM, subjects: [subjects.allDelivery] });
   }
 
   /**

@@ -81,4 +81,5 @@ export const subjects = {
   sceneActivated: (homeId: string) => `home.${homeId}.scene` as const,
   /** Jobs for one external target of one route (the message gateway's delivery stream). */
   delivery: (routeId: string, targetIndex: number | string) => `delivery.${routeId}.${targetIndex}` as const,
+  allDelivery: 'delivery.>',
 } as const;
