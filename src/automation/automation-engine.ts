@@ -6,7 +6,7 @@ import type { Logger } from '../core/logger.ts';
 import { HearthError, isHearthError, type ErrorCode } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
 import { sameValue } from '../shadow/shadow-state.ts';
-import type { AutomationRpc as Rpc, AutomationRpcReply as RpcReply, DeviceEvent, PresenceEvent, ReportedEvent } from '../core/bus/events.ts';
+import type { AutomationRpc as Rpc, AutomationRpcReply as RpcReply, DeviceEvent, PresenceEvent, ReportedEvent, SceneActivation } from '../core/bus/events.ts';
 import { evaluateAll, type World } from './conditions.ts';
 import { cancelRun, runActions, StopRun, type ActionEffects, type RunContext } from './actions.ts';
 import { toAutomation, type AutomationStore } from './automation-store.ts';
@@ -406,7 +406,7 @@ export class AutomationEngine implements ShardListener {
     }
   }
 
-  private onScene(act: { sceneId: string; homeId: string; id: string; source: string; ok: boolean }): void {
+  private onScene(act: SceneActivation): void {
     for (const st of this.byScene.get(act.sceneId) ?? []) {
       if (st.c.a.homeId !== act.homeId) continue;
       this.fire(st, { scene: act.sceneId, activationId: act.id, source: act.source, ok: act.ok });
