@@ -16,7 +16,7 @@ import type { ShadowService } from '../shadow/shadow-service.ts';
 import type { CommandService } from '../commands/command-service.ts';
 import type { AccessService, DeviceRight, HomeNeed } from '../homes/access-service.ts';
 import type { StreamService } from '../stream/stream-service.ts';
-import type { SceneActivation } from '../core/bus/events.ts';
+import type { DeviceResult, SceneActivation } from '../core/bus/events.ts';
 import { sameValue } from '../shadow/shadow-state.ts';
 import type { CompiledModel } from '../products/thing-model.ts';
 
@@ -25,28 +25,9 @@ export interface SceneState { device: string; properties: Record<string, unknown
 /** One command to a device. */
 export interface SceneAction { device: string; action: string; params?: Record<string, unknown> }
 
-/**
- * The outcome of one entry of a scene (a device's state or one action) in an activation:
- * `applied` the device reported the values / answered ok; `offline` the device is not
- * connected (desired state stays set and applies when it returns; an action is not sent);
- * `timeout` no report / answer in time; `failed` refused (not allowed, answered not ok, invalid).
- */
-export interface DeviceResult {
-  device: string;
-  ok: boolean;
-  status: 'applied' | 'offline' | 'failed' | 'timeout';
-  error?: string;
-  ms: number;
-  /** Which entry: the device's state or an action. */
-  kind: 'state' | 'action';
-  /** The action, for `kind: 'action'`. */
-  action?: string;
-  /** For `offline` states: the desired state is kept and applies when the device is back. */
-  note?: string;
-}
 
-/** One activation of a scene (declared in the bus catalogue: it travels on `home.{id}.scene`). */
-export type { SceneActivation };
+/** One activation of a scene and its entries' outcomes (declared in the bus catalogue: they travel on `home.{id}.scene`). */
+export type { DeviceResult, SceneActivation };
 
 export interface SceneView {
   id: string;

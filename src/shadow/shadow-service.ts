@@ -10,17 +10,9 @@ import type { DeviceService } from '../devices/device-service.ts';
 import type { PresenceService } from '../devices/presence-service.ts';
 import type { ShadowReply, ShadowRequest } from '../core/bus/events.ts';
 import type { ProductService } from '../products/product-service.ts';
-import { applyDesired, applyReport, delta, emptyShadow, markDelivered, type ReportOutcome, type ShadowState } from './shadow-state.ts';
+import { applyDesired, applyReport, delta, emptyShadow, markDelivered, type ReportOutcome, type ShadowState, type ShadowView } from './shadow-state.ts';
 
-/** What the API shows of a shadow. */
-export interface ShadowView {
-  reported: Record<string, unknown>;
-  desired: Record<string, unknown>;
-  delta: Record<string, unknown>;
-  version: number;
-  metadata: ShadowState['metadata'];
-  updatedAt: string | null;
-}
+export type { ShadowView } from './shadow-state.ts';
 
 /** How long a caller keeps trying while a shard changes owner (a rolling deploy, a lost node). */
 const HANDOFF_PATIENCE_MS = 15_000;

@@ -12,9 +12,8 @@
  * A payload may name a capability's domain types (type-only imports: no runtime edge).
  */
 import type { Delivery } from '../../gateway/envelope.ts';
-import type { DeviceResult } from '../../scenes/scene-service.ts';
 import type { StreamEventType } from '../../stream/stream-service.ts';
-import type { ShadowView } from '../../shadow/shadow-service.ts';
+import type { ShadowView } from '../../shadow/shadow-state.ts';
 import type { Run, TriggerType } from '../../automation/automation-types.ts';
 import type { DownlinkMessage, UplinkMessage } from './subjects.ts';
 
@@ -131,6 +130,26 @@ export interface StreamAnnouncement {
   userId?: string;
   at: number;
   data: Record<string, unknown>;
+}
+
+/**
+ * The outcome of one entry of a scene (a device's state or one action) in an activation:
+ * `applied` the device reported the values / answered ok; `offline` the device is not
+ * connected (desired state stays set and applies when it returns; an action is not sent);
+ * `timeout` no report / answer in time; `failed` refused (not allowed, answered not ok, invalid).
+ */
+export interface DeviceResult {
+  device: string;
+  ok: boolean;
+  status: 'applied' | 'offline' | 'failed' | 'timeout';
+  error?: string;
+  ms: number;
+  /** Which entry: the device's state or an action. */
+  kind: 'state' | 'action';
+  /** The action, for `kind: 'action'`. */
+  action?: string;
+  /** For `offline` states: the desired state is kept and applies when the device is back. */
+  note?: string;
 }
 
 /** One activation of a scene (`home.{id}.scene`): who or what activated it and every entry's result. */
