@@ -5,11 +5,10 @@ import { HearthError, isHearthError } from '../core/errors.ts';
 import type { AccessService } from '../homes/access-service.ts';
 import type { DeviceService } from '../devices/device-service.ts';
 import type { Principal } from '../auth/auth-service.ts';
-import type { StreamAnnouncement as Announcement } from '../core/bus/events.ts';
+import { STREAM_EVENT_TYPES, type StreamAnnouncement as Announcement, type StreamEventType } from '../core/bus/events.ts';
 
-/** The kinds of event the stream carries (and clients may filter on with `types=`). */
-export const STREAM_EVENT_TYPES = ['property', 'event', 'presence', 'command', 'automation', 'notification', 'scene'] as const;
-export type StreamEventType = (typeof STREAM_EVENT_TYPES)[number];
+/** The kinds of event the stream carries (declared with the bus catalogue, where announcements name them). */
+export { STREAM_EVENT_TYPES, type StreamEventType };
 
 /**
  * Messages about the connection itself, never buffered: `hello` when the client is live (its id

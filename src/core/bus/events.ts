@@ -2,7 +2,8 @@
  * The bus catalogue: every subject Hearth publishes, subscribes or requests on, with the payload
  * it carries (as zigbee2mqtt's EventBusMap). `Bus` (bus.ts) checks publish, subscribe, request,
  * publishDurable and consume against it, so a publisher and a subscriber that disagree on a
- * payload, or a subject missing here, is a compile error. Types only: nothing here runs.
+ * payload, or a subject missing here, is a compile error. Types, but for `foreignSubject` and the
+ * list of the live stream's event kinds.
  *
  * Keys are subject patterns in NATS syntax: `*` stands for one token (a device id, a shard).
  * Parameterised subjects are built with the functions in subjects.ts, whose return types
@@ -12,7 +13,6 @@
  * A payload may name a capability's domain types (type-only imports: no runtime edge).
  */
 import type { Delivery } from '../../gateway/envelope.ts';
-import type { StreamEventType } from '../../stream/stream-service.ts';
 import type { ShadowView } from '../../shadow/shadow-state.ts';
 import type { Run, TriggerType } from '../../automation/automation-types.ts';
 import type { DownlinkMessage, UplinkMessage } from './subjects.ts';
@@ -121,6 +121,10 @@ export interface CommandResult {
   warnings?: string[];
   answeredAt: number;
 }
+
+/** The kinds of event the live stream carries (and clients may filter on with `types=`). */
+export const STREAM_EVENT_TYPES = ['property', 'event', 'presence', 'command', 'automation', 'notification', 'scene'] as const;
+export type StreamEventType = (typeof STREAM_EVENT_TYPES)[number];
 
 /** What StreamService.publish sends on `stream.announce`, so that every node's clients receive it. */
 export interface StreamAnnouncement {
