@@ -10,9 +10,11 @@ import { createLogger } from '../logger.ts';
 import { broadcast } from '../cluster/broadcast.ts';
 import type { Bus, BusMessage } from './bus.ts';
 import { MemoryBus } from './memory-bus.ts';
-import { subjects, type UplinkMessage } from './subjects.ts';
+import { subjects, type DownlinkMessage, type UplinkMessage } from './subjects.ts';
+import type { Delivery } from '../../gateway/envelope.ts';
 import {
-  foreignSubject, type DeviceEvent, type EventOf, type PresenceEvent, type ReplyOf, type ReportedEvent, type RequestOf, type ShadowReply, type ShadowRequest,
+  foreignSubject, type AutomationRpc, type AutomationRpcReply, type CommandChange, type CommandResult, type DeviceEvent, type EventOf, type PresenceEvent,
+  type ReplyOf, type ReportedEvent, type RequestOf, type SceneActivation, type ShadowReply, type ShadowRequest, type StreamAnnouncement, type TimerChange,
 } from './events.ts';
 
 /** `true` only when A and B are the same type. */
@@ -31,6 +33,25 @@ same<Extract<EventOf<'device.>'>, PresenceEvent | ReportedEvent>, PresenceEvent 
 same<RequestOf<ReturnType<typeof subjects.shadowRpc>>, ShadowRequest>(true);
 same<ReplyOf<ReturnType<typeof subjects.shadowRpc>>, ShadowReply>(true);
 same<EventOf<ReturnType<typeof foreignSubject>>, unknown>(true);
+// Every builder and constant in subjects.ts finds exactly its own entry.
+same<EventOf<ReturnType<typeof subjects.up>>, UplinkMessage>(true);
+same<EventOf<ReturnType<typeof subjects.down>>, DownlinkMessage>(true);
+same<EventOf<typeof subjects.allDown>, DownlinkMessage>(true);
+same<EventOf<ReturnType<typeof subjects.presence>>, PresenceEvent>(true);
+same<EventOf<ReturnType<typeof subjects.event>>, DeviceEvent>(true);
+same<EventOf<ReturnType<typeof subjects.command>>, CommandChange>(true);
+same<EventOf<ReturnType<typeof subjects.commandResult>>, CommandResult>(true);
+same<EventOf<typeof subjects.allCommandResults>, CommandResult>(true);
+same<EventOf<typeof subjects.streamAnnounce>, StreamAnnouncement>(true);
+same<EventOf<ReturnType<typeof subjects.sceneActivated>>, SceneActivation>(true);
+same<EventOf<ReturnType<typeof subjects.delivery>>, Delivery>(true);
+same<EventOf<typeof subjects.allDelivery>, Delivery>(true);
+same<RequestOf<ReturnType<typeof subjects.automationRpc>>, AutomationRpc>(true);
+same<ReplyOf<ReturnType<typeof subjects.automationRpc>>, AutomationRpcReply>(true);
+same<EventOf<'cluster.timers'>, TimerChange>(true);
+// A request subject carries no events, an event subject no requests.
+same<EventOf<ReturnType<typeof subjects.shadowRpc>>, never>(true);
+same<RequestOf<ReturnType<typeof subjects.reported>>, never>(true);
 // @ts-expect-error a subject outside the catalogue has no payload
 same<EventOf<'device.*.reportd'>, ReportedEvent>(true);
 
