@@ -6,11 +6,11 @@ import type { Config } from './core/config/config-schema.ts';
 import { createLogger, type Logger } from './core/logger.ts';
 import { MemoryBus } from './core/bus/memory-bus.ts';
 import { SqliteStreamStorage } from './core/bus/sqlite-stream-storage.ts';
-import type { Bus } from './core/bus/bus.ts';
+import type { Bus, BusEngine } from './core/bus/bus.ts';
 import { NatsBus } from './core/bus/nats-bus.ts';
 import { migrate, openStore, type Db } from './core/store/db.ts';
 import { SettingsStore } from './core/settings-store.ts';
-import { AuthService, type LoginOutcome } from './auth/auth-service.ts';
+import { AuthService } from './auth/auth-service.ts';
 import { authRoutes } from './auth/auth-routes.ts';
 import { RateLimiter } from './core/rate-limiter.ts';
 import { createMailer, type Mailer } from './core/mailer.ts';
@@ -163,7 +163,7 @@ export class Hearth {
     return new Hearth(config, { log, bus, clock: opts.clock });
   }
 
-  constructor(readonly config: Config, opts: { log?: Logger; bus?: Bus; clock?: Clock } = {}) {
+  constructor(readonly config: Config, opts: { log?: Logger; bus?: BusEngine; clock?: Clock } = {}) {
     this.clock = opts.clock ?? systemClock;
     const clustered = config.natsUrl !== undefined;
     if (clustered && !opts.bus) throw new Error('cluster mode: build the node with Hearth.create(config)');
@@ -190,14 +190,14 @@ export class Hearth {
     // Caches every node keeps are kept coherent over the bus: revoked sessions, device placements.
     // A revoked session or key also ends its live streams on every node, at once. (Sessions are
     // AuthService's, built next: it sends these and applies them.)
-    const revoked = broadcast<{ sid: string; until: number }>(bus, 'cluster.auth.revoked', (r) => {
+    const revoked = broadcast(bus, 'cluster.auth.revoked', (r) => {
       auth.learnRevoked(r.sid, r.until);
       stream.endSession(r.sid, r.until);
     });
-    const keyRevoked = broadcast<{ keyId: string }>(bus, 'cluster.auth.key-revoked', (r) => stream.endKey(r.keyId));
+    const keyRevoked = broadcast(bus, 'cluster.auth.key-revoked', (r) => stream.endKey(r.keyId));
     // Every node counts every checked password, so the sign-in throttle holds across the cluster.
-    const loginOutcomes = broadcast<LoginOutcome>(bus, 'cluster.auth.login', (o) => auth.learnLoginOutcome(o));
-    const placed = broadcast<{ deviceId?: string }>(bus, 'cluster.placement', (p) => stream.invalidate(p.deviceId));
+    const loginOutcomes = broadcast(bus, 'cluster.auth.login', (o) => auth.learnLoginOutcome(o));
+    const placed = broadcast(bus, 'cluster.placement', (p) => stream.invalidate(p.deviceId));
     this.broadcasts.push(revoked, keyRevoked, placed, loginOutcomes);
     const auth = new AuthService({
       db, settings, log: log.child({ component: 'auth' }), mailer, ttlSeconds: config.tokenTtlSeconds, refreshTtlSeconds: config.refreshTtlSeconds,
@@ -256,7 +256,7 @@ export class Hearth {
     });
     metrics.setStreamClientsSource(() => stream.connections);
     // Every node caches partners and the workers consume their queues: a change reaches them all.
-    const partnersChanged = broadcast<Record<string, never>>(bus, 'cluster.partners', () => {
+    const partnersChanged = broadcast(bus, 'cluster.partners', () => {
       partners.invalidate();
       void amqpSources.reload();
     });
@@ -282,7 +282,7 @@ export class Hearth {
       db, log: log.child({ component: 'automations' }), flushMs: config.historyFlushMs, sharding: { shardCount: config.shards, settings },
     }));
     // A change reloads the automation on every node; here it is awaited (a trigger right after the reply is seen).
-    const automationsChanged = broadcast<{ id: string }>(bus, 'cluster.automations', (m) => automationEngine.reload(m.id));
+    const automationsChanged = broadcast(bus, 'cluster.automations', (m) => automationEngine.reload(m.id));
     this.broadcasts.push(automationsChanged);
     const automations = new AutomationService({
       store: automationStore, access, devices, products, audit, homes, urls, clock: this.clock, log: log.child({ component: 'automations' }), shardCount: config.shards,

@@ -1,4 +1,5 @@
 import { test, before, after } from 'node:test';
+import { foreignSubject } from '../src/core/bus/events.ts';
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
@@ -252,7 +253,7 @@ test('the circuit breaker opens after repeated failures and stops calling the ta
 
 test('a NATS target gets the message as JSON on its subject, with the lane in a header', async () => {
   const seen: Array<{ data: unknown; headers: Record<string, string> }> = [];
-  const unsub = p.hearth.bus.subscribe('partner.acme.in', (m) => void seen.push({ data: m.data, headers: { ...m.headers } }));
+  const unsub = p.hearth.bus.subscribe(foreignSubject('partner.acme.in'), (m) => void seen.push({ data: m.data, headers: { ...m.headers } }));
   try {
     const r = await route('to-nats', { type: 'nats', subject: 'partner.acme.in' });
     const d = await deliver(r, envelope(), { lane: 'gray' });

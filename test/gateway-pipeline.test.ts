@@ -1,4 +1,5 @@
 import { test, before, after, beforeEach } from 'node:test';
+import { foreignSubject } from '../src/core/bus/events.ts';
 import assert from 'node:assert/strict';
 import { startPlatform, inbox, eventually, type Platform } from './helpers/platform.ts';
 
@@ -13,7 +14,7 @@ const seen: Array<{ subject: string; data: any; headers: Record<string, string> 
 
 before(async () => {
   p = await startPlatform();
-  p.hearth.bus.subscribe('partner.>', (m) => void seen.push({ subject: m.subject, data: m.data, headers: { ...m.headers } }));
+  p.hearth.bus.subscribe(foreignSubject('partner.>'), (m) => void seen.push({ subject: m.subject, data: m.data, headers: { ...m.headers } }));
 });
 after(async () => {
   await p.stop();

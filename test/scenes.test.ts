@@ -5,7 +5,7 @@ import { WebSocket } from 'ws';
 import { startPlatform, inbox, eventually, type Platform } from './helpers/platform.ts';
 import { signupUser, type TestUser as User } from './helpers/people.ts';
 import { subjects } from '../src/core/bus/subjects.ts';
-import type { SceneActivation } from '../src/scenes/scene-service.ts';
+import type { SceneActivation } from '../src/core/bus/events.ts';
 
 /**
  * Scenes end to end: people over HTTP, simulated lights over real MQTT that apply the desired
@@ -419,7 +419,7 @@ test('for automations: exists, and activateAs with a source; every activation is
   await assert.rejects(scenes.activateAs('automation:a_test', other, scene.id), (e: any) => e.code === 'E_SCENE_NOT_FOUND');
 
   const heard: SceneActivation[] = [];
-  const unsub = p.hearth.bus.subscribe<SceneActivation>(subjects.sceneActivated(home), (m) => void heard.push(m.data), { name: 'test.scenes' });
+  const unsub = p.hearth.bus.subscribe(subjects.sceneActivated(home), (m) => void heard.push(m.data), { name: 'test.scenes' });
   try {
     const a = await scenes.activateAs('automation:a_test', home, scene.id);
     assert.equal(a.source, 'automation:a_test');

@@ -5,6 +5,8 @@ import { WebSocket } from 'ws';
 import type { MqttClient } from 'mqtt';
 import { startPlatform, inbox, eventually, type Platform } from './helpers/platform.ts';
 import { MemoryBus } from '../src/core/bus/memory-bus.ts';
+import type { Bus } from '../src/core/bus/bus.ts';
+import { subjects } from '../src/core/bus/subjects.ts';
 import { createLogger } from '../src/core/logger.ts';
 import type { AccessService } from '../src/homes/access-service.ts';
 import type { DeviceService } from '../src/devices/device-service.ts';
@@ -384,7 +386,7 @@ const USER: Principal = { userId: 'u_user', email: 'user@test', role: 'user' };
 
 function bench(bufferSize: number, visible: (p: Principal, deviceId: string) => boolean = () => true) {
   const log = createLogger('silent');
-  const bus = new MemoryBus(log);
+  const bus: Bus = new MemoryBus(log);
   let checks = 0;
   const access = {
     placement: async (id: string) => ({ homeId: `h_of_${id}`, roomId: null, name: null, boundAt: 0 }),
@@ -404,7 +406,7 @@ function bench(bufferSize: number, visible: (p: Principal, deviceId: string) => 
     const conn = stream.connect({ principal, lastEventId, sink });
     return { got, closed, conn };
   };
-  const reported = (deviceId: string, power: number) => bus.publish(`device.${deviceId}.reported`, { deviceId, values: { power }, changed: ['power'], version: power, at: Date.now() });
+  const reported = (deviceId: string, power: number) => bus.publish(subjects.reported(deviceId), { deviceId, values: { power }, changed: ['power'], version: power, at: Date.now() });
   return { bus, stream, client, reported, checks: () => checks };
 }
 

@@ -7,6 +7,7 @@ import type { KyselyPlugin } from 'kysely';
 import { openStore, migrate, type Store } from '../src/core/store/db.ts';
 import { MemoryBus } from '../src/core/bus/memory-bus.ts';
 import type { Bus } from '../src/core/bus/bus.ts';
+import type { TimerChange } from '../src/core/bus/events.ts';
 import { ManualClock } from '../src/core/clock.ts';
 import { ShardManager } from '../src/core/cluster/shards.ts';
 import { createLogger } from '../src/core/logger.ts';
@@ -386,10 +387,10 @@ describe(`timer service on ${TEST_STORE}`, () => {
   test('a notice that arrives after a newer one (an older version) does not move the due time back', async () => {
     const db = await database();
     const clock = new ManualClock(Date.parse('2026-05-01T10:00:00Z'));
-    const bus = new MemoryBus(createLogger('silent'));
+    const bus: Bus = new MemoryBus(createLogger('silent'));
     const worker = await node(db, clock, { bus, pollMs: 24 * HOUR });
     const api = await node(db, clock, { bus, pollMs: 24 * HOUR, worker: false });
-    const notices: unknown[] = [];
+    const notices: TimerChange[] = [];
     bus.subscribe('cluster.timers', (m) => void notices.push(m.data));
     try {
       await api.timers.upsert({ key: 'x', owner: 'test', shardKey: 'h', spec: { kind: 'at', at: clock.now() + 2 * MIN } });

@@ -1,4 +1,5 @@
 import { isIPv6 } from 'node:net';
+import type { LoginOutcome } from '../core/bus/events.ts';
 
 export interface LoginThrottleOptions {
   /** Failures in a row of one account from one source before delays start (default 3). */
@@ -20,16 +21,8 @@ export interface LoginThrottleOptions {
   now?: () => number;
 }
 
-/** The outcome of a checked password, as shared between nodes (and applied with `learn`). */
-export interface LoginOutcome {
-  /** The normalised e-mail address tried (known or not). */
-  account: string;
-  /** The client's source, as made by `sourceOf`. */
-  source: string;
-  ok: boolean;
-  /** Epoch ms. */
-  at: number;
-}
+/** The outcome of a checked password, as shared between nodes (and applied with `learn`); it travels on `cluster.auth.login`. */
+export type { LoginOutcome };
 
 /** Spraying noticed by `sprayAlerts`: one source failing on many accounts, or one account failing from many sources. */
 export interface SprayAlert {

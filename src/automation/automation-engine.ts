@@ -5,8 +5,7 @@ import type { Clock } from '../core/clock.ts';
 import type { Logger } from '../core/logger.ts';
 import { HearthError, isHearthError, type ErrorCode } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
-import type { DeviceEvent, ReportedEvent } from '../ingest/ingest-service.ts';
-import type { PresenceEvent } from '../devices/presence-service.ts';
+import type { AutomationRpc as Rpc, AutomationRpcReply as RpcReply, DeviceEvent, PresenceEvent, ReportedEvent } from '../core/bus/events.ts';
 import { evaluateAll, type World } from './conditions.ts';
 import { cancelRun, devicesOf, runActions, StopRun, type ActionEffects, type RunContext } from './actions.ts';
 import { toAutomation, type AutomationStore } from './automation-store.ts';
@@ -78,10 +77,6 @@ interface Loaded extends LoopHistory {
   unindexed: boolean;
 }
 
-type Rpc =
-  | { op: 'run'; id: string; data?: Record<string, unknown>; skipConditions?: boolean; source: string }
-  | { op: 'fire'; id: string; type: TriggerType; data: Record<string, unknown> };
-type RpcReply = { ok: true; run: Run } | { ok: false; code: string; message: string };
 
 const HOME_TTL_MS = 30_000;
 
@@ -139,12 +134,12 @@ export class AutomationEngine implements ShardListener {
     this.started = true;
     const { bus } = this.deps;
     this.unsubs.push(
-      bus.subscribe<ReportedEvent>(subjects.reported('*'), (m) => this.onReported(m.data), { name: 'automations.reported' }),
-      bus.subscribe<DeviceEvent>(subjects.event('*'), (m) => this.onEvent(m.data), { name: 'automations.event' }),
-      bus.subscribe<PresenceEvent>(subjects.presence('*'), (m) => this.onPresence(m.data), { name: 'automations.presence' }),
-      bus.subscribe<SceneActivated>(subjects.sceneActivated('*'), (m) => void this.emit('scene', m.data.sceneId, m.data), { name: 'automations.scene' }),
+      bus.subscribe(subjects.reported('*'), (m) => this.onReported(m.data), { name: 'automations.reported' }),
+      bus.subscribe(subjects.event('*'), (m) => this.onEvent(m.data), { name: 'automations.event' }),
+      bus.subscribe(subjects.presence('*'), (m) => this.onPresence(m.data), { name: 'automations.presence' }),
+      bus.subscribe(subjects.sceneActivated('*'), (m) => void this.emit('scene', m.data.sceneId, m.data), { name: 'automations.scene' }),
       // A device that changes home may break automations naming it (see HomeService.onPlacementChange).
-      bus.subscribe<{ deviceId?: string }>('cluster.placement', (m) => void this.recheck(m.data.deviceId), { name: 'automations.placement' }),
+      bus.subscribe('cluster.placement', (m) => void this.recheck(m.data.deviceId), { name: 'automations.placement' }),
     );
     if (this.deps.timers) this.unsubs.push(this.deps.timers.onFire('automation', (f) => this.onTimer(f.key, { scheduledAt: f.scheduledAt, lateMs: f.lateMs }), (s) => this.onTimerSkipped(s.key, s.scheduledAt)));
   }
@@ -174,7 +169,7 @@ export class AutomationEngine implements ShardListener {
 
   async acquire(shard: number): Promise<void> {
     if (this.rpc.has(shard)) return;
-    this.rpc.set(shard, this.deps.bus.subscribe<Rpc>(`automation.rpc.${shard}`, (m) => this.serve(shard, m.data).then((r) => m.respond?.(r)), { name: 'automations.rpc' }));
+    this.rpc.set(shard, this.deps.bus.subscribe(subjects.automationRpc(shard), (m) => this.serve(shard, m.data).then((r) => m.respond?.(r)), { name: 'automations.rpc' }));
     for (const row of await this.deps.store.rowsOfShard(shard)) {
       const version = JSON.stringify(row);
       const cur = this.loaded.get(row.id);
@@ -516,7 +511,7 @@ export class AutomationEngine implements ShardListener {
     for (let attempt = 0; ; attempt++) {
       let reply: RpcReply | undefined;
       try {
-        reply = await this.deps.bus.request<RpcReply>(`automation.rpc.${shard}`, req, { timeoutMs: 5000 });
+        reply = await this.deps.bus.request(subjects.automationRpc(shard), req, { timeoutMs: 5000 });
       } catch (err) {
         if (!(err instanceof BusError) || err.code === 'CLOSED') throw err;
       }

@@ -3,8 +3,7 @@ import type { Clock } from '../core/clock.ts';
 import type { Logger } from '../core/logger.ts';
 import type { CompiledModel, ValueSpec } from '../products/thing-model.ts';
 import type { TimerSpec } from '../timers/timer-spec.ts';
-import type { DeviceEvent, ReportedEvent } from '../ingest/ingest-service.ts';
-import type { PresenceEvent } from '../devices/presence-service.ts';
+import type { DeviceEvent, PresenceEvent, ReportedEvent, SceneActivation } from '../core/bus/events.ts';
 import type { HomeContext } from './automation-validate.ts';
 import type { World } from './conditions.ts';
 import type { ActionEffects, RunContext } from './actions.ts';
@@ -41,7 +40,8 @@ export interface Checker {
 }
 
 /** A scene activation as the bus announces it on `home.{id}.scene`. */
-export interface SceneActivated { sceneId: string; homeId: string; id: string; source: string; ok: boolean }
+/** What a scene trigger hears: the bus's scene activation. */
+export type SceneActivated = SceneActivation;
 /** A schedule or sun timer of a trigger firing. */
 export interface TimerFiring { scheduledAt: number; lateMs: number }
 

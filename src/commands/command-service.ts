@@ -2,6 +2,7 @@ import type { Db } from '../core/store/db.ts';
 import { fromJson, toJson } from '../core/store/db.ts';
 import type { Bus, Unsubscribe } from '../core/bus/bus.ts';
 import { subjects, type DownlinkMessage } from '../core/bus/subjects.ts';
+import type { CommandResult as ResultEvent } from '../core/bus/events.ts';
 import type { Logger } from '../core/logger.ts';
 import { HearthError } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
@@ -41,17 +42,6 @@ export interface CommandRecord {
   /** See CommandOutcome.warnings; empty when the answer fit the model. */
   warnings: string[];
   latencyMs: number | null;
-}
-
-/** The device's answer as it travels on the bus (`command.{id}.result`). */
-interface ResultEvent {
-  id: string;
-  deviceId: string;
-  ok: boolean;
-  result?: Record<string, unknown>;
-  error?: string;
-  warnings?: string[];
-  answeredAt: number;
 }
 
 interface Pending {
@@ -95,7 +85,7 @@ export class CommandService {
   }) {}
 
   start(): void {
-    this.unsub = this.deps.bus.subscribe<ResultEvent>(subjects.allCommandResults, (msg) => {
+    this.unsub = this.deps.bus.subscribe(subjects.allCommandResults, (msg) => {
       const p = this.pending.get(msg.data.id);
       if (p) {
         this.pending.delete(msg.data.id);

@@ -6,10 +6,10 @@ import type { DeviceService } from './device-service.ts';
 import { subjects } from '../core/bus/subjects.ts';
 import { PeriodicFlush, writeIsolated } from '../core/periodic-flush.ts';
 
-/** Why a device's presence last changed. */
-export type PresenceReason =
-  | 'connect' | 'disconnect' | 'keepalive-timeout' | 'connection-lost' | 'client-error' | 'server-shutdown' | 'server-restart'
-  | 'hub-reported' | 'hub-offline' | 'never-connected' | 'node-lost';
+import type { PresenceEvent, PresenceReason } from '../core/bus/events.ts';
+
+/** Why a device's presence last changed; the bus event on `device.{id}.presence` (both declared in the bus catalogue). */
+export type { PresenceEvent, PresenceReason };
 
 export interface Presence {
   online: boolean;
@@ -19,15 +19,6 @@ export interface Presence {
   /** Last message or connection event (epoch ms). */
   lastSeen: number | null;
   session: number;
-}
-
-/** Bus event published on `device.{id}.presence`. */
-export interface PresenceEvent {
-  deviceId: string;
-  online: boolean;
-  reason: PresenceReason;
-  session: number;
-  at: number;
 }
 
 const NEVER: Presence = Object.freeze({ online: false, reason: 'never-connected', changedAt: null, lastSeen: null, session: 0 });
@@ -55,7 +46,7 @@ export class PresenceService {
       .execute();
     // Other nodes change presence too (the gateway holding a connection, the worker handling a
     // hub's reports): their announcements keep this node's cache current.
-    this.unsub = this.deps.bus.subscribe<PresenceEvent>(subjects.presence('*'), (msg) => this.learn(msg.data), { name: 'presence.cache' });
+    this.unsub = this.deps.bus.subscribe(subjects.presence('*'), (msg) => this.learn(msg.data), { name: 'presence.cache' });
     this.writer.start();
   }
 

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Bus } from '../core/bus/bus.ts';
 import { broadcast, type Broadcast } from '../core/cluster/broadcast.ts';
+import type { GatewayConfigChanged } from '../core/bus/events.ts';
 import type { Db } from '../core/store/db.ts';
 import type { Logger } from '../core/logger.ts';
 import { HearthError } from '../core/errors.ts';
@@ -65,7 +66,7 @@ const SUFFIX: Partial<Record<UplinkKind, string>> = { result: 'commands/result',
  */
 export class GatewayConfigService {
   private live: GatewayConfigVersion = { version: 0, config: defaultGatewayConfig(), createdAt: 0, createdBy: 'default' };
-  private announce: Broadcast<{ version: number }> | undefined;
+  private announce: Broadcast<GatewayConfigChanged> | undefined;
   /** Loads and applies run one at a time, so versions are applied in order. */
   private loading: Promise<void> = Promise.resolve();
 
@@ -79,7 +80,7 @@ export class GatewayConfigService {
   /** Loads the live version (and applies the file's), then follows the versions other nodes store. */
   async start(): Promise<void> {
     // Listening first, so that no version stored while this node starts goes unnoticed.
-    this.announce = broadcast<{ version: number }>(this.deps.bus, GATEWAY_CONFIG_SUBJECT, ({ version }) => {
+    this.announce = broadcast(this.deps.bus, GATEWAY_CONFIG_SUBJECT, ({ version }) => {
       if (version > this.live.version) void this.reload();
     });
     this.announce.open();

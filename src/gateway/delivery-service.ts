@@ -1,6 +1,8 @@
 import { createHmac } from 'node:crypto';
 import { connect, type ChannelModel, type ConfirmChannel } from 'amqplib';
 import type { Bus, Consumer, DurableMessage } from '../core/bus/bus.ts';
+import { foreignSubject } from '../core/bus/events.ts';
+import { subjects } from '../core/bus/subjects.ts';
 import type { Logger } from '../core/logger.ts';
 import type { Metrics } from '../core/observability/metrics.ts';
 import { createOutbound, OutboundError, type Outbound } from '../core/outbound.ts';
@@ -157,7 +159,7 @@ export class DeliveryService implements DeliveryQueue {
 
   /** Declares the DELIVERY stream (every node that enqueues or delivers). */
   declare(): Promise<void> {
-    return this.deps.bus.ensureStream({ name: DELIVERY_STREAM, subjects: ['delivery.>'] });
+    return this.deps.bus.ensureStream({ name: DELIVERY_STREAM, subjects: [subjects.allDelivery] });
   }
 
   /**
@@ -176,7 +178,7 @@ export class DeliveryService implements DeliveryQueue {
         return Promise.reject(err as Error);
       }
     }
-    return this.deps.bus.publishDurable(`delivery.${d.routeId}.${d.targetIndex}`, d, { msgId: jobId });
+    return this.deps.bus.publishDurable(subjects.delivery(d.routeId, d.targetIndex), d, { msgId: jobId });
   }
 
   private publishNats(d: Delivery, subject: string): void {
@@ -188,7 +190,8 @@ export class DeliveryService implements DeliveryQueue {
     } catch {
       throw new OutboundError(`${d.routeName}#${d.targetIndex}`, 'status', 'the body is not JSON', false);
     }
-    this.deps.bus.publish(subject, data, { headers: meta });
+    // The operator's subject: outside the catalogue, carrying whatever the route's template made.
+    this.deps.bus.publish(foreignSubject(subject), data, { headers: meta });
   }
 
   /** Starts consumers for the external targets of `routes` not yet served here and stops those of targets that are gone. */
@@ -229,9 +232,9 @@ export class DeliveryService implements DeliveryQueue {
     const concurrency = concurrencyOf(target);
     const outbound = createOutbound({ name: label, metrics: this.deps.metrics, timeoutMs, retries: 0, breaker: this.breaker });
     const w = { key, label, concurrency, outbound, deferred: new Map<number, number>() } as TargetWorker;
-    w.consumer = await this.deps.bus.consume<Delivery>(
+    w.consumer = await this.deps.bus.consume(
       // A job is redelivered only if the worker holding it died: give an attempt ample time.
-      { stream: DELIVERY_STREAM, durable: `deliver-${route.id}-${index}`, filter: `delivery.${route.id}.${index}`, maxInFlight: concurrency, ackWaitMs: Math.max(30_000, timeoutMs * 3) },
+      { stream: DELIVERY_STREAM, durable: `deliver-${route.id}-${index}`, filter: subjects.delivery(route.id, index), maxInFlight: concurrency, ackWaitMs: Math.max(30_000, timeoutMs * 3) },
       (m) => this.handle(w, m),
     );
     this.workers.set(key, w);

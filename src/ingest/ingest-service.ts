@@ -1,5 +1,6 @@
 import type { Bus, Consumer, DurableMessage } from '../core/bus/bus.ts';
 import { subjects, UPLINK_STREAM, type DeviceErrorPayload, type DownlinkMessage, type UplinkMessage } from '../core/bus/subjects.ts';
+import type { DeviceEvent, ReportedEvent } from '../core/bus/events.ts';
 import type { ShardListener } from '../core/cluster/shards.ts';
 import { PeriodicFlush } from '../core/periodic-flush.ts';
 import type { Logger } from '../core/logger.ts';
@@ -15,23 +16,6 @@ import type { CompiledModel } from '../products/thing-model.ts';
 import type { GatewayPipeline } from '../gateway/pipeline.ts';
 import type { DeliveryQueue } from '../gateway/envelope.ts';
 
-/** Bus event on `device.{id}.reported`. */
-export interface ReportedEvent {
-  deviceId: string;
-  values: Record<string, unknown>;
-  changed: string[];
-  version: number;
-  at: number;
-}
-
-/** Bus event on `device.{id}.event`. */
-export interface DeviceEvent {
-  id: string;
-  deviceId: string;
-  event: string;
-  params: Record<string, unknown>;
-  at: number;
-}
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 /** The last millisecond a Date can hold. Device times are rounded to whole milliseconds: they go to bigint columns. */
@@ -113,7 +97,7 @@ export class IngestService implements ShardListener {
 
   async acquire(shard: number): Promise<void> {
     if (this.consumers.has(shard)) return;
-    const consumer = await this.deps.bus.consume<UplinkMessage>(
+    const consumer = await this.deps.bus.consume(
       // A bounded window: the backlog waits in the stream, not in this process, so what is handed
       // out is handled well within ackWait even when the node is saturated.
       { stream: UPLINK_STREAM, durable: `ingest-${shard}`, filter: subjects.shardUp(shard), ackWaitMs: this.deps.ackWaitMs, maxInFlight: 1000 },

@@ -16,7 +16,7 @@ import type { ShadowService } from '../shadow/shadow-service.ts';
 import type { CommandService } from '../commands/command-service.ts';
 import type { AccessService, DeviceRight, HomeNeed } from '../homes/access-service.ts';
 import type { StreamService } from '../stream/stream-service.ts';
-import type { ReportedEvent } from '../ingest/ingest-service.ts';
+import type { DeviceResult, SceneActivation } from '../core/bus/events.ts';
 import { sameValue } from '../shadow/shadow-state.ts';
 import type { CompiledModel } from '../products/thing-model.ts';
 
@@ -25,39 +25,9 @@ export interface SceneState { device: string; properties: Record<string, unknown
 /** One command to a device. */
 export interface SceneAction { device: string; action: string; params?: Record<string, unknown> }
 
-/**
- * The outcome of one entry of a scene (a device's state or one action) in an activation:
- * `applied` the device reported the values / answered ok; `offline` the device is not
- * connected (desired state stays set and applies when it returns; an action is not sent);
- * `timeout` no report / answer in time; `failed` refused (not allowed, answered not ok, invalid).
- */
-export interface DeviceResult {
-  device: string;
-  ok: boolean;
-  status: 'applied' | 'offline' | 'failed' | 'timeout';
-  error?: string;
-  ms: number;
-  /** Which entry: the device's state or an action. */
-  kind: 'state' | 'action';
-  /** The action, for `kind: 'action'`. */
-  action?: string;
-  /** For `offline` states: the desired state is kept and applies when the device is back. */
-  note?: string;
-}
 
-/** One activation of a scene: who or what activated it and every entry's result. */
-export interface SceneActivation {
-  id: string;
-  sceneId: string;
-  homeId: string;
-  /** `user:u_…`, `key:k_…` or the automation engine's source (e.g. `automation:a_…`). */
-  source: string;
-  /** When it started (epoch ms, on the service's clock). */
-  at: number;
-  /** Every entry applied. */
-  ok: boolean;
-  results: DeviceResult[];
-}
+/** One activation of a scene and its entries' outcomes (declared in the bus catalogue: they travel on `home.{id}.scene`). */
+export type { DeviceResult, SceneActivation };
 
 export interface SceneView {
   id: string;
@@ -310,7 +280,7 @@ export class SceneService {
     const done = new Promise<void>((r) => (resolveReached = r));
     const seen: Record<string, unknown> = {};
     // Listen before setting: the device may answer before setDesired returns.
-    const unsub = bus.subscribe<ReportedEvent>(subjects.reported(s.device), (msg) => {
+    const unsub = bus.subscribe(subjects.reported(s.device), (msg) => {
       Object.assign(seen, msg.data.values);
       if (reached(seen)) resolveReached();
     }, { name: 'scenes.reported' });

@@ -7,27 +7,12 @@ import type { Logger } from '../core/logger.ts';
 import { HearthError, isHearthError, type ErrorCode } from '../core/errors.ts';
 import { PeriodicFlush, writeIsolated } from '../core/periodic-flush.ts';
 import type { DeviceService } from '../devices/device-service.ts';
-import type { PresenceEvent, PresenceService } from '../devices/presence-service.ts';
+import type { PresenceService } from '../devices/presence-service.ts';
+import type { ShadowReply, ShadowRequest } from '../core/bus/events.ts';
 import type { ProductService } from '../products/product-service.ts';
-import { applyDesired, applyReport, delta, emptyShadow, markDelivered, type ReportOutcome, type ShadowState } from './shadow-state.ts';
+import { applyDesired, applyReport, delta, emptyShadow, markDelivered, type ReportOutcome, type ShadowState, type ShadowView } from './shadow-state.ts';
 
-/** What the API shows of a shadow. */
-export interface ShadowView {
-  reported: Record<string, unknown>;
-  desired: Record<string, unknown>;
-  delta: Record<string, unknown>;
-  version: number;
-  metadata: ShadowState['metadata'];
-  updatedAt: string | null;
-}
-
-/** A shadow operation sent to the worker that owns the device's shard. */
-type ShadowRequest =
-  | { op: 'view'; deviceId: string }
-  | { op: 'setDesired'; deviceId: string; values: Record<string, unknown> }
-  | { op: 'clearDesired'; deviceId: string };
-
-type ShadowReply = { ok: true; view?: ShadowView } | { ok: false; code: string; message: string; extras?: Record<string, unknown> };
+export type { ShadowView } from './shadow-state.ts';
 
 /** How long a caller keeps trying while a shard changes owner (a rolling deploy, a lost node). */
 const HANDOFF_PATIENCE_MS = 15_000;
@@ -64,7 +49,7 @@ export class ShadowService implements ShardListener {
     this.writer.start();
     // A lost connection ends the subscription; a sub-device the hub reports offline keeps the hub's.
     // An offline event of an older session arriving after a reconnect changes nothing.
-    this.unsub = this.deps.bus.subscribe<PresenceEvent>(subjects.presence('*'), async (msg) => {
+    this.unsub = this.deps.bus.subscribe(subjects.presence('*'), async (msg) => {
       const ev = msg.data;
       if (ev.online || ev.reason === 'hub-reported') return;
       if ((await this.deps.presence.get(ev.deviceId)).session > ev.session) return;
@@ -80,7 +65,7 @@ export class ShadowService implements ShardListener {
 
   async acquire(shard: number): Promise<void> {
     if (this.rpc.has(shard)) return;
-    this.rpc.set(shard, this.deps.bus.subscribe<ShadowRequest>(subjects.shadowRpc(shard), (msg) => this.serve(shard, msg.data).then((r) => msg.respond?.(r)), { name: 'shadow.rpc' }));
+    this.rpc.set(shard, this.deps.bus.subscribe(subjects.shadowRpc(shard), (msg) => this.serve(shard, msg.data).then((r) => msg.respond?.(r)), { name: 'shadow.rpc' }));
   }
 
   /** Stores the shard's shadows and forgets them: the next owner loads them from the store. */
@@ -114,7 +99,7 @@ export class ShadowService implements ShardListener {
     for (let attempt = 0; ; attempt++) {
       let reply: ShadowReply | undefined;
       try {
-        reply = await this.deps.bus.request<ShadowReply>(subjects.shadowRpc(shard), req, { timeoutMs: 5000 });
+        reply = await this.deps.bus.request(subjects.shadowRpc(shard), req, { timeoutMs: 5000 });
       } catch (err) {
         if (!(err instanceof BusError) || err.code === 'CLOSED') throw err;
       }

@@ -24,6 +24,16 @@ export interface ShadowState {
   updatedAt: number;
 }
 
+/** What the API shows of a shadow. */
+export interface ShadowView {
+  reported: Record<string, unknown>;
+  desired: Record<string, unknown>;
+  delta: Record<string, unknown>;
+  version: number;
+  metadata: ShadowState['metadata'];
+  updatedAt: string | null;
+}
+
 export function emptyShadow(): ShadowState {
   return { reported: {}, desired: {}, metadata: { reported: {}, desired: {} }, version: 0, updatedAt: 0 };
 }

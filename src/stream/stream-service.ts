@@ -5,12 +5,10 @@ import { HearthError, } from '../core/errors.ts';
 import type { AccessService } from '../homes/access-service.ts';
 import type { DeviceService } from '../devices/device-service.ts';
 import type { Principal } from '../auth/auth-service.ts';
-import type { ReportedEvent, DeviceEvent } from '../ingest/ingest-service.ts';
-import type { PresenceEvent } from '../devices/presence-service.ts';
+import { STREAM_EVENT_TYPES, type StreamAnnouncement as Announcement, type StreamEventType } from '../core/bus/events.ts';
 
-/** The kinds of event the stream carries (and clients may filter on with `types=`). */
-export const STREAM_EVENT_TYPES = ['property', 'event', 'presence', 'command', 'automation', 'notification', 'scene'] as const;
-export type StreamEventType = (typeof STREAM_EVENT_TYPES)[number];
+/** The kinds of event the stream carries (declared with the bus catalogue, where announcements name them). */
+export { STREAM_EVENT_TYPES, type StreamEventType };
 
 /**
  * Messages about the connection itself, never buffered: `hello` when the client is live (its id
@@ -84,17 +82,6 @@ export interface StreamConnection {
   close(): void;
 }
 
-/** The `data` of a `command` event (status changes on `device.{id}.command`). */
-interface CommandChange {
-  id: string;
-  deviceId: string;
-  action: string;
-  status: string;
-  ok?: boolean;
-  result?: Record<string, unknown>;
-  error?: string;
-}
-
 interface Entry {
   n: number;
   /**
@@ -109,16 +96,6 @@ interface Entry {
   control?: boolean;
   /** A personal event (an inbox item): only this user's connections receive it. */
   userId?: string;
-}
-
-/** What `publish` sends on `stream.announce`, so that every node's clients receive it. */
-interface Announcement {
-  type: StreamEventType;
-  deviceId: string | null;
-  homeId: string | null;
-  userId?: string;
-  at: number;
-  data: Record<string, unknown>;
 }
 
 interface Conn {
@@ -241,19 +218,19 @@ export class StreamService {
     const bus = this.deps.bus;
     const idOf = (msg: BusMessage) => msg.subject.split('.')[1];
     this.unsubs = [
-      bus.subscribe<ReportedEvent>(subjects.reported('*'), (msg) => {
+      bus.subscribe(subjects.reported('*'), (msg) => {
         const r = msg.data;
         this.fromDevice('property', idOf(msg), r.at, { values: r.values, changed: r.changed, version: r.version });
       }, { name: 'stream.reported' }),
-      bus.subscribe<DeviceEvent>(subjects.event('*'), (msg) => {
+      bus.subscribe(subjects.event('*'), (msg) => {
         const e = msg.data;
         this.fromDevice('event', idOf(msg), e.at, { eventId: e.id, event: e.event, params: e.params });
       }, { name: 'stream.event' }),
-      bus.subscribe<PresenceEvent>(subjects.presence('*'), (msg) => {
+      bus.subscribe(subjects.presence('*'), (msg) => {
         const e = msg.data;
         this.fromDevice('presence', idOf(msg), e.at, { online: e.online, reason: e.reason });
       }, { name: 'stream.presence' }),
-      bus.subscribe<CommandChange>(subjects.command('*'), (msg) => {
+      bus.subscribe(subjects.command('*'), (msg) => {
         const c = msg.data;
         const data: Record<string, unknown> = { commandId: c.id, action: c.action, status: c.status };
         if (c.ok !== undefined) data.ok = c.ok;
@@ -261,7 +238,7 @@ export class StreamService {
         if (c.error !== undefined) data.error = c.error;
         this.fromDevice('command', idOf(msg), Date.now(), data);
       }, { name: 'stream.command' }),
-      bus.subscribe<Announcement>(subjects.streamAnnounce, (msg) => {
+      bus.subscribe(subjects.streamAnnounce, (msg) => {
         const a = msg.data;
         this.emit(a.type, a.deviceId, a.homeId, a.at, a.data, a.userId);
       }, { name: 'stream.announce' }),

@@ -6,6 +6,7 @@ import type { Logger } from '../core/logger.ts';
 import type { Clock } from '../core/clock.ts';
 import { shardOf, type ShardListener, type ShardManager } from '../core/cluster/shards.ts';
 import { broadcast, type Broadcast } from '../core/cluster/broadcast.ts';
+import type { TimerChange } from '../core/bus/events.ts';
 import { HearthError } from '../core/errors.ts';
 import { nextTime, nextTimes, specKey, specProblem, type TimerSpec } from './timer-spec.ts';
 
@@ -50,21 +51,13 @@ interface Handler {
   skipped?: (s: SkippedFiring) => Promise<void> | void;
 }
 
-/**
- * Timers that changed, sent to every node: what the owner of the shard needs to schedule them
- * without reading the store (`nextAt` null: nothing due; `version`: older notices are ignored).
- */
-type TimerChange =
-  | { set: { key: string; shard: number; nextAt: number | null; version: number } }
-  | { removed: string }
-  | { prefix: string };
-
 type TimerRow = { key: string; owner: string; shard: number; spec: string; payload: string; grace_ms: number; next_at: number | null; version: number; last_fired_at: number | null };
 
 export const DEFAULT_GRACE_MS = 5 * 60_000;
 const DEFAULT_POLL_MS = 30_000;
 /** Due timers claimed per query. */
 const BATCH = 500;
+/** Timers that changed, sent to every node (TimerChange): what the owner of the shard needs to schedule them without reading the store. */
 const CHANGES_SUBJECT = 'cluster.timers';
 
 /**
@@ -115,7 +108,7 @@ export class TimerService implements ShardListener {
 
   start(): void {
     this.stopped = false;
-    this.changes = broadcast<TimerChange>(this.deps.bus, CHANGES_SUBJECT, (c) => {
+    this.changes = broadcast(this.deps.bus, CHANGES_SUBJECT, (c) => {
       if (this.owned.size > 0 || this.due.size > 0) void this.enqueue(() => this.changed(c));
     });
     this.changes.open();

@@ -14,6 +14,8 @@ import { signupUser, } from '../helpers/people.ts';
 import { startNats, type NatsServer } from '../helpers/nats.ts';
 import { startPostgres, type PostgresServer } from '../helpers/postgres.ts';
 import { MemoryBus } from '../../src/core/bus/memory-bus.ts';
+import type { Bus } from '../../src/core/bus/bus.ts';
+import { subjects } from '../../src/core/bus/subjects.ts';
 import { createLogger } from '../../src/core/logger.ts';
 import type { AccessService } from '../../src/homes/access-service.ts';
 import type { DeviceService } from '../../src/devices/device-service.ts';
@@ -448,7 +450,7 @@ describe('service', () => {
   });
 
   test('an event the stream learns of before the device joined its new home is not the new home\'s (claim racing a placement lookup)', async () => {
-    const bus = new MemoryBus(log);
+    const bus: Bus = new MemoryBus(log);
     let release!: (v: { homeId: string; roomId: null; name: null; boundAt: number }) => void;
     const asked: Array<string | null> = [];
     const access = {
@@ -465,7 +467,7 @@ describe('service', () => {
     stream.start();
     const got: StreamEvent[] = [];
     stream.connect({ principal: { userId: 'u_b', email: 'b@test', role: 'user' }, sink: { write: (ev) => (got.push(ev), true), close: () => undefined } });
-    bus.publish('device.d_1.reported', { deviceId: 'd_1', values: { power: 1 }, changed: ['power'], version: 1, at: Date.now() });
+    bus.publish(subjects.reported('d_1'), { deviceId: 'd_1', values: { power: 1 }, changed: ['power'], version: 1, at: Date.now() });
     await bus.flush();
     await eventually(() => release !== undefined, 3000, 'the placement lookup');
     release({ homeId: 'h_B', roomId: null, name: null, boundAt: Date.now() + 1 });

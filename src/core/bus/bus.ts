@@ -1,3 +1,5 @@
+import type { EventOf, Known, MessageOf, ReplyOf, RequestOf } from './events.ts';
+
 /**
  * The message bus every capability talks through. Subjects are dot-separated tokens
  * (`device.d_123.properties`); patterns use NATS wildcards: `*` matches one token, `>`
@@ -6,15 +8,15 @@
  *
  * Data must be JSON-serialisable and is treated as immutable once published.
  */
-export interface BusMessage<T = unknown> {
+export interface BusMessage<T = unknown, R = unknown> {
   readonly subject: string;
   readonly data: T;
   readonly headers: Readonly<Record<string, string>>;
   /** Present on requests: sends the reply to the requester. */
-  respond?(data: unknown, headers?: Record<string, string>): void;
+  respond?(data: R, headers?: Record<string, string>): void;
 }
 
-export type BusHandler<T = unknown> = (msg: BusMessage<T>) => void | Promise<void>;
+export type BusHandler<T = unknown, R = unknown> = (msg: BusMessage<T, R>) => void | Promise<void>;
 
 export interface SubscribeOptions {
   /** Queue group: each message goes to one member of the group instead of all. */
@@ -53,7 +55,7 @@ export interface DurablePublishOptions extends PublishOptions {
   msgId?: string;
 }
 
-export interface ConsumerOptions {
+export interface ConsumerOptions<F extends string = string> {
   /** Stream to read from (declared with `ensureStream`). */
   stream: string;
   /**
@@ -62,7 +64,7 @@ export interface ConsumerOptions {
    */
   durable: string;
   /** Only subjects matching this pattern. */
-  filter: string;
+  filter: F;
   /** A message not acknowledged within this time is delivered again (default 30 s). */
   ackWaitMs?: number;
   /** At most this many delivered and unacknowledged messages at a time (default 1000). */
@@ -92,18 +94,39 @@ export interface Consumer {
   stop(): Promise<void>;
 }
 
+/**
+ * The bus as capabilities hold it: every subject and payload is checked against the catalogue in
+ * events.ts at compile time (types only: the engine underneath is a BusEngine, unchanged).
+ * A subject chosen at run time outside the catalogue goes through `foreignSubject()`.
+ */
 export interface Bus {
-  publish(subject: string, data: unknown, opts?: PublishOptions): void;
-  subscribe<T = unknown>(pattern: string, handler: BusHandler<T>, opts?: SubscribeOptions): Unsubscribe;
+  publish<S extends string>(subject: S & Known<S, EventOf<S>>, data: EventOf<S>, opts?: PublishOptions): void;
+  subscribe<P extends string>(pattern: P & Known<P, MessageOf<P>>, handler: BusHandler<MessageOf<P>, ReplyOf<P>>, opts?: SubscribeOptions): Unsubscribe;
   /** Sends a request to one responder and resolves with its reply data. */
-  request<R = unknown>(subject: string, data: unknown, opts?: RequestOptions): Promise<R>;
+  request<S extends string>(subject: S & Known<S, RequestOf<S>>, data: RequestOf<S>, opts?: RequestOptions): Promise<ReplyOf<S>>;
   /** Declares a durable stream; idempotent, and updates the subjects of an existing one. */
   ensureStream(cfg: StreamConfig): Promise<void>;
   /** Stores a message in the stream that covers its subject; resolves once it is stored. */
-  publishDurable(subject: string, data: unknown, opts?: DurablePublishOptions): Promise<void>;
+  publishDurable<S extends string>(subject: S & Known<S, EventOf<S>>, data: EventOf<S>, opts?: DurablePublishOptions): Promise<void>;
   /** Starts a subscriber of a durable consumer (created if missing). */
-  consume<T = unknown>(opts: ConsumerOptions, handler: DurableHandler<T>): Promise<Consumer>;
+  consume<F extends string>(opts: ConsumerOptions<F & Known<F, EventOf<F>>>, handler: DurableHandler<EventOf<F>>): Promise<Consumer>;
   /** Resolves when everything published so far has been handed to its handlers. */
+  flush(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * What a bus engine implements (MemoryBus, NatsBus, the metrics wrapper): subjects and payloads
+ * unchecked, as they travel. Every engine is a `Bus` too; the contract suite drives engines
+ * directly with its own test subjects.
+ */
+export interface BusEngine {
+  publish(subject: string, data: unknown, opts?: PublishOptions): void;
+  subscribe<T = unknown>(pattern: string, handler: BusHandler<T>, opts?: SubscribeOptions): Unsubscribe;
+  request<R = unknown>(subject: string, data: unknown, opts?: RequestOptions): Promise<R>;
+  ensureStream(cfg: StreamConfig): Promise<void>;
+  publishDurable(subject: string, data: unknown, opts?: DurablePublishOptions): Promise<void>;
+  consume<T = unknown>(opts: ConsumerOptions, handler: DurableHandler<T>): Promise<Consumer>;
   flush(): Promise<void>;
   close(): Promise<void>;
 }

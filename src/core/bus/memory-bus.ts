@@ -1,7 +1,7 @@
 import type { Logger } from '../logger.ts';
 import {
   BusError, compilePattern, isWildcard,
-  type Bus, type BusHandler, type BusMessage, type Consumer, type ConsumerOptions, type DurableHandler, type DurableMessage, type DurablePublishOptions,
+  type Bus, type BusEngine, type BusHandler, type BusMessage, type Consumer, type ConsumerOptions, type DurableHandler, type DurableMessage, type DurablePublishOptions,
   type PublishOptions, type RequestOptions, type StreamConfig, type SubscribeOptions, type Unsubscribe,
 } from './bus.ts';
 import { newId } from '../ids.ts';
@@ -167,7 +167,7 @@ const DEFAULT_DUPLICATE_WINDOW_MS = 120_000;
  * No fixed delay: one report alone commits at once; under load, whatever arrived meanwhile
  * shares the commit. A message reaches its consumer only once stored.
  */
-export class MemoryBus implements Bus {
+export class MemoryBus implements BusEngine, Bus {
   private readonly exact = new Map<string, Set<Sub>>();
   private readonly wildcards = new Set<Sub>();
   private readonly roundRobin = new Map<string, number>();

@@ -6,7 +6,7 @@ import {
 import type { Logger } from '../logger.ts';
 import {
   BusError,
-  type Bus, type BusHandler, type BusMessage, type Consumer, type ConsumerOptions, type DurableHandler, type DurableMessage, type DurablePublishOptions,
+  type Bus, type BusEngine, type BusHandler, type BusMessage, type Consumer, type ConsumerOptions, type DurableHandler, type DurableMessage, type DurablePublishOptions,
   type PublishOptions, type RequestOptions, type StreamConfig, type SubscribeOptions, type Unsubscribe,
 } from './bus.ts';
 
@@ -80,7 +80,7 @@ function isClosedError(err: unknown): boolean {
  * at most once: what must arrive goes through `publishDurable`. Handlers' errors are logged with
  * the subscriber's name and never reach NATS, as with MemoryBus.
  */
-export class NatsBus implements Bus {
+export class NatsBus implements BusEngine, Bus {
   private pending = 0;
   private idleWaiters: Array<() => void> = [];
   /** Bumped by every publish of this process, so `flush()` sees handlers that published more. */

@@ -49,27 +49,37 @@ export interface DeviceErrorPayload {
 /** The durable stream of device uplinks; one consumer per device shard. */
 export const UPLINK_STREAM = 'UPLINK';
 
+/**
+ * Builders of parameterised subjects. Their return types are template literals
+ * (`device.${string}.reported`) that the catalogue in events.ts maps to a payload; pass `'*'` for
+ * a wildcard pattern.
+ */
 export const subjects = {
   /** Device → cloud, durable, partitioned by the device's shard. */
-  up: (shard: number, deviceId: string, kind: UplinkKind) => `uplink.${shard}.${deviceId}.${kind}`,
+  up: (shard: number, deviceId: string, kind: UplinkKind) => `uplink.${shard}.${deviceId}.${kind}` as const,
   allUp: 'uplink.>',
-  shardUp: (shard: number) => `uplink.${shard}.>`,
+  shardUp: (shard: number) => `uplink.${shard}.>` as const,
   /** Requests to the worker that owns a shard's device state (shadows). */
-  shadowRpc: (shard: number) => `shard.${shard}.shadow`,
-  down: (deviceId: string) => `device.${deviceId}.down`,
+  shadowRpc: (shard: number) => `shard.${shard}.shadow` as const,
+  /** Requests to the automation engine that owns a shard (manual runs, webhook firings). */
+  automationRpc: (shard: number) => `automation.rpc.${shard}` as const,
+  down: (deviceId: string) => `device.${deviceId}.down` as const,
   allDown: 'device.*.down',
   /** Presence changes (PresenceEvent). */
-  presence: (deviceId: string) => `device.${deviceId}.presence`,
+  presence: (deviceId: string) => `device.${deviceId}.presence` as const,
   /** Accepted property reports (shadow updated). */
-  reported: (deviceId: string) => `device.${deviceId}.reported`,
+  reported: (deviceId: string) => `device.${deviceId}.reported` as const,
   /** Accepted device events. */
-  event: (deviceId: string) => `device.${deviceId}.event`,
+  event: (deviceId: string) => `device.${deviceId}.event` as const,
   /** Command ledger changes. */
-  command: (deviceId: string) => `device.${deviceId}.command`,
-  commandResult: (commandId: string) => `command.${commandId}.result`,
+  command: (deviceId: string) => `device.${deviceId}.command` as const,
+  commandResult: (commandId: string) => `command.${commandId}.result` as const,
   allCommandResults: 'command.*.result',
   /** Events of other features for the live stream of every node (StreamService.publish). */
   streamAnnounce: 'stream.announce',
-  /** Scene activations of a home (SceneActivation, src/scenes/scene-service.ts). */
-  sceneActivated: (homeId: string) => `home.${homeId}.scene`,
+  /** Scene activations of a home (SceneActivation). */
+  sceneActivated: (homeId: string) => `home.${homeId}.scene` as const,
+  /** Jobs for one external target of one route (the message gateway's delivery stream). */
+  delivery: (routeId: string, targetIndex: number | string) => `delivery.${routeId}.${targetIndex}` as const,
+  allDelivery: 'delivery.>',
 } as const;

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Bus, Unsubscribe } from '../bus/bus.ts';
+import type { BroadcastSubject, BusEvents } from '../bus/events.ts';
 
 /** A change to state that every node caches (revoked sessions, device placements, automations). */
 export interface Broadcast<T> {
@@ -17,14 +18,19 @@ export interface Broadcast<T> {
  * hears the bus message. A node skips its own message (it applied the change already); `apply`
  * should still be idempotent, as a node may hear a change it learnt another way. An apply that
  * returns a promise handles its own errors. Sending works at once; hearing starts with `open()`.
+ * `subject` is one of the catalogue's `cluster.*` subjects (core/bus/events.ts), which gives the
+ * payload's type.
  */
-export function broadcast<T extends object>(bus: Bus, subject: string, apply: (data: T) => void | Promise<void>): Broadcast<T> {
+export function broadcast<S extends BroadcastSubject>(bus: Bus, subject: S, apply: (data: BusEvents[S]) => void | Promise<void>): Broadcast<BusEvents[S]> {
+  type T = BusEvents[S];
   const origin = randomBytes(8).toString('hex');
   let unsubscribe: Unsubscribe | undefined;
   return {
     open() {
-      unsubscribe ??= bus.subscribe<T & { [ORIGIN]?: string }>(subject, (msg) => {
-        if (msg.data[ORIGIN] !== origin) void apply(msg.data);
+      // The catalogue's payload, plus the origin this function adds (generic over S, so checked by hand).
+      unsubscribe ??= bus.subscribe(subject as BroadcastSubject, (msg) => {
+        const data = msg.data as T & { [ORIGIN]?: string };
+        if (data[ORIGIN] !== origin) void apply(data);
       }, { name: subject });
     },
     close() {
@@ -33,7 +39,7 @@ export function broadcast<T extends object>(bus: Bus, subject: string, apply: (d
     },
     async send(data: T) {
       const applied = apply(data);
-      bus.publish(subject, { ...data, [ORIGIN]: origin });
+      bus.publish(subject as BroadcastSubject, { ...data, [ORIGIN]: origin } as unknown as BusEvents[BroadcastSubject]);
       await applied;
     },
   };

@@ -1,5 +1,5 @@
 import type {
-  Bus, BusHandler, Consumer, ConsumerOptions, DurableHandler, DurablePublishOptions, PublishOptions, RequestOptions, StreamConfig, SubscribeOptions, Unsubscribe,
+  Bus, BusEngine, BusHandler, Consumer, ConsumerOptions, DurableHandler, DurablePublishOptions, PublishOptions, RequestOptions, StreamConfig, SubscribeOptions, Unsubscribe,
 } from '../bus/bus.ts';
 import type { Metrics } from './metrics.ts';
 import { injectTrace, SpanKind, tracingEnabled, withSpan } from './tracing.ts';
@@ -31,10 +31,10 @@ export const CORE_PUBLISH_SAMPLE = 16;
  * tracing on carries the W3C trace context in message headers (NATS headers in a cluster) so a
  * trace follows a message from publisher to handlers across nodes.
  */
-class InstrumentedBus implements Bus {
+class InstrumentedBus implements BusEngine, Bus {
   private publishes = 0;
 
-  constructor(private readonly inner: Bus, private readonly metrics: Metrics) {}
+  constructor(private readonly inner: BusEngine, private readonly metrics: Metrics) {}
 
   publish(subject: string, data: unknown, opts?: PublishOptions): void {
     opts = traced(opts);
@@ -93,6 +93,6 @@ class InstrumentedBus implements Bus {
  * `metrics`, and traces travel with messages. Everything else passes straight through; methods beyond the `Bus` interface are
  * not visible through the wrapper, so keep the inner bus for those.
  */
-export function instrumentBus(bus: Bus, metrics: Metrics): Bus {
+export function instrumentBus(bus: BusEngine, metrics: Metrics): Bus {
   return new InstrumentedBus(bus, metrics);
 }

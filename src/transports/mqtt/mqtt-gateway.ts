@@ -210,7 +210,7 @@ export class MqttGateway {
       }
     });
 
-    this.unsubs.push(this.deps.bus.subscribe<DownlinkMessage>(subjects.allDown, (msg) => this.deliver(msg.data), { name: 'mqtt-gateway.downlink' }));
+    this.unsubs.push(this.deps.bus.subscribe(subjects.allDown, (msg) => this.deliver(msg.data), { name: 'mqtt-gateway.downlink' }));
 
     const server = createServer({ noDelay: true }, (socket) => {
       this.sockets.add(socket);
