@@ -10,7 +10,7 @@ import { evaluateAll, type World } from './conditions.ts';
 import { cancelRun, devicesOf, runActions, StopRun, type ActionEffects, type RunContext } from './actions.ts';
 import { toAutomation, type AutomationStore } from './automation-store.ts';
 import type { Automation, Run, RunStatus, Trace, Trigger, TriggerTrace, TriggerType } from './automation-types.ts';
-import type { SceneActivated, TriggerChannels, TriggerHub } from './automation-plugins.ts';
+import type { TriggerChannels, TriggerHub } from './automation-plugins.ts';
 import { triggerKinds } from './triggers/index.ts';
 import { LoopGuard, type LoopHistory } from './loop-guard.ts';
 import { RunQueue } from './run-queue.ts';
