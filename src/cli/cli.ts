@@ -239,7 +239,9 @@ async function simulate(args: string[], env: NodeJS.ProcessEnv): Promise<number>
   const login = async (required: boolean): Promise<string | undefined> => {
     if (token) return token;
     const email = values.email ?? env.HEARTH_ADMIN_EMAIL ?? 'admin@hearth.local';
-    const password = values.password ?? env.HEARTH_ADMIN_PASSWORD ?? readInitialPassword(dataDir);
+    // The kept first password is this data directory's server's: never sent to another --api.
+    const local = api === defaults.api.replace(/\/+$/, '');
+    const password = values.password ?? env.HEARTH_ADMIN_PASSWORD ?? (local ? readInitialPassword(dataDir) : undefined);
     if (!password) {
       if (!required) return undefined;
       throw new CommandError('give the operator\'s password (--password, or HEARTH_ADMIN_PASSWORD) to provision a hub, or a provisioned hub with --hub and --secret');

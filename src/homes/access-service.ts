@@ -165,7 +165,8 @@ export class AccessService {
    * (null: in no home), and since when that right holds: the live stream decides by the home an
    * event belonged to when it happened, never by where the device is now, so a device's next home
    * does not see its previous home's events (nor the other way round). Through membership of
-   * that home, since the member joined; through a share, only while the device is still in that
+   * that home, since the member's rights became what they are (joining, or a later change of role,
+   * devices or stay); through a share, only while the device is still in that
    * home (unbinding deletes shares), since the share was made and the device bound.
    */
   async deviceEventRight(p: Principal, device: DeviceRecord, homeId: string | null): Promise<{ right: DeviceRight; since: number }> {
@@ -215,7 +216,7 @@ export class AccessService {
   private async memberSince(userId: string, homeId: string): Promise<(Membership & { since: number }) | undefined> {
     const row = await this.deps.db.selectFrom('home_members').selectAll().where('home_id', '=', homeId).where('user_id', '=', userId).executeTakeFirst();
     if (!row) return undefined;
-    return { role: row.role as HomeRole, guestDevices: fromJson<string[] | null>(row.guest_devices), guestUntil: row.guest_until == null ? null : Number(row.guest_until), since: Number(row.created_at) };
+    return { role: row.role as HomeRole, guestDevices: fromJson<string[] | null>(row.guest_devices), guestUntil: row.guest_until == null ? null : Number(row.guest_until), since: Number(row.rights_since ?? row.created_at) };
   }
 
   private memberRight(m: Membership, device: DeviceRecord): DeviceRight {

@@ -157,7 +157,7 @@ export class HomeService {
     };
     await this.deps.db.transaction().execute(async (trx) => {
       await trx.insertInto('homes').values(row).execute();
-      await trx.insertInto('home_members').values({ home_id: row.id, user_id: p.userId, role: 'owner', guest_devices: null, guest_until: null, created_at: row.created_at }).execute();
+      await trx.insertInto('home_members').values({ home_id: row.id, user_id: p.userId, role: 'owner', guest_devices: null, guest_until: null, created_at: row.created_at, rights_since: row.created_at }).execute();
     });
     this.audit(p, 'home.create', row.id, 'home', row.id, { name: row.name, timezone: row.timezone });
     return homeView(row, 'owner');
@@ -392,8 +392,9 @@ export class HomeService {
         .executeTakeFirst();
       if (Number(r.numUpdatedRows) !== 1) return false;
       const values = { role, guest_devices: guestDevices ? toJson(guestDevices) : null, guest_until: role === 'guest' ? row.guest_until : null };
-      await trx.insertInto('home_members').values({ home_id: row.home_id, user_id: p.userId, created_at: now, ...values })
-        .onConflict((oc) => oc.columns(['home_id', 'user_id']).doUpdateSet(values))
+      // A member accepting again may gain rights: what happened before is not theirs to replay.
+      await trx.insertInto('home_members').values({ home_id: row.home_id, user_id: p.userId, created_at: now, rights_since: now, ...values })
+        .onConflict((oc) => oc.columns(['home_id', 'user_id']).doUpdateSet({ ...values, rights_since: now }))
         .execute();
       return true;
     });
@@ -419,7 +420,8 @@ export class HomeService {
         guest_until: patch.until === null ? null : guest.until ?? (stillGuest ? current.guestUntil : null),
       }
       : { role, guest_devices: null, guest_until: null };
-    await this.deps.db.updateTable('home_members').set(values).where('home_id', '=', homeId).where('user_id', '=', userId).execute();
+    // Rights may have grown (more devices, a longer stay, a higher role): replay starts from now.
+    await this.deps.db.updateTable('home_members').set({ ...values, rights_since: Date.now() }).where('home_id', '=', homeId).where('user_id', '=', userId).execute();
     this.deps.onAccessChange?.();
     this.audit(p, 'home.member.update', homeId, 'user', userId, {
       from: current.role, role, ...(role === 'guest' ? { deviceIds: fromJson<string[]>(values.guest_devices), until: iso(values.guest_until) } : {}),
@@ -459,7 +461,7 @@ export class HomeService {
     if (home.owner_id === userId) throw new HearthError('E_CONFLICT', 'this user owns the home already');
     await this.deps.db.transaction().execute(async (trx) => {
       await trx.updateTable('home_members').set({ role: 'admin', guest_devices: null, guest_until: null }).where('home_id', '=', homeId).where('role', '=', 'owner').execute();
-      await trx.updateTable('home_members').set({ role: 'owner', guest_devices: null, guest_until: null }).where('home_id', '=', homeId).where('user_id', '=', userId).execute();
+      await trx.updateTable('home_members').set({ role: 'owner', guest_devices: null, guest_until: null, rights_since: Date.now() }).where('home_id', '=', homeId).where('user_id', '=', userId).execute();
       await trx.updateTable('homes').set({ owner_id: userId }).where('id', '=', homeId).execute();
     });
     this.audit(p, 'home.transfer', homeId, 'user', userId, { from: home.owner_id, to: userId });

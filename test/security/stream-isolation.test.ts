@@ -300,6 +300,36 @@ describe('one node', () => {
     await c.endAsync(true);
   });
 
+  test('a guest given another device does not replay what that device did before the grant', async () => {
+    const owner = await signupUser(p, 'owner3@stream-isolation.test');
+    const guest = await signupUser(p, 'guest3@stream-isolation.test');
+    const home = (await owner.api('POST', '/homes', { name: 'Granting', timezone: 'UTC' })).body.id as string;
+    const first = await p.provision('plug', 'granted first');
+    const later = await p.provision('plug', 'granted later');
+    for (const d of [first, later]) assert.equal((await owner.api('POST', `/homes/${home}/devices`, { pairingCode: d.pairingCode })).status, 201);
+    assert.equal((await owner.api('POST', `/homes/${home}/invitations`, { email: guest.email, role: 'guest', deviceIds: [first.id] })).status, 201);
+    const mail = [...p.logs].reverse().find((l) => l.mail?.to === guest.email)?.mail;
+    const token = /token=([A-Za-z0-9_-]+)/.exec(mail?.text ?? '')?.[1];
+    assert.ok(token, 'the invitation e-mail');
+    assert.equal((await guest.api('POST', '/invitations/accept', { token })).status, 200);
+    const watch = await openWs(p.httpUrl, '', bearer(owner.token));
+    await watch.next((e) => e.type === 'hello');
+    const c = await p.connect(later.id, later.secret);
+    await c.publishAsync(`devices/${later.id}/properties`, JSON.stringify({ power: 1 }), { qos: 1 });
+    await watch.next((e) => e.type === 'property' && e.deviceId === later.id, 3000, 'the report before the grant');
+
+    assert.equal((await owner.api('PATCH', `/homes/${home}/members/${guest.id}`, { deviceIds: [first.id, later.id] })).status, 200);
+    const replay = await openWs(p.httpUrl, '?lastEventId=0', bearer(guest.token));
+    await replay.next((e) => e.type === 'hello');
+    assert.deepEqual(replay.events.filter((e) => e.deviceId === later.id), [], 'nothing of the device from before the grant');
+    await c.publishAsync(`devices/${later.id}/properties`, JSON.stringify({ power: 2 }), { qos: 1 });
+    const now = await replay.next((e) => e.type === 'property' && e.deviceId === later.id, 3000, 'what the device does after the grant');
+    assert.equal((now.data.values as { power: number }).power, 2);
+    watch.close();
+    replay.close();
+    await c.endAsync(true);
+  });
+
   test('a member removed from a home stops receiving its events at once, not when cached rights expire', async () => {
     const owner = await signupUser(p, 'owner2@stream-isolation.test');
     const member = await signupUser(p, 'member2@stream-isolation.test');

@@ -71,7 +71,7 @@ export interface Database {
   /** homes */
   rooms: { id: string; home_id: string; name: string; created_at: number };
   /** homes: role is owner | admin | member | guest; a guest's devices and expiry in guest_devices / guest_until */
-  home_members: { home_id: string; user_id: string; role: string; guest_devices: string | null; guest_until: number | null; created_at: number };
+  home_members: { home_id: string; user_id: string; role: string; guest_devices: string | null; guest_until: number | null; created_at: number; rights_since: number | null };
   /** homes */
   invitations: { id: string; home_id: string; email: string; role: string; token_hash: string; guest_devices: string | null; guest_until: number | null; invited_by: string; created_at: number; expires_at: number; accepted_at: number | null; revoked_at: number | null };
   /** homes: which home (and room) a device belongs to, and the name its people gave it */

@@ -450,4 +450,12 @@ export const migrations: Record<string, Migration> = {
       await db.schema.alterTable('commands').addColumn('warnings', 'text').execute();
     },
   },
+  '0011-member-rights-since': {
+    async up(db: Kysely<any>) {
+      // Since when a member's rights in a home are what they are now: a guest given more devices, a
+      // member promoted, an owner by transfer do not replay the home's events from before that.
+      await db.schema.alterTable('home_members').addColumn('rights_since', 'bigint').execute();
+      await db.updateTable('home_members').set((eb: any) => ({ rights_since: eb.ref('created_at') })).execute();
+    },
+  },
 };
