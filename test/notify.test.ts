@@ -590,6 +590,21 @@ test('mobile push: FCM HTTP v1 with a service-account token, APNs over HTTP/2 wi
   assert.equal((await p.api('DELETE', `/api/v1/push/tokens/${fcmGood}`, undefined, users.member.token)).status, 200);
 });
 
+test('fan-out is bounded: a user keeps their newest 20 phone tokens, a home at most 20 channels (409 beyond)', async () => {
+  const someone = await signupUser(p, 'fanout@notify.test');
+  for (let i = 0; i < 25; i++) {
+    clock.advance(1);
+    assert.equal((await someone.api('POST', '/push/tokens', { platform: 'fcm', token: `fanout-token-${i}` })).status, 201);
+  }
+  assert.equal((await someone.api('GET', '/push/tokens')).body.items.length, 20);
+  const home = (await someone.api('POST', '/homes', { name: 'Fan-out', timezone: 'UTC' })).body.id as string;
+  const channel = (i: number) => someone.api('POST', `/homes/${home}/notification-channels`, { type: 'webhook', name: `hook ${i}`, url: `${httpBase}/hook/${i}` });
+  for (let i = 0; i < 20; i++) assert.equal((await channel(i)).status, 201);
+  const over = await channel(20);
+  assert.equal(over.status, 409);
+  assert.match(over.body.detail, /at most 20 notification channels/);
+});
+
 test('the VAPID key pair is made once and kept: the same public key after a restart', async () => {
   const key = (await p.api('GET', '/api/v1/push/vapid-public-key', undefined, users.member.token)).body.publicKey;
   const { dataDir } = p;

@@ -28,6 +28,10 @@ import { FcmSender, readServiceAccount } from './channels/fcm.ts';
 import { ApnsSender, type ApnsOptions } from './channels/apns.ts';
 import type { ChannelBody, HomeChannelView, InboxItem, PushSubscriptionView, PushTokenView } from './notify-schema.ts';
 
+/** Bounds on a notification's fan-out: web push subscriptions and phone tokens per user (each kind), channels per home. */
+export const MAX_PUSH_TARGETS_PER_USER = 20;
+export const MAX_CHANNELS_PER_HOME = 20;
+
 /** What a feature asks to tell people. */
 export interface NotifyRequest {
   homeId: string;
@@ -448,6 +452,9 @@ export class NotificationService {
   async createChannel(p: Principal, homeId: string, input: HomeChannelInput): Promise<HomeChannelView> {
     await this.deps.access.requireHome(p, homeId, 'configure');
     checkUrl(input.url, this.urls);
+    // Every notification of the home goes to each channel: their number bounds the fan-out.
+    const { n } = await this.deps.db.selectFrom('notification_channels').select((eb) => eb.fn.countAll<number>().as('n')).where('home_id', '=', homeId).executeTakeFirstOrThrow();
+    if (Number(n) >= MAX_CHANNELS_PER_HOME) throw new HearthError('E_CONFLICT', `a home has at most ${MAX_CHANNELS_PER_HOME} notification channels; delete one first`);
     const row: ChannelRow = {
       id: newId('nc'), home_id: homeId, type: input.type, name: input.name, url: input.url, secret: input.secret ?? null,
       kinds: input.kinds ? toJson([...new Set(input.kinds)]) : null, min_severity: input.minSeverity ?? 'info',
@@ -499,6 +506,7 @@ export class NotificationService {
       .onConflict((oc) => oc.column('endpoint').doUpdateSet({ user_id: p.userId, p256dh: sub.keys.p256dh, auth: sub.keys.auth }))
       .returning(['id', 'endpoint', 'created_at'])
       .executeTakeFirstOrThrow();
+    await this.keepNewest('push_subscriptions', p.userId);
     return { id: row.id, endpoint: row.endpoint, createdAt: iso(row.created_at) };
   }
 
@@ -519,7 +527,18 @@ export class NotificationService {
       .onConflict((oc) => oc.columns(['platform', 'token']).doUpdateSet({ user_id: p.userId }))
       .returning(['id', 'platform', 'created_at'])
       .executeTakeFirstOrThrow();
+    await this.keepNewest('push_tokens', p.userId);
     return { id: row.id, platform: row.platform as 'fcm' | 'apns', createdAt: iso(row.created_at) };
+  }
+
+  /**
+   * A user keeps their newest MAX_PUSH_TARGETS_PER_USER browsers (or phones): each notification goes to
+   * every one, so their number bounds the fan-out; the oldest are usually stale anyway.
+   */
+  private async keepNewest(table: 'push_subscriptions' | 'push_tokens', userId: string): Promise<void> {
+    const old = await this.deps.db.selectFrom(table).select('id').where('user_id', '=', userId)
+      .orderBy('created_at', 'desc').orderBy('id', 'desc').limit(1000).offset(MAX_PUSH_TARGETS_PER_USER).execute();
+    if (old.length) await this.deps.db.deleteFrom(table).where('id', 'in', old.map((r) => r.id)).execute();
   }
 
   async listTokens(p: Principal): Promise<PushTokenView[]> {
