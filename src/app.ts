@@ -10,7 +10,7 @@ import type { Bus, BusEngine } from './core/bus/bus.ts';
 import { NatsBus } from './core/bus/nats-bus.ts';
 import { migrate, openStore, type Db } from './core/store/db.ts';
 import { SettingsStore } from './core/settings-store.ts';
-import { AuthService } from './auth/auth-service.ts';
+import { AuthService, type Principal } from './auth/auth-service.ts';
 import { authRoutes } from './auth/auth-routes.ts';
 import { RateLimiter } from './core/rate-limiter.ts';
 import { createMailer, type Mailer } from './core/mailer.ts';
@@ -474,16 +474,19 @@ export class Hearth {
       version: VERSION,
       trustedProxies: this.config.trustedProxies,
       authenticate: (authorization, apiKey) => auth.authenticate(authorization, apiKey),
-      rateLimit: (p) => {
-        const r = (p.role === 'operator' ? this.operatorLimiter : this.limiter).take(p.keyId ?? p.userId);
-        return r.ok ? undefined : r.retryAfterSeconds;
-      },
+      rateLimit: (p) => this.rateLimitWait(p),
       isReady: () => this.ready,
       metrics: this.metrics,
       mqttStream: this.has('gateway') ? (stream, req) => this.mqtt.handleStream(stream, req) : undefined,
     });
     if (this.has('api')) this.registerApi(app);
     return app;
+  }
+
+  /** The request limit of a caller (operators and their keys have their own): seconds to wait, or undefined. */
+  private rateLimitWait(p: Principal): number | undefined {
+    const r = (p.role === 'operator' ? this.operatorLimiter : this.limiter).take(p.keyId ?? p.userId);
+    return r.ok ? undefined : r.retryAfterSeconds;
   }
 
   /** Each capability's routes are one Fastify plugin, given only the services it uses. */
@@ -505,7 +508,7 @@ export class Hearth {
     app.register(auditRoutes, { audit });
     app.register(homeRoutes, { homes: s.homes, views });
     app.register(gatewayRoutes, { gateway: s.gateway, audit });
-    app.register(streamRoutes, { stream: s.stream, verifyPrincipal: (t) => auth.authenticate('Bearer ' + t) });
+    app.register(streamRoutes, { stream: s.stream, verifyPrincipal: (t) => auth.authenticate('Bearer ' + t), rateLimit: (p) => this.rateLimitWait(p) });
     app.register(deadLetterRoutes, { deadLetters: s.deadLetters });
     app.register(deviceHttpRoutes, { devices: s.devices, products, ingress: this.ingress, maxPayloadBytes: this.config.maxPayloadBytes });
     app.register(partnerRoutes, { partners: s.partners, ingress: this.ingress, audit });

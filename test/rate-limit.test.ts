@@ -31,6 +31,27 @@ test('each app user and API key has a request rate limit: the burst passes, then
   assert.equal((await other.api('GET', '/auth/me')).status, 200);
 });
 
+test('opening live streams counts against the same limit (SSE), and a filter naming too many things is refused', async () => {
+  const p = await platform({ HEARTH_RATE_LIMIT_PER_MINUTE: '60', HEARTH_RATE_LIMIT_BURST: '5' });
+  const user = await signupUser(p, 'streams@example.test');
+  const open = async () => {
+    const ac = new AbortController();
+    const res = await fetch(`${p.httpUrl}/api/v1/stream`, { headers: { authorization: `Bearer ${user.token}`, accept: 'text/event-stream' }, signal: ac.signal });
+    const status = res.status;
+    ac.abort();
+    return status;
+  };
+  const statuses: number[] = [];
+  for (let i = 0; i < 8; i++) statuses.push(await open());
+  assert.ok(statuses.includes(429), `a caller opening streams in a loop is held up: ${statuses}`);
+  // 3 × 70 ids, each list within its own length limit: 210 in all
+  const many = [0, 1, 2].map((k) => `deviceId=${Array.from({ length: 70 }, (_, i) => `d_${String(k * 70 + i).padStart(14, '0')}`).join(',')}`).join('&');
+  const fresh = await signupUser(p, 'filters@example.test');
+  const res = await fetch(`${p.httpUrl}/api/v1/stream?${many}`, { headers: { authorization: `Bearer ${fresh.token}`, accept: 'text/event-stream' } });
+  assert.equal(res.status, 400);
+  assert.match(((await res.json()) as { detail: string }).detail, /at most 200/);
+});
+
 test('with the default limits, the operator and its API keys send 300 requests in a row; an app user is limited', async () => {
   // the defaults, not the suites' raised ones
   const p = await platform({ HEARTH_RATE_LIMIT_PER_MINUTE: '600', HEARTH_RATE_LIMIT_BURST: '100' });

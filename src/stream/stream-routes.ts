@@ -13,6 +13,8 @@ export interface StreamRouteDeps {
   stream: StreamService;
   /** Establishes the caller from a bearer token or API key (throws E_UNAUTHENTICATED). */
   verifyPrincipal: (token: string) => Principal | Promise<Principal>;
+  /** The per-caller request limit every authenticated route has: the seconds to wait when over it. */
+  rateLimit?: (p: Principal) => number | undefined;
   /** Tuning, for tests: WebSocket ping and SSE heartbeat periods, the per-client buffer limit. */
   options?: { wsPingMs?: number; ssePingMs?: number; maxBufferedBytes?: number };
 }
@@ -29,10 +31,12 @@ const SSE_RETRY_MS = 2_000;
  */
 export const WS_CLOSE = { credentialsEnded: 4001, tooMany: 4029 } as const;
 
-const list = (description: string, example: string) => Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 2000 }), { description, examples: [[example]] }));
+const list = (description: string, example: string) => Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 2000 }), { maxItems: 100, description, examples: [[example]] }));
+/** Ids or types a filter may name in all, after comma-separated values are split. */
+const MAX_FILTER_VALUES = 200;
 
 const StreamQuery = Type.Object({
-  access_token: Type.Optional(Type.String({ description: 'The access token (or API key), for clients that cannot send an Authorization header, such as browsers opening a WebSocket or an EventSource' })),
+  access_token: Type.Optional(Type.String({ maxLength: 4096, description: 'The access token (or API key), for clients that cannot send an Authorization header, such as browsers opening a WebSocket or an EventSource' })),
   lastEventId: Type.Optional(Type.String({ maxLength: 64, description: 'Resume after this event id. A Last-Event-ID header (what EventSource sends when it reconnects) takes precedence' })),
   homeId: list('Only events of these homes (repeat or comma-separate)', 'h_5t2k9x4p1q8r0m'),
   deviceId: list('Only events of these devices (repeat or comma-separate)', 'd_9x2k7m4p1q8r0t'),
@@ -84,7 +88,10 @@ function parseFilter(q: StreamQuery): StreamFilter {
       throw new HearthError('E_VALIDATION', `querystring.types "${t}" is not one of ${STREAM_EVENT_TYPES.join(', ')}`, { field: 'querystring.types' });
     }
   }
-  return { homeIds: values(q.homeId), deviceIds: values(q.deviceId), types: types as StreamEventType[] | undefined };
+  const filter = { homeIds: values(q.homeId), deviceIds: values(q.deviceId), types: types as StreamEventType[] | undefined };
+  const named = (filter.homeIds?.length ?? 0) + (filter.deviceIds?.length ?? 0) + (filter.types?.length ?? 0);
+  if (named > MAX_FILTER_VALUES) throw new HearthError('E_VALIDATION', `a stream filter names at most ${MAX_FILTER_VALUES} homes, devices and types; this one names ${named}`, { field: 'querystring' });
+  return filter;
 }
 
 interface Ctx {
@@ -157,6 +164,9 @@ export async function streamRoutes(app: HttpApp, deps: StreamRouteDeps): Promise
     },
     onRequest: async (req) => {
       req.principal = await authenticate(req);
+      // Opening a stream costs more than a request (a replay checks up to the whole buffer): same limit.
+      const wait = deps.rateLimit?.(req.principal);
+      if (wait !== undefined) throw new HearthError('E_RATE_LIMITED', `too many requests; retry in ${wait} s`, { retryAfter: wait });
     },
     preHandler: async (req) => {
       const q = req.query as StreamQuery;
