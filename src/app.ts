@@ -198,7 +198,8 @@ export class Hearth {
     // Every node counts every checked password, so the sign-in throttle holds across the cluster.
     const loginOutcomes = broadcast(bus, 'cluster.auth.login', (o) => auth.learnLoginOutcome(o));
     const placed = broadcast(bus, 'cluster.placement', (p) => stream.invalidate(p.deviceId));
-    this.broadcasts.push(revoked, keyRevoked, placed, loginOutcomes);
+    const accessChanged = broadcast(bus, 'cluster.access', (a) => stream.invalidateUser(a.userId));
+    this.broadcasts.push(revoked, keyRevoked, placed, accessChanged, loginOutcomes);
     const auth = new AuthService({
       db, settings, log: log.child({ component: 'auth' }), mailer, ttlSeconds: config.tokenTtlSeconds, refreshTtlSeconds: config.refreshTtlSeconds,
       onRevoked: (sid, until) => revoked.send({ sid, until }),
@@ -246,7 +247,7 @@ export class Hearth {
     const homes = new HomeService({
       db, access, devices, shadow, commands, audit, mailer, users: auth, publicUrl,
       onPlacementChange: (deviceId) => placed.send(deviceId === undefined ? {} : { deviceId }),
-      onAccessChange: () => placed.send({}),
+      onAccessChange: (userId) => accessChanged.send({ userId }),
       onLocationChange: (homeId): Promise<void> => automations.homeChanged(homeId),
       onHomeDeleted: async (homeId): Promise<void> => {
         await automations.homeDeleted(homeId);

@@ -43,7 +43,7 @@ export interface HomeServiceDeps {
   /** Told when a device changes home or room (all devices when undefined), so that caches can drop it. */
   onPlacementChange?: (deviceId?: string) => void;
   /** Told when someone's rights in a home or to a shared device shrank or changed (members, guests, shares, ownership), so that cached decisions go at once. */
-  onAccessChange?: () => void;
+  onAccessChange?: (userId: string) => void;
   /** Told after a home's time zone or location changed (schedules and sun times follow it). */
   onLocationChange?: (homeId: string) => Promise<void>;
   /** Told after a home was deleted, so that what other capabilities keep for it goes too. */
@@ -422,7 +422,7 @@ export class HomeService {
       : { role, guest_devices: null, guest_until: null };
     // Rights may have grown (more devices, a longer stay, a higher role): replay starts from now.
     await this.deps.db.updateTable('home_members').set({ ...values, rights_since: Date.now() }).where('home_id', '=', homeId).where('user_id', '=', userId).execute();
-    this.deps.onAccessChange?.();
+    this.deps.onAccessChange?.(userId);
     this.audit(p, 'home.member.update', homeId, 'user', userId, {
       from: current.role, role, ...(role === 'guest' ? { deviceIds: fromJson<string[]>(values.guest_devices), until: iso(values.guest_until) } : {}),
     });
@@ -436,7 +436,7 @@ export class HomeService {
     if (current.role === 'owner') throw new HearthError('E_CONFLICT', 'the owner cannot be removed; transfer ownership first');
     if (current.role === 'admin' && !ownerLike(callerRole) && userId !== p.userId) throw new HearthError('E_FORBIDDEN', 'only the owner can remove an admin');
     await this.deps.db.deleteFrom('home_members').where('home_id', '=', homeId).where('user_id', '=', userId).execute();
-    this.deps.onAccessChange?.();
+    this.deps.onAccessChange?.(userId);
     this.audit(p, 'home.member.remove', homeId, 'user', userId, { role: current.role });
   }
 
@@ -448,7 +448,7 @@ export class HomeService {
     if (!m) throw new HearthError('E_CONFLICT', 'you are not a member of this home');
     if (m.role === 'owner') throw new HearthError('E_CONFLICT', 'the owner cannot leave; transfer ownership first');
     await this.deps.db.deleteFrom('home_members').where('home_id', '=', homeId).where('user_id', '=', p.userId).execute();
-    this.deps.onAccessChange?.();
+    this.deps.onAccessChange?.(p.userId);
     this.audit(p, 'home.member.leave', homeId, 'user', p.userId, { role: m.role });
   }
 
@@ -606,7 +606,7 @@ export class HomeService {
     await this.deps.access.requireDevice(p, deviceId, 'configure');
     const r = await this.deps.db.deleteFrom('device_shares').where('device_id', '=', deviceId).where('user_id', '=', userId).executeTakeFirst();
     if (Number(r.numDeletedRows) === 0) throw new HearthError('E_USER_NOT_FOUND', `the device is not shared with user "${userId}"`);
-    this.deps.onAccessChange?.();
+    this.deps.onAccessChange?.(userId);
     this.audit(p, 'device.unshare', (await this.deps.access.placement(deviceId))?.homeId ?? null, 'device', deviceId, { userId });
   }
 

@@ -306,6 +306,11 @@ export class StreamService {
     for (const c of this.conns) c.rights.delete(`d:${deviceId}`);
   }
 
+  /** Forgets the cached access decisions of one user's connections (their rights changed); placements stay. */
+  invalidateUser(userId: string): void {
+    for (const c of this.byUser.get(userId) ?? []) c.rights.clear();
+  }
+
   /**
    * Checks that the principal may see what a filter names: throws E_HOME_NOT_FOUND /
    * E_DEVICE_NOT_FOUND otherwise, so a client learns at once that its filter can never match.

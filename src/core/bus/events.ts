@@ -42,6 +42,8 @@ export interface BusEvents {
   // Cluster broadcasts (core/cluster/broadcast.ts): changes to state every node caches.
   /** A device's placement changed (one device, or all when `deviceId` is absent). */
   'cluster.placement': PlacementChange;
+  /** Someone's rights in a home or to a shared device changed: their cached decisions go. */
+  'cluster.access': AccessChange;
   /** A session was revoked until `until`. */
   'cluster.auth.revoked': SessionRevoked;
   /** An API key was revoked. */
@@ -172,6 +174,10 @@ export interface SceneActivation {
 
 export interface PlacementChange {
   deviceId?: string;
+}
+
+export interface AccessChange {
+  userId: string;
 }
 
 export interface SessionRevoked {
