@@ -1,5 +1,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { hostname } from 'node:os';
 import { createServer, type Server } from 'node:net';
 import { existsSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -136,6 +137,13 @@ describe('the first hour', { concurrency: 3 }, () => {
     const after = await startServer({ HEARTH_DEMO: '0' }, { dataDir: s.dataDir, until: /Operator login:.*\n/ });
     after.proc.child.kill('SIGTERM');
     assert.equal((await exitWithin(after.proc, 8000)).code, 0);
+
+    // on this host the pid decides: a live holder whose event loop stalled past the heartbeat keeps its lock
+    writeFileSync(lock, JSON.stringify({ pid: process.pid, host: hostname(), startedAt: new Date().toISOString(), nonce: 'y' }));
+    utimesSync(lock, old, old);
+    const stalled = await run(['start'], { HEARTH_DATA_DIR: s.dataDir, HEARTH_DEMO: '0', HEARTH_HTTP_PORT: '0', HEARTH_MQTT_PORT: '0' });
+    assert.equal(stalled.code, 78, stalled.stderr);
+    assert.match(stalled.stderr, /is in use by another Hearth/);
   });
 
   test('hearth simulate: help, one line when nothing runs, the running server found, the same hub and its pairing code every run', async () => {

@@ -1,4 +1,4 @@
-import { closeSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, utimesSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, linkSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, utimesSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
@@ -63,9 +63,20 @@ export class DataDirLock {
           );
         }
         // Left behind by a process that is gone: move it aside (one of two racing starts wins the create).
+        const aside = `${this.path}.stale-${process.pid}`;
         try {
-          renameSync(this.path, `${this.path}.stale-${process.pid}`);
-          unlinkSync(`${this.path}.stale-${process.pid}`);
+          renameSync(this.path, aside);
+          // A racing start may have taken the stale lock over between our read and the move: then
+          // what we moved is its fresh lock. Put it back (only if nobody created one meanwhile).
+          const moved = readRuntimeInfoAt(aside);
+          if (moved && holder && moved.nonce !== holder.nonce) {
+            try {
+              linkSync(aside, this.path);
+            } catch {
+              /* a third start created one: the next create tells */
+            }
+          }
+          unlinkSync(aside);
         } catch {
           /* another start took it over first; the next create tells */
         }
@@ -113,8 +124,12 @@ export class DataDirLock {
 
 /** The running server's lock record in a data directory, if there is one. */
 export function readRuntimeInfo(dataDir: string): RuntimeInfo | undefined {
+  return readRuntimeInfoAt(join(dataDir, LOCK_FILE));
+}
+
+function readRuntimeInfoAt(path: string): RuntimeInfo | undefined {
   try {
-    const parsed = JSON.parse(readFileSync(join(dataDir, LOCK_FILE), 'utf8')) as RuntimeInfo;
+    const parsed = JSON.parse(readFileSync(path, 'utf8')) as RuntimeInfo;
     return typeof parsed.pid === 'number' ? parsed : undefined;
   } catch {
     return undefined;
@@ -135,9 +150,11 @@ function isLive(info: RuntimeInfo | undefined, path: string): boolean {
   } catch {
     return false;
   }
-  if (touchedAgo > STALE_MS) return false;
-  if (!info) return true;
-  if (info.host !== hostname()) return true;
+  if (!info) return touchedAgo <= STALE_MS;
+  // Another host's server is judged by its heartbeat; one on this host by its pid, which survives
+  // an event loop blocked longer than the heartbeat (a long migration, a suspended laptop).
+  if (info.host !== hostname()) return touchedAgo <= STALE_MS;
+  // A container restarted as the same pid (1) finds its own old lock: not a live holder.
   if (info.pid === process.pid) return false;
   try {
     process.kill(info.pid, 0);
