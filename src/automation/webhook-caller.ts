@@ -1,4 +1,4 @@
-import { ALLOW_ALL, type UrlPolicy } from '../core/url-policy.ts';
+import type { UrlPolicy } from '../core/url-policy.ts';
 import { createOutbound, postJson, type Outbound } from '../core/outbound.ts';
 import type { Metrics } from '../core/observability/metrics.ts';
 
@@ -6,7 +6,7 @@ import type { Metrics } from '../core/observability/metrics.ts';
  * Calls automations' outgoing webhooks: one outbound policy (timeout, retries, circuit breaker)
  * per origin, so that one person's broken endpoint pauses calls to it only.
  */
-export function webhookCaller(metrics?: Metrics, urls: UrlPolicy = ALLOW_ALL): (url: string, body: unknown, headers: Record<string, string>) => Promise<{ status: number }> {
+export function webhookCaller(metrics: Metrics | undefined, urls: UrlPolicy): (url: string, body: unknown, headers: Record<string, string>) => Promise<{ status: number }> {
   const byOrigin = new Map<string, Outbound>();
   return async (url, body, headers) => {
     const origin = new URL(url).origin;

@@ -1,4 +1,4 @@
-import { ALLOW_ALL, type UrlPolicy } from '../core/url-policy.ts';
+import type { UrlPolicy } from '../core/url-policy.ts';
 import type { HomeService } from '../homes/home-service.ts';
 import { createHash } from 'node:crypto';
 import type { ExpressionBuilder } from 'kysely';
@@ -78,8 +78,9 @@ export interface NotificationServiceDeps {
   access: AccessService;
   homes: Pick<HomeService, 'info'>;
   /** Where home channels and Web Push endpoints may point (default: anywhere). */
-  urls?: UrlPolicy;
-  users: { userById(id: string): Promise<{ id: string; email: string; emailVerified?: boolean } | undefined> };
+  /** Where people's URLs (channels, push endpoints) may point; required, so that nothing fails open. */
+  urls: UrlPolicy;
+  users: { userById(id: string): Promise<{ id: string; email: string; emailVerified: boolean } | undefined> };
   metrics?: Metrics;
   config: {
     /** Repeats within this window are suppressed (0: never). */
@@ -131,7 +132,7 @@ export class NotificationService {
   private readonly urls: UrlPolicy;
 
   constructor(private readonly deps: NotificationServiceDeps) {
-    this.urls = deps.urls ?? ALLOW_ALL;
+    this.urls = deps.urls;
     this.webPush = new WebPushSender({ settings: deps.settings, subject: deps.config.vapidSubject ?? defaultVapidSubject(deps.config.mailFrom), outbound: this.outbound('web-push', true), urls: this.urls });
   }
 
@@ -221,7 +222,7 @@ export class NotificationService {
     const user = await this.deps.users.userById(userId);
     if (!user) return { status: 'skipped', reason: 'no-email' };
     // Whoever signed up with an address they do not hold must not reach its owner's mailbox.
-    if (user.emailVerified === false) return { status: 'skipped', reason: 'email-not-verified' };
+    if (!user.emailVerified) return { status: 'skipped', reason: 'email-not-verified' };
     const tag = msg.severity === 'alarm' ? 'ALARM: ' : '';
     await this.deps.mailer.send({
       to: user.email,

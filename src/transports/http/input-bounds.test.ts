@@ -34,6 +34,7 @@ test('route declarations: unknown or incomplete ones are refused; operator route
   assert.match(declarationProblem(true)!, /unknown/);
   assert.match(declarationProblem({ who: 'operator', scopes: [] })!, /no scope/);
   assert.equal(declarationProblem(Auth.operator('audit:read')), undefined);
+  assert.match(declarationProblem(Auth.operator('devices:read'))!, /outside products:manage/, 'a home-world scope cannot hold an operator route');
   const op = { userId: 'u', email: 'e', role: 'operator' as const };
   const route = Auth.operator('gateway:read', 'gateway:manage');
   assert.doesNotThrow(() => authorize(op, route));
