@@ -6,6 +6,7 @@
  */
 import { test, before, after, describe, mock } from 'node:test';
 import assert from 'node:assert/strict';
+import { createECDH, randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import dns from 'node:dns';
 import dnsPromises from 'node:dns/promises';
@@ -58,6 +59,8 @@ describe('the default configuration', () => {
   });
 
   test('refuses a loopback or private webhook URL with 400 when it is saved', async () => {
+    const ecdh = createECDH('prime256v1');
+    const pushKeys = { p256dh: ecdh.generateKeys().toString('base64url'), auth: randomBytes(16).toString('base64url') };
     const before = hits.length;
     for (const url of [`${insideUrl}/hook`, 'http://169.254.169.254/latest/meta-data/', 'http://10.0.0.8/hook', 'http://[::1]:8080/', 'http://localhost:5432/']) {
       const a = await u.api('POST', `/homes/${home}/automations`, { name: 'Out', triggers: [{ type: 'manual' }], actions: [{ type: 'webhook', url }] });
@@ -65,8 +68,10 @@ describe('the default configuration', () => {
       assert.match(a.headers.get('content-type') ?? '', /application\/problem\+json/);
       const ch = await u.api('POST', `/homes/${home}/notification-channels`, { type: 'webhook', name: 'Inside', url });
       assert.equal(ch.status, 400, `channel ${url}`);
-      const sub = await u.api('POST', '/push/subscriptions', { endpoint: url, keys: { p256dh: 'x', auth: 'y' } });
+      // valid keys: the endpoint alone is what is refused
+      const sub = await u.api('POST', '/push/subscriptions', { endpoint: url, keys: pushKeys });
       assert.equal(sub.status, 400, `push endpoint ${url}`);
+      assert.equal(sub.body.field, 'body.endpoint', `push endpoint ${url}: ${JSON.stringify(sub.body)}`);
     }
     assert.equal(hits.length, before, 'nothing reached the inside');
     const ok = await u.api('POST', `/homes/${home}/automations`, { name: 'Out', triggers: [{ type: 'manual' }], actions: [{ type: 'webhook', url: 'https://hooks.example.com/x' }] });
