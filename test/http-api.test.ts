@@ -1,6 +1,6 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startPlatform, ADMIN, type Platform } from './helpers/platform.ts';
+import { startPlatform, eventually, ADMIN, type Platform } from './helpers/platform.ts';
 
 let p: Platform;
 before(async () => {
@@ -131,4 +131,18 @@ test('the OpenAPI document describes every route with examples', async () => {
   assert.deepEqual(missing, []);
   const ui = await fetch(`${p.httpUrl}/docs`, { redirect: 'follow' });
   assert.equal(ui.status, 200);
+});
+
+test('an ordinary call is logged and measured even when it claims to be a stream (Upgrade or text/event-stream headers)', async () => {
+  const { request } = await import('node:http');
+  const status = await new Promise<number>((resolve, reject) => {
+    const req = request(`${p.httpUrl}/api/v1/products`, { headers: { authorization: `Bearer ${p.token}`, upgrade: 'x-not-a-stream', accept: 'text/event-stream' } }, (res) => {
+      res.resume();
+      resolve(res.statusCode!);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+  assert.equal(status, 200);
+  await eventually(() => p.logs.find((l) => l.msg === 'request' && l.path === '/api/v1/products' && l.status === 200), 2000, 'the request log line');
 });

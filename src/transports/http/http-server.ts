@@ -59,8 +59,13 @@ const QUIET_ROUTES = new Set(['/healthz', '/readyz', '/metrics']);
  * get no request span, no request duration and no request log line.
  */
 function isStream(req: FastifyRequest): boolean {
+  // Decided by the route, not by headers alone: any call could say `Upgrade: x` to go unlogged.
+  if (!STREAM_ROUTES.has(req.routeOptions.url ?? '')) return false;
   return req.headers.upgrade !== undefined || (req.headers.accept?.includes('text/event-stream') ?? false);
 }
+
+/** The routes that hold a connection open (the live stream, MQTT over WebSocket). */
+const STREAM_ROUTES = new Set(['/api/v1/stream', '/mqtt']);
 
 /** The signed-in principal of a route that went through the auth hook. */
 export function principal(req: FastifyRequest): Principal {
