@@ -226,7 +226,7 @@ export class IngestService implements ShardListener {
         const at = ts !== undefined ? Math.round(ts as number) : msg.receivedAt;
         const outcome = await this.deps.shadow.report(msg.deviceId, values, at);
         for (const key in values) if (model.properties.get(key)!.history) this.deps.history.record(msg.deviceId, key, values[key], at, msg.id);
-        const ev: ReportedEvent = { deviceId: msg.deviceId, values, changed: outcome.changed, version: outcome.version, at };
+        const ev: ReportedEvent = { deviceId: msg.deviceId, values, changed: outcome.changed, version: outcome.version, at, receivedAt: msg.receivedAt };
         this.deps.bus.publish(subjects.reported(msg.deviceId), ev);
         return undefined;
       }
@@ -238,7 +238,7 @@ export class IngestService implements ShardListener {
         if (!check.ok) return { code: 'E_MODEL_MISMATCH', message: check.problems.join('; ') };
         const at = typeof msg.payload.ts === 'number' && msg.payload.ts > 0 && msg.payload.ts <= MAX_EPOCH_MS ? Math.round(msg.payload.ts) : msg.receivedAt;
         const id = this.deps.history.recordEvent(msg.deviceId, msg.payload.event, params, at, `e_${msg.id}`);
-        const ev: DeviceEvent = { id, deviceId: msg.deviceId, event: msg.payload.event, params, at };
+        const ev: DeviceEvent = { id, deviceId: msg.deviceId, event: msg.payload.event, params, at, receivedAt: msg.receivedAt };
         this.deps.bus.publish(subjects.event(msg.deviceId), ev);
         return undefined;
       }

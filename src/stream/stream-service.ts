@@ -220,11 +220,11 @@ export class StreamService {
     this.unsubs = [
       bus.subscribe(subjects.reported('*'), (msg) => {
         const r = msg.data;
-        this.fromDevice('property', idOf(msg), r.at, { values: r.values, changed: r.changed, version: r.version });
+        this.fromDevice('property', idOf(msg), r.at, { values: r.values, changed: r.changed, version: r.version }, r.receivedAt);
       }, { name: 'stream.reported' }),
       bus.subscribe(subjects.event('*'), (msg) => {
         const e = msg.data;
-        this.fromDevice('event', idOf(msg), e.at, { eventId: e.id, event: e.event, params: e.params });
+        this.fromDevice('event', idOf(msg), e.at, { eventId: e.id, event: e.event, params: e.params }, e.receivedAt);
       }, { name: 'stream.event' }),
       bus.subscribe(subjects.presence('*'), (msg) => {
         const e = msg.data;
@@ -419,15 +419,17 @@ export class StreamService {
   // ---- events in ---------------------------------------------------------------------------
 
   /**
-   * A device's event: its audience is the home the device is in when this node learns of it
-   * (`when`), or none when the device joined that home only after (the placement was looked up
-   * after a claim that came later: the event belonged to its previous home, or none).
+   * A device's event: its audience is the home the device was in when the platform received it
+   * (`receivedAt`; else when this node learns of it), or none when the device joined that home only
+   * after (a backlog or a redelivery handled after a claim: the event belonged to its previous
+   * home, or none).
    */
-  private fromDevice(type: StreamEventType, deviceId: string, at: number, data: Record<string, unknown>): void {
-    const when = Date.now();
+  private fromDevice(type: StreamEventType, deviceId: string, at: number, data: Record<string, unknown>, receivedAt?: number): void {
+    const now = Date.now();
+    const when = Math.min(receivedAt ?? now, now);
     const chain = this.chains.get(deviceId);
     const hit = this.placements.get(deviceId);
-    if (!chain && hit && hit.until > when) {
+    if (!chain && hit && hit.until > now) {
       this.emit(type, deviceId, homeAt(hit, when), at, data, undefined, when);
       return;
     }

@@ -508,4 +508,27 @@ describe('service', () => {
     assert.ok(!asked.includes('h_B'), 'the event was recorded as of no home');
     stream.stop();
   });
+
+  test('a report received before a claim but handled after it (a backlog, a redelivery) is not the new home\'s', async () => {
+    const bus: Bus = new MemoryBus(log);
+    const claimedAt = Date.now();
+    const asked: Array<string | null> = [];
+    const access = {
+      placement: async () => ({ homeId: 'h_B', roomId: null, name: null, boundAt: claimedAt }),
+      deviceRight: async () => 'control',
+      deviceEventRight: async (_p: Principal, _d: unknown, homeId: string | null) => {
+        asked.push(homeId);
+        return homeId === 'h_B' ? { right: 'control', since: 0 } : { right: 'none', since: Infinity };
+      },
+    } as unknown as AccessService;
+    const stream = new StreamService({ bus, access, devices, log });
+    stream.start();
+    const got: StreamEvent[] = [];
+    stream.connect({ principal: { userId: 'u_b', email: 'b@test', role: 'user' }, sink: { write: (ev) => (got.push(ev), true), close: () => undefined } });
+    bus.publish(subjects.reported('d_2'), { deviceId: 'd_2', values: { power: 1 }, changed: ['power'], version: 1, at: claimedAt - 5000, receivedAt: claimedAt - 5000 });
+    bus.publish(subjects.reported('d_2'), { deviceId: 'd_2', values: { power: 2 }, changed: ['power'], version: 2, at: Date.now() + 1, receivedAt: Date.now() + 1 });
+    await eventually(() => got.some((e) => e.type === 'property'), 3000, 'the report received after the claim');
+    assert.deepEqual(got.filter((e) => e.type === 'property').map((e) => (e.data.values as { power: number }).power), [2], 'only what was received after the claim');
+    stream.stop();
+  });
 });

@@ -75,6 +75,8 @@ export interface ReportedEvent {
   changed: string[];
   version: number;
   at: number;
+  /** When the platform received the message (epoch ms): whose event it is is decided as of then. */
+  receivedAt?: number;
 }
 
 /** Bus event on `device.{id}.event`. */
@@ -84,6 +86,8 @@ export interface DeviceEvent {
   event: string;
   params: Record<string, unknown>;
   at: number;
+  /** When the platform received the message (epoch ms). */
+  receivedAt?: number;
 }
 
 /** Why a device's presence changed. */
