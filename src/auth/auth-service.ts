@@ -353,6 +353,14 @@ export class AuthService {
     }
     if (!row || !ok) throw new HearthError('E_BAD_CREDENTIALS');
     const session = await this.startSession(row);
+    // A reset or password change that committed while this one checked the old password revokes
+    // the sessions it finds: this one may be stored after that. Looked at again once it is stored,
+    // either the change sees it, or this sees the change.
+    const now = await this.deps.db.selectFrom('users').select('password_hash').where('id', '=', row.id).executeTakeFirst();
+    if (now?.password_hash !== row.password_hash) {
+      await this.revokeFamily(session.principal.sessionId!, row.id);
+      throw new HearthError('E_BAD_CREDENTIALS');
+    }
     if (row.role === 'operator') this.deps.onOperatorSignIn?.();
     return session;
   }
@@ -579,6 +587,11 @@ export class AuthService {
     await this.deps.db.insertInto('api_keys').values({
       id, user_id: p.userId, name, key_hash: digestToken(key), scopes: JSON.stringify(scopes), home_ids: homeIds ? JSON.stringify(homeIds) : null, created_at: now, last_used_at: null, revoked_at: null,
     }).execute();
+    // The session may have ended (a reset reclaiming the account) while the key was being made.
+    if (p.sessionId !== undefined && this.revokedSessions.has(p.sessionId)) {
+      await this.deps.db.updateTable('api_keys').set({ revoked_at: Date.now() }).where('id', '=', id).execute();
+      throw new HearthError('E_UNAUTHENTICATED', 'the session has ended; sign in again');
+    }
     return { id, name, key, scopes, homeIds, createdAt: iso(now)!, lastUsedAt: null, revokedAt: null };
   }
 
