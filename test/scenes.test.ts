@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import type { MqttClient } from 'mqtt';
 import { WebSocket } from 'ws';
 import { startPlatform, inbox, eventually, type Platform } from './helpers/platform.ts';
-import { signupUser, type TestUser as User } from './helpers/people.ts';
+import { joinHome, signupUser, type TestUser as User } from './helpers/people.ts';
 import { subjects } from '../src/core/bus/subjects.ts';
 import type { SceneActivation } from '../src/core/bus/events.ts';
 
@@ -310,13 +310,8 @@ test('permissions: members activate, only owners and admins configure, guests ac
   await newHome(bob);
   const mine = await connectLight(await claim(ana, home));
   const notGuests = await connectLight(await claim(ana, home));
-  for (const [u, role, extra] of [[mo, 'member', {}], [gus, 'guest', { deviceIds: [mine.id] }]] as const) {
-    const inv = await ana.api('POST', `/homes/${home}/invitations`, { email: u.email, role, ...extra });
-    assert.equal(inv.status, 201, JSON.stringify(inv.body));
-    const mail = [...p.logs].reverse().find((l) => l.mail?.to === u.email).mail;
-    const token = /token=([A-Za-z0-9_-]+)/.exec(mail.text)![1];
-    assert.equal((await u.api('POST', '/invitations/accept', { token })).status, 200);
-  }
+  await joinHome(p, ana, home, mo, 'member');
+  await joinHome(p, ana, home, gus, 'guest', { deviceIds: [mine.id] });
   const scene = (await ana.api('POST', `/homes/${home}/scenes`, {
     name: 'Both', states: [{ device: mine.id, properties: { brightness: 33 } }, { device: notGuests.id, properties: { brightness: 33 } }],
   })).body;

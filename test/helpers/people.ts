@@ -59,3 +59,17 @@ export async function takeVerificationToken(p: Platform, email: string): Promise
   assert.ok(m, `no verification link in: ${text}`);
   return m[1];
 }
+
+/**
+ * `owner` invites `who` into `homeId` with `role` (and a guest's terms in `extra`), and `who`
+ * accepts through the real flow: the token comes from the invitation e-mail in the platform's log.
+ */
+export async function joinHome(p: Platform, owner: TestUser, homeId: string, who: TestUser, role: 'admin' | 'member' | 'guest', extra: Record<string, unknown> = {}): Promise<void> {
+  const inv = await owner.api('POST', `/homes/${homeId}/invitations`, { email: who.email, role, ...extra });
+  assert.equal(inv.status, 201, JSON.stringify(inv.body));
+  const mail = [...p.logs].reverse().find((l) => l.mail?.to === who.email && /invitations\/accept\?token=/.test(l.mail.text ?? ''))?.mail;
+  const token = /token=([A-Za-z0-9_-]+)/.exec(mail?.text ?? '')?.[1];
+  assert.ok(token, `the invitation e-mail to ${who.email}`);
+  const accepted = await who.api('POST', '/invitations/accept', { token });
+  assert.equal(accepted.status, 200, JSON.stringify(accepted.body));
+}

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { WebSocket } from 'ws';
 import type { MqttClient } from 'mqtt';
 import { startPlatform, eventually, type Platform } from '../helpers/platform.ts';
-import { signupUser, } from '../helpers/people.ts';
+import { joinHome, signupUser } from '../helpers/people.ts';
 import { startNats, type NatsServer } from '../helpers/nats.ts';
 import { startPostgres, type PostgresServer } from '../helpers/postgres.ts';
 import { MemoryBus } from '../../src/core/bus/memory-bus.ts';
@@ -283,11 +283,7 @@ describe('one node', () => {
     await owner.api('POST', `/homes/${home}/notifications`, { kind: 'system', severity: 'info', title: 'before', body: 'you joined' });
     await watch.next((e) => e.type === 'property' && e.deviceId === plug.id, 3000, 'the earlier event');
 
-    assert.equal((await owner.api('POST', `/homes/${home}/invitations`, { email: late.email, role: 'member' })).status, 201);
-    const mail = [...p.logs].reverse().find((l) => l.mail?.to === late.email)?.mail;
-    const token = /token=([A-Za-z0-9_-]+)/.exec(mail?.text ?? '')?.[1];
-    assert.ok(token, 'the invitation e-mail');
-    assert.equal((await late.api('POST', '/invitations/accept', { token })).status, 200);
+    await joinHome(p, owner, home, late, 'member');
 
     const replay = await openWs(p.httpUrl, '?lastEventId=0', bearer(late.token));
     await replay.next((e) => e.type === 'hello');
@@ -307,11 +303,7 @@ describe('one node', () => {
     const first = await p.provision('plug', 'granted first');
     const later = await p.provision('plug', 'granted later');
     for (const d of [first, later]) assert.equal((await owner.api('POST', `/homes/${home}/devices`, { pairingCode: d.pairingCode })).status, 201);
-    assert.equal((await owner.api('POST', `/homes/${home}/invitations`, { email: guest.email, role: 'guest', deviceIds: [first.id] })).status, 201);
-    const mail = [...p.logs].reverse().find((l) => l.mail?.to === guest.email)?.mail;
-    const token = /token=([A-Za-z0-9_-]+)/.exec(mail?.text ?? '')?.[1];
-    assert.ok(token, 'the invitation e-mail');
-    assert.equal((await guest.api('POST', '/invitations/accept', { token })).status, 200);
+    await joinHome(p, owner, home, guest, 'guest', { deviceIds: [first.id] });
     const watch = await openWs(p.httpUrl, '', bearer(owner.token));
     await watch.next((e) => e.type === 'hello');
     const c = await p.connect(later.id, later.secret);
@@ -336,11 +328,7 @@ describe('one node', () => {
     const home = (await owner.api('POST', '/homes', { name: 'Leaving', timezone: 'UTC' })).body.id as string;
     const plug = await p.provision('plug', 'leaving plug');
     assert.equal((await owner.api('POST', `/homes/${home}/devices`, { pairingCode: plug.pairingCode })).status, 201);
-    assert.equal((await owner.api('POST', `/homes/${home}/invitations`, { email: member.email, role: 'member' })).status, 201);
-    const mail = [...p.logs].reverse().find((l) => l.mail?.to === member.email)?.mail;
-    const token = /token=([A-Za-z0-9_-]+)/.exec(mail?.text ?? '')?.[1];
-    assert.ok(token, 'the invitation e-mail');
-    assert.equal((await member.api('POST', '/invitations/accept', { token })).status, 200);
+    await joinHome(p, owner, home, member, 'member');
     const watch = await openWs(p.httpUrl, '', bearer(owner.token));
     const theirs = await openWs(p.httpUrl, '', bearer(member.token));
     await Promise.all([watch.next((e) => e.type === 'hello'), theirs.next((e) => e.type === 'hello')]);
