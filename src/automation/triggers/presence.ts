@@ -1,5 +1,6 @@
 import { Type, type Static } from 'typebox';
-import { DurationSchema, parseDuration } from '../automation-values.ts';
+import { DurationSchema } from '../automation-values.ts';
+import { forWindow } from './for-window.ts';
 import type { TriggerKind } from '../automation-plugins.ts';
 
 export const PresenceTriggerSchema = Type.Object({
@@ -25,25 +26,14 @@ export const presenceTrigger: TriggerKind<PresenceTrigger> = {
     const want = t.type === 'online';
     let prev: boolean | undefined;
     let known = false;
-    let pending: (() => void) | undefined;
-    const cancel = () => {
-      pending?.();
-      pending = undefined;
-    };
+    const { fire, cancel } = forWindow(t.for, ctx);
     const off = ctx.hub.on('presence', t.device, (ev) => {
       const was = known ? prev === want : false;
       prev = ev.online;
       known = true;
       if (ev.online !== want) return cancel();
       if (was) return;
-      const data = { device: ev.deviceId, online: ev.online, reason: ev.reason };
-      if (t.for === undefined) return void ctx.fire(data);
-      if (pending) return;
-      const ms = parseDuration(t.for)!;
-      pending = ctx.clock.setTimer(() => {
-        pending = undefined;
-        void ctx.fire({ ...data, forMs: ms });
-      }, ms);
+      fire({ device: ev.deviceId, online: ev.online, reason: ev.reason });
     });
     // What it saw last when it loads: only a change from here on fires.
     ctx.online(t.device).then((v) => {

@@ -1,6 +1,7 @@
 import { Type, type Static } from 'typebox';
 import { sameValue } from '../../shadow/shadow-state.ts';
-import { DurationSchema, parseDuration } from '../automation-values.ts';
+import { DurationSchema } from '../automation-values.ts';
+import { forWindow } from './for-window.ts';
 import type { TriggerKind } from '../automation-plugins.ts';
 
 export const PropertyTriggerSchema = Type.Object({
@@ -56,20 +57,7 @@ export const propertyTrigger: TriggerKind<PropertyTrigger> = {
     /** The last value seen; a report is a crossing or not against it. */
     let prev: unknown;
     let known = false;
-    let pending: (() => void) | undefined;
-    const cancel = () => {
-      pending?.();
-      pending = undefined;
-    };
-    const fire = (data: Record<string, unknown>) => {
-      if (t.for === undefined) return void ctx.fire(data);
-      if (pending) return;
-      const ms = parseDuration(t.for)!;
-      pending = ctx.clock.setTimer(() => {
-        pending = undefined;
-        void ctx.fire({ ...data, forMs: ms });
-      }, ms);
-    };
+    const { fire, cancel } = forWindow(t.for, ctx);
     const off = ctx.hub.on('reported', t.device, (ev) => {
       if (!(t.property in ev.values)) return;
       const v = ev.values[t.property];
