@@ -3,9 +3,9 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import type { IClientOptions, MqttClient } from 'mqtt';
 import { freePort } from './ports.ts';
-import { ADMIN, requestJson, storeEnv, type ApiResponse } from './platform.ts';
+import { ADMIN, connectDevice, requestJson, storeEnv, type ApiResponse } from './platform.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const BIN = join(ROOT, 'bin', 'hearth.js');
@@ -75,12 +75,8 @@ export async function startChildPlatform(opts: { env?: Record<string, string> } 
       return r.body;
     },
     async connect(id, secret, o = {}) {
-      const c = mqtt.connect(p.mqttUrl, { clientId: id, username: id, password: secret, reconnectPeriod: 0, connectTimeout: 5000, ...o });
+      const c = await connectDevice(p.mqttUrl, id, secret, o);
       clients.push(c);
-      await new Promise<void>((resolve, reject) => {
-        c.once('connect', () => resolve());
-        c.once('error', reject);
-      });
       return c;
     },
     async stop() {

@@ -106,12 +106,8 @@ export async function startPlatform(opts: { dataDir?: string; env?: Record<strin
       return r.body;
     },
     async connect(id, secret, o = {}) {
-      const c = mqtt.connect(p.mqttUrl, { clientId: id, username: id, password: secret, reconnectPeriod: 0, connectTimeout: 5000, ...o });
+      const c = await connectDevice(p.mqttUrl, id, secret, o);
       clients.push(c);
-      await new Promise<void>((resolve, reject) => {
-        c.once('connect', () => resolve());
-        c.once('error', reject);
-      });
       return c;
     },
     async device(id) {
@@ -222,4 +218,14 @@ export async function requestJson<T = any>(url: string, method: string, body?: u
     /* keep text */
   }
   return { status: res.status, headers: res.headers, body: parsed as T };
+}
+
+/** A device's MQTT connection (client id = user name = device id, no reconnects), once CONNACKed. */
+export async function connectDevice(mqttUrl: string, id: string, secret: string, opts: IClientOptions = {}): Promise<MqttClient> {
+  const c = mqtt.connect(mqttUrl, { clientId: id, username: id, password: secret, reconnectPeriod: 0, connectTimeout: 5000, ...opts });
+  await new Promise<void>((resolve, reject) => {
+    c.once('connect', () => resolve());
+    c.once('error', reject);
+  });
+  return c;
 }
