@@ -10,7 +10,8 @@ import type { Bus, BusEngine } from './core/bus/bus.ts';
 import { NatsBus } from './core/bus/nats-bus.ts';
 import { migrate, openStore, type Db } from './core/store/db.ts';
 import { SettingsStore } from './core/settings-store.ts';
-import { AuthService, type Principal } from './auth/auth-service.ts';
+import { AuthService } from './auth/auth-service.ts';
+import type { Principal } from './access/principal.ts';
 import { authRoutes } from './auth/auth-routes.ts';
 import { RateLimiter } from './core/rate-limiter.ts';
 import { createMailer, type Mailer } from './core/mailer.ts';
@@ -26,11 +27,16 @@ import { historyRoutes } from './history/history-routes.ts';
 import { CommandService } from './commands/command-service.ts';
 import { commandRoutes } from './commands/command-routes.ts';
 import { IngestService } from './ingest/ingest-service.ts';
-import { AccessService } from './homes/access-service.ts';
+import { AccessService } from './access/access-service.ts';
 import { AuditService } from './audit/audit-service.ts';
 import { auditRoutes } from './audit/audit-routes.ts';
 import { DeviceViews } from './devices/device-view.ts';
 import { HomeService } from './homes/home-service.ts';
+import { HomeDirectory } from './homes/home-directory.ts';
+import { MembershipService } from './homes/membership-service.ts';
+import { BindingService } from './homes/binding-service.ts';
+import { GroupService } from './homes/group-service.ts';
+import type { HomesDeps } from './homes/home-types.ts';
 import { homeRoutes } from './homes/home-routes.ts';
 import { StreamService } from './stream/stream-service.ts';
 import { ShardManager } from './core/cluster/shards.ts';
@@ -38,20 +44,20 @@ import { broadcast, type Broadcast } from './core/cluster/broadcast.ts';
 import { Metrics } from './core/observability/metrics.ts';
 import { instrumentBus } from './core/observability/bus-metrics.ts';
 import { streamRoutes } from './stream/stream-routes.ts';
-import { DeliveryService } from './gateway/delivery-service.ts';
-import { DeadLetterService, DeadLetterStore } from './gateway/dead-letters.ts';
-import { deadLetterRoutes } from './gateway/dead-letter-routes.ts';
-import { GatewayPipeline } from './gateway/pipeline.ts';
-import { GatewayConfigService } from './gateway/config-service.ts';
-import { gatewayRoutes } from './gateway/gateway-routes.ts';
+import { DeliveryService } from './delivery/delivery-service.ts';
+import { DeadLetterService, DeadLetterStore } from './delivery/dead-letters.ts';
+import { deadLetterRoutes } from './delivery/dead-letter-routes.ts';
+import { RoutingPipeline } from './routing/pipeline.ts';
+import { RoutingConfigService } from './routing/config-service.ts';
+import { routingRoutes } from './routing/routing-routes.ts';
 import { MqttGateway } from './transports/mqtt/mqtt-gateway.ts';
 import { buildHttpServer, type HttpApp } from './transports/http/http-server.ts';
 import { pageRoutes } from './transports/http/pages.ts';
-import { GatewayIngress } from './gateway/ingress.ts';
-import { PartnerService } from './gateway/partner-service.ts';
-import { partnerRoutes } from './gateway/partner-routes.ts';
-import { deviceHttpRoutes } from './gateway/device-http-routes.ts';
-import { AmqpSources } from './gateway/amqp-sources.ts';
+import { UplinkIngress } from './ingress/ingress.ts';
+import { PartnerService } from './partners/partner-service.ts';
+import { partnerRoutes } from './partners/partner-routes.ts';
+import { deviceHttpRoutes } from './ingress/device-http-routes.ts';
+import { AmqpSources } from './partners/amqp-sources.ts';
 import { systemClock, type Clock } from './core/clock.ts';
 import { SceneService } from './scenes/scene-service.ts';
 import { sceneRoutes } from './scenes/scene-routes.ts';
@@ -84,11 +90,14 @@ export interface Services {
   audit: AuditService;
   views: DeviceViews;
   homes: HomeService;
+  members: MembershipService;
+  bindings: BindingService;
+  groups: GroupService;
   stream: StreamService;
   delivery: DeliveryService;
   deadLetters: DeadLetterService;
   partners: PartnerService;
-  gateway: GatewayConfigService;
+  routing: RoutingConfigService;
   scenes: SceneService;
   timers: TimerService;
   notify: NotificationService;
@@ -130,7 +139,7 @@ export class Hearth {
   /** The listening HTTP app, once started (`buildApp()` makes one that does not listen). */
   http!: HttpApp;
   /** How the sources other than MQTT (device HTTP, partners) put messages into the pipeline. */
-  readonly ingress: GatewayIngress;
+  readonly ingress: UplinkIngress;
   /** Partner AMQP queues, consumed on worker nodes. */
   readonly amqpSources: AmqpSources;
   /** Wall-clock time for schedules, timers and delays (a ManualClock in tests). */
@@ -185,7 +194,7 @@ export class Hearth {
     const audit = new AuditService({ db, log, flushMs: config.historyFlushMs });
     const products = new ProductService({ db });
     const devices = new DeviceService({ db, products });
-    const access = new AccessService({ db, devices });
+    const access = new AccessService({ directory: new HomeDirectory(db), devices });
     const stream = new StreamService({ bus, access, devices, log: log.child({ component: 'stream' }), maxPerUser: config.streamMaxPerUser });
     // Caches every node keeps are kept coherent over the bus: revoked sessions, device placements.
     // A revoked session or key also ends its live streams on every node, at once. (Sessions are
@@ -225,16 +234,16 @@ export class Hearth {
     }));
     const shadow = new ShadowService({ db, bus, log, devices, products, presence, shards, flushMs: config.historyFlushMs });
     const history = new HistoryService({ db, log, flushMs: config.historyFlushMs });
-    const ingress = (this.ingress = new GatewayIngress({ bus, shards: config.shards, nodeId: this.nodeId }));
-    const pipeline = new GatewayPipeline({ observer: metrics });
+    const ingress = (this.ingress = new UplinkIngress({ bus, shards: config.shards, nodeId: this.nodeId }));
+    const pipeline = new RoutingPipeline({ observer: metrics });
     const commands = new CommandService({ db, bus, log, devices, products, presence, defaultTimeoutMs: config.commandTimeoutMs, observer: metrics, ingress, routesCommands: () => pipeline.routesCommands });
     const deadLetterStore = new DeadLetterStore(db);
     const delivery = new DeliveryService({ bus, log: log.child({ component: 'delivery' }), metrics, deadLetters: deadLetterStore });
     const deadLetters = new DeadLetterService({ store: deadLetterStore, queue: delivery });
     // Every node may enqueue deliveries (the ingest, replays); workers run the delivery consumers.
     const deliveries = this.has('worker') ? delivery : { enqueue: (d: Parameters<DeliveryService['enqueue']>[0]) => delivery.enqueue(d), reconcile: async () => {} };
-    const gateway = new GatewayConfigService({ db, bus, log: log.child({ component: 'gateway' }), pipeline, devices, products, deliveries, file: config.gatewayConfig });
-    const ingest = new IngestService({ bus, log, devices, products, presence, shadow, history, commands, flushMs: config.historyFlushMs, ackWaitMs: config.ackWaitMs, observer: metrics, gateway: pipeline, deliveries });
+    const routing = new RoutingConfigService({ db, bus, log: log.child({ component: 'routing' }), pipeline, devices, products, deliveries, file: config.gatewayConfig });
+    const ingest = new IngestService({ bus, log, devices, products, presence, shadow, history, commands, flushMs: config.historyFlushMs, ackWaitMs: config.ackWaitMs, observer: metrics, routing: pipeline, deliveries });
     // Released in reverse: the ingest settles its messages before the shadows are let go.
     shards.on(shadow);
     shards.on(ingest);
@@ -244,7 +253,7 @@ export class Hearth {
     const views = new DeviceViews({ presence, shadow, access });
     const scenes = new SceneService({ db, bus, log: log.child({ component: 'scenes' }), clock: this.clock, access, devices, products, presence, shadow, commands, audit, stream });
     // Homes tell the capabilities that keep per-home state (automations and notify are built below: they read homes).
-    const homes = new HomeService({
+    const homesDeps: HomesDeps = {
       db, access, devices, shadow, commands, audit, mailer, users: auth, publicUrl,
       onPlacementChange: (deviceId) => placed.send(deviceId === undefined ? {} : { deviceId }),
       onAccessChange: (userId) => accessChanged.send({ userId }),
@@ -254,7 +263,11 @@ export class Hearth {
         await scenes.homeDeleted(homeId);
         await notify.homeDeleted(homeId);
       },
-    });
+    };
+    const homes = new HomeService(homesDeps);
+    const members = new MembershipService(homesDeps);
+    const bindings = new BindingService(homesDeps);
+    const groups = new GroupService(homesDeps);
     metrics.setStreamClientsSource(() => stream.connections);
     // Every node caches partners and the workers consume their queues: a change reaches them all.
     const partnersChanged = broadcast(bus, 'cluster.partners', () => {
@@ -286,7 +299,7 @@ export class Hearth {
     const automationsChanged = broadcast(bus, 'cluster.automations', (m) => automationEngine.reload(m.id));
     this.broadcasts.push(automationsChanged);
     const automations = new AutomationService({
-      store: automationStore, access, devices, products, audit, homes, urls, clock: this.clock, log: log.child({ component: 'automations' }), shardCount: config.shards,
+      store: automationStore, access, devices, products, audit, homes, groups, urls, clock: this.clock, log: log.child({ component: 'automations' }), shardCount: config.shards,
       timers, scenes, onChange: (id): Promise<void> => automationsChanged.send({ id }),
     });
     const automationEngine = new AutomationEngine({
@@ -294,7 +307,7 @@ export class Hearth {
       effects: {
         command: (id, input, source) => commands.send(id, input, source),
         setDesired: (id, values) => shadow.setDesired(id, values),
-        groupDevices: (homeId, groupId) => homes.groupDevices(homeId, groupId),
+        groupDevices: (homeId, groupId) => groups.groupDevices(homeId, groupId),
         postJson: webhookCaller(metrics, urls),
         scenes,
         notify,
@@ -307,7 +320,7 @@ export class Hearth {
       timers,
     });
     shards.on(automationEngine);
-    this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, stream, delivery, deadLetters, partners, gateway, scenes, timers, notify, automations, automationEngine };
+    this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, members, bindings, groups, stream, delivery, deadLetters, partners, routing, scenes, timers, notify, automations, automationEngine };
     this.mqtt = new MqttGateway({
       bus, devices, presence, log: log.child({ component: 'mqtt' }), observer: metrics,
       config: {
@@ -344,7 +357,7 @@ export class Hearth {
         start: () => this.broadcasts.forEach((b) => b.open()),
         stop: () => this.broadcasts.forEach((b) => b.close()),
       },
-      { name: 'gateway-config', after: ['store', 'bus', 'delivery', 'products'], start: () => s.gateway.start(), stop: () => s.gateway.stop() },
+      { name: 'routing-config', after: ['store', 'bus', 'delivery', 'products'], start: () => s.routing.start(), stop: () => s.routing.stop() },
       { name: 'presence', after: ['store', 'bus'], start: () => s.presence.start(), stop: () => s.presence.stop() },
       { name: 'mailer', stop: () => this.mailer.close?.() },
       { name: 'audit', after: ['store'], start: () => s.audit.start(), stop: () => s.audit.stop() },
@@ -358,7 +371,7 @@ export class Hearth {
       { name: 'commands', after: ['presence'], start: () => s.commands.start(), stop: () => s.commands.stop() },
       { name: 'notify', after: ['store', 'mailer'], start: () => s.notify.start(), stop: () => s.notify.stop() },
       { name: 'stream', after: ['bus', 'broadcasts'], start: () => s.stream.start(), stop: () => s.stream.stop() },
-      { name: 'ingest', after: ['shadow', 'history', 'commands', 'delivery', 'gateway-config'], start: async () => { await s.ingest.declare(); s.ingest.start(); }, stop: () => s.ingest.stop() },
+      { name: 'ingest', after: ['shadow', 'history', 'commands', 'delivery', 'routing-config'], start: async () => { await s.ingest.declare(); s.ingest.start(); }, stop: () => s.ingest.stop() },
       { name: 'automation-store', after: ['store'], start: () => this.automationStore.start(), stop: () => this.automationStore.stop() },
       { name: 'timers', after: ['store', 'bus'], start: () => s.timers.start(), stop: () => s.timers.stop() },
       // Automations run where shards are owned: device messages reach workers only.
@@ -507,8 +520,8 @@ export class Hearth {
     app.register(commandRoutes, { access, commands, audit });
     app.register(historyRoutes, { access, products, history });
     app.register(auditRoutes, { audit });
-    app.register(homeRoutes, { homes: s.homes, views });
-    app.register(gatewayRoutes, { gateway: s.gateway, audit });
+    app.register(homeRoutes, { homes: s.homes, members: s.members, bindings: s.bindings, groups: s.groups, views });
+    app.register(routingRoutes, { routing: s.routing, audit });
     app.register(streamRoutes, { stream: s.stream, verifyPrincipal: (t) => auth.authenticate('Bearer ' + t), rateLimit: (p) => this.rateLimitWait(p) });
     app.register(deadLetterRoutes, { deadLetters: s.deadLetters });
     app.register(deviceHttpRoutes, { devices: s.devices, products, ingress: this.ingress, maxPayloadBytes: this.config.maxPayloadBytes });

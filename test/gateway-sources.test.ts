@@ -13,9 +13,9 @@ import { MemoryBus } from '../src/core/bus/memory-bus.ts';
 import { createLogger } from '../src/core/logger.ts';
 import { ProductService } from '../src/products/product-service.ts';
 import { DeviceService } from '../src/devices/device-service.ts';
-import { PartnerService } from '../src/gateway/partner-service.ts';
-import { GatewayIngress } from '../src/gateway/ingress.ts';
-import { AmqpSources } from '../src/gateway/amqp-sources.ts';
+import { PartnerService } from '../src/partners/partner-service.ts';
+import { UplinkIngress } from '../src/ingress/ingress.ts';
+import { AmqpSources } from '../src/partners/amqp-sources.ts';
 import { UPLINK_STREAM, subjects } from '../src/core/bus/subjects.ts';
 
 /**
@@ -315,7 +315,7 @@ test('AMQP: a message that cannot be stored (bus down) is requeued, never lost, 
     const partners = new PartnerService({ db, devices, products });
     await ch.assertQueue('acme-retry', { durable: false });
     await partners.create({ name: 'Retry', products: ['light'], amqp: { url: rabbit.url, queue: 'acme-retry' } });
-    const ingress = new GatewayIngress({ bus, shards: 1, nodeId: 'test' });
+    const ingress = new UplinkIngress({ bus, shards: 1, nodeId: 'test' });
     const down = new AmqpSources({ partners, ingress, log, requeueDelayMs: 50 });
     await down.start();
     ch.sendToQueue('acme-retry', Buffer.from(JSON.stringify({ deviceId: light.id, kind: 'properties', payload: { on: true } })), { messageId: 'm-1' });

@@ -4,7 +4,8 @@ import { Auth } from '../transports/http/route-auth.ts';
 import { principal } from '../transports/http/http-server.ts';
 import { AuthHeader, problems } from '../transports/http/http-schemas.ts';
 import { HearthError } from '../core/errors.ts';
-import { actorOf, SCOPES, type AuthService, type AuthSession, type Principal } from './auth-service.ts';
+import type { AuthService, AuthSession } from './auth-service.ts';
+import { actorOf, SCOPES, type Principal } from '../access/principal.ts';
 
 /** Where the routes write who changed keys and passwords (the AuditService fits). */
 export interface AuditSink {

@@ -1,9 +1,10 @@
-import { BusError, type Bus, type Unsubscribe } from '../core/bus/bus.ts';
+import type { Bus, Unsubscribe } from '../core/bus/bus.ts';
+import { askShardOwner, serveShard } from '../core/cluster/shard-rpc.ts';
 import { subjects } from '../core/bus/subjects.ts';
 import { shardOf, type ShardListener } from '../core/cluster/shards.ts';
 import type { Clock } from '../core/clock.ts';
 import type { Logger } from '../core/logger.ts';
-import { HearthError, isHearthError, type ErrorCode } from '../core/errors.ts';
+import { HearthError } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
 import type { AutomationRpc as Rpc, AutomationRpcReply as RpcReply, DeviceEvent, PresenceEvent, ReportedEvent } from '../core/bus/events.ts';
 import { evaluateAll, type World } from './conditions.ts';
@@ -507,32 +508,23 @@ export class AutomationEngine implements ShardListener {
   private async route(a: Automation, req: Rpc): Promise<Run> {
     if (this.owns(a.homeId)) return this.local(req);
     const shard = this.shardOf(a.homeId);
-    const deadline = Date.now() + 10_000;
-    for (let attempt = 0; ; attempt++) {
-      let reply: RpcReply | undefined;
-      try {
-        reply = await this.deps.bus.request(subjects.automationRpc(shard), req, { timeoutMs: 5000 });
-      } catch (err) {
-        if (!(err instanceof BusError) || err.code === 'CLOSED') throw err;
-      }
-      if (reply?.ok) return reply.run;
-      if (reply && reply.code !== 'E_NOT_OWNER') throw new HearthError(reply.code as ErrorCode, reply.message);
-      if (Date.now() >= deadline) throw new HearthError('E_UNAVAILABLE', `no worker runs the automations of shard ${shard}; try again`);
-      if (this.owns(a.homeId)) return this.local(req);
-      await new Promise((r) => setTimeout(r, Math.min(50 * 2 ** attempt, 500)));
-    }
+    return askShardOwner({
+      send: () => this.deps.bus.request(subjects.automationRpc(shard), req, { timeoutMs: 5000 }),
+      take: (reply) => reply.run,
+      owns: () => this.owns(a.homeId),
+      local: () => this.local(req),
+      patienceMs: 10_000,
+      unavailable: `no worker runs the automations of shard ${shard}; try again`,
+    });
   }
 
-  private async serve(shard: number, req: Rpc): Promise<RpcReply> {
-    if (!this.deps.shards.owns(shard)) return { ok: false, code: 'E_NOT_OWNER', message: 'shard moved' };
-    try {
-      return { ok: true, run: await this.local(req) };
-    } catch (err) {
-      if (isHearthError(err)) return { ok: false, code: err.code, message: err.message };
-      this.deps.log.error({ err, automationId: req.id }, 'automation request failed');
-      return { ok: false, code: 'E_INTERNAL', message: 'automation request failed' };
-    }
+  private serve(shard: number, req: Rpc): Promise<RpcReply> {
+    return serveShard({
+      owns: this.deps.shards.owns(shard), log: this.deps.log, context: { automationId: req.id }, what: 'automation request',
+      run: async () => ({ ok: true as const, run: await this.local(req) }),
+    });
   }
+
 
   private async local(req: Rpc): Promise<Run> {
     const c = this.loaded.get(req.id) ?? (await this.reloadFor(req.id));

@@ -5,7 +5,7 @@ import type { HttpApp } from '../transports/http/http-server.ts';
 import { Auth } from '../transports/http/route-auth.ts';
 import { principal } from '../transports/http/http-server.ts';
 import { AuthHeader, problems } from '../transports/http/http-schemas.ts';
-import { actorOf } from '../auth/auth-service.ts';
+import { actorOf } from '../access/principal.ts';
 import type { AutomationService } from './automation-service.ts';
 import type { AutomationEngine } from './automation-engine.ts';
 import type { AutomationInput, TriggerType } from './automation-types.ts';

@@ -6,8 +6,8 @@ import { newId, newSecret } from '../core/ids.ts';
 import { toJson } from '../core/store/db.ts';
 import { shardOf } from '../core/cluster/shards.ts';
 import type { Logger } from '../core/logger.ts';
-import { actorOf, type Principal } from '../auth/auth-service.ts';
-import type { AccessService, HomeNeed, HomeRole } from '../homes/access-service.ts';
+import { actorOf, type Principal } from '../access/principal.ts';
+import type { AccessService, HomeNeed, HomeRole } from '../access/access-service.ts';
 import type { DeviceService } from '../devices/device-service.ts';
 import type { ProductService } from '../products/product-service.ts';
 import type { AuditService } from '../audit/audit-service.ts';
@@ -17,6 +17,7 @@ import { triggerKinds } from './triggers/index.ts';
 import { triggerTimerSpec, validateAutomation, type HomeContext, type Problem } from './automation-validate.ts';
 import type { HomeInfo } from './automation-engine.ts';
 import type { HomeService } from '../homes/home-service.ts';
+import type { GroupService } from '../homes/group-service.ts';
 import { parseDuration, type Automation, type AutomationInput, type AutomationStatus, type Run, type Trigger } from './automation-types.ts';
 
 /** The slice of the TimerService (src/timers/timer-service.ts) that schedules and sun triggers use. */
@@ -32,7 +33,8 @@ export interface AutomationServiceDeps {
   devices: Pick<DeviceService, 'get'>;
   products: Pick<ProductService, 'model'>;
   audit: Pick<AuditService, 'record'>;
-  homes: Pick<HomeService, 'info' | 'groupDevices'>;
+  homes: Pick<HomeService, 'info'>;
+  groups: Pick<GroupService, 'groupDevices'>;
   clock: Clock;
   log: Logger;
   shardCount: number;
@@ -285,7 +287,7 @@ export class AutomationService {
         const d = await devices.get(id);
         return d ? products.model(d.productKey) : undefined;
       },
-      groupExists: async (id) => (await this.deps.homes.groupDevices(homeId, id)) !== undefined,
+      groupExists: async (id) => (await this.deps.groups.groupDevices(homeId, id)) !== undefined,
       automationExists: async (id) => (await store.get(id))?.homeId === homeId,
       isMember: async (userId) => {
         const m = await access.membership(userId, homeId);

@@ -4,9 +4,9 @@ import { Auth } from '../transports/http/route-auth.ts';
 import { principal } from '../transports/http/http-server.ts';
 import { AuthHeader, JsonObject, problems } from '../transports/http/http-schemas.ts';
 import { DeviceParams } from '../devices/device-schema.ts';
-import type { AccessService } from '../homes/access-service.ts';
+import type { AccessService } from '../access/access-service.ts';
 import type { AuditService } from '../audit/audit-service.ts';
-import { actorOf } from '../auth/auth-service.ts';
+import { actorOf } from '../access/principal.ts';
 import type { CommandService } from './command-service.ts';
 
 const CommandBody = Type.Object({

@@ -10,7 +10,7 @@ import type { DeviceService } from '../devices/device-service.ts';
 import type { PresenceService } from '../devices/presence-service.ts';
 import type { ProductService } from '../products/product-service.ts';
 import { checkValue } from '../products/thing-model.ts';
-import type { GatewayIngress } from '../gateway/ingress.ts';
+import type { UplinkIngress } from '../ingress/ingress.ts';
 
 export type CommandStatus = 'sent' | 'answered' | 'timeout';
 
@@ -79,7 +79,7 @@ export class CommandService {
       commandResultWarning?(kind: 'undeclared-field'): void;
     };
     /** The message gateway's way in: commands are routed like device messages. */
-    ingress?: Pick<GatewayIngress, 'submit'>;
+    ingress?: Pick<UplinkIngress, 'submit'>;
     /** Whether a route could want commands at all (when not, they don't enter the pipeline). */
     routesCommands?: () => boolean;
   }) {}

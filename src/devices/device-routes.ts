@@ -3,7 +3,7 @@ import type { HttpApp } from '../transports/http/http-server.ts';
 import { Auth } from '../transports/http/route-auth.ts';
 import { AuthHeader, Pagination, problems } from '../transports/http/http-schemas.ts';
 import type { DeviceRecord, DeviceService, ProvisionedDevice } from './device-service.ts';
-import type { AccessService } from '../homes/access-service.ts';
+import type { AccessService } from '../access/access-service.ts';
 import type { DeviceViews } from './device-view.ts';
 import { principal } from '../transports/http/http-server.ts';
 import { BulkProvisionBody, ChildrenSchema, DeviceListSchema, DeviceParams, DeviceSchema, ProvisionBody, ProvisionedSchema } from './device-schema.ts';

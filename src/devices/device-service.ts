@@ -130,6 +130,13 @@ export class DeviceService {
     return rows.map(toRecord);
   }
 
+  /** Ids of the sub-devices of any of the hubs. */
+  async childIds(parentIds: readonly string[]): Promise<string[]> {
+    if (!parentIds.length) return [];
+    const rows = await this.deps.db.selectFrom('devices').select('id').where('parent_id', 'in', [...parentIds]).execute();
+    return rows.map((r) => r.id);
+  }
+
   /** True when `actorId` may act for `deviceId`: itself, or its parent hub. */
   async mayActFor(actorId: string, deviceId: string): Promise<boolean> {
     if (actorId === deviceId) return true;

@@ -1,5 +1,5 @@
-import { hasScope, type Principal } from '../auth/auth-service.ts';
-import type { AccessService } from '../homes/access-service.ts';
+import { hasScope, type Principal } from '../access/principal.ts';
+import type { AccessService } from '../access/access-service.ts';
 import type { ShadowService } from '../shadow/shadow-service.ts';
 import type { DeviceRecord } from './device-service.ts';
 import type { PresenceService } from './presence-service.ts';

@@ -2,10 +2,13 @@ import type { HttpApp } from '../transports/http/http-server.ts';
 import { Auth } from '../transports/http/route-auth.ts';
 import { principal } from '../transports/http/http-server.ts';
 import { AuthHeader, problems } from '../transports/http/http-schemas.ts';
-import type { Principal } from '../auth/auth-service.ts';
+import type { Principal } from '../access/principal.ts';
 import type { DeviceRecord } from '../devices/device-service.ts';
 import { DeviceParams } from '../devices/device-schema.ts';
 import type { HomeService } from './home-service.ts';
+import type { MembershipService } from './membership-service.ts';
+import type { BindingService } from './binding-service.ts';
+import type { GroupService } from './group-service.ts';
 import {
   AcceptBody, AcceptedSchema, AuditListSchema, AuditQuery, ClaimBody, CreateHomeBody, DeletedSchema, DevicePatchBody,
   GroupBody, GroupCommandBody, GroupCommandResultSchema, GroupListSchema, GroupParams, GroupPatchBody, GroupSchema,
@@ -26,8 +29,8 @@ const A = '/api/v1';
  * Routes of homes, rooms, members and invitations, devices in homes, sharing, groups and the
  * home audit trail. Every check is the HomeService's (through the AccessService).
  */
-export async function homeRoutes(app: HttpApp, deps: { homes: HomeService; views: DeviceSummaries }): Promise<void> {
-  const { homes, views } = deps;
+export async function homeRoutes(app: HttpApp, deps: { homes: HomeService; members: MembershipService; bindings: BindingService; groups: GroupService; views: DeviceSummaries }): Promise<void> {
+  const { homes, members, bindings, groups, views } = deps;
 
   // ---------------------------------------------------------------- homes
 
@@ -133,7 +136,7 @@ export async function homeRoutes(app: HttpApp, deps: { homes: HomeService; views
       tags: ['members'], summary: 'The people of a home and their roles', ...AuthHeader, params: HomeParams,
       response: { 200: MemberListSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_HOME_NOT_FOUND') },
     },
-  }, async (req) => ({ items: await homes.listMembers(principal(req), req.params.homeId) }));
+  }, async (req) => ({ items: await members.listMembers(principal(req), req.params.homeId) }));
 
   app.post(`${A}/homes/:homeId/invitations`, {
     config: { auth: Auth.caller() },
@@ -143,7 +146,7 @@ export async function homeRoutes(app: HttpApp, deps: { homes: HomeService; views
       params: HomeParams, body: InviteBody,
       response: { 201: InvitationSchema, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_EMAIL_NOT_VERIFIED', 'E_HOME_NOT_FOUND', 'E_CONFLICT', 'E_RATE_LIMITED') },
     },
-  }, async (req, reply) => reply.status(201).send(await homes.invite(principal(req), req.params.homeId, req.body)));
+  }, async (req, reply) => reply.status(201).send(await members.invite(principal(req), req.params.homeId, req.body)));
 
   app.get(`${A}/homes/:homeId/invitations`, {
     config: { auth: Auth.caller() },
@@ -151,7 +154,7 @@ export async function homeRoutes(app: HttpApp, deps: { homes: HomeService; views
       tags: ['members'], summary: 'Invitations of a home, newest first (owner, admin)', ...AuthHeader, params: HomeParams,
       response: { 200: InvitationListSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_HOME_NOT_FOUND') },
     },
-  }, async (req) => ({ items: await homes.listInvitations(principal(req), req.params.homeId) }));
+  }, async (req) => ({ items: await members.listInvitations(principal(req), req.params.homeId) }));
 
   app.delete(`${A}/homes/:homeId/invitations/:invitationId`, {
     config: { auth: Auth.caller() },
@@ -159,7 +162,7 @@ export async function homeRoutes(app: HttpApp, deps: { homes: HomeService; views
       tags: ['members'], summary: 'Revoke an invitation (owner, admin)', ...AuthHeader, params: InvitationParams,
       response: { 200: InvitationSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_HOME_NOT_FOUND', 'E_INVITATION_NOT_FOUND', 'E_CONFLICT') },
     },
-  }, async (req) => homes.revokeInvitation(principal(req), req.params.homeId, req.params.invitationId));
+  }, async (req) => members.revokeInvitation(principal(req), req.params.homeId, req.params.invitationId));
 
   app.post(`${A}/invitations/accept`, {
     config: { auth: Auth.password },
@@ -168,7 +171,7 @@ export async function homeRoutes(app: HttpApp, deps: { homes: HomeService; views
       description: 'Your e-mail address must be verified first (403 E_EMAIL_NOT_VERIFIED): an account made with somebody else\'s address gets nothing sent to it.',
       response: { 200: AcceptedSchema, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_EMAIL_NOT_VERIFIED', 'E_INVITATION_NOT_FOUND', 'E_CONFLICT') },
     },
-  }, async (req) => homes.acceptInvitation(principal(req), req.body.token));
+  }, async (req) => members.acceptInvitation(principal(req), req.body.token));
 
   app.patch(`${A}/homes/:homeId/members/:userId`, {
     config: { auth: Auth.caller() },
@@ -177,7 +180,7 @@ export async function homeRoutes(app: HttpApp, deps: { homes: HomeService; views
       params: MemberParams, body: MemberPatchBody,
       response: { 200: MemberSchema, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_HOME_NOT_FOUND', 'E_USER_NOT_FOUND', 'E_CONFLICT') },
     },
-  }, async (req) => homes.updateMember(principal(req), req.params.homeId, req.params.userId, req.body));
+  }, async (req) => members.updateMember(principal(req), req.params.homeId, req.params.userId, req.body));
 
   app.delete(`${A}/homes/:homeId/members/:userId`, {
     config: { auth: Auth.caller() },
@@ -186,7 +189,7 @@ export async function homeRoutes(app: HttpApp, deps: { homes: HomeService; views
       response: { 200: LeftSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_HOME_NOT_FOUND', 'E_USER_NOT_FOUND', 'E_CONFLICT') },
     },
   }, async (req) => {
-    await homes.removeMember(principal(req), req.params.homeId, req.params.userId);
+    await members.removeMember(principal(req), req.params.homeId, req.params.userId);
     return { homeId: req.params.homeId, userId: req.params.userId, removed: true as const };
   });
 
@@ -198,7 +201,7 @@ export async function homeRoutes(app: HttpApp, deps: { homes: HomeService; views
     },
   }, async (req) => {
     const p = principal(req);
-    await homes.leave(p, req.params.homeId);
+    await members.leave(p, req.params.homeId);
     return { homeId: req.params.homeId, userId: p.userId, removed: true as const };
   });
 
@@ -209,7 +212,7 @@ export async function homeRoutes(app: HttpApp, deps: { homes: HomeService; views
       params: HomeParams, body: TransferBody,
       response: { 200: HomeSchema, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_HOME_NOT_FOUND', 'E_USER_NOT_FOUND', 'E_CONFLICT') },
     },
-  }, async (req) => homes.transfer(principal(req), req.params.homeId, req.body.userId));
+  }, async (req) => members.transfer(principal(req), req.params.homeId, req.body.userId));
 
   // ---------------------------------------------------------------- devices in homes
 
@@ -222,7 +225,7 @@ export async function homeRoutes(app: HttpApp, deps: { homes: HomeService; views
     },
   }, async (req, reply) => {
     const p = principal(req);
-    const d = await homes.claim(p, req.params.homeId, req.body);
+    const d = await bindings.claim(p, req.params.homeId, req.body);
     return reply.status(201).send(await views.summary(d, p));
   });
 
@@ -234,7 +237,7 @@ export async function homeRoutes(app: HttpApp, deps: { homes: HomeService; views
     },
   }, async (req) => {
     const p = principal(req);
-    const items = await homes.listDevices(p, req.params.homeId);
+    const items = await bindings.listDevices(p, req.params.homeId);
     return { items: await Promise.all(items.map((d) => views.summary(d, p))) };
   });
 
@@ -245,7 +248,7 @@ export async function homeRoutes(app: HttpApp, deps: { homes: HomeService; views
       params: HomeDeviceParams,
       response: { 200: UnboundSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_HOME_NOT_FOUND', 'E_DEVICE_NOT_FOUND', 'E_CONFLICT') },
     },
-  }, async (req) => ({ deviceId: req.params.deviceId, unbound: await homes.unbind(principal(req), req.params.homeId, req.params.deviceId) }));
+  }, async (req) => ({ deviceId: req.params.deviceId, unbound: await bindings.unbind(principal(req), req.params.homeId, req.params.deviceId) }));
 
   app.patch(`${A}/devices/:id`, {
     config: { auth: Auth.caller() },
@@ -256,7 +259,7 @@ export async function homeRoutes(app: HttpApp, deps: { homes: HomeService; views
     },
   }, async (req) => {
     const p = principal(req);
-    return views.summary(await homes.updateDevice(p, req.params.id, req.body), p);
+    return views.summary(await bindings.updateDevice(p, req.params.id, req.body), p);
   });
 
   // ---------------------------------------------------------------- sharing
@@ -269,7 +272,7 @@ export async function homeRoutes(app: HttpApp, deps: { homes: HomeService; views
       params: DeviceParams, body: ShareBody,
       response: { 201: ShareSchema, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_DEVICE_NOT_FOUND', 'E_USER_NOT_FOUND', 'E_CONFLICT') },
     },
-  }, async (req, reply) => reply.status(201).send(await homes.share(principal(req), req.params.id, req.body)));
+  }, async (req, reply) => reply.status(201).send(await bindings.share(principal(req), req.params.id, req.body)));
 
   app.get(`${A}/devices/:id/shares`, {
     config: { auth: Auth.caller() },
@@ -277,7 +280,7 @@ export async function homeRoutes(app: HttpApp, deps: { homes: HomeService; views
       tags: ['sharing'], summary: 'Who a device is shared with (owner, admin)', ...AuthHeader, params: DeviceParams,
       response: { 200: ShareListSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_DEVICE_NOT_FOUND') },
     },
-  }, async (req) => ({ items: await homes.listShares(principal(req), req.params.id) }));
+  }, async (req) => ({ items: await bindings.listShares(principal(req), req.params.id) }));
 
   app.delete(`${A}/devices/:id/shares/:userId`, {
     config: { auth: Auth.caller() },
@@ -286,7 +289,7 @@ export async function homeRoutes(app: HttpApp, deps: { homes: HomeService; views
       response: { 200: UnsharedSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_DEVICE_NOT_FOUND', 'E_USER_NOT_FOUND') },
     },
   }, async (req) => {
-    await homes.unshare(principal(req), req.params.id, req.params.userId);
+    await bindings.unshare(principal(req), req.params.id, req.params.userId);
     return { deviceId: req.params.id, userId: req.params.userId, removed: true as const };
   });
 
@@ -299,7 +302,7 @@ export async function homeRoutes(app: HttpApp, deps: { homes: HomeService; views
       params: HomeParams, body: GroupBody,
       response: { 201: GroupSchema, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_HOME_NOT_FOUND') },
     },
-  }, async (req, reply) => reply.status(201).send(await homes.createGroup(principal(req), req.params.homeId, req.body)));
+  }, async (req, reply) => reply.status(201).send(await groups.createGroup(principal(req), req.params.homeId, req.body)));
 
   app.get(`${A}/homes/:homeId/groups`, {
     config: { auth: Auth.caller() },
@@ -307,7 +310,7 @@ export async function homeRoutes(app: HttpApp, deps: { homes: HomeService; views
       tags: ['groups'], summary: 'The device groups of a home', ...AuthHeader, params: HomeParams,
       response: { 200: GroupListSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_HOME_NOT_FOUND') },
     },
-  }, async (req) => ({ items: await homes.listGroups(principal(req), req.params.homeId) }));
+  }, async (req) => ({ items: await groups.listGroups(principal(req), req.params.homeId) }));
 
   app.get(`${A}/groups/:groupId`, {
     config: { auth: Auth.caller() },
@@ -315,7 +318,7 @@ export async function homeRoutes(app: HttpApp, deps: { homes: HomeService; views
       tags: ['groups'], summary: 'A device group', ...AuthHeader, params: GroupParams,
       response: { 200: GroupSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_GROUP_NOT_FOUND') },
     },
-  }, async (req) => homes.getGroup(principal(req), req.params.groupId));
+  }, async (req) => groups.getGroup(principal(req), req.params.groupId));
 
   app.patch(`${A}/groups/:groupId`, {
     config: { auth: Auth.caller() },
@@ -324,7 +327,7 @@ export async function homeRoutes(app: HttpApp, deps: { homes: HomeService; views
       params: GroupParams, body: GroupPatchBody,
       response: { 200: GroupSchema, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_GROUP_NOT_FOUND') },
     },
-  }, async (req) => homes.updateGroup(principal(req), req.params.groupId, req.body));
+  }, async (req) => groups.updateGroup(principal(req), req.params.groupId, req.body));
 
   app.delete(`${A}/groups/:groupId`, {
     config: { auth: Auth.caller() },
@@ -333,7 +336,7 @@ export async function homeRoutes(app: HttpApp, deps: { homes: HomeService; views
       response: { 200: DeletedSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_GROUP_NOT_FOUND') },
     },
   }, async (req) => {
-    await homes.deleteGroup(principal(req), req.params.groupId);
+    await groups.deleteGroup(principal(req), req.params.groupId);
     return { id: req.params.groupId, deleted: true as const };
   });
 
@@ -344,5 +347,5 @@ export async function homeRoutes(app: HttpApp, deps: { homes: HomeService; views
       params: GroupParams, body: GroupCommandBody,
       response: { 200: GroupCommandResultSchema, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_GROUP_NOT_FOUND') },
     },
-  }, async (req) => ({ results: await homes.groupCommand(principal(req), req.params.groupId, req.body) }));
+  }, async (req) => ({ results: await groups.groupCommand(principal(req), req.params.groupId, req.body) }));
 }

@@ -13,8 +13,8 @@ import type { HistoryService } from '../history/history-service.ts';
 import type { CommandService } from '../commands/command-service.ts';
 import type { DeviceRecord } from '../devices/device-service.ts';
 import type { CompiledModel } from '../products/thing-model.ts';
-import type { GatewayPipeline } from '../gateway/pipeline.ts';
-import type { DeliveryQueue } from '../gateway/envelope.ts';
+import type { RoutingPipeline } from '../routing/pipeline.ts';
+import type { DeliveryQueue } from '../routing/envelope.ts';
 
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -71,7 +71,7 @@ export class IngestService implements ShardListener {
     shadow: ShadowService; history: HistoryService; commands: CommandService;
     flushMs: number; ackWaitMs: number; observer?: IngestObserver;
     /** The message gateway; without it every message goes to the device core only. */
-    gateway?: GatewayPipeline;
+    routing: RoutingPipeline;
     /** Where the gateway's delivery jobs are stored (needed when routes have external targets). */
     deliveries?: DeliveryQueue;
   }) {
@@ -182,9 +182,9 @@ export class IngestService implements ShardListener {
     }
     if (msg.kind !== 'command') presence.seen(msg.via, msg.receivedAt);
     const model = await products.model(device.productKey);
-    const gateway = this.deps.gateway;
-    if (gateway === undefined) return this.deviceCore(msg, device, model);
-    const r = gateway.process(msg, device, model);
+    const routing = this.deps.routing;
+    if (routing === undefined) return this.deviceCore(msg, device, model);
+    const r = routing.process(msg, device, model);
     if (r.action === 'drop') return r.code !== undefined ? { code: r.code, message: r.reason ?? r.code } : undefined;
     if (r.action === 'delay') return Math.max(1, r.delayMs ?? 1);
     // The device core first: it is idempotent, so a failure in between and a retry change nothing twice.

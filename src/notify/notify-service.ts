@@ -14,8 +14,8 @@ import type { SettingsStore } from '../core/settings-store.ts';
 import { createOutbound, OutboundError, postBody, type Outbound } from '../core/outbound.ts';
 import { HearthError } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
-import type { Principal } from '../auth/auth-service.ts';
-import type { AccessService } from '../homes/access-service.ts';
+import type { Principal } from '../access/principal.ts';
+import type { AccessService } from '../access/access-service.ts';
 import type { StreamEventType } from '../stream/stream-service.ts';
 import {
   USER_CHANNELS, channelEnabled, inQuietHours, kindEnabled, severityAtLeast, withDefaults,
@@ -311,10 +311,9 @@ export class NotificationService {
 
   /** Who gets it: the named users that are members (guests included when named), or every non-guest member. */
   private async recipients(homeId: string, users: string[] | undefined, now: number): Promise<{ recipients: string[]; refused: string[] }> {
-    const members = await this.deps.db.selectFrom('home_members').select(['user_id', 'role', 'guest_until']).where('home_id', '=', homeId).execute();
-    const active = members.filter((m) => m.role !== 'guest' || m.guest_until == null || Number(m.guest_until) >= now);
-    if (!users) return { recipients: active.filter((m) => m.role !== 'guest').map((m) => m.user_id).sort(), refused: [] };
-    const ids = new Set(active.map((m) => m.user_id));
+    const active = await this.deps.access.activeMembers(homeId, now);
+    if (!users) return { recipients: active.filter((m) => m.role !== 'guest').map((m) => m.userId).sort(), refused: [] };
+    const ids = new Set(active.map((m) => m.userId));
     const named = [...new Set(users)];
     return { recipients: named.filter((u) => ids.has(u)), refused: named.filter((u) => !ids.has(u)) };
   }

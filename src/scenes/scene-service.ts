@@ -7,17 +7,17 @@ import type { Clock } from '../core/clock.ts';
 import type { Logger } from '../core/logger.ts';
 import { HearthError, isHearthError } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
-import { actorOf, type Principal } from '../auth/auth-service.ts';
+import { actorOf, type Principal } from '../access/principal.ts';
 import type { AuditService } from '../audit/audit-service.ts';
 import type { DeviceService } from '../devices/device-service.ts';
 import type { PresenceService } from '../devices/presence-service.ts';
 import type { ProductService } from '../products/product-service.ts';
 import type { ShadowService } from '../shadow/shadow-service.ts';
 import type { CommandService } from '../commands/command-service.ts';
-import type { AccessService, DeviceRight, HomeNeed } from '../homes/access-service.ts';
+import type { AccessService, DeviceRight, HomeNeed } from '../access/access-service.ts';
 import type { StreamService } from '../stream/stream-service.ts';
 import type { DeviceResult, SceneActivation } from '../core/bus/events.ts';
-import { sameValue } from '../shadow/shadow-state.ts';
+import { sameValue } from '../core/values.ts';
 import type { CompiledModel } from '../products/thing-model.ts';
 
 /** One device's wished-for properties (writable ones, per its thing model). */

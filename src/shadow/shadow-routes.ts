@@ -3,9 +3,9 @@ import type { HttpApp } from '../transports/http/http-server.ts';
 import { Auth } from '../transports/http/route-auth.ts';
 import { AuthHeader, JsonObject, problems } from '../transports/http/http-schemas.ts';
 import { DeviceParams, ShadowSchema } from '../devices/device-schema.ts';
-import type { AccessService } from '../homes/access-service.ts';
+import type { AccessService } from '../access/access-service.ts';
 import type { AuditService } from '../audit/audit-service.ts';
-import { actorOf } from '../auth/auth-service.ts';
+import { actorOf } from '../access/principal.ts';
 import { principal } from '../transports/http/http-server.ts';
 import type { ShadowService } from './shadow-service.ts';
 

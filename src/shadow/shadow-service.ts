@@ -1,10 +1,11 @@
 import type { Db } from '../core/store/db.ts';
+import { askShardOwner, serveShard } from '../core/cluster/shard-rpc.ts';
 import { fromJson, toJson } from '../core/store/db.ts';
-import { BusError, type Bus, type Unsubscribe } from '../core/bus/bus.ts';
+import type { Bus, Unsubscribe } from '../core/bus/bus.ts';
 import type { ShardListener, ShardManager } from '../core/cluster/shards.ts';
 import { subjects, type DownlinkMessage } from '../core/bus/subjects.ts';
 import type { Logger } from '../core/logger.ts';
-import { HearthError, isHearthError, type ErrorCode } from '../core/errors.ts';
+import { HearthError } from '../core/errors.ts';
 import { PeriodicFlush, writeIsolated } from '../core/periodic-flush.ts';
 import type { DeviceService } from '../devices/device-service.ts';
 import type { PresenceService } from '../devices/presence-service.ts';
@@ -78,38 +79,29 @@ export class ShadowService implements ShardListener {
     for (const id of this.listening.keys()) if (shards.shardOf(id) === shard) this.listening.delete(id);
   }
 
-  private async serve(shard: number, req: ShadowRequest): Promise<ShadowReply> {
-    if (!this.deps.shards.owns(shard)) return { ok: false, code: 'E_NOT_OWNER', message: 'shard moved' };
-    try {
-      if (req.op === 'view') return { ok: true, view: await this.localView(req.deviceId) };
-      if (req.op === 'setDesired') return { ok: true, view: await this.localSetDesired(req.deviceId, req.values) };
-      await this.localClearDesired(req.deviceId);
-      return { ok: true };
-    } catch (err) {
-      if (isHearthError(err)) return { ok: false, code: err.code, message: err.message, extras: err.extras };
-      this.deps.log.error({ err, deviceId: req.deviceId, op: req.op }, 'shadow request failed');
-      return { ok: false, code: 'E_INTERNAL', message: 'shadow request failed' };
-    }
+  private serve(shard: number, req: ShadowRequest): Promise<ShadowReply> {
+    return serveShard({
+      owns: this.deps.shards.owns(shard), log: this.deps.log, context: { deviceId: req.deviceId, op: req.op }, what: 'shadow request',
+      run: async () => {
+        if (req.op === 'view') return { ok: true, view: await this.localView(req.deviceId) };
+        if (req.op === 'setDesired') return { ok: true, view: await this.localSetDesired(req.deviceId, req.values) };
+        await this.localClearDesired(req.deviceId);
+        return { ok: true };
+      },
+    });
   }
 
   /** Sends an operation to the shard's owner, waiting through an ownership change. */
-  private async remote(req: ShadowRequest): Promise<ShadowView | undefined> {
+  private remote(req: ShadowRequest): Promise<ShadowView | undefined> {
     const shard = this.deps.shards.shardOf(req.deviceId);
-    const deadline = Date.now() + HANDOFF_PATIENCE_MS;
-    for (let attempt = 0; ; attempt++) {
-      let reply: ShadowReply | undefined;
-      try {
-        reply = await this.deps.bus.request(subjects.shadowRpc(shard), req, { timeoutMs: 5000 });
-      } catch (err) {
-        if (!(err instanceof BusError) || err.code === 'CLOSED') throw err;
-      }
-      if (reply?.ok) return reply.view;
-      if (reply && reply.code !== 'E_NOT_OWNER') throw new HearthError(reply.code as ErrorCode, reply.message, reply.extras);
-      if (Date.now() >= deadline) throw new HearthError('E_UNAVAILABLE', `no worker answers for shard ${shard}; try again`);
-      // The shard is between owners: ask its owner directly when it's us by now.
-      if (this.deps.shards.owns(shard)) return this.local(req);
-      await new Promise((r) => setTimeout(r, Math.min(50 * 2 ** attempt, 500)));
-    }
+    return askShardOwner({
+      send: () => this.deps.bus.request(subjects.shadowRpc(shard), req, { timeoutMs: 5000 }),
+      take: (reply) => reply.view,
+      owns: () => this.deps.shards.owns(shard),
+      local: () => this.local(req),
+      patienceMs: HANDOFF_PATIENCE_MS,
+      unavailable: `no worker answers for shard ${shard}; try again`,
+    });
   }
 
   private local(req: ShadowRequest): Promise<ShadowView | undefined> {

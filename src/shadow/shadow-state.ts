@@ -1,3 +1,4 @@
+import { sameValue } from '../core/values.ts';
 /**
  * Device shadow semantics (like AWS IoT Device Shadow), as pure functions over one state.
  *   reported: last value of every property the device reported
@@ -36,12 +37,6 @@ export interface ShadowView {
 
 export function emptyShadow(): ShadowState {
   return { reported: {}, desired: {}, metadata: { reported: {}, desired: {} }, version: 0, updatedAt: 0 };
-}
-
-export function sameValue(a: unknown, b: unknown): boolean {
-  if (a === b) return true;
-  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
-  return JSON.stringify(a) === JSON.stringify(b);
 }
 
 export function delta(s: ShadowState): Record<string, unknown> {

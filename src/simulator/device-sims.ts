@@ -6,6 +6,7 @@
  * Every value a sim produces fits the product's thing model from the built-in catalog
  * (ranges, integers, enums); `set()` enforces that as a last line of defence.
  */
+import { fnv1a } from '../core/hash.ts';
 import { CATALOG } from '../products/catalog.ts';
 import { CompiledModel, checkValue, type PropertySpec } from '../products/thing-model.ts';
 
@@ -86,9 +87,7 @@ export const SIMULATED_PRODUCTS: readonly string[] = CATALOG.map((p) => p.key);
 
 /** mulberry32: small, fast, good enough for simulated noise. */
 export function seededRng(seed: string): () => number {
-  let h = 2166136261;
-  for (let i = 0; i < seed.length; i++) h = Math.imul(h ^ seed.charCodeAt(i), 16777619);
-  let a = h >>> 0;
+  let a = fnv1a(seed);
   return () => {
     a = (a + 0x6d2b79f5) | 0;
     let t = a;

@@ -6,7 +6,7 @@ import type { HttpApp } from '../transports/http/http-server.ts';
 import { Auth } from '../transports/http/route-auth.ts';
 import { AuthHeader, JsonObject, problems } from '../transports/http/http-schemas.ts';
 import { HearthError, isHearthError } from '../core/errors.ts';
-import type { Principal } from '../auth/auth-service.ts';
+import type { Principal } from '../access/principal.ts';
 import { STREAM_EVENT_TYPES, type StreamCloseReason, type StreamConnection, type StreamEventType, type StreamFilter, type StreamService } from './stream-service.ts';
 
 export interface StreamRouteDeps {

@@ -2,9 +2,9 @@ import type { Bus, BusMessage, Unsubscribe } from '../core/bus/bus.ts';
 import { subjects } from '../core/bus/subjects.ts';
 import type { Logger } from '../core/logger.ts';
 import { HearthError, } from '../core/errors.ts';
-import type { AccessService } from '../homes/access-service.ts';
+import type { AccessService } from '../access/access-service.ts';
 import type { DeviceService } from '../devices/device-service.ts';
-import type { Principal } from '../auth/auth-service.ts';
+import type { Principal } from '../access/principal.ts';
 import { STREAM_EVENT_TYPES, type StreamAnnouncement as Announcement, type StreamEventType } from '../core/bus/events.ts';
 
 /** The kinds of event the stream carries (declared with the bus catalogue, where announcements name them). */

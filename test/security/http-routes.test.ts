@@ -2,7 +2,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startPlatform, type Platform } from '../helpers/platform.ts';
 import { signupUser } from '../helpers/people.ts';
-import { SCOPES } from '../../src/auth/auth-service.ts';
+import { SCOPES } from '../../src/access/principal.ts';
 import { deepJson, fillAll, needsPrincipal, operations, raw, type Operation } from './http-helpers.ts';
 
 /**

@@ -1,5 +1,5 @@
 import { Type, type Static } from 'typebox';
-import { compileTemplate } from '../../gateway/template.ts';
+import { compileTemplate } from '../../core/template.ts';
 import type { ActionKind } from '../automation-plugins.ts';
 import { ActionBaseFields, dry, templateEnv } from './common.ts';
 

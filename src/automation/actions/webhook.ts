@@ -1,6 +1,6 @@
 import { Type, type Static } from 'typebox';
-import { compileTemplate } from '../../gateway/template.ts';
-import { signBody } from '../../gateway/delivery-service.ts';
+import { compileTemplate } from '../../core/template.ts';
+import { signBody } from '../../core/signing.ts';
 import type { ActionKind } from '../automation-plugins.ts';
 import { ActionBaseFields, dry, templateEnv } from './common.ts';
 

@@ -1,5 +1,5 @@
 import { Type, type Static } from 'typebox';
-import { sameValue } from '../../shadow/shadow-state.ts';
+import { sameValue } from '../../core/values.ts';
 import type { ConditionKind } from '../automation-plugins.ts';
 
 export const PropertyConditionSchema = Type.Object({

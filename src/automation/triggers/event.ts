@@ -1,5 +1,5 @@
 import { Type, type Static } from 'typebox';
-import { sameValue } from '../../shadow/shadow-state.ts';
+import { sameValue } from '../../core/values.ts';
 import type { TriggerKind } from '../automation-plugins.ts';
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);

@@ -1,5 +1,5 @@
 import { Type, type Static } from 'typebox';
-import { sameValue } from '../../shadow/shadow-state.ts';
+import { sameValue } from '../../core/values.ts';
 import { DurationSchema } from '../automation-values.ts';
 import { forWindow } from './for-window.ts';
 import type { TriggerKind } from '../automation-plugins.ts';

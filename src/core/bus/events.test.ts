@@ -11,7 +11,7 @@ import { broadcast } from '../cluster/broadcast.ts';
 import type { Bus, BusMessage } from './bus.ts';
 import { MemoryBus } from './memory-bus.ts';
 import { subjects, type DownlinkMessage, type UplinkMessage } from './subjects.ts';
-import type { Delivery } from '../../gateway/envelope.ts';
+import type { Delivery } from '../../routing/envelope.ts';
 import {
   foreignSubject, type AutomationRpc, type AutomationRpcReply, type CommandChange, type CommandResult, type DeviceEvent, type EventOf, type PresenceEvent,
   type ReplyOf, type ReportedEvent, type RequestOf, type SceneActivation, type ShadowReply, type ShadowRequest, type StreamAnnouncement, type TimerChange,

@@ -12,7 +12,7 @@
  *
  * A payload may name a capability's domain types (type-only imports: no runtime edge).
  */
-import type { Delivery } from '../../gateway/envelope.ts';
+import type { Delivery } from '../../routing/envelope.ts';
 import type { ShadowView } from '../../shadow/shadow-state.ts';
 import type { Run, TriggerType } from '../../automation/automation-types.ts';
 import type { DownlinkMessage, UplinkMessage } from './subjects.ts';

@@ -6,6 +6,18 @@
 /** Device → cloud message kinds, as they travel on `uplink.{shard}.{id}.{kind}`; `command` is a command sent through the API, routed like the rest. */
 export type UplinkKind = 'properties' | 'events' | 'result' | 'join' | 'presence' | 'subscribed' | 'command';
 
+/**
+ * The one kind → MQTT topic map for device → cloud messages: the topic after `devices/{id}/` that
+ * carries each kind a device may publish. The MQTT edge reads it backwards; messages that come by
+ * HTTP or from partners get the topic they would have had.
+ */
+export const UPLINK_TOPIC_SUFFIX = { properties: 'properties', events: 'events', result: 'commands/result', join: 'children/join', presence: 'presence' } as const satisfies Partial<Record<UplinkKind, string>>;
+
+/** The MQTT topic a device message of `kind` has (or would have had); `subscribed` and `command` have none of their own, so they keep the kind. */
+export function uplinkTopic(deviceId: string, kind: UplinkKind): string {
+  return `devices/${deviceId}/${(UPLINK_TOPIC_SUFFIX as Partial<Record<UplinkKind, string>>)[kind] ?? kind}`;
+}
+
 /** Cloud → device message kinds; the MQTT topic is `devices/{id}/{kind}`. */
 export type DownlinkKind = 'commands' | 'desired' | 'errors' | 'children/joined';
 

@@ -1,29 +1,15 @@
+import { fnv1a, mix32 } from '../hash.ts';
 import type { Db } from '../store/db.ts';
 import type { Logger } from '../logger.ts';
 
 /** FNV-1a: a cheap, stable hash of a device id. Every node must map a device to the same shard. */
 export function shardOf(deviceId: string, shards: number): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < deviceId.length; i++) {
-    h ^= deviceId.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return (h >>> 0) % shards;
+  return fnv1a(deviceId) % shards;
 }
 
 /** FNV-1a of the string, then MurmurHash3's finaliser: similar inputs (node-a-…#1, #2) get unrelated scores. */
 function scoreOf(key: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < key.length; i++) {
-    h ^= key.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
+  return mix32(fnv1a(key));
 }
 
 /** Rendezvous (highest random weight) hashing: which live worker should own `shard`. Stable when others come and go. */

@@ -167,7 +167,7 @@ export class Metrics {
   private readonly requests = this.histogram('hearth_bus_request_duration_seconds', 'Bus requests until the reply (or the failure)', [], REQUEST_BUCKETS).of();
   private readonly queries = this.histogram('hearth_db_query_duration_seconds', 'Database statements, by kind', ['op'], REQUEST_BUCKETS);
   private readonly gatewayFilters = this.counter('hearth_gateway_filter_total', 'Messages through each filter of the message gateway, by effect (pass, drop, delay, tagged)', ['filter', 'effect']);
-  private readonly gatewayRoutes = this.counter('hearth_gateway_routed_total', 'Messages the message gateway routed, by route name', ['route']);
+  private readonly routingRoutes = this.counter('hearth_gateway_routed_total', 'Messages the message gateway routed, by route name', ['route']);
   private readonly loginFailures = this.counter('hearth_login_failures_total', 'Failed password checks (sign-in, password change), by reason: wrong_password, unknown_account, throttled (refused unchecked while the client address is slowed down)', ['reason']);
   private readonly loginSprays = this.counter('hearth_login_spray_detected_total', 'Password spraying noticed, by kind: source (one client address failing on many accounts), account (one account failing from many addresses)', ['kind']);
   private readonly http = this.histogram('hearth_http_request_duration_seconds', 'HTTP requests, by method, route pattern and status class (streams excluded)', ['method', 'route', 'status'], REQUEST_BUCKETS);
@@ -282,7 +282,7 @@ export class Metrics {
 
   /** The counter of messages a route took; kept by the compiled route. */
   routedCounter(route: string): { inc(): void } {
-    return this.gatewayRoutes.of(route);
+    return this.routingRoutes.of(route);
   }
 
   /** A password check failed, or was refused unchecked (`throttled`). */

@@ -1,5 +1,5 @@
 import { createHmac } from 'node:crypto';
-import { signBody } from '../../gateway/delivery-service.ts';
+import { signBody } from '../../core/signing.ts';
 import type { NotificationMessage } from './message.ts';
 
 /** The kinds of channel a home's owners and admins can add. */

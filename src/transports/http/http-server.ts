@@ -11,7 +11,7 @@ import { HearthError, ERRORS, isHearthError, type ErrorCode } from '../../core/e
 import type { Logger } from '../../core/logger.ts';
 import type { Metrics } from '../../core/observability/metrics.ts';
 import { runWithSpan, startSpan, tracingEnabled, SpanKind, SpanStatusCode, type Span } from '../../core/observability/tracing.ts';
-import type { Principal } from '../../auth/auth-service.ts';
+import type { Principal } from '../../access/principal.ts';
 import { ProblemSchema } from './http-schemas.ts';
 import { Auth, authorize, declarationProblem, needsPrincipal, securityOf, type RouteAuth } from './route-auth.ts';
 import { checkInput, checkJsonText } from './input-bounds.ts';

@@ -1,5 +1,5 @@
 import { HearthError } from '../../core/errors.ts';
-import { hasAnyScope, OPERATOR_SCOPES, type Principal, type Scope } from '../../auth/auth-service.ts';
+import { hasAnyScope, OPERATOR_SCOPES, type Principal, type Scope } from '../../access/principal.ts';
 
 /**
  * Who may call a route: every route declares it in its config (`config: { auth: … }`), and the

@@ -42,7 +42,7 @@ export interface MqttGatewayConfig {
 export type ConnectionRefusal = 'auth' | 'admission' | 'shutdown' | 'protocol' | 'too-large' | 'malformed' | 'timeout';
 
 /** Counters the gateway reports (the metrics module implements them). */
-export interface GatewayObserver {
+export interface MqttObserver {
   messageIn(kind: string): void;
   messageOut(kind: string): void;
   messageRejected(code: string): void;
@@ -79,7 +79,7 @@ export class MqttGateway {
   private readonly ids: MessageIds;
   private readonly limits: PacketLimits;
 
-  constructor(private readonly deps: { bus: Bus; devices: DeviceService; presence: PresenceService; log: Logger; config: MqttGatewayConfig; observer?: GatewayObserver }) {
+  constructor(private readonly deps: { bus: Bus; devices: DeviceService; presence: PresenceService; log: Logger; config: MqttGatewayConfig; observer?: MqttObserver }) {
     this.admission = new RateLimiter({ perMinute: deps.config.connectRatePerSecond * 60, burst: deps.config.connectBurst });
     this.ids = new MessageIds(deps.config.nodeId, 'm');
     const { maxPayloadBytes, connectMaxBytes } = deps.config;

@@ -1,13 +1,7 @@
-import type { DownlinkKind, UplinkKind } from '../../core/bus/subjects.ts';
+import { UPLINK_TOPIC_SUFFIX, type DownlinkKind, type UplinkKind } from '../../core/bus/subjects.ts';
 
 /** MQTT topic suffix (after `devices/{id}/`) → uplink kind, for what devices may publish. */
-const UP: Record<string, UplinkKind> = {
-  properties: 'properties',
-  events: 'events',
-  'commands/result': 'result',
-  'children/join': 'join',
-  presence: 'presence',
-};
+const UP: Record<string, UplinkKind> = Object.fromEntries(Object.entries(UPLINK_TOPIC_SUFFIX).map(([kind, suffix]) => [suffix, kind as UplinkKind]));
 
 /** What devices may subscribe to (cloud → device). */
 const DOWN = new Set<DownlinkKind>(['commands', 'desired', 'errors', 'children/joined']);

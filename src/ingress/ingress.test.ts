@@ -4,7 +4,7 @@ import { MemoryBus } from '../core/bus/memory-bus.ts';
 import { subjects, UPLINK_STREAM } from '../core/bus/subjects.ts';
 import { createLogger } from '../core/logger.ts';
 import { MAX_JSON_DEPTH } from '../core/json-limits.ts';
-import { GatewayIngress } from './ingress.ts';
+import { UplinkIngress } from './ingress.ts';
 
 const nest = (depth: number): unknown => {
   let v: unknown = 1;
@@ -15,7 +15,7 @@ const nest = (depth: number): unknown => {
 test('every source but MQTT is held to the device depth limit: deeper payloads are refused before they are stored', async () => {
   const bus = new MemoryBus(createLogger('silent'));
   await bus.ensureStream({ name: UPLINK_STREAM, subjects: [subjects.allUp] });
-  const ingress = new GatewayIngress({ bus, shards: 4, nodeId: 'test' });
+  const ingress = new UplinkIngress({ bus, shards: 4, nodeId: 'test' });
   const stored: unknown[] = [];
   await bus.consume({ stream: UPLINK_STREAM, durable: 'd', filter: subjects.allUp }, (m) => {
     stored.push(m.data);

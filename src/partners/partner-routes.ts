@@ -7,10 +7,10 @@ import { principal } from '../transports/http/http-server.ts';
 import { AuthHeader, problems } from '../transports/http/http-schemas.ts';
 import { checkInput, checkJsonText } from '../transports/http/input-bounds.ts';
 import { HearthError, isHearthError } from '../core/errors.ts';
-import { actorOf } from '../auth/auth-service.ts';
+import { actorOf } from '../access/principal.ts';
 import type { AuditService } from '../audit/audit-service.ts';
 import { injectTrace } from '../core/observability/tracing.ts';
-import type { GatewayIngress, Submission } from './ingress.ts';
+import type { UplinkIngress, Submission } from '../ingress/ingress.ts';
 import { redactUrl, type Partner, type PartnerService } from './partner-service.ts';
 
 const EXAMPLE_ID = 'pt_7m4p1q8r0t2k9x';
@@ -80,7 +80,7 @@ const rawBodies = new WeakMap<FastifyRequest, Buffer>();
  * signed with the partner's secret, all checked before any is stored and acknowledged (202)
  * only once all are stored.
  */
-export async function partnerRoutes(app: HttpApp, deps: { partners: PartnerService; ingress: GatewayIngress; audit?: AuditService }): Promise<void> {
+export async function partnerRoutes(app: HttpApp, deps: { partners: PartnerService; ingress: UplinkIngress; audit?: AuditService }): Promise<void> {
   const { partners, ingress, audit } = deps;
 
   app.post('/api/v1/partners', {

@@ -1,6 +1,6 @@
 import type { Envelope, Target } from './envelope.ts';
 import type { Route } from './config-schema.ts';
-import { compileTemplate, type CompiledTemplate } from './template.ts';
+import { compileTemplate, type CompiledTemplate } from '../core/template.ts';
 
 /** A compiled topic pattern. */
 export type TopicMatcher = (topic: string) => boolean;

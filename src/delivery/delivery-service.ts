@@ -1,4 +1,4 @@
-import { createHmac } from 'node:crypto';
+import { signBody } from '../core/signing.ts';
 import { connect, type ChannelModel, type ConfirmChannel } from 'amqplib';
 import type { Bus, Consumer, DurableMessage } from '../core/bus/bus.ts';
 import { foreignSubject } from '../core/bus/events.ts';
@@ -7,7 +7,7 @@ import type { Logger } from '../core/logger.ts';
 import type { Metrics } from '../core/observability/metrics.ts';
 import { createOutbound, OutboundError, type Outbound } from '../core/outbound.ts';
 import type { DeadLetterStore } from './dead-letters.ts';
-import type { Delivery, DeliveryQueue, RouteSpec, Target } from './envelope.ts';
+import type { Delivery, DeliveryQueue, RouteSpec, Target } from '../routing/envelope.ts';
 
 /** The durable stream of delivery jobs, one subject per route target: `delivery.{routeId}.{targetIndex}`. */
 export const DELIVERY_STREAM = 'DELIVERY';
@@ -18,10 +18,6 @@ const DEFAULT_CONCURRENCY = 4;
 const DEFAULT_RETRIES = 5;
 const DEFAULT_TIMEOUT_MS = 10_000;
 
-/** `sha256=<hex>`: the `x-hearth-signature` of a webhook body, an HMAC-SHA256 of its exact bytes with the target's secret. */
-export function signBody(secret: string, body: string): string {
-  return 'sha256=' + createHmac('sha256', secret).update(body).digest('hex');
-}
 
 export interface BackoffOptions {
   /** Delay before the second attempt (default 500 ms); it doubles with every attempt… */

@@ -2,7 +2,7 @@ import type { Db } from '../core/store/db.ts';
 import { fromJson, toJson } from '../core/store/db.ts';
 import { HearthError } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
-import type { Delivery, Envelope, Target } from './envelope.ts';
+import type { Delivery, Envelope, Target } from '../routing/envelope.ts';
 
 /** waiting: kept for the operator; replayed: delivered again on request; discarded: given up on. */
 export type DeadLetterStatus = 'waiting' | 'replayed' | 'discarded';

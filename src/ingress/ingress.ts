@@ -1,5 +1,5 @@
 import type { Bus } from '../core/bus/bus.ts';
-import { subjects, type UplinkKind, type UplinkMessage } from '../core/bus/subjects.ts';
+import { subjects, uplinkTopic, type UplinkKind, type UplinkMessage } from '../core/bus/subjects.ts';
 import { shardOf } from '../core/cluster/shards.ts';
 import { MessageIds } from '../core/ids.ts';
 import { HearthError } from '../core/errors.ts';
@@ -22,14 +22,13 @@ export interface Submission {
   topicSuffix?: string;
 }
 
-const SUFFIX: Partial<Record<UplinkKind, string>> = { result: 'commands/result', join: 'children/join' };
 
 /**
  * The way into the message pipeline for every source other than the MQTT gateway (which does the
  * same itself): the message is stored on the durable uplink stream, on its device's shard, and
  * the returned promise resolves once it is stored — acknowledge the sender only then.
  */
-export class GatewayIngress {
+export class UplinkIngress {
   private readonly ids: MessageIds;
 
   constructor(private readonly deps: { bus: Bus; shards: number; nodeId: string }) {
@@ -42,7 +41,7 @@ export class GatewayIngress {
     const id = this.ids.next();
     const msg: UplinkMessage = {
       id, deviceId: s.deviceId, via: s.via ?? s.deviceId, kind: s.kind,
-      topic: `devices/${s.deviceId}/${s.topicSuffix ?? SUFFIX[s.kind] ?? s.kind}`,
+      topic: s.topicSuffix ? `devices/${s.deviceId}/${s.topicSuffix}` : uplinkTopic(s.deviceId, s.kind),
       payload: s.payload, receivedAt: Date.now(), source: s.source,
       ...(s.sourceId !== undefined ? { sourceId: s.sourceId } : {}),
       ...(s.tags ? { tags: s.tags } : {}),

@@ -1,12 +1,12 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { bodySignatureMatches } from '../core/signing.ts';
 import type { Db } from '../core/store/db.ts';
 import { fromJson, toJson } from '../core/store/db.ts';
 import { HearthError } from '../core/errors.ts';
 import { newId, newSecret } from '../core/ids.ts';
 import type { DeviceService } from '../devices/device-service.ts';
 import type { ProductService } from '../products/product-service.ts';
-import type { Submission } from './ingress.ts';
-import { checkReport, type ReportKind } from './source-check.ts';
+import type { Submission } from '../ingress/ingress.ts';
+import { checkReport, type ReportKind } from '../ingress/source-check.ts';
 
 /** Where a partner's AMQP messages wait for Hearth: a queue the partner (or the operator) declared. */
 export interface PartnerAmqp {
@@ -128,11 +128,7 @@ export class PartnerService {
    */
   async verify(id: string, body: Buffer, signature: string | undefined): Promise<Partner> {
     const p = await this.stored(id);
-    const m = /^sha256=([0-9a-fA-F]{64})$/.exec(signature?.trim() ?? '');
-    if (p && m) {
-      const expected = createHmac('sha256', p.secret).update(body).digest();
-      if (timingSafeEqual(expected, Buffer.from(m[1], 'hex'))) return withoutSecret(p);
-    }
+    if (p && bodySignatureMatches(p.secret, body, signature)) return withoutSecret(p);
     throw new HearthError('E_BAD_SIGNATURE', signature ? 'the x-hearth-signature does not match the body' : 'the x-hearth-signature header is missing: sha256=<hex HMAC-SHA256 of the body with the partner secret>');
   }
 

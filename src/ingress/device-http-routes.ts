@@ -8,7 +8,7 @@ import { injectTrace } from '../core/observability/tracing.ts';
 import type { DeviceService } from '../devices/device-service.ts';
 import type { ProductService } from '../products/product-service.ts';
 import { DeviceParams } from '../devices/device-schema.ts';
-import type { GatewayIngress } from './ingress.ts';
+import type { UplinkIngress } from './ingress.ts';
 import { checkReport, type ReportKind } from './source-check.ts';
 
 const PropertiesBody = Type.Record(Type.String(), Type.Unknown(), {
@@ -49,7 +49,7 @@ async function authenticateDevice(devices: DeviceService, req: FastifyRequest, r
  * Device HTTP: properties and events posted instead of published, into the same pipeline as
  * MQTT (source `http`). The routes are declared `self`: they authenticate the device.
  */
-export async function deviceHttpRoutes(app: HttpApp, deps: { devices: DeviceService; products: ProductService; ingress: GatewayIngress; maxPayloadBytes: number }): Promise<void> {
+export async function deviceHttpRoutes(app: HttpApp, deps: { devices: DeviceService; products: ProductService; ingress: UplinkIngress; maxPayloadBytes: number }): Promise<void> {
   const { devices, products, ingress } = deps;
   const sender = new WeakMap<FastifyRequest, string>();
 

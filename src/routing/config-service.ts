@@ -8,10 +8,10 @@ import { HearthError } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
 import type { DeviceService } from '../devices/device-service.ts';
 import type { ProductService } from '../products/product-service.ts';
-import type { UplinkKind } from '../core/bus/subjects.ts';
+import { uplinkTopic, type UplinkKind } from '../core/bus/subjects.ts';
 import type { DeliveryQueue } from './envelope.ts';
 import { defaultGatewayConfig, validateGatewayConfig, validateRouteInput, type Filter, type GatewayConfig, type Lane, type Route } from './config-schema.ts';
-import type { DryRunResult, GatewayPipeline } from './pipeline.ts';
+import type { DryRunResult, RoutingPipeline } from './pipeline.ts';
 
 /** The live configuration and where it came from. Version 0 is the built-in default (nothing stored yet). */
 export interface GatewayConfigVersion {
@@ -56,7 +56,6 @@ async function asBody<T>(index: () => number, saving: Promise<T>): Promise<T> {
 
 /** Bus subject of the announcement of a new configuration version. */
 export const GATEWAY_CONFIG_SUBJECT = 'cluster.gateway.config';
-const SUFFIX: Partial<Record<UplinkKind, string>> = { result: 'commands/result', join: 'children/join' };
 
 /**
  * The gateway's configuration: routes, filters and lanes as one versioned document. Every change
@@ -64,14 +63,14 @@ const SUFFIX: Partial<Record<UplinkKind, string>> = { result: 'commands/result',
  * node runs this service: a new version is announced on the bus, and each node loads it, rebuilds
  * its pipeline (filter chain, lanes, router) and tells its delivery side which targets exist now.
  */
-export class GatewayConfigService {
+export class RoutingConfigService {
   private live: GatewayConfigVersion = { version: 0, config: defaultGatewayConfig(), createdAt: 0, createdBy: 'default' };
   private announce: Broadcast<GatewayConfigChanged> | undefined;
   /** Loads and applies run one at a time, so versions are applied in order. */
   private loading: Promise<void> = Promise.resolve();
 
   constructor(private readonly deps: {
-    db: Db; bus: Bus; log: Logger; pipeline: GatewayPipeline; devices: DeviceService; products: ProductService;
+    db: Db; bus: Bus; log: Logger; pipeline: RoutingPipeline; devices: DeviceService; products: ProductService;
     deliveries?: DeliveryQueue;
     /** `config.gatewayConfig`: a JSON file applied at start when it differs from the live document. */
     file?: string;
@@ -163,7 +162,7 @@ export class GatewayConfigService {
     if (!model) throw new HearthError('E_PRODUCT_NOT_FOUND', `product "${product}" does not exist`);
     return this.deps.pipeline.dryRun({
       id: 'dry-run', deviceId: sample.deviceId, via: sample.deviceId, kind: sample.kind,
-      topic: sample.kind === 'command' ? `api/devices/${sample.deviceId}/commands` : `devices/${sample.deviceId}/${SUFFIX[sample.kind] ?? sample.kind}`,
+      topic: sample.kind === 'command' ? `api/devices/${sample.deviceId}/commands` : uplinkTopic(sample.deviceId, sample.kind),
       payload: sample.payload, receivedAt: Date.now(), source: sample.source ?? (sample.kind === 'command' ? 'api' : 'mqtt'),
       ...(sample.sourceId !== undefined ? { sourceId: sample.sourceId } : {}),
       ...(sample.tags ? { tags: sample.tags } : {}),

@@ -1,3 +1,4 @@
+import { percentSpot } from '../core/hash.ts';
 import type { UplinkMessage } from '../core/bus/subjects.ts';
 import type { CompiledModel } from '../products/thing-model.ts';
 import type { Delivery, Envelope, RouteSpec, Source, Target } from './envelope.ts';
@@ -6,7 +7,7 @@ import { FilterChain, type FilterObserver, type FilterStep } from './filters.ts'
 import { Router, type RouterObserver } from './router.ts';
 
 /** What the gateway counts (the metrics module implements it). */
-export interface GatewayObserver extends FilterObserver, RouterObserver {}
+export interface PipelineObserver extends FilterObserver, RouterObserver {}
 
 /** What the pipeline decided for one message. */
 export interface PipelineResult {
@@ -36,17 +37,7 @@ export interface DryRunResult {
 
 /** FNV-1a and MurmurHash3's finaliser, salted so that lanes do not follow device shards: a stable spot in [0, 100) per device. */
 function laneSpot(deviceId: string): number {
-  let h = 0x9e3779b9;
-  for (let i = 0; i < deviceId.length; i++) {
-    h ^= deviceId.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return ((h >>> 0) % 10_000) / 100;
+  return percentSpot(deviceId, 0x9e3779b9);
 }
 
 /**
@@ -111,12 +102,12 @@ export function toEnvelope(msg: UplinkMessage, product: string | undefined): Env
  * The message gateway in one call per message, run by the worker that owns the device's shard:
  * the envelope, the filter chain (the controller), the lane, the router, and the delivery jobs of
  * the external targets, each body rendered (and serialised) once. The configuration it runs is
- * swapped whole by `configure` (GatewayConfigService does, on every node, for every version).
+ * swapped whole by `configure` (RoutingConfigService does, on every node, for every version).
  */
-export class GatewayPipeline {
+export class RoutingPipeline {
   private current: Compiled;
 
-  constructor(private readonly deps: { observer?: GatewayObserver; now?: () => number } = {}) {
+  constructor(private readonly deps: { observer?: PipelineObserver; now?: () => number } = {}) {
     this.current = this.compile(defaultGatewayConfig(), 0);
   }
 

@@ -3,12 +3,12 @@ import type { HttpApp } from '../transports/http/http-server.ts';
 import { Auth } from '../transports/http/route-auth.ts';
 import { principal } from '../transports/http/http-server.ts';
 import { AuthHeader, problems } from '../transports/http/http-schemas.ts';
-import { actorOf } from '../auth/auth-service.ts';
+import { actorOf } from '../access/principal.ts';
 import { HearthError } from '../core/errors.ts';
 import type { AuditService } from '../audit/audit-service.ts';
 import * as S from './config-schema.ts';
 import type { GatewayConfig, Route } from './config-schema.ts';
-import type { GatewayConfigService, GatewayConfigVersion } from './config-service.ts';
+import type { RoutingConfigService, GatewayConfigVersion } from './config-service.ts';
 
 /**
  * The schema as the HTTP layer sees it: without `default`s, which Ajv refuses inside unions (the
@@ -91,8 +91,8 @@ const withVersion = (route: Route, version: number) => ({ ...route, version });
  * HTTP schema only documents them), so that a bad route or filter is refused with a message
  * naming the part, e.g. `routes[0].targets[1].url` — not every branch of a union.
  */
-export async function gatewayRoutes(app: HttpApp, deps: { gateway: GatewayConfigService; audit?: AuditService }): Promise<void> {
-  const { gateway, audit } = deps;
+export async function routingRoutes(app: HttpApp, deps: { routing: RoutingConfigService; audit?: AuditService }): Promise<void> {
+  const { routing: gateway, audit } = deps;
   const changed = (actor: string, what: string, version: number, targetId = 'gateway') => audit?.record({ actor, action: `gateway.${what}`, targetType: 'gateway', targetId, details: { version } });
 
   app.post('/api/v1/routes', {

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import type { UplinkMessage } from '../core/bus/subjects.ts';
 import { CompiledModel } from '../products/thing-model.ts';
 import { validateGatewayConfig } from './config-schema.ts';
-import { GatewayPipeline } from './pipeline.ts';
+import { RoutingPipeline } from './pipeline.ts';
 
 const model = new CompiledModel({ properties: [{ id: 'temperature', type: 'number', access: 'r' }], events: [{ id: 'smoke' }], actions: [] });
 const device = { productKey: 'sensor' };
@@ -14,7 +14,7 @@ function msg(over: Partial<UplinkMessage> = {}): UplinkMessage {
 }
 
 test('the default configuration sends everything to the device core and nowhere else', () => {
-  const p = new GatewayPipeline();
+  const p = new RoutingPipeline();
   const r = p.process(msg(), device, model);
   assert.equal(r.action, 'pass');
   assert.equal(r.builtin, true);
@@ -27,7 +27,7 @@ test('the default configuration sends everything to the device core and nowhere 
 test('deliveries: one per external target, bodies rendered once, lanes carried; counters counted', () => {
   const counts = new Map<string, number>();
   const counter = (k: string) => ({ inc: () => counts.set(k, (counts.get(k) ?? 0) + 1) });
-  const p = new GatewayPipeline({ observer: { filterCounter: (f, e) => counter(`${f}:${e}`), routedCounter: (r) => counter(`route:${r}`) } });
+  const p = new RoutingPipeline({ observer: { filterCounter: (f, e) => counter(`${f}:${e}`), routedCounter: (r) => counter(`route:${r}`) } });
   p.configure(validateGatewayConfig({
     routes: [
       { id: 'core', name: 'core', match: {}, targets: [{ type: 'builtin', handler: 'device' }] },
@@ -55,7 +55,7 @@ test('deliveries: one per external target, bodies rendered once, lanes carried; 
 });
 
 test('lanes: listed devices, users and products, an explicit tag, and a stable percentage', () => {
-  const p = new GatewayPipeline();
+  const p = new RoutingPipeline();
   const lanes = (l: object[]) => p.configure(validateGatewayConfig({ routes: [], filters: [], lanes: l }), 1);
   lanes([{ name: 'gray', users: ['u_tester'] }, { name: 'beta', products: ['sensor'] }]);
   assert.equal(p.process(msg({ kind: 'command', userId: 'u_tester' }), device, model).envelope.tags.lane, 'gray');
@@ -74,7 +74,7 @@ test('lanes: listed devices, users and products, an explicit tag, and a stable p
 });
 
 test('a dry run shows the steps, tags, lane and targets and changes nothing', () => {
-  const p = new GatewayPipeline();
+  const p = new RoutingPipeline();
   p.configure(validateGatewayConfig({
     routes: [{ id: 'core', name: 'core', match: {}, targets: [{ type: 'builtin', handler: 'device' }] }, { id: 'a', name: 'alarms', match: { tags: { class: 'alarm' } }, targets: [{ type: 'nats', subject: 'alarms', template: { who: '{{deviceId}}' } }] }],
     filters: [{ type: 'rateLimit', scope: 'device', perSecond: 1, burst: 1, action: 'drop' }, { type: 'classify', rules: [{ when: { event: 'smoke' }, set: { class: 'alarm' } }] }],

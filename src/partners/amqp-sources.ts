@@ -1,7 +1,7 @@
 import { connect, type Channel, type ChannelModel, type ConsumeMessage } from 'amqplib';
 import type { Logger } from '../core/logger.ts';
 import { isHearthError } from '../core/errors.ts';
-import type { GatewayIngress, Submission } from './ingress.ts';
+import type { UplinkIngress, Submission } from '../ingress/ingress.ts';
 import { redactUrl, type Partner, type PartnerService } from './partner-service.ts';
 
 const DEFAULT_PREFETCH = 50;
@@ -86,7 +86,7 @@ export class AmqpSources {
   /** Reloads run one at a time, in order. */
   private chain: Promise<void> = Promise.resolve();
 
-  constructor(private readonly deps: { partners: PartnerService; ingress: GatewayIngress; log: Logger; requeueDelayMs?: number }) {}
+  constructor(private readonly deps: { partners: PartnerService; ingress: UplinkIngress; log: Logger; requeueDelayMs?: number }) {}
 
   /** Starts consuming every configured partner queue; connections are made in the background. */
   async start(): Promise<void> {

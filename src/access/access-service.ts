@@ -1,8 +1,7 @@
-import type { Db } from '../core/store/db.ts';
-import { fromJson } from '../core/store/db.ts';
 import { HearthError, isHearthError } from '../core/errors.ts';
 import type { DeviceRecord, DeviceService } from '../devices/device-service.ts';
-import { hasScope, type Principal, type Scope } from '../auth/auth-service.ts';
+import { hasScope, type Principal, type Scope } from './principal.ts';
+import type { HomeDirectory } from '../homes/home-directory.ts';
 
 /** What a principal may do with a device, in increasing order. */
 export type DeviceRight = 'none' | 'view' | 'control' | 'configure';
@@ -33,13 +32,26 @@ export interface Membership {
 }
 
 /**
+ * The one rule for a guest's stay: a guest's access ends at `guestUntil` (inclusive of that
+ * millisecond); other roles never expire. Every decision about memberships goes through it.
+ */
+export function membershipActive(m: Pick<Membership, 'role' | 'guestUntil'>, now = Date.now()): boolean {
+  return m.role !== 'guest' || m.guestUntil === null || m.guestUntil >= now;
+}
+
+/** Whether a guest stay that ends at `until` (null: open-ended) has ended by `now`. */
+export function guestStayEnded(until: number | null, now = Date.now()): boolean {
+  return until !== null && until < now;
+}
+
+/**
  * The one authorization policy for homes and devices. Every route asks it; nobody else reads
  * memberships, bindings or shares to decide access. Anything a caller may not see is answered
  * as not found, so ids of other homes never leak; a caller who may see a thing but not change
  * it gets E_FORBIDDEN.
  */
 export class AccessService {
-  constructor(private readonly deps: { db: Db; devices: DeviceService }) {}
+  constructor(private readonly deps: { directory: HomeDirectory; devices: DeviceService }) {}
 
   async placement(deviceId: string): Promise<Placement | undefined> {
     const device = await this.deps.devices.get(deviceId);
@@ -55,9 +67,16 @@ export class AccessService {
   }
 
   async membership(userId: string, homeId: string): Promise<Membership | undefined> {
-    const row = await this.deps.db.selectFrom('home_members').selectAll().where('home_id', '=', homeId).where('user_id', '=', userId).executeTakeFirst();
-    if (!row) return undefined;
-    return { role: row.role as HomeRole, guestDevices: fromJson<string[] | null>(row.guest_devices), guestUntil: row.guest_until == null ? null : Number(row.guest_until) };
+    const m = await this.deps.directory.membership(userId, homeId);
+    return m && { role: m.role, guestDevices: m.guestDevices, guestUntil: m.guestUntil };
+  }
+
+  /**
+   * Who a home's notifications may reach: the members whose membership is active (guests while
+   * their stay lasts), with their roles, by user id.
+   */
+  async activeMembers(homeId: string, now = Date.now()): Promise<Array<{ userId: string; role: HomeRole }>> {
+    return (await this.deps.directory.members(homeId)).filter((m) => membershipActive(m, now)).map((m) => ({ userId: m.userId, role: m.role }));
   }
 
   /** The principal's right on a device (operator: configure on every device). */
@@ -71,11 +90,7 @@ export class AccessService {
         if (m) right = max(right, this.memberRight(m, device));
       }
       if (!p.homeIds) {
-        const share = await this.deps.db.selectFrom('device_shares').select('permission')
-          .where('user_id', '=', p.userId)
-          .where('device_id', 'in', device.parentId ? [device.id, device.parentId] : [device.id])
-          .execute();
-        for (const s of share) right = max(right, s.permission === 'control' ? 'control' : 'view');
+        for (const s of await this.deps.directory.shares(p.userId, device.parentId ? [device.id, device.parentId] : [device.id])) right = max(right, s.permission);
       }
     }
     return min(right, this.scopeCap(p));
@@ -100,11 +115,10 @@ export class AccessService {
    * automations:manage for a home's automations); the role in the home still decides.
    */
   async requireHome(p: Principal, homeId: string, need: HomeNeed, alsoScope?: Scope): Promise<HomeRole | 'operator'> {
-    const home = await this.deps.db.selectFrom('homes').select('id').where('id', '=', homeId).executeTakeFirst();
-    if (!home || !this.keyAllowsHome(p, homeId)) throw new HearthError('E_HOME_NOT_FOUND', `home "${homeId}" does not exist`);
+    if (!(await this.deps.directory.homeExists(homeId)) || !this.keyAllowsHome(p, homeId)) throw new HearthError('E_HOME_NOT_FOUND', `home "${homeId}" does not exist`);
     if (p.role === 'operator' && !p.keyId) return 'operator';
     const m = await this.membership(p.userId, homeId);
-    if (!m || (m.role === 'guest' && m.guestUntil !== null && m.guestUntil < Date.now())) throw new HearthError('E_HOME_NOT_FOUND', `home "${homeId}" does not exist`);
+    if (!m || !membershipActive(m)) throw new HearthError('E_HOME_NOT_FOUND', `home "${homeId}" does not exist`);
     const homeScope = (s: Scope) => hasScope(p, s) || (alsoScope !== undefined && hasScope(p, alsoScope));
     const scopeOk = need === 'view' ? homeScope('homes:read') || hasScope(p, 'devices:read') : need === 'control' ? hasScope(p, 'devices:control') : homeScope('homes:manage');
     const roleOk = need === 'view' || need === 'control' ? true : need === 'configure' ? m.role === 'admin' || m.role === 'owner' : m.role === 'owner';
@@ -132,25 +146,18 @@ export class AccessService {
   async visibleDeviceIds(p: Principal): Promise<string[] | undefined> {
     if (p.role === 'operator' && !p.homeIds) return undefined;
     if (!hasScope(p, 'devices:read') && !hasScope(p, 'devices:control')) return [];
-    const db = this.deps.db;
-    const memberships = await db.selectFrom('home_members').selectAll().where('user_id', '=', p.userId).execute();
+    const { directory } = this.deps;
     const ids = new Set<string>();
     const now = Date.now();
     const fullHomes: string[] = [];
-    for (const m of memberships) {
-      if (!this.keyAllowsHome(p, m.home_id)) continue;
-      if (m.role !== 'guest') fullHomes.push(m.home_id);
-      else if (m.guest_until == null || Number(m.guest_until) >= now) for (const id of fromJson<string[] | null>(m.guest_devices) ?? []) ids.add(id);
+    for (const m of await directory.membershipsOf(p.userId)) {
+      if (!this.keyAllowsHome(p, m.homeId) || !membershipActive(m, now)) continue;
+      if (m.role !== 'guest') fullHomes.push(m.homeId);
+      else for (const id of m.guestDevices ?? []) ids.add(id);
     }
-    if (fullHomes.length) {
-      const bound = await db.selectFrom('device_bindings').select('device_id').where('home_id', 'in', fullHomes).execute();
-      for (const b of bound) ids.add(b.device_id);
-    }
-    if (!p.homeIds) for (const s of await db.selectFrom('device_shares').select('device_id').where('user_id', '=', p.userId).execute()) ids.add(s.device_id);
-    if (ids.size) {
-      const children = await db.selectFrom('devices').select('id').where('parent_id', 'in', [...ids]).execute();
-      for (const c of children) ids.add(c.id);
-    }
+    for (const id of await directory.boundDeviceIds(fullHomes)) ids.add(id);
+    if (!p.homeIds) for (const id of await directory.sharedDeviceIds(p.userId)) ids.add(id);
+    for (const id of await this.deps.devices.childIds([...ids])) ids.add(id);
     // A binding whose hub moved elsewhere is not enough: check each against the policy.
     const out: string[] = [];
     for (const id of ids) {
@@ -176,7 +183,7 @@ export class AccessService {
     let since = Infinity;
     if (homeId === null) return { right, since };
     if (this.keyAllowsHome(p, homeId)) {
-      const m = await this.memberSince(p.userId, homeId);
+      const m = await this.deps.directory.membership(p.userId, homeId);
       if (m) {
         right = this.memberRight(m, device);
         since = m.since;
@@ -185,13 +192,9 @@ export class AccessService {
     if (!p.homeIds) {
       const place = await this.placement(device.id);
       if (place?.homeId === homeId) {
-        const shares = await this.deps.db.selectFrom('device_shares').select(['permission', 'created_at'])
-          .where('user_id', '=', p.userId)
-          .where('device_id', 'in', device.parentId ? [device.id, device.parentId] : [device.id])
-          .execute();
-        for (const s of shares) {
-          right = max(right, s.permission === 'control' ? 'control' : 'view');
-          since = Math.min(since, Math.max(Number(s.created_at), place.boundAt));
+        for (const s of await this.deps.directory.shares(p.userId, device.parentId ? [device.id, device.parentId] : [device.id])) {
+          right = max(right, s.permission);
+          since = Math.min(since, Math.max(s.createdAt, place.boundAt));
         }
       }
     }
@@ -208,15 +211,9 @@ export class AccessService {
     if (!this.keyAllowsHome(p, homeId)) return undefined;
     if (p.role === 'operator' && !p.keyId) return { role: 'operator', since: 0 };
     if (!hasScope(p, 'homes:read') && !hasScope(p, 'devices:read')) return undefined;
-    const m = await this.memberSince(p.userId, homeId);
-    if (!m || (m.role === 'guest' && m.guestUntil !== null && m.guestUntil < Date.now())) return undefined;
+    const m = await this.deps.directory.membership(p.userId, homeId);
+    if (!m || !membershipActive(m)) return undefined;
     return { role: m.role, since: m.since };
-  }
-
-  private async memberSince(userId: string, homeId: string): Promise<(Membership & { since: number }) | undefined> {
-    const row = await this.deps.db.selectFrom('home_members').selectAll().where('home_id', '=', homeId).where('user_id', '=', userId).executeTakeFirst();
-    if (!row) return undefined;
-    return { role: row.role as HomeRole, guestDevices: fromJson<string[] | null>(row.guest_devices), guestUntil: row.guest_until == null ? null : Number(row.guest_until), since: Number(row.rights_since ?? row.created_at) };
   }
 
   private memberRight(m: Membership, device: DeviceRecord): DeviceRight {
@@ -227,7 +224,7 @@ export class AccessService {
       case 'member':
         return 'control';
       case 'guest': {
-        if (m.guestUntil !== null && m.guestUntil < Date.now()) return 'none';
+        if (!membershipActive(m)) return 'none';
         const list = m.guestDevices ?? [];
         return list.includes(device.id) || (device.parentId !== null && list.includes(device.parentId)) ? 'control' : 'none';
       }
@@ -246,8 +243,8 @@ export class AccessService {
     if (p.scopes.includes('devices:read')) return 'view';
     return 'none';
   }
-  private async binding(deviceId: string): Promise<Placement | undefined> {
-    const row = await this.deps.db.selectFrom('device_bindings').selectAll().where('device_id', '=', deviceId).executeTakeFirst();
-    return row ? { homeId: row.home_id, roomId: row.room_id, name: row.name, boundAt: Number(row.bound_at) } : undefined;
+  private binding(deviceId: string): Promise<Placement | undefined> {
+    return this.deps.directory.binding(deviceId);
   }
+
 }

@@ -9,8 +9,8 @@ import { createLogger } from '../core/logger.ts';
 import { ProductService } from '../products/product-service.ts';
 import { DeviceService } from '../devices/device-service.ts';
 import type { DeliveryQueue, RouteSpec } from './envelope.ts';
-import { GatewayConfigService } from './config-service.ts';
-import { GatewayPipeline } from './pipeline.ts';
+import { RoutingConfigService } from './config-service.ts';
+import { RoutingPipeline } from './pipeline.ts';
 
 /** Two nodes (config services with their pipelines) on one store and one bus. */
 async function cluster(t: { after: (fn: () => void | Promise<void>) => void }, file?: string) {
@@ -24,8 +24,8 @@ async function cluster(t: { after: (fn: () => void | Promise<void>) => void }, f
   const node = () => {
     const reconciled: RouteSpec[][] = [];
     const deliveries: DeliveryQueue = { enqueue: async () => undefined, reconcile: async (routes) => void reconciled.push(routes) };
-    const pipeline = new GatewayPipeline();
-    const service = new GatewayConfigService({ db, bus, log, pipeline, devices, products, deliveries, file });
+    const pipeline = new RoutingPipeline();
+    const service = new RoutingConfigService({ db, bus, log, pipeline, devices, products, deliveries, file });
     return { service, pipeline, reconciled };
   };
   t.after(async () => {
