@@ -25,6 +25,7 @@ import { HistoryService } from './history/history-service.ts';
 import { historyRoutes } from './history/history-routes.ts';
 import { CommandService } from './commands/command-service.ts';
 import { commandRoutes } from './commands/command-routes.ts';
+import { CommandQueue } from './commands/command-queue.ts';
 import { IngestService } from './ingest/ingest-service.ts';
 import { AccessService } from './homes/access-service.ts';
 import { AuditService } from './audit/audit-service.ts';
@@ -227,7 +228,14 @@ export class Hearth {
     const history = new HistoryService({ db, log, flushMs: config.historyFlushMs });
     const ingress = (this.ingress = new GatewayIngress({ bus, shards: config.shards, nodeId: this.nodeId }));
     const pipeline = new GatewayPipeline({ observer: metrics });
-    const commands = new CommandService({ db, bus, log, devices, products, presence, defaultTimeoutMs: config.commandTimeoutMs, observer: metrics, ingress, routesCommands: () => pipeline.routesCommands });
+    const commandQueue = new CommandQueue({
+      db, bus, log: log.child({ component: 'command-queue' }), presence, owns: (id) => shards.ownsDevice(id),
+      limits: { maxQueued: config.commandQueueMax, maxInFlight: config.commandQueueMaxInFlight },
+    });
+    const commands = new CommandService({
+      db, bus, log, devices, products, presence, defaultTimeoutMs: config.commandTimeoutMs, observer: metrics, ingress, routesCommands: () => pipeline.routesCommands,
+      queue: commandQueue, queueSettings: { defaultTtlMs: config.commandQueueDefaultTtlMs, maxTtlMs: config.commandQueueMaxTtlMs },
+    });
     const deadLetterStore = new DeadLetterStore(db);
     const delivery = new DeliveryService({ bus, log: log.child({ component: 'delivery' }), metrics, deadLetters: deadLetterStore });
     const deadLetters = new DeadLetterService({ store: deadLetterStore, queue: delivery });
@@ -246,7 +254,14 @@ export class Hearth {
     // Homes tell the capabilities that keep per-home state (automations and notify are built below: they read homes).
     const homes = new HomeService({
       db, access, devices, shadow, commands, audit, mailer, users: auth, publicUrl,
-      onPlacementChange: (deviceId) => placed.send(deviceId === undefined ? {} : { deviceId }),
+      onPlacementChange: (deviceId) => {
+        void placed.send(deviceId === undefined ? {} : { deviceId });
+        // A device out of every home drops its command queue: nothing queued reaches a next owner.
+        if (deviceId !== undefined) {
+          void access.placement(deviceId).then((home) => (home ? undefined : commands.dropQueue(deviceId)))
+            .catch((err) => log.warn({ err, deviceId }, 'command queue could not be dropped'));
+        }
+      },
       onAccessChange: (userId) => accessChanged.send({ userId }),
       onLocationChange: (homeId): Promise<void> => automations.homeChanged(homeId),
       onHomeDeleted: async (homeId): Promise<void> => {

@@ -57,6 +57,15 @@ export interface Database {
     latency_ms: number | null;
     /** JSON array of strings: how the answer did not fit the model without failing it; null: it fit */
     warnings: string | null;
+    /** Queued commands only (docs/api.md): when an unanswered one expires; null for a command sent at once */
+    expires_at: number | null;
+    /** Queued commands only: the delivery order within the device */
+    queue_seq: number | null;
+    /** `{caller}:{Idempotency-Key}` of the POST that created it */
+    idempotency_key: string | null;
+    /** Queued commands only: how many times it was published to the device */
+    attempts: number | null;
+    cancelled_at: number | null;
   };
   /** auth: refresh tokens; a family is one sign-in session, rotated on every refresh */
   refresh_tokens: { id: string; user_id: string; family_id: string; token_hash: string; created_at: number; expires_at: number; used_at: number | null; revoked_at: number | null };

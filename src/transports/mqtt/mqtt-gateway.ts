@@ -13,7 +13,7 @@ import type { DeviceService } from '../../devices/device-service.ts';
 import type { PresenceReason, PresenceService } from '../../devices/presence-service.ts';
 import { jsonDepthExceeds, MAX_JSON_DEPTH } from '../../core/json-limits.ts';
 import { PacketGuard, PacketRefusedError, type PacketLimits, type Refusal, type TruncatedPublish } from './packet-guard.ts';
-import { downlinkTopic, filterCoversDesired, isAllowedSubscriptionSuffix, parseDeviceTopic, uplinkKind } from './topic-codec.ts';
+import { downlinkTopic, filterCoversCommands, filterCoversDesired, isAllowedSubscriptionSuffix, parseDeviceTopic, uplinkKind } from './topic-codec.ts';
 
 export interface MqttGatewayConfig {
   port: number;
@@ -203,8 +203,12 @@ export class MqttGateway {
       if (!client) return;
       for (const s of subs) {
         const parsed = parseDeviceTopic(s.topic);
-        if (parsed && filterCoversDesired(parsed.suffix)) {
-          this.publishUp({ id: this.ids.next(), deviceId: parsed.deviceId, via: client.id, kind: 'subscribed', topic: s.topic, payload: null, receivedAt: Date.now() })
+        if (!parsed) continue;
+        // Which waiting downlinks the subscription can now take: desired state, queued commands.
+        const desired = filterCoversDesired(parsed.suffix);
+        const commands = filterCoversCommands(parsed.suffix);
+        if (desired || commands) {
+          this.publishUp({ id: this.ids.next(), deviceId: parsed.deviceId, via: client.id, kind: 'subscribed', topic: s.topic, payload: { desired, commands }, receivedAt: Date.now() })
             .catch((err) => log.warn({ err, deviceId: parsed.deviceId }, 'subscription notice could not be stored'));
         }
       }
