@@ -9,6 +9,8 @@ import assert from 'node:assert/strict';
 import type { MqttClient } from 'mqtt';
 import { ADMIN, connectDevice, eventually, inbox, requestJson, startPlatform, type Platform } from './helpers/platform.ts';
 import { startServer, exitWithin } from './helpers/cli.ts';
+import { signupUser } from './helpers/people.ts';
+import WebSocket from 'ws';
 
 const MAX_QUEUED = 120;
 const IN_FLIGHT = 4;
@@ -230,6 +232,69 @@ test('bad input: a negative, huge or over-the-limit TTL, a full queue (429 namin
   assert.equal((await p.api('DELETE', `${path}/c_nosuchcommand`)).body.code, 'E_COMMAND_NOT_FOUND');
   const other = await p.provision('payment-speaker');
   assert.equal((await p.api('GET', `/api/v1/devices/${other.id}/commands/${first.id}`)).status, 404, "another device's command is not found");
+});
+
+test('the live stream shows a queued command go queued → sent → answered, and expired and cancelled ones', async () => {
+  const ws = new WebSocket(`${p.httpUrl.replace('http', 'ws')}/api/v1/stream?types=command`, { headers: { authorization: `Bearer ${p.token}` } });
+  const events: any[] = [];
+  ws.on('message', (buf) => events.push(JSON.parse(buf.toString())));
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('error', reject);
+  });
+  try {
+    await eventually(() => events.some((e) => e.type === 'hello'), 3000, 'hello');
+    const d = await p.provision('cloud-printer');
+    const statuses = (id: string) => events.filter((e) => e.type === 'command' && e.data.commandId === id).map((e) => e.data.status);
+    const q = await p.api('POST', `/api/v1/devices/${d.id}/commands`, { action: 'print', params: { content: 'live' }, ttlMs: 60_000 });
+    const gone = await p.api('POST', `/api/v1/devices/${d.id}/commands`, { action: 'print', params: { content: 'cancel me' }, ttlMs: 60_000 });
+    const brief = await p.api('POST', `/api/v1/devices/${d.id}/commands`, { action: 'print', params: { content: 'too late' }, ttlMs: 1000 });
+    await eventually(() => statuses(q.body.id).length === 1, 3000, 'queued event');
+    const queued = events.find((e) => e.type === 'command' && e.data.commandId === q.body.id);
+    assert.deepEqual(queued.data, { commandId: q.body.id, action: 'print', status: 'queued', expiresAt: q.body.expiresAt });
+    await p.api('DELETE', `/api/v1/devices/${d.id}/commands/${gone.body.id}`);
+    await eventually(() => statuses(brief.body.id).includes('expired'), 4000, 'expired event');
+    const dev = await online(p.mqttUrl, d);
+    const m = await dev.box.next((x) => x.topic === `devices/${d.id}/commands`);
+    await answer(dev.c, d.id, { id: m.payload.id, ok: true, result: { jobId: 'live-1' } });
+    await eventually(() => statuses(q.body.id).includes('answered'), 3000, 'answered event');
+    assert.deepEqual(statuses(q.body.id), ['queued', 'sent', 'answered']);
+    assert.deepEqual(statuses(gone.body.id), ['queued', 'cancelled']);
+    assert.deepEqual(statuses(brief.body.id), ['queued', 'expired']);
+    await dev.c.endAsync();
+  } finally {
+    ws.terminate();
+  }
+});
+
+test('a device removed from its home drops its queue; moving it to another room does not', async () => {
+  const ana = await signupUser(p, 'ana@queue.test');
+  const home = (await ana.api('POST', '/homes', { name: 'Shop', timezone: 'Europe/Berlin' })).body.id;
+  const room = (await ana.api('POST', `/homes/${home}/rooms`, { name: 'Till' })).body.id;
+  const d = await p.provision('cloud-printer');
+  assert.equal((await ana.api('POST', `/homes/${home}/devices`, { pairingCode: d.pairingCode })).status, 201);
+  const a = await ana.api('POST', `/devices/${d.id}/commands`, { action: 'print', params: { content: 'stays' }, ttlMs: 60_000 });
+  assert.equal(a.status, 202, JSON.stringify(a.body));
+  assert.equal((await ana.api('PATCH', `/devices/${d.id}`, { roomId: room })).status, 200);
+  // a room change keeps the queue: the command arrives and its answer settles it (a dropped one would stay cancelled)
+  let dev = await online(p.mqttUrl, d);
+  const got = await dev.box.next((x) => x.topic === `devices/${d.id}/commands`);
+  assert.equal(got.payload.id, a.body.id);
+  await answer(dev.c, d.id, { id: a.body.id, ok: true });
+  await eventually(async () => (await command(d.id, a.body.id)).status === 'answered', 3000, 'answered after the room change');
+  await dev.c.endAsync();
+  await p.until(d.id, (x) => !x.online, 'offline');
+
+  const b = await ana.api('POST', `/devices/${d.id}/commands`, { action: 'print', params: { content: 'dropped' }, ttlMs: 60_000 });
+  assert.equal(b.status, 202);
+  assert.equal((await ana.api('DELETE', `/homes/${home}/devices/${d.id}`)).status, 200);
+  await eventually(async () => (await command(d.id, b.body.id)).status === 'cancelled', 3000, 'cancelled on unbind');
+  dev = await online(p.mqttUrl, d);
+  await p.until(d.id, (x) => x.online, 'online');
+  const marker = await p.api('POST', `/api/v1/devices/${d.id}/commands`, { action: 'print', params: { content: 'new owner' }, ttlMs: 60_000, timeoutMs: 300 });
+  const m = await dev.box.next((x) => x.topic === `devices/${d.id}/commands`);
+  assert.equal(m.payload.id, marker.body.id, 'the dropped command never arrives');
+  await dev.c.endAsync();
 });
 
 describe('queues survive the server', () => {
