@@ -26,6 +26,8 @@ import { historyRoutes } from './history/history-routes.ts';
 import { CommandService } from './commands/command-service.ts';
 import { commandRoutes } from './commands/command-routes.ts';
 import { CommandQueue } from './commands/command-queue.ts';
+import { SessionStore } from './sessions/session-store.ts';
+import { StorePersistence } from './transports/mqtt/store-persistence.ts';
 import { IngestService } from './ingest/ingest-service.ts';
 import { AccessService } from './homes/access-service.ts';
 import { AuditService } from './audit/audit-service.ts';
@@ -230,7 +232,7 @@ export class Hearth {
     const pipeline = new GatewayPipeline({ observer: metrics });
     const commandQueue = new CommandQueue({
       db, bus, log: log.child({ component: 'command-queue' }), presence, owns: (id) => shards.ownsDevice(id),
-      limits: { maxQueued: config.commandQueueMax, maxInFlight: config.commandQueueMaxInFlight },
+      limits: { maxQueued: config.commandQueueMax, maxInFlight: config.commandQueueMaxInFlight }, observer: metrics,
     });
     const commands = new CommandService({
       db, bus, log, devices, products, presence, defaultTimeoutMs: config.commandTimeoutMs, observer: metrics, ingress, routesCommands: () => pipeline.routesCommands,
@@ -323,8 +325,16 @@ export class Hearth {
     });
     shards.on(automationEngine);
     this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, stream, delivery, deadLetters, partners, gateway, scenes, timers, notify, automations, automationEngine };
+    const sessions = new SessionStore({ db });
     this.mqtt = new MqttGateway({
       bus, devices, presence, log: log.child({ component: 'mqtt' }), observer: metrics,
+      persistence: new StorePersistence({
+        store: sessions, log: log.child({ component: 'mqtt-sessions' }), maxMessages: config.mqttSessionMaxMessages, loadAll: !clustered,
+        onDropped: (clientId, n) => {
+          metrics.sessionMessagesDropped(n);
+          log.warn({ deviceId: clientId, dropped: n }, 'persistent MQTT session full: oldest message dropped');
+        },
+      }),
       config: {
         port: config.mqttPort, host: config.mqttHost, maxPayloadBytes: config.maxPayloadBytes, shards: config.shards, nodeId: this.nodeId,
         connectMaxBytes: config.mqttConnectMaxBytes, connectTimeoutMs: config.mqttConnectTimeoutMs,

@@ -60,6 +60,8 @@ export interface BusEvents {
   'cluster.gateway.config': GatewayConfigChanged;
   /** A device's command queue may have something to send: the node that owns its shard pumps it. */
   'cluster.commands.queue': CommandQueueKick;
+  /** A device resumed its clean=false MQTT session on some node: the others forget their copy. */
+  'cluster.mqtt.session': { clientId: string };
 }
 
 /** Every request/reply subject: what a requester sends and what the responder answers. */

@@ -28,6 +28,7 @@ export const ConfigSchema = Type.Object({
   commandQueueMax: Type.Integer({ minimum: 1, maximum: 100000, default: 1000, description: 'Queued commands (ttlMs or queue) a device may have waiting or in flight; one more is refused with 429 E_COMMAND_QUEUE_FULL' }),
   commandQueueMaxInFlight: Type.Integer({ minimum: 1, maximum: 1000, default: 10, description: 'Queued commands sent to a device and not yet answered at any time; the next is sent when one is answered' }),
   commandQueueDefaultTtlMs: Type.Integer({ minimum: 1000, maximum: 2592000000, default: 86400000, description: 'TTL of a command sent with "queue": true when its product sets no commandTtlMs' }),
+  mqttSessionMaxMessages: Type.Integer({ minimum: 1, maximum: 100000, default: 100, description: 'QoS 1 messages kept per MQTT session with clean=false while the device is away; the oldest is dropped for a new one' }),
   commandQueueMaxTtlMs: Type.Integer({ minimum: 1000, maximum: 2592000000, default: 604800000, description: 'Longest ttlMs a queued command may ask for (a longer one is refused with 400)' }),
   historyFlushMs: Type.Integer({ minimum: 1, maximum: 10000, default: 100, description: 'How long history and shadow writes are batched' }),
   maxPayloadBytes: Type.Integer({ minimum: 256, default: 65536, description: 'Largest MQTT payload accepted from a device' }),
