@@ -1,7 +1,8 @@
 /**
- * Queued commands in cluster mode (PostgreSQL, NATS JetStream, two Hearth processes): a queue
- * filled through one node is delivered when the device connects to the other, and survives the
- * SIGKILL of the node it was queued on.
+ * Offline devices in cluster mode (PostgreSQL, NATS JetStream, two Hearth processes): a command
+ * queue filled through one node is delivered when the device connects to the other, and survives
+ * the SIGKILL of the node it was queued on; a clean=false MQTT session follows its device to the
+ * other node.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -72,4 +73,34 @@ test('a queue filled through one node is delivered on the other, and survives a 
     const items = (await requestJson(`${b.httpUrl}/api/v1/devices/${d.id}/commands?limit=20`, 'GET', undefined, tokenB)).body.items as Array<{ status: string }>;
     return items.length === 10 && items.every((c) => c.status === 'answered');
   }, 5000, 'all ten answered once');
+});
+
+test('a clean=false session follows its device to another node: subscriptions and the unacknowledged message', async () => {
+  const [a, b] = cluster.nodes;
+  if (!a.running()) await a.start();
+  const token = await signIn(b.httpUrl);
+  const d = (await requestJson(`${b.httpUrl}/api/v1/devices`, 'POST', { product: 'light', name: 'moving light' }, token)).body;
+  const first = await connectDevice(`mqtt://127.0.0.1:${b.mqttPort}`, d.id, d.secret, { clean: false });
+  const seen: string[] = [];
+  first.handleMessage = (packet) => void seen.push(packet.payload.toString());
+  await first.subscribeAsync(`devices/${d.id}/commands`, { qos: 1 });
+  await eventually(async () => (await requestJson(`${b.httpUrl}/api/v1/devices/${d.id}`, 'GET', undefined, token)).body.online, 5000, 'online');
+  const r = await requestJson(`${b.httpUrl}/api/v1/devices/${d.id}/commands`, 'POST', { action: 'blink', params: { times: 1 }, timeoutMs: 500 }, token);
+  assert.equal(r.status, 504);
+  assert.equal(seen.length, 1);
+  first.stream.destroy();
+  await eventually(async () => !(await requestJson(`${b.httpUrl}/api/v1/devices/${d.id}`, 'GET', undefined, token)).body.online, 5000, 'offline');
+
+  // on node a, without subscribing: the stored session brings the unacknowledged command
+  const again = await connectDevice(`mqtt://127.0.0.1:${a.mqttPort}`, d.id, d.secret, { clean: false });
+  const box = inbox(again);
+  const m = await box.next((x) => x.topic === `devices/${d.id}/commands`, 5000);
+  assert.deepEqual(m.payload, JSON.parse(seen[0]));
+  // and the subscription: a new command reaches it on node a
+  const call = requestJson(`${b.httpUrl}/api/v1/devices/${d.id}/commands`, 'POST', { action: 'toggle', timeoutMs: 5000 }, token);
+  const next = await box.next((x) => x.topic === `devices/${d.id}/commands`, 5000);
+  assert.equal(next.payload.action, 'toggle');
+  await again.publishAsync(`devices/${d.id}/commands/result`, JSON.stringify({ id: next.payload.id, ok: true }), { qos: 1 });
+  assert.equal((await call).status, 200);
+  await again.endAsync();
 });
