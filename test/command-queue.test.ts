@@ -11,6 +11,7 @@ import { ADMIN, connectDevice, eventually, inbox, requestJson, startPlatform, ty
 import { startServer, exitWithin } from './helpers/cli.ts';
 import { signupUser } from './helpers/people.ts';
 import WebSocket from 'ws';
+import { DEMO_CHILDREN, startSimulator } from '../src/simulator/simulator.ts';
 
 const MAX_QUEUED = 120;
 const IN_FLIGHT = 4;
@@ -295,6 +296,30 @@ test('a device removed from its home drops its queue; moving it to another room 
   const m = await dev.box.next((x) => x.topic === `devices/${d.id}/commands`);
   assert.equal(m.payload.id, marker.body.id, 'the dropped command never arrives');
   await dev.c.endAsync();
+});
+
+test('commands queued for a sub-device while its hub is offline reach it through the hub, each run once (the simulator)', async () => {
+  const hub = await p.provision('hub', 'queue hub');
+  const sim = () => startSimulator({ mqttUrl: p.mqttUrl, hubId: hub.id, hubSecret: hub.secret, children: DEMO_CHILDREN, intervalMs: 60_000 });
+  let s = sim();
+  try {
+    await s.ready;
+    const light = s.children.get(DEMO_CHILDREN.find((c) => c.product === 'light')!.hwid)!.id;
+    await s.stop();
+    await p.until(light, (x) => !x.online, 'the light offline with its hub');
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) ids.push((await p.api('POST', `/api/v1/devices/${light}/commands`, { action: 'toggle', ttlMs: 60_000 })).body.id);
+    // The simulator starts its light switched on; three toggles, each run once, leave it off.
+    s = sim();
+    await s.ready;
+    await eventually(async () => {
+      const states = await Promise.all(ids.map(async (id) => (await command(light, id)).status));
+      return states.every((x) => x === 'answered');
+    }, 8000, 'the three answered');
+    await p.until(light, (x) => x.shadow.reported.on === false, 'three toggles, so off', 5000);
+  } finally {
+    await s.stop();
+  }
 });
 
 describe('queues survive the server', () => {
