@@ -16,7 +16,7 @@ const CommandBody = Type.Object({
   timeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 300000, description: 'How long to wait for the device (default 10000)' })),
   ttlMs: Type.Optional(Type.Integer({ minimum: 1000, maximum: 2592000000, description: 'Queue the command: it waits this long for the device (stored, sent in order when the device is online) and answers 202 instead of 409 when the device is offline. At most HEARTH_COMMAND_QUEUE_MAX_TTL_MS (7 days by default).' })),
   queue: Type.Optional(Type.Boolean({ description: 'Queue the command with its product\'s TTL (the model\'s commandTtlMs, else HEARTH_COMMAND_QUEUE_DEFAULT_TTL_MS)' })),
-}, { examples: [{ action: 'blink', params: { times: 3 }, timeoutMs: 5000 }, { action: 'print', params: { content: 'Order #17' }, ttlMs: 86400000 }] });
+}, { examples: [{ action: 'blink', params: { times: 3 }, timeoutMs: 5000 }] });
 
 const QueuedCommand = Type.Object({
   id: Type.String(),
