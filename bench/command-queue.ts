@@ -6,7 +6,7 @@
  */
 import type { MqttClient } from 'mqtt';
 import { type Api, connectDevice, subscribe, type DeviceCred } from './clients.ts';
-import { cpuMs, rssKb } from './procs.ts';
+import { BENCH_ADMIN, cpuMs, rssKb } from './procs.ts';
 import { mapLimit, sleep, withTimeout } from './stats.ts';
 
 export interface QueueBenchParams {
@@ -46,9 +46,17 @@ export async function runQueueBench(opts: { api: Api; mqttUrl: string; serverPid
   const t0 = Date.now();
   const jobs = Array.from({ length: total }, (_, i) => i);
   const lastIds = new Array<string>(P.devices);
+  // A long run outlives the access token: sign in again once (shared by the workers) and retry.
+  let relogin: Promise<void> | undefined;
   await mapLimit(jobs, 64, async (i) => {
     const d = devs[i % P.devices];
-    const r = await api.call<{ id: string; state: string }>('POST', `/api/v1/devices/${d.id}/commands`, { action: 'print', params: { content: `job ${i}` }, ttlMs: 3_600_000 });
+    const post = () => api.call<{ id: string; state: string }>('POST', `/api/v1/devices/${d.id}/commands`, { action: 'print', params: { content: `job ${i}` }, ttlMs: 3_600_000 });
+    let r = await post();
+    if (r.status === 401) {
+      relogin ??= api.login(BENCH_ADMIN.email, BENCH_ADMIN.password).finally(() => setTimeout(() => (relogin = undefined), 1000));
+      await relogin;
+      r = await post();
+    }
     if (r.status !== 202) throw new Error(`queueing answered ${r.status}: ${JSON.stringify(r.body).slice(0, 300)}`);
     if (Math.floor(i / P.devices) === P.perDevice - 1) lastIds[i % P.devices] = r.body.id;
   });
@@ -90,6 +98,7 @@ export async function runQueueBench(opts: { api: Api; mqttUrl: string; serverPid
       })));
     }
     await withTimeout(all, 600_000, `all ${total} queued commands answered`);
+    await api.login(BENCH_ADMIN.email, BENCH_ADMIN.password);
     // The answers are acknowledged once stored; the ledger follows a moment later.
     const sample = lastIds.filter((_, i) => i % Math.max(1, Math.floor(P.devices / 100)) === 0);
     await mapLimit(sample, 16, async (id, i) => {
