@@ -16,6 +16,8 @@
  *   BENCH_AUTOMATION_HOMES    homes of the automation phase, 10 automations each (1000)
  *   BENCH_AUTOMATION_SAMPLES  trigger → command latency samples per measurement (300)
  *   BENCH_AUTOMATION_REPORTS  illuminance reports per sensor in the throughput run (1000)
+ *   BENCH_QUEUE_DEVICES    offline devices of the queued-commands phase (10000)
+ *   BENCH_QUEUE_COMMANDS   queued commands per device (10)
  *   BENCH_WRITE_DOCS=0|1   write docs/benchmarks.md (default: 1, 0 in quick mode)
  *   BENCH_HEARTH_PROF=1    run Hearth with --cpu-prof (profiles in $TMPDIR/hearth-bench-profiles/)
  *   BENCH_TIMEOUT_S        abort the whole run after this many seconds (900)
@@ -34,6 +36,7 @@ import { answerCommands, connectAll, mqttRequester, runCommands, runConnections,
 import { fmt, sleep, withTimeout, type Percentiles } from './stats.ts';
 import { runAutomationBench, type AutomationBenchParams, type AutomationBenchResult } from './automations.ts';
 import { waitOnline, waitShadows } from './checks.ts';
+import { runQueueBench, type QueueBenchParams, type QueueBenchResult } from './command-queue.ts';
 
 // BENCH_MODE=cluster: PostgreSQL + NATS + Hearth nodes instead of one Hearth beside mosquitto.
 if (process.env.BENCH_MODE === 'cluster') process.exit(await (await import('./cluster.ts')).main());
@@ -82,6 +85,8 @@ const AUTO: AutomationBenchParams = {
   window: 20,
   batch: 100,
 };
+/** Queued commands: 10,000 devices × 10 commands each by default. */
+const QUEUE: QueueBenchParams = { devices: int('BENCH_QUEUE_DEVICES', 10_000, 100), perDevice: int('BENCH_QUEUE_COMMANDS', 10, 5), batch: 100 };
 const WARMUP_COMMANDS = Math.min(100, Math.max(10, Math.floor(P.commands / 10)));
 const WARMUP_CONNECTIONS = 10;
 const WRITE_DOCS = process.env.BENCH_WRITE_DOCS ? process.env.BENCH_WRITE_DOCS === '1' : !QUICK;
@@ -121,6 +126,7 @@ interface Results {
   /** The default configuration again, after the rule set was removed (A-B-A: a later run meets a fuller store and heap). */
   pipelineBaseAfter?: IngestResult;
   automations?: AutomationBenchResult;
+  queue?: QueueBenchResult;
 }
 
 function rows(r: Results): Row[] {
@@ -435,6 +441,30 @@ async function phaseAutomations(tmp: string, results: Results): Promise<void> {
   }
 }
 
+/** Queued commands drained by devices reconnecting at once (bench/command-queue.ts). */
+async function phaseQueue(tmp: string, results: Results): Promise<void> {
+  log(`\n[6/6] queued commands: ${QUEUE.devices} offline devices × ${QUEUE.perDevice} queued commands, then every device reconnects at once`);
+  const hearth = await startHearth(join(tmp, 'hearth-queue'), hearthNodeArgs('5-queue'));
+  const api = new Api(hearth.httpUrl);
+  try {
+    await api.login(BENCH_ADMIN.email, BENCH_ADMIN.password);
+    results.queue = await runQueueBench({ api, mqttUrl: hearth.mqttUrl, serverPid: hearth.pid, params: QUEUE, log });
+  } finally {
+    api.close();
+    await hearth.stop();
+  }
+}
+
+function queueText(r: Results): string {
+  const q = r.queue;
+  if (!q) return 'not measured';
+  return [
+    '| devices × queued commands | queued over the API (per s) | reconnect → all answered (s) | server CPU per delivered command (ms) | peak RSS while draining (MB) |',
+    '|---|---|---|---|---|',
+    `| ${fmt(q.devices)} × ${fmt(q.commands / q.devices)} | ${fmt(q.queueRate)} | ${q.drainS.toFixed(1)} | ${q.cpuMsPerCommand.toFixed(3)} | ${fmt(q.peakRssMb)} |`,
+  ].join('\n');
+}
+
 function automationText(r: Results): string {
   const a = r.automations;
   if (!a) return 'not measured';
@@ -595,6 +625,17 @@ before any automation existed and then with all of them.
 
 ${automationText(r)}
 
+## Queued commands
+
+${fmt(QUEUE.devices)} offline cloud printers get ${QUEUE.perDevice} queued commands each over the API
+(\`ttlMs\`, 202 \`queued\`); then every printer connects (${QUEUE.batch} at a time, as fast as
+admission lets them), subscribes to its commands topic and answers each command as it arrives
+(at most \`HEARTH_COMMAND_QUEUE_MAX_IN_FLIGHT\` in flight per device). The time runs from the first
+connect until every command is answered and, for a sample of devices, the last one is
+\`answered\` in the ledger; CPU is the server's over that time, per command.
+
+${queueText(r)}
+
 ## Parameters
 
 ${parametersText()}
@@ -654,6 +695,7 @@ async function main(): Promise<number> {
     await phaseTwo(tmp, dataDir, connDevs, results);
     await phasePipeline(tmp, results);
     await phaseAutomations(tmp, results);
+    await phaseQueue(tmp, results);
   } catch (err) {
     if (!interrupted) log(`\nbenchmark failed: ${(err as Error).stack ?? err}`);
     await cleanup(tmp);
@@ -669,6 +711,7 @@ async function main(): Promise<number> {
   if (!MOSQUITTO_BIN) log('(no reference: mosquitto is not installed; apt-get install -y mosquitto)');
   log(`\npersistence check: ${results.persistedCheck}`);
   if (results.automations) log(`automations: ${fmt(results.automations.automations)} across ${fmt(results.automations.homes)} homes, trigger → command p50 ${fmt(results.automations.latencyAll.p50)} ms, p99 ${fmt(results.automations.latencyAll.p99)} ms (one home's only: ${fmt(results.automations.latencyOneHome.p50)} / ${fmt(results.automations.latencyOneHome.p99)} ms)`);
+  if (results.queue) log(`queued commands: ${fmt(results.queue.commands)} to ${fmt(results.queue.devices)} reconnecting devices answered in ${results.queue.drainS.toFixed(1)} s, ${results.queue.cpuMsPerCommand.toFixed(3)} ms server CPU per command, peak RSS ${fmt(results.queue.peakRssMb)} MB`);
   log(`message pipeline: ${pipelineText(results).split('\n').filter((l) => l.startsWith('The rule set')).join('') || 'not measured'}`);
   if (results.hearthStopMs !== undefined && results.hearthStopMs > 5000) log(`note: Hearth took ${results.hearthStopMs} ms to stop after SIGTERM`);
   log(`whole run: ${elapsed.toFixed(0)} s`);

@@ -26,6 +26,9 @@ import { HistoryService } from './history/history-service.ts';
 import { historyRoutes } from './history/history-routes.ts';
 import { CommandService } from './commands/command-service.ts';
 import { commandRoutes } from './commands/command-routes.ts';
+import { CommandQueue } from './commands/command-queue.ts';
+import { SessionStore } from './sessions/session-store.ts';
+import { StorePersistence } from './transports/mqtt/store-persistence.ts';
 import { IngestService } from './ingest/ingest-service.ts';
 import { AccessService } from './access/access-service.ts';
 import { AuditService } from './audit/audit-service.ts';
@@ -236,7 +239,14 @@ export class Hearth {
     const history = new HistoryService({ db, log, flushMs: config.historyFlushMs });
     const ingress = (this.ingress = new UplinkIngress({ bus, shards: config.shards, nodeId: this.nodeId }));
     const pipeline = new RoutingPipeline({ observer: metrics });
-    const commands = new CommandService({ db, bus, log, devices, products, presence, defaultTimeoutMs: config.commandTimeoutMs, observer: metrics, ingress, routesCommands: () => pipeline.routesCommands });
+    const commandQueue = new CommandQueue({
+      db, bus, log: log.child({ component: 'command-queue' }), presence, owns: (id) => shards.ownsDevice(id),
+      limits: { maxQueued: config.commandQueueMax, maxInFlight: config.commandQueueMaxInFlight }, observer: metrics,
+    });
+    const commands = new CommandService({
+      db, bus, log, devices, products, presence, defaultTimeoutMs: config.commandTimeoutMs, observer: metrics, ingress, routesCommands: () => pipeline.routesCommands,
+      queue: commandQueue, queueSettings: { defaultTtlMs: config.commandQueueDefaultTtlMs, maxTtlMs: config.commandQueueMaxTtlMs },
+    });
     const deadLetterStore = new DeadLetterStore(db);
     const delivery = new DeliveryService({ bus, log: log.child({ component: 'delivery' }), metrics, deadLetters: deadLetterStore });
     const deadLetters = new DeadLetterService({ store: deadLetterStore, queue: delivery });
@@ -255,7 +265,14 @@ export class Hearth {
     // Homes tell the capabilities that keep per-home state (automations and notify are built below: they read homes).
     const homesDeps: HomesDeps = {
       db, access, devices, shadow, commands, audit, mailer, users: auth, publicUrl,
-      onPlacementChange: (deviceId) => placed.send(deviceId === undefined ? {} : { deviceId }),
+      onPlacementChange: (deviceId) => {
+        void placed.send(deviceId === undefined ? {} : { deviceId });
+        // A device out of every home drops its command queue: nothing queued reaches a next owner.
+        if (deviceId !== undefined) {
+          void access.placement(deviceId).then((home) => (home ? undefined : commands.dropQueue(deviceId)))
+            .catch((err) => log.warn({ err, deviceId }, 'command queue could not be dropped'));
+        }
+      },
       onAccessChange: (userId) => accessChanged.send({ userId }),
       onLocationChange: (homeId): Promise<void> => automations.homeChanged(homeId),
       onHomeDeleted: async (homeId): Promise<void> => {
@@ -321,8 +338,16 @@ export class Hearth {
     });
     shards.on(automationEngine);
     this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, members, bindings, groups, stream, delivery, deadLetters, partners, routing, scenes, timers, notify, automations, automationEngine };
+    const sessions = new SessionStore({ db });
     this.mqtt = new MqttGateway({
       bus, devices, presence, log: log.child({ component: 'mqtt' }), observer: metrics,
+      persistence: new StorePersistence({
+        store: sessions, log: log.child({ component: 'mqtt-sessions' }), maxMessages: config.mqttSessionMaxMessages, loadAll: !clustered,
+        onDropped: (clientId, n) => {
+          metrics.sessionMessagesDropped(n);
+          log.warn({ deviceId: clientId, dropped: n }, 'persistent MQTT session full: oldest message dropped');
+        },
+      }),
       config: {
         port: config.mqttPort, host: config.mqttHost, maxPayloadBytes: config.maxPayloadBytes, shards: config.shards, nodeId: this.nodeId,
         connectMaxBytes: config.mqttConnectMaxBytes, connectTimeoutMs: config.mqttConnectTimeoutMs,

@@ -75,6 +75,10 @@ before(async () => {
   assert.equal(sub.status, 201, JSON.stringify(sub.body));
   A.subscriptionId = sub.body.id;
   A.tokenId = (await p.api('POST', '/api/v1/push/tokens', { platform: 'fcm', token: 'token-of-a' }, tokenA)).body.id;
+  // A command queued for A's light (offline): the routes under /commands/{commandId}.
+  const queued = await p.api('POST', `/api/v1/devices/${light.id}/commands`, { action: 'toggle', ttlMs: 60_000 }, tokenA);
+  assert.equal(queued.status, 202, JSON.stringify(queued.body));
+  A.commandId = queued.body.id;
 });
 
 after(async () => {
@@ -89,7 +93,7 @@ function fill(path: string): string | undefined {
     const byPrev: Record<string, string | undefined> = {
       homes: A.homeId, rooms: A.roomId, devices: A.deviceId, groups: A.groupId, keys: A.keyId,
       members: A.userId, shares: A.userId, invitations: A.invitationId, scenes: A.sceneId,
-      automations: A.automationId, runs: A.runId, hooks: A.webhookId,
+      automations: A.automationId, runs: A.runId, hooks: A.webhookId, commands: A.commandId,
       notifications: A.notificationId, 'notification-channels': A.channelId, subscriptions: A.subscriptionId, tokens: A.tokenId,
     };
     const v = byPrev[prev ?? ''] ?? (name === 'deviceId' ? A.deviceId : name === 'homeId' ? A.homeId : undefined);

@@ -1,4 +1,6 @@
+import type { Selectable } from 'kysely';
 import type { Db } from '../core/store/db.ts';
+import type { Database } from '../core/store/schema.ts';
 import { fromJson, toJson } from '../core/store/db.ts';
 import type { Bus, Unsubscribe } from '../core/bus/bus.ts';
 import { subjects, type DownlinkMessage } from '../core/bus/subjects.ts';
@@ -11,8 +13,25 @@ import type { PresenceService } from '../devices/presence-service.ts';
 import type { ProductService } from '../products/product-service.ts';
 import { checkValue } from '../products/thing-model.ts';
 import type { UplinkIngress } from '../ingress/ingress.ts';
+import type { CommandQueue, QueueRow, QueuedState } from './command-queue.ts';
 
-export type CommandStatus = 'sent' | 'answered' | 'timeout';
+export type CommandStatus = 'sent' | 'answered' | 'timeout' | QueuedState;
+
+/** A queued command's answer to its POST when the device has not answered (yet): 202. */
+export interface QueuedView {
+  id: string;
+  state: QueuedState;
+  expiresAt: string;
+}
+
+/** How a queued command's POST is answered: 200 with the outcome once answered, else 202. */
+export type EnqueueReply = { status: 200; body: CommandOutcome } | { status: 202; body: QueuedView };
+
+/** Queued commands' settings (config: HEARTH_COMMAND_QUEUE_*). */
+export interface QueueSettings {
+  defaultTtlMs: number;
+  maxTtlMs: number;
+}
 
 export interface CommandOutcome {
   id: string;
@@ -42,6 +61,8 @@ export interface CommandRecord {
   /** See CommandOutcome.warnings; empty when the answer fit the model. */
   warnings: string[];
   latencyMs: number | null;
+  /** Queued commands: when an unanswered one expires; null for a command sent at once. */
+  expiresAt: string | null;
 }
 
 interface Pending {
@@ -82,6 +103,9 @@ export class CommandService {
     ingress?: Pick<UplinkIngress, 'submit'>;
     /** Whether a route could want commands at all (when not, they don't enter the pipeline). */
     routesCommands?: () => boolean;
+    /** Queued commands (ttlMs / queue); without it, POSTs that ask for a queue are refused. */
+    queue?: CommandQueue;
+    queueSettings?: QueueSettings;
   }) {}
 
   start(): void {
@@ -92,10 +116,12 @@ export class CommandService {
         p.resolve(msg.data);
       }
     }, { name: 'commands.results' });
+    this.deps.queue?.start();
   }
 
-  stop(): void {
+  async stop(): Promise<void> {
     this.unsub?.();
+    await this.deps.queue?.stop();
   }
 
   /** Sends a command and waits for the result. */
@@ -156,6 +182,107 @@ export class CommandService {
   }
 
   /**
+   * Queues a command for the device (docs/api.md, queued commands): stored first, then sent in
+   * order when the device is (or comes) online. When it is online now, waits up to `timeoutMs` for
+   * the answer (200 with the outcome); otherwise, or without an answer in time, 202 with the state.
+   * A POST retried with the same caller and Idempotency-Key gets the first one's command.
+   */
+  async enqueue(
+    deviceId: string, input: { action: string; params?: Record<string, unknown>; timeoutMs?: number; ttlMs?: number; queue?: boolean }, source: string,
+    route: { userId?: string; lane?: string; idempotencyKey?: string } = {},
+  ): Promise<EnqueueReply> {
+    const queue = this.deps.queue;
+    const settings = this.deps.queueSettings;
+    if (!queue || !settings) throw new HearthError('E_UNAVAILABLE', 'queued commands are not available on this node');
+    const device = await this.deps.devices.require(deviceId);
+    const model = await this.deps.products.model(device.productKey);
+    const params = input.params ?? {};
+    const check = model!.checkAction(input.action, params);
+    if (!check.ok) throw new HearthError('E_MODEL_MISMATCH', check.problems.join('; '), { problems: check.problems });
+    // The product's TTL is the maker's wish, bounded by the operator's limit; an explicit ttlMs over the limit is refused.
+    const ttlMs = input.ttlMs ?? Math.min(model!.model.commandTtlMs ?? settings.defaultTtlMs, settings.maxTtlMs);
+    if (ttlMs > settings.maxTtlMs) {
+      throw new HearthError('E_VALIDATION', `ttlMs ${ttlMs} is longer than the limit of ${settings.maxTtlMs} ms (HEARTH_COMMAND_QUEUE_MAX_TTL_MS)`, { field: 'body.ttlMs', limit: settings.maxTtlMs });
+    }
+    const key = route.idempotencyKey !== undefined ? `${source} ${route.idempotencyKey}` : null;
+    if (key) {
+      const earlier = await queue.byKey(deviceId, key);
+      if (earlier) return this.replyFor(earlier);
+    }
+    const id = newId('c');
+    const acceptedAt = Date.now();
+    const online = (await this.deps.presence.get(deviceId)).online;
+    // Waiting starts before the command can be sent: an answer faster than the insert is not missed.
+    const timeoutMs = input.timeoutMs ?? this.deps.defaultTimeoutMs;
+    let timer: NodeJS.Timeout | undefined;
+    const answer = online
+      ? new Promise<ResultEvent | undefined>((resolve) => {
+        timer = setTimeout(() => {
+          this.pending.delete(id);
+          resolve(undefined);
+        }, timeoutMs);
+        this.pending.set(id, { startedAt: acceptedAt, resolve: (r) => { clearTimeout(timer); resolve(r); } });
+      })
+      : undefined;
+    let added: Awaited<ReturnType<CommandQueue['add']>>;
+    try {
+      added = await queue.add({ id, deviceId, action: input.action, params, source, acceptedAt, expiresAt: acceptedAt + ttlMs, idempotencyKey: key });
+    } catch (err) {
+      clearTimeout(timer);
+      this.pending.delete(id);
+      throw err;
+    }
+    if (!added.created) {
+      clearTimeout(timer);
+      this.pending.delete(id);
+      return this.replyFor(added.row);
+    }
+    if (this.deps.routesCommands?.() !== false && this.deps.ingress) {
+      await this.deps.ingress.submit({
+        source: 'api', deviceId, kind: 'command', payload: { id, action: input.action, params }, via: source,
+        ...(route.userId ? { userId: route.userId } : {}), ...(route.lane ? { tags: { lane: route.lane } } : {}),
+      }).catch((err) => this.deps.log.warn({ err, deviceId, commandId: id }, 'command could not be routed'));
+    }
+    if (answer && (await answer)) return this.replyFor((await queue.get(deviceId, id))!);
+    return this.replyFor((await queue.get(deviceId, id)) ?? added.row);
+  }
+
+  private replyFor(row: QueueRow): EnqueueReply {
+    if ((row.status === 'answered' || row.status === 'failed') && row.ok != null) {
+      const body: CommandOutcome = {
+        id: row.id, ok: row.ok === 1, ...(row.result != null ? { result: fromJson(row.result) } : {}), ...(row.error != null ? { error: row.error } : {}),
+        ...(row.warnings != null ? { warnings: fromJson<string[]>(row.warnings) } : {}), latencyMs: Number(row.latency_ms ?? 0),
+      };
+      return { status: 200, body };
+    }
+    return { status: 202, body: { id: row.id, state: row.status as QueuedState, expiresAt: iso(row.expires_at)! } };
+  }
+
+  /** One command of the device's ledger. */
+  async get(deviceId: string, id: string): Promise<CommandRecord> {
+    const row = await this.deps.db.selectFrom('commands').selectAll().where('id', '=', id).where('device_id', '=', deviceId).executeTakeFirst();
+    if (!row) throw new HearthError('E_COMMAND_NOT_FOUND', `device "${deviceId}" has no command "${id}"`);
+    return toRecord(row);
+  }
+
+  /** Cancels a queued command that has not been sent yet (409 once sent or settled). */
+  async cancel(deviceId: string, id: string): Promise<CommandRecord> {
+    if (!this.deps.queue) throw new HearthError('E_COMMAND_NOT_FOUND', `device "${deviceId}" has no command "${id}"`);
+    await this.deps.queue.cancel(deviceId, id);
+    return this.get(deviceId, id);
+  }
+
+  /** The device subscribed to its commands topic (the gateway's `subscribed` uplink, on its shard's owner). */
+  async subscribed(deviceId: string): Promise<void> {
+    await this.deps.queue?.subscribed(deviceId);
+  }
+
+  /** The device left its home: its queue is dropped. */
+  async dropQueue(deviceId: string): Promise<void> {
+    await this.deps.queue?.drop(deviceId);
+  }
+
+  /**
    * A device answered (uplink `commands/result`). Returns a problem when the answer is
    * malformed or unknown, so that the ingest can tell the device.
    *
@@ -175,8 +302,14 @@ export class CommandService {
     const flight = this.inflight.get(p.id);
     const row = flight && flight.deviceId === deviceId
       ? { action: flight.action, accepted_at: flight.acceptedAt, status: flight.timedOut ? 'timeout' : 'sent' }
-      : await this.deps.db.selectFrom('commands').select(['action', 'accepted_at', 'status']).where('id', '=', p.id).where('device_id', '=', deviceId).executeTakeFirst();
+      : await this.deps.db.selectFrom('commands').select(['action', 'accepted_at', 'status', 'expires_at']).where('id', '=', p.id).where('device_id', '=', deviceId).executeTakeFirst();
     if (!row) return { code: 'E_UNKNOWN_COMMAND', message: `unknown command id "${p.id}"` };
+    const queued = 'expires_at' in row && row.expires_at != null;
+    // A queued command answered again (a redelivery after a lost PUBACK): the first answer stands.
+    if (queued && (row.status === 'answered' || row.status === 'failed' || row.status === 'cancelled')) {
+      this.deps.log.debug({ deviceId, commandId: p.id }, 'repeated answer to a queued command ignored');
+      return undefined;
+    }
     if (flight && !flight.timedOut) this.inflight.delete(p.id);
     let ok = p.ok;
     let error = p.error as string | undefined;
@@ -203,6 +336,21 @@ export class CommandService {
       if (warnings.length) this.deps.log.warn({ deviceId, commandId: p.id, action: row.action, warnings }, 'command result does not fit the model (recorded as a warning)');
     }
     const latency = answeredAt - Number(row.accepted_at);
+    if (queued) {
+      const status = ok ? 'answered' : 'failed';
+      // Conditional: of two answers racing (two nodes, a redelivery), one settles the command.
+      const res = await this.deps.db.updateTable('commands').set({
+        status, answered_at: answeredAt, ok: ok ? 1 : 0, result: result !== undefined ? toJson(result) : null, error: error ?? null,
+        latency_ms: latency, warnings: warnings.length ? toJson(warnings) : null,
+      }).where('id', '=', p.id).where('status', 'in', ['sent', 'expired', 'queued']).executeTakeFirst();
+      if (Number(res.numUpdatedRows) === 0) return undefined;
+      const ev: ResultEvent = { id: p.id, deviceId, ok, result, error, ...(warnings.length ? { warnings } : {}), answeredAt };
+      this.deps.bus.publish(subjects.commandResult(p.id), ev);
+      this.deps.bus.publish(subjects.command(deviceId), { id: p.id, deviceId, action: row.action, status, ok, result, error, ...(warnings.length ? { warnings } : {}) });
+      this.deps.observer?.commandFinished(ok ? 'ok' : 'error', Math.max(0, latency));
+      await this.deps.queue?.answered(deviceId);
+      return ok === p.ok ? undefined : bad(error!);
+    }
     await this.deps.db.updateTable('commands').set({
       status: row.status === 'timeout' ? 'timeout' : 'answered', answered_at: answeredAt, ok: ok ? 1 : 0,
       result: result !== undefined ? toJson(result) : null, error: error ?? null, latency_ms: latency,
@@ -218,11 +366,16 @@ export class CommandService {
     let q = this.deps.db.selectFrom('commands').selectAll().where('device_id', '=', deviceId);
     if (before !== undefined) q = q.where('accepted_at', '<', before);
     const rows = await q.orderBy('accepted_at', 'desc').limit(limit).execute();
-    return rows.map((r) => ({
-      id: r.id, deviceId: r.device_id, action: r.action, params: fromJson(r.params), source: r.source, status: r.status as CommandStatus,
-      acceptedAt: iso(r.accepted_at)!, sentAt: iso(r.sent_at), answeredAt: iso(r.answered_at), timedOutAt: iso(r.timed_out_at),
-      ok: r.ok == null ? null : r.ok === 1, result: r.result == null ? null : fromJson(r.result), error: r.error,
-      warnings: r.warnings == null ? [] : fromJson<string[]>(r.warnings), latencyMs: r.latency_ms == null ? null : Number(r.latency_ms),
-    }));
+    return rows.map(toRecord);
   }
+}
+
+function toRecord(r: Selectable<Database['commands']>): CommandRecord {
+  return {
+    id: r.id, deviceId: r.device_id, action: r.action, params: fromJson(r.params), source: r.source, status: r.status as CommandStatus,
+    acceptedAt: iso(r.accepted_at)!, sentAt: iso(r.sent_at), answeredAt: iso(r.answered_at), timedOutAt: iso(r.timed_out_at),
+    ok: r.ok == null ? null : r.ok === 1, result: r.result == null ? null : fromJson(r.result), error: r.error,
+    warnings: r.warnings == null ? [] : fromJson<string[]>(r.warnings), latencyMs: r.latency_ms == null ? null : Number(r.latency_ms),
+    expiresAt: iso(r.expires_at),
+  };
 }

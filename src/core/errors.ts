@@ -47,6 +47,8 @@ export const ERRORS = {
   E_NOT_READY: { status: 503, title: 'Not ready' },
   E_UNAVAILABLE: { status: 503, title: 'Temporarily unavailable' },
   E_COMMAND_TIMEOUT: { status: 504, title: 'The device did not answer in time' },
+  E_COMMAND_NOT_FOUND: { status: 404, title: 'Command not found' },
+  E_COMMAND_QUEUE_FULL: { status: 429, title: "The device's command queue is full" },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof ERRORS;

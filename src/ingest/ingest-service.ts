@@ -175,9 +175,12 @@ export class IngestService implements ShardListener {
     const { devices, products, presence } = this.deps;
     const device = await devices.get(msg.deviceId);
     if (!device) return { code: 'E_DEVICE_NOT_FOUND', message: `device "${msg.deviceId}" does not exist` };
-    // Not a device message: the gateway saw the device subscribe to its desired state.
+    // Not a device message: the gateway saw the device subscribe to its desired state or its
+    // commands (payload `{desired, commands}`; null from gateways before queued commands: desired).
     if (msg.kind === 'subscribed') {
-      await this.deps.shadow.resend(msg.deviceId);
+      const covers = isObject(msg.payload) ? msg.payload : { desired: true };
+      if (covers.desired === true) await this.deps.shadow.resend(msg.deviceId);
+      if (covers.commands === true) await this.deps.commands.subscribed(msg.deviceId);
       return undefined;
     }
     if (msg.kind !== 'command') presence.seen(msg.via, msg.receivedAt);

@@ -125,6 +125,8 @@ export const CATALOG: CatalogProduct[] = [
       properties: [ro('paper', 'enum', { values: ['ok', 'low', 'out'], history: true } as Partial<ValueSpec>), ro('online', 'boolean'), ro('printed', 'integer', { min: 0 })],
       events: [{ id: 'paperOut' }, { id: 'jobDone', params: [param('jobId', 'string')] }],
       actions: [{ id: 'print', params: [param('content', 'string', { max: 8192, required: true }), param('copies', 'integer', { min: 1, max: 10 })], result: [param('jobId', 'string')] }],
+      // A queued print job (`"queue": true`) waits a day for the printer.
+      commandTtlMs: 86_400_000,
     },
   },
   {
@@ -133,6 +135,8 @@ export const CATALOG: CatalogProduct[] = [
       properties: [rw('volume', 'integer', { min: 0, max: 100 }), battery],
       events: [],
       actions: [{ id: 'announce', params: [param('amount', 'number', { min: 0, required: true }), param('currency', 'string', { max: 3 }), param('text', 'string', { max: 200 })] }],
+      // A payment announced an hour late helps nobody at the till.
+      commandTtlMs: 3_600_000,
     },
   },
 ];

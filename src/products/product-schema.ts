@@ -30,6 +30,7 @@ export const ThingModelSchema = Type.Object({
     result: Type.Optional(Type.Array(ValueSpecSchema)),
     description: Type.Optional(Type.String()),
   }), { default: [] }),
+  commandTtlMs: Type.Optional(Type.Integer({ minimum: 1000, maximum: 2592000000, description: 'TTL of a command sent with "queue": true to a device of this product (default HEARTH_COMMAND_QUEUE_DEFAULT_TTL_MS)' })),
 });
 
 const modelExample = {

@@ -31,7 +31,7 @@ export class ProductService {
   }
 
   async create(input: { key: string; name: string; category: string; model: ThingModel }): Promise<Product> {
-    const model: ThingModel = { properties: input.model.properties ?? [], events: input.model.events ?? [], actions: input.model.actions ?? [] };
+    const model: ThingModel = { properties: input.model.properties ?? [], events: input.model.events ?? [], actions: input.model.actions ?? [], ...(input.model.commandTtlMs !== undefined ? { commandTtlMs: input.model.commandTtlMs } : {}) };
     const problems = checkModel(model);
     if (problems.length) {
       throw new HearthError('E_INVALID_MODEL', problems.map((p) => `${p.field}: ${p.message}`).join('; '), { field: problems[0].field, problems });

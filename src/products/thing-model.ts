@@ -39,6 +39,8 @@ export interface ThingModel {
   properties: PropertySpec[];
   events: EventSpec[];
   actions: ActionSpec[];
+  /** TTL of a command sent with `"queue": true` (docs/api.md, queued commands); unset: HEARTH_COMMAND_QUEUE_DEFAULT_TTL_MS. */
+  commandTtlMs?: number;
 }
 
 export interface ModelProblem {

@@ -62,7 +62,7 @@ export interface RouteSpec {
   targets: Target[];
 }
 
-/** The delivery side of the gateway (src/gateway/delivery-service.ts). */
+/** The delivery side of the gateway (src/delivery/delivery-service.ts). */
 export interface DeliveryQueue {
   /** Stores a delivery job durably; resolves once stored (the message may be acknowledged then). */
   enqueue(d: Delivery): Promise<void>;

@@ -236,6 +236,7 @@ export class StreamService {
         if (c.ok !== undefined) data.ok = c.ok;
         if (c.result !== undefined) data.result = c.result;
         if (c.error !== undefined) data.error = c.error;
+        if (c.expiresAt !== undefined) data.expiresAt = new Date(c.expiresAt).toISOString();
         this.fromDevice('command', idOf(msg), Date.now(), data);
       }, { name: 'stream.command' }),
       bus.subscribe(subjects.streamAnnounce, (msg) => {

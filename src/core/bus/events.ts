@@ -58,6 +58,10 @@ export interface BusEvents {
   'cluster.timers': TimerChange;
   /** A new message gateway config version is live. */
   'cluster.gateway.config': GatewayConfigChanged;
+  /** A device's command queue may have something to send: the node that owns its shard pumps it. */
+  'cluster.commands.queue': CommandQueueKick;
+  /** A device resumed its clean=false MQTT session on some node: the others forget their copy. */
+  'cluster.mqtt.session': { clientId: string };
 }
 
 /** Every request/reply subject: what a requester sends and what the responder answers. */
@@ -109,12 +113,20 @@ export interface CommandChange {
   id: string;
   deviceId: string;
   action: string;
-  status: 'sent' | 'timeout' | 'answered';
+  /** `queued`, `failed`, `expired` and `cancelled` only for queued commands (docs/api.md). */
+  status: 'sent' | 'timeout' | 'answered' | 'queued' | 'failed' | 'expired' | 'cancelled';
   source?: string;
+  /** Queued commands: when an unanswered one expires (epoch ms). */
+  expiresAt?: number;
   ok?: boolean;
   result?: Record<string, unknown>;
   error?: string;
   warnings?: string[];
+}
+
+/** On `cluster.commands.queue`: a command was queued for this device. */
+export interface CommandQueueKick {
+  deviceId: string;
 }
 
 /** The device's answer as it travels on the bus (`command.{id}.result`). */

@@ -34,7 +34,7 @@ export interface UplinkMessage {
   receivedAt: number;
   /** W3C trace context (`traceparent`, `tracestate`) of the span that received the message. */
   trace?: Record<string, string>;
-  /** Where it entered (the message gateway's envelope, src/gateway/envelope.ts); `mqtt` when absent. */
+  /** Where it entered (the message gateway's envelope, src/routing/envelope.ts); `mqtt` when absent. */
   source?: string;
   /** The sender's own message id (partners, device HTTP), for de-duplication. */
   sourceId?: string;

@@ -162,6 +162,8 @@ export class Metrics {
   private readonly deadLetters = this.counter('hearth_dead_letters_total', 'Routed messages whose delivery finally failed and that were kept as dead letters, by target type', ['target_type']);
   private readonly lag = this.histogram('hearth_ingest_lag_seconds', 'From a device message reaching the gateway to a worker handling it', [], ROUND_TRIP_BUCKETS).of();
   private readonly resultWarnings = this.counter('hearth_command_result_warnings_total', 'Command results that did not fit the model without failing the command, by kind (undeclared-field: a result field the action does not declare; recorded, the command keeps its ok)', ['kind']);
+  private readonly queueEvents = this.counter('hearth_command_queue_events_total', 'Queued commands (ttlMs or queue), by event: queued, sent, resent (again on a subscription, not answered yet), expired, cancelled', ['event']);
+  private readonly sessionDrops = this.counter('hearth_mqtt_session_messages_dropped_total', 'QoS 1 messages dropped from full clean=false sessions (the oldest goes; HEARTH_MQTT_SESSION_MAX_MESSAGES)', []).of();
   private readonly commands = this.histogram('hearth_command_duration_seconds', 'From a command being accepted to its outcome', ['outcome'], ROUND_TRIP_BUCKETS);
   private readonly publishes = this.histogram('hearth_bus_publish_duration_seconds', 'Time to publish on the bus (core: fire and forget; durable: until stored)', ['kind'], PUBLISH_BUCKETS);
   private readonly requests = this.histogram('hearth_bus_request_duration_seconds', 'Bus requests until the reply (or the failure)', [], REQUEST_BUCKETS).of();
@@ -227,6 +229,16 @@ export class Metrics {
   /** A command ended `ms` after it was accepted. */
   commandFinished(outcome: CommandOutcome, ms: number): void {
     this.commandsBy(outcome).observe(ms / 1000);
+  }
+
+  /** A queued command changed state (or was sent again). */
+  commandQueue(event: 'queued' | 'sent' | 'resent' | 'expired' | 'cancelled' | 'duplicate-answer'): void {
+    this.queueEvents.of(event).inc();
+  }
+
+  /** Messages dropped from a full persistent session. */
+  sessionMessagesDropped(count: number): void {
+    this.sessionDrops.value += count;
   }
 
   /** A device's command result did not fit the model in a way that is a warning, not a failure. */

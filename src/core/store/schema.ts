@@ -57,7 +57,20 @@ export interface Database {
     latency_ms: number | null;
     /** JSON array of strings: how the answer did not fit the model without failing it; null: it fit */
     warnings: string | null;
+    /** Queued commands only (docs/api.md): when an unanswered one expires; null for a command sent at once */
+    expires_at: number | null;
+    /** Queued commands only: the delivery order within the device */
+    queue_seq: number | null;
+    /** `{caller}:{Idempotency-Key}` of the POST that created it */
+    idempotency_key: string | null;
+    /** Queued commands only: how many times it was published to the device */
+    attempts: number | null;
+    cancelled_at: number | null;
   };
+  /** sessions: subscriptions of MQTT sessions with clean=false */
+  mqtt_subscriptions: { client_id: string; topic: string; qos: number; updated_at: number };
+  /** sessions: QoS 1 messages not yet acknowledged by a clean=false session (payload base64) */
+  mqtt_outgoing: { key: string; client_id: string; seq: number; topic: string; payload: string; qos: number; message_id: number | null; created_at: number };
   /** auth: refresh tokens; a family is one sign-in session, rotated on every refresh */
   refresh_tokens: { id: string; user_id: string; family_id: string; token_hash: string; created_at: number; expires_at: number; used_at: number | null; revoked_at: number | null };
   /** auth: one-time password reset tokens */

@@ -5,6 +5,7 @@ import { Aedes, type Client, type AuthenticateError, type PublishPacket } from '
 import type { Bus, Unsubscribe } from '../../core/bus/bus.ts';
 import { subjects, type DownlinkMessage, type DeviceErrorPayload, type UplinkKind, type UplinkMessage } from '../../core/bus/subjects.ts';
 import { shardOf } from '../../core/cluster/shards.ts';
+import { broadcast, type Broadcast } from '../../core/cluster/broadcast.ts';
 import { RateLimiter } from '../../core/rate-limiter.ts';
 import { MessageIds } from '../../core/ids.ts';
 import { injectTrace, recordError, runWithSpan, SpanKind, startSpan, tracingEnabled } from '../../core/observability/tracing.ts';
@@ -13,7 +14,7 @@ import type { DeviceService } from '../../devices/device-service.ts';
 import type { PresenceReason, PresenceService } from '../../devices/presence-service.ts';
 import { jsonDepthExceeds, MAX_JSON_DEPTH } from '../../core/json-limits.ts';
 import { PacketGuard, PacketRefusedError, type PacketLimits, type Refusal, type TruncatedPublish } from './packet-guard.ts';
-import { downlinkTopic, filterCoversDesired, isAllowedSubscriptionSuffix, parseDeviceTopic, uplinkKind } from './topic-codec.ts';
+import { downlinkTopic, filterCoversCommands, filterCoversDesired, isAllowedSubscriptionSuffix, parseDeviceTopic, uplinkKind } from './topic-codec.ts';
 
 export interface MqttGatewayConfig {
   port: number;
@@ -78,8 +79,13 @@ export class MqttGateway {
   private readonly admission: RateLimiter;
   private readonly ids: MessageIds;
   private readonly limits: PacketLimits;
+  private sessionMoved: Broadcast<{ clientId: string }> | undefined;
 
-  constructor(private readonly deps: { bus: Bus; devices: DeviceService; presence: PresenceService; log: Logger; config: MqttGatewayConfig; observer?: MqttObserver }) {
+  constructor(private readonly deps: {
+    bus: Bus; devices: DeviceService; presence: PresenceService; log: Logger; config: MqttGatewayConfig; observer?: MqttObserver;
+    /** Where sessions with clean=false live (store-persistence.ts); Aedes' in-memory one without it. */
+    persistence?: object & { forget?(clientId: string): Promise<void> };
+  }) {
     this.admission = new RateLimiter({ perMinute: deps.config.connectRatePerSecond * 60, burst: deps.config.connectBurst });
     this.ids = new MessageIds(deps.config.nodeId, 'm');
     const { maxPayloadBytes, connectMaxBytes } = deps.config;
@@ -92,6 +98,7 @@ export class MqttGateway {
     this.broker = await Aedes.createBroker({
       id: 'hearth',
       connectTimeout: this.deps.config.connectTimeoutMs,
+      ...(this.deps.persistence ? { persistence: this.deps.persistence } : {}),
       // Only MQTT 3.1.1 (protocol name "MQTT", level 4). Aedes itself refuses levels outside 3..4
       // with CONNACK 1 (unacceptable protocol version) but takes MQTT 3.1 ("MQIsdp", level 3) and
       // bridge mode (level 0x84); moving those out of its range gets them the same CONNACK 1.
@@ -182,6 +189,12 @@ export class MqttGateway {
       if (client.conn instanceof PacketGuard) client.conn.admit();
       const state: ConnState = { session: this.deps.presence.connected(client.id) };
       client[CONN] = state;
+      if (!client.clean) {
+        // A session with clean=false came back with its subscriptions: as good as subscribing again.
+        this.subscribed(client, Object.keys((client as unknown as { subscriptions: Record<string, unknown> }).subscriptions ?? {}));
+        // The node it was on before stops keeping (and storing messages for) its copy.
+        void this.sessionMoved?.send({ clientId: client.id });
+      }
       this.track(state.session.catch((err) => log.error({ err, deviceId: client.id }, 'presence update on connect failed')));
     });
     this.broker.on('keepaliveTimeout', (client: HearthClient) => {
@@ -200,17 +213,20 @@ export class MqttGateway {
         .catch((err) => log.error({ err, deviceId: client.id }, 'presence update on disconnect failed')));
     });
     this.broker.on('subscribe', (subs, client) => {
-      if (!client) return;
-      for (const s of subs) {
-        const parsed = parseDeviceTopic(s.topic);
-        if (parsed && filterCoversDesired(parsed.suffix)) {
-          this.publishUp({ id: this.ids.next(), deviceId: parsed.deviceId, via: client.id, kind: 'subscribed', topic: s.topic, payload: null, receivedAt: Date.now() })
-            .catch((err) => log.warn({ err, deviceId: parsed.deviceId }, 'subscription notice could not be stored'));
-        }
-      }
+      if (client) this.subscribed(client, subs.map((s) => s.topic));
     });
 
     this.unsubs.push(this.deps.bus.subscribe(subjects.allDown, (msg) => this.deliver(msg.data), { name: 'mqtt-gateway.downlink' }));
+    const forget = this.deps.persistence?.forget?.bind(this.deps.persistence);
+    if (forget) {
+      const moved = broadcast(this.deps.bus, 'cluster.mqtt.session', ({ clientId }) => {
+        const here = (this.broker as unknown as { clients: Record<string, Client | undefined> }).clients[clientId];
+        if (!here) return forget(clientId).catch((err) => log.warn({ err, deviceId: clientId }, 'session copy could not be forgotten'));
+      });
+      moved.open();
+      this.sessionMoved = moved;
+      this.unsubs.push(() => moved.close());
+    }
 
     const server = createServer({ noDelay: true }, (socket) => {
       this.sockets.add(socket);
@@ -294,6 +310,20 @@ export class MqttGateway {
     for (const s of this.sockets) s.destroy();
     await closed;
     while (this.presenceWrites.size) await Promise.all([...this.presenceWrites]);
+  }
+
+  /** Tells the shard owner which waiting downlinks (desired state, queued commands) the client can now take. */
+  private subscribed(client: Client, topics: string[]): void {
+    for (const topic of topics) {
+      const parsed = parseDeviceTopic(topic);
+      if (!parsed) continue;
+      const desired = filterCoversDesired(parsed.suffix);
+      const commands = filterCoversCommands(parsed.suffix);
+      if (desired || commands) {
+        this.publishUp({ id: this.ids.next(), deviceId: parsed.deviceId, via: client.id, kind: 'subscribed', topic, payload: { desired, commands }, receivedAt: Date.now() })
+          .catch((err) => this.deps.log.warn({ err, deviceId: parsed.deviceId }, 'subscription notice could not be stored'));
+      }
+    }
   }
 
   private track(p: Promise<unknown>): void {

@@ -46,3 +46,8 @@ export function isAllowedSubscriptionSuffix(suffix: string): boolean {
 export function filterCoversDesired(suffix: string): boolean {
   return suffix === 'desired' || suffix === '#' || suffix === '+';
 }
+
+/** True when a granted filter (within one device's prefix) receives the device's commands topic (`commands/#` covers `commands`). */
+export function filterCoversCommands(suffix: string): boolean {
+  return suffix === 'commands' || suffix === 'commands/#' || suffix === '#' || suffix === '+';
+}
