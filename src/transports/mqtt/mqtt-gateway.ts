@@ -1,4 +1,5 @@
 import { createServer, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { Aedes, type Client, type AuthenticateError, type PublishPacket } from 'aedes';
@@ -13,6 +14,7 @@ import type { DeviceService } from '../../devices/device-service.ts';
 import type { PresenceReason, PresenceService } from '../../devices/presence-service.ts';
 import { jsonDepthExceeds, MAX_JSON_DEPTH } from '../../core/json-limits.ts';
 import { PacketGuard, PacketRefusedError, type PacketLimits, type Refusal, type TruncatedPublish } from './packet-guard.ts';
+import type { TlsMaterial } from '../tls/tls-material.ts';
 import { downlinkTopic, filterCoversDesired, isAllowedSubscriptionSuffix, parseDeviceTopic, uplinkKind } from './topic-codec.ts';
 
 export interface MqttGatewayConfig {
@@ -32,6 +34,10 @@ export interface MqttGatewayConfig {
   connectBurst: number;
   /** Shutdown: connections closed per second. */
   disconnectRatePerSecond: number;
+  /** MQTT over TLS on this port when `tls` material is given (0: a free port). */
+  tlsPort?: number;
+  /** Whether the plain TCP port is opened (default true). */
+  plain?: boolean;
 }
 
 /**
@@ -70,6 +76,7 @@ function authError(code: number, message: string): AuthenticateError {
 export class MqttGateway {
   private broker!: Aedes;
   private server: Server | undefined;
+  private tlsServer: TlsServer | undefined;
   private readonly unsubs: Unsubscribe[] = [];
   private shuttingDown = false;
   private readonly sockets = new Set<Socket>();
@@ -79,7 +86,7 @@ export class MqttGateway {
   private readonly ids: MessageIds;
   private readonly limits: PacketLimits;
 
-  constructor(private readonly deps: { bus: Bus; devices: DeviceService; presence: PresenceService; log: Logger; config: MqttGatewayConfig; observer?: GatewayObserver }) {
+  constructor(private readonly deps: { bus: Bus; devices: DeviceService; presence: PresenceService; log: Logger; config: MqttGatewayConfig; observer?: GatewayObserver; tls?: TlsMaterial }) {
     this.admission = new RateLimiter({ perMinute: deps.config.connectRatePerSecond * 60, burst: deps.config.connectBurst });
     this.ids = new MessageIds(deps.config.nodeId, 'm');
     const { maxPayloadBytes, connectMaxBytes } = deps.config;
@@ -212,19 +219,50 @@ export class MqttGateway {
 
     this.unsubs.push(this.deps.bus.subscribe(subjects.allDown, (msg) => this.deliver(msg.data), { name: 'mqtt-gateway.downlink' }));
 
-    const server = createServer({ noDelay: true }, (socket) => {
-      this.sockets.add(socket);
-      socket.on('close', () => this.sockets.delete(socket));
+    if (this.deps.config.plain !== false) {
+      const server = createServer({ noDelay: true }, (socket) => {
+        this.sockets.add(socket);
+        socket.on('close', () => this.sockets.delete(socket));
+        this.broker.handle(this.guard(socket));
+      });
+      this.server = server;
+      await listen(server, this.deps.config.port, this.deps.config.host);
+    }
+  }
+
+  /**
+   * Opens MQTT over TLS (TLS 1.2 at least) when TLS material and a port are configured. A client
+   * certificate is asked for but not required (devices with a secret connect without one); it is
+   * checked when the device authenticates. The handshake must end within the CONNECT timeout, and
+   * the packet guard sits behind the TLS layer as on the plain port. A reloaded certificate is
+   * served to the connections that come after it.
+   */
+  async startTls(): Promise<void> {
+    const tls = this.deps.tls;
+    const port = this.deps.config.tlsPort;
+    if (!tls || port === undefined) return;
+    const server = createTlsServer({
+      ...tls.serverOptions(), noDelay: true, requestCert: true, rejectUnauthorized: false, handshakeTimeout: this.deps.config.connectTimeoutMs,
+    }, (socket: TLSSocket) => {
       this.broker.handle(this.guard(socket));
     });
-    this.server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.deps.config.port, this.deps.config.host, () => {
-        server.off('error', reject);
-        resolve();
-      });
+    server.on('connection', (socket: Socket) => {
+      this.sockets.add(socket);
+      socket.on('close', () => this.sockets.delete(socket));
     });
+    server.on('tlsClientError', (err: Error) => {
+      this.deps.log.debug({ err: err.message }, 'mqtt tls handshake failed');
+      this.deps.observer?.connectionRefused('protocol');
+    });
+    this.unsubs.push(tls.onChange(() => server.setSecureContext(tls.serverOptions())));
+    this.tlsServer = server;
+    await listen(server, port, this.deps.config.host);
+  }
+
+  /** The bound TLS port (undefined without TLS). */
+  get tlsPort(): number | undefined {
+    const addr = this.tlsServer?.address();
+    return typeof addr === 'object' && addr ? addr.port : undefined;
   }
 
   /** The bound TCP port (useful when configured as 0). */
@@ -277,7 +315,7 @@ export class MqttGateway {
    */
   async stop(deadline = Infinity): Promise<void> {
     this.shuttingDown = true;
-    const closed = new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    const closed = Promise.all([this.server, this.tlsServer].map((srv) => new Promise<void>((resolve) => (srv?.listening ? srv.close(() => resolve()) : resolve()))));
     if (this.broker) {
       const clients = Object.values((this.broker as unknown as { clients: Record<string, Client> }).clients);
       const perTick = Math.max(1, Math.ceil(this.deps.config.disconnectRatePerSecond / 20));
@@ -351,4 +389,14 @@ export class MqttGateway {
     this.deps.observer?.messageRejected(payload.code);
     this.deliver({ deviceId, kind: 'errors', payload });
   }
+}
+
+function listen(server: Server, port: number, host: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
 }
