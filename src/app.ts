@@ -67,6 +67,11 @@ import { DataDirLock } from './core/data-dir-lock.ts';
 import { portProblem, reservePorts, type ListenerSpec, type PortReservation } from './core/port-reservation.ts';
 import { Lifecycles, type Lifecycle } from './core/lifecycle.ts';
 import { TlsMaterial } from './transports/tls/tls-material.ts';
+import { DeviceCredentials } from './devices/device-credentials.ts';
+import { deviceCredentialRoutes } from './devices/device-credential-routes.ts';
+import { IdentityService } from './identity/identity-service.ts';
+import { ProvisioningService } from './identity/provisioning-service.ts';
+import { identityRoutes } from './identity/identity-routes.ts';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { StartupError } from './core/startup-error.ts';
 import { initialPasswordPath, readInitialPassword, removeInitialPassword, writeInitialPassword } from './auth/initial-password.ts';
@@ -97,6 +102,9 @@ export interface Services {
   notify: NotificationService;
   automations: AutomationService;
   automationEngine: AutomationEngine;
+  credentials: DeviceCredentials;
+  identity: IdentityService;
+  provisioning: ProvisioningService;
 }
 
 export type Role = 'gateway' | 'api' | 'worker';
@@ -314,12 +322,31 @@ export class Hearth {
       timers,
     });
     shards.on(automationEngine);
-    this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, stream, delivery, deadLetters, partners, gateway, scenes, timers, notify, automations, automationEngine };
+    // Device identity: a rotated secret or a changed CA/revocation reaches every node's caches and sessions.
+    const secretRotated = broadcast(bus, 'cluster.identity.secret', (m) => {
+      credentials.forget(m.deviceId);
+      this.mqtt?.recheckSessions([m.deviceId], m.previousValidUntil ?? undefined);
+    });
+    const certificatesChanged = broadcast(bus, 'cluster.identity.certificates', () => {
+      identity.reload();
+      this.mqtt?.recheckSessions();
+    });
+    this.broadcasts.push(secretRotated, certificatesChanged);
+    const credentials = new DeviceCredentials({ db, devices, onRotated: (deviceId, previousValidUntil) => secretRotated.send({ deviceId, previousValidUntil }) });
+    devices.useCredentials(credentials);
+    const identity = new IdentityService({ db, log: log.child({ component: 'identity' }), products, devices, credentials, onChange: () => certificatesChanged.send({}) });
+    const provisioning = new ProvisioningService({ db, log: log.child({ component: 'provisioning' }), products, credentials, audit });
+    this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, stream, delivery, deadLetters, partners, gateway, scenes, timers, notify, automations, automationEngine, credentials, identity, provisioning };
     this.tls = TlsMaterial.configured({ certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, selfSigned: config.tlsSelfSigned })
       ? new TlsMaterial({ certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, selfSigned: config.tlsSelfSigned, dataDir: config.dataDir, watchIntervalMs: config.tlsWatchIntervalMs }, log.child({ component: 'tls' }))
       : undefined;
     this.mqtt = new MqttGateway({
       bus, devices, presence, log: log.child({ component: 'mqtt' }), observer: metrics, tls: this.tls,
+      identity: {
+        authenticateCertificate: (name, cert) => identity.authenticateCertificate(name, cert),
+        stillValid: async (deviceId, c) => (c.certificate ? identity.certificateStillValid(c.certificate.fingerprint, c.certificate.caId) : c.secretDigest ? (await credentials.checkDigest(deviceId, c.secretDigest)) !== false : true),
+        provision: (hwid, payload) => provisioning.provisionOverMqtt(hwid, payload),
+      },
       config: {
         tlsPort: this.tls ? (config.mqttTlsPort ?? 8883) : undefined, plain: config.plainPorts,
         port: config.mqttPort, host: config.mqttHost, maxPayloadBytes: config.maxPayloadBytes, shards: config.shards, nodeId: this.nodeId,
@@ -593,6 +620,8 @@ export class Hearth {
     app.register(notifyRoutes, { notify: s.notify });
     app.register(automationRoutes, { automations: s.automations, engine: s.automationEngine });
     app.register(pageRoutes, { version: VERSION });
+    app.register(deviceCredentialRoutes, { credentials: s.credentials, audit });
+    app.register(identityRoutes, { identity: s.identity, provisioning: s.provisioning, audit });
   }
 
   get httpPort(): number {
