@@ -18,12 +18,12 @@ export async function deviceCredentialRoutes(app: HttpApp, deps: { credentials: 
       params: DeviceParams,
       body: Type.Optional(Type.Object({
         graceSeconds: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_GRACE_SECONDS, default: 0, description: 'How long the old secret keeps working (seconds); 0: refused at once' })),
-      }, { additionalProperties: false })),
+      }, { additionalProperties: false, examples: [{ graceSeconds: 3600 }] })),
       response: {
         200: Type.Object({
           secret: Type.String({ description: 'The new secret; shown once' }),
           previousSecretValidUntil: Type.Union([Type.String({ format: 'date-time' }), Type.Null()], { description: 'Until when the old secret is accepted; null: not at all' }),
-        }),
+        }, { examples: [{ secret: 'q3VZ0m1oQ2d3bU8pX1c2V3d4…', previousSecretValidUntil: '2026-12-06T09:00:00.000Z' }] }),
         ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_DEVICE_NOT_FOUND'),
       },
     },

@@ -13,13 +13,17 @@ import type { IdentityService } from './identity-service.ts';
 import type { ProvisioningService } from './provisioning-service.ts';
 
 const Time = Type.String({ format: 'date-time' });
+const FP_TEXT = '69:43:06:FC:2F:B1:BA:53:CB:DD:DB:4B:55:32:B4:D7:F3:44:0B:C5:22:F3:7E:7F:DA:84:08:40:8B:41:FE:74';
+const CA_EXAMPLE = { id: 'ca_7k2m9x4p1q8r0t', product: 'acme-lamp', fingerprint: FP_TEXT, subject: 'CN=Acme devices', notAfter: '2030-01-01T00:00:00.000Z', jit: false, createdAt: '2026-12-06T08:00:00.000Z', revokedAt: null };
+const REVOKED_EXAMPLE = { fingerprint: FP_TEXT, reason: 'device stolen', revokedAt: '2026-12-06T08:00:00.000Z' };
+
 const Fingerprint = Type.String({ description: 'SHA-256 fingerprint of the DER certificate: 64 hex digits, colons allowed', examples: ['69:43:06:FC:2F:B1:BA:53:CB:DD:DB:4B:55:32:B4:D7:F3:44:0B:C5:22:F3:7E:7F:DA:84:08:40:8B:41:FE:74'] });
 const CaSchema = Type.Object({
   id: Type.String(), product: Type.String(), fingerprint: Type.String(), subject: Type.String(), notAfter: Time,
   jit: Type.Boolean({ description: 'Just-in-time registration: an unknown hardware id with a certificate of this CA becomes a device on its first connect' }),
   createdAt: Time, revokedAt: Type.Union([Time, Type.Null()]),
-});
-const RevokedSchema = Type.Object({ fingerprint: Type.String(), reason: Type.Union([Type.String(), Type.Null()]), revokedAt: Time });
+}, { examples: [CA_EXAMPLE] });
+const RevokedSchema = Type.Object({ fingerprint: Type.String(), reason: Type.Union([Type.String(), Type.Null()]), revokedAt: Time }, { examples: [REVOKED_EXAMPLE] });
 const ProvisioningSchema = Type.Object({
   product: Type.String(),
   secret: Type.Optional(Type.String({ description: 'The provisioning secret (for the firmware); shown once, when made or rotated' })),
@@ -27,7 +31,7 @@ const ProvisioningSchema = Type.Object({
   allowListOnly: Type.Boolean({ description: 'Only hardware ids on the factory records may provision' }),
   provisioned: Type.Integer({ description: 'Devices made by provisioning so far' }),
   createdAt: Time, updatedAt: Time,
-});
+}, { examples: [{ product: 'acme-lamp', secret: 'pV3q…(shown once)', limit: 50000, allowListOnly: true, provisioned: 0, createdAt: '2026-12-06T08:00:00.000Z', updatedAt: '2026-12-06T08:00:00.000Z' }] });
 const ProductParams = Type.Object({ key: ProductKey });
 
 /**
@@ -48,7 +52,7 @@ export async function identityRoutes(app: HttpApp, deps: { identity: IdentitySer
       body: Type.Object({
         pem: Type.String({ minLength: 1, maxLength: 65536, description: 'The CA certificate, PEM (one certificate)' }),
         jit: Type.Optional(Type.Boolean({ default: false, description: 'Just-in-time registration of unknown hardware ids' })),
-      }, { additionalProperties: false }),
+      }, { additionalProperties: false, examples: [{ pem: '-----BEGIN CERTIFICATE-----\nMIIB…\n-----END CERTIFICATE-----\n', jit: true }] }),
       response: { 201: CaSchema, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_PRODUCT_NOT_FOUND', 'E_CONFLICT') },
     },
   }, async (req, reply) => {
@@ -59,7 +63,7 @@ export async function identityRoutes(app: HttpApp, deps: { identity: IdentitySer
 
   app.get('/api/v1/products/:key/cas', {
     config: { auth: Auth.operator('products:manage') },
-    schema: { tags: ['identity'], summary: 'The CAs of a product (revoked ones included)', ...AuthHeader, params: ProductParams, response: { 200: Type.Object({ items: Type.Array(CaSchema) }), ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_PRODUCT_NOT_FOUND') } },
+    schema: { tags: ['identity'], summary: 'The CAs of a product (revoked ones included)', ...AuthHeader, params: ProductParams, response: { 200: Type.Object({ items: Type.Array(CaSchema) }, { examples: [{ items: [CA_EXAMPLE] }] }), ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_PRODUCT_NOT_FOUND') } },
   }, async (req) => ({ items: await identity.listCas(req.params.key) }));
 
   app.delete('/api/v1/products/:key/cas/:id', {
@@ -79,8 +83,8 @@ export async function identityRoutes(app: HttpApp, deps: { identity: IdentitySer
     config: { auth: Auth.operator('devices:manage') },
     schema: {
       tags: ['identity'], summary: 'Revoke one device certificate by fingerprint: refused from now on, its sessions closed on every node', ...AuthHeader,
-      body: Type.Object({ fingerprint: Fingerprint, reason: Type.Optional(Type.String({ maxLength: 500 })) }, { additionalProperties: false }),
-      response: { 201: Type.Object({ ...RevokedSchema.properties, deviceId: Type.Union([Type.String(), Type.Null()], { description: 'The device the certificate is bound to, if it connected' }) }), ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN') },
+      body: Type.Object({ fingerprint: Fingerprint, reason: Type.Optional(Type.String({ maxLength: 500 })) }, { additionalProperties: false, examples: [{ fingerprint: FP_TEXT, reason: 'device stolen' }] }),
+      response: { 201: Type.Object({ ...RevokedSchema.properties, deviceId: Type.Union([Type.String(), Type.Null()], { description: 'The device the certificate is bound to, if it connected' }) }, { examples: [{ fingerprint: FP_TEXT, reason: 'device stolen', revokedAt: '2026-12-06T08:00:00.000Z', deviceId: 'd_9x2k7m4p1q8r0t' }] }), ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN') },
     },
   }, async (req, reply) => {
     const r = await identity.revokeCertificate(req.body.fingerprint, req.body.reason);
@@ -90,7 +94,7 @@ export async function identityRoutes(app: HttpApp, deps: { identity: IdentitySer
 
   app.get('/api/v1/certificates/revoked', {
     config: { auth: Auth.operator('devices:manage') },
-    schema: { tags: ['identity'], summary: 'Revoked certificates', ...AuthHeader, response: { 200: Type.Object({ items: Type.Array(RevokedSchema) }), ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN') } },
+    schema: { tags: ['identity'], summary: 'Revoked certificates', ...AuthHeader, response: { 200: Type.Object({ items: Type.Array(RevokedSchema) }, { examples: [{ items: [REVOKED_EXAMPLE] }] }), ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN') } },
   }, async () => ({ items: await identity.listRevoked() }));
 
   app.get('/api/v1/devices/:id/certificates', {
@@ -98,7 +102,9 @@ export async function identityRoutes(app: HttpApp, deps: { identity: IdentitySer
     schema: {
       tags: ['identity'], summary: 'The client certificates a device authenticated with', ...AuthHeader, params: DeviceParams,
       response: {
-        200: Type.Object({ items: Type.Array(Type.Object({ fingerprint: Type.String(), deviceId: Type.String(), caId: Type.String(), subject: Type.String(), notAfter: Time, firstSeenAt: Time, revoked: Type.Boolean() })) }),
+        200: Type.Object({ items: Type.Array(Type.Object({ fingerprint: Type.String(), deviceId: Type.String(), caId: Type.String(), subject: Type.String(), notAfter: Time, firstSeenAt: Time, revoked: Type.Boolean() })) }, {
+          examples: [{ items: [{ fingerprint: FP_TEXT, deviceId: 'd_9x2k7m4p1q8r0t', caId: 'ca_7k2m9x4p1q8r0t', subject: 'CN=d_9x2k7m4p1q8r0t', notAfter: '2028-01-01T00:00:00.000Z', firstSeenAt: '2026-12-06T08:00:00.000Z', revoked: false }] }],
+        }),
         ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN'),
       },
     },
@@ -113,7 +119,7 @@ export async function identityRoutes(app: HttpApp, deps: { identity: IdentitySer
         limit: Type.Optional(Type.Union([Type.Integer({ minimum: 0, maximum: 100_000_000 }), Type.Null()], { description: 'Most devices provisioning may make; null: no limit' })),
         allowListOnly: Type.Optional(Type.Boolean({ description: 'Only hardware ids on the factory records may provision' })),
         rotateSecret: Type.Optional(Type.Boolean({ description: 'Make a new provisioning secret (the old one stops working at once)' })),
-      }, { additionalProperties: false }),
+      }, { additionalProperties: false, examples: [{ limit: 50000, allowListOnly: true }] }),
       response: { 200: ProvisioningSchema, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_PRODUCT_NOT_FOUND') },
     },
   }, async (req) => {
@@ -133,8 +139,9 @@ export async function identityRoutes(app: HttpApp, deps: { identity: IdentitySer
       tags: ['identity'], ...AuthHeader,
       summary: 'Import factory records from CSV (text/csv; a header line with hwid and optionally serial, mac and more columns): the allow-list of hardware ids. All or none; a known hwid is updated',
       params: ProductParams,
-      body: Type.String({ description: 'CSV, e.g. "hwid,serial,mac\\nAB-0001,SN1,00:11:22:33:44:55"' }),
-      response: { 200: Type.Object({ imported: Type.Integer(), total: Type.Integer({ description: 'Factory records of the product now' }) }), ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_PRODUCT_NOT_FOUND', 'E_PAYLOAD_TOO_LARGE') },
+      consumes: ['text/csv'],
+      body: Type.String({ description: 'CSV: a header line, then one record a line', examples: ['hwid,serial,mac\nAB-0001,SN-1,00:11:22:33:44:01\n'] }),
+      response: { 200: Type.Object({ imported: Type.Integer(), total: Type.Integer({ description: 'Factory records of the product now' }) }, { examples: [{ imported: 2, total: 2 }] }), ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_PRODUCT_NOT_FOUND', 'E_PAYLOAD_TOO_LARGE') },
     },
   }, async (req) => {
     if (typeof req.body !== 'string') throw new HearthError('E_VALIDATION', 'send the records as text/csv', { field: 'body' });
@@ -155,7 +162,7 @@ export async function identityRoutes(app: HttpApp, deps: { identity: IdentitySer
             deviceId: Type.Union([Type.String(), Type.Null()]), provisionedAt: Type.Union([Time, Type.Null()]),
           })),
           total: Type.Integer(),
-        }),
+        }, { examples: [{ items: [{ hwid: 'AB-0001', serial: 'SN-1', mac: '00:11:22:33:44:01', attributes: { batch: '7' }, deviceId: 'd_9x2k7m4p1q8r0t', provisionedAt: '2026-12-06T08:00:00.000Z' }], total: 1 }] }),
         ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_PRODUCT_NOT_FOUND'),
       },
     },
@@ -173,12 +180,12 @@ export async function identityRoutes(app: HttpApp, deps: { identity: IdentitySer
         timestamp: Type.Integer({ minimum: 0, description: 'Seconds since the epoch when signed; within 300 s of the server\'s time' }),
         nonce: Type.String({ minLength: 8, maxLength: 64, description: 'Unique per request: a repeated nonce is refused as a replay' }),
         signature: Type.String({ minLength: 64, maxLength: 64, pattern: '^[0-9a-fA-F]+$', description: 'hex HMAC-SHA256 of "product\\nhwid\\ntimestamp\\nnonce" with the provisioning secret' }),
-      }, { additionalProperties: false }),
+      }, { additionalProperties: false, examples: [{ product: 'acme-lamp', hwid: 'AB-0001', timestamp: 1796544000, nonce: '9f2c4e1a7b3d5f60a1b2c3d4', signature: '5b7f…(64 hex digits)' }] }),
       response: {
         201: Type.Object({
           id: Type.String(), product: Type.String(), hwid: Type.String(), secret: Type.String({ description: 'Shown once' }),
           mqtt: Type.Object({ clientId: Type.String(), username: Type.String() }),
-        }),
+        }, { examples: [{ id: 'd_9x2k7m4p1q8r0t', product: 'acme-lamp', hwid: 'AB-0001', secret: 'q3VZ0m1oQ2d3bU8p…', mqtt: { clientId: 'd_9x2k7m4p1q8r0t', username: 'd_9x2k7m4p1q8r0t' } }] }),
         ...problems('E_VALIDATION', 'E_BAD_SIGNATURE', 'E_FORBIDDEN', 'E_CONFLICT', 'E_REPLAYED', 'E_RATE_LIMITED'),
       },
     },
