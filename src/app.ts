@@ -169,6 +169,7 @@ export class Hearth {
   readonly tls: TlsMaterial | undefined;
   /** HTTPS (and WSS) in front of the same routes as the plain HTTP port. */
   private https: HttpsServer | undefined;
+  private httpsUnwatch: (() => void) | undefined;
 
   /** Builds a node; in cluster mode (`natsUrl`) it connects to NATS first. */
   static async create(config: Config, opts: { log?: Logger; clock?: Clock } = {}): Promise<Hearth> {
@@ -513,7 +514,7 @@ export class Hearth {
     const app = this.http;
     const server = createHttpsServer({ ...tls.serverOptions(), noDelay: true }, (req, res) => app.routing(req, res));
     server.on('upgrade', (req, socket, head) => app.server.emit('upgrade', req, socket, head));
-    tls.onChange(() => server.setSecureContext(tls.serverOptions()));
+    this.httpsUnwatch = tls.onChange(() => server.setSecureContext(tls.serverOptions()));
     this.https = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -525,6 +526,7 @@ export class Hearth {
   }
 
   private async stopHttps(): Promise<void> {
+    this.httpsUnwatch?.();
     const server = this.https;
     if (!server?.listening) return;
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));

@@ -185,3 +185,41 @@ test('just-in-time registration: an unknown hardware id becomes a device on its 
   assert.equal(list.body.total, 0);
   await eventually(() => true);
 });
+
+test('a certificate of no registered CA registered for one device: wrong names, CAs and malformed PEMs get a 400; then it authenticates that device only', async () => {
+  const d = await p.provision('light');
+  const other = await p.provision('light');
+  const unregistered = pki.ca('Some vendor CA');
+  const cases: Array<[string, RegExp]> = [
+    ['nope', /not a PEM certificate/],
+    [unregistered.cert, /is a CA certificate/],
+    [pki.client(unregistered, 'someone').cert, new RegExp(`names "someone"; it must carry the device id "${d.id}"`)],
+    [pki.client(unregistered, '').cert, /names nobody/],
+  ];
+  for (const [pem, re] of cases) {
+    const r = await p.api('POST', `/api/v1/devices/${d.id}/certificates`, { pem });
+    assert.equal(r.status, 400);
+    assert.match(r.body.detail, re);
+  }
+  assert.equal((await p.api('GET', `/api/v1/devices/${d.id}/certificates`)).body.items.length, 0, 'bad input registered nothing');
+  const cert = pki.client(unregistered, d.id);
+  // Not registered yet: refused.
+  await assert.rejects(connectWithCert(d.id, cert), /Not authorized/i);
+  const r = await p.api('POST', `/api/v1/devices/${d.id}/certificates`, { pem: cert.cert });
+  assert.equal(r.status, 201, JSON.stringify(r.body));
+  assert.equal(r.body.caId, 'registered');
+  const c = await connectWithCert(d.id, cert);
+  await c.publishAsync(`devices/${d.id}/properties`, JSON.stringify({ on: true }), { qos: 1 });
+  await p.until(d.id, (x) => x.shadow?.reported?.on === true, 'a report with a registered certificate');
+  // Bound: not for another device.
+  assert.equal((await p.api('POST', `/api/v1/devices/${other.id}/certificates`, { pem: cert.cert })).status, 400, 'it does not name the other device');
+  const both = pki.client(unregistered, d.id, [`DNS:${other.id}`]);
+  assert.equal((await p.api('POST', `/api/v1/devices/${d.id}/certificates`, { pem: both.cert })).status, 201);
+  assert.equal((await p.api('POST', `/api/v1/devices/${other.id}/certificates`, { pem: both.cert })).status, 409);
+  await assert.rejects(connectWithCert(other.id, both), /Not authorized/i);
+  const gone = closedSoon(c);
+  await p.api('POST', '/api/v1/certificates/revoked', { fingerprint: cert.fingerprint });
+  await gone;
+  await assert.rejects(connectWithCert(d.id, cert), /Not authorized/i);
+  assert.equal((await p.api('POST', `/api/v1/devices/${d.id}/certificates`, { pem: cert.cert })).status, 409, 'a revoked certificate cannot be registered again');
+});

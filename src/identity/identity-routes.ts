@@ -33,6 +33,10 @@ const ProvisioningSchema = Type.Object({
   createdAt: Time, updatedAt: Time,
 }, { examples: [{ product: 'acme-lamp', secret: 'pV3q…(shown once)', limit: 50000, allowListOnly: true, provisioned: 0, createdAt: '2026-12-06T08:00:00.000Z', updatedAt: '2026-12-06T08:00:00.000Z' }] });
 const ProductParams = Type.Object({ key: ProductKey });
+const DeviceCertSchema = Type.Object({
+  fingerprint: Type.String(), deviceId: Type.String(), caId: Type.String({ description: 'The CA that issued it, or "registered" (registered for this device)' }), subject: Type.String(), notAfter: Time,
+  firstSeenAt: Time, revoked: Type.Boolean(),
+}, { examples: [{ fingerprint: FP_TEXT, deviceId: 'd_9x2k7m4p1q8r0t', caId: 'ca_7k2m9x4p1q8r0t', subject: 'CN=d_9x2k7m4p1q8r0t', notAfter: '2028-01-01T00:00:00.000Z', firstSeenAt: '2026-12-06T08:00:00.000Z', revoked: false }] });
 
 /**
  * Device identity over HTTP: product CAs and revoked certificates (operator, products:manage),
@@ -102,13 +106,28 @@ export async function identityRoutes(app: HttpApp, deps: { identity: IdentitySer
     schema: {
       tags: ['identity'], summary: 'The client certificates a device authenticated with', ...AuthHeader, params: DeviceParams,
       response: {
-        200: Type.Object({ items: Type.Array(Type.Object({ fingerprint: Type.String(), deviceId: Type.String(), caId: Type.String(), subject: Type.String(), notAfter: Time, firstSeenAt: Time, revoked: Type.Boolean() })) }, {
+        200: Type.Object({ items: Type.Array(DeviceCertSchema) }, {
           examples: [{ items: [{ fingerprint: FP_TEXT, deviceId: 'd_9x2k7m4p1q8r0t', caId: 'ca_7k2m9x4p1q8r0t', subject: 'CN=d_9x2k7m4p1q8r0t', notAfter: '2028-01-01T00:00:00.000Z', firstSeenAt: '2026-12-06T08:00:00.000Z', revoked: false }] }],
         }),
         ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN'),
       },
     },
   }, async (req) => ({ items: await identity.deviceCertificates(req.params.id) }));
+
+  app.post('/api/v1/devices/:id/certificates', {
+    config: { auth: Auth.operator('devices:manage') },
+    schema: {
+      tags: ['identity'], ...AuthHeader,
+      summary: 'Register one client certificate for one device (issued by any CA, or self-signed): it must carry the device id or hardware id as its CN or a SAN',
+      params: DeviceParams,
+      body: Type.Object({ pem: Type.String({ minLength: 1, maxLength: 65536, description: 'The device certificate, PEM' }) }, { additionalProperties: false, examples: [{ pem: '-----BEGIN CERTIFICATE-----\nMIIB…\n-----END CERTIFICATE-----\n' }] }),
+      response: { 201: DeviceCertSchema, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_DEVICE_NOT_FOUND', 'E_CONFLICT') },
+    },
+  }, async (req, reply) => {
+    const c = await identity.registerDeviceCertificate(req.params.id, req.body.pem);
+    audit.record({ actor: actorOf(principal(req)), action: 'device.certificate.register', targetType: 'device', targetId: req.params.id, details: { fingerprint: c.fingerprint, subject: c.subject } });
+    return reply.status(201).send(c);
+  });
 
   app.put('/api/v1/products/:key/provisioning', {
     config: { auth: Auth.operator('products:manage') },

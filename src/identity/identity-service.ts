@@ -35,6 +35,9 @@ export type CertificateOutcome =
   | { ok: true; deviceId: string; fingerprint: string; caId: string; created: boolean }
   | { ok: false; reason: string };
 
+/** `ca_id` of a certificate registered for one device by an operator (issued by no registered CA). */
+export const REGISTERED = 'registered';
+
 interface CaEntry {
   row: ProductCa;
   cert: X509Certificate;
@@ -115,7 +118,35 @@ export class IdentityService {
     return rows.map((r) => ({ fingerprint: r.fingerprint, reason: r.reason, revokedAt: new Date(Number(r.revoked_at)).toISOString() }));
   }
 
-  /** The certificates a device authenticated with. */
+  /**
+   * Registers one certificate for one device (issued by any CA, or self-signed, as AWS IoT's
+   * "register without a CA"): it must not be a CA, must be valid now, and must carry the device's
+   * id or hardware id as its CN or a SAN. It then authenticates that device only.
+   */
+  async registerDeviceCertificate(deviceId: string, pem: string): Promise<DeviceCertificate> {
+    const device = await this.deps.devices.require(deviceId);
+    if (device.parentId !== null) throw new HearthError('E_VALIDATION', `device "${deviceId}" is a sub-device: it connects through its hub`, { field: 'id' });
+    const cert = parseCertificatePem(pem);
+    if (cert.ca) throw new HearthError('E_VALIDATION', 'body.pem is a CA certificate: register CAs with POST /api/v1/products/{key}/cas, and device certificates here', { field: 'body.pem' });
+    const now = Date.now();
+    if (new Date(cert.validTo).getTime() <= now) throw new HearthError('E_VALIDATION', `body.pem expired on ${new Date(cert.validTo).toISOString()}`, { field: 'body.pem' });
+    if (new Date(cert.validFrom).getTime() > now) throw new HearthError('E_VALIDATION', `body.pem is not valid before ${new Date(cert.validFrom).toISOString()}`, { field: 'body.pem' });
+    const names = certificateNames(cert);
+    const expected = [device.id, ...(device.hwid ? [device.hwid] : [])];
+    if (!names.some((n) => expected.includes(n))) {
+      throw new HearthError('E_VALIDATION', `body.pem names ${names.length ? names.map((n) => `"${n}"`).join(', ') : 'nobody (no CN, no SAN)'}; it must carry the device id "${device.id}"${device.hwid ? ` or its hardware id "${device.hwid}"` : ''} as its CN or a SAN`, { field: 'body.pem' });
+    }
+    const fp = cert.fingerprint256;
+    if ((await this.revokedSet()).has(fp)) throw new HearthError('E_CONFLICT', `the certificate ${fp} is revoked`);
+    await this.deps.db.insertInto('device_certificates')
+      .values({ fingerprint: fp, device_id: device.id, ca_id: REGISTERED, subject: oneLine(cert.subject), not_after: new Date(cert.validTo).getTime(), first_seen_at: now })
+      .onConflict((oc) => oc.column('fingerprint').doNothing()).execute();
+    const bound = await this.deps.db.selectFrom('device_certificates').selectAll().where('fingerprint', '=', fp).executeTakeFirstOrThrow();
+    if (bound.device_id !== device.id) throw new HearthError('E_CONFLICT', 'the certificate is bound to another device');
+    return (await this.deviceCertificates(device.id)).find((c) => c.fingerprint === fp)!;
+  }
+
+  /** The certificates a device authenticated with (or that were registered for it). */
   async deviceCertificates(deviceId: string): Promise<DeviceCertificate[]> {
     const revoked = await this.revokedSet();
     const rows = await this.deps.db.selectFrom('device_certificates').selectAll().where('device_id', '=', deviceId).orderBy('first_seen_at').execute();
@@ -139,7 +170,7 @@ export class IdentityService {
     if ((await this.revokedSet()).has(fp)) return { ok: false, reason: 'the certificate is revoked' };
     if (new Date(cert.validFrom).getTime() > now || new Date(cert.validTo).getTime() < now) return { ok: false, reason: 'the certificate is not valid now' };
     const ca = (await this.activeCas()).find((c) => cert.checkIssued(c.cert) && cert.verify(c.cert.publicKey));
-    if (!ca) return { ok: false, reason: 'the certificate is not issued by a registered CA' };
+    if (!ca) return this.authenticateRegistered(name, cert);
     if (new Date(ca.cert.validTo).getTime() < now) return { ok: false, reason: 'the CA has expired' };
     const names = certificateNames(cert);
     if (!names.includes(name)) return { ok: false, reason: `the client id "${name}" is not a name of the certificate (${names.join(', ') || 'it has none'})` };
@@ -166,9 +197,21 @@ export class IdentityService {
     return { ok: true, deviceId, fingerprint: fp, caId: ca.row.id, created };
   }
 
+  /** A certificate of no registered CA: only one registered for the device its name says. */
+  private async authenticateRegistered(name: string, cert: X509Certificate): Promise<CertificateOutcome> {
+    const fp = cert.fingerprint256;
+    const row = await this.deps.db.selectFrom('device_certificates').select(['device_id', 'ca_id']).where('fingerprint', '=', fp).executeTakeFirst();
+    if (!row || row.ca_id !== REGISTERED) return { ok: false, reason: 'the certificate is not issued by a registered CA, nor registered for a device' };
+    if (!certificateNames(cert).includes(name)) return { ok: false, reason: `the client id "${name}" is not a name of the certificate` };
+    const device = await this.deps.devices.get(row.device_id);
+    if (!device || (device.id !== name && device.hwid !== name)) return { ok: false, reason: `the certificate is registered for another device than "${name}"` };
+    return { ok: true, deviceId: device.id, fingerprint: fp, caId: REGISTERED, created: false };
+  }
+
   /** Whether a session opened with this certificate is still allowed (neither it nor its CA revoked since). */
   async certificateStillValid(fingerprint: string, caId: string): Promise<boolean> {
     if ((await this.revokedSet()).has(fingerprint)) return false;
+    if (caId === REGISTERED) return true;
     return (await this.activeCas()).some((c) => c.row.id === caId);
   }
 
