@@ -167,3 +167,37 @@ test('over MQTT: provision/{hwid}/request answered on provision/{hwid}/response;
   const dev = await p.device(answer.id);
   assert.equal(dev.product, 'zt-c');
 });
+
+test('bulk factory import with ?provision=true makes a device and secret for each new hardware id, once', async () => {
+  await makeProduct('zt-d');
+  const secret = await enable('zt-d');
+  const early = await p.api('POST', '/api/v1/provision', signed(secret, 'zt-d', 'D-2'), null);
+  assert.equal(early.status, 201);
+  const post = async (text: string) => {
+    const res = await fetch(`${p.httpUrl}/api/v1/products/zt-d/factory-records?provision=true`, { method: 'POST', headers: { authorization: `Bearer ${p.token}`, 'content-type': 'text/csv' }, body: text });
+    return { status: res.status, body: await res.json() as any };
+  };
+  const bad = await post('hwid,serial\nD-1,S1\nD-1,S2\n');
+  assert.equal(bad.status, 400);
+  assert.equal((await p.api('GET', '/api/v1/devices?product=zt-d')).body.total, 1, 'a bad file makes nothing');
+  const r = await post('hwid,serial,mac\nD-1,S1,00:00:00:00:00:01\nD-2,S2,00:00:00:00:00:02\nD-3,S3,00:00:00:00:00:03\n');
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  assert.equal(r.body.imported, 3);
+  assert.deepEqual(r.body.existing, ['D-2']);
+  assert.deepEqual(r.body.devices.map((d: any) => d.hwid), ['D-1', 'D-3']);
+  for (const d of r.body.devices) {
+    const c = await connectDevice(p.mqttUrl, d.id, d.secret);
+    await c.endAsync();
+    assert.equal((await p.device(d.id)).hwid, d.hwid);
+  }
+  const records = (await p.api('GET', '/api/v1/products/zt-d/factory-records')).body.items;
+  assert.deepEqual(records.map((x: any) => [x.hwid, x.deviceId]), [['D-1', r.body.devices[0].id], ['D-2', early.body.id], ['D-3', r.body.devices[1].id]]);
+  assert.equal(records[1].serial, 'S2', 'the record of a provisioned device is updated, its device kept');
+  // Again: nothing new is made, no secret is shown again.
+  const again = await post('hwid\nD-1\nD-3\n');
+  assert.deepEqual(again.body.devices, []);
+  assert.deepEqual(again.body.existing, ['D-1', 'D-3']);
+  // A device made in bulk cannot provision itself again.
+  assert.equal((await p.api('POST', '/api/v1/provision', signed(secret, 'zt-d', 'D-1'), null)).status, 409);
+  assert.equal((await p.api('GET', '/api/v1/devices?product=zt-d')).body.total, 3);
+});

@@ -98,6 +98,37 @@ export class DeviceCredentials {
   }
 
   /**
+   * Makes top-level devices of a product for many hardware ids at once (a factory's batch), each
+   * with a secret returned once; hardware ids that already have a device are left out (`existing`).
+   * One transaction: all made, or none.
+   */
+  async provisionHwids(product: string, hwids: readonly string[]): Promise<{ made: Array<{ device: DeviceRecord; secret: string }>; existing: string[] }> {
+    const now = this.now();
+    const made: Array<{ row: { id: string; product_key: string; name: string; parent_id: null; hwid: string; secret_hash: string; pairing_code: string; created_at: number }; secret: string }> = [];
+    const existing: string[] = [];
+    await this.deps.db.transaction().execute(async (trx) => {
+      const known = new Set<string>();
+      for (let i = 0; i < hwids.length; i += 500) {
+        const rows = await trx.selectFrom('devices').select('hwid').where('product_key', '=', product).where('parent_id', 'is', null).where('hwid', 'in', hwids.slice(i, i + 500)).execute();
+        for (const r of rows) if (r.hwid) known.add(r.hwid);
+      }
+      for (const hwid of hwids) {
+        if (known.has(hwid)) {
+          existing.push(hwid);
+          continue;
+        }
+        const secret = newSecret();
+        made.push({ secret, row: { id: newId('d'), product_key: product, name: `${product} ${hwid}`, parent_id: null, hwid, secret_hash: digestToken(secret), pairing_code: newPairingCode(), created_at: now } });
+      }
+      // A device made meanwhile for one of them (zero-touch on another node) fails the batch: retry it.
+      for (let i = 0; i < made.length; i += 200) await trx.insertInto('devices').values(made.slice(i, i + 200).map((m) => m.row)).execute();
+    });
+    const out: Array<{ device: DeviceRecord; secret: string }> = [];
+    for (const m of made) out.push({ device: await this.deps.devices.require(m.row.id), secret: m.secret });
+    return { made: out, existing };
+  }
+
+  /**
    * Makes the top-level device of a product with a hardware id, or finds the one made by a
    * concurrent request (one device per product and hwid, across nodes): `created` says which.
    * `withSecret`: a secret is made and returned once (a certificate-only device has none).

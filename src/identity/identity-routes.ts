@@ -159,11 +159,23 @@ export async function identityRoutes(app: HttpApp, deps: { identity: IdentitySer
       summary: 'Import factory records from CSV (text/csv; a header line with hwid and optionally serial, mac and more columns): the allow-list of hardware ids. All or none; a known hwid is updated',
       params: ProductParams,
       consumes: ['text/csv'],
+      querystring: Type.Object({ provision: Type.Optional(Type.Boolean({ default: false, description: 'Also make a device, with its secret (returned once, for flashing), for every hardware id that has none yet' })) }, { additionalProperties: false }),
       body: Type.String({ description: 'CSV: a header line, then one record a line', examples: ['hwid,serial,mac\nAB-0001,SN-1,00:11:22:33:44:01\n'] }),
-      response: { 200: Type.Object({ imported: Type.Integer(), total: Type.Integer({ description: 'Factory records of the product now' }) }, { examples: [{ imported: 2, total: 2 }] }), ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_PRODUCT_NOT_FOUND', 'E_PAYLOAD_TOO_LARGE') },
+      response: {
+        200: Type.Object({
+          imported: Type.Integer(), total: Type.Integer({ description: 'Factory records of the product now' }),
+          devices: Type.Optional(Type.Array(Type.Object({ hwid: Type.String(), id: Type.String(), secret: Type.String({ description: 'Shown once' }) }), { description: 'With ?provision=true: the devices made' })),
+          existing: Type.Optional(Type.Array(Type.String(), { description: 'With ?provision=true: hardware ids that had a device already' })),
+        }, { examples: [{ imported: 2, total: 2 }, { imported: 2, total: 2, devices: [{ hwid: 'AB-0001', id: 'd_9x2k7m4p1q8r0t', secret: 'q3VZ0m1oQ2d3bU8p…' }], existing: ['AB-0002'] }] }),
+        ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_PRODUCT_NOT_FOUND', 'E_PAYLOAD_TOO_LARGE') },
     },
   }, async (req) => {
     if (typeof req.body !== 'string') throw new HearthError('E_VALIDATION', 'send the records as text/csv', { field: 'body' });
+    if (req.query.provision) {
+      const r = await provisioning.importAndProvision(req.params.key, req.body);
+      audit.record({ actor: actorOf(principal(req)), action: 'product.factory-records.import', targetType: 'product', targetId: req.params.key, details: { imported: r.imported, total: r.total, provisioned: r.devices.length } });
+      return r;
+    }
     const r = await provisioning.importFactoryRecords(req.params.key, req.body);
     audit.record({ actor: actorOf(principal(req)), action: 'product.factory-records.import', targetType: 'product', targetId: req.params.key, details: r });
     return r;

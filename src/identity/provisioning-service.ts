@@ -1,4 +1,5 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import { sql } from 'kysely';
 import type { Db } from '../core/store/db.ts';
 import { toJson } from '../core/store/db.ts';
 import { HearthError, isHearthError } from '../core/errors.ts';
@@ -124,6 +125,34 @@ export class ProvisioningService {
     });
     const [{ n }] = await this.deps.db.selectFrom('factory_records').select((eb) => eb.fn.countAll<number>().as('n')).where('product_key', '=', product).execute();
     return { imported: records.length, total: Number(n) };
+  }
+
+  /**
+   * Bulk factory import: the records, and a device with its secret (returned once, for flashing)
+   * for every hardware id of the file that has none yet. All or none.
+   */
+  async importAndProvision(product: string, csv: string): Promise<{ imported: number; total: number; devices: Array<{ hwid: string; id: string; secret: string }>; existing: string[] }> {
+    await this.deps.products.require(product);
+    const records = parseFactoryCsv(csv);
+    const { made, existing } = await this.deps.credentials.provisionHwids(product, records.map((r) => r.hwid));
+    const now = this.now();
+    const byHwid = new Map(made.map((m) => [m.device.hwid!, m.device.id]));
+    await this.deps.db.transaction().execute(async (trx) => {
+      for (let i = 0; i < records.length; i += 200) {
+        const rows = records.slice(i, i + 200).map((r) => ({
+          product_key: product, hwid: r.hwid, serial: r.serial, mac: r.mac, attributes: toJson(r.attributes), imported_at: now,
+          device_id: byHwid.get(r.hwid) ?? null, provisioned_at: byHwid.has(r.hwid) ? now : null,
+        }));
+        await trx.insertInto('factory_records').values(rows).onConflict((oc) => oc.columns(['product_key', 'hwid']).doUpdateSet((eb) => ({
+          serial: eb.ref('excluded.serial'), mac: eb.ref('excluded.mac'), attributes: eb.ref('excluded.attributes'), imported_at: eb.ref('excluded.imported_at'),
+          device_id: sql<string | null>`coalesce(${eb.ref('excluded.device_id')}, ${eb.ref('factory_records.device_id')})`,
+          provisioned_at: sql<number | null>`coalesce(${eb.ref('excluded.provisioned_at')}, ${eb.ref('factory_records.provisioned_at')})`,
+        }))).execute();
+      }
+    });
+    const [{ n }] = await this.deps.db.selectFrom('factory_records').select((eb) => eb.fn.countAll<number>().as('n')).where('product_key', '=', product).execute();
+    this.deps.audit.record({ actor: `provisioning:${product}`, action: 'device.provision.bulk', targetType: 'product', targetId: product, details: { made: made.length, existing: existing.length } });
+    return { imported: records.length, total: Number(n), devices: made.map((m) => ({ hwid: m.device.hwid!, id: m.device.id, secret: m.secret })), existing };
   }
 
   async listFactoryRecords(product: string, page: { limit: number; offset: number }): Promise<{ items: Array<{ hwid: string; serial: string | null; mac: string | null; attributes: Record<string, string>; deviceId: string | null; provisionedAt: string | null }>; total: number }> {
