@@ -377,8 +377,6 @@ export class Hearth {
     const worker = this.has('worker');
     return [
       { name: 'store', start: async () => void (await migrate(this.db)), stop: () => this.db.destroy() },
-      // Loaded by start() before any port is taken (a bad certificate refuses the start); here it stops watching.
-      { name: 'tls', stop: () => this.tls?.stop() },
       { name: 'bus', stop: () => this.bus.close() },
       {
         name: 'broadcasts', after: ['bus'],
@@ -414,6 +412,8 @@ export class Hearth {
         start: async () => { await this.shards.start(); await this.shards.settle(); },
         stop: async () => { await this.bus.flush(); await this.shards.stop(); },
       },
+      // Loaded by start() before any port is taken (a bad certificate refuses the start); here it stops watching.
+      { name: 'tls', stop: () => this.tls?.stop() },
       {
         name: 'mqtt', after: ['shards', 'tls'],
         start: async () => {
