@@ -326,11 +326,11 @@ export class Hearth {
     // Device identity: a rotated secret or a changed CA/revocation reaches every node's caches and sessions.
     const secretRotated = broadcast(bus, 'cluster.identity.secret', (m) => {
       credentials.forget(m.deviceId);
-      this.mqtt?.recheckSessions([m.deviceId], m.previousValidUntil ?? undefined);
+      this.mqtt?.recheckSessions([m.deviceId], m.previousValidUntil ?? undefined, 'secret');
     });
     const certificatesChanged = broadcast(bus, 'cluster.identity.certificates', () => {
       identity.reload();
-      this.mqtt?.recheckSessions();
+      this.mqtt?.recheckSessions(undefined, undefined, 'certificate');
     });
     this.broadcasts.push(secretRotated, certificatesChanged);
     const credentials = new DeviceCredentials({ db, devices, onRotated: (deviceId, previousValidUntil) => secretRotated.send({ deviceId, previousValidUntil }) });

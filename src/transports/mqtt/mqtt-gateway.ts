@@ -471,16 +471,17 @@ export class MqttGateway {
   /**
    * Checks the sessions of these devices (all devices: undefined) against their credentials now,
    * or at `at` (epoch ms: when a rotated secret's grace ends), and closes those whose credential
-   * no longer holds (presence reason `credentials-revoked`).
+   * no longer holds (presence reason `credentials-revoked`). `only` limits it to sessions opened
+   * with a certificate (a CA or revocation changed) or a secret.
    */
-  recheckSessions(deviceIds?: readonly string[], at?: number): void {
+  recheckSessions(deviceIds?: readonly string[], at?: number, only?: 'certificate' | 'secret'): void {
     const identity = this.deps.identity;
     if (!identity || !this.broker) return;
     const wait = at === undefined ? 0 : Math.max(0, at - Date.now());
     if (wait > 0) {
       const t = setTimeout(() => {
         this.rechecks.delete(t);
-        this.recheckSessions(deviceIds);
+        this.recheckSessions(deviceIds, undefined, only);
       }, Math.min(wait, 2 ** 31 - 1) + 5);
       t.unref();
       this.rechecks.add(t);
@@ -490,7 +491,7 @@ export class MqttGateway {
     const clients = deviceIds ? deviceIds.flatMap((id) => (all[id] ? [all[id]] : [])) : Object.values(all);
     for (const client of clients) {
       const credential = client[IDENTITY]?.credential;
-      if (!credential) continue;
+      if (!credential || (only === 'certificate' && !credential.certificate) || (only === 'secret' && !credential.secretDigest)) continue;
       identity.stillValid(client.id, credential).then((ok) => {
         if (ok || client.closed) return;
         if (client[CONN]) client[CONN].reason = 'credentials-revoked';
