@@ -75,6 +75,14 @@ import { webhookCaller } from './automation/webhook-caller.ts';
 import { DataDirLock } from './core/data-dir-lock.ts';
 import { portProblem, reservePorts, type ListenerSpec, type PortReservation } from './core/port-reservation.ts';
 import { Lifecycles, type Lifecycle } from './core/lifecycle.ts';
+import { TlsMaterial } from './transports/tls/tls-material.ts';
+import { DeviceCredentials } from './devices/device-credentials.ts';
+import { deviceCredentialRoutes } from './devices/device-credential-routes.ts';
+import { IdentityService } from './identity/identity-service.ts';
+import { ProvisioningService } from './identity/provisioning-service.ts';
+import { identityRoutes } from './identity/identity-routes.ts';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import { StartupError } from './core/startup-error.ts';
 import { initialPasswordPath, readInitialPassword, removeInitialPassword, writeInitialPassword } from './auth/initial-password.ts';
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -106,6 +114,9 @@ export interface Services {
   notify: NotificationService;
   automations: AutomationService;
   automationEngine: AutomationEngine;
+  credentials: DeviceCredentials;
+  identity: IdentityService;
+  provisioning: ProvisioningService;
 }
 
 export type Role = 'gateway' | 'api' | 'worker';
@@ -166,6 +177,11 @@ export class Hearth {
   private startInfo: StartInfo | undefined;
   /** When the paced MQTT close must be done by (set by `stop()`). */
   private stopDeadline = Infinity;
+  /** The certificate of the TLS listeners (MQTT over TLS, HTTPS/WSS); undefined without TLS. */
+  readonly tls: TlsMaterial | undefined;
+  /** HTTPS (and WSS) in front of the same routes as the plain HTTP port. */
+  private https: HttpsServer | undefined;
+  private httpsUnwatch: (() => void) | undefined;
 
   /** Builds a node; in cluster mode (`natsUrl`) it connects to NATS first. */
   static async create(config: Config, opts: { log?: Logger; clock?: Clock } = {}): Promise<Hearth> {
@@ -337,10 +353,27 @@ export class Hearth {
       timers,
     });
     shards.on(automationEngine);
-    this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, members, bindings, groups, stream, delivery, deadLetters, partners, routing, scenes, timers, notify, automations, automationEngine };
+    // Device identity: a rotated secret or a changed CA/revocation reaches every node's caches and sessions.
+    const secretRotated = broadcast(bus, 'cluster.identity.secret', (m) => {
+      credentials.forget(m.deviceId);
+      this.mqtt?.recheckSessions([m.deviceId], m.previousValidUntil ?? undefined, 'secret');
+    });
+    const certificatesChanged = broadcast(bus, 'cluster.identity.certificates', () => {
+      identity.reload();
+      this.mqtt?.recheckSessions(undefined, undefined, 'certificate');
+    });
+    this.broadcasts.push(secretRotated, certificatesChanged);
+    const credentials = new DeviceCredentials({ db, devices, onRotated: (deviceId, previousValidUntil) => secretRotated.send({ deviceId, previousValidUntil }) });
+    devices.useCredentials(credentials);
+    const identity = new IdentityService({ db, log: log.child({ component: 'identity' }), products, devices, credentials, onChange: () => certificatesChanged.send({}) });
+    const provisioning = new ProvisioningService({ db, log: log.child({ component: 'provisioning' }), products, credentials, audit });
+    this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, members, bindings, groups, stream, delivery, deadLetters, partners, routing, scenes, timers, notify, automations, automationEngine, credentials, identity, provisioning };
     const sessions = new SessionStore({ db });
+    this.tls = TlsMaterial.configured({ certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, selfSigned: config.tlsSelfSigned })
+      ? new TlsMaterial({ certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, selfSigned: config.tlsSelfSigned, dataDir: config.dataDir, watchIntervalMs: config.tlsWatchIntervalMs }, log.child({ component: 'tls' }))
+      : undefined;
     this.mqtt = new MqttGateway({
-      bus, devices, presence, log: log.child({ component: 'mqtt' }), observer: metrics,
+      bus, devices, presence, log: log.child({ component: 'mqtt' }), observer: metrics, tls: this.tls,
       persistence: new StorePersistence({
         store: sessions, log: log.child({ component: 'mqtt-sessions' }), maxMessages: config.mqttSessionMaxMessages, loadAll: !clustered,
         onDropped: (clientId, n) => {
@@ -348,7 +381,13 @@ export class Hearth {
           log.warn({ deviceId: clientId, dropped: n }, 'persistent MQTT session full: oldest message dropped');
         },
       }),
+      identity: {
+        authenticateCertificate: (name, cert) => identity.authenticateCertificate(name, cert),
+        stillValid: async (deviceId, c) => (c.certificate ? identity.certificateStillValid(c.certificate.fingerprint, c.certificate.caId) : c.secretDigest ? (await credentials.checkDigest(deviceId, c.secretDigest)) !== false : true),
+        provision: (hwid, payload) => provisioning.provisionOverMqtt(hwid, payload),
+      },
       config: {
+        tlsPort: this.tls ? (config.mqttTlsPort ?? 8883) : undefined, plain: config.plainPorts,
         port: config.mqttPort, host: config.mqttHost, maxPayloadBytes: config.maxPayloadBytes, shards: config.shards, nodeId: this.nodeId,
         connectMaxBytes: config.mqttConnectMaxBytes, connectTimeoutMs: config.mqttConnectTimeoutMs,
         connectRatePerSecond: config.connectRatePerSecond, connectBurst: config.connectBurst, disconnectRatePerSecond: config.disconnectRatePerSecond,
@@ -411,28 +450,43 @@ export class Hearth {
         start: async () => { await this.shards.start(); await this.shards.settle(); },
         stop: async () => { await this.bus.flush(); await this.shards.stop(); },
       },
+      // Loaded by start() before any port is taken (a bad certificate refuses the start); here it stops watching.
+      { name: 'tls', stop: () => this.tls?.stop() },
       {
-        name: 'mqtt', after: ['shards'],
+        name: 'mqtt', after: ['shards', 'tls'],
         start: async () => {
           if (!this.has('gateway')) return;
           await this.reservation?.release('mqtt');
           await this.mqtt.start().catch((err: NodeJS.ErrnoException) => {
-            throw portProblem(this.listeners()[1], err);
+            throw portProblem(this.listener('mqtt'), err);
+          });
+          await this.reservation?.release('mqtts');
+          await this.mqtt.startTls().catch((err: NodeJS.ErrnoException) => {
+            throw portProblem(this.listener('mqtts'), err);
           });
         },
         stop: () => this.mqtt.stop(this.stopDeadline - 2000),
       },
       { name: 'amqp-sources', after: ['shards'], start: () => (worker ? this.amqpSources.start() : undefined), stop: () => this.amqpSources.stop() },
       {
-        name: 'http', after: ['mqtt', 'amqp-sources', 'operator'],
+        name: 'http', after: ['mqtt', 'amqp-sources', 'operator', 'tls'],
         start: async () => {
           this.http = await this.buildApp();
           await this.reservation?.release('http');
-          await this.http.listen({ port: this.config.httpPort, host: this.config.httpHost }).catch((err: NodeJS.ErrnoException) => {
-            throw portProblem(this.listeners()[0], err);
+          if (this.config.plainPorts) {
+            await this.http.listen({ port: this.config.httpPort, host: this.config.httpHost }).catch((err: NodeJS.ErrnoException) => {
+              throw portProblem(this.listener('http'), err);
+            });
+          } else await this.http.ready();
+          await this.reservation?.release('https');
+          await this.startHttps().catch((err: NodeJS.ErrnoException) => {
+            throw portProblem(this.listener('https'), err);
           });
         },
-        stop: () => this.http?.close(),
+        stop: async () => {
+          await this.stopHttps();
+          await this.http?.close();
+        },
       },
     ];
   }
@@ -446,10 +500,14 @@ export class Hearth {
     // every port this node listens on (held until its listener takes it over).
     // Embedded parts keep files in the data directory: the SQLite store, and the bus's stream log
     // whenever there is no NATS (also beside PostgreSQL), so either one takes the lock.
+    if (!this.config.plainPorts && !this.tls) {
+      throw new StartupError('HEARTH_PLAIN_PORTS=0 turns the plain ports off, but no certificate is configured: set HEARTH_TLS_CERT_FILE and HEARTH_TLS_KEY_FILE (or HEARTH_TLS_SELF_SIGNED=1)', 'HEARTH_PLAIN_PORTS');
+    }
     if (this.config.databaseUrl === undefined || this.config.natsUrl === undefined) {
       this.lock = new DataDirLock(this.config.dataDir);
       this.lock.acquire();
     }
+    this.tls?.start();
     const reservation = (this.reservation = await reservePorts(this.listeners().filter((l) => l.port !== 0)));
     try {
       await this.lifecycle.start();
@@ -462,11 +520,58 @@ export class Hearth {
     return this.startInfo!;
   }
 
-  /** The listeners this node opens (the HTTP one also carries MQTT over WebSocket). */
+  /**
+   * The listeners this node opens (HTTP also carries MQTT over WebSocket, HTTPS over WSS): the
+   * plain ones unless `plainPorts` is off, the TLS ones when a certificate is configured.
+   */
   private listeners(): ListenerSpec[] {
-    const http: ListenerSpec = { name: 'http', port: this.config.httpPort, host: this.config.httpHost, portVariable: 'HEARTH_HTTP_PORT', hostVariable: 'HEARTH_HTTP_HOST' };
-    const mqtt: ListenerSpec = { name: 'mqtt', port: this.config.mqttPort, host: this.config.mqttHost, portVariable: 'HEARTH_MQTT_PORT', hostVariable: 'HEARTH_MQTT_HOST' };
-    return this.has('gateway') ? [http, mqtt] : [http];
+    const c = this.config;
+    const http: ListenerSpec = { name: 'http', port: c.httpPort, host: c.httpHost, portVariable: 'HEARTH_HTTP_PORT', hostVariable: 'HEARTH_HTTP_HOST' };
+    const mqtt: ListenerSpec = { name: 'mqtt', port: c.mqttPort, host: c.mqttHost, portVariable: 'HEARTH_MQTT_PORT', hostVariable: 'HEARTH_MQTT_HOST' };
+    const https: ListenerSpec = { name: 'https', port: c.httpsPort ?? 8443, host: c.httpHost, portVariable: 'HEARTH_HTTPS_PORT', hostVariable: 'HEARTH_HTTP_HOST' };
+    const mqtts: ListenerSpec = { name: 'mqtts', port: c.mqttTlsPort ?? 8883, host: c.mqttHost, portVariable: 'HEARTH_MQTT_TLS_PORT', hostVariable: 'HEARTH_MQTT_HOST' };
+    const gateway = this.has('gateway');
+    return [
+      ...(c.plainPorts ? [http, ...(gateway ? [mqtt] : [])] : []),
+      ...(this.tls ? [https, ...(gateway ? [mqtts] : [])] : []),
+    ];
+  }
+
+  private listener(name: string): ListenerSpec {
+    return this.listeners().find((l) => l.name === name)!;
+  }
+
+  /**
+   * HTTPS and WSS: a TLS server (TLS 1.2 at least) in front of the same Fastify routes as the
+   * plain port; WebSocket upgrades (MQTT at /mqtt, the live stream) are handed to the same
+   * handler. A reloaded certificate is served to the connections that come after it.
+   */
+  private async startHttps(): Promise<void> {
+    const tls = this.tls;
+    if (!tls) return;
+    const app = this.http;
+    const server = createHttpsServer({ ...tls.serverOptions(), noDelay: true }, (req, res) => app.routing(req, res));
+    server.on('upgrade', (req, socket, head) => app.server.emit('upgrade', req, socket, head));
+    this.httpsUnwatch = tls.onChange(() => server.setSecureContext(tls.serverOptions()));
+    this.https = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.config.httpsPort ?? 8443, this.config.httpHost, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  }
+
+  private async stopHttps(): Promise<void> {
+    this.httpsUnwatch?.();
+    const server = this.https;
+    if (!server?.listening) return;
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeIdleConnections();
+    // Upgraded connections (WSS) are the WebSocket plugin's, closed by Fastify's close.
+    setTimeout(() => server.closeAllConnections(), 1000).unref();
+    await closed;
   }
 
   /** The operator's account (made on the first start), and whether this is the first start. */
@@ -555,6 +660,8 @@ export class Hearth {
     app.register(notifyRoutes, { notify: s.notify });
     app.register(automationRoutes, { automations: s.automations, engine: s.automationEngine });
     app.register(pageRoutes, { version: VERSION });
+    app.register(deviceCredentialRoutes, { credentials: s.credentials, audit });
+    app.register(identityRoutes, { identity: s.identity, provisioning: s.provisioning, audit });
   }
 
   get httpPort(): number {
@@ -564,6 +671,17 @@ export class Hearth {
 
   get mqttPort(): number {
     return this.mqtt.port;
+  }
+
+  /** The bound HTTPS port (undefined without TLS). */
+  get httpsPort(): number | undefined {
+    const addr = this.https?.address();
+    return typeof addr === 'object' && addr ? addr.port : undefined;
+  }
+
+  /** The bound MQTT over TLS port (undefined without TLS). */
+  get mqttTlsPort(): number | undefined {
+    return this.mqtt.tlsPort;
   }
 
   get isReady(): boolean {

@@ -3,6 +3,7 @@ import { Hearth, VERSION, type StartInfo } from './app.ts';
 import type { Config } from './core/config/config-schema.ts';
 import { createLogger } from './core/logger.ts';
 import { initTracing } from './core/observability/tracing.ts';
+import { selfSignedCertPath } from './transports/tls/tls-material.ts';
 import { setupDemo, type DemoHandle } from './demo/demo.ts';
 
 /**
@@ -68,6 +69,7 @@ export async function runServer(config: Config, out: (line: string) => void = (l
     `  API docs       ${host}/docs   (OpenAPI JSON: ${host}/docs/json)`,
     `  MQTT           mqtt://${mqttHost}:${hearth.mqttPort}   (WebSocket: ${host.replace(/^http/, 'ws')}/mqtt)`,
     `  Health         ${host}/healthz  ${host}/readyz`,
+    ...tlsLines(hearth, mqttHost),
     `  Data           ${config.dataDir}`,
     '',
     `Operator login:  ${info.operator.email}` + operatorNote(info.operator),
@@ -77,6 +79,16 @@ export async function runServer(config: Config, out: (line: string) => void = (l
   ];
   if (demo) lines.push(...demo.banner(host, mqttHost, hearth.mqttPort, info.operator.email));
   out(lines.join('\n'));
+}
+
+/** The banner's TLS lines: where, and which certificate (its fingerprint, and the file to trust when self-signed). */
+function tlsLines(hearth: Hearth, host: string): string[] {
+  const tls = hearth.tls?.served;
+  if (!tls) return [];
+  return [
+    `  MQTT over TLS  mqtts://${host}:${hearth.mqttTlsPort}   HTTPS/WSS https://${host}:${hearth.httpsPort}`,
+    `  Certificate    SHA-256 ${tls.fingerprint}` + (tls.selfSigned ? `   (self-signed, for development: --cafile ${selfSignedCertPath(hearth.config.dataDir)})` : ''),
+  ];
 }
 
 /** The password part of the banner's operator line. */

@@ -342,6 +342,30 @@ test('disabled roles produce nothing', () => {
   checkRender(m, mergeDeep(YAML.parse(readFileSync(join(CHART, 'values.yaml'), 'utf8')), { roles: { gateway: { enabled: false }, worker: { enabled: false }, api: { autoscaling: { enabled: true } } } }));
 });
 
+test('TLS in the pod: a mounted TLS Secret, the TLS ports, and MQTTS to the pods\' own TLS port', () => {
+  const set = { tls: { enabled: true, inPod: { enabled: true, secretName: 'hearth-tls' } } };
+  const m = renderChart(CHART, { set });
+  checkRender(m, mergeDeep(YAML.parse(readFileSync(join(CHART, 'values.yaml'), 'utf8')), set));
+  for (const d of kinds(m, 'Deployment')) {
+    const c = d.spec.template.spec.containers[0];
+    const env = Object.fromEntries(c.env.filter((e: any) => 'value' in e).map((e: any) => [e.name, e.value]));
+    assert.equal(env.HEARTH_TLS_CERT_FILE, '/etc/hearth/tls/tls.crt', d.metadata.name);
+    assert.equal(env.HEARTH_TLS_KEY_FILE, '/etc/hearth/tls/tls.key');
+    assert.equal(env.HEARTH_HTTPS_PORT, '8443');
+    const mount = c.volumeMounts.find((v: any) => v.mountPath === '/etc/hearth/tls');
+    assert.ok(mount?.readOnly && !mount.subPath, 'the Secret is mounted read-only as a directory (a subPath mount would never see a renewal)');
+    assert.equal(d.spec.template.spec.volumes.find((v: any) => v.name === mount.name).secret.secretName, 'hearth-tls');
+    assert.ok(c.ports.some((p: any) => p.name === 'https' && p.containerPort === 8443));
+    if (d.metadata.name.endsWith('-gateway')) assert.ok(c.ports.some((p: any) => p.name === 'mqtts' && p.containerPort === 8883));
+  }
+  const gw = kinds(m, 'Service').find((s) => s.spec.ports.some((p: any) => p.name === 'mqtt'));
+  assert.equal(gw.spec.ports.find((p: any) => p.name === 'mqtts').targetPort, 'mqtts');
+  assert.throws(() => renderChart(CHART, { set: { tls: { enabled: true, inPod: { enabled: true } } } }), /tls.inPod.secretName/);
+  // Off by default: nothing of it.
+  const plain = kinds(renderChart(CHART), 'Deployment')[0].spec.template.spec.containers[0];
+  assert.ok(!plain.env.some((e: any) => e.name === 'HEARTH_TLS_CERT_FILE'));
+});
+
 test('a config change changes the pods checksum; the image tag can be pinned', () => {
   const checksum = (m: Manifest[]) => kinds(m, 'Deployment')[0].spec.template.metadata.annotations['checksum/config'];
   const a = renderChart(CHART);

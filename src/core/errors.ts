@@ -40,6 +40,7 @@ export const ERRORS = {
   E_EMAIL_TAKEN: { status: 409, title: 'An account with this e-mail already exists' },
   E_DEVICE_ALREADY_CLAIMED: { status: 409, title: 'The device belongs to a home already' },
   E_CONFLICT: { status: 409, title: 'The request conflicts with the current state' },
+  E_REPLAYED: { status: 409, title: 'The signed request was seen before (a replay)' },
   E_PAYLOAD_TOO_LARGE: { status: 413, title: 'Payload too large' },
   E_RATE_LIMITED: { status: 429, title: 'Too many requests' },
   E_TOO_MANY_STREAMS: { status: 429, title: 'Too many live streams' },

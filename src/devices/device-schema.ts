@@ -50,7 +50,7 @@ export const DeviceSchema = Type.Object({
   online: Type.Boolean(),
   lastSeen: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
   presence: Type.Object({
-    reason: Type.String({ description: 'Why presence last changed: connect, disconnect, keepalive-timeout, connection-lost, client-error, server-shutdown, server-restart, hub-reported, hub-offline, never-connected, node-lost (its gateway node died)' }),
+    reason: Type.String({ description: 'Why presence last changed: connect, disconnect, keepalive-timeout, connection-lost, client-error, server-shutdown, server-restart, hub-reported, hub-offline, never-connected, node-lost (its gateway node died), credentials-revoked (its secret was rotated out or its certificate revoked)' }),
     changedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
     session: Type.Integer({ description: 'Connection counter; grows with every accepted connection' }),
   }),

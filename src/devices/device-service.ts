@@ -103,7 +103,15 @@ export class DeviceService {
   async authenticate(id: string, secret: string): Promise<boolean> {
     await this.get(id);
     const rec = this.cache.get(id);
+    if (this.credentials) return !!rec && (await this.credentials.check(id, secret)) !== false;
     return !!rec?.secretHash && verifyToken(secret, rec.secretHash);
+  }
+
+  /** Secrets change (rotation with a grace period): they are checked by the credentials (device-credentials.ts). */
+  private credentials: { check(id: string, secret: string): Promise<'current' | 'previous' | false> } | undefined;
+
+  useCredentials(credentials: { check(id: string, secret: string): Promise<'current' | 'previous' | false> }): void {
+    this.credentials = credentials;
   }
 
   async list(filter: ListFilter): Promise<{ items: DeviceRecord[]; total: number }> {

@@ -62,6 +62,10 @@ export interface BusEvents {
   'cluster.commands.queue': CommandQueueKick;
   /** A device resumed its clean=false MQTT session on some node: the others forget their copy. */
   'cluster.mqtt.session': { clientId: string };
+  /** A device's secrets changed (rotation): every node forgets them and checks its sessions. */
+  'cluster.identity.secret': SecretRotated;
+  /** A product CA or a certificate changed (registered, revoked): every node reloads and checks its sessions. */
+  'cluster.identity.certificates': CertificatesChanged;
 }
 
 /** Every request/reply subject: what a requester sends and what the responder answers. */
@@ -97,7 +101,9 @@ export interface DeviceEvent {
 /** Why a device's presence changed. */
 export type PresenceReason =
   | 'connect' | 'disconnect' | 'keepalive-timeout' | 'connection-lost' | 'client-error' | 'server-shutdown' | 'server-restart'
-  | 'hub-reported' | 'hub-offline' | 'never-connected' | 'node-lost';
+  | 'hub-reported' | 'hub-offline' | 'never-connected' | 'node-lost'
+  /** The credential the session opened with was revoked or rotated out (docs/tls.md). */
+  | 'credentials-revoked';
 
 /** Bus event on `device.{id}.presence`. */
 export interface PresenceEvent {
@@ -302,3 +308,12 @@ export type Known<S extends string, Payload> = [Payload] extends [never] ? { 'su
 
 /** The subjects that `broadcast()` carries. */
 export type BroadcastSubject = keyof BusEvents & `cluster.${string}`;
+
+/** A device's secret was rotated; the previous one is accepted until `previousValidUntil` (epoch ms; null: not at all). */
+export interface SecretRotated {
+  deviceId: string;
+  previousValidUntil: number | null;
+}
+
+/** Product CAs or revoked certificates changed. */
+export type CertificatesChanged = Record<string, never>;

@@ -74,6 +74,13 @@ export const ConfigSchema = Type.Object({
   }),
   streamMaxPerUser: Type.Integer({ minimum: 1, maximum: 10000, default: 10, description: 'Live streams (GET /api/v1/stream) one user may hold open on one node, API keys included; more are refused with 429' }),
   otlpEndpoint: Type.Optional(Type.String({ pattern: '^https?://', description: 'OpenTelemetry collector (OTLP/HTTP) base URL, e.g. http://otel-collector:4318; unset: tracing off' })),
+  tlsCertFile: Type.Optional(Type.String({ description: 'TLS: PEM file of the certificate the TLS listeners serve (a chain allowed, leaf first); with tlsKeyFile. Reloaded without a restart when the file changes (cert-manager). Turns on MQTT over TLS (mqttTlsPort) and HTTPS/WSS (httpsPort)' })),
+  tlsKeyFile: Type.Optional(Type.String({ description: 'TLS: PEM file of the private key of tlsCertFile' })),
+  tlsSelfSigned: Type.Boolean({ default: false, description: 'TLS without files: make a self-signed development certificate (kept in <dataDir>/tls/, its SHA-256 fingerprint printed at start) and serve it on the TLS listeners. For development only' }),
+  mqttTlsPort: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, description: 'MQTT over TLS port (TLS 1.2 at least; devices may authenticate with a client certificate); default 8883 when a certificate is configured. 0 picks a free port' })),
+  httpsPort: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, description: 'HTTPS port (the REST API, /docs, WSS for MQTT at /mqtt and the live stream); default 8443 when a certificate is configured. 0 picks a free port' })),
+  plainPorts: Type.Boolean({ default: true, description: 'Whether the plain (unencrypted) HTTP and MQTT ports are opened. Keep them behind a load balancer that terminates TLS; set 0 to serve TLS only (needs a certificate)' }),
+  tlsWatchIntervalMs: Type.Integer({ minimum: 50, maximum: 3600000, default: 5000, description: 'How often the TLS certificate files are checked for a change' }),
 });
 
 export type Config = Readonly<Static<typeof ConfigSchema>>;

@@ -127,4 +127,13 @@ export interface Database {
   };
   /** automations: runs with their traces */
   automation_runs: { id: string; automation_id: string; home_id: string; status: string; reason: string | null; trigger_type: string; started_at: number; finished_at: number | null; trace: string };
+  /** devices: the previous secret after a rotation, accepted until `until` */
+  device_secret_grace: { device_id: string; secret_hash: string; until: number };
+  /** identity: product CAs, device certificates, revocations, zero-touch provisioning */
+  product_cas: { id: string; product_key: string; fingerprint: string; subject: string; pem: string; not_after: number; jit: number; created_at: number; revoked_at: number | null };
+  device_certificates: { fingerprint: string; device_id: string; ca_id: string; subject: string; not_after: number; first_seen_at: number };
+  revoked_certificates: { fingerprint: string; reason: string | null; revoked_at: number };
+  product_provisioning: { product_key: string; secret: string; device_limit: number | null; allow_list_only: number; created_at: number; updated_at: number };
+  factory_records: { product_key: string; hwid: string; serial: string | null; mac: string | null; attributes: string; imported_at: number; device_id: string | null; provisioned_at: number | null };
+  provision_nonces: { product_key: string; nonce: string; expires_at: number };
 }

@@ -291,6 +291,7 @@ export async function buildHttpServer(deps: HttpServerDeps): Promise<HttpApp> {
         { name: 'automations', description: 'Automations: triggers, conditions, actions; runs with traces' },
         { name: 'notifications', description: 'Inbox, push subscriptions, preferences and notification channels' },
         { name: 'system', description: 'Probes' },
+        { name: 'identity', description: 'Device identity: product CAs and certificates (mutual TLS), revocation, zero-touch provisioning, factory records' },
       ],
     },
   });

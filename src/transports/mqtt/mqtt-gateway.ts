@@ -1,4 +1,5 @@
 import { createServer, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { Aedes, type Client, type AuthenticateError, type PublishPacket } from 'aedes';
@@ -14,6 +15,9 @@ import type { DeviceService } from '../../devices/device-service.ts';
 import type { PresenceReason, PresenceService } from '../../devices/presence-service.ts';
 import { jsonDepthExceeds, MAX_JSON_DEPTH } from '../../core/json-limits.ts';
 import { PacketGuard, PacketRefusedError, type PacketLimits, type Refusal, type TruncatedPublish } from './packet-guard.ts';
+import type { TlsMaterial } from '../tls/tls-material.ts';
+import type { X509Certificate } from 'node:crypto';
+import { digestToken } from '../../core/secrets.ts';
 import { downlinkTopic, filterCoversCommands, filterCoversDesired, isAllowedSubscriptionSuffix, parseDeviceTopic, uplinkKind } from './topic-codec.ts';
 
 export interface MqttGatewayConfig {
@@ -33,6 +37,10 @@ export interface MqttGatewayConfig {
   connectBurst: number;
   /** Shutdown: connections closed per second. */
   disconnectRatePerSecond: number;
+  /** MQTT over TLS on this port when `tls` material is given (0: a free port). */
+  tlsPort?: number;
+  /** Whether the plain TCP port is opened (default true). */
+  plain?: boolean;
 }
 
 /**
@@ -50,6 +58,36 @@ export interface MqttObserver {
   connectionRefused(reason: ConnectionRefusal): void;
 }
 
+/** How a session authenticated, kept to check it again when credentials change (rotation, revocation). */
+export interface SessionCredential {
+  /** A secret's digest (never the secret). */
+  secretDigest?: string;
+  certificate?: { fingerprint: string; caId: string };
+}
+
+/** Device identity beyond a secret (client certificates, provisioning): decided outside the transport. */
+export interface DeviceIdentityHooks {
+  /** Who a TLS client certificate is; `name` is the MQTT client id the device sent. */
+  authenticateCertificate(name: string, cert: X509Certificate): Promise<{ ok: true; deviceId: string } & SessionCredential['certificate'] | { ok: false; reason: string }>;
+  /** Whether a session's credential still holds. */
+  stillValid(deviceId: string, credential: SessionCredential): Promise<boolean>;
+  /** A zero-touch provisioning request over MQTT (`provision/{hwid}/request`): the answer to send back. */
+  provision(hwid: string, payload: unknown): Promise<unknown>;
+}
+
+/** The user name of a provisioning session (no device yet; it may only use `provision/{client id}/…`). */
+export const PROVISION_USERNAME = 'provision';
+/** A hardware id as a provisioning session's client id: one MQTT topic level, no wildcards. */
+const HWID = /^[A-Za-z0-9._:@-]{1,128}$/;
+
+/** Identity state of a connection: its credential, and the name it connected with when that is not its device id. */
+interface IdentityState {
+  credential?: SessionCredential;
+  /** A certificate session named by a hardware id, or a provisioning session (`provisioning`). */
+  name?: string;
+  provisioning?: boolean;
+}
+
 /** Per-connection state, kept off Aedes' own fields. */
 interface ConnState {
   session: Promise<number>;
@@ -57,7 +95,8 @@ interface ConnState {
 }
 
 const CONN = Symbol('hearth.conn');
-type HearthClient = Client & { [CONN]?: ConnState; _disconnected?: boolean };
+const IDENTITY = Symbol('hearth.identity');
+type HearthClient = Client & { [CONN]?: ConnState; [IDENTITY]?: IdentityState; _disconnected?: boolean };
 
 function authError(code: number, message: string): AuthenticateError {
   return Object.assign(new Error(message), { returnCode: code }) as AuthenticateError;
@@ -71,6 +110,7 @@ function authError(code: number, message: string): AuthenticateError {
 export class MqttGateway {
   private broker!: Aedes;
   private server: Server | undefined;
+  private tlsServer: TlsServer | undefined;
   private readonly unsubs: Unsubscribe[] = [];
   private shuttingDown = false;
   private readonly sockets = new Set<Socket>();
@@ -80,9 +120,13 @@ export class MqttGateway {
   private readonly ids: MessageIds;
   private readonly limits: PacketLimits;
   private sessionMoved: Broadcast<{ clientId: string }> | undefined;
+  /** The client certificate of each TLS connection that presented one (keyed by the guarded stream Aedes sees). */
+  private readonly peerCerts = new WeakMap<Duplex, X509Certificate>();
+  /** Re-checks of sessions due when a rotated secret's grace ends. */
+  private readonly rechecks = new Set<NodeJS.Timeout>();
 
   constructor(private readonly deps: {
-    bus: Bus; devices: DeviceService; presence: PresenceService; log: Logger; config: MqttGatewayConfig; observer?: MqttObserver;
+    bus: Bus; devices: DeviceService; presence: PresenceService; log: Logger; config: MqttGatewayConfig; observer?: MqttObserver; tls?: TlsMaterial; identity?: DeviceIdentityHooks;
     /** Where sessions with clean=false live (store-persistence.ts); Aedes' in-memory one without it. */
     persistence?: object & { forget?(clientId: string): Promise<void> };
   }) {
@@ -114,6 +158,11 @@ export class MqttGateway {
           this.deps.observer?.connectionRefused('shutdown');
           return done(authError(3, 'server shutting down'), false);
         }
+        const identity = this.deps.identity;
+        if (identity && (username === PROVISION_USERNAME || (!password && this.peerCerts.has(client.conn as Duplex)))) {
+          this.authenticateIdentity(identity, client as HearthClient, username, done);
+          return;
+        }
         if (!client.id || username !== client.id || !password) {
           this.deps.observer?.connectionRefused('auth');
           done(authError(username && client.id && username !== client.id ? 2 : 4, 'client id and username must both be the device id'), false);
@@ -127,6 +176,7 @@ export class MqttGateway {
         devices.authenticate(username, password.toString('utf8')).then(
           (ok) => {
             if (!ok) this.deps.observer?.connectionRefused('auth');
+            else (client as HearthClient)[IDENTITY] = { credential: { secretDigest: digestToken(password.toString('utf8')) } };
             done(ok ? null : authError(4, 'bad device id or secret'), ok);
           },
           (err) => {
@@ -139,6 +189,7 @@ export class MqttGateway {
       // this calls back, so an acknowledged message is never lost, even if this node dies next.
       authorizePublish: (client, packet, done) => {
         if (!client) return done(null);
+        if ((client as HearthClient)[IDENTITY]?.provisioning) return this.provisionRequest(client as HearthClient, packet, done);
         const parsed = parseDeviceTopic(packet.topic);
         const kind = parsed && uplinkKind(parsed.suffix);
         if (!parsed || !kind) return done(new Error(`publish to ${packet.topic} not allowed`));
@@ -168,6 +219,9 @@ export class MqttGateway {
       },
       // A refused filter is granted 0x80 (done(null, null)); an error would close the connection.
       authorizeSubscribe: (client, sub, done) => {
+        const named = (client as HearthClient)[IDENTITY];
+        if (named?.name !== undefined && sub.topic === provisionTopic(named.name, 'response')) return done(null, { ...sub, qos: 1 });
+        if (named?.provisioning) return done(null, null);
         const parsed = parseDeviceTopic(sub.topic);
         if (!parsed || !isAllowedSubscriptionSuffix(parsed.suffix)) return done(null, null);
         devices.mayActFor(client.id, parsed.deviceId).then(
@@ -187,6 +241,8 @@ export class MqttGateway {
     this.broker.on('client', (client: HearthClient) => {
       // Emitted just before the CONNACK: from the next packet on, the admitted limits apply.
       if (client.conn instanceof PacketGuard) client.conn.admit();
+      // A provisioning session is no device: no presence.
+      if (client[IDENTITY]?.provisioning) return;
       const state: ConnState = { session: this.deps.presence.connected(client.id) };
       client[CONN] = state;
       if (!client.clean) {
@@ -213,7 +269,13 @@ export class MqttGateway {
         .catch((err) => log.error({ err, deviceId: client.id }, 'presence update on disconnect failed')));
     });
     this.broker.on('subscribe', (subs, client) => {
-      if (client) this.subscribed(client, subs.map((s) => s.topic));
+      if (!client) return;
+      // A certificate session named by its hardware id learns its device id on its provisioning topic.
+      const named = (client as HearthClient)[IDENTITY];
+      if (named?.name !== undefined && !named.provisioning && subs.some((s) => s.topic === provisionTopic(named.name!, 'response'))) {
+        this.publishTo(provisionTopic(named.name, 'response'), { id: client.id, hwid: named.name });
+      }
+      this.subscribed(client, subs.map((s) => s.topic));
     });
 
     this.unsubs.push(this.deps.bus.subscribe(subjects.allDown, (msg) => this.deliver(msg.data), { name: 'mqtt-gateway.downlink' }));
@@ -228,19 +290,53 @@ export class MqttGateway {
       this.unsubs.push(() => moved.close());
     }
 
-    const server = createServer({ noDelay: true }, (socket) => {
+    if (this.deps.config.plain !== false) {
+      const server = createServer({ noDelay: true }, (socket) => {
+        this.sockets.add(socket);
+        socket.on('close', () => this.sockets.delete(socket));
+        this.broker.handle(this.guard(socket));
+      });
+      this.server = server;
+      await listen(server, this.deps.config.port, this.deps.config.host);
+    }
+  }
+
+  /**
+   * Opens MQTT over TLS (TLS 1.2 at least) when TLS material and a port are configured. A client
+   * certificate is asked for but not required (devices with a secret connect without one); it is
+   * checked when the device authenticates. The handshake must end within the CONNECT timeout, and
+   * the packet guard sits behind the TLS layer as on the plain port. A reloaded certificate is
+   * served to the connections that come after it.
+   */
+  async startTls(): Promise<void> {
+    const tls = this.deps.tls;
+    const port = this.deps.config.tlsPort;
+    if (!tls || port === undefined) return;
+    const server = createTlsServer({
+      ...tls.serverOptions(), noDelay: true, requestCert: true, rejectUnauthorized: false, handshakeTimeout: this.deps.config.connectTimeoutMs,
+    }, (socket: TLSSocket) => {
+      const guarded = this.guard(socket);
+      const cert = socket.getPeerX509Certificate();
+      if (cert) this.peerCerts.set(guarded, cert);
+      this.broker.handle(guarded);
+    });
+    server.on('connection', (socket: Socket) => {
       this.sockets.add(socket);
       socket.on('close', () => this.sockets.delete(socket));
-      this.broker.handle(this.guard(socket));
     });
-    this.server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.deps.config.port, this.deps.config.host, () => {
-        server.off('error', reject);
-        resolve();
-      });
+    server.on('tlsClientError', (err: Error) => {
+      this.deps.log.debug({ err: err.message }, 'mqtt tls handshake failed');
+      this.deps.observer?.connectionRefused('protocol');
     });
+    this.unsubs.push(tls.onChange(() => server.setSecureContext(tls.serverOptions())));
+    this.tlsServer = server;
+    await listen(server, port, this.deps.config.host);
+  }
+
+  /** The bound TLS port (undefined without TLS). */
+  get tlsPort(): number | undefined {
+    const addr = this.tlsServer?.address();
+    return typeof addr === 'object' && addr ? addr.port : undefined;
   }
 
   /** The bound TCP port (useful when configured as 0). */
@@ -293,7 +389,9 @@ export class MqttGateway {
    */
   async stop(deadline = Infinity): Promise<void> {
     this.shuttingDown = true;
-    const closed = new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    for (const t of this.rechecks) clearTimeout(t);
+    this.rechecks.clear();
+    const closed = Promise.all([this.server, this.tlsServer].map((srv) => new Promise<void>((resolve) => (srv?.listening ? srv.close(() => resolve()) : resolve()))));
     if (this.broker) {
       const clients = Object.values((this.broker as unknown as { clients: Record<string, Client> }).clients);
       const perTick = Math.max(1, Math.ceil(this.deps.config.disconnectRatePerSecond / 20));
@@ -323,6 +421,114 @@ export class MqttGateway {
         this.publishUp({ id: this.ids.next(), deviceId: parsed.deviceId, via: client.id, kind: 'subscribed', topic, payload: { desired, commands }, receivedAt: Date.now() })
           .catch((err) => this.deps.log.warn({ err, deviceId: parsed.deviceId }, 'subscription notice could not be stored'));
       }
+    }
+  }
+
+  /**
+   * A client certificate (without a password) or a provisioning session. A certificate session's
+   * client id is the name in its certificate: a device id, or a hardware id (then the session
+   * becomes its device's, and the device learns its id on `provision/{name}/response`). A
+   * provisioning session (user name `provision`, client id a hardware id) may only send a request
+   * and hear its answer; it gets its own client id space, so it can never take over a device's session.
+   */
+  private authenticateIdentity(identity: DeviceIdentityHooks, client: HearthClient, username: string | undefined, done: (err: AuthenticateError | null, ok: boolean) => void): void {
+    if (!this.admission.take('connect').ok) {
+      this.deps.observer?.connectionRefused('admission');
+      return done(authError(3, 'server busy, retry later'), false);
+    }
+    const name = client.id;
+    if (username === PROVISION_USERNAME) {
+      if (!HWID.test(name)) {
+        this.deps.observer?.connectionRefused('auth');
+        return done(authError(2, 'a provisioning session\'s client id is the hardware id (letters, digits, . _ : @ -, up to 128)'), false);
+      }
+      client[IDENTITY] = { name, provisioning: true };
+      client.id = `provision:${name}`;
+      return done(null, true);
+    }
+    const cert = this.peerCerts.get(client.conn as Duplex)!;
+    if (!name || (username !== undefined && username !== name)) {
+      this.deps.observer?.connectionRefused('auth');
+      return done(authError(2, 'with a client certificate the client id (and the user name, if any) is a name in the certificate'), false);
+    }
+    identity.authenticateCertificate(name, cert).then(
+      (r) => {
+        if (!r.ok) {
+          this.deps.observer?.connectionRefused('auth');
+          this.deps.log.info({ clientId: name, fingerprint: cert.fingerprint256, reason: r.reason }, 'device certificate refused');
+          return done(authError(5, r.reason), false);
+        }
+        client[IDENTITY] = { credential: { certificate: { fingerprint: r.fingerprint, caId: r.caId } }, ...(r.deviceId !== name ? { name } : {}) };
+        client.id = r.deviceId;
+        done(null, true);
+      },
+      (err) => {
+        this.deps.log.error({ err }, 'device certificate authentication failed');
+        done(authError(3, 'server unavailable'), false);
+      },
+    );
+  }
+
+  /** A provisioning session's publish: only its request topic; the answer goes to its response topic. */
+  private provisionRequest(client: HearthClient, packet: PublishPacket, done: (err?: Error | null) => void): void {
+    const name = client[IDENTITY]!.name!;
+    if (packet.topic !== provisionTopic(name, 'request')) return done(new Error(`publish to ${packet.topic} not allowed`));
+    packet.retain = false;
+    let payload: unknown;
+    try {
+      payload = JSON.parse((packet.payload as Buffer).toString('utf8'));
+    } catch {
+      payload = undefined;
+    }
+    this.deps.identity!.provision(name, payload).then(
+      (answer) => {
+        done(null);
+        this.publishTo(provisionTopic(name, 'response'), answer);
+      },
+      (err) => {
+        this.deps.log.error({ err, hwid: name }, 'provisioning over MQTT failed');
+        done(null);
+        this.publishTo(provisionTopic(name, 'response'), { error: { code: 'E_INTERNAL', message: 'the request could not be completed' } });
+      },
+    );
+  }
+
+  private publishTo(topic: string, payload: unknown): void {
+    this.broker.publish({ cmd: 'publish', topic, payload: Buffer.from(JSON.stringify(payload)), qos: 1, retain: false, dup: false }, (err) => {
+      if (err) this.deps.log.warn({ err, topic }, 'publish failed');
+    });
+  }
+
+  /**
+   * Checks the sessions of these devices (all devices: undefined) against their credentials now,
+   * or at `at` (epoch ms: when a rotated secret's grace ends), and closes those whose credential
+   * no longer holds (presence reason `credentials-revoked`). `only` limits it to sessions opened
+   * with a certificate (a CA or revocation changed) or a secret.
+   */
+  recheckSessions(deviceIds?: readonly string[], at?: number, only?: 'certificate' | 'secret'): void {
+    const identity = this.deps.identity;
+    if (!identity || !this.broker) return;
+    const wait = at === undefined ? 0 : Math.max(0, at - Date.now());
+    if (wait > 0) {
+      const t = setTimeout(() => {
+        this.rechecks.delete(t);
+        this.recheckSessions(deviceIds, undefined, only);
+      }, Math.min(wait, 2 ** 31 - 1) + 5);
+      t.unref();
+      this.rechecks.add(t);
+      return;
+    }
+    const all = (this.broker as unknown as { clients: Record<string, HearthClient> }).clients;
+    const clients = deviceIds ? deviceIds.flatMap((id) => (all[id] ? [all[id]] : [])) : Object.values(all);
+    for (const client of clients) {
+      const credential = client[IDENTITY]?.credential;
+      if (!credential || (only === 'certificate' && !credential.certificate) || (only === 'secret' && !credential.secretDigest)) continue;
+      identity.stillValid(client.id, credential).then((ok) => {
+        if (ok || client.closed) return;
+        if (client[CONN]) client[CONN].reason = 'credentials-revoked';
+        this.deps.log.info({ deviceId: client.id }, 'session closed: its credential was revoked or rotated out');
+        client.close();
+      }, (err) => this.deps.log.warn({ err, deviceId: client.id }, 'session credential check failed'));
     }
   }
 
@@ -381,4 +587,19 @@ export class MqttGateway {
     this.deps.observer?.messageRejected(payload.code);
     this.deliver({ deviceId, kind: 'errors', payload });
   }
+}
+
+function listen(server: Server, port: number, host: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+/** `provision/{name}/request` (device → Hearth) and `provision/{name}/response` (Hearth → device). */
+export function provisionTopic(name: string, dir: 'request' | 'response'): string {
+  return `provision/${name}/${dir}`;
 }

@@ -1,5 +1,6 @@
 import type { Kysely, Migration } from 'kysely';
 import { offline } from './0013-offline.ts';
+import { identity0015 } from './0015-identity.ts';
 
 /**
  * The one set of migrations, for SQLite and PostgreSQL alike: only portable column types
@@ -460,4 +461,5 @@ export const migrations: Record<string, Migration> = {
     },
   },
   '0013-offline': offline,
+  '0015-identity': identity0015,
 };
