@@ -4,11 +4,16 @@ import { fromJson, toJson } from '../core/store/db.ts';
 import type { Logger } from '../core/logger.ts';
 import { newId } from '../core/ids.ts';
 import { PeriodicFlush, writeIsolated } from '../core/periodic-flush.ts';
+import { PostgresAdapter } from 'kysely';
+import { foldRollups, rollupDeltas, TIERS, type AggregateBucket, type RollupPoint, type RollupRow, type Tier } from './rollups.ts';
 
 type HistoryRow = { device_id: string; property: string; ts: number; num: number | null; val: string | null; msg_id: string | null };
+/** What the rollups need of a buffered point beyond its row: its product, and its state (booleans, enums). */
+type PointMeta = { product: string; state: string | null };
+type PendingPoint = HistoryRow & { meta?: PointMeta };
 type EventRow = { id: string; device_id: string; event: string; params: string; ts: number };
 /** One buffered write: a point or an event. */
-type Pending = { point: HistoryRow; event?: undefined } | { event: EventRow; point?: undefined };
+type Pending = { point: PendingPoint; event?: undefined } | { event: EventRow; point?: undefined };
 
 export interface HistoryPoint {
   ts: string;
@@ -39,7 +44,7 @@ const CHUNK = 400;
  * fills); reads flush first, so a caller always sees what was accepted before it asked.
  */
 export class HistoryService {
-  private pendingPoints: HistoryRow[] = [];
+  private pendingPoints: PendingPoint[] = [];
   private pendingEvents: EventRow[] = [];
   private readonly writer: PeriodicFlush;
 
@@ -55,10 +60,20 @@ export class HistoryService {
     return this.writer.stop();
   }
 
-  /** Records a point; `msgId` (the message that carried it) makes a repeated recording a no-op. */
-  record(deviceId: string, property: string, value: unknown, ts: number, msgId: string | null = null): void {
+  /**
+   * Records a point; `msgId` (the message that carried it) makes a repeated recording a no-op.
+   * With `rollup` (the device's product; `enumerated` for enum properties) the point also adds to
+   * its 1-minute, 1-hour and 1-day rollups once it is stored: numbers and booleans (as 0/1) to the
+   * numeric aggregate, booleans and enum values to their count per value.
+   */
+  record(deviceId: string, property: string, value: unknown, ts: number, msgId: string | null = null, rollup?: { product: string; enumerated?: boolean }): void {
     const isNum = typeof value === 'number' || typeof value === 'boolean';
-    this.pendingPoints.push({ device_id: deviceId, property, ts, num: isNum ? Number(value) : null, val: isNum ? null : toJson(value), msg_id: msgId });
+    const point: PendingPoint = { device_id: deviceId, property, ts, num: isNum ? Number(value) : null, val: isNum ? null : toJson(value), msg_id: msgId };
+    if (rollup) {
+      const state = typeof value === 'boolean' ? String(value) : rollup.enumerated && typeof value === 'string' ? value : null;
+      if (isNum || state !== null) point.meta = { product: rollup.product, state };
+    }
+    this.pendingPoints.push(point);
     if (this.pendingPoints.length >= (this.deps.maxBuffered ?? 2000)) void this.flush();
   }
 
@@ -135,6 +150,117 @@ export class HistoryService {
     }));
   }
 
+  /**
+   * Buckets of `bucketMs` read from a rollup tier that divides it: min, max, avg, sum, count and
+   * the last value of numbers and booleans, the count per value of booleans and enums. Buckets are
+   * UTC-aligned: the range widens to whole buckets of the tier.
+   */
+  async rollupBuckets(deviceId: string, property: string, from: number, to: number, bucketMs: number, tier: Tier): Promise<AggregateBucket[]> {
+    await this.flush();
+    const rows = await this.deps.db.selectFrom('history_rollups').select(['bucket', 'state', 'count', 'sum', 'min', 'max', 'last', 'last_ts'])
+      .where('device_id', '=', deviceId).where('property', '=', property).where('tier', '=', tier.code)
+      .where('bucket', '>=', Math.floor(from / tier.ms) * tier.ms).where('bucket', '<=', to)
+      .execute();
+    return foldRollups(rows, bucketMs);
+  }
+
+  /**
+   * A device's points of some properties in time order, read page by page (for streaming
+   * exports): memory stays bounded whatever the range.
+   */
+  async *exportPoints(deviceId: string, properties: readonly string[], from: number, to: number, pageSize = 2000): AsyncGenerator<{ ts: number; property: string; value: unknown }> {
+    if (properties.length === 0) return;
+    await this.flush();
+    const { db } = this.deps;
+    const base = () => db.selectFrom('history').select(['ts', 'property', 'num', 'val'])
+      .where('device_id', '=', deviceId).where('property', 'in', [...properties]);
+    const out = (r: { ts: number; property: string; num: number | null; val: string | null }) => ({ ts: Number(r.ts), property: r.property, value: r.val !== null ? fromJson(r.val) : r.num });
+    let after = from - 1;
+    for (;;) {
+      const page = await base().where('ts', '>', after).where('ts', '<=', to).orderBy('ts').orderBy('property').limit(pageSize).execute();
+      if (page.length < pageSize) {
+        for (const r of page) yield out(r);
+        return;
+      }
+      // A full page may cut the points of its last millisecond in two: those are read whole next.
+      const lastTs = Number(page[page.length - 1].ts);
+      for (const r of page) if (Number(r.ts) < lastTs) yield out(r);
+      for (const r of await base().where('ts', '=', lastTs).orderBy('property').execute()) yield out(r);
+      after = lastTs;
+    }
+  }
+
+  /**
+   * Fleet aggregates over a rollup tier: per bucket of `bucketMs` (and per device when `perDevice`,
+   * for the caller to group further) the count, sum, min and max of a product's property.
+   */
+  async fleetBuckets(q: { product: string; property: string; from: number; to: number; bucketMs: number; tier: Tier; perDevice: boolean }): Promise<Array<{ bucket: number; deviceId?: string; count: number; sum: number | null; min: number | null; max: number | null }>> {
+    await this.flush();
+    const b = sql<number>`(bucket / ${sql.lit(q.bucketMs)}) * ${sql.lit(q.bucketMs)}`;
+    let query = this.deps.db.selectFrom('history_rollups')
+      .select([
+        b.as('b'),
+        (eb) => eb.fn.sum<number>('count').as('count'),
+        (eb) => eb.fn.sum<number | null>('sum').as('sum'),
+        (eb) => eb.fn.min('min').as('min'),
+        (eb) => eb.fn.max('max').as('max'),
+      ])
+      .where('product_key', '=', q.product).where('tier', '=', q.tier.code)
+      .where('bucket', '>=', Math.floor(q.from / q.tier.ms) * q.tier.ms).where('bucket', '<=', q.to)
+      .where('property', '=', q.property).where('state', '=', '');
+    if (q.perDevice) query = query.select('device_id').groupBy([b, 'device_id']);
+    else query = query.groupBy(b);
+    const rows = await query.orderBy(b).execute();
+    return rows.map((r) => ({
+      bucket: Number(r.b), ...('device_id' in r ? { deviceId: r.device_id as string } : {}),
+      count: Number(r.count), sum: r.sum == null ? null : Number(r.sum), min: r.min == null ? null : Number(r.min), max: r.max == null ? null : Number(r.max),
+    }));
+  }
+
+  /**
+   * Deletes the raw points of these devices older than `before` (only of `only`, or of all
+   * properties but `except`), `batch` rows per statement with a turn of the event loop between
+   * them, so that pruning never holds the store or the ingest for long. Returns the rows deleted.
+   */
+  prunePoints(deviceIds: readonly string[], before: number, props: { only?: readonly string[]; except?: readonly string[] }, batch: number): Promise<number> {
+    if (deviceIds.length === 0 || props.only?.length === 0) return Promise.resolve(0);
+    return this.deleteBatched('history', (q) => {
+      let w = q.where('device_id', 'in', [...deviceIds]).where('ts', '<', before);
+      if (props.only) w = w.where('property', 'in', [...props.only]);
+      if (props.except?.length) w = w.where('property', 'not in', [...props.except]);
+      return w;
+    }, batch);
+  }
+
+  /** Deletes the events of these devices older than `before`, in batches (see prunePoints). */
+  pruneEvents(deviceIds: readonly string[], before: number, batch: number): Promise<number> {
+    if (deviceIds.length === 0) return Promise.resolve(0);
+    return this.deleteBatched('device_events', (q) => q.where('device_id', 'in', [...deviceIds]).where('ts', '<', before), batch);
+  }
+
+  /** Deletes a product's rollups of one tier whose buckets ended before `before`, in batches. */
+  pruneRollups(product: string, tierName: string, before: number, batch: number): Promise<number> {
+    const tier = TIERS.find((t) => t.name === tierName);
+    if (!tier) return Promise.resolve(0);
+    return this.deleteBatched('history_rollups', (q) => q.where('product_key', '=', product).where('tier', '=', tier.code).where('bucket', '<', before - tier.ms), batch);
+  }
+
+  /** Deletes the rows `where` selects, `batch` at a time by their physical row id (SQLite rowid, PostgreSQL ctid). */
+  private async deleteBatched<T extends 'history' | 'device_events' | 'history_rollups'>(table: T, where: (q: any) => any, batch: number): Promise<number> {
+    const { db } = this.deps;
+    const pg = db.getExecutor().adapter instanceof PostgresAdapter;
+    let total = 0;
+    for (;;) {
+      const ids = where(db.selectFrom(table as 'history')).select(sql.raw(pg ? 'ctid' : 'rowid').as('r')).limit(batch);
+      const cond = pg ? sql<boolean>`ctid = ANY(ARRAY(${ids}))` : sql<boolean>`rowid IN (${ids})`;
+      const r = await db.deleteFrom(table as 'history').where(cond).executeTakeFirst();
+      const n = Number(r.numDeletedRows);
+      total += n;
+      if (n < batch) return total;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+
   async deviceEvents(deviceId: string, from: number, to: number, limit: number): Promise<DeviceEventRecord[]> {
     await this.flush();
     const rows = await this.deps.db.selectFrom('device_events').selectAll()
@@ -144,7 +270,50 @@ export class HistoryService {
   }
 }
 
-const insertPoints = (db: Db, rows: HistoryRow[]) =>
-  db.insertInto('history').values(rows).onConflict((oc) => oc.columns(['device_id', 'property', 'ts', 'msg_id']).doNothing()).execute();
+/** Rollup rows per upsert: 12 columns × 300 rows stays below every engine's parameter limit. */
+const ROLLUP_CHUNK = 300;
+
+/**
+ * Inserts points and adds those actually stored to their rollups, in the caller's transaction: a
+ * point stored before (a redelivered message) is neither stored nor counted again.
+ */
+async function insertPoints(db: Db, points: PendingPoint[]): Promise<void> {
+  const rows = points.map(({ meta: _meta, ...row }) => row);
+  const withMeta = points.filter((p) => p.meta !== undefined);
+  if (withMeta.length === 0) {
+    await db.insertInto('history').values(rows).onConflict((oc) => oc.columns(['device_id', 'property', 'ts', 'msg_id']).doNothing()).execute();
+    return;
+  }
+  const stored = await db.insertInto('history').values(rows).onConflict((oc) => oc.columns(['device_id', 'property', 'ts', 'msg_id']).doNothing())
+    .returning(['device_id', 'property', 'ts', 'msg_id']).execute();
+  // The rows the store took, matched to their buffered points (several may share a key when msg_id is null).
+  const byKey = new Map<string, PendingPoint[]>();
+  for (const p of withMeta) {
+    const k = `${p.device_id}\u0000${p.property}\u0000${p.ts}\u0000${p.msg_id}`;
+    const list = byKey.get(k);
+    if (list) list.push(p);
+    else byKey.set(k, [p]);
+  }
+  const added: RollupPoint[] = [];
+  for (const r of stored) {
+    const p = byKey.get(`${r.device_id}\u0000${r.property}\u0000${Number(r.ts)}\u0000${r.msg_id}`)?.shift();
+    if (p) added.push({ deviceId: p.device_id, property: p.property, productKey: p.meta!.product, ts: p.ts, num: p.num, state: p.meta!.state });
+  }
+  const deltas = rollupDeltas(added);
+  for (let i = 0; i < deltas.length; i += ROLLUP_CHUNK) await upsertRollups(db, deltas.slice(i, i + ROLLUP_CHUNK));
+}
+
+/** Adds deltas to their rows: counts and sums add up, min and max widen, the latest point stays `last`. */
+const upsertRollups = (db: Db, rows: RollupRow[]) =>
+  db.insertInto('history_rollups').values(rows)
+    .onConflict((oc) => oc.columns(['device_id', 'property', 'tier', 'bucket', 'state']).doUpdateSet({
+      count: sql`history_rollups.count + excluded.count`,
+      sum: sql`history_rollups.sum + excluded.sum`,
+      min: sql`CASE WHEN excluded.min < history_rollups.min THEN excluded.min ELSE history_rollups.min END`,
+      max: sql`CASE WHEN excluded.max > history_rollups.max THEN excluded.max ELSE history_rollups.max END`,
+      last: sql`CASE WHEN excluded.last_ts >= history_rollups.last_ts THEN excluded.last ELSE history_rollups.last END`,
+      last_ts: sql`CASE WHEN excluded.last_ts >= history_rollups.last_ts THEN excluded.last_ts ELSE history_rollups.last_ts END`,
+    }))
+    .execute();
 const insertEvents = (db: Db, rows: EventRow[]) =>
   db.insertInto('device_events').values(rows).onConflict((oc) => oc.column('id').doNothing()).execute();

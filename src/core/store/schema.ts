@@ -37,6 +37,13 @@ export interface Database {
   shadows: { device_id: string; reported: string; desired: string; metadata: string; version: number; updated_at: number };
   /** history */
   history: { device_id: string; property: string; ts: number; num: number | null; val: string | null; msg_id: string | null };
+  /** history: rollups per device, property, tier (0: 1m, 1: 1h, 2: 1d) and bucket; state '' numeric, else a boolean's or enum's value */
+  history_rollups: {
+    device_id: string; property: string; tier: number; bucket: number; state: string; product_key: string;
+    count: number; sum: number | null; min: number | null; max: number | null; last: number | null; last_ts: number;
+  };
+  /** retention: a product's policy (JSON) */
+  retention_policies: { product_key: string; policy: string; updated_at: number };
   /** history (device events) */
   device_events: { id: string; device_id: string; event: string; params: string; ts: number };
   /** commands (the ledger) */

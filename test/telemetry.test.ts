@@ -1,0 +1,205 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { startPlatform, eventually, type Platform } from './helpers/platform.ts';
+
+/**
+ * Telemetry (docs/telemetry.md) through real MQTT and HTTP: rollups against a brute-force
+ * computation over the raw points, late points, the tier the history answer says it used, and the
+ * 400s of bad ranges and buckets.
+ */
+let p: Platform;
+const PRODUCT = 'telemetry_sensor';
+const DAY = 86_400_000;
+
+before(async () => {
+  p = await startPlatform();
+  const model = {
+    properties: [
+      { id: 'temperature', type: 'number', access: 'r', history: true },
+      { id: 'on', type: 'boolean', access: 'rw', history: true },
+      { id: 'mode', type: 'enum', values: ['eco', 'comfort', 'off'], access: 'rw', history: true },
+      { id: 'label', type: 'string', access: 'rw', history: true },
+      { id: 'noHistory', type: 'number', access: 'r' },
+    ],
+    events: [{ id: 'alarm' }],
+    actions: [],
+  };
+  const r = await p.api('POST', '/api/v1/products', { key: PRODUCT, name: 'Telemetry sensor', category: 'sensor', model });
+  assert.equal(r.status, 201, JSON.stringify(r.body));
+});
+after(async () => {
+  await p.stop();
+});
+
+type Sent = { ts: number; temperature?: number; on?: boolean; mode?: string };
+
+/** Provisions a device, sends the reports over MQTT and waits until every point is stored. */
+async function deviceWith(reports: Sent[]): Promise<{ id: string; secret: string }> {
+  const d = await p.provision(PRODUCT);
+  const c = await p.connect(d.id, d.secret);
+  for (const r of reports) await c.publishAsync(`devices/${d.id}/properties`, JSON.stringify(r), { qos: 1 });
+  const expected = reports.filter((r) => r.temperature !== undefined).length;
+  const from = Math.min(...reports.map((r) => r.ts));
+  const to = Math.max(...reports.map((r) => r.ts));
+  await eventually(async () => {
+    const h = await p.api('GET', `/api/v1/devices/${d.id}/history?property=temperature&from=${from}&to=${to}&limit=10000`);
+    return h.body.points?.length === expected;
+  }, 10_000, `${expected} points stored`);
+  await c.endAsync();
+  return d;
+}
+
+/** The aggregates of raw points per UTC bucket, computed the obvious way. */
+function bruteForce(points: Array<{ ts: number; value: unknown }>, bucketMs: number) {
+  const out = new Map<number, { count: number; sum: number; min: number; max: number; last: unknown; lastTs: number; counts: Record<string, number> }>();
+  for (const pt of points) {
+    const b = Math.floor(pt.ts / bucketMs) * bucketMs;
+    const a = out.get(b) ?? { count: 0, sum: 0, min: Infinity, max: -Infinity, last: undefined, lastTs: -Infinity, counts: {} };
+    out.set(b, a);
+    a.count++;
+    if (typeof pt.value === 'number' || typeof pt.value === 'boolean') {
+      const n = Number(pt.value);
+      a.sum += n;
+      a.min = Math.min(a.min, n);
+      a.max = Math.max(a.max, n);
+    }
+    if (typeof pt.value !== 'number') a.counts[String(pt.value)] = (a.counts[String(pt.value)] ?? 0) + 1;
+    if (pt.ts >= a.lastTs) {
+      a.lastTs = pt.ts;
+      a.last = pt.value;
+    }
+  }
+  return [...out.entries()].sort((x, y) => x[0] - y[0]).map(([b, a]) => ({ ts: new Date(b).toISOString(), ...a }));
+}
+
+const close = (a: number | null, b: number, what: string) => assert.ok(a !== null && Math.abs(a - b) <= 1e-9 * Math.max(1, Math.abs(b)), `${what}: ${a} ≠ ${b}`);
+
+test('rollups match a brute-force computation over the raw points, late points included', async () => {
+  // Ten days ago at midnight UTC: points spread over three days, sent in any order (late ones too).
+  const base = Math.floor((Date.now() - 10 * DAY) / DAY) * DAY;
+  const report = fc.record({
+    offset: fc.integer({ min: 0, max: 3 * DAY - 1 }),
+    temperature: fc.double({ min: -40, max: 60, noNaN: true, noDefaultInfinity: true }),
+    on: fc.boolean(),
+    mode: fc.constantFrom('eco', 'comfort', 'off'),
+  });
+  await fc.assert(fc.asyncProperty(fc.uniqueArray(report, { minLength: 1, maxLength: 60, selector: (r) => r.offset }), async (reports) => {
+    const sent: Sent[] = reports.map((r) => ({ ts: base + r.offset, temperature: r.temperature, on: r.on, mode: r.mode }));
+    const { id } = await deviceWith(sent);
+    const range = `from=${base}&to=${base + 3 * DAY - 1}`;
+    for (const [bucket, bucketMs, tier] of [['1m', 60_000, '1m'], ['7m', 420_000, '1m'], ['1h', 3_600_000, '1h'], ['6h', 21_600_000, '1h'], ['1d', DAY, '1d']] as const) {
+      for (const property of ['temperature', 'on', 'mode'] as const) {
+        const r = await p.api('GET', `/api/v1/devices/${id}/history?property=${property}&bucket=${bucket}&${range}`);
+        assert.equal(r.status, 200, JSON.stringify(r.body));
+        assert.equal(r.body.tier, tier, `bucket ${bucket} reads tier ${tier}`);
+        const expected = bruteForce(sent.map((s) => ({ ts: s.ts, value: s[property] })), bucketMs);
+        assert.deepEqual(r.body.buckets.map((b: { ts: string }) => b.ts), expected.map((e) => e.ts), `${property} ${bucket}: the same buckets`);
+        r.body.buckets.forEach((b: any, i: number) => {
+          const e = expected[i];
+          assert.equal(b.count, e.count, `${property} ${bucket} ${b.ts}: count`);
+          assert.deepEqual(b.last, e.last, `${property} ${bucket} ${b.ts}: last`);
+          if (property === 'mode') {
+            assert.equal(b.min, null);
+            assert.deepEqual(b.counts, e.counts);
+            return;
+          }
+          close(b.min, e.min, 'min');
+          close(b.max, e.max, 'max');
+          close(b.sum, e.sum, 'sum');
+          close(b.avg, e.sum / e.count, 'avg');
+          if (property === 'on') assert.deepEqual(b.counts, e.counts);
+        });
+        // The raw tier agrees on what both compute.
+        if (property !== 'mode') {
+          const raw = await p.api('GET', `/api/v1/devices/${id}/history?property=${property}&bucket=${bucket}&tier=raw&${range}`);
+          assert.equal(raw.body.tier, 'raw');
+          assert.deepEqual(raw.body.buckets.map((b: any) => [b.ts, b.count]), r.body.buckets.map((b: any) => [b.ts, b.count]));
+        }
+      }
+    }
+  }), { numRuns: 8 });
+});
+
+test('a late point fixes its bucket, and the answer says which tier it used', async () => {
+  const hour = Math.floor((Date.now() - 5 * DAY) / 3_600_000) * 3_600_000;
+  const d = await deviceWith([{ ts: hour + 1000, temperature: 10 }, { ts: hour + 3_600_000 + 1000, temperature: 20 }]);
+  const q = `property=temperature&bucket=1h&from=${hour}&to=${hour + 2 * 3_600_000 - 1}`;
+  const first = await p.api('GET', `/api/v1/devices/${d.id}/history?${q}`);
+  assert.equal(first.body.tier, '1h');
+  assert.deepEqual(first.body.buckets.map((b: any) => [b.count, b.max, b.last]), [[1, 10, 10], [1, 20, 20]]);
+  // After the second hour's point, the device sends two from the first hour: one later, one earlier than what it had.
+  const c = await p.connect(d.id, d.secret);
+  await c.publishAsync(`devices/${d.id}/properties`, JSON.stringify({ ts: hour + 2000, temperature: 30 }), { qos: 1 });
+  await c.publishAsync(`devices/${d.id}/properties`, JSON.stringify({ ts: hour + 500, temperature: -5 }), { qos: 1 });
+  const fixed = await eventually(async () => {
+    const r = await p.api('GET', `/api/v1/devices/${d.id}/history?${q}`);
+    return r.body.buckets[0].count === 3 ? r.body : undefined;
+  }, 5000, 'the first hour counts the late points');
+  assert.deepEqual(fixed.buckets.map((b: any) => [b.count, b.min, b.max, b.last]), [[3, -5, 30, 30], [1, 20, 20, 20]]);
+  close(fixed.buckets[0].avg, 35 / 3, 'avg');
+  // The minute and day tiers were fixed too.
+  const day = await p.api('GET', `/api/v1/devices/${d.id}/history?property=temperature&bucket=1d&from=${hour}&to=${hour + 1}`);
+  assert.equal(day.body.tier, '1d');
+  assert.equal(day.body.buckets[0].count >= 4, true);
+  const raw = await p.api('GET', `/api/v1/devices/${d.id}/history?${q.replace('bucket=1h&', '')}`);
+  assert.equal(raw.body.tier, 'raw');
+  assert.deepEqual(raw.body.points.map((x: any) => x.value), [-5, 10, 30, 20]);
+});
+
+test('bad ranges, unknown properties and huge buckets get a 400 naming the problem', async () => {
+  const d = await p.provision(PRODUCT);
+  const get = (q: string) => p.api('GET', `/api/v1/devices/${d.id}/history?${q}`);
+  const cases: Array<[string, RegExp]> = [
+    ['property=temperature&from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z', /from .* is after to/],
+    ['property=nope', /no property "nope"/],
+    ['property=temperature&bucket=1s&from=2026-01-01T00:00:00Z&to=2026-01-02T00:00:00Z', /86401 buckets, at most 10000/],
+    ['property=temperature&bucket=30s&from=2025-01-01T00:00:00Z&to=2026-01-01T00:00:00Z', /buckets, at most 10000/],
+    ['property=temperature&bucket=630s&from=2025-11-01T00:00:00Z&to=2026-01-01T00:00:00Z', /raw points, over at most 31 days/],
+    ['property=temperature&bucket=1h&tier=1d', /tier 1d does not divide bucket 1h/],
+    ['property=temperature&tier=1h', /a rollup tier needs a bucket/],
+    ['property=temperature&bucket=5x', /bucket must look like/],
+    ['property=temperature&from=yesterday', /from must be an ISO 8601 time/],
+  ];
+  for (const [q, message] of cases) {
+    const r = await get(q);
+    assert.equal(r.status, 400, q);
+    assert.match(r.headers.get('content-type') ?? '', /application\/problem\+json/);
+    assert.match(r.body.detail, message, q);
+  }
+});
+
+test('an export streams every point as CSV or NDJSON, and round-trips', async () => {
+  const t0 = Math.floor((Date.now() - 3 * DAY) / 1000) * 1000;
+  const reports: Sent[] = [];
+  for (let i = 0; i < 2500; i++) reports.push({ ts: t0 + i * 1000, temperature: i / 10, ...(i === 0 || i === 1000 || i === 1996 ? { mode: 'eco' } : {}) });
+  // Pages hold 2000 points: the two of i = 1996 (with the label before them) straddle the first page's end.
+  const d = await deviceWith(reports);
+  const c = await p.connect(d.id, d.secret);
+  await c.publishAsync(`devices/${d.id}/properties`, JSON.stringify({ ts: t0 + 5, label: 'he said "hi", then left\nbye' }), { qos: 1 });
+  const range = `from=${t0}&to=${t0 + 2500 * 1000}`;
+  await eventually(async () => (await p.api('GET', `/api/v1/devices/${d.id}/history?property=label&${range}`)).body.points?.length === 1, 5000, 'label stored');
+
+  const nd = await fetch(`${p.httpUrl}/api/v1/devices/${d.id}/history/export?format=ndjson&${range}`, { headers: { authorization: `Bearer ${p.token}` } });
+  assert.equal(nd.status, 200);
+  assert.match(nd.headers.get('content-type') ?? '', /application\/x-ndjson/);
+  const lines = (await nd.text()).trim().split('\n').map((l) => JSON.parse(l));
+  assert.equal(lines.length, 2500 + 3 + 1);
+  assert.deepEqual(lines.filter((l) => l.property === 'temperature').map((l) => l.value), reports.map((r) => r.temperature));
+  assert.ok(lines.every((l, i) => i === 0 || Date.parse(l.ts) >= Date.parse(lines[i - 1].ts)), 'in time order');
+  assert.deepEqual(lines.find((l) => l.property === 'label').value, 'he said "hi", then left\nbye');
+
+  const csv = await fetch(`${p.httpUrl}/api/v1/devices/${d.id}/history/export?format=csv&property=temperature,label&${range}`, { headers: { authorization: `Bearer ${p.token}` } });
+  assert.match(csv.headers.get('content-type') ?? '', /text\/csv/);
+  const text = await csv.text();
+  assert.ok(text.startsWith('ts,property,value\n'));
+  assert.ok(text.includes(',label,"he said ""hi"", then left\nbye"\n'));
+  assert.equal(text.split('\n').filter((l) => l.includes(',temperature,')).length, 2500);
+
+  const bad = await p.api('GET', `/api/v1/devices/${d.id}/history/export?property=nope`);
+  assert.equal(bad.status, 400);
+  assert.match(bad.body.detail, /no property "nope"/);
+  const long = await p.api('GET', `/api/v1/devices/${d.id}/history/export?from=2020-01-01T00:00:00Z&to=2026-01-01T00:00:00Z`);
+  assert.equal(long.status, 400);
+  assert.match(long.body.detail, /at most 366 days/);
+});
