@@ -66,6 +66,8 @@ import { webhookCaller } from './automation/webhook-caller.ts';
 import { DataDirLock } from './core/data-dir-lock.ts';
 import { portProblem, reservePorts, type ListenerSpec, type PortReservation } from './core/port-reservation.ts';
 import { Lifecycles, type Lifecycle } from './core/lifecycle.ts';
+import { RetentionService } from './retention/retention-service.ts';
+import { retentionRoutes } from './retention/retention-routes.ts';
 import { initialPasswordPath, readInitialPassword, removeInitialPassword, writeInitialPassword } from './auth/initial-password.ts';
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -94,6 +96,7 @@ export interface Services {
   notify: NotificationService;
   automations: AutomationService;
   automationEngine: AutomationEngine;
+  retention: RetentionService;
 }
 
 export type Role = 'gateway' | 'api' | 'worker';
@@ -307,7 +310,16 @@ export class Hearth {
       timers,
     });
     shards.on(automationEngine);
-    this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, stream, delivery, deadLetters, partners, gateway, scenes, timers, notify, automations, automationEngine };
+    // Pruning by age runs on one node: the worker holding shard 0's lease (every shard is this node's when embedded).
+    const retention = new RetentionService({
+      db, log: log.child({ component: 'retention' }), products, devices, history, commands, audit,
+      intervalMs: config.retentionIntervalMs, batch: config.retentionBatch, isPruner: () => this.has('worker') && shards.owns(0),
+      defaults: {
+        raw: config.retentionRaw, events: config.retentionEvents, commands: config.retentionCommands, audit: config.retentionAudit,
+        rollup1m: config.retentionMinuteRollups, rollup1h: config.retentionHourRollups, rollup1d: config.retentionDayRollups,
+      },
+    });
+    this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, stream, delivery, deadLetters, partners, gateway, scenes, timers, notify, automations, automationEngine, retention };
     this.mqtt = new MqttGateway({
       bus, devices, presence, log: log.child({ component: 'mqtt' }), observer: metrics,
       config: {
@@ -384,6 +396,7 @@ export class Hearth {
         },
         stop: () => this.mqtt.stop(this.stopDeadline - 2000),
       },
+      { name: 'retention', after: ['shards', 'history', 'commands', 'audit', 'products'], start: () => s.retention.start(), stop: () => s.retention.stop() },
       { name: 'amqp-sources', after: ['shards'], start: () => (worker ? this.amqpSources.start() : undefined), stop: () => this.amqpSources.stop() },
       {
         name: 'http', after: ['mqtt', 'amqp-sources', 'operator'],
@@ -516,6 +529,7 @@ export class Hearth {
     app.register(sceneRoutes, { scenes: s.scenes });
     app.register(notifyRoutes, { notify: s.notify });
     app.register(automationRoutes, { automations: s.automations, engine: s.automationEngine });
+    app.register(retentionRoutes, { retention: s.retention, audit });
     app.register(pageRoutes, { version: VERSION });
   }
 

@@ -225,4 +225,20 @@ export class CommandService {
       warnings: r.warnings == null ? [] : fromJson<string[]>(r.warnings), latencyMs: r.latency_ms == null ? null : Number(r.latency_ms),
     }));
   }
+
+  /**
+   * Deletes ledger entries accepted before `before` (a command still unanswered that long ago never will be),
+   * `batch` rows per statement with a turn of the event loop between them. Returns the rows deleted.
+   */
+  async pruneBefore(before: number, batch: number): Promise<number> {
+    const { db } = this.deps;
+    let total = 0;
+    for (;;) {
+      const ids = db.selectFrom('commands').select('id').where('accepted_at', '<', before).limit(batch);
+      const n = Number((await db.deleteFrom('commands').where('id', 'in', ids).executeTakeFirst()).numDeletedRows);
+      total += n;
+      if (n < batch) return total;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
 }

@@ -69,6 +69,15 @@ export const ConfigSchema = Type.Object({
   }),
   streamMaxPerUser: Type.Integer({ minimum: 1, maximum: 10000, default: 10, description: 'Live streams (GET /api/v1/stream) one user may hold open on one node, API keys included; more are refused with 429' }),
   otlpEndpoint: Type.Optional(Type.String({ pattern: '^https?://', description: 'OpenTelemetry collector (OTLP/HTTP) base URL, e.g. http://otel-collector:4318; unset: tracing off' })),
+  retentionIntervalMs: Type.Integer({ minimum: 100, maximum: 86400000, default: 300000, description: 'Between two background pruning passes (history, device events, rollups, command ledger, audit log), run by one node of a cluster' }),
+  retentionBatch: Type.Integer({ minimum: 10, maximum: 100000, default: 1000, description: 'Rows one pruning statement deletes at most; the pass yields to other work between two' }),
+  retentionRaw: Type.String({ pattern: '^([1-9][0-9]{0,4}[dh]|forever)$', default: '30d', description: 'Default retention of raw history points (<n>d, <n>h or forever); products may set their own' }),
+  retentionEvents: Type.String({ pattern: '^([1-9][0-9]{0,4}[dh]|forever)$', default: '90d', description: 'Default retention of device events' }),
+  retentionCommands: Type.String({ pattern: '^([1-9][0-9]{0,4}[dh]|forever)$', default: '30d', description: 'Retention of the command ledger' }),
+  retentionAudit: Type.String({ pattern: '^([1-9][0-9]{0,4}[dh]|forever)$', default: '365d', description: 'Retention of the audit log' }),
+  retentionMinuteRollups: Type.String({ pattern: '^([1-9][0-9]{0,4}[dh]|forever)$', default: '7d', description: 'Default retention of 1-minute rollups' }),
+  retentionHourRollups: Type.String({ pattern: '^([1-9][0-9]{0,4}[dh]|forever)$', default: '365d', description: 'Default retention of 1-hour rollups' }),
+  retentionDayRollups: Type.String({ pattern: '^([1-9][0-9]{0,4}[dh]|forever)$', default: 'forever', description: 'Default retention of 1-day rollups' }),
 });
 
 export type Config = Readonly<Static<typeof ConfigSchema>>;

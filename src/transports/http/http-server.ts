@@ -291,6 +291,7 @@ export async function buildHttpServer(deps: HttpServerDeps): Promise<HttpApp> {
         { name: 'automations', description: 'Automations: triggers, conditions, actions; runs with traces' },
         { name: 'notifications', description: 'Inbox, push subscriptions, preferences and notification channels' },
         { name: 'system', description: 'Probes' },
+        { name: 'telemetry', description: 'Retention, fleet analytics and exports of history' },
       ],
     },
   });
