@@ -23,6 +23,7 @@ import { ShadowService } from './shadow/shadow-service.ts';
 import { shadowRoutes } from './shadow/shadow-routes.ts';
 import { HistoryService } from './history/history-service.ts';
 import { historyRoutes } from './history/history-routes.ts';
+import { analyticsRoutes } from './history/analytics-routes.ts';
 import { CommandService } from './commands/command-service.ts';
 import { commandRoutes } from './commands/command-routes.ts';
 import { IngestService } from './ingest/ingest-service.ts';
@@ -530,6 +531,7 @@ export class Hearth {
     app.register(notifyRoutes, { notify: s.notify });
     app.register(automationRoutes, { automations: s.automations, engine: s.automationEngine });
     app.register(retentionRoutes, { retention: s.retention, audit });
+    app.register(analyticsRoutes, { access, products, history });
     app.register(pageRoutes, { version: VERSION });
   }
 

@@ -2,6 +2,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { startPlatform, eventually, type Platform } from './helpers/platform.ts';
+import { signupUser } from './helpers/people.ts';
 
 /**
  * Telemetry (docs/telemetry.md) through real MQTT and HTTP: rollups against a brute-force
@@ -202,4 +203,84 @@ test('an export streams every point as CSV or NDJSON, and round-trips', async ()
   const long = await p.api('GET', `/api/v1/devices/${d.id}/history/export?from=2020-01-01T00:00:00Z&to=2026-01-01T00:00:00Z`);
   assert.equal(long.status, 400);
   assert.match(long.body.detail, /at most 366 days/);
+});
+
+test('fleet analytics over the rollups match the raw data, per home and per device', async () => {
+  const product = 'fleet_meter';
+  const model = { properties: [{ id: 'power', type: 'number', access: 'r', history: true }, { id: 'mode', type: 'enum', values: ['a', 'b'], access: 'r', history: true }, { id: 'note', type: 'string', access: 'r' }], events: [], actions: [] };
+  assert.equal((await p.api('POST', '/api/v1/products', { key: product, name: 'Fleet meter', category: 'sensor', model })).status, 201);
+  const day = Math.floor((Date.now() - 4 * DAY) / DAY) * DAY;
+  const owner = await signupUser(p, 'fleet-owner@test.local');
+  const home = (await owner.api('POST', '/homes', { name: 'Fleet home', timezone: 'UTC' })).body.id as string;
+  const raw: Array<{ device: string; home: string | null; ts: number; power: number }> = [];
+  const devices: string[] = [];
+  for (let i = 0; i < 4; i++) {
+    const d = await p.provision(product);
+    devices.push(d.id);
+    if (i < 2) assert.equal((await owner.api('POST', `/homes/${home}/devices`, { pairingCode: d.pairingCode })).status, 201);
+    const c = await p.connect(d.id, d.secret);
+    for (let k = 0; k < 30; k++) {
+      const ts = day + ((k * 7919 + i * 104729) % (2 * DAY));
+      const power = (k * 13 + i * 17) % 100;
+      raw.push({ device: d.id, home: i < 2 ? home : null, ts, power });
+      await c.publishAsync(`devices/${d.id}/properties`, JSON.stringify({ ts, power }), { qos: 1 });
+    }
+    await c.endAsync();
+  }
+  const from = day;
+  const to = day + 2 * DAY - 1;
+  const ask = (q: string) => p.api('GET', `/api/v1/analytics/timeseries?product=${product}&property=power&from=${from}&to=${to}&${q}`);
+  await eventually(async () => (await ask('agg=count&bucket=1d')).body.series[0].points.reduce((n: number, x: any) => n + x.value, 0) === raw.length, 5000, 'every point counted');
+
+  const expect = (rows: typeof raw, bucketMs: number, agg: string) => {
+    const by = new Map<number, number[]>();
+    for (const r of rows) {
+      const b = Math.floor(r.ts / bucketMs) * bucketMs;
+      by.set(b, [...(by.get(b) ?? []), r.power]);
+    }
+    return [...by.entries()].sort((a, b) => a[0] - b[0]).map(([b, v]) => {
+      const sum = v.reduce((x, y) => x + y, 0);
+      const value = agg === 'avg' ? sum / v.length : agg === 'sum' ? sum : agg === 'min' ? Math.min(...v) : agg === 'max' ? Math.max(...v) : v.length;
+      return { ts: new Date(b).toISOString(), value, count: v.length };
+    });
+  };
+  const near = (a: any[], b: any[]) => {
+    assert.deepEqual(a.map((x) => [x.ts, x.count]), b.map((x) => [x.ts, x.count]));
+    a.forEach((x, i) => assert.ok(Math.abs(x.value - b[i].value) < 1e-9, `${x.ts}: ${x.value} ≠ ${b[i].value}`));
+  };
+  for (const agg of ['avg', 'min', 'max', 'count', 'sum']) {
+    for (const [bucket, ms, tier] of [['1h', 3_600_000, '1h'], ['6h', 21_600_000, '1h'], ['1d', DAY, '1d'], ['30m', 1_800_000, '1m']] as const) {
+      const r = await ask(`agg=${agg}&bucket=${bucket}`);
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      assert.equal(r.body.tier, tier);
+      near(r.body.series[0].points, expect(raw, ms, agg));
+    }
+  }
+  const byHome = await ask('agg=avg&bucket=1d&groupBy=home');
+  assert.deepEqual(byHome.body.series.map((s: any) => s.group), [home, null]);
+  near(byHome.body.series[0].points, expect(raw.filter((r) => r.home === home), DAY, 'avg'));
+  near(byHome.body.series[1].points, expect(raw.filter((r) => r.home === null), DAY, 'avg'));
+  const byDevice = await ask('agg=max&bucket=1d&groupBy=device');
+  assert.deepEqual(byDevice.body.series.map((s: any) => s.group), [...devices].sort());
+  for (const s of byDevice.body.series) near(s.points, expect(raw.filter((r) => r.device === s.group), DAY, 'max'));
+
+  const bad: Array<[string, number, RegExp]> = [
+    [`product=${product}&property=power&bucket=1h`, 400, /from is required/],
+    [`product=${product}&property=power&bucket=30s&from=${from}`, 400, /bucket must be whole minutes/],
+    [`product=${product}&property=power&bucket=1m&from=2026-01-01T00:00:00Z&to=2026-02-01T00:00:00Z`, 400, /buckets, at most 10000/],
+    [`product=${product}&property=power&bucket=5m&from=2026-01-01T00:00:00Z&to=2026-02-01T00:00:00Z`, 400, /1m tier spans at most 7 days/],
+    [`product=${product}&property=nope&from=${from}`, 400, /no property "nope"/],
+    [`product=${product}&property=mode&from=${from}`, 400, /is an enum/],
+    [`product=${product}&property=note&from=${from}`, 400, /of type string/],
+    [`product=${product}&property=power&from=${to}&to=${from}`, 400, /is after to/],
+    [`product=${product}&property=power&from=${from}&groupBy=firmware`, 400, /groupBy/],
+    [`product=nope&property=power&from=${from}`, 404, /nope/],
+  ];
+  for (const [q, status, message] of bad) {
+    const r = await p.api('GET', `/api/v1/analytics/timeseries?${q}`);
+    assert.equal(r.status, status, q);
+    assert.match(`${r.body.detail} ${r.body.field ?? ''}`, message, q);
+  }
+  // Fleet-wide: not for app users.
+  assert.equal((await owner.api('GET', `/analytics/timeseries?product=${product}&property=power&from=${from}`)).status, 403);
 });
