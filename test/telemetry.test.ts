@@ -51,13 +51,33 @@ async function deviceWith(reports: Sent[]): Promise<{ id: string; secret: string
   return d;
 }
 
-/** The aggregates of raw points per UTC bucket, computed the obvious way. */
-function bruteForce(points: Array<{ ts: number; value: unknown }>, bucketMs: number) {
-  const out = new Map<number, { count: number; sum: number; min: number; max: number; last: unknown; lastTs: number; counts: Record<string, number> }>();
+/**
+ * The aggregates of raw points per UTC bucket, computed the obvious way; with `durations`, the time
+ * between consecutive points credited to the earlier one's value, cut at bucket edges.
+ */
+function bruteForce(points: Array<{ ts: number; value: unknown }>, bucketMs: number, durations = false) {
+  type Acc = { count: number; sum: number; min: number; max: number; last: unknown; lastTs: number; counts: Record<string, number>; durations: Record<string, number> };
+  const out = new Map<number, Acc>();
+  const at = (b: number): Acc => {
+    const a = out.get(b) ?? { count: 0, sum: 0, min: Infinity, max: -Infinity, last: undefined, lastTs: -Infinity, counts: {}, durations: {} };
+    out.set(b, a);
+    return a;
+  };
+  if (durations) {
+    const sorted = [...points].sort((x, y) => x.ts - y.ts);
+    for (let i = 0; i + 1 < sorted.length; i++) {
+      for (let t = sorted[i].ts; t < sorted[i + 1].ts;) {
+        const b = Math.floor(t / bucketMs) * bucketMs;
+        const end = Math.min(sorted[i + 1].ts, b + bucketMs);
+        const a = at(b);
+        a.durations[String(sorted[i].value)] = (a.durations[String(sorted[i].value)] ?? 0) + end - t;
+        t = end;
+      }
+    }
+  }
   for (const pt of points) {
     const b = Math.floor(pt.ts / bucketMs) * bucketMs;
-    const a = out.get(b) ?? { count: 0, sum: 0, min: Infinity, max: -Infinity, last: undefined, lastTs: -Infinity, counts: {} };
-    out.set(b, a);
+    const a = at(b);
     a.count++;
     if (typeof pt.value === 'number' || typeof pt.value === 'boolean') {
       const n = Number(pt.value);
@@ -94,11 +114,19 @@ test('rollups match a brute-force computation over the raw points, late points i
         const r = await p.api('GET', `/api/v1/devices/${id}/history?property=${property}&bucket=${bucket}&${range}`);
         assert.equal(r.status, 200, JSON.stringify(r.body));
         assert.equal(r.body.tier, tier, `bucket ${bucket} reads tier ${tier}`);
-        const expected = bruteForce(sent.map((s) => ({ ts: s.ts, value: s[property] })), bucketMs);
+        const timed = property !== 'temperature' && tier !== '1m';
+        const expected = bruteForce(sent.map((s) => ({ ts: s.ts, value: s[property] })), bucketMs, timed);
         assert.deepEqual(r.body.buckets.map((b: { ts: string }) => b.ts), expected.map((e) => e.ts), `${property} ${bucket}: the same buckets`);
         r.body.buckets.forEach((b: any, i: number) => {
           const e = expected[i];
           assert.equal(b.count, e.count, `${property} ${bucket} ${b.ts}: count`);
+          if (timed) assert.deepEqual(b.durations, Object.keys(e.durations).length ? e.durations : undefined, `${property} ${bucket} ${b.ts}: time in state`);
+          else assert.equal(b.durations, undefined);
+          if (e.count === 0) {
+            // Only time in state: the value held through a bucket without points.
+            assert.deepEqual([b.min, b.max, b.last, b.counts], [null, null, null, undefined]);
+            return;
+          }
           assert.deepEqual(b.last, e.last, `${property} ${bucket} ${b.ts}: last`);
           if (property === 'mode') {
             assert.equal(b.min, null);
@@ -112,7 +140,7 @@ test('rollups match a brute-force computation over the raw points, late points i
           if (property === 'on') assert.deepEqual(b.counts, e.counts);
         });
         // The raw tier agrees on what both compute.
-        if (property !== 'mode') {
+        if (property === 'temperature') {
           const raw = await p.api('GET', `/api/v1/devices/${id}/history?property=${property}&bucket=${bucket}&tier=raw&${range}`);
           assert.equal(raw.body.tier, 'raw');
           assert.deepEqual(raw.body.buckets.map((b: any) => [b.ts, b.count]), r.body.buckets.map((b: any) => [b.ts, b.count]));

@@ -44,6 +44,7 @@ const Bucket = Type.Object({
   sum: Type.Optional(Num),
   last: Type.Optional(Type.Union([Type.Number(), Type.String(), Type.Boolean(), Type.Null()], { description: 'Rollup tiers: the value of the latest point in the bucket' })),
   counts: Type.Optional(Type.Record(Type.String(), Type.Integer(), { description: 'Rollup tiers, booleans and enums: points per value' })),
+  durations: Type.Optional(Type.Record(Type.String(), Type.Integer(), { description: 'Tiers 1h and 1d, booleans and enums: milliseconds in each value, between consecutive points' })),
 });
 const TierName = Type.Union([Type.Literal('raw'), Type.Literal('1m'), Type.Literal('1h'), Type.Literal('1d')]);
 

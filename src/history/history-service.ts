@@ -5,7 +5,7 @@ import type { Logger } from '../core/logger.ts';
 import { newId } from '../core/ids.ts';
 import { PeriodicFlush, writeIsolated } from '../core/periodic-flush.ts';
 import { PostgresAdapter } from 'kysely';
-import { foldRollups, rollupDeltas, TIERS, type AggregateBucket, type RollupPoint, type RollupRow, type Tier } from './rollups.ts';
+import { DURATION_TIERS, foldRollups, rollupDeltas, TIERS, type StateSegment, type AggregateBucket, type RollupPoint, type RollupRow, type Tier } from './rollups.ts';
 
 type HistoryRow = { device_id: string; property: string; ts: number; num: number | null; val: string | null; msg_id: string | null };
 /** What the rollups need of a buffered point beyond its row: its product, and its state (booleans, enums). */
@@ -157,11 +157,11 @@ export class HistoryService {
    */
   async rollupBuckets(deviceId: string, property: string, from: number, to: number, bucketMs: number, tier: Tier): Promise<AggregateBucket[]> {
     await this.flush();
-    const rows = await this.deps.db.selectFrom('history_rollups').select(['bucket', 'state', 'count', 'sum', 'min', 'max', 'last', 'last_ts'])
+    const rows = await this.deps.db.selectFrom('history_rollups').select(['bucket', 'state', 'count', 'sum', 'min', 'max', 'last', 'last_ts', 'dur'])
       .where('device_id', '=', deviceId).where('property', '=', property).where('tier', '=', tier.code)
       .where('bucket', '>=', Math.floor(from / tier.ms) * tier.ms).where('bucket', '<=', to)
       .execute();
-    return foldRollups(rows, bucketMs);
+    return foldRollups(rows, bucketMs, DURATION_TIERS.includes(tier));
   }
 
   /**
@@ -299,8 +299,60 @@ async function insertPoints(db: Db, points: PendingPoint[]): Promise<void> {
     const p = byKey.get(`${r.device_id}\u0000${r.property}\u0000${Number(r.ts)}\u0000${r.msg_id}`)?.shift();
     if (p) added.push({ deviceId: p.device_id, property: p.property, productKey: p.meta!.product, ts: p.ts, num: p.num, state: p.meta!.state });
   }
-  const deltas = rollupDeltas(added);
+  const deltas = rollupDeltas(added, await stateSegments(db, added.filter((a) => a.state !== null)));
   for (let i = 0; i < deltas.length; i += ROLLUP_CHUNK) await upsertRollups(db, deltas.slice(i, i + ROLLUP_CHUNK));
+}
+
+/**
+ * Time in state that newly stored points of booleans and enums change. A point splits the interval
+ * between its neighbours (the stored points just before and after it): [prev, point) stays the
+ * previous value's, [point, next) becomes the point's instead (taken back from the previous value
+ * when the point is late and a next one existed). The points of a batch are applied one by one in
+ * time order, each seeing those applied before it but not those after.
+ */
+async function stateSegments(db: Db, points: RollupPoint[]): Promise<StateSegment[]> {
+  if (points.length === 0) return [];
+  const series = new Map<string, RollupPoint[]>();
+  for (const p of points) {
+    const k = `${p.deviceId}\u0000${p.property}`;
+    const list = series.get(k);
+    if (list) list.push(p);
+    else series.set(k, [p]);
+  }
+  const stateOf = (r: { num: number | null; val: string | null }): string => (r.val !== null ? String(fromJson(r.val)) : String(r.num === 1));
+  const out: StateSegment[] = [];
+  for (const list of series.values()) {
+    list.sort((a, b) => a.ts - b.ts);
+    for (let i = 0; i < list.length; i++) {
+      const p = list[i];
+      const q = () => db.selectFrom('history').select(['ts', 'num', 'val']).where('device_id', '=', p.deviceId).where('property', '=', p.property);
+      const prev = await q().where('ts', '<', p.ts).orderBy('ts', 'desc').limit(1).executeTakeFirst();
+      // The next stored point that is not one of this batch's still to be applied (those come later in `list`).
+      const pending = list.length - i - 1;
+      const after = await q().where('ts', '>', p.ts).orderBy('ts').limit(pending + 1).execute();
+      const laterInBatch = new Map<number, number>();
+      for (let j = i + 1; j < list.length; j++) laterInBatch.set(list[j].ts, (laterInBatch.get(list[j].ts) ?? 0) + 1);
+      let next: { ts: number } | undefined;
+      for (const r of after) {
+        const ts = Number(r.ts);
+        const n = laterInBatch.get(ts) ?? 0;
+        if (n > 0) {
+          laterInBatch.set(ts, n - 1);
+          continue;
+        }
+        next = { ts };
+        break;
+      }
+      const seg = { deviceId: p.deviceId, property: p.property, productKey: p.productKey };
+      if (prev) {
+        const prevState = stateOf(prev);
+        if (next) out.push({ ...seg, state: prevState, from: p.ts, to: next.ts, sign: -1 });
+        else out.push({ ...seg, state: prevState, from: Number(prev.ts), to: p.ts, sign: 1 });
+      }
+      if (next) out.push({ ...seg, state: p.state!, from: p.ts, to: next.ts, sign: 1 });
+    }
+  }
+  return out;
 }
 
 /** Adds deltas to their rows: counts and sums add up, min and max widen, the latest point stays `last`. */
@@ -309,8 +361,9 @@ const upsertRollups = (db: Db, rows: RollupRow[]) =>
     .onConflict((oc) => oc.columns(['device_id', 'property', 'tier', 'bucket', 'state']).doUpdateSet({
       count: sql`history_rollups.count + excluded.count`,
       sum: sql`history_rollups.sum + excluded.sum`,
-      min: sql`CASE WHEN excluded.min < history_rollups.min THEN excluded.min ELSE history_rollups.min END`,
-      max: sql`CASE WHEN excluded.max > history_rollups.max THEN excluded.max ELSE history_rollups.max END`,
+      min: sql`CASE WHEN history_rollups.min IS NULL OR excluded.min < history_rollups.min THEN excluded.min ELSE history_rollups.min END`,
+      max: sql`CASE WHEN history_rollups.max IS NULL OR excluded.max > history_rollups.max THEN excluded.max ELSE history_rollups.max END`,
+      dur: sql`history_rollups.dur + excluded.dur`,
       last: sql`CASE WHEN excluded.last_ts >= history_rollups.last_ts THEN excluded.last ELSE history_rollups.last END`,
       last_ts: sql`CASE WHEN excluded.last_ts >= history_rollups.last_ts THEN excluded.last_ts ELSE history_rollups.last_ts END`,
     }))

@@ -51,20 +51,45 @@ export interface RollupRow {
   max: number | null;
   last: number | null;
   last_ts: number;
+  /** State rows of the 1h and 1d tiers: milliseconds in the state within the bucket. */
+  dur: number;
+}
+
+/** The tiers that keep time in state (a minute tier would write a row for every minute of every state). */
+export const DURATION_TIERS: readonly Tier[] = TIERS.filter((t) => t.name !== '1m');
+
+/** Earlier than any point: a row made only of time in state never holds `last`. */
+export const NO_TS = -8.64e15;
+
+/** Time a series spent in `state` over [from, to): added (`sign` 1) or taken back (-1, a late point split it). */
+export interface StateSegment {
+  deviceId: string;
+  property: string;
+  productKey: string;
+  state: string;
+  from: number;
+  to: number;
+  sign: 1 | -1;
 }
 
 /**
  * The deltas a set of newly stored points adds: one row per (device, property, tier, bucket, state)
  * so that each row of the store is touched once per batch. `state` '' is the numeric aggregate.
  */
-export function rollupDeltas(points: Iterable<RollupPoint>): RollupRow[] {
+export function rollupDeltas(points: Iterable<RollupPoint>, segments: Iterable<StateSegment> = []): RollupRow[] {
   const rows = new Map<string, RollupRow>();
+  const keyOf = (deviceId: string, property: string, tier: Tier, bucket: number, state: string) => `${deviceId}\u0000${property}\u0000${tier.code}\u0000${bucket}\u0000${state}`;
   const add = (p: RollupPoint, tier: Tier, state: string, num: number | null): void => {
     const bucket = bucketStart(p.ts, tier.ms);
-    const key = `${p.deviceId}\u0000${p.property}\u0000${tier.code}\u0000${bucket}\u0000${state}`;
+    const key = keyOf(p.deviceId, p.property, tier, bucket, state);
     const r = rows.get(key);
     if (!r) {
-      rows.set(key, { device_id: p.deviceId, property: p.property, tier: tier.code, bucket, state, product_key: p.productKey, count: 1, sum: num, min: num, max: num, last: num, last_ts: p.ts });
+      rows.set(key, { device_id: p.deviceId, property: p.property, tier: tier.code, bucket, state, product_key: p.productKey, count: 1, sum: num, min: num, max: num, last: num, last_ts: p.ts, dur: 0 });
+      return;
+    }
+    if (r.count === 0) {
+      // A row that so far held only time in state.
+      Object.assign(r, { count: 1, sum: num, min: num, max: num, last: num, last_ts: p.ts });
       return;
     }
     r.count++;
@@ -85,6 +110,18 @@ export function rollupDeltas(points: Iterable<RollupPoint>): RollupRow[] {
       if (p.state !== null) add(p, tier, p.state, null);
     }
   }
+  for (const s of segments) {
+    if (s.to <= s.from) continue;
+    for (const tier of DURATION_TIERS) {
+      for (let b = bucketStart(s.from, tier.ms); b < s.to; b += tier.ms) {
+        const ms = (Math.min(s.to, b + tier.ms) - Math.max(s.from, b)) * s.sign;
+        const key = keyOf(s.deviceId, s.property, tier, b, s.state);
+        const r = rows.get(key);
+        if (r) r.dur += ms;
+        else rows.set(key, { device_id: s.deviceId, property: s.property, tier: tier.code, bucket: b, state: s.state, product_key: s.productKey, count: 0, sum: null, min: null, max: null, last: null, last_ts: NO_TS, dur: ms });
+      }
+    }
+  }
   return [...rows.values()];
 }
 
@@ -99,11 +136,16 @@ export interface AggregateBucket {
   last?: number | string | boolean | null;
   /** Booleans and enums: points per value. */
   counts?: Record<string, number>;
+  /** Booleans and enums on the 1h and 1d tiers: milliseconds in each value (between consecutive points). */
+  durations?: Record<string, number>;
 }
 
 /** Folds rollup rows (of one device and property, any order) into buckets of `bucketMs`, oldest first. */
-export function foldRollups(rows: Iterable<Pick<RollupRow, 'bucket' | 'state' | 'count' | 'sum' | 'min' | 'max' | 'last' | 'last_ts'>>, bucketMs: number): AggregateBucket[] {
-  type Acc = { count: number; sum: number | null; min: number | null; max: number | null; numCount: number; last: number | string | null; lastTs: number; counts?: Record<string, number>; stateCount: number };
+export function foldRollups(rows: Iterable<Pick<RollupRow, 'bucket' | 'state' | 'count' | 'sum' | 'min' | 'max' | 'last' | 'last_ts' | 'dur'>>, bucketMs: number, withDurations = false): AggregateBucket[] {
+  type Acc = {
+    count: number; sum: number | null; min: number | null; max: number | null; numCount: number; last: number | string | null; lastTs: number;
+    counts?: Record<string, number>; durations?: Record<string, number>; stateCount: number;
+  };
   const out = new Map<number, Acc>();
   for (const r of rows) {
     const b = bucketStart(Number(r.bucket), bucketMs);
@@ -123,8 +165,10 @@ export function foldRollups(rows: Iterable<Pick<RollupRow, 'bucket' | 'state' | 
       }
     } else {
       a.stateCount += count;
-      (a.counts ??= {})[r.state] = (a.counts[r.state] ?? 0) + count;
-      if (lastTs > a.lastTs) {
+      if (count > 0) (a.counts ??= {})[r.state] = (a.counts[r.state] ?? 0) + count;
+      const dur = Number(r.dur);
+      if (withDurations && dur !== 0) (a.durations ??= {})[r.state] = (a.durations[r.state] ?? 0) + dur;
+      if (count > 0 && lastTs > a.lastTs) {
         a.lastTs = lastTs;
         a.last = r.state;
       }
@@ -134,6 +178,7 @@ export function foldRollups(rows: Iterable<Pick<RollupRow, 'bucket' | 'state' | 
     const count = a.numCount > 0 ? a.numCount : a.stateCount;
     const bucket: AggregateBucket = { ts: new Date(b).toISOString(), min: a.min, max: a.max, avg: a.sum !== null && a.numCount > 0 ? a.sum / a.numCount : null, count, sum: a.sum, last: a.last };
     if (a.counts) bucket.counts = a.counts;
+    if (a.durations) bucket.durations = a.durations;
     return bucket;
   });
 }

@@ -40,7 +40,7 @@ export interface Database {
   /** history: rollups per device, property, tier (0: 1m, 1: 1h, 2: 1d) and bucket; state '' numeric, else a boolean's or enum's value */
   history_rollups: {
     device_id: string; property: string; tier: number; bucket: number; state: string; product_key: string;
-    count: number; sum: number | null; min: number | null; max: number | null; last: number | null; last_ts: number;
+    count: number; sum: number | null; min: number | null; max: number | null; last: number | null; last_ts: number; dur: number;
   };
   /** retention: a product's policy (JSON) */
   retention_policies: { product_key: string; policy: string; updated_at: number };

@@ -21,6 +21,8 @@ export const telemetry: Migration = {
       .addColumn('max', 'double precision')
       .addColumn('last', 'double precision')
       .addColumn('last_ts', 'bigint', (c) => c.notNull())
+      // State rows of the 1h and 1d tiers: milliseconds spent in the state within the bucket.
+      .addColumn('dur', 'bigint', (c) => c.notNull().defaultTo(0))
       .addPrimaryKeyConstraint('history_rollups_pk', ['device_id', 'property', 'tier', 'bucket', 'state'])
       .execute();
     // Fleet analytics and pruning read a product's tier by time.
