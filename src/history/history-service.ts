@@ -9,7 +9,7 @@ import { DURATION_TIERS, foldRollups, rollupDeltas, TIERS, type StateSegment, ty
 
 type HistoryRow = { device_id: string; property: string; ts: number; num: number | null; val: string | null; msg_id: string | null };
 /** What the rollups need of a buffered point beyond its row: its product, and its state (booleans, enums). */
-type PointMeta = { product: string; state: string | null };
+type PointMeta = { product: string; state: string | null; series?: number };
 type PendingPoint = HistoryRow & { meta?: PointMeta };
 type EventRow = { id: string; device_id: string; event: string; params: string; ts: number };
 /** One buffered write: a point or an event. */
@@ -47,6 +47,8 @@ export class HistoryService {
   private pendingPoints: PendingPoint[] = [];
   private pendingEvents: EventRow[] = [];
   private readonly writer: PeriodicFlush;
+  /** Series ids by device and property (immutable once assigned). */
+  private readonly series = new Map<string, number>();
 
   constructor(private readonly deps: { db: Db; log: Logger; flushMs: number; maxBuffered?: number }) {
     this.writer = new PeriodicFlush(() => this.write(), deps.flushMs, (err) => deps.log.error({ err }, 'history flush failed; will retry'));
@@ -101,6 +103,13 @@ export class HistoryService {
     this.pendingPoints = [];
     this.pendingEvents = [];
     const { db, log } = this.deps;
+    try {
+      await this.resolveSeries(records.flatMap((r) => (r.point?.meta ? [r.point] : [])));
+    } catch (err) {
+      this.pendingPoints = records.flatMap((r) => (r.point ? [r.point] : [])).concat(this.pendingPoints);
+      this.pendingEvents = records.flatMap((r) => (r.event ? [r.event] : [])).concat(this.pendingEvents);
+      throw err;
+    }
     const { retry, error } = await writeIsolated(records, {
       batch: (rs) => db.transaction().execute(async (trx) => {
         const points = rs.flatMap((r) => (r.point ? [r.point] : []));
@@ -151,14 +160,50 @@ export class HistoryService {
   }
 
   /**
+   * Gives every point its series id, creating the series it is the first of. Outside the points'
+   * transaction, so that an id in the cache is always committed.
+   */
+  private async resolveSeries(points: PendingPoint[]): Promise<void> {
+    const missing = new Map<string, { device_id: string; property: string; product_key: string }>();
+    for (const p of points) {
+      const id = this.series.get(`${p.device_id}\u0000${p.property}`);
+      if (id !== undefined) p.meta!.series = id;
+      else missing.set(`${p.device_id}\u0000${p.property}`, { device_id: p.device_id, property: p.property, product_key: p.meta!.product });
+    }
+    if (missing.size === 0) return;
+    const { db } = this.deps;
+    const wanted = [...missing.values()];
+    for (let i = 0; i < wanted.length; i += CHUNK) {
+      const chunk = wanted.slice(i, i + CHUNK);
+      await db.insertInto('history_series').values(chunk).onConflict((oc) => oc.columns(['device_id', 'property']).doNothing()).execute();
+      const rows = await db.selectFrom('history_series').select(['id', 'device_id', 'property'])
+        .where('device_id', 'in', [...new Set(chunk.map((c) => c.device_id))]).where('property', 'in', [...new Set(chunk.map((c) => c.property))]).execute();
+      for (const r of rows) this.series.set(`${r.device_id}\u0000${r.property}`, Number(r.id));
+    }
+    for (const p of points) p.meta!.series ??= this.series.get(`${p.device_id}\u0000${p.property}`);
+  }
+
+  /** The series id of a device's property (undefined: nothing was ever rolled up for it). */
+  private async seriesOf(deviceId: string, property: string): Promise<number | undefined> {
+    const key = `${deviceId}\u0000${property}`;
+    const hit = this.series.get(key);
+    if (hit !== undefined) return hit;
+    const row = await this.deps.db.selectFrom('history_series').select('id').where('device_id', '=', deviceId).where('property', '=', property).executeTakeFirst();
+    if (row) this.series.set(key, Number(row.id));
+    return row ? Number(row.id) : undefined;
+  }
+
+  /**
    * Buckets of `bucketMs` read from a rollup tier that divides it: min, max, avg, sum, count and
    * the last value of numbers and booleans, the count per value of booleans and enums. Buckets are
    * UTC-aligned: the range widens to whole buckets of the tier.
    */
   async rollupBuckets(deviceId: string, property: string, from: number, to: number, bucketMs: number, tier: Tier): Promise<AggregateBucket[]> {
     await this.flush();
+    const series = await this.seriesOf(deviceId, property);
+    if (series === undefined) return [];
     const rows = await this.deps.db.selectFrom('history_rollups').select(['bucket', 'state', 'count', 'sum', 'min', 'max', 'last', 'last_ts', 'dur'])
-      .where('device_id', '=', deviceId).where('property', '=', property).where('tier', '=', tier.code)
+      .where('series', '=', series).where('tier', '=', tier.code)
       .where('bucket', '>=', Math.floor(from / tier.ms) * tier.ms).where('bucket', '<=', to)
       .execute();
     return foldRollups(rows, bucketMs, DURATION_TIERS.includes(tier));
@@ -197,18 +242,19 @@ export class HistoryService {
   async fleetBuckets(q: { product: string; property: string; from: number; to: number; bucketMs: number; tier: Tier; perDevice: boolean }): Promise<Array<{ bucket: number; deviceId?: string; count: number; sum: number | null; min: number | null; max: number | null }>> {
     await this.flush();
     const b = sql<number>`(bucket / ${sql.lit(q.bucketMs)}) * ${sql.lit(q.bucketMs)}`;
-    let query = this.deps.db.selectFrom('history_rollups')
+    const series = this.deps.db.selectFrom('history_series').select('id').where('product_key', '=', q.product).where('property', '=', q.property);
+    let query = this.deps.db.selectFrom('history_rollups as r')
       .select([
         b.as('b'),
-        (eb) => eb.fn.sum<number>('count').as('count'),
-        (eb) => eb.fn.sum<number | null>('sum').as('sum'),
-        (eb) => eb.fn.min('min').as('min'),
-        (eb) => eb.fn.max('max').as('max'),
+        (eb) => eb.fn.sum<number>('r.count').as('count'),
+        (eb) => eb.fn.sum<number | null>('r.sum').as('sum'),
+        (eb) => eb.fn.min('r.min').as('min'),
+        (eb) => eb.fn.max('r.max').as('max'),
       ])
-      .where('product_key', '=', q.product).where('tier', '=', q.tier.code)
-      .where('bucket', '>=', Math.floor(q.from / q.tier.ms) * q.tier.ms).where('bucket', '<=', q.to)
-      .where('property', '=', q.property).where('state', '=', '');
-    if (q.perDevice) query = query.select('device_id').groupBy([b, 'device_id']);
+      .where('r.series', 'in', series).where('r.tier', '=', q.tier.code)
+      .where('r.bucket', '>=', Math.floor(q.from / q.tier.ms) * q.tier.ms).where('r.bucket', '<=', q.to)
+      .where('r.state', '=', '');
+    if (q.perDevice) query = query.innerJoin('history_series as s', 's.id', 'r.series').select('s.device_id').groupBy([b, 's.device_id']);
     else query = query.groupBy(b);
     const rows = await query.orderBy(b).execute();
     return rows.map((r) => ({
@@ -242,22 +288,39 @@ export class HistoryService {
   pruneRollups(product: string, tierName: string, before: number, batch: number): Promise<number> {
     const tier = TIERS.find((t) => t.name === tierName);
     if (!tier) return Promise.resolve(0);
-    return this.deleteBatched('history_rollups', (q) => q.where('product_key', '=', product).where('tier', '=', tier.code).where('bucket', '<', before - tier.ms), batch);
+    return this.deleteRollups((q) => q.where('series', 'in', this.deps.db.selectFrom('history_series').select('id').where('product_key', '=', product))
+      .where('tier', '=', tier.code).where('bucket', '<', before - tier.ms), batch);
+  }
+
+  /** Deletes the rollup rows `where` selects, `batch` at a time by their key (the table has no row id on SQLite). */
+  private async deleteRollups(where: (q: any) => any, batch: number): Promise<number> {
+    const { db } = this.deps;
+    let total = 0;
+    for (;;) {
+      const started = performance.now();
+      const keys = where(db.selectFrom('history_rollups')).select(['series', 'tier', 'bucket', 'state']).limit(batch);
+      const r = await db.deleteFrom('history_rollups').where(sql<boolean>`(series, tier, bucket, state) IN (${keys})`).executeTakeFirst();
+      const n = Number(r.numDeletedRows);
+      total += n;
+      if (n < batch) return total;
+      await pause(performance.now() - started);
+    }
   }
 
   /** Deletes the rows `where` selects, `batch` at a time by their physical row id (SQLite rowid, PostgreSQL ctid). */
-  private async deleteBatched<T extends 'history' | 'device_events' | 'history_rollups'>(table: T, where: (q: any) => any, batch: number): Promise<number> {
+  private async deleteBatched<T extends 'history' | 'device_events'>(table: T, where: (q: any) => any, batch: number): Promise<number> {
     const { db } = this.deps;
     const pg = db.getExecutor().adapter instanceof PostgresAdapter;
     let total = 0;
     for (;;) {
+      const started = performance.now();
       const ids = where(db.selectFrom(table as 'history')).select(sql.raw(pg ? 'ctid' : 'rowid').as('r')).limit(batch);
       const cond = pg ? sql<boolean>`ctid = ANY(ARRAY(${ids}))` : sql<boolean>`rowid IN (${ids})`;
       const r = await db.deleteFrom(table as 'history').where(cond).executeTakeFirst();
       const n = Number(r.numDeletedRows);
       total += n;
       if (n < batch) return total;
-      await new Promise((resolve) => setImmediate(resolve));
+      await pause(performance.now() - started);
     }
   }
 
@@ -269,6 +332,13 @@ export class HistoryService {
     return rows.map((r) => ({ id: r.id, event: r.event, params: fromJson(r.params), ts: new Date(Number(r.ts)).toISOString() }));
   }
 }
+
+/**
+ * Between two pruning batches: PRUNE_PAUSE times as long as the batch took, so that pruning holds
+ * the store (and, on SQLite, the event loop) at most a quarter of the time and ingest keeps pace.
+ */
+const PRUNE_PAUSE = 3;
+const pause = (batchMs: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, Math.min(1000, Math.max(1, batchMs * PRUNE_PAUSE))));
 
 /** Rollup rows per upsert: 12 columns × 300 rows stays below every engine's parameter limit. */
 const ROLLUP_CHUNK = 300;
@@ -297,7 +367,7 @@ async function insertPoints(db: Db, points: PendingPoint[]): Promise<void> {
   const added: RollupPoint[] = [];
   for (const r of stored) {
     const p = byKey.get(`${r.device_id}\u0000${r.property}\u0000${Number(r.ts)}\u0000${r.msg_id}`)?.shift();
-    if (p) added.push({ deviceId: p.device_id, property: p.property, productKey: p.meta!.product, ts: p.ts, num: p.num, state: p.meta!.state });
+    if (p && p.meta!.series !== undefined) added.push({ deviceId: p.device_id, property: p.property, series: p.meta!.series, ts: p.ts, num: p.num, state: p.meta!.state });
   }
   const deltas = rollupDeltas(added, await stateSegments(db, added.filter((a) => a.state !== null)));
   for (let i = 0; i < deltas.length; i += ROLLUP_CHUNK) await upsertRollups(db, deltas.slice(i, i + ROLLUP_CHUNK));
@@ -343,7 +413,7 @@ async function stateSegments(db: Db, points: RollupPoint[]): Promise<StateSegmen
         next = { ts };
         break;
       }
-      const seg = { deviceId: p.deviceId, property: p.property, productKey: p.productKey };
+      const seg = { series: p.series };
       if (prev) {
         const prevState = stateOf(prev);
         if (next) out.push({ ...seg, state: prevState, from: p.ts, to: next.ts, sign: -1 });
@@ -358,7 +428,7 @@ async function stateSegments(db: Db, points: RollupPoint[]): Promise<StateSegmen
 /** Adds deltas to their rows: counts and sums add up, min and max widen, the latest point stays `last`. */
 const upsertRollups = (db: Db, rows: RollupRow[]) =>
   db.insertInto('history_rollups').values(rows)
-    .onConflict((oc) => oc.columns(['device_id', 'property', 'tier', 'bucket', 'state']).doUpdateSet({
+    .onConflict((oc) => oc.columns(['series', 'tier', 'bucket', 'state']).doUpdateSet({
       count: sql`history_rollups.count + excluded.count`,
       sum: sql`history_rollups.sum + excluded.sum`,
       min: sql`CASE WHEN history_rollups.min IS NULL OR excluded.min < history_rollups.min THEN excluded.min ELSE history_rollups.min END`,

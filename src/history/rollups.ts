@@ -31,7 +31,8 @@ export function pickTier(bucketMs: number): Tier | undefined {
 export interface RollupPoint {
   deviceId: string;
   property: string;
-  productKey: string;
+  /** The id of (deviceId, property) in history_series. */
+  series: number;
   ts: number;
   num: number | null;
   state: string | null;
@@ -39,12 +40,10 @@ export interface RollupPoint {
 
 /** One row of `history_rollups`, or a delta to add to one. */
 export interface RollupRow {
-  device_id: string;
-  property: string;
+  series: number;
   tier: number;
   bucket: number;
   state: string;
-  product_key: string;
   count: number;
   sum: number | null;
   min: number | null;
@@ -63,9 +62,7 @@ export const NO_TS = -8.64e15;
 
 /** Time a series spent in `state` over [from, to): added (`sign` 1) or taken back (-1, a late point split it). */
 export interface StateSegment {
-  deviceId: string;
-  property: string;
-  productKey: string;
+  series: number;
   state: string;
   from: number;
   to: number;
@@ -73,18 +70,18 @@ export interface StateSegment {
 }
 
 /**
- * The deltas a set of newly stored points adds: one row per (device, property, tier, bucket, state)
+ * The deltas a set of newly stored points adds: one row per (series, tier, bucket, state)
  * so that each row of the store is touched once per batch. `state` '' is the numeric aggregate.
  */
 export function rollupDeltas(points: Iterable<RollupPoint>, segments: Iterable<StateSegment> = []): RollupRow[] {
   const rows = new Map<string, RollupRow>();
-  const keyOf = (deviceId: string, property: string, tier: Tier, bucket: number, state: string) => `${deviceId}\u0000${property}\u0000${tier.code}\u0000${bucket}\u0000${state}`;
+  const keyOf = (series: number, tier: Tier, bucket: number, state: string) => `${series}\u0000${tier.code}\u0000${bucket}\u0000${state}`;
   const add = (p: RollupPoint, tier: Tier, state: string, num: number | null): void => {
     const bucket = bucketStart(p.ts, tier.ms);
-    const key = keyOf(p.deviceId, p.property, tier, bucket, state);
+    const key = keyOf(p.series, tier, bucket, state);
     const r = rows.get(key);
     if (!r) {
-      rows.set(key, { device_id: p.deviceId, property: p.property, tier: tier.code, bucket, state, product_key: p.productKey, count: 1, sum: num, min: num, max: num, last: num, last_ts: p.ts, dur: 0 });
+      rows.set(key, { series: p.series, tier: tier.code, bucket, state, count: 1, sum: num, min: num, max: num, last: num, last_ts: p.ts, dur: 0 });
       return;
     }
     if (r.count === 0) {
@@ -115,10 +112,10 @@ export function rollupDeltas(points: Iterable<RollupPoint>, segments: Iterable<S
     for (const tier of DURATION_TIERS) {
       for (let b = bucketStart(s.from, tier.ms); b < s.to; b += tier.ms) {
         const ms = (Math.min(s.to, b + tier.ms) - Math.max(s.from, b)) * s.sign;
-        const key = keyOf(s.deviceId, s.property, tier, b, s.state);
+        const key = keyOf(s.series, tier, b, s.state);
         const r = rows.get(key);
         if (r) r.dur += ms;
-        else rows.set(key, { device_id: s.deviceId, property: s.property, tier: tier.code, bucket: b, state: s.state, product_key: s.productKey, count: 0, sum: null, min: null, max: null, last: null, last_ts: NO_TS, dur: ms });
+        else rows.set(key, { series: s.series, tier: tier.code, bucket: b, state: s.state, count: 0, sum: null, min: null, max: null, last: null, last_ts: NO_TS, dur: ms });
       }
     }
   }

@@ -1,4 +1,4 @@
-import type { Kysely, Migration } from 'kysely';
+import { PostgresAdapter, sql, type Kysely, type Migration } from 'kysely';
 
 /**
  * Telemetry that stays affordable (docs/telemetry.md): rollups of history points computed as they
@@ -6,15 +6,25 @@ import type { Kysely, Migration } from 'kysely';
  */
 export const telemetry: Migration = {
   async up(db: Kysely<any>) {
-    // One row per device, property, tier (0: 1 minute, 1: 1 hour, 2: 1 day) and bucket start; state
-    // is '' for the numeric aggregate and the value itself for booleans and enums (count per value).
-    await db.schema.createTable('history_rollups')
+    const pg = db.getExecutor().adapter instanceof PostgresAdapter;
+    // A small integer per device and property, so that rollup rows repeat no text ids.
+    await db.schema.createTable('history_series')
+      .addColumn('id', 'integer', (c) => (pg ? c.primaryKey().generatedByDefaultAsIdentity() : c.primaryKey()))
       .addColumn('device_id', 'text', (c) => c.notNull())
       .addColumn('property', 'text', (c) => c.notNull())
+      .addColumn('product_key', 'text', (c) => c.notNull())
+      .execute();
+    await db.schema.createIndex('history_series_key').on('history_series').columns(['device_id', 'property']).unique().execute();
+    // Fleet analytics and pruning find a product's series.
+    await db.schema.createIndex('history_series_product').on('history_series').columns(['product_key', 'property']).execute();
+    // One row per series, tier (0: 1 minute, 1: 1 hour, 2: 1 day) and bucket start; state is ''
+    // for the numeric aggregate and the value itself for booleans and enums (count per value).
+    // The key is the table (SQLite: WITHOUT ROWID), and it serves every query: no other index.
+    let rollups = db.schema.createTable('history_rollups')
+      .addColumn('series', 'integer', (c) => c.notNull())
       .addColumn('tier', 'integer', (c) => c.notNull())
       .addColumn('bucket', 'bigint', (c) => c.notNull())
       .addColumn('state', 'text', (c) => c.notNull())
-      .addColumn('product_key', 'text', (c) => c.notNull())
       .addColumn('count', 'bigint', (c) => c.notNull())
       .addColumn('sum', 'double precision')
       .addColumn('min', 'double precision')
@@ -23,10 +33,9 @@ export const telemetry: Migration = {
       .addColumn('last_ts', 'bigint', (c) => c.notNull())
       // State rows of the 1h and 1d tiers: milliseconds spent in the state within the bucket.
       .addColumn('dur', 'bigint', (c) => c.notNull().defaultTo(0))
-      .addPrimaryKeyConstraint('history_rollups_pk', ['device_id', 'property', 'tier', 'bucket', 'state'])
-      .execute();
-    // Fleet analytics and pruning read a product's tier by time.
-    await db.schema.createIndex('history_rollups_product').on('history_rollups').columns(['product_key', 'tier', 'bucket']).execute();
+      .addPrimaryKeyConstraint('history_rollups_pk', ['series', 'tier', 'bucket', 'state']);
+    if (!pg) rollups = rollups.modifyEnd(sql`without rowid`);
+    await rollups.execute();
     // A product's retention as set through the API (JSON); absent: the configured defaults.
     await db.schema.createTable('retention_policies')
       .addColumn('product_key', 'text', (c) => c.primaryKey())
