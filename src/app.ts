@@ -531,7 +531,7 @@ export class Hearth {
     app.register(notifyRoutes, { notify: s.notify });
     app.register(automationRoutes, { automations: s.automations, engine: s.automationEngine });
     app.register(retentionRoutes, { retention: s.retention, audit });
-    app.register(analyticsRoutes, { access, products, history });
+    app.register(analyticsRoutes, { access, products, history, devices: s.devices, commands });
     app.register(pageRoutes, { version: VERSION });
   }
 

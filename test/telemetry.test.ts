@@ -106,7 +106,8 @@ test('rollups match a brute-force computation over the raw points, late points i
     mode: fc.constantFrom('eco', 'comfort', 'off'),
   });
   await fc.assert(fc.asyncProperty(fc.uniqueArray(report, { minLength: 1, maxLength: 60, selector: (r) => r.offset }), async (reports) => {
-    const sent: Sent[] = reports.map((r) => ({ ts: base + r.offset, temperature: r.temperature, on: r.on, mode: r.mode }));
+    // JSON has no -0: what the device sends is 0 (`+ 0` turns -0 into 0).
+    const sent: Sent[] = reports.map((r) => ({ ts: base + r.offset, temperature: r.temperature + 0, on: r.on, mode: r.mode }));
     const { id } = await deviceWith(sent);
     const range = `from=${base}&to=${base + 3 * DAY - 1}`;
     for (const [bucket, bucketMs, tier] of [['1m', 60_000, '1m'], ['7m', 420_000, '1m'], ['1h', 3_600_000, '1h'], ['6h', 21_600_000, '1h'], ['1d', DAY, '1d']] as const) {
@@ -311,4 +312,57 @@ test('fleet analytics over the rollups match the raw data, per home and per devi
   }
   // Fleet-wide: not for app users.
   assert.equal((await owner.api('GET', `/analytics/timeseries?product=${product}&property=power&from=${from}`)).status, 403);
+});
+
+test('fleet event counts per device and the most failing commands of a product', async () => {
+  const product = 'fleet_lock';
+  const model = { properties: [], events: [{ id: 'unlock' }, { id: 'jammed' }], actions: [{ id: 'open' }, { id: 'lock' }, { id: 'slow' }] };
+  assert.equal((await p.api('POST', '/api/v1/products', { key: product, name: 'Fleet lock', category: 'lock', model })).status, 201);
+  const [x, y] = [await p.provision(product), await p.provision(product)];
+  const cx = await p.connect(x.id, x.secret);
+  const cy = await p.connect(y.id, y.secret);
+  const now = Date.now();
+  for (let i = 0; i < 5; i++) await cx.publishAsync(`devices/${x.id}/events`, JSON.stringify({ event: 'unlock', ts: now - 1000 - i }), { qos: 1 });
+  await cx.publishAsync(`devices/${x.id}/events`, JSON.stringify({ event: 'jammed', ts: now - 500 }), { qos: 1 });
+  await cy.publishAsync(`devices/${y.id}/events`, JSON.stringify({ event: 'unlock', ts: now - 900 }), { qos: 1 });
+  // An event from before the range is not counted.
+  await cy.publishAsync(`devices/${y.id}/events`, JSON.stringify({ event: 'unlock', ts: now - 3 * DAY }), { qos: 1 });
+  const from = now - DAY;
+  const events = await eventually(async () => {
+    const r = await p.api('GET', `/api/v1/analytics/events?product=${product}&from=${from}`);
+    return r.body.items?.[0]?.total === 6 && r.body.items.length === 2 ? r.body : undefined;
+  }, 5000, 'events counted');
+  assert.deepEqual(events.items, [{ deviceId: x.id, total: 6, events: { unlock: 5, jammed: 1 } }, { deviceId: y.id, total: 1, events: { unlock: 1 } }]);
+  assert.equal((await p.api('GET', `/api/v1/analytics/events?product=${product}&from=${from}&top=1`)).body.items.length, 1);
+
+  // The locks answer "open" with a failure one time in two, "lock" always well, and never "slow".
+  let opens = 0;
+  for (const [c, d] of [[cx, x], [cy, y]] as const) {
+    await c.subscribeAsync(`devices/${d.id}/commands`, { qos: 1 });
+    c.on('message', (_t, buf) => {
+      const cmd = JSON.parse(buf.toString());
+      if (cmd.action === 'slow') return;
+      const ok = cmd.action !== 'open' || opens++ % 2 === 0;
+      c.publish(`devices/${d.id}/commands/result`, JSON.stringify({ id: cmd.id, ok, ...(ok ? {} : { error: 'jammed' }) }), { qos: 1 });
+    });
+  }
+  await eventually(async () => (await p.device(x.id)).online && (await p.device(y.id)).online, 3000, 'online');
+  for (const d of [x, y]) {
+    for (let i = 0; i < 2; i++) assert.equal((await p.api('POST', `/api/v1/devices/${d.id}/commands`, { action: 'open' })).status === 504, false);
+    assert.equal((await p.api('POST', `/api/v1/devices/${d.id}/commands`, { action: 'lock' })).body.ok, true);
+  }
+  assert.equal((await p.api('POST', `/api/v1/devices/${x.id}/commands`, { action: 'slow', timeoutMs: 200 })).status, 504);
+  const commands = await eventually(async () => {
+    const r = await p.api('GET', `/api/v1/analytics/commands?product=${product}&from=${from}`);
+    return r.body.items?.find((i: any) => i.action === 'slow')?.timeouts === 1 ? r.body : undefined;
+  }, 5000, 'the timeout is in the ledger');
+  assert.deepEqual(commands.items, [
+    { action: 'open', total: 4, failed: 2, timeouts: 0, failureRate: 0.5 },
+    { action: 'slow', total: 1, failed: 0, timeouts: 1, failureRate: 1 },
+    { action: 'lock', total: 2, failed: 0, timeouts: 0, failureRate: 0 },
+  ]);
+  const bad = await p.api('GET', `/api/v1/analytics/commands?product=${product}&from=2026-01-01T00:00:00Z&to=2026-03-01T00:00:00Z`);
+  assert.equal(bad.status, 400);
+  assert.match(bad.body.detail, /at most 31 days/);
+  assert.match((await p.api('GET', `/api/v1/analytics/events?product=${product}`)).body.detail, /from is required/);
 });

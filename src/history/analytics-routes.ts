@@ -6,6 +6,8 @@ import { HearthError } from '../core/errors.ts';
 import type { AccessService } from '../homes/access-service.ts';
 import type { ProductService } from '../products/product-service.ts';
 import type { HistoryService } from './history-service.ts';
+import type { DeviceService } from '../devices/device-service.ts';
+import type { CommandService } from '../commands/command-service.ts';
 import { parseBucket, parseTime, checkBuckets, checkRange } from './history-routes.ts';
 import { pickTier } from './rollups.ts';
 
@@ -34,7 +36,98 @@ function merge(into: Acc, r: Acc): void {
 }
 
 /** Fleet analytics over the rollup tiers (docs/telemetry.md). */
-export async function analyticsRoutes(app: HttpApp, deps: { access: AccessService; products: ProductService; history: HistoryService }): Promise<void> {
+/** Longest range of the per-device event counts and command outcomes (they read raw rows). */
+const MAX_RAW_RANGE_DAYS = 31;
+/** Devices per query when a fleet question walks a product's devices. */
+const DEVICE_PAGE = 500;
+
+/** `from` (required) and `to` of a fleet question over raw rows, or a 400. */
+function rawRange(q: { from?: string; to?: string }): { from: number; to: number } {
+  if (q.from === undefined) throw new HearthError('E_VALIDATION', 'querystring.from is required: fleet queries are bounded', { field: 'querystring.from' });
+  const to = parseTime(q.to, Date.now(), 'to');
+  const from = parseTime(q.from, 0, 'from');
+  checkRange(from, to);
+  if (to - from > MAX_RAW_RANGE_DAYS * 86_400_000) throw new HearthError('E_VALIDATION', `this range spans at most ${MAX_RAW_RANGE_DAYS} days`, { field: 'querystring.from' });
+  return { from, to };
+}
+
+export async function analyticsRoutes(app: HttpApp, deps: { access: AccessService; products: ProductService; history: HistoryService; devices: DeviceService; commands: CommandService }): Promise<void> {
+  /** Calls `each` with the product's device ids, a page at a time. */
+  const eachPage = async (product: string, each: (ids: string[]) => Promise<void>): Promise<void> => {
+    for (let after = ''; ;) {
+      const ids = await deps.devices.idsOfProduct(product, after, DEVICE_PAGE);
+      if (ids.length === 0) return;
+      await each(ids);
+      after = ids[ids.length - 1];
+    }
+  };
+
+  app.get('/api/v1/analytics/events', {
+    config: { auth: Auth.operator('devices:manage') },
+    schema: {
+      tags: ['telemetry'], summary: "Event counts per device of a product, the busiest first", ...AuthHeader,
+      description: `Counts the events each device of the product reported in the range (at most ${MAX_RAW_RANGE_DAYS} days; \`from\` is required), per event; the \`top\` devices with the most.`,
+      querystring: Type.Object({
+        product: Type.String(), from: Type.Optional(Type.String({ description: 'Required' })), to: Type.Optional(Type.String()),
+        top: Type.Integer({ minimum: 1, maximum: 1000, default: 20 }),
+      }),
+      response: {
+        200: Type.Object({
+          product: Type.String(), from: Type.String(), to: Type.String(),
+          items: Type.Array(Type.Object({ deviceId: Type.String(), total: Type.Integer(), events: Type.Record(Type.String(), Type.Integer()) })),
+        }, { examples: [{ product: 'door-lock', from: '2026-11-01T00:00:00.000Z', to: '2026-11-08T00:00:00.000Z', items: [{ deviceId: 'd_9x2k7m4p1q8r0t', total: 42, events: { unlock: 40, jammed: 2 } }] }] }),
+        ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_PRODUCT_NOT_FOUND'),
+      },
+    },
+  }, async (req) => {
+    await deps.products.require(req.query.product);
+    const { from, to } = rawRange(req.query);
+    const byDevice = new Map<string, { total: number; events: Record<string, number> }>();
+    await eachPage(req.query.product, async (ids) => {
+      for (const r of await deps.history.eventCounts(ids, from, to)) {
+        let d = byDevice.get(r.deviceId);
+        if (!d) byDevice.set(r.deviceId, (d = { total: 0, events: {} }));
+        d.total += r.count;
+        d.events[r.event] = r.count;
+      }
+    });
+    const items = [...byDevice.entries()].map(([deviceId, d]) => ({ deviceId, ...d }))
+      .sort((a, b) => b.total - a.total || a.deviceId.localeCompare(b.deviceId)).slice(0, req.query.top);
+    return { product: req.query.product, from: new Date(from).toISOString(), to: new Date(to).toISOString(), items };
+  });
+
+  app.get('/api/v1/analytics/commands', {
+    config: { auth: Auth.operator('devices:manage') },
+    schema: {
+      tags: ['telemetry'], summary: "A product's commands per action, the most failing first", ...AuthHeader,
+      description: `Commands sent to the product's devices in the range (at most ${MAX_RAW_RANGE_DAYS} days; \`from\` is required), per action: how many, how many the device answered with a failure, how many timed out; the \`top\` actions by failures and timeouts.`,
+      querystring: Type.Object({
+        product: Type.String(), from: Type.Optional(Type.String({ description: 'Required' })), to: Type.Optional(Type.String()),
+        top: Type.Integer({ minimum: 1, maximum: 1000, default: 10 }),
+      }),
+      response: {
+        200: Type.Object({
+          product: Type.String(), from: Type.String(), to: Type.String(),
+          items: Type.Array(Type.Object({ action: Type.String(), total: Type.Integer(), failed: Type.Integer(), timeouts: Type.Integer(), failureRate: Type.Number() })),
+        }, { examples: [{ product: 'door-lock', from: '2026-11-01T00:00:00.000Z', to: '2026-11-08T00:00:00.000Z', items: [{ action: 'unlock', total: 1200, failed: 30, timeouts: 6, failureRate: 0.03 }] }] }),
+        ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_PRODUCT_NOT_FOUND'),
+      },
+    },
+  }, async (req) => {
+    await deps.products.require(req.query.product);
+    const { from, to } = rawRange(req.query);
+    const byAction = new Map<string, { total: number; failed: number; timeouts: number }>();
+    await eachPage(req.query.product, async (ids) => {
+      for (const r of await deps.commands.outcomes(ids, from, to)) {
+        const a = byAction.get(r.action) ?? { total: 0, failed: 0, timeouts: 0 };
+        byAction.set(r.action, { total: a.total + r.total, failed: a.failed + r.failed, timeouts: a.timeouts + r.timeouts });
+      }
+    });
+    const items = [...byAction.entries()].map(([action, a]) => ({ action, ...a, failureRate: a.total ? (a.failed + a.timeouts) / a.total : 0 }))
+      .sort((x, y) => y.failed + y.timeouts - (x.failed + x.timeouts) || x.action.localeCompare(y.action)).slice(0, req.query.top);
+    return { product: req.query.product, from: new Date(from).toISOString(), to: new Date(to).toISOString(), items };
+  });
+
   app.get('/api/v1/analytics/timeseries', {
     config: { auth: Auth.operator('devices:manage') },
     schema: {

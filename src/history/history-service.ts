@@ -263,6 +263,16 @@ export class HistoryService {
     }));
   }
 
+  /** Events of these devices in [from, to], counted per device and event (fleet analytics). */
+  async eventCounts(deviceIds: readonly string[], from: number, to: number): Promise<Array<{ deviceId: string; event: string; count: number }>> {
+    if (deviceIds.length === 0) return [];
+    await this.flush();
+    const rows = await this.deps.db.selectFrom('device_events').select(['device_id', 'event', (eb) => eb.fn.countAll<number>().as('n')])
+      .where('device_id', 'in', [...deviceIds]).where('ts', '>=', from).where('ts', '<=', to)
+      .groupBy(['device_id', 'event']).execute();
+    return rows.map((r) => ({ deviceId: r.device_id, event: r.event, count: Number(r.n) }));
+  }
+
   /**
    * Deletes the raw points of these devices older than `before` (only of `only`, or of all
    * properties but `except`), `batch` rows per statement with a turn of the event loop between
