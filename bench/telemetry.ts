@@ -155,7 +155,9 @@ ${rows.join('\n')}
 Rollups were cut from 161 to 54 bytes per point on SQLite (435 to 297 on PostgreSQL, same
 measure without \`VACUUM FULL\`) by keying them with a small integer per device and property
 (\`history_series\`) instead of repeating the device id, property and product key in every row,
-and by making their key the table (SQLite \`WITHOUT ROWID\`, no second index).
+and by making their key the table (SQLite \`WITHOUT ROWID\`, no second index). Raw points on
+SQLite were cut from 128 to 68 bytes the same way: their key (device, property, time, message
+id) is the table instead of a unique index beside it.
 <!-- telemetry:end -->
 `;
   const doc = readFileSync(file, 'utf8');

@@ -70,7 +70,8 @@ export class HistoryService {
    */
   record(deviceId: string, property: string, value: unknown, ts: number, msgId: string | null = null, rollup?: { product: string; enumerated?: boolean }): void {
     const isNum = typeof value === 'number' || typeof value === 'boolean';
-    const point: PendingPoint = { device_id: deviceId, property, ts, num: isNum ? Number(value) : null, val: isNum ? null : toJson(value), msg_id: msgId };
+    // '' rather than NULL: on SQLite the message id is part of the table's key (see migration 0016).
+    const point: PendingPoint = { device_id: deviceId, property, ts, num: isNum ? Number(value) : null, val: isNum ? null : toJson(value), msg_id: msgId ?? '' };
     if (rollup) {
       const state = typeof value === 'boolean' ? String(value) : rollup.enumerated && typeof value === 'string' ? value : null;
       if (isNum || state !== null) point.meta = { product: rollup.product, state };
@@ -317,15 +318,21 @@ export class HistoryService {
     }
   }
 
-  /** Deletes the rows `where` selects, `batch` at a time by their physical row id (SQLite rowid, PostgreSQL ctid). */
+  /**
+   * Deletes the rows `where` selects, `batch` at a time by their physical row id (PostgreSQL ctid,
+   * SQLite rowid; SQLite's raw points have none, being keyed by their columns: by that key).
+   */
   private async deleteBatched<T extends 'history' | 'device_events'>(table: T, where: (q: any) => any, batch: number): Promise<number> {
     const { db } = this.deps;
     const pg = db.getExecutor().adapter instanceof PostgresAdapter;
+    const byKey = !pg && table === 'history';
     let total = 0;
     for (;;) {
       const started = performance.now();
-      const ids = where(db.selectFrom(table as 'history')).select(sql.raw(pg ? 'ctid' : 'rowid').as('r')).limit(batch);
-      const cond = pg ? sql<boolean>`ctid = ANY(ARRAY(${ids}))` : sql<boolean>`rowid IN (${ids})`;
+      const ids = byKey
+        ? where(db.selectFrom('history')).select(['device_id', 'property', 'ts', 'msg_id']).limit(batch)
+        : where(db.selectFrom(table as 'history')).select(sql.raw(pg ? 'ctid' : 'rowid').as('r')).limit(batch);
+      const cond = pg ? sql<boolean>`ctid = ANY(ARRAY(${ids}))` : byKey ? sql<boolean>`(device_id, property, ts, msg_id) IN (${ids})` : sql<boolean>`rowid IN (${ids})`;
       const r = await db.deleteFrom(table as 'history').where(cond).executeTakeFirst();
       const n = Number(r.numDeletedRows);
       total += n;

@@ -42,6 +42,18 @@ export const telemetry: Migration = {
       .addColumn('policy', 'text', (c) => c.notNull())
       .addColumn('updated_at', 'bigint', (c) => c.notNull())
       .execute();
+    if (!pg) {
+      // Raw points on SQLite: the key is the table (WITHOUT ROWID), so the device id, property,
+      // time and message id are stored once instead of in the table and again in its unique index.
+      // Key columns cannot be NULL there: points recorded without a message id keep '' (legacy rows
+      // a unique one), so (device, property, ts, msg_id) stays what de-duplicates redeliveries.
+      await sql`CREATE TABLE history_compact (
+        device_id text NOT NULL, property text NOT NULL, ts bigint NOT NULL, num double precision, val text, msg_id text NOT NULL,
+        PRIMARY KEY (device_id, property, ts, msg_id)) WITHOUT ROWID`.execute(db);
+      await sql`INSERT INTO history_compact SELECT device_id, property, ts, num, val, COALESCE(msg_id, 'legacy-' || rowid) FROM history`.execute(db);
+      await sql`DROP TABLE history`.execute(db);
+      await sql`ALTER TABLE history_compact RENAME TO history`.execute(db);
+    }
     // Pruning the ledger by age (the audit log has its `at` index already).
     await db.schema.createIndex('commands_accepted_at').on('commands').column('accepted_at').execute();
   },
