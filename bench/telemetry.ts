@@ -146,7 +146,7 @@ upserts leave count too). **Ingest while pruning**: points per second through th
 path alone, then while a retention pass deletes as many expired points of other devices in
 batches of 1000 (the in-process write path, not MQTT end to end). On this shared 2-core machine
 one run's ratio moves by ±15% (before pruning paused between its batches: 90% on SQLite, 69% on
-PostgreSQL; since: 116% and 86% on SQLite, 91% and 102% on PostgreSQL): compare several runs.
+PostgreSQL; since, over four runs: 86% to 123% on SQLite, 79% to 102% on PostgreSQL): compare several runs.
 
 | Store | Raw B/point | Rollups B/point | Total | Ingest alone (points/s) | Ingest while pruning | Ratio |
 |---|---|---|---|---|---|---|

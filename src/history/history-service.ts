@@ -410,6 +410,22 @@ async function stateSegments(db: Db, points: RollupPoint[]): Promise<StateSegmen
   const out: StateSegment[] = [];
   for (const list of series.values()) {
     list.sort((a, b) => a.ts - b.ts);
+    // The common case, points newer than any stored: two lookups for the whole series (the point
+    // before the first, and that nothing stored lies among or after them), then a walk.
+    const first = list[0];
+    const stored = () => db.selectFrom('history').select(['ts', 'num', 'val']).where('device_id', '=', first.deviceId).where('property', '=', first.property);
+    const after = await stored().where('ts', '>=', first.ts).orderBy('ts').limit(list.length + 1).execute();
+    if (after.length === list.length && after.every((r, i) => Number(r.ts) === list[i].ts)) {
+      const prev = await stored().where('ts', '<', first.ts).orderBy('ts', 'desc').limit(1).executeTakeFirst();
+      let at = prev ? Number(prev.ts) : undefined;
+      let state = prev ? stateOf(prev) : undefined;
+      for (const p of list) {
+        if (at !== undefined) out.push({ series: p.series, state: state!, from: at, to: p.ts, sign: 1 });
+        at = p.ts;
+        state = p.state!;
+      }
+      continue;
+    }
     for (let i = 0; i < list.length; i++) {
       const p = list[i];
       const q = () => db.selectFrom('history').select(['ts', 'num', 'val']).where('device_id', '=', p.deviceId).where('property', '=', p.property);
