@@ -143,7 +143,16 @@ export async function historyRoutes(app: HttpApp, deps: { access: AccessService;
         property: Type.Optional(Type.String({ description: 'Comma-separated properties; default all with history', examples: ['temperature,humidity'] })),
         ...TimeRange,
       }),
-      response: { ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_DEVICE_NOT_FOUND') },
+      response: {
+        200: {
+          description: 'The points, streamed: NDJSON (`application/x-ndjson`, one object per line, as below) or CSV (`text/csv`)',
+          content: {
+            'application/json': { schema: Type.Object({ ts: Type.String({ format: 'date-time' }), property: Type.String(), value: Type.Unknown() }, { examples: [{ ts: '2026-11-23T00:10:00.000Z', property: 'brightness', value: 80 }] }) },
+            'text/csv': { schema: Type.String({ examples: ['ts,property,value\n2026-11-23T00:10:00.000Z,brightness,80\n'] }) },
+          },
+        },
+        ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_DEVICE_NOT_FOUND'),
+      },
     },
   }, async (req, reply) => {
     const p = principal(req);
@@ -172,7 +181,8 @@ export async function historyRoutes(app: HttpApp, deps: { access: AccessService;
     }
     reply.header('content-type', csv ? 'text/csv; charset=utf-8' : 'application/x-ndjson; charset=utf-8');
     reply.header('content-disposition', `attachment; filename="${device.id}-history.${csv ? 'csv' : 'ndjson'}"`);
-    return reply.send(Readable.from(lines()));
+    // A stream is sent as it is: the 200 schemas above document it, nothing serialises it.
+    return reply.send(Readable.from(lines()) as never);
   });
 
   app.get('/api/v1/devices/:id/events', {

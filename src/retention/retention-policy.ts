@@ -18,7 +18,10 @@ export const RetentionBody = Type.Object({
   properties: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z][A-Za-z0-9_]{0,63}$' }), Type.Object({ raw: Duration }, { additionalProperties: false }), {
     description: 'Raw points of these properties are kept this long instead of `raw`',
   })),
-}, { additionalProperties: false });
+}, {
+  additionalProperties: false,
+  examples: [{ raw: '30d', events: '90d', rollups: { '1m': '7d', '1h': '365d', '1d': null }, properties: { temperature: { raw: '7d' } } }],
+});
 export type RetentionInput = Static<typeof RetentionBody>;
 
 /** What GET answers: the same shape with every key filled in (the product's own values over the defaults). */
