@@ -719,7 +719,9 @@ async function main(): Promise<number> {
     // The cluster benchmark's section (BENCH_MODE=cluster) stays as it is.
     const file = join(ROOT, 'docs', 'benchmarks.md');
     const kept = /<!-- cluster:begin -->[\s\S]*<!-- cluster:end -->\n?/.exec(readFileSync(file, 'utf8'))?.[0];
-    writeFileSync(file, markdown(results, elapsed) + (kept ? `\n${kept}` : ''));
+    // So does the telemetry section (npm run bench:telemetry).
+    const telemetry = /<!-- telemetry:begin -->[\s\S]*<!-- telemetry:end -->\n?/.exec(readFileSync(file, 'utf8'))?.[0];
+    writeFileSync(file, markdown(results, elapsed) + (telemetry ? `\n${telemetry}` : '') + (kept ? `\n${kept}` : ''));
     log('wrote docs/benchmarks.md');
   } else {
     log(`docs/benchmarks.md not written (${QUICK ? 'quick mode; ' : ''}BENCH_WRITE_DOCS=1 to write it)`);

@@ -24,6 +24,7 @@ import { ShadowService } from './shadow/shadow-service.ts';
 import { shadowRoutes } from './shadow/shadow-routes.ts';
 import { HistoryService } from './history/history-service.ts';
 import { historyRoutes } from './history/history-routes.ts';
+import { analyticsRoutes } from './history/analytics-routes.ts';
 import { CommandService } from './commands/command-service.ts';
 import { commandRoutes } from './commands/command-routes.ts';
 import { CommandQueue } from './commands/command-queue.ts';
@@ -83,6 +84,8 @@ import { ProvisioningService } from './identity/provisioning-service.ts';
 import { identityRoutes } from './identity/identity-routes.ts';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { StartupError } from './core/startup-error.ts';
+import { RetentionService } from './retention/retention-service.ts';
+import { retentionRoutes } from './retention/retention-routes.ts';
 import { initialPasswordPath, readInitialPassword, removeInitialPassword, writeInitialPassword } from './auth/initial-password.ts';
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -117,6 +120,7 @@ export interface Services {
   credentials: DeviceCredentials;
   identity: IdentityService;
   provisioning: ProvisioningService;
+  retention: RetentionService;
 }
 
 export type Role = 'gateway' | 'api' | 'worker';
@@ -367,7 +371,16 @@ export class Hearth {
     devices.useCredentials(credentials);
     const identity = new IdentityService({ db, log: log.child({ component: 'identity' }), products, devices, credentials, onChange: () => certificatesChanged.send({}) });
     const provisioning = new ProvisioningService({ db, log: log.child({ component: 'provisioning' }), products, credentials, audit });
-    this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, members, bindings, groups, stream, delivery, deadLetters, partners, routing, scenes, timers, notify, automations, automationEngine, credentials, identity, provisioning };
+    // Pruning by age runs on one node: the worker holding shard 0's lease (every shard is this node's when embedded).
+    const retention = new RetentionService({
+      db, log: log.child({ component: 'retention' }), products, devices, history, commands, audit,
+      intervalMs: config.retentionIntervalMs, batch: config.retentionBatch, isPruner: () => this.has('worker') && shards.owns(0),
+      defaults: {
+        raw: config.retentionRaw, events: config.retentionEvents, commands: config.retentionCommands, audit: config.retentionAudit,
+        rollup1m: config.retentionMinuteRollups, rollup1h: config.retentionHourRollups, rollup1d: config.retentionDayRollups,
+      },
+    });
+    this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, members, bindings, groups, stream, delivery, deadLetters, partners, routing, scenes, timers, notify, automations, automationEngine, credentials, identity, provisioning, retention };
     const sessions = new SessionStore({ db });
     this.tls = TlsMaterial.configured({ certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, selfSigned: config.tlsSelfSigned })
       ? new TlsMaterial({ certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, selfSigned: config.tlsSelfSigned, dataDir: config.dataDir, watchIntervalMs: config.tlsWatchIntervalMs }, log.child({ component: 'tls' }))
@@ -467,6 +480,7 @@ export class Hearth {
         },
         stop: () => this.mqtt.stop(this.stopDeadline - 2000),
       },
+      { name: 'retention', after: ['shards', 'history', 'commands', 'audit', 'products'], start: () => s.retention.start(), stop: () => s.retention.stop() },
       { name: 'amqp-sources', after: ['shards'], start: () => (worker ? this.amqpSources.start() : undefined), stop: () => this.amqpSources.stop() },
       {
         name: 'http', after: ['mqtt', 'amqp-sources', 'operator', 'tls'],
@@ -659,6 +673,8 @@ export class Hearth {
     app.register(sceneRoutes, { scenes: s.scenes });
     app.register(notifyRoutes, { notify: s.notify });
     app.register(automationRoutes, { automations: s.automations, engine: s.automationEngine });
+    app.register(retentionRoutes, { retention: s.retention, audit });
+    app.register(analyticsRoutes, { access, products, history, devices: s.devices, commands });
     app.register(pageRoutes, { version: VERSION });
     app.register(deviceCredentialRoutes, { credentials: s.credentials, audit });
     app.register(identityRoutes, { identity: s.identity, provisioning: s.provisioning, audit });

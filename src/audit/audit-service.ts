@@ -93,6 +93,19 @@ export class AuditService {
     }));
   }
 
+  /** Deletes entries recorded before `before`, `batch` rows per statement with a turn of the event loop between them. */
+  async pruneBefore(before: number, batch: number): Promise<number> {
+    const { db } = this.deps;
+    let total = 0;
+    for (;;) {
+      const ids = db.selectFrom('audit_log').select('id').where('at', '<', before).limit(batch);
+      const n = Number((await db.deleteFrom('audit_log').where('id', 'in', ids).executeTakeFirst()).numDeletedRows);
+      total += n;
+      if (n < batch) return total;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+
   /** One transaction; an entry the store refuses is dropped alone, and on a store failure all are kept for the next try. */
   private async write(): Promise<void> {
     if (this.pending.length === 0) return;

@@ -368,6 +368,40 @@ export class CommandService {
     const rows = await q.orderBy('accepted_at', 'desc').limit(limit).execute();
     return rows.map(toRecord);
   }
+
+  /**
+   * Commands sent to these devices in [from, to], per action: how many, how many the device
+   * answered with a failure, how many timed out (fleet analytics).
+   */
+  async outcomes(deviceIds: readonly string[], from: number, to: number): Promise<Array<{ action: string; total: number; failed: number; timeouts: number }>> {
+    if (deviceIds.length === 0) return [];
+    const rows = await this.deps.db.selectFrom('commands')
+      .select([
+        'action',
+        (eb) => eb.fn.countAll<number>().as('total'),
+        (eb) => eb.fn.sum<number>(eb.case().when('ok', '=', 0).then(1).else(0).end()).as('failed'),
+        (eb) => eb.fn.sum<number>(eb.case().when('status', '=', 'timeout').then(1).else(0).end()).as('timeouts'),
+      ])
+      .where('device_id', 'in', [...deviceIds]).where('accepted_at', '>=', from).where('accepted_at', '<=', to)
+      .groupBy('action').execute();
+    return rows.map((r) => ({ action: r.action, total: Number(r.total), failed: Number(r.failed ?? 0), timeouts: Number(r.timeouts ?? 0) }));
+  }
+
+  /**
+   * Deletes ledger entries accepted before `before` (a command still unanswered that long ago never will be),
+   * `batch` rows per statement with a turn of the event loop between them. Returns the rows deleted.
+   */
+  async pruneBefore(before: number, batch: number): Promise<number> {
+    const { db } = this.deps;
+    let total = 0;
+    for (;;) {
+      const ids = db.selectFrom('commands').select('id').where('accepted_at', '<', before).limit(batch);
+      const n = Number((await db.deleteFrom('commands').where('id', 'in', ids).executeTakeFirst()).numDeletedRows);
+      total += n;
+      if (n < batch) return total;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
 }
 
 function toRecord(r: Selectable<Database['commands']>): CommandRecord {

@@ -127,6 +127,12 @@ export class DeviceService {
     return { items: rows.map(toRecord), total: Number(n) };
   }
 
+  /** Ids of a product's devices after `afterId` (in id order), for walking a whole fleet in pages. */
+  async idsOfProduct(product: string, afterId: string, limit: number): Promise<string[]> {
+    const rows = await this.deps.db.selectFrom('devices').select('id').where('product_key', '=', product).where('id', '>', afterId).orderBy('id').limit(limit).execute();
+    return rows.map((r) => r.id);
+  }
+
   /** The device a pairing code (the QR code on its box) belongs to. */
   async findByPairingCode(code: string): Promise<DeviceRecord | undefined> {
     const row = await this.deps.db.selectFrom('devices').selectAll().where('pairing_code', '=', code.trim().toUpperCase()).executeTakeFirst();

@@ -4,11 +4,16 @@ import { fromJson, toJson } from '../core/store/db.ts';
 import type { Logger } from '../core/logger.ts';
 import { newId } from '../core/ids.ts';
 import { PeriodicFlush, writeIsolated } from '../core/periodic-flush.ts';
+import { PostgresAdapter } from 'kysely';
+import { DURATION_TIERS, foldRollups, rollupDeltas, TIERS, type StateSegment, type AggregateBucket, type RollupPoint, type RollupRow, type Tier } from './rollups.ts';
 
 type HistoryRow = { device_id: string; property: string; ts: number; num: number | null; val: string | null; msg_id: string | null };
+/** What the rollups need of a buffered point beyond its row: its product, and its state (booleans, enums). */
+type PointMeta = { product: string; state: string | null; series?: number };
+type PendingPoint = HistoryRow & { meta?: PointMeta };
 type EventRow = { id: string; device_id: string; event: string; params: string; ts: number };
 /** One buffered write: a point or an event. */
-type Pending = { point: HistoryRow; event?: undefined } | { event: EventRow; point?: undefined };
+type Pending = { point: PendingPoint; event?: undefined } | { event: EventRow; point?: undefined };
 
 export interface HistoryPoint {
   ts: string;
@@ -39,9 +44,11 @@ const CHUNK = 400;
  * fills); reads flush first, so a caller always sees what was accepted before it asked.
  */
 export class HistoryService {
-  private pendingPoints: HistoryRow[] = [];
+  private pendingPoints: PendingPoint[] = [];
   private pendingEvents: EventRow[] = [];
   private readonly writer: PeriodicFlush;
+  /** Series ids by device and property (immutable once assigned). */
+  private readonly series = new Map<string, number>();
 
   constructor(private readonly deps: { db: Db; log: Logger; flushMs: number; maxBuffered?: number }) {
     this.writer = new PeriodicFlush(() => this.write(), deps.flushMs, (err) => deps.log.error({ err }, 'history flush failed; will retry'));
@@ -55,10 +62,21 @@ export class HistoryService {
     return this.writer.stop();
   }
 
-  /** Records a point; `msgId` (the message that carried it) makes a repeated recording a no-op. */
-  record(deviceId: string, property: string, value: unknown, ts: number, msgId: string | null = null): void {
+  /**
+   * Records a point; `msgId` (the message that carried it) makes a repeated recording a no-op.
+   * With `rollup` (the device's product; `enumerated` for enum properties) the point also adds to
+   * its 1-minute, 1-hour and 1-day rollups once it is stored: numbers and booleans (as 0/1) to the
+   * numeric aggregate, booleans and enum values to their count per value.
+   */
+  record(deviceId: string, property: string, value: unknown, ts: number, msgId: string | null = null, rollup?: { product: string; enumerated?: boolean }): void {
     const isNum = typeof value === 'number' || typeof value === 'boolean';
-    this.pendingPoints.push({ device_id: deviceId, property, ts, num: isNum ? Number(value) : null, val: isNum ? null : toJson(value), msg_id: msgId });
+    // '' rather than NULL: on SQLite the message id is part of the table's key (see migration 0016).
+    const point: PendingPoint = { device_id: deviceId, property, ts, num: isNum ? Number(value) : null, val: isNum ? null : toJson(value), msg_id: msgId ?? '' };
+    if (rollup) {
+      const state = typeof value === 'boolean' ? String(value) : rollup.enumerated && typeof value === 'string' ? value : null;
+      if (isNum || state !== null) point.meta = { product: rollup.product, state };
+    }
+    this.pendingPoints.push(point);
     if (this.pendingPoints.length >= (this.deps.maxBuffered ?? 2000)) void this.flush();
   }
 
@@ -86,6 +104,13 @@ export class HistoryService {
     this.pendingPoints = [];
     this.pendingEvents = [];
     const { db, log } = this.deps;
+    try {
+      await this.resolveSeries(records.flatMap((r) => (r.point?.meta ? [r.point] : [])));
+    } catch (err) {
+      this.pendingPoints = records.flatMap((r) => (r.point ? [r.point] : [])).concat(this.pendingPoints);
+      this.pendingEvents = records.flatMap((r) => (r.event ? [r.event] : [])).concat(this.pendingEvents);
+      throw err;
+    }
     const { retry, error } = await writeIsolated(records, {
       batch: (rs) => db.transaction().execute(async (trx) => {
         const points = rs.flatMap((r) => (r.point ? [r.point] : []));
@@ -135,6 +160,187 @@ export class HistoryService {
     }));
   }
 
+  /**
+   * Gives every point its series id, creating the series it is the first of. Outside the points'
+   * transaction, so that an id in the cache is always committed.
+   */
+  private async resolveSeries(points: PendingPoint[]): Promise<void> {
+    const missing = new Map<string, { device_id: string; property: string; product_key: string }>();
+    for (const p of points) {
+      const id = this.series.get(`${p.device_id}\u0000${p.property}`);
+      if (id !== undefined) p.meta!.series = id;
+      else missing.set(`${p.device_id}\u0000${p.property}`, { device_id: p.device_id, property: p.property, product_key: p.meta!.product });
+    }
+    if (missing.size === 0) return;
+    const { db } = this.deps;
+    const wanted = [...missing.values()];
+    for (let i = 0; i < wanted.length; i += CHUNK) {
+      const chunk = wanted.slice(i, i + CHUNK);
+      await db.insertInto('history_series').values(chunk).onConflict((oc) => oc.columns(['device_id', 'property']).doNothing()).execute();
+      const rows = await db.selectFrom('history_series').select(['id', 'device_id', 'property'])
+        .where('device_id', 'in', [...new Set(chunk.map((c) => c.device_id))]).where('property', 'in', [...new Set(chunk.map((c) => c.property))]).execute();
+      for (const r of rows) this.series.set(`${r.device_id}\u0000${r.property}`, Number(r.id));
+    }
+    for (const p of points) p.meta!.series ??= this.series.get(`${p.device_id}\u0000${p.property}`);
+  }
+
+  /** The series id of a device's property (undefined: nothing was ever rolled up for it). */
+  private async seriesOf(deviceId: string, property: string): Promise<number | undefined> {
+    const key = `${deviceId}\u0000${property}`;
+    const hit = this.series.get(key);
+    if (hit !== undefined) return hit;
+    const row = await this.deps.db.selectFrom('history_series').select('id').where('device_id', '=', deviceId).where('property', '=', property).executeTakeFirst();
+    if (row) this.series.set(key, Number(row.id));
+    return row ? Number(row.id) : undefined;
+  }
+
+  /**
+   * Buckets of `bucketMs` read from a rollup tier that divides it: min, max, avg, sum, count and
+   * the last value of numbers and booleans, the count per value of booleans and enums. Buckets are
+   * UTC-aligned: the range widens to whole buckets of the tier.
+   */
+  async rollupBuckets(deviceId: string, property: string, from: number, to: number, bucketMs: number, tier: Tier): Promise<AggregateBucket[]> {
+    await this.flush();
+    const series = await this.seriesOf(deviceId, property);
+    if (series === undefined) return [];
+    const rows = await this.deps.db.selectFrom('history_rollups').select(['bucket', 'state', 'count', 'sum', 'min', 'max', 'last', 'last_ts', 'dur'])
+      .where('series', '=', series).where('tier', '=', tier.code)
+      .where('bucket', '>=', Math.floor(from / tier.ms) * tier.ms).where('bucket', '<=', to)
+      .execute();
+    return foldRollups(rows, bucketMs, DURATION_TIERS.includes(tier));
+  }
+
+  /**
+   * A device's points of some properties in time order, read page by page (for streaming
+   * exports): memory stays bounded whatever the range.
+   */
+  async *exportPoints(deviceId: string, properties: readonly string[], from: number, to: number, pageSize = 2000): AsyncGenerator<{ ts: number; property: string; value: unknown }> {
+    if (properties.length === 0) return;
+    await this.flush();
+    const { db } = this.deps;
+    const base = () => db.selectFrom('history').select(['ts', 'property', 'num', 'val'])
+      .where('device_id', '=', deviceId).where('property', 'in', [...properties]);
+    const out = (r: { ts: number; property: string; num: number | null; val: string | null }) => ({ ts: Number(r.ts), property: r.property, value: r.val !== null ? fromJson(r.val) : r.num });
+    let after = from - 1;
+    for (;;) {
+      const page = await base().where('ts', '>', after).where('ts', '<=', to).orderBy('ts').orderBy('property').limit(pageSize).execute();
+      if (page.length < pageSize) {
+        for (const r of page) yield out(r);
+        return;
+      }
+      // A full page may cut the points of its last millisecond in two: those are read whole next.
+      const lastTs = Number(page[page.length - 1].ts);
+      for (const r of page) if (Number(r.ts) < lastTs) yield out(r);
+      for (const r of await base().where('ts', '=', lastTs).orderBy('property').execute()) yield out(r);
+      after = lastTs;
+    }
+  }
+
+  /**
+   * Fleet aggregates over a rollup tier: per bucket of `bucketMs` (and per device when `perDevice`,
+   * for the caller to group further) the count, sum, min and max of a product's property.
+   */
+  async fleetBuckets(q: { product: string; property: string; from: number; to: number; bucketMs: number; tier: Tier; perDevice: boolean }): Promise<Array<{ bucket: number; deviceId?: string; count: number; sum: number | null; min: number | null; max: number | null }>> {
+    await this.flush();
+    const b = sql<number>`(bucket / ${sql.lit(q.bucketMs)}) * ${sql.lit(q.bucketMs)}`;
+    const series = this.deps.db.selectFrom('history_series').select('id').where('product_key', '=', q.product).where('property', '=', q.property);
+    let query = this.deps.db.selectFrom('history_rollups as r')
+      .select([
+        b.as('b'),
+        (eb) => eb.fn.sum<number>('r.count').as('count'),
+        (eb) => eb.fn.sum<number | null>('r.sum').as('sum'),
+        (eb) => eb.fn.min('r.min').as('min'),
+        (eb) => eb.fn.max('r.max').as('max'),
+      ])
+      .where('r.series', 'in', series).where('r.tier', '=', q.tier.code)
+      .where('r.bucket', '>=', Math.floor(q.from / q.tier.ms) * q.tier.ms).where('r.bucket', '<=', q.to)
+      .where('r.state', '=', '');
+    if (q.perDevice) query = query.innerJoin('history_series as s', 's.id', 'r.series').select('s.device_id').groupBy([b, 's.device_id']);
+    else query = query.groupBy(b);
+    const rows = await query.orderBy(b).execute();
+    return rows.map((r) => ({
+      bucket: Number(r.b), ...('device_id' in r ? { deviceId: r.device_id as string } : {}),
+      count: Number(r.count), sum: r.sum == null ? null : Number(r.sum), min: r.min == null ? null : Number(r.min), max: r.max == null ? null : Number(r.max),
+    }));
+  }
+
+  /** Events of these devices in [from, to], counted per device and event (fleet analytics). */
+  async eventCounts(deviceIds: readonly string[], from: number, to: number): Promise<Array<{ deviceId: string; event: string; count: number }>> {
+    if (deviceIds.length === 0) return [];
+    await this.flush();
+    const rows = await this.deps.db.selectFrom('device_events').select(['device_id', 'event', (eb) => eb.fn.countAll<number>().as('n')])
+      .where('device_id', 'in', [...deviceIds]).where('ts', '>=', from).where('ts', '<=', to)
+      .groupBy(['device_id', 'event']).execute();
+    return rows.map((r) => ({ deviceId: r.device_id, event: r.event, count: Number(r.n) }));
+  }
+
+  /**
+   * Deletes the raw points of these devices older than `before` (only of `only`, or of all
+   * properties but `except`), `batch` rows per statement with a turn of the event loop between
+   * them, so that pruning never holds the store or the ingest for long. Returns the rows deleted.
+   */
+  prunePoints(deviceIds: readonly string[], before: number, props: { only?: readonly string[]; except?: readonly string[] }, batch: number): Promise<number> {
+    if (deviceIds.length === 0 || props.only?.length === 0) return Promise.resolve(0);
+    return this.deleteBatched('history', (q) => {
+      let w = q.where('device_id', 'in', [...deviceIds]).where('ts', '<', before);
+      if (props.only) w = w.where('property', 'in', [...props.only]);
+      if (props.except?.length) w = w.where('property', 'not in', [...props.except]);
+      return w;
+    }, batch);
+  }
+
+  /** Deletes the events of these devices older than `before`, in batches (see prunePoints). */
+  pruneEvents(deviceIds: readonly string[], before: number, batch: number): Promise<number> {
+    if (deviceIds.length === 0) return Promise.resolve(0);
+    return this.deleteBatched('device_events', (q) => q.where('device_id', 'in', [...deviceIds]).where('ts', '<', before), batch);
+  }
+
+  /** Deletes a product's rollups of one tier whose buckets ended before `before`, in batches. */
+  pruneRollups(product: string, tierName: string, before: number, batch: number): Promise<number> {
+    const tier = TIERS.find((t) => t.name === tierName);
+    if (!tier) return Promise.resolve(0);
+    return this.deleteRollups((q) => q.where('series', 'in', this.deps.db.selectFrom('history_series').select('id').where('product_key', '=', product))
+      .where('tier', '=', tier.code).where('bucket', '<', before - tier.ms), batch);
+  }
+
+  /** Deletes the rollup rows `where` selects, `batch` at a time by their key (the table has no row id on SQLite). */
+  private async deleteRollups(where: (q: any) => any, batch: number): Promise<number> {
+    const { db } = this.deps;
+    let total = 0;
+    for (;;) {
+      const started = performance.now();
+      const keys = where(db.selectFrom('history_rollups')).select(['series', 'tier', 'bucket', 'state']).limit(batch);
+      const r = await db.deleteFrom('history_rollups').where(sql<boolean>`(series, tier, bucket, state) IN (${keys})`).executeTakeFirst();
+      const n = Number(r.numDeletedRows);
+      total += n;
+      if (n < batch) return total;
+      await pause(performance.now() - started);
+    }
+  }
+
+  /**
+   * Deletes the rows `where` selects, `batch` at a time by their physical row id (PostgreSQL ctid,
+   * SQLite rowid; SQLite's raw points have none, being keyed by their columns: by that key).
+   */
+  private async deleteBatched<T extends 'history' | 'device_events'>(table: T, where: (q: any) => any, batch: number): Promise<number> {
+    const { db } = this.deps;
+    const pg = db.getExecutor().adapter instanceof PostgresAdapter;
+    const byKey = !pg && table === 'history';
+    let total = 0;
+    for (;;) {
+      const started = performance.now();
+      const ids = byKey
+        ? where(db.selectFrom('history')).select(['device_id', 'property', 'ts', 'msg_id']).limit(batch)
+        : where(db.selectFrom(table as 'history')).select(sql.raw(pg ? 'ctid' : 'rowid').as('r')).limit(batch);
+      const cond = pg ? sql<boolean>`ctid = ANY(ARRAY(${ids}))` : byKey ? sql<boolean>`(device_id, property, ts, msg_id) IN (${ids})` : sql<boolean>`rowid IN (${ids})`;
+      const r = await db.deleteFrom(table as 'history').where(cond).executeTakeFirst();
+      const n = Number(r.numDeletedRows);
+      total += n;
+      if (n < batch) return total;
+      await pause(performance.now() - started);
+    }
+  }
+
   async deviceEvents(deviceId: string, from: number, to: number, limit: number): Promise<DeviceEventRecord[]> {
     await this.flush();
     const rows = await this.deps.db.selectFrom('device_events').selectAll()
@@ -144,7 +350,126 @@ export class HistoryService {
   }
 }
 
-const insertPoints = (db: Db, rows: HistoryRow[]) =>
-  db.insertInto('history').values(rows).onConflict((oc) => oc.columns(['device_id', 'property', 'ts', 'msg_id']).doNothing()).execute();
+/**
+ * Between two pruning batches: PRUNE_PAUSE times as long as the batch took, so that pruning holds
+ * the store (and, on SQLite, the event loop) at most a quarter of the time and ingest keeps pace.
+ */
+const PRUNE_PAUSE = 3;
+const pause = (batchMs: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, Math.min(1000, Math.max(1, batchMs * PRUNE_PAUSE))));
+
+/** Rollup rows per upsert: 12 columns × 300 rows stays below every engine's parameter limit. */
+const ROLLUP_CHUNK = 300;
+
+/**
+ * Inserts points and adds those actually stored to their rollups, in the caller's transaction: a
+ * point stored before (a redelivered message) is neither stored nor counted again.
+ */
+async function insertPoints(db: Db, points: PendingPoint[]): Promise<void> {
+  const rows = points.map(({ meta: _meta, ...row }) => row);
+  const withMeta = points.filter((p) => p.meta !== undefined);
+  if (withMeta.length === 0) {
+    await db.insertInto('history').values(rows).onConflict((oc) => oc.columns(['device_id', 'property', 'ts', 'msg_id']).doNothing()).execute();
+    return;
+  }
+  const stored = await db.insertInto('history').values(rows).onConflict((oc) => oc.columns(['device_id', 'property', 'ts', 'msg_id']).doNothing())
+    .returning(['device_id', 'property', 'ts', 'msg_id']).execute();
+  // The rows the store took, matched to their buffered points (several may share a key when msg_id is null).
+  const byKey = new Map<string, PendingPoint[]>();
+  for (const p of withMeta) {
+    const k = `${p.device_id}\u0000${p.property}\u0000${p.ts}\u0000${p.msg_id}`;
+    const list = byKey.get(k);
+    if (list) list.push(p);
+    else byKey.set(k, [p]);
+  }
+  const added: RollupPoint[] = [];
+  for (const r of stored) {
+    const p = byKey.get(`${r.device_id}\u0000${r.property}\u0000${Number(r.ts)}\u0000${r.msg_id}`)?.shift();
+    if (p && p.meta!.series !== undefined) added.push({ deviceId: p.device_id, property: p.property, series: p.meta!.series, ts: p.ts, num: p.num, state: p.meta!.state });
+  }
+  const deltas = rollupDeltas(added, await stateSegments(db, added.filter((a) => a.state !== null)));
+  for (let i = 0; i < deltas.length; i += ROLLUP_CHUNK) await upsertRollups(db, deltas.slice(i, i + ROLLUP_CHUNK));
+}
+
+/**
+ * Time in state that newly stored points of booleans and enums change. A point splits the interval
+ * between its neighbours (the stored points just before and after it): [prev, point) stays the
+ * previous value's, [point, next) becomes the point's instead (taken back from the previous value
+ * when the point is late and a next one existed). The points of a batch are applied one by one in
+ * time order, each seeing those applied before it but not those after.
+ */
+async function stateSegments(db: Db, points: RollupPoint[]): Promise<StateSegment[]> {
+  if (points.length === 0) return [];
+  const series = new Map<string, RollupPoint[]>();
+  for (const p of points) {
+    const k = `${p.deviceId}\u0000${p.property}`;
+    const list = series.get(k);
+    if (list) list.push(p);
+    else series.set(k, [p]);
+  }
+  const stateOf = (r: { num: number | null; val: string | null }): string => (r.val !== null ? String(fromJson(r.val)) : String(r.num === 1));
+  const out: StateSegment[] = [];
+  for (const list of series.values()) {
+    list.sort((a, b) => a.ts - b.ts);
+    // The common case, points newer than any stored: two lookups for the whole series (the point
+    // before the first, and that nothing stored lies among or after them), then a walk.
+    const first = list[0];
+    const stored = () => db.selectFrom('history').select(['ts', 'num', 'val']).where('device_id', '=', first.deviceId).where('property', '=', first.property);
+    const after = await stored().where('ts', '>=', first.ts).orderBy('ts').limit(list.length + 1).execute();
+    if (after.length === list.length && after.every((r, i) => Number(r.ts) === list[i].ts)) {
+      const prev = await stored().where('ts', '<', first.ts).orderBy('ts', 'desc').limit(1).executeTakeFirst();
+      let at = prev ? Number(prev.ts) : undefined;
+      let state = prev ? stateOf(prev) : undefined;
+      for (const p of list) {
+        if (at !== undefined) out.push({ series: p.series, state: state!, from: at, to: p.ts, sign: 1 });
+        at = p.ts;
+        state = p.state!;
+      }
+      continue;
+    }
+    for (let i = 0; i < list.length; i++) {
+      const p = list[i];
+      const q = () => db.selectFrom('history').select(['ts', 'num', 'val']).where('device_id', '=', p.deviceId).where('property', '=', p.property);
+      const prev = await q().where('ts', '<', p.ts).orderBy('ts', 'desc').limit(1).executeTakeFirst();
+      // The next stored point that is not one of this batch's still to be applied (those come later in `list`).
+      const pending = list.length - i - 1;
+      const after = await q().where('ts', '>', p.ts).orderBy('ts').limit(pending + 1).execute();
+      const laterInBatch = new Map<number, number>();
+      for (let j = i + 1; j < list.length; j++) laterInBatch.set(list[j].ts, (laterInBatch.get(list[j].ts) ?? 0) + 1);
+      let next: { ts: number } | undefined;
+      for (const r of after) {
+        const ts = Number(r.ts);
+        const n = laterInBatch.get(ts) ?? 0;
+        if (n > 0) {
+          laterInBatch.set(ts, n - 1);
+          continue;
+        }
+        next = { ts };
+        break;
+      }
+      const seg = { series: p.series };
+      if (prev) {
+        const prevState = stateOf(prev);
+        if (next) out.push({ ...seg, state: prevState, from: p.ts, to: next.ts, sign: -1 });
+        else out.push({ ...seg, state: prevState, from: Number(prev.ts), to: p.ts, sign: 1 });
+      }
+      if (next) out.push({ ...seg, state: p.state!, from: p.ts, to: next.ts, sign: 1 });
+    }
+  }
+  return out;
+}
+
+/** Adds deltas to their rows: counts and sums add up, min and max widen, the latest point stays `last`. */
+const upsertRollups = (db: Db, rows: RollupRow[]) =>
+  db.insertInto('history_rollups').values(rows)
+    .onConflict((oc) => oc.columns(['series', 'tier', 'bucket', 'state']).doUpdateSet({
+      count: sql`history_rollups.count + excluded.count`,
+      sum: sql`history_rollups.sum + excluded.sum`,
+      min: sql`CASE WHEN history_rollups.min IS NULL OR excluded.min < history_rollups.min THEN excluded.min ELSE history_rollups.min END`,
+      max: sql`CASE WHEN history_rollups.max IS NULL OR excluded.max > history_rollups.max THEN excluded.max ELSE history_rollups.max END`,
+      dur: sql`history_rollups.dur + excluded.dur`,
+      last: sql`CASE WHEN excluded.last_ts >= history_rollups.last_ts THEN excluded.last ELSE history_rollups.last END`,
+      last_ts: sql`CASE WHEN excluded.last_ts >= history_rollups.last_ts THEN excluded.last_ts ELSE history_rollups.last_ts END`,
+    }))
+    .execute();
 const insertEvents = (db: Db, rows: EventRow[]) =>
   db.insertInto('device_events').values(rows).onConflict((oc) => oc.column('id').doNothing()).execute();

@@ -228,7 +228,10 @@ export class IngestService implements ShardListener {
         if (!check.ok) return { code: 'E_MODEL_MISMATCH', message: check.problems.join('; ') };
         const at = ts !== undefined ? Math.round(ts as number) : msg.receivedAt;
         const outcome = await this.deps.shadow.report(msg.deviceId, values, at);
-        for (const key in values) if (model.properties.get(key)!.history) this.deps.history.record(msg.deviceId, key, values[key], at, msg.id);
+        for (const key in values) {
+          const spec = model.properties.get(key)!;
+          if (spec.history) this.deps.history.record(msg.deviceId, key, values[key], at, msg.id, { product: device.productKey, enumerated: spec.type === 'enum' });
+        }
         const ev: ReportedEvent = { deviceId: msg.deviceId, values, changed: outcome.changed, version: outcome.version, at, receivedAt: msg.receivedAt };
         this.deps.bus.publish(subjects.reported(msg.deviceId), ev);
         return undefined;

@@ -81,6 +81,15 @@ export const ConfigSchema = Type.Object({
   httpsPort: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, description: 'HTTPS port (the REST API, /docs, WSS for MQTT at /mqtt and the live stream); default 8443 when a certificate is configured. 0 picks a free port' })),
   plainPorts: Type.Boolean({ default: true, description: 'Whether the plain (unencrypted) HTTP and MQTT ports are opened. Keep them behind a load balancer that terminates TLS; set 0 to serve TLS only (needs a certificate)' }),
   tlsWatchIntervalMs: Type.Integer({ minimum: 50, maximum: 3600000, default: 5000, description: 'How often the TLS certificate files are checked for a change' }),
+  retentionIntervalMs: Type.Integer({ minimum: 100, maximum: 86400000, default: 300000, description: 'Between two background pruning passes (history, device events, rollups, command ledger, audit log), run by one node of a cluster' }),
+  retentionBatch: Type.Integer({ minimum: 10, maximum: 100000, default: 1000, description: 'Rows one pruning statement deletes at most; the pass yields to other work between two' }),
+  retentionRaw: Type.String({ pattern: '^([1-9][0-9]{0,4}[dh]|forever)$', default: '30d', description: 'Default retention of raw history points (<n>d, <n>h or forever); products may set their own' }),
+  retentionEvents: Type.String({ pattern: '^([1-9][0-9]{0,4}[dh]|forever)$', default: '90d', description: 'Default retention of device events' }),
+  retentionCommands: Type.String({ pattern: '^([1-9][0-9]{0,4}[dh]|forever)$', default: '30d', description: 'Retention of the command ledger' }),
+  retentionAudit: Type.String({ pattern: '^([1-9][0-9]{0,4}[dh]|forever)$', default: '365d', description: 'Retention of the audit log' }),
+  retentionMinuteRollups: Type.String({ pattern: '^([1-9][0-9]{0,4}[dh]|forever)$', default: '7d', description: 'Default retention of 1-minute rollups' }),
+  retentionHourRollups: Type.String({ pattern: '^([1-9][0-9]{0,4}[dh]|forever)$', default: '365d', description: 'Default retention of 1-hour rollups' }),
+  retentionDayRollups: Type.String({ pattern: '^([1-9][0-9]{0,4}[dh]|forever)$', default: 'forever', description: 'Default retention of 1-day rollups' }),
 });
 
 export type Config = Readonly<Static<typeof ConfigSchema>>;

@@ -146,7 +146,8 @@ for (const { engine, fresh } of engines) {
         const reads = queries.filter((q) => /^select/.test(q.sql));
         assert.equal(reads.length, 4);
         for (const q of reads) {
-          const index = /from "device_events"/.test(q.sql) ? 'device_events_device_ts' : 'history_point';
+          // SQLite keeps raw points in their key (WITHOUT ROWID, migration 0016): that is the index.
+          const index = /from "device_events"/.test(q.sql) ? 'device_events_device_ts' : engine === 'postgres' ? 'history_point' : 'PRIMARY KEY';
           const plan = await db.executeQuery<Record<string, string>>(CompiledQuery.raw(`${engine === 'postgres' ? 'EXPLAIN' : 'EXPLAIN QUERY PLAN'} ${q.sql}`, [...q.parameters]));
           const text = plan.rows.map((r) => r['QUERY PLAN'] ?? r.detail).join('\n');
           assert.ok(text.includes(index), `${q.sql}\nuses ${index}:\n${text}`);

@@ -1,3 +1,5 @@
+import type { Generated } from 'kysely';
+
 /**
  * Table types of the store. Each capability owns its tables (named in the comment) and is the
  * only one that queries them; others call its service. Timestamps are epoch milliseconds;
@@ -37,6 +39,15 @@ export interface Database {
   shadows: { device_id: string; reported: string; desired: string; metadata: string; version: number; updated_at: number };
   /** history */
   history: { device_id: string; property: string; ts: number; num: number | null; val: string | null; msg_id: string | null };
+  /** history: a small integer per device and property (keys the rollups) */
+  history_series: { id: Generated<number>; device_id: string; property: string; product_key: string };
+  /** history: rollups per series, tier (0: 1m, 1: 1h, 2: 1d) and bucket; state '' numeric, else a boolean's or enum's value */
+  history_rollups: {
+    series: number; tier: number; bucket: number; state: string;
+    count: number; sum: number | null; min: number | null; max: number | null; last: number | null; last_ts: number; dur: number;
+  };
+  /** retention: a product's policy (JSON) */
+  retention_policies: { product_key: string; policy: string; updated_at: number };
   /** history (device events) */
   device_events: { id: string; device_id: string; event: string; params: string; ts: number };
   /** commands (the ledger) */

@@ -292,6 +292,7 @@ export async function buildHttpServer(deps: HttpServerDeps): Promise<HttpApp> {
         { name: 'notifications', description: 'Inbox, push subscriptions, preferences and notification channels' },
         { name: 'system', description: 'Probes' },
         { name: 'identity', description: 'Device identity: product CAs and certificates (mutual TLS), revocation, zero-touch provisioning, factory records' },
+        { name: 'telemetry', description: 'Retention, fleet analytics and exports of history' },
       ],
     },
   });

@@ -1,6 +1,7 @@
 import type { Kysely, Migration } from 'kysely';
 import { offline } from './0013-offline.ts';
 import { identity0015 } from './0015-identity.ts';
+import { telemetry } from './0016-telemetry.ts';
 
 /**
  * The one set of migrations, for SQLite and PostgreSQL alike: only portable column types
@@ -462,4 +463,5 @@ export const migrations: Record<string, Migration> = {
   },
   '0013-offline': offline,
   '0015-identity': identity0015,
+  '0016-telemetry': telemetry,
 };

@@ -1,0 +1,169 @@
+/**
+ * Telemetry benchmarks, on SQLite and PostgreSQL (docs/benchmarks.md, section "Telemetry"):
+ *
+ * 1. Bytes per stored history point: the same history written through HistoryService as the
+ *    ingest writes it (points with their message ids and rollup metadata), then what the tables
+ *    and their indexes take.
+ * 2. Ingest while pruning: the history write path (HistoryService.record + flush, what the ingest
+ *    runs for every report) alone, then while a retention pass deletes a backlog of expired points
+ *    in batches on the same store.
+ *
+ *   npm run bench:telemetry                      # prints; BENCH_WRITE_DOCS=1 also writes its section
+ *   BENCH_POINTS=200000 npm run bench:telemetry
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { sql } from 'kysely';
+import { migrate, openPostgres, openSqlite, type Db } from '../src/core/store/db.ts';
+import { HistoryService } from '../src/history/history-service.ts';
+import { createLogger } from '../src/core/logger.ts';
+import { startPostgres } from '../test/helpers/postgres.ts';
+
+const POINTS = Number(process.env.BENCH_POINTS ?? 100_000);
+const DEVICES = 100;
+const WRITE_DOCS = process.env.BENCH_WRITE_DOCS === '1';
+const lines: string[] = [];
+const say = (line: string): void => {
+  console.log(line);
+  lines.push(line);
+};
+
+/** A day of one-minute reports of two numbers per device (the common sensor), with ingest-like message ids. */
+async function fill(db: Db, points = POINTS, t0 = Date.UTC(2026, 10, 1), prefix = 'd_'): Promise<number> {
+  const history = new HistoryService({ db, log: createLogger('silent'), flushMs: 60_000, maxBuffered: 10_000_000 });
+  const started = performance.now();
+  let n = 0;
+  for (let i = 0; n < points; i++) {
+    for (let d = 0; d < DEVICES && n < points; d++, n += 2) {
+      const id = `${prefix}${String(d).padStart(14, '0')}`;
+      const msg = `embedded-m${(i * DEVICES + d).toString(36)}`;
+      history.record(id, 'temperature', 20 + ((i + d) % 50) / 10, t0 + i * 60_000, msg, { product: 'sensor' });
+      history.record(id, 'humidity', 40 + ((i * 7 + d) % 30), t0 + i * 60_000, msg, { product: 'sensor' });
+    }
+    if (n % 20_000 === 0) await history.flush(true);
+  }
+  await history.flush(true);
+  await history.stop();
+  return performance.now() - started;
+}
+
+/**
+ * Points per second through the history write path alone, and while the old devices' expired
+ * points (a backlog as large as what is written) are pruned in batches of 1000.
+ */
+async function ingestWhilePruning(db: Db): Promise<{ alone: number; pruning: number; pruned: number }> {
+  const history = new HistoryService({ db, log: createLogger('silent'), flushMs: 60_000 });
+  const oldIds = Array.from({ length: DEVICES }, (_, d) => `o_${String(d).padStart(14, '0')}`);
+  const half = Math.floor(POINTS / 2);
+  await fill(db, POINTS, Date.UTC(2025, 0, 1), 'o_');
+  const alone = await fill(db, half, Date.UTC(2026, 10, 1), 'a_');
+  let pruned = 0;
+  const pruning = (async () => {
+    for (let i = 0; i < oldIds.length; i += 200) pruned += await history.prunePoints(oldIds.slice(i, i + 200), Date.UTC(2026, 0, 1), {}, 1000);
+  })();
+  const during = await fill(db, half, Date.UTC(2026, 10, 2), 'b_');
+  await pruning;
+  await history.stop();
+  return { alone: half / (alone / 1000), pruning: half / (during / 1000), pruned };
+}
+
+async function sqliteBytes(): Promise<{ bytes: Record<string, number>; ingest: { alone: number; pruning: number; pruned: number } }> {
+  const dir = mkdtempSync(join(tmpdir(), 'hearth-storage-'));
+  const { db, raw } = openSqlite({ dataDir: dir });
+  try {
+    await migrate(db);
+    await fill(db);
+    raw.pragma('wal_checkpoint(TRUNCATE)');
+    const rows = raw.prepare(`SELECT name, SUM(pgsize) AS bytes FROM dbstat GROUP BY name`).all() as Array<{ name: string; bytes: number }>;
+    const indexes = raw.prepare(`SELECT name, tbl_name FROM sqlite_master WHERE type = 'index'`).all() as Array<{ name: string; tbl_name: string }>;
+    const tableOf = new Map(indexes.map((i) => [i.name, i.tbl_name]));
+    const out: Record<string, number> = {};
+    for (const r of rows) {
+      const table = tableOf.get(r.name) ?? r.name;
+      out[table] = (out[table] ?? 0) + r.bytes;
+    }
+    return { bytes: out, ingest: await ingestWhilePruning(db) };
+  } finally {
+    await db.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function postgresBytes(): Promise<{ bytes: Record<string, number>; ingest: { alone: number; pruning: number; pruned: number } } | undefined> {
+  let server: Awaited<ReturnType<typeof startPostgres>>;
+  try {
+    server = await startPostgres();
+  } catch (err) {
+    console.log(`PostgreSQL: skipped (${(err as Error).message.split('\n')[0]})`);
+    return undefined;
+  }
+  const url = await server.createDatabase();
+  const { db } = openPostgres({ url });
+  try {
+    await migrate(db);
+    await fill(db);
+    // Space of rows only: without FULL, the dead versions the rollup upserts leave (reused by later writes) count too.
+    await sql`VACUUM FULL ANALYZE`.execute(db);
+    const out: Record<string, number> = {};
+    for (const t of ['history', 'history_rollups', 'history_series']) {
+      const r = await sql<{ bytes: number }>`SELECT pg_total_relation_size(${t}) AS bytes`.execute(db);
+      out[t] = Number(r.rows[0].bytes);
+    }
+    return { bytes: out, ingest: await ingestWhilePruning(db) };
+  } finally {
+    await db.destroy();
+    await server.stop();
+  }
+}
+
+const rows: string[] = [];
+function report(engine: string, bytes: Record<string, number>, ingest: { alone: number; pruning: number; pruned: number }): void {
+  const raw = bytes.history ?? 0;
+  const rollups = (bytes.history_rollups ?? 0) + (bytes.history_series ?? 0);
+  const ratio = ingest.pruning / ingest.alone;
+  say(`${engine}: raw ${(raw / POINTS).toFixed(1)} B/point, rollups ${(rollups / POINTS).toFixed(1)} B/point; ingest ${ingest.alone.toFixed(0)} points/s alone, ${ingest.pruning.toFixed(0)} while pruning ${ingest.pruned} (${(ratio * 100).toFixed(0)}%)`);
+  rows.push(`| ${engine} | ${(raw / POINTS).toFixed(1)} | ${(rollups / POINTS).toFixed(1)} | ${((raw + rollups) / POINTS).toFixed(1)} | ${ingest.alone.toFixed(0)} | ${ingest.pruning.toFixed(0)} | ${(ratio * 100).toFixed(0)}% |`);
+}
+
+const sqlite = await sqliteBytes();
+report('SQLite', sqlite.bytes, sqlite.ingest);
+const pg = await postgresBytes();
+if (pg) report('PostgreSQL', pg.bytes, pg.ingest);
+
+if (WRITE_DOCS) {
+  const file = new URL('../docs/benchmarks.md', import.meta.url);
+  const section = `<!-- telemetry:begin -->
+## Telemetry
+
+\`npm run bench:telemetry\` (bench/telemetry.ts; \`BENCH_WRITE_DOCS=1\` writes this section, \`npm run bench\`
+keeps it). ${POINTS} points of ${DEVICES} devices (two numeric properties reported every minute,
+with ingest-like message ids) written through HistoryService as the ingest writes them.
+**Bytes per point**: the raw table with its indexes, and the rollups (three tiers, series ids)
+divided by the points; SQLite from \`dbstat\` after a checkpoint, PostgreSQL from
+\`pg_total_relation_size\` after \`VACUUM FULL\` (without it the dead row versions that rollup
+upserts leave count too). **Ingest while pruning**: points per second through the history write
+path alone, then while a retention pass deletes as many expired points of other devices in
+batches of 1000 (the in-process write path, not MQTT end to end). On this shared 2-core machine
+one run's ratio moves by ±15% (before pruning paused between its batches: 90% on SQLite, 69% on
+PostgreSQL; since, over four runs: 86% to 123% on SQLite, 79% to 102% on PostgreSQL): compare several runs.
+
+| Store | Raw B/point | Rollups B/point | Total | Ingest alone (points/s) | Ingest while pruning | Ratio |
+|---|---|---|---|---|---|---|
+${rows.join('\n')}
+
+Rollups were cut from 161 to 54 bytes per point on SQLite (435 to 297 on PostgreSQL, same
+measure without \`VACUUM FULL\`) by keying them with a small integer per device and property
+(\`history_series\`) instead of repeating the device id, property and product key in every row,
+and by making their key the table (SQLite \`WITHOUT ROWID\`, no second index). Raw points on
+SQLite were cut from 128 to 68 bytes the same way: their key (device, property, time, message
+id) is the table instead of a unique index beside it.
+<!-- telemetry:end -->
+`;
+  const doc = readFileSync(file, 'utf8');
+  const next = /<!-- telemetry:begin -->[\s\S]*<!-- telemetry:end -->\n?/.test(doc)
+    ? doc.replace(/<!-- telemetry:begin -->[\s\S]*<!-- telemetry:end -->\n?/, section)
+    : doc.replace('<!-- cluster:begin -->', `${section}\n<!-- cluster:begin -->`);
+  writeFileSync(file, next);
+  console.log('wrote the telemetry section of docs/benchmarks.md');
+}

@@ -1,0 +1,149 @@
+import type { Db } from '../core/store/db.ts';
+import { fromJson, toJson } from '../core/store/db.ts';
+import type { Logger } from '../core/logger.ts';
+import { HearthError } from '../core/errors.ts';
+import type { ProductService } from '../products/product-service.ts';
+import type { DeviceService } from '../devices/device-service.ts';
+import type { HistoryService } from '../history/history-service.ts';
+import type { CommandService } from '../commands/command-service.ts';
+import type { AuditService } from '../audit/audit-service.ts';
+import { customKeys, durationMs, effectivePolicy, type RetentionDefaults, type RetentionInput, type RetentionPolicy } from './retention-policy.ts';
+
+/** What one pruning pass deleted, by kind. */
+export interface PruneReport {
+  points: number;
+  rollups: number;
+  events: number;
+  commands: number;
+  audit: number;
+  startedAt: number;
+  durationMs: number;
+}
+
+export interface RetentionServiceDeps {
+  db: Db;
+  log: Logger;
+  products: ProductService;
+  devices: DeviceService;
+  history: HistoryService;
+  commands: CommandService;
+  audit: AuditService;
+  defaults: RetentionDefaults;
+  /** Between two pruning passes (HEARTH_RETENTION_INTERVAL_MS). */
+  intervalMs: number;
+  /** Rows per DELETE statement (HEARTH_RETENTION_BATCH). */
+  batch: number;
+  /**
+   * Whether this node prunes now: exactly one node of a cluster does, the holder of shard 0's
+   * lease (every node in embedded mode).
+   */
+  isPruner: () => boolean;
+  /** Devices per pruning statement. */
+  devicesPerStep?: number;
+  now?: () => number;
+}
+
+/**
+ * Retention: products' policies (raw points, per property, device events, rollup tiers) over the
+ * configured defaults, and the background pass that deletes what is older, in small batches
+ * through the owning services (history, commands, audit), on one node of the cluster.
+ */
+export class RetentionService {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<PruneReport | undefined> | undefined;
+  private stopped = false;
+  /** The last completed pass (for logs and the operator). */
+  last: PruneReport | undefined;
+
+  constructor(private readonly deps: RetentionServiceDeps) {}
+
+  start(): void {
+    this.stopped = false;
+    this.timer = setInterval(() => void this.tick(), this.deps.intervalMs);
+    this.timer.unref();
+  }
+
+  /** Stops scheduling and waits for a pass under way (it stops between two batches). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.timer);
+    await this.running;
+  }
+
+  /** The product's effective policy, in the shape PUT takes, with the keys it sets itself. */
+  async get(product: string): Promise<RetentionPolicy & { product: string; custom: string[] }> {
+    await this.deps.products.require(product);
+    const own = await this.own(product);
+    return { product, ...effectivePolicy(own, this.deps.defaults), custom: customKeys(own) };
+  }
+
+  /** Replaces the product's own policy (keys left out follow the defaults again). Unknown properties are refused. */
+  async put(product: string, input: RetentionInput): Promise<RetentionPolicy & { product: string; custom: string[] }> {
+    await this.deps.products.require(product);
+    const model = await this.deps.products.model(product);
+    const unknown = Object.keys(input.properties ?? {}).filter((p) => !model?.properties.has(p));
+    if (unknown.length) {
+      throw new HearthError('E_VALIDATION', `product "${product}" has no property ${unknown.map((u) => `"${u}"`).join(', ')}`, { field: `body.properties.${unknown[0]}` });
+    }
+    const now = Date.now();
+    await this.deps.db.insertInto('retention_policies').values({ product_key: product, policy: toJson(input), updated_at: now })
+      .onConflict((oc) => oc.column('product_key').doUpdateSet({ policy: toJson(input), updated_at: now })).execute();
+    return this.get(product);
+  }
+
+  private async own(product: string): Promise<RetentionInput> {
+    const row = await this.deps.db.selectFrom('retention_policies').select('policy').where('product_key', '=', product).executeTakeFirst();
+    return row ? fromJson<RetentionInput>(row.policy) : {};
+  }
+
+  private tick(): void {
+    if (this.stopped || this.running || !this.deps.isPruner()) return;
+    void this.prune().catch((err: unknown) => this.deps.log.error({ err }, 'retention pass failed; the next one tries again'));
+  }
+
+  /**
+   * One pass over every product and the global logs. Deletes run in batches of `batch` rows with
+   * a turn of the event loop between them. A pass already under way is joined, not repeated.
+   */
+  prune(): Promise<PruneReport | undefined> {
+    this.running ??= this.pass().finally(() => (this.running = undefined));
+    return this.running;
+  }
+
+  private async pass(): Promise<PruneReport | undefined> {
+    const { history, devices, products, defaults, batch } = this.deps;
+    const now = (this.deps.now ?? Date.now)();
+    const r: PruneReport = { points: 0, rollups: 0, events: 0, commands: 0, audit: 0, startedAt: now, durationMs: 0 };
+    const step = this.deps.devicesPerStep ?? 200;
+    for (const product of await products.list()) {
+      const policy = effectivePolicy(await this.own(product.key), defaults);
+      const raw = durationMs(policy.raw);
+      const events = durationMs(policy.events);
+      const overridden = Object.keys(policy.properties);
+      for (let after = ''; ;) {
+        if (this.stopped) return undefined;
+        const ids = await devices.idsOfProduct(product.key, after, step);
+        if (ids.length === 0) break;
+        after = ids[ids.length - 1];
+        if (raw !== null) r.points += await history.prunePoints(ids, now - raw, { except: overridden }, batch);
+        for (const [property, p] of Object.entries(policy.properties)) {
+          const ms = durationMs(p.raw);
+          if (ms !== null) r.points += await history.prunePoints(ids, now - ms, { only: [property] }, batch);
+        }
+        if (events !== null) r.events += await history.pruneEvents(ids, now - events, batch);
+      }
+      for (const [tier, d] of Object.entries(policy.rollups)) {
+        const ms = durationMs(d);
+        if (ms !== null) r.rollups += await history.pruneRollups(product.key, tier, now - ms, batch);
+      }
+    }
+    const commands = durationMs(defaults.commands);
+    if (commands !== null) r.commands = await this.deps.commands.pruneBefore(now - commands, batch);
+    const audit = durationMs(defaults.audit);
+    if (audit !== null) r.audit = await this.deps.audit.pruneBefore(now - audit, batch);
+    r.durationMs = (this.deps.now ?? Date.now)() - now;
+    this.last = r;
+    if (r.points + r.rollups + r.events + r.commands + r.audit > 0) this.deps.log.info({ pruned: r }, 'retention pass deleted expired data');
+    return r;
+  }
+}

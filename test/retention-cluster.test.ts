@@ -1,0 +1,89 @@
+/**
+ * Retention in cluster mode (PostgreSQL, NATS, two nodes as processes): exactly one node prunes
+ * (the holder of shard 0's lease), and when it dies the other takes over.
+ */
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import mqtt, { type MqttClient } from 'mqtt';
+import { startCluster, type Cluster, type ClusterNode } from './helpers/cluster.ts';
+import { ADMIN, eventually } from './helpers/platform.ts';
+
+async function client(baseUrl: string) {
+  let token = '';
+  const call = async (method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> => {
+    const headers: Record<string, string> = {};
+    if (token) headers.authorization = `Bearer ${token}`;
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    const res = await fetch(baseUrl + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    const text = await res.text();
+    return { status: res.status, body: text ? JSON.parse(text) : undefined };
+  };
+  const login = await call('POST', '/api/v1/auth/login', ADMIN);
+  assert.equal(login.status, 200, JSON.stringify(login.body));
+  token = login.body.token;
+  return call;
+}
+
+function connect(url: string, dev: { id: string; secret: string }): Promise<MqttClient> {
+  const c = mqtt.connect(url, { clientId: dev.id, username: dev.id, password: dev.secret, reconnectPeriod: 0, connectTimeout: 5000 });
+  return new Promise((resolve, reject) => {
+    c.once('connect', () => resolve(c));
+    c.once('error', reject);
+  });
+}
+
+/** The passes a node logged that deleted something. */
+const passes = (n: ClusterNode) => n.output().split('\n').filter((l) => l.includes('retention pass deleted expired data')).length;
+
+describe('retention in cluster mode', { timeout: 120_000, skip: process.env.HEARTH_TEST_STORE === 'postgres' ? 'the cluster runs on PostgreSQL in both passes' : false }, () => {
+  let cluster: Cluster;
+  before(async () => {
+    cluster = await startCluster({ nodes: 2, env: { HEARTH_SHARDS: '8', HEARTH_HISTORY_FLUSH_MS: '50', HEARTH_NODE_TIMEOUT_MS: '3000', HEARTH_RETENTION_INTERVAL_MS: '200', HEARTH_LOG_LEVEL: 'info' } });
+  });
+  after(async () => {
+    await cluster?.stop();
+  });
+
+  test('exactly one node prunes, and the other takes over when it dies', async () => {
+    const [a, b] = cluster.nodes;
+    const api = await client(a.httpUrl);
+    const model = { properties: [{ id: 'temperature', type: 'number', access: 'r', history: true }], events: [], actions: [] };
+    assert.equal((await api('POST', '/api/v1/products', { key: 'cluster_meter', name: 'Cluster meter', category: 'sensor', model })).status, 201);
+    assert.equal((await api('PUT', '/api/v1/products/cluster_meter/retention', { raw: '1d' })).status, 200);
+    const dev = (await api('POST', '/api/v1/devices', { product: 'cluster_meter', name: 'meter' })).body;
+    const points = async (via: (m: string, p: string) => Promise<{ body: any }>) =>
+      (await via('GET', `/api/v1/devices/${dev.id}/history?property=temperature&from=${Date.now() - 10 * 86_400_000}&limit=10000`)).body.points?.length;
+
+    /** Sends expired points and one fresh one through `node`; waits until only fresh points are left. */
+    const round = async (node: ClusterNode, fresh: number, via: (m: string, p: string) => Promise<{ body: any }>) => {
+      const c = await connect(`mqtt://127.0.0.1:${node.mqttPort}`, dev);
+      try {
+        const now = Date.now();
+        for (let k = 0; k < 10; k++) await c.publishAsync(`devices/${dev.id}/properties`, JSON.stringify({ ts: now - 3 * 86_400_000 - k * 1000, temperature: k }), { qos: 1 });
+        await c.publishAsync(`devices/${dev.id}/properties`, JSON.stringify({ ts: now, temperature: 99 }), { qos: 1 });
+      } finally {
+        await c.endAsync();
+      }
+      await eventually(async () => (await points(via)) === fresh, 15_000, `only the ${fresh} fresh points left`);
+    };
+    // The first round also lets the shards settle between the two nodes (the first to start owned all).
+    await round(a, 1, api);
+    // Log lines reach the output a moment after the pass.
+    await eventually(() => passes(a) + passes(b) >= 1, 5000, 'a pass logged');
+    const [a0, b0] = [passes(a), passes(b)];
+    await round(b, 2, api);
+    await round(a, 3, api);
+    await eventually(() => passes(a) + passes(b) >= a0 + b0 + 2, 5000, 'two more passes logged');
+    const [pa, pb] = [passes(a) - a0, passes(b) - b0];
+    assert.ok(pa === 0 || pb === 0, `one node pruned: a ${pa}, b ${pb}`);
+    assert.ok(pa + pb >= 2);
+
+    // The pruning node dies; the other owns shard 0 once its lease expires, and prunes.
+    const [pruner, other] = pa > 0 ? [a, b] : [b, a];
+    await pruner.kill();
+    const apiOther = await client(other.httpUrl);
+    const before = passes(other);
+    await round(other, 4, apiOther);
+    await eventually(() => passes(other) > before, 5000, 'the surviving node pruned');
+  });
+});
