@@ -47,6 +47,7 @@ import { gatewayRoutes } from './gateway/gateway-routes.ts';
 import { MqttGateway } from './transports/mqtt/mqtt-gateway.ts';
 import { buildHttpServer, type HttpApp } from './transports/http/http-server.ts';
 import { pageRoutes } from './transports/http/pages.ts';
+import { consoleRoutes } from './transports/http/console-routes.ts';
 import { GatewayIngress } from './gateway/ingress.ts';
 import { PartnerService } from './gateway/partner-service.ts';
 import { partnerRoutes } from './gateway/partner-routes.ts';
@@ -517,6 +518,7 @@ export class Hearth {
     app.register(notifyRoutes, { notify: s.notify });
     app.register(automationRoutes, { automations: s.automations, engine: s.automationEngine });
     app.register(pageRoutes, { version: VERSION });
+    app.register(consoleRoutes, { version: VERSION });
   }
 
   get httpPort(): number {
