@@ -1,4 +1,4 @@
-import type { Messages } from './en';
+import type { Messages } from './en.ts';
 
 /** 简体中文。Keys are en.ts's; the compiler refuses a missing or extra one. */
 export const zhCN: Messages = {
