@@ -48,6 +48,8 @@ import { MqttGateway } from './transports/mqtt/mqtt-gateway.ts';
 import { buildHttpServer, type HttpApp } from './transports/http/http-server.ts';
 import { pageRoutes } from './transports/http/pages.ts';
 import { consoleRoutes } from './transports/http/console-routes.ts';
+import { OperatorSetup } from './auth/operator-setup.ts';
+import { setupRoutes } from './auth/setup-routes.ts';
 import { GatewayIngress } from './gateway/ingress.ts';
 import { PartnerService } from './gateway/partner-service.ts';
 import { partnerRoutes } from './gateway/partner-routes.ts';
@@ -121,6 +123,8 @@ export class Hearth {
   readonly bus: Bus;
   readonly db: Db;
   readonly services: Services;
+  /** First-run setup: the operator chooses its own e-mail and password in the console (embedded mode). */
+  readonly setup: OperatorSetup;
   readonly mqtt: MqttGateway;
   readonly shards: ShardManager;
   readonly roles: Role[];
@@ -309,6 +313,11 @@ export class Hearth {
     });
     shards.on(automationEngine);
     this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, stream, delivery, deadLetters, partners, gateway, scenes, timers, notify, automations, automationEngine };
+    this.setup = new OperatorSetup({
+      auth,
+      initialPassword: () => readInitialPassword(config.dataDir),
+      onDone: () => removeInitialPassword(config.dataDir),
+    });
     this.mqtt = new MqttGateway({
       bus, devices, presence, log: log.child({ component: 'mqtt' }), observer: metrics,
       config: {
@@ -518,6 +527,7 @@ export class Hearth {
     app.register(notifyRoutes, { notify: s.notify });
     app.register(automationRoutes, { automations: s.automations, engine: s.automationEngine });
     app.register(pageRoutes, { version: VERSION });
+    app.register(setupRoutes, { setup: this.setup });
     app.register(consoleRoutes, { version: VERSION });
   }
 

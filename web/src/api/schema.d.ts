@@ -15344,6 +15344,168 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/setup": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Whether the first-run setup is open
+         * @description True until the operator chooses its own e-mail and password (or signs in with the generated first password). Embedded mode.
+         */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "needed": true,
+                         *       "codeRequired": false
+                         *     }
+                         */
+                        "application/json": {
+                            /** @description The caller is not on the server itself: POST needs the setup code printed in the server log */
+                            codeRequired: boolean;
+                            /** @description The operator has not chosen its e-mail and password yet (it still has the generated first password) */
+                            needed: boolean;
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        /**
+         * First-run setup: choose the operator's e-mail and password, and sign in
+         * @description Replaces the generated first password of the operator, once, while it has never signed in. From the server itself (loopback) no code is needed; from elsewhere, `code` is the setup code printed in the start banner and log (20 wrong codes close remote setup until the next start). 409 once set up.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The setup code from the server log (needed from other machines)
+                         * @example K3M9X7P1Q8
+                         */
+                        code?: string;
+                        /**
+                         * Format: email
+                         * @example me@example.com
+                         */
+                        email: string;
+                        /** @example my-long-password */
+                        password: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "token": "hth1.eyJzdWIiOiJ1XzEyMyJ9.c2lnbmF0dXJl",
+                         *       "refreshToken": "hrt_Yq3v0m1oQ2d3bU8pX1c2V3d4e5f6g7h8i9j0k1l2m3",
+                         *       "tokenType": "Bearer",
+                         *       "expiresIn": 900,
+                         *       "refreshExpiresIn": 2592000,
+                         *       "user": {
+                         *         "id": "u_4k2m9x7p1q8r0t",
+                         *         "email": "admin@hearth.local",
+                         *         "role": "operator",
+                         *         "name": "Operator",
+                         *         "emailVerified": true
+                         *       }
+                         *     }
+                         */
+                        "application/json": {
+                            /** @description Seconds until the access token expires */
+                            expiresIn: number;
+                            /** @description Seconds until the refresh token expires unless used */
+                            refreshExpiresIn: number;
+                            /** @description One-time token for POST /api/v1/auth/refresh; keep it secret */
+                            refreshToken: string;
+                            /** @description Access token for the Authorization header (short-lived) */
+                            token: string;
+                            /** @enum {string} */
+                            tokenType: "Bearer";
+                            /**
+                             * @example {
+                             *       "id": "u_4k2m9x7p1q8r0t",
+                             *       "email": "ana@example.com",
+                             *       "role": "user",
+                             *       "name": "Ana",
+                             *       "emailVerified": true
+                             *     }
+                             */
+                            user: {
+                                email: string;
+                                /** @description Whether the account confirmed its e-mail address; until it has, invitations and shares addressed to it do not take effect */
+                                emailVerified: boolean;
+                                id: string;
+                                name: string | null;
+                                /** @description operator or user */
+                                role: string;
+                            };
+                        };
+                    };
+                };
+                /** @description Request validation failed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description The request conflicts with the current state; An account with this e-mail already exists */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/stream": {
         parameters: {
             query?: never;

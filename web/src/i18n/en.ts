@@ -52,6 +52,15 @@ export const en = {
     emailRequired: 'Enter your e-mail address',
     passwordRequired: 'Enter your password',
   },
+  setup: {
+    title: 'Welcome to Hearth',
+    intro: 'This server is new. Choose the e-mail address and password of its operator: the account that runs the device cloud.',
+    email: "Operator's e-mail",
+    badEmail: 'Not an e-mail address',
+    code: 'Setup code',
+    codeHelp: 'You are not on the server itself: enter the setup code printed where Hearth started.',
+    submit: 'Set up and sign in',
+  },
   password: {
     title: 'Change password',
     current: 'Current password',

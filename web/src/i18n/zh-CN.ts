@@ -54,6 +54,15 @@ export const zhCN: Messages = {
     emailRequired: '请输入邮箱地址',
     passwordRequired: '请输入密码',
   },
+  setup: {
+    title: '欢迎使用 Hearth',
+    intro: '这是一台新服务器。请设置运营者（管理整个设备云的账号）的邮箱和密码。',
+    email: '运营者邮箱',
+    badEmail: '不是有效的邮箱地址',
+    code: '设置码',
+    codeHelp: '你不在服务器本机上：请输入 Hearth 启动时打印的设置码。',
+    submit: '完成设置并登录',
+  },
   password: {
     title: '修改密码',
     current: '当前密码',
