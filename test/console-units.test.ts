@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { changed, fieldKind, initialValue, toParams, type ModelField } from '../web/src/lib/thing-form.ts';
 import { SNIPPET_KINDS, samplePayload, snippet } from '../web/src/lib/snippets.ts';
 import { metricSum, ratePerSecond } from '../web/src/lib/metrics.ts';
+import { EMPTY_DRAFT, actionOf, draftText, parseDraft, triggerOf, typedValue } from '../web/src/lib/automation-draft.ts';
 
 // Unit tests of the console's pure logic (the browser suite is test/console.test.ts).
 
@@ -63,4 +64,19 @@ test('metrics: sums over label sets, rates between samples', () => {
   assert.equal(ratePerSecond(undefined, { value: 1, at: 0 }), undefined);
   assert.equal(ratePerSecond({ value: 10, at: 0 }, { value: 30, at: 2000 }), 10);
   assert.equal(ratePerSecond({ value: 10, at: 0 }, { value: 3, at: 1000 }), 0, 'a restart reads as 0');
+});
+
+test('automation drafts: the JSON box is the truth, the forms add to it', () => {
+  assert.deepEqual(parseDraft('{"triggers":[{"type":"manual"}]}').draft, { triggers: [{ type: 'manual' }], conditions: [], actions: [] });
+  assert.ok(parseDraft('{').error);
+  assert.equal(parseDraft('[]').error, 'object');
+  assert.equal(parseDraft('{"actions":{}}').error, 'actions');
+  assert.deepEqual(triggerOf({ type: 'property', device: 'd_1', property: 'on', to: 'true' }), { type: 'property', device: 'd_1', property: 'on', to: true });
+  assert.deepEqual(triggerOf({ type: 'property', device: 'd_1', property: 'mode', to: 'eco' }), { type: 'property', device: 'd_1', property: 'mode', to: 'eco' });
+  assert.deepEqual(triggerOf({ type: 'property', device: 'd_1', property: 'on' }), { type: 'property', device: 'd_1', property: 'on' });
+  assert.deepEqual(triggerOf({ type: 'offline', device: 'd_1' }), { type: 'offline', device: 'd_1' });
+  assert.deepEqual(actionOf({ type: 'set', device: 'd_2', property: 'brightness', value: '70' }), { type: 'set', device: 'd_2', properties: { brightness: 70 } });
+  assert.deepEqual(actionOf({ type: 'command', device: 'd_2', action: 'toggle' }), { type: 'command', device: 'd_2', action: 'toggle' });
+  assert.equal(typedValue('  '), undefined);
+  assert.equal(draftText(EMPTY_DRAFT), '{\n  "triggers": [],\n  "conditions": [],\n  "actions": []\n}');
 });

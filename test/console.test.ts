@@ -156,6 +156,43 @@ test('device page: a property change arrives live, and a command from the thing 
   assert.ok(Number(value) <= 10, `the number box keeps to the model's maximum (${value})`);
 });
 
+test('an automation made in the editor fires on the device\'s report, and its run shows with its trace', { skip: SKIP }, async () => {
+  // The operator's home, with the light of the onboarding in it.
+  const home = await p.api('POST', '/api/v1/homes', { name: 'Test flat', timezone: 'Europe/Berlin' });
+  assert.equal(home.status, 201, JSON.stringify(home.body));
+  const code = (await p.device(device.id)).pairingCode;
+  assert.equal((await p.api('POST', `/api/v1/homes/${home.body.id}/devices`, { pairingCode: code })).status, 201);
+
+  await page.goto(`${p.httpUrl}/automations?home=${home.body.id}`);
+  await page.getByText('This home has no automations yet.').waitFor();
+  await page.getByRole('button', { name: 'New automation' }).click();
+  await page.getByLabel('Name', { exact: true }).fill('Bright alert');
+  const pick = async (label: string, option: string) => {
+    await page.getByLabel(label, { exact: true }).click();
+    await page.locator('.ant-select-dropdown:visible .ant-select-item-option').filter({ hasText: option }).first().click();
+  };
+  await pick('Trigger device', 'Hall light');
+  await pick('Trigger property', 'brightness');
+  await page.getByLabel('Becomes', { exact: true }).fill('99');
+  await page.getByRole('button', { name: 'Add', exact: true }).first().click();
+  await pick('Action kind', 'Notify');
+  await page.getByLabel('Title', { exact: true }).fill('Very bright');
+  await page.getByLabel('Message', { exact: true }).fill('{{trigger.description}}');
+  await page.getByRole('button', { name: 'Add', exact: true }).last().click();
+  const json = await page.getByLabel('Triggers, conditions and actions (JSON)').inputValue();
+  assert.deepEqual(JSON.parse(json).triggers, [{ type: 'property', device: device.id, property: 'brightness', to: 99 }]);
+  await shot('automation-editor');
+  await page.getByRole('button', { name: 'Save' }).click();
+  await page.locator('.ant-table-row').filter({ hasText: 'Bright alert' }).waitFor();
+
+  // The device reports: the automation runs.
+  await client.publishAsync(`devices/${device.id}/properties`, JSON.stringify({ brightness: 99 }), { qos: 1 });
+  await page.locator('.ant-table-row').filter({ hasText: 'Bright alert' }).getByRole('button', { name: 'Runs' }).click();
+  await page.locator('.ant-drawer .ant-table-row').filter({ hasText: 'completed' }).waitFor({ timeout: 15_000 });
+  await shot('automation-runs');
+  await page.keyboard.press('Escape');
+});
+
 test('first run: a fresh server asks for the operator in the browser, then signs it in', { skip: SKIP }, async () => {
   // A server without HEARTH_ADMIN_PASSWORD: its operator has a generated password and never signed in.
   const dataDir = mkdtempSync(join(tmpdir(), 'hearth-console-'));
