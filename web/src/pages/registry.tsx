@@ -1,4 +1,4 @@
-import { ApiOutlined, AppstoreOutlined, AuditOutlined, DashboardOutlined, KeyOutlined, PlusCircleOutlined, ThunderboltOutlined } from '@ant-design/icons';
+import { ApiOutlined, AppstoreOutlined, HomeOutlined, AuditOutlined, DashboardOutlined, KeyOutlined, PlusCircleOutlined, ShareAltOutlined, ThunderboltOutlined } from '@ant-design/icons';
 import { lazy, type ComponentType, type ReactNode } from 'react';
 
 /**
@@ -21,7 +21,9 @@ export const PAGES: PageEntry[] = [
   { path: '/devices/:id', component: lazy(() => import('./devices/device-page')) },
   { path: '/onboarding', component: lazy(() => import('./onboarding/onboarding-page')), menu: { label: 'nav.onboarding', icon: <PlusCircleOutlined /> }, operator: true },
   { path: '/products', component: lazy(() => import('./products/products-page')), menu: { label: 'nav.products', icon: <AppstoreOutlined /> } },
+  { path: '/homes', component: lazy(() => import('./homes/homes-page')), menu: { label: 'nav.homes', icon: <HomeOutlined /> } },
   { path: '/automations', component: lazy(() => import('./automations/automations-page')), menu: { label: 'nav.automations', icon: <ThunderboltOutlined /> } },
+  { path: '/gateway', component: lazy(() => import('./gateway/gateway-page')), menu: { label: 'nav.gateway', icon: <ShareAltOutlined /> }, operator: true },
   { path: '/audit', component: lazy(() => import('./audit/audit-page')), menu: { label: 'nav.audit', icon: <AuditOutlined /> }, operator: true },
   { path: '/keys', component: lazy(() => import('./keys/keys-page')), menu: { label: 'nav.keys', icon: <KeyOutlined /> } },
 ];
