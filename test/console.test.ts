@@ -201,6 +201,9 @@ test('an automation made in the editor fires on the device\'s report, and its ru
   await page.locator('.ant-drawer .ant-table-row').filter({ hasText: 'completed' }).waitFor({ timeout: 15_000 });
   await shot('automation-runs');
   await page.keyboard.press('Escape');
+  // Its notification is on the overview.
+  await page.locator('.ant-menu').getByText('Overview', { exact: true }).click();
+  await page.locator('.ant-card').filter({ hasText: 'Recent notifications' }).getByText('Very bright').waitFor();
 });
 
 test('operator pages: a customer\'s home, the gateway dry run, the audit log, an API key shown once', { skip: SKIP }, async () => {

@@ -73,6 +73,8 @@ export const en = {
     perProduct: 'Devices per product',
     messagesPerSecond: 'Messages per second',
     mqttConnections: 'MQTT connections',
+    notifications: 'Recent notifications',
+    noNotifications: 'No notifications.',
     recent: 'Recent activity',
     noActivity: 'No activity yet: it appears here live.',
     product: 'Product',

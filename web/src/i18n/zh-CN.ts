@@ -75,6 +75,8 @@ export const zhCN: Messages = {
     perProduct: '各产品设备数',
     messagesPerSecond: '每秒消息数',
     mqttConnections: 'MQTT 连接数',
+    notifications: '最近的通知',
+    noNotifications: '没有通知。',
     recent: '最近动态',
     noActivity: '暂无动态：新的动态会实时出现在这里。',
     product: '产品',

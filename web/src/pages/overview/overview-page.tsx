@@ -38,9 +38,11 @@ export default function OverviewPage() {
       return { rate, connected: metricSum(text, 'hearth_devices_connected') };
     },
   });
+  const notifications = useQuery({ queryKey: ['notifications'], queryFn: () => unwrap(api.GET('/api/v1/notifications', { params: { query: { limit: 10, offset: 0 } } })) });
   const [recent, setRecent] = useState<StreamEvent[]>([]);
   useStream({ types: ['presence', 'event', 'command', 'automation', 'notification'] }, (e) => {
     if (e.type === 'hello' || e.type === 'reset' || e.type === 'end') return;
+    if (e.type === 'notification') void notifications.refetch();
     setRecent((r) => [e, ...r].slice(0, 20));
   });
   const total = counts.data?.reduce((s, r) => s + r.total, 0);
@@ -81,6 +83,28 @@ export default function OverviewPage() {
                   { title: t('overview.product'), dataIndex: 'name', render: (name: string, r) => <Link to={`/devices?product=${r.key}`}>{name}</Link> },
                   { title: t('overview.count'), dataIndex: 'total', align: 'right', render: (n: number) => formatNumber(n) },
                 ]}
+              />
+            </PageState>
+          </Card>
+        </Col>
+        <Col xs={24} lg={12}>
+          <Card title={t('overview.notifications')}>
+            <PageState loading={notifications.isLoading} error={notifications.error} empty={notifications.data?.items.length === 0} emptyText={t('overview.noNotifications')}>
+              <List
+                size="small"
+                dataSource={notifications.data?.items}
+                renderItem={(n) => (
+                  <List.Item>
+                    <Tag color={n.severity === 'alarm' ? 'red' : n.severity === 'warning' ? 'orange' : 'blue'}>{n.severity}</Tag>
+                    <Typography.Text strong>{n.title}</Typography.Text>
+                    <Typography.Text type="secondary" style={{ marginInlineStart: 8 }} ellipsis>
+                      {n.body}
+                    </Typography.Text>
+                    <Typography.Text type="secondary" style={{ marginInlineStart: 'auto' }}>
+                      {formatRelative(n.createdAt)}
+                    </Typography.Text>
+                  </List.Item>
+                )}
               />
             </PageState>
           </Card>
