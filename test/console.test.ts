@@ -207,12 +207,17 @@ test('an automation made in the editor fires on the device\'s report, and its ru
 });
 
 test('operator pages: a customer\'s home, the gateway dry run, the audit log, an API key shown once', { skip: SKIP }, async () => {
+  const homeId = (await p.api('GET', '/api/v1/homes')).body.items.find((h: { name: string }) => h.name === 'Test flat').id;
+  const scene = await p.api('POST', `/api/v1/homes/${homeId}/scenes`, { name: 'Evening', states: [{ device: device.id, properties: { on: true } }] });
+  assert.equal(scene.status, 201, JSON.stringify(scene.body));
   await page.goto(`${p.httpUrl}/homes`);
   await page.getByLabel("Find a home: name, ID or owner's user ID").fill('test fl');
   await page.locator('.ant-table-row').filter({ hasText: 'Test flat' }).click();
   await page.locator('.ant-drawer').getByRole('tab', { name: 'Devices' }).click();
   await page.locator('.ant-drawer').getByText('Hall light').waitFor();
   await shot('homes');
+  await page.locator('.ant-drawer').getByRole('tab', { name: 'Scenes' }).click();
+  await page.locator('.ant-drawer').getByText('Evening').waitFor();
   await page.keyboard.press('Escape');
 
   await page.goto(`${p.httpUrl}/gateway`);

@@ -214,6 +214,13 @@ export const en = {
     automations: 'Its automations',
     email: 'E-mail',
     joined: 'Joined',
+    scenes: 'Scenes',
+    activate: 'Activate',
+    sceneDone: 'Scene applied',
+    scenePartly: 'Scene applied in part: see its activations',
+    channels: 'Notification channels',
+    channelType: 'Type',
+    minSeverity: 'From severity',
   },
   automations: {
     title: 'Automations',

@@ -216,6 +216,13 @@ export const zhCN: Messages = {
     automations: '它的自动化',
     email: '邮箱',
     joined: '加入时间',
+    scenes: '场景',
+    activate: '执行',
+    sceneDone: '场景已执行',
+    scenePartly: '场景部分执行：请查看执行记录',
+    channels: '通知渠道',
+    channelType: '类型',
+    minSeverity: '最低级别',
   },
   automations: {
     title: '自动化',

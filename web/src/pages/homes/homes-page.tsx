@@ -1,5 +1,5 @@
 import { useQuery } from '@tanstack/react-query';
-import { Badge, Button, Card, Descriptions, Drawer, Input, Table, Tabs, Tag, Typography } from 'antd';
+import { App, Badge, Button, Card, Descriptions, Drawer, Input, Table, Tabs, Tag, Typography } from 'antd';
 import { useState } from 'react';
 import { useTranslation } from 'react-i18next';
 import { Link } from 'react-router';
@@ -53,6 +53,21 @@ function HomeDetail({ home }: { home: Home }) {
   const { t } = useTranslation();
   const members = useQuery({ queryKey: ['home-members', home.id], queryFn: () => unwrap(api.GET('/api/v1/homes/{homeId}/members', { params: { path: { homeId: home.id } } })) });
   const devices = useQuery({ queryKey: ['home-devices', home.id], queryFn: () => unwrap(api.GET('/api/v1/homes/{homeId}/devices', { params: { path: { homeId: home.id } } })) });
+  const scenes = useQuery({ queryKey: ['home-scenes', home.id], queryFn: () => unwrap(api.GET('/api/v1/homes/{homeId}/scenes', { params: { path: { homeId: home.id } } })) });
+  const channels = useQuery({
+    queryKey: ['home-channels', home.id],
+    queryFn: () => unwrap(api.GET('/api/v1/homes/{homeId}/notification-channels', { params: { path: { homeId: home.id } } })),
+  });
+  const { message } = App.useApp();
+  const activate = async (sceneId: string) => {
+    try {
+      const r = await unwrap(api.POST('/api/v1/scenes/{sceneId}/activate', { params: { path: { sceneId } }, body: {} }));
+      if (r.ok) message.success(t('homes.sceneDone'));
+      else message.warning(t('homes.scenePartly'));
+    } catch (e) {
+      message.error((e as Error).message);
+    }
+  };
   return (
     <>
       <Descriptions size="small" column={2} style={{ marginBottom: 16 }}>
@@ -99,6 +114,52 @@ function HomeDetail({ home }: { home: Home }) {
                     { title: t('devices.name'), dataIndex: 'name', render: (v: string, d) => <Link to={`/devices/${d.id}`}>{v}</Link> },
                     { title: t('devices.product'), dataIndex: 'product' },
                     { title: t('devices.status'), dataIndex: 'online', render: (v: boolean) => <Badge status={v ? 'success' : 'default'} text={v ? t('devices.online') : t('devices.offline')} /> },
+                  ]}
+                />
+              </PageState>
+            ),
+          },
+          {
+            key: 'scenes',
+            label: t('homes.scenes'),
+            children: (
+              <PageState loading={scenes.isLoading} error={scenes.error} empty={scenes.data?.items.length === 0}>
+                <Table
+                  size="small"
+                  rowKey="id"
+                  pagination={false}
+                  dataSource={scenes.data?.items}
+                  columns={[
+                    { title: t('homes.name'), dataIndex: 'name' },
+                    { title: t('homes.devices'), dataIndex: 'states', render: (v: unknown[]) => v.length },
+                    {
+                      key: 'go',
+                      render: (_: unknown, sc) => (
+                        <Button size="small" onClick={() => void activate(sc.id)}>
+                          {t('homes.activate')}
+                        </Button>
+                      ),
+                    },
+                  ]}
+                />
+              </PageState>
+            ),
+          },
+          {
+            key: 'channels',
+            label: t('homes.channels'),
+            children: (
+              <PageState loading={channels.isLoading} error={channels.error} empty={channels.data?.items.length === 0}>
+                <Table
+                  size="small"
+                  rowKey="id"
+                  pagination={false}
+                  dataSource={channels.data?.items}
+                  columns={[
+                    { title: t('homes.name'), dataIndex: 'name' },
+                    { title: t('homes.channelType'), dataIndex: 'type', render: (v: string) => <Tag>{v}</Tag> },
+                    { title: t('homes.minSeverity'), dataIndex: 'minSeverity' },
+                    { title: t('homes.created'), dataIndex: 'createdAt', render: (v: string) => formatDateTime(v) },
                   ]}
                 />
               </PageState>
