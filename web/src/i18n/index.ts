@@ -1,3 +1,5 @@
+import dayjs from 'dayjs';
+import 'dayjs/locale/zh-cn';
 import i18next from 'i18next';
 import { initReactI18next } from 'react-i18next';
 import { en } from './en';
@@ -34,9 +36,13 @@ void i18next.use(initReactI18next).init({
   returnNull: false,
 });
 
+// Ant Design's date pickers name months and weekdays through dayjs.
+const dayjsLocale = (lng: string) => (lng === 'zh-CN' ? 'zh-cn' : 'en');
 i18next.on('languageChanged', (lng) => {
   document.documentElement.lang = lng;
+  dayjs.locale(dayjsLocale(lng));
 });
 document.documentElement.lang = i18next.language;
+dayjs.locale(dayjsLocale(i18next.language));
 
 export default i18next;
