@@ -3,7 +3,7 @@
 // serves the console with `npm install && npm start`. Without the dev dependencies (a production
 // install) it says so and leaves the server to serve its plain page at /.
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
@@ -19,7 +19,7 @@ function sourceHash(): string {
   const visit = (dir: string) => {
     for (const name of readdirSync(dir).sort()) {
       const path = join(dir, name);
-      if (path === DIST || name === 'node_modules') continue;
+      if (path === DIST || name === 'node_modules' || name.startsWith('.dist-')) continue;
       if (statSync(path).isDirectory()) visit(path);
       else h.update(relative(WEB, path)).update('\0').update(readFileSync(path)).update('\0');
     }
@@ -41,15 +41,24 @@ export async function buildConsole(opts: { force?: boolean; quiet?: boolean } = 
     return false;
   }
   const started = Date.now();
-  await vite.build({ configFile: join(WEB, 'vite.config.ts'), root: WEB, logLevel: opts.quiet ? 'error' : 'warn' });
+  // Built beside web/dist and swapped in when complete: a server starting meanwhile reads the old
+  // build or the new one, never half of one.
+  const next = join(WEB, '.dist-next');
+  rmSync(next, { recursive: true, force: true });
+  await vite.build({ configFile: join(WEB, 'vite.config.ts'), root: WEB, logLevel: opts.quiet ? 'error' : 'warn', build: { outDir: next, emptyOutDir: true } });
   // Gzip twins of the text assets: the server sends them to browsers that accept gzip.
-  const assets = join(DIST, 'assets');
+  const assets = join(next, 'assets');
   for (const name of readdirSync(assets)) {
     if (!/\.(js|css|svg|json)$/.test(name)) continue;
     const path = join(assets, name);
     writeFileSync(path + '.gz', gzipSync(readFileSync(path), { level: 9 }));
   }
-  writeFileSync(STAMP, hash);
+  writeFileSync(join(next, '.source-hash'), hash);
+  const old = join(WEB, '.dist-old');
+  rmSync(old, { recursive: true, force: true });
+  if (existsSync(DIST)) renameSync(DIST, old);
+  renameSync(next, DIST);
+  rmSync(old, { recursive: true, force: true });
   if (!opts.quiet) process.stdout.write(`hearth: console built into web/dist in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
   return true;
 }

@@ -39,8 +39,14 @@ interface Asset {
 export async function consoleRoutes(app: HttpApp, deps: { version: string; dist?: string }): Promise<void> {
   const dist = deps.dist ?? CONSOLE_DIST;
   const indexPath = join(dist, 'index.html');
-  const built = existsSync(indexPath);
   const assets = new Map<string, Asset>();
+  let index: string | undefined;
+  try {
+    index = readFileSync(indexPath, 'utf8');
+  } catch {
+    // not built
+  }
+  const built = index !== undefined;
   if (built) {
     const dir = join(dist, 'assets');
     const names = existsSync(dir) ? readdirSync(dir) : [];
@@ -48,22 +54,21 @@ export async function consoleRoutes(app: HttpApp, deps: { version: string; dist?
       if (name.endsWith('.gz')) continue;
       const path = join(dir, name);
       const gzPath = path + '.gz';
-      assets.set(name, {
-        path,
-        type: TYPES[extname(name)] ?? 'application/octet-stream',
-        size: statSync(path).size,
-        gz: names.includes(name + '.gz') ? { path: gzPath, size: statSync(gzPath).size } : undefined,
-      });
+      const size = sizeOf(path);
+      if (size === undefined) continue; // a build replacing this one meanwhile
+      const gzSize = names.includes(name + '.gz') ? sizeOf(gzPath) : undefined;
+      assets.set(name, { path, type: TYPES[extname(name)] ?? 'application/octet-stream', size, gz: gzSize === undefined ? undefined : { path: gzPath, size: gzSize } });
     }
     // Top-level files of public/ (the icon), served the same way but not cached for long.
-    for (const name of readdirSync(dist)) {
+    for (const name of existsSync(dist) ? readdirSync(dist) : []) {
       const path = join(dist, name);
-      if (name === 'index.html' || name.startsWith('.') || !statSync(path).isFile()) continue;
-      const file: Asset = { path, type: TYPES[extname(name)] ?? 'application/octet-stream', size: statSync(path).size };
+      const size = sizeOf(path);
+      if (name === 'index.html' || name.startsWith('.') || size === undefined || !statSync(path).isFile()) continue;
+      const file: Asset = { path, type: TYPES[extname(name)] ?? 'application/octet-stream', size };
       app.get(`/${name}`, { schema: { hide: true }, config: { auth: Auth.public } }, async (req, reply) => sendFile(req, reply, file, 'public, max-age=3600'));
     }
   }
-  const index = built ? readFileSync(indexPath, 'utf8') : fallbackPage(deps.version);
+  const html = index ?? fallbackPage(deps.version);
 
   const page = async (_req: FastifyRequest, reply: FastifyReply) =>
     reply
@@ -71,7 +76,7 @@ export async function consoleRoutes(app: HttpApp, deps: { version: string; dist?
       // The page names the hashed assets of this build: always ask again, so a new build is seen at once.
       .header('cache-control', 'no-cache')
       .header('referrer-policy', 'no-referrer')
-      .send(index);
+      .send(html);
 
   app.get('/', { schema: { hide: true }, config: { auth: Auth.public } }, page);
 
@@ -88,6 +93,14 @@ export async function consoleRoutes(app: HttpApp, deps: { version: string; dist?
     if (!built || NOT_CONSOLE.test(path) || !(req.headers.accept ?? '').includes('text/html')) return reply.callNotFound();
     return page(req, reply);
   });
+}
+
+function sizeOf(path: string): number | undefined {
+  try {
+    return statSync(path).size;
+  } catch {
+    return undefined;
+  }
 }
 
 function sendFile(req: FastifyRequest, reply: FastifyReply, file: Asset, cache: string) {
