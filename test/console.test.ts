@@ -85,6 +85,7 @@ test('sign in within the budgets, switch to 中文 and back, remembered across a
   await page.getByRole('heading', { name: '概览' }).waitFor();
   assert.equal(await page.evaluate(() => (globalThis as any).document.documentElement.lang), 'zh-CN');
   await page.locator('.ant-menu').getByText('设备', { exact: true }).waitFor();
+  await page.locator('.ant-segmented-item-selected').filter({ hasText: '中文' }).waitFor();
   await shot('overview-zh');
   await page.reload();
   await page.getByRole('heading', { name: '概览' }).waitFor();
