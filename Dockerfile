@@ -17,6 +17,16 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund \
  && npm cache clean --force
 
+# Console stage: the web console (docs/console.md) is built with the dev dependencies (Vite, React,
+# Ant Design); only its output, web/dist, goes into the image. No native addon is needed to build it.
+FROM node:20-bookworm-slim AS console
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY web ./web
+COPY scripts/build-console.ts ./scripts/build-console.ts
+RUN node --import tsx scripts/build-console.ts
+
 # Runtime stage: Node, the production node_modules and the sources; no compiler, no npm install.
 FROM node:20-bookworm-slim AS runtime
 ENV NODE_ENV=production \
@@ -31,6 +41,7 @@ COPY --from=build /app/node_modules ./node_modules
 COPY package.json ./
 COPY bin ./bin
 COPY src ./src
+COPY --from=console /app/web/dist ./web/dist
 USER 10001:10001
 VOLUME ["/data"]
 # HTTP (REST API, /mqtt WebSocket, /healthz, /readyz, /metrics) and MQTT.

@@ -57,6 +57,9 @@ import { routingRoutes } from './routing/routing-routes.ts';
 import { MqttGateway } from './transports/mqtt/mqtt-gateway.ts';
 import { buildHttpServer, type HttpApp } from './transports/http/http-server.ts';
 import { pageRoutes } from './transports/http/pages.ts';
+import { consoleRoutes } from './transports/http/console-routes.ts';
+import { OperatorSetup } from './auth/operator-setup.ts';
+import { setupRoutes } from './auth/setup-routes.ts';
 import { UplinkIngress } from './ingress/ingress.ts';
 import { PartnerService } from './partners/partner-service.ts';
 import { partnerRoutes } from './partners/partner-routes.ts';
@@ -147,6 +150,8 @@ export class Hearth {
   readonly bus: Bus;
   readonly db: Db;
   readonly services: Services;
+  /** First-run setup: the operator chooses its own e-mail and password in the console (embedded mode). */
+  readonly setup: OperatorSetup;
   readonly mqtt: MqttGateway;
   readonly shards: ShardManager;
   readonly roles: Role[];
@@ -368,7 +373,7 @@ export class Hearth {
     });
     this.broadcasts.push(secretRotated, certificatesChanged);
     const credentials = new DeviceCredentials({ db, devices, onRotated: (deviceId, previousValidUntil) => secretRotated.send({ deviceId, previousValidUntil }) });
-    devices.useCredentials(credentials);
+    devices.attachCredentials(credentials);
     const identity = new IdentityService({ db, log: log.child({ component: 'identity' }), products, devices, credentials, onChange: () => certificatesChanged.send({}) });
     const provisioning = new ProvisioningService({ db, log: log.child({ component: 'provisioning' }), products, credentials, audit });
     // Pruning by age runs on one node: the worker holding shard 0's lease (every shard is this node's when embedded).
@@ -385,6 +390,11 @@ export class Hearth {
     this.tls = TlsMaterial.configured({ certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, selfSigned: config.tlsSelfSigned })
       ? new TlsMaterial({ certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, selfSigned: config.tlsSelfSigned, dataDir: config.dataDir, watchIntervalMs: config.tlsWatchIntervalMs }, log.child({ component: 'tls' }))
       : undefined;
+    this.setup = new OperatorSetup({
+      auth,
+      initialPassword: () => readInitialPassword(config.dataDir),
+      onDone: () => removeInitialPassword(config.dataDir),
+    });
     this.mqtt = new MqttGateway({
       bus, devices, presence, log: log.child({ component: 'mqtt' }), observer: metrics, tls: this.tls,
       persistence: new StorePersistence({
@@ -678,6 +688,8 @@ export class Hearth {
     app.register(pageRoutes, { version: VERSION });
     app.register(deviceCredentialRoutes, { credentials: s.credentials, audit });
     app.register(identityRoutes, { identity: s.identity, provisioning: s.provisioning, audit });
+    app.register(setupRoutes, { setup: this.setup });
+    app.register(consoleRoutes, { version: VERSION });
   }
 
   get httpPort(): number {

@@ -65,6 +65,7 @@ export async function runServer(config: Config, out: (line: string) => void = (l
   const lines = [
     '',
     `Hearth is running.`,
+    `  Console        ${host}/`,
     `  REST API       ${host}/api/v1`,
     `  API docs       ${host}/docs   (OpenAPI JSON: ${host}/docs/json)`,
     `  MQTT           mqtt://${mqttHost}:${hearth.mqttPort}   (WebSocket: ${host.replace(/^http/, 'ws')}/mqtt)`,
@@ -75,6 +76,9 @@ export async function runServer(config: Config, out: (line: string) => void = (l
     `Operator login:  ${info.operator.email}` + operatorNote(info.operator),
     ...(info.operator.initialPasswordFile
       ? [`  (kept in ${info.operator.initialPasswordFile} until the first sign-in: npx hearth admin show-initial-password; lost? npx hearth admin reset-password)`]
+      : []),
+    ...(info.operator.initialPasswordFile
+      ? [`First-run setup: open ${host}/ to choose the operator's e-mail and password (from another machine, with the setup code ${hearth.setup.code})`]
       : []),
   ];
   if (demo) lines.push(...demo.banner(host, mqttHost, hearth.mqttPort, info.operator.email));

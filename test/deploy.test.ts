@@ -110,7 +110,9 @@ test('Dockerfile: multi-stage, production dependencies only, non-root, ports, pr
     const parts = ins.args.split(' ');
     const from = parts.find((p) => p.startsWith('--from='));
     const [src] = parts.filter((p) => !p.startsWith('--'));
-    if (from) {
+    if (from === '--from=console') {
+      assert.equal(src, '/app/web/dist', 'only the built console comes from the console stage');
+    } else if (from) {
       assert.equal(from, `--from=${build.name}`, 'copies from the build stage');
       assert.equal(src, '/app/node_modules', 'only node_modules comes from the build stage');
     } else assert.ok(existsSync(join(ROOT, src)), `COPY ${src}: no such file in the repository`);

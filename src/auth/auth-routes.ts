@@ -74,7 +74,7 @@ const MeSchema = Type.Object({
   homeIds: Type.Optional(Type.Array(Type.String(), { description: 'API keys only: the homes it is limited to' })),
 }, { examples: [userExample, { ...userExample, keyId: 'k_7p1q8r0t4k2m9x', scopes: ['devices:read'], homeIds: ['h_5t2k9x4p1q8r0m'] }] });
 
-const TokenResponse = Type.Object({
+export const TokenResponse = Type.Object({
   token: Type.String({ description: 'Access token for the Authorization header (short-lived)' }),
   refreshToken: Type.String({ description: 'One-time token for POST /api/v1/auth/refresh; keep it secret' }),
   tokenType: Type.Literal('Bearer'),
@@ -135,7 +135,7 @@ const KeyList = Type.Object({ items: Type.Array(KeySchema) }, {
 
 const KeyParams = Type.Object({ id: Type.String({ examples: ['k_7p1q8r0t4k2m9x'] }) });
 
-function tokenBody(s: AuthSession) {
+export function tokenBody(s: AuthSession) {
   return { token: s.token, refreshToken: s.refreshToken, tokenType: 'Bearer' as const, expiresIn: s.expiresIn, refreshExpiresIn: s.refreshExpiresIn, user: s.user };
 }
 

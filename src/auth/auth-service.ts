@@ -768,6 +768,25 @@ export class AuthService {
     await this.revokeUserSessions(op.id);
     return { email: op.email, password: next, generated: password === undefined };
   }
+
+  /**
+   * First-run setup (operator-setup.ts): the operator chooses its e-mail and password in place of
+   * the generated ones, while the account still has `initialPassword` and has never signed in.
+   * Compare-and-set on the password digest, so two forms racing cannot both win. Signs in.
+   */
+  async setUpOperator(initialPassword: string, email: string, password: string, meta: { ip?: string } = {}): Promise<AuthSession> {
+    checkPassword(password, 'body.password');
+    const addr = normalizeEmail(email);
+    if (!addr.includes('@') || addr.length > 254) throw new HearthError('E_VALIDATION', 'email is not an e-mail address', { field: 'body.email' });
+    const op = await this.deps.db.selectFrom('users').select(['id', 'email', 'password_hash']).where('role', '=', 'operator').orderBy('created_at').executeTakeFirst();
+    const pending = op ? await this.operatorFirstPassword(initialPassword) : undefined;
+    if (!op || !pending?.pending) throw new HearthError('E_CONFLICT', 'the operator is set up already: sign in');
+    if (addr !== op.email && (await this.findUser(addr))) throw new HearthError('E_EMAIL_TAKEN', `an account with ${addr} already exists`);
+    const done = await this.deps.db.updateTable('users').set({ email: addr, password_hash: await hashSecret(password) })
+      .where('id', '=', op.id).where('password_hash', '=', op.password_hash).executeTakeFirst();
+    if (Number(done.numUpdatedRows) !== 1) throw new HearthError('E_CONFLICT', 'the operator is set up already: sign in');
+    return this.login(addr, password, meta);
+  }
 }
 
 function checkPassword(password: string, field: string): void {

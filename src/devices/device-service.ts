@@ -110,7 +110,7 @@ export class DeviceService {
   /** Secrets change (rotation with a grace period): they are checked by the credentials (device-credentials.ts). */
   private credentials: { check(id: string, secret: string): Promise<'current' | 'previous' | false> } | undefined;
 
-  useCredentials(credentials: { check(id: string, secret: string): Promise<'current' | 'previous' | false> }): void {
+  attachCredentials(credentials: { check(id: string, secret: string): Promise<'current' | 'previous' | false> }): void {
     this.credentials = credentials;
   }
 

@@ -2,13 +2,13 @@ import type { HttpApp } from './http-server.ts';
 import { Auth } from './route-auth.ts';
 
 /**
- * The few HTML pages Hearth serves before it has a console (issue 19 replaces them): a landing
- * page at `/`, and the pages that e-mailed links open (`/reset-password`, `/verify-email`,
+ * The few HTML pages Hearth serves besides the console (console-routes.ts serves `/`): the pages
+ * that e-mailed links open (`/reset-password`, `/verify-email`,
  * `/invitations/accept`), each a form that posts the token from its link to the REST API (signed
  * in first where the token acts for an account). No dependencies, no inline script (a
  * strict Content-Security-Policy allows them): the one script is served from `/pages.js`.
  */
-export async function pageRoutes(app: HttpApp, deps: { version: string }): Promise<void> {
+export async function pageRoutes(app: HttpApp, _deps: { version: string }): Promise<void> {
   const html = (title: string, body: string) => `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="no-referrer"><title>${title} · Hearth</title>
@@ -31,13 +31,6 @@ ${body}
         .send(html(p.title, p.body));
     });
   };
-
-  page('/', () => send('Hearth', `<p>An open-source device cloud, version ${deps.version}. This server speaks:</p>
-<ul>
-<li>the REST API under <code>/api/v1</code>, documented at <a href="/docs">/docs</a> (OpenAPI: <a href="/docs/json">/docs/json</a>);</li>
-<li>MQTT for devices (see docs/protocol.md), also over WebSocket at <code>/mqtt</code>;</li>
-<li>probes at <a href="/healthz">/healthz</a> and <a href="/readyz">/readyz</a>, metrics at <a href="/metrics">/metrics</a>.</li>
-</ul>`));
 
   page('/reset-password', () => send('Choose a new password', `<form id="form" data-endpoint="/api/v1/auth/password-reset/confirm" data-done="Your password is changed; every session of the account has ended. Sign in with the new one.">
 <label>New password (at least 8 characters)<input type="password" name="newPassword" minlength="8" required autocomplete="new-password"></label>

@@ -1,0 +1,144 @@
+import { useQuery } from '@tanstack/react-query';
+import { Card, Col, List, Row, Statistic, Table, Tag, Typography } from 'antd';
+import { useRef, useState } from 'react';
+import { useTranslation } from 'react-i18next';
+import { Link } from 'react-router';
+import { api, unwrap } from '../../api/client';
+import { PageState } from '../../components/page-state';
+import { formatNumber, formatRelative } from '../../lib/format';
+import { metricSum, ratePerSecond } from '../../lib/metrics';
+import { useStream, type StreamEvent } from '../../stream/use-stream';
+
+/** The fleet at a glance: devices per product, message rate and connections (from /metrics), live activity. */
+export default function OverviewPage() {
+  const { t } = useTranslation();
+  const products = useQuery({ queryKey: ['products'], queryFn: () => unwrap(api.GET('/api/v1/products')) });
+  const counts = useQuery({
+    queryKey: ['overview-counts', products.data?.items.map((p) => p.key)],
+    enabled: !!products.data,
+    queryFn: async () => {
+      const rows = await Promise.all(
+        products.data!.items.map(async (p) => {
+          const r = await unwrap(api.GET('/api/v1/devices', { params: { query: { product: p.key, limit: 1, offset: 0 } } }));
+          return { key: p.key, name: p.name, total: r.total };
+        }),
+      );
+      return rows.filter((r) => r.total > 0).sort((a, b) => b.total - a.total);
+    },
+  });
+  const last = useRef<{ value: number; at: number }>(undefined);
+  const metrics = useQuery({
+    queryKey: ['metrics'],
+    refetchInterval: 5000,
+    queryFn: async () => {
+      const text = await (await fetch('/metrics')).text();
+      const sample = { value: metricSum(text, 'hearth_device_messages_total') ?? 0, at: Date.now() };
+      const rate = ratePerSecond(last.current, sample);
+      last.current = sample;
+      return { rate, connected: metricSum(text, 'hearth_devices_connected') };
+    },
+  });
+  const notifications = useQuery({ queryKey: ['notifications'], queryFn: () => unwrap(api.GET('/api/v1/notifications', { params: { query: { limit: 10, offset: 0 } } })) });
+  const [recent, setRecent] = useState<StreamEvent[]>([]);
+  useStream({ types: ['presence', 'event', 'command', 'automation', 'notification'] }, (e) => {
+    if (e.type === 'hello' || e.type === 'reset' || e.type === 'end') return;
+    if (e.type === 'notification') void notifications.refetch();
+    setRecent((r) => [e, ...r].slice(0, 20));
+  });
+  const total = counts.data?.reduce((s, r) => s + r.total, 0);
+
+  return (
+    <>
+      <Typography.Title level={3}>{t('overview.title')}</Typography.Title>
+      <Row gutter={[16, 16]}>
+        <Col xs={24} md={6}>
+          <Card>
+            <Statistic title={t('overview.devices')} value={total !== undefined ? formatNumber(total) : '—'} loading={counts.isLoading} />
+          </Card>
+        </Col>
+        <Col xs={24} md={6}>
+          <Card>
+            <Statistic title={t('overview.products')} value={products.data?.items.length ?? '—'} loading={products.isLoading} />
+          </Card>
+        </Col>
+        <Col xs={24} md={6}>
+          <Card>
+            <Statistic title={t('overview.mqttConnections')} value={formatNumber(metrics.data?.connected)} loading={metrics.isLoading} />
+          </Card>
+        </Col>
+        <Col xs={24} md={6}>
+          <Card>
+            <Statistic title={t('overview.messagesPerSecond')} value={formatNumber(metrics.data?.rate, 1)} loading={metrics.isLoading} />
+          </Card>
+        </Col>
+        <Col xs={24} lg={12}>
+          <Card title={t('overview.perProduct')}>
+            <PageState loading={products.isLoading || counts.isLoading} error={products.error ?? counts.error} empty={counts.data?.length === 0} onRetry={() => void counts.refetch()}>
+              <Table
+                size="small"
+                rowKey="key"
+                pagination={false}
+                dataSource={counts.data}
+                columns={[
+                  { title: t('overview.product'), dataIndex: 'name', render: (name: string, r) => <Link to={`/devices?product=${r.key}`}>{name}</Link> },
+                  { title: t('overview.count'), dataIndex: 'total', align: 'right', render: (n: number) => formatNumber(n) },
+                ]}
+              />
+            </PageState>
+          </Card>
+        </Col>
+        <Col xs={24} lg={12}>
+          <Card title={t('overview.notifications')}>
+            <PageState loading={notifications.isLoading} error={notifications.error} empty={notifications.data?.items.length === 0} emptyText={t('overview.noNotifications')}>
+              <List
+                size="small"
+                dataSource={notifications.data?.items}
+                renderItem={(n) => (
+                  <List.Item>
+                    <Tag color={n.severity === 'alarm' ? 'red' : n.severity === 'warning' ? 'orange' : 'blue'}>{n.severity}</Tag>
+                    <Typography.Text strong>{n.title}</Typography.Text>
+                    <Typography.Text type="secondary" style={{ marginInlineStart: 8 }} ellipsis>
+                      {n.body}
+                    </Typography.Text>
+                    <Typography.Text type="secondary" style={{ marginInlineStart: 'auto' }}>
+                      {formatRelative(n.createdAt)}
+                    </Typography.Text>
+                  </List.Item>
+                )}
+              />
+            </PageState>
+          </Card>
+        </Col>
+        <Col xs={24} lg={12}>
+          <Card title={t('overview.recent')}>
+            <List
+              size="small"
+              locale={{ emptyText: t('overview.noActivity') }}
+              dataSource={recent}
+              renderItem={(e) => (
+                <List.Item>
+                  <Tag>{e.type}</Tag>
+                  {e.deviceId ? <Link to={`/devices/${e.deviceId}`}>{e.deviceId}</Link> : null}
+                  <Typography.Text type="secondary" style={{ marginInlineStart: 8 }}>
+                    {summary(e)}
+                  </Typography.Text>
+                  <Typography.Text type="secondary" style={{ marginInlineStart: 'auto' }}>
+                    {formatRelative(e.at)}
+                  </Typography.Text>
+                </List.Item>
+              )}
+            />
+          </Card>
+        </Col>
+      </Row>
+    </>
+  );
+}
+
+function summary(e: StreamEvent): string {
+  const d = e.data;
+  if (e.type === 'presence') return `${d.online ? '●' : '○'} ${String(d.reason ?? '')}`;
+  if (e.type === 'event') return String(d.event ?? '');
+  if (e.type === 'command') return `${String(d.action ?? '')} ${String(d.status ?? '')}`;
+  return '';
+}
