@@ -66,6 +66,10 @@ import { webhookCaller } from './automation/webhook-caller.ts';
 import { DataDirLock } from './core/data-dir-lock.ts';
 import { portProblem, reservePorts, type ListenerSpec, type PortReservation } from './core/port-reservation.ts';
 import { Lifecycles, type Lifecycle } from './core/lifecycle.ts';
+import { FirmwareService } from './ota/firmware-service.ts';
+import { FileFirmwareStorage, StoreFirmwareStorage } from './ota/firmware-storage.ts';
+import { CampaignService } from './ota/campaign-service.ts';
+import { otaRoutes } from './ota/ota-routes.ts';
 import { initialPasswordPath, readInitialPassword, removeInitialPassword, writeInitialPassword } from './auth/initial-password.ts';
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -94,6 +98,8 @@ export interface Services {
   notify: NotificationService;
   automations: AutomationService;
   automationEngine: AutomationEngine;
+  firmware: FirmwareService;
+  campaigns: CampaignService;
 }
 
 export type Role = 'gateway' | 'api' | 'worker';
@@ -234,7 +240,8 @@ export class Hearth {
     // Every node may enqueue deliveries (the ingest, replays); workers run the delivery consumers.
     const deliveries = this.has('worker') ? delivery : { enqueue: (d: Parameters<DeliveryService['enqueue']>[0]) => delivery.enqueue(d), reconcile: async () => {} };
     const gateway = new GatewayConfigService({ db, bus, log: log.child({ component: 'gateway' }), pipeline, devices, products, deliveries, file: config.gatewayConfig });
-    const ingest = new IngestService({ bus, log, devices, products, presence, shadow, history, commands, flushMs: config.historyFlushMs, ackWaitMs: config.ackWaitMs, observer: metrics, gateway: pipeline, deliveries });
+    const ingest = new IngestService({ bus, log, devices, products, presence, shadow, history, commands, flushMs: config.historyFlushMs, ackWaitMs: config.ackWaitMs, observer: metrics, gateway: pipeline, deliveries,
+      ota: { handleProgress: (id, payload, at) => campaigns.handleProgress(id, payload, at), resend: (id) => campaigns.resend(id) } });
     // Released in reverse: the ingest settles its messages before the shadows are let go.
     shards.on(shadow);
     shards.on(ingest);
@@ -307,7 +314,24 @@ export class Hearth {
       timers,
     });
     shards.on(automationEngine);
-    this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, stream, delivery, deadLetters, partners, gateway, scenes, timers, notify, automations, automationEngine };
+    // Firmware updates: images in the data directory (embedded) or in the store (PostgreSQL: every node serves every package).
+    const firmware = new FirmwareService({
+      db, log: log.child({ component: 'ota' }), products,
+      storage: config.databaseUrl === undefined ? new FileFirmwareStorage(config.dataDir) : new StoreFirmwareStorage(db),
+      tokenSecret: () => settings.getOrCreate('otaDownloadKey', () => randomBytes(32).toString('base64url')),
+      baseUrl: () => config.otaDownloadUrl ?? config.publicUrl ?? `http://${['0.0.0.0', '::'].includes(config.httpHost) ? 'localhost' : config.httpHost}:${this.httpPort}`,
+      maxBytes: config.otaMaxFirmwareBytes, downloadTtlSeconds: config.otaDownloadTtlSeconds, maxConcurrentDownloads: config.otaMaxConcurrentDownloads,
+    });
+    const campaigns = new CampaignService({
+      db, bus, log: log.child({ component: 'ota' }), clock: this.clock, timers, shards, devices, presence, access, firmware, audit, stream,
+      home: async (homeId) => {
+        const h = await homes.info(homeId);
+        return h && { timezone: h.timezone, ownerId: h.ownerId };
+      },
+      notify: (req) => notify.send(req),
+      observer: metrics, tickMs: config.otaTickMs,
+    });
+    this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, stream, delivery, deadLetters, partners, gateway, scenes, timers, notify, automations, automationEngine, firmware, campaigns };
     this.mqtt = new MqttGateway({
       bus, devices, presence, log: log.child({ component: 'mqtt' }), observer: metrics,
       config: {
@@ -366,10 +390,12 @@ export class Hearth {
         name: 'automation-engine', after: ['automation-store', 'timers', 'stream', 'notify', 'commands', 'shadow'],
         start: () => (worker ? s.automationEngine.start() : undefined), stop: () => s.automationEngine.stop(),
       },
+      // Firmware campaigns advance on timers and follow presence: on workers, like the automations.
+      { name: 'ota', after: ['timers', 'stream', 'notify', 'audit'], start: () => (worker ? s.campaigns.start() : undefined), stop: () => s.campaigns.stop() },
       {
         // Taking shards calls the listeners above (shadow, ingest, timers, engine); giving them back
         // waits until everything the bus delivered so far was handled.
-        name: 'shards', after: ['shadow', 'ingest', 'timers', 'automation-engine'],
+        name: 'shards', after: ['shadow', 'ingest', 'timers', 'automation-engine', 'ota'],
         start: async () => { await this.shards.start(); await this.shards.settle(); },
         stop: async () => { await this.bus.flush(); await this.shards.stop(); },
       },
@@ -516,6 +542,7 @@ export class Hearth {
     app.register(sceneRoutes, { scenes: s.scenes });
     app.register(notifyRoutes, { notify: s.notify });
     app.register(automationRoutes, { automations: s.automations, engine: s.automationEngine });
+    app.register(otaRoutes, { firmware: s.firmware, campaigns: s.campaigns, audit, access });
     app.register(pageRoutes, { version: VERSION });
   }
 

@@ -42,6 +42,14 @@ export const FAILED = -1;
 
 type Problem = { code: string; message: string };
 
+/** What the ingest asks of the OTA capability (src/ota/campaign-service.ts implements it). */
+export interface OtaDevices {
+  /** Progress on `devices/{id}/ota/progress`; the problem the device hears, if any. */
+  handleProgress(deviceId: string, payload: unknown, receivedAt: number): Promise<Problem | undefined>;
+  /** The device (or hub) subscribed to its OTA topic: send what waits for it. */
+  resend(deviceId: string): Promise<void>;
+}
+
 /**
  * The device core's handling of uplink messages: validates each against its product's
  * thing model and hands it to the capability that owns it. A rejected message changes
@@ -74,6 +82,8 @@ export class IngestService implements ShardListener {
     gateway?: GatewayPipeline;
     /** Where the gateway's delivery jobs are stored (needed when routes have external targets). */
     deliveries?: DeliveryQueue;
+    /** Firmware updates (src/ota/): device progress, and jobs waiting for a device that starts listening. */
+    ota?: OtaDevices;
   }) {
     this.acker = new PeriodicFlush(() => this.settle(), deps.flushMs, (err) => deps.log.error({ err }, 'ingest writes failed; messages stay unacknowledged and come again'));
   }
@@ -177,7 +187,10 @@ export class IngestService implements ShardListener {
     if (!device) return { code: 'E_DEVICE_NOT_FOUND', message: `device "${msg.deviceId}" does not exist` };
     // Not a device message: the gateway saw the device subscribe to its desired state.
     if (msg.kind === 'subscribed') {
-      await this.deps.shadow.resend(msg.deviceId);
+      // Payload null (or without `desired: false`): the filter reaches the desired topic; `ota`: the OTA topic.
+      const reach = isObject(msg.payload) ? msg.payload : {};
+      if (reach.desired !== false) await this.deps.shadow.resend(msg.deviceId);
+      if (reach.ota === true) await this.deps.ota?.resend(msg.deviceId);
       return undefined;
     }
     if (msg.kind !== 'command') presence.seen(msg.via, msg.receivedAt);
@@ -244,6 +257,10 @@ export class IngestService implements ShardListener {
       }
       case 'result': {
         return this.deps.commands.handleResult(msg.deviceId, msg.payload, msg.receivedAt);
+      }
+      case 'ota': {
+        if (!this.deps.ota) return { code: 'E_BAD_MESSAGE', message: 'firmware updates are not available on this server' };
+        return this.deps.ota.handleProgress(msg.deviceId, msg.payload, msg.receivedAt);
       }
       case 'join': {
         if (msg.via !== msg.deviceId) return { code: 'E_BAD_MESSAGE', message: 'only a hub joins sub-devices, on its own topic' };

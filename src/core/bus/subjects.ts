@@ -4,10 +4,10 @@
  */
 
 /** Device → cloud message kinds, as they travel on `uplink.{shard}.{id}.{kind}`; `command` is a command sent through the API, routed like the rest. */
-export type UplinkKind = 'properties' | 'events' | 'result' | 'join' | 'presence' | 'subscribed' | 'command';
+export type UplinkKind = 'properties' | 'events' | 'result' | 'join' | 'presence' | 'subscribed' | 'command' | 'ota';
 
 /** Cloud → device message kinds; the MQTT topic is `devices/{id}/{kind}`. */
-export type DownlinkKind = 'commands' | 'desired' | 'errors' | 'children/joined';
+export type DownlinkKind = 'commands' | 'desired' | 'errors' | 'children/joined' | 'ota';
 
 export interface UplinkMessage {
   /** Unique per message (the gateway node's prefix and a counter); redeliveries keep it, so handling can be idempotent. */

@@ -15,6 +15,7 @@ export const METRIC_TYPES = {
   hearth_ingest_lag_seconds: 'histogram',
   hearth_command_duration_seconds: 'histogram',
   hearth_command_result_warnings_total: 'counter',
+  hearth_ota_jobs_total: 'counter',
   hearth_presence_changes_total: 'counter',
   hearth_connections_refused_total: 'counter',
   hearth_bus_publish_duration_seconds: 'histogram',

@@ -13,7 +13,7 @@ import type { DeviceService } from '../../devices/device-service.ts';
 import type { PresenceReason, PresenceService } from '../../devices/presence-service.ts';
 import { jsonDepthExceeds, MAX_JSON_DEPTH } from '../../core/json-limits.ts';
 import { PacketGuard, PacketRefusedError, type PacketLimits, type Refusal, type TruncatedPublish } from './packet-guard.ts';
-import { downlinkTopic, filterCoversDesired, isAllowedSubscriptionSuffix, parseDeviceTopic, uplinkKind } from './topic-codec.ts';
+import { downlinkTopic, filterCoversDesired, filterCoversOta, isAllowedSubscriptionSuffix, parseDeviceTopic, uplinkKind } from './topic-codec.ts';
 
 export interface MqttGatewayConfig {
   port: number;
@@ -203,8 +203,11 @@ export class MqttGateway {
       if (!client) return;
       for (const s of subs) {
         const parsed = parseDeviceTopic(s.topic);
-        if (parsed && filterCoversDesired(parsed.suffix)) {
-          this.publishUp({ id: this.ids.next(), deviceId: parsed.deviceId, via: client.id, kind: 'subscribed', topic: s.topic, payload: null, receivedAt: Date.now() })
+        // The payload says which topics the filter reaches (null, as before OTA: the desired topic only).
+        const ota = parsed && filterCoversOta(parsed.suffix);
+        if (parsed && (filterCoversDesired(parsed.suffix) || ota)) {
+          const payload = ota ? { desired: filterCoversDesired(parsed.suffix), ota: true } : null;
+          this.publishUp({ id: this.ids.next(), deviceId: parsed.deviceId, via: client.id, kind: 'subscribed', topic: s.topic, payload, receivedAt: Date.now() })
             .catch((err) => log.warn({ err, deviceId: parsed.deviceId }, 'subscription notice could not be stored'));
         }
       }

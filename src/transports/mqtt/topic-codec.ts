@@ -7,10 +7,11 @@ const UP: Record<string, UplinkKind> = {
   'commands/result': 'result',
   'children/join': 'join',
   presence: 'presence',
+  'ota/progress': 'ota',
 };
 
 /** What devices may subscribe to (cloud → device). */
-const DOWN = new Set<DownlinkKind>(['commands', 'desired', 'errors', 'children/joined']);
+const DOWN = new Set<DownlinkKind>(['commands', 'desired', 'errors', 'children/joined', 'ota']);
 
 const ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
 
@@ -51,4 +52,9 @@ export function isAllowedSubscriptionSuffix(suffix: string): boolean {
 /** True when a granted filter (within one device's prefix) receives the device's desired topic. */
 export function filterCoversDesired(suffix: string): boolean {
   return suffix === 'desired' || suffix === '#' || suffix === '+';
+}
+
+/** True when a granted filter (within one device's prefix) receives the device's OTA jobs (`ota`). */
+export function filterCoversOta(suffix: string): boolean {
+  return suffix === 'ota' || suffix === '#' || suffix === '+';
 }

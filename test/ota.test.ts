@@ -1,0 +1,168 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, createPublicKey, randomBytes, verify } from 'node:crypto';
+import { startPlatform, eventually, type Platform } from './helpers/platform.ts';
+import { startOtaDevice, type OtaDevice } from '../src/simulator/ota-device.ts';
+import { waveOf } from '../src/ota/ota-plan.ts';
+
+let p: Platform;
+const sims: OtaDevice[] = [];
+before(async () => {
+  p = await startPlatform({ env: { HEARTH_OTA_TICK_MS: '100' } });
+});
+after(async () => {
+  await Promise.all(sims.map((s) => s.stop()));
+  await p.stop();
+});
+
+/** Uploads an image as the raw body; the answer parsed. */
+async function upload(product: string, query: string, image: Buffer, token: string | null = p.token): Promise<{ status: number; body: any }> {
+  const res = await fetch(`${p.httpUrl}/api/v1/products/${product}/firmware?${query}`, {
+    method: 'POST', body: image, headers: { 'content-type': 'application/octet-stream', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+  });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : undefined };
+}
+
+/** A product of its own per test, so that inventories and campaigns do not mix. */
+async function product(key: string): Promise<string> {
+  const r = await p.api('POST', '/api/v1/products', { key, name: key, category: 'light', model: { properties: [{ id: 'on', type: 'boolean', access: 'rw' }], events: [], actions: [] } });
+  assert.equal(r.status, 201, JSON.stringify(r.body));
+  return key;
+}
+
+/** Provisions `n` devices of a product and runs a simulated OTA device for each, at `version`. */
+async function fleet(productKey: string, n: number, version: string, opts: { failureRate?: number } = {}): Promise<OtaDevice[]> {
+  const out: OtaDevice[] = [];
+  for (let i = 0; i < n; i++) {
+    const d = await p.provision(productKey, `${productKey}-${i}`);
+    const sim = startOtaDevice({ mqttUrl: p.mqttUrl, id: d.id, secret: d.secret, product: productKey, version, failureRate: opts.failureRate });
+    sims.push(sim);
+    out.push(sim);
+  }
+  await Promise.all(out.map((s) => s.ready));
+  await eventually(async () => {
+    const inv = (await p.api('GET', `/api/v1/products/${productKey}/firmware-versions`)).body;
+    return inv.versions.find((v: any) => v.version === version)?.devices === n;
+  }, 5000, `${n} devices reporting ${version}`);
+  return out;
+}
+
+async function campaign(id: string): Promise<any> {
+  return (await p.api('GET', `/api/v1/ota/campaigns/${id}`)).body;
+}
+
+test('a package is uploaded streamed, signed with the product key, and downloaded with Range and ETag', async () => {
+  const key = await product('ota-dl');
+  const image = randomBytes(300_000);
+  const sha = createHash('sha256').update(image).digest('hex');
+  const up = await upload(key, 'version=1.2.0&notes=Faster%20pairing&minVersion=1.0.0', image);
+  assert.equal(up.status, 201, JSON.stringify(up.body));
+  assert.equal(up.body.size, image.length);
+  assert.equal(up.body.sha256, sha);
+  assert.equal(up.body.version, '1.2.0');
+  assert.equal(up.body.minVersion, '1.0.0');
+  assert.match(up.body.id, /^fw_/);
+
+  // The signature verifies with the public key anyone may read, over the digest's 32 bytes.
+  const pub = await p.api('GET', `/api/v1/products/${key}/firmware-key`, undefined, null);
+  assert.equal(pub.status, 200);
+  assert.equal(pub.body.algorithm, 'Ed25519');
+  assert.ok(verify(null, Buffer.from(sha, 'hex'), createPublicKey(pub.body.publicKey), Buffer.from(up.body.signature, 'base64')));
+  assert.equal(Buffer.from(pub.body.publicKeyRaw, 'base64').length, 32);
+
+  assert.equal((await p.api('GET', `/api/v1/firmware/${up.body.id}`)).body.sha256, sha);
+  const list = await p.api('GET', `/api/v1/products/${key}/firmware`);
+  assert.deepEqual(list.body.items.map((f: any) => f.version), ['1.2.0']);
+
+  // A download URL as a job carries it: the token is the only credential.
+  const url: string = await p.hearth.services.firmware.downloadUrl(up.body.id, 'd_anydevice00000');
+  const whole = await fetch(url);
+  assert.equal(whole.status, 200);
+  assert.equal(whole.headers.get('etag'), `"${sha}"`);
+  assert.equal(whole.headers.get('accept-ranges'), 'bytes');
+  assert.ok(Buffer.from(await whole.arrayBuffer()).equals(image));
+  // Resume after a dropped link: the rest from byte 100000.
+  const rest = await fetch(url, { headers: { range: 'bytes=100000-', 'if-range': `"${sha}"` } });
+  assert.equal(rest.status, 206);
+  assert.equal(rest.headers.get('content-range'), `bytes 100000-${image.length - 1}/${image.length}`);
+  assert.ok(Buffer.from(await rest.arrayBuffer()).equals(image.subarray(100000)));
+  const mid = await fetch(url, { headers: { range: 'bytes=10-19' } });
+  assert.equal(mid.status, 206);
+  assert.ok(Buffer.from(await mid.arrayBuffer()).equals(image.subarray(10, 20)));
+  const same = await fetch(url, { headers: { 'if-none-match': `"${sha}"` } });
+  assert.equal(same.status, 304);
+  const outside = await fetch(url, { headers: { range: `bytes=${image.length}-` } });
+  assert.equal(outside.status, 416);
+  await outside.arrayBuffer();
+
+  // Without a valid token nothing is served.
+  const bad = await fetch(url.replace(/token=[^&]+/, 'token=abc.def'));
+  assert.equal(bad.status, 401);
+  assert.equal(((await bad.json()) as { code: string }).code, 'E_UNAUTHENTICATED');
+  const other = await fetch(url.replace(`/firmware/${up.body.id}/`, '/firmware/fw_other000000000/'));
+  assert.equal(other.status, 401);
+  await other.arrayBuffer();
+});
+
+test('bad uploads are refused and store nothing', async () => {
+  const key = await product('ota-bad');
+  const image = randomBytes(1000);
+  const badVersion = await upload(key, 'version=1.2', image);
+  assert.equal(badVersion.status, 400);
+  assert.equal(badVersion.body.code, 'E_VALIDATION');
+  assert.match(badVersion.body.detail, /semantic version/);
+  const unknown = await upload('no-such-product', 'version=1.0.0', image);
+  assert.equal(unknown.status, 404);
+  assert.equal(unknown.body.code, 'E_PRODUCT_NOT_FOUND');
+  // An image changed on the way (the maker's digest does not match) is refused.
+  const tampered = await upload(key, `version=1.0.0&sha256=${createHash('sha256').update(Buffer.from('other')).digest('hex')}`, image);
+  assert.equal(tampered.status, 400);
+  assert.match(tampered.body.detail, /SHA-256/);
+  const empty = await upload(key, 'version=1.0.0', Buffer.alloc(0));
+  assert.equal(empty.status, 400);
+  const anonymous = await upload(key, 'version=1.0.0', image, null);
+  assert.equal(anonymous.status, 401);
+  assert.deepEqual((await p.api('GET', `/api/v1/products/${key}/firmware`)).body.items, []);
+  const ok = await upload(key, 'version=1.0.0', image);
+  assert.equal(ok.status, 201);
+  const again = await upload(key, 'version=1.0.0', image);
+  assert.equal(again.status, 409);
+  assert.equal(again.body.code, 'E_CONFLICT');
+  assert.equal((await p.api('GET', '/api/v1/firmware/fw_missing0000000')).status, 404);
+});
+
+test('a 3-wave campaign updates 20 devices wave after wave, through MQTT and HTTP', async () => {
+  const key = await product('ota-waves');
+  const devices = await fleet(key, 20, '1.0.0');
+  const image = randomBytes(64 * 1024);
+  const fw = (await upload(key, 'version=1.1.0', image)).body;
+  const waves = [{ percent: 10 }, { percent: 50 }, { percent: 100 }];
+  const created = await p.api('POST', '/api/v1/ota/campaigns', { name: 'waves', product: key, firmware: fw.id, waves, abort: { maxFailureRate: 0.5 } });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  assert.equal(created.body.state, 'running');
+  assert.equal(created.body.counts.pending + created.body.counts.inProgress, 20);
+  const done = await eventually(async () => {
+    const c = await campaign(created.body.id);
+    return c.state === 'completed' ? c : undefined;
+  }, 20_000, 'the campaign to complete');
+  assert.deepEqual(done.counts, { pending: 0, inProgress: 0, succeeded: 20, failed: 0, cancelled: 0 });
+  assert.equal(done.wave, 2);
+  for (const d of devices) assert.equal(d.version, '1.1.0');
+  const jobs = (await p.api('GET', `/api/v1/ota/campaigns/${created.body.id}/devices?limit=100`)).body;
+  assert.equal(jobs.total, 20);
+  // Each device is in the wave its stable hash gives, and no wave started before the previous one ended.
+  for (const j of jobs.items) assert.equal(j.wave, waveOf(waves, key, j.device));
+  for (let w = 1; w < 3; w++) {
+    const prevEnd = Math.max(...jobs.items.filter((j: any) => j.wave === w - 1).map((j: any) => Date.parse(j.finishedAt)), 0);
+    const firstSent = Math.min(...jobs.items.filter((j: any) => j.wave === w).map((j: any) => Date.parse(j.sentAt)));
+    if (Number.isFinite(firstSent)) assert.ok(firstSent >= prevEnd, `wave ${w} started after wave ${w - 1} ended`);
+  }
+  const inv = (await p.api('GET', `/api/v1/products/${key}/firmware-versions`)).body;
+  assert.deepEqual(inv.versions, [{ version: '1.1.0', devices: 20 }]);
+  const view = (await p.api('GET', `/api/v1/devices/${devices[0].id}/firmware`)).body;
+  assert.equal(view.version, '1.1.0');
+  assert.equal(view.lastJob.state, 'succeeded');
+  // A package a live campaign no longer uses may go.
+  assert.equal((await p.api('DELETE', `/api/v1/firmware/${fw.id}`)).status, 204);
+});
