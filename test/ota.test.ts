@@ -1,7 +1,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, createPublicKey, randomBytes, verify } from 'node:crypto';
-import { startPlatform, eventually, type Platform } from './helpers/platform.ts';
+import { startPlatform, eventually, inbox, type Platform } from './helpers/platform.ts';
 import { startOtaDevice, type OtaDevice } from '../src/simulator/ota-device.ts';
 import { waveOf } from '../src/ota/ota-plan.ts';
 
@@ -165,4 +165,153 @@ test('a 3-wave campaign updates 20 devices wave after wave, through MQTT and HTT
   assert.equal(view.lastJob.state, 'succeeded');
   // A package a live campaign no longer uses may go.
   assert.equal((await p.api('DELETE', `/api/v1/firmware/${fw.id}`)).status, 204);
+});
+
+test('failures trip the abort gate: the campaign stops itself and no job goes past the tripping wave', async () => {
+  const key = await product('ota-abort');
+  const devices = await fleet(key, 20, '1.0.0', { failureRate: 1 });
+  const fw = (await upload(key, 'version=2.0.0', randomBytes(4096))).body;
+  const waves = [{ percent: 30 }, { percent: 100 }];
+  const firstWave = devices.filter((d) => waveOf(waves, key, d.id) === 0);
+  assert.ok(firstWave.length > 0, 'the first wave has devices');
+  const created = await p.api('POST', '/api/v1/ota/campaigns', { name: 'bad build', product: key, firmware: fw.id, waves, abort: { maxFailureRate: 0.2, minDevices: 1 } });
+  assert.equal(created.status, 201);
+  const aborted = await eventually(async () => {
+    const c = await campaign(created.body.id);
+    return c.state === 'aborted' ? c : undefined;
+  }, 15_000, 'the campaign to abort');
+  assert.match(aborted.reason, /failure rate/);
+  assert.equal(aborted.wave, 0);
+  // Let the ticks that would have come pass: nothing more is sent.
+  await new Promise((r) => setTimeout(r, 500));
+  const jobs = (await p.api('GET', `/api/v1/ota/campaigns/${created.body.id}/devices?limit=100`)).body.items;
+  for (const j of jobs.filter((x: any) => x.wave === 1)) {
+    assert.equal(j.state, 'cancelled');
+    assert.equal(j.sentAt, null);
+  }
+  for (const d of devices) {
+    if (waveOf(waves, key, d.id) === 1) assert.deepEqual(d.jobs, [], `${d.id} of the second wave got no job`);
+    assert.equal(d.version, '1.0.0');
+  }
+  const audit = (await p.api('GET', '/api/v1/audit?action=ota.campaign.abort')).body;
+  assert.ok(audit.items.some((e: any) => e.targetId === created.body.id));
+  // Nothing to resume: an aborted campaign is over; a rollback is a new campaign.
+  assert.equal((await p.api('POST', `/api/v1/ota/campaigns/${created.body.id}/resume`)).status, 409);
+  const metrics = await (await fetch(`${p.httpUrl}/metrics`)).text();
+  assert.match(metrics, /^hearth_ota_jobs_total\{state="failed"\} [1-9]/m);
+});
+
+test('a device offline during its wave gets its job when it comes back', async () => {
+  const key = await product('ota-offline');
+  const devices = await fleet(key, 3, '1.0.0');
+  await devices[2].powerOff();
+  await eventually(async () => !(await p.device(devices[2].id)).online, 3000, 'the device offline');
+  const fw = (await upload(key, 'version=1.0.1', randomBytes(2048))).body;
+  const created = await p.api('POST', '/api/v1/ota/campaigns', { name: 'offline', product: key, firmware: fw.id });
+  await eventually(async () => (await campaign(created.body.id)).counts.succeeded === 2, 10_000, 'the online devices updated');
+  const waiting = await campaign(created.body.id);
+  assert.equal(waiting.state, 'running');
+  assert.equal(waiting.counts.pending, 1);
+  assert.deepEqual(devices[2].jobs, []);
+  await devices[2].powerOn();
+  const done = await eventually(async () => {
+    const c = await campaign(created.body.id);
+    return c.state === 'completed' ? c : undefined;
+  }, 10_000, 'the campaign to complete');
+  assert.equal(done.counts.succeeded, 3);
+  assert.equal(devices[2].version, '1.0.1');
+});
+
+test('a hub downloads once and updates its two sub-devices, reporting per child', async () => {
+  const { startSimulator } = await import('../src/simulator/simulator.ts');
+  const hub = await p.provision('hub');
+  const sim = startSimulator({ mqttUrl: p.mqttUrl, hubId: hub.id, hubSecret: hub.secret, intervalMs: 60_000, children: [{ product: 'light', hwid: 'ota:00:01' }, { product: 'light', hwid: 'ota:00:02' }] });
+  try {
+    await sim.ready;
+    const children = [...sim.children.values()].map((c) => c.id);
+    await eventually(async () => (await p.api('GET', '/api/v1/products/light/firmware-versions')).body.versions.some((v: any) => v.version === '1.0.0' && v.devices === 2), 5000, 'children reporting 1.0.0');
+    const image = randomBytes(100_000);
+    const fw = (await upload('light', 'version=1.5.0', image)).body;
+    let downloads = 0;
+    const counting = p.hearth.services.firmware.open.bind(p.hearth.services.firmware);
+    p.hearth.services.firmware.open = (id, start, end) => {
+      downloads++;
+      return counting(id, start, end);
+    };
+    const created = await p.api('POST', '/api/v1/ota/campaigns', { name: 'hub children', product: 'light', firmware: fw.id, target: { devices: children } });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const done = await eventually(async () => {
+      const c = await campaign(created.body.id);
+      return c.state === 'completed' ? c : undefined;
+    }, 10_000, 'the campaign to complete');
+    assert.equal(done.counts.succeeded, 2);
+    const jobs = (await p.api('GET', `/api/v1/ota/campaigns/${created.body.id}/devices`)).body.items;
+    for (const j of jobs) assert.equal(j.hub, hub.id);
+    assert.equal(downloads, 1, 'one download for both children');
+    for (const id of children) assert.equal((await p.api('GET', `/api/v1/devices/${id}/firmware`)).body.version, '1.5.0');
+  } finally {
+    await sim.stop();
+  }
+});
+
+test('bad progress changes nothing: unknown or foreign jobs, bad shapes, a contradicting version', async () => {
+  const key = await product('ota-progress');
+  const devices = await fleet(key, 2, '1.0.0');
+  // A device that listens but does not act: the test speaks for it.
+  const quiet = await p.provision(key, 'quiet');
+  const c = await p.connect(quiet.id, quiet.secret);
+  const box = inbox(c);
+  await c.subscribeAsync([`devices/${quiet.id}/ota`, `devices/${quiet.id}/errors`], { qos: 1 });
+  await c.publishAsync(`devices/${quiet.id}/properties`, JSON.stringify({ firmware: '1.0.0' }), { qos: 1 });
+  await devices[0].powerOff();
+  await devices[1].powerOff();
+  const fw = (await upload(key, 'version=1.1.0', randomBytes(2048))).body;
+  const created = await p.api('POST', '/api/v1/ota/campaigns', { name: 'progress', product: key, firmware: fw.id });
+  const job = (await box.next((m) => m.topic === `devices/${quiet.id}/ota`, 5000)).payload;
+  assert.equal(job.version, '1.1.0');
+  assert.equal(job.sha256, fw.sha256);
+  assert.match(job.url, /\/api\/v1\/firmware\/fw_[^/]+\/download\?token=/);
+  const jobs = (await p.api('GET', `/api/v1/ota/campaigns/${created.body.id}/devices`)).body.items;
+  const foreign = jobs.find((j: any) => j.device === devices[0].id);
+  const send = (payload: unknown) => c.publishAsync(`devices/${quiet.id}/ota/progress`, JSON.stringify(payload), { qos: 1 });
+  const error = async () => (await box.next((m) => m.topic === `devices/${quiet.id}/errors`, 3000)).payload;
+
+  await send({ job: foreign.id, state: 'failed', error: 'not mine' });
+  const e1 = await error();
+  assert.equal(e1.code, 'E_UNKNOWN_OTA_JOB');
+  assert.equal(e1.ref, foreign.id);
+  await send({ job: 'j_nosuchjob00000', state: 'downloading' });
+  assert.equal((await error()).code, 'E_UNKNOWN_OTA_JOB');
+  await send({ job: job.job, state: 'exploding' });
+  assert.equal((await error()).code, 'E_BAD_MESSAGE');
+  await send({ job: job.job, state: 'downloading', progress: 250 });
+  assert.equal((await error()).code, 'E_BAD_MESSAGE');
+  await send({ job: job.job, state: 'succeeded' });
+  assert.match((await error()).message, /version/);
+  await send([1, 2]);
+  assert.equal((await error()).code, 'E_BAD_MESSAGE');
+  const after = (await p.api('GET', `/api/v1/ota/campaigns/${created.body.id}/devices`)).body.items;
+  assert.equal(after.find((j: any) => j.id === foreign.id).state, 'queued', 'the other device\'s job is unchanged');
+  assert.equal(after.find((j: any) => j.id === job.job).state, 'sent');
+
+  await send({ job: job.job, state: 'downloading', progress: 50 });
+  await eventually(async () => (await p.api('GET', `/api/v1/ota/campaigns/${created.body.id}/devices?state=downloading`)).body.total === 1, 3000, 'downloading');
+  // Success that the reported version contradicts is a failure.
+  await send({ job: job.job, state: 'succeeded', version: '1.0.9' });
+  assert.match((await error()).message, /1\.0\.9/);
+  const failed = await eventually(async () => (await p.api('GET', `/api/v1/ota/campaigns/${created.body.id}/devices?state=failed`)).body.items[0], 3000, 'the job failed');
+  assert.equal(failed.id, job.job);
+
+  // A package a live campaign uses cannot be deleted; pause, resume and cancel move the campaign.
+  assert.equal((await p.api('DELETE', `/api/v1/firmware/${fw.id}`)).status, 409);
+  assert.equal((await p.api('POST', `/api/v1/ota/campaigns/${created.body.id}/pause`)).body.state, 'paused');
+  assert.equal((await p.api('POST', `/api/v1/ota/campaigns/${created.body.id}/pause`)).status, 409);
+  assert.equal((await p.api('POST', `/api/v1/ota/campaigns/${created.body.id}/resume`)).body.state, 'running');
+  const cancelled = (await p.api('POST', `/api/v1/ota/campaigns/${created.body.id}/cancel`)).body;
+  assert.equal(cancelled.state, 'cancelled');
+  assert.equal(cancelled.counts.cancelled, 2);
+  assert.equal((await p.api('GET', '/api/v1/ota/campaigns/ota_nosuchcampaign')).status, 404);
+  const bad = await p.api('POST', '/api/v1/ota/campaigns', { name: 'x', product: key, firmware: fw.id, waves: [{ percent: 50 }] });
+  assert.equal(bad.status, 400);
+  assert.match(bad.body.detail, /100/);
 });

@@ -40,7 +40,8 @@ export type Handled = number;
 export const DONE = 0;
 export const FAILED = -1;
 
-type Problem = { code: string; message: string };
+/** `ref`: what the error refers to (an OTA job id), passed on to the device. */
+type Problem = { code: string; message: string; ref?: string };
 
 /** What the ingest asks of the OTA capability (src/ota/campaign-service.ts implements it). */
 export interface OtaDevices {
@@ -166,7 +167,7 @@ export class IngestService implements ShardListener {
     try {
       const outcome = await this.dispatch(msg);
       if (typeof outcome === 'number') return outcome;
-      if (outcome) this.reject(msg, outcome.code, outcome.message);
+      if (outcome) this.reject(msg, outcome.code, outcome.message, outcome.ref);
       return DONE;
     } catch (err) {
       if (isHearthError(err)) {
@@ -278,14 +279,14 @@ export class IngestService implements ShardListener {
     }
   }
 
-  private reject(msg: UplinkMessage, code: string, message: string): void {
+  private reject(msg: UplinkMessage, code: string, message: string, ref?: string): void {
     this.deps.observer?.messageRejected(code);
     // Partners and the API have acknowledged their senders already; only devices have an error topic.
     if (msg.source !== undefined && msg.source !== 'mqtt' && msg.source !== 'http') {
       this.deps.log.info({ deviceId: msg.deviceId, source: msg.source, code, reason: message }, 'message refused');
       return;
     }
-    const payload: DeviceErrorPayload = { code, message, topic: msg.topic };
+    const payload: DeviceErrorPayload = { code, message, topic: msg.topic, ...(ref !== undefined ? { ref } : {}) };
     // A hub hears about its sub-devices' rejected messages on the sub-device's error topic, which it may subscribe to.
     const down: DownlinkMessage = { deviceId: msg.deviceId, kind: 'errors', payload };
     this.deps.bus.publish(subjects.down(msg.deviceId), down);
