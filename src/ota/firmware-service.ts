@@ -79,7 +79,7 @@ export class FirmwareService {
   }) {}
 
   /** Stores a package: the version is checked, the image streamed to storage, hashed and signed. */
-  async upload(input: UploadInput, body: AsyncIterable<Buffer>, actor: string): Promise<Firmware> {
+  async upload(input: UploadInput, body: AsyncIterable<Buffer> | Iterable<Buffer>, actor: string): Promise<Firmware> {
     const { db, storage } = this.deps;
     await this.deps.products.require(input.product);
     if (!isSemVer(input.version)) throw new HearthError('E_VALIDATION', `version "${input.version}" is not a semantic version (e.g. 1.2.0)`, { field: 'querystring.version' });
