@@ -433,8 +433,10 @@ export class CampaignService {
     const { db } = this.deps;
     const sent = await db.updateTable('ota_jobs').set({ state: 'failed', error: 'timeout: the device did not finish in time', updated_at: now, finished_at: now })
       .where('campaign_id', '=', row.id).where('state', 'in', ACTIVE).where('sent_at', '<', limit).returning(['id', 'device_id']).execute();
+    // With a window, a device may wait up to a day for its window to open before its time runs.
+    const queuedLimit = row.window ? limit - 86_400_000 : limit;
     const queued = await db.updateTable('ota_jobs').set({ state: 'failed', error: 'timeout: the device was offline for its whole turn', updated_at: now, finished_at: now })
-      .where('campaign_id', '=', row.id).where('state', '=', 'queued').where('wave', '<=', Number(row.wave)).where('updated_at', '<', limit)
+      .where('campaign_id', '=', row.id).where('state', '=', 'queued').where('wave', '<=', Number(row.wave)).where('updated_at', '<', queuedLimit)
       .returning(['id', 'device_id']).execute();
     for (const j of [...sent, ...queued]) {
       this.deps.observer?.otaJob('failed');

@@ -22,6 +22,10 @@ export interface OtaDeviceOptions {
   rebootMs?: number;
   /** Subscribe to the OTA topic (default true; false: a device that never listens). */
   listen?: boolean;
+  /** Connect again when the connection is lost (a node of a cluster died), as real devices do (default false). */
+  reconnect?: boolean;
+  /** Where every connection after the first goes (e.g. a load balancer in front of a cluster); default mqttUrl. */
+  reconnectUrl?: string;
   log?: (msg: string) => void;
 }
 
@@ -60,8 +64,11 @@ export function startOtaDevice(opts: OtaDeviceOptions): OtaDevice {
     publish(`devices/${opts.id}/ota/progress`, { job, state, ...extra });
   };
 
+  /** The connection is ours to close (reboot, power off, stop): no reconnect. */
+  let closing = false;
   const open = (): Promise<void> => new Promise((resolve, reject) => {
-    const c = connect(opts.mqttUrl, { clientId: opts.id, username: opts.id, password: opts.secret, reconnectPeriod: 0, connectTimeout: 10_000, clean: true, protocolVersion: 4 });
+    closing = false;
+    const c = connect(client === undefined ? opts.mqttUrl : (opts.reconnectUrl ?? opts.mqttUrl), { clientId: opts.id, username: opts.id, password: opts.secret, reconnectPeriod: 0, connectTimeout: 10_000, clean: true, protocolVersion: 4 });
     client = c;
     c.once('connect', () => {
       (c.stream as { setNoDelay?: (v: boolean) => void } | undefined)?.setNoDelay?.(true);
@@ -77,6 +84,14 @@ export function startOtaDevice(opts: OtaDeviceOptions): OtaDevice {
       c.subscribeAsync(topics, { qos: 1 }).then(() => resolve(), reject);
     });
     c.once('error', reject);
+    c.once('close', () => {
+      if (!opts.reconnect || closing || stopped || client !== c) return;
+      const retry = (): void => {
+        if (stopped || closing) return;
+        open().catch(() => setTimeout(retry, 200));
+      };
+      setTimeout(retry, 200);
+    });
     c.on('message', (topic, buf) => {
       if (!topic.endsWith('/ota')) return;
       let job: unknown;
@@ -124,6 +139,7 @@ export function startOtaDevice(opts: OtaDeviceOptions): OtaDevice {
 
   const reboot = async (): Promise<void> => {
     const c = client;
+    closing = true;
     await c?.endAsync().catch(() => undefined);
     await new Promise((r) => setTimeout(r, opts.rebootMs ?? 50));
     if (!stopped) await open();
@@ -140,6 +156,7 @@ export function startOtaDevice(opts: OtaDeviceOptions): OtaDevice {
     jobs,
     ready,
     async powerOff() {
+      closing = true;
       const c = client;
       client = undefined;
       c?.stream?.destroy();
@@ -148,6 +165,7 @@ export function startOtaDevice(opts: OtaDeviceOptions): OtaDevice {
     powerOn: () => open(),
     async stop() {
       stopped = true;
+      closing = true;
       await client?.endAsync(true).catch(() => undefined);
     },
   };
