@@ -1,6 +1,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, createPublicKey, randomBytes, verify } from 'node:crypto';
+import { get } from 'node:http';
 import { startPlatform, eventually, inbox, type Platform } from './helpers/platform.ts';
 import { startOtaDevice, type OtaDevice } from '../src/simulator/ota-device.ts';
 import { waveOf } from '../src/ota/ota-plan.ts';
@@ -314,4 +315,89 @@ test('bad progress changes nothing: unknown or foreign jobs, bad shapes, a contr
   const bad = await p.api('POST', '/api/v1/ota/campaigns', { name: 'x', product: key, firmware: fw.id, waves: [{ percent: 50 }] });
   assert.equal(bad.status, 400);
   assert.match(bad.body.detail, /100/);
+});
+
+test('a campaign waits for its start time, and jobs wait for their window', async () => {
+  const key = await product('ota-window');
+  const devices = await fleet(key, 2, '1.0.0');
+  const fw = (await upload(key, 'version=1.0.5', randomBytes(1024))).body;
+  const later = await p.api('POST', '/api/v1/ota/campaigns', { name: 'later', product: key, firmware: fw.id, startAt: new Date(Date.now() + 3_600_000).toISOString() });
+  assert.equal(later.body.state, 'scheduled');
+  assert.equal((await p.api('POST', `/api/v1/ota/campaigns/${later.body.id}/cancel`)).body.state, 'cancelled');
+  // Devices without a home are on UTC: a window that opens in two hours keeps their jobs queued.
+  const h = new Date().getUTCHours();
+  const created = await p.api('POST', '/api/v1/ota/campaigns', { name: 'window', product: key, firmware: fw.id, window: { startHour: (h + 2) % 24, endHour: (h + 3) % 24 } });
+  assert.equal(created.body.state, 'running');
+  await new Promise((r) => setTimeout(r, 600));
+  const c = await campaign(created.body.id);
+  assert.equal(c.counts.pending, 2);
+  for (const d of devices) assert.deepEqual(d.jobs, []);
+  const list = (await p.api('GET', `/api/v1/ota/campaigns?product=${key}`)).body;
+  assert.deepEqual(list.items.map((x: any) => x.name), ['window', 'later']);
+  await p.api('POST', `/api/v1/ota/campaigns/${created.body.id}/cancel`);
+});
+
+test('the live stream carries campaign and job events', async () => {
+  const key = await product('ota-stream');
+  await fleet(key, 1, '1.0.0');
+  const res = await fetch(`${p.httpUrl}/api/v1/stream?types=ota`, { headers: { authorization: `Bearer ${p.token}` } });
+  assert.equal(res.status, 200);
+  const reader = res.body!.getReader();
+  let text = '';
+  const reading = (async () => {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      text += Buffer.from(value).toString();
+    }
+  })().catch(() => undefined);
+  try {
+    const fw = (await upload(key, 'version=1.0.1', randomBytes(1024))).body;
+    const created = await p.api('POST', '/api/v1/ota/campaigns', { name: 'streamed', product: key, firmware: fw.id });
+    await eventually(() => text.includes('"change":"completed"'), 10_000, 'the completed event');
+    const events = text.split('\n').filter((l) => l.startsWith('data: ')).map((l) => JSON.parse(l.slice(6))).filter((e) => e.type === 'ota');
+    assert.ok(events.some((e) => e.data.campaign === created.body.id && e.data.change === 'created'));
+    assert.ok(events.some((e) => e.data.job && e.data.state === 'downloading' && e.deviceId));
+    assert.ok(events.some((e) => e.data.job && e.data.state === 'succeeded'));
+  } finally {
+    await reader.cancel();
+    await reading;
+  }
+});
+
+/** A GET on a connection of its own (closed after it): the answer's status, headers and the response to read or drop. */
+function getOwn(url: string): Promise<import('node:http').IncomingMessage> {
+  return new Promise((resolve, reject) => get(url, { agent: false }, resolve).once('error', reject));
+}
+
+test('downloads beyond the per-node cap get 503 with Retry-After', async () => {
+  const q = await startPlatform({ env: { HEARTH_OTA_MAX_CONCURRENT_DOWNLOADS: '1' } });
+  try {
+    const image = randomBytes(8 * 1024 * 1024);
+    const res = await fetch(`${q.httpUrl}/api/v1/products/light/firmware?version=3.0.0`, { method: 'POST', body: image, headers: { 'content-type': 'application/octet-stream', authorization: `Bearer ${q.token}` } });
+    const fw = (await res.json()) as { id: string };
+    const url = await q.hearth.services.firmware.downloadUrl(fw.id, 'd_anydevice00000');
+    // The first transfer is under way (its body not read), so the second finds no slot.
+    const first = await getOwn(url);
+    assert.equal(first.statusCode, 200);
+    const second = await getOwn(url);
+    assert.equal(second.statusCode, 503);
+    assert.equal(second.headers['retry-after'], '5');
+    let text = '';
+    for await (const chunk of second) text += chunk;
+    assert.equal(JSON.parse(text).code, 'E_UNAVAILABLE');
+    // The device drops the link: the slot comes back.
+    first.destroy();
+    const third = await eventually(async () => {
+      const r = await getOwn(url);
+      if (r.statusCode === 200) return r;
+      r.resume();
+      return undefined;
+    }, 5000, 'a free slot');
+    let size = 0;
+    for await (const chunk of third) size += (chunk as Buffer).length;
+    assert.equal(size, image.length);
+  } finally {
+    await q.stop();
+  }
 });

@@ -117,7 +117,7 @@ export async function otaRoutes(app: HttpApp, deps: { firmware: FirmwareService;
       response: { ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FIRMWARE_NOT_FOUND', 'E_UNAVAILABLE') },
     },
   } as const;
-  const serve = async (req: { params: { id: string }; query: { token: string }; headers: Record<string, string | string[] | undefined>; method: string; raw: { on(e: 'close', f: () => void): void } }, reply: import('fastify').FastifyReply): Promise<unknown> => {
+  const serve = async (req: { params: { id: string }; query: { token: string }; headers: Record<string, string | string[] | undefined>; method: string; raw: unknown }, reply: import('fastify').FastifyReply): Promise<unknown> => {
     await firmware.checkToken(req.params.id, req.query.token);
     const fw = await firmware.require(req.params.id);
     const etag = `"${fw.sha256}"`;
@@ -132,18 +132,25 @@ export async function otaRoutes(app: HttpApp, deps: { firmware: FirmwareService;
     }
     const start = range?.start ?? 0;
     const end = range?.end ?? fw.size - 1;
-    reply.header('content-type', 'application/octet-stream').header('content-length', String(end - start + 1));
-    if (range) reply.status(206).header('content-range', `bytes ${start}-${end}/${fw.size}`);
-    if (req.method === 'HEAD') return reply.send(null);
-    const release = firmware.takeDownloadSlot();
+    const release = req.method === 'HEAD' ? () => undefined : firmware.takeDownloadSlot();
     if (!release) {
       reply.header('retry-after', '5');
       throw new HearthError('E_UNAVAILABLE', 'too many firmware downloads at once on this node; retry after the Retry-After seconds');
     }
+    reply.header('content-type', 'application/octet-stream').header('content-length', String(end - start + 1));
+    if (range) reply.status(206).header('content-range', `bytes ${start}-${end}/${fw.size}`);
+    if (req.method === 'HEAD') return reply.send(null);
     const stream = firmware.open(fw.id, start, end);
     stream.once('close', release);
     stream.once('error', release);
-    req.raw.on('close', release);
+    // A device that drops the link ends the transfer: the image stream and the connection go with it.
+    reply.raw.once('close', () => {
+      release();
+      if (!reply.raw.writableFinished) {
+        stream.destroy();
+        reply.raw.socket?.destroy();
+      }
+    });
     return reply.send(stream);
   };
   app.get('/api/v1/firmware/:id/download', download, (req, reply) => serve(req, reply));
