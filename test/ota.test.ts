@@ -8,6 +8,8 @@ import { waveOf } from '../src/ota/ota-plan.ts';
 
 let p: Platform;
 const sims: OtaDevice[] = [];
+/** Pairing codes of the fleets' devices, by id. */
+const codes = new Map<string, string>();
 before(async () => {
   p = await startPlatform({ env: { HEARTH_OTA_TICK_MS: '100' } });
 });
@@ -37,6 +39,7 @@ async function fleet(productKey: string, n: number, version: string, opts: { fai
   const out: OtaDevice[] = [];
   for (let i = 0; i < n; i++) {
     const d = await p.provision(productKey, `${productKey}-${i}`);
+    codes.set(d.id, d.pairingCode);
     const sim = startOtaDevice({ mqttUrl: p.mqttUrl, id: d.id, secret: d.secret, product: productKey, version, failureRate: opts.failureRate });
     sims.push(sim);
     out.push(sim);
@@ -175,6 +178,10 @@ test('failures trip the abort gate: the campaign stops itself and no job goes pa
   const waves = [{ percent: 30 }, { percent: 100 }];
   const firstWave = devices.filter((d) => waveOf(waves, key, d.id) === 0);
   assert.ok(firstWave.length > 0, 'the first wave has devices');
+  // One failing device is in the operator's home: its owner hears of the abort.
+  const home = await p.api('POST', '/api/v1/homes', { name: 'OTA home', timezone: 'Europe/Berlin' });
+  assert.equal(home.status, 201, JSON.stringify(home.body));
+  assert.equal((await p.api('POST', `/api/v1/homes/${home.body.id}/devices`, { pairingCode: codes.get(firstWave[0].id) })).status, 201);
   const created = await p.api('POST', '/api/v1/ota/campaigns', { name: 'bad build', product: key, firmware: fw.id, waves, abort: { maxFailureRate: 0.2, minDevices: 1 } });
   assert.equal(created.status, 201);
   const aborted = await eventually(async () => {
@@ -196,6 +203,11 @@ test('failures trip the abort gate: the campaign stops itself and no job goes pa
   }
   const audit = (await p.api('GET', '/api/v1/audit?action=ota.campaign.abort')).body;
   assert.ok(audit.items.some((e: any) => e.targetId === created.body.id));
+  const inbox = await eventually(async () => {
+    const items = (await p.api('GET', `/api/v1/notifications?homeId=${home.body.id}`)).body.items;
+    return items?.find((n: any) => n.data?.campaign === created.body.id);
+  }, 5000, 'the owner notified');
+  assert.match(inbox.title, /firmware update was stopped/);
   // Nothing to resume: an aborted campaign is over; a rollback is a new campaign.
   assert.equal((await p.api('POST', `/api/v1/ota/campaigns/${created.body.id}/resume`)).status, 409);
   const metrics = await (await fetch(`${p.httpUrl}/metrics`)).text();

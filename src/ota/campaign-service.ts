@@ -464,9 +464,13 @@ export class CampaignService {
     await this.notifyOwners(row, wave, reason).catch((err) => this.deps.log.warn({ err, campaign: row.id }, 'ota: abort notifications failed'));
   }
 
-  /** The homes with a failed device in the tripping wave hear of it (their owners; the operators see the live stream and the audit log). */
+  /**
+   * The owners of homes with a device that got a job in the tripping wave hear of it (its update
+   * failed, or may still fail); the operators see the live stream and the audit log.
+   */
   private async notifyOwners(row: CampaignRow, wave: number, reason: string): Promise<void> {
-    const failed = await this.deps.db.selectFrom('ota_jobs').select('device_id').where('campaign_id', '=', row.id).where('wave', '=', wave).where('state', '=', 'failed').limit(1000).execute();
+    const failed = await this.deps.db.selectFrom('ota_jobs').select('device_id').where('campaign_id', '=', row.id).where('wave', '=', wave)
+      .where('state', 'not in', ['queued', 'cancelled']).limit(10_000).execute();
     const homes = new Set<string>();
     for (const f of failed) {
       const h = (await this.deps.access.placement(f.device_id))?.homeId;
@@ -477,7 +481,7 @@ export class CampaignService {
       if (!info) continue;
       await this.deps.notify({
         homeId, kind: 'device', severity: 'warning', users: [info.ownerId], title: 'A firmware update was stopped',
-        body: `The update "${row.name}" was stopped because ${reason}. Devices that failed keep their previous firmware.`,
+        body: `The update "${row.name}" was stopped because ${reason}. Devices whose update failed keep their previous firmware.`,
         data: { campaign: row.id }, dedupeKey: `ota:${row.id}`, source: `ota:${row.id}`,
       });
     }
