@@ -36,6 +36,7 @@ export async function downloadFirmware(job: OtaJob, opts: { attempts?: number; o
   let received = 0;
   let etag: string | undefined;
   let lastPct = -1;
+  let busy = 0;
   for (let attempt = 0; attempt < (opts.attempts ?? 4); attempt++) {
     try {
       const headers: Record<string, string> = {};
@@ -44,8 +45,12 @@ export async function downloadFirmware(job: OtaJob, opts: { attempts?: number; o
         if (etag) headers['if-range'] = etag;
       }
       const res = await fetch(job.url, { headers, signal: opts.signal });
-      if (res.status === 503) {
-        await new Promise((r) => setTimeout(r, Math.min(5, Number(res.headers.get('retry-after') ?? 1)) * 200));
+      if (res.status === 503 && busy++ < 200) {
+        // The server is busy, not broken: wait (a simulator waits at most 2 s, with jitter) and try again, without using up an attempt.
+        await res.arrayBuffer().catch(() => undefined);
+        const wait = Math.min(2, Number(res.headers.get('retry-after') ?? 1)) * 1000 * (0.5 + Math.random() / 2);
+        await new Promise((r) => setTimeout(r, wait));
+        attempt--;
         continue;
       }
       if (res.status !== 200 && res.status !== 206) throw new Error(`download failed: HTTP ${res.status}`);
