@@ -44,7 +44,9 @@ export async function downloadFirmware(job: OtaJob, opts: { attempts?: number; o
         headers.range = `bytes=${received}-`;
         if (etag) headers['if-range'] = etag;
       }
-      const res = await fetch(job.url, { headers, signal: opts.signal });
+      // A transfer that stalls is given up after a while and resumed (the next attempt asks for the rest).
+      const stall = AbortSignal.timeout(120_000);
+      const res = await fetch(job.url, { headers, signal: opts.signal ? AbortSignal.any([opts.signal, stall]) : stall });
       if (res.status === 503 && busy++ < 200) {
         // The server is busy, not broken: wait (a simulator waits at most 2 s, with jitter) and try again, without using up an attempt.
         await res.arrayBuffer().catch(() => undefined);

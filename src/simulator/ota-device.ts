@@ -137,12 +137,22 @@ export function startOtaDevice(opts: OtaDeviceOptions): OtaDevice {
     }
   };
 
+  /** After a reboot a device keeps trying to connect until it is back (a busy server may refuse or time out). */
   const reboot = async (): Promise<void> => {
     const c = client;
     closing = true;
     await c?.endAsync().catch(() => undefined);
     await new Promise((r) => setTimeout(r, opts.rebootMs ?? 50));
-    if (!stopped) await open();
+    for (let delay = 200; !stopped; delay = Math.min(5000, delay * 2)) {
+      try {
+        await open();
+        return;
+      } catch {
+        closing = true;
+        client?.end(true);
+        await new Promise((r) => setTimeout(r, delay * (0.5 + Math.random() / 2)));
+      }
+    }
   };
 
   const ready = open();
