@@ -91,8 +91,15 @@ export function verifyFirmware(image: Buffer, job: OtaJob, publicKeyPem: string)
 }
 
 /** The product's public key, from `GET /api/v1/products/{key}/firmware-key` of the server the job's URL names. */
-export async function fetchProductKey(job: OtaJob, product: string): Promise<string> {
-  const res = await fetch(new URL(`/api/v1/products/${encodeURIComponent(product)}/firmware-key`, job.url));
-  if (!res.ok) throw new Error(`firmware key: HTTP ${res.status}`);
-  return ((await res.json()) as { publicKey: string }).publicKey;
+export async function fetchProductKey(job: OtaJob, product: string, attempts = 5): Promise<string> {
+  for (let i = 1; ; i++) {
+    try {
+      const res = await fetch(new URL(`/api/v1/products/${encodeURIComponent(product)}/firmware-key`, job.url));
+      if (!res.ok) throw new Error(`firmware key: HTTP ${res.status}`);
+      return ((await res.json()) as { publicKey: string }).publicKey;
+    } catch (err) {
+      if (i >= attempts) throw err;
+      await new Promise((r) => setTimeout(r, 200 * i));
+    }
+  }
 }

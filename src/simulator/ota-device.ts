@@ -117,7 +117,14 @@ export function startOtaDevice(opts: OtaDeviceOptions): OtaDevice {
     log(`${opts.id}: job ${job.job} → ${job.version}`);
     try {
       progress(job.job, 'downloading', { progress: 0 });
-      key ??= fetchProductKey(job, opts.product);
+      if (!key) {
+        // Fetched while the image downloads; a failure is the job's (and the next job asks again).
+        const k = fetchProductKey(job, opts.product);
+        k.catch(() => {
+          if (key === k) key = undefined;
+        });
+        key = k;
+      }
       const image = await downloadFirmware(job, { onProgress: (pct) => progress(job.job, 'downloading', { progress: pct }) });
       progress(job.job, 'verifying');
       const why = verifyFirmware(image, job, await key);
