@@ -202,12 +202,13 @@ ${fmt(r.imageBytes / 1024 / 1024)} MiB package in waves of 10 % and 100 %, the c
 | server RSS, idle with the devices connected → peak | ${fmt(r.idleRssMb)} → ${fmt(r.peakRssMb)} MB |
 | bytes served per second over the whole campaign | ${fmt(r.servedMBps)} MB/s |
 | a plain Node HTTP server sending the same bytes here (the loopback ceiling) | ${fmt(r.ceilingMBps)} MB/s |
-| abort reaction: first failure → campaign \`aborted\` (${fmt(r.abortDevices)} devices, every install failing, gate 10 % over 5) | ${fmt(r.abortReactionMs)} ms; ${fmt(r.abortSent)} of ${fmt(r.abortDevices)} jobs sent |
+| abort reaction: first failure → campaign \`aborted\` (${fmt(r.abortDevices)} devices, every install failing, gate 10 % over 5) | ${fmt(r.abortReactionMs)} ms; ${r.abortSent} of ${r.abortDevices} jobs sent (the first wave's) |
 
 The campaign's time includes the devices' own work (downloads, hashes, signatures and reboots run
 in the benchmark's process, on the same cores as the server), so the served rate is far below the
 ceiling by construction; the server's part is its CPU per device. Images are served from the data
-directory as file streams: the peak RSS does not grow with the package size.
+directory as file streams, never read whole into memory; the RSS growth is the devices' jobs,
+downloads in flight (at most \`HEARTH_OTA_MAX_CONCURRENT_DOWNLOADS\`, 200) and their MQTT traffic.
 ${END}
 `;
   const text = readFileSync(file, 'utf8');
