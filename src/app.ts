@@ -248,7 +248,7 @@ export class Hearth {
     // Timers run on the owners of their shards; listeners that set timers register after this one.
     const timers = new TimerService({ db, bus, log: log.child({ component: 'timers' }), clock: this.clock, shards, shardCount: config.shards });
     shards.on(timers);
-    const views = new DeviceViews({ presence, shadow, access });
+    const views = new DeviceViews({ presence, shadow, access, firmware: (id) => campaigns.deviceFirmware(id) });
     const scenes = new SceneService({ db, bus, log: log.child({ component: 'scenes' }), clock: this.clock, access, devices, products, presence, shadow, commands, audit, stream });
     // Homes tell the capabilities that keep per-home state (automations and notify are built below: they read homes).
     const homes = new HomeService({

@@ -167,6 +167,11 @@ test('a 3-wave campaign updates 20 devices wave after wave, through MQTT and HTT
   const view = (await p.api('GET', `/api/v1/devices/${devices[0].id}/firmware`)).body;
   assert.equal(view.version, '1.1.0');
   assert.equal(view.lastJob.state, 'succeeded');
+  // The device view shows them too.
+  const d = await p.device(devices[0].id);
+  assert.equal(d.firmware.version, '1.1.0');
+  assert.equal(d.firmware.lastJob.campaign, created.body.id);
+  assert.equal(d.shadow.reported.firmware, '1.1.0');
   // A package a live campaign no longer uses may go.
   assert.equal((await p.api('DELETE', `/api/v1/firmware/${fw.id}`)).status, 204);
 });
