@@ -1,5 +1,6 @@
 import { Type } from 'typebox';
 import type { Readable } from 'node:stream';
+import type { RouteShorthandOptions } from 'fastify';
 import type { HttpApp } from '../transports/http/http-server.ts';
 import { principal } from '../transports/http/http-server.ts';
 import { Auth } from '../transports/http/route-auth.ts';
@@ -10,7 +11,7 @@ import type { AuditService } from '../audit/audit-service.ts';
 import type { AccessService } from '../homes/access-service.ts';
 import type { Firmware, FirmwareService } from './firmware-service.ts';
 import type { CampaignService } from './campaign-service.ts';
-import { CampaignSchema, CreateCampaignBody, FirmwareSchema, JobSchema, UploadQuery } from './ota-schema.ts';
+import { CampaignListSchema, CampaignSchema, CreateCampaignBody, DeviceFirmwareSchema, FirmwareKeySchema, FirmwareSchema, ImageSchema, JobListSchema, UploadQuery, VersionsSchema } from './ota-schema.ts';
 
 const ProductParams = Type.Object({ key: Type.String({ minLength: 1, maxLength: 64 }) });
 const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) });
@@ -81,7 +82,7 @@ export async function otaRoutes(app: HttpApp, deps: { firmware: FirmwareService;
       tags: ['ota'], summary: "The product's public key that firmware signatures verify with",
       description: 'Ed25519. `publicKey` is PEM (SPKI); `publicKeyRaw` the 32 raw bytes in base64. The key pair is made on first use.',
       params: ProductParams,
-      response: { 200: Type.Object({ product: Type.String(), algorithm: Type.Literal('Ed25519'), publicKey: Type.String(), publicKeyRaw: Type.String() }), ...problems('E_PRODUCT_NOT_FOUND') },
+      response: { 200: FirmwareKeySchema, ...problems('E_PRODUCT_NOT_FOUND') },
     },
   }, async (req) => firmware.publicKey(req.params.key));
 
@@ -89,7 +90,7 @@ export async function otaRoutes(app: HttpApp, deps: { firmware: FirmwareService;
     config: { auth: Auth.operator('products:manage', 'devices:manage') },
     schema: {
       tags: ['ota'], summary: 'Inventory: devices per firmware version', ...AuthHeader, params: ProductParams,
-      response: { 200: Type.Object({ product: Type.String(), total: Type.Integer(), versions: Type.Array(Type.Object({ version: Type.String({ description: '`unknown`: never reported one' }), devices: Type.Integer() })) }), ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_PRODUCT_NOT_FOUND') },
+      response: { 200: VersionsSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_PRODUCT_NOT_FOUND') },
     },
   }, async (req) => campaigns.versions(req.params.key));
 
@@ -107,16 +108,17 @@ export async function otaRoutes(app: HttpApp, deps: { firmware: FirmwareService;
     return reply.status(204).send(null);
   });
 
-  const download = {
+  // The image is a stream, not the JSON its 200 schema describes for the OpenAPI document: typed loosely.
+  const download: RouteShorthandOptions = {
     config: { auth: Auth.self('the download token in the URL, from the device\'s OTA job') },
     schema: {
       tags: ['ota'], summary: 'Download a firmware image (the URL of an OTA job)',
       description: 'Supports `Range` (one range: resume after a dropped link) with `206`, `ETag` (the SHA-256) with `If-None-Match` and `If-Range`. At most `HEARTH_OTA_MAX_CONCURRENT_DOWNLOADS` at once per node: beyond, `503` with `Retry-After`.',
       params: IdParams,
       querystring: Type.Object({ token: Type.String({ minLength: 1, maxLength: 2048 }) }),
-      response: { ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FIRMWARE_NOT_FOUND', 'E_UNAVAILABLE') },
+      response: { 200: ImageSchema, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FIRMWARE_NOT_FOUND', 'E_UNAVAILABLE') },
     },
-  } as const;
+  };
   const serve = async (req: { params: { id: string }; query: { token: string }; headers: Record<string, string | string[] | undefined>; method: string; raw: unknown }, reply: import('fastify').FastifyReply): Promise<unknown> => {
     await firmware.checkToken(req.params.id, req.query.token);
     const fw = await firmware.require(req.params.id);
@@ -153,7 +155,7 @@ export async function otaRoutes(app: HttpApp, deps: { firmware: FirmwareService;
     });
     return reply.send(stream);
   };
-  app.get('/api/v1/firmware/:id/download', download, (req, reply) => serve(req, reply));
+  app.get('/api/v1/firmware/:id/download', download, (req, reply) => serve(req as unknown as Parameters<typeof serve>[0], reply));
 
   app.post('/api/v1/ota/campaigns', {
     config: { auth: Auth.operator('devices:manage') },
@@ -169,7 +171,7 @@ export async function otaRoutes(app: HttpApp, deps: { firmware: FirmwareService;
     schema: {
       tags: ['ota'], summary: 'List update campaigns, newest first', ...AuthHeader,
       querystring: Type.Object({ product: Type.Optional(Type.String({ maxLength: 64 })), state: Type.Optional(Type.String({ maxLength: 16 })), ...Pagination }),
-      response: { 200: Type.Object({ items: Type.Array(CampaignSchema), total: Type.Integer() }), ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN') },
+      response: { 200: CampaignListSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN') },
     },
   }, async (req) => campaigns.list(req.query));
 
@@ -183,7 +185,7 @@ export async function otaRoutes(app: HttpApp, deps: { firmware: FirmwareService;
     schema: {
       tags: ['ota'], summary: "A campaign's jobs: every device with its wave, state and error", ...AuthHeader, params: IdParams,
       querystring: Type.Object({ state: Type.Optional(Type.String({ maxLength: 16 })), ...Pagination }),
-      response: { 200: Type.Object({ items: Type.Array(JobSchema), total: Type.Integer() }), ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_CAMPAIGN_NOT_FOUND') },
+      response: { 200: JobListSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_CAMPAIGN_NOT_FOUND') },
     },
   }, async (req) => campaigns.jobs(req.params.id, req.query));
 
@@ -201,7 +203,7 @@ export async function otaRoutes(app: HttpApp, deps: { firmware: FirmwareService;
     config: { auth: Auth.caller('devices:read') },
     schema: {
       tags: ['ota'], summary: "A device's firmware version and its last OTA job", ...AuthHeader, params: IdParams,
-      response: { 200: Type.Object({ version: Type.Union([Type.String(), Type.Null()]), reportedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]), lastJob: Type.Union([JobSchema, Type.Null()]) }), ...problems('E_UNAUTHENTICATED', 'E_DEVICE_NOT_FOUND') },
+      response: { 200: DeviceFirmwareSchema, ...problems('E_UNAUTHENTICATED', 'E_DEVICE_NOT_FOUND') },
     },
   }, async (req) => {
     await deps.access.requireDevice(principal(req), req.params.id, 'view');

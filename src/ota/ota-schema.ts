@@ -5,6 +5,15 @@ import { Type } from 'typebox';
 export const VersionString = Type.String({ minLength: 5, maxLength: 64, description: 'A semantic version (semver.org), e.g. 1.2.0 or 2.0.0-rc.1', examples: ['1.2.0'] });
 const Nullable = <T extends ReturnType<typeof Type.String>>(t: T) => Type.Union([t, Type.Null()]);
 
+const jobExample = { id: 'j_4k2m9x7p1q8r0t', campaign: 'ota_7m2k9x4p1q8r0t', device: 'd_9x2k7m4p1q8r0t', hub: null, wave: 0, state: 'succeeded', progress: 100, error: null, fromVersion: '1.1.0', createdAt: '2026-12-06T08:00:00.000Z', sentAt: '2026-12-06T08:00:00.100Z', updatedAt: '2026-12-06T08:01:10.000Z', finishedAt: '2026-12-06T08:01:10.000Z' };
+export const campaignExample = {
+  id: 'ota_7m2k9x4p1q8r0t', name: 'Light 1.2.0', product: 'light', firmware: 'fw_7m2k9x4p1q8r0t', version: '1.2.0', state: 'running', wave: 1,
+  waves: [{ percent: 1, soakMinutes: 30 }, { percent: 10, soakMinutes: 60 }, { percent: 100 }], target: { versions: { below: '1.2.0' } },
+  abort: { maxFailureRate: 0.2, maxOfflineAfterUpdate: 0.05, minDevices: 5 }, window: { startHour: 2, endHour: 5 }, timeoutMinutes: 60, allowDowngrade: false,
+  soakUntil: null, reason: null, counts: { pending: 900, inProgress: 40, succeeded: 58, failed: 2, cancelled: 0 },
+  createdBy: 'user:u_4k2m9x7p1q8r0t', createdAt: '2026-12-06T08:00:00.000Z', updatedAt: '2026-12-06T08:40:00.000Z', finishedAt: null,
+};
+
 export const FirmwareSchema = Type.Object({
   id: Type.String(),
   product: Type.String(),
@@ -95,7 +104,7 @@ export const CampaignSchema = Type.Object({
   createdAt: Type.String({ format: 'date-time' }),
   updatedAt: Type.String({ format: 'date-time' }),
   finishedAt: Nullable(Type.String({ format: 'date-time' })),
-});
+}, { examples: [campaignExample] });
 
 export const JobSchema = Type.Object({
   id: Type.String(),
@@ -111,4 +120,18 @@ export const JobSchema = Type.Object({
   sentAt: Nullable(Type.String({ format: 'date-time' })),
   updatedAt: Type.String({ format: 'date-time' }),
   finishedAt: Nullable(Type.String({ format: 'date-time' })),
+}, { examples: [jobExample] });
+
+export const CampaignListSchema = Type.Object({ items: Type.Array(CampaignSchema), total: Type.Integer() }, { examples: [{ items: [campaignExample], total: 1 }] });
+export const JobListSchema = Type.Object({ items: Type.Array(JobSchema), total: Type.Integer() }, { examples: [{ items: [jobExample], total: 1 }] });
+export const FirmwareKeySchema = Type.Object({ product: Type.String(), algorithm: Type.Literal('Ed25519'), publicKey: Type.String(), publicKeyRaw: Type.String() }, {
+  examples: [{ product: 'light', algorithm: 'Ed25519', publicKey: '-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA…\n-----END PUBLIC KEY-----\n', publicKeyRaw: 'q1bX…=' }],
 });
+export const VersionsSchema = Type.Object({
+  product: Type.String(), total: Type.Integer(),
+  versions: Type.Array(Type.Object({ version: Type.String({ description: '`unknown`: never reported one' }), devices: Type.Integer() })),
+}, { examples: [{ product: 'light', total: 1000, versions: [{ version: '1.2.0', devices: 60 }, { version: '1.1.0', devices: 930 }, { version: 'unknown', devices: 10 }] }] });
+export const DeviceFirmwareSchema = Type.Object({
+  version: Type.Union([Type.String(), Type.Null()]), reportedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]), lastJob: Type.Union([JobSchema, Type.Null()]),
+}, { examples: [{ version: '1.2.0', reportedAt: '2026-12-06T08:01:10.000Z', lastJob: jobExample }] });
+export const ImageSchema = Type.String({ description: 'The image bytes (application/octet-stream); 206 with Content-Range for a range, 304 for a matching If-None-Match, 416 for a range outside the image', examples: ['<binary>'] });
