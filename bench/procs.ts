@@ -147,7 +147,7 @@ export const BENCH_ADMIN = { email: 'bench@hearth.local', password: 'bench-passw
  * Starts `node bin/hearth.js start` as a child process on free loopback ports with `dataDir`,
  * and waits until GET /readyz answers 200. `nodeArgs` go to the child's node (e.g. --cpu-prof).
  */
-export async function startHearth(dataDir: string, nodeArgs: string[] = []): Promise<HearthServer> {
+export async function startHearth(dataDir: string, nodeArgs: string[] = [], env: Record<string, string> = {}): Promise<HearthServer> {
   const [httpPort, mqttPort] = [await freePort(), await freePort()];
   const child = track(spawn(process.execPath, [...nodeArgs, join(ROOT, 'bin/hearth.js'), 'start'], {
     cwd: ROOT,
@@ -167,6 +167,7 @@ export async function startHearth(dataDir: string, nodeArgs: string[] = []): Pro
       // The benchmark measures throughput, not the per-user request limit.
       HEARTH_RATE_LIMIT_PER_MINUTE: '100000000',
       HEARTH_RATE_LIMIT_BURST: '1000000',
+      ...env,
     },
   }));
   const tail = watchOutput(child);

@@ -5,6 +5,7 @@
  *
  * Sizes (environment):
  *   BENCH_MODE=cluster     run the cluster benchmark instead (bench/cluster.ts, sizes described there)
+ *   BENCH_MODE=ota         run the firmware update benchmark instead (bench/ota.ts, sizes described there)
  *   BENCH_QUICK=1          tiny sizes, a smoke run in well under 30 s (does not write the docs)
  *   BENCH_DEVICES          ingest devices (100)
  *   BENCH_MESSAGES         ingest messages in total (200000)
@@ -40,6 +41,8 @@ import { runQueueBench, type QueueBenchParams, type QueueBenchResult } from './c
 
 // BENCH_MODE=cluster: PostgreSQL + NATS + Hearth nodes instead of one Hearth beside mosquitto.
 if (process.env.BENCH_MODE === 'cluster') process.exit(await (await import('./cluster.ts')).main());
+// BENCH_MODE=ota: one firmware campaign through many simulated devices (bench/ota.ts).
+if (process.env.BENCH_MODE === 'ota') process.exit(await (await import('./ota.ts')).main());
 
 // ---------------------------------------------------------------------------------------------
 // Parameters
@@ -718,10 +721,12 @@ async function main(): Promise<number> {
   if (WRITE_DOCS) {
     // The cluster benchmark's section (BENCH_MODE=cluster) stays as it is.
     const file = join(ROOT, 'docs', 'benchmarks.md');
-    const kept = /<!-- cluster:begin -->[\s\S]*<!-- cluster:end -->\n?/.exec(readFileSync(file, 'utf8'))?.[0];
-    // So does the telemetry section (npm run bench:telemetry).
-    const telemetry = /<!-- telemetry:begin -->[\s\S]*<!-- telemetry:end -->\n?/.exec(readFileSync(file, 'utf8'))?.[0];
-    writeFileSync(file, markdown(results, elapsed) + (telemetry ? `\n${telemetry}` : '') + (kept ? `\n${kept}` : ''));
+    const old = readFileSync(file, 'utf8');
+    const kept = /<!-- cluster:begin -->[\s\S]*<!-- cluster:end -->\n?/.exec(old)?.[0];
+    // So do the telemetry section (npm run bench:telemetry) and the OTA one (BENCH_MODE=ota).
+    const telemetry = /<!-- telemetry:begin -->[\s\S]*<!-- telemetry:end -->\n?/.exec(old)?.[0];
+    const keptOta = /<!-- ota:begin -->[\s\S]*<!-- ota:end -->\n?/.exec(old)?.[0];
+    writeFileSync(file, markdown(results, elapsed) + (telemetry ? `\n${telemetry}` : '') + (kept ? `\n${kept}` : '') + (keptOta ? `\n${keptOta}` : ''));
     log('wrote docs/benchmarks.md');
   } else {
     log(`docs/benchmarks.md not written (${QUICK ? 'quick mode; ' : ''}BENCH_WRITE_DOCS=1 to write it)`);

@@ -89,6 +89,10 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import { StartupError } from './core/startup-error.ts';
 import { RetentionService } from './retention/retention-service.ts';
 import { retentionRoutes } from './retention/retention-routes.ts';
+import { FirmwareService } from './ota/firmware-service.ts';
+import { FileFirmwareStorage, StoreFirmwareStorage } from './ota/firmware-storage.ts';
+import { CampaignService } from './ota/campaign-service.ts';
+import { otaRoutes } from './ota/ota-routes.ts';
 import { initialPasswordPath, readInitialPassword, removeInitialPassword, writeInitialPassword } from './auth/initial-password.ts';
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -124,6 +128,8 @@ export interface Services {
   identity: IdentityService;
   provisioning: ProvisioningService;
   retention: RetentionService;
+  firmware: FirmwareService;
+  campaigns: CampaignService;
 }
 
 export type Role = 'gateway' | 'api' | 'worker';
@@ -278,14 +284,15 @@ export class Hearth {
     // Every node may enqueue deliveries (the ingest, replays); workers run the delivery consumers.
     const deliveries = this.has('worker') ? delivery : { enqueue: (d: Parameters<DeliveryService['enqueue']>[0]) => delivery.enqueue(d), reconcile: async () => {} };
     const routing = new RoutingConfigService({ db, bus, log: log.child({ component: 'routing' }), pipeline, devices, products, deliveries, file: config.gatewayConfig });
-    const ingest = new IngestService({ bus, log, devices, products, presence, shadow, history, commands, flushMs: config.historyFlushMs, ackWaitMs: config.ackWaitMs, observer: metrics, routing: pipeline, deliveries });
+    const ingest = new IngestService({ bus, log, devices, products, presence, shadow, history, commands, flushMs: config.historyFlushMs, ackWaitMs: config.ackWaitMs, observer: metrics, routing: pipeline, deliveries,
+      ota: { handleProgress: (id, payload, at) => campaigns.handleProgress(id, payload, at), resend: (id) => campaigns.resend(id) } });
     // Released in reverse: the ingest settles its messages before the shadows are let go.
     shards.on(shadow);
     shards.on(ingest);
     // Timers run on the owners of their shards; listeners that set timers register after this one.
     const timers = new TimerService({ db, bus, log: log.child({ component: 'timers' }), clock: this.clock, shards, shardCount: config.shards });
     shards.on(timers);
-    const views = new DeviceViews({ presence, shadow, access });
+    const views = new DeviceViews({ presence, shadow, access, firmware: (id) => campaigns.deviceFirmware(id) });
     const scenes = new SceneService({ db, bus, log: log.child({ component: 'scenes' }), clock: this.clock, access, devices, products, presence, shadow, commands, audit, stream });
     // Homes tell the capabilities that keep per-home state (automations and notify are built below: they read homes).
     const homesDeps: HomesDeps = {
@@ -385,7 +392,24 @@ export class Hearth {
         rollup1m: config.retentionMinuteRollups, rollup1h: config.retentionHourRollups, rollup1d: config.retentionDayRollups,
       },
     });
-    this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, members, bindings, groups, stream, delivery, deadLetters, partners, routing, scenes, timers, notify, automations, automationEngine, credentials, identity, provisioning, retention };
+    // Firmware updates: images in the data directory (embedded) or in the store (PostgreSQL: every node serves every package).
+    const firmware = new FirmwareService({
+      db, log: log.child({ component: 'ota' }), products,
+      storage: config.databaseUrl === undefined ? new FileFirmwareStorage(config.dataDir) : new StoreFirmwareStorage(db),
+      tokenSecret: () => settings.getOrCreate('otaDownloadKey', () => randomBytes(32).toString('base64url')),
+      baseUrl: () => config.otaDownloadUrl ?? config.publicUrl ?? `http://${['0.0.0.0', '::'].includes(config.httpHost) ? 'localhost' : config.httpHost}:${this.httpPort}`,
+      maxBytes: config.otaMaxFirmwareBytes, downloadTtlSeconds: config.otaDownloadTtlSeconds, maxConcurrentDownloads: config.otaMaxConcurrentDownloads,
+    });
+    const campaigns = new CampaignService({
+      db, bus, log: log.child({ component: 'ota' }), clock: this.clock, timers, shards, devices, presence, access, firmware, audit, stream,
+      home: async (homeId) => {
+        const h = await homes.info(homeId);
+        return h && { timezone: h.timezone, ownerId: h.ownerId };
+      },
+      notify: (req) => notify.send(req),
+      observer: metrics, tickMs: config.otaTickMs,
+    });
+    this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, members, bindings, groups, stream, delivery, deadLetters, partners, routing, scenes, timers, notify, automations, automationEngine, credentials, identity, provisioning, retention, firmware, campaigns };
     const sessions = new SessionStore({ db });
     this.tls = TlsMaterial.configured({ certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, selfSigned: config.tlsSelfSigned })
       ? new TlsMaterial({ certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, selfSigned: config.tlsSelfSigned, dataDir: config.dataDir, watchIntervalMs: config.tlsWatchIntervalMs }, log.child({ component: 'tls' }))
@@ -466,10 +490,12 @@ export class Hearth {
         name: 'automation-engine', after: ['automation-store', 'timers', 'stream', 'notify', 'commands', 'shadow'],
         start: () => (worker ? s.automationEngine.start() : undefined), stop: () => s.automationEngine.stop(),
       },
+      // Firmware campaigns advance on timers and follow presence: on workers, like the automations.
+      { name: 'ota', after: ['timers', 'stream', 'notify', 'audit'], start: () => (worker ? s.campaigns.start() : undefined), stop: () => s.campaigns.stop() },
       {
         // Taking shards calls the listeners above (shadow, ingest, timers, engine); giving them back
         // waits until everything the bus delivered so far was handled.
-        name: 'shards', after: ['shadow', 'ingest', 'timers', 'automation-engine'],
+        name: 'shards', after: ['shadow', 'ingest', 'timers', 'automation-engine', 'ota'],
         start: async () => { await this.shards.start(); await this.shards.settle(); },
         stop: async () => { await this.bus.flush(); await this.shards.stop(); },
       },
@@ -685,6 +711,7 @@ export class Hearth {
     app.register(automationRoutes, { automations: s.automations, engine: s.automationEngine });
     app.register(retentionRoutes, { retention: s.retention, audit });
     app.register(analyticsRoutes, { access, products, history, devices: s.devices, commands });
+    app.register(otaRoutes, { firmware: s.firmware, campaigns: s.campaigns, audit, access });
     app.register(pageRoutes, { version: VERSION });
     app.register(deviceCredentialRoutes, { credentials: s.credentials, audit });
     app.register(identityRoutes, { identity: s.identity, provisioning: s.provisioning, audit });

@@ -24,6 +24,8 @@ MQTT. The hub is provisioned on the first run and remembered in the data directo
   --hub ID --secret S   Use this provisioned hub instead
   --new                 Provision a new hub even if one is remembered
   --interval MS         How often properties change (default 5000)
+  --ota-failure-rate R  Share of sub-device firmware updates that fail (0 to 1; default 0), as a bad
+                        build would: always the same sub-devices (docs/ota.md)
 `;
 
 const ADMIN_USAGE = `Usage: hearth admin <command> [options]
@@ -209,6 +211,7 @@ async function simulate(args: string[], env: NodeJS.ProcessEnv): Promise<number>
   const { values } = parse(args, {
     mqtt: { type: 'string' }, api: { type: 'string' }, email: { type: 'string' }, password: { type: 'string' },
     hub: { type: 'string' }, secret: { type: 'string' }, interval: { type: 'string' }, new: { type: 'boolean' },
+    'ota-failure-rate': { type: 'string' },
   });
   if (values.help) {
     process.stdout.write(SIMULATE_USAGE);
@@ -217,6 +220,8 @@ async function simulate(args: string[], env: NodeJS.ProcessEnv): Promise<number>
   if ((values.hub === undefined) !== (values.secret === undefined)) throw new UsageError('--hub and --secret go together');
   const interval = values.interval === undefined ? undefined : Number(values.interval);
   if (interval !== undefined && !(Number.isInteger(interval) && interval >= 10)) throw new UsageError('--interval must be a whole number of milliseconds, at least 10');
+  const otaFailureRate = values['ota-failure-rate'] === undefined ? undefined : Number(values['ota-failure-rate']);
+  if (otaFailureRate !== undefined && !(otaFailureRate >= 0 && otaFailureRate <= 1)) throw new UsageError('--ota-failure-rate must be a number from 0 to 1');
   const dataDir = env.HEARTH_DATA_DIR || './data';
   const defaults = serverUrls(env, dataDir);
   const api = (values.api ?? defaults.api).replace(/\/+$/, '');
@@ -275,7 +280,7 @@ async function simulate(args: string[], env: NodeJS.ProcessEnv): Promise<number>
   }
 
   const sim = startSimulator({
-    mqttUrl, hubId: hub.hubId, hubSecret: hub.secret, children: DEMO_CHILDREN, intervalMs: interval,
+    mqttUrl, hubId: hub.hubId, hubSecret: hub.secret, children: DEMO_CHILDREN, intervalMs: interval, otaFailureRate,
     log: (m) => process.stdout.write(m + '\n'),
   });
   const stopped = new Promise<void>((resolve) => {

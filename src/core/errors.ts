@@ -35,6 +35,8 @@ export const ERRORS = {
   E_AUTOMATION_NOT_FOUND: { status: 404, title: 'Automation not found' },
   E_RUN_NOT_FOUND: { status: 404, title: 'Automation run not found' },
   E_WEBHOOK_NOT_FOUND: { status: 404, title: 'Webhook not found' },
+  E_FIRMWARE_NOT_FOUND: { status: 404, title: 'Firmware package not found' },
+  E_CAMPAIGN_NOT_FOUND: { status: 404, title: 'Update campaign not found' },
   E_PRODUCT_EXISTS: { status: 409, title: 'A product with this key already exists' },
   E_DEVICE_OFFLINE: { status: 409, title: 'The device is offline' },
   E_EMAIL_TAKEN: { status: 409, title: 'An account with this e-mail already exists' },
@@ -73,6 +75,7 @@ export const DEVICE_ERRORS = {
   E_FILTERED: "The message gateway's filters refused the message",
   E_RATE_LIMITED: 'Too many messages',
   E_INTERNAL: 'The message could not be processed',
+  E_UNKNOWN_OTA_JOB: 'The OTA progress names a job this device does not have',
 } as const satisfies Record<string, string>;
 
 export type DeviceErrorCode = keyof typeof DEVICE_ERRORS;

@@ -54,6 +54,7 @@ export async function setupDemo(hearth: Hearth, firstStart: boolean): Promise<De
     new Promise((r) => (timer = setTimeout(r, 5000))),
   ]);
   clearTimeout(timer);
+  if (!stored) await demoUpdate(hearth, simulator).catch((err: Error) => log.warn({ err: err.message }, 'demo firmware update not set up'));
   // Read at every start: the banner shows the hub's code as it is now, or that it cannot be claimed now.
   const hubCode = (await devices.get(state.hubId))?.pairingCode;
   const claimed = (await hearth.services.access.placement(state.hubId)) !== undefined;
@@ -84,4 +85,25 @@ export async function setupDemo(hearth: Hearth, firstStart: boolean): Promise<De
       ];
     },
   };
+}
+
+/** The demo's firmware package: 64 KiB that say what they are. */
+function demoImage(): Buffer {
+  const image = Buffer.alloc(64 * 1024);
+  image.write('Hearth demo firmware for the simulated light, version 1.1.0\n');
+  for (let i = 64; i < image.length; i++) image[i] = (i * 31 + 7) & 0xff;
+  return image;
+}
+
+/**
+ * First start: one package for the light (1.1.0) and a campaign that updates the simulated hub's
+ * light to it, through the hub (docs/ota.md): finished within seconds, there to look at.
+ */
+async function demoUpdate(hearth: Hearth, simulator: RunningSimulator): Promise<void> {
+  const { firmware, campaigns } = hearth.services;
+  const light = [...simulator.children.values()].find((c) => c.product === 'light');
+  if (!light) return;
+  const fw = await firmware.upload({ product: 'light', version: '1.1.0', notes: 'Demo: smoother dimming' }, [demoImage()], 'system');
+  // The light reports its version (1.0.0) just after joining; the campaign waits for nothing else.
+  await campaigns.create({ name: 'Demo: light 1.1.0', product: 'light', firmware: fw.id, target: { devices: [light.id] } }, 'system');
 }

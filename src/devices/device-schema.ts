@@ -55,6 +55,14 @@ export const DeviceSchema = Type.Object({
     session: Type.Integer({ description: 'Connection counter; grows with every accepted connection' }),
   }),
   shadow: ShadowSchema,
+  firmware: Type.Optional(Type.Object({
+    version: Type.Union([Type.String(), Type.Null()], { description: 'The firmware version the device last reported (its `firmware` property)' }),
+    reportedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+    lastJob: Type.Union([Type.Object({
+      id: Type.String(), campaign: Type.String(), state: Type.String(), progress: Type.Union([Type.Integer(), Type.Null()]),
+      error: Type.Union([Type.String(), Type.Null()]), updatedAt: Type.String({ format: 'date-time' }),
+    }), Type.Null()], { description: 'Its last firmware update job (docs/ota.md)' }),
+  }, { description: 'Firmware version and last OTA job' })),
 }, { examples: [{ id: 'd_9x2k7m4p1q8r0t', product: 'light', name: 'Hall light', parentId: 'd_h1b2c3d4e5f6g7', hwid: '00:12:4b:00:1c:a1:b2:01', pairingCode: 'K7M4-P1Q8-R2X9', createdAt: '2026-11-23T08:00:00.000Z', homeId: 'h_5t2k9x4p1q8r0m', roomId: 'r_8m2k9x4p1q8r0t', online: true, lastSeen: '2026-11-23T08:05:00.000Z', presence: { reason: 'hub-reported', changedAt: '2026-11-23T08:01:00.000Z', session: 0 }, shadow: { reported: { on: true, brightness: 80 }, desired: {}, delta: {}, version: 3, updatedAt: '2026-11-23T08:05:00.000Z' } }] });
 
 export const DeviceSummarySchema = Type.Object({

@@ -11,8 +11,19 @@ const iso = (n: number | null) => (n == null ? null : new Date(n).toISOString())
  * it and where it is; provisioning data (pairing code, hardware id) stays the operator's (and its
  * keys that may provision the whole fleet).
  */
+/** A device's firmware as the OTA capability knows it (src/ota/, given by the composition root). */
+export interface DeviceFirmware {
+  version: string | null;
+  reportedAt: string | null;
+  lastJob: { id: string; campaign: string; state: string; progress: number | null; error: string | null; updatedAt: string } | null;
+}
+
 export class DeviceViews {
-  constructor(private readonly deps: { presence: PresenceService; shadow: ShadowService; access: AccessService }) {}
+  constructor(private readonly deps: {
+    presence: PresenceService; shadow: ShadowService; access: AccessService;
+    /** The firmware version and last OTA job, shown in the full view. */
+    firmware?: (deviceId: string) => Promise<DeviceFirmware>;
+  }) {}
 
   async summary(d: DeviceRecord, p: Principal) {
     const [presence, place] = await Promise.all([this.deps.presence.get(d.id), this.deps.access.placement(d.id)]);
@@ -34,7 +45,9 @@ export class DeviceViews {
   }
 
   async full(d: DeviceRecord, p: Principal) {
-    const [summary, presence, shadow] = await Promise.all([this.summary(d, p), this.deps.presence.get(d.id), this.deps.shadow.view(d.id)]);
-    return { ...summary, presence: { reason: presence.reason, changedAt: iso(presence.changedAt), session: presence.session }, shadow };
+    const [summary, presence, shadow, firmware] = await Promise.all([
+      this.summary(d, p), this.deps.presence.get(d.id), this.deps.shadow.view(d.id), this.deps.firmware?.(d.id),
+    ]);
+    return { ...summary, presence: { reason: presence.reason, changedAt: iso(presence.changedAt), session: presence.session }, shadow, ...(firmware ? { firmware } : {}) };
   }
 }

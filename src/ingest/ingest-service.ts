@@ -40,7 +40,16 @@ export type Handled = number;
 export const DONE = 0;
 export const FAILED = -1;
 
-type Problem = { code: string; message: string };
+/** `ref`: what the error refers to (an OTA job id), passed on to the device. */
+type Problem = { code: string; message: string; ref?: string };
+
+/** What the ingest asks of the OTA capability (src/ota/campaign-service.ts implements it). */
+export interface OtaDevices {
+  /** Progress on `devices/{id}/ota/progress`; the problem the device hears, if any. */
+  handleProgress(deviceId: string, payload: unknown, receivedAt: number): Promise<Problem | undefined>;
+  /** The device (or hub) subscribed to its OTA topic: send what waits for it. */
+  resend(deviceId: string): Promise<void>;
+}
 
 /**
  * The device core's handling of uplink messages: validates each against its product's
@@ -74,6 +83,8 @@ export class IngestService implements ShardListener {
     routing: RoutingPipeline;
     /** Where the gateway's delivery jobs are stored (needed when routes have external targets). */
     deliveries?: DeliveryQueue;
+    /** Firmware updates (src/ota/): device progress, and jobs waiting for a device that starts listening. */
+    ota?: OtaDevices;
   }) {
     this.acker = new PeriodicFlush(() => this.settle(), deps.flushMs, (err) => deps.log.error({ err }, 'ingest writes failed; messages stay unacknowledged and come again'));
   }
@@ -156,7 +167,7 @@ export class IngestService implements ShardListener {
     try {
       const outcome = await this.dispatch(msg);
       if (typeof outcome === 'number') return outcome;
-      if (outcome) this.reject(msg, outcome.code, outcome.message);
+      if (outcome) this.reject(msg, outcome.code, outcome.message, outcome.ref);
       return DONE;
     } catch (err) {
       if (isHearthError(err)) {
@@ -181,6 +192,7 @@ export class IngestService implements ShardListener {
       const covers = isObject(msg.payload) ? msg.payload : { desired: true };
       if (covers.desired === true) await this.deps.shadow.resend(msg.deviceId);
       if (covers.commands === true) await this.deps.commands.subscribed(msg.deviceId);
+      if (covers.ota === true) await this.deps.ota?.resend(msg.deviceId);
       return undefined;
     }
     if (msg.kind !== 'command') presence.seen(msg.via, msg.receivedAt);
@@ -251,6 +263,10 @@ export class IngestService implements ShardListener {
       case 'result': {
         return this.deps.commands.handleResult(msg.deviceId, msg.payload, msg.receivedAt);
       }
+      case 'ota': {
+        if (!this.deps.ota) return { code: 'E_BAD_MESSAGE', message: 'firmware updates are not available on this server' };
+        return this.deps.ota.handleProgress(msg.deviceId, msg.payload, msg.receivedAt);
+      }
       case 'join': {
         if (msg.via !== msg.deviceId) return { code: 'E_BAD_MESSAGE', message: 'only a hub joins sub-devices, on its own topic' };
         const p = msg.payload;
@@ -267,14 +283,14 @@ export class IngestService implements ShardListener {
     }
   }
 
-  private reject(msg: UplinkMessage, code: string, message: string): void {
+  private reject(msg: UplinkMessage, code: string, message: string, ref?: string): void {
     this.deps.observer?.messageRejected(code);
     // Partners and the API have acknowledged their senders already; only devices have an error topic.
     if (msg.source !== undefined && msg.source !== 'mqtt' && msg.source !== 'http') {
       this.deps.log.info({ deviceId: msg.deviceId, source: msg.source, code, reason: message }, 'message refused');
       return;
     }
-    const payload: DeviceErrorPayload = { code, message, topic: msg.topic };
+    const payload: DeviceErrorPayload = { code, message, topic: msg.topic, ...(ref !== undefined ? { ref } : {}) };
     // A hub hears about its sub-devices' rejected messages on the sub-device's error topic, which it may subscribe to.
     const down: DownlinkMessage = { deviceId: msg.deviceId, kind: 'errors', payload };
     this.deps.bus.publish(subjects.down(msg.deviceId), down);

@@ -159,6 +159,9 @@ export interface ValidationResult {
   problems: string[];
 }
 
+/** The property every product has: the firmware version the device runs (a semantic version). */
+export const FIRMWARE_PROPERTY: PropertySpec = Object.freeze({ id: 'firmware', type: 'string', access: 'r', description: 'Firmware version the device runs (semantic version)' }) as PropertySpec;
+
 const OK: ValidationResult = Object.freeze({ ok: true, problems: [] }) as ValidationResult;
 
 /** A model with its lists indexed by id, so that validating a message is O(keys in the message). */
@@ -171,6 +174,8 @@ export class CompiledModel {
     for (const p of model.properties ?? []) this.properties.set(p.id, p);
     for (const e of model.events ?? []) this.events.set(e.id, e);
     for (const a of model.actions ?? []) this.actions.set(a.id, a);
+    // Every product reports its firmware version this way (docs/ota.md), unless its model says otherwise.
+    if (!this.properties.has('firmware')) this.properties.set('firmware', FIRMWARE_PROPERTY);
   }
 
   /** A property report: every key must be a known property with a fitting value. */

@@ -9,7 +9,8 @@
  * cloud sends on subscribe always arrives after the snapshot (and is never seen as stale).
  */
 import { connect, type IClientOptions, type MqttClient } from 'mqtt';
-import { createDeviceSim, type DeviceSim, type Props, type SimOutput } from './device-sims.ts';
+import { createDeviceSim, seededRng, type DeviceSim, type Props, type SimOutput } from './device-sims.ts';
+import { downloadFirmware, fetchProductKey, isOtaJob, verifyFirmware, type OtaJob } from './ota-client.ts';
 
 export interface SimulatorOptions {
   /** e.g. 'mqtt://127.0.0.1:1883' or 'ws://127.0.0.1:8080/mqtt' */
@@ -23,6 +24,10 @@ export interface SimulatorOptions {
   intervalMs?: number;
   /** Default: no output. */
   log?: (msg: string) => void;
+  /** Share of sub-device firmware installs that fail (0..1; seeded by hwid, so the same ones fail every run). */
+  otaFailureRate?: number;
+  /** The firmware version the sub-devices report at first (default 1.0.0). */
+  firmwareVersion?: string;
 }
 
 export interface RunningSimulator {
@@ -63,6 +68,8 @@ interface Node {
   sim: DeviceSim;
   /** Reported its snapshot in the current connection (ticks are published only then). */
   live: boolean;
+  /** The firmware version it runs. */
+  firmware: string;
 }
 
 interface PendingJoin {
@@ -92,7 +99,8 @@ export function startSimulator(opts: SimulatorOptions): RunningSimulator {
   const intervalMs = Math.max(10, opts.intervalMs ?? 5000);
   const { hubId } = opts;
 
-  const hub: Node = { id: hubId, product: 'hub', hwid: hubId, sim: createDeviceSim('hub', hubId), live: false };
+  const firmware0 = opts.firmwareVersion ?? '1.0.0';
+  const hub: Node = { id: hubId, product: 'hub', hwid: hubId, sim: createDeviceSim('hub', hubId), live: false, firmware: firmware0 };
   const nodes: Node[] = [];
   const byHwid = new Map<string, Node>();
   for (const c of opts.children) {
@@ -100,7 +108,7 @@ export function startSimulator(opts: SimulatorOptions): RunningSimulator {
       log(`ignoring duplicate child hwid ${c.hwid}`);
       continue;
     }
-    const node: Node = { id: undefined, product: c.product, hwid: c.hwid, sim: createDeviceSim(c.product, c.hwid), live: false };
+    const node: Node = { id: undefined, product: c.product, hwid: c.hwid, sim: createDeviceSim(c.product, c.hwid), live: false, firmware: firmware0 };
     if (!node.sim.known) log(`product "${c.product}" is not in the built-in catalog: ${c.hwid} will join but report nothing`);
     nodes.push(node);
     byHwid.set(c.hwid, node);
@@ -179,7 +187,7 @@ export function startSimulator(opts: SimulatorOptions): RunningSimulator {
   const reportSnapshot = (node: Node): void => {
     if (node.id === undefined) return;
     node.live = true;
-    const snap = node.sim.snapshot();
+    const snap = node.sim.known ? { firmware: node.firmware, ...node.sim.snapshot() } : node.sim.snapshot();
     if (Object.keys(snap).length > 0) publish(`devices/${node.id}/properties`, snap);
   };
 
@@ -361,10 +369,14 @@ export function startSimulator(opts: SimulatorOptions): RunningSimulator {
       if (!m) return;
       const [, deviceId, suffix] = m;
       // Our own uplinks echo back through `devices/{hub}/#`; only downlink suffixes matter.
-      if (suffix !== 'commands' && suffix !== 'desired' && suffix !== 'errors' && suffix !== 'children/joined') return;
+      if (suffix !== 'commands' && suffix !== 'desired' && suffix !== 'errors' && suffix !== 'children/joined' && suffix !== 'ota') return;
       const payload = parseJson(buf);
       if (payload === undefined) {
         log(`ignoring non-JSON message on ${topic}`);
+        return;
+      }
+      if (suffix === 'ota') {
+        if (deviceId === hubId && isOtaJob(payload)) void onOta(payload);
         return;
       }
       if (suffix === 'errors') return onError(deviceId, payload);
@@ -380,6 +392,70 @@ export function startSimulator(opts: SimulatorOptions): RunningSimulator {
       log(`failed to handle a message on ${topic}: ${(err as Error).message}`);
     }
   });
+
+  // -- firmware updates of sub-devices (docs/ota.md, "Through a hub") ----------------------
+
+  /** Images by SHA-256: the hub downloads a package once, whatever number of children take it. */
+  const images = new Map<string, Promise<Buffer>>();
+  const keys = new Map<string, Promise<string>>();
+  /** Jobs under way or ended, by job id (a job sent again is answered with how it ended). */
+  const otaJobs = new Map<string, { state: 'running' | 'succeeded' | 'failed'; version?: string; error?: string }>();
+  const failRng = new Map<string, () => number>();
+
+  const onOta = async (job: OtaJob): Promise<void> => {
+    const node = job.child === undefined ? undefined : byId.get(job.child);
+    if (!node || node === hub) {
+      log(`ignoring an OTA job for ${job.child ?? 'the hub itself'}: not a sub-device of this hub`);
+      return;
+    }
+    const childId = node.id!;
+    const report = (state: string, extra: Record<string, unknown> = {}): void => publish(`devices/${childId}/ota/progress`, { job: job.job, state, ...extra });
+    const known = otaJobs.get(job.job);
+    if (known) {
+      if (known.state !== 'running') report(known.state, known.state === 'succeeded' ? { version: known.version } : { error: known.error });
+      return;
+    }
+    otaJobs.set(job.job, { state: 'running' });
+    log(`OTA job ${job.job}: ${node.product} ${childId} → ${job.version}`);
+    try {
+      report('downloading', { progress: 0 });
+      let image = images.get(job.sha256);
+      if (!image) {
+        image = downloadFirmware(job);
+        images.set(job.sha256, image);
+        image.catch(() => images.delete(job.sha256));
+      }
+      const bytes = await image;
+      report('downloading', { progress: 100 });
+      report('verifying');
+      let key = keys.get(node.product);
+      if (!key) {
+        key = fetchProductKey(job, node.product);
+        keys.set(node.product, key);
+        key.catch(() => keys.delete(node.product));
+      }
+      const why = verifyFirmware(bytes, job, await key);
+      if (why) throw new Error(why);
+      report('installing');
+      let rng = failRng.get(node.hwid);
+      if (!rng) failRng.set(node.hwid, (rng = seededRng(`ota:${node.hwid}`)));
+      if (opts.otaFailureRate && rng() < opts.otaFailureRate) throw new Error('install failed (injected by the simulator)');
+      report('rebooting');
+      // The sub-device restarts: it drops off the hub for a moment and comes back with the new version.
+      publish(`devices/${childId}/presence`, { online: false });
+      await new Promise((r) => setTimeout(r, 20));
+      node.firmware = job.version;
+      publish(`devices/${childId}/presence`, { online: true });
+      publish(`devices/${childId}/properties`, { firmware: node.firmware });
+      otaJobs.set(job.job, { state: 'succeeded', version: job.version });
+      report('succeeded', { version: job.version });
+    } catch (err) {
+      const error = (err as Error).message;
+      log(`OTA job ${job.job} on ${childId} failed: ${error}`);
+      otaJobs.set(job.job, { state: 'failed', error });
+      report('failed', { error });
+    }
+  };
 
   // -- periodic changes ------------------------------------------------------------------
 

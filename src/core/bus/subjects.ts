@@ -4,14 +4,14 @@
  */
 
 /** Device → cloud message kinds, as they travel on `uplink.{shard}.{id}.{kind}`; `command` is a command sent through the API, routed like the rest. */
-export type UplinkKind = 'properties' | 'events' | 'result' | 'join' | 'presence' | 'subscribed' | 'command';
+export type UplinkKind = 'properties' | 'events' | 'result' | 'join' | 'presence' | 'subscribed' | 'command' | 'ota';
 
 /**
  * The one kind → MQTT topic map for device → cloud messages: the topic after `devices/{id}/` that
  * carries each kind a device may publish. The MQTT edge reads it backwards; messages that come by
  * HTTP or from partners get the topic they would have had.
  */
-export const UPLINK_TOPIC_SUFFIX = { properties: 'properties', events: 'events', result: 'commands/result', join: 'children/join', presence: 'presence' } as const satisfies Partial<Record<UplinkKind, string>>;
+export const UPLINK_TOPIC_SUFFIX = { properties: 'properties', events: 'events', result: 'commands/result', join: 'children/join', presence: 'presence', ota: 'ota/progress' } as const satisfies Partial<Record<UplinkKind, string>>;
 
 /** The MQTT topic a device message of `kind` has (or would have had); `subscribed` and `command` have none of their own, so they keep the kind. */
 export function uplinkTopic(deviceId: string, kind: UplinkKind): string {
@@ -19,7 +19,7 @@ export function uplinkTopic(deviceId: string, kind: UplinkKind): string {
 }
 
 /** Cloud → device message kinds; the MQTT topic is `devices/{id}/{kind}`. */
-export type DownlinkKind = 'commands' | 'desired' | 'errors' | 'children/joined';
+export type DownlinkKind = 'commands' | 'desired' | 'errors' | 'children/joined' | 'ota';
 
 export interface UplinkMessage {
   /** Unique per message (the gateway node's prefix and a counter); redeliveries keep it, so handling can be idempotent. */

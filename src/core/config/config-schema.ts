@@ -90,6 +90,11 @@ export const ConfigSchema = Type.Object({
   retentionMinuteRollups: Type.String({ pattern: '^([1-9][0-9]{0,4}[dh]|forever)$', default: '7d', description: 'Default retention of 1-minute rollups' }),
   retentionHourRollups: Type.String({ pattern: '^([1-9][0-9]{0,4}[dh]|forever)$', default: '365d', description: 'Default retention of 1-hour rollups' }),
   retentionDayRollups: Type.String({ pattern: '^([1-9][0-9]{0,4}[dh]|forever)$', default: 'forever', description: 'Default retention of 1-day rollups' }),
+  otaMaxFirmwareBytes: Type.Integer({ minimum: 1024, default: 536870912, description: 'Firmware updates: largest firmware image accepted by an upload (512 MiB by default)' }),
+  otaMaxConcurrentDownloads: Type.Integer({ minimum: 1, default: 200, description: 'Firmware updates: downloads one node serves at once; more are answered 503 with Retry-After' }),
+  otaDownloadTtlSeconds: Type.Integer({ minimum: 60, maximum: 604800, default: 86400, description: 'Firmware updates: how long the per-device download URL of a job works' }),
+  otaTickMs: Type.Integer({ minimum: 50, maximum: 600000, default: 5000, description: 'Firmware updates: how often a running campaign is advanced (timeouts, gates, next wave); the longest reaction time to a tripped gate' }),
+  otaDownloadUrl: Type.Optional(Type.String({ pattern: '^https?://', description: 'Firmware updates: base URL devices download firmware from; default publicUrl, else http://<this node\'s address>:<httpPort>' })),
 });
 
 export type Config = Readonly<Static<typeof ConfigSchema>>;

@@ -17,6 +17,7 @@ export const METRIC_TYPES = {
   hearth_command_result_warnings_total: 'counter',
   hearth_command_queue_events_total: 'counter',
   hearth_mqtt_session_messages_dropped_total: 'counter',
+  hearth_ota_jobs_total: 'counter',
   hearth_presence_changes_total: 'counter',
   hearth_connections_refused_total: 'counter',
   hearth_bus_publish_duration_seconds: 'histogram',

@@ -172,6 +172,7 @@ export class Metrics {
   private readonly routingRoutes = this.counter('hearth_gateway_routed_total', 'Messages the message gateway routed, by route name', ['route']);
   private readonly loginFailures = this.counter('hearth_login_failures_total', 'Failed password checks (sign-in, password change), by reason: wrong_password, unknown_account, throttled (refused unchecked while the client address is slowed down)', ['reason']);
   private readonly loginSprays = this.counter('hearth_login_spray_detected_total', 'Password spraying noticed, by kind: source (one client address failing on many accounts), account (one account failing from many addresses)', ['kind']);
+  private readonly otaJobs = this.counter('hearth_ota_jobs_total', 'Firmware update jobs entering each state (queued: campaigns created, counted once per campaign; sent, downloading, verifying, installing, rebooting, succeeded, failed, cancelled)', ['state']);
   private readonly http = this.histogram('hearth_http_request_duration_seconds', 'HTTP requests, by method, route pattern and status class (streams excluded)', ['method', 'route', 'status'], REQUEST_BUCKETS);
 
   private readonly msgIn = byValue((kind) => this.messages.of('in', kind));
@@ -312,6 +313,11 @@ export class Metrics {
   }
 
   /** Where `hearth_devices_connected` is read from at each scrape. */
+  /** A firmware update job entered `state` (OtaObserver). */
+  otaJob(state: string): void {
+    this.otaJobs.of(state).inc();
+  }
+
   setConnectedSource(count: () => number): void {
     this.connected = count;
   }

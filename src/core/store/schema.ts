@@ -147,4 +147,26 @@ export interface Database {
   product_provisioning: { product_key: string; secret: string; device_limit: number | null; allow_list_only: number; created_at: number; updated_at: number };
   factory_records: { product_key: string; hwid: string; serial: string | null; mac: string | null; attributes: string; imported_at: number; device_id: string | null; provisioned_at: number | null };
   provision_nonces: { product_key: string; nonce: string; expires_at: number };
+  /** ota: firmware packages (the image itself is in a FirmwareStorage) */
+  firmware: {
+    id: string; product_key: string; version: string; size: number; sha256: string; signature: string; maker_signature: string | null;
+    notes: string | null; min_version: string | null; created_by: string; created_at: number;
+  };
+  /** ota: firmware images as base64 chunks (the store-backed FirmwareStorage of cluster mode) */
+  firmware_chunks: { firmware_id: string; seq: number; byte_offset: number; data: string };
+  /** ota: one Ed25519 key pair per product (PEM) */
+  ota_keys: { product_key: string; public_key: string; private_key: string; created_at: number };
+  /** ota: campaigns; target, waves, abort and window are JSON */
+  ota_campaigns: {
+    id: string; name: string; product_key: string; firmware_id: string; target: string; waves: string; abort: string | null; window: string | null;
+    timeout_ms: number; allow_downgrade: number; state: string; wave: number; soak_until: number | null; reason: string | null;
+    created_by: string; created_at: number; updated_at: number; finished_at: number | null;
+  };
+  /** ota: one job per device of a campaign */
+  ota_jobs: {
+    id: string; campaign_id: string; device_id: string; hub_id: string | null; wave: number; state: string; progress: number | null; error: string | null;
+    from_version: string | null; created_at: number; sent_at: number | null; updated_at: number; finished_at: number | null;
+  };
+  /** ota: the firmware version each device last reported */
+  ota_device_versions: { device_id: string; product_key: string; version: string; reported_at: number; last_job_id: string | null };
 }

@@ -290,6 +290,7 @@ export async function buildHttpServer(deps: HttpServerDeps): Promise<HttpApp> {
         { name: 'scenes', description: 'Scenes: device states and actions applied together' },
         { name: 'automations', description: 'Automations: triggers, conditions, actions; runs with traces' },
         { name: 'notifications', description: 'Inbox, push subscriptions, preferences and notification channels' },
+        { name: 'ota', description: 'Firmware updates: signed packages, downloads, campaigns with waves and abort gates, inventory' },
         { name: 'system', description: 'Probes' },
         { name: 'identity', description: 'Device identity: product CAs and certificates (mutual TLS), revocation, zero-touch provisioning, factory records' },
         { name: 'telemetry', description: 'Retention, fleet analytics and exports of history' },

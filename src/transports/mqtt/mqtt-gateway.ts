@@ -18,7 +18,7 @@ import { PacketGuard, PacketRefusedError, type PacketLimits, type Refusal, type 
 import type { TlsMaterial } from '../tls/tls-material.ts';
 import type { X509Certificate } from 'node:crypto';
 import { digestToken } from '../../core/secrets.ts';
-import { downlinkTopic, filterCoversCommands, filterCoversDesired, isAllowedSubscriptionSuffix, parseDeviceTopic, uplinkKind } from './topic-codec.ts';
+import { downlinkTopic, filterCoversCommands, filterCoversDesired, filterCoversOta, isAllowedSubscriptionSuffix, parseDeviceTopic, uplinkKind } from './topic-codec.ts';
 
 export interface MqttGatewayConfig {
   port: number;
@@ -417,8 +417,9 @@ export class MqttGateway {
       if (!parsed) continue;
       const desired = filterCoversDesired(parsed.suffix);
       const commands = filterCoversCommands(parsed.suffix);
-      if (desired || commands) {
-        this.publishUp({ id: this.ids.next(), deviceId: parsed.deviceId, via: client.id, kind: 'subscribed', topic, payload: { desired, commands }, receivedAt: Date.now() })
+      const ota = filterCoversOta(parsed.suffix);
+      if (desired || commands || ota) {
+        this.publishUp({ id: this.ids.next(), deviceId: parsed.deviceId, via: client.id, kind: 'subscribed', topic, payload: { desired, commands, ota }, receivedAt: Date.now() })
           .catch((err) => this.deps.log.warn({ err, deviceId: parsed.deviceId }, 'subscription notice could not be stored'));
       }
     }

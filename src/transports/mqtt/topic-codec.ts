@@ -4,7 +4,7 @@ import { UPLINK_TOPIC_SUFFIX, type DownlinkKind, type UplinkKind } from '../../c
 const UP: Record<string, UplinkKind> = Object.fromEntries(Object.entries(UPLINK_TOPIC_SUFFIX).map(([kind, suffix]) => [suffix, kind as UplinkKind]));
 
 /** What devices may subscribe to (cloud → device). */
-const DOWN = new Set<DownlinkKind>(['commands', 'desired', 'errors', 'children/joined']);
+const DOWN = new Set<DownlinkKind>(['commands', 'desired', 'errors', 'children/joined', 'ota']);
 
 const ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
 
@@ -50,4 +50,9 @@ export function filterCoversDesired(suffix: string): boolean {
 /** True when a granted filter (within one device's prefix) receives the device's commands topic (`commands/#` covers `commands`). */
 export function filterCoversCommands(suffix: string): boolean {
   return suffix === 'commands' || suffix === 'commands/#' || suffix === '#' || suffix === '+';
+}
+
+/** True when a granted filter (within one device's prefix) receives the device's OTA jobs (`ota`). */
+export function filterCoversOta(suffix: string): boolean {
+  return suffix === 'ota' || suffix === '#' || suffix === '+';
 }

@@ -1,4 +1,5 @@
 import type { Kysely, Migration } from 'kysely';
+import { otaMigration } from './0012-ota.ts';
 import { offline } from './0013-offline.ts';
 import { identity0015 } from './0015-identity.ts';
 import { telemetry } from './0016-telemetry.ts';
@@ -461,6 +462,7 @@ export const migrations: Record<string, Migration> = {
       await db.updateTable('home_members').set((eb: any) => ({ rights_since: eb.ref('created_at') })).execute();
     },
   },
+  '0012-ota': otaMigration,
   '0013-offline': offline,
   '0015-identity': identity0015,
   '0016-telemetry': telemetry,
