@@ -115,6 +115,7 @@ export const en = {
     result: 'Result',
     sent: 'Command answered',
     failed: 'Command failed',
+    queued: 'Command queued until the device is online',
     noActions: 'This product has no actions.',
     ledger: 'Command ledger',
     source: 'Source',

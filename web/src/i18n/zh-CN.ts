@@ -117,6 +117,7 @@ export const zhCN: Messages = {
     result: '结果',
     sent: '命令已应答',
     failed: '命令失败',
+    queued: '命令已排队，设备上线后发送',
     noActions: '该产品没有动作。',
     ledger: '命令记录',
     source: '来源',

@@ -34,7 +34,8 @@ export function CommandsPanel({ deviceId, actions }: { deviceId: string; actions
     setOutcome(undefined);
     try {
       const r = await unwrap(api.POST('/api/v1/devices/{id}/commands', { params: { path: { id: deviceId } }, body: { action: chosen.id, params } }));
-      setOutcome({ ok: r.ok, text: r.ok ? t('device.sent') : `${t('device.failed')}: ${r.error ?? ''}`, result: r.result });
+      if ('state' in r) setOutcome({ ok: true, text: `${t('device.queued')} (${r.state})` });
+      else setOutcome({ ok: r.ok, text: r.ok ? t('device.sent') : `${t('device.failed')}: ${r.error ?? ''}`, result: r.result });
     } catch (e) {
       setOutcome({ ok: false, text: (e as Error).message, code: e instanceof ApiError ? e.code : undefined });
     } finally {
