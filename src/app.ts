@@ -67,6 +67,10 @@ import { DataDirLock } from './core/data-dir-lock.ts';
 import { portProblem, reservePorts, type ListenerSpec, type PortReservation } from './core/port-reservation.ts';
 import { Lifecycles, type Lifecycle } from './core/lifecycle.ts';
 import { initialPasswordPath, readInitialPassword, removeInitialPassword, writeInitialPassword } from './auth/initial-password.ts';
+import { DeviceLifecycle } from './devices/device-lifecycle.ts';
+import { DeviceTags } from './devices/device-tags.ts';
+import { deviceLifecycleRoutes } from './devices/device-lifecycle-routes.ts';
+import { HomeDeviceRemoval } from './homes/home-device-removal.ts';
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -94,6 +98,9 @@ export interface Services {
   notify: NotificationService;
   automations: AutomationService;
   automationEngine: AutomationEngine;
+  /** Fleet lifecycle (disable, delete, factory reset) and the operator's tags and attributes (docs/fleet.md). */
+  lifecycle: DeviceLifecycle;
+  deviceTags: DeviceTags;
 }
 
 export type Role = 'gateway' | 'api' | 'worker';
@@ -234,14 +241,18 @@ export class Hearth {
     // Every node may enqueue deliveries (the ingest, replays); workers run the delivery consumers.
     const deliveries = this.has('worker') ? delivery : { enqueue: (d: Parameters<DeliveryService['enqueue']>[0]) => delivery.enqueue(d), reconcile: async () => {} };
     const gateway = new GatewayConfigService({ db, bus, log: log.child({ component: 'gateway' }), pipeline, devices, products, deliveries, file: config.gatewayConfig });
-    const ingest = new IngestService({ bus, log, devices, products, presence, shadow, history, commands, flushMs: config.historyFlushMs, ackWaitMs: config.ackWaitMs, observer: metrics, gateway: pipeline, deliveries });
+    const ingest = new IngestService({
+      bus, log, devices, products, presence, shadow, history, commands, flushMs: config.historyFlushMs, ackWaitMs: config.ackWaitMs, observer: metrics, gateway: pipeline, deliveries,
+      reset: (id, via) => lifecycle.reset(id, via),
+    });
     // Released in reverse: the ingest settles its messages before the shadows are let go.
     shards.on(shadow);
     shards.on(ingest);
     // Timers run on the owners of their shards; listeners that set timers register after this one.
     const timers = new TimerService({ db, bus, log: log.child({ component: 'timers' }), clock: this.clock, shards, shardCount: config.shards });
     shards.on(timers);
-    const views = new DeviceViews({ presence, shadow, access });
+    const deviceTags = new DeviceTags({ db, bus, log: log.child({ component: 'devices' }), ownsDevice: (id) => shards.ownsDevice(id) });
+    const views = new DeviceViews({ presence, shadow, access, tags: deviceTags, isDisabled: (id) => devices.isDisabled(id) });
     const scenes = new SceneService({ db, bus, log: log.child({ component: 'scenes' }), clock: this.clock, access, devices, products, presence, shadow, commands, audit, stream });
     // Homes tell the capabilities that keep per-home state (automations and notify are built below: they read homes).
     const homes = new HomeService({
@@ -307,7 +318,21 @@ export class Hearth {
       timers,
     });
     shards.on(automationEngine);
-    this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, stream, delivery, deadLetters, partners, gateway, scenes, timers, notify, automations, automationEngine };
+    // Fleet lifecycle: a change reaches every node's caches, and the node holding the connection closes it.
+    const devicesChanged = broadcast(bus, 'cluster.devices', (c) => {
+      devices.forget(c.deviceIds);
+      for (const id of c.deviceIds) stream.invalidate(id);
+      if (c.disconnect && this.has('gateway')) this.mqtt.disconnect(c.deviceIds, c.disconnect);
+    });
+    this.broadcasts.push(devicesChanged);
+    const lifecycle = new DeviceLifecycle({
+      devices, presence, tags: deviceTags, shadow, commands, history, homes: new HomeDeviceRemoval({ db }),
+      placement: (id) => access.placement(id), audit, stream, log: log.child({ component: 'devices' }),
+      announce: (c) => devicesChanged.send(c),
+      placementChanged: (ids) => ids.forEach((deviceId) => void placed.send({ deviceId })),
+      accessChanged: (userIds) => userIds.forEach((userId) => void accessChanged.send({ userId })),
+    });
+    this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, stream, delivery, deadLetters, partners, gateway, scenes, timers, notify, automations, automationEngine, lifecycle, deviceTags };
     this.mqtt = new MqttGateway({
       bus, devices, presence, log: log.child({ component: 'mqtt' }), observer: metrics,
       config: {
@@ -354,6 +379,7 @@ export class Hearth {
       { name: 'delivery', after: ['bus'], start: () => s.delivery.declare(), stop: () => s.delivery.stop() },
       { name: 'operator', after: ['auth'], start: () => this.prepareOperator() },
       { name: 'history', after: ['store'], start: () => s.history.start(), stop: () => s.history.stop() },
+      { name: 'device-tags', after: ['store', 'bus'], start: () => s.deviceTags.start(), stop: () => s.deviceTags.stop() },
       { name: 'shadow', after: ['presence'], start: () => s.shadow.start(), stop: () => s.shadow.stop() },
       { name: 'commands', after: ['presence'], start: () => s.commands.start(), stop: () => s.commands.stop() },
       { name: 'notify', after: ['store', 'mailer'], start: () => s.notify.start(), stop: () => s.notify.stop() },
@@ -507,7 +533,8 @@ export class Hearth {
     app.register(commandRoutes, { access, commands, audit });
     app.register(historyRoutes, { access, products, history });
     app.register(auditRoutes, { audit });
-    app.register(homeRoutes, { homes: s.homes, views });
+    app.register(homeRoutes, { homes: s.homes, views, fleetPatch: (p, id, patch) => s.lifecycle.patch(p, id, patch, (q, d) => access.requireDevice(q, d, 'view')) });
+    app.register(deviceLifecycleRoutes, { lifecycle: s.lifecycle });
     app.register(gatewayRoutes, { gateway: s.gateway, audit });
     app.register(streamRoutes, { stream: s.stream, verifyPrincipal: (t) => auth.authenticate('Bearer ' + t), rateLimit: (p) => this.rateLimitWait(p) });
     app.register(deadLetterRoutes, { deadLetters: s.deadLetters });

@@ -3,6 +3,7 @@ import type { AccessService } from '../homes/access-service.ts';
 import type { ShadowService } from '../shadow/shadow-service.ts';
 import type { DeviceRecord } from './device-service.ts';
 import type { PresenceService } from './presence-service.ts';
+import type { DeviceTags } from './device-tags.ts';
 
 const iso = (n: number | null) => (n == null ? null : new Date(n).toISOString());
 
@@ -12,7 +13,7 @@ const iso = (n: number | null) => (n == null ? null : new Date(n).toISOString())
  * keys that may provision the whole fleet).
  */
 export class DeviceViews {
-  constructor(private readonly deps: { presence: PresenceService; shadow: ShadowService; access: AccessService }) {}
+  constructor(private readonly deps: { presence: PresenceService; shadow: ShadowService; access: AccessService; tags?: DeviceTags; isDisabled?: (id: string) => Promise<boolean> }) {}
 
   async summary(d: DeviceRecord, p: Principal) {
     const [presence, place] = await Promise.all([this.deps.presence.get(d.id), this.deps.access.placement(d.id)]);
@@ -30,11 +31,16 @@ export class DeviceViews {
       roomId: place?.roomId ?? null,
       online: presence.online,
       lastSeen: iso(presence.lastSeen),
+      disabled: d.disabledAt != null || (d.parentId !== null && (await this.deps.isDisabled?.(d.id)) === true),
     };
   }
 
   async full(d: DeviceRecord, p: Principal) {
     const [summary, presence, shadow] = await Promise.all([this.summary(d, p), this.deps.presence.get(d.id), this.deps.shadow.view(d.id)]);
-    return { ...summary, presence: { reason: presence.reason, changedAt: iso(presence.changedAt), session: presence.session }, shadow };
+    const fleet = p.role === 'operator' && !p.homeIds && this.deps.tags ? await this.deps.tags.get(d.id) : undefined;
+    return {
+      ...summary, presence: { reason: presence.reason, changedAt: iso(presence.changedAt), session: presence.session }, shadow,
+      ...(fleet ? { tags: fleet.tags, attributes: fleet.attributes, firmware: fleet.firmware } : {}),
+    };
   }
 }

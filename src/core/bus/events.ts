@@ -58,6 +58,8 @@ export interface BusEvents {
   'cluster.timers': TimerChange;
   /** A new message gateway config version is live. */
   'cluster.gateway.config': GatewayConfigChanged;
+  /** A device was disabled, enabled, deleted or changed by the operator: caches drop it, the node holding its connection closes it. */
+  'cluster.devices': DeviceLifecycleChange;
 }
 
 /** Every request/reply subject: what a requester sends and what the responder answers. */
@@ -93,7 +95,7 @@ export interface DeviceEvent {
 /** Why a device's presence changed. */
 export type PresenceReason =
   | 'connect' | 'disconnect' | 'keepalive-timeout' | 'connection-lost' | 'client-error' | 'server-shutdown' | 'server-restart'
-  | 'hub-reported' | 'hub-offline' | 'never-connected' | 'node-lost';
+  | 'hub-reported' | 'hub-offline' | 'never-connected' | 'node-lost' | 'disabled' | 'deleted';
 
 /** Bus event on `device.{id}.presence`. */
 export interface PresenceEvent {
@@ -129,7 +131,7 @@ export interface CommandResult {
 }
 
 /** The kinds of event the live stream carries (and clients may filter on with `types=`). */
-export const STREAM_EVENT_TYPES = ['property', 'event', 'presence', 'command', 'automation', 'notification', 'scene'] as const;
+export const STREAM_EVENT_TYPES = ['property', 'event', 'presence', 'command', 'automation', 'notification', 'scene', 'lifecycle'] as const;
 export type StreamEventType = (typeof STREAM_EVENT_TYPES)[number];
 
 /** What StreamService.publish sends on `stream.announce`, so that every node's clients receive it. */
@@ -219,6 +221,16 @@ export type TimerChange =
   | { removed: string }
   | { prefix: string };
 
+/**
+ * A lifecycle change of devices (`cluster.devices`): every node forgets its cached records of
+ * them; `disconnect` asks the node holding a connection of one of them to close it, with that
+ * presence reason.
+ */
+export interface DeviceLifecycleChange {
+  deviceIds: string[];
+  disconnect?: 'disabled' | 'deleted';
+}
+
 export interface GatewayConfigChanged {
   version: number;
 }
@@ -227,7 +239,9 @@ export interface GatewayConfigChanged {
 export type ShadowRequest =
   | { op: 'view'; deviceId: string }
   | { op: 'setDesired'; deviceId: string; values: Record<string, unknown> }
-  | { op: 'clearDesired'; deviceId: string };
+  | { op: 'clearDesired'; deviceId: string }
+  /** The device was deleted: its shadow goes from memory and the store. */
+  | { op: 'forget'; deviceId: string };
 
 export type ShadowReply = { ok: true; view?: ShadowView } | { ok: false; code: string; message: string; extras?: Record<string, unknown> };
 

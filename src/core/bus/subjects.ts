@@ -4,7 +4,7 @@
  */
 
 /** Device → cloud message kinds, as they travel on `uplink.{shard}.{id}.{kind}`; `command` is a command sent through the API, routed like the rest. */
-export type UplinkKind = 'properties' | 'events' | 'result' | 'join' | 'presence' | 'subscribed' | 'command';
+export type UplinkKind = 'properties' | 'events' | 'result' | 'join' | 'presence' | 'subscribed' | 'command' | 'reset';
 
 /** Cloud → device message kinds; the MQTT topic is `devices/{id}/{kind}`. */
 export type DownlinkKind = 'commands' | 'desired' | 'errors' | 'children/joined';

@@ -20,7 +20,20 @@ export interface Database {
     secret_hash: string | null;
     pairing_code: string | null;
     created_at: number;
+    /** fleet lifecycle (0014): a disabled device is refused; a deleted one stays as a tombstone so its id is never reused */
+    disabled_at: number | null;
+    deleted_at: number | null;
+    /** the firmware version it last reported, and its sortable key (numeric parts zero-padded) */
+    firmware: string | null;
+    firmware_key: string | null;
+    /** the operator's attributes (JSON object) */
+    attributes: string | null;
   };
+  /** devices: the operator's tags, searchable (tag.site:berlin) */
+  device_tags: { device_id: string; key: string; value: string };
+  /** fleet: static groups (members in fleet_group_members) and dynamic groups (a saved query) */
+  fleet_groups: { id: string; name: string; description: string | null; parent_id: string | null; query: string | null; created_at: number; updated_at: number };
+  fleet_group_members: { group_id: string; device_id: string; added_at: number };
   /** devices (presence) */
   presence: { device_id: string; online: number; session: number; reason: string; changed_at: number; last_seen: number | null; node: string | null; listening: number };
   /** message gateway */

@@ -7,6 +7,7 @@ const UP: Record<string, UplinkKind> = {
   'commands/result': 'result',
   'children/join': 'join',
   presence: 'presence',
+  reset: 'reset',
 };
 
 /** What devices may subscribe to (cloud → device). */

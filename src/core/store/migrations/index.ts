@@ -1,4 +1,5 @@
 import type { Kysely, Migration } from 'kysely';
+import { fleetMigration } from './0014-fleet.ts';
 
 /**
  * The one set of migrations, for SQLite and PostgreSQL alike: only portable column types
@@ -458,4 +459,5 @@ export const migrations: Record<string, Migration> = {
       await db.updateTable('home_members').set((eb: any) => ({ rights_since: eb.ref('created_at') })).execute();
     },
   },
+  '0014-fleet': fleetMigration,
 };
