@@ -57,6 +57,16 @@ export interface LifecycleDeps {
 export class DeviceLifecycle {
   constructor(private readonly deps: LifecycleDeps) {}
 
+  /** True when the principal is the operator (or an operator key with devices:manage, for the whole fleet). */
+  isOperator(p: Principal): boolean {
+    return p.role === 'operator' && !p.homeIds && hasScope(p, 'devices:manage');
+  }
+
+  /** Throws E_FORBIDDEN: for somebody who may see the device but is not the operator. */
+  refuse(): never {
+    throw new HearthError('E_FORBIDDEN', 'disabling, deleting, tags and attributes are for the operator (an operator key needs devices:manage)');
+  }
+
   /**
    * The operator's fields of `PATCH /api/v1/devices/{id}`: disabled, tags, attributes. Anyone else
    * who may see the device gets E_FORBIDDEN (`requireVisible` answers 404 to the others).
@@ -65,9 +75,9 @@ export class DeviceLifecycle {
     p: Principal, id: string, patch: { disabled?: boolean; tags?: Record<string, string | null>; attributes?: Record<string, unknown> },
     requireVisible: (p: Principal, id: string) => Promise<unknown>,
   ): Promise<DeviceRecord> {
-    if (!(p.role === 'operator' && !p.homeIds && hasScope(p, 'devices:manage'))) {
+    if (!this.isOperator(p)) {
       await requireVisible(p, id);
-      throw new HearthError('E_FORBIDDEN', 'disabled, tags and attributes are for the operator (an operator key needs devices:manage)');
+      this.refuse();
     }
     const actor = actorOf(p);
     await this.deps.devices.require(id);
