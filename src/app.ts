@@ -69,6 +69,7 @@ import { Lifecycles, type Lifecycle } from './core/lifecycle.ts';
 import { initialPasswordPath, readInitialPassword, removeInitialPassword, writeInitialPassword } from './auth/initial-password.ts';
 import { DeviceLifecycle } from './devices/device-lifecycle.ts';
 import { DeviceTags } from './devices/device-tags.ts';
+import { DeviceSearch } from './devices/device-search.ts';
 import { deviceLifecycleRoutes } from './devices/device-lifecycle-routes.ts';
 import { HomeDeviceRemoval } from './homes/home-device-removal.ts';
 
@@ -528,7 +529,7 @@ export class Hearth {
     });
     app.register(authRoutes, { auth, config: this.config, audit });
     app.register(productRoutes, { products });
-    app.register(deviceRoutes, { devices: s.devices, access, views });
+    app.register(deviceRoutes, { devices: s.devices, access, views, search: new DeviceSearch({ db: this.db }), tags: s.deviceTags });
     app.register(shadowRoutes, { access, shadow, audit });
     app.register(commandRoutes, { access, commands, audit });
     app.register(historyRoutes, { access, products, history });

@@ -67,11 +67,25 @@ export const DeviceSummarySchema = Type.Object({
   online: Type.Boolean(),
   lastSeen: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
   disabled: Type.Optional(Type.Boolean({ description: 'The operator disabled it (or its hub): refused until enabled' })),
+  tags: Type.Optional(Type.Record(Type.String(), Type.String(), { description: "Fleet search, operator only: the operator's tags" })),
+  firmware: Type.Optional(Type.Union([Type.String(), Type.Null()], { description: 'Fleet search, operator only: the firmware version it last reported' })),
 });
 
 const summaryExample = { id: 'd_9x2k7m4p1q8r0t', product: 'light', name: 'Hall light', parentId: 'd_h1b2c3d4e5f6g7', hwid: '00:12:4b:00:1c:a1:b2:01', pairingCode: 'K7M4-P1Q8-R2X9', createdAt: '2026-11-23T08:00:00.000Z', homeId: 'h_5t2k9x4p1q8r0m', roomId: 'r_8m2k9x4p1q8r0t', online: true, lastSeen: '2026-11-23T08:05:00.000Z' };
 
-export const DeviceListSchema = Type.Object({ items: Type.Array(DeviceSummarySchema), total: Type.Integer() }, { examples: [{ items: [summaryExample], total: 1 }] });
+export const DeviceListSchema = Type.Object({
+  items: Type.Array(DeviceSummarySchema),
+  total: Type.Integer(),
+  nextCursor: Type.Optional(Type.Union([Type.String(), Type.Null()], { description: 'Fleet search: pass it as cursor for the next page; null on the last page' })),
+  counts: Type.Optional(Type.Array(Type.Object({ value: Type.Union([Type.String(), Type.Boolean(), Type.Null()]), count: Type.Integer() }), { description: 'With countBy: the matching devices counted by that field, most common first (at most 100 values)' })),
+}, { examples: [{ items: [summaryExample], total: 1 }] });
+
+export const DeviceSearchQuery = {
+  q: Type.Optional(Type.String({ maxLength: 2000, description: 'Fleet search (docs/fleet.md): e.g. product:light AND online:false AND firmware<1.2 AND tag.site:berlin AND lastSeen<-7d', examples: ['product:light AND online:false'] })),
+  sort: Type.Optional(Type.String({ pattern: '^-?(createdAt|id|name|lastSeen|firmware)$', description: 'createdAt (default), id, name, lastSeen, firmware; a leading - sorts descending' })),
+  cursor: Type.Optional(Type.String({ maxLength: 1000, description: 'nextCursor of the previous page (fleet search pages by cursor, not offset)' })),
+  countBy: Type.Optional(Type.String({ maxLength: 80, description: 'Count the matching devices by product, firmware, online, disabled, parent or tag.<key>' })),
+};
 export const ChildrenSchema = Type.Object({ items: Type.Array(DeviceSummarySchema) }, { examples: [{ items: [summaryExample] }] });
 
 export type ProvisionBody = Static<typeof ProvisionBody>;
