@@ -70,6 +70,8 @@ import { initialPasswordPath, readInitialPassword, removeInitialPassword, writeI
 import { DeviceLifecycle } from './devices/device-lifecycle.ts';
 import { DeviceTags } from './devices/device-tags.ts';
 import { DeviceSearch } from './devices/device-search.ts';
+import { FleetGroups } from './fleet/fleet-groups.ts';
+import { fleetRoutes } from './fleet/fleet-routes.ts';
 import { deviceLifecycleRoutes } from './devices/device-lifecycle-routes.ts';
 import { HomeDeviceRemoval } from './homes/home-device-removal.ts';
 
@@ -102,6 +104,8 @@ export interface Services {
   /** Fleet lifecycle (disable, delete, factory reset) and the operator's tags and attributes (docs/fleet.md). */
   lifecycle: DeviceLifecycle;
   deviceTags: DeviceTags;
+  deviceSearch: DeviceSearch;
+  fleetGroups: FleetGroups;
 }
 
 export type Role = 'gateway' | 'api' | 'worker';
@@ -326,14 +330,17 @@ export class Hearth {
       if (c.disconnect && this.has('gateway')) this.mqtt.disconnect(c.deviceIds, c.disconnect);
     });
     this.broadcasts.push(devicesChanged);
+    const deviceSearch = new DeviceSearch({ db });
+    const fleetGroups = new FleetGroups({ db, audit, devices, search: deviceSearch });
     const lifecycle = new DeviceLifecycle({
       devices, presence, tags: deviceTags, shadow, commands, history, homes: new HomeDeviceRemoval({ db }),
       placement: (id) => access.placement(id), audit, stream, log: log.child({ component: 'devices' }),
       announce: (c) => devicesChanged.send(c),
       placementChanged: (ids) => ids.forEach((deviceId) => void placed.send({ deviceId })),
       accessChanged: (userIds) => userIds.forEach((userId) => void accessChanged.send({ userId })),
+      onDeleted: (ids) => fleetGroups.forgetDevices(ids),
     });
-    this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, stream, delivery, deadLetters, partners, gateway, scenes, timers, notify, automations, automationEngine, lifecycle, deviceTags };
+    this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, stream, delivery, deadLetters, partners, gateway, scenes, timers, notify, automations, automationEngine, lifecycle, deviceTags, deviceSearch, fleetGroups };
     this.mqtt = new MqttGateway({
       bus, devices, presence, log: log.child({ component: 'mqtt' }), observer: metrics,
       config: {
@@ -529,7 +536,8 @@ export class Hearth {
     });
     app.register(authRoutes, { auth, config: this.config, audit });
     app.register(productRoutes, { products });
-    app.register(deviceRoutes, { devices: s.devices, access, views, search: new DeviceSearch({ db: this.db }), tags: s.deviceTags });
+    app.register(deviceRoutes, { devices: s.devices, access, views, search: s.deviceSearch, tags: s.deviceTags });
+    app.register(fleetRoutes, { groups: s.fleetGroups, views });
     app.register(shadowRoutes, { access, shadow, audit });
     app.register(commandRoutes, { access, commands, audit });
     app.register(historyRoutes, { access, products, history });

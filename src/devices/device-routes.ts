@@ -10,7 +10,7 @@ import { BulkProvisionBody, ChildrenSchema, DeviceListSchema, DeviceParams, Devi
 import type { DeviceSearch, SortField } from './device-search.ts';
 import type { DeviceTags } from './device-tags.ts';
 import { HearthError } from '../core/errors.ts';
-import { countByProblem, namesTags, parseQuery, QueryError, type Expr, type Term } from '../fleet/fleet-query.ts';
+import { countByProblem, namesTags, parseQuery, QueryError, type Expr, type Term } from './fleet-query.ts';
 
 function base(d: DeviceRecord) {
   return { id: d.id, product: d.productKey, name: d.name, parentId: d.parentId, hwid: d.hwid, pairingCode: d.pairingCode, createdAt: new Date(d.createdAt).toISOString() };

@@ -1,7 +1,7 @@
 import { sql, type RawBuilder } from 'kysely';
 import type { Db } from '../core/store/db.ts';
 import { HearthError } from '../core/errors.ts';
-import type { Expr, Term } from '../fleet/fleet-query.ts';
+import type { Expr, Term } from './fleet-query.ts';
 import type { DeviceRecord } from './device-service.ts';
 import { firmwareKey } from './device-tags.ts';
 

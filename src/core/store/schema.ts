@@ -34,6 +34,9 @@ export interface Database {
   /** fleet: static groups (members in fleet_group_members) and dynamic groups (a saved query) */
   fleet_groups: { id: string; name: string; description: string | null; parent_id: string | null; query: string | null; created_at: number; updated_at: number };
   fleet_group_members: { group_id: string; device_id: string; added_at: number };
+  /** fleet: bulk jobs (spec and target JSON; status queued | running | done | cancelled) and their per-device results (pending | running | ok | failed | cancelled) */
+  fleet_jobs: { id: string; shard: number; kind: string; spec: string; target: string; rate: number; status: string; total: number; created_by: string; created_at: number; started_at: number | null; finished_at: number | null };
+  fleet_job_targets: { job_id: string; seq: number; device_id: string; status: string; error: string | null; result: string | null; finished_at: number | null };
   /** devices (presence) */
   presence: { device_id: string; online: number; session: number; reason: string; changed_at: number; last_seen: number | null; node: string | null; listening: number };
   /** message gateway */

@@ -46,5 +46,31 @@ export const fleetMigration: Migration = {
       .addPrimaryKeyConstraint('fleet_group_members_pk', ['group_id', 'device_id'])
       .execute();
     await db.schema.createIndex('fleet_group_members_device').on('fleet_group_members').column('device_id').execute();
+    await db.schema.createTable('fleet_jobs')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('shard', 'integer', (c) => c.notNull())
+      .addColumn('kind', 'text', (c) => c.notNull())
+      .addColumn('spec', 'text', (c) => c.notNull())
+      .addColumn('target', 'text', (c) => c.notNull())
+      .addColumn('rate', 'integer', (c) => c.notNull())
+      .addColumn('status', 'text', (c) => c.notNull())
+      .addColumn('total', 'integer', (c) => c.notNull())
+      .addColumn('created_by', 'text', (c) => c.notNull())
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .addColumn('started_at', 'bigint')
+      .addColumn('finished_at', 'bigint')
+      .execute();
+    await db.schema.createIndex('fleet_jobs_status').on('fleet_jobs').columns(['status', 'shard']).execute();
+    await db.schema.createTable('fleet_job_targets')
+      .addColumn('job_id', 'text', (c) => c.notNull())
+      .addColumn('seq', 'integer', (c) => c.notNull())
+      .addColumn('device_id', 'text', (c) => c.notNull())
+      .addColumn('status', 'text', (c) => c.notNull())
+      .addColumn('error', 'text')
+      .addColumn('result', 'text')
+      .addColumn('finished_at', 'bigint')
+      .addPrimaryKeyConstraint('fleet_job_targets_pk', ['job_id', 'seq'])
+      .execute();
+    await db.schema.createIndex('fleet_job_targets_status').on('fleet_job_targets').columns(['job_id', 'status', 'seq']).execute();
   },
 };
