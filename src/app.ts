@@ -72,6 +72,7 @@ import { DeviceTags } from './devices/device-tags.ts';
 import { DeviceSearch } from './devices/device-search.ts';
 import { FleetGroups } from './fleet/fleet-groups.ts';
 import { fleetRoutes } from './fleet/fleet-routes.ts';
+import { FleetJobs } from './fleet/fleet-jobs.ts';
 import { deviceLifecycleRoutes } from './devices/device-lifecycle-routes.ts';
 import { HomeDeviceRemoval } from './homes/home-device-removal.ts';
 
@@ -106,6 +107,7 @@ export interface Services {
   deviceTags: DeviceTags;
   deviceSearch: DeviceSearch;
   fleetGroups: FleetGroups;
+  fleetJobs: FleetJobs;
 }
 
 export type Role = 'gateway' | 'api' | 'worker';
@@ -340,7 +342,25 @@ export class Hearth {
       accessChanged: (userIds) => userIds.forEach((userId) => void accessChanged.send({ userId })),
       onDeleted: (ids) => fleetGroups.forgetDevices(ids),
     });
-    this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, stream, delivery, deadLetters, partners, gateway, scenes, timers, notify, automations, automationEngine, lifecycle, deviceTags, deviceSearch, fleetGroups };
+    // Bulk jobs run on the worker owning the job's shard; a new job is announced to it.
+    const jobsAnnounced = broadcast(bus, 'cluster.fleet.jobs', (j): void => fleetJobs.heard(j));
+    this.broadcasts.push(jobsAnnounced);
+    const fleetJobs = new FleetJobs({
+      db, log: log.child({ component: 'fleet-jobs' }), shardCount: config.shards, groups: fleetGroups, devices, audit,
+      announce: (j): Promise<void> => jobsAnnounced.send(j),
+      effects: {
+        command: (id, input, source) => commands.send(id, input, source),
+        setDesired: (id, values) => shadow.setDesired(id, values),
+        setTags: async (id, tags) => {
+          await devices.require(id);
+          await deviceTags.setTags(id, tags);
+        },
+        setDisabled: (actor, id, disabled) => lifecycle.setDisabled(actor, id, disabled),
+        delete: (actor, id, opts) => lifecycle.delete(actor, id, opts),
+      },
+    });
+    shards.on(fleetJobs);
+    this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, stream, delivery, deadLetters, partners, gateway, scenes, timers, notify, automations, automationEngine, lifecycle, deviceTags, deviceSearch, fleetGroups, fleetJobs };
     this.mqtt = new MqttGateway({
       bus, devices, presence, log: log.child({ component: 'mqtt' }), observer: metrics,
       config: {
@@ -388,6 +408,8 @@ export class Hearth {
       { name: 'operator', after: ['auth'], start: () => this.prepareOperator() },
       { name: 'history', after: ['store'], start: () => s.history.start(), stop: () => s.history.stop() },
       { name: 'device-tags', after: ['store', 'bus'], start: () => s.deviceTags.start(), stop: () => s.deviceTags.stop() },
+      // Jobs resume when the shards are taken (after this); stopping lets the batches under way finish.
+      { name: 'fleet-jobs', after: ['store', 'broadcasts', 'commands', 'shadow', 'audit'], stop: () => s.fleetJobs.stop() },
       { name: 'shadow', after: ['presence'], start: () => s.shadow.start(), stop: () => s.shadow.stop() },
       { name: 'commands', after: ['presence'], start: () => s.commands.start(), stop: () => s.commands.stop() },
       { name: 'notify', after: ['store', 'mailer'], start: () => s.notify.start(), stop: () => s.notify.stop() },
@@ -403,7 +425,7 @@ export class Hearth {
       {
         // Taking shards calls the listeners above (shadow, ingest, timers, engine); giving them back
         // waits until everything the bus delivered so far was handled.
-        name: 'shards', after: ['shadow', 'ingest', 'timers', 'automation-engine'],
+        name: 'shards', after: ['shadow', 'ingest', 'timers', 'automation-engine', 'fleet-jobs'],
         start: async () => { await this.shards.start(); await this.shards.settle(); },
         stop: async () => { await this.bus.flush(); await this.shards.stop(); },
       },
@@ -537,7 +559,7 @@ export class Hearth {
     app.register(authRoutes, { auth, config: this.config, audit });
     app.register(productRoutes, { products });
     app.register(deviceRoutes, { devices: s.devices, access, views, search: s.deviceSearch, tags: s.deviceTags });
-    app.register(fleetRoutes, { groups: s.fleetGroups, views });
+    app.register(fleetRoutes, { groups: s.fleetGroups, jobs: s.fleetJobs, views });
     app.register(shadowRoutes, { access, shadow, audit });
     app.register(commandRoutes, { access, commands, audit });
     app.register(historyRoutes, { access, products, history });

@@ -7,6 +7,7 @@ import { actorOf } from '../auth/auth-service.ts';
 import type { DeviceViews } from '../devices/device-view.ts';
 import { DeviceId, DeviceListSchema } from '../devices/device-schema.ts';
 import type { FleetGroups } from './fleet-groups.ts';
+import type { FleetJobs, JobSpec, JobTarget } from './fleet-jobs.ts';
 
 const Id = (example: string) => Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$', examples: [example] });
 const GroupParams = Type.Object({ groupId: Id('fg_4m2k9x4p1q8r0t') });
@@ -47,12 +48,47 @@ const PageQuery = Type.Object({
   cursor: Type.Optional(Type.String({ maxLength: 1000 })),
 });
 
+const JobParams = Type.Object({ jobId: Id('job_4m2k9x4p1q8r0t') });
+const Json = Type.Record(Type.String(), Type.Unknown());
+const TagChanges = Type.Record(Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }), Type.Union([Type.String({ minLength: 1, maxLength: 256 }), Type.Null()]), { additionalProperties: false, minProperties: 1, maxProperties: 50 });
+const JobSpecSchema = Type.Union([
+  Type.Object({ kind: Type.Literal('command'), action: Type.String({ minLength: 1, maxLength: 64 }), params: Type.Optional(Json), timeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 300000 })) }, { additionalProperties: false }),
+  Type.Object({ kind: Type.Literal('desired'), values: Json }, { additionalProperties: false }),
+  Type.Object({ kind: Type.Literal('tags'), tags: TagChanges }, { additionalProperties: false }),
+  Type.Object({ kind: Type.Literal('disable') }, { additionalProperties: false }),
+  Type.Object({ kind: Type.Literal('enable') }, { additionalProperties: false }),
+  Type.Object({ kind: Type.Literal('delete'), purge: Type.Optional(Type.Boolean()), children: Type.Optional(Type.Union([Type.Literal('delete'), Type.Literal('detach')])) }, { additionalProperties: false }),
+], { description: 'What to do to each device: command, desired, tags, disable, enable or delete' });
+const JobTargetSchema = Type.Union([
+  Type.Object({ query: Query }, { additionalProperties: false }),
+  Type.Object({ groupId: Id('fg_4m2k9x4p1q8r0t') }, { additionalProperties: false }),
+  Type.Object({ deviceIds: Type.Array(DeviceId, { minItems: 1, maxItems: 1000 }) }, { additionalProperties: false }),
+], { description: 'Which devices: a fleet query, a fleet group, or ids; resolved when the job is made' });
+const CreateJobBody = Type.Object({
+  spec: JobSpecSchema,
+  target: JobTargetSchema,
+  rate: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 10, description: 'Devices started per second' })),
+}, { additionalProperties: false, examples: [{ spec: { kind: 'tags', tags: { rollout: 'wave-1' } }, target: { query: 'product:light AND tag.site:berlin' }, rate: 50 }, { spec: { kind: 'command', action: 'toggle' }, target: { groupId: 'fg_4m2k9x4p1q8r0t' } }] });
+const Progress = Type.Object({ pending: Type.Integer(), running: Type.Integer(), ok: Type.Integer(), failed: Type.Integer(), cancelled: Type.Integer() });
+const JobSchema = Type.Object({
+  id: Type.String(), kind: Type.String(), spec: Json, target: Json, rate: Type.Integer(),
+  status: Type.String({ description: 'queued, running, done or cancelled' }),
+  total: Type.Integer(), progress: Progress, createdBy: Type.String(),
+  createdAt: Type.String({ format: 'date-time' }), startedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]), finishedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+}, { examples: [{ id: 'job_4m2k9x4p1q8r0t', kind: 'tags', spec: { kind: 'tags', tags: { rollout: 'wave-1' } }, target: { query: 'product:light' }, rate: 50, status: 'running', total: 120, progress: { pending: 60, running: 10, ok: 49, failed: 1, cancelled: 0 }, createdBy: 'user:u_1', createdAt: '2026-12-06T08:00:00.000Z', startedAt: '2026-12-06T08:00:00.100Z', finishedAt: null }] });
+const TargetSchema = Type.Object({
+  deviceId: Type.String(), status: Type.String({ description: 'pending, running, ok, failed or cancelled' }),
+  error: Type.Union([Type.String(), Type.Null()], { description: 'Why it failed: an error code and its message' }),
+  result: Type.Union([Json, Type.Null()], { description: "A command's answer" }),
+  finishedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+});
+
 /** How a device looks to a caller (DeviceViews.summary). */
 type Summaries = Pick<DeviceViews, 'summary'>;
 
 /** The operator's fleet groups and bulk jobs (docs/fleet.md). */
-export async function fleetRoutes(app: HttpApp, deps: { groups: FleetGroups; views: Summaries }): Promise<void> {
-  const { groups, views } = deps;
+export async function fleetRoutes(app: HttpApp, deps: { groups: FleetGroups; jobs: FleetJobs; views: Summaries }): Promise<void> {
+  const { groups, jobs, views } = deps;
   const manage = { auth: Auth.operator('devices:manage') };
 
   app.post('/api/v1/fleet/groups', {
@@ -122,4 +158,48 @@ export async function fleetRoutes(app: HttpApp, deps: { groups: FleetGroups; vie
     await groups.removeDevice(actorOf(principal(req)), req.params.groupId, req.params.deviceId);
     return reply.status(204).send(null);
   });
+
+  app.post('/api/v1/fleet/jobs', {
+    config: manage,
+    schema: {
+      tags: ['fleet'], summary: 'Start a bulk job over a query, a group or devices: a command, desired state, tags, disable, enable or delete, at a rate', ...AuthHeader,
+      body: CreateJobBody,
+      response: { 201: JobSchema, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_FLEET_GROUP_NOT_FOUND', 'E_DEVICE_NOT_FOUND') },
+    },
+  }, async (req, reply) => reply.status(201).send(await jobs.create(actorOf(principal(req)), { spec: req.body.spec as JobSpec, target: req.body.target as JobTarget, rate: req.body.rate })));
+
+  app.get('/api/v1/fleet/jobs', {
+    config: manage,
+    schema: {
+      tags: ['fleet'], summary: 'Bulk jobs, newest first', ...AuthHeader, querystring: Type.Object({ limit: Type.Integer({ minimum: 1, maximum: 200, default: 50 }) }),
+      response: { 200: Type.Object({ items: Type.Array(JobSchema) }), ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN') },
+    },
+  }, async (req) => ({ items: await jobs.list(req.query.limit) }));
+
+  app.get('/api/v1/fleet/jobs/:jobId', {
+    config: manage,
+    schema: { tags: ['fleet'], summary: 'A bulk job with its progress', ...AuthHeader, params: JobParams, response: { 200: JobSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_JOB_NOT_FOUND') } },
+  }, async (req) => jobs.get(req.params.jobId));
+
+  app.get('/api/v1/fleet/jobs/:jobId/devices', {
+    config: manage,
+    schema: {
+      tags: ['fleet'], summary: "A bulk job's per-device results, in order, paged by cursor", ...AuthHeader, params: JobParams,
+      querystring: Type.Object({
+        status: Type.Optional(Type.Union(['pending', 'running', 'ok', 'failed', 'cancelled'].map((x) => Type.Literal(x)))),
+        limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }), cursor: Type.Optional(Type.String({ maxLength: 20 })),
+      }),
+      response: { 200: Type.Object({ items: Type.Array(TargetSchema), nextCursor: Type.Union([Type.String(), Type.Null()]) }), ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_JOB_NOT_FOUND') },
+    },
+  }, async (req) => jobs.targets(req.params.jobId, { status: req.query.status as TargetStatusParam, limit: req.query.limit, cursor: req.query.cursor }));
+
+  app.post('/api/v1/fleet/jobs/:jobId/cancel', {
+    config: manage,
+    schema: {
+      tags: ['fleet'], summary: 'Cancel a bulk job: devices not started are cancelled, those under way finish', ...AuthHeader, params: JobParams,
+      response: { 200: JobSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_JOB_NOT_FOUND', 'E_CONFLICT') },
+    },
+  }, async (req) => jobs.cancel(actorOf(principal(req)), req.params.jobId));
 }
+
+type TargetStatusParam = Parameters<FleetJobs['targets']>[1]['status'];

@@ -60,6 +60,8 @@ export interface BusEvents {
   'cluster.gateway.config': GatewayConfigChanged;
   /** A device was disabled, enabled, deleted or changed by the operator: caches drop it, the node holding its connection closes it. */
   'cluster.devices': DeviceLifecycleChange;
+  /** A bulk job was made: the node owning its shard runs it. */
+  'cluster.fleet.jobs': FleetJobAnnounced;
 }
 
 /** Every request/reply subject: what a requester sends and what the responder answers. */
@@ -229,6 +231,11 @@ export type TimerChange =
 export interface DeviceLifecycleChange {
   deviceIds: string[];
   disconnect?: 'disabled' | 'deleted';
+}
+
+export interface FleetJobAnnounced {
+  id: string;
+  shard: number;
 }
 
 export interface GatewayConfigChanged {
