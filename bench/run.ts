@@ -5,6 +5,7 @@
  *
  * Sizes (environment):
  *   BENCH_MODE=cluster     run the cluster benchmark instead (bench/cluster.ts, sizes described there)
+ *   BENCH_MODE=fleet       run the fleet search benchmark instead (bench/fleet-search.ts, sizes described there)
  *   BENCH_QUICK=1          tiny sizes, a smoke run in well under 30 s (does not write the docs)
  *   BENCH_DEVICES          ingest devices (100)
  *   BENCH_MESSAGES         ingest messages in total (200000)
@@ -37,6 +38,8 @@ import { waitOnline, waitShadows } from './checks.ts';
 
 // BENCH_MODE=cluster: PostgreSQL + NATS + Hearth nodes instead of one Hearth beside mosquitto.
 if (process.env.BENCH_MODE === 'cluster') process.exit(await (await import('./cluster.ts')).main());
+// BENCH_MODE=fleet: fleet search over a million devices on SQLite and PostgreSQL (bench/fleet-search.ts).
+if (process.env.BENCH_MODE === 'fleet') process.exit(await (await import('./fleet-search.ts')).main());
 
 // ---------------------------------------------------------------------------------------------
 // Parameters

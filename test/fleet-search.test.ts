@@ -81,6 +81,9 @@ test('cursor pagination walks every match once, in the asked order', async () =>
   } while (cursor);
   assert.equal(pages, 3);
   assert.deepEqual(seen, Array.from({ length: 25 }, (_, i) => `plug ${String(24 - i).padStart(2, '0')}`));
+  const noTotal = await search(`${q('product:plug')}&limit=10&total=false`);
+  assert.equal(noTotal.body.total, undefined, 'total=false skips the count');
+  assert.equal(noTotal.body.items.length, 10);
   const byCreated = await search('sort=createdAt&limit=5');
   assert.equal(byCreated.body.items[0].id, hubs.h1, 'the first provisioned comes first');
   // the plain list keeps its shape

@@ -68,7 +68,7 @@ export async function deviceRoutes(app: HttpApp, deps: { devices: DeviceService;
   }, async (req) => {
     const p = principal(req);
     const { q, sort, cursor, countBy } = req.query;
-    if ((q !== undefined || sort !== undefined || cursor !== undefined || countBy !== undefined) && deps.search) {
+    if ((q !== undefined || sort !== undefined || cursor !== undefined || countBy !== undefined || req.query.total !== undefined) && deps.search) {
       if (req.query.offset > 0) throw new HearthError('E_VALIDATION', 'querystring.offset does not go with fleet search (q, sort, cursor, countBy): page with cursor=<nextCursor>', { field: 'querystring.offset' });
       let expr: Expr | undefined;
       if (q !== undefined) {
@@ -92,14 +92,14 @@ export async function deviceRoutes(app: HttpApp, deps: { devices: DeviceService;
       if (!operator && ((expr && namesTags(expr)) || countBy?.startsWith('tag.'))) throw new HearthError('E_FORBIDDEN', "tags are the operator's: tag.<key> is for the operator's fleet search");
       const r = await deps.search.search({
         expr, ids, sort: (sort?.replace(/^-/, '') ?? 'createdAt') as SortField, desc: sort?.startsWith('-') ?? false,
-        limit: req.query.limit, cursor, countBy, total: true,
+        limit: req.query.limit, cursor, countBy, total: req.query.total !== false,
       });
       const fleet = operator && deps.tags ? await deps.tags.many(r.items.map((d) => d.id)) : undefined;
-      const items = await Promise.all(r.items.map(async (d) => {
-        const f = fleet?.get(d.id);
-        return { ...(await views.summary(d, p)), ...(f ? { tags: f.tags, firmware: f.firmware } : {}) };
-      }));
-      return { items, total: r.total ?? 0, nextCursor: r.nextCursor, ...(r.counts ? { counts: r.counts } : {}) };
+      const items = (await views.summaries(r.items, p)).map((s) => {
+        const f = fleet?.get(s.id);
+        return { ...s, ...(f ? { tags: f.tags, firmware: f.firmware } : {}) };
+      });
+      return { items, ...(r.total !== undefined ? { total: r.total } : {}), nextCursor: r.nextCursor, ...(r.counts ? { counts: r.counts } : {}) };
     }
     const { items, total } = await devices.list({ ...req.query, ids: await access.visibleDeviceIds(p) });
     return { items: await Promise.all(items.map((d) => views.summary(d, p))), total };

@@ -75,7 +75,7 @@ const summaryExample = { id: 'd_9x2k7m4p1q8r0t', product: 'light', name: 'Hall l
 
 export const DeviceListSchema = Type.Object({
   items: Type.Array(DeviceSummarySchema),
-  total: Type.Integer(),
+  total: Type.Optional(Type.Integer({ description: 'Every device that matches (fleet search with total=false: absent)' })),
   nextCursor: Type.Optional(Type.Union([Type.String(), Type.Null()], { description: 'Fleet search: pass it as cursor for the next page; null on the last page' })),
   counts: Type.Optional(Type.Array(Type.Object({ value: Type.Union([Type.String(), Type.Boolean(), Type.Null()]), count: Type.Integer() }), { description: 'With countBy: the matching devices counted by that field, most common first (at most 100 values)' })),
 }, { examples: [{ items: [summaryExample], total: 1 }] });
@@ -85,6 +85,7 @@ export const DeviceSearchQuery = {
   sort: Type.Optional(Type.String({ pattern: '^-?(createdAt|id|name|lastSeen|firmware)$', description: 'createdAt (default), id, name, lastSeen, firmware; a leading - sorts descending' })),
   cursor: Type.Optional(Type.String({ maxLength: 1000, description: 'nextCursor of the previous page (fleet search pages by cursor, not offset)' })),
   countBy: Type.Optional(Type.String({ maxLength: 80, description: 'Count the matching devices by product, firmware, online, disabled, parent or tag.<key>' })),
+  total: Type.Optional(Type.Boolean({ description: 'Fleet search: false skips counting every match (faster pages over a large fleet); default true' })),
 };
 export const ChildrenSchema = Type.Object({ items: Type.Array(DeviceSummarySchema) }, { examples: [{ items: [summaryExample] }] });
 

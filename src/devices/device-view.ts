@@ -1,5 +1,5 @@
 import { hasScope, type Principal } from '../auth/auth-service.ts';
-import type { AccessService } from '../homes/access-service.ts';
+import type { AccessService, Placement } from '../homes/access-service.ts';
 import type { ShadowService } from '../shadow/shadow-service.ts';
 import type { DeviceRecord } from './device-service.ts';
 import type { PresenceService } from './presence-service.ts';
@@ -15,8 +15,16 @@ const iso = (n: number | null) => (n == null ? null : new Date(n).toISOString())
 export class DeviceViews {
   constructor(private readonly deps: { presence: PresenceService; shadow: ShadowService; access: AccessService; tags?: DeviceTags; isDisabled?: (id: string) => Promise<boolean> }) {}
 
-  async summary(d: DeviceRecord, p: Principal) {
-    const [presence, place] = await Promise.all([this.deps.presence.get(d.id), this.deps.access.placement(d.id)]);
+  /** The summaries of a page of devices, their placements read in one query. */
+  async summaries(ds: readonly DeviceRecord[], p: Principal) {
+    const places = await this.deps.access.placements(ds);
+    return Promise.all(ds.map((d) => this.summary(d, p, places.get(d.id) ?? null)));
+  }
+
+  /** `place`: the device's placement when the caller read it already (null: in no home). */
+  async summary(d: DeviceRecord, p: Principal, place?: Placement | null) {
+    const [presence, placement] = await Promise.all([this.deps.presence.get(d.id), place !== undefined ? place : this.deps.access.placement(d.id)]);
+    place = placement ?? null;
     // A pairing code is a claim secret: the operator signed in, or an operator key that may provision the whole fleet.
     const operator = p.role === 'operator' && (p.keyId === undefined || (hasScope(p, 'devices:manage') && p.homeIds === undefined));
     return {

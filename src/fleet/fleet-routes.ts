@@ -84,7 +84,7 @@ const TargetSchema = Type.Object({
 });
 
 /** How a device looks to a caller (DeviceViews.summary). */
-type Summaries = Pick<DeviceViews, 'summary'>;
+type Summaries = Pick<DeviceViews, 'summaries'>;
 
 /** The operator's fleet groups and bulk jobs (docs/fleet.md). */
 export async function fleetRoutes(app: HttpApp, deps: { groups: FleetGroups; jobs: FleetJobs; views: Summaries }): Promise<void> {
@@ -137,7 +137,7 @@ export async function fleetRoutes(app: HttpApp, deps: { groups: FleetGroups; job
   }, async (req) => {
     const p = principal(req);
     const r = await groups.devices(req.params.groupId, req.query);
-    return { items: await Promise.all(r.items.map((d) => views.summary(d, p))), total: r.total, nextCursor: r.nextCursor };
+    return { items: await views.summaries(r.items, p), total: r.total, nextCursor: r.nextCursor };
   });
 
   app.post('/api/v1/fleet/groups/:groupId/devices', {

@@ -246,6 +246,28 @@ export class AccessService {
     if (p.scopes.includes('devices:read')) return 'view';
     return 'none';
   }
+  /**
+   * `placement` of many devices in one query (a page of fleet search results): the same rules,
+   * for devices already loaded.
+   */
+  async placements(devices: readonly DeviceRecord[]): Promise<Map<string, Placement>> {
+    const out = new Map<string, Placement>();
+    const ids = [...new Set(devices.flatMap((d) => (d.parentId ? [d.id, d.parentId] : [d.id])))];
+    if (ids.length === 0) return out;
+    const rows = await this.deps.db.selectFrom('device_bindings').selectAll().where('device_id', 'in', ids).execute();
+    const bound = new Map(rows.map((r) => [r.device_id, { homeId: r.home_id, roomId: r.room_id, name: r.name, boundAt: Number(r.bound_at) }]));
+    for (const d of devices) {
+      const own = bound.get(d.id);
+      if (!d.parentId) {
+        if (own) out.set(d.id, own);
+        continue;
+      }
+      const hub = bound.get(d.parentId);
+      if (hub) out.set(d.id, own && own.homeId === hub.homeId ? { ...own, boundAt: Math.max(own.boundAt, hub.boundAt) } : { ...hub, roomId: null, name: null });
+    }
+    return out;
+  }
+
   private async binding(deviceId: string): Promise<Placement | undefined> {
     const row = await this.deps.db.selectFrom('device_bindings').selectAll().where('device_id', '=', deviceId).executeTakeFirst();
     return row ? { homeId: row.home_id, roomId: row.room_id, name: row.name, boundAt: Number(row.bound_at) } : undefined;
