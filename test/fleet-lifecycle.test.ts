@@ -237,6 +237,15 @@ test('deleting a hub asks what happens to its sub-devices: delete them, or detac
   await h2.subscribeAsync(`devices/${hub2.id}/children/joined`, { qos: 1 });
   await h2.publishAsync(`devices/${hub2.id}/children/join`, JSON.stringify({ product: 'plug', hwid: 'cc:01' }), { qos: 1 });
   const c1 = (await box2.next((m) => m.payload.hwid === 'cc:01')).payload.id;
+  // A sub-device deleted alone: its hub, still speaking for it, hears why and stays connected.
+  await h2.publishAsync(`devices/${hub2.id}/children/join`, JSON.stringify({ product: 'plug', hwid: 'cc:02' }), { qos: 1 });
+  const c2 = (await box2.next((m) => m.payload.hwid === 'cc:02')).payload.id;
+  await h2.subscribeAsync(`devices/${c2}/errors`, { qos: 1 });
+  assert.equal((await p.api('DELETE', `/api/v1/devices/${c2}`)).status, 204);
+  await h2.publishAsync(`devices/${c2}/properties`, JSON.stringify({ on: true }), { qos: 1 });
+  assert.equal((await box2.next((m) => m.topic === `devices/${c2}/errors`)).payload.code, 'E_DEVICE_NOT_FOUND');
+  assert.ok(h2.connected);
+  assert.deepEqual((await p.api('GET', `/api/v1/devices/${hub2.id}/children`)).body.items.map((x: any) => x.id), [c1]);
   assert.equal((await p.api('DELETE', `/api/v1/devices/${hub2.id}?children=delete`)).status, 204);
   assert.equal((await p.api('GET', `/api/v1/devices/${c1}`)).status, 404);
   const entry = await audit('device.delete', hub2.id);

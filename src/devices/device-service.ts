@@ -141,7 +141,11 @@ export class DeviceService {
   async mayActFor(actorId: string, deviceId: string): Promise<boolean> {
     if (actorId === deviceId) return true;
     const d = await this.get(deviceId);
-    return d?.parentId === actorId;
+    if (d) return d.parentId === actorId;
+    // A sub-device the operator deleted: its hub may still speak for it, and hears E_DEVICE_NOT_FOUND
+    // on its errors topic instead of losing its connection.
+    const gone = await this.deps.db.selectFrom('devices').select('parent_id').where('id', '=', deviceId).where('deleted_at', 'is not', null).executeTakeFirst();
+    return gone?.parent_id === actorId;
   }
 
   /** True when the product is a hub's: its category is `gateway` (the catalog's `hub`). Only hubs have sub-devices. */

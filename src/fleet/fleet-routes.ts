@@ -144,7 +144,7 @@ export async function fleetRoutes(app: HttpApp, deps: { groups: FleetGroups; job
     config: manage,
     schema: {
       tags: ['fleet'], summary: 'Add devices to a static group (a device may be in many groups)', ...AuthHeader, params: GroupParams, body: AddDevicesBody,
-      response: { 200: Type.Object({ added: Type.Integer({ description: 'How many were not in it yet' }) }), ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_FLEET_GROUP_NOT_FOUND', 'E_DEVICE_NOT_FOUND', 'E_CONFLICT') },
+      response: { 200: Type.Object({ added: Type.Integer({ description: 'How many were not in it yet' }) }, { examples: [{ added: 1 }] }), ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_FLEET_GROUP_NOT_FOUND', 'E_DEVICE_NOT_FOUND', 'E_CONFLICT') },
     },
   }, async (req) => groups.addDevices(actorOf(principal(req)), req.params.groupId, req.body.deviceIds));
 
@@ -189,7 +189,7 @@ export async function fleetRoutes(app: HttpApp, deps: { groups: FleetGroups; job
         status: Type.Optional(Type.Union(['pending', 'running', 'ok', 'failed', 'cancelled'].map((x) => Type.Literal(x)))),
         limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }), cursor: Type.Optional(Type.String({ maxLength: 20 })),
       }),
-      response: { 200: Type.Object({ items: Type.Array(TargetSchema), nextCursor: Type.Union([Type.String(), Type.Null()]) }), ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_JOB_NOT_FOUND') },
+      response: { 200: Type.Object({ items: Type.Array(TargetSchema), nextCursor: Type.Union([Type.String(), Type.Null()]) }, { examples: [{ items: [{ deviceId: 'd_9x2k7m4p1q8r0t', status: 'failed', error: 'E_DEVICE_OFFLINE: device "d_9x2k7m4p1q8r0t" is offline', result: null, finishedAt: '2026-12-06T08:00:01.000Z' }], nextCursor: null }] }), ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_JOB_NOT_FOUND') },
     },
   }, async (req) => jobs.targets(req.params.jobId, { status: req.query.status as TargetStatusParam, limit: req.query.limit, cursor: req.query.cursor }));
 
