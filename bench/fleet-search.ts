@@ -11,7 +11,7 @@
  *   BENCH_FLEET_STORES    sqlite,postgres (default both)
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sql } from 'kysely';
 import { Hearth } from '../src/app.ts';
@@ -181,11 +181,12 @@ export async function main(): Promise<number> {
   process.stdout.write(`\n${lines.join('\n')}\n`);
   const worst = Math.max(...results.flatMap((r) => r.rows.map((x) => x.p.p95)));
   if (WRITE_DOCS) {
+    // Between its markers, so that the main run (bench/run.ts) keeps it when it rewrites the file.
     const file = join(ROOT, 'docs', 'benchmarks.md');
     const doc = readFileSync(file, 'utf8');
-    const section = `## Fleet search\n\n\`BENCH_MODE=fleet npm run bench\` (bench/fleet-search.ts), ${new Date().toISOString().slice(0, 10)}.\n\n${lines.join('\n')}\n`;
-    const at = doc.indexOf('## Fleet search');
-    writeFileSync(file, at >= 0 ? doc.slice(0, at) + section + doc.slice(at).replace(/^## Fleet search[\s\S]*?(?=\n## |$)/, '').replace(/^\n+/, '\n') : `${doc.trimEnd()}\n\n${section}`);
+    const block = `<!-- fleet:begin -->\n## Fleet search\n\n\`BENCH_MODE=fleet npm run bench\` (bench/fleet-search.ts), ${new Date().toISOString().slice(0, 10)}, load average at the end ${loadavg()[0].toFixed(1)}.\n\n${lines.join('\n')}\n<!-- fleet:end -->\n`;
+    const m = /<!-- fleet:begin -->[\s\S]*<!-- fleet:end -->\n?/.exec(doc);
+    writeFileSync(file, m ? doc.replace(m[0], () => block) : `${doc.trimEnd()}\n\n${block}`);
   }
   process.stdout.write(`worst p95: ${fmt(worst)} ms (goal: under 100 ms)\n`);
   return worst < 100 ? 0 : 1;

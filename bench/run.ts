@@ -676,9 +676,10 @@ async function main(): Promise<number> {
   if (results.hearthStopMs !== undefined && results.hearthStopMs > 5000) log(`note: Hearth took ${results.hearthStopMs} ms to stop after SIGTERM`);
   log(`whole run: ${elapsed.toFixed(0)} s`);
   if (WRITE_DOCS) {
-    // The cluster benchmark's section (BENCH_MODE=cluster) stays as it is.
+    // The cluster and fleet benchmarks' sections (BENCH_MODE=cluster, BENCH_MODE=fleet) stay as they are.
     const file = join(ROOT, 'docs', 'benchmarks.md');
-    const kept = /<!-- cluster:begin -->[\s\S]*<!-- cluster:end -->\n?/.exec(readFileSync(file, 'utf8'))?.[0];
+    const before = readFileSync(file, 'utf8');
+    const kept = [/<!-- cluster:begin -->[\s\S]*<!-- cluster:end -->\n?/, /<!-- fleet:begin -->[\s\S]*<!-- fleet:end -->\n?/].map((re) => re.exec(before)?.[0]).filter((x) => x !== undefined).join('\n');
     writeFileSync(file, markdown(results, elapsed) + (kept ? `\n${kept}` : ''));
     log('wrote docs/benchmarks.md');
   } else {
