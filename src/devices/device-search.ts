@@ -51,15 +51,16 @@ const SORT_EXPR: Record<SortField, { expr: Sql; kind: 'number' | 'string' }> = {
  * tags, last seen, online) and the default order.
  */
 export class DeviceSearch {
-  constructor(private readonly deps: { db: Db }) {}
+  /** `selectiveTags`: how many devices a tag value may hold and still lead the search (default 5000). */
+  constructor(private readonly deps: { db: Db; selectiveTags?: number }) {}
 
   async search(input: SearchInput): Promise<SearchResult> {
     const { db } = this.deps;
     if (input.ids && input.ids.length === 0) return { items: [], nextCursor: null, ...(input.total ? { total: 0 } : {}), ...(input.countBy ? { counts: [] } : {}) };
     const conds: Sql[] = [sql`d.deleted_at is null`];
     if (input.ids) conds.push(sql`d.id in (${sql.join([...input.ids])})`);
-    if (input.expr) conds.push(compile(input.expr));
-    const usesPresence = (input.expr !== undefined && mentions(input.expr, ['online', 'lastSeen'])) || input.sort === 'lastSeen' || input.countBy === 'online';
+    if (input.expr) conds.push(compile(input.expr, await this.selectiveTags(input.expr)));
+    const usesPresence = input.sort === 'lastSeen' || input.countBy === 'online';
     const from = usesPresence ? sql`devices d left join presence p on p.device_id = d.id` : sql`devices d`;
     const filter = sql.join(conds, sql` and `);
     const sort = SORT_EXPR[input.sort];
@@ -84,6 +85,31 @@ export class DeviceSearch {
       out.total = Number(r.rows[0].n);
     }
     if (input.countBy) out.counts = await this.counts(input.countBy, from, filter);
+    return out;
+  }
+
+  /**
+   * Which exact tag conditions are rare enough to lead the search (at most SELECTIVE devices): those
+   * become `d.id IN (…)`, which the store may start from; the others stay per-device checks, so a
+   * page is found by walking the sort order and stopping at the limit (a common tag would otherwise
+   * make the store collect and sort every match first). The check reads at most SELECTIVE+1 index
+   * entries per tag.
+   */
+  private async selectiveTags(e: Expr): Promise<Set<string>> {
+    const out = new Set<string>();
+    const terms: Term[] = [];
+    const walk = (x: Expr): void => {
+      if (x.kind === 'term') {
+        if (x.field === 'tag' && x.value.type === 'string' && !x.value.prefix && x.op === '=') terms.push(x);
+      } else if (x.kind === 'not') walk(x.item);
+      else x.items.forEach(walk);
+    };
+    walk(e);
+    for (const t of terms.slice(0, 8)) {
+      const v = (t.value as { value: string }).value;
+      const r = await sql<{ n: number | string }>`select count(*) as n from (select 1 from device_tags where key = ${t.tag!} and value = ${v} limit ${(this.deps.selectiveTags ?? SELECTIVE) + 1}) s`.execute(this.deps.db);
+      if (Number(r.rows[0].n) <= (this.deps.selectiveTags ?? SELECTIVE)) out.add(`${t.tag}\u0000${v}`);
+    }
     return out;
   }
 
@@ -115,25 +141,25 @@ function toRecord(r: Row): DeviceRecord {
   };
 }
 
-function mentions(e: Expr, fields: string[]): boolean {
-  if (e.kind === 'term') return fields.includes(e.field);
-  if (e.kind === 'not') return mentions(e.item, fields);
-  return e.items.some((x) => mentions(x, fields));
-}
+/** A tag value held by at most this many devices leads the search (see `selectiveTags`). */
+const SELECTIVE = 5000;
 
-function compile(e: Expr): Sql {
+function compile(e: Expr, selective: Set<string>): Sql {
   switch (e.kind) {
-    case 'and': return sql`(${sql.join(e.items.map(compile), sql` and `)})`;
-    case 'or': return sql`(${sql.join(e.items.map(compile), sql` or `)})`;
-    case 'not': return sql`not (${compile(e.item)})`;
-    case 'term': return term(e);
+    case 'and': return sql`(${sql.join(e.items.map((x) => compile(x, selective)), sql` and `)})`;
+    case 'or': return sql`(${sql.join(e.items.map((x) => compile(x, selective)), sql` or `)})`;
+    case 'not': return sql`not (${compile(e.item, selective)})`;
+    case 'term': return term(e, selective);
   }
 }
+
+/** A condition on the device's presence row, checked per device (a device without one is offline, never seen). */
+const presence = (cond: Sql) => sql`exists (select 1 from presence p where p.device_id = d.id and ${cond})`;
 
 const CMP: Record<string, Sql> = { '<': sql`<`, '<=': sql`<=`, '>': sql`>`, '>=': sql`>=` };
 
 /** One condition; comparisons on a column that may be null hold only where it has a value (so NOT takes the rest). */
-function term(t: Term): Sql {
+function term(t: Term, selective: Set<string>): Sql {
   const v = t.value;
   const negate = t.op === '!=';
   const maybeNot = (s: Sql) => (negate ? sql`not (${s})` : s);
@@ -142,8 +168,9 @@ function term(t: Term): Sql {
     if (v.type === 'none') return maybeNot(sql`d.id not in (select device_id from device_tags where key = ${key})`);
     if (v.type === 'any') return maybeNot(sql`d.id in (select device_id from device_tags where key = ${key})`);
     if (v.type !== 'string') throw new Error('tag values are strings');
-    const match = v.prefix ? sql`substr(value, 1, ${v.value.length}) = ${v.value}` : sql`value = ${v.value}`;
-    return maybeNot(sql`d.id in (select device_id from device_tags where key = ${key} and ${match})`);
+    if (!v.prefix && selective.has(`${key}\u0000${v.value}`)) return maybeNot(sql`d.id in (select device_id from device_tags where key = ${key} and value = ${v.value})`);
+    const match = v.prefix ? sql`substr(t.value, 1, ${v.value.length}) = ${v.value}` : sql`t.value = ${v.value}`;
+    return maybeNot(sql`exists (select 1 from device_tags t where t.device_id = d.id and t.key = ${key} and ${match})`);
   }
   if (t.field in STRING_COLUMNS) {
     const col = sql.raw(STRING_COLUMNS[t.field]);
@@ -155,7 +182,8 @@ function term(t: Term): Sql {
   switch (t.field) {
     case 'online': {
       if (v.type !== 'bool') throw new Error('bool field');
-      return maybeNot(v.value ? sql`coalesce(p.online, 0) = 1` : sql`coalesce(p.online, 0) = 0`);
+      const on = presence(sql`p.online = 1`);
+      return maybeNot(v.value ? on : sql`not ${on}`);
     }
     case 'disabled': {
       if (v.type !== 'bool') throw new Error('bool field');
@@ -169,14 +197,18 @@ function term(t: Term): Sql {
       const op = t.op === '=' || t.op === '!=' ? sql`=` : CMP[t.op];
       return maybeNot(sql`(d.firmware_key is not null and d.firmware_key ${op} ${key})`);
     }
-    case 'lastSeen':
-    case 'createdAt': {
-      const col = t.field === 'lastSeen' ? sql`p.last_seen` : sql`d.created_at`;
-      if (v.type === 'none') return maybeNot(sql`${col} is null`);
-      if (v.type === 'any') return maybeNot(sql`${col} is not null`);
+    case 'lastSeen': {
+      const seen = presence(sql`p.last_seen is not null`);
+      if (v.type === 'none') return maybeNot(sql`not ${seen}`);
+      if (v.type === 'any') return maybeNot(seen);
       if (v.type !== 'time') throw new Error('time field');
       const op = t.op === '=' || t.op === '!=' ? sql`=` : CMP[t.op];
-      return maybeNot(sql`(${col} is not null and ${col} ${op} ${v.value})`);
+      return maybeNot(presence(sql`p.last_seen ${op} ${v.value}`));
+    }
+    case 'createdAt': {
+      if (v.type !== 'time') throw new Error('time field');
+      const op = t.op === '=' || t.op === '!=' ? sql`=` : CMP[t.op];
+      return maybeNot(sql`d.created_at ${op} ${v.value}`);
     }
   }
   throw new Error(`unknown field ${t.field}`);
