@@ -186,7 +186,7 @@ export async function fleetRoutes(app: HttpApp, deps: { groups: FleetGroups; job
     schema: {
       tags: ['fleet'], summary: "A bulk job's per-device results, in order, paged by cursor", ...AuthHeader, params: JobParams,
       querystring: Type.Object({
-        status: Type.Optional(Type.Union(['pending', 'running', 'ok', 'failed', 'cancelled'].map((x) => Type.Literal(x)))),
+        status: Type.Optional(Type.String({ pattern: '^(pending|running|ok|failed|cancelled)$', description: 'Only the devices in this state: pending, running, ok, failed or cancelled' })),
         limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }), cursor: Type.Optional(Type.String({ maxLength: 20 })),
       }),
       response: { 200: Type.Object({ items: Type.Array(TargetSchema), nextCursor: Type.Union([Type.String(), Type.Null()]) }, { examples: [{ items: [{ deviceId: 'd_9x2k7m4p1q8r0t', status: 'failed', error: 'E_DEVICE_OFFLINE: device "d_9x2k7m4p1q8r0t" is offline', result: null, finishedAt: '2026-12-06T08:00:01.000Z' }], nextCursor: null }] }), ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_JOB_NOT_FOUND') },
