@@ -6,6 +6,7 @@
  * Sizes (environment):
  *   BENCH_MODE=cluster     run the cluster benchmark instead (bench/cluster.ts, sizes described there)
  *   BENCH_MODE=ota         run the firmware update benchmark instead (bench/ota.ts, sizes described there)
+ *   BENCH_MODE=fleet       run the fleet search benchmark instead (bench/fleet-search.ts, sizes described there)
  *   BENCH_QUICK=1          tiny sizes, a smoke run in well under 30 s (does not write the docs)
  *   BENCH_DEVICES          ingest devices (100)
  *   BENCH_MESSAGES         ingest messages in total (200000)
@@ -43,6 +44,8 @@ import { runQueueBench, type QueueBenchParams, type QueueBenchResult } from './c
 if (process.env.BENCH_MODE === 'cluster') process.exit(await (await import('./cluster.ts')).main());
 // BENCH_MODE=ota: one firmware campaign through many simulated devices (bench/ota.ts).
 if (process.env.BENCH_MODE === 'ota') process.exit(await (await import('./ota.ts')).main());
+// BENCH_MODE=fleet: fleet search over a million devices on SQLite and PostgreSQL (bench/fleet-search.ts).
+if (process.env.BENCH_MODE === 'fleet') process.exit(await (await import('./fleet-search.ts')).main());
 
 // ---------------------------------------------------------------------------------------------
 // Parameters
@@ -719,14 +722,12 @@ async function main(): Promise<number> {
   if (results.hearthStopMs !== undefined && results.hearthStopMs > 5000) log(`note: Hearth took ${results.hearthStopMs} ms to stop after SIGTERM`);
   log(`whole run: ${elapsed.toFixed(0)} s`);
   if (WRITE_DOCS) {
-    // The cluster benchmark's section (BENCH_MODE=cluster) stays as it is.
+    // The cluster and fleet benchmarks' sections (BENCH_MODE=cluster, BENCH_MODE=fleet) stay as they are.
     const file = join(ROOT, 'docs', 'benchmarks.md');
     const old = readFileSync(file, 'utf8');
-    const kept = /<!-- cluster:begin -->[\s\S]*<!-- cluster:end -->\n?/.exec(old)?.[0];
-    // So do the telemetry section (npm run bench:telemetry) and the OTA one (BENCH_MODE=ota).
-    const telemetry = /<!-- telemetry:begin -->[\s\S]*<!-- telemetry:end -->\n?/.exec(old)?.[0];
-    const keptOta = /<!-- ota:begin -->[\s\S]*<!-- ota:end -->\n?/.exec(old)?.[0];
-    writeFileSync(file, markdown(results, elapsed) + (telemetry ? `\n${telemetry}` : '') + (kept ? `\n${kept}` : '') + (keptOta ? `\n${keptOta}` : ''));
+    // The sections other modes write (BENCH_MODE=cluster, ota and fleet, npm run bench:telemetry) are kept.
+    const kept = ['cluster', 'telemetry', 'ota', 'fleet'].map((name) => new RegExp(`<!-- ${name}:begin -->[\\s\\S]*<!-- ${name}:end -->\\n?`).exec(old)?.[0]).filter((x) => x !== undefined).join('\n');
+    writeFileSync(file, markdown(results, elapsed) + (kept ? `\n${kept}` : ''));
     log('wrote docs/benchmarks.md');
   } else {
     log(`docs/benchmarks.md not written (${QUICK ? 'quick mode; ' : ''}BENCH_WRITE_DOCS=1 to write it)`);

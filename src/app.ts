@@ -94,6 +94,14 @@ import { FileFirmwareStorage, StoreFirmwareStorage } from './ota/firmware-storag
 import { CampaignService } from './ota/campaign-service.ts';
 import { otaRoutes } from './ota/ota-routes.ts';
 import { initialPasswordPath, readInitialPassword, removeInitialPassword, writeInitialPassword } from './auth/initial-password.ts';
+import { DeviceLifecycle } from './devices/device-lifecycle.ts';
+import { DeviceTags } from './devices/device-tags.ts';
+import { DeviceSearch } from './devices/device-search.ts';
+import { FleetGroups } from './fleet/fleet-groups.ts';
+import { fleetRoutes } from './fleet/fleet-routes.ts';
+import { FleetJobs } from './fleet/fleet-jobs.ts';
+import { deviceLifecycleRoutes } from './devices/device-lifecycle-routes.ts';
+import { HomeDeviceRemoval } from './homes/home-device-removal.ts';
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -130,6 +138,12 @@ export interface Services {
   retention: RetentionService;
   firmware: FirmwareService;
   campaigns: CampaignService;
+  /** Fleet lifecycle (disable, delete, factory reset) and the operator's tags and attributes (docs/fleet.md). */
+  lifecycle: DeviceLifecycle;
+  deviceTags: DeviceTags;
+  deviceSearch: DeviceSearch;
+  fleetGroups: FleetGroups;
+  fleetJobs: FleetJobs;
 }
 
 export type Role = 'gateway' | 'api' | 'worker';
@@ -285,14 +299,17 @@ export class Hearth {
     const deliveries = this.has('worker') ? delivery : { enqueue: (d: Parameters<DeliveryService['enqueue']>[0]) => delivery.enqueue(d), reconcile: async () => {} };
     const routing = new RoutingConfigService({ db, bus, log: log.child({ component: 'routing' }), pipeline, devices, products, deliveries, file: config.gatewayConfig });
     const ingest = new IngestService({ bus, log, devices, products, presence, shadow, history, commands, flushMs: config.historyFlushMs, ackWaitMs: config.ackWaitMs, observer: metrics, routing: pipeline, deliveries,
-      ota: { handleProgress: (id, payload, at) => campaigns.handleProgress(id, payload, at), resend: (id) => campaigns.resend(id) } });
+      ota: { handleProgress: (id, payload, at) => campaigns.handleProgress(id, payload, at), resend: (id) => campaigns.resend(id) },
+      reset: (id, via) => lifecycle.reset(id, via),
+    });
     // Released in reverse: the ingest settles its messages before the shadows are let go.
     shards.on(shadow);
     shards.on(ingest);
     // Timers run on the owners of their shards; listeners that set timers register after this one.
     const timers = new TimerService({ db, bus, log: log.child({ component: 'timers' }), clock: this.clock, shards, shardCount: config.shards });
     shards.on(timers);
-    const views = new DeviceViews({ presence, shadow, access, firmware: (id) => campaigns.deviceFirmware(id) });
+    const deviceTags = new DeviceTags({ db, bus, log: log.child({ component: 'devices' }), ownsDevice: (id) => shards.ownsDevice(id) });
+    const views = new DeviceViews({ presence, shadow, access, tags: deviceTags, isDisabled: (id) => devices.isDisabled(id), firmware: (id) => campaigns.deviceFirmware(id) });
     const scenes = new SceneService({ db, bus, log: log.child({ component: 'scenes' }), clock: this.clock, access, devices, products, presence, shadow, commands, audit, stream });
     // Homes tell the capabilities that keep per-home state (automations and notify are built below: they read homes).
     const homesDeps: HomesDeps = {
@@ -409,7 +426,42 @@ export class Hearth {
       notify: (req) => notify.send(req),
       observer: metrics, tickMs: config.otaTickMs,
     });
-    this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, members, bindings, groups, stream, delivery, deadLetters, partners, routing, scenes, timers, notify, automations, automationEngine, credentials, identity, provisioning, retention, firmware, campaigns };
+    // Fleet lifecycle: a change reaches every node's caches, and the node holding the connection closes it.
+    const devicesChanged = broadcast(bus, 'cluster.devices', (c) => {
+      devices.forget(c.deviceIds);
+      for (const id of c.deviceIds) stream.invalidate(id);
+      if (c.disconnect && this.has('gateway')) this.mqtt.disconnect(c.deviceIds, c.disconnect);
+    });
+    this.broadcasts.push(devicesChanged);
+    const deviceSearch = new DeviceSearch({ db });
+    const fleetGroups = new FleetGroups({ db, audit, devices, search: deviceSearch });
+    const lifecycle = new DeviceLifecycle({
+      devices, presence, tags: deviceTags, shadow, commands, history, homes: new HomeDeviceRemoval({ db }),
+      placement: (id) => access.placement(id), audit, stream, log: log.child({ component: 'devices' }),
+      announce: (c) => devicesChanged.send(c),
+      placementChanged: (ids) => ids.forEach((deviceId) => void placed.send({ deviceId })),
+      accessChanged: (userIds) => userIds.forEach((userId) => void accessChanged.send({ userId })),
+      onDeleted: (ids) => fleetGroups.forgetDevices(ids),
+    });
+    // Bulk jobs run on the worker owning the job's shard; a new job is announced to it.
+    const jobsAnnounced = broadcast(bus, 'cluster.fleet.jobs', (j): void => fleetJobs.heard(j));
+    this.broadcasts.push(jobsAnnounced);
+    const fleetJobs = new FleetJobs({
+      db, log: log.child({ component: 'fleet-jobs' }), shardCount: config.shards, groups: fleetGroups, devices, audit,
+      announce: (j): Promise<void> => jobsAnnounced.send(j),
+      effects: {
+        command: (id, input, source) => commands.send(id, input, source),
+        setDesired: (id, values) => shadow.setDesired(id, values),
+        setTags: async (id, tags) => {
+          await devices.require(id);
+          await deviceTags.setTags(id, tags);
+        },
+        setDisabled: (actor, id, disabled) => lifecycle.setDisabled(actor, id, disabled),
+        delete: (actor, id, opts) => lifecycle.delete(actor, id, opts),
+      },
+    });
+    shards.on(fleetJobs);
+    this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, members, bindings, groups, stream, delivery, deadLetters, partners, routing, scenes, timers, notify, automations, automationEngine, credentials, identity, provisioning, retention, firmware, campaigns, lifecycle, deviceTags, deviceSearch, fleetGroups, fleetJobs };
     const sessions = new SessionStore({ db });
     this.tls = TlsMaterial.configured({ certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, selfSigned: config.tlsSelfSigned })
       ? new TlsMaterial({ certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, selfSigned: config.tlsSelfSigned, dataDir: config.dataDir, watchIntervalMs: config.tlsWatchIntervalMs }, log.child({ component: 'tls' }))
@@ -478,6 +530,9 @@ export class Hearth {
       { name: 'delivery', after: ['bus'], start: () => s.delivery.declare(), stop: () => s.delivery.stop() },
       { name: 'operator', after: ['auth'], start: () => this.prepareOperator() },
       { name: 'history', after: ['store'], start: () => s.history.start(), stop: () => s.history.stop() },
+      { name: 'device-tags', after: ['store', 'bus'], start: () => s.deviceTags.start(), stop: () => s.deviceTags.stop() },
+      // Jobs resume when the shards are taken (after this); stopping lets the batches under way finish.
+      { name: 'fleet-jobs', after: ['store', 'broadcasts', 'commands', 'shadow', 'audit'], stop: () => s.fleetJobs.stop() },
       { name: 'shadow', after: ['presence'], start: () => s.shadow.start(), stop: () => s.shadow.stop() },
       { name: 'commands', after: ['presence'], start: () => s.commands.start(), stop: () => s.commands.stop() },
       { name: 'notify', after: ['store', 'mailer'], start: () => s.notify.start(), stop: () => s.notify.stop() },
@@ -495,7 +550,7 @@ export class Hearth {
       {
         // Taking shards calls the listeners above (shadow, ingest, timers, engine); giving them back
         // waits until everything the bus delivered so far was handled.
-        name: 'shards', after: ['shadow', 'ingest', 'timers', 'automation-engine', 'ota'],
+        name: 'shards', after: ['shadow', 'ingest', 'timers', 'automation-engine', 'ota', 'fleet-jobs'],
         start: async () => { await this.shards.start(); await this.shards.settle(); },
         stop: async () => { await this.bus.flush(); await this.shards.stop(); },
       },
@@ -695,12 +750,17 @@ export class Hearth {
     });
     app.register(authRoutes, { auth, config: this.config, audit });
     app.register(productRoutes, { products });
-    app.register(deviceRoutes, { devices: s.devices, access, views });
+    app.register(deviceRoutes, { devices: s.devices, access, views, search: s.deviceSearch, tags: s.deviceTags });
+    app.register(fleetRoutes, { groups: s.fleetGroups, jobs: s.fleetJobs, views });
     app.register(shadowRoutes, { access, shadow, audit });
     app.register(commandRoutes, { access, commands, audit });
     app.register(historyRoutes, { access, products, history });
     app.register(auditRoutes, { audit });
-    app.register(homeRoutes, { homes: s.homes, members: s.members, bindings: s.bindings, groups: s.groups, views });
+    app.register(homeRoutes, {
+      homes: s.homes, members: s.members, bindings: s.bindings, groups: s.groups, views,
+      fleetPatch: (p, id, patch) => s.lifecycle.patch(p, id, patch, (q, d) => access.requireDevice(q, d, 'view')),
+    });
+    app.register(deviceLifecycleRoutes, { lifecycle: s.lifecycle });
     app.register(routingRoutes, { routing: s.routing, audit });
     app.register(streamRoutes, { stream: s.stream, verifyPrincipal: (t) => auth.authenticate('Bearer ' + t), rateLimit: (p) => this.rateLimitWait(p) });
     app.register(deadLetterRoutes, { deadLetters: s.deadLetters });

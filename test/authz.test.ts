@@ -103,7 +103,7 @@ function fill(path: string): string | undefined {
   return unknown ? undefined : out;
 }
 
-const OPERATOR_ONLY = ['/api/v1/partners/', '/api/v1/routes/', '/api/v1/dead-letters/', '/api/v1/gateway/'];
+const OPERATOR_ONLY = ['/api/v1/partners/', '/api/v1/routes/', '/api/v1/dead-letters/', '/api/v1/gateway/', '/api/v1/fleet/'];
 
 test('a user of another home gets 404 from every route that takes one of A\'s ids', async () => {
   const doc = (await p.api('GET', '/docs/json', undefined, null)).body;
@@ -130,7 +130,7 @@ test('a user of another home gets 404 from every route that takes one of A\'s id
       if (op['x-hearth-auth']?.who === 'operator') {
         const r = await p.api(method.toUpperCase(), url!, op.requestBody ? {} : undefined, tokenB);
         tried.push(`${method.toUpperCase()} ${path}`);
-        if (r.status !== 403) wrong.push(`${method.toUpperCase()} ${path} → ${r.status} (operator only: 403 expected)`);
+        if (r.status !== 403) wrong.push(`${method.toUpperCase()} ${url} → ${r.status} (operator only: 403 expected)`);
         continue;
       }
       const example = op.requestBody?.content?.['application/json']?.example ?? op.requestBody?.content?.['application/json']?.schema?.examples?.[0];

@@ -243,6 +243,27 @@ export class AccessService {
     if (p.scopes.includes('devices:read')) return 'view';
     return 'none';
   }
+  /**
+   * `placement` of many devices in one query (a page of fleet search results): the same rules,
+   * for devices already loaded.
+   */
+  async placements(devices: readonly DeviceRecord[]): Promise<Map<string, Placement>> {
+    const out = new Map<string, Placement>();
+    const ids = [...new Set(devices.flatMap((d) => (d.parentId ? [d.id, d.parentId] : [d.id])))];
+    if (ids.length === 0) return out;
+    const bound = await this.deps.directory.bindings(ids);
+    for (const d of devices) {
+      const own = bound.get(d.id);
+      if (!d.parentId) {
+        if (own) out.set(d.id, own);
+        continue;
+      }
+      const hub = bound.get(d.parentId);
+      if (hub) out.set(d.id, own && own.homeId === hub.homeId ? { ...own, boundAt: Math.max(own.boundAt, hub.boundAt) } : { ...hub, roomId: null, name: null });
+    }
+    return out;
+  }
+
   private binding(deviceId: string): Promise<Placement | undefined> {
     return this.deps.directory.binding(deviceId);
   }

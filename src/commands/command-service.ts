@@ -129,7 +129,7 @@ export class CommandService {
     deviceId: string, input: { action: string; params?: Record<string, unknown>; timeoutMs?: number }, source: string,
     route: { userId?: string; lane?: string } = {},
   ): Promise<CommandOutcome> {
-    const device = await this.deps.devices.require(deviceId);
+    const device = await this.deps.devices.requireEnabled(deviceId);
     const model = await this.deps.products.model(device.productKey);
     const params = input.params ?? {};
     const check = model!.checkAction(input.action, params);
@@ -360,6 +360,18 @@ export class CommandService {
     this.deps.bus.publish(subjects.commandResult(p.id), ev);
     this.deps.bus.publish(subjects.command(deviceId), { id: p.id, deviceId, action: row.action, status: 'answered', ok, result, error, ...(warnings.length ? { warnings } : {}) });
     return ok === p.ok ? undefined : bad(error!);
+  }
+
+  /**
+   * A deleted device's commands: those still waiting for an answer go (their callers get the
+   * timeout); with `all`, its whole ledger (a purge).
+   */
+  async forget(deviceId: string, all: boolean): Promise<void> {
+    // A deleted device's queue goes too: nothing queued for it is ever sent.
+    await this.dropQueue(deviceId);
+    let q = this.deps.db.deleteFrom('commands').where('device_id', '=', deviceId);
+    if (!all) q = q.where('status', 'in', ['sent', 'queued']);
+    await q.execute();
   }
 
   async list(deviceId: string, limit: number, before?: number): Promise<CommandRecord[]> {

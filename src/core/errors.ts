@@ -33,6 +33,8 @@ export const ERRORS = {
   E_DEAD_LETTER_NOT_FOUND: { status: 404, title: 'Dead letter not found' },
   E_SCENE_NOT_FOUND: { status: 404, title: 'Scene not found' },
   E_AUTOMATION_NOT_FOUND: { status: 404, title: 'Automation not found' },
+  E_FLEET_GROUP_NOT_FOUND: { status: 404, title: 'Fleet group not found' },
+  E_JOB_NOT_FOUND: { status: 404, title: 'Bulk job not found' },
   E_RUN_NOT_FOUND: { status: 404, title: 'Automation run not found' },
   E_WEBHOOK_NOT_FOUND: { status: 404, title: 'Webhook not found' },
   E_FIRMWARE_NOT_FOUND: { status: 404, title: 'Firmware package not found' },
@@ -43,6 +45,7 @@ export const ERRORS = {
   E_DEVICE_ALREADY_CLAIMED: { status: 409, title: 'The device belongs to a home already' },
   E_CONFLICT: { status: 409, title: 'The request conflicts with the current state' },
   E_REPLAYED: { status: 409, title: 'The signed request was seen before (a replay)' },
+  E_DEVICE_DISABLED: { status: 409, title: 'The device is disabled' },
   E_PAYLOAD_TOO_LARGE: { status: 413, title: 'Payload too large' },
   E_RATE_LIMITED: { status: 429, title: 'Too many requests' },
   E_TOO_MANY_STREAMS: { status: 429, title: 'Too many live streams' },
@@ -76,6 +79,7 @@ export const DEVICE_ERRORS = {
   E_RATE_LIMITED: 'Too many messages',
   E_INTERNAL: 'The message could not be processed',
   E_UNKNOWN_OTA_JOB: 'The OTA progress names a job this device does not have',
+  E_DEVICE_DISABLED: 'The device (or its hub) is disabled',
 } as const satisfies Record<string, string>;
 
 export type DeviceErrorCode = keyof typeof DEVICE_ERRORS;

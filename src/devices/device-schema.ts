@@ -49,8 +49,11 @@ export const DeviceSchema = Type.Object({
   ...placementFields,
   online: Type.Boolean(),
   lastSeen: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  disabled: Type.Optional(Type.Boolean({ description: 'The operator disabled it (or its hub): refused until enabled' })),
+  tags: Type.Optional(Type.Record(Type.String(), Type.String(), { description: "Operator only: the operator's tags" })),
+  attributes: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: "Operator only: the operator's attributes" })),
   presence: Type.Object({
-    reason: Type.String({ description: 'Why presence last changed: connect, disconnect, keepalive-timeout, connection-lost, client-error, server-shutdown, server-restart, hub-reported, hub-offline, never-connected, node-lost (its gateway node died), credentials-revoked (its secret was rotated out or its certificate revoked)' }),
+    reason: Type.String({ description: 'Why presence last changed: connect, disconnect, keepalive-timeout, connection-lost, client-error, server-shutdown, server-restart, hub-reported, hub-offline, never-connected, node-lost (its gateway node died), credentials-revoked (its secret was rotated out or its certificate revoked), disabled (the operator disabled it), deleted' }),
     changedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
     session: Type.Integer({ description: 'Connection counter; grows with every accepted connection' }),
   }),
@@ -70,11 +73,58 @@ export const DeviceSummarySchema = Type.Object({
   ...placementFields,
   online: Type.Boolean(),
   lastSeen: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  disabled: Type.Optional(Type.Boolean({ description: 'The operator disabled it (or its hub): refused until enabled' })),
+  tags: Type.Optional(Type.Record(Type.String(), Type.String(), { description: "Fleet search, operator only: the operator's tags" })),
+  firmware: Type.Optional(Type.Union([Type.String(), Type.Null()], { description: 'Fleet search, operator only: the firmware version it last reported' })),
 });
 
 const summaryExample = { id: 'd_9x2k7m4p1q8r0t', product: 'light', name: 'Hall light', parentId: 'd_h1b2c3d4e5f6g7', hwid: '00:12:4b:00:1c:a1:b2:01', pairingCode: 'K7M4-P1Q8-R2X9', createdAt: '2026-11-23T08:00:00.000Z', homeId: 'h_5t2k9x4p1q8r0m', roomId: 'r_8m2k9x4p1q8r0t', online: true, lastSeen: '2026-11-23T08:05:00.000Z' };
 
-export const DeviceListSchema = Type.Object({ items: Type.Array(DeviceSummarySchema), total: Type.Integer() }, { examples: [{ items: [summaryExample], total: 1 }] });
+export const DeviceListSchema = Type.Object({
+  items: Type.Array(DeviceSummarySchema),
+  total: Type.Optional(Type.Integer({ description: 'Every device that matches (fleet search with total=false: absent)' })),
+  nextCursor: Type.Optional(Type.Union([Type.String(), Type.Null()], { description: 'Fleet search: pass it as cursor for the next page; null on the last page' })),
+  counts: Type.Optional(Type.Array(Type.Object({ value: Type.Union([Type.String(), Type.Boolean(), Type.Null()]), count: Type.Integer() }), { description: 'With countBy: the matching devices counted by that field, most common first (at most 100 values)' })),
+}, { examples: [{ items: [summaryExample], total: 1 }] });
+
+export const DeviceSearchQuery = {
+  q: Type.Optional(Type.String({ maxLength: 2000, description: 'Fleet search (docs/fleet.md): e.g. product:light AND online:false AND firmware<1.2 AND tag.site:berlin AND lastSeen<-7d', examples: ['product:light AND online:false'] })),
+  sort: Type.Optional(Type.String({ pattern: '^-?(createdAt|id|name|lastSeen|firmware)$', description: 'createdAt (default), id, name, lastSeen, firmware; a leading - sorts descending' })),
+  cursor: Type.Optional(Type.String({ maxLength: 1000, description: 'nextCursor of the previous page (fleet search pages by cursor, not offset)' })),
+  countBy: Type.Optional(Type.String({ maxLength: 80, description: 'Count the matching devices by product, firmware, online, disabled, parent or tag.<key>' })),
+  total: Type.Optional(Type.Boolean({ description: 'Fleet search: false skips counting every match (faster pages over a large fleet); default true' })),
+};
 export const ChildrenSchema = Type.Object({ items: Type.Array(DeviceSummarySchema) }, { examples: [{ items: [summaryExample] }] });
 
 export type ProvisionBody = Static<typeof ProvisionBody>;
+
+// ---- fleet lifecycle and the operator's data (docs/fleet.md)
+
+const TagKey = '^[A-Za-z0-9_-]{1,64}$';
+const TagValue = Type.String({ minLength: 1, maxLength: 256, pattern: '^[^\\u0000-\\u001f]*$' });
+
+/**
+ * The operator's fields of `PATCH /api/v1/devices/{id}` (beside the home's name and room): they
+ * need the operator (an operator key: devices:manage).
+ */
+export const FleetPatchFields = {
+  disabled: Type.Optional(Type.Boolean({ description: "Operator: true closes the device's connection and refuses it (and its sub-devices) until false" })),
+  tags: Type.Optional(Type.Record(Type.String({ pattern: TagKey }), Type.Union([TagValue, Type.Null()]), {
+    additionalProperties: false, maxProperties: 50, description: 'Operator: tags to set (a value) or remove (null); searchable as tag.<key>:<value>', examples: [{ site: 'berlin', batch: null }],
+  })),
+  attributes: Type.Optional(Type.Record(Type.String({ minLength: 1, maxLength: 64 }), Type.Unknown(), {
+    maxProperties: 100, description: 'Operator: attributes to set (any JSON) or remove (null)', examples: [{ installer: 'ACME', warrantyUntil: '2028-01-01' }],
+  })),
+};
+
+export const DeleteDeviceQuery = Type.Object({
+  purge: Type.Optional(Type.Boolean({ default: false, description: 'Also remove its history: property time series, events and command ledger' })),
+  children: Type.Optional(Type.Union([Type.Literal('delete'), Type.Literal('detach')], { description: 'Required for a hub with sub-devices: delete them with it, or keep them as stand-alone devices' })),
+}, { additionalProperties: false });
+
+export const FleetDataSchema = Type.Object({
+  disabled: Type.Boolean(),
+  tags: Type.Record(Type.String(), Type.String()),
+  attributes: Type.Record(Type.String(), Type.Unknown()),
+  firmware: Type.Union([Type.String(), Type.Null()], { description: 'The firmware version it last reported (its firmware property)' }),
+});

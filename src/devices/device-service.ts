@@ -13,6 +13,8 @@ export interface DeviceRecord {
   hwid: string | null;
   pairingCode: string | null;
   createdAt: number;
+  /** When the operator disabled it (epoch ms); null: enabled. A hub's sub-devices follow it (see `isDisabled`). */
+  disabledAt?: number | null;
 }
 
 export interface ProvisionInput {
@@ -38,11 +40,16 @@ export interface ListFilter {
 /** The product category of hubs: devices that connect for sub-devices. */
 export const HUB_CATEGORY = 'gateway';
 
-type DeviceRow = { id: string; product_key: string; name: string; parent_id: string | null; hwid: string | null; pairing_code: string | null; created_at: number; secret_hash: string | null };
+type DeviceRow = {
+  id: string; product_key: string; name: string; parent_id: string | null; hwid: string | null; pairing_code: string | null; created_at: number; secret_hash: string | null;
+  disabled_at?: number | null;
+};
 
 /**
  * The device registry: provisioning, credentials, hub/sub-device relations.
- * Records are immutable apart from the name, so they are cached without invalidation.
+ * Records change only through the fleet lifecycle (disable, delete: device-lifecycle.ts), which
+ * drops them from this cache on every node (`forget`). A deleted device stays as a tombstone row
+ * (`deleted_at`), so its id is never reused, and reads as not existing.
  */
 export class DeviceService {
   private readonly cache = new Map<string, DeviceRecord & { secretHash: string | null }>();
@@ -82,7 +89,7 @@ export class DeviceService {
   async get(id: string): Promise<DeviceRecord | undefined> {
     const hit = this.cache.get(id);
     if (hit) return hit;
-    const row = await this.deps.db.selectFrom('devices').selectAll().where('id', '=', id).executeTakeFirst();
+    const row = await this.deps.db.selectFrom('devices').selectAll().where('id', '=', id).where('deleted_at', 'is', null).executeTakeFirst();
     if (!row) return undefined;
     const rec = { ...toRecord(row), secretHash: row.secret_hash };
     this.cache.set(id, rec);
@@ -103,8 +110,8 @@ export class DeviceService {
   async authenticate(id: string, secret: string): Promise<boolean> {
     await this.get(id);
     const rec = this.cache.get(id);
-    if (this.credentials) return !!rec && (await this.credentials.check(id, secret)) !== false;
-    return !!rec?.secretHash && verifyToken(secret, rec.secretHash);
+    if (this.credentials) return !!rec && (await this.credentials.check(id, secret)) !== false && !(await this.isDisabled(id));
+    return !!rec?.secretHash && verifyToken(secret, rec.secretHash) && !(await this.isDisabled(id));
   }
 
   /** Secrets change (rotation with a grace period): they are checked by the credentials (device-credentials.ts). */
@@ -115,7 +122,7 @@ export class DeviceService {
   }
 
   async list(filter: ListFilter): Promise<{ items: DeviceRecord[]; total: number }> {
-    let q = this.deps.db.selectFrom('devices');
+    let q = this.deps.db.selectFrom('devices').where('deleted_at', 'is', null);
     if (filter.product) q = q.where('product_key', '=', filter.product);
     if (filter.parentId) q = q.where('parent_id', '=', filter.parentId);
     if (filter.ids) {
@@ -135,12 +142,12 @@ export class DeviceService {
 
   /** The device a pairing code (the QR code on its box) belongs to. */
   async findByPairingCode(code: string): Promise<DeviceRecord | undefined> {
-    const row = await this.deps.db.selectFrom('devices').selectAll().where('pairing_code', '=', code.trim().toUpperCase()).executeTakeFirst();
+    const row = await this.deps.db.selectFrom('devices').selectAll().where('pairing_code', '=', code.trim().toUpperCase()).where('deleted_at', 'is', null).executeTakeFirst();
     return row ? toRecord(row) : undefined;
   }
 
   async children(parentId: string): Promise<DeviceRecord[]> {
-    const rows = await this.deps.db.selectFrom('devices').selectAll().where('parent_id', '=', parentId).orderBy('created_at').execute();
+    const rows = await this.deps.db.selectFrom('devices').selectAll().where('parent_id', '=', parentId).where('deleted_at', 'is', null).orderBy('created_at').execute();
     return rows.map(toRecord);
   }
 
@@ -155,7 +162,11 @@ export class DeviceService {
   async mayActFor(actorId: string, deviceId: string): Promise<boolean> {
     if (actorId === deviceId) return true;
     const d = await this.get(deviceId);
-    return d?.parentId === actorId;
+    if (d) return d.parentId === actorId;
+    // A sub-device the operator deleted: its hub may still speak for it, and hears E_DEVICE_NOT_FOUND
+    // on its errors topic instead of losing its connection.
+    const gone = await this.deps.db.selectFrom('devices').select('parent_id').where('id', '=', deviceId).where('deleted_at', 'is not', null).executeTakeFirst();
+    return gone?.parent_id === actorId;
   }
 
   /** True when the product is a hub's: its category is `gateway` (the catalog's `hub`). Only hubs have sub-devices. */
@@ -186,6 +197,68 @@ export class DeviceService {
     const stored = await this.deps.db.selectFrom('devices').selectAll().where('parent_id', '=', hubId).where('hwid', '=', hwid).executeTakeFirstOrThrow();
     return toRecord(stored);
   }
+
+  // ------------------------------------------------------------------ fleet lifecycle (docs/fleet.md)
+
+  /** True when the operator disabled the device or, for a sub-device, its hub. */
+  async isDisabled(id: string): Promise<boolean> {
+    const d = await this.get(id);
+    if (!d) return false;
+    if (d.disabledAt != null) return true;
+    return d.parentId !== null && (await this.get(d.parentId))?.disabledAt != null;
+  }
+
+  /** True when `secret` is the device's secret, whether it is disabled or not (to tell a disabled device why it is refused). */
+  async secretMatches(id: string, secret: string): Promise<boolean> {
+    await this.get(id);
+    const rec = this.cache.get(id);
+    if (this.credentials) return !!rec && (await this.credentials.check(id, secret)) !== false;
+    return !!rec?.secretHash && verifyToken(secret, rec.secretHash);
+  }
+
+  /** The device, or E_DEVICE_NOT_FOUND; E_DEVICE_DISABLED when it (or its hub) is disabled. For commands and desired state. */
+  async requireEnabled(id: string): Promise<DeviceRecord> {
+    const d = await this.require(id);
+    if (await this.isDisabled(id)) throw new HearthError('E_DEVICE_DISABLED', `device "${id}"${d.disabledAt == null ? "'s hub" : ''} is disabled; enable it with PATCH /api/v1/devices/${d.disabledAt == null ? d.parentId : id} {"disabled": false}`);
+    return d;
+  }
+
+  /** Disables or enables devices; returns the ids whose state changed. The caller announces it (`forget` on every node). */
+  async setDisabled(ids: readonly string[], disabled: boolean, at = Date.now()): Promise<string[]> {
+    if (ids.length === 0) return [];
+    const rows = await this.deps.db.updateTable('devices').set({ disabled_at: disabled ? at : null })
+      .where('id', 'in', [...ids]).where('deleted_at', 'is', null).where('disabled_at', disabled ? 'is' : 'is not', null)
+      .returning('id').execute();
+    for (const id of ids) this.cache.delete(id);
+    return rows.map((r) => r.id);
+  }
+
+  /**
+   * Deletes devices: the row stays as a tombstone (the id is never reused) without credentials,
+   * pairing code or hardware id (so a hub may join the same hardware again as a new device).
+   */
+  async markDeleted(ids: readonly string[], at = Date.now()): Promise<void> {
+    if (ids.length === 0) return;
+    await this.deps.db.updateTable('devices').set({ deleted_at: at, secret_hash: null, pairing_code: null, hwid: null })
+      .where('id', 'in', [...ids]).where('deleted_at', 'is', null).execute();
+    for (const id of ids) this.cache.delete(id);
+  }
+
+  /**
+   * Sub-devices of a hub deleted with `?children=detach` become stand-alone devices. They have no
+   * secret of their own (their hub spoke for them): they keep their id, history and tags, and
+   * connect once the operator gives them one.
+   */
+  async detach(ids: readonly string[]): Promise<void> {
+    if (ids.length === 0) return;
+    await this.deps.db.updateTable('devices').set({ parent_id: null }).where('id', 'in', [...ids]).execute();
+    for (const id of ids) this.cache.delete(id);
+  }
+
+  /** Drops cached records (a lifecycle change on this or another node). */
+  forget(ids: readonly string[]): void {
+    for (const id of ids) this.cache.delete(id);
+  }
 }
 
 function toRecord(row: DeviceRow): DeviceRecord {
@@ -197,5 +270,6 @@ function toRecord(row: DeviceRow): DeviceRecord {
     hwid: row.hwid,
     pairingCode: row.pairing_code,
     createdAt: Number(row.created_at),
+    disabledAt: row.disabled_at == null ? null : Number(row.disabled_at),
   };
 }

@@ -1,8 +1,9 @@
 import { hasScope, type Principal } from '../access/principal.ts';
-import type { AccessService } from '../access/access-service.ts';
+import type { AccessService, Placement } from '../access/access-service.ts';
 import type { ShadowService } from '../shadow/shadow-service.ts';
 import type { DeviceRecord } from './device-service.ts';
 import type { PresenceService } from './presence-service.ts';
+import type { DeviceTags } from './device-tags.ts';
 
 const iso = (n: number | null) => (n == null ? null : new Date(n).toISOString());
 
@@ -20,13 +21,21 @@ export interface DeviceFirmware {
 
 export class DeviceViews {
   constructor(private readonly deps: {
-    presence: PresenceService; shadow: ShadowService; access: AccessService;
+    presence: PresenceService; shadow: ShadowService; access: AccessService; tags?: DeviceTags; isDisabled?: (id: string) => Promise<boolean>;
     /** The firmware version and last OTA job, shown in the full view. */
     firmware?: (deviceId: string) => Promise<DeviceFirmware>;
   }) {}
 
-  async summary(d: DeviceRecord, p: Principal) {
-    const [presence, place] = await Promise.all([this.deps.presence.get(d.id), this.deps.access.placement(d.id)]);
+  /** The summaries of a page of devices, their placements read in one query. */
+  async summaries(ds: readonly DeviceRecord[], p: Principal) {
+    const places = await this.deps.access.placements(ds);
+    return Promise.all(ds.map((d) => this.summary(d, p, places.get(d.id) ?? null)));
+  }
+
+  /** `place`: the device's placement when the caller read it already (null: in no home). */
+  async summary(d: DeviceRecord, p: Principal, place?: Placement | null) {
+    const [presence, placement] = await Promise.all([this.deps.presence.get(d.id), place !== undefined ? place : this.deps.access.placement(d.id)]);
+    place = placement ?? null;
     // A pairing code is a claim secret: the operator signed in, or an operator key that may provision the whole fleet.
     const operator = p.role === 'operator' && (p.keyId === undefined || (hasScope(p, 'devices:manage') && p.homeIds === undefined));
     return {
@@ -41,6 +50,7 @@ export class DeviceViews {
       roomId: place?.roomId ?? null,
       online: presence.online,
       lastSeen: iso(presence.lastSeen),
+      disabled: d.disabledAt != null || (d.parentId !== null && (await this.deps.isDisabled?.(d.id)) === true),
     };
   }
 
@@ -48,6 +58,11 @@ export class DeviceViews {
     const [summary, presence, shadow, firmware] = await Promise.all([
       this.summary(d, p), this.deps.presence.get(d.id), this.deps.shadow.view(d.id), this.deps.firmware?.(d.id),
     ]);
-    return { ...summary, presence: { reason: presence.reason, changedAt: iso(presence.changedAt), session: presence.session }, shadow, ...(firmware ? { firmware } : {}) };
+    const fleet = p.role === 'operator' && !p.homeIds && this.deps.tags ? await this.deps.tags.get(d.id) : undefined;
+    return {
+      ...summary, presence: { reason: presence.reason, changedAt: iso(presence.changedAt), session: presence.session }, shadow,
+      ...(firmware ? { firmware } : {}),
+      ...(fleet ? { tags: fleet.tags, attributes: fleet.attributes } : {}),
+    };
   }
 }

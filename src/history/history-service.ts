@@ -128,6 +128,15 @@ export class HistoryService {
     throw error;
   }
 
+  /** Removes a deleted device's history: its property time series and its events (`DELETE …?purge=true`). */
+  async purge(deviceId: string): Promise<void> {
+    await this.flush();
+    await this.deps.db.transaction().execute(async (trx) => {
+      await trx.deleteFrom('history').where('device_id', '=', deviceId).execute();
+      await trx.deleteFrom('device_events').where('device_id', '=', deviceId).execute();
+    });
+  }
+
   async points(deviceId: string, property: string, from: number, to: number, limit: number): Promise<HistoryPoint[]> {
     await this.flush();
     const rows = await this.deps.db.selectFrom('history').select(['ts', 'num', 'val'])

@@ -23,6 +23,13 @@ export class HomeDirectory {
     return row ? { homeId: row.home_id, roomId: row.room_id, name: row.name, boundAt: Number(row.bound_at) } : undefined;
   }
 
+  /** The binding rows of many devices, by device id. */
+  async bindings(deviceIds: readonly string[]): Promise<Map<string, Placement>> {
+    if (!deviceIds.length) return new Map();
+    const rows = await this.db.selectFrom('device_bindings').selectAll().where('device_id', 'in', [...deviceIds]).execute();
+    return new Map(rows.map((r) => [r.device_id, { homeId: r.home_id, roomId: r.room_id, name: r.name, boundAt: Number(r.bound_at) }]));
+  }
+
   async membership(userId: string, homeId: string): Promise<MembershipSince | undefined> {
     const row = await this.db.selectFrom('home_members').selectAll().where('home_id', '=', homeId).where('user_id', '=', userId).executeTakeFirst();
     return row ? membershipOf(row) : undefined;

@@ -29,7 +29,11 @@ const A = '/api/v1';
  * Routes of homes, rooms, members and invitations, devices in homes, sharing, groups and the
  * home audit trail. Every check is the HomeService's (through the AccessService).
  */
-export async function homeRoutes(app: HttpApp, deps: { homes: HomeService; members: MembershipService; bindings: BindingService; groups: GroupService; views: DeviceSummaries }): Promise<void> {
+export async function homeRoutes(app: HttpApp, deps: {
+  homes: HomeService; members: MembershipService; bindings: BindingService; groups: GroupService; views: DeviceSummaries;
+  /** The operator's fields of PATCH /devices/{id} (disabled, tags, attributes): the fleet lifecycle's; returns the device. */
+  fleetPatch?: (p: Principal, id: string, patch: { disabled?: boolean; tags?: Record<string, string | null>; attributes?: Record<string, unknown> }) => Promise<DeviceRecord>;
+}): Promise<void> {
   const { homes, members, bindings, groups, views } = deps;
 
   // ---------------------------------------------------------------- homes
@@ -253,13 +257,18 @@ export async function homeRoutes(app: HttpApp, deps: { homes: HomeService; membe
   app.patch(`${A}/devices/:id`, {
     config: { auth: Auth.caller() },
     schema: {
-      tags: ['homes'], summary: "Name a device or put it in a room of its home (owner, admin, operator); the operator's registry name stays", ...AuthHeader,
+      tags: ['homes', 'devices'], ...AuthHeader,
+      summary: "Name a device or put it in a room of its home (owner, admin, operator); the operator's registry name stays. The operator also disables/enables it and sets its tags and attributes (docs/fleet.md)",
       params: DeviceParams, body: DevicePatchBody,
       response: { 200: HomeDeviceSchema, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_DEVICE_NOT_FOUND', 'E_ROOM_NOT_FOUND', 'E_CONFLICT') },
     },
   }, async (req) => {
     const p = principal(req);
-    return views.summary(await bindings.updateDevice(p, req.params.id, req.body), p);
+    const { disabled, tags, attributes, ...home } = req.body;
+    let device: DeviceRecord | undefined;
+    if ((disabled !== undefined || tags !== undefined || attributes !== undefined) && deps.fleetPatch) device = await deps.fleetPatch(p, req.params.id, { disabled, tags, attributes });
+    if (home.name !== undefined || home.roomId !== undefined || !device) device = await bindings.updateDevice(p, req.params.id, home);
+    return views.summary(device, p);
   });
 
   // ---------------------------------------------------------------- sharing

@@ -1,6 +1,6 @@
 import { Type, type Static, type TSchema } from 'typebox';
 import { JsonObject } from '../transports/http/http-schemas.ts';
-import { DeviceId, DeviceSummarySchema } from '../devices/device-schema.ts';
+import { DeviceId, DeviceSummarySchema, FleetPatchFields } from '../devices/device-schema.ts';
 
 /** Request and response schemas of the homes, rooms, members, sharing and group routes. */
 
@@ -136,6 +136,7 @@ export const ClaimBody = Type.Object({
 export const DevicePatchBody = Type.Object({
   name: Type.Optional(clearable<string>({ type: 'string', minLength: 1, maxLength: 200, description: "The home's name for the device (null: the registry name)" })),
   roomId: Type.Optional(clearable<string>({ type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$', description: 'A room of the home (null: no room)' })),
+  ...FleetPatchFields,
 }, { additionalProperties: false, minProperties: 1, examples: [{ name: 'Reading lamp', roomId: 'r_8m2k9x4p1q8r0t' }] });
 
 const deviceExample = { id: 'd_9x2k7m4p1q8r0t', product: 'light', name: 'Hall light', parentId: null, hwid: null, pairingCode: null, createdAt: '2026-11-23T08:00:00.000Z', homeId: 'h_5t2k9x4p1q8r0m', roomId: 'r_8m2k9x4p1q8r0t', online: true, lastSeen: '2026-11-23T08:05:00.000Z' };

@@ -85,6 +85,8 @@ export class IngestService implements ShardListener {
     deliveries?: DeliveryQueue;
     /** Firmware updates (src/ota/): device progress, and jobs waiting for a device that starts listening. */
     ota?: OtaDevices;
+    /** A factory reset sent by a device (`devices/{id}/reset`): the fleet lifecycle handles it. */
+    reset?: (deviceId: string, via: string) => Promise<void>;
   }) {
     this.acker = new PeriodicFlush(() => this.settle(), deps.flushMs, (err) => deps.log.error({ err }, 'ingest writes failed; messages stay unacknowledged and come again'));
   }
@@ -193,6 +195,15 @@ export class IngestService implements ShardListener {
       if (covers.desired === true) await this.deps.shadow.resend(msg.deviceId);
       if (covers.commands === true) await this.deps.commands.subscribed(msg.deviceId);
       if (covers.ota === true) await this.deps.ota?.resend(msg.deviceId);
+      return undefined;
+    }
+    // A hub speaking for a sub-device the operator disabled (a disabled device itself is not connected).
+    if (msg.kind !== 'command' && (await devices.isDisabled(msg.deviceId))) return { code: 'E_DEVICE_DISABLED', message: `device "${msg.deviceId}" is disabled; its messages are not applied` };
+    if (msg.kind === 'reset') {
+      if (!isObject(msg.payload)) return { code: 'E_BAD_MESSAGE', message: 'a factory reset is a JSON object, e.g. {}' };
+      if (!this.deps.reset) return { code: 'E_INTERNAL', message: 'factory resets are not handled here' };
+      presence.seen(msg.via, msg.receivedAt);
+      await this.deps.reset(msg.deviceId, msg.via);
       return undefined;
     }
     if (msg.kind !== 'command') presence.seen(msg.via, msg.receivedAt);

@@ -8,7 +8,7 @@
 export type Source = 'mqtt' | 'http' | 'api' | `amqp:${string}` | `partner:${string}`;
 
 /** Message kinds: the device uplink kinds, plus `command` for commands sent through the API. */
-export type EnvelopeKind = 'properties' | 'events' | 'result' | 'join' | 'presence' | 'subscribed' | 'command' | 'ota';
+export type EnvelopeKind = 'properties' | 'events' | 'result' | 'join' | 'presence' | 'subscribed' | 'command' | 'ota' | 'reset';
 
 export interface Envelope {
   /** Unique per message, assigned where it entered; a redelivery keeps it. */

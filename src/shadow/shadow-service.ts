@@ -85,6 +85,10 @@ export class ShadowService implements ShardListener {
       run: async () => {
         if (req.op === 'view') return { ok: true, view: await this.localView(req.deviceId) };
         if (req.op === 'setDesired') return { ok: true, view: await this.localSetDesired(req.deviceId, req.values) };
+        if (req.op === 'forget') {
+          await this.localForget(req.deviceId);
+          return { ok: true };
+        }
         await this.localClearDesired(req.deviceId);
         return { ok: true };
       },
@@ -107,6 +111,7 @@ export class ShadowService implements ShardListener {
   private local(req: ShadowRequest): Promise<ShadowView | undefined> {
     if (req.op === 'view') return this.localView(req.deviceId);
     if (req.op === 'setDesired') return this.localSetDesired(req.deviceId, req.values);
+    if (req.op === 'forget') return this.localForget(req.deviceId).then(() => undefined);
     return this.localClearDesired(req.deviceId).then(() => undefined);
   }
 
@@ -127,6 +132,21 @@ export class ShadowService implements ShardListener {
     await this.remote({ op: 'clearDesired', deviceId });
   }
 
+  /** The device was deleted: its shadow goes, from the owner's memory and from the store. */
+  async forget(deviceId: string): Promise<void> {
+    if (this.deps.shards.ownsDevice(deviceId)) return this.localForget(deviceId);
+    await this.remote({ op: 'forget', deviceId });
+  }
+
+  private async localForget(deviceId: string): Promise<void> {
+    await this.loading.get(deviceId);
+    await this.flush();
+    this.dirty.delete(deviceId);
+    this.cache.delete(deviceId);
+    this.listening.delete(deviceId);
+    await this.deps.db.deleteFrom('shadows').where('device_id', '=', deviceId).execute();
+  }
+
   private async localView(deviceId: string): Promise<ShadowView> {
     const s = await this.load(deviceId);
     return toView(s);
@@ -141,7 +161,7 @@ export class ShadowService implements ShardListener {
   }
 
   private async localSetDesired(deviceId: string, values: Record<string, unknown>): Promise<ShadowView> {
-    const device = await this.deps.devices.require(deviceId);
+    const device = await this.deps.devices.requireEnabled(deviceId);
     const model = await this.deps.products.model(device.productKey);
     const check = model!.checkDesired(values);
     if (!check.ok) throw new HearthError('E_MODEL_MISMATCH', check.problems.join('; '), { problems: check.problems });

@@ -66,6 +66,10 @@ export interface BusEvents {
   'cluster.identity.secret': SecretRotated;
   /** A product CA or a certificate changed (registered, revoked): every node reloads and checks its sessions. */
   'cluster.identity.certificates': CertificatesChanged;
+  /** A device was disabled, enabled, deleted or changed by the operator: caches drop it, the node holding its connection closes it. */
+  'cluster.devices': DeviceLifecycleChange;
+  /** A bulk job was made: the node owning its shard runs it. */
+  'cluster.fleet.jobs': FleetJobAnnounced;
 }
 
 /** Every request/reply subject: what a requester sends and what the responder answers. */
@@ -103,7 +107,9 @@ export type PresenceReason =
   | 'connect' | 'disconnect' | 'keepalive-timeout' | 'connection-lost' | 'client-error' | 'server-shutdown' | 'server-restart'
   | 'hub-reported' | 'hub-offline' | 'never-connected' | 'node-lost'
   /** The credential the session opened with was revoked or rotated out (docs/tls.md). */
-  | 'credentials-revoked';
+  | 'credentials-revoked'
+  /** The operator disabled or deleted the device (docs/fleet.md). */
+  | 'disabled' | 'deleted';
 
 /** Bus event on `device.{id}.presence`. */
 export interface PresenceEvent {
@@ -147,7 +153,7 @@ export interface CommandResult {
 }
 
 /** The kinds of event the live stream carries (and clients may filter on with `types=`). */
-export const STREAM_EVENT_TYPES = ['property', 'event', 'presence', 'command', 'automation', 'notification', 'scene', 'ota'] as const;
+export const STREAM_EVENT_TYPES = ['property', 'event', 'presence', 'command', 'automation', 'notification', 'scene', 'ota', 'lifecycle'] as const;
 export type StreamEventType = (typeof STREAM_EVENT_TYPES)[number];
 
 /** What StreamService.publish sends on `stream.announce`, so that every node's clients receive it. */
@@ -237,6 +243,21 @@ export type TimerChange =
   | { removed: string }
   | { prefix: string };
 
+/**
+ * A lifecycle change of devices (`cluster.devices`): every node forgets its cached records of
+ * them; `disconnect` asks the node holding a connection of one of them to close it, with that
+ * presence reason.
+ */
+export interface DeviceLifecycleChange {
+  deviceIds: string[];
+  disconnect?: 'disabled' | 'deleted';
+}
+
+export interface FleetJobAnnounced {
+  id: string;
+  shard: number;
+}
+
 export interface GatewayConfigChanged {
   version: number;
 }
@@ -245,7 +266,9 @@ export interface GatewayConfigChanged {
 export type ShadowRequest =
   | { op: 'view'; deviceId: string }
   | { op: 'setDesired'; deviceId: string; values: Record<string, unknown> }
-  | { op: 'clearDesired'; deviceId: string };
+  | { op: 'clearDesired'; deviceId: string }
+  /** The device was deleted: its shadow goes from memory and the store. */
+  | { op: 'forget'; deviceId: string };
 
 export type ShadowReply = { ok: true; view?: ShadowView } | { ok: false; code: string; message: string; extras?: Record<string, unknown> };
 

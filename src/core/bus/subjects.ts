@@ -4,14 +4,14 @@
  */
 
 /** Device → cloud message kinds, as they travel on `uplink.{shard}.{id}.{kind}`; `command` is a command sent through the API, routed like the rest. */
-export type UplinkKind = 'properties' | 'events' | 'result' | 'join' | 'presence' | 'subscribed' | 'command' | 'ota';
+export type UplinkKind = 'properties' | 'events' | 'result' | 'join' | 'presence' | 'subscribed' | 'command' | 'ota' | 'reset';
 
 /**
  * The one kind → MQTT topic map for device → cloud messages: the topic after `devices/{id}/` that
  * carries each kind a device may publish. The MQTT edge reads it backwards; messages that come by
  * HTTP or from partners get the topic they would have had.
  */
-export const UPLINK_TOPIC_SUFFIX = { properties: 'properties', events: 'events', result: 'commands/result', join: 'children/join', presence: 'presence', ota: 'ota/progress' } as const satisfies Partial<Record<UplinkKind, string>>;
+export const UPLINK_TOPIC_SUFFIX = { properties: 'properties', events: 'events', result: 'commands/result', join: 'children/join', presence: 'presence', ota: 'ota/progress', reset: 'reset' } as const satisfies Partial<Record<UplinkKind, string>>;
 
 /** The MQTT topic a device message of `kind` has (or would have had); `subscribed` and `command` have none of their own, so they keep the kind. */
 export function uplinkTopic(deviceId: string, kind: UplinkKind): string {

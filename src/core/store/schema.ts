@@ -22,7 +22,23 @@ export interface Database {
     secret_hash: string | null;
     pairing_code: string | null;
     created_at: number;
+    /** fleet lifecycle (0014): a disabled device is refused; a deleted one stays as a tombstone so its id is never reused */
+    disabled_at: number | null;
+    deleted_at: number | null;
+    /** the firmware version it last reported, and its sortable key (numeric parts zero-padded) */
+    firmware: string | null;
+    firmware_key: string | null;
+    /** the operator's attributes (JSON object) */
+    attributes: string | null;
   };
+  /** devices: the operator's tags, searchable (tag.site:berlin) */
+  device_tags: { device_id: string; key: string; value: string };
+  /** fleet: static groups (members in fleet_group_members) and dynamic groups (a saved query) */
+  fleet_groups: { id: string; name: string; description: string | null; parent_id: string | null; query: string | null; created_at: number; updated_at: number };
+  fleet_group_members: { group_id: string; device_id: string; added_at: number };
+  /** fleet: bulk jobs (spec and target JSON; status queued | running | done | cancelled) and their per-device results (pending | running | ok | failed | cancelled) */
+  fleet_jobs: { id: string; shard: number; kind: string; spec: string; target: string; rate: number; status: string; total: number; created_by: string; created_at: number; started_at: number | null; finished_at: number | null };
+  fleet_job_targets: { job_id: string; seq: number; device_id: string; status: string; error: string | null; result: string | null; finished_at: number | null };
   /** devices (presence) */
   presence: { device_id: string; online: number; session: number; reason: string; changed_at: number; last_seen: number | null; node: string | null; listening: number };
   /** message gateway */

@@ -289,6 +289,7 @@ export async function buildHttpServer(deps: HttpServerDeps): Promise<HttpApp> {
         { name: 'audit', description: 'Who did what and when' },
         { name: 'scenes', description: 'Scenes: device states and actions applied together' },
         { name: 'automations', description: 'Automations: triggers, conditions, actions; runs with traces' },
+        { name: 'fleet', description: "The operator's fleet: groups (static, dynamic) and bulk jobs (docs/fleet.md)" },
         { name: 'notifications', description: 'Inbox, push subscriptions, preferences and notification channels' },
         { name: 'ota', description: 'Firmware updates: signed packages, downloads, campaigns with waves and abort gates, inventory' },
         { name: 'system', description: 'Probes' },

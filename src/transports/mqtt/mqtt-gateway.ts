@@ -174,10 +174,12 @@ export class MqttGateway {
           return done(authError(3, 'server busy, retry later'), false);
         }
         devices.authenticate(username, password.toString('utf8')).then(
-          (ok) => {
+          async (ok) => {
             if (!ok) this.deps.observer?.connectionRefused('auth');
             else (client as HearthClient)[IDENTITY] = { credential: { secretDigest: digestToken(password.toString('utf8')) } };
-            done(ok ? null : authError(4, 'bad device id or secret'), ok);
+            // A disabled device with the right secret hears why (CONNACK 5); anyone else learns nothing.
+            const disabled = !ok && (await devices.secretMatches(username, password.toString('utf8')).catch(() => false));
+            done(ok ? null : disabled ? authError(5, 'device disabled') : authError(4, 'bad device id or secret'), ok);
           },
           (err) => {
             log.error({ err }, 'device authentication failed');
@@ -379,6 +381,21 @@ export class MqttGateway {
     this.broker.publish(packet, (err) => {
       if (err) this.deps.log.warn({ err, deviceId: msg.deviceId }, 'downlink publish failed');
     });
+  }
+
+  /**
+   * Closes the connections of these devices held by this node (a device disabled or deleted by
+   * the operator); their presence changes with `reason`. Devices not connected here are skipped.
+   */
+  disconnect(deviceIds: readonly string[], reason: 'disabled' | 'deleted'): void {
+    const clients = (this.broker as unknown as { clients: Record<string, HearthClient> } | undefined)?.clients;
+    if (!clients) return;
+    for (const id of deviceIds) {
+      const c = clients[id];
+      if (!c) continue;
+      if (c[CONN]) c[CONN].reason = reason;
+      c.close();
+    }
   }
 
   /**

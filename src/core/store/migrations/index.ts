@@ -1,5 +1,6 @@
 import type { Kysely, Migration } from 'kysely';
 import { otaMigration } from './0012-ota.ts';
+import { fleetMigration } from './0014-fleet.ts';
 import { offline } from './0013-offline.ts';
 import { identity0015 } from './0015-identity.ts';
 import { telemetry } from './0016-telemetry.ts';
@@ -464,6 +465,7 @@ export const migrations: Record<string, Migration> = {
   },
   '0012-ota': otaMigration,
   '0013-offline': offline,
+  '0014-fleet': fleetMigration,
   '0015-identity': identity0015,
   '0016-telemetry': telemetry,
 };

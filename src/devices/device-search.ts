@@ -1,0 +1,232 @@
+import { sql, type RawBuilder } from 'kysely';
+import type { Db } from '../core/store/db.ts';
+import { HearthError } from '../core/errors.ts';
+import type { Expr, Term } from './fleet-query.ts';
+import type { DeviceRecord } from './device-service.ts';
+import { firmwareKey } from './device-tags.ts';
+
+/** Sort keys of a fleet search; `-` in front sorts descending. */
+export const SORT_FIELDS = ['createdAt', 'id', 'name', 'lastSeen', 'firmware'] as const;
+export type SortField = (typeof SORT_FIELDS)[number];
+
+export interface SearchInput {
+  /** The parsed query (fleet/fleet-query.ts); undefined: every device. */
+  expr?: Expr;
+  /** Only these devices (what the caller may see); undefined: all. */
+  ids?: readonly string[];
+  sort: SortField;
+  desc: boolean;
+  limit: number;
+  cursor?: string;
+  /** Count the matching devices by this field (`product`, `firmware`, `online`, `disabled`, `parent`, `tag.<key>`). */
+  countBy?: string;
+  /** Count every matching device (`total`). */
+  total: boolean;
+}
+
+export interface SearchResult {
+  items: DeviceRecord[];
+  /** The cursor of the next page; null on the last one. */
+  nextCursor: string | null;
+  total?: number;
+  counts?: Array<{ value: string | boolean | null; count: number }>;
+}
+
+type Sql = RawBuilder<unknown>;
+
+const STRING_COLUMNS: Record<string, string> = { id: 'd.id', name: 'd.name', product: 'd.product_key', parent: 'd.parent_id', hwid: 'd.hwid' };
+const SORT_EXPR: Record<SortField, { expr: Sql; kind: 'number' | 'string' }> = {
+  createdAt: { expr: sql`d.created_at`, kind: 'number' },
+  id: { expr: sql`d.id`, kind: 'string' },
+  name: { expr: sql`d.name`, kind: 'string' },
+  lastSeen: { expr: sql`coalesce(p.last_seen, 0)`, kind: 'number' },
+  firmware: { expr: sql`coalesce(d.firmware_key, '')`, kind: 'string' },
+};
+
+/**
+ * Fleet search (docs/fleet.md): a parsed query compiled to one SQL statement over the live
+ * devices, their presence and tags, with keyset (cursor) pagination, a sort, an optional total and
+ * counts by a field. Values are always bound parameters. The same SQL runs on SQLite and
+ * PostgreSQL; the indexes of migration 0014 serve the selective conditions (product, firmware,
+ * tags, last seen, online) and the default order.
+ */
+export class DeviceSearch {
+  /** `selectiveTags`: how many devices a tag value may hold and still lead the search (default 5000). */
+  constructor(private readonly deps: { db: Db; selectiveTags?: number }) {}
+
+  async search(input: SearchInput): Promise<SearchResult> {
+    const { db } = this.deps;
+    if (input.ids && input.ids.length === 0) return { items: [], nextCursor: null, ...(input.total ? { total: 0 } : {}), ...(input.countBy ? { counts: [] } : {}) };
+    const conds: Sql[] = [sql`d.deleted_at is null`];
+    if (input.ids) conds.push(sql`d.id in (${sql.join([...input.ids])})`);
+    if (input.expr) conds.push(compile(input.expr, await this.selectiveTags(input.expr)));
+    const usesPresence = input.sort === 'lastSeen' || input.countBy === 'online';
+    const from = usesPresence ? sql`devices d left join presence p on p.device_id = d.id` : sql`devices d`;
+    const filter = sql.join(conds, sql` and `);
+    const sort = SORT_EXPR[input.sort];
+    const dir = input.desc ? sql`desc` : sql`asc`;
+    const page: Sql[] = [...conds];
+    if (input.cursor) {
+      const c = decodeCursor(input.cursor, input.sort, input.desc, sort.kind);
+      const cmp = input.desc ? sql`<` : sql`>`;
+      page.push(sql`(${sort.expr} ${cmp} ${c.v} or (${sort.expr} = ${c.v} and d.id ${cmp} ${c.id}))`);
+    }
+    const rows = (await sql<Row>`select d.id, d.product_key, d.name, d.parent_id, d.hwid, d.pairing_code, d.created_at, d.disabled_at, ${sort.expr} as sort_value
+      from ${from} where ${sql.join(page, sql` and `)} order by ${sort.expr} ${dir}, d.id ${dir} limit ${input.limit + 1}`.execute(db)).rows;
+    const more = rows.length > input.limit;
+    const items = rows.slice(0, input.limit);
+    const last = items[items.length - 1];
+    const out: SearchResult = {
+      items: items.map(toRecord),
+      nextCursor: more && last ? encodeCursor(input.sort, input.desc, sort.kind === 'number' ? Number(last.sort_value) : String(last.sort_value), last.id) : null,
+    };
+    if (input.total) {
+      const r = await sql<{ n: number | string }>`select count(*) as n from ${from} where ${filter}`.execute(db);
+      out.total = Number(r.rows[0].n);
+    }
+    if (input.countBy) out.counts = await this.counts(input.countBy, from, filter);
+    return out;
+  }
+
+  /**
+   * Which exact tag conditions are rare enough to lead the search (at most SELECTIVE devices): those
+   * become `d.id IN (…)`, which the store may start from; the others stay per-device checks, so a
+   * page is found by walking the sort order and stopping at the limit (a common tag would otherwise
+   * make the store collect and sort every match first). The check reads at most SELECTIVE+1 index
+   * entries per tag.
+   */
+  private async selectiveTags(e: Expr): Promise<Set<string>> {
+    const out = new Set<string>();
+    const terms: Term[] = [];
+    const walk = (x: Expr): void => {
+      if (x.kind === 'term') {
+        if (x.field === 'tag' && x.value.type === 'string' && !x.value.prefix && x.op === '=') terms.push(x);
+      } else if (x.kind === 'not') walk(x.item);
+      else x.items.forEach(walk);
+    };
+    walk(e);
+    for (const t of terms.slice(0, 8)) {
+      const v = (t.value as { value: string }).value;
+      const r = await sql<{ n: number | string }>`select count(*) as n from (select 1 from device_tags where key = ${t.tag!} and value = ${v} limit ${(this.deps.selectiveTags ?? SELECTIVE) + 1}) s`.execute(this.deps.db);
+      if (Number(r.rows[0].n) <= (this.deps.selectiveTags ?? SELECTIVE)) out.add(`${t.tag}\u0000${v}`);
+    }
+    return out;
+  }
+
+  private async counts(field: string, from: Sql, filter: Sql): Promise<SearchResult['counts']> {
+    let value: Sql;
+    let join: Sql = sql``;
+    if (field.startsWith('tag.')) {
+      value = sql`t.value`;
+      join = sql` left join device_tags t on t.device_id = d.id and t.key = ${field.slice(4)}`;
+    } else {
+      value = ({
+        product: sql`d.product_key`, firmware: sql`d.firmware`, parent: sql`d.parent_id`,
+        online: sql`coalesce(p.online, 0)`, disabled: sql`case when d.disabled_at is null then 0 else 1 end`,
+      } as Record<string, Sql>)[field];
+    }
+    const rows = (await sql<{ value: string | number | null; n: number | string }>`select ${value} as value, count(*) as n from ${from}${join} where ${filter}
+      group by ${value} order by count(*) desc, ${value} limit 100`.execute(this.deps.db)).rows;
+    const asBool = field === 'online' || field === 'disabled';
+    return rows.map((r) => ({ value: asBool ? Number(r.value) === 1 : r.value === null ? null : String(r.value), count: Number(r.n) }));
+  }
+}
+
+type Row = { id: string; product_key: string; name: string; parent_id: string | null; hwid: string | null; pairing_code: string | null; created_at: number | string; disabled_at: number | string | null; sort_value: unknown };
+
+function toRecord(r: Row): DeviceRecord {
+  return {
+    id: r.id, productKey: r.product_key, name: r.name, parentId: r.parent_id, hwid: r.hwid, pairingCode: r.pairing_code,
+    createdAt: Number(r.created_at), disabledAt: r.disabled_at == null ? null : Number(r.disabled_at),
+  };
+}
+
+/** A tag value held by at most this many devices leads the search (see `selectiveTags`). */
+const SELECTIVE = 5000;
+
+function compile(e: Expr, selective: Set<string>): Sql {
+  switch (e.kind) {
+    case 'and': return sql`(${sql.join(e.items.map((x) => compile(x, selective)), sql` and `)})`;
+    case 'or': return sql`(${sql.join(e.items.map((x) => compile(x, selective)), sql` or `)})`;
+    case 'not': return sql`not (${compile(e.item, selective)})`;
+    case 'term': return term(e, selective);
+  }
+}
+
+/** A condition on the device's presence row, checked per device (a device without one is offline, never seen). */
+const presence = (cond: Sql) => sql`exists (select 1 from presence p where p.device_id = d.id and ${cond})`;
+
+const CMP: Record<string, Sql> = { '<': sql`<`, '<=': sql`<=`, '>': sql`>`, '>=': sql`>=` };
+
+/** One condition; comparisons on a column that may be null hold only where it has a value (so NOT takes the rest). */
+function term(t: Term, selective: Set<string>): Sql {
+  const v = t.value;
+  const negate = t.op === '!=';
+  const maybeNot = (s: Sql) => (negate ? sql`not (${s})` : s);
+  if (t.field === 'tag') {
+    const key = t.tag!;
+    if (v.type === 'none') return maybeNot(sql`d.id not in (select device_id from device_tags where key = ${key})`);
+    if (v.type === 'any') return maybeNot(sql`d.id in (select device_id from device_tags where key = ${key})`);
+    if (v.type !== 'string') throw new Error('tag values are strings');
+    if (!v.prefix && selective.has(`${key}\u0000${v.value}`)) return maybeNot(sql`d.id in (select device_id from device_tags where key = ${key} and value = ${v.value})`);
+    const match = v.prefix ? sql`substr(t.value, 1, ${v.value.length}) = ${v.value}` : sql`t.value = ${v.value}`;
+    return maybeNot(sql`exists (select 1 from device_tags t where t.device_id = d.id and t.key = ${key} and ${match})`);
+  }
+  if (t.field in STRING_COLUMNS) {
+    const col = sql.raw(STRING_COLUMNS[t.field]);
+    if (v.type === 'none') return maybeNot(sql`${col} is null`);
+    if (v.type === 'any') return maybeNot(sql`${col} is not null`);
+    if (v.type !== 'string') throw new Error('string field');
+    return maybeNot(v.prefix ? sql`(${col} is not null and substr(${col}, 1, ${v.value.length}) = ${v.value})` : sql`(${col} is not null and ${col} = ${v.value})`);
+  }
+  switch (t.field) {
+    case 'online': {
+      if (v.type !== 'bool') throw new Error('bool field');
+      const on = presence(sql`p.online = 1`);
+      return maybeNot(v.value ? on : sql`not ${on}`);
+    }
+    case 'disabled': {
+      if (v.type !== 'bool') throw new Error('bool field');
+      return maybeNot(v.value ? sql`d.disabled_at is not null` : sql`d.disabled_at is null`);
+    }
+    case 'firmware': {
+      if (v.type === 'none') return maybeNot(sql`d.firmware_key is null`);
+      if (v.type === 'any') return maybeNot(sql`d.firmware_key is not null`);
+      if (v.type !== 'version') throw new Error('version field');
+      const key = firmwareKey(v.value);
+      const op = t.op === '=' || t.op === '!=' ? sql`=` : CMP[t.op];
+      return maybeNot(sql`(d.firmware_key is not null and d.firmware_key ${op} ${key})`);
+    }
+    case 'lastSeen': {
+      const seen = presence(sql`p.last_seen is not null`);
+      if (v.type === 'none') return maybeNot(sql`not ${seen}`);
+      if (v.type === 'any') return maybeNot(seen);
+      if (v.type !== 'time') throw new Error('time field');
+      const op = t.op === '=' || t.op === '!=' ? sql`=` : CMP[t.op];
+      return maybeNot(presence(sql`p.last_seen ${op} ${v.value}`));
+    }
+    case 'createdAt': {
+      if (v.type !== 'time') throw new Error('time field');
+      const op = t.op === '=' || t.op === '!=' ? sql`=` : CMP[t.op];
+      return maybeNot(sql`d.created_at ${op} ${v.value}`);
+    }
+  }
+  throw new Error(`unknown field ${t.field}`);
+}
+
+function encodeCursor(sort: SortField, desc: boolean, v: number | string, id: string): string {
+  return Buffer.from(JSON.stringify({ s: `${desc ? '-' : ''}${sort}`, v, i: id })).toString('base64url');
+}
+
+function decodeCursor(cursor: string, sort: SortField, desc: boolean, kind: 'number' | 'string'): { v: number | string; id: string } {
+  const bad = (why: string) => new HearthError('E_VALIDATION', `querystring.cursor ${why}: pass the nextCursor of the previous page, with the same sort`, { field: 'querystring.cursor' });
+  let c: { s?: unknown; v?: unknown; i?: unknown };
+  try {
+    c = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+  } catch {
+    throw bad('is not a cursor this API gave');
+  }
+  if (typeof c !== 'object' || c === null || typeof c.i !== 'string' || typeof c.v !== kind) throw bad('is not a cursor this API gave');
+  if (c.s !== `${desc ? '-' : ''}${sort}`) throw bad(`was made for sort=${String(c.s)}`);
+  return { v: c.v as number | string, id: c.i };
+}

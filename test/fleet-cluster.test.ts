@@ -1,0 +1,110 @@
+/**
+ * The fleet in cluster mode (PostgreSQL, NATS, two nodes as processes): disabling or deleting a
+ * device through one node closes its connection on the other and refuses it on both; a bulk job
+ * made through either node is run once, each device once.
+ */
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import mqtt, { type MqttClient } from 'mqtt';
+import { startCluster, type Cluster } from './helpers/cluster.ts';
+import { ADMIN, eventually } from './helpers/platform.ts';
+
+async function client(baseUrl: string) {
+  let token = '';
+  const call = async (method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> => {
+    const headers: Record<string, string> = {};
+    if (token) headers.authorization = `Bearer ${token}`;
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    const res = await fetch(baseUrl + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    const text = await res.text();
+    return { status: res.status, body: text ? JSON.parse(text) : undefined };
+  };
+  const login = await call('POST', '/api/v1/auth/login', ADMIN);
+  assert.equal(login.status, 200, JSON.stringify(login.body));
+  token = login.body.token;
+  return call;
+}
+
+function connect(url: string, dev: { id: string; secret: string }): Promise<MqttClient> {
+  const c = mqtt.connect(url, { clientId: dev.id, username: dev.id, password: dev.secret, reconnectPeriod: 0, connectTimeout: 5000 });
+  return new Promise((resolve, reject) => {
+    c.once('connect', () => resolve(c));
+    c.once('error', reject);
+  });
+}
+
+function refusal(url: string, dev: { id: string; secret: string }): Promise<number | undefined> {
+  return new Promise((resolve, reject) => {
+    const c = mqtt.connect(url, { clientId: dev.id, username: dev.id, password: dev.secret, reconnectPeriod: 0, connectTimeout: 5000 });
+    c.once('connect', () => {
+      c.end(true);
+      reject(new Error('accepted'));
+    });
+    c.once('error', (err) => {
+      c.end(true);
+      resolve((err as { code?: number }).code);
+    });
+  });
+}
+
+describe('the fleet in cluster mode', { timeout: 120_000, skip: process.env.HEARTH_TEST_STORE === 'postgres' ? 'the cluster runs on PostgreSQL in both passes' : false }, () => {
+  let cluster: Cluster;
+  before(async () => {
+    cluster = await startCluster({ nodes: 2, env: { HEARTH_SHARDS: '8', HEARTH_HISTORY_FLUSH_MS: '50', HEARTH_NODE_TIMEOUT_MS: '3000' } });
+  });
+  after(async () => {
+    await cluster?.stop();
+  });
+
+  test('disabled or deleted through one node, the device is cut off on the other and refused on both', async () => {
+    const [a, b] = cluster.nodes;
+    const apiA = await client(a.httpUrl);
+    const d = (await apiA('POST', '/api/v1/devices', { product: 'plug', name: 'cluster plug' })).body;
+    const urlB = `mqtt://127.0.0.1:${b.mqttPort}`;
+    const urlA = `mqtt://127.0.0.1:${a.mqttPort}`;
+    const c = await connect(urlB, d);
+    await eventually(async () => (await apiA('GET', `/api/v1/devices/${d.id}`)).body.online, 5000, 'online');
+    const closed = new Promise<void>((resolve) => c.once('close', () => resolve()));
+    assert.equal((await apiA('PATCH', `/api/v1/devices/${d.id}`, { disabled: true })).status, 200);
+    await closed;
+    const dev = await eventually(async () => {
+      const r = (await apiA('GET', `/api/v1/devices/${d.id}`)).body;
+      return r.online === false ? r : undefined;
+    }, 5000, 'offline');
+    assert.equal(dev.presence.reason, 'disabled');
+    assert.equal(await refusal(urlA, d), 5);
+    assert.equal(await refusal(urlB, d), 5);
+
+    assert.equal((await apiA('PATCH', `/api/v1/devices/${d.id}`, { disabled: false })).status, 200);
+    const again = await connect(urlB, d);
+    const gone = new Promise<void>((resolve) => again.once('close', () => resolve()));
+    assert.equal((await apiA('DELETE', `/api/v1/devices/${d.id}`)).status, 204);
+    await gone;
+    assert.equal(await refusal(urlB, d), 4);
+    const apiB = await client(b.httpUrl);
+    assert.equal((await apiB('GET', `/api/v1/devices/${d.id}`)).status, 404);
+  });
+
+  test('a bulk job made through either node runs once, each device once', async () => {
+    const [a, b] = cluster.nodes;
+    const apiA = await client(a.httpUrl);
+    const apiB = await client(b.httpUrl);
+    const made = await apiA('POST', '/api/v1/devices/bulk', { items: Array.from({ length: 12 }, (_, i) => ({ product: 'light', name: `cluster job ${i}` })) });
+    assert.equal(made.status, 201);
+    const jobs = [];
+    for (const [api, tag] of [[apiA, 'a'], [apiB, 'b']] as const) {
+      const ok = await api('POST', '/api/v1/fleet/jobs', { spec: { kind: 'tags', tags: { [`via-${tag}`]: 'yes' } }, target: { deviceIds: made.body.items.map((x: any) => x.id) }, rate: 20 });
+      assert.equal(ok.status, 201, JSON.stringify(ok.body));
+      jobs.push(ok.body.id);
+    }
+    for (const id of jobs) {
+      const done = await eventually(async () => {
+        const r = (await apiB('GET', `/api/v1/fleet/jobs/${id}`)).body;
+        return r.status === 'done' ? r : undefined;
+      }, 20_000, `job ${id}`);
+      assert.deepEqual(done.progress, { pending: 0, running: 0, ok: 12, failed: 0, cancelled: 0 });
+    }
+    const tagged = await apiA('GET', `/api/v1/devices?q=${encodeURIComponent('tag.via-a:yes tag.via-b:yes')}`);
+    assert.equal(tagged.body.total, 12);
+  });
+});
