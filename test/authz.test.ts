@@ -103,7 +103,7 @@ function fill(path: string): string | undefined {
   return unknown ? undefined : out;
 }
 
-const OPERATOR_ONLY = ['/api/v1/partners/', '/api/v1/routes/', '/api/v1/dead-letters/', '/api/v1/gateway/', '/api/v1/fleet/'];
+const OPERATOR_ONLY = ['/api/v1/partners/', '/api/v1/routes/', '/api/v1/dead-letters/', '/api/v1/gateway/', '/api/v1/fleet/', '/api/v1/firmware/', '/api/v1/ota/'];
 
 test('a user of another home gets 404 from every route that takes one of A\'s ids', async () => {
   const doc = (await p.api('GET', '/docs/json', undefined, null)).body;

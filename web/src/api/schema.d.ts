@@ -3721,14 +3721,30 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List the devices the caller may see (the operator: all) */
+        /**
+         * List the devices the caller may see (the operator: all); search the fleet with q, sort, cursor and countBy
+         * @description With q, sort, cursor or countBy this is fleet search (docs/fleet.md): pages by cursor (nextCursor), and a query error answers 400 naming its position.
+         */
         get: {
             parameters: {
                 query: {
+                    /** @description Count the matching devices by product, firmware, online, disabled, parent or tag.<key> */
+                    countBy?: string;
+                    /** @description nextCursor of the previous page (fleet search pages by cursor, not offset) */
+                    cursor?: string;
                     limit: number;
                     offset: number;
                     parentId?: string;
                     product?: string;
+                    /**
+                     * @description Fleet search (docs/fleet.md): e.g. product:light AND online:false AND firmware<1.2 AND tag.site:berlin AND lastSeen<-7d
+                     * @example product:light AND online:false
+                     */
+                    q?: string;
+                    /** @description createdAt (default), id, name, lastSeen, firmware; a leading - sorts descending */
+                    sort?: string;
+                    /** @description Fleet search: false skips counting every match (faster pages over a large fleet); default true */
+                    total?: boolean;
                 };
                 header?: never;
                 path?: never;
@@ -3763,9 +3779,18 @@ export interface paths {
                          *     }
                          */
                         "application/json": {
+                            /** @description With countBy: the matching devices counted by that field, most common first (at most 100 values) */
+                            counts?: {
+                                count: number;
+                                value: string | boolean | null;
+                            }[];
                             items: {
                                 /** Format: date-time */
                                 createdAt: string;
+                                /** @description The operator disabled it (or its hub): refused until enabled */
+                                disabled?: boolean;
+                                /** @description Fleet search, operator only: the firmware version it last reported */
+                                firmware?: string | null;
                                 /** @description The home the device belongs to (a sub-device follows its hub) */
                                 homeId: string | null;
                                 /** @description Hardware id of a sub-device joined by its hub */
@@ -3779,13 +3804,38 @@ export interface paths {
                                 parentId: string | null;
                                 product: string;
                                 roomId: string | null;
+                                /** @description Fleet search, operator only: the operator's tags */
+                                tags?: {
+                                    [key: string]: string;
+                                };
                             }[];
-                            total: number;
+                            /** @description Fleet search: pass it as cursor for the next page; null on the last page */
+                            nextCursor?: string | null;
+                            /** @description Every device that matches (fleet search with total=false: absent) */
+                            total?: number;
                         };
+                    };
+                };
+                /** @description Request validation failed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
                     };
                 };
                 /** @description Authentication required */
                 401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -4011,8 +4061,14 @@ export interface paths {
                          *     }
                          */
                         "application/json": {
+                            /** @description Operator only: the operator's attributes */
+                            attributes?: {
+                                [key: string]: unknown;
+                            };
                             /** Format: date-time */
                             createdAt: string;
+                            /** @description The operator disabled it (or its hub): refused until enabled */
+                            disabled?: boolean;
                             /** @description Firmware version and last OTA job */
                             firmware?: {
                                 /** @description Its last firmware update job (docs/ota.md) */
@@ -4042,7 +4098,7 @@ export interface paths {
                             parentId: string | null;
                             presence: {
                                 changedAt: string | null;
-                                /** @description Why presence last changed: connect, disconnect, keepalive-timeout, connection-lost, client-error, server-shutdown, server-restart, hub-reported, hub-offline, never-connected, node-lost (its gateway node died), credentials-revoked (its secret was rotated out or its certificate revoked) */
+                                /** @description Why presence last changed: connect, disconnect, keepalive-timeout, connection-lost, client-error, server-shutdown, server-restart, hub-reported, hub-offline, never-connected, node-lost (its gateway node died), credentials-revoked (its secret was rotated out or its certificate revoked), disabled (the operator disabled it), deleted */
                                 reason: string;
                                 /** @description Connection counter; grows with every accepted connection */
                                 session: number;
@@ -4104,6 +4160,10 @@ export interface paths {
                                 updatedAt: string | null;
                                 version: number;
                             };
+                            /** @description Operator only: the operator's tags */
+                            tags?: {
+                                [key: string]: string;
+                            };
                         };
                     };
                 };
@@ -4129,10 +4189,84 @@ export interface paths {
         };
         put?: never;
         post?: never;
-        delete?: never;
+        /**
+         * Delete a device: its connection is closed, it leaves its home, its shadow, pending commands, tags and groups go; its id is never reused
+         * @description History stays unless `purge=true`. A hub with sub-devices needs `children=delete` or `children=detach` (409 otherwise).
+         */
+        delete: {
+            parameters: {
+                query?: {
+                    /** @description Required for a hub with sub-devices: delete them with it, or keep them as stand-alone devices */
+                    children?: "delete" | "detach";
+                    /** @description Also remove its history: property time series, events and command ledger */
+                    purge?: boolean;
+                };
+                header?: never;
+                path: {
+                    /** @example d_9x2k7m4p1q8r0t */
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Deleted */
+                204: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                /** @description Request validation failed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Authentication required */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Device not found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description The request conflicts with the current state */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+            };
+        };
         options?: never;
         head?: never;
-        /** Name a device or put it in a room of its home (owner, admin, operator); the operator's registry name stays */
+        /** Name a device or put it in a room of its home (owner, admin, operator); the operator's registry name stays. The operator also disables/enables it and sets its tags and attributes (docs/fleet.md) */
         patch: {
             parameters: {
                 query?: never;
@@ -4152,10 +4286,32 @@ export interface paths {
                      *     }
                      */
                     "application/json": {
+                        /**
+                         * @description Operator: attributes to set (any JSON) or remove (null)
+                         * @example {
+                         *       "installer": "ACME",
+                         *       "warrantyUntil": "2028-01-01"
+                         *     }
+                         */
+                        attributes?: {
+                            [key: string]: unknown;
+                        };
+                        /** @description Operator: true closes the device's connection and refuses it (and its sub-devices) until false */
+                        disabled?: boolean;
                         /** @description The home's name for the device (null: the registry name) */
                         name?: string | null;
                         /** @description A room of the home (null: no room) */
                         roomId?: string | null;
+                        /**
+                         * @description Operator: tags to set (a value) or remove (null); searchable as tag.<key>:<value>
+                         * @example {
+                         *       "site": "berlin",
+                         *       "batch": null
+                         *     }
+                         */
+                        tags?: {
+                            [key: string]: string | null;
+                        };
                     };
                 };
             };
@@ -4184,6 +4340,10 @@ export interface paths {
                         "application/json": {
                             /** Format: date-time */
                             createdAt: string;
+                            /** @description The operator disabled it (or its hub): refused until enabled */
+                            disabled?: boolean;
+                            /** @description Fleet search, operator only: the firmware version it last reported */
+                            firmware?: string | null;
                             /** @description The home the device belongs to (a sub-device follows its hub) */
                             homeId: string | null;
                             /** @description Hardware id of a sub-device joined by its hub */
@@ -4197,6 +4357,10 @@ export interface paths {
                             parentId: string | null;
                             product: string;
                             roomId: string | null;
+                            /** @description Fleet search, operator only: the operator's tags */
+                            tags?: {
+                                [key: string]: string;
+                            };
                         };
                     };
                 };
@@ -4485,6 +4649,10 @@ export interface paths {
                             items: {
                                 /** Format: date-time */
                                 createdAt: string;
+                                /** @description The operator disabled it (or its hub): refused until enabled */
+                                disabled?: boolean;
+                                /** @description Fleet search, operator only: the firmware version it last reported */
+                                firmware?: string | null;
                                 /** @description The home the device belongs to (a sub-device follows its hub) */
                                 homeId: string | null;
                                 /** @description Hardware id of a sub-device joined by its hub */
@@ -4498,6 +4666,10 @@ export interface paths {
                                 parentId: string | null;
                                 product: string;
                                 roomId: string | null;
+                                /** @description Fleet search, operator only: the operator's tags */
+                                tags?: {
+                                    [key: string]: string;
+                                };
                             }[];
                         };
                     };
@@ -6608,6 +6780,1315 @@ export interface paths {
                 };
                 /** @description Temporarily unavailable */
                 503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/fleet/groups": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Fleet groups */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            items: {
+                                /** Format: date-time */
+                                createdAt: string;
+                                description: string | null;
+                                id: string;
+                                name: string;
+                                parentId: string | null;
+                                query: string | null;
+                                type: "static" | "dynamic";
+                                /** Format: date-time */
+                                updatedAt: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description Authentication required */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        /** Create a fleet group: static (add devices by id) or dynamic (a saved query); parentId nests it in a static group, one level */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        description?: string;
+                        name: string;
+                        /** @example fg_1a2b3c4d5e6f7g */
+                        parentId?: string;
+                        /**
+                         * @description A fleet query (docs/fleet.md): a dynamic group holds the devices it matches
+                         * @example product:light AND tag.site:berlin
+                         */
+                        query?: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "id": "fg_4m2k9x4p1q8r0t",
+                         *       "name": "Berlin lights",
+                         *       "description": null,
+                         *       "type": "dynamic",
+                         *       "query": "product:light AND tag.site:berlin",
+                         *       "parentId": null,
+                         *       "createdAt": "2026-12-06T08:00:00.000Z",
+                         *       "updatedAt": "2026-12-06T08:00:00.000Z"
+                         *     }
+                         */
+                        "application/json": {
+                            /** Format: date-time */
+                            createdAt: string;
+                            description: string | null;
+                            id: string;
+                            name: string;
+                            parentId: string | null;
+                            query: string | null;
+                            type: "static" | "dynamic";
+                            /** Format: date-time */
+                            updatedAt: string;
+                        };
+                    };
+                };
+                /** @description Request validation failed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Authentication required */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description The request conflicts with the current state */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/fleet/groups/{groupId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A fleet group */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @example fg_4m2k9x4p1q8r0t */
+                    groupId: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "id": "fg_4m2k9x4p1q8r0t",
+                         *       "name": "Berlin lights",
+                         *       "description": null,
+                         *       "type": "dynamic",
+                         *       "query": "product:light AND tag.site:berlin",
+                         *       "parentId": null,
+                         *       "createdAt": "2026-12-06T08:00:00.000Z",
+                         *       "updatedAt": "2026-12-06T08:00:00.000Z"
+                         *     }
+                         */
+                        "application/json": {
+                            /** Format: date-time */
+                            createdAt: string;
+                            description: string | null;
+                            id: string;
+                            name: string;
+                            parentId: string | null;
+                            query: string | null;
+                            type: "static" | "dynamic";
+                            /** Format: date-time */
+                            updatedAt: string;
+                        };
+                    };
+                };
+                /** @description Authentication required */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Fleet group not found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        /** Delete a group (its devices stay); a group with subgroups must lose them first */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @example fg_4m2k9x4p1q8r0t */
+                    groupId: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Deleted */
+                204: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                /** @description Authentication required */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Fleet group not found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description The request conflicts with the current state */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+            };
+        };
+        options?: never;
+        head?: never;
+        /** Rename a group, move it, or change a dynamic group's query */
+        patch: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @example fg_4m2k9x4p1q8r0t */
+                    groupId: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    /**
+                     * @example {
+                     *       "name": "Berlin lights (all)"
+                     *     }
+                     */
+                    "application/json": {
+                        description?: string | null;
+                        name?: string;
+                        parentId?: string | null;
+                        /**
+                         * @description A fleet query (docs/fleet.md): a dynamic group holds the devices it matches
+                         * @example product:light AND tag.site:berlin
+                         */
+                        query?: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "id": "fg_4m2k9x4p1q8r0t",
+                         *       "name": "Berlin lights",
+                         *       "description": null,
+                         *       "type": "dynamic",
+                         *       "query": "product:light AND tag.site:berlin",
+                         *       "parentId": null,
+                         *       "createdAt": "2026-12-06T08:00:00.000Z",
+                         *       "updatedAt": "2026-12-06T08:00:00.000Z"
+                         *     }
+                         */
+                        "application/json": {
+                            /** Format: date-time */
+                            createdAt: string;
+                            description: string | null;
+                            id: string;
+                            name: string;
+                            parentId: string | null;
+                            query: string | null;
+                            type: "static" | "dynamic";
+                            /** Format: date-time */
+                            updatedAt: string;
+                        };
+                    };
+                };
+                /** @description Request validation failed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Authentication required */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Fleet group not found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description The request conflicts with the current state */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+            };
+        };
+        trace?: never;
+    };
+    "/api/v1/fleet/groups/{groupId}/devices": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The group's devices (with its subgroups'), by id, paged by cursor */
+        get: {
+            parameters: {
+                query: {
+                    cursor?: string;
+                    limit: number;
+                };
+                header?: never;
+                path: {
+                    /** @example fg_4m2k9x4p1q8r0t */
+                    groupId: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "items": [
+                         *         {
+                         *           "id": "d_9x2k7m4p1q8r0t",
+                         *           "product": "light",
+                         *           "name": "Hall light",
+                         *           "parentId": "d_h1b2c3d4e5f6g7",
+                         *           "hwid": "00:12:4b:00:1c:a1:b2:01",
+                         *           "pairingCode": "K7M4-P1Q8-R2X9",
+                         *           "createdAt": "2026-11-23T08:00:00.000Z",
+                         *           "homeId": "h_5t2k9x4p1q8r0m",
+                         *           "roomId": "r_8m2k9x4p1q8r0t",
+                         *           "online": true,
+                         *           "lastSeen": "2026-11-23T08:05:00.000Z"
+                         *         }
+                         *       ],
+                         *       "total": 1
+                         *     }
+                         */
+                        "application/json": {
+                            /** @description With countBy: the matching devices counted by that field, most common first (at most 100 values) */
+                            counts?: {
+                                count: number;
+                                value: string | boolean | null;
+                            }[];
+                            items: {
+                                /** Format: date-time */
+                                createdAt: string;
+                                /** @description The operator disabled it (or its hub): refused until enabled */
+                                disabled?: boolean;
+                                /** @description Fleet search, operator only: the firmware version it last reported */
+                                firmware?: string | null;
+                                /** @description The home the device belongs to (a sub-device follows its hub) */
+                                homeId: string | null;
+                                /** @description Hardware id of a sub-device joined by its hub */
+                                hwid: string | null;
+                                id: string;
+                                lastSeen: string | null;
+                                name: string;
+                                online: boolean;
+                                /** @description What the QR code on the box carries (shown to the operator only) */
+                                pairingCode: string | null;
+                                parentId: string | null;
+                                product: string;
+                                roomId: string | null;
+                                /** @description Fleet search, operator only: the operator's tags */
+                                tags?: {
+                                    [key: string]: string;
+                                };
+                            }[];
+                            /** @description Fleet search: pass it as cursor for the next page; null on the last page */
+                            nextCursor?: string | null;
+                            /** @description Every device that matches (fleet search with total=false: absent) */
+                            total?: number;
+                        };
+                    };
+                };
+                /** @description Request validation failed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Authentication required */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Fleet group not found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        /** Add devices to a static group (a device may be in many groups) */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @example fg_4m2k9x4p1q8r0t */
+                    groupId: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    /**
+                     * @example {
+                     *       "deviceIds": [
+                     *         "d_9x2k7m4p1q8r0t"
+                     *       ]
+                     *     }
+                     */
+                    "application/json": {
+                        deviceIds: string[];
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "added": 1
+                         *     }
+                         */
+                        "application/json": {
+                            /** @description How many were not in it yet */
+                            added: number;
+                        };
+                    };
+                };
+                /** @description Request validation failed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Authentication required */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Fleet group not found; Device not found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description The request conflicts with the current state */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/fleet/groups/{groupId}/devices/{deviceId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Take a device out of a static group */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @example d_9x2k7m4p1q8r0t */
+                    deviceId: string;
+                    /** @example fg_4m2k9x4p1q8r0t */
+                    groupId: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Removed */
+                204: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                /** @description Authentication required */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Fleet group not found; Device not found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+            };
+        };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/fleet/jobs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Bulk jobs, newest first */
+        get: {
+            parameters: {
+                query: {
+                    limit: number;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            items: {
+                                /** Format: date-time */
+                                createdAt: string;
+                                createdBy: string;
+                                finishedAt: string | null;
+                                id: string;
+                                kind: string;
+                                progress: {
+                                    cancelled: number;
+                                    failed: number;
+                                    ok: number;
+                                    pending: number;
+                                    running: number;
+                                };
+                                rate: number;
+                                spec: {
+                                    [key: string]: unknown;
+                                };
+                                startedAt: string | null;
+                                /** @description queued, running, done or cancelled */
+                                status: string;
+                                target: {
+                                    [key: string]: unknown;
+                                };
+                                total: number;
+                            }[];
+                        };
+                    };
+                };
+                /** @description Authentication required */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        /** Start a bulk job over a query, a group or devices: a command, desired state, tags, disable, enable or delete, at a rate */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /**
+                         * @description Devices started per second
+                         * @default 10
+                         */
+                        rate?: number;
+                        /** @description What to do to each device: command, desired, tags, disable, enable or delete */
+                        spec: {
+                            action: string;
+                            /** @enum {string} */
+                            kind: "command";
+                            params?: {
+                                [key: string]: unknown;
+                            };
+                            timeoutMs?: number;
+                        } | {
+                            /** @enum {string} */
+                            kind: "desired";
+                            values: {
+                                [key: string]: unknown;
+                            };
+                        } | {
+                            /** @enum {string} */
+                            kind: "tags";
+                            tags: {
+                                [key: string]: string | null;
+                            };
+                        } | {
+                            /** @enum {string} */
+                            kind: "disable";
+                        } | {
+                            /** @enum {string} */
+                            kind: "enable";
+                        } | {
+                            children?: "delete" | "detach";
+                            /** @enum {string} */
+                            kind: "delete";
+                            purge?: boolean;
+                        };
+                        /** @description Which devices: a fleet query, a fleet group, or ids; resolved when the job is made */
+                        target: {
+                            /**
+                             * @description A fleet query (docs/fleet.md): a dynamic group holds the devices it matches
+                             * @example product:light AND tag.site:berlin
+                             */
+                            query: string;
+                        } | {
+                            /** @example fg_4m2k9x4p1q8r0t */
+                            groupId: string;
+                        } | {
+                            deviceIds: string[];
+                        };
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "id": "job_4m2k9x4p1q8r0t",
+                         *       "kind": "tags",
+                         *       "spec": {
+                         *         "kind": "tags",
+                         *         "tags": {
+                         *           "rollout": "wave-1"
+                         *         }
+                         *       },
+                         *       "target": {
+                         *         "query": "product:light"
+                         *       },
+                         *       "rate": 50,
+                         *       "status": "running",
+                         *       "total": 120,
+                         *       "progress": {
+                         *         "pending": 60,
+                         *         "running": 10,
+                         *         "ok": 49,
+                         *         "failed": 1,
+                         *         "cancelled": 0
+                         *       },
+                         *       "createdBy": "user:u_1",
+                         *       "createdAt": "2026-12-06T08:00:00.000Z",
+                         *       "startedAt": "2026-12-06T08:00:00.100Z",
+                         *       "finishedAt": null
+                         *     }
+                         */
+                        "application/json": {
+                            /** Format: date-time */
+                            createdAt: string;
+                            createdBy: string;
+                            finishedAt: string | null;
+                            id: string;
+                            kind: string;
+                            progress: {
+                                cancelled: number;
+                                failed: number;
+                                ok: number;
+                                pending: number;
+                                running: number;
+                            };
+                            rate: number;
+                            spec: {
+                                [key: string]: unknown;
+                            };
+                            startedAt: string | null;
+                            /** @description queued, running, done or cancelled */
+                            status: string;
+                            target: {
+                                [key: string]: unknown;
+                            };
+                            total: number;
+                        };
+                    };
+                };
+                /** @description Request validation failed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Authentication required */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Fleet group not found; Device not found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/fleet/jobs/{jobId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A bulk job with its progress */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @example job_4m2k9x4p1q8r0t */
+                    jobId: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "id": "job_4m2k9x4p1q8r0t",
+                         *       "kind": "tags",
+                         *       "spec": {
+                         *         "kind": "tags",
+                         *         "tags": {
+                         *           "rollout": "wave-1"
+                         *         }
+                         *       },
+                         *       "target": {
+                         *         "query": "product:light"
+                         *       },
+                         *       "rate": 50,
+                         *       "status": "running",
+                         *       "total": 120,
+                         *       "progress": {
+                         *         "pending": 60,
+                         *         "running": 10,
+                         *         "ok": 49,
+                         *         "failed": 1,
+                         *         "cancelled": 0
+                         *       },
+                         *       "createdBy": "user:u_1",
+                         *       "createdAt": "2026-12-06T08:00:00.000Z",
+                         *       "startedAt": "2026-12-06T08:00:00.100Z",
+                         *       "finishedAt": null
+                         *     }
+                         */
+                        "application/json": {
+                            /** Format: date-time */
+                            createdAt: string;
+                            createdBy: string;
+                            finishedAt: string | null;
+                            id: string;
+                            kind: string;
+                            progress: {
+                                cancelled: number;
+                                failed: number;
+                                ok: number;
+                                pending: number;
+                                running: number;
+                            };
+                            rate: number;
+                            spec: {
+                                [key: string]: unknown;
+                            };
+                            startedAt: string | null;
+                            /** @description queued, running, done or cancelled */
+                            status: string;
+                            target: {
+                                [key: string]: unknown;
+                            };
+                            total: number;
+                        };
+                    };
+                };
+                /** @description Authentication required */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Bulk job not found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/fleet/jobs/{jobId}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Cancel a bulk job: devices not started are cancelled, those under way finish */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @example job_4m2k9x4p1q8r0t */
+                    jobId: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "id": "job_4m2k9x4p1q8r0t",
+                         *       "kind": "tags",
+                         *       "spec": {
+                         *         "kind": "tags",
+                         *         "tags": {
+                         *           "rollout": "wave-1"
+                         *         }
+                         *       },
+                         *       "target": {
+                         *         "query": "product:light"
+                         *       },
+                         *       "rate": 50,
+                         *       "status": "running",
+                         *       "total": 120,
+                         *       "progress": {
+                         *         "pending": 60,
+                         *         "running": 10,
+                         *         "ok": 49,
+                         *         "failed": 1,
+                         *         "cancelled": 0
+                         *       },
+                         *       "createdBy": "user:u_1",
+                         *       "createdAt": "2026-12-06T08:00:00.000Z",
+                         *       "startedAt": "2026-12-06T08:00:00.100Z",
+                         *       "finishedAt": null
+                         *     }
+                         */
+                        "application/json": {
+                            /** Format: date-time */
+                            createdAt: string;
+                            createdBy: string;
+                            finishedAt: string | null;
+                            id: string;
+                            kind: string;
+                            progress: {
+                                cancelled: number;
+                                failed: number;
+                                ok: number;
+                                pending: number;
+                                running: number;
+                            };
+                            rate: number;
+                            spec: {
+                                [key: string]: unknown;
+                            };
+                            startedAt: string | null;
+                            /** @description queued, running, done or cancelled */
+                            status: string;
+                            target: {
+                                [key: string]: unknown;
+                            };
+                            total: number;
+                        };
+                    };
+                };
+                /** @description Authentication required */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Bulk job not found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description The request conflicts with the current state */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/fleet/jobs/{jobId}/devices": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A bulk job's per-device results, in order, paged by cursor */
+        get: {
+            parameters: {
+                query: {
+                    cursor?: string;
+                    limit: number;
+                    /** @description Only the devices in this state: pending, running, ok, failed or cancelled */
+                    status?: string;
+                };
+                header?: never;
+                path: {
+                    /** @example job_4m2k9x4p1q8r0t */
+                    jobId: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "items": [
+                         *         {
+                         *           "deviceId": "d_9x2k7m4p1q8r0t",
+                         *           "status": "failed",
+                         *           "error": "E_DEVICE_OFFLINE: device \"d_9x2k7m4p1q8r0t\" is offline",
+                         *           "result": null,
+                         *           "finishedAt": "2026-12-06T08:00:01.000Z"
+                         *         }
+                         *       ],
+                         *       "nextCursor": null
+                         *     }
+                         */
+                        "application/json": {
+                            items: {
+                                deviceId: string;
+                                /** @description Why it failed: an error code and its message */
+                                error: string | null;
+                                finishedAt: string | null;
+                                /** @description A command's answer */
+                                result: {
+                                    [key: string]: unknown;
+                                } | null;
+                                /** @description pending, running, ok, failed or cancelled */
+                                status: string;
+                            }[];
+                            nextCursor: string | null;
+                        };
+                    };
+                };
+                /** @description Request validation failed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Authentication required */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Bulk job not found */
+                404: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -9830,6 +11311,10 @@ export interface paths {
                             items: {
                                 /** Format: date-time */
                                 createdAt: string;
+                                /** @description The operator disabled it (or its hub): refused until enabled */
+                                disabled?: boolean;
+                                /** @description Fleet search, operator only: the firmware version it last reported */
+                                firmware?: string | null;
                                 /** @description The home the device belongs to (a sub-device follows its hub) */
                                 homeId: string | null;
                                 /** @description Hardware id of a sub-device joined by its hub */
@@ -9843,6 +11328,10 @@ export interface paths {
                                 parentId: string | null;
                                 product: string;
                                 roomId: string | null;
+                                /** @description Fleet search, operator only: the operator's tags */
+                                tags?: {
+                                    [key: string]: string;
+                                };
                             }[];
                         };
                     };
@@ -9935,6 +11424,10 @@ export interface paths {
                         "application/json": {
                             /** Format: date-time */
                             createdAt: string;
+                            /** @description The operator disabled it (or its hub): refused until enabled */
+                            disabled?: boolean;
+                            /** @description Fleet search, operator only: the firmware version it last reported */
+                            firmware?: string | null;
                             /** @description The home the device belongs to (a sub-device follows its hub) */
                             homeId: string | null;
                             /** @description Hardware id of a sub-device joined by its hub */
@@ -9948,6 +11441,10 @@ export interface paths {
                             parentId: string | null;
                             product: string;
                             roomId: string | null;
+                            /** @description Fleet search, operator only: the operator's tags */
+                            tags?: {
+                                [key: string]: string;
+                            };
                         };
                     };
                 };
@@ -19788,7 +21285,7 @@ export interface paths {
                     /** @description Resume after this event id. A Last-Event-ID header (what EventSource sends when it reconnects) takes precedence */
                     lastEventId?: string;
                     /**
-                     * @description Only these kinds of event (repeat or comma-separate): property, event, presence, command, automation, notification, scene, ota
+                     * @description Only these kinds of event (repeat or comma-separate): property, event, presence, command, automation, notification, scene, ota, lifecycle
                      * @example [
                      *       "property,event"
                      *     ]
@@ -19824,7 +21321,7 @@ export interface paths {
                             homeId: string | null;
                             /** @description Increasing event id; send the last one back (lastEventId / Last-Event-ID) to resume */
                             id: string;
-                            /** @description property, event, presence, command, automation, notification, scene, ota; and for the connection itself: hello (live from here; its id is the position), reset (events after your last id are gone: reload the state), end (the stream ends because its credentials did: data.reason is session-ended, key-revoked or token-expired) */
+                            /** @description property, event, presence, command, automation, notification, scene, ota, lifecycle; and for the connection itself: hello (live from here; its id is the position), reset (events after your last id are gone: reload the state), end (the stream ends because its credentials did: data.reason is session-ended, key-revoked or token-expired) */
                             type: string;
                         };
                         "text/event-stream": string;

@@ -20,7 +20,7 @@ export default function OverviewPage() {
       const rows = await Promise.all(
         products.data!.items.map(async (p) => {
           const r = await unwrap(api.GET('/api/v1/devices', { params: { query: { product: p.key, limit: 1, offset: 0 } } }));
-          return { key: p.key, name: p.name, total: r.total };
+          return { key: p.key, name: p.name, total: r.total ?? 0 };
         }),
       );
       return rows.filter((r) => r.total > 0).sort((a, b) => b.total - a.total);
