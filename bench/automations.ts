@@ -46,17 +46,37 @@ export interface AutomationBenchResult {
  */
 function automationsOf(sensor: string, light: string, perHome: number): unknown[] {
   const list: unknown[] = [
-    { name: 'motion on', triggers: [{ type: 'property', device: sensor, property: 'occupancy', to: true }], actions: [{ type: 'command', device: light, action: 'toggle' }], mode: 'parallel' },
-    { name: 'motion off', triggers: [{ type: 'property', device: sensor, property: 'occupancy', to: false }], actions: [{ type: 'command', device: light, action: 'blink', params: { times: 1 } }], mode: 'parallel' },
+    {
+      name: 'motion on',
+      triggers: [{ type: 'property', device: sensor, property: 'occupancy', to: true }],
+      actions: [{ type: 'command', device: light, action: 'toggle' }],
+      mode: 'parallel',
+    },
+    {
+      name: 'motion off',
+      triggers: [{ type: 'property', device: sensor, property: 'occupancy', to: false }],
+      actions: [{ type: 'command', device: light, action: 'blink', params: { times: 1 } }],
+      mode: 'parallel',
+    },
   ];
   for (let i = list.length; i < perHome; i++) {
-    list.push({ name: `bright ${i}`, triggers: [{ type: 'property', device: sensor, property: 'illuminance', above: 90_000 + i }], actions: [{ type: 'command', device: light, action: 'toggle' }] });
+    list.push({
+      name: `bright ${i}`,
+      triggers: [{ type: 'property', device: sensor, property: 'illuminance', above: 90_000 + i }],
+      actions: [{ type: 'command', device: light, action: 'toggle' }],
+    });
   }
   return list;
 }
 
 /** Publishes occupancy reports on S and times each until L receives the command it causes. */
-async function measureLatency(sensor: MqttClient, sensorId: string, commands: { next(): Promise<number> }, samples: number, warmup: number): Promise<Percentiles> {
+async function measureLatency(
+  sensor: MqttClient,
+  sensorId: string,
+  commands: { next(): Promise<number> },
+  samples: number,
+  warmup: number,
+): Promise<Percentiles> {
   const out: number[] = [];
   for (let i = 0; i < warmup + samples; i++) {
     const t0 = now();
@@ -96,24 +116,44 @@ export async function runAutomationBench(opts: {
   const t0 = Date.now();
   const sensors = await api.provision(P.homes, 'motion-sensor', 'bench motion');
   const lights = await api.provision(P.homes, 'light', 'bench hall light');
-  const homes = await mapLimit(Array.from({ length: P.homes }, (_, h) => h), 16, async (h) => {
-    const home = await api.expect<{ id: string }>(201, 'POST', '/api/v1/homes', { name: `bench home ${h}`, timezone: 'Europe/Berlin', latitude: 52.52, longitude: 13.405 });
-    for (const d of [sensors[h], lights[h]]) await api.expect(201, 'POST', `/api/v1/homes/${home.id}/devices`, { pairingCode: d.pairingCode });
-    return home.id;
-  });
-  const create = (h: number) => mapLimit(automationsOf(sensors[h].id, lights[h].id, P.perHome), 4, (a) => api.expect(201, 'POST', `/api/v1/homes/${homes[h]}/automations`, a));
+  const homes = await mapLimit(
+    Array.from({ length: P.homes }, (_, h) => h),
+    16,
+    async (h) => {
+      const home = await api.expect<{ id: string }>(201, 'POST', '/api/v1/homes', {
+        name: `bench home ${h}`,
+        timezone: 'Europe/Berlin',
+        latitude: 52.52,
+        longitude: 13.405,
+      });
+      for (const d of [sensors[h], lights[h]]) await api.expect(201, 'POST', `/api/v1/homes/${home.id}/devices`, { pairingCode: d.pairingCode });
+      return home.id;
+    },
+  );
+  const create = (h: number) =>
+    mapLimit(automationsOf(sensors[h].id, lights[h].id, P.perHome), 4, (a) => api.expect(201, 'POST', `/api/v1/homes/${homes[h]}/automations`, a));
   log(`  ${P.homes} homes with a motion sensor and a light each (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
 
   // Evaluation throughput, first without automations: sensors of homes 1..n report illuminance.
   const reporters = sensors.slice(1, 1 + P.sensors);
   const perDevice = reporters.map(() => P.reportsPerSensor);
-  const ingest = (round: number) => runIngest({
-    url: opts.mqttUrl, devs: reporters, serverPid: opts.serverPid,
-    params: { perDevice, window: P.window, batch: P.batch },
-    // Values never repeat across rounds, so every report changes the shadow (its version counts them).
-    payload: (i) => `{"illuminance":${(round * 50_000 + i) % 80_000}}`,
-    complete: () => waitShadows(api, reporters, perDevice.map((n) => n * round), () => undefined, 120_000),
-  });
+  const ingest = (round: number) =>
+    runIngest({
+      url: opts.mqttUrl,
+      devs: reporters,
+      serverPid: opts.serverPid,
+      params: { perDevice, window: P.window, batch: P.batch },
+      // Values never repeat across rounds, so every report changes the shadow (its version counts them).
+      payload: (i) => `{"illuminance":${(round * 50_000 + i) % 80_000}}`,
+      complete: () =>
+        waitShadows(
+          api,
+          reporters,
+          perDevice.map((n) => n * round),
+          () => undefined,
+          120_000,
+        ),
+    });
   const ingestNone = await ingest(1);
 
   const sensor = await connectDevice(opts.mqttUrl, sensors[0]);
@@ -123,7 +163,11 @@ export async function runAutomationBench(opts: {
     const latencyOneHome = await measureLatency(sensor, sensors[0].id, light, P.samples, P.warmup);
     log(`  ${P.perHome} automations in one home: trigger → command p50 ${latencyOneHome.p50.toFixed(2)} ms, p99 ${latencyOneHome.p99.toFixed(2)} ms`);
     const t1 = Date.now();
-    await mapLimit(Array.from({ length: P.homes - 1 }, (_, i) => i + 1), 8, (h) => create(h));
+    await mapLimit(
+      Array.from({ length: P.homes - 1 }, (_, i) => i + 1),
+      8,
+      (h) => create(h),
+    );
     const setupS = (Date.now() - t0) / 1000;
     log(`  ${P.homes * P.perHome} automations in ${P.homes} homes (created in ${((Date.now() - t1) / 1000).toFixed(0)} s)`);
     const latencyAll = await measureLatency(sensor, sensors[0].id, light, P.samples, P.warmup);

@@ -24,27 +24,38 @@ export async function waitOnline(api: Api, ids: string[]): Promise<void> {
  * past that means a report was applied twice: an error, unless `onExcess` is given, which is
  * told and the device counted as done (the caller reports it after the run).
  */
-export async function waitShadows(api: Api, devs: DeviceCred[], expected: number[], rejected: () => string | undefined, timeoutMs: number, onExcess?: (deviceId: string, version: number, reports: number) => void): Promise<void> {
+export async function waitShadows(
+  api: Api,
+  devs: DeviceCred[],
+  expected: number[],
+  rejected: () => string | undefined,
+  timeoutMs: number,
+  onExcess?: (deviceId: string, version: number, reports: number) => void,
+): Promise<void> {
   let pending = devs.map((d, i) => ({ id: d.id, want: expected[i], have: -1 }));
   const until = Date.now() + timeoutMs;
   for (;;) {
     const problem = rejected();
     if (problem) throw new Error(`Hearth rejected a report: ${problem}`);
-    const results = await Promise.all(pending.map(async (p) => {
-      const d = await api.expect<{ shadow: { version: number } }>(200, 'GET', `/api/v1/devices/${p.id}`);
-      p.have = d.shadow.version;
-      if (p.have > p.want) {
-        if (!onExcess) throw new Error(`device ${p.id}: shadow version ${p.have} exceeds the ${p.want} reports sent`);
-        onExcess(p.id, p.have, p.want);
-        return true;
-      }
-      return p.have === p.want;
-    }));
+    const results = await Promise.all(
+      pending.map(async (p) => {
+        const d = await api.expect<{ shadow: { version: number } }>(200, 'GET', `/api/v1/devices/${p.id}`);
+        p.have = d.shadow.version;
+        if (p.have > p.want) {
+          if (!onExcess) throw new Error(`device ${p.id}: shadow version ${p.have} exceeds the ${p.want} reports sent`);
+          onExcess(p.id, p.have, p.want);
+          return true;
+        }
+        return p.have === p.want;
+      }),
+    );
     pending = pending.filter((_, i) => !results[i]);
     if (pending.length === 0) return;
     if (Date.now() > until) {
       const missing = pending.reduce((a, p) => a + (p.want - p.have), 0);
-      throw new Error(`after ${timeoutMs} ms, ${pending.length} shadows still lag (${missing} reports not applied), e.g. ${pending[0].id} at version ${pending[0].have} of ${pending[0].want}`);
+      throw new Error(
+        `after ${timeoutMs} ms, ${pending.length} shadows still lag (${missing} reports not applied), e.g. ${pending[0].id} at version ${pending[0].have} of ${pending[0].want}`,
+      );
     }
     await sleep(10);
   }

@@ -35,15 +35,19 @@ export async function connectDevice(url: string, dev: DeviceCred, opts: IClientO
   // Nagle off, as early as possible (the stream exists right after connect()).
   (client.stream as Socket | undefined)?.setNoDelay?.(true);
   client.on('connect', () => (client.stream as Socket).setNoDelay?.(true));
-  await withTimeout(new Promise<void>((resolve, reject) => {
-    const onError = (err: Error) => reject(new Error(`MQTT connect of ${dev.id} to ${url} failed: ${err.message}`));
-    client.once('error', onError);
-    client.once('close', () => reject(new Error(`MQTT connection of ${dev.id} to ${url} closed before CONNACK`)));
-    client.once('connect', () => {
-      client.off('error', onError);
-      resolve();
-    });
-  }), 35_000, `MQTT connect of ${dev.id}`);
+  await withTimeout(
+    new Promise<void>((resolve, reject) => {
+      const onError = (err: Error) => reject(new Error(`MQTT connect of ${dev.id} to ${url} failed: ${err.message}`));
+      client.once('error', onError);
+      client.once('close', () => reject(new Error(`MQTT connection of ${dev.id} to ${url} closed before CONNACK`)));
+      client.once('connect', () => {
+        client.off('error', onError);
+        resolve();
+      });
+    }),
+    35_000,
+    `MQTT connect of ${dev.id}`,
+  );
   // Later errors must not crash the benchmark; they show up as missing acks/answers.
   client.on('error', (err) => {
     if (!closing) process.stderr.write(`mqtt client ${dev.id}: ${err.message}\n`);

@@ -37,7 +37,16 @@ import { startPostgres, type PostgresServer } from '../test/helpers/postgres.ts'
 import { waitOnline, waitShadows } from './checks.ts';
 import { Api, closeClients, connectDevice, openClientCount, subscribe, type DeviceCred } from './clients.ts';
 import { BENCH_ADMIN, ROOT, cpuMs, freePort, killAll, stopChild, track } from './procs.ts';
-import { answerCommands, connectAll, runCommands, runConnections, runIngest, type CommandResult, type ConnectionResult, type IngestResult } from './scenarios.ts';
+import {
+  answerCommands,
+  connectAll,
+  runCommands,
+  runConnections,
+  runIngest,
+  type CommandResult,
+  type ConnectionResult,
+  type IngestResult,
+} from './scenarios.ts';
 import { fmt, mapLimit, now, sleep } from './stats.ts';
 
 // ---------------------------------------------------------------------------------------------
@@ -113,30 +122,32 @@ async function startNode(name: string, tmp: string, shared: { databaseUrl: strin
   const [httpPort, mqttPort] = [await freePort(), await freePort()];
   const dataDir = join(tmp, name);
   mkdirSync(dataDir, { recursive: true });
-  const child = track(spawn(process.execPath, [join(ROOT, 'bin/hearth.js'), 'start'], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: {
-      // Hearth's defaults apart from what is set here: HEARTH_* settings of the calling shell are not passed on.
-      ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('HEARTH_'))),
-      HEARTH_NODE_NAME: name,
-      HEARTH_DATABASE_URL: shared.databaseUrl,
-      HEARTH_NATS_URL: shared.natsUrl,
-      HEARTH_HTTP_PORT: String(httpPort),
-      HEARTH_MQTT_PORT: String(mqttPort),
-      HEARTH_HTTP_HOST: '127.0.0.1',
-      HEARTH_MQTT_HOST: '127.0.0.1',
-      HEARTH_DATA_DIR: dataDir,
-      HEARTH_DEMO: '0',
-      HEARTH_ADMIN_EMAIL: BENCH_ADMIN.email,
-      HEARTH_ADMIN_PASSWORD: BENCH_ADMIN.password,
-      HEARTH_LOG_LEVEL: 'warn',
-      // The benchmark measures throughput, not the per-user request limit.
-      HEARTH_RATE_LIMIT_PER_MINUTE: '100000000',
-      HEARTH_RATE_LIMIT_BURST: '1000000',
-      ...env,
-    },
-  }));
+  const child = track(
+    spawn(process.execPath, [join(ROOT, 'bin/hearth.js'), 'start'], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: {
+        // Hearth's defaults apart from what is set here: HEARTH_* settings of the calling shell are not passed on.
+        ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('HEARTH_'))),
+        HEARTH_NODE_NAME: name,
+        HEARTH_DATABASE_URL: shared.databaseUrl,
+        HEARTH_NATS_URL: shared.natsUrl,
+        HEARTH_HTTP_PORT: String(httpPort),
+        HEARTH_MQTT_PORT: String(mqttPort),
+        HEARTH_HTTP_HOST: '127.0.0.1',
+        HEARTH_MQTT_HOST: '127.0.0.1',
+        HEARTH_DATA_DIR: dataDir,
+        HEARTH_DEMO: '0',
+        HEARTH_ADMIN_EMAIL: BENCH_ADMIN.email,
+        HEARTH_ADMIN_PASSWORD: BENCH_ADMIN.password,
+        HEARTH_LOG_LEVEL: 'warn',
+        // The benchmark measures throughput, not the per-user request limit.
+        HEARTH_RATE_LIMIT_PER_MINUTE: '100000000',
+        HEARTH_RATE_LIMIT_BURST: '1000000',
+        ...env,
+      },
+    }),
+  );
   let out = '';
   const keep = (c: Buffer) => void (out = (out + c.toString('utf8')).slice(-6000));
   child.stdout!.on('data', keep);
@@ -144,14 +155,21 @@ async function startNode(name: string, tmp: string, shared: { databaseUrl: strin
   const httpUrl = `http://127.0.0.1:${httpPort}`;
   const until = Date.now() + 60_000;
   for (;;) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`node ${name} exited (${child.exitCode ?? child.signalCode}) while starting:\n${out}`);
-    const ready = await fetch(`${httpUrl}/readyz`, { signal: AbortSignal.timeout(1000) }).then((r) => r.status === 200, () => false);
+    if (child.exitCode !== null || child.signalCode !== null)
+      throw new Error(`node ${name} exited (${child.exitCode ?? child.signalCode}) while starting:\n${out}`);
+    const ready = await fetch(`${httpUrl}/readyz`, { signal: AbortSignal.timeout(1000) }).then(
+      (r) => r.status === 200,
+      () => false,
+    );
     if (ready) break;
     if (Date.now() > until) throw new Error(`node ${name} not ready 60 s after starting:\n${out}`);
     await sleep(100);
   }
   const node: ClusterNode = {
-    name, pid: child.pid!, httpUrl, mqttUrl: `mqtt://127.0.0.1:${mqttPort}`,
+    name,
+    pid: child.pid!,
+    httpUrl,
+    mqttUrl: `mqtt://127.0.0.1:${mqttPort}`,
     output: () => out,
     stop: () => stopChild(child, 'SIGTERM', 30_000),
   };
@@ -182,7 +200,8 @@ function findProcess(match: (argv: string[]) => boolean): number | undefined {
 }
 
 /** `argv` runs a binary named `name` with `-p <port>`. */
-const listensOn = (name: string, port: string) => (argv: string[]) => (argv[0].endsWith(`/${name}`) || argv[0] === name) && argv.some((a, i) => a === '-p' && argv[i + 1] === port);
+const listensOn = (name: string, port: string) => (argv: string[]) =>
+  (argv[0].endsWith(`/${name}`) || argv[0] === name) && argv.some((a, i) => a === '-p' && argv[i + 1] === port);
 
 /**
  * CPU time (ms) of a process and its children, those still running and those already reaped
@@ -313,23 +332,42 @@ async function checkStored(db: pg.Pool, jsm: JetStreamManager, devs: DeviceCred[
     const { backlog, redelivered } = await uplinkState(jsm);
     const again = redelivered ? `; JetStream delivered ${redelivered} messages again` : '';
     const points = await db.query<{ device_id: string; n: number }>(
-      "SELECT device_id, count(*)::int AS n FROM history WHERE property = 'brightness' AND device_id = ANY($1) GROUP BY device_id", [ids]);
+      "SELECT device_id, count(*)::int AS n FROM history WHERE property = 'brightness' AND device_id = ANY($1) GROUP BY device_id",
+      [ids],
+    );
     const versions = await db.query<{ device_id: string; version: string }>('SELECT device_id, version FROM shadows WHERE device_id = ANY($1)', [ids]);
     const stored = points.rows.reduce((a, r) => a + r.n, 0);
     const afterMs = now() - t0;
     const extraPoints = points.rows.find((r) => r.n > want.get(r.device_id)!);
-    if (extraPoints) return { ok: false, afterMs, text: `FAILED: ${extraPoints.device_id} has ${extraPoints.n} brightness history points for ${want.get(extraPoints.device_id)} reports sent (applied twice)${again}` };
+    if (extraPoints)
+      return {
+        ok: false,
+        afterMs,
+        text: `FAILED: ${extraPoints.device_id} has ${extraPoints.n} brightness history points for ${want.get(extraPoints.device_id)} reports sent (applied twice)${again}`,
+      };
     const past = versions.rows.filter((r) => Number(r.version) > want.get(r.device_id)!);
     if (past.length) {
       const extra = past.reduce((a, r) => a + Number(r.version) - want.get(r.device_id)!, 0);
-      return { ok: false, afterMs, text: `FAILED: ${past.length} shadows are past their report count (${extra} reports applied twice), e.g. ${past[0].device_id} at version ${past[0].version} of ${want.get(past[0].device_id)}${again}` };
+      return {
+        ok: false,
+        afterMs,
+        text: `FAILED: ${past.length} shadows are past their report count (${extra} reports applied twice), e.g. ${past[0].device_id} at version ${past[0].version} of ${want.get(past[0].device_id)}${again}`,
+      };
     }
     const final = versions.rows.filter((r) => Number(r.version) === want.get(r.device_id)).length;
     if (backlog === 0 && stored === total && final === ids.length) {
-      return { ok: true, afterMs, text: `ok (every uplink message acknowledged; ${ids.length} shadows at their final version, ${stored} history points, one per report${again})` };
+      return {
+        ok: true,
+        afterMs,
+        text: `ok (every uplink message acknowledged; ${ids.length} shadows at their final version, ${stored} history points, one per report${again})`,
+      };
     }
     if (afterMs > timeoutMs) {
-      return { ok: false, afterMs, text: `FAILED: after ${timeoutMs} ms, ${backlog} uplink messages are unacknowledged and PostgreSQL holds ${stored} of ${total} history points and ${final} of ${ids.length} shadows at their final version${again}` };
+      return {
+        ok: false,
+        afterMs,
+        text: `FAILED: after ${timeoutMs} ms, ${backlog} uplink messages are unacknowledged and PostgreSQL holds ${stored} of ${total} history points and ${final} of ${ids.length} shadows at their final version${again}`,
+      };
     }
     await sleep(100);
   }
@@ -395,8 +433,13 @@ async function reconnectWave(node: ClusterNode, devs: DeviceCred[], concurrency:
     const cpuUsed = cpuMs(node.pid) - cpu0;
     const lag = gauge(await scrape(node), 'hearth_nodejs_eventloop_lag_p99_seconds');
     return {
-      connections: clients.length, connectMs, rate: clients.length / (connectMs / 1000), refused, presenceMs,
-      gatewayCpuMsPerConnect: cpuUsed / clients.length, loopLagP99Ms: lag === undefined ? undefined : lag * 1000,
+      connections: clients.length,
+      connectMs,
+      rate: clients.length / (connectMs / 1000),
+      refused,
+      presenceMs,
+      gatewayCpuMsPerConnect: cpuUsed / clients.length,
+      loopLagP99Ms: lag === undefined ? undefined : lag * 1000,
     };
   } finally {
     await closeClients(clients);
@@ -482,7 +525,11 @@ function rows(r: Results): Row[] {
     { metric: 'reconnect wave, admission raised (conn/s)', better: 'up', value: r.waveRaised?.rate },
     { metric: 'reconnect wave, default admission (conn/s)', better: 'up', value: r.waveDefault?.rate },
     { metric: 'wave, default admission: connects refused', better: 'down', value: r.waveDefault?.refused, count: true },
-    { metric: 'wave, default admission: all online in DB (s)', better: 'down', value: r.waveDefault === undefined ? undefined : r.waveDefault.presenceMs / 1000 },
+    {
+      metric: 'wave, default admission: all online in DB (s)',
+      better: 'down',
+      value: r.waveDefault === undefined ? undefined : r.waveDefault.presenceMs / 1000,
+    },
     { metric: 'wave, admission raised: all online in DB (s)', better: 'down', value: r.waveRaised === undefined ? undefined : r.waveRaised.presenceMs / 1000 },
     { metric: 'gateway CPU per connect (ms)', better: 'down', value: r.waveRaised?.gatewayCpuMsPerConnect },
     { metric: 'gateway event-loop lag p99, wave (ms)', better: 'down', value: r.waveDefault?.loopLagP99Ms },
@@ -494,7 +541,12 @@ const arrow = (row: Row) => (row.better === 'up' ? '↑' : '↓');
 function textTable(r: Results): string {
   const w = [48, 12];
   const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(w[i]) : c.padStart(w[i]))).join(' ');
-  return [line(['metric', 'cluster']), line(w.map((n) => '-'.repeat(n))), ...rows(r).map((row) => line([`${row.metric} ${arrow(row)}`, show(row)])), '↑ higher is better, ↓ lower is better'].join('\n');
+  return [
+    line(['metric', 'cluster']),
+    line(w.map((n) => '-'.repeat(n))),
+    ...rows(r).map((row) => line([`${row.metric} ${arrow(row)}`, show(row)])),
+    '↑ higher is better, ↓ lower is better',
+  ].join('\n');
 }
 
 function markdownTable(r: Results): string {
@@ -508,7 +560,9 @@ function markdownTable(r: Results): string {
 
 function firstLine(cmd: string, args: string[]): string {
   try {
-    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).split('\n')[0].trim();
+    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+      .split('\n')[0]
+      .trim();
   } catch {
     return 'unknown';
   }
@@ -530,10 +584,15 @@ const ENV = {
   cpu: cpus()[0]?.model?.trim() ?? 'unknown',
   cores: cpus().length,
   memoryGb: totalmem() / 1024 ** 3,
-  loadavg: loadavg().map((l) => l.toFixed(2)).join(' '),
+  loadavg: loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' '),
   revision: gitRevision(),
   // Debian installs nats-server in /usr/sbin, which is not on every user's PATH.
-  nats: [firstLine('nats-server', ['--version']), firstLine('/usr/sbin/nats-server', ['--version'])].find((v) => v !== 'unknown')?.replace(/^nats-server:\s*/, '') ?? 'unknown',
+  nats:
+    [firstLine('nats-server', ['--version']), firstLine('/usr/sbin/nats-server', ['--version'])]
+      .find((v) => v !== 'unknown')
+      ?.replace(/^nats-server:\s*/, '') ?? 'unknown',
   postgres: '',
 };
 
@@ -607,14 +666,22 @@ async function ingestAndCommands(tmp: string, infra: Infra, results: Results): P
     const connDevs = all.slice(P.devices + P.concurrency);
 
     // 1. Ingest -----------------------------------------------------------------------------
-    log(`\n[1/3] cluster ingest: ${P.devices} devices (alternately on ${nodes.map((n) => n.name).join(' and ')}), ${P.messages} QoS 1 reports, ${P.window} in flight per device`);
+    log(
+      `\n[1/3] cluster ingest: ${P.devices} devices (alternately on ${nodes.map((n) => n.name).join(' and ')}), ${P.messages} QoS 1 reports, ${P.window} in flight per device`,
+    );
     const errors: string[] = [];
-    const infraCpu = () => ({ nats: infra.natsPid === undefined ? NaN : treeCpuMs(infra.natsPid), pg: infra.pgPid === undefined ? NaN : treeCpuMs(infra.pgPid) });
+    const infraCpu = () => ({
+      nats: infra.natsPid === undefined ? NaN : treeCpuMs(infra.natsPid),
+      pg: infra.pgPid === undefined ? NaN : treeCpuMs(infra.pgPid),
+    });
     let cpu0 = infraCpu();
     let cpu1 = cpu0;
     const lag0 = await ingestLag(nodes);
     results.ingest = await runIngest({
-      url: (i) => nodes[i % nodes.length].mqttUrl, devs: ingestDevs, serverPid: a.pid, cpuPids: nodes.map((n) => n.pid),
+      url: (i) => nodes[i % nodes.length].mqttUrl,
+      devs: ingestDevs,
+      serverPid: a.pid,
+      cpuPids: nodes.map((n) => n.pid),
       params: { perDevice, window: P.window, batch: P.batch },
       prepare: async (c, d) => {
         c.on('message', (topic, payload) => {
@@ -625,7 +692,14 @@ async function ingestAndCommands(tmp: string, infra: Infra, results: Results): P
       arm: () => void (cpu0 = infraCpu()),
       complete: async () => {
         // A report applied twice does not stop the run: the settling check below counts them all.
-        await waitShadows(apiB, ingestDevs, perDevice, () => errors[0], 180_000, () => undefined);
+        await waitShadows(
+          apiB,
+          ingestDevs,
+          perDevice,
+          () => errors[0],
+          180_000,
+          () => undefined,
+        );
         cpu1 = infraCpu();
       },
     });
@@ -637,7 +711,9 @@ async function ingestAndCommands(tmp: string, infra: Infra, results: Results): P
     results.lagP50Ms = quantile(lag, 0.5) * 1000;
     results.lagP99Ms = quantile(lag, 0.99) * 1000;
     const ing = results.ingest;
-    log(`  ${fmt(ing.completeRate)} msg/s persisted (${fmt(ing.completeMs / 1000)} s), ${fmt(ing.ackedRate)} msg/s acknowledged; ingest lag p50 ${fmt(results.lagP50Ms)} ms, p99 ${fmt(results.lagP99Ms)} ms (${lag.get(Infinity) ?? 0} observations)`);
+    log(
+      `  ${fmt(ing.completeRate)} msg/s persisted (${fmt(ing.completeMs / 1000)} s), ${fmt(ing.ackedRate)} msg/s acknowledged; ingest lag p50 ${fmt(results.lagP50Ms)} ms, p99 ${fmt(results.lagP99Ms)} ms (${lag.get(Infinity) ?? 0} observations)`,
+    );
     log(`  CPU per 1000 reports: Hearth ${fmt(ing.cpuMsPer1k)} ms, NATS ${fmt(results.natsCpuMsPer1k)} ms, PostgreSQL ${fmt(results.pgCpuMsPer1k)} ms`);
     results.stored = await checkStored(infra.db, infra.jsm, ingestDevs, perDevice, 60_000);
     // Counted once the run settled: a report delivered again after its acknowledgement was late is handled again.
@@ -646,14 +722,23 @@ async function ingestAndCommands(tmp: string, infra: Infra, results: Results): P
     log(`  settled: ${results.stored.text}${results.stored.ok ? `, ${fmt(results.stored.afterMs)} ms after the last shadow applied` : ''}`);
 
     // 2. Commands ---------------------------------------------------------------------------
-    log(`\n[2/3] cluster commands: REST on ${b.name} to devices on ${a.name}; ${P.commands} sequential, then ${P.commands} with ${P.concurrency} in flight (after ${WARMUP_COMMANDS} warm-up)`);
+    log(
+      `\n[2/3] cluster commands: REST on ${b.name} to devices on ${a.name}; ${P.commands} sequential, then ${P.commands} with ${P.concurrency} in flight (after ${WARMUP_COMMANDS} warm-up)`,
+    );
     const devClients = await connectAll(a.mqttUrl, cmdDevs, P.batch, answerCommands);
     try {
-      await waitOnline(apiB, cmdDevs.map((d) => d.id));
+      await waitOnline(
+        apiB,
+        cmdDevs.map((d) => d.id),
+      );
       const hearthCpu = () => nodes.reduce((s, n) => s + cpuMs(n.pid), 0);
       const c0 = hearthCpu();
       results.commands = await runCommands({
-        devs: cmdDevs, count: P.commands, concurrency: P.concurrency, warmup: WARMUP_COMMANDS, serverPid: b.pid,
+        devs: cmdDevs,
+        count: P.commands,
+        concurrency: P.concurrency,
+        warmup: WARMUP_COMMANDS,
+        serverPid: b.pid,
         send: async (id) => {
           const r = await apiB.call<{ ok?: boolean }>('POST', `/api/v1/devices/${id}/commands`, { action: 'toggle', timeoutMs: 5000 });
           if (r.status !== 200 || r.body.ok !== true) throw new Error(`command to ${id} answered ${r.status}: ${JSON.stringify(r.body).slice(0, 300)}`);
@@ -664,7 +749,9 @@ async function ingestAndCommands(tmp: string, infra: Infra, results: Results): P
       await closeClients(devClients);
     }
     const hc = results.commands;
-    log(`  p50 ${fmt(hc.sequential.p50)} ms, p95 ${fmt(hc.sequential.p95)} ms, p99 ${fmt(hc.sequential.p99)} ms; x${hc.concurrency}: ${fmt(hc.concurrentRate)} cmd/s, p99 ${fmt(hc.concurrent.p99)} ms`);
+    log(
+      `  p50 ${fmt(hc.sequential.p50)} ms, p95 ${fmt(hc.sequential.p95)} ms, p99 ${fmt(hc.sequential.p99)} ms; x${hc.concurrency}: ${fmt(hc.concurrentRate)} cmd/s, p99 ${fmt(hc.concurrent.p99)} ms`,
+    );
     return connDevs;
   } finally {
     apiA.close();
@@ -676,16 +763,26 @@ async function gatewayCapacity(tmp: string, infra: Infra, devs: DeviceCred[], re
   const shared = { databaseUrl: infra.databaseUrl, natsUrl: infra.nats.url };
   const warm = devs.slice(0, WARMUP_CONNECTIONS);
   const conn = devs.slice(WARMUP_CONNECTIONS);
-  log(`\n[3/3] gateway capacity: a fresh HEARTH_ROLES=gateway node; ${conn.length} idle devices (connect + subscribe, ${P.batch} at a time; open-file limit ${fdLimit})`);
-  const raised = await startNode('gateway-raised', tmp, shared, { HEARTH_ROLES: 'gateway', HEARTH_CONNECT_RATE_PER_SECOND: '1000000', HEARTH_CONNECT_BURST: '1000000' });
+  log(
+    `\n[3/3] gateway capacity: a fresh HEARTH_ROLES=gateway node; ${conn.length} idle devices (connect + subscribe, ${P.batch} at a time; open-file limit ${fdLimit})`,
+  );
+  const raised = await startNode('gateway-raised', tmp, shared, {
+    HEARTH_ROLES: 'gateway',
+    HEARTH_CONNECT_RATE_PER_SECOND: '1000000',
+    HEARTH_CONNECT_BURST: '1000000',
+  });
   try {
     await sleep(1000);
     results.gateway = await runConnections({ url: raised.mqttUrl, devs: conn, warmup: warm, batch: P.batch, serverPid: raised.pid });
     const g = results.gateway;
-    log(`  admission raised: ${fmt(g.rate)} conn/s, RSS ${fmt(g.rssBeforeKb / 1024)} → ${fmt(g.rssAfterKb / 1024)} MB, ${fmt(g.perConnectionKb)} KB per connection`);
+    log(
+      `  admission raised: ${fmt(g.rate)} conn/s, RSS ${fmt(g.rssBeforeKb / 1024)} → ${fmt(g.rssAfterKb / 1024)} MB, ${fmt(g.perConnectionKb)} KB per connection`,
+    );
     results.waveRaised = await reconnectWave(raised, conn, P.wave, infra.db);
     const w = results.waveRaised;
-    log(`  reconnect wave (${P.wave} at a time), admission raised: ${fmt(w.rate)} conn/s, ${w.refused} refused; all online in PostgreSQL after ${fmt(w.presenceMs / 1000)} s`);
+    log(
+      `  reconnect wave (${P.wave} at a time), admission raised: ${fmt(w.rate)} conn/s, ${w.refused} refused; all online in PostgreSQL after ${fmt(w.presenceMs / 1000)} s`,
+    );
   } finally {
     const code = await raised.stop();
     if (code !== 0) log(`warning: ${raised.name} exited with ${code} after SIGTERM:\n${raised.output()}`);
@@ -697,7 +794,9 @@ async function gatewayCapacity(tmp: string, infra: Infra, devs: DeviceCred[], re
     await sleep(1000);
     results.waveDefault = await reconnectWave(standard, conn, P.wave, infra.db);
     const w = results.waveDefault;
-    log(`  reconnect wave (${P.wave} at a time), default admission (${ADMISSION.rate}/s, burst ${ADMISSION.burst}): ${fmt(w.rate)} conn/s, ${w.refused} refused and retried; all online in PostgreSQL after ${fmt(w.presenceMs / 1000)} s`);
+    log(
+      `  reconnect wave (${P.wave} at a time), default admission (${ADMISSION.rate}/s, burst ${ADMISSION.burst}): ${fmt(w.rate)} conn/s, ${w.refused} refused and retried; all online in PostgreSQL after ${fmt(w.presenceMs / 1000)} s`,
+    );
   } finally {
     const code = await standard.stop();
     if (code !== 0) log(`warning: ${standard.name} exited with ${code} after SIGTERM:\n${standard.output()}`);

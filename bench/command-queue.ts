@@ -39,7 +39,13 @@ async function connectRetrying(url: string, d: DeviceCred): Promise<MqttClient> 
   }
 }
 
-export async function runQueueBench(opts: { api: Api; mqttUrl: string; serverPid: number; params: QueueBenchParams; log: (m: string) => void }): Promise<QueueBenchResult> {
+export async function runQueueBench(opts: {
+  api: Api;
+  mqttUrl: string;
+  serverPid: number;
+  params: QueueBenchParams;
+  log: (m: string) => void;
+}): Promise<QueueBenchResult> {
   const { api, params: P, log } = opts;
   const devs = await api.provision(P.devices, 'cloud-printer', 'bench printer');
   const total = P.devices * P.perDevice;
@@ -50,7 +56,12 @@ export async function runQueueBench(opts: { api: Api; mqttUrl: string; serverPid
   let relogin: Promise<void> | undefined;
   await mapLimit(jobs, 64, async (i) => {
     const d = devs[i % P.devices];
-    const post = () => api.call<{ id: string; state: string }>('POST', `/api/v1/devices/${d.id}/commands`, { action: 'print', params: { content: `job ${i}` }, ttlMs: 3_600_000 });
+    const post = () =>
+      api.call<{ id: string; state: string }>('POST', `/api/v1/devices/${d.id}/commands`, {
+        action: 'print',
+        params: { content: `job ${i}` },
+        ttlMs: 3_600_000,
+      });
     let r = await post();
     if (r.status === 401) {
       relogin ??= api.login(BENCH_ADMIN.email, BENCH_ADMIN.password).finally(() => setTimeout(() => (relogin = undefined), 1000));
@@ -79,23 +90,27 @@ export async function runQueueBench(opts: { api: Api; mqttUrl: string; serverPid
   const clients: MqttClient[] = [];
   try {
     for (let i = 0; i < devs.length; i += P.batch) {
-      clients.push(...await Promise.all(devs.slice(i, i + P.batch).map(async (d) => {
-        const c = await connectRetrying(opts.mqttUrl, d);
-        const seen = new Set<string>();
-        c.on('message', (topic, buf) => {
-          if (topic !== `devices/${d.id}/commands`) return;
-          const cmd = JSON.parse(buf.toString()) as { id: string };
-          // A device de-duplicates by id (a redelivery is answered again, counted once).
-          const first = !seen.has(cmd.id);
-          seen.add(cmd.id);
-          c.publish(`devices/${d.id}/commands/result`, JSON.stringify({ id: cmd.id, ok: true, result: { jobId: cmd.id } }), { qos: 1 }, (err) => {
-            if (err || !first) return;
-            if (++answered === total) resolveAll();
-          });
-        });
-        await subscribe(c, `devices/${d.id}/commands`);
-        return c;
-      })));
+      clients.push(
+        ...(await Promise.all(
+          devs.slice(i, i + P.batch).map(async (d) => {
+            const c = await connectRetrying(opts.mqttUrl, d);
+            const seen = new Set<string>();
+            c.on('message', (topic, buf) => {
+              if (topic !== `devices/${d.id}/commands`) return;
+              const cmd = JSON.parse(buf.toString()) as { id: string };
+              // A device de-duplicates by id (a redelivery is answered again, counted once).
+              const first = !seen.has(cmd.id);
+              seen.add(cmd.id);
+              c.publish(`devices/${d.id}/commands/result`, JSON.stringify({ id: cmd.id, ok: true, result: { jobId: cmd.id } }), { qos: 1 }, (err) => {
+                if (err || !first) return;
+                if (++answered === total) resolveAll();
+              });
+            });
+            await subscribe(c, `devices/${d.id}/commands`);
+            return c;
+          }),
+        )),
+      );
     }
     await withTimeout(all, 600_000, `all ${total} queued commands answered`);
     await api.login(BENCH_ADMIN.email, BENCH_ADMIN.password);

@@ -71,10 +71,36 @@ async function fill(h: Hearth, n: number): Promise<number> {
     for (let j = i; j < Math.min(n, i + chunk); j++) {
       const id = `d_f${j.toString(36).padStart(8, '0')}`;
       const fw = FIRMWARE[Math.floor(rand() * FIRMWARE.length)];
-      devices.push({ id, product_key: PRODUCTS[j % PRODUCTS.length], name: `device ${j}`, parent_id: null, hwid: null, secret_hash: null, pairing_code: null, created_at: base + j * 10, firmware: fw, firmware_key: firmwareKey(fw), disabled_at: null, deleted_at: null, attributes: null });
+      devices.push({
+        id,
+        product_key: PRODUCTS[j % PRODUCTS.length],
+        name: `device ${j}`,
+        parent_id: null,
+        hwid: null,
+        secret_hash: null,
+        pairing_code: null,
+        created_at: base + j * 10,
+        firmware: fw,
+        firmware_key: firmwareKey(fw),
+        disabled_at: null,
+        deleted_at: null,
+        attributes: null,
+      });
       const online = rand() < 0.1;
-      presence.push({ device_id: id, online: online ? 1 : 0, session: 1, reason: online ? 'connect' : 'disconnect', changed_at: now, last_seen: now - Math.floor(rand() * 30 * 86_400_000), node: 'bench', listening: 0 });
-      tags.push({ device_id: id, key: 'site', value: SITES[Math.floor(rand() * SITES.length)] }, { device_id: id, key: 'batch', value: `b${Math.floor(rand() * 100)}` });
+      presence.push({
+        device_id: id,
+        online: online ? 1 : 0,
+        session: 1,
+        reason: online ? 'connect' : 'disconnect',
+        changed_at: now,
+        last_seen: now - Math.floor(rand() * 30 * 86_400_000),
+        node: 'bench',
+        listening: 0,
+      });
+      tags.push(
+        { device_id: id, key: 'site', value: SITES[Math.floor(rand() * SITES.length)] },
+        { device_id: id, key: 'batch', value: `b${Math.floor(rand() * 100)}` },
+      );
     }
     await db.transaction().execute(async (trx) => {
       await trx.insertInto('devices').values(devices).execute();
@@ -97,8 +123,12 @@ async function timeStore(h: Hearth): Promise<Percentiles[]> {
     }
     const params = new URLSearchParams(q.qs);
     const input = {
-      expr: parseQuery(params.get('q')!), sort: (params.get('sort')?.replace('-', '') ?? 'createdAt') as SortField, desc: params.get('sort')?.startsWith('-') ?? false,
-      limit: Number(params.get('limit')), total: params.get('total') !== 'false', countBy: params.get('countBy') ?? undefined,
+      expr: parseQuery(params.get('q')!),
+      sort: (params.get('sort')?.replace('-', '') ?? 'createdAt') as SortField,
+      desc: params.get('sort')?.startsWith('-') ?? false,
+      limit: Number(params.get('limit')),
+      total: params.get('total') !== 'false',
+      countBy: params.get('countBy') ?? undefined,
     };
     for (let i = 0; i < 3; i++) await h.services.deviceSearch.search(input);
     const samples: number[] = [];
@@ -122,7 +152,9 @@ async function timeQueries(url: string, token: string): Promise<Array<{ name: st
   };
   // A cursor half-way through the product:light pages (by id, so it is one we can make).
   let deep = `q=${encodeURIComponent('product:light')}&sort=id&limit=50&total=false`;
-  const mid = `d_f${Math.floor(N / 2).toString(36).padStart(8, '0')}`;
+  const mid = `d_f${Math.floor(N / 2)
+    .toString(36)
+    .padStart(8, '0')}`;
   deep += `&cursor=${Buffer.from(JSON.stringify({ s: 'id', v: mid, i: mid })).toString('base64url')}`;
   const out = [];
   for (const q of QUERIES) {
@@ -136,22 +168,41 @@ async function timeQueries(url: string, token: string): Promise<Array<{ name: st
   return out;
 }
 
-async function benchStore(store: 'sqlite' | 'postgres', pgServer: () => Promise<PostgresServer>): Promise<{ store: string; fillS: number; rows: Array<{ name: string; p: Percentiles; total: number }>; storeOnly: Percentiles[] }> {
+async function benchStore(
+  store: 'sqlite' | 'postgres',
+  pgServer: () => Promise<PostgresServer>,
+): Promise<{ store: string; fillS: number; rows: Array<{ name: string; p: Percentiles; total: number }>; storeOnly: Percentiles[] }> {
   const dataDir = mkdtempSync(join(tmpdir(), 'hearth-fleet-bench-'));
   const env: Record<string, string> = { HEARTH_OPERATOR_RATE_LIMIT_PER_MINUTE: '10000000', HEARTH_OPERATOR_RATE_LIMIT_BURST: '1000000' };
   if (store === 'postgres') env.HEARTH_DATABASE_URL = await (await pgServer()).createDatabase();
-  const config = loadConfig(env, { httpPort: 0, mqttPort: 0, httpHost: '127.0.0.1', mqttHost: '127.0.0.1', dataDir, demo: false, adminEmail: BENCH_ADMIN.email, adminPassword: BENCH_ADMIN.password, logLevel: 'warn' });
+  const config = loadConfig(env, {
+    httpPort: 0,
+    mqttPort: 0,
+    httpHost: '127.0.0.1',
+    mqttHost: '127.0.0.1',
+    dataDir,
+    demo: false,
+    adminEmail: BENCH_ADMIN.email,
+    adminPassword: BENCH_ADMIN.password,
+    logLevel: 'warn',
+  });
   const h = new Hearth(config, { log: createLogger('warn') });
   await h.start();
   try {
     process.stdout.write(`${store}: writing ${N.toLocaleString('en-US')} devices…\n`);
     const fillS = await fill(h, N);
     const url = `http://127.0.0.1:${h.httpPort}`;
-    const login = await fetch(`${url}/api/v1/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(BENCH_ADMIN) });
+    const login = await fetch(`${url}/api/v1/auth/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(BENCH_ADMIN),
+    });
     const { token } = (await login.json()) as { token: string };
     const rows = await timeQueries(url, token);
     const storeOnly = await timeStore(h);
-    process.stdout.write(`${store}, the search service alone (p50 / p95 ms): ${storeOnly.map((p, i) => `${QUERIES[i].name}: ${fmt(p.p50)} / ${fmt(p.p95)}`).join('; ')}\n`);
+    process.stdout.write(
+      `${store}, the search service alone (p50 / p95 ms): ${storeOnly.map((p, i) => `${QUERIES[i].name}: ${fmt(p.p50)} / ${fmt(p.p95)}`).join('; ')}\n`,
+    );
     return { store, fillS, rows, storeOnly };
   } finally {
     await h.stop();
@@ -172,9 +223,20 @@ export async function main(): Promise<number> {
     '',
     `| Query | ${results.map((r) => `${r.store} p50 / p95 / p99 (ms)`).join(' | ')} | matches |`,
     `|---|${results.map(() => '---|').join('')}---|`,
-    ...QUERIES.map((q, i) => `| ${q.name} | ${results.map((r) => `${fmt(r.rows[i].p.p50)} / ${fmt(r.rows[i].p.p95)} / ${fmt(r.rows[i].p.p99)}`).join(' | ')} | ${Number.isNaN(results[0]?.rows[i].total) ? '' : results[0]?.rows[i].total.toLocaleString('en-US')} |`),
+    ...QUERIES.map(
+      (q, i) =>
+        `| ${q.name} | ${results.map((r) => `${fmt(r.rows[i].p.p50)} / ${fmt(r.rows[i].p.p95)} / ${fmt(r.rows[i].p.p99)}`).join(' | ')} | ${Number.isNaN(results[0]?.rows[i].total) ? '' : results[0]?.rows[i].total.toLocaleString('en-US')} |`,
+    ),
     '',
-    `The search service alone (the store's share: the query, its total and counts), p50 / p95 ms: ${results.map((r) => `${r.store}: ${r.storeOnly.map((p, i) => `${QUERIES[i].name} ${fmt(p.p50)} / ${fmt(p.p95)}`).filter((_, i) => QUERIES[i].qs !== 'CURSOR').join('; ')}`).join('. ')}.`,
+    `The search service alone (the store's share: the query, its total and counts), p50 / p95 ms: ${results
+      .map(
+        (r) =>
+          `${r.store}: ${r.storeOnly
+            .map((p, i) => `${QUERIES[i].name} ${fmt(p.p50)} / ${fmt(p.p95)}`)
+            .filter((_, i) => QUERIES[i].qs !== 'CURSOR')
+            .join('; ')}`,
+      )
+      .join('. ')}.`,
     '',
     `Writing the fleet into the store took ${results.map((r) => `${r.fillS.toFixed(0)} s (${r.store})`).join(', ')}.`,
   ];

@@ -72,7 +72,15 @@ async function ceiling(image: Buffer, downloads: number): Promise<number> {
   return (downloads * image.length) / s / 1e6;
 }
 
-async function fleet(api: Api, mqttUrl: string, product: string, n: number, version: string, failureRate = 0, onLog?: (m: string) => void): Promise<OtaDevice[]> {
+async function fleet(
+  api: Api,
+  mqttUrl: string,
+  product: string,
+  n: number,
+  version: string,
+  failureRate = 0,
+  onLog?: (m: string) => void,
+): Promise<OtaDevice[]> {
   const creds = await api.provision(n, product, `${product} device`);
   return mapLimit(creds, PARALLEL, async (c) => {
     const d = startOtaDevice({ mqttUrl, id: c.id, secret: c.secret, product, version, failureRate, rebootMs: 20, log: onLog });
@@ -83,19 +91,30 @@ async function fleet(api: Api, mqttUrl: string, product: string, n: number, vers
 
 export async function main(): Promise<number> {
   const tmp = mkdtempSync(join(tmpdir(), 'hearth-bench-ota-'));
-  const hearth = await startHearth(join(tmp, 'hearth'), [], { HEARTH_OTA_TICK_MS: String(TICK_MS), HEARTH_CONNECT_RATE_PER_SECOND: '100000', HEARTH_CONNECT_BURST: '100000' });
+  const hearth = await startHearth(join(tmp, 'hearth'), [], {
+    HEARTH_OTA_TICK_MS: String(TICK_MS),
+    HEARTH_CONNECT_RATE_PER_SECOND: '100000',
+    HEARTH_CONNECT_BURST: '100000',
+  });
   const api = new Api(hearth.httpUrl);
   const devices: OtaDevice[] = [];
   try {
     await api.login(BENCH_ADMIN.email, BENCH_ADMIN.password);
     log(`OTA benchmark: ${DEVICES} devices, a ${IMAGE} byte package, waves of 10 % and 100 %`);
     const product = 'bench-ota';
-    await api.expect(201, 'POST', '/api/v1/products', { key: product, name: 'OTA bench', category: 'light', model: { properties: [], events: [], actions: [] } });
+    await api.expect(201, 'POST', '/api/v1/products', {
+      key: product,
+      name: 'OTA bench',
+      category: 'light',
+      model: { properties: [], events: [], actions: [] },
+    });
     devices.push(...(await fleet(api, hearth.mqttUrl, product, DEVICES, '1.0.0')));
     log(`  ${devices.length} devices connected and reporting 1.0.0`);
     const image = randomBytes(IMAGE);
     const up = await fetch(`${hearth.httpUrl}/api/v1/products/${product}/firmware?version=1.1.0`, {
-      method: 'POST', body: image, headers: { 'content-type': 'application/octet-stream', authorization: `Bearer ${(api as unknown as { token: string }).token}` },
+      method: 'POST',
+      body: image,
+      headers: { 'content-type': 'application/octet-stream', authorization: `Bearer ${(api as unknown as { token: string }).token}` },
     });
     if (up.status !== 201) throw new Error(`upload: ${up.status} ${await up.text()}`);
     const fw = (await up.json()) as { id: string };
@@ -115,7 +134,12 @@ export async function main(): Promise<number> {
     }, 100);
     const cpu0 = cpuMs(hearth.pid);
     const t0 = performance.now();
-    const c = await api.expect<{ id: string }>(201, 'POST', '/api/v1/ota/campaigns', { name: 'bench', product, firmware: fw.id, waves: [{ percent: 10 }, { percent: 100 }] });
+    const c = await api.expect<{ id: string }>(201, 'POST', '/api/v1/ota/campaigns', {
+      name: 'bench',
+      product,
+      firmware: fw.id,
+      waves: [{ percent: 10 }, { percent: 100 }],
+    });
     let firstWaveS = 0;
     for (;;) {
       const s = await api.expect<{ state: string; wave: number; counts: Record<string, number> }>(200, 'GET', `/api/v1/ota/campaigns/${c.id}`);
@@ -129,23 +153,38 @@ export async function main(): Promise<number> {
     const completeS = (performance.now() - t0) / 1000;
     const cpu = cpuMs(hearth.pid) - cpu0;
     clearInterval(sampler);
-    log(`  completed in ${completeS.toFixed(1)} s (first wave ${firstWaveS.toFixed(1)} s); server CPU ${fmt(cpu / DEVICES)} ms per device; peak RSS ${fmt(peakRss / 1024)} MB (idle ${fmt(idleRss / 1024)} MB)`);
+    log(
+      `  completed in ${completeS.toFixed(1)} s (first wave ${firstWaveS.toFixed(1)} s); server CPU ${fmt(cpu / DEVICES)} ms per device; peak RSS ${fmt(peakRss / 1024)} MB (idle ${fmt(idleRss / 1024)} MB)`,
+    );
     const servedMBps = (DEVICES * IMAGE) / completeS / 1e6;
     const ceilingMBps = await ceiling(image, Math.min(DEVICES, 2000));
     log(`  served ${fmt(servedMBps)} MB/s over the whole campaign; a plain Node HTTP server here: ${fmt(ceilingMBps)} MB/s`);
 
     // Abort: a bad build on devices where every install fails; from the first failure to `aborted`.
     let firstFailure = 0;
-    await api.expect(201, 'POST', '/api/v1/products', { key: 'bench-ota-abort', name: 'OTA abort bench', category: 'light', model: { properties: [], events: [], actions: [] } });
+    await api.expect(201, 'POST', '/api/v1/products', {
+      key: 'bench-ota-abort',
+      name: 'OTA abort bench',
+      category: 'light',
+      model: { properties: [], events: [], actions: [] },
+    });
     const failing = await fleet(api, hearth.mqttUrl, 'bench-ota-abort', ABORT_DEVICES, '1.0.0', 1, (m) => {
       if (!firstFailure && m.includes('failed')) firstFailure = performance.now();
     });
     devices.push(...failing);
     const up2 = await fetch(`${hearth.httpUrl}/api/v1/products/bench-ota-abort/firmware?version=2.0.0`, {
-      method: 'POST', body: image, headers: { 'content-type': 'application/octet-stream', authorization: `Bearer ${(api as unknown as { token: string }).token}` },
+      method: 'POST',
+      body: image,
+      headers: { 'content-type': 'application/octet-stream', authorization: `Bearer ${(api as unknown as { token: string }).token}` },
     });
     const fw2 = (await up2.json()) as { id: string };
-    const c2 = await api.expect<{ id: string }>(201, 'POST', '/api/v1/ota/campaigns', { name: 'bad build', product: 'bench-ota-abort', firmware: fw2.id, waves: [{ percent: 20 }, { percent: 100 }], abort: { maxFailureRate: 0.1, minDevices: 5 } });
+    const c2 = await api.expect<{ id: string }>(201, 'POST', '/api/v1/ota/campaigns', {
+      name: 'bad build',
+      product: 'bench-ota-abort',
+      firmware: fw2.id,
+      waves: [{ percent: 20 }, { percent: 100 }],
+      abort: { maxFailureRate: 0.1, minDevices: 5 },
+    });
     let abortedAt = 0;
     for (;;) {
       const s = await api.expect<{ state: string }>(200, 'GET', `/api/v1/ota/campaigns/${c2.id}`);
@@ -161,8 +200,18 @@ export async function main(): Promise<number> {
     log(`  abort: ${fmt(abortedAt - firstFailure)} ms from the first failure to aborted (tick ${TICK_MS} ms); ${abortSent} of ${ABORT_DEVICES} jobs sent`);
 
     const r: OtaResults = {
-      devices: DEVICES, imageBytes: IMAGE, completeS, firstWaveS, cpuMsPerDevice: cpu / DEVICES, peakRssMb: peakRss / 1024, idleRssMb: idleRss / 1024,
-      servedMBps, ceilingMBps, abortDevices: ABORT_DEVICES, abortReactionMs: abortedAt - firstFailure, abortSent,
+      devices: DEVICES,
+      imageBytes: IMAGE,
+      completeS,
+      firstWaveS,
+      cpuMsPerDevice: cpu / DEVICES,
+      peakRssMb: peakRss / 1024,
+      idleRssMb: idleRss / 1024,
+      servedMBps,
+      ceilingMBps,
+      abortDevices: ABORT_DEVICES,
+      abortReactionMs: abortedAt - firstFailure,
+      abortSent,
     };
     if (WRITE_DOCS) {
       writeSection(r);

@@ -149,45 +149,51 @@ export const BENCH_ADMIN = { email: 'bench@hearth.local', password: 'bench-passw
  */
 export async function startHearth(dataDir: string, nodeArgs: string[] = [], env: Record<string, string> = {}): Promise<HearthServer> {
   const [httpPort, mqttPort] = [await freePort(), await freePort()];
-  const child = track(spawn(process.execPath, [...nodeArgs, join(ROOT, 'bin/hearth.js'), 'start'], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: {
-      // Hearth's defaults apart from what is set here: HEARTH_* settings of the calling shell are not passed on.
-      ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('HEARTH_'))),
-      HEARTH_HTTP_PORT: String(httpPort),
-      HEARTH_MQTT_PORT: String(mqttPort),
-      HEARTH_HTTP_HOST: '127.0.0.1',
-      HEARTH_MQTT_HOST: '127.0.0.1',
-      HEARTH_DATA_DIR: dataDir,
-      HEARTH_DEMO: '0',
-      HEARTH_ADMIN_EMAIL: BENCH_ADMIN.email,
-      HEARTH_ADMIN_PASSWORD: BENCH_ADMIN.password,
-      HEARTH_LOG_LEVEL: 'warn',
-      // The benchmark measures throughput, not the per-user request limit.
-      HEARTH_RATE_LIMIT_PER_MINUTE: '100000000',
-      HEARTH_RATE_LIMIT_BURST: '1000000',
-      ...env,
-    },
-  }));
+  const child = track(
+    spawn(process.execPath, [...nodeArgs, join(ROOT, 'bin/hearth.js'), 'start'], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: {
+        // Hearth's defaults apart from what is set here: HEARTH_* settings of the calling shell are not passed on.
+        ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('HEARTH_'))),
+        HEARTH_HTTP_PORT: String(httpPort),
+        HEARTH_MQTT_PORT: String(mqttPort),
+        HEARTH_HTTP_HOST: '127.0.0.1',
+        HEARTH_MQTT_HOST: '127.0.0.1',
+        HEARTH_DATA_DIR: dataDir,
+        HEARTH_DEMO: '0',
+        HEARTH_ADMIN_EMAIL: BENCH_ADMIN.email,
+        HEARTH_ADMIN_PASSWORD: BENCH_ADMIN.password,
+        HEARTH_LOG_LEVEL: 'warn',
+        // The benchmark measures throughput, not the per-user request limit.
+        HEARTH_RATE_LIMIT_PER_MINUTE: '100000000',
+        HEARTH_RATE_LIMIT_BURST: '1000000',
+        ...env,
+      },
+    }),
+  );
   const tail = watchOutput(child);
   const httpUrl = `http://127.0.0.1:${httpPort}`;
   const exited = exitPromise(child, 'hearth', tail);
   exited.catch(() => undefined);
-  await Promise.race([
-    exited,
-    waitFor(async () => (await fetch(`${httpUrl}/readyz`)).status === 200, 60_000, 'hearth /readyz'),
-  ]);
+  await Promise.race([exited, waitFor(async () => (await fetch(`${httpUrl}/readyz`)).status === 200, 60_000, 'hearth /readyz')]);
   return {
-    name: 'hearth', pid: child.pid!, httpUrl, dataDir, mqttUrl: `mqtt://127.0.0.1:${mqttPort}`,
+    name: 'hearth',
+    pid: child.pid!,
+    httpUrl,
+    dataDir,
+    mqttUrl: `mqtt://127.0.0.1:${mqttPort}`,
     output: () => tail.text(),
     stop: () => stopChild(child, 'SIGTERM', 30_000),
   };
 }
 
 /** The reference broker's binary; BENCH_MOSQUITTO=<path> picks another (a missing path means "not installed"). */
-export const MOSQUITTO_BIN = (process.env.BENCH_MOSQUITTO ? [process.env.BENCH_MOSQUITTO] : ['/usr/sbin/mosquitto', '/usr/bin/mosquitto', '/usr/local/sbin/mosquitto', '/usr/local/bin/mosquitto'])
-  .find((p) => existsSync(p));
+export const MOSQUITTO_BIN = (
+  process.env.BENCH_MOSQUITTO
+    ? [process.env.BENCH_MOSQUITTO]
+    : ['/usr/sbin/mosquitto', '/usr/bin/mosquitto', '/usr/local/sbin/mosquitto', '/usr/local/bin/mosquitto']
+).find((p) => existsSync(p));
 
 /** `mosquitto version 2.0.11`, or undefined. */
 export function mosquittoVersion(): string | undefined {
@@ -210,29 +216,38 @@ export async function startMosquitto(dir: string): Promise<Server> {
   if (!MOSQUITTO_BIN) throw new Error('mosquitto is not installed');
   const port = await freePort();
   const conf = join(dir, 'mosquitto.conf');
-  writeFileSync(conf, [
-    `listener ${port} 127.0.0.1`,
-    'allow_anonymous true',
-    'persistence false',
-    'set_tcp_nodelay true',
-    'max_queued_messages 0',
-    'log_dest stderr',
-    'log_type error',
-    'log_type warning',
-    '',
-  ].join('\n'));
+  writeFileSync(
+    conf,
+    [
+      `listener ${port} 127.0.0.1`,
+      'allow_anonymous true',
+      'persistence false',
+      'set_tcp_nodelay true',
+      'max_queued_messages 0',
+      'log_dest stderr',
+      'log_type error',
+      'log_type warning',
+      '',
+    ].join('\n'),
+  );
   const child = track(spawn(MOSQUITTO_BIN, ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] }));
   const tail = watchOutput(child);
   const exited = exitPromise(child, 'mosquitto', tail);
   exited.catch(() => undefined);
-  const tcpOpen = () => new Promise<boolean>((resolve) => {
-    const s = netConnect(port, '127.0.0.1');
-    s.once('connect', () => { s.destroy(); resolve(true); });
-    s.once('error', () => resolve(false));
-  });
+  const tcpOpen = () =>
+    new Promise<boolean>((resolve) => {
+      const s = netConnect(port, '127.0.0.1');
+      s.once('connect', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once('error', () => resolve(false));
+    });
   await Promise.race([exited, waitFor(tcpOpen, 10_000, 'mosquitto to listen')]);
   return {
-    name: 'mosquitto', pid: child.pid!, mqttUrl: `mqtt://127.0.0.1:${port}`,
+    name: 'mosquitto',
+    pid: child.pid!,
+    mqttUrl: `mqtt://127.0.0.1:${port}`,
     output: () => tail.text(),
     stop: () => stopChild(child, 'SIGTERM', 10_000),
   };
@@ -240,8 +255,10 @@ export async function startMosquitto(dir: string): Promise<Server> {
 
 /** Spawns a TypeScript helper of the benchmark (run through tsx) with an IPC channel. */
 export function spawnHelper(script: string, args: string[]): ChildProcess {
-  return track(spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', script), ...args], {
-    cwd: ROOT,
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  }));
+  return track(
+    spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', script), ...args], {
+      cwd: ROOT,
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    }),
+  );
 }

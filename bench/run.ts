@@ -33,8 +33,29 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { MqttClient } from 'mqtt';
 import { Api, closeClients, openClientCount, subscribe, type DeviceCred } from './clients.ts';
-import { BENCH_ADMIN, MOSQUITTO_BIN, ROOT, killAll, mosquittoVersion, spawnHelper, startHearth, startMosquitto, type HearthServer, type Server } from './procs.ts';
-import { answerCommands, connectAll, mqttRequester, runCommands, runConnections, runIngest, type CommandResult, type ConnectionResult, type IngestResult } from './scenarios.ts';
+import {
+  BENCH_ADMIN,
+  MOSQUITTO_BIN,
+  ROOT,
+  killAll,
+  mosquittoVersion,
+  spawnHelper,
+  startHearth,
+  startMosquitto,
+  type HearthServer,
+  type Server,
+} from './procs.ts';
+import {
+  answerCommands,
+  connectAll,
+  mqttRequester,
+  runCommands,
+  runConnections,
+  runIngest,
+  type CommandResult,
+  type ConnectionResult,
+  type IngestResult,
+} from './scenarios.ts';
 import { fmt, sleep, withTimeout, type Percentiles } from './stats.ts';
 import { runAutomationBench, type AutomationBenchParams, type AutomationBenchResult } from './automations.ts';
 import { waitOnline, waitShadows } from './checks.ts';
@@ -169,7 +190,8 @@ function textTable(r: Results): string {
 
 function markdownTable(r: Results): string {
   const out = ['| metric | hearth | mosquitto | hearth/ref |', '|---|---:|---:|---:|'];
-  for (const row of rows(r)) out.push(`| ${row.metric} ${arrow(row)} | ${fmt(row.hearth)} | ${fmt(row.ref)} | ${ratio(row) === undefined ? 'n/a' : `${fmt(ratio(row))}×`} |`);
+  for (const row of rows(r))
+    out.push(`| ${row.metric} ${arrow(row)} | ${fmt(row.hearth)} | ${fmt(row.ref)} | ${ratio(row) === undefined ? 'n/a' : `${fmt(ratio(row))}×`} |`);
   return out.join('\n');
 }
 
@@ -192,7 +214,9 @@ const ENV = {
   cpu: cpus()[0]?.model?.trim() ?? 'unknown',
   cores: cpus().length,
   memoryGb: totalmem() / 1024 ** 3,
-  loadavg: loadavg().map((l) => l.toFixed(2)).join(' '),
+  loadavg: loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' '),
   mosquitto: mosquittoVersion() ?? 'not installed',
   revision: gitRevision(),
 };
@@ -257,7 +281,9 @@ async function phaseOne(tmp: string, results: Results): Promise<{ dataDir: strin
     log(`\n[1/3] ingest: ${P.devices} devices, ${P.messages} QoS 1 reports, ${P.window} in flight per device`);
     const errors: string[] = [];
     results.hearthIngest = await runIngest({
-      url: hearth.mqttUrl, devs: ingestDevs, serverPid: hearth.pid,
+      url: hearth.mqttUrl,
+      devs: ingestDevs,
+      serverPid: hearth.pid,
       params: { perDevice, window: P.window, batch: P.batch },
       prepare: async (c, d) => {
         c.on('message', (topic, payload) => {
@@ -267,7 +293,9 @@ async function phaseOne(tmp: string, results: Results): Promise<{ dataDir: strin
       },
       complete: () => waitShadows(api, ingestDevs, perDevice, () => errors[0], 120_000),
     });
-    log(`  hearth     ${fmt(results.hearthIngest.completeRate)} msg/s persisted (${fmt(results.hearthIngest.completeMs / 1000)} s), ${fmt(results.hearthIngest.ackedRate)} msg/s acknowledged`);
+    log(
+      `  hearth     ${fmt(results.hearthIngest.completeRate)} msg/s persisted (${fmt(results.hearthIngest.completeMs / 1000)} s), ${fmt(results.hearthIngest.ackedRate)} msg/s acknowledged`,
+    );
     if (ref) {
       const sub = spawnHelper('ref-subscriber.ts', [ref.mqttUrl]);
       try {
@@ -277,23 +305,33 @@ async function phaseOne(tmp: string, results: Results): Promise<{ dataDir: strin
           msgs.push(m);
           wake?.();
         });
-        const waitMsg = (type: string, ms: number) => withTimeout(new Promise<void>((resolve, reject) => {
-          const look = () => {
-            if (msgs.some((m) => m.type === type)) return resolve();
-            if (sub.exitCode !== null) return reject(new Error(`reference subscriber exited (${sub.exitCode})`));
-            wake = look;
-          };
-          look();
-        }), ms, `reference subscriber "${type}"`);
+        const waitMsg = (type: string, ms: number) =>
+          withTimeout(
+            new Promise<void>((resolve, reject) => {
+              const look = () => {
+                if (msgs.some((m) => m.type === type)) return resolve();
+                if (sub.exitCode !== null) return reject(new Error(`reference subscriber exited (${sub.exitCode})`));
+                wake = look;
+              };
+              look();
+            }),
+            ms,
+            `reference subscriber "${type}"`,
+          );
         await waitMsg('ready', 30_000);
         const total = perDevice.reduce((a, b) => a + b, 0);
         results.refIngest = await runIngest({
-          url: ref.mqttUrl, devs: ingestDevs.map((d) => ({ id: d.id, secret: '' })), serverPid: ref.pid, cpuPids: [ref.pid, sub.pid!],
+          url: ref.mqttUrl,
+          devs: ingestDevs.map((d) => ({ id: d.id, secret: '' })),
+          serverPid: ref.pid,
+          cpuPids: [ref.pid, sub.pid!],
           params: { perDevice, window: P.window, batch: P.batch },
           arm: () => sub.send({ type: 'expect', count: total }),
           complete: () => waitMsg('done', 120_000),
         });
-        log(`  mosquitto  ${fmt(results.refIngest.completeRate)} msg/s delivered (${fmt(results.refIngest.completeMs / 1000)} s), ${fmt(results.refIngest.ackedRate)} msg/s acknowledged`);
+        log(
+          `  mosquitto  ${fmt(results.refIngest.completeRate)} msg/s delivered (${fmt(results.refIngest.completeMs / 1000)} s), ${fmt(results.refIngest.ackedRate)} msg/s acknowledged`,
+        );
       } finally {
         sub.kill('SIGTERM');
       }
@@ -303,9 +341,16 @@ async function phaseOne(tmp: string, results: Results): Promise<{ dataDir: strin
     log(`\n[2/3] commands: ${P.commands} sequential, then ${P.commands} with ${P.concurrency} in flight (after ${WARMUP_COMMANDS} warm-up)`);
     let devClients: MqttClient[] = await connectAll(hearth.mqttUrl, cmdDevs, P.batch, answerCommands);
     try {
-      await waitOnline(api, cmdDevs.map((d) => d.id));
+      await waitOnline(
+        api,
+        cmdDevs.map((d) => d.id),
+      );
       results.hearthCommands = await runCommands({
-        devs: cmdDevs, count: P.commands, concurrency: P.concurrency, warmup: WARMUP_COMMANDS, serverPid: hearth.pid,
+        devs: cmdDevs,
+        count: P.commands,
+        concurrency: P.concurrency,
+        warmup: WARMUP_COMMANDS,
+        serverPid: hearth.pid,
         send: async (id) => {
           const r = await api.call<{ ok?: boolean }>('POST', `/api/v1/devices/${id}/commands`, { action: 'toggle', timeoutMs: 5000 });
           if (r.status !== 200 || r.body.ok !== true) throw new Error(`command to ${id} answered ${r.status}: ${JSON.stringify(r.body).slice(0, 300)}`);
@@ -315,19 +360,30 @@ async function phaseOne(tmp: string, results: Results): Promise<{ dataDir: strin
       await closeClients(devClients);
     }
     const hc = results.hearthCommands;
-    log(`  hearth     p50 ${fmt(hc.sequential.p50)} ms, p95 ${fmt(hc.sequential.p95)} ms, p99 ${fmt(hc.sequential.p99)} ms; x${hc.concurrency}: ${fmt(hc.concurrentRate)} cmd/s`);
+    log(
+      `  hearth     p50 ${fmt(hc.sequential.p50)} ms, p95 ${fmt(hc.sequential.p95)} ms, p99 ${fmt(hc.sequential.p99)} ms; x${hc.concurrency}: ${fmt(hc.concurrentRate)} cmd/s`,
+    );
     if (ref) {
       const refDevs = cmdDevs.map((d) => ({ id: d.id, secret: '' }));
       devClients = await connectAll(ref.mqttUrl, refDevs, P.batch, answerCommands);
       const requester = await mqttRequester(ref.mqttUrl);
       try {
-        results.refCommands = await runCommands({ devs: refDevs, count: P.commands, concurrency: P.concurrency, warmup: WARMUP_COMMANDS, serverPid: ref.pid, send: requester.send });
+        results.refCommands = await runCommands({
+          devs: refDevs,
+          count: P.commands,
+          concurrency: P.concurrency,
+          warmup: WARMUP_COMMANDS,
+          serverPid: ref.pid,
+          send: requester.send,
+        });
       } finally {
         await requester.close();
         await closeClients(devClients);
       }
       const rc = results.refCommands;
-      log(`  mosquitto  p50 ${fmt(rc.sequential.p50)} ms, p95 ${fmt(rc.sequential.p95)} ms, p99 ${fmt(rc.sequential.p99)} ms; x${rc.concurrency}: ${fmt(rc.concurrentRate)} cmd/s`);
+      log(
+        `  mosquitto  p50 ${fmt(rc.sequential.p50)} ms, p95 ${fmt(rc.sequential.p95)} ms, p99 ${fmt(rc.sequential.p99)} ms; x${rc.concurrency}: ${fmt(rc.concurrentRate)} cmd/s`,
+      );
     }
   } finally {
     api.close();
@@ -375,23 +431,42 @@ export const PIPELINE_FILTERS = [
   { type: 'validate' },
   { type: 'dedupe', windowMs: 60_000 },
   { type: 'rateLimit', scope: 'device', perSecond: 100_000, burst: 100_000, action: 'tag', tag: 'rate=exceeded' },
-  { type: 'classify', rules: [
-    { when: { kind: 'events', product: ['smoke-sensor', 'water-leak-sensor'] }, set: { class: 'alarm' } },
-    { when: { kind: 'properties', product: 'plug' }, set: { class: 'energy' } },
-    { when: { kind: 'properties', product: 'light' }, set: { class: 'lighting' } },
-  ] },
+  {
+    type: 'classify',
+    rules: [
+      { when: { kind: 'events', product: ['smoke-sensor', 'water-leak-sensor'] }, set: { class: 'alarm' } },
+      { when: { kind: 'properties', product: 'plug' }, set: { class: 'energy' } },
+      { when: { kind: 'properties', product: 'light' }, set: { class: 'lighting' } },
+    ],
+  },
 ];
 
 function pipelineRoutes(): unknown[] {
-  const products = ['plug', 'thermostat', 'door-lock', 'curtain', 'camera', 'smoke-sensor', 'water-leak-sensor', 'motion-sensor', 'contact-sensor', 'temp-humidity-sensor'];
+  const products = [
+    'plug',
+    'thermostat',
+    'door-lock',
+    'curtain',
+    'camera',
+    'smoke-sensor',
+    'water-leak-sensor',
+    'motion-sensor',
+    'contact-sensor',
+    'temp-humidity-sensor',
+  ];
   const routes: unknown[] = [];
   for (let i = 0; i < 49; i++) {
     const product = products[i % products.length];
-    const match = i % 3 === 0 ? { topic: `devices/+/events`, product } : i % 3 === 1 ? { kind: 'properties', product } : { tags: { class: i % 2 ? 'alarm' : 'energy' } };
+    const match =
+      i % 3 === 0 ? { topic: `devices/+/events`, product } : i % 3 === 1 ? { kind: 'properties', product } : { tags: { class: i % 2 ? 'alarm' : 'energy' } };
     routes.push({ name: `partner-${i}`, match, targets: [{ type: 'nats', subject: `bench.partner.${i}` }] });
   }
   // One route every light report takes, besides the device core: a stream of light states to an analytics subject.
-  routes.push({ name: 'lighting-analytics', match: { topic: 'devices/+/properties', tags: { class: 'lighting' } }, targets: [{ type: 'nats', subject: 'bench.lighting', template: { d: '{{deviceId}}', b: '{{payload.brightness}}' } }] });
+  routes.push({
+    name: 'lighting-analytics',
+    match: { topic: 'devices/+/properties', tags: { class: 'lighting' } },
+    targets: [{ type: 'nats', subject: 'bench.lighting', template: { d: '{{deviceId}}', b: '{{payload.brightness}}' } }],
+  });
   return routes;
 }
 
@@ -403,17 +478,22 @@ function pipelineRoutes(): unknown[] {
  * that out of its cost.
  */
 async function phasePipeline(tmp: string, results: Results): Promise<void> {
-  log(`\n[4/5] message pipeline: the same ingest with the default configuration, with ${PIPELINE_FILTERS.length} filters and 50 routes, and with the default again`);
+  log(
+    `\n[4/5] message pipeline: the same ingest with the default configuration, with ${PIPELINE_FILTERS.length} filters and 50 routes, and with the default again`,
+  );
   const hearth = await startHearth(join(tmp, 'hearth-pipeline'), hearthNodeArgs('3-pipeline'));
   const api = new Api(hearth.httpUrl);
   try {
     await api.login(BENCH_ADMIN.email, BENCH_ADMIN.password);
     const all = await api.provision(4 * P.devices, 'light', 'bench light');
-    const run = (devs: DeviceCred[]) => runIngest({
-      url: hearth.mqttUrl, devs, serverPid: hearth.pid,
-      params: { perDevice, window: P.window, batch: P.batch },
-      complete: () => waitShadows(api, devs, perDevice, () => undefined, 120_000),
-    });
+    const run = (devs: DeviceCred[]) =>
+      runIngest({
+        url: hearth.mqttUrl,
+        devs,
+        serverPid: hearth.pid,
+        params: { perDevice, window: P.window, batch: P.batch },
+        complete: () => waitShadows(api, devs, perDevice, () => undefined, 120_000),
+      });
     // A fresh process runs its first messages through cold code: one run to warm it, not counted.
     log(`  warm-up                   ${fmt((await run(all.slice(3 * P.devices))).completeRate)} msg/s persisted (not counted)`);
     results.pipelineBase = await run(all.slice(0, P.devices));
@@ -426,7 +506,9 @@ async function phasePipeline(tmp: string, results: Results): Promise<void> {
     await api.expect(200, 'PUT', '/api/v1/gateway/filters', { filters: [{ type: 'validate' }] });
     for (const id of ids) await api.expect(200, 'DELETE', `/api/v1/routes/${id}`);
     results.pipelineBaseAfter = await run(all.slice(2 * P.devices, 3 * P.devices));
-    log(`  default configuration     ${fmt(results.pipelineBaseAfter.completeRate)} msg/s persisted (the rule set costs ${fmt(pipelineCost(results)! * 100)}%)`);
+    log(
+      `  default configuration     ${fmt(results.pipelineBaseAfter.completeRate)} msg/s persisted (the rule set costs ${fmt(pipelineCost(results)! * 100)}%)`,
+    );
   } finally {
     api.close();
     await hearth.stop();
@@ -482,15 +564,16 @@ function automationText(r: Results): string {
     `| ${AUTO.perHome} (one home) | ${lat(a.latencyOneHome)} | | |`,
     `| ${fmt(a.automations)} (${fmt(a.homes)} homes) | ${lat(a.latencyAll)} | ${fmt(a.ingestAll.completeRate)} | ${fmt(a.ingestAll.cpuMsPer1k)} |`,
     '',
-    `With ${fmt(a.automations)} automations each sensor report checks the ${a.triggersPerReport} illuminance triggers of its own home `
-      + `(${fmt(a.ingestAll.completeRate * a.triggersPerReport)} trigger checks/s at that rate); latency is from the sensor's publish to the light receiving the command.`,
+    `With ${fmt(a.automations)} automations each sensor report checks the ${a.triggersPerReport} illuminance triggers of its own home ` +
+      `(${fmt(a.ingestAll.completeRate * a.triggersPerReport)} trigger checks/s at that rate); latency is from the sensor's publish to the light receiving the command.`,
   ].join('\n');
 }
 
 /** The rule set's cost: its throughput against the mean of the default configuration's runs before and after it. */
-const pipelineCost = (r: Results) => (r.pipelineBase && r.pipelineRules && r.pipelineBaseAfter
-  ? 1 - r.pipelineRules.completeRate / ((r.pipelineBase.completeRate + r.pipelineBaseAfter.completeRate) / 2)
-  : undefined);
+const pipelineCost = (r: Results) =>
+  r.pipelineBase && r.pipelineRules && r.pipelineBaseAfter
+    ? 1 - r.pipelineRules.completeRate / ((r.pipelineBase.completeRate + r.pipelineBaseAfter.completeRate) / 2)
+    : undefined;
 
 function pipelineText(r: Results): string {
   if (!r.pipelineBase || !r.pipelineRules || !r.pipelineBaseAfter) return 'not measured';
@@ -716,9 +799,22 @@ async function main(): Promise<number> {
   log('\n' + textTable(results));
   if (!MOSQUITTO_BIN) log('(no reference: mosquitto is not installed; apt-get install -y mosquitto)');
   log(`\npersistence check: ${results.persistedCheck}`);
-  if (results.automations) log(`automations: ${fmt(results.automations.automations)} across ${fmt(results.automations.homes)} homes, trigger → command p50 ${fmt(results.automations.latencyAll.p50)} ms, p99 ${fmt(results.automations.latencyAll.p99)} ms (one home's only: ${fmt(results.automations.latencyOneHome.p50)} / ${fmt(results.automations.latencyOneHome.p99)} ms)`);
-  if (results.queue) log(`queued commands: ${fmt(results.queue.commands)} to ${fmt(results.queue.devices)} reconnecting devices answered in ${results.queue.drainS.toFixed(1)} s, ${results.queue.cpuMsPerCommand.toFixed(3)} ms server CPU per command, peak RSS ${fmt(results.queue.peakRssMb)} MB`);
-  log(`message pipeline: ${pipelineText(results).split('\n').filter((l) => l.startsWith('The rule set')).join('') || 'not measured'}`);
+  if (results.automations)
+    log(
+      `automations: ${fmt(results.automations.automations)} across ${fmt(results.automations.homes)} homes, trigger → command p50 ${fmt(results.automations.latencyAll.p50)} ms, p99 ${fmt(results.automations.latencyAll.p99)} ms (one home's only: ${fmt(results.automations.latencyOneHome.p50)} / ${fmt(results.automations.latencyOneHome.p99)} ms)`,
+    );
+  if (results.queue)
+    log(
+      `queued commands: ${fmt(results.queue.commands)} to ${fmt(results.queue.devices)} reconnecting devices answered in ${results.queue.drainS.toFixed(1)} s, ${results.queue.cpuMsPerCommand.toFixed(3)} ms server CPU per command, peak RSS ${fmt(results.queue.peakRssMb)} MB`,
+    );
+  log(
+    `message pipeline: ${
+      pipelineText(results)
+        .split('\n')
+        .filter((l) => l.startsWith('The rule set'))
+        .join('') || 'not measured'
+    }`,
+  );
   if (results.hearthStopMs !== undefined && results.hearthStopMs > 5000) log(`note: Hearth took ${results.hearthStopMs} ms to stop after SIGTERM`);
   log(`whole run: ${elapsed.toFixed(0)} s`);
   if (WRITE_DOCS) {
@@ -726,7 +822,10 @@ async function main(): Promise<number> {
     const file = join(ROOT, 'docs', 'benchmarks.md');
     const old = readFileSync(file, 'utf8');
     // The sections other modes write (BENCH_MODE=cluster, ota and fleet, npm run bench:telemetry) are kept.
-    const kept = ['cluster', 'telemetry', 'ota', 'fleet'].map((name) => new RegExp(`<!-- ${name}:begin -->[\\s\\S]*<!-- ${name}:end -->\\n?`).exec(old)?.[0]).filter((x) => x !== undefined).join('\n');
+    const kept = ['cluster', 'telemetry', 'ota', 'fleet']
+      .map((name) => new RegExp(`<!-- ${name}:begin -->[\\s\\S]*<!-- ${name}:end -->\\n?`).exec(old)?.[0])
+      .filter((x) => x !== undefined)
+      .join('\n');
     writeFileSync(file, markdown(results, elapsed) + (kept ? `\n${kept}` : ''));
     log('wrote docs/benchmarks.md');
   } else {

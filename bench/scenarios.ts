@@ -12,14 +12,21 @@ import { now, percentiles, sleep, type Percentiles } from './stats.ts';
  * Connects `devs` in batches of `batch` concurrent connects; `after` runs per client inside the batch.
  * `url` may depend on the device's index, so that a cluster's devices spread over its nodes.
  */
-export async function connectAll(url: string | ((index: number) => string), devs: DeviceCred[], batch: number, after?: (c: MqttClient, d: DeviceCred) => Promise<void>): Promise<MqttClient[]> {
+export async function connectAll(
+  url: string | ((index: number) => string),
+  devs: DeviceCred[],
+  batch: number,
+  after?: (c: MqttClient, d: DeviceCred) => Promise<void>,
+): Promise<MqttClient[]> {
   const out: MqttClient[] = [];
   for (let i = 0; i < devs.length; i += batch) {
-    const part = await Promise.all(devs.slice(i, i + batch).map(async (d, j) => {
-      const c = await connectDevice(typeof url === 'string' ? url : url(i + j), d);
-      if (after) await after(c, d);
-      return c;
-    }));
+    const part = await Promise.all(
+      devs.slice(i, i + batch).map(async (d, j) => {
+        const c = await connectDevice(typeof url === 'string' ? url : url(i + j), d);
+        if (after) await after(c, d);
+        return c;
+      }),
+    );
     out.push(...part);
   }
   return out;
@@ -190,17 +197,25 @@ export async function runCommands(opts: {
   const conc: number[] = [];
   let next = 0;
   const t0 = now();
-  await Promise.all(Array.from({ length: concurrency }, async (_, w) => {
-    while (next < count) {
-      next++;
-      const t = now();
-      await send(devs[w].id);
-      conc.push(now() - t);
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: concurrency }, async (_, w) => {
+      while (next < count) {
+        next++;
+        const t = now();
+        await send(devs[w].id);
+        conc.push(now() - t);
+      }
+    }),
+  );
   const elapsed = now() - t0;
   const cpuUsed = cpuMs(opts.serverPid) - cpu0;
-  return { sequential: percentiles(seq), concurrent: percentiles(conc), concurrency, concurrentRate: count / (elapsed / 1000), cpuMsPerCommand: cpuUsed / (2 * count) };
+  return {
+    sequential: percentiles(seq),
+    concurrent: percentiles(conc),
+    concurrency,
+    concurrentRate: count / (elapsed / 1000),
+    cpuMsPerCommand: cpuUsed / (2 * count),
+  };
 }
 
 /**
@@ -221,18 +236,19 @@ export async function mqttRequester(url: string): Promise<{ send: (deviceId: str
   await subscribe(client, 'devices/+/commands/result', 1);
   let seq = 0;
   return {
-    send: (deviceId) => new Promise<void>((resolve, reject) => {
-      const id = `c_${(++seq).toString(36)}`;
-      const timer = setTimeout(() => {
-        pending.delete(id);
-        reject(new Error(`reference command ${id} to ${deviceId} was not answered within 5000 ms`));
-      }, 5000);
-      pending.set(id, () => {
-        clearTimeout(timer);
-        resolve();
-      });
-      client.publish(`devices/${deviceId}/commands`, JSON.stringify({ id, action: 'toggle', params: {} }), { qos: 1 });
-    }),
+    send: (deviceId) =>
+      new Promise<void>((resolve, reject) => {
+        const id = `c_${(++seq).toString(36)}`;
+        const timer = setTimeout(() => {
+          pending.delete(id);
+          reject(new Error(`reference command ${id} to ${deviceId} was not answered within 5000 ms`));
+        }, 5000);
+        pending.set(id, () => {
+          clearTimeout(timer);
+          resolve();
+        });
+        client.publish(`devices/${deviceId}/commands`, JSON.stringify({ id, action: 'toggle', params: {} }), { qos: 1 });
+      }),
     close: () => closeClients([client]),
   };
 }
@@ -254,7 +270,13 @@ export interface ConnectionResult {
  * Opens `devs.length` idle device connections (each subscribed to its commands topic, as a
  * real device is) in batches, and reads the server's RSS before and after.
  */
-export async function runConnections(opts: { url: string; devs: DeviceCred[]; batch: number; serverPid: number; warmup: DeviceCred[] }): Promise<ConnectionResult> {
+export async function runConnections(opts: {
+  url: string;
+  devs: DeviceCred[];
+  batch: number;
+  serverPid: number;
+  warmup: DeviceCred[];
+}): Promise<ConnectionResult> {
   const { url, devs, batch, serverPid } = opts;
   const sub = (c: MqttClient, d: DeviceCred) => subscribe(c, `devices/${d.id}/commands`, 1);
   // Warm the server's connection path first, so that lazily loaded code is not counted per connection.

@@ -122,8 +122,12 @@ function report(engine: string, bytes: Record<string, number>, ingest: { alone: 
   const raw = bytes.history ?? 0;
   const rollups = (bytes.history_rollups ?? 0) + (bytes.history_series ?? 0);
   const ratio = ingest.pruning / ingest.alone;
-  say(`${engine}: raw ${(raw / POINTS).toFixed(1)} B/point, rollups ${(rollups / POINTS).toFixed(1)} B/point; ingest ${ingest.alone.toFixed(0)} points/s alone, ${ingest.pruning.toFixed(0)} while pruning ${ingest.pruned} (${(ratio * 100).toFixed(0)}%)`);
-  rows.push(`| ${engine} | ${(raw / POINTS).toFixed(1)} | ${(rollups / POINTS).toFixed(1)} | ${((raw + rollups) / POINTS).toFixed(1)} | ${ingest.alone.toFixed(0)} | ${ingest.pruning.toFixed(0)} | ${(ratio * 100).toFixed(0)}% |`);
+  say(
+    `${engine}: raw ${(raw / POINTS).toFixed(1)} B/point, rollups ${(rollups / POINTS).toFixed(1)} B/point; ingest ${ingest.alone.toFixed(0)} points/s alone, ${ingest.pruning.toFixed(0)} while pruning ${ingest.pruned} (${(ratio * 100).toFixed(0)}%)`,
+  );
+  rows.push(
+    `| ${engine} | ${(raw / POINTS).toFixed(1)} | ${(rollups / POINTS).toFixed(1)} | ${((raw + rollups) / POINTS).toFixed(1)} | ${ingest.alone.toFixed(0)} | ${ingest.pruning.toFixed(0)} | ${(ratio * 100).toFixed(0)}% |`,
+  );
 }
 
 const sqlite = await sqliteBytes();

@@ -220,20 +220,38 @@ export class Hearth {
     return new Hearth(config, { log, bus, clock: opts.clock });
   }
 
-  constructor(readonly config: Config, opts: { log?: Logger; bus?: BusEngine; clock?: Clock } = {}) {
+  constructor(
+    readonly config: Config,
+    opts: { log?: Logger; bus?: BusEngine; clock?: Clock } = {},
+  ) {
     this.clock = opts.clock ?? systemClock;
     const clustered = config.natsUrl !== undefined;
     if (clustered && !opts.bus) throw new Error('cluster mode: build the node with Hearth.create(config)');
     this.roles = parseRoles(config.roles);
-    this.nodeId = clustered ? `${config.nodeName ?? hostname().replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 48)}-${randomBytes(3).toString('hex')}` : 'embedded';
+    this.nodeId = clustered
+      ? `${
+          config.nodeName ??
+          hostname()
+            .replace(/[^A-Za-z0-9_-]/g, '-')
+            .slice(0, 48)
+        }-${randomBytes(3).toString('hex')}`
+      : 'embedded';
     this.log = (opts.log ?? createLogger(config.logLevel)).child({ node: this.nodeId });
     const metrics = (this.metrics = new Metrics());
     metrics.setNodeInfo({ version: VERSION, node: config.nodeName ?? hostname(), roles: config.roles });
     metrics.setReadySource(() => this.ready);
-    const { db } = openStore({ dataDir: config.dataDir, databaseUrl: config.databaseUrl, synchronous: config.sqliteSynchronous, onQuery: (ms, sql) => metrics.observeQuery(ms, sql) });
+    const { db } = openStore({
+      dataDir: config.dataDir,
+      databaseUrl: config.databaseUrl,
+      synchronous: config.sqliteSynchronous,
+      onQuery: (ms, sql) => metrics.observeQuery(ms, sql),
+    });
     this.db = db;
     // Embedded: the bus's durable streams live in streams.sqlite, so a PUBACK (or a 202) means committed to disk.
-    const embeddedBus = () => new MemoryBus(this.log.child({ component: 'bus' }), { storage: new SqliteStreamStorage({ dataDir: config.dataDir, synchronous: config.sqliteSynchronous }) });
+    const embeddedBus = () =>
+      new MemoryBus(this.log.child({ component: 'bus' }), {
+        storage: new SqliteStreamStorage({ dataDir: config.dataDir, synchronous: config.sqliteSynchronous }),
+      });
     const bus = (this.bus = instrumentBus(opts.bus ?? embeddedBus(), metrics));
     const log = this.log;
     const settings = new SettingsStore(db);
@@ -258,17 +276,26 @@ export class Hearth {
     const accessChanged = broadcast(bus, 'cluster.access', (a) => stream.invalidateUser(a.userId));
     this.broadcasts.push(revoked, keyRevoked, placed, accessChanged, loginOutcomes);
     const auth = new AuthService({
-      db, settings, log: log.child({ component: 'auth' }), mailer, ttlSeconds: config.tokenTtlSeconds, refreshTtlSeconds: config.refreshTtlSeconds,
+      db,
+      settings,
+      log: log.child({ component: 'auth' }),
+      mailer,
+      ttlSeconds: config.tokenTtlSeconds,
+      refreshTtlSeconds: config.refreshTtlSeconds,
       onRevoked: (sid, until) => revoked.send({ sid, until }),
       onKeyRevoked: (keyId) => void keyRevoked.send({ keyId }),
       onOperatorSignIn: () => removeInitialPassword(config.dataDir),
       onLoginOutcome: (o) => void loginOutcomes.send(o),
       observer: metrics,
       signups: { perHour: config.signupsPerHour, burst: config.signupBurst },
-      onSpray: (a) => audit.record({
-        actor: 'system', action: 'auth.login.spray', targetType: a.kind === 'source' ? 'source' : 'email', targetId: a.subject,
-        details: { kind: a.kind, distinct: a.distinct, windowSeconds: a.windowSeconds },
-      }),
+      onSpray: (a) =>
+        audit.record({
+          actor: 'system',
+          action: 'auth.login.spray',
+          targetType: a.kind === 'source' ? 'source' : 'email',
+          targetId: a.subject,
+          details: { kind: a.kind, distinct: a.distinct, windowSeconds: a.windowSeconds },
+        }),
     });
     // Limits are against abuse: the operator's account and keys (the platform's own scripts and
     // services) have their own, much higher ones, so that they never share the app users' defaults.
@@ -276,7 +303,13 @@ export class Hearth {
     this.operatorLimiter = new RateLimiter({ perMinute: config.operatorRateLimitPerMinute, burst: config.operatorRateLimitBurst });
     const presence = new PresenceService({ db, bus, devices, log, nodeId: this.nodeId, observer: metrics });
     const shards = (this.shards = new ShardManager({
-      db, log: log.child({ component: 'shards' }), nodeId: this.nodeId, roles: this.roles, shards: config.shards, single: !clustered, leaseMs: config.nodeTimeoutMs,
+      db,
+      log: log.child({ component: 'shards' }),
+      nodeId: this.nodeId,
+      roles: this.roles,
+      shards: config.shards,
+      single: !clustered,
+      leaseMs: config.nodeTimeoutMs,
       onNodeLost: async (id) => void (await presence.nodeLost(id)),
       onOwnedChange: (n) => metrics.setShardsOwned(n),
     }));
@@ -285,20 +318,59 @@ export class Hearth {
     const ingress = (this.ingress = new UplinkIngress({ bus, shards: config.shards, nodeId: this.nodeId }));
     const pipeline = new RoutingPipeline({ observer: metrics });
     const commandQueue = new CommandQueue({
-      db, bus, log: log.child({ component: 'command-queue' }), presence, owns: (id) => shards.ownsDevice(id),
-      limits: { maxQueued: config.commandQueueMax, maxInFlight: config.commandQueueMaxInFlight }, observer: metrics,
+      db,
+      bus,
+      log: log.child({ component: 'command-queue' }),
+      presence,
+      owns: (id) => shards.ownsDevice(id),
+      limits: { maxQueued: config.commandQueueMax, maxInFlight: config.commandQueueMaxInFlight },
+      observer: metrics,
     });
     const commands = new CommandService({
-      db, bus, log, devices, products, presence, defaultTimeoutMs: config.commandTimeoutMs, observer: metrics, ingress, routesCommands: () => pipeline.routesCommands,
-      queue: commandQueue, queueSettings: { defaultTtlMs: config.commandQueueDefaultTtlMs, maxTtlMs: config.commandQueueMaxTtlMs },
+      db,
+      bus,
+      log,
+      devices,
+      products,
+      presence,
+      defaultTimeoutMs: config.commandTimeoutMs,
+      observer: metrics,
+      ingress,
+      routesCommands: () => pipeline.routesCommands,
+      queue: commandQueue,
+      queueSettings: { defaultTtlMs: config.commandQueueDefaultTtlMs, maxTtlMs: config.commandQueueMaxTtlMs },
     });
     const deadLetterStore = new DeadLetterStore(db);
     const delivery = new DeliveryService({ bus, log: log.child({ component: 'delivery' }), metrics, deadLetters: deadLetterStore });
     const deadLetters = new DeadLetterService({ store: deadLetterStore, queue: delivery });
     // Every node may enqueue deliveries (the ingest, replays); workers run the delivery consumers.
-    const deliveries = this.has('worker') ? delivery : { enqueue: (d: Parameters<DeliveryService['enqueue']>[0]) => delivery.enqueue(d), reconcile: async () => {} };
-    const routing = new RoutingConfigService({ db, bus, log: log.child({ component: 'routing' }), pipeline, devices, products, deliveries, file: config.gatewayConfig });
-    const ingest = new IngestService({ bus, log, devices, products, presence, shadow, history, commands, flushMs: config.historyFlushMs, ackWaitMs: config.ackWaitMs, observer: metrics, routing: pipeline, deliveries,
+    const deliveries = this.has('worker')
+      ? delivery
+      : { enqueue: (d: Parameters<DeliveryService['enqueue']>[0]) => delivery.enqueue(d), reconcile: async () => {} };
+    const routing = new RoutingConfigService({
+      db,
+      bus,
+      log: log.child({ component: 'routing' }),
+      pipeline,
+      devices,
+      products,
+      deliveries,
+      file: config.gatewayConfig,
+    });
+    const ingest = new IngestService({
+      bus,
+      log,
+      devices,
+      products,
+      presence,
+      shadow,
+      history,
+      commands,
+      flushMs: config.historyFlushMs,
+      ackWaitMs: config.ackWaitMs,
+      observer: metrics,
+      routing: pipeline,
+      deliveries,
       ota: { handleProgress: (id, payload, at) => campaigns.handleProgress(id, payload, at), resend: (id) => campaigns.resend(id) },
       reset: (id, via) => lifecycle.reset(id, via),
     });
@@ -309,16 +381,46 @@ export class Hearth {
     const timers = new TimerService({ db, bus, log: log.child({ component: 'timers' }), clock: this.clock, shards, shardCount: config.shards });
     shards.on(timers);
     const deviceTags = new DeviceTags({ db, bus, log: log.child({ component: 'devices' }), ownsDevice: (id) => shards.ownsDevice(id) });
-    const views = new DeviceViews({ presence, shadow, access, tags: deviceTags, isDisabled: (id) => devices.isDisabled(id), firmware: (id) => campaigns.deviceFirmware(id) });
-    const scenes = new SceneService({ db, bus, log: log.child({ component: 'scenes' }), clock: this.clock, access, devices, products, presence, shadow, commands, audit, stream });
+    const views = new DeviceViews({
+      presence,
+      shadow,
+      access,
+      tags: deviceTags,
+      isDisabled: (id) => devices.isDisabled(id),
+      firmware: (id) => campaigns.deviceFirmware(id),
+    });
+    const scenes = new SceneService({
+      db,
+      bus,
+      log: log.child({ component: 'scenes' }),
+      clock: this.clock,
+      access,
+      devices,
+      products,
+      presence,
+      shadow,
+      commands,
+      audit,
+      stream,
+    });
     // Homes tell the capabilities that keep per-home state (automations and notify are built below: they read homes).
     const homesDeps: HomesDeps = {
-      db, access, devices, shadow, commands, audit, mailer, users: auth, publicUrl,
+      db,
+      access,
+      devices,
+      shadow,
+      commands,
+      audit,
+      mailer,
+      users: auth,
+      publicUrl,
       onPlacementChange: (deviceId) => {
         void placed.send(deviceId === undefined ? {} : { deviceId });
         // A device out of every home drops its command queue: nothing queued reaches a next owner.
         if (deviceId !== undefined) {
-          void access.placement(deviceId).then((home) => (home ? undefined : commands.dropQueue(deviceId)))
+          void access
+            .placement(deviceId)
+            .then((home) => (home ? undefined : commands.dropQueue(deviceId)))
             .catch((err) => log.warn({ err, deviceId }, 'command queue could not be dropped'));
         }
       },
@@ -346,7 +448,17 @@ export class Hearth {
     // URLs that people configure (not the operator's gateway targets) may be kept off private networks.
     const urls = new UrlPolicy(config.outboundPrivateNetworks);
     const notify = new NotificationService({
-      db, clock: this.clock, log: log.child({ component: 'notify' }), stream, mailer, settings, access, homes, users: auth, metrics, urls,
+      db,
+      clock: this.clock,
+      log: log.child({ component: 'notify' }),
+      stream,
+      mailer,
+      settings,
+      access,
+      homes,
+      users: auth,
+      metrics,
+      urls,
       config: {
         dedupeWindowMs: config.notifyDedupeWindowMs,
         vapidSubject: config.vapidSubject,
@@ -354,22 +466,44 @@ export class Hearth {
         publicUrl,
         ...(config.fcmServiceAccountFile ? { fcm: { serviceAccountFile: config.fcmServiceAccountFile, baseUrl: config.fcmBaseUrl } } : {}),
         ...(config.apnsKeyFile && config.apnsKeyId && config.apnsTeamId && config.apnsTopic
-          ? { apns: { keyFile: config.apnsKeyFile, keyId: config.apnsKeyId, teamId: config.apnsTeamId, topic: config.apnsTopic, baseUrl: config.apnsBaseUrl } } : {}),
+          ? { apns: { keyFile: config.apnsKeyFile, keyId: config.apnsKeyId, teamId: config.apnsTeamId, topic: config.apnsTopic, baseUrl: config.apnsBaseUrl } }
+          : {}),
       },
     });
     // Automations: stored and checked by the service on any node, run by the engine on the worker owning the home's shard.
     const automationStore = (this.automationStore = new AutomationStore({
-      db, log: log.child({ component: 'automations' }), flushMs: config.historyFlushMs, sharding: { shardCount: config.shards, settings },
+      db,
+      log: log.child({ component: 'automations' }),
+      flushMs: config.historyFlushMs,
+      sharding: { shardCount: config.shards, settings },
     }));
     // A change reloads the automation on every node; here it is awaited (a trigger right after the reply is seen).
     const automationsChanged = broadcast(bus, 'cluster.automations', (m) => automationEngine.reload(m.id));
     this.broadcasts.push(automationsChanged);
     const automations = new AutomationService({
-      store: automationStore, access, devices, products, audit, homes, groups, urls, clock: this.clock, log: log.child({ component: 'automations' }), shardCount: config.shards,
-      timers, scenes, onChange: (id): Promise<void> => automationsChanged.send({ id }),
+      store: automationStore,
+      access,
+      devices,
+      products,
+      audit,
+      homes,
+      groups,
+      urls,
+      clock: this.clock,
+      log: log.child({ component: 'automations' }),
+      shardCount: config.shards,
+      timers,
+      scenes,
+      onChange: (id): Promise<void> => automationsChanged.send({ id }),
     });
     const automationEngine = new AutomationEngine({
-      bus, log: log.child({ component: 'automations' }), clock: this.clock, store: automationStore, shards, shardCount: config.shards, control: automations,
+      bus,
+      log: log.child({ component: 'automations' }),
+      clock: this.clock,
+      store: automationStore,
+      shards,
+      shardCount: config.shards,
+      control: automations,
       effects: {
         command: (id, input, source) => commands.send(id, input, source),
         setDesired: (id, values) => shadow.setDesired(id, values),
@@ -396,35 +530,76 @@ export class Hearth {
       this.mqtt?.recheckSessions(undefined, undefined, 'certificate');
     });
     this.broadcasts.push(secretRotated, certificatesChanged);
-    const credentials = new DeviceCredentials({ db, devices, onRotated: (deviceId, previousValidUntil) => secretRotated.send({ deviceId, previousValidUntil }) });
+    const credentials = new DeviceCredentials({
+      db,
+      devices,
+      onRotated: (deviceId, previousValidUntil) => secretRotated.send({ deviceId, previousValidUntil }),
+    });
     devices.attachCredentials(credentials);
-    const identity = new IdentityService({ db, log: log.child({ component: 'identity' }), products, devices, credentials, onChange: () => certificatesChanged.send({}) });
+    const identity = new IdentityService({
+      db,
+      log: log.child({ component: 'identity' }),
+      products,
+      devices,
+      credentials,
+      onChange: () => certificatesChanged.send({}),
+    });
     const provisioning = new ProvisioningService({ db, log: log.child({ component: 'provisioning' }), products, credentials, audit });
     // Pruning by age runs on one node: the worker holding shard 0's lease (every shard is this node's when embedded).
     const retention = new RetentionService({
-      db, log: log.child({ component: 'retention' }), products, devices, history, commands, audit,
-      intervalMs: config.retentionIntervalMs, batch: config.retentionBatch, isPruner: () => this.has('worker') && shards.owns(0),
+      db,
+      log: log.child({ component: 'retention' }),
+      products,
+      devices,
+      history,
+      commands,
+      audit,
+      intervalMs: config.retentionIntervalMs,
+      batch: config.retentionBatch,
+      isPruner: () => this.has('worker') && shards.owns(0),
       defaults: {
-        raw: config.retentionRaw, events: config.retentionEvents, commands: config.retentionCommands, audit: config.retentionAudit,
-        rollup1m: config.retentionMinuteRollups, rollup1h: config.retentionHourRollups, rollup1d: config.retentionDayRollups,
+        raw: config.retentionRaw,
+        events: config.retentionEvents,
+        commands: config.retentionCommands,
+        audit: config.retentionAudit,
+        rollup1m: config.retentionMinuteRollups,
+        rollup1h: config.retentionHourRollups,
+        rollup1d: config.retentionDayRollups,
       },
     });
     // Firmware updates: images in the data directory (embedded) or in the store (PostgreSQL: every node serves every package).
     const firmware = new FirmwareService({
-      db, log: log.child({ component: 'ota' }), products,
+      db,
+      log: log.child({ component: 'ota' }),
+      products,
       storage: config.databaseUrl === undefined ? new FileFirmwareStorage(config.dataDir) : new StoreFirmwareStorage(db),
       tokenSecret: () => settings.getOrCreate('otaDownloadKey', () => randomBytes(32).toString('base64url')),
-      baseUrl: () => config.otaDownloadUrl ?? config.publicUrl ?? `http://${['0.0.0.0', '::'].includes(config.httpHost) ? 'localhost' : config.httpHost}:${this.httpPort}`,
-      maxBytes: config.otaMaxFirmwareBytes, downloadTtlSeconds: config.otaDownloadTtlSeconds, maxConcurrentDownloads: config.otaMaxConcurrentDownloads,
+      baseUrl: () =>
+        config.otaDownloadUrl ?? config.publicUrl ?? `http://${['0.0.0.0', '::'].includes(config.httpHost) ? 'localhost' : config.httpHost}:${this.httpPort}`,
+      maxBytes: config.otaMaxFirmwareBytes,
+      downloadTtlSeconds: config.otaDownloadTtlSeconds,
+      maxConcurrentDownloads: config.otaMaxConcurrentDownloads,
     });
     const campaigns = new CampaignService({
-      db, bus, log: log.child({ component: 'ota' }), clock: this.clock, timers, shards, devices, presence, access, firmware, audit, stream,
+      db,
+      bus,
+      log: log.child({ component: 'ota' }),
+      clock: this.clock,
+      timers,
+      shards,
+      devices,
+      presence,
+      access,
+      firmware,
+      audit,
+      stream,
       home: async (homeId) => {
         const h = await homes.info(homeId);
         return h && { timezone: h.timezone, ownerId: h.ownerId };
       },
       notify: (req) => notify.send(req),
-      observer: metrics, tickMs: config.otaTickMs,
+      observer: metrics,
+      tickMs: config.otaTickMs,
     });
     // Fleet lifecycle: a change reaches every node's caches, and the node holding the connection closes it.
     const devicesChanged = broadcast(bus, 'cluster.devices', (c) => {
@@ -436,8 +611,17 @@ export class Hearth {
     const deviceSearch = new DeviceSearch({ db });
     const fleetGroups = new FleetGroups({ db, audit, devices, search: deviceSearch });
     const lifecycle = new DeviceLifecycle({
-      devices, presence, tags: deviceTags, shadow, commands, history, homes: new HomeDeviceRemoval({ db }),
-      placement: (id) => access.placement(id), audit, stream, log: log.child({ component: 'devices' }),
+      devices,
+      presence,
+      tags: deviceTags,
+      shadow,
+      commands,
+      history,
+      homes: new HomeDeviceRemoval({ db }),
+      placement: (id) => access.placement(id),
+      audit,
+      stream,
+      log: log.child({ component: 'devices' }),
       announce: (c) => devicesChanged.send(c),
       placementChanged: (ids) => ids.forEach((deviceId) => void placed.send({ deviceId })),
       accessChanged: (userIds) => userIds.forEach((userId) => void accessChanged.send({ userId })),
@@ -447,7 +631,12 @@ export class Hearth {
     const jobsAnnounced = broadcast(bus, 'cluster.fleet.jobs', (j): void => fleetJobs.heard(j));
     this.broadcasts.push(jobsAnnounced);
     const fleetJobs = new FleetJobs({
-      db, log: log.child({ component: 'fleet-jobs' }), shardCount: config.shards, groups: fleetGroups, devices, audit,
+      db,
+      log: log.child({ component: 'fleet-jobs' }),
+      shardCount: config.shards,
+      groups: fleetGroups,
+      devices,
+      audit,
       announce: (j): Promise<void> => jobsAnnounced.send(j),
       effects: {
         command: (id, input, source) => commands.send(id, input, source),
@@ -461,10 +650,57 @@ export class Hearth {
       },
     });
     shards.on(fleetJobs);
-    this.services = { settings, auth, products, devices, presence, shadow, history, commands, ingest, access, audit, views, homes, members, bindings, groups, stream, delivery, deadLetters, partners, routing, scenes, timers, notify, automations, automationEngine, credentials, identity, provisioning, retention, firmware, campaigns, lifecycle, deviceTags, deviceSearch, fleetGroups, fleetJobs };
+    this.services = {
+      settings,
+      auth,
+      products,
+      devices,
+      presence,
+      shadow,
+      history,
+      commands,
+      ingest,
+      access,
+      audit,
+      views,
+      homes,
+      members,
+      bindings,
+      groups,
+      stream,
+      delivery,
+      deadLetters,
+      partners,
+      routing,
+      scenes,
+      timers,
+      notify,
+      automations,
+      automationEngine,
+      credentials,
+      identity,
+      provisioning,
+      retention,
+      firmware,
+      campaigns,
+      lifecycle,
+      deviceTags,
+      deviceSearch,
+      fleetGroups,
+      fleetJobs,
+    };
     const sessions = new SessionStore({ db });
     this.tls = TlsMaterial.configured({ certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, selfSigned: config.tlsSelfSigned })
-      ? new TlsMaterial({ certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, selfSigned: config.tlsSelfSigned, dataDir: config.dataDir, watchIntervalMs: config.tlsWatchIntervalMs }, log.child({ component: 'tls' }))
+      ? new TlsMaterial(
+          {
+            certFile: config.tlsCertFile,
+            keyFile: config.tlsKeyFile,
+            selfSigned: config.tlsSelfSigned,
+            dataDir: config.dataDir,
+            watchIntervalMs: config.tlsWatchIntervalMs,
+          },
+          log.child({ component: 'tls' }),
+        )
       : undefined;
     this.setup = new OperatorSetup({
       auth,
@@ -472,9 +708,17 @@ export class Hearth {
       onDone: () => removeInitialPassword(config.dataDir),
     });
     this.mqtt = new MqttGateway({
-      bus, devices, presence, log: log.child({ component: 'mqtt' }), observer: metrics, tls: this.tls,
+      bus,
+      devices,
+      presence,
+      log: log.child({ component: 'mqtt' }),
+      observer: metrics,
+      tls: this.tls,
       persistence: new StorePersistence({
-        store: sessions, log: log.child({ component: 'mqtt-sessions' }), maxMessages: config.mqttSessionMaxMessages, loadAll: !clustered,
+        store: sessions,
+        log: log.child({ component: 'mqtt-sessions' }),
+        maxMessages: config.mqttSessionMaxMessages,
+        loadAll: !clustered,
         onDropped: (clientId, n) => {
           metrics.sessionMessagesDropped(n);
           log.warn({ deviceId: clientId, dropped: n }, 'persistent MQTT session full: oldest message dropped');
@@ -482,14 +726,27 @@ export class Hearth {
       }),
       identity: {
         authenticateCertificate: (name, cert) => identity.authenticateCertificate(name, cert),
-        stillValid: async (deviceId, c) => (c.certificate ? identity.certificateStillValid(c.certificate.fingerprint, c.certificate.caId) : c.secretDigest ? (await credentials.checkDigest(deviceId, c.secretDigest)) !== false : true),
+        stillValid: async (deviceId, c) =>
+          c.certificate
+            ? identity.certificateStillValid(c.certificate.fingerprint, c.certificate.caId)
+            : c.secretDigest
+              ? (await credentials.checkDigest(deviceId, c.secretDigest)) !== false
+              : true,
         provision: (hwid, payload) => provisioning.provisionOverMqtt(hwid, payload),
       },
       config: {
-        tlsPort: this.tls ? (config.mqttTlsPort ?? 8883) : undefined, plain: config.plainPorts,
-        port: config.mqttPort, host: config.mqttHost, maxPayloadBytes: config.maxPayloadBytes, shards: config.shards, nodeId: this.nodeId,
-        connectMaxBytes: config.mqttConnectMaxBytes, connectTimeoutMs: config.mqttConnectTimeoutMs,
-        connectRatePerSecond: config.connectRatePerSecond, connectBurst: config.connectBurst, disconnectRatePerSecond: config.disconnectRatePerSecond,
+        tlsPort: this.tls ? (config.mqttTlsPort ?? 8883) : undefined,
+        plain: config.plainPorts,
+        port: config.mqttPort,
+        host: config.mqttHost,
+        maxPayloadBytes: config.maxPayloadBytes,
+        shards: config.shards,
+        nodeId: this.nodeId,
+        connectMaxBytes: config.mqttConnectMaxBytes,
+        connectTimeoutMs: config.mqttConnectTimeoutMs,
+        connectRatePerSecond: config.connectRatePerSecond,
+        connectBurst: config.connectBurst,
+        disconnectRatePerSecond: config.disconnectRatePerSecond,
       },
     });
     metrics.setConnectedSource(() => this.mqtt.connectedClients);
@@ -516,7 +773,8 @@ export class Hearth {
       { name: 'store', start: async () => void (await migrate(this.db)), stop: () => this.db.destroy() },
       { name: 'bus', stop: () => this.bus.close() },
       {
-        name: 'broadcasts', after: ['bus'],
+        name: 'broadcasts',
+        after: ['bus'],
         start: () => this.broadcasts.forEach((b) => b.open()),
         stop: () => this.broadcasts.forEach((b) => b.close()),
       },
@@ -537,27 +795,45 @@ export class Hearth {
       { name: 'commands', after: ['presence'], start: () => s.commands.start(), stop: () => s.commands.stop() },
       { name: 'notify', after: ['store', 'mailer'], start: () => s.notify.start(), stop: () => s.notify.stop() },
       { name: 'stream', after: ['bus', 'broadcasts'], start: () => s.stream.start(), stop: () => s.stream.stop() },
-      { name: 'ingest', after: ['shadow', 'history', 'commands', 'delivery', 'routing-config'], start: async () => { await s.ingest.declare(); s.ingest.start(); }, stop: () => s.ingest.stop() },
+      {
+        name: 'ingest',
+        after: ['shadow', 'history', 'commands', 'delivery', 'routing-config'],
+        start: async () => {
+          await s.ingest.declare();
+          s.ingest.start();
+        },
+        stop: () => s.ingest.stop(),
+      },
       { name: 'automation-store', after: ['store'], start: () => this.automationStore.start(), stop: () => this.automationStore.stop() },
       { name: 'timers', after: ['store', 'bus'], start: () => s.timers.start(), stop: () => s.timers.stop() },
       // Automations run where shards are owned: device messages reach workers only.
       {
-        name: 'automation-engine', after: ['automation-store', 'timers', 'stream', 'notify', 'commands', 'shadow'],
-        start: () => (worker ? s.automationEngine.start() : undefined), stop: () => s.automationEngine.stop(),
+        name: 'automation-engine',
+        after: ['automation-store', 'timers', 'stream', 'notify', 'commands', 'shadow'],
+        start: () => (worker ? s.automationEngine.start() : undefined),
+        stop: () => s.automationEngine.stop(),
       },
       // Firmware campaigns advance on timers and follow presence: on workers, like the automations.
       { name: 'ota', after: ['timers', 'stream', 'notify', 'audit'], start: () => (worker ? s.campaigns.start() : undefined), stop: () => s.campaigns.stop() },
       {
         // Taking shards calls the listeners above (shadow, ingest, timers, engine); giving them back
         // waits until everything the bus delivered so far was handled.
-        name: 'shards', after: ['shadow', 'ingest', 'timers', 'automation-engine', 'ota', 'fleet-jobs'],
-        start: async () => { await this.shards.start(); await this.shards.settle(); },
-        stop: async () => { await this.bus.flush(); await this.shards.stop(); },
+        name: 'shards',
+        after: ['shadow', 'ingest', 'timers', 'automation-engine', 'ota', 'fleet-jobs'],
+        start: async () => {
+          await this.shards.start();
+          await this.shards.settle();
+        },
+        stop: async () => {
+          await this.bus.flush();
+          await this.shards.stop();
+        },
       },
       // Loaded by start() before any port is taken (a bad certificate refuses the start); here it stops watching.
       { name: 'tls', stop: () => this.tls?.stop() },
       {
-        name: 'mqtt', after: ['shards', 'tls'],
+        name: 'mqtt',
+        after: ['shards', 'tls'],
         start: async () => {
           if (!this.has('gateway')) return;
           await this.reservation?.release('mqtt');
@@ -574,7 +850,8 @@ export class Hearth {
       { name: 'retention', after: ['shards', 'history', 'commands', 'audit', 'products'], start: () => s.retention.start(), stop: () => s.retention.stop() },
       { name: 'amqp-sources', after: ['shards'], start: () => (worker ? this.amqpSources.start() : undefined), stop: () => this.amqpSources.stop() },
       {
-        name: 'http', after: ['mqtt', 'amqp-sources', 'operator', 'tls'],
+        name: 'http',
+        after: ['mqtt', 'amqp-sources', 'operator', 'tls'],
         start: async () => {
           this.http = await this.buildApp();
           await this.reservation?.release('http');
@@ -606,7 +883,10 @@ export class Hearth {
     // Embedded parts keep files in the data directory: the SQLite store, and the bus's stream log
     // whenever there is no NATS (also beside PostgreSQL), so either one takes the lock.
     if (!this.config.plainPorts && !this.tls) {
-      throw new StartupError('HEARTH_PLAIN_PORTS=0 turns the plain ports off, but no certificate is configured: set HEARTH_TLS_CERT_FILE and HEARTH_TLS_KEY_FILE (or HEARTH_TLS_SELF_SIGNED=1)', 'HEARTH_PLAIN_PORTS');
+      throw new StartupError(
+        'HEARTH_PLAIN_PORTS=0 turns the plain ports off, but no certificate is configured: set HEARTH_TLS_CERT_FILE and HEARTH_TLS_KEY_FILE (or HEARTH_TLS_SELF_SIGNED=1)',
+        'HEARTH_PLAIN_PORTS',
+      );
     }
     if (this.config.databaseUrl === undefined || this.config.natsUrl === undefined) {
       this.lock = new DataDirLock(this.config.dataDir);
@@ -633,13 +913,22 @@ export class Hearth {
     const c = this.config;
     const http: ListenerSpec = { name: 'http', port: c.httpPort, host: c.httpHost, portVariable: 'HEARTH_HTTP_PORT', hostVariable: 'HEARTH_HTTP_HOST' };
     const mqtt: ListenerSpec = { name: 'mqtt', port: c.mqttPort, host: c.mqttHost, portVariable: 'HEARTH_MQTT_PORT', hostVariable: 'HEARTH_MQTT_HOST' };
-    const https: ListenerSpec = { name: 'https', port: c.httpsPort ?? 8443, host: c.httpHost, portVariable: 'HEARTH_HTTPS_PORT', hostVariable: 'HEARTH_HTTP_HOST' };
-    const mqtts: ListenerSpec = { name: 'mqtts', port: c.mqttTlsPort ?? 8883, host: c.mqttHost, portVariable: 'HEARTH_MQTT_TLS_PORT', hostVariable: 'HEARTH_MQTT_HOST' };
+    const https: ListenerSpec = {
+      name: 'https',
+      port: c.httpsPort ?? 8443,
+      host: c.httpHost,
+      portVariable: 'HEARTH_HTTPS_PORT',
+      hostVariable: 'HEARTH_HTTP_HOST',
+    };
+    const mqtts: ListenerSpec = {
+      name: 'mqtts',
+      port: c.mqttTlsPort ?? 8883,
+      host: c.mqttHost,
+      portVariable: 'HEARTH_MQTT_TLS_PORT',
+      hostVariable: 'HEARTH_MQTT_HOST',
+    };
     const gateway = this.has('gateway');
-    return [
-      ...(c.plainPorts ? [http, ...(gateway ? [mqtt] : [])] : []),
-      ...(this.tls ? [https, ...(gateway ? [mqtts] : [])] : []),
-    ];
+    return [...(c.plainPorts ? [http, ...(gateway ? [mqtt] : [])] : []), ...(this.tls ? [https, ...(gateway ? [mqtts] : [])] : [])];
   }
 
   private listener(name: string): ListenerSpec {
@@ -757,7 +1046,11 @@ export class Hearth {
     app.register(historyRoutes, { access, products, history });
     app.register(auditRoutes, { audit });
     app.register(homeRoutes, {
-      homes: s.homes, members: s.members, bindings: s.bindings, groups: s.groups, views,
+      homes: s.homes,
+      members: s.members,
+      bindings: s.bindings,
+      groups: s.groups,
+      views,
       fleetPatch: (p, id, patch) => s.lifecycle.patch(p, id, patch, (q, d) => access.requireDevice(q, d, 'view')),
     });
     app.register(deviceLifecycleRoutes, { lifecycle: s.lifecycle });

@@ -14,7 +14,13 @@ import { setupDemo, type DemoHandle } from './demo/demo.ts';
  */
 export async function runServer(config: Config, out: (line: string) => void = (l) => process.stdout.write(l + '\n')): Promise<void> {
   const log = createLogger(config.logLevel);
-  const tracing = await initTracing({ serviceName: 'hearth', version: VERSION, nodeName: config.nodeName ?? hostname(), otlpEndpoint: config.otlpEndpoint, log });
+  const tracing = await initTracing({
+    serviceName: 'hearth',
+    version: VERSION,
+    nodeName: config.nodeName ?? hostname(),
+    otlpEndpoint: config.otlpEndpoint,
+    log,
+  });
   const hearth = await Hearth.create(config, { log });
   let demo: DemoHandle | undefined;
   let started: Promise<unknown> = Promise.resolve();
@@ -75,7 +81,9 @@ export async function runServer(config: Config, out: (line: string) => void = (l
     '',
     `Operator login:  ${info.operator.email}` + operatorNote(info.operator),
     ...(info.operator.initialPasswordFile
-      ? [`  (kept in ${info.operator.initialPasswordFile} until the first sign-in: npx hearth admin show-initial-password; lost? npx hearth admin reset-password)`]
+      ? [
+          `  (kept in ${info.operator.initialPasswordFile} until the first sign-in: npx hearth admin show-initial-password; lost? npx hearth admin reset-password)`,
+        ]
       : []),
     ...(info.operator.initialPasswordFile
       ? [`First-run setup: open ${host}/ to choose the operator's e-mail and password (from another machine, with the setup code ${hearth.setup.code})`]
@@ -91,7 +99,8 @@ function tlsLines(hearth: Hearth, host: string): string[] {
   if (!tls) return [];
   return [
     `  MQTT over TLS  mqtts://${host}:${hearth.mqttTlsPort}   HTTPS/WSS https://${host}:${hearth.httpsPort}`,
-    `  Certificate    SHA-256 ${tls.fingerprint}` + (tls.selfSigned ? `   (self-signed, for development: --cafile ${selfSignedCertPath(hearth.config.dataDir)})` : ''),
+    `  Certificate    SHA-256 ${tls.fingerprint}` +
+      (tls.selfSigned ? `   (self-signed, for development: --cafile ${selfSignedCertPath(hearth.config.dataDir)})` : ''),
   ];
 }
 

@@ -75,19 +75,31 @@ function folderGraph(): Map<string, Map<string, string>> {
 /** Edges that lie on a cycle: both ends in the same strongly connected component (Tarjan). */
 export function cycleEdges(graph: Map<string, Map<string, string>>): string[] {
   let index = 0;
-  const idx = new Map<string, number>(), low = new Map<string, number>(), comp = new Map<string, number>();
-  const stack: string[] = [], on = new Set<string>();
+  const idx = new Map<string, number>(),
+    low = new Map<string, number>(),
+    comp = new Map<string, number>();
+  const stack: string[] = [],
+    on = new Set<string>();
   let comps = 0;
   const visit = (v: string): void => {
-    idx.set(v, index); low.set(v, index); index++;
-    stack.push(v); on.add(v);
+    idx.set(v, index);
+    low.set(v, index);
+    index++;
+    stack.push(v);
+    on.add(v);
     for (const w of graph.get(v)?.keys() ?? []) {
-      if (!idx.has(w)) { visit(w); low.set(v, Math.min(low.get(v)!, low.get(w)!)); }
-      else if (on.has(w)) low.set(v, Math.min(low.get(v)!, idx.get(w)!));
+      if (!idx.has(w)) {
+        visit(w);
+        low.set(v, Math.min(low.get(v)!, low.get(w)!));
+      } else if (on.has(w)) low.set(v, Math.min(low.get(v)!, idx.get(w)!));
     }
     if (low.get(v) === idx.get(v)) {
       let w: string;
-      do { w = stack.pop()!; on.delete(w); comp.set(w, comps); } while (w !== v);
+      do {
+        w = stack.pop()!;
+        on.delete(w);
+        comp.set(w, comps);
+      } while (w !== v);
       comps++;
     }
   };
@@ -100,20 +112,34 @@ export function cycleEdges(graph: Map<string, Map<string, string>>): string[] {
 
 test('the cycle finder sees a cycle between folders and nothing else', () => {
   const g = new Map([
-    ['a', new Map([['b', '']])], ['b', new Map([['c', '']])], ['c', new Map([['a', '']])], ['d', new Map([['a', '']])],
+    ['a', new Map([['b', '']])],
+    ['b', new Map([['c', '']])],
+    ['c', new Map([['a', '']])],
+    ['d', new Map([['a', '']])],
   ]);
   assert.deepEqual(cycleEdges(g), ['a -> b', 'b -> c', 'c -> a']);
-  assert.deepEqual(runtimeImports("import type { A } from './a.ts';\nimport { b, type C } from '../b.ts';\nexport * from './c.ts';\nexport type { D } from './d.ts';\nconst e = await import('./e.ts');"),
-    ['../b.ts', './c.ts', './e.ts']);
+  assert.deepEqual(
+    runtimeImports(
+      "import type { A } from './a.ts';\nimport { b, type C } from '../b.ts';\nexport * from './c.ts';\nexport type { D } from './d.ts';\nconst e = await import('./e.ts');",
+    ),
+    ['../b.ts', './c.ts', './e.ts'],
+  );
 });
 
 test('no import cycle between folders of src/ beyond the known ones', () => {
   const graph = folderGraph();
   const cycles = cycleEdges(graph);
-  const example = (edge: string) => { const [from, to] = edge.split(' -> '); return graph.get(from)?.get(to); };
+  const example = (edge: string) => {
+    const [from, to] = edge.split(' -> ');
+    return graph.get(from)?.get(to);
+  };
   const added = cycles.filter((e) => !KNOWN_CYCLE_EDGES.includes(e));
-  assert.deepEqual(added, [], `new import cycle(s) between folders (an import that closes each: ${added.map((e) => `${e} via ${example(e)}`).join('; ')}); ` +
-    'break it (move the shared piece to the folder both depend on, or use `import type`), do not add it to KNOWN_CYCLE_EDGES');
+  assert.deepEqual(
+    added,
+    [],
+    `new import cycle(s) between folders (an import that closes each: ${added.map((e) => `${e} via ${example(e)}`).join('; ')}); ` +
+      'break it (move the shared piece to the folder both depend on, or use `import type`), do not add it to KNOWN_CYCLE_EDGES',
+  );
   const gone = KNOWN_CYCLE_EDGES.filter((e) => !cycles.includes(e));
   assert.deepEqual(gone, [], 'these edges no longer close a cycle: remove them from KNOWN_CYCLE_EDGES in test/architecture.test.ts');
 });
@@ -150,6 +176,9 @@ test('each table is queried from one capability folder, beyond the known shared 
   const users = tableUsers();
   assert.ok((users.get('shadows')?.size ?? 0) > 0, 'the query finder sees the queries');
   const shared = Object.fromEntries([...users].filter(([, f]) => f.size > 1).map(([t, f]) => [t, [...f].sort()]));
-  assert.deepEqual(shared, KNOWN_SHARED_TABLES,
-    'a table is queried from another capability\'s folder: call the owning service instead (or, when the sharing ended, shrink KNOWN_SHARED_TABLES in test/architecture.test.ts)');
+  assert.deepEqual(
+    shared,
+    KNOWN_SHARED_TABLES,
+    "a table is queried from another capability's folder: call the owning service instead (or, when the sharing ended, shrink KNOWN_SHARED_TABLES in test/architecture.test.ts)",
+  );
 });

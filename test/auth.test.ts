@@ -247,7 +247,11 @@ test('e-mail verification: the sign-up mails a one-time link; the account confir
   assert.equal((await me(s1.token)).body.emailVerified, true);
   assert.equal((await login(u.email)).user.emailVerified, true);
   assert.equal((await p.api('POST', '/api/v1/auth/verify-email', { token: token2 }, s1.token)).body.code, 'E_VERIFICATION_TOKEN_INVALID', 'one time');
-  assert.equal((await p.api('POST', '/api/v1/auth/verify-email', { token: link[2] }, s1.token)).body.code, 'E_VERIFICATION_TOKEN_INVALID', 'earlier links are spent too');
+  assert.equal(
+    (await p.api('POST', '/api/v1/auth/verify-email', { token: link[2] }, s1.token)).body.code,
+    'E_VERIFICATION_TOKEN_INVALID',
+    'earlier links are spent too',
+  );
   const again = await p.api('POST', '/api/v1/auth/verify-email/resend', undefined, s1.token);
   assert.equal(again.status, 409, 'nothing to resend once verified');
 

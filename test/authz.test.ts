@@ -37,13 +37,19 @@ before(async () => {
   assert.equal((await p.api('POST', `/api/v1/homes/${homeB.body.id}/devices`, { pairingCode: plugB.pairingCode }, tokenB)).status, 201);
   const room = await p.api('POST', `/api/v1/homes/${A.homeId}/rooms`, { name: 'Hall' }, tokenA);
   A.roomId = room.body.id;
-  for (const d of [hub, light]) assert.equal((await p.api('POST', `/api/v1/homes/${A.homeId}/devices`, { pairingCode: d.pairingCode, roomId: A.roomId }, tokenA)).status, 201);
+  for (const d of [hub, light])
+    assert.equal((await p.api('POST', `/api/v1/homes/${A.homeId}/devices`, { pairingCode: d.pairingCode, roomId: A.roomId }, tokenA)).status, 201);
   A.deviceId = light.id;
   A.hubId = hub.id;
   const group = await p.api('POST', `/api/v1/homes/${A.homeId}/groups`, { name: 'Lights', deviceIds: [light.id] }, tokenA);
   assert.equal(group.status, 201, JSON.stringify(group.body));
   A.groupId = group.body.id;
-  const scene = await p.api('POST', `/api/v1/homes/${A.homeId}/scenes`, { name: 'Evening', states: [{ device: light.id, properties: { on: true, brightness: 40 } }] }, tokenA);
+  const scene = await p.api(
+    'POST',
+    `/api/v1/homes/${A.homeId}/scenes`,
+    { name: 'Evening', states: [{ device: light.id, properties: { on: true, brightness: 40 } }] },
+    tokenA,
+  );
   assert.equal(scene.status, 201, JSON.stringify(scene.body));
   A.sceneId = scene.body.id;
   const key = await p.api('POST', '/api/v1/keys', { name: 'A key', scopes: ['devices:read'] }, tokenA);
@@ -56,7 +62,12 @@ before(async () => {
   const token = /token=([A-Za-z0-9_-]+)/.exec(mail.mail.text)![1];
   assert.equal((await p.api('POST', '/api/v1/invitations/accept', { token }, tokenGuest)).status, 200);
   assert.equal((await p.api('POST', `/api/v1/devices/${light.id}/shares`, { email: 'gail@example.test', permission: 'view' }, tokenA)).status, 201);
-  const automation = await p.api('POST', `/api/v1/homes/${A.homeId}/automations`, { name: 'A automation', triggers: [{ type: 'manual' }, { type: 'webhook' }], actions: [{ type: 'delay', duration: 0 }] }, tokenA);
+  const automation = await p.api(
+    'POST',
+    `/api/v1/homes/${A.homeId}/automations`,
+    { name: 'A automation', triggers: [{ type: 'manual' }, { type: 'webhook' }], actions: [{ type: 'delay', duration: 0 }] },
+    tokenA,
+  );
   assert.equal(automation.status, 201, JSON.stringify(automation.body));
   A.automationId = automation.body.id;
   A.webhookId = automation.body.webhookId;
@@ -64,14 +75,28 @@ before(async () => {
   assert.equal(run.status, 202, JSON.stringify(run.body));
   A.runId = run.body.id;
   // Notifications: an inbox item, a home channel, a Web Push subscription and a mobile push token of A's.
-  assert.equal((await p.api('POST', `/api/v1/homes/${A.homeId}/notifications`, { kind: 'system', severity: 'info', title: 'Hi', body: 'For A' }, tokenA)).status, 200);
+  assert.equal(
+    (await p.api('POST', `/api/v1/homes/${A.homeId}/notifications`, { kind: 'system', severity: 'info', title: 'Hi', body: 'For A' }, tokenA)).status,
+    200,
+  );
   A.notificationId = (await p.api('GET', '/api/v1/notifications', undefined, tokenA)).body.items[0].id;
-  const channel = await p.api('POST', `/api/v1/homes/${A.homeId}/notification-channels`, { type: 'webhook', name: 'A hook', url: 'http://127.0.0.1:9/hook' }, tokenA);
+  const channel = await p.api(
+    'POST',
+    `/api/v1/homes/${A.homeId}/notification-channels`,
+    { type: 'webhook', name: 'A hook', url: 'http://127.0.0.1:9/hook' },
+    tokenA,
+  );
   assert.equal(channel.status, 201, JSON.stringify(channel.body));
   A.channelId = channel.body.id;
-  const sub = await p.api('POST', '/api/v1/push/subscriptions', {
-    endpoint: 'http://127.0.0.1:9/push/a', keys: { p256dh: 'BIPUL12DLfytvTajnryr2PRdAgXS3HGKiLqndGcJGabyhHheJYlNGCeXl1dn18gSJ1WAkAPIxr4gK0_dQds4yiI', auth: 'FPssNDTKnInHVndSTdbKFw' },
-  }, tokenA);
+  const sub = await p.api(
+    'POST',
+    '/api/v1/push/subscriptions',
+    {
+      endpoint: 'http://127.0.0.1:9/push/a',
+      keys: { p256dh: 'BIPUL12DLfytvTajnryr2PRdAgXS3HGKiLqndGcJGabyhHheJYlNGCeXl1dn18gSJ1WAkAPIxr4gK0_dQds4yiI', auth: 'FPssNDTKnInHVndSTdbKFw' },
+    },
+    tokenA,
+  );
   assert.equal(sub.status, 201, JSON.stringify(sub.body));
   A.subscriptionId = sub.body.id;
   A.tokenId = (await p.api('POST', '/api/v1/push/tokens', { platform: 'fcm', token: 'token-of-a' }, tokenA)).body.id;
@@ -91,10 +116,23 @@ function fill(path: string): string | undefined {
   const out = path.replace(/\{(\w+)\}/g, (_m, name: string, offset: number) => {
     const prev = path.slice(0, offset).split('/').filter(Boolean).pop();
     const byPrev: Record<string, string | undefined> = {
-      homes: A.homeId, rooms: A.roomId, devices: A.deviceId, groups: A.groupId, keys: A.keyId,
-      members: A.userId, shares: A.userId, invitations: A.invitationId, scenes: A.sceneId,
-      automations: A.automationId, runs: A.runId, hooks: A.webhookId, commands: A.commandId,
-      notifications: A.notificationId, 'notification-channels': A.channelId, subscriptions: A.subscriptionId, tokens: A.tokenId,
+      homes: A.homeId,
+      rooms: A.roomId,
+      devices: A.deviceId,
+      groups: A.groupId,
+      keys: A.keyId,
+      members: A.userId,
+      shares: A.userId,
+      invitations: A.invitationId,
+      scenes: A.sceneId,
+      automations: A.automationId,
+      runs: A.runId,
+      hooks: A.webhookId,
+      commands: A.commandId,
+      notifications: A.notificationId,
+      'notification-channels': A.channelId,
+      subscriptions: A.subscriptionId,
+      tokens: A.tokenId,
     };
     const v = byPrev[prev ?? ''] ?? (name === 'deviceId' ? A.deviceId : name === 'homeId' ? A.homeId : undefined);
     if (!v) unknown = true;
@@ -103,9 +141,17 @@ function fill(path: string): string | undefined {
   return unknown ? undefined : out;
 }
 
-const OPERATOR_ONLY = ['/api/v1/partners/', '/api/v1/routes/', '/api/v1/dead-letters/', '/api/v1/gateway/', '/api/v1/fleet/', '/api/v1/firmware/', '/api/v1/ota/'];
+const OPERATOR_ONLY = [
+  '/api/v1/partners/',
+  '/api/v1/routes/',
+  '/api/v1/dead-letters/',
+  '/api/v1/gateway/',
+  '/api/v1/fleet/',
+  '/api/v1/firmware/',
+  '/api/v1/ota/',
+];
 
-test('a user of another home gets 404 from every route that takes one of A\'s ids', async () => {
+test("a user of another home gets 404 from every route that takes one of A's ids", async () => {
   const doc = (await p.api('GET', '/docs/json', undefined, null)).body;
   const tried: string[] = [];
   const wrong: string[] = [];
@@ -152,19 +198,25 @@ test('a user of another home gets 404 from every route that takes one of A\'s id
   assert.equal((await p.api('GET', '/api/v1/push/tokens', undefined, tokenA)).body.items.length, 1);
 });
 
-test('lists show an outsider nothing of A\'s', async () => {
+test("lists show an outsider nothing of A's", async () => {
   const devices = await p.api('GET', '/api/v1/devices', undefined, tokenB);
   assert.equal(devices.status, 200);
   assert.ok(!devices.body.items.some((d: { id: string }) => d.id === A.deviceId || d.id === A.hubId));
-  assert.equal(devices.body.items.length, 1, 'only Bob\'s own plug');
+  assert.equal(devices.body.items.length, 1, "only Bob's own plug");
   const homes = await p.api('GET', '/api/v1/homes', undefined, tokenB);
-  assert.deepEqual(homes.body.items.map((h: { name: string }) => h.name), ['Bob home']);
-  assert.equal((await p.api('GET', '/api/v1/audit', undefined, tokenB)).status, 403, 'the fleet audit log is the operator\'s');
+  assert.deepEqual(
+    homes.body.items.map((h: { name: string }) => h.name),
+    ['Bob home'],
+  );
+  assert.equal((await p.api('GET', '/api/v1/audit', undefined, tokenB)).status, 403, "the fleet audit log is the operator's");
 });
 
 test('a guest controls only the chosen devices and cannot configure anything', async () => {
   const list = await p.api('GET', '/api/v1/devices', undefined, tokenGuest);
-  assert.deepEqual(list.body.items.map((d: { id: string }) => d.id), [A.deviceId]);
+  assert.deepEqual(
+    list.body.items.map((d: { id: string }) => d.id),
+    [A.deviceId],
+  );
   assert.equal((await p.api('GET', `/api/v1/devices/${A.hubId}`, undefined, tokenGuest)).status, 404, 'the hub was not given to the guest');
   const doc = (await p.api('GET', '/docs/json', undefined, null)).body;
   const wrong: string[] = [];
@@ -193,12 +245,14 @@ test('an API key restricted to scopes and homes cannot reach beyond them', async
   assert.equal((await p.api('POST', '/api/v1/keys', { name: 'escalate', scopes: ['devices:control'] }, k)).status, 403, 'keys cannot mint keys');
 });
 
-test('operator API keys without home-world scopes, or limited to other homes, reach nothing of A\'s', async () => {
+test("operator API keys without home-world scopes, or limited to other homes, reach nothing of A's", async () => {
   const operatorScopes = ['products:manage', 'devices:manage', 'gateway:read', 'gateway:manage', 'partners:manage', 'audit:read'];
   const fleetKey = (await p.api('POST', '/api/v1/keys', { name: 'operator areas only', scopes: operatorScopes })).body.key;
   const otherHome = await p.api('POST', '/api/v1/homes', { name: 'Operator home', timezone: 'UTC' });
   const limited = await p.api('POST', '/api/v1/keys', {
-    name: 'limited to another home', scopes: ['devices:read', 'devices:control', 'homes:read', 'homes:manage', 'automations:manage', ...operatorScopes], homeIds: [otherHome.body.id],
+    name: 'limited to another home',
+    scopes: ['devices:read', 'devices:control', 'homes:read', 'homes:manage', 'automations:manage', ...operatorScopes],
+    homeIds: [otherHome.body.id],
   });
   assert.equal(limited.status, 201, JSON.stringify(limited.body));
   const doc = (await p.api('GET', '/docs/json', undefined, null)).body;
@@ -210,10 +264,14 @@ test('operator API keys without home-world scopes, or limited to other homes, re
     for (const [method, op] of Object.entries<any>(ops)) {
       if (op['x-hearth-auth']?.who !== 'caller' && op['x-hearth-auth']?.who !== 'password') continue;
       const example = op.requestBody?.content?.['application/json']?.example ?? op.requestBody?.content?.['application/json']?.schema?.examples?.[0];
-      for (const [who, key] of [['operator-area key', fleetKey], ['key limited to another home', limited.body.key]]) {
+      for (const [who, key] of [
+        ['operator-area key', fleetKey],
+        ['key limited to another home', limited.body.key],
+      ]) {
         const r = await p.api(method.toUpperCase(), url, example ?? (op.requestBody ? {} : undefined), key);
         tried++;
-        if (r.status !== 403 && r.status !== 404) wrong.push(`${method.toUpperCase()} ${url} with the ${who} → ${r.status} ${JSON.stringify(r.body).slice(0, 120)}`);
+        if (r.status !== 403 && r.status !== 404)
+          wrong.push(`${method.toUpperCase()} ${url} with the ${who} → ${r.status} ${JSON.stringify(r.body).slice(0, 120)}`);
       }
     }
   }
@@ -239,7 +297,7 @@ test('pairing codes (claim secrets) reach the operator and its fleet-provisionin
   assert.equal(await listAs(['devices:read', 'devices:manage']), device.pairingCode, 'a key that may provision does');
 });
 
-test('MQTT: a device claimed by a user still cannot reach another device\'s topics', async () => {
+test("MQTT: a device claimed by a user still cannot reach another device's topics", async () => {
   const mine = await p.provision('plug', 'attacker plug');
   const home = await p.api('POST', '/api/v1/homes', { name: 'Attacker home', timezone: 'UTC' }, tokenB);
   assert.equal((await p.api('POST', `/api/v1/homes/${home.body.id}/devices`, { pairingCode: mine.pairingCode }, tokenB)).status, 201);

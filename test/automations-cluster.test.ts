@@ -33,7 +33,10 @@ function connect(url: string, dev: { id: string; secret: string }): Promise<Mqtt
   });
 }
 
-describe('automations in cluster mode', { timeout: 120_000, skip: process.env.HEARTH_TEST_STORE === 'postgres' ? 'the cluster runs on PostgreSQL in both passes' : false }, () => {
+describe('automations in cluster mode', {
+  timeout: 120_000,
+  skip: process.env.HEARTH_TEST_STORE === 'postgres' ? 'the cluster runs on PostgreSQL in both passes' : false,
+}, () => {
   let cluster: Cluster;
   before(async () => {
     cluster = await startCluster({ nodes: 2, env: { HEARTH_SHARDS: '8', HEARTH_HISTORY_FLUSH_MS: '50', HEARTH_NODE_TIMEOUT_MS: '3000' } });
@@ -68,23 +71,33 @@ describe('automations in cluster mode', { timeout: 120_000, skip: process.env.HE
       for (const d of Object.values(devs)) await eventually(async () => (await apiA('GET', `/api/v1/devices/${d.id}`)).body.online === true, 5000, 'online');
 
       const auto = await apiB('POST', `/api/v1/homes/${home.body.id}/automations`, {
-        name: 'Motion light', triggers: [{ type: 'property', device: devs['motion-sensor'].id, property: 'occupancy', to: true }, { type: 'manual' }],
-        actions: [{ type: 'command', device: devs.light.id, action: 'blink', params: { times: 1 } }], mode: 'parallel',
+        name: 'Motion light',
+        triggers: [{ type: 'property', device: devs['motion-sensor'].id, property: 'occupancy', to: true }, { type: 'manual' }],
+        actions: [{ type: 'command', device: devs.light.id, action: 'blink', params: { times: 1 } }],
+        mode: 'parallel',
       });
       assert.equal(auto.status, 201, JSON.stringify(auto.body));
       const id = auto.body.id;
       // the owner of the home's shard loads it (broadcast); a report fires it
-      await eventually(async () => {
-        motion.publish(`devices/${devs['motion-sensor'].id}/properties`, JSON.stringify({ occupancy: false }), { qos: 1 });
-        await new Promise((r) => setTimeout(r, 50));
-        motion.publish(`devices/${devs['motion-sensor'].id}/properties`, JSON.stringify({ occupancy: true }), { qos: 1 });
-        await new Promise((r) => setTimeout(r, 300));
-        return commands.length > 0;
-      }, 10_000, 'the light commanded by the automation');
-      const runsA = await eventually(async () => {
-        const r = await apiA('GET', `/api/v1/automations/${id}/runs`);
-        return r.body.items.find((x: any) => x.status === 'completed' && x.trace.trigger.type === 'property') ? r.body.items : undefined;
-      }, 5000, 'a completed run listed on node A');
+      await eventually(
+        async () => {
+          motion.publish(`devices/${devs['motion-sensor'].id}/properties`, JSON.stringify({ occupancy: false }), { qos: 1 });
+          await new Promise((r) => setTimeout(r, 50));
+          motion.publish(`devices/${devs['motion-sensor'].id}/properties`, JSON.stringify({ occupancy: true }), { qos: 1 });
+          await new Promise((r) => setTimeout(r, 300));
+          return commands.length > 0;
+        },
+        10_000,
+        'the light commanded by the automation',
+      );
+      const runsA = await eventually(
+        async () => {
+          const r = await apiA('GET', `/api/v1/automations/${id}/runs`);
+          return r.body.items.find((x: any) => x.status === 'completed' && x.trace.trigger.type === 'property') ? r.body.items : undefined;
+        },
+        5000,
+        'a completed run listed on node A',
+      );
       assert.equal(runsA.find((x: any) => x.trace.trigger.type === 'property').trace.actions[0].result.ok, true);
 
       // by hand through both nodes: one of them is not the owner and forwards it
@@ -95,7 +108,12 @@ describe('automations in cluster mode', { timeout: 120_000, skip: process.env.HE
         assert.equal(r.body.status, 'running');
       }
       await eventually(() => commands.length >= before + 2, 5000, 'two manual runs reached the light');
-      await eventually(async () => (await apiB('GET', `/api/v1/automations/${id}/runs?status=completed`)).body.items.filter((x: any) => x.trace.trigger.type === 'manual').length === 2, 5000, 'both manual runs completed');
+      await eventually(
+        async () =>
+          (await apiB('GET', `/api/v1/automations/${id}/runs?status=completed`)).body.items.filter((x: any) => x.trace.trigger.type === 'manual').length === 2,
+        5000,
+        'both manual runs completed',
+      );
     } finally {
       await Promise.all([motion.endAsync(true), light.endAsync(true)]);
     }

@@ -33,7 +33,9 @@ before(async () => {
   httpBase = `http://127.0.0.1:${(http.address() as AddressInfo).port}`;
   smtp = await startSmtp();
   mails = smtp.mails;
-  p = await startPlatform({ env: { HEARTH_OUTBOUND_PRIVATE_NETWORKS: 'allow', HEARTH_SMTP_URL: smtp.url, HEARTH_MAIL_FROM: 'Hearth Test <hearth@test.local>' } });
+  p = await startPlatform({
+    env: { HEARTH_OUTBOUND_PRIVATE_NETWORKS: 'allow', HEARTH_SMTP_URL: smtp.url, HEARTH_MAIL_FROM: 'Hearth Test <hearth@test.local>' },
+  });
 });
 after(async () => {
   await p.stop();
@@ -78,7 +80,11 @@ test('a water leak closes the valve and the alarm reaches the inbox, the home we
   await sc.publishAsync(`devices/${sensor.id}/events`, JSON.stringify({ event: 'leak' }), { qos: 1 });
 
   await eventually(() => desired.some((d) => d.state?.on === false), 3000, 'the valve told to close');
-  const run = await eventually(async () => (await owner.api('GET', `/automations/${a.body.id}/runs`)).body.items.find((r: any) => r.status === 'completed'), 5000, 'a completed run');
+  const run = await eventually(
+    async () => (await owner.api('GET', `/automations/${a.body.id}/runs`)).body.items.find((r: any) => r.status === 'completed'),
+    5000,
+    'a completed run',
+  );
   const notifyTrace = run.trace.actions[1];
   assert.equal(notifyTrace.type, 'notify');
   assert.equal(notifyTrace.status, 'ok');
@@ -96,15 +102,19 @@ test('a water leak closes the valve and the alarm reaches the inbox, the home we
   }
   const hit = await eventually(() => hits.find((x) => x.path === '/home-hook'), 5000, 'the home webhook');
   assert.equal(hit.body.title, 'Water leak!');
-  const sent = await eventually(() => {
-    const m = mails.slice(mailsBefore).filter((x) => /Water leak!/.test(x.raw));
-    return m.length >= 2 ? m : undefined;
-  }, 5000, 'e-mails to both');
+  const sent = await eventually(
+    () => {
+      const m = mails.slice(mailsBefore).filter((x) => /Water leak!/.test(x.raw));
+      return m.length >= 2 ? m : undefined;
+    },
+    5000,
+    'e-mails to both',
+  );
   assert.deepEqual(sent.flatMap((m) => m.to).sort(), [member.email, owner.email].sort());
   await Promise.all([sc.endAsync(true), vc.endAsync(true)]);
 });
 
-test('the loop guard notifies the home\'s owner', async () => {
+test("the loop guard notifies the home's owner", async () => {
   const owner = await signup('looper');
   const home = (await owner.api('POST', '/homes', { name: 'Loop house', timezone: 'UTC' })).body.id;
   const light = await p.provision('light');
@@ -113,16 +123,24 @@ test('the loop guard notifies the home\'s owner', async () => {
   let on = false;
   c.on('message', (_t, b) => {
     const cmd = JSON.parse(b.toString());
-    void c.publishAsync(`devices/${light.id}/commands/result`, JSON.stringify({ id: cmd.id, ok: true }), { qos: 1 })
-      .then(() => c.publishAsync(`devices/${light.id}/properties`, JSON.stringify({ on: (on = !on) }), { qos: 1 })).catch(() => undefined);
+    void c
+      .publishAsync(`devices/${light.id}/commands/result`, JSON.stringify({ id: cmd.id, ok: true }), { qos: 1 })
+      .then(() => c.publishAsync(`devices/${light.id}/properties`, JSON.stringify({ on: (on = !on) }), { qos: 1 }))
+      .catch(() => undefined);
   });
   await c.subscribeAsync(`devices/${light.id}/commands`, { qos: 1 });
   await eventually(async () => (await p.device(light.id)).online === true, 3000, 'online');
   const a = await owner.api('POST', `/homes/${home}/automations`, {
-    name: 'Flip-flop', triggers: [{ type: 'property', device: light.id, property: 'on' }], actions: [{ type: 'command', device: light.id, action: 'toggle' }],
+    name: 'Flip-flop',
+    triggers: [{ type: 'property', device: light.id, property: 'on' }],
+    actions: [{ type: 'command', device: light.id, action: 'toggle' }],
   });
   assert.equal((await owner.api('POST', `/automations/${a.body.id}/run`, {})).status, 202);
-  const item = await eventually(async () => (await owner.api('GET', '/notifications')).body.items.find((i: any) => /Flip-flop/.test(i.title)), 10_000, 'the loop guard notice');
+  const item = await eventually(
+    async () => (await owner.api('GET', '/notifications')).body.items.find((i: any) => /Flip-flop/.test(i.title)),
+    10_000,
+    'the loop guard notice',
+  );
   assert.equal(item.title, 'Automation "Flip-flop" was stopped');
   assert.match(item.body, /loop guard/);
   assert.equal(item.severity, 'warning');

@@ -87,17 +87,25 @@ test('a daily 07:00 schedule fires at 07:00 local time on both sides of the end 
   assert.equal((await runs(a.id)).length, 3);
 });
 
-test('a sunset trigger with an offset fires at the home\'s sunset minus 15 minutes', async () => {
+test("a sunset trigger with an offset fires at the home's sunset minus 15 minutes", async () => {
   const spec = { kind: 'sun' as const, event: 'sunset' as const, offsetMs: -15 * 60_000, latitude: 52.52, longitude: 13.405, timezone: 'Europe/Berlin' };
   const [due] = TimerService.next(spec, clock.now());
-  const a = await create({ name: 'Lights before sunset', triggers: [{ type: 'sun', event: 'sunset', offset: '-15m' }], actions: [{ type: 'delay', duration: 0 }] });
+  const a = await create({
+    name: 'Lights before sunset',
+    triggers: [{ type: 'sun', event: 'sunset', offset: '-15m' }],
+    actions: [{ type: 'delay', duration: 0 }],
+  });
   await advanceTo(new Date(due - 1000).toISOString());
   assert.equal((await runs(a.id)).length, 0, 'not before');
   await advanceTo(new Date(due + 1000).toISOString());
-  const [r] = await eventually(async () => {
-    const l = await runs(a.id);
-    return l.length ? l : undefined;
-  }, 5000, 'the sunset run');
+  const [r] = await eventually(
+    async () => {
+      const l = await runs(a.id);
+      return l.length ? l : undefined;
+    },
+    5000,
+    'the sunset run',
+  );
   assert.equal(r.trace.trigger.type, 'sun');
   assert.equal(r.trace.trigger.data.scheduledAt, new Date(due).toISOString());
   const local = new Date(due).toLocaleTimeString('en-GB', { timeZone: 'Europe/Berlin' });
@@ -105,31 +113,54 @@ test('a sunset trigger with an offset fires at the home\'s sunset minus 15 minut
   await api('DELETE', `/automations/${a.id}`);
 });
 
-test('an automation activates a scene; another is triggered by that scene\'s activation', async () => {
+test("an automation activates a scene; another is triggered by that scene's activation", async () => {
   const l1 = await light();
   const l2 = await light();
-  const scene = await api('POST', `/homes/${home}/scenes`, { name: 'Evening', states: [], actions: [{ device: l1.id, action: 'blink', params: { times: 1 } }] });
+  const scene = await api('POST', `/homes/${home}/scenes`, {
+    name: 'Evening',
+    states: [],
+    actions: [{ device: l1.id, action: 'blink', params: { times: 1 } }],
+  });
   assert.equal(scene.status, 201, JSON.stringify(scene.body));
   const activator = await create({ name: 'Evening by hand', triggers: [{ type: 'manual' }], actions: [{ type: 'scene', scene: scene.body.id }] });
-  const follower = await create({ name: 'After evening', triggers: [{ type: 'scene', scene: scene.body.id }], actions: [{ type: 'command', device: l2.id, action: 'toggle' }] });
-  const bad = await api('POST', `/homes/${home}/automations`, { name: 'x', triggers: [{ type: 'scene', scene: 's_nothere' }], actions: [{ type: 'scene', scene: 's_nothere' }] });
+  const follower = await create({
+    name: 'After evening',
+    triggers: [{ type: 'scene', scene: scene.body.id }],
+    actions: [{ type: 'command', device: l2.id, action: 'toggle' }],
+  });
+  const bad = await api('POST', `/homes/${home}/automations`, {
+    name: 'x',
+    triggers: [{ type: 'scene', scene: 's_nothere' }],
+    actions: [{ type: 'scene', scene: 's_nothere' }],
+  });
   assert.equal(bad.status, 400);
-  assert.deepEqual(bad.body.errors.map((e: any) => e.field), ['triggers[0].scene', 'actions[0].scene']);
+  assert.deepEqual(
+    bad.body.errors.map((e: any) => e.field),
+    ['triggers[0].scene', 'actions[0].scene'],
+  );
 
   const start = await api('POST', `/automations/${activator.id}/run`, {});
   assert.equal(start.status, 202);
-  await eventually(() => l1.commands.length === 1 && l2.commands.length === 1, 5000, 'the scene\'s command and the follower\'s');
-  const [ra] = await eventually(async () => {
-    const l = await runs(activator.id);
-    return l[0]?.status === 'completed' ? l : undefined;
-  }, 5000, 'activator completed');
+  await eventually(() => l1.commands.length === 1 && l2.commands.length === 1, 5000, "the scene's command and the follower's");
+  const [ra] = await eventually(
+    async () => {
+      const l = await runs(activator.id);
+      return l[0]?.status === 'completed' ? l : undefined;
+    },
+    5000,
+    'activator completed',
+  );
   assert.equal(ra.trace.actions[0].type, 'scene');
   assert.equal(ra.trace.actions[0].result.ok, true);
   assert.equal(ra.trace.actions[0].result.results[0].device, l1.id);
-  const [rf] = await eventually(async () => {
-    const l = await runs(follower.id);
-    return l[0]?.status === 'completed' ? l : undefined;
-  }, 5000, 'follower completed');
+  const [rf] = await eventually(
+    async () => {
+      const l = await runs(follower.id);
+      return l[0]?.status === 'completed' ? l : undefined;
+    },
+    5000,
+    'follower completed',
+  );
   assert.equal(rf.trace.trigger.type, 'scene');
   assert.equal(rf.trace.trigger.data.scene, scene.body.id);
   assert.equal(rf.trace.trigger.data.source, `automation:${activator.id}`);
@@ -140,7 +171,7 @@ test('an automation activates a scene; another is triggered by that scene\'s act
 });
 
 test('a scheduled firing missed while the platform was down (beyond the grace) is recorded as skipped', async () => {
-  const a = await create({ name: 'Nine o\'clock', triggers: [{ type: 'schedule', cron: '0 9 * * *' }], actions: [{ type: 'delay', duration: 0 }] });
+  const a = await create({ name: "Nine o'clock", triggers: [{ type: 'schedule', cron: '0 9 * * *' }], actions: [{ type: 'delay', duration: 0 }] });
   const startedRuns = (await runs(a.id)).length;
   const dataDir = p.dataDir;
   await p.stop(false);
@@ -148,10 +179,14 @@ test('a scheduled firing missed while the platform was down (beyond the grace) i
   const downAt = clock.now();
   await clock.set(downAt + 36 * 3600_000);
   p = await startPlatform({ dataDir, clock });
-  const list = await eventually(async () => {
-    const l = await runs(a.id);
-    return l.some((r) => r.status === 'skipped') ? l : undefined;
-  }, 5000, 'a skipped run');
+  const list = await eventually(
+    async () => {
+      const l = await runs(a.id);
+      return l.some((r) => r.status === 'skipped') ? l : undefined;
+    },
+    5000,
+    'a skipped run',
+  );
   const skipped = list.find((r) => r.status === 'skipped');
   assert.match(skipped.reason, /missed by more than its grace window/);
   assert.equal(skipped.trace.trigger.type, 'schedule');
@@ -161,22 +196,38 @@ test('a scheduled firing missed while the platform was down (beyond the grace) i
 
 test('when the home moves to another time zone, its schedules follow', async () => {
   const h = await api('POST', '/homes', { name: 'Moving flat', timezone: 'Europe/Berlin' });
-  const a = (await api('POST', `/homes/${h.body.id}/automations`, { name: 'Noon', triggers: [{ type: 'schedule', cron: '0 12 * * *' }], actions: [{ type: 'delay', duration: 0 }] })).body;
+  const a = (
+    await api('POST', `/homes/${h.body.id}/automations`, {
+      name: 'Noon',
+      triggers: [{ type: 'schedule', cron: '0 12 * * *' }],
+      actions: [{ type: 'delay', duration: 0 }],
+    })
+  ).body;
   assert.equal((await api('PATCH', `/homes/${h.body.id}`, { timezone: 'Asia/Tokyo' })).status, 200);
   const day = new Date(clock.now() + 2 * 86_400_000).toISOString().slice(0, 10);
   await advanceTo(`${day}T02:59:00.000Z`);
   const before = (await runs(a.id)).length;
   await advanceTo(`${day}T03:00:01.000Z`);
-  const list = await eventually(async () => {
-    const l = await runs(a.id);
-    return l.length > before ? l : undefined;
-  }, 5000, 'noon in Tokyo (03:00 UTC)');
+  const list = await eventually(
+    async () => {
+      const l = await runs(a.id);
+      return l.length > before ? l : undefined;
+    },
+    5000,
+    'noon in Tokyo (03:00 UTC)',
+  );
   assert.equal(list[0].trace.trigger.data.scheduledAt, `${day}T03:00:00.000Z`);
 });
 
 test('a sun trigger is unavailable while the home has no location, and works again when it gets one back', async () => {
   const h = await api('POST', '/homes', { name: 'Cabin', timezone: 'Europe/Oslo', latitude: 59.91, longitude: 10.75 });
-  const a = (await api('POST', `/homes/${h.body.id}/automations`, { name: 'Dusk', triggers: [{ type: 'sun', event: 'sunset' }], actions: [{ type: 'delay', duration: 0 }] })).body;
+  const a = (
+    await api('POST', `/homes/${h.body.id}/automations`, {
+      name: 'Dusk',
+      triggers: [{ type: 'sun', event: 'sunset' }],
+      actions: [{ type: 'delay', duration: 0 }],
+    })
+  ).body;
   assert.equal(a.status, 'ok');
   assert.equal((await api('PATCH', `/homes/${h.body.id}`, { latitude: null, longitude: null })).status, 200);
   const off = (await api('GET', `/automations/${a.id}`)).body;
@@ -194,7 +245,11 @@ test('a sun trigger is unavailable while the home has no location, and works aga
 
 test('a one-off "at" without an offset is the home\'s wall-clock time; loose dates are refused', async () => {
   const day = new Date(clock.now() + 3 * 86_400_000).toISOString().slice(0, 10);
-  const bad = await api('POST', `/homes/${home}/automations`, { name: 'Loose', triggers: [{ type: 'schedule', at: 'March 7' }], actions: [{ type: 'delay', duration: 0 }] });
+  const bad = await api('POST', `/homes/${home}/automations`, {
+    name: 'Loose',
+    triggers: [{ type: 'schedule', at: 'March 7' }],
+    actions: [{ type: 'delay', duration: 0 }],
+  });
   assert.equal(bad.status, 400);
   assert.match(JSON.stringify(bad.body), /triggers\[0\]\.at/);
   const a = await create({ name: 'Once', triggers: [{ type: 'schedule', at: `${day}T09:00` }], actions: [{ type: 'delay', duration: 0 }] });
@@ -204,9 +259,13 @@ test('a one-off "at" without an offset is the home\'s wall-clock time; loose dat
   await advanceTo(new Date(due - 60_000).toISOString());
   assert.equal((await runs(a.id)).length, 0, 'not before 09:00 in Berlin');
   await advanceTo(new Date(due + 1000).toISOString());
-  const list = await eventually(async () => {
-    const l = await runs(a.id);
-    return l.length ? l : undefined;
-  }, 5000, 'fired at 09:00 Berlin time');
+  const list = await eventually(
+    async () => {
+      const l = await runs(a.id);
+      return l.length ? l : undefined;
+    },
+    5000,
+    'fired at 09:00 Berlin time',
+  );
   assert.equal(list[0].trace.trigger.data.scheduledAt, new Date(due).toISOString());
 });

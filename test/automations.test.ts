@@ -64,17 +64,24 @@ async function device(u: User, homeId: string, product: string, opts: { answer?:
     commands.push(cmd);
     const ans = opts.answer ? opts.answer(cmd) : { ok: true };
     if (!ans) return;
-    void c.publishAsync(`devices/${d.id}/commands/result`, JSON.stringify({ id: cmd.id, ...ans }), { qos: 1 }).then(() => {
-      if (cmd.action === 'toggle' && ans.ok) {
-        on = !on;
-        return c.publishAsync(`devices/${d.id}/properties`, JSON.stringify({ on }), { qos: 1 });
-      }
-    }).catch(() => undefined);
+    void c
+      .publishAsync(`devices/${d.id}/commands/result`, JSON.stringify({ id: cmd.id, ...ans }), { qos: 1 })
+      .then(() => {
+        if (cmd.action === 'toggle' && ans.ok) {
+          on = !on;
+          return c.publishAsync(`devices/${d.id}/properties`, JSON.stringify({ on }), { qos: 1 });
+        }
+      })
+      .catch(() => undefined);
   });
   await c.subscribeAsync([`devices/${d.id}/commands`, `devices/${d.id}/desired`], { qos: 1 });
   await eventually(async () => (await p.api('GET', `/api/v1/devices/${d.id}`)).body.online === true, 3000, 'device online');
   return {
-    id: d.id, pairingCode: d.pairingCode, c, box, commands,
+    id: d.id,
+    pairingCode: d.pairingCode,
+    c,
+    box,
+    commands,
     report: async (values) => void (await c.publishAsync(`devices/${d.id}/properties`, JSON.stringify(values), { qos: 1 })),
     event: async (event, params) => void (await c.publishAsync(`devices/${d.id}/events`, JSON.stringify({ event, ...(params ? { params } : {}) }), { qos: 1 })),
   };
@@ -106,7 +113,6 @@ async function advance(ms: number): Promise<void> {
 /** Moves the clock beyond the loop guard's grace, so the next firing counts as independent. */
 const apart = () => advance(5_000);
 
-
 test('a motion report turns on a light through a real device round trip; the trace shows the command outcome', async () => {
   const motion = await device(owner, home, 'motion-sensor');
   const light = await device(owner, home, 'light');
@@ -126,7 +132,10 @@ test('a motion report turns on a light through a real device round trip; the tra
   const run = await runWhere(owner, a.id, (r) => r.status === 'completed', 'a completed run');
   assert.equal(run.trace.trigger.type, 'property');
   assert.equal(run.trace.trigger.index, 0);
-  assert.deepEqual({ device: run.trace.trigger.data.device, property: run.trace.trigger.data.property, to: run.trace.trigger.data.to }, { device: motion.id, property: 'occupancy', to: true });
+  assert.deepEqual(
+    { device: run.trace.trigger.data.device, property: run.trace.trigger.data.property, to: run.trace.trigger.data.to },
+    { device: motion.id, property: 'occupancy', to: true },
+  );
   assert.match(run.trace.trigger.description, /occupancy .* became true/);
   const [act] = run.trace.actions;
   assert.equal(act.path, 'actions[0]');
@@ -158,7 +167,10 @@ test('a condition that does not hold blocks the actions; the trace shows the val
   const a = await create(owner, home, {
     name: 'Only when the light is off',
     triggers: [{ type: 'event', device: motion.id, event: 'motion' }],
-    conditions: [{ type: 'property', device: light.id, property: 'on', equals: false }, { type: 'property', device: light.id, property: 'brightness', below: 90 }],
+    conditions: [
+      { type: 'property', device: light.id, property: 'on', equals: false },
+      { type: 'property', device: light.id, property: 'brightness', below: 90 },
+    ],
     actions: [{ type: 'command', device: light.id, action: 'toggle' }],
   });
   await eventually(async () => (await p.api('GET', `/api/v1/devices/${light.id}/shadow`)).body.reported?.on === true, 3000, 'light reported on');
@@ -186,8 +198,12 @@ test('a condition that does not hold blocks the actions; the trace shows the val
 test('delay: the action after it waits for the clock', async () => {
   const light = await device(owner, home, 'light');
   const a = await create(owner, home, {
-    name: 'Delayed', triggers: [{ type: 'manual' }],
-    actions: [{ type: 'delay', duration: '5m' }, { type: 'command', device: light.id, action: 'blink', params: { times: 2 } }],
+    name: 'Delayed',
+    triggers: [{ type: 'manual' }],
+    actions: [
+      { type: 'delay', duration: '5m' },
+      { type: 'command', device: light.id, action: 'blink', params: { times: 2 } },
+    ],
   });
   const start = await owner.api('POST', `/automations/${a.id}/run`, {});
   assert.equal(start.status, 202, JSON.stringify(start.body));
@@ -207,13 +223,16 @@ test('wait until: goes on when the device reports, or after the timeout (continu
   const door = await device(owner, home, 'contact-sensor');
   const light = await device(owner, home, 'light');
   await door.report({ contact: false });
-  const waitFor = (onTimeout: string) => create(owner, home, {
-    name: `Wait ${onTimeout}`, triggers: [{ type: 'manual' }], mode: 'parallel',
-    actions: [
-      { type: 'wait', until: { type: 'property', device: door.id, property: 'contact', equals: true }, timeout: '10m', onTimeout },
-      { type: 'command', device: light.id, action: 'toggle' },
-    ],
-  });
+  const waitFor = (onTimeout: string) =>
+    create(owner, home, {
+      name: `Wait ${onTimeout}`,
+      triggers: [{ type: 'manual' }],
+      mode: 'parallel',
+      actions: [
+        { type: 'wait', until: { type: 'property', device: door.id, property: 'contact', equals: true }, timeout: '10m', onTimeout },
+        { type: 'command', device: light.id, action: 'toggle' },
+      ],
+    });
   const cont = await waitFor('continue');
   const stop = await waitFor('stop');
   await eventually(async () => (await p.api('GET', `/api/v1/devices/${door.id}/shadow`)).body.reported?.contact === false, 3000, 'door open');
@@ -281,10 +300,14 @@ test('mode restart: a new trigger cancels the active run and starts again', asyn
   await advance(30_000);
   const second = await run(a.id);
   assert.equal(second.status, 'running');
-  const m = await eventually(async () => {
-    const r = await byId(a.id);
-    return r.get(first.id)?.status === 'cancelled' ? r : undefined;
-  }, 3000, 'first cancelled');
+  const m = await eventually(
+    async () => {
+      const r = await byId(a.id);
+      return r.get(first.id)?.status === 'cancelled' ? r : undefined;
+    },
+    3000,
+    'first cancelled',
+  );
   assert.match(m.get(first.id)!.reason, /restarted by run/);
   assert.equal(m.get(first.id)!.trace.actions[0].status, 'cancelled');
   await advance(60_000);
@@ -305,10 +328,14 @@ test('mode queued: runs wait their turn, up to max; more are dropped', async () 
   await eventually(async () => (await byId(a.id)).get(first.id)?.status === 'completed', 3000, 'first completed');
   assert.equal((await byId(a.id)).get(second.id)!.status, 'running', 'the second starts after the first');
   await advance(60_000);
-  const done = await eventually(async () => {
-    const r = (await byId(a.id)).get(second.id);
-    return r?.status === 'completed' ? r : undefined;
-  }, 3000, 'second completed');
+  const done = await eventually(
+    async () => {
+      const r = (await byId(a.id)).get(second.id);
+      return r?.status === 'completed' ? r : undefined;
+    },
+    3000,
+    'second completed',
+  );
   assert.ok(Date.parse(done.startedAt) >= Date.parse((await byId(a.id)).get(first.id)!.finishedAt), 'one after the other');
 });
 
@@ -318,10 +345,14 @@ test('mode parallel: runs at once up to max; cool-down drops triggers right afte
   assert.deepEqual([r1.status, r2.status, r3.status], ['running', 'running', 'dropped']);
   assert.match(r3.reason, /mode parallel, max 2/);
   await advance(60_000);
-  await eventually(async () => {
-    const m = await byId(a.id);
-    return m.get(r1.id)?.status === 'completed' && m.get(r2.id)?.status === 'completed';
-  }, 3000, 'both completed');
+  await eventually(
+    async () => {
+      const m = await byId(a.id);
+      return m.get(r1.id)?.status === 'completed' && m.get(r2.id)?.status === 'completed';
+    },
+    3000,
+    'both completed',
+  );
 
   const cool = await create(owner, home, { name: 'Cool-down', triggers: [{ type: 'manual' }], actions: [{ type: 'delay', duration: '1s' }], cooldown: '30s' });
   const c1 = await run(cool.id);
@@ -341,20 +372,28 @@ test('the loop guard stops an automation that keeps triggering itself, says why,
   const ws = new WebSocket(`${p.httpUrl.replace('http', 'ws')}/api/v1/stream?types=automation`, { headers: { authorization: `Bearer ${owner.token}` } });
   const events: any[] = [];
   ws.on('message', (b) => events.push(JSON.parse(b.toString())));
-  await new Promise((r, j) => { ws.once('open', r); ws.once('error', j); });
+  await new Promise((r, j) => {
+    ws.once('open', r);
+    ws.once('error', j);
+  });
   try {
     // Every change of `on` toggles the light again: the light reports, the automation fires, forever.
     const a = await create(owner, home, {
-      name: 'Flip-flop', triggers: [{ type: 'property', device: light.id, property: 'on' }],
+      name: 'Flip-flop',
+      triggers: [{ type: 'property', device: light.id, property: 'on' }],
       actions: [{ type: 'command', device: light.id, action: 'toggle' }],
     });
     await run(a.id);
     const stopped = await runWhere(owner, a.id, (r) => r.status === 'stopped', 'a stopped run');
     assert.match(stopped.reason, /loop guard/);
-    const after = await eventually(async () => {
-      const r = await owner.api('GET', `/automations/${a.id}`);
-      return r.body.enabled === false ? r.body : undefined;
-    }, 3000, 'disabled');
+    const after = await eventually(
+      async () => {
+        const r = await owner.api('GET', `/automations/${a.id}`);
+        return r.body.enabled === false ? r.body : undefined;
+      },
+      3000,
+      'disabled',
+    );
     assert.equal(after.status, 'stopped');
     assert.match(after.statusReason, /loop guard/);
     const count = light.commands.length;
@@ -364,9 +403,20 @@ test('the loop guard stops an automation that keeps triggering itself, says why,
     const later = owner.api('POST', `/devices/${light.id}/commands`, { action: 'blink', params: { times: 1 } });
     await eventually(() => light.commands.some((c) => c.action === 'blink'), 3000, 'a command sent after the stop');
     assert.equal((await later).status, 200);
-    assert.equal(light.commands.findIndex((c) => c.action === 'blink'), count, 'no more commands after the stop');
-    await eventually(() => events.some((e) => e.type === 'automation' && e.data.automationId === a.id && e.data.status === 'stopped'), 3000, 'stream announcement');
-    assert.ok(events.some((e) => e.data.event === 'run-finished' && e.data.automationId === a.id && e.data.status === 'completed'), 'runs are announced too');
+    assert.equal(
+      light.commands.findIndex((c) => c.action === 'blink'),
+      count,
+      'no more commands after the stop',
+    );
+    await eventually(
+      () => events.some((e) => e.type === 'automation' && e.data.automationId === a.id && e.data.status === 'stopped'),
+      3000,
+      'stream announcement',
+    );
+    assert.ok(
+      events.some((e) => e.data.event === 'run-finished' && e.data.automationId === a.id && e.data.status === 'completed'),
+      'runs are announced too',
+    );
     assert.equal(events.find((e) => e.type === 'automation').homeId, home);
 
     // fixed and enabled again: it works normally
@@ -383,7 +433,9 @@ test('the loop guard leaves alone an automation fired fast by the outside world'
   const motion = await device(owner, home, 'motion-sensor');
   const light = await device(owner, home, 'light');
   const a = await create(owner, home, {
-    name: 'Busy hallway', mode: 'parallel', max: 50,
+    name: 'Busy hallway',
+    mode: 'parallel',
+    max: 50,
     triggers: [{ type: 'property', device: motion.id, property: 'occupancy' }],
     actions: [{ type: 'command', device: light.id, action: 'blink', params: { times: 1 } }],
   });
@@ -397,7 +449,10 @@ test('the loop guard leaves alone an automation fired fast by the outside world'
 
 test('the loop guard stops an automation whose webhook action calls its own incoming webhook', async () => {
   const a = await create(owner, home, {
-    name: 'Echo', mode: 'queued', triggers: [{ type: 'webhook' }], actions: [{ type: 'delay', duration: 0 }],
+    name: 'Echo',
+    mode: 'queued',
+    triggers: [{ type: 'webhook' }],
+    actions: [{ type: 'delay', duration: 0 }],
   });
   const hook = `${p.httpUrl}/api/v1/hooks/${a.webhookId}`;
   assert.equal((await owner.api('PATCH', `/automations/${a.id}`, { actions: [{ type: 'webhook', url: hook, body: { again: true } }] })).status, 200);
@@ -426,13 +481,19 @@ test('validation names every bad part with its path', async () => {
       { type: 'schedule', cron: 'every morning' },
       { type: 'teleport' },
     ],
-    conditions: [{ type: 'time', after: '25:00', weekdays: ['mon', 'caturday'] }, { type: 'or', conditions: [{ type: 'presence', device: foreign.id }] }],
+    conditions: [
+      { type: 'time', after: '25:00', weekdays: ['mon', 'caturday'] },
+      { type: 'or', conditions: [{ type: 'presence', device: foreign.id }] },
+    ],
     actions: [
       { type: 'command', device: light.id, action: 'blink', params: { times: 99 } },
       { type: 'command', device: light.id, action: 'dance' },
       { type: 'set', device: light.id, properties: { brightness: 150, rssi: -50, warp: 1 } },
       { type: 'command', device: foreign.id, action: 'toggle' },
-      { type: 'choose', choices: [{ conditions: [{ type: 'property', device: light.id, property: 'on', equals: 1 }], actions: [{ type: 'delay', duration: 'soon' }] }] },
+      {
+        type: 'choose',
+        choices: [{ conditions: [{ type: 'property', device: light.id, property: 'on', equals: 1 }], actions: [{ type: 'delay', duration: 'soon' }] }],
+      },
       { type: 'group', group: 'g_nothere', action: 'toggle' },
       { type: 'disable', automation: 'au_nothere' },
     ],
@@ -443,7 +504,7 @@ test('validation names every bad part with its path', async () => {
   assert.equal(r.body.code, 'E_AUTOMATION_INVALID');
   const fields = Object.fromEntries(r.body.errors.map((e: any) => [e.field, e.message]));
   const expect: Record<string, RegExp> = {
-    'cooldown': /must be a duration/,
+    cooldown: /must be a duration/,
     'triggers[0].to': /expected a boolean/,
     'triggers[1].property': /no property "temperature"/,
     'triggers[2].above': /need a number property/,
@@ -476,7 +537,11 @@ test('validation names every bad part with its path', async () => {
   assert.equal(shape.body.code, 'E_VALIDATION');
   // a sun trigger needs the home's location
   const noPlace = await newHome(owner, { latitude: undefined, longitude: undefined });
-  const sun = await owner.api('POST', `/homes/${noPlace}/automations`, { name: 'x', triggers: [{ type: 'sun', event: 'sunset', offset: '-15m' }], actions: [{ type: 'delay', duration: 1 }] });
+  const sun = await owner.api('POST', `/homes/${noPlace}/automations`, {
+    name: 'x',
+    triggers: [{ type: 'sun', event: 'sunset', offset: '-15m' }],
+    actions: [{ type: 'delay', duration: 1 }],
+  });
   assert.equal(sun.status, 400);
   assert.match(sun.body.errors[0].message, /no location/);
 });
@@ -492,7 +557,11 @@ test('schedules the timers would refuse are refused when saved (with the trigger
     const r = await owner.api('POST', `/homes/${home}/automations`, { name, triggers: [trigger], actions: [{ type: 'delay', duration: 1 }] });
     assert.equal(r.status, 400, `${name}: ${JSON.stringify(r.body)}`);
     assert.equal(r.body.code, 'E_AUTOMATION_INVALID');
-    assert.deepEqual(r.body.errors.map((e: any) => e.field), [field], name);
+    assert.deepEqual(
+      r.body.errors.map((e: any) => e.field),
+      [field],
+      name,
+    );
     assert.match(r.body.errors[0].message, re, name);
     assert.ok(!(await names()).includes(name), `${name} was not stored`);
   }
@@ -502,18 +571,32 @@ test('schedules the timers would refuse are refused when saved (with the trigger
   assert.equal(patch.status, 400, JSON.stringify(patch.body));
   assert.equal(patch.body.errors[0].field, 'triggers[0].offset');
   assert.deepEqual((await owner.api('GET', `/automations/${a.id}`)).body.triggers, [{ type: 'schedule', cron: '0 7 * * *' }]);
-  const ok = await create(owner, home, { name: 'Before sunrise', triggers: [{ type: 'sun', event: 'sunrise', offset: '-12h' }], actions: [{ type: 'delay', duration: 1 }] });
-  assert.equal(Number((await p.hearth.db.selectFrom('timers').select(p.hearth.db.fn.countAll().as('n')).where('key', '=', `automation:${ok.id}:0`).executeTakeFirstOrThrow()).n), 1, '12 h is fine');
+  const ok = await create(owner, home, {
+    name: 'Before sunrise',
+    triggers: [{ type: 'sun', event: 'sunrise', offset: '-12h' }],
+    actions: [{ type: 'delay', duration: 1 }],
+  });
+  assert.equal(
+    Number(
+      (await p.hearth.db.selectFrom('timers').select(p.hearth.db.fn.countAll().as('n')).where('key', '=', `automation:${ok.id}:0`).executeTakeFirstOrThrow()).n,
+    ),
+    1,
+    '12 h is fine',
+  );
   for (const id of [a.id, ok.id]) assert.equal((await owner.api('DELETE', `/automations/${id}`)).status, 200);
 });
 
-test('permissions: members list and run, owners and admins change, other homes\' users get 404, guests see nothing', async () => {
+test("permissions: members list and run, owners and admins change, other homes' users get 404, guests see nothing", async () => {
   const member = await signup('member');
   const admin = await signup('admin');
   const outsider = await signup('outsider');
   const guest = await signup('guest');
   const h = await newHome(owner);
-  for (const [u, role] of [[member, 'member'], [admin, 'admin'], [guest, 'guest']] as const) {
+  for (const [u, role] of [
+    [member, 'member'],
+    [admin, 'admin'],
+    [guest, 'guest'],
+  ] as const) {
     const email = (await p.api('GET', '/api/v1/auth/me', undefined, u.token)).body.email;
     const inv = await owner.api('POST', `/homes/${h}/invitations`, { email, role });
     assert.equal(inv.status, 201, JSON.stringify(inv.body));
@@ -532,22 +615,34 @@ test('permissions: members list and run, owners and admins change, other homes\'
 
   const list = await member.api('GET', `/homes/${h}/automations`);
   assert.equal(list.status, 200);
-  assert.deepEqual(list.body.items.map((x: any) => x.id), [id]);
+  assert.deepEqual(
+    list.body.items.map((x: any) => x.id),
+    [id],
+  );
   assert.equal(list.body.items[0].webhookId, '(hidden)', 'the webhook secret is for those who configure');
   assert.equal((await member.api('GET', `/automations/${id}`)).status, 200);
   // Members hear runs on the live stream; guests do not (a home event they do get marks the end).
-  const streams = await Promise.all([member, guest].map(async (u) => {
-    const ws = new WebSocket(`${p.httpUrl.replace('http', 'ws')}/api/v1/stream?types=automation,scene`, { headers: { authorization: `Bearer ${u.token}` } });
-    const events: any[] = [];
-    ws.on('message', (b) => events.push(JSON.parse(b.toString())));
-    await new Promise((r, j) => { ws.once('open', r); ws.once('error', j); });
-    return { ws, events };
-  }));
+  const streams = await Promise.all(
+    [member, guest].map(async (u) => {
+      const ws = new WebSocket(`${p.httpUrl.replace('http', 'ws')}/api/v1/stream?types=automation,scene`, { headers: { authorization: `Bearer ${u.token}` } });
+      const events: any[] = [];
+      ws.on('message', (b) => events.push(JSON.parse(b.toString())));
+      await new Promise((r, j) => {
+        ws.once('open', r);
+        ws.once('error', j);
+      });
+      return { ws, events };
+    }),
+  );
   assert.equal((await member.api('POST', `/automations/${id}/run`, {})).status, 202);
   await eventually(() => streams[0].events.some((e) => e.type === 'automation' && e.data.event === 'run-started'), 3000, 'the member hears the run');
   p.hearth.services.stream.publish('scene', null, h, { marker: true });
   await eventually(() => streams[1].events.some((e) => e.type === 'scene'), 3000, 'the guest hears home events');
-  assert.deepEqual(streams[1].events.filter((e) => e.type === 'automation'), [], 'but not automation runs');
+  assert.deepEqual(
+    streams[1].events.filter((e) => e.type === 'automation'),
+    [],
+    'but not automation runs',
+  );
   for (const s of streams) s.ws.close();
   assert.equal((await member.api('GET', `/automations/${id}/runs`)).status, 200);
   assert.equal((await member.api('PATCH', `/automations/${id}`, { enabled: false })).status, 403);
@@ -555,8 +650,15 @@ test('permissions: members list and run, owners and admins change, other homes\'
   assert.equal((await member.api('POST', `/automations/${id}/test`, { trigger: { type: 'manual' } })).status, 403);
   assert.equal((await guest.api('GET', `/homes/${h}/automations`)).status, 403);
   assert.equal((await guest.api('GET', `/automations/${id}`)).status, 403);
-  for (const [m, path, b] of [['GET', `/automations/${id}`], ['PATCH', `/automations/${id}`, { enabled: false }], ['DELETE', `/automations/${id}`], ['POST', `/automations/${id}/run`, {}],
-    ['POST', `/automations/${id}/test`, { trigger: { type: 'manual' } }], ['GET', `/automations/${id}/runs`], ['GET', `/homes/${h}/automations`]] as const) {
+  for (const [m, path, b] of [
+    ['GET', `/automations/${id}`],
+    ['PATCH', `/automations/${id}`, { enabled: false }],
+    ['DELETE', `/automations/${id}`],
+    ['POST', `/automations/${id}/run`, {}],
+    ['POST', `/automations/${id}/test`, { trigger: { type: 'manual' } }],
+    ['GET', `/automations/${id}/runs`],
+    ['GET', `/homes/${h}/automations`],
+  ] as const) {
     const r = await outsider.api(m, path, b);
     assert.equal(r.status, 404, `${m} ${path} → ${r.status}`);
   }
@@ -582,13 +684,23 @@ test('dry run: evaluates a given trigger event without acting and returns the wo
     triggers: [{ type: 'property', device: motion.id, property: 'illuminance', below: 50 }],
     conditions: [{ type: 'property', device: light.id, property: 'on', equals: false }],
     actions: [
-      { type: 'choose', choices: [{ conditions: [{ type: 'property', device: light.id, property: 'brightness', above: 50 }], actions: [{ type: 'command', device: light.id, action: 'toggle' }] }],
-        default: [{ type: 'set', device: light.id, properties: { brightness: 80 } }] },
+      {
+        type: 'choose',
+        choices: [
+          {
+            conditions: [{ type: 'property', device: light.id, property: 'brightness', above: 50 }],
+            actions: [{ type: 'command', device: light.id, action: 'toggle' }],
+          },
+        ],
+        default: [{ type: 'set', device: light.id, properties: { brightness: 80 } }],
+      },
       { type: 'delay', duration: '10m' },
       { type: 'command', device: light.id, action: 'toggle' },
     ],
   });
-  const r = await owner.api('POST', `/automations/${a.id}/test`, { trigger: { type: 'property', data: { device: motion.id, property: 'illuminance', from: 300, to: 12 } } });
+  const r = await owner.api('POST', `/automations/${a.id}/test`, {
+    trigger: { type: 'property', data: { device: motion.id, property: 'illuminance', from: 300, to: 12 } },
+  });
   assert.equal(r.status, 200, JSON.stringify(r.body));
   assert.equal(r.body.matched, true);
   assert.equal(r.body.matchedTrigger, 0);
@@ -607,7 +719,9 @@ test('dry run: evaluates a given trigger event without acting and returns the wo
   assert.deepEqual(await runs(owner, a.id), [], 'nothing was recorded');
   assert.equal((await p.api('GET', `/api/v1/devices/${light.id}/shadow`)).body.desired.brightness, undefined, 'no desired state was set');
 
-  const miss = await owner.api('POST', `/automations/${a.id}/test`, { trigger: { type: 'property', data: { device: motion.id, property: 'illuminance', from: 10, to: 12 } } });
+  const miss = await owner.api('POST', `/automations/${a.id}/test`, {
+    trigger: { type: 'property', data: { device: motion.id, property: 'illuminance', from: 10, to: 12 } },
+  });
   assert.equal(miss.body.matched, false, 'already below 50: not a crossing');
   assert.match(miss.body.why, /none of the triggers/);
 });
@@ -619,11 +733,18 @@ test('runs are listed newest first with their traces; one run by id', async () =
     ids.push((await run(a.id)).id);
     await apart();
   }
-  const list = await eventually(async () => {
-    const l = await runs(owner, a.id);
-    return l.length === 3 && l.every((r) => r.status === 'completed') ? l : undefined;
-  }, 3000, 'three runs');
-  assert.deepEqual(list.map((r: any) => r.id), [...ids].reverse());
+  const list = await eventually(
+    async () => {
+      const l = await runs(owner, a.id);
+      return l.length === 3 && l.every((r) => r.status === 'completed') ? l : undefined;
+    },
+    3000,
+    'three runs',
+  );
+  assert.deepEqual(
+    list.map((r: any) => r.id),
+    [...ids].reverse(),
+  );
   for (const r of list) {
     assert.equal(r.trace.trigger.type, 'manual');
     assert.equal(r.trace.actions[0].type, 'delay');
@@ -635,21 +756,34 @@ test('runs are listed newest first with their traces; one run by id', async () =
   assert.equal(one.body.id, ids[1]);
   assert.equal((await owner.api('GET', `/automations/${a.id}/runs/ar_nothere`)).status, 404);
   const limited = await owner.api('GET', `/automations/${a.id}/runs?limit=1`);
-  assert.deepEqual(limited.body.items.map((r: any) => r.id), [ids[2]]);
+  assert.deepEqual(
+    limited.body.items.map((r: any) => r.id),
+    [ids[2]],
+  );
 });
 
 test('an automation whose device leaves the home becomes unavailable with the reason, and the engine goes on', async () => {
   const plug = await device(owner, home, 'plug');
   const light = await device(owner, home, 'light');
   const a = await create(owner, home, {
-    name: 'Plug overload', triggers: [{ type: 'event', device: plug.id, event: 'overload' }], actions: [{ type: 'command', device: light.id, action: 'blink' }],
+    name: 'Plug overload',
+    triggers: [{ type: 'event', device: plug.id, event: 'overload' }],
+    actions: [{ type: 'command', device: light.id, action: 'blink' }],
   });
-  const other = await create(owner, home, { name: 'Unaffected', triggers: [{ type: 'manual' }], actions: [{ type: 'command', device: light.id, action: 'blink' }] });
+  const other = await create(owner, home, {
+    name: 'Unaffected',
+    triggers: [{ type: 'manual' }],
+    actions: [{ type: 'command', device: light.id, action: 'blink' }],
+  });
   assert.equal((await owner.api('DELETE', `/homes/${home}/devices/${plug.id}`)).status, 200);
-  const gone = await eventually(async () => {
-    const r = await owner.api('GET', `/automations/${a.id}`);
-    return r.body.status === 'unavailable' ? r.body : undefined;
-  }, 3000, 'unavailable');
+  const gone = await eventually(
+    async () => {
+      const r = await owner.api('GET', `/automations/${a.id}`);
+      return r.body.status === 'unavailable' ? r.body : undefined;
+    },
+    3000,
+    'unavailable',
+  );
   assert.match(gone.statusReason, new RegExp(`triggers\\[0\\]\\.device: device "${plug.id}" is not in this home`));
   await plug.event('overload', { power: 4100 });
   await p.hearth.bus.flush();
@@ -670,7 +804,8 @@ test('event and presence triggers: params must match; offline for a while', asyn
   const lock = await device(owner, home, 'door-lock');
   const light = await device(owner, home, 'light');
   const a = await create(owner, home, {
-    name: 'Keypad unlock', triggers: [{ type: 'event', device: lock.id, event: 'unlock', params: { method: 'keypad' } }],
+    name: 'Keypad unlock',
+    triggers: [{ type: 'event', device: lock.id, event: 'unlock', params: { method: 'keypad' } }],
     actions: [{ type: 'command', device: light.id, action: 'blink', params: { times: 1 } }],
   });
   await lock.event('unlock', { method: 'app' });
@@ -680,7 +815,9 @@ test('event and presence triggers: params must match; offline for a while', asyn
   assert.equal((await runs(owner, a.id)).length, 1, 'the app unlock did not match');
 
   const off = await create(owner, home, {
-    name: 'Lock offline 5 min', triggers: [{ type: 'offline', device: lock.id, for: '5m' }], actions: [{ type: 'command', device: light.id, action: 'blink', params: { times: 3 } }],
+    name: 'Lock offline 5 min',
+    triggers: [{ type: 'offline', device: lock.id, for: '5m' }],
+    actions: [{ type: 'command', device: light.id, action: 'blink', params: { times: 3 } }],
   });
   await apart();
   await lock.c.endAsync(true);
@@ -699,7 +836,8 @@ test('property above with "for": fires only if it stays above; a drop cancels', 
   await sensor.report({ temperature: 20 });
   await eventually(async () => (await p.api('GET', `/api/v1/devices/${sensor.id}/shadow`)).body.reported?.temperature === 20, 3000, 'reported');
   const a = await create(owner, home, {
-    name: 'Hot for 10 minutes', triggers: [{ type: 'property', device: sensor.id, property: 'temperature', above: 30, for: '10m' }],
+    name: 'Hot for 10 minutes',
+    triggers: [{ type: 'property', device: sensor.id, property: 'temperature', above: 30, for: '10m' }],
     actions: [{ type: 'command', device: plug.id, action: 'toggle' }],
   });
   await p.hearth.bus.flush();
@@ -730,7 +868,8 @@ test('property above with "for": fires only if it stays above; a drop cancels', 
   await lamp.report({ brightness: 10 });
   await eventually(async () => (await p.api('GET', `/api/v1/devices/${lamp.id}/shadow`)).body.reported?.brightness === 10, 3000, 'reported');
   const dim = await create(owner, home, {
-    name: 'Left at a new level', triggers: [{ type: 'property', device: lamp.id, property: 'brightness', from: 10, for: '5m' }],
+    name: 'Left at a new level',
+    triggers: [{ type: 'property', device: lamp.id, property: 'brightness', from: 10, for: '5m' }],
     actions: [{ type: 'command', device: plug.id, action: 'toggle' }],
   });
   await lamp.report({ brightness: 50 });
@@ -758,8 +897,16 @@ test('incoming webhook fires its automation; a webhook action POSTs a signed bod
   const port = (server.address() as { port: number }).port;
   try {
     const a = await create(owner, home, {
-      name: 'Doorbell relay', triggers: [{ type: 'webhook' }],
-      actions: [{ type: 'webhook', url: `http://127.0.0.1:${port}/hook?token=secret-in-url`, secret: 'shared-secret-1', body: { who: '{{trigger.body.who}}', text: 'ring from {{trigger.body.who}}', automation: '{{automation.name}}' } }],
+      name: 'Doorbell relay',
+      triggers: [{ type: 'webhook' }],
+      actions: [
+        {
+          type: 'webhook',
+          url: `http://127.0.0.1:${port}/hook?token=secret-in-url`,
+          secret: 'shared-secret-1',
+          body: { who: '{{trigger.body.who}}', text: 'ring from {{trigger.body.who}}', automation: '{{automation.name}}' },
+        },
+      ],
     });
     assert.match(a.webhookId, /^wh_[A-Za-z0-9_-]{20,}$/);
     assert.equal(a.webhookUrl, `/api/v1/hooks/${a.webhookId}`);
@@ -775,11 +922,11 @@ test('incoming webhook fires its automation; a webhook action POSTs a signed bod
     assert.equal(run.id, fired.body.runId);
     assert.deepEqual(run.trace.trigger.data.body, { who: 'ana' });
     assert.equal(run.trace.actions[0].result.status, 200);
-    assert.equal(run.trace.actions[0].result.url, `http://127.0.0.1:${port}/hook`, 'the URL\'s query (often a secret) is not in the trace');
+    assert.equal(run.trace.actions[0].result.url, `http://127.0.0.1:${port}/hook`, "the URL's query (often a secret) is not in the trace");
 
     assert.equal((await p.api('POST', '/api/v1/hooks/wh_notarealwebhookid00000', {}, null)).status, 404);
     await owner.api('PATCH', `/automations/${a.id}`, { enabled: false });
-    assert.equal((await p.api('POST', `/api/v1/hooks/${a.webhookId}`, {}, null)).status, 404, 'a disabled automation\'s hook does not exist');
+    assert.equal((await p.api('POST', `/api/v1/hooks/${a.webhookId}`, {}, null)).status, 404, "a disabled automation's hook does not exist");
   } finally {
     server.close();
   }
@@ -789,7 +936,8 @@ test('enable/disable actions and a failing command with continueOnError', async 
   const light = await device(owner, home, 'light', { answer: (cmd) => (cmd.action === 'blink' ? { ok: false, error: 'bulb broken' } : { ok: true }) });
   const target = await create(owner, home, { name: 'Target', enabled: false, triggers: [{ type: 'manual' }], actions: [{ type: 'delay', duration: 0 }] });
   const a = await create(owner, home, {
-    name: 'Switcher', triggers: [{ type: 'manual' }],
+    name: 'Switcher',
+    triggers: [{ type: 'manual' }],
     actions: [
       { type: 'command', device: light.id, action: 'blink', continueOnError: true, alias: 'Blink (may fail)' },
       { type: 'enable', automation: target.id },
@@ -801,7 +949,10 @@ test('enable/disable actions and a failing command with continueOnError', async 
   const r = await runWhere(owner, a.id, (x) => x.status !== 'running', 'ended');
   assert.equal(r.status, 'failed');
   assert.match(r.reason, /actions\[2\] \(command\) failed: the device answered: bulb broken/);
-  assert.deepEqual(r.trace.actions.map((x: any) => x.status), ['failed', 'ok', 'failed']);
+  assert.deepEqual(
+    r.trace.actions.map((x: any) => x.status),
+    ['failed', 'ok', 'failed'],
+  );
   assert.equal(r.trace.actions[0].alias, 'Blink (may fail)');
   assert.equal(light.commands.filter((c) => c.action === 'toggle').length, 0, 'the run stopped at the failure');
   assert.equal((await owner.api('GET', `/automations/${target.id}`)).body.enabled, true);
@@ -812,11 +963,21 @@ test('group action: one command to every device of a group; per-device results, 
   const l2 = await device(owner, home, 'light');
   const g = await owner.api('POST', `/homes/${home}/groups`, { name: 'Downstairs', deviceIds: [l1.id, l2.id] });
   assert.equal(g.status, 201, JSON.stringify(g.body));
-  const a = await create(owner, home, { name: 'All blink', triggers: [{ type: 'manual' }], actions: [{ type: 'group', group: g.body.id, action: 'blink', params: { times: 2 } }] });
+  const a = await create(owner, home, {
+    name: 'All blink',
+    triggers: [{ type: 'manual' }],
+    actions: [{ type: 'group', group: g.body.id, action: 'blink', params: { times: 2 } }],
+  });
   await apart();
   await run(a.id);
   const ok = await runWhere(owner, a.id, (r) => r.status === 'completed', 'completed');
-  assert.deepEqual(ok.trace.actions[0].result.results.map((r: any) => [r.device, r.ok]).sort(), [[l1.id, true], [l2.id, true]].sort());
+  assert.deepEqual(
+    ok.trace.actions[0].result.results.map((r: any) => [r.device, r.ok]).sort(),
+    [
+      [l1.id, true],
+      [l2.id, true],
+    ].sort(),
+  );
   assert.deepEqual([l1.commands.length, l2.commands.length], [1, 1]);
   await l2.c.endAsync(true);
   await eventually(async () => (await p.device(l2.id)).online === false, 3000, 'l2 offline');
@@ -834,44 +995,88 @@ test('group action: one command to every device of a group; per-device results, 
 test('deleting a home takes its automations (runs, timers), scenes, notification channels, preferences and inbox items with it', async () => {
   const h = await newHome(owner);
   const light = await device(owner, h, 'light');
-  const a = await create(owner, h, { name: 'Nightly', triggers: [{ type: 'schedule', cron: '0 22 * * *' }, { type: 'manual' }], actions: [{ type: 'command', device: light.id, action: 'toggle' }] });
+  const a = await create(owner, h, {
+    name: 'Nightly',
+    triggers: [{ type: 'schedule', cron: '0 22 * * *' }, { type: 'manual' }],
+    actions: [{ type: 'command', device: light.id, action: 'toggle' }],
+  });
   await run(a.id);
-  const sent = await owner.api('POST', `/homes/${h}/notifications`, { kind: 'security', severity: 'info', title: 'Water leak', body: 'The sensor under the sink reports water.' });
+  const sent = await owner.api('POST', `/homes/${h}/notifications`, {
+    kind: 'security',
+    severity: 'info',
+    title: 'Water leak',
+    body: 'The sensor under the sink reports water.',
+  });
   assert.equal(sent.status, 200, JSON.stringify(sent.body));
   const scene = await owner.api('POST', `/homes/${h}/scenes`, { name: 'Off', states: [{ device: light.id, properties: { on: false } }] });
   assert.equal(scene.status, 201, JSON.stringify(scene.body));
   assert.equal((await owner.api('POST', `/homes/${h}/notification-channels`, { type: 'webhook', name: 'Hook', url: 'http://127.0.0.1:9/hook' })).status, 201);
   assert.equal((await owner.api('PUT', `/homes/${h}/notification-preferences`, { quietHours: { start: '22:00', end: '07:00' } })).status, 200);
   const db = p.hearth.db;
-  const count = async (table: 'automations' | 'automation_runs' | 'timers' | 'scenes' | 'notification_channels' | 'notification_preferences' | 'notification_inbox', column: string, value: string) =>
-    Number((await db.selectFrom(table).select(db.fn.countAll().as('n')).where(column as never, '=', value as never).executeTakeFirstOrThrow()).n);
+  const count = async (
+    table: 'automations' | 'automation_runs' | 'timers' | 'scenes' | 'notification_channels' | 'notification_preferences' | 'notification_inbox',
+    column: string,
+    value: string,
+  ) =>
+    Number(
+      (
+        await db
+          .selectFrom(table)
+          .select(db.fn.countAll().as('n'))
+          .where(column as never, '=', value as never)
+          .executeTakeFirstOrThrow()
+      ).n,
+    );
   assert.equal((await runs(owner, a.id)).length, 1); // also writes the runs
   assert.equal(await count('automation_runs', 'automation_id', a.id), 1);
   assert.equal(await count('timers', 'key', `automation:${a.id}:0`), 1);
   assert.equal(await count('notification_inbox', 'home_id', h), 1, 'the owner has it in the inbox');
 
   assert.equal((await owner.api('DELETE', `/homes/${h}`)).status, 200);
-  for (const [table, column] of [['automations', 'home_id'], ['scenes', 'home_id'], ['notification_channels', 'home_id'], ['notification_preferences', 'home_id'], ['notification_inbox', 'home_id']] as const) {
+  for (const [table, column] of [
+    ['automations', 'home_id'],
+    ['scenes', 'home_id'],
+    ['notification_channels', 'home_id'],
+    ['notification_preferences', 'home_id'],
+    ['notification_inbox', 'home_id'],
+  ] as const) {
     assert.equal(await count(table, column, h), 0, table);
   }
   assert.equal(await count('automation_runs', 'automation_id', a.id), 0, 'runs');
   assert.equal(await count('timers', 'key', `automation:${a.id}:0`), 0, 'timers');
-  assert.equal(p.hearth.services.automationEngine.loadedCount, (await p.hearth.db.selectFrom('automations').select('id').execute()).length, 'the engine let it go');
+  assert.equal(
+    p.hearth.services.automationEngine.loadedCount,
+    (await p.hearth.db.selectFrom('automations').select('id').execute()).length,
+    'the engine let it go',
+  );
 });
 
 test('the OpenAPI document describes automations with every trigger, condition and action kind and its fields', async () => {
   const doc = (await p.api('GET', '/docs/json', undefined, null)).body;
-  const typesIn = (s: any): string[] => (s.anyOf ?? []).flatMap((k: any) => (k.properties.type.anyOf ?? [k.properties.type]).map((t: any) => t.const ?? t.enum?.[0])).sort();
+  const typesIn = (s: any): string[] =>
+    (s.anyOf ?? []).flatMap((k: any) => (k.properties.type.anyOf ?? [k.properties.type]).map((t: any) => t.const ?? t.enum?.[0])).sort();
   const create = doc.paths['/api/v1/homes/{homeId}/automations'].post;
   const body = create.requestBody.content['application/json'].schema;
   assert.deepEqual(typesIn(body.properties.triggers.items), ['event', 'manual', 'offline', 'online', 'property', 'scene', 'schedule', 'sun', 'webhook']);
   assert.deepEqual(typesIn(body.properties.conditions.items), ['and', 'not', 'or', 'presence', 'property', 'sun', 'time']);
-  assert.deepEqual(typesIn(body.properties.actions.items), ['choose', 'command', 'delay', 'disable', 'enable', 'group', 'notify', 'scene', 'set', 'wait', 'webhook']);
+  assert.deepEqual(typesIn(body.properties.actions.items), [
+    'choose',
+    'command',
+    'delay',
+    'disable',
+    'enable',
+    'group',
+    'notify',
+    'scene',
+    'set',
+    'wait',
+    'webhook',
+  ]);
   const sun = body.properties.triggers.items.anyOf.find((k: any) => (k.properties.type.const ?? k.properties.type.enum?.[0]) === 'sun');
   assert.deepEqual(Object.keys(sun.properties).sort(), ['event', 'offset', 'type']);
   const patch = doc.paths['/api/v1/automations/{automationId}'].patch.requestBody.content['application/json'].schema;
   assert.ok(patch.properties.actions.items.anyOf.length >= 10);
   const answer = doc.paths['/api/v1/automations/{automationId}'].get.responses['200'].content['application/json'].schema;
   assert.ok(answer.properties.triggers.items.anyOf.length >= 8, 'answers show the kinds too');
-  assert.ok(create['x-hearth-auth'], 'the route\'s auth declaration is still documented');
+  assert.ok(create['x-hearth-auth'], "the route's auth declaration is still documented");
 });

@@ -27,9 +27,22 @@ test('buildApp: every capability routes into an app that listens nowhere, and in
     // Each capability's plugin is in the OpenAPI document.
     const paths = Object.keys((await app.inject({ url: '/docs/json' })).json().paths);
     const one = [
-      '/api/v1/auth/login', '/api/v1/products', '/api/v1/devices', '/api/v1/devices/{id}/shadow', '/api/v1/devices/{id}/commands',
-      '/api/v1/devices/{id}/history', '/api/v1/audit', '/api/v1/homes', '/api/v1/gateway/config', '/api/v1/stream', '/api/v1/dead-letters',
-      '/api/v1/partners', '/api/v1/scenes/{sceneId}', '/api/v1/notifications', '/api/v1/automations/{automationId}', '/api/v1/devices/{id}/events',
+      '/api/v1/auth/login',
+      '/api/v1/products',
+      '/api/v1/devices',
+      '/api/v1/devices/{id}/shadow',
+      '/api/v1/devices/{id}/commands',
+      '/api/v1/devices/{id}/history',
+      '/api/v1/audit',
+      '/api/v1/homes',
+      '/api/v1/gateway/config',
+      '/api/v1/stream',
+      '/api/v1/dead-letters',
+      '/api/v1/partners',
+      '/api/v1/scenes/{sceneId}',
+      '/api/v1/notifications',
+      '/api/v1/automations/{automationId}',
+      '/api/v1/devices/{id}/events',
     ];
     for (const path of one) assert.ok(paths.includes(path), `${path} is registered`);
   } finally {
@@ -80,10 +93,12 @@ test('construction does no I/O on the bus: subscriptions, consumers and streams 
   const bus = new Proxy(inner, {
     get(target, prop, receiver) {
       const v = Reflect.get(target, prop, receiver);
-      return typeof v === 'function' ? (...args: unknown[]) => {
-        calls.push(String(prop));
-        return v.apply(target, args);
-      } : v;
+      return typeof v === 'function'
+        ? (...args: unknown[]) => {
+            calls.push(String(prop));
+            return v.apply(target, args);
+          }
+        : v;
     },
   });
   const hearth = new Hearth(loadConfig({}, { dataDir, logLevel: 'silent', demo: false }), { log: createLogger('silent'), bus });

@@ -93,7 +93,7 @@ for (const engine of engines) {
       // the last publish reaches 'x.>' after everything published before it (one connection, in order)
       await until(() => got.includes('gt:x.a.1:last'), 'the last message');
       got.splice(got.indexOf('gt:x.a.1:last'), 1);
-      await until(() => got.length >= 5, 'the other subscribers\' copies of the last message');
+      await until(() => got.length >= 5, "the other subscribers' copies of the last message");
       for (const m of ['exact:x.a.1:9', 'star:x.a.1']) got.splice(got.indexOf(m), 1);
       assert.deepEqual(got.sort(), ['exact:x.a.1:7', 'gt:x.a.1:t1', 'star:x.a.1']);
     });
@@ -124,8 +124,14 @@ for (const engine of engines) {
       for (let i = 0; i < 60; i++) bus.publish(`q.${i}`, { i });
       await bus.flush();
       await until(() => plain === 60 && counts.reduce((a, b) => a + b, 0) >= 60, 'the 60 messages');
-      assert.equal(counts.reduce((a, b) => a + b, 0), 60);
-      assert.ok(counts.every((c) => c > 0), `work was shared: ${counts}`);
+      assert.equal(
+        counts.reduce((a, b) => a + b, 0),
+        60,
+      );
+      assert.ok(
+        counts.every((c) => c > 0),
+        `work was shared: ${counts}`,
+      );
       assert.equal(plain, 60, 'a plain subscriber still sees everything');
     });
 
@@ -136,7 +142,10 @@ for (const engine of engines) {
       for (let i = 0; i < 100; i++) bus.publish('o.1', { i });
       await bus.flush();
       await until(() => seen.length >= 100, 'the 100 messages');
-      assert.deepEqual(seen, Array.from({ length: 100 }, (_, i) => i));
+      assert.deepEqual(
+        seen,
+        Array.from({ length: 100 }, (_, i) => i),
+      );
     });
 
     test('request/reply, no responders, timeout', async () => {
@@ -154,9 +163,13 @@ for (const engine of engines) {
     test('a failing handler does not stop other subscribers', async () => {
       const bus = await make();
       let ok = 0;
-      bus.subscribe('f.1', () => {
-        throw new Error('boom');
-      }, { name: 'thrower' });
+      bus.subscribe(
+        'f.1',
+        () => {
+          throw new Error('boom');
+        },
+        { name: 'thrower' },
+      );
       bus.subscribe('f.1', async () => {
         throw new Error('async boom');
       });
@@ -180,7 +193,13 @@ for (const engine of engines) {
       await bus.publishDurable(subject('a'), { n: 1 }, { headers: { trace: 't1' } });
       await bus.publishDurable(subject('b'), { n: 2 });
       await until(() => got.length === 2, 'two messages');
-      assert.deepEqual(got.map((m) => [m.subject, m.data, m.deliveryCount]), [[subject('a'), { n: 1 }, 1], [subject('b'), { n: 2 }, 1]]);
+      assert.deepEqual(
+        got.map((m) => [m.subject, m.data, m.deliveryCount]),
+        [
+          [subject('a'), { n: 1 }, 1],
+          [subject('b'), { n: 2 }, 1],
+        ],
+      );
       assert.deepEqual(got[0].headers, { trace: 't1' });
       assert.deepEqual(got[1].headers, {});
       assert.ok(got[1].seq > got[0].seq, `stream sequence grows: ${got.map((m) => m.seq)}`);
@@ -193,7 +212,10 @@ for (const engine of engines) {
       const { stream, subject, filter } = fresh();
       const noResponders = (e: Error) => e instanceof BusError && e.code === 'NO_RESPONDERS';
       await assert.rejects(bus.publishDurable(subject('x'), {}), noResponders);
-      await assert.rejects(bus.consume({ stream, durable: 'd', filter }, () => undefined), noResponders);
+      await assert.rejects(
+        bus.consume({ stream, durable: 'd', filter }, () => undefined),
+        noResponders,
+      );
     });
 
     test('durable: ensureStream is idempotent and updates the subjects', async () => {
@@ -261,7 +283,10 @@ for (const engine of engines) {
       });
       await bus.publishDurable(subject('x'), {});
       await until(() => got.length === 2, 'the redelivery', 3000);
-      assert.deepEqual(got.map((g) => g.count), [1, 2]);
+      assert.deepEqual(
+        got.map((g) => g.count),
+        [1, 2],
+      );
       assert.equal(got[0].seq, got[1].seq, 'the same message');
       const gap = got[1].at - got[0].at;
       assert.ok(gap >= 400, `redelivered after ackWait, not before (${gap} ms)`);
@@ -282,10 +307,22 @@ for (const engine of engines) {
       });
       await bus.publishDurable(subject('x'), 'now');
       await until(() => got.length === 2, 'the redelivery after nak()', 2000);
-      assert.deepEqual(got.map((g) => [g.data, g.count]), [['now', 1], ['now', 2]]);
+      assert.deepEqual(
+        got.map((g) => [g.data, g.count]),
+        [
+          ['now', 1],
+          ['now', 2],
+        ],
+      );
       await bus.publishDurable(subject('x'), 'later');
       await until(() => got.length === 4, 'the redelivery after nak(300)', 2000);
-      assert.deepEqual(got.slice(2).map((g) => [g.data, g.count]), [['later', 1], ['later', 2]]);
+      assert.deepEqual(
+        got.slice(2).map((g) => [g.data, g.count]),
+        [
+          ['later', 1],
+          ['later', 2],
+        ],
+      );
       const gap = got[3].at - got[2].at;
       assert.ok(gap >= 250, `nak(300) waited (${gap} ms)`);
     });
@@ -326,7 +363,10 @@ for (const engine of engines) {
         m.ack();
       });
       await until(() => second.length === 2, 'the two unacknowledged messages', 500 + 2000);
-      assert.deepEqual(second, [[1, 2], [2, 2]]);
+      assert.deepEqual(second, [
+        [1, 2],
+        [2, 2],
+      ]);
       await bus.publishDurable(subject('x'), 3);
       await until(() => second.length === 3, 'a new message');
       assert.deepEqual(first, [0, 1, 2], 'the stopped subscriber gets nothing more');
@@ -371,7 +411,10 @@ for (const engine of engines) {
       await until(() => held.length === 5, 'the rest');
       held[3].ack();
       held[4].ack();
-      assert.deepEqual(held.map((m) => m.data), [0, 1, 2, 3, 4]);
+      assert.deepEqual(
+        held.map((m) => m.data),
+        [0, 1, 2, 3, 4],
+      );
     });
 
     test('durable: one subscriber gets the messages in publish order', async () => {
@@ -388,8 +431,14 @@ for (const engine of engines) {
       });
       for (let i = 50; i < 100; i++) await bus.publishDurable(subject(`k${i % 3}`), i);
       await until(() => got.length === 100, '100 messages');
-      assert.deepEqual(got, Array.from({ length: 100 }, (_, i) => i));
-      assert.ok(seqs.every((s, i) => i === 0 || s > seqs[i - 1]), 'seq grows');
+      assert.deepEqual(
+        got,
+        Array.from({ length: 100 }, (_, i) => i),
+      );
+      assert.ok(
+        seqs.every((s, i) => i === 0 || s > seqs[i - 1]),
+        'seq grows',
+      );
     });
   });
 }
@@ -421,9 +470,20 @@ describe('MemoryBus with a stream storage', () => {
       m.ack();
     });
     await until(() => second.length === 3, 'the unacknowledged messages and the new one');
-    assert.deepEqual(second.map((m) => [m.subject, m.data]), [['p.2', { deep: { n: 2 } }], ['p.3', 'never consumed in time'], ['p.4', 'after the restart']]);
+    assert.deepEqual(
+      second.map((m) => [m.subject, m.data]),
+      [
+        ['p.2', { deep: { n: 2 } }],
+        ['p.3', 'never consumed in time'],
+        ['p.4', 'after the restart'],
+      ],
+    );
     assert.deepEqual(second[0].headers, { trace: 't2' });
-    assert.deepEqual(second.slice(0, 2).map((m) => m.seq), first.slice(1).map((m) => m.seq), 'the same sequence numbers');
+    assert.deepEqual(
+      second.slice(0, 2).map((m) => m.seq),
+      first.slice(1).map((m) => m.seq),
+      'the same sequence numbers',
+    );
     assert.ok(second[0].deliveryCount >= 2, 'a restart counts as a delivery');
     assert.ok(second[2].seq > second[1].seq, 'the sequence goes on after a restart');
     await b.close();
@@ -468,10 +528,14 @@ describe('MemoryBus with a stream storage', () => {
     const dir = dataDir();
     const storage = new SqliteStreamStorage({ dataDir: dir });
     const commits: number[] = [];
-    const counting = { load: storage.load.bind(storage), close: storage.close.bind(storage), commit: (b: Parameters<typeof storage.commit>[0]) => {
-      storage.commit(b);
-      commits.push(b.put.length);
-    } };
+    const counting = {
+      load: storage.load.bind(storage),
+      close: storage.close.bind(storage),
+      commit: (b: Parameters<typeof storage.commit>[0]) => {
+        storage.commit(b);
+        commits.push(b.put.length);
+      },
+    };
     const bus = new MemoryBus(createLogger('silent'), { storage: counting });
     await bus.ensureStream({ name: 'S', subjects: ['g.>'] });
     let resolved = 0;
@@ -490,8 +554,16 @@ describe('MemoryBus with a stream storage', () => {
     await bus.ensureStream({ name: 'S', subjects: ['b.>'] });
     let deep: unknown = 'bottom';
     for (let i = 0; i < 100_000; i++) deep = { d: deep };
-    const results = await Promise.allSettled([bus.publishDurable('b.1', 'good 1'), bus.publishDurable('b.2', deep), bus.publishDurable('b.3', 'good 2'), bus.publishDurable('b.4', { n: 10n })]);
-    assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled', 'rejected']);
+    const results = await Promise.allSettled([
+      bus.publishDurable('b.1', 'good 1'),
+      bus.publishDurable('b.2', deep),
+      bus.publishDurable('b.3', 'good 2'),
+      bus.publishDurable('b.4', { n: 10n }),
+    ]);
+    assert.deepEqual(
+      results.map((r) => r.status),
+      ['fulfilled', 'rejected', 'fulfilled', 'rejected'],
+    );
     const got: unknown[] = [];
     await bus.consume({ stream: 'S', durable: 'd', filter: 'b.>' }, (m) => {
       got.push(m.data);
@@ -504,29 +576,43 @@ describe('MemoryBus with a stream storage', () => {
 
   test('a commit the storage refuses is retried message by message: only the refused publish fails', async () => {
     const storage = new SqliteStreamStorage({ dataDir: dataDir() });
-    const refusing = { load: storage.load.bind(storage), close: storage.close.bind(storage), commit: (b: Parameters<typeof storage.commit>[0]) => {
-      if (b.put.some((p) => p.subject === 'r.bad')) throw Object.assign(new Error('refused'), { code: 'SQLITE_CONSTRAINT_CHECK' });
-      storage.commit(b);
-    } };
+    const refusing = {
+      load: storage.load.bind(storage),
+      close: storage.close.bind(storage),
+      commit: (b: Parameters<typeof storage.commit>[0]) => {
+        if (b.put.some((p) => p.subject === 'r.bad')) throw Object.assign(new Error('refused'), { code: 'SQLITE_CONSTRAINT_CHECK' });
+        storage.commit(b);
+      },
+    };
     const bus = new MemoryBus(createLogger('silent'), { storage: refusing });
     await bus.ensureStream({ name: 'S', subjects: ['r.>'] });
     const results = await Promise.allSettled(['r.a', 'r.bad', 'r.b'].map((s) => bus.publishDurable(s, s)));
-    assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled']);
+    assert.deepEqual(
+      results.map((r) => r.status),
+      ['fulfilled', 'rejected', 'fulfilled'],
+    );
     await bus.close();
   });
 
   test('a storage that fails (not a refused record) fails the whole batch at once, without a retry per message', async () => {
     const storage = new SqliteStreamStorage({ dataDir: dataDir() });
     let commits = 0;
-    const failing = { load: storage.load.bind(storage), close: storage.close.bind(storage), commit: (b: Parameters<typeof storage.commit>[0]) => {
-      if (b.put.length === 0) return storage.commit(b);
-      commits++;
-      throw Object.assign(new Error('disk I/O error'), { code: 'SQLITE_IOERR' });
-    } };
+    const failing = {
+      load: storage.load.bind(storage),
+      close: storage.close.bind(storage),
+      commit: (b: Parameters<typeof storage.commit>[0]) => {
+        if (b.put.length === 0) return storage.commit(b);
+        commits++;
+        throw Object.assign(new Error('disk I/O error'), { code: 'SQLITE_IOERR' });
+      },
+    };
     const bus = new MemoryBus(createLogger('silent'), { storage: failing });
     await bus.ensureStream({ name: 'S', subjects: ['f.>'] });
     const results = await Promise.allSettled(['f.a', 'f.b', 'f.c'].map((s) => bus.publishDurable(s, s)));
-    assert.deepEqual(results.map((r) => r.status), ['rejected', 'rejected', 'rejected']);
+    assert.deepEqual(
+      results.map((r) => r.status),
+      ['rejected', 'rejected', 'rejected'],
+    );
     assert.equal(commits, 1, 'one failed commit, not one per message');
     await bus.close();
   });
@@ -607,7 +693,10 @@ describe('NatsBus', () => {
 
       await server.restart();
       await until(() => lines.some((l) => l.msg === 'NATS reconnected'), 'the reconnect', 10_000);
-      assert.ok(lines.some((l) => l.msg.startsWith('NATS disconnected')), 'the outage is logged');
+      assert.ok(
+        lines.some((l) => l.msg.startsWith('NATS disconnected')),
+        'the outage is logged',
+      );
       await bus.publishDurable(subject('x'), 'after');
       bus.publish('core.x', 'after');
       await until(() => durable.length === 2 && core.length === 1, 'the messages after the restart', 10_000);

@@ -32,7 +32,11 @@ describe('the hearth command', { concurrency: 3 }, () => {
       assert.equal((cmd.match(/'/g) ?? []).length % 2, 0, `balanced quotes: ${line}`);
     }
     // the log records are JSON lines
-    const logs = s.proc.stdout().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { level: number; msg: string });
+    const logs = s.proc
+      .stdout()
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as { level: number; msg: string });
     assert.ok(logs.length > 0, 'there are JSON log lines');
 
     const ready = await fetch(`${base}/readyz`);
@@ -41,16 +45,24 @@ describe('the hearth command', { concurrency: 3 }, () => {
     const docs = await fetch(`${base}/docs/json`);
     assert.equal(docs.status, 200);
 
-    const res = await fetch(`${base}/api/v1/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ email, password }) });
+    const res = await fetch(`${base}/api/v1/auth/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ email, password }),
+    });
     assert.equal(res.status, 200);
     const { token } = (await res.json()) as { token: string };
     const auth = { authorization: `Bearer ${token}` };
-    const online = await eventually(async () => {
-      const r = await fetch(`${base}/api/v1/devices/${hubId[1]}/children`, { headers: auth });
-      const body = (await r.json()) as { items: Array<{ online: boolean; product: string }> };
-      const n = body.items.filter((d) => d.online).length;
-      return n >= 5 ? body.items : undefined;
-    }, 10_000, 'demo children online');
+    const online = await eventually(
+      async () => {
+        const r = await fetch(`${base}/api/v1/devices/${hubId[1]}/children`, { headers: auth });
+        const body = (await r.json()) as { items: Array<{ online: boolean; product: string }> };
+        const n = body.items.filter((d) => d.online).length;
+        return n >= 5 ? body.items : undefined;
+      },
+      10_000,
+      'demo children online',
+    );
     assert.ok(online.length >= 5);
     const hub = (await (await fetch(`${base}/api/v1/devices/${hubId[1]}`, { headers: auth })).json()) as { online: boolean; product: string };
     assert.equal(hub.product, 'hub');
@@ -59,7 +71,11 @@ describe('the hearth command', { concurrency: 3 }, () => {
     // the banner's "send one" goes to a simulated device that answers
     const sendOne = /Send one:\s+curl .* (http:\/\/\S+\/commands) -d '([^']+)'/.exec(banner);
     assert.ok(sendOne, `the banner shows a command to send:\n${banner}`);
-    const sent = await fetch(sendOne[1].replace('localhost', '127.0.0.1'), { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: sendOne[2] });
+    const sent = await fetch(sendOne[1].replace('localhost', '127.0.0.1'), {
+      method: 'POST',
+      headers: { ...auth, 'content-type': 'application/json' },
+      body: sendOne[2],
+    });
     assert.equal(sent.status, 200, await sent.clone().text());
     assert.equal(((await sent.json()) as { ok: boolean }).ok, true);
 
@@ -71,15 +87,23 @@ describe('the hearth command', { concurrency: 3 }, () => {
       lamp.once('error', reject);
     });
     await lamp.publishAsync(`devices/${lampId}/properties`, JSON.stringify({ on: true, brightness: 80 }), { qos: 1 });
-    await eventually(async () => {
-      const r = (await (await fetch(`${base}/api/v1/devices/${lampId}`, { headers: auth })).json()) as { shadow: { reported: { brightness?: number } } };
-      return r.shadow.reported.brightness === 80;
-    }, 3000, 'the lamp report');
+    await eventually(
+      async () => {
+        const r = (await (await fetch(`${base}/api/v1/devices/${lampId}`, { headers: auth })).json()) as { shadow: { reported: { brightness?: number } } };
+        return r.shadow.reported.brightness === 80;
+      },
+      3000,
+      'the lamp report',
+    );
     await lamp.endAsync();
-    await eventually(async () => {
-      const r = (await (await fetch(`${base}/api/v1/devices/${lampId}`, { headers: auth })).json()) as { online: boolean };
-      return r.online === false;
-    }, 3000, 'the lamp offline');
+    await eventually(
+      async () => {
+        const r = (await (await fetch(`${base}/api/v1/devices/${lampId}`, { headers: auth })).json()) as { online: boolean };
+        return r.online === false;
+      },
+      3000,
+      'the lamp offline',
+    );
 
     s.proc.child.kill('SIGTERM');
     const exit = await exitWithin(s.proc, 8000);
@@ -90,23 +114,41 @@ describe('the hearth command', { concurrency: 3 }, () => {
     // a second start on the same data directory (without the demo this time) keeps the account and
     // the devices, and prints no new password
     const again = start(['start'], {
-      HEARTH_HTTP_PORT: String(s.httpPort), HEARTH_MQTT_PORT: String(s.mqttPort), HEARTH_HTTP_HOST: '127.0.0.1', HEARTH_MQTT_HOST: '127.0.0.1',
-      HEARTH_DATA_DIR: s.dataDir, HEARTH_DEMO: '0', ...(await storeEnv(s.dataDir)),
+      HEARTH_HTTP_PORT: String(s.httpPort),
+      HEARTH_MQTT_PORT: String(s.mqttPort),
+      HEARTH_HTTP_HOST: '127.0.0.1',
+      HEARTH_MQTT_HOST: '127.0.0.1',
+      HEARTH_DATA_DIR: s.dataDir,
+      HEARTH_DEMO: '0',
+      ...(await storeEnv(s.dataDir)),
     });
-    const banner2 = await waitFor('the second banner', () => {
-      const text = plainLines(again.stdout()).join('\n');
-      return /Operator login:.*\n/.test(text) ? text : undefined;
-    }, again);
+    const banner2 = await waitFor(
+      'the second banner',
+      () => {
+        const text = plainLines(again.stdout()).join('\n');
+        return /Operator login:.*\n/.test(text) ? text : undefined;
+      },
+      again,
+    );
     await new Promise((r) => setTimeout(r, 200)); // see 'SIGTERM soon after start'
     assert.ok(banner2.includes(`Operator login:  ${email}`), banner2);
     assert.doesNotMatch(banner2, /password: /);
     assert.doesNotMatch(banner2, /mosquitto_pub/, 'no demo when HEARTH_DEMO=0');
-    const relog = await fetch(`${base}/api/v1/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ email, password }) });
+    const relog = await fetch(`${base}/api/v1/auth/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ email, password }),
+    });
     assert.equal(relog.status, 200);
     const token2 = ((await relog.json()) as { token: string }).token;
-    const kids = (await (await fetch(`${base}/api/v1/devices/${hubId[1]}/children`, { headers: { authorization: `Bearer ${token2}` } })).json()) as { items: Array<{ online: boolean }> };
+    const kids = (await (await fetch(`${base}/api/v1/devices/${hubId[1]}/children`, { headers: { authorization: `Bearer ${token2}` } })).json()) as {
+      items: Array<{ online: boolean }>;
+    };
     assert.equal(kids.items.length, online.length, 'the demo devices are still there');
-    assert.ok(kids.items.every((d) => d.online === false), 'and offline: nothing simulates them now');
+    assert.ok(
+      kids.items.every((d) => d.online === false),
+      'and offline: nothing simulates them now',
+    );
     again.child.kill('SIGTERM');
     const exit2 = await exitWithin(again, 8000);
     assert.equal(exit2.killed, false);
@@ -117,7 +159,12 @@ describe('the hearth command', { concurrency: 3 }, () => {
     const s = await startServer();
     const code = /Pairing code (\S+): an app user claims/.exec(s.banner);
     assert.ok(code, s.banner);
-    const post = (path: string, body: unknown, token?: string) => fetch(`${s.base}/api/v1${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) }, body: JSON.stringify(body) });
+    const post = (path: string, body: unknown, token?: string) =>
+      fetch(`${s.base}/api/v1${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+        body: JSON.stringify(body),
+      });
     assert.equal((await post('/auth/signup', { email: 'app@example.test', password: 'app-password-1' })).status, 201);
     const { token } = (await (await post('/auth/login', { email: 'app@example.test', password: 'app-password-1' })).json()) as { token: string };
     const home = (await (await post('/homes', { name: 'Flat', timezone: 'Europe/Berlin' }, token)).json()) as { id: string };
@@ -165,11 +212,28 @@ describe('the hearth command', { concurrency: 3 }, () => {
     const r = await run(['help'], {});
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /Usage: hearth <command>/);
-    for (const s of ['start', 'migrate', 'simulate', 'admin', 'HEARTH_HTTP_PORT', 'HEARTH_MQTT_PORT', 'HEARTH_DATA_DIR', 'HEARTH_DEMO', 'HEARTH_ADMIN_PASSWORD']) assert.ok(r.stdout.includes(s), `help mentions ${s}`);
+    for (const s of [
+      'start',
+      'migrate',
+      'simulate',
+      'admin',
+      'HEARTH_HTTP_PORT',
+      'HEARTH_MQTT_PORT',
+      'HEARTH_DATA_DIR',
+      'HEARTH_DEMO',
+      'HEARTH_ADMIN_PASSWORD',
+    ])
+      assert.ok(r.stdout.includes(s), `help mentions ${s}`);
     for (const v of ['HEARTH_CONFIG', ...Object.keys(ConfigSchema.properties).map(envName)]) {
       const line = r.stdout.split('\n').find((l) => l.trim().startsWith(v + ' '));
       assert.ok(line, `help lists ${v}`);
-      assert.ok(line.slice(line.indexOf(v) + v.length).replace(/\(default [^)]*\)/, '').trim().length > 10, `help describes ${v}: ${line}`);
+      assert.ok(
+        line
+          .slice(line.indexOf(v) + v.length)
+          .replace(/\(default [^)]*\)/, '')
+          .trim().length > 10,
+        `help describes ${v}: ${line}`,
+      );
     }
     const sub = await run(['admin', '--help'], {});
     assert.equal(sub.code, 0);

@@ -127,7 +127,11 @@ describe('cluster mode', { timeout: 240_000 }, () => {
       assert.deepEqual(m.payload.state, { brightness: 42 });
 
       c.publish(`devices/${dev.id}/properties`, JSON.stringify({ brightness: 42 }), { qos: 1 });
-      await eventually(async () => (await apiB.call('GET', `/api/v1/devices/${dev.id}`)).body.shadow?.reported?.brightness === 42, 5000, 'report visible on node B');
+      await eventually(
+        async () => (await apiB.call('GET', `/api/v1/devices/${dev.id}`)).body.shadow?.reported?.brightness === 42,
+        5000,
+        'report visible on node B',
+      );
     } finally {
       await c.endAsync(true);
     }
@@ -159,10 +163,14 @@ describe('cluster mode', { timeout: 240_000 }, () => {
     for (const l of loops) l.stop();
     await new Promise((r) => setTimeout(r, 500));
 
-    const offline = await eventually(async () => {
-      const d = (await api.call('GET', `/api/v1/devices/${stranded.id}`)).body;
-      return d.online === false ? d : undefined;
-    }, 15_000, 'devices of the killed node marked offline');
+    const offline = await eventually(
+      async () => {
+        const d = (await api.call('GET', `/api/v1/devices/${stranded.id}`)).body;
+        return d.online === false ? d : undefined;
+      },
+      15_000,
+      'devices of the killed node marked offline',
+    );
     assert.equal(offline.presence.reason, 'node-lost');
     const offlineAfterMs = Date.now() - killedAt;
 
@@ -171,15 +179,30 @@ describe('cluster mode', { timeout: 240_000 }, () => {
       const acked = loops[i].acked;
       totalAcked += acked.size;
       const from = base + i * 1_000_000;
-      const missing = await eventually(async () => {
+      const missing = await eventually(
+        async () => {
+          const stored = await storedTimestamps(api, dev.id, from, from + 999_999);
+          const lost = [...acked].filter((t) => !stored.has(t));
+          return lost.length === 0 ? [] : undefined;
+        },
+        20_000,
+        `every acknowledged report of ${dev.id} stored`,
+      ).catch(async (err) => {
         const stored = await storedTimestamps(api, dev.id, from, from + 999_999);
         const lost = [...acked].filter((t) => !stored.has(t));
-        return lost.length === 0 ? [] : undefined;
-      }, 20_000, `every acknowledged report of ${dev.id} stored`).catch(async (err) => {
-        const stored = await storedTimestamps(api, dev.id, from, from + 999_999);
-        const lost = [...acked].filter((t) => !stored.has(t));
-        const logs = cluster.nodes.map((n) => n.output().split('\n').filter((l) => /"level":(40|50|60)/.test(l)).slice(-15).join('\n')).join('\n---\n');
-        throw new Error(`${(err as Error).message}: ${lost.length} of ${acked.size} acknowledged reports missing (e.g. ts ${lost.slice(0, 3).map((t) => t - from)}, last acked ${Math.max(...acked) - from}); node warnings:\n${logs}`);
+        const logs = cluster.nodes
+          .map((n) =>
+            n
+              .output()
+              .split('\n')
+              .filter((l) => /"level":(40|50|60)/.test(l))
+              .slice(-15)
+              .join('\n'),
+          )
+          .join('\n---\n');
+        throw new Error(
+          `${(err as Error).message}: ${lost.length} of ${acked.size} acknowledged reports missing (e.g. ts ${lost.slice(0, 3).map((t) => t - from)}, last acked ${Math.max(...acked) - from}); node warnings:\n${logs}`,
+        );
       });
       assert.deepEqual(missing, []);
     }
@@ -213,15 +236,17 @@ describe('cluster mode', { timeout: 240_000 }, () => {
           ['PATCH', `/api/v1/devices/${dev.id}/shadow`, { desired: { colorTemp: 2700 + (k % 30) * 100 } }],
           ['GET', '/api/v1/devices?limit=10'],
         ];
-        await Promise.all(calls.map(async ([m, p, body]) => {
-          requests++;
-          try {
-            const r = await api.call(m, p, body);
-            if (r.status >= 300) failures.push(`${m} ${p} → ${r.status} ${JSON.stringify(r.body).slice(0, 200)}`);
-          } catch (err) {
-            failures.push(`${m} ${p} → ${(err as Error).message}`);
-          }
-        }));
+        await Promise.all(
+          calls.map(async ([m, p, body]) => {
+            requests++;
+            try {
+              const r = await api.call(m, p, body);
+              if (r.status >= 300) failures.push(`${m} ${p} → ${r.status} ${JSON.stringify(r.body).slice(0, 200)}`);
+            } catch (err) {
+              failures.push(`${m} ${p} → ${(err as Error).message}`);
+            }
+          }),
+        );
         await new Promise((r) => setTimeout(r, 10));
       }
     })();
@@ -244,10 +269,14 @@ describe('cluster mode', { timeout: 240_000 }, () => {
     for (const [i, dev] of devs.entries()) {
       const from = base + i * 1_000_000;
       totalAcked += loops[i].acked.size;
-      await eventually(async () => {
-        const stored = await storedTimestamps(api, dev.id, from, from + 999_999);
-        return [...loops[i].acked].every((t) => stored.has(t));
-      }, 20_000, `every acknowledged report of ${dev.id} stored`);
+      await eventually(
+        async () => {
+          const stored = await storedTimestamps(api, dev.id, from, from + 999_999);
+          return [...loops[i].acked].every((t) => stored.has(t));
+        },
+        20_000,
+        `every acknowledged report of ${dev.id} stored`,
+      );
     }
     assert.ok(totalAcked > 100, `acknowledged reports: ${totalAcked}`);
     for (const c of clients) await c.endAsync(true).catch(() => undefined);

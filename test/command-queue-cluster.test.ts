@@ -29,7 +29,12 @@ async function signIn(base: string): Promise<string> {
 async function queue(base: string, token: string, deviceId: string, n: number, tag: string): Promise<string[]> {
   const ids: string[] = [];
   for (let i = 0; i < n; i++) {
-    const r = await requestJson(`${base}/api/v1/devices/${deviceId}/commands`, 'POST', { action: 'print', params: { content: `${tag} ${i}` }, ttlMs: 120_000 }, token);
+    const r = await requestJson(
+      `${base}/api/v1/devices/${deviceId}/commands`,
+      'POST',
+      { action: 'print', params: { content: `${tag} ${i}` }, ttlMs: 120_000 },
+      token,
+    );
     assert.equal(r.status, 202, JSON.stringify(r.body));
     ids.push(r.body.id);
   }
@@ -63,16 +68,26 @@ test('a queue filled through one node is delivered on the other, and survives a 
   // queued through node a, taken on node b
   const first = await queue(a.httpUrl, tokenA, d.id, 5, 'first');
   assert.deepEqual(await drain(b.mqttPort, d, 5), first);
-  await eventually(async () => (await requestJson(`${a.httpUrl}/api/v1/devices/${d.id}/commands/${first[4]}`, 'GET', undefined, tokenA)).body.status === 'answered', 5000, 'answered, seen from node a');
+  await eventually(
+    async () => (await requestJson(`${a.httpUrl}/api/v1/devices/${d.id}/commands/${first[4]}`, 'GET', undefined, tokenA)).body.status === 'answered',
+    5000,
+    'answered, seen from node a',
+  );
 
   // queued through node a, node a killed, taken on node b once it holds every shard
   const second = await queue(a.httpUrl, tokenA, d.id, 5, 'second');
   await a.kill();
   assert.deepEqual(await drain(b.mqttPort, d, 5, 20_000), second);
-  await eventually(async () => {
-    const items = (await requestJson(`${b.httpUrl}/api/v1/devices/${d.id}/commands?limit=20`, 'GET', undefined, tokenB)).body.items as Array<{ status: string }>;
-    return items.length === 10 && items.every((c) => c.status === 'answered');
-  }, 5000, 'all ten answered once');
+  await eventually(
+    async () => {
+      const items = (await requestJson(`${b.httpUrl}/api/v1/devices/${d.id}/commands?limit=20`, 'GET', undefined, tokenB)).body.items as Array<{
+        status: string;
+      }>;
+      return items.length === 10 && items.every((c) => c.status === 'answered');
+    },
+    5000,
+    'all ten answered once',
+  );
 });
 
 test('a clean=false session follows its device to another node: subscriptions and the unacknowledged message', async () => {

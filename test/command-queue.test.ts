@@ -17,7 +17,9 @@ const MAX_QUEUED = 120;
 const IN_FLIGHT = 4;
 let p: Platform;
 before(async () => {
-  p = await startPlatform({ env: { HEARTH_COMMAND_QUEUE_MAX: String(MAX_QUEUED), HEARTH_COMMAND_QUEUE_MAX_IN_FLIGHT: String(IN_FLIGHT), HEARTH_COMMAND_QUEUE_MAX_TTL_MS: '600000' } });
+  p = await startPlatform({
+    env: { HEARTH_COMMAND_QUEUE_MAX: String(MAX_QUEUED), HEARTH_COMMAND_QUEUE_MAX_IN_FLIGHT: String(IN_FLIGHT), HEARTH_COMMAND_QUEUE_MAX_TTL_MS: '600000' },
+  });
 });
 after(async () => {
   await p.stop();
@@ -26,9 +28,11 @@ after(async () => {
 /** POST a command with extra headers (Idempotency-Key). */
 async function post(base: string, token: string, deviceId: string, body: unknown, headers: Record<string, string> = {}) {
   const res = await fetch(`${base}/api/v1/devices/${deviceId}/commands`, {
-    method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', ...headers }, body: JSON.stringify(body),
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', ...headers },
+    body: JSON.stringify(body),
   });
-  return { status: res.status, headers: res.headers, body: await res.json() as any };
+  return { status: res.status, headers: res.headers, body: (await res.json()) as any };
 }
 
 /** A device comes online and listens on its commands topic. */
@@ -65,7 +69,10 @@ test('100 commands queued for an offline device arrive in order after it reconne
   // The first N arrive, and no more until one is answered.
   const first: any[] = [];
   for (let i = 0; i < IN_FLIGHT; i++) first.push((await dev.box.next((m) => m.topic === `devices/${d.id}/commands`)).payload);
-  assert.deepEqual(first.map((c) => c.id), ids.slice(0, IN_FLIGHT));
+  assert.deepEqual(
+    first.map((c) => c.id),
+    ids.slice(0, IN_FLIGHT),
+  );
   assert.deepEqual(first[0], { id: ids[0], action: 'print', params: { content: 'job 0' } });
   const ledger = (await p.api('GET', `/api/v1/devices/${d.id}/commands?limit=200`)).body.items;
   assert.equal(ledger.filter((c: any) => c.status === 'sent').length, IN_FLIGHT);
@@ -101,7 +108,12 @@ test('a queued command to an online device answers 200 with the outcome; without
   // "queue": true takes the product's TTL (the printer's model: a day), bounded by HEARTH_COMMAND_QUEUE_MAX_TTL_MS (here 10 minutes)
   const rec = await command(d.id, r.body.id);
   assert.equal(Date.parse(rec.expiresAt) - Date.parse(rec.acceptedAt), 600_000);
-  const product = await p.api('POST', '/api/v1/products', { key: 'queue-bell', name: 'Bell', category: 'bell', model: { actions: [{ id: 'ring' }], commandTtlMs: 120_000 } });
+  const product = await p.api('POST', '/api/v1/products', {
+    key: 'queue-bell',
+    name: 'Bell',
+    category: 'bell',
+    model: { actions: [{ id: 'ring' }], commandTtlMs: 120_000 },
+  });
   assert.equal(product.status, 201, JSON.stringify(product.body));
   assert.equal(product.body.model.commandTtlMs, 120_000);
   const bell = await p.provision('queue-bell');
@@ -312,10 +324,14 @@ test('commands queued for a sub-device while its hub is offline reach it through
     // The simulator starts its light switched on; three toggles, each run once, leave it off.
     s = sim();
     await s.ready;
-    await eventually(async () => {
-      const states = await Promise.all(ids.map(async (id) => (await command(light, id)).status));
-      return states.every((x) => x === 'answered');
-    }, 8000, 'the three answered');
+    await eventually(
+      async () => {
+        const states = await Promise.all(ids.map(async (id) => (await command(light, id)).status));
+        return states.every((x) => x === 'answered');
+      },
+      8000,
+      'the three answered',
+    );
     await p.until(light, (x) => x.shadow.reported.on === false, 'three toggles, so off', 5000);
   } finally {
     await s.stop();

@@ -98,8 +98,14 @@ test('the ledger lists commands newest first', async () => {
     await eventually(() => Date.now() > t, 1000, 'the next millisecond'); // distinct acceptance times
   }
   const items = await ledger(light.id);
-  assert.deepEqual(items.map((i) => i.id), [ids[1], ids[0]]);
-  assert.deepEqual(items.map((i) => i.action), ['blink', 'toggle']);
+  assert.deepEqual(
+    items.map((i) => i.id),
+    [ids[1], ids[0]],
+  );
+  assert.deepEqual(
+    items.map((i) => i.action),
+    ['blink', 'toggle'],
+  );
 });
 
 test('a device answering ok:false gives 200 with ok false and the error', async () => {
@@ -163,7 +169,10 @@ test('a command to an offline device is refused with 409 and nothing is sent', a
   await answer(c2, d.id, { id: delivered.payload.id, ok: true });
   assert.equal((await now).status, 200);
   assert.deepEqual(box.messages, [], 'only the command sent after the reconnect');
-  assert.deepEqual((await ledger(d.id)).map((x) => x.id), [delivered.payload.id]);
+  assert.deepEqual(
+    (await ledger(d.id)).map((x) => x.id),
+    [delivered.payload.id],
+  );
 });
 
 test('unknown actions and bad parameters are refused with 400 naming the problem', async () => {
@@ -195,17 +204,23 @@ test('unknown actions and bad parameters are refused with 400 naming the problem
   assert.match(tinyTimeout.body.detail, /timeoutMs/);
   // nothing reached the devices, nothing was recorded: a valid command sent last is the first
   // (and only) one each device gets
-  for (const [dev, body] of [[light, { action: 'toggle' }], [printer, { action: 'print', params: { content: 'x' } }]] as const) {
+  for (const [dev, body] of [
+    [light, { action: 'toggle' }],
+    [printer, { action: 'print', params: { content: 'x' } }],
+  ] as const) {
     const call = p.api('POST', `/api/v1/devices/${dev.id}/commands`, body);
     const cmd = await dev.box.next((m) => m.topic === `devices/${dev.id}/commands`);
     await answer(dev.c, dev.id, { id: cmd.payload.id, ok: true });
     assert.equal((await call).status, 200);
     assert.equal(dev.box.messages.filter((m) => m.topic.endsWith('/commands')).length, 0);
-    assert.deepEqual((await ledger(dev.id)).map((x) => x.id), [cmd.payload.id]);
+    assert.deepEqual(
+      (await ledger(dev.id)).map((x) => x.id),
+      [cmd.payload.id],
+    );
   }
 });
 
-test('a result with a field the model does not declare keeps the device\'s ok: recorded, with a warning in the ledger and the metrics', async () => {
+test("a result with a field the model does not declare keeps the device's ok: recorded, with a warning in the ledger and the metrics", async () => {
   const cam = await device('camera');
   const warningsBefore = await warningCount();
   const call = p.api('POST', `/api/v1/devices/${cam.id}/commands`, { action: 'snapshot' });
@@ -270,7 +285,6 @@ test('a result that breaks the model is turned into ok:false and the device hear
   assert.equal(rec.status, 'answered');
   assert.equal(rec.ok, false);
   assert.match(rec.error, /invalid result/);
-
 
   // a malformed result (result not an object) is rejected and the caller keeps waiting
   const call3 = p.api('POST', `/api/v1/devices/${cam.id}/commands`, { action: 'snapshot', timeoutMs: 2000 });
@@ -379,7 +393,10 @@ test('a stale desired value (lock turned by hand) is dropped and not sent again'
   // back, any resend would have arrived before it
   await c2.publishAsync(`devices/${d.id}/properties`, JSON.stringify({ battery: 101 }), { qos: 1 });
   await box2.next((m) => m.topic === `devices/${d.id}/errors`);
-  assert.deepEqual(box2.messages.filter((m) => m.topic === `devices/${d.id}/desired`), []);
+  assert.deepEqual(
+    box2.messages.filter((m) => m.topic === `devices/${d.id}/desired`),
+    [],
+  );
   const after = await p.api('GET', `/api/v1/devices/${d.id}/shadow`);
   assert.equal(after.body.reported.locked, false);
 });

@@ -41,7 +41,24 @@ function sources(dir: string): string[] {
 }
 
 /** Props whose string values people read (the rest are class names, keys, routes, test ids). */
-const READ_PROPS = new Set(['title', 'label', 'placeholder', 'tooltip', 'message', 'description', 'subTitle', 'okText', 'cancelText', 'emptyText', 'text', 'aria-label', 'alt', 'extra', 'tip', 'help']);
+const READ_PROPS = new Set([
+  'title',
+  'label',
+  'placeholder',
+  'tooltip',
+  'message',
+  'description',
+  'subTitle',
+  'okText',
+  'cancelText',
+  'emptyText',
+  'text',
+  'aria-label',
+  'alt',
+  'extra',
+  'tip',
+  'help',
+]);
 /** Text that is the same in every language: brand and protocol names, symbols, numbers. */
 const UNTRANSLATED_OK = /^(Hearth|ID|JSON|MQTT|[\s\d\p{P}\p{S}]*|…|·)$/u;
 

@@ -46,7 +46,14 @@ test('connection snippets carry the credentials, quoted for their language', () 
   assert.ok(snippet('mqttjs', c).includes('"wss://hearth.example/mqtt"'));
   assert.ok(snippet('paho', c).includes('client.connect("hearth.example", 1883)'));
   assert.ok(snippet('esp32', c).includes('mqtt.connect("d_1", "d_1", "it\'s-secret")'));
-  assert.equal(samplePayload([{ id: 'on', type: 'boolean' }, { id: 'brightness', type: 'integer', min: 0 }, { id: 'mode', type: 'enum', values: ['a'] }]), '{"on":true,"brightness":0,"mode":"a"}');
+  assert.equal(
+    samplePayload([
+      { id: 'on', type: 'boolean' },
+      { id: 'brightness', type: 'integer', min: 0 },
+      { id: 'mode', type: 'enum', values: ['a'] },
+    ]),
+    '{"on":true,"brightness":0,"mode":"a"}',
+  );
 });
 
 test('metrics: sums over label sets, rates between samples', () => {
@@ -72,10 +79,19 @@ test('automation drafts: the JSON box is the truth, the forms add to it', () => 
   assert.equal(parseDraft('[]').error, 'object');
   assert.equal(parseDraft('{"actions":{}}').error, 'actions');
   assert.deepEqual(triggerOf({ type: 'property', device: 'd_1', property: 'on', to: 'true' }), { type: 'property', device: 'd_1', property: 'on', to: true });
-  assert.deepEqual(triggerOf({ type: 'property', device: 'd_1', property: 'mode', to: 'eco' }), { type: 'property', device: 'd_1', property: 'mode', to: 'eco' });
+  assert.deepEqual(triggerOf({ type: 'property', device: 'd_1', property: 'mode', to: 'eco' }), {
+    type: 'property',
+    device: 'd_1',
+    property: 'mode',
+    to: 'eco',
+  });
   assert.deepEqual(triggerOf({ type: 'property', device: 'd_1', property: 'on' }), { type: 'property', device: 'd_1', property: 'on' });
   assert.deepEqual(triggerOf({ type: 'offline', device: 'd_1' }), { type: 'offline', device: 'd_1' });
-  assert.deepEqual(actionOf({ type: 'set', device: 'd_2', property: 'brightness', value: '70' }), { type: 'set', device: 'd_2', properties: { brightness: 70 } });
+  assert.deepEqual(actionOf({ type: 'set', device: 'd_2', property: 'brightness', value: '70' }), {
+    type: 'set',
+    device: 'd_2',
+    properties: { brightness: 70 },
+  });
   assert.deepEqual(actionOf({ type: 'command', device: 'd_2', action: 'toggle' }), { type: 'command', device: 'd_2', action: 'toggle' });
   assert.equal(typedValue('  '), undefined);
   assert.equal(draftText(EMPTY_DRAFT), '{\n  "triggers": [],\n  "conditions": [],\n  "actions": []\n}');

@@ -20,7 +20,8 @@ import { createLogger } from '../src/core/logger.ts';
 const CHROMIUM = process.env.HEARTH_CHROMIUM ?? '/usr/bin/chromium';
 const SKIP = existsSync(CHROMIUM) ? false : `needs Chromium at ${CHROMIUM} (Debian: apt-get install -y chromium; or set HEARTH_CHROMIUM)`;
 /** The screenshots of docs/console.md: refreshed with HEARTH_UPDATE_SCREENSHOTS=1, else kept in a temp dir (the tree stays clean). */
-const SHOTS = process.env.HEARTH_UPDATE_SCREENSHOTS === '1' ? fileURLToPath(new URL('../docs/console/', import.meta.url)) : join(tmpdir(), 'hearth-console-shots/');
+const SHOTS =
+  process.env.HEARTH_UPDATE_SCREENSHOTS === '1' ? fileURLToPath(new URL('../docs/console/', import.meta.url)) : join(tmpdir(), 'hearth-console-shots/');
 /** Budgets of issue 19, measured on loopback. */
 const FIRST_LOAD_JS_GZIP_BYTES = 600 * 1024;
 const FIRST_CONTENTFUL_PAINT_MS = 1500;
@@ -68,7 +69,10 @@ test('sign in within the budgets, switch to 中文 and back, remembered across a
   await page.getByLabel('E-mail').fill(ADMIN.email);
   await page.getByLabel('Password').fill('wrong-password-1');
   await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.getByRole('alert').filter({ hasText: /password/i }).waitFor();
+  await page
+    .getByRole('alert')
+    .filter({ hasText: /password/i })
+    .waitFor();
   await page.getByLabel('Password').fill(ADMIN.password);
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.waitForURL(`${p.httpUrl}/devices`);
@@ -168,7 +172,7 @@ test('device page: a property change arrives live, and a command from the thing 
   assert.ok(Number(value) <= 10, `the number box keeps to the model's maximum (${value})`);
 });
 
-test('an automation made in the editor fires on the device\'s report, and its run shows with its trace', { skip: SKIP }, async () => {
+test("an automation made in the editor fires on the device's report, and its run shows with its trace", { skip: SKIP }, async () => {
   // The operator's home, with the light of the onboarding in it.
   const home = await p.api('POST', '/api/v1/homes', { name: 'Test flat', timezone: 'Europe/Berlin' });
   assert.equal(home.status, 201, JSON.stringify(home.body));
@@ -208,7 +212,7 @@ test('an automation made in the editor fires on the device\'s report, and its ru
   await page.locator('.ant-card').filter({ hasText: 'Recent notifications' }).getByText('Very bright').waitFor();
 });
 
-test('operator pages: a customer\'s home, the gateway dry run, the audit log, an API key shown once', { skip: SKIP }, async () => {
+test("operator pages: a customer's home, the gateway dry run, the audit log, an API key shown once", { skip: SKIP }, async () => {
   const homeId = (await p.api('GET', '/api/v1/homes')).body.items.find((h: { name: string }) => h.name === 'Test flat').id;
   const scene = await p.api('POST', `/api/v1/homes/${homeId}/scenes`, { name: 'Evening', states: [{ device: device.id, properties: { on: true } }] });
   assert.equal(scene.status, 201, JSON.stringify(scene.body));
@@ -275,8 +279,12 @@ test('first run: a fresh server asks for the operator in the browser, then signs
     await tab.getByRole('button', { name: 'Set up and sign in' }).click();
     await tab.getByRole('heading', { name: 'Overview' }).waitFor();
     await tab.getByTestId('account').getByText('me@example.com').waitFor();
-    const login = await fetch(`${base}/api/v1/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ email: 'me@example.com', password: 'my-long-password' }) });
-    assert.equal(login.status, 200, 'the chosen password is the operator\'s');
+    const login = await fetch(`${base}/api/v1/auth/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ email: 'me@example.com', password: 'my-long-password' }),
+    });
+    assert.equal(login.status, 200, "the chosen password is the operator's");
   } finally {
     await ctx.close();
     await fresh.stop();
@@ -286,7 +294,9 @@ test('first run: a fresh server asks for the operator in the browser, then signs
 
 test('the device list: 10,000 devices, a page of 1000 scrolls with only the rows in view drawn; the dark theme', { skip: SKIP }, async () => {
   for (let i = 0; i < 10; i++) {
-    const r = await p.api('POST', '/api/v1/devices/bulk', { items: Array.from({ length: 1000 }, (_, j) => ({ product: 'plug', name: `Plug ${i * 1000 + j}` })) });
+    const r = await p.api('POST', '/api/v1/devices/bulk', {
+      items: Array.from({ length: 1000 }, (_, j) => ({ product: 'plug', name: `Plug ${i * 1000 + j}` })),
+    });
     assert.equal(r.status, 201, JSON.stringify(r.body).slice(0, 300));
   }
   await page.goto(`${p.httpUrl}/devices?product=plug&size=1000`);
@@ -315,7 +325,9 @@ test('the device list: 10,000 devices, a page of 1000 scrolls with only the rows
   assert.ok(after > 0 && after < 100, `rows drawn after scrolling: ${after}`);
   assert.notEqual(await page.locator('.ant-table-row').first().textContent(), firstBefore, 'scrolling shows other rows');
   const sorted = [...frames].sort((x, y) => x - y);
-  console.log(`# device list: 1000-row page of 10,000 devices, ${after} rows drawn; frames while scrolling: median ${sorted[30].toFixed(0)} ms, longest ${sorted[59].toFixed(0)} ms`);
+  console.log(
+    `# device list: 1000-row page of 10,000 devices, ${after} rows drawn; frames while scrolling: median ${sorted[30].toFixed(0)} ms, longest ${sorted[59].toFixed(0)} ms`,
+  );
 
   await page.getByRole('button', { name: 'Dark theme' }).click();
   assert.equal(await page.evaluate(() => (globalThis as any).document.documentElement.dataset.theme), 'dark');

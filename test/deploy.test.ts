@@ -50,7 +50,10 @@ const TARGET_LABELS = ['job', 'instance', 'namespace', 'pod'];
 // ---------------------------------------------------------------------------------------------
 // Dockerfile
 
-interface Instruction { cmd: string; args: string }
+interface Instruction {
+  cmd: string;
+  args: string;
+}
 
 function dockerStages(): { from: string; name?: string; body: Instruction[] }[] {
   const text = readFileSync(join(ROOT, 'Dockerfile'), 'utf8').replace(/\\\n/g, ' ');
@@ -100,11 +103,17 @@ test('Dockerfile: multi-stage, production dependencies only, non-root, ports, pr
   const build = stages[0];
   const runtime = stages[stages.length - 1];
   assert.equal(runtime.from, 'node:20-bookworm-slim');
-  const buildRuns = build.body.filter((i) => i.cmd === 'RUN').map((i) => i.args).join('\n');
+  const buildRuns = build.body
+    .filter((i) => i.cmd === 'RUN')
+    .map((i) => i.args)
+    .join('\n');
   assert.match(buildRuns, /npm ci\b[^\n]*--omit=dev/, 'the build stage installs production dependencies only');
   for (const tool of ['python3', 'make', 'g++']) assert.ok(buildRuns.includes(tool), `the build stage installs ${tool} for better-sqlite3`);
 
-  const runtimeRuns = runtime.body.filter((i) => i.cmd === 'RUN').map((i) => i.args).join('\n');
+  const runtimeRuns = runtime.body
+    .filter((i) => i.cmd === 'RUN')
+    .map((i) => i.args)
+    .join('\n');
   assert.doesNotMatch(runtimeRuns, /\bnpm (ci|install|i)\b|apt-get install/, 'the runtime stage installs nothing');
   for (const ins of runtime.body.filter((i) => i.cmd === 'COPY')) {
     const parts = ins.args.split(' ');
@@ -134,7 +143,13 @@ test('Dockerfile: multi-stage, production dependencies only, non-root, ports, pr
   assert.equal(runtime.body.find((i) => i.cmd === 'STOPSIGNAL')?.args, 'SIGTERM');
   assert.deepEqual(JSON.parse(runtime.body.find((i) => i.cmd === 'ENTRYPOINT')!.args), ['node', 'bin/hearth.js']);
   assert.deepEqual(JSON.parse(runtime.body.find((i) => i.cmd === 'CMD')!.args), ['start']);
-  assert.match(runtime.body.filter((i) => i.cmd === 'VOLUME').map((i) => i.args).join(' '), /"\/data"/);
+  assert.match(
+    runtime.body
+      .filter((i) => i.cmd === 'VOLUME')
+      .map((i) => i.args)
+      .join(' '),
+    /"\/data"/,
+  );
   for (const ins of runtime.body.filter((i) => i.cmd === 'ENV')) {
     for (const [, name, value] of ins.args.matchAll(/(\w+)=(\S+)/g)) {
       if (name.startsWith('HEARTH_')) assert.ok(CONFIG_ENV.has(name), `ENV ${name} is not a config key`);
@@ -142,7 +157,9 @@ test('Dockerfile: multi-stage, production dependencies only, non-root, ports, pr
     }
   }
 
-  const ignored = readFileSync(join(ROOT, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim());
+  const ignored = readFileSync(join(ROOT, '.dockerignore'), 'utf8')
+    .split('\n')
+    .map((l) => l.trim());
   for (const p of ['node_modules', '.git', 'data']) assert.ok(ignored.includes(p), `.dockerignore leaves out ${p}`);
 });
 
@@ -159,10 +176,15 @@ test('the image needs no devDependency at run time', () => {
 // ---------------------------------------------------------------------------------------------
 // Helm chart
 
-const VALUES_FILES = readdirSync(CHART).filter((f) => /^values-.+\.yaml$/.test(f)).sort();
+const VALUES_FILES = readdirSync(CHART)
+  .filter((f) => /^values-.+\.yaml$/.test(f))
+  .sort();
 const RENDERS: { name: string; opts: Parameters<typeof renderChart>[1] }[] = [
   { name: 'defaults', opts: {} },
-  ...VALUES_FILES.map((f) => ({ name: f, opts: { valuesFiles: [join(CHART, f)], releaseName: f.includes('gray') ? 'hearth-gray' : 'hearth', set: { image: { build: '1842' } } } })),
+  ...VALUES_FILES.map((f) => ({
+    name: f,
+    opts: { valuesFiles: [join(CHART, f)], releaseName: f.includes('gray') ? 'hearth-gray' : 'hearth', set: { image: { build: '1842' } } },
+  })),
   { name: 'values-dev.yaml as test', opts: { valuesFiles: [join(CHART, 'values-dev.yaml')], set: { env: 'test', image: { build: '7.rc1' } } } },
 ];
 
@@ -216,13 +238,23 @@ function checkRender(m: Manifest[], values: any): void {
 
   const roles = Object.entries(values.roles as Record<string, any>);
   const deps = kinds(m, 'Deployment');
-  assert.deepEqual(deps.map((d) => d.metadata.name.replace(/^.*-/, '')).sort(), roles.filter(([, r]) => r.enabled).map(([n]) => n).sort(), 'one Deployment per enabled role');
+  assert.deepEqual(
+    deps.map((d) => d.metadata.name.replace(/^.*-/, '')).sort(),
+    roles
+      .filter(([, r]) => r.enabled)
+      .map(([n]) => n)
+      .sort(),
+    'one Deployment per enabled role',
+  );
   for (const dep of deps) {
     const name = dep.metadata.name;
     const role = name.replace(/^.*-/, '');
     const pod = dep.spec.template;
     assert.ok(matches(dep.spec.selector.matchLabels, pod.metadata.labels), `${name}: selector does not match its pods`);
-    assert.ok(pod.metadata.annotations['checksum/config'] && pod.metadata.annotations['checksum/secret'], `${name}: checksum annotations roll pods on config changes`);
+    assert.ok(
+      pod.metadata.annotations['checksum/config'] && pod.metadata.annotations['checksum/secret'],
+      `${name}: checksum annotations roll pods on config changes`,
+    );
     assert.equal(pod.spec.containers.length, 1);
     const c = pod.spec.containers[0];
     const env = podEnv(m, dep);
@@ -248,7 +280,10 @@ function checkRender(m: Manifest[], values: any): void {
     const drain = Number(env.HEARTH_DRAIN_DELAY_MS ?? 0);
     const grace = Number(env.HEARTH_SHUTDOWN_GRACE_MS ?? 25000);
     // Counted from the preStop hook: drain there, then up to the grace after SIGTERM, and a margin.
-    assert.ok(pod.spec.terminationGracePeriodSeconds > (drain + grace) / 1000, `${name}: terminationGracePeriodSeconds ${pod.spec.terminationGracePeriodSeconds} leaves no margin over (${drain} + ${grace}) / 1000`);
+    assert.ok(
+      pod.spec.terminationGracePeriodSeconds > (drain + grace) / 1000,
+      `${name}: terminationGracePeriodSeconds ${pod.spec.terminationGracePeriodSeconds} leaves no margin over (${drain} + ${grace}) / 1000`,
+    );
     const preStop = c.lifecycle?.preStop?.exec?.command as string[] | undefined;
     assert.ok(preStop, `${name}: preStop hook`);
     assert.equal(preStop[0], 'node', `${name}: the slim image has no sleep; preStop runs node`);
@@ -274,7 +309,10 @@ function checkRender(m: Manifest[], values: any): void {
     assert.ok(targets.length, `Service ${svc.metadata.name} selects no pods`);
     for (const p of svc.spec.ports) {
       for (const d of targets) {
-        assert.ok(d.spec.template.spec.containers[0].ports.some((cp: any) => cp.name === p.targetPort), `Service ${svc.metadata.name}: ${d.metadata.name} has no port ${p.targetPort}`);
+        assert.ok(
+          d.spec.template.spec.containers[0].ports.some((cp: any) => cp.name === p.targetPort),
+          `Service ${svc.metadata.name}: ${d.metadata.name} has no port ${p.targetPort}`,
+        );
       }
     }
   }
@@ -282,9 +320,19 @@ function checkRender(m: Manifest[], values: any): void {
     const gw = kinds(m, 'Service').find((s) => s.spec.ports.some((p: any) => p.name === 'mqtt'));
     assert.ok(gw, 'a gateway Service for MQTT');
     assert.equal(gw.spec.type, 'LoadBalancer');
-    assert.ok(gw.spec.ports.some((p: any) => p.port === 1883 && p.protocol === 'TCP'), 'MQTT on 1883');
-    assert.equal(gw.spec.ports.some((p: any) => p.port === 8883), Boolean(values.tls.enabled), 'MQTTS 8883 exactly when tls.enabled');
-    assert.deepEqual(podsOf(gw.spec.selector).map((d) => d.metadata.name), [deps.find((d) => d.metadata.name.endsWith('-gateway')).metadata.name]);
+    assert.ok(
+      gw.spec.ports.some((p: any) => p.port === 1883 && p.protocol === 'TCP'),
+      'MQTT on 1883',
+    );
+    assert.equal(
+      gw.spec.ports.some((p: any) => p.port === 8883),
+      Boolean(values.tls.enabled),
+      'MQTTS 8883 exactly when tls.enabled',
+    );
+    assert.deepEqual(
+      podsOf(gw.spec.selector).map((d) => d.metadata.name),
+      [deps.find((d) => d.metadata.name.endsWith('-gateway')).metadata.name],
+    );
   }
 
   for (const hpa of kinds(m, 'HorizontalPodAutoscaler')) {
@@ -305,7 +353,10 @@ function checkRender(m: Manifest[], values: any): void {
     for (const p of ing.spec.rules.flatMap((r: any) => r.http.paths)) {
       const svc = byName(m, 'Service', p.backend.service.name);
       assert.ok(svc, `Ingress path ${p.path} → missing Service ${p.backend.service.name}`);
-      assert.ok(svc.spec.ports.some((sp: any) => sp.name === p.backend.service.port.name), `Ingress path ${p.path}: no port ${p.backend.service.port.name}`);
+      assert.ok(
+        svc.spec.ports.some((sp: any) => sp.name === p.backend.service.port.name),
+        `Ingress path ${p.path}: no port ${p.backend.service.port.name}`,
+      );
     }
   }
   for (const sm of kinds(m, 'ServiceMonitor')) {
@@ -333,18 +384,32 @@ function mergeDeep(a: any, b: any): any {
 }
 
 test('disabled roles produce nothing', () => {
-  const m = renderChart(CHART, { set: { roles: { gateway: { enabled: false }, worker: { enabled: false }, api: { autoscaling: { enabled: true } } }, ingress: { enabled: true } } });
+  const m = renderChart(CHART, {
+    set: { roles: { gateway: { enabled: false }, worker: { enabled: false }, api: { autoscaling: { enabled: true } } }, ingress: { enabled: true } },
+  });
   for (const { doc } of m) {
     const component = doc.metadata.labels?.['app.kubernetes.io/component'];
     assert.ok(component === undefined || component === 'api', `${doc.kind}/${doc.metadata.name} belongs to a disabled role`);
     assert.doesNotMatch(doc.metadata.name, /gateway|worker/);
   }
-  assert.deepEqual(kinds(m, 'Deployment').map((d) => d.metadata.name), ['hearth-api']);
-  assert.deepEqual(kinds(m, 'Ingress')[0].spec.rules[0].http.paths.map((p: any) => p.path), ['/'], 'no /mqtt route without gateways');
-  checkRender(m, mergeDeep(YAML.parse(readFileSync(join(CHART, 'values.yaml'), 'utf8')), { roles: { gateway: { enabled: false }, worker: { enabled: false }, api: { autoscaling: { enabled: true } } } }));
+  assert.deepEqual(
+    kinds(m, 'Deployment').map((d) => d.metadata.name),
+    ['hearth-api'],
+  );
+  assert.deepEqual(
+    kinds(m, 'Ingress')[0].spec.rules[0].http.paths.map((p: any) => p.path),
+    ['/'],
+    'no /mqtt route without gateways',
+  );
+  checkRender(
+    m,
+    mergeDeep(YAML.parse(readFileSync(join(CHART, 'values.yaml'), 'utf8')), {
+      roles: { gateway: { enabled: false }, worker: { enabled: false }, api: { autoscaling: { enabled: true } } },
+    }),
+  );
 });
 
-test('TLS in the pod: a mounted TLS Secret, the TLS ports, and MQTTS to the pods\' own TLS port', () => {
+test("TLS in the pod: a mounted TLS Secret, the TLS ports, and MQTTS to the pods' own TLS port", () => {
   const set = { tls: { enabled: true, inPod: { enabled: true, secretName: 'hearth-tls' } } };
   const m = renderChart(CHART, { set });
   checkRender(m, mergeDeep(YAML.parse(readFileSync(join(CHART, 'values.yaml'), 'utf8')), set));
@@ -399,7 +464,11 @@ test('the renderer is strict: unknown functions, missing values and printing nil
   assert.throws(() => renderString('{{ .Values.a }}', data), /printing a map/);
   assert.throws(() => renderString('{{ if true }}x', data), /without "end"/);
   assert.equal(
-    renderString('{{- $x := 1 }}{{ range $k, $v := .Values.a }}{{ $k }}={{ $v | toString }};{{ end }}\n  {{- if gt (int .Values.a.n) 10 }} big{{ else if true }} small{{ end }} {{ include "t" 5 | quote }}', data, { h: '{{- define "t" -}}<{{ . }}>{{- end -}}' }),
+    renderString(
+      '{{- $x := 1 }}{{ range $k, $v := .Values.a }}{{ $k }}={{ $v | toString }};{{ end }}\n  {{- if gt (int .Values.a.n) 10 }} big{{ else if true }} small{{ end }} {{ include "t" 5 | quote }}',
+      data,
+      { h: '{{- define "t" -}}<{{ . }}>{{- end -}}' },
+    ),
     'big=1e+06;n=25000;s=x; big "<5>"',
   );
 });
@@ -436,7 +505,11 @@ function checkPromql(expr: string, where: string): Set<string> {
   }
   for (const m of expr.matchAll(/histogram_quantile\(/g)) {
     const rest = expr.slice(m.index);
-    assert.match(rest, /^histogram_quantile\([^,]+,\s*sum by \(le\b[^)]*\) \(rate\(hearth_[a-z0-9_]+_bucket/, `${where}: histogram_quantile needs sum by (le, …) (rate(…_bucket…)) in ${expr}`);
+    assert.match(
+      rest,
+      /^histogram_quantile\([^,]+,\s*sum by \(le\b[^)]*\) \(rate\(hearth_[a-z0-9_]+_bucket/,
+      `${where}: histogram_quantile needs sum by (le, …) (rate(…_bucket…)) in ${expr}`,
+    );
   }
   for (const [, series, matchers] of expr.matchAll(/\b(hearth_[a-z0-9_]+)\{([^}]*)\}/g)) {
     const base = series.replace(/_(bucket|sum|count)$/, '');
@@ -467,16 +540,42 @@ test('dashboard: Prometheus datasource variable, known metrics in every query, a
     for (const t of p.targets) for (const m of checkPromql(t.expr, `panel "${p.title}"`)) used.add(m);
   }
   for (const v of d.templating.list.filter((x: any) => x.type === 'query')) checkPromql(v.definition, `variable ${v.name}`);
-  assert.deepEqual([...Object.keys(METRICS)].filter((m) => !used.has(m)), [], 'every metric has a panel');
+  assert.deepEqual(
+    [...Object.keys(METRICS)].filter((m) => !used.has(m)),
+    [],
+    'every metric has a panel',
+  );
   const titles = panels.map((p) => p.title.toLowerCase()).join('\n');
-  for (const t of ['connected devices', 'messages in/out', 'rejected', 'ingest lag', 'command latency', 'http latency', '5xx', 'bus latency', 'database latency', 'circuit breakers', 'event-loop lag', 'nodes ready', 'shards per node']) {
+  for (const t of [
+    'connected devices',
+    'messages in/out',
+    'rejected',
+    'ingest lag',
+    'command latency',
+    'http latency',
+    '5xx',
+    'bus latency',
+    'database latency',
+    'circuit breakers',
+    'event-loop lag',
+    'nodes ready',
+    'shards per node',
+  ]) {
     assert.ok(titles.includes(t), `a panel about ${t}`);
   }
 });
 
 /** GitHub's heading anchors: lower case, punctuation dropped, spaces to dashes. */
 function anchors(markdown: string): Set<string> {
-  return new Set([...markdown.matchAll(/^#{1,6}\s+(.+)$/gm)].map(([, h]) => h.trim().toLowerCase().replace(/[^\p{L}\p{N}\s_-]/gu, '').replace(/\s/g, '-')));
+  return new Set(
+    [...markdown.matchAll(/^#{1,6}\s+(.+)$/gm)].map(([, h]) =>
+      h
+        .trim()
+        .toLowerCase()
+        .replace(/[^\p{L}\p{N}\s_-]/gu, '')
+        .replace(/\s/g, '-'),
+    ),
+  );
 }
 
 test('alerts: complete rules on known metrics, each with a runbook in docs/operations.md', () => {
@@ -499,7 +598,15 @@ test('alerts: complete rules on known metrics, each with a runbook in docs/opera
     assert.ok(anchor, `${r.alert}: runbook_url docs/operations.md#<anchor>`);
     assert.ok(docAnchors.has(anchor), `${r.alert}: docs/operations.md has no heading for #${anchor}`);
   }
-  for (const a of ['HearthDevicesDroppingOffline', 'HearthIngestLagHigh', 'HearthCommandFailuresHigh', 'HearthNodeDown', 'HearthNodeNotReady', 'HearthCircuitBreakerOpen', 'HearthEventLoopLagHigh']) {
+  for (const a of [
+    'HearthDevicesDroppingOffline',
+    'HearthIngestLagHigh',
+    'HearthCommandFailuresHigh',
+    'HearthNodeDown',
+    'HearthNodeNotReady',
+    'HearthCircuitBreakerOpen',
+    'HearthEventLoopLagHigh',
+  ]) {
     assert.ok(names.has(a), `alert ${a}`);
   }
 });
@@ -526,7 +633,10 @@ test('every metric the dashboard and alerts use is served, with that type and th
       assert.equal(types.get(name), spec.type, `${name} is served as a ${spec.type}`);
       const sample = new RegExp(`^${name}(?:_bucket|_count)?\\{([^}]*)\\}`, 'm').exec(text);
       if (spec.labels.length && sample) {
-        const labels = sample[1].split(/,(?=\w+=)/).map((kv) => kv.split('=')[0]).filter((l) => l !== 'le');
+        const labels = sample[1]
+          .split(/,(?=\w+=)/)
+          .map((kv) => kv.split('=')[0])
+          .filter((l) => l !== 'le');
         assert.deepEqual(labels.sort(), [...spec.labels].sort(), `labels of ${name}`);
       }
     }

@@ -22,7 +22,9 @@ let mqtts: string;
 before(async () => {
   serverCa = pki.ca('Hearth server CA');
   const server = pki.server(serverCa);
-  p = await startPlatform({ env: { HEARTH_TLS_CERT_FILE: server.certFile, HEARTH_TLS_KEY_FILE: server.keyFile, HEARTH_MQTT_TLS_PORT: '0', HEARTH_HTTPS_PORT: '0' } });
+  p = await startPlatform({
+    env: { HEARTH_TLS_CERT_FILE: server.certFile, HEARTH_TLS_KEY_FILE: server.keyFile, HEARTH_MQTT_TLS_PORT: '0', HEARTH_HTTPS_PORT: '0' },
+  });
   mqtts = `mqtts://127.0.0.1:${p.hearth.mqttTlsPort}`;
 });
 after(async () => {
@@ -32,7 +34,16 @@ after(async () => {
 
 /** Connects with a client certificate and no password; resolves the client or rejects with the refusal. */
 function connectWithCert(clientId: string, cert: Issued, extra: mqtt.IClientOptions = {}): Promise<MqttClient> {
-  const c = mqtt.connect(mqtts, { clientId, cert: cert.cert, key: cert.key, ca: serverCa.cert, servername: 'localhost', reconnectPeriod: 0, connectTimeout: 5000, ...extra });
+  const c = mqtt.connect(mqtts, {
+    clientId,
+    cert: cert.cert,
+    key: cert.key,
+    ca: serverCa.cert,
+    servername: 'localhost',
+    reconnectPeriod: 0,
+    connectTimeout: 5000,
+    ...extra,
+  });
   return new Promise((resolve, reject) => {
     c.once('connect', () => resolve(c));
     c.once('error', (err) => {
@@ -47,7 +58,12 @@ function closedSoon(c: MqttClient): Promise<void> {
 }
 
 async function makeProduct(key: string): Promise<void> {
-  const r = await p.api('POST', '/api/v1/products', { key, name: key, category: 'light', model: { properties: [{ id: 'on', type: 'boolean', access: 'rw' }] } });
+  const r = await p.api('POST', '/api/v1/products', {
+    key,
+    name: key,
+    category: 'light',
+    model: { properties: [{ id: 'on', type: 'boolean', access: 'rw' }] },
+  });
   assert.equal(r.status, 201, JSON.stringify(r.body));
 }
 
@@ -88,7 +104,10 @@ test('a good certificate authenticates without a password (its CN is the device 
   await p.until(d.id, (x) => x.shadow?.reported?.on === true, 'the report over mutual TLS');
   // Bound to the device: listed with it.
   const certs = await p.api('GET', `/api/v1/devices/${d.id}/certificates`);
-  assert.deepEqual(certs.body.items.map((x: { fingerprint: string }) => x.fingerprint), [good.fingerprint]);
+  assert.deepEqual(
+    certs.body.items.map((x: { fingerprint: string }) => x.fingerprint),
+    [good.fingerprint],
+  );
 
   // A certificate of a CA nobody registered.
   const foreignCa = pki.ca('Foreign CA');
@@ -123,8 +142,26 @@ test('mosquitto_pub with --cert/--key and --cafile', async () => {
   await p.api('POST', '/api/v1/products/cert-lamp-c/cas', { pem: ca.cert });
   const d = await p.provision('cert-lamp-c');
   const cert = pki.client(ca, d.id);
-  await run('mosquitto_pub', ['-h', 'localhost', '-p', String(p.hearth.mqttTlsPort), '--cafile', serverCa.certFile, '--cert', cert.certFile, '--key', cert.keyFile,
-    '-i', d.id, '-q', '1', '-t', `devices/${d.id}/properties`, '-m', '{"on":true}']);
+  await run('mosquitto_pub', [
+    '-h',
+    'localhost',
+    '-p',
+    String(p.hearth.mqttTlsPort),
+    '--cafile',
+    serverCa.certFile,
+    '--cert',
+    cert.certFile,
+    '--key',
+    cert.keyFile,
+    '-i',
+    d.id,
+    '-q',
+    '1',
+    '-t',
+    `devices/${d.id}/properties`,
+    '-m',
+    '{"on":true}',
+  ]);
   await p.until(d.id, (x) => x.shadow?.reported?.on === true, 'the report from mosquitto_pub');
 });
 
@@ -221,5 +258,9 @@ test('a certificate of no registered CA registered for one device: wrong names, 
   await p.api('POST', '/api/v1/certificates/revoked', { fingerprint: cert.fingerprint });
   await gone;
   await assert.rejects(connectWithCert(d.id, cert), /Not authorized/i);
-  assert.equal((await p.api('POST', `/api/v1/devices/${d.id}/certificates`, { pem: cert.cert })).status, 409, 'a revoked certificate cannot be registered again');
+  assert.equal(
+    (await p.api('POST', `/api/v1/devices/${d.id}/certificates`, { pem: cert.cert })).status,
+    409,
+    'a revoked certificate cannot be registered again',
+  );
 });

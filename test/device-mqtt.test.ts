@@ -54,9 +54,15 @@ test('a property report updates the shadow and records history', async () => {
   assert.equal(dev.shadow.version, 2);
   const hist = await p.api('GET', `/api/v1/devices/${d.id}/history?property=brightness`);
   assert.equal(hist.status, 200);
-  assert.deepEqual(hist.body.points.map((x: { value: number }) => x.value), [40, 55]);
+  assert.deepEqual(
+    hist.body.points.map((x: { value: number }) => x.value),
+    [40, 55],
+  );
   const agg = await p.api('GET', `/api/v1/devices/${d.id}/history?property=brightness&bucket=1h`);
-  assert.equal(agg.body.buckets.reduce((n: number, b: { count: number }) => n + b.count, 0), 2);
+  assert.equal(
+    agg.body.buckets.reduce((n: number, b: { count: number }) => n + b.count, 0),
+    2,
+  );
   const bucket = agg.body.buckets.find((b: { max: number }) => b.max === 55) ?? agg.body.buckets[0];
   assert.ok(bucket.min <= 40 || bucket.max === 55);
   // colorTemp has no history flag: nothing is stored for it
@@ -113,7 +119,7 @@ test('invalid payloads get an error on the error topic, change nothing and crash
   assert.equal((await p.api('GET', '/healthz', undefined, null)).status, 200);
 });
 
-test('ACL: a device cannot subscribe to or publish on another device\'s topics', async () => {
+test("ACL: a device cannot subscribe to or publish on another device's topics", async () => {
   const a = await p.provision('plug');
   const b = await p.provision('plug');
   const ca = await p.connect(a.id, a.secret);
@@ -131,10 +137,14 @@ test('ACL: a device cannot subscribe to or publish on another device\'s topics',
   await closed;
   // b's own later report is applied after anything that got in before the connection closed
   await cb.publishAsync(`devices/${b.id}/properties`, JSON.stringify({ power: 5 }), { qos: 1 });
-  const devB = await eventually(async () => {
-    const r = await p.api('GET', `/api/v1/devices/${b.id}`);
-    return r.body.shadow.reported.power === 5 ? r : undefined;
-  }, 3000, "b's own later report");
+  const devB = await eventually(
+    async () => {
+      const r = await p.api('GET', `/api/v1/devices/${b.id}`);
+      return r.body.shadow.reported.power === 5 ? r : undefined;
+    },
+    3000,
+    "b's own later report",
+  );
   assert.equal(devB.body.shadow.reported.on, false, 'the forged report changed nothing');
   // publishing to a topic outside the protocol is refused too
   const ca2 = await p.connect(a.id, a.secret);
@@ -170,11 +180,18 @@ test('device times are kept in whole milliseconds, a time no date can hold is re
   await c.publishAsync(`devices/${d.id}/events`, JSON.stringify({ event: 'overload', params: { power: 4100 }, ts: t + 1000.4 }), { qos: 1 });
   // not a time: the event keeps the time it arrived
   await c.publishAsync(`devices/${d.id}/events`, JSON.stringify({ event: 'overload', params: { power: 4200 }, ts: -5.5 }), { qos: 1 });
-  const events = await eventually(async () => {
-    const r = await p.api('GET', `/api/v1/devices/${d.id}/events`);
-    return r.body.items?.length === 2 ? r.body.items : undefined;
-  }, 3000, 'both events');
-  assert.deepEqual(events.map((e: { params: { power: number } }) => e.params.power), [4200, 4100]);
+  const events = await eventually(
+    async () => {
+      const r = await p.api('GET', `/api/v1/devices/${d.id}/events`);
+      return r.body.items?.length === 2 ? r.body.items : undefined;
+    },
+    3000,
+    'both events',
+  );
+  assert.deepEqual(
+    events.map((e: { params: { power: number } }) => e.params.power),
+    [4200, 4100],
+  );
   assert.ok(Date.parse(events[0].ts) > t + 5000, events[0].ts);
   assert.equal(events[1].ts, new Date(t + 1000).toISOString());
   const hist = await p.api('GET', `/api/v1/devices/${d.id}/history?property=power`);

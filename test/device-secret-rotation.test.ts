@@ -83,6 +83,7 @@ test('bad input is refused and changes nothing', async () => {
   assert.equal(join.status, 200);
   // Only the operator rotates.
   const signup = await p.api('POST', '/api/v1/auth/signup', { email: 'rotator@test.local', password: 'a-long-password-1' }, null);
-  const user = signup.body.token ?? (await p.api('POST', '/api/v1/auth/login', { email: 'rotator@test.local', password: 'a-long-password-1' }, null)).body.token;
+  const user =
+    signup.body.token ?? (await p.api('POST', '/api/v1/auth/login', { email: 'rotator@test.local', password: 'a-long-password-1' }, null)).body.token;
   assert.equal((await p.api('POST', `/api/v1/devices/${d.id}/secret`, {}, user)).status, 403);
 });

@@ -29,13 +29,19 @@ test('every test docs/security.md cites for a promise exists, under the name it 
 
 test('every configuration variable is in a table of the README, and HEARTH_CONFIG is explained', () => {
   const rows = readme.split('\n').filter((l) => l.startsWith('|'));
-  const missing = Object.keys(ConfigSchema.properties).map(envName).filter((v) => !rows.some((r) => r.includes(`\`${v}\``)));
+  const missing = Object.keys(ConfigSchema.properties)
+    .map(envName)
+    .filter((v) => !rows.some((r) => r.includes(`\`${v}\``)));
   assert.deepEqual(missing, [], 'README.md lists these variables in its tables');
   assert.match(readme, /`HEARTH_CONFIG`/);
   // and nothing in the tables that does not exist
   const named = new Set(rows.flatMap((r) => [...r.matchAll(/`(HEARTH_[A-Z_]+)`/g)].map((m) => m[1])));
   const known = new Set([...Object.keys(ConfigSchema.properties).map(envName), 'HEARTH_CONFIG']);
-  assert.deepEqual([...named].filter((v) => !known.has(v)), [], 'README.md tables name only real variables');
+  assert.deepEqual(
+    [...named].filter((v) => !known.has(v)),
+    [],
+    'README.md tables name only real variables',
+  );
 });
 
 let p: Platform;
@@ -47,7 +53,10 @@ after(async () => {
 });
 
 test('every tag an operation of the OpenAPI document uses is declared with a description', async () => {
-  const doc = (await p.api('GET', '/docs/json', undefined, null)).body as { tags: Array<{ name: string; description?: string }>; paths: Record<string, Record<string, { tags?: string[] }>> };
+  const doc = (await p.api('GET', '/docs/json', undefined, null)).body as {
+    tags: Array<{ name: string; description?: string }>;
+    paths: Record<string, Record<string, { tags?: string[] }>>;
+  };
   const declared = new Map(doc.tags.map((t) => [t.name, t.description]));
   const used = new Set(Object.values(doc.paths).flatMap((ops) => Object.values(ops).flatMap((op) => op.tags ?? [])));
   assert.deepEqual([...used].filter((t) => !declared.has(t)).sort(), [], 'undeclared tags');

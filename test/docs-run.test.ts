@@ -56,7 +56,8 @@ export function runnableBlocks(file: string, text: string): DocBlock[] {
   const body = (start: number, indent: string): { code: string[]; end: number } => {
     const code: string[] = [];
     let i = start;
-    for (; i < lines.length && !/^\s*```\s*$/.test(lines[i]); i++) code.push(lines[i].startsWith(indent) ? lines[i].slice(indent.length) : lines[i].trimStart());
+    for (; i < lines.length && !/^\s*```\s*$/.test(lines[i]); i++)
+      code.push(lines[i].startsWith(indent) ? lines[i].slice(indent.length) : lines[i].trimStart());
     return { code, end: i };
   };
   let inFence: string | undefined; // the fence of a code block being skipped (its text is not Markdown)
@@ -91,7 +92,13 @@ export function findExpected(expected: string[], output: string): string | undef
   let at = 0;
   for (const want of expected) {
     // within a line: output without a final newline (curl's) runs into the next command's
-    const re = new RegExp(want.trim().split('…').map((s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('.*'));
+    const re = new RegExp(
+      want
+        .trim()
+        .split('…')
+        .map((s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))
+        .join('.*'),
+    );
     while (at < got.length && !re.test(got[at].trim())) at++;
     if (at === got.length) return want;
     at++;
@@ -101,17 +108,48 @@ export function findExpected(expected: string[], output: string): string | undef
 
 /** The documents whose runnable blocks run, README first. */
 function documents(): string[] {
-  return ['README.md', ...readdirSync(join(ROOT, 'docs')).filter((f) => f.endsWith('.md')).sort().map((f) => `docs/${f}`)];
+  return [
+    'README.md',
+    ...readdirSync(join(ROOT, 'docs'))
+      .filter((f) => f.endsWith('.md'))
+      .sort()
+      .map((f) => `docs/${f}`),
+  ];
 }
 
 test('the parser finds marked blocks, indented ones and their expected output', () => {
-  const md = ['text', '<!-- runnable -->', '```sh', 'echo hi', '```', '', '```text', 'hi', '```', '- item', '  <!-- runnable -->', '  ```sh', '  echo "x  y"', '  ```', '```sh', 'not marked', '```'].join('\n');
+  const md = [
+    'text',
+    '<!-- runnable -->',
+    '```sh',
+    'echo hi',
+    '```',
+    '',
+    '```text',
+    'hi',
+    '```',
+    '- item',
+    '  <!-- runnable -->',
+    '  ```sh',
+    '  echo "x  y"',
+    '  ```',
+    '```sh',
+    'not marked',
+    '```',
+  ].join('\n');
   const blocks = runnableBlocks('x.md', md);
-  assert.deepEqual(blocks, [{ file: 'x.md', line: 3, code: 'echo hi', expected: ['hi'] }, { file: 'x.md', line: 12, code: 'echo "x  y"' }]);
+  assert.deepEqual(blocks, [
+    { file: 'x.md', line: 3, code: 'echo hi', expected: ['hi'] },
+    { file: 'x.md', line: 12, code: 'echo "x  y"' },
+  ]);
   assert.equal(findExpected(['a', '{"id":"…","ok":true}'], 'a\nb\n{"id":"c_1","ok":true}\n'), undefined);
   assert.equal(findExpected(['b', 'a'], 'a\nb\n'), 'a', 'in order');
   assert.equal(findExpected(['{"status":"ready"}'], '{"status":"ready"}next output\n'), undefined, 'curl prints no final newline');
-  assert.deepEqual(runnableBlocks('z.md', ['````md', '<!-- runnable -->', '```sh', 'inside an example', '```', '````'].join('\n')), [], 'examples inside code blocks are not run');
+  assert.deepEqual(
+    runnableBlocks('z.md', ['````md', '<!-- runnable -->', '```sh', 'inside an example', '```', '````'].join('\n')),
+    [],
+    'examples inside code blocks are not run',
+  );
   assert.throws(() => runnableBlocks('y.md', '<!-- runnable -->\n```js\nx\n```'), /must be right above/);
 });
 
@@ -130,24 +168,29 @@ test('every runnable block of the docs runs as written against a fresh platform'
   assert.ok(operator && operator[1] === 'admin@hearth.local', `the banner shows the default operator and its password:\n${s.banner}`);
   const pairing = /[Pp]airing code (\S+?)[.,:;)]?(\s|$)/.exec(s.banner);
   assert.ok(pairing, `the banner shows the demo hub's pairing code:\n${s.banner}`);
-  const swap = (code: string) => code
-    .replaceAll('localhost:8080', `127.0.0.1:${s.httpPort}`)
-    .replaceAll('localhost:1883', `127.0.0.1:${s.mqttPort}`)
-    .replace(/-p 1883\b/g, `-p ${s.mqttPort}`)
-    .replaceAll('<printed at first start>', operator[2])
-    .replaceAll('<password>', operator[2])
-    .replaceAll('<code from the banner>', pairing[1]);
+  const swap = (code: string) =>
+    code
+      .replaceAll('localhost:8080', `127.0.0.1:${s.httpPort}`)
+      .replaceAll('localhost:1883', `127.0.0.1:${s.mqttPort}`)
+      .replace(/-p 1883\b/g, `-p ${s.mqttPort}`)
+      .replaceAll('<printed at first start>', operator[2])
+      .replaceAll('<password>', operator[2])
+      .replaceAll('<code from the banner>', pairing[1]);
 
   /** Status of every HTTP request the platform answered so far, from its JSON log lines. */
-  const statuses = () => s.proc.stdout().split('\n').flatMap((l) => {
-    if (!l.startsWith('{')) return [];
-    try {
-      const r = JSON.parse(l) as { msg?: string; status?: number; method?: string; path?: string };
-      return r.msg === 'request' && typeof r.status === 'number' ? [{ status: r.status, what: `${r.method} ${r.path}` }] : [];
-    } catch {
-      return [];
-    }
-  });
+  const statuses = () =>
+    s.proc
+      .stdout()
+      .split('\n')
+      .flatMap((l) => {
+        if (!l.startsWith('{')) return [];
+        try {
+          const r = JSON.parse(l) as { msg?: string; status?: number; method?: string; path?: string };
+          return r.msg === 'request' && typeof r.status === 'number' ? [{ status: r.status, what: `${r.method} ${r.path}` }] : [];
+        } catch {
+          return [];
+        }
+      });
 
   for (const { file, blocks } of all) {
     if (blocks.length === 0) continue;

@@ -16,7 +16,11 @@ async function occupy(port: number): Promise<Server> {
 }
 
 async function login(base: string, email: string, password: string) {
-  const res = await fetch(`${base}/api/v1/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ email, password }) });
+  const res = await fetch(`${base}/api/v1/auth/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ email, password }),
+  });
   return { status: res.status, body: (await res.json()) as { token?: string; refreshToken?: string } };
 }
 
@@ -92,7 +96,11 @@ describe('the first hour', { concurrency: 3 }, () => {
     assert.ok(fresh, reset.stdout);
     assert.equal((await login(third.base, email, password)).status, 401);
     assert.equal((await login(third.base, email, fresh[1])).status, 200);
-    const refreshed = await fetch(`${third.base}/api/v1/auth/refresh`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ refreshToken: session.body.refreshToken }) });
+    const refreshed = await fetch(`${third.base}/api/v1/auth/refresh`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ refreshToken: session.body.refreshToken }),
+    });
     assert.equal(refreshed.status, 401, 'the sessions from before the reset are ended');
     const chosen = await run(['admin', 'reset-password', '--email', email, '--password', 'a-chosen-password'], env);
     assert.equal(chosen.code, 0, chosen.stderr);
@@ -104,20 +112,34 @@ describe('the first hour', { concurrency: 3 }, () => {
     assert.equal((await exitWithin(third.proc, 8000)).code, 0);
 
     // HEARTH_ADMIN_PASSWORD alone (without the e-mail) sets the operator's password on a later start
-    const fourth = await startServer({ HEARTH_DEMO: '0', HEARTH_ADMIN_PASSWORD: 'set-by-the-environment' }, { dataDir: s.dataDir, until: /Operator login:.*\n/ });
+    const fourth = await startServer(
+      { HEARTH_DEMO: '0', HEARTH_ADMIN_PASSWORD: 'set-by-the-environment' },
+      { dataDir: s.dataDir, until: /Operator login:.*\n/ },
+    );
     assert.equal((await login(fourth.base, email, 'set-by-the-environment')).status, 200);
     fourth.proc.child.kill('SIGTERM');
     assert.equal((await exitWithin(fourth.proc, 8000)).code, 0);
   });
 
-  test('two servers on one data directory: the second refuses in one line, exit 78; a lock left by a dead process is taken over', { skip: TEST_STORE === 'postgres' && 'the lock is for the embedded store' }, async () => {
+  test('two servers on one data directory: the second refuses in one line, exit 78; a lock left by a dead process is taken over', {
+    skip: TEST_STORE === 'postgres' && 'the lock is for the embedded store',
+  }, async () => {
     const s = await startServer({ HEARTH_DEMO: '0' }, { until: /Operator login:.*\n/ });
     const second = await run(['start'], {
-      HEARTH_HTTP_PORT: String(await freePort()), HEARTH_MQTT_PORT: String(await freePort()), HEARTH_HTTP_HOST: '127.0.0.1', HEARTH_MQTT_HOST: '127.0.0.1',
-      HEARTH_DATA_DIR: s.dataDir, HEARTH_DEMO: '0',
+      HEARTH_HTTP_PORT: String(await freePort()),
+      HEARTH_MQTT_PORT: String(await freePort()),
+      HEARTH_HTTP_HOST: '127.0.0.1',
+      HEARTH_MQTT_HOST: '127.0.0.1',
+      HEARTH_DATA_DIR: s.dataDir,
+      HEARTH_DEMO: '0',
     });
     assert.equal(second.code, 78, second.stderr);
-    assert.match(second.stderr, new RegExp(`^hearth: data directory \\S+ is in use by another Hearth \\(pid ${s.proc.child.pid}, HTTP ${s.httpPort}, MQTT ${s.mqttPort}\\); stop it, or set HEARTH_DATA_DIR to another directory\\n$`));
+    assert.match(
+      second.stderr,
+      new RegExp(
+        `^hearth: data directory \\S+ is in use by another Hearth \\(pid ${s.proc.child.pid}, HTTP ${s.httpPort}, MQTT ${s.mqttPort}\\); stop it, or set HEARTH_DATA_DIR to another directory\\n$`,
+      ),
+    );
     assert.equal((await fetch(`${s.base}/readyz`)).status, 200, 'the first one goes on');
     s.proc.child.kill('SIGKILL');
     await s.proc.exited;
@@ -166,7 +188,11 @@ describe('the first hour', { concurrency: 3 }, () => {
     const runs: Array<{ hub: string; code: string }> = [];
     for (let i = 0; i < 2; i++) {
       const sim = start(['simulate'], env);
-      const line = await waitFor('the simulator running', () => /simulating hub (\S+) \(pairing code (\S+)\) with 7 sub-devices on mqtt:\/\/localhost:(\d+)/.exec(sim.stdout()) ?? undefined, sim);
+      const line = await waitFor(
+        'the simulator running',
+        () => /simulating hub (\S+) \(pairing code (\S+)\) with 7 sub-devices on mqtt:\/\/localhost:(\d+)/.exec(sim.stdout()) ?? undefined,
+        sim,
+      );
       assert.equal(Number(line[3]), s.mqttPort);
       runs.push({ hub: line[1], code: line[2] });
       sim.child.kill('SIGINT');

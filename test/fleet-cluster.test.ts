@@ -47,7 +47,10 @@ function refusal(url: string, dev: { id: string; secret: string }): Promise<numb
   });
 }
 
-describe('the fleet in cluster mode', { timeout: 120_000, skip: process.env.HEARTH_TEST_STORE === 'postgres' ? 'the cluster runs on PostgreSQL in both passes' : false }, () => {
+describe('the fleet in cluster mode', {
+  timeout: 120_000,
+  skip: process.env.HEARTH_TEST_STORE === 'postgres' ? 'the cluster runs on PostgreSQL in both passes' : false,
+}, () => {
   let cluster: Cluster;
   before(async () => {
     cluster = await startCluster({ nodes: 2, env: { HEARTH_SHARDS: '8', HEARTH_HISTORY_FLUSH_MS: '50', HEARTH_NODE_TIMEOUT_MS: '3000' } });
@@ -67,10 +70,14 @@ describe('the fleet in cluster mode', { timeout: 120_000, skip: process.env.HEAR
     const closed = new Promise<void>((resolve) => c.once('close', () => resolve()));
     assert.equal((await apiA('PATCH', `/api/v1/devices/${d.id}`, { disabled: true })).status, 200);
     await closed;
-    const dev = await eventually(async () => {
-      const r = (await apiA('GET', `/api/v1/devices/${d.id}`)).body;
-      return r.online === false ? r : undefined;
-    }, 5000, 'offline');
+    const dev = await eventually(
+      async () => {
+        const r = (await apiA('GET', `/api/v1/devices/${d.id}`)).body;
+        return r.online === false ? r : undefined;
+      },
+      5000,
+      'offline',
+    );
     assert.equal(dev.presence.reason, 'disabled');
     assert.equal(await refusal(urlA, d), 5);
     assert.equal(await refusal(urlB, d), 5);
@@ -92,16 +99,27 @@ describe('the fleet in cluster mode', { timeout: 120_000, skip: process.env.HEAR
     const made = await apiA('POST', '/api/v1/devices/bulk', { items: Array.from({ length: 12 }, (_, i) => ({ product: 'light', name: `cluster job ${i}` })) });
     assert.equal(made.status, 201);
     const jobs = [];
-    for (const [api, tag] of [[apiA, 'a'], [apiB, 'b']] as const) {
-      const ok = await api('POST', '/api/v1/fleet/jobs', { spec: { kind: 'tags', tags: { [`via-${tag}`]: 'yes' } }, target: { deviceIds: made.body.items.map((x: any) => x.id) }, rate: 20 });
+    for (const [api, tag] of [
+      [apiA, 'a'],
+      [apiB, 'b'],
+    ] as const) {
+      const ok = await api('POST', '/api/v1/fleet/jobs', {
+        spec: { kind: 'tags', tags: { [`via-${tag}`]: 'yes' } },
+        target: { deviceIds: made.body.items.map((x: any) => x.id) },
+        rate: 20,
+      });
       assert.equal(ok.status, 201, JSON.stringify(ok.body));
       jobs.push(ok.body.id);
     }
     for (const id of jobs) {
-      const done = await eventually(async () => {
-        const r = (await apiB('GET', `/api/v1/fleet/jobs/${id}`)).body;
-        return r.status === 'done' ? r : undefined;
-      }, 20_000, `job ${id}`);
+      const done = await eventually(
+        async () => {
+          const r = (await apiB('GET', `/api/v1/fleet/jobs/${id}`)).body;
+          return r.status === 'done' ? r : undefined;
+        },
+        20_000,
+        `job ${id}`,
+      );
       assert.deepEqual(done.progress, { pending: 0, running: 0, ok: 12, failed: 0, cancelled: 0 });
     }
     const tagged = await apiA('GET', `/api/v1/devices?q=${encodeURIComponent('tag.via-a:yes tag.via-b:yes')}`);

@@ -45,7 +45,10 @@ test('static and dynamic groups, nested one level; their devices paged by cursor
   const second = await p.api('GET', `/api/v1/fleet/groups/${pilots.body.id}/devices?limit=3&cursor=${first.body.nextCursor}`);
   assert.equal(second.body.items.length, 1);
   assert.equal(second.body.nextCursor, null);
-  assert.deepEqual([...first.body.items, ...second.body.items].map((x: any) => x.id), ids(all));
+  assert.deepEqual(
+    [...first.body.items, ...second.body.items].map((x: any) => x.id),
+    ids(all),
+  );
 
   // A dynamic group follows its query: a new matching device is in it at once.
   const l4 = await p.provision('light', 'light 4');
@@ -66,7 +69,10 @@ test('static and dynamic groups, nested one level; their devices paged by cursor
   assert.equal((await p.api('DELETE', `/api/v1/fleet/groups/${pilots.body.id}`)).status, 409, 'it has subgroups');
   assert.equal((await p.api('DELETE', `/api/v1/fleet/groups/${early.body.id}`)).status, 204);
   assert.equal((await p.api('GET', `/api/v1/fleet/groups/${early.body.id}`)).status, 404);
-  assert.deepEqual((await p.api('GET', '/api/v1/fleet/groups')).body.items.map((g: any) => g.name), ['Berlin lights', 'Pilots']);
+  assert.deepEqual(
+    (await p.api('GET', '/api/v1/fleet/groups')).body.items.map((g: any) => g.name),
+    ['Berlin lights', 'Pilots'],
+  );
 });
 
 test('bad groups are refused and change nothing', async () => {

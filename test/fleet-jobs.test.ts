@@ -17,10 +17,14 @@ after(async () => {
 });
 
 async function finished(id: string, timeoutMs = 10_000): Promise<any> {
-  return eventually(async () => {
-    const r = await p.api('GET', `/api/v1/fleet/jobs/${id}`);
-    return r.body.status === 'done' || r.body.status === 'cancelled' ? r.body : undefined;
-  }, timeoutMs, `job ${id} to finish`);
+  return eventually(
+    async () => {
+      const r = await p.api('GET', `/api/v1/fleet/jobs/${id}`);
+      return r.body.status === 'done' || r.body.status === 'cancelled' ? r.body : undefined;
+    },
+    timeoutMs,
+    `job ${id} to finish`,
+  );
 }
 
 async function results(id: string): Promise<any[]> {
@@ -54,7 +58,11 @@ test('a tag job over a query: every matching device, progress and per-device res
   const made = await p.api('POST', '/api/v1/devices/bulk', { items: Array.from({ length: 9 }, (_, i) => ({ product: 'light', name: `job light ${i}` })) });
   const ids: string[] = made.body.items.map((x: any) => x.id);
   const start = Date.now();
-  const ok = await p.api('POST', '/api/v1/fleet/jobs', { spec: { kind: 'tags', tags: { rollout: 'wave-1' } }, target: { query: 'product:light AND name:job*' }, rate: 5 });
+  const ok = await p.api('POST', '/api/v1/fleet/jobs', {
+    spec: { kind: 'tags', tags: { rollout: 'wave-1' } },
+    target: { query: 'product:light AND name:job*' },
+    rate: 5,
+  });
   assert.equal(ok.status, 201, JSON.stringify(ok.body));
   assert.equal(ok.body.total, 9);
   const done = await finished(ok.body.id);
@@ -76,7 +84,11 @@ test('a command job over a group: answered, offline and failed devices each get 
   const off = await p.provision('plug', 'cmd offline');
   const g = await p.api('POST', '/api/v1/fleet/groups', { name: 'Command group' });
   assert.equal((await p.api('POST', `/api/v1/fleet/groups/${g.body.id}/devices`, { deviceIds: [a.id, b.id, off.id] })).status, 200);
-  const job = await p.api('POST', '/api/v1/fleet/jobs', { spec: { kind: 'command', action: 'toggle', timeoutMs: 2000 }, target: { groupId: g.body.id }, rate: 100 });
+  const job = await p.api('POST', '/api/v1/fleet/jobs', {
+    spec: { kind: 'command', action: 'toggle', timeoutMs: 2000 },
+    target: { groupId: g.body.id },
+    rate: 100,
+  });
   assert.equal(job.status, 201, JSON.stringify(job.body));
   const done = await finished(job.body.id);
   assert.deepEqual(done.progress, { pending: 0, running: 0, ok: 2, failed: 1, cancelled: 0 });
@@ -85,7 +97,10 @@ test('a command job over a group: answered, offline and failed devices each get 
   assert.deepEqual(byId.get(a.id).result, { ok: true, result: { on: true } });
   assert.match(byId.get(off.id).error, /^E_DEVICE_OFFLINE/);
   const failedOnly = await p.api('GET', `/api/v1/fleet/jobs/${job.body.id}/devices?status=failed`);
-  assert.deepEqual(failedOnly.body.items.map((r: any) => r.deviceId), [off.id]);
+  assert.deepEqual(
+    failedOnly.body.items.map((r: any) => r.deviceId),
+    [off.id],
+  );
   // The ledger says who sent them.
   const ledger = await p.api('GET', `/api/v1/devices/${a.id}/commands`);
   assert.equal(ledger.body.items[0].source, `job:${job.body.id}`);
@@ -141,6 +156,10 @@ test('a job survives a restart in the middle: each device is done once', async (
   assert.deepEqual(done.progress, { pending: 0, running: 0, ok: 8, failed: 0, cancelled: 0 });
   const rs = await results(job.body.id);
   assert.equal(rs.length, 8);
-  assert.deepEqual(rs.map((r) => r.deviceId), ids, 'one result per device, in order');
+  assert.deepEqual(
+    rs.map((r) => r.deviceId),
+    ids,
+    'one result per device, in order',
+  );
   for (const id of ids) assert.deepEqual((await p.device(id)).shadow.desired, { on: true });
 });

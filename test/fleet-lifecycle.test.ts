@@ -63,10 +63,14 @@ async function lifecycleStream(token: string): Promise<{ events: any[] }> {
 }
 
 async function audit(action: string, targetId: string): Promise<any> {
-  return eventually(async () => {
-    const r = await p.api('GET', `/api/v1/audit?action=${action}&limit=50`);
-    return r.body.items.find((e: any) => e.targetId === targetId);
-  }, 3000, `audit entry ${action} of ${targetId}`);
+  return eventually(
+    async () => {
+      const r = await p.api('GET', `/api/v1/audit?action=${action}&limit=50`);
+      return r.body.items.find((e: any) => e.targetId === targetId);
+    },
+    3000,
+    `audit entry ${action} of ${targetId}`,
+  );
 }
 
 async function claim(pairingCode: string): Promise<void> {
@@ -103,7 +107,11 @@ test('disabling closes the live session, refuses reconnects and API use; enablin
   assert.equal(desired.body.code, 'E_DEVICE_DISABLED');
   // The device's own HTTP API refuses it too.
   const basic = Buffer.from(`${d.id}:${d.secret}`).toString('base64');
-  const http = await fetch(`${p.httpUrl}/api/v1/devices/${d.id}/messages/properties`, { method: 'POST', headers: { authorization: `Basic ${basic}`, 'content-type': 'application/json' }, body: '{"on":true}' });
+  const http = await fetch(`${p.httpUrl}/api/v1/devices/${d.id}/messages/properties`, {
+    method: 'POST',
+    headers: { authorization: `Basic ${basic}`, 'content-type': 'application/json' },
+    body: '{"on":true}',
+  });
   assert.equal(http.status, 401);
 
   // Disabling again changes nothing and records nothing more.
@@ -121,15 +129,19 @@ test('disabling closes the live session, refuses reconnects and API use; enablin
   assert.equal(disables.length, 1, 'a repeated disable is not audited again');
 
   for (const events of [operatorEvents.events, anaEvents.events]) {
-    const mine = await eventually(() => {
-      const m = events.filter((e) => e.data.deviceId === d.id).map((e) => e.data.change);
-      return m.length >= 2 ? m : undefined;
-    }, 3000, 'lifecycle events');
+    const mine = await eventually(
+      () => {
+        const m = events.filter((e) => e.data.deviceId === d.id).map((e) => e.data.change);
+        return m.length >= 2 ? m : undefined;
+      },
+      3000,
+      'lifecycle events',
+    );
     assert.deepEqual(mine, ['disabled', 'enabled']);
   }
 });
 
-test("a disabled hub takes its sub-devices with it; a sub-device disabled alone is refused through its hub", async () => {
+test('a disabled hub takes its sub-devices with it; a sub-device disabled alone is refused through its hub', async () => {
   const hub = await p.provision('hub');
   const hc = await p.connect(hub.id, hub.secret);
   const box = inbox(hc);
@@ -186,7 +198,11 @@ test('delete: the session closes, nothing stays reachable, the id is gone for go
   assert.equal((await ana.api('POST', `/homes/${homeId}/devices`, { pairingCode: d.pairingCode })).status, 404);
   const entry = await audit('device.delete', d.id);
   assert.equal(entry.details.purge, false);
-  await eventually(() => events.events.find((e) => e.data.deviceId === d.id && e.data.change === 'deleted' && e.homeId === homeId), 3000, 'the home hears of the deletion');
+  await eventually(
+    () => events.events.find((e) => e.data.deviceId === d.id && e.data.change === 'deleted' && e.homeId === homeId),
+    3000,
+    'the home hears of the deletion',
+  );
 
   // purge: the history goes as well (checked in the store: the API no longer reaches it)
   const e = await p.provision('light');
@@ -245,7 +261,10 @@ test('deleting a hub asks what happens to its sub-devices: delete them, or detac
   await h2.publishAsync(`devices/${c2}/properties`, JSON.stringify({ on: true }), { qos: 1 });
   assert.equal((await box2.next((m) => m.topic === `devices/${c2}/errors`)).payload.code, 'E_DEVICE_NOT_FOUND');
   assert.ok(h2.connected);
-  assert.deepEqual((await p.api('GET', `/api/v1/devices/${hub2.id}/children`)).body.items.map((x: any) => x.id), [c1]);
+  assert.deepEqual(
+    (await p.api('GET', `/api/v1/devices/${hub2.id}/children`)).body.items.map((x: any) => x.id),
+    [c1],
+  );
   assert.equal((await p.api('DELETE', `/api/v1/devices/${hub2.id}?children=delete`)).status, 204);
   assert.equal((await p.api('GET', `/api/v1/devices/${c1}`)).status, 404);
   const entry = await audit('device.delete', hub2.id);

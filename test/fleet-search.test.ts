@@ -21,7 +21,12 @@ const ids = (r: { body: { items: Array<{ id: string }> } }) => r.body.items.map(
 before(async () => {
   p = await startPlatform();
   // Four hubs reporting firmware over MQTT, tagged by site; two stay connected.
-  for (const [name, fw, site] of [['h1', '1.0', 'berlin'], ['h2', '1.10', 'berlin'], ['h3', '1.2', 'paris'], ['h4', '2.0.1', 'berlin']]) {
+  for (const [name, fw, site] of [
+    ['h1', '1.0', 'berlin'],
+    ['h2', '1.10', 'berlin'],
+    ['h3', '1.2', 'paris'],
+    ['h4', '2.0.1', 'berlin'],
+  ]) {
     const d = await p.provision('hub', `hub ${name}`);
     hubs[name] = d.id;
     const c = await p.connect(d.id, d.secret);
@@ -35,8 +40,14 @@ before(async () => {
   // h1 was last seen long ago (the store's clock is arranged: nothing in the API sets a past time),
   // after its last-seen times still in memory are written (they would overwrite this).
   await p.hearth.services.presence.flush();
-  await p.hearth.db.updateTable('presence').set({ last_seen: Date.now() - 10 * 86_400_000 }).where('device_id', '=', hubs.h1).execute();
-  const r = await p.api('POST', '/api/v1/devices/bulk', { items: Array.from({ length: 25 }, (_, i) => ({ product: 'plug', name: `plug ${String(i).padStart(2, '0')}` })) });
+  await p.hearth.db
+    .updateTable('presence')
+    .set({ last_seen: Date.now() - 10 * 86_400_000 })
+    .where('device_id', '=', hubs.h1)
+    .execute();
+  const r = await p.api('POST', '/api/v1/devices/bulk', {
+    items: Array.from({ length: 25 }, (_, i) => ({ product: 'plug', name: `plug ${String(i).padStart(2, '0')}` })),
+  });
   assert.equal(r.status, 201);
   plugs = r.body.items.map((x: { id: string }) => x.id);
 });
@@ -74,8 +85,15 @@ test('the query of the issue, and its parts', async () => {
 test('both ways of checking a tag (leading the search, or per device) find the same devices', async () => {
   const leading = new DeviceSearch({ db: p.hearth.db });
   const perDevice = new DeviceSearch({ db: p.hearth.db, selectiveTags: 0 });
-  for (const query of ['tag.site:berlin', 'tag.site:berlin AND online:false', 'NOT tag.site:paris AND product:hub', 'tag.site:berlin OR firmware>2', 'tag.site!=berlin product:hub']) {
-    const run = async (s: DeviceSearch) => (await s.search({ expr: parseQuery(query), sort: 'id', desc: false, limit: 1000, total: true })).items.map((d) => d.id);
+  for (const query of [
+    'tag.site:berlin',
+    'tag.site:berlin AND online:false',
+    'NOT tag.site:paris AND product:hub',
+    'tag.site:berlin OR firmware>2',
+    'tag.site!=berlin product:hub',
+  ]) {
+    const run = async (s: DeviceSearch) =>
+      (await s.search({ expr: parseQuery(query), sort: 'id', desc: false, limit: 1000, total: true })).items.map((d) => d.id);
     assert.deepEqual(await run(perDevice), await run(leading), query);
   }
 });
@@ -93,7 +111,10 @@ test('cursor pagination walks every match once, in the asked order', async () =>
     pages++;
   } while (cursor);
   assert.equal(pages, 3);
-  assert.deepEqual(seen, Array.from({ length: 25 }, (_, i) => `plug ${String(24 - i).padStart(2, '0')}`));
+  assert.deepEqual(
+    seen,
+    Array.from({ length: 25 }, (_, i) => `plug ${String(24 - i).padStart(2, '0')}`),
+  );
   const noTotal = await search(`${q('product:plug')}&limit=10&total=false`);
   assert.equal(noTotal.body.total, undefined, 'total=false skips the count');
   assert.equal(noTotal.body.items.length, 10);
@@ -107,13 +128,28 @@ test('cursor pagination walks every match once, in the asked order', async () =>
 
 test('counts by a field', async () => {
   const byFw = await search(`${q('product:hub')}&countBy=firmware`);
-  assert.deepEqual(byFw.body.counts.map((c: any) => [c.value, c.count]).sort(), [['1.0', 1], ['1.10', 1], ['1.2', 1], ['2.0.1', 1]]);
+  assert.deepEqual(byFw.body.counts.map((c: any) => [c.value, c.count]).sort(), [
+    ['1.0', 1],
+    ['1.10', 1],
+    ['1.2', 1],
+    ['2.0.1', 1],
+  ]);
   const bySite = await search('countBy=tag.site&limit=1');
-  assert.deepEqual(bySite.body.counts, [{ value: null, count: 25 }, { value: 'berlin', count: 3 }, { value: 'paris', count: 1 }]);
+  assert.deepEqual(bySite.body.counts, [
+    { value: null, count: 25 },
+    { value: 'berlin', count: 3 },
+    { value: 'paris', count: 1 },
+  ]);
   const byOnline = await search('countBy=online&limit=1');
-  assert.deepEqual(byOnline.body.counts, [{ value: false, count: 27 }, { value: true, count: 2 }]);
+  assert.deepEqual(byOnline.body.counts, [
+    { value: false, count: 27 },
+    { value: true, count: 2 },
+  ]);
   const byProduct = await search('countBy=product&limit=1');
-  assert.deepEqual(byProduct.body.counts, [{ value: 'plug', count: 25 }, { value: 'hub', count: 4 }]);
+  assert.deepEqual(byProduct.body.counts, [
+    { value: 'plug', count: 25 },
+    { value: 'hub', count: 4 },
+  ]);
 });
 
 test('bad queries, cursors and counts are 400s that say what is wrong', async () => {
@@ -142,7 +178,7 @@ test('bad queries, cursors and counts are 400s that say what is wrong', async ()
   assert.match(wrongSort.body.detail, /was made for sort=name/);
 });
 
-test('people search only their own devices, and not by the operator\'s tags', async () => {
+test("people search only their own devices, and not by the operator's tags", async () => {
   const ana: TestUser = await signupUser(p, 'ana@search.test');
   const home = await ana.api('POST', '/homes', { name: 'Flat', timezone: 'Europe/Berlin' });
   const d = await p.provision('plug', 'ana plug');

@@ -89,8 +89,16 @@ async function unroute(r: RouteSpec): Promise<void> {
 
 function envelope(extra: Partial<Envelope> = {}): Envelope {
   return {
-    id: `test.${++seq}`, source: 'mqtt', deviceId: 'd_testdevice0001', product: 'water-leak-sensor', kind: 'events',
-    topic: 'devices/d_testdevice0001/events', payload: { event: 'leak', params: { n: seq } }, receivedAt: Date.now(), tags: {}, ...extra,
+    id: `test.${++seq}`,
+    source: 'mqtt',
+    deviceId: 'd_testdevice0001',
+    product: 'water-leak-sensor',
+    kind: 'events',
+    topic: 'devices/d_testdevice0001/events',
+    payload: { event: 'leak', params: { n: seq } },
+    receivedAt: Date.now(),
+    tags: {},
+    ...extra,
   };
 }
 
@@ -98,8 +106,13 @@ function envelope(extra: Partial<Envelope> = {}): Envelope {
 async function deliver(r: RouteSpec, e: Envelope = envelope(), opts: { index?: number; lane?: string } = {}): Promise<Delivery> {
   const index = opts.index ?? 0;
   const d: Delivery = {
-    routeId: r.id, routeName: r.name, targetIndex: index, target: r.targets[index] as Delivery['target'], envelope: e,
-    body: JSON.stringify({ deviceId: e.deviceId, kind: e.kind, payload: e.payload }), ...(opts.lane ? { lane: opts.lane } : {}),
+    routeId: r.id,
+    routeName: r.name,
+    targetIndex: index,
+    target: r.targets[index] as Delivery['target'],
+    envelope: e,
+    body: JSON.stringify({ deviceId: e.deviceId, kind: e.kind, payload: e.payload }),
+    ...(opts.lane ? { lane: opts.lane } : {}),
   };
   await p.hearth.services.delivery.enqueue(d);
   return d;
@@ -125,10 +138,15 @@ async function metric(series: string): Promise<number | undefined> {
 
 test('a webhook gets the body with a valid signature, the lane, the message id, the route, its static headers and the trace', async () => {
   const secret = 'partner-secret-1';
-  const r = await route('signed', { type: 'webhook', url: `${partner.url}/signed`, secret, headers: { Authorization: 'Bearer partner-token', 'X-Hearth-Signature': 'forged' } });
+  const r = await route('signed', {
+    type: 'webhook',
+    url: `${partner.url}/signed`,
+    secret,
+    headers: { Authorization: 'Bearer partner-token', 'X-Hearth-Signature': 'forged' },
+  });
   const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
   const d = await deliver(r, envelope({ trace: { traceparent } }), { lane: 'gray' });
-  const [got] = await eventually(() => partner.at('/signed').length ? partner.at('/signed') : undefined, 'the webhook call');
+  const [got] = await eventually(() => (partner.at('/signed').length ? partner.at('/signed') : undefined), 'the webhook call');
   assert.equal(got.body, d.body);
   assert.equal(got.headers['content-type'], 'application/json');
   const expected = 'sha256=' + createHmac('sha256', secret).update(d.body).digest('hex');
@@ -141,11 +159,14 @@ test('a webhook gets the body with a valid signature, the lane, the message id, 
   // Without a secret or a lane: neither header.
   const plain = await route('plain', { type: 'webhook', url: `${partner.url}/plain` });
   await deliver(plain);
-  const [p1] = await eventually(() => partner.at('/plain').length ? partner.at('/plain') : undefined, 'the unsigned call');
+  const [p1] = await eventually(() => (partner.at('/plain').length ? partner.at('/plain') : undefined), 'the unsigned call');
   assert.equal(p1.headers['x-hearth-signature'], undefined);
   assert.equal(p1.headers['x-hearth-lane'], undefined);
   // Counted when the answer comes back, which may be after the partner saw the call.
-  await eventually(async () => ((await metric('hearth_gateway_deliveries_total{target_type="webhook",outcome="ok"}')) ?? 0) >= 2, 'both deliveries counted as ok');
+  await eventually(
+    async () => ((await metric('hearth_gateway_deliveries_total{target_type="webhook",outcome="ok"}')) ?? 0) >= 2,
+    'both deliveries counted as ok',
+  );
 });
 
 test('a 500 is retried after a backoff and the message is delivered once', async () => {
@@ -155,7 +176,11 @@ test('a 500 is retried after a backoff and the message is delivered once', async
   await eventually(() => partner.at('/flaky').some((x) => x.status === 200) || undefined, 'the retried delivery');
   await sleep(700);
   const calls = partner.at('/flaky');
-  assert.deepEqual(calls.map((c) => c.status), [500, 200], 'one failure, one success, nothing after');
+  assert.deepEqual(
+    calls.map((c) => c.status),
+    [500, 200],
+    'one failure, one success, nothing after',
+  );
   assert.equal(calls[1].body, d.body);
   assert.equal(calls[1].headers['x-hearth-message-id'], d.envelope.id);
   assert.equal((await p.api('GET', `/api/v1/dead-letters?routeId=${r.id}`)).body.items.length, 0);
@@ -258,7 +283,7 @@ test('a NATS target gets the message as JSON on its subject, with the lane in a 
   try {
     const r = await route('to-nats', { type: 'nats', subject: 'partner.acme.in' });
     const d = await deliver(r, envelope(), { lane: 'gray' });
-    const [m] = await eventually(() => seen.length ? seen : undefined, 'the NATS message');
+    const [m] = await eventually(() => (seen.length ? seen : undefined), 'the NATS message');
     assert.deepEqual(m.data, JSON.parse(d.body));
     assert.equal(m.headers['x-hearth-lane'], 'gray');
     assert.equal(m.headers['x-hearth-message-id'], d.envelope.id);

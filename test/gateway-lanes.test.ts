@@ -9,7 +9,12 @@ import { createServer, type Server } from 'node:http';
 import type { MqttClient } from 'mqtt';
 import { eventually, startPlatform, type Platform } from './helpers/platform.ts';
 
-interface Hit { path: string; body: any; raw: string; headers: Record<string, string | string[] | undefined> }
+interface Hit {
+  path: string;
+  body: any;
+  raw: string;
+  headers: Record<string, string | string[] | undefined>;
+}
 
 let p: Platform;
 let server: Server;
@@ -21,10 +26,13 @@ before(async () => {
   p = await startPlatform();
   server = createServer((req, res) => {
     let raw = '';
-    req.setEncoding('utf8').on('data', (c: string) => (raw += c)).on('end', () => {
-      hits.push({ path: req.url ?? '', body: JSON.parse(raw), raw, headers: req.headers });
-      res.writeHead(204).end();
-    });
+    req
+      .setEncoding('utf8')
+      .on('data', (c: string) => (raw += c))
+      .on('end', () => {
+        hits.push({ path: req.url ?? '', body: JSON.parse(raw), raw, headers: req.headers });
+        res.writeHead(204).end();
+      });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
@@ -42,7 +50,8 @@ async function device(): Promise<{ id: string; client: MqttClient }> {
   const client = await p.connect(d.id, d.secret);
   await client.subscribeAsync(`devices/${d.id}/commands`, { qos: 1 });
   client.on('message', (topic, buf) => {
-    if (topic.endsWith('/commands')) client.publish(`devices/${d.id}/commands/result`, JSON.stringify({ id: JSON.parse(buf.toString()).id, ok: true }), { qos: 1 });
+    if (topic.endsWith('/commands'))
+      client.publish(`devices/${d.id}/commands/result`, JSON.stringify({ id: JSON.parse(buf.toString()).id, ok: true }), { qos: 1 });
   });
   return { id: d.id, client };
 }
@@ -60,7 +69,7 @@ async function afterMarkers(...marks: Array<[{ id: string; client: MqttClient },
 
 const seenBy = (path: string, pred: (h: Hit) => boolean) => hits.filter((h) => h.path === path && pred(h));
 
-test('tagged devices\' messages and the tester\'s API calls go to the gray target, with the lane header; everything else to the baseline', async () => {
+test("tagged devices' messages and the tester's API calls go to the gray target, with the lane header; everything else to the baseline", async () => {
   const tester = await device();
   const other = await device();
   const lanes = await p.api('PUT', '/api/v1/gateway/lanes', { lanes: [{ name: 'gray', devices: [tester.id] }] });
@@ -79,7 +88,9 @@ test('tagged devices\' messages and the tester\'s API calls go to the gray targe
   other.client.publish(`devices/${other.id}/properties`, JSON.stringify({ brightness: 22 }), { qos: 1 });
   // The tester's app call carries the lane header; the same call without it is baseline traffic.
   const grayCall = await fetch(`${p.httpUrl}/api/v1/devices/${other.id}/commands`, {
-    method: 'POST', headers: { authorization: `Bearer ${p.token}`, 'content-type': 'application/json', 'x-hearth-lane': 'gray' }, body: JSON.stringify({ action: 'toggle' }),
+    method: 'POST',
+    headers: { authorization: `Bearer ${p.token}`, 'content-type': 'application/json', 'x-hearth-lane': 'gray' },
+    body: JSON.stringify({ action: 'toggle' }),
   });
   assert.equal(grayCall.status, 200);
   const grayCommand = (await grayCall.json()) as { id: string };
@@ -92,8 +103,8 @@ test('tagged devices\' messages and the tester\'s API calls go to the gray targe
   const baseline = hits.filter((h) => h.path === '/baseline');
   assert.equal(gray.length, 2, `gray got ${JSON.stringify(gray.map((h) => [h.body.kind, h.body.deviceId]))}`);
   assert.equal(baseline.length, 2, `baseline got ${JSON.stringify(baseline.map((h) => [h.body.kind, h.body.deviceId]))}`);
-  assert.equal(seenBy('/gray', (h) => h.body.kind === 'properties' && h.body.deviceId === tester.id).length, 1, 'the tester device\'s report');
-  assert.equal(seenBy('/gray', (h) => h.body.kind === 'command' && h.body.payload.id === grayCommand.id).length, 1, 'the tester\'s API call');
+  assert.equal(seenBy('/gray', (h) => h.body.kind === 'properties' && h.body.deviceId === tester.id).length, 1, "the tester device's report");
+  assert.equal(seenBy('/gray', (h) => h.body.kind === 'command' && h.body.payload.id === grayCommand.id).length, 1, "the tester's API call");
   assert.equal(seenBy('/baseline', (h) => h.body.kind === 'properties' && h.body.deviceId === other.id).length, 1);
   assert.equal(seenBy('/baseline', (h) => h.body.kind === 'command' && h.body.payload.id === plain.body.id).length, 1);
   for (const h of gray) assert.equal(h.headers['x-hearth-lane'], 'gray');
@@ -106,7 +117,10 @@ test('tagged devices\' messages and the tester\'s API calls go to the gray targe
   other.client.publish(`devices/${other.id}/properties`, JSON.stringify({ brightness: 33 }), { qos: 1 });
   await eventually(() => hits.length >= 1, 10_000, 'the delivery after the shift');
   await afterMarkers([other, '/gray']);
-  assert.deepEqual(hits.map((h) => [h.path, h.body.deviceId]), [['/gray', other.id]]);
+  assert.deepEqual(
+    hits.map((h) => [h.path, h.body.deviceId]),
+    [['/gray', other.id]],
+  );
 
   for (const c of [tester.client, other.client]) await c.endAsync();
   assert.equal((await p.api('DELETE', `/api/v1/routes/${route.body.id}`)).status, 200);

@@ -50,7 +50,7 @@ async function historyCount(id: string, property: string): Promise<number> {
   return (await p.api('GET', `/api/v1/devices/${id}/history?property=${property}&limit=1000`)).body.points.length;
 }
 
-test('the default configuration keeps today\'s behaviour, and the gateway is counted', async () => {
+test("the default configuration keeps today's behaviour, and the gateway is counted", async () => {
   const cfg = await p.api('GET', '/api/v1/gateway/config');
   assert.equal(cfg.status, 200);
   assert.deepEqual(cfg.body.routes, [{ id: 'device-core', name: 'device-core', enabled: true, match: {}, targets: [{ type: 'builtin', handler: 'device' }] }]);
@@ -68,7 +68,7 @@ test('the default configuration keeps today\'s behaviour, and the gateway is cou
   assert.match(metrics, /^hearth_gateway_routed_total\{route="device-core"\} [1-9]/m);
 });
 
-test('a deny-list refuses a device\'s reports and the device hears why on its error topic', async () => {
+test("a deny-list refuses a device's reports and the device hears why on its error topic", async () => {
   const bad = await device('light');
   const good = await device('light');
   await setFilters([{ type: 'validate' }, { type: 'list', mode: 'deny', devices: [bad.id] }]);
@@ -78,7 +78,7 @@ test('a deny-list refuses a device\'s reports and the device hears why on its er
   assert.match(err.payload.message, new RegExp(`device "${bad.id}" is on the deny-list`));
   assert.equal(err.payload.topic, `devices/${bad.id}/properties`);
   await good.c.publishAsync(`devices/${good.id}/properties`, JSON.stringify({ brightness: 11 }), { qos: 1 });
-  await p.until(good.id, (x) => x.shadow.reported.brightness === 11, 'the other device\'s report');
+  await p.until(good.id, (x) => x.shadow.reported.brightness === 11, "the other device's report");
   assert.deepEqual((await p.device(bad.id)).shadow.reported, {}, 'nothing of the denied device was applied');
 });
 
@@ -88,12 +88,21 @@ test('a rate limit holds under a burst: drop refuses the excess, tag marks it', 
   await Promise.all(Array.from({ length: 10 }, (_, i) => d.c.publishAsync(`devices/${d.id}/properties`, JSON.stringify({ brightness: i + 1 }), { qos: 1 })));
   const refusals = () => d.box.messages.filter((m) => m.topic.endsWith('/errors'));
   // Every message is either applied or refused.
-  const points = await eventually(async () => {
-    const n = await historyCount(d.id, 'brightness');
-    return n + refusals().length === 10 ? n : undefined;
-  }, 3000, 'every message applied or refused');
+  const points = await eventually(
+    async () => {
+      const n = await historyCount(d.id, 'brightness');
+      return n + refusals().length === 10 ? n : undefined;
+    },
+    3000,
+    'every message applied or refused',
+  );
   assert.ok(points >= 3 && points <= 5, `3 in the burst, one more per second: ${points}`);
-  assert.ok(refusals().every((m) => m.payload.code === 'E_RATE_LIMITED'), refusals().map((m) => m.payload.code).join());
+  assert.ok(
+    refusals().every((m) => m.payload.code === 'E_RATE_LIMITED'),
+    refusals()
+      .map((m) => m.payload.code)
+      .join(),
+  );
   assert.match(refusals()[0].payload.message, /over 1\/s \(burst 3\) for device/);
 
   await setFilters([{ type: 'validate' }, { type: 'rateLimit', scope: 'device', perSecond: 1, burst: 2, action: 'tag', tag: 'rate=exceeded' }]);
@@ -107,7 +116,7 @@ test('a rate limit holds under a burst: drop refuses the excess, tag marks it', 
   assert.equal(t.box.messages.filter((m) => m.topic.endsWith('/errors')).length, 0);
 });
 
-test('a rate limit with delay applies every message, at the limit\'s pace', async () => {
+test("a rate limit with delay applies every message, at the limit's pace", async () => {
   await setFilters([{ type: 'validate' }, { type: 'rateLimit', scope: 'device', perSecond: 10, burst: 2, action: 'delay' }]);
   const d = await device('light');
   const started = Date.now();
@@ -121,36 +130,67 @@ test('a rate limit with delay applies every message, at the limit\'s pace', asyn
 
 test('classification tags a smoke event class=alarm, and a route takes the alarms', async () => {
   await setFilters([{ type: 'validate' }, { type: 'classify', rules: [{ when: { kind: 'events', event: ['smoke', 'leak'] }, set: { class: 'alarm' } }] }]);
-  const route = await addRoute({ name: 'alarms', match: { topic: 'devices/+/events', tags: { class: 'alarm' } }, targets: [{ type: 'nats', subject: 'partner.alarms', template: { alarm: '{{payload.event}}', device: '{{deviceId}}', class: '{{tags.class}}' } }] });
+  const route = await addRoute({
+    name: 'alarms',
+    match: { topic: 'devices/+/events', tags: { class: 'alarm' } },
+    targets: [{ type: 'nats', subject: 'partner.alarms', template: { alarm: '{{payload.event}}', device: '{{deviceId}}', class: '{{tags.class}}' } }],
+  });
   assert.match(route.id, /^rt_/);
   const d = await device('smoke-sensor');
   await d.c.publishAsync(`devices/${d.id}/events`, JSON.stringify({ event: 'clear' }), { qos: 1 });
   await d.c.publishAsync(`devices/${d.id}/events`, JSON.stringify({ event: 'smoke' }), { qos: 1 });
   await eventually(() => seen.find((m) => m.subject === 'partner.alarms'), 3000, 'the alarm');
-  assert.deepEqual(seen.filter((m) => m.subject === 'partner.alarms').map((m) => m.data), [{ alarm: 'smoke', device: d.id, class: 'alarm' }]);
+  assert.deepEqual(
+    seen.filter((m) => m.subject === 'partner.alarms').map((m) => m.data),
+    [{ alarm: 'smoke', device: d.id, class: 'alarm' }],
+  );
   // The device core still got both.
   await eventually(async () => (await p.api('GET', `/api/v1/devices/${d.id}/events`)).body.items.length === 2, 3000, 'both events in the log');
 });
 
 test('a dry run shows the steps, tags, lane and targets, and changes nothing', async () => {
-  await setFilters([{ type: 'validate' }, { type: 'rateLimit', scope: 'device', perSecond: 1, burst: 1, action: 'drop' }, { type: 'classify', rules: [{ when: { event: 'smoke' }, set: { class: 'alarm' } }] }]);
+  await setFilters([
+    { type: 'validate' },
+    { type: 'rateLimit', scope: 'device', perSecond: 1, burst: 1, action: 'drop' },
+    { type: 'classify', rules: [{ when: { event: 'smoke' }, set: { class: 'alarm' } }] },
+  ]);
   assert.equal((await p.api('PUT', '/api/v1/gateway/lanes', { lanes: [{ name: 'gray', devices: ['d_graytester0000'] }] })).status, 200);
-  const r = await addRoute({ name: 'alarms', match: { tags: { class: 'alarm' } }, targets: [{ type: 'webhook', url: 'https://partner.example/alarms', secret: 's' }, { type: 'webhook', url: 'https://gray.partner.example/alarms', lane: 'gray' }] });
+  const r = await addRoute({
+    name: 'alarms',
+    match: { tags: { class: 'alarm' } },
+    targets: [
+      { type: 'webhook', url: 'https://partner.example/alarms', secret: 's' },
+      { type: 'webhook', url: 'https://gray.partner.example/alarms', lane: 'gray' },
+    ],
+  });
   const d = await p.provision('smoke-sensor');
   const sample = { deviceId: d.id, kind: 'events', payload: { event: 'smoke' } };
   for (let i = 0; i < 2; i++) {
     const dry = await p.api('POST', '/api/v1/gateway/dry-run', sample);
     assert.equal(dry.status, 200, JSON.stringify(dry.body));
-    assert.deepEqual(dry.body.filters, [{ filter: 'validate', effect: 'pass' }, { filter: 'rateLimit', effect: 'pass' }, { filter: 'classify', effect: 'tagged', detail: 'class=alarm' }]);
+    assert.deepEqual(dry.body.filters, [
+      { filter: 'validate', effect: 'pass' },
+      { filter: 'rateLimit', effect: 'pass' },
+      { filter: 'classify', effect: 'tagged', detail: 'class=alarm' },
+    ]);
     assert.equal(dry.body.action, 'pass');
     assert.deepEqual(dry.body.tags, { class: 'alarm' });
     assert.equal(dry.body.lane, null);
-    assert.deepEqual(dry.body.routes.map((x: any) => [x.id, x.targets.map((t: any) => t.target.type === 'builtin' ? 'builtin' : t.target.url)]), [['device-core', ['builtin']], [r.id, ['https://partner.example/alarms']]]);
+    assert.deepEqual(
+      dry.body.routes.map((x: any) => [x.id, x.targets.map((t: any) => (t.target.type === 'builtin' ? 'builtin' : t.target.url))]),
+      [
+        ['device-core', ['builtin']],
+        [r.id, ['https://partner.example/alarms']],
+      ],
+    );
     assert.equal(dry.body.routes[1].targets[0].body.payload.event, 'smoke');
   }
   const gray = await p.api('POST', '/api/v1/gateway/dry-run', { ...sample, deviceId: 'd_graytester0000', product: 'smoke-sensor' });
   assert.equal(gray.body.lane, 'gray');
-  assert.deepEqual(gray.body.routes[1].targets.map((t: any) => t.target.url), ['https://gray.partner.example/alarms']);
+  assert.deepEqual(
+    gray.body.routes[1].targets.map((t: any) => t.target.url),
+    ['https://gray.partner.example/alarms'],
+  );
   const bad = await p.api('POST', '/api/v1/gateway/dry-run', { ...sample, payload: { event: 'explode' } });
   assert.equal(bad.body.action, 'drop');
   assert.equal(bad.body.code, 'E_MODEL_MISMATCH');
@@ -167,7 +207,14 @@ test('configuration changes apply live: routes, lanes shifted by percentage, ver
   };
   await send(1);
   assert.equal(seen.length, 0);
-  const copy = { name: 'copy', match: { kind: 'properties', product: 'light' }, targets: [{ type: 'nats', subject: 'partner.base' }, { type: 'nats', subject: 'partner.gray', lane: 'gray' }] };
+  const copy = {
+    name: 'copy',
+    match: { kind: 'properties', product: 'light' },
+    targets: [
+      { type: 'nats', subject: 'partner.base' },
+      { type: 'nats', subject: 'partner.gray', lane: 'gray' },
+    ],
+  };
   // The lane a target names must exist: refused first, accepted once the lane is there.
   assert.equal((await p.api('POST', '/api/v1/routes', copy)).status, 400);
   assert.equal((await p.api('PUT', '/api/v1/gateway/lanes', { lanes: [{ name: 'gray', percent: 0 }] })).status, 200);
@@ -181,9 +228,14 @@ test('configuration changes apply live: routes, lanes shifted by percentage, ver
   const gray = await eventually(() => seen.find((m) => m.subject === 'partner.gray'), 3000, 'the gray copy');
   assert.equal(gray.data.tags.lane, 'gray');
   assert.equal(gray.headers['x-hearth-lane'], 'gray');
-  assert.equal(seen.filter((m) => m.subject === 'partner.base' && m.data.payload.brightness === 3).length, 0, 'the baseline no longer gets the lane\'s devices');
+  assert.equal(seen.filter((m) => m.subject === 'partner.base' && m.data.payload.brightness === 3).length, 0, "the baseline no longer gets the lane's devices");
   // Disabled, the route takes nothing.
-  const upd = await p.api('PUT', `/api/v1/routes/${route.id}`, { name: 'copy', enabled: false, match: { kind: 'properties' }, targets: [{ type: 'nats', subject: 'partner.base' }] });
+  const upd = await p.api('PUT', `/api/v1/routes/${route.id}`, {
+    name: 'copy',
+    enabled: false,
+    match: { kind: 'properties' },
+    targets: [{ type: 'nats', subject: 'partner.base' }],
+  });
   assert.equal(upd.status, 200, JSON.stringify(upd.body));
   assert.equal(upd.body.enabled, false);
   await send(4);
@@ -211,7 +263,9 @@ test('invalid configuration is refused with a message naming the bad part; only 
   assert.equal(lane.status, 400);
   assert.equal(lane.body.field, 'body.targets[0].lane');
   assert.match(lane.body.detail, /no lane "gray" is defined/);
-  const filter = await p.api('PUT', '/api/v1/gateway/filters', { filters: [{ type: 'validate' }, { type: 'rateLimit', scope: 'device', perSecond: 0, burst: 1, action: 'drop' }] });
+  const filter = await p.api('PUT', '/api/v1/gateway/filters', {
+    filters: [{ type: 'validate' }, { type: 'rateLimit', scope: 'device', perSecond: 0, burst: 1, action: 'drop' }],
+  });
   assert.equal(filter.status, 400);
   assert.equal(filter.body.field, 'filters[1].perSecond');
   const lanes = await p.api('PUT', '/api/v1/gateway/lanes', { lanes: [{ name: 'gray', percent: 140 }] });

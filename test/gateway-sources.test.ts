@@ -62,7 +62,7 @@ async function push(partner: { id: string; secret: string }, messages: unknown[]
 
 const reported = async (id: string) => (await p.device(id)).shadow.reported;
 
-test('device HTTP: a report with the device\'s credentials reaches the shadow; an event is recorded', async () => {
+test("device HTTP: a report with the device's credentials reaches the shadow; an event is recorded", async () => {
   const d = await p.provision('light');
   const r = await post(`/api/v1/devices/${d.id}/messages/properties`, { on: true, brightness: 30 }, { authorization: basic(d.id, d.secret) });
   assert.equal(r.status, 202, JSON.stringify(r.body));
@@ -71,16 +71,24 @@ test('device HTTP: a report with the device\'s credentials reaches the shadow; a
   assert.deepEqual(await reported(d.id), { on: true, brightness: 30 });
 
   const lock = await p.provision('door-lock');
-  const e = await post(`/api/v1/devices/${lock.id}/messages/events`, { event: 'unlock', params: { method: 'keypad' } }, { authorization: basic(lock.id, lock.secret) });
+  const e = await post(
+    `/api/v1/devices/${lock.id}/messages/events`,
+    { event: 'unlock', params: { method: 'keypad' } },
+    { authorization: basic(lock.id, lock.secret) },
+  );
   assert.equal(e.status, 202, JSON.stringify(e.body));
-  const events = await eventually(async () => {
-    const list = await p.api('GET', `/api/v1/devices/${lock.id}/events`);
-    return list.body.items?.length ? list.body.items : undefined;
-  }, 3000, 'the event in the history');
+  const events = await eventually(
+    async () => {
+      const list = await p.api('GET', `/api/v1/devices/${lock.id}/events`);
+      return list.body.items?.length ? list.body.items : undefined;
+    },
+    3000,
+    'the event in the history',
+  );
   assert.equal(events[0].event, 'unlock');
 });
 
-test('device HTTP: wrong or missing credentials are 401, another device\'s id is 403, a hub posts for its sub-device', async () => {
+test("device HTTP: wrong or missing credentials are 401, another device's id is 403, a hub posts for its sub-device", async () => {
   const d = await p.provision('light');
   const other = await p.provision('light');
   const wrong = await post(`/api/v1/devices/${d.id}/messages/properties`, { on: true }, { authorization: basic(d.id, 'not-the-secret') });
@@ -100,7 +108,7 @@ test('device HTTP: wrong or missing credentials are 401, another device\'s id is
   const child = await p.provision('light', 'child light', hub.id);
   const viaHub = await post(`/api/v1/devices/${child.id}/messages/properties`, { brightness: 12 }, { authorization: basic(hub.id, hub.secret) });
   assert.equal(viaHub.status, 202, JSON.stringify(viaHub.body));
-  await p.until(child.id, (x) => x.shadow.reported.brightness === 12, 'the hub\'s report for its child');
+  await p.until(child.id, (x) => x.shadow.reported.brightness === 12, "the hub's report for its child");
 
   // none of the refused posts changed anything
   await post(`/api/v1/devices/${d.id}/messages/properties`, { brightness: 1 }, { authorization: basic(d.id, d.secret) });
@@ -141,11 +149,18 @@ test('device HTTP: a repeated Idempotency-Key is stored once', async () => {
     assert.equal(r.status, 202);
   }
   assert.equal((await post(`/api/v1/devices/${d.id}/messages/properties`, { brightness: 20 }, { ...auth, 'idempotency-key': 'report-2' })).status, 202);
-  const points = await eventually(async () => {
-    const h = await p.api('GET', `/api/v1/devices/${d.id}/history?property=brightness`);
-    return h.body.points.some((x: { value: number }) => x.value === 20) ? h.body.points : undefined;
-  }, 3000, 'the second report in the history');
-  assert.deepEqual(points.map((x: { value: number }) => x.value), [10, 20]);
+  const points = await eventually(
+    async () => {
+      const h = await p.api('GET', `/api/v1/devices/${d.id}/history?property=brightness`);
+      return h.body.points.some((x: { value: number }) => x.value === 20) ? h.body.points : undefined;
+    },
+    3000,
+    'the second report in the history',
+  );
+  assert.deepEqual(
+    points.map((x: { value: number }) => x.value),
+    [10, 20],
+  );
 });
 
 test('partners: the operator registers one; a signed push updates shadows; a bad signature stores nothing', async () => {
@@ -168,8 +183,8 @@ test('partners: the operator registers one; a signed push updates shadows; a bad
   assert.equal(ok.status, 202, JSON.stringify(ok.body));
   assert.equal(ok.body.accepted, 2);
   assert.equal(ok.body.ids.length, 2);
-  await p.until(a.id, (x) => x.shadow.reported.on === true, 'a\'s shadow');
-  await p.until(b.id, (x) => x.shadow.reported.brightness === 70, 'b\'s shadow');
+  await p.until(a.id, (x) => x.shadow.reported.on === true, "a's shadow");
+  await p.until(b.id, (x) => x.shadow.reported.brightness === 70, "b's shadow");
 
   const forged = await push(partner, [{ deviceId: a.id, kind: 'properties', payload: { brightness: 99 } }], sign('guessed-secret', '{}'));
   assert.equal(forged.status, 401);
@@ -199,7 +214,7 @@ test('partners: the operator registers one; a signed push updates shadows; a bad
   assert.equal((await push({ id: partner.id, secret: rotated.body.secret }, [{ deviceId: a.id, kind: 'properties', payload: { on: true } }])).status, 401);
 });
 
-test('partners: a batch with a device outside the partner\'s products, or a bad payload, is refused whole, naming the message', async () => {
+test("partners: a batch with a device outside the partner's products, or a bad payload, is refused whole, naming the message", async () => {
   const partner = (await p.api('POST', '/api/v1/partners', { name: 'Lights only', products: ['light'] })).body as { id: string; secret: string };
   const light = await p.provision('light');
   const plug = await p.provision('plug');
@@ -227,14 +242,18 @@ test('partners: a batch with a device outside the partner\'s products, or a bad 
   assert.deepEqual(await reported(plug.id), {});
 });
 
-test('partners: AMQP messages from the partner\'s queue reach the shadows and are acked; invalid ones are rejected without requeue', async () => {
+test("partners: AMQP messages from the partner's queue reach the shadows and are acked; invalid ones are rejected without requeue", async () => {
   // The partner's queue dead-letters what Hearth rejects.
   await ch.assertExchange('acme-dlx', 'fanout', { durable: false });
   await ch.assertQueue('acme-dead', { durable: false });
   await ch.bindQueue('acme-dead', 'acme-dlx', '');
   await ch.assertQueue('acme-in', { durable: false, arguments: { 'x-dead-letter-exchange': 'acme-dlx' } });
 
-  const created = await p.api('POST', '/api/v1/partners', { name: 'Acme AMQP', products: ['light'], amqp: { url: rabbit.url, queue: 'acme-in', prefetch: 10 } });
+  const created = await p.api('POST', '/api/v1/partners', {
+    name: 'Acme AMQP',
+    products: ['light'],
+    amqp: { url: rabbit.url, queue: 'acme-in', prefetch: 10 },
+  });
   assert.equal(created.status, 201, JSON.stringify(created.body));
   assert.equal(created.body.amqp.url, rabbit.url.replace(':guest@', ':***@'), 'the password is not shown');
   const partnerId = created.body.id as string;
@@ -242,7 +261,8 @@ test('partners: AMQP messages from the partner\'s queue reach the shadows and ar
 
   const light = await p.provision('light');
   const plug = await p.provision('plug');
-  const send = (body: unknown, opts: { messageId?: string } = {}) => ch.sendToQueue('acme-in', Buffer.from(typeof body === 'string' ? body : JSON.stringify(body)), opts);
+  const send = (body: unknown, opts: { messageId?: string } = {}) =>
+    ch.sendToQueue('acme-in', Buffer.from(typeof body === 'string' ? body : JSON.stringify(body)), opts);
   send({ deviceId: light.id, kind: 'properties', payload: { on: true, brightness: 64 } }, { messageId: 'acme-m1' });
   await p.until(light.id, (x) => x.shadow.reported.brightness === 64, 'the AMQP report in the shadow', 5000);
 
@@ -250,10 +270,14 @@ test('partners: AMQP messages from the partner\'s queue reach the shadows and ar
   send({ deviceId: plug.id, kind: 'properties', payload: { on: true } });
   send({ deviceId: light.id, kind: 'properties', payload: { brightness: 999 } });
   send({ deviceId: 'd_nothere0000000', kind: 'properties', payload: { on: true } });
-  const dead = await eventually(async () => {
-    const n = (await ch.checkQueue('acme-dead')).messageCount;
-    return n === 4 ? n : undefined;
-  }, 5000, 'the four invalid messages dead-lettered');
+  const dead = await eventually(
+    async () => {
+      const n = (await ch.checkQueue('acme-dead')).messageCount;
+      return n === 4 ? n : undefined;
+    },
+    5000,
+    'the four invalid messages dead-lettered',
+  );
   assert.equal(dead, 4);
   const first = await ch.get('acme-dead', { noAck: true });
   assert.ok(first && first.content.toString() === '{"deviceId": nope', 'rejected as it was sent, not requeued');
@@ -264,10 +288,14 @@ test('partners: AMQP messages from the partner\'s queue reach the shadows and ar
 
   // Removing the partner stops its consumer; nothing was left unacknowledged.
   assert.equal((await p.api('DELETE', `/api/v1/partners/${partnerId}`)).status, 204);
-  const q = await eventually(async () => {
-    const s = await ch.checkQueue('acme-in');
-    return s.consumerCount === 0 ? s : undefined;
-  }, 5000, 'the consumer gone');
+  const q = await eventually(
+    async () => {
+      const s = await ch.checkQueue('acme-in');
+      return s.consumerCount === 0 ? s : undefined;
+    },
+    5000,
+    'the consumer gone',
+  );
   assert.equal(q.messageCount, 0, 'every message was acknowledged or rejected');
 });
 
@@ -275,7 +303,11 @@ test('partners: an unreachable broker is retried with backoff and logged, withou
   const port = await freePort();
   const created = await p.api('POST', '/api/v1/partners', { name: 'Down MQ', products: ['light'], amqp: { url: `amqp://u:pw@127.0.0.1:${port}`, queue: 'q' } });
   assert.equal(created.status, 201);
-  const warned = await eventually(() => p.logs.filter((l) => l.msg === 'AMQP connection failed; retrying with backoff' && l.url === `amqp://u:***@127.0.0.1:${port}`).length >= 2, 5000, 'two failed attempts logged');
+  const warned = await eventually(
+    () => p.logs.filter((l) => l.msg === 'AMQP connection failed; retrying with backoff' && l.url === `amqp://u:***@127.0.0.1:${port}`).length >= 2,
+    5000,
+    'two failed attempts logged',
+  );
   assert.ok(warned);
   assert.ok(!JSON.stringify(p.logs).includes(':pw@'), 'the password never reaches the log');
   const t = Date.now();
@@ -283,14 +315,17 @@ test('partners: an unreachable broker is retried with backoff and logged, withou
   assert.ok(Date.now() - t < 1000);
 });
 
-test('partner management is the operator\'s: a user gets 403 everywhere', async () => {
+test("partner management is the operator's: a user gets 403 everywhere", async () => {
   const email = 'user@partners.test';
   assert.equal((await p.api('POST', '/api/v1/auth/signup', { email, password: 'password-of-user' }, null)).status, 201);
   const token = (await p.api('POST', '/api/v1/auth/login', { email, password: 'password-of-user' }, null)).body.token as string;
   const partner = (await p.api('POST', '/api/v1/partners', { name: 'Theirs', products: ['light'] })).body as { id: string };
   const calls: Array<[string, string, unknown?]> = [
-    ['POST', '/api/v1/partners', { name: 'Mine', products: ['light'] }], ['GET', '/api/v1/partners'], ['GET', `/api/v1/partners/${partner.id}`],
-    ['DELETE', `/api/v1/partners/${partner.id}`], ['POST', `/api/v1/partners/${partner.id}/secret`],
+    ['POST', '/api/v1/partners', { name: 'Mine', products: ['light'] }],
+    ['GET', '/api/v1/partners'],
+    ['GET', `/api/v1/partners/${partner.id}`],
+    ['DELETE', `/api/v1/partners/${partner.id}`],
+    ['POST', `/api/v1/partners/${partner.id}/secret`],
   ];
   for (const [method, path, body] of calls) {
     const r = await p.api(method, path, body, token);
@@ -319,7 +354,11 @@ test('AMQP: a message that cannot be stored (bus down) is requeued, never lost, 
     const down = new AmqpSources({ partners, ingress, log, requeueDelayMs: 50 });
     await down.start();
     ch.sendToQueue('acme-retry', Buffer.from(JSON.stringify({ deviceId: light.id, kind: 'properties', payload: { on: true } })), { messageId: 'm-1' });
-    await eventually(() => lines.filter((l) => l.msg === 'AMQP message could not be stored; requeued').length >= 2, 5000, 'the message requeued and redelivered');
+    await eventually(
+      () => lines.filter((l) => l.msg === 'AMQP message could not be stored; requeued').length >= 2,
+      5000,
+      'the message requeued and redelivered',
+    );
     await down.stop();
     const held = await ch.checkQueue('acme-retry');
     assert.equal(held.consumerCount, 0, 'stop cancels the consumer');

@@ -86,7 +86,13 @@ test('homes: create with the creator as owner, read, list with roles, update; th
   await join(bo, boHome, ana, 'member');
   const list = await ana.api('GET', '/homes');
   assert.equal(list.status, 200);
-  assert.deepEqual(list.body.items.map((h: any) => [h.name, h.role]), [['Summer house', 'owner'], ['Bo flat', 'member']]);
+  assert.deepEqual(
+    list.body.items.map((h: any) => [h.name, h.role]),
+    [
+      ['Summer house', 'owner'],
+      ['Bo flat', 'member'],
+    ],
+  );
   // The operator's list holds only the operator's own memberships.
   assert.deepEqual((await p.api('GET', '/api/v1/homes')).body.items, []);
 });
@@ -98,7 +104,10 @@ test('rooms: create, list, rename, delete; devices of a deleted room stay withou
   assert.equal(kitchen.status, 201, JSON.stringify(kitchen.body));
   assert.match(kitchen.body.id, /^r_/);
   const hall = (await ana.api('POST', `/homes/${home}/rooms`, { name: 'Hall' })).body;
-  assert.deepEqual((await ana.api('GET', `/homes/${home}/rooms`)).body.items.map((r: any) => r.name), ['Kitchen', 'Hall']);
+  assert.deepEqual(
+    (await ana.api('GET', `/homes/${home}/rooms`)).body.items.map((r: any) => r.name),
+    ['Kitchen', 'Hall'],
+  );
   const renamed = await ana.api('PATCH', `/homes/${home}/rooms/${hall.id}`, { name: 'Hallway' });
   assert.equal(renamed.status, 200);
   assert.equal(renamed.body.name, 'Hallway');
@@ -109,7 +118,10 @@ test('rooms: create, list, rename, delete; devices of a deleted room stay withou
   assert.equal(del.status, 200);
   assert.equal((await ana.api('GET', `/devices/${lamp.id}`)).body.roomId, null);
   assert.equal((await ana.api('GET', `/devices/${lamp.id}`)).body.homeId, home);
-  assert.deepEqual((await ana.api('GET', `/homes/${home}/rooms`)).body.items.map((r: any) => r.name), ['Hallway']);
+  assert.deepEqual(
+    (await ana.api('GET', `/homes/${home}/rooms`)).body.items.map((r: any) => r.name),
+    ['Hallway'],
+  );
   assert.equal((await ana.api('PATCH', `/homes/${home}/rooms/${kitchen.body.id}`, { name: 'x' })).body.code, 'E_ROOM_NOT_FOUND');
 
   // A room of another home of the same user is not a room of this home.
@@ -152,9 +164,12 @@ test('claiming devices by pairing code: sub-devices follow their hub, a claimed 
   assert.equal(claimed.body.name, 'The hub');
   assert.equal(claimed.body.product, 'hub');
   assert.equal(claimed.body.online, false);
-  assert.equal(claimed.body.pairingCode, null, 'provisioning data stays the operator\'s');
+  assert.equal(claimed.body.pairingCode, null, "provisioning data stays the operator's");
 
-  for (const [u, h] of [[ana, home], [bo, boHome]] as const) {
+  for (const [u, h] of [
+    [ana, home],
+    [bo, boHome],
+  ] as const) {
     const again = await u.api('POST', `/homes/${h}/devices`, { pairingCode: hub.pairingCode });
     assert.equal(again.status, 409);
     assert.equal(again.body.code, 'E_DEVICE_ALREADY_CLAIMED');
@@ -228,7 +243,10 @@ test('unbinding clears desired state, shares, groups and guest lists, and the ol
     }
     assert.equal((await ana.api('PATCH', `/devices/${id}/shadow`, { desired: {} })).status, 404);
   }
-  assert.deepEqual((await ana.api('GET', `/homes/${home}/devices`)).body.items.map((d: any) => d.id), [lamp.id]);
+  assert.deepEqual(
+    (await ana.api('GET', `/homes/${home}/devices`)).body.items.map((d: any) => d.id),
+    [lamp.id],
+  );
   assert.deepEqual((await ana.api('GET', `/groups/${group.id}`)).body.deviceIds, [lamp.id]);
   const guest = (await ana.api('GET', `/homes/${home}/members`)).body.items.find((m: any) => m.userId === gus.id);
   assert.deepEqual(guest.guestDevices, [lamp.id]);
@@ -267,7 +285,10 @@ test('members: invitations by e-mail, accept, roles, admins only by the owner, l
   const byAdmin = await bo.api('POST', `/homes/${home}/invitations`, { email: dee.email, role: 'admin' });
   assert.equal(byAdmin.status, 403);
   assert.equal(byAdmin.body.code, 'E_FORBIDDEN');
-  assert.equal((await bo.api('POST', `/homes/${home}/invitations`, { email: dee.email, role: 'member', until: new Date(Date.now() + 3600_000).toISOString() })).status, 400);
+  assert.equal(
+    (await bo.api('POST', `/homes/${home}/invitations`, { email: dee.email, role: 'member', until: new Date(Date.now() + 3600_000).toISOString() })).status,
+    400,
+  );
   const revoked = await bo.api('POST', `/homes/${home}/invitations`, { email: dee.email, role: 'member' });
   assert.equal(revoked.status, 201);
   const deeToken = invitationToken(dee.email);
@@ -276,12 +297,25 @@ test('members: invitations by e-mail, accept, roles, admins only by the owner, l
   assert.equal(rv.body.status, 'revoked');
   assert.equal((await dee.api('POST', '/invitations/accept', { token: deeToken })).status, 404, 'revoked');
   const invs = await ana.api('GET', `/homes/${home}/invitations`);
-  assert.deepEqual(invs.body.items.map((i: any) => [i.email, i.status]), [[dee.email, 'revoked'], [bo.email, 'accepted']]);
+  assert.deepEqual(
+    invs.body.items.map((i: any) => [i.email, i.status]),
+    [
+      [dee.email, 'revoked'],
+      [bo.email, 'accepted'],
+    ],
+  );
 
   await join(bo, home, cy, 'member');
   const members = await cy.api('GET', `/homes/${home}/members`);
   assert.equal(members.status, 200);
-  assert.deepEqual(members.body.items.map((m: any) => [m.email, m.role]), [[ana.email, 'owner'], [bo.email, 'admin'], [cy.email, 'member']]);
+  assert.deepEqual(
+    members.body.items.map((m: any) => [m.email, m.role]),
+    [
+      [ana.email, 'owner'],
+      [bo.email, 'admin'],
+      [cy.email, 'member'],
+    ],
+  );
 
   // Role changes: nobody changes the owner this way; only the owner makes or changes admins.
   assert.equal((await bo.api('PATCH', `/homes/${home}/members/${ana.id}`, { role: 'member' })).status, 409);
@@ -334,7 +368,18 @@ test('a guest sees only their devices and gets 403 on every configure route of t
   const plug = await claim(ana, home, 'plug');
   const group = (await ana.api('POST', `/homes/${home}/groups`, { name: 'Both', deviceIds: [lamp.id, plug.id] })).body;
   const until = new Date(Date.now() + 2 * 24 * 3600_000).toISOString();
-  assert.equal((await ana.api('POST', `/homes/${home}/invitations`, { email: gus.email, role: 'guest', deviceIds: [lamp.id], until: new Date(Date.now() - 1000).toISOString() })).status, 400, 'an end in the past');
+  assert.equal(
+    (
+      await ana.api('POST', `/homes/${home}/invitations`, {
+        email: gus.email,
+        role: 'guest',
+        deviceIds: [lamp.id],
+        until: new Date(Date.now() - 1000).toISOString(),
+      })
+    ).status,
+    400,
+    'an end in the past',
+  );
   await join(ana, home, gus, 'guest', { deviceIds: [lamp.id], until });
   const me = (await ana.api('GET', `/homes/${home}/members`)).body.items.find((m: any) => m.userId === gus.id);
   assert.deepEqual([me.role, me.guestDevices, me.guestUntil], ['guest', [lamp.id], until]);
@@ -345,8 +390,15 @@ test('a guest sees only their devices and gets 403 on every configure route of t
   assert.deepEqual([more.body.guestDevices, more.body.guestUntil], [[lamp.id, plug.id], until]);
   const open = await ana.api('PATCH', `/homes/${home}/members/${gus.id}`, { deviceIds: [lamp.id], until: null });
   assert.deepEqual([open.body.guestDevices, open.body.guestUntil], [[lamp.id], null]);
-  assert.equal((await ana.api('PATCH', `/homes/${home}/members/${gus.id}`, { deviceIds: [(await p.provision('plug')).id] })).status, 400, 'only devices of the home');
-  assert.deepEqual((await gus.api('GET', `/homes/${home}/devices`)).body.items.map((d: any) => d.id), [lamp.id]);
+  assert.equal(
+    (await ana.api('PATCH', `/homes/${home}/members/${gus.id}`, { deviceIds: [(await p.provision('plug')).id] })).status,
+    400,
+    'only devices of the home',
+  );
+  assert.deepEqual(
+    (await gus.api('GET', `/homes/${home}/devices`)).body.items.map((d: any) => d.id),
+    [lamp.id],
+  );
   assert.equal((await gus.api('GET', `/devices/${plug.id}`)).status, 404);
   assert.deepEqual((await gus.api('GET', `/groups/${group.id}`)).body.deviceIds, [lamp.id], 'group members the guest may not see are left out');
 
@@ -410,7 +462,10 @@ test('sharing one device with somebody outside the home', async () => {
   assert.equal(up.status, 201);
   assert.equal((await nea.api('PATCH', `/devices/${lamp.id}/shadow`, { desired: { on: true } })).status, 200);
   const list = await ana.api('GET', `/devices/${lamp.id}/shares`);
-  assert.deepEqual(list.body.items.map((x: any) => [x.userId, x.permission]), [[nea.id, 'control']]);
+  assert.deepEqual(
+    list.body.items.map((x: any) => [x.userId, x.permission]),
+    [[nea.id, 'control']],
+  );
 
   const bo = await signup('bo');
   await join(ana, home, bo, 'member');
@@ -438,7 +493,10 @@ test('groups: devices must be in the home; a group command reports per device (a
   assert.equal(g.status, 201, JSON.stringify(g.body));
   assert.match(g.body.id, /^g_/);
   assert.deepEqual(g.body.deviceIds, [online.id, offline.id]);
-  assert.deepEqual((await ana.api('GET', `/homes/${home}/groups`)).body.items.map((x: any) => x.id), [g.body.id]);
+  assert.deepEqual(
+    (await ana.api('GET', `/homes/${home}/groups`)).body.items.map((x: any) => x.id),
+    [g.body.id],
+  );
   const renamed = await ana.api('PATCH', `/groups/${g.body.id}`, { name: 'Downstairs' });
   assert.equal(renamed.body.name, 'Downstairs');
   assert.equal((await ana.api('PATCH', `/groups/${g.body.id}`, { deviceIds: [elsewhere.id] })).status, 400);
@@ -466,12 +524,21 @@ test('groups: devices must be in the home; a group command reports per device (a
   // No answer in time: 504 for that device.
   const slow = await ana.api('POST', `/groups/${g.body.id}/commands`, { action: 'toggle', timeoutMs: 200 });
   assert.equal(slow.status, 200);
-  assert.deepEqual(slow.body.results.map((r: any) => [r.deviceId, r.status, r.code]), [[online.id, 504, 'E_COMMAND_TIMEOUT'], [offline.id, 409, 'E_DEVICE_OFFLINE']]);
+  assert.deepEqual(
+    slow.body.results.map((r: any) => [r.deviceId, r.status, r.code]),
+    [
+      [online.id, 504, 'E_COMMAND_TIMEOUT'],
+      [offline.id, 409, 'E_DEVICE_OFFLINE'],
+    ],
+  );
 
   // Not in the model: every device reports 400; the call itself succeeds.
   const mismatch = await ana.api('POST', `/groups/${g.body.id}/commands`, { action: 'launch' });
   assert.equal(mismatch.status, 200);
-  assert.deepEqual(mismatch.body.results.map((r: any) => r.status), [400, 400]);
+  assert.deepEqual(
+    mismatch.body.results.map((r: any) => r.status),
+    [400, 400],
+  );
 
   // The ledger names the person who sent it.
   const ledger = await ana.api('GET', `/devices/${online.id}/commands`);
@@ -481,7 +548,7 @@ test('groups: devices must be in the home; a group command reports per device (a
   assert.equal((await ana.api('GET', `/groups/${g.body.id}`)).body.code, 'E_GROUP_NOT_FOUND');
 });
 
-test('a user of another home gets 404 on every route with the first user\'s ids', async () => {
+test("a user of another home gets 404 on every route with the first user's ids", async () => {
   const ana = await signup('ana');
   const bo = await signup('bo');
   const gus = await signup('gus');
@@ -537,7 +604,8 @@ test('a user of another home gets 404 on every route with the first user\'s ids'
     ['DELETE', `/homes/${boHome}/invitations/${inv.id}`, undefined, 'E_INVITATION_NOT_FOUND'],
     ['POST', `/homes/${boHome}/transfer`, { userId: ana.id }, 'E_USER_NOT_FOUND'],
   ];
-  const expected = (path: string) => (path.startsWith('/groups/') ? 'E_GROUP_NOT_FOUND' : path.startsWith('/devices/') ? 'E_DEVICE_NOT_FOUND' : 'E_HOME_NOT_FOUND');
+  const expected = (path: string) =>
+    path.startsWith('/groups/') ? 'E_GROUP_NOT_FOUND' : path.startsWith('/devices/') ? 'E_DEVICE_NOT_FOUND' : 'E_HOME_NOT_FOUND';
   const wrong: string[] = [];
   for (const [method, path, body, code] of routes) {
     const r = await bo.api(method, path, body);
@@ -551,15 +619,27 @@ test('a user of another home gets 404 on every route with the first user\'s ids'
 
   // Nothing of A's changed.
   assert.equal((await ana.api('GET', `/homes/${home}`)).body.name, 'Ana home');
-  assert.deepEqual((await ana.api('GET', `/homes/${home}/rooms`)).body.items.map((r: any) => r.name), ['Kitchen']);
+  assert.deepEqual(
+    (await ana.api('GET', `/homes/${home}/rooms`)).body.items.map((r: any) => r.name),
+    ['Kitchen'],
+  );
   assert.equal((await ana.api('GET', `/groups/${group.id}`)).body.name, 'G');
   const still = (await ana.api('GET', `/devices/${lamp.id}`)).body;
   assert.deepEqual([still.name, still.homeId, still.roomId], ['light under test', home, room.id]);
-  assert.deepEqual((await ana.api('GET', `/homes/${home}/members`)).body.items.map((m: any) => m.role), ['owner', 'guest']);
+  assert.deepEqual(
+    (await ana.api('GET', `/homes/${home}/members`)).body.items.map((m: any) => m.role),
+    ['owner', 'guest'],
+  );
   assert.equal((await ana.api('GET', `/devices/${lamp.id}/shares`)).body.items.length, 1);
   assert.equal((await ana.api('GET', `/homes/${home}/invitations`)).body.items[0].status, 'pending');
-  assert.deepEqual((await bo.api('GET', '/homes')).body.items.map((h: any) => h.id), [boHome]);
-  assert.deepEqual((await bo.api('GET', `/homes/${boHome}/rooms`)).body.items.map((r: any) => r.id), [boRoom.id]);
+  assert.deepEqual(
+    (await bo.api('GET', '/homes')).body.items.map((h: any) => h.id),
+    [boHome],
+  );
+  assert.deepEqual(
+    (await bo.api('GET', `/homes/${boHome}/rooms`)).body.items.map((r: any) => r.id),
+    [boRoom.id],
+  );
 });
 
 test('the home audit trail records who did what, for the owner only', async () => {
@@ -575,7 +655,11 @@ test('the home audit trail records who did what, for the owner only', async () =
   const log = await ana.api('GET', `/homes/${home}/audit`);
   assert.equal(log.status, 200, JSON.stringify(log.body));
   const actions = log.body.items.map((e: any) => e.action);
-  assert.deepEqual(actions, ['group.create', 'home.member.join', 'home.member.invite', 'device.update', 'device.claim', 'room.create', 'home.create'], 'newest first');
+  assert.deepEqual(
+    actions,
+    ['group.create', 'home.member.join', 'home.member.invite', 'device.update', 'device.claim', 'room.create', 'home.create'],
+    'newest first',
+  );
   const claimEntry = log.body.items.find((e: any) => e.action === 'device.claim');
   assert.deepEqual([claimEntry.actor, claimEntry.homeId, claimEntry.targetType, claimEntry.targetId], [`user:${ana.id}`, home, 'device', lamp.id]);
   assert.equal(log.body.items[0].actor, `user:${bo.id}`);

@@ -35,16 +35,40 @@ test('login gives a token; bad credentials and missing or forged tokens get 401 
 test('the built-in catalog is installed', async () => {
   const r = await p.api('GET', '/api/v1/products');
   const keys = r.body.items.map((x: { key: string }) => x.key);
-  for (const k of ['hub', 'light', 'plug', 'wall-switch', 'curtain', 'door-lock', 'thermostat', 'temp-humidity-sensor', 'contact-sensor', 'motion-sensor', 'water-leak-sensor', 'smoke-sensor', 'illuminance-sensor', 'camera', 'cloud-printer', 'payment-speaker']) {
+  for (const k of [
+    'hub',
+    'light',
+    'plug',
+    'wall-switch',
+    'curtain',
+    'door-lock',
+    'thermostat',
+    'temp-humidity-sensor',
+    'contact-sensor',
+    'motion-sensor',
+    'water-leak-sensor',
+    'smoke-sensor',
+    'illuminance-sensor',
+    'camera',
+    'cloud-printer',
+    'payment-speaker',
+  ]) {
     assert.ok(keys.includes(k), k);
   }
   const lock = await p.api('GET', '/api/v1/products/door-lock');
-  assert.deepEqual(lock.body.model.events.map((e: { id: string }) => e.id), ['lock', 'unlock', 'tamper']);
+  assert.deepEqual(
+    lock.body.model.events.map((e: { id: string }) => e.id),
+    ['lock', 'unlock', 'tamper'],
+  );
   assert.equal(lock.body.builtin, true);
 });
 
 test('products: create, read, duplicate, invalid model names the field', async () => {
-  const model = { properties: [{ id: 'level', type: 'integer', min: 0, max: 10, access: 'rw', history: true }], events: [{ id: 'ping' }], actions: [{ id: 'reset' }] };
+  const model = {
+    properties: [{ id: 'level', type: 'integer', min: 0, max: 10, access: 'rw', history: true }],
+    events: [{ id: 'ping' }],
+    actions: [{ id: 'reset' }],
+  };
   const created = await p.api('POST', '/api/v1/products', { key: 'acme-dimmer', name: 'ACME dimmer', category: 'light', model });
   assert.equal(created.status, 201);
   assert.equal(created.body.builtin, false);
@@ -53,12 +77,22 @@ test('products: create, read, duplicate, invalid model names the field', async (
   const dup = await p.api('POST', '/api/v1/products', { key: 'acme-dimmer', name: 'again', category: 'light', model });
   assert.equal(dup.status, 409);
   assert.equal(dup.body.code, 'E_PRODUCT_EXISTS');
-  const badEnum = await p.api('POST', '/api/v1/products', { key: 'acme-bad', name: 'bad', category: 'x', model: { properties: [{ id: 'mode', type: 'enum', access: 'rw' }] } });
+  const badEnum = await p.api('POST', '/api/v1/products', {
+    key: 'acme-bad',
+    name: 'bad',
+    category: 'x',
+    model: { properties: [{ id: 'mode', type: 'enum', access: 'rw' }] },
+  });
   assert.equal(badEnum.status, 400);
   assert.equal(badEnum.headers.get('content-type'), PROBLEM);
   assert.equal(badEnum.body.code, 'E_INVALID_MODEL');
   assert.equal(badEnum.body.field, 'model.properties[0].values');
-  const badType = await p.api('POST', '/api/v1/products', { key: 'acme-bad', name: 'bad', category: 'x', model: { properties: [{ id: 'mode', type: 'float', access: 'rw' }] } });
+  const badType = await p.api('POST', '/api/v1/products', {
+    key: 'acme-bad',
+    name: 'bad',
+    category: 'x',
+    model: { properties: [{ id: 'mode', type: 'float', access: 'rw' }] },
+  });
   assert.equal(badType.status, 400);
   assert.match(badType.body.field, /^body\.model\.properties\.0\.type/);
   const missing = await p.api('POST', '/api/v1/products', { key: 'acme-bad', category: 'x', model: {} });
@@ -83,14 +117,21 @@ test('provisioning: single and bulk, secrets shown once, unknown product refused
   assert.equal(read.body.secret, undefined, 'the secret is never shown again');
   assert.equal(read.body.online, false);
   assert.equal(read.body.presence.reason, 'never-connected');
-  const bulk = await p.api('POST', '/api/v1/devices/bulk', { items: Array.from({ length: 25 }, (_, i) => ({ product: 'temp-humidity-sensor', name: `Sensor ${i}` })) });
+  const bulk = await p.api('POST', '/api/v1/devices/bulk', {
+    items: Array.from({ length: 25 }, (_, i) => ({ product: 'temp-humidity-sensor', name: `Sensor ${i}` })),
+  });
   assert.equal(bulk.status, 201);
   assert.equal(bulk.body.items.length, 25);
   assert.equal(new Set(bulk.body.items.map((x: { id: string }) => x.id)).size, 25);
   const list = await p.api('GET', '/api/v1/devices?product=temp-humidity-sensor&limit=10');
   assert.equal(list.body.total, 25);
   assert.equal(list.body.items.length, 10);
-  const badBulk = await p.api('POST', '/api/v1/devices/bulk', { items: [{ product: 'plug', name: 'ok' }, { product: 'warp-drive', name: 'no' }] });
+  const badBulk = await p.api('POST', '/api/v1/devices/bulk', {
+    items: [
+      { product: 'plug', name: 'ok' },
+      { product: 'warp-drive', name: 'no' },
+    ],
+  });
   assert.equal(badBulk.status, 404);
   assert.equal(badBulk.body.code, 'E_PRODUCT_NOT_FOUND');
   assert.equal((await p.api('GET', '/api/v1/devices?product=plug')).body.items.filter((x: { name: string }) => x.name === 'ok').length, 0, 'all or none');
@@ -111,7 +152,19 @@ test('the OpenAPI document describes every route with examples', async () => {
   const doc = (await p.api('GET', '/docs/json', undefined, null)).body;
   assert.equal(doc.openapi, '3.1.0');
   const paths = Object.keys(doc.paths);
-  for (const path of ['/api/v1/auth/login', '/api/v1/products', '/api/v1/products/{key}', '/api/v1/devices', '/api/v1/devices/bulk', '/api/v1/devices/{id}', '/api/v1/devices/{id}/shadow', '/api/v1/devices/{id}/commands', '/api/v1/devices/{id}/history', '/api/v1/devices/{id}/events', '/api/v1/devices/{id}/children']) {
+  for (const path of [
+    '/api/v1/auth/login',
+    '/api/v1/products',
+    '/api/v1/products/{key}',
+    '/api/v1/devices',
+    '/api/v1/devices/bulk',
+    '/api/v1/devices/{id}',
+    '/api/v1/devices/{id}/shadow',
+    '/api/v1/devices/{id}/commands',
+    '/api/v1/devices/{id}/history',
+    '/api/v1/devices/{id}/events',
+    '/api/v1/devices/{id}/children',
+  ]) {
     assert.ok(paths.includes(path), path);
   }
   const missing: string[] = [];
@@ -125,7 +178,8 @@ test('the OpenAPI document describes every route with examples', async () => {
       if (!ok && op.responses?.['204']) continue;
       const media = ok?.content?.['application/json'];
       if (!media?.schema) missing.push(`${method} ${path} response schema`);
-      else if (!hasExample(media) && !Object.values<any>(media.schema.properties ?? {}).some((x) => x.items?.examples || x.examples)) missing.push(`${method} ${path} response example`);
+      else if (!hasExample(media) && !Object.values<any>(media.schema.properties ?? {}).some((x) => x.items?.examples || x.examples))
+        missing.push(`${method} ${path} response example`);
     }
   }
   assert.deepEqual(missing, []);
@@ -136,10 +190,14 @@ test('the OpenAPI document describes every route with examples', async () => {
 test('an ordinary call is logged and measured even when it claims to be a stream (Upgrade or text/event-stream headers)', async () => {
   const { request } = await import('node:http');
   const status = await new Promise<number>((resolve, reject) => {
-    const req = request(`${p.httpUrl}/api/v1/products`, { headers: { authorization: `Bearer ${p.token}`, upgrade: 'x-not-a-stream', accept: 'text/event-stream' } }, (res) => {
-      res.resume();
-      resolve(res.statusCode!);
-    });
+    const req = request(
+      `${p.httpUrl}/api/v1/products`,
+      { headers: { authorization: `Bearer ${p.token}`, upgrade: 'x-not-a-stream', accept: 'text/event-stream' } },
+      (res) => {
+        res.resume();
+        resolve(res.statusCode!);
+      },
+    );
     req.on('error', reject);
     req.end();
   });

@@ -71,13 +71,16 @@ test('a hub joins sub-devices by hardware id; joining again returns the same id'
   const viaFilter = await p.api('GET', `/api/v1/devices?parentId=${h.id}`);
   assert.equal(viaFilter.body.total, 2);
   const none = await p.api('GET', `/api/v1/devices/${h2.id}/children`);
-  assert.deepEqual(none.body.items.map((d: { id: string }) => d.id), [other]);
+  assert.deepEqual(
+    none.body.items.map((d: { id: string }) => d.id),
+    [other],
+  );
   const missing = await p.api('GET', '/api/v1/devices/d_doesnotexist00/children');
   assert.equal(missing.status, 404);
   assert.equal(missing.body.code, 'E_DEVICE_NOT_FOUND');
 });
 
-test('bad join requests get an error on the hub\'s error topic', async () => {
+test("bad join requests get an error on the hub's error topic", async () => {
   const h = await hub();
   const cases: Array<[unknown, string, RegExp]> = [
     [{ product: 'toaster', hwid: 'aa:bb' }, 'E_PRODUCT_NOT_FOUND', /product "toaster" does not exist/],
@@ -111,7 +114,10 @@ test('a hub reports for its child: shadow, presence and history', async () => {
   assert.ok(child.lastSeen);
   assert.deepEqual(child.shadow.reported, { temperature: 21.5, humidity: 40, battery: 90 });
   const hist = await p.api('GET', `/api/v1/devices/${childId}/history?property=temperature`);
-  assert.deepEqual(hist.body.points.map((x: { value: number }) => x.value), [21.5]);
+  assert.deepEqual(
+    hist.body.points.map((x: { value: number }) => x.value),
+    [21.5],
+  );
   // the hub's own shadow is untouched
   assert.deepEqual((await device(h.id)).shadow.reported, {});
 
@@ -164,7 +170,7 @@ test('a hub answers commands sent to its child through the REST API', async () =
   assert.deepEqual(desired.payload, { state: { brightness: 25 }, version: patch.body.version });
 });
 
-test('hub-reported presence and hub disconnects drive the children\'s presence', async () => {
+test("hub-reported presence and hub disconnects drive the children's presence", async () => {
   const h = await hub();
   const a = await join(h, 'plug', 'plug-a');
   const b = await join(h, 'contact-sensor', 'contact-b');
@@ -177,10 +183,14 @@ test('hub-reported presence and hub disconnects drive the children\'s presence',
   assert.equal(cd.presence.reason, 'never-connected');
 
   await h.c.publishAsync(`devices/${b}/presence`, JSON.stringify({ online: false }), { qos: 1 });
-  const bOff = await eventually(async () => {
-    const d = await device(b);
-    return d.online === false ? d : undefined;
-  }, 3000, 'child b offline');
+  const bOff = await eventually(
+    async () => {
+      const d = await device(b);
+      return d.online === false ? d : undefined;
+    },
+    3000,
+    'child b offline',
+  );
   assert.equal(bOff.presence.reason, 'hub-reported');
   assert.equal((await device(a)).online, true);
   assert.equal((await device(h.id)).online, true, 'the hub itself stays online');
@@ -193,10 +203,14 @@ test('hub-reported presence and hub disconnects drive the children\'s presence',
   assert.equal((await device(a)).online, true);
 
   await h.c.endAsync();
-  const aOff = await eventually(async () => {
-    const d = await device(a);
-    return d.online === false ? d : undefined;
-  }, 3000, 'child a offline after the hub left');
+  const aOff = await eventually(
+    async () => {
+      const d = await device(a);
+      return d.online === false ? d : undefined;
+    },
+    3000,
+    'child a offline after the hub left',
+  );
   assert.equal(aOff.presence.reason, 'hub-offline');
   const hubDev = await device(h.id);
   assert.equal(hubDev.online, false);
@@ -210,10 +224,14 @@ test('hub-reported presence and hub disconnects drive the children\'s presence',
   // the hub comes back and reports for one child again
   const c2 = await p.connect(h.id, h.secret);
   await c2.publishAsync(`devices/${a}/properties`, JSON.stringify({ on: false }), { qos: 1 });
-  const aBack = await eventually(async () => {
-    const d = await device(a);
-    return d.online ? d : undefined;
-  }, 3000, 'child a back');
+  const aBack = await eventually(
+    async () => {
+      const d = await device(a);
+      return d.online ? d : undefined;
+    },
+    3000,
+    'child a back',
+  );
   assert.equal(aBack.presence.reason, 'hub-reported');
   assert.equal(aBack.shadow.reported.on, false);
 });
@@ -226,7 +244,10 @@ test('a device provisioned with a parent can be served by that hub', async () =>
   await h.c.publishAsync(`devices/${child.id}/properties`, JSON.stringify({ on: true, power: 5 }), { qos: 1 });
   await eventually(async () => (await device(child.id)).shadow.reported.power === 5);
   const list = await p.api('GET', `/api/v1/devices/${h.id}/children`);
-  assert.deepEqual(list.body.items.map((d: { id: string }) => d.id), [child.id]);
+  assert.deepEqual(
+    list.body.items.map((d: { id: string }) => d.id),
+    [child.id],
+  );
 
   const bad = await p.api('POST', '/api/v1/devices', { product: 'plug', name: 'orphan', parentId: 'd_doesnotexist00' });
   assert.equal(bad.status, 404);
@@ -249,7 +270,11 @@ test('a hub cannot publish or subscribe for devices that are not its children', 
   await eventually(async () => (await device(theirs)).shadow.reported.on === false);
 
   const granted = await grantedFor(h.c, [
-    `devices/${theirs}/commands`, `devices/${plain.id}/desired`, `devices/${other.id}/#`, `devices/${mine}/commands`, `devices/${mine}/desired`,
+    `devices/${theirs}/commands`,
+    `devices/${plain.id}/desired`,
+    `devices/${other.id}/#`,
+    `devices/${mine}/commands`,
+    `devices/${mine}/desired`,
   ]);
   assert.deepEqual(granted, [128, 128, 128, 1, 1]);
 
@@ -267,10 +292,14 @@ test('a hub cannot publish or subscribe for devices that are not its children', 
   }
   // the real hub's later report for its child is applied after anything that got in before the closes
   await other.c.publishAsync(`devices/${theirs}/properties`, JSON.stringify({ brightness: 42 }), { qos: 1 });
-  const t = await eventually(async () => {
-    const d = await device(theirs);
-    return d.shadow.reported.brightness === 42 ? d : undefined;
-  }, 3000, "the real hub's later report");
+  const t = await eventually(
+    async () => {
+      const d = await device(theirs);
+      return d.shadow.reported.brightness === 42 ? d : undefined;
+    },
+    3000,
+    "the real hub's later report",
+  );
   assert.equal(t.shadow.reported.on, false, 'the forged report changed nothing');
   assert.equal(t.online, true, 'the forged presence changed nothing');
   const pl = await device(plain.id);
@@ -321,14 +350,24 @@ test('only hubs have sub-devices: a device of another product cannot join any, n
   assert.equal(viaApi.body.code, 'E_VALIDATION');
   assert.equal(viaApi.body.field, 'parentId');
   assert.match(viaApi.body.detail, /not a hub/);
-  const bulk = await p.api('POST', '/api/v1/devices/bulk', { items: [{ product: 'light', name: 'fine' }, { product: 'light', name: 'under a plug', parentId: plug.id }] });
+  const bulk = await p.api('POST', '/api/v1/devices/bulk', {
+    items: [
+      { product: 'light', name: 'fine' },
+      { product: 'light', name: 'under a plug', parentId: plug.id },
+    ],
+  });
   assert.equal(bulk.status, 400);
   assert.equal(bulk.body.field, 'items[1].parentId');
   assert.equal((await p.api('GET', `/api/v1/devices?parentId=${plug.id}`)).body.total, 0);
 
   // a hub is recognised by its product's category, not by the catalog's key
   const key = `acme-bridge-${Date.now()}`;
-  const created = await p.api('POST', '/api/v1/products', { key, name: 'ACME bridge', category: 'gateway', model: { properties: [], events: [], actions: [] } });
+  const created = await p.api('POST', '/api/v1/products', {
+    key,
+    name: 'ACME bridge',
+    category: 'gateway',
+    model: { properties: [], events: [], actions: [] },
+  });
   assert.equal(created.status, 201);
   const bridge = await p.provision(key);
   const bc = await p.connect(bridge.id, bridge.secret);
@@ -355,7 +394,11 @@ test('a sub-device cannot have sub-devices, nor speak for its hub', async () => 
   assert.equal(viaApi.body.field, 'parentId');
 
   // nor publish, join or report presence for its hub: the connection is closed, nothing changes
-  for (const [suffix, payload] of [['properties', { permitJoin: true }], ['children/join', { product: 'plug', hwid: 'via-child' }], ['presence', { online: false }]] as const) {
+  for (const [suffix, payload] of [
+    ['properties', { permitJoin: true }],
+    ['children/join', { product: 'plug', hwid: 'via-child' }],
+    ['presence', { online: false }],
+  ] as const) {
     const cc = await p.connect(nested.id, nested.secret);
     const closed = new Promise<void>((resolve) => cc.once('close', () => resolve()));
     cc.publish(`devices/${h.id}/${suffix}`, JSON.stringify(payload), { qos: 1 });
@@ -363,11 +406,18 @@ test('a sub-device cannot have sub-devices, nor speak for its hub', async () => 
   }
   // the hub's own later report is applied after anything that got in before the closes
   await h.c.publishAsync(`devices/${h.id}/properties`, JSON.stringify({ uptime: 7 }), { qos: 1 });
-  const hubNow = await eventually(async () => {
-    const d = await device(h.id);
-    return d.shadow.reported.uptime === 7 ? d : undefined;
-  }, 3000, "the hub's own later report");
+  const hubNow = await eventually(
+    async () => {
+      const d = await device(h.id);
+      return d.shadow.reported.uptime === 7 ? d : undefined;
+    },
+    3000,
+    "the hub's own later report",
+  );
   assert.deepEqual(hubNow.shadow.reported, { uptime: 7 });
   assert.equal(hubNow.online, true);
-  assert.deepEqual((await p.api('GET', `/api/v1/devices/${h.id}/children`)).body.items.map((d: { id: string }) => d.id), [nested.id]);
+  assert.deepEqual(
+    (await p.api('GET', `/api/v1/devices/${h.id}/children`)).body.items.map((d: { id: string }) => d.id),
+    [nested.id],
+  );
 });

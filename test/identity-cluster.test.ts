@@ -20,7 +20,9 @@ const tlsPorts: number[] = [];
 before(async () => {
   serverCa = pki.ca('Cluster server CA');
   const server = pki.server(serverCa);
-  cluster = await startCluster({ env: { HEARTH_TLS_CERT_FILE: server.certFile, HEARTH_TLS_KEY_FILE: server.keyFile, HEARTH_MQTT_TLS_PORT: '0', HEARTH_HTTPS_PORT: '0' } });
+  cluster = await startCluster({
+    env: { HEARTH_TLS_CERT_FILE: server.certFile, HEARTH_TLS_KEY_FILE: server.keyFile, HEARTH_MQTT_TLS_PORT: '0', HEARTH_HTTPS_PORT: '0' },
+  });
   for (const n of cluster.nodes) {
     tlsPorts.push(await eventually(() => Number(/mqtts:\/\/[^:]+:(\d+)/.exec(n.output())?.[1]) || undefined, 10_000, `${n.name}'s banner with its TLS port`));
   }
@@ -38,7 +40,15 @@ function closed(c: MqttClient): Promise<void> {
 }
 
 function connectWithCert(port: number, clientId: string, cert: Issued): Promise<MqttClient> {
-  const c = mqtt.connect(`mqtts://127.0.0.1:${port}`, { clientId, cert: cert.cert, key: cert.key, ca: serverCa.cert, servername: 'localhost', reconnectPeriod: 0, connectTimeout: 5000 });
+  const c = mqtt.connect(`mqtts://127.0.0.1:${port}`, {
+    clientId,
+    cert: cert.cert,
+    key: cert.key,
+    ca: serverCa.cert,
+    servername: 'localhost',
+    reconnectPeriod: 0,
+    connectTimeout: 5000,
+  });
   return new Promise((resolve, reject) => {
     c.once('connect', () => resolve(c));
     c.once('error', (err) => {
@@ -49,7 +59,17 @@ function connectWithCert(port: number, clientId: string, cert: Issued): Promise<
 }
 
 test('a certificate revoked through node A is closed on node B and refused there', async () => {
-  assert.equal((await api(0, 'POST', '/api/v1/products', { key: 'cl-lamp', name: 'cl-lamp', category: 'light', model: { properties: [{ id: 'on', type: 'boolean', access: 'rw' }] } })).status, 201);
+  assert.equal(
+    (
+      await api(0, 'POST', '/api/v1/products', {
+        key: 'cl-lamp',
+        name: 'cl-lamp',
+        category: 'light',
+        model: { properties: [{ id: 'on', type: 'boolean', access: 'rw' }] },
+      })
+    ).status,
+    201,
+  );
   const ca = pki.ca('Cluster lamp CA');
   assert.equal((await api(0, 'POST', '/api/v1/products/cl-lamp/cas', { pem: ca.cert })).status, 201);
   const d = (await api(0, 'POST', '/api/v1/devices', { product: 'cl-lamp', name: 'lamp' })).body;

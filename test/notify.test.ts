@@ -20,7 +20,13 @@ import { ManualClock } from '../src/core/clock.ts';
  * ManualClock, so quiet hours and de-duplication windows are exact.
  */
 
-interface Hit { method: string; path: string; query: URLSearchParams; headers: IncomingMessage['headers']; body: Buffer }
+interface Hit {
+  method: string;
+  path: string;
+  query: URLSearchParams;
+  headers: IncomingMessage['headers'];
+  body: Buffer;
+}
 
 const T0 = Date.parse('2026-11-23T03:00:00.000Z');
 const clock = new ManualClock(T0);
@@ -61,9 +67,10 @@ function readBody(req: IncomingMessage): Promise<Buffer> {
 /** Checks a compact JWS and returns its header and claims. */
 function checkJwt(jwt: string, key: KeyObject, alg: 'RS256' | 'ES256'): { header: any; claims: any } {
   const [h, c, s] = jwt.split('.');
-  const ok = alg === 'RS256'
-    ? verify('sha256', Buffer.from(`${h}.${c}`), key, b64u(s))
-    : verify('sha256', Buffer.from(`${h}.${c}`), { key, dsaEncoding: 'ieee-p1363' }, b64u(s));
+  const ok =
+    alg === 'RS256'
+      ? verify('sha256', Buffer.from(`${h}.${c}`), key, b64u(s))
+      : verify('sha256', Buffer.from(`${h}.${c}`), { key, dsaEncoding: 'ieee-p1363' }, b64u(s));
   assert.ok(ok, `${alg} signature verifies`);
   return { header: JSON.parse(b64u(h).toString()), claims: JSON.parse(b64u(c).toString()) };
 }
@@ -77,13 +84,18 @@ async function joinHome(home: string, who: { token: string; email: string }, rol
   assert.equal((await p.api('POST', '/api/v1/invitations/accept', { token }, who.token)).status, 200);
 }
 
-async function send(body: Record<string, unknown>, home = homeId, token = users.owner.token): Promise<{ id: string; results: Array<{ userId: string | null; channel: string; status: string; reason?: string }> }> {
+async function send(
+  body: Record<string, unknown>,
+  home = homeId,
+  token = users.owner.token,
+): Promise<{ id: string; results: Array<{ userId: string | null; channel: string; status: string; reason?: string }> }> {
   const r = await p.api('POST', `/api/v1/homes/${home}/notifications`, body, token);
   assert.equal(r.status, 200, JSON.stringify(r.body));
   return r.body;
 }
 
-const resultOf = (res: Awaited<ReturnType<typeof send>>, userId: string | null, channel: string) => res.results.find((r) => r.userId === userId && r.channel === channel);
+const resultOf = (res: Awaited<ReturnType<typeof send>>, userId: string | null, channel: string) =>
+  res.results.find((r) => r.userId === userId && r.channel === channel);
 
 before(async () => {
   http = createServer(async (req, res) => {
@@ -110,21 +122,37 @@ before(async () => {
     const u = new URL(req.url!, 'http://x');
     const hit = { method: req.method!, path: u.pathname, query: u.searchParams, headers: req.headers, body: await readBody(req) };
     fcmHits.push(hit);
-    if (u.pathname === '/token') return res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ access_token: 'fcm-access-1', expires_in: 3600, token_type: 'Bearer' }));
+    if (u.pathname === '/token')
+      return res
+        .writeHead(200, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ access_token: 'fcm-access-1', expires_in: 3600, token_type: 'Bearer' }));
     if (json(hit).message?.token === 'fcm-stale') {
-      return res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({
-        error: { code: 404, message: 'Requested entity was not found.', status: 'NOT_FOUND', details: [{ '@type': 'type.googleapis.com/google.firebase.fcm.v1.FcmError', errorCode: 'UNREGISTERED' }] },
-      }));
+      return res.writeHead(404, { 'content-type': 'application/json' }).end(
+        JSON.stringify({
+          error: {
+            code: 404,
+            message: 'Requested entity was not found.',
+            status: 'NOT_FOUND',
+            details: [{ '@type': 'type.googleapis.com/google.firebase.fcm.v1.FcmError', errorCode: 'UNREGISTERED' }],
+          },
+        }),
+      );
     }
     res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ name: 'projects/hearth-test/messages/0:1' }));
   });
   const fcmBase = `http://127.0.0.1:${await listen(fcmServer)}`;
   const dir = mkdtempSync(join(tmpdir(), 'hearth-notify-'));
   const saFile = join(dir, 'service-account.json');
-  writeFileSync(saFile, JSON.stringify({
-    type: 'service_account', project_id: 'hearth-test', client_email: 'hearth@hearth-test.iam.gserviceaccount.com',
-    private_key: rsa.privateKey.export({ type: 'pkcs8', format: 'pem' }), token_uri: `${fcmBase}/token`,
-  }));
+  writeFileSync(
+    saFile,
+    JSON.stringify({
+      type: 'service_account',
+      project_id: 'hearth-test',
+      client_email: 'hearth@hearth-test.iam.gserviceaccount.com',
+      private_key: rsa.privateKey.export({ type: 'pkcs8', format: 'pem' }),
+      token_uri: `${fcmBase}/token`,
+    }),
+  );
 
   // APNs: HTTP/2 without TLS; a .p8 key (PKCS#8 P-256) like Apple's.
   const ec = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
@@ -152,9 +180,14 @@ before(async () => {
     env: {
       // Channels and the push services are local servers: a home lab's setting.
       HEARTH_OUTBOUND_PRIVATE_NETWORKS: 'allow',
-      HEARTH_SMTP_URL: smtp.url, HEARTH_MAIL_FROM: 'Hearth Test <hearth@test.local>',
-      HEARTH_FCM_SERVICE_ACCOUNT_FILE: saFile, HEARTH_FCM_BASE_URL: fcmBase,
-      HEARTH_APNS_KEY_FILE: p8, HEARTH_APNS_KEY_ID: 'KEY1234567', HEARTH_APNS_TEAM_ID: 'TEAM123456', HEARTH_APNS_TOPIC: 'org.hearth.app',
+      HEARTH_SMTP_URL: smtp.url,
+      HEARTH_MAIL_FROM: 'Hearth Test <hearth@test.local>',
+      HEARTH_FCM_SERVICE_ACCOUNT_FILE: saFile,
+      HEARTH_FCM_BASE_URL: fcmBase,
+      HEARTH_APNS_KEY_FILE: p8,
+      HEARTH_APNS_KEY_ID: 'KEY1234567',
+      HEARTH_APNS_TEAM_ID: 'TEAM123456',
+      HEARTH_APNS_TOPIC: 'org.hearth.app',
       HEARTH_APNS_BASE_URL: `http://127.0.0.1:${apnsPort}`,
     },
   });
@@ -230,16 +263,27 @@ test('inbox: a notification reaches the members (not guests), live on their stre
     assert.equal(read.body.readAt, new Date(clock.now()).toISOString());
     const readEv = await eventually(() => live.events.find((e) => e.data.action === 'read'), 3000, 'the read event');
     assert.deepEqual(readEv.data, { action: 'read', ids: [item.id], unread: 0 });
-    assert.equal((await p.api('POST', `/api/v1/notifications/${item.id}/read`, undefined, users.member.token)).body.readAt, read.body.readAt, 'reading again changes nothing');
+    assert.equal(
+      (await p.api('POST', `/api/v1/notifications/${item.id}/read`, undefined, users.member.token)).body.readAt,
+      read.body.readAt,
+      'reading again changes nothing',
+    );
 
     await clock.advance(1000);
     await send({ kind: 'device', severity: 'info', title: 'Door left open', body: 'Front door, 10 minutes.' });
     await clock.advance(1000);
     await send({ kind: 'device', severity: 'warning', title: 'Window open', body: 'Kitchen window, rain expected.' });
     const unread = await p.api('GET', '/api/v1/notifications?unread=true', undefined, users.member.token);
-    assert.deepEqual(unread.body.items.map((i: any) => i.title), ['Window open', 'Door left open'], 'newest first');
+    assert.deepEqual(
+      unread.body.items.map((i: any) => i.title),
+      ['Window open', 'Door left open'],
+      'newest first',
+    );
     const page = await p.api('GET', '/api/v1/notifications?limit=1&offset=1', undefined, users.member.token);
-    assert.deepEqual(page.body.items.map((i: any) => i.title), ['Door left open']);
+    assert.deepEqual(
+      page.body.items.map((i: any) => i.title),
+      ['Door left open'],
+    );
     const all = await p.api('POST', `/api/v1/notifications/read-all?homeId=${homeId}`, undefined, users.member.token);
     assert.deepEqual(all.body, { updated: 2 });
     const ev = await eventually(() => live.events.find((e) => e.data.action === 'read-all'), 3000, 'the read-all event');
@@ -270,7 +314,7 @@ test('sending: owners and admins only; named users must be in the home (a named 
   assert.equal((await p.api('GET', '/api/v1/notifications', undefined, users.outsider.token)).body.items.length, 0);
 });
 
-test('e-mail: nothing goes to an address its account has not verified (a squatter\'s own home cannot mail the real owner)', async () => {
+test("e-mail: nothing goes to an address its account has not verified (a squatter's own home cannot mail the real owner)", async () => {
   const email = 'squatted@notify.test';
   const password = 'password-of-squatter';
   assert.equal((await p.api('POST', '/api/v1/auth/signup', { email, password }, null)).status, 201);
@@ -301,10 +345,20 @@ test('e-mail: alarms go out over SMTP by default, other severities do not', asyn
 test('preferences per kind: a kind switched off reaches nobody, another kind by e-mail too; guests cannot set any', async () => {
   const defaults = await p.api('GET', `/api/v1/homes/${homeId}/notification-preferences`, undefined, users.member.token);
   assert.equal(defaults.status, 200);
-  assert.deepEqual(defaults.body, { channels: { inbox: true, push: true, email: false, mobile: true }, kinds: {}, severities: { alarm: { channels: { email: true } } }, quietHours: null });
-  const put = await p.api('PUT', `/api/v1/homes/${homeId}/notification-preferences`, {
-    kinds: { energy: { enabled: false }, automation: { channels: { email: true, push: false } } },
-  }, users.member.token);
+  assert.deepEqual(defaults.body, {
+    channels: { inbox: true, push: true, email: false, mobile: true },
+    kinds: {},
+    severities: { alarm: { channels: { email: true } } },
+    quietHours: null,
+  });
+  const put = await p.api(
+    'PUT',
+    `/api/v1/homes/${homeId}/notification-preferences`,
+    {
+      kinds: { energy: { enabled: false }, automation: { channels: { email: true, push: false } } },
+    },
+    users.member.token,
+  );
   assert.equal(put.status, 200, JSON.stringify(put.body));
   assert.deepEqual(put.body.channels, defaults.body.channels, 'what is left out takes its default');
   assert.deepEqual((await p.api('GET', `/api/v1/homes/${homeId}/notification-preferences`, undefined, users.member.token)).body, put.body);
@@ -318,7 +372,10 @@ test('preferences per kind: a kind switched off reaches nobody, another kind by 
   assert.equal(resultOf(auto, users.member.id, 'email')?.status, 'sent');
   assert.equal(resultOf(auto, users.member.id, 'push')?.reason, 'preferences');
   assert.equal(resultOf(auto, users.owner.id, 'email')?.reason, 'preferences');
-  assert.deepEqual(mails.slice(before).map((m) => m.to), [[users.member.email]]);
+  assert.deepEqual(
+    mails.slice(before).map((m) => m.to),
+    [[users.member.email]],
+  );
 
   assert.equal((await p.api('PUT', `/api/v1/homes/${homeId}/notification-preferences`, { channels: { push: false } }, users.guest.token)).status, 403);
   assert.equal((await p.api('PUT', `/api/v1/homes/${homeId}/notification-preferences`, { channels: { push: false } }, users.outsider.token)).status, 404);
@@ -347,22 +404,34 @@ test('de-duplication: a repeat within the window reaches nobody, the window is n
   assert.equal(resultOf(b, users.member.id, '*')?.reason, 'duplicate');
 });
 
-test('quiet hours in the home\'s time zone: push, e-mail and mobile wait except for alarms; the inbox still gets it', async () => {
+test("quiet hours in the home's time zone: push, e-mail and mobile wait except for alarms; the inbox still gets it", async () => {
   const home = await p.api('POST', '/api/v1/homes', { name: 'Tokyo flat', timezone: 'Asia/Tokyo' }, users.owner.token);
   const tokyo = home.body.id;
   await joinHome(tokyo, users.member, 'member');
-  const put = await p.api('PUT', `/api/v1/homes/${tokyo}/notification-preferences`, { channels: { email: true }, quietHours: { start: '22:00', end: '07:00' } }, users.member.token);
+  const put = await p.api(
+    'PUT',
+    `/api/v1/homes/${tokyo}/notification-preferences`,
+    { channels: { email: true }, quietHours: { start: '22:00', end: '07:00' } },
+    users.member.token,
+  );
   assert.equal(put.status, 200, JSON.stringify(put.body));
   // 14:30 UTC is 23:30 in Tokyo (and 15:30 in Berlin).
   await clock.set(Date.parse('2026-11-23T14:30:00.000Z'));
   const before = mails.length;
   const night = await send({ kind: 'device', severity: 'warning', title: 'Freezer warm', body: '-12 °C' }, tokyo);
   assert.equal(resultOf(night, users.member.id, 'inbox')?.status, 'sent');
-  for (const ch of ['email', 'push', 'mobile']) assert.deepEqual(resultOf(night, users.member.id, ch), { userId: users.member.id, channel: ch, status: 'skipped', reason: 'quiet-hours' });
+  for (const ch of ['email', 'push', 'mobile'])
+    assert.deepEqual(resultOf(night, users.member.id, ch), { userId: users.member.id, channel: ch, status: 'skipped', reason: 'quiet-hours' });
   assert.equal(resultOf(night, users.owner.id, 'email')?.reason, 'preferences', 'the owner set no quiet hours (and no e-mail for warnings)');
   const alarm = await send({ kind: 'security', severity: 'alarm', title: 'Water leak', body: 'Under the sink.' }, tokyo);
   assert.equal(resultOf(alarm, users.member.id, 'email')?.status, 'sent', 'alarms bypass quiet hours');
-  assert.deepEqual(mails.slice(before).filter((m) => m.to.includes(users.member.email)).map((m) => /^Subject: (.*)$/m.exec(m.raw)![1]), ['[Tokyo flat] ALARM: Water leak']);
+  assert.deepEqual(
+    mails
+      .slice(before)
+      .filter((m) => m.to.includes(users.member.email))
+      .map((m) => /^Subject: (.*)$/m.exec(m.raw)![1]),
+    ['[Tokyo flat] ALARM: Water leak'],
+  );
   // 23:00 UTC is 08:00 in Tokyo.
   await clock.set(Date.parse('2026-11-23T23:00:00.000Z'));
   const morning = await send({ kind: 'device', severity: 'warning', title: 'Freezer still warm', body: '-10 °C' }, tokyo);
@@ -380,21 +449,54 @@ test('quiet hours in the home\'s time zone: push, e-mail and mobile wait except 
 
 test('a webhook channel: the notification JSON, signed with x-hearth-signature; filters by kind and severity; failures are results', async () => {
   const secret = 'hook-secret-1';
-  const hook = await p.api('POST', `/api/v1/homes/${homeId}/notification-channels`, { type: 'webhook', name: 'Home server', url: `${httpBase}/hook/ok`, secret }, users.owner.token);
+  const hook = await p.api(
+    'POST',
+    `/api/v1/homes/${homeId}/notification-channels`,
+    { type: 'webhook', name: 'Home server', url: `${httpBase}/hook/ok`, secret },
+    users.owner.token,
+  );
   assert.equal(hook.status, 201, JSON.stringify(hook.body));
   assert.equal(hook.body.hasSecret, true);
   assert.equal(hook.body.secret, undefined);
-  const filtered = await p.api('POST', `/api/v1/homes/${homeId}/notification-channels`, { type: 'webhook', name: 'Security desk', url: `${httpBase}/hook/security`, kinds: ['security'], minSeverity: 'alarm' }, users.owner.token);
-  const broken = await p.api('POST', `/api/v1/homes/${homeId}/notification-channels`, { type: 'webhook', name: 'Broken', url: `${httpBase}/hook/fail` }, users.owner.token);
-  assert.equal((await p.api('POST', `/api/v1/homes/${homeId}/notification-channels`, { type: 'webhook', name: 'x', url: 'http://x' }, users.member.token)).status, 403);
+  const filtered = await p.api(
+    'POST',
+    `/api/v1/homes/${homeId}/notification-channels`,
+    { type: 'webhook', name: 'Security desk', url: `${httpBase}/hook/security`, kinds: ['security'], minSeverity: 'alarm' },
+    users.owner.token,
+  );
+  const broken = await p.api(
+    'POST',
+    `/api/v1/homes/${homeId}/notification-channels`,
+    { type: 'webhook', name: 'Broken', url: `${httpBase}/hook/fail` },
+    users.owner.token,
+  );
+  assert.equal(
+    (await p.api('POST', `/api/v1/homes/${homeId}/notification-channels`, { type: 'webhook', name: 'x', url: 'http://x' }, users.member.token)).status,
+    403,
+  );
   assert.equal((await p.api('GET', `/api/v1/homes/${homeId}/notification-channels`, undefined, users.member.token)).status, 403);
   const list = await p.api('GET', `/api/v1/homes/${homeId}/notification-channels`, undefined, users.owner.token);
-  assert.deepEqual(list.body.items.map((c: any) => c.name), ['Home server', 'Security desk', 'Broken']);
+  assert.deepEqual(
+    list.body.items.map((c: any) => c.name),
+    ['Home server', 'Security desk', 'Broken'],
+  );
 
   const start = hits.length;
-  const res = await send({ kind: 'device', severity: 'warning', title: 'Garage open', body: 'Since 20 minutes.', data: { door: 'garage' }, dedupeKey: 'garage' });
+  const res = await send({
+    kind: 'device',
+    severity: 'warning',
+    title: 'Garage open',
+    body: 'Since 20 minutes.',
+    data: { door: 'garage' },
+    dedupeKey: 'garage',
+  });
   assert.equal(resultOf(res, null, `channel:${hook.body.id}`)?.status, 'sent');
-  assert.deepEqual(resultOf(res, null, `channel:${filtered.body.id}`), { userId: null, channel: `channel:${filtered.body.id}`, status: 'skipped', reason: 'filtered' });
+  assert.deepEqual(resultOf(res, null, `channel:${filtered.body.id}`), {
+    userId: null,
+    channel: `channel:${filtered.body.id}`,
+    status: 'skipped',
+    reason: 'filtered',
+  });
   const failed = resultOf(res, null, `channel:${broken.body.id}`);
   assert.equal(failed?.status, 'failed');
   assert.equal(failed?.reason, 'HTTP 500');
@@ -417,7 +519,8 @@ test('a webhook channel: the notification JSON, signed with x-hearth-signature; 
 
   assert.equal((await p.api('DELETE', `/api/v1/notification-channels/${hook.body.id}`, undefined, users.outsider.token)).status, 404);
   assert.equal((await p.api('DELETE', `/api/v1/notification-channels/${hook.body.id}`, undefined, users.member.token)).status, 403);
-  for (const c of [hook, filtered, broken]) assert.equal((await p.api('DELETE', `/api/v1/notification-channels/${c.body.id}`, undefined, users.owner.token)).status, 200);
+  for (const c of [hook, filtered, broken])
+    assert.equal((await p.api('DELETE', `/api/v1/notification-channels/${c.body.id}`, undefined, users.owner.token)).status, 200);
   assert.equal((await p.api('DELETE', `/api/v1/notification-channels/${hook.body.id}`, undefined, users.owner.token)).status, 404);
 });
 
@@ -425,11 +528,21 @@ test('chat bots: Slack, Feishu (signed), DingTalk (signed URL) and WeCom get the
   const home = await p.api('POST', '/api/v1/homes', { name: 'Bot house', timezone: 'Asia/Shanghai' }, users.owner.token);
   const bots = home.body.id;
   const add = async (type: string, secret?: string) => {
-    const r = await p.api('POST', `/api/v1/homes/${bots}/notification-channels`, { type, name: type, url: `${httpBase}/bot/${type}?key=k-${type}`, ...(secret ? { secret } : {}) }, users.owner.token);
+    const r = await p.api(
+      'POST',
+      `/api/v1/homes/${bots}/notification-channels`,
+      { type, name: type, url: `${httpBase}/bot/${type}?key=k-${type}`, ...(secret ? { secret } : {}) },
+      users.owner.token,
+    );
     assert.equal(r.status, 201, JSON.stringify(r.body));
     return r.body.id as string;
   };
-  const ids = { slack: await add('slack'), feishu: await add('feishu', 'feishu-secret'), dingtalk: await add('dingtalk', 'SEC-ding'), wecom: await add('wecom') };
+  const ids = {
+    slack: await add('slack'),
+    feishu: await add('feishu', 'feishu-secret'),
+    dingtalk: await add('dingtalk', 'SEC-ding'),
+    wecom: await add('wecom'),
+  };
   const start = hits.length;
   const res = await send({ kind: 'security', severity: 'alarm', title: 'Front door forced', body: 'Contact sensor and vibration at 03:12.' }, bots);
   for (const [type, id] of Object.entries(ids)) assert.equal(resultOf(res, null, `channel:${id}`)?.status, 'sent', type);
@@ -442,7 +555,11 @@ test('chat bots: Slack, Feishu (signed), DingTalk (signed URL) and WeCom get the
   const feishu = json(at('feishu'));
   const ts = Math.floor(clock.now() / 1000);
   assert.equal(feishu.timestamp, String(ts));
-  assert.equal(feishu.sign, createHmac('sha256', `${ts}\nfeishu-secret`).update('').digest('base64'), 'Feishu: HMAC keyed with "timestamp\\nsecret" over nothing');
+  assert.equal(
+    feishu.sign,
+    createHmac('sha256', `${ts}\nfeishu-secret`).update('').digest('base64'),
+    'Feishu: HMAC keyed with "timestamp\\nsecret" over nothing',
+  );
   assert.equal(feishu.msg_type, 'text');
   assert.deepEqual(feishu.content, { text });
 
@@ -450,7 +567,11 @@ test('chat bots: Slack, Feishu (signed), DingTalk (signed URL) and WeCom get the
   assert.deepEqual(json(ding), { msgtype: 'text', text: { content: text } });
   assert.equal(ding.query.get('key'), 'k-dingtalk', 'the access token in the URL stays');
   assert.equal(ding.query.get('timestamp'), String(clock.now()));
-  assert.equal(ding.query.get('sign'), createHmac('sha256', 'SEC-ding').update(`${clock.now()}\nSEC-ding`).digest('base64'), 'DingTalk: HMAC keyed with the secret over "timestamp\\nsecret"');
+  assert.equal(
+    ding.query.get('sign'),
+    createHmac('sha256', 'SEC-ding').update(`${clock.now()}\nSEC-ding`).digest('base64'),
+    'DingTalk: HMAC keyed with the secret over "timestamp\\nsecret"',
+  );
 
   assert.deepEqual(json(at('wecom')), { msgtype: 'text', text: { content: text } });
 });
@@ -488,11 +609,26 @@ test('Web Push: VAPID-signed, aes128gcm-encrypted for the subscription; a 410 re
   assert.equal(vapid.status, 200);
   assert.equal(b64u(vapid.body.publicKey).length, 65);
   const browser = browserKeys();
-  const good = await p.api('POST', '/api/v1/push/subscriptions', { endpoint: `${httpBase}/push/ok-1`, keys: browser.keys, expirationTime: null }, users.member.token);
+  const good = await p.api(
+    'POST',
+    '/api/v1/push/subscriptions',
+    { endpoint: `${httpBase}/push/ok-1`, keys: browser.keys, expirationTime: null },
+    users.member.token,
+  );
   assert.equal(good.status, 201, JSON.stringify(good.body));
   const gone = await p.api('POST', '/api/v1/push/subscriptions', { endpoint: `${httpBase}/push/gone-1`, keys: browserKeys().keys }, users.member.token);
   assert.equal(gone.status, 201);
-  assert.equal((await p.api('POST', '/api/v1/push/subscriptions', { endpoint: `${httpBase}/push/x`, keys: { p256dh: 'AAAA', auth: browser.keys.auth } }, users.member.token)).status, 400);
+  assert.equal(
+    (
+      await p.api(
+        'POST',
+        '/api/v1/push/subscriptions',
+        { endpoint: `${httpBase}/push/x`, keys: { p256dh: 'AAAA', auth: browser.keys.auth } },
+        users.member.token,
+      )
+    ).status,
+    400,
+  );
   assert.equal((await p.api('DELETE', `/api/v1/push/subscriptions/${good.body.id}`, undefined, users.outsider.token)).status, 404);
 
   const start = hits.length;
@@ -506,7 +642,10 @@ test('Web Push: VAPID-signed, aes128gcm-encrypted for the subscription; a 410 re
   assert.ok(m, `VAPID authorization header: ${push.headers.authorization}`);
   assert.equal(m[2], vapid.body.publicKey);
   const pub = b64u(m[2]);
-  const key = createPublicKey({ key: { kty: 'EC', crv: 'P-256', x: pub.subarray(1, 33).toString('base64url'), y: pub.subarray(33).toString('base64url') }, format: 'jwk' });
+  const key = createPublicKey({
+    key: { kty: 'EC', crv: 'P-256', x: pub.subarray(1, 33).toString('base64url'), y: pub.subarray(33).toString('base64url') },
+    format: 'jwk',
+  });
   const { header, claims } = checkJwt(m[1], key, 'ES256');
   assert.equal(header.alg, 'ES256');
   assert.equal(claims.aud, httpBase);
@@ -519,7 +658,11 @@ test('Web Push: VAPID-signed, aes128gcm-encrypted for the subscription; a 410 re
   assert.equal(payload.homeId, homeId);
 
   const left = await p.api('GET', '/api/v1/push/subscriptions', undefined, users.member.token);
-  assert.deepEqual(left.body.items.map((s: any) => s.id), [good.body.id], 'the push service said 410: gone');
+  assert.deepEqual(
+    left.body.items.map((s: any) => s.id),
+    [good.body.id],
+    'the push service said 410: gone',
+  );
   assert.equal((await p.api('DELETE', `/api/v1/push/subscriptions/${good.body.id}`, undefined, users.member.token)).status, 200);
   assert.equal((await p.api('GET', '/api/v1/push/subscriptions', undefined, users.member.token)).body.items.length, 0);
 });
@@ -538,7 +681,13 @@ test('mobile push: FCM HTTP v1 with a service-account token, APNs over HTTP/2 wi
 
   const fcmStart = fcmHits.length;
   const apnsStart = apnsHits.length;
-  const res = await send({ kind: 'security', severity: 'warning', title: 'Camera offline', body: 'Porch camera lost Wi-Fi.', data: { deviceId: 'd_cam', rssi: -91 } });
+  const res = await send({
+    kind: 'security',
+    severity: 'warning',
+    title: 'Camera offline',
+    body: 'Porch camera lost Wi-Fi.',
+    data: { deviceId: 'd_cam', rssi: -91 },
+  });
   assert.deepEqual(resultOf(res, users.member.id, 'mobile'), { userId: users.member.id, channel: 'mobile', status: 'sent', reason: '2 of 4' });
 
   const tokenReq = fcmHits.slice(fcmStart).find((h) => h.path === '/token')!;
@@ -598,7 +747,8 @@ test('fan-out is bounded: a user keeps their newest 20 phone tokens, a home at m
   }
   assert.equal((await someone.api('GET', '/push/tokens')).body.items.length, 20);
   const home = (await someone.api('POST', '/homes', { name: 'Fan-out', timezone: 'UTC' })).body.id as string;
-  const channel = (i: number) => someone.api('POST', `/homes/${home}/notification-channels`, { type: 'webhook', name: `hook ${i}`, url: `${httpBase}/hook/${i}` });
+  const channel = (i: number) =>
+    someone.api('POST', `/homes/${home}/notification-channels`, { type: 'webhook', name: `hook ${i}`, url: `${httpBase}/hook/${i}` });
   for (let i = 0; i < 20; i++) assert.equal((await channel(i)).status, 201);
   const over = await channel(20);
   assert.equal(over.status, 409);

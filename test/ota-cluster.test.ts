@@ -28,11 +28,17 @@ async function client(baseUrl: string) {
   return call;
 }
 
-describe('firmware updates in cluster mode', { timeout: 180_000, skip: process.env.HEARTH_TEST_STORE === 'postgres' ? 'the cluster runs on PostgreSQL in both passes' : false }, () => {
+describe('firmware updates in cluster mode', {
+  timeout: 180_000,
+  skip: process.env.HEARTH_TEST_STORE === 'postgres' ? 'the cluster runs on PostgreSQL in both passes' : false,
+}, () => {
   let cluster: Cluster;
   const sims: OtaDevice[] = [];
   before(async () => {
-    cluster = await startCluster({ nodes: 2, env: { HEARTH_SHARDS: '8', HEARTH_HISTORY_FLUSH_MS: '50', HEARTH_NODE_TIMEOUT_MS: '3000', HEARTH_OTA_TICK_MS: '200' } });
+    cluster = await startCluster({
+      nodes: 2,
+      env: { HEARTH_SHARDS: '8', HEARTH_HISTORY_FLUSH_MS: '50', HEARTH_NODE_TIMEOUT_MS: '3000', HEARTH_OTA_TICK_MS: '200' },
+    });
   });
   after(async () => {
     await Promise.all(sims.map((s) => s.stop()));
@@ -43,7 +49,12 @@ describe('firmware updates in cluster mode', { timeout: 180_000, skip: process.e
     const [a, b] = cluster.nodes;
     const apiA = await client(a.httpUrl);
     const apiB = await client(b.httpUrl);
-    const product = await apiA('POST', '/api/v1/products', { key: 'ota-cluster', name: 'OTA cluster', category: 'light', model: { properties: [], events: [], actions: [] } });
+    const product = await apiA('POST', '/api/v1/products', {
+      key: 'ota-cluster',
+      name: 'OTA cluster',
+      category: 'light',
+      model: { properties: [], events: [], actions: [] },
+    });
     assert.equal(product.status, 201, JSON.stringify(product.body));
     // Uploaded through A, stored in PostgreSQL: B serves it byte for byte.
     const image = randomBytes(600_000);
@@ -57,26 +68,42 @@ describe('firmware updates in cluster mode', { timeout: 180_000, skip: process.e
       assert.equal(d.status, 201);
       const node = i % 2 === 0 ? a : b;
       const sim = startOtaDevice({
-        mqttUrl: `mqtt://127.0.0.1:${node.mqttPort}`, reconnectUrl: cluster.mqttUrl, reconnect: true,
-        id: d.body.id, secret: d.body.secret, product: 'ota-cluster', version: '1.0.0',
+        mqttUrl: `mqtt://127.0.0.1:${node.mqttPort}`,
+        reconnectUrl: cluster.mqttUrl,
+        reconnect: true,
+        id: d.body.id,
+        secret: d.body.secret,
+        product: 'ota-cluster',
+        version: '1.0.0',
       });
       sims.push(sim);
       await sim.ready;
     }
-    await eventually(async () => (await apiB('GET', '/api/v1/products/ota-cluster/firmware-versions')).body.versions[0]?.devices === 12, 10_000, 'every device reporting 1.0.0');
+    await eventually(
+      async () => (await apiB('GET', '/api/v1/products/ota-cluster/firmware-versions')).body.versions[0]?.devices === 12,
+      10_000,
+      'every device reporting 1.0.0',
+    );
 
     const created = await apiA('POST', '/api/v1/ota/campaigns', {
-      name: 'cluster', product: 'ota-cluster', firmware: fw.body.id, waves: [{ percent: 40, soakMinutes: 0.05 }, { percent: 100 }],
+      name: 'cluster',
+      product: 'ota-cluster',
+      firmware: fw.body.id,
+      waves: [{ percent: 40, soakMinutes: 0.05 }, { percent: 100 }],
     });
     assert.equal(created.status, 201, JSON.stringify(created.body));
     const id = created.body.id;
     // The first wave ended: the campaign soaks. Kill a node now, with no goodbye.
     await eventually(async () => (await apiB('GET', `/api/v1/ota/campaigns/${id}`)).body.soakUntil !== null, 30_000, 'the first wave soaking');
     await a.kill();
-    const done = await eventually(async () => {
-      const c = (await apiB('GET', `/api/v1/ota/campaigns/${id}`)).body;
-      return c.state === 'completed' ? c : undefined;
-    }, 60_000, 'the campaign to complete on the survivor');
+    const done = await eventually(
+      async () => {
+        const c = (await apiB('GET', `/api/v1/ota/campaigns/${id}`)).body;
+        return c.state === 'completed' ? c : undefined;
+      },
+      60_000,
+      'the campaign to complete on the survivor',
+    );
     assert.deepEqual(done.counts, { pending: 0, inProgress: 0, succeeded: 12, failed: 0, cancelled: 0 });
     for (const s of sims) {
       assert.equal(s.version, '2.0.0');

@@ -21,7 +21,9 @@ after(async () => {
 /** Uploads an image as the raw body; the answer parsed. */
 async function upload(product: string, query: string, image: Buffer, token: string | null = p.token): Promise<{ status: number; body: any }> {
   const res = await fetch(`${p.httpUrl}/api/v1/products/${product}/firmware?${query}`, {
-    method: 'POST', body: image, headers: { 'content-type': 'application/octet-stream', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    method: 'POST',
+    body: image,
+    headers: { 'content-type': 'application/octet-stream', ...(token ? { authorization: `Bearer ${token}` } : {}) },
   });
   const text = await res.text();
   return { status: res.status, body: text ? JSON.parse(text) : undefined };
@@ -29,7 +31,12 @@ async function upload(product: string, query: string, image: Buffer, token: stri
 
 /** A product of its own per test, so that inventories and campaigns do not mix. */
 async function product(key: string): Promise<string> {
-  const r = await p.api('POST', '/api/v1/products', { key, name: key, category: 'light', model: { properties: [{ id: 'on', type: 'boolean', access: 'rw' }], events: [], actions: [] } });
+  const r = await p.api('POST', '/api/v1/products', {
+    key,
+    name: key,
+    category: 'light',
+    model: { properties: [{ id: 'on', type: 'boolean', access: 'rw' }], events: [], actions: [] },
+  });
   assert.equal(r.status, 201, JSON.stringify(r.body));
   return key;
 }
@@ -45,10 +52,14 @@ async function fleet(productKey: string, n: number, version: string, opts: { fai
     out.push(sim);
   }
   await Promise.all(out.map((s) => s.ready));
-  await eventually(async () => {
-    const inv = (await p.api('GET', `/api/v1/products/${productKey}/firmware-versions`)).body;
-    return inv.versions.find((v: any) => v.version === version)?.devices === n;
-  }, 5000, `${n} devices reporting ${version}`);
+  await eventually(
+    async () => {
+      const inv = (await p.api('GET', `/api/v1/products/${productKey}/firmware-versions`)).body;
+      return inv.versions.find((v: any) => v.version === version)?.devices === n;
+    },
+    5000,
+    `${n} devices reporting ${version}`,
+  );
   return out;
 }
 
@@ -77,7 +88,10 @@ test('a package is uploaded streamed, signed with the product key, and downloade
 
   assert.equal((await p.api('GET', `/api/v1/firmware/${up.body.id}`)).body.sha256, sha);
   const list = await p.api('GET', `/api/v1/products/${key}/firmware`);
-  assert.deepEqual(list.body.items.map((f: any) => f.version), ['1.2.0']);
+  assert.deepEqual(
+    list.body.items.map((f: any) => f.version),
+    ['1.2.0'],
+  );
 
   // A download URL as a job carries it: the token is the only credential.
   const url: string = await p.hearth.services.firmware.downloadUrl(up.body.id, 'd_anydevice00000');
@@ -146,10 +160,14 @@ test('a 3-wave campaign updates 20 devices wave after wave, through MQTT and HTT
   assert.equal(created.status, 201, JSON.stringify(created.body));
   assert.equal(created.body.state, 'running');
   assert.equal(created.body.counts.pending + created.body.counts.inProgress, 20);
-  const done = await eventually(async () => {
-    const c = await campaign(created.body.id);
-    return c.state === 'completed' ? c : undefined;
-  }, 20_000, 'the campaign to complete');
+  const done = await eventually(
+    async () => {
+      const c = await campaign(created.body.id);
+      return c.state === 'completed' ? c : undefined;
+    },
+    20_000,
+    'the campaign to complete',
+  );
   assert.deepEqual(done.counts, { pending: 0, inProgress: 0, succeeded: 20, failed: 0, cancelled: 0 });
   assert.equal(done.wave, 2);
   for (const d of devices) assert.equal(d.version, '1.1.0');
@@ -187,12 +205,22 @@ test('failures trip the abort gate: the campaign stops itself and no job goes pa
   const home = await p.api('POST', '/api/v1/homes', { name: 'OTA home', timezone: 'Europe/Berlin' });
   assert.equal(home.status, 201, JSON.stringify(home.body));
   assert.equal((await p.api('POST', `/api/v1/homes/${home.body.id}/devices`, { pairingCode: codes.get(firstWave[0].id) })).status, 201);
-  const created = await p.api('POST', '/api/v1/ota/campaigns', { name: 'bad build', product: key, firmware: fw.id, waves, abort: { maxFailureRate: 0.2, minDevices: 1 } });
+  const created = await p.api('POST', '/api/v1/ota/campaigns', {
+    name: 'bad build',
+    product: key,
+    firmware: fw.id,
+    waves,
+    abort: { maxFailureRate: 0.2, minDevices: 1 },
+  });
   assert.equal(created.status, 201);
-  const aborted = await eventually(async () => {
-    const c = await campaign(created.body.id);
-    return c.state === 'aborted' ? c : undefined;
-  }, 15_000, 'the campaign to abort');
+  const aborted = await eventually(
+    async () => {
+      const c = await campaign(created.body.id);
+      return c.state === 'aborted' ? c : undefined;
+    },
+    15_000,
+    'the campaign to abort',
+  );
   assert.match(aborted.reason, /failure rate/);
   assert.equal(aborted.wave, 0);
   // Let the ticks that would have come pass: nothing more is sent.
@@ -208,10 +236,14 @@ test('failures trip the abort gate: the campaign stops itself and no job goes pa
   }
   const audit = (await p.api('GET', '/api/v1/audit?action=ota.campaign.abort')).body;
   assert.ok(audit.items.some((e: any) => e.targetId === created.body.id));
-  const inbox = await eventually(async () => {
-    const items = (await p.api('GET', `/api/v1/notifications?homeId=${home.body.id}`)).body.items;
-    return items?.find((n: any) => n.data?.campaign === created.body.id);
-  }, 5000, 'the owner notified');
+  const inbox = await eventually(
+    async () => {
+      const items = (await p.api('GET', `/api/v1/notifications?homeId=${home.body.id}`)).body.items;
+      return items?.find((n: any) => n.data?.campaign === created.body.id);
+    },
+    5000,
+    'the owner notified',
+  );
   assert.match(inbox.title, /firmware update was stopped/);
   // Nothing to resume: an aborted campaign is over; a rollback is a new campaign.
   assert.equal((await p.api('POST', `/api/v1/ota/campaigns/${created.body.id}/resume`)).status, 409);
@@ -232,10 +264,14 @@ test('a device offline during its wave gets its job when it comes back', async (
   assert.equal(waiting.counts.pending, 1);
   assert.deepEqual(devices[2].jobs, []);
   await devices[2].powerOn();
-  const done = await eventually(async () => {
-    const c = await campaign(created.body.id);
-    return c.state === 'completed' ? c : undefined;
-  }, 10_000, 'the campaign to complete');
+  const done = await eventually(
+    async () => {
+      const c = await campaign(created.body.id);
+      return c.state === 'completed' ? c : undefined;
+    },
+    10_000,
+    'the campaign to complete',
+  );
   assert.equal(done.counts.succeeded, 3);
   assert.equal(devices[2].version, '1.0.1');
 });
@@ -243,11 +279,24 @@ test('a device offline during its wave gets its job when it comes back', async (
 test('a hub downloads once and updates its two sub-devices, reporting per child', async () => {
   const { startSimulator } = await import('../src/simulator/simulator.ts');
   const hub = await p.provision('hub');
-  const sim = startSimulator({ mqttUrl: p.mqttUrl, hubId: hub.id, hubSecret: hub.secret, intervalMs: 60_000, children: [{ product: 'light', hwid: 'ota:00:01' }, { product: 'light', hwid: 'ota:00:02' }] });
+  const sim = startSimulator({
+    mqttUrl: p.mqttUrl,
+    hubId: hub.id,
+    hubSecret: hub.secret,
+    intervalMs: 60_000,
+    children: [
+      { product: 'light', hwid: 'ota:00:01' },
+      { product: 'light', hwid: 'ota:00:02' },
+    ],
+  });
   try {
     await sim.ready;
     const children = [...sim.children.values()].map((c) => c.id);
-    await eventually(async () => (await p.api('GET', '/api/v1/products/light/firmware-versions')).body.versions.some((v: any) => v.version === '1.0.0' && v.devices === 2), 5000, 'children reporting 1.0.0');
+    await eventually(
+      async () => (await p.api('GET', '/api/v1/products/light/firmware-versions')).body.versions.some((v: any) => v.version === '1.0.0' && v.devices === 2),
+      5000,
+      'children reporting 1.0.0',
+    );
     const image = randomBytes(100_000);
     const fw = (await upload('light', 'version=1.5.0', image)).body;
     let downloads = 0;
@@ -258,10 +307,14 @@ test('a hub downloads once and updates its two sub-devices, reporting per child'
     };
     const created = await p.api('POST', '/api/v1/ota/campaigns', { name: 'hub children', product: 'light', firmware: fw.id, target: { devices: children } });
     assert.equal(created.status, 201, JSON.stringify(created.body));
-    const done = await eventually(async () => {
-      const c = await campaign(created.body.id);
-      return c.state === 'completed' ? c : undefined;
-    }, 10_000, 'the campaign to complete');
+    const done = await eventually(
+      async () => {
+        const c = await campaign(created.body.id);
+        return c.state === 'completed' ? c : undefined;
+      },
+      10_000,
+      'the campaign to complete',
+    );
     assert.equal(done.counts.succeeded, 2);
     const jobs = (await p.api('GET', `/api/v1/ota/campaigns/${created.body.id}/devices`)).body.items;
     for (const j of jobs) assert.equal(j.hub, hub.id);
@@ -309,15 +362,23 @@ test('bad progress changes nothing: unknown or foreign jobs, bad shapes, a contr
   await send([1, 2]);
   assert.equal((await error()).code, 'E_BAD_MESSAGE');
   const after = (await p.api('GET', `/api/v1/ota/campaigns/${created.body.id}/devices`)).body.items;
-  assert.equal(after.find((j: any) => j.id === foreign.id).state, 'queued', 'the other device\'s job is unchanged');
+  assert.equal(after.find((j: any) => j.id === foreign.id).state, 'queued', "the other device's job is unchanged");
   assert.equal(after.find((j: any) => j.id === job.job).state, 'sent');
 
   await send({ job: job.job, state: 'downloading', progress: 50 });
-  await eventually(async () => (await p.api('GET', `/api/v1/ota/campaigns/${created.body.id}/devices?state=downloading`)).body.total === 1, 3000, 'downloading');
+  await eventually(
+    async () => (await p.api('GET', `/api/v1/ota/campaigns/${created.body.id}/devices?state=downloading`)).body.total === 1,
+    3000,
+    'downloading',
+  );
   // Success that the reported version contradicts is a failure.
   await send({ job: job.job, state: 'succeeded', version: '1.0.9' });
   assert.match((await error()).message, /1\.0\.9/);
-  const failed = await eventually(async () => (await p.api('GET', `/api/v1/ota/campaigns/${created.body.id}/devices?state=failed`)).body.items[0], 3000, 'the job failed');
+  const failed = await eventually(
+    async () => (await p.api('GET', `/api/v1/ota/campaigns/${created.body.id}/devices?state=failed`)).body.items[0],
+    3000,
+    'the job failed',
+  );
   assert.equal(failed.id, job.job);
 
   // A package a live campaign uses cannot be deleted; pause, resume and cancel move the campaign.
@@ -338,19 +399,32 @@ test('a campaign waits for its start time, and jobs wait for their window', asyn
   const key = await product('ota-window');
   const devices = await fleet(key, 2, '1.0.0');
   const fw = (await upload(key, 'version=1.0.5', randomBytes(1024))).body;
-  const later = await p.api('POST', '/api/v1/ota/campaigns', { name: 'later', product: key, firmware: fw.id, startAt: new Date(Date.now() + 3_600_000).toISOString() });
+  const later = await p.api('POST', '/api/v1/ota/campaigns', {
+    name: 'later',
+    product: key,
+    firmware: fw.id,
+    startAt: new Date(Date.now() + 3_600_000).toISOString(),
+  });
   assert.equal(later.body.state, 'scheduled');
   assert.equal((await p.api('POST', `/api/v1/ota/campaigns/${later.body.id}/cancel`)).body.state, 'cancelled');
   // Devices without a home are on UTC: a window that opens in two hours keeps their jobs queued.
   const h = new Date().getUTCHours();
-  const created = await p.api('POST', '/api/v1/ota/campaigns', { name: 'window', product: key, firmware: fw.id, window: { startHour: (h + 2) % 24, endHour: (h + 3) % 24 } });
+  const created = await p.api('POST', '/api/v1/ota/campaigns', {
+    name: 'window',
+    product: key,
+    firmware: fw.id,
+    window: { startHour: (h + 2) % 24, endHour: (h + 3) % 24 },
+  });
   assert.equal(created.body.state, 'running');
   await new Promise((r) => setTimeout(r, 600));
   const c = await campaign(created.body.id);
   assert.equal(c.counts.pending, 2);
   for (const d of devices) assert.deepEqual(d.jobs, []);
   const list = (await p.api('GET', `/api/v1/ota/campaigns?product=${key}`)).body;
-  assert.deepEqual(list.items.map((x: any) => x.name), ['window', 'later']);
+  assert.deepEqual(
+    list.items.map((x: any) => x.name),
+    ['window', 'later'],
+  );
   await p.api('POST', `/api/v1/ota/campaigns/${created.body.id}/cancel`);
 });
 
@@ -372,7 +446,11 @@ test('the live stream carries campaign and job events', async () => {
     const fw = (await upload(key, 'version=1.0.1', randomBytes(1024))).body;
     const created = await p.api('POST', '/api/v1/ota/campaigns', { name: 'streamed', product: key, firmware: fw.id });
     await eventually(() => text.includes('"change":"completed"'), 10_000, 'the completed event');
-    const events = text.split('\n').filter((l) => l.startsWith('data: ')).map((l) => JSON.parse(l.slice(6))).filter((e) => e.type === 'ota');
+    const events = text
+      .split('\n')
+      .filter((l) => l.startsWith('data: '))
+      .map((l) => JSON.parse(l.slice(6)))
+      .filter((e) => e.type === 'ota');
     assert.ok(events.some((e) => e.data.campaign === created.body.id && e.data.change === 'created'));
     assert.ok(events.some((e) => e.data.job && e.data.state === 'downloading' && e.deviceId));
     assert.ok(events.some((e) => e.data.job && e.data.state === 'succeeded'));
@@ -391,7 +469,11 @@ test('downloads beyond the per-node cap get 503 with Retry-After', async () => {
   const q = await startPlatform({ env: { HEARTH_OTA_MAX_CONCURRENT_DOWNLOADS: '1' } });
   try {
     const image = randomBytes(8 * 1024 * 1024);
-    const res = await fetch(`${q.httpUrl}/api/v1/products/light/firmware?version=3.0.0`, { method: 'POST', body: image, headers: { 'content-type': 'application/octet-stream', authorization: `Bearer ${q.token}` } });
+    const res = await fetch(`${q.httpUrl}/api/v1/products/light/firmware?version=3.0.0`, {
+      method: 'POST',
+      body: image,
+      headers: { 'content-type': 'application/octet-stream', authorization: `Bearer ${q.token}` },
+    });
     const fw = (await res.json()) as { id: string };
     const url = await q.hearth.services.firmware.downloadUrl(fw.id, 'd_anydevice00000');
     // The first transfer is under way (its body not read), so the second finds no slot.
@@ -405,12 +487,16 @@ test('downloads beyond the per-node cap get 503 with Retry-After', async () => {
     assert.equal(JSON.parse(text).code, 'E_UNAVAILABLE');
     // The device drops the link: the slot comes back.
     first.destroy();
-    const third = await eventually(async () => {
-      const r = await getOwn(url);
-      if (r.statusCode === 200) return r;
-      r.resume();
-      return undefined;
-    }, 5000, 'a free slot');
+    const third = await eventually(
+      async () => {
+        const r = await getOwn(url);
+        if (r.statusCode === 200) return r;
+        r.resume();
+        return undefined;
+      },
+      5000,
+      'a free slot',
+    );
     let size = 0;
     for await (const chunk of third) size += (chunk as Buffer).length;
     assert.equal(size, image.length);

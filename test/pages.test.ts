@@ -106,12 +106,19 @@ test('the invitation link opens a page that signs in and accepts it', async () =
   const email = 'invitee@pages.test';
   const invitee = await signupUser(p, email);
   assert.equal((await inviter.api('POST', `/homes/${owner}/invitations`, { email, role: 'member' })).status, 201);
-  const mail = await eventually(() => [...p.logs].reverse().find((l) => l.mail?.to === email && /invitations\/accept/.test(l.mail.text ?? ''))?.mail, 3000, 'the invitation e-mail');
+  const mail = await eventually(
+    () => [...p.logs].reverse().find((l) => l.mail?.to === email && /invitations\/accept/.test(l.mail.text ?? ''))?.mail,
+    3000,
+    'the invitation e-mail',
+  );
   const link = /(http\S+\/invitations\/accept\?token=\S+)/.exec(mail.text)![1];
   const local = link.replace('http://hearth.example', p.httpUrl);
   assert.equal((await fetch(local)).status, 200, 'the link points to something that exists');
   const done = await runPageScript(local, { 'signin-email': email, 'signin-password': `password-of-${email}` }, '/api/v1/invitations/accept', { signin: '1' });
   assert.equal(done, 'DONE');
   const homes = await invitee.api('GET', '/homes');
-  assert.ok(homes.body.items.some((h: { id: string }) => h.id === owner), 'the invitee is a member');
+  assert.ok(
+    homes.body.items.some((h: { id: string }) => h.id === owner),
+    'the invitee is a member',
+  );
 });

@@ -180,10 +180,14 @@ test('the last will of a lost connection is recorded as an event', async () => {
   const gone = closed(c);
   c.stream.destroy();
   await gone;
-  const events = await eventually(async () => {
-    const r = await p.api('GET', `/api/v1/devices/${d.id}/events`);
-    return r.body.items.length > 0 ? r.body.items : undefined;
-  }, 3000, 'the will event');
+  const events = await eventually(
+    async () => {
+      const r = await p.api('GET', `/api/v1/devices/${d.id}/events`);
+      return r.body.items.length > 0 ? r.body.items : undefined;
+    },
+    3000,
+    'the will event',
+  );
   assert.equal(events.length, 1);
   assert.equal(events[0].event, 'tamper');
   const off = await until(d.id, (x) => !x.online, 'offline');
@@ -200,10 +204,14 @@ test('the last will of a lost connection is recorded as an event', async () => {
   // the device's own event, sent after it comes back, is the only one: a will would have come first
   const c3 = await p.connect(d2.id, d2.secret);
   await c3.publishAsync(`devices/${d2.id}/events`, JSON.stringify({ event: 'tamper' }), { qos: 1 });
-  const after = await eventually(async () => {
-    const r = await p.api('GET', `/api/v1/devices/${d2.id}/events`);
-    return r.body.items.length > 0 ? r.body.items : undefined;
-  }, 3000, 'the event sent after the reconnect');
+  const after = await eventually(
+    async () => {
+      const r = await p.api('GET', `/api/v1/devices/${d2.id}/events`);
+      return r.body.items.length > 0 ? r.body.items : undefined;
+    },
+    3000,
+    'the event sent after the reconnect',
+  );
   assert.equal(after.length, 1, JSON.stringify(after));
   await c3.endAsync();
 });

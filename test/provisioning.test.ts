@@ -31,12 +31,21 @@ async function enable(product: string, settings: Record<string, unknown> = {}): 
 }
 
 async function csv(product: string, text: string) {
-  const res = await fetch(`${p.httpUrl}/api/v1/products/${product}/factory-records`, { method: 'POST', headers: { authorization: `Bearer ${p.token}`, 'content-type': 'text/csv' }, body: text });
-  return { status: res.status, body: await res.json() as any };
+  const res = await fetch(`${p.httpUrl}/api/v1/products/${product}/factory-records`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${p.token}`, 'content-type': 'text/csv' },
+    body: text,
+  });
+  return { status: res.status, body: (await res.json()) as any };
 }
 
 async function makeProduct(key: string): Promise<void> {
-  const r = await p.api('POST', '/api/v1/products', { key, name: key, category: 'sensor', model: { properties: [{ id: 'temp', type: 'number', access: 'r' }] } });
+  const r = await p.api('POST', '/api/v1/products', {
+    key,
+    name: key,
+    category: 'sensor',
+    model: { properties: [{ id: 'temp', type: 'number', access: 'r' }] },
+  });
   assert.equal(r.status, 201, JSON.stringify(r.body));
 }
 
@@ -72,7 +81,12 @@ test('a device provisions itself over HTTP once; a replay, a forged signature an
   assert.equal(again.body.code, 'E_CONFLICT', 'an identity is given once');
   const unknown = await p.api('POST', '/api/v1/provision', signed(secret, 'zt-nope', 'X-1'), null);
   assert.equal(unknown.body.code, 'E_BAD_SIGNATURE', 'an unknown product looks like a wrong signature');
-  for (const bad of [{ ...req, nonce: 'short' }, { ...req, hwid: 'a/b' }, { ...req, extra: 1 }, { ...req, signature: 'zz' }]) {
+  for (const bad of [
+    { ...req, nonce: 'short' },
+    { ...req, hwid: 'a/b' },
+    { ...req, extra: 1 },
+    { ...req, signature: 'zz' },
+  ]) {
     assert.equal((await p.api('POST', '/api/v1/provision', bad, null)).status, 400, JSON.stringify(bad));
   }
   const devices = await p.api('GET', '/api/v1/devices?product=zt-a');
@@ -106,7 +120,14 @@ test('the allow-list (factory records from CSV) and the product limit apply', as
   assert.equal(ok.status, 200, JSON.stringify(ok.body));
   assert.deepEqual(ok.body, { imported: 3, total: 3 });
   const records = (await p.api('GET', '/api/v1/products/zt-b/factory-records')).body.items;
-  assert.deepEqual(records[1], { hwid: 'B-2', serial: 'SN-2, rev "b"', mac: '00:11:22:33:44:02', attributes: { batch: '7' }, deviceId: null, provisionedAt: null });
+  assert.deepEqual(records[1], {
+    hwid: 'B-2',
+    serial: 'SN-2, rev "b"',
+    mac: '00:11:22:33:44:02',
+    attributes: { batch: '7' },
+    deviceId: null,
+    provisionedAt: null,
+  });
 
   const off = await p.api('POST', '/api/v1/provision', signed(secret, 'zt-b', 'B-99'), null);
   assert.equal(off.status, 403);
@@ -174,8 +195,12 @@ test('bulk factory import with ?provision=true makes a device and secret for eac
   const early = await p.api('POST', '/api/v1/provision', signed(secret, 'zt-d', 'D-2'), null);
   assert.equal(early.status, 201);
   const post = async (text: string) => {
-    const res = await fetch(`${p.httpUrl}/api/v1/products/zt-d/factory-records?provision=true`, { method: 'POST', headers: { authorization: `Bearer ${p.token}`, 'content-type': 'text/csv' }, body: text });
-    return { status: res.status, body: await res.json() as any };
+    const res = await fetch(`${p.httpUrl}/api/v1/products/zt-d/factory-records?provision=true`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${p.token}`, 'content-type': 'text/csv' },
+      body: text,
+    });
+    return { status: res.status, body: (await res.json()) as any };
   };
   const bad = await post('hwid,serial\nD-1,S1\nD-1,S2\n');
   assert.equal(bad.status, 400);
@@ -184,14 +209,24 @@ test('bulk factory import with ?provision=true makes a device and secret for eac
   assert.equal(r.status, 200, JSON.stringify(r.body));
   assert.equal(r.body.imported, 3);
   assert.deepEqual(r.body.existing, ['D-2']);
-  assert.deepEqual(r.body.devices.map((d: any) => d.hwid), ['D-1', 'D-3']);
+  assert.deepEqual(
+    r.body.devices.map((d: any) => d.hwid),
+    ['D-1', 'D-3'],
+  );
   for (const d of r.body.devices) {
     const c = await connectDevice(p.mqttUrl, d.id, d.secret);
     await c.endAsync();
     assert.equal((await p.device(d.id)).hwid, d.hwid);
   }
   const records = (await p.api('GET', '/api/v1/products/zt-d/factory-records')).body.items;
-  assert.deepEqual(records.map((x: any) => [x.hwid, x.deviceId]), [['D-1', r.body.devices[0].id], ['D-2', early.body.id], ['D-3', r.body.devices[1].id]]);
+  assert.deepEqual(
+    records.map((x: any) => [x.hwid, x.deviceId]),
+    [
+      ['D-1', r.body.devices[0].id],
+      ['D-2', early.body.id],
+      ['D-3', r.body.devices[1].id],
+    ],
+  );
   assert.equal(records[1].serial, 'S2', 'the record of a provisioned device is updated, its device kept');
   // Again: nothing new is made, no secret is shown again.
   const again = await post('hwid\nD-1\nD-3\n');

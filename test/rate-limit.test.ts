@@ -36,7 +36,10 @@ test('opening live streams counts against the same limit (SSE), and a filter nam
   const user = await signupUser(p, 'streams@example.test');
   const open = async () => {
     const ac = new AbortController();
-    const res = await fetch(`${p.httpUrl}/api/v1/stream`, { headers: { authorization: `Bearer ${user.token}`, accept: 'text/event-stream' }, signal: ac.signal });
+    const res = await fetch(`${p.httpUrl}/api/v1/stream`, {
+      headers: { authorization: `Bearer ${user.token}`, accept: 'text/event-stream' },
+      signal: ac.signal,
+    });
     const status = res.status;
     ac.abort();
     return status;

@@ -25,7 +25,10 @@ test('a reconnect storm is admitted at the configured rate: the rest hear "serve
     clients.push(...first.map((r) => r.client));
     const accepted = first.filter((r) => r.code === 0).length;
     assert.ok(accepted >= 4 && accepted <= 5, `the burst is admitted at once (${accepted} of 10)`);
-    assert.ok(first.every((r) => r.code === 0 || r.code === 3), `the others are told to come back: ${first.map((r) => r.code)}`);
+    assert.ok(
+      first.every((r) => r.code === 0 || r.code === 3),
+      `the others are told to come back: ${first.map((r) => r.code)}`,
+    );
     const metrics = await (await fetch(`${p.httpUrl}/metrics`)).text();
     assert.match(metrics, new RegExp(`hearth_connections_refused_total\\{reason="admission"\\} ${10 - accepted}`));
 
@@ -53,11 +56,13 @@ test('shutdown: readiness turns false first, requests in flight finish, and devi
   const p = await startPlatform({ env: { HEARTH_DISCONNECT_RATE_PER_SECOND: '40', HEARTH_DRAIN_DELAY_MS: '300' } });
   const devs = await Promise.all(Array.from({ length: 20 }, () => p.provision('plug')));
   const closedAt: number[] = [];
-  const clients = await Promise.all(devs.map(async (d) => {
-    const c = await p.connect(d.id, d.secret);
-    c.on('close', () => closedAt.push(Date.now()));
-    return c;
-  }));
+  const clients = await Promise.all(
+    devs.map(async (d) => {
+      const c = await p.connect(d.id, d.secret);
+      c.on('close', () => closedAt.push(Date.now()));
+      return c;
+    }),
+  );
   assert.equal((await fetch(`${p.httpUrl}/readyz`)).status, 200);
   const stopping = p.hearth.stop();
   const ready = await fetch(`${p.httpUrl}/readyz`);

@@ -83,14 +83,24 @@ test('everything survives a restart on the same data directory', async () => {
   const desired = await p1.api('PATCH', `/api/v1/devices/${light.id}/shadow`, { desired: { colorTemp: 5000 } });
   assert.equal(desired.status, 200);
   // wait for everything to be applied
-  const before = await eventually(async () => {
-    const [l, k, g, ev] = await Promise.all([
-      p1.api('GET', `/api/v1/devices/${light.id}`), p1.api('GET', `/api/v1/devices/${lock.id}`),
-      p1.api('GET', `/api/v1/devices/${gauge.id}`), p1.api('GET', `/api/v1/devices/${lock.id}/events`),
-    ]);
-    return l.body.shadow.reported.brightness === 70 && k.body.shadow.reported.battery === 77 && g.body.shadow.reported.level === 3 && ev.body.items.length === 2
-      ? { light: l.body, lock: k.body, events: ev.body.items } : undefined;
-  }, 3000, 'state before the restart');
+  const before = await eventually(
+    async () => {
+      const [l, k, g, ev] = await Promise.all([
+        p1.api('GET', `/api/v1/devices/${light.id}`),
+        p1.api('GET', `/api/v1/devices/${lock.id}`),
+        p1.api('GET', `/api/v1/devices/${gauge.id}`),
+        p1.api('GET', `/api/v1/devices/${lock.id}/events`),
+      ]);
+      return l.body.shadow.reported.brightness === 70 &&
+        k.body.shadow.reported.battery === 77 &&
+        g.body.shadow.reported.level === 3 &&
+        ev.body.items.length === 2
+        ? { light: l.body, lock: k.body, events: ev.body.items }
+        : undefined;
+    },
+    3000,
+    'state before the restart',
+  );
   const ledgerBefore = (await p1.api('GET', `/api/v1/devices/${light.id}/commands`)).body.items;
   assert.equal(ledgerBefore.length, 2);
 
@@ -103,17 +113,17 @@ test('everything survives a restart on the same data directory', async () => {
   assert.equal(me.status, 200, JSON.stringify(me.body));
   const listed = await p2.api('GET', '/api/v1/devices', undefined, oldToken);
   assert.equal(listed.status, 200);
-  assert.deepEqual(
-    listed.body.items.map((d: { id: string }) => d.id).sort(),
-    [light.id, lock.id, gauge.id, hub.id, childId].sort(),
-  );
+  assert.deepEqual(listed.body.items.map((d: { id: string }) => d.id).sort(), [light.id, lock.id, gauge.id, hub.id, childId].sort());
 
   // the product of our own
   const product = await p2.api('GET', '/api/v1/products/acme-gauge');
   assert.equal(product.status, 200);
   assert.equal(product.body.builtin, false);
   assert.equal(product.body.name, 'ACME gauge');
-  assert.deepEqual(product.body.model.properties.map((x: { id: string }) => x.id), ['level']);
+  assert.deepEqual(
+    product.body.model.properties.map((x: { id: string }) => x.id),
+    ['level'],
+  );
 
   // devices and shadows
   const l = (await p2.api('GET', `/api/v1/devices/${light.id}`)).body;
@@ -138,7 +148,10 @@ test('everything survives a restart on the same data directory', async () => {
 
   // history and events
   const hist = await p2.api('GET', `/api/v1/devices/${light.id}/history?property=brightness`);
-  assert.deepEqual(hist.body.points.map((x: { value: number }) => x.value), [40, 55, 70]);
+  assert.deepEqual(
+    hist.body.points.map((x: { value: number }) => x.value),
+    [40, 55, 70],
+  );
   assert.equal(Date.parse(hist.body.points[0].ts), t0);
   const events = (await p2.api('GET', `/api/v1/devices/${lock.id}/events`)).body.items;
   assert.deepEqual(events, before.events);
@@ -146,7 +159,10 @@ test('everything survives a restart on the same data directory', async () => {
   // the command ledger
   const ledger = (await p2.api('GET', `/api/v1/devices/${light.id}/commands`)).body.items;
   assert.deepEqual(ledger, ledgerBefore);
-  assert.deepEqual(ledger.map((c: { status: string }) => c.status), ['timeout', 'answered']);
+  assert.deepEqual(
+    ledger.map((c: { status: string }) => c.status),
+    ['timeout', 'answered'],
+  );
   assert.equal(ledger[1].id, cmd.payload.id);
 
   // the old secrets still work, and the desired state is delivered on subscribe

@@ -33,12 +33,22 @@ function connect(url: string, dev: { id: string; secret: string }): Promise<Mqtt
 }
 
 /** The passes a node logged that deleted something. */
-const passes = (n: ClusterNode) => n.output().split('\n').filter((l) => l.includes('retention pass deleted expired data')).length;
+const passes = (n: ClusterNode) =>
+  n
+    .output()
+    .split('\n')
+    .filter((l) => l.includes('retention pass deleted expired data')).length;
 
-describe('retention in cluster mode', { timeout: 120_000, skip: process.env.HEARTH_TEST_STORE === 'postgres' ? 'the cluster runs on PostgreSQL in both passes' : false }, () => {
+describe('retention in cluster mode', {
+  timeout: 120_000,
+  skip: process.env.HEARTH_TEST_STORE === 'postgres' ? 'the cluster runs on PostgreSQL in both passes' : false,
+}, () => {
   let cluster: Cluster;
   before(async () => {
-    cluster = await startCluster({ nodes: 2, env: { HEARTH_SHARDS: '8', HEARTH_HISTORY_FLUSH_MS: '50', HEARTH_NODE_TIMEOUT_MS: '3000', HEARTH_RETENTION_INTERVAL_MS: '200', HEARTH_LOG_LEVEL: 'info' } });
+    cluster = await startCluster({
+      nodes: 2,
+      env: { HEARTH_SHARDS: '8', HEARTH_HISTORY_FLUSH_MS: '50', HEARTH_NODE_TIMEOUT_MS: '3000', HEARTH_RETENTION_INTERVAL_MS: '200', HEARTH_LOG_LEVEL: 'info' },
+    });
   });
   after(async () => {
     await cluster?.stop();
@@ -59,7 +69,8 @@ describe('retention in cluster mode', { timeout: 120_000, skip: process.env.HEAR
       const c = await connect(`mqtt://127.0.0.1:${node.mqttPort}`, dev);
       try {
         const now = Date.now();
-        for (let k = 0; k < 10; k++) await c.publishAsync(`devices/${dev.id}/properties`, JSON.stringify({ ts: now - 3 * 86_400_000 - k * 1000, temperature: k }), { qos: 1 });
+        for (let k = 0; k < 10; k++)
+          await c.publishAsync(`devices/${dev.id}/properties`, JSON.stringify({ ts: now - 3 * 86_400_000 - k * 1000, temperature: k }), { qos: 1 });
         await c.publishAsync(`devices/${dev.id}/properties`, JSON.stringify({ ts: now, temperature: 99 }), { qos: 1 });
       } finally {
         await c.endAsync();

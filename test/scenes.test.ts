@@ -60,8 +60,10 @@ async function connectLight(d: { id: string; secret: string }): Promise<SimLight
   const sim: SimLight = { ...d, c, box, applies: true, answer: { ok: true } };
   c.on('message', (topic, buf) => {
     const msg = JSON.parse(buf.toString());
-    if (topic === `devices/${d.id}/desired` && (sim.applies || sim.instead)) void c.publishAsync(`devices/${d.id}/properties`, JSON.stringify(sim.applies ? msg.state : sim.instead), { qos: 1 });
-    if (topic === `devices/${d.id}/commands` && sim.answer) void c.publishAsync(`devices/${d.id}/commands/result`, JSON.stringify({ id: msg.id, ...sim.answer }), { qos: 1 });
+    if (topic === `devices/${d.id}/desired` && (sim.applies || sim.instead))
+      void c.publishAsync(`devices/${d.id}/properties`, JSON.stringify(sim.applies ? msg.state : sim.instead), { qos: 1 });
+    if (topic === `devices/${d.id}/commands` && sim.answer)
+      void c.publishAsync(`devices/${d.id}/commands/result`, JSON.stringify({ id: msg.id, ...sim.answer }), { qos: 1 });
   });
   await c.subscribeAsync([`devices/${d.id}/desired`, `devices/${d.id}/commands`], { qos: 1 });
   await box.next((m) => m.topic === `devices/${d.id}/desired`);
@@ -76,7 +78,9 @@ async function reported(id: string): Promise<Record<string, unknown>> {
 /** Opens the live stream of a home's scene events. */
 async function sceneStream(u: User, homeId: string) {
   const events: any[] = [];
-  const ws = new WebSocket(`${p.httpUrl.replace('http', 'ws')}/api/v1/stream?homeId=${homeId}&types=scene`, { headers: { authorization: `Bearer ${u.token}` } });
+  const ws = new WebSocket(`${p.httpUrl.replace('http', 'ws')}/api/v1/stream?homeId=${homeId}&types=scene`, {
+    headers: { authorization: `Bearer ${u.token}` },
+  });
   ws.on('message', (buf) => events.push(JSON.parse(buf.toString())));
   await new Promise<void>((resolve, reject) => {
     ws.once('open', () => resolve());
@@ -96,7 +100,10 @@ test('create and activate: two lights apply the desired state and report back, a
 
   const created = await ana.api('POST', `/homes/${home}/scenes`, {
     name: 'Movie night',
-    states: [{ device: l1.id, properties: { on: true, brightness: 30 } }, { device: l2.id, properties: { on: false, brightness: 5, colorTemp: 3000 } }],
+    states: [
+      { device: l1.id, properties: { on: true, brightness: 30 } },
+      { device: l2.id, properties: { on: false, brightness: 5, colorTemp: 3000 } },
+    ],
     actions: [{ device: l1.id, action: 'blink', params: { times: 2 } }],
   });
   assert.equal(created.status, 201, JSON.stringify(created.body));
@@ -106,7 +113,10 @@ test('create and activate: two lights apply the desired state and report back, a
   assert.equal(scene.name, 'Movie night');
   assert.equal(scene.createdBy, `user:${ana.id}`);
   assert.deepEqual(scene.actions, [{ device: l1.id, action: 'blink', params: { times: 2 } }]);
-  assert.deepEqual((await ana.api('GET', `/homes/${home}/scenes`)).body.items.map((s: any) => s.id), [scene.id]);
+  assert.deepEqual(
+    (await ana.api('GET', `/homes/${home}/scenes`)).body.items.map((s: any) => s.id),
+    [scene.id],
+  );
   assert.deepEqual((await ana.api('GET', `/scenes/${scene.id}`)).body, scene);
 
   const started = Date.now();
@@ -158,9 +168,15 @@ test('one device offline: it is reported offline (its desired state applies when
   const home = await newHome(ana);
   const on = await connectLight(await claim(ana, home));
   const off = await claim(ana, home);
-  const scene = (await ana.api('POST', `/homes/${home}/scenes`, {
-    name: 'Evening', states: [{ device: on.id, properties: { brightness: 60 } }, { device: off.id, properties: { on: true, brightness: 40 } }],
-  })).body;
+  const scene = (
+    await ana.api('POST', `/homes/${home}/scenes`, {
+      name: 'Evening',
+      states: [
+        { device: on.id, properties: { brightness: 60 } },
+        { device: off.id, properties: { on: true, brightness: 40 } },
+      ],
+    })
+  ).body;
   const act = await ana.api('POST', `/scenes/${scene.id}/activate`, {});
   assert.equal(act.status, 200, JSON.stringify(act.body));
   assert.equal(act.body.ok, false);
@@ -187,10 +203,19 @@ test('a device that does not report in time is a timeout; an action the device r
   stuck.applies = false;
   stuck.instead = { brightness: 50 }; // its own idea: reports are not enough, they must be the scene's values
   stuck.answer = { ok: false, error: 'bulb missing' };
-  const scene = (await ana.api('POST', `/homes/${home}/scenes`, {
-    name: 'Bright', states: [{ device: stuck.id, properties: { brightness: 90 } }, { device: good.id, properties: { brightness: 90 } }],
-    actions: [{ device: stuck.id, action: 'toggle' }, { device: good.id, action: 'toggle' }],
-  })).body;
+  const scene = (
+    await ana.api('POST', `/homes/${home}/scenes`, {
+      name: 'Bright',
+      states: [
+        { device: stuck.id, properties: { brightness: 90 } },
+        { device: good.id, properties: { brightness: 90 } },
+      ],
+      actions: [
+        { device: stuck.id, action: 'toggle' },
+        { device: good.id, action: 'toggle' },
+      ],
+    })
+  ).body;
   const started = Date.now();
   const act = await ana.api('POST', `/scenes/${scene.id}/activate`, { timeoutMs: 300 });
   assert.equal(act.status, 200, JSON.stringify(act.body));
@@ -233,7 +258,10 @@ test('capture: a scene from the current reported state, writable properties only
   const bad = await ana.api('POST', `/homes/${home}/scenes/capture`, { name: 'Nope', devices: [l1.id, silent.id, outside.id] });
   assert.equal(bad.status, 400);
   assert.equal(bad.body.code, 'E_VALIDATION');
-  assert.deepEqual(bad.body.errors.map((e: any) => e.field), ['body.devices[1]', 'body.devices[2]']);
+  assert.deepEqual(
+    bad.body.errors.map((e: any) => e.field),
+    ['body.devices[1]', 'body.devices[2]'],
+  );
   assert.match(bad.body.detail, /not in this home/);
 
   // Capturing then activating brings the state back.
@@ -259,15 +287,23 @@ test('validation names every bad part of states and actions', async () => {
       { device: l1.id, properties: { brightness: 120, rssi: -50, hue: 3 } },
       { device: elsewhere.id, properties: { on: true } },
     ],
-    actions: [{ device: lock.id, action: 'launch' }, { device: l1.id, action: 'blink', params: { times: 'twice' } }],
+    actions: [
+      { device: lock.id, action: 'launch' },
+      { device: l1.id, action: 'blink', params: { times: 'twice' } },
+    ],
   });
   assert.equal(bad.status, 400, JSON.stringify(bad.body));
   assert.equal(bad.body.code, 'E_VALIDATION');
   assert.equal(bad.body.field, 'body.states[1].device');
   const errors = Object.fromEntries(bad.body.errors.map((e: any) => [e.field, e.message]));
   assert.deepEqual(Object.keys(errors), [
-    'body.states[1].device', 'body.states[1].properties.brightness', 'body.states[1].properties.rssi', 'body.states[1].properties.hue',
-    'body.states[2].device', 'body.actions[0].action', 'body.actions[1].params',
+    'body.states[1].device',
+    'body.states[1].properties.brightness',
+    'body.states[1].properties.rssi',
+    'body.states[1].properties.hue',
+    'body.states[2].device',
+    'body.actions[0].action',
+    'body.actions[1].params',
   ]);
   assert.match(errors['body.states[1].properties.brightness'], /above the maximum 100/);
   assert.match(errors['body.states[1].properties.rssi'], /read-only/);
@@ -286,7 +322,11 @@ test('validation names every bad part of states and actions', async () => {
   assert.equal((await ana.api('POST', `/homes/${home}/scenes`, { name: 'x', states: [{ device: l1.id }] })).status, 400);
 
   // Updating checks the new lists the same way and keeps the rest.
-  const ok = await ana.api('POST', `/homes/${home}/scenes`, { name: 'Fine', states: [{ device: l1.id, properties: { on: true } }], actions: [{ device: lock.id, action: 'lock' }] });
+  const ok = await ana.api('POST', `/homes/${home}/scenes`, {
+    name: 'Fine',
+    states: [{ device: l1.id, properties: { on: true } }],
+    actions: [{ device: lock.id, action: 'lock' }],
+  });
   assert.equal(ok.status, 201, JSON.stringify(ok.body));
   const patchBad = await ana.api('PATCH', `/scenes/${ok.body.id}`, { states: [{ device: lock.id, properties: { locked: 'yes' } }] });
   assert.equal(patchBad.status, 400);
@@ -312,9 +352,15 @@ test('permissions: members activate, only owners and admins configure, guests ac
   const notGuests = await connectLight(await claim(ana, home));
   await joinHome(p, ana, home, mo, 'member');
   await joinHome(p, ana, home, gus, 'guest', { deviceIds: [mine.id] });
-  const scene = (await ana.api('POST', `/homes/${home}/scenes`, {
-    name: 'Both', states: [{ device: mine.id, properties: { brightness: 33 } }, { device: notGuests.id, properties: { brightness: 33 } }],
-  })).body;
+  const scene = (
+    await ana.api('POST', `/homes/${home}/scenes`, {
+      name: 'Both',
+      states: [
+        { device: mine.id, properties: { brightness: 33 } },
+        { device: notGuests.id, properties: { brightness: 33 } },
+      ],
+    })
+  ).body;
   const body = { name: 'x', states: [{ device: mine.id, properties: { on: true } }] };
 
   // A member activates but does not configure.
@@ -331,11 +377,18 @@ test('permissions: members activate, only owners and admins configure, guests ac
   assert.equal((await gus.api('POST', `/homes/${home}/scenes/capture`, { name: 'x', devices: [mine.id] })).status, 403);
   assert.equal((await gus.api('PATCH', `/scenes/${scene.id}`, { name: 'Mine' })).status, 403);
   assert.equal((await gus.api('DELETE', `/scenes/${scene.id}`)).status, 403);
-  assert.deepEqual((await gus.api('GET', `/scenes/${scene.id}`)).body.states.map((s: any) => s.device), [mine.id]);
+  assert.deepEqual(
+    (await gus.api('GET', `/scenes/${scene.id}`)).body.states.map((s: any) => s.device),
+    [mine.id],
+  );
   notGuests.box.messages.length = 0;
   const byGus = await gus.api('POST', `/scenes/${scene.id}/activate`, { timeoutMs: 2000 });
   assert.equal(byGus.status, 200, JSON.stringify(byGus.body));
-  assert.deepEqual(byGus.body.results.map((r: any) => [r.device, r.status]), [[mine.id, 'applied']], 'only what the guest may see');
+  assert.deepEqual(
+    byGus.body.results.map((r: any) => [r.device, r.status]),
+    [[mine.id, 'applied']],
+    'only what the guest may see',
+  );
   assert.equal(byGus.body.ok, false);
   const recorded = (await ana.api('GET', `/scenes/${scene.id}/activations`)).body.items[0];
   assert.equal(recorded.id, byGus.body.id);
@@ -346,13 +399,20 @@ test('permissions: members activate, only owners and admins configure, guests ac
 
   // Another home's user: the scene does not exist.
   for (const [method, path, b] of [
-    ['GET', `/scenes/${scene.id}`], ['PATCH', `/scenes/${scene.id}`, { name: 'Mine' }], ['DELETE', `/scenes/${scene.id}`],
-    ['POST', `/scenes/${scene.id}/activate`, {}], ['GET', `/scenes/${scene.id}/activations`],
+    ['GET', `/scenes/${scene.id}`],
+    ['PATCH', `/scenes/${scene.id}`, { name: 'Mine' }],
+    ['DELETE', `/scenes/${scene.id}`],
+    ['POST', `/scenes/${scene.id}/activate`, {}],
+    ['GET', `/scenes/${scene.id}/activations`],
   ] as const) {
     const r = await bob.api(method, path, b);
     assert.deepEqual([r.status, r.body.code], [404, 'E_SCENE_NOT_FOUND'], `${method} ${path}`);
   }
-  for (const [method, path, b] of [['GET', `/homes/${home}/scenes`], ['POST', `/homes/${home}/scenes`, body], ['POST', `/homes/${home}/scenes/capture`, { name: 'x', devices: [mine.id] }]] as const) {
+  for (const [method, path, b] of [
+    ['GET', `/homes/${home}/scenes`],
+    ['POST', `/homes/${home}/scenes`, body],
+    ['POST', `/homes/${home}/scenes/capture`, { name: 'x', devices: [mine.id] }],
+  ] as const) {
     const r = await bob.api(method, path, b);
     assert.deepEqual([r.status, r.body.code], [404, 'E_HOME_NOT_FOUND'], `${method} ${path}`);
   }
@@ -367,9 +427,16 @@ test('activations: newest first, the last 50 kept; a device removed from the hom
   const home = await newHome(ana);
   const l1 = await connectLight(await claim(ana, home));
   const off = await claim(ana, home);
-  const scene = (await ana.api('POST', `/homes/${home}/scenes`, {
-    name: 'Many', states: [{ device: l1.id, properties: { on: true } }, { device: off.id, properties: { on: true } }], actions: [{ device: off.id, action: 'toggle' }],
-  })).body;
+  const scene = (
+    await ana.api('POST', `/homes/${home}/scenes`, {
+      name: 'Many',
+      states: [
+        { device: l1.id, properties: { on: true } },
+        { device: off.id, properties: { on: true } },
+      ],
+      actions: [{ device: off.id, action: 'toggle' }],
+    })
+  ).body;
   const ids: string[] = [];
   for (let i = 0; i < 52; i++) {
     const r = await ana.api('POST', `/scenes/${scene.id}/activate`, {});
@@ -379,21 +446,44 @@ test('activations: newest first, the last 50 kept; a device removed from the hom
   const list = await ana.api('GET', `/scenes/${scene.id}/activations`);
   assert.equal(list.status, 200);
   assert.equal(list.body.items.length, 50);
-  assert.deepEqual(list.body.items.map((a: any) => a.id), ids.slice(2).reverse());
+  assert.deepEqual(
+    list.body.items.map((a: any) => a.id),
+    ids.slice(2).reverse(),
+  );
   const newest = list.body.items[0];
-  assert.deepEqual(newest.results.map((r: any) => [r.device, r.kind, r.status]), [[l1.id, 'state', 'applied'], [off.id, 'state', 'offline'], [off.id, 'action', 'offline']]);
-  assert.deepEqual((await ana.api('GET', `/scenes/${scene.id}/activations?limit=2`)).body.items.map((a: any) => a.id), [ids[51], ids[50]]);
+  assert.deepEqual(
+    newest.results.map((r: any) => [r.device, r.kind, r.status]),
+    [
+      [l1.id, 'state', 'applied'],
+      [off.id, 'state', 'offline'],
+      [off.id, 'action', 'offline'],
+    ],
+  );
+  assert.deepEqual(
+    (await ana.api('GET', `/scenes/${scene.id}/activations?limit=2`)).body.items.map((a: any) => a.id),
+    [ids[51], ids[50]],
+  );
 
   // The offline light leaves the home: the scene no longer shows or applies it, even if it comes back later.
   assert.equal((await ana.api('DELETE', `/homes/${home}/devices/${off.id}`)).status, 200);
   const after = await ana.api('GET', `/scenes/${scene.id}`);
-  assert.deepEqual(after.body.states.map((s: any) => s.device), [l1.id]);
+  assert.deepEqual(
+    after.body.states.map((s: any) => s.device),
+    [l1.id],
+  );
   assert.deepEqual(after.body.actions, []);
   const act = await ana.api('POST', `/scenes/${scene.id}/activate`, {});
-  assert.deepEqual(act.body.results.map((r: any) => r.device), [l1.id]);
+  assert.deepEqual(
+    act.body.results.map((r: any) => r.device),
+    [l1.id],
+  );
   assert.equal(act.body.ok, true);
   assert.equal((await ana.api('POST', `/homes/${home}/devices`, { pairingCode: off.pairingCode })).status, 201);
-  assert.deepEqual((await ana.api('GET', `/scenes/${scene.id}`)).body.states.map((s: any) => s.device), [l1.id], 'rejoining does not revive old entries');
+  assert.deepEqual(
+    (await ana.api('GET', `/scenes/${scene.id}`)).body.states.map((s: any) => s.device),
+    [l1.id],
+    'rejoining does not revive old entries',
+  );
   assert.deepEqual((await p.api('GET', `/api/v1/devices/${off.id}/shadow`)).body.desired, {});
 
   // Deleting the scene deletes its activations.
@@ -422,8 +512,16 @@ test('for automations: exists, and activateAs with a source; every activation is
     assert.equal((await reported(l1.id)).brightness, 77);
     const byUser = await ana.api('POST', `/scenes/${scene.id}/activate`, {});
     await eventually(() => heard.length === 2, 3000, 'two bus messages');
-    assert.deepEqual(heard.map((h) => [h.id, h.source, h.homeId, h.sceneId]), [[a.id, 'automation:a_test', home, scene.id], [byUser.body.id, `user:${ana.id}`, home, scene.id]]);
-    const audit = (await ana.api('GET', `/homes/${home}/audit?limit=100`)).body.items.find((x: any) => x.action === 'scene.activate' && x.actor === 'automation:a_test');
+    assert.deepEqual(
+      heard.map((h) => [h.id, h.source, h.homeId, h.sceneId]),
+      [
+        [a.id, 'automation:a_test', home, scene.id],
+        [byUser.body.id, `user:${ana.id}`, home, scene.id],
+      ],
+    );
+    const audit = (await ana.api('GET', `/homes/${home}/audit?limit=100`)).body.items.find(
+      (x: any) => x.action === 'scene.activate' && x.actor === 'automation:a_test',
+    );
     assert.ok(audit, 'the automation activation is audited with its source');
   } finally {
     unsub();

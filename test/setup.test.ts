@@ -11,15 +11,19 @@ import { exitWithin, startServer } from './helpers/cli.ts';
  */
 const servers: Array<Awaited<ReturnType<typeof startServer>>> = [];
 after(async () => {
-  await Promise.all(servers.map((s) => {
-    s.proc.child.kill('SIGTERM');
-    return exitWithin(s.proc, 15_000);
-  }));
+  await Promise.all(
+    servers.map((s) => {
+      s.proc.child.kill('SIGTERM');
+      return exitWithin(s.proc, 15_000);
+    }),
+  );
 });
 
 const json = (base: string, path: string, body?: unknown, headers: Record<string, string> = {}) =>
-  fetch(base + path, body === undefined ? { headers } : { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) })
-    .then(async (r) => ({ status: r.status, body: (await r.json()) as any }));
+  fetch(
+    base + path,
+    body === undefined ? { headers } : { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) },
+  ).then(async (r) => ({ status: r.status, body: (await r.json()) as any }));
 
 test('a fresh server asks for the operator once from its own machine, signs it in, then setup is closed', async () => {
   const s = await startServer({ HEARTH_DEMO: '0' }, { until: /First-run setup:.*\n/ });

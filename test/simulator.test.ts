@@ -82,10 +82,14 @@ test('a simulated hub with its children, driven through the REST API', async () 
   const unlock = await p.api('POST', `/api/v1/devices/${lock}/commands`, { action: 'unlock' });
   assert.equal(unlock.body.ok, true);
   await until(lock, (d) => d.shadow.reported.locked === false, 'lock unlocked');
-  const events = await eventually(async () => {
-    const r = await p.api('GET', `/api/v1/devices/${lock}/events`);
-    return r.body.items.find((e: { event: string }) => e.event === 'unlock');
-  }, 3000, 'unlock event');
+  const events = await eventually(
+    async () => {
+      const r = await p.api('GET', `/api/v1/devices/${lock}/events`);
+      return r.body.items.find((e: { event: string }) => e.event === 'unlock');
+    },
+    3000,
+    'unlock event',
+  );
   assert.equal(events.params.method, 'app');
 
   // sensors change over time

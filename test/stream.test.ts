@@ -71,7 +71,17 @@ function collector(): Received & { push(e: StreamEvent): void; fail(err: Error):
           waiter = undefined;
           reject(new Error(`no ${what} within ${timeoutMs} ms; got ${JSON.stringify(events.map((e) => `${e.type}:${e.deviceId}`))}`));
         }, timeoutMs);
-        waiter = { pred, resolve: (e) => { clearTimeout(t); resolve(e); }, reject: (err) => { clearTimeout(t); reject(err); } };
+        waiter = {
+          pred,
+          resolve: (e) => {
+            clearTimeout(t);
+            resolve(e);
+          },
+          reject: (err) => {
+            clearTimeout(t);
+            reject(err);
+          },
+        };
         scan();
       });
     },
@@ -170,7 +180,8 @@ async function plug(name = 'stream plug'): Promise<{ id: string; secret: string;
   return { ...d, c, box };
 }
 
-const report = (d: { id: string; c: MqttClient }, values: Record<string, unknown>) => d.c.publishAsync(`devices/${d.id}/properties`, JSON.stringify(values), { qos: 1 });
+const report = (d: { id: string; c: MqttClient }, values: Record<string, unknown>) =>
+  d.c.publishAsync(`devices/${d.id}/properties`, JSON.stringify(values), { qos: 1 });
 const isFor = (type: string, deviceId: string) => (e: StreamEvent) => e.type === type && e.deviceId === deviceId;
 const big = (id: string) => BigInt(id);
 
@@ -265,7 +276,10 @@ test('a client that reconnects with its last event id gets exactly what it misse
   for (const power of [2, 3, 4]) await report(d, { power });
   const missed: StreamEvent[] = [];
   for (let i = 0; i < 3; i++) missed.push(await watcher.next(isFor('property', d.id)));
-  assert.deepEqual(missed.map((e) => (e.data.values as { power: number }).power), [2, 3, 4]);
+  assert.deepEqual(
+    missed.map((e) => (e.data.values as { power: number }).power),
+    [2, 3, 4],
+  );
 
   // WebSocket: ?lastEventId=
   const again = await openWs(`?deviceId=${d.id}&lastEventId=${seen.id}`);
@@ -282,7 +296,10 @@ test('a client that reconnects with its last event id gets exactly what it misse
   const sse = await openSse(`?deviceId=${d.id}&lastEventId=${seen.id}`, { authorization: `Bearer ${p.token}`, 'last-event-id': missed[0].id });
   const sseHello = await sse.next((e) => e.type === 'hello');
   assert.deepEqual(sse.events.slice(0, sse.events.indexOf(sseHello)), [...missed.slice(1), live]);
-  assert.deepEqual(sse.frames.filter((f) => f.id).map((f) => f.id), [missed[1].id, missed[2].id, live.id, sseHello.id]);
+  assert.deepEqual(
+    sse.frames.filter((f) => f.id).map((f) => f.id),
+    [missed[1].id, missed[2].id, live.id, sseHello.id],
+  );
 
   // an id from before this run (or not one of ours) is a gap: reset first, then what is buffered
   const stale = await openWs(`?deviceId=${d.id}&lastEventId=1000`);
@@ -290,7 +307,10 @@ test('a client that reconnects with its last event id gets exactly what it misse
   assert.equal(reset.type, 'reset');
   const staleHello = await stale.next((e) => e.type === 'hello');
   assert.equal(staleHello.data.resumed, false);
-  assert.deepEqual(stale.events.filter((e) => e.type === 'property').map((e) => e.id), [seen.id, ...missed.map((e) => e.id), live.id]);
+  assert.deepEqual(
+    stale.events.filter((e) => e.type === 'property').map((e) => e.id),
+    [seen.id, ...missed.map((e) => e.id), live.id],
+  );
   const junk = await openSse(`?deviceId=${d.id}&lastEventId=not-an-id&access_token=${p.token}`);
   assert.equal((await junk.next(() => true)).type, 'reset');
   for (const c of [watcher, again, sse, stale, junk]) c.close();
@@ -325,13 +345,17 @@ test('people only hear about the devices they may see', async () => {
   assert.equal(bobs.homeId, homeB.body.id);
   await operator.next(isFor('property', b.id));
   // events reach a connection in order, so by now bob would have had alice's
-  assert.deepEqual(bobWs.events.filter((e) => e.deviceId === a.id), [], 'nothing about alice\'s plug');
+  assert.deepEqual(
+    bobWs.events.filter((e) => e.deviceId === a.id),
+    [],
+    "nothing about alice's plug",
+  );
   await a.c.endAsync(true);
   await operator.next(isFor('presence', a.id));
   await report(b, { power: 9 });
   await bobWs.next((e) => e.type === 'property' && e.deviceId === b.id && (e.data.values as { power: number }).power === 9);
   assert.ok(!bobWs.events.some((e) => e.deviceId === a.id || e.homeId === homeA.body.id));
-  assert.ok(!aliceWs.events.some((e) => e.deviceId === b.id), 'nor alice about bob\'s');
+  assert.ok(!aliceWs.events.some((e) => e.deviceId === b.id), "nor alice about bob's");
   assert.ok(aliceHome.events.every((e) => e.type === 'hello' || (e.type === 'property' && e.homeId === homeA.body.id)));
 
   // a filter naming what the caller may not see is refused at once, as not found
@@ -406,7 +430,8 @@ function bench(bufferSize: number, visible: (p: Principal, deviceId: string) => 
     const conn = stream.connect({ principal, lastEventId, sink });
     return { got, closed, conn };
   };
-  const reported = (deviceId: string, power: number) => bus.publish(subjects.reported(deviceId), { deviceId, values: { power }, changed: ['power'], version: power, at: Date.now() });
+  const reported = (deviceId: string, power: number) =>
+    bus.publish(subjects.reported(deviceId), { deviceId, values: { power }, changed: ['power'], version: power, at: Date.now() });
   return { bus, stream, client, reported, checks: () => checks };
 }
 
@@ -419,10 +444,20 @@ test('service: the buffer keeps the last N events; older ids get a reset, then w
   const ids = watch.got.filter((e) => e.type === 'property').map((e) => e.id);
   assert.equal(ids.length, 5);
   const resumed = b.client(OPERATOR, ids[1]);
-  assert.deepEqual(resumed.got.map((e) => e.type), ['property', 'property', 'property', 'hello'], 'ids[1] is the newest evicted event: no gap');
-  assert.deepEqual(resumed.got.slice(0, 3).map((e) => e.id), ids.slice(2));
+  assert.deepEqual(
+    resumed.got.map((e) => e.type),
+    ['property', 'property', 'property', 'hello'],
+    'ids[1] is the newest evicted event: no gap',
+  );
+  assert.deepEqual(
+    resumed.got.slice(0, 3).map((e) => e.id),
+    ids.slice(2),
+  );
   const gap = b.client(OPERATOR, ids[0]);
-  assert.deepEqual(gap.got.map((e) => e.type), ['reset', 'property', 'property', 'property', 'hello']);
+  assert.deepEqual(
+    gap.got.map((e) => e.type),
+    ['reset', 'property', 'property', 'property', 'hello'],
+  );
   assert.equal(gap.got[0].id, ids[1], 'the reset carries the position the buffer is whole from');
   assert.equal(gap.got.at(-1)!.id, ids[4]);
   b.stream.stop();
@@ -443,7 +478,11 @@ test('service: access is checked once per device per connection, in order, and s
   const got = user.got.filter((e) => e.type === 'property');
   assert.equal(got.length, 21);
   assert.ok(got.every((e) => e.deviceId === 'd_mine' && e.homeId === 'h_of_d_mine'));
-  assert.deepEqual(got.map((e) => (e.data.values as { power: number }).power), [...Array(21).keys()], 'in order');
+  assert.deepEqual(
+    got.map((e) => (e.data.values as { power: number }).power),
+    [...Array(21).keys()],
+    'in order',
+  );
   assert.equal(b.checks(), 2, 'one check per device, then the cached decision');
 
   let room = 2;
@@ -481,20 +520,23 @@ test('transport: heartbeats, and a client that stops reading is dropped instead 
     ws.terminate();
 
     // readers that never read: raw sockets that send their request and pause
-    const stalled = (request: string) => new Promise<{ closed: () => Promise<void> }>((resolve) => {
-      const sock = tcpConnect(port, '127.0.0.1', () => {
-        sock.write(request);
-        sock.once('data', () => {
-          sock.pause();
-          const closed = new Promise<void>((r) => sock.once('close', () => r()));
-          // reading again drains what the kernel holds, up to the server's end of the connection
-          resolve({ closed: () => (sock.resume(), closed) });
+    const stalled = (request: string) =>
+      new Promise<{ closed: () => Promise<void> }>((resolve) => {
+        const sock = tcpConnect(port, '127.0.0.1', () => {
+          sock.write(request);
+          sock.once('data', () => {
+            sock.pause();
+            const closed = new Promise<void>((r) => sock.once('close', () => r()));
+            // reading again drains what the kernel holds, up to the server's end of the connection
+            resolve({ closed: () => (sock.resume(), closed) });
+          });
         });
+        sock.on('error', () => undefined);
       });
-      sock.on('error', () => undefined);
-    });
     const sseStalled = await stalled('GET /api/v1/stream?access_token=good HTTP/1.1\r\nHost: x\r\n\r\n');
-    const wsStalled = await stalled('GET /api/v1/stream?access_token=good HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n');
+    const wsStalled = await stalled(
+      'GET /api/v1/stream?access_token=good HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+    );
     await eventually(() => b.stream.connections === 2, 5000, 'both stalled readers to be connected');
     const blob = 'x'.repeat(64 * 1024);
     for (let i = 0; i < 1000 && b.stream.connections > 0; i++) {

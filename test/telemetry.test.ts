@@ -43,10 +43,14 @@ async function deviceWith(reports: Sent[]): Promise<{ id: string; secret: string
   const expected = reports.filter((r) => r.temperature !== undefined).length;
   const from = Math.min(...reports.map((r) => r.ts));
   const to = Math.max(...reports.map((r) => r.ts));
-  await eventually(async () => {
-    const h = await p.api('GET', `/api/v1/devices/${d.id}/history?property=temperature&from=${from}&to=${to}&limit=10000`);
-    return h.body.points?.length === expected;
-  }, 10_000, `${expected} points stored`);
+  await eventually(
+    async () => {
+      const h = await p.api('GET', `/api/v1/devices/${d.id}/history?property=temperature&from=${from}&to=${to}&limit=10000`);
+      return h.body.points?.length === expected;
+    },
+    10_000,
+    `${expected} points stored`,
+  );
   await c.endAsync();
   return d;
 }
@@ -56,7 +60,16 @@ async function deviceWith(reports: Sent[]): Promise<{ id: string; secret: string
  * between consecutive points credited to the earlier one's value, cut at bucket edges.
  */
 function bruteForce(points: Array<{ ts: number; value: unknown }>, bucketMs: number, durations = false) {
-  type Acc = { count: number; sum: number; min: number; max: number; last: unknown; lastTs: number; counts: Record<string, number>; durations: Record<string, number> };
+  type Acc = {
+    count: number;
+    sum: number;
+    min: number;
+    max: number;
+    last: unknown;
+    lastTs: number;
+    counts: Record<string, number>;
+    durations: Record<string, number>;
+  };
   const out = new Map<number, Acc>();
   const at = (b: number): Acc => {
     const a = out.get(b) ?? { count: 0, sum: 0, min: Infinity, max: -Infinity, last: undefined, lastTs: -Infinity, counts: {}, durations: {} };
@@ -66,7 +79,7 @@ function bruteForce(points: Array<{ ts: number; value: unknown }>, bucketMs: num
   if (durations) {
     const sorted = [...points].sort((x, y) => x.ts - y.ts);
     for (let i = 0; i + 1 < sorted.length; i++) {
-      for (let t = sorted[i].ts; t < sorted[i + 1].ts;) {
+      for (let t = sorted[i].ts; t < sorted[i + 1].ts; ) {
         const b = Math.floor(t / bucketMs) * bucketMs;
         const end = Math.min(sorted[i + 1].ts, b + bucketMs);
         const a = at(b);
@@ -94,7 +107,8 @@ function bruteForce(points: Array<{ ts: number; value: unknown }>, bucketMs: num
   return [...out.entries()].sort((x, y) => x[0] - y[0]).map(([b, a]) => ({ ts: new Date(b).toISOString(), ...a }));
 }
 
-const close = (a: number | null, b: number, what: string) => assert.ok(a !== null && Math.abs(a - b) <= 1e-9 * Math.max(1, Math.abs(b)), `${what}: ${a} ≠ ${b}`);
+const close = (a: number | null, b: number, what: string) =>
+  assert.ok(a !== null && Math.abs(a - b) <= 1e-9 * Math.max(1, Math.abs(b)), `${what}: ${a} ≠ ${b}`);
 
 test('rollups match a brute-force computation over the raw points, late points included', async () => {
   // Ten days ago at midnight UTC: points spread over three days, sent in any order (late ones too).
@@ -105,68 +119,107 @@ test('rollups match a brute-force computation over the raw points, late points i
     on: fc.boolean(),
     mode: fc.constantFrom('eco', 'comfort', 'off'),
   });
-  await fc.assert(fc.asyncProperty(fc.uniqueArray(report, { minLength: 1, maxLength: 60, selector: (r) => r.offset }), async (reports) => {
-    // JSON has no -0: what the device sends is 0 (`+ 0` turns -0 into 0).
-    const sent: Sent[] = reports.map((r) => ({ ts: base + r.offset, temperature: r.temperature + 0, on: r.on, mode: r.mode }));
-    const { id } = await deviceWith(sent);
-    const range = `from=${base}&to=${base + 3 * DAY - 1}`;
-    for (const [bucket, bucketMs, tier] of [['1m', 60_000, '1m'], ['7m', 420_000, '1m'], ['1h', 3_600_000, '1h'], ['6h', 21_600_000, '1h'], ['1d', DAY, '1d']] as const) {
-      for (const property of ['temperature', 'on', 'mode'] as const) {
-        const r = await p.api('GET', `/api/v1/devices/${id}/history?property=${property}&bucket=${bucket}&${range}`);
-        assert.equal(r.status, 200, JSON.stringify(r.body));
-        assert.equal(r.body.tier, tier, `bucket ${bucket} reads tier ${tier}`);
-        const timed = property !== 'temperature' && tier !== '1m';
-        const expected = bruteForce(sent.map((s) => ({ ts: s.ts, value: s[property] })), bucketMs, timed);
-        assert.deepEqual(r.body.buckets.map((b: { ts: string }) => b.ts), expected.map((e) => e.ts), `${property} ${bucket}: the same buckets`);
-        r.body.buckets.forEach((b: any, i: number) => {
-          const e = expected[i];
-          assert.equal(b.count, e.count, `${property} ${bucket} ${b.ts}: count`);
-          if (timed) assert.deepEqual(b.durations, Object.keys(e.durations).length ? e.durations : undefined, `${property} ${bucket} ${b.ts}: time in state`);
-          else assert.equal(b.durations, undefined);
-          if (e.count === 0) {
-            // Only time in state: the value held through a bucket without points.
-            assert.deepEqual([b.min, b.max, b.last, b.counts], [null, null, null, undefined]);
-            return;
+  await fc.assert(
+    fc.asyncProperty(fc.uniqueArray(report, { minLength: 1, maxLength: 60, selector: (r) => r.offset }), async (reports) => {
+      // JSON has no -0: what the device sends is 0 (`+ 0` turns -0 into 0).
+      const sent: Sent[] = reports.map((r) => ({ ts: base + r.offset, temperature: r.temperature + 0, on: r.on, mode: r.mode }));
+      const { id } = await deviceWith(sent);
+      const range = `from=${base}&to=${base + 3 * DAY - 1}`;
+      for (const [bucket, bucketMs, tier] of [
+        ['1m', 60_000, '1m'],
+        ['7m', 420_000, '1m'],
+        ['1h', 3_600_000, '1h'],
+        ['6h', 21_600_000, '1h'],
+        ['1d', DAY, '1d'],
+      ] as const) {
+        for (const property of ['temperature', 'on', 'mode'] as const) {
+          const r = await p.api('GET', `/api/v1/devices/${id}/history?property=${property}&bucket=${bucket}&${range}`);
+          assert.equal(r.status, 200, JSON.stringify(r.body));
+          assert.equal(r.body.tier, tier, `bucket ${bucket} reads tier ${tier}`);
+          const timed = property !== 'temperature' && tier !== '1m';
+          const expected = bruteForce(
+            sent.map((s) => ({ ts: s.ts, value: s[property] })),
+            bucketMs,
+            timed,
+          );
+          assert.deepEqual(
+            r.body.buckets.map((b: { ts: string }) => b.ts),
+            expected.map((e) => e.ts),
+            `${property} ${bucket}: the same buckets`,
+          );
+          r.body.buckets.forEach((b: any, i: number) => {
+            const e = expected[i];
+            assert.equal(b.count, e.count, `${property} ${bucket} ${b.ts}: count`);
+            if (timed) assert.deepEqual(b.durations, Object.keys(e.durations).length ? e.durations : undefined, `${property} ${bucket} ${b.ts}: time in state`);
+            else assert.equal(b.durations, undefined);
+            if (e.count === 0) {
+              // Only time in state: the value held through a bucket without points.
+              assert.deepEqual([b.min, b.max, b.last, b.counts], [null, null, null, undefined]);
+              return;
+            }
+            assert.deepEqual(b.last, e.last, `${property} ${bucket} ${b.ts}: last`);
+            if (property === 'mode') {
+              assert.equal(b.min, null);
+              assert.deepEqual(b.counts, e.counts);
+              return;
+            }
+            close(b.min, e.min, 'min');
+            close(b.max, e.max, 'max');
+            close(b.sum, e.sum, 'sum');
+            close(b.avg, e.sum / e.count, 'avg');
+            if (property === 'on') assert.deepEqual(b.counts, e.counts);
+          });
+          // The raw tier agrees on what both compute.
+          if (property === 'temperature') {
+            const raw = await p.api('GET', `/api/v1/devices/${id}/history?property=${property}&bucket=${bucket}&tier=raw&${range}`);
+            assert.equal(raw.body.tier, 'raw');
+            assert.deepEqual(
+              raw.body.buckets.map((b: any) => [b.ts, b.count]),
+              r.body.buckets.map((b: any) => [b.ts, b.count]),
+            );
           }
-          assert.deepEqual(b.last, e.last, `${property} ${bucket} ${b.ts}: last`);
-          if (property === 'mode') {
-            assert.equal(b.min, null);
-            assert.deepEqual(b.counts, e.counts);
-            return;
-          }
-          close(b.min, e.min, 'min');
-          close(b.max, e.max, 'max');
-          close(b.sum, e.sum, 'sum');
-          close(b.avg, e.sum / e.count, 'avg');
-          if (property === 'on') assert.deepEqual(b.counts, e.counts);
-        });
-        // The raw tier agrees on what both compute.
-        if (property === 'temperature') {
-          const raw = await p.api('GET', `/api/v1/devices/${id}/history?property=${property}&bucket=${bucket}&tier=raw&${range}`);
-          assert.equal(raw.body.tier, 'raw');
-          assert.deepEqual(raw.body.buckets.map((b: any) => [b.ts, b.count]), r.body.buckets.map((b: any) => [b.ts, b.count]));
         }
       }
-    }
-  }), { numRuns: 8 });
+    }),
+    { numRuns: 8 },
+  );
 });
 
 test('a late point fixes its bucket, and the answer says which tier it used', async () => {
   const hour = Math.floor((Date.now() - 5 * DAY) / 3_600_000) * 3_600_000;
-  const d = await deviceWith([{ ts: hour + 1000, temperature: 10 }, { ts: hour + 3_600_000 + 1000, temperature: 20 }]);
+  const d = await deviceWith([
+    { ts: hour + 1000, temperature: 10 },
+    { ts: hour + 3_600_000 + 1000, temperature: 20 },
+  ]);
   const q = `property=temperature&bucket=1h&from=${hour}&to=${hour + 2 * 3_600_000 - 1}`;
   const first = await p.api('GET', `/api/v1/devices/${d.id}/history?${q}`);
   assert.equal(first.body.tier, '1h');
-  assert.deepEqual(first.body.buckets.map((b: any) => [b.count, b.max, b.last]), [[1, 10, 10], [1, 20, 20]]);
+  assert.deepEqual(
+    first.body.buckets.map((b: any) => [b.count, b.max, b.last]),
+    [
+      [1, 10, 10],
+      [1, 20, 20],
+    ],
+  );
   // After the second hour's point, the device sends two from the first hour: one later, one earlier than what it had.
   const c = await p.connect(d.id, d.secret);
   await c.publishAsync(`devices/${d.id}/properties`, JSON.stringify({ ts: hour + 2000, temperature: 30 }), { qos: 1 });
   await c.publishAsync(`devices/${d.id}/properties`, JSON.stringify({ ts: hour + 500, temperature: -5 }), { qos: 1 });
-  const fixed = await eventually(async () => {
-    const r = await p.api('GET', `/api/v1/devices/${d.id}/history?${q}`);
-    return r.body.buckets[0].count === 3 ? r.body : undefined;
-  }, 5000, 'the first hour counts the late points');
-  assert.deepEqual(fixed.buckets.map((b: any) => [b.count, b.min, b.max, b.last]), [[3, -5, 30, 30], [1, 20, 20, 20]]);
+  const fixed = await eventually(
+    async () => {
+      const r = await p.api('GET', `/api/v1/devices/${d.id}/history?${q}`);
+      return r.body.buckets[0].count === 3 ? r.body : undefined;
+    },
+    5000,
+    'the first hour counts the late points',
+  );
+  assert.deepEqual(
+    fixed.buckets.map((b: any) => [b.count, b.min, b.max, b.last]),
+    [
+      [3, -5, 30, 30],
+      [1, 20, 20, 20],
+    ],
+  );
   close(fixed.buckets[0].avg, 35 / 3, 'avg');
   // The minute and day tiers were fixed too.
   const day = await p.api('GET', `/api/v1/devices/${d.id}/history?property=temperature&bucket=1d&from=${hour}&to=${hour + 1}`);
@@ -174,7 +227,10 @@ test('a late point fixes its bucket, and the answer says which tier it used', as
   assert.equal(day.body.buckets[0].count >= 4, true);
   const raw = await p.api('GET', `/api/v1/devices/${d.id}/history?${q.replace('bucket=1h&', '')}`);
   assert.equal(raw.body.tier, 'raw');
-  assert.deepEqual(raw.body.points.map((x: any) => x.value), [-5, 10, 30, 20]);
+  assert.deepEqual(
+    raw.body.points.map((x: any) => x.value),
+    [-5, 10, 30, 20],
+  );
 });
 
 test('bad ranges, unknown properties and huge buckets get a 400 naming the problem', async () => {
@@ -213,13 +269,24 @@ test('an export streams every point as CSV or NDJSON, and round-trips', async ()
   const nd = await fetch(`${p.httpUrl}/api/v1/devices/${d.id}/history/export?format=ndjson&${range}`, { headers: { authorization: `Bearer ${p.token}` } });
   assert.equal(nd.status, 200);
   assert.match(nd.headers.get('content-type') ?? '', /application\/x-ndjson/);
-  const lines = (await nd.text()).trim().split('\n').map((l) => JSON.parse(l));
+  const lines = (await nd.text())
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
   assert.equal(lines.length, 2500 + 3 + 1);
-  assert.deepEqual(lines.filter((l) => l.property === 'temperature').map((l) => l.value), reports.map((r) => r.temperature));
-  assert.ok(lines.every((l, i) => i === 0 || Date.parse(l.ts) >= Date.parse(lines[i - 1].ts)), 'in time order');
+  assert.deepEqual(
+    lines.filter((l) => l.property === 'temperature').map((l) => l.value),
+    reports.map((r) => r.temperature),
+  );
+  assert.ok(
+    lines.every((l, i) => i === 0 || Date.parse(l.ts) >= Date.parse(lines[i - 1].ts)),
+    'in time order',
+  );
   assert.deepEqual(lines.find((l) => l.property === 'label').value, 'he said "hi", then left\nbye');
 
-  const csv = await fetch(`${p.httpUrl}/api/v1/devices/${d.id}/history/export?format=csv&property=temperature,label&${range}`, { headers: { authorization: `Bearer ${p.token}` } });
+  const csv = await fetch(`${p.httpUrl}/api/v1/devices/${d.id}/history/export?format=csv&property=temperature,label&${range}`, {
+    headers: { authorization: `Bearer ${p.token}` },
+  });
   assert.match(csv.headers.get('content-type') ?? '', /text\/csv/);
   const text = await csv.text();
   assert.ok(text.startsWith('ts,property,value\n'));
@@ -236,7 +303,15 @@ test('an export streams every point as CSV or NDJSON, and round-trips', async ()
 
 test('fleet analytics over the rollups match the raw data, per home and per device', async () => {
   const product = 'fleet_meter';
-  const model = { properties: [{ id: 'power', type: 'number', access: 'r', history: true }, { id: 'mode', type: 'enum', values: ['a', 'b'], access: 'r', history: true }, { id: 'note', type: 'string', access: 'r' }], events: [], actions: [] };
+  const model = {
+    properties: [
+      { id: 'power', type: 'number', access: 'r', history: true },
+      { id: 'mode', type: 'enum', values: ['a', 'b'], access: 'r', history: true },
+      { id: 'note', type: 'string', access: 'r' },
+    ],
+    events: [],
+    actions: [],
+  };
   assert.equal((await p.api('POST', '/api/v1/products', { key: product, name: 'Fleet meter', category: 'sensor', model })).status, 201);
   const day = Math.floor((Date.now() - 4 * DAY) / DAY) * DAY;
   const owner = await signupUser(p, 'fleet-owner@test.local');
@@ -259,7 +334,11 @@ test('fleet analytics over the rollups match the raw data, per home and per devi
   const from = day;
   const to = day + 2 * DAY - 1;
   const ask = (q: string) => p.api('GET', `/api/v1/analytics/timeseries?product=${product}&property=power&from=${from}&to=${to}&${q}`);
-  await eventually(async () => (await ask('agg=count&bucket=1d')).body.series[0].points.reduce((n: number, x: any) => n + x.value, 0) === raw.length, 5000, 'every point counted');
+  await eventually(
+    async () => (await ask('agg=count&bucket=1d')).body.series[0].points.reduce((n: number, x: any) => n + x.value, 0) === raw.length,
+    5000,
+    'every point counted',
+  );
 
   const expect = (rows: typeof raw, bucketMs: number, agg: string) => {
     const by = new Map<number, number[]>();
@@ -267,18 +346,28 @@ test('fleet analytics over the rollups match the raw data, per home and per devi
       const b = Math.floor(r.ts / bucketMs) * bucketMs;
       by.set(b, [...(by.get(b) ?? []), r.power]);
     }
-    return [...by.entries()].sort((a, b) => a[0] - b[0]).map(([b, v]) => {
-      const sum = v.reduce((x, y) => x + y, 0);
-      const value = agg === 'avg' ? sum / v.length : agg === 'sum' ? sum : agg === 'min' ? Math.min(...v) : agg === 'max' ? Math.max(...v) : v.length;
-      return { ts: new Date(b).toISOString(), value, count: v.length };
-    });
+    return [...by.entries()]
+      .sort((a, b) => a[0] - b[0])
+      .map(([b, v]) => {
+        const sum = v.reduce((x, y) => x + y, 0);
+        const value = agg === 'avg' ? sum / v.length : agg === 'sum' ? sum : agg === 'min' ? Math.min(...v) : agg === 'max' ? Math.max(...v) : v.length;
+        return { ts: new Date(b).toISOString(), value, count: v.length };
+      });
   };
   const near = (a: any[], b: any[]) => {
-    assert.deepEqual(a.map((x) => [x.ts, x.count]), b.map((x) => [x.ts, x.count]));
+    assert.deepEqual(
+      a.map((x) => [x.ts, x.count]),
+      b.map((x) => [x.ts, x.count]),
+    );
     a.forEach((x, i) => assert.ok(Math.abs(x.value - b[i].value) < 1e-9, `${x.ts}: ${x.value} ≠ ${b[i].value}`));
   };
   for (const agg of ['avg', 'min', 'max', 'count', 'sum']) {
-    for (const [bucket, ms, tier] of [['1h', 3_600_000, '1h'], ['6h', 21_600_000, '1h'], ['1d', DAY, '1d'], ['30m', 1_800_000, '1m']] as const) {
+    for (const [bucket, ms, tier] of [
+      ['1h', 3_600_000, '1h'],
+      ['6h', 21_600_000, '1h'],
+      ['1d', DAY, '1d'],
+      ['30m', 1_800_000, '1m'],
+    ] as const) {
       const r = await ask(`agg=${agg}&bucket=${bucket}`);
       assert.equal(r.status, 200, JSON.stringify(r.body));
       assert.equal(r.body.tier, tier);
@@ -286,12 +375,40 @@ test('fleet analytics over the rollups match the raw data, per home and per devi
     }
   }
   const byHome = await ask('agg=avg&bucket=1d&groupBy=home');
-  assert.deepEqual(byHome.body.series.map((s: any) => s.group), [home, null]);
-  near(byHome.body.series[0].points, expect(raw.filter((r) => r.home === home), DAY, 'avg'));
-  near(byHome.body.series[1].points, expect(raw.filter((r) => r.home === null), DAY, 'avg'));
+  assert.deepEqual(
+    byHome.body.series.map((s: any) => s.group),
+    [home, null],
+  );
+  near(
+    byHome.body.series[0].points,
+    expect(
+      raw.filter((r) => r.home === home),
+      DAY,
+      'avg',
+    ),
+  );
+  near(
+    byHome.body.series[1].points,
+    expect(
+      raw.filter((r) => r.home === null),
+      DAY,
+      'avg',
+    ),
+  );
   const byDevice = await ask('agg=max&bucket=1d&groupBy=device');
-  assert.deepEqual(byDevice.body.series.map((s: any) => s.group), [...devices].sort());
-  for (const s of byDevice.body.series) near(s.points, expect(raw.filter((r) => r.device === s.group), DAY, 'max'));
+  assert.deepEqual(
+    byDevice.body.series.map((s: any) => s.group),
+    [...devices].sort(),
+  );
+  for (const s of byDevice.body.series)
+    near(
+      s.points,
+      expect(
+        raw.filter((r) => r.device === s.group),
+        DAY,
+        'max',
+      ),
+    );
 
   const bad: Array<[string, number, RegExp]> = [
     [`product=${product}&property=power&bucket=1h`, 400, /from is required/],
@@ -328,16 +445,26 @@ test('fleet event counts per device and the most failing commands of a product',
   // An event from before the range is not counted.
   await cy.publishAsync(`devices/${y.id}/events`, JSON.stringify({ event: 'unlock', ts: now - 3 * DAY }), { qos: 1 });
   const from = now - DAY;
-  const events = await eventually(async () => {
-    const r = await p.api('GET', `/api/v1/analytics/events?product=${product}&from=${from}`);
-    return r.body.items?.[0]?.total === 6 && r.body.items.length === 2 ? r.body : undefined;
-  }, 5000, 'events counted');
-  assert.deepEqual(events.items, [{ deviceId: x.id, total: 6, events: { unlock: 5, jammed: 1 } }, { deviceId: y.id, total: 1, events: { unlock: 1 } }]);
+  const events = await eventually(
+    async () => {
+      const r = await p.api('GET', `/api/v1/analytics/events?product=${product}&from=${from}`);
+      return r.body.items?.[0]?.total === 6 && r.body.items.length === 2 ? r.body : undefined;
+    },
+    5000,
+    'events counted',
+  );
+  assert.deepEqual(events.items, [
+    { deviceId: x.id, total: 6, events: { unlock: 5, jammed: 1 } },
+    { deviceId: y.id, total: 1, events: { unlock: 1 } },
+  ]);
   assert.equal((await p.api('GET', `/api/v1/analytics/events?product=${product}&from=${from}&top=1`)).body.items.length, 1);
 
   // The locks answer "open" with a failure one time in two, "lock" always well, and never "slow".
   let opens = 0;
-  for (const [c, d] of [[cx, x], [cy, y]] as const) {
+  for (const [c, d] of [
+    [cx, x],
+    [cy, y],
+  ] as const) {
     await c.subscribeAsync(`devices/${d.id}/commands`, { qos: 1 });
     c.on('message', (_t, buf) => {
       const cmd = JSON.parse(buf.toString());
@@ -352,10 +479,14 @@ test('fleet event counts per device and the most failing commands of a product',
     assert.equal((await p.api('POST', `/api/v1/devices/${d.id}/commands`, { action: 'lock' })).body.ok, true);
   }
   assert.equal((await p.api('POST', `/api/v1/devices/${x.id}/commands`, { action: 'slow', timeoutMs: 200 })).status, 504);
-  const commands = await eventually(async () => {
-    const r = await p.api('GET', `/api/v1/analytics/commands?product=${product}&from=${from}`);
-    return r.body.items?.find((i: any) => i.action === 'slow')?.timeouts === 1 ? r.body : undefined;
-  }, 5000, 'the timeout is in the ledger');
+  const commands = await eventually(
+    async () => {
+      const r = await p.api('GET', `/api/v1/analytics/commands?product=${product}&from=${from}`);
+      return r.body.items?.find((i: any) => i.action === 'slow')?.timeouts === 1 ? r.body : undefined;
+    },
+    5000,
+    'the timeout is in the ledger',
+  );
   assert.deepEqual(commands.items, [
     { action: 'open', total: 4, failed: 2, timeouts: 0, failureRate: 0.5 },
     { action: 'slow', total: 1, failed: 0, timeouts: 1, failureRate: 1 },

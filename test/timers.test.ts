@@ -57,7 +57,11 @@ interface Node {
  * A node: its own store connection, a shard manager (embedded: it owns every shard, unless
  * `worker` is false) and a timer service whose firings of owner "test" are collected.
  */
-async function node(db: { connect(): Store }, clock: ManualClock, opts: { bus?: Bus; pollMs?: number; worker?: boolean; onFire?: (f: TimerFiring) => void; latencySeed?: number } = {}): Promise<Node> {
+async function node(
+  db: { connect(): Store },
+  clock: ManualClock,
+  opts: { bus?: Bus; pollMs?: number; worker?: boolean; onFire?: (f: TimerFiring) => void; latencySeed?: number } = {},
+): Promise<Node> {
   const store = db.connect();
   const timersDb = opts.latencySeed === undefined ? store.db : store.db.withPlugin(latency(opts.latencySeed));
   const logs: any[] = [];
@@ -67,15 +71,23 @@ async function node(db: { connect(): Store }, clock: ManualClock, opts: { bus?: 
   const timers = new TimerService({ db: timersDb, bus, log, clock, shards, shardCount: SHARDS, pollMs: opts.pollMs });
   const fired: TimerFiring[] = [];
   const skipped: SkippedFiring[] = [];
-  timers.onFire('test', (f) => {
-    fired.push(f);
-    opts.onFire?.(f);
-  }, (s) => void skipped.push(s));
+  timers.onFire(
+    'test',
+    (f) => {
+      fired.push(f);
+      opts.onFire?.(f);
+    },
+    (s) => void skipped.push(s),
+  );
   shards.on(timers);
   timers.start();
   await shards.start();
   return {
-    timers, store, fired, skipped, logs,
+    timers,
+    store,
+    fired,
+    skipped,
+    logs,
     async stop() {
       await shards.stop();
       await timers.stop();
@@ -100,7 +112,11 @@ function latency(seed: number): KyselyPlugin {
   };
 }
 
-const daily = (hhmm: string, timezone = 'Europe/Berlin'): TimerSpec => ({ kind: 'cron', cron: `${Number(hhmm.slice(3))} ${Number(hhmm.slice(0, 2))} * * *`, timezone });
+const daily = (hhmm: string, timezone = 'Europe/Berlin'): TimerSpec => ({
+  kind: 'cron',
+  cron: `${Number(hhmm.slice(3))} ${Number(hhmm.slice(0, 2))} * * *`,
+  timezone,
+});
 const iso = (ms: number) => new Date(ms).toISOString();
 
 async function nextAtOf(store: Store, key: string): Promise<number | null | undefined> {
@@ -130,7 +146,10 @@ describe(`timer service on ${TEST_STORE}`, () => {
 
       await clock.set(Date.parse('2026-03-29T05:00:00Z'));
       await n.timers.settled();
-      assert.deepEqual(n.fired.map((f) => iso(f.scheduledAt)), ['2026-03-28T06:00:00.000Z', '2026-03-29T05:00:00.000Z']);
+      assert.deepEqual(
+        n.fired.map((f) => iso(f.scheduledAt)),
+        ['2026-03-28T06:00:00.000Z', '2026-03-29T05:00:00.000Z'],
+      );
       assert.ok(n.fired.every((f) => f.lateMs === 0));
       assert.equal(n.skipped.length, 0);
     } finally {
@@ -149,7 +168,10 @@ describe(`timer service on ${TEST_STORE}`, () => {
         await clock.set(t);
         await n.timers.settled();
       }
-      assert.deepEqual(n.fired.map((f) => iso(f.scheduledAt)), ['2026-10-25T00:30:00.000Z']);
+      assert.deepEqual(
+        n.fired.map((f) => iso(f.scheduledAt)),
+        ['2026-10-25T00:30:00.000Z'],
+      );
       await clock.set(Date.parse('2027-03-27T12:00:00Z'));
       await n.timers.settled();
       n.fired.length = 0;
@@ -160,7 +182,10 @@ describe(`timer service on ${TEST_STORE}`, () => {
         await clock.set(t);
         await n.timers.settled();
       }
-      assert.deepEqual(n.fired.map((f) => iso(f.scheduledAt)), ['2027-03-28T01:00:00.000Z']);
+      assert.deepEqual(
+        n.fired.map((f) => iso(f.scheduledAt)),
+        ['2027-03-28T01:00:00.000Z'],
+      );
     } finally {
       await n.stop();
     }
@@ -205,19 +230,41 @@ describe(`timer service on ${TEST_STORE}`, () => {
       assert.equal(again.nextAt, first.nextAt);
       for (let s = 0; s < SHARDS; s++) await n.timers.acquire(s);
       await n.timers.settled();
-      assert.deepEqual(n.fired.map((f) => [iso(f.scheduledAt), f.lateMs, f.payload]), [['2026-05-01T07:00:00.000Z', MIN, 2]]);
-      const changed = await n.timers.upsert({ key: 'k', owner: 'test', shardKey: 'h', spec: { kind: 'cron', cron: '30 * * * *', timezone: 'UTC' }, payload: 3 });
+      assert.deepEqual(
+        n.fired.map((f) => [iso(f.scheduledAt), f.lateMs, f.payload]),
+        [['2026-05-01T07:00:00.000Z', MIN, 2]],
+      );
+      const changed = await n.timers.upsert({
+        key: 'k',
+        owner: 'test',
+        shardKey: 'h',
+        spec: { kind: 'cron', cron: '30 * * * *', timezone: 'UTC' },
+        payload: 3,
+      });
       assert.equal(iso(changed.nextAt!), '2026-05-01T07:30:00.000Z');
 
-      for (const spec of [{ kind: 'cron', cron: '* * *', timezone: 'UTC' }, { kind: 'cron', cron: '0 0 31 2 *', timezone: 'UTC' }, { kind: 'at', at: -5 }]) {
-        await assert.rejects(n.timers.upsert({ key: 'bad', owner: 'test', shardKey: 'h', spec: spec as TimerSpec }), (err) => isHearthError(err) && err.code === 'E_VALIDATION' && /timer bad: /.test(err.message));
+      for (const spec of [
+        { kind: 'cron', cron: '* * *', timezone: 'UTC' },
+        { kind: 'cron', cron: '0 0 31 2 *', timezone: 'UTC' },
+        { kind: 'at', at: -5 },
+      ]) {
+        await assert.rejects(
+          n.timers.upsert({ key: 'bad', owner: 'test', shardKey: 'h', spec: spec as TimerSpec }),
+          (err) => isHearthError(err) && err.code === 'E_VALIDATION' && /timer bad: /.test(err.message),
+        );
       }
       assert.equal(await nextAtOf(n.store, 'bad'), undefined);
       // a one-off just past (within the grace) fires at once; one long past never
-      assert.equal((await n.timers.upsert({ key: 'late', owner: 'test', shardKey: 'h', spec: { kind: 'at', at: clock.now() - 1000 } })).nextAt, clock.now() - 1000);
+      assert.equal(
+        (await n.timers.upsert({ key: 'late', owner: 'test', shardKey: 'h', spec: { kind: 'at', at: clock.now() - 1000 } })).nextAt,
+        clock.now() - 1000,
+      );
       assert.equal((await n.timers.upsert({ key: 'old', owner: 'test', shardKey: 'h', spec: { kind: 'at', at: clock.now() - HOUR } })).nextAt, null);
       await n.timers.settled();
-      assert.deepEqual(n.fired.slice(1).map((f) => [f.key, f.lateMs]), [['late', 1000]]);
+      assert.deepEqual(
+        n.fired.slice(1).map((f) => [f.key, f.lateMs]),
+        [['late', 1000]],
+      );
     } finally {
       await n.stop();
     }
@@ -236,7 +283,10 @@ describe(`timer service on ${TEST_STORE}`, () => {
     const b = await node(db, clock);
     try {
       await b.timers.settled();
-      assert.deepEqual(b.fired.map((f) => [iso(f.scheduledAt), f.lateMs]), [['2026-05-01T07:00:00.000Z', 3 * MIN]]);
+      assert.deepEqual(
+        b.fired.map((f) => [iso(f.scheduledAt), f.lateMs]),
+        [['2026-05-01T07:00:00.000Z', 3 * MIN]],
+      );
       assert.equal(b.skipped.length, 0);
       assert.equal(iso((await nextAtOf(b.store, 'r'))!), '2026-05-02T07:00:00.000Z');
       await clock.set(Date.parse('2026-05-02T07:00:00Z'));
@@ -252,7 +302,14 @@ describe(`timer service on ${TEST_STORE}`, () => {
     const db = await database();
     const clock = new ManualClock(Date.parse('2026-05-01T10:00:30Z'));
     const a = await node(db, clock);
-    await a.timers.upsert({ key: 'every10', owner: 'test', shardKey: 'h', spec: { kind: 'cron', cron: '*/10 * * * *', timezone: 'UTC' }, graceMs: 5 * MIN, payload: 'p' });
+    await a.timers.upsert({
+      key: 'every10',
+      owner: 'test',
+      shardKey: 'h',
+      spec: { kind: 'cron', cron: '*/10 * * * *', timezone: 'UTC' },
+      graceMs: 5 * MIN,
+      payload: 'p',
+    });
     await a.timers.upsert({ key: 'hourly', owner: 'test', shardKey: 'h2', spec: { kind: 'cron', cron: '0 * * * *', timezone: 'UTC' }, graceMs: 5 * MIN });
     await a.stop();
 
@@ -270,7 +327,10 @@ describe(`timer service on ${TEST_STORE}`, () => {
     assert.ok(b.logs.some((l) => l.msg.includes('skipped') && l.key === 'every10'));
     await clock.set(Date.parse('2026-05-01T11:10:00Z'));
     await b.timers.settled();
-    assert.deepEqual(b.fired.map((f) => [f.key, iso(f.scheduledAt), f.lateMs]), [['every10', '2026-05-01T11:10:00.000Z', 0]]);
+    assert.deepEqual(
+      b.fired.map((f) => [f.key, iso(f.scheduledAt), f.lateMs]),
+      [['every10', '2026-05-01T11:10:00.000Z', 0]],
+    );
     await b.stop();
 
     // Down from 11:10 to 12:03: every10 missed 11:20 … 12:00; 12:00 is within the grace and runs, late.
@@ -278,7 +338,10 @@ describe(`timer service on ${TEST_STORE}`, () => {
     const c = await node(db, clock);
     try {
       await c.timers.settled();
-      assert.deepEqual(c.skipped.map((s) => [s.key, iso(s.scheduledAt)]), [['every10', '2026-05-01T11:20:00.000Z']]);
+      assert.deepEqual(
+        c.skipped.map((s) => [s.key, iso(s.scheduledAt)]),
+        [['every10', '2026-05-01T11:20:00.000Z']],
+      );
       assert.deepEqual(c.fired.map((f) => [f.key, iso(f.scheduledAt), f.lateMs]).sort(), [
         ['every10', '2026-05-01T12:00:00.000Z', 3 * MIN],
         ['hourly', '2026-05-01T12:00:00.000Z', 3 * MIN],
@@ -376,7 +439,10 @@ describe(`timer service on ${TEST_STORE}`, () => {
       await worker.timers.settled();
       await clock.advance(MIN);
       await worker.timers.settled();
-      assert.deepEqual(worker.fired.map((f) => [f.key, f.lateMs]), [['x', 0]]);
+      assert.deepEqual(
+        worker.fired.map((f) => [f.key, f.lateMs]),
+        [['x', 0]],
+      );
       assert.equal(api.fired.length, 0);
     } finally {
       await api.stop();
@@ -404,7 +470,11 @@ describe(`timer service on ${TEST_STORE}`, () => {
       assert.equal(worker.timers.pending, 1);
       await clock.advance(MIN);
       await worker.timers.settled();
-      assert.deepEqual(worker.fired.map((f) => [f.key, f.lateMs]), [['x', 0]], 'on time, at the newer due time');
+      assert.deepEqual(
+        worker.fired.map((f) => [f.key, f.lateMs]),
+        [['x', 0]],
+        'on time, at the newer due time',
+      );
     } finally {
       await api.stop();
       await worker.stop();
@@ -425,7 +495,10 @@ describe(`timer service on ${TEST_STORE}`, () => {
       assert.equal(worker.fired.length, 0, 'not known yet');
       await clock.advance(19_000); // the re-scan at 30 s
       await worker.timers.settled();
-      assert.deepEqual(worker.fired.map((f) => [f.key, f.lateMs]), [['z', 19_000]]);
+      assert.deepEqual(
+        worker.fired.map((f) => [f.key, f.lateMs]),
+        [['z', 19_000]],
+      );
     } finally {
       await api.stop();
       await worker.stop();
@@ -433,7 +506,10 @@ describe(`timer service on ${TEST_STORE}`, () => {
   });
 
   test('static next previews due times', () => {
-    assert.deepEqual(TimerService.next({ kind: 'cron', cron: '0 12 * * *', timezone: 'UTC' }, Date.parse('2026-01-01T00:00:00Z'), 2).map(iso), ['2026-01-01T12:00:00.000Z', '2026-01-02T12:00:00.000Z']);
+    assert.deepEqual(TimerService.next({ kind: 'cron', cron: '0 12 * * *', timezone: 'UTC' }, Date.parse('2026-01-01T00:00:00Z'), 2).map(iso), [
+      '2026-01-01T12:00:00.000Z',
+      '2026-01-02T12:00:00.000Z',
+    ]);
   });
 
   test('wired into the platform: the node owns the shards, fires on its clock, and stops cleanly', async () => {
@@ -443,12 +519,24 @@ describe(`timer service on ${TEST_STORE}`, () => {
       const { timers } = p.hearth.services;
       const fired: TimerFiring[] = [];
       const undo = timers.onFire('platform-test', (f) => void fired.push(f));
-      const { nextAt } = await timers.upsert({ key: 'p:1', owner: 'platform-test', shardKey: 'home-x', spec: { kind: 'sun', event: 'sunset', offsetMs: -30 * MIN, latitude: 52.52, longitude: 13.405, timezone: 'Europe/Berlin' } });
-      assert.equal(new Date(nextAt!).toLocaleString('sv', { timeZone: 'Europe/Berlin' }).slice(0, 16), '2026-06-01 20:49', 'sunset 21:19 CEST, half an hour before');
+      const { nextAt } = await timers.upsert({
+        key: 'p:1',
+        owner: 'platform-test',
+        shardKey: 'home-x',
+        spec: { kind: 'sun', event: 'sunset', offsetMs: -30 * MIN, latitude: 52.52, longitude: 13.405, timezone: 'Europe/Berlin' },
+      });
+      assert.equal(
+        new Date(nextAt!).toLocaleString('sv', { timeZone: 'Europe/Berlin' }).slice(0, 16),
+        '2026-06-01 20:49',
+        'sunset 21:19 CEST, half an hour before',
+      );
       await timers.settled();
       await clock.set(nextAt!);
       await timers.settled();
-      assert.deepEqual(fired.map((f) => [f.key, f.scheduledAt, f.lateMs]), [['p:1', nextAt, 0]]);
+      assert.deepEqual(
+        fired.map((f) => [f.key, f.scheduledAt, f.lateMs]),
+        [['p:1', nextAt, 0]],
+      );
       undo();
     } finally {
       await p.stop(true);

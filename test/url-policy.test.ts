@@ -27,7 +27,11 @@ test('a webhook action to a non-public address is refused when saved, naming the
     assert.equal(r.body.code, 'E_AUTOMATION_INVALID');
     assert.match(JSON.stringify(r.body), /actions\[0\]\.url.*does not call/, url);
   }
-  const ok = await owner.api('POST', `/homes/${home}/automations`, { name: 'Out', triggers: [{ type: 'manual' }], actions: [{ type: 'webhook', url: 'https://hooks.example.com/x' }] });
+  const ok = await owner.api('POST', `/homes/${home}/automations`, {
+    name: 'Out',
+    triggers: [{ type: 'manual' }],
+    actions: [{ type: 'webhook', url: 'https://hooks.example.com/x' }],
+  });
   assert.equal(ok.status, 201, JSON.stringify(ok.body));
 });
 

@@ -90,7 +90,8 @@ export class AccessService {
         if (m) right = max(right, this.memberRight(m, device));
       }
       if (!p.homeIds) {
-        for (const s of await this.deps.directory.shares(p.userId, device.parentId ? [device.id, device.parentId] : [device.id])) right = max(right, s.permission);
+        for (const s of await this.deps.directory.shares(p.userId, device.parentId ? [device.id, device.parentId] : [device.id]))
+          right = max(right, s.permission);
       }
     }
     return min(right, this.scopeCap(p));
@@ -115,14 +116,24 @@ export class AccessService {
    * automations:manage for a home's automations); the role in the home still decides.
    */
   async requireHome(p: Principal, homeId: string, need: HomeNeed, alsoScope?: Scope): Promise<HomeRole | 'operator'> {
-    if (!(await this.deps.directory.homeExists(homeId)) || !this.keyAllowsHome(p, homeId)) throw new HearthError('E_HOME_NOT_FOUND', `home "${homeId}" does not exist`);
+    if (!(await this.deps.directory.homeExists(homeId)) || !this.keyAllowsHome(p, homeId))
+      throw new HearthError('E_HOME_NOT_FOUND', `home "${homeId}" does not exist`);
     if (p.role === 'operator' && !p.keyId) return 'operator';
     const m = await this.membership(p.userId, homeId);
     if (!m || !membershipActive(m)) throw new HearthError('E_HOME_NOT_FOUND', `home "${homeId}" does not exist`);
     const homeScope = (s: Scope) => hasScope(p, s) || (alsoScope !== undefined && hasScope(p, alsoScope));
-    const scopeOk = need === 'view' ? homeScope('homes:read') || hasScope(p, 'devices:read') : need === 'control' ? hasScope(p, 'devices:control') : homeScope('homes:manage');
+    const scopeOk =
+      need === 'view'
+        ? homeScope('homes:read') || hasScope(p, 'devices:read')
+        : need === 'control'
+          ? hasScope(p, 'devices:control')
+          : homeScope('homes:manage');
     const roleOk = need === 'view' || need === 'control' ? true : need === 'configure' ? m.role === 'admin' || m.role === 'owner' : m.role === 'owner';
-    if (!scopeOk || !roleOk) throw new HearthError('E_FORBIDDEN', `this needs ${need === 'own' ? 'the owner' : need === 'configure' ? 'an owner or admin' : `${need} access`} of the home`);
+    if (!scopeOk || !roleOk)
+      throw new HearthError(
+        'E_FORBIDDEN',
+        `this needs ${need === 'own' ? 'the owner' : need === 'configure' ? 'an owner or admin' : `${need} access`} of the home`,
+      );
     return m.role;
   }
 
@@ -267,5 +278,4 @@ export class AccessService {
   private binding(deviceId: string): Promise<Placement | undefined> {
     return this.deps.directory.binding(deviceId);
   }
-
 }

@@ -11,8 +11,17 @@ export type Role = 'operator' | 'user';
  * only by keys of the operator.
  */
 export const SCOPES = [
-  'devices:read', 'devices:control', 'homes:read', 'homes:manage', 'automations:manage',
-  'products:manage', 'devices:manage', 'gateway:read', 'gateway:manage', 'partners:manage', 'audit:read',
+  'devices:read',
+  'devices:control',
+  'homes:read',
+  'homes:manage',
+  'automations:manage',
+  'products:manage',
+  'devices:manage',
+  'gateway:read',
+  'gateway:manage',
+  'partners:manage',
+  'audit:read',
 ] as const;
 export type Scope = (typeof SCOPES)[number];
 

@@ -21,7 +21,16 @@ export interface AuditRecord extends Required<Omit<AuditEntry, 'details'>> {
   details: Record<string, unknown> | null;
 }
 
-type Row = { id: string; at: number; actor: string; action: string; home_id: string | null; target_type: string | null; target_id: string | null; details: string | null };
+type Row = {
+  id: string;
+  at: number;
+  actor: string;
+  action: string;
+  home_id: string | null;
+  target_type: string | null;
+  target_id: string | null;
+  details: string | null;
+};
 
 /**
  * The audit log: who did what and when (control, configuration, membership, keys). Entries are
@@ -38,7 +47,11 @@ export class AuditService {
   private writing = 0;
 
   constructor(private readonly deps: { db: Db; log: Logger; flushMs: number }) {
-    this.writer = new PeriodicFlush(() => this.write(), deps.flushMs, (err) => deps.log.error({ err }, 'audit flush failed; will retry'));
+    this.writer = new PeriodicFlush(
+      () => this.write(),
+      deps.flushMs,
+      (err) => deps.log.error({ err }, 'audit flush failed; will retry'),
+    );
   }
 
   start(): void {
@@ -63,7 +76,16 @@ export class AuditService {
         details = toJson({ unrecorded: 'the details could not be serialised' });
       }
     }
-    this.pending.push({ id: newId('a'), at: Date.now(), actor: e.actor, action: e.action, home_id: e.homeId ?? null, target_type: e.targetType ?? null, target_id: e.targetId ?? null, details });
+    this.pending.push({
+      id: newId('a'),
+      at: Date.now(),
+      actor: e.actor,
+      action: e.action,
+      home_id: e.homeId ?? null,
+      target_type: e.targetType ?? null,
+      target_id: e.targetId ?? null,
+      details,
+    });
     this.scheduled ??= setImmediate(() => {
       this.scheduled = undefined;
       void this.writer.flush();
@@ -88,8 +110,14 @@ export class AuditService {
     if (filter.action !== undefined) q = q.where('action', '=', filter.action);
     const rows = await q.orderBy('at', 'desc').orderBy('id', 'desc').limit(filter.limit).execute();
     return rows.map((r) => ({
-      id: r.id, at: new Date(Number(r.at)).toISOString(), actor: r.actor, action: r.action, homeId: r.home_id,
-      targetType: r.target_type ?? '', targetId: r.target_id ?? '', details: fromJson(r.details),
+      id: r.id,
+      at: new Date(Number(r.at)).toISOString(),
+      actor: r.actor,
+      action: r.action,
+      homeId: r.home_id,
+      targetType: r.target_type ?? '',
+      targetId: r.target_id ?? '',
+      details: fromJson(r.details),
     }));
   }
 
@@ -114,9 +142,14 @@ export class AuditService {
     const { db, log } = this.deps;
     this.writing += rows.length;
     const { retry, error } = await writeIsolated(rows, {
-      batch: (rs) => db.transaction().execute(async (trx) => {
-        for (let i = 0; i < rs.length; i += 200) await trx.insertInto('audit_log').values(rs.slice(i, i + 200)).execute();
-      }),
+      batch: (rs) =>
+        db.transaction().execute(async (trx) => {
+          for (let i = 0; i < rs.length; i += 200)
+            await trx
+              .insertInto('audit_log')
+              .values(rs.slice(i, i + 200))
+              .execute();
+        }),
       one: async (r) => void (await db.insertInto('audit_log').values(r).execute()),
       onBad: (r, err) => log.error({ err, action: r.action, actor: r.actor }, 'audit entry refused by the store; dropped, the rest of its batch is stored'),
     }).finally(() => void (this.writing -= rows.length));

@@ -112,7 +112,11 @@ const PASSWORD_MIN = 8;
 const iso = (ms: number | null): string | null => (ms == null ? null : new Date(Number(ms)).toISOString());
 const normalizeEmail = (email: string): string => email.trim().toLowerCase();
 const toUserInfo = (r: { id: string; email: string; role: string; name: string | null; email_verified_at: number | null }): UserInfo => ({
-  id: r.id, email: r.email, role: r.role as Role, name: r.name, emailVerified: r.email_verified_at != null,
+  id: r.id,
+  email: r.email,
+  role: r.role as Role,
+  name: r.name,
+  emailVerified: r.email_verified_at != null,
 });
 
 /** A bcrypt-class hash of a random string: login with an unknown e-mail costs the same as with a known one. */
@@ -165,7 +169,8 @@ export class AuthService {
     this.signingKey = await this.deps.settings.getOrCreate('auth.signingKey', () => newSecret(32));
     const now = Date.now();
     const ttlMs = this.deps.ttlSeconds * 1000;
-    const rows = await this.deps.db.selectFrom('refresh_tokens')
+    const rows = await this.deps.db
+      .selectFrom('refresh_tokens')
       .select(['family_id', 'revoked_at', 'expires_at'])
       .where('revoked_at', 'is not', null)
       .where((eb) => eb.or([eb('expires_at', '>', now), eb('revoked_at', '>', now - ttlMs)]))
@@ -192,15 +197,28 @@ export class AuthService {
     if (existing) {
       // A password given for the operator (with its e-mail, or without any) is its password from now on.
       if (password && (!email || email.toLowerCase() === existing.email)) {
-        await this.deps.db.updateTable('users').set({ password_hash: await hashSecret(password) }).where('email', '=', existing.email).execute();
+        await this.deps.db
+          .updateTable('users')
+          .set({ password_hash: await hashSecret(password) })
+          .where('email', '=', existing.email)
+          .execute();
       }
       return { email: existing.email, created: false };
     }
     const addr = (email ?? 'admin@hearth.local').toLowerCase();
     const generated = password ? undefined : newSecret(12);
-    await this.deps.db.insertInto('users').values({
-      id: newId('u'), email: addr, password_hash: await hashSecret(password ?? generated!), role: 'operator', name: 'Operator', created_at: Date.now(), email_verified_at: Date.now(),
-    }).execute();
+    await this.deps.db
+      .insertInto('users')
+      .values({
+        id: newId('u'),
+        email: addr,
+        password_hash: await hashSecret(password ?? generated!),
+        role: 'operator',
+        name: 'Operator',
+        created_at: Date.now(),
+        email_verified_at: Date.now(),
+      })
+      .execute();
     return { email: addr, generatedPassword: generated, created: true };
   }
 
@@ -214,14 +232,24 @@ export class AuthService {
   async signup(email: string, password: string, name?: string, meta: { ip?: string; verifyUrlBase?: string } = {}): Promise<UserInfo> {
     const allowed = this.signups.take(sourceOf(meta.ip));
     if (!allowed.ok) {
-      throw new HearthError('E_RATE_LIMITED', `too many sign-ups from your address; try again in ${allowed.retryAfterSeconds} s`, { retryAfter: allowed.retryAfterSeconds });
+      throw new HearthError('E_RATE_LIMITED', `too many sign-ups from your address; try again in ${allowed.retryAfterSeconds} s`, {
+        retryAfter: allowed.retryAfterSeconds,
+      });
     }
     const addr = normalizeEmail(email);
     if (!addr.includes('@') || addr.length > 254) throw new HearthError('E_VALIDATION', 'email is not an e-mail address', { field: 'body.email' });
     checkPassword(password, 'body.password');
     const cleanName = name?.trim() || null;
     if (await this.findUser(addr)) throw new HearthError('E_EMAIL_TAKEN', `an account with ${addr} already exists`);
-    const row = { id: newId('u'), email: addr, password_hash: await hashSecret(password), role: 'user', name: cleanName, created_at: Date.now(), email_verified_at: null };
+    const row = {
+      id: newId('u'),
+      email: addr,
+      password_hash: await hashSecret(password),
+      role: 'user',
+      name: cleanName,
+      created_at: Date.now(),
+      email_verified_at: null,
+    };
     try {
       await this.deps.db.insertInto('users').values(row).execute();
     } catch (err) {
@@ -247,7 +275,12 @@ export class AuthService {
     // Another account's token is "invalid" too: it must not tell that the token exists.
     if (!row || row.user_id !== p.userId || row.used_at != null || Number(row.expires_at) <= now) throw new HearthError('E_VERIFICATION_TOKEN_INVALID');
     const done = await this.deps.db.transaction().execute(async (trx) => {
-      const used = await trx.updateTable('email_verifications').set({ used_at: now }).where('token_hash', '=', hash).where('used_at', 'is', null).executeTakeFirst();
+      const used = await trx
+        .updateTable('email_verifications')
+        .set({ used_at: now })
+        .where('token_hash', '=', hash)
+        .where('used_at', 'is', null)
+        .executeTakeFirst();
       if (Number(used.numUpdatedRows) !== 1) return false;
       // Only the address the link was sent to: one changed since then is not verified by it.
       const same = await trx.selectFrom('users').select('id').where('id', '=', row.user_id).where('email', '=', row.email).executeTakeFirst();
@@ -270,7 +303,9 @@ export class AuthService {
     if (row.email_verified_at != null) throw new HearthError('E_CONFLICT', `${row.email} is verified already`);
     const allowed = this.verifyMails.take(row.id);
     if (!allowed.ok) {
-      throw new HearthError('E_RATE_LIMITED', `too many verification e-mails; try again in ${allowed.retryAfterSeconds} s`, { retryAfter: allowed.retryAfterSeconds });
+      throw new HearthError('E_RATE_LIMITED', `too many verification e-mails; try again in ${allowed.retryAfterSeconds} s`, {
+        retryAfter: allowed.retryAfterSeconds,
+      });
     }
     await this.sendVerification(row, verifyUrlBase);
   }
@@ -343,13 +378,27 @@ export class AuthService {
     if (!user) throw new HearthError('E_UNAUTHENTICATED', 'the account no longer exists');
     const next = this.newRefreshToken();
     const rotated = await this.deps.db.transaction().execute(async (trx) => {
-      const used = await trx.updateTable('refresh_tokens').set({ used_at: now })
-        .where('id', '=', row.id).where('used_at', 'is', null).where('revoked_at', 'is', null)
+      const used = await trx
+        .updateTable('refresh_tokens')
+        .set({ used_at: now })
+        .where('id', '=', row.id)
+        .where('used_at', 'is', null)
+        .where('revoked_at', 'is', null)
         .executeTakeFirst();
       if (Number(used.numUpdatedRows) !== 1) return false;
-      await trx.insertInto('refresh_tokens').values({
-        id: newId('r'), user_id: user.id, family_id: row.family_id, token_hash: digestToken(next), created_at: now, expires_at: now + this.refreshTtlSeconds * 1000, used_at: null, revoked_at: null,
-      }).execute();
+      await trx
+        .insertInto('refresh_tokens')
+        .values({
+          id: newId('r'),
+          user_id: user.id,
+          family_id: row.family_id,
+          token_hash: digestToken(next),
+          created_at: now,
+          expires_at: now + this.refreshTtlSeconds * 1000,
+          used_at: null,
+          revoked_at: null,
+        })
+        .execute();
       return true;
     });
     if (!rotated) {
@@ -382,7 +431,11 @@ export class AuthService {
       release(ok, 'wrong_password');
     }
     if (!ok) throw new HearthError('E_BAD_CREDENTIALS', 'the current password is wrong');
-    await this.deps.db.updateTable('users').set({ password_hash: await hashSecret(next) }).where('id', '=', row.id).execute();
+    await this.deps.db
+      .updateTable('users')
+      .set({ password_hash: await hashSecret(next) })
+      .where('id', '=', row.id)
+      .execute();
     await this.revokeUserSessions(row.id, p.sessionId);
   }
 
@@ -394,7 +447,9 @@ export class AuthService {
     // Per source, the answer may say so: it is the same whether or not the address has an account.
     const allowed = this.resetSources.take(sourceOf(meta.ip));
     if (!allowed.ok) {
-      throw new HearthError('E_RATE_LIMITED', `too many password reset requests from your address; try again in ${allowed.retryAfterSeconds} s`, { retryAfter: allowed.retryAfterSeconds });
+      throw new HearthError('E_RATE_LIMITED', `too many password reset requests from your address; try again in ${allowed.retryAfterSeconds} s`, {
+        retryAfter: allowed.retryAfterSeconds,
+      });
     }
     const addr = normalizeEmail(email);
     const user = await this.findUser(addr);
@@ -406,7 +461,10 @@ export class AuthService {
     const now = Date.now();
     const token = newSecret(32);
     await this.deps.db.deleteFrom('password_resets').where('user_id', '=', user.id).where('expires_at', '<', now).execute();
-    await this.deps.db.insertInto('password_resets').values({ token_hash: digestToken(token), user_id: user.id, created_at: now, expires_at: now + RESET_TTL_MS, used_at: null }).execute();
+    await this.deps.db
+      .insertInto('password_resets')
+      .values({ token_hash: digestToken(token), user_id: user.id, created_at: now, expires_at: now + RESET_TTL_MS, used_at: null })
+      .execute();
     const link = `${resetUrlBase}${resetUrlBase.includes('?') ? '&' : '?'}token=${encodeURIComponent(token)}`;
     this.deliver({
       to: user.email,
@@ -440,14 +498,32 @@ export class AuthService {
     const passwordHash = await hashSecret(newPassword);
     const now = Date.now();
     const done = await this.deps.db.transaction().execute(async (trx) => {
-      const used = await trx.updateTable('password_resets').set({ used_at: now }).where('token_hash', '=', hash).where('used_at', 'is', null).executeTakeFirst();
+      const used = await trx
+        .updateTable('password_resets')
+        .set({ used_at: now })
+        .where('token_hash', '=', hash)
+        .where('used_at', 'is', null)
+        .executeTakeFirst();
       if (Number(used.numUpdatedRows) !== 1) return undefined;
       await trx.updateTable('users').set({ password_hash: passwordHash }).where('id', '=', row.user_id).execute();
-      const verified = await trx.updateTable('users').set({ email_verified_at: now }).where('id', '=', row.user_id).where('email_verified_at', 'is', null).executeTakeFirst();
+      const verified = await trx
+        .updateTable('users')
+        .set({ email_verified_at: now })
+        .where('id', '=', row.user_id)
+        .where('email_verified_at', 'is', null)
+        .executeTakeFirst();
       const reclaimed = Number(verified.numUpdatedRows) === 1;
       let revokedKeys: string[] = [];
       if (reclaimed) {
-        revokedKeys = (await trx.updateTable('api_keys').set({ revoked_at: now }).where('user_id', '=', row.user_id).where('revoked_at', 'is', null).returning('id').execute()).map((k) => k.id);
+        revokedKeys = (
+          await trx
+            .updateTable('api_keys')
+            .set({ revoked_at: now })
+            .where('user_id', '=', row.user_id)
+            .where('revoked_at', 'is', null)
+            .returning('id')
+            .execute()
+        ).map((k) => k.id);
         // Push registrations are where notifications for the account go: the previous holder's
         // browsers and phones must not receive the rightful owner's. (Notify's tables, removed here
         // so that it happens in the same transaction as the takeover.)
@@ -465,7 +541,8 @@ export class AuthService {
       this.keyUseWritten.delete(id);
       this.deps.onKeyRevoked?.(id);
     }
-    if (done.reclaimed) this.deps.log?.info({ userId: row.user_id }, 'a password reset verified the address of an unverified account: its sessions and API keys are revoked');
+    if (done.reclaimed)
+      this.deps.log?.info({ userId: row.user_id }, 'a password reset verified the address of an unverified account: its sessions and API keys are revoked');
     return { userId: row.user_id, reclaimed: done.reclaimed };
   }
 
@@ -473,7 +550,14 @@ export class AuthService {
 
   sign(user: Principal, ttlSeconds = this.deps.ttlSeconds): string {
     const now = Math.floor(Date.now() / 1000);
-    const payload: TokenPayload = { sub: user.userId, email: user.email, role: user.role, ...(user.sessionId ? { sid: user.sessionId } : {}), iat: now, exp: now + ttlSeconds };
+    const payload: TokenPayload = {
+      sub: user.userId,
+      email: user.email,
+      role: user.role,
+      ...(user.sessionId ? { sid: user.sessionId } : {}),
+      iat: now,
+      exp: now + ttlSeconds,
+    };
     const body = Buffer.from(JSON.stringify(payload)).toString('base64url');
     return `${ACCESS_PREFIX}${body}.${hmac(this.signingKey, body)}`;
   }
@@ -494,7 +578,8 @@ export class AuthService {
     if (payload.exp * 1000 < now) throw new HearthError('E_UNAUTHENTICATED', 'access token expired; get a new one from POST /api/v1/auth/refresh');
     if (payload.sid) {
       this.sweepRevoked(now);
-      if (this.revokedSessions.has(payload.sid)) throw new HearthError('E_UNAUTHENTICATED', 'the session has ended (signed out or password changed); sign in again');
+      if (this.revokedSessions.has(payload.sid))
+        throw new HearthError('E_UNAUTHENTICATED', 'the session has ended (signed out or password changed); sign in again');
     }
     return { userId: payload.sub, email: payload.email, role: payload.role, ...(payload.sid ? { sessionId: payload.sid } : {}), expiresAt: payload.exp * 1000 };
   }
@@ -506,11 +591,16 @@ export class AuthService {
   async authenticate(authorization: string | undefined, apiKey?: string): Promise<Principal> {
     if (authorization) {
       const m = /^Bearer\s+(\S+)\s*$/i.exec(authorization.trim());
-      if (!m) throw new HearthError('E_UNAUTHENTICATED', 'the Authorization header must be "Bearer <token>" (an access token from POST /api/v1/auth/login or an API key hk_…)');
+      if (!m)
+        throw new HearthError(
+          'E_UNAUTHENTICATED',
+          'the Authorization header must be "Bearer <token>" (an access token from POST /api/v1/auth/login or an API key hk_…)',
+        );
       const credential = m[1];
       if (credential.startsWith(KEY_PREFIX)) return this.verifyKey(credential);
       if (credential.startsWith(ACCESS_PREFIX)) return this.verify(credential);
-      if (credential.startsWith(REFRESH_PREFIX)) throw new HearthError('E_UNAUTHENTICATED', 'that is a refresh token; exchange it for an access token at POST /api/v1/auth/refresh');
+      if (credential.startsWith(REFRESH_PREFIX))
+        throw new HearthError('E_UNAUTHENTICATED', 'that is a refresh token; exchange it for an access token at POST /api/v1/auth/refresh');
       throw new HearthError('E_UNAUTHENTICATED', 'unrecognised bearer token (access tokens start with hth1., API keys with hk_)');
     }
     if (apiKey) {
@@ -518,7 +608,10 @@ export class AuthService {
       if (!key.startsWith(KEY_PREFIX)) throw new HearthError('E_UNAUTHENTICATED', 'the X-Api-Key header must hold an API key (hk_…) from POST /api/v1/keys');
       return this.verifyKey(key);
     }
-    throw new HearthError('E_UNAUTHENTICATED', 'send "Authorization: Bearer <token>" (get one from POST /api/v1/auth/login) or "X-Api-Key: <key>" (from POST /api/v1/keys)');
+    throw new HearthError(
+      'E_UNAUTHENTICATED',
+      'send "Authorization: Bearer <token>" (get one from POST /api/v1/auth/login) or "X-Api-Key: <key>" (from POST /api/v1/keys)',
+    );
   }
 
   // ---------------------------------------------------------------- API keys
@@ -531,15 +624,27 @@ export class AuthService {
     const bad = input.scopes.find((s) => !(SCOPES as readonly string[]).includes(s));
     if (bad !== undefined) throw new HearthError('E_VALIDATION', `unknown scope "${bad}"; scopes are ${SCOPES.join(', ')}`, { field: 'body.scopes' });
     const operatorOnly = input.scopes.find((s) => OPERATOR_SCOPES.includes(s));
-    if (operatorOnly !== undefined && p.role !== 'operator') throw new HearthError('E_FORBIDDEN', `only the operator's keys may hold the scope "${operatorOnly}"`);
+    if (operatorOnly !== undefined && p.role !== 'operator')
+      throw new HearthError('E_FORBIDDEN', `only the operator's keys may hold the scope "${operatorOnly}"`);
     const scopes = [...new Set(input.scopes)];
     const homeIds = input.homeIds == null ? null : [...new Set(input.homeIds)];
     const id = newId('k');
     const key = KEY_PREFIX + newSecret(32);
     const now = Date.now();
-    await this.deps.db.insertInto('api_keys').values({
-      id, user_id: p.userId, name, key_hash: digestToken(key), scopes: JSON.stringify(scopes), home_ids: homeIds ? JSON.stringify(homeIds) : null, created_at: now, last_used_at: null, revoked_at: null,
-    }).execute();
+    await this.deps.db
+      .insertInto('api_keys')
+      .values({
+        id,
+        user_id: p.userId,
+        name,
+        key_hash: digestToken(key),
+        scopes: JSON.stringify(scopes),
+        home_ids: homeIds ? JSON.stringify(homeIds) : null,
+        created_at: now,
+        last_used_at: null,
+        revoked_at: null,
+      })
+      .execute();
     // The session may have ended (a reset reclaiming the account) while the key was being made.
     if (p.sessionId !== undefined && this.revokedSessions.has(p.sessionId)) {
       await this.deps.db.updateTable('api_keys').set({ revoked_at: Date.now() }).where('id', '=', id).execute();
@@ -551,11 +656,21 @@ export class AuthService {
   /** The caller's keys, newest first, revoked ones included. */
   async listKeys(p: Principal): Promise<ApiKeyInfo[]> {
     if (p.keyId) throw new HearthError('E_FORBIDDEN', 'API keys cannot manage API keys; sign in with a password');
-    const rows = await this.deps.db.selectFrom('api_keys').select(['id', 'name', 'scopes', 'home_ids', 'created_at', 'last_used_at', 'revoked_at'])
-      .where('user_id', '=', p.userId).orderBy('created_at', 'desc').orderBy('id').execute();
+    const rows = await this.deps.db
+      .selectFrom('api_keys')
+      .select(['id', 'name', 'scopes', 'home_ids', 'created_at', 'last_used_at', 'revoked_at'])
+      .where('user_id', '=', p.userId)
+      .orderBy('created_at', 'desc')
+      .orderBy('id')
+      .execute();
     return rows.map((r) => ({
-      id: r.id, name: r.name, scopes: JSON.parse(r.scopes) as Scope[], homeIds: r.home_ids ? (JSON.parse(r.home_ids) as string[]) : null,
-      createdAt: iso(r.created_at)!, lastUsedAt: iso(r.last_used_at), revokedAt: iso(r.revoked_at),
+      id: r.id,
+      name: r.name,
+      scopes: JSON.parse(r.scopes) as Scope[],
+      homeIds: r.home_ids ? (JSON.parse(r.home_ids) as string[]) : null,
+      createdAt: iso(r.created_at)!,
+      lastUsedAt: iso(r.last_used_at),
+      revokedAt: iso(r.revoked_at),
     }));
   }
 
@@ -564,7 +679,8 @@ export class AuthService {
     if (p.keyId) throw new HearthError('E_FORBIDDEN', 'API keys cannot manage API keys; sign in with a password');
     const row = await this.deps.db.selectFrom('api_keys').select(['id', 'revoked_at']).where('id', '=', id).where('user_id', '=', p.userId).executeTakeFirst();
     if (!row) throw new HearthError('E_KEY_NOT_FOUND', `API key "${id}" does not exist`);
-    if (row.revoked_at == null) await this.deps.db.updateTable('api_keys').set({ revoked_at: Date.now() }).where('id', '=', id).where('revoked_at', 'is', null).execute();
+    if (row.revoked_at == null)
+      await this.deps.db.updateTable('api_keys').set({ revoked_at: Date.now() }).where('id', '=', id).where('revoked_at', 'is', null).execute();
     this.keyUseWritten.delete(id);
     this.deps.onKeyRevoked?.(id);
   }
@@ -572,15 +688,32 @@ export class AuthService {
   /** The principal of an API key; throws E_UNAUTHENTICATED when it is unknown or revoked. */
   async verifyKey(key: string): Promise<Principal> {
     if (!key.startsWith(KEY_PREFIX)) throw new HearthError('E_UNAUTHENTICATED', 'not an API key (they start with hk_)');
-    const row = await this.deps.db.selectFrom('api_keys')
+    const row = await this.deps.db
+      .selectFrom('api_keys')
       .innerJoin('users', 'users.id', 'api_keys.user_id')
-      .select(['api_keys.id as id', 'api_keys.scopes as scopes', 'api_keys.home_ids as home_ids', 'api_keys.last_used_at as last_used_at', 'api_keys.revoked_at as revoked_at', 'users.id as user_id', 'users.email as email', 'users.role as role'])
+      .select([
+        'api_keys.id as id',
+        'api_keys.scopes as scopes',
+        'api_keys.home_ids as home_ids',
+        'api_keys.last_used_at as last_used_at',
+        'api_keys.revoked_at as revoked_at',
+        'users.id as user_id',
+        'users.email as email',
+        'users.role as role',
+      ])
       .where('api_keys.key_hash', '=', digestToken(key))
       .executeTakeFirst();
     if (!row || row.revoked_at != null) throw new HearthError('E_UNAUTHENTICATED', 'unknown or revoked API key');
     await this.noteKeyUse(row.id, row.last_used_at == null ? undefined : Number(row.last_used_at));
     const homeIds = row.home_ids ? (JSON.parse(row.home_ids) as string[]) : undefined;
-    return { userId: row.user_id, email: row.email, role: row.role as Role, keyId: row.id, scopes: JSON.parse(row.scopes) as Scope[], ...(homeIds ? { homeIds } : {}) };
+    return {
+      userId: row.user_id,
+      email: row.email,
+      role: row.role as Role,
+      keyId: row.id,
+      scopes: JSON.parse(row.scopes) as Scope[],
+      ...(homeIds ? { homeIds } : {}),
+    };
   }
 
   // ---------------------------------------------------------------- internals
@@ -594,7 +727,10 @@ export class AuthService {
     const now = Date.now();
     const token = newSecret(32);
     await this.deps.db.deleteFrom('email_verifications').where('user_id', '=', user.id).where('expires_at', '<', now).execute();
-    await this.deps.db.insertInto('email_verifications').values({ token_hash: digestToken(token), user_id: user.id, email: user.email, created_at: now, expires_at: now + VERIFY_TTL_MS, used_at: null }).execute();
+    await this.deps.db
+      .insertInto('email_verifications')
+      .values({ token_hash: digestToken(token), user_id: user.id, email: user.email, created_at: now, expires_at: now + VERIFY_TTL_MS, used_at: null })
+      .execute();
     const link = `${verifyUrlBase}${verifyUrlBase.includes('?') ? '&' : '?'}token=${encodeURIComponent(token)}`;
     this.deliver({
       to: user.email,
@@ -642,10 +778,19 @@ export class AuthService {
   }
 
   private raiseSpray(alert: SprayAlert): void {
-    const what = alert.kind === 'source'
-      ? `one source failed to sign in to ${alert.distinct} accounts within ${alert.windowSeconds} s (password spraying?)`
-      : `one account failed to sign in from ${alert.distinct} sources within ${alert.windowSeconds} s (distributed guessing?)`;
-    this.deps.log?.warn({ alert: 'login-spray', kind: alert.kind, ...(alert.kind === 'source' ? { source: alert.subject, accounts: alert.distinct } : { account: alert.subject, sources: alert.distinct }), windowSeconds: alert.windowSeconds }, what);
+    const what =
+      alert.kind === 'source'
+        ? `one source failed to sign in to ${alert.distinct} accounts within ${alert.windowSeconds} s (password spraying?)`
+        : `one account failed to sign in from ${alert.distinct} sources within ${alert.windowSeconds} s (distributed guessing?)`;
+    this.deps.log?.warn(
+      {
+        alert: 'login-spray',
+        kind: alert.kind,
+        ...(alert.kind === 'source' ? { source: alert.subject, accounts: alert.distinct } : { account: alert.subject, sources: alert.distinct }),
+        windowSeconds: alert.windowSeconds,
+      },
+      what,
+    );
     this.deps.observer?.loginSpray(alert.kind);
     try {
       this.deps.onSpray?.(alert);
@@ -662,15 +807,32 @@ export class AuthService {
     const now = Date.now();
     const familyId = newId('s');
     const refreshToken = this.newRefreshToken();
-    await this.deps.db.insertInto('refresh_tokens').values({
-      id: newId('r'), user_id: user.id, family_id: familyId, token_hash: digestToken(refreshToken), created_at: now, expires_at: now + this.refreshTtlSeconds * 1000, used_at: null, revoked_at: null,
-    }).execute();
+    await this.deps.db
+      .insertInto('refresh_tokens')
+      .values({
+        id: newId('r'),
+        user_id: user.id,
+        family_id: familyId,
+        token_hash: digestToken(refreshToken),
+        created_at: now,
+        expires_at: now + this.refreshTtlSeconds * 1000,
+        used_at: null,
+        revoked_at: null,
+      })
+      .execute();
     return this.session(user, familyId, refreshToken);
   }
 
   private session(user: UserRow, sessionId: string, refreshToken: string): AuthSession {
     const principal: Principal = { userId: user.id, email: user.email, role: user.role as Role, sessionId };
-    return { token: this.sign(principal), expiresIn: this.deps.ttlSeconds, refreshToken, refreshExpiresIn: this.refreshTtlSeconds, user: toUserInfo(user), principal };
+    return {
+      token: this.sign(principal),
+      expiresIn: this.deps.ttlSeconds,
+      refreshToken,
+      refreshExpiresIn: this.refreshTtlSeconds,
+      user: toUserInfo(user),
+      principal,
+    };
   }
 
   /** Revokes every token of a session (of `userId`, when given) and ends its access tokens. */
@@ -733,9 +895,12 @@ export class AuthService {
       this.deps.log?.info({ mail: msg }, `e-mail to ${msg.to} (no mailer configured, logged instead): ${msg.subject}`);
       return;
     }
-    const sending: Promise<void> = mailer.send(msg).catch((err: unknown) => {
-      this.deps.log?.error({ err, to: msg.to }, `could not send e-mail: ${msg.subject}`);
-    }).finally(() => this.pendingMail.delete(sending));
+    const sending: Promise<void> = mailer
+      .send(msg)
+      .catch((err: unknown) => {
+        this.deps.log?.error({ err, to: msg.to }, `could not send e-mail: ${msg.subject}`);
+      })
+      .finally(() => this.pendingMail.delete(sending));
     this.pendingMail.add(sending);
   }
 
@@ -746,7 +911,12 @@ export class AuthService {
    * has it and has never signed in. Undefined when there is no operator account.
    */
   async operatorFirstPassword(password: string): Promise<{ email: string; pending: boolean } | undefined> {
-    const op = await this.deps.db.selectFrom('users').select(['id', 'email', 'password_hash']).where('role', '=', 'operator').orderBy('created_at').executeTakeFirst();
+    const op = await this.deps.db
+      .selectFrom('users')
+      .select(['id', 'email', 'password_hash'])
+      .where('role', '=', 'operator')
+      .orderBy('created_at')
+      .executeTakeFirst();
     if (!op) return undefined;
     const signedIn = await this.deps.db.selectFrom('refresh_tokens').select('id').where('user_id', '=', op.id).limit(1).executeTakeFirst();
     return { email: op.email, pending: !signedIn && (await verifySecret(password, op.password_hash)) };
@@ -762,9 +932,17 @@ export class AuthService {
     let q = this.deps.db.selectFrom('users').select(['id', 'email']).where('role', '=', 'operator');
     if (email !== undefined) q = q.where('email', '=', normalizeEmail(email));
     const op = await q.orderBy('created_at').executeTakeFirst();
-    if (!op) throw new HearthError('E_USER_NOT_FOUND', email === undefined ? 'there is no operator account yet: it is created on the first start' : `no operator account has the e-mail ${email}`);
+    if (!op)
+      throw new HearthError(
+        'E_USER_NOT_FOUND',
+        email === undefined ? 'there is no operator account yet: it is created on the first start' : `no operator account has the e-mail ${email}`,
+      );
     const next = password ?? newSecret(12);
-    await this.deps.db.updateTable('users').set({ password_hash: await hashSecret(next) }).where('id', '=', op.id).execute();
+    await this.deps.db
+      .updateTable('users')
+      .set({ password_hash: await hashSecret(next) })
+      .where('id', '=', op.id)
+      .execute();
     await this.revokeUserSessions(op.id);
     return { email: op.email, password: next, generated: password === undefined };
   }
@@ -778,12 +956,21 @@ export class AuthService {
     checkPassword(password, 'body.password');
     const addr = normalizeEmail(email);
     if (!addr.includes('@') || addr.length > 254) throw new HearthError('E_VALIDATION', 'email is not an e-mail address', { field: 'body.email' });
-    const op = await this.deps.db.selectFrom('users').select(['id', 'email', 'password_hash']).where('role', '=', 'operator').orderBy('created_at').executeTakeFirst();
+    const op = await this.deps.db
+      .selectFrom('users')
+      .select(['id', 'email', 'password_hash'])
+      .where('role', '=', 'operator')
+      .orderBy('created_at')
+      .executeTakeFirst();
     const pending = op ? await this.operatorFirstPassword(initialPassword) : undefined;
     if (!op || !pending?.pending) throw new HearthError('E_CONFLICT', 'the operator is set up already: sign in');
     if (addr !== op.email && (await this.findUser(addr))) throw new HearthError('E_EMAIL_TAKEN', `an account with ${addr} already exists`);
-    const done = await this.deps.db.updateTable('users').set({ email: addr, password_hash: await hashSecret(password) })
-      .where('id', '=', op.id).where('password_hash', '=', op.password_hash).executeTakeFirst();
+    const done = await this.deps.db
+      .updateTable('users')
+      .set({ email: addr, password_hash: await hashSecret(password) })
+      .where('id', '=', op.id)
+      .where('password_hash', '=', op.password_hash)
+      .executeTakeFirst();
     if (Number(done.numUpdatedRows) !== 1) throw new HearthError('E_CONFLICT', 'the operator is set up already: sign in');
     return this.login(addr, password, meta);
   }

@@ -46,7 +46,7 @@ test('login throttle: the right password resets the pair, not the source', () =>
   assert.equal(t.hasFailures('me@x', 'S'), false, 'nothing for other nodes to forget after this');
   assert.equal(attempt(t, c, 'me@x', 'S'), undefined, 'a fresh start for the pair');
   // ...but the source has used its 3 failures (2 + 1): it may not try anyone now.
-  assert.ok(t.begin('other@x', 'S') !== undefined, 'signing in to one\'s own account does not refill the source');
+  assert.ok(t.begin('other@x', 'S') !== undefined, "signing in to one's own account does not refill the source");
 });
 
 test('login throttle: a source failing on many accounts runs out, and it comes back over the window', () => {
@@ -95,7 +95,7 @@ test('login throttle: spraying is reported once per window, by source and by acc
 test('login throttle: memory stays bounded under a flood of accounts and sources', () => {
   const c = clock();
   const t = new LoginThrottle({ maxKeys: 100, now: c.now });
-  for (let i = 0; i < 5000; i++) attempt(t, c, `u${i}@x`, `10.${i >> 8 & 255}.${i & 255}.1`);
+  for (let i = 0; i < 5000; i++) attempt(t, c, `u${i}@x`, `10.${(i >> 8) & 255}.${i & 255}.1`);
   assert.ok(t.size <= 400, `${t.size} entries`);
 });
 

@@ -24,7 +24,10 @@ export interface OperatorSetupDeps {
  */
 export class OperatorSetup {
   /** Printed at start while setup is open; used up by a successful setup. */
-  readonly code: string = newSecret(9).replace(/[^A-Za-z0-9]/g, '').slice(0, 10).toUpperCase();
+  readonly code: string = newSecret(9)
+    .replace(/[^A-Za-z0-9]/g, '')
+    .slice(0, 10)
+    .toUpperCase();
   private failures = 0;
 
   constructor(private readonly deps: OperatorSetupDeps) {}
@@ -41,7 +44,8 @@ export class OperatorSetup {
     const kept = this.deps.initialPassword();
     if (kept === undefined || !(await this.needed())) throw new HearthError('E_CONFLICT', 'the operator is set up already: sign in');
     if (!isLoopback(ip)) {
-      if (this.failures >= MAX_CODE_FAILURES) throw new HearthError('E_FORBIDDEN', 'too many wrong setup codes: finish the setup from the server itself, or restart it');
+      if (this.failures >= MAX_CODE_FAILURES)
+        throw new HearthError('E_FORBIDDEN', 'too many wrong setup codes: finish the setup from the server itself, or restart it');
       if (!body.code || !safeEqual(body.code.trim().toUpperCase(), this.code)) {
         this.failures++;
         throw new HearthError('E_FORBIDDEN', 'from another machine, setup needs the setup code printed in the server log', { field: 'body.code' });

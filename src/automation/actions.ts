@@ -18,14 +18,25 @@ export interface ActionBase {
 
 /** The slice of the scene service automations use (src/scenes/scene-service.ts). */
 export interface SceneRunner {
-  activateAs(source: string, homeId: string, sceneId: string): Promise<{ id: string; ok: boolean; results: Array<{ device: string; ok: boolean; status: string; error?: string; ms: number }> }>;
+  activateAs(
+    source: string,
+    homeId: string,
+    sceneId: string,
+  ): Promise<{ id: string; ok: boolean; results: Array<{ device: string; ok: boolean; status: string; error?: string; ms: number }> }>;
 }
 
 /** The slice of the notification service automations use (src/notify/notify-service.ts). */
 export interface Notifier {
   send(req: {
-    homeId: string; kind: string; severity: 'info' | 'warning' | 'alarm'; title: string; body: string; users?: string[];
-    data?: Record<string, unknown>; dedupeKey?: string; source?: string;
+    homeId: string;
+    kind: string;
+    severity: 'info' | 'warning' | 'alarm';
+    title: string;
+    body: string;
+    users?: string[];
+    data?: Record<string, unknown>;
+    dedupeKey?: string;
+    source?: string;
   }): Promise<{ id: string; results: Array<{ userId: string | null; channel: string; status: string; reason?: string }> }>;
 }
 
@@ -33,7 +44,11 @@ export interface Notifier {
 export interface ActionEffects {
   clock: Clock;
   log?: Pick<Logger, 'warn'>;
-  command(deviceId: string, input: { action: string; params?: Record<string, unknown>; timeoutMs?: number }, source: string): Promise<{ id: string; ok: boolean; result?: Record<string, unknown>; error?: string; latencyMs: number }>;
+  command(
+    deviceId: string,
+    input: { action: string; params?: Record<string, unknown>; timeoutMs?: number },
+    source: string,
+  ): Promise<{ id: string; ok: boolean; result?: Record<string, unknown>; error?: string; latencyMs: number }>;
   setDesired(deviceId: string, values: Record<string, unknown>): Promise<unknown>;
   /** The devices of a group of the home (undefined when it is gone). */
   groupDevices(homeId: string, groupId: string): Promise<string[] | undefined>;
@@ -80,7 +95,15 @@ export async function runActions(list: Action[], path: string, fx: ActionEffects
     const a = list[i];
     const p = `${path}[${i}]`;
     if (ctx.cancelled) {
-      out.push({ path: p, type: a.type, ...(a.alias ? { alias: a.alias } : {}), status: 'cancelled', startedAt: new Date(fx.clock.now()).toISOString(), ms: 0, error: ctx.cancelled });
+      out.push({
+        path: p,
+        type: a.type,
+        ...(a.alias ? { alias: a.alias } : {}),
+        status: 'cancelled',
+        startedAt: new Date(fx.clock.now()).toISOString(),
+        ms: 0,
+        error: ctx.cancelled,
+      });
       throw new StopRun('cancelled', ctx.cancelled);
     }
     const started = fx.clock.now();
@@ -89,7 +112,7 @@ export async function runActions(list: Action[], path: string, fx: ActionEffects
     try {
       const kind = actionKinds.of(a.type);
       if (!kind) throw new Error(`unknown action type "${String(a.type)}"`);
-      await kind.run(a, p, fx, ctx, t, (branch, at) => runActions(branch, at, fx, ctx, t.actions ??= []));
+      await kind.run(a, p, fx, ctx, t, (branch, at) => runActions(branch, at, fx, ctx, (t.actions ??= [])));
     } catch (err) {
       if (err instanceof StopRun) {
         t.ms = fx.clock.now() - started;
@@ -108,7 +131,6 @@ export async function runActions(list: Action[], path: string, fx: ActionEffects
     if ((t.status === 'failed' || t.status === 'timeout') && !a.continueOnError) throw new StopRun('failed', `${p} (${a.type}) failed: ${t.error}`);
   }
 }
-
 
 /** The devices an automation names anywhere (triggers, conditions, actions), for the index of references. */
 export function devicesOf(a: { triggers: Array<{ type: string }>; conditions: Condition[]; actions: Action[] }): Set<string> {

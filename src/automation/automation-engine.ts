@@ -28,13 +28,21 @@ export interface HomeInfo {
 
 /** The slice of the TimerService (src/timers/timer-service.ts) the engine listens to. */
 export interface TimerFirings {
-  onFire(owner: string, fire: (f: { key: string; payload: unknown; scheduledAt: number; firedAt: number; lateMs: number }) => Promise<void> | void,
-    skipped?: (s: { key: string; payload: unknown; scheduledAt: number; reason: string }) => void): () => void;
+  onFire(
+    owner: string,
+    fire: (f: { key: string; payload: unknown; scheduledAt: number; firedAt: number; lateMs: number }) => Promise<void> | void,
+    skipped?: (s: { key: string; payload: unknown; scheduledAt: number; reason: string }) => void,
+  ): () => void;
 }
 
 /** Ways the engine changes an automation's stored state (the AutomationService does it, so every node hears). */
 export interface AutomationControl {
-  setEnabledBySystem(id: string, enabled: boolean, by: string, status?: { status: 'ok' | 'stopped' | 'unavailable'; reason: string | null }): Promise<Automation | undefined>;
+  setEnabledBySystem(
+    id: string,
+    enabled: boolean,
+    by: string,
+    status?: { status: 'ok' | 'stopped' | 'unavailable'; reason: string | null },
+  ): Promise<Automation | undefined>;
   /** Re-checks an automation against its home; the problems, or [] when it is fine. */
   problems(a: Automation): Promise<Array<{ field: string; message: string }>>;
 }
@@ -78,7 +86,6 @@ interface Loaded extends LoopHistory {
   unindexed: boolean;
 }
 
-
 const HOME_TTL_MS = 30_000;
 
 /**
@@ -115,11 +122,18 @@ export class AutomationEngine implements ShardListener {
       setDesired: (device, values) => touching([device], () => deps.effects.setDesired(device, values)),
       // A webhook action may call an incoming webhook of this platform (its own, even): marked as a cause.
       postJson: (url, body, headers) => touching([`automation:${headers['x-hearth-automation']}`], () => deps.effects.postJson(url, body, headers)),
-      ...(scenes ? {
-        scenes: {
-          activateAs: (source: string, homeId: string, sceneId: string) => touching([`scene:${sceneId}`], () => scenes.activateAs(source, homeId, sceneId), (act) => act.results.map((r) => r.device)),
-        },
-      } : {}),
+      ...(scenes
+        ? {
+            scenes: {
+              activateAs: (source: string, homeId: string, sceneId: string) =>
+                touching(
+                  [`scene:${sceneId}`],
+                  () => scenes.activateAs(source, homeId, sceneId),
+                  (act) => act.results.map((r) => r.device),
+                ),
+            },
+          }
+        : {}),
       clock: deps.clock,
       watch: (devices, fn) => this.watch(devices, fn),
       setEnabled: async (homeId, id, enabled, by) => {
@@ -142,7 +156,14 @@ export class AutomationEngine implements ShardListener {
       // A device that changes home may break automations naming it (see HomeService.onPlacementChange).
       bus.subscribe('cluster.placement', (m) => void this.recheck(m.data.deviceId), { name: 'automations.placement' }),
     );
-    if (this.deps.timers) this.unsubs.push(this.deps.timers.onFire('automation', (f) => this.onTimer(f.key, { scheduledAt: f.scheduledAt, lateMs: f.lateMs }), (s) => this.onTimerSkipped(s.key, s.scheduledAt)));
+    if (this.deps.timers)
+      this.unsubs.push(
+        this.deps.timers.onFire(
+          'automation',
+          (f) => this.onTimer(f.key, { scheduledAt: f.scheduledAt, lateMs: f.lateMs }),
+          (s) => this.onTimerSkipped(s.key, s.scheduledAt),
+        ),
+      );
   }
 
   async stop(): Promise<void> {
@@ -170,7 +191,10 @@ export class AutomationEngine implements ShardListener {
 
   async acquire(shard: number): Promise<void> {
     if (this.rpc.has(shard)) return;
-    this.rpc.set(shard, this.deps.bus.subscribe(subjects.automationRpc(shard), (m) => this.serve(shard, m.data).then((r) => m.respond?.(r)), { name: 'automations.rpc' }));
+    this.rpc.set(
+      shard,
+      this.deps.bus.subscribe(subjects.automationRpc(shard), (m) => this.serve(shard, m.data).then((r) => m.respond?.(r)), { name: 'automations.rpc' }),
+    );
     for (const row of await this.deps.store.rowsOfShard(shard)) {
       const version = JSON.stringify(row);
       const cur = this.loaded.get(row.id);
@@ -234,11 +258,19 @@ export class AutomationEngine implements ShardListener {
     a.triggers.forEach((t, index) => {
       const attach = triggerKinds.of(t.type)?.attach;
       if (!attach) return;
-      c.detach.push(attach(t, {
-        hub: this.hub, clock: this.deps.clock, log: this.deps.log, automationId: a.id, homeId: a.homeId, timerKey: `automation:${a.id}:${index}`,
-        fire: (data) => this.fire(c, index, t, data),
-        reported: this.deps.reported, online: this.deps.online,
-      }));
+      c.detach.push(
+        attach(t, {
+          hub: this.hub,
+          clock: this.deps.clock,
+          log: this.deps.log,
+          automationId: a.id,
+          homeId: a.homeId,
+          timerKey: `automation:${a.id}:${index}`,
+          fire: (data) => this.fire(c, index, t, data),
+          reported: this.deps.reported,
+          online: this.deps.online,
+        }),
+      );
     });
   }
 
@@ -325,7 +357,14 @@ export class AutomationEngine implements ShardListener {
     if (!target || !t) return;
     const c = target.c;
     const trigger = this.triggerTrace(target.index, t.type, { scheduledAt: new Date(scheduledAt).toISOString() });
-    this.record(c, newId('ar'), 'skipped', `the ${t.type} firing due at ${new Date(scheduledAt).toISOString()} was missed by more than its grace window (the node was down)`, this.deps.clock.now(), { trigger, conditions: [], actions: [] });
+    this.record(
+      c,
+      newId('ar'),
+      'skipped',
+      `the ${t.type} firing due at ${new Date(scheduledAt).toISOString()} was missed by more than its grace window (the node was down)`,
+      this.deps.clock.now(),
+      { trigger, conditions: [], actions: [] },
+    );
   }
 
   private async reloadFor(id: string): Promise<Loaded | undefined> {
@@ -367,7 +406,14 @@ export class AutomationEngine implements ShardListener {
       this.homes.set(homeId, h);
     }
     const info = h.info ?? { timezone: 'UTC', latitude: null, longitude: null, ownerId: '' };
-    return { now: () => this.deps.clock.now(), timezone: info.timezone, latitude: info.latitude, longitude: info.longitude, reported: this.deps.reported, online: this.deps.online };
+    return {
+      now: () => this.deps.clock.now(),
+      timezone: info.timezone,
+      latitude: info.latitude,
+      longitude: info.longitude,
+      reported: this.deps.reported,
+      online: this.deps.online,
+    };
   }
 
   /** A trigger fired: loop guard, cool-down, conditions, run mode, run. */
@@ -400,7 +446,11 @@ export class AutomationEngine implements ShardListener {
     const cond = opts.skipConditions ? { ok: true, traces: [] } : await evaluateAll(c.a.conditions, 'conditions', world);
     if (!cond.ok) {
       const failed = cond.traces.filter((t) => !t.result).map((t) => `${t.path} (${t.type})${t.reason ? `: ${t.reason}` : ''}`);
-      return this.record(c, runId, 'condition-failed', `a condition did not hold: ${failed.join('; ')}`, now, { trigger, conditions: cond.traces, actions: [] });
+      return this.record(c, runId, 'condition-failed', `a condition did not hold: ${failed.join('; ')}`, now, {
+        trigger,
+        conditions: cond.traces,
+        actions: [],
+      });
     }
 
     const admission = c.runs.admit(runId);
@@ -410,7 +460,8 @@ export class AutomationEngine implements ShardListener {
       return this.record(c, runId, 'running', admission.reason, now, { trigger, conditions: cond.traces, actions: [] }, null);
     }
     // The automation may have been changed, deleted or moved while its conditions were read.
-    if (c.unindexed || this.loaded.get(c.a.id) !== c) return this.record(c, runId, 'dropped', 'the automation was changed or unloaded meanwhile', now, { trigger, conditions: cond.traces, actions: [] });
+    if (c.unindexed || this.loaded.get(c.a.id) !== c)
+      return this.record(c, runId, 'dropped', 'the automation was changed or unloaded meanwhile', now, { trigger, conditions: cond.traces, actions: [] });
     return this.begin(c, runId, trigger, cond.traces, world);
   }
 
@@ -418,7 +469,15 @@ export class AutomationEngine implements ShardListener {
     const startedAt = this.deps.clock.now();
     const trace: Trace = { trigger, conditions, actions: [] };
     const ctx: RunContext = {
-      automationId: c.a.id, automationName: c.a.name, homeId: c.a.homeId, runId, trigger, dryRun: false, world, cancelled: undefined, cancelHooks: new Set(),
+      automationId: c.a.id,
+      automationName: c.a.name,
+      homeId: c.a.homeId,
+      runId,
+      trigger,
+      dryRun: false,
+      world,
+      cancelled: undefined,
+      cancelHooks: new Set(),
     };
     const run = this.record(c, runId, 'running', null, startedAt, trace, null);
     this.announce(c, run);
@@ -460,7 +519,13 @@ export class AutomationEngine implements ShardListener {
     c.runs.cancelAll('stopped by the loop guard');
     const run = this.record(c, runId, 'stopped', reason, now, { trigger, conditions: [], actions: [] });
     this.deps.log.warn({ automationId: c.a.id, homeId: c.a.homeId }, 'automation stopped by the loop guard');
-    this.deps.stream?.publish('automation', null, c.a.homeId, { event: 'stopped', automationId: c.a.id, name: c.a.name, runId, status: 'stopped', reason }, now);
+    this.deps.stream?.publish(
+      'automation',
+      null,
+      c.a.homeId,
+      { event: 'stopped', automationId: c.a.id, name: c.a.name, runId, status: 'stopped', reason },
+      now,
+    );
     try {
       await this.deps.control.setEnabledBySystem(c.a.id, false, 'loop-guard', { status: 'stopped', reason });
     } catch (err) {
@@ -469,19 +534,43 @@ export class AutomationEngine implements ShardListener {
     const notify = this.deps.effects.notify;
     if (notify) {
       const home = await this.deps.home(c.a.homeId).catch(() => undefined);
-      notify.send({
-        homeId: c.a.homeId, kind: 'automation', severity: 'warning', title: `Automation "${c.a.name}" was stopped`, body: reason,
-        ...(home?.ownerId ? { users: [home.ownerId] } : {}), source: `automation:${c.a.id}`, dedupeKey: `loop-guard:${c.a.id}`, data: { automationId: c.a.id, runId },
-      }).catch((err) => this.deps.log.warn({ err, automationId: c.a.id }, 'loop guard notification failed'));
+      notify
+        .send({
+          homeId: c.a.homeId,
+          kind: 'automation',
+          severity: 'warning',
+          title: `Automation "${c.a.name}" was stopped`,
+          body: reason,
+          ...(home?.ownerId ? { users: [home.ownerId] } : {}),
+          source: `automation:${c.a.id}`,
+          dedupeKey: `loop-guard:${c.a.id}`,
+          data: { automationId: c.a.id, runId },
+        })
+        .catch((err) => this.deps.log.warn({ err, automationId: c.a.id }, 'loop guard notification failed'));
     }
     return run;
   }
 
-  private record(c: Loaded, runId: string, status: RunStatus, reason: string | null, startedAt: number, trace: Trace, finishedAt: number | null = this.deps.clock.now()): Run {
+  private record(
+    c: Loaded,
+    runId: string,
+    status: RunStatus,
+    reason: string | null,
+    startedAt: number,
+    trace: Trace,
+    finishedAt: number | null = this.deps.clock.now(),
+  ): Run {
     this.deps.store.recordRun({ id: runId, automationId: c.a.id, homeId: c.a.homeId, status, reason, startedAt, finishedAt, trace });
     const run: Run = {
-      id: runId, automationId: c.a.id, homeId: c.a.homeId, status, reason, startedAt: new Date(startedAt).toISOString(),
-      finishedAt: finishedAt === null ? null : new Date(finishedAt).toISOString(), ms: finishedAt === null ? null : finishedAt - startedAt, trace,
+      id: runId,
+      automationId: c.a.id,
+      homeId: c.a.homeId,
+      status,
+      reason,
+      startedAt: new Date(startedAt).toISOString(),
+      finishedAt: finishedAt === null ? null : new Date(finishedAt).toISOString(),
+      ms: finishedAt === null ? null : finishedAt - startedAt,
+      trace,
     };
     if (status !== 'running') this.announce(c, run);
     return run;
@@ -489,8 +578,14 @@ export class AutomationEngine implements ShardListener {
 
   private announce(c: Loaded, run: Run): void {
     this.deps.stream?.publish('automation', null, c.a.homeId, {
-      event: run.status === 'running' ? 'run-started' : 'run-finished', automationId: c.a.id, name: c.a.name, runId: run.id, status: run.status, reason: run.reason,
-      trigger: { type: run.trace.trigger.type, description: run.trace.trigger.description }, ms: run.ms,
+      event: run.status === 'running' ? 'run-started' : 'run-finished',
+      automationId: c.a.id,
+      name: c.a.name,
+      runId: run.id,
+      status: run.status,
+      reason: run.reason,
+      trigger: { type: run.trace.trigger.type, description: run.trace.trigger.description },
+      ms: run.ms,
     });
   }
 
@@ -498,7 +593,13 @@ export class AutomationEngine implements ShardListener {
 
   /** A manual run (or a webhook firing) on the node that owns the home; returns the run as it started. */
   async manual(a: Automation, req: { data?: Record<string, unknown>; skipConditions?: boolean; source: string }): Promise<Run> {
-    return this.route(a, { op: 'run', id: a.id, source: req.source, ...(req.data ? { data: req.data } : {}), ...(req.skipConditions ? { skipConditions: true } : {}) });
+    return this.route(a, {
+      op: 'run',
+      id: a.id,
+      source: req.source,
+      ...(req.data ? { data: req.data } : {}),
+      ...(req.skipConditions ? { skipConditions: true } : {}),
+    });
   }
 
   async webhook(a: Automation, data: Record<string, unknown>): Promise<Run> {
@@ -520,11 +621,13 @@ export class AutomationEngine implements ShardListener {
 
   private serve(shard: number, req: Rpc): Promise<RpcReply> {
     return serveShard({
-      owns: this.deps.shards.owns(shard), log: this.deps.log, context: { automationId: req.id }, what: 'automation request',
+      owns: this.deps.shards.owns(shard),
+      log: this.deps.log,
+      context: { automationId: req.id },
+      what: 'automation request',
       run: async () => ({ ok: true as const, run: await this.local(req) }),
     });
   }
-
 
   private async local(req: Rpc): Promise<Run> {
     const c = this.loaded.get(req.id) ?? (await this.reloadFor(req.id));
@@ -532,7 +635,10 @@ export class AutomationEngine implements ShardListener {
     if (c.a.status === 'unavailable') throw new HearthError('E_CONFLICT', `the automation is unavailable: ${c.a.statusReason}`);
     if (req.op === 'run') {
       const index = c.a.triggers.findIndex((t) => t.type === 'manual');
-      return this.dispatch(c, this.triggerTrace(index >= 0 ? index : null, 'manual', { by: req.source, ...(req.data ?? {}) }), { counts: false, skipConditions: req.skipConditions });
+      return this.dispatch(c, this.triggerTrace(index >= 0 ? index : null, 'manual', { by: req.source, ...(req.data ?? {}) }), {
+        counts: false,
+        skipConditions: req.skipConditions,
+      });
     }
     if (!c.a.enabled) throw new HearthError('E_CONFLICT', 'the automation is disabled');
     const index = c.a.triggers.findIndex((t) => t.type === req.type);
@@ -546,7 +652,10 @@ export class AutomationEngine implements ShardListener {
    * evaluated on the current state, and the actions are walked (choose branches decided, waits
    * checked once) with each would-be effect in the trace.
    */
-  async test(a: Automation, event: { type: TriggerType; data?: Record<string, unknown> }): Promise<{ matched: boolean; matchedTrigger: number | null; wouldRun: boolean; why: string; trace: Trace }> {
+  async test(
+    a: Automation,
+    event: { type: TriggerType; data?: Record<string, unknown> },
+  ): Promise<{ matched: boolean; matchedTrigger: number | null; wouldRun: boolean; why: string; trace: Trace }> {
     const data = event.data ?? {};
     const index = a.triggers.findIndex((t) => t.type === event.type && (triggerKinds.of(t.type)?.matches?.(t, data) ?? true));
     const trigger = this.triggerTrace(index >= 0 ? index : null, event.type, data);
@@ -555,10 +664,26 @@ export class AutomationEngine implements ShardListener {
     const cond = await evaluateAll(a.conditions, 'conditions', world);
     trace.conditions = cond.traces;
     if (index < 0) {
-      return { matched: false, matchedTrigger: null, wouldRun: false, why: `the event matches none of the triggers (${a.triggers.map((t, i) => `triggers[${i}] ${t.type}`).join(', ')})`, trace };
+      return {
+        matched: false,
+        matchedTrigger: null,
+        wouldRun: false,
+        why: `the event matches none of the triggers (${a.triggers.map((t, i) => `triggers[${i}] ${t.type}`).join(', ')})`,
+        trace,
+      };
     }
     if (!cond.ok) return { matched: true, matchedTrigger: index, wouldRun: false, why: 'a condition does not hold', trace };
-    const ctx: RunContext = { automationId: a.id, automationName: a.name, homeId: a.homeId, runId: 'dry-run', trigger, dryRun: true, world, cancelled: undefined, cancelHooks: new Set() };
+    const ctx: RunContext = {
+      automationId: a.id,
+      automationName: a.name,
+      homeId: a.homeId,
+      runId: 'dry-run',
+      trigger,
+      dryRun: true,
+      world,
+      cancelled: undefined,
+      cancelHooks: new Set(),
+    };
     try {
       await runActions(a.actions, 'actions', this.fx, ctx, trace.actions);
     } catch (err) {

@@ -21,13 +21,20 @@ function typesOf(schema: TObject): string[] {
 }
 
 for (const [what, reg, union] of [
-  ['trigger', triggerKinds, TriggerSchema], ['condition', conditionKinds, ConditionSchema], ['action', actionKinds, ActionSchema],
+  ['trigger', triggerKinds, TriggerSchema],
+  ['condition', conditionKinds, ConditionSchema],
+  ['action', actionKinds, ActionSchema],
 ] as const) {
   test(`${what} kinds: each schema declares the types its kind handles, and the documented union holds every kind`, () => {
     for (const k of reg.schemas) assert.deepEqual(typesOf(k.schema), [...k.types], `${k.types.join('/')}: schema and kind disagree`);
     const inUnion = (union as unknown as { anyOf: TObject[] }).anyOf.flatMap(typesOf).sort();
     assert.deepEqual(inUnion, [...reg.types].sort(), `the ${what} union is missing a kind`);
-    for (const k of reg.schemas) assert.equal((k.schema as { additionalProperties?: unknown }).additionalProperties, false, `${k.types[0]}: fields are closed, as validation refuses others`);
+    for (const k of reg.schemas)
+      assert.equal(
+        (k.schema as { additionalProperties?: unknown }).additionalProperties,
+        false,
+        `${k.types[0]}: fields are closed, as validation refuses others`,
+      );
   });
 }
 
@@ -40,7 +47,7 @@ test('the automations of docs/automations.md and the API examples fit the docume
   }
 });
 
-test('the documented schema describes each kind\'s fields, not only a type', () => {
+test("the documented schema describes each kind's fields, not only a type", () => {
   const base = { name: 'x', actions: [{ type: 'delay', duration: '5s' }] };
   assert.ok(Value.Check(documented.create, { ...base, triggers: [{ type: 'sun', event: 'sunset', offset: '-30m' }] }));
   assert.ok(!Value.Check(documented.create, { ...base, triggers: [{ type: 'sun', event: 'noon' }] }), 'sun events are sunrise and sunset');

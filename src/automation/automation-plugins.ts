@@ -43,7 +43,10 @@ export interface Checker {
 /** What a scene trigger hears: the bus's scene activation. */
 export type SceneActivated = SceneActivation;
 /** A schedule or sun timer of a trigger firing. */
-export interface TimerFiring { scheduledAt: number; lateMs: number }
+export interface TimerFiring {
+  scheduledAt: number;
+  lateMs: number;
+}
 
 /** What triggers can listen to, each keyed so that a message costs one map lookup. */
 export interface TriggerChannels {
@@ -80,7 +83,11 @@ export interface TriggerContext {
 }
 
 /** Where a schedule or sun trigger's timer is set: the home's zone and place. */
-export interface TimerHome { timezone: string; latitude: number | null; longitude: number | null }
+export interface TimerHome {
+  timezone: string;
+  latitude: number | null;
+  longitude: number | null;
+}
 
 /** A trigger kind (Home Assistant's trigger platforms): its schema, checks, and `attach` → detach. */
 export interface TriggerKind<T extends Trigger = any> {
@@ -131,12 +138,15 @@ export interface ActionKind<A extends Action = any> {
 }
 
 /** The registry of one folder: kinds by type, in the order the docs list them. */
-export function registry<K extends { types: readonly string[] }>(kinds: readonly K[]): { types: readonly string[]; of(type: string): K | undefined; schemas: K[] } {
+export function registry<K extends { types: readonly string[] }>(
+  kinds: readonly K[],
+): { types: readonly string[]; of(type: string): K | undefined; schemas: K[] } {
   const byType = new Map<string, K>();
-  for (const k of kinds) for (const t of k.types) {
-    if (byType.has(t)) throw new Error(`two kinds declare the type "${t}"`);
-    byType.set(t, k);
-  }
+  for (const k of kinds)
+    for (const t of k.types) {
+      if (byType.has(t)) throw new Error(`two kinds declare the type "${t}"`);
+      byType.set(t, k);
+    }
   return { types: [...byType.keys()], of: (type) => (typeof type === 'string' ? byType.get(type) : undefined), schemas: [...kinds] };
 }
 

@@ -73,11 +73,24 @@ export class AutomationService {
     const now = this.deps.clock.now();
     const id = newId('au');
     const row = {
-      id, home_id: homeId, shard: shardOf(homeId, this.deps.shardCount), name: input.name.trim(), description: input.description ?? null,
-      enabled: input.enabled === false ? 0 : 1, mode: input.mode ?? 'single', max_runs: input.max ?? DEFAULT_MAX, cooldown_ms: parseDuration(input.cooldown ?? 0) ?? 0,
-      triggers: toJson(input.triggers), conditions: toJson(input.conditions ?? []), actions: toJson(input.actions),
+      id,
+      home_id: homeId,
+      shard: shardOf(homeId, this.deps.shardCount),
+      name: input.name.trim(),
+      description: input.description ?? null,
+      enabled: input.enabled === false ? 0 : 1,
+      mode: input.mode ?? 'single',
+      max_runs: input.max ?? DEFAULT_MAX,
+      cooldown_ms: parseDuration(input.cooldown ?? 0) ?? 0,
+      triggers: toJson(input.triggers),
+      conditions: toJson(input.conditions ?? []),
+      actions: toJson(input.actions),
       webhook_id: input.triggers.some((t) => t.type === 'webhook') ? `wh_${newSecret(18)}` : null,
-      status: 'ok', status_reason: null, created_by: actorOf(p), created_at: now, updated_at: now,
+      status: 'ok',
+      status_reason: null,
+      created_by: actorOf(p),
+      created_at: now,
+      updated_at: now,
     };
     await this.deps.store.insert(row);
     const a = toAutomation(row);
@@ -101,19 +114,33 @@ export class AutomationService {
     const { row, a: old } = await this.requireRow(p, id, 'configure');
     const home = await this.home(old.homeId);
     const next: AutomationInput = {
-      name: patch.name ?? old.name, description: patch.description ?? old.description ?? undefined, enabled: patch.enabled ?? old.enabled,
-      triggers: patch.triggers ?? old.triggers, conditions: patch.conditions ?? old.conditions, actions: patch.actions ?? old.actions,
-      mode: patch.mode ?? old.mode, max: patch.max ?? old.max, cooldown: patch.cooldown ?? old.cooldownMs / 1000,
+      name: patch.name ?? old.name,
+      description: patch.description ?? old.description ?? undefined,
+      enabled: patch.enabled ?? old.enabled,
+      triggers: patch.triggers ?? old.triggers,
+      conditions: patch.conditions ?? old.conditions,
+      actions: patch.actions ?? old.actions,
+      mode: patch.mode ?? old.mode,
+      max: patch.max ?? old.max,
+      cooldown: patch.cooldown ?? old.cooldownMs / 1000,
     };
     await this.check(next, old.homeId, home);
     const hasHook = next.triggers.some((t) => t.type === 'webhook');
     const set = {
-      name: next.name.trim(), description: next.description ?? null, enabled: next.enabled ? 1 : 0, mode: next.mode!, max_runs: next.max!,
+      name: next.name.trim(),
+      description: next.description ?? null,
+      enabled: next.enabled ? 1 : 0,
+      mode: next.mode!,
+      max_runs: next.max!,
       cooldown_ms: parseDuration(next.cooldown ?? 0) ?? 0,
-      triggers: toJson(next.triggers), conditions: toJson(next.conditions ?? []), actions: toJson(next.actions),
-      webhook_id: hasHook ? old.webhookId ?? `wh_${newSecret(18)}` : null,
+      triggers: toJson(next.triggers),
+      conditions: toJson(next.conditions ?? []),
+      actions: toJson(next.actions),
+      webhook_id: hasHook ? (old.webhookId ?? `wh_${newSecret(18)}`) : null,
       // It was checked just now: whatever made it unavailable or stopped is over.
-      status: 'ok' as AutomationStatus, status_reason: null, updated_at: Math.max(this.deps.clock.now(), Date.parse(old.updatedAt) + 1),
+      status: 'ok' as AutomationStatus,
+      status_reason: null,
+      updated_at: Math.max(this.deps.clock.now(), Date.parse(old.updatedAt) + 1),
     };
     await this.deps.store.update(id, set);
     const a = toAutomation({ ...row, ...set });
@@ -170,12 +197,18 @@ export class AutomationService {
   // ------------------------------------------------------------------ the engine's side
 
   /** Enables or disables without a person (the loop guard, an automation's action, a re-check), optionally with a status. */
-  async setEnabledBySystem(id: string, enabled: boolean, by: string, status?: { status: AutomationStatus; reason: string | null }): Promise<Automation | undefined> {
+  async setEnabledBySystem(
+    id: string,
+    enabled: boolean,
+    by: string,
+    status?: { status: AutomationStatus; reason: string | null },
+  ): Promise<Automation | undefined> {
     const row = await this.deps.store.row(id);
     if (!row) return undefined;
     const old = toAutomation(row);
     const set: { enabled: number; updated_at: number; status?: string; status_reason?: string | null } = {
-      enabled: enabled ? 1 : 0, updated_at: Math.max(this.deps.clock.now(), Number(row.updated_at) + 1),
+      enabled: enabled ? 1 : 0,
+      updated_at: Math.max(this.deps.clock.now(), Number(row.updated_at) + 1),
     };
     if (status) {
       set.status = status.status;
@@ -185,7 +218,14 @@ export class AutomationService {
     const a = toAutomation({ ...row, ...set });
     await this.syncTimers(a, await this.home(a.homeId).catch(() => undefined), old.triggers);
     await this.deps.onChange(id);
-    this.deps.audit.record({ actor: by.includes(':') ? by : `system:${by}`, action: enabled ? 'automation.enable' : 'automation.disable', homeId: a.homeId, targetType: 'automation', targetId: id, details: status ? { status: status.status, reason: status.reason } : {} });
+    this.deps.audit.record({
+      actor: by.includes(':') ? by : `system:${by}`,
+      action: enabled ? 'automation.enable' : 'automation.disable',
+      homeId: a.homeId,
+      targetType: 'automation',
+      targetId: id,
+      details: status ? { status: status.status, reason: status.reason } : {},
+    });
     return a;
   }
 
@@ -219,7 +259,10 @@ export class AutomationService {
     } catch {
       return [{ field: 'homeId', message: 'the home was deleted' }];
     }
-    return validateAutomation({ name: a.name, triggers: a.triggers, conditions: a.conditions, actions: a.actions, mode: a.mode, max: a.max }, this.context(a.homeId, home));
+    return validateAutomation(
+      { name: a.name, triggers: a.triggers, conditions: a.conditions, actions: a.actions, mode: a.mode, max: a.max },
+      this.context(a.homeId, home),
+    );
   }
 
   /** The home's time zone, location and owner (for the engine's clocks and the loop guard's notice). */
@@ -279,7 +322,11 @@ export class AutomationService {
   private context(homeId: string, home: HomeInfo): HomeContext {
     const { access, devices, products, store, scenes } = this.deps;
     return {
-      homeId, timezone: home.timezone, latitude: home.latitude, longitude: home.longitude, now: this.deps.clock.now(),
+      homeId,
+      timezone: home.timezone,
+      latitude: home.latitude,
+      longitude: home.longitude,
+      now: this.deps.clock.now(),
       urlProblem: (url) => this.deps.urls?.problem(url),
       deviceModel: async (id): Promise<CompiledModel | undefined> => {
         if (typeof id !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(id)) return undefined;

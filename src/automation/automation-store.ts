@@ -18,24 +18,51 @@ const iso = (n: number | string) => new Date(Number(n)).toISOString();
 
 export function toAutomation(r: Row): Automation {
   return {
-    id: r.id, homeId: r.home_id, name: r.name, description: r.description, enabled: Number(r.enabled) === 1, mode: r.mode as RunMode,
-    max: Number(r.max_runs), cooldownMs: Number(r.cooldown_ms),
-    triggers: fromJson(r.triggers), conditions: fromJson(r.conditions), actions: fromJson(r.actions),
-    webhookId: r.webhook_id, status: r.status as AutomationStatus, statusReason: r.status_reason,
-    createdBy: r.created_by, createdAt: iso(r.created_at), updatedAt: iso(r.updated_at),
+    id: r.id,
+    homeId: r.home_id,
+    name: r.name,
+    description: r.description,
+    enabled: Number(r.enabled) === 1,
+    mode: r.mode as RunMode,
+    max: Number(r.max_runs),
+    cooldownMs: Number(r.cooldown_ms),
+    triggers: fromJson(r.triggers),
+    conditions: fromJson(r.conditions),
+    actions: fromJson(r.actions),
+    webhookId: r.webhook_id,
+    status: r.status as AutomationStatus,
+    statusReason: r.status_reason,
+    createdBy: r.created_by,
+    createdAt: iso(r.created_at),
+    updatedAt: iso(r.updated_at),
   };
 }
 
 function toRun(r: RunRow): Run {
   return {
-    id: r.id, automationId: r.automation_id, homeId: r.home_id, status: r.status as RunStatus, reason: r.reason,
-    startedAt: iso(r.started_at), finishedAt: r.finished_at == null ? null : iso(r.finished_at),
-    ms: r.finished_at == null ? null : Number(r.finished_at) - Number(r.started_at), trace: fromJson<Trace>(r.trace),
+    id: r.id,
+    automationId: r.automation_id,
+    homeId: r.home_id,
+    status: r.status as RunStatus,
+    reason: r.reason,
+    startedAt: iso(r.started_at),
+    finishedAt: r.finished_at == null ? null : iso(r.finished_at),
+    ms: r.finished_at == null ? null : Number(r.finished_at) - Number(r.started_at),
+    trace: fromJson<Trace>(r.trace),
   };
 }
 
 /** A run as the engine records it (serialised when written). */
-export interface RunRecord { id: string; automationId: string; homeId: string; status: RunStatus; reason: string | null; startedAt: number; finishedAt: number | null; trace: Trace }
+export interface RunRecord {
+  id: string;
+  automationId: string;
+  homeId: string;
+  status: RunStatus;
+  reason: string | null;
+  startedAt: number;
+  finishedAt: number | null;
+  trace: Trace;
+}
 
 /** Run records held while the store does not take writes, at most. */
 const MAX_PENDING = 20_000;
@@ -59,7 +86,11 @@ export class AutomationStore {
    * kept; when given, `start()` re-places the automations if the count changed.
    */
   constructor(private readonly deps: { db: Db; log: Logger; flushMs: number; sharding?: { shardCount: number; settings: SettingsStore } }) {
-    this.writer = new PeriodicFlush(() => this.write(), deps.flushMs, (err) => deps.log.error({ err }, 'automation runs flush failed; will retry'));
+    this.writer = new PeriodicFlush(
+      () => this.write(),
+      deps.flushMs,
+      (err) => deps.log.error({ err }, 'automation runs flush failed; will retry'),
+    );
   }
 
   async start(): Promise<void> {
@@ -135,7 +166,12 @@ export class AutomationStore {
     let moved = 0;
     for (const [shard, ids] of byShard) {
       for (let i = 0; i < ids.length; i += 500) {
-        const r = await this.deps.db.updateTable('automations').set({ shard }).where('home_id', 'in', ids.slice(i, i + 500)).where('shard', '!=', shard).executeTakeFirst();
+        const r = await this.deps.db
+          .updateTable('automations')
+          .set({ shard })
+          .where('home_id', 'in', ids.slice(i, i + 500))
+          .where('shard', '!=', shard)
+          .executeTakeFirst();
         moved += Number(r.numUpdatedRows);
       }
     }
@@ -167,7 +203,12 @@ export class AutomationStore {
 
   async getRun(automationId: string, runId: string): Promise<Run | undefined> {
     await this.writer.flush();
-    const row = await this.deps.db.selectFrom('automation_runs').selectAll().where('id', '=', runId).where('automation_id', '=', automationId).executeTakeFirst();
+    const row = await this.deps.db
+      .selectFrom('automation_runs')
+      .selectAll()
+      .where('id', '=', runId)
+      .where('automation_id', '=', automationId)
+      .executeTakeFirst();
     return row ? toRun(row) : undefined;
   }
 
@@ -184,11 +225,13 @@ export class AutomationStore {
     const { db, log } = this.deps;
     const rows = runs.map((run) => this.toRow(run));
     const { retry, error } = await writeIsolated(rows, {
-      batch: (rs) => db.transaction().execute(async (trx) => {
-        for (const r of rs) await upsertRun(trx, r);
-      }),
+      batch: (rs) =>
+        db.transaction().execute(async (trx) => {
+          for (const r of rs) await upsertRun(trx, r);
+        }),
       one: (r) => upsertRun(db, r),
-      onBad: (r, err) => log.error({ err, runId: r.id, automationId: r.automation_id }, 'automation run refused by the store; dropped, the rest of its batch is stored'),
+      onBad: (r, err) =>
+        log.error({ err, runId: r.id, automationId: r.automation_id }, 'automation run refused by the store; dropped, the rest of its batch is stored'),
     });
     if (error !== undefined) {
       const again = new Set(retry.map((r) => r.id));
@@ -202,8 +245,15 @@ export class AutomationStore {
   /** The run's row; a trace that cannot be serialised is replaced by what of it can be, and says so. */
   private toRow(run: RunRecord): RunRow {
     const row = (trace: string): RunRow => ({
-      id: run.id, automation_id: run.automationId, home_id: run.homeId, status: run.status, reason: run.reason,
-      trigger_type: run.trace.trigger.type, started_at: run.startedAt, finished_at: run.finishedAt, trace,
+      id: run.id,
+      automation_id: run.automationId,
+      home_id: run.homeId,
+      status: run.status,
+      reason: run.reason,
+      trigger_type: run.trace.trigger.type,
+      started_at: run.startedAt,
+      finished_at: run.finishedAt,
+      trace,
     });
     try {
       return row(toJson(run.trace));
@@ -218,8 +268,14 @@ export class AutomationStore {
           return undefined;
         }
       };
-      return row(attempt({ ...t, trigger: { ...t.trigger, data: note } })
-        ?? toJson({ trigger: { index: t.trigger.index, type: t.trigger.type, at: t.trigger.at, description: String(t.trigger.description), data: note }, conditions: [], actions: [] } satisfies Trace));
+      return row(
+        attempt({ ...t, trigger: { ...t.trigger, data: note } }) ??
+          toJson({
+            trigger: { index: t.trigger.index, type: t.trigger.type, at: t.trigger.at, description: String(t.trigger.description), data: note },
+            conditions: [],
+            actions: [],
+          } satisfies Trace),
+      );
     }
   }
 
@@ -229,15 +285,24 @@ export class AutomationStore {
     if (Date.now() - this.sweptAt > ORPHAN_SWEEP_MS) {
       this.sweptAt = Date.now();
       const db = this.deps.db;
-      await db.deleteFrom('automation_runs')
-        .where(({ not, exists, selectFrom }) => not(exists(selectFrom('automations').select('id').whereRef('automations.id', '=', 'automation_runs.automation_id'))))
+      await db
+        .deleteFrom('automation_runs')
+        .where(({ not, exists, selectFrom }) =>
+          not(exists(selectFrom('automations').select('id').whereRef('automations.id', '=', 'automation_runs.automation_id'))),
+        )
         .execute();
     }
     for (const [id, n] of this.written) {
       if (n < 20) continue;
       this.written.delete(id);
-      const cut = await this.deps.db.selectFrom('automation_runs').select('started_at').where('automation_id', '=', id)
-        .orderBy('started_at', 'desc').offset(RUNS_KEPT - 1).limit(1).executeTakeFirst();
+      const cut = await this.deps.db
+        .selectFrom('automation_runs')
+        .select('started_at')
+        .where('automation_id', '=', id)
+        .orderBy('started_at', 'desc')
+        .offset(RUNS_KEPT - 1)
+        .limit(1)
+        .executeTakeFirst();
       if (cut) await this.deps.db.deleteFrom('automation_runs').where('automation_id', '=', id).where('started_at', '<', Number(cut.started_at)).execute();
     }
   }
@@ -245,7 +310,11 @@ export class AutomationStore {
 
 /** A run is recorded when it starts and again when it ends: the second write updates the first. */
 async function upsertRun(db: Db, r: RunRow): Promise<void> {
-  await db.insertInto('automation_runs').values(r)
-    .onConflict((oc) => oc.column('id').doUpdateSet({ status: r.status, reason: r.reason, started_at: r.started_at, finished_at: r.finished_at, trace: r.trace }))
+  await db
+    .insertInto('automation_runs')
+    .values(r)
+    .onConflict((oc) =>
+      oc.column('id').doUpdateSet({ status: r.status, reason: r.reason, started_at: r.started_at, finished_at: r.finished_at, trace: r.trace }),
+    )
     .execute();
 }

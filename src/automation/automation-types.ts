@@ -59,7 +59,9 @@ export interface Automation {
 // ---------------------------------------------------------------- runs and traces
 
 export type RunStatus =
-  | 'running' | 'completed' | 'failed'
+  | 'running'
+  | 'completed'
+  | 'failed'
   /** The conditions did not hold: nothing was done. */
   | 'condition-failed'
   /** Not started: the mode (single busy, queue full, parallel limit) or the cool-down. */

@@ -94,13 +94,15 @@ class Validator implements Checker {
   }
 
   needsLocation(path: string): void {
-    if (this.home.latitude == null || this.home.longitude == null) this.bad(path, 'the home has no location (set latitude and longitude on the home) for sun times');
+    if (this.home.latitude == null || this.home.longitude == null)
+      this.bad(path, 'the home has no location (set latitude and longitude on the home) for sun times');
   }
 
   unknownKeys(o: object, path: string, schema: TObject): void {
     const x = o as Record<string, unknown>;
     const allowed = fieldsOf(schema);
-    for (const k of Object.keys(x)) if (!allowed.includes(k)) this.bad(`${path}.${k}`, `is not a field of a ${String(x.type)} ${path.split('[')[0].replace(/s$/, '')}`);
+    for (const k of Object.keys(x))
+      if (!allowed.includes(k)) this.bad(`${path}.${k}`, `is not a field of a ${String(x.type)} ${path.split('[')[0].replace(/s$/, '')}`);
   }
 
   async automation(a: AutomationInput): Promise<void> {
@@ -124,7 +126,7 @@ class Validator implements Checker {
 
   property(m: CompiledModel, id: unknown, path: string, device: string): ValueSpec | undefined {
     if (typeof id !== 'string') {
-      this.bad(path, 'is required: the name of one of the device\'s properties');
+      this.bad(path, "is required: the name of one of the device's properties");
       return undefined;
     }
     const spec = m.properties.get(id);
@@ -145,7 +147,8 @@ class Validator implements Checker {
     }
     if (above !== undefined && (typeof above !== 'number' || !Number.isFinite(above))) this.bad(`${path}.above`, 'must be a number');
     if (below !== undefined && (typeof below !== 'number' || !Number.isFinite(below))) this.bad(`${path}.below`, 'must be a number');
-    if (typeof above === 'number' && typeof below === 'number' && above >= below) this.bad(`${path}.above`, `must be less than below (${below}): nothing is above ${above} and below ${below}`);
+    if (typeof above === 'number' && typeof below === 'number' && above >= below)
+      this.bad(`${path}.above`, `must be less than below (${below}): nothing is above ${above} and below ${below}`);
   }
 
   params(specs: ValueSpec[] | undefined, params: Record<string, unknown>, path: string, what: string, requireAll = false): void {

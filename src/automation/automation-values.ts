@@ -7,7 +7,9 @@ import { Type } from 'typebox';
 
 /** A duration: seconds as a number, or text: `"90s"`, `"5m"`, `"1h30m"`, `"500ms"`, `"2d"`, `"00:05:00"`. Offsets may start with `-`. */
 export type Duration = number | string;
-export const DurationSchema = Type.Union([Type.Number(), Type.String({ maxLength: 32 })], { description: 'Seconds, or "500ms", "90s", "5m", "1h30m", "2d", "00:05:00"' });
+export const DurationSchema = Type.Union([Type.Number(), Type.String({ maxLength: 32 })], {
+  description: 'Seconds, or "500ms", "90s", "5m", "1h30m", "2d", "00:05:00"',
+});
 /** A duration that may be negative: an offset before a sun event. */
 export const OffsetSchema = Type.Union([Type.Number(), Type.String({ maxLength: 32 })], { description: 'Seconds, or "-30m", "45m", "-1h"' });
 

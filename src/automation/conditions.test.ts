@@ -6,8 +6,12 @@ import { nextTime } from '../timers/timer-spec.ts';
 
 function world(iso: string, state: Record<string, Record<string, unknown>> = {}, online: Record<string, boolean> = {}): World {
   return {
-    now: () => Date.parse(iso), timezone: 'Europe/Berlin', latitude: 52.52, longitude: 13.405,
-    reported: async (id) => state[id] ?? {}, online: async (id) => online[id] ?? false,
+    now: () => Date.parse(iso),
+    timezone: 'Europe/Berlin',
+    latitude: 52.52,
+    longitude: 13.405,
+    reported: async (id) => state[id] ?? {},
+    online: async (id) => online[id] ?? false,
   };
 }
 
@@ -25,7 +29,7 @@ test('durations: seconds, units, clock notation, signs', () => {
   assert.equal(parseTimeOfDay('24:00'), undefined);
 });
 
-test('local time is the home zone\'s, across DST', () => {
+test("local time is the home zone's, across DST", () => {
   assert.deepEqual(localTime(Date.parse('2026-03-29T00:30:00Z'), 'Europe/Berlin').text, '01:30:00');
   assert.deepEqual(localTime(Date.parse('2026-03-29T01:30:00Z'), 'Europe/Berlin').text, '03:30:00', 'after the spring-forward');
   assert.equal(localTime(Date.parse('2026-11-23T23:30:00Z'), 'Europe/Berlin').weekday, 'tue', 'already Tuesday in Berlin');
@@ -78,15 +82,28 @@ test('sun: on DST-change days, before the clocks change, a sun condition agrees 
 
 test('property, presence and and/or/not, each with its values', async () => {
   const w = world('2026-11-23T12:00:00Z', { d1: { temperature: 21.5, mode: 'heat' } }, { d1: true });
-  const all = await evaluateAll([
-    { type: 'property', device: 'd1', property: 'temperature', above: 20, below: 25 },
-    { type: 'property', device: 'd1', property: 'mode', oneOf: ['cool', 'auto'] },
-    { type: 'not', conditions: [{ type: 'presence', device: 'd1' }] },
-    { type: 'or', conditions: [{ type: 'presence', device: 'd1', online: false }, { type: 'property', device: 'd1', property: 'mode', notEquals: 'off' }] },
-    { type: 'property', device: 'd1', property: 'humidity', equals: 40 },
-  ], 'conditions', w);
+  const all = await evaluateAll(
+    [
+      { type: 'property', device: 'd1', property: 'temperature', above: 20, below: 25 },
+      { type: 'property', device: 'd1', property: 'mode', oneOf: ['cool', 'auto'] },
+      { type: 'not', conditions: [{ type: 'presence', device: 'd1' }] },
+      {
+        type: 'or',
+        conditions: [
+          { type: 'presence', device: 'd1', online: false },
+          { type: 'property', device: 'd1', property: 'mode', notEquals: 'off' },
+        ],
+      },
+      { type: 'property', device: 'd1', property: 'humidity', equals: 40 },
+    ],
+    'conditions',
+    w,
+  );
   assert.equal(all.ok, false);
-  assert.deepEqual(all.traces.map((t) => t.result), [true, false, false, true, false]);
+  assert.deepEqual(
+    all.traces.map((t) => t.result),
+    [true, false, false, true, false],
+  );
   assert.deepEqual(all.traces[0].values, { device: 'd1', property: 'temperature', actual: 21.5, above: 20, below: 25 });
   assert.match(all.traces[1].reason!, /none of/);
   assert.equal(all.traces[2].children![0].path, 'conditions[2].conditions[0]');

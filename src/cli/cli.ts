@@ -54,10 +54,12 @@ use, a data directory held by another Hearth: the message names the variable to 
 
 Configuration (environment variable, default):
   ${'HEARTH_CONFIG'.padEnd(34)} JSON file with the same keys (camelCase) as the variables below; the variables win (default <data dir>/hearth.json)
-${Object.entries(ConfigSchema.properties).map(([k, s]) => {
-  const { description, default: def } = s as { description?: string; default?: unknown };
-  return `  ${envName(k).padEnd(34)} ${description ?? ''}${def !== undefined ? ` (default ${JSON.stringify(def)})` : ''}`;
-}).join('\n')}
+${Object.entries(ConfigSchema.properties)
+  .map(([k, s]) => {
+    const { description, default: def } = s as { description?: string; default?: unknown };
+    return `  ${envName(k).padEnd(34)} ${description ?? ''}${def !== undefined ? ` (default ${JSON.stringify(def)})` : ''}`;
+  })
+  .join('\n')}
 `;
 
 /** A mistake in how a command was called: printed with the usage, exit code 2. */
@@ -153,7 +155,9 @@ async function admin(args: string[], env: NodeJS.ProcessEnv): Promise<number> {
       const state = kept === undefined ? undefined : await auth.operatorFirstPassword(kept);
       if (kept === undefined || !state?.pending) {
         if (kept !== undefined) removeInitialPassword(config.dataDir);
-        throw new CommandError(`no initial password is kept in ${config.dataDir}: the operator has signed in (or its password was set) since; if it is lost, run: npx hearth admin reset-password`);
+        throw new CommandError(
+          `no initial password is kept in ${config.dataDir}: the operator has signed in (or its password was set) since; if it is lost, run: npx hearth admin reset-password`,
+        );
       }
       process.stderr.write(`operator ${state.email}; this password (from ${initialPasswordPath(config.dataDir)}) is kept until the first sign-in:\n`);
       process.stdout.write(`${kept}\n`);
@@ -161,11 +165,11 @@ async function admin(args: string[], env: NodeJS.ProcessEnv): Promise<number> {
     }
     const r = await auth.resetOperatorPassword(values.email, values.password);
     removeInitialPassword(config.dataDir);
-    process.stdout.write(r.generated
-      ? `password of operator ${r.email} reset to: ${r.password}\n`
-      : `password of operator ${r.email} changed\n`);
+    process.stdout.write(r.generated ? `password of operator ${r.email} reset to: ${r.password}\n` : `password of operator ${r.email} changed\n`);
     const running = config.databaseUrl === undefined ? runningServer(config.dataDir) : undefined;
-    process.stdout.write(`all of ${r.email}'s sessions are ended${running ? ` (the running server, pid ${running.pid}, accepts access tokens it issued before for at most ${config.tokenTtlSeconds} s more; restart it to end them now)` : ''}\n`);
+    process.stdout.write(
+      `all of ${r.email}'s sessions are ended${running ? ` (the running server, pid ${running.pid}, accepts access tokens it issued before for at most ${config.tokenTtlSeconds} s more; restart it to end them now)` : ''}\n`,
+    );
     return 0;
   } finally {
     await db.destroy();
@@ -209,8 +213,14 @@ function rememberHub(dataDir: string, api: string, hub: RememberedHub | undefine
 
 async function simulate(args: string[], env: NodeJS.ProcessEnv): Promise<number> {
   const { values } = parse(args, {
-    mqtt: { type: 'string' }, api: { type: 'string' }, email: { type: 'string' }, password: { type: 'string' },
-    hub: { type: 'string' }, secret: { type: 'string' }, interval: { type: 'string' }, new: { type: 'boolean' },
+    mqtt: { type: 'string' },
+    api: { type: 'string' },
+    email: { type: 'string' },
+    password: { type: 'string' },
+    hub: { type: 'string' },
+    secret: { type: 'string' },
+    interval: { type: 'string' },
+    new: { type: 'boolean' },
     'ota-failure-rate': { type: 'string' },
   });
   if (values.help) {
@@ -219,7 +229,8 @@ async function simulate(args: string[], env: NodeJS.ProcessEnv): Promise<number>
   }
   if ((values.hub === undefined) !== (values.secret === undefined)) throw new UsageError('--hub and --secret go together');
   const interval = values.interval === undefined ? undefined : Number(values.interval);
-  if (interval !== undefined && !(Number.isInteger(interval) && interval >= 10)) throw new UsageError('--interval must be a whole number of milliseconds, at least 10');
+  if (interval !== undefined && !(Number.isInteger(interval) && interval >= 10))
+    throw new UsageError('--interval must be a whole number of milliseconds, at least 10');
   const otaFailureRate = values['ota-failure-rate'] === undefined ? undefined : Number(values['ota-failure-rate']);
   if (otaFailureRate !== undefined && !(otaFailureRate >= 0 && otaFailureRate <= 1)) throw new UsageError('--ota-failure-rate must be a number from 0 to 1');
   const dataDir = env.HEARTH_DATA_DIR || './data';
@@ -235,9 +246,11 @@ async function simulate(args: string[], env: NodeJS.ProcessEnv): Promise<number>
       // undici's cause is the socket error, or an AggregateError of one per address (IPv6 and IPv4)
       const cause = (err as { cause?: { code?: string; errors?: Array<{ code?: string }> } }).cause;
       const codes = [cause?.code, ...(cause?.errors ?? []).map((e) => e.code)];
-      throw new CommandError(codes.some((c) => c === 'ECONNREFUSED' || c === 'ENOTFOUND' || c === 'EAI_AGAIN')
-        ? `no Hearth at ${api} — is it running? set --api/--mqtt`
-        : `cannot reach ${api}: ${(err as Error).message}`);
+      throw new CommandError(
+        codes.some((c) => c === 'ECONNREFUSED' || c === 'ENOTFOUND' || c === 'EAI_AGAIN')
+          ? `no Hearth at ${api} — is it running? set --api/--mqtt`
+          : `cannot reach ${api}: ${(err as Error).message}`,
+      );
     }
   };
   let token: string | undefined;
@@ -249,10 +262,15 @@ async function simulate(args: string[], env: NodeJS.ProcessEnv): Promise<number>
     const password = values.password ?? env.HEARTH_ADMIN_PASSWORD ?? (local ? readInitialPassword(dataDir) : undefined);
     if (!password) {
       if (!required) return undefined;
-      throw new CommandError('give the operator\'s password (--password, or HEARTH_ADMIN_PASSWORD) to provision a hub, or a provisioned hub with --hub and --secret');
+      throw new CommandError(
+        "give the operator's password (--password, or HEARTH_ADMIN_PASSWORD) to provision a hub, or a provisioned hub with --hub and --secret",
+      );
     }
     const res = await call('/api/v1/auth/login', { method: 'POST', body: JSON.stringify({ email, password }) });
-    if (!res.ok) throw new CommandError(`signing in as ${email} at ${api} failed (${res.status}): ${((await res.json().catch(() => ({}))) as { detail?: string }).detail ?? res.statusText}`);
+    if (!res.ok)
+      throw new CommandError(
+        `signing in as ${email} at ${api} failed (${res.status}): ${((await res.json().catch(() => ({}))) as { detail?: string }).detail ?? res.statusText}`,
+      );
     token = ((await res.json()) as { token: string }).token;
     return token;
   };
@@ -280,7 +298,12 @@ async function simulate(args: string[], env: NodeJS.ProcessEnv): Promise<number>
   }
 
   const sim = startSimulator({
-    mqttUrl, hubId: hub.hubId, hubSecret: hub.secret, children: DEMO_CHILDREN, intervalMs: interval, otaFailureRate,
+    mqttUrl,
+    hubId: hub.hubId,
+    hubSecret: hub.secret,
+    children: DEMO_CHILDREN,
+    intervalMs: interval,
+    otaFailureRate,
     log: (m) => process.stdout.write(m + '\n'),
   });
   const stopped = new Promise<void>((resolve) => {
@@ -294,11 +317,15 @@ async function simulate(args: string[], env: NodeJS.ProcessEnv): Promise<number>
   } catch (err) {
     await sim.stop();
     if (remembered) rememberHub(dataDir, api, undefined);
-    throw new CommandError(`the hub ${hub.hubId} could not start at ${mqttUrl}: ${(err as Error).message}${remembered ? ' (forgotten: the next run provisions a new one)' : ''}`);
+    throw new CommandError(
+      `the hub ${hub.hubId} could not start at ${mqttUrl}: ${(err as Error).message}${remembered ? ' (forgotten: the next run provisions a new one)' : ''}`,
+    );
   } finally {
     clearTimeout(slow);
   }
-  process.stdout.write(`simulating hub ${hub.hubId}${hub.pairingCode ? ` (pairing code ${hub.pairingCode})` : ''} with ${sim.children.size} sub-devices on ${mqttUrl}; Ctrl-C to stop\n`);
+  process.stdout.write(
+    `simulating hub ${hub.hubId}${hub.pairingCode ? ` (pairing code ${hub.pairingCode})` : ''} with ${sim.children.size} sub-devices on ${mqttUrl}; Ctrl-C to stop\n`,
+  );
   await stopped;
   await sim.stop();
   return 0;

@@ -49,7 +49,21 @@ export interface NewQueued {
 }
 
 const ACTIVE = ['queued', 'sent'] as const;
-const QUEUE_COLUMNS = ['id', 'device_id', 'action', 'params', 'source', 'status', 'accepted_at', 'expires_at', 'ok', 'result', 'error', 'warnings', 'latency_ms'] as const;
+const QUEUE_COLUMNS = [
+  'id',
+  'device_id',
+  'action',
+  'params',
+  'source',
+  'status',
+  'accepted_at',
+  'expires_at',
+  'ok',
+  'result',
+  'error',
+  'warnings',
+  'latency_ms',
+] as const;
 
 /**
  * Commands that wait for their device (issue 17). They are rows of the command ledger with an
@@ -71,15 +85,20 @@ export class CommandQueue {
   private sweeping: Promise<void> = Promise.resolve();
   private readonly kick: Broadcast<{ deviceId: string }>;
 
-  constructor(private readonly deps: {
-    db: Db; bus: Bus; log: Logger; presence: Pick<PresenceService, 'get'>;
-    limits: QueueLimits;
-    /** Whether this node owns the device's shard (and so sends its queue). */
-    owns: (deviceId: string) => boolean;
-    /** How often expired commands are looked for. */
-    sweepMs?: number;
-    observer?: { commandQueue?(event: 'queued' | 'sent' | 'resent' | 'expired' | 'cancelled' | 'duplicate-answer'): void };
-  }) {
+  constructor(
+    private readonly deps: {
+      db: Db;
+      bus: Bus;
+      log: Logger;
+      presence: Pick<PresenceService, 'get'>;
+      limits: QueueLimits;
+      /** Whether this node owns the device's shard (and so sends its queue). */
+      owns: (deviceId: string) => boolean;
+      /** How often expired commands are looked for. */
+      sweepMs?: number;
+      observer?: { commandQueue?(event: 'queued' | 'sent' | 'resent' | 'expired' | 'cancelled' | 'duplicate-answer'): void };
+    },
+  ) {
     this.kick = broadcast(deps.bus, 'cluster.commands.queue', ({ deviceId }) => {
       if (this.deps.owns(deviceId)) void this.pump(deviceId, 'kick');
     });
@@ -121,18 +140,46 @@ export class CommandQueue {
    */
   async add(c: NewQueued): Promise<{ created: boolean; row: QueueRow }> {
     const { db } = this.deps;
-    const { n } = await db.selectFrom('commands').select((eb) => eb.fn.countAll().as('n'))
-      .where('device_id', '=', c.deviceId).where('status', 'in', ACTIVE).where('expires_at', 'is not', null).executeTakeFirstOrThrow();
+    const { n } = await db
+      .selectFrom('commands')
+      .select((eb) => eb.fn.countAll().as('n'))
+      .where('device_id', '=', c.deviceId)
+      .where('status', 'in', ACTIVE)
+      .where('expires_at', 'is not', null)
+      .executeTakeFirstOrThrow();
     const limit = this.deps.limits.maxQueued;
     if (Number(n) >= limit) {
-      throw new HearthError('E_COMMAND_QUEUE_FULL', `device "${c.deviceId}" already has ${Number(n)} commands queued or in flight; the limit is ${limit} (HEARTH_COMMAND_QUEUE_MAX)`, { limit });
+      throw new HearthError(
+        'E_COMMAND_QUEUE_FULL',
+        `device "${c.deviceId}" already has ${Number(n)} commands queued or in flight; the limit is ${limit} (HEARTH_COMMAND_QUEUE_MAX)`,
+        { limit },
+      );
     }
     try {
-      await db.insertInto('commands').values({
-        id: c.id, device_id: c.deviceId, action: c.action, params: toJson(c.params), source: c.source, status: 'queued',
-        accepted_at: c.acceptedAt, sent_at: null, answered_at: null, timed_out_at: null, ok: null, result: null, error: null, latency_ms: null,
-        expires_at: c.expiresAt, queue_seq: this.nextSeq(), idempotency_key: c.idempotencyKey, attempts: 0, cancelled_at: null,
-      }).execute();
+      await db
+        .insertInto('commands')
+        .values({
+          id: c.id,
+          device_id: c.deviceId,
+          action: c.action,
+          params: toJson(c.params),
+          source: c.source,
+          status: 'queued',
+          accepted_at: c.acceptedAt,
+          sent_at: null,
+          answered_at: null,
+          timed_out_at: null,
+          ok: null,
+          result: null,
+          error: null,
+          latency_ms: null,
+          expires_at: c.expiresAt,
+          queue_seq: this.nextSeq(),
+          idempotency_key: c.idempotencyKey,
+          attempts: 0,
+          cancelled_at: null,
+        })
+        .execute();
     } catch (err) {
       // Two requests with one key at the same moment: the unique index lets one in.
       const existing = c.idempotencyKey ? await this.byKey(c.deviceId, c.idempotencyKey) : undefined;
@@ -157,8 +204,13 @@ export class CommandQueue {
 
   /** Cancels a command that has not been sent yet. */
   async cancel(deviceId: string, id: string): Promise<QueueRow> {
-    const res = await this.deps.db.updateTable('commands').set({ status: 'cancelled', cancelled_at: Date.now() })
-      .where('id', '=', id).where('device_id', '=', deviceId).where('status', '=', 'queued').executeTakeFirst();
+    const res = await this.deps.db
+      .updateTable('commands')
+      .set({ status: 'cancelled', cancelled_at: Date.now() })
+      .where('id', '=', id)
+      .where('device_id', '=', deviceId)
+      .where('status', '=', 'queued')
+      .executeTakeFirst();
     const row = await this.get(deviceId, id);
     if (!row) throw new HearthError('E_COMMAND_NOT_FOUND', `device "${deviceId}" has no command "${id}"`);
     if (Number(res.numUpdatedRows) === 0) {
@@ -171,8 +223,13 @@ export class CommandQueue {
 
   /** The device left its home: what waits for it is cancelled (never delivered to a new owner). */
   async drop(deviceId: string): Promise<number> {
-    const res = await this.deps.db.updateTable('commands').set({ status: 'cancelled', cancelled_at: Date.now(), error: 'the device was removed from its home' })
-      .where('device_id', '=', deviceId).where('status', 'in', ACTIVE).where('expires_at', 'is not', null).executeTakeFirst();
+    const res = await this.deps.db
+      .updateTable('commands')
+      .set({ status: 'cancelled', cancelled_at: Date.now(), error: 'the device was removed from its home' })
+      .where('device_id', '=', deviceId)
+      .where('status', 'in', ACTIVE)
+      .where('expires_at', 'is not', null)
+      .executeTakeFirst();
     const n = Number(res.numUpdatedRows);
     if (n) this.deps.log.info({ deviceId, dropped: n }, 'command queue dropped: the device left its home');
     return n;
@@ -194,13 +251,23 @@ export class CommandQueue {
     // A subscription is proof of presence; otherwise an offline device's queue just waits.
     if (why !== 'subscribed' && !(await this.deps.presence.get(deviceId)).online) return;
     const now = Date.now();
-    const sent = await db.selectFrom('commands').select(['id', 'action', 'params', 'source', 'expires_at']).where('device_id', '=', deviceId).where('status', '=', 'sent')
-      .where('expires_at', 'is not', null).orderBy('queue_seq').execute();
+    const sent = await db
+      .selectFrom('commands')
+      .select(['id', 'action', 'params', 'source', 'expires_at'])
+      .where('device_id', '=', deviceId)
+      .where('status', '=', 'sent')
+      .where('expires_at', 'is not', null)
+      .orderBy('queue_seq')
+      .execute();
     if (why === 'subscribed') {
       for (const r of sent) {
         if (Number(r.expires_at) <= now) continue;
-        const res = await db.updateTable('commands').set((eb) => ({ attempts: eb(eb.fn.coalesce('attempts', eb.lit(0)), '+', 1) }))
-          .where('id', '=', r.id).where('status', '=', 'sent').executeTakeFirst();
+        const res = await db
+          .updateTable('commands')
+          .set((eb) => ({ attempts: eb(eb.fn.coalesce('attempts', eb.lit(0)), '+', 1) }))
+          .where('id', '=', r.id)
+          .where('status', '=', 'sent')
+          .executeTakeFirst();
         if (Number(res.numUpdatedRows) === 0) continue;
         this.deps.observer?.commandQueue?.('resent');
         this.publish(deviceId, r.id, r.action, r.params);
@@ -208,11 +275,23 @@ export class CommandQueue {
     }
     const free = limits.maxInFlight - sent.filter((r) => Number(r.expires_at) > now).length;
     if (free <= 0) return;
-    const next = await db.selectFrom('commands').select(['id', 'action', 'params', 'source', 'expires_at']).where('device_id', '=', deviceId).where('status', '=', 'queued')
-      .where('expires_at', '>', now).orderBy('queue_seq').orderBy('id').limit(free).execute();
+    const next = await db
+      .selectFrom('commands')
+      .select(['id', 'action', 'params', 'source', 'expires_at'])
+      .where('device_id', '=', deviceId)
+      .where('status', '=', 'queued')
+      .where('expires_at', '>', now)
+      .orderBy('queue_seq')
+      .orderBy('id')
+      .limit(free)
+      .execute();
     for (const r of next) {
-      const res = await db.updateTable('commands').set({ status: 'sent', sent_at: Date.now(), attempts: 1 })
-        .where('id', '=', r.id).where('status', '=', 'queued').executeTakeFirst();
+      const res = await db
+        .updateTable('commands')
+        .set({ status: 'sent', sent_at: Date.now(), attempts: 1 })
+        .where('id', '=', r.id)
+        .where('status', '=', 'queued')
+        .executeTakeFirst();
       if (Number(res.numUpdatedRows) === 0) continue; // cancelled or expired meanwhile
       this.deps.observer?.commandQueue?.('sent');
       this.publish(deviceId, r.id, r.action, r.params);
@@ -235,12 +314,23 @@ export class CommandQueue {
   async sweep(): Promise<void> {
     const { db } = this.deps;
     const now = Date.now();
-    const due = await db.selectFrom('commands').select(['id', 'device_id', 'action', 'source', 'status']).where('status', 'in', ACTIVE)
-      .where('expires_at', '<=', now).orderBy('expires_at').limit(1000).execute();
+    const due = await db
+      .selectFrom('commands')
+      .select(['id', 'device_id', 'action', 'source', 'status'])
+      .where('status', 'in', ACTIVE)
+      .where('expires_at', '<=', now)
+      .orderBy('expires_at')
+      .limit(1000)
+      .execute();
     const freed = new Set<string>();
     for (const r of due) {
       if (!this.deps.owns(r.device_id)) continue;
-      const res = await db.updateTable('commands').set({ status: 'expired', timed_out_at: now }).where('id', '=', r.id).where('status', '=', r.status).executeTakeFirst();
+      const res = await db
+        .updateTable('commands')
+        .set({ status: 'expired', timed_out_at: now })
+        .where('id', '=', r.id)
+        .where('status', '=', r.status)
+        .executeTakeFirst();
       if (Number(res.numUpdatedRows) === 0) continue;
       this.deps.observer?.commandQueue?.('expired');
       this.change({ id: r.id, deviceId: r.device_id, action: r.action, status: 'expired', source: r.source });

@@ -92,30 +92,42 @@ export class CommandService {
   private readonly inflight = new Map<string, Inflight>();
   private unsub: Unsubscribe | undefined;
 
-  constructor(private readonly deps: {
-    db: Db; bus: Bus; log: Logger; devices: DeviceService; products: ProductService; presence: PresenceService; defaultTimeoutMs: number;
-    observer?: {
-      commandFinished(outcome: 'ok' | 'error' | 'timeout' | 'offline', ms: number): void;
-      /** A device's answer carried something the model does not declare (counted, not failed). */
-      commandResultWarning?(kind: 'undeclared-field'): void;
-    };
-    /** The message gateway's way in: commands are routed like device messages. */
-    ingress?: Pick<UplinkIngress, 'submit'>;
-    /** Whether a route could want commands at all (when not, they don't enter the pipeline). */
-    routesCommands?: () => boolean;
-    /** Queued commands (ttlMs / queue); without it, POSTs that ask for a queue are refused. */
-    queue?: CommandQueue;
-    queueSettings?: QueueSettings;
-  }) {}
+  constructor(
+    private readonly deps: {
+      db: Db;
+      bus: Bus;
+      log: Logger;
+      devices: DeviceService;
+      products: ProductService;
+      presence: PresenceService;
+      defaultTimeoutMs: number;
+      observer?: {
+        commandFinished(outcome: 'ok' | 'error' | 'timeout' | 'offline', ms: number): void;
+        /** A device's answer carried something the model does not declare (counted, not failed). */
+        commandResultWarning?(kind: 'undeclared-field'): void;
+      };
+      /** The message gateway's way in: commands are routed like device messages. */
+      ingress?: Pick<UplinkIngress, 'submit'>;
+      /** Whether a route could want commands at all (when not, they don't enter the pipeline). */
+      routesCommands?: () => boolean;
+      /** Queued commands (ttlMs / queue); without it, POSTs that ask for a queue are refused. */
+      queue?: CommandQueue;
+      queueSettings?: QueueSettings;
+    },
+  ) {}
 
   start(): void {
-    this.unsub = this.deps.bus.subscribe(subjects.allCommandResults, (msg) => {
-      const p = this.pending.get(msg.data.id);
-      if (p) {
-        this.pending.delete(msg.data.id);
-        p.resolve(msg.data);
-      }
-    }, { name: 'commands.results' });
+    this.unsub = this.deps.bus.subscribe(
+      subjects.allCommandResults,
+      (msg) => {
+        const p = this.pending.get(msg.data.id);
+        if (p) {
+          this.pending.delete(msg.data.id);
+          p.resolve(msg.data);
+        }
+      },
+      { name: 'commands.results' },
+    );
     this.deps.queue?.start();
   }
 
@@ -126,7 +138,9 @@ export class CommandService {
 
   /** Sends a command and waits for the result. */
   async send(
-    deviceId: string, input: { action: string; params?: Record<string, unknown>; timeoutMs?: number }, source: string,
+    deviceId: string,
+    input: { action: string; params?: Record<string, unknown>; timeoutMs?: number },
+    source: string,
     route: { userId?: string; lane?: string } = {},
   ): Promise<CommandOutcome> {
     const device = await this.deps.devices.requireEnabled(deviceId);
@@ -151,21 +165,52 @@ export class CommandService {
         setTimeout(() => this.inflight.delete(id), 60_000).unref();
         resolve(undefined);
       }, timeoutMs);
-      this.pending.set(id, { startedAt: acceptedAt, resolve: (r) => { clearTimeout(timer); resolve(r); } });
+      this.pending.set(id, {
+        startedAt: acceptedAt,
+        resolve: (r) => {
+          clearTimeout(timer);
+          resolve(r);
+        },
+      });
     });
-    await this.deps.db.insertInto('commands').values({
-      id, device_id: deviceId, action: input.action, params: toJson(params), source, status: 'sent',
-      accepted_at: acceptedAt, sent_at: Date.now(), answered_at: null, timed_out_at: null, ok: null, result: null, error: null, latency_ms: null,
-    }).execute();
+    await this.deps.db
+      .insertInto('commands')
+      .values({
+        id,
+        device_id: deviceId,
+        action: input.action,
+        params: toJson(params),
+        source,
+        status: 'sent',
+        accepted_at: acceptedAt,
+        sent_at: Date.now(),
+        answered_at: null,
+        timed_out_at: null,
+        ok: null,
+        result: null,
+        error: null,
+        latency_ms: null,
+      })
+      .execute();
     // `params` is on the wire only when there are some (docs/protocol.md: absent for parameterless actions).
     const down: DownlinkMessage = { deviceId, kind: 'commands', payload: { id, action: input.action, ...(Object.keys(params).length ? { params } : {}) } };
     this.deps.bus.publish(subjects.down(deviceId), down);
     this.deps.bus.publish(subjects.command(deviceId), { id, deviceId, action: input.action, status: 'sent', source });
     // The message gateway routes commands too (to partners, in the caller's lane); the device doesn't wait for it.
-    const routed = this.deps.routesCommands?.() === false ? undefined : this.deps.ingress?.submit({
-      source: 'api', deviceId, kind: 'command', payload: { id, action: input.action, params }, via: source,
-      ...(route.userId ? { userId: route.userId } : {}), ...(route.lane ? { tags: { lane: route.lane } } : {}),
-    }).catch((err) => this.deps.log.warn({ err, deviceId, commandId: id }, 'command could not be routed'));
+    const routed =
+      this.deps.routesCommands?.() === false
+        ? undefined
+        : this.deps.ingress
+            ?.submit({
+              source: 'api',
+              deviceId,
+              kind: 'command',
+              payload: { id, action: input.action, params },
+              via: source,
+              ...(route.userId ? { userId: route.userId } : {}),
+              ...(route.lane ? { tags: { lane: route.lane } } : {}),
+            })
+            .catch((err) => this.deps.log.warn({ err, deviceId, commandId: id }, 'command could not be routed'));
 
     const r = await answer;
     await routed;
@@ -178,7 +223,14 @@ export class CommandService {
     }
     const latencyMs = Math.max(0, r.answeredAt - acceptedAt);
     this.deps.observer?.commandFinished(r.ok ? 'ok' : 'error', latencyMs);
-    return { id, ok: r.ok, ...(r.result !== undefined ? { result: r.result } : {}), ...(r.error !== undefined ? { error: r.error } : {}), ...(r.warnings?.length ? { warnings: r.warnings } : {}), latencyMs };
+    return {
+      id,
+      ok: r.ok,
+      ...(r.result !== undefined ? { result: r.result } : {}),
+      ...(r.error !== undefined ? { error: r.error } : {}),
+      ...(r.warnings?.length ? { warnings: r.warnings } : {}),
+      latencyMs,
+    };
   }
 
   /**
@@ -188,7 +240,9 @@ export class CommandService {
    * A POST retried with the same caller and Idempotency-Key gets the first one's command.
    */
   async enqueue(
-    deviceId: string, input: { action: string; params?: Record<string, unknown>; timeoutMs?: number; ttlMs?: number; queue?: boolean }, source: string,
+    deviceId: string,
+    input: { action: string; params?: Record<string, unknown>; timeoutMs?: number; ttlMs?: number; queue?: boolean },
+    source: string,
     route: { userId?: string; lane?: string; idempotencyKey?: string } = {},
   ): Promise<EnqueueReply> {
     const queue = this.deps.queue;
@@ -202,7 +256,10 @@ export class CommandService {
     // The product's TTL is the maker's wish, bounded by the operator's limit; an explicit ttlMs over the limit is refused.
     const ttlMs = input.ttlMs ?? Math.min(model!.model.commandTtlMs ?? settings.defaultTtlMs, settings.maxTtlMs);
     if (ttlMs > settings.maxTtlMs) {
-      throw new HearthError('E_VALIDATION', `ttlMs ${ttlMs} is longer than the limit of ${settings.maxTtlMs} ms (HEARTH_COMMAND_QUEUE_MAX_TTL_MS)`, { field: 'body.ttlMs', limit: settings.maxTtlMs });
+      throw new HearthError('E_VALIDATION', `ttlMs ${ttlMs} is longer than the limit of ${settings.maxTtlMs} ms (HEARTH_COMMAND_QUEUE_MAX_TTL_MS)`, {
+        field: 'body.ttlMs',
+        limit: settings.maxTtlMs,
+      });
     }
     const key = route.idempotencyKey !== undefined ? `${source} ${route.idempotencyKey}` : null;
     if (key) {
@@ -217,12 +274,18 @@ export class CommandService {
     let timer: NodeJS.Timeout | undefined;
     const answer = online
       ? new Promise<ResultEvent | undefined>((resolve) => {
-        timer = setTimeout(() => {
-          this.pending.delete(id);
-          resolve(undefined);
-        }, timeoutMs);
-        this.pending.set(id, { startedAt: acceptedAt, resolve: (r) => { clearTimeout(timer); resolve(r); } });
-      })
+          timer = setTimeout(() => {
+            this.pending.delete(id);
+            resolve(undefined);
+          }, timeoutMs);
+          this.pending.set(id, {
+            startedAt: acceptedAt,
+            resolve: (r) => {
+              clearTimeout(timer);
+              resolve(r);
+            },
+          });
+        })
       : undefined;
     let added: Awaited<ReturnType<CommandQueue['add']>>;
     try {
@@ -238,10 +301,17 @@ export class CommandService {
       return this.replyFor(added.row);
     }
     if (this.deps.routesCommands?.() !== false && this.deps.ingress) {
-      await this.deps.ingress.submit({
-        source: 'api', deviceId, kind: 'command', payload: { id, action: input.action, params }, via: source,
-        ...(route.userId ? { userId: route.userId } : {}), ...(route.lane ? { tags: { lane: route.lane } } : {}),
-      }).catch((err) => this.deps.log.warn({ err, deviceId, commandId: id }, 'command could not be routed'));
+      await this.deps.ingress
+        .submit({
+          source: 'api',
+          deviceId,
+          kind: 'command',
+          payload: { id, action: input.action, params },
+          via: source,
+          ...(route.userId ? { userId: route.userId } : {}),
+          ...(route.lane ? { tags: { lane: route.lane } } : {}),
+        })
+        .catch((err) => this.deps.log.warn({ err, deviceId, commandId: id }, 'command could not be routed'));
     }
     if (answer && (await answer)) return this.replyFor((await queue.get(deviceId, id))!);
     return this.replyFor((await queue.get(deviceId, id)) ?? added.row);
@@ -250,8 +320,12 @@ export class CommandService {
   private replyFor(row: QueueRow): EnqueueReply {
     if ((row.status === 'answered' || row.status === 'failed') && row.ok != null) {
       const body: CommandOutcome = {
-        id: row.id, ok: row.ok === 1, ...(row.result != null ? { result: fromJson(row.result) } : {}), ...(row.error != null ? { error: row.error } : {}),
-        ...(row.warnings != null ? { warnings: fromJson<string[]>(row.warnings) } : {}), latencyMs: Number(row.latency_ms ?? 0),
+        id: row.id,
+        ok: row.ok === 1,
+        ...(row.result != null ? { result: fromJson(row.result) } : {}),
+        ...(row.error != null ? { error: row.error } : {}),
+        ...(row.warnings != null ? { warnings: fromJson<string[]>(row.warnings) } : {}),
+        latencyMs: Number(row.latency_ms ?? 0),
       };
       return { status: 200, body };
     }
@@ -300,9 +374,15 @@ export class CommandService {
     if (p.result !== undefined && (typeof p.result !== 'object' || p.result === null || Array.isArray(p.result))) return bad('"result" must be an object');
     if (p.error !== undefined && typeof p.error !== 'string') return bad('"error" must be a string');
     const flight = this.inflight.get(p.id);
-    const row = flight && flight.deviceId === deviceId
-      ? { action: flight.action, accepted_at: flight.acceptedAt, status: flight.timedOut ? 'timeout' : 'sent' }
-      : await this.deps.db.selectFrom('commands').select(['action', 'accepted_at', 'status', 'expires_at']).where('id', '=', p.id).where('device_id', '=', deviceId).executeTakeFirst();
+    const row =
+      flight && flight.deviceId === deviceId
+        ? { action: flight.action, accepted_at: flight.acceptedAt, status: flight.timedOut ? 'timeout' : 'sent' }
+        : await this.deps.db
+            .selectFrom('commands')
+            .select(['action', 'accepted_at', 'status', 'expires_at'])
+            .where('id', '=', p.id)
+            .where('device_id', '=', deviceId)
+            .executeTakeFirst();
     if (!row) return { code: 'E_UNKNOWN_COMMAND', message: `unknown command id "${p.id}"` };
     const queued = 'expires_at' in row && row.expires_at != null;
     // A queued command answered again (a redelivery after a lost PUBACK): the first answer stands.
@@ -333,32 +413,69 @@ export class CommandService {
         ok = false;
         error = `invalid result: ${problems.join('; ')}`;
       }
-      if (warnings.length) this.deps.log.warn({ deviceId, commandId: p.id, action: row.action, warnings }, 'command result does not fit the model (recorded as a warning)');
+      if (warnings.length)
+        this.deps.log.warn({ deviceId, commandId: p.id, action: row.action, warnings }, 'command result does not fit the model (recorded as a warning)');
     }
     const latency = answeredAt - Number(row.accepted_at);
     if (queued) {
       const status = ok ? 'answered' : 'failed';
       // Conditional: of two answers racing (two nodes, a redelivery), one settles the command.
-      const res = await this.deps.db.updateTable('commands').set({
-        status, answered_at: answeredAt, ok: ok ? 1 : 0, result: result !== undefined ? toJson(result) : null, error: error ?? null,
-        latency_ms: latency, warnings: warnings.length ? toJson(warnings) : null,
-      }).where('id', '=', p.id).where('status', 'in', ['sent', 'expired', 'queued']).executeTakeFirst();
+      const res = await this.deps.db
+        .updateTable('commands')
+        .set({
+          status,
+          answered_at: answeredAt,
+          ok: ok ? 1 : 0,
+          result: result !== undefined ? toJson(result) : null,
+          error: error ?? null,
+          latency_ms: latency,
+          warnings: warnings.length ? toJson(warnings) : null,
+        })
+        .where('id', '=', p.id)
+        .where('status', 'in', ['sent', 'expired', 'queued'])
+        .executeTakeFirst();
       if (Number(res.numUpdatedRows) === 0) return undefined;
       const ev: ResultEvent = { id: p.id, deviceId, ok, result, error, ...(warnings.length ? { warnings } : {}), answeredAt };
       this.deps.bus.publish(subjects.commandResult(p.id), ev);
-      this.deps.bus.publish(subjects.command(deviceId), { id: p.id, deviceId, action: row.action, status, ok, result, error, ...(warnings.length ? { warnings } : {}) });
+      this.deps.bus.publish(subjects.command(deviceId), {
+        id: p.id,
+        deviceId,
+        action: row.action,
+        status,
+        ok,
+        result,
+        error,
+        ...(warnings.length ? { warnings } : {}),
+      });
       this.deps.observer?.commandFinished(ok ? 'ok' : 'error', Math.max(0, latency));
       await this.deps.queue?.answered(deviceId);
       return ok === p.ok ? undefined : bad(error!);
     }
-    await this.deps.db.updateTable('commands').set({
-      status: row.status === 'timeout' ? 'timeout' : 'answered', answered_at: answeredAt, ok: ok ? 1 : 0,
-      result: result !== undefined ? toJson(result) : null, error: error ?? null, latency_ms: latency,
-      warnings: warnings.length ? toJson(warnings) : null,
-    }).where('id', '=', p.id).execute();
+    await this.deps.db
+      .updateTable('commands')
+      .set({
+        status: row.status === 'timeout' ? 'timeout' : 'answered',
+        answered_at: answeredAt,
+        ok: ok ? 1 : 0,
+        result: result !== undefined ? toJson(result) : null,
+        error: error ?? null,
+        latency_ms: latency,
+        warnings: warnings.length ? toJson(warnings) : null,
+      })
+      .where('id', '=', p.id)
+      .execute();
     const ev: ResultEvent = { id: p.id, deviceId, ok, result, error, ...(warnings.length ? { warnings } : {}), answeredAt };
     this.deps.bus.publish(subjects.commandResult(p.id), ev);
-    this.deps.bus.publish(subjects.command(deviceId), { id: p.id, deviceId, action: row.action, status: 'answered', ok, result, error, ...(warnings.length ? { warnings } : {}) });
+    this.deps.bus.publish(subjects.command(deviceId), {
+      id: p.id,
+      deviceId,
+      action: row.action,
+      status: 'answered',
+      ok,
+      result,
+      error,
+      ...(warnings.length ? { warnings } : {}),
+    });
     return ok === p.ok ? undefined : bad(error!);
   }
 
@@ -387,15 +504,19 @@ export class CommandService {
    */
   async outcomes(deviceIds: readonly string[], from: number, to: number): Promise<Array<{ action: string; total: number; failed: number; timeouts: number }>> {
     if (deviceIds.length === 0) return [];
-    const rows = await this.deps.db.selectFrom('commands')
+    const rows = await this.deps.db
+      .selectFrom('commands')
       .select([
         'action',
         (eb) => eb.fn.countAll<number>().as('total'),
         (eb) => eb.fn.sum<number>(eb.case().when('ok', '=', 0).then(1).else(0).end()).as('failed'),
         (eb) => eb.fn.sum<number>(eb.case().when('status', '=', 'timeout').then(1).else(0).end()).as('timeouts'),
       ])
-      .where('device_id', 'in', [...deviceIds]).where('accepted_at', '>=', from).where('accepted_at', '<=', to)
-      .groupBy('action').execute();
+      .where('device_id', 'in', [...deviceIds])
+      .where('accepted_at', '>=', from)
+      .where('accepted_at', '<=', to)
+      .groupBy('action')
+      .execute();
     return rows.map((r) => ({ action: r.action, total: Number(r.total), failed: Number(r.failed ?? 0), timeouts: Number(r.timeouts ?? 0) }));
   }
 
@@ -418,10 +539,21 @@ export class CommandService {
 
 function toRecord(r: Selectable<Database['commands']>): CommandRecord {
   return {
-    id: r.id, deviceId: r.device_id, action: r.action, params: fromJson(r.params), source: r.source, status: r.status as CommandStatus,
-    acceptedAt: iso(r.accepted_at)!, sentAt: iso(r.sent_at), answeredAt: iso(r.answered_at), timedOutAt: iso(r.timed_out_at),
-    ok: r.ok == null ? null : r.ok === 1, result: r.result == null ? null : fromJson(r.result), error: r.error,
-    warnings: r.warnings == null ? [] : fromJson<string[]>(r.warnings), latencyMs: r.latency_ms == null ? null : Number(r.latency_ms),
+    id: r.id,
+    deviceId: r.device_id,
+    action: r.action,
+    params: fromJson(r.params),
+    source: r.source,
+    status: r.status as CommandStatus,
+    acceptedAt: iso(r.accepted_at)!,
+    sentAt: iso(r.sent_at),
+    answeredAt: iso(r.answered_at),
+    timedOutAt: iso(r.timed_out_at),
+    ok: r.ok == null ? null : r.ok === 1,
+    result: r.result == null ? null : fromJson(r.result),
+    error: r.error,
+    warnings: r.warnings == null ? [] : fromJson<string[]>(r.warnings),
+    latencyMs: r.latency_ms == null ? null : Number(r.latency_ms),
     expiresAt: iso(r.expires_at),
   };
 }

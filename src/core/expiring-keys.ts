@@ -15,7 +15,10 @@ export class ExpiringKeys<V = true> {
    * it is deleted); `max`: most keys kept (the oldest go first). `ttlMs` may be changed later;
    * keys already set keep the expiry they got.
    */
-  constructor(public ttlMs: number, private readonly max = Infinity) {}
+  constructor(
+    public ttlMs: number,
+    private readonly max = Infinity,
+  ) {}
 
   get size(): number {
     return this.map.size;

@@ -20,9 +20,12 @@ test('depth counts nested objects and arrays; scalars are depth 0', () => {
 });
 
 test('the depth of any generated value is found exactly', () => {
-  fc.assert(fc.property(fc.integer({ min: 0, max: 60 }), fc.integer({ min: 0, max: 60 }), (depth, max) => {
-    assert.equal(jsonDepthExceeds(nest(depth), max), depth > max);
-  }), { seed: 7, numRuns: 300 });
+  fc.assert(
+    fc.property(fc.integer({ min: 0, max: 60 }), fc.integer({ min: 0, max: 60 }), (depth, max) => {
+      assert.equal(jsonDepthExceeds(nest(depth), max), depth > max);
+    }),
+    { seed: 7, numRuns: 300 },
+  );
 });
 
 test('a value nested far deeper than the stack allows is checked without overflowing', () => {

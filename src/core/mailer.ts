@@ -39,7 +39,13 @@ export class SmtpMailer implements Mailer {
   private readonly outbound: Outbound;
 
   constructor(private readonly opts: { url: string; from: string; log: Logger; metrics?: Metrics }) {
-    this.outbound = createOutbound({ name: 'smtp', metrics: opts.metrics, timeoutMs: 30_000, retries: 2, breaker: { consecutiveFailures: 5, halfOpenAfterMs: 60_000 } });
+    this.outbound = createOutbound({
+      name: 'smtp',
+      metrics: opts.metrics,
+      timeoutMs: 30_000,
+      retries: 2,
+      breaker: { consecutiveFailures: 5, halfOpenAfterMs: 60_000 },
+    });
     this.transport = nodemailer.createTransport({
       url: opts.url,
       // Where the URL does not say otherwise: a hanging relay must not hold a shutdown for minutes.

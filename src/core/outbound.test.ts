@@ -37,14 +37,23 @@ function serve(h: Handler): void {
   hits = 0;
 }
 
-const reply = (status: number, body = '') => (_req: IncomingMessage, res: ServerResponse) => {
-  res.writeHead(status, { 'content-type': 'application/json' }).end(body);
-};
+const reply =
+  (status: number, body = '') =>
+  (_req: IncomingMessage, res: ServerResponse) => {
+    res.writeHead(status, { 'content-type': 'application/json' }).end(body);
+  };
 
 describe('outbound calls', () => {
   test('a failing service is retried until it answers', async () => {
     const metrics = new Metrics();
-    const out = createOutbound({ name: 'partner', metrics, timeoutMs: 1000, retries: 3, backoff: { initialMs: 5, maxMs: 20 }, breaker: { consecutiveFailures: 10, halfOpenAfterMs: 1000 } });
+    const out = createOutbound({
+      name: 'partner',
+      metrics,
+      timeoutMs: 1000,
+      retries: 3,
+      backoff: { initialMs: 5, maxMs: 20 },
+      breaker: { consecutiveFailures: 10, halfOpenAfterMs: 1000 },
+    });
     let n = 0;
     serve((req, res) => (++n <= 2 ? reply(503, '{"error":"busy"}')(req, res) : reply(200, '{"accepted":true}')(req, res)));
     const r = await postJson(out, url, { hello: 'world' });
@@ -57,7 +66,13 @@ describe('outbound calls', () => {
   });
 
   test('429 is retried; other 4xx answers are permanent: not retried, not held against the service', async () => {
-    const out = createOutbound({ name: 'partner', timeoutMs: 1000, retries: 3, backoff: { initialMs: 5, maxMs: 20 }, breaker: { consecutiveFailures: 2, halfOpenAfterMs: 1000 } });
+    const out = createOutbound({
+      name: 'partner',
+      timeoutMs: 1000,
+      retries: 3,
+      backoff: { initialMs: 5, maxMs: 20 },
+      breaker: { consecutiveFailures: 2, halfOpenAfterMs: 1000 },
+    });
     serve(reply(422, '{"error":"bad field"}'));
     for (let i = 0; i < 3; i++) {
       await assert.rejects(postJson(out, url, {}), (err: unknown) => {
@@ -82,7 +97,14 @@ describe('outbound calls', () => {
   test('a service that keeps failing opens the circuit: calls are refused at once, then one trial call closes it', async () => {
     const metrics = new Metrics();
     const halfOpenAfterMs = 300;
-    const out = createOutbound({ name: 'flaky', metrics, timeoutMs: 1000, retries: 5, backoff: { initialMs: 1, maxMs: 5 }, breaker: { consecutiveFailures: 3, halfOpenAfterMs } });
+    const out = createOutbound({
+      name: 'flaky',
+      metrics,
+      timeoutMs: 1000,
+      retries: 5,
+      backoff: { initialMs: 1, maxMs: 5 },
+      breaker: { consecutiveFailures: 3, halfOpenAfterMs },
+    });
     const breakerGauge = async () => sample(await metrics.text(), 'hearth_circuit_breaker_state{target="flaky"}');
     assert.equal(await breakerGauge(), 0);
     serve(reply(500, 'down'));
@@ -93,7 +115,10 @@ describe('outbound calls', () => {
     assert.equal(await breakerGauge(), 2);
 
     const t = performance.now();
-    await assert.rejects(postJson(out, url, {}), (err: unknown) => err instanceof OutboundError && err.reason === 'open' && /flaky is failing/.test(err.message));
+    await assert.rejects(
+      postJson(out, url, {}),
+      (err: unknown) => err instanceof OutboundError && err.reason === 'open' && /flaky is failing/.test(err.message),
+    );
     assert.ok(performance.now() - t < 50, 'refused without waiting');
     assert.equal(hits, 3, 'refused without trying');
     assert.equal(sample(await metrics.text(), 'hearth_outbound_requests_total{target="flaky",outcome="rejected"}'), 2);
@@ -115,7 +140,14 @@ describe('outbound calls', () => {
 
   test('an attempt that takes too long is aborted', async () => {
     const metrics = new Metrics();
-    const out = createOutbound({ name: 'slow', metrics, timeoutMs: 100, retries: 1, backoff: { initialMs: 1, maxMs: 1 }, breaker: { consecutiveFailures: 10, halfOpenAfterMs: 1000 } });
+    const out = createOutbound({
+      name: 'slow',
+      metrics,
+      timeoutMs: 100,
+      retries: 1,
+      backoff: { initialMs: 1, maxMs: 1 },
+      breaker: { consecutiveFailures: 10, halfOpenAfterMs: 1000 },
+    });
     let closedByClient = 0;
     serve((req) => req.socket.once('close', () => closedByClient++)); // never answers
     const signals: AbortSignal[] = [];

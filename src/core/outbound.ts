@@ -1,6 +1,15 @@
 import {
-  BrokenCircuitError, CircuitState, ConsecutiveBreaker, ExponentialBackoff, TaskCancelledError, TimeoutStrategy,
-  circuitBreaker, handleWhen, retry, timeout, wrap,
+  BrokenCircuitError,
+  CircuitState,
+  ConsecutiveBreaker,
+  ExponentialBackoff,
+  TaskCancelledError,
+  TimeoutStrategy,
+  circuitBreaker,
+  handleWhen,
+  retry,
+  timeout,
+  wrap,
 } from 'cockatiel';
 import type { BreakerState, Metrics } from './observability/metrics.ts';
 import { SpanKind, withSpan } from './observability/tracing.ts';
@@ -78,14 +87,20 @@ function breakerState(s: CircuitState): BreakerState {
 export function createOutbound(opts: OutboundOptions): Outbound {
   const { name, metrics } = opts;
   const perAttempt = timeout(opts.timeoutMs, { strategy: TimeoutStrategy.Aggressive, abortOnReturn: false });
-  const breaker = circuitBreaker(handleWhen((err) => !isPermanent(err)), {
-    halfOpenAfter: opts.breaker.halfOpenAfterMs,
-    breaker: new ConsecutiveBreaker(opts.breaker.consecutiveFailures),
-  });
-  const retries = retry(handleWhen((err) => !isPermanent(err) && !(err instanceof BrokenCircuitError)), {
-    maxAttempts: opts.retries,
-    backoff: new ExponentialBackoff({ initialDelay: opts.backoff?.initialMs ?? 200, maxDelay: opts.backoff?.maxMs ?? 10_000 }),
-  });
+  const breaker = circuitBreaker(
+    handleWhen((err) => !isPermanent(err)),
+    {
+      halfOpenAfter: opts.breaker.halfOpenAfterMs,
+      breaker: new ConsecutiveBreaker(opts.breaker.consecutiveFailures),
+    },
+  );
+  const retries = retry(
+    handleWhen((err) => !isPermanent(err) && !(err instanceof BrokenCircuitError)),
+    {
+      maxAttempts: opts.retries,
+      backoff: new ExponentialBackoff({ initialDelay: opts.backoff?.initialMs ?? 200, maxDelay: opts.backoff?.maxMs ?? 10_000 }),
+    },
+  );
   // Retries outermost: every attempt passes the breaker and has its own timeout.
   const policy = wrap(retries, breaker, perAttempt);
   perAttempt.onTimeout(() => metrics?.outboundRequest(name, 'timeout'));
@@ -95,28 +110,34 @@ export function createOutbound(opts: OutboundOptions): Outbound {
   return {
     name,
     execute<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
-      return withSpan(`outbound ${name}`, { 'hearth.outbound.target': name }, async () => {
-        try {
-          return await policy.execute(async ({ signal }) => {
-            try {
-              const r = await fn(signal);
-              if (!signal.aborted) metrics?.outboundRequest(name, 'ok');
-              return r;
-            } catch (err) {
-              // An aborted attempt was counted as a timeout already.
-              if (!signal.aborted) metrics?.outboundRequest(name, 'error');
-              throw err;
+      return withSpan(
+        `outbound ${name}`,
+        { 'hearth.outbound.target': name },
+        async () => {
+          try {
+            return await policy.execute(async ({ signal }) => {
+              try {
+                const r = await fn(signal);
+                if (!signal.aborted) metrics?.outboundRequest(name, 'ok');
+                return r;
+              } catch (err) {
+                // An aborted attempt was counted as a timeout already.
+                if (!signal.aborted) metrics?.outboundRequest(name, 'error');
+                throw err;
+              }
+            });
+          } catch (err) {
+            if (err instanceof BrokenCircuitError) {
+              metrics?.outboundRequest(name, 'rejected');
+              throw new OutboundError(name, 'open', `${name} is failing; calls are paused for up to ${opts.breaker.halfOpenAfterMs} ms`, true);
             }
-          });
-        } catch (err) {
-          if (err instanceof BrokenCircuitError) {
-            metrics?.outboundRequest(name, 'rejected');
-            throw new OutboundError(name, 'open', `${name} is failing; calls are paused for up to ${opts.breaker.halfOpenAfterMs} ms`, true);
+            if (err instanceof TaskCancelledError) throw new OutboundError(name, 'timeout', `${name} did not answer within ${opts.timeoutMs} ms`, true);
+            throw err;
           }
-          if (err instanceof TaskCancelledError) throw new OutboundError(name, 'timeout', `${name} did not answer within ${opts.timeoutMs} ms`, true);
-          throw err;
-        }
-      }, undefined, SpanKind.CLIENT);
+        },
+        undefined,
+        SpanKind.CLIENT,
+      );
     },
     state: () => breakerState(breaker.state),
   };
@@ -202,7 +223,18 @@ export async function postBody(
   } catch (err) {
     throw refused(outbound.name, err);
   }
-  return outbound.execute(async (signal) => attempt(outbound.name, url, body, typeof headers === 'function' ? await headers(signal) : headers, signal, urls?.redirect ?? 'follow', inspect, urls?.lookup));
+  return outbound.execute(async (signal) =>
+    attempt(
+      outbound.name,
+      url,
+      body,
+      typeof headers === 'function' ? await headers(signal) : headers,
+      signal,
+      urls?.redirect ?? 'follow',
+      inspect,
+      urls?.lookup,
+    ),
+  );
 }
 
 /**
@@ -210,13 +242,26 @@ export async function postBody(
  * as fetching the access token the other needs; `target` names the service in errors. Only for
  * URLs the operator configures: no URL policy applies.
  */
-export function postAttempt(target: string, url: string, body: string | Uint8Array, headers: Record<string, string>, signal: AbortSignal, opts: Pick<PostOptions, 'inspect'> = {}): Promise<PostAnswer> {
+export function postAttempt(
+  target: string,
+  url: string,
+  body: string | Uint8Array,
+  headers: Record<string, string>,
+  signal: AbortSignal,
+  opts: Pick<PostOptions, 'inspect'> = {},
+): Promise<PostAnswer> {
   return attempt(target, url, body, headers, signal, 'follow', opts.inspect);
 }
 
 async function attempt(
-  target: string, url: string, body: string | Uint8Array, headers: Record<string, string>, signal: AbortSignal,
-  redirect: 'follow' | 'error' | 'manual', inspect: PostOptions['inspect'], lookup?: CheckedLookup,
+  target: string,
+  url: string,
+  body: string | Uint8Array,
+  headers: Record<string, string>,
+  signal: AbortSignal,
+  redirect: 'follow' | 'error' | 'manual',
+  inspect: PostOptions['inspect'],
+  lookup?: CheckedLookup,
 ): Promise<PostAnswer> {
   let answer: PostAnswer;
   if (lookup) {
@@ -255,7 +300,13 @@ function refused(target: string, err: unknown): unknown {
  * One POST over node:http(s) that connects only where `lookup` allows (it checks every address a
  * name resolves to, and the connection uses what it returned). Redirects are answers, not followed.
  */
-async function pinnedPost(url: string, body: string | Uint8Array, headers: Record<string, string>, signal: AbortSignal, lookup: CheckedLookup): Promise<PostAnswer> {
+async function pinnedPost(
+  url: string,
+  body: string | Uint8Array,
+  headers: Record<string, string>,
+  signal: AbortSignal,
+  lookup: CheckedLookup,
+): Promise<PostAnswer> {
   const u = new URL(url);
   const send = u.protocol === 'https:' ? httpsRequest : u.protocol === 'http:' ? httpRequest : undefined;
   if (!send) throw new TypeError(`unsupported protocol ${u.protocol}`);
@@ -283,7 +334,13 @@ async function pinnedPost(url: string, body: string | Uint8Array, headers: Recor
 /**
  * POSTs `body` as JSON (see postBody) and returns the answer, parsed when it is JSON.
  */
-export async function postJson(outbound: Outbound, url: string, body: unknown, headers: Record<string, string> = {}, opts: PostOptions = {}): Promise<{ status: number; body: unknown }> {
+export async function postJson(
+  outbound: Outbound,
+  url: string,
+  body: unknown,
+  headers: Record<string, string> = {},
+  opts: PostOptions = {},
+): Promise<{ status: number; body: unknown }> {
   const a = await postBody(outbound, url, JSON.stringify(body), { 'content-type': 'application/json', ...headers }, opts);
   return { status: a.status, body: a.contentType.includes('json') ? parseOr(a.text) : a.text };
 }

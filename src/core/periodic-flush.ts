@@ -12,7 +12,11 @@ export class PeriodicFlush {
   /** The run that has not started yet: later callers share it instead of queueing more runs. */
   private queued: { run: Promise<void>; settled: Promise<void> } | undefined;
 
-  constructor(private readonly write: () => Promise<void>, private readonly intervalMs: number, private readonly onError: (err: unknown) => void) {}
+  constructor(
+    private readonly write: () => Promise<void>,
+    private readonly intervalMs: number,
+    private readonly onError: (err: unknown) => void,
+  ) {}
 
   start(): void {
     this.timer = setInterval(() => void this.flush(), this.intervalMs);

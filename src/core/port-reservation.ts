@@ -65,11 +65,17 @@ export function portProblem(spec: ListenerSpec, err: NodeJS.ErrnoException): Err
     case 'EADDRINUSE':
       return new StartupError(`port ${spec.port} is in use (${spec.portVariable}); set ${spec.portVariable} to a free port`, spec.portVariable);
     case 'EACCES':
-      return new StartupError(`port ${spec.port} needs privileges this process does not have (${spec.portVariable}); set ${spec.portVariable} to a port above 1023`, spec.portVariable);
+      return new StartupError(
+        `port ${spec.port} needs privileges this process does not have (${spec.portVariable}); set ${spec.portVariable} to a port above 1023`,
+        spec.portVariable,
+      );
     case 'EADDRNOTAVAIL':
     case 'ENOTFOUND':
     case 'EAI_AGAIN':
-      return new StartupError(`cannot listen on address ${spec.host} (${spec.hostVariable}): not an address of this machine; set ${spec.hostVariable} to one (0.0.0.0: all)`, spec.hostVariable);
+      return new StartupError(
+        `cannot listen on address ${spec.host} (${spec.hostVariable}): not an address of this machine; set ${spec.hostVariable} to one (0.0.0.0: all)`,
+        spec.hostVariable,
+      );
     default:
       return err;
   }

@@ -10,7 +10,9 @@ export class SettingsStore {
   }
 
   async set(key: string, value: string): Promise<void> {
-    await this.db.insertInto('settings').values({ key, value })
+    await this.db
+      .insertInto('settings')
+      .values({ key, value })
       .onConflict((oc) => oc.column('key').doUpdateSet({ value }))
       .execute();
   }
@@ -19,7 +21,9 @@ export class SettingsStore {
   async getOrCreate(key: string, make: () => string): Promise<string> {
     const existing = await this.get(key);
     if (existing !== undefined) return existing;
-    await this.db.insertInto('settings').values({ key, value: make() })
+    await this.db
+      .insertInto('settings')
+      .values({ key, value: make() })
       .onConflict((oc) => oc.column('key').doNothing())
       .execute();
     return (await this.get(key))!;

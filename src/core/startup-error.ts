@@ -4,7 +4,10 @@
  * it without a stack trace and exits with `EXIT_CANNOT_START`.
  */
 export class StartupError extends Error {
-  constructor(message: string, readonly variable?: string) {
+  constructor(
+    message: string,
+    readonly variable?: string,
+  ) {
     super(message);
     this.name = 'StartupError';
   }

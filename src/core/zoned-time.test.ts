@@ -5,7 +5,11 @@ import { addDays, fromWallClock, isTimeZone, localDate, offsetAt, zonedFields, z
 test('fields of an instant in a zone, with the weekday, across DST', () => {
   assert.deepEqual(zonedFields(Date.parse('2026-03-29T00:30:00Z'), 'Europe/Berlin'), { y: 2026, m: 3, d: 29, h: 1, mi: 30, s: 0, weekday: 'sun' });
   assert.deepEqual(zonedFields(Date.parse('2026-03-29T01:30:00Z'), 'Europe/Berlin'), { y: 2026, m: 3, d: 29, h: 3, mi: 30, s: 0, weekday: 'sun' });
-  assert.deepEqual(zonedFields(Date.parse('2026-11-23T23:00:00Z'), 'Europe/Berlin'), { y: 2026, m: 11, d: 24, h: 0, mi: 0, s: 0, weekday: 'tue' }, 'midnight is hour 0');
+  assert.deepEqual(
+    zonedFields(Date.parse('2026-11-23T23:00:00Z'), 'Europe/Berlin'),
+    { y: 2026, m: 11, d: 24, h: 0, mi: 0, s: 0, weekday: 'tue' },
+    'midnight is hour 0',
+  );
   assert.deepEqual(localDate(Date.parse('2026-12-31T23:30:00Z'), 'Asia/Tokyo'), { y: 2027, m: 1, d: 1 });
   assert.equal(offsetAt(Date.parse('2026-07-01T00:00:00Z'), 'America/New_York'), -4 * 3_600_000);
 });

@@ -27,7 +27,17 @@ const formatters = new Map<string, Intl.DateTimeFormat>();
 function formatter(tz: string): Intl.DateTimeFormat {
   let f = formatters.get(tz);
   if (!f) {
-    f = new Intl.DateTimeFormat('en-US', { timeZone: tz, hourCycle: 'h23', weekday: 'short', year: 'numeric', month: 'numeric', day: 'numeric', hour: 'numeric', minute: 'numeric', second: 'numeric' });
+    f = new Intl.DateTimeFormat('en-US', {
+      timeZone: tz,
+      hourCycle: 'h23',
+      weekday: 'short',
+      year: 'numeric',
+      month: 'numeric',
+      day: 'numeric',
+      hour: 'numeric',
+      minute: 'numeric',
+      second: 'numeric',
+    });
     formatters.set(tz, f);
   }
   return f;
@@ -45,17 +55,36 @@ export function isTimeZone(tz: string): boolean {
 
 /** Wall-clock fields of an instant in a zone. */
 export function zonedFields(at: number, tz: string): ZonedFields {
-  let y = 0, m = 0, d = 0, h = 0, mi = 0, s = 0;
+  let y = 0,
+    m = 0,
+    d = 0,
+    h = 0,
+    mi = 0,
+    s = 0;
   let weekday = 'mon' as Weekday;
   for (const part of formatter(tz).formatToParts(new Date(at))) {
     switch (part.type) {
-      case 'year': y = Number(part.value); break;
-      case 'month': m = Number(part.value); break;
-      case 'day': d = Number(part.value); break;
-      case 'hour': h = Number(part.value) % 24; break;
-      case 'minute': mi = Number(part.value); break;
-      case 'second': s = Number(part.value); break;
-      case 'weekday': weekday = part.value.slice(0, 3).toLowerCase() as Weekday; break;
+      case 'year':
+        y = Number(part.value);
+        break;
+      case 'month':
+        m = Number(part.value);
+        break;
+      case 'day':
+        d = Number(part.value);
+        break;
+      case 'hour':
+        h = Number(part.value) % 24;
+        break;
+      case 'minute':
+        mi = Number(part.value);
+        break;
+      case 'second':
+        s = Number(part.value);
+        break;
+      case 'weekday':
+        weekday = part.value.slice(0, 3).toLowerCase() as Weekday;
+        break;
     }
   }
   return { y, m, d, h, mi, s, weekday };

@@ -33,8 +33,19 @@ export interface DeadLetter extends Omit<DeadLetterSummary, 'envelope'> {
 }
 
 type Row = {
-  id: string; route_id: string; route_name: string; target_index: number; target: string; envelope: string; body: string; lane: string | null;
-  reason: string; attempts: number; status: string; created_at: number; updated_at: number;
+  id: string;
+  route_id: string;
+  route_name: string;
+  target_index: number;
+  target: string;
+  envelope: string;
+  body: string;
+  lane: string | null;
+  reason: string;
+  attempts: number;
+  status: string;
+  created_at: number;
+  updated_at: number;
 };
 
 const REDACTED = '[redacted]';
@@ -64,22 +75,44 @@ export function redactTarget(t: Target): Record<string, unknown> {
 }
 
 function summaryOf(e: Envelope): EnvelopeSummary {
-  return { id: e.id, source: e.source, deviceId: e.deviceId, product: e.product ?? null, kind: e.kind, topic: e.topic, tags: e.tags, receivedAt: new Date(e.receivedAt).toISOString() };
+  return {
+    id: e.id,
+    source: e.source,
+    deviceId: e.deviceId,
+    product: e.product ?? null,
+    kind: e.kind,
+    topic: e.topic,
+    tags: e.tags,
+    receivedAt: new Date(e.receivedAt).toISOString(),
+  };
 }
 
 /** The delivery job a dead letter was made from, as it was enqueued. */
 function deliveryOf(r: Row): Delivery {
   return {
-    routeId: r.route_id, routeName: r.route_name, targetIndex: Number(r.target_index), target: fromJson(r.target), envelope: fromJson(r.envelope), body: r.body,
+    routeId: r.route_id,
+    routeName: r.route_name,
+    targetIndex: Number(r.target_index),
+    target: fromJson(r.target),
+    envelope: fromJson(r.envelope),
+    body: r.body,
     ...(r.lane !== null ? { lane: r.lane } : {}),
   };
 }
 
 function base(r: Row) {
   return {
-    id: r.id, routeId: r.route_id, routeName: r.route_name, targetIndex: Number(r.target_index), target: redactTarget(fromJson<Target>(r.target)),
-    lane: r.lane, reason: r.reason, attempts: Number(r.attempts), status: r.status as DeadLetterStatus,
-    createdAt: new Date(Number(r.created_at)).toISOString(), updatedAt: new Date(Number(r.updated_at)).toISOString(),
+    id: r.id,
+    routeId: r.route_id,
+    routeName: r.route_name,
+    targetIndex: Number(r.target_index),
+    target: redactTarget(fromJson<Target>(r.target)),
+    lane: r.lane,
+    reason: r.reason,
+    attempts: Number(r.attempts),
+    status: r.status as DeadLetterStatus,
+    createdAt: new Date(Number(r.created_at)).toISOString(),
+    updatedAt: new Date(Number(r.updated_at)).toISOString(),
   };
 }
 
@@ -95,10 +128,24 @@ export class DeadLetterStore {
   async record(d: Delivery, reason: string, attempts: number): Promise<string> {
     const id = newId('dl');
     const now = Date.now();
-    await this.db.insertInto('dead_letters').values({
-      id, route_id: d.routeId, route_name: d.routeName, target_index: d.targetIndex, target: toJson(d.target), envelope: toJson(d.envelope),
-      body: d.body, lane: d.lane ?? null, reason, attempts, status: 'waiting', created_at: now, updated_at: now,
-    }).execute();
+    await this.db
+      .insertInto('dead_letters')
+      .values({
+        id,
+        route_id: d.routeId,
+        route_name: d.routeName,
+        target_index: d.targetIndex,
+        target: toJson(d.target),
+        envelope: toJson(d.envelope),
+        body: d.body,
+        lane: d.lane ?? null,
+        reason,
+        attempts,
+        status: 'waiting',
+        created_at: now,
+        updated_at: now,
+      })
+      .execute();
     return id;
   }
 

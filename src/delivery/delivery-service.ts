@@ -18,7 +18,6 @@ const DEFAULT_CONCURRENCY = 4;
 const DEFAULT_RETRIES = 5;
 const DEFAULT_TIMEOUT_MS = 10_000;
 
-
 export interface BackoffOptions {
   /** Delay before the second attempt (default 500 ms); it doubles with every attempt… */
   initialMs: number;
@@ -83,10 +82,16 @@ class AmqpPool {
   async publish(url: string, exchange: string, routingKey: string, body: Buffer, opts: { messageId: string; headers: Record<string, string> }): Promise<void> {
     const { channel } = await this.open(url);
     await new Promise<void>((resolve, reject) => {
-      channel.publish(exchange, routingKey, body, { contentType: 'application/json', persistent: true, messageId: opts.messageId, headers: opts.headers }, (err) => {
-        if (err) reject(new Error(`the broker did not confirm the message: ${err instanceof Error ? err.message : String(err)}`));
-        else resolve();
-      });
+      channel.publish(
+        exchange,
+        routingKey,
+        body,
+        { contentType: 'application/json', persistent: true, messageId: opts.messageId, headers: opts.headers },
+        (err) => {
+          if (err) reject(new Error(`the broker did not confirm the message: ${err instanceof Error ? err.message : String(err)}`));
+          else resolve();
+        },
+      );
     });
   }
 
@@ -120,13 +125,15 @@ class AmqpPool {
   async close(): Promise<void> {
     const all = [...this.channels.values()];
     this.channels.clear();
-    await Promise.all(all.map(async (p) => {
-      try {
-        await (await p).model.close();
-      } catch {
-        /* failed to open, or closed already */
-      }
-    }));
+    await Promise.all(
+      all.map(async (p) => {
+        try {
+          await (await p).model.close();
+        } catch {
+          /* failed to open, or closed already */
+        }
+      }),
+    );
   }
 }
 
@@ -230,7 +237,13 @@ export class DeliveryService implements DeliveryQueue {
     const w = { key, label, concurrency, outbound, deferred: new Map<number, number>() } as TargetWorker;
     w.consumer = await this.deps.bus.consume(
       // A job is redelivered only if the worker holding it died: give an attempt ample time.
-      { stream: DELIVERY_STREAM, durable: `deliver-${route.id}-${index}`, filter: subjects.delivery(route.id, index), maxInFlight: concurrency, ackWaitMs: Math.max(30_000, timeoutMs * 3) },
+      {
+        stream: DELIVERY_STREAM,
+        durable: `deliver-${route.id}-${index}`,
+        filter: subjects.delivery(route.id, index),
+        maxInFlight: concurrency,
+        ackWaitMs: Math.max(30_000, timeoutMs * 3),
+      },
       (m) => this.handle(w, m),
     );
     this.workers.set(key, w);
@@ -264,7 +277,10 @@ export class DeliveryService implements DeliveryQueue {
       const reason = permanent ? why : `${why} after ${attempt} attempt${attempt === 1 ? '' : 's'}`;
       try {
         const id = await this.deps.deadLetters.record(d, reason, attempt);
-        this.deps.log.warn({ deadLetter: id, route: d.routeName, target: w.label, messageId: d.envelope.id, reason }, 'delivery failed for good; kept as a dead letter');
+        this.deps.log.warn(
+          { deadLetter: id, route: d.routeName, target: w.label, messageId: d.envelope.id, reason },
+          'delivery failed for good; kept as a dead letter',
+        );
       } catch (storeErr) {
         // Not lost: the job comes back and is dead-lettered on its next failure.
         this.deps.log.error({ err: storeErr, route: d.routeName, target: w.label }, 'could not store a dead letter; the job will be retried');
@@ -295,7 +311,13 @@ export class DeliveryService implements DeliveryQueue {
       const text = await res.text();
       if (!res.ok) {
         const retryable = res.status >= 500 || res.status === 429;
-        throw new OutboundError(`${d.routeName}#${d.targetIndex}`, 'status', `answered ${res.status}${text ? `: ${text.slice(0, 200)}` : ''}`, retryable, res.status);
+        throw new OutboundError(
+          `${d.routeName}#${d.targetIndex}`,
+          'status',
+          `answered ${res.status}${text ? `: ${text.slice(0, 200)}` : ''}`,
+          retryable,
+          res.status,
+        );
       }
       return;
     }

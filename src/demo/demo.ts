@@ -75,7 +75,11 @@ export async function setupDemo(hearth: Hearth, firstStart: boolean): Promise<De
           : `  Pairing code ${hubCode}: an app user claims the hub, with its sub-devices, into a home with it (docs/api.md).`,
         `  Sign in:     TOKEN=$(curl -s -X POST ${http}/api/v1/auth/login -H 'content-type: application/json' -d '{"email":"${operatorEmail}","password":"<password>"}' | jq -r .token)`,
         `  List them:   curl -s ${auth} ${http}/api/v1/devices/${state.hubId}/children`,
-        ...(light ? [`  Send one:    curl -s -X POST ${auth} -H 'content-type: application/json' ${http}/api/v1/devices/${light.id}/commands -d '{"action":"toggle"}'   (the simulated light answers)`] : []),
+        ...(light
+          ? [
+              `  Send one:    curl -s -X POST ${auth} -H 'content-type: application/json' ${http}/api/v1/devices/${light.id}/commands -d '{"action":"toggle"}'   (the simulated light answers)`,
+            ]
+          : []),
         '',
         `Be the demo desk lamp ${id} yourself with a real MQTT client (client id = user name = device id):`,
         `  report state:      mosquitto_pub ${mqtt} -t devices/${id}/properties -m '{"on":true,"brightness":80}'`,

@@ -30,7 +30,14 @@ export const MAX_GRACE_SECONDS = 30 * 86400;
 export class DeviceCredentials {
   private readonly cache = new Map<string, Secrets>();
 
-  constructor(private readonly deps: { db: Db; devices: DeviceService; clock?: () => number; onRotated?: (deviceId: string, previousValidUntil: number | null) => Promise<void> | void }) {}
+  constructor(
+    private readonly deps: {
+      db: Db;
+      devices: DeviceService;
+      clock?: () => number;
+      onRotated?: (deviceId: string, previousValidUntil: number | null) => Promise<void> | void;
+    },
+  ) {}
 
   private now(): number {
     return this.deps.clock?.() ?? Date.now();
@@ -59,7 +66,8 @@ export class DeviceCredentials {
       throw new HearthError('E_VALIDATION', `graceSeconds must be an integer from 0 to ${MAX_GRACE_SECONDS}`, { field: 'body.graceSeconds' });
     }
     const device = await this.deps.devices.require(id);
-    if (device.parentId !== null) throw new HearthError('E_VALIDATION', `device "${id}" is a sub-device: it connects through its hub and has no secret of its own`, { field: 'id' });
+    if (device.parentId !== null)
+      throw new HearthError('E_VALIDATION', `device "${id}" is a sub-device: it connects through its hub and has no secret of its own`, { field: 'id' });
     const secret = newSecret();
     const hash = digestToken(secret);
     const until = graceSeconds > 0 ? this.now() + graceSeconds * 1000 : null;
@@ -67,7 +75,8 @@ export class DeviceCredentials {
       const row = await trx.selectFrom('devices').select('secret_hash').where('id', '=', id).executeTakeFirst();
       await trx.updateTable('devices').set({ secret_hash: hash }).where('id', '=', id).execute();
       await trx.deleteFrom('device_secret_grace').where('device_id', '=', id).execute();
-      if (until !== null && row?.secret_hash) await trx.insertInto('device_secret_grace').values({ device_id: id, secret_hash: row.secret_hash, until }).execute();
+      if (until !== null && row?.secret_hash)
+        await trx.insertInto('device_secret_grace').values({ device_id: id, secret_hash: row.secret_hash, until }).execute();
     });
     this.forget(id);
     await this.deps.onRotated?.(id, until);
@@ -82,18 +91,30 @@ export class DeviceCredentials {
   private async secrets(id: string): Promise<Secrets | undefined> {
     const hit = this.cache.get(id);
     if (hit) return hit;
-    const row = await this.deps.db.selectFrom('devices').leftJoin('device_secret_grace', 'device_secret_grace.device_id', 'devices.id')
+    const row = await this.deps.db
+      .selectFrom('devices')
+      .leftJoin('device_secret_grace', 'device_secret_grace.device_id', 'devices.id')
       .select(['devices.secret_hash', 'device_secret_grace.secret_hash as previous_hash', 'device_secret_grace.until'])
-      .where('devices.id', '=', id).executeTakeFirst();
+      .where('devices.id', '=', id)
+      .executeTakeFirst();
     if (!row) return undefined;
-    const s: Secrets = { current: row.secret_hash, ...(row.previous_hash && row.until !== null ? { previous: { hash: row.previous_hash, until: Number(row.until) } } : {}) };
+    const s: Secrets = {
+      current: row.secret_hash,
+      ...(row.previous_hash && row.until !== null ? { previous: { hash: row.previous_hash, until: Number(row.until) } } : {}),
+    };
     this.cache.set(id, s);
     return s;
   }
 
   /** The top-level device of a product with this hardware id. */
   async findByHwid(product: string, hwid: string): Promise<DeviceRecord | undefined> {
-    const row = await this.deps.db.selectFrom('devices').select('id').where('product_key', '=', product).where('hwid', '=', hwid).where('parent_id', 'is', null).executeTakeFirst();
+    const row = await this.deps.db
+      .selectFrom('devices')
+      .select('id')
+      .where('product_key', '=', product)
+      .where('hwid', '=', hwid)
+      .where('parent_id', 'is', null)
+      .executeTakeFirst();
     return row ? this.deps.devices.get(row.id) : undefined;
   }
 
@@ -104,12 +125,21 @@ export class DeviceCredentials {
    */
   async provisionHwids(product: string, hwids: readonly string[]): Promise<{ made: Array<{ device: DeviceRecord; secret: string }>; existing: string[] }> {
     const now = this.now();
-    const made: Array<{ row: { id: string; product_key: string; name: string; parent_id: null; hwid: string; secret_hash: string; pairing_code: string; created_at: number }; secret: string }> = [];
+    const made: Array<{
+      row: { id: string; product_key: string; name: string; parent_id: null; hwid: string; secret_hash: string; pairing_code: string; created_at: number };
+      secret: string;
+    }> = [];
     const existing: string[] = [];
     await this.deps.db.transaction().execute(async (trx) => {
       const known = new Set<string>();
       for (let i = 0; i < hwids.length; i += 500) {
-        const rows = await trx.selectFrom('devices').select('hwid').where('product_key', '=', product).where('parent_id', 'is', null).where('hwid', 'in', hwids.slice(i, i + 500)).execute();
+        const rows = await trx
+          .selectFrom('devices')
+          .select('hwid')
+          .where('product_key', '=', product)
+          .where('parent_id', 'is', null)
+          .where('hwid', 'in', hwids.slice(i, i + 500))
+          .execute();
         for (const r of rows) if (r.hwid) known.add(r.hwid);
       }
       for (const hwid of hwids) {
@@ -118,10 +148,26 @@ export class DeviceCredentials {
           continue;
         }
         const secret = newSecret();
-        made.push({ secret, row: { id: newId('d'), product_key: product, name: `${product} ${hwid}`, parent_id: null, hwid, secret_hash: digestToken(secret), pairing_code: newPairingCode(), created_at: now } });
+        made.push({
+          secret,
+          row: {
+            id: newId('d'),
+            product_key: product,
+            name: `${product} ${hwid}`,
+            parent_id: null,
+            hwid,
+            secret_hash: digestToken(secret),
+            pairing_code: newPairingCode(),
+            created_at: now,
+          },
+        });
       }
       // A device made meanwhile for one of them (zero-touch on another node) fails the batch: retry it.
-      for (let i = 0; i < made.length; i += 200) await trx.insertInto('devices').values(made.slice(i, i + 200).map((m) => m.row)).execute();
+      for (let i = 0; i < made.length; i += 200)
+        await trx
+          .insertInto('devices')
+          .values(made.slice(i, i + 200).map((m) => m.row))
+          .execute();
     });
     const out: Array<{ device: DeviceRecord; secret: string }> = [];
     for (const m of made) out.push({ device: await this.deps.devices.require(m.row.id), secret: m.secret });
@@ -133,11 +179,25 @@ export class DeviceCredentials {
    * concurrent request (one device per product and hwid, across nodes): `created` says which.
    * `withSecret`: a secret is made and returned once (a certificate-only device has none).
    */
-  async provisionHwid(product: string, hwid: string, opts: { name?: string; withSecret: boolean }): Promise<{ device: DeviceRecord; secret?: string; created: boolean }> {
+  async provisionHwid(
+    product: string,
+    hwid: string,
+    opts: { name?: string; withSecret: boolean },
+  ): Promise<{ device: DeviceRecord; secret?: string; created: boolean }> {
     const secret = opts.withSecret ? newSecret() : undefined;
     const id = newId('d');
-    const inserted = await this.deps.db.insertInto('devices')
-      .values({ id, product_key: product, name: opts.name ?? `${product} ${hwid}`, parent_id: null, hwid, secret_hash: secret ? digestToken(secret) : null, pairing_code: newPairingCode(), created_at: this.now() })
+    const inserted = await this.deps.db
+      .insertInto('devices')
+      .values({
+        id,
+        product_key: product,
+        name: opts.name ?? `${product} ${hwid}`,
+        parent_id: null,
+        hwid,
+        secret_hash: secret ? digestToken(secret) : null,
+        pairing_code: newPairingCode(),
+        created_at: this.now(),
+      })
       .onConflict((oc) => oc.columns(['product_key', 'hwid']).where('parent_id', 'is', null).doNothing())
       .executeTakeFirst();
     if (Number(inserted.numInsertedOrUpdatedRows ?? 0n) === 1) return { device: await this.deps.devices.require(id), secret, created: true };

@@ -72,7 +72,9 @@ export class DeviceLifecycle {
    * who may see the device gets E_FORBIDDEN (`requireVisible` answers 404 to the others).
    */
   async patch(
-    p: Principal, id: string, patch: { disabled?: boolean; tags?: Record<string, string | null>; attributes?: Record<string, unknown> },
+    p: Principal,
+    id: string,
+    patch: { disabled?: boolean; tags?: Record<string, string | null>; attributes?: Record<string, unknown> },
     requireVisible: (p: Principal, id: string) => Promise<unknown>,
   ): Promise<DeviceRecord> {
     if (!this.isOperator(p)) {
@@ -89,7 +91,13 @@ export class DeviceLifecycle {
     }
     if (patch.attributes !== undefined) await this.deps.tags.setAttributes(id, patch.attributes);
     if (patch.tags !== undefined || patch.attributes !== undefined) {
-      this.deps.audit.record({ actor, action: 'device.tags', targetType: 'device', targetId: id, details: { ...(patch.tags ? { tags: patch.tags } : {}), ...(patch.attributes ? { attributes: Object.keys(patch.attributes) } : {}) } });
+      this.deps.audit.record({
+        actor,
+        action: 'device.tags',
+        targetType: 'device',
+        targetId: id,
+        details: { ...(patch.tags ? { tags: patch.tags } : {}), ...(patch.attributes ? { attributes: Object.keys(patch.attributes) } : {}) },
+      });
     }
     if (patch.disabled !== undefined) return this.setDisabled(actor, id, patch.disabled);
     return this.deps.devices.require(id);
@@ -109,7 +117,14 @@ export class DeviceLifecycle {
       await this.deps.announce({ deviceIds: [id, ...children], ...(disabled ? { disconnect: 'disabled' as const } : {}) });
       const homeId = (await this.deps.placement(id))?.homeId ?? null;
       const change = disabled ? 'disabled' : 'enabled';
-      this.deps.audit.record({ actor, action: `device.${disabled ? 'disable' : 'enable'}`, homeId, targetType: 'device', targetId: id, details: children.length ? { children } : undefined });
+      this.deps.audit.record({
+        actor,
+        action: `device.${disabled ? 'disable' : 'enable'}`,
+        homeId,
+        targetType: 'device',
+        targetId: id,
+        details: children.length ? { children } : undefined,
+      });
       this.deps.stream.publish('lifecycle', id, homeId, { deviceId: id, change, ...(children.length ? { children } : {}) });
     }
     return devices.require(id);
@@ -127,7 +142,11 @@ export class DeviceLifecycle {
     await devices.require(id);
     const kids = (await devices.children(id)).map((c) => c.id);
     if (kids.length && !opts.children) {
-      throw new HearthError('E_CONFLICT', `device "${id}" is a hub with ${kids.length} sub-device(s): say what happens to them with ?children=delete or ?children=detach`, { field: 'querystring.children', children: kids.length });
+      throw new HearthError(
+        'E_CONFLICT',
+        `device "${id}" is a hub with ${kids.length} sub-device(s): say what happens to them with ?children=delete or ?children=detach`,
+        { field: 'querystring.children', children: kids.length },
+      );
     }
     const doomed = opts.children === 'delete' ? [id, ...kids] : [id];
     const detached = opts.children === 'detach' ? kids : [];
@@ -155,7 +174,11 @@ export class DeviceLifecycle {
     this.deps.placementChanged([id, ...kids]);
     const homeId = former.get(id) ?? null;
     this.deps.audit.record({
-      actor, action: 'device.delete', homeId, targetType: 'device', targetId: id,
+      actor,
+      action: 'device.delete',
+      homeId,
+      targetType: 'device',
+      targetId: id,
       details: { purge: opts.purge === true, ...(kids.length ? { children: opts.children, deleted: doomed, detached } : {}) },
     });
     for (const d of doomed) this.deps.stream.publish('lifecycle', null, former.get(d) ?? null, { deviceId: d, change: 'deleted', purge: opts.purge === true });
@@ -176,7 +199,14 @@ export class DeviceLifecycle {
     this.deps.accessChanged(removal.users);
     this.deps.placementChanged(ids);
     for (const x of ids) await this.deps.shadow.clearDesired(x);
-    this.deps.audit.record({ actor: `device:${via}`, action: 'device.reset', homeId, targetType: 'device', targetId: id, details: ids.length > 1 ? { children: ids.slice(1) } : undefined });
+    this.deps.audit.record({
+      actor: `device:${via}`,
+      action: 'device.reset',
+      homeId,
+      targetType: 'device',
+      targetId: id,
+      details: ids.length > 1 ? { children: ids.slice(1) } : undefined,
+    });
     // The home's people hear it; the device is no longer theirs, so the event names the home only.
     this.deps.stream.publish('lifecycle', null, homeId, { deviceId: id, change: 'reset' });
     if (homeId === null) this.deps.log.info({ deviceId: id }, 'factory reset of a device that belonged to no home');

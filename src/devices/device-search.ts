@@ -56,7 +56,8 @@ export class DeviceSearch {
 
   async search(input: SearchInput): Promise<SearchResult> {
     const { db } = this.deps;
-    if (input.ids && input.ids.length === 0) return { items: [], nextCursor: null, ...(input.total ? { total: 0 } : {}), ...(input.countBy ? { counts: [] } : {}) };
+    if (input.ids && input.ids.length === 0)
+      return { items: [], nextCursor: null, ...(input.total ? { total: 0 } : {}), ...(input.countBy ? { counts: [] } : {}) };
     const conds: Sql[] = [sql`d.deleted_at is null`];
     if (input.ids) conds.push(sql`d.id in (${sql.join([...input.ids])})`);
     if (input.expr) conds.push(compile(input.expr, await this.selectiveTags(input.expr)));
@@ -71,14 +72,17 @@ export class DeviceSearch {
       const cmp = input.desc ? sql`<` : sql`>`;
       page.push(sql`(${sort.expr} ${cmp} ${c.v} or (${sort.expr} = ${c.v} and d.id ${cmp} ${c.id}))`);
     }
-    const rows = (await sql<Row>`select d.id, d.product_key, d.name, d.parent_id, d.hwid, d.pairing_code, d.created_at, d.disabled_at, ${sort.expr} as sort_value
-      from ${from} where ${sql.join(page, sql` and `)} order by ${sort.expr} ${dir}, d.id ${dir} limit ${input.limit + 1}`.execute(db)).rows;
+    const rows = (
+      await sql<Row>`select d.id, d.product_key, d.name, d.parent_id, d.hwid, d.pairing_code, d.created_at, d.disabled_at, ${sort.expr} as sort_value
+      from ${from} where ${sql.join(page, sql` and `)} order by ${sort.expr} ${dir}, d.id ${dir} limit ${input.limit + 1}`.execute(db)
+    ).rows;
     const more = rows.length > input.limit;
     const items = rows.slice(0, input.limit);
     const last = items[items.length - 1];
     const out: SearchResult = {
       items: items.map(toRecord),
-      nextCursor: more && last ? encodeCursor(input.sort, input.desc, sort.kind === 'number' ? Number(last.sort_value) : String(last.sort_value), last.id) : null,
+      nextCursor:
+        more && last ? encodeCursor(input.sort, input.desc, sort.kind === 'number' ? Number(last.sort_value) : String(last.sort_value), last.id) : null,
     };
     if (input.total) {
       const r = await sql<{ n: number | string }>`select count(*) as n from ${from} where ${filter}`.execute(db);
@@ -107,7 +111,11 @@ export class DeviceSearch {
     walk(e);
     for (const t of terms.slice(0, 8)) {
       const v = (t.value as { value: string }).value;
-      const r = await sql<{ n: number | string }>`select count(*) as n from (select 1 from device_tags where key = ${t.tag!} and value = ${v} limit ${(this.deps.selectiveTags ?? SELECTIVE) + 1}) s`.execute(this.deps.db);
+      const r = await sql<{
+        n: number | string;
+      }>`select count(*) as n from (select 1 from device_tags where key = ${t.tag!} and value = ${v} limit ${(this.deps.selectiveTags ?? SELECTIVE) + 1}) s`.execute(
+        this.deps.db,
+      );
       if (Number(r.rows[0].n) <= (this.deps.selectiveTags ?? SELECTIVE)) out.add(`${t.tag}\u0000${v}`);
     }
     return out;
@@ -120,24 +128,47 @@ export class DeviceSearch {
       value = sql`t.value`;
       join = sql` left join device_tags t on t.device_id = d.id and t.key = ${field.slice(4)}`;
     } else {
-      value = ({
-        product: sql`d.product_key`, firmware: sql`d.firmware`, parent: sql`d.parent_id`,
-        online: sql`coalesce(p.online, 0)`, disabled: sql`case when d.disabled_at is null then 0 else 1 end`,
-      } as Record<string, Sql>)[field];
+      value = (
+        {
+          product: sql`d.product_key`,
+          firmware: sql`d.firmware`,
+          parent: sql`d.parent_id`,
+          online: sql`coalesce(p.online, 0)`,
+          disabled: sql`case when d.disabled_at is null then 0 else 1 end`,
+        } as Record<string, Sql>
+      )[field];
     }
-    const rows = (await sql<{ value: string | number | null; n: number | string }>`select ${value} as value, count(*) as n from ${from}${join} where ${filter}
-      group by ${value} order by count(*) desc, ${value} limit 100`.execute(this.deps.db)).rows;
+    const rows = (
+      await sql<{ value: string | number | null; n: number | string }>`select ${value} as value, count(*) as n from ${from}${join} where ${filter}
+      group by ${value} order by count(*) desc, ${value} limit 100`.execute(this.deps.db)
+    ).rows;
     const asBool = field === 'online' || field === 'disabled';
     return rows.map((r) => ({ value: asBool ? Number(r.value) === 1 : r.value === null ? null : String(r.value), count: Number(r.n) }));
   }
 }
 
-type Row = { id: string; product_key: string; name: string; parent_id: string | null; hwid: string | null; pairing_code: string | null; created_at: number | string; disabled_at: number | string | null; sort_value: unknown };
+type Row = {
+  id: string;
+  product_key: string;
+  name: string;
+  parent_id: string | null;
+  hwid: string | null;
+  pairing_code: string | null;
+  created_at: number | string;
+  disabled_at: number | string | null;
+  sort_value: unknown;
+};
 
 function toRecord(r: Row): DeviceRecord {
   return {
-    id: r.id, productKey: r.product_key, name: r.name, parentId: r.parent_id, hwid: r.hwid, pairingCode: r.pairing_code,
-    createdAt: Number(r.created_at), disabledAt: r.disabled_at == null ? null : Number(r.disabled_at),
+    id: r.id,
+    productKey: r.product_key,
+    name: r.name,
+    parentId: r.parent_id,
+    hwid: r.hwid,
+    pairingCode: r.pairing_code,
+    createdAt: Number(r.created_at),
+    disabledAt: r.disabled_at == null ? null : Number(r.disabled_at),
   };
 }
 
@@ -146,10 +177,20 @@ const SELECTIVE = 5000;
 
 function compile(e: Expr, selective: Set<string>): Sql {
   switch (e.kind) {
-    case 'and': return sql`(${sql.join(e.items.map((x) => compile(x, selective)), sql` and `)})`;
-    case 'or': return sql`(${sql.join(e.items.map((x) => compile(x, selective)), sql` or `)})`;
-    case 'not': return sql`not (${compile(e.item, selective)})`;
-    case 'term': return term(e, selective);
+    case 'and':
+      return sql`(${sql.join(
+        e.items.map((x) => compile(x, selective)),
+        sql` and `,
+      )})`;
+    case 'or':
+      return sql`(${sql.join(
+        e.items.map((x) => compile(x, selective)),
+        sql` or `,
+      )})`;
+    case 'not':
+      return sql`not (${compile(e.item, selective)})`;
+    case 'term':
+      return term(e, selective);
   }
 }
 
@@ -168,7 +209,8 @@ function term(t: Term, selective: Set<string>): Sql {
     if (v.type === 'none') return maybeNot(sql`d.id not in (select device_id from device_tags where key = ${key})`);
     if (v.type === 'any') return maybeNot(sql`d.id in (select device_id from device_tags where key = ${key})`);
     if (v.type !== 'string') throw new Error('tag values are strings');
-    if (!v.prefix && selective.has(`${key}\u0000${v.value}`)) return maybeNot(sql`d.id in (select device_id from device_tags where key = ${key} and value = ${v.value})`);
+    if (!v.prefix && selective.has(`${key}\u0000${v.value}`))
+      return maybeNot(sql`d.id in (select device_id from device_tags where key = ${key} and value = ${v.value})`);
     const match = v.prefix ? sql`substr(t.value, 1, ${v.value.length}) = ${v.value}` : sql`t.value = ${v.value}`;
     return maybeNot(sql`exists (select 1 from device_tags t where t.device_id = d.id and t.key = ${key} and ${match})`);
   }
@@ -177,7 +219,9 @@ function term(t: Term, selective: Set<string>): Sql {
     if (v.type === 'none') return maybeNot(sql`${col} is null`);
     if (v.type === 'any') return maybeNot(sql`${col} is not null`);
     if (v.type !== 'string') throw new Error('string field');
-    return maybeNot(v.prefix ? sql`(${col} is not null and substr(${col}, 1, ${v.value.length}) = ${v.value})` : sql`(${col} is not null and ${col} = ${v.value})`);
+    return maybeNot(
+      v.prefix ? sql`(${col} is not null and substr(${col}, 1, ${v.value.length}) = ${v.value})` : sql`(${col} is not null and ${col} = ${v.value})`,
+    );
   }
   switch (t.field) {
     case 'online': {
@@ -219,7 +263,8 @@ function encodeCursor(sort: SortField, desc: boolean, v: number | string, id: st
 }
 
 function decodeCursor(cursor: string, sort: SortField, desc: boolean, kind: 'number' | 'string'): { v: number | string; id: string } {
-  const bad = (why: string) => new HearthError('E_VALIDATION', `querystring.cursor ${why}: pass the nextCursor of the previous page, with the same sort`, { field: 'querystring.cursor' });
+  const bad = (why: string) =>
+    new HearthError('E_VALIDATION', `querystring.cursor ${why}: pass the nextCursor of the previous page, with the same sort`, { field: 'querystring.cursor' });
   let c: { s?: unknown; v?: unknown; i?: unknown };
   try {
     c = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));

@@ -41,7 +41,14 @@ export interface ListFilter {
 export const HUB_CATEGORY = 'gateway';
 
 type DeviceRow = {
-  id: string; product_key: string; name: string; parent_id: string | null; hwid: string | null; pairing_code: string | null; created_at: number; secret_hash: string | null;
+  id: string;
+  product_key: string;
+  name: string;
+  parent_id: string | null;
+  hwid: string | null;
+  pairing_code: string | null;
+  created_at: number;
+  secret_hash: string | null;
   disabled_at?: number | null;
 };
 
@@ -67,7 +74,10 @@ export class DeviceService {
     const rows: DeviceRow[] = [];
     for (const [i, input] of inputs.entries()) {
       const where = inputs.length > 1 ? ` (item ${i})` : '';
-      if (!(await this.deps.products.get(input.product))) throw new HearthError('E_PRODUCT_NOT_FOUND', `product "${input.product}" does not exist${where}`, { field: `${inputs.length > 1 ? `items[${i}].` : ''}product` });
+      if (!(await this.deps.products.get(input.product)))
+        throw new HearthError('E_PRODUCT_NOT_FOUND', `product "${input.product}" does not exist${where}`, {
+          field: `${inputs.length > 1 ? `items[${i}].` : ''}product`,
+        });
       if (input.parentId) {
         const parent = await this.get(input.parentId);
         if (!parent) throw new HearthError('E_DEVICE_NOT_FOUND', `parent device "${input.parentId}" does not exist${where}`, { field: 'parentId' });
@@ -75,12 +85,25 @@ export class DeviceService {
         if (refusal) throw new HearthError('E_VALIDATION', `${refusal}${where}`, { field: `${inputs.length > 1 ? `items[${i}].` : ''}parentId` });
       }
       const secret = newSecret();
-      const row: DeviceRow = { id: newId('d'), product_key: input.product, name: input.name, parent_id: input.parentId ?? null, hwid: null, secret_hash: digestToken(secret), pairing_code: newPairingCode(), created_at: now };
+      const row: DeviceRow = {
+        id: newId('d'),
+        product_key: input.product,
+        name: input.name,
+        parent_id: input.parentId ?? null,
+        hwid: null,
+        secret_hash: digestToken(secret),
+        pairing_code: newPairingCode(),
+        created_at: now,
+      };
       rows.push(row);
       out.push({ ...toRecord(row), secret });
     }
     await this.deps.db.transaction().execute(async (trx) => {
-      for (let i = 0; i < rows.length; i += 200) await trx.insertInto('devices').values(rows.slice(i, i + 200)).execute();
+      for (let i = 0; i < rows.length; i += 200)
+        await trx
+          .insertInto('devices')
+          .values(rows.slice(i, i + 200))
+          .execute();
     });
     return out;
   }
@@ -136,25 +159,47 @@ export class DeviceService {
 
   /** Ids of a product's devices after `afterId` (in id order), for walking a whole fleet in pages. */
   async idsOfProduct(product: string, afterId: string, limit: number): Promise<string[]> {
-    const rows = await this.deps.db.selectFrom('devices').select('id').where('product_key', '=', product).where('id', '>', afterId).orderBy('id').limit(limit).execute();
+    const rows = await this.deps.db
+      .selectFrom('devices')
+      .select('id')
+      .where('product_key', '=', product)
+      .where('id', '>', afterId)
+      .orderBy('id')
+      .limit(limit)
+      .execute();
     return rows.map((r) => r.id);
   }
 
   /** The device a pairing code (the QR code on its box) belongs to. */
   async findByPairingCode(code: string): Promise<DeviceRecord | undefined> {
-    const row = await this.deps.db.selectFrom('devices').selectAll().where('pairing_code', '=', code.trim().toUpperCase()).where('deleted_at', 'is', null).executeTakeFirst();
+    const row = await this.deps.db
+      .selectFrom('devices')
+      .selectAll()
+      .where('pairing_code', '=', code.trim().toUpperCase())
+      .where('deleted_at', 'is', null)
+      .executeTakeFirst();
     return row ? toRecord(row) : undefined;
   }
 
   async children(parentId: string): Promise<DeviceRecord[]> {
-    const rows = await this.deps.db.selectFrom('devices').selectAll().where('parent_id', '=', parentId).where('deleted_at', 'is', null).orderBy('created_at').execute();
+    const rows = await this.deps.db
+      .selectFrom('devices')
+      .selectAll()
+      .where('parent_id', '=', parentId)
+      .where('deleted_at', 'is', null)
+      .orderBy('created_at')
+      .execute();
     return rows.map(toRecord);
   }
 
   /** Ids of the sub-devices of any of the hubs. */
   async childIds(parentIds: readonly string[]): Promise<string[]> {
     if (!parentIds.length) return [];
-    const rows = await this.deps.db.selectFrom('devices').select('id').where('parent_id', 'in', [...parentIds]).execute();
+    const rows = await this.deps.db
+      .selectFrom('devices')
+      .select('id')
+      .where('parent_id', 'in', [...parentIds])
+      .execute();
     return rows.map((r) => r.id);
   }
 
@@ -177,7 +222,8 @@ export class DeviceService {
   /** Why `parent` may not have sub-devices (it is not a hub, or is itself a sub-device), or undefined when it may. */
   private async hubRefusal(parent: DeviceRecord): Promise<string | undefined> {
     if (parent.parentId !== null) return `device "${parent.id}" is a sub-device: sub-devices cannot have sub-devices`;
-    if (!(await this.isHubProduct(parent.productKey))) return `device "${parent.id}" is not a hub (product "${parent.productKey}" is not of category "${HUB_CATEGORY}"): only hubs have sub-devices`;
+    if (!(await this.isHubProduct(parent.productKey)))
+      return `device "${parent.id}" is not a hub (product "${parent.productKey}" is not of category "${HUB_CATEGORY}"): only hubs have sub-devices`;
     return undefined;
   }
 
@@ -192,8 +238,21 @@ export class DeviceService {
     const existing = await this.deps.db.selectFrom('devices').selectAll().where('parent_id', '=', hubId).where('hwid', '=', hwid).executeTakeFirst();
     if (existing) return toRecord(existing);
     if (!(await this.deps.products.get(product))) throw new HearthError('E_PRODUCT_NOT_FOUND', `product "${product}" does not exist`);
-    const row: DeviceRow = { id: newId('d'), product_key: product, name: `${product} ${hwid}`, parent_id: hubId, hwid, secret_hash: null, pairing_code: newPairingCode(), created_at: Date.now() };
-    await this.deps.db.insertInto('devices').values(row).onConflict((oc) => oc.columns(['parent_id', 'hwid']).doNothing()).execute();
+    const row: DeviceRow = {
+      id: newId('d'),
+      product_key: product,
+      name: `${product} ${hwid}`,
+      parent_id: hubId,
+      hwid,
+      secret_hash: null,
+      pairing_code: newPairingCode(),
+      created_at: Date.now(),
+    };
+    await this.deps.db
+      .insertInto('devices')
+      .values(row)
+      .onConflict((oc) => oc.columns(['parent_id', 'hwid']).doNothing())
+      .execute();
     const stored = await this.deps.db.selectFrom('devices').selectAll().where('parent_id', '=', hubId).where('hwid', '=', hwid).executeTakeFirstOrThrow();
     return toRecord(stored);
   }
@@ -219,16 +278,25 @@ export class DeviceService {
   /** The device, or E_DEVICE_NOT_FOUND; E_DEVICE_DISABLED when it (or its hub) is disabled. For commands and desired state. */
   async requireEnabled(id: string): Promise<DeviceRecord> {
     const d = await this.require(id);
-    if (await this.isDisabled(id)) throw new HearthError('E_DEVICE_DISABLED', `device "${id}"${d.disabledAt == null ? "'s hub" : ''} is disabled; enable it with PATCH /api/v1/devices/${d.disabledAt == null ? d.parentId : id} {"disabled": false}`);
+    if (await this.isDisabled(id))
+      throw new HearthError(
+        'E_DEVICE_DISABLED',
+        `device "${id}"${d.disabledAt == null ? "'s hub" : ''} is disabled; enable it with PATCH /api/v1/devices/${d.disabledAt == null ? d.parentId : id} {"disabled": false}`,
+      );
     return d;
   }
 
   /** Disables or enables devices; returns the ids whose state changed. The caller announces it (`forget` on every node). */
   async setDisabled(ids: readonly string[], disabled: boolean, at = Date.now()): Promise<string[]> {
     if (ids.length === 0) return [];
-    const rows = await this.deps.db.updateTable('devices').set({ disabled_at: disabled ? at : null })
-      .where('id', 'in', [...ids]).where('deleted_at', 'is', null).where('disabled_at', disabled ? 'is' : 'is not', null)
-      .returning('id').execute();
+    const rows = await this.deps.db
+      .updateTable('devices')
+      .set({ disabled_at: disabled ? at : null })
+      .where('id', 'in', [...ids])
+      .where('deleted_at', 'is', null)
+      .where('disabled_at', disabled ? 'is' : 'is not', null)
+      .returning('id')
+      .execute();
     for (const id of ids) this.cache.delete(id);
     return rows.map((r) => r.id);
   }
@@ -239,8 +307,12 @@ export class DeviceService {
    */
   async markDeleted(ids: readonly string[], at = Date.now()): Promise<void> {
     if (ids.length === 0) return;
-    await this.deps.db.updateTable('devices').set({ deleted_at: at, secret_hash: null, pairing_code: null, hwid: null })
-      .where('id', 'in', [...ids]).where('deleted_at', 'is', null).execute();
+    await this.deps.db
+      .updateTable('devices')
+      .set({ deleted_at: at, secret_hash: null, pairing_code: null, hwid: null })
+      .where('id', 'in', [...ids])
+      .where('deleted_at', 'is', null)
+      .execute();
     for (const id of ids) this.cache.delete(id);
   }
 
@@ -251,7 +323,11 @@ export class DeviceService {
    */
   async detach(ids: readonly string[]): Promise<void> {
     if (ids.length === 0) return;
-    await this.deps.db.updateTable('devices').set({ parent_id: null }).where('id', 'in', [...ids]).execute();
+    await this.deps.db
+      .updateTable('devices')
+      .set({ parent_id: null })
+      .where('id', 'in', [...ids])
+      .execute();
     for (const id of ids) this.cache.delete(id);
   }
 

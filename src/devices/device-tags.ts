@@ -22,7 +22,11 @@ export interface FleetData {
  * parts as they are (`1.10` after `1.2`; `2.4.1-beta` → 0000000002.0000000004.0000000001.beta).
  */
 export function firmwareKey(version: string): string {
-  return version.split(/[^A-Za-z0-9]+/).filter((p) => p !== '').map((p) => (/^\d+$/.test(p) ? p.replace(/^0+(?=\d)/, '').padStart(10, '0') : p.toLowerCase())).join('.');
+  return version
+    .split(/[^A-Za-z0-9]+/)
+    .filter((p) => p !== '')
+    .map((p) => (/^\d+$/.test(p) ? p.replace(/^0+(?=\d)/, '').padStart(10, '0') : p.toLowerCase()))
+    .join('.');
 }
 
 /**
@@ -37,12 +41,16 @@ export class DeviceTags {
 
   /** Follows the firmware versions devices report (on the node that owns each device's shard). */
   start(): void {
-    this.unsub = this.deps.bus.subscribe(subjects.reported('*'), (msg) => {
-      const ev = msg.data;
-      const fw = ev.values.firmware;
-      if (typeof fw !== 'string' || !ev.changed.includes('firmware') || !this.deps.ownsDevice(ev.deviceId)) return;
-      this.noteFirmware(ev.deviceId, fw).catch((err) => this.deps.log.warn({ err, deviceId: ev.deviceId }, 'firmware version not indexed'));
-    }, { name: 'devices.firmware' });
+    this.unsub = this.deps.bus.subscribe(
+      subjects.reported('*'),
+      (msg) => {
+        const ev = msg.data;
+        const fw = ev.values.firmware;
+        if (typeof fw !== 'string' || !ev.changed.includes('firmware') || !this.deps.ownsDevice(ev.deviceId)) return;
+        this.noteFirmware(ev.deviceId, fw).catch((err) => this.deps.log.warn({ err, deviceId: ev.deviceId }, 'firmware version not indexed'));
+      },
+      { name: 'devices.firmware' },
+    );
   }
 
   stop(): void {
@@ -51,8 +59,12 @@ export class DeviceTags {
 
   async noteFirmware(id: string, version: string): Promise<void> {
     const v = version.slice(0, 64);
-    await this.deps.db.updateTable('devices').set({ firmware: v, firmware_key: firmwareKey(v) })
-      .where('id', '=', id).where((eb) => eb.or([eb('firmware', 'is', null), eb('firmware', '<>', v)])).execute();
+    await this.deps.db
+      .updateTable('devices')
+      .set({ firmware: v, firmware_key: firmwareKey(v) })
+      .where('id', '=', id)
+      .where((eb) => eb.or([eb('firmware', 'is', null), eb('firmware', '<>', v)]))
+      .execute();
   }
 
   async get(id: string): Promise<FleetData> {
@@ -63,9 +75,24 @@ export class DeviceTags {
   async many(ids: readonly string[]): Promise<Map<string, FleetData>> {
     const out = new Map<string, FleetData>();
     if (ids.length === 0) return out;
-    const rows = await this.deps.db.selectFrom('devices').select(['id', 'attributes', 'firmware', 'disabled_at']).where('id', 'in', [...ids]).execute();
-    for (const r of rows) out.set(r.id, { tags: {}, attributes: fromJson<Record<string, unknown> | null>(r.attributes) ?? {}, firmware: r.firmware, disabled: r.disabled_at != null });
-    const tags = await this.deps.db.selectFrom('device_tags').selectAll().where('device_id', 'in', [...ids]).orderBy('key').execute();
+    const rows = await this.deps.db
+      .selectFrom('devices')
+      .select(['id', 'attributes', 'firmware', 'disabled_at'])
+      .where('id', 'in', [...ids])
+      .execute();
+    for (const r of rows)
+      out.set(r.id, {
+        tags: {},
+        attributes: fromJson<Record<string, unknown> | null>(r.attributes) ?? {},
+        firmware: r.firmware,
+        disabled: r.disabled_at != null,
+      });
+    const tags = await this.deps.db
+      .selectFrom('device_tags')
+      .selectAll()
+      .where('device_id', 'in', [...ids])
+      .orderBy('key')
+      .execute();
     for (const t of tags) {
       const d = out.get(t.device_id);
       if (d) d.tags[t.key] = t.value;
@@ -82,7 +109,12 @@ export class DeviceTags {
       if (replace) await trx.deleteFrom('device_tags').where('device_id', '=', id).execute();
       for (const [key, value] of Object.entries(tags)) {
         if (value === null) await trx.deleteFrom('device_tags').where('device_id', '=', id).where('key', '=', key).execute();
-        else await trx.insertInto('device_tags').values({ device_id: id, key, value }).onConflict((oc) => oc.columns(['device_id', 'key']).doUpdateSet({ value })).execute();
+        else
+          await trx
+            .insertInto('device_tags')
+            .values({ device_id: id, key, value })
+            .onConflict((oc) => oc.columns(['device_id', 'key']).doUpdateSet({ value }))
+            .execute();
       }
     });
   }
@@ -92,8 +124,19 @@ export class DeviceTags {
     if (ids.length === 0) return;
     await this.deps.db.transaction().execute(async (trx) => {
       for (const [key, value] of Object.entries(tags)) {
-        if (value === null) await trx.deleteFrom('device_tags').where('device_id', 'in', [...ids]).where('key', '=', key).execute();
-        else for (const id of ids) await trx.insertInto('device_tags').values({ device_id: id, key, value }).onConflict((oc) => oc.columns(['device_id', 'key']).doUpdateSet({ value })).execute();
+        if (value === null)
+          await trx
+            .deleteFrom('device_tags')
+            .where('device_id', 'in', [...ids])
+            .where('key', '=', key)
+            .execute();
+        else
+          for (const id of ids)
+            await trx
+              .insertInto('device_tags')
+              .values({ device_id: id, key, value })
+              .onConflict((oc) => oc.columns(['device_id', 'key']).doUpdateSet({ value }))
+              .execute();
       }
     });
   }
@@ -107,14 +150,25 @@ export class DeviceTags {
         if (v === null) delete cur[k];
         else cur[k] = v;
       }
-      await trx.updateTable('devices').set({ attributes: Object.keys(cur).length ? toJson(cur) : null }).where('id', '=', id).execute();
+      await trx
+        .updateTable('devices')
+        .set({ attributes: Object.keys(cur).length ? toJson(cur) : null })
+        .where('id', '=', id)
+        .execute();
     });
   }
 
   /** A deleted device's tags go (its attributes stay on the tombstone only until a purge). */
   async removeAll(ids: readonly string[]): Promise<void> {
     if (ids.length === 0) return;
-    await this.deps.db.deleteFrom('device_tags').where('device_id', 'in', [...ids]).execute();
-    await this.deps.db.updateTable('devices').set({ attributes: null }).where('id', 'in', [...ids]).execute();
+    await this.deps.db
+      .deleteFrom('device_tags')
+      .where('device_id', 'in', [...ids])
+      .execute();
+    await this.deps.db
+      .updateTable('devices')
+      .set({ attributes: null })
+      .where('id', 'in', [...ids])
+      .execute();
   }
 }

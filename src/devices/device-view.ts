@@ -20,11 +20,17 @@ export interface DeviceFirmware {
 }
 
 export class DeviceViews {
-  constructor(private readonly deps: {
-    presence: PresenceService; shadow: ShadowService; access: AccessService; tags?: DeviceTags; isDisabled?: (id: string) => Promise<boolean>;
-    /** The firmware version and last OTA job, shown in the full view. */
-    firmware?: (deviceId: string) => Promise<DeviceFirmware>;
-  }) {}
+  constructor(
+    private readonly deps: {
+      presence: PresenceService;
+      shadow: ShadowService;
+      access: AccessService;
+      tags?: DeviceTags;
+      isDisabled?: (id: string) => Promise<boolean>;
+      /** The firmware version and last OTA job, shown in the full view. */
+      firmware?: (deviceId: string) => Promise<DeviceFirmware>;
+    },
+  ) {}
 
   /** The summaries of a page of devices, their placements read in one query. */
   async summaries(ds: readonly DeviceRecord[], p: Principal) {
@@ -56,11 +62,16 @@ export class DeviceViews {
 
   async full(d: DeviceRecord, p: Principal) {
     const [summary, presence, shadow, firmware] = await Promise.all([
-      this.summary(d, p), this.deps.presence.get(d.id), this.deps.shadow.view(d.id), this.deps.firmware?.(d.id),
+      this.summary(d, p),
+      this.deps.presence.get(d.id),
+      this.deps.shadow.view(d.id),
+      this.deps.firmware?.(d.id),
     ]);
     const fleet = p.role === 'operator' && !p.homeIds && this.deps.tags ? await this.deps.tags.get(d.id) : undefined;
     return {
-      ...summary, presence: { reason: presence.reason, changedAt: iso(presence.changedAt), session: presence.session }, shadow,
+      ...summary,
+      presence: { reason: presence.reason, changedAt: iso(presence.changedAt), session: presence.session },
+      shadow,
       ...(firmware ? { firmware } : {}),
       ...(fleet ? { tags: fleet.tags, attributes: fleet.attributes } : {}),
     };

@@ -8,13 +8,16 @@ const DAY = 86_400_000;
 test('the example of the issue parses into one AND of five conditions', () => {
   const e = parseQuery('product:light AND online:false AND firmware<1.2 AND tag.site:berlin AND lastSeen<-7d', NOW);
   assert.equal(e.kind, 'and');
-  assert.deepEqual((e as any).items.map((t: any) => [t.field, t.tag, t.op, t.value]), [
-    ['product', undefined, '=', { type: 'string', value: 'light', prefix: false }],
-    ['online', undefined, '=', { type: 'bool', value: false }],
-    ['firmware', undefined, '<', { type: 'version', value: '1.2' }],
-    ['tag', 'site', '=', { type: 'string', value: 'berlin', prefix: false }],
-    ['lastSeen', undefined, '<', { type: 'time', value: NOW - 7 * DAY }],
-  ]);
+  assert.deepEqual(
+    (e as any).items.map((t: any) => [t.field, t.tag, t.op, t.value]),
+    [
+      ['product', undefined, '=', { type: 'string', value: 'light', prefix: false }],
+      ['online', undefined, '=', { type: 'bool', value: false }],
+      ['firmware', undefined, '<', { type: 'version', value: '1.2' }],
+      ['tag', 'site', '=', { type: 'string', value: 'berlin', prefix: false }],
+      ['lastSeen', undefined, '<', { type: 'time', value: NOW - 7 * DAY }],
+    ],
+  );
 });
 
 test('OR, NOT, parentheses, juxtaposition, quotes, prefixes, none and dates', () => {
@@ -54,12 +57,15 @@ test('syntax errors name the position and the problem', () => {
     ['product!light', 8, /expected "!="/],
   ];
   for (const [q, pos, re] of cases) {
-    assert.throws(() => parseQuery(q, NOW), (err: unknown) => {
-      assert.ok(err instanceof QueryError, `${q}: ${String(err)}`);
-      assert.equal(err.position, pos, `${q}: ${err.message}`);
-      assert.match(err.problem, re, q);
-      return true;
-    });
+    assert.throws(
+      () => parseQuery(q, NOW),
+      (err: unknown) => {
+        assert.ok(err instanceof QueryError, `${q}: ${String(err)}`);
+        assert.equal(err.position, pos, `${q}: ${err.message}`);
+        assert.match(err.problem, re, q);
+        return true;
+      },
+    );
   }
   assert.throws(() => parseQuery('x'.repeat(3000)), /longer than 2000/);
   assert.throws(() => parseQuery(`${'('.repeat(20)}product:a${')'.repeat(20)}`), /nest deeper/);

@@ -55,7 +55,10 @@ export interface Term {
 export type Expr = Term | { kind: 'and'; items: Expr[] } | { kind: 'or'; items: Expr[] } | { kind: 'not'; item: Expr };
 
 export class QueryError extends Error {
-  constructor(readonly position: number, readonly problem: string) {
+  constructor(
+    readonly position: number,
+    readonly problem: string,
+  ) {
     super(`at position ${position}: ${problem}`);
     this.name = 'QueryError';
   }
@@ -82,16 +85,31 @@ function tokenize(src: string): Tok[] {
   while (i < src.length) {
     const c = src[i];
     const pos = i + 1;
-    if (c === ' ' || c === '\t' || c === '\n' || c === '\r') { i++; continue; }
-    if (c === '(' || c === ')') { out.push({ t: c, pos }); i++; continue; }
-    if (c === ':' || c === '=') { out.push({ t: 'op', v: '=', pos }); i++; continue; }
+    if (c === ' ' || c === '\t' || c === '\n' || c === '\r') {
+      i++;
+      continue;
+    }
+    if (c === '(' || c === ')') {
+      out.push({ t: c, pos });
+      i++;
+      continue;
+    }
+    if (c === ':' || c === '=') {
+      out.push({ t: 'op', v: '=', pos });
+      i++;
+      continue;
+    }
     if (c === '!') {
       if (src[i + 1] !== '=') throw new QueryError(pos, 'expected "!=" ("!" alone is not an operator; use NOT before a term)');
-      out.push({ t: 'op', v: '!=', pos }); i += 2; continue;
+      out.push({ t: 'op', v: '!=', pos });
+      i += 2;
+      continue;
     }
     if (c === '<' || c === '>') {
       const eq = src[i + 1] === '=';
-      out.push({ t: 'op', v: (eq ? `${c}=` : c) as Op, pos }); i += eq ? 2 : 1; continue;
+      out.push({ t: 'op', v: (eq ? `${c}=` : c) as Op, pos });
+      i += eq ? 2 : 1;
+      continue;
     }
     if (c === '"') {
       let v = '';
@@ -99,9 +117,14 @@ function tokenize(src: string): Tok[] {
       for (;;) {
         if (j >= src.length) throw new QueryError(pos, 'the quoted value is not closed (a " is missing)');
         const d = src[j];
-        if (d === '\\' && j + 1 < src.length) { v += src[j + 1]; j += 2; continue; }
+        if (d === '\\' && j + 1 < src.length) {
+          v += src[j + 1];
+          j += 2;
+          continue;
+        }
         if (d === '"') break;
-        v += d; j++;
+        v += d;
+        j++;
       }
       out.push({ t: 'word', v, pos, quoted: true });
       i = j + 1;
@@ -176,7 +199,8 @@ export function parseQuery(src: string, now = Date.now()): Expr {
       if (peek().t === ')') throw new QueryError(peek().pos, 'empty parentheses: put a condition inside');
       const e = parseOr(depth + 1);
       const close = next();
-      if (close.t !== ')') throw new QueryError(close.pos, `expected ")" to close the "(" at position ${t.pos}${close.t === 'end' ? ', found the end of the query' : ''}`);
+      if (close.t !== ')')
+        throw new QueryError(close.pos, `expected ")" to close the "(" at position ${t.pos}${close.t === 'end' ? ', found the end of the query' : ''}`);
       return e;
     }
     if (t.t === ')') throw new QueryError(t.pos, 'unexpected ")" without an opening "("');
@@ -242,7 +266,8 @@ function parseValue(field: string, isTag: boolean, op: Op, v: Extract<Tok, { t: 
       return { type: 'bool', value: b === 'true' };
     }
     case 'version': {
-      if (!/^[A-Za-z0-9]+([._+-][A-Za-z0-9]+)*$/.test(v.v) || v.v.length > 64) throw new QueryError(v.pos, `"${v.v}" is not a version (e.g. 1.2 or 2.4.1-beta)`);
+      if (!/^[A-Za-z0-9]+([._+-][A-Za-z0-9]+)*$/.test(v.v) || v.v.length > 64)
+        throw new QueryError(v.pos, `"${v.v}" is not a version (e.g. 1.2 or 2.4.1-beta)`);
       return { type: 'version', value: v.v };
     }
     case 'time':
@@ -258,7 +283,10 @@ function timeOf(v: Extract<Tok, { t: 'word' }>, field: string, now: number): num
     const t = Date.parse(v.v.length === 10 ? `${v.v}T00:00:00Z` : v.v);
     if (Number.isFinite(t)) return t;
   }
-  throw new QueryError(v.pos, `${field} takes a time: now, a relative time like -7d, -12h, -30m (s, m, h, d, w), or a date like 2026-12-01 or 2026-12-01T08:00:00Z; not "${v.v}"`);
+  throw new QueryError(
+    v.pos,
+    `${field} takes a time: now, a relative time like -7d, -12h, -30m (s, m, h, d, w), or a date like 2026-12-01 or 2026-12-01T08:00:00Z; not "${v.v}"`,
+  );
 }
 
 /** Checks a `countBy` field: one of COUNT_FIELDS or tag.<key>; returns a problem, or undefined. */

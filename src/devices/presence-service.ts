@@ -34,15 +34,31 @@ export class PresenceService {
   private readonly writer: PeriodicFlush;
   private unsub: Unsubscribe | undefined;
 
-  constructor(private readonly deps: { db: Db; bus: Bus; devices: DeviceService; log: Logger; nodeId: string; flushMs?: number; observer?: { presenceChanged(online: boolean, reason: string): void } }) {
-    this.writer = new PeriodicFlush(() => this.writeSeen(), deps.flushMs ?? 1000, (err) => deps.log.error({ err }, 'presence flush failed'));
+  constructor(
+    private readonly deps: {
+      db: Db;
+      bus: Bus;
+      devices: DeviceService;
+      log: Logger;
+      nodeId: string;
+      flushMs?: number;
+      observer?: { presenceChanged(online: boolean, reason: string): void };
+    },
+  ) {
+    this.writer = new PeriodicFlush(
+      () => this.writeSeen(),
+      deps.flushMs ?? 1000,
+      (err) => deps.log.error({ err }, 'presence flush failed'),
+    );
   }
 
   /** Devices that this node believed online when it last ran cannot be connected now. */
   async start(): Promise<void> {
-    await this.deps.db.updateTable('presence')
+    await this.deps.db
+      .updateTable('presence')
       .set({ online: 0, reason: 'server-restart', changed_at: Date.now() })
-      .where('node', '=', this.deps.nodeId).where('online', '=', 1)
+      .where('node', '=', this.deps.nodeId)
+      .where('online', '=', 1)
       .execute();
     // Other nodes change presence too (the gateway holding a connection, the worker handling a
     // hub's reports): their announcements keep this node's cache current.
@@ -59,7 +75,14 @@ export class PresenceService {
     const cur = this.state.get(ev.deviceId);
     if (!cur || ev.session < cur.session || (ev.session === cur.session && cur.changedAt !== null && ev.at < cur.changedAt)) return;
     if (cur.online === ev.online && cur.session === ev.session && cur.reason === ev.reason) return;
-    this.state.set(ev.deviceId, { ...cur, online: ev.online, reason: ev.reason, session: ev.session, changedAt: ev.at, lastSeen: Math.max(cur.lastSeen ?? 0, ev.at) });
+    this.state.set(ev.deviceId, {
+      ...cur,
+      online: ev.online,
+      reason: ev.reason,
+      session: ev.session,
+      changedAt: ev.at,
+      lastSeen: Math.max(cur.lastSeen ?? 0, ev.at),
+    });
   }
 
   /**
@@ -68,9 +91,11 @@ export class PresenceService {
    */
   async nodeLost(nodeId: string): Promise<number> {
     const now = Date.now();
-    const rows = await this.deps.db.updateTable('presence')
+    const rows = await this.deps.db
+      .updateTable('presence')
       .set({ online: 0, reason: 'node-lost', changed_at: now, listening: 0 })
-      .where('node', '=', nodeId).where('online', '=', 1)
+      .where('node', '=', nodeId)
+      .where('online', '=', 1)
       .returning(['device_id', 'session'])
       .execute();
     for (const r of rows) {
@@ -99,7 +124,13 @@ export class PresenceService {
     if (hit) return hit;
     const row = await this.deps.db.selectFrom('presence').selectAll().where('device_id', '=', deviceId).executeTakeFirst();
     const p: Presence = row
-      ? { online: row.online === 1, reason: row.reason as PresenceReason, changedAt: Number(row.changed_at), lastSeen: row.last_seen == null ? null : Number(row.last_seen), session: Number(row.session) }
+      ? {
+          online: row.online === 1,
+          reason: row.reason as PresenceReason,
+          changedAt: Number(row.changed_at),
+          lastSeen: row.last_seen == null ? null : Number(row.last_seen),
+          session: Number(row.session),
+        }
       : { ...NEVER };
     if (!this.state.has(deviceId)) this.state.set(deviceId, p);
     return this.state.get(deviceId)!;
@@ -108,9 +139,14 @@ export class PresenceService {
   /** A device's connection was accepted; returns its new session number. */
   async connected(deviceId: string): Promise<number> {
     const now = Date.now();
-    const row = await this.deps.db.insertInto('presence')
+    const row = await this.deps.db
+      .insertInto('presence')
       .values({ device_id: deviceId, online: 1, session: 1, reason: 'connect', changed_at: now, last_seen: now, node: this.deps.nodeId, listening: 0 })
-      .onConflict((oc) => oc.column('device_id').doUpdateSet({ online: 1, session: sql`presence.session + 1`, reason: 'connect', changed_at: now, last_seen: now, node: this.deps.nodeId }))
+      .onConflict((oc) =>
+        oc
+          .column('device_id')
+          .doUpdateSet({ online: 1, session: sql`presence.session + 1`, reason: 'connect', changed_at: now, last_seen: now, node: this.deps.nodeId }),
+      )
       .returning('session')
       .executeTakeFirstOrThrow();
     const session = Number(row.session);
@@ -122,9 +158,12 @@ export class PresenceService {
   /** The connection of `session` ended. Ignored when a newer session has taken over. */
   async disconnected(deviceId: string, session: number, reason: PresenceReason): Promise<void> {
     const now = Date.now();
-    const res = await this.deps.db.updateTable('presence')
+    const res = await this.deps.db
+      .updateTable('presence')
       .set({ online: 0, reason, changed_at: now, last_seen: now, listening: 0 })
-      .where('device_id', '=', deviceId).where('session', '=', session).where('online', '=', 1)
+      .where('device_id', '=', deviceId)
+      .where('session', '=', session)
+      .where('online', '=', 1)
       .executeTakeFirst();
     if (Number(res.numUpdatedRows) === 0) return;
     const cur = await this.get(deviceId);
@@ -138,9 +177,27 @@ export class PresenceService {
     const cur = await this.get(deviceId);
     if (cur.online === online) return;
     const now = Date.now();
-    await this.deps.db.insertInto('presence')
-      .values({ device_id: deviceId, online: online ? 1 : 0, session: cur.session, reason, changed_at: now, last_seen: online ? now : cur.lastSeen, node: this.deps.nodeId, listening: 0 })
-      .onConflict((oc) => oc.column('device_id').doUpdateSet({ online: online ? 1 : 0, reason, changed_at: now, node: this.deps.nodeId, ...(online || reason === 'hub-reported' ? {} : { listening: 0 }) }))
+    await this.deps.db
+      .insertInto('presence')
+      .values({
+        device_id: deviceId,
+        online: online ? 1 : 0,
+        session: cur.session,
+        reason,
+        changed_at: now,
+        last_seen: online ? now : cur.lastSeen,
+        node: this.deps.nodeId,
+        listening: 0,
+      })
+      .onConflict((oc) =>
+        oc.column('device_id').doUpdateSet({
+          online: online ? 1 : 0,
+          reason,
+          changed_at: now,
+          node: this.deps.nodeId,
+          ...(online || reason === 'hub-reported' ? {} : { listening: 0 }),
+        }),
+      )
       .execute();
     this.state.set(deviceId, { ...cur, online, reason, changedAt: now, lastSeen: online ? now : cur.lastSeen });
     this.announce({ deviceId, online, reason, session: cur.session, at: now });
@@ -174,9 +231,10 @@ export class PresenceService {
     const { db, log } = this.deps;
     const update = (d: Db, r: { id: string; at: number }) => d.updateTable('presence').set({ last_seen: r.at }).where('device_id', '=', r.id).execute();
     const { error } = await writeIsolated(seen, {
-      batch: (rs) => db.transaction().execute(async (trx) => {
-        for (const r of rs) await update(trx, r);
-      }),
+      batch: (rs) =>
+        db.transaction().execute(async (trx) => {
+          for (const r of rs) await update(trx, r);
+        }),
       one: async (r) => void (await update(db, r)),
       onBad: (r, err) => log.error({ err, deviceId: r.id }, 'last-seen time refused by the store; dropped'),
     });

@@ -47,21 +47,37 @@ export function queryOf(q: string, field: string): Expr {
  * are its own and its subgroups'.
  */
 export class FleetGroups {
-  constructor(private readonly deps: {
-    db: Db;
-    audit: { record(e: AuditEntry): void };
-    devices: { get(id: string): Promise<DeviceRecord | undefined> };
-    search: { search(input: SearchInput): Promise<SearchResult> };
-  }) {}
+  constructor(
+    private readonly deps: {
+      db: Db;
+      audit: { record(e: AuditEntry): void };
+      devices: { get(id: string): Promise<DeviceRecord | undefined> };
+      search: { search(input: SearchInput): Promise<SearchResult> };
+    },
+  ) {}
 
   async create(actor: string, input: { name: string; description?: string; parentId?: string; query?: string }): Promise<FleetGroupView> {
     if (input.query !== undefined) queryOf(input.query, 'body.query');
     if (input.parentId !== undefined) await this.checkParent(input.parentId);
     await this.checkName(input.name.trim());
     const now = Date.now();
-    const row: Row = { id: newId('fg'), name: input.name.trim(), description: input.description ?? null, parent_id: input.parentId ?? null, query: input.query ?? null, created_at: now, updated_at: now };
+    const row: Row = {
+      id: newId('fg'),
+      name: input.name.trim(),
+      description: input.description ?? null,
+      parent_id: input.parentId ?? null,
+      query: input.query ?? null,
+      created_at: now,
+      updated_at: now,
+    };
     await this.deps.db.insertInto('fleet_groups').values(row).execute();
-    this.deps.audit.record({ actor, action: 'fleet.group.create', targetType: 'fleet-group', targetId: row.id, details: { name: row.name, parentId: row.parent_id, query: row.query } });
+    this.deps.audit.record({
+      actor,
+      action: 'fleet.group.create',
+      targetType: 'fleet-group',
+      targetId: row.id,
+      details: { name: row.name, parentId: row.parent_id, query: row.query },
+    });
     return view(row);
   }
 
@@ -73,7 +89,11 @@ export class FleetGroups {
     return view(await this.row(id));
   }
 
-  async update(actor: string, id: string, patch: { name?: string; description?: string | null; parentId?: string | null; query?: string }): Promise<FleetGroupView> {
+  async update(
+    actor: string,
+    id: string,
+    patch: { name?: string; description?: string | null; parentId?: string | null; query?: string },
+  ): Promise<FleetGroupView> {
     const row = await this.row(id);
     if (patch.query !== undefined) {
       if (row.query === null) throw new HearthError('E_CONFLICT', 'a static group has no query: make a dynamic group instead', { field: 'body.query' });
@@ -113,15 +133,25 @@ export class FleetGroups {
     const row = await this.row(id);
     if (row.query !== null) throw new HearthError('E_CONFLICT', 'a dynamic group holds the devices its query matches: devices cannot be added to it');
     const unique = [...new Set(deviceIds)];
-    for (const d of unique) if (!(await this.deps.devices.get(d))) throw new HearthError('E_DEVICE_NOT_FOUND', `device "${d}" does not exist; nothing was added`, { field: 'body.deviceIds' });
-    const [{ n }] = await this.deps.db.selectFrom('fleet_group_members').select((eb) => eb.fn.countAll<number>().as('n')).where('group_id', '=', id).execute();
-    if (Number(n) + unique.length > MAX_GROUP_MEMBERS) throw new HearthError('E_VALIDATION', `a static group holds at most ${MAX_GROUP_MEMBERS} devices`, { field: 'body.deviceIds' });
+    for (const d of unique)
+      if (!(await this.deps.devices.get(d)))
+        throw new HearthError('E_DEVICE_NOT_FOUND', `device "${d}" does not exist; nothing was added`, { field: 'body.deviceIds' });
+    const [{ n }] = await this.deps.db
+      .selectFrom('fleet_group_members')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('group_id', '=', id)
+      .execute();
+    if (Number(n) + unique.length > MAX_GROUP_MEMBERS)
+      throw new HearthError('E_VALIDATION', `a static group holds at most ${MAX_GROUP_MEMBERS} devices`, { field: 'body.deviceIds' });
     const now = Date.now();
     let added = 0;
     await this.deps.db.transaction().execute(async (trx) => {
       for (let i = 0; i < unique.length; i += 200) {
-        const r = await trx.insertInto('fleet_group_members').values(unique.slice(i, i + 200).map((d) => ({ group_id: id, device_id: d, added_at: now })))
-          .onConflict((oc) => oc.columns(['group_id', 'device_id']).doNothing()).executeTakeFirst();
+        const r = await trx
+          .insertInto('fleet_group_members')
+          .values(unique.slice(i, i + 200).map((d) => ({ group_id: id, device_id: d, added_at: now })))
+          .onConflict((oc) => oc.columns(['group_id', 'device_id']).doNothing())
+          .executeTakeFirst();
         added += Number(r.numInsertedOrUpdatedRows ?? 0);
       }
     });
@@ -147,7 +177,11 @@ export class FleetGroups {
     const rows = [row, ...(await this.deps.db.selectFrom('fleet_groups').selectAll().where('parent_id', '=', id).execute())];
     const staticIds = rows.filter((r) => r.query === null).map((r) => r.id);
     const ids = staticIds.length
-      ? [...new Set((await this.deps.db.selectFrom('fleet_group_members').select('device_id').where('group_id', 'in', staticIds).execute()).map((r) => r.device_id))]
+      ? [
+          ...new Set(
+            (await this.deps.db.selectFrom('fleet_group_members').select('device_id').where('group_id', 'in', staticIds).execute()).map((r) => r.device_id),
+          ),
+        ]
       : [];
     return { ids, exprs: rows.filter((r) => r.query !== null).map((r) => queryOf(r.query!, `group ${r.id} query`)) };
   }
@@ -159,14 +193,24 @@ export class FleetGroups {
   async devices(id: string, page: { limit: number; cursor?: string }): Promise<{ items: DeviceRecord[]; nextCursor: string | null; total: number }> {
     const t = await this.target(id);
     if (t.ids.length === 0 && t.exprs.length > 0) {
-      const r = await this.deps.search.search({ expr: t.exprs.length === 1 ? t.exprs[0] : { kind: 'or', items: t.exprs }, sort: 'id', desc: false, limit: page.limit, cursor: page.cursor, total: true });
+      const r = await this.deps.search.search({
+        expr: t.exprs.length === 1 ? t.exprs[0] : { kind: 'or', items: t.exprs },
+        sort: 'id',
+        desc: false,
+        limit: page.limit,
+        cursor: page.cursor,
+        total: true,
+      });
       return { items: r.items, nextCursor: r.nextCursor, total: r.total ?? 0 };
     }
     const all = [...new Set([...t.ids, ...(await this.collect(t.exprs))])].sort();
     let after = '';
     if (page.cursor !== undefined) {
       after = Buffer.from(page.cursor, 'base64url').toString('utf8');
-      if (!/^[A-Za-z0-9_-]{1,64}$/.test(after)) throw new HearthError('E_VALIDATION', 'querystring.cursor is not a cursor this API gave: pass the nextCursor of the previous page', { field: 'querystring.cursor' });
+      if (!/^[A-Za-z0-9_-]{1,64}$/.test(after))
+        throw new HearthError('E_VALIDATION', 'querystring.cursor is not a cursor this API gave: pass the nextCursor of the previous page', {
+          field: 'querystring.cursor',
+        });
     }
     const items: DeviceRecord[] = [];
     let i = after ? all.findIndex((x) => x > after) : 0;
@@ -203,7 +247,11 @@ export class FleetGroups {
 
   /** Deleted devices leave every group. */
   async forgetDevices(ids: readonly string[]): Promise<void> {
-    if (ids.length) await this.deps.db.deleteFrom('fleet_group_members').where('device_id', 'in', [...ids]).execute();
+    if (ids.length)
+      await this.deps.db
+        .deleteFrom('fleet_group_members')
+        .where('device_id', 'in', [...ids])
+        .execute();
   }
 
   private async row(id: string): Promise<Row> {
@@ -215,8 +263,10 @@ export class FleetGroups {
   private async checkParent(parentId: string): Promise<void> {
     const parent = await this.deps.db.selectFrom('fleet_groups').selectAll().where('id', '=', parentId).executeTakeFirst();
     if (!parent) throw new HearthError('E_VALIDATION', `parent group "${parentId}" does not exist`, { field: 'body.parentId' });
-    if (parent.parent_id !== null) throw new HearthError('E_VALIDATION', `group "${parent.name}" is itself a subgroup: groups nest one level only`, { field: 'body.parentId' });
-    if (parent.query !== null) throw new HearthError('E_VALIDATION', `group "${parent.name}" is dynamic: only a static group has subgroups`, { field: 'body.parentId' });
+    if (parent.parent_id !== null)
+      throw new HearthError('E_VALIDATION', `group "${parent.name}" is itself a subgroup: groups nest one level only`, { field: 'body.parentId' });
+    if (parent.query !== null)
+      throw new HearthError('E_VALIDATION', `group "${parent.name}" is dynamic: only a static group has subgroups`, { field: 'body.parentId' });
   }
 
   private async checkName(name: string): Promise<void> {
@@ -227,7 +277,13 @@ export class FleetGroups {
 
 function view(r: Row): FleetGroupView {
   return {
-    id: r.id, name: r.name, description: r.description, type: r.query === null ? 'static' : 'dynamic', query: r.query, parentId: r.parent_id,
-    createdAt: new Date(Number(r.created_at)).toISOString(), updatedAt: new Date(Number(r.updated_at)).toISOString(),
+    id: r.id,
+    name: r.name,
+    description: r.description,
+    type: r.query === null ? 'static' : 'dynamic',
+    query: r.query,
+    parentId: r.parent_id,
+    createdAt: new Date(Number(r.created_at)).toISOString(),
+    updatedAt: new Date(Number(r.updated_at)).toISOString(),
   };
 }

@@ -53,14 +53,31 @@ export const MAX_JOB_DEVICES = 100_000;
 
 /** How a job acts on one device; each throws a HearthError (its code is the device's result) or returns a result. */
 export interface JobEffects {
-  command(id: string, input: { action: string; params?: Record<string, unknown>; timeoutMs?: number }, source: string): Promise<{ ok: boolean; result?: Record<string, unknown>; error?: string }>;
+  command(
+    id: string,
+    input: { action: string; params?: Record<string, unknown>; timeoutMs?: number },
+    source: string,
+  ): Promise<{ ok: boolean; result?: Record<string, unknown>; error?: string }>;
   setDesired(id: string, values: Record<string, unknown>): Promise<unknown>;
   setTags(id: string, tags: Record<string, string | null>): Promise<void>;
   setDisabled(actor: string, id: string, disabled: boolean): Promise<unknown>;
   delete(actor: string, id: string, opts: { purge?: boolean; children?: 'delete' | 'detach' }): Promise<unknown>;
 }
 
-type JobRow = { id: string; shard: number; kind: string; spec: string; target: string; rate: number; status: string; total: number; created_by: string; created_at: number; started_at: number | null; finished_at: number | null };
+type JobRow = {
+  id: string;
+  shard: number;
+  kind: string;
+  spec: string;
+  target: string;
+  rate: number;
+  status: string;
+  total: number;
+  created_by: string;
+  created_at: number;
+  started_at: number | null;
+  finished_at: number | null;
+};
 
 interface Runner {
   stopped: boolean;
@@ -89,15 +106,19 @@ export class FleetJobs implements ShardListener {
   private readonly owned = new Set<number>();
   private stopping = false;
 
-  constructor(private readonly deps: {
-    db: Db; log: Logger; shardCount: number;
-    groups: FleetGroups;
-    devices: { get(id: string): Promise<DeviceRecord | undefined> };
-    effects: JobEffects;
-    audit: { record(e: AuditEntry): void };
-    /** Tells the node owning the job's shard (this one included) that it has work. */
-    announce(job: { id: string; shard: number }): Promise<void>;
-  }) {}
+  constructor(
+    private readonly deps: {
+      db: Db;
+      log: Logger;
+      shardCount: number;
+      groups: FleetGroups;
+      devices: { get(id: string): Promise<DeviceRecord | undefined> };
+      effects: JobEffects;
+      audit: { record(e: AuditEntry): void };
+      /** Tells the node owning the job's shard (this one included) that it has work. */
+      announce(job: { id: string; shard: number }): Promise<void>;
+    },
+  ) {}
 
   async create(actor: string, input: { spec: JobSpec; target: JobTarget; rate?: number }): Promise<JobView> {
     const ids = await this.resolve(input.target);
@@ -105,16 +126,37 @@ export class FleetJobs implements ShardListener {
     const now = Date.now();
     const rate = input.rate ?? 10;
     const row: JobRow = {
-      id, shard: shardOf(id, this.deps.shardCount), kind: input.spec.kind, spec: toJson(input.spec), target: toJson(input.target), rate,
-      status: ids.length ? 'queued' : 'done', total: ids.length, created_by: actor, created_at: now, started_at: null, finished_at: ids.length ? null : now,
+      id,
+      shard: shardOf(id, this.deps.shardCount),
+      kind: input.spec.kind,
+      spec: toJson(input.spec),
+      target: toJson(input.target),
+      rate,
+      status: ids.length ? 'queued' : 'done',
+      total: ids.length,
+      created_by: actor,
+      created_at: now,
+      started_at: null,
+      finished_at: ids.length ? null : now,
     };
     await this.deps.db.transaction().execute(async (trx) => {
       await trx.insertInto('fleet_jobs').values(row).execute();
       for (let i = 0; i < ids.length; i += 500) {
-        await trx.insertInto('fleet_job_targets').values(ids.slice(i, i + 500).map((d, j) => ({ job_id: id, seq: i + j, device_id: d, status: 'pending', error: null, result: null, finished_at: null }))).execute();
+        await trx
+          .insertInto('fleet_job_targets')
+          .values(
+            ids.slice(i, i + 500).map((d, j) => ({ job_id: id, seq: i + j, device_id: d, status: 'pending', error: null, result: null, finished_at: null })),
+          )
+          .execute();
       }
     });
-    this.deps.audit.record({ actor, action: 'fleet.job.create', targetType: 'fleet-job', targetId: id, details: { kind: input.spec.kind, target: input.target, rate, devices: ids.length } });
+    this.deps.audit.record({
+      actor,
+      action: 'fleet.job.create',
+      targetType: 'fleet-job',
+      targetId: id,
+      details: { kind: input.spec.kind, target: input.target, rate, devices: ids.length },
+    });
     if (ids.length) await this.deps.announce({ id, shard: row.shard });
     return this.get(id);
   }
@@ -122,12 +164,27 @@ export class FleetJobs implements ShardListener {
   async get(id: string): Promise<JobView> {
     const row = await this.deps.db.selectFrom('fleet_jobs').selectAll().where('id', '=', id).executeTakeFirst();
     if (!row) throw new HearthError('E_JOB_NOT_FOUND', `bulk job "${id}" does not exist`);
-    const counts = await this.deps.db.selectFrom('fleet_job_targets').select(['status', (eb) => eb.fn.countAll<number>().as('n')]).where('job_id', '=', id).groupBy('status').execute();
+    const counts = await this.deps.db
+      .selectFrom('fleet_job_targets')
+      .select(['status', (eb) => eb.fn.countAll<number>().as('n')])
+      .where('job_id', '=', id)
+      .groupBy('status')
+      .execute();
     const progress: Record<TargetStatus, number> = { pending: 0, running: 0, ok: 0, failed: 0, cancelled: 0 };
     for (const c of counts) progress[c.status as TargetStatus] = Number(c.n);
     return {
-      id: row.id, kind: row.kind as JobSpec['kind'], spec: fromJson(row.spec), target: fromJson(row.target), rate: Number(row.rate), status: row.status as JobStatus,
-      total: Number(row.total), progress, createdBy: row.created_by, createdAt: iso(row.created_at)!, startedAt: iso(row.started_at), finishedAt: iso(row.finished_at),
+      id: row.id,
+      kind: row.kind as JobSpec['kind'],
+      spec: fromJson(row.spec),
+      target: fromJson(row.target),
+      rate: Number(row.rate),
+      status: row.status as JobStatus,
+      total: Number(row.total),
+      progress,
+      createdBy: row.created_by,
+      createdAt: iso(row.created_at)!,
+      startedAt: iso(row.started_at),
+      finishedAt: iso(row.finished_at),
     };
   }
 
@@ -143,14 +200,26 @@ export class FleetJobs implements ShardListener {
     let after = -1;
     if (q.cursor !== undefined) {
       after = Number(q.cursor);
-      if (!Number.isSafeInteger(after) || after < 0) throw new HearthError('E_VALIDATION', 'querystring.cursor is not a cursor this API gave: pass the nextCursor of the previous page', { field: 'querystring.cursor' });
+      if (!Number.isSafeInteger(after) || after < 0)
+        throw new HearthError('E_VALIDATION', 'querystring.cursor is not a cursor this API gave: pass the nextCursor of the previous page', {
+          field: 'querystring.cursor',
+        });
     }
     let sel = this.deps.db.selectFrom('fleet_job_targets').selectAll().where('job_id', '=', id).where('seq', '>', after);
     if (q.status) sel = sel.where('status', '=', q.status);
-    const rows = await sel.orderBy('seq').limit(q.limit + 1).execute();
+    const rows = await sel
+      .orderBy('seq')
+      .limit(q.limit + 1)
+      .execute();
     const page = rows.slice(0, q.limit);
     return {
-      items: page.map((r) => ({ deviceId: r.device_id, status: r.status as TargetStatus, error: r.error, result: fromJson<Record<string, unknown> | null>(r.result), finishedAt: iso(r.finished_at) })),
+      items: page.map((r) => ({
+        deviceId: r.device_id,
+        status: r.status as TargetStatus,
+        error: r.error,
+        result: fromJson<Record<string, unknown> | null>(r.result),
+        finishedAt: iso(r.finished_at),
+      })),
       nextCursor: rows.length > q.limit ? String(page[page.length - 1].seq) : null,
     };
   }
@@ -158,7 +227,12 @@ export class FleetJobs implements ShardListener {
   /** Stops a job: devices not started yet are `cancelled`; those under way finish. A finished job: 409. */
   async cancel(actor: string, id: string): Promise<JobView> {
     const job = await this.get(id);
-    const r = await this.deps.db.updateTable('fleet_jobs').set({ status: 'cancelled', finished_at: Date.now() }).where('id', '=', id).where('status', 'in', ['queued', 'running']).executeTakeFirst();
+    const r = await this.deps.db
+      .updateTable('fleet_jobs')
+      .set({ status: 'cancelled', finished_at: Date.now() })
+      .where('id', '=', id)
+      .where('status', 'in', ['queued', 'running'])
+      .executeTakeFirst();
     if (Number(r.numUpdatedRows) === 0) throw new HearthError('E_CONFLICT', `bulk job "${id}" is ${job.status} already`);
     await this.deps.db.updateTable('fleet_job_targets').set({ status: 'cancelled' }).where('job_id', '=', id).where('status', '=', 'pending').execute();
     this.runners.get(id)?.wake?.();
@@ -209,11 +283,20 @@ export class FleetJobs implements ShardListener {
     const row = await db.selectFrom('fleet_jobs').selectAll().where('id', '=', id).executeTakeFirst();
     if (!row || (row.status !== 'queued' && row.status !== 'running')) return;
     const spec = fromJson<JobSpec>(row.spec);
-    if (row.status === 'queued') await db.updateTable('fleet_jobs').set({ status: 'running', started_at: Date.now() }).where('id', '=', id).where('status', '=', 'queued').execute();
+    if (row.status === 'queued')
+      await db.updateTable('fleet_jobs').set({ status: 'running', started_at: Date.now() }).where('id', '=', id).where('status', '=', 'queued').execute();
     // Targets a stopped node left under way: done again when that is harmless, never for a command.
     if (spec.kind === 'command') {
-      await db.updateTable('fleet_job_targets').set({ status: 'failed', error: 'interrupted: the node running the job stopped while the command was under way; commands are not sent twice', finished_at: Date.now() })
-        .where('job_id', '=', id).where('status', '=', 'running').execute();
+      await db
+        .updateTable('fleet_job_targets')
+        .set({
+          status: 'failed',
+          error: 'interrupted: the node running the job stopped while the command was under way; commands are not sent twice',
+          finished_at: Date.now(),
+        })
+        .where('job_id', '=', id)
+        .where('status', '=', 'running')
+        .execute();
     } else {
       await db.updateTable('fleet_job_targets').set({ status: 'pending' }).where('job_id', '=', id).where('status', '=', 'running').execute();
     }
@@ -222,7 +305,14 @@ export class FleetJobs implements ShardListener {
       const started = Date.now();
       const status = (await db.selectFrom('fleet_jobs').select('status').where('id', '=', id).executeTakeFirst())?.status;
       if (status !== 'running') return;
-      const batch = await db.selectFrom('fleet_job_targets').select(['seq', 'device_id']).where('job_id', '=', id).where('status', '=', 'pending').orderBy('seq').limit(rate).execute();
+      const batch = await db
+        .selectFrom('fleet_job_targets')
+        .select(['seq', 'device_id'])
+        .where('job_id', '=', id)
+        .where('status', '=', 'pending')
+        .orderBy('seq')
+        .limit(rate)
+        .execute();
       if (batch.length === 0) {
         await db.updateTable('fleet_jobs').set({ status: 'done', finished_at: Date.now() }).where('id', '=', id).where('status', '=', 'running').execute();
         this.deps.audit.record({ actor: 'system', action: 'fleet.job.done', targetType: 'fleet-job', targetId: id });
@@ -231,13 +321,14 @@ export class FleetJobs implements ShardListener {
       await Promise.all(batch.map((t) => this.one(id, row.created_by, spec, t.seq, t.device_id)));
       // Paced: at most `rate` devices started a second.
       const wait = started + 1000 - Date.now();
-      if (wait > 0 && !runner.stopped) await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, wait);
-        runner.wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
+      if (wait > 0 && !runner.stopped)
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, wait);
+          runner.wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
       runner.wake = undefined;
     }
   }
@@ -245,7 +336,13 @@ export class FleetJobs implements ShardListener {
   /** Claims one target (compare-and-set) and acts on its device; its result is stored. */
   private async one(jobId: string, actor: string, spec: JobSpec, seq: number, deviceId: string): Promise<void> {
     const { db } = this.deps;
-    const claimed = await db.updateTable('fleet_job_targets').set({ status: 'running' }).where('job_id', '=', jobId).where('seq', '=', seq).where('status', '=', 'pending').executeTakeFirst();
+    const claimed = await db
+      .updateTable('fleet_job_targets')
+      .set({ status: 'running' })
+      .where('job_id', '=', jobId)
+      .where('seq', '=', seq)
+      .where('status', '=', 'pending')
+      .executeTakeFirst();
     if (Number(claimed.numUpdatedRows) !== 1) return;
     let status: TargetStatus = 'ok';
     let error: string | null = null;
@@ -261,15 +358,23 @@ export class FleetJobs implements ShardListener {
       error = isHearthError(err) ? `${err.code}: ${err.message}` : 'E_INTERNAL: the action failed';
       if (!isHearthError(err)) this.deps.log.error({ err, jobId, deviceId }, 'bulk job action failed');
     }
-    await db.updateTable('fleet_job_targets').set({ status, error, result: result === null ? null : toJson(result), finished_at: Date.now() })
-      .where('job_id', '=', jobId).where('seq', '=', seq).execute();
+    await db
+      .updateTable('fleet_job_targets')
+      .set({ status, error, result: result === null ? null : toJson(result), finished_at: Date.now() })
+      .where('job_id', '=', jobId)
+      .where('seq', '=', seq)
+      .execute();
   }
 
   private async act(actor: string, jobId: string, spec: JobSpec, deviceId: string): Promise<Record<string, unknown> | null> {
     const e = this.deps.effects;
     switch (spec.kind) {
       case 'command': {
-        const r = await e.command(deviceId, { action: spec.action, ...(spec.params ? { params: spec.params } : {}), ...(spec.timeoutMs ? { timeoutMs: spec.timeoutMs } : {}) }, `job:${jobId}`);
+        const r = await e.command(
+          deviceId,
+          { action: spec.action, ...(spec.params ? { params: spec.params } : {}), ...(spec.timeoutMs ? { timeoutMs: spec.timeoutMs } : {}) },
+          `job:${jobId}`,
+        );
         return { ok: r.ok, ...(r.result !== undefined ? { result: r.result } : {}), ...(r.error !== undefined ? { error: r.error } : {}) };
       }
       case 'desired':
@@ -297,9 +402,14 @@ export class FleetJobs implements ShardListener {
       ids = await this.deps.groups.allIds(target.groupId, MAX_JOB_DEVICES);
     } else {
       ids = [...new Set(target.deviceIds)];
-      for (const d of ids) if (!(await this.deps.devices.get(d))) throw new HearthError('E_DEVICE_NOT_FOUND', `device "${d}" does not exist; no job was made`, { field: 'body.target.deviceIds' });
+      for (const d of ids)
+        if (!(await this.deps.devices.get(d)))
+          throw new HearthError('E_DEVICE_NOT_FOUND', `device "${d}" does not exist; no job was made`, { field: 'body.target.deviceIds' });
     }
-    if (ids.length > MAX_JOB_DEVICES) throw new HearthError('E_VALIDATION', `the target has more than ${MAX_JOB_DEVICES} devices: narrow it (a job acts on at most ${MAX_JOB_DEVICES})`, { field: 'body.target' });
+    if (ids.length > MAX_JOB_DEVICES)
+      throw new HearthError('E_VALIDATION', `the target has more than ${MAX_JOB_DEVICES} devices: narrow it (a job acts on at most ${MAX_JOB_DEVICES})`, {
+        field: 'body.target',
+      });
     return ids;
   }
 }

@@ -20,11 +20,16 @@ const MAX_RANGE_DAYS: Record<string, number> = { '1m': 7, '1h': 400, '1d': 3660 
 
 function value(a: Acc, agg: AggName): number | null {
   switch (agg) {
-    case 'count': return a.count;
-    case 'sum': return a.sum;
-    case 'min': return a.min;
-    case 'max': return a.max;
-    default: return a.sum !== null && a.count > 0 ? a.sum / a.count : null;
+    case 'count':
+      return a.count;
+    case 'sum':
+      return a.sum;
+    case 'min':
+      return a.min;
+    case 'max':
+      return a.max;
+    default:
+      return a.sum !== null && a.count > 0 ? a.sum / a.count : null;
   }
 }
 
@@ -47,14 +52,18 @@ function rawRange(q: { from?: string; to?: string }): { from: number; to: number
   const to = parseTime(q.to, Date.now(), 'to');
   const from = parseTime(q.from, 0, 'from');
   checkRange(from, to);
-  if (to - from > MAX_RAW_RANGE_DAYS * 86_400_000) throw new HearthError('E_VALIDATION', `this range spans at most ${MAX_RAW_RANGE_DAYS} days`, { field: 'querystring.from' });
+  if (to - from > MAX_RAW_RANGE_DAYS * 86_400_000)
+    throw new HearthError('E_VALIDATION', `this range spans at most ${MAX_RAW_RANGE_DAYS} days`, { field: 'querystring.from' });
   return { from, to };
 }
 
-export async function analyticsRoutes(app: HttpApp, deps: { access: AccessService; products: ProductService; history: HistoryService; devices: DeviceService; commands: CommandService }): Promise<void> {
+export async function analyticsRoutes(
+  app: HttpApp,
+  deps: { access: AccessService; products: ProductService; history: HistoryService; devices: DeviceService; commands: CommandService },
+): Promise<void> {
   /** Calls `each` with the product's device ids, a page at a time. */
   const eachPage = async (product: string, each: (ids: string[]) => Promise<void>): Promise<void> => {
-    for (let after = ''; ;) {
+    for (let after = ''; ; ) {
       const ids = await deps.devices.idsOfProduct(product, after, DEVICE_PAGE);
       if (ids.length === 0) return;
       await each(ids);
@@ -62,146 +71,254 @@ export async function analyticsRoutes(app: HttpApp, deps: { access: AccessServic
     }
   };
 
-  app.get('/api/v1/analytics/events', {
-    config: { auth: Auth.operator('devices:manage') },
-    schema: {
-      tags: ['telemetry'], summary: "Event counts per device of a product, the busiest first", ...AuthHeader,
-      description: `Counts the events each device of the product reported in the range (at most ${MAX_RAW_RANGE_DAYS} days; \`from\` is required), per event; the \`top\` devices with the most.`,
-      querystring: Type.Object({
-        product: Type.String(), from: Type.Optional(Type.String({ description: 'Required' })), to: Type.Optional(Type.String()),
-        top: Type.Integer({ minimum: 1, maximum: 1000, default: 20 }),
-      }),
-      response: {
-        200: Type.Object({
-          product: Type.String(), from: Type.String(), to: Type.String(),
-          items: Type.Array(Type.Object({ deviceId: Type.String(), total: Type.Integer(), events: Type.Record(Type.String(), Type.Integer()) })),
-        }, { examples: [{ product: 'door-lock', from: '2026-11-01T00:00:00.000Z', to: '2026-11-08T00:00:00.000Z', items: [{ deviceId: 'd_9x2k7m4p1q8r0t', total: 42, events: { unlock: 40, jammed: 2 } }] }] }),
-        ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_PRODUCT_NOT_FOUND'),
-      },
-    },
-  }, async (req) => {
-    await deps.products.require(req.query.product);
-    const { from, to } = rawRange(req.query);
-    const byDevice = new Map<string, { total: number; events: Record<string, number> }>();
-    await eachPage(req.query.product, async (ids) => {
-      for (const r of await deps.history.eventCounts(ids, from, to)) {
-        let d = byDevice.get(r.deviceId);
-        if (!d) byDevice.set(r.deviceId, (d = { total: 0, events: {} }));
-        d.total += r.count;
-        d.events[r.event] = r.count;
-      }
-    });
-    const items = [...byDevice.entries()].map(([deviceId, d]) => ({ deviceId, ...d }))
-      .sort((a, b) => b.total - a.total || a.deviceId.localeCompare(b.deviceId)).slice(0, req.query.top);
-    return { product: req.query.product, from: new Date(from).toISOString(), to: new Date(to).toISOString(), items };
-  });
-
-  app.get('/api/v1/analytics/commands', {
-    config: { auth: Auth.operator('devices:manage') },
-    schema: {
-      tags: ['telemetry'], summary: "A product's commands per action, the most failing first", ...AuthHeader,
-      description: `Commands sent to the product's devices in the range (at most ${MAX_RAW_RANGE_DAYS} days; \`from\` is required), per action: how many, how many the device answered with a failure, how many timed out; the \`top\` actions by failures and timeouts.`,
-      querystring: Type.Object({
-        product: Type.String(), from: Type.Optional(Type.String({ description: 'Required' })), to: Type.Optional(Type.String()),
-        top: Type.Integer({ minimum: 1, maximum: 1000, default: 10 }),
-      }),
-      response: {
-        200: Type.Object({
-          product: Type.String(), from: Type.String(), to: Type.String(),
-          items: Type.Array(Type.Object({ action: Type.String(), total: Type.Integer(), failed: Type.Integer(), timeouts: Type.Integer(), failureRate: Type.Number() })),
-        }, { examples: [{ product: 'door-lock', from: '2026-11-01T00:00:00.000Z', to: '2026-11-08T00:00:00.000Z', items: [{ action: 'unlock', total: 1200, failed: 30, timeouts: 6, failureRate: 0.03 }] }] }),
-        ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_PRODUCT_NOT_FOUND'),
-      },
-    },
-  }, async (req) => {
-    await deps.products.require(req.query.product);
-    const { from, to } = rawRange(req.query);
-    const byAction = new Map<string, { total: number; failed: number; timeouts: number }>();
-    await eachPage(req.query.product, async (ids) => {
-      for (const r of await deps.commands.outcomes(ids, from, to)) {
-        const a = byAction.get(r.action) ?? { total: 0, failed: 0, timeouts: 0 };
-        byAction.set(r.action, { total: a.total + r.total, failed: a.failed + r.failed, timeouts: a.timeouts + r.timeouts });
-      }
-    });
-    const items = [...byAction.entries()].map(([action, a]) => ({ action, ...a, failureRate: a.total ? (a.failed + a.timeouts) / a.total : 0 }))
-      .sort((x, y) => y.failed + y.timeouts - (x.failed + x.timeouts) || x.action.localeCompare(y.action)).slice(0, req.query.top);
-    return { product: req.query.product, from: new Date(from).toISOString(), to: new Date(to).toISOString(), items };
-  });
-
-  app.get('/api/v1/analytics/timeseries', {
-    config: { auth: Auth.operator('devices:manage') },
-    schema: {
-      tags: ['telemetry'], summary: "A product's property across the fleet, per time bucket, from the rollups", ...AuthHeader,
-      description: 'Aggregates (`avg`, `min`, `max`, `count`, `sum`) of a numeric or boolean property over every device of a product, per bucket of whole minutes, read from the coarsest rollup tier that divides the bucket; ' +
-        '`groupBy=home` or `groupBy=device` gives one series per home (devices in no home: `null`) or per device. `from` is required; at most 10000 buckets, and a range of at most 7 days on the 1-minute tier, 400 days on the hourly one.',
-      querystring: Type.Object({
-        product: Type.String({ examples: ['acme-thermostat'] }), property: Type.String({ examples: ['temperature'] }), agg: Agg,
-        bucket: Type.String({ default: '1h', examples: ['1h'] }),
-        from: Type.Optional(Type.String({ description: 'Required: ISO 8601 or epoch ms' })), to: Type.Optional(Type.String({ description: 'ISO 8601 or epoch ms; default now' })),
-        groupBy: Type.Optional(Type.Union([Type.Literal('home'), Type.Literal('device')])),
-      }),
-      response: {
-        200: Type.Object({
-          product: Type.String(), property: Type.String(), agg: Agg, bucket: Type.String(), tier: Type.String(), from: Type.String(), to: Type.String(),
-          groupBy: Type.Optional(Type.String()),
-          series: Type.Array(Type.Object({
-            group: Type.Optional(Type.Union([Type.String(), Type.Null()])),
-            points: Type.Array(Type.Object({ ts: Type.String({ format: 'date-time' }), value: Type.Union([Type.Number(), Type.Null()]), count: Type.Integer({ description: 'Points aggregated' }) })),
-          })),
-        }, {
-          examples: [{
-            product: 'acme-thermostat', property: 'temperature', agg: 'avg', bucket: '1h', tier: '1h', from: '2026-11-01T00:00:00.000Z', to: '2026-11-02T00:00:00.000Z',
-            series: [{ points: [{ ts: '2026-11-01T00:00:00.000Z', value: 20.4, count: 5832 }] }],
-          }],
+  app.get(
+    '/api/v1/analytics/events',
+    {
+      config: { auth: Auth.operator('devices:manage') },
+      schema: {
+        tags: ['telemetry'],
+        summary: 'Event counts per device of a product, the busiest first',
+        ...AuthHeader,
+        description: `Counts the events each device of the product reported in the range (at most ${MAX_RAW_RANGE_DAYS} days; \`from\` is required), per event; the \`top\` devices with the most.`,
+        querystring: Type.Object({
+          product: Type.String(),
+          from: Type.Optional(Type.String({ description: 'Required' })),
+          to: Type.Optional(Type.String()),
+          top: Type.Integer({ minimum: 1, maximum: 1000, default: 20 }),
         }),
-        ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_PRODUCT_NOT_FOUND'),
+        response: {
+          200: Type.Object(
+            {
+              product: Type.String(),
+              from: Type.String(),
+              to: Type.String(),
+              items: Type.Array(Type.Object({ deviceId: Type.String(), total: Type.Integer(), events: Type.Record(Type.String(), Type.Integer()) })),
+            },
+            {
+              examples: [
+                {
+                  product: 'door-lock',
+                  from: '2026-11-01T00:00:00.000Z',
+                  to: '2026-11-08T00:00:00.000Z',
+                  items: [{ deviceId: 'd_9x2k7m4p1q8r0t', total: 42, events: { unlock: 40, jammed: 2 } }],
+                },
+              ],
+            },
+          ),
+          ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_PRODUCT_NOT_FOUND'),
+        },
       },
     },
-  }, async (req) => {
-    const q = req.query;
-    await deps.products.require(q.product);
-    const spec = (await deps.products.model(q.product))?.properties.get(q.property);
-    if (!spec) throw new HearthError('E_VALIDATION', `product "${q.product}" has no property "${q.property}"`, { field: 'querystring.property' });
-    if (spec.type !== 'number' && spec.type !== 'integer' && spec.type !== 'boolean') {
-      throw new HearthError('E_VALIDATION', `property "${q.property}" is ${spec.type === 'enum' ? 'an enum' : `of type ${spec.type}`}: fleet analytics aggregate numbers and booleans`, { field: 'querystring.property' });
-    }
-    if (!spec.history) throw new HearthError('E_VALIDATION', `property "${q.property}" keeps no history (its model does not say "history": true)`, { field: 'querystring.property' });
-    if (q.from === undefined) throw new HearthError('E_VALIDATION', 'querystring.from is required: fleet queries are bounded', { field: 'querystring.from' });
-    const to = parseTime(q.to, Date.now(), 'to');
-    const from = parseTime(q.from, 0, 'from');
-    checkRange(from, to);
-    const bucketMs = parseBucket(q.bucket);
-    const tier = pickTier(bucketMs);
-    if (!tier) throw new HearthError('E_VALIDATION', `fleet analytics read the rollups: bucket must be whole minutes, got "${q.bucket}"`, { field: 'querystring.bucket' });
-    checkBuckets(from, to, bucketMs, q.bucket);
-    if (to - from > MAX_RANGE_DAYS[tier.name] * 86_400_000) {
-      throw new HearthError('E_VALIDATION', `a range read from the ${tier.name} tier spans at most ${MAX_RANGE_DAYS[tier.name]} days: use a larger bucket or a shorter range`, { field: 'querystring.from' });
-    }
-    const agg = q.agg as AggName;
-    const rows = await deps.history.fleetBuckets({ product: q.product, property: q.property, from, to, bucketMs, tier, perDevice: q.groupBy !== undefined });
-    // group → bucket → aggregate
-    const groups = new Map<string | null, Map<number, Acc>>();
-    const homeOf = new Map<string, string | null>();
-    for (const r of rows) {
-      let group: string | null = null;
-      if (q.groupBy === 'device') group = r.deviceId!;
-      else if (q.groupBy === 'home') {
-        if (!homeOf.has(r.deviceId!)) homeOf.set(r.deviceId!, (await deps.access.placement(r.deviceId!))?.homeId ?? null);
-        group = homeOf.get(r.deviceId!)!;
+    async (req) => {
+      await deps.products.require(req.query.product);
+      const { from, to } = rawRange(req.query);
+      const byDevice = new Map<string, { total: number; events: Record<string, number> }>();
+      await eachPage(req.query.product, async (ids) => {
+        for (const r of await deps.history.eventCounts(ids, from, to)) {
+          let d = byDevice.get(r.deviceId);
+          if (!d) byDevice.set(r.deviceId, (d = { total: 0, events: {} }));
+          d.total += r.count;
+          d.events[r.event] = r.count;
+        }
+      });
+      const items = [...byDevice.entries()]
+        .map(([deviceId, d]) => ({ deviceId, ...d }))
+        .sort((a, b) => b.total - a.total || a.deviceId.localeCompare(b.deviceId))
+        .slice(0, req.query.top);
+      return { product: req.query.product, from: new Date(from).toISOString(), to: new Date(to).toISOString(), items };
+    },
+  );
+
+  app.get(
+    '/api/v1/analytics/commands',
+    {
+      config: { auth: Auth.operator('devices:manage') },
+      schema: {
+        tags: ['telemetry'],
+        summary: "A product's commands per action, the most failing first",
+        ...AuthHeader,
+        description: `Commands sent to the product's devices in the range (at most ${MAX_RAW_RANGE_DAYS} days; \`from\` is required), per action: how many, how many the device answered with a failure, how many timed out; the \`top\` actions by failures and timeouts.`,
+        querystring: Type.Object({
+          product: Type.String(),
+          from: Type.Optional(Type.String({ description: 'Required' })),
+          to: Type.Optional(Type.String()),
+          top: Type.Integer({ minimum: 1, maximum: 1000, default: 10 }),
+        }),
+        response: {
+          200: Type.Object(
+            {
+              product: Type.String(),
+              from: Type.String(),
+              to: Type.String(),
+              items: Type.Array(
+                Type.Object({ action: Type.String(), total: Type.Integer(), failed: Type.Integer(), timeouts: Type.Integer(), failureRate: Type.Number() }),
+              ),
+            },
+            {
+              examples: [
+                {
+                  product: 'door-lock',
+                  from: '2026-11-01T00:00:00.000Z',
+                  to: '2026-11-08T00:00:00.000Z',
+                  items: [{ action: 'unlock', total: 1200, failed: 30, timeouts: 6, failureRate: 0.03 }],
+                },
+              ],
+            },
+          ),
+          ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_PRODUCT_NOT_FOUND'),
+        },
+      },
+    },
+    async (req) => {
+      await deps.products.require(req.query.product);
+      const { from, to } = rawRange(req.query);
+      const byAction = new Map<string, { total: number; failed: number; timeouts: number }>();
+      await eachPage(req.query.product, async (ids) => {
+        for (const r of await deps.commands.outcomes(ids, from, to)) {
+          const a = byAction.get(r.action) ?? { total: 0, failed: 0, timeouts: 0 };
+          byAction.set(r.action, { total: a.total + r.total, failed: a.failed + r.failed, timeouts: a.timeouts + r.timeouts });
+        }
+      });
+      const items = [...byAction.entries()]
+        .map(([action, a]) => ({ action, ...a, failureRate: a.total ? (a.failed + a.timeouts) / a.total : 0 }))
+        .sort((x, y) => y.failed + y.timeouts - (x.failed + x.timeouts) || x.action.localeCompare(y.action))
+        .slice(0, req.query.top);
+      return { product: req.query.product, from: new Date(from).toISOString(), to: new Date(to).toISOString(), items };
+    },
+  );
+
+  app.get(
+    '/api/v1/analytics/timeseries',
+    {
+      config: { auth: Auth.operator('devices:manage') },
+      schema: {
+        tags: ['telemetry'],
+        summary: "A product's property across the fleet, per time bucket, from the rollups",
+        ...AuthHeader,
+        description:
+          'Aggregates (`avg`, `min`, `max`, `count`, `sum`) of a numeric or boolean property over every device of a product, per bucket of whole minutes, read from the coarsest rollup tier that divides the bucket; ' +
+          '`groupBy=home` or `groupBy=device` gives one series per home (devices in no home: `null`) or per device. `from` is required; at most 10000 buckets, and a range of at most 7 days on the 1-minute tier, 400 days on the hourly one.',
+        querystring: Type.Object({
+          product: Type.String({ examples: ['acme-thermostat'] }),
+          property: Type.String({ examples: ['temperature'] }),
+          agg: Agg,
+          bucket: Type.String({ default: '1h', examples: ['1h'] }),
+          from: Type.Optional(Type.String({ description: 'Required: ISO 8601 or epoch ms' })),
+          to: Type.Optional(Type.String({ description: 'ISO 8601 or epoch ms; default now' })),
+          groupBy: Type.Optional(Type.Union([Type.Literal('home'), Type.Literal('device')])),
+        }),
+        response: {
+          200: Type.Object(
+            {
+              product: Type.String(),
+              property: Type.String(),
+              agg: Agg,
+              bucket: Type.String(),
+              tier: Type.String(),
+              from: Type.String(),
+              to: Type.String(),
+              groupBy: Type.Optional(Type.String()),
+              series: Type.Array(
+                Type.Object({
+                  group: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+                  points: Type.Array(
+                    Type.Object({
+                      ts: Type.String({ format: 'date-time' }),
+                      value: Type.Union([Type.Number(), Type.Null()]),
+                      count: Type.Integer({ description: 'Points aggregated' }),
+                    }),
+                  ),
+                }),
+              ),
+            },
+            {
+              examples: [
+                {
+                  product: 'acme-thermostat',
+                  property: 'temperature',
+                  agg: 'avg',
+                  bucket: '1h',
+                  tier: '1h',
+                  from: '2026-11-01T00:00:00.000Z',
+                  to: '2026-11-02T00:00:00.000Z',
+                  series: [{ points: [{ ts: '2026-11-01T00:00:00.000Z', value: 20.4, count: 5832 }] }],
+                },
+              ],
+            },
+          ),
+          ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_PRODUCT_NOT_FOUND'),
+        },
+      },
+    },
+    async (req) => {
+      const q = req.query;
+      await deps.products.require(q.product);
+      const spec = (await deps.products.model(q.product))?.properties.get(q.property);
+      if (!spec) throw new HearthError('E_VALIDATION', `product "${q.product}" has no property "${q.property}"`, { field: 'querystring.property' });
+      if (spec.type !== 'number' && spec.type !== 'integer' && spec.type !== 'boolean') {
+        throw new HearthError(
+          'E_VALIDATION',
+          `property "${q.property}" is ${spec.type === 'enum' ? 'an enum' : `of type ${spec.type}`}: fleet analytics aggregate numbers and booleans`,
+          { field: 'querystring.property' },
+        );
       }
-      let g = groups.get(group);
-      if (!g) groups.set(group, (g = new Map()));
-      let a = g.get(r.bucket);
-      if (!a) g.set(r.bucket, (a = { count: 0, sum: null, min: null, max: null }));
-      merge(a, r);
-    }
-    const series = [...groups.entries()].sort(([a], [b]) => String(a).localeCompare(String(b))).map(([group, buckets]) => ({
-      ...(q.groupBy ? { group } : {}),
-      points: [...buckets.entries()].sort((x, y) => x[0] - y[0]).map(([b, a]) => ({ ts: new Date(b).toISOString(), value: value(a, agg), count: a.count })),
-    }));
-    return {
-      product: q.product, property: q.property, agg, bucket: q.bucket, tier: tier.name, from: new Date(from).toISOString(), to: new Date(to).toISOString(),
-      ...(q.groupBy ? { groupBy: q.groupBy } : {}), series: q.groupBy ? series : series.length ? series : [{ points: [] }],
-    };
-  });
+      if (!spec.history)
+        throw new HearthError('E_VALIDATION', `property "${q.property}" keeps no history (its model does not say "history": true)`, {
+          field: 'querystring.property',
+        });
+      if (q.from === undefined) throw new HearthError('E_VALIDATION', 'querystring.from is required: fleet queries are bounded', { field: 'querystring.from' });
+      const to = parseTime(q.to, Date.now(), 'to');
+      const from = parseTime(q.from, 0, 'from');
+      checkRange(from, to);
+      const bucketMs = parseBucket(q.bucket);
+      const tier = pickTier(bucketMs);
+      if (!tier)
+        throw new HearthError('E_VALIDATION', `fleet analytics read the rollups: bucket must be whole minutes, got "${q.bucket}"`, {
+          field: 'querystring.bucket',
+        });
+      checkBuckets(from, to, bucketMs, q.bucket);
+      if (to - from > MAX_RANGE_DAYS[tier.name] * 86_400_000) {
+        throw new HearthError(
+          'E_VALIDATION',
+          `a range read from the ${tier.name} tier spans at most ${MAX_RANGE_DAYS[tier.name]} days: use a larger bucket or a shorter range`,
+          { field: 'querystring.from' },
+        );
+      }
+      const agg = q.agg as AggName;
+      const rows = await deps.history.fleetBuckets({ product: q.product, property: q.property, from, to, bucketMs, tier, perDevice: q.groupBy !== undefined });
+      // group → bucket → aggregate
+      const groups = new Map<string | null, Map<number, Acc>>();
+      const homeOf = new Map<string, string | null>();
+      for (const r of rows) {
+        let group: string | null = null;
+        if (q.groupBy === 'device') group = r.deviceId!;
+        else if (q.groupBy === 'home') {
+          if (!homeOf.has(r.deviceId!)) homeOf.set(r.deviceId!, (await deps.access.placement(r.deviceId!))?.homeId ?? null);
+          group = homeOf.get(r.deviceId!)!;
+        }
+        let g = groups.get(group);
+        if (!g) groups.set(group, (g = new Map()));
+        let a = g.get(r.bucket);
+        if (!a) g.set(r.bucket, (a = { count: 0, sum: null, min: null, max: null }));
+        merge(a, r);
+      }
+      const series = [...groups.entries()]
+        .sort(([a], [b]) => String(a).localeCompare(String(b)))
+        .map(([group, buckets]) => ({
+          ...(q.groupBy ? { group } : {}),
+          points: [...buckets.entries()].sort((x, y) => x[0] - y[0]).map(([b, a]) => ({ ts: new Date(b).toISOString(), value: value(a, agg), count: a.count })),
+        }));
+      return {
+        product: q.product,
+        property: q.property,
+        agg,
+        bucket: q.bucket,
+        tier: tier.name,
+        from: new Date(from).toISOString(),
+        to: new Date(to).toISOString(),
+        ...(q.groupBy ? { groupBy: q.groupBy } : {}),
+        series: q.groupBy ? series : series.length ? series : [{ points: [] }],
+      };
+    },
+  );
 }

@@ -5,7 +5,17 @@ import type { Logger } from '../core/logger.ts';
 import { newId } from '../core/ids.ts';
 import { PeriodicFlush, writeIsolated } from '../core/periodic-flush.ts';
 import { PostgresAdapter } from 'kysely';
-import { DURATION_TIERS, foldRollups, rollupDeltas, TIERS, type StateSegment, type AggregateBucket, type RollupPoint, type RollupRow, type Tier } from './rollups.ts';
+import {
+  DURATION_TIERS,
+  foldRollups,
+  rollupDeltas,
+  TIERS,
+  type StateSegment,
+  type AggregateBucket,
+  type RollupPoint,
+  type RollupRow,
+  type Tier,
+} from './rollups.ts';
 
 type HistoryRow = { device_id: string; property: string; ts: number; num: number | null; val: string | null; msg_id: string | null };
 /** What the rollups need of a buffered point beyond its row: its product, and its state (booleans, enums). */
@@ -51,7 +61,11 @@ export class HistoryService {
   private readonly series = new Map<string, number>();
 
   constructor(private readonly deps: { db: Db; log: Logger; flushMs: number; maxBuffered?: number }) {
-    this.writer = new PeriodicFlush(() => this.write(), deps.flushMs, (err) => deps.log.error({ err }, 'history flush failed; will retry'));
+    this.writer = new PeriodicFlush(
+      () => this.write(),
+      deps.flushMs,
+      (err) => deps.log.error({ err }, 'history flush failed; will retry'),
+    );
   }
 
   start(): void {
@@ -68,10 +82,24 @@ export class HistoryService {
    * its 1-minute, 1-hour and 1-day rollups once it is stored: numbers and booleans (as 0/1) to the
    * numeric aggregate, booleans and enum values to their count per value.
    */
-  record(deviceId: string, property: string, value: unknown, ts: number, msgId: string | null = null, rollup?: { product: string; enumerated?: boolean }): void {
+  record(
+    deviceId: string,
+    property: string,
+    value: unknown,
+    ts: number,
+    msgId: string | null = null,
+    rollup?: { product: string; enumerated?: boolean },
+  ): void {
     const isNum = typeof value === 'number' || typeof value === 'boolean';
     // '' rather than NULL: on SQLite the message id is part of the table's key (see migration 0016).
-    const point: PendingPoint = { device_id: deviceId, property, ts, num: isNum ? Number(value) : null, val: isNum ? null : toJson(value), msg_id: msgId ?? '' };
+    const point: PendingPoint = {
+      device_id: deviceId,
+      property,
+      ts,
+      num: isNum ? Number(value) : null,
+      val: isNum ? null : toJson(value),
+      msg_id: msgId ?? '',
+    };
     if (rollup) {
       const state = typeof value === 'boolean' ? String(value) : rollup.enumerated && typeof value === 'string' ? value : null;
       if (isNum || state !== null) point.meta = { product: rollup.product, state };
@@ -112,15 +140,20 @@ export class HistoryService {
       throw err;
     }
     const { retry, error } = await writeIsolated(records, {
-      batch: (rs) => db.transaction().execute(async (trx) => {
-        const points = rs.flatMap((r) => (r.point ? [r.point] : []));
-        const events = rs.flatMap((r) => (r.event ? [r.event] : []));
-        // Redelivered messages repeat points and events: the unique keys make them no-ops.
-        for (let i = 0; i < points.length; i += CHUNK) await insertPoints(trx, points.slice(i, i + CHUNK));
-        for (let i = 0; i < events.length; i += CHUNK) await insertEvents(trx, events.slice(i, i + CHUNK));
-      }),
+      batch: (rs) =>
+        db.transaction().execute(async (trx) => {
+          const points = rs.flatMap((r) => (r.point ? [r.point] : []));
+          const events = rs.flatMap((r) => (r.event ? [r.event] : []));
+          // Redelivered messages repeat points and events: the unique keys make them no-ops.
+          for (let i = 0; i < points.length; i += CHUNK) await insertPoints(trx, points.slice(i, i + CHUNK));
+          for (let i = 0; i < events.length; i += CHUNK) await insertEvents(trx, events.slice(i, i + CHUNK));
+        }),
       one: async (r) => void (await (r.point ? insertPoints(db, [r.point]) : insertEvents(db, [r.event!]))),
-      onBad: (r, err) => log.error({ err, deviceId: (r.point ?? r.event)!.device_id, record: r.point ? 'point' : 'event' }, 'history record refused by the store; dropped, the rest of its batch is stored'),
+      onBad: (r, err) =>
+        log.error(
+          { err, deviceId: (r.point ?? r.event)!.device_id, record: r.point ? 'point' : 'event' },
+          'history record refused by the store; dropped, the rest of its batch is stored',
+        ),
     });
     if (error === undefined) return;
     this.pendingPoints = retry.flatMap((r) => (r.point ? [r.point] : [])).concat(this.pendingPoints);
@@ -139,17 +172,24 @@ export class HistoryService {
 
   async points(deviceId: string, property: string, from: number, to: number, limit: number): Promise<HistoryPoint[]> {
     await this.flush();
-    const rows = await this.deps.db.selectFrom('history').select(['ts', 'num', 'val'])
-      .where('device_id', '=', deviceId).where('property', '=', property)
-      .where('ts', '>=', from).where('ts', '<=', to)
-      .orderBy('ts').limit(limit).execute();
+    const rows = await this.deps.db
+      .selectFrom('history')
+      .select(['ts', 'num', 'val'])
+      .where('device_id', '=', deviceId)
+      .where('property', '=', property)
+      .where('ts', '>=', from)
+      .where('ts', '<=', to)
+      .orderBy('ts')
+      .limit(limit)
+      .execute();
     return rows.map((r) => ({ ts: new Date(Number(r.ts)).toISOString(), value: r.val !== null ? fromJson(r.val) : r.num }));
   }
 
   async buckets(deviceId: string, property: string, from: number, to: number, bucketMs: number): Promise<HistoryBucket[]> {
     await this.flush();
     const bucket = sql<number>`(ts / ${sql.lit(bucketMs)}) * ${sql.lit(bucketMs)}`;
-    const rows = await this.deps.db.selectFrom('history')
+    const rows = await this.deps.db
+      .selectFrom('history')
       .select([
         bucket.as('bucket'),
         (eb) => eb.fn.min('num').as('min'),
@@ -157,9 +197,13 @@ export class HistoryService {
         (eb) => eb.fn.avg('num').as('avg'),
         (eb) => eb.fn.countAll().as('count'),
       ])
-      .where('device_id', '=', deviceId).where('property', '=', property)
-      .where('ts', '>=', from).where('ts', '<=', to)
-      .groupBy(bucket).orderBy(bucket).execute();
+      .where('device_id', '=', deviceId)
+      .where('property', '=', property)
+      .where('ts', '>=', from)
+      .where('ts', '<=', to)
+      .groupBy(bucket)
+      .orderBy(bucket)
+      .execute();
     return rows.map((r) => ({
       ts: new Date(Number(r.bucket)).toISOString(),
       min: r.min == null ? null : Number(r.min),
@@ -185,9 +229,17 @@ export class HistoryService {
     const wanted = [...missing.values()];
     for (let i = 0; i < wanted.length; i += CHUNK) {
       const chunk = wanted.slice(i, i + CHUNK);
-      await db.insertInto('history_series').values(chunk).onConflict((oc) => oc.columns(['device_id', 'property']).doNothing()).execute();
-      const rows = await db.selectFrom('history_series').select(['id', 'device_id', 'property'])
-        .where('device_id', 'in', [...new Set(chunk.map((c) => c.device_id))]).where('property', 'in', [...new Set(chunk.map((c) => c.property))]).execute();
+      await db
+        .insertInto('history_series')
+        .values(chunk)
+        .onConflict((oc) => oc.columns(['device_id', 'property']).doNothing())
+        .execute();
+      const rows = await db
+        .selectFrom('history_series')
+        .select(['id', 'device_id', 'property'])
+        .where('device_id', 'in', [...new Set(chunk.map((c) => c.device_id))])
+        .where('property', 'in', [...new Set(chunk.map((c) => c.property))])
+        .execute();
       for (const r of rows) this.series.set(`${r.device_id}\u0000${r.property}`, Number(r.id));
     }
     for (const p of points) p.meta!.series ??= this.series.get(`${p.device_id}\u0000${p.property}`);
@@ -198,7 +250,12 @@ export class HistoryService {
     const key = `${deviceId}\u0000${property}`;
     const hit = this.series.get(key);
     if (hit !== undefined) return hit;
-    const row = await this.deps.db.selectFrom('history_series').select('id').where('device_id', '=', deviceId).where('property', '=', property).executeTakeFirst();
+    const row = await this.deps.db
+      .selectFrom('history_series')
+      .select('id')
+      .where('device_id', '=', deviceId)
+      .where('property', '=', property)
+      .executeTakeFirst();
     if (row) this.series.set(key, Number(row.id));
     return row ? Number(row.id) : undefined;
   }
@@ -212,9 +269,13 @@ export class HistoryService {
     await this.flush();
     const series = await this.seriesOf(deviceId, property);
     if (series === undefined) return [];
-    const rows = await this.deps.db.selectFrom('history_rollups').select(['bucket', 'state', 'count', 'sum', 'min', 'max', 'last', 'last_ts', 'dur'])
-      .where('series', '=', series).where('tier', '=', tier.code)
-      .where('bucket', '>=', Math.floor(from / tier.ms) * tier.ms).where('bucket', '<=', to)
+    const rows = await this.deps.db
+      .selectFrom('history_rollups')
+      .select(['bucket', 'state', 'count', 'sum', 'min', 'max', 'last', 'last_ts', 'dur'])
+      .where('series', '=', series)
+      .where('tier', '=', tier.code)
+      .where('bucket', '>=', Math.floor(from / tier.ms) * tier.ms)
+      .where('bucket', '<=', to)
       .execute();
     return foldRollups(rows, bucketMs, DURATION_TIERS.includes(tier));
   }
@@ -223,13 +284,27 @@ export class HistoryService {
    * A device's points of some properties in time order, read page by page (for streaming
    * exports): memory stays bounded whatever the range.
    */
-  async *exportPoints(deviceId: string, properties: readonly string[], from: number, to: number, pageSize = 2000): AsyncGenerator<{ ts: number; property: string; value: unknown }> {
+  async *exportPoints(
+    deviceId: string,
+    properties: readonly string[],
+    from: number,
+    to: number,
+    pageSize = 2000,
+  ): AsyncGenerator<{ ts: number; property: string; value: unknown }> {
     if (properties.length === 0) return;
     await this.flush();
     const { db } = this.deps;
-    const base = () => db.selectFrom('history').select(['ts', 'property', 'num', 'val'])
-      .where('device_id', '=', deviceId).where('property', 'in', [...properties]);
-    const out = (r: { ts: number; property: string; num: number | null; val: string | null }) => ({ ts: Number(r.ts), property: r.property, value: r.val !== null ? fromJson(r.val) : r.num });
+    const base = () =>
+      db
+        .selectFrom('history')
+        .select(['ts', 'property', 'num', 'val'])
+        .where('device_id', '=', deviceId)
+        .where('property', 'in', [...properties]);
+    const out = (r: { ts: number; property: string; num: number | null; val: string | null }) => ({
+      ts: Number(r.ts),
+      property: r.property,
+      value: r.val !== null ? fromJson(r.val) : r.num,
+    });
     let after = from - 1;
     for (;;) {
       const page = await base().where('ts', '>', after).where('ts', '<=', to).orderBy('ts').orderBy('property').limit(pageSize).execute();
@@ -249,11 +324,20 @@ export class HistoryService {
    * Fleet aggregates over a rollup tier: per bucket of `bucketMs` (and per device when `perDevice`,
    * for the caller to group further) the count, sum, min and max of a product's property.
    */
-  async fleetBuckets(q: { product: string; property: string; from: number; to: number; bucketMs: number; tier: Tier; perDevice: boolean }): Promise<Array<{ bucket: number; deviceId?: string; count: number; sum: number | null; min: number | null; max: number | null }>> {
+  async fleetBuckets(q: {
+    product: string;
+    property: string;
+    from: number;
+    to: number;
+    bucketMs: number;
+    tier: Tier;
+    perDevice: boolean;
+  }): Promise<Array<{ bucket: number; deviceId?: string; count: number; sum: number | null; min: number | null; max: number | null }>> {
     await this.flush();
     const b = sql<number>`(bucket / ${sql.lit(q.bucketMs)}) * ${sql.lit(q.bucketMs)}`;
     const series = this.deps.db.selectFrom('history_series').select('id').where('product_key', '=', q.product).where('property', '=', q.property);
-    let query = this.deps.db.selectFrom('history_rollups as r')
+    let query = this.deps.db
+      .selectFrom('history_rollups as r')
       .select([
         b.as('b'),
         (eb) => eb.fn.sum<number>('r.count').as('count'),
@@ -261,15 +345,21 @@ export class HistoryService {
         (eb) => eb.fn.min('r.min').as('min'),
         (eb) => eb.fn.max('r.max').as('max'),
       ])
-      .where('r.series', 'in', series).where('r.tier', '=', q.tier.code)
-      .where('r.bucket', '>=', Math.floor(q.from / q.tier.ms) * q.tier.ms).where('r.bucket', '<=', q.to)
+      .where('r.series', 'in', series)
+      .where('r.tier', '=', q.tier.code)
+      .where('r.bucket', '>=', Math.floor(q.from / q.tier.ms) * q.tier.ms)
+      .where('r.bucket', '<=', q.to)
       .where('r.state', '=', '');
     if (q.perDevice) query = query.innerJoin('history_series as s', 's.id', 'r.series').select('s.device_id').groupBy([b, 's.device_id']);
     else query = query.groupBy(b);
     const rows = await query.orderBy(b).execute();
     return rows.map((r) => ({
-      bucket: Number(r.b), ...('device_id' in r ? { deviceId: r.device_id as string } : {}),
-      count: Number(r.count), sum: r.sum == null ? null : Number(r.sum), min: r.min == null ? null : Number(r.min), max: r.max == null ? null : Number(r.max),
+      bucket: Number(r.b),
+      ...('device_id' in r ? { deviceId: r.device_id as string } : {}),
+      count: Number(r.count),
+      sum: r.sum == null ? null : Number(r.sum),
+      min: r.min == null ? null : Number(r.min),
+      max: r.max == null ? null : Number(r.max),
     }));
   }
 
@@ -277,9 +367,14 @@ export class HistoryService {
   async eventCounts(deviceIds: readonly string[], from: number, to: number): Promise<Array<{ deviceId: string; event: string; count: number }>> {
     if (deviceIds.length === 0) return [];
     await this.flush();
-    const rows = await this.deps.db.selectFrom('device_events').select(['device_id', 'event', (eb) => eb.fn.countAll<number>().as('n')])
-      .where('device_id', 'in', [...deviceIds]).where('ts', '>=', from).where('ts', '<=', to)
-      .groupBy(['device_id', 'event']).execute();
+    const rows = await this.deps.db
+      .selectFrom('device_events')
+      .select(['device_id', 'event', (eb) => eb.fn.countAll<number>().as('n')])
+      .where('device_id', 'in', [...deviceIds])
+      .where('ts', '>=', from)
+      .where('ts', '<=', to)
+      .groupBy(['device_id', 'event'])
+      .execute();
     return rows.map((r) => ({ deviceId: r.device_id, event: r.event, count: Number(r.n) }));
   }
 
@@ -290,12 +385,16 @@ export class HistoryService {
    */
   prunePoints(deviceIds: readonly string[], before: number, props: { only?: readonly string[]; except?: readonly string[] }, batch: number): Promise<number> {
     if (deviceIds.length === 0 || props.only?.length === 0) return Promise.resolve(0);
-    return this.deleteBatched('history', (q) => {
-      let w = q.where('device_id', 'in', [...deviceIds]).where('ts', '<', before);
-      if (props.only) w = w.where('property', 'in', [...props.only]);
-      if (props.except?.length) w = w.where('property', 'not in', [...props.except]);
-      return w;
-    }, batch);
+    return this.deleteBatched(
+      'history',
+      (q) => {
+        let w = q.where('device_id', 'in', [...deviceIds]).where('ts', '<', before);
+        if (props.only) w = w.where('property', 'in', [...props.only]);
+        if (props.except?.length) w = w.where('property', 'not in', [...props.except]);
+        return w;
+      },
+      batch,
+    );
   }
 
   /** Deletes the events of these devices older than `before`, in batches (see prunePoints). */
@@ -308,8 +407,14 @@ export class HistoryService {
   pruneRollups(product: string, tierName: string, before: number, batch: number): Promise<number> {
     const tier = TIERS.find((t) => t.name === tierName);
     if (!tier) return Promise.resolve(0);
-    return this.deleteRollups((q) => q.where('series', 'in', this.deps.db.selectFrom('history_series').select('id').where('product_key', '=', product))
-      .where('tier', '=', tier.code).where('bucket', '<', before - tier.ms), batch);
+    return this.deleteRollups(
+      (q) =>
+        q
+          .where('series', 'in', this.deps.db.selectFrom('history_series').select('id').where('product_key', '=', product))
+          .where('tier', '=', tier.code)
+          .where('bucket', '<', before - tier.ms),
+      batch,
+    );
   }
 
   /** Deletes the rollup rows `where` selects, `batch` at a time by their key (the table has no row id on SQLite). */
@@ -340,9 +445,18 @@ export class HistoryService {
       const started = performance.now();
       const ids = byKey
         ? where(db.selectFrom('history')).select(['device_id', 'property', 'ts', 'msg_id']).limit(batch)
-        : where(db.selectFrom(table as 'history')).select(sql.raw(pg ? 'ctid' : 'rowid').as('r')).limit(batch);
-      const cond = pg ? sql<boolean>`ctid = ANY(ARRAY(${ids}))` : byKey ? sql<boolean>`(device_id, property, ts, msg_id) IN (${ids})` : sql<boolean>`rowid IN (${ids})`;
-      const r = await db.deleteFrom(table as 'history').where(cond).executeTakeFirst();
+        : where(db.selectFrom(table as 'history'))
+            .select(sql.raw(pg ? 'ctid' : 'rowid').as('r'))
+            .limit(batch);
+      const cond = pg
+        ? sql<boolean>`ctid = ANY(ARRAY(${ids}))`
+        : byKey
+          ? sql<boolean>`(device_id, property, ts, msg_id) IN (${ids})`
+          : sql<boolean>`rowid IN (${ids})`;
+      const r = await db
+        .deleteFrom(table as 'history')
+        .where(cond)
+        .executeTakeFirst();
       const n = Number(r.numDeletedRows);
       total += n;
       if (n < batch) return total;
@@ -352,9 +466,15 @@ export class HistoryService {
 
   async deviceEvents(deviceId: string, from: number, to: number, limit: number): Promise<DeviceEventRecord[]> {
     await this.flush();
-    const rows = await this.deps.db.selectFrom('device_events').selectAll()
-      .where('device_id', '=', deviceId).where('ts', '>=', from).where('ts', '<=', to)
-      .orderBy('ts', 'desc').limit(limit).execute();
+    const rows = await this.deps.db
+      .selectFrom('device_events')
+      .selectAll()
+      .where('device_id', '=', deviceId)
+      .where('ts', '>=', from)
+      .where('ts', '<=', to)
+      .orderBy('ts', 'desc')
+      .limit(limit)
+      .execute();
     return rows.map((r) => ({ id: r.id, event: r.event, params: fromJson(r.params), ts: new Date(Number(r.ts)).toISOString() }));
   }
 }
@@ -377,11 +497,19 @@ async function insertPoints(db: Db, points: PendingPoint[]): Promise<void> {
   const rows = points.map(({ meta: _meta, ...row }) => row);
   const withMeta = points.filter((p) => p.meta !== undefined);
   if (withMeta.length === 0) {
-    await db.insertInto('history').values(rows).onConflict((oc) => oc.columns(['device_id', 'property', 'ts', 'msg_id']).doNothing()).execute();
+    await db
+      .insertInto('history')
+      .values(rows)
+      .onConflict((oc) => oc.columns(['device_id', 'property', 'ts', 'msg_id']).doNothing())
+      .execute();
     return;
   }
-  const stored = await db.insertInto('history').values(rows).onConflict((oc) => oc.columns(['device_id', 'property', 'ts', 'msg_id']).doNothing())
-    .returning(['device_id', 'property', 'ts', 'msg_id']).execute();
+  const stored = await db
+    .insertInto('history')
+    .values(rows)
+    .onConflict((oc) => oc.columns(['device_id', 'property', 'ts', 'msg_id']).doNothing())
+    .returning(['device_id', 'property', 'ts', 'msg_id'])
+    .execute();
   // The rows the store took, matched to their buffered points (several may share a key when msg_id is null).
   const byKey = new Map<string, PendingPoint[]>();
   for (const p of withMeta) {
@@ -393,9 +521,16 @@ async function insertPoints(db: Db, points: PendingPoint[]): Promise<void> {
   const added: RollupPoint[] = [];
   for (const r of stored) {
     const p = byKey.get(`${r.device_id}\u0000${r.property}\u0000${Number(r.ts)}\u0000${r.msg_id}`)?.shift();
-    if (p && p.meta!.series !== undefined) added.push({ deviceId: p.device_id, property: p.property, series: p.meta!.series, ts: p.ts, num: p.num, state: p.meta!.state });
+    if (p && p.meta!.series !== undefined)
+      added.push({ deviceId: p.device_id, property: p.property, series: p.meta!.series, ts: p.ts, num: p.num, state: p.meta!.state });
   }
-  const deltas = rollupDeltas(added, await stateSegments(db, added.filter((a) => a.state !== null)));
+  const deltas = rollupDeltas(
+    added,
+    await stateSegments(
+      db,
+      added.filter((a) => a.state !== null),
+    ),
+  );
   for (let i = 0; i < deltas.length; i += ROLLUP_CHUNK) await upsertRollups(db, deltas.slice(i, i + ROLLUP_CHUNK));
 }
 
@@ -423,7 +558,11 @@ async function stateSegments(db: Db, points: RollupPoint[]): Promise<StateSegmen
     // before the first, and that nothing stored lies among or after them), then a walk.
     const first = list[0];
     const stored = () => db.selectFrom('history').select(['ts', 'num', 'val']).where('device_id', '=', first.deviceId).where('property', '=', first.property);
-    const after = await stored().where('ts', '>=', first.ts).orderBy('ts').limit(list.length + 1).execute();
+    const after = await stored()
+      .where('ts', '>=', first.ts)
+      .orderBy('ts')
+      .limit(list.length + 1)
+      .execute();
     if (after.length === list.length && after.every((r, i) => Number(r.ts) === list[i].ts)) {
       const prev = await stored().where('ts', '<', first.ts).orderBy('ts', 'desc').limit(1).executeTakeFirst();
       let at = prev ? Number(prev.ts) : undefined;
@@ -441,7 +580,11 @@ async function stateSegments(db: Db, points: RollupPoint[]): Promise<StateSegmen
       const prev = await q().where('ts', '<', p.ts).orderBy('ts', 'desc').limit(1).executeTakeFirst();
       // The next stored point that is not one of this batch's still to be applied (those come later in `list`).
       const pending = list.length - i - 1;
-      const after = await q().where('ts', '>', p.ts).orderBy('ts').limit(pending + 1).execute();
+      const after = await q()
+        .where('ts', '>', p.ts)
+        .orderBy('ts')
+        .limit(pending + 1)
+        .execute();
       const laterInBatch = new Map<number, number>();
       for (let j = i + 1; j < list.length; j++) laterInBatch.set(list[j].ts, (laterInBatch.get(list[j].ts) ?? 0) + 1);
       let next: { ts: number } | undefined;
@@ -469,16 +612,24 @@ async function stateSegments(db: Db, points: RollupPoint[]): Promise<StateSegmen
 
 /** Adds deltas to their rows: counts and sums add up, min and max widen, the latest point stays `last`. */
 const upsertRollups = (db: Db, rows: RollupRow[]) =>
-  db.insertInto('history_rollups').values(rows)
-    .onConflict((oc) => oc.columns(['series', 'tier', 'bucket', 'state']).doUpdateSet({
-      count: sql`history_rollups.count + excluded.count`,
-      sum: sql`history_rollups.sum + excluded.sum`,
-      min: sql`CASE WHEN history_rollups.min IS NULL OR excluded.min < history_rollups.min THEN excluded.min ELSE history_rollups.min END`,
-      max: sql`CASE WHEN history_rollups.max IS NULL OR excluded.max > history_rollups.max THEN excluded.max ELSE history_rollups.max END`,
-      dur: sql`history_rollups.dur + excluded.dur`,
-      last: sql`CASE WHEN excluded.last_ts >= history_rollups.last_ts THEN excluded.last ELSE history_rollups.last END`,
-      last_ts: sql`CASE WHEN excluded.last_ts >= history_rollups.last_ts THEN excluded.last_ts ELSE history_rollups.last_ts END`,
-    }))
+  db
+    .insertInto('history_rollups')
+    .values(rows)
+    .onConflict((oc) =>
+      oc.columns(['series', 'tier', 'bucket', 'state']).doUpdateSet({
+        count: sql`history_rollups.count + excluded.count`,
+        sum: sql`history_rollups.sum + excluded.sum`,
+        min: sql`CASE WHEN history_rollups.min IS NULL OR excluded.min < history_rollups.min THEN excluded.min ELSE history_rollups.min END`,
+        max: sql`CASE WHEN history_rollups.max IS NULL OR excluded.max > history_rollups.max THEN excluded.max ELSE history_rollups.max END`,
+        dur: sql`history_rollups.dur + excluded.dur`,
+        last: sql`CASE WHEN excluded.last_ts >= history_rollups.last_ts THEN excluded.last ELSE history_rollups.last END`,
+        last_ts: sql`CASE WHEN excluded.last_ts >= history_rollups.last_ts THEN excluded.last_ts ELSE history_rollups.last_ts END`,
+      }),
+    )
     .execute();
 const insertEvents = (db: Db, rows: EventRow[]) =>
-  db.insertInto('device_events').values(rows).onConflict((oc) => oc.column('id').doNothing()).execute();
+  db
+    .insertInto('device_events')
+    .values(rows)
+    .onConflict((oc) => oc.column('id').doNothing())
+    .execute();

@@ -115,7 +115,20 @@ export function rollupDeltas(points: Iterable<RollupPoint>, segments: Iterable<S
         const key = keyOf(s.series, tier, b, s.state);
         const r = rows.get(key);
         if (r) r.dur += ms;
-        else rows.set(key, { series: s.series, tier: tier.code, bucket: b, state: s.state, count: 0, sum: null, min: null, max: null, last: null, last_ts: NO_TS, dur: ms });
+        else
+          rows.set(key, {
+            series: s.series,
+            tier: tier.code,
+            bucket: b,
+            state: s.state,
+            count: 0,
+            sum: null,
+            min: null,
+            max: null,
+            last: null,
+            last_ts: NO_TS,
+            dur: ms,
+          });
       }
     }
   }
@@ -138,10 +151,22 @@ export interface AggregateBucket {
 }
 
 /** Folds rollup rows (of one device and property, any order) into buckets of `bucketMs`, oldest first. */
-export function foldRollups(rows: Iterable<Pick<RollupRow, 'bucket' | 'state' | 'count' | 'sum' | 'min' | 'max' | 'last' | 'last_ts' | 'dur'>>, bucketMs: number, withDurations = false): AggregateBucket[] {
+export function foldRollups(
+  rows: Iterable<Pick<RollupRow, 'bucket' | 'state' | 'count' | 'sum' | 'min' | 'max' | 'last' | 'last_ts' | 'dur'>>,
+  bucketMs: number,
+  withDurations = false,
+): AggregateBucket[] {
   type Acc = {
-    count: number; sum: number | null; min: number | null; max: number | null; numCount: number; last: number | string | null; lastTs: number;
-    counts?: Record<string, number>; durations?: Record<string, number>; stateCount: number;
+    count: number;
+    sum: number | null;
+    min: number | null;
+    max: number | null;
+    numCount: number;
+    last: number | string | null;
+    lastTs: number;
+    counts?: Record<string, number>;
+    durations?: Record<string, number>;
+    stateCount: number;
   };
   const out = new Map<number, Acc>();
   for (const r of rows) {
@@ -171,11 +196,21 @@ export function foldRollups(rows: Iterable<Pick<RollupRow, 'bucket' | 'state' | 
       }
     }
   }
-  return [...out.entries()].sort((x, y) => x[0] - y[0]).map(([b, a]) => {
-    const count = a.numCount > 0 ? a.numCount : a.stateCount;
-    const bucket: AggregateBucket = { ts: new Date(b).toISOString(), min: a.min, max: a.max, avg: a.sum !== null && a.numCount > 0 ? a.sum / a.numCount : null, count, sum: a.sum, last: a.last };
-    if (a.counts) bucket.counts = a.counts;
-    if (a.durations) bucket.durations = a.durations;
-    return bucket;
-  });
+  return [...out.entries()]
+    .sort((x, y) => x[0] - y[0])
+    .map(([b, a]) => {
+      const count = a.numCount > 0 ? a.numCount : a.stateCount;
+      const bucket: AggregateBucket = {
+        ts: new Date(b).toISOString(),
+        min: a.min,
+        max: a.max,
+        avg: a.sum !== null && a.numCount > 0 ? a.sum / a.numCount : null,
+        count,
+        sum: a.sum,
+        last: a.last,
+      };
+      if (a.counts) bucket.counts = a.counts;
+      if (a.durations) bucket.durations = a.durations;
+      return bucket;
+    });
 }

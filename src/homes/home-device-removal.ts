@@ -22,7 +22,11 @@ export class HomeDeviceRemoval {
   /** Which home each device is bound to by its own binding row. */
   async boundHomes(ids: readonly string[]): Promise<Map<string, string>> {
     if (ids.length === 0) return new Map();
-    const rows = await this.deps.db.selectFrom('device_bindings').select(['device_id', 'home_id']).where('device_id', 'in', [...ids]).execute();
+    const rows = await this.deps.db
+      .selectFrom('device_bindings')
+      .select(['device_id', 'home_id'])
+      .where('device_id', 'in', [...ids])
+      .execute();
     return new Map(rows.map((r) => [r.device_id, r.home_id]));
   }
 
@@ -36,23 +40,63 @@ export class HomeDeviceRemoval {
       return kept.length === list.length ? undefined : kept;
     };
     return this.deps.db.transaction().execute(async (trx) => {
-      const bindings = await trx.selectFrom('device_bindings').select(['device_id', 'home_id']).where('device_id', 'in', [...ids]).execute();
-      const shares = await trx.selectFrom('device_shares').select('user_id').where('device_id', 'in', [...ids]).execute();
-      await trx.deleteFrom('device_bindings').where('device_id', 'in', [...ids]).execute();
-      await trx.deleteFrom('device_shares').where('device_id', 'in', [...ids]).execute();
+      const bindings = await trx
+        .selectFrom('device_bindings')
+        .select(['device_id', 'home_id'])
+        .where('device_id', 'in', [...ids])
+        .execute();
+      const shares = await trx
+        .selectFrom('device_shares')
+        .select('user_id')
+        .where('device_id', 'in', [...ids])
+        .execute();
+      await trx
+        .deleteFrom('device_bindings')
+        .where('device_id', 'in', [...ids])
+        .execute();
+      await trx
+        .deleteFrom('device_shares')
+        .where('device_id', 'in', [...ids])
+        .execute();
       const homeIds = [...new Set(bindings.map((b) => b.home_id))];
       if (homeIds.length) {
         for (const g of await trx.selectFrom('device_groups').select(['id', 'device_ids']).where('home_id', 'in', homeIds).execute()) {
           const kept = without(g.device_ids);
-          if (kept) await trx.updateTable('device_groups').set({ device_ids: toJson(kept) }).where('id', '=', g.id).execute();
+          if (kept)
+            await trx
+              .updateTable('device_groups')
+              .set({ device_ids: toJson(kept) })
+              .where('id', '=', g.id)
+              .execute();
         }
-        for (const m of await trx.selectFrom('home_members').select(['home_id', 'user_id', 'guest_devices']).where('home_id', 'in', homeIds).where('guest_devices', 'is not', null).execute()) {
+        for (const m of await trx
+          .selectFrom('home_members')
+          .select(['home_id', 'user_id', 'guest_devices'])
+          .where('home_id', 'in', homeIds)
+          .where('guest_devices', 'is not', null)
+          .execute()) {
           const kept = without(m.guest_devices);
-          if (kept) await trx.updateTable('home_members').set({ guest_devices: toJson(kept) }).where('home_id', '=', m.home_id).where('user_id', '=', m.user_id).execute();
+          if (kept)
+            await trx
+              .updateTable('home_members')
+              .set({ guest_devices: toJson(kept) })
+              .where('home_id', '=', m.home_id)
+              .where('user_id', '=', m.user_id)
+              .execute();
         }
-        for (const i of await trx.selectFrom('invitations').select(['id', 'guest_devices']).where('home_id', 'in', homeIds).where('guest_devices', 'is not', null).execute()) {
+        for (const i of await trx
+          .selectFrom('invitations')
+          .select(['id', 'guest_devices'])
+          .where('home_id', 'in', homeIds)
+          .where('guest_devices', 'is not', null)
+          .execute()) {
           const kept = without(i.guest_devices);
-          if (kept) await trx.updateTable('invitations').set({ guest_devices: toJson(kept) }).where('id', '=', i.id).execute();
+          if (kept)
+            await trx
+              .updateTable('invitations')
+              .set({ guest_devices: toJson(kept) })
+              .where('id', '=', i.id)
+              .execute();
         }
       }
       return { homes: new Map(bindings.map((b) => [b.device_id, b.home_id])), users: [...new Set(shares.map((s) => s.user_id))] };

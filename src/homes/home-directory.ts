@@ -26,7 +26,11 @@ export class HomeDirectory {
   /** The binding rows of many devices, by device id. */
   async bindings(deviceIds: readonly string[]): Promise<Map<string, Placement>> {
     if (!deviceIds.length) return new Map();
-    const rows = await this.db.selectFrom('device_bindings').selectAll().where('device_id', 'in', [...deviceIds]).execute();
+    const rows = await this.db
+      .selectFrom('device_bindings')
+      .selectAll()
+      .where('device_id', 'in', [...deviceIds])
+      .execute();
     return new Map(rows.map((r) => [r.device_id, { homeId: r.home_id, roomId: r.room_id, name: r.name, boundAt: Number(r.bound_at) }]));
   }
 
@@ -50,13 +54,22 @@ export class HomeDirectory {
   /** Ids of the devices bound (by their own binding row) to any of the homes. */
   async boundDeviceIds(homeIds: readonly string[]): Promise<string[]> {
     if (!homeIds.length) return [];
-    const rows = await this.db.selectFrom('device_bindings').select('device_id').where('home_id', 'in', [...homeIds]).execute();
+    const rows = await this.db
+      .selectFrom('device_bindings')
+      .select('device_id')
+      .where('home_id', 'in', [...homeIds])
+      .execute();
     return rows.map((r) => r.device_id);
   }
 
   /** The user's shares of any of the devices. */
   async shares(userId: string, deviceIds: readonly string[]): Promise<Array<{ permission: 'control' | 'view'; createdAt: number }>> {
-    const rows = await this.db.selectFrom('device_shares').select(['permission', 'created_at']).where('user_id', '=', userId).where('device_id', 'in', [...deviceIds]).execute();
+    const rows = await this.db
+      .selectFrom('device_shares')
+      .select(['permission', 'created_at'])
+      .where('user_id', '=', userId)
+      .where('device_id', 'in', [...deviceIds])
+      .execute();
     return rows.map((r) => ({ permission: r.permission === 'control' ? 'control' : 'view', createdAt: Number(r.created_at) }));
   }
 
@@ -66,7 +79,13 @@ export class HomeDirectory {
   }
 }
 
-function membershipOf(row: { role: string; guest_devices: string | null; guest_until: number | string | null; rights_since: number | string | null; created_at: number | string }): MembershipSince {
+function membershipOf(row: {
+  role: string;
+  guest_devices: string | null;
+  guest_until: number | string | null;
+  rights_since: number | string | null;
+  created_at: number | string;
+}): MembershipSince {
   return {
     role: row.role as HomeRole,
     guestDevices: fromJson<string[] | null>(row.guest_devices),

@@ -16,7 +16,7 @@ export function certificateNames(cert: X509Certificate): string[] {
 function splitSan(san: string): string[] {
   const out: string[] = [];
   for (const m of san.matchAll(/([A-Za-z ]+):("(?:[^"\\]|\\.)*"|[^,]*)(?:, |$)/g)) {
-    const v = m[2].startsWith('"') ? JSON.parse(m[2]) as string : m[2];
+    const v = m[2].startsWith('"') ? (JSON.parse(m[2]) as string) : m[2];
     out.push(`${m[1]}:${v}`);
   }
   return out;
@@ -33,7 +33,8 @@ export function normalizeFingerprint(input: string, field = 'fingerprint'): stri
 export function parseCertificatePem(pem: string, field = 'body.pem'): X509Certificate {
   const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
   const [block] = blocks;
-  if (block === undefined) throw new HearthError('E_VALIDATION', `${field} is not a PEM certificate (expected a "-----BEGIN CERTIFICATE-----" block)`, { field });
+  if (block === undefined)
+    throw new HearthError('E_VALIDATION', `${field} is not a PEM certificate (expected a "-----BEGIN CERTIFICATE-----" block)`, { field });
   if (blocks.length > 1) throw new HearthError('E_VALIDATION', `${field} holds ${blocks.length} certificates: register one CA at a time`, { field });
   try {
     return new X509Certificate(block);

@@ -22,7 +22,8 @@ export const MAX_FACTORY_ROWS = 100_000;
 export function parseFactoryCsv(text: string): FactoryRecord[] {
   const rows = parseCsv(text.replace(/^\uFEFF/, ''));
   const header = rows.shift();
-  if (!header || header.length === 0 || header.every((h) => h.trim() === '')) throw csvError('the CSV is empty: the first line names the columns (hwid, serial, mac, …)', 1);
+  if (!header || header.length === 0 || header.every((h) => h.trim() === ''))
+    throw csvError('the CSV is empty: the first line names the columns (hwid, serial, mac, …)', 1);
   const cols = header.map((h) => h.trim().toLowerCase());
   const dup = cols.find((c, i) => cols.indexOf(c) !== i);
   if (dup !== undefined) throw csvError(`the column "${dup}" appears twice`, 1);

@@ -31,9 +31,7 @@ export interface DeviceCertificate {
 }
 
 /** How a certificate connection came out: the device it is, or why it is refused. */
-export type CertificateOutcome =
-  | { ok: true; deviceId: string; fingerprint: string; caId: string; created: boolean }
-  | { ok: false; reason: string };
+export type CertificateOutcome = { ok: true; deviceId: string; fingerprint: string; caId: string; created: boolean } | { ok: false; reason: string };
 
 /** `ca_id` of a certificate registered for one device by an operator (issued by no registered CA). */
 export const REGISTERED = 'registered';
@@ -55,11 +53,17 @@ export class IdentityService {
   private cas: CaEntry[] | undefined;
   private revoked: Set<string> | undefined;
 
-  constructor(private readonly deps: {
-    db: Db; log: Logger; products: ProductService; devices: DeviceService; credentials: DeviceCredentials;
-    /** A CA or revocation changed here: tell every node (which calls `reload`). */
-    onChange?: () => Promise<void> | void;
-  }) {}
+  constructor(
+    private readonly deps: {
+      db: Db;
+      log: Logger;
+      products: ProductService;
+      devices: DeviceService;
+      credentials: DeviceCredentials;
+      /** A CA or revocation changed here: tell every node (which calls `reload`). */
+      onChange?: () => Promise<void> | void;
+    },
+  ) {}
 
   /** Forgets the cached CAs and revocations (they are read again on the next use). */
   reload(): void {
@@ -70,13 +74,35 @@ export class IdentityService {
   async addCa(product: string, input: { pem: string; jit?: boolean }): Promise<ProductCa> {
     await this.deps.products.require(product);
     const cert = parseCertificatePem(input.pem);
-    if (!cert.ca) throw new HearthError('E_VALIDATION', `body.pem is not a CA certificate (its basicConstraints do not say CA:TRUE): register the CA that issues the device certificates, not a device certificate`, { field: 'body.pem' });
-    if (new Date(cert.validTo).getTime() <= Date.now()) throw new HearthError('E_VALIDATION', `body.pem expired on ${new Date(cert.validTo).toISOString()}`, { field: 'body.pem' });
-    const existing = await this.deps.db.selectFrom('product_cas').select(['id', 'revoked_at']).where('product_key', '=', product).where('fingerprint', '=', cert.fingerprint256).executeTakeFirst();
-    if (existing) throw new HearthError('E_CONFLICT', `this CA is registered for product "${product}" already (id ${existing.id}${existing.revoked_at ? ', revoked' : ''})`);
+    if (!cert.ca)
+      throw new HearthError(
+        'E_VALIDATION',
+        `body.pem is not a CA certificate (its basicConstraints do not say CA:TRUE): register the CA that issues the device certificates, not a device certificate`,
+        { field: 'body.pem' },
+      );
+    if (new Date(cert.validTo).getTime() <= Date.now())
+      throw new HearthError('E_VALIDATION', `body.pem expired on ${new Date(cert.validTo).toISOString()}`, { field: 'body.pem' });
+    const existing = await this.deps.db
+      .selectFrom('product_cas')
+      .select(['id', 'revoked_at'])
+      .where('product_key', '=', product)
+      .where('fingerprint', '=', cert.fingerprint256)
+      .executeTakeFirst();
+    if (existing)
+      throw new HearthError(
+        'E_CONFLICT',
+        `this CA is registered for product "${product}" already (id ${existing.id}${existing.revoked_at ? ', revoked' : ''})`,
+      );
     const row = {
-      id: newId('ca'), product_key: product, fingerprint: cert.fingerprint256, subject: oneLine(cert.subject), pem: cert.toString(),
-      not_after: new Date(cert.validTo).getTime(), jit: input.jit ? 1 : 0, created_at: Date.now(), revoked_at: null,
+      id: newId('ca'),
+      product_key: product,
+      fingerprint: cert.fingerprint256,
+      subject: oneLine(cert.subject),
+      pem: cert.toString(),
+      not_after: new Date(cert.validTo).getTime(),
+      jit: input.jit ? 1 : 0,
+      created_at: Date.now(),
+      revoked_at: null,
     };
     await this.deps.db.insertInto('product_cas').values(row).execute();
     await this.changed();
@@ -102,11 +128,17 @@ export class IdentityService {
   }
 
   /** Revokes one certificate by its SHA-256 fingerprint (seen or not yet). */
-  async revokeCertificate(fingerprint: string, reason?: string): Promise<{ fingerprint: string; reason: string | null; revokedAt: string; deviceId: string | null }> {
+  async revokeCertificate(
+    fingerprint: string,
+    reason?: string,
+  ): Promise<{ fingerprint: string; reason: string | null; revokedAt: string; deviceId: string | null }> {
     const fp = normalizeFingerprint(fingerprint, 'body.fingerprint');
     const now = Date.now();
-    await this.deps.db.insertInto('revoked_certificates').values({ fingerprint: fp, reason: reason ?? null, revoked_at: now })
-      .onConflict((oc) => oc.column('fingerprint').doNothing()).execute();
+    await this.deps.db
+      .insertInto('revoked_certificates')
+      .values({ fingerprint: fp, reason: reason ?? null, revoked_at: now })
+      .onConflict((oc) => oc.column('fingerprint').doNothing())
+      .execute();
     const row = await this.deps.db.selectFrom('revoked_certificates').selectAll().where('fingerprint', '=', fp).executeTakeFirstOrThrow();
     const bound = await this.deps.db.selectFrom('device_certificates').select('device_id').where('fingerprint', '=', fp).executeTakeFirst();
     await this.changed();
@@ -127,20 +159,38 @@ export class IdentityService {
     const device = await this.deps.devices.require(deviceId);
     if (device.parentId !== null) throw new HearthError('E_VALIDATION', `device "${deviceId}" is a sub-device: it connects through its hub`, { field: 'id' });
     const cert = parseCertificatePem(pem);
-    if (cert.ca) throw new HearthError('E_VALIDATION', 'body.pem is a CA certificate: register CAs with POST /api/v1/products/{key}/cas, and device certificates here', { field: 'body.pem' });
+    if (cert.ca)
+      throw new HearthError('E_VALIDATION', 'body.pem is a CA certificate: register CAs with POST /api/v1/products/{key}/cas, and device certificates here', {
+        field: 'body.pem',
+      });
     const now = Date.now();
-    if (new Date(cert.validTo).getTime() <= now) throw new HearthError('E_VALIDATION', `body.pem expired on ${new Date(cert.validTo).toISOString()}`, { field: 'body.pem' });
-    if (new Date(cert.validFrom).getTime() > now) throw new HearthError('E_VALIDATION', `body.pem is not valid before ${new Date(cert.validFrom).toISOString()}`, { field: 'body.pem' });
+    if (new Date(cert.validTo).getTime() <= now)
+      throw new HearthError('E_VALIDATION', `body.pem expired on ${new Date(cert.validTo).toISOString()}`, { field: 'body.pem' });
+    if (new Date(cert.validFrom).getTime() > now)
+      throw new HearthError('E_VALIDATION', `body.pem is not valid before ${new Date(cert.validFrom).toISOString()}`, { field: 'body.pem' });
     const names = certificateNames(cert);
     const expected = [device.id, ...(device.hwid ? [device.hwid] : [])];
     if (!names.some((n) => expected.includes(n))) {
-      throw new HearthError('E_VALIDATION', `body.pem names ${names.length ? names.map((n) => `"${n}"`).join(', ') : 'nobody (no CN, no SAN)'}; it must carry the device id "${device.id}"${device.hwid ? ` or its hardware id "${device.hwid}"` : ''} as its CN or a SAN`, { field: 'body.pem' });
+      throw new HearthError(
+        'E_VALIDATION',
+        `body.pem names ${names.length ? names.map((n) => `"${n}"`).join(', ') : 'nobody (no CN, no SAN)'}; it must carry the device id "${device.id}"${device.hwid ? ` or its hardware id "${device.hwid}"` : ''} as its CN or a SAN`,
+        { field: 'body.pem' },
+      );
     }
     const fp = cert.fingerprint256;
     if ((await this.revokedSet()).has(fp)) throw new HearthError('E_CONFLICT', `the certificate ${fp} is revoked`);
-    await this.deps.db.insertInto('device_certificates')
-      .values({ fingerprint: fp, device_id: device.id, ca_id: REGISTERED, subject: oneLine(cert.subject), not_after: new Date(cert.validTo).getTime(), first_seen_at: now })
-      .onConflict((oc) => oc.column('fingerprint').doNothing()).execute();
+    await this.deps.db
+      .insertInto('device_certificates')
+      .values({
+        fingerprint: fp,
+        device_id: device.id,
+        ca_id: REGISTERED,
+        subject: oneLine(cert.subject),
+        not_after: new Date(cert.validTo).getTime(),
+        first_seen_at: now,
+      })
+      .onConflict((oc) => oc.column('fingerprint').doNothing())
+      .execute();
     const bound = await this.deps.db.selectFrom('device_certificates').selectAll().where('fingerprint', '=', fp).executeTakeFirstOrThrow();
     if (bound.device_id !== device.id) throw new HearthError('E_CONFLICT', 'the certificate is bound to another device');
     return (await this.deviceCertificates(device.id)).find((c) => c.fingerprint === fp)!;
@@ -151,8 +201,13 @@ export class IdentityService {
     const revoked = await this.revokedSet();
     const rows = await this.deps.db.selectFrom('device_certificates').selectAll().where('device_id', '=', deviceId).orderBy('first_seen_at').execute();
     return rows.map((r) => ({
-      fingerprint: r.fingerprint, deviceId: r.device_id, caId: r.ca_id, subject: r.subject, notAfter: new Date(Number(r.not_after)).toISOString(),
-      firstSeenAt: new Date(Number(r.first_seen_at)).toISOString(), revoked: revoked.has(r.fingerprint),
+      fingerprint: r.fingerprint,
+      deviceId: r.device_id,
+      caId: r.ca_id,
+      subject: r.subject,
+      notAfter: new Date(Number(r.not_after)).toISOString(),
+      firstSeenAt: new Date(Number(r.first_seen_at)).toISOString(),
+      revoked: revoked.has(r.fingerprint),
     }));
   }
 
@@ -189,9 +244,18 @@ export class IdentityService {
         if (created) this.deps.log.info({ deviceId, product, hwid: name, ca: ca.row.id }, 'device registered just in time by its certificate');
       } else return { ok: false, reason: `no device of product "${product}" has the id or hardware id "${name}" (the CA has no just-in-time registration)` };
     }
-    await this.deps.db.insertInto('device_certificates')
-      .values({ fingerprint: fp, device_id: deviceId, ca_id: ca.row.id, subject: oneLine(cert.subject), not_after: new Date(cert.validTo).getTime(), first_seen_at: now })
-      .onConflict((oc) => oc.column('fingerprint').doNothing()).execute();
+    await this.deps.db
+      .insertInto('device_certificates')
+      .values({
+        fingerprint: fp,
+        device_id: deviceId,
+        ca_id: ca.row.id,
+        subject: oneLine(cert.subject),
+        not_after: new Date(cert.validTo).getTime(),
+        first_seen_at: now,
+      })
+      .onConflict((oc) => oc.column('fingerprint').doNothing())
+      .execute();
     const bound = await this.deps.db.selectFrom('device_certificates').select('device_id').where('fingerprint', '=', fp).executeTakeFirstOrThrow();
     if (bound.device_id !== deviceId) return { ok: false, reason: `the certificate is bound to another device` };
     return { ok: true, deviceId, fingerprint: fp, caId: ca.row.id, created };
@@ -204,7 +268,8 @@ export class IdentityService {
     if (!row || row.ca_id !== REGISTERED) return { ok: false, reason: 'the certificate is not issued by a registered CA, nor registered for a device' };
     if (!certificateNames(cert).includes(name)) return { ok: false, reason: `the client id "${name}" is not a name of the certificate` };
     const device = await this.deps.devices.get(row.device_id);
-    if (!device || (device.id !== name && device.hwid !== name)) return { ok: false, reason: `the certificate is registered for another device than "${name}"` };
+    if (!device || (device.id !== name && device.hwid !== name))
+      return { ok: false, reason: `the certificate is registered for another device than "${name}"` };
     return { ok: true, deviceId: device.id, fingerprint: fp, caId: REGISTERED, created: false };
   }
 
@@ -241,9 +306,24 @@ function oneLine(subject: string): string {
   return subject.split('\n').join(', ');
 }
 
-function toCa(r: { id: string; product_key: string; fingerprint: string; subject: string; not_after: number; jit: number; created_at: number; revoked_at: number | null }): ProductCa {
+function toCa(r: {
+  id: string;
+  product_key: string;
+  fingerprint: string;
+  subject: string;
+  not_after: number;
+  jit: number;
+  created_at: number;
+  revoked_at: number | null;
+}): ProductCa {
   return {
-    id: r.id, product: r.product_key, fingerprint: r.fingerprint, subject: r.subject, notAfter: new Date(Number(r.not_after)).toISOString(),
-    jit: Number(r.jit) === 1, createdAt: new Date(Number(r.created_at)).toISOString(), revokedAt: r.revoked_at === null ? null : new Date(Number(r.revoked_at)).toISOString(),
+    id: r.id,
+    product: r.product_key,
+    fingerprint: r.fingerprint,
+    subject: r.subject,
+    notAfter: new Date(Number(r.not_after)).toISOString(),
+    jit: Number(r.jit) === 1,
+    createdAt: new Date(Number(r.created_at)).toISOString(),
+    revokedAt: r.revoked_at === null ? null : new Date(Number(r.revoked_at)).toISOString(),
   };
 }

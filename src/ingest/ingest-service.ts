@@ -16,7 +16,6 @@ import type { CompiledModel } from '../products/thing-model.ts';
 import type { RoutingPipeline } from '../routing/pipeline.ts';
 import type { DeliveryQueue } from '../routing/envelope.ts';
 
-
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 /** The last millisecond a Date can hold. Device times are rounded to whole milliseconds: they go to bigint columns. */
 const MAX_EPOCH_MS = 8.64e15;
@@ -75,20 +74,34 @@ export class IngestService implements ShardListener {
   private toAck: DurableMessage[] = [];
   private readonly acker: PeriodicFlush;
 
-  constructor(private readonly deps: {
-    bus: Bus; log: Logger; devices: DeviceService; products: ProductService; presence: PresenceService;
-    shadow: ShadowService; history: HistoryService; commands: CommandService;
-    flushMs: number; ackWaitMs: number; observer?: IngestObserver;
-    /** The message gateway; without it every message goes to the device core only. */
-    routing: RoutingPipeline;
-    /** Where the gateway's delivery jobs are stored (needed when routes have external targets). */
-    deliveries?: DeliveryQueue;
-    /** Firmware updates (src/ota/): device progress, and jobs waiting for a device that starts listening. */
-    ota?: OtaDevices;
-    /** A factory reset sent by a device (`devices/{id}/reset`): the fleet lifecycle handles it. */
-    reset?: (deviceId: string, via: string) => Promise<void>;
-  }) {
-    this.acker = new PeriodicFlush(() => this.settle(), deps.flushMs, (err) => deps.log.error({ err }, 'ingest writes failed; messages stay unacknowledged and come again'));
+  constructor(
+    private readonly deps: {
+      bus: Bus;
+      log: Logger;
+      devices: DeviceService;
+      products: ProductService;
+      presence: PresenceService;
+      shadow: ShadowService;
+      history: HistoryService;
+      commands: CommandService;
+      flushMs: number;
+      ackWaitMs: number;
+      observer?: IngestObserver;
+      /** The message gateway; without it every message goes to the device core only. */
+      routing: RoutingPipeline;
+      /** Where the gateway's delivery jobs are stored (needed when routes have external targets). */
+      deliveries?: DeliveryQueue;
+      /** Firmware updates (src/ota/): device progress, and jobs waiting for a device that starts listening. */
+      ota?: OtaDevices;
+      /** A factory reset sent by a device (`devices/{id}/reset`): the fleet lifecycle handles it. */
+      reset?: (deviceId: string, via: string) => Promise<void>;
+    },
+  ) {
+    this.acker = new PeriodicFlush(
+      () => this.settle(),
+      deps.flushMs,
+      (err) => deps.log.error({ err }, 'ingest writes failed; messages stay unacknowledged and come again'),
+    );
   }
 
   /** Declares the uplink stream; call on every node before anything publishes to it. */
@@ -198,7 +211,8 @@ export class IngestService implements ShardListener {
       return undefined;
     }
     // A hub speaking for a sub-device the operator disabled (a disabled device itself is not connected).
-    if (msg.kind !== 'command' && (await devices.isDisabled(msg.deviceId))) return { code: 'E_DEVICE_DISABLED', message: `device "${msg.deviceId}" is disabled; its messages are not applied` };
+    if (msg.kind !== 'command' && (await devices.isDisabled(msg.deviceId)))
+      return { code: 'E_DEVICE_DISABLED', message: `device "${msg.deviceId}" is disabled; its messages are not applied` };
     if (msg.kind === 'reset') {
       if (!isObject(msg.payload)) return { code: 'E_BAD_MESSAGE', message: 'a factory reset is a JSON object, e.g. {}' };
       if (!this.deps.reset) return { code: 'E_INTERNAL', message: 'factory resets are not handled here' };
@@ -231,7 +245,8 @@ export class IngestService implements ShardListener {
     const { devices, presence } = this.deps;
     if (msg.via !== msg.deviceId) {
       if (msg.kind === 'presence') {
-        if (!isObject(msg.payload) || typeof msg.payload.online !== 'boolean') return { code: 'E_BAD_MESSAGE', message: 'a presence message is {"online": true|false}' };
+        if (!isObject(msg.payload) || typeof msg.payload.online !== 'boolean')
+          return { code: 'E_BAD_MESSAGE', message: 'a presence message is {"online": true|false}' };
         await presence.setChild(msg.deviceId, msg.payload.online, 'hub-reported');
         return undefined;
       }
@@ -246,21 +261,24 @@ export class IngestService implements ShardListener {
       case 'properties': {
         if (!isObject(msg.payload)) return { code: 'E_BAD_MESSAGE', message: 'a property report must be a JSON object' };
         const { ts, ...values } = msg.payload;
-        if (ts !== undefined && (typeof ts !== 'number' || !(ts > 0 && ts <= MAX_EPOCH_MS))) return { code: 'E_BAD_MESSAGE', message: '"ts" must be a positive epoch time in milliseconds' };
+        if (ts !== undefined && (typeof ts !== 'number' || !(ts > 0 && ts <= MAX_EPOCH_MS)))
+          return { code: 'E_BAD_MESSAGE', message: '"ts" must be a positive epoch time in milliseconds' };
         const check = model.checkReport(values);
         if (!check.ok) return { code: 'E_MODEL_MISMATCH', message: check.problems.join('; ') };
         const at = ts !== undefined ? Math.round(ts as number) : msg.receivedAt;
         const outcome = await this.deps.shadow.report(msg.deviceId, values, at);
         for (const key in values) {
           const spec = model.properties.get(key)!;
-          if (spec.history) this.deps.history.record(msg.deviceId, key, values[key], at, msg.id, { product: device.productKey, enumerated: spec.type === 'enum' });
+          if (spec.history)
+            this.deps.history.record(msg.deviceId, key, values[key], at, msg.id, { product: device.productKey, enumerated: spec.type === 'enum' });
         }
         const ev: ReportedEvent = { deviceId: msg.deviceId, values, changed: outcome.changed, version: outcome.version, at, receivedAt: msg.receivedAt };
         this.deps.bus.publish(subjects.reported(msg.deviceId), ev);
         return undefined;
       }
       case 'events': {
-        if (!isObject(msg.payload) || typeof msg.payload.event !== 'string') return { code: 'E_BAD_MESSAGE', message: 'an event is {"event": "<id>", "params": {...}}' };
+        if (!isObject(msg.payload) || typeof msg.payload.event !== 'string')
+          return { code: 'E_BAD_MESSAGE', message: 'an event is {"event": "<id>", "params": {...}}' };
         const params = msg.payload.params ?? {};
         if (!isObject(params)) return { code: 'E_BAD_MESSAGE', message: '"params" must be an object' };
         const check = model.checkEvent(msg.payload.event, params);

@@ -22,7 +22,6 @@ export interface Submission {
   topicSuffix?: string;
 }
 
-
 /**
  * The way into the message pipeline for every source other than the MQTT gateway (which does the
  * same itself): the message is stored on the durable uplink stream, on its device's shard, and
@@ -37,12 +36,18 @@ export class UplinkIngress {
 
   /** Throws E_VALIDATION (refuse the sender, do not retry) for a payload nested deeper than devices may send. */
   async submit(s: Submission): Promise<string> {
-    if (jsonDepthExceeds(s.payload, MAX_JSON_DEPTH)) throw new HearthError('E_VALIDATION', `the message nests objects and arrays deeper than ${MAX_JSON_DEPTH} levels`, { field: 'body' });
+    if (jsonDepthExceeds(s.payload, MAX_JSON_DEPTH))
+      throw new HearthError('E_VALIDATION', `the message nests objects and arrays deeper than ${MAX_JSON_DEPTH} levels`, { field: 'body' });
     const id = this.ids.next();
     const msg: UplinkMessage = {
-      id, deviceId: s.deviceId, via: s.via ?? s.deviceId, kind: s.kind,
+      id,
+      deviceId: s.deviceId,
+      via: s.via ?? s.deviceId,
+      kind: s.kind,
       topic: s.topicSuffix ? `devices/${s.deviceId}/${s.topicSuffix}` : uplinkTopic(s.deviceId, s.kind),
-      payload: s.payload, receivedAt: Date.now(), source: s.source,
+      payload: s.payload,
+      receivedAt: Date.now(),
+      source: s.source,
       ...(s.sourceId !== undefined ? { sourceId: s.sourceId } : {}),
       ...(s.tags ? { tags: s.tags } : {}),
       ...(s.userId ? { userId: s.userId } : {}),

@@ -22,9 +22,14 @@ const MAX_EPOCH_MS = 8.64e15;
 export async function checkReport(products: ProductService, device: DeviceRecord, kind: ReportKind, payload: unknown): Promise<SourceProblem | undefined> {
   const model = await products.model(device.productKey);
   if (!model) return { code: 'E_PRODUCT_NOT_FOUND', problems: [`product "${device.productKey}" does not exist`] };
-  if (!isObject(payload)) return { code: 'E_VALIDATION', problems: [kind === 'properties' ? 'a property report must be a JSON object' : 'an event is {"event": "<id>", "params": {...}}'] };
+  if (!isObject(payload))
+    return {
+      code: 'E_VALIDATION',
+      problems: [kind === 'properties' ? 'a property report must be a JSON object' : 'an event is {"event": "<id>", "params": {...}}'],
+    };
   const { ts } = payload;
-  if (ts !== undefined && (typeof ts !== 'number' || !(ts > 0 && ts <= MAX_EPOCH_MS))) return { code: 'E_VALIDATION', problems: ['"ts" must be a positive epoch time in milliseconds'] };
+  if (ts !== undefined && (typeof ts !== 'number' || !(ts > 0 && ts <= MAX_EPOCH_MS)))
+    return { code: 'E_VALIDATION', problems: ['"ts" must be a positive epoch time in milliseconds'] };
   if (kind === 'properties') {
     const { ts: _ts, ...values } = payload;
     const check = model.checkReport(values);

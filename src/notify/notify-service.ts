@@ -18,8 +18,16 @@ import type { Principal } from '../access/principal.ts';
 import type { AccessService } from '../access/access-service.ts';
 import type { StreamEventType } from '../stream/stream-service.ts';
 import {
-  USER_CHANNELS, channelEnabled, inQuietHours, kindEnabled, severityAtLeast, withDefaults,
-  type NotificationPreferences, type PreferencesInput, type Severity, type UserChannel,
+  USER_CHANNELS,
+  channelEnabled,
+  inQuietHours,
+  kindEnabled,
+  severityAtLeast,
+  withDefaults,
+  type NotificationPreferences,
+  type PreferencesInput,
+  type Severity,
+  type UserChannel,
 } from './notify-prefs.ts';
 import { botRefusal, buildRequest, type HomeChannelType } from './channels/home-channels.ts';
 import { describeError, type Delivery, type NotificationMessage } from './channels/message.ts';
@@ -133,14 +141,25 @@ export class NotificationService {
 
   constructor(private readonly deps: NotificationServiceDeps) {
     this.urls = deps.urls;
-    this.webPush = new WebPushSender({ settings: deps.settings, subject: deps.config.vapidSubject ?? defaultVapidSubject(deps.config.mailFrom), outbound: this.outbound('web-push', true), urls: this.urls });
+    this.webPush = new WebPushSender({
+      settings: deps.settings,
+      subject: deps.config.vapidSubject ?? defaultVapidSubject(deps.config.mailFrom),
+      outbound: this.outbound('web-push', true),
+      urls: this.urls,
+    });
   }
 
   /** Loads (or makes) the VAPID keys; reads the FCM and APNs credentials when configured. */
   async start(): Promise<void> {
     await this.webPush.start();
     const { fcm, apns } = this.deps.config;
-    if (fcm) this.fcm = new FcmSender({ account: readServiceAccount(fcm.serviceAccountFile), baseUrl: fcm.baseUrl, clock: this.deps.clock, outbound: this.outbound('fcm', true) });
+    if (fcm)
+      this.fcm = new FcmSender({
+        account: readServiceAccount(fcm.serviceAccountFile),
+        baseUrl: fcm.baseUrl,
+        clock: this.deps.clock,
+        outbound: this.outbound('fcm', true),
+      });
     if (apns) this.apns = new ApnsSender({ options: apns, clock: this.deps.clock, outbound: this.outbound('apns', true) });
   }
 
@@ -160,61 +179,106 @@ export class NotificationService {
     const home = await this.deps.homes.info(req.homeId);
     if (!home) return { id, results: [{ userId: null, channel: '*', status: 'skipped', reason: 'home-not-found' }] };
     const msg: NotificationMessage = {
-      id, homeId: home.id, homeName: home.name, kind: req.kind, severity: req.severity, title: req.title, body: req.body,
-      data: req.data ?? {}, source: req.source ?? null, at: iso(now),
+      id,
+      homeId: home.id,
+      homeName: home.name,
+      kind: req.kind,
+      severity: req.severity,
+      title: req.title,
+      body: req.body,
+      data: req.data ?? {},
+      source: req.source ?? null,
+      at: iso(now),
     };
     const dedupe = this.dedupeKey(req);
     const results: ChannelResult[] = [];
     const { recipients, refused } = await this.recipients(req.homeId, req.users, now);
     for (const u of refused) results.push({ userId: u, channel: '*', status: 'skipped', reason: 'not-a-member' });
     const [prefs, devices] = await Promise.all([this.preferencesOf(req.homeId, recipients), this.devicesOf(recipients)]);
-    const perUser = await Promise.all(recipients.map((userId) => this.sendToUser(userId, prefs.get(userId)!, devices.get(userId)!, msg, home.timezone, dedupe, now).catch((err): ChannelResult[] => {
-      this.deps.log.error({ err, userId, notificationId: id }, 'notification to a user failed');
-      return [{ userId, channel: '*', status: 'failed', reason: 'internal error' }];
-    })));
+    const perUser = await Promise.all(
+      recipients.map((userId) =>
+        this.sendToUser(userId, prefs.get(userId)!, devices.get(userId)!, msg, home.timezone, dedupe, now).catch((err): ChannelResult[] => {
+          this.deps.log.error({ err, userId, notificationId: id }, 'notification to a user failed');
+          return [{ userId, channel: '*', status: 'failed', reason: 'internal error' }];
+        }),
+      ),
+    );
     for (const r of perUser) results.push(...r);
-    results.push(...(await this.sendToHomeChannels(msg, dedupe, now).catch((err): ChannelResult[] => {
-      this.deps.log.error({ err, notificationId: id }, "notification to the home's channels failed");
-      return [{ userId: null, channel: '*', status: 'failed', reason: 'internal error' }];
-    })));
+    results.push(
+      ...(await this.sendToHomeChannels(msg, dedupe, now).catch((err): ChannelResult[] => {
+        this.deps.log.error({ err, notificationId: id }, "notification to the home's channels failed");
+        return [{ userId: null, channel: '*', status: 'failed', reason: 'internal error' }];
+      })),
+    );
     void this.prune(now);
     return { id, results };
   }
 
-  private async sendToUser(userId: string, prefs: NotificationPreferences, devices: UserDevices, msg: NotificationMessage, timeZone: string, dedupe: string, now: number): Promise<ChannelResult[]> {
+  private async sendToUser(
+    userId: string,
+    prefs: NotificationPreferences,
+    devices: UserDevices,
+    msg: NotificationMessage,
+    timeZone: string,
+    dedupe: string,
+    now: number,
+  ): Promise<ChannelResult[]> {
     if (!kindEnabled(prefs, msg.kind)) return [{ userId, channel: '*', status: 'skipped', reason: 'kind-disabled' }];
     const wanted = USER_CHANNELS.filter((c) => channelEnabled(prefs, msg.kind, msg.severity, c));
     if (!wanted.length) return [{ userId, channel: '*', status: 'skipped', reason: 'preferences' }];
     if (!(await this.claim(userId, dedupe, now))) return [{ userId, channel: '*', status: 'skipped', reason: 'duplicate' }];
     const quiet = msg.severity !== 'alarm' && inQuietHours(prefs.quietHours, now, timeZone);
-    return Promise.all(USER_CHANNELS.map(async (channel): Promise<ChannelResult> => {
-      if (!wanted.includes(channel)) return { userId, channel, status: 'skipped', reason: 'preferences' };
-      if (quiet && channel !== 'inbox') return { userId, channel, status: 'skipped', reason: 'quiet-hours' };
-      try {
-        return { userId, channel, ...(await this.deliver(channel, userId, devices, msg, now)) };
-      } catch (err) {
-        this.deps.log.warn({ err, userId, channel, notificationId: msg.id }, 'notification delivery failed');
-        return { userId, channel, status: 'failed', reason: describeError(err) };
-      }
-    }));
+    return Promise.all(
+      USER_CHANNELS.map(async (channel): Promise<ChannelResult> => {
+        if (!wanted.includes(channel)) return { userId, channel, status: 'skipped', reason: 'preferences' };
+        if (quiet && channel !== 'inbox') return { userId, channel, status: 'skipped', reason: 'quiet-hours' };
+        try {
+          return { userId, channel, ...(await this.deliver(channel, userId, devices, msg, now)) };
+        } catch (err) {
+          this.deps.log.warn({ err, userId, channel, notificationId: msg.id }, 'notification delivery failed');
+          return { userId, channel, status: 'failed', reason: describeError(err) };
+        }
+      }),
+    );
   }
 
   private deliver(channel: UserChannel, userId: string, devices: UserDevices, msg: NotificationMessage, now: number): Promise<Delivery> {
     switch (channel) {
-      case 'inbox': return this.toInbox(userId, msg, now);
-      case 'email': return this.toEmail(userId, msg);
-      case 'push': return this.toWebPush(devices.subscriptions, msg);
-      case 'mobile': return this.toMobile(devices.tokens, msg);
+      case 'inbox':
+        return this.toInbox(userId, msg, now);
+      case 'email':
+        return this.toEmail(userId, msg);
+      case 'push':
+        return this.toWebPush(devices.subscriptions, msg);
+      case 'mobile':
+        return this.toMobile(devices.tokens, msg);
     }
   }
 
   private async toInbox(userId: string, msg: NotificationMessage, now: number): Promise<Delivery> {
     const row: Database['notification_inbox'] = {
-      id: newId('ni'), notification_id: msg.id, user_id: userId, home_id: msg.homeId, kind: msg.kind, severity: msg.severity,
-      title: msg.title, body: msg.body, data: toJson(msg.data), source: msg.source, created_at: now, read_at: null,
+      id: newId('ni'),
+      notification_id: msg.id,
+      user_id: userId,
+      home_id: msg.homeId,
+      kind: msg.kind,
+      severity: msg.severity,
+      title: msg.title,
+      body: msg.body,
+      data: toJson(msg.data),
+      source: msg.source,
+      created_at: now,
+      read_at: null,
     };
     await this.deps.db.insertInto('notification_inbox').values(row).execute();
-    this.deps.stream.publish('notification', null, msg.homeId, { action: 'created', notification: inboxItem(row), unread: await this.unreadCount({ userId }) }, now, { userId });
+    this.deps.stream.publish(
+      'notification',
+      null,
+      msg.homeId,
+      { action: 'created', notification: inboxItem(row), unread: await this.unreadCount({ userId }) },
+      now,
+      { userId },
+    );
     return { status: 'sent' };
   }
 
@@ -254,7 +318,14 @@ export class NotificationService {
 
   /** Sends to each of a user's subscriptions or devices: sent when any took it. */
   private async fanOut<T>(targets: T[], one: (t: T) => Promise<'sent' | 'gone'>): Promise<Delivery> {
-    const outcomes = await Promise.all(targets.map((t) => one(t).then((r) => ({ r, err: undefined as unknown }), (err: unknown) => ({ r: 'failed' as const, err }))));
+    const outcomes = await Promise.all(
+      targets.map((t) =>
+        one(t).then(
+          (r) => ({ r, err: undefined as unknown }),
+          (err: unknown) => ({ r: 'failed' as const, err }),
+        ),
+      ),
+    );
     const sent = outcomes.filter((o) => o.r === 'sent').length;
     if (sent) return { status: 'sent', ...(sent < targets.length ? { reason: `${sent} of ${targets.length}` } : {}) };
     const failed = outcomes.find((o) => o.r === 'failed');
@@ -268,19 +339,26 @@ export class NotificationService {
       const kinds = fromJson<string[] | null>(c.kinds);
       return (!kinds || kinds.includes(msg.kind)) && severityAtLeast(msg.severity, c.min_severity as Severity);
     });
-    const results: ChannelResult[] = rows.filter((c) => !matching.includes(c)).map((c) => ({ userId: null, channel: `channel:${c.id}`, status: 'skipped' as const, reason: 'filtered' }));
+    const results: ChannelResult[] = rows
+      .filter((c) => !matching.includes(c))
+      .map((c) => ({ userId: null, channel: `channel:${c.id}`, status: 'skipped' as const, reason: 'filtered' }));
     if (!matching.length) return results;
-    if (!(await this.claim('', `${msg.homeId}:${dedupe}`, now))) return [...results, ...matching.map((c) => ({ userId: null, channel: `channel:${c.id}`, status: 'skipped' as const, reason: 'duplicate' }))];
-    results.push(...(await Promise.all(matching.map(async (c): Promise<ChannelResult> => {
-      const channel = `channel:${c.id}`;
-      try {
-        await this.post(c, msg);
-        return { userId: null, channel, status: 'sent' };
-      } catch (err) {
-        this.deps.log.warn({ err: describeError(err), channelId: c.id, type: c.type, notificationId: msg.id }, 'notification channel delivery failed');
-        return { userId: null, channel, status: 'failed', reason: describeError(err) };
-      }
-    }))));
+    if (!(await this.claim('', `${msg.homeId}:${dedupe}`, now)))
+      return [...results, ...matching.map((c) => ({ userId: null, channel: `channel:${c.id}`, status: 'skipped' as const, reason: 'duplicate' }))];
+    results.push(
+      ...(await Promise.all(
+        matching.map(async (c): Promise<ChannelResult> => {
+          const channel = `channel:${c.id}`;
+          try {
+            await this.post(c, msg);
+            return { userId: null, channel, status: 'sent' };
+          } catch (err) {
+            this.deps.log.warn({ err: describeError(err), channelId: c.id, type: c.type, notificationId: msg.id }, 'notification channel delivery failed');
+            return { userId: null, channel, status: 'failed', reason: describeError(err) };
+          }
+        }),
+      )),
+    );
     return results;
   }
 
@@ -290,13 +368,19 @@ export class NotificationService {
     const outbound = this.outbound(`channel:${c.id}`, false, `notify-${type}`);
     // Made once for all attempts: the bots accept signed time stamps up to an hour old.
     const r = buildRequest({ type, url: c.url, secret: c.secret }, msg, this.deps.clock.now());
-    await postBody(outbound, r.url, r.body, { 'content-type': 'application/json', ...r.headers }, {
-      urls: this.urls,
-      inspect: (a) => {
-        const refused = a.ok ? botRefusal(type, parseJson(a.text)) : undefined;
-        if (refused) throw new OutboundError(outbound.name, 'status', `${type} refused the message: ${refused}`, false);
+    await postBody(
+      outbound,
+      r.url,
+      r.body,
+      { 'content-type': 'application/json', ...r.headers },
+      {
+        urls: this.urls,
+        inspect: (a) => {
+          const refused = a.ok ? botRefusal(type, parseJson(a.text)) : undefined;
+          if (refused) throw new OutboundError(outbound.name, 'status', `${type} refused the message: ${refused}`, false);
+        },
       },
-    });
+    );
   }
 
   private outbound(key: string, metered: boolean, name = key): Outbound {
@@ -312,7 +396,14 @@ export class NotificationService {
   /** Who gets it: the named users that are members (guests included when named), or every non-guest member. */
   private async recipients(homeId: string, users: string[] | undefined, now: number): Promise<{ recipients: string[]; refused: string[] }> {
     const active = await this.deps.access.activeMembers(homeId, now);
-    if (!users) return { recipients: active.filter((m) => m.role !== 'guest').map((m) => m.userId).sort(), refused: [] };
+    if (!users)
+      return {
+        recipients: active
+          .filter((m) => m.role !== 'guest')
+          .map((m) => m.userId)
+          .sort(),
+        refused: [],
+      };
     const ids = new Set(active.map((m) => m.userId));
     const named = [...new Set(users)];
     return { recipients: named.filter((u) => ids.has(u)), refused: named.filter((u) => !ids.has(u)) };
@@ -321,7 +412,12 @@ export class NotificationService {
   private async preferencesOf(homeId: string, users: string[]): Promise<Map<string, NotificationPreferences>> {
     const out = new Map<string, NotificationPreferences>();
     if (!users.length) return out;
-    const rows = await this.deps.db.selectFrom('notification_preferences').select(['user_id', 'prefs']).where('home_id', '=', homeId).where('user_id', 'in', users).execute();
+    const rows = await this.deps.db
+      .selectFrom('notification_preferences')
+      .select(['user_id', 'prefs'])
+      .where('home_id', '=', homeId)
+      .where('user_id', 'in', users)
+      .execute();
     const stored = new Map(rows.map((r) => [r.user_id, fromJson<PreferencesInput>(r.prefs)]));
     for (const u of users) out.set(u, withDefaults(stored.get(u)));
     return out;
@@ -354,8 +450,15 @@ export class NotificationService {
   private async claim(recipient: string, key: string, now: number): Promise<boolean> {
     const window = this.deps.config.dedupeWindowMs;
     if (window <= 0) return true;
-    const r = await this.deps.db.insertInto('notification_dedupe').values({ recipient, key, sent_at: now })
-      .onConflict((oc) => oc.columns(['recipient', 'key']).doUpdateSet({ sent_at: now }).where('notification_dedupe.sent_at', '<=', now - window))
+    const r = await this.deps.db
+      .insertInto('notification_dedupe')
+      .values({ recipient, key, sent_at: now })
+      .onConflict((oc) =>
+        oc
+          .columns(['recipient', 'key'])
+          .doUpdateSet({ sent_at: now })
+          .where('notification_dedupe.sent_at', '<=', now - window),
+      )
       .executeTakeFirst();
     return Number(r.numInsertedOrUpdatedRows ?? 0) > 0;
   }
@@ -366,7 +469,10 @@ export class NotificationService {
     if (window <= 0 || now - this.lastPrune < window) return;
     this.lastPrune = now;
     try {
-      await this.deps.db.deleteFrom('notification_dedupe').where('sent_at', '<', now - window).execute();
+      await this.deps.db
+        .deleteFrom('notification_dedupe')
+        .where('sent_at', '<', now - window)
+        .execute();
     } catch (err) {
       this.deps.log.warn({ err }, 'pruning notification de-duplication keys failed');
     }
@@ -391,7 +497,10 @@ export class NotificationService {
 
   /** How many of the user's items are unread (of the homes of an API key restricted to some). */
   async unreadCount(p: Pick<Principal, 'userId' | 'homeIds'>): Promise<number> {
-    const r = await this.mine(p).select((eb) => eb.fn.countAll<number>().as('n')).where('read_at', 'is', null).executeTakeFirst();
+    const r = await this.mine(p)
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('read_at', 'is', null)
+      .executeTakeFirst();
     return Number(r?.n ?? 0);
   }
 
@@ -409,7 +518,9 @@ export class NotificationService {
     const now = clock.now();
     await db.updateTable('notification_inbox').set({ read_at: now }).where('id', '=', itemId).where('read_at', 'is', null).execute();
     const item = inboxItem({ ...row, read_at: now });
-    this.deps.stream.publish('notification', null, row.home_id, { action: 'read', ids: [itemId], unread: await this.unreadCount({ userId: p.userId }) }, now, { userId: p.userId });
+    this.deps.stream.publish('notification', null, row.home_id, { action: 'read', ids: [itemId], unread: await this.unreadCount({ userId: p.userId }) }, now, {
+      userId: p.userId,
+    });
     return item;
   }
 
@@ -420,7 +531,10 @@ export class NotificationService {
   async markAllRead(p: Principal, homeId?: string): Promise<number> {
     const { db, clock } = this.deps;
     const now = clock.now();
-    let unread = this.mine(p).select((eb) => ['home_id', eb.fn.countAll<number>().as('n')]).where('read_at', 'is', null).groupBy('home_id');
+    let unread = this.mine(p)
+      .select((eb) => ['home_id', eb.fn.countAll<number>().as('n')])
+      .where('read_at', 'is', null)
+      .groupBy('home_id');
     if (homeId) unread = unread.where('home_id', '=', homeId);
     const byHome = await unread.execute();
     if (!byHome.length) return 0;
@@ -428,7 +542,8 @@ export class NotificationService {
     if (homeId) update = update.where('home_id', '=', homeId);
     const r = await update.executeTakeFirst();
     const left = await this.unreadCount({ userId: p.userId });
-    for (const h of byHome) this.deps.stream.publish('notification', null, h.home_id, { action: 'read-all', count: Number(h.n), unread: left }, now, { userId: p.userId });
+    for (const h of byHome)
+      this.deps.stream.publish('notification', null, h.home_id, { action: 'read-all', count: Number(h.n), unread: left }, now, { userId: p.userId });
     return Number(r.numUpdatedRows ?? 0);
   }
 
@@ -440,10 +555,12 @@ export class NotificationService {
   /** Replaces the caller's preferences for a home; omitted parts take their defaults. Guests have none. */
   async setPreferences(p: Principal, homeId: string, input: PreferencesInput): Promise<NotificationPreferences> {
     const role = await this.deps.access.requireHome(p, homeId, 'control');
-    if (role === 'guest') throw new HearthError('E_FORBIDDEN', "guests get only the notifications sent to them by name, with the default preferences");
+    if (role === 'guest') throw new HearthError('E_FORBIDDEN', 'guests get only the notifications sent to them by name, with the default preferences');
     const prefs = withDefaults(input);
     const now = this.deps.clock.now();
-    await this.deps.db.insertInto('notification_preferences').values({ user_id: p.userId, home_id: homeId, prefs: toJson(prefs), updated_at: now })
+    await this.deps.db
+      .insertInto('notification_preferences')
+      .values({ user_id: p.userId, home_id: homeId, prefs: toJson(prefs), updated_at: now })
       .onConflict((oc) => oc.columns(['user_id', 'home_id']).doUpdateSet({ prefs: toJson(prefs), updated_at: now }))
       .execute();
     return prefs;
@@ -453,12 +570,24 @@ export class NotificationService {
     await this.deps.access.requireHome(p, homeId, 'configure');
     checkUrl(input.url, this.urls);
     // Every notification of the home goes to each channel: their number bounds the fan-out.
-    const { n } = await this.deps.db.selectFrom('notification_channels').select((eb) => eb.fn.countAll<number>().as('n')).where('home_id', '=', homeId).executeTakeFirstOrThrow();
-    if (Number(n) >= MAX_CHANNELS_PER_HOME) throw new HearthError('E_CONFLICT', `a home has at most ${MAX_CHANNELS_PER_HOME} notification channels; delete one first`);
+    const { n } = await this.deps.db
+      .selectFrom('notification_channels')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('home_id', '=', homeId)
+      .executeTakeFirstOrThrow();
+    if (Number(n) >= MAX_CHANNELS_PER_HOME)
+      throw new HearthError('E_CONFLICT', `a home has at most ${MAX_CHANNELS_PER_HOME} notification channels; delete one first`);
     const row: ChannelRow = {
-      id: newId('nc'), home_id: homeId, type: input.type, name: input.name, url: input.url, secret: input.secret ?? null,
-      kinds: input.kinds ? toJson([...new Set(input.kinds)]) : null, min_severity: input.minSeverity ?? 'info',
-      created_at: this.deps.clock.now(), created_by: p.keyId ? `key:${p.keyId}` : `user:${p.userId}`,
+      id: newId('nc'),
+      home_id: homeId,
+      type: input.type,
+      name: input.name,
+      url: input.url,
+      secret: input.secret ?? null,
+      kinds: input.kinds ? toJson([...new Set(input.kinds)]) : null,
+      min_severity: input.minSeverity ?? 'info',
+      created_at: this.deps.clock.now(),
+      created_by: p.keyId ? `key:${p.keyId}` : `user:${p.userId}`,
     };
     await this.deps.db.insertInto('notification_channels').values(row).execute();
     return channelView(row);
@@ -499,10 +628,14 @@ export class NotificationService {
   async subscribe(p: Principal, sub: { endpoint: string; keys: { p256dh: string; auth: string } }): Promise<PushSubscriptionView> {
     checkUrl(sub.endpoint, this.urls, 'body.endpoint');
     const key = Buffer.from(sub.keys.p256dh, 'base64url');
-    if (key.length !== 65 || key[0] !== 4) throw new HearthError('E_VALIDATION', 'keys.p256dh must be an uncompressed P-256 public key (65 bytes, base64url)', { field: 'body.keys.p256dh' });
-    if (Buffer.from(sub.keys.auth, 'base64url').length !== 16) throw new HearthError('E_VALIDATION', 'keys.auth must be 16 bytes, base64url', { field: 'body.keys.auth' });
+    if (key.length !== 65 || key[0] !== 4)
+      throw new HearthError('E_VALIDATION', 'keys.p256dh must be an uncompressed P-256 public key (65 bytes, base64url)', { field: 'body.keys.p256dh' });
+    if (Buffer.from(sub.keys.auth, 'base64url').length !== 16)
+      throw new HearthError('E_VALIDATION', 'keys.auth must be 16 bytes, base64url', { field: 'body.keys.auth' });
     const now = this.deps.clock.now();
-    const row = await this.deps.db.insertInto('push_subscriptions').values({ id: newId('ps'), user_id: p.userId, endpoint: sub.endpoint, p256dh: sub.keys.p256dh, auth: sub.keys.auth, created_at: now })
+    const row = await this.deps.db
+      .insertInto('push_subscriptions')
+      .values({ id: newId('ps'), user_id: p.userId, endpoint: sub.endpoint, p256dh: sub.keys.p256dh, auth: sub.keys.auth, created_at: now })
       .onConflict((oc) => oc.column('endpoint').doUpdateSet({ user_id: p.userId, p256dh: sub.keys.p256dh, auth: sub.keys.auth }))
       .returning(['id', 'endpoint', 'created_at'])
       .executeTakeFirstOrThrow();
@@ -523,7 +656,9 @@ export class NotificationService {
   /** Registers a mobile device token for the caller; a token known for another user moves to the caller. */
   async registerToken(p: Principal, input: { platform: 'fcm' | 'apns'; token: string }): Promise<PushTokenView> {
     const now = this.deps.clock.now();
-    const row = await this.deps.db.insertInto('push_tokens').values({ id: newId('pt'), user_id: p.userId, platform: input.platform, token: input.token, created_at: now })
+    const row = await this.deps.db
+      .insertInto('push_tokens')
+      .values({ id: newId('pt'), user_id: p.userId, platform: input.platform, token: input.token, created_at: now })
       .onConflict((oc) => oc.columns(['platform', 'token']).doUpdateSet({ user_id: p.userId }))
       .returning(['id', 'platform', 'created_at'])
       .executeTakeFirstOrThrow();
@@ -536,9 +671,24 @@ export class NotificationService {
    * every one, so their number bounds the fan-out; the oldest are usually stale anyway.
    */
   private async keepNewest(table: 'push_subscriptions' | 'push_tokens', userId: string): Promise<void> {
-    const old = await this.deps.db.selectFrom(table).select('id').where('user_id', '=', userId)
-      .orderBy('created_at', 'desc').orderBy('id', 'desc').limit(1000).offset(MAX_PUSH_TARGETS_PER_USER).execute();
-    if (old.length) await this.deps.db.deleteFrom(table).where('id', 'in', old.map((r) => r.id)).execute();
+    const old = await this.deps.db
+      .selectFrom(table)
+      .select('id')
+      .where('user_id', '=', userId)
+      .orderBy('created_at', 'desc')
+      .orderBy('id', 'desc')
+      .limit(1000)
+      .offset(MAX_PUSH_TARGETS_PER_USER)
+      .execute();
+    if (old.length)
+      await this.deps.db
+        .deleteFrom(table)
+        .where(
+          'id',
+          'in',
+          old.map((r) => r.id),
+        )
+        .execute();
   }
 
   async listTokens(p: Principal): Promise<PushTokenView[]> {
@@ -582,14 +732,31 @@ function ownedBy(p: Pick<Principal, 'userId' | 'homeIds'>) {
 
 function inboxItem(r: Database['notification_inbox']): InboxItem {
   return {
-    id: r.id, notificationId: r.notification_id, homeId: r.home_id, kind: r.kind, severity: r.severity as Severity, title: r.title, body: r.body,
-    data: fromJson<Record<string, unknown> | null>(r.data) ?? {}, source: r.source, createdAt: iso(r.created_at), readAt: r.read_at == null ? null : iso(r.read_at),
+    id: r.id,
+    notificationId: r.notification_id,
+    homeId: r.home_id,
+    kind: r.kind,
+    severity: r.severity as Severity,
+    title: r.title,
+    body: r.body,
+    data: fromJson<Record<string, unknown> | null>(r.data) ?? {},
+    source: r.source,
+    createdAt: iso(r.created_at),
+    readAt: r.read_at == null ? null : iso(r.read_at),
   };
 }
 
 function channelView(r: ChannelRow): HomeChannelView {
   return {
-    id: r.id, homeId: r.home_id, type: r.type as HomeChannelType, name: r.name, url: r.url, hasSecret: r.secret != null,
-    kinds: fromJson<string[] | null>(r.kinds), minSeverity: r.min_severity as Severity, createdAt: iso(r.created_at), createdBy: r.created_by,
+    id: r.id,
+    homeId: r.home_id,
+    type: r.type as HomeChannelType,
+    name: r.name,
+    url: r.url,
+    hasSecret: r.secret != null,
+    kinds: fromJson<string[] | null>(r.kinds),
+    minSeverity: r.min_severity as Severity,
+    createdAt: iso(r.created_at),
+    createdBy: r.created_by,
   };
 }

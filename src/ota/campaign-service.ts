@@ -111,13 +111,39 @@ export interface OtaObserver {
 }
 
 type CampaignRow = {
-  id: string; name: string; product_key: string; firmware_id: string; target: string; waves: string; abort: string | null; window: string | null;
-  timeout_ms: number; allow_downgrade: number; state: string; wave: number; soak_until: number | null; reason: string | null;
-  created_by: string; created_at: number; updated_at: number; finished_at: number | null;
+  id: string;
+  name: string;
+  product_key: string;
+  firmware_id: string;
+  target: string;
+  waves: string;
+  abort: string | null;
+  window: string | null;
+  timeout_ms: number;
+  allow_downgrade: number;
+  state: string;
+  wave: number;
+  soak_until: number | null;
+  reason: string | null;
+  created_by: string;
+  created_at: number;
+  updated_at: number;
+  finished_at: number | null;
 };
 type JobRow = {
-  id: string; campaign_id: string; device_id: string; hub_id: string | null; wave: number; state: string; progress: number | null; error: string | null;
-  from_version: string | null; created_at: number; sent_at: number | null; updated_at: number; finished_at: number | null;
+  id: string;
+  campaign_id: string;
+  device_id: string;
+  hub_id: string | null;
+  wave: number;
+  state: string;
+  progress: number | null;
+  error: string | null;
+  from_version: string | null;
+  created_at: number;
+  sent_at: number | null;
+  updated_at: number;
+  finished_at: number | null;
 };
 
 const iso = (n: number | null | undefined) => (n == null ? null : new Date(Number(n)).toISOString());
@@ -147,32 +173,57 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
 export class CampaignService {
   private readonly unsubs: Unsubscribe[] = [];
 
-  constructor(private readonly deps: {
-    db: Db; bus: Bus; log: Logger; clock: Clock; timers: TimerService; shards: ShardManager;
-    devices: DeviceService; presence: PresenceService; access: AccessService; firmware: FirmwareService;
-    audit: AuditService; stream: StreamService;
-    /** A home's zone and owner (no access check). */
-    home: (homeId: string) => Promise<{ timezone: string; ownerId: string } | undefined>;
-    notify: (req: NotifyRequest) => Promise<unknown>;
-    observer?: OtaObserver;
-    tickMs: number;
-  }) {}
+  constructor(
+    private readonly deps: {
+      db: Db;
+      bus: Bus;
+      log: Logger;
+      clock: Clock;
+      timers: TimerService;
+      shards: ShardManager;
+      devices: DeviceService;
+      presence: PresenceService;
+      access: AccessService;
+      firmware: FirmwareService;
+      audit: AuditService;
+      stream: StreamService;
+      /** A home's zone and owner (no access check). */
+      home: (homeId: string) => Promise<{ timezone: string; ownerId: string } | undefined>;
+      notify: (req: NotifyRequest) => Promise<unknown>;
+      observer?: OtaObserver;
+      tickMs: number;
+    },
+  ) {}
 
   /** Takes the OTA timers and presence changes; on workers only (devices' shards live there). */
   start(): void {
     this.unsubs.push(this.deps.timers.onFire(TIMER_OWNER, (f) => this.tick((f.payload as { campaign: string }).campaign)));
-    this.unsubs.push(this.deps.bus.subscribe(subjects.presence('*'), (m) => {
-      // The worker owning the device's shard sends its waiting jobs (every node hears the event).
-      if (m.data.online && this.deps.shards.ownsDevice(m.data.deviceId)) {
-        void this.resend(m.data.deviceId).catch((err) => this.deps.log.warn({ err, deviceId: m.data.deviceId }, 'ota: could not send waiting jobs'));
-      }
-    }, { name: 'ota.presence' }));
-    this.unsubs.push(this.deps.bus.subscribe(subjects.reported('*'), (m) => {
-      const v = m.data.values.firmware;
-      if (typeof v === 'string' && this.deps.shards.ownsDevice(m.data.deviceId)) {
-        void this.versionReported(m.data.deviceId, v, m.data.at).catch((err) => this.deps.log.warn({ err, deviceId: m.data.deviceId }, 'ota: firmware version not recorded'));
-      }
-    }, { name: 'ota.firmware-property' }));
+    this.unsubs.push(
+      this.deps.bus.subscribe(
+        subjects.presence('*'),
+        (m) => {
+          // The worker owning the device's shard sends its waiting jobs (every node hears the event).
+          if (m.data.online && this.deps.shards.ownsDevice(m.data.deviceId)) {
+            void this.resend(m.data.deviceId).catch((err) => this.deps.log.warn({ err, deviceId: m.data.deviceId }, 'ota: could not send waiting jobs'));
+          }
+        },
+        { name: 'ota.presence' },
+      ),
+    );
+    this.unsubs.push(
+      this.deps.bus.subscribe(
+        subjects.reported('*'),
+        (m) => {
+          const v = m.data.values.firmware;
+          if (typeof v === 'string' && this.deps.shards.ownsDevice(m.data.deviceId)) {
+            void this.versionReported(m.data.deviceId, v, m.data.at).catch((err) =>
+              this.deps.log.warn({ err, deviceId: m.data.deviceId }, 'ota: firmware version not recorded'),
+            );
+          }
+        },
+        { name: 'ota.firmware-property' },
+      ),
+    );
   }
 
   stop(): void {
@@ -184,14 +235,16 @@ export class CampaignService {
   async create(input: CreateCampaign, actor: string): Promise<Campaign & { skipped: Record<string, number> }> {
     const { db, clock } = this.deps;
     const fw = await this.deps.firmware.require(input.firmware);
-    if (fw.product !== input.product) throw new HearthError('E_VALIDATION', `firmware ${fw.id} is for product "${fw.product}", not "${input.product}"`, { field: 'body.firmware' });
+    if (fw.product !== input.product)
+      throw new HearthError('E_VALIDATION', `firmware ${fw.id} is for product "${fw.product}", not "${input.product}"`, { field: 'body.firmware' });
     const waves = input.waves ?? ALL_AT_ONCE;
     const wp = wavesProblem(waves);
     if (wp) throw new HearthError('E_VALIDATION', wp, { field: 'body.waves' });
     const target = input.target ?? {};
     for (const k of ['min', 'below'] as const) {
       const v = target.versions?.[k];
-      if (v !== undefined && !isSemVer(v)) throw new HearthError('E_VALIDATION', `target.versions.${k} "${v}" is not a semantic version`, { field: `body.target.versions.${k}` });
+      if (v !== undefined && !isSemVer(v))
+        throw new HearthError('E_VALIDATION', `target.versions.${k} "${v}" is not a semantic version`, { field: `body.target.versions.${k}` });
     }
     const now = clock.now();
     const startAt = input.startAt === undefined ? now : Date.parse(input.startAt);
@@ -200,25 +253,66 @@ export class CampaignService {
     const { jobs, skipped } = await this.plan(fw, target, waves, input.allowDowngrade === true);
     const id = newId('ota');
     const row: CampaignRow = {
-      id, name: input.name, product_key: input.product, firmware_id: fw.id, target: toJson(target), waves: toJson(waves),
-      abort: input.abort ? toJson(input.abort) : null, window: input.window ? toJson(input.window) : null,
-      timeout_ms: Math.round((input.timeoutMinutes ?? DEFAULT_TIMEOUT_MINUTES) * 60_000), allow_downgrade: input.allowDowngrade ? 1 : 0,
-      state: startAt > now ? 'scheduled' : 'running', wave: 0, soak_until: null, reason: null,
-      created_by: actor, created_at: now, updated_at: now, finished_at: null,
+      id,
+      name: input.name,
+      product_key: input.product,
+      firmware_id: fw.id,
+      target: toJson(target),
+      waves: toJson(waves),
+      abort: input.abort ? toJson(input.abort) : null,
+      window: input.window ? toJson(input.window) : null,
+      timeout_ms: Math.round((input.timeoutMinutes ?? DEFAULT_TIMEOUT_MINUTES) * 60_000),
+      allow_downgrade: input.allowDowngrade ? 1 : 0,
+      state: startAt > now ? 'scheduled' : 'running',
+      wave: 0,
+      soak_until: null,
+      reason: null,
+      created_by: actor,
+      created_at: now,
+      updated_at: now,
+      finished_at: null,
     };
     await db.transaction().execute(async (tx) => {
       await tx.insertInto('ota_campaigns').values(row).execute();
       for (let i = 0; i < jobs.length; i += INSERT_BATCH) {
-        await tx.insertInto('ota_jobs').values(jobs.slice(i, i + INSERT_BATCH).map((j) => ({
-          id: newId('j'), campaign_id: id, device_id: j.device.id, hub_id: j.device.parentId, wave: j.wave, state: 'queued',
-          progress: null, error: null, from_version: j.fromVersion, created_at: now, sent_at: null, updated_at: now, finished_at: null,
-        }))).execute();
+        await tx
+          .insertInto('ota_jobs')
+          .values(
+            jobs.slice(i, i + INSERT_BATCH).map((j) => ({
+              id: newId('j'),
+              campaign_id: id,
+              device_id: j.device.id,
+              hub_id: j.device.parentId,
+              wave: j.wave,
+              state: 'queued',
+              progress: null,
+              error: null,
+              from_version: j.fromVersion,
+              created_at: now,
+              sent_at: null,
+              updated_at: now,
+              finished_at: null,
+            })),
+          )
+          .execute();
       }
     });
     this.deps.observer?.otaJob('queued');
-    this.deps.audit.record({ actor, action: 'ota.campaign.create', targetType: 'ota-campaign', targetId: id, details: { name: input.name, product: input.product, firmware: fw.id, version: fw.version, devices: jobs.length, skipped } });
+    this.deps.audit.record({
+      actor,
+      action: 'ota.campaign.create',
+      targetType: 'ota-campaign',
+      targetId: id,
+      details: { name: input.name, product: input.product, firmware: fw.id, version: fw.version, devices: jobs.length, skipped },
+    });
     this.announce(row, 'created');
-    await this.deps.timers.upsert({ key: timerKey(id), owner: TIMER_OWNER, shardKey: id, spec: { kind: 'at', at: Math.max(now, startAt) }, payload: { campaign: id } });
+    await this.deps.timers.upsert({
+      key: timerKey(id),
+      owner: TIMER_OWNER,
+      shardKey: id,
+      spec: { kind: 'at', at: Math.max(now, startAt) },
+      payload: { campaign: id },
+    });
     return { ...(await this.require(id)), skipped };
   }
 
@@ -230,7 +324,8 @@ export class CampaignService {
       for (const id of new Set(target.devices)) {
         const d = await devices.get(id);
         if (!d) throw new HearthError('E_DEVICE_NOT_FOUND', `device "${id}" does not exist`, { field: 'body.target.devices' });
-        if (d.productKey !== fw.product) throw new HearthError('E_VALIDATION', `device "${id}" is a "${d.productKey}", not a "${fw.product}"`, { field: 'body.target.devices' });
+        if (d.productKey !== fw.product)
+          throw new HearthError('E_VALIDATION', `device "${id}" is a "${d.productKey}", not a "${fw.product}"`, { field: 'body.target.devices' });
         candidates.push(d);
       }
     } else {
@@ -251,9 +346,18 @@ export class CampaignService {
       if (target.versions && !inRange(current, target.versions)) continue;
       if (current !== null && isSemVer(current)) {
         const cmp = compareSemVer(current, fw.version);
-        if (cmp === 0) { skip('alreadyOnVersion'); continue; }
-        if (cmp > 0 && !allowDowngrade) { skip('newerVersion'); continue; }
-        if (fw.minVersion && compareSemVer(current, fw.minVersion) < 0) { skip('belowMinVersion'); continue; }
+        if (cmp === 0) {
+          skip('alreadyOnVersion');
+          continue;
+        }
+        if (cmp > 0 && !allowDowngrade) {
+          skip('newerVersion');
+          continue;
+        }
+        if (fw.minVersion && compareSemVer(current, fw.minVersion) < 0) {
+          skip('belowMinVersion');
+          continue;
+        }
       } else if (fw.minVersion) {
         skip('unknownVersion');
         continue;
@@ -266,7 +370,11 @@ export class CampaignService {
   private async versionsOf(ids: string[]): Promise<Map<string, string>> {
     const out = new Map<string, string>();
     for (let i = 0; i < ids.length; i += 500) {
-      const rows = await this.deps.db.selectFrom('ota_device_versions').select(['device_id', 'version']).where('device_id', 'in', ids.slice(i, i + 500)).execute();
+      const rows = await this.deps.db
+        .selectFrom('ota_device_versions')
+        .select(['device_id', 'version'])
+        .where('device_id', 'in', ids.slice(i, i + 500))
+        .execute();
       for (const r of rows) out.set(r.device_id, r.version);
     }
     return out;
@@ -306,24 +414,46 @@ export class CampaignService {
   }
 
   private async counts(campaignId: string, wave?: number): Promise<CampaignCounts & Record<JobState, number>> {
-    let q = this.deps.db.selectFrom('ota_jobs').select(['state', (eb) => eb.fn.countAll<number>().as('n')]).where('campaign_id', '=', campaignId);
+    let q = this.deps.db
+      .selectFrom('ota_jobs')
+      .select(['state', (eb) => eb.fn.countAll<number>().as('n')])
+      .where('campaign_id', '=', campaignId);
     if (wave !== undefined) q = q.where('wave', '=', wave);
     const rows = await q.groupBy('state').execute();
     const by = Object.fromEntries(['queued', ...ACTIVE, ...ENDED].map((s) => [s, 0])) as Record<JobState, number>;
     for (const r of rows) by[r.state as JobState] = Number(r.n);
     return {
       ...by,
-      pending: by.queued, inProgress: ACTIVE.reduce((s, k) => s + by[k], 0), succeeded: by.succeeded, failed: by.failed, cancelled: by.cancelled,
+      pending: by.queued,
+      inProgress: ACTIVE.reduce((s, k) => s + by[k], 0),
+      succeeded: by.succeeded,
+      failed: by.failed,
+      cancelled: by.cancelled,
     };
   }
 
   private view(r: CampaignRow, version: string, counts: CampaignCounts): Campaign {
     return {
-      id: r.id, name: r.name, product: r.product_key, firmware: r.firmware_id, version, state: r.state as CampaignState, wave: Number(r.wave),
-      waves: fromJson<Wave[]>(r.waves), target: fromJson<CampaignTarget>(r.target), abort: fromJson<AbortGates | null>(r.abort), window: fromJson<UpdateWindow | null>(r.window),
-      timeoutMinutes: Number(r.timeout_ms) / 60_000, allowDowngrade: Number(r.allow_downgrade) === 1, soakUntil: iso(r.soak_until), reason: r.reason,
+      id: r.id,
+      name: r.name,
+      product: r.product_key,
+      firmware: r.firmware_id,
+      version,
+      state: r.state as CampaignState,
+      wave: Number(r.wave),
+      waves: fromJson<Wave[]>(r.waves),
+      target: fromJson<CampaignTarget>(r.target),
+      abort: fromJson<AbortGates | null>(r.abort),
+      window: fromJson<UpdateWindow | null>(r.window),
+      timeoutMinutes: Number(r.timeout_ms) / 60_000,
+      allowDowngrade: Number(r.allow_downgrade) === 1,
+      soakUntil: iso(r.soak_until),
+      reason: r.reason,
       counts: { pending: counts.pending, inProgress: counts.inProgress, succeeded: counts.succeeded, failed: counts.failed, cancelled: counts.cancelled },
-      createdBy: r.created_by, createdAt: iso(r.created_at)!, updatedAt: iso(r.updated_at)!, finishedAt: iso(r.finished_at),
+      createdBy: r.created_by,
+      createdAt: iso(r.created_at)!,
+      updatedAt: iso(r.updated_at)!,
+      finishedAt: iso(r.finished_at),
     };
   }
 
@@ -345,9 +475,12 @@ export class CampaignService {
     const c = await this.require(id);
     const now = this.deps.clock.now();
     const done = to === 'cancelled' || to === 'aborted' || to === 'completed';
-    const r = await this.deps.db.updateTable('ota_campaigns')
+    const r = await this.deps.db
+      .updateTable('ota_campaigns')
       .set({ state: to, updated_at: now, ...(done ? { finished_at: now, reason: reason ?? null } : {}) })
-      .where('id', '=', id).where('state', 'in', from).executeTakeFirst();
+      .where('id', '=', id)
+      .where('state', 'in', from)
+      .executeTakeFirst();
     if (Number(r.numUpdatedRows) === 0) throw new HearthError('E_CONFLICT', `campaign ${id} is ${c.state}: it cannot become ${to}`, { state: c.state });
     if (done) await this.cancelQueued(id, reason ?? to);
     this.deps.audit.record({ actor, action, targetType: 'ota-campaign', targetId: id, details: { from: c.state, to } });
@@ -361,8 +494,12 @@ export class CampaignService {
 
   private async cancelQueued(campaignId: string, reason: string): Promise<void> {
     const now = this.deps.clock.now();
-    const r = await this.deps.db.updateTable('ota_jobs').set({ state: 'cancelled', error: reason, updated_at: now, finished_at: now })
-      .where('campaign_id', '=', campaignId).where('state', '=', 'queued').executeTakeFirst();
+    const r = await this.deps.db
+      .updateTable('ota_jobs')
+      .set({ state: 'cancelled', error: reason, updated_at: now, finished_at: now })
+      .where('campaign_id', '=', campaignId)
+      .where('state', '=', 'queued')
+      .executeTakeFirst();
     for (let i = 0; i < Number(r.numUpdatedRows); i++) this.deps.observer?.otaJob('cancelled');
   }
 
@@ -382,7 +519,12 @@ export class CampaignService {
     await this.arm(id, now + this.deps.tickMs);
     let state = row.state as CampaignState;
     if (state === 'scheduled') {
-      const moved = await db.updateTable('ota_campaigns').set({ state: 'running', updated_at: now }).where('id', '=', id).where('state', '=', 'scheduled').executeTakeFirst();
+      const moved = await db
+        .updateTable('ota_campaigns')
+        .set({ state: 'running', updated_at: now })
+        .where('id', '=', id)
+        .where('state', '=', 'scheduled')
+        .executeTakeFirst();
       if (Number(moved.numUpdatedRows) === 0) return;
       state = 'running';
       this.announce({ ...row, state }, 'running');
@@ -401,28 +543,61 @@ export class CampaignService {
     // The wave's jobs all ended: soak, then the next wave (or done).
     const soakMs = (waves[wave]?.soakMinutes ?? 0) * 60_000;
     if (row.soak_until == null && soakMs > 0) {
-      await db.updateTable('ota_campaigns').set({ soak_until: now + soakMs, updated_at: now }).where('id', '=', id).where('wave', '=', wave).execute();
+      await db
+        .updateTable('ota_campaigns')
+        .set({ soak_until: now + soakMs, updated_at: now })
+        .where('id', '=', id)
+        .where('wave', '=', wave)
+        .execute();
       this.announce({ ...row, soak_until: now + soakMs }, 'soaking');
       return;
     }
     if (row.soak_until != null && now < Number(row.soak_until)) return;
     if (wave + 1 >= waves.length) {
-      const done = await db.updateTable('ota_campaigns').set({ state: 'completed', updated_at: now, finished_at: now, soak_until: null })
-        .where('id', '=', id).where('state', '=', 'running').where('wave', '=', wave).executeTakeFirst();
+      const done = await db
+        .updateTable('ota_campaigns')
+        .set({ state: 'completed', updated_at: now, finished_at: now, soak_until: null })
+        .where('id', '=', id)
+        .where('state', '=', 'running')
+        .where('wave', '=', wave)
+        .executeTakeFirst();
       if (Number(done.numUpdatedRows) > 0) {
-        this.deps.audit.record({ actor: 'system', action: 'ota.campaign.complete', targetType: 'ota-campaign', targetId: id, details: { waves: waves.length } });
+        this.deps.audit.record({
+          actor: 'system',
+          action: 'ota.campaign.complete',
+          targetType: 'ota-campaign',
+          targetId: id,
+          details: { waves: waves.length },
+        });
         this.announce({ ...row, state: 'completed' }, 'completed');
         await this.deps.timers.cancel(timerKey(id));
       }
       return;
     }
     // Compare-and-set on the wave: a tick that raced this one (it cannot, but a hand-over might) starts it once.
-    const next = await db.updateTable('ota_campaigns').set({ wave: wave + 1, soak_until: null, updated_at: now })
-      .where('id', '=', id).where('state', '=', 'running').where('wave', '=', wave).executeTakeFirst();
+    const next = await db
+      .updateTable('ota_campaigns')
+      .set({ wave: wave + 1, soak_until: null, updated_at: now })
+      .where('id', '=', id)
+      .where('state', '=', 'running')
+      .where('wave', '=', wave)
+      .executeTakeFirst();
     if (Number(next.numUpdatedRows) === 0) return;
     // Timeouts of devices that stay offline count from here.
-    await db.updateTable('ota_jobs').set({ updated_at: now }).where('campaign_id', '=', id).where('wave', '=', wave + 1).where('state', '=', 'queued').execute();
-    this.deps.audit.record({ actor: 'system', action: 'ota.campaign.wave', targetType: 'ota-campaign', targetId: id, details: { wave: wave + 1, percent: waves[wave + 1].percent } });
+    await db
+      .updateTable('ota_jobs')
+      .set({ updated_at: now })
+      .where('campaign_id', '=', id)
+      .where('wave', '=', wave + 1)
+      .where('state', '=', 'queued')
+      .execute();
+    this.deps.audit.record({
+      actor: 'system',
+      action: 'ota.campaign.wave',
+      targetType: 'ota-campaign',
+      targetId: id,
+      details: { wave: wave + 1, percent: waves[wave + 1].percent },
+    });
     this.announce({ ...row, wave: wave + 1 }, 'wave');
     await this.dispatch({ ...row, wave: wave + 1 }, wave + 1, now);
   }
@@ -431,13 +606,25 @@ export class CampaignService {
   private async expire(row: CampaignRow, now: number): Promise<void> {
     const limit = now - Number(row.timeout_ms);
     const { db } = this.deps;
-    const sent = await db.updateTable('ota_jobs').set({ state: 'failed', error: 'timeout: the device did not finish in time', updated_at: now, finished_at: now })
-      .where('campaign_id', '=', row.id).where('state', 'in', ACTIVE).where('sent_at', '<', limit).returning(['id', 'device_id']).execute();
+    const sent = await db
+      .updateTable('ota_jobs')
+      .set({ state: 'failed', error: 'timeout: the device did not finish in time', updated_at: now, finished_at: now })
+      .where('campaign_id', '=', row.id)
+      .where('state', 'in', ACTIVE)
+      .where('sent_at', '<', limit)
+      .returning(['id', 'device_id'])
+      .execute();
     // With a window, a device may wait up to a day for its window to open before its time runs.
     const queuedLimit = row.window ? limit - 86_400_000 : limit;
-    const queued = await db.updateTable('ota_jobs').set({ state: 'failed', error: 'timeout: the device was offline for its whole turn', updated_at: now, finished_at: now })
-      .where('campaign_id', '=', row.id).where('state', '=', 'queued').where('wave', '<=', Number(row.wave)).where('updated_at', '<', queuedLimit)
-      .returning(['id', 'device_id']).execute();
+    const queued = await db
+      .updateTable('ota_jobs')
+      .set({ state: 'failed', error: 'timeout: the device was offline for its whole turn', updated_at: now, finished_at: now })
+      .where('campaign_id', '=', row.id)
+      .where('state', '=', 'queued')
+      .where('wave', '<=', Number(row.wave))
+      .where('updated_at', '<', queuedLimit)
+      .returning(['id', 'device_id'])
+      .execute();
     for (const j of [...sent, ...queued]) {
       this.deps.observer?.otaJob('failed');
       this.jobEvent(row.id, j.id, j.device_id, 'failed', null, 'timeout');
@@ -445,7 +632,13 @@ export class CampaignService {
   }
 
   private async offlineAfterUpdate(campaignId: string, wave: number): Promise<number> {
-    const rows = await this.deps.db.selectFrom('ota_jobs').select('device_id').where('campaign_id', '=', campaignId).where('wave', '=', wave).where('state', '=', 'succeeded').execute();
+    const rows = await this.deps.db
+      .selectFrom('ota_jobs')
+      .select('device_id')
+      .where('campaign_id', '=', campaignId)
+      .where('wave', '=', wave)
+      .where('state', '=', 'succeeded')
+      .execute();
     let n = 0;
     for (const r of rows) if (!(await this.deps.presence.get(r.device_id)).online) n++;
     return n;
@@ -453,8 +646,12 @@ export class CampaignService {
 
   private async abort(row: CampaignRow, wave: number, reason: string): Promise<void> {
     const now = this.deps.clock.now();
-    const r = await this.deps.db.updateTable('ota_campaigns').set({ state: 'aborted', reason, updated_at: now, finished_at: now })
-      .where('id', '=', row.id).where('state', '=', 'running').executeTakeFirst();
+    const r = await this.deps.db
+      .updateTable('ota_campaigns')
+      .set({ state: 'aborted', reason, updated_at: now, finished_at: now })
+      .where('id', '=', row.id)
+      .where('state', '=', 'running')
+      .executeTakeFirst();
     if (Number(r.numUpdatedRows) === 0) return;
     await this.cancelQueued(row.id, `campaign aborted: ${reason}`);
     await this.deps.timers.cancel(timerKey(row.id));
@@ -469,8 +666,14 @@ export class CampaignService {
    * failed, or may still fail); the operators see the live stream and the audit log.
    */
   private async notifyOwners(row: CampaignRow, wave: number, reason: string): Promise<void> {
-    const failed = await this.deps.db.selectFrom('ota_jobs').select('device_id').where('campaign_id', '=', row.id).where('wave', '=', wave)
-      .where('state', 'not in', ['queued', 'cancelled']).limit(10_000).execute();
+    const failed = await this.deps.db
+      .selectFrom('ota_jobs')
+      .select('device_id')
+      .where('campaign_id', '=', row.id)
+      .where('wave', '=', wave)
+      .where('state', 'not in', ['queued', 'cancelled'])
+      .limit(10_000)
+      .execute();
     const homes = new Set<string>();
     for (const f of failed) {
       const h = (await this.deps.access.placement(f.device_id))?.homeId;
@@ -480,17 +683,30 @@ export class CampaignService {
       const info = await this.deps.home(homeId);
       if (!info) continue;
       await this.deps.notify({
-        homeId, kind: 'device', severity: 'warning', users: [info.ownerId], title: 'A firmware update was stopped',
+        homeId,
+        kind: 'device',
+        severity: 'warning',
+        users: [info.ownerId],
+        title: 'A firmware update was stopped',
         body: `The update "${row.name}" was stopped because ${reason}. Devices whose update failed keep their previous firmware.`,
-        data: { campaign: row.id }, dedupeKey: `ota:${row.id}`, source: `ota:${row.id}`,
+        data: { campaign: row.id },
+        dedupeKey: `ota:${row.id}`,
+        source: `ota:${row.id}`,
       });
     }
   }
 
   /** Sends queued jobs of waves up to `wave` to devices that are online and inside the window. */
   private async dispatch(row: CampaignRow, wave: number, now: number): Promise<void> {
-    const queued = await this.deps.db.selectFrom('ota_jobs').selectAll().where('campaign_id', '=', row.id).where('state', '=', 'queued')
-      .where('wave', '<=', wave).orderBy('id').limit(DISPATCH_BATCH).execute();
+    const queued = await this.deps.db
+      .selectFrom('ota_jobs')
+      .selectAll()
+      .where('campaign_id', '=', row.id)
+      .where('state', '=', 'queued')
+      .where('wave', '<=', wave)
+      .orderBy('id')
+      .limit(DISPATCH_BATCH)
+      .execute();
     if (queued.length === 0) return;
     const fw = await this.deps.firmware.get(row.firmware_id);
     if (!fw) return;
@@ -505,7 +721,12 @@ export class CampaignService {
     if (j.hub_id && !(await presence.get(j.hub_id)).online) return false;
     if (window && !inWindow(window, await this.localHour(j.device_id, now))) return false;
     if (j.state === 'queued') {
-      const r = await this.deps.db.updateTable('ota_jobs').set({ state: 'sent', sent_at: now, updated_at: now }).where('id', '=', j.id).where('state', '=', 'queued').executeTakeFirst();
+      const r = await this.deps.db
+        .updateTable('ota_jobs')
+        .set({ state: 'sent', sent_at: now, updated_at: now })
+        .where('id', '=', j.id)
+        .where('state', '=', 'queued')
+        .executeTakeFirst();
       if (Number(r.numUpdatedRows) === 0) return false;
       this.deps.observer?.otaJob('sent');
       this.jobEvent(j.campaign_id, j.id, j.device_id, 'sent', null, null);
@@ -517,7 +738,12 @@ export class CampaignService {
   private async publishJob(j: JobRow, fw: Firmware): Promise<void> {
     const url = await this.deps.firmware.downloadUrl(fw.id, j.hub_id ?? j.device_id);
     const payload: Record<string, unknown> = {
-      job: j.id, version: fw.version, url, size: fw.size, sha256: fw.sha256, signature: fw.signature,
+      job: j.id,
+      version: fw.version,
+      url,
+      size: fw.size,
+      sha256: fw.sha256,
+      signature: fw.signature,
       ...(fw.makerSignature ? { makerSignature: fw.makerSignature } : {}),
       ...(j.hub_id ? { child: j.device_id } : {}),
     };
@@ -538,8 +764,11 @@ export class CampaignService {
    */
   async resend(deviceId: string): Promise<void> {
     const { db, clock } = this.deps;
-    const rows = await db.selectFrom('ota_jobs').innerJoin('ota_campaigns', 'ota_campaigns.id', 'ota_jobs.campaign_id')
-      .selectAll('ota_jobs').select(['ota_campaigns.firmware_id as fw', 'ota_campaigns.window as win'])
+    const rows = await db
+      .selectFrom('ota_jobs')
+      .innerJoin('ota_campaigns', 'ota_campaigns.id', 'ota_jobs.campaign_id')
+      .selectAll('ota_jobs')
+      .select(['ota_campaigns.firmware_id as fw', 'ota_campaigns.window as win'])
       .where((eb) => eb.or([eb('ota_jobs.device_id', '=', deviceId), eb('ota_jobs.hub_id', '=', deviceId)]))
       .where('ota_jobs.state', 'in', ['queued', 'sent'])
       .where('ota_campaigns.state', '=', 'running')
@@ -561,11 +790,16 @@ export class CampaignService {
    */
   async handleProgress(deviceId: string, payload: unknown, receivedAt: number): Promise<DeviceErrorPayload | undefined> {
     const bad = (message: string): DeviceErrorPayload => ({ code: 'E_BAD_MESSAGE', message });
-    if (!isObject(payload)) return bad('OTA progress is {"job": "<id>", "state": "downloading|verifying|installing|rebooting|succeeded|failed", "progress"?: 0-100, "error"?: "…", "version"?: "…"}');
+    if (!isObject(payload))
+      return bad(
+        'OTA progress is {"job": "<id>", "state": "downloading|verifying|installing|rebooting|succeeded|failed", "progress"?: 0-100, "error"?: "…", "version"?: "…"}',
+      );
     const { job, state, progress, error, version } = payload;
     if (typeof job !== 'string' || job.length > 64) return bad('"job" must be the job id the OTA message carried');
-    if (typeof state !== 'string' || !(PROGRESS_STATES as readonly string[]).includes(state)) return bad(`"state" must be one of ${PROGRESS_STATES.join(', ')}`);
-    if (progress !== undefined && !(Number.isInteger(progress) && (progress as number) >= 0 && (progress as number) <= 100)) return bad('"progress" must be an integer from 0 to 100');
+    if (typeof state !== 'string' || !(PROGRESS_STATES as readonly string[]).includes(state))
+      return bad(`"state" must be one of ${PROGRESS_STATES.join(', ')}`);
+    if (progress !== undefined && !(Number.isInteger(progress) && (progress as number) >= 0 && (progress as number) <= 100))
+      return bad('"progress" must be an integer from 0 to 100');
     if (error !== undefined && (typeof error !== 'string' || error.length > 500)) return bad('"error" must be a string of at most 500 characters');
     if (version !== undefined && (typeof version !== 'string' || version.length > 64)) return bad('"version" must be the firmware version string');
     const { db } = this.deps;
@@ -584,10 +818,18 @@ export class CampaignService {
       }
     }
     const ended = next === 'succeeded' || next === 'failed';
-    const r = await db.updateTable('ota_jobs').set({
-      state: next, progress: typeof progress === 'number' ? progress : next === 'succeeded' ? 100 : row.progress, error: why, updated_at: receivedAt,
-      ...(ended ? { finished_at: receivedAt } : {}),
-    }).where('id', '=', job).where('state', 'not in', ENDED).executeTakeFirst();
+    const r = await db
+      .updateTable('ota_jobs')
+      .set({
+        state: next,
+        progress: typeof progress === 'number' ? progress : next === 'succeeded' ? 100 : row.progress,
+        error: why,
+        updated_at: receivedAt,
+        ...(ended ? { finished_at: receivedAt } : {}),
+      })
+      .where('id', '=', job)
+      .where('state', 'not in', ENDED)
+      .executeTakeFirst();
     if (Number(r.numUpdatedRows) === 0) return undefined;
     if (typeof version === 'string' && fw) await this.recordVersion(deviceId, fw.product, version, receivedAt, next === 'succeeded' ? job : undefined);
     if (next !== row.state) this.deps.observer?.otaJob(next);
@@ -601,8 +843,13 @@ export class CampaignService {
     if (!d) return;
     await this.recordVersion(deviceId, d.productKey, version, at);
     // A job waiting for the device to come back with its new version ends here.
-    const rows = await this.deps.db.selectFrom('ota_jobs').innerJoin('ota_campaigns', 'ota_campaigns.id', 'ota_jobs.campaign_id')
-      .select(['ota_jobs.id as id', 'ota_campaigns.firmware_id as fw']).where('ota_jobs.device_id', '=', deviceId).where('ota_jobs.state', 'in', ['installing', 'rebooting']).execute();
+    const rows = await this.deps.db
+      .selectFrom('ota_jobs')
+      .innerJoin('ota_campaigns', 'ota_campaigns.id', 'ota_jobs.campaign_id')
+      .select(['ota_jobs.id as id', 'ota_campaigns.firmware_id as fw'])
+      .where('ota_jobs.device_id', '=', deviceId)
+      .where('ota_jobs.state', 'in', ['installing', 'rebooting'])
+      .execute();
     for (const r of rows) {
       const fw = await this.deps.firmware.get(r.fw);
       if (fw) await this.handleProgress(deviceId, { job: r.id, state: 'succeeded', version }, at);
@@ -610,7 +857,9 @@ export class CampaignService {
   }
 
   private async recordVersion(deviceId: string, product: string, version: string, at: number, jobId?: string): Promise<void> {
-    await this.deps.db.insertInto('ota_device_versions').values({ device_id: deviceId, product_key: product, version, reported_at: at, last_job_id: jobId ?? null })
+    await this.deps.db
+      .insertInto('ota_device_versions')
+      .values({ device_id: deviceId, product_key: product, version, reported_at: at, last_job_id: jobId ?? null })
       .onConflict((oc) => oc.column('device_id').doUpdateSet({ version, reported_at: at, product_key: product, ...(jobId ? { last_job_id: jobId } : {}) }))
       .execute();
   }
@@ -619,10 +868,15 @@ export class CampaignService {
 
   /** Devices per firmware version of a product (devices that never reported one: `unknown`). */
   async versions(product: string): Promise<{ product: string; total: number; versions: Array<{ version: string; devices: number }> }> {
-    const rows = await this.deps.db.selectFrom('ota_device_versions').select(['version', (eb) => eb.fn.countAll<number>().as('n')])
-      .where('product_key', '=', product).groupBy('version').execute();
+    const rows = await this.deps.db
+      .selectFrom('ota_device_versions')
+      .select(['version', (eb) => eb.fn.countAll<number>().as('n')])
+      .where('product_key', '=', product)
+      .groupBy('version')
+      .execute();
     const total = (await this.deps.devices.list({ product, limit: 1, offset: 0 })).total;
-    const known = rows.map((r) => ({ version: r.version, devices: Number(r.n) }))
+    const known = rows
+      .map((r) => ({ version: r.version, devices: Number(r.n) }))
       .sort((a, b) => (isSemVer(a.version) && isSemVer(b.version) ? compareSemVer(b.version, a.version) : a.version < b.version ? 1 : -1));
     const counted = known.reduce((s, v) => s + v.devices, 0);
     return { product, total, versions: total > counted ? [...known, { version: 'unknown', devices: total - counted }] : known };
@@ -631,15 +885,29 @@ export class CampaignService {
   /** A device's firmware version and its last OTA job (for the device view). */
   async deviceFirmware(deviceId: string): Promise<{ version: string | null; reportedAt: string | null; lastJob: Job | null }> {
     const v = await this.deps.db.selectFrom('ota_device_versions').selectAll().where('device_id', '=', deviceId).executeTakeFirst();
-    const last = await this.deps.db.selectFrom('ota_jobs').selectAll().where('device_id', '=', deviceId).where('state', '!=', 'queued')
-      .orderBy('updated_at', 'desc').limit(1).executeTakeFirst();
+    const last = await this.deps.db
+      .selectFrom('ota_jobs')
+      .selectAll()
+      .where('device_id', '=', deviceId)
+      .where('state', '!=', 'queued')
+      .orderBy('updated_at', 'desc')
+      .limit(1)
+      .executeTakeFirst();
     return { version: v?.version ?? null, reportedAt: iso(v?.reported_at), lastJob: last ? jobView(last) : null };
   }
 
   // ── events ─────────────────────────────────────────────────────────────────────────────
 
   private announce(row: CampaignRow, change: string): void {
-    this.deps.stream.publish('ota', null, null, { campaign: row.id, name: row.name, product: row.product_key, state: row.state, wave: Number(row.wave), change, ...(row.reason ? { reason: row.reason } : {}) });
+    this.deps.stream.publish('ota', null, null, {
+      campaign: row.id,
+      name: row.name,
+      product: row.product_key,
+      state: row.state,
+      wave: Number(row.wave),
+      change,
+      ...(row.reason ? { reason: row.reason } : {}),
+    });
   }
 
   private announceView(c: Campaign, change: string): void {
@@ -647,16 +915,35 @@ export class CampaignService {
   }
 
   private jobEvent(campaignId: string, jobId: string, deviceId: string, state: JobState, progress: number | null, error: string | null): void {
-    void this.deps.access.placement(deviceId).then((p) => {
-      this.deps.stream.publish('ota', deviceId, p?.homeId ?? null, { campaign: campaignId, job: jobId, state, ...(progress !== null ? { progress } : {}), ...(error ? { error } : {}) });
-    }, () => undefined);
+    void this.deps.access.placement(deviceId).then(
+      (p) => {
+        this.deps.stream.publish('ota', deviceId, p?.homeId ?? null, {
+          campaign: campaignId,
+          job: jobId,
+          state,
+          ...(progress !== null ? { progress } : {}),
+          ...(error ? { error } : {}),
+        });
+      },
+      () => undefined,
+    );
   }
 }
 
 function jobView(r: JobRow): Job {
   return {
-    id: r.id, campaign: r.campaign_id, device: r.device_id, hub: r.hub_id, wave: Number(r.wave), state: r.state as JobState,
-    progress: r.progress == null ? null : Number(r.progress), error: r.error, fromVersion: r.from_version,
-    createdAt: iso(r.created_at)!, sentAt: iso(r.sent_at), updatedAt: iso(r.updated_at)!, finishedAt: iso(r.finished_at),
+    id: r.id,
+    campaign: r.campaign_id,
+    device: r.device_id,
+    hub: r.hub_id,
+    wave: Number(r.wave),
+    state: r.state as JobState,
+    progress: r.progress == null ? null : Number(r.progress),
+    error: r.error,
+    fromVersion: r.from_version,
+    createdAt: iso(r.created_at)!,
+    sentAt: iso(r.sent_at),
+    updatedAt: iso(r.updated_at)!,
+    finishedAt: iso(r.finished_at),
   };
 }

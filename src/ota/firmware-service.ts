@@ -40,13 +40,30 @@ export interface UploadInput {
 }
 
 type FirmwareRow = {
-  id: string; product_key: string; version: string; size: number; sha256: string; signature: string; maker_signature: string | null;
-  notes: string | null; min_version: string | null; created_by: string; created_at: number;
+  id: string;
+  product_key: string;
+  version: string;
+  size: number;
+  sha256: string;
+  signature: string;
+  maker_signature: string | null;
+  notes: string | null;
+  min_version: string | null;
+  created_by: string;
+  created_at: number;
 };
 
 const toFirmware = (r: FirmwareRow): Firmware => ({
-  id: r.id, product: r.product_key, version: r.version, size: Number(r.size), sha256: r.sha256, signature: r.signature,
-  makerSignature: r.maker_signature, notes: r.notes, minVersion: r.min_version, createdBy: r.created_by,
+  id: r.id,
+  product: r.product_key,
+  version: r.version,
+  size: Number(r.size),
+  sha256: r.sha256,
+  signature: r.signature,
+  makerSignature: r.maker_signature,
+  notes: r.notes,
+  minVersion: r.min_version,
+  createdBy: r.created_by,
   createdAt: new Date(Number(r.created_at)).toISOString(),
 });
 
@@ -67,25 +84,34 @@ export class FirmwareService {
   private tokenKey: string | undefined;
   private downloads = 0;
 
-  constructor(private readonly deps: {
-    db: Db; log: Logger; storage: FirmwareStorage; products: ProductService;
-    /** The key download tokens are signed with (shared by every node: from the settings store). */
-    tokenSecret: () => Promise<string>;
-    /** Where devices fetch firmware from (e.g. http://hearth.example.com). */
-    baseUrl: () => string;
-    maxBytes: number;
-    downloadTtlSeconds: number;
-    maxConcurrentDownloads: number;
-  }) {}
+  constructor(
+    private readonly deps: {
+      db: Db;
+      log: Logger;
+      storage: FirmwareStorage;
+      products: ProductService;
+      /** The key download tokens are signed with (shared by every node: from the settings store). */
+      tokenSecret: () => Promise<string>;
+      /** Where devices fetch firmware from (e.g. http://hearth.example.com). */
+      baseUrl: () => string;
+      maxBytes: number;
+      downloadTtlSeconds: number;
+      maxConcurrentDownloads: number;
+    },
+  ) {}
 
   /** Stores a package: the version is checked, the image streamed to storage, hashed and signed. */
   async upload(input: UploadInput, body: AsyncIterable<Buffer> | Iterable<Buffer>, actor: string): Promise<Firmware> {
     const { db, storage } = this.deps;
     await this.deps.products.require(input.product);
-    if (!isSemVer(input.version)) throw new HearthError('E_VALIDATION', `version "${input.version}" is not a semantic version (e.g. 1.2.0)`, { field: 'querystring.version' });
-    if (input.minVersion !== undefined && !isSemVer(input.minVersion)) throw new HearthError('E_VALIDATION', `minVersion "${input.minVersion}" is not a semantic version`, { field: 'querystring.minVersion' });
-    if (input.minVersion !== undefined && compareSemVer(input.minVersion, input.version) > 0) throw new HearthError('E_VALIDATION', 'minVersion is above the version itself', { field: 'querystring.minVersion' });
-    if (input.makerSignature !== undefined && !/^[A-Za-z0-9+/=_-]{1,1024}$/.test(input.makerSignature)) throw new HearthError('E_VALIDATION', 'signature must be base64 (at most 1024 characters)', { field: 'querystring.signature' });
+    if (!isSemVer(input.version))
+      throw new HearthError('E_VALIDATION', `version "${input.version}" is not a semantic version (e.g. 1.2.0)`, { field: 'querystring.version' });
+    if (input.minVersion !== undefined && !isSemVer(input.minVersion))
+      throw new HearthError('E_VALIDATION', `minVersion "${input.minVersion}" is not a semantic version`, { field: 'querystring.minVersion' });
+    if (input.minVersion !== undefined && compareSemVer(input.minVersion, input.version) > 0)
+      throw new HearthError('E_VALIDATION', 'minVersion is above the version itself', { field: 'querystring.minVersion' });
+    if (input.makerSignature !== undefined && !/^[A-Za-z0-9+/=_-]{1,1024}$/.test(input.makerSignature))
+      throw new HearthError('E_VALIDATION', 'signature must be base64 (at most 1024 characters)', { field: 'querystring.signature' });
     await this.requireVersionFree(input.product, input.version);
     const id = newId('fw');
     const hash = createHash('sha256');
@@ -106,17 +132,33 @@ export class FirmwareService {
     try {
       if (size === 0) throw new HearthError('E_VALIDATION', 'the image is empty: send it as the request body (application/octet-stream)');
       if (input.sha256 !== undefined && input.sha256.toLowerCase() !== sha256) {
-        throw new HearthError('E_VALIDATION', `the image's SHA-256 is ${sha256}, not ${input.sha256}: it was changed or cut short on the way`, { field: 'querystring.sha256' });
+        throw new HearthError('E_VALIDATION', `the image's SHA-256 is ${sha256}, not ${input.sha256}: it was changed or cut short on the way`, {
+          field: 'querystring.sha256',
+        });
       }
       const key = await this.keyOf(input.product);
       const signature = sign(null, digest, createPrivateKey(key.privateKey)).toString('base64');
       const row: FirmwareRow = {
-        id, product_key: input.product, version: input.version, size, sha256, signature, maker_signature: input.makerSignature ?? null,
-        notes: input.notes ?? null, min_version: input.minVersion ?? null, created_by: actor, created_at: Date.now(),
+        id,
+        product_key: input.product,
+        version: input.version,
+        size,
+        sha256,
+        signature,
+        maker_signature: input.makerSignature ?? null,
+        notes: input.notes ?? null,
+        min_version: input.minVersion ?? null,
+        created_by: actor,
+        created_at: Date.now(),
       };
       // Two uploads of one version at once: the unique key lets one in.
-      const inserted = await db.insertInto('firmware').values(row).onConflict((oc) => oc.columns(['product_key', 'version']).doNothing()).executeTakeFirst();
-      if (Number(inserted.numInsertedOrUpdatedRows ?? 0) === 0) throw new HearthError('E_CONFLICT', `product "${input.product}" already has firmware ${input.version}`);
+      const inserted = await db
+        .insertInto('firmware')
+        .values(row)
+        .onConflict((oc) => oc.columns(['product_key', 'version']).doNothing())
+        .executeTakeFirst();
+      if (Number(inserted.numInsertedOrUpdatedRows ?? 0) === 0)
+        throw new HearthError('E_CONFLICT', `product "${input.product}" already has firmware ${input.version}`);
       return toFirmware(row);
     } catch (err) {
       await storage.remove(id).catch(() => undefined);
@@ -150,8 +192,12 @@ export class FirmwareService {
   /** Deletes a package that no live campaign uses (409 otherwise); its image goes with it. */
   async remove(id: string): Promise<Firmware> {
     const f = await this.require(id);
-    const used = await this.deps.db.selectFrom('ota_campaigns').select(['id', 'state']).where('firmware_id', '=', id)
-      .where('state', 'in', ['scheduled', 'running', 'paused']).executeTakeFirst();
+    const used = await this.deps.db
+      .selectFrom('ota_campaigns')
+      .select(['id', 'state'])
+      .where('firmware_id', '=', id)
+      .where('state', 'in', ['scheduled', 'running', 'paused'])
+      .executeTakeFirst();
     if (used) throw new HearthError('E_CONFLICT', `firmware ${id} is used by campaign ${used.id} (${used.state}); cancel it first`, { campaign: used.id });
     await this.deps.db.deleteFrom('firmware').where('id', '=', id).execute();
     await this.deps.storage.remove(id);
@@ -173,12 +219,16 @@ export class FirmwareService {
     if (row) return { publicKey: row.public_key, privateKey: row.private_key };
     const pair = generateKeyPairSync('ed25519');
     // Two nodes making the first key at once: one insert wins and both read it back.
-    await db.insertInto('ota_keys').values({
-      product_key: product,
-      public_key: pair.publicKey.export({ format: 'pem', type: 'spki' }).toString(),
-      private_key: pair.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(),
-      created_at: Date.now(),
-    }).onConflict((oc) => oc.column('product_key').doNothing()).execute();
+    await db
+      .insertInto('ota_keys')
+      .values({
+        product_key: product,
+        public_key: pair.publicKey.export({ format: 'pem', type: 'spki' }).toString(),
+        private_key: pair.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(),
+        created_at: Date.now(),
+      })
+      .onConflict((oc) => oc.column('product_key').doNothing())
+      .execute();
     const made = await db.selectFrom('ota_keys').select(['public_key', 'private_key']).where('product_key', '=', product).executeTakeFirstOrThrow();
     return { publicKey: made.public_key, privateKey: made.private_key };
   }

@@ -112,9 +112,14 @@ export class StoreFirmwareStorage implements FirmwareStorage {
       let seq = Math.floor(start / CHUNK_BYTES);
       const last = Math.floor(end / CHUNK_BYTES);
       while (seq <= last) {
-        const rows = await db.selectFrom('firmware_chunks').select(['seq', 'data'])
-          .where('firmware_id', '=', id).where('seq', '>=', seq).where('seq', '<=', Math.min(last, seq + CHUNKS_PER_READ - 1))
-          .orderBy('seq').execute();
+        const rows = await db
+          .selectFrom('firmware_chunks')
+          .select(['seq', 'data'])
+          .where('firmware_id', '=', id)
+          .where('seq', '>=', seq)
+          .where('seq', '<=', Math.min(last, seq + CHUNKS_PER_READ - 1))
+          .orderBy('seq')
+          .execute();
         if (rows.length === 0) throw new Error(`firmware ${id}: chunk ${seq} is missing`);
         for (const r of rows) {
           const s = Number(r.seq);

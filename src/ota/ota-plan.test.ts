@@ -13,7 +13,7 @@ test('a device keeps its wave across campaigns of its product, and waves get the
     counts[w]++;
   }
   assert.ok(Math.abs(counts[0] / ids.length - 0.01) < 0.005, `wave 0 holds about 1 %: ${counts[0]}`);
-  assert.ok(Math.abs((counts[0] + counts[1]) / ids.length - 0.10) < 0.01, `waves 0-1 hold about 10 %: ${counts[0] + counts[1]}`);
+  assert.ok(Math.abs((counts[0] + counts[1]) / ids.length - 0.1) < 0.01, `waves 0-1 hold about 10 %: ${counts[0] + counts[1]}`);
   // A canary of 1 % is inside every larger first wave: the same devices go first.
   for (const id of ids) if (waveOf(waves, 'light', id) === 0) assert.equal(waveOf([{ percent: 5 }, { percent: 100 }], 'light', id), 0);
   assert.notEqual(bucketOf('light', ids[0]), bucketOf('plug', ids[0]), 'products hash apart');

@@ -67,11 +67,19 @@ export function trippedGate(gates: AbortGates | undefined, c: WaveCounts): { gat
   if (c.ended < Math.max(1, min)) return undefined;
   if (gates.maxFailureRate !== undefined) {
     const rate = c.failed / c.ended;
-    if (rate > gates.maxFailureRate) return { gate: 'maxFailureRate', reason: `failure rate ${(rate * 100).toFixed(1)} % (${c.failed} of ${c.ended}) is above ${gates.maxFailureRate * 100} %` };
+    if (rate > gates.maxFailureRate)
+      return {
+        gate: 'maxFailureRate',
+        reason: `failure rate ${(rate * 100).toFixed(1)} % (${c.failed} of ${c.ended}) is above ${gates.maxFailureRate * 100} %`,
+      };
   }
   if (gates.maxOfflineAfterUpdate !== undefined && c.succeeded > 0) {
     const rate = c.offlineAfterUpdate / c.succeeded;
-    if (rate > gates.maxOfflineAfterUpdate) return { gate: 'maxOfflineAfterUpdate', reason: `${(rate * 100).toFixed(1)} % of updated devices (${c.offlineAfterUpdate} of ${c.succeeded}) are offline, above ${gates.maxOfflineAfterUpdate * 100} %` };
+    if (rate > gates.maxOfflineAfterUpdate)
+      return {
+        gate: 'maxOfflineAfterUpdate',
+        reason: `${(rate * 100).toFixed(1)} % of updated devices (${c.offlineAfterUpdate} of ${c.succeeded}) are offline, above ${gates.maxOfflineAfterUpdate * 100} %`,
+      };
   }
   return undefined;
 }

@@ -16,7 +16,10 @@ class Link {
   private closed = false;
   users = 0;
 
-  constructor(readonly url: string, private readonly log: Logger) {}
+  constructor(
+    readonly url: string,
+    private readonly log: Logger,
+  ) {}
 
   /** The open connection, or a new attempt (one at a time, shared by the consumers waiting for it). */
   connection(): Promise<ChannelModel> {
@@ -206,7 +209,14 @@ export class AmqpSources {
         throw refusal(`the body is not valid JSON: ${(err as Error).message}`);
       }
       const messageId: unknown = msg.properties.messageId;
-      if (typeof body === 'object' && body !== null && !Array.isArray(body) && (body as { id?: unknown }).id === undefined && typeof messageId === 'string' && messageId !== '') {
+      if (
+        typeof body === 'object' &&
+        body !== null &&
+        !Array.isArray(body) &&
+        (body as { id?: unknown }).id === undefined &&
+        typeof messageId === 'string' &&
+        messageId !== ''
+      ) {
         body = { ...body, id: messageId };
       }
       sub = await partners.admit(c.partner, body, `amqp:${c.partner.id}`);

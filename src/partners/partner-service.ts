@@ -70,8 +70,12 @@ export class PartnerService {
     }
     if (input.amqp) checkAmqp(input.amqp);
     const row: Row = {
-      id: newId('pt'), name: input.name, secret: newSecret(), products: toJson([...new Set(input.products)]),
-      amqp: input.amqp ? toJson(input.amqp) : null, created_at: Date.now(),
+      id: newId('pt'),
+      name: input.name,
+      secret: newSecret(),
+      products: toJson([...new Set(input.products)]),
+      amqp: input.amqp ? toJson(input.amqp) : null,
+      created_at: Date.now(),
     };
     await this.deps.db.insertInto('partners').values(row).execute();
     this.deps.onChange?.();
@@ -129,7 +133,12 @@ export class PartnerService {
   async verify(id: string, body: Buffer, signature: string | undefined): Promise<Partner> {
     const p = await this.stored(id);
     if (p && bodySignatureMatches(p.secret, body, signature)) return withoutSecret(p);
-    throw new HearthError('E_BAD_SIGNATURE', signature ? 'the x-hearth-signature does not match the body' : 'the x-hearth-signature header is missing: sha256=<hex HMAC-SHA256 of the body with the partner secret>');
+    throw new HearthError(
+      'E_BAD_SIGNATURE',
+      signature
+        ? 'the x-hearth-signature does not match the body'
+        : 'the x-hearth-signature header is missing: sha256=<hex HMAC-SHA256 of the body with the partner secret>',
+    );
   }
 
   /**
@@ -142,11 +151,16 @@ export class PartnerService {
     const { deviceId, kind, payload, id } = msg;
     if (typeof deviceId !== 'string' || deviceId.length === 0) throw new HearthError('E_VALIDATION', '"deviceId" must be a device id', { field: 'deviceId' });
     if (kind !== 'properties' && kind !== 'events') throw new HearthError('E_VALIDATION', '"kind" must be "properties" or "events"', { field: 'kind' });
-    if (id !== undefined && (typeof id !== 'string' || id.length === 0 || id.length > 128)) throw new HearthError('E_VALIDATION', '"id" must be a string of 1 to 128 characters', { field: 'id' });
+    if (id !== undefined && (typeof id !== 'string' || id.length === 0 || id.length > 128))
+      throw new HearthError('E_VALIDATION', '"id" must be a string of 1 to 128 characters', { field: 'id' });
     const device = await this.deps.devices.get(deviceId);
     if (!device) throw new HearthError('E_DEVICE_NOT_FOUND', `device "${deviceId}" does not exist`, { field: 'deviceId' });
     if (!partner.products.includes(device.productKey)) {
-      throw new HearthError('E_FORBIDDEN', `device "${deviceId}" is a "${device.productKey}", not one of the partner's products (${partner.products.join(', ')})`, { field: 'deviceId' });
+      throw new HearthError(
+        'E_FORBIDDEN',
+        `device "${deviceId}" is a "${device.productKey}", not one of the partner's products (${partner.products.join(', ')})`,
+        { field: 'deviceId' },
+      );
     }
     const problem = await checkReport(this.deps.products, device, kind, payload);
     if (problem) throw new HearthError(problem.code, problem.problems.join('; '), { field: 'payload', problems: problem.problems });
@@ -171,13 +185,18 @@ function checkAmqp(a: PartnerAmqp): void {
   } catch {
     throw new HearthError('E_VALIDATION', `amqp.url is not a URL: "${redactUrl(a.url)}"`, { field: 'amqp.url' });
   }
-  if (u.protocol !== 'amqp:' && u.protocol !== 'amqps:') throw new HearthError('E_VALIDATION', 'amqp.url must start with amqp:// or amqps://', { field: 'amqp.url' });
+  if (u.protocol !== 'amqp:' && u.protocol !== 'amqps:')
+    throw new HearthError('E_VALIDATION', 'amqp.url must start with amqp:// or amqps://', { field: 'amqp.url' });
 }
 
 function toStored(row: Row): Stored {
   return {
-    id: row.id, name: row.name, secret: row.secret, products: fromJson<string[]>(row.products),
-    amqp: fromJson<PartnerAmqp | null>(row.amqp), createdAt: Number(row.created_at),
+    id: row.id,
+    name: row.name,
+    secret: row.secret,
+    products: fromJson<string[]>(row.products),
+    amqp: fromJson<PartnerAmqp | null>(row.amqp),
+    createdAt: Number(row.created_at),
   };
 }
 

@@ -23,14 +23,25 @@ export const PropertySpecSchema = Type.Object({
 
 export const ThingModelSchema = Type.Object({
   properties: Type.Array(PropertySpecSchema, { default: [] }),
-  events: Type.Array(Type.Object({ id: Type.String(), params: Type.Optional(Type.Array(ValueSpecSchema)), description: Type.Optional(Type.String()) }), { default: [] }),
-  actions: Type.Array(Type.Object({
-    id: Type.String(),
-    params: Type.Optional(Type.Array(ValueSpecSchema)),
-    result: Type.Optional(Type.Array(ValueSpecSchema)),
-    description: Type.Optional(Type.String()),
-  }), { default: [] }),
-  commandTtlMs: Type.Optional(Type.Integer({ minimum: 1000, maximum: 2592000000, description: 'TTL of a command sent with "queue": true to a device of this product (default HEARTH_COMMAND_QUEUE_DEFAULT_TTL_MS)' })),
+  events: Type.Array(Type.Object({ id: Type.String(), params: Type.Optional(Type.Array(ValueSpecSchema)), description: Type.Optional(Type.String()) }), {
+    default: [],
+  }),
+  actions: Type.Array(
+    Type.Object({
+      id: Type.String(),
+      params: Type.Optional(Type.Array(ValueSpecSchema)),
+      result: Type.Optional(Type.Array(ValueSpecSchema)),
+      description: Type.Optional(Type.String()),
+    }),
+    { default: [] },
+  ),
+  commandTtlMs: Type.Optional(
+    Type.Integer({
+      minimum: 1000,
+      maximum: 2592000000,
+      description: 'TTL of a command sent with "queue": true to a device of this product (default HEARTH_COMMAND_QUEUE_DEFAULT_TTL_MS)',
+    }),
+  ),
 });
 
 const modelExample = {
@@ -42,25 +53,47 @@ const modelExample = {
   actions: [{ id: 'blink', params: [{ id: 'times', type: 'integer', min: 1, max: 10 }] }],
 };
 
-export const ProductKey = Type.String({ pattern: '^[a-z0-9][a-z0-9._-]{1,63}$', description: 'Product key: lowercase letters, digits, ".", "_" or "-"', examples: ['acme-lamp'] });
+export const ProductKey = Type.String({
+  pattern: '^[a-z0-9][a-z0-9._-]{1,63}$',
+  description: 'Product key: lowercase letters, digits, ".", "_" or "-"',
+  examples: ['acme-lamp'],
+});
 
-export const CreateProductBody = Type.Object({
-  key: ProductKey,
-  name: Type.String({ minLength: 1, maxLength: 200 }),
-  category: Type.String({ minLength: 1, maxLength: 64, examples: ['light'] }),
-  model: ThingModelSchema,
-}, { examples: [{ key: 'acme-lamp', name: 'ACME desk lamp', category: 'light', model: modelExample }] });
+export const CreateProductBody = Type.Object(
+  {
+    key: ProductKey,
+    name: Type.String({ minLength: 1, maxLength: 200 }),
+    category: Type.String({ minLength: 1, maxLength: 64, examples: ['light'] }),
+    model: ThingModelSchema,
+  },
+  { examples: [{ key: 'acme-lamp', name: 'ACME desk lamp', category: 'light', model: modelExample }] },
+);
 
 export type CreateProductBody = Static<typeof CreateProductBody>;
 
-export const ProductSchema = Type.Object({
-  key: Type.String(),
-  name: Type.String(),
-  category: Type.String(),
-  model: ThingModelSchema,
-  builtin: Type.Boolean({ description: 'Installed from the built-in catalog' }),
-  createdAt: Type.String({ format: 'date-time' }),
-  updatedAt: Type.String({ format: 'date-time' }),
-}, { examples: [{ key: 'acme-lamp', name: 'ACME desk lamp', category: 'light', model: modelExample, builtin: false, createdAt: '2026-11-23T08:00:00.000Z', updatedAt: '2026-11-23T08:00:00.000Z' }] });
+export const ProductSchema = Type.Object(
+  {
+    key: Type.String(),
+    name: Type.String(),
+    category: Type.String(),
+    model: ThingModelSchema,
+    builtin: Type.Boolean({ description: 'Installed from the built-in catalog' }),
+    createdAt: Type.String({ format: 'date-time' }),
+    updatedAt: Type.String({ format: 'date-time' }),
+  },
+  {
+    examples: [
+      {
+        key: 'acme-lamp',
+        name: 'ACME desk lamp',
+        category: 'light',
+        model: modelExample,
+        builtin: false,
+        createdAt: '2026-11-23T08:00:00.000Z',
+        updatedAt: '2026-11-23T08:00:00.000Z',
+      },
+    ],
+  },
+);
 
 export type Product = Static<typeof ProductSchema>;

@@ -22,16 +22,27 @@ export class ProductService {
   /** Installs or refreshes the built-in catalog; user-defined products are never touched. */
   async installCatalog(now = Date.now()): Promise<void> {
     for (const p of CATALOG) {
-      await this.deps.db.insertInto('products')
+      await this.deps.db
+        .insertInto('products')
         .values({ key: p.key, name: p.name, category: p.category, model: toJson(p.model), builtin: 1, created_at: now, updated_at: now })
-        .onConflict((oc) => oc.column('key').doUpdateSet({ name: p.name, category: p.category, model: toJson(p.model), updated_at: now }).where('products.builtin', '=', 1))
+        .onConflict((oc) =>
+          oc
+            .column('key')
+            .doUpdateSet({ name: p.name, category: p.category, model: toJson(p.model), updated_at: now })
+            .where('products.builtin', '=', 1),
+        )
         .execute();
       this.cache.delete(p.key);
     }
   }
 
   async create(input: { key: string; name: string; category: string; model: ThingModel }): Promise<Product> {
-    const model: ThingModel = { properties: input.model.properties ?? [], events: input.model.events ?? [], actions: input.model.actions ?? [], ...(input.model.commandTtlMs !== undefined ? { commandTtlMs: input.model.commandTtlMs } : {}) };
+    const model: ThingModel = {
+      properties: input.model.properties ?? [],
+      events: input.model.events ?? [],
+      actions: input.model.actions ?? [],
+      ...(input.model.commandTtlMs !== undefined ? { commandTtlMs: input.model.commandTtlMs } : {}),
+    };
     const problems = checkModel(model);
     if (problems.length) {
       throw new HearthError('E_INVALID_MODEL', problems.map((p) => `${p.field}: ${p.message}`).join('; '), { field: problems[0].field, problems });
@@ -39,7 +50,8 @@ export class ProductService {
     const now = Date.now();
     const existing = await this.deps.db.selectFrom('products').select('key').where('key', '=', input.key).executeTakeFirst();
     if (existing) throw new HearthError('E_PRODUCT_EXISTS', `product "${input.key}" already exists`);
-    await this.deps.db.insertInto('products')
+    await this.deps.db
+      .insertInto('products')
       .values({ key: input.key, name: input.name, category: input.category, model: toJson(model), builtin: 0, created_at: now, updated_at: now })
       .execute();
     return (await this.get(input.key))!;

@@ -57,7 +57,8 @@ function checkValueSpec(spec: ValueSpec, path: string, problems: ModelProblem[],
     problems.push({ field: path, message: 'must be an object' });
     return;
   }
-  if (typeof spec.id !== 'string' || !ID_RE.test(spec.id)) problems.push({ field: `${path}.id`, message: 'must be an identifier (letter, then letters, digits or _; at most 64)' });
+  if (typeof spec.id !== 'string' || !ID_RE.test(spec.id))
+    problems.push({ field: `${path}.id`, message: 'must be an identifier (letter, then letters, digits or _; at most 64)' });
   if (!TYPES.includes(spec.type)) problems.push({ field: `${path}.type`, message: `must be one of ${TYPES.join(', ')}` });
   if (isProperty) {
     const access = (spec as PropertySpec).access;
@@ -68,9 +69,11 @@ function checkValueSpec(spec: ValueSpec, path: string, problems: ModelProblem[],
     const v = spec[k];
     if (v === undefined) continue;
     if (typeof v !== 'number' || !Number.isFinite(v)) problems.push({ field: `${path}.${k}`, message: 'must be a finite number' });
-    else if (!numeric && !(spec.type === 'string' && k === 'max')) problems.push({ field: `${path}.${k}`, message: `is only allowed for integer and number${k === 'max' ? ' (and string, as maximum length)' : ''}` });
+    else if (!numeric && !(spec.type === 'string' && k === 'max'))
+      problems.push({ field: `${path}.${k}`, message: `is only allowed for integer and number${k === 'max' ? ' (and string, as maximum length)' : ''}` });
   }
-  if (typeof spec.min === 'number' && typeof spec.max === 'number' && spec.min > spec.max) problems.push({ field: `${path}.min`, message: 'must not be greater than max' });
+  if (typeof spec.min === 'number' && typeof spec.max === 'number' && spec.min > spec.max)
+    problems.push({ field: `${path}.min`, message: 'must not be greater than max' });
   if (spec.step !== undefined && typeof spec.step === 'number' && spec.step <= 0) problems.push({ field: `${path}.step`, message: 'must be positive' });
   if (spec.type === 'enum') {
     if (!Array.isArray(spec.values) || spec.values.length === 0 || spec.values.some((v) => typeof v !== 'string')) {
@@ -139,7 +142,9 @@ export function checkValue(spec: ValueSpec, value: unknown): string | undefined 
       if (spec.max !== undefined && value.length > spec.max) return `longer than ${spec.max} characters`;
       return undefined;
     case 'enum':
-      return typeof value === 'string' && spec.values!.includes(value) ? undefined : `expected one of ${spec.values!.map((v) => JSON.stringify(v)).join(', ')}, got ${describe(value)}`;
+      return typeof value === 'string' && spec.values!.includes(value)
+        ? undefined
+        : `expected one of ${spec.values!.map((v) => JSON.stringify(v)).join(', ')}, got ${describe(value)}`;
     case 'object':
       return typeof value === 'object' && value !== null && !Array.isArray(value) ? undefined : `expected an object, got ${describe(value)}`;
   }
@@ -160,7 +165,12 @@ export interface ValidationResult {
 }
 
 /** The property every product has: the firmware version the device runs (a semantic version). */
-export const FIRMWARE_PROPERTY: PropertySpec = Object.freeze({ id: 'firmware', type: 'string', access: 'r', description: 'Firmware version the device runs (semantic version)' }) as PropertySpec;
+export const FIRMWARE_PROPERTY: PropertySpec = Object.freeze({
+  id: 'firmware',
+  type: 'string',
+  access: 'r',
+  description: 'Firmware version the device runs (semantic version)',
+}) as PropertySpec;
 
 const OK: ValidationResult = Object.freeze({ ok: true, problems: [] }) as ValidationResult;
 

@@ -11,17 +11,24 @@ export const Duration = Type.Union([Type.String({ pattern: '^[1-9][0-9]{0,4}[dh]
 });
 
 /** A product's policy as the API takes it (every key optional: absent keys follow the defaults). */
-export const RetentionBody = Type.Object({
-  raw: Type.Optional(Duration),
-  events: Type.Optional(Duration),
-  rollups: Type.Optional(Type.Object({ '1m': Type.Optional(Duration), '1h': Type.Optional(Duration), '1d': Type.Optional(Duration) }, { additionalProperties: false })),
-  properties: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z][A-Za-z0-9_]{0,63}$' }), Type.Object({ raw: Duration }, { additionalProperties: false }), {
-    description: 'Raw points of these properties are kept this long instead of `raw`',
-  })),
-}, {
-  additionalProperties: false,
-  examples: [{ raw: '30d', events: '90d', rollups: { '1m': '7d', '1h': '365d', '1d': null }, properties: { temperature: { raw: '7d' } } }],
-});
+export const RetentionBody = Type.Object(
+  {
+    raw: Type.Optional(Duration),
+    events: Type.Optional(Duration),
+    rollups: Type.Optional(
+      Type.Object({ '1m': Type.Optional(Duration), '1h': Type.Optional(Duration), '1d': Type.Optional(Duration) }, { additionalProperties: false }),
+    ),
+    properties: Type.Optional(
+      Type.Record(Type.String({ pattern: '^[A-Za-z][A-Za-z0-9_]{0,63}$' }), Type.Object({ raw: Duration }, { additionalProperties: false }), {
+        description: 'Raw points of these properties are kept this long instead of `raw`',
+      }),
+    ),
+  },
+  {
+    additionalProperties: false,
+    examples: [{ raw: '30d', events: '90d', rollups: { '1m': '7d', '1h': '365d', '1d': null }, properties: { temperature: { raw: '7d' } } }],
+  },
+);
 export type RetentionInput = Static<typeof RetentionBody>;
 
 /** What GET answers: the same shape with every key filled in (the product's own values over the defaults). */

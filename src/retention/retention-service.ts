@@ -83,11 +83,16 @@ export class RetentionService {
     const model = await this.deps.products.model(product);
     const unknown = Object.keys(input.properties ?? {}).filter((p) => !model?.properties.has(p));
     if (unknown.length) {
-      throw new HearthError('E_VALIDATION', `product "${product}" has no property ${unknown.map((u) => `"${u}"`).join(', ')}`, { field: `body.properties.${unknown[0]}` });
+      throw new HearthError('E_VALIDATION', `product "${product}" has no property ${unknown.map((u) => `"${u}"`).join(', ')}`, {
+        field: `body.properties.${unknown[0]}`,
+      });
     }
     const now = Date.now();
-    await this.deps.db.insertInto('retention_policies').values({ product_key: product, policy: toJson(input), updated_at: now })
-      .onConflict((oc) => oc.column('product_key').doUpdateSet({ policy: toJson(input), updated_at: now })).execute();
+    await this.deps.db
+      .insertInto('retention_policies')
+      .values({ product_key: product, policy: toJson(input), updated_at: now })
+      .onConflict((oc) => oc.column('product_key').doUpdateSet({ policy: toJson(input), updated_at: now }))
+      .execute();
     return this.get(product);
   }
 
@@ -120,7 +125,7 @@ export class RetentionService {
       const raw = durationMs(policy.raw);
       const events = durationMs(policy.events);
       const overridden = Object.keys(policy.properties);
-      for (let after = ''; ;) {
+      for (let after = ''; ; ) {
         if (this.stopped) return undefined;
         const ids = await devices.idsOfProduct(product.key, after, step);
         if (ids.length === 0) break;

@@ -45,20 +45,37 @@ test('a change on one node is stored as a version and applied on every node, wit
   await a.service.start();
   await b.service.start();
   assert.equal(a.service.current.version, 0);
-  assert.deepEqual(b.reconciled.at(-1)!.map((r) => r.id), ['device-core'], 'the default is reconciled at start');
+  assert.deepEqual(
+    b.reconciled.at(-1)!.map((r) => r.id),
+    ['device-core'],
+    'the default is reconciled at start',
+  );
   const { route, version } = await a.service.addRoute({ name: 'out', match: { kind: 'events' }, targets: [nats('partner.x')] }, 'user:u_1');
   assert.equal(version, 1);
   assert.equal(a.pipeline.version, 1);
   await bus.flush();
   await new Promise((r) => setTimeout(r, 20));
   assert.equal(b.pipeline.version, 1, 'the other node reloaded');
-  assert.deepEqual(b.reconciled.at(-1)!.map((r) => r.id), ['device-core', route.id]);
+  assert.deepEqual(
+    b.reconciled.at(-1)!.map((r) => r.id),
+    ['device-core', route.id],
+  );
   await b.service.updateRoute(route.id, { name: 'out', enabled: false, match: {}, targets: [nats('partner.x')] }, 'user:u_2');
   await bus.flush();
   await new Promise((r) => setTimeout(r, 20));
   assert.equal(a.service.current.version, 2);
-  assert.deepEqual(a.reconciled.at(-1)!.map((r) => r.id), ['device-core'], 'a disabled route has no deliveries');
-  assert.deepEqual((await a.service.versions()).map((v) => [v.version, v.createdBy]), [[2, 'user:u_2'], [1, 'user:u_1']]);
+  assert.deepEqual(
+    a.reconciled.at(-1)!.map((r) => r.id),
+    ['device-core'],
+    'a disabled route has no deliveries',
+  );
+  assert.deepEqual(
+    (await a.service.versions()).map((v) => [v.version, v.createdBy]),
+    [
+      [2, 'user:u_2'],
+      [1, 'user:u_1'],
+    ],
+  );
   a.service.stop();
   b.service.stop();
 });
@@ -85,7 +102,11 @@ test('the config file is applied at start when it differs from the live document
   const dir = mkdtempSync(join(tmpdir(), 'hearth-gw-file-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const file = join(dir, 'gateway.json');
-  const doc = { routes: [{ id: 'all', name: 'all', match: {}, targets: [{ type: 'builtin', handler: 'device' }] }], filters: [{ type: 'validate' }, { type: 'dedupe', windowMs: 60000 }], lanes: [] };
+  const doc = {
+    routes: [{ id: 'all', name: 'all', match: {}, targets: [{ type: 'builtin', handler: 'device' }] }],
+    filters: [{ type: 'validate' }, { type: 'dedupe', windowMs: 60000 }],
+    lanes: [],
+  };
   writeFileSync(file, JSON.stringify(doc));
   const { node } = await cluster(t, file);
   const first = node();

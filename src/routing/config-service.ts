@@ -69,12 +69,19 @@ export class RoutingConfigService {
   /** Loads and applies run one at a time, so versions are applied in order. */
   private loading: Promise<void> = Promise.resolve();
 
-  constructor(private readonly deps: {
-    db: Db; bus: Bus; log: Logger; pipeline: RoutingPipeline; devices: DeviceService; products: ProductService;
-    deliveries?: DeliveryQueue;
-    /** `config.gatewayConfig`: a JSON file applied at start when it differs from the live document. */
-    file?: string;
-  }) {}
+  constructor(
+    private readonly deps: {
+      db: Db;
+      bus: Bus;
+      log: Logger;
+      pipeline: RoutingPipeline;
+      devices: DeviceService;
+      products: ProductService;
+      deliveries?: DeliveryQueue;
+      /** `config.gatewayConfig`: a JSON file applied at start when it differs from the live document. */
+      file?: string;
+    },
+  ) {}
 
   /** Loads the live version (and applies the file's), then follows the versions other nodes store. */
   async start(): Promise<void> {
@@ -101,7 +108,12 @@ export class RoutingConfigService {
 
   /** The stored versions, newest first. */
   async versions(limit = 100): Promise<Array<{ version: number; createdAt: number; createdBy: string }>> {
-    const rows = await this.deps.db.selectFrom('gateway_config').select(['version', 'created_at', 'created_by']).orderBy('version', 'desc').limit(limit).execute();
+    const rows = await this.deps.db
+      .selectFrom('gateway_config')
+      .select(['version', 'created_at', 'created_by'])
+      .orderBy('version', 'desc')
+      .limit(limit)
+      .execute();
     return rows.map((r) => ({ version: Number(r.version), createdAt: Number(r.created_at), createdBy: r.created_by }));
   }
 
@@ -114,21 +126,27 @@ export class RoutingConfigService {
   async addRoute(input: unknown, by: string): Promise<{ route: Route; version: number }> {
     const route: Route = { id: newId('rt'), ...validateRouteInput(input) };
     let at = -1;
-    const v = await asBody(() => at, this.save(by, (c) => {
-      at = c.routes.length;
-      return { ...c, routes: [...c.routes, route] };
-    }));
+    const v = await asBody(
+      () => at,
+      this.save(by, (c) => {
+        at = c.routes.length;
+        return { ...c, routes: [...c.routes, route] };
+      }),
+    );
     return { route: v.config.routes.find((r) => r.id === route.id)!, version: v.version };
   }
 
   async updateRoute(id: string, input: unknown, by: string): Promise<{ route: Route; version: number }> {
     const route: Route = { id, ...validateRouteInput(input) };
     let at = -1;
-    const v = await asBody(() => at, this.save(by, (c) => {
-      at = c.routes.findIndex((r) => r.id === id);
-      if (at < 0) throw new HearthError('E_NOT_FOUND', `route "${id}" does not exist`);
-      return { ...c, routes: c.routes.map((r, k) => (k === at ? route : r)) };
-    }));
+    const v = await asBody(
+      () => at,
+      this.save(by, (c) => {
+        at = c.routes.findIndex((r) => r.id === id);
+        if (at < 0) throw new HearthError('E_NOT_FOUND', `route "${id}" does not exist`);
+        return { ...c, routes: c.routes.map((r, k) => (k === at ? route : r)) };
+      }),
+    );
     return { route: v.config.routes.find((r) => r.id === id)!, version: v.version };
   }
 
@@ -157,17 +175,27 @@ export class RoutingConfigService {
   async dryRun(sample: DryRunSample): Promise<DryRunResult> {
     const device = await this.deps.devices.get(sample.deviceId);
     const product = device?.productKey ?? sample.product;
-    if (product === undefined) throw new HearthError('E_DEVICE_NOT_FOUND', `device "${sample.deviceId}" does not exist; give "product" to try a message of a device still to come`);
+    if (product === undefined)
+      throw new HearthError('E_DEVICE_NOT_FOUND', `device "${sample.deviceId}" does not exist; give "product" to try a message of a device still to come`);
     const model = await this.deps.products.model(product);
     if (!model) throw new HearthError('E_PRODUCT_NOT_FOUND', `product "${product}" does not exist`);
-    return this.deps.pipeline.dryRun({
-      id: 'dry-run', deviceId: sample.deviceId, via: sample.deviceId, kind: sample.kind,
-      topic: sample.kind === 'command' ? `api/devices/${sample.deviceId}/commands` : uplinkTopic(sample.deviceId, sample.kind),
-      payload: sample.payload, receivedAt: Date.now(), source: sample.source ?? (sample.kind === 'command' ? 'api' : 'mqtt'),
-      ...(sample.sourceId !== undefined ? { sourceId: sample.sourceId } : {}),
-      ...(sample.tags ? { tags: sample.tags } : {}),
-      ...(sample.userId ? { userId: sample.userId } : {}),
-    }, product, model);
+    return this.deps.pipeline.dryRun(
+      {
+        id: 'dry-run',
+        deviceId: sample.deviceId,
+        via: sample.deviceId,
+        kind: sample.kind,
+        topic: sample.kind === 'command' ? `api/devices/${sample.deviceId}/commands` : uplinkTopic(sample.deviceId, sample.kind),
+        payload: sample.payload,
+        receivedAt: Date.now(),
+        source: sample.source ?? (sample.kind === 'command' ? 'api' : 'mqtt'),
+        ...(sample.sourceId !== undefined ? { sourceId: sample.sourceId } : {}),
+        ...(sample.tags ? { tags: sample.tags } : {}),
+        ...(sample.userId ? { userId: sample.userId } : {}),
+      },
+      product,
+      model,
+    );
   }
 
   /**
@@ -182,12 +210,18 @@ export class RoutingConfigService {
       const config = validateGatewayConfig(change(base));
       const next: GatewayConfigVersion = { version: (row?.version ?? 0) + 1, config, createdAt: Date.now(), createdBy: by };
       try {
-        await this.deps.db.insertInto('gateway_config').values({ version: next.version, doc: JSON.stringify(config), created_at: next.createdAt, created_by: by }).execute();
+        await this.deps.db
+          .insertInto('gateway_config')
+          .values({ version: next.version, doc: JSON.stringify(config), created_at: next.createdAt, created_by: by })
+          .execute();
       } catch (err) {
         if (attempt < 5 && (await this.latest())?.version !== row?.version) continue;
         throw err;
       }
-      this.deps.log.info({ version: next.version, by, routes: config.routes.length, filters: config.filters.length, lanes: config.lanes.length }, 'gateway configuration changed');
+      this.deps.log.info(
+        { version: next.version, by, routes: config.routes.length, filters: config.filters.length, lanes: config.lanes.length },
+        'gateway configuration changed',
+      );
       await this.apply(next);
       this.announce?.send({ version: next.version });
       return next;
@@ -200,10 +234,12 @@ export class RoutingConfigService {
 
   /** Another node stored a version: load the newest and apply it (in order with any load under way). */
   private reload(): Promise<void> {
-    this.loading = this.loading.then(async () => {
-      const row = await this.latest();
-      if (row && row.version > this.live.version) await this.apply(fromRow(row));
-    }).catch((err) => this.deps.log.error({ err }, 'the new gateway configuration could not be loaded; the previous one stays live'));
+    this.loading = this.loading
+      .then(async () => {
+        const row = await this.latest();
+        if (row && row.version > this.live.version) await this.apply(fromRow(row));
+      })
+      .catch((err) => this.deps.log.error({ err }, 'the new gateway configuration could not be loaded; the previous one stays live'));
     return this.loading;
   }
 

@@ -38,7 +38,17 @@ export interface Envelope {
 /** Where a route sends a message. */
 export type Target =
   | { type: 'builtin'; handler: 'device' }
-  | { type: 'webhook'; url: string; secret?: string; lane?: string; concurrency?: number; timeoutMs?: number; retries?: number; template?: unknown; headers?: Record<string, string> }
+  | {
+      type: 'webhook';
+      url: string;
+      secret?: string;
+      lane?: string;
+      concurrency?: number;
+      timeoutMs?: number;
+      retries?: number;
+      template?: unknown;
+      headers?: Record<string, string>;
+    }
   | { type: 'nats'; subject: string; lane?: string; template?: unknown }
   | { type: 'amqp'; url: string; exchange: string; routingKey?: string; lane?: string; template?: unknown };
 

@@ -13,7 +13,18 @@ const model = new CompiledModel({
 
 let seq = 0;
 function env(over: Partial<Envelope> = {}): Envelope {
-  return { id: `m${++seq}`, source: 'mqtt', deviceId: 'd_1', product: 'sensor', kind: 'properties', topic: 'devices/d_1/properties', payload: { temperature: 20 }, receivedAt: 0, tags: {}, ...over };
+  return {
+    id: `m${++seq}`,
+    source: 'mqtt',
+    deviceId: 'd_1',
+    product: 'sensor',
+    kind: 'properties',
+    topic: 'devices/d_1/properties',
+    payload: { temperature: 20 },
+    receivedAt: 0,
+    tags: {},
+    ...over,
+  };
 }
 
 function clock(start = 1_000_000) {
@@ -92,8 +103,15 @@ test('rateLimit delay: each message over the limit reserves a later token, and p
   const chain = new FilterChain([{ type: 'rateLimit', scope: 'source', perSecond: 10, burst: 2, action: 'delay' }], { now: c.now });
   const msgs = Array.from({ length: 5 }, () => env());
   const verdicts = msgs.map((m) => chain.run(m, model));
-  assert.deepEqual(verdicts.map((v) => v.effect), ['pass', 'pass', 'delay', 'delay', 'delay']);
-  assert.deepEqual(verdicts.slice(2).map((v) => v.delayMs), [100, 200, 300], 'spread at the sustained rate');
+  assert.deepEqual(
+    verdicts.map((v) => v.effect),
+    ['pass', 'pass', 'delay', 'delay', 'delay'],
+  );
+  assert.deepEqual(
+    verdicts.slice(2).map((v) => v.delayMs),
+    [100, 200, 300],
+    'spread at the sustained rate',
+  );
   // They come back (redelivered with the same id) and pass without taking another token.
   for (const m of msgs.slice(2)) assert.equal(chain.run(m, model).effect, 'pass');
   c.t += 300;
@@ -113,10 +131,15 @@ test('list: allow-lists and deny-lists by product and device', () => {
 });
 
 test('classify: rules by kind, product, event and topic set tags', () => {
-  const chain = new FilterChain([{ type: 'classify', rules: [
-    { when: { kind: 'events', event: ['smoke', 'leak'] }, set: { class: 'alarm' } },
-    { when: { product: 'sensor', topic: 'devices/+/properties' }, set: { class: 'telemetry', site: 'home' } },
-  ] }]);
+  const chain = new FilterChain([
+    {
+      type: 'classify',
+      rules: [
+        { when: { kind: 'events', event: ['smoke', 'leak'] }, set: { class: 'alarm' } },
+        { when: { product: 'sensor', topic: 'devices/+/properties' }, set: { class: 'telemetry', site: 'home' } },
+      ],
+    },
+  ]);
   const smoke = env({ kind: 'events', topic: 'devices/d_1/events', payload: { event: 'smoke' } });
   assert.equal(chain.run(smoke, model).effect, 'pass');
   assert.deepEqual(smoke.tags, { class: 'alarm' });
@@ -138,7 +161,11 @@ test('the chain stops at the first drop; a dry run records every step and rememb
   const chain = new FilterChain(filters, { now: clock().now, observer: { filterCounter: (f, e) => ({ inc: () => counted.push(`${f}:${e}`) }) } });
   const steps: FilterStep[] = [];
   chain.run(env(), model, steps);
-  assert.deepEqual(steps, [{ filter: 'validate', effect: 'pass' }, { filter: 'rateLimit', effect: 'pass' }, { filter: 'classify', effect: 'tagged', detail: 'seen=yes' }]);
+  assert.deepEqual(steps, [
+    { filter: 'validate', effect: 'pass' },
+    { filter: 'rateLimit', effect: 'pass' },
+    { filter: 'classify', effect: 'tagged', detail: 'seen=yes' },
+  ]);
   assert.deepEqual(counted, [], 'a dry run counts nothing');
   assert.equal(chain.run(env(), model).effect, 'pass', 'the dry run took no token');
   assert.deepEqual(counted, ['validate:pass', 'rateLimit:pass', 'classify:tagged']);
@@ -147,7 +174,10 @@ test('the chain stops at the first drop; a dry run records every step and rememb
   assert.deepEqual(counted.slice(3), ['validate:pass', 'rateLimit:drop'], 'classify never ran');
   const dry: FilterStep[] = [];
   chain.run(env({ payload: { temperature: 'hot' } }), model, dry);
-  assert.deepEqual(dry.map((s) => s.effect), ['drop']);
+  assert.deepEqual(
+    dry.map((s) => s.effect),
+    ['drop'],
+  );
   assert.match(dry[0].detail!, /temperature/);
 });
 

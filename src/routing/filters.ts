@@ -83,7 +83,8 @@ function validateFilter(name: string): CompiledFilter {
         let values = p;
         if ('ts' in p) {
           const { ts, ...rest } = p;
-          if (ts !== undefined && (typeof ts !== 'number' || !(ts > 0 && ts <= MAX_EPOCH_MS))) return drop('E_BAD_MESSAGE', '"ts" must be a positive epoch time in milliseconds');
+          if (ts !== undefined && (typeof ts !== 'number' || !(ts > 0 && ts <= MAX_EPOCH_MS)))
+            return drop('E_BAD_MESSAGE', '"ts" must be a positive epoch time in milliseconds');
           values = rest;
         }
         const check = model.checkReport(values);
@@ -112,7 +113,12 @@ function dedupeFilter(name: string, f: Extract<Filter, { type: 'dedupe' }>, now:
       const t = now();
       const key = `${env.deviceId}\u0000${env.sourceId}`;
       const prev = seen.get(key, t);
-      if (prev !== undefined && prev !== env.id) return { effect: 'drop', reason: `duplicate: message ${prev} had the sender id "${env.sourceId}" within ${f.windowMs} ms`, detail: `duplicate of ${prev}` };
+      if (prev !== undefined && prev !== env.id)
+        return {
+          effect: 'drop',
+          reason: `duplicate: message ${prev} had the sender id "${env.sourceId}" within ${f.windowMs} ms`,
+          detail: `duplicate of ${prev}`,
+        };
       if (!dry && prev === undefined) seen.set(key, env.id, t);
       return PASS;
     },
@@ -136,7 +142,11 @@ class Buckets {
   private readonly map = new Map<string, Bucket>();
   private readonly perMs: number;
 
-  constructor(perSecond: number, private readonly burst: number, private readonly now: () => number) {
+  constructor(
+    perSecond: number,
+    private readonly burst: number,
+    private readonly now: () => number,
+  ) {
     this.perMs = perSecond / 1000;
   }
 
@@ -219,7 +229,8 @@ function listFilter(name: string, f: Extract<Filter, { type: 'list' }>): Compile
     run(env) {
       const listed = devices.has(env.deviceId) || (env.product !== undefined && products.has(env.product));
       if (f.mode === 'allow' && !listed) return drop('E_FILTERED', `device "${env.deviceId}" (product "${env.product}") is not on the allow-list`);
-      if (f.mode === 'deny' && listed) return drop('E_FILTERED', devices.has(env.deviceId) ? `device "${env.deviceId}" is on the deny-list` : `product "${env.product}" is on the deny-list`);
+      if (f.mode === 'deny' && listed)
+        return drop('E_FILTERED', devices.has(env.deviceId) ? `device "${env.deviceId}" is on the deny-list` : `product "${env.product}" is on the deny-list`);
       return PASS;
     },
   };
@@ -232,7 +243,9 @@ function splitTag(tag: string): [string, string] {
 
 function classifyFilter(name: string, f: Extract<Filter, { type: 'classify' }>): CompiledFilter {
   const rules = f.rules.map((r) => ({
-    kinds: setOf(r.when.kind), products: setOf(r.when.product), events: setOf(r.when.event),
+    kinds: setOf(r.when.kind),
+    products: setOf(r.when.product),
+    events: setOf(r.when.event),
     topic: r.when.topic === undefined ? undefined : (compileTopic(r.when.topic) as TopicMatcher),
     set: Object.entries(r.set),
   }));
@@ -263,12 +276,18 @@ function classifyFilter(name: string, f: Extract<Filter, { type: 'classify' }>):
 
 function compileFilter(name: string, f: Filter, now: () => number): CompiledFilter {
   switch (f.type) {
-    case 'source': return sourceFilter(name, f);
-    case 'validate': return validateFilter(name);
-    case 'dedupe': return dedupeFilter(name, f, now);
-    case 'rateLimit': return rateLimitFilter(name, f, now);
-    case 'list': return listFilter(name, f);
-    case 'classify': return classifyFilter(name, f);
+    case 'source':
+      return sourceFilter(name, f);
+    case 'validate':
+      return validateFilter(name);
+    case 'dedupe':
+      return dedupeFilter(name, f, now);
+    case 'rateLimit':
+      return rateLimitFilter(name, f, now);
+    case 'list':
+      return listFilter(name, f);
+    case 'classify':
+      return classifyFilter(name, f);
   }
 }
 
@@ -309,7 +328,9 @@ export class FilterChain {
       return kept.get(key) ?? compileFilter(name, f, now);
     });
     const none = { inc() {} };
-    this.counters = this.filters.map((f) => Object.fromEntries(EFFECTS.map((e) => [e, opts.observer?.filterCounter(f.name, e) ?? none])) as Record<FilterEffect, { inc(): void }>);
+    this.counters = this.filters.map(
+      (f) => Object.fromEntries(EFFECTS.map((e) => [e, opts.observer?.filterCounter(f.name, e) ?? none])) as Record<FilterEffect, { inc(): void }>,
+    );
   }
 
   /** The filters' names, in order (the metrics' `filter` label). */
@@ -327,7 +348,7 @@ export class FilterChain {
     for (let i = 0; i < this.filters.length; i++) {
       const f = this.filters[i];
       const v = f.run(env, model, dry);
-      if (dry) steps.push({ filter: f.name, effect: v.effect, ...(v.detail ?? v.reason ? { detail: v.detail ?? v.reason } : {}) });
+      if (dry) steps.push({ filter: f.name, effect: v.effect, ...((v.detail ?? v.reason) ? { detail: v.detail ?? v.reason } : {}) });
       else this.counters[i][v.effect].inc();
       if (v.effect === 'drop' || v.effect === 'delay') return v;
     }

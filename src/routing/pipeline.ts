@@ -65,7 +65,12 @@ export class Lanes {
     if (this.lanes.length !== 0) {
       const spot = this.anyPercent ? laneSpot(env.deviceId) : 100;
       for (const l of this.lanes) {
-        if (l.devices?.has(env.deviceId) || (env.userId !== undefined && l.users?.has(env.userId)) || (env.product !== undefined && l.products?.has(env.product)) || spot < l.percent) {
+        if (
+          l.devices?.has(env.deviceId) ||
+          (env.userId !== undefined && l.users?.has(env.userId)) ||
+          (env.product !== undefined && l.products?.has(env.product)) ||
+          spot < l.percent
+        ) {
           env.tags.lane = l.name;
           return l.name;
         }
@@ -90,11 +95,20 @@ const NO_DELIVERIES: Delivery[] = Object.freeze([]) as unknown as Delivery[];
 /** The envelope of an uplink message; `product` is the device's. */
 export function toEnvelope(msg: UplinkMessage, product: string | undefined): Envelope {
   return {
-    id: msg.id, source: (msg.source ?? 'mqtt') as Source, deviceId: msg.deviceId, product, kind: msg.kind, topic: msg.topic,
-    payload: msg.payload, receivedAt: msg.receivedAt, sourceId: msg.sourceId,
+    id: msg.id,
+    source: (msg.source ?? 'mqtt') as Source,
+    deviceId: msg.deviceId,
+    product,
+    kind: msg.kind,
+    topic: msg.topic,
+    payload: msg.payload,
+    receivedAt: msg.receivedAt,
+    sourceId: msg.sourceId,
     // A copy: the stored message hands out the same object again on a redelivery.
     tags: msg.tags !== undefined ? { ...msg.tags } : {},
-    via: msg.via, userId: msg.userId, trace: msg.trace,
+    via: msg.via,
+    userId: msg.userId,
+    trace: msg.trace,
   };
 }
 
@@ -129,9 +143,12 @@ export class RoutingPipeline {
    * skips the pipeline (a stored message and a worker's handling per command) when none does.
    */
   get routesCommands(): boolean {
-    return this.current.config.routes.some((r) => r.enabled !== false
-      && (r.match.kind === undefined || (Array.isArray(r.match.kind) ? r.match.kind.includes('command') : r.match.kind === 'command'))
-      && r.targets.some((t) => t.type !== 'builtin'));
+    return this.current.config.routes.some(
+      (r) =>
+        r.enabled !== false &&
+        (r.match.kind === undefined || (Array.isArray(r.match.kind) ? r.match.kind.includes('command') : r.match.kind === 'command')) &&
+        r.targets.some((t) => t.type !== 'builtin'),
+    );
   }
 
   /** The enabled routes, as the delivery side needs them. */
@@ -175,15 +192,23 @@ export class RoutingPipeline {
     const v = c.chain.run(env, model, steps);
     const out: DryRunResult = { filters: steps, action: 'pass', tags: env.tags, lane: null, routes: [] };
     if (v.effect === 'drop' || v.effect === 'delay') {
-      return { ...out, action: v.effect, ...(v.code !== undefined ? { code: v.code } : {}), ...(v.reason !== undefined ? { reason: v.reason } : {}), ...(v.delayMs !== undefined ? { delayMs: v.delayMs } : {}) };
+      return {
+        ...out,
+        action: v.effect,
+        ...(v.code !== undefined ? { code: v.code } : {}),
+        ...(v.reason !== undefined ? { reason: v.reason } : {}),
+        ...(v.delayMs !== undefined ? { delayMs: v.delayMs } : {}),
+      };
     }
     out.lane = c.lanes.assign(env) ?? null;
     for (const { route, targets } of c.router.match(env)) {
       out.routes.push({
-        id: route.id, name: route.name,
+        id: route.id,
+        name: route.name,
         targets: targets.map(({ index, target, template }) => ({
-          index, target,
-          ...(target.type === 'builtin' ? {} : { body: template !== undefined ? template(env) ?? null : JSON.parse(JSON.stringify(env)) }),
+          index,
+          target,
+          ...(target.type === 'builtin' ? {} : { body: template !== undefined ? (template(env) ?? null) : JSON.parse(JSON.stringify(env)) }),
         })),
       });
     }
@@ -193,7 +218,9 @@ export class RoutingPipeline {
   private compile(config: GatewayConfig, version: number): Compiled {
     const router = new Router(config.routes, this.deps.observer);
     return {
-      version, config, router,
+      version,
+      config,
+      router,
       chain: new FilterChain(config.filters, { observer: this.deps.observer, now: this.deps.now, previous: this.current?.chain }),
       lanes: new Lanes(config.lanes),
       routes: router.routes.map((r) => ({ id: r.id, name: r.name, targets: r.spec.targets as Target[] })),

@@ -5,7 +5,18 @@ import type { Route } from './config-schema.ts';
 import { Router, compileTags, compileTopic } from './router.ts';
 
 function env(over: Partial<Envelope> = {}): Envelope {
-  return { id: 'm1', source: 'mqtt', deviceId: 'd_1', product: 'lamp', kind: 'properties', topic: 'devices/d_1/properties', payload: {}, receivedAt: 0, tags: {}, ...over };
+  return {
+    id: 'm1',
+    source: 'mqtt',
+    deviceId: 'd_1',
+    product: 'lamp',
+    kind: 'properties',
+    topic: 'devices/d_1/properties',
+    payload: {},
+    receivedAt: 0,
+    tags: {},
+    ...over,
+  };
 }
 
 const hook = (url: string, lane?: string) => ({ type: 'webhook' as const, url, ...(lane ? { lane } : {}) });
@@ -60,9 +71,14 @@ test('routes by kind, product, topic and tags, in configuration order; disabled 
   assert.deepEqual(ids(env({ kind: 'result' })), ['core']);
 });
 
-test('lanes: a lane\'s targets replace the baseline for its messages; nobody else reaches them', () => {
+test("lanes: a lane's targets replace the baseline for its messages; nobody else reaches them", () => {
   const routes: Route[] = [
-    { id: 'p', name: 'partner', match: {}, targets: [hook('http://base/1'), hook('http://gray/1', 'gray'), hook('http://base/2'), hook('http://gray/2', 'gray')] },
+    {
+      id: 'p',
+      name: 'partner',
+      match: {},
+      targets: [hook('http://base/1'), hook('http://gray/1', 'gray'), hook('http://base/2'), hook('http://gray/2', 'gray')],
+    },
     { id: 'q', name: 'baseline only', match: {}, targets: [hook('http://base/q')] },
     { id: 'g', name: 'gray only', match: {}, targets: [hook('http://gray/g', 'gray')] },
   ];
@@ -70,14 +86,32 @@ test('lanes: a lane\'s targets replace the baseline for its messages; nobody els
   const urls = (e: Envelope) => r.match(e).flatMap((h) => h.targets.map((t) => `${h.route.id}:${t.index}:${(t.target as { url: string }).url}`));
   assert.deepEqual(urls(env()), ['p:0:http://base/1', 'p:2:http://base/2', 'q:0:http://base/q']);
   assert.deepEqual(urls(env({ tags: { lane: 'gray' } })), ['p:1:http://gray/1', 'p:3:http://gray/2', 'q:0:http://base/q', 'g:0:http://gray/g']);
-  assert.deepEqual(urls(env({ tags: { lane: 'blue' } })), ['p:0:http://base/1', 'p:2:http://base/2', 'q:0:http://base/q'], 'a lane without targets takes the baseline');
+  assert.deepEqual(
+    urls(env({ tags: { lane: 'blue' } })),
+    ['p:0:http://base/1', 'p:2:http://base/2', 'q:0:http://base/q'],
+    'a lane without targets takes the baseline',
+  );
 });
 
 test('the index keeps routes for products and kinds it has not seen', () => {
-  const many: Route[] = Array.from({ length: 50 }, (_, i) => ({ id: `r${i}`, name: `r${i}`, match: { product: `p${i}`, kind: 'events' as const }, targets: [hook(`http://x/${i}`)] }));
+  const many: Route[] = Array.from({ length: 50 }, (_, i) => ({
+    id: `r${i}`,
+    name: `r${i}`,
+    match: { product: `p${i}`, kind: 'events' as const },
+    targets: [hook(`http://x/${i}`)],
+  }));
   many.push({ id: 'all', name: 'all', match: {}, targets: [{ type: 'builtin', handler: 'device' }] });
   const r = new Router(many);
-  assert.deepEqual(r.match(env({ product: 'p7', kind: 'events' })).map((h) => h.route.id), ['r7', 'all']);
-  assert.deepEqual(r.match(env({ product: 'p7', kind: 'join' })).map((h) => h.route.id), ['all']);
-  assert.deepEqual(r.match(env({ product: 'zzz', kind: 'events' })).map((h) => h.route.id), ['all']);
+  assert.deepEqual(
+    r.match(env({ product: 'p7', kind: 'events' })).map((h) => h.route.id),
+    ['r7', 'all'],
+  );
+  assert.deepEqual(
+    r.match(env({ product: 'p7', kind: 'join' })).map((h) => h.route.id),
+    ['all'],
+  );
+  assert.deepEqual(
+    r.match(env({ product: 'zzz', kind: 'events' })).map((h) => h.route.id),
+    ['all'],
+  );
 });

@@ -106,7 +106,10 @@ export class CompiledRoute {
   readonly lanes = new Map<string, RouteHit>();
   readonly routed: { inc(): void };
 
-  constructor(readonly spec: Route, observer?: RouterObserver) {
+  constructor(
+    readonly spec: Route,
+    observer?: RouterObserver,
+  ) {
     this.id = spec.id;
     this.name = spec.name;
     const { kind, product, topic, tags } = spec.match;
@@ -117,7 +120,11 @@ export class CompiledRoute {
     const base: RoutedTarget[] = [];
     const byLane = new Map<string, RoutedTarget[]>();
     spec.targets.forEach((target, index) => {
-      const t: RoutedTarget = { index, target, ...(target.type !== 'builtin' && target.template !== undefined ? { template: compileTemplate(target.template) } : {}) };
+      const t: RoutedTarget = {
+        index,
+        target,
+        ...(target.type !== 'builtin' && target.template !== undefined ? { template: compileTemplate(target.template) } : {}),
+      };
       const lane = target.type === 'builtin' ? undefined : target.lane;
       if (lane === undefined) base.push(t);
       else byLane.set(lane, [...(byLane.get(lane) ?? []), t]);
@@ -166,8 +173,10 @@ export class Router {
       r.products?.forEach((p) => products.add(p));
     }
     const index = (kind: string | undefined): ProductIndex => {
-      const fits = (p: string | undefined) => this.routes.filter((r) =>
-        (r.kinds === undefined || (kind !== undefined && r.kinds.has(kind))) && (r.products === undefined || (p !== undefined && r.products.has(p))));
+      const fits = (p: string | undefined) =>
+        this.routes.filter(
+          (r) => (r.kinds === undefined || (kind !== undefined && r.kinds.has(kind))) && (r.products === undefined || (p !== undefined && r.products.has(p))),
+        );
       return { byProduct: new Map([...products].map((p) => [p, fits(p)])), other: fits(undefined) };
     };
     for (const k of kinds) this.byKind.set(k, index(k));

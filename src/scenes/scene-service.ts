@@ -21,10 +21,16 @@ import { sameValue } from '../core/values.ts';
 import type { CompiledModel } from '../products/thing-model.ts';
 
 /** One device's wished-for properties (writable ones, per its thing model). */
-export interface SceneState { device: string; properties: Record<string, unknown> }
+export interface SceneState {
+  device: string;
+  properties: Record<string, unknown>;
+}
 /** One command to a device. */
-export interface SceneAction { device: string; action: string; params?: Record<string, unknown> }
-
+export interface SceneAction {
+  device: string;
+  action: string;
+  params?: Record<string, unknown>;
+}
 
 /** One activation of a scene and its entries' outcomes (declared in the bus catalogue: they travel on `home.{id}.scene`). */
 export type { DeviceResult, SceneActivation };
@@ -110,8 +116,14 @@ export class SceneService {
     const { states, actions } = await this.validate(homeId, input.states, input.actions ?? [], undefined, models);
     const now = Date.now();
     const row: SceneRow = {
-      id: newId('s'), home_id: homeId, name: input.name.trim(), states: toJson(states), actions: toJson(actions),
-      created_by: actorOf(p), created_at: now, updated_at: now,
+      id: newId('s'),
+      home_id: homeId,
+      name: input.name.trim(),
+      states: toJson(states),
+      actions: toJson(actions),
+      created_by: actorOf(p),
+      created_at: now,
+      updated_at: now,
     };
     await this.deps.db.insertInto('scenes').values(row).execute();
     this.audit(actorOf(p), 'scene.create', row, { name: row.name, states, actions });
@@ -141,7 +153,8 @@ export class SceneService {
       for (const [key, spec] of model.properties) {
         if (spec.access === 'rw' && key in reported && (!only || only.has(key))) properties[key] = reported[key];
       }
-      if (Object.keys(properties).length === 0) problems.push({ field, message: `device "${id}" has reported no writable property${only ? ' of those named' : ''}` });
+      if (Object.keys(properties).length === 0)
+        problems.push({ field, message: `device "${id}" has reported no writable property${only ? ' of those named' : ''}` });
       else states.push({ device: id, properties });
     }
     fail(problems);
@@ -162,12 +175,20 @@ export class SceneService {
     const row = await this.scene(p, sceneId, 'configure');
     const current = await this.current(row);
     const { states, actions } = await this.validate(row.home_id, patch.states ?? current.states, patch.actions ?? current.actions, {
-      states: patch.states !== undefined, actions: patch.actions !== undefined,
+      states: patch.states !== undefined,
+      actions: patch.actions !== undefined,
     });
-    const set = { name: patch.name?.trim() ?? row.name, states: toJson(states), actions: toJson(actions), updated_at: Math.max(Date.now(), Number(row.updated_at)) };
+    const set = {
+      name: patch.name?.trim() ?? row.name,
+      states: toJson(states),
+      actions: toJson(actions),
+      updated_at: Math.max(Date.now(), Number(row.updated_at)),
+    };
     await this.deps.db.updateTable('scenes').set(set).where('id', '=', sceneId).execute();
     this.audit(actorOf(p), 'scene.update', row, {
-      ...(patch.name !== undefined ? { name: set.name } : {}), ...(patch.states !== undefined ? { states } : {}), ...(patch.actions !== undefined ? { actions } : {}),
+      ...(patch.name !== undefined ? { name: set.name } : {}),
+      ...(patch.states !== undefined ? { states } : {}),
+      ...(patch.actions !== undefined ? { actions } : {}),
     });
     return this.view(p, { ...row, ...set });
   }
@@ -175,7 +196,10 @@ export class SceneService {
   /** The home was deleted: its scenes and their activations go. */
   async homeDeleted(homeId: string): Promise<void> {
     await this.deps.db.transaction().execute(async (trx) => {
-      await trx.deleteFrom('scene_activations').where('scene_id', 'in', trx.selectFrom('scenes').select('id').where('home_id', '=', homeId)).execute();
+      await trx
+        .deleteFrom('scene_activations')
+        .where('scene_id', 'in', trx.selectFrom('scenes').select('id').where('home_id', '=', homeId))
+        .execute();
       await trx.deleteFrom('scenes').where('home_id', '=', homeId).execute();
     });
   }
@@ -204,11 +228,20 @@ export class SceneService {
   /** The scene's recent activations, newest first. */
   async activations(p: Principal, sceneId: string, limit = 50): Promise<SceneActivation[]> {
     await this.scene(p, sceneId, 'view');
-    const rows = await this.deps.db.selectFrom('scene_activations').selectAll().where('scene_id', '=', sceneId)
-      .orderBy('seq', 'desc').limit(limit).execute();
-    return Promise.all(rows.map((r) => this.activationView(p, {
-      id: r.id, sceneId: r.scene_id, homeId: r.home_id, source: r.source, at: Number(r.at), ok: Number(r.ok) === 1, results: fromJson<DeviceResult[]>(r.results),
-    })));
+    const rows = await this.deps.db.selectFrom('scene_activations').selectAll().where('scene_id', '=', sceneId).orderBy('seq', 'desc').limit(limit).execute();
+    return Promise.all(
+      rows.map((r) =>
+        this.activationView(p, {
+          id: r.id,
+          sceneId: r.scene_id,
+          homeId: r.home_id,
+          source: r.source,
+          at: Number(r.at),
+          ok: Number(r.ok) === 1,
+          results: fromJson<DeviceResult[]>(r.results),
+        }),
+      ),
+    );
   }
 
   // ------------------------------------------------------------------ for automations
@@ -229,7 +262,12 @@ export class SceneService {
   // ------------------------------------------------------------------ activation
 
   /** `caller`: the principal activating it (devices they may not control are refused) and their rights, memoised. */
-  private async run(row: SceneRow, source: string, caller: { p: Principal; rights: Map<string, Promise<DeviceRight>> } | undefined, timeoutMs = this.timeoutMs): Promise<SceneActivation> {
+  private async run(
+    row: SceneRow,
+    source: string,
+    caller: { p: Principal; rights: Map<string, Promise<DeviceRight>> } | undefined,
+    timeoutMs = this.timeoutMs,
+  ): Promise<SceneActivation> {
     const at = this.deps.clock.now();
     const { states, actions } = await this.current(row);
     const byDevice = new Map<string, { state?: SceneState; actions: SceneAction[] }>();
@@ -237,24 +275,55 @@ export class SceneService {
     for (const s of states) entry(s.device).state = s;
     for (const a of actions) entry(a.device).actions.push(a);
     // Devices in parallel; a device's state before its actions.
-    const perDevice = await Promise.all([...byDevice].map(async ([device, e]) => {
-      const out: DeviceResult[] = [];
-      const refused = caller ? refusal(device, await this.right(caller.p, device, caller.rights)) : undefined;
-      if (e.state) out.push(refused ? failed(device, 'state', refused) : await this.applyState(e.state, timeoutMs));
-      for (const a of e.actions) out.push(refused ? { ...failed(device, 'action', refused), action: a.action } : await this.applyAction(a, source, timeoutMs));
-      return out;
-    }));
+    const perDevice = await Promise.all(
+      [...byDevice].map(async ([device, e]) => {
+        const out: DeviceResult[] = [];
+        const refused = caller ? refusal(device, await this.right(caller.p, device, caller.rights)) : undefined;
+        if (e.state) out.push(refused ? failed(device, 'state', refused) : await this.applyState(e.state, timeoutMs));
+        for (const a of e.actions)
+          out.push(refused ? { ...failed(device, 'action', refused), action: a.action } : await this.applyAction(a, source, timeoutMs));
+        return out;
+      }),
+    );
     const results = perDevice.flat();
     const activation: SceneActivation = { id: newId('sa'), sceneId: row.id, homeId: row.home_id, source, at, ok: results.every((r) => r.ok), results };
     try {
       await this.deps.db.transaction().execute(async (trx) => {
-        const last = await trx.selectFrom('scene_activations').select((eb) => eb.fn.max('seq').as('seq')).where('scene_id', '=', row.id).executeTakeFirst();
-        await trx.insertInto('scene_activations').values({
-          id: activation.id, scene_id: row.id, seq: Number(last?.seq ?? 0) + 1, home_id: row.home_id, source, at, ok: activation.ok ? 1 : 0, results: toJson(results),
-        }).execute();
-        const old = await trx.selectFrom('scene_activations').select('id').where('scene_id', '=', row.id)
-          .orderBy('seq', 'desc').offset(this.keep).limit(1000).execute();
-        if (old.length) await trx.deleteFrom('scene_activations').where('id', 'in', old.map((o) => o.id)).execute();
+        const last = await trx
+          .selectFrom('scene_activations')
+          .select((eb) => eb.fn.max('seq').as('seq'))
+          .where('scene_id', '=', row.id)
+          .executeTakeFirst();
+        await trx
+          .insertInto('scene_activations')
+          .values({
+            id: activation.id,
+            scene_id: row.id,
+            seq: Number(last?.seq ?? 0) + 1,
+            home_id: row.home_id,
+            source,
+            at,
+            ok: activation.ok ? 1 : 0,
+            results: toJson(results),
+          })
+          .execute();
+        const old = await trx
+          .selectFrom('scene_activations')
+          .select('id')
+          .where('scene_id', '=', row.id)
+          .orderBy('seq', 'desc')
+          .offset(this.keep)
+          .limit(1000)
+          .execute();
+        if (old.length)
+          await trx
+            .deleteFrom('scene_activations')
+            .where(
+              'id',
+              'in',
+              old.map((o) => o.id),
+            )
+            .execute();
       });
     } catch (err) {
       // The devices were acted on already: the activation is still announced and answered.
@@ -266,7 +335,11 @@ export class SceneService {
     const counts: Partial<Record<DeviceResult['status'], number>> = {};
     for (const r of results) counts[r.status] = (counts[r.status] ?? 0) + 1;
     this.deps.stream.publish('scene', null, row.home_id, { id: activation.id, sceneId: row.id, name: row.name, source, ok: activation.ok, counts }, at);
-    this.audit(source, 'scene.activate', row, { activationId: activation.id, ok: activation.ok, results: results.map((r) => ({ device: r.device, kind: r.kind, status: r.status })) });
+    this.audit(source, 'scene.activate', row, {
+      activationId: activation.id,
+      ok: activation.ok,
+      results: results.map((r) => ({ device: r.device, kind: r.kind, status: r.status })),
+    });
     return activation;
   }
 
@@ -280,10 +353,14 @@ export class SceneService {
     const done = new Promise<void>((r) => (resolveReached = r));
     const seen: Record<string, unknown> = {};
     // Listen before setting: the device may answer before setDesired returns.
-    const unsub = bus.subscribe(subjects.reported(s.device), (msg) => {
-      Object.assign(seen, msg.data.values);
-      if (reached(seen)) resolveReached();
-    }, { name: 'scenes.reported' });
+    const unsub = bus.subscribe(
+      subjects.reported(s.device),
+      (msg) => {
+        Object.assign(seen, msg.data.values);
+        if (reached(seen)) resolveReached();
+      },
+      { name: 'scenes.reported' },
+    );
     let cancel: (() => void) | undefined;
     try {
       const view = await shadow.setDesired(s.device, want);
@@ -295,9 +372,17 @@ export class SceneService {
       const timedOut = new Promise<'timeout'>((r) => (cancel = clock.setTimer(() => r('timeout'), timeoutMs)));
       const outcome = await Promise.race([done.then(() => 'applied' as const), timedOut]);
       // A report may have come before the subscription was in place (a bus between nodes): the shadow knows.
-      if (outcome === 'applied' || reached({ ...(await shadow.view(s.device)).reported })) return { device: s.device, ok: true, status: 'applied', ms: ms(), kind: 'state' };
+      if (outcome === 'applied' || reached({ ...(await shadow.view(s.device)).reported }))
+        return { device: s.device, ok: true, status: 'applied', ms: ms(), kind: 'state' };
       const missing = Object.keys(want).filter((k) => !sameValue(seen[k], want[k]));
-      return { device: s.device, ok: false, status: 'timeout', ms: ms(), kind: 'state', error: `the device did not report ${missing.join(', ')} within ${timeoutMs} ms` };
+      return {
+        device: s.device,
+        ok: false,
+        status: 'timeout',
+        ms: ms(),
+        kind: 'state',
+        error: `the device did not report ${missing.join(', ')} within ${timeoutMs} ms`,
+      };
     } catch (err) {
       if (!isHearthError(err)) this.deps.log.error({ err, deviceId: s.device }, 'scene state could not be applied');
       return { ...failed(s.device, 'state', errorText(err)), ms: ms() };
@@ -313,11 +398,14 @@ export class SceneService {
     try {
       const out = await this.deps.commands.send(a.device, { action: a.action, ...(a.params ? { params: a.params } : {}), timeoutMs }, source);
       const ms = this.deps.clock.now() - started;
-      return out.ok ? { ...base, ok: true, status: 'applied', ms } : { ...base, ok: false, status: 'failed', ms, error: out.error ?? 'the device answered not ok' };
+      return out.ok
+        ? { ...base, ok: true, status: 'applied', ms }
+        : { ...base, ok: false, status: 'failed', ms, error: out.error ?? 'the device answered not ok' };
     } catch (err) {
       if (!isHearthError(err)) this.deps.log.error({ err, deviceId: a.device }, 'scene action could not be sent');
       const ms = this.deps.clock.now() - started;
-      const status = isHearthError(err) && err.code === 'E_DEVICE_OFFLINE' ? 'offline' : isHearthError(err) && err.code === 'E_COMMAND_TIMEOUT' ? 'timeout' : 'failed';
+      const status =
+        isHearthError(err) && err.code === 'E_DEVICE_OFFLINE' ? 'offline' : isHearthError(err) && err.code === 'E_COMMAND_TIMEOUT' ? 'timeout' : 'failed';
       return { ...base, ok: false, status, ms, error: errorText(err) };
     }
   }
@@ -330,12 +418,22 @@ export class SceneService {
    * `checked` says which lists came with the request (so their problems are named as body
    * fields); entries kept from the stored scene are only pruned of devices that left.
    */
-  private async validate(homeId: string, states: SceneState[], actions: SceneAction[], given = { states: true, actions: true }, models: Models = new Map()): Promise<{ states: SceneState[]; actions: SceneAction[] }> {
+  private async validate(
+    homeId: string,
+    states: SceneState[],
+    actions: SceneAction[],
+    given = { states: true, actions: true },
+    models: Models = new Map(),
+  ): Promise<{ states: SceneState[]; actions: SceneAction[] }> {
     const problems: Problem[] = [];
     const seen = new Set<string>();
     for (const [i, s] of states.entries()) {
       const field = `body.states[${i}]`;
-      if (seen.has(s.device)) problems.push({ field: `${field}.device`, message: `device "${s.device}" has a state already (states[${states.findIndex((x) => x.device === s.device)}])` });
+      if (seen.has(s.device))
+        problems.push({
+          field: `${field}.device`,
+          message: `device "${s.device}" has a state already (states[${states.findIndex((x) => x.device === s.device)}])`,
+        });
       seen.add(s.device);
       const model = await this.modelInHome(homeId, s.device, models);
       if (!model) {
@@ -368,7 +466,9 @@ export class SceneService {
     const bad = new Set(problems.map((x) => x.field.replace(/\].*$/, ']')));
     return {
       states: states.filter((_, i) => !bad.has(`body.states[${i}]`)),
-      actions: actions.filter((_, i) => !bad.has(`body.actions[${i}]`)).map((a) => ({ device: a.device, action: a.action, ...(a.params && Object.keys(a.params).length ? { params: a.params } : {}) })),
+      actions: actions
+        .filter((_, i) => !bad.has(`body.actions[${i}]`))
+        .map((a) => ({ device: a.device, action: a.action, ...(a.params && Object.keys(a.params).length ? { params: a.params } : {}) })),
     };
   }
 
@@ -420,14 +520,23 @@ export class SceneService {
     const { states, actions } = await this.current(row);
     const visible = await this.visible(p, [...states.map((s) => s.device), ...actions.map((a) => a.device)]);
     return {
-      id: row.id, homeId: row.home_id, name: row.name,
-      states: states.filter((s) => visible.has(s.device)), actions: actions.filter((a) => visible.has(a.device)),
-      createdBy: row.created_by, createdAt: isoOf(row.created_at), updatedAt: isoOf(row.updated_at),
+      id: row.id,
+      homeId: row.home_id,
+      name: row.name,
+      states: states.filter((s) => visible.has(s.device)),
+      actions: actions.filter((a) => visible.has(a.device)),
+      createdBy: row.created_by,
+      createdAt: isoOf(row.created_at),
+      updatedAt: isoOf(row.updated_at),
     };
   }
 
   private async activationView(p: Principal, a: SceneActivation, rights = new Map<string, Promise<DeviceRight>>()): Promise<SceneActivation> {
-    const visible = await this.visible(p, a.results.map((r) => r.device), rights);
+    const visible = await this.visible(
+      p,
+      a.results.map((r) => r.device),
+      rights,
+    );
     return { ...a, results: a.results.filter((r) => visible.has(r.device)) };
   }
 

@@ -42,7 +42,9 @@ export class SessionStore {
   async addSubscriptions(clientId: string, subs: StoredSubscription[]): Promise<void> {
     if (!subs.length) return;
     const now = Date.now();
-    await this.deps.db.insertInto('mqtt_subscriptions').values(subs.map((s) => ({ client_id: clientId, topic: s.topic, qos: s.qos, updated_at: now })))
+    await this.deps.db
+      .insertInto('mqtt_subscriptions')
+      .values(subs.map((s) => ({ client_id: clientId, topic: s.topic, qos: s.qos, updated_at: now })))
       .onConflict((oc) => oc.columns(['client_id', 'topic']).doUpdateSet((eb) => ({ qos: eb.ref('excluded.qos'), updated_at: now })))
       .execute();
   }
@@ -59,9 +61,20 @@ export class SessionStore {
   }
 
   async enqueue(m: StoredMessage): Promise<void> {
-    await this.deps.db.insertInto('mqtt_outgoing').values({
-      key: m.key, client_id: m.clientId, seq: m.seq, topic: m.topic, payload: m.payload.toString('base64'), qos: m.qos, message_id: m.messageId, created_at: Date.now(),
-    }).onConflict((oc) => oc.column('key').doNothing()).execute();
+    await this.deps.db
+      .insertInto('mqtt_outgoing')
+      .values({
+        key: m.key,
+        client_id: m.clientId,
+        seq: m.seq,
+        topic: m.topic,
+        payload: m.payload.toString('base64'),
+        qos: m.qos,
+        message_id: m.messageId,
+        created_at: Date.now(),
+      })
+      .onConflict((oc) => oc.column('key').doNothing())
+      .execute();
   }
 
   async setMessageId(key: string, messageId: number): Promise<void> {
@@ -87,7 +100,12 @@ export class SessionStore {
 
 function toMessage(r: { key: string; client_id: string; seq: number; topic: string; payload: string; qos: number; message_id: number | null }): StoredMessage {
   return {
-    key: r.key, clientId: r.client_id, seq: Number(r.seq), topic: r.topic, payload: Buffer.from(r.payload, 'base64'), qos: Number(r.qos),
+    key: r.key,
+    clientId: r.client_id,
+    seq: Number(r.seq),
+    topic: r.topic,
+    payload: Buffer.from(r.payload, 'base64'),
+    qos: Number(r.qos),
     messageId: r.message_id == null ? null : Number(r.message_id),
   };
 }

@@ -42,20 +42,39 @@ export class ShadowService implements ShardListener {
   private unsub: Unsubscribe | undefined;
   private readonly rpc = new Map<number, Unsubscribe>();
 
-  constructor(private readonly deps: { db: Db; bus: Bus; log: Logger; devices: DeviceService; products: ProductService; presence: PresenceService; shards: ShardManager; flushMs: number }) {
-    this.writer = new PeriodicFlush(() => this.write(), deps.flushMs, (err) => deps.log.error({ err }, 'shadow flush failed'));
+  constructor(
+    private readonly deps: {
+      db: Db;
+      bus: Bus;
+      log: Logger;
+      devices: DeviceService;
+      products: ProductService;
+      presence: PresenceService;
+      shards: ShardManager;
+      flushMs: number;
+    },
+  ) {
+    this.writer = new PeriodicFlush(
+      () => this.write(),
+      deps.flushMs,
+      (err) => deps.log.error({ err }, 'shadow flush failed'),
+    );
   }
 
   start(): void {
     this.writer.start();
     // A lost connection ends the subscription; a sub-device the hub reports offline keeps the hub's.
     // An offline event of an older session arriving after a reconnect changes nothing.
-    this.unsub = this.deps.bus.subscribe(subjects.presence('*'), async (msg) => {
-      const ev = msg.data;
-      if (ev.online || ev.reason === 'hub-reported') return;
-      if ((await this.deps.presence.get(ev.deviceId)).session > ev.session) return;
-      if (this.listening.has(ev.deviceId)) this.listening.set(ev.deviceId, false);
-    }, { name: 'shadow.presence' });
+    this.unsub = this.deps.bus.subscribe(
+      subjects.presence('*'),
+      async (msg) => {
+        const ev = msg.data;
+        if (ev.online || ev.reason === 'hub-reported') return;
+        if ((await this.deps.presence.get(ev.deviceId)).session > ev.session) return;
+        if (this.listening.has(ev.deviceId)) this.listening.set(ev.deviceId, false);
+      },
+      { name: 'shadow.presence' },
+    );
   }
 
   async stop(): Promise<void> {
@@ -66,7 +85,10 @@ export class ShadowService implements ShardListener {
 
   async acquire(shard: number): Promise<void> {
     if (this.rpc.has(shard)) return;
-    this.rpc.set(shard, this.deps.bus.subscribe(subjects.shadowRpc(shard), (msg) => this.serve(shard, msg.data).then((r) => msg.respond?.(r)), { name: 'shadow.rpc' }));
+    this.rpc.set(
+      shard,
+      this.deps.bus.subscribe(subjects.shadowRpc(shard), (msg) => this.serve(shard, msg.data).then((r) => msg.respond?.(r)), { name: 'shadow.rpc' }),
+    );
   }
 
   /** Stores the shard's shadows and forgets them: the next owner loads them from the store. */
@@ -81,7 +103,10 @@ export class ShadowService implements ShardListener {
 
   private serve(shard: number, req: ShadowRequest): Promise<ShadowReply> {
     return serveShard({
-      owns: this.deps.shards.owns(shard), log: this.deps.log, context: { deviceId: req.deviceId, op: req.op }, what: 'shadow request',
+      owns: this.deps.shards.owns(shard),
+      log: this.deps.log,
+      context: { deviceId: req.deviceId, op: req.op },
+      what: 'shadow request',
       run: async () => {
         if (req.op === 'view') return { ok: true, view: await this.localView(req.deviceId) };
         if (req.op === 'setDesired') return { ok: true, view: await this.localSetDesired(req.deviceId, req.values) };
@@ -216,15 +241,23 @@ export class ShadowService implements ShardListener {
     for (const id of ids) {
       const s = this.cache.get(id)!;
       try {
-        rows.push({ device_id: id, reported: toJson(s.reported), desired: toJson(s.desired), metadata: toJson(s.metadata), version: s.version, updated_at: s.updatedAt });
+        rows.push({
+          device_id: id,
+          reported: toJson(s.reported),
+          desired: toJson(s.desired),
+          metadata: toJson(s.metadata),
+          version: s.version,
+          updated_at: s.updatedAt,
+        });
       } catch (err) {
         log.error({ err, deviceId: id }, 'shadow could not be serialised; not stored');
       }
     }
     const { retry, error } = await writeIsolated(rows, {
-      batch: (rs) => db.transaction().execute(async (trx) => {
-        for (const r of rs) await upsertShadow(trx, r);
-      }),
+      batch: (rs) =>
+        db.transaction().execute(async (trx) => {
+          for (const r of rs) await upsertShadow(trx, r);
+        }),
       one: (r) => upsertShadow(db, r),
       onBad: (r, err) => log.error({ err, deviceId: r.device_id }, 'shadow refused by the store; not stored, the rest of its batch is'),
     });
@@ -259,7 +292,13 @@ export class ShadowService implements ShardListener {
       p = (async () => {
         const row = await this.deps.db.selectFrom('shadows').selectAll().where('device_id', '=', deviceId).executeTakeFirst();
         const s: ShadowState = row
-          ? { reported: fromJson(row.reported), desired: fromJson(row.desired), metadata: fromJson(row.metadata), version: Number(row.version), updatedAt: Number(row.updated_at) }
+          ? {
+              reported: fromJson(row.reported),
+              desired: fromJson(row.desired),
+              metadata: fromJson(row.metadata),
+              version: Number(row.version),
+              updatedAt: Number(row.updated_at),
+            }
           : emptyShadow();
         this.cache.set(deviceId, s);
         this.loading.delete(deviceId);
@@ -286,5 +325,9 @@ type ShadowRow = { device_id: string; reported: string; desired: string; metadat
 
 async function upsertShadow(db: Db, r: ShadowRow): Promise<void> {
   const { device_id, ...row } = r;
-  await db.insertInto('shadows').values(r).onConflict((oc) => oc.column('device_id').doUpdateSet(row)).execute();
+  await db
+    .insertInto('shadows')
+    .values(r)
+    .onConflict((oc) => oc.column('device_id').doUpdateSet(row))
+    .execute();
 }

@@ -211,7 +211,15 @@ test('unknown products are inert but never throw', () => {
 });
 
 test('DEMO_CHILDREN: one of each demo product, unique EUI-64 hwids', () => {
-  assert.deepEqual(DEMO_CHILDREN.map((c) => c.product).sort(), ['contact-sensor', 'curtain', 'door-lock', 'light', 'motion-sensor', 'plug', 'temp-humidity-sensor']);
+  assert.deepEqual(DEMO_CHILDREN.map((c) => c.product).sort(), [
+    'contact-sensor',
+    'curtain',
+    'door-lock',
+    'light',
+    'motion-sensor',
+    'plug',
+    'temp-humidity-sensor',
+  ]);
   assert.equal(new Set(DEMO_CHILDREN.map((c) => c.hwid)).size, DEMO_CHILDREN.length);
   for (const c of DEMO_CHILDREN) assert.match(c.hwid, /^00:12:4b:00(:[0-9a-f]{2}){4}$/);
 });

@@ -514,14 +514,19 @@ class Sim implements DeviceSim {
   private out: SimOutput = emptyOutput();
   private readonly api: Api;
 
-  constructor(readonly product: string, readonly hwid: string, opts: SimOptions) {
+  constructor(
+    readonly product: string,
+    readonly hwid: string,
+    opts: SimOptions,
+  ) {
     this.model = MODELS.get(product);
     this.behaviour = BEHAVIOURS[product];
     this.known = this.model !== undefined && this.behaviour !== undefined;
     this.rng = opts.rng ?? seededRng(`${product}|${hwid}`);
     this.now = opts.now ?? Date.now;
     this.api = {
-      product, hwid,
+      product,
+      hwid,
       state: this.state,
       mem: this.mem,
       rng: () => this.rng(),
@@ -597,7 +602,8 @@ class Sim implements DeviceSim {
   }
 
   command(action: string, params?: unknown): CommandOutput {
-    const handler = typeof action === 'string' && this.behaviour?.commands && Object.hasOwn(this.behaviour.commands, action) ? this.behaviour.commands[action] : undefined;
+    const handler =
+      typeof action === 'string' && this.behaviour?.commands && Object.hasOwn(this.behaviour.commands, action) ? this.behaviour.commands[action] : undefined;
     if (!handler || !this.model?.actions.has(action)) return { ...emptyOutput(), ok: false, error: 'unsupported action' };
     if (params !== undefined && params !== null && !isRecord(params)) return { ...emptyOutput(), ok: false, error: 'invalid params: must be an object' };
     const p = (params ?? {}) as Record<string, unknown>;

@@ -8,7 +8,14 @@ test('a device installs only the image the job names, signed by its product key'
   const pem = publicKey.export({ format: 'pem', type: 'spki' }).toString();
   const image = Buffer.from('firmware image bytes '.repeat(100));
   const digest = createHash('sha256').update(image).digest();
-  const job: OtaJob = { job: 'j_1', version: '1.1.0', url: 'http://x/', size: image.length, sha256: digest.toString('hex'), signature: sign(null, digest, privateKey).toString('base64') };
+  const job: OtaJob = {
+    job: 'j_1',
+    version: '1.1.0',
+    url: 'http://x/',
+    size: image.length,
+    sha256: digest.toString('hex'),
+    signature: sign(null, digest, privateKey).toString('base64'),
+  };
   assert.equal(verifyFirmware(image, job, pem), undefined);
   const tampered = Buffer.from(image);
   tampered[10] ^= 1;

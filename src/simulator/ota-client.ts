@@ -23,15 +23,26 @@ export type ProgressState = 'downloading' | 'verifying' | 'installing' | 'reboot
 
 export function isOtaJob(v: unknown): v is OtaJob {
   const j = v as Record<string, unknown>;
-  return typeof j === 'object' && j !== null && typeof j.job === 'string' && typeof j.version === 'string' && typeof j.url === 'string'
-    && typeof j.size === 'number' && typeof j.sha256 === 'string' && typeof j.signature === 'string';
+  return (
+    typeof j === 'object' &&
+    j !== null &&
+    typeof j.job === 'string' &&
+    typeof j.version === 'string' &&
+    typeof j.url === 'string' &&
+    typeof j.size === 'number' &&
+    typeof j.sha256 === 'string' &&
+    typeof j.signature === 'string'
+  );
 }
 
 /**
  * Downloads the image; a dropped transfer resumes with `Range: bytes=<received>-` (up to
  * `attempts` times), checking with `If-Range` that the image did not change meanwhile.
  */
-export async function downloadFirmware(job: OtaJob, opts: { attempts?: number; onProgress?: (pct: number) => void; signal?: AbortSignal } = {}): Promise<Buffer> {
+export async function downloadFirmware(
+  job: OtaJob,
+  opts: { attempts?: number; onProgress?: (pct: number) => void; signal?: AbortSignal } = {},
+): Promise<Buffer> {
   const parts: Buffer[] = [];
   let received = 0;
   let etag: string | undefined;

@@ -66,43 +66,52 @@ export function startOtaDevice(opts: OtaDeviceOptions): OtaDevice {
 
   /** The connection is ours to close (reboot, power off, stop): no reconnect. */
   let closing = false;
-  const open = (): Promise<void> => new Promise((resolve, reject) => {
-    closing = false;
-    const c = connect(client === undefined ? opts.mqttUrl : (opts.reconnectUrl ?? opts.mqttUrl), { clientId: opts.id, username: opts.id, password: opts.secret, reconnectPeriod: 0, connectTimeout: 10_000, clean: true, protocolVersion: 4 });
-    client = c;
-    c.once('connect', () => {
-      (c.stream as { setNoDelay?: (v: boolean) => void } | undefined)?.setNoDelay?.(true);
-      publish(`devices/${opts.id}/properties`, { firmware: version });
-      if (afterBoot) {
-        const { job, state, ...rest } = afterBoot;
-        progress(job, state, rest);
-        finished.set(job, afterBoot);
-        afterBoot = undefined;
-        running = undefined;
-      }
-      const topics = opts.listen === false ? [`devices/${opts.id}/errors`] : [`devices/${opts.id}/ota`, `devices/${opts.id}/errors`];
-      c.subscribeAsync(topics, { qos: 1 }).then(() => resolve(), reject);
+  const open = (): Promise<void> =>
+    new Promise((resolve, reject) => {
+      closing = false;
+      const c = connect(client === undefined ? opts.mqttUrl : (opts.reconnectUrl ?? opts.mqttUrl), {
+        clientId: opts.id,
+        username: opts.id,
+        password: opts.secret,
+        reconnectPeriod: 0,
+        connectTimeout: 10_000,
+        clean: true,
+        protocolVersion: 4,
+      });
+      client = c;
+      c.once('connect', () => {
+        (c.stream as { setNoDelay?: (v: boolean) => void } | undefined)?.setNoDelay?.(true);
+        publish(`devices/${opts.id}/properties`, { firmware: version });
+        if (afterBoot) {
+          const { job, state, ...rest } = afterBoot;
+          progress(job, state, rest);
+          finished.set(job, afterBoot);
+          afterBoot = undefined;
+          running = undefined;
+        }
+        const topics = opts.listen === false ? [`devices/${opts.id}/errors`] : [`devices/${opts.id}/ota`, `devices/${opts.id}/errors`];
+        c.subscribeAsync(topics, { qos: 1 }).then(() => resolve(), reject);
+      });
+      c.once('error', reject);
+      c.once('close', () => {
+        if (!opts.reconnect || closing || stopped || client !== c) return;
+        const retry = (): void => {
+          if (stopped || closing) return;
+          open().catch(() => setTimeout(retry, 200));
+        };
+        setTimeout(retry, 200);
+      });
+      c.on('message', (topic, buf) => {
+        if (!topic.endsWith('/ota')) return;
+        let job: unknown;
+        try {
+          job = JSON.parse(buf.toString());
+        } catch {
+          return;
+        }
+        if (isOtaJob(job)) void onJob(job);
+      });
     });
-    c.once('error', reject);
-    c.once('close', () => {
-      if (!opts.reconnect || closing || stopped || client !== c) return;
-      const retry = (): void => {
-        if (stopped || closing) return;
-        open().catch(() => setTimeout(retry, 200));
-      };
-      setTimeout(retry, 200);
-    });
-    c.on('message', (topic, buf) => {
-      if (!topic.endsWith('/ota')) return;
-      let job: unknown;
-      try {
-        job = JSON.parse(buf.toString());
-      } catch {
-        return;
-      }
-      if (isOtaJob(job)) void onJob(job);
-    });
-  });
 
   const onJob = async (job: OtaJob): Promise<void> => {
     const done = finished.get(job.job);

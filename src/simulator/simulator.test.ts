@@ -22,7 +22,10 @@ class FakeCloud {
   server!: Server;
   private waiters: Array<{ match: (s: Seen) => boolean; resolve: (s: Seen) => void }> = [];
 
-  constructor(private readonly hubId: string, private readonly secret: string) {}
+  constructor(
+    private readonly hubId: string,
+    private readonly secret: string,
+  ) {}
 
   async start(): Promise<string> {
     this.broker = await Aedes.createBroker({
@@ -53,7 +56,8 @@ class FakeCloud {
     if (packet.topic === `devices/${this.hubId}/children/join`) {
       const { product, hwid } = payload as { product: string; hwid: string };
       this.joins++;
-      if (product === 'nope') this.send(this.hubId, 'errors', { code: 'E_PRODUCT_NOT_FOUND', message: `product "${product}" does not exist`, topic: packet.topic });
+      if (product === 'nope')
+        this.send(this.hubId, 'errors', { code: 'E_PRODUCT_NOT_FOUND', message: `product "${product}" does not exist`, topic: packet.topic });
       else this.send(this.hubId, 'children/joined', { hwid, id: childId(hwid), product });
     }
     for (const w of [...this.waiters]) {
@@ -72,7 +76,13 @@ class FakeCloud {
   waitFor(match: (s: Seen) => boolean, timeoutMs = 3000): Promise<Seen> {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error('timed out waiting for a message')), timeoutMs);
-      this.waiters.push({ match, resolve: (s) => { clearTimeout(timer); resolve(s); } });
+      this.waiters.push({
+        match,
+        resolve: (s) => {
+          clearTimeout(timer);
+          resolve(s);
+        },
+      });
     });
   }
 
@@ -101,8 +111,14 @@ test('joins the demo children, reports, answers commands and desired state, reco
     for (const c of DEMO_CHILDREN) {
       const id = childId(c.hwid);
       assert.deepEqual(sim.children.get(c.hwid), { id, product: c.product, hwid: c.hwid });
-      assert.ok(cloud.seen.some((s) => s.topic === `devices/${id}/presence` && (s.payload as { online: boolean }).online === true), `presence of ${c.product}`);
-      assert.ok(cloud.seen.some((s) => s.topic === `devices/${id}/properties`), `properties of ${c.product}`);
+      assert.ok(
+        cloud.seen.some((s) => s.topic === `devices/${id}/presence` && (s.payload as { online: boolean }).online === true),
+        `presence of ${c.product}`,
+      );
+      assert.ok(
+        cloud.seen.some((s) => s.topic === `devices/${id}/properties`),
+        `properties of ${c.product}`,
+      );
     }
     const hubProps = cloud.seen.filter((s) => s.topic === `devices/${HUB}/properties`).map((s) => s.payload as Record<string, unknown>);
     assert.ok(hubProps.some((p) => p.firmware !== undefined && p.permitJoin === false));
@@ -184,7 +200,12 @@ test('refused credentials reject ready and stop reconnecting', async () => {
 test('a refused join rejects ready; the other children still join', async () => {
   const cloud = new FakeCloud(HUB, SECRET);
   const url = await cloud.start();
-  const sim = startSimulator({ mqttUrl: url, hubId: HUB, hubSecret: SECRET, children: [{ product: 'nope', hwid: '00:12:4b:00:00:00:00:99' }, DEMO_CHILDREN[0]] });
+  const sim = startSimulator({
+    mqttUrl: url,
+    hubId: HUB,
+    hubSecret: SECRET,
+    children: [{ product: 'nope', hwid: '00:12:4b:00:00:00:00:99' }, DEMO_CHILDREN[0]],
+  });
   try {
     await assert.rejects(sim.ready, /E_PRODUCT_NOT_FOUND/);
     assert.deepEqual([...sim.children.keys()], [DEMO_CHILDREN[0].hwid]);

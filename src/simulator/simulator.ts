@@ -316,7 +316,9 @@ export function startSimulator(opts: SimulatorOptions): RunningSimulator {
     const action = typeof payload.action === 'string' ? payload.action : '';
     const out = node.sim.command(action, payload.params);
     const result: Record<string, unknown> = out.ok
-      ? out.result !== undefined ? { id: payload.id, ok: true, result: out.result } : { id: payload.id, ok: true }
+      ? out.result !== undefined
+        ? { id: payload.id, ok: true, result: out.result }
+        : { id: payload.id, ok: true }
       : { id: payload.id, ok: false, error: out.error ?? 'failed' };
     results.set(memoKey, result);
     if (results.size > RESULT_MEMORY) results.delete(results.keys().next().value!);

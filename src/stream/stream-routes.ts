@@ -7,7 +7,14 @@ import { Auth } from '../transports/http/route-auth.ts';
 import { AuthHeader, JsonObject, problems } from '../transports/http/http-schemas.ts';
 import { HearthError, isHearthError } from '../core/errors.ts';
 import type { Principal } from '../access/principal.ts';
-import { STREAM_EVENT_TYPES, type StreamCloseReason, type StreamConnection, type StreamEventType, type StreamFilter, type StreamService } from './stream-service.ts';
+import {
+  STREAM_EVENT_TYPES,
+  type StreamCloseReason,
+  type StreamConnection,
+  type StreamEventType,
+  type StreamFilter,
+  type StreamService,
+} from './stream-service.ts';
 
 export interface StreamRouteDeps {
   stream: StreamService;
@@ -31,13 +38,25 @@ const SSE_RETRY_MS = 2_000;
  */
 export const WS_CLOSE = { credentialsEnded: 4001, tooMany: 4029 } as const;
 
-const list = (description: string, example: string) => Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 2000 }), { maxItems: 100, description, examples: [[example]] }));
+const list = (description: string, example: string) =>
+  Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 2000 }), { maxItems: 100, description, examples: [[example]] }));
 /** Ids or types a filter may name in all, after comma-separated values are split. */
 const MAX_FILTER_VALUES = 200;
 
 const StreamQuery = Type.Object({
-  access_token: Type.Optional(Type.String({ maxLength: 4096, description: 'The access token (or API key), for clients that cannot send an Authorization header, such as browsers opening a WebSocket or an EventSource' })),
-  lastEventId: Type.Optional(Type.String({ maxLength: 64, description: 'Resume after this event id. A Last-Event-ID header (what EventSource sends when it reconnects) takes precedence' })),
+  access_token: Type.Optional(
+    Type.String({
+      maxLength: 4096,
+      description:
+        'The access token (or API key), for clients that cannot send an Authorization header, such as browsers opening a WebSocket or an EventSource',
+    }),
+  ),
+  lastEventId: Type.Optional(
+    Type.String({
+      maxLength: 64,
+      description: 'Resume after this event id. A Last-Event-ID header (what EventSource sends when it reconnects) takes precedence',
+    }),
+  ),
   homeId: list('Only events of these homes (repeat or comma-separate)', 'h_5t2k9x4p1q8r0m'),
   deviceId: list('Only events of these devices (repeat or comma-separate)', 'd_9x2k7m4p1q8r0t'),
   types: list(`Only these kinds of event (repeat or comma-separate): ${STREAM_EVENT_TYPES.join(', ')}`, 'property,event'),
@@ -45,20 +64,40 @@ const StreamQuery = Type.Object({
 type StreamQuery = Static<typeof StreamQuery>;
 
 /** One event of the stream, as a WebSocket text frame or the `data:` of an SSE event. */
-const StreamEventSchema = Type.Object({
-  id: Type.String({ description: 'Increasing event id; send the last one back (lastEventId / Last-Event-ID) to resume' }),
-  type: Type.String({ description: `${STREAM_EVENT_TYPES.join(', ')}; and for the connection itself: hello (live from here; its id is the position), reset (events after your last id are gone: reload the state), end (the stream ends because its credentials did: data.reason is session-ended, key-revoked or token-expired)` }),
-  deviceId: Type.Union([Type.String(), Type.Null()]),
-  homeId: Type.Union([Type.String(), Type.Null()], { description: 'The home the device was in when the event happened' }),
-  at: Type.String({ format: 'date-time' }),
-  data: JsonObject,
-}, {
-  description: 'property: {values, changed, version}; event: {eventId, event, params}; presence: {online, reason}; command: {commandId, action, status, ok?, result?, error?}',
-  examples: [
-    { id: '1763884800000000', type: 'property', deviceId: 'd_9x2k7m4p1q8r0t', homeId: 'h_5t2k9x4p1q8r0m', at: '2026-11-23T08:00:00.000Z', data: { values: { on: true, brightness: 80 }, changed: ['on'], version: 7 } },
-    { id: '1763884800000001', type: 'command', deviceId: 'd_9x2k7m4p1q8r0t', homeId: 'h_5t2k9x4p1q8r0m', at: '2026-11-23T08:00:00.004Z', data: { commandId: 'c_7m2k9x4p1q8r0t', action: 'toggle', status: 'answered', ok: true, result: {} } },
-  ],
-});
+const StreamEventSchema = Type.Object(
+  {
+    id: Type.String({ description: 'Increasing event id; send the last one back (lastEventId / Last-Event-ID) to resume' }),
+    type: Type.String({
+      description: `${STREAM_EVENT_TYPES.join(', ')}; and for the connection itself: hello (live from here; its id is the position), reset (events after your last id are gone: reload the state), end (the stream ends because its credentials did: data.reason is session-ended, key-revoked or token-expired)`,
+    }),
+    deviceId: Type.Union([Type.String(), Type.Null()]),
+    homeId: Type.Union([Type.String(), Type.Null()], { description: 'The home the device was in when the event happened' }),
+    at: Type.String({ format: 'date-time' }),
+    data: JsonObject,
+  },
+  {
+    description:
+      'property: {values, changed, version}; event: {eventId, event, params}; presence: {online, reason}; command: {commandId, action, status, ok?, result?, error?}',
+    examples: [
+      {
+        id: '1763884800000000',
+        type: 'property',
+        deviceId: 'd_9x2k7m4p1q8r0t',
+        homeId: 'h_5t2k9x4p1q8r0m',
+        at: '2026-11-23T08:00:00.000Z',
+        data: { values: { on: true, brightness: 80 }, changed: ['on'], version: 7 },
+      },
+      {
+        id: '1763884800000001',
+        type: 'command',
+        deviceId: 'd_9x2k7m4p1q8r0t',
+        homeId: 'h_5t2k9x4p1q8r0m',
+        at: '2026-11-23T08:00:00.004Z',
+        data: { commandId: 'c_7m2k9x4p1q8r0t', action: 'toggle', status: 'answered', ok: true, result: {} },
+      },
+    ],
+  },
+);
 
 const DESCRIPTION = [
   'Live events of the homes the caller may see: property changes, device events, presence, command status (and later automation runs), as JSON with an event id.',
@@ -69,15 +108,18 @@ const DESCRIPTION = [
   '',
   'Clients that fall more than about 1 MB behind are disconnected. WebSocket clients get a ping every 30 s, SSE clients a `: ping` comment every 15 s.',
   '',
-  'Each event is shown to those who could see it when it happened: a device\'s events to the people of the home it was in then (never to its next home, nor the other way round), a home\'s to its members at the time. This holds for replayed events too.',
+  "Each event is shown to those who could see it when it happened: a device's events to the people of the home it was in then (never to its next home, nor the other way round), a home's to its members at the time. This holds for replayed events too.",
   '',
-  'A stream lives no longer than its credentials: when its session ends (sign-out, revocation, password change, on any node), its API key is revoked or its access token expires, it gets an `end` event (`data.reason`: `session-ended`, `key-revoked`, `token-expired`) and is closed at once (WebSocket close code 4001 with the reason). After `token-expired`, reconnect with a fresh token and your last event id; nothing is lost. A user holds at most `HEARTH_STREAM_MAX_PER_USER` (10) streams per node, API keys\' included: more are refused with 429 `E_TOO_MANY_STREAMS`.',
+  "A stream lives no longer than its credentials: when its session ends (sign-out, revocation, password change, on any node), its API key is revoked or its access token expires, it gets an `end` event (`data.reason`: `session-ended`, `key-revoked`, `token-expired`) and is closed at once (WebSocket close code 4001 with the reason). After `token-expired`, reconnect with a fresh token and your last event id; nothing is lost. A user holds at most `HEARTH_STREAM_MAX_PER_USER` (10) streams per node, API keys' included: more are refused with 429 `E_TOO_MANY_STREAMS`.",
 ].join('\n');
 
 /** Splits repeated and comma-separated query values; undefined when none. */
 function values(v: readonly string[] | string | undefined): string[] | undefined {
   if (v === undefined) return undefined;
-  const out = (Array.isArray(v) ? v : [v]).flatMap((x) => x.split(',')).map((x) => x.trim()).filter((x) => x.length > 0);
+  const out = (Array.isArray(v) ? v : [v])
+    .flatMap((x) => x.split(','))
+    .map((x) => x.trim())
+    .filter((x) => x.length > 0);
   return out.length ? [...new Set(out)] : undefined;
 }
 
@@ -90,7 +132,10 @@ function parseFilter(q: StreamQuery): StreamFilter {
   }
   const filter = { homeIds: values(q.homeId), deviceIds: values(q.deviceId), types: types as StreamEventType[] | undefined };
   const named = (filter.homeIds?.length ?? 0) + (filter.deviceIds?.length ?? 0) + (filter.types?.length ?? 0);
-  if (named > MAX_FILTER_VALUES) throw new HearthError('E_VALIDATION', `a stream filter names at most ${MAX_FILTER_VALUES} homes, devices and types; this one names ${named}`, { field: 'querystring' });
+  if (named > MAX_FILTER_VALUES)
+    throw new HearthError('E_VALIDATION', `a stream filter names at most ${MAX_FILTER_VALUES} homes, devices and types; this one names ${named}`, {
+      field: 'querystring',
+    });
   return filter;
 }
 
@@ -156,7 +201,14 @@ export async function streamRoutes(app: HttpApp, deps: StreamRouteDeps): Promise
           description: 'A stream of events: Server-Sent Events (text/event-stream) or, on a WebSocket upgrade, one JSON text frame per event',
           content: {
             'application/json': { schema: StreamEventSchema },
-            'text/event-stream': { schema: Type.String({ description: 'id: <id>\\nevent: <type>\\ndata: <one event as JSON>\\n\\n', examples: ['retry: 2000\n\nid: 1763884800000000\nevent: property\ndata: {"id":"1763884800000000","type":"property","deviceId":"d_9x2k7m4p1q8r0t","homeId":"h_5t2k9x4p1q8r0m","at":"2026-11-23T08:00:00.000Z","data":{"values":{"on":true},"changed":["on"],"version":7}}\n\n'] }) },
+            'text/event-stream': {
+              schema: Type.String({
+                description: 'id: <id>\\nevent: <type>\\ndata: <one event as JSON>\\n\\n',
+                examples: [
+                  'retry: 2000\n\nid: 1763884800000000\nevent: property\ndata: {"id":"1763884800000000","type":"property","deviceId":"d_9x2k7m4p1q8r0t","homeId":"h_5t2k9x4p1q8r0m","at":"2026-11-23T08:00:00.000Z","data":{"values":{"on":true},"changed":["on"],"version":7}}\n\n',
+                ],
+              }),
+            },
           },
         },
         ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_HOME_NOT_FOUND', 'E_DEVICE_NOT_FOUND', 'E_TOO_MANY_STREAMS'),
@@ -213,7 +265,10 @@ export async function streamRoutes(app: HttpApp, deps: StreamRouteDeps): Promise
       }, ssePingMs);
       ping.unref();
       conn = deps.stream.connect({
-        principal: ctx.principal, filter: ctx.filter, lastEventId: ctx.lastEventId, label: `sse ${req.ip}`,
+        principal: ctx.principal,
+        filter: ctx.filter,
+        lastEventId: ctx.lastEventId,
+        label: `sse ${req.ip}`,
         sink: {
           write: (ev, json) => {
             if (ended || res.destroyed) return true;
@@ -263,7 +318,10 @@ export async function streamRoutes(app: HttpApp, deps: StreamRouteDeps): Promise
         alive = true;
       });
       conn = deps.stream.connect({
-        principal: ctx.principal, filter: ctx.filter, lastEventId: ctx.lastEventId, label: `ws ${req.ip}`,
+        principal: ctx.principal,
+        filter: ctx.filter,
+        lastEventId: ctx.lastEventId,
+        label: `ws ${req.ip}`,
         sink: {
           write: (_ev, json) => {
             if (ended || socket.readyState !== socket.OPEN) return true;

@@ -1,7 +1,7 @@
 import type { Bus, BusMessage, Unsubscribe } from '../core/bus/bus.ts';
 import { subjects } from '../core/bus/subjects.ts';
 import type { Logger } from '../core/logger.ts';
-import { HearthError, } from '../core/errors.ts';
+import { HearthError } from '../core/errors.ts';
 import type { AccessService } from '../access/access-service.ts';
 import type { DeviceService } from '../devices/device-service.ts';
 import type { Principal } from '../access/principal.ts';
@@ -201,11 +201,17 @@ export class StreamService {
   private unsubs: Unsubscribe[] = [];
   private readonly maxPending: number;
 
-  constructor(private readonly deps: {
-    bus: Bus; access: AccessService; devices: DeviceService; log: Logger; bufferSize?: number;
-    /** Streams one user may hold open on this node (default 10). */
-    maxPerUser?: number;
-  }) {
+  constructor(
+    private readonly deps: {
+      bus: Bus;
+      access: AccessService;
+      devices: DeviceService;
+      log: Logger;
+      bufferSize?: number;
+      /** Streams one user may hold open on this node (default 10). */
+      maxPerUser?: number;
+    },
+  ) {
     this.size = Math.max(1, deps.bufferSize ?? 10_000);
     this.maxPerUser = Math.max(1, deps.maxPerUser ?? DEFAULT_MAX_PER_USER);
     this.ring = new Array<Entry | undefined>(this.size);
@@ -218,31 +224,51 @@ export class StreamService {
     const bus = this.deps.bus;
     const idOf = (msg: BusMessage) => msg.subject.split('.')[1];
     this.unsubs = [
-      bus.subscribe(subjects.reported('*'), (msg) => {
-        const r = msg.data;
-        this.fromDevice('property', idOf(msg), r.at, { values: r.values, changed: r.changed, version: r.version }, r.receivedAt);
-      }, { name: 'stream.reported' }),
-      bus.subscribe(subjects.event('*'), (msg) => {
-        const e = msg.data;
-        this.fromDevice('event', idOf(msg), e.at, { eventId: e.id, event: e.event, params: e.params }, e.receivedAt);
-      }, { name: 'stream.event' }),
-      bus.subscribe(subjects.presence('*'), (msg) => {
-        const e = msg.data;
-        this.fromDevice('presence', idOf(msg), e.at, { online: e.online, reason: e.reason });
-      }, { name: 'stream.presence' }),
-      bus.subscribe(subjects.command('*'), (msg) => {
-        const c = msg.data;
-        const data: Record<string, unknown> = { commandId: c.id, action: c.action, status: c.status };
-        if (c.ok !== undefined) data.ok = c.ok;
-        if (c.result !== undefined) data.result = c.result;
-        if (c.error !== undefined) data.error = c.error;
-        if (c.expiresAt !== undefined) data.expiresAt = new Date(c.expiresAt).toISOString();
-        this.fromDevice('command', idOf(msg), Date.now(), data);
-      }, { name: 'stream.command' }),
-      bus.subscribe(subjects.streamAnnounce, (msg) => {
-        const a = msg.data;
-        this.emit(a.type, a.deviceId, a.homeId, a.at, a.data, a.userId);
-      }, { name: 'stream.announce' }),
+      bus.subscribe(
+        subjects.reported('*'),
+        (msg) => {
+          const r = msg.data;
+          this.fromDevice('property', idOf(msg), r.at, { values: r.values, changed: r.changed, version: r.version }, r.receivedAt);
+        },
+        { name: 'stream.reported' },
+      ),
+      bus.subscribe(
+        subjects.event('*'),
+        (msg) => {
+          const e = msg.data;
+          this.fromDevice('event', idOf(msg), e.at, { eventId: e.id, event: e.event, params: e.params }, e.receivedAt);
+        },
+        { name: 'stream.event' },
+      ),
+      bus.subscribe(
+        subjects.presence('*'),
+        (msg) => {
+          const e = msg.data;
+          this.fromDevice('presence', idOf(msg), e.at, { online: e.online, reason: e.reason });
+        },
+        { name: 'stream.presence' },
+      ),
+      bus.subscribe(
+        subjects.command('*'),
+        (msg) => {
+          const c = msg.data;
+          const data: Record<string, unknown> = { commandId: c.id, action: c.action, status: c.status };
+          if (c.ok !== undefined) data.ok = c.ok;
+          if (c.result !== undefined) data.result = c.result;
+          if (c.error !== undefined) data.error = c.error;
+          if (c.expiresAt !== undefined) data.expiresAt = new Date(c.expiresAt).toISOString();
+          this.fromDevice('command', idOf(msg), Date.now(), data);
+        },
+        { name: 'stream.command' },
+      ),
+      bus.subscribe(
+        subjects.streamAnnounce,
+        (msg) => {
+          const a = msg.data;
+          this.emit(a.type, a.deviceId, a.homeId, a.at, a.data, a.userId);
+        },
+        { name: 'stream.announce' },
+      ),
     ];
   }
 
@@ -277,7 +303,9 @@ export class StreamService {
   admit(p: Principal): void {
     const open = this.byUser.get(p.userId)?.size ?? 0;
     if (open >= this.maxPerUser) {
-      throw new HearthError('E_TOO_MANY_STREAMS', `you have ${open} live streams open (at most ${this.maxPerUser}); close one first`, { limit: this.maxPerUser });
+      throw new HearthError('E_TOO_MANY_STREAMS', `you have ${open} live streams open (at most ${this.maxPerUser}); close one first`, {
+        limit: this.maxPerUser,
+      });
     }
   }
 
@@ -287,7 +315,14 @@ export class StreamService {
    * operator only. With `userId`, only that user's connections receive it (and only when they
    * may also view the home, if one is named): a personal inbox item.
    */
-  publish(type: StreamEventType, deviceId: string | null, homeId: string | null, data: Record<string, unknown>, at = Date.now(), opts: { userId?: string } = {}): void {
+  publish(
+    type: StreamEventType,
+    deviceId: string | null,
+    homeId: string | null,
+    data: Record<string, unknown>,
+    at = Date.now(),
+    opts: { userId?: string } = {},
+  ): void {
     const a: Announcement = { type, deviceId, homeId, at, data };
     if (opts.userId !== undefined) a.userId = opts.userId;
     this.deps.bus.publish(subjects.streamAnnounce, a);
@@ -349,8 +384,12 @@ export class StreamService {
       },
       sink: opts.sink,
       label: opts.label ?? 'stream',
-      queue: [], head: 0, draining: false, closed: false,
-      rights: new Map(), sent: parseEventId(opts.lastEventId),
+      queue: [],
+      head: 0,
+      draining: false,
+      closed: false,
+      rights: new Map(),
+      sent: parseEventId(opts.lastEventId),
     };
     const now = Date.now();
     const gone = this.endedReason(p, now);
@@ -371,11 +410,14 @@ export class StreamService {
     if (opts.lastEventId !== undefined) {
       const from = parseEventId(opts.lastEventId);
       if (from === undefined || from < this.horizon) {
-        this.enqueue(conn, this.control('reset', this.horizon, now, {
-          lastEventId: opts.lastEventId,
-          reason: from === undefined ? 'unknown-id' : 'gap',
-          message: 'events after your last id are no longer available: load the current state again',
-        }));
+        this.enqueue(
+          conn,
+          this.control('reset', this.horizon, now, {
+            lastEventId: opts.lastEventId,
+            reason: from === undefined ? 'unknown-id' : 'gap',
+            message: 'events after your last id are no longer available: load the current state again',
+          }),
+        );
       } else resumed = true;
       for (const e of this.since(from ?? this.horizon)) this.enqueue(conn, e);
     }
@@ -456,7 +498,15 @@ export class StreamService {
     return placed;
   }
 
-  private emit(type: StreamEventType, deviceId: string | null, homeId: string | null, at: number, data: Record<string, unknown>, userId?: string, when = Date.now()): void {
+  private emit(
+    type: StreamEventType,
+    deviceId: string | null,
+    homeId: string | null,
+    at: number,
+    data: Record<string, unknown>,
+    userId?: string,
+    when = Date.now(),
+  ): void {
     const n = (this.last = Math.max(this.last + 1, Date.now() * 1000));
     const ev: StreamEvent = { id: String(n), type, deviceId, homeId, at: isoTime(at), data };
     const entry: Entry = { n, when, ev };

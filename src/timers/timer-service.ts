@@ -51,7 +51,17 @@ interface Handler {
   skipped?: (s: SkippedFiring) => Promise<void> | void;
 }
 
-type TimerRow = { key: string; owner: string; shard: number; spec: string; payload: string; grace_ms: number; next_at: number | null; version: number; last_fired_at: number | null };
+type TimerRow = {
+  key: string;
+  owner: string;
+  shard: number;
+  spec: string;
+  payload: string;
+  grace_ms: number;
+  next_at: number | null;
+  version: number;
+  last_fired_at: number | null;
+};
 
 export const DEFAULT_GRACE_MS = 5 * 60_000;
 const DEFAULT_POLL_MS = 30_000;
@@ -148,9 +158,11 @@ export class TimerService implements ShardListener {
 
     // Same spec: everything but the due time is replaced. Not writing next_at means a firing
     // claimed meanwhile cannot be undone (and fire again); the version makes a claim in flight retry.
-    const kept = await db.updateTable('timers')
+    const kept = await db
+      .updateTable('timers')
       .set({ owner: t.owner, shard, payload, grace_ms: graceMs, version: sql<number>`version + 1`, updated_at: now })
-      .where('key', '=', t.key).where('spec', '=', spec)
+      .where('key', '=', t.key)
+      .where('spec', '=', spec)
       .executeTakeFirst();
     let nextAt: number | null;
     if (Number(kept.numUpdatedRows) > 0) {
@@ -158,16 +170,41 @@ export class TimerService implements ShardListener {
       nextAt = row?.next_at == null ? null : Number(row.next_at);
     } else {
       nextAt = t.spec.kind === 'at' ? (t.spec.at >= now - graceMs ? t.spec.at : null) : nextTime(t.spec, now);
-      await db.insertInto('timers')
-        .values({ key: t.key, owner: t.owner, shard, spec, payload, grace_ms: graceMs, next_at: nextAt, version: 1, created_at: now, updated_at: now, last_fired_at: null })
-        .onConflict((oc) => oc.column('key').doUpdateSet({
-          owner: t.owner, shard, spec, payload, grace_ms: graceMs, next_at: nextAt, version: sql<number>`timers.version + 1`, updated_at: now,
-        }))
+      await db
+        .insertInto('timers')
+        .values({
+          key: t.key,
+          owner: t.owner,
+          shard,
+          spec,
+          payload,
+          grace_ms: graceMs,
+          next_at: nextAt,
+          version: 1,
+          created_at: now,
+          updated_at: now,
+          last_fired_at: null,
+        })
+        .onConflict((oc) =>
+          oc.column('key').doUpdateSet({
+            owner: t.owner,
+            shard,
+            spec,
+            payload,
+            grace_ms: graceMs,
+            next_at: nextAt,
+            version: sql<number>`timers.version + 1`,
+            updated_at: now,
+          }),
+        )
         .execute();
     }
     // The row as it is now (another write may have come in between: its version tells the owner which is newer).
     const row = await db.selectFrom('timers').select(['shard', 'next_at', 'version']).where('key', '=', t.key).executeTakeFirst();
-    if (row) this.changes?.send({ set: { key: t.key, shard: Number(row.shard), nextAt: row.next_at == null ? null : Number(row.next_at), version: Number(row.version) } });
+    if (row)
+      this.changes?.send({
+        set: { key: t.key, shard: Number(row.shard), nextAt: row.next_at == null ? null : Number(row.next_at), version: Number(row.version) },
+      });
     return { nextAt };
   }
 
@@ -214,8 +251,12 @@ export class TimerService implements ShardListener {
     this.owned.add(shard);
     await this.enqueue(async () => {
       if (!this.owned.has(shard)) return;
-      const rows = await this.deps.db.selectFrom('timers').select(['key', 'shard', 'next_at', 'version'])
-        .where('shard', '=', shard).where('next_at', 'is not', null).execute();
+      const rows = await this.deps.db
+        .selectFrom('timers')
+        .select(['key', 'shard', 'next_at', 'version'])
+        .where('shard', '=', shard)
+        .where('next_at', 'is not', null)
+        .execute();
       for (const r of rows) this.due.set(r.key, { shard, at: Number(r.next_at), version: Number(r.version) });
       this.arm();
     });
@@ -282,10 +323,14 @@ export class TimerService implements ShardListener {
     const now = clock.now();
     const claimed = new Set<string>();
     for (let round = 0; round < 1000 && !this.stopped && this.owned.size > 0; round++) {
-      const rows = await db.selectFrom('timers')
+      const rows = await db
+        .selectFrom('timers')
         .select(['key', 'owner', 'shard', 'spec', 'payload', 'grace_ms', 'next_at', 'version', 'last_fired_at'])
-        .where('shard', 'in', [...this.owned]).where('next_at', 'is not', null).where('next_at', '<=', now)
-        .orderBy('next_at').limit(BATCH)
+        .where('shard', 'in', [...this.owned])
+        .where('next_at', 'is not', null)
+        .where('next_at', '<=', now)
+        .orderBy('next_at')
+        .limit(BATCH)
         .execute();
       for (const row of rows) {
         if (this.stopped || !this.owned.has(Number(row.shard))) continue;
@@ -327,9 +372,12 @@ export class TimerService implements ShardListener {
       following = null;
       scheduledAt = null;
     }
-    const res = await db.updateTable('timers')
+    const res = await db
+      .updateTable('timers')
       .set({ next_at: following, last_fired_at: scheduledAt === null ? row.last_fired_at : now })
-      .where('key', '=', row.key).where('next_at', '=', due).where('version', '=', row.version)
+      .where('key', '=', row.key)
+      .where('next_at', '=', due)
+      .where('version', '=', row.version)
       .executeTakeFirst();
     if (Number(res.numUpdatedRows) !== 1) return false;
     if (following === null) this.due.delete(row.key);
@@ -407,9 +455,17 @@ export class TimerService implements ShardListener {
     const rows: Array<{ key: string; shard: number; next_at: number | null; version: number }> = [];
     for (const key of keys) this.due.delete(key);
     // in slices: a statement takes a bounded number of parameters
-    for (let i = 0; i < keys.length; i += 500) rows.push(...await db.selectFrom('timers').select(['key', 'shard', 'next_at', 'version']).where('key', 'in', keys.slice(i, i + 500)).execute());
+    for (let i = 0; i < keys.length; i += 500)
+      rows.push(
+        ...(await db
+          .selectFrom('timers')
+          .select(['key', 'shard', 'next_at', 'version'])
+          .where('key', 'in', keys.slice(i, i + 500))
+          .execute()),
+      );
     for (const r of rows) {
-      if (r.next_at !== null && this.owned.has(Number(r.shard))) this.due.set(r.key, { shard: Number(r.shard), at: Number(r.next_at), version: Number(r.version) });
+      if (r.next_at !== null && this.owned.has(Number(r.shard)))
+        this.due.set(r.key, { shard: Number(r.shard), at: Number(r.next_at), version: Number(r.version) });
     }
     if (arm) this.arm();
   }
@@ -417,8 +473,12 @@ export class TimerService implements ShardListener {
   /** The safety net: the owned timers read afresh. */
   private async rescan(): Promise<void> {
     if (this.owned.size === 0 || this.stopped) return;
-    const rows = await this.deps.db.selectFrom('timers').select(['key', 'shard', 'next_at', 'version'])
-      .where('shard', 'in', [...this.owned]).where('next_at', 'is not', null).execute();
+    const rows = await this.deps.db
+      .selectFrom('timers')
+      .select(['key', 'shard', 'next_at', 'version'])
+      .where('shard', 'in', [...this.owned])
+      .where('next_at', 'is not', null)
+      .execute();
     this.due.clear();
     for (const r of rows) this.due.set(r.key, { shard: Number(r.shard), at: Number(r.next_at), version: Number(r.version) });
     this.arm();

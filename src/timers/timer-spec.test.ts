@@ -32,14 +32,20 @@ function noaa(date: { y: number; m: number; d: number }, lat: number, lng: numbe
     const L0 = (280.46646 + T * (36000.76983 + T * 0.0003032)) % 360;
     const M = 357.52911 + T * (35999.05029 - 0.0001537 * T);
     const e = 0.016708634 - T * (0.000042037 + 0.0000001267 * T);
-    const C = Math.sin(M * rad) * (1.914602 - T * (0.004817 + 0.000014 * T)) + Math.sin(2 * M * rad) * (0.019993 - 0.000101 * T) + Math.sin(3 * M * rad) * 0.000289;
+    const C =
+      Math.sin(M * rad) * (1.914602 - T * (0.004817 + 0.000014 * T)) + Math.sin(2 * M * rad) * (0.019993 - 0.000101 * T) + Math.sin(3 * M * rad) * 0.000289;
     const omega = 125.04 - 1934.136 * T;
     const apparent = L0 + C - 0.00569 - 0.00478 * Math.sin(omega * rad);
     const obliq = 23 + (26 + (21.448 - T * (46.815 + T * (0.00059 - T * 0.001813))) / 60) / 60 + 0.00256 * Math.cos(omega * rad);
     const decl = Math.asin(Math.sin(obliq * rad) * Math.sin(apparent * rad));
     const y = Math.tan((obliq / 2) * rad) ** 2;
-    const eqTime = (4 / rad) * (y * Math.sin(2 * L0 * rad) - 2 * e * Math.sin(M * rad) + 4 * e * y * Math.sin(M * rad) * Math.cos(2 * L0 * rad)
-      - 0.5 * y * y * Math.sin(4 * L0 * rad) - 1.25 * e * e * Math.sin(2 * M * rad));
+    const eqTime =
+      (4 / rad) *
+      (y * Math.sin(2 * L0 * rad) -
+        2 * e * Math.sin(M * rad) +
+        4 * e * y * Math.sin(M * rad) * Math.cos(2 * L0 * rad) -
+        0.5 * y * y * Math.sin(4 * L0 * rad) -
+        1.25 * e * e * Math.sin(2 * M * rad));
     const c = Math.cos(90.833 * rad) / (Math.cos(lat * rad) * Math.cos(decl)) - Math.tan(lat * rad) * Math.tan(decl);
     if (c < -1 || c > 1) return null;
     const ha = Math.acos(c) / rad;
@@ -74,7 +80,10 @@ describe('cron in a time zone, across DST changes', () => {
       '2026-10-26T01:30:00.000Z', // 02:30 CET
       '2026-10-27T01:30:00.000Z',
     ]);
-    assert.deepEqual(nextTimes(cron('30 2 * * *', 'Europe/Berlin'), utc('2027-10-30T12:00:00Z'), 2).map(iso), ['2027-10-31T00:30:00.000Z', '2027-11-01T01:30:00.000Z']);
+    assert.deepEqual(nextTimes(cron('30 2 * * *', 'Europe/Berlin'), utc('2027-10-30T12:00:00Z'), 2).map(iso), [
+      '2027-10-31T00:30:00.000Z',
+      '2027-11-01T01:30:00.000Z',
+    ]);
     // from inside the repeated hour (after the first 02:30, before the second) the next is the next day's
     assert.equal(iso(nextTime(cron('30 2 * * *', 'Europe/Berlin'), utc('2026-10-25T01:10:00Z'))!), '2026-10-26T01:30:00.000Z');
   });
@@ -82,18 +91,31 @@ describe('cron in a time zone, across DST changes', () => {
   test('New York 2026 and 2027: 02:30 on the spring-forward day at 03:00 EDT, 01:30 on the fall-back day once (EDT)', () => {
     // spring forward 8 Mar 2026 and 14 Mar 2027; fall back 1 Nov 2026 and 7 Nov 2027
     assert.deepEqual(nextTimes(cron('30 2 * * *', 'America/New_York'), utc('2026-03-07T12:00:00Z'), 3).map(iso), [
-      '2026-03-08T07:00:00.000Z', '2026-03-09T06:30:00.000Z', '2026-03-10T06:30:00.000Z',
+      '2026-03-08T07:00:00.000Z',
+      '2026-03-09T06:30:00.000Z',
+      '2026-03-10T06:30:00.000Z',
     ]);
-    assert.deepEqual(nextTimes(cron('30 2 * * *', 'America/New_York'), utc('2027-03-13T12:00:00Z'), 2).map(iso), ['2027-03-14T07:00:00.000Z', '2027-03-15T06:30:00.000Z']);
+    assert.deepEqual(nextTimes(cron('30 2 * * *', 'America/New_York'), utc('2027-03-13T12:00:00Z'), 2).map(iso), [
+      '2027-03-14T07:00:00.000Z',
+      '2027-03-15T06:30:00.000Z',
+    ]);
     assert.deepEqual(nextTimes(cron('30 1 * * *', 'America/New_York'), utc('2026-10-31T12:00:00Z'), 3).map(iso), [
-      '2026-11-01T05:30:00.000Z', '2026-11-02T06:30:00.000Z', '2026-11-03T06:30:00.000Z',
+      '2026-11-01T05:30:00.000Z',
+      '2026-11-02T06:30:00.000Z',
+      '2026-11-03T06:30:00.000Z',
     ]);
-    assert.deepEqual(nextTimes(cron('30 1 * * *', 'America/New_York'), utc('2027-11-06T12:00:00Z'), 2).map(iso), ['2027-11-07T05:30:00.000Z', '2027-11-08T06:30:00.000Z']);
+    assert.deepEqual(nextTimes(cron('30 1 * * *', 'America/New_York'), utc('2027-11-06T12:00:00Z'), 2).map(iso), [
+      '2027-11-07T05:30:00.000Z',
+      '2027-11-08T06:30:00.000Z',
+    ]);
   });
 
   test('a daily local time keeps its wall-clock time across the change (the UTC time moves by an hour)', () => {
     const runs = nextTimes(cron('0 7 * * *', 'Europe/Berlin'), utc('2026-03-27T12:00:00Z'), 4);
-    assert.deepEqual(runs.map((t) => wall(t, 'Europe/Berlin')), ['2026-03-28 07:00:00', '2026-03-29 07:00:00', '2026-03-30 07:00:00', '2026-03-31 07:00:00']);
+    assert.deepEqual(
+      runs.map((t) => wall(t, 'Europe/Berlin')),
+      ['2026-03-28 07:00:00', '2026-03-29 07:00:00', '2026-03-30 07:00:00', '2026-03-31 07:00:00'],
+    );
     assert.deepEqual(runs.map(iso), ['2026-03-28T06:00:00.000Z', '2026-03-29T05:00:00.000Z', '2026-03-30T05:00:00.000Z', '2026-03-31T05:00:00.000Z']);
     // the day of the change is 23 hours long
     assert.equal(runs[2] - runs[1], 24 * HOUR);
@@ -102,14 +124,26 @@ describe('cron in a time zone, across DST changes', () => {
 
   test('a list of hours counts as fixed times: a repeated 02:30 fires once', () => {
     const runs = nextTimes(cron('30 2,14 * * *', 'Europe/Berlin'), utc('2026-10-24T12:00:00Z'), 4);
-    assert.deepEqual(runs.map((t) => wall(t, 'Europe/Berlin')), ['2026-10-24 14:30:00', '2026-10-25 02:30:00', '2026-10-25 14:30:00', '2026-10-26 02:30:00']);
+    assert.deepEqual(
+      runs.map((t) => wall(t, 'Europe/Berlin')),
+      ['2026-10-24 14:30:00', '2026-10-25 02:30:00', '2026-10-25 14:30:00', '2026-10-26 02:30:00'],
+    );
   });
 
   test('an interval keeps its pace in real time: skips the missing hour, runs through the repeated one', () => {
     const back = nextTimes(cron('*/30 * * * *', 'Europe/Berlin'), utc('2026-10-25T00:10:00Z'), 5);
-    assert.deepEqual(back.map(iso), ['2026-10-25T00:30:00.000Z', '2026-10-25T01:00:00.000Z', '2026-10-25T01:30:00.000Z', '2026-10-25T02:00:00.000Z', '2026-10-25T02:30:00.000Z']);
+    assert.deepEqual(back.map(iso), [
+      '2026-10-25T00:30:00.000Z',
+      '2026-10-25T01:00:00.000Z',
+      '2026-10-25T01:30:00.000Z',
+      '2026-10-25T02:00:00.000Z',
+      '2026-10-25T02:30:00.000Z',
+    ]);
     const forward = nextTimes(cron('*/30 * * * *', 'Europe/Berlin'), utc('2026-03-29T00:10:00Z'), 3);
-    assert.deepEqual(forward.map((t) => wall(t, 'Europe/Berlin')), ['2026-03-29 01:30:00', '2026-03-29 03:00:00', '2026-03-29 03:30:00']);
+    assert.deepEqual(
+      forward.map((t) => wall(t, 'Europe/Berlin')),
+      ['2026-03-29 01:30:00', '2026-03-29 03:00:00', '2026-03-29 03:30:00'],
+    );
   });
 
   test('weekdays, seconds, and strictly after `from`', () => {
@@ -117,7 +151,11 @@ describe('cron in a time zone, across DST changes', () => {
     const friday = utc('2026-11-27T06:00:00Z');
     assert.equal(wall(nextTime(cron('0 7 * * 1-5', 'Europe/Berlin'), friday - 1)!, 'Europe/Berlin'), '2026-11-27 07:00:00');
     assert.equal(wall(nextTime(cron('0 7 * * 1-5', 'Europe/Berlin'), friday)!, 'Europe/Berlin'), '2026-11-30 07:00:00');
-    assert.deepEqual(nextTimes(cron('*/20 * * * * *', 'UTC'), utc('2026-01-01T00:00:00.500Z'), 3).map(iso), ['2026-01-01T00:00:20.000Z', '2026-01-01T00:00:40.000Z', '2026-01-01T00:01:00.000Z']);
+    assert.deepEqual(nextTimes(cron('*/20 * * * * *', 'UTC'), utc('2026-01-01T00:00:00.500Z'), 3).map(iso), [
+      '2026-01-01T00:00:20.000Z',
+      '2026-01-01T00:00:40.000Z',
+      '2026-01-01T00:01:00.000Z',
+    ]);
   });
 
   test('a pattern that never matches has no next time', () => {
@@ -176,7 +214,12 @@ describe('sunrise and sunset', () => {
   });
 
   test('one per day across DST changes (no day lost or doubled), 23 to 25 hours apart', () => {
-    for (const [place, start] of [[BERLIN, '2026-03-25'], [BERLIN, '2026-10-22'], [NEW_YORK, '2027-03-11'], [NEW_YORK, '2027-11-04']] as const) {
+    for (const [place, start] of [
+      [BERLIN, '2026-03-25'],
+      [BERLIN, '2026-10-22'],
+      [NEW_YORK, '2027-03-11'],
+      [NEW_YORK, '2027-11-04'],
+    ] as const) {
       const [y, m, d] = start.split('-').map(Number);
       const times = nextTimes(sun('sunset', place), zonedTime({ y, m, d }, 0, place.timezone), 8);
       const days = times.map((t) => wall(t, place.timezone).slice(0, 10));
@@ -198,12 +241,15 @@ describe('sunrise and sunset', () => {
     assert.equal(nextTime(sun('sunset', BERLIN, 90 * MIN), from), sunset + 90 * MIN);
     // sunrise at 04:43 minus 6 h is 22:43 the evening before
     const early = nextTimes(sun('sunrise', BERLIN, -6 * HOUR), from, 4);
-    assert.deepEqual(early.map((t) => wall(t, 'Europe/Berlin').slice(0, 13)), ['2026-06-21 22', '2026-06-22 22', '2026-06-23 22', '2026-06-24 22']);
+    assert.deepEqual(
+      early.map((t) => wall(t, 'Europe/Berlin').slice(0, 13)),
+      ['2026-06-21 22', '2026-06-22 22', '2026-06-23 22', '2026-06-24 22'],
+    );
     // from just before an offset time: it is the next
     assert.equal(nextTime(sun('sunrise', BERLIN, -6 * HOUR), early[0] - 1), early[0]);
   });
 
-  test('strictly after `from`: from the very instant of a sunset, the next is the next day\'s', () => {
+  test("strictly after `from`: from the very instant of a sunset, the next is the next day's", () => {
     const first = nextTime(sun('sunset', NEW_YORK), utc('2026-07-01T12:00:00Z'))!;
     const second = nextTime(sun('sunset', NEW_YORK), first)!;
     assert.ok(second - first > 23 * HOUR && second - first < 25 * HOUR);
@@ -226,9 +272,10 @@ describe('sunrise and sunset', () => {
 
   test('a sunset after local midnight (Reykjavik in June) is one per day, none lost', () => {
     const times = nextTimes(sun('sunset', REYKJAVIK), utc('2026-06-18T12:00:00Z'), 6);
-    assert.deepEqual(times.map((t) => wall(t, REYKJAVIK.timezone).slice(0, 13)), [
-      '2026-06-19 00', '2026-06-20 00', '2026-06-21 00', '2026-06-22 00', '2026-06-23 00', '2026-06-24 00',
-    ]);
+    assert.deepEqual(
+      times.map((t) => wall(t, REYKJAVIK.timezone).slice(0, 13)),
+      ['2026-06-19 00', '2026-06-20 00', '2026-06-21 00', '2026-06-22 00', '2026-06-23 00', '2026-06-24 00'],
+    );
   });
 });
 

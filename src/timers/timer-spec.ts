@@ -94,7 +94,9 @@ export function nextTimes(spec: TimerSpec, from: number, n = 1): number[] {
     case 'at':
       return spec.at > from ? [spec.at] : [];
     case 'cron':
-      return cronOf(spec.cron, spec.timezone).nextRuns(n, new Date(from)).map((d) => d.getTime());
+      return cronOf(spec.cron, spec.timezone)
+        .nextRuns(n, new Date(from))
+        .map((d) => d.getTime());
     case 'sun':
       return nextSun(spec, from, n);
     default:
@@ -115,7 +117,14 @@ export function specKey(spec: TimerSpec): string {
     case 'cron':
       return JSON.stringify({ kind: 'cron', cron: spec.cron, timezone: spec.timezone });
     case 'sun':
-      return JSON.stringify({ kind: 'sun', event: spec.event, offsetMs: spec.offsetMs, latitude: spec.latitude, longitude: spec.longitude, timezone: spec.timezone });
+      return JSON.stringify({
+        kind: 'sun',
+        event: spec.event,
+        offsetMs: spec.offsetMs,
+        latitude: spec.latitude,
+        longitude: spec.longitude,
+        timezone: spec.timezone,
+      });
   }
 }
 

@@ -38,10 +38,20 @@ export async function startChildPlatform(opts: { env?: Record<string, string> } 
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: {
-      ...env, HEARTH_HTTP_PORT: String(httpPort), HEARTH_MQTT_PORT: String(mqttPort), HEARTH_HTTP_HOST: '127.0.0.1', HEARTH_MQTT_HOST: '127.0.0.1',
-      HEARTH_DATA_DIR: dataDir, HEARTH_DEMO: '0', HEARTH_ADMIN_EMAIL: ADMIN.email, HEARTH_ADMIN_PASSWORD: ADMIN.password,
-      HEARTH_LOG_LEVEL: 'warn', HEARTH_RATE_LIMIT_PER_MINUTE: '1000000', HEARTH_RATE_LIMIT_BURST: '100000',
-      ...(await storeEnv(dataDir)), ...opts.env,
+      ...env,
+      HEARTH_HTTP_PORT: String(httpPort),
+      HEARTH_MQTT_PORT: String(mqttPort),
+      HEARTH_HTTP_HOST: '127.0.0.1',
+      HEARTH_MQTT_HOST: '127.0.0.1',
+      HEARTH_DATA_DIR: dataDir,
+      HEARTH_DEMO: '0',
+      HEARTH_ADMIN_EMAIL: ADMIN.email,
+      HEARTH_ADMIN_PASSWORD: ADMIN.password,
+      HEARTH_LOG_LEVEL: 'warn',
+      HEARTH_RATE_LIMIT_PER_MINUTE: '1000000',
+      HEARTH_RATE_LIMIT_BURST: '100000',
+      ...(await storeEnv(dataDir)),
+      ...opts.env,
     },
   });
   let out = '';
@@ -56,12 +66,16 @@ export async function startChildPlatform(opts: { env?: Record<string, string> } 
   const httpUrl = `http://127.0.0.1:${httpPort}`;
   let token = '';
   const clients: MqttClient[] = [];
-  const api = <T,>(method: string, path: string, body?: unknown): Promise<ApiResponse<T>> => requestJson<T>(httpUrl + path, method, body, token);
+  const api = <T>(method: string, path: string, body?: unknown): Promise<ApiResponse<T>> => requestJson<T>(httpUrl + path, method, body, token);
   const login = await api<{ token: string }>('POST', '/api/v1/auth/login', ADMIN);
   if (login.status !== 200) throw new Error(`login failed: ${login.status}`);
   token = login.body.token;
   const p: ChildPlatform = {
-    pid: child.pid!, httpUrl, mqttUrl: `mqtt://127.0.0.1:${mqttPort}`, httpPort, mqttPort,
+    pid: child.pid!,
+    httpUrl,
+    mqttUrl: `mqtt://127.0.0.1:${mqttPort}`,
+    httpPort,
+    mqttPort,
     rss() {
       const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
       if (!m) throw new Error('no VmRSS');

@@ -47,7 +47,9 @@ export function start(args: string[], extra: Record<string, string>, opts: { cwd
   let err = '';
   child.stdout!.setEncoding('utf8').on('data', (s: string) => (out += s));
   child.stderr!.setEncoding('utf8').on('data', (s: string) => (err += s));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
   return { child, stdout: () => out, stderr: () => err, exited };
 }
 
@@ -80,7 +82,10 @@ export async function waitFor<T>(what: string, fn: () => T | undefined, proc: Pr
   for (;;) {
     const v = fn();
     if (v !== undefined) return v;
-    if (proc.child.exitCode !== null || proc.child.signalCode !== null) throw new Error(`the process exited (${proc.child.exitCode ?? proc.child.signalCode}) before ${what}\nstdout:\n${proc.stdout()}\nstderr:\n${proc.stderr()}`);
+    if (proc.child.exitCode !== null || proc.child.signalCode !== null)
+      throw new Error(
+        `the process exited (${proc.child.exitCode ?? proc.child.signalCode}) before ${what}\nstdout:\n${proc.stdout()}\nstderr:\n${proc.stderr()}`,
+      );
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}\nstdout:\n${proc.stdout()}\nstderr:\n${proc.stderr()}`);
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -107,13 +112,23 @@ export async function startServer(extra: Record<string, string> = {}, opts: { da
   const dataDir = opts.dataDir ?? tempDir();
   const startedAt = Date.now();
   const proc = start(['start'], {
-    HEARTH_HTTP_PORT: String(httpPort), HEARTH_MQTT_PORT: String(mqttPort), HEARTH_HTTP_HOST: '127.0.0.1', HEARTH_MQTT_HOST: '127.0.0.1',
-    HEARTH_DATA_DIR: dataDir, HEARTH_DEMO: '1', ...(await storeEnv(dataDir)), ...extra,
+    HEARTH_HTTP_PORT: String(httpPort),
+    HEARTH_MQTT_PORT: String(mqttPort),
+    HEARTH_HTTP_HOST: '127.0.0.1',
+    HEARTH_MQTT_HOST: '127.0.0.1',
+    HEARTH_DATA_DIR: dataDir,
+    HEARTH_DEMO: '1',
+    ...(await storeEnv(dataDir)),
+    ...extra,
   });
   const until = opts.until ?? /mosquitto_sub/;
-  const banner = await waitFor('the banner', () => {
-    const text = plainLines(proc.stdout()).join('\n');
-    return until.test(text) ? text : undefined;
-  }, proc);
+  const banner = await waitFor(
+    'the banner',
+    () => {
+      const text = plainLines(proc.stdout()).join('\n');
+      return until.test(text) ? text : undefined;
+    },
+    proc,
+  );
   return { proc, banner, httpPort, mqttPort, dataDir, startedAt, base: `http://127.0.0.1:${httpPort}` };
 }

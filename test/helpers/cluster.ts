@@ -20,7 +20,6 @@ export { freePort };
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const BIN = join(ROOT, 'bin', 'hearth.js');
 
-
 export interface ClusterNode {
   name: string;
   httpUrl: string;
@@ -70,7 +69,10 @@ function makeNode(name: string, httpPort: number, mqttPort: number, env: Record<
   let exited: Promise<number | null> = Promise.resolve(null);
   const httpUrl = `http://127.0.0.1:${httpPort}`;
   const node: ClusterNode = {
-    name, httpUrl, httpPort, mqttPort,
+    name,
+    httpUrl,
+    httpPort,
+    mqttPort,
     output: () => out,
     running: () => !!child && child.exitCode === null && child.signalCode === null,
     async start() {
@@ -79,10 +81,18 @@ function makeNode(name: string, httpPort: number, mqttPort: number, env: Record<
       child = spawn(process.execPath, [BIN, 'start'], {
         cwd: ROOT,
         env: childEnv({
-          HEARTH_NODE_NAME: name, HEARTH_HTTP_PORT: String(httpPort), HEARTH_MQTT_PORT: String(mqttPort),
-          HEARTH_HTTP_HOST: '127.0.0.1', HEARTH_MQTT_HOST: '127.0.0.1', HEARTH_DATA_DIR: dataDir, HEARTH_DEMO: '0',
-          HEARTH_ADMIN_EMAIL: ADMIN.email, HEARTH_ADMIN_PASSWORD: ADMIN.password, HEARTH_LOG_LEVEL: 'warn',
-          HEARTH_RATE_LIMIT_PER_MINUTE: '1000000', HEARTH_RATE_LIMIT_BURST: '100000',
+          HEARTH_NODE_NAME: name,
+          HEARTH_HTTP_PORT: String(httpPort),
+          HEARTH_MQTT_PORT: String(mqttPort),
+          HEARTH_HTTP_HOST: '127.0.0.1',
+          HEARTH_MQTT_HOST: '127.0.0.1',
+          HEARTH_DATA_DIR: dataDir,
+          HEARTH_DEMO: '0',
+          HEARTH_ADMIN_EMAIL: ADMIN.email,
+          HEARTH_ADMIN_PASSWORD: ADMIN.password,
+          HEARTH_LOG_LEVEL: 'warn',
+          HEARTH_RATE_LIMIT_PER_MINUTE: '1000000',
+          HEARTH_RATE_LIMIT_BURST: '100000',
           ...env,
         }),
         stdio: ['ignore', 'pipe', 'pipe'],
@@ -176,10 +186,7 @@ class Balancer {
       down.on('error', () => up.destroy());
       down.pipe(up).pipe(down);
     });
-    await Promise.all([
-      new Promise<void>((r) => this.http.listen(0, '127.0.0.1', r)),
-      new Promise<void>((r) => this.mqtt.listen(0, '127.0.0.1', r)),
-    ]);
+    await Promise.all([new Promise<void>((r) => this.http.listen(0, '127.0.0.1', r)), new Promise<void>((r) => this.mqtt.listen(0, '127.0.0.1', r))]);
     this.httpPort = (this.http.address() as { port: number }).port;
     this.mqttPort = (this.mqtt.address() as { port: number }).port;
   }
@@ -217,7 +224,9 @@ export async function startCluster(opts: { nodes?: number; env?: Record<string, 
   const lb = new Balancer(nodes);
   await lb.start();
   return {
-    nodes, databaseUrl, natsUrl: nats.url,
+    nodes,
+    databaseUrl,
+    natsUrl: nats.url,
     httpUrl: `http://127.0.0.1:${lb.httpPort}`,
     mqttUrl: `mqtt://127.0.0.1:${lb.mqttPort}`,
     unplaced: () => lb.unplaced,

@@ -42,7 +42,10 @@ export class TemplateError extends Error {
 
 type Scope = Map<string, unknown>[];
 type Fn = (args: unknown[], env: Env) => unknown;
-interface Env { templates: Map<string, Node[]>; where: string }
+interface Env {
+  templates: Map<string, Node[]>;
+  where: string;
+}
 
 const MISSING = Symbol('missing');
 const TOKEN = /\s+|"(?:[^"\\]|\\.)*"|`[^`]*`|:=|[=|(),]|-?\d+(?:\.\d+)?(?![\w.])|\$[\w]*(?:\.[\w]+)*|(?:\.[\w]+)+|\.|[A-Za-z_]\w*/y;
@@ -276,10 +279,12 @@ function indent(n: unknown, s: unknown): string {
 const arity = (name: string, args: unknown[], n: number) => {
   if (args.length !== n) throw new TemplateError(`${name} takes ${n} arguments, got ${args.length}`);
 };
-const int64 = (name: string, op: (a: bigint, b: bigint) => bigint): Fn => (args) => {
-  if (args.length < 2) throw new TemplateError(`${name} takes at least 2 arguments`);
-  return args.map(toInt).reduce(op);
-};
+const int64 =
+  (name: string, op: (a: bigint, b: bigint) => bigint): Fn =>
+  (args) => {
+    if (args.length < 2) throw new TemplateError(`${name} takes at least 2 arguments`);
+    return args.map(toInt).reduce(op);
+  };
 
 /** The functions the chart may use; anything else is a parse error. */
 const FUNCS: Record<string, Fn> = {
@@ -292,7 +297,11 @@ const FUNCS: Record<string, Fn> = {
   fail: (a) => {
     throw new TemplateError(str(a[0]));
   },
-  quote: (a) => a.filter((x) => x !== null && x !== undefined).map((x) => JSON.stringify(str(x))).join(' '),
+  quote: (a) =>
+    a
+      .filter((x) => x !== null && x !== undefined)
+      .map((x) => JSON.stringify(str(x)))
+      .join(' '),
   toString: (a: unknown[]) => (arity('toString', a, 1), str(a[0])),
   toYaml: (a) => YAML.stringify(plain(a[0] ?? null), { sortMapEntries: true, lineWidth: 0 }).replace(/\n$/, ''),
   indent: (a) => (arity('indent', a, 2), indent(a[0], a[1])),
@@ -425,7 +434,9 @@ function execNodes(nodes: Node[], dot: unknown, scope: Scope, env: Env, out: str
       const entries: [unknown, unknown][] = Array.isArray(v)
         ? v.map((x, k) => [BigInt(k), x])
         : v && typeof v === 'object'
-          ? Object.keys(v).sort().map((k) => [k, (v as Record<string, unknown>)[k]])
+          ? Object.keys(v)
+              .sort()
+              .map((k) => [k, (v as Record<string, unknown>)[k]])
           : v === null || v === undefined
             ? []
             : (() => {

@@ -33,7 +33,6 @@ function findBinary(): string {
   );
 }
 
-
 /** Spawns the server and resolves once it logs that it is ready; rejects with its output if it exits first. */
 function spawnServer(bin: string, port: number, dir: string): Promise<ChildProcess> {
   return new Promise((resolve, reject) => {

@@ -36,25 +36,29 @@ const VERIFY_SUBJECT = /confirm your e-mail address/i;
  * Returns the token of its link.
  */
 export async function takeVerificationToken(p: Platform, email: string): Promise<string> {
-  const text = await eventually(() => {
-    for (let i = p.logs.length - 1; i >= 0; i--) {
-      const mail = p.logs[i].mail as { to: string; subject: string; text: string } | undefined;
-      if (mail?.to === email && VERIFY_SUBJECT.test(mail.subject)) {
-        p.logs.splice(i, 1);
-        return mail.text;
-      }
-    }
-    for (const box of openMailboxes) {
-      for (let i = box.length - 1; i >= 0; i--) {
-        const text = mailText(box[i].raw);
-        if (box[i].to.includes(email) && /^Subject: Confirm your e-mail address/im.test(text)) {
-          box.splice(i, 1);
-          return text;
+  const text = await eventually(
+    () => {
+      for (let i = p.logs.length - 1; i >= 0; i--) {
+        const mail = p.logs[i].mail as { to: string; subject: string; text: string } | undefined;
+        if (mail?.to === email && VERIFY_SUBJECT.test(mail.subject)) {
+          p.logs.splice(i, 1);
+          return mail.text;
         }
       }
-    }
-    return undefined;
-  }, 5000, `the verification e-mail to ${email}`);
+      for (const box of openMailboxes) {
+        for (let i = box.length - 1; i >= 0; i--) {
+          const text = mailText(box[i].raw);
+          if (box[i].to.includes(email) && /^Subject: Confirm your e-mail address/im.test(text)) {
+            box.splice(i, 1);
+            return text;
+          }
+        }
+      }
+      return undefined;
+    },
+    5000,
+    `the verification e-mail to ${email}`,
+  );
   const m = /\/verify-email\?token=([A-Za-z0-9_-]+)/.exec(text);
   assert.ok(m, `no verification link in: ${text}`);
   return m[1];
@@ -64,7 +68,14 @@ export async function takeVerificationToken(p: Platform, email: string): Promise
  * `owner` invites `who` into `homeId` with `role` (and a guest's terms in `extra`), and `who`
  * accepts through the real flow: the token comes from the invitation e-mail in the platform's log.
  */
-export async function joinHome(p: Platform, owner: TestUser, homeId: string, who: TestUser, role: 'admin' | 'member' | 'guest', extra: Record<string, unknown> = {}): Promise<void> {
+export async function joinHome(
+  p: Platform,
+  owner: TestUser,
+  homeId: string,
+  who: TestUser,
+  role: 'admin' | 'member' | 'guest',
+  extra: Record<string, unknown> = {},
+): Promise<void> {
   const inv = await owner.api('POST', `/homes/${homeId}/invitations`, { email: who.email, role, ...extra });
   assert.equal(inv.status, 201, JSON.stringify(inv.body));
   const mail = [...p.logs].reverse().find((l) => l.mail?.to === who.email && /invitations\/accept\?token=/.test(l.mail.text ?? ''))?.mail;

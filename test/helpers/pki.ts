@@ -37,22 +37,70 @@ export class TestPki {
   /** A self-signed CA (EC P-256). */
   ca(name = 'Test CA'): Issued {
     const base = `ca${++this.n}`;
-    openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${base}.key`, '-out', `${base}.crt`,
-      '-days', '30', '-subj', `/CN=${name}`, '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'], this.dir);
+    openssl(
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-keyout',
+        `${base}.key`,
+        '-out',
+        `${base}.crt`,
+        '-days',
+        '30',
+        '-subj',
+        `/CN=${name}`,
+        '-addext',
+        'basicConstraints=critical,CA:TRUE',
+        '-addext',
+        'keyUsage=critical,keyCertSign,cRLSign',
+      ],
+      this.dir,
+    );
     return read(this.dir, base);
   }
 
   private issue(ca: Issued, subject: string, ext: string): Issued {
     const base = `c${++this.n}`;
     writeFileSync(join(this.dir, `${base}.ext`), ext);
-    openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${base}.key`, '-out', `${base}.csr`, '-subj', subject], this.dir);
-    openssl(['x509', '-req', '-in', `${base}.csr`, '-CA', ca.certFile, '-CAkey', ca.keyFile, '-CAcreateserial', '-out', `${base}.crt`, '-days', '30', '-extfile', `${base}.ext`], this.dir);
+    openssl(
+      ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${base}.key`, '-out', `${base}.csr`, '-subj', subject],
+      this.dir,
+    );
+    openssl(
+      [
+        'x509',
+        '-req',
+        '-in',
+        `${base}.csr`,
+        '-CA',
+        ca.certFile,
+        '-CAkey',
+        ca.keyFile,
+        '-CAcreateserial',
+        '-out',
+        `${base}.crt`,
+        '-days',
+        '30',
+        '-extfile',
+        `${base}.ext`,
+      ],
+      this.dir,
+    );
     return read(this.dir, base);
   }
 
   /** A server certificate for localhost / 127.0.0.1. */
   server(ca: Issued, cn = 'localhost'): Issued {
-    return this.issue(ca, `/CN=${cn}`, 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n');
+    return this.issue(
+      ca,
+      `/CN=${cn}`,
+      'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n',
+    );
   }
 
   /** A device (client) certificate: subject CN `cn` (empty: none), and SANs such as `DNS:x`, `URI:urn:x`. */
@@ -63,7 +111,11 @@ export class TestPki {
 }
 
 /** A JSON request over HTTPS trusting `ca` (fetch cannot be given a CA). */
-export function httpsJson<T = any>(url: string, method: string, opts: { ca: string; body?: unknown; token?: string; headers?: Record<string, string>; rawBody?: string } = { ca: '' }): Promise<{ status: number; body: T; peerFingerprint?: string }> {
+export function httpsJson<T = any>(
+  url: string,
+  method: string,
+  opts: { ca: string; body?: unknown; token?: string; headers?: Record<string, string>; rawBody?: string } = { ca: '' },
+): Promise<{ status: number; body: T; peerFingerprint?: string }> {
   return new Promise((resolve, reject) => {
     const headers: Record<string, string> = { ...opts.headers };
     if (opts.token) headers.authorization = `Bearer ${opts.token}`;

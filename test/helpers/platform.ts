@@ -81,12 +81,22 @@ export async function startPlatform(opts: { dataDir?: string; env?: Record<strin
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'hearth-test-'));
   // Suites make requests (and sign-ups) much faster than a person; a test of a rate limit sets its own.
   const env = {
-    HEARTH_RATE_LIMIT_PER_MINUTE: '1000000', HEARTH_RATE_LIMIT_BURST: '100000', HEARTH_SIGNUPS_PER_HOUR: '1000000', HEARTH_SIGNUP_BURST: '100000',
-    ...(await storeEnv(dataDir)), ...opts.env,
+    HEARTH_RATE_LIMIT_PER_MINUTE: '1000000',
+    HEARTH_RATE_LIMIT_BURST: '100000',
+    HEARTH_SIGNUPS_PER_HOUR: '1000000',
+    HEARTH_SIGNUP_BURST: '100000',
+    ...(await storeEnv(dataDir)),
+    ...opts.env,
   };
   const config = loadConfig(env, {
-    httpPort: 0, mqttPort: 0, httpHost: '127.0.0.1', mqttHost: '127.0.0.1', dataDir, demo: false,
-    adminEmail: ADMIN.email, adminPassword: ADMIN.password,
+    httpPort: 0,
+    mqttPort: 0,
+    httpHost: '127.0.0.1',
+    mqttHost: '127.0.0.1',
+    dataDir,
+    demo: false,
+    adminEmail: ADMIN.email,
+    adminPassword: ADMIN.password,
   });
   const { log, logs } = capturingLogger();
   const hearth = new Hearth(config, { log, clock: opts.clock });
@@ -94,11 +104,16 @@ export async function startPlatform(opts: { dataDir?: string; env?: Record<strin
   const httpUrl = `http://127.0.0.1:${hearth.httpPort}`;
   const clients: MqttClient[] = [];
 
-  const api = <T,>(method: string, path: string, body?: unknown, token?: string | null): Promise<ApiResponse<T>> =>
+  const api = <T>(method: string, path: string, body?: unknown, token?: string | null): Promise<ApiResponse<T>> =>
     requestJson<T>(httpUrl + path, method, body, token === undefined ? p.token : token);
 
   const p: Platform = {
-    hearth, dataDir, httpUrl, mqttUrl: `mqtt://127.0.0.1:${hearth.mqttPort}`, token: '', logs,
+    hearth,
+    dataDir,
+    httpUrl,
+    mqttUrl: `mqtt://127.0.0.1:${hearth.mqttPort}`,
+    token: '',
+    logs,
     api,
     async provision(product, name = `${product} under test`, parentId) {
       const r = await api<{ id: string; secret: string; pairingCode: string }>('POST', '/api/v1/devices', { product, name, ...(parentId ? { parentId } : {}) });
@@ -114,10 +129,14 @@ export async function startPlatform(opts: { dataDir?: string; env?: Record<strin
       return (await api('GET', `/api/v1/devices/${id}`)).body;
     },
     until(id, pred, what, timeoutMs = 3000) {
-      return eventually(async () => {
-        const d = await p.device(id);
-        return pred(d) ? d : undefined;
-      }, timeoutMs, what);
+      return eventually(
+        async () => {
+          const d = await p.device(id);
+          return pred(d) ? d : undefined;
+        },
+        timeoutMs,
+        what,
+      );
     },
     async stop(cleanup = true) {
       await Promise.all(clients.map((c) => c.endAsync(true).catch(() => undefined)));
@@ -147,10 +166,11 @@ export function inbox(client: MqttClient) {
     }
     const m = { topic, payload };
     messages.push(m);
-    for (const w of [...waiters]) if (w.pred(m)) {
-      waiters.splice(waiters.indexOf(w), 1);
-      w.resolve(m);
-    }
+    for (const w of [...waiters])
+      if (w.pred(m)) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(m);
+      }
   });
   return {
     messages,
@@ -161,8 +181,18 @@ export function inbox(client: MqttClient) {
         return Promise.resolve(found);
       }
       return new Promise((resolve, reject) => {
-        const t = setTimeout(() => reject(new Error(`no matching message within ${timeoutMs} ms; got ${JSON.stringify(messages.map((x) => x.topic))}`)), timeoutMs);
-        waiters.push({ pred, resolve: (m) => { clearTimeout(t); messages.splice(messages.indexOf(m), 1); resolve(m); } });
+        const t = setTimeout(
+          () => reject(new Error(`no matching message within ${timeoutMs} ms; got ${JSON.stringify(messages.map((x) => x.topic))}`)),
+          timeoutMs,
+        );
+        waiters.push({
+          pred,
+          resolve: (m) => {
+            clearTimeout(t);
+            messages.splice(messages.indexOf(m), 1);
+            resolve(m);
+          },
+        });
       });
     },
   };

@@ -106,7 +106,6 @@ export async function startPostgres(): Promise<PostgresServer> {
   };
 }
 
-
 const NEEDED = ['initdb', 'pg_ctl', 'postgres'];
 
 /**
@@ -121,7 +120,11 @@ function serverBinaries(): string {
     throw new Error(`HEARTH_PG_BIN=${env} lacks ${NEEDED.filter((b) => !existsSync(join(env, b))).join(', ')}`);
   }
   const debian = '/usr/lib/postgresql';
-  const versions = existsSync(debian) ? readdirSync(debian).filter((v) => /^\d+$/.test(v)).sort((a, b) => Number(b) - Number(a)) : [];
+  const versions = existsSync(debian)
+    ? readdirSync(debian)
+        .filter((v) => /^\d+$/.test(v))
+        .sort((a, b) => Number(b) - Number(a))
+    : [];
   for (const v of versions) if (complete(join(debian, v, 'bin'))) return join(debian, v, 'bin');
   for (const dir of (process.env.PATH ?? '').split(delimiter)) {
     if (dir && existsSync(join(dir, 'initdb'))) {
@@ -131,7 +134,7 @@ function serverBinaries(): string {
   }
   throw new Error(
     `PostgreSQL server binaries (${NEEDED.join(', ')}) not found in ${debian}/<version>/bin nor on the PATH. ` +
-    'Install them with "apt-get install -y postgresql" (Debian/Ubuntu), or set HEARTH_PG_BIN to the directory that holds them, ' +
-    'or run the tests without HEARTH_TEST_STORE=postgres.',
+      'Install them with "apt-get install -y postgresql" (Debian/Ubuntu), or set HEARTH_PG_BIN to the directory that holds them, ' +
+      'or run the tests without HEARTH_TEST_STORE=postgres.',
   );
 }

@@ -51,13 +51,22 @@ export async function startRabbit(): Promise<RabbitServer> {
     for (const p of [dir, join(dir, 'mnesia'), join(dir, 'log'), join(dir, 'enabled_plugins')]) chownSync(p, uid, gid);
   }
   const env: Record<string, string> = {
-    PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, LANG: 'C.UTF-8',
-    RABBITMQ_MNESIA_BASE: join(dir, 'mnesia'), RABBITMQ_LOG_BASE: join(dir, 'log'), RABBITMQ_NODENAME: node,
-    RABBITMQ_NODE_PORT: String(port), RABBITMQ_DIST_PORT: String(distPort), RABBITMQ_NODE_IP_ADDRESS: '127.0.0.1',
-    RABBITMQ_ENABLED_PLUGINS_FILE: join(dir, 'enabled_plugins'), RABBITMQ_PID_FILE: join(dir, 'pid'),
-    RABBITMQ_CONFIG_FILE: join(dir, 'rabbitmq'), ERL_EPMD_PORT: String(epmdPort),
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    HOME: dir,
+    LANG: 'C.UTF-8',
+    RABBITMQ_MNESIA_BASE: join(dir, 'mnesia'),
+    RABBITMQ_LOG_BASE: join(dir, 'log'),
+    RABBITMQ_NODENAME: node,
+    RABBITMQ_NODE_PORT: String(port),
+    RABBITMQ_DIST_PORT: String(distPort),
+    RABBITMQ_NODE_IP_ADDRESS: '127.0.0.1',
+    RABBITMQ_ENABLED_PLUGINS_FILE: join(dir, 'enabled_plugins'),
+    RABBITMQ_PID_FILE: join(dir, 'pid'),
+    RABBITMQ_CONFIG_FILE: join(dir, 'rabbitmq'),
+    ERL_EPMD_PORT: String(epmdPort),
   };
-  const run = (cmd: string, args: string[]) => (asRoot ? { cmd: 'runuser', args: ['-u', 'rabbitmq', '--', 'env', ...Object.entries(env).map(([k, v]) => `${k}=${v}`), cmd, ...args] } : { cmd, args });
+  const run = (cmd: string, args: string[]) =>
+    asRoot ? { cmd: 'runuser', args: ['-u', 'rabbitmq', '--', 'env', ...Object.entries(env).map(([k, v]) => `${k}=${v}`), cmd, ...args] } : { cmd, args };
   const server = run(join(BIN, 'rabbitmq-server'), []);
   const out = join(dir, 'out.log');
   const fd = openSync(out, 'w');

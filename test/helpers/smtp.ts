@@ -18,7 +18,9 @@ export function mailText(raw: string): string {
 export async function startSmtp(): Promise<{ port: number; url: string; mails: Mail[]; close: () => Promise<void> }> {
   const mails: Mail[] = [];
   const smtp = new SMTPServer({
-    authOptional: true, disabledCommands: ['STARTTLS', 'AUTH'], logger: false,
+    authOptional: true,
+    disabledCommands: ['STARTTLS', 'AUTH'],
+    logger: false,
     onData(stream, session, callback) {
       const chunks: Buffer[] = [];
       stream.on('data', (c: Buffer) => chunks.push(c));
@@ -31,7 +33,9 @@ export async function startSmtp(): Promise<{ port: number; url: string; mails: M
   const port = await new Promise<number>((resolve) => smtp.listen(0, '127.0.0.1', () => resolve((smtp.server.address() as AddressInfo).port)));
   openMailboxes.add(mails);
   return {
-    port, url: `smtp://127.0.0.1:${port}`, mails,
+    port,
+    url: `smtp://127.0.0.1:${port}`,
+    mails,
     close: () => {
       openMailboxes.delete(mails);
       return new Promise<void>((r) => smtp.close(() => r()));

@@ -13,16 +13,22 @@ import { ADMIN } from '../helpers/platform.ts';
 function post(baseUrl: string, from: string, path: string, body: unknown): Promise<{ status: number; retryAfter: string | undefined }> {
   const url = new URL(baseUrl);
   return new Promise((resolve, reject) => {
-    const req = request({ host: url.hostname, port: url.port, method: 'POST', path, localAddress: from, agent: false, headers: { 'content-type': 'application/json' } }, (res) => {
-      res.resume();
-      res.on('end', () => resolve({ status: res.statusCode!, retryAfter: res.headers['retry-after'] as string | undefined }));
-    });
+    const req = request(
+      { host: url.hostname, port: url.port, method: 'POST', path, localAddress: from, agent: false, headers: { 'content-type': 'application/json' } },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode!, retryAfter: res.headers['retry-after'] as string | undefined }));
+      },
+    );
     req.on('error', reject);
     req.end(JSON.stringify(body));
   });
 }
 
-describe('sign-in throttle across a cluster', { timeout: 120_000, skip: process.env.HEARTH_TEST_STORE === 'postgres' ? 'the cluster runs on PostgreSQL in both passes' : false }, () => {
+describe('sign-in throttle across a cluster', {
+  timeout: 120_000,
+  skip: process.env.HEARTH_TEST_STORE === 'postgres' ? 'the cluster runs on PostgreSQL in both passes' : false,
+}, () => {
   let cluster: Cluster;
   before(async () => {
     cluster = await startCluster({ nodes: 2, env: { HEARTH_NODE_TIMEOUT_MS: '3000' } });
@@ -34,7 +40,8 @@ describe('sign-in throttle across a cluster', { timeout: 120_000, skip: process.
   test('failures through one node hold the pair up on the other; the owner elsewhere gets in through both', async () => {
     const [a, b] = cluster.nodes;
     const attacker = '127.0.0.80';
-    const login = (node: { httpUrl: string }, from: string, password: string) => post(node.httpUrl, from, '/api/v1/auth/login', { email: ADMIN.email, password });
+    const login = (node: { httpUrl: string }, from: string, password: string) =>
+      post(node.httpUrl, from, '/api/v1/auth/login', { email: ADMIN.email, password });
     // Wrong guesses through node A until the pair (operator, attacker) waits 4 s: 4 free-ish, then 1 s, 2 s.
     for (let i = 0; i < 4; i++) assert.equal((await login(a, attacker, `guess-${i}`)).status, 401);
     for (const wait of [1, 2]) {

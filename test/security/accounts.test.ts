@@ -24,30 +24,31 @@ type Call = (method: string, path: string, body?: unknown, opts?: { token?: stri
 /** An HTTP client whose requests leave from `address` (any of 127.0.0.0/8 on Linux). */
 function from(platform: Platform, address: string): Call {
   const url = new URL(platform.httpUrl);
-  return (method, path, body, opts = {}) => new Promise((resolve, reject) => {
-    const payload = body === undefined ? undefined : JSON.stringify(body);
-    const headers: Record<string, string> = { ...opts.headers };
-    if (payload !== undefined) headers['content-type'] = 'application/json';
-    if (opts.token) headers.authorization = `Bearer ${opts.token}`;
-    const req = request({ host: url.hostname, port: url.port, method, path, headers, localAddress: address, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        const h = new Headers();
-        for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) h.set(k, Array.isArray(v) ? v.join(', ') : v);
-        let parsed: unknown = text;
-        try {
-          parsed = text ? JSON.parse(text) : undefined;
-        } catch {
-          /* keep text */
-        }
-        resolve({ status: res.statusCode!, headers: h, body: parsed });
+  return (method, path, body, opts = {}) =>
+    new Promise((resolve, reject) => {
+      const payload = body === undefined ? undefined : JSON.stringify(body);
+      const headers: Record<string, string> = { ...opts.headers };
+      if (payload !== undefined) headers['content-type'] = 'application/json';
+      if (opts.token) headers.authorization = `Bearer ${opts.token}`;
+      const req = request({ host: url.hostname, port: url.port, method, path, headers, localAddress: address, agent: false }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          const h = new Headers();
+          for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) h.set(k, Array.isArray(v) ? v.join(', ') : v);
+          let parsed: unknown = text;
+          try {
+            parsed = text ? JSON.parse(text) : undefined;
+          } catch {
+            /* keep text */
+          }
+          resolve({ status: res.statusCode!, headers: h, body: parsed });
+        });
       });
+      req.on('error', reject);
+      req.end(payload);
     });
-    req.on('error', reject);
-    req.end(payload);
-  });
 }
 
 /** Signs `email` up from `call`'s address, unverified (the tests need not verify: they hold on older code too). */
@@ -56,7 +57,8 @@ async function signup(call: Call, email: string, password = `password-of-${email
   assert.equal(r.status, 201, JSON.stringify(r.body));
 }
 
-const login = (call: Call, email: string, password: string, headers?: Record<string, string>) => call('POST', '/api/v1/auth/login', { email, password }, { headers });
+const login = (call: Call, email: string, password: string, headers?: Record<string, string>) =>
+  call('POST', '/api/v1/auth/login', { email, password }, { headers });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The value of one series in the platform's /metrics (0 when absent). */
@@ -66,7 +68,7 @@ async function metric(platform: Platform, series: string): Promise<number> {
   return line ? Number(line.slice(series.length + 1)) : 0;
 }
 
-test('a squatter who signs up with a colleague\'s address gets nothing addressed to it, and cannot verify it without the mailbox', async () => {
+test("a squatter who signs up with a colleague's address gets nothing addressed to it, and cannot verify it without the mailbox", async () => {
   // The owner is the operator here (verified from the start).
   const owner = { api: (method: string, path: string, body?: unknown) => p.api(method, `/api/v1${path}`, body) };
   const home = (await owner.api('POST', '/homes', { name: 'Office', timezone: 'Europe/Berlin' })).body.id as string;
@@ -124,13 +126,17 @@ test('a squatter who signs up with a colleague\'s address gets nothing addressed
   const resetToken = /\?token=([A-Za-z0-9_-]+)/.exec(reset.text)![1];
   assert.equal((await colleague('POST', '/api/v1/auth/password-reset/confirm', { token: resetToken, newPassword: 'colleague-password-1' })).status, 204);
   assert.equal((await squatter('GET', '/api/v1/auth/me', undefined, { token: squatToken })).status, 401);
-  assert.equal((await squatter('GET', '/api/v1/auth/me', undefined, { headers: { 'x-api-key': key } })).status, 401, 'the squatter\'s API key is revoked');
+  assert.equal((await squatter('GET', '/api/v1/auth/me', undefined, { headers: { 'x-api-key': key } })).status, 401, "the squatter's API key is revoked");
   const resetAt = Date.now();
   const endedAt = await Promise.race([streamClosed, new Promise<number>((r) => setTimeout(() => r(Infinity), 2000))]);
   assert.ok(endedAt - resetAt < 1000, 'the stream opened with the revoked key ended within a second');
   const c = await login(colleague, victim, 'colleague-password-1');
   assert.equal(c.body.user.emailVerified, true);
-  assert.deepEqual((await colleague('GET', '/api/v1/push/tokens', undefined, { token: c.body.token })).body.items, [], 'the squatter\'s phone gets no notifications of the colleague');
+  assert.deepEqual(
+    (await colleague('GET', '/api/v1/push/tokens', undefined, { token: c.body.token })).body.items,
+    [],
+    "the squatter's phone gets no notifications of the colleague",
+  );
 
   // From now on what is addressed to the colleague reaches them, and only them.
   assert.equal((await owner.api('POST', `/devices/${lamp.id}/shares`, { email: victim, permission: 'view' })).status, 201);
@@ -164,11 +170,14 @@ test('20 wrong passwords for the operator from one address do not keep the opera
   assert.equal(ok.body.user.role, 'operator');
   // The attacker's address is held up after 4 checked guesses, the right password too (it is not even checked).
   assert.deepEqual(statuses.slice(0, 4), [401, 401, 401, 401]);
-  assert.ok(statuses.slice(4).every((s) => s === 429), `then the attacker's address is held up: ${statuses}`);
+  assert.ok(
+    statuses.slice(4).every((s) => s === 429),
+    `then the attacker's address is held up: ${statuses}`,
+  );
   assert.equal((await login(attacker, ADMIN.email, ADMIN.password)).status, 429);
 });
 
-test('behind a trusted proxy (HEARTH_TRUSTED_PROXIES) each client counts by its forwarded address: one client\'s failures do not hold up another\'s sign-in', async () => {
+test("behind a trusted proxy (HEARTH_TRUSTED_PROXIES) each client counts by its forwarded address: one client's failures do not hold up another's sign-in", async () => {
   const q = await startPlatform({ env: { HEARTH_TRUSTED_PROXIES: '127.0.0.50' } });
   try {
     const proxy = from(q, '127.0.0.50');
@@ -212,17 +221,24 @@ test('one address failing on many accounts is stopped, reported as spraying (met
   const unknownBefore = await metric(p, 'hearth_login_failures_total{reason="unknown_account"}');
   const statuses: number[] = [];
   for (let i = 0; i < 32; i++) statuses.push((await login(sprayer, `user${i}@spray.test`, 'Summer2026!')).status);
-  assert.ok(statuses.slice(0, 30).every((s) => s === 401), `30 accounts tried: ${statuses}`);
+  assert.ok(
+    statuses.slice(0, 30).every((s) => s === 401),
+    `30 accounts tried: ${statuses}`,
+  );
   assert.deepEqual(statuses.slice(30), [429, 429], 'then the address may try no account');
   assert.equal(await metric(p, 'hearth_login_spray_detected_total{kind="source"}'), sprayBefore + 1, 'reported once');
-  assert.ok(await metric(p, 'hearth_login_failures_total{reason="unknown_account"}') >= unknownBefore + 30);
-  assert.ok(await metric(p, 'hearth_login_failures_total{reason="throttled"}') >= 2);
+  assert.ok((await metric(p, 'hearth_login_failures_total{reason="unknown_account"}')) >= unknownBefore + 30);
+  assert.ok((await metric(p, 'hearth_login_failures_total{reason="throttled"}')) >= 2);
   const warning = p.logs.find((l) => l.alert === 'login-spray' && l.kind === 'source');
   assert.ok(warning, 'a warning is logged');
   assert.equal(warning.level, 40);
   assert.equal(warning.source, '127.0.0.50');
   assert.ok(warning.accounts >= 10);
-  const audit = await eventually(async () => (await p.api('GET', '/api/v1/audit?action=auth.login.spray')).body.items?.find((e: any) => e.targetId === '127.0.0.50'), 3000, 'the audit entry');
+  const audit = await eventually(
+    async () => (await p.api('GET', '/api/v1/audit?action=auth.login.spray')).body.items?.find((e: any) => e.targetId === '127.0.0.50'),
+    3000,
+    'the audit entry',
+  );
   assert.equal(audit.details.kind, 'source');
   // Another address is not affected.
   assert.equal((await login(from(p, '127.0.0.51'), 'user0@spray.test', 'x')).status, 401);
@@ -244,7 +260,10 @@ test('sign-ups are limited per address (failed ones count), with 429 and Retry-A
     const statuses: number[] = [];
     for (let i = 0; i < 40; i++) statuses.push((await bot('POST', '/api/v1/auth/signup', { email: `bot${i}@flood.test`, password: 'bot-password-1' })).status);
     assert.deepEqual(statuses.slice(0, 5), [201, 201, 201, 201, 201]);
-    assert.ok(statuses.slice(5).every((s) => s === 429), `then refused: ${statuses}`);
+    assert.ok(
+      statuses.slice(5).every((s) => s === 429),
+      `then refused: ${statuses}`,
+    );
     const refused = await bot('POST', '/api/v1/auth/signup', { email: 'bot0@flood.test', password: 'bot-password-1' });
     assert.equal(refused.status, 429, 'an address already taken is not even looked up');
     const retryAfter = Number(refused.headers.get('retry-after'));
@@ -274,7 +293,8 @@ test('password-reset requests are limited per address; e-mails per recipient sta
 test('invitation e-mails are limited per inviting user', async () => {
   const home = (await p.api('POST', '/api/v1/homes', { name: 'Hall', timezone: 'UTC' })).body.id as string;
   const statuses: number[] = [];
-  for (let i = 0; i < 22; i++) statuses.push((await p.api('POST', `/api/v1/homes/${home}/invitations`, { email: `guest${i}@invites.test`, role: 'member' })).status);
+  for (let i = 0; i < 22; i++)
+    statuses.push((await p.api('POST', `/api/v1/homes/${home}/invitations`, { email: `guest${i}@invites.test`, role: 'member' })).status);
   // The operator sent one invitation in an earlier test: 19 more at once, then 429.
   assert.deepEqual(statuses, [...Array(19).fill(201), 429, 429, 429]);
 });

@@ -41,9 +41,18 @@ async function startHearth(dataDir: string): Promise<Server> {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('HEARTH_')) env[k] = v;
   Object.assign(env, {
-    HEARTH_HTTP_PORT: String(httpPort), HEARTH_MQTT_PORT: String(mqttPort), HEARTH_HTTP_HOST: '127.0.0.1', HEARTH_MQTT_HOST: '127.0.0.1',
-    HEARTH_DATA_DIR: dataDir, HEARTH_DEMO: '0', HEARTH_ADMIN_EMAIL: ADMIN.email, HEARTH_ADMIN_PASSWORD: ADMIN.password, HEARTH_LOG_LEVEL: 'warn',
-    HEARTH_RATE_LIMIT_PER_MINUTE: '1000000', HEARTH_RATE_LIMIT_BURST: '100000', HEARTH_CONNECT_BURST: '10000',
+    HEARTH_HTTP_PORT: String(httpPort),
+    HEARTH_MQTT_PORT: String(mqttPort),
+    HEARTH_HTTP_HOST: '127.0.0.1',
+    HEARTH_MQTT_HOST: '127.0.0.1',
+    HEARTH_DATA_DIR: dataDir,
+    HEARTH_DEMO: '0',
+    HEARTH_ADMIN_EMAIL: ADMIN.email,
+    HEARTH_ADMIN_PASSWORD: ADMIN.password,
+    HEARTH_LOG_LEVEL: 'warn',
+    HEARTH_RATE_LIMIT_PER_MINUTE: '1000000',
+    HEARTH_RATE_LIMIT_BURST: '100000',
+    HEARTH_CONNECT_BURST: '10000',
     ...(await storeEnv(dataDir)),
   });
   const child = spawn(process.execPath, [BIN, 'start'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -56,7 +65,10 @@ async function startHearth(dataDir: string): Promise<Server> {
   for (;;) {
     if (child.exitCode !== null) throw new Error(`hearth exited (${child.exitCode}) before it was ready:\n${out}`);
     if (Date.now() > end) throw new Error(`hearth was not ready within 30 s:\n${out}`);
-    const ok = await fetch(`${base}/readyz`).then((r) => r.ok, () => false);
+    const ok = await fetch(`${base}/readyz`).then(
+      (r) => r.ok,
+      () => false,
+    );
     if (ok) break;
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -68,7 +80,8 @@ async function startHearth(dataDir: string): Promise<Server> {
 
 async function api(s: Server, method: string, path: string, body?: unknown): Promise<any> {
   const res = await fetch(s.base + path, {
-    method, headers: { authorization: `Bearer ${s.token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    method,
+    headers: { authorization: `Bearer ${s.token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await res.text();
@@ -109,7 +122,13 @@ interface Run {
  * Publishes `perDevice` reports from each device (all at once, or `perSecond` per device) and
  * SIGKILLs the server as soon as `killAfter` PUBACKs have arrived in total.
  */
-async function publishAndKill(s: Server, devices: Array<{ id: string; secret: string }>, perDevice: number, killAfter: number, perSecond?: number): Promise<Run> {
+async function publishAndKill(
+  s: Server,
+  devices: Array<{ id: string; secret: string }>,
+  perDevice: number,
+  killAfter: number,
+  perSecond?: number,
+): Promise<Run> {
   const acked = new Map<string, Set<number>>(devices.map((d) => [d.id, new Set<number>()]));
   let total = 0;
   let sent = 0;
@@ -159,7 +178,11 @@ async function historyOf(s: Server, id: string, perDevice: number): Promise<Map<
 }
 
 /** Restarts on the data directory and waits until every acknowledged report is in history (or says which are not). */
-async function missingAfterRestart(dataDir: string, run: Run, perDevice: number): Promise<{ missing: number; duplicates: number; acked: number; server: Server }> {
+async function missingAfterRestart(
+  dataDir: string,
+  run: Run,
+  perDevice: number,
+): Promise<{ missing: number; duplicates: number; acked: number; server: Server }> {
   const s = await startHearth(dataDir);
   const acked = [...run.acked.values()].reduce((n, set) => n + set.size, 0);
   // Redelivered messages are handled right after the start; give them a moment, not a fixed sleep.
@@ -220,25 +243,33 @@ describe('crash durability: SIGKILL under load loses no acknowledged report', { 
 
   test('device HTTP: every report answered 202 before a SIGKILL is in history', async () => {
     const perDevice = 600;
-    const { dataDir, s, devices: [lamp] } = await setUp(1);
+    const {
+      dataDir,
+      s,
+      devices: [lamp],
+    } = await setUp(1);
     const auth = `Basic ${Buffer.from(`${lamp.id}:${lamp.secret}`).toString('base64')}`;
     const answered = new Set<number>();
     let next = 0;
     let killing: Promise<void> | undefined;
     // 20 requests in flight; the kill comes once 300 were answered 202, with others under way.
-    await Promise.all(Array.from({ length: 20 }, async () => {
-      while (!killing && next < perDevice) {
-        const i = next++;
-        const res = await fetch(`${s.base}/api/v1/devices/${lamp.id}/messages/properties`, {
-          method: 'POST', headers: { authorization: auth, 'content-type': 'application/json' }, body: JSON.stringify({ brightness: i % 101, ts: T0 + i }),
-        }).catch(() => undefined);
-        if (res?.status === 202 && !killing) {
-          answered.add(i);
-          if (answered.size >= 300) killing = kill(s);
+    await Promise.all(
+      Array.from({ length: 20 }, async () => {
+        while (!killing && next < perDevice) {
+          const i = next++;
+          const res = await fetch(`${s.base}/api/v1/devices/${lamp.id}/messages/properties`, {
+            method: 'POST',
+            headers: { authorization: auth, 'content-type': 'application/json' },
+            body: JSON.stringify({ brightness: i % 101, ts: T0 + i }),
+          }).catch(() => undefined);
+          if (res?.status === 202 && !killing) {
+            answered.add(i);
+            if (answered.size >= 300) killing = kill(s);
+          }
+          await res?.text().catch(() => undefined);
         }
-        await res?.text().catch(() => undefined);
-      }
-    }));
+      }),
+    );
     await killing;
     current = undefined;
     const { missing, acked, server } = await missingAfterRestart(dataDir, { acked: new Map([[lamp.id, answered]]), sent: next }, perDevice);
@@ -248,7 +279,11 @@ describe('crash durability: SIGKILL under load loses no acknowledged report', { 
   });
 
   test('an API call answered is audited: SIGKILL right after the answers, every audit entry is there after the restart', async () => {
-    const { dataDir, s, devices: [lamp] } = await setUp(1);
+    const {
+      dataDir,
+      s,
+      devices: [lamp],
+    } = await setUp(1);
     // Audited calls of two kinds, answered one by one; the kill follows the last answer at once.
     const keys: string[] = [];
     for (let i = 0; i < 10; i++) keys.push((await api(s, 'POST', '/api/v1/keys', { name: `crash key ${i}`, scopes: ['devices:read'] })).id);
@@ -259,8 +294,15 @@ describe('crash durability: SIGKILL under load loses no acknowledged report', { 
     current = { dataDir, s: again };
     const audited = (await api(again, 'GET', '/api/v1/audit?limit=1000')).items as Array<{ action: string; targetId: string }>;
     const created = new Set(audited.filter((e) => e.action === 'key.create').map((e) => e.targetId));
-    assert.deepEqual(keys.filter((k) => !created.has(k)), [], 'every key answered 201 has its key.create entry');
-    assert.ok(audited.some((e) => e.action === 'device.desired' && e.targetId === lamp.id), 'the desired-state change answered 200 has its entry');
+    assert.deepEqual(
+      keys.filter((k) => !created.has(k)),
+      [],
+      'every key answered 201 has its key.create entry',
+    );
+    assert.ok(
+      audited.some((e) => e.action === 'device.desired' && e.targetId === lamp.id),
+      'the desired-state change answered 200 has its entry',
+    );
     assert.equal((await api(again, 'GET', `/api/v1/devices/${lamp.id}`)).shadow.desired.brightness, 42, 'and the desired state it set is stored');
   });
 });

@@ -59,13 +59,21 @@ describe('writeIsolated', () => {
 
   test('when the store fails (not a record), nothing is dropped: the records not written come back with the error', async () => {
     const down = refused('SQLITE_BUSY');
-    const r1 = await writeIsolated([1, 2], { batch: async () => { throw down; }, one: async () => undefined, onBad: () => assert.fail('nothing is bad') });
+    const r1 = await writeIsolated([1, 2], {
+      batch: async () => {
+        throw down;
+      },
+      one: async () => undefined,
+      onBad: () => assert.fail('nothing is bad'),
+    });
     assert.deepEqual(r1.retry, [1, 2]);
     assert.equal(r1.error, down);
     // The batch was refused for a record, then the store went down half way through the singles.
     const written: number[] = [];
     const r2 = await writeIsolated([1, 2, 3], {
-      batch: async () => { throw refused('23505'); },
+      batch: async () => {
+        throw refused('23505');
+      },
       one: async (n) => {
         if (n === 2) throw Object.assign(new Error('connection terminated'), { code: '57P01' });
         written.push(n);
@@ -86,7 +94,7 @@ describe('batch writers on a real store', () => {
     await db.destroy();
   });
 
-  test('history: a point the store refuses is dropped alone; the batch\'s other points and events are stored, and the flush succeeds', async () => {
+  test("history: a point the store refuses is dropped alone; the batch's other points and events are stored, and the flush succeeds", async () => {
     // Stands in for any row the store cannot take (a constraint, a value out of range on PostgreSQL).
     await sql`CREATE TRIGGER refuse_poison BEFORE INSERT ON history WHEN NEW.property = 'poison' BEGIN SELECT RAISE(ABORT, 'poison refused'); END`.execute(db);
     const { log, lines } = capturingLog();
@@ -98,7 +106,10 @@ describe('batch writers on a real store', () => {
     const points = await db.selectFrom('history').select(['device_id']).execute();
     assert.equal(points.length, 50, 'every good point is stored');
     assert.equal((await history.deviceEvents('d_1', 0, 2000, 10)).length, 1, 'and the event');
-    assert.ok(lines.some((l) => l.msg.startsWith('history record refused')), 'the dropped point is logged');
+    assert.ok(
+      lines.some((l) => l.msg.startsWith('history record refused')),
+      'the dropped point is logged',
+    );
     await history.stop();
   });
 
@@ -117,10 +128,14 @@ describe('batch writers on a real store', () => {
     await audit.stop();
   });
 
-  test('automation runs: an unserialisable trace is stored without its data, and the other homes\' runs of the batch are stored', async () => {
+  test("automation runs: an unserialisable trace is stored without its data, and the other homes' runs of the batch are stored", async () => {
     const { log } = capturingLog();
     const store = new AutomationStore({ db, log, flushMs: 60_000 });
-    const trace = (data: Record<string, unknown>): Trace => ({ trigger: { index: 0, type: 'webhook', data, at: new Date(1000).toISOString(), description: 'incoming webhook' }, conditions: [], actions: [] });
+    const trace = (data: Record<string, unknown>): Trace => ({
+      trigger: { index: 0, type: 'webhook', data, at: new Date(1000).toISOString(), description: 'incoming webhook' },
+      conditions: [],
+      actions: [],
+    });
     const run = (id: string, homeId: string, data: Record<string, unknown>) =>
       store.recordRun({ id, automationId: `au_${homeId}`, homeId, status: 'completed', reason: null, startedAt: 1000, finishedAt: 1010, trace: trace(data) });
     run('ar_good1', 'h_other1', { body: { n: 1 } });
@@ -129,7 +144,7 @@ describe('batch writers on a real store', () => {
     await store.flush();
     const [good1] = await store.listRuns('au_h_other1', { limit: 5 });
     const [good2] = await store.listRuns('au_h_other2', { limit: 5 });
-    assert.deepEqual(good1?.trace.trigger.data, { body: { n: 1 } }, 'another home\'s run is stored');
+    assert.deepEqual(good1?.trace.trigger.data, { body: { n: 1 } }, "another home's run is stored");
     assert.deepEqual(good2?.trace.trigger.data, { body: { n: 2 } });
     const [bad] = await store.listRuns('au_h_attacker', { limit: 5 });
     assert.equal(bad?.status, 'completed', 'the run with the deep body is stored too');
@@ -150,12 +165,16 @@ describe('end to end: a 20,000-deep body sent to your own incoming webhook', () 
   async function webhookAutomation(u: TestUser): Promise<{ id: string; webhookId: string }> {
     const home = await u.api('POST', '/homes', { name: 'Home', timezone: 'Europe/Berlin', latitude: 52.52, longitude: 13.405 });
     assert.equal(home.status, 201, JSON.stringify(home.body));
-    const a = await u.api('POST', `/homes/${home.body.id}/automations`, { name: 'Hook', triggers: [{ type: 'webhook' }], actions: [{ type: 'delay', duration: 0 }] });
+    const a = await u.api('POST', `/homes/${home.body.id}/automations`, {
+      name: 'Hook',
+      triggers: [{ type: 'webhook' }],
+      actions: [{ type: 'delay', duration: 0 }],
+    });
     assert.equal(a.status, 201, JSON.stringify(a.body));
     return a.body;
   }
 
-  test('other homes\' runs written in the same batch are stored', async () => {
+  test("other homes' runs written in the same batch are stored", async () => {
     const attacker = await signupUser(p, 'attacker@durability.test');
     const others = [await signupUser(p, 'neighbour-1@durability.test'), await signupUser(p, 'neighbour-2@durability.test')];
     const bad = await webhookAutomation(attacker);
@@ -171,15 +190,19 @@ describe('end to end: a 20,000-deep body sent to your own incoming webhook', () 
     assert.ok(attack.status === 202 || (attack.status >= 400 && attack.status < 500), `the deep body is accepted or refused, not a crash (${attack.status})`);
     for (const f of fired) assert.equal(f.status, 202, JSON.stringify(f.body));
     for (const [i, a] of good.entries()) {
-      const runs = await eventually(async () => {
-        const r = await others[i].api('GET', `/automations/${a.id}/runs`);
-        return r.body.items?.some((x: { status: string }) => x.status === 'completed') ? r.body.items : undefined;
-      }, 3000, `neighbour ${i}'s run`);
+      const runs = await eventually(
+        async () => {
+          const r = await others[i].api('GET', `/automations/${a.id}/runs`);
+          return r.body.items?.some((x: { status: string }) => x.status === 'completed') ? r.body.items : undefined;
+        },
+        3000,
+        `neighbour ${i}'s run`,
+      );
       assert.deepEqual(runs[0].trace.trigger.data.body, { neighbour: i });
     }
     if (attack.status === 202) {
       const runs = (await attacker.api('GET', `/automations/${bad.id}/runs`)).body.items;
-      assert.equal(runs.length, 1, 'the deep body\'s own run is recorded, without what could not be stored');
+      assert.equal(runs.length, 1, "the deep body's own run is recorded, without what could not be stored");
     }
   });
 });

@@ -58,8 +58,12 @@ test('every kind of response says nosniff and may not be framed: API answers, er
 test('the Swagger UI renders under its CSP in a real browser', { skip: !existsSync('/usr/bin/chromium') && 'no /usr/bin/chromium' }, async () => {
   // Past a number of operations the UI renders only those in the window (virtualized): a tall window shows the first tags'.
   const dom = await new Promise<string>((resolve, reject) => {
-    execFile('/usr/bin/chromium', ['--headless', '--no-sandbox', '--disable-gpu', '--window-size=1280,4000', '--virtual-time-budget=15000', '--dump-dom', `${p.httpUrl}/docs`],
-      { timeout: 60_000, maxBuffer: 64 * 1024 * 1024 }, (err, out) => (err ? reject(err) : resolve(out)));
+    execFile(
+      '/usr/bin/chromium',
+      ['--headless', '--no-sandbox', '--disable-gpu', '--window-size=1280,4000', '--virtual-time-budget=15000', '--dump-dom', `${p.httpUrl}/docs`],
+      { timeout: 60_000, maxBuffer: 64 * 1024 * 1024 },
+      (err, out) => (err ? reject(err) : resolve(out)),
+    );
   });
   assert.match(dom, /Hearth API/, 'the UI rendered the document title');
   assert.match(dom, /\/api\/v1\/products/, 'the UI rendered the operations');
@@ -85,7 +89,7 @@ test('answers carrying tokens or secrets are never stored: sign-up, login, refre
   noStore('a failed login', await p.api('POST', '/api/v1/auth/login', { email: 'cache@example.test', password: 'wrong password' }, null), 401);
 });
 
-test('an API key cannot create keys, and only the operator\'s keys may hold operator scopes', async () => {
+test("an API key cannot create keys, and only the operator's keys may hold operator scopes", async () => {
   const u = await signupUser(p, 'keys@example.test');
   const k = await u.api('POST', '/keys', { name: 'k', scopes: ['devices:read', 'devices:control', 'homes:read', 'homes:manage', 'automations:manage'] });
   assert.equal(k.status, 201);
@@ -106,7 +110,9 @@ test('an API key cannot create keys, and only the operator\'s keys may hold oper
 
 const log = createLogger('fatal');
 const deps = {
-  log, version: 'test', isReady: () => true,
+  log,
+  version: 'test',
+  isReady: () => true,
   authenticate: (authorization: string | undefined) => {
     if (authorization === 'Bearer good') return { userId: 'u_1', email: 'a@b.c', role: 'user' as const };
     throw new HearthError('E_UNAUTHENTICATED');
@@ -117,13 +123,21 @@ test('a route that does not declare who may call it keeps the server from starti
   for (const config of [undefined, { public: true }, { auth: { who: 'pubic' } }, { auth: { who: 'operator', scopes: [] } }, { auth: { who: 'self' } }]) {
     const app = await buildHttpServer(deps);
     app.get('/api/v1/forgotten', { ...(config ? { config: config as never } : {}) }, async () => ({ secret: 'leaked' }));
-    await assert.rejects(async () => { await app.ready(); }, /every route must declare who may call it/, JSON.stringify(config));
+    await assert.rejects(
+      async () => {
+        await app.ready();
+      },
+      /every route must declare who may call it/,
+      JSON.stringify(config),
+    );
     await app.close().catch(() => undefined);
   }
   // Outside /api too: there is no path that is public because of how it is spelled.
   const app = await buildHttpServer(deps);
   app.get('/console-data', async () => ({ secret: 'leaked' }));
-  await assert.rejects(async () => { await app.ready(); }, /GET \/console-data declares no config\.auth/);
+  await assert.rejects(async () => {
+    await app.ready();
+  }, /GET \/console-data declares no config\.auth/);
   await app.close().catch(() => undefined);
 });
 

@@ -34,7 +34,10 @@ async function keyWith(scopes: string[]): Promise<string> {
 
 const bearer = (t: string) => ({ authorization: `Bearer ${t}` });
 const send = (o: Operation, path: string, headers: Record<string, string> = {}, body?: string) =>
-  raw(p.httpUrl, o.method, path, { headers: { ...headers, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) }, ...(body !== undefined ? { body } : {}) });
+  raw(p.httpUrl, o.method, path, {
+    headers: { ...headers, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    ...(body !== undefined ? { body } : {}),
+  });
 const name = (o: Operation) => `${o.method} ${o.path}`;
 const hasJsonBody = (o: Operation) => o.op.requestBody?.content?.['application/json'] !== undefined;
 
@@ -59,7 +62,7 @@ test('every operation of the API declares who may call it, and operator routes n
   assert.ok(ops.length >= 100, `only ${ops.length} operations`);
   const undeclared = ops.filter((o) => !o.auth).map(name);
   assert.deepEqual(undeclared, []);
-  const unscoped = ops.filter((o) => o.auth.who === 'operator' && !(o.auth.scopes?.length)).map(name);
+  const unscoped = ops.filter((o) => o.auth.who === 'operator' && !o.auth.scopes?.length).map(name);
   assert.deepEqual(unscoped, []);
   for (const o of ops) for (const s of o.auth.scopes ?? []) assert.ok((SCOPES as readonly string[]).includes(s), `${name(o)}: unknown scope ${s}`);
   // The operator's areas are declared as such.
@@ -102,7 +105,12 @@ function spellings(path: string): string[] {
   });
   out.push(segs.map((s) => (isStatic(s) ? [...s].map((c) => enc(c)).join('') : s)).join('/'));
   out.push(segs.map((s) => (isStatic(s) ? s.toUpperCase() : s)).join('/'));
-  out.push(path.replace('/api/', '//api/'), path.replace('/api/v1/', '/api/v1//'), path.replace('/api/v1/', '/api%2Fv1/'), path.replace('/api/v1/', '/api%2fv1/'));
+  out.push(
+    path.replace('/api/', '//api/'),
+    path.replace('/api/v1/', '/api/v1//'),
+    path.replace('/api/v1/', '/api%2Fv1/'),
+    path.replace('/api/v1/', '/api%2fv1/'),
+  );
   out.push(`${path}/`, path.replace('/api/v1/', '/api/./v1/'), path.replace('/api/v1/', '/api/x/../v1/'), path.replace('/api/v1/', '/api/v1/%2e/'));
   return [...new Set(out)].filter((x) => x !== path);
 }
@@ -176,7 +184,8 @@ test('every numeric query and path parameter has a safe range, and out-of-range 
       if (schema.minimum > -1) values.push('-1');
       if (schema.type === 'integer') values.push('1.5');
       for (const v of values) {
-        const path = param.in === 'path' ? fillAll(o.path.replace(`{${param.name}}`, encodeURIComponent(v))) : `${fillAll(o.path)}?${param.name}=${encodeURIComponent(v)}`;
+        const path =
+          param.in === 'path' ? fillAll(o.path.replace(`{${param.name}}`, encodeURIComponent(v))) : `${fillAll(o.path)}?${param.name}=${encodeURIComponent(v)}`;
         const r = await send(o, path, bearer(p.token));
         tried++;
         if (r.status !== 400) wrong.push(`${o.method} ${path} → ${r.status} ${r.text.slice(0, 120)}`);
@@ -200,7 +209,11 @@ test('every JSON body: 10,000 levels deep, over the size limit, with a lone surr
     const cases: Array<[string, string, (r: { status: number; text: string }) => boolean]> = [
       ['10,000 levels deep', deepJson(10_000), (r) => (judged ? r.status === 400 && /deeper than/.test(r.text) : r.status >= 400 && r.status < 500)],
       ['over the size limit', huge, (r) => (judged ? r.status === 413 : r.status >= 400 && r.status < 500)],
-      ['a lone surrogate', '{"name":"bad \\ud800 text","deep":{"list":["ok","\\udc00"]}}', (r) => (judged ? r.status === 400 && /surrogate/.test(r.text) : r.status >= 400 && r.status < 500)],
+      [
+        'a lone surrogate',
+        '{"name":"bad \\ud800 text","deep":{"list":["ok","\\udc00"]}}',
+        (r) => (judged ? r.status === 400 && /surrogate/.test(r.text) : r.status >= 400 && r.status < 500),
+      ],
       ['a key with a lone surrogate', '{"\\ud83d":1}', (r) => (judged ? r.status === 400 && /surrogate/.test(r.text) : r.status >= 400 && r.status < 500)],
       ['a number out of range', '{"name":"x","n":1e400}', (r) => (judged ? r.status === 400 && /finite/.test(r.text) : r.status >= 400 && r.status < 500)],
     ];
@@ -211,11 +224,17 @@ test('every JSON body: 10,000 levels deep, over the size limit, with a lone surr
   }
   assert.deepEqual(wrong, []);
   // A body at the limit of depth is still read (the answer is about its content, not its shape).
-  const ok = await raw(p.httpUrl, 'POST', '/api/v1/homes', { headers: { ...bearer(p.token), 'content-type': 'application/json' }, body: `{"name":"h","timezone":"UTC","x":${'['.repeat(63)}${']'.repeat(63)}}` });
+  const ok = await raw(p.httpUrl, 'POST', '/api/v1/homes', {
+    headers: { ...bearer(p.token), 'content-type': 'application/json' },
+    body: `{"name":"h","timezone":"UTC","x":${'['.repeat(63)}${']'.repeat(63)}}`,
+  });
   assert.equal(ok.status, 400);
   assert.match(ok.text, /body\.x is not allowed/);
   // A paired surrogate (an emoji) is text like any other.
-  const emoji = await raw(p.httpUrl, 'POST', '/api/v1/homes', { headers: { ...bearer(p.token), 'content-type': 'application/json' }, body: '{"name":"Home \\ud83c\\udfe0","timezone":"UTC"}' });
+  const emoji = await raw(p.httpUrl, 'POST', '/api/v1/homes', {
+    headers: { ...bearer(p.token), 'content-type': 'application/json' },
+    body: '{"name":"Home \\ud83c\\udfe0","timezone":"UTC"}',
+  });
   assert.equal(emoji.status, 201, emoji.text);
   assert.equal(emoji.body.name, 'Home 🏠');
 });

@@ -62,12 +62,13 @@ function flood(socket: Socket, header: Buffer, graceMs = 4000): Promise<{ closed
         written += chunk.length;
         if (!ok) return void socket.once('drain', pump);
       }
-      if (!closed) setTimeout(() => {
-        if (!closed) {
-          resolve({ closedByServer: false, written });
-          socket.destroy();
-        }
-      }, graceMs);
+      if (!closed)
+        setTimeout(() => {
+          if (!closed) {
+            resolve({ closedByServer: false, written });
+            socket.destroy();
+          }
+        }, graceMs);
     };
     socket.write(header, pump);
   });
@@ -99,42 +100,48 @@ test('eight TCP connections whose CONNECT claims 200 MiB are closed at the heade
 
 test('the same over MQTT over WebSocket', async () => {
   const base = await settledRss();
-  const results = await Promise.all(Array.from({ length: 8 }, () => new Promise<{ closedByServer: boolean; written: number }>((resolve, reject) => {
-    const ws = new WebSocket(`ws://127.0.0.1:${p.httpPort}/mqtt`, 'mqtt');
-    let written = 0;
-    let closed = false;
-    ws.on('error', () => undefined);
-    ws.once('close', () => {
-      closed = true;
-      resolve({ closedByServer: true, written });
-    });
-    ws.once('open', () => {
-      const frame = Buffer.alloc(512 * 1024, 0x61);
-      const pump = (): void => {
-        if (closed) return;
-        if (written >= SEND) {
-          setTimeout(() => {
-            if (!closed) {
-              resolve({ closedByServer: false, written });
-              ws.terminate();
-            }
-          }, 4000);
-          return;
-        }
-        written += frame.length;
-        ws.send(frame, () => (ws.bufferedAmount > 4 * MiB ? setTimeout(pump, 5) : setImmediate(pump)));
-      };
-      ws.send(claim200MiB(0x10), pump);
-    });
-    ws.once('unexpected-response', () => reject(new Error('the upgrade was refused')));
-  })));
+  const results = await Promise.all(
+    Array.from(
+      { length: 8 },
+      () =>
+        new Promise<{ closedByServer: boolean; written: number }>((resolve, reject) => {
+          const ws = new WebSocket(`ws://127.0.0.1:${p.httpPort}/mqtt`, 'mqtt');
+          let written = 0;
+          let closed = false;
+          ws.on('error', () => undefined);
+          ws.once('close', () => {
+            closed = true;
+            resolve({ closedByServer: true, written });
+          });
+          ws.once('open', () => {
+            const frame = Buffer.alloc(512 * 1024, 0x61);
+            const pump = (): void => {
+              if (closed) return;
+              if (written >= SEND) {
+                setTimeout(() => {
+                  if (!closed) {
+                    resolve({ closedByServer: false, written });
+                    ws.terminate();
+                  }
+                }, 4000);
+                return;
+              }
+              written += frame.length;
+              ws.send(frame, () => (ws.bufferedAmount > 4 * MiB ? setTimeout(pump, 5) : setImmediate(pump)));
+            };
+            ws.send(claim200MiB(0x10), pump);
+          });
+          ws.once('unexpected-response', () => reject(new Error('the upgrade was refused')));
+        }),
+    ),
+  );
   for (const r of results) assert.ok(r.closedByServer, `the server closed the WebSocket (${r.written} bytes were sent)`);
   const grown = (await settledRss()) - base;
   assert.ok(grown < RSS_BOUND, `server RSS grew by ${(grown / MiB).toFixed(1)} MiB`);
   await bystanderWorks(12);
 });
 
-test('a device\'s PUBLISH over the payload limit is answered from its header: the payload is skipped as it arrives, never buffered', async () => {
+test("a device's PUBLISH over the payload limit is answered from its header: the payload is skipped as it arrives, never buffered", async () => {
   const d = await p.provision('light');
   const c = await p.connect(d.id, d.secret);
   const box = inbox(c);

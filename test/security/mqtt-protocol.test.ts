@@ -32,7 +32,16 @@ function rawConnect(bytes: Buffer): Promise<Buffer> {
 }
 
 function connectBytes(protocolId: 'MQTT' | 'MQIsdp', level: number, id: string, secret: string): Buffer {
-  const b = mqttPacket.generate({ cmd: 'connect', protocolId, protocolVersion: 4, clientId: id, username: id, password: Buffer.from(secret), clean: true, keepalive: 30 });
+  const b = mqttPacket.generate({
+    cmd: 'connect',
+    protocolId,
+    protocolVersion: 4,
+    clientId: id,
+    username: id,
+    password: Buffer.from(secret),
+    clean: true,
+    keepalive: 30,
+  });
   // The level byte follows the protocol name (2-byte length + name) after the 2-byte fixed header.
   b[2 + 2 + protocolId.length] = level;
   return b;
@@ -41,10 +50,24 @@ function connectBytes(protocolId: 'MQTT' | 'MQIsdp', level: number, id: string, 
 test('only MQTT 3.1.1 is spoken: MQTT 3.1, MQTT 5 and bridge mode get CONNACK 1 (unacceptable protocol version), even with good credentials', async () => {
   const d = await p.provision('plug');
   const refused = Buffer.from([0x20, 0x02, 0x00, 0x01]);
-  for (const [name, protocolId, level] of [['MQTT 3.1', 'MQIsdp', 3], ['level 3 named MQTT', 'MQTT', 3], ['MQTT 3.1.1 named MQIsdp', 'MQIsdp', 4], ['bridge mode', 'MQTT', 0x84]] as const) {
+  for (const [name, protocolId, level] of [
+    ['MQTT 3.1', 'MQIsdp', 3],
+    ['level 3 named MQTT', 'MQTT', 3],
+    ['MQTT 3.1.1 named MQIsdp', 'MQIsdp', 4],
+    ['bridge mode', 'MQTT', 0x84],
+  ] as const) {
     assert.deepEqual(await rawConnect(connectBytes(protocolId, level, d.id, d.secret)), refused, name);
   }
-  const v5 = mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clientId: d.id, username: d.id, password: Buffer.from(d.secret), clean: true, keepalive: 30 });
+  const v5 = mqttPacket.generate({
+    cmd: 'connect',
+    protocolId: 'MQTT',
+    protocolVersion: 5,
+    clientId: d.id,
+    username: d.id,
+    password: Buffer.from(d.secret),
+    clean: true,
+    keepalive: 30,
+  });
   assert.deepEqual(await rawConnect(v5), refused, 'MQTT 5');
   assert.equal((await p.device(d.id)).online, false, 'none of them connected');
   // the same credentials at level 4 are accepted
@@ -88,16 +111,20 @@ test('retained publishes are refused with E_RETAIN_NOT_SUPPORTED, change nothing
  * and that answer comes after the replay.
  */
 async function afterReplay(c: import('mqtt').MqttClient, deviceId: string): Promise<void> {
-  const answered = new Promise<void>((resolve) => c.on('message', (topic, payload) => {
-    if (topic === `devices/${deviceId}/errors` && JSON.parse(payload.toString()).code === 'E_BAD_JSON') resolve();
-  }));
+  const answered = new Promise<void>((resolve) =>
+    c.on('message', (topic, payload) => {
+      if (topic === `devices/${deviceId}/errors` && JSON.parse(payload.toString()).code === 'E_BAD_JSON') resolve();
+    }),
+  );
   await c.publishAsync(`devices/${deviceId}/properties`, 'not json', { qos: 1 });
   await answered;
 }
 
 test('a will with the retain flag is refused like any retained publish, never stored', async () => {
   const d = await p.provision('plug');
-  const c = await p.connect(d.id, d.secret, { will: { topic: `devices/${d.id}/properties`, payload: Buffer.from(JSON.stringify({ on: false })), qos: 1, retain: true } });
+  const c = await p.connect(d.id, d.secret, {
+    will: { topic: `devices/${d.id}/properties`, payload: Buffer.from(JSON.stringify({ on: false })), qos: 1, retain: true },
+  });
   (c.stream as import('node:net').Socket).destroy();
   await p.until(d.id, (x) => !x.online, 'offline');
   const later = await p.connect(d.id, d.secret);

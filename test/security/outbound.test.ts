@@ -62,7 +62,13 @@ describe('the default configuration', () => {
     const ecdh = createECDH('prime256v1');
     const pushKeys = { p256dh: ecdh.generateKeys().toString('base64url'), auth: randomBytes(16).toString('base64url') };
     const before = hits.length;
-    for (const url of [`${insideUrl}/hook`, 'http://169.254.169.254/latest/meta-data/', 'http://10.0.0.8/hook', 'http://[::1]:8080/', 'http://localhost:5432/']) {
+    for (const url of [
+      `${insideUrl}/hook`,
+      'http://169.254.169.254/latest/meta-data/',
+      'http://10.0.0.8/hook',
+      'http://[::1]:8080/',
+      'http://localhost:5432/',
+    ]) {
       const a = await u.api('POST', `/homes/${home}/automations`, { name: 'Out', triggers: [{ type: 'manual' }], actions: [{ type: 'webhook', url }] });
       assert.equal(a.status, 400, `automation webhook ${url}: ${JSON.stringify(a.body)}`);
       assert.match(a.headers.get('content-type') ?? '', /application\/problem\+json/);
@@ -74,7 +80,11 @@ describe('the default configuration', () => {
       assert.equal(sub.body.field, 'body.endpoint', `push endpoint ${url}: ${JSON.stringify(sub.body)}`);
     }
     assert.equal(hits.length, before, 'nothing reached the inside');
-    const ok = await u.api('POST', `/homes/${home}/automations`, { name: 'Out', triggers: [{ type: 'manual' }], actions: [{ type: 'webhook', url: 'https://hooks.example.com/x' }] });
+    const ok = await u.api('POST', `/homes/${home}/automations`, {
+      name: 'Out',
+      triggers: [{ type: 'manual' }],
+      actions: [{ type: 'webhook', url: 'https://hooks.example.com/x' }],
+    });
     assert.equal(ok.status, 201, 'a public URL is fine');
   });
 });
@@ -92,16 +102,30 @@ describe('a home lab (HEARTH_OUTBOUND_PRIVATE_NETWORKS=allow)', () => {
     await p?.stop();
   });
 
-  test('a webhook action\'s run trace shows only a status line, never the answer', async () => {
-    for (const [path, line] of [['/forbidden', 'answered 403 Forbidden'], ['/broken', 'answered 500 Internal Server Error']]) {
-      const a = await u.api('POST', `/homes/${home}/automations`, { name: `Call ${path}`, triggers: [{ type: 'manual' }], actions: [{ type: 'webhook', url: `${insideUrl}${path}` }] });
+  test("a webhook action's run trace shows only a status line, never the answer", async () => {
+    for (const [path, line] of [
+      ['/forbidden', 'answered 403 Forbidden'],
+      ['/broken', 'answered 500 Internal Server Error'],
+    ]) {
+      const a = await u.api('POST', `/homes/${home}/automations`, {
+        name: `Call ${path}`,
+        triggers: [{ type: 'manual' }],
+        actions: [{ type: 'webhook', url: `${insideUrl}${path}` }],
+      });
       assert.equal(a.status, 201, JSON.stringify(a.body));
       assert.equal((await u.api('POST', `/automations/${a.body.id}/run`, {})).status, 202);
-      const run = await eventually(async () => (await u.api('GET', `/automations/${a.body.id}/runs`)).body.items.find((r: any) => r.status !== 'running'), 10_000, 'the run ends');
+      const run = await eventually(
+        async () => (await u.api('GET', `/automations/${a.body.id}/runs`)).body.items.find((r: any) => r.status !== 'running'),
+        10_000,
+        'the run ends',
+      );
       assert.equal(run.status, 'failed');
       assert.match(run.trace.actions[0].error, new RegExp(`${line}$`));
       const detail = await u.api('GET', `/automations/${a.body.id}/runs/${run.id}`);
-      assert.ok(!JSON.stringify(run).includes(SECRET) && !JSON.stringify(detail.body).includes(SECRET), `the answer is not in the run: ${JSON.stringify(run.trace.actions[0])}`);
+      assert.ok(
+        !JSON.stringify(run).includes(SECRET) && !JSON.stringify(detail.body).includes(SECRET),
+        `the answer is not in the run: ${JSON.stringify(run.trace.actions[0])}`,
+      );
     }
   });
 
@@ -113,7 +137,10 @@ describe('a home lab (HEARTH_OUTBOUND_PRIVATE_NETWORKS=allow)', () => {
     const sent = await u.api('POST', `/homes/${home}/notifications`, { kind: 'system', severity: 'info', title: 'Hello', body: 'there' });
     assert.equal(sent.status, 200, JSON.stringify(sent.body));
     const results = sent.body.results as Array<{ channel: string; status: string; reason?: string }>;
-    assert.deepEqual(results.find((r) => r.channel === `channel:${hook.body.id}`), { userId: null, channel: `channel:${hook.body.id}`, status: 'failed', reason: 'HTTP 500' });
+    assert.deepEqual(
+      results.find((r) => r.channel === `channel:${hook.body.id}`),
+      { userId: null, channel: `channel:${hook.body.id}`, status: 'failed', reason: 'HTTP 500' },
+    );
     const refused = results.find((r) => r.channel === `channel:${bot.body.id}`);
     assert.equal(refused?.status, 'failed');
     assert.match(refused?.reason ?? '', /errcode 40001/);
@@ -135,7 +162,13 @@ describe('with deny, at connection time', () => {
     syncBuiltinESMExports();
     try {
       const outbound = createOutbound({ name: 'rebinding', timeoutMs: 2000, retries: 0, breaker: { consecutiveFailures: 5, halfOpenAfterMs: 1000 } });
-      const err = await postBody(outbound, `http://rebind.outbound.test:${port}/token`, '{}', { 'content-type': 'application/json' }, { urls: new UrlPolicy('deny') }).then(
+      const err = await postBody(
+        outbound,
+        `http://rebind.outbound.test:${port}/token`,
+        '{}',
+        { 'content-type': 'application/json' },
+        { urls: new UrlPolicy('deny') },
+      ).then(
         () => undefined,
         (e: unknown) => e,
       );

@@ -50,7 +50,9 @@ async function openWs(base: string, query: string, headers: Record<string, strin
     events.push(JSON.parse(buf.toString()) as StreamEvent);
     for (const w of [...waiters]) w();
   });
-  const closed = new Promise<{ code: number; reason: string; at: number }>((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString(), at: Date.now() })));
+  const closed = new Promise<{ code: number; reason: string; at: number }>((resolve) =>
+    ws.once('close', (code, reason) => resolve({ code, reason: reason.toString(), at: Date.now() })),
+  );
   await new Promise<void>((resolve, reject) => {
     ws.once('open', () => resolve());
     ws.once('error', reject);
@@ -59,16 +61,19 @@ async function openWs(base: string, query: string, headers: Record<string, strin
   const close = () => ws.terminate();
   opened.push({ close });
   return {
-    events, closed, close,
+    events,
+    closed,
+    close,
     next(pred, timeoutMs = 3000, what = 'event') {
       return new Promise((resolve, reject) => {
         let cursor = 0;
         const look = () => {
-          for (; cursor < events.length; cursor++) if (pred(events[cursor])) {
-            waiters.delete(look);
-            clearTimeout(t);
-            return resolve(events[cursor]);
-          }
+          for (; cursor < events.length; cursor++)
+            if (pred(events[cursor])) {
+              waiters.delete(look);
+              clearTimeout(t);
+              return resolve(events[cursor]);
+            }
         };
         const t = setTimeout(() => {
           waiters.delete(look);
@@ -99,7 +104,11 @@ function wsRefusal(base: string, query: string, headers: Record<string, string>)
 }
 
 /** Opens an SSE stream; `ended` resolves when the server ends it. */
-async function openSse(base: string, query: string, headers: Record<string, string>): Promise<{ events: StreamEvent[]; ended: Promise<number>; close(): void }> {
+async function openSse(
+  base: string,
+  query: string,
+  headers: Record<string, string>,
+): Promise<{ events: StreamEvent[]; ended: Promise<number>; close(): void }> {
   const ac = new AbortController();
   const res = await fetch(`${base}/api/v1/stream${query}`, { headers, signal: ac.signal });
   assert.equal(res.status, 200, await (res.status === 200 ? Promise.resolve('') : res.text()));
@@ -115,7 +124,10 @@ async function openSse(base: string, query: string, headers: Record<string, stri
         buf += decoder.decode(value, { stream: true });
         let at: number;
         while ((at = buf.indexOf('\n\n')) >= 0) {
-          const data = buf.slice(0, at).split('\n').find((l) => l.startsWith('data: '));
+          const data = buf
+            .slice(0, at)
+            .split('\n')
+            .find((l) => l.startsWith('data: '));
           buf = buf.slice(at + 2);
           if (data) events.push(JSON.parse(data.slice(6)) as StreamEvent);
         }
@@ -159,7 +171,7 @@ describe('one node', () => {
     await p?.stop();
   });
 
-  test('signing out ends the session\'s WebSocket and SSE streams within a second, with an end event and close code 4001', async () => {
+  test("signing out ends the session's WebSocket and SSE streams within a second, with an end event and close code 4001", async () => {
     const u = await signupUser(p, 'logout@stream-isolation.test');
     const ws = await openWs(p.httpUrl, '', bearer(u.token));
     const sse = await openSse(p.httpUrl, `?access_token=${u.token}`, {});
@@ -179,7 +191,7 @@ describe('one node', () => {
     assert.equal((await wsRefusal(p.httpUrl, '', bearer(u.token))).status, 401);
   });
 
-  test('revoking an API key ends the streams opened with it within a second; the user\'s other streams stay', async () => {
+  test("revoking an API key ends the streams opened with it within a second; the user's other streams stay", async () => {
     const u = await signupUser(p, 'keys@stream-isolation.test');
     const key = await u.api('POST', '/keys', { name: 'dashboard', scopes: ['devices:read', 'homes:read'] });
     assert.equal(key.status, 201, JSON.stringify(key.body));
@@ -188,9 +200,9 @@ describe('one node', () => {
     const session = await openWs(p.httpUrl, '', bearer(u.token));
     await byHeader.next((e) => e.type === 'hello');
     assert.equal((await u.api('DELETE', `/keys/${key.body.id}`)).status, 204);
-    const c = await within(byHeader.closed, WITHIN_MS, 'the key\'s WebSocket stream ends after revocation');
+    const c = await within(byHeader.closed, WITHIN_MS, "the key's WebSocket stream ends after revocation");
     assert.deepEqual([c.code, c.reason], [4001, 'key-revoked']);
-    await within(sse(byQuery), WITHIN_MS, 'the key\'s SSE stream ends after revocation');
+    await within(sse(byQuery), WITHIN_MS, "the key's SSE stream ends after revocation");
     assert.equal(byQuery.events.at(-1)?.data.reason, 'key-revoked');
     // the session's stream is not the key's: it lives on
     const home = await u.api('POST', '/homes', { name: 'Still here', timezone: 'UTC' });
@@ -208,16 +220,16 @@ describe('one node', () => {
     await theirs.next((e) => e.type === 'hello');
     const changed = await u.api('POST', '/auth/password', { currentPassword: `password-of-${u.email}`, newPassword: 'a-new-password-1' });
     assert.equal(changed.status, 204, JSON.stringify(changed.body));
-    const c = await within(theirs.closed, WITHIN_MS, 'the other session\'s stream ends');
+    const c = await within(theirs.closed, WITHIN_MS, "the other session's stream ends");
     assert.deepEqual([c.code, c.reason], [4001, 'session-ended']);
-    await within(theirsSse.ended, WITHIN_MS, 'the other session\'s SSE stream ends');
+    await within(theirsSse.ended, WITHIN_MS, "the other session's SSE stream ends");
     const home = await u.api('POST', '/homes', { name: 'Mine', timezone: 'UTC' });
     await u.api('POST', `/homes/${home.body.id}/notifications`, { kind: 'system', severity: 'info', title: 'ping', body: 'mine' });
-    await mine.next((e) => e.type === 'notification', 3000, 'the changing session\'s stream lives on');
+    await mine.next((e) => e.type === 'notification', 3000, "the changing session's stream lives on");
     mine.close();
   });
 
-  test('a device\'s next home does not replay its previous home\'s events, and the previous home sees none of the next one\'s', async () => {
+  test("a device's next home does not replay its previous home's events, and the previous home sees none of the next one's", async () => {
     const alice = await signupUser(p, 'alice@stream-isolation.test');
     const bob = await signupUser(p, 'bob@stream-isolation.test');
     const homeA = (await alice.api('POST', '/homes', { name: 'A', timezone: 'UTC' })).body.id as string;
@@ -236,7 +248,8 @@ describe('one node', () => {
     });
     await c.publishAsync(`devices/${plug.id}/properties`, JSON.stringify({ power: 11 }), { qos: 1 });
     assert.equal((await alice.api('POST', `/devices/${plug.id}/commands`, { action: 'toggle' })).status, 200);
-    for (const type of ['presence', 'property', 'command']) await aliceLive.next((e) => e.type === type && e.deviceId === plug.id, 3000, `home A's ${type} event`);
+    for (const type of ['presence', 'property', 'command'])
+      await aliceLive.next((e) => e.type === type && e.deviceId === plug.id, 3000, `home A's ${type} event`);
     const ofA = aliceLive.events.filter((e) => e.deviceId === plug.id);
     assert.ok(ofA.every((e) => e.homeId === homeA));
 
@@ -249,7 +262,11 @@ describe('one node', () => {
     const bobSse = await openSse(p.httpUrl, '', { ...bearer(bob.token), 'last-event-id': '0' });
     await bobWs.next((e) => e.type === 'hello');
     assert.equal(bobWs.events[0].type, 'reset');
-    assert.deepEqual(bobWs.events.filter((e) => e.deviceId === plug.id || e.homeId === homeA), [], 'none of home A\'s events are replayed to B');
+    assert.deepEqual(
+      bobWs.events.filter((e) => e.deviceId === plug.id || e.homeId === homeA),
+      [],
+      "none of home A's events are replayed to B",
+    );
 
     // B's own events from now on
     await c.publishAsync(`devices/${plug.id}/properties`, JSON.stringify({ power: 22 }), { qos: 1 });
@@ -257,14 +274,26 @@ describe('one node', () => {
     const bobs = await bobWs.next((e) => e.type === 'property' && e.deviceId === plug.id, 3000, 'B sees its device');
     assert.equal(bobs.homeId, homeB);
     await bobWs.next((e) => e.type === 'command' && e.deviceId === plug.id && e.data.status === 'answered', 3000, 'B sees its command');
-    assert.ok(bobSse.events.filter((e) => e.deviceId === plug.id).every((e) => e.homeId === homeB && BigInt(e.id) > BigInt(ofA.at(-1)!.id)), 'SSE replay: nothing of A either');
+    assert.ok(
+      bobSse.events.filter((e) => e.deviceId === plug.id).every((e) => e.homeId === homeB && BigInt(e.id) > BigInt(ofA.at(-1)!.id)),
+      'SSE replay: nothing of A either',
+    );
 
     // A hears nothing of B's, live or replayed; A's own past stays A's
     const aliceReplay = await openWs(p.httpUrl, '?lastEventId=0', bearer(alice.token));
     await aliceReplay.next((e) => e.type === 'hello');
-    assert.deepEqual(aliceLive.events.filter((e) => e.homeId === homeB || (e.deviceId === plug.id && e.homeId !== homeA)), []);
-    assert.deepEqual(aliceReplay.events.filter((e) => e.homeId === homeB || (e.deviceId === plug.id && e.homeId !== homeA)), []);
-    assert.ok(aliceReplay.events.some((e) => e.deviceId === plug.id && e.homeId === homeA), 'A may replay what it saw when it happened');
+    assert.deepEqual(
+      aliceLive.events.filter((e) => e.homeId === homeB || (e.deviceId === plug.id && e.homeId !== homeA)),
+      [],
+    );
+    assert.deepEqual(
+      aliceReplay.events.filter((e) => e.homeId === homeB || (e.deviceId === plug.id && e.homeId !== homeA)),
+      [],
+    );
+    assert.ok(
+      aliceReplay.events.some((e) => e.deviceId === plug.id && e.homeId === homeA),
+      'A may replay what it saw when it happened',
+    );
     for (const s of [aliceLive, bobWs, aliceReplay]) s.close();
     bobSse.close();
     await c.endAsync(true);
@@ -287,7 +316,11 @@ describe('one node', () => {
 
     const replay = await openWs(p.httpUrl, '?lastEventId=0', bearer(late.token));
     await replay.next((e) => e.type === 'hello');
-    assert.deepEqual(replay.events.filter((e) => e.deviceId === plug.id || e.homeId === home), [], 'nothing from before joining');
+    assert.deepEqual(
+      replay.events.filter((e) => e.deviceId === plug.id || e.homeId === home),
+      [],
+      'nothing from before joining',
+    );
     await c.publishAsync(`devices/${plug.id}/properties`, JSON.stringify({ power: 2 }), { qos: 1 });
     const now = await replay.next((e) => e.type === 'property' && e.deviceId === plug.id, 3000, 'the member sees what happens now');
     assert.equal((now.data.values as { power: number }).power, 2);
@@ -313,7 +346,11 @@ describe('one node', () => {
     assert.equal((await owner.api('PATCH', `/homes/${home}/members/${guest.id}`, { deviceIds: [first.id, later.id] })).status, 200);
     const replay = await openWs(p.httpUrl, '?lastEventId=0', bearer(guest.token));
     await replay.next((e) => e.type === 'hello');
-    assert.deepEqual(replay.events.filter((e) => e.deviceId === later.id), [], 'nothing of the device from before the grant');
+    assert.deepEqual(
+      replay.events.filter((e) => e.deviceId === later.id),
+      [],
+      'nothing of the device from before the grant',
+    );
     await c.publishAsync(`devices/${later.id}/properties`, JSON.stringify({ power: 2 }), { qos: 1 });
     const now = await replay.next((e) => e.type === 'property' && e.deviceId === later.id, 3000, 'what the device does after the grant');
     assert.equal((now.data.values as { power: number }).power, 2);
@@ -338,15 +375,23 @@ describe('one node', () => {
 
     assert.equal((await owner.api('DELETE', `/homes/${home}/members/${member.id}`)).status, 200);
     await c.publishAsync(`devices/${plug.id}/properties`, JSON.stringify({ power: 2 }), { qos: 1 });
-    await watch.next((e) => e.type === 'property' && e.deviceId === plug.id && (e.data.values as { power: number }).power === 2, 3000, 'the owner sees the second report');
+    await watch.next(
+      (e) => e.type === 'property' && e.deviceId === plug.id && (e.data.values as { power: number }).power === 2,
+      3000,
+      'the owner sees the second report',
+    );
     await new Promise((r) => setTimeout(r, 200));
-    assert.deepEqual(theirs.events.filter((e) => e.type === 'property' && (e.data.values as { power: number }).power === 2), [], 'nothing after the removal');
+    assert.deepEqual(
+      theirs.events.filter((e) => e.type === 'property' && (e.data.values as { power: number }).power === 2),
+      [],
+      'nothing after the removal',
+    );
     watch.close();
     theirs.close();
     await c.endAsync(true);
   });
 
-  test('one user holds at most 10 streams (API keys\' included): the 11th is refused with 429 problem+json', async () => {
+  test("one user holds at most 10 streams (API keys' included): the 11th is refused with 429 problem+json", async () => {
     const u = await signupUser(p, 'many@stream-isolation.test');
     const key = (await u.api('POST', '/keys', { name: 'k', scopes: ['devices:read'] })).body.key as string;
     const streams: WsStream[] = [];
@@ -384,16 +429,32 @@ function sse(s: { ended: Promise<number> }): Promise<number> {
  */
 async function startNode(env: Record<string, string>): Promise<Platform> {
   const dataDir = mkdtempSync(join(tmpdir(), 'hearth-node-'));
-  const config = loadConfig({ HEARTH_RATE_LIMIT_PER_MINUTE: '1000000', HEARTH_RATE_LIMIT_BURST: '100000', ...env }, {
-    httpPort: 0, mqttPort: 0, httpHost: '127.0.0.1', mqttHost: '127.0.0.1', dataDir, demo: false, adminEmail: ADMIN.email, adminPassword: ADMIN.password,
-  });
+  const config = loadConfig(
+    { HEARTH_RATE_LIMIT_PER_MINUTE: '1000000', HEARTH_RATE_LIMIT_BURST: '100000', ...env },
+    {
+      httpPort: 0,
+      mqttPort: 0,
+      httpHost: '127.0.0.1',
+      mqttHost: '127.0.0.1',
+      dataDir,
+      demo: false,
+      adminEmail: ADMIN.email,
+      adminPassword: ADMIN.password,
+    },
+  );
   const { log, logs } = capturingLogger();
   const hearth = await Hearth.create(config, { log });
   await hearth.start();
   const httpUrl = `http://127.0.0.1:${hearth.httpPort}`;
   const api: Platform['api'] = (method, path, body, token) => requestJson(httpUrl + path, method, body, token);
   return {
-    hearth, dataDir, httpUrl, mqttUrl: '', token: '', logs, api,
+    hearth,
+    dataDir,
+    httpUrl,
+    mqttUrl: '',
+    token: '',
+    logs,
+    api,
     stop: async () => {
       await hearth.stop();
       rmSync(dataDir, { recursive: true, force: true });
@@ -435,7 +496,7 @@ describe('two nodes sharing NATS and PostgreSQL', () => {
     const keyOnB = await openWs(b.httpUrl, '', { 'x-api-key': key.body.key });
     await keyOnB.next((e) => e.type === 'hello');
     assert.equal((await a.api('DELETE', `/api/v1/keys/${key.body.id}`, undefined, token)).status, 204);
-    const k = await within(keyOnB.closed, WITHIN_MS, 'node B ends the key\'s stream');
+    const k = await within(keyOnB.closed, WITHIN_MS, "node B ends the key's stream");
     assert.deepEqual([k.code, k.reason], [4001, 'key-revoked']);
   });
 });
@@ -454,10 +515,13 @@ describe('service', () => {
     const closed: StreamCloseReason[] = [];
     const p: Principal = { userId: 'u_1', email: 'u@test', role: 'user', sessionId: 's_1', expiresAt: Date.now() + 150 };
     stream.connect({ principal: p, sink: { write: (ev) => (got.push(ev), true), close: (r) => closed.push(r) } });
-    assert.equal(closed.length, 0, "not before it expires");
+    assert.equal(closed.length, 0, 'not before it expires');
     await eventually(() => closed.length > 0, 3000, 'the close at expiry');
     assert.deepEqual(closed, ['token-expired']);
-    assert.deepEqual(got.map((e) => e.type), ['hello', 'end']);
+    assert.deepEqual(
+      got.map((e) => e.type),
+      ['hello', 'end'],
+    );
     assert.equal(got[1].id, got[0].id, 'the end carries the last id written: resuming from it loses nothing');
     assert.equal(got[1].data.reason, 'token-expired');
     assert.equal(stream.connections, 0);
@@ -467,7 +531,7 @@ describe('service', () => {
     stream.stop();
   });
 
-  test('an event the stream learns of before the device joined its new home is not the new home\'s (claim racing a placement lookup)', async () => {
+  test("an event the stream learns of before the device joined its new home is not the new home's (claim racing a placement lookup)", async () => {
     const bus: Bus = new MemoryBus(log);
     let release!: (v: { homeId: string; roomId: null; name: null; boundAt: number }) => void;
     const asked: Array<string | null> = [];
@@ -492,12 +556,16 @@ describe('service', () => {
     // the event is decided once the stream has asked for the right; a write would follow at once
     await eventually(() => asked.length > 0, 3000, 'the access check');
     await new Promise((r) => setImmediate(r));
-    assert.deepEqual(got.filter((e) => e.type === 'property'), [], 'home B does not get an event from before it had the device');
+    assert.deepEqual(
+      got.filter((e) => e.type === 'property'),
+      [],
+      'home B does not get an event from before it had the device',
+    );
     assert.ok(!asked.includes('h_B'), 'the event was recorded as of no home');
     stream.stop();
   });
 
-  test('a report received before a claim but handled after it (a backlog, a redelivery) is not the new home\'s', async () => {
+  test("a report received before a claim but handled after it (a backlog, a redelivery) is not the new home's", async () => {
     const bus: Bus = new MemoryBus(log);
     const claimedAt = Date.now();
     const asked: Array<string | null> = [];
@@ -513,10 +581,28 @@ describe('service', () => {
     stream.start();
     const got: StreamEvent[] = [];
     stream.connect({ principal: { userId: 'u_b', email: 'b@test', role: 'user' }, sink: { write: (ev) => (got.push(ev), true), close: () => undefined } });
-    bus.publish(subjects.reported('d_2'), { deviceId: 'd_2', values: { power: 1 }, changed: ['power'], version: 1, at: claimedAt - 5000, receivedAt: claimedAt - 5000 });
-    bus.publish(subjects.reported('d_2'), { deviceId: 'd_2', values: { power: 2 }, changed: ['power'], version: 2, at: Date.now() + 1, receivedAt: Date.now() + 1 });
+    bus.publish(subjects.reported('d_2'), {
+      deviceId: 'd_2',
+      values: { power: 1 },
+      changed: ['power'],
+      version: 1,
+      at: claimedAt - 5000,
+      receivedAt: claimedAt - 5000,
+    });
+    bus.publish(subjects.reported('d_2'), {
+      deviceId: 'd_2',
+      values: { power: 2 },
+      changed: ['power'],
+      version: 2,
+      at: Date.now() + 1,
+      receivedAt: Date.now() + 1,
+    });
     await eventually(() => got.some((e) => e.type === 'property'), 3000, 'the report received after the claim');
-    assert.deepEqual(got.filter((e) => e.type === 'property').map((e) => (e.data.values as { power: number }).power), [2], 'only what was received after the claim');
+    assert.deepEqual(
+      got.filter((e) => e.type === 'property').map((e) => (e.data.values as { power: number }).power),
+      [2],
+      'only what was received after the claim',
+    );
     stream.stop();
   });
 });

@@ -9,18 +9,31 @@ import { ActionBaseFields, isObject } from './common.ts';
 const AnyCondition = Type.Object({ type: Type.String() }, { additionalProperties: true, description: 'A condition of any type' });
 const AnyAction = Type.Object({ type: Type.String() }, { additionalProperties: true, description: 'An action of any type' });
 
-export const ChooseActionSchema = Type.Object({
-  type: Type.Literal('choose'),
-  ...ActionBaseFields,
-  choices: Type.Array(Type.Object({
-    conditions: Type.Array(AnyCondition),
-    actions: Type.Array(AnyAction, { minItems: 1 }),
-  }, { additionalProperties: false }), { minItems: 1 }),
-  default: Type.Optional(Type.Array(AnyAction)),
-}, { additionalProperties: false, description: 'The first choice whose conditions all hold runs its actions; none: default' });
+export const ChooseActionSchema = Type.Object(
+  {
+    type: Type.Literal('choose'),
+    ...ActionBaseFields,
+    choices: Type.Array(
+      Type.Object(
+        {
+          conditions: Type.Array(AnyCondition),
+          actions: Type.Array(AnyAction, { minItems: 1 }),
+        },
+        { additionalProperties: false },
+      ),
+      { minItems: 1 },
+    ),
+    default: Type.Optional(Type.Array(AnyAction)),
+  },
+  { additionalProperties: false, description: 'The first choice whose conditions all hold runs its actions; none: default' },
+);
 
 /** The first choice whose conditions all hold runs its actions; none: `default`. (Written by hand: a recursive type.) */
-export interface ChooseAction extends ActionBase { type: 'choose'; choices: Array<{ conditions: Condition[]; actions: Action[] }>; default?: Action[] }
+export interface ChooseAction extends ActionBase {
+  type: 'choose';
+  choices: Array<{ conditions: Condition[]; actions: Action[] }>;
+  default?: Action[];
+}
 
 export const chooseAction: ActionKind<ChooseAction> = {
   types: ['choose'],
@@ -30,17 +43,18 @@ export const chooseAction: ActionKind<ChooseAction> = {
     v.unknownKeys(a, path, ChooseActionSchema);
     if (depth >= MAX_DEPTH) return v.bad(path, `choose nests at most ${MAX_DEPTH} deep`);
     if (!Array.isArray(a.choices) || a.choices.length === 0) v.bad(`${path}.choices`, 'needs at least one choice {conditions, actions}');
-    else for (let i = 0; i < a.choices.length; i++) {
-      const ch = a.choices[i];
-      const cp = `${path}.choices[${i}]`;
-      if (!isObject(ch)) {
-        v.bad(cp, 'must be {conditions, actions}');
-        continue;
+    else
+      for (let i = 0; i < a.choices.length; i++) {
+        const ch = a.choices[i];
+        const cp = `${path}.choices[${i}]`;
+        if (!isObject(ch)) {
+          v.bad(cp, 'must be {conditions, actions}');
+          continue;
+        }
+        await v.conditions(ch.conditions, `${cp}.conditions`, depth + 1);
+        if (!Array.isArray(ch.actions) || ch.actions.length === 0) v.bad(`${cp}.actions`, 'needs at least one action');
+        else await v.actions(ch.actions, `${cp}.actions`, depth + 1);
       }
-      await v.conditions(ch.conditions, `${cp}.conditions`, depth + 1);
-      if (!Array.isArray(ch.actions) || ch.actions.length === 0) v.bad(`${cp}.actions`, 'needs at least one action');
-      else await v.actions(ch.actions, `${cp}.actions`, depth + 1);
-    }
     if (a.default !== undefined) await v.actions(a.default, `${path}.default`, depth + 1);
   },
 

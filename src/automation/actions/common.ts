@@ -11,12 +11,15 @@ export const ActionBaseFields = {
 
 /** Thrown to end a run early: `status` becomes the run's status. */
 export class StopRun extends Error {
-  constructor(readonly status: 'failed' | 'cancelled', message: string) {
+  constructor(
+    readonly status: 'failed' | 'cancelled',
+    message: string,
+  ) {
     super(message);
   }
 }
 
-export const errorText = (err: unknown) => (isHearthError(err) ? `${err.code}: ${err.message}` : (err as Error)?.message ?? String(err));
+export const errorText = (err: unknown) => (isHearthError(err) ? `${err.code}: ${err.message}` : ((err as Error)?.message ?? String(err)));
 
 /** A dry run's trace: what the action would have done. */
 export function dry(t: ActionTrace, wouldDo: Record<string, unknown>): void {
@@ -26,7 +29,12 @@ export function dry(t: ActionTrace, wouldDo: Record<string, unknown>): void {
 
 /** The values `{{…}}` placeholders of notify and webhook actions can use. */
 export function templateEnv(ctx: RunContext): object {
-  return { trigger: { type: ctx.trigger.type, ...ctx.trigger.data, at: ctx.trigger.at, description: ctx.trigger.description }, automation: { id: ctx.automationId, name: ctx.automationName }, home: { id: ctx.homeId }, run: { id: ctx.runId } };
+  return {
+    trigger: { type: ctx.trigger.type, ...ctx.trigger.data, at: ctx.trigger.at, description: ctx.trigger.description },
+    automation: { id: ctx.automationId, name: ctx.automationName },
+    home: { id: ctx.homeId },
+    run: { id: ctx.runId },
+  };
 }
 
 /** Sleeps on the run's clock; resolves false when the run was cancelled meanwhile. */

@@ -3,11 +3,14 @@ import { DurationSchema, parseDuration } from '../automation-values.ts';
 import type { ActionKind } from '../automation-plugins.ts';
 import { ActionBaseFields, dry, sleep } from './common.ts';
 
-export const DelayActionSchema = Type.Object({
-  type: Type.Literal('delay'),
-  ...ActionBaseFields,
-  duration: DurationSchema,
-}, { additionalProperties: false, description: 'Waits this long' });
+export const DelayActionSchema = Type.Object(
+  {
+    type: Type.Literal('delay'),
+    ...ActionBaseFields,
+    duration: DurationSchema,
+  },
+  { additionalProperties: false, description: 'Waits this long' },
+);
 
 /** Waits this long (a cancelled run ends it). */
 export type DelayAction = Static<typeof DelayActionSchema>;

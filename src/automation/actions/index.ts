@@ -14,11 +14,43 @@ import { toggleAutomationAction, ToggleAutomationActionSchema, type ToggleAutoma
 export type { CommandAction, SetAction, SceneAction, GroupAction, NotifyAction, WebhookAction, DelayAction, WaitAction, ChooseAction, ToggleAutomationAction };
 
 /** Every action kind; a new kind is one file here and one line in this list (and in the union below). */
-export const actionKinds = registry<ActionKind>([commandAction, setAction, sceneAction, groupAction, notifyAction, webhookAction, delayAction, waitAction, chooseAction, toggleAutomationAction]);
+export const actionKinds = registry<ActionKind>([
+  commandAction,
+  setAction,
+  sceneAction,
+  groupAction,
+  notifyAction,
+  webhookAction,
+  delayAction,
+  waitAction,
+  chooseAction,
+  toggleAutomationAction,
+]);
 
-export const ActionSchema = Type.Union([
-  CommandActionSchema, SetActionSchema, SceneActionSchema, GroupActionSchema, NotifyActionSchema, WebhookActionSchema, DelayActionSchema, WaitActionSchema,
-  ChooseActionSchema, ToggleAutomationActionSchema,
-], { description: 'An action; they run in order. See docs/automations.md' });
+export const ActionSchema = Type.Union(
+  [
+    CommandActionSchema,
+    SetActionSchema,
+    SceneActionSchema,
+    GroupActionSchema,
+    NotifyActionSchema,
+    WebhookActionSchema,
+    DelayActionSchema,
+    WaitActionSchema,
+    ChooseActionSchema,
+    ToggleAutomationActionSchema,
+  ],
+  { description: 'An action; they run in order. See docs/automations.md' },
+);
 
-export type Action = CommandAction | SetAction | SceneAction | GroupAction | NotifyAction | WebhookAction | DelayAction | WaitAction | ChooseAction | ToggleAutomationAction;
+export type Action =
+  | CommandAction
+  | SetAction
+  | SceneAction
+  | GroupAction
+  | NotifyAction
+  | WebhookAction
+  | DelayAction
+  | WaitAction
+  | ChooseAction
+  | ToggleAutomationAction;

@@ -2,11 +2,14 @@ import { Type, type Static } from 'typebox';
 import type { ActionKind } from '../automation-plugins.ts';
 import { ActionBaseFields, dry } from './common.ts';
 
-export const SceneActionSchema = Type.Object({
-  type: Type.Literal('scene'),
-  ...ActionBaseFields,
-  scene: Type.String({ description: 'A scene of the home' }),
-}, { additionalProperties: false, description: 'Activates a scene of the home' });
+export const SceneActionSchema = Type.Object(
+  {
+    type: Type.Literal('scene'),
+    ...ActionBaseFields,
+    scene: Type.String({ description: 'A scene of the home' }),
+  },
+  { additionalProperties: false, description: 'Activates a scene of the home' },
+);
 
 /** Activates a scene of the home. */
 export type SceneAction = Static<typeof SceneActionSchema>;

@@ -3,12 +3,15 @@ import { checkValue } from '../../products/thing-model.ts';
 import type { ActionKind } from '../automation-plugins.ts';
 import { ActionBaseFields, dry, isObject } from './common.ts';
 
-export const SetActionSchema = Type.Object({
-  type: Type.Literal('set'),
-  ...ActionBaseFields,
-  device: Type.String({ description: 'A device of the home' }),
-  properties: Type.Record(Type.String(), Type.Unknown(), { minProperties: 1, description: 'Writable properties and their desired values' }),
-}, { additionalProperties: false, description: 'Desired state through the shadow (delivered when the device is online)' });
+export const SetActionSchema = Type.Object(
+  {
+    type: Type.Literal('set'),
+    ...ActionBaseFields,
+    device: Type.String({ description: 'A device of the home' }),
+    properties: Type.Record(Type.String(), Type.Unknown(), { minProperties: 1, description: 'Writable properties and their desired values' }),
+  },
+  { additionalProperties: false, description: 'Desired state through the shadow (delivered when the device is online)' },
+);
 
 /** Desired state through the shadow (delivered when the device is online). */
 export type SetAction = Static<typeof SetActionSchema>;

@@ -2,11 +2,14 @@ import { Type, type Static } from 'typebox';
 import type { ActionKind } from '../automation-plugins.ts';
 import { ActionBaseFields, dry } from './common.ts';
 
-export const ToggleAutomationActionSchema = Type.Object({
-  type: Type.Union([Type.Literal('enable'), Type.Literal('disable')]),
-  ...ActionBaseFields,
-  automation: Type.String({ description: 'An automation of the home' }),
-}, { additionalProperties: false, description: 'Enables or disables another automation of the home' });
+export const ToggleAutomationActionSchema = Type.Object(
+  {
+    type: Type.Union([Type.Literal('enable'), Type.Literal('disable')]),
+    ...ActionBaseFields,
+    automation: Type.String({ description: 'An automation of the home' }),
+  },
+  { additionalProperties: false, description: 'Enables or disables another automation of the home' },
+);
 
 /** Enables or disables another automation of the home. */
 export type ToggleAutomationAction = Static<typeof ToggleAutomationActionSchema>;
@@ -17,7 +20,8 @@ export const toggleAutomationAction: ActionKind<ToggleAutomationAction> = {
 
   async check(a, path, v) {
     v.unknownKeys(a, path, ToggleAutomationActionSchema);
-    if (typeof a.automation !== 'string' || !(await v.home.automationExists(a.automation))) v.bad(`${path}.automation`, `automation "${String(a.automation)}" is not in this home`);
+    if (typeof a.automation !== 'string' || !(await v.home.automationExists(a.automation)))
+      v.bad(`${path}.automation`, `automation "${String(a.automation)}" is not in this home`);
   },
 
   async run(a, _path, fx, ctx, t) {

@@ -8,20 +8,28 @@ import { ActionBaseFields, dry, StopRun } from './common.ts';
 
 const AnyCondition = Type.Object({ type: Type.String() }, { additionalProperties: true, description: 'A condition of any type' });
 
-export const WaitActionSchema = Type.Object({
-  type: Type.Literal('wait'),
-  ...ActionBaseFields,
-  until: Type.Union([AnyCondition, Type.Array(AnyCondition, { minItems: 1 })]),
-  timeout: Type.Optional(DurationSchema),
-  onTimeout: Type.Optional(Type.Union([Type.Literal('continue'), Type.Literal('stop')], { description: 'Default continue' })),
-}, { additionalProperties: false, description: 'Waits until the condition holds (re-evaluated when a device it names reports), at most timeout' });
+export const WaitActionSchema = Type.Object(
+  {
+    type: Type.Literal('wait'),
+    ...ActionBaseFields,
+    until: Type.Union([AnyCondition, Type.Array(AnyCondition, { minItems: 1 })]),
+    timeout: Type.Optional(DurationSchema),
+    onTimeout: Type.Optional(Type.Union([Type.Literal('continue'), Type.Literal('stop')], { description: 'Default continue' })),
+  },
+  { additionalProperties: false, description: 'Waits until the condition holds (re-evaluated when a device it names reports), at most timeout' },
+);
 
 /**
  * Waits until the condition holds (re-evaluated when a device it names reports or changes presence, and every
  * minute when it has time or sun parts), at most `timeout`; then goes on (`onTimeout: "continue"`, the default) or stops the run (`"stop"`).
  * (Written by hand: a recursive type.)
  */
-export interface WaitAction extends ActionBase { type: 'wait'; until: Condition | Condition[]; timeout?: number | string; onTimeout?: 'continue' | 'stop' }
+export interface WaitAction extends ActionBase {
+  type: 'wait';
+  until: Condition | Condition[];
+  timeout?: number | string;
+  onTimeout?: 'continue' | 'stop';
+}
 
 const list = (a: WaitAction) => (Array.isArray(a.until) ? a.until : [a.until]);
 

@@ -12,7 +12,7 @@ export type { PropertyCondition, TimeCondition, SunCondition, PresenceCondition,
 export const conditionKinds = registry<ConditionKind>([propertyCondition, timeCondition, sunCondition, presenceCondition, groupCondition]);
 
 export const ConditionSchema = Type.Union([PropertyConditionSchema, TimeConditionSchema, SunConditionSchema, PresenceConditionSchema, GroupConditionSchema], {
-  description: 'A condition; all of an automation\'s conditions must hold. See docs/automations.md',
+  description: "A condition; all of an automation's conditions must hold. See docs/automations.md",
 });
 
 export type Condition = PropertyCondition | TimeCondition | SunCondition | PresenceCondition | GroupCondition;

@@ -1,11 +1,14 @@
 import { Type, type Static } from 'typebox';
 import type { ConditionKind } from '../automation-plugins.ts';
 
-export const PresenceConditionSchema = Type.Object({
-  type: Type.Literal('presence'),
-  device: Type.String({ description: 'A device of the home' }),
-  online: Type.Optional(Type.Boolean({ description: 'Default true' })),
-}, { additionalProperties: false, description: 'The device is online (online: true, the default) or offline' });
+export const PresenceConditionSchema = Type.Object(
+  {
+    type: Type.Literal('presence'),
+    device: Type.String({ description: 'A device of the home' }),
+    online: Type.Optional(Type.Boolean({ description: 'Default true' })),
+  },
+  { additionalProperties: false, description: 'The device is online (online: true, the default) or offline' },
+);
 
 /** The device is online (`online: true`, the default) or offline. */
 export type PresenceCondition = Static<typeof PresenceConditionSchema>;
@@ -23,6 +26,12 @@ export const presenceCondition: ConditionKind<PresenceCondition> = {
   async evaluate(c, path, w) {
     const want = c.online ?? true;
     const online = await w.online(c.device);
-    return { path, type: c.type, result: online === want, values: { device: c.device, online, expected: want }, ...(online === want ? {} : { reason: `the device is ${online ? 'online' : 'offline'}` }) };
+    return {
+      path,
+      type: c.type,
+      result: online === want,
+      values: { device: c.device, online, expected: want },
+      ...(online === want ? {} : { reason: `the device is ${online ? 'online' : 'offline'}` }),
+    };
   },
 };

@@ -2,16 +2,19 @@ import { Type, type Static } from 'typebox';
 import { sameValue } from '../../core/values.ts';
 import type { ConditionKind } from '../automation-plugins.ts';
 
-export const PropertyConditionSchema = Type.Object({
-  type: Type.Literal('property'),
-  device: Type.String({ description: 'A device of the home' }),
-  property: Type.String({ description: 'One of the device\'s properties' }),
-  equals: Type.Optional(Type.Unknown()),
-  notEquals: Type.Optional(Type.Unknown()),
-  above: Type.Optional(Type.Number()),
-  below: Type.Optional(Type.Number()),
-  oneOf: Type.Optional(Type.Array(Type.Unknown(), { minItems: 1 })),
-}, { additionalProperties: false, description: 'The device\'s current reported value compared; every comparison given must hold' });
+export const PropertyConditionSchema = Type.Object(
+  {
+    type: Type.Literal('property'),
+    device: Type.String({ description: 'A device of the home' }),
+    property: Type.String({ description: "One of the device's properties" }),
+    equals: Type.Optional(Type.Unknown()),
+    notEquals: Type.Optional(Type.Unknown()),
+    above: Type.Optional(Type.Number()),
+    below: Type.Optional(Type.Number()),
+    oneOf: Type.Optional(Type.Array(Type.Unknown(), { minItems: 1 })),
+  },
+  { additionalProperties: false, description: "The device's current reported value compared; every comparison given must hold" },
+);
 
 /** The device's current reported value compared; several comparisons must all hold. A missing value fails every comparison. */
 export type PropertyCondition = Static<typeof PropertyConditionSchema>;

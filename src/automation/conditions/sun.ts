@@ -6,13 +6,19 @@ import type { ConditionKind } from '../automation-plugins.ts';
 
 const SunEventSchema = Type.Union([Type.Literal('sunrise'), Type.Literal('sunset')]);
 
-export const SunConditionSchema = Type.Object({
-  type: Type.Literal('sun'),
-  after: Type.Optional(SunEventSchema),
-  afterOffset: Type.Optional(OffsetSchema),
-  before: Type.Optional(SunEventSchema),
-  beforeOffset: Type.Optional(OffsetSchema),
-}, { additionalProperties: false, description: 'Sun position at the home, today: after and/or before sunrise or sunset (with offsets); after sunset and before sunrise: it is dark' });
+export const SunConditionSchema = Type.Object(
+  {
+    type: Type.Literal('sun'),
+    after: Type.Optional(SunEventSchema),
+    afterOffset: Type.Optional(OffsetSchema),
+    before: Type.Optional(SunEventSchema),
+    beforeOffset: Type.Optional(OffsetSchema),
+  },
+  {
+    additionalProperties: false,
+    description: 'Sun position at the home, today: after and/or before sunrise or sunset (with offsets); after sunset and before sunrise: it is dark',
+  },
+);
 
 /**
  * Sun position at the home: after sunrise/sunset (+ `afterOffset`) and/or before sunrise/sunset (+ `beforeOffset`), today.
@@ -66,6 +72,16 @@ export const sunCondition: ConditionKind<SunCondition> = {
     if (a !== undefined && b !== undefined) result = a < b ? now >= a && now < b : now >= a || now < b;
     else if (a !== undefined) result = now >= a;
     else result = now < b!;
-    return { path, type: c.type, result, values, ...(result ? {} : { reason: `not ${[c.after ? `after ${c.after}` : '', c.before ? `before ${c.before}` : ''].filter(Boolean).join(a !== undefined && b !== undefined && a >= b ? ' or ' : ' and ')}` }) };
+    return {
+      path,
+      type: c.type,
+      result,
+      values,
+      ...(result
+        ? {}
+        : {
+            reason: `not ${[c.after ? `after ${c.after}` : '', c.before ? `before ${c.before}` : ''].filter(Boolean).join(a !== undefined && b !== undefined && a >= b ? ' or ' : ' and ')}`,
+          }),
+    };
   },
 };

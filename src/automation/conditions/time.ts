@@ -6,12 +6,15 @@ import type { ConditionKind } from '../automation-plugins.ts';
 const TimeOfDay = Type.String({ pattern: '^([01]\\d|2[0-3]):[0-5]\\d(:[0-5]\\d)?$', description: 'Local time "HH:MM" or "HH:MM:SS"' });
 const WeekdaySchema = Type.Union(WEEKDAYS.map((d) => Type.Literal(d))) as unknown as ReturnType<typeof Type.Unsafe<Weekday>>;
 
-export const TimeConditionSchema = Type.Object({
-  type: Type.Literal('time'),
-  after: Type.Optional(TimeOfDay),
-  before: Type.Optional(TimeOfDay),
-  weekdays: Type.Optional(Type.Array(WeekdaySchema, { minItems: 1 })),
-}, { additionalProperties: false, description: 'Local time in the home\'s zone: after ≤ now < before (a window may cross midnight), on weekdays' });
+export const TimeConditionSchema = Type.Object(
+  {
+    type: Type.Literal('time'),
+    after: Type.Optional(TimeOfDay),
+    before: Type.Optional(TimeOfDay),
+    weekdays: Type.Optional(Type.Array(WeekdaySchema, { minItems: 1 })),
+  },
+  { additionalProperties: false, description: "Local time in the home's zone: after ≤ now < before (a window may cross midnight), on weekdays" },
+);
 
 /** Local time in the home's zone: `after` ≤ now < `before` ("HH:MM[:SS]"; a window may cross midnight), on `weekdays`. */
 export type TimeCondition = Static<typeof TimeConditionSchema>;
@@ -23,7 +26,8 @@ export function localTime(ms: number, timezone: string): { seconds: number; week
   return { seconds: f.h * 3600 + f.mi * 60 + f.s, weekday: f.weekday, date: `${f.y}-${two(f.m)}-${two(f.d)}`, text: `${two(f.h)}:${two(f.mi)}:${two(f.s)}` };
 }
 
-const hhmm = (s: number) => `${String(Math.floor(s / 3600)).padStart(2, '0')}:${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}${s % 60 ? `:${String(s % 60).padStart(2, '0')}` : ''}`;
+const hhmm = (s: number) =>
+  `${String(Math.floor(s / 3600)).padStart(2, '0')}:${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}${s % 60 ? `:${String(s % 60).padStart(2, '0')}` : ''}`;
 
 export const timeCondition: ConditionKind<TimeCondition> = {
   types: ['time'],
@@ -37,7 +41,10 @@ export const timeCondition: ConditionKind<TimeCondition> = {
     if (c.before !== undefined && parseTimeOfDay(c.before) === undefined) v.bad(`${path}.before`, 'must be a local time "HH:MM" or "HH:MM:SS"');
     if (c.weekdays !== undefined) {
       if (!Array.isArray(c.weekdays) || c.weekdays.length === 0) v.bad(`${path}.weekdays`, 'must be a non-empty list like ["mon", "tue"]');
-      else c.weekdays.forEach((d, i) => { if (!WEEKDAYS.includes(d)) v.bad(`${path}.weekdays[${i}]`, `must be one of ${WEEKDAYS.join(', ')}`); });
+      else
+        c.weekdays.forEach((d, i) => {
+          if (!WEEKDAYS.includes(d)) v.bad(`${path}.weekdays[${i}]`, `must be one of ${WEEKDAYS.join(', ')}`);
+        });
     }
   },
 

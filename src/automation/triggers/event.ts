@@ -4,12 +4,15 @@ import type { TriggerKind } from '../automation-plugins.ts';
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
-export const EventTriggerSchema = Type.Object({
-  type: Type.Literal('event'),
-  device: Type.String({ description: 'A device of the home' }),
-  event: Type.String({ description: 'One of the device\'s events' }),
-  params: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: 'Only with these parameter values' })),
-}, { additionalProperties: false, description: 'A device event, optionally only with these parameter values' });
+export const EventTriggerSchema = Type.Object(
+  {
+    type: Type.Literal('event'),
+    device: Type.String({ description: 'A device of the home' }),
+    event: Type.String({ description: "One of the device's events" }),
+    params: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: 'Only with these parameter values' })),
+  },
+  { additionalProperties: false, description: 'A device event, optionally only with these parameter values' },
+);
 
 /** A device event, optionally only with these parameter values. */
 export type EventTrigger = Static<typeof EventTriggerSchema>;
@@ -24,7 +27,7 @@ export const eventTrigger: TriggerKind<EventTrigger> = {
   async check(t, path, v) {
     v.unknownKeys(t, path, EventTriggerSchema);
     const m = await v.device(t, path);
-    if (typeof t.event !== 'string') v.bad(`${path}.event`, 'is required: the name of one of the device\'s events');
+    if (typeof t.event !== 'string') v.bad(`${path}.event`, "is required: the name of one of the device's events");
     else if (m) {
       const spec = m.events.get(t.event);
       if (!spec) v.bad(`${path}.event`, `device "${t.device}" has no event "${t.event}" (it has: ${[...m.events.keys()].join(', ') || 'none'})`);
@@ -42,7 +45,9 @@ export const eventTrigger: TriggerKind<EventTrigger> = {
     });
   },
 
-  matches: (t, d) => (d.device === undefined || d.device === t.device) && (d.event === undefined || d.event === t.event) &&
+  matches: (t, d) =>
+    (d.device === undefined || d.device === t.device) &&
+    (d.event === undefined || d.event === t.event) &&
     paramsMatch(t, d.params as Record<string, unknown> | undefined),
 
   describe: (_type, d) => `${String(d.device)} sent event ${String(d.event)}${d.params && Object.keys(d.params).length ? ` ${JSON.stringify(d.params)}` : ''}`,

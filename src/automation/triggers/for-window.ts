@@ -6,7 +6,10 @@ import type { TriggerContext } from '../automation-plugins.ts';
  * has held that long (with `forMs` in the data), unless `cancel` came first (the state left).
  * A window already running is not restarted.
  */
-export function forWindow(duration: string | number | undefined, ctx: Pick<TriggerContext, 'clock' | 'fire'>): { fire(data: Record<string, unknown>): void; cancel(): void } {
+export function forWindow(
+  duration: string | number | undefined,
+  ctx: Pick<TriggerContext, 'clock' | 'fire'>,
+): { fire(data: Record<string, unknown>): void; cancel(): void } {
   let pending: (() => void) | undefined;
   const cancel = () => {
     pending?.();

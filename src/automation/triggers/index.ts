@@ -19,11 +19,30 @@ export type { ManualTrigger } from './manual.ts';
 export type { WebhookTrigger } from './webhook.ts';
 
 /** Every trigger kind; a new kind is one file here and one line in this list (and in the union below). */
-export const triggerKinds = registry<TriggerKind>([propertyTrigger, eventTrigger, presenceTrigger, scheduleTrigger, sunTrigger, sceneTrigger, manualTrigger, webhookTrigger]);
+export const triggerKinds = registry<TriggerKind>([
+  propertyTrigger,
+  eventTrigger,
+  presenceTrigger,
+  scheduleTrigger,
+  sunTrigger,
+  sceneTrigger,
+  manualTrigger,
+  webhookTrigger,
+]);
 
-export const TriggerSchema = Type.Union([
-  PropertyTriggerSchema, EventTriggerSchema, PresenceTriggerSchema, ScheduleTriggerSchema, SunTriggerSchema, SceneTriggerSchema, ManualTriggerSchema, WebhookTriggerSchema,
-], { description: 'What starts the automation; see docs/automations.md' });
+export const TriggerSchema = Type.Union(
+  [
+    PropertyTriggerSchema,
+    EventTriggerSchema,
+    PresenceTriggerSchema,
+    ScheduleTriggerSchema,
+    SunTriggerSchema,
+    SceneTriggerSchema,
+    ManualTriggerSchema,
+    WebhookTriggerSchema,
+  ],
+  { description: 'What starts the automation; see docs/automations.md' },
+);
 
 export type Trigger = Static<typeof TriggerSchema>;
 export type TriggerType = Trigger['type'];

@@ -3,11 +3,14 @@ import { DurationSchema } from '../automation-values.ts';
 import { forWindow } from './for-window.ts';
 import type { TriggerKind } from '../automation-plugins.ts';
 
-export const PresenceTriggerSchema = Type.Object({
-  type: Type.Union([Type.Literal('online'), Type.Literal('offline')]),
-  device: Type.String({ description: 'A device of the home' }),
-  for: Type.Optional(DurationSchema),
-}, { additionalProperties: false, description: 'The device connects (online) or disconnects (offline), optionally staying so for `for`' });
+export const PresenceTriggerSchema = Type.Object(
+  {
+    type: Type.Union([Type.Literal('online'), Type.Literal('offline')]),
+    device: Type.String({ description: 'A device of the home' }),
+    for: Type.Optional(DurationSchema),
+  },
+  { additionalProperties: false, description: 'The device connects (online) or disconnects (offline), optionally staying so for `for`' },
+);
 
 /** The device connects (`online`) or disconnects (`offline`), optionally staying so for `for`. */
 export type PresenceTrigger = Static<typeof PresenceTriggerSchema>;
@@ -36,11 +39,14 @@ export const presenceTrigger: TriggerKind<PresenceTrigger> = {
       fire({ device: ev.deviceId, online: ev.online, reason: ev.reason });
     });
     // What it saw last when it loads: only a change from here on fires.
-    ctx.online(t.device).then((v) => {
-      if (known || v === undefined) return;
-      prev = v;
-      known = true;
-    }, (err) => ctx.log.debug({ err, automationId: ctx.automationId }, 'automation trigger state not loaded'));
+    ctx.online(t.device).then(
+      (v) => {
+        if (known || v === undefined) return;
+        prev = v;
+        known = true;
+      },
+      (err) => ctx.log.debug({ err, automationId: ctx.automationId }, 'automation trigger state not loaded'),
+    );
     return () => {
       off();
       cancel();

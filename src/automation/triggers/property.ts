@@ -4,19 +4,23 @@ import { DurationSchema } from '../automation-values.ts';
 import { forWindow } from './for-window.ts';
 import type { TriggerKind } from '../automation-plugins.ts';
 
-export const PropertyTriggerSchema = Type.Object({
-  type: Type.Literal('property'),
-  device: Type.String({ description: 'A device of the home' }),
-  property: Type.String({ description: 'One of the device\'s properties' }),
-  to: Type.Optional(Type.Unknown({ description: 'Fires when the value becomes this' })),
-  from: Type.Optional(Type.Unknown({ description: 'And the previous value was this' })),
-  above: Type.Optional(Type.Number({ description: 'Fires when the value rises above this' })),
-  below: Type.Optional(Type.Number({ description: 'Fires when the value falls below this' })),
-  for: Type.Optional(DurationSchema),
-}, {
-  additionalProperties: false,
-  description: 'A property report. Without to/above/below it fires on every change of the value; with them when the value *becomes* so. `for`: it must stay so this long.',
-});
+export const PropertyTriggerSchema = Type.Object(
+  {
+    type: Type.Literal('property'),
+    device: Type.String({ description: 'A device of the home' }),
+    property: Type.String({ description: "One of the device's properties" }),
+    to: Type.Optional(Type.Unknown({ description: 'Fires when the value becomes this' })),
+    from: Type.Optional(Type.Unknown({ description: 'And the previous value was this' })),
+    above: Type.Optional(Type.Number({ description: 'Fires when the value rises above this' })),
+    below: Type.Optional(Type.Number({ description: 'Fires when the value falls below this' })),
+    for: Type.Optional(DurationSchema),
+  },
+  {
+    additionalProperties: false,
+    description:
+      'A property report. Without to/above/below it fires on every change of the value; with them when the value *becomes* so. `for`: it must stay so this long.',
+  },
+);
 
 /**
  * A property report. Without `to`/`above`/`below` it fires on every change of the value. With them it
@@ -81,12 +85,15 @@ export const propertyTrigger: TriggerKind<PropertyTrigger> = {
     });
     // Only a change seen from here on fires, `for` included: a value that is already so when the
     // automation loads (saved, edited, a node restart or a shard moving) does not fire it again.
-    ctx.reported(t.device).then((r) => {
-      const v = r[t.property];
-      if (known || v === undefined) return;
-      prev = v;
-      known = true;
-    }, (err) => ctx.log.debug({ err, automationId: ctx.automationId }, 'automation trigger state not loaded'));
+    ctx.reported(t.device).then(
+      (r) => {
+        const v = r[t.property];
+        if (known || v === undefined) return;
+        prev = v;
+        known = true;
+      },
+      (err) => ctx.log.debug({ err, automationId: ctx.automationId }, 'automation trigger state not loaded'),
+    );
     return () => {
       off();
       cancel();

@@ -3,11 +3,14 @@ import { MAX_SUN_OFFSET_MS, specProblem } from '../../timers/timer-spec.ts';
 import { OffsetSchema, parseDuration } from '../automation-values.ts';
 import type { TriggerKind } from '../automation-plugins.ts';
 
-export const SunTriggerSchema = Type.Object({
-  type: Type.Literal('sun'),
-  event: Type.Union([Type.Literal('sunrise'), Type.Literal('sunset')]),
-  offset: Type.Optional(OffsetSchema),
-}, { additionalProperties: false, description: 'Sunrise or sunset at the home\'s location, shifted by `offset` (e.g. "-30m")' });
+export const SunTriggerSchema = Type.Object(
+  {
+    type: Type.Literal('sun'),
+    event: Type.Union([Type.Literal('sunrise'), Type.Literal('sunset')]),
+    offset: Type.Optional(OffsetSchema),
+  },
+  { additionalProperties: false, description: 'Sunrise or sunset at the home\'s location, shifted by `offset` (e.g. "-30m")' },
+);
 
 /** Sunrise or sunset at the home's location, shifted by `offset` (e.g. `"-30m"`). */
 export type SunTrigger = Static<typeof SunTriggerSchema>;
@@ -23,11 +26,13 @@ export const sunTrigger: TriggerKind<SunTrigger> = {
     v.needsLocation(path);
     const spec = t.event === 'sunrise' || t.event === 'sunset' ? sunTrigger.timer!(t, v.home) : undefined;
     const why = spec && specProblem(spec, v.home.now);
-    if (why && spec?.kind === 'sun' && Math.abs(spec.offsetMs) > MAX_SUN_OFFSET_MS) v.bad(`${path}.offset`, `must be within ${MAX_SUN_OFFSET_MS / 3_600_000}h before or after ${t.event}`);
+    if (why && spec?.kind === 'sun' && Math.abs(spec.offsetMs) > MAX_SUN_OFFSET_MS)
+      v.bad(`${path}.offset`, `must be within ${MAX_SUN_OFFSET_MS / 3_600_000}h before or after ${t.event}`);
     else if (why) v.bad(path, why);
   },
 
-  attach: (t, ctx) => ctx.hub.on('timer', ctx.timerKey, (f) => ctx.fire({ scheduledAt: new Date(f.scheduledAt).toISOString(), lateMs: f.lateMs, event: t.event })),
+  attach: (t, ctx) =>
+    ctx.hub.on('timer', ctx.timerKey, (f) => ctx.fire({ scheduledAt: new Date(f.scheduledAt).toISOString(), lateMs: f.lateMs, event: t.event })),
 
   /** Undefined for a home without a location or an unreadable offset. */
   timer(t, home) {

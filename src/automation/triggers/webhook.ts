@@ -1,7 +1,10 @@
 import { Type, type Static } from 'typebox';
 import type { TriggerKind } from '../automation-plugins.ts';
 
-export const WebhookTriggerSchema = Type.Object({ type: Type.Literal('webhook') }, { additionalProperties: false, description: 'POST /api/v1/hooks/{webhookId} (the automation\'s webhookId, an unguessable secret)' });
+export const WebhookTriggerSchema = Type.Object(
+  { type: Type.Literal('webhook') },
+  { additionalProperties: false, description: "POST /api/v1/hooks/{webhookId} (the automation's webhookId, an unguessable secret)" },
+);
 
 /** `POST /api/v1/hooks/{webhookId}`: fired by the engine's webhook requests, nothing to attach. */
 export type WebhookTrigger = Static<typeof WebhookTriggerSchema>;

@@ -132,7 +132,10 @@ export interface BusEngine {
 }
 
 export class BusError extends Error {
-  constructor(readonly code: 'NO_RESPONDERS' | 'TIMEOUT' | 'CLOSED', message: string) {
+  constructor(
+    readonly code: 'NO_RESPONDERS' | 'TIMEOUT' | 'CLOSED',
+    message: string,
+  ) {
     super(message);
     this.name = 'BusError';
   }

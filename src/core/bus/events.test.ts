@@ -13,12 +13,26 @@ import { MemoryBus } from './memory-bus.ts';
 import { subjects, type DownlinkMessage, type UplinkMessage } from './subjects.ts';
 import type { Delivery } from '../../routing/envelope.ts';
 import {
-  foreignSubject, type AutomationRpc, type AutomationRpcReply, type CommandChange, type CommandResult, type DeviceEvent, type EventOf, type PresenceEvent,
-  type ReplyOf, type ReportedEvent, type RequestOf, type SceneActivation, type ShadowReply, type ShadowRequest, type StreamAnnouncement, type TimerChange,
+  foreignSubject,
+  type AutomationRpc,
+  type AutomationRpcReply,
+  type CommandChange,
+  type CommandResult,
+  type DeviceEvent,
+  type EventOf,
+  type PresenceEvent,
+  type ReplyOf,
+  type ReportedEvent,
+  type RequestOf,
+  type SceneActivation,
+  type ShadowReply,
+  type ShadowRequest,
+  type StreamAnnouncement,
+  type TimerChange,
 } from './events.ts';
 
 /** `true` only when A and B are the same type. */
-type Equals<A, B> = (<T>() => T extends A ? 1 : 2) extends (<T>() => T extends B ? 1 : 2) ? true : false;
+type Equals<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
 const same = <A, B>(ok: Equals<A, B>): Equals<A, B> => ok;
 
 // Subjects from the builders, literal patterns and wildcards find their payloads.

@@ -104,12 +104,22 @@ export interface DeviceEvent {
 
 /** Why a device's presence changed. */
 export type PresenceReason =
-  | 'connect' | 'disconnect' | 'keepalive-timeout' | 'connection-lost' | 'client-error' | 'server-shutdown' | 'server-restart'
-  | 'hub-reported' | 'hub-offline' | 'never-connected' | 'node-lost'
+  | 'connect'
+  | 'disconnect'
+  | 'keepalive-timeout'
+  | 'connection-lost'
+  | 'client-error'
+  | 'server-shutdown'
+  | 'server-restart'
+  | 'hub-reported'
+  | 'hub-offline'
+  | 'never-connected'
+  | 'node-lost'
   /** The credential the session opened with was revoked or rotated out (docs/tls.md). */
   | 'credentials-revoked'
   /** The operator disabled or deleted the device (docs/fleet.md). */
-  | 'disabled' | 'deleted';
+  | 'disabled'
+  | 'deleted';
 
 /** Bus event on `device.{id}.presence`. */
 export interface PresenceEvent {
@@ -238,10 +248,7 @@ export interface AutomationChanged {
  * A timer set, removed, or every timer under a key prefix removed (`nextAt` null: nothing due;
  * `version`: older notices are ignored).
  */
-export type TimerChange =
-  | { set: { key: string; shard: number; nextAt: number | null; version: number } }
-  | { removed: string }
-  | { prefix: string };
+export type TimerChange = { set: { key: string; shard: number; nextAt: number | null; version: number } } | { removed: string } | { prefix: string };
 
 /**
  * A lifecycle change of devices (`cluster.devices`): every node forgets its cached records of
@@ -304,9 +311,7 @@ type Token<T extends string> = T extends '*' | '>' | `${number}` ? string : T;
 /** True when some subject can match both `S` and the catalogue key `K`. */
 type Overlaps<S extends string, K extends string> = [Template<S>] extends [Template<K>] ? true : [Template<K>] extends [Template<S>] ? true : false;
 
-type Lookup<S extends string, Map> = string extends S
-  ? never
-  : { [K in keyof Map & string]: Overlaps<S, K> extends true ? Map[K] : never }[keyof Map & string];
+type Lookup<S extends string, Map> = string extends S ? never : { [K in keyof Map & string]: Overlaps<S, K> extends true ? Map[K] : never }[keyof Map & string];
 
 /** The payload of events on `S` (a subject, or a pattern: the union over the keys it matches). */
 export type EventOf<S extends string> = S extends ForeignSubject ? unknown : Lookup<S, BusEvents>;

@@ -1,8 +1,22 @@
 import type { Logger } from '../logger.ts';
 import {
-  BusError, compilePattern, isWildcard,
-  type Bus, type BusEngine, type BusHandler, type BusMessage, type Consumer, type ConsumerOptions, type DurableHandler, type DurableMessage, type DurablePublishOptions,
-  type PublishOptions, type RequestOptions, type StreamConfig, type SubscribeOptions, type Unsubscribe,
+  BusError,
+  compilePattern,
+  isWildcard,
+  type Bus,
+  type BusEngine,
+  type BusHandler,
+  type BusMessage,
+  type Consumer,
+  type ConsumerOptions,
+  type DurableHandler,
+  type DurableMessage,
+  type DurablePublishOptions,
+  type PublishOptions,
+  type RequestOptions,
+  type StreamConfig,
+  type SubscribeOptions,
+  type Unsubscribe,
 } from './bus.ts';
 import { newId } from '../ids.ts';
 import { ExpiringKeys } from '../expiring-keys.ts';
@@ -96,7 +110,12 @@ class Delivery implements DurableMessage {
   readonly deliveryCount: number;
   readonly seq: number;
 
-  constructor(private readonly bus: MemoryBus, readonly consumer: MemConsumer, readonly stored: Stored, readonly deadline: number) {
+  constructor(
+    private readonly bus: MemoryBus,
+    readonly consumer: MemConsumer,
+    readonly stored: Stored,
+    readonly deadline: number,
+  ) {
     this.subject = stored.subject;
     this.data = stored.data;
     this.headers = stored.headers;
@@ -179,7 +198,10 @@ export class MemoryBus implements BusEngine, Bus {
   private readonly storage: StreamStorage | undefined;
   private batch: PendingBatch | undefined;
 
-  constructor(private readonly log: Logger, opts: MemoryBusOptions = {}) {
+  constructor(
+    private readonly log: Logger,
+    opts: MemoryBusOptions = {},
+  ) {
     this.storage = opts.storage;
   }
 
@@ -204,7 +226,15 @@ export class MemoryBus implements BusEngine, Bus {
     const { lastSeq, messages } = this.storage!.load(stream.cfg.name, now - (stream.cfg.maxAgeMs ?? DEFAULT_MAX_AGE_MS));
     stream.seq = lastSeq;
     for (const p of messages) {
-      const m: Stored = { seq: p.seq, subject: p.subject, data: JSON.parse(p.data), headers: p.headers === null ? EMPTY_HEADERS : JSON.parse(p.headers), deliveries: p.deliveries, consumer: p.consumer, rowId: p.rowId! };
+      const m: Stored = {
+        seq: p.seq,
+        subject: p.subject,
+        data: JSON.parse(p.data),
+        headers: p.headers === null ? EMPTY_HEADERS : JSON.parse(p.headers),
+        deliveries: p.deliveries,
+        consumer: p.consumer,
+        rowId: p.rowId!,
+      };
       if (p.msgId !== null) stream.seen.set(p.msgId, true, now);
       if (p.consumer === '') stream.backlog.push(m);
       else {
@@ -213,7 +243,8 @@ export class MemoryBus implements BusEngine, Bus {
         else stream.orphans.set(p.consumer, [m]);
       }
     }
-    if (messages.length) this.log.info({ stream: stream.cfg.name, messages: messages.length }, 'durable stream restored: unacknowledged messages will be delivered again');
+    if (messages.length)
+      this.log.info({ stream: stream.cfg.name, messages: messages.length }, 'durable stream restored: unacknowledged messages will be delivered again');
   }
 
   /**
@@ -301,8 +332,15 @@ export class MemoryBus implements BusEngine, Bus {
     const takers = b.puts.map((put) => this.takers(put.stream, put.msg.subject));
     const rows: PersistedMessage[][] = b.puts.map((put, i) => {
       const row = (consumer: string): PersistedMessage => ({
-        stream: put.stream.cfg.name, consumer, seq: put.msg.seq, subject: put.msg.subject, data: put.data, headers: put.headers,
-        msgId: put.msgId ?? null, storedAt: put.storedAt, deliveries: 0,
+        stream: put.stream.cfg.name,
+        consumer,
+        seq: put.msg.seq,
+        subject: put.msg.subject,
+        data: put.data,
+        headers: put.headers,
+        msgId: put.msgId ?? null,
+        storedAt: put.storedAt,
+        deliveries: 0,
       });
       return takers[i].length === 0 ? [row('')] : takers[i].map((c) => row(c.durable));
     });
@@ -356,7 +394,20 @@ export class MemoryBus implements BusEngine, Bus {
     const key = `${opts.stream}/${opts.durable}`;
     let c = this.consumers.get(key);
     if (!c) {
-      c = { stream: opts.stream, durable: opts.durable, filter: opts.filter, match: compilePattern(opts.filter), sweeper: undefined, ackWaitMs: opts.ackWaitMs ?? 30_000, maxInFlight: opts.maxInFlight ?? 1000, retry: new Fifo(), queue: new Fifo(), inflight: new Map(), subscribers: [], next: 0 };
+      c = {
+        stream: opts.stream,
+        durable: opts.durable,
+        filter: opts.filter,
+        match: compilePattern(opts.filter),
+        sweeper: undefined,
+        ackWaitMs: opts.ackWaitMs ?? 30_000,
+        maxInFlight: opts.maxInFlight ?? 1000,
+        retry: new Fifo(),
+        queue: new Fifo(),
+        inflight: new Map(),
+        subscribers: [],
+        next: 0,
+      };
       this.consumers.set(key, c);
       const keep: Stored[] = [];
       // Its own messages from before a restart, and what no consumer had taken, in stream order.
@@ -375,7 +426,14 @@ export class MemoryBus implements BusEngine, Bus {
       mine.sort((a, b) => a.seq - b.seq);
       for (const m of mine) c.queue.push(m);
     }
-    const sub: Sub = { pattern: opts.filter, match: c.match, handler: handler as BusHandler<any>, queue: undefined, name: `durable ${opts.stream}/${opts.durable}`, active: true };
+    const sub: Sub = {
+      pattern: opts.filter,
+      match: c.match,
+      handler: handler as BusHandler<any>,
+      queue: undefined,
+      name: `durable ${opts.stream}/${opts.durable}`,
+      active: true,
+    };
     c.subscribers.push(sub);
     const consumer = c;
     this.pump(c);
@@ -398,13 +456,16 @@ export class MemoryBus implements BusEngine, Bus {
       const d = new Delivery(this, c, m, Date.now() + c.ackWaitMs);
       c.inflight.set(m.seq, d);
       if (!c.sweeper) {
-        c.sweeper = setInterval(() => {
-          const now = Date.now();
-          for (const f of c.inflight.values()) {
-            if (f.deadline > now) break;
-            this.settle(f, 0);
-          }
-        }, Math.max(20, Math.floor(c.ackWaitMs / 4)));
+        c.sweeper = setInterval(
+          () => {
+            const now = Date.now();
+            for (const f of c.inflight.values()) {
+              if (f.deadline > now) break;
+              this.settle(f, 0);
+            }
+          },
+          Math.max(20, Math.floor(c.ackWaitMs / 4)),
+        );
         c.sweeper.unref();
       }
       this.pending++;
@@ -430,7 +491,6 @@ export class MemoryBus implements BusEngine, Bus {
       this.pump(c); // the slot is free for the next message meanwhile
     } else again();
   }
-
 
   publish(subject: string, data: unknown, opts?: PublishOptions): void {
     this.deliver(subject, data, opts?.headers, undefined);

@@ -1,13 +1,46 @@
-import { connect, headers as natsHeaders, nanos, ClosedConnectionError, DrainingConnectionError, NoRespondersError, RequestError, TimeoutError, type Msg, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
 import {
-  jetstreamManager, AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError, StorageType,
-  type ConsumerConfig, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg,
+  connect,
+  headers as natsHeaders,
+  nanos,
+  ClosedConnectionError,
+  DrainingConnectionError,
+  NoRespondersError,
+  RequestError,
+  TimeoutError,
+  type Msg,
+  type MsgHdrs,
+  type NatsConnection,
+} from '@nats-io/transport-node';
+import {
+  jetstreamManager,
+  AckPolicy,
+  DeliverPolicy,
+  JetStreamApiCodes,
+  JetStreamApiError,
+  StorageType,
+  type ConsumerConfig,
+  type ConsumerMessages,
+  type JetStreamClient,
+  type JetStreamManager,
+  type JsMsg,
 } from '@nats-io/jetstream';
 import type { Logger } from '../logger.ts';
 import {
   BusError,
-  type Bus, type BusEngine, type BusHandler, type BusMessage, type Consumer, type ConsumerOptions, type DurableHandler, type DurableMessage, type DurablePublishOptions,
-  type PublishOptions, type RequestOptions, type StreamConfig, type SubscribeOptions, type Unsubscribe,
+  type Bus,
+  type BusEngine,
+  type BusHandler,
+  type BusMessage,
+  type Consumer,
+  type ConsumerOptions,
+  type DurableHandler,
+  type DurableMessage,
+  type DurablePublishOptions,
+  type PublishOptions,
+  type RequestOptions,
+  type StreamConfig,
+  type SubscribeOptions,
+  type Unsubscribe,
 } from './bus.ts';
 
 const EMPTY_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
@@ -295,10 +328,12 @@ export class NatsBus implements BusEngine, Bus {
       retry = setTimeout(() => {
         retry = undefined;
         if (stopped || this.closed) return;
-        this.ensureConsumer(opts.stream, cfg).then(start).catch((err: unknown) => {
-          this.log.warn({ err, ...where }, 'cannot restart durable consumer; trying again');
-          restart();
-        });
+        this.ensureConsumer(opts.stream, cfg)
+          .then(start)
+          .catch((err: unknown) => {
+            this.log.warn({ err, ...where }, 'cannot restart durable consumer; trying again');
+            restart();
+          });
       }, RESTART_DELAY_MS);
     };
 
@@ -338,7 +373,11 @@ export class NatsBus implements BusEngine, Bus {
       await this.jsm.consumers.add(stream, cfg);
     } catch (err) {
       if (err instanceof JetStreamApiError && (err.code === CONSUMER_NAME_IN_USE || err.code === CONSUMER_EXISTS)) {
-        await this.jsm.consumers.update(stream, cfg.durable_name!, { ack_wait: cfg.ack_wait, max_ack_pending: cfg.max_ack_pending, filter_subject: cfg.filter_subject });
+        await this.jsm.consumers.update(stream, cfg.durable_name!, {
+          ack_wait: cfg.ack_wait,
+          max_ack_pending: cfg.max_ack_pending,
+          filter_subject: cfg.filter_subject,
+        });
         return;
       }
       if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound) {
@@ -419,7 +458,13 @@ export class NatsBus implements BusEngine, Bus {
   private async closingStep(p: Promise<unknown>, what: string): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<string>((resolve) => (timer = setTimeout(resolve, DRAIN_TIMEOUT_MS, `did not finish within ${DRAIN_TIMEOUT_MS} ms`)));
-    const failed = await Promise.race([p.then(() => undefined, (err: unknown) => (isClosedError(err) ? undefined : String(err))), late]);
+    const failed = await Promise.race([
+      p.then(
+        () => undefined,
+        (err: unknown) => (isClosedError(err) ? undefined : String(err)),
+      ),
+      late,
+    ]);
     clearTimeout(timer);
     if (failed) this.log.warn(`NATS ${what} on close: ${failed}; closing anyway`);
   }

@@ -20,8 +20,14 @@ import type { PersistedMessage, StreamBatch, StreamStorage } from './stream-stor
 export class SqliteStreamStorage implements StreamStorage {
   private readonly db: SQLite.Database;
   private readonly stmts: {
-    put: SQLite.Statement; take: SQLite.Statement; ack: SQLite.Statement; seq: SQLite.Statement;
-    expire: SQLite.Statement; bump: SQLite.Statement; load: SQLite.Statement; lastSeq: SQLite.Statement;
+    put: SQLite.Statement;
+    take: SQLite.Statement;
+    ack: SQLite.Statement;
+    seq: SQLite.Statement;
+    expire: SQLite.Statement;
+    bump: SQLite.Statement;
+    load: SQLite.Statement;
+    lastSeq: SQLite.Statement;
   };
   private readonly apply: (batch: StreamBatch) => void;
 
@@ -43,18 +49,25 @@ export class SqliteStreamStorage implements StreamStorage {
       CREATE TABLE IF NOT EXISTS stream_seq (stream TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
     `);
     this.stmts = {
-      put: db.prepare('INSERT INTO stream_messages (stream, consumer, seq, subject, data, headers, msg_id, stored_at, deliveries) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)'),
+      put: db.prepare(
+        'INSERT INTO stream_messages (stream, consumer, seq, subject, data, headers, msg_id, stored_at, deliveries) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      ),
       take: db.prepare('UPDATE stream_messages SET consumer = ? WHERE id = ?'),
       ack: db.prepare('DELETE FROM stream_messages WHERE id = ?'),
       seq: db.prepare('INSERT INTO stream_seq (stream, seq) VALUES (?, ?) ON CONFLICT (stream) DO UPDATE SET seq = max(seq, excluded.seq)'),
       expire: db.prepare('DELETE FROM stream_messages WHERE stream = ? AND stored_at < ?'),
       bump: db.prepare('UPDATE stream_messages SET deliveries = deliveries + 1 WHERE stream = ?'),
-      load: db.prepare('SELECT id AS rowId, stream, consumer, seq, subject, data, headers, msg_id AS msgId, stored_at AS storedAt, deliveries FROM stream_messages WHERE stream = ? ORDER BY seq, consumer'),
-      lastSeq: db.prepare('SELECT max(seq) AS seq FROM (SELECT seq FROM stream_seq WHERE stream = ? UNION ALL SELECT max(seq) FROM stream_messages WHERE stream = ?)'),
+      load: db.prepare(
+        'SELECT id AS rowId, stream, consumer, seq, subject, data, headers, msg_id AS msgId, stored_at AS storedAt, deliveries FROM stream_messages WHERE stream = ? ORDER BY seq, consumer',
+      ),
+      lastSeq: db.prepare(
+        'SELECT max(seq) AS seq FROM (SELECT seq FROM stream_seq WHERE stream = ? UNION ALL SELECT max(seq) FROM stream_messages WHERE stream = ?)',
+      ),
     };
     const { put, take, ack, seq } = this.stmts;
     this.apply = db.transaction((batch: StreamBatch) => {
-      for (const m of batch.put) m.rowId = Number(put.run(m.stream, m.consumer, m.seq, m.subject, m.data, m.headers, m.msgId, m.storedAt, m.deliveries).lastInsertRowid);
+      for (const m of batch.put)
+        m.rowId = Number(put.run(m.stream, m.consumer, m.seq, m.subject, m.data, m.headers, m.msgId, m.storedAt, m.deliveries).lastInsertRowid);
       for (const t of batch.take) take.run(t.consumer, t.rowId);
       for (const id of batch.ack) ack.run(id);
       for (const [stream, last] of batch.lastSeq) seq.run(stream, last);

@@ -11,7 +11,15 @@ export type UplinkKind = 'properties' | 'events' | 'result' | 'join' | 'presence
  * carries each kind a device may publish. The MQTT edge reads it backwards; messages that come by
  * HTTP or from partners get the topic they would have had.
  */
-export const UPLINK_TOPIC_SUFFIX = { properties: 'properties', events: 'events', result: 'commands/result', join: 'children/join', presence: 'presence', ota: 'ota/progress', reset: 'reset' } as const satisfies Partial<Record<UplinkKind, string>>;
+export const UPLINK_TOPIC_SUFFIX = {
+  properties: 'properties',
+  events: 'events',
+  result: 'commands/result',
+  join: 'children/join',
+  presence: 'presence',
+  ota: 'ota/progress',
+  reset: 'reset',
+} as const satisfies Partial<Record<UplinkKind, string>>;
 
 /** The MQTT topic a device message of `kind` has (or would have had); `subscribed` and `command` have none of their own, so they keep the kind. */
 export function uplinkTopic(deviceId: string, kind: UplinkKind): string {

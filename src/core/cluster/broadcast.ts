@@ -28,10 +28,14 @@ export function broadcast<S extends BroadcastSubject>(bus: Bus, subject: S, appl
   return {
     open() {
       // The catalogue's payload, plus the origin this function adds (generic over S, so checked by hand).
-      unsubscribe ??= bus.subscribe(subject as BroadcastSubject, (msg) => {
-        const data = msg.data as T & { [ORIGIN]?: string };
-        if (data[ORIGIN] !== origin) void apply(data);
-      }, { name: subject });
+      unsubscribe ??= bus.subscribe(
+        subject as BroadcastSubject,
+        (msg) => {
+          const data = msg.data as T & { [ORIGIN]?: string };
+          if (data[ORIGIN] !== origin) void apply(data);
+        },
+        { name: subject },
+      );
     },
     close() {
       unsubscribe?.();

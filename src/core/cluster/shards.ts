@@ -110,11 +110,18 @@ export class ShardManager {
       return;
     }
     const now = Date.now();
-    await this.o.db.insertInto('cluster_nodes').values({ id: this.o.nodeId, roles: this.o.roles.join(','), started_at: now, heartbeat_at: now })
-      .onConflict((oc) => oc.column('id').doUpdateSet({ heartbeat_at: now })).execute();
+    await this.o.db
+      .insertInto('cluster_nodes')
+      .values({ id: this.o.nodeId, roles: this.o.roles.join(','), started_at: now, heartbeat_at: now })
+      .onConflict((oc) => oc.column('id').doUpdateSet({ heartbeat_at: now }))
+      .execute();
     if (this.worker) {
       const rows = Array.from({ length: this.o.shards }, (_, shard) => ({ shard, owner: null, expires_at: 0 }));
-      await this.o.db.insertInto('shard_leases').values(rows).onConflict((oc) => oc.column('shard').doNothing()).execute();
+      await this.o.db
+        .insertInto('shard_leases')
+        .values(rows)
+        .onConflict((oc) => oc.column('shard').doNothing())
+        .execute();
     }
     await this.tick();
     this.timer = setInterval(() => {
@@ -164,13 +171,20 @@ export class ShardManager {
     const nodes = await this.liveNodes(now);
     if (!nodes.some((n) => n.id === nodeId)) {
       // Declared lost by another node (we stalled): come back.
-      await db.insertInto('cluster_nodes').values({ id: nodeId, roles: this.o.roles.join(','), started_at: now, heartbeat_at: now })
-        .onConflict((oc) => oc.column('id').doUpdateSet({ heartbeat_at: now })).execute();
+      await db
+        .insertInto('cluster_nodes')
+        .values({ id: nodeId, roles: this.o.roles.join(','), started_at: now, heartbeat_at: now })
+        .onConflict((oc) => oc.column('id').doUpdateSet({ heartbeat_at: now }))
+        .execute();
     }
     for (const n of nodes) {
       if (n.alive || n.id === nodeId) continue;
       // Any node may notice; deleting the row first makes one of them handle it.
-      const res = await db.deleteFrom('cluster_nodes').where('id', '=', n.id).where('heartbeat_at', '<=', now - this.leaseMs).executeTakeFirst();
+      const res = await db
+        .deleteFrom('cluster_nodes')
+        .where('id', '=', n.id)
+        .where('heartbeat_at', '<=', now - this.leaseMs)
+        .executeTakeFirst();
       if (Number(res.numDeletedRows) > 0) {
         this.o.log.warn({ node: n.id }, 'node lost: no heartbeat');
         await this.o.onNodeLost?.(n.id);
@@ -179,12 +193,17 @@ export class ShardManager {
     if (!this.worker) return;
 
     // Renew what we hold; a lease we lost while stalled is given up locally.
-    await db.updateTable('shard_leases').set({ expires_at: now + this.leaseMs }).where('owner', '=', nodeId).execute();
+    await db
+      .updateTable('shard_leases')
+      .set({ expires_at: now + this.leaseMs })
+      .where('owner', '=', nodeId)
+      .execute();
     const held = new Set((await db.selectFrom('shard_leases').select('shard').where('owner', '=', nodeId).execute()).map((r) => Number(r.shard)));
-    for (const s of [...this.owned]) if (!held.has(s)) {
-      this.o.log.warn({ shard: s }, 'shard lease lost');
-      await this.release(s, false);
-    }
+    for (const s of [...this.owned])
+      if (!held.has(s)) {
+        this.o.log.warn({ shard: s }, 'shard lease lost');
+        await this.release(s, false);
+      }
     const workers = nodes.filter((n) => n.alive && n.roles.includes('worker')).map((n) => n.id);
     if (!workers.includes(nodeId)) workers.push(nodeId);
     for (let s = 0; s < this.o.shards; s++) {
@@ -192,7 +211,9 @@ export class ShardManager {
       const mine = preferredOwner(s, workers) === nodeId;
       if (!mine && this.owned.has(s)) await this.release(s);
       else if (mine && !this.owned.has(s)) {
-        const res = await db.updateTable('shard_leases').set({ owner: nodeId, expires_at: now + this.leaseMs })
+        const res = await db
+          .updateTable('shard_leases')
+          .set({ owner: nodeId, expires_at: now + this.leaseMs })
           .where('shard', '=', s)
           .where((eb) => eb.or([eb('owner', 'is', null), eb('owner', '=', nodeId), eb('expires_at', '<', now)]))
           .executeTakeFirst();

@@ -18,8 +18,14 @@ test('environment variables are coerced and validated with the variable named', 
   const c = loadConfig({ HEARTH_DATA_DIR: dir, HEARTH_HTTP_PORT: '9000', HEARTH_DEMO: '0' });
   assert.equal(c.httpPort, 9000);
   assert.equal(c.demo, false);
-  assert.throws(() => loadConfig({ HEARTH_DATA_DIR: dir, HEARTH_HTTP_PORT: 'eighty' }), (e: Error) => e instanceof ConfigError && /HEARTH_HTTP_PORT must be an integer/.test(e.message));
-  assert.throws(() => loadConfig({ HEARTH_DATA_DIR: dir, HEARTH_MQTT_PORT: '70000' }), (e: Error) => /HEARTH_MQTT_PORT \(mqttPort\): must be <= 65535/.test(e.message));
+  assert.throws(
+    () => loadConfig({ HEARTH_DATA_DIR: dir, HEARTH_HTTP_PORT: 'eighty' }),
+    (e: Error) => e instanceof ConfigError && /HEARTH_HTTP_PORT must be an integer/.test(e.message),
+  );
+  assert.throws(
+    () => loadConfig({ HEARTH_DATA_DIR: dir, HEARTH_MQTT_PORT: '70000' }),
+    (e: Error) => /HEARTH_MQTT_PORT \(mqttPort\): must be <= 65535/.test(e.message),
+  );
   assert.throws(() => loadConfig({ HEARTH_DATA_DIR: dir, HEARTH_DEMO: 'maybe' }), /HEARTH_DEMO must be 1 or 0/);
   assert.throws(() => loadConfig({ HEARTH_DATA_DIR: dir, HEARTH_ADMIN_PASSWORD: 'short' }), /HEARTH_ADMIN_PASSWORD/);
 });
@@ -38,13 +44,16 @@ test('a config file is read, unknown keys are refused, env wins', () => {
 
 test('a value outside an enum is one line listing the allowed values', () => {
   const dir = mkdtempSync(join(tmpdir(), 'cfg-'));
-  assert.throws(() => loadConfig({ HEARTH_DATA_DIR: dir, HEARTH_LOG_LEVEL: 'verbose' }), (err: Error) => {
-    const lines = err.message.split('\n').filter((l) => l.includes('HEARTH_LOG_LEVEL'));
-    assert.equal(lines.length, 1, err.message);
-    assert.match(lines[0], /must be one of fatal, error, warn, info, debug, trace, silent, got "verbose"/);
-    assert.doesNotMatch(err.message, /constant/);
-    return true;
-  });
+  assert.throws(
+    () => loadConfig({ HEARTH_DATA_DIR: dir, HEARTH_LOG_LEVEL: 'verbose' }),
+    (err: Error) => {
+      const lines = err.message.split('\n').filter((l) => l.includes('HEARTH_LOG_LEVEL'));
+      assert.equal(lines.length, 1, err.message);
+      assert.match(lines[0], /must be one of fatal, error, warn, info, debug, trace, silent, got "verbose"/);
+      assert.doesNotMatch(err.message, /constant/);
+      return true;
+    },
+  );
 });
 
 test('every setting has a description (hearth help prints it beside the variable)', () => {

@@ -1,5 +1,16 @@
 import type {
-  Bus, BusEngine, BusHandler, Consumer, ConsumerOptions, DurableHandler, DurablePublishOptions, PublishOptions, RequestOptions, StreamConfig, SubscribeOptions, Unsubscribe,
+  Bus,
+  BusEngine,
+  BusHandler,
+  Consumer,
+  ConsumerOptions,
+  DurableHandler,
+  DurablePublishOptions,
+  PublishOptions,
+  RequestOptions,
+  StreamConfig,
+  SubscribeOptions,
+  Unsubscribe,
 } from '../bus/bus.ts';
 import type { Metrics } from './metrics.ts';
 import { injectTrace, SpanKind, tracingEnabled, withSpan } from './tracing.ts';
@@ -12,11 +23,21 @@ function traced<O extends PublishOptions>(opts: O | undefined): O | undefined {
 }
 
 /** With tracing on: a handler of a message that carries a trace runs in a child span of it. */
-function tracedHandler<M extends { subject: string; headers: Readonly<Record<string, string>> }>(name: string, handler: (msg: M) => void | Promise<void>): (msg: M) => void | Promise<void> {
+function tracedHandler<M extends { subject: string; headers: Readonly<Record<string, string>> }>(
+  name: string,
+  handler: (msg: M) => void | Promise<void>,
+): (msg: M) => void | Promise<void> {
   if (!tracingEnabled()) return handler;
-  return (msg) => (msg.headers.traceparent
-    ? withSpan(`bus ${name}`, { 'messaging.system': 'hearth-bus', 'messaging.destination.name': msg.subject }, () => handler(msg), msg.headers, SpanKind.CONSUMER)
-    : handler(msg));
+  return (msg) =>
+    msg.headers.traceparent
+      ? withSpan(
+          `bus ${name}`,
+          { 'messaging.system': 'hearth-bus', 'messaging.destination.name': msg.subject },
+          () => handler(msg),
+          msg.headers,
+          SpanKind.CONSUMER,
+        )
+      : handler(msg);
 }
 
 /**
@@ -34,7 +55,10 @@ export const CORE_PUBLISH_SAMPLE = 16;
 class InstrumentedBus implements BusEngine, Bus {
   private publishes = 0;
 
-  constructor(private readonly inner: BusEngine, private readonly metrics: Metrics) {}
+  constructor(
+    private readonly inner: BusEngine,
+    private readonly metrics: Metrics,
+  ) {}
 
   publish(subject: string, data: unknown, opts?: PublishOptions): void {
     opts = traced(opts);

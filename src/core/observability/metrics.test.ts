@@ -24,10 +24,18 @@ describe('metrics', () => {
     const own = [...types.keys()].filter((n) => !isDefault(n)).sort();
     assert.deepEqual(own, [...METRIC_NAMES].sort());
     for (const name of METRIC_NAMES) assert.equal(types.get(name), METRIC_TYPES[name], name);
-    for (const name of ['hearth_nodejs_eventloop_lag_seconds', 'hearth_process_cpu_user_seconds_total', 'hearth_process_resident_memory_bytes', 'hearth_nodejs_heap_size_used_bytes']) {
+    for (const name of [
+      'hearth_nodejs_eventloop_lag_seconds',
+      'hearth_process_cpu_user_seconds_total',
+      'hearth_process_resident_memory_bytes',
+      'hearth_nodejs_heap_size_used_bytes',
+    ]) {
       assert.ok(types.has(name), `default metric ${name}`);
     }
-    assert.ok([...types.keys()].every((n) => n.startsWith('hearth_')), 'everything is prefixed');
+    assert.ok(
+      [...types.keys()].every((n) => n.startsWith('hearth_')),
+      'everything is prefixed',
+    );
   });
 
   test('seriesNames lists every series a scrape can hold, histogram series included', async () => {
@@ -40,7 +48,12 @@ describe('metrics', () => {
     assert.ok(names.has('hearth_nodejs_eventloop_lag_seconds'));
     m.observeHttp('GET', '/healthz', 200, 1);
     m.commandFinished('ok', 5);
-    const scraped = new Set((await m.text()).split('\n').filter((l) => l && !l.startsWith('#')).map((l) => /^[^{ ]+/.exec(l)![0]));
+    const scraped = new Set(
+      (await m.text())
+        .split('\n')
+        .filter((l) => l && !l.startsWith('#'))
+        .map((l) => /^[^{ ]+/.exec(l)![0]),
+    );
     for (const s of scraped) assert.ok(names.has(s), `${s} is in seriesNames`);
   });
 

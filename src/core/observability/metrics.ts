@@ -24,7 +24,10 @@ class HistogramSeries {
   readonly counts: Float64Array;
   sum = 0;
   count = 0;
-  constructor(readonly labels: Labels, private readonly bounds: readonly number[]) {
+  constructor(
+    readonly labels: Labels,
+    private readonly bounds: readonly number[],
+  ) {
     this.counts = new Float64Array(bounds.length);
   }
   observe(seconds: number): void {
@@ -51,7 +54,11 @@ interface MetricValue {
 abstract class FastMetric<S extends { readonly labels: Labels }> {
   readonly aggregator = 'sum';
   protected readonly series = new Map<string, S>();
-  constructor(readonly name: MetricName, readonly help: string, private readonly labelNames: readonly string[]) {}
+  constructor(
+    readonly name: MetricName,
+    readonly help: string,
+    private readonly labelNames: readonly string[],
+  ) {}
 
   /** The series of these label values (in `labelNames` order); callers on hot paths keep it. */
   of(...values: string[]): S {
@@ -82,7 +89,12 @@ class FastCounter extends FastMetric<CounterSeries> {
 
 class FastHistogram extends FastMetric<HistogramSeries> {
   readonly type = 'histogram';
-  constructor(name: MetricName, help: string, labelNames: readonly string[], private readonly bounds: readonly number[]) {
+  constructor(
+    name: MetricName,
+    help: string,
+    labelNames: readonly string[],
+    private readonly bounds: readonly number[],
+  ) {
     super(name, help, labelNames);
   }
   protected create(labels: Labels): HistogramSeries {
@@ -153,27 +165,99 @@ export class Metrics {
   readonly contentType = Registry.PROMETHEUS_CONTENT_TYPE;
   private readonly registry = new Registry();
 
-  private readonly messages = this.counter('hearth_device_messages_total', 'Device messages through this node, by direction (in: from devices, out: to devices) and kind', ['direction', 'kind']);
-  private readonly rejected = this.counter('hearth_device_messages_rejected_total', 'Device messages refused, by error code (the device hears it on its error topic)', ['code']);
+  private readonly messages = this.counter(
+    'hearth_device_messages_total',
+    'Device messages through this node, by direction (in: from devices, out: to devices) and kind',
+    ['direction', 'kind'],
+  );
+  private readonly rejected = this.counter(
+    'hearth_device_messages_rejected_total',
+    'Device messages refused, by error code (the device hears it on its error topic)',
+    ['code'],
+  );
   private readonly presence = this.counter('hearth_presence_changes_total', 'Devices going online or offline, by reason', ['online', 'reason']);
-  private readonly refused = this.counter('hearth_connections_refused_total', 'Device connections refused, by reason (auth: bad credentials; admission: over the connect rate; shutdown: node stopping)', ['reason']);
-  private readonly outbound = this.counter('hearth_outbound_requests_total', 'Calls to outside services (webhooks, partner APIs, notification channels): one per attempt; rejected: refused by an open circuit breaker without trying', ['target', 'outcome']);
-  private readonly deliveries = this.counter('hearth_gateway_deliveries_total', 'Attempts to deliver routed messages to external targets, by target type (webhook, nats, amqp) and outcome (ok: delivered; retry: failed, tried again later; dead: failed for good, kept as a dead letter)', ['target_type', 'outcome']);
-  private readonly deadLetters = this.counter('hearth_dead_letters_total', 'Routed messages whose delivery finally failed and that were kept as dead letters, by target type', ['target_type']);
-  private readonly lag = this.histogram('hearth_ingest_lag_seconds', 'From a device message reaching the gateway to a worker handling it', [], ROUND_TRIP_BUCKETS).of();
-  private readonly resultWarnings = this.counter('hearth_command_result_warnings_total', 'Command results that did not fit the model without failing the command, by kind (undeclared-field: a result field the action does not declare; recorded, the command keeps its ok)', ['kind']);
-  private readonly queueEvents = this.counter('hearth_command_queue_events_total', 'Queued commands (ttlMs or queue), by event: queued, sent, resent (again on a subscription, not answered yet), expired, cancelled', ['event']);
-  private readonly sessionDrops = this.counter('hearth_mqtt_session_messages_dropped_total', 'QoS 1 messages dropped from full clean=false sessions (the oldest goes; HEARTH_MQTT_SESSION_MAX_MESSAGES)', []).of();
-  private readonly commands = this.histogram('hearth_command_duration_seconds', 'From a command being accepted to its outcome', ['outcome'], ROUND_TRIP_BUCKETS);
-  private readonly publishes = this.histogram('hearth_bus_publish_duration_seconds', 'Time to publish on the bus (core: fire and forget; durable: until stored)', ['kind'], PUBLISH_BUCKETS);
+  private readonly refused = this.counter(
+    'hearth_connections_refused_total',
+    'Device connections refused, by reason (auth: bad credentials; admission: over the connect rate; shutdown: node stopping)',
+    ['reason'],
+  );
+  private readonly outbound = this.counter(
+    'hearth_outbound_requests_total',
+    'Calls to outside services (webhooks, partner APIs, notification channels): one per attempt; rejected: refused by an open circuit breaker without trying',
+    ['target', 'outcome'],
+  );
+  private readonly deliveries = this.counter(
+    'hearth_gateway_deliveries_total',
+    'Attempts to deliver routed messages to external targets, by target type (webhook, nats, amqp) and outcome (ok: delivered; retry: failed, tried again later; dead: failed for good, kept as a dead letter)',
+    ['target_type', 'outcome'],
+  );
+  private readonly deadLetters = this.counter(
+    'hearth_dead_letters_total',
+    'Routed messages whose delivery finally failed and that were kept as dead letters, by target type',
+    ['target_type'],
+  );
+  private readonly lag = this.histogram(
+    'hearth_ingest_lag_seconds',
+    'From a device message reaching the gateway to a worker handling it',
+    [],
+    ROUND_TRIP_BUCKETS,
+  ).of();
+  private readonly resultWarnings = this.counter(
+    'hearth_command_result_warnings_total',
+    'Command results that did not fit the model without failing the command, by kind (undeclared-field: a result field the action does not declare; recorded, the command keeps its ok)',
+    ['kind'],
+  );
+  private readonly queueEvents = this.counter(
+    'hearth_command_queue_events_total',
+    'Queued commands (ttlMs or queue), by event: queued, sent, resent (again on a subscription, not answered yet), expired, cancelled',
+    ['event'],
+  );
+  private readonly sessionDrops = this.counter(
+    'hearth_mqtt_session_messages_dropped_total',
+    'QoS 1 messages dropped from full clean=false sessions (the oldest goes; HEARTH_MQTT_SESSION_MAX_MESSAGES)',
+    [],
+  ).of();
+  private readonly commands = this.histogram(
+    'hearth_command_duration_seconds',
+    'From a command being accepted to its outcome',
+    ['outcome'],
+    ROUND_TRIP_BUCKETS,
+  );
+  private readonly publishes = this.histogram(
+    'hearth_bus_publish_duration_seconds',
+    'Time to publish on the bus (core: fire and forget; durable: until stored)',
+    ['kind'],
+    PUBLISH_BUCKETS,
+  );
   private readonly requests = this.histogram('hearth_bus_request_duration_seconds', 'Bus requests until the reply (or the failure)', [], REQUEST_BUCKETS).of();
   private readonly queries = this.histogram('hearth_db_query_duration_seconds', 'Database statements, by kind', ['op'], REQUEST_BUCKETS);
-  private readonly gatewayFilters = this.counter('hearth_gateway_filter_total', 'Messages through each filter of the message gateway, by effect (pass, drop, delay, tagged)', ['filter', 'effect']);
+  private readonly gatewayFilters = this.counter(
+    'hearth_gateway_filter_total',
+    'Messages through each filter of the message gateway, by effect (pass, drop, delay, tagged)',
+    ['filter', 'effect'],
+  );
   private readonly routingRoutes = this.counter('hearth_gateway_routed_total', 'Messages the message gateway routed, by route name', ['route']);
-  private readonly loginFailures = this.counter('hearth_login_failures_total', 'Failed password checks (sign-in, password change), by reason: wrong_password, unknown_account, throttled (refused unchecked while the client address is slowed down)', ['reason']);
-  private readonly loginSprays = this.counter('hearth_login_spray_detected_total', 'Password spraying noticed, by kind: source (one client address failing on many accounts), account (one account failing from many addresses)', ['kind']);
-  private readonly otaJobs = this.counter('hearth_ota_jobs_total', 'Firmware update jobs entering each state (queued: campaigns created, counted once per campaign; sent, downloading, verifying, installing, rebooting, succeeded, failed, cancelled)', ['state']);
-  private readonly http = this.histogram('hearth_http_request_duration_seconds', 'HTTP requests, by method, route pattern and status class (streams excluded)', ['method', 'route', 'status'], REQUEST_BUCKETS);
+  private readonly loginFailures = this.counter(
+    'hearth_login_failures_total',
+    'Failed password checks (sign-in, password change), by reason: wrong_password, unknown_account, throttled (refused unchecked while the client address is slowed down)',
+    ['reason'],
+  );
+  private readonly loginSprays = this.counter(
+    'hearth_login_spray_detected_total',
+    'Password spraying noticed, by kind: source (one client address failing on many accounts), account (one account failing from many addresses)',
+    ['kind'],
+  );
+  private readonly otaJobs = this.counter(
+    'hearth_ota_jobs_total',
+    'Firmware update jobs entering each state (queued: campaigns created, counted once per campaign; sent, downloading, verifying, installing, rebooting, succeeded, failed, cancelled)',
+    ['state'],
+  );
+  private readonly http = this.histogram(
+    'hearth_http_request_duration_seconds',
+    'HTTP requests, by method, route pattern and status class (streams excluded)',
+    ['method', 'route', 'status'],
+    REQUEST_BUCKETS,
+  );
 
   private readonly msgIn = byValue((kind) => this.messages.of('in', kind));
   private readonly msgOut = byValue((kind) => this.messages.of('out', kind));
@@ -183,7 +267,11 @@ export class Metrics {
   private readonly refusedBy = byValue((reason) => this.refused.of(reason));
   private readonly commandsBy = byValue((outcome) => this.commands.of(outcome));
   private readonly queriesBy = byValue((op) => this.queries.of(op));
-  private readonly deliveriesBy = byValue((type) => ({ ok: this.deliveries.of(type, 'ok'), retry: this.deliveries.of(type, 'retry'), dead: this.deliveries.of(type, 'dead') }));
+  private readonly deliveriesBy = byValue((type) => ({
+    ok: this.deliveries.of(type, 'ok'),
+    retry: this.deliveries.of(type, 'retry'),
+    dead: this.deliveries.of(type, 'dead'),
+  }));
   private readonly deadLettersBy = byValue((type) => this.deadLetters.of(type));
   private readonly corePublish = this.publishes.of('core');
   private readonly durablePublish = this.publishes.of('durable');
@@ -199,12 +287,43 @@ export class Metrics {
     collectDefaultMetrics({ register: this.registry, prefix: METRIC_PREFIX });
     const registers = [this.registry];
     const metrics = this;
-    new Gauge({ name: this.name('hearth_devices_connected', 'gauge'), help: 'Devices connected to this node', registers, collect() { this.set(metrics.connected()); } });
-    new Gauge({ name: this.name('hearth_stream_clients', 'gauge'), help: 'Live-event stream clients (WebSocket and SSE) on this node', registers, collect() { this.set(metrics.streamClients()); } });
-    this.breakers = new Gauge({ name: this.name('hearth_circuit_breaker_state', 'gauge'), help: 'Circuit breaker of each outside service: 0 closed, 1 half-open, 2 open', labelNames: ['target'], registers });
+    new Gauge({
+      name: this.name('hearth_devices_connected', 'gauge'),
+      help: 'Devices connected to this node',
+      registers,
+      collect() {
+        this.set(metrics.connected());
+      },
+    });
+    new Gauge({
+      name: this.name('hearth_stream_clients', 'gauge'),
+      help: 'Live-event stream clients (WebSocket and SSE) on this node',
+      registers,
+      collect() {
+        this.set(metrics.streamClients());
+      },
+    });
+    this.breakers = new Gauge({
+      name: this.name('hearth_circuit_breaker_state', 'gauge'),
+      help: 'Circuit breaker of each outside service: 0 closed, 1 half-open, 2 open',
+      labelNames: ['target'],
+      registers,
+    });
     this.shards = new Gauge({ name: this.name('hearth_shards_owned', 'gauge'), help: 'Device shards this node works on', registers });
-    new Gauge({ name: this.name('hearth_node_ready', 'gauge'), help: '1 while the node takes traffic (its readiness probe), else 0', registers, collect() { this.set(metrics.ready() ? 1 : 0); } });
-    this.info = new Gauge({ name: this.name('hearth_node_info', 'gauge'), help: 'Always 1; the labels say what runs here', labelNames: ['version', 'node', 'roles'], registers });
+    new Gauge({
+      name: this.name('hearth_node_ready', 'gauge'),
+      help: '1 while the node takes traffic (its readiness probe), else 0',
+      registers,
+      collect() {
+        this.set(metrics.ready() ? 1 : 0);
+      },
+    });
+    this.info = new Gauge({
+      name: this.name('hearth_node_info', 'gauge'),
+      help: 'Always 1; the labels say what runs here',
+      labelNames: ['version', 'node', 'roles'],
+      registers,
+    });
   }
 
   /** A device message arrived (`kind`: properties, events, result, join, presence, …). */

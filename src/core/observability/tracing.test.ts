@@ -4,23 +4,31 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { MemoryBus } from '../bus/memory-bus.ts';
 import { createLogger } from '../logger.ts';
-import {
-  initTracing, withSpan, startSpan, runWithSpan, injectTrace, extractTrace, currentTraceId, tracingEnabled, SpanKind, type Tracing,
-} from './tracing.ts';
+import { initTracing, withSpan, startSpan, runWithSpan, injectTrace, extractTrace, currentTraceId, tracingEnabled, SpanKind, type Tracing } from './tracing.ts';
 
-interface OtlpSpan { traceId: string; spanId: string; parentSpanId?: string; name: string; kind: number; status?: { code?: number } }
+interface OtlpSpan {
+  traceId: string;
+  spanId: string;
+  parentSpanId?: string;
+  name: string;
+  kind: number;
+  status?: { code?: number };
+}
 
 /** A stand-in OTLP/HTTP collector: keeps the spans POSTed to /v1/traces (JSON). */
 const spans: OtlpSpan[] = [];
 const requests: Array<{ path: string; contentType: string | undefined }> = [];
 const collector = createServer((req, res) => {
   let body = '';
-  req.setEncoding('utf8').on('data', (c: string) => (body += c)).on('end', () => {
-    requests.push({ path: req.url ?? '', contentType: req.headers['content-type'] });
-    const doc = JSON.parse(body) as { resourceSpans: Array<{ scopeSpans: Array<{ spans: OtlpSpan[] }> }> };
-    for (const rs of doc.resourceSpans) for (const ss of rs.scopeSpans) spans.push(...ss.spans);
-    res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
-  });
+  req
+    .setEncoding('utf8')
+    .on('data', (c: string) => (body += c))
+    .on('end', () => {
+      requests.push({ path: req.url ?? '', contentType: req.headers['content-type'] });
+      const doc = JSON.parse(body) as { resourceSpans: Array<{ scopeSpans: Array<{ spans: OtlpSpan[] }> }> };
+      for (const rs of doc.resourceSpans) for (const ss of rs.scopeSpans) spans.push(...ss.spans);
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+    });
 });
 
 /** A log destination that keeps the parsed records. */
@@ -58,17 +66,29 @@ describe('tracing', () => {
   });
 
   test('a trace crosses the bus in the envelope; spans reach the collector as OTLP JSON; logs carry the ids', async () => {
-    tracing = await initTracing({ serviceName: 'hearth', version: '0.1.0', nodeName: 'n1', otlpEndpoint: `http://127.0.0.1:${(collector.address() as AddressInfo).port}/` });
+    tracing = await initTracing({
+      serviceName: 'hearth',
+      version: '0.1.0',
+      nodeName: 'n1',
+      otlpEndpoint: `http://127.0.0.1:${(collector.address() as AddressInfo).port}/`,
+    });
     assert.equal(tracingEnabled(), true);
     const { records, log } = logSink();
     const bus = new MemoryBus(createLogger('silent'));
     const handled = new Promise<{ traceId?: string }>((resolve) => {
       bus.subscribe<{ payload: number; trace: Record<string, string> }>('device.d1.up.properties', (msg) =>
-        withSpan('ingest properties', { 'hearth.device': 'd1' }, async () => {
-          await new Promise((r) => setTimeout(r, 5));
-          log.info('handled');
-          resolve({ traceId: currentTraceId() });
-        }, msg.data.trace, SpanKind.CONSUMER));
+        withSpan(
+          'ingest properties',
+          { 'hearth.device': 'd1' },
+          async () => {
+            await new Promise((r) => setTimeout(r, 5));
+            log.info('handled');
+            resolve({ traceId: currentTraceId() });
+          },
+          msg.data.trace,
+          SpanKind.CONSUMER,
+        ),
+      );
     });
 
     const gatewaySpan = startSpan('mqtt publish', { 'hearth.device': 'd1' }, undefined, SpanKind.PRODUCER);
@@ -86,13 +106,23 @@ describe('tracing', () => {
 
     // extractTrace: continue a trace without a span of one's own
     const { context } = await import('@opentelemetry/api');
-    assert.equal(context.with(extractTrace(envelope.trace), () => currentTraceId()), gatewayTrace);
-    assert.equal(context.with(extractTrace({}), () => currentTraceId()), undefined);
+    assert.equal(
+      context.with(extractTrace(envelope.trace), () => currentTraceId()),
+      gatewayTrace,
+    );
+    assert.equal(
+      context.with(extractTrace({}), () => currentTraceId()),
+      undefined,
+    );
 
     // a failure marks the span and is passed on
-    assert.throws(() => withSpan('broken', undefined, () => {
-      throw new Error('boom');
-    }), /boom/);
+    assert.throws(
+      () =>
+        withSpan('broken', undefined, () => {
+          throw new Error('boom');
+        }),
+      /boom/,
+    );
 
     await tracing.shutdown(); // flushes
     assert.equal(tracingEnabled(), false);

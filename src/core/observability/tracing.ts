@@ -1,6 +1,17 @@
 import {
-  context, propagation, trace, diag, DiagLogLevel, ROOT_CONTEXT, INVALID_SPAN_CONTEXT, SpanKind, SpanStatusCode,
-  type Attributes, type Context, type Span, type Tracer,
+  context,
+  propagation,
+  trace,
+  diag,
+  DiagLogLevel,
+  ROOT_CONTEXT,
+  INVALID_SPAN_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  type Attributes,
+  type Context,
+  type Span,
+  type Tracer,
 } from '@opentelemetry/api';
 import type { Logger } from '../logger.ts';
 
@@ -43,20 +54,26 @@ export async function initTracing(opts: TracingOptions): Promise<Tracing> {
   if (!opts.otlpEndpoint) return { shutdown: async () => undefined };
   if (enabled) throw new Error('tracing is already on in this process');
   // Loaded only when needed: the SDK and the exporter are most of tracing's start-up cost.
-  const [{ NodeTracerProvider, BatchSpanProcessor }, { OTLPTraceExporter }, { resourceFromAttributes }, { W3CTraceContextPropagator }, semconv] = await Promise.all([
-    import('@opentelemetry/sdk-trace-node'),
-    import('@opentelemetry/exporter-trace-otlp-http'),
-    import('@opentelemetry/resources'),
-    import('@opentelemetry/core'),
-    import('@opentelemetry/semantic-conventions'),
-  ]);
+  const [{ NodeTracerProvider, BatchSpanProcessor }, { OTLPTraceExporter }, { resourceFromAttributes }, { W3CTraceContextPropagator }, semconv] =
+    await Promise.all([
+      import('@opentelemetry/sdk-trace-node'),
+      import('@opentelemetry/exporter-trace-otlp-http'),
+      import('@opentelemetry/resources'),
+      import('@opentelemetry/core'),
+      import('@opentelemetry/semantic-conventions'),
+    ]);
   const log = opts.log?.child({ component: 'tracing' });
   if (log) {
-    diag.setLogger({
-      error: (msg, ...args) => log.warn({ details: args }, msg),
-      warn: (msg, ...args) => log.warn({ details: args }, msg),
-      info: () => undefined, debug: () => undefined, verbose: () => undefined,
-    }, DiagLogLevel.WARN);
+    diag.setLogger(
+      {
+        error: (msg, ...args) => log.warn({ details: args }, msg),
+        warn: (msg, ...args) => log.warn({ details: args }, msg),
+        info: () => undefined,
+        debug: () => undefined,
+        verbose: () => undefined,
+      },
+      DiagLogLevel.WARN,
+    );
   }
   const provider = new NodeTracerProvider({
     resource: resourceFromAttributes({
@@ -64,7 +81,9 @@ export async function initTracing(opts: TracingOptions): Promise<Tracing> {
       [semconv.ATTR_SERVICE_VERSION]: opts.version,
       'service.instance.id': opts.nodeName,
     }),
-    spanProcessors: [new BatchSpanProcessor(new OTLPTraceExporter({ url: `${opts.otlpEndpoint.replace(/\/+$/, '')}/v1/traces`, timeoutMillis: EXPORT_TIMEOUT_MS }))],
+    spanProcessors: [
+      new BatchSpanProcessor(new OTLPTraceExporter({ url: `${opts.otlpEndpoint.replace(/\/+$/, '')}/v1/traces`, timeoutMillis: EXPORT_TIMEOUT_MS })),
+    ],
   });
   provider.register({ propagator: new W3CTraceContextPropagator() });
   tracer = provider.getTracer('hearth', opts.version);
@@ -127,7 +146,13 @@ export function recordError(span: Span, err: unknown): void {
  * its promise settles; a throw or rejection marks the span failed and is passed on. Logs written
  * inside carry the span's trace id.
  */
-export function withSpan<T>(name: string, attrs: Attributes | undefined, fn: (span: Span) => T, parentCarrier?: Readonly<Record<string, string>>, kind: SpanKind = SpanKind.INTERNAL): T {
+export function withSpan<T>(
+  name: string,
+  attrs: Attributes | undefined,
+  fn: (span: Span) => T,
+  parentCarrier?: Readonly<Record<string, string>>,
+  kind: SpanKind = SpanKind.INTERNAL,
+): T {
   if (!enabled) return fn(NOOP_SPAN);
   const parent = parentContext(parentCarrier);
   const span = tracer.startSpan(name, { attributes: attrs, kind }, parent);

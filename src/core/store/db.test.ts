@@ -63,23 +63,46 @@ for (const { engine, fresh } of engines) {
         await migrate(db);
         const at = 1_700_000_000_123;
         await db.insertInto('users').values({ id: 'u1', email: 'a@test.local', password_hash: 'x', role: 'user', name: null, created_at: at }).execute();
-        await db.insertInto('presence').values({ device_id: 'd1', online: 1, session: 2 ** 40, reason: 'connect', changed_at: at, last_seen: null, node: null, listening: 0 }).execute();
-        await db.insertInto('commands').values({
-          id: 'c1', device_id: 'd1', action: 'a', params: '{}', source: 's', status: 'answered', accepted_at: at,
-          sent_at: null, answered_at: null, timed_out_at: null, ok: 1, result: null, error: null, latency_ms: 12.5,
-        }).execute();
+        await db
+          .insertInto('presence')
+          .values({ device_id: 'd1', online: 1, session: 2 ** 40, reason: 'connect', changed_at: at, last_seen: null, node: null, listening: 0 })
+          .execute();
+        await db
+          .insertInto('commands')
+          .values({
+            id: 'c1',
+            device_id: 'd1',
+            action: 'a',
+            params: '{}',
+            source: 's',
+            status: 'answered',
+            accepted_at: at,
+            sent_at: null,
+            answered_at: null,
+            timed_out_at: null,
+            ok: 1,
+            result: null,
+            error: null,
+            latency_ms: 12.5,
+          })
+          .execute();
         const user = await db.selectFrom('users').select('created_at').executeTakeFirstOrThrow();
         assert.equal(user.created_at, at);
         const presence = await db.selectFrom('presence').select(['session', 'online']).executeTakeFirstOrThrow();
         assert.deepEqual(presence, { session: 2 ** 40, online: 1 });
         const cmd = await db.selectFrom('commands').select(['ok', 'latency_ms', 'accepted_at']).executeTakeFirstOrThrow();
         assert.deepEqual(cmd, { ok: 1, latency_ms: 12.5, accepted_at: at });
-        const agg = await db.selectFrom('presence')
+        const agg = await db
+          .selectFrom('presence')
           .select((eb) => [eb.fn.countAll().as('n'), eb.fn.avg('session').as('avg'), eb.fn.sum('session').as('sum'), eb.fn.max('changed_at').as('max')])
           .executeTakeFirstOrThrow();
         assert.deepEqual(agg, { n: 1, avg: 2 ** 40, sum: 2 ** 40, max: at });
         // the session counter is bumped in SQL (presence-service.ts); the result is still a number
-        const bumped = await db.updateTable('presence').set((eb) => ({ session: eb('session', '+', 1) })).returning('session').executeTakeFirstOrThrow();
+        const bumped = await db
+          .updateTable('presence')
+          .set((eb) => ({ session: eb('session', '+', 1) }))
+          .returning('session')
+          .executeTakeFirstOrThrow();
         assert.equal(bumped.session, 2 ** 40 + 1);
       } finally {
         await store.close();
@@ -93,7 +116,12 @@ for (const { engine, fresh } of engines) {
         await migrate(store.db);
         seen.length = 0;
         await store.db.selectFrom('settings').selectAll().where('key', '=', 'x').execute();
-        await assert.rejects(store.db.selectFrom('no_such_table' as 'settings').selectAll().execute());
+        await assert.rejects(
+          store.db
+            .selectFrom('no_such_table' as 'settings')
+            .selectAll()
+            .execute(),
+        );
         assert.equal(seen.length, 2, 'failed queries are timed too');
         assert.match(seen[0].sql, /^select \* from "settings" where "key" = (\?|\$1)$/);
         assert.ok(seen.every((q) => typeof q.ms === 'number' && q.ms >= 0));
@@ -127,28 +155,52 @@ for (const { engine, fresh } of engines) {
           for (let i = 0; i < 20; i++) history.recordEvent(`d${d}`, 'beep', { i }, t0 + i * 1000);
         }
         await history.flush();
-        assert.equal(Number((await db.selectFrom('history').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n), 20_000);
-        assert.ok(queries.some((q) => /^insert into "history"/.test(q.sql) && q.parameters.length === 400 * 6), 'multi-row inserts of 400 rows');
+        assert.equal(
+          Number(
+            (
+              await db
+                .selectFrom('history')
+                .select((eb) => eb.fn.countAll().as('n'))
+                .executeTakeFirstOrThrow()
+            ).n,
+          ),
+          20_000,
+        );
+        assert.ok(
+          queries.some((q) => /^insert into "history"/.test(q.sql) && q.parameters.length === 400 * 6),
+          'multi-row inserts of 400 rows',
+        );
         if (engine === 'postgres') await db.executeQuery(CompiledQuery.raw('ANALYZE'));
 
         queries.length = 0;
         const points = await history.points('d7', 'temperature', t0 + 10 * 60_000, t0 + 19 * 60_000, 1000);
-        assert.deepEqual(points.map((p) => p.value), Array.from({ length: 10 }, (_, i) => 7 + (10 + i) / 10));
+        assert.deepEqual(
+          points.map((p) => p.value),
+          Array.from({ length: 10 }, (_, i) => 7 + (10 + i) / 10),
+        );
         assert.equal(points[0].ts, new Date(t0 + 10 * 60_000).toISOString());
         const modes = await history.points('d7', 'mode', t0, t0 + 2 * 60_000, 1000);
-        assert.deepEqual(modes.map((p) => p.value), ['m0', 'm1', 'm2']);
+        assert.deepEqual(
+          modes.map((p) => p.value),
+          ['m0', 'm1', 'm2'],
+        );
         const buckets = await history.buckets('d3', 'humidity', t0, t0 + 100 * 60_000, 10 * 60_000);
         assert.equal(buckets.length, 10);
         assert.deepEqual(buckets[0], { ts: new Date(t0).toISOString(), min: 3, max: 3.9, avg: 3.45, count: 10 });
         const events = await history.deviceEvents('d9', t0, t0 + 5_000, 100);
-        assert.deepEqual(events.map((e) => e.params.i), [5, 4, 3, 2, 1, 0]);
+        assert.deepEqual(
+          events.map((e) => e.params.i),
+          [5, 4, 3, 2, 1, 0],
+        );
 
         const reads = queries.filter((q) => /^select/.test(q.sql));
         assert.equal(reads.length, 4);
         for (const q of reads) {
           // SQLite keeps raw points in their key (WITHOUT ROWID, migration 0016): that is the index.
           const index = /from "device_events"/.test(q.sql) ? 'device_events_device_ts' : engine === 'postgres' ? 'history_point' : 'PRIMARY KEY';
-          const plan = await db.executeQuery<Record<string, string>>(CompiledQuery.raw(`${engine === 'postgres' ? 'EXPLAIN' : 'EXPLAIN QUERY PLAN'} ${q.sql}`, [...q.parameters]));
+          const plan = await db.executeQuery<Record<string, string>>(
+            CompiledQuery.raw(`${engine === 'postgres' ? 'EXPLAIN' : 'EXPLAIN QUERY PLAN'} ${q.sql}`, [...q.parameters]),
+          );
           const text = plan.rows.map((r) => r['QUERY PLAN'] ?? r.detail).join('\n');
           assert.ok(text.includes(index), `${q.sql}\nuses ${index}:\n${text}`);
         }
@@ -175,13 +227,17 @@ describe('store on postgres: several nodes starting at once', () => {
   test('two `hearth migrate` processes at once both exit 0; one applies, the other finds it done', async () => {
     const databaseUrl = await server.createDatabase();
     const bin = fileURLToPath(new URL('../../../bin/hearth.js', import.meta.url));
-    const runMigrate = () => new Promise<{ code: number | null; out: string }>((resolve) => {
-      const child = spawn(process.execPath, [bin, 'migrate'], { env: { ...process.env, HEARTH_DATABASE_URL: databaseUrl, HEARTH_DATA_DIR: tempDir() }, stdio: ['ignore', 'pipe', 'pipe'] });
-      let out = '';
-      child.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
-      child.stderr.setEncoding('utf8').on('data', (s: string) => (out += s));
-      child.once('exit', (code) => resolve({ code, out }));
-    });
+    const runMigrate = () =>
+      new Promise<{ code: number | null; out: string }>((resolve) => {
+        const child = spawn(process.execPath, [bin, 'migrate'], {
+          env: { ...process.env, HEARTH_DATABASE_URL: databaseUrl, HEARTH_DATA_DIR: tempDir() },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        let out = '';
+        child.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
+        child.stderr.setEncoding('utf8').on('data', (s: string) => (out += s));
+        child.once('exit', (code) => resolve({ code, out }));
+      });
     const results = await Promise.all([runMigrate(), runMigrate()]);
     for (const r of results) assert.equal(r.code, 0, r.out);
     const outs = results.map((r) => r.out).sort();
@@ -201,8 +257,10 @@ describe('SQLite synchronous level (HEARTH_SQLITE_SYNCHRONOUS)', () => {
     assert.equal(normal.pragma('journal_mode', { simple: true }), 'wal');
     normal.close();
     full.close();
-    for (const code of ['SQLITE_CONSTRAINT_UNIQUE', 'SQLITE_CONSTRAINT_TRIGGER', '23505', '22P02', '54000']) assert.ok(isRecordError(Object.assign(new Error(), { code })), code);
-    for (const code of ['SQLITE_BUSY', 'SQLITE_FULL', 'SQLITE_IOERR', '57P01', '08006', 'ECONNREFUSED']) assert.ok(!isRecordError(Object.assign(new Error(), { code })), code);
+    for (const code of ['SQLITE_CONSTRAINT_UNIQUE', 'SQLITE_CONSTRAINT_TRIGGER', '23505', '22P02', '54000'])
+      assert.ok(isRecordError(Object.assign(new Error(), { code })), code);
+    for (const code of ['SQLITE_BUSY', 'SQLITE_FULL', 'SQLITE_IOERR', '57P01', '08006', 'ECONNREFUSED'])
+      assert.ok(!isRecordError(Object.assign(new Error(), { code })), code);
     assert.ok(isRecordError(new RangeError('Maximum call stack size exceeded')), 'a value that cannot be serialised');
   });
 });

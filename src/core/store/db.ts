@@ -179,7 +179,8 @@ export function isRecordError(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
   if (typeof code !== 'string') return false;
   // better-sqlite3: SQLITE_CONSTRAINT_*, a value of the wrong type, a string or blob too big.
-  if (code.startsWith('SQLITE_')) return code.startsWith('SQLITE_CONSTRAINT') || code === 'SQLITE_MISMATCH' || code === 'SQLITE_TOOBIG' || code === 'SQLITE_RANGE';
+  if (code.startsWith('SQLITE_'))
+    return code.startsWith('SQLITE_CONSTRAINT') || code === 'SQLITE_MISMATCH' || code === 'SQLITE_TOOBIG' || code === 'SQLITE_RANGE';
   // PostgreSQL SQLSTATE: 22 data exception, 23 integrity constraint violation, 54 program limit exceeded.
   return /^(22|23|54)[0-9A-Z]{3}$/.test(code);
 }

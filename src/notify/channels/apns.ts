@@ -61,20 +61,27 @@ export class ApnsSender {
     const { options } = this.deps;
     const payload = JSON.stringify({
       aps: { alert: { title: n.title, body: n.body }, sound: 'default', ...(n.severity === 'alarm' ? { 'interruption-level': 'time-sensitive' } : {}) },
-      notificationId: n.id, homeId: n.homeId, kind: n.kind, severity: n.severity, data: n.data,
+      notificationId: n.id,
+      homeId: n.homeId,
+      kind: n.kind,
+      severity: n.severity,
+      data: n.data,
     });
     return this.deps.outbound.execute(async (signal) => {
       const { status, body } = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-        const req = this.connection().request({
-          [constants.HTTP2_HEADER_METHOD]: 'POST',
-          [constants.HTTP2_HEADER_PATH]: `/3/device/${encodeURIComponent(token)}`,
-          authorization: `bearer ${this.providerToken()}`,
-          'apns-topic': options.topic,
-          'apns-push-type': 'alert',
-          'apns-priority': n.severity === 'info' ? '5' : '10',
-          'apns-id': toUuid(n.id),
-          'content-type': 'application/json',
-        }, { signal });
+        const req = this.connection().request(
+          {
+            [constants.HTTP2_HEADER_METHOD]: 'POST',
+            [constants.HTTP2_HEADER_PATH]: `/3/device/${encodeURIComponent(token)}`,
+            authorization: `bearer ${this.providerToken()}`,
+            'apns-topic': options.topic,
+            'apns-push-type': 'alert',
+            'apns-priority': n.severity === 'info' ? '5' : '10',
+            'apns-id': toUuid(n.id),
+            'content-type': 'application/json',
+          },
+          { signal },
+        );
         let status = 0;
         const chunks: Buffer[] = [];
         req.on('response', (h) => (status = Number(h[constants.HTTP2_HEADER_STATUS])));
@@ -92,7 +99,13 @@ export class ApnsSender {
       }
       if (status === 410 || reason === 'BadDeviceToken' || reason === 'Unregistered' || reason === 'DeviceTokenNotForTopic') return 'gone' as const;
       if (reason === 'ExpiredProviderToken') this.jwt = undefined;
-      throw new OutboundError(this.deps.outbound.name, 'status', `APNs answered ${status}${reason ? ` ${reason}` : ''}`, status >= 500 || status === 429 || reason === 'ExpiredProviderToken', status);
+      throw new OutboundError(
+        this.deps.outbound.name,
+        'status',
+        `APNs answered ${status}${reason ? ` ${reason}` : ''}`,
+        status >= 500 || status === 429 || reason === 'ExpiredProviderToken',
+        status,
+      );
     });
   }
 

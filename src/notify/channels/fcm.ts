@@ -48,7 +48,13 @@ export class FcmSender {
     const now = this.deps.clock.now();
     if (this.token && this.token.until > now) return this.token.value;
     const form = new URLSearchParams({ grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', assertion: this.assertion(now) });
-    const res = await postAttempt(`${this.deps.outbound.name} token endpoint`, this.deps.account.token_uri, form.toString(), { 'content-type': 'application/x-www-form-urlencoded' }, signal);
+    const res = await postAttempt(
+      `${this.deps.outbound.name} token endpoint`,
+      this.deps.account.token_uri,
+      form.toString(),
+      { 'content-type': 'application/x-www-form-urlencoded' },
+      signal,
+    );
     const answer = JSON.parse(res.text) as { access_token: string; expires_in?: number };
     this.token = { value: answer.access_token, until: now + Math.max(60, (answer.expires_in ?? 3600) - 60) * 1000 };
     return answer.access_token;

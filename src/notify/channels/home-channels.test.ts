@@ -5,11 +5,19 @@ import { botRefusal, buildRequest, dingtalkSign, feishuSign } from './home-chann
 import type { NotificationMessage } from './message.ts';
 
 const n: NotificationMessage = {
-  id: 'nt_1', homeId: 'h_1', homeName: 'Home', kind: 'security', severity: 'warning', title: 'Door open', body: 'Front door',
-  data: {}, source: null, at: '2026-11-23T08:00:00.000Z',
+  id: 'nt_1',
+  homeId: 'h_1',
+  homeName: 'Home',
+  kind: 'security',
+  severity: 'warning',
+  title: 'Door open',
+  body: 'Front door',
+  data: {},
+  source: null,
+  at: '2026-11-23T08:00:00.000Z',
 };
 
-test('Feishu and DingTalk signatures follow the vendors\' documented recipes', () => {
+test("Feishu and DingTalk signatures follow the vendors' documented recipes", () => {
   // Feishu: HMAC-SHA256 keyed with "timestamp\nsecret" over an empty string.
   assert.equal(feishuSign('s3cret', 1599360473), createHmac('sha256', '1599360473\ns3cret').update('').digest('base64'));
   // DingTalk: HMAC-SHA256 keyed with the secret over "timestamp\nsecret".
@@ -24,7 +32,10 @@ test('a webhook without a secret is not signed; DingTalk keeps the access token 
   assert.equal(u.searchParams.get('timestamp'), '1577262236757');
   assert.equal(u.searchParams.get('sign'), dingtalkSign('SECabc', 1577262236757));
   assert.deepEqual(JSON.parse(d.body), { msgtype: 'text', text: { content: '[Warning] Door open\nFront door' } });
-  assert.deepEqual(JSON.parse(buildRequest({ type: 'feishu', url: 'https://x', secret: null }, n, 0).body), { msg_type: 'text', content: { text: '[Warning] Door open\nFront door' } });
+  assert.deepEqual(JSON.parse(buildRequest({ type: 'feishu', url: 'https://x', secret: null }, n, 0).body), {
+    msg_type: 'text',
+    content: { text: '[Warning] Door open\nFront door' },
+  });
 });
 
 test('a chat bot that answers 200 with an error code refused the message', () => {

@@ -57,7 +57,12 @@ export async function consoleRoutes(app: HttpApp, deps: { version: string; dist?
       const size = sizeOf(path);
       if (size === undefined) continue; // a build replacing this one meanwhile
       const gzSize = names.includes(name + '.gz') ? sizeOf(gzPath) : undefined;
-      assets.set(name, { path, type: TYPES[extname(name)] ?? 'application/octet-stream', size, gz: gzSize === undefined ? undefined : { path: gzPath, size: gzSize } });
+      assets.set(name, {
+        path,
+        type: TYPES[extname(name)] ?? 'application/octet-stream',
+        size,
+        gz: gzSize === undefined ? undefined : { path: gzPath, size: gzSize },
+      });
     }
     // Top-level files of public/ (the icon), served the same way but not cached for long.
     for (const name of existsSync(dist) ? readdirSync(dist) : []) {

@@ -2,14 +2,17 @@ import { Type, type TSchema } from 'typebox';
 import { ERRORS, type ErrorCode } from '../../core/errors.ts';
 
 /** RFC 9457 problem details, as every error response of the API. */
-export const ProblemSchema = Type.Object({
-  type: Type.String({ examples: ['urn:hearth:error:E_DEVICE_NOT_FOUND'] }),
-  title: Type.String(),
-  status: Type.Integer(),
-  detail: Type.String(),
-  code: Type.String({ description: 'Stable error code; see docs/errors.md' }),
-  instance: Type.Optional(Type.String()),
-}, { additionalProperties: true, $id: 'Problem', description: 'application/problem+json' });
+export const ProblemSchema = Type.Object(
+  {
+    type: Type.String({ examples: ['urn:hearth:error:E_DEVICE_NOT_FOUND'] }),
+    title: Type.String(),
+    status: Type.Integer(),
+    detail: Type.String(),
+    code: Type.String({ description: 'Stable error code; see docs/errors.md' }),
+    instance: Type.Optional(Type.String()),
+  },
+  { additionalProperties: true, $id: 'Problem', description: 'application/problem+json' },
+);
 
 /** Response schemas for the given error codes, keyed by status, for the OpenAPI document. */
 export function problems(...codes: ErrorCode[]): Record<number, TSchema> {

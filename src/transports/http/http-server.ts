@@ -94,11 +94,21 @@ export async function buildHttpServer(deps: HttpServerDeps): Promise<HttpApp> {
     bodyLimit: 1024 * 1024,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: true } },
     return503OnClosing: true,
-    ...(deps.trustedProxies ? { trustProxy: deps.trustedProxies.split(',').map((a) => a.trim()).filter(Boolean) } : {}),
+    ...(deps.trustedProxies
+      ? {
+          trustProxy: deps.trustedProxies
+            .split(',')
+            .map((a) => a.trim())
+            .filter(Boolean),
+        }
+      : {}),
     // A path the router cannot decode (`%ED%A0%80`) ends before any hook: answer it as a problem too.
     frameworkErrors: (err, req, res) => {
       const reply = res as unknown as FastifyReply;
-      reply.status(400).headers({ 'x-content-type-options': 'nosniff', 'cache-control': 'no-store' }).type('application/problem+json')
+      reply
+        .status(400)
+        .headers({ 'x-content-type-options': 'nosniff', 'cache-control': 'no-store' })
+        .type('application/problem+json')
         .send(problem('E_VALIDATION', err.message, req.url));
     },
   }).withTypeProvider<TypeBoxTypeProvider>();
@@ -110,13 +120,19 @@ export async function buildHttpServer(deps: HttpServerDeps): Promise<HttpApp> {
     if (isHearthError(err)) {
       body = problem(err.code, err.message, req.url, err.extras);
     } else {
-      const e = err as { validation?: Array<{ instancePath: string; message?: string; params?: Record<string, unknown> }>; validationContext?: string; statusCode?: number; message: string; code?: string };
+      const e = err as {
+        validation?: Array<{ instancePath: string; message?: string; params?: Record<string, unknown> }>;
+        validationContext?: string;
+        statusCode?: number;
+        message: string;
+        code?: string;
+      };
       if (e.validation) {
         const errors = e.validation.map((v) => {
           const missing = v.params?.missingProperty as string | undefined;
           const extra = v.params?.additionalProperty as string | undefined;
           const path = `${e.validationContext ?? 'body'}${v.instancePath.replace(/\//g, '.')}${missing ? `.${missing}` : ''}${extra ? `.${extra}` : ''}`;
-          return { field: path, message: extra ? 'is not allowed' : v.message ?? 'is invalid' };
+          return { field: path, message: extra ? 'is not allowed' : (v.message ?? 'is invalid') };
         });
         body = problem('E_VALIDATION', errors.map((x) => `${x.field} ${x.message}`).join('; '), req.url, { field: errors[0]?.field, errors });
       } else if (e.statusCode === 413 || e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
@@ -134,7 +150,10 @@ export async function buildHttpServer(deps: HttpServerDeps): Promise<HttpApp> {
   });
 
   app.setNotFoundHandler((req, reply) => {
-    reply.status(404).type('application/problem+json').send(problem('E_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`, req.url));
+    reply
+      .status(404)
+      .type('application/problem+json')
+      .send(problem('E_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`, req.url));
   });
 
   // Observability first, so that the span covers the other hooks. Each request continues the
@@ -144,9 +163,16 @@ export async function buildHttpServer(deps: HttpServerDeps): Promise<HttpApp> {
   app.addHook('onRequest', (req, _reply, done) => {
     if (!tracingEnabled() || isStream(req)) return done();
     const route = req.routeOptions.url ?? 'unmatched';
-    const span = startSpan(`${req.method} ${route}`, {
-      'http.request.method': req.method, 'http.route': route, 'url.path': req.url.split('?')[0],
-    }, req.headers as Record<string, string>, SpanKind.SERVER);
+    const span = startSpan(
+      `${req.method} ${route}`,
+      {
+        'http.request.method': req.method,
+        'http.route': route,
+        'url.path': req.url.split('?')[0],
+      },
+      req.headers as Record<string, string>,
+      SpanKind.SERVER,
+    );
     req.span = span;
     runWithSpan(span, done);
   });
@@ -263,13 +289,26 @@ export async function buildHttpServer(deps: HttpServerDeps): Promise<HttpApp> {
       info: {
         title: 'Hearth API',
         version: deps.version,
-        description: 'The REST API of Hearth, an open-source device cloud. Errors are application/problem+json (see docs/errors.md). The device side is MQTT: see docs/protocol.md.',
+        description:
+          'The REST API of Hearth, an open-source device cloud. Errors are application/problem+json (see docs/errors.md). The device side is MQTT: see docs/protocol.md.',
         license: { name: 'Apache-2.0', identifier: 'Apache-2.0' },
       },
-      components: { securitySchemes: {
-        bearerAuth: { type: 'http', scheme: 'bearer', description: 'Access token from POST /api/v1/auth/login, or an API key (hk_…). The scopes listed on an operation are what an API key needs (one of them); password sign-ins are not limited by scopes. Each operation also says who may call it in `x-hearth-auth` (public, self, caller, password, operator).' },
-        apiKey: { type: 'apiKey', in: 'header', name: 'X-Api-Key', description: 'An API key (hk_…) from POST /api/v1/keys; it needs one of the scopes listed on the operation' },
-      } },
+      components: {
+        securitySchemes: {
+          bearerAuth: {
+            type: 'http',
+            scheme: 'bearer',
+            description:
+              'Access token from POST /api/v1/auth/login, or an API key (hk_…). The scopes listed on an operation are what an API key needs (one of them); password sign-ins are not limited by scopes. Each operation also says who may call it in `x-hearth-auth` (public, self, caller, password, operator).',
+          },
+          apiKey: {
+            type: 'apiKey',
+            in: 'header',
+            name: 'X-Api-Key',
+            description: 'An API key (hk_…) from POST /api/v1/keys; it needs one of the scopes listed on the operation',
+          },
+        },
+      },
       tags: [
         { name: 'auth', description: 'Sign-in and tokens' },
         { name: 'products', description: 'Device types and their thing models' },
@@ -307,16 +346,40 @@ export async function buildHttpServer(deps: HttpServerDeps): Promise<HttpApp> {
   });
   await app.register(websocket, { options: { maxPayload: 1024 * 1024 } });
 
-  app.get('/healthz', { schema: { tags: ['system'], summary: 'Liveness: the process is running', response: { 200: { type: 'object', properties: { status: { type: 'string' } } } } }, config: { auth: Auth.public } }, async () => ({ status: 'ok' }));
-  app.get('/readyz', { schema: { tags: ['system'], summary: 'Readiness: the node takes traffic', response: { 200: { type: 'object', properties: { status: { type: 'string' } } }, 503: { type: 'object', properties: { status: { type: 'string' } } } } }, config: { auth: Auth.public } }, async (_req, reply) => {
-    if (deps.isReady()) return { status: 'ready' };
-    return reply.status(503).send({ status: 'not-ready' });
-  });
+  app.get(
+    '/healthz',
+    {
+      schema: {
+        tags: ['system'],
+        summary: 'Liveness: the process is running',
+        response: { 200: { type: 'object', properties: { status: { type: 'string' } } } },
+      },
+      config: { auth: Auth.public },
+    },
+    async () => ({ status: 'ok' }),
+  );
+  app.get(
+    '/readyz',
+    {
+      schema: {
+        tags: ['system'],
+        summary: 'Readiness: the node takes traffic',
+        response: { 200: { type: 'object', properties: { status: { type: 'string' } } }, 503: { type: 'object', properties: { status: { type: 'string' } } } },
+      },
+      config: { auth: Auth.public },
+    },
+    async (_req, reply) => {
+      if (deps.isReady()) return { status: 'ready' };
+      return reply.status(503).send({ status: 'not-ready' });
+    },
+  );
 
   if (deps.metrics) {
     const metrics = deps.metrics;
     // Public like the probes: no caller, so no rate limit either.
-    app.get('/metrics', { schema: { hide: true }, config: { auth: Auth.public } }, async (_req, reply) => reply.type(metrics.contentType).send(await metrics.text()));
+    app.get('/metrics', { schema: { hide: true }, config: { auth: Auth.public } }, async (_req, reply) =>
+      reply.type(metrics.contentType).send(await metrics.text()),
+    );
   }
 
   if (deps.mqttStream) {

@@ -22,7 +22,10 @@ test('lone surrogates and non-finite numbers are found anywhere, keys included; 
   assert.equal(hasLoneSurrogate('a\ud800b'), true);
   assert.equal(hasLoneSurrogate('\udc00'), true);
   assert.equal(hasLoneSurrogate('\ud83c'), true);
-  assert.deepEqual(findBadInput({ a: [1, { b: 'ok' }, { c: 'x\ud800' }] }, 'body'), { field: 'body.a[2].c', message: 'contains an unpaired UTF-16 surrogate (not valid Unicode text)' });
+  assert.deepEqual(findBadInput({ a: [1, { b: 'ok' }, { c: 'x\ud800' }] }, 'body'), {
+    field: 'body.a[2].c',
+    message: 'contains an unpaired UTF-16 surrogate (not valid Unicode text)',
+  });
   assert.equal(findBadInput({ 'k\udfff': 1 }, 'body')?.field, 'body');
   assert.equal(findBadInput({ limit: Infinity }, 'querystring')?.field, 'querystring.limit');
   assert.equal(findBadInput([NaN], 'body')?.message, 'must be a finite number');

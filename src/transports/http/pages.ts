@@ -23,27 +23,37 @@ ${body}
   const page = (path: string, make: () => { title: string; body: string }) => {
     app.get(path, { schema: { hide: true }, config: { auth: Auth.public } }, async (_req, reply) => {
       const p = make();
-      return reply
-        .type('text/html; charset=utf-8')
-        // the token in the address must not leave in a Referer header or stay in a cache
-        .header('referrer-policy', 'no-referrer')
-        .header('cache-control', 'no-store')
-        .send(html(p.title, p.body));
+      return (
+        reply
+          .type('text/html; charset=utf-8')
+          // the token in the address must not leave in a Referer header or stay in a cache
+          .header('referrer-policy', 'no-referrer')
+          .header('cache-control', 'no-store')
+          .send(html(p.title, p.body))
+      );
     });
   };
 
-  page('/reset-password', () => send('Choose a new password', `<form id="form" data-endpoint="/api/v1/auth/password-reset/confirm" data-done="Your password is changed; every session of the account has ended. Sign in with the new one.">
+  page('/reset-password', () =>
+    send(
+      'Choose a new password',
+      `<form id="form" data-endpoint="/api/v1/auth/password-reset/confirm" data-done="Your password is changed; every session of the account has ended. Sign in with the new one.">
 <label>New password (at least 8 characters)<input type="password" name="newPassword" minlength="8" required autocomplete="new-password"></label>
 <label>Once more<input type="password" name="again" minlength="8" required autocomplete="new-password"></label>
 <button type="submit">Set the password</button>
 </form>
 <p id="status" role="status"></p>
 <noscript><p>Without JavaScript: <code>curl -X POST /api/v1/auth/password-reset/confirm -H 'content-type: application/json' -d '{"token":"…","newPassword":"…"}'</code> with the token from the link.</p></noscript>
-<script src="/pages.js"></script>`));
+<script src="/pages.js"></script>`,
+    ),
+  );
 
   // These two links act for an account: the page signs in first (the token proves the mailbox, the
   // password proves the account), then sends the token with the session.
-  page('/verify-email', () => send('Confirm your e-mail address', `<p>Sign in to the account that should hold this address.</p>
+  page('/verify-email', () =>
+    send(
+      'Confirm your e-mail address',
+      `<p>Sign in to the account that should hold this address.</p>
 <form id="form" data-endpoint="/api/v1/auth/verify-email" data-signin="1" data-done="Your e-mail address is confirmed.">
 <label>Your e-mail<input type="email" name="signin-email" required autocomplete="username"></label>
 <label>Your password<input type="password" name="signin-password" required autocomplete="current-password"></label>
@@ -51,9 +61,14 @@ ${body}
 </form>
 <p id="status" role="status"></p>
 <noscript><p>Without JavaScript: sign in with <code>POST /api/v1/auth/login</code>, then <code>curl -X POST /api/v1/auth/verify-email -H 'authorization: Bearer …' -H 'content-type: application/json' -d '{"token":"…"}'</code> with the token from the link.</p></noscript>
-<script src="/pages.js"></script>`));
+<script src="/pages.js"></script>`,
+    ),
+  );
 
-  page('/invitations/accept', () => send('Join a home', `<p>Sign in to the account the invitation was sent to (its address must be confirmed).</p>
+  page('/invitations/accept', () =>
+    send(
+      'Join a home',
+      `<p>Sign in to the account the invitation was sent to (its address must be confirmed).</p>
 <form id="form" data-endpoint="/api/v1/invitations/accept" data-signin="1" data-done="You are a member of the home now: it is in your app.">
 <label>Your e-mail<input type="email" name="signin-email" required autocomplete="username"></label>
 <label>Your password<input type="password" name="signin-password" required autocomplete="current-password"></label>
@@ -61,9 +76,13 @@ ${body}
 </form>
 <p id="status" role="status"></p>
 <noscript><p>Without JavaScript: sign in with <code>POST /api/v1/auth/login</code>, then <code>curl -X POST /api/v1/invitations/accept -H 'authorization: Bearer …' -H 'content-type: application/json' -d '{"token":"…"}'</code> with the token from the link.</p></noscript>
-<script src="/pages.js"></script>`));
+<script src="/pages.js"></script>`,
+    ),
+  );
 
-  app.get('/pages.js', { schema: { hide: true }, config: { auth: Auth.public } }, async (_req, reply) => reply.type('text/javascript; charset=utf-8').header('cache-control', 'no-cache').send(PAGES_JS));
+  app.get('/pages.js', { schema: { hide: true }, config: { auth: Auth.public } }, async (_req, reply) =>
+    reply.type('text/javascript; charset=utf-8').header('cache-control', 'no-cache').send(PAGES_JS),
+  );
 }
 
 /** Posts the token of the page's link (and the form's fields) as JSON to the form's endpoint. */

@@ -41,7 +41,8 @@ export function declarationProblem(auth: unknown): string | undefined {
   if (typeof a !== 'object' || a === null || typeof a.who !== 'string' || !WHO.has(a.who)) return `has an unknown config.auth ${JSON.stringify(auth)}`;
   if (a.who === 'operator' && (!Array.isArray(a.scopes) || a.scopes.length === 0)) return 'is for the operator but names no scope';
   // An operator route held by a home-world scope would open fleet-wide actions to keys any user can make.
-  if (a.who === 'operator' && (a.scopes as unknown[]).some((x) => !(OPERATOR_SCOPES as readonly unknown[]).includes(x))) return `is for the operator but names a scope outside ${OPERATOR_SCOPES.join(', ')}`;
+  if (a.who === 'operator' && (a.scopes as unknown[]).some((x) => !(OPERATOR_SCOPES as readonly unknown[]).includes(x)))
+    return `is for the operator but names a scope outside ${OPERATOR_SCOPES.join(', ')}`;
   if (a.who === 'self' && (typeof a.how !== 'string' || !a.how)) return 'authenticates by itself but does not say how';
   return undefined;
 }

@@ -18,7 +18,15 @@ import { PacketGuard, PacketRefusedError, type PacketLimits, type Refusal, type 
 import type { TlsMaterial } from '../tls/tls-material.ts';
 import type { X509Certificate } from 'node:crypto';
 import { digestToken } from '../../core/secrets.ts';
-import { downlinkTopic, filterCoversCommands, filterCoversDesired, filterCoversOta, isAllowedSubscriptionSuffix, parseDeviceTopic, uplinkKind } from './topic-codec.ts';
+import {
+  downlinkTopic,
+  filterCoversCommands,
+  filterCoversDesired,
+  filterCoversOta,
+  isAllowedSubscriptionSuffix,
+  parseDeviceTopic,
+  uplinkKind,
+} from './topic-codec.ts';
 
 export interface MqttGatewayConfig {
   port: number;
@@ -68,7 +76,10 @@ export interface SessionCredential {
 /** Device identity beyond a secret (client certificates, provisioning): decided outside the transport. */
 export interface DeviceIdentityHooks {
   /** Who a TLS client certificate is; `name` is the MQTT client id the device sent. */
-  authenticateCertificate(name: string, cert: X509Certificate): Promise<{ ok: true; deviceId: string } & SessionCredential['certificate'] | { ok: false; reason: string }>;
+  authenticateCertificate(
+    name: string,
+    cert: X509Certificate,
+  ): Promise<({ ok: true; deviceId: string } & SessionCredential['certificate']) | { ok: false; reason: string }>;
   /** Whether a session's credential still holds. */
   stillValid(deviceId: string, credential: SessionCredential): Promise<boolean>;
   /** A zero-touch provisioning request over MQTT (`provision/{hwid}/request`): the answer to send back. */
@@ -125,11 +136,20 @@ export class MqttGateway {
   /** Re-checks of sessions due when a rotated secret's grace ends. */
   private readonly rechecks = new Set<NodeJS.Timeout>();
 
-  constructor(private readonly deps: {
-    bus: Bus; devices: DeviceService; presence: PresenceService; log: Logger; config: MqttGatewayConfig; observer?: MqttObserver; tls?: TlsMaterial; identity?: DeviceIdentityHooks;
-    /** Where sessions with clean=false live (store-persistence.ts); Aedes' in-memory one without it. */
-    persistence?: object & { forget?(clientId: string): Promise<void> };
-  }) {
+  constructor(
+    private readonly deps: {
+      bus: Bus;
+      devices: DeviceService;
+      presence: PresenceService;
+      log: Logger;
+      config: MqttGatewayConfig;
+      observer?: MqttObserver;
+      tls?: TlsMaterial;
+      identity?: DeviceIdentityHooks;
+      /** Where sessions with clean=false live (store-persistence.ts); Aedes' in-memory one without it. */
+      persistence?: object & { forget?(clientId: string): Promise<void> };
+    },
+  ) {
     this.admission = new RateLimiter({ perMinute: deps.config.connectRatePerSecond * 60, burst: deps.config.connectBurst });
     this.ids = new MessageIds(deps.config.nodeId, 'm');
     const { maxPayloadBytes, connectMaxBytes } = deps.config;
@@ -198,23 +218,31 @@ export class MqttGateway {
         devices.mayActFor(client.id, parsed.deviceId).then(
           (ok) => {
             if (!ok) return done(new Error(`publish to ${packet.topic} not allowed`));
-            const truncated = packet.payload.length === 0 && client.conn instanceof PacketGuard
-              ? client.conn.takeTruncated(packet.topic, packet.qos > 0 ? packet.messageId : undefined)
-              : undefined;
+            const truncated =
+              packet.payload.length === 0 && client.conn instanceof PacketGuard
+                ? client.conn.takeTruncated(packet.topic, packet.qos > 0 ? packet.messageId : undefined)
+                : undefined;
             if (packet.retain) {
               // Retained messages are not part of the protocol: refused like any bad message, and
               // never stored by the broker (a retained publish would otherwise be kept in its
               // memory and replayed to every later subscriber, whatever the ingest decided).
               packet.retain = false;
-              this.error(parsed.deviceId, { code: 'E_RETAIN_NOT_SUPPORTED', message: 'retained messages are not supported: publish with the retain flag off', topic: packet.topic });
+              this.error(parsed.deviceId, {
+                code: 'E_RETAIN_NOT_SUPPORTED',
+                message: 'retained messages are not supported: publish with the retain flag off',
+                topic: packet.topic,
+              });
               return done(null);
             }
             const stored = this.ingest(client as HearthClient, parsed.deviceId, kind, packet, truncated);
             if (!stored) return done(null);
-            stored.then(() => done(null), (err) => {
-              log.warn({ err, deviceId: parsed.deviceId }, 'uplink could not be stored; closing the connection so the device retries');
-              done(err as Error);
-            });
+            stored.then(
+              () => done(null),
+              (err) => {
+                log.warn({ err, deviceId: parsed.deviceId }, 'uplink could not be stored; closing the connection so the device retries');
+                done(err as Error);
+              },
+            );
           },
           (err) => done(err as Error),
         );
@@ -265,10 +293,12 @@ export class MqttGateway {
     this.broker.on('clientDisconnect', (client: HearthClient) => {
       const state = client[CONN];
       if (!state) return;
-      const reason: PresenceReason = this.shuttingDown ? 'server-shutdown' : state.reason ?? (client._disconnected ? 'disconnect' : 'connection-lost');
-      this.track(state.session
-        .then((session) => this.deps.presence.disconnected(client.id, session, reason))
-        .catch((err) => log.error({ err, deviceId: client.id }, 'presence update on disconnect failed')));
+      const reason: PresenceReason = this.shuttingDown ? 'server-shutdown' : (state.reason ?? (client._disconnected ? 'disconnect' : 'connection-lost'));
+      this.track(
+        state.session
+          .then((session) => this.deps.presence.disconnected(client.id, session, reason))
+          .catch((err) => log.error({ err, deviceId: client.id }, 'presence update on disconnect failed')),
+      );
     });
     this.broker.on('subscribe', (subs, client) => {
       if (!client) return;
@@ -277,7 +307,10 @@ export class MqttGateway {
       if (named?.name !== undefined && !named.provisioning && subs.some((s) => s.topic === provisionTopic(named.name!, 'response'))) {
         this.publishTo(provisionTopic(named.name, 'response'), { id: client.id, hwid: named.name });
       }
-      this.subscribed(client, subs.map((s) => s.topic));
+      this.subscribed(
+        client,
+        subs.map((s) => s.topic),
+      );
     });
 
     this.unsubs.push(this.deps.bus.subscribe(subjects.allDown, (msg) => this.deliver(msg.data), { name: 'mqtt-gateway.downlink' }));
@@ -314,14 +347,21 @@ export class MqttGateway {
     const tls = this.deps.tls;
     const port = this.deps.config.tlsPort;
     if (!tls || port === undefined) return;
-    const server = createTlsServer({
-      ...tls.serverOptions(), noDelay: true, requestCert: true, rejectUnauthorized: false, handshakeTimeout: this.deps.config.connectTimeoutMs,
-    }, (socket: TLSSocket) => {
-      const guarded = this.guard(socket);
-      const cert = socket.getPeerX509Certificate();
-      if (cert) this.peerCerts.set(guarded, cert);
-      this.broker.handle(guarded);
-    });
+    const server = createTlsServer(
+      {
+        ...tls.serverOptions(),
+        noDelay: true,
+        requestCert: true,
+        rejectUnauthorized: false,
+        handshakeTimeout: this.deps.config.connectTimeoutMs,
+      },
+      (socket: TLSSocket) => {
+        const guarded = this.guard(socket);
+        const cert = socket.getPeerX509Certificate();
+        if (cert) this.peerCerts.set(guarded, cert);
+        this.broker.handle(guarded);
+      },
+    );
     server.on('connection', (socket: Socket) => {
       this.sockets.add(socket);
       socket.on('close', () => this.sockets.delete(socket));
@@ -408,7 +448,9 @@ export class MqttGateway {
     this.shuttingDown = true;
     for (const t of this.rechecks) clearTimeout(t);
     this.rechecks.clear();
-    const closed = Promise.all([this.server, this.tlsServer].map((srv) => new Promise<void>((resolve) => (srv?.listening ? srv.close(() => resolve()) : resolve()))));
+    const closed = Promise.all(
+      [this.server, this.tlsServer].map((srv) => new Promise<void>((resolve) => (srv?.listening ? srv.close(() => resolve()) : resolve()))),
+    );
     if (this.broker) {
       const clients = Object.values((this.broker as unknown as { clients: Record<string, Client> }).clients);
       const perTick = Math.max(1, Math.ceil(this.deps.config.disconnectRatePerSecond / 20));
@@ -436,8 +478,15 @@ export class MqttGateway {
       const commands = filterCoversCommands(parsed.suffix);
       const ota = filterCoversOta(parsed.suffix);
       if (desired || commands || ota) {
-        this.publishUp({ id: this.ids.next(), deviceId: parsed.deviceId, via: client.id, kind: 'subscribed', topic, payload: { desired, commands, ota }, receivedAt: Date.now() })
-          .catch((err) => this.deps.log.warn({ err, deviceId: parsed.deviceId }, 'subscription notice could not be stored'));
+        this.publishUp({
+          id: this.ids.next(),
+          deviceId: parsed.deviceId,
+          via: client.id,
+          kind: 'subscribed',
+          topic,
+          payload: { desired, commands, ota },
+          receivedAt: Date.now(),
+        }).catch((err) => this.deps.log.warn({ err, deviceId: parsed.deviceId }, 'subscription notice could not be stored'));
       }
     }
   }
@@ -449,7 +498,12 @@ export class MqttGateway {
    * provisioning session (user name `provision`, client id a hardware id) may only send a request
    * and hear its answer; it gets its own client id space, so it can never take over a device's session.
    */
-  private authenticateIdentity(identity: DeviceIdentityHooks, client: HearthClient, username: string | undefined, done: (err: AuthenticateError | null, ok: boolean) => void): void {
+  private authenticateIdentity(
+    identity: DeviceIdentityHooks,
+    client: HearthClient,
+    username: string | undefined,
+    done: (err: AuthenticateError | null, ok: boolean) => void,
+  ): void {
     if (!this.admission.take('connect').ok) {
       this.deps.observer?.connectionRefused('admission');
       return done(authError(3, 'server busy, retry later'), false);
@@ -458,7 +512,7 @@ export class MqttGateway {
     if (username === PROVISION_USERNAME) {
       if (!HWID.test(name)) {
         this.deps.observer?.connectionRefused('auth');
-        return done(authError(2, 'a provisioning session\'s client id is the hardware id (letters, digits, . _ : @ -, up to 128)'), false);
+        return done(authError(2, "a provisioning session's client id is the hardware id (letters, digits, . _ : @ -, up to 128)"), false);
       }
       client[IDENTITY] = { name, provisioning: true };
       client.id = `provision:${name}`;
@@ -528,10 +582,13 @@ export class MqttGateway {
     if (!identity || !this.broker) return;
     const wait = at === undefined ? 0 : Math.max(0, at - Date.now());
     if (wait > 0) {
-      const t = setTimeout(() => {
-        this.rechecks.delete(t);
-        this.recheckSessions(deviceIds, undefined, only);
-      }, Math.min(wait, 2 ** 31 - 1) + 5);
+      const t = setTimeout(
+        () => {
+          this.rechecks.delete(t);
+          this.recheckSessions(deviceIds, undefined, only);
+        },
+        Math.min(wait, 2 ** 31 - 1) + 5,
+      );
       t.unref();
       this.rechecks.add(t);
       return;
@@ -541,12 +598,15 @@ export class MqttGateway {
     for (const client of clients) {
       const credential = client[IDENTITY]?.credential;
       if (!credential || (only === 'certificate' && !credential.certificate) || (only === 'secret' && !credential.secretDigest)) continue;
-      identity.stillValid(client.id, credential).then((ok) => {
-        if (ok || client.closed) return;
-        if (client[CONN]) client[CONN].reason = 'credentials-revoked';
-        this.deps.log.info({ deviceId: client.id }, 'session closed: its credential was revoked or rotated out');
-        client.close();
-      }, (err) => this.deps.log.warn({ err, deviceId: client.id }, 'session credential check failed'));
+      identity.stillValid(client.id, credential).then(
+        (ok) => {
+          if (ok || client.closed) return;
+          if (client[CONN]) client[CONN].reason = 'credentials-revoked';
+          this.deps.log.info({ deviceId: client.id }, 'session closed: its credential was revoked or rotated out');
+          client.close();
+        },
+        (err) => this.deps.log.warn({ err, deviceId: client.id }, 'session credential check failed'),
+      );
     }
   }
 
@@ -562,7 +622,11 @@ export class MqttGateway {
     // A payload over the limit was skipped by the packet guard as it arrived (`truncated`); the check on `raw` covers wills.
     const size = truncated?.payloadBytes ?? raw.length;
     if (size > this.deps.config.maxPayloadBytes) {
-      this.error(deviceId, { code: 'E_PAYLOAD_TOO_LARGE', message: `payload of ${size} bytes exceeds the limit of ${this.deps.config.maxPayloadBytes}`, topic: packet.topic });
+      this.error(deviceId, {
+        code: 'E_PAYLOAD_TOO_LARGE',
+        message: `payload of ${size} bytes exceeds the limit of ${this.deps.config.maxPayloadBytes}`,
+        topic: packet.topic,
+      });
       return undefined;
     }
     let payload: unknown;
@@ -585,7 +649,12 @@ export class MqttGateway {
     }
     const msg: UplinkMessage = { id: this.ids.next(), deviceId, via: client.id, kind, topic: packet.topic, payload, receivedAt: Date.now() };
     if (!tracingEnabled()) return this.publishUp(msg);
-    const span = startSpan(`mqtt receive ${kind}`, { 'hearth.device.id': deviceId, 'messaging.system': 'mqtt', 'messaging.destination.name': packet.topic }, carrier, SpanKind.PRODUCER);
+    const span = startSpan(
+      `mqtt receive ${kind}`,
+      { 'hearth.device.id': deviceId, 'messaging.system': 'mqtt', 'messaging.destination.name': packet.topic },
+      carrier,
+      SpanKind.PRODUCER,
+    );
     msg.trace = injectTrace({}, span);
     return runWithSpan(span, () => this.publishUp(msg)).then(
       () => span.end(),

@@ -36,18 +36,20 @@ function run(bytes: Buffer, cuts: number[], admitted: boolean, limits = LIMITS) 
 }
 
 /** A packet of any type but CONNECT with a body within `max` bytes (PUBLISH bodies within the payload limit). */
-const anyPacket = (max: number) => fc.record({
-  type: fc.integer({ min: 2, max: 14 }),
-  flags: fc.integer({ min: 0, max: 15 }),
-  body: fc.uint8Array({ maxLength: max }),
-}).map(({ type, flags, body }) => packet((type << 4) | flags, body));
+const anyPacket = (max: number) =>
+  fc
+    .record({
+      type: fc.integer({ min: 2, max: 14 }),
+      flags: fc.integer({ min: 0, max: 15 }),
+      body: fc.uint8Array({ maxLength: max }),
+    })
+    .map(({ type, flags, body }) => packet((type << 4) | flags, body));
 
 const cuts = fc.array(fc.nat(), { maxLength: 12 });
 
 test('good traffic passes through byte-identical, whatever the chunk boundaries', () => {
-  fc.assert(fc.property(
-    fc.uint8Array({ maxLength: LIMITS.beforeConnack }), fc.array(anyPacket(LIMITS.packet), { maxLength: 12 }), cuts,
-    (connectBody, rest, cutAt) => {
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: LIMITS.beforeConnack }), fc.array(anyPacket(LIMITS.packet), { maxLength: 12 }), cuts, (connectBody, rest, cutAt) => {
       const bytes = Buffer.concat([packet(0x10, connectBody), ...rest]);
       // before CONNACK: the CONNECT passes; once admitted: everything.
       const pre = run(packet(0x10, connectBody), cutAt, false);
@@ -57,8 +59,9 @@ test('good traffic passes through byte-identical, whatever the chunk boundaries'
       assert.deepEqual(r.refused, []);
       assert.deepEqual(r.truncated, []);
       assert.ok(r.out.equals(bytes), 'byte-identical');
-    },
-  ), { seed: SEED, numRuns: 400 });
+    }),
+    { seed: SEED, numRuns: 400 },
+  );
 });
 
 test('good traffic is passed as slices of the chunks it came in (no copies), headers split over chunks aside', () => {
@@ -69,33 +72,39 @@ test('good traffic is passed as slices of the chunks it came in (no copies), hea
 });
 
 test('a header claiming more than the limit is refused before any of its body is passed on', () => {
-  fc.assert(fc.property(
-    fc.array(anyPacket(LIMITS.packet), { maxLength: 6 }),
-    fc.constantFrom(1, 2, 8, 10, 12),
-    fc.integer({ min: LIMITS.packet + 1, max: 268_435_455 }),
-    fc.uint8Array({ maxLength: 40 }),
-    cuts,
-    (before, type, claimed, tail, cutAt) => {
-      const good = Buffer.concat(before);
-      const bad = Buffer.concat([Buffer.from([(type << 4) | (type === 8 || type === 10 ? 2 : 0), ...encodeLength(claimed)]), Buffer.from(tail)]);
-      const r = run(Buffer.concat([good, bad]), cutAt, true);
-      assert.equal(r.refused.length, 1);
-      assert.equal(r.refused[0].reason, 'too-large');
-      assert.equal(r.refused[0].remaining, claimed);
-      assert.ok(r.out.equals(good), 'nothing of the oversized packet was passed on');
-    },
-  ), { seed: SEED, numRuns: 300 });
+  fc.assert(
+    fc.property(
+      fc.array(anyPacket(LIMITS.packet), { maxLength: 6 }),
+      fc.constantFrom(1, 2, 8, 10, 12),
+      fc.integer({ min: LIMITS.packet + 1, max: 268_435_455 }),
+      fc.uint8Array({ maxLength: 40 }),
+      cuts,
+      (before, type, claimed, tail, cutAt) => {
+        const good = Buffer.concat(before);
+        const bad = Buffer.concat([Buffer.from([(type << 4) | (type === 8 || type === 10 ? 2 : 0), ...encodeLength(claimed)]), Buffer.from(tail)]);
+        const r = run(Buffer.concat([good, bad]), cutAt, true);
+        assert.equal(r.refused.length, 1);
+        assert.equal(r.refused[0].reason, 'too-large');
+        assert.equal(r.refused[0].remaining, claimed);
+        assert.ok(r.out.equals(good), 'nothing of the oversized packet was passed on');
+      },
+    ),
+    { seed: SEED, numRuns: 300 },
+  );
 });
 
 test('before CONNACK: the first packet must be a CONNECT within the small limit, and so must anything pipelined after it', () => {
-  fc.assert(fc.property(fc.integer({ min: LIMITS.beforeConnack + 1, max: 268_435_455 }), cuts, (claimed, cutAt) => {
-    const r = run(Buffer.from([0x10, ...encodeLength(claimed), 0, 4]), cutAt, false);
-    assert.equal(r.refused[0]?.reason, 'too-large');
-    assert.equal(r.out.length, 0);
-    const pipelined = run(Buffer.concat([packet(0x10, Buffer.alloc(20)), Buffer.from([0x32, ...encodeLength(claimed)])]), cutAt, false);
-    assert.equal(pipelined.refused[0]?.reason, 'too-large');
-    assert.equal(pipelined.out.length, 22);
-  }), { seed: SEED, numRuns: 200 });
+  fc.assert(
+    fc.property(fc.integer({ min: LIMITS.beforeConnack + 1, max: 268_435_455 }), cuts, (claimed, cutAt) => {
+      const r = run(Buffer.from([0x10, ...encodeLength(claimed), 0, 4]), cutAt, false);
+      assert.equal(r.refused[0]?.reason, 'too-large');
+      assert.equal(r.out.length, 0);
+      const pipelined = run(Buffer.concat([packet(0x10, Buffer.alloc(20)), Buffer.from([0x32, ...encodeLength(claimed)])]), cutAt, false);
+      assert.equal(pipelined.refused[0]?.reason, 'too-large');
+      assert.equal(pipelined.out.length, 22);
+    }),
+    { seed: SEED, numRuns: 200 },
+  );
   assert.equal(run(packet(0x30, Buffer.alloc(3)), [], false).refused[0].reason, 'not-connect');
 });
 
@@ -106,25 +115,28 @@ test('a remaining length of more than four bytes is refused', () => {
 });
 
 test('an admitted PUBLISH over the payload limit is skipped as it arrives: the parser gets it with an empty payload', () => {
-  fc.assert(fc.property(
-    fc.array(anyPacket(LIMITS.packet), { maxLength: 4 }),
-    fc.stringMatching(/^[a-z0-9/_-]{1,80}$/),
-    fc.constantFrom(0, 1, 2),
-    fc.integer({ min: 1, max: 65535 }),
-    fc.integer({ min: LIMITS.payload + 1, max: 2000 }),
-    fc.boolean(),
-    fc.array(anyPacket(LIMITS.packet), { maxLength: 4 }),
-    cuts,
-    (before, topic, qos, messageId, size, retain, after, cutAt) => {
-      const big = publish(topic, qos, messageId, Buffer.alloc(size, 0x7b), retain);
-      const r = run(Buffer.concat([...before, big, ...after]), cutAt, true);
-      assert.deepEqual(r.refused, []);
-      assert.deepEqual(r.truncated, [{ topic, qos, messageId: qos > 0 ? messageId : undefined, payloadBytes: size }]);
-      const empty = publish(topic, qos, messageId, Buffer.alloc(0), retain);
-      assert.ok(r.out.equals(Buffer.concat([...before, empty, ...after])), 'the others pass unchanged, the big one arrives empty');
-      assert.ok(!r.out.includes(Buffer.alloc(8, 0x7b)), 'no payload byte of it was passed on');
-    },
-  ), { seed: SEED, numRuns: 300 });
+  fc.assert(
+    fc.property(
+      fc.array(anyPacket(LIMITS.packet), { maxLength: 4 }),
+      fc.stringMatching(/^[a-z0-9/_-]{1,80}$/),
+      fc.constantFrom(0, 1, 2),
+      fc.integer({ min: 1, max: 65535 }),
+      fc.integer({ min: LIMITS.payload + 1, max: 2000 }),
+      fc.boolean(),
+      fc.array(anyPacket(LIMITS.packet), { maxLength: 4 }),
+      cuts,
+      (before, topic, qos, messageId, size, retain, after, cutAt) => {
+        const big = publish(topic, qos, messageId, Buffer.alloc(size, 0x7b), retain);
+        const r = run(Buffer.concat([...before, big, ...after]), cutAt, true);
+        assert.deepEqual(r.refused, []);
+        assert.deepEqual(r.truncated, [{ topic, qos, messageId: qos > 0 ? messageId : undefined, payloadBytes: size }]);
+        const empty = publish(topic, qos, messageId, Buffer.alloc(0), retain);
+        assert.ok(r.out.equals(Buffer.concat([...before, empty, ...after])), 'the others pass unchanged, the big one arrives empty');
+        assert.ok(!r.out.includes(Buffer.alloc(8, 0x7b)), 'no payload byte of it was passed on');
+      },
+    ),
+    { seed: SEED, numRuns: 300 },
+  );
 });
 
 test('a PUBLISH that only looks long because of its topic passes whole', () => {
@@ -146,7 +158,13 @@ test('an oversized PUBLISH with a topic no device has, or a QoS of 3, is refused
 test('the guard stream: passes bytes both ways, destroys the connection on a refusal, reports it', async () => {
   const written: Buffer[] = [];
   // The connection: what it pushes is what the guard reads; what is written to it is collected.
-  const inner = new Duplex({ read() {}, write(chunk, _enc, cb) { written.push(chunk); cb(); } });
+  const inner = new Duplex({
+    read() {},
+    write(chunk, _enc, cb) {
+      written.push(chunk);
+      cb();
+    },
+  });
   const refusals: Refusal[] = [];
   const guard = new PacketGuard(inner, LIMITS, { refused: (r) => refusals.push(r) });
   const got: Buffer[] = [];

@@ -53,7 +53,13 @@ const PUBLISH = 3;
 /** Longest topic kept from an oversized PUBLISH; device topics are under 100 bytes, and a longer one is closed by the ACL anyway. */
 const MAX_TOPIC_BYTES = 1024;
 
-const enum State { Header, Body, Prefix, Discard, Dead }
+const enum State {
+  Header,
+  Body,
+  Prefix,
+  Discard,
+  Dead,
+}
 
 /**
  * The pure framing logic of the packet guard: follows MQTT packet boundaries across chunks
@@ -77,7 +83,10 @@ export class MqttFramer {
   private prefix: number[] = [];
   private prefixNeed = 0;
 
-  constructor(private readonly limits: PacketLimits, private readonly sink: FramerSink) {}
+  constructor(
+    private readonly limits: PacketLimits,
+    private readonly sink: FramerSink,
+  ) {}
 
   /** After CONNACK: the admitted limits apply from the next packet header on. */
   admit(): void {
@@ -266,9 +275,13 @@ export function encodeLength(n: number): number[] {
 /** The stream was cut off by the guard. */
 export class PacketRefusedError extends Error {
   constructor(readonly refusal: Refusal) {
-    super(refusal.reason === 'too-large'
-      ? `packet of ${refusal.remaining < 0 ? 'unknown' : refusal.remaining} bytes (type ${refusal.type}) is over the limit`
-      : refusal.reason === 'not-connect' ? 'the first packet must be CONNECT' : 'malformed packet header');
+    super(
+      refusal.reason === 'too-large'
+        ? `packet of ${refusal.remaining < 0 ? 'unknown' : refusal.remaining} bytes (type ${refusal.type}) is over the limit`
+        : refusal.reason === 'not-connect'
+          ? 'the first packet must be CONNECT'
+          : 'malformed packet header',
+    );
     this.name = 'PacketRefusedError';
   }
 }
@@ -286,7 +299,11 @@ export class PacketGuard extends Duplex {
   private readonly framer: MqttFramer;
   private readonly pending: TruncatedPublish[] = [];
 
-  constructor(private readonly inner: Duplex, limits: PacketLimits, private readonly hooks: { refused?: (r: Refusal) => void } = {}) {
+  constructor(
+    private readonly inner: Duplex,
+    limits: PacketLimits,
+    private readonly hooks: { refused?: (r: Refusal) => void } = {},
+  ) {
     super({ allowHalfOpen: false });
     this.framer = new MqttFramer(limits, {
       data: (buf) => {

@@ -70,15 +70,18 @@ export class StorePersistence {
   private readonly prefix = randomBytes(6).toString('hex');
   private counter = 0;
 
-  constructor(private readonly deps: {
-    store: SessionStore; log: Logger;
-    /** Most unacknowledged messages kept per client. */
-    maxMessages: number;
-    /** Load every stored session at start (one node serves every device: embedded mode). */
-    loadAll: boolean;
-    /** The oldest message of a full session was dropped. */
-    onDropped?: (clientId: string, count: number) => void;
-  }) {}
+  constructor(
+    private readonly deps: {
+      store: SessionStore;
+      log: Logger;
+      /** Most unacknowledged messages kept per client. */
+      maxMessages: number;
+      /** Load every stored session at start (one node serves every device: embedded mode). */
+      loadAll: boolean;
+      /** The oldest message of a full session was dropped. */
+      onDropped?: (clientId: string, count: number) => void;
+    },
+  ) {}
 
   async setup(broker: unknown): Promise<void> {
     await this.inner.setup(broker);
@@ -97,7 +100,16 @@ export class StorePersistence {
   private restore(clientId: string, m: { key: string; topic: string; payload: Buffer; qos: number }): void {
     const queue = this.queues.get(clientId) ?? [];
     if (queue.some((e) => e.key === m.key)) return;
-    const packet = new Packet({ cmd: 'publish', topic: m.topic, payload: m.payload, qos: m.qos, retain: false, dup: false, brokerId: `restored-${this.prefix}`, brokerCounter: ++this.counter });
+    const packet = new Packet({
+      cmd: 'publish',
+      topic: m.topic,
+      payload: m.payload,
+      qos: m.qos,
+      retain: false,
+      dup: false,
+      brokerId: `restored-${this.prefix}`,
+      brokerCounter: ++this.counter,
+    });
     queue.push({ key: m.key, packet });
     this.queues.set(clientId, queue);
     this.stored.add(clientId);
@@ -120,7 +132,10 @@ export class StorePersistence {
   async addSubscriptions(client: { id: string }, subs: Array<{ topic: string; qos: number }>): Promise<void> {
     await this.inner.addSubscriptions(client, subs);
     this.stored.add(client.id);
-    await this.deps.store.addSubscriptions(client.id, subs.map((s) => ({ topic: s.topic, qos: s.qos })));
+    await this.deps.store.addSubscriptions(
+      client.id,
+      subs.map((s) => ({ topic: s.topic, qos: s.qos })),
+    );
   }
 
   async removeSubscriptions(client: { id: string }, topics: string[]): Promise<void> {
@@ -176,7 +191,15 @@ export class StorePersistence {
     queue.push({ key, packet });
     this.queues.set(clientId, queue);
     this.stored.add(clientId);
-    await this.deps.store.enqueue({ key, clientId, seq: Date.now() * 1000 + (this.counter % 1000), topic: packet.topic, payload: packet.payload, qos: packet.qos, messageId: null });
+    await this.deps.store.enqueue({
+      key,
+      clientId,
+      seq: Date.now() * 1000 + (this.counter % 1000),
+      topic: packet.topic,
+      payload: packet.payload,
+      qos: packet.qos,
+      messageId: null,
+    });
     if (queue.length > this.deps.maxMessages) {
       const dropped = queue.splice(0, queue.length - this.deps.maxMessages);
       await this.deps.store.remove(dropped.map((e) => e.key));

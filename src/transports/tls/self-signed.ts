@@ -57,7 +57,13 @@ function ipBytes(ip: string): Buffer {
   const h = head ? head.split(':') : [];
   const t = tail ? tail.split(':') : [];
   const groups = ip.includes('::') ? [...h, ...Array(8 - h.length - t.length).fill('0'), ...t] : h;
-  return Buffer.concat(groups.map((g) => { const b = Buffer.alloc(2); b.writeUInt16BE(parseInt(g, 16)); return b; }));
+  return Buffer.concat(
+    groups.map((g) => {
+      const b = Buffer.alloc(2);
+      b.writeUInt16BE(parseInt(g, 16));
+      return b;
+    }),
+  );
 }
 
 export interface SelfSigned {
@@ -77,13 +83,16 @@ export function makeSelfSigned(names: string[] = ['localhost', '127.0.0.1', '::1
   const ecdsaSha256 = seq(oid('1.2.840.10045.4.3.2'));
   const now = Date.now();
   const san = seq(...names.map((n) => (isIP(n) ? tlv(0x87, ipBytes(n)) : tlv(0x82, Buffer.from(n, 'ascii')))));
-  const extensions = explicit(3, seq(
-    seq(oid('2.5.29.19'), bool(true), octets(seq())), // basicConstraints: not a CA
-    seq(oid('2.5.29.15'), bool(true), octets(bits(Buffer.from([0x80])))), // keyUsage: digitalSignature
-    seq(oid('2.5.29.37'), octets(seq(oid('1.3.6.1.5.5.7.3.1')))), // extKeyUsage: serverAuth
-    seq(oid('2.5.29.17'), octets(san)), // subjectAltName
-    seq(oid('2.5.29.14'), octets(octets(createHash('sha1').update(spki).digest()))), // subjectKeyIdentifier
-  ));
+  const extensions = explicit(
+    3,
+    seq(
+      seq(oid('2.5.29.19'), bool(true), octets(seq())), // basicConstraints: not a CA
+      seq(oid('2.5.29.15'), bool(true), octets(bits(Buffer.from([0x80])))), // keyUsage: digitalSignature
+      seq(oid('2.5.29.37'), octets(seq(oid('1.3.6.1.5.5.7.3.1')))), // extKeyUsage: serverAuth
+      seq(oid('2.5.29.17'), octets(san)), // subjectAltName
+      seq(oid('2.5.29.14'), octets(octets(createHash('sha1').update(spki).digest()))), // subjectKeyIdentifier
+    ),
+  );
   const serial = randomBytes(16);
   serial[0] &= 0x7f;
   const tbs = seq(
@@ -98,7 +107,10 @@ export function makeSelfSigned(names: string[] = ['localhost', '127.0.0.1', '::1
   );
   const signature = sign('sha256', tbs, privateKey);
   const der = seq(tbs, ecdsaSha256, bits(signature));
-  const certPem = `-----BEGIN CERTIFICATE-----\n${der.toString('base64').match(/.{1,64}/g)!.join('\n')}\n-----END CERTIFICATE-----\n`;
+  const certPem = `-----BEGIN CERTIFICATE-----\n${der
+    .toString('base64')
+    .match(/.{1,64}/g)!
+    .join('\n')}\n-----END CERTIFICATE-----\n`;
   const keyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
   return { certPem, keyPem, fingerprint: new X509Certificate(certPem).fingerprint256 };
 }

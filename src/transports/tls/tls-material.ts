@@ -42,7 +42,10 @@ export class TlsMaterial {
   private readonly listeners = new Set<(c: ServedCertificate) => void>();
   private watching: string[] = [];
 
-  constructor(private readonly config: TlsMaterialConfig, private readonly log: Logger) {}
+  constructor(
+    private readonly config: TlsMaterialConfig,
+    private readonly log: Logger,
+  ) {}
 
   /** True when TLS is configured at all (files or the self-signed certificate). */
   static configured(c: { certFile?: string; keyFile?: string; selfSigned: boolean }): boolean {
@@ -53,12 +56,16 @@ export class TlsMaterial {
   start(): ServedCertificate {
     const { certFile, keyFile } = this.config;
     if (certFile !== undefined || keyFile !== undefined) {
-      if (certFile === undefined) throw new StartupError('HEARTH_TLS_KEY_FILE is set without HEARTH_TLS_CERT_FILE; set both (PEM files)', 'HEARTH_TLS_CERT_FILE');
+      if (certFile === undefined)
+        throw new StartupError('HEARTH_TLS_KEY_FILE is set without HEARTH_TLS_CERT_FILE; set both (PEM files)', 'HEARTH_TLS_CERT_FILE');
       if (keyFile === undefined) throw new StartupError('HEARTH_TLS_CERT_FILE is set without HEARTH_TLS_KEY_FILE; set both (PEM files)', 'HEARTH_TLS_KEY_FILE');
       try {
         this.current = load(certFile, keyFile, false);
       } catch (err) {
-        throw new StartupError(`the TLS certificate cannot be used (HEARTH_TLS_CERT_FILE ${certFile}, HEARTH_TLS_KEY_FILE ${keyFile}): ${(err as Error).message}`, 'HEARTH_TLS_CERT_FILE');
+        throw new StartupError(
+          `the TLS certificate cannot be used (HEARTH_TLS_CERT_FILE ${certFile}, HEARTH_TLS_KEY_FILE ${keyFile}): ${(err as Error).message}`,
+          'HEARTH_TLS_CERT_FILE',
+        );
       }
       this.watch(certFile, keyFile);
     } else {
@@ -105,7 +112,10 @@ export class TlsMaterial {
     try {
       next = load(certFile, keyFile, false);
     } catch (err) {
-      this.log.warn({ err: (err as Error).message, certFile, keyFile }, 'TLS certificate files changed but do not load (yet); still serving the previous certificate');
+      this.log.warn(
+        { err: (err as Error).message, certFile, keyFile },
+        'TLS certificate files changed but do not load (yet); still serving the previous certificate',
+      );
       return;
     }
     if (next.fingerprint === this.current?.fingerprint) return;

@@ -21,7 +21,14 @@ export function ModelFields({ fields, prefix }: { fields: ModelField[]; prefix?:
         if (kind === 'number')
           return (
             <Form.Item key={f.id} {...common} rules={rules}>
-              <InputNumber aria-label={f.id} min={f.min} max={f.max} step={f.step ?? (f.type === 'integer' ? 1 : undefined)} precision={f.type === 'integer' ? 0 : undefined} style={{ width: 200 }} />
+              <InputNumber
+                aria-label={f.id}
+                min={f.min}
+                max={f.max}
+                step={f.step ?? (f.type === 'integer' ? 1 : undefined)}
+                precision={f.type === 'integer' ? 0 : undefined}
+                style={{ width: 200 }}
+              />
             </Form.Item>
           );
         if (kind === 'select')

@@ -5,7 +5,14 @@ import { Link } from 'react-router';
 import { ApiError } from '../api/client';
 
 /** The loading, error and empty states every page shows the same way. */
-export function PageState({ loading, error, empty, emptyText, onRetry, children }: {
+export function PageState({
+  loading,
+  error,
+  empty,
+  emptyText,
+  onRetry,
+  children,
+}: {
   loading?: boolean;
   error?: unknown;
   empty?: boolean;

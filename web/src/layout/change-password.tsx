@@ -26,7 +26,15 @@ export function ChangePasswordModal({ open, onClose }: { open: boolean; onClose:
     }
   };
   return (
-    <Modal open={open} title={t('password.title')} onOk={() => void submit()} onCancel={onClose} confirmLoading={busy} okText={t('common.save')} cancelText={t('common.cancel')}>
+    <Modal
+      open={open}
+      title={t('password.title')}
+      onOk={() => void submit()}
+      onCancel={onClose}
+      confirmLoading={busy}
+      okText={t('common.save')}
+      cancelText={t('common.cancel')}
+    >
       <Form form={form} layout="vertical">
         <Form.Item name="currentPassword" label={t('password.current')} rules={[{ required: true }]}>
           <Input.Password autoComplete="current-password" />

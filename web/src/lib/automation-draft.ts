@@ -39,8 +39,14 @@ export function typedValue(raw: string): unknown {
   }
 }
 
-export type TriggerInput = { type: 'property'; device: string; property: string; to?: string } | { type: 'online' | 'offline'; device: string } | { type: 'schedule'; cron: string };
-export type ActionInput = { type: 'set'; device: string; property: string; value: string } | { type: 'command'; device: string; action: string } | { type: 'notify'; title: string; message: string };
+export type TriggerInput =
+  | { type: 'property'; device: string; property: string; to?: string }
+  | { type: 'online' | 'offline'; device: string }
+  | { type: 'schedule'; cron: string };
+export type ActionInput =
+  | { type: 'set'; device: string; property: string; value: string }
+  | { type: 'command'; device: string; action: string }
+  | { type: 'notify'; title: string; message: string };
 
 export function triggerOf(t: TriggerInput): Record<string, unknown> {
   if (t.type === 'property') {

@@ -1,4 +1,14 @@
-import { ApiOutlined, AppstoreOutlined, HomeOutlined, AuditOutlined, DashboardOutlined, KeyOutlined, PlusCircleOutlined, ShareAltOutlined, ThunderboltOutlined } from '@ant-design/icons';
+import {
+  ApiOutlined,
+  AppstoreOutlined,
+  HomeOutlined,
+  AuditOutlined,
+  DashboardOutlined,
+  KeyOutlined,
+  PlusCircleOutlined,
+  ShareAltOutlined,
+  ThunderboltOutlined,
+} from '@ant-design/icons';
 import { lazy, type ComponentType, type ReactNode } from 'react';
 
 /**
@@ -19,7 +29,12 @@ export const PAGES: PageEntry[] = [
   { path: '/', component: lazy(() => import('./overview/overview-page')), menu: { label: 'nav.overview', icon: <DashboardOutlined /> } },
   { path: '/devices', component: lazy(() => import('./devices/devices-page')), menu: { label: 'nav.devices', icon: <ApiOutlined /> } },
   { path: '/devices/:id', component: lazy(() => import('./devices/device-page')) },
-  { path: '/onboarding', component: lazy(() => import('./onboarding/onboarding-page')), menu: { label: 'nav.onboarding', icon: <PlusCircleOutlined /> }, operator: true },
+  {
+    path: '/onboarding',
+    component: lazy(() => import('./onboarding/onboarding-page')),
+    menu: { label: 'nav.onboarding', icon: <PlusCircleOutlined /> },
+    operator: true,
+  },
   { path: '/products', component: lazy(() => import('./products/products-page')), menu: { label: 'nav.products', icon: <AppstoreOutlined /> } },
   { path: '/homes', component: lazy(() => import('./homes/homes-page')), menu: { label: 'nav.homes', icon: <HomeOutlined /> } },
   { path: '/automations', component: lazy(() => import('./automations/automations-page')), menu: { label: 'nav.automations', icon: <ThunderboltOutlined /> } },

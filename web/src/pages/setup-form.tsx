@@ -32,7 +32,14 @@ export function SetupForm({ codeRequired }: { codeRequired: boolean }) {
       <Typography.Paragraph>{t('setup.intro')}</Typography.Paragraph>
       {error && <Alert type="error" showIcon message={error} style={{ marginBottom: 16 }} />}
       <Form layout="vertical" onFinish={(v) => void submit(v)} requiredMark={false}>
-        <Form.Item name="email" label={t('setup.email')} rules={[{ required: true, message: t('signIn.emailRequired') }, { type: 'email', message: t('setup.badEmail') }]}>
+        <Form.Item
+          name="email"
+          label={t('setup.email')}
+          rules={[
+            { required: true, message: t('signIn.emailRequired') },
+            { type: 'email', message: t('setup.badEmail') },
+          ]}
+        >
           <Input type="email" autoComplete="username" autoFocus />
         </Form.Item>
         <Form.Item name="password" label={t('password.next')} rules={[{ required: true, min: 8, message: t('password.tooShort') }]}>

@@ -19,7 +19,11 @@ export function SignInPage() {
   const [info, setInfo] = useState<string>();
   const next = params.get('next');
   // A fresh server: the operator chooses its credentials first (GET /api/v1/setup).
-  const setup = useQuery({ queryKey: ['setup'], enabled: !s, queryFn: async () => (await fetch('/api/v1/setup')).json() as Promise<{ needed: boolean; codeRequired: boolean }> });
+  const setup = useQuery({
+    queryKey: ['setup'],
+    enabled: !s,
+    queryFn: async () => (await fetch('/api/v1/setup')).json() as Promise<{ needed: boolean; codeRequired: boolean }>,
+  });
   if (s) return <Navigate to={next?.startsWith('/') && !next.startsWith('//') ? next : '/'} replace />;
 
   const submit = async (v: { email: string; password: string }) => {

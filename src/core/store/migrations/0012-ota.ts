@@ -7,7 +7,8 @@ import type { Kysely, Migration } from 'kysely';
  */
 export const otaMigration: Migration = {
   async up(db: Kysely<any>) {
-    await db.schema.createTable('firmware')
+    await db.schema
+      .createTable('firmware')
       .addColumn('id', 'text', (c) => c.primaryKey())
       .addColumn('product_key', 'text', (c) => c.notNull())
       .addColumn('version', 'text', (c) => c.notNull())
@@ -21,20 +22,23 @@ export const otaMigration: Migration = {
       .addColumn('created_at', 'bigint', (c) => c.notNull())
       .addUniqueConstraint('firmware_product_version', ['product_key', 'version'])
       .execute();
-    await db.schema.createTable('firmware_chunks')
+    await db.schema
+      .createTable('firmware_chunks')
       .addColumn('firmware_id', 'text', (c) => c.notNull())
       .addColumn('seq', 'integer', (c) => c.notNull())
       .addColumn('byte_offset', 'bigint', (c) => c.notNull())
       .addColumn('data', 'text', (c) => c.notNull())
       .addPrimaryKeyConstraint('firmware_chunks_pk', ['firmware_id', 'seq'])
       .execute();
-    await db.schema.createTable('ota_keys')
+    await db.schema
+      .createTable('ota_keys')
       .addColumn('product_key', 'text', (c) => c.primaryKey())
       .addColumn('public_key', 'text', (c) => c.notNull())
       .addColumn('private_key', 'text', (c) => c.notNull())
       .addColumn('created_at', 'bigint', (c) => c.notNull())
       .execute();
-    await db.schema.createTable('ota_campaigns')
+    await db.schema
+      .createTable('ota_campaigns')
       .addColumn('id', 'text', (c) => c.primaryKey())
       .addColumn('name', 'text', (c) => c.notNull())
       .addColumn('product_key', 'text', (c) => c.notNull())
@@ -55,7 +59,8 @@ export const otaMigration: Migration = {
       .addColumn('finished_at', 'bigint')
       .execute();
     await db.schema.createIndex('ota_campaigns_firmware').on('ota_campaigns').column('firmware_id').execute();
-    await db.schema.createTable('ota_jobs')
+    await db.schema
+      .createTable('ota_jobs')
       .addColumn('id', 'text', (c) => c.primaryKey())
       .addColumn('campaign_id', 'text', (c) => c.notNull())
       .addColumn('device_id', 'text', (c) => c.notNull())
@@ -74,7 +79,8 @@ export const otaMigration: Migration = {
     await db.schema.createIndex('ota_jobs_device').on('ota_jobs').columns(['device_id', 'state']).execute();
     await db.schema.createIndex('ota_jobs_hub').on('ota_jobs').columns(['hub_id', 'state']).execute();
     await db.schema.createIndex('ota_jobs_campaign_wave').on('ota_jobs').columns(['campaign_id', 'wave', 'state']).execute();
-    await db.schema.createTable('ota_device_versions')
+    await db.schema
+      .createTable('ota_device_versions')
       .addColumn('device_id', 'text', (c) => c.primaryKey())
       .addColumn('product_key', 'text', (c) => c.notNull())
       .addColumn('version', 'text', (c) => c.notNull())

@@ -20,14 +20,16 @@ export const offline: Migration = {
     // A retried POST with the same Idempotency-Key finds its command (NULLs never collide).
     await db.schema.createIndex('commands_idempotency').on('commands').columns(['device_id', 'idempotency_key']).unique().execute();
 
-    await db.schema.createTable('mqtt_subscriptions')
+    await db.schema
+      .createTable('mqtt_subscriptions')
       .addColumn('client_id', 'text', (c) => c.notNull())
       .addColumn('topic', 'text', (c) => c.notNull())
       .addColumn('qos', 'integer', (c) => c.notNull())
       .addColumn('updated_at', 'bigint', (c) => c.notNull())
       .addPrimaryKeyConstraint('mqtt_subscriptions_pk', ['client_id', 'topic'])
       .execute();
-    await db.schema.createTable('mqtt_outgoing')
+    await db.schema
+      .createTable('mqtt_outgoing')
       .addColumn('key', 'text', (c) => c.primaryKey())
       .addColumn('client_id', 'text', (c) => c.notNull())
       .addColumn('seq', 'bigint', (c) => c.notNull())

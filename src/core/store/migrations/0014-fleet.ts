@@ -23,14 +23,16 @@ export const fleetMigration: Migration = {
     await db.schema.createIndex('devices_parent').on('devices').column('parent_id').execute();
     await db.schema.createIndex('presence_last_seen').on('presence').columns(['last_seen', 'device_id']).execute();
     await db.schema.createIndex('presence_online').on('presence').columns(['online', 'device_id']).execute();
-    await db.schema.createTable('device_tags')
+    await db.schema
+      .createTable('device_tags')
       .addColumn('device_id', 'text', (c) => c.notNull())
       .addColumn('key', 'text', (c) => c.notNull())
       .addColumn('value', 'text', (c) => c.notNull())
       .addPrimaryKeyConstraint('device_tags_pk', ['device_id', 'key'])
       .execute();
     await db.schema.createIndex('device_tags_key_value').on('device_tags').columns(['key', 'value', 'device_id']).execute();
-    await db.schema.createTable('fleet_groups')
+    await db.schema
+      .createTable('fleet_groups')
       .addColumn('id', 'text', (c) => c.primaryKey())
       .addColumn('name', 'text', (c) => c.notNull().unique())
       .addColumn('description', 'text')
@@ -39,14 +41,16 @@ export const fleetMigration: Migration = {
       .addColumn('created_at', 'bigint', (c) => c.notNull())
       .addColumn('updated_at', 'bigint', (c) => c.notNull())
       .execute();
-    await db.schema.createTable('fleet_group_members')
+    await db.schema
+      .createTable('fleet_group_members')
       .addColumn('group_id', 'text', (c) => c.notNull())
       .addColumn('device_id', 'text', (c) => c.notNull())
       .addColumn('added_at', 'bigint', (c) => c.notNull())
       .addPrimaryKeyConstraint('fleet_group_members_pk', ['group_id', 'device_id'])
       .execute();
     await db.schema.createIndex('fleet_group_members_device').on('fleet_group_members').column('device_id').execute();
-    await db.schema.createTable('fleet_jobs')
+    await db.schema
+      .createTable('fleet_jobs')
       .addColumn('id', 'text', (c) => c.primaryKey())
       .addColumn('shard', 'integer', (c) => c.notNull())
       .addColumn('kind', 'text', (c) => c.notNull())
@@ -61,7 +65,8 @@ export const fleetMigration: Migration = {
       .addColumn('finished_at', 'bigint')
       .execute();
     await db.schema.createIndex('fleet_jobs_status').on('fleet_jobs').columns(['status', 'shard']).execute();
-    await db.schema.createTable('fleet_job_targets')
+    await db.schema
+      .createTable('fleet_job_targets')
       .addColumn('job_id', 'text', (c) => c.notNull())
       .addColumn('seq', 'integer', (c) => c.notNull())
       .addColumn('device_id', 'text', (c) => c.notNull())

@@ -8,7 +8,8 @@ export const telemetry: Migration = {
   async up(db: Kysely<any>) {
     const pg = db.getExecutor().adapter instanceof PostgresAdapter;
     // A small integer per device and property, so that rollup rows repeat no text ids.
-    await db.schema.createTable('history_series')
+    await db.schema
+      .createTable('history_series')
       .addColumn('id', 'integer', (c) => (pg ? c.primaryKey().generatedByDefaultAsIdentity() : c.primaryKey()))
       .addColumn('device_id', 'text', (c) => c.notNull())
       .addColumn('property', 'text', (c) => c.notNull())
@@ -20,7 +21,8 @@ export const telemetry: Migration = {
     // One row per series, tier (0: 1 minute, 1: 1 hour, 2: 1 day) and bucket start; state is ''
     // for the numeric aggregate and the value itself for booleans and enums (count per value).
     // The key is the table (SQLite: WITHOUT ROWID), and it serves every query: no other index.
-    let rollups = db.schema.createTable('history_rollups')
+    let rollups = db.schema
+      .createTable('history_rollups')
       .addColumn('series', 'integer', (c) => c.notNull())
       .addColumn('tier', 'integer', (c) => c.notNull())
       .addColumn('bucket', 'bigint', (c) => c.notNull())
@@ -37,7 +39,8 @@ export const telemetry: Migration = {
     if (!pg) rollups = rollups.modifyEnd(sql`without rowid`);
     await rollups.execute();
     // A product's retention as set through the API (JSON); absent: the configured defaults.
-    await db.schema.createTable('retention_policies')
+    await db.schema
+      .createTable('retention_policies')
       .addColumn('product_key', 'text', (c) => c.primaryKey())
       .addColumn('policy', 'text', (c) => c.notNull())
       .addColumn('updated_at', 'bigint', (c) => c.notNull())

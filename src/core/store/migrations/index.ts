@@ -12,11 +12,13 @@ import { telemetry } from './0016-telemetry.ts';
 export const migrations: Record<string, Migration> = {
   '0001-foundation': {
     async up(db: Kysely<any>) {
-      await db.schema.createTable('settings')
+      await db.schema
+        .createTable('settings')
         .addColumn('key', 'text', (c) => c.primaryKey())
         .addColumn('value', 'text', (c) => c.notNull())
         .execute();
-      await db.schema.createTable('users')
+      await db.schema
+        .createTable('users')
         .addColumn('id', 'text', (c) => c.primaryKey())
         .addColumn('email', 'text', (c) => c.notNull().unique())
         .addColumn('password_hash', 'text', (c) => c.notNull())
@@ -24,7 +26,8 @@ export const migrations: Record<string, Migration> = {
         .addColumn('name', 'text')
         .addColumn('created_at', 'bigint', (c) => c.notNull())
         .execute();
-      await db.schema.createTable('products')
+      await db.schema
+        .createTable('products')
         .addColumn('key', 'text', (c) => c.primaryKey())
         .addColumn('name', 'text', (c) => c.notNull())
         .addColumn('category', 'text', (c) => c.notNull())
@@ -33,7 +36,8 @@ export const migrations: Record<string, Migration> = {
         .addColumn('created_at', 'bigint', (c) => c.notNull())
         .addColumn('updated_at', 'bigint', (c) => c.notNull())
         .execute();
-      await db.schema.createTable('devices')
+      await db.schema
+        .createTable('devices')
         .addColumn('id', 'text', (c) => c.primaryKey())
         .addColumn('product_key', 'text', (c) => c.notNull().references('products.key'))
         .addColumn('name', 'text', (c) => c.notNull())
@@ -44,7 +48,8 @@ export const migrations: Record<string, Migration> = {
         .addColumn('created_at', 'bigint', (c) => c.notNull())
         .execute();
       await db.schema.createIndex('devices_parent_hwid').on('devices').columns(['parent_id', 'hwid']).unique().execute();
-      await db.schema.createTable('presence')
+      await db.schema
+        .createTable('presence')
         .addColumn('device_id', 'text', (c) => c.primaryKey())
         .addColumn('online', 'integer', (c) => c.notNull())
         .addColumn('session', 'bigint', (c) => c.notNull())
@@ -53,7 +58,8 @@ export const migrations: Record<string, Migration> = {
         .addColumn('last_seen', 'bigint')
         .addColumn('node', 'text')
         .execute();
-      await db.schema.createTable('shadows')
+      await db.schema
+        .createTable('shadows')
         .addColumn('device_id', 'text', (c) => c.primaryKey())
         .addColumn('reported', 'text', (c) => c.notNull())
         .addColumn('desired', 'text', (c) => c.notNull())
@@ -61,7 +67,8 @@ export const migrations: Record<string, Migration> = {
         .addColumn('version', 'bigint', (c) => c.notNull())
         .addColumn('updated_at', 'bigint', (c) => c.notNull())
         .execute();
-      await db.schema.createTable('history')
+      await db.schema
+        .createTable('history')
         .addColumn('device_id', 'text', (c) => c.notNull())
         .addColumn('property', 'text', (c) => c.notNull())
         .addColumn('ts', 'bigint', (c) => c.notNull())
@@ -69,7 +76,8 @@ export const migrations: Record<string, Migration> = {
         .addColumn('val', 'text')
         .execute();
       await db.schema.createIndex('history_device_property_ts').on('history').columns(['device_id', 'property', 'ts']).execute();
-      await db.schema.createTable('device_events')
+      await db.schema
+        .createTable('device_events')
         .addColumn('id', 'text', (c) => c.primaryKey())
         .addColumn('device_id', 'text', (c) => c.notNull())
         .addColumn('event', 'text', (c) => c.notNull())
@@ -77,7 +85,8 @@ export const migrations: Record<string, Migration> = {
         .addColumn('ts', 'bigint', (c) => c.notNull())
         .execute();
       await db.schema.createIndex('device_events_device_ts').on('device_events').columns(['device_id', 'ts']).execute();
-      await db.schema.createTable('commands')
+      await db.schema
+        .createTable('commands')
         .addColumn('id', 'text', (c) => c.primaryKey())
         .addColumn('device_id', 'text', (c) => c.notNull())
         .addColumn('action', 'text', (c) => c.notNull())
@@ -98,7 +107,8 @@ export const migrations: Record<string, Migration> = {
   },
   '0002-homes-and-people': {
     async up(db: Kysely<any>) {
-      await db.schema.createTable('refresh_tokens')
+      await db.schema
+        .createTable('refresh_tokens')
         .addColumn('id', 'text', (c) => c.primaryKey())
         .addColumn('user_id', 'text', (c) => c.notNull().references('users.id'))
         .addColumn('family_id', 'text', (c) => c.notNull())
@@ -110,14 +120,16 @@ export const migrations: Record<string, Migration> = {
         .execute();
       await db.schema.createIndex('refresh_tokens_family').on('refresh_tokens').column('family_id').execute();
       await db.schema.createIndex('refresh_tokens_user').on('refresh_tokens').column('user_id').execute();
-      await db.schema.createTable('password_resets')
+      await db.schema
+        .createTable('password_resets')
         .addColumn('token_hash', 'text', (c) => c.primaryKey())
         .addColumn('user_id', 'text', (c) => c.notNull().references('users.id'))
         .addColumn('created_at', 'bigint', (c) => c.notNull())
         .addColumn('expires_at', 'bigint', (c) => c.notNull())
         .addColumn('used_at', 'bigint')
         .execute();
-      await db.schema.createTable('api_keys')
+      await db.schema
+        .createTable('api_keys')
         .addColumn('id', 'text', (c) => c.primaryKey())
         .addColumn('user_id', 'text', (c) => c.notNull().references('users.id'))
         .addColumn('name', 'text', (c) => c.notNull())
@@ -129,7 +141,8 @@ export const migrations: Record<string, Migration> = {
         .addColumn('revoked_at', 'bigint')
         .execute();
       await db.schema.createIndex('api_keys_user').on('api_keys').column('user_id').execute();
-      await db.schema.createTable('homes')
+      await db.schema
+        .createTable('homes')
         .addColumn('id', 'text', (c) => c.primaryKey())
         .addColumn('name', 'text', (c) => c.notNull())
         .addColumn('timezone', 'text', (c) => c.notNull())
@@ -138,14 +151,16 @@ export const migrations: Record<string, Migration> = {
         .addColumn('owner_id', 'text', (c) => c.notNull().references('users.id'))
         .addColumn('created_at', 'bigint', (c) => c.notNull())
         .execute();
-      await db.schema.createTable('rooms')
+      await db.schema
+        .createTable('rooms')
         .addColumn('id', 'text', (c) => c.primaryKey())
         .addColumn('home_id', 'text', (c) => c.notNull().references('homes.id'))
         .addColumn('name', 'text', (c) => c.notNull())
         .addColumn('created_at', 'bigint', (c) => c.notNull())
         .execute();
       await db.schema.createIndex('rooms_home').on('rooms').column('home_id').execute();
-      await db.schema.createTable('home_members')
+      await db.schema
+        .createTable('home_members')
         .addColumn('home_id', 'text', (c) => c.notNull().references('homes.id'))
         .addColumn('user_id', 'text', (c) => c.notNull().references('users.id'))
         .addColumn('role', 'text', (c) => c.notNull())
@@ -155,7 +170,8 @@ export const migrations: Record<string, Migration> = {
         .addPrimaryKeyConstraint('home_members_pk', ['home_id', 'user_id'])
         .execute();
       await db.schema.createIndex('home_members_user').on('home_members').column('user_id').execute();
-      await db.schema.createTable('invitations')
+      await db.schema
+        .createTable('invitations')
         .addColumn('id', 'text', (c) => c.primaryKey())
         .addColumn('home_id', 'text', (c) => c.notNull().references('homes.id'))
         .addColumn('email', 'text', (c) => c.notNull())
@@ -170,7 +186,8 @@ export const migrations: Record<string, Migration> = {
         .addColumn('revoked_at', 'bigint')
         .execute();
       await db.schema.createIndex('invitations_home').on('invitations').column('home_id').execute();
-      await db.schema.createTable('device_bindings')
+      await db.schema
+        .createTable('device_bindings')
         .addColumn('device_id', 'text', (c) => c.primaryKey().references('devices.id'))
         .addColumn('home_id', 'text', (c) => c.notNull().references('homes.id'))
         .addColumn('room_id', 'text')
@@ -179,7 +196,8 @@ export const migrations: Record<string, Migration> = {
         .addColumn('bound_by', 'text', (c) => c.notNull())
         .execute();
       await db.schema.createIndex('device_bindings_home').on('device_bindings').column('home_id').execute();
-      await db.schema.createTable('device_shares')
+      await db.schema
+        .createTable('device_shares')
         .addColumn('device_id', 'text', (c) => c.notNull().references('devices.id'))
         .addColumn('user_id', 'text', (c) => c.notNull().references('users.id'))
         .addColumn('permission', 'text', (c) => c.notNull())
@@ -188,7 +206,8 @@ export const migrations: Record<string, Migration> = {
         .addPrimaryKeyConstraint('device_shares_pk', ['device_id', 'user_id'])
         .execute();
       await db.schema.createIndex('device_shares_user').on('device_shares').column('user_id').execute();
-      await db.schema.createTable('device_groups')
+      await db.schema
+        .createTable('device_groups')
         .addColumn('id', 'text', (c) => c.primaryKey())
         .addColumn('home_id', 'text', (c) => c.notNull().references('homes.id'))
         .addColumn('name', 'text', (c) => c.notNull())
@@ -196,7 +215,8 @@ export const migrations: Record<string, Migration> = {
         .addColumn('created_at', 'bigint', (c) => c.notNull())
         .execute();
       await db.schema.createIndex('device_groups_home').on('device_groups').column('home_id').execute();
-      await db.schema.createTable('audit_log')
+      await db.schema
+        .createTable('audit_log')
         .addColumn('id', 'text', (c) => c.primaryKey())
         .addColumn('at', 'bigint', (c) => c.notNull())
         .addColumn('actor', 'text', (c) => c.notNull())
@@ -213,20 +233,25 @@ export const migrations: Record<string, Migration> = {
   '0003-cluster': {
     async up(db: Kysely<any>) {
       // Nodes of a cluster announce themselves here; a node whose heartbeat stops is declared lost.
-      await db.schema.createTable('cluster_nodes')
+      await db.schema
+        .createTable('cluster_nodes')
         .addColumn('id', 'text', (c) => c.primaryKey())
         .addColumn('roles', 'text', (c) => c.notNull())
         .addColumn('started_at', 'bigint', (c) => c.notNull())
         .addColumn('heartbeat_at', 'bigint', (c) => c.notNull())
         .execute();
       // One row per device shard: the worker that owns it until `expires_at`.
-      await db.schema.createTable('shard_leases')
+      await db.schema
+        .createTable('shard_leases')
         .addColumn('shard', 'integer', (c) => c.primaryKey())
         .addColumn('owner', 'text')
         .addColumn('expires_at', 'bigint', (c) => c.notNull().defaultTo(0))
         .execute();
       // Whether the device (or its hub) subscribed to its desired topic in the current connection.
-      await db.schema.alterTable('presence').addColumn('listening', 'integer', (c) => c.notNull().defaultTo(0)).execute();
+      await db.schema
+        .alterTable('presence')
+        .addColumn('listening', 'integer', (c) => c.notNull().defaultTo(0))
+        .execute();
       // History points become idempotent: a redelivered report carries the same message id, so it
       // cannot add a second point (rows written before have none, and NULLs never collide).
       await db.schema.alterTable('history').addColumn('msg_id', 'text').execute();
@@ -238,14 +263,16 @@ export const migrations: Record<string, Migration> = {
   '0004-message-gateway': {
     async up(db: Kysely<any>) {
       // Routes, filters and lanes as one versioned document; the highest version is live.
-      await db.schema.createTable('gateway_config')
+      await db.schema
+        .createTable('gateway_config')
         .addColumn('version', 'integer', (c) => c.primaryKey())
         .addColumn('doc', 'text', (c) => c.notNull())
         .addColumn('created_at', 'bigint', (c) => c.notNull())
         .addColumn('created_by', 'text', (c) => c.notNull())
         .execute();
       // Partner clouds that push device messages (HTTP with an HMAC signature, or AMQP queues).
-      await db.schema.createTable('partners')
+      await db.schema
+        .createTable('partners')
         .addColumn('id', 'text', (c) => c.primaryKey())
         .addColumn('name', 'text', (c) => c.notNull())
         .addColumn('secret', 'text', (c) => c.notNull())
@@ -254,7 +281,8 @@ export const migrations: Record<string, Migration> = {
         .addColumn('created_at', 'bigint', (c) => c.notNull())
         .execute();
       // Messages whose delivery to a route's target finally failed.
-      await db.schema.createTable('dead_letters')
+      await db.schema
+        .createTable('dead_letters')
         .addColumn('id', 'text', (c) => c.primaryKey())
         .addColumn('route_id', 'text', (c) => c.notNull())
         .addColumn('route_name', 'text', (c) => c.notNull())
@@ -276,7 +304,8 @@ export const migrations: Record<string, Migration> = {
     async up(db: Kysely<any>) {
       // Persistent timers (schedules, sun times): `next_at` is the next due time, NULL once a timer has
       // no more; a firing is claimed by moving it on (compare-and-set), so it fires once across nodes.
-      await db.schema.createTable('timers')
+      await db.schema
+        .createTable('timers')
         .addColumn('key', 'text', (c) => c.primaryKey())
         .addColumn('owner', 'text', (c) => c.notNull())
         .addColumn('shard', 'integer', (c) => c.notNull())
@@ -295,7 +324,8 @@ export const migrations: Record<string, Migration> = {
   '0006-scenes': {
     async up(db: Kysely<any>) {
       // A scene: device states (JSON list of {device, properties}) and actions (JSON list of {device, action, params}).
-      await db.schema.createTable('scenes')
+      await db.schema
+        .createTable('scenes')
         .addColumn('id', 'text', (c) => c.primaryKey())
         .addColumn('home_id', 'text', (c) => c.notNull())
         .addColumn('name', 'text', (c) => c.notNull())
@@ -308,7 +338,8 @@ export const migrations: Record<string, Migration> = {
       await db.schema.createIndex('scenes_home').on('scenes').columns(['home_id', 'created_at']).execute();
       // The recent activations of each scene (the newest 50 are kept), with per-device results;
       // seq orders them (activations within one millisecond, or on a manual clock, share `at`).
-      await db.schema.createTable('scene_activations')
+      await db.schema
+        .createTable('scene_activations')
         .addColumn('id', 'text', (c) => c.primaryKey())
         .addColumn('scene_id', 'text', (c) => c.notNull())
         .addColumn('seq', 'integer', (c) => c.notNull())
@@ -324,7 +355,8 @@ export const migrations: Record<string, Migration> = {
   '0007-notifications': {
     async up(db: Kysely<any>) {
       // The in-app inbox: one item per recipient of a notification; read_at null while unread.
-      await db.schema.createTable('notification_inbox')
+      await db.schema
+        .createTable('notification_inbox')
         .addColumn('id', 'text', (c) => c.primaryKey())
         .addColumn('notification_id', 'text', (c) => c.notNull())
         .addColumn('user_id', 'text', (c) => c.notNull())
@@ -340,7 +372,8 @@ export const migrations: Record<string, Migration> = {
         .execute();
       await db.schema.createIndex('notification_inbox_user_created').on('notification_inbox').columns(['user_id', 'created_at']).execute();
       // A user's preferences per home (JSON document); no row: the defaults.
-      await db.schema.createTable('notification_preferences')
+      await db.schema
+        .createTable('notification_preferences')
         .addColumn('user_id', 'text', (c) => c.notNull())
         .addColumn('home_id', 'text', (c) => c.notNull())
         .addColumn('prefs', 'text', (c) => c.notNull())
@@ -348,14 +381,16 @@ export const migrations: Record<string, Migration> = {
         .addPrimaryKeyConstraint('notification_preferences_pk', ['user_id', 'home_id'])
         .execute();
       // When a recipient (user id, or '' for the home's channels) last got a notification with this key.
-      await db.schema.createTable('notification_dedupe')
+      await db.schema
+        .createTable('notification_dedupe')
         .addColumn('recipient', 'text', (c) => c.notNull())
         .addColumn('key', 'text', (c) => c.notNull())
         .addColumn('sent_at', 'bigint', (c) => c.notNull())
         .addPrimaryKeyConstraint('notification_dedupe_pk', ['recipient', 'key'])
         .execute();
       // Per-home integrations: generic webhook and chat bots; secret signs (kept as is: an HMAC needs it).
-      await db.schema.createTable('notification_channels')
+      await db.schema
+        .createTable('notification_channels')
         .addColumn('id', 'text', (c) => c.primaryKey())
         .addColumn('home_id', 'text', (c) => c.notNull())
         .addColumn('type', 'text', (c) => c.notNull())
@@ -369,7 +404,8 @@ export const migrations: Record<string, Migration> = {
         .execute();
       await db.schema.createIndex('notification_channels_home').on('notification_channels').column('home_id').execute();
       // Web Push subscriptions of browsers; an endpoint belongs to one user.
-      await db.schema.createTable('push_subscriptions')
+      await db.schema
+        .createTable('push_subscriptions')
         .addColumn('id', 'text', (c) => c.primaryKey())
         .addColumn('user_id', 'text', (c) => c.notNull())
         .addColumn('endpoint', 'text', (c) => c.notNull().unique())
@@ -379,7 +415,8 @@ export const migrations: Record<string, Migration> = {
         .execute();
       await db.schema.createIndex('push_subscriptions_user').on('push_subscriptions').column('user_id').execute();
       // Mobile device tokens (FCM registration tokens, APNs device tokens).
-      await db.schema.createTable('push_tokens')
+      await db.schema
+        .createTable('push_tokens')
         .addColumn('id', 'text', (c) => c.primaryKey())
         .addColumn('user_id', 'text', (c) => c.notNull())
         .addColumn('platform', 'text', (c) => c.notNull())
@@ -394,7 +431,8 @@ export const migrations: Record<string, Migration> = {
     async up(db: Kysely<any>) {
       // Automations of a home: triggers, conditions and actions as JSON; `shard` is shardOf(home_id)
       // (recomputed at start when the shard count changes) so a worker loads only its homes'.
-      await db.schema.createTable('automations')
+      await db.schema
+        .createTable('automations')
         .addColumn('id', 'text', (c) => c.primaryKey())
         .addColumn('home_id', 'text', (c) => c.notNull())
         .addColumn('shard', 'integer', (c) => c.notNull())
@@ -418,7 +456,8 @@ export const migrations: Record<string, Migration> = {
       await db.schema.createIndex('automations_shard').on('automations').column('shard').execute();
       await db.schema.createIndex('automations_webhook').on('automations').column('webhook_id').unique().execute();
       // Runs with their traces, newest kept (a bounded number per automation).
-      await db.schema.createTable('automation_runs')
+      await db.schema
+        .createTable('automation_runs')
         .addColumn('id', 'text', (c) => c.primaryKey())
         .addColumn('automation_id', 'text', (c) => c.notNull())
         .addColumn('home_id', 'text', (c) => c.notNull())
@@ -438,7 +477,8 @@ export const migrations: Record<string, Migration> = {
       // migration never did; operators are trusted (their account comes from the configuration).
       await db.schema.alterTable('users').addColumn('email_verified_at', 'bigint').execute();
       await db.updateTable('users').set({ email_verified_at: Date.now() }).where('role', '=', 'operator').execute();
-      await db.schema.createTable('email_verifications')
+      await db.schema
+        .createTable('email_verifications')
         .addColumn('token_hash', 'text', (c) => c.primaryKey())
         .addColumn('user_id', 'text', (c) => c.notNull().references('users.id'))
         .addColumn('email', 'text', (c) => c.notNull())
@@ -460,7 +500,10 @@ export const migrations: Record<string, Migration> = {
       // Since when a member's rights in a home are what they are now: a guest given more devices, a
       // member promoted, an owner by transfer do not replay the home's events from before that.
       await db.schema.alterTable('home_members').addColumn('rights_since', 'bigint').execute();
-      await db.updateTable('home_members').set((eb: any) => ({ rights_since: eb.ref('created_at') })).execute();
+      await db
+        .updateTable('home_members')
+        .set((eb: any) => ({ rights_since: eb.ref('created_at') }))
+        .execute();
     },
   },
   '0012-ota': otaMigration,

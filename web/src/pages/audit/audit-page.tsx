@@ -23,7 +23,13 @@ export default function AuditPage() {
         <Typography.Title level={3} style={{ margin: 0 }}>
           {t('audit.title')}
         </Typography.Title>
-        <Input.Search allowClear style={{ width: 260 }} placeholder={t('audit.filterAction')} aria-label={t('audit.filterAction')} onSearch={(v) => setAction(v.trim() || undefined)} />
+        <Input.Search
+          allowClear
+          style={{ width: 260 }}
+          placeholder={t('audit.filterAction')}
+          aria-label={t('audit.filterAction')}
+          onSearch={(v) => setAction(v.trim() || undefined)}
+        />
       </div>
       <Card>
         <PageState loading={log.isLoading} error={log.error} empty={rows.length === 0} onRetry={() => void log.refetch()}>
@@ -37,7 +43,11 @@ export default function AuditPage() {
               { title: t('audit.actor'), dataIndex: 'actor', width: 200 },
               { title: t('audit.action'), dataIndex: 'action', width: 200 },
               { title: t('audit.target'), key: 'target', render: (_: unknown, r) => `${r.targetType} ${r.targetId}` },
-              { title: t('audit.details'), dataIndex: 'details', render: (v: unknown) => (v ? <Typography.Text code>{JSON.stringify(v)}</Typography.Text> : null) },
+              {
+                title: t('audit.details'),
+                dataIndex: 'details',
+                render: (v: unknown) => (v ? <Typography.Text code>{JSON.stringify(v)}</Typography.Text> : null),
+              },
             ]}
           />
           {log.hasNextPage && (

@@ -18,11 +18,20 @@ export function AutomationEditor({ homeId, automation, onClose }: { homeId: stri
   const [name, setName] = useState(automation?.name ?? '');
   const [enabled, setEnabled] = useState(automation?.enabled ?? true);
   const [mode, setMode] = useState(automation?.mode ?? 'single');
-  const [text, setText] = useState(draftText(automation ? { triggers: automation.triggers, conditions: automation.conditions, actions: automation.actions } : { triggers: [], conditions: [], actions: [] }));
+  const [text, setText] = useState(
+    draftText(
+      automation
+        ? { triggers: automation.triggers, conditions: automation.conditions, actions: automation.actions }
+        : { triggers: [], conditions: [], actions: [] },
+    ),
+  );
   const [problems, setProblems] = useState<string[]>([]);
   const [busy, setBusy] = useState(false);
   const parsed = useMemo(() => parseDraft(text), [text]);
-  const devices = useQuery({ queryKey: ['home-devices', homeId], queryFn: () => unwrap(api.GET('/api/v1/homes/{homeId}/devices', { params: { path: { homeId } } })) });
+  const devices = useQuery({
+    queryKey: ['home-devices', homeId],
+    queryFn: () => unwrap(api.GET('/api/v1/homes/{homeId}/devices', { params: { path: { homeId } } })),
+  });
   const products = useQuery({ queryKey: ['products'], queryFn: () => unwrap(api.GET('/api/v1/products')) });
   const deviceOptions = devices.data?.items.map((d) => ({ value: d.id, label: `${d.name} (${d.product})` })) ?? [];
   const modelOf = (deviceId?: string) => products.data?.items.find((p) => p.key === devices.data?.items.find((d) => d.id === deviceId)?.product)?.model;
@@ -86,7 +95,13 @@ export function AutomationEditor({ homeId, automation, onClose }: { homeId: stri
                 <Switch checked={enabled} onChange={setEnabled} aria-label={t('automations.enabled')} />
               </Form.Item>
               <Form.Item label={t('automations.mode')}>
-                <Select style={{ width: 160 }} value={mode} onChange={setMode} options={MODES.map((m) => ({ value: m, label: m }))} aria-label={t('automations.mode')} />
+                <Select
+                  style={{ width: 160 }}
+                  value={mode}
+                  onChange={setMode}
+                  options={MODES.map((m) => ({ value: m, label: m }))}
+                  aria-label={t('automations.mode')}
+                />
               </Form.Item>
             </Space>
           </Form>
@@ -115,7 +130,15 @@ export function AutomationEditor({ homeId, automation, onClose }: { homeId: stri
 
 type ModelOf = (deviceId?: string) => { properties: Array<{ id: string }>; actions: Array<{ id: string }> } | undefined;
 
-function TriggerForm({ deviceOptions, modelOf, onAdd }: { deviceOptions: Array<{ value: string; label: string }>; modelOf: ModelOf; onAdd: (t: TriggerInput) => void }) {
+function TriggerForm({
+  deviceOptions,
+  modelOf,
+  onAdd,
+}: {
+  deviceOptions: Array<{ value: string; label: string }>;
+  modelOf: ModelOf;
+  onAdd: (t: TriggerInput) => void;
+}) {
   const { t } = useTranslation();
   const [type, setType] = useState<TriggerInput['type']>('property');
   const [device, setDevice] = useState<string>();
@@ -130,15 +153,47 @@ function TriggerForm({ deviceOptions, modelOf, onAdd }: { deviceOptions: Array<{
   };
   return (
     <Space wrap align="end">
-      <Select aria-label={t('automations.triggerType')} style={{ width: 130 }} value={type} onChange={setType} options={['property', 'online', 'offline', 'schedule'].map((v) => ({ value: v, label: t(`automations.kinds.${v}`) }))} />
-      {type !== 'schedule' && <Select aria-label={t('automations.triggerDevice')} placeholder={t('automations.device')} style={{ width: 220 }} value={device} onChange={setDevice} options={deviceOptions} showSearch optionFilterProp="label" />}
+      <Select
+        aria-label={t('automations.triggerType')}
+        style={{ width: 130 }}
+        value={type}
+        onChange={setType}
+        options={['property', 'online', 'offline', 'schedule'].map((v) => ({ value: v, label: t(`automations.kinds.${v}`) }))}
+      />
+      {type !== 'schedule' && (
+        <Select
+          aria-label={t('automations.triggerDevice')}
+          placeholder={t('automations.device')}
+          style={{ width: 220 }}
+          value={device}
+          onChange={setDevice}
+          options={deviceOptions}
+          showSearch
+          optionFilterProp="label"
+        />
+      )}
       {type === 'property' && (
         <>
-          <Select aria-label={t('automations.triggerProperty')} placeholder={t('automations.property')} style={{ width: 150 }} value={property} onChange={setProperty} options={modelOf(device)?.properties.map((p) => ({ value: p.id, label: p.id }))} />
-          <Input aria-label={t('automations.becomes')} placeholder={t('automations.becomes')} style={{ width: 110 }} value={to} onChange={(e) => setTo(e.target.value)} />
+          <Select
+            aria-label={t('automations.triggerProperty')}
+            placeholder={t('automations.property')}
+            style={{ width: 150 }}
+            value={property}
+            onChange={setProperty}
+            options={modelOf(device)?.properties.map((p) => ({ value: p.id, label: p.id }))}
+          />
+          <Input
+            aria-label={t('automations.becomes')}
+            placeholder={t('automations.becomes')}
+            style={{ width: 110 }}
+            value={to}
+            onChange={(e) => setTo(e.target.value)}
+          />
         </>
       )}
-      {type === 'schedule' && <Input aria-label={t('automations.kinds.schedule')} style={{ width: 160 }} value={cron} onChange={(e) => setCron(e.target.value)} />}
+      {type === 'schedule' && (
+        <Input aria-label={t('automations.kinds.schedule')} style={{ width: 160 }} value={cron} onChange={(e) => setCron(e.target.value)} />
+      )}
       <Button onClick={add} disabled={!ready}>
         {t('automations.add')}
       </Button>
@@ -146,7 +201,15 @@ function TriggerForm({ deviceOptions, modelOf, onAdd }: { deviceOptions: Array<{
   );
 }
 
-function ActionForm({ deviceOptions, modelOf, onAdd }: { deviceOptions: Array<{ value: string; label: string }>; modelOf: ModelOf; onAdd: (a: ActionInput) => void }) {
+function ActionForm({
+  deviceOptions,
+  modelOf,
+  onAdd,
+}: {
+  deviceOptions: Array<{ value: string; label: string }>;
+  modelOf: ModelOf;
+  onAdd: (a: ActionInput) => void;
+}) {
   const { t } = useTranslation();
   const [type, setType] = useState<ActionInput['type']>('set');
   const [device, setDevice] = useState<string>();
@@ -163,19 +226,70 @@ function ActionForm({ deviceOptions, modelOf, onAdd }: { deviceOptions: Array<{ 
   };
   return (
     <Space wrap align="end">
-      <Select aria-label={t('automations.actionType')} style={{ width: 130 }} value={type} onChange={setType} options={['set', 'command', 'notify'].map((v) => ({ value: v, label: t(`automations.kinds.${v}`) }))} />
-      {type !== 'notify' && <Select aria-label={t('automations.actionDevice')} placeholder={t('automations.device')} style={{ width: 220 }} value={device} onChange={setDevice} options={deviceOptions} showSearch optionFilterProp="label" />}
+      <Select
+        aria-label={t('automations.actionType')}
+        style={{ width: 130 }}
+        value={type}
+        onChange={setType}
+        options={['set', 'command', 'notify'].map((v) => ({ value: v, label: t(`automations.kinds.${v}`) }))}
+      />
+      {type !== 'notify' && (
+        <Select
+          aria-label={t('automations.actionDevice')}
+          placeholder={t('automations.device')}
+          style={{ width: 220 }}
+          value={device}
+          onChange={setDevice}
+          options={deviceOptions}
+          showSearch
+          optionFilterProp="label"
+        />
+      )}
       {type === 'set' && (
         <>
-          <Select aria-label={t('automations.actionProperty')} placeholder={t('automations.property')} style={{ width: 150 }} value={property} onChange={setProperty} options={modelOf(device)?.properties.map((p) => ({ value: p.id, label: p.id }))} />
-          <Input aria-label={t('automations.value')} placeholder={t('automations.value')} style={{ width: 110 }} value={value} onChange={(e) => setValue(e.target.value)} />
+          <Select
+            aria-label={t('automations.actionProperty')}
+            placeholder={t('automations.property')}
+            style={{ width: 150 }}
+            value={property}
+            onChange={setProperty}
+            options={modelOf(device)?.properties.map((p) => ({ value: p.id, label: p.id }))}
+          />
+          <Input
+            aria-label={t('automations.value')}
+            placeholder={t('automations.value')}
+            style={{ width: 110 }}
+            value={value}
+            onChange={(e) => setValue(e.target.value)}
+          />
         </>
       )}
-      {type === 'command' && <Select aria-label={t('automations.actionAction')} placeholder={t('device.action')} style={{ width: 150 }} value={action} onChange={setAction} options={modelOf(device)?.actions.map((p) => ({ value: p.id, label: p.id }))} />}
+      {type === 'command' && (
+        <Select
+          aria-label={t('automations.actionAction')}
+          placeholder={t('device.action')}
+          style={{ width: 150 }}
+          value={action}
+          onChange={setAction}
+          options={modelOf(device)?.actions.map((p) => ({ value: p.id, label: p.id }))}
+        />
+      )}
       {type === 'notify' && (
         <>
-          <Input aria-label={t('automations.notifyTitle')} placeholder={t('automations.notifyTitle')} style={{ width: 180 }} value={title} onChange={(e) => setTitle(e.target.value)} />
-          <Input aria-label={t('automations.notifyMessage')} placeholder={t('automations.notifyMessage')} style={{ width: 220 }} value={message} onChange={(e) => setMessage(e.target.value)} />
+          <Input
+            aria-label={t('automations.notifyTitle')}
+            placeholder={t('automations.notifyTitle')}
+            style={{ width: 180 }}
+            value={title}
+            onChange={(e) => setTitle(e.target.value)}
+          />
+          <Input
+            aria-label={t('automations.notifyMessage')}
+            placeholder={t('automations.notifyMessage')}
+            style={{ width: 220 }}
+            value={message}
+            onChange={(e) => setMessage(e.target.value)}
+          />
         </>
       )}
       <Button onClick={add} disabled={!ready}>

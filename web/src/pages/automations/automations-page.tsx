@@ -31,7 +31,9 @@ export default function AutomationsPage() {
   useStream({ homeId, types: ['automation'] }, () => void qc.invalidateQueries({ queryKey: ['automation-runs'] }), !!homeId);
 
   const toggle = async (a: Automation, enabled: boolean) => {
-    await unwrap(api.PATCH('/api/v1/automations/{automationId}', { params: { path: { automationId: a.id } }, body: { enabled } })).catch((e: Error) => message.error(e.message));
+    await unwrap(api.PATCH('/api/v1/automations/{automationId}', { params: { path: { automationId: a.id } }, body: { enabled } })).catch((e: Error) =>
+      message.error(e.message),
+    );
     void qc.invalidateQueries({ queryKey: ['automations', homeId] });
   };
   const runNow = async (a: Automation) => {
@@ -78,7 +80,11 @@ export default function AutomationsPage() {
             dataSource={list.data?.items}
             columns={[
               { title: t('automations.name'), dataIndex: 'name' },
-              { title: t('automations.enabled'), dataIndex: 'enabled', render: (v: boolean, a) => <Switch size="small" checked={v} aria-label={t('automations.enabled')} onChange={(x) => void toggle(a, x)} /> },
+              {
+                title: t('automations.enabled'),
+                dataIndex: 'enabled',
+                render: (v: boolean, a) => <Switch size="small" checked={v} aria-label={t('automations.enabled')} onChange={(x) => void toggle(a, x)} />,
+              },
               {
                 title: t('automations.status'),
                 dataIndex: 'status',

@@ -18,7 +18,15 @@ export function RunsPanel({ automation }: { automation: Automation }) {
     queryFn: () => unwrap(api.GET('/api/v1/automations/{automationId}/runs', { params: { path: { automationId: automation.id }, query: { limit: 50 } } })),
   });
   const first = automation.triggers[0] as Record<string, unknown> | undefined;
-  const [sample, setSample] = useState(JSON.stringify(first?.type === 'property' ? { type: 'property', data: { device: first.device, property: first.property, from: null, to: first.to ?? true } } : { type: first?.type ?? 'manual', data: {} }, null, 2));
+  const [sample, setSample] = useState(
+    JSON.stringify(
+      first?.type === 'property'
+        ? { type: 'property', data: { device: first.device, property: first.property, from: null, to: first.to ?? true } }
+        : { type: first?.type ?? 'manual', data: {} },
+      null,
+      2,
+    ),
+  );
   const [dry, setDry] = useState<{ ok: boolean; text: string; trace?: unknown }>();
   const dryRun = async () => {
     let trigger: unknown;
@@ -29,7 +37,12 @@ export function RunsPanel({ automation }: { automation: Automation }) {
       return;
     }
     try {
-      const r = await unwrap(api.POST('/api/v1/automations/{automationId}/test', { params: { path: { automationId: automation.id } }, body: { trigger: trigger as { type: 'manual' } } }));
+      const r = await unwrap(
+        api.POST('/api/v1/automations/{automationId}/test', {
+          params: { path: { automationId: automation.id } },
+          body: { trigger: trigger as { type: 'manual' } },
+        }),
+      );
       setDry({ ok: r.wouldRun, text: `${r.wouldRun ? t('automations.wouldRun') : t('automations.wouldNotRun')}: ${r.why}`, trace: r.trace });
     } catch (e) {
       setDry({ ok: false, text: (e as Error).message });
@@ -39,7 +52,14 @@ export function RunsPanel({ automation }: { automation: Automation }) {
     <Space direction="vertical" style={{ width: '100%' }} size="middle">
       <Card size="small" title={t('automations.dryRun')}>
         <Typography.Paragraph type="secondary">{t('automations.dryRunHelp')}</Typography.Paragraph>
-        <Input.TextArea aria-label={t('automations.dryRun')} rows={5} value={sample} onChange={(e) => setSample(e.target.value)} spellCheck={false} style={{ fontFamily: 'monospace' }} />
+        <Input.TextArea
+          aria-label={t('automations.dryRun')}
+          rows={5}
+          value={sample}
+          onChange={(e) => setSample(e.target.value)}
+          spellCheck={false}
+          style={{ fontFamily: 'monospace' }}
+        />
         <Button style={{ marginTop: 8 }} onClick={() => void dryRun()}>
           {t('automations.dryRun')}
         </Button>
@@ -52,7 +72,13 @@ export function RunsPanel({ automation }: { automation: Automation }) {
           />
         )}
       </Card>
-      <PageState loading={runs.isLoading} error={runs.error} empty={runs.data?.items.length === 0} emptyText={t('automations.noRuns')} onRetry={() => void runs.refetch()}>
+      <PageState
+        loading={runs.isLoading}
+        error={runs.error}
+        empty={runs.data?.items.length === 0}
+        emptyText={t('automations.noRuns')}
+        onRetry={() => void runs.refetch()}
+      >
         <Table
           size="small"
           rowKey="id"

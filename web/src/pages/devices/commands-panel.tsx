@@ -18,7 +18,10 @@ export function CommandsPanel({ deviceId, actions }: { deviceId: string; actions
   const [action, setAction] = useState<string | undefined>(actions[0]?.id);
   const [busy, setBusy] = useState(false);
   const [outcome, setOutcome] = useState<Outcome>();
-  const ledger = useQuery({ queryKey: ['device-commands', deviceId], queryFn: () => unwrap(api.GET('/api/v1/devices/{id}/commands', { params: { path: { id: deviceId }, query: { limit: 50 } } })) });
+  const ledger = useQuery({
+    queryKey: ['device-commands', deviceId],
+    queryFn: () => unwrap(api.GET('/api/v1/devices/{id}/commands', { params: { path: { id: deviceId }, query: { limit: 50 } } })),
+  });
   const chosen = actions.find((a) => a.id === action);
 
   const send = async () => {

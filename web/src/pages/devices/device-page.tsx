@@ -26,7 +26,11 @@ export default function DevicePage() {
     enabled: !!productKey,
     queryFn: () => unwrap(api.GET('/api/v1/products/{key}', { params: { path: { key: productKey! } } })),
   });
-  const [live, setLive] = useState<{ reported: Record<string, unknown>; at: Record<string, string>; changed: Set<string> }>({ reported: {}, at: {}, changed: new Set() });
+  const [live, setLive] = useState<{ reported: Record<string, unknown>; at: Record<string, string>; changed: Set<string> }>({
+    reported: {},
+    at: {},
+    changed: new Set(),
+  });
   const [presence, setPresence] = useState<{ online: boolean; reason: string; at: string }>();
 
   useEffect(() => {
@@ -127,7 +131,10 @@ export default function DevicePage() {
                         title: t('device.updated'),
                         dataIndex: 'id',
                         key: 'at',
-                        render: (k: string) => formatRelative(live.at[k] ?? (typeof metaAt[k] === 'object' && metaAt[k] ? (metaAt[k] as { timestamp?: string }).timestamp : undefined)),
+                        render: (k: string) =>
+                          formatRelative(
+                            live.at[k] ?? (typeof metaAt[k] === 'object' && metaAt[k] ? (metaAt[k] as { timestamp?: string }).timestamp : undefined),
+                          ),
                       },
                     ]}
                   />
@@ -155,10 +162,19 @@ export default function DevicePage() {
 
 function EventsPanel({ deviceId }: { deviceId: string }) {
   const { t } = useTranslation();
-  const events = useQuery({ queryKey: ['device-events', deviceId], queryFn: () => unwrap(api.GET('/api/v1/devices/{id}/events', { params: { path: { id: deviceId }, query: { limit: 100 } } })) });
+  const events = useQuery({
+    queryKey: ['device-events', deviceId],
+    queryFn: () => unwrap(api.GET('/api/v1/devices/{id}/events', { params: { path: { id: deviceId }, query: { limit: 100 } } })),
+  });
   return (
     <Card size="small">
-      <PageState loading={events.isLoading} error={events.error} empty={events.data?.items.length === 0} emptyText={t('device.noEvents')} onRetry={() => void events.refetch()}>
+      <PageState
+        loading={events.isLoading}
+        error={events.error}
+        empty={events.data?.items.length === 0}
+        emptyText={t('device.noEvents')}
+        onRetry={() => void events.refetch()}
+      >
         <Table
           size="small"
           rowKey="id"

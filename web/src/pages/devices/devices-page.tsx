@@ -104,7 +104,12 @@ export default function DevicesPage() {
                 width: 160,
                 render: (v: string | null) => <span title={formatDateTime(v)}>{v ? formatRelative(v) : t('common.never')}</span>,
               },
-              { title: t('devices.home'), dataIndex: 'homeId', width: 180, render: (v: string | null) => v ?? <Typography.Text type="secondary">{t('devices.noHome')}</Typography.Text> },
+              {
+                title: t('devices.home'),
+                dataIndex: 'homeId',
+                width: 180,
+                render: (v: string | null) => v ?? <Typography.Text type="secondary">{t('devices.noHome')}</Typography.Text>,
+              },
               { title: t('devices.created'), dataIndex: 'createdAt', width: 200, render: (v: string) => formatDateTime(v) },
             ]}
           />

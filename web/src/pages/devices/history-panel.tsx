@@ -56,7 +56,13 @@ export default function HistoryPanel({ deviceId, properties }: { deviceId: strin
     <Card size="small">
       <PageState empty={properties.length === 0} emptyText={t('device.noHistory')}>
         <Space wrap style={{ marginBottom: 16 }}>
-          <Select aria-label={t('device.property')} style={{ width: 200 }} value={property} onChange={setProperty} options={properties.map((p) => ({ value: p, label: p }))} />
+          <Select
+            aria-label={t('device.property')}
+            style={{ width: 200 }}
+            value={property}
+            onChange={setProperty}
+            options={properties.map((p) => ({ value: p, label: p }))}
+          />
           <DatePicker.RangePicker aria-label={t('device.range')} showTime value={range} onChange={(v) => setRange(v?.[0] && v[1] ? [v[0], v[1]] : null)} />
         </Space>
         <PageState loading={history.isLoading} error={history.error} empty={points.length === 0} onRetry={() => void history.refetch()}>

@@ -35,7 +35,13 @@ function RoutesTab() {
   return (
     <Space direction="vertical" size="middle" style={{ width: '100%' }}>
       <Card size="small" title={t('gateway.routes')}>
-        <PageState loading={routes.isLoading} error={routes.error} empty={routes.data?.items.length === 0} emptyText={t('gateway.noRoutes')} onRetry={() => void routes.refetch()}>
+        <PageState
+          loading={routes.isLoading}
+          error={routes.error}
+          empty={routes.data?.items.length === 0}
+          emptyText={t('gateway.noRoutes')}
+          onRetry={() => void routes.refetch()}
+        >
           <Table
             size="small"
             rowKey="id"
@@ -44,7 +50,11 @@ function RoutesTab() {
             expandable={{ expandedRowRender: (r) => <pre style={{ margin: 0 }}>{JSON.stringify(r, null, 2)}</pre> }}
             columns={[
               { title: t('gateway.name'), dataIndex: 'name' },
-              { title: t('gateway.enabled'), dataIndex: 'enabled', render: (v?: boolean) => (v === false ? <Tag>{t('common.no')}</Tag> : <Tag color="green">{t('common.yes')}</Tag>) },
+              {
+                title: t('gateway.enabled'),
+                dataIndex: 'enabled',
+                render: (v?: boolean) => (v === false ? <Tag>{t('common.no')}</Tag> : <Tag color="green">{t('common.yes')}</Tag>),
+              },
               { title: t('gateway.match'), dataIndex: 'match', render: (v: unknown) => <Typography.Text code>{JSON.stringify(v)}</Typography.Text> },
               { title: t('gateway.targets'), dataIndex: 'targets', render: (v: Array<{ type?: string }>) => v.map((x) => x.type ?? '?').join(', ') },
             ]}
@@ -114,7 +124,10 @@ function DeadLettersTab() {
   const qc = useQueryClient();
   const [status, setStatus] = useState<Status>('waiting');
   const [open, setOpen] = useState<DeadLetter>();
-  const list = useQuery({ queryKey: ['dead-letters', status], queryFn: () => unwrap(api.GET('/api/v1/dead-letters', { params: { query: { status, limit: 100 } } })) });
+  const list = useQuery({
+    queryKey: ['dead-letters', status],
+    queryFn: () => unwrap(api.GET('/api/v1/dead-letters', { params: { query: { status, limit: 100 } } })),
+  });
   const act = async (what: 'replay' | 'discard', d: DeadLetter) => {
     try {
       if (what === 'replay') await unwrap(api.POST('/api/v1/dead-letters/{id}/replay', { params: { path: { id: d.id } } }));
@@ -135,7 +148,13 @@ function DeadLettersTab() {
         onChange={setStatus}
         options={(['waiting', 'replayed', 'discarded'] as Status[]).map((s) => ({ value: s, label: t(`gateway.statuses.${s}`) }))}
       />
-      <PageState loading={list.isLoading} error={list.error} empty={list.data?.items.length === 0} emptyText={t('gateway.noDeadLetters')} onRetry={() => void list.refetch()}>
+      <PageState
+        loading={list.isLoading}
+        error={list.error}
+        empty={list.data?.items.length === 0}
+        emptyText={t('gateway.noDeadLetters')}
+        onRetry={() => void list.refetch()}
+      >
         <Table<DeadLetter>
           size="small"
           rowKey="id"
@@ -157,7 +176,12 @@ function DeadLettersTab() {
                       <Button size="small" onClick={() => void act('replay', d)}>
                         {t('gateway.replay')}
                       </Button>
-                      <Popconfirm title={t('gateway.discardConfirm')} onConfirm={() => void act('discard', d)} okText={t('common.yes')} cancelText={t('common.no')}>
+                      <Popconfirm
+                        title={t('gateway.discardConfirm')}
+                        onConfirm={() => void act('discard', d)}
+                        okText={t('common.yes')}
+                        cancelText={t('common.no')}
+                      >
                         <Button size="small" danger>
                           {t('gateway.discard')}
                         </Button>

@@ -16,7 +16,9 @@ export default function HomesPage() {
   const [q, setQ] = useState('');
   const [open, setOpen] = useState<Home>();
   const needle = q.trim().toLowerCase();
-  const rows = homes.data?.items.filter((h) => !needle || h.name.toLowerCase().includes(needle) || h.id.toLowerCase().includes(needle) || h.ownerId.toLowerCase().includes(needle));
+  const rows = homes.data?.items.filter(
+    (h) => !needle || h.name.toLowerCase().includes(needle) || h.id.toLowerCase().includes(needle) || h.ownerId.toLowerCase().includes(needle),
+  );
   return (
     <>
       <div style={{ display: 'flex', justifyContent: 'space-between', marginBottom: 16 }}>
@@ -51,9 +53,18 @@ export default function HomesPage() {
 
 function HomeDetail({ home }: { home: Home }) {
   const { t } = useTranslation();
-  const members = useQuery({ queryKey: ['home-members', home.id], queryFn: () => unwrap(api.GET('/api/v1/homes/{homeId}/members', { params: { path: { homeId: home.id } } })) });
-  const devices = useQuery({ queryKey: ['home-devices', home.id], queryFn: () => unwrap(api.GET('/api/v1/homes/{homeId}/devices', { params: { path: { homeId: home.id } } })) });
-  const scenes = useQuery({ queryKey: ['home-scenes', home.id], queryFn: () => unwrap(api.GET('/api/v1/homes/{homeId}/scenes', { params: { path: { homeId: home.id } } })) });
+  const members = useQuery({
+    queryKey: ['home-members', home.id],
+    queryFn: () => unwrap(api.GET('/api/v1/homes/{homeId}/members', { params: { path: { homeId: home.id } } })),
+  });
+  const devices = useQuery({
+    queryKey: ['home-devices', home.id],
+    queryFn: () => unwrap(api.GET('/api/v1/homes/{homeId}/devices', { params: { path: { homeId: home.id } } })),
+  });
+  const scenes = useQuery({
+    queryKey: ['home-scenes', home.id],
+    queryFn: () => unwrap(api.GET('/api/v1/homes/{homeId}/scenes', { params: { path: { homeId: home.id } } })),
+  });
   const channels = useQuery({
     queryKey: ['home-channels', home.id],
     queryFn: () => unwrap(api.GET('/api/v1/homes/{homeId}/notification-channels', { params: { path: { homeId: home.id } } })),
@@ -113,7 +124,11 @@ function HomeDetail({ home }: { home: Home }) {
                   columns={[
                     { title: t('devices.name'), dataIndex: 'name', render: (v: string, d) => <Link to={`/devices/${d.id}`}>{v}</Link> },
                     { title: t('devices.product'), dataIndex: 'product' },
-                    { title: t('devices.status'), dataIndex: 'online', render: (v: boolean) => <Badge status={v ? 'success' : 'default'} text={v ? t('devices.online') : t('devices.offline')} /> },
+                    {
+                      title: t('devices.status'),
+                      dataIndex: 'online',
+                      render: (v: boolean) => <Badge status={v ? 'success' : 'default'} text={v ? t('devices.online') : t('devices.offline')} />,
+                    },
                   ]}
                 />
               </PageState>

@@ -7,7 +7,19 @@ import { PageState } from '../../components/page-state';
 import { formatDateTime } from '../../lib/format';
 
 type Scope = paths['/api/v1/keys']['post']['requestBody']['content']['application/json']['scopes'][number];
-const SCOPES: Scope[] = ['devices:read', 'devices:control', 'homes:read', 'homes:manage', 'automations:manage', 'products:manage', 'devices:manage', 'gateway:read', 'gateway:manage', 'partners:manage', 'audit:read'];
+const SCOPES: Scope[] = [
+  'devices:read',
+  'devices:control',
+  'homes:read',
+  'homes:manage',
+  'automations:manage',
+  'products:manage',
+  'devices:manage',
+  'gateway:read',
+  'gateway:manage',
+  'partners:manage',
+  'audit:read',
+];
 
 /** The caller's API keys: create (the key is shown once), list, revoke. */
 export default function KeysPage() {
@@ -90,7 +102,14 @@ export default function KeysPage() {
           />
         </PageState>
       </Card>
-      <Modal open={open} title={t('keys.new')} onOk={() => void create().then(() => setOpen(false))} onCancel={() => setOpen(false)} okText={t('common.create')} cancelText={t('common.cancel')}>
+      <Modal
+        open={open}
+        title={t('keys.new')}
+        onOk={() => void create().then(() => setOpen(false))}
+        onCancel={() => setOpen(false)}
+        okText={t('common.create')}
+        cancelText={t('common.cancel')}
+      >
         {error && <Alert type="error" showIcon message={error} style={{ marginBottom: 16 }} />}
         <Form form={form} layout="vertical">
           <Form.Item name="name" label={t('keys.name')} rules={[{ required: true, message: t('form.required') }]}>

@@ -143,7 +143,11 @@ export default function OnboardingPage() {
                 ]}
               />
             ) : (
-              <Result icon={<LoadingOutlined />} title={heard.online ? t('onboarding.online') : t('onboarding.waiting')} subTitle={t('onboarding.waitingHelp')} />
+              <Result
+                icon={<LoadingOutlined />}
+                title={heard.online ? t('onboarding.online') : t('onboarding.waiting')}
+                subTitle={t('onboarding.waitingHelp')}
+              />
             )}
           </Card>
         </>

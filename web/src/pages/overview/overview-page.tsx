@@ -38,7 +38,10 @@ export default function OverviewPage() {
       return { rate, connected: metricSum(text, 'hearth_devices_connected') };
     },
   });
-  const notifications = useQuery({ queryKey: ['notifications'], queryFn: () => unwrap(api.GET('/api/v1/notifications', { params: { query: { limit: 10, offset: 0 } } })) });
+  const notifications = useQuery({
+    queryKey: ['notifications'],
+    queryFn: () => unwrap(api.GET('/api/v1/notifications', { params: { query: { limit: 10, offset: 0 } } })),
+  });
   const [recent, setRecent] = useState<StreamEvent[]>([]);
   useStream({ types: ['presence', 'event', 'command', 'automation', 'notification'] }, (e) => {
     if (e.type === 'hello' || e.type === 'reset' || e.type === 'end') return;
@@ -73,7 +76,12 @@ export default function OverviewPage() {
         </Col>
         <Col xs={24} lg={12}>
           <Card title={t('overview.perProduct')}>
-            <PageState loading={products.isLoading || counts.isLoading} error={products.error ?? counts.error} empty={counts.data?.length === 0} onRetry={() => void counts.refetch()}>
+            <PageState
+              loading={products.isLoading || counts.isLoading}
+              error={products.error ?? counts.error}
+              empty={counts.data?.length === 0}
+              onRetry={() => void counts.refetch()}
+            >
               <Table
                 size="small"
                 rowKey="key"
@@ -89,7 +97,12 @@ export default function OverviewPage() {
         </Col>
         <Col xs={24} lg={12}>
           <Card title={t('overview.notifications')}>
-            <PageState loading={notifications.isLoading} error={notifications.error} empty={notifications.data?.items.length === 0} emptyText={t('overview.noNotifications')}>
+            <PageState
+              loading={notifications.isLoading}
+              error={notifications.error}
+              empty={notifications.data?.items.length === 0}
+              emptyText={t('overview.noNotifications')}
+            >
               <List
                 size="small"
                 dataSource={notifications.data?.items}

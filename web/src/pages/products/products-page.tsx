@@ -47,7 +47,9 @@ export default function ProductsPage() {
               />
             </Card>
           </Col>
-          <Col xs={24} md={17}>{selected && <ModelView product={selected} />}</Col>
+          <Col xs={24} md={17}>
+            {selected && <ModelView product={selected} />}
+          </Col>
         </Row>
       </PageState>
       <NewProduct open={creating} onClose={() => setCreating(false)} />
@@ -60,7 +62,11 @@ function fieldColumns(t: (k: string) => string) {
     { title: 'ID', dataIndex: 'id' },
     { title: t('products.type'), dataIndex: 'type', render: (v: string, f: ModelField) => (f.values ? `${v} (${f.values.join(', ')})` : v) },
     { title: t('products.unit'), dataIndex: 'unit' },
-    { title: t('products.range'), key: 'range', render: (_: unknown, f: ModelField) => (f.min !== undefined || f.max !== undefined ? `${f.min ?? ''} … ${f.max ?? ''}` : '') },
+    {
+      title: t('products.range'),
+      key: 'range',
+      render: (_: unknown, f: ModelField) => (f.min !== undefined || f.max !== undefined ? `${f.min ?? ''} … ${f.max ?? ''}` : ''),
+    },
     { title: t('products.description'), dataIndex: 'description' },
   ];
 }
@@ -76,7 +82,11 @@ function ModelView({ product }: { product: Product }) {
       dataSource={list}
       columns={[
         { title: 'ID', dataIndex: 'id' },
-        { title: t('products.params'), dataIndex: 'params', render: (ps?: ModelField[]) => (ps ?? []).map((p) => `${p.id}: ${p.type}${p.required ? '' : '?'}`).join(', ') },
+        {
+          title: t('products.params'),
+          dataIndex: 'params',
+          render: (ps?: ModelField[]) => (ps ?? []).map((p) => `${p.id}: ${p.type}${p.required ? '' : '?'}`).join(', '),
+        },
         { title: t('products.description'), dataIndex: 'description' },
       ]}
     />
@@ -141,7 +151,16 @@ function NewProduct({ open, onClose }: { open: boolean; onClose: () => void }) {
     }
   };
   return (
-    <Modal open={open} width={640} title={t('products.new')} onOk={() => void submit()} onCancel={onClose} confirmLoading={busy} okText={t('common.create')} cancelText={t('common.cancel')}>
+    <Modal
+      open={open}
+      width={640}
+      title={t('products.new')}
+      onOk={() => void submit()}
+      onCancel={onClose}
+      confirmLoading={busy}
+      okText={t('common.create')}
+      cancelText={t('common.cancel')}
+    >
       <Form form={form} layout="vertical" initialValues={{ model: EXAMPLE, category: 'light' }}>
         <Form.Item name="key" label={t('products.key')} rules={[{ required: true, message: t('form.required') }]}>
           <Input />
@@ -155,7 +174,19 @@ function NewProduct({ open, onClose }: { open: boolean; onClose: () => void }) {
         <Form.Item name="model" label={t('products.modelJson')} rules={[{ required: true, message: t('form.required') }]}>
           <Input.TextArea rows={10} spellCheck={false} style={{ fontFamily: 'monospace' }} />
         </Form.Item>
-        {problems.length > 0 && <Alert type="error" showIcon message={<ul style={{ margin: 0, paddingInlineStart: 16 }}>{problems.map((p) => <li key={p}>{p}</li>)}</ul>} />}
+        {problems.length > 0 && (
+          <Alert
+            type="error"
+            showIcon
+            message={
+              <ul style={{ margin: 0, paddingInlineStart: 16 }}>
+                {problems.map((p) => (
+                  <li key={p}>{p}</li>
+                ))}
+              </ul>
+            }
+          />
+        )}
       </Form>
     </Modal>
   );
