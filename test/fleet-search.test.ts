@@ -32,7 +32,7 @@ before(async () => {
     const c = await p.connect(d.id, d.secret);
     await c.publishAsync(`devices/${d.id}/properties`, JSON.stringify({ firmware: fw }), { qos: 1 });
     assert.equal((await p.api('PATCH', `/api/v1/devices/${d.id}`, { tags: { site } })).status, 200);
-    await eventually(async () => (await p.device(d.id)).firmware === fw, 3000, `firmware of ${name}`);
+    await eventually(async () => (await p.device(d.id)).firmware?.version === fw, 3000, `firmware of ${name}`);
     if (name === 'h1' || name === 'h3') await c.endAsync();
   }
   await p.until(hubs.h1, (x) => !x.online, 'h1 offline');

@@ -21,7 +21,7 @@ const SetupBody = Type.Object(
       Type.String({ maxLength: 64, description: 'The setup code from the server log (needed from other machines)', examples: ['K3M9X7P1Q8'] }),
     ),
   },
-  { additionalProperties: false },
+  { additionalProperties: false, examples: [{ email: 'me@example.com', password: 'my-long-password' }] },
 );
 
 /** First-run setup (operator-setup.ts) over HTTP: the console's first screen on a fresh server. */
