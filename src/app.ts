@@ -598,6 +598,7 @@ export class Hearth {
         return h && { timezone: h.timezone, ownerId: h.ownerId };
       },
       notify: (req) => notify.send(req),
+      tagsOf: async (id) => (await deviceTags.get(id)).tags,
       observer: metrics,
       tickMs: config.otaTickMs,
     });

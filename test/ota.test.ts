@@ -325,6 +325,23 @@ test('a hub downloads once and updates its two sub-devices, reporting per child'
   }
 });
 
+test("a campaign can target devices by the operator's tags", async () => {
+  const key = await product('tagged-lamp');
+  const devs = await fleet(key, 4, '1.0.0');
+  for (const [i, d] of devs.entries()) {
+    const r = await p.api('PATCH', `/api/v1/devices/${d.id}`, { tags: { site: i < 2 ? 'berlin' : 'paris' } });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+  }
+  const fw = (await upload(key, 'version=1.1.0', randomBytes(1024))).body;
+  const created = await p.api('POST', '/api/v1/ota/campaigns', { name: 'berlin only', product: key, firmware: fw.id, target: { tags: { site: 'berlin' } } });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  const jobs = (await p.api('GET', `/api/v1/ota/campaigns/${created.body.id}/devices`)).body;
+  assert.deepEqual(jobs.items.map((j: any) => j.device).sort(), [devs[0].id, devs[1].id].sort());
+  await eventually(async () => (await campaign(created.body.id)).state === 'completed', 15_000, 'the campaign done');
+  const bad = await p.api('POST', '/api/v1/ota/campaigns', { name: 'x', product: key, firmware: fw.id, target: { tags: 'site:berlin' } });
+  assert.equal(bad.status, 400);
+});
+
 test('bad progress changes nothing: unknown or foreign jobs, bad shapes, a contradicting version', async () => {
   const key = await product('ota-progress');
   const devices = await fleet(key, 2, '1.0.0');

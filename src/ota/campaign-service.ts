@@ -36,6 +36,8 @@ export interface CampaignTarget {
   homes?: string[];
   /** These devices only. */
   devices?: string[];
+  /** Operator tags every target device carries. */
+  tags?: Record<string, string>;
 }
 
 export interface CreateCampaign {
@@ -190,6 +192,8 @@ export class CampaignService {
       /** A home's zone and owner (no access check). */
       home: (homeId: string) => Promise<{ timezone: string; ownerId: string } | undefined>;
       notify: (req: NotifyRequest) => Promise<unknown>;
+      /** A device's operator tags (the fleet's), for targets by tag. */
+      tagsOf?: (deviceId: string) => Promise<Record<string, string>>;
       observer?: OtaObserver;
       tickMs: number;
     },
@@ -339,10 +343,15 @@ export class CampaignService {
     const skipped: Record<string, number> = {};
     const skip = (why: string) => void (skipped[why] = (skipped[why] ?? 0) + 1);
     const homes = target.homes ? new Set(target.homes) : undefined;
+    const wantTags = Object.entries(target.tags ?? {});
     const jobs: Array<{ device: DeviceRecord; wave: number; fromVersion: string | null }> = [];
     for (const d of candidates) {
       const current = versions.get(d.id) ?? null;
       if (homes && !homes.has((await access.placement(d.id))?.homeId ?? '')) continue;
+      if (wantTags.length) {
+        const has = (await this.deps.tagsOf?.(d.id)) ?? {};
+        if (!wantTags.every(([k, v]) => has[k] === v)) continue;
+      }
       if (target.versions && !inRange(current, target.versions)) continue;
       if (current !== null && isSemVer(current)) {
         const cmp = compareSemVer(current, fw.version);

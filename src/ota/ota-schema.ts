@@ -148,6 +148,12 @@ export const CampaignTarget = Type.Object(
     ),
     homes: Type.Optional(Type.Array(Type.String({ maxLength: 64 }), { maxItems: 10000, description: 'Devices in these homes' })),
     devices: Type.Optional(Type.Array(Type.String({ maxLength: 64 }), { maxItems: 100000, description: 'These devices only' })),
+    tags: Type.Optional(
+      Type.Record(Type.String({ minLength: 1, maxLength: 64 }), Type.String({ maxLength: 256 }), {
+        maxProperties: 20,
+        description: 'Devices carrying every one of these operator tags (docs/fleet.md), e.g. {"site": "berlin"}',
+      }),
+    ),
   },
   { additionalProperties: false, description: 'Which devices of the product: all of them when empty; every condition given must hold' },
 );
