@@ -15149,6 +15149,10 @@ export interface paths {
                                     devices?: string[];
                                     /** @description Devices in these homes */
                                     homes?: string[];
+                                    /** @description Devices carrying every one of these operator tags (docs/fleet.md), e.g. {"site": "berlin"} */
+                                    tags?: {
+                                        [key: string]: string;
+                                    };
                                     versions?: {
                                         /** @description Current version below this */
                                         below?: string;
@@ -15268,6 +15272,10 @@ export interface paths {
                             devices?: string[];
                             /** @description Devices in these homes */
                             homes?: string[];
+                            /** @description Devices carrying every one of these operator tags (docs/fleet.md), e.g. {"site": "berlin"} */
+                            tags?: {
+                                [key: string]: string;
+                            };
                             versions?: {
                                 /** @description Current version below this */
                                 below?: string;
@@ -15395,6 +15403,10 @@ export interface paths {
                                 devices?: string[];
                                 /** @description Devices in these homes */
                                 homes?: string[];
+                                /** @description Devices carrying every one of these operator tags (docs/fleet.md), e.g. {"site": "berlin"} */
+                                tags?: {
+                                    [key: string]: string;
+                                };
                                 versions?: {
                                     /** @description Current version below this */
                                     below?: string;
@@ -15587,6 +15599,10 @@ export interface paths {
                                 devices?: string[];
                                 /** @description Devices in these homes */
                                 homes?: string[];
+                                /** @description Devices carrying every one of these operator tags (docs/fleet.md), e.g. {"site": "berlin"} */
+                                tags?: {
+                                    [key: string]: string;
+                                };
                                 versions?: {
                                     /** @description Current version below this */
                                     below?: string;
@@ -15774,6 +15790,10 @@ export interface paths {
                                 devices?: string[];
                                 /** @description Devices in these homes */
                                 homes?: string[];
+                                /** @description Devices carrying every one of these operator tags (docs/fleet.md), e.g. {"site": "berlin"} */
+                                tags?: {
+                                    [key: string]: string;
+                                };
                                 versions?: {
                                     /** @description Current version below this */
                                     below?: string;
@@ -16079,6 +16099,10 @@ export interface paths {
                                 devices?: string[];
                                 /** @description Devices in these homes */
                                 homes?: string[];
+                                /** @description Devices carrying every one of these operator tags (docs/fleet.md), e.g. {"site": "berlin"} */
+                                tags?: {
+                                    [key: string]: string;
+                                };
                                 versions?: {
                                     /** @description Current version below this */
                                     below?: string;
@@ -16273,6 +16297,10 @@ export interface paths {
                                 devices?: string[];
                                 /** @description Devices in these homes */
                                 homes?: string[];
+                                /** @description Devices carrying every one of these operator tags (docs/fleet.md), e.g. {"site": "berlin"} */
+                                tags?: {
+                                    [key: string]: string;
+                                };
                                 versions?: {
                                     /** @description Current version below this */
                                     below?: string;
@@ -21136,6 +21164,12 @@ export interface paths {
             };
             requestBody: {
                 content: {
+                    /**
+                     * @example {
+                     *       "email": "me@example.com",
+                     *       "password": "my-long-password"
+                     *     }
+                     */
                     "application/json": {
                         /**
                          * @description The setup code from the server log (needed from other machines)
