@@ -107,8 +107,10 @@ test('a clean=false session follows its device to another node: subscriptions an
   await eventually(async () => !(await requestJson(`${b.httpUrl}/api/v1/devices/${d.id}`, 'GET', undefined, token)).body.online, 5000, 'offline');
 
   // on node a, without subscribing: the stored session brings the unacknowledged command
-  const again = await connectDevice(`mqtt://127.0.0.1:${a.mqttPort}`, d.id, d.secret, { clean: false });
-  const box = inbox(again);
+  let box!: ReturnType<typeof inbox>;
+  const again = await connectDevice(`mqtt://127.0.0.1:${a.mqttPort}`, d.id, d.secret, { clean: false }, (c) => {
+    box = inbox(c);
+  });
   const m = await box.next((x) => x.topic === `devices/${d.id}/commands`, 5000);
   assert.deepEqual(m.payload, JSON.parse(seen[0]));
   // and the subscription: a new command reaches it on node a

@@ -44,16 +44,20 @@ test('a clean=false session keeps its subscriptions and unacknowledged QoS 1 mes
 
     b = await startPlatform({ dataDir: a.dataDir });
     // Back with clean=false and no SUBSCRIBE: the session has the subscriptions, and what was not acknowledged.
-    const again = await connectDevice(b.mqttUrl, d.id, d.secret, { clean: false });
-    const box = inbox(again);
+    let box!: ReturnType<typeof inbox>;
+    const again = await connectDevice(b.mqttUrl, d.id, d.secret, { clean: false }, (c) => {
+      box = inbox(c);
+    });
     const cmd = await box.next((m) => m.topic === `devices/${d.id}/commands`, 5000);
     assert.deepEqual(cmd.payload, sent, 'the unacknowledged command, again');
     const desired = await box.next((m) => m.topic === `devices/${d.id}/desired`, 5000);
     assert.deepEqual(desired.payload.state, { on: true }, 'the restored subscription counts as subscribing: pending desired state is sent');
     // Acknowledged now: a reconnect does not bring it again.
     await again.endAsync();
-    const third = await connectDevice(b.mqttUrl, d.id, d.secret, { clean: false });
-    const box3 = inbox(third);
+    let box3!: ReturnType<typeof inbox>;
+    const third = await connectDevice(b.mqttUrl, d.id, d.secret, { clean: false }, (c) => {
+      box3 = inbox(c);
+    });
     await box3.next((m) => m.topic === `devices/${d.id}/desired`, 5000);
     await b.api('POST', `/api/v1/devices/${d.id}/commands`, { action: 'toggle', ttlMs: 60_000, timeoutMs: 300 });
     const next = await box3.next((m) => m.topic === `devices/${d.id}/commands`, 5000);
@@ -89,8 +93,10 @@ test('a session keeps at most HEARTH_MQTT_SESSION_MAX_MESSAGES messages: the old
     c.stream.destroy();
     await p.until(d.id, (x) => !x.online, 'offline');
     assert.equal(await metric(p, 'hearth_mqtt_session_messages_dropped_total'), before + 1);
-    const again = await connectDevice(p.mqttUrl, d.id, d.secret, { clean: false });
-    const box = inbox(again);
+    let box!: ReturnType<typeof inbox>;
+    const again = await connectDevice(p.mqttUrl, d.id, d.secret, { clean: false }, (c) => {
+      box = inbox(c);
+    });
     const a = await box.next((m) => m.topic === `devices/${d.id}/commands`);
     const b = await box.next((m) => m.topic === `devices/${d.id}/commands`);
     assert.deepEqual([a.payload.params.times, b.payload.params.times].sort(), [2, 3], 'the oldest was dropped');
@@ -104,8 +110,10 @@ test('retained messages stay refused for a clean=false session too', async () =>
   const p = await startPlatform();
   try {
     const d = await p.provision('light');
-    const c = await connectDevice(p.mqttUrl, d.id, d.secret, { clean: false });
-    const box = inbox(c);
+    let box!: ReturnType<typeof inbox>;
+    const c = await connectDevice(p.mqttUrl, d.id, d.secret, { clean: false }, (c) => {
+      box = inbox(c);
+    });
     await c.subscribeAsync(`devices/${d.id}/errors`, { qos: 1 });
     await c.publishAsync(`devices/${d.id}/properties`, JSON.stringify({ on: true }), { qos: 1, retain: true });
     const err = await box.next((m) => m.topic === `devices/${d.id}/errors`);

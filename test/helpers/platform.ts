@@ -251,8 +251,19 @@ export async function requestJson<T = any>(url: string, method: string, body?: u
 }
 
 /** A device's MQTT connection (client id = user name = device id, no reconnects), once CONNACKed. */
-export async function connectDevice(mqttUrl: string, id: string, secret: string, opts: IClientOptions = {}): Promise<MqttClient> {
+/**
+ * A device connected over MQTT. `before` sees the client before the CONNACK: a resumed session's
+ * stored messages may arrive in the same read as the CONNACK, so listen there for them.
+ */
+export async function connectDevice(
+  mqttUrl: string,
+  id: string,
+  secret: string,
+  opts: IClientOptions = {},
+  before?: (c: MqttClient) => void,
+): Promise<MqttClient> {
   const c = mqtt.connect(mqttUrl, { clientId: id, username: id, password: secret, reconnectPeriod: 0, connectTimeout: 5000, ...opts });
+  before?.(c);
   await new Promise<void>((resolve, reject) => {
     c.once('connect', () => resolve());
     c.once('error', reject);
