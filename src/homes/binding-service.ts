@@ -1,9 +1,9 @@
-import { fromJson, toJson } from '../core/store/db.ts';
 import { HearthError } from '../core/errors.ts';
 import { actorOf, type Principal } from '../access/principal.ts';
 import type { DeviceRecord } from '../devices/device-service.ts';
 import { type ShareView, shareView } from './home-types.ts';
 import { HomesPart } from './homes-part.ts';
+import { removeFromHomes } from './home-device-removal.ts';
 
 /**
  * Devices in homes: binding by pairing code (sub-devices follow their hub), the devices of a home,
@@ -51,55 +51,7 @@ export class BindingService extends HomesPart {
       throw new HearthError('E_DEVICE_NOT_FOUND', `device "${deviceId}" does not exist`);
     if (device.parentId) throw new HearthError('E_CONFLICT', 'a sub-device follows its hub; remove the hub instead');
     const ids = [deviceId, ...(await this.deps.devices.children(deviceId)).map((c) => c.id)];
-    const gone = new Set(ids);
-    const without = (json: string | null) => {
-      const list = fromJson<string[] | null>(json);
-      if (!list) return undefined;
-      const kept = list.filter((id) => !gone.has(id));
-      return kept.length === list.length ? undefined : kept;
-    };
-    await this.deps.db.transaction().execute(async (trx) => {
-      await trx.deleteFrom('device_bindings').where('device_id', 'in', ids).execute();
-      await trx.deleteFrom('device_shares').where('device_id', 'in', ids).execute();
-      for (const g of await trx.selectFrom('device_groups').select(['id', 'device_ids']).where('home_id', '=', homeId).execute()) {
-        const kept = without(g.device_ids);
-        if (kept)
-          await trx
-            .updateTable('device_groups')
-            .set({ device_ids: toJson(kept) })
-            .where('id', '=', g.id)
-            .execute();
-      }
-      for (const m of await trx
-        .selectFrom('home_members')
-        .select(['user_id', 'guest_devices'])
-        .where('home_id', '=', homeId)
-        .where('guest_devices', 'is not', null)
-        .execute()) {
-        const kept = without(m.guest_devices);
-        if (kept)
-          await trx
-            .updateTable('home_members')
-            .set({ guest_devices: toJson(kept) })
-            .where('home_id', '=', homeId)
-            .where('user_id', '=', m.user_id)
-            .execute();
-      }
-      for (const i of await trx
-        .selectFrom('invitations')
-        .select(['id', 'guest_devices'])
-        .where('home_id', '=', homeId)
-        .where('guest_devices', 'is not', null)
-        .execute()) {
-        const kept = without(i.guest_devices);
-        if (kept)
-          await trx
-            .updateTable('invitations')
-            .set({ guest_devices: toJson(kept) })
-            .where('id', '=', i.id)
-            .execute();
-      }
-    });
+    await this.deps.db.transaction().execute((trx) => removeFromHomes(trx, ids, [homeId]));
     for (const id of ids) this.deps.onPlacementChange?.(id);
     for (const id of ids) await this.deps.shadow.clearDesired(id);
     this.audit(p, 'device.unbind', homeId, 'device', deviceId, { unbound: ids });
