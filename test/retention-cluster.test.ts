@@ -4,33 +4,8 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import mqtt, { type MqttClient } from 'mqtt';
-import { startCluster, type Cluster, type ClusterNode } from './helpers/cluster.ts';
-import { ADMIN, eventually } from './helpers/platform.ts';
-
-async function client(baseUrl: string) {
-  let token = '';
-  const call = async (method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> => {
-    const headers: Record<string, string> = {};
-    if (token) headers.authorization = `Bearer ${token}`;
-    if (body !== undefined) headers['content-type'] = 'application/json';
-    const res = await fetch(baseUrl + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-    const text = await res.text();
-    return { status: res.status, body: text ? JSON.parse(text) : undefined };
-  };
-  const login = await call('POST', '/api/v1/auth/login', ADMIN);
-  assert.equal(login.status, 200, JSON.stringify(login.body));
-  token = login.body.token;
-  return call;
-}
-
-function connect(url: string, dev: { id: string; secret: string }): Promise<MqttClient> {
-  const c = mqtt.connect(url, { clientId: dev.id, username: dev.id, password: dev.secret, reconnectPeriod: 0, connectTimeout: 5000 });
-  return new Promise((resolve, reject) => {
-    c.once('connect', () => resolve(c));
-    c.once('error', reject);
-  });
-}
+import { adminApi as client, connectMqtt as connect, startCluster, type Cluster, type ClusterNode } from './helpers/cluster.ts';
+import { eventually } from './helpers/platform.ts';
 
 /** The passes a node logged that deleted something. */
 const passes = (n: ClusterNode) =>

@@ -3,6 +3,7 @@
  * separate processes (`bin/hearth.js start`), and a load balancer in front of them that sends
  * new HTTP requests and MQTT connections only to ready nodes — what a Kubernetes Service does.
  */
+import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer as createHttpServer, request as httpRequest, type Server as HttpServer } from 'node:http';
@@ -12,6 +13,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startNats } from './nats.ts';
 import { startPostgres } from './postgres.ts';
+import mqtt, { type MqttClient } from 'mqtt';
 import { ADMIN } from './platform.ts';
 import { freePort } from './ports.ts';
 
@@ -237,4 +239,30 @@ export async function startCluster(opts: { nodes?: number; env?: Record<string, 
       for (const d of dirs) rmSync(d, { recursive: true, force: true });
     },
   };
+}
+
+/** The operator's REST client on one node (or the balancer): signs in, then `call(method, path, body)` answers status and JSON body. */
+export async function adminApi(baseUrl: string) {
+  let token = '';
+  const call = async (method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> => {
+    const headers: Record<string, string> = {};
+    if (token) headers.authorization = `Bearer ${token}`;
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    const res = await fetch(baseUrl + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    const text = await res.text();
+    return { status: res.status, body: text ? JSON.parse(text) : undefined };
+  };
+  const login = await call('POST', '/api/v1/auth/login', ADMIN);
+  assert.equal(login.status, 200, JSON.stringify(login.body));
+  token = login.body.token;
+  return call;
+}
+
+/** A device's MQTT connection to one node (or the balancer). */
+export function connectMqtt(url: string, dev: { id: string; secret: string }): Promise<MqttClient> {
+  const c = mqtt.connect(url, { clientId: dev.id, username: dev.id, password: dev.secret, reconnectPeriod: 0, connectTimeout: 5000 });
+  return new Promise((resolve, reject) => {
+    c.once('connect', () => resolve(c));
+    c.once('error', reject);
+  });
 }
