@@ -1,3 +1,4 @@
+import type { Database } from '../core/store/schema.ts';
 import type { Db } from '../core/store/db.ts';
 import { fromJson, toJson } from '../core/store/db.ts';
 import type { Bus, Unsubscribe } from '../core/bus/bus.ts';
@@ -112,41 +113,8 @@ export interface OtaObserver {
   otaJob(state: string): void;
 }
 
-type CampaignRow = {
-  id: string;
-  name: string;
-  product_key: string;
-  firmware_id: string;
-  target: string;
-  waves: string;
-  abort: string | null;
-  window: string | null;
-  timeout_ms: number;
-  allow_downgrade: number;
-  state: string;
-  wave: number;
-  soak_until: number | null;
-  reason: string | null;
-  created_by: string;
-  created_at: number;
-  updated_at: number;
-  finished_at: number | null;
-};
-type JobRow = {
-  id: string;
-  campaign_id: string;
-  device_id: string;
-  hub_id: string | null;
-  wave: number;
-  state: string;
-  progress: number | null;
-  error: string | null;
-  from_version: string | null;
-  created_at: number;
-  sent_at: number | null;
-  updated_at: number;
-  finished_at: number | null;
-};
+type CampaignRow = Database['ota_campaigns'];
+type JobRow = Database['ota_jobs'];
 
 const iso = (n: number | null | undefined) => (n == null ? null : new Date(Number(n)).toISOString());
 const TIMER_OWNER = 'ota';
