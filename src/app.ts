@@ -751,7 +751,10 @@ export class Hearth {
       },
     });
     metrics.setConnectedSource(() => this.mqtt.connectedClients);
-    this.lifecycle = new Lifecycles(this.units());
+    this.lifecycle = new Lifecycles(this.units(), (unit, ms) => {
+      if (ms >= 1000) this.log.warn({ unit, ms }, 'a unit was slow to stop');
+      else this.log.debug({ unit, ms }, 'unit stopped');
+    });
   }
 
   has(role: Role): boolean {

@@ -203,9 +203,15 @@ describe('the hearth command', { concurrency: 3 }, () => {
     await new Promise((r) => setTimeout(r, 200));
     const t = Date.now();
     s.proc.child.kill('SIGTERM');
-    // Well before the demo's 5 s start-up timer: a stop that waited for it would take over 5 s.
-    const exit = await exitWithin(s.proc, 3000);
-    assert.equal(exit.killed, false, `the process exited within 3 s of SIGTERM (it took ${Date.now() - t} ms)`);
+    // Before the demo's 5 s start-up timer (started before the banner) could fire: a stop that waited
+    // for it would take over 5 s. The bound is loose because a loaded CI machine is slow; a unit that
+    // took a second or more to stop is named in the log, and so in the message.
+    const exit = await exitWithin(s.proc, 4500);
+    const slow = s.proc
+      .stdout()
+      .split('\n')
+      .filter((l) => /slow to stop|shutting down|"stopped"/.test(l));
+    assert.equal(exit.killed, false, `the process exited within 4.5 s of SIGTERM (it took ${Date.now() - t} ms)\n${slow.join('\n')}`);
     assert.equal(exit.code, 0);
   });
 

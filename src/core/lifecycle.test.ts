@@ -49,9 +49,11 @@ test('stop runs the start order backwards, once, over every unit even when the s
       throw new Error('shards: no lease');
     },
   };
-  const l = new Lifecycles(list);
+  const timed: string[] = [];
+  const l = new Lifecycles(list, (name, ms) => timed.push(`${name} ${ms >= 0}`));
   await assert.rejects(l.start(), /no lease/);
   assert.deepEqual(log, ['start store', 'start bus'], 'nothing after the failed unit starts');
   await Promise.all([l.stop(), l.stop()]);
   assert.deepEqual(log.slice(2), ['stop http', 'stop shards', 'stop bus', 'stop store']);
+  assert.deepEqual(timed, ['http true', 'shards true', 'bus true', 'store true'], 'each stop is timed once');
 });

@@ -59,7 +59,11 @@ export class Lifecycles {
   readonly order: readonly Lifecycle[];
   private stopping: Promise<void> | undefined;
 
-  constructor(units: readonly Lifecycle[]) {
+  /** `stopped` hears how long each unit's stop took (the app logs it: a slow shutdown names its unit). */
+  constructor(
+    units: readonly Lifecycle[],
+    private readonly stopped?: (name: string, ms: number) => void,
+  ) {
     this.order = startOrder(units);
   }
 
@@ -69,7 +73,11 @@ export class Lifecycles {
 
   stop(): Promise<void> {
     this.stopping ??= (async () => {
-      for (const u of [...this.order].reverse()) await u.stop?.();
+      for (const u of [...this.order].reverse()) {
+        const t = performance.now();
+        await u.stop?.();
+        this.stopped?.(u.name, Math.round(performance.now() - t));
+      }
     })();
     return this.stopping;
   }
