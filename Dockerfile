@@ -13,9 +13,12 @@ WORKDIR /app
 # node-gyp builds against the headers that ship with this Node instead of downloading them.
 ENV npm_config_nodedir=/usr/local
 COPY package.json package-lock.json ./
-# tsx is a dependency (Hearth runs TypeScript through it; there is no build step).
 RUN npm ci --omit=dev --no-audit --no-fund \
  && npm cache clean --force
+# The server's TypeScript compiled into dist/ (esbuild, a production dependency): the image runs JavaScript.
+COPY scripts/build-server.mjs ./scripts/build-server.mjs
+COPY src ./src
+RUN node scripts/build-server.mjs
 
 # Console stage: the web console (docs/console.md) is built with the dev dependencies (Vite, React,
 # Ant Design); only its output, web/dist, goes into the image. No native addon is needed to build it.
@@ -27,7 +30,7 @@ COPY web ./web
 COPY scripts/build-console.ts ./scripts/build-console.ts
 RUN node --import tsx scripts/build-console.ts
 
-# Runtime stage: Node, the production node_modules and the sources; no compiler, no npm install.
+# Runtime stage: Node, the production node_modules and the compiled server; no compiler run, no npm install.
 FROM node:20-bookworm-slim AS runtime
 ENV NODE_ENV=production \
     HEARTH_DATA_DIR=/data
@@ -38,9 +41,10 @@ RUN groupadd --gid 10001 hearth \
 WORKDIR /app
 # The application files stay owned by root: the process can read them, not change them.
 COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
 COPY package.json ./
 COPY bin ./bin
-COPY src ./src
+COPY scripts/build-server.mjs ./scripts/build-server.mjs
 COPY --from=console /app/web/dist ./web/dist
 USER 10001:10001
 VOLUME ["/data"]

@@ -139,6 +139,8 @@ async function waitFor(check: () => Promise<boolean>, timeoutMs: number, what: s
 export interface HearthServer extends Server {
   httpUrl: string;
   dataDir: string;
+  /** From the spawn of `node bin/hearth.js start` to the first 200 from /readyz. */
+  readyMs: number;
 }
 
 export const BENCH_ADMIN = { email: 'bench@hearth.local', password: 'bench-password-1' };
@@ -149,6 +151,7 @@ export const BENCH_ADMIN = { email: 'bench@hearth.local', password: 'bench-passw
  */
 export async function startHearth(dataDir: string, nodeArgs: string[] = [], env: Record<string, string> = {}): Promise<HearthServer> {
   const [httpPort, mqttPort] = [await freePort(), await freePort()];
+  const spawnedAt = performance.now();
   const child = track(
     spawn(process.execPath, [...nodeArgs, join(ROOT, 'bin/hearth.js'), 'start'], {
       cwd: ROOT,
@@ -178,6 +181,7 @@ export async function startHearth(dataDir: string, nodeArgs: string[] = [], env:
   exited.catch(() => undefined);
   await Promise.race([exited, waitFor(async () => (await fetch(`${httpUrl}/readyz`)).status === 200, 60_000, 'hearth /readyz')]);
   return {
+    readyMs: performance.now() - spawnedAt,
     name: 'hearth',
     pid: child.pid!,
     httpUrl,

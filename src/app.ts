@@ -7,7 +7,6 @@ import { createLogger, type Logger } from './core/logger.ts';
 import { MemoryBus } from './core/bus/memory-bus.ts';
 import { SqliteStreamStorage } from './core/bus/sqlite-stream-storage.ts';
 import type { Bus, BusEngine } from './core/bus/bus.ts';
-import { NatsBus } from './core/bus/nats-bus.ts';
 import { migrate, openStore, type Db } from './core/store/db.ts';
 import { SettingsStore } from './core/settings-store.ts';
 import { AuthService } from './auth/auth-service.ts';
@@ -216,6 +215,8 @@ export class Hearth {
   static async create(config: Config, opts: { log?: Logger; clock?: Clock } = {}): Promise<Hearth> {
     if (config.natsUrl === undefined) return new Hearth(config, opts);
     const log = opts.log ?? createLogger(config.logLevel);
+    // Loaded only in cluster mode: an embedded node never holds the NATS client.
+    const { NatsBus } = await import('./core/bus/nats-bus.ts');
     const bus = await NatsBus.connect({ servers: config.natsUrl, log: log.child({ component: 'bus' }), name: config.nodeName ?? hostname() });
     return new Hearth(config, { log, bus, clock: opts.clock });
   }

@@ -4,7 +4,7 @@ import type { Config } from './core/config/config-schema.ts';
 import { createLogger } from './core/logger.ts';
 import { initTracing } from './core/observability/tracing.ts';
 import { selfSignedCertPath } from './transports/tls/tls-material.ts';
-import { setupDemo, type DemoHandle } from './demo/demo.ts';
+import type { DemoHandle } from './demo/demo.ts';
 
 /**
  * Runs the platform until SIGINT/SIGTERM: turns tracing on when a collector is configured (it is
@@ -49,7 +49,8 @@ export async function runServer(config: Config, out: (line: string) => void = (l
 
   const starting = (async () => {
     const info = await hearth.start();
-    if (config.demo && !stopping) demo = await setupDemo(hearth, info.firstStart);
+    // The demo (and the MQTT client its simulator uses) is loaded only when it runs.
+    if (config.demo && !stopping) demo = await (await import('./demo/demo.ts')).setupDemo(hearth, info.firstStart);
     return info;
   })();
   started = starting;

@@ -80,20 +80,23 @@ function runtimeImports(): Map<string, string> {
     for (const name of readdirSync(dir)) {
       const path = join(dir, name);
       if (statSync(path).isDirectory()) visit(path);
-      else if (/\.(ts|js)$/.test(name) && !name.endsWith('.test.ts')) {
-        const code = readFileSync(path, 'utf8');
-        for (const m of code.matchAll(/^\s*import\s+(type\s+)?[^'";]*?from\s+'([^']+)'|^\s*import\s+'([^']+)'|\bimport\(\s*'([^']+)'\s*\)/gm)) {
-          if (m[1]) continue;
-          const spec = m[2] ?? m[3] ?? m[4];
-          if (spec.startsWith('.') || spec.startsWith('node:') || builtinModules.includes(spec)) continue;
-          const pkg = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0];
-          found.set(pkg, path.slice(ROOT.length));
-        }
-      }
+      else if (/\.(ts|js|mjs)$/.test(name) && !name.endsWith('.test.ts')) scan(path);
+    }
+  };
+  const scan = (path: string) => {
+    const code = readFileSync(path, 'utf8');
+    for (const m of code.matchAll(/^\s*import\s+(type\s+)?[^'";]*?from\s+'([^']+)'|^\s*import\s+'([^']+)'|\bimport\(\s*'([^']+)'\s*\)/gm)) {
+      if (m[1]) continue;
+      const spec = m[2] ?? m[3] ?? m[4];
+      if (spec.startsWith('.') || spec.startsWith('node:') || builtinModules.includes(spec)) continue;
+      const pkg = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0];
+      found.set(pkg, path.slice(ROOT.length));
     }
   };
   visit(join(ROOT, 'src'));
   visit(join(ROOT, 'bin'));
+  // bin/hearth.js runs the server build when src/ changed; the other scripts are for development.
+  scan(join(ROOT, 'scripts/build-server.mjs'));
   return found;
 }
 
@@ -123,7 +126,7 @@ test('Dockerfile: multi-stage, production dependencies only, non-root, ports, pr
       assert.equal(src, '/app/web/dist', 'only the built console comes from the console stage');
     } else if (from) {
       assert.equal(from, `--from=${build.name}`, 'copies from the build stage');
-      assert.equal(src, '/app/node_modules', 'only node_modules comes from the build stage');
+      assert.ok(['/app/node_modules', '/app/dist'].includes(src), 'only node_modules and the compiled server come from the build stage');
     } else assert.ok(existsSync(join(ROOT, src)), `COPY ${src}: no such file in the repository`);
   }
 
@@ -165,9 +168,10 @@ test('Dockerfile: multi-stage, production dependencies only, non-root, ports, pr
 
 test('the image needs no devDependency at run time', () => {
   const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { dependencies: Record<string, string>; devDependencies: Record<string, string> };
-  assert.ok(pkg.dependencies.tsx, 'tsx runs the TypeScript sources in the image: it must be a dependency');
+  assert.ok(pkg.dependencies.esbuild, 'bin/hearth.js compiles src/ into dist/ when it changed: esbuild must be a dependency');
+  assert.ok(!pkg.dependencies.tsx, 'the server runs compiled JavaScript: tsx is for tests and scripts only');
   const imports = runtimeImports();
-  assert.ok(imports.has('tsx') && imports.has('fastify'), 'the import scan finds packages');
+  assert.ok(imports.has('esbuild') && imports.has('fastify'), 'the import scan finds packages');
   for (const [name, file] of imports) {
     assert.ok(pkg.dependencies[name], `${file} imports ${name}, which is not in dependencies (npm ci --omit=dev leaves it out of the image)`);
   }

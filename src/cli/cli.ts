@@ -3,7 +3,6 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, ConfigSchema, envName, loadConfig } from '../core/config/config-schema.ts';
 import { migrate, openStore } from '../core/store/db.ts';
-import { DEMO_CHILDREN, startSimulator } from '../simulator/simulator.ts';
 import { StartupError, EXIT_CANNOT_START } from '../core/startup-error.ts';
 import { runningServer } from '../core/data-dir-lock.ts';
 import { isHearthError } from '../core/errors.ts';
@@ -297,6 +296,7 @@ async function simulate(args: string[], env: NodeJS.ProcessEnv): Promise<number>
     process.stdout.write(`provisioned hub ${hub.hubId} (remembered in ${join(dataDir, SIMULATOR_FILE)} for the next runs)\n`);
   }
 
+  const { DEMO_CHILDREN, startSimulator } = await import('../simulator/simulator.ts');
   const sim = startSimulator({
     mqttUrl,
     hubId: hub.hubId,

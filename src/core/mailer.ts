@@ -1,4 +1,4 @@
-import nodemailer, { type Transporter } from 'nodemailer';
+import type { Transporter } from 'nodemailer';
 import type { Logger } from './logger.ts';
 import { createOutbound, OutboundError, type Outbound } from './outbound.ts';
 import type { Metrics } from './observability/metrics.ts';
@@ -34,7 +34,8 @@ export class LogMailer implements Mailer {
  * ride along as query parameters, e.g. `?tls.rejectUnauthorized=false` for a self-signed relay.
  */
 export class SmtpMailer implements Mailer {
-  private readonly transport: Transporter;
+  /** Made at the first message: nodemailer is loaded only by a node that sends mail. */
+  private transport: Promise<Transporter> | undefined;
   /** A relay that is down costs bounded time: 30 s per try, 2 retries, then the breaker opens for a minute. */
   private readonly outbound: Outbound;
 
@@ -46,19 +47,25 @@ export class SmtpMailer implements Mailer {
       retries: 2,
       breaker: { consecutiveFailures: 5, halfOpenAfterMs: 60_000 },
     });
-    this.transport = nodemailer.createTransport({
-      url: opts.url,
-      // Where the URL does not say otherwise: a hanging relay must not hold a shutdown for minutes.
-      connectionTimeout: 10_000,
-      greetingTimeout: 10_000,
-      socketTimeout: 30_000,
-    });
+  }
+
+  private transporter(): Promise<Transporter> {
+    this.transport ??= import('nodemailer').then(({ default: nodemailer }) =>
+      nodemailer.createTransport({
+        url: this.opts.url,
+        // Where the URL does not say otherwise: a hanging relay must not hold a shutdown for minutes.
+        connectionTimeout: 10_000,
+        greetingTimeout: 10_000,
+        socketTimeout: 30_000,
+      }),
+    );
+    return this.transport;
   }
 
   async send(msg: MailMessage): Promise<void> {
     const info = await this.outbound.execute(async () => {
       try {
-        return await this.transport.sendMail({ from: this.opts.from, to: msg.to, subject: msg.subject, text: msg.text });
+        return await (await this.transporter()).sendMail({ from: this.opts.from, to: msg.to, subject: msg.subject, text: msg.text });
       } catch (err) {
         // 5xx: the server refused this message for good (unknown mailbox, policy); another try won't help.
         const code = (err as { responseCode?: number }).responseCode;
@@ -70,7 +77,7 @@ export class SmtpMailer implements Mailer {
   }
 
   close(): void {
-    this.transport.close();
+    void this.transport?.then((t) => t.close());
   }
 }
 

@@ -1,5 +1,5 @@
 import { signBody } from '../core/signing.ts';
-import { connect, type ChannelModel, type ConfirmChannel } from 'amqplib';
+import type { ChannelModel, ConfirmChannel } from 'amqplib';
 import type { Bus, Consumer, DurableMessage } from '../core/bus/bus.ts';
 import { foreignSubject } from '../core/bus/events.ts';
 import { subjects } from '../core/bus/subjects.ts';
@@ -99,6 +99,8 @@ class AmqpPool {
     let p = this.channels.get(url);
     if (p) return p;
     p = (async () => {
+      // amqplib is loaded at the first AMQP target, not by every node.
+      const { connect } = await import('amqplib');
       const model = await connect(url, { timeout: DEFAULT_TIMEOUT_MS });
       const forget = () => {
         if (this.channels.get(url) === p) this.channels.delete(url);

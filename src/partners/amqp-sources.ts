@@ -1,4 +1,4 @@
-import { connect, type Channel, type ChannelModel, type ConsumeMessage } from 'amqplib';
+import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
 import type { Logger } from '../core/logger.ts';
 import { isHearthError } from '../core/errors.ts';
 import type { UplinkIngress, Submission } from '../ingress/ingress.ts';
@@ -24,27 +24,30 @@ class Link {
   /** The open connection, or a new attempt (one at a time, shared by the consumers waiting for it). */
   connection(): Promise<ChannelModel> {
     if (this.closed) return Promise.reject(new Error('AMQP link closed'));
-    this.current ??= connect(this.url, { timeout: CONNECT_TIMEOUT_MS, clientProperties: { connection_name: 'hearth' } }).then(
-      (model) => {
-        if (this.closed) {
-          void model.close().catch(() => undefined);
-          throw new Error('AMQP link closed');
-        }
-        this.model = model;
-        model.on('error', (err: Error) => this.log.warn({ url: redactUrl(this.url), err: err.message }, 'AMQP connection error'));
-        model.on('close', () => {
-          if (this.model !== model) return;
-          this.model = undefined;
+    // amqplib is loaded at the first AMQP source, not by every node.
+    this.current ??= import('amqplib')
+      .then(({ connect }) => connect(this.url, { timeout: CONNECT_TIMEOUT_MS, clientProperties: { connection_name: 'hearth' } }))
+      .then(
+        (model) => {
+          if (this.closed) {
+            void model.close().catch(() => undefined);
+            throw new Error('AMQP link closed');
+          }
+          this.model = model;
+          model.on('error', (err: Error) => this.log.warn({ url: redactUrl(this.url), err: err.message }, 'AMQP connection error'));
+          model.on('close', () => {
+            if (this.model !== model) return;
+            this.model = undefined;
+            this.current = undefined;
+          });
+          return model;
+        },
+        (err: Error) => {
           this.current = undefined;
-        });
-        return model;
-      },
-      (err: Error) => {
-        this.current = undefined;
-        this.log.warn({ url: redactUrl(this.url), err: err.message }, 'AMQP connection failed; retrying with backoff');
-        throw err;
-      },
-    );
+          this.log.warn({ url: redactUrl(this.url), err: err.message }, 'AMQP connection failed; retrying with backoff');
+          throw err;
+        },
+      );
     return this.current;
   }
 

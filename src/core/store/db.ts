@@ -1,6 +1,7 @@
 import { Kysely, Migrator, PostgresDialect, SqliteDialect, type KyselyConfig, type MigrationProvider, type SqliteDatabase, type SqliteStatement } from 'kysely';
 import SQLite from 'better-sqlite3';
-import pg from 'pg';
+import { createRequire } from 'node:module';
+import type pg from 'pg';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Database } from './schema.ts';
@@ -100,23 +101,29 @@ const PG_NUMERIC = 1700;
  * (exact below 2^53, far beyond any timestamp or counter of ours). float8 is a number already.
  * Per pool, not through the global `pg.types`, so that other users of `pg` in the process are left alone.
  */
-const pgTypes = {
-  getTypeParser(oid: number, format?: 'text' | 'binary') {
-    if (oid === PG_INT8 || oid === PG_NUMERIC) return (v: string) => Number(v);
-    return pg.types.getTypeParser(oid, format);
-  },
-} as pg.CustomTypesConfig;
+function pgTypes(pgModule: typeof pg): pg.CustomTypesConfig {
+  return {
+    getTypeParser(oid: number, format?: 'text' | 'binary') {
+      if (oid === PG_INT8 || oid === PG_NUMERIC) return (v: string) => Number(v);
+      return pgModule.types.getTypeParser(oid, format);
+    },
+  } as pg.CustomTypesConfig;
+}
+
+/** node-postgres, loaded when a PostgreSQL store is opened (an embedded node never holds it). */
+const requirePg = (): typeof pg => createRequire(import.meta.url)('pg') as typeof pg;
 
 /** Opens a pool on PostgreSQL. Nothing connects until the first query. */
 export function openPostgres(opts: PostgresStoreOptions): Store {
-  const pool = new pg.Pool({
+  const pgModule = requirePg();
+  const pool = new pgModule.Pool({
     connectionString: opts.url,
     max: opts.poolSize ?? 10,
     statement_timeout: opts.statementTimeoutMs ?? 30_000,
     // a request waiting for a free connection fails instead of queueing forever
     connectionTimeoutMillis: 10_000,
     idleTimeoutMillis: 30_000,
-    types: pgTypes,
+    types: pgTypes(pgModule),
   });
   // An idle connection that breaks (server restart, network) is dropped by the pool; without a
   // listener its 'error' would crash the process. Queries that need a new one fail on their own.

@@ -1,5 +1,5 @@
+import { createECDH } from 'node:crypto';
 import type { UrlPolicy } from '../../core/url-policy.ts';
-import webpush from 'web-push';
 import type { SettingsStore } from '../../core/settings-store.ts';
 import { OutboundError, postBody, type Outbound } from '../../core/outbound.ts';
 import type { NotificationMessage } from './message.ts';
@@ -28,7 +28,7 @@ export class WebPushSender {
   constructor(private readonly deps: { settings: SettingsStore; subject: string; outbound: Outbound; urls: UrlPolicy }) {}
 
   async start(): Promise<void> {
-    const raw = await this.deps.settings.getOrCreate(SETTINGS_KEY, () => JSON.stringify(webpush.generateVAPIDKeys()));
+    const raw = await this.deps.settings.getOrCreate(SETTINGS_KEY, () => JSON.stringify(vapidKeys()));
     this.keys = JSON.parse(raw) as VapidKeys;
   }
 
@@ -45,6 +45,8 @@ export class WebPushSender {
   async send(sub: WebPushTarget, n: NotificationMessage): Promise<'sent' | 'gone'> {
     if (!this.keys) throw new Error('WebPushSender not started');
     const payload = JSON.stringify({ id: n.id, homeId: n.homeId, kind: n.kind, severity: n.severity, title: n.title, body: n.body, data: n.data, at: n.at });
+    // Loaded at the first push: a node that never sends one does not hold the package.
+    const { default: webpush } = await import('web-push');
     const details = webpush.generateRequestDetails(sub, payload, {
       vapidDetails: { subject: this.deps.subject, publicKey: this.keys.publicKey, privateKey: this.keys.privateKey },
       TTL: n.severity === 'alarm' ? 24 * 3600 : 4 * 3600,
@@ -60,4 +62,12 @@ export class WebPushSender {
       throw err;
     }
   }
+}
+
+/** A VAPID key pair as the `web-push` package makes it: a P-256 key, base64url (public key uncompressed, private key 32 bytes). */
+export function vapidKeys(): VapidKeys {
+  const ecdh = createECDH('prime256v1');
+  ecdh.generateKeys();
+  const priv = ecdh.getPrivateKey();
+  return { publicKey: ecdh.getPublicKey().toString('base64url'), privateKey: Buffer.concat([Buffer.alloc(32 - priv.length), priv]).toString('base64url') };
 }

@@ -13,6 +13,7 @@ import type { Metrics } from '../../core/observability/metrics.ts';
 import { runWithSpan, startSpan, tracingEnabled, SpanKind, SpanStatusCode, type Span } from '../../core/observability/tracing.ts';
 import type { Principal } from '../../access/principal.ts';
 import { ProblemSchema } from './http-schemas.ts';
+import { lazySchemaCompilers } from './lazy-schemas.ts';
 import { Auth, authorize, declarationProblem, needsPrincipal, securityOf, type RouteAuth } from './route-auth.ts';
 import { checkInput, checkJsonText } from './input-bounds.ts';
 
@@ -93,6 +94,7 @@ export async function buildHttpServer(deps: HttpServerDeps): Promise<HttpApp> {
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 1024 * 1024,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: true } },
+    schemaController: { compilersFactory: lazySchemaCompilers() },
     return503OnClosing: true,
     ...(deps.trustedProxies
       ? {
