@@ -1,5 +1,6 @@
 import { UrlPolicy } from './core/url-policy.ts';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { Config } from './core/config/config-schema.ts';
@@ -101,8 +102,9 @@ import { fleetRoutes } from './fleet/fleet-routes.ts';
 import { FleetJobs } from './fleet/fleet-jobs.ts';
 import { deviceLifecycleRoutes } from './devices/device-lifecycle-routes.ts';
 import { HomeDeviceRemoval } from './homes/home-device-removal.ts';
+import { PACKAGE_ROOT } from './core/package-root.ts';
 
-export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+export const VERSION: string = (JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 
 export interface Services {
   settings: SettingsStore;

@@ -1,12 +1,12 @@
 import { createReadStream, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { extname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { extname, join, sep } from 'node:path';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { HttpApp } from './http-server.ts';
 import { Auth } from './route-auth.ts';
+import { PACKAGE_ROOT } from '../../core/package-root.ts';
 
 /** Where `npm install` (scripts/build-console.ts) puts the built console. The server reads files, never imports web/. */
-export const CONSOLE_DIST = fileURLToPath(new URL('../../../web/dist/', import.meta.url));
+export const CONSOLE_DIST = join(PACKAGE_ROOT, 'web', 'dist') + sep;
 
 const TYPES: Record<string, string> = {
   '.js': 'text/javascript; charset=utf-8',
