@@ -220,11 +220,21 @@ export async function startCluster(opts: { nodes?: number; env?: Record<string, 
   const env = { HEARTH_DATABASE_URL: databaseUrl, HEARTH_NATS_URL: nats.url, ...opts.env };
   const nodes: ClusterNode[] = [];
   for (let i = 0; i < count; i++) nodes.push(makeNode(`node-${String.fromCharCode(97 + i)}`, await freePort(), await freePort(), env, dirs));
-  // The first node migrates the fresh database alone; the others start together.
-  await nodes[0].start();
-  await Promise.all(nodes.slice(1).map((n) => n.start()));
   const lb = new Balancer(nodes);
-  await lb.start();
+  try {
+    // The first node migrates the fresh database alone; the others start together.
+    await nodes[0].start();
+    await Promise.all(nodes.slice(1).map((n) => n.start()));
+    await lb.start();
+  } catch (err) {
+    // A start that fails half-way lets go of what it started: running children would keep the
+    // test process alive after its failure is reported.
+    await lb.stop().catch(() => undefined);
+    await Promise.allSettled(nodes.map((n) => n.kill()));
+    await Promise.allSettled([nats.stop(), pg.stop()]);
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+    throw err;
+  }
   return {
     nodes,
     databaseUrl,
