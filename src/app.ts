@@ -25,6 +25,7 @@ import { shadowRoutes } from './shadow/shadow-routes.ts';
 import { HistoryService } from './history/history-service.ts';
 import { historyRoutes } from './history/history-routes.ts';
 import { analyticsRoutes } from './history/analytics-routes.ts';
+import { connectivityRoutes } from './history/connectivity-routes.ts';
 import { CommandService } from './commands/command-service.ts';
 import { commandRoutes } from './commands/command-routes.ts';
 import { CommandQueue } from './commands/command-queue.ts';
@@ -554,6 +555,7 @@ export class Hearth {
       history,
       commands,
       audit,
+      presence,
       intervalMs: config.retentionIntervalMs,
       batch: config.retentionBatch,
       isPruner: () => this.has('worker') && shards.owns(0),
@@ -1068,6 +1070,7 @@ export class Hearth {
     app.register(automationRoutes, { automations: s.automations, engine: s.automationEngine });
     app.register(retentionRoutes, { retention: s.retention, audit });
     app.register(analyticsRoutes, { access, products, history, devices: s.devices, commands });
+    app.register(connectivityRoutes, { products, devices: s.devices, presence: s.presence });
     app.register(otaRoutes, { firmware: s.firmware, campaigns: s.campaigns, audit, access });
     app.register(pageRoutes, { version: VERSION });
     app.register(deviceCredentialRoutes, { credentials: s.credentials, audit });

@@ -79,6 +79,8 @@ export interface Database {
     node: string | null;
     listening: number;
   };
+  /** devices (presence changes, for connectivity analytics) */
+  presence_log: { device_id: string; at: number; session: number; online: number; reason: string };
   /** message gateway */
   gateway_config: { version: number; doc: string; created_at: number; created_by: string };
   partners: { id: string; name: string; secret: string; products: string; amqp: string | null; created_at: number };

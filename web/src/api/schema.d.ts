@@ -218,6 +218,151 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/analytics/presence": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A product's connectivity: devices online per bucket, disconnect reasons, flapping devices
+         * @description From the recorded presence changes of the product's devices in the range (at most 31 days; `from` is required): per bucket of whole hours (default `1h`, aligned on UTC) the devices online at any time in it and the connects and disconnects; the disconnects per reason; and the `top` devices by connects (flapping), with their disconnect reasons.
+         */
+        get: {
+            parameters: {
+                query: {
+                    /** @description Whole hours: 1h, 6h, 1d */
+                    bucket: string;
+                    /** @description Required: ISO 8601 or epoch ms */
+                    from?: string;
+                    product: string;
+                    /** @description ISO 8601 or epoch ms; default now */
+                    to?: string;
+                    top: number;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "product": "acme-plug",
+                         *       "from": "2026-11-01T00:00:00.000Z",
+                         *       "to": "2026-11-01T01:59:59.999Z",
+                         *       "bucket": "1h",
+                         *       "online": [
+                         *         {
+                         *           "ts": "2026-11-01T00:00:00.000Z",
+                         *           "online": 9120,
+                         *           "connects": 130,
+                         *           "disconnects": 118
+                         *         },
+                         *         {
+                         *           "ts": "2026-11-01T01:00:00.000Z",
+                         *           "online": 9088,
+                         *           "connects": 96,
+                         *           "disconnects": 101
+                         *         }
+                         *       ],
+                         *       "disconnectReasons": {
+                         *         "keepalive-timeout": 160,
+                         *         "disconnect": 41,
+                         *         "connection-lost": 18
+                         *       },
+                         *       "flapping": [
+                         *         {
+                         *           "deviceId": "d_9x2k7m4p1q8r0t",
+                         *           "connects": 37,
+                         *           "disconnects": 37,
+                         *           "reasons": {
+                         *             "keepalive-timeout": 37
+                         *           }
+                         *         }
+                         *       ]
+                         *     }
+                         */
+                        "application/json": {
+                            bucket: string;
+                            disconnectReasons: {
+                                [key: string]: number;
+                            };
+                            flapping: {
+                                connects: number;
+                                deviceId: string;
+                                disconnects: number;
+                                reasons: {
+                                    [key: string]: number;
+                                };
+                            }[];
+                            from: string;
+                            online: {
+                                connects: number;
+                                disconnects: number;
+                                /** @description Devices online at any time in the bucket */
+                                online: number;
+                                /** Format: date-time */
+                                ts: string;
+                            }[];
+                            product: string;
+                            to: string;
+                        };
+                    };
+                };
+                /** @description Request validation failed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Authentication required */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Product not found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/analytics/timeseries": {
         parameters: {
             query?: never;
