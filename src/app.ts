@@ -1069,7 +1069,7 @@ export class Hearth {
     app.register(notifyRoutes, { notify: s.notify });
     app.register(automationRoutes, { automations: s.automations, engine: s.automationEngine });
     app.register(retentionRoutes, { retention: s.retention, audit });
-    app.register(analyticsRoutes, { access, products, history, devices: s.devices, commands });
+    app.register(analyticsRoutes, { access, products, history, devices: s.devices, commands, tags: s.deviceTags, firmware: s.campaigns });
     app.register(connectivityRoutes, { products, devices: s.devices, presence: s.presence });
     app.register(otaRoutes, { firmware: s.firmware, campaigns: s.campaigns, audit, access });
     app.register(pageRoutes, { version: VERSION });

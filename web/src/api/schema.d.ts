@@ -372,7 +372,7 @@ export interface paths {
         };
         /**
          * A product's property across the fleet, per time bucket, from the rollups
-         * @description Aggregates (`avg`, `min`, `max`, `count`, `sum`) of a numeric or boolean property over every device of a product, per bucket of whole minutes, read from the coarsest rollup tier that divides the bucket; `groupBy=home` or `groupBy=device` gives one series per home (devices in no home: `null`) or per device. `from` is required; at most 10000 buckets, and a range of at most 7 days on the 1-minute tier, 400 days on the hourly one.
+         * @description Aggregates (`avg`, `min`, `max`, `count`, `sum`) of a numeric or boolean property over every device of a product, per bucket of whole minutes, read from the coarsest rollup tier that divides the bucket; `groupBy=home`, `groupBy=device`, `groupBy=tag.<key>` or `groupBy=firmware` gives one series per home, device, value of the operator's tag or firmware version the device last reported (devices in no home, without the tag or that never reported a version: `null`). `from` is required; at most 10000 buckets, and a range of at most 7 days on the 1-minute tier, 400 days on the hourly one.
          */
         get: {
             parameters: {
@@ -382,7 +382,8 @@ export interface paths {
                     bucket: string;
                     /** @description Required: ISO 8601 or epoch ms */
                     from?: string;
-                    groupBy?: "home" | "device";
+                    /** @description `home`, `device`, `firmware` or `tag.<key>` */
+                    groupBy?: string;
                     /** @example acme-thermostat */
                     product: string;
                     /** @example temperature */
