@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { UrlPolicy } from './core/url-policy.ts';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
@@ -90,6 +91,9 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import { StartupError } from './core/startup-error.ts';
 import { RetentionService } from './retention/retention-service.ts';
 import { retentionRoutes } from './retention/retention-routes.ts';
+import { ExportJobs } from './exports/export-jobs.ts';
+import { exportRoutes } from './exports/export-routes.ts';
+import { durationMs } from './retention/retention-policy.ts';
 import { FirmwareService } from './ota/firmware-service.ts';
 import { FileFirmwareStorage, StoreFirmwareStorage } from './ota/firmware-storage.ts';
 import { CampaignService } from './ota/campaign-service.ts';
@@ -137,6 +141,8 @@ export interface Services {
   identity: IdentityService;
   provisioning: ProvisioningService;
   retention: RetentionService;
+  /** Fleet export jobs (docs/telemetry.md). */
+  exports: ExportJobs;
   firmware: FirmwareService;
   campaigns: CampaignService;
   /** Fleet lifecycle (disable, delete, factory reset) and the operator's tags and attributes (docs/fleet.md). */
@@ -569,6 +575,21 @@ export class Hearth {
         rollup1d: config.retentionDayRollups,
       },
     });
+    // Fleet exports: written by one worker each (a lease in the store), files in the exports directory.
+    const exportJobs = new ExportJobs({
+      db,
+      log: log.child({ component: 'exports' }),
+      dir: config.exportsDir ?? join(config.dataDir, 'exports'),
+      nodeId: this.nodeId,
+      runs: () => this.has('worker'),
+      devices,
+      history,
+      booleans: async (product) =>
+        new Set([...((await products.model(product))?.properties.values() ?? [])].filter((x) => x.type === 'boolean').map((x) => x.id)),
+      ttlMs: durationMs(config.exportsTtl) ?? 7 * 86_400_000,
+      pollMs: config.exportsPollMs,
+      audit,
+    });
     // Firmware updates: images in the data directory (embedded) or in the store (PostgreSQL: every node serves every package).
     const firmware = new FirmwareService({
       db,
@@ -684,6 +705,7 @@ export class Hearth {
       identity,
       provisioning,
       retention,
+      exports: exportJobs,
       firmware,
       campaigns,
       lifecycle,
@@ -854,6 +876,7 @@ export class Hearth {
         stop: () => this.mqtt.stop(this.stopDeadline - 2000),
       },
       { name: 'retention', after: ['shards', 'history', 'commands', 'audit', 'products'], start: () => s.retention.start(), stop: () => s.retention.stop() },
+      { name: 'exports', after: ['store', 'history', 'audit'], start: () => s.exports.start(), stop: () => s.exports.stop() },
       { name: 'amqp-sources', after: ['shards'], start: () => (worker ? this.amqpSources.start() : undefined), stop: () => this.amqpSources.stop() },
       {
         name: 'http',
@@ -1071,6 +1094,7 @@ export class Hearth {
     app.register(retentionRoutes, { retention: s.retention, audit });
     app.register(analyticsRoutes, { access, products, history, devices: s.devices, commands, tags: s.deviceTags, firmware: s.campaigns });
     app.register(connectivityRoutes, { products, devices: s.devices, presence: s.presence });
+    app.register(exportRoutes, { exports: s.exports, products });
     app.register(otaRoutes, { firmware: s.firmware, campaigns: s.campaigns, audit, access });
     app.register(pageRoutes, { version: VERSION });
     app.register(deviceCredentialRoutes, { credentials: s.credentials, audit });

@@ -308,15 +308,15 @@ export async function analyticsRoutes(
       const groups = new Map<string | null, Map<number, Acc>>();
       const homeOf = new Map<string, string | null>();
       // Tag values and firmware versions of the devices in the answer, looked up a page at a time.
-      let valueOf: Map<string, string> | undefined;
+      let groupOf: Map<string, string> | undefined;
       if (q.groupBy === 'firmware' || q.groupBy?.startsWith('tag.')) {
         const ids = [...new Set(rows.map((r) => r.deviceId!))];
         if (q.groupBy === 'firmware') {
           if (!deps.firmware) throw new HearthError('E_VALIDATION', 'groupBy=firmware needs the OTA service', { field: 'querystring.groupBy' });
-          valueOf = await deps.firmware.deviceVersions(ids);
+          groupOf = await deps.firmware.deviceVersions(ids);
         } else {
           if (!deps.tags) throw new HearthError('E_VALIDATION', 'groupBy=tag.<key> needs the fleet tags', { field: 'querystring.groupBy' });
-          valueOf = await deps.tags.valuesOf(ids, q.groupBy!.slice(4));
+          groupOf = await deps.tags.valuesOf(ids, q.groupBy!.slice(4));
         }
       }
       for (const r of rows) {
@@ -325,7 +325,7 @@ export async function analyticsRoutes(
         else if (q.groupBy === 'home') {
           if (!homeOf.has(r.deviceId!)) homeOf.set(r.deviceId!, (await deps.access.placement(r.deviceId!))?.homeId ?? null);
           group = homeOf.get(r.deviceId!)!;
-        } else if (valueOf) group = valueOf.get(r.deviceId!) ?? null;
+        } else if (groupOf) group = groupOf.get(r.deviceId!) ?? null;
         let g = groups.get(group);
         if (!g) groups.set(group, (g = new Map()));
         let a = g.get(r.bucket);

@@ -6711,6 +6711,422 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/exports": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Fleet export jobs, the newest first */
+        get: {
+            parameters: {
+                query: {
+                    limit: number;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            items: {
+                                /** Format: date-time */
+                                createdAt: string;
+                                createdBy: string;
+                                /** @description Once done: GET it with the same authorization */
+                                downloadUrl: string | null;
+                                error: string | null;
+                                /** @description When the file and the job are deleted */
+                                expiresAt: string | null;
+                                finishedAt: string | null;
+                                format: "csv" | "ndjson" | "parquet";
+                                /** Format: date-time */
+                                from: string;
+                                id: string;
+                                product: string;
+                                progress: {
+                                    /** @description Size of the file so far */
+                                    bytes: number;
+                                    /** @description Devices of the product (counted when the job starts) */
+                                    devices: number;
+                                    devicesDone: number;
+                                    /** @description Points written so far */
+                                    rows: number;
+                                };
+                                properties: string[];
+                                startedAt: string | null;
+                                status: "queued" | "running" | "done" | "failed";
+                                /** Format: date-time */
+                                to: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description Request validation failed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Authentication required */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        /**
+         * Start a fleet export: a product's raw points over a range, to one file
+         * @description Writes the raw points of the named properties (default: every property with history) of every device of the product in the range (at most 366 days) to one CSV, NDJSON or Parquet file, in the background. Answers 202 with the job; `GET /api/v1/exports/{id}` shows its progress and, once done, its `downloadUrl`.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        format?: "csv" | "ndjson" | "parquet";
+                        /** @description ISO 8601 or epoch ms */
+                        from: string;
+                        product: string;
+                        properties?: string[];
+                        /** @description ISO 8601 or epoch ms; default now */
+                        to?: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                202: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "id": "exp_9x2k7m4p1q8r0t",
+                         *       "product": "acme-thermostat",
+                         *       "properties": {
+                         *         "0": "temperature"
+                         *       },
+                         *       "from": "2026-11-01T00:00:00.000Z",
+                         *       "to": "2026-12-01T00:00:00.000Z",
+                         *       "format": "parquet",
+                         *       "status": "done",
+                         *       "progress": {
+                         *         "devices": 1200,
+                         *         "devicesDone": 1200,
+                         *         "rows": 10368000,
+                         *         "bytes": 48210344
+                         *       },
+                         *       "error": null,
+                         *       "createdBy": "user:u_1",
+                         *       "createdAt": "2026-12-01T08:00:00.000Z",
+                         *       "startedAt": "2026-12-01T08:00:01.000Z",
+                         *       "finishedAt": "2026-12-01T08:03:12.000Z",
+                         *       "expiresAt": "2026-12-08T08:03:12.000Z",
+                         *       "downloadUrl": "/api/v1/exports/exp_9x2k7m4p1q8r0t/download"
+                         *     }
+                         */
+                        "application/json": {
+                            /** Format: date-time */
+                            createdAt: string;
+                            createdBy: string;
+                            /** @description Once done: GET it with the same authorization */
+                            downloadUrl: string | null;
+                            error: string | null;
+                            /** @description When the file and the job are deleted */
+                            expiresAt: string | null;
+                            finishedAt: string | null;
+                            format: "csv" | "ndjson" | "parquet";
+                            /** Format: date-time */
+                            from: string;
+                            id: string;
+                            product: string;
+                            progress: {
+                                /** @description Size of the file so far */
+                                bytes: number;
+                                /** @description Devices of the product (counted when the job starts) */
+                                devices: number;
+                                devicesDone: number;
+                                /** @description Points written so far */
+                                rows: number;
+                            };
+                            properties: string[];
+                            startedAt: string | null;
+                            status: "queued" | "running" | "done" | "failed";
+                            /** Format: date-time */
+                            to: string;
+                        };
+                    };
+                };
+                /** @description Request validation failed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Authentication required */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Product not found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/exports/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A fleet export job: status, progress, download URL */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "id": "exp_9x2k7m4p1q8r0t",
+                         *       "product": "acme-thermostat",
+                         *       "properties": {
+                         *         "0": "temperature"
+                         *       },
+                         *       "from": "2026-11-01T00:00:00.000Z",
+                         *       "to": "2026-12-01T00:00:00.000Z",
+                         *       "format": "parquet",
+                         *       "status": "done",
+                         *       "progress": {
+                         *         "devices": 1200,
+                         *         "devicesDone": 1200,
+                         *         "rows": 10368000,
+                         *         "bytes": 48210344
+                         *       },
+                         *       "error": null,
+                         *       "createdBy": "user:u_1",
+                         *       "createdAt": "2026-12-01T08:00:00.000Z",
+                         *       "startedAt": "2026-12-01T08:00:01.000Z",
+                         *       "finishedAt": "2026-12-01T08:03:12.000Z",
+                         *       "expiresAt": "2026-12-08T08:03:12.000Z",
+                         *       "downloadUrl": "/api/v1/exports/exp_9x2k7m4p1q8r0t/download"
+                         *     }
+                         */
+                        "application/json": {
+                            /** Format: date-time */
+                            createdAt: string;
+                            createdBy: string;
+                            /** @description Once done: GET it with the same authorization */
+                            downloadUrl: string | null;
+                            error: string | null;
+                            /** @description When the file and the job are deleted */
+                            expiresAt: string | null;
+                            finishedAt: string | null;
+                            format: "csv" | "ndjson" | "parquet";
+                            /** Format: date-time */
+                            from: string;
+                            id: string;
+                            product: string;
+                            progress: {
+                                /** @description Size of the file so far */
+                                bytes: number;
+                                /** @description Devices of the product (counted when the job starts) */
+                                devices: number;
+                                devicesDone: number;
+                                /** @description Points written so far */
+                                rows: number;
+                            };
+                            properties: string[];
+                            startedAt: string | null;
+                            status: "queued" | "running" | "done" | "failed";
+                            /** Format: date-time */
+                            to: string;
+                        };
+                    };
+                };
+                /** @description Authentication required */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Not found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/exports/{id}/download": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A finished fleet export's file */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The file: CSV (`text/csv`, header `ts,deviceId,property,value`), NDJSON (`application/x-ndjson`) or Parquet (`application/vnd.apache.parquet`) */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/octet-stream": string;
+                    };
+                };
+                /** @description Authentication required */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Not found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description The request conflicts with the current state */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/firmware/{id}": {
         parameters: {
             query?: never;
