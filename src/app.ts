@@ -92,6 +92,7 @@ import { StartupError } from './core/startup-error.ts';
 import { RetentionService } from './retention/retention-service.ts';
 import { retentionRoutes } from './retention/retention-routes.ts';
 import { ExportJobs } from './exports/export-jobs.ts';
+import { FileTargets } from './delivery/file-target.ts';
 import { exportRoutes } from './exports/export-routes.ts';
 import { durationMs } from './retention/retention-policy.ts';
 import { FirmwareService } from './ota/firmware-service.ts';
@@ -348,7 +349,17 @@ export class Hearth {
       queueSettings: { defaultTtlMs: config.commandQueueDefaultTtlMs, maxTtlMs: config.commandQueueMaxTtlMs },
     });
     const deadLetterStore = new DeadLetterStore(db);
-    const delivery = new DeliveryService({ bus, log: log.child({ component: 'delivery' }), metrics, deadLetters: deadLetterStore });
+    const delivery = new DeliveryService({
+      bus,
+      log: log.child({ component: 'delivery' }),
+      metrics,
+      deadLetters: deadLetterStore,
+      files: new FileTargets({
+        root: config.gatewayFilesDir ?? join(config.dataDir, 'gateway-files'),
+        nodeId: this.nodeId,
+        log: log.child({ component: 'delivery' }),
+      }),
+    });
     const deadLetters = new DeadLetterService({ store: deadLetterStore, queue: delivery });
     // Every node may enqueue deliveries (the ingest, replays); workers run the delivery consumers.
     const deliveries = this.has('worker')

@@ -8906,6 +8906,28 @@ export interface paths {
                                     /** @enum {string} */
                                     type: "amqp";
                                     url: string;
+                                } | {
+                                    /** @description Messages in flight, batched into one write (default 256) */
+                                    concurrency?: number;
+                                    /** @description A directory under the gateway files root (HEARTH_GATEWAY_FILES_DIR), by name: files go nowhere else */
+                                    directory: string;
+                                    /** @description Gzip the files (default true): .ndjson.gz, else .ndjson */
+                                    gzip?: boolean;
+                                    /**
+                                     * @description Lane name (lower case, digits, - and _)
+                                     * @example gray
+                                     */
+                                    lane?: string;
+                                    /** @description A file is closed this long after it was opened, messages or not (default 5 minutes) */
+                                    maxAgeMs?: number;
+                                    /** @description A file is closed (renamed from .part) once this big (default 64 MiB) */
+                                    maxBytes?: number;
+                                    /** @description Attempts after the first when a write fails; then a dead letter (default 5) */
+                                    retries?: number;
+                                    /** @description Reshapes the message for this target: a string that is exactly "{{path}}" becomes the value at that path of the envelope, other {{path}} inside strings are interpolated (paths: deviceId, payload.temperature, tags.lane, receivedAt …) */
+                                    template?: unknown;
+                                    /** @enum {string} */
+                                    type: "file";
                                 })[];
                             }[];
                             /**
@@ -20241,6 +20263,28 @@ export interface paths {
                                     /** @enum {string} */
                                     type: "amqp";
                                     url: string;
+                                } | {
+                                    /** @description Messages in flight, batched into one write (default 256) */
+                                    concurrency?: number;
+                                    /** @description A directory under the gateway files root (HEARTH_GATEWAY_FILES_DIR), by name: files go nowhere else */
+                                    directory: string;
+                                    /** @description Gzip the files (default true): .ndjson.gz, else .ndjson */
+                                    gzip?: boolean;
+                                    /**
+                                     * @description Lane name (lower case, digits, - and _)
+                                     * @example gray
+                                     */
+                                    lane?: string;
+                                    /** @description A file is closed this long after it was opened, messages or not (default 5 minutes) */
+                                    maxAgeMs?: number;
+                                    /** @description A file is closed (renamed from .part) once this big (default 64 MiB) */
+                                    maxBytes?: number;
+                                    /** @description Attempts after the first when a write fails; then a dead letter (default 5) */
+                                    retries?: number;
+                                    /** @description Reshapes the message for this target: a string that is exactly "{{path}}" becomes the value at that path of the envelope, other {{path}} inside strings are interpolated (paths: deviceId, payload.temperature, tags.lane, receivedAt …) */
+                                    template?: unknown;
+                                    /** @enum {string} */
+                                    type: "file";
                                 })[];
                             }[];
                             /**
@@ -20373,6 +20417,28 @@ export interface paths {
                             /** @enum {string} */
                             type: "amqp";
                             url: string;
+                        } | {
+                            /** @description Messages in flight, batched into one write (default 256) */
+                            concurrency?: number;
+                            /** @description A directory under the gateway files root (HEARTH_GATEWAY_FILES_DIR), by name: files go nowhere else */
+                            directory: string;
+                            /** @description Gzip the files (default true): .ndjson.gz, else .ndjson */
+                            gzip?: boolean;
+                            /**
+                             * @description Lane name (lower case, digits, - and _)
+                             * @example gray
+                             */
+                            lane?: string;
+                            /** @description A file is closed this long after it was opened, messages or not (default 5 minutes) */
+                            maxAgeMs?: number;
+                            /** @description A file is closed (renamed from .part) once this big (default 64 MiB) */
+                            maxBytes?: number;
+                            /** @description Attempts after the first when a write fails; then a dead letter (default 5) */
+                            retries?: number;
+                            /** @description Reshapes the message for this target: a string that is exactly "{{path}}" becomes the value at that path of the envelope, other {{path}} inside strings are interpolated (paths: deviceId, payload.temperature, tags.lane, receivedAt …) */
+                            template?: unknown;
+                            /** @enum {string} */
+                            type: "file";
                         })[];
                     };
                 };
@@ -20480,6 +20546,28 @@ export interface paths {
                                 /** @enum {string} */
                                 type: "amqp";
                                 url: string;
+                            } | {
+                                /** @description Messages in flight, batched into one write (default 256) */
+                                concurrency?: number;
+                                /** @description A directory under the gateway files root (HEARTH_GATEWAY_FILES_DIR), by name: files go nowhere else */
+                                directory: string;
+                                /** @description Gzip the files (default true): .ndjson.gz, else .ndjson */
+                                gzip?: boolean;
+                                /**
+                                 * @description Lane name (lower case, digits, - and _)
+                                 * @example gray
+                                 */
+                                lane?: string;
+                                /** @description A file is closed this long after it was opened, messages or not (default 5 minutes) */
+                                maxAgeMs?: number;
+                                /** @description A file is closed (renamed from .part) once this big (default 64 MiB) */
+                                maxBytes?: number;
+                                /** @description Attempts after the first when a write fails; then a dead letter (default 5) */
+                                retries?: number;
+                                /** @description Reshapes the message for this target: a string that is exactly "{{path}}" becomes the value at that path of the envelope, other {{path}} inside strings are interpolated (paths: deviceId, payload.temperature, tags.lane, receivedAt …) */
+                                template?: unknown;
+                                /** @enum {string} */
+                                type: "file";
                             })[];
                             /**
                              * @description The configuration version this answer reflects (0: the built-in default)
@@ -20645,6 +20733,28 @@ export interface paths {
                                 /** @enum {string} */
                                 type: "amqp";
                                 url: string;
+                            } | {
+                                /** @description Messages in flight, batched into one write (default 256) */
+                                concurrency?: number;
+                                /** @description A directory under the gateway files root (HEARTH_GATEWAY_FILES_DIR), by name: files go nowhere else */
+                                directory: string;
+                                /** @description Gzip the files (default true): .ndjson.gz, else .ndjson */
+                                gzip?: boolean;
+                                /**
+                                 * @description Lane name (lower case, digits, - and _)
+                                 * @example gray
+                                 */
+                                lane?: string;
+                                /** @description A file is closed this long after it was opened, messages or not (default 5 minutes) */
+                                maxAgeMs?: number;
+                                /** @description A file is closed (renamed from .part) once this big (default 64 MiB) */
+                                maxBytes?: number;
+                                /** @description Attempts after the first when a write fails; then a dead letter (default 5) */
+                                retries?: number;
+                                /** @description Reshapes the message for this target: a string that is exactly "{{path}}" becomes the value at that path of the envelope, other {{path}} inside strings are interpolated (paths: deviceId, payload.temperature, tags.lane, receivedAt …) */
+                                template?: unknown;
+                                /** @enum {string} */
+                                type: "file";
                             })[];
                             /**
                              * @description The configuration version this answer reflects (0: the built-in default)
@@ -20786,6 +20896,28 @@ export interface paths {
                             /** @enum {string} */
                             type: "amqp";
                             url: string;
+                        } | {
+                            /** @description Messages in flight, batched into one write (default 256) */
+                            concurrency?: number;
+                            /** @description A directory under the gateway files root (HEARTH_GATEWAY_FILES_DIR), by name: files go nowhere else */
+                            directory: string;
+                            /** @description Gzip the files (default true): .ndjson.gz, else .ndjson */
+                            gzip?: boolean;
+                            /**
+                             * @description Lane name (lower case, digits, - and _)
+                             * @example gray
+                             */
+                            lane?: string;
+                            /** @description A file is closed this long after it was opened, messages or not (default 5 minutes) */
+                            maxAgeMs?: number;
+                            /** @description A file is closed (renamed from .part) once this big (default 64 MiB) */
+                            maxBytes?: number;
+                            /** @description Attempts after the first when a write fails; then a dead letter (default 5) */
+                            retries?: number;
+                            /** @description Reshapes the message for this target: a string that is exactly "{{path}}" becomes the value at that path of the envelope, other {{path}} inside strings are interpolated (paths: deviceId, payload.temperature, tags.lane, receivedAt …) */
+                            template?: unknown;
+                            /** @enum {string} */
+                            type: "file";
                         })[];
                     };
                 };
@@ -20893,6 +21025,28 @@ export interface paths {
                                 /** @enum {string} */
                                 type: "amqp";
                                 url: string;
+                            } | {
+                                /** @description Messages in flight, batched into one write (default 256) */
+                                concurrency?: number;
+                                /** @description A directory under the gateway files root (HEARTH_GATEWAY_FILES_DIR), by name: files go nowhere else */
+                                directory: string;
+                                /** @description Gzip the files (default true): .ndjson.gz, else .ndjson */
+                                gzip?: boolean;
+                                /**
+                                 * @description Lane name (lower case, digits, - and _)
+                                 * @example gray
+                                 */
+                                lane?: string;
+                                /** @description A file is closed this long after it was opened, messages or not (default 5 minutes) */
+                                maxAgeMs?: number;
+                                /** @description A file is closed (renamed from .part) once this big (default 64 MiB) */
+                                maxBytes?: number;
+                                /** @description Attempts after the first when a write fails; then a dead letter (default 5) */
+                                retries?: number;
+                                /** @description Reshapes the message for this target: a string that is exactly "{{path}}" becomes the value at that path of the envelope, other {{path}} inside strings are interpolated (paths: deviceId, payload.temperature, tags.lane, receivedAt …) */
+                                template?: unknown;
+                                /** @enum {string} */
+                                type: "file";
                             })[];
                             /**
                              * @description The configuration version this answer reflects (0: the built-in default)
