@@ -81,6 +81,17 @@ export interface Database {
   };
   /** devices (presence changes, for connectivity analytics) */
   presence_log: { device_id: string; at: number; session: number; online: number; reason: string };
+  /** history: the fleet tier of the rollups (all devices of a product together) */
+  fleet_rollups: {
+    product_key: string;
+    property: string;
+    tier: number;
+    bucket: number;
+    count: number;
+    sum: number | null;
+    min: number | null;
+    max: number | null;
+  };
   /** exports: fleet export jobs */
   export_jobs: {
     id: string;
