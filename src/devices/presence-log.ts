@@ -72,17 +72,10 @@ export class PresenceLog {
   /**
    * Connectivity of these devices over [from, to] in buckets of `bucketMs` (aligned on UTC): a
    * device counts as online in a bucket when it was online at any time in it, from its last
-   * recorded change before `from` (`current` answers for a device with none: its presence now, if
+   * recorded change before `from` (a device with none and none in the range: its presence now, if
    * it last changed before `from`) and its changes in the range.
    */
-  async connectivity(
-    deviceIds: readonly string[],
-    from: number,
-    to: number,
-    bucketMs: number,
-    report: ConnectivityReport,
-    current: (deviceId: string) => Promise<{ online: boolean; changedAt: number | null }>,
-  ): Promise<void> {
+  async connectivity(deviceIds: readonly string[], from: number, to: number, bucketMs: number, report: ConnectivityReport): Promise<void> {
     if (deviceIds.length === 0) return;
     const { db } = this.deps;
     const ids = [...deviceIds];
@@ -122,6 +115,13 @@ export class PresenceLog {
       if (!list) byDevice.set(c.device_id, (list = []));
       list.push(c);
     }
+    // Devices with no recorded change before or in the range (changes recorded before this version do not exist): their presence now.
+    const unknown = ids.filter((id) => !startState.has(id) && !byDevice.has(id));
+    const current = new Map<string, boolean>();
+    if (unknown.length) {
+      const rows = await db.selectFrom('presence').select(['device_id', 'online', 'changed_at']).where('device_id', 'in', unknown).execute();
+      for (const r of rows) current.set(r.device_id, r.online === 1 && Number(r.changed_at) < from);
+    }
     const bucketOf = (t: number) => Math.floor(t / bucketMs) * bucketMs;
     const at = (b: number) => {
       let e = report.buckets.get(b);
@@ -131,10 +131,7 @@ export class PresenceLog {
     for (const id of ids) {
       const list = byDevice.get(id) ?? [];
       let online = startState.get(id)?.online;
-      if (online === undefined) {
-        const now = await current(id);
-        online = list.length ? !(list[0].online === 1) : now.online && now.changedAt !== null && now.changedAt < from;
-      }
+      if (online === undefined) online = list.length ? list[0].online !== 1 : (current.get(id) ?? false);
       const marked = new Set<number>();
       const mark = (a: number, b: number) => {
         for (let k = bucketOf(a); k <= bucketOf(b); k += bucketMs) {

@@ -257,7 +257,7 @@ export class PresenceService {
    */
   async connectivity(deviceIds: readonly string[], from: number, to: number, bucketMs: number, report: ConnectivityReport): Promise<void> {
     await this.flush();
-    await this.changes.connectivity(deviceIds, from, to, bucketMs, report, (id) => this.get(id));
+    await this.changes.connectivity(deviceIds, from, to, bucketMs, report);
   }
 
   /** Deletes these devices' recorded presence changes older than `before` (retention), `batch` rows per statement. */
