@@ -583,7 +583,8 @@ async function insertPoints(db: Db, points: PendingPoint[]): Promise<void> {
       if (d.max !== null) f.max = f.max === null ? d.max : Math.max(f.max, d.max);
     }
   }
-  const fleetRows = [...fleet.values()];
+  // In key order: nodes writing the same product's buckets at once lock them in the same order (no deadlock on PostgreSQL).
+  const fleetRows = [...fleet.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, row]) => row);
   for (let i = 0; i < fleetRows.length; i += ROLLUP_CHUNK) await upsertFleet(db, fleetRows.slice(i, i + ROLLUP_CHUNK));
 }
 
