@@ -1,6 +1,6 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
-import parquet from '@dsnp/parquetjs';
+import type parquetjs from '@dsnp/parquetjs';
 
 export type ExportFormat = 'csv' | 'ndjson' | 'parquet';
 
@@ -65,8 +65,10 @@ export const PARQUET_COLUMNS = {
 } as const;
 
 class ParquetFileWriter implements ExportWriter {
-  private constructor(private readonly w: Awaited<ReturnType<typeof parquet.ParquetWriter.openFile>>) {}
+  private constructor(private readonly w: Awaited<ReturnType<typeof parquetjs.ParquetWriter.openFile>>) {}
   static async open(path: string): Promise<ParquetFileWriter> {
+    // Loaded on first use: the library (and what it brings) is not needed until a Parquet export runs.
+    const parquet = (await import('@dsnp/parquetjs')).default;
     const schema = new parquet.ParquetSchema(PARQUET_COLUMNS as never);
     return new ParquetFileWriter(await parquet.ParquetWriter.openFile(schema, path, { rowGroupSize: 10_000 } as never));
   }
