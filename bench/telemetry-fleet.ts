@@ -10,7 +10,7 @@
  * devices' rows bucket by bucket.
  *
  *   npm run bench:telemetry-fleet                    # BENCH_WRITE_DOCS=1 also writes its section
- *   BENCH_FLEET_DEVICES=10000 BENCH_FLEET_PG=0 npm run bench:telemetry-fleet
+ *   BENCH_FLEET_DEVICES=10000 BENCH_FLEET_PG=0 npm run bench:telemetry-fleet   # BENCH_FLEET_SQLITE=0: PostgreSQL only
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -25,6 +25,7 @@ import { startPostgres } from '../test/helpers/postgres.ts';
 const DEVICES = Number(process.env.BENCH_FLEET_DEVICES ?? 100_000);
 const DAYS = Number(process.env.BENCH_FLEET_DAYS ?? 30);
 const PG = process.env.BENCH_FLEET_PG !== '0';
+const SQLITE = process.env.BENCH_FLEET_SQLITE !== '0';
 const WRITE_DOCS = process.env.BENCH_WRITE_DOCS === '1';
 const HOURS = DAYS * 24;
 const T0 = Date.UTC(2026, 9, 1);
@@ -42,7 +43,7 @@ async function fill(db: Db, log: (s: string) => void): Promise<void> {
       SELECT i + 1, 'd_' || i, 'temperature', 'fleet' FROM d`.execute(db);
     await sql`INSERT INTO history_rollups (series, tier, bucket, state, count, sum, min, max, last, last_ts, dur)
       WITH RECURSIVE h(j) AS (SELECT 0 UNION ALL SELECT j + 1 FROM h WHERE j < ${sql.lit(HOURS - 1)})
-      SELECT s.id, 1, ${sql.lit(T0)} + h.j * ${sql.lit(H)}, '', 60, 60 * (20 + (s.id % 10)), 15 + (s.id % 5), 25 + (h.j % 7), 21, ${sql.lit(T0)} + h.j * ${sql.lit(H)} + 3540000, 0
+      SELECT s.id, 1, ${sql.lit(T0)} + CAST(h.j AS BIGINT) * ${sql.lit(H)}, '', 60, 60 * (20 + (s.id % 10)), 15 + (s.id % 5), 25 + (h.j % 7), 21, ${sql.lit(T0)} + CAST(h.j AS BIGINT) * ${sql.lit(H)} + 3540000, 0
       FROM history_series s, h WHERE s.id > ${sql.lit(from)} AND s.id <= ${sql.lit(to)} ORDER BY s.id, h.j`.execute(db);
     if (to % 20_000 === 0 || to === DEVICES) log(`  ${to} devices, ${((performance.now() - started) / 1000).toFixed(0)} s`);
   }
@@ -147,7 +148,7 @@ async function postgres(): Promise<void> {
   }
 }
 
-await sqlite();
+if (SQLITE) await sqlite();
 if (PG) await postgres();
 
 if (WRITE_DOCS) {
