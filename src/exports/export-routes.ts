@@ -80,7 +80,12 @@ export async function exportRoutes(app: HttpApp, deps: { exports: ExportJobs; pr
             to: Type.Optional(Type.String({ description: 'ISO 8601 or epoch ms; default now' })),
             format: Type.Optional(Format),
           },
-          { additionalProperties: false },
+          {
+            additionalProperties: false,
+            examples: [
+              { product: 'acme-thermostat', properties: ['temperature'], from: '2026-11-01T00:00:00Z', to: '2026-12-01T00:00:00Z', format: 'parquet' },
+            ],
+          },
         ),
         response: { 202: ExportView, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_PRODUCT_NOT_FOUND') },
       },
@@ -167,7 +172,17 @@ export async function exportRoutes(app: HttpApp, deps: { exports: ExportJobs; pr
             description:
               'The file: CSV (`text/csv`, header `ts,deviceId,property,value`), NDJSON (`application/x-ndjson`) or Parquet (`application/vnd.apache.parquet`)',
             content: {
-              'application/octet-stream': { schema: Type.String({ format: 'binary' }) },
+              'application/json': {
+                schema: Type.Object(
+                  { ts: Type.String({ format: 'date-time' }), deviceId: Type.String(), property: Type.String(), value: Type.Unknown() },
+                  {
+                    description: 'One line of an NDJSON file',
+                    examples: [{ ts: '2026-11-23T00:10:00.000Z', deviceId: 'd_9x2k7m4p1q8r0t', property: 'temperature', value: 21.5 }],
+                  },
+                ),
+              },
+              'text/csv': { schema: Type.String({ examples: ['ts,deviceId,property,value\n2026-11-23T00:10:00.000Z,d_9x2k7m4p1q8r0t,temperature,21.5\n'] }) },
+              'application/vnd.apache.parquet': { schema: Type.String({ format: 'binary' }) },
             },
           },
           ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_NOT_FOUND', 'E_CONFLICT'),

@@ -6813,6 +6813,17 @@ export interface paths {
             };
             requestBody: {
                 content: {
+                    /**
+                     * @example {
+                     *       "product": "acme-thermostat",
+                     *       "properties": {
+                     *         "0": "temperature"
+                     *       },
+                     *       "from": "2026-11-01T00:00:00Z",
+                     *       "to": "2026-12-01T00:00:00Z",
+                     *       "format": "parquet"
+                     *     }
+                     */
                     "application/json": {
                         format?: "csv" | "ndjson" | "parquet";
                         /** @description ISO 8601 or epoch ms */
@@ -7078,7 +7089,15 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/octet-stream": string;
+                        "application/json": {
+                            deviceId: string;
+                            property: string;
+                            /** Format: date-time */
+                            ts: string;
+                            value: unknown;
+                        };
+                        "application/vnd.apache.parquet": string;
+                        "text/csv": string;
                     };
                 };
                 /** @description Authentication required */
