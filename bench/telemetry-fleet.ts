@@ -129,7 +129,8 @@ async function postgres(): Promise<void> {
     log(`PostgreSQL: skipped (${(err as Error).message.split('\n')[0]})`);
     return;
   }
-  const { db } = openPostgres({ url: await server.createDatabase() });
+  // Filling and the devices' rows' read take minutes: no statement timeout.
+  const { db } = openPostgres({ url: await server.createDatabase(), statementTimeoutMs: 0 });
   try {
     await migrate(db);
     log(`PostgreSQL: filling ${DEVICES} devices × ${DAYS} days of hourly rollups (${DEVICES * HOURS} rows)`);

@@ -46,7 +46,9 @@ export const exportJobs: Migration = {
       .addPrimaryKeyConstraint('fleet_rollups_pk', ['product_key', 'property', 'tier', 'bucket']);
     if (!pg) fleet = fleet.modifyEnd(sql`without rowid`);
     await fleet.execute();
-    // What the device rollups hold already, summed up once.
+    // What the device rollups hold already, summed up once: one statement over every rollup row,
+    // which may take longer than the store's statement timeout (migrations run in one transaction on PostgreSQL).
+    if (pg) await sql`SET LOCAL statement_timeout = 0`.execute(db);
     await sql`INSERT INTO fleet_rollups (product_key, property, tier, bucket, count, sum, min, max)
       SELECT s.product_key, s.property, r.tier, r.bucket, SUM(r.count), SUM(r.sum), MIN(r.min), MAX(r.max)
       FROM history_rollups r JOIN history_series s ON s.id = r.series WHERE r.state = ''
