@@ -109,6 +109,14 @@ test("retention prunes the record with the product's device events and keeps wha
   assert.ok((report?.presence ?? 0) >= 1, JSON.stringify(report));
   assert.deepEqual(await mine(), { deviceId: d.id, connects: 1, disconnects: 1, reasons: { disconnect: 1 } });
   await p.api('PUT', `/api/v1/products/${PRODUCT}/retention`, {});
+  // Deleted with its history: its presence changes go too.
+  assert.equal((await p.api('DELETE', `/api/v1/devices/${d.id}?purge=true`)).status, 204);
+  assert.equal(await mine(), undefined);
+  // (The product no longer lists it; asked by its id, the record holds nothing of it either.)
+  const left = { buckets: new Map(), reasons: {}, devices: new Map() };
+  await p.hearth.services.presence.connectivity([d.id], old - HOUR, Date.now(), HOUR, left);
+  assert.equal(left.devices.size, 0);
+  assert.deepEqual(left.reasons, {});
 });
 
 test('connectivity questions are bounded: a 400 names the problem', async () => {

@@ -166,6 +166,11 @@ export class PresenceLog {
     }
   }
 
+  /** Deletes every recorded change of a device (deleted with `?purge=true`). */
+  async purge(deviceId: string): Promise<void> {
+    await this.deps.db.deleteFrom('presence_log').where('device_id', '=', deviceId).execute();
+  }
+
   /** Deletes these devices' changes older than `before`, `batch` rows per statement by their key. */
   async prune(deviceIds: readonly string[], before: number, batch: number): Promise<number> {
     if (deviceIds.length === 0) return 0;

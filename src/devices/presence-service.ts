@@ -260,6 +260,12 @@ export class PresenceService {
     await this.changes.connectivity(deviceIds, from, to, bucketMs, report);
   }
 
+  /** Forgets a deleted device's recorded presence changes (`DELETE …?purge=true`). */
+  async purge(deviceId: string): Promise<void> {
+    await this.flush();
+    await this.changes.purge(deviceId);
+  }
+
   /** Deletes these devices' recorded presence changes older than `before` (retention), `batch` rows per statement. */
   prune(deviceIds: readonly string[], before: number, batch: number): Promise<number> {
     return this.changes.prune(deviceIds, before, batch);
