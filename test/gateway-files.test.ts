@@ -1,9 +1,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, existsSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, existsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { gunzipSync } from 'node:zlib';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { startPlatform, eventually, type Platform } from './helpers/platform.ts';
 
 /**
@@ -109,4 +109,34 @@ test('a file target names a directory under the root, nothing else', async () =>
   const big = await p.api('POST', '/api/v1/routes', { name: 'huge', match: {}, targets: [{ type: 'file', directory: 'x', maxBytes: 10 }] });
   assert.equal(big.status, 400);
   assert.match(JSON.stringify(big.body), /maxBytes/);
+});
+
+test('a file a node left open when it stopped without closing it is closed when its target starts again there', async () => {
+  const r = await p.api('POST', '/api/v1/routes', {
+    name: 'after a crash',
+    match: { kind: 'properties', product: PRODUCT },
+    targets: [{ type: 'file', directory: 'crashed', maxAgeMs: 1000 }],
+  });
+  assert.equal(r.status, 201, JSON.stringify(r.body));
+  // What a crash leaves: complete batches in a .part of this node (embedded mode: "embedded"), for this route's target.
+  const dir = join(root, 'crashed');
+  mkdirSync(dir, { recursive: true });
+  const left = `${r.body.id}-0-20261101T000000000Z-embedded-0.ndjson.gz`;
+  writeFileSync(join(dir, `${left}.part`), gzipSync('{"before":"the crash"}\n'));
+  const d = await p.provision(PRODUCT);
+  const c = await p.connect(d.id, d.secret);
+  await c.publishAsync(`devices/${d.id}/properties`, JSON.stringify({ power: 7 }), { qos: 1 });
+  await c.endAsync();
+  const f = await eventually(
+    () => {
+      const x = closedFiles(dir);
+      return x.open.length === 0 && x.docs.length === 2 ? x : undefined;
+    },
+    5000,
+    'the left file closed and the new message in a file of its own',
+  );
+  assert.ok(f.names.includes(left), f.names.join(', '));
+  assert.deepEqual(f.docs[0], { before: 'the crash' });
+  assert.equal(f.docs[1].payload.power, 7);
+  assert.equal((await p.api('DELETE', `/api/v1/routes/${r.body.id}`)).status, 200);
 });
