@@ -825,8 +825,8 @@ async function main(): Promise<number> {
     // The cluster and fleet benchmarks' sections (BENCH_MODE=cluster, BENCH_MODE=fleet) stay as they are.
     const file = join(ROOT, 'docs', 'benchmarks.md');
     const old = readFileSync(file, 'utf8');
-    // The sections other modes write (BENCH_MODE=cluster, ota and fleet, npm run bench:telemetry) are kept.
-    const kept = ['cluster', 'telemetry', 'ota', 'fleet']
+    // The sections other modes write (BENCH_MODE=cluster, ota and fleet, npm run bench:telemetry and bench:telemetry-fleet) are kept.
+    const kept = ['cluster', 'telemetry', 'telemetry-fleet', 'ota', 'fleet']
       .map((name) => new RegExp(`<!-- ${name}:begin -->[\\s\\S]*<!-- ${name}:end -->\\n?`).exec(old)?.[0])
       .filter((x) => x !== undefined)
       .join('\n');

@@ -7,6 +7,8 @@
  * 2. Ingest while pruning: the history write path (HistoryService.record + flush, what the ingest
  *    runs for every report) alone, then while a retention pass deletes a backlog of expired points
  *    in batches on the same store.
+ * 3. Fleet analytics over 100,000 devices × 30 days of hourly rollups: bench/telemetry-fleet.ts
+ *    (`npm run bench:telemetry-fleet`, its own section of docs/benchmarks.md; it takes minutes).
  *
  *   npm run bench:telemetry                      # prints; BENCH_WRITE_DOCS=1 also writes its section
  *   BENCH_POINTS=200000 npm run bench:telemetry

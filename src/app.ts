@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { UrlPolicy } from './core/url-policy.ts';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -25,6 +26,7 @@ import { shadowRoutes } from './shadow/shadow-routes.ts';
 import { HistoryService } from './history/history-service.ts';
 import { historyRoutes } from './history/history-routes.ts';
 import { analyticsRoutes } from './history/analytics-routes.ts';
+import { connectivityRoutes } from './history/connectivity-routes.ts';
 import { CommandService } from './commands/command-service.ts';
 import { commandRoutes } from './commands/command-routes.ts';
 import { CommandQueue } from './commands/command-queue.ts';
@@ -89,6 +91,10 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import { StartupError } from './core/startup-error.ts';
 import { RetentionService } from './retention/retention-service.ts';
 import { retentionRoutes } from './retention/retention-routes.ts';
+import { ExportJobs } from './exports/export-jobs.ts';
+import { FileTargets } from './delivery/file-target.ts';
+import { exportRoutes } from './exports/export-routes.ts';
+import { durationMs } from './retention/retention-policy.ts';
 import { FirmwareService } from './ota/firmware-service.ts';
 import { FileFirmwareStorage, StoreFirmwareStorage } from './ota/firmware-storage.ts';
 import { CampaignService } from './ota/campaign-service.ts';
@@ -137,6 +143,8 @@ export interface Services {
   identity: IdentityService;
   provisioning: ProvisioningService;
   retention: RetentionService;
+  /** Fleet export jobs (docs/telemetry.md). */
+  exports: ExportJobs;
   firmware: FirmwareService;
   campaigns: CampaignService;
   /** Fleet lifecycle (disable, delete, factory reset) and the operator's tags and attributes (docs/fleet.md). */
@@ -344,7 +352,17 @@ export class Hearth {
       queueSettings: { defaultTtlMs: config.commandQueueDefaultTtlMs, maxTtlMs: config.commandQueueMaxTtlMs },
     });
     const deadLetterStore = new DeadLetterStore(db);
-    const delivery = new DeliveryService({ bus, log: log.child({ component: 'delivery' }), metrics, deadLetters: deadLetterStore });
+    const delivery = new DeliveryService({
+      bus,
+      log: log.child({ component: 'delivery' }),
+      metrics,
+      deadLetters: deadLetterStore,
+      files: new FileTargets({
+        root: config.gatewayFilesDir ?? join(config.dataDir, 'gateway-files'),
+        nodeId: this.nodeId,
+        log: log.child({ component: 'delivery' }),
+      }),
+    });
     const deadLetters = new DeadLetterService({ store: deadLetterStore, queue: delivery });
     // Every node may enqueue deliveries (the ingest, replays); workers run the delivery consumers.
     const deliveries = this.has('worker')
@@ -557,6 +575,7 @@ export class Hearth {
       history,
       commands,
       audit,
+      presence,
       intervalMs: config.retentionIntervalMs,
       batch: config.retentionBatch,
       isPruner: () => this.has('worker') && shards.owns(0),
@@ -569,6 +588,21 @@ export class Hearth {
         rollup1h: config.retentionHourRollups,
         rollup1d: config.retentionDayRollups,
       },
+    });
+    // Fleet exports: written by one worker each (a lease in the store), files in the exports directory.
+    const exportJobs = new ExportJobs({
+      db,
+      log: log.child({ component: 'exports' }),
+      dir: config.exportsDir ?? join(config.dataDir, 'exports'),
+      nodeId: this.nodeId,
+      runs: () => this.has('worker'),
+      devices,
+      history,
+      booleans: async (product) =>
+        new Set([...((await products.model(product))?.properties.values() ?? [])].filter((x) => x.type === 'boolean').map((x) => x.id)),
+      ttlMs: durationMs(config.exportsTtl) ?? 7 * 86_400_000,
+      pollMs: config.exportsPollMs,
+      audit,
     });
     // Firmware updates: images in the data directory (embedded) or in the store (PostgreSQL: every node serves every package).
     const firmware = new FirmwareService({
@@ -685,6 +719,7 @@ export class Hearth {
       identity,
       provisioning,
       retention,
+      exports: exportJobs,
       firmware,
       campaigns,
       lifecycle,
@@ -855,6 +890,7 @@ export class Hearth {
         stop: () => this.mqtt.stop(this.stopDeadline - 2000),
       },
       { name: 'retention', after: ['shards', 'history', 'commands', 'audit', 'products'], start: () => s.retention.start(), stop: () => s.retention.stop() },
+      { name: 'exports', after: ['store', 'history', 'audit'], start: () => s.exports.start(), stop: () => s.exports.stop() },
       { name: 'amqp-sources', after: ['shards'], start: () => (worker ? this.amqpSources.start() : undefined), stop: () => this.amqpSources.stop() },
       {
         name: 'http',
@@ -1070,7 +1106,9 @@ export class Hearth {
     app.register(notifyRoutes, { notify: s.notify });
     app.register(automationRoutes, { automations: s.automations, engine: s.automationEngine });
     app.register(retentionRoutes, { retention: s.retention, audit });
-    app.register(analyticsRoutes, { access, products, history, devices: s.devices, commands });
+    app.register(analyticsRoutes, { access, products, history, devices: s.devices, commands, tags: s.deviceTags, firmware: s.campaigns });
+    app.register(connectivityRoutes, { products, devices: s.devices, presence: s.presence });
+    app.register(exportRoutes, { exports: s.exports, products });
     app.register(otaRoutes, { firmware: s.firmware, campaigns: s.campaigns, audit, access });
     app.register(pageRoutes, { version: VERSION });
     app.register(deviceCredentialRoutes, { credentials: s.credentials, audit });

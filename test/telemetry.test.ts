@@ -308,6 +308,7 @@ test('fleet analytics over the rollups match the raw data, per home and per devi
       { id: 'power', type: 'number', access: 'r', history: true },
       { id: 'mode', type: 'enum', values: ['a', 'b'], access: 'r', history: true },
       { id: 'note', type: 'string', access: 'r' },
+      { id: 'firmware', type: 'string', access: 'r' },
     ],
     events: [],
     actions: [],
@@ -329,6 +330,9 @@ test('fleet analytics over the rollups match the raw data, per home and per devi
       raw.push({ device: d.id, home: i < 2 ? home : null, ts, power });
       await c.publishAsync(`devices/${d.id}/properties`, JSON.stringify({ ts, power }), { qos: 1 });
     }
+    // Firmware versions (the OTA view's) and the operator's tags: 1.0.0/berlin, 1.1.0/berlin, 1.0.0/paris, none.
+    if (i < 3) await c.publishAsync(`devices/${d.id}/properties`, JSON.stringify({ firmware: i === 1 ? '1.1.0' : '1.0.0' }), { qos: 1 });
+    if (i < 3) assert.equal((await p.api('PATCH', `/api/v1/devices/${d.id}`, { tags: { site: i < 2 ? 'berlin' : 'paris' } })).status, 200);
     await c.endAsync();
   }
   const from = day;
@@ -410,6 +414,39 @@ test('fleet analytics over the rollups match the raw data, per home and per devi
       ),
     );
 
+  // Per value of an operator's tag and per firmware version (devices without one: null).
+  const groupedBy = (key: (r: (typeof raw)[number]) => string | null) => {
+    const out = new Map<string | null, typeof raw>();
+    for (const r of raw) out.set(key(r), [...(out.get(key(r)) ?? []), r]);
+    return out;
+  };
+  const index = (device: string) => devices.indexOf(device);
+  for (const [groupBy, key] of [
+    ['tag.site', (r: (typeof raw)[number]) => [`berlin`, 'berlin', 'paris', null][index(r.device)]],
+    ['firmware', (r: (typeof raw)[number]) => ['1.0.0', '1.1.0', '1.0.0', null][index(r.device)]],
+  ] as const) {
+    const want = groupedBy(key);
+    const r = await eventually(
+      async () => {
+        const res = await ask(`agg=sum&bucket=1d&groupBy=${groupBy}`);
+        assert.equal(res.status, 200, JSON.stringify(res.body));
+        return res.body.series.length === want.size ? res : undefined;
+      },
+      5000,
+      `a series per ${groupBy}`,
+    );
+    assert.equal(r.body.groupBy, groupBy);
+    assert.deepEqual(
+      r.body.series.map((x: any) => x.group),
+      [...want.keys()].sort((a, b) => String(a).localeCompare(String(b))),
+    );
+    for (const x of r.body.series) near(x.points, expect(want.get(x.group)!, DAY, 'sum'));
+  }
+  assert.deepEqual(
+    (await ask('agg=sum&bucket=1d&groupBy=tag.nothing')).body.series.map((x: any) => x.group),
+    [null],
+  );
+
   const bad: Array<[string, number, RegExp]> = [
     [`product=${product}&property=power&bucket=1h`, 400, /from is required/],
     [`product=${product}&property=power&bucket=30s&from=${from}`, 400, /bucket must be whole minutes/],
@@ -419,7 +456,8 @@ test('fleet analytics over the rollups match the raw data, per home and per devi
     [`product=${product}&property=mode&from=${from}`, 400, /is an enum/],
     [`product=${product}&property=note&from=${from}`, 400, /of type string/],
     [`product=${product}&property=power&from=${to}&to=${from}`, 400, /is after to/],
-    [`product=${product}&property=power&from=${from}&groupBy=firmware`, 400, /groupBy/],
+    [`product=${product}&property=power&from=${from}&groupBy=room`, 400, /groupBy/],
+    [`product=${product}&property=power&from=${from}&groupBy=tag.`, 400, /groupBy/],
     [`product=nope&property=power&from=${from}`, 404, /nope/],
   ];
   for (const [q, status, message] of bad) {

@@ -7,6 +7,7 @@ import type { Logger } from '../core/logger.ts';
 import type { Metrics } from '../core/observability/metrics.ts';
 import { createOutbound, OutboundError, type Outbound } from '../core/outbound.ts';
 import type { DeadLetterStore } from './dead-letters.ts';
+import { FILE_DEFAULTS, type FileTargets } from './file-target.ts';
 import type { Delivery, DeliveryQueue, RouteSpec, Target } from '../routing/envelope.ts';
 
 /** The durable stream of delivery jobs, one subject per route target: `delivery.{routeId}.{targetIndex}`. */
@@ -42,6 +43,8 @@ export interface DeliveryServiceDeps {
   backoff?: BackoffOptions;
   /** Each target's circuit breaker (default: opens after 5 failures in a row, tries again after 30 s). */
   breaker?: { consecutiveFailures: number; halfOpenAfterMs: number };
+  /** The file targets' writer (absent: a file target fails its deliveries). */
+  files?: FileTargets;
 }
 
 /** One external target of a live route and the consumer that works on its jobs on this node. */
@@ -210,6 +213,7 @@ export class DeliveryService implements DeliveryQueue {
   async stop(): Promise<void> {
     await this.reconcile([]);
     await this.amqp.close();
+    await this.deps.files?.close();
   }
 
   private async apply(routes: RouteSpec[]): Promise<void> {
@@ -229,6 +233,7 @@ export class DeliveryService implements DeliveryQueue {
       if (this.workers.has(key)) continue;
       await this.startWorker(key, route, index, target);
     }
+    await this.deps.files?.retain(new Set([...wanted].filter(([, w]) => w.target.type === 'file').map(([key]) => key)));
   }
 
   private async startWorker(key: string, route: RouteSpec, index: number, target: ExternalTarget): Promise<void> {
@@ -258,7 +263,9 @@ export class DeliveryService implements DeliveryQueue {
     const deferred = w.deferred.get(m.seq) ?? 0;
     const attempt = m.deliveryCount - deferred;
     try {
-      await w.outbound.execute((signal) => this.send(d, signal));
+      // A file target writes to a local disk: no timeout or circuit breaker around it (its batches wait for each other).
+      if (d.target.type === 'file') await this.send(d, new AbortController().signal);
+      else await w.outbound.execute((signal) => this.send(d, signal));
       this.deps.metrics?.delivery(type, 'ok');
       w.deferred.delete(m.seq);
       return m.ack();
@@ -324,11 +331,16 @@ export class DeliveryService implements DeliveryQueue {
       return;
     }
     if (t.type === 'nats') return this.publishNats(d, t.subject);
+    if (t.type === 'file') {
+      if (!this.deps.files) throw new OutboundError(`${d.routeName}#${d.targetIndex}`, 'status', 'file targets are not available on this node', false);
+      return this.deps.files.append({ ...d, target: t });
+    }
     await this.amqp.publish(t.url, t.exchange, t.routingKey ?? `hearth.${d.envelope.kind}`, Buffer.from(d.body), { messageId: d.envelope.id, headers: meta });
   }
 }
 
 function concurrencyOf(t: ExternalTarget): number {
+  if (t.type === 'file') return t.concurrency ?? FILE_DEFAULTS.concurrency;
   return ('concurrency' in t && t.concurrency) || DEFAULT_CONCURRENCY;
 }
 

@@ -168,6 +168,7 @@ export class DeviceLifecycle {
       await this.deps.shadow.forget(d);
       await this.deps.commands.forget(d, opts.purge === true);
       if (opts.purge) await this.deps.history.purge(d);
+      if (opts.purge) await this.deps.presence.purge(d);
     }
     await this.deps.tags.removeAll(doomed);
     await this.deps.onDeleted?.(doomed);

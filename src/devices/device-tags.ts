@@ -100,6 +100,21 @@ export class DeviceTags {
     return out;
   }
 
+  /** The value of one tag on each of these devices that has it (fleet analytics group by it). */
+  async valuesOf(ids: readonly string[], key: string): Promise<Map<string, string>> {
+    const out = new Map<string, string>();
+    for (let i = 0; i < ids.length; i += 500) {
+      const rows = await this.deps.db
+        .selectFrom('device_tags')
+        .select(['device_id', 'value'])
+        .where('key', '=', key)
+        .where('device_id', 'in', ids.slice(i, i + 500))
+        .execute();
+      for (const r of rows) out.set(r.device_id, r.value);
+    }
+    return out;
+  }
+
   /**
    * Changes tags: a key with a string sets it, with null removes it; with `replace`, the given
    * tags become all of them. At most MAX_TAGS per device.

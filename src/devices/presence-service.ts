@@ -5,6 +5,7 @@ import type { Logger } from '../core/logger.ts';
 import type { DeviceService } from './device-service.ts';
 import { subjects } from '../core/bus/subjects.ts';
 import { PeriodicFlush, writeIsolated } from '../core/periodic-flush.ts';
+import { PresenceLog, type ConnectivityReport } from './presence-log.ts';
 
 import type { PresenceEvent, PresenceReason } from '../core/bus/events.ts';
 
@@ -32,6 +33,8 @@ export class PresenceService {
   private readonly state = new Map<string, Presence>();
   private readonly dirtySeen = new Set<string>();
   private readonly writer: PeriodicFlush;
+  /** Every change, for connectivity analytics (written behind with the last-seen times). */
+  private readonly changes: PresenceLog;
   private unsub: Unsubscribe | undefined;
 
   constructor(
@@ -45,8 +48,12 @@ export class PresenceService {
       observer?: { presenceChanged(online: boolean, reason: string): void };
     },
   ) {
+    this.changes = new PresenceLog({ db: deps.db, log: deps.log });
     this.writer = new PeriodicFlush(
-      () => this.writeSeen(),
+      async () => {
+        await this.writeSeen();
+        await this.changes.write();
+      },
       deps.flushMs ?? 1000,
       (err) => deps.log.error({ err }, 'presence flush failed'),
     );
@@ -54,12 +61,15 @@ export class PresenceService {
 
   /** Devices that this node believed online when it last ran cannot be connected now. */
   async start(): Promise<void> {
-    await this.deps.db
+    const now = Date.now();
+    const ended = await this.deps.db
       .updateTable('presence')
-      .set({ online: 0, reason: 'server-restart', changed_at: Date.now() })
+      .set({ online: 0, reason: 'server-restart', changed_at: now })
       .where('node', '=', this.deps.nodeId)
       .where('online', '=', 1)
+      .returning(['device_id', 'session'])
       .execute();
+    for (const r of ended) this.changes.add({ deviceId: r.device_id, at: now, session: Number(r.session), online: false, reason: 'server-restart' });
     // Other nodes change presence too (the gateway holding a connection, the worker handling a
     // hub's reports): their announcements keep this node's cache current.
     this.unsub = this.deps.bus.subscribe(subjects.presence('*'), (msg) => this.learn(msg.data), { name: 'presence.cache' });
@@ -241,7 +251,28 @@ export class PresenceService {
     if (error !== undefined) throw error;
   }
 
+  /**
+   * Connectivity of these devices over [from, to] in buckets of `bucketMs`, added to `report`
+   * (online devices per bucket, connects, disconnects and their reasons); from the recorded changes.
+   */
+  async connectivity(deviceIds: readonly string[], from: number, to: number, bucketMs: number, report: ConnectivityReport): Promise<void> {
+    await this.flush();
+    await this.changes.connectivity(deviceIds, from, to, bucketMs, report);
+  }
+
+  /** Forgets a deleted device's recorded presence changes (`DELETE …?purge=true`). */
+  async purge(deviceId: string): Promise<void> {
+    await this.flush();
+    await this.changes.purge(deviceId);
+  }
+
+  /** Deletes these devices' recorded presence changes older than `before` (retention), `batch` rows per statement. */
+  prune(deviceIds: readonly string[], before: number, batch: number): Promise<number> {
+    return this.changes.prune(deviceIds, before, batch);
+  }
+
   private announce(ev: PresenceEvent): void {
+    this.changes.add(ev);
     this.deps.observer?.presenceChanged(ev.online, ev.reason);
     this.deps.bus.publish(subjects.presence(ev.deviceId), ev);
   }

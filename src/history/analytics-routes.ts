@@ -15,6 +15,9 @@ const Agg = Type.Union([Type.Literal('avg'), Type.Literal('min'), Type.Literal('
 type AggName = 'avg' | 'min' | 'max' | 'count' | 'sum';
 type Acc = { count: number; sum: number | null; min: number | null; max: number | null };
 
+/** What `groupBy` takes: a home, a device, the firmware version, or the value of an operator's tag. */
+const GROUP_BY_PATTERN = '^(home|device|firmware|tag\\.[A-Za-z0-9_-]{1,64})$';
+
 /** Longest range of one fleet query, per tier read: rows read grow with devices × range / tier. */
 const MAX_RANGE_DAYS: Record<string, number> = { '1m': 7, '1h': 400, '1d': 3660 };
 
@@ -59,7 +62,16 @@ function rawRange(q: { from?: string; to?: string }): { from: number; to: number
 
 export async function analyticsRoutes(
   app: HttpApp,
-  deps: { access: AccessService; products: ProductService; history: HistoryService; devices: DeviceService; commands: CommandService },
+  deps: {
+    access: AccessService;
+    products: ProductService;
+    history: HistoryService;
+    devices: DeviceService;
+    commands: CommandService;
+    /** The operator's tags (`groupBy=tag.<key>`) and the firmware versions of the OTA view (`groupBy=firmware`). */
+    tags?: { valuesOf(ids: readonly string[], key: string): Promise<Map<string, string>> };
+    firmware?: { deviceVersions(ids: readonly string[]): Promise<Map<string, string>> };
+  },
 ): Promise<void> {
   /** Calls `each` with the product's device ids, a page at a time. */
   const eachPage = async (product: string, each: (ids: string[]) => Promise<void>): Promise<void> => {
@@ -197,7 +209,7 @@ export async function analyticsRoutes(
         ...AuthHeader,
         description:
           'Aggregates (`avg`, `min`, `max`, `count`, `sum`) of a numeric or boolean property over every device of a product, per bucket of whole minutes, read from the coarsest rollup tier that divides the bucket; ' +
-          '`groupBy=home` or `groupBy=device` gives one series per home (devices in no home: `null`) or per device. `from` is required; at most 10000 buckets, and a range of at most 7 days on the 1-minute tier, 400 days on the hourly one.',
+          "`groupBy=home`, `groupBy=device`, `groupBy=tag.<key>` or `groupBy=firmware` gives one series per home, device, value of the operator's tag or firmware version the device last reported (devices in no home, without the tag or that never reported a version: `null`). `from` is required; at most 10000 buckets, and a range of at most 7 days on the 1-minute tier, 400 days on the hourly one.",
         querystring: Type.Object({
           product: Type.String({ examples: ['acme-thermostat'] }),
           property: Type.String({ examples: ['temperature'] }),
@@ -205,7 +217,13 @@ export async function analyticsRoutes(
           bucket: Type.String({ default: '1h', examples: ['1h'] }),
           from: Type.Optional(Type.String({ description: 'Required: ISO 8601 or epoch ms' })),
           to: Type.Optional(Type.String({ description: 'ISO 8601 or epoch ms; default now' })),
-          groupBy: Type.Optional(Type.Union([Type.Literal('home'), Type.Literal('device')])),
+          groupBy: Type.Optional(
+            Type.String({
+              pattern: GROUP_BY_PATTERN,
+              description: '`home`, `device`, `firmware` or `tag.<key>`',
+              examples: ['home', 'tag.site', 'firmware'],
+            }),
+          ),
         }),
         response: {
           200: Type.Object(
@@ -289,13 +307,25 @@ export async function analyticsRoutes(
       // group → bucket → aggregate
       const groups = new Map<string | null, Map<number, Acc>>();
       const homeOf = new Map<string, string | null>();
+      // Tag values and firmware versions of the devices in the answer, looked up a page at a time.
+      let groupOf: Map<string, string> | undefined;
+      if (q.groupBy === 'firmware' || q.groupBy?.startsWith('tag.')) {
+        const ids = [...new Set(rows.map((r) => r.deviceId!))];
+        if (q.groupBy === 'firmware') {
+          if (!deps.firmware) throw new HearthError('E_VALIDATION', 'groupBy=firmware needs the OTA service', { field: 'querystring.groupBy' });
+          groupOf = await deps.firmware.deviceVersions(ids);
+        } else {
+          if (!deps.tags) throw new HearthError('E_VALIDATION', 'groupBy=tag.<key> needs the fleet tags', { field: 'querystring.groupBy' });
+          groupOf = await deps.tags.valuesOf(ids, q.groupBy!.slice(4));
+        }
+      }
       for (const r of rows) {
         let group: string | null = null;
         if (q.groupBy === 'device') group = r.deviceId!;
         else if (q.groupBy === 'home') {
           if (!homeOf.has(r.deviceId!)) homeOf.set(r.deviceId!, (await deps.access.placement(r.deviceId!))?.homeId ?? null);
           group = homeOf.get(r.deviceId!)!;
-        }
+        } else if (groupOf) group = groupOf.get(r.deviceId!) ?? null;
         let g = groups.get(group);
         if (!g) groups.set(group, (g = new Map()));
         let a = g.get(r.bucket);

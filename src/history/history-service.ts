@@ -335,6 +335,33 @@ export class HistoryService {
   }): Promise<Array<{ bucket: number; deviceId?: string; count: number; sum: number | null; min: number | null; max: number | null }>> {
     await this.flush();
     const b = sql<number>`(bucket / ${sql.lit(q.bucketMs)}) * ${sql.lit(q.bucketMs)}`;
+    if (!q.perDevice) {
+      // The fleet tier: one row per bucket of the tier for the whole product.
+      const rows = await this.deps.db
+        .selectFrom('fleet_rollups')
+        .select([
+          b.as('b'),
+          (eb) => eb.fn.sum<number>('count').as('count'),
+          (eb) => eb.fn.sum<number | null>('sum').as('sum'),
+          (eb) => eb.fn.min('min').as('min'),
+          (eb) => eb.fn.max('max').as('max'),
+        ])
+        .where('product_key', '=', q.product)
+        .where('property', '=', q.property)
+        .where('tier', '=', q.tier.code)
+        .where('bucket', '>=', Math.floor(q.from / q.tier.ms) * q.tier.ms)
+        .where('bucket', '<=', q.to)
+        .groupBy(b)
+        .orderBy(b)
+        .execute();
+      return rows.map((r) => ({
+        bucket: Number(r.b),
+        count: Number(r.count),
+        sum: r.sum == null ? null : Number(r.sum),
+        min: r.min == null ? null : Number(r.min),
+        max: r.max == null ? null : Number(r.max),
+      }));
+    }
     const series = this.deps.db.selectFrom('history_series').select('id').where('product_key', '=', q.product).where('property', '=', q.property);
     let query = this.deps.db
       .selectFrom('history_rollups as r')
@@ -403,10 +430,17 @@ export class HistoryService {
     return this.deleteBatched('device_events', (q) => q.where('device_id', 'in', [...deviceIds]).where('ts', '<', before), batch);
   }
 
-  /** Deletes a product's rollups of one tier whose buckets ended before `before`, in batches. */
-  pruneRollups(product: string, tierName: string, before: number, batch: number): Promise<number> {
+  /** Deletes a product's rollups of one tier (its devices' and its fleet tier's) whose buckets ended before `before`, in batches. */
+  async pruneRollups(product: string, tierName: string, before: number, batch: number): Promise<number> {
     const tier = TIERS.find((t) => t.name === tierName);
-    if (!tier) return Promise.resolve(0);
+    if (!tier) return 0;
+    // The fleet tier has a row per bucket of the product (a few thousand at most): one statement.
+    await this.deps.db
+      .deleteFrom('fleet_rollups')
+      .where('product_key', '=', product)
+      .where('tier', '=', tier.code)
+      .where('bucket', '<', before - tier.ms)
+      .execute();
     return this.deleteRollups(
       (q) =>
         q
@@ -532,7 +566,53 @@ async function insertPoints(db: Db, points: PendingPoint[]): Promise<void> {
     ),
   );
   for (let i = 0; i < deltas.length; i += ROLLUP_CHUNK) await upsertRollups(db, deltas.slice(i, i + ROLLUP_CHUNK));
+  // The fleet tier: the numeric deltas of the batch summed per product, property, tier and bucket.
+  const seriesOf = new Map<number, { product: string; property: string }>();
+  for (const p of withMeta) if (p.meta!.series !== undefined) seriesOf.set(p.meta!.series, { product: p.meta!.product, property: p.property });
+  const fleet = new Map<string, FleetRow>();
+  for (const d of deltas) {
+    const s = d.state === '' ? seriesOf.get(d.series) : undefined;
+    if (!s || d.count === 0) continue;
+    const k = `${s.product}\u0000${s.property}\u0000${d.tier}\u0000${d.bucket}`;
+    const f = fleet.get(k);
+    if (!f) fleet.set(k, { product_key: s.product, property: s.property, tier: d.tier, bucket: d.bucket, count: d.count, sum: d.sum, min: d.min, max: d.max });
+    else {
+      f.count += d.count;
+      if (d.sum !== null) f.sum = (f.sum ?? 0) + d.sum;
+      if (d.min !== null) f.min = f.min === null ? d.min : Math.min(f.min, d.min);
+      if (d.max !== null) f.max = f.max === null ? d.max : Math.max(f.max, d.max);
+    }
+  }
+  // In key order: nodes writing the same product's buckets at once lock them in the same order (no deadlock on PostgreSQL).
+  const fleetRows = [...fleet.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, row]) => row);
+  for (let i = 0; i < fleetRows.length; i += ROLLUP_CHUNK) await upsertFleet(db, fleetRows.slice(i, i + ROLLUP_CHUNK));
 }
+
+type FleetRow = {
+  product_key: string;
+  property: string;
+  tier: number;
+  bucket: number;
+  count: number;
+  sum: number | null;
+  min: number | null;
+  max: number | null;
+};
+
+/** Adds a batch's sums to the fleet tier (counts and sums add up, min and max widen). */
+const upsertFleet = (db: Db, rows: FleetRow[]) =>
+  db
+    .insertInto('fleet_rollups')
+    .values(rows)
+    .onConflict((oc) =>
+      oc.columns(['product_key', 'property', 'tier', 'bucket']).doUpdateSet({
+        count: sql`fleet_rollups.count + excluded.count`,
+        sum: sql`CASE WHEN excluded.sum IS NULL THEN fleet_rollups.sum ELSE COALESCE(fleet_rollups.sum, 0) + excluded.sum END`,
+        min: sql`CASE WHEN fleet_rollups.min IS NULL OR excluded.min < fleet_rollups.min THEN excluded.min ELSE fleet_rollups.min END`,
+        max: sql`CASE WHEN fleet_rollups.max IS NULL OR excluded.max > fleet_rollups.max THEN excluded.max ELSE fleet_rollups.max END`,
+      }),
+    )
+    .execute();
 
 /**
  * Time in state that newly stored points of booleans and enums change. A point splits the interval

@@ -859,6 +859,11 @@ export class CampaignService {
     return { product, total, versions: total > counted ? [...known, { version: 'unknown', devices: total - counted }] : known };
   }
 
+  /** The firmware version each of these devices last reported (devices that never did are absent). */
+  deviceVersions(ids: readonly string[]): Promise<Map<string, string>> {
+    return this.versionsOf([...ids]);
+  }
+
   /** A device's firmware version and its last OTA job (for the device view). */
   async deviceFirmware(deviceId: string): Promise<{ version: string | null; reportedAt: string | null; lastJob: Job | null }> {
     const v = await this.deps.db.selectFrom('ota_device_versions').selectAll().where('device_id', '=', deviceId).executeTakeFirst();

@@ -14,6 +14,8 @@ export interface PruneReport {
   points: number;
   rollups: number;
   events: number;
+  /** Recorded presence changes (kept as long as the product's device events). */
+  presence: number;
   commands: number;
   audit: number;
   startedAt: number;
@@ -28,6 +30,8 @@ export interface RetentionServiceDeps {
   history: HistoryService;
   commands: CommandService;
   audit: AuditService;
+  /** The record of presence changes, pruned with the device events. */
+  presence?: { prune(deviceIds: readonly string[], before: number, batch: number): Promise<number> };
   defaults: RetentionDefaults;
   /** Between two pruning passes (HEARTH_RETENTION_INTERVAL_MS). */
   intervalMs: number;
@@ -118,7 +122,7 @@ export class RetentionService {
   private async pass(): Promise<PruneReport | undefined> {
     const { history, devices, products, defaults, batch } = this.deps;
     const now = (this.deps.now ?? Date.now)();
-    const r: PruneReport = { points: 0, rollups: 0, events: 0, commands: 0, audit: 0, startedAt: now, durationMs: 0 };
+    const r: PruneReport = { points: 0, rollups: 0, events: 0, presence: 0, commands: 0, audit: 0, startedAt: now, durationMs: 0 };
     const step = this.deps.devicesPerStep ?? 200;
     for (const product of await products.list()) {
       const policy = effectivePolicy(await this.own(product.key), defaults);
@@ -136,6 +140,7 @@ export class RetentionService {
           if (ms !== null) r.points += await history.prunePoints(ids, now - ms, { only: [property] }, batch);
         }
         if (events !== null) r.events += await history.pruneEvents(ids, now - events, batch);
+        if (events !== null && this.deps.presence) r.presence += await this.deps.presence.prune(ids, now - events, batch);
       }
       for (const [tier, d] of Object.entries(policy.rollups)) {
         const ms = durationMs(d);
@@ -148,7 +153,7 @@ export class RetentionService {
     if (audit !== null) r.audit = await this.deps.audit.pruneBefore(now - audit, batch);
     r.durationMs = (this.deps.now ?? Date.now)() - now;
     this.last = r;
-    if (r.points + r.rollups + r.events + r.commands + r.audit > 0) this.deps.log.info({ pruned: r }, 'retention pass deleted expired data');
+    if (r.points + r.rollups + r.events + r.presence + r.commands + r.audit > 0) this.deps.log.info({ pruned: r }, 'retention pass deleted expired data');
     return r;
   }
 }

@@ -77,8 +77,44 @@ export const AmqpTargetSchema = Type.Object(
   { additionalProperties: false },
 );
 
-const TARGETS = { builtin: BuiltinTargetSchema, webhook: WebhookTargetSchema, nats: NatsTargetSchema, amqp: AmqpTargetSchema };
-export const TargetSchema = Type.Union([BuiltinTargetSchema, WebhookTargetSchema, NatsTargetSchema, AmqpTargetSchema]);
+export const FileTargetSchema = Type.Object(
+  {
+    type: Type.Literal('file'),
+    directory: Type.String({
+      pattern: '^[A-Za-z0-9_-]{1,64}$',
+      description: 'A directory under the gateway files root (HEARTH_GATEWAY_FILES_DIR), by name: files go nowhere else',
+    }),
+    maxBytes: Type.Optional(
+      Type.Integer({
+        minimum: 1024,
+        maximum: 1_073_741_824,
+        default: 67_108_864,
+        description: 'A file is closed (renamed from .part) once this big (default 64 MiB)',
+      }),
+    ),
+    maxAgeMs: Type.Optional(
+      Type.Integer({
+        minimum: 1000,
+        maximum: 86_400_000,
+        default: 300_000,
+        description: 'A file is closed this long after it was opened, messages or not (default 5 minutes)',
+      }),
+    ),
+    gzip: Type.Optional(Type.Boolean({ default: true, description: 'Gzip the files (default true): .ndjson.gz, else .ndjson' })),
+    concurrency: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: 1000, default: 256, description: 'Messages in flight, batched into one write (default 256)' }),
+    ),
+    retries: Type.Optional(
+      Type.Integer({ minimum: 0, maximum: 20, default: 5, description: 'Attempts after the first when a write fails; then a dead letter (default 5)' }),
+    ),
+    lane: Type.Optional(LaneName),
+    template: Type.Optional(Template),
+  },
+  { additionalProperties: false },
+);
+
+const TARGETS = { builtin: BuiltinTargetSchema, webhook: WebhookTargetSchema, nats: NatsTargetSchema, amqp: AmqpTargetSchema, file: FileTargetSchema };
+export const TargetSchema = Type.Union([BuiltinTargetSchema, WebhookTargetSchema, NatsTargetSchema, AmqpTargetSchema, FileTargetSchema]);
 
 export const RouteMatchSchema = Type.Object(
   {

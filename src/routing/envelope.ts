@@ -50,7 +50,18 @@ export type Target =
       headers?: Record<string, string>;
     }
   | { type: 'nats'; subject: string; lane?: string; template?: unknown }
-  | { type: 'amqp'; url: string; exchange: string; routingKey?: string; lane?: string; template?: unknown };
+  | { type: 'amqp'; url: string; exchange: string; routingKey?: string; lane?: string; template?: unknown }
+  | {
+      type: 'file';
+      directory: string;
+      maxBytes?: number;
+      maxAgeMs?: number;
+      gzip?: boolean;
+      concurrency?: number;
+      retries?: number;
+      lane?: string;
+      template?: unknown;
+    };
 
 /** A job on the delivery stream: one message for one external target of one route. */
 export interface Delivery {

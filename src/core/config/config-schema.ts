@@ -298,6 +298,12 @@ export const ConfigSchema = Type.Object({
   retentionMinuteRollups: Type.String({ pattern: '^([1-9][0-9]{0,4}[dh]|forever)$', default: '7d', description: 'Default retention of 1-minute rollups' }),
   retentionHourRollups: Type.String({ pattern: '^([1-9][0-9]{0,4}[dh]|forever)$', default: '365d', description: 'Default retention of 1-hour rollups' }),
   retentionDayRollups: Type.String({ pattern: '^([1-9][0-9]{0,4}[dh]|forever)$', default: 'forever', description: 'Default retention of 1-day rollups' }),
+  exportsDir: Type.Optional(Type.String({ description: 'Where fleet export files are written (default <dataDir>/exports); shared by the nodes of a cluster' })),
+  exportsTtl: Type.String({ pattern: '^[1-9][0-9]{0,4}[dh]$', default: '7d', description: 'How long a finished fleet export (its file and job) is kept' }),
+  gatewayFilesDir: Type.Optional(
+    Type.String({ description: "Root of the message gateway's file targets (default <dataDir>/gateway-files); a target names a directory under it" }),
+  ),
+  exportsPollMs: Type.Integer({ minimum: 50, maximum: 600000, default: 2000, description: 'How often a node looks for fleet export jobs to run' }),
   otaMaxFirmwareBytes: Type.Integer({
     minimum: 1024,
     default: 536870912,

@@ -79,6 +79,41 @@ export interface Database {
     node: string | null;
     listening: number;
   };
+  /** devices (presence changes, for connectivity analytics) */
+  presence_log: { device_id: string; at: number; session: number; online: number; reason: string };
+  /** history: the fleet tier of the rollups (all devices of a product together) */
+  fleet_rollups: {
+    product_key: string;
+    property: string;
+    tier: number;
+    bucket: number;
+    count: number;
+    sum: number | null;
+    min: number | null;
+    max: number | null;
+  };
+  /** exports: fleet export jobs */
+  export_jobs: {
+    id: string;
+    product_key: string;
+    properties: string;
+    from_ts: number;
+    to_ts: number;
+    format: string;
+    status: string;
+    devices_total: number;
+    devices_done: number;
+    rows: number;
+    bytes: number;
+    error: string | null;
+    created_by: string;
+    created_at: number;
+    started_at: number | null;
+    finished_at: number | null;
+    expires_at: number | null;
+    owner: string | null;
+    lease_until: number;
+  };
   /** message gateway */
   gateway_config: { version: number; doc: string; created_at: number; created_by: string };
   partners: { id: string; name: string; secret: string; products: string; amqp: string | null; created_at: number };

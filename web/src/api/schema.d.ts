@@ -218,6 +218,151 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/analytics/presence": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A product's connectivity: devices online per bucket, disconnect reasons, flapping devices
+         * @description From the recorded presence changes of the product's devices in the range (at most 31 days; `from` is required): per bucket of whole hours (default `1h`, aligned on UTC) the devices online at any time in it and the connects and disconnects; the disconnects per reason; and the `top` devices by connects (flapping), with their disconnect reasons.
+         */
+        get: {
+            parameters: {
+                query: {
+                    /** @description Whole hours: 1h, 6h, 1d */
+                    bucket: string;
+                    /** @description Required: ISO 8601 or epoch ms */
+                    from?: string;
+                    product: string;
+                    /** @description ISO 8601 or epoch ms; default now */
+                    to?: string;
+                    top: number;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "product": "acme-plug",
+                         *       "from": "2026-11-01T00:00:00.000Z",
+                         *       "to": "2026-11-01T01:59:59.999Z",
+                         *       "bucket": "1h",
+                         *       "online": [
+                         *         {
+                         *           "ts": "2026-11-01T00:00:00.000Z",
+                         *           "online": 9120,
+                         *           "connects": 130,
+                         *           "disconnects": 118
+                         *         },
+                         *         {
+                         *           "ts": "2026-11-01T01:00:00.000Z",
+                         *           "online": 9088,
+                         *           "connects": 96,
+                         *           "disconnects": 101
+                         *         }
+                         *       ],
+                         *       "disconnectReasons": {
+                         *         "keepalive-timeout": 160,
+                         *         "disconnect": 41,
+                         *         "connection-lost": 18
+                         *       },
+                         *       "flapping": [
+                         *         {
+                         *           "deviceId": "d_9x2k7m4p1q8r0t",
+                         *           "connects": 37,
+                         *           "disconnects": 37,
+                         *           "reasons": {
+                         *             "keepalive-timeout": 37
+                         *           }
+                         *         }
+                         *       ]
+                         *     }
+                         */
+                        "application/json": {
+                            bucket: string;
+                            disconnectReasons: {
+                                [key: string]: number;
+                            };
+                            flapping: {
+                                connects: number;
+                                deviceId: string;
+                                disconnects: number;
+                                reasons: {
+                                    [key: string]: number;
+                                };
+                            }[];
+                            from: string;
+                            online: {
+                                connects: number;
+                                disconnects: number;
+                                /** @description Devices online at any time in the bucket */
+                                online: number;
+                                /** Format: date-time */
+                                ts: string;
+                            }[];
+                            product: string;
+                            to: string;
+                        };
+                    };
+                };
+                /** @description Request validation failed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Authentication required */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Product not found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/analytics/timeseries": {
         parameters: {
             query?: never;
@@ -227,7 +372,7 @@ export interface paths {
         };
         /**
          * A product's property across the fleet, per time bucket, from the rollups
-         * @description Aggregates (`avg`, `min`, `max`, `count`, `sum`) of a numeric or boolean property over every device of a product, per bucket of whole minutes, read from the coarsest rollup tier that divides the bucket; `groupBy=home` or `groupBy=device` gives one series per home (devices in no home: `null`) or per device. `from` is required; at most 10000 buckets, and a range of at most 7 days on the 1-minute tier, 400 days on the hourly one.
+         * @description Aggregates (`avg`, `min`, `max`, `count`, `sum`) of a numeric or boolean property over every device of a product, per bucket of whole minutes, read from the coarsest rollup tier that divides the bucket; `groupBy=home`, `groupBy=device`, `groupBy=tag.<key>` or `groupBy=firmware` gives one series per home, device, value of the operator's tag or firmware version the device last reported (devices in no home, without the tag or that never reported a version: `null`). `from` is required; at most 10000 buckets, and a range of at most 7 days on the 1-minute tier, 400 days on the hourly one.
          */
         get: {
             parameters: {
@@ -237,7 +382,8 @@ export interface paths {
                     bucket: string;
                     /** @description Required: ISO 8601 or epoch ms */
                     from?: string;
-                    groupBy?: "home" | "device";
+                    /** @description `home`, `device`, `firmware` or `tag.<key>` */
+                    groupBy?: string;
                     /** @example acme-thermostat */
                     product: string;
                     /** @example temperature */
@@ -6565,6 +6711,441 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/exports": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Fleet export jobs, the newest first */
+        get: {
+            parameters: {
+                query: {
+                    limit: number;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            items: {
+                                /** Format: date-time */
+                                createdAt: string;
+                                createdBy: string;
+                                /** @description Once done: GET it with the same authorization */
+                                downloadUrl: string | null;
+                                error: string | null;
+                                /** @description When the file and the job are deleted */
+                                expiresAt: string | null;
+                                finishedAt: string | null;
+                                format: "csv" | "ndjson" | "parquet";
+                                /** Format: date-time */
+                                from: string;
+                                id: string;
+                                product: string;
+                                progress: {
+                                    /** @description Size of the file so far */
+                                    bytes: number;
+                                    /** @description Devices of the product (counted when the job starts) */
+                                    devices: number;
+                                    devicesDone: number;
+                                    /** @description Points written so far */
+                                    rows: number;
+                                };
+                                properties: string[];
+                                startedAt: string | null;
+                                status: "queued" | "running" | "done" | "failed";
+                                /** Format: date-time */
+                                to: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description Request validation failed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Authentication required */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        /**
+         * Start a fleet export: a product's raw points over a range, to one file
+         * @description Writes the raw points of the named properties (default: every property with history) of every device of the product in the range (at most 366 days) to one CSV, NDJSON or Parquet file, in the background. Answers 202 with the job; `GET /api/v1/exports/{id}` shows its progress and, once done, its `downloadUrl`.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    /**
+                     * @example {
+                     *       "product": "acme-thermostat",
+                     *       "properties": {
+                     *         "0": "temperature"
+                     *       },
+                     *       "from": "2026-11-01T00:00:00Z",
+                     *       "to": "2026-12-01T00:00:00Z",
+                     *       "format": "parquet"
+                     *     }
+                     */
+                    "application/json": {
+                        format?: "csv" | "ndjson" | "parquet";
+                        /** @description ISO 8601 or epoch ms */
+                        from: string;
+                        product: string;
+                        properties?: string[];
+                        /** @description ISO 8601 or epoch ms; default now */
+                        to?: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                202: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "id": "exp_9x2k7m4p1q8r0t",
+                         *       "product": "acme-thermostat",
+                         *       "properties": {
+                         *         "0": "temperature"
+                         *       },
+                         *       "from": "2026-11-01T00:00:00.000Z",
+                         *       "to": "2026-12-01T00:00:00.000Z",
+                         *       "format": "parquet",
+                         *       "status": "done",
+                         *       "progress": {
+                         *         "devices": 1200,
+                         *         "devicesDone": 1200,
+                         *         "rows": 10368000,
+                         *         "bytes": 48210344
+                         *       },
+                         *       "error": null,
+                         *       "createdBy": "user:u_1",
+                         *       "createdAt": "2026-12-01T08:00:00.000Z",
+                         *       "startedAt": "2026-12-01T08:00:01.000Z",
+                         *       "finishedAt": "2026-12-01T08:03:12.000Z",
+                         *       "expiresAt": "2026-12-08T08:03:12.000Z",
+                         *       "downloadUrl": "/api/v1/exports/exp_9x2k7m4p1q8r0t/download"
+                         *     }
+                         */
+                        "application/json": {
+                            /** Format: date-time */
+                            createdAt: string;
+                            createdBy: string;
+                            /** @description Once done: GET it with the same authorization */
+                            downloadUrl: string | null;
+                            error: string | null;
+                            /** @description When the file and the job are deleted */
+                            expiresAt: string | null;
+                            finishedAt: string | null;
+                            format: "csv" | "ndjson" | "parquet";
+                            /** Format: date-time */
+                            from: string;
+                            id: string;
+                            product: string;
+                            progress: {
+                                /** @description Size of the file so far */
+                                bytes: number;
+                                /** @description Devices of the product (counted when the job starts) */
+                                devices: number;
+                                devicesDone: number;
+                                /** @description Points written so far */
+                                rows: number;
+                            };
+                            properties: string[];
+                            startedAt: string | null;
+                            status: "queued" | "running" | "done" | "failed";
+                            /** Format: date-time */
+                            to: string;
+                        };
+                    };
+                };
+                /** @description Request validation failed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Authentication required */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Product not found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/exports/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A fleet export job: status, progress, download URL */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "id": "exp_9x2k7m4p1q8r0t",
+                         *       "product": "acme-thermostat",
+                         *       "properties": {
+                         *         "0": "temperature"
+                         *       },
+                         *       "from": "2026-11-01T00:00:00.000Z",
+                         *       "to": "2026-12-01T00:00:00.000Z",
+                         *       "format": "parquet",
+                         *       "status": "done",
+                         *       "progress": {
+                         *         "devices": 1200,
+                         *         "devicesDone": 1200,
+                         *         "rows": 10368000,
+                         *         "bytes": 48210344
+                         *       },
+                         *       "error": null,
+                         *       "createdBy": "user:u_1",
+                         *       "createdAt": "2026-12-01T08:00:00.000Z",
+                         *       "startedAt": "2026-12-01T08:00:01.000Z",
+                         *       "finishedAt": "2026-12-01T08:03:12.000Z",
+                         *       "expiresAt": "2026-12-08T08:03:12.000Z",
+                         *       "downloadUrl": "/api/v1/exports/exp_9x2k7m4p1q8r0t/download"
+                         *     }
+                         */
+                        "application/json": {
+                            /** Format: date-time */
+                            createdAt: string;
+                            createdBy: string;
+                            /** @description Once done: GET it with the same authorization */
+                            downloadUrl: string | null;
+                            error: string | null;
+                            /** @description When the file and the job are deleted */
+                            expiresAt: string | null;
+                            finishedAt: string | null;
+                            format: "csv" | "ndjson" | "parquet";
+                            /** Format: date-time */
+                            from: string;
+                            id: string;
+                            product: string;
+                            progress: {
+                                /** @description Size of the file so far */
+                                bytes: number;
+                                /** @description Devices of the product (counted when the job starts) */
+                                devices: number;
+                                devicesDone: number;
+                                /** @description Points written so far */
+                                rows: number;
+                            };
+                            properties: string[];
+                            startedAt: string | null;
+                            status: "queued" | "running" | "done" | "failed";
+                            /** Format: date-time */
+                            to: string;
+                        };
+                    };
+                };
+                /** @description Authentication required */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Not found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/exports/{id}/download": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A finished fleet export's file */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The file: CSV (`text/csv`, header `ts,deviceId,property,value`), NDJSON (`application/x-ndjson`) or Parquet (`application/vnd.apache.parquet`) */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            deviceId: string;
+                            property: string;
+                            /** Format: date-time */
+                            ts: string;
+                            value: unknown;
+                        };
+                        "application/vnd.apache.parquet": string;
+                        "text/csv": string;
+                    };
+                };
+                /** @description Authentication required */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Not found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description The request conflicts with the current state */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/firmware/{id}": {
         parameters: {
             query?: never;
@@ -8344,6 +8925,28 @@ export interface paths {
                                     /** @enum {string} */
                                     type: "amqp";
                                     url: string;
+                                } | {
+                                    /** @description Messages in flight, batched into one write (default 256) */
+                                    concurrency?: number;
+                                    /** @description A directory under the gateway files root (HEARTH_GATEWAY_FILES_DIR), by name: files go nowhere else */
+                                    directory: string;
+                                    /** @description Gzip the files (default true): .ndjson.gz, else .ndjson */
+                                    gzip?: boolean;
+                                    /**
+                                     * @description Lane name (lower case, digits, - and _)
+                                     * @example gray
+                                     */
+                                    lane?: string;
+                                    /** @description A file is closed this long after it was opened, messages or not (default 5 minutes) */
+                                    maxAgeMs?: number;
+                                    /** @description A file is closed (renamed from .part) once this big (default 64 MiB) */
+                                    maxBytes?: number;
+                                    /** @description Attempts after the first when a write fails; then a dead letter (default 5) */
+                                    retries?: number;
+                                    /** @description Reshapes the message for this target: a string that is exactly "{{path}}" becomes the value at that path of the envelope, other {{path}} inside strings are interpolated (paths: deviceId, payload.temperature, tags.lane, receivedAt …) */
+                                    template?: unknown;
+                                    /** @enum {string} */
+                                    type: "file";
                                 })[];
                             }[];
                             /**
@@ -19679,6 +20282,28 @@ export interface paths {
                                     /** @enum {string} */
                                     type: "amqp";
                                     url: string;
+                                } | {
+                                    /** @description Messages in flight, batched into one write (default 256) */
+                                    concurrency?: number;
+                                    /** @description A directory under the gateway files root (HEARTH_GATEWAY_FILES_DIR), by name: files go nowhere else */
+                                    directory: string;
+                                    /** @description Gzip the files (default true): .ndjson.gz, else .ndjson */
+                                    gzip?: boolean;
+                                    /**
+                                     * @description Lane name (lower case, digits, - and _)
+                                     * @example gray
+                                     */
+                                    lane?: string;
+                                    /** @description A file is closed this long after it was opened, messages or not (default 5 minutes) */
+                                    maxAgeMs?: number;
+                                    /** @description A file is closed (renamed from .part) once this big (default 64 MiB) */
+                                    maxBytes?: number;
+                                    /** @description Attempts after the first when a write fails; then a dead letter (default 5) */
+                                    retries?: number;
+                                    /** @description Reshapes the message for this target: a string that is exactly "{{path}}" becomes the value at that path of the envelope, other {{path}} inside strings are interpolated (paths: deviceId, payload.temperature, tags.lane, receivedAt …) */
+                                    template?: unknown;
+                                    /** @enum {string} */
+                                    type: "file";
                                 })[];
                             }[];
                             /**
@@ -19811,6 +20436,28 @@ export interface paths {
                             /** @enum {string} */
                             type: "amqp";
                             url: string;
+                        } | {
+                            /** @description Messages in flight, batched into one write (default 256) */
+                            concurrency?: number;
+                            /** @description A directory under the gateway files root (HEARTH_GATEWAY_FILES_DIR), by name: files go nowhere else */
+                            directory: string;
+                            /** @description Gzip the files (default true): .ndjson.gz, else .ndjson */
+                            gzip?: boolean;
+                            /**
+                             * @description Lane name (lower case, digits, - and _)
+                             * @example gray
+                             */
+                            lane?: string;
+                            /** @description A file is closed this long after it was opened, messages or not (default 5 minutes) */
+                            maxAgeMs?: number;
+                            /** @description A file is closed (renamed from .part) once this big (default 64 MiB) */
+                            maxBytes?: number;
+                            /** @description Attempts after the first when a write fails; then a dead letter (default 5) */
+                            retries?: number;
+                            /** @description Reshapes the message for this target: a string that is exactly "{{path}}" becomes the value at that path of the envelope, other {{path}} inside strings are interpolated (paths: deviceId, payload.temperature, tags.lane, receivedAt …) */
+                            template?: unknown;
+                            /** @enum {string} */
+                            type: "file";
                         })[];
                     };
                 };
@@ -19918,6 +20565,28 @@ export interface paths {
                                 /** @enum {string} */
                                 type: "amqp";
                                 url: string;
+                            } | {
+                                /** @description Messages in flight, batched into one write (default 256) */
+                                concurrency?: number;
+                                /** @description A directory under the gateway files root (HEARTH_GATEWAY_FILES_DIR), by name: files go nowhere else */
+                                directory: string;
+                                /** @description Gzip the files (default true): .ndjson.gz, else .ndjson */
+                                gzip?: boolean;
+                                /**
+                                 * @description Lane name (lower case, digits, - and _)
+                                 * @example gray
+                                 */
+                                lane?: string;
+                                /** @description A file is closed this long after it was opened, messages or not (default 5 minutes) */
+                                maxAgeMs?: number;
+                                /** @description A file is closed (renamed from .part) once this big (default 64 MiB) */
+                                maxBytes?: number;
+                                /** @description Attempts after the first when a write fails; then a dead letter (default 5) */
+                                retries?: number;
+                                /** @description Reshapes the message for this target: a string that is exactly "{{path}}" becomes the value at that path of the envelope, other {{path}} inside strings are interpolated (paths: deviceId, payload.temperature, tags.lane, receivedAt …) */
+                                template?: unknown;
+                                /** @enum {string} */
+                                type: "file";
                             })[];
                             /**
                              * @description The configuration version this answer reflects (0: the built-in default)
@@ -20083,6 +20752,28 @@ export interface paths {
                                 /** @enum {string} */
                                 type: "amqp";
                                 url: string;
+                            } | {
+                                /** @description Messages in flight, batched into one write (default 256) */
+                                concurrency?: number;
+                                /** @description A directory under the gateway files root (HEARTH_GATEWAY_FILES_DIR), by name: files go nowhere else */
+                                directory: string;
+                                /** @description Gzip the files (default true): .ndjson.gz, else .ndjson */
+                                gzip?: boolean;
+                                /**
+                                 * @description Lane name (lower case, digits, - and _)
+                                 * @example gray
+                                 */
+                                lane?: string;
+                                /** @description A file is closed this long after it was opened, messages or not (default 5 minutes) */
+                                maxAgeMs?: number;
+                                /** @description A file is closed (renamed from .part) once this big (default 64 MiB) */
+                                maxBytes?: number;
+                                /** @description Attempts after the first when a write fails; then a dead letter (default 5) */
+                                retries?: number;
+                                /** @description Reshapes the message for this target: a string that is exactly "{{path}}" becomes the value at that path of the envelope, other {{path}} inside strings are interpolated (paths: deviceId, payload.temperature, tags.lane, receivedAt …) */
+                                template?: unknown;
+                                /** @enum {string} */
+                                type: "file";
                             })[];
                             /**
                              * @description The configuration version this answer reflects (0: the built-in default)
@@ -20224,6 +20915,28 @@ export interface paths {
                             /** @enum {string} */
                             type: "amqp";
                             url: string;
+                        } | {
+                            /** @description Messages in flight, batched into one write (default 256) */
+                            concurrency?: number;
+                            /** @description A directory under the gateway files root (HEARTH_GATEWAY_FILES_DIR), by name: files go nowhere else */
+                            directory: string;
+                            /** @description Gzip the files (default true): .ndjson.gz, else .ndjson */
+                            gzip?: boolean;
+                            /**
+                             * @description Lane name (lower case, digits, - and _)
+                             * @example gray
+                             */
+                            lane?: string;
+                            /** @description A file is closed this long after it was opened, messages or not (default 5 minutes) */
+                            maxAgeMs?: number;
+                            /** @description A file is closed (renamed from .part) once this big (default 64 MiB) */
+                            maxBytes?: number;
+                            /** @description Attempts after the first when a write fails; then a dead letter (default 5) */
+                            retries?: number;
+                            /** @description Reshapes the message for this target: a string that is exactly "{{path}}" becomes the value at that path of the envelope, other {{path}} inside strings are interpolated (paths: deviceId, payload.temperature, tags.lane, receivedAt …) */
+                            template?: unknown;
+                            /** @enum {string} */
+                            type: "file";
                         })[];
                     };
                 };
@@ -20331,6 +21044,28 @@ export interface paths {
                                 /** @enum {string} */
                                 type: "amqp";
                                 url: string;
+                            } | {
+                                /** @description Messages in flight, batched into one write (default 256) */
+                                concurrency?: number;
+                                /** @description A directory under the gateway files root (HEARTH_GATEWAY_FILES_DIR), by name: files go nowhere else */
+                                directory: string;
+                                /** @description Gzip the files (default true): .ndjson.gz, else .ndjson */
+                                gzip?: boolean;
+                                /**
+                                 * @description Lane name (lower case, digits, - and _)
+                                 * @example gray
+                                 */
+                                lane?: string;
+                                /** @description A file is closed this long after it was opened, messages or not (default 5 minutes) */
+                                maxAgeMs?: number;
+                                /** @description A file is closed (renamed from .part) once this big (default 64 MiB) */
+                                maxBytes?: number;
+                                /** @description Attempts after the first when a write fails; then a dead letter (default 5) */
+                                retries?: number;
+                                /** @description Reshapes the message for this target: a string that is exactly "{{path}}" becomes the value at that path of the envelope, other {{path}} inside strings are interpolated (paths: deviceId, payload.temperature, tags.lane, receivedAt …) */
+                                template?: unknown;
+                                /** @enum {string} */
+                                type: "file";
                             })[];
                             /**
                              * @description The configuration version this answer reflects (0: the built-in default)

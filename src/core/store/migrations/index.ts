@@ -4,6 +4,8 @@ import { fleetMigration } from './0014-fleet.ts';
 import { offline } from './0013-offline.ts';
 import { identity0015 } from './0015-identity.ts';
 import { telemetry } from './0016-telemetry.ts';
+import { presenceLog } from './0017-presence-log.ts';
+import { exportJobs } from './0019-exports-fleet-rollups.ts';
 
 /**
  * The one set of migrations, for SQLite and PostgreSQL alike: only portable column types
@@ -511,4 +513,6 @@ export const migrations: Record<string, Migration> = {
   '0014-fleet': fleetMigration,
   '0015-identity': identity0015,
   '0016-telemetry': telemetry,
+  '0017-presence-log': presenceLog,
+  '0019-exports-fleet-rollups': exportJobs,
 };
