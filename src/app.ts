@@ -1,7 +1,6 @@
 import { join } from 'node:path';
 import { UrlPolicy } from './core/url-policy.ts';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { Config } from './core/config/config-schema.ts';
