@@ -92,6 +92,7 @@ import { RetentionService } from './retention/retention-service.ts';
 import { retentionRoutes } from './retention/retention-routes.ts';
 import { ExportJobs } from './exports/export-jobs.ts';
 import { FileTargets } from './delivery/file-target.ts';
+import { S3Uploader } from './delivery/s3-upload.ts';
 import { exportRoutes } from './exports/export-routes.ts';
 import { durationMs } from './retention/retention-policy.ts';
 import { FirmwareService } from './ota/firmware-service.ts';
@@ -360,6 +361,7 @@ export class Hearth {
         root: config.gatewayFilesDir ?? join(config.dataDir, 'gateway-files'),
         nodeId: this.nodeId,
         log: log.child({ component: 'delivery' }),
+        uploader: new S3Uploader({ endpoint: config.gatewayS3Endpoint, region: config.gatewayS3Region }),
       }),
     });
     const deadLetters = new DeadLetterService({ store: deadLetterStore, queue: delivery });

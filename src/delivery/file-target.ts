@@ -1,8 +1,9 @@
-import { mkdir, open, readdir, rename, type FileHandle } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, open, readdir, rename, rm, type FileHandle } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import type { Logger } from '../core/logger.ts';
 import type { Delivery, Target } from '../routing/envelope.ts';
+import type { FileUploader } from './s3-upload.ts';
 
 export type FileTarget = Extract<Target, { type: 'file' }>;
 
@@ -23,7 +24,7 @@ const BATCH_WAIT_MS = 50;
 export class FileTargets {
   private readonly sinks = new Map<string, { spec: string; sink: FileSink }>();
 
-  constructor(private readonly deps: { root: string; nodeId: string; log: Logger }) {}
+  constructor(private readonly deps: { root: string; nodeId: string; log: Logger; uploader?: FileUploader }) {}
 
   /** Resolves when the message's line is on disk. */
   append(d: Delivery & { target: FileTarget }): Promise<void> {
@@ -35,7 +36,17 @@ export class FileTargets {
       s = undefined;
     }
     if (!s) {
-      s = { spec, sink: new FileSink(join(this.deps.root, d.target.directory), `${d.routeId}-${d.targetIndex}`, this.deps.nodeId, d.target, this.deps.log) };
+      s = {
+        spec,
+        sink: new FileSink(
+          join(this.deps.root, d.target.directory),
+          `${d.routeId}-${d.targetIndex}`,
+          this.deps.nodeId,
+          d.target,
+          this.deps.log,
+          this.deps.uploader,
+        ),
+      };
       this.sinks.set(key, s);
     }
     let line = d.body;
@@ -55,8 +66,12 @@ export class FileTargets {
 
   async close(): Promise<void> {
     await this.retain(new Set());
+    this.deps.uploader?.close();
   }
 }
+
+/** At a stop, how long closed files may take to reach their bucket; what is left goes at the next start. */
+const UPLOAD_DRAIN_MS = 5000;
 
 type Waiting = { line: string; resolve: () => void; reject: (err: unknown) => void };
 
@@ -72,6 +87,12 @@ class FileSink {
   private readonly maxAgeMs: number;
   private readonly gzip: boolean;
   private readonly node: string;
+  private readonly bucket: { name: string; prefix: string } | undefined;
+  /** Closed files waiting for their upload, oldest first. */
+  private readonly toUpload: string[] = [];
+  private uploading: Promise<void> | undefined;
+  private uploadRetryMs = 1000;
+  private uploadTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly dir: string,
@@ -79,7 +100,9 @@ class FileSink {
     nodeId: string,
     target: FileTarget,
     private readonly log: Logger,
+    private readonly uploader?: FileUploader,
   ) {
+    this.bucket = target.upload ? { name: target.upload.bucket, prefix: target.upload.prefix ?? '' } : undefined;
     this.maxBytes = target.maxBytes ?? FILE_DEFAULTS.maxBytes;
     this.maxAgeMs = target.maxAgeMs ?? FILE_DEFAULTS.maxAgeMs;
     this.gzip = target.gzip ?? FILE_DEFAULTS.gzip;
@@ -110,6 +133,13 @@ class FileSink {
       await this.write();
       await this.rotate();
     });
+    clearTimeout(this.uploadTimer);
+    const deadline = new Promise<void>((resolve) => setTimeout(resolve, UPLOAD_DRAIN_MS).unref());
+    while (this.toUpload.length && this.uploader) {
+      const before = this.toUpload.length;
+      await Promise.race([this.uploadNext(), deadline.then(() => 'late')]);
+      if (this.toUpload.length >= before) break;
+    }
   }
 
   private flushSoon(ms: number): void {
@@ -127,14 +157,51 @@ class FileSink {
     return run;
   }
 
-  /** Files a node left as `.part` when it stopped without closing them: complete batches, renamed. */
+  /**
+   * Files a node left as `.part` when it stopped without closing them: complete batches, renamed.
+   * With a bucket, its closed files still here (not uploaded before the stop) are uploaded now.
+   */
   private async start(): Promise<void> {
     await mkdir(this.dir, { recursive: true });
-    for (const name of await readdir(this.dir)) {
-      if (name.startsWith(`${this.prefix}-`) && name.includes(`-${this.node}-`) && name.endsWith('.part')) {
-        await rename(join(this.dir, name), join(this.dir, name.slice(0, -'.part'.length)));
-      }
+    const mine = (await readdir(this.dir)).filter((name) => name.startsWith(`${this.prefix}-`) && name.includes(`-${this.node}-`)).sort();
+    for (const name of mine) {
+      if (name.endsWith('.part')) await rename(join(this.dir, name), join(this.dir, name.slice(0, -'.part'.length)));
     }
+    if (this.bucket) for (const name of mine) this.queueUpload(join(this.dir, name.endsWith('.part') ? name.slice(0, -'.part'.length) : name));
+  }
+
+  /** A closed file goes to the target's bucket, then leaves the directory; a failed upload is tried again, backing off to a minute. */
+  private queueUpload(path: string): void {
+    if (!this.bucket || !this.uploader) return;
+    this.toUpload.push(path);
+    void this.uploadNext();
+  }
+
+  private uploadNext(): Promise<void> {
+    this.uploading ??= (async () => {
+      const path = this.toUpload[0];
+      if (!path || !this.bucket || !this.uploader) return;
+      try {
+        await this.uploader.upload(this.bucket.name, this.bucket.prefix + basename(path), path);
+        await rm(path, { force: true });
+        this.toUpload.shift();
+        this.uploadRetryMs = 1000;
+      } catch (err) {
+        this.log.warn(
+          { err, file: path, bucket: this.bucket.name, retryInMs: this.uploadRetryMs },
+          'file target: upload failed; the file stays and is tried again',
+        );
+        clearTimeout(this.uploadTimer);
+        this.uploadTimer = setTimeout(() => void this.uploadNext(), this.uploadRetryMs);
+        this.uploadTimer.unref();
+        this.uploadRetryMs = Math.min(60_000, this.uploadRetryMs * 2);
+        return;
+      } finally {
+        this.uploading = undefined;
+      }
+      if (this.toUpload.length) void this.uploadNext();
+    })();
+    return this.uploading;
   }
 
   private async write(): Promise<void> {
@@ -169,5 +236,6 @@ class FileSink {
     this.file = undefined;
     await f.handle.close();
     await rename(f.part, f.final);
+    this.queueUpload(f.final);
   }
 }

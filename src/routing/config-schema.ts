@@ -101,6 +101,24 @@ export const FileTargetSchema = Type.Object(
       }),
     ),
     gzip: Type.Optional(Type.Boolean({ default: true, description: 'Gzip the files (default true): .ndjson.gz, else .ndjson' })),
+    upload: Type.Optional(
+      Type.Object(
+        {
+          bucket: Type.String({
+            pattern: '^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$',
+            description: 'An S3 bucket (on AWS, or on the S3-compatible store at HEARTH_GATEWAY_S3_ENDPOINT)',
+          }),
+          prefix: Type.Optional(
+            Type.String({ pattern: "^[A-Za-z0-9!_.*'()/-]{0,256}$", description: 'Put before each file name in the object key, e.g. `hearth/telemetry/`' }),
+          ),
+        },
+        {
+          additionalProperties: false,
+          description:
+            'Upload each closed file to this bucket, then remove it from the directory; a failed upload is tried again (backing off to a minute), also after a restart',
+        },
+      ),
+    ),
     concurrency: Type.Optional(
       Type.Integer({ minimum: 1, maximum: 1000, default: 256, description: 'Messages in flight, batched into one write (default 256)' }),
     ),

@@ -57,6 +57,7 @@ export type Target =
       maxBytes?: number;
       maxAgeMs?: number;
       gzip?: boolean;
+      upload?: { bucket: string; prefix?: string };
       concurrency?: number;
       retries?: number;
       lane?: string;

@@ -300,6 +300,14 @@ export const ConfigSchema = Type.Object({
   retentionDayRollups: Type.String({ pattern: '^([1-9][0-9]{0,4}[dh]|forever)$', default: 'forever', description: 'Default retention of 1-day rollups' }),
   exportsDir: Type.Optional(Type.String({ description: 'Where fleet export files are written (default <dataDir>/exports); shared by the nodes of a cluster' })),
   exportsTtl: Type.String({ pattern: '^[1-9][0-9]{0,4}[dh]$', default: '7d', description: 'How long a finished fleet export (its file and job) is kept' }),
+  gatewayS3Endpoint: Type.Optional(
+    Type.String({
+      format: 'uri',
+      description:
+        "The S3-compatible store of file targets with an upload bucket (e.g. http://minio:9000); unset: AWS S3. Credentials come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the pod's role",
+    }),
+  ),
+  gatewayS3Region: Type.String({ default: 'us-east-1', description: 'The region of file targets with an upload bucket' }),
   gatewayFilesDir: Type.Optional(
     Type.String({ description: "Root of the message gateway's file targets (default <dataDir>/gateway-files); a target names a directory under it" }),
   ),

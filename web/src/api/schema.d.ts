@@ -8947,6 +8947,13 @@ export interface paths {
                                     template?: unknown;
                                     /** @enum {string} */
                                     type: "file";
+                                    /** @description Upload each closed file to this bucket, then remove it from the directory; a failed upload is tried again (backing off to a minute), also after a restart */
+                                    upload?: {
+                                        /** @description An S3 bucket (on AWS, or on the S3-compatible store at HEARTH_GATEWAY_S3_ENDPOINT) */
+                                        bucket: string;
+                                        /** @description Put before each file name in the object key, e.g. `hearth/telemetry/` */
+                                        prefix?: string;
+                                    };
                                 })[];
                             }[];
                             /**
@@ -20304,6 +20311,13 @@ export interface paths {
                                     template?: unknown;
                                     /** @enum {string} */
                                     type: "file";
+                                    /** @description Upload each closed file to this bucket, then remove it from the directory; a failed upload is tried again (backing off to a minute), also after a restart */
+                                    upload?: {
+                                        /** @description An S3 bucket (on AWS, or on the S3-compatible store at HEARTH_GATEWAY_S3_ENDPOINT) */
+                                        bucket: string;
+                                        /** @description Put before each file name in the object key, e.g. `hearth/telemetry/` */
+                                        prefix?: string;
+                                    };
                                 })[];
                             }[];
                             /**
@@ -20458,6 +20472,13 @@ export interface paths {
                             template?: unknown;
                             /** @enum {string} */
                             type: "file";
+                            /** @description Upload each closed file to this bucket, then remove it from the directory; a failed upload is tried again (backing off to a minute), also after a restart */
+                            upload?: {
+                                /** @description An S3 bucket (on AWS, or on the S3-compatible store at HEARTH_GATEWAY_S3_ENDPOINT) */
+                                bucket: string;
+                                /** @description Put before each file name in the object key, e.g. `hearth/telemetry/` */
+                                prefix?: string;
+                            };
                         })[];
                     };
                 };
@@ -20587,6 +20608,13 @@ export interface paths {
                                 template?: unknown;
                                 /** @enum {string} */
                                 type: "file";
+                                /** @description Upload each closed file to this bucket, then remove it from the directory; a failed upload is tried again (backing off to a minute), also after a restart */
+                                upload?: {
+                                    /** @description An S3 bucket (on AWS, or on the S3-compatible store at HEARTH_GATEWAY_S3_ENDPOINT) */
+                                    bucket: string;
+                                    /** @description Put before each file name in the object key, e.g. `hearth/telemetry/` */
+                                    prefix?: string;
+                                };
                             })[];
                             /**
                              * @description The configuration version this answer reflects (0: the built-in default)
@@ -20774,6 +20802,13 @@ export interface paths {
                                 template?: unknown;
                                 /** @enum {string} */
                                 type: "file";
+                                /** @description Upload each closed file to this bucket, then remove it from the directory; a failed upload is tried again (backing off to a minute), also after a restart */
+                                upload?: {
+                                    /** @description An S3 bucket (on AWS, or on the S3-compatible store at HEARTH_GATEWAY_S3_ENDPOINT) */
+                                    bucket: string;
+                                    /** @description Put before each file name in the object key, e.g. `hearth/telemetry/` */
+                                    prefix?: string;
+                                };
                             })[];
                             /**
                              * @description The configuration version this answer reflects (0: the built-in default)
@@ -20937,6 +20972,13 @@ export interface paths {
                             template?: unknown;
                             /** @enum {string} */
                             type: "file";
+                            /** @description Upload each closed file to this bucket, then remove it from the directory; a failed upload is tried again (backing off to a minute), also after a restart */
+                            upload?: {
+                                /** @description An S3 bucket (on AWS, or on the S3-compatible store at HEARTH_GATEWAY_S3_ENDPOINT) */
+                                bucket: string;
+                                /** @description Put before each file name in the object key, e.g. `hearth/telemetry/` */
+                                prefix?: string;
+                            };
                         })[];
                     };
                 };
@@ -21066,6 +21108,13 @@ export interface paths {
                                 template?: unknown;
                                 /** @enum {string} */
                                 type: "file";
+                                /** @description Upload each closed file to this bucket, then remove it from the directory; a failed upload is tried again (backing off to a minute), also after a restart */
+                                upload?: {
+                                    /** @description An S3 bucket (on AWS, or on the S3-compatible store at HEARTH_GATEWAY_S3_ENDPOINT) */
+                                    bucket: string;
+                                    /** @description Put before each file name in the object key, e.g. `hearth/telemetry/` */
+                                    prefix?: string;
+                                };
                             })[];
                             /**
                              * @description The configuration version this answer reflects (0: the built-in default)
