@@ -1,0 +1,114 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Browser, Page } from 'playwright-core';
+import { startPlatform, ADMIN, eventually, type Platform } from './helpers/platform.ts';
+import { buildConsole } from '../scripts/build-console.ts';
+import { startOtaDevice, type OtaDevice } from '../src/simulator/ota-device.ts';
+
+/**
+ * The console's operator pages for a fleet, in a real browser (Debian's chromium through
+ * playwright-core) against a started Hearth: firmware uploaded and rolled out by a campaign to
+ * simulated devices that really update, the fleet search with the API's 400 shown inline, groups
+ * and a bulk job, a device's lifecycle and secret rotation, a product's CAs and retention.
+ */
+const CHROMIUM = process.env.HEARTH_CHROMIUM ?? '/usr/bin/chromium';
+const SKIP = existsSync(CHROMIUM) ? false : `needs Chromium at ${CHROMIUM} (Debian: apt-get install -y chromium; or set HEARTH_CHROMIUM)`;
+const SHOTS =
+  process.env.HEARTH_UPDATE_SCREENSHOTS === '1' ? fileURLToPath(new URL('../docs/console/', import.meta.url)) : join(tmpdir(), 'hearth-console-shots/');
+
+let p: Platform;
+let browser: Browser;
+let page: Page;
+const sims: OtaDevice[] = [];
+
+before(async () => {
+  if (SKIP) return;
+  await buildConsole({ quiet: true });
+  p = await startPlatform({ env: { HEARTH_OTA_TICK_MS: '100' } });
+  const { chromium } = await import('playwright-core');
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: process.getuid?.() === 0 ? ['--no-sandbox'] : [] });
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: 'en-US', timezoneId: 'Europe/Berlin' });
+  page = await context.newPage();
+  page.setDefaultTimeout(10_000);
+  mkdirSync(SHOTS, { recursive: true });
+  await page.goto(`${p.httpUrl}/sign-in`);
+  await page.getByLabel('E-mail').fill(ADMIN.email);
+  await page.getByLabel('Password').fill(ADMIN.password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('heading', { name: 'Overview' }).waitFor();
+});
+after(async () => {
+  await Promise.all(sims.map((s) => s.stop()));
+  await browser?.close();
+  await p?.stop();
+});
+
+const shot = (name: string) => page.screenshot({ path: `${SHOTS}${name}.png` });
+/** Picks `option` in the antd select labelled `label`. */
+async function pick(label: string, option: string | RegExp, scope: Pick<Page, 'getByLabel'> = page) {
+  await scope.getByLabel(label, { exact: true }).click();
+  await page.locator('.ant-select-dropdown:visible .ant-select-item-option').filter({ hasText: option }).first().click();
+}
+
+test('OTA: upload a package, start a campaign in two waves, watch the devices update, see it completed', { skip: SKIP }, async () => {
+  const product = await p.api('POST', '/api/v1/products', {
+    key: 'lamp',
+    name: 'Lamp',
+    category: 'light',
+    model: { properties: [{ id: 'on', type: 'boolean', access: 'rw' }], events: [], actions: [] },
+  });
+  assert.equal(product.status, 201, JSON.stringify(product.body));
+  for (let i = 0; i < 4; i++) {
+    const d = await p.provision('lamp', `Lamp ${i}`);
+    sims.push(startOtaDevice({ mqttUrl: p.mqttUrl, id: d.id, secret: d.secret, product: 'lamp', version: '1.0.0' }));
+  }
+  await Promise.all(sims.map((s) => s.ready));
+
+  await page.goto(`${p.httpUrl}/ota?tab=packages`);
+  await page.getByText('Pick a product to see its firmware packages.').waitFor();
+  await pick('Product', '(lamp)');
+  await page.getByText('No firmware packages for this product yet.').waitFor();
+  await page.getByRole('button', { name: 'Upload firmware', exact: true }).click();
+  const dialog = page.getByRole('dialog');
+  await dialog.locator('input[type=file]').setInputFiles({ name: 'lamp-1.1.0.bin', mimeType: 'application/octet-stream', buffer: Buffer.alloc(64 * 1024, 7) });
+  await dialog.getByLabel('Version', { exact: true }).fill('1.1.0');
+  await dialog.getByLabel('Release notes').fill('Smoother dimming');
+  await dialog.getByRole('button', { name: 'Upload firmware', exact: true }).click();
+  await page.locator('.ant-table-row').filter({ hasText: 'Smoother dimming' }).waitFor();
+  const fw = (await p.api('GET', '/api/v1/products/lamp/firmware')).body.items[0];
+  assert.equal(fw.version, '1.1.0');
+  assert.equal(fw.size, 64 * 1024, 'the whole image was sent as the body');
+  // The same version again: the API's 409 is shown in the dialog.
+  await page.getByRole('button', { name: 'Upload firmware', exact: true }).click();
+  await dialog.locator('input[type=file]').setInputFiles({ name: 'again.bin', mimeType: 'application/octet-stream', buffer: Buffer.alloc(10, 1) });
+  await dialog.getByLabel('Version', { exact: true }).fill('1.1.0');
+  await dialog.getByRole('button', { name: 'Upload firmware', exact: true }).click();
+  await dialog.getByTestId('upload-error').waitFor();
+  await dialog.getByRole('button', { name: 'Cancel' }).click();
+  await shot('ota-packages');
+
+  await page.getByRole('tab', { name: 'Campaigns' }).click();
+  await page.getByText('No update campaigns yet.').waitFor();
+  await page.getByRole('button', { name: 'New campaign' }).click();
+  await dialog.getByLabel('Name', { exact: true }).fill('Lamp 1.1.0');
+  await pick('Product', '(lamp)', dialog);
+  await pick('Package', '1.1.0', dialog);
+  await dialog.getByLabel('Version below').fill('1.1.0');
+  await dialog.getByLabel('Wave 1 share').fill('50');
+  await dialog.getByRole('button', { name: 'Add a wave' }).click();
+  await dialog.getByRole('button', { name: 'Start' }).click();
+  // The campaign opens: its waves, then every job succeeded.
+  const drawer = page.locator('.ant-drawer');
+  await drawer.getByText('Wave 2').waitFor();
+  await drawer.locator('[data-testid="campaign-state"][data-state="completed"]').waitFor({ timeout: 20_000 });
+  assert.equal(await drawer.locator('[data-count="succeeded"]').textContent(), '4');
+  await drawer.locator('.ant-table-row').filter({ hasText: 'Succeeded' }).first().waitFor();
+  await shot('ota-campaign');
+  await page.keyboard.press('Escape');
+  await page.locator('.ant-table-row').filter({ hasText: 'Lamp 1.1.0' }).filter({ hasText: 'Completed' }).waitFor();
+  await eventually(() => sims.every((s) => s.version === '1.1.0'), 5000, 'every lamp runs 1.1.0');
+});
