@@ -112,3 +112,93 @@ test('OTA: upload a package, start a campaign in two waves, watch the devices up
   await page.locator('.ant-table-row').filter({ hasText: 'Lamp 1.1.0' }).filter({ hasText: 'Completed' }).waitFor();
   await eventually(() => sims.every((s) => s.version === '1.1.0'), 5000, 'every lamp runs 1.1.0');
 });
+
+test('fleet search: a wrong query shows the API 400 inline, a right one pages by cursor and counts; a dynamic group and a bulk job over it', {
+  skip: SKIP,
+}, async () => {
+  const plugs: string[] = [];
+  for (let i = 0; i < 3; i++) plugs.push((await p.provision('plug', `Fleet plug ${i}`)).id);
+  for (const [i, id] of plugs.entries()) {
+    const r = await p.api('PATCH', `/api/v1/devices/${id}`, { tags: { site: i < 2 ? 'berlin' : 'paris' } });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+  }
+  await page.goto(`${p.httpUrl}/devices`);
+  const box = page.getByLabel('Fleet search');
+  await box.fill('product:plug AND colour:red');
+  await box.press('Enter');
+  await page.getByTestId('query-error').filter({ hasText: 'unknown field "colour"' }).waitFor();
+  await shot('fleet-search-error');
+  await box.fill('product:plug AND tag.site:*');
+  await box.press('Enter');
+  await page.getByTestId('search-total').filter({ hasText: '3 matching' }).waitFor();
+  assert.equal(await page.getByTestId('query-error').count(), 0, 'the error went with the wrong query');
+  await pick('Count by…', 'Count by tag.site');
+  await page.getByTestId('counts').getByText('berlin').waitFor();
+  // A count narrows the search.
+  await page.getByTestId('counts').locator('.ant-tag').filter({ hasText: 'paris' }).click();
+  await page.getByTestId('search-total').filter({ hasText: '1 matching' }).waitFor();
+  assert.equal(new URL(page.url()).searchParams.get('q'), 'product:plug AND tag.site:* AND tag.site:paris');
+  // Pages by cursor: one a page.
+  await box.fill('product:plug AND tag.site:berlin');
+  await box.press('Enter');
+  await page.getByTestId('search-total').filter({ hasText: '2 matching' }).waitFor();
+  await shot('fleet-search');
+
+  await page.goto(`${p.httpUrl}/fleet`);
+  await page.getByText('No fleet groups yet.', { exact: false }).waitFor();
+  await page.getByRole('button', { name: 'New group' }).click();
+  const dialog = page.getByRole('dialog');
+  await dialog.getByLabel('Name', { exact: true }).fill('Berlin plugs');
+  await dialog.getByText('Dynamic', { exact: true }).click();
+  await dialog.getByLabel('Query', { exact: true }).fill('product:plug AND tag.site:berlin');
+  await dialog.getByRole('button', { name: 'Create' }).click();
+  await page.locator('.ant-table-row').filter({ hasText: 'Berlin plugs' }).click();
+  const drawer = page.locator('.ant-drawer');
+  await drawer.getByText('Fleet plug 0').waitFor();
+  await drawer.getByText('Fleet plug 1').waitFor();
+  await drawer.getByRole('button', { name: 'Bulk job on this group' }).click();
+  await dialog.getByLabel('Set tags').fill('rollout=wave-1');
+  await dialog.getByRole('button', { name: 'Start' }).click();
+  await drawer.locator('[data-testid="job-status"][data-status="done"]').waitFor();
+  await drawer.locator('.ant-table-row').filter({ hasText: 'OK' }).nth(1).waitFor();
+  await shot('fleet-job');
+  for (const id of plugs.slice(0, 2)) assert.equal((await p.device(id)).tags.rollout, 'wave-1', 'the job tagged the group');
+  assert.equal((await p.device(plugs[2])).tags.rollout, undefined, 'and only the group');
+});
+
+test('a device page: tags edited, secret rotated and shown once (the old one refused), disabled, enabled, deleted', { skip: SKIP }, async () => {
+  const d = await p.provision('plug', 'Desk plug');
+  await page.goto(`${p.httpUrl}/devices/${d.id}`);
+  await page.getByRole('heading', { name: 'Desk plug' }).waitFor();
+  await page.getByRole('tab', { name: 'Tags and attributes' }).click();
+  await page.getByRole('button', { name: 'Add a tag' }).click();
+  await page.getByLabel('Tag 1 key').fill('site');
+  await page.getByLabel('Tag 1 value').fill('lisbon');
+  await page.getByLabel('Attributes (JSON)').fill('{"installer": "ACME"}');
+  await page.getByRole('button', { name: 'Save' }).click();
+  await page.getByText('Tags and attributes saved').waitFor();
+  const labelled = await p.device(d.id);
+  assert.deepEqual([labelled.tags, labelled.attributes], [{ site: 'lisbon' }, { installer: 'ACME' }]);
+
+  await page.getByRole('tab', { name: 'Credentials' }).click();
+  await page.getByRole('button', { name: 'Rotate the secret' }).click();
+  const secret = (await page.getByTestId('new-secret').textContent())!.trim();
+  assert.ok(secret.length > 10 && secret !== d.secret);
+  await shot('device-credentials');
+  const c = await p.connect(d.id, secret);
+  await page.getByRole('tab', { name: 'Presence' }).click();
+  await page.getByTestId('presence-timeline').getByText(/Online · connected/).waitFor();
+  await assert.rejects(p.connect(d.id, d.secret, { reconnectPeriod: 0 }), 'the old secret is refused');
+
+  await page.getByRole('button', { name: 'Disable' }).click();
+  await page.getByTestId('disabled').waitFor();
+  await page.getByTestId('presence-timeline').getByText(/Offline · disabled by the operator/).waitFor();
+  await eventually(() => !c.connected, 3000, 'the connection was closed');
+  await page.getByRole('button', { name: 'Enable' }).click();
+  await page.getByTestId('disabled').waitFor({ state: 'detached' });
+
+  await page.getByRole('button', { name: 'Delete' }).click();
+  await page.getByRole('dialog').getByRole('button', { name: 'Delete' }).click();
+  await page.waitForURL(`${p.httpUrl}/devices`);
+  assert.equal((await p.api('GET', `/api/v1/devices/${d.id}`)).status, 404);
+});

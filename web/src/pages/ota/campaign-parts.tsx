@@ -25,6 +25,7 @@ import { useTranslation } from 'react-i18next';
 import { Link } from 'react-router';
 import { api, unwrap, type paths } from '../../api/client';
 import { PageState } from '../../components/page-state';
+import { parseTags } from '../../lib/fleet-query';
 import { formatDateTime, formatRelative } from '../../lib/format';
 
 export type Firmware = paths['/api/v1/firmware/{id}']['get']['responses'][200]['content']['application/json'];
@@ -100,22 +101,6 @@ interface FormValues {
   minDevices?: number;
   timeoutMinutes?: number;
   allowDowngrade?: boolean;
-}
-
-/** "site=berlin, batch=b7" as tags; undefined when empty, an error text when a pair is not key=value. */
-export function parseTags(text: string | undefined): Record<string, string> | undefined | Error {
-  const pairs = (text ?? '')
-    .split(/[,\n]/)
-    .map((s) => s.trim())
-    .filter(Boolean);
-  if (pairs.length === 0) return undefined;
-  const out: Record<string, string> = {};
-  for (const p of pairs) {
-    const i = p.indexOf('=');
-    if (i <= 0) return new Error(p);
-    out[p.slice(0, i).trim()] = p.slice(i + 1).trim();
-  }
-  return out;
 }
 
 /** A new campaign: product, package, target, waves and abort gates; `initial` prefills it (a rollback). Undefined: closed. */
