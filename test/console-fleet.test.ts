@@ -1,6 +1,6 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -8,6 +8,7 @@ import type { Browser, Page } from 'playwright-core';
 import { startPlatform, ADMIN, eventually, type Platform } from './helpers/platform.ts';
 import { buildConsole } from '../scripts/build-console.ts';
 import { startOtaDevice, type OtaDevice } from '../src/simulator/ota-device.ts';
+import { TestPki } from './helpers/pki.ts';
 
 /**
  * The console's operator pages for a fleet, in a real browser (Debian's chromium through
@@ -41,7 +42,9 @@ before(async () => {
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.getByRole('heading', { name: 'Overview' }).waitFor();
 });
+const pki = new TestPki();
 after(async () => {
+  rmSync(pki.dir, { recursive: true, force: true });
   await Promise.all(sims.map((s) => s.stop()));
   await browser?.close();
   await p?.stop();
@@ -187,12 +190,18 @@ test('a device page: tags edited, secret rotated and shown once (the old one ref
   await shot('device-credentials');
   const c = await p.connect(d.id, secret);
   await page.getByRole('tab', { name: 'Presence' }).click();
-  await page.getByTestId('presence-timeline').getByText(/Online · connected/).waitFor();
+  await page
+    .getByTestId('presence-timeline')
+    .getByText(/Online · connected/)
+    .waitFor();
   await assert.rejects(p.connect(d.id, d.secret, { reconnectPeriod: 0 }), 'the old secret is refused');
 
   await page.getByRole('button', { name: 'Disable' }).click();
   await page.getByTestId('disabled').waitFor();
-  await page.getByTestId('presence-timeline').getByText(/Offline · disabled by the operator/).waitFor();
+  await page
+    .getByTestId('presence-timeline')
+    .getByText(/Offline · disabled by the operator/)
+    .waitFor();
   await eventually(() => !c.connected, 3000, 'the connection was closed');
   await page.getByRole('button', { name: 'Enable' }).click();
   await page.getByTestId('disabled').waitFor({ state: 'detached' });
@@ -201,4 +210,47 @@ test('a device page: tags edited, secret rotated and shown once (the old one ref
   await page.getByRole('dialog').getByRole('button', { name: 'Delete' }).click();
   await page.waitForURL(`${p.httpUrl}/devices`);
   assert.equal((await p.api('GET', `/api/v1/devices/${d.id}`)).status, 404);
+});
+
+test("a product's retention, CAs and provisioning; the overview counts devices online and offline per product", { skip: SKIP }, async () => {
+  await page.goto(`${p.httpUrl}/products?key=lamp`);
+  await page.getByRole('tab', { name: 'Retention' }).click();
+  await page.getByLabel('Raw points', { exact: true }).fill('3 weeks');
+  await page.getByRole('button', { name: 'Save' }).click();
+  await page.getByText('A duration like 30d or 12h, or forever').waitFor();
+  await page.getByLabel('Raw points', { exact: true }).fill('14d');
+  await page.getByLabel('Events', { exact: true }).fill('forever');
+  await page.getByRole('button', { name: 'Save' }).click();
+  await page.getByText('Retention saved').waitFor();
+  const retention = (await p.api('GET', '/api/v1/products/lamp/retention')).body;
+  assert.equal(retention.raw, '14d');
+  assert.equal(retention.events, null);
+  assert.deepEqual(retention.custom.sort(), ['events', 'raw']);
+  await page.getByTestId('retention-now').getByText('14d').waitFor();
+  await shot('product-retention');
+
+  await page.getByRole('tab', { name: 'Certificate authorities' }).click();
+  await page.getByText('No CA yet', { exact: false }).waitFor();
+  await page.getByLabel('CA certificate (PEM)').fill('not a certificate');
+  await page.getByRole('button', { name: 'Add a CA' }).click();
+  await page.getByTestId('ca-error').waitFor();
+  const ca = pki.ca('Lamp factory CA');
+  await page.getByLabel('CA certificate (PEM)').fill(ca.cert);
+  await page.getByRole('button', { name: 'Add a CA' }).click();
+  await page.locator('.ant-table-row').filter({ hasText: 'CN=Lamp factory CA' }).filter({ hasText: 'Valid' }).waitFor();
+  await page.getByRole('button', { name: 'Revoke' }).click();
+  await page.getByRole('button', { name: 'Yes' }).click();
+  await page.locator('.ant-table-row').filter({ hasText: 'CN=Lamp factory CA' }).filter({ hasText: 'Revoked' }).waitFor();
+
+  await page.getByRole('tab', { name: 'Zero-touch provisioning' }).click();
+  await page.getByText('Zero-touch provisioning is off for this product.').waitFor();
+  await page.getByRole('button', { name: 'Turn on' }).click();
+  const secret = (await page.getByTestId('provisioning-secret').textContent())!.trim();
+  assert.ok(secret.length > 10, 'the provisioning secret is shown once');
+
+  // The overview: the four lamps of the campaign are online, the plugs offline.
+  await page.locator('.ant-menu').getByText('Overview', { exact: true }).click();
+  await page.locator('[data-online="lamp"]').filter({ hasText: '4' }).waitFor();
+  await page.locator('.ant-table-row').filter({ hasText: 'Lamp' }).filter({ hasText: '4' }).waitFor();
+  await shot('overview-fleet');
 });
