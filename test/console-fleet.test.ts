@@ -254,3 +254,50 @@ test("a product's retention, CAs and provisioning; the overview counts devices o
   await page.locator('.ant-table-row').filter({ hasText: 'Lamp' }).filter({ hasText: '4' }).waitFor();
   await shot('overview-fleet');
 });
+
+test("a customer's home: a scene made in JSON (the API's problems listed), edited and deleted; a notification channel added and removed", {
+  skip: SKIP,
+}, async () => {
+  const home = await p.api('POST', '/api/v1/homes', { name: 'Support flat', timezone: 'Europe/Berlin' });
+  assert.equal(home.status, 201, JSON.stringify(home.body));
+  const plug = await p.provision('plug', 'Kitchen plug');
+  assert.equal((await p.api('POST', `/api/v1/homes/${home.body.id}/devices`, { pairingCode: plug.pairingCode })).status, 201);
+  await page.goto(`${p.httpUrl}/homes`);
+  await page.locator('.ant-table-row').filter({ hasText: 'Support flat' }).click();
+  const drawer = page.locator('.ant-drawer');
+  await drawer.getByRole('tab', { name: 'Scenes' }).click();
+  await drawer.getByRole('button', { name: 'New scene' }).click();
+  const dialog = page.getByRole('dialog', { name: 'New scene' });
+  await dialog.getByLabel('Name', { exact: true }).fill('Breakfast');
+  const json = dialog.getByLabel('States and actions (JSON): each checked against the thing models');
+  await json.fill(JSON.stringify({ states: [{ device: plug.id, properties: { warp: 9 } }] }));
+  await dialog.getByRole('button', { name: 'Save' }).click();
+  await dialog.getByTestId('home-admin-error').filter({ hasText: 'warp' }).waitFor();
+  await json.fill(JSON.stringify({ states: [{ device: plug.id, properties: { on: true } }] }));
+  await dialog.getByRole('button', { name: 'Save' }).click();
+  const row = drawer.locator('.ant-table-row').filter({ hasText: 'Breakfast' });
+  await row.waitFor();
+  await row.getByRole('button', { name: 'Edit' }).click();
+  const edit = page.getByRole('dialog', { name: 'Edit the scene' });
+  await edit.getByLabel('Name', { exact: true }).fill('Late breakfast');
+  await edit.getByRole('button', { name: 'Save' }).click();
+  const renamed = drawer.locator('.ant-table-row').filter({ hasText: 'Late breakfast' });
+  await renamed.waitFor();
+  await renamed.getByRole('button', { name: 'Delete' }).click();
+  await page.locator('.ant-popconfirm').getByRole('button', { name: 'Yes' }).click();
+  await renamed.waitFor({ state: 'detached' });
+  assert.equal((await p.api('GET', `/api/v1/homes/${home.body.id}/scenes`)).body.items.length, 0);
+
+  await drawer.getByRole('tab', { name: 'Notification channels' }).click();
+  await drawer.getByRole('button', { name: 'Add a channel' }).click();
+  const ch = page.getByRole('dialog', { name: 'Add a channel' });
+  await ch.getByLabel('Name', { exact: true }).fill('Support hook');
+  await ch.getByLabel('URL (webhook or bot)').fill('https://example.invalid/hook');
+  await ch.getByRole('button', { name: 'Create' }).click();
+  const chRow = drawer.locator('.ant-table-row').filter({ hasText: 'Support hook' });
+  await chRow.waitFor();
+  await shot('homes-channels');
+  await chRow.getByRole('button', { name: 'Delete' }).click();
+  await page.locator('.ant-popconfirm').getByRole('button', { name: 'Yes' }).click();
+  await chRow.waitFor({ state: 'detached' });
+});

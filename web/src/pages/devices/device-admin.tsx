@@ -129,6 +129,7 @@ export function LabelsPanel({ device }: { device: Device }) {
     <Card size="small">
       <Form
         form={form}
+        name="labels"
         layout="vertical"
         key={JSON.stringify([before, beforeAttrs])}
         initialValues={{

@@ -105,7 +105,7 @@ function NewGroup({ open, groups, onClose }: { open: boolean; groups: Group[]; o
   return (
     <Modal open={open} title={t('fleet.newGroup')} onOk={() => void submit()} onCancel={onClose} okText={t('common.create')} cancelText={t('common.cancel')}>
       {error && <Alert type="error" showIcon message={error} style={{ marginBottom: 16 }} data-testid="group-error" />}
-      <Form form={form} layout="vertical" initialValues={{ type: 'static' }}>
+      <Form form={form} name="group" layout="vertical" initialValues={{ type: 'static' }}>
         <Form.Item name="name" label={t('fleet.name')} rules={[{ required: true, message: t('form.required') }]}>
           <Input maxLength={200} />
         </Form.Item>

@@ -238,7 +238,7 @@ function NewJob({ initial, onClose, onCreated }: { initial?: { query?: string; g
       cancelText={t('common.cancel')}
     >
       {error && <Alert type="error" showIcon message={error} style={{ marginBottom: 16 }} data-testid="job-error" />}
-      <Form form={form} layout="vertical" initialValues={{ kind: 'tags', targetKind: 'query', rate: 10 }}>
+      <Form form={form} name="job" layout="vertical" initialValues={{ kind: 'tags', targetKind: 'query', rate: 10 }}>
         <Form.Item name="kind" label={t('fleet.kind')}>
           <Select aria-label={t('fleet.kind')} options={KINDS.map((k) => ({ value: k, label: t(`fleet.kinds.${k}`) }))} />
         </Form.Item>

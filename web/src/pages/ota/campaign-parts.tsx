@@ -190,7 +190,7 @@ export function CampaignForm({ initial, onClose, onCreated }: { initial?: Partia
       destroyOnClose
     >
       {error && <Alert type="error" showIcon message={error} style={{ marginBottom: 16 }} data-testid="campaign-error" />}
-      <Form form={form} layout="vertical" initialValues={{ waves: [{ percent: 100 }] }}>
+      <Form form={form} name="campaign" layout="vertical" initialValues={{ waves: [{ percent: 100 }] }}>
         <Form.Item name="name" label={t('ota.name')} rules={[{ required: true, message: t('form.required') }]}>
           <Input maxLength={200} />
         </Form.Item>

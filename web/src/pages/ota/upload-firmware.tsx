@@ -58,7 +58,7 @@ export function UploadFirmware({ product, open, onClose }: { product: string; op
       cancelText={t('common.cancel')}
     >
       {error && <Alert type="error" showIcon message={error} style={{ marginBottom: 16 }} data-testid="upload-error" />}
-      <Form form={form} layout="vertical">
+      <Form form={form} name="firmware" layout="vertical">
         <Form.Item label={t('ota.file')} required>
           <Upload
             maxCount={1}

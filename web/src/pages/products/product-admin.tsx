@@ -86,6 +86,7 @@ export function RetentionPanel({ productKey }: { productKey: string }) {
           </Descriptions>
           <Form
             form={form}
+            name="retention"
             layout="vertical"
             key={JSON.stringify(v)}
             initialValues={{
