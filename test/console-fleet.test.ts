@@ -114,6 +114,9 @@ test('OTA: upload a package, start a campaign in two waves, watch the devices up
   await page.keyboard.press('Escape');
   await page.locator('.ant-table-row').filter({ hasText: 'Lamp 1.1.0' }).filter({ hasText: 'Completed' }).waitFor();
   await eventually(() => sims.every((s) => s.version === '1.1.0'), 5000, 'every lamp runs 1.1.0');
+  // A lamp's page shows the version it reported and its last job.
+  await page.goto(`${p.httpUrl}/devices/${sims[0].id}`);
+  await page.getByTestId('firmware').filter({ hasText: '1.1.0' }).filter({ hasText: 'Succeeded' }).waitFor();
 });
 
 test('fleet search: a wrong query shows the API 400 inline, a right one pages by cursor and counts; a dynamic group and a bulk job over it', {
@@ -146,6 +149,18 @@ test('fleet search: a wrong query shows the API 400 inline, a right one pages by
   await box.press('Enter');
   await page.getByTestId('search-total').filter({ hasText: '2 matching' }).waitFor();
   await shot('fleet-search');
+  // Pages by cursor: 25 matches are a page of 20, then one of 5.
+  const bulk = await p.api('POST', '/api/v1/devices/bulk', { items: Array.from({ length: 25 }, (_, i) => ({ product: 'plug', name: `Bulk plug ${i}` })) });
+  assert.equal(bulk.status, 201, JSON.stringify(bulk.body).slice(0, 300));
+  await box.fill('name:Bulk*');
+  await box.press('Enter');
+  await page.getByTestId('search-total').filter({ hasText: '25 matching' }).waitFor();
+  assert.ok(await page.getByRole('button', { name: 'Previous' }).isDisabled());
+  await page.getByRole('button', { name: 'Next' }).click();
+  await eventually(async () => (await page.locator('.ant-table-row').count()) === 5, 5000, 'the second page holds the last 5');
+  assert.ok(await page.getByRole('button', { name: 'Next' }).isDisabled(), 'no page after the last');
+  await page.getByRole('button', { name: 'Previous' }).click();
+  await eventually(async () => (await page.locator('.ant-table-row').count()) > 5, 5000, 'back on the first page');
 
   await page.goto(`${p.httpUrl}/fleet`);
   await page.getByText('No fleet groups yet.', { exact: false }).waitFor();
@@ -247,6 +262,18 @@ test("a product's retention, CAs and provisioning; the overview counts devices o
   await page.getByRole('button', { name: 'Turn on' }).click();
   const secret = (await page.getByTestId('provisioning-secret').textContent())!.trim();
   assert.ok(secret.length > 10, 'the provisioning secret is shown once');
+
+  await page.getByRole('tab', { name: 'Factory records' }).click();
+  await page.getByText('No factory records', { exact: false }).waitFor();
+  const csv = page.getByLabel('Factory records, CSV');
+  await csv.fill('hwid,serial\nAB-0001,SN-1\nAB-0001,SN-2');
+  await page.getByRole('button', { name: 'Import' }).click();
+  await page.getByTestId('records-error').filter({ hasText: 'line 3' }).waitFor();
+  await csv.fill('hwid,serial\nAB-0001,SN-1\nAB-0002,SN-2');
+  await page.getByLabel('Also make a device for each new hardware ID', { exact: false }).check();
+  await page.getByRole('button', { name: 'Import' }).click();
+  await page.getByTestId('records-imported').getByText('2 devices made').waitFor();
+  await page.locator('.ant-table-row').filter({ hasText: 'AB-0002' }).filter({ hasText: 'SN-2' }).filter({ hasText: 'd_' }).waitFor();
 
   // The overview: the four lamps of the campaign are online, the plugs offline.
   await page.locator('.ant-menu').getByText('Overview', { exact: true }).click();

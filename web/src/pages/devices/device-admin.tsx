@@ -1,6 +1,6 @@
 import { MinusCircleOutlined, PlusOutlined } from '@ant-design/icons';
 import { useQuery, useQueryClient } from '@tanstack/react-query';
-import { Alert, App, Button, Card, Checkbox, Form, Input, InputNumber, Modal, Radio, Space, Table, Tag, Timeline, Typography } from 'antd';
+import { Alert, App, Button, Card, Checkbox, Form, Input, InputNumber, Modal, Popconfirm, Radio, Space, Table, Tag, Timeline, Typography } from 'antd';
 import { useState } from 'react';
 import { useTranslation } from 'react-i18next';
 import { useNavigate } from 'react-router';
@@ -184,6 +184,16 @@ export function CredentialsPanel({ deviceId }: { deviceId: string }) {
   const [secret, setSecret] = useState<{ secret: string; until: string | null }>();
   const [error, setError] = useState<string>();
   const [busy, setBusy] = useState(false);
+  const qc = useQueryClient();
+  const { message } = App.useApp();
+  const revokeCert = async (fingerprint: string) => {
+    try {
+      await unwrap(api.POST('/api/v1/certificates/revoked', { body: { fingerprint } }));
+      void qc.invalidateQueries({ queryKey: ['device-certs', deviceId] });
+    } catch (e) {
+      message.error((e as Error).message);
+    }
+  };
   const certs = useQuery({
     queryKey: ['device-certs', deviceId],
     queryFn: () => unwrap(api.GET('/api/v1/devices/{id}/certificates', { params: { path: { id: deviceId } } })),
@@ -243,6 +253,22 @@ export function CredentialsPanel({ deviceId }: { deviceId: string }) {
                 title: t('device.statusCol'),
                 dataIndex: 'revoked',
                 render: (r: boolean) => (r ? <Tag color="red">{t('device.revoked')}</Tag> : <Tag color="green">{t('device.valid')}</Tag>),
+              },
+              {
+                key: 'revoke',
+                render: (_: unknown, c: { fingerprint: string; revoked: boolean }) =>
+                  !c.revoked && (
+                    <Popconfirm
+                      title={t('device.revokeCertConfirm')}
+                      onConfirm={() => void revokeCert(c.fingerprint)}
+                      okText={t('common.yes')}
+                      cancelText={t('common.no')}
+                    >
+                      <Button size="small" danger>
+                        {t('products.revoke')}
+                      </Button>
+                    </Popconfirm>
+                  ),
               },
             ]}
           />

@@ -118,6 +118,19 @@ export default function DevicePage() {
           </Descriptions.Item>
           <Descriptions.Item label={t('device.session')}>{d.presence.session}</Descriptions.Item>
           <Descriptions.Item label={t('devices.lastSeen')}>{formatDateTime(d.lastSeen)}</Descriptions.Item>
+          {d.firmware && (
+            <Descriptions.Item label={t('devices.firmware')}>
+              <span data-testid="firmware">
+                {d.firmware.version ?? t('ota.unknownVersion')}
+                {d.firmware.lastJob && (
+                  <Tag style={{ marginInlineStart: 8 }} color={d.firmware.lastJob.state === 'failed' ? 'red' : undefined}>
+                    {t(`ota.jobStates.${d.firmware.lastJob.state}`, { defaultValue: d.firmware.lastJob.state })}
+                    {d.firmware.lastJob.error ? ` · ${d.firmware.lastJob.error}` : ''}
+                  </Tag>
+                )}
+              </span>
+            </Descriptions.Item>
+          )}
           <Descriptions.Item label={t('devices.created')}>{formatDateTime(d.createdAt)}</Descriptions.Item>
         </Descriptions>
       </Card>

@@ -101,6 +101,9 @@ interface FormValues {
   minDevices?: number;
   timeoutMinutes?: number;
   allowDowngrade?: boolean;
+  startHour?: number;
+  endHour?: number;
+  startAt?: string;
 }
 
 /** A new campaign: product, package, target, waves and abort gates; `initial` prefills it (a rollback). Undefined: closed. */
@@ -161,6 +164,11 @@ export function CampaignForm({ initial, onClose, onCreated }: { initial?: Partia
       abort,
       timeoutMinutes: v.timeoutMinutes ?? undefined,
       allowDowngrade: v.allowDowngrade || undefined,
+      window:
+        v.startHour !== undefined && v.startHour !== null && v.endHour !== undefined && v.endHour !== null
+          ? { startHour: v.startHour, endHour: v.endHour }
+          : undefined,
+      startAt: v.startAt ? new Date(v.startAt).toISOString() : undefined,
     };
     setBusy(true);
     setError(undefined);
@@ -259,6 +267,17 @@ export function CampaignForm({ initial, onClose, onCreated }: { initial?: Partia
           </Form.Item>
           <Form.Item name="timeoutMinutes" label={t('ota.timeout')}>
             <InputNumber min={0.01} max={43200} placeholder="60" />
+          </Form.Item>
+        </Space>
+        <Space wrap align="start">
+          <Form.Item name="startHour" label={t('ota.windowStart')} tooltip={t('ota.windowHelp')}>
+            <InputNumber min={0} max={23} />
+          </Form.Item>
+          <Form.Item name="endHour" label={t('ota.windowEnd')}>
+            <InputNumber min={0} max={23} />
+          </Form.Item>
+          <Form.Item name="startAt" label={t('ota.startAt')}>
+            <Input type="datetime-local" aria-label={t('ota.startAt')} />
           </Form.Item>
         </Space>
         <Form.Item name="allowDowngrade" valuePropName="checked">

@@ -1,7 +1,7 @@
 import { MinusCircleOutlined, PlusOutlined } from '@ant-design/icons';
 import { useQuery, useQueryClient } from '@tanstack/react-query';
 import { Alert, App, Button, Card, Checkbox, Descriptions, Form, Input, InputNumber, Popconfirm, Space, Table, Tag, Typography } from 'antd';
-import { useState } from 'react';
+import { useMemo, useState } from 'react';
 import { useTranslation } from 'react-i18next';
 import { ApiError, api, unwrap, type paths } from '../../api/client';
 import { PageState } from '../../components/page-state';
@@ -325,5 +325,107 @@ export function ProvisioningPanel({ productKey }: { productKey: string }) {
         )}
       </Space>
     </PageState>
+  );
+}
+
+const CSV_EXAMPLE = 'hwid,serial,mac\nAB-0001,SN-1,00:11:22:33:44:01';
+
+/** The product's factory records (docs/tls.md): import a CSV (all or none, the API names a bad line), optionally making a device for each; the list. */
+export function FactoryRecordsPanel({ productKey }: { productKey: string }) {
+  const { t } = useTranslation();
+  const qc = useQueryClient();
+  const [csv, setCsv] = useState('');
+  const [provision, setProvision] = useState(false);
+  const [error, setError] = useState<string>();
+  const [made, setMade] = useState<{ imported: number; total: number; devices?: Array<{ hwid: string; id: string; secret: string }> }>();
+  const [page, setPage] = useState(1);
+  const records = useQuery({
+    queryKey: ['factory-records', productKey, page],
+    queryFn: () =>
+      unwrap(api.GET('/api/v1/products/{key}/factory-records', { params: { path: { key: productKey }, query: { limit: 100, offset: (page - 1) * 100 } } })),
+  });
+  const upload = async () => {
+    setError(undefined);
+    setMade(undefined);
+    try {
+      const r = await unwrap(
+        api.POST('/api/v1/products/{key}/factory-records', {
+          params: { path: { key: productKey }, query: { provision: provision || undefined } },
+          body: csv,
+          bodySerializer: (b: unknown) => b as string,
+          headers: { 'content-type': 'text/csv' },
+        }),
+      );
+      setMade(r);
+      setCsv('');
+      void qc.invalidateQueries({ queryKey: ['factory-records', productKey] });
+    } catch (e) {
+      setError(problemLines(e).join('; '));
+    }
+  };
+  // The devices made, as a file for the factory: one object URL per import.
+  const flashUrl = useMemo(() => {
+    if (!made?.devices?.length) return undefined;
+    const text = `hwid,id,secret\n${made.devices.map((d) => `${d.hwid},${d.id},${d.secret}`).join('\n')}\n`;
+    return URL.createObjectURL(new Blob([text], { type: 'text/csv' }));
+  }, [made]);
+  return (
+    <Space direction="vertical" size="middle" style={{ width: '100%' }}>
+      <Card size="small" title={t('products.importRecords')}>
+        <Input.TextArea
+          rows={5}
+          value={csv}
+          onChange={(e) => setCsv(e.target.value)}
+          placeholder={CSV_EXAMPLE}
+          aria-label={t('products.recordsCsv')}
+          spellCheck={false}
+          style={{ fontFamily: 'monospace' }}
+        />
+        <Space style={{ marginTop: 12 }} wrap>
+          <input type="file" accept=".csv,text/csv" aria-label={t('products.recordsFile')} onChange={(e) => void e.target.files?.[0]?.text().then(setCsv)} />
+          <Checkbox checked={provision} onChange={(e) => setProvision(e.target.checked)}>
+            {t('products.provisionToo')}
+          </Checkbox>
+          <Button type="primary" disabled={!csv.trim()} onClick={() => void upload()}>
+            {t('products.import')}
+          </Button>
+        </Space>
+        {error && <Alert type="error" showIcon message={error} style={{ marginTop: 12 }} data-testid="records-error" />}
+        {made && (
+          <Alert
+            type="success"
+            showIcon
+            style={{ marginTop: 12 }}
+            data-testid="records-imported"
+            message={t('products.imported', { imported: made.imported, total: made.total })}
+            description={
+              flashUrl && (
+                <Space direction="vertical">
+                  <span>{t('products.devicesMade', { count: made.devices!.length })}</span>
+                  <a href={flashUrl} download={`${productKey}-flash.csv`}>
+                    {t('products.downloadFlash')}
+                  </a>
+                </Space>
+              )
+            }
+          />
+        )}
+      </Card>
+      <PageState loading={records.isLoading} error={records.error} empty={records.data?.total === 0} emptyText={t('products.noRecords')}>
+        <Table
+          size="small"
+          rowKey="hwid"
+          dataSource={records.data?.items}
+          pagination={{ current: page, pageSize: 100, total: records.data?.total, onChange: setPage, showSizeChanger: false }}
+          columns={[
+            { title: t('products.hwid'), dataIndex: 'hwid' },
+            { title: t('products.serial'), dataIndex: 'serial', render: (v: string | null) => v ?? '—' },
+            { title: t('products.mac'), dataIndex: 'mac', render: (v: string | null) => v ?? '—' },
+            { title: t('devices.id'), dataIndex: 'deviceId', render: (v: string | null) => v ?? '—' },
+            { title: t('products.provisionedAt'), dataIndex: 'provisionedAt', render: (v: string | null) => formatDateTime(v) },
+          ]}
+        />
+      </PageState>
+    </Space>
   );
 }

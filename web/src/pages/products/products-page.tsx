@@ -7,7 +7,7 @@ import { ApiError, api, unwrap, type Product } from '../../api/client';
 import { useSession } from '../../api/session';
 import { PageState } from '../../components/page-state';
 import type { ModelField, ModelProperty } from '../../lib/thing-form';
-import { CasPanel, ProvisioningPanel, RetentionPanel } from './product-admin';
+import { CasPanel, FactoryRecordsPanel, ProvisioningPanel, RetentionPanel } from './product-admin';
 
 /** Products and their thing models; the operator creates new ones (the API's validation messages shown). */
 export default function ProductsPage() {
@@ -115,15 +115,21 @@ function ModelView({ product }: { product: Product }) {
           { key: 'events', label: `${t('products.events')} (${m.events.length})`, children: ops(m.events as never) },
           { key: 'actions', label: `${t('products.actions')} (${m.actions.length})`, children: ops(m.actions as never) },
           { key: 'json', label: t('products.json'), children: <pre style={{ maxHeight: 480, overflow: 'auto' }}>{JSON.stringify(m, null, 2)}</pre> },
-          ...(operator
-            ? [
-                { key: 'retention', label: t('products.retention'), children: <RetentionPanel productKey={product.key} /> },
-                { key: 'cas', label: t('products.cas'), children: <CasPanel productKey={product.key} /> },
-                { key: 'provisioning', label: t('products.provisioning'), children: <ProvisioningPanel productKey={product.key} /> },
-              ]
-            : []),
         ]}
       />
+      {operator && (
+        <Tabs
+          key={`${product.key}-operator`}
+          destroyInactiveTabPane
+          style={{ marginTop: 16 }}
+          items={[
+            { key: 'retention', label: t('products.retention'), children: <RetentionPanel productKey={product.key} /> },
+            { key: 'cas', label: t('products.cas'), children: <CasPanel productKey={product.key} /> },
+            { key: 'provisioning', label: t('products.provisioning'), children: <ProvisioningPanel productKey={product.key} /> },
+            { key: 'records', label: t('products.records'), children: <FactoryRecordsPanel productKey={product.key} /> },
+          ]}
+        />
+      )}
     </Card>
   );
 }
