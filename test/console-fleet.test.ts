@@ -328,3 +328,18 @@ test("a customer's home: a scene made in JSON (the API's problems listed), edite
   await page.locator('.ant-popconfirm').getByRole('button', { name: 'Yes' }).click();
   await chRow.waitFor({ state: 'detached' });
 });
+
+test('the new pages in 中文', { skip: SKIP }, async () => {
+  await page.goto(`${p.httpUrl}/ota`);
+  await page.getByRole('heading', { name: 'Firmware updates' }).waitFor();
+  await page.getByText('中文').first().click();
+  await page.getByRole('heading', { name: '固件升级' }).waitFor();
+  await page.locator('.ant-table-row').filter({ hasText: 'Lamp 1.1.0' }).filter({ hasText: '已完成' }).waitFor();
+  await page.locator('.ant-menu').getByText('设备群', { exact: true }).click();
+  await page.getByRole('heading', { name: '设备群' }).waitFor();
+  await page.getByRole('tab', { name: '批量任务' }).click();
+  await page.locator('.ant-table-row').filter({ hasText: '设置标签' }).filter({ hasText: '已完成' }).waitFor();
+  await shot('fleet-zh');
+  await page.getByText('English').first().click();
+  await page.getByRole('heading', { name: 'Fleet' }).waitFor();
+});
