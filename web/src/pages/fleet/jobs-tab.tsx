@@ -126,9 +126,16 @@ function StatusTag({ status }: { status: string }) {
 function TargetText({ target }: { target: Record<string, unknown> }) {
   const { t } = useTranslation();
   if (typeof target.query === 'string') return <Typography.Text code>{target.query}</Typography.Text>;
-  if (typeof target.groupId === 'string') return <span>{t('fleet.targetGroup', { id: target.groupId })}</span>;
+  if (typeof target.groupId === 'string') return <GroupName id={target.groupId} />;
   if (Array.isArray(target.deviceIds)) return <span>{t('fleet.targetDevices', { count: target.deviceIds.length })}</span>;
   return <span>{JSON.stringify(target)}</span>;
+}
+
+/** A group by its name (the groups list is cached), its ID until known or when it is gone. */
+function GroupName({ id }: { id: string }) {
+  const { t } = useTranslation();
+  const groups = useQuery({ queryKey: ['fleet-groups'], queryFn: () => unwrap(api.GET('/api/v1/fleet/groups')) });
+  return <span>{t('fleet.targetGroup', { id: groups.data?.items.find((g) => g.id === id)?.name ?? id })}</span>;
 }
 
 function JobProgress({ job }: { job: Job }) {
