@@ -316,6 +316,9 @@ export const en = {
     serial: 'Serial',
     provisionedAt: 'Provisioned',
     mac: 'MAC',
+    revokedCerts: 'Device certificates revoked (every product)',
+    reason: 'Reason',
+    revokedAt: 'Revoked',
   },
   audit: {
     title: 'Audit log',

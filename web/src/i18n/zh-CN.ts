@@ -317,6 +317,9 @@ export const zhCN: Messages = {
     serial: '序列号',
     provisionedAt: '配网时间',
     mac: 'MAC 地址',
+    revokedCerts: '已吊销的设备证书（全部产品）',
+    reason: '原因',
+    revokedAt: '吊销时间',
   },
   audit: {
     title: '审计日志',

@@ -222,6 +222,7 @@ export function CasPanel({ productKey }: { productKey: string }) {
           ]}
         />
       </PageState>
+      <RevokedCertificates />
       <Card size="small" title={t('products.addCa')}>
         <Input.TextArea
           rows={5}
@@ -243,6 +244,32 @@ export function CasPanel({ productKey }: { productKey: string }) {
         {error && <Alert type="error" showIcon message={error} style={{ marginTop: 12 }} data-testid="ca-error" />}
       </Card>
     </Space>
+  );
+}
+
+/** Device certificates revoked one by one (of every product): refused on the TLS port. */
+function RevokedCertificates() {
+  const { t } = useTranslation();
+  const revoked = useQuery({ queryKey: ['revoked-certificates'], queryFn: () => unwrap(api.GET('/api/v1/certificates/revoked')) });
+  if (!revoked.data?.items.length) return null;
+  return (
+    <Card size="small" title={t('products.revokedCerts')}>
+      <Table
+        size="small"
+        rowKey="fingerprint"
+        pagination={{ pageSize: 20, hideOnSinglePage: true }}
+        dataSource={revoked.data.items}
+        columns={[
+          {
+            title: t('products.fingerprint'),
+            dataIndex: 'fingerprint',
+            render: (v: string) => <Typography.Text code copyable={{ text: v }}>{`${v.slice(0, 23)}…`}</Typography.Text>,
+          },
+          { title: t('products.reason'), dataIndex: 'reason', render: (v: string | null) => v ?? '—' },
+          { title: t('products.revokedAt'), dataIndex: 'revokedAt', render: (v: string) => formatDateTime(v) },
+        ]}
+      />
+    </Card>
   );
 }
 
