@@ -117,6 +117,25 @@ test('OTA: upload a package, start a campaign in two waves, watch the devices up
   // A lamp's page shows the version it reported and its last job.
   await page.goto(`${p.httpUrl}/devices/${sims[0].id}`);
   await page.getByTestId('firmware').filter({ hasText: '1.1.0' }).filter({ hasText: 'Succeeded' }).waitFor();
+
+  // Roll back: the previous package, for the devices on 1.1.0, older versions allowed.
+  const old = await fetch(`${p.httpUrl}/api/v1/products/lamp/firmware?version=1.0.0`, {
+    method: 'POST',
+    body: Buffer.alloc(1024, 3),
+    headers: { 'content-type': 'application/octet-stream', authorization: `Bearer ${p.token}` },
+  });
+  assert.equal(old.status, 201);
+  await page.goto(`${p.httpUrl}/ota`);
+  await page.locator('.ant-table-row').filter({ hasText: 'Lamp 1.1.0' }).getByRole('button', { name: 'Roll back' }).click();
+  const rollback = page.getByRole('dialog', { name: 'Roll back' });
+  assert.equal(await rollback.getByLabel('Version at least').inputValue(), '1.1.0');
+  assert.ok(await rollback.getByLabel('Allow older versions (rollback)').isChecked());
+  await pick('Package', '1.0.0', rollback);
+  await rollback.getByRole('button', { name: 'Start' }).click();
+  await drawer.locator('[data-testid="campaign-state"][data-state="completed"]').waitFor({ timeout: 20_000 });
+  assert.equal(await drawer.locator('[data-count="succeeded"]').textContent(), '4');
+  await eventually(() => sims.every((s) => s.version === '1.0.0'), 5000, 'every lamp is back on 1.0.0');
+  await page.keyboard.press('Escape');
 });
 
 test('fleet search: a wrong query shows the API 400 inline, a right one pages by cursor and counts; a dynamic group and a bulk job over it', {
@@ -334,7 +353,7 @@ test('the new pages in 中文', { skip: SKIP }, async () => {
   await page.getByRole('heading', { name: 'Firmware updates' }).waitFor();
   await page.getByText('中文').first().click();
   await page.getByRole('heading', { name: '固件升级' }).waitFor();
-  await page.locator('.ant-table-row').filter({ hasText: 'Lamp 1.1.0' }).filter({ hasText: '已完成' }).waitFor();
+  await page.locator('.ant-table-row').filter({ hasText: 'Lamp 1.1.0' }).filter({ hasText: '已完成' }).first().waitFor();
   await page.locator('.ant-menu').getByText('设备群', { exact: true }).click();
   await page.getByRole('heading', { name: '设备群' }).waitFor();
   await page.getByRole('tab', { name: '批量任务' }).click();
