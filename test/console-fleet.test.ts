@@ -193,6 +193,10 @@ test('fleet search: a wrong query shows the API 400 inline, a right one pages by
   const drawer = page.locator('.ant-drawer');
   await drawer.getByText('Fleet plug 0').waitFor();
   await drawer.getByText('Fleet plug 1').waitFor();
+  await drawer.locator('h5 .ant-typography-edit').click();
+  await drawer.locator('.ant-typography-edit-content textarea').fill('Berlin plugs (all)');
+  await drawer.locator('.ant-typography-edit-content textarea').press('Enter');
+  await page.locator('.ant-table-row').filter({ hasText: 'Berlin plugs (all)' }).waitFor();
   await drawer.getByRole('button', { name: 'Bulk job on this group' }).click();
   await dialog.getByLabel('Set tags').fill('rollout=wave-1');
   await dialog.getByRole('button', { name: 'Start' }).click();

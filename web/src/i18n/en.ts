@@ -612,6 +612,9 @@ export const en = {
     targetStates: { pending: 'Pending', running: 'Running', ok: 'OK', failed: 'Failed', cancelled: 'Cancelled' },
     details: 'Error or answer',
     finished: 'Finished',
+    rename: 'Rename',
+    describe: 'Edit the description',
+    noDescription: 'No description',
   },
   form: {
     required: 'Required',

@@ -613,6 +613,9 @@ export const zhCN: Messages = {
     targetStates: { pending: '等待中', running: '进行中', ok: '成功', failed: '失败', cancelled: '已取消' },
     details: '错误或应答',
     finished: '完成时间',
+    rename: '重命名',
+    describe: '编辑描述',
+    noDescription: '无描述',
   },
   form: {
     required: '必填',

@@ -178,6 +178,18 @@ function GroupDrawer({ group, onClose }: { group?: Group; onClose: () => void })
       message.error((e as Error).message);
     }
   };
+  const patch = async (body: { name?: string; description?: string | null }) => {
+    if (!groupId) return;
+    setError(undefined);
+    try {
+      await unwrap(api.PATCH('/api/v1/fleet/groups/{groupId}', { params: { path: { groupId } }, body }));
+      void qc.invalidateQueries({ queryKey: ['fleet-groups'] });
+    } catch (e) {
+      setError((e as Error).message);
+    }
+  };
+  const rename = (name: string) => (name.trim() && name !== group?.name ? patch({ name: name.trim() }) : undefined);
+  const describe = (d: string) => (d !== (group?.description ?? '') ? patch({ description: d.trim() || null }) : undefined);
   const saveQuery = async () => {
     if (!groupId || !query) return;
     setError(undefined);
@@ -211,7 +223,16 @@ function GroupDrawer({ group, onClose }: { group?: Group; onClose: () => void })
     >
       {group && (
         <Space direction="vertical" size="middle" style={{ width: '100%' }}>
-          {group.description && <Typography.Paragraph>{group.description}</Typography.Paragraph>}
+          <Typography.Title level={5} style={{ margin: 0 }} editable={{ onChange: (name) => void rename(name), text: group.name, tooltip: t('fleet.rename') }}>
+            {group.name}
+          </Typography.Title>
+          <Typography.Paragraph
+            type="secondary"
+            style={{ margin: 0 }}
+            editable={{ onChange: (d) => void describe(d), text: group.description ?? '', tooltip: t('fleet.describe') }}
+          >
+            {group.description ?? t('fleet.noDescription')}
+          </Typography.Paragraph>
           {error && <Alert type="error" showIcon message={error} data-testid="group-error" />}
           {group.type === 'dynamic' ? (
             <Space.Compact style={{ width: '100%' }}>
