@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { changed, fieldKind, initialValue, toParams, type ModelField } from '../web/src/lib/thing-form.ts';
 import { SNIPPET_KINDS, samplePayload, snippet } from '../web/src/lib/snippets.ts';
 import { metricSum, ratePerSecond } from '../web/src/lib/metrics.ts';
+import { asDeviceId, narrow, parseTags, quoteValue, tagChanges } from '../web/src/lib/fleet-query.ts';
 import { EMPTY_DRAFT, actionOf, draftText, parseDraft, triggerOf, typedValue } from '../web/src/lib/automation-draft.ts';
 
 // Unit tests of the console's pure logic (the browser suite is test/console.test.ts).
@@ -95,4 +96,18 @@ test('automation drafts: the JSON box is the truth, the forms add to it', () => 
   assert.deepEqual(actionOf({ type: 'command', device: 'd_2', action: 'toggle' }), { type: 'command', device: 'd_2', action: 'toggle' });
   assert.equal(typedValue('  '), undefined);
   assert.equal(draftText(EMPTY_DRAFT), '{\n  "triggers": [],\n  "conditions": [],\n  "actions": []\n}');
+});
+
+test('fleet search helpers: a count narrows the query, an ID opens the device, tag edits become a PATCH', () => {
+  assert.equal(narrow(undefined, 'tag.site', 'berlin'), 'tag.site:berlin');
+  assert.equal(narrow('product:plug', 'online', true), 'product:plug AND online:true');
+  assert.equal(narrow('product:plug OR product:light', 'firmware', null), '(product:plug OR product:light) AND firmware:none');
+  assert.equal(narrow('', 'name', 'Hall "big" light'), 'name:"Hall \\"big\\" light"');
+  assert.equal(quoteValue('1.2.0'), '1.2.0');
+  assert.equal(asDeviceId(' d_9x2k7m4p1q8r0t '), 'd_9x2k7m4p1q8r0t');
+  assert.equal(asDeviceId('product:light'), undefined);
+  assert.deepEqual(tagChanges({ site: 'berlin', batch: 'b7' }, { site: 'paris', floor: '2' }), { site: 'paris', floor: '2', batch: null });
+  assert.deepEqual(parseTags('site=berlin, batch = b7'), { site: 'berlin', batch: 'b7' });
+  assert.equal(parseTags('  '), undefined);
+  assert.ok(parseTags('site') instanceof Error);
 });

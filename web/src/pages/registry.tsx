@@ -8,6 +8,8 @@ import {
   PlusCircleOutlined,
   ShareAltOutlined,
   ThunderboltOutlined,
+  CloudUploadOutlined,
+  ClusterOutlined,
 } from '@ant-design/icons';
 import { lazy, type ComponentType, type ReactNode } from 'react';
 
@@ -39,6 +41,8 @@ export const PAGES: PageEntry[] = [
   { path: '/homes', component: lazy(() => import('./homes/homes-page')), menu: { label: 'nav.homes', icon: <HomeOutlined /> } },
   { path: '/automations', component: lazy(() => import('./automations/automations-page')), menu: { label: 'nav.automations', icon: <ThunderboltOutlined /> } },
   { path: '/gateway', component: lazy(() => import('./gateway/gateway-page')), menu: { label: 'nav.gateway', icon: <ShareAltOutlined /> }, operator: true },
+  { path: '/fleet', component: lazy(() => import('./fleet/fleet-page')), menu: { label: 'nav.fleet', icon: <ClusterOutlined /> }, operator: true },
+  { path: '/ota', component: lazy(() => import('./ota/ota-page')), menu: { label: 'nav.ota', icon: <CloudUploadOutlined /> }, operator: true },
   { path: '/audit', component: lazy(() => import('./audit/audit-page')), menu: { label: 'nav.audit', icon: <AuditOutlined /> }, operator: true },
   { path: '/keys', component: lazy(() => import('./keys/keys-page')), menu: { label: 'nav.keys', icon: <KeyOutlined /> } },
 ];

@@ -1,5 +1,5 @@
 import { useQuery, useQueryClient } from '@tanstack/react-query';
-import { Alert, Button, Card, Form, Select, Space, Table, Tag, Typography } from 'antd';
+import { Alert, Button, Card, Checkbox, Form, InputNumber, Select, Space, Table, Tag, Typography } from 'antd';
 import { useState } from 'react';
 import { useTranslation } from 'react-i18next';
 import { ApiError, api, unwrap, type CommandRecord } from '../../api/client';
@@ -18,6 +18,9 @@ export function CommandsPanel({ deviceId, actions }: { deviceId: string; actions
   const [action, setAction] = useState<string | undefined>(actions[0]?.id);
   const [busy, setBusy] = useState(false);
   const [outcome, setOutcome] = useState<Outcome>();
+  // Queued (offline delivery, docs/api.md): kept until the device comes back, for ttl minutes.
+  const [queue, setQueue] = useState(false);
+  const [ttl, setTtl] = useState<number | null>(60);
   const ledger = useQuery({
     queryKey: ['device-commands', deviceId],
     queryFn: () => unwrap(api.GET('/api/v1/devices/{id}/commands', { params: { path: { id: deviceId }, query: { limit: 50 } } })),
@@ -36,7 +39,12 @@ export function CommandsPanel({ deviceId, actions }: { deviceId: string; actions
     setBusy(true);
     setOutcome(undefined);
     try {
-      const r = await unwrap(api.POST('/api/v1/devices/{id}/commands', { params: { path: { id: deviceId } }, body: { action: chosen.id, params } }));
+      const r = await unwrap(
+        api.POST('/api/v1/devices/{id}/commands', {
+          params: { path: { id: deviceId } },
+          body: { action: chosen.id, params, ...(queue ? { ttlMs: Math.round((ttl ?? 60) * 60_000) } : {}) },
+        }),
+      );
       if ('state' in r) setOutcome({ ok: true, text: `${t('device.queued')} (${r.state})` });
       else setOutcome({ ok: r.ok, text: r.ok ? t('device.sent') : `${t('device.failed')}: ${r.error ?? ''}`, result: r.result });
     } catch (e) {
@@ -45,6 +53,15 @@ export function CommandsPanel({ deviceId, actions }: { deviceId: string; actions
       setBusy(false);
       void qc.invalidateQueries({ queryKey: ['device-commands', deviceId] });
     }
+  };
+
+  const cancel = async (commandId: string) => {
+    try {
+      await unwrap(api.DELETE('/api/v1/devices/{id}/commands/{commandId}', { params: { path: { id: deviceId, commandId } } }));
+    } catch (e) {
+      setOutcome({ ok: false, text: (e as Error).message, code: e instanceof ApiError ? e.code : undefined });
+    }
+    void qc.invalidateQueries({ queryKey: ['device-commands', deviceId] });
   };
 
   return (
@@ -65,9 +82,15 @@ export function CommandsPanel({ deviceId, actions }: { deviceId: string; actions
               />
             </Form.Item>
             <ModelFields fields={chosen?.params ?? []} />
-            <Button type="primary" htmlType="submit" loading={busy}>
-              {t('device.send')}
-            </Button>
+            <Space wrap>
+              <Button type="primary" htmlType="submit" loading={busy}>
+                {t('device.send')}
+              </Button>
+              <Checkbox checked={queue} onChange={(e) => setQueue(e.target.checked)}>
+                {t('device.queueOffline')}
+              </Checkbox>
+              {queue && <InputNumber min={1} max={10080} value={ttl} onChange={setTtl} addonAfter={t('device.minutes')} aria-label={t('device.ttl')} />}
+            </Space>
           </Form>
           {outcome && (
             <Alert
@@ -99,6 +122,15 @@ export function CommandsPanel({ deviceId, actions }: { deviceId: string; actions
               },
               { title: t('device.result'), dataIndex: 'result', render: (v: unknown, r) => (r.error ? r.error : v ? JSON.stringify(v) : '—') },
               { title: t('device.latency'), dataIndex: 'latencyMs', render: (v: number | null) => (v === null ? '—' : `${formatNumber(v, 1)} ms`) },
+              {
+                key: 'cancel',
+                render: (_: unknown, r) =>
+                  r.status === 'queued' && (
+                    <Button size="small" onClick={() => void cancel(r.id)}>
+                      {t('device.cancelQueued')}
+                    </Button>
+                  ),
+              },
             ]}
           />
         </PageState>

@@ -4,12 +4,14 @@ import { lazy, Suspense, useEffect, useState } from 'react';
 import { useTranslation } from 'react-i18next';
 import { Link, useParams } from 'react-router';
 import { ApiError, api, unwrap, type Device } from '../../api/client';
+import { useSession } from '../../api/session';
 import { PageState } from '../../components/page-state';
 import { formatDateTime, formatRelative, formatValue } from '../../lib/format';
 import type { ModelAction, ModelProperty } from '../../lib/thing-form';
 import { useStream, type StreamEvent } from '../../stream/use-stream';
 import { CommandsPanel } from './commands-panel';
 import { DesiredPanel } from './desired-panel';
+import { CredentialsPanel, LabelsPanel, LifecycleActions, PresenceTimeline, type PresenceChange } from './device-admin';
 
 // ECharts is large: loaded with the history tab only.
 const HistoryPanel = lazy(() => import('./history-panel'));
@@ -32,12 +34,16 @@ export default function DevicePage() {
     changed: new Set(),
   });
   const [presence, setPresence] = useState<{ online: boolean; reason: string; at: string }>();
+  const [changes, setChanges] = useState<PresenceChange[]>([]);
+  const operator = useSession()?.user.role === 'operator';
 
   useEffect(() => {
     // A fresh load replaces what the stream had said before it.
     if (device.data) {
       setLive({ reported: { ...device.data.shadow.reported }, at: {}, changed: new Set() });
       setPresence(undefined);
+      const p = device.data.presence;
+      setChanges((c) => (c.length ? c : [{ online: device.data.online, reason: p.reason, at: p.changedAt ?? device.data.createdAt }]));
     }
   }, [device.data]);
 
@@ -50,7 +56,9 @@ export default function DevicePage() {
         changed: new Set(Object.keys(values)),
       }));
     } else if (e.type === 'presence') {
-      setPresence({ online: Boolean(e.data.online), reason: String(e.data.reason ?? ''), at: e.at });
+      const change = { online: Boolean(e.data.online), reason: String(e.data.reason ?? ''), at: e.at };
+      setPresence(change);
+      setChanges((c) => [...c.slice(-49), change]);
     } else if (e.type === 'event') {
       void qc.invalidateQueries({ queryKey: ['device-events', id] });
     } else if (e.type === 'command') {
@@ -86,6 +94,12 @@ export default function DevicePage() {
         <Typography.Text code copyable>
           {d.id}
         </Typography.Text>
+        {d.disabled && (
+          <Tag color="red" data-testid="disabled">
+            {t('device.disabled')}
+          </Tag>
+        )}
+        {operator && <LifecycleActions device={d} />}
       </Space>
       <Card title={t('device.details')} size="small">
         <Descriptions size="small" column={{ xs: 1, md: 3 }}>
@@ -104,6 +118,19 @@ export default function DevicePage() {
           </Descriptions.Item>
           <Descriptions.Item label={t('device.session')}>{d.presence.session}</Descriptions.Item>
           <Descriptions.Item label={t('devices.lastSeen')}>{formatDateTime(d.lastSeen)}</Descriptions.Item>
+          {d.firmware && (
+            <Descriptions.Item label={t('devices.firmware')}>
+              <span data-testid="firmware">
+                {d.firmware.version ?? t('ota.unknownVersion')}
+                {d.firmware.lastJob && (
+                  <Tag style={{ marginInlineStart: 8 }} color={d.firmware.lastJob.state === 'failed' ? 'red' : undefined}>
+                    {t(`ota.jobStates.${d.firmware.lastJob.state}`, { defaultValue: d.firmware.lastJob.state })}
+                    {d.firmware.lastJob.error ? ` · ${d.firmware.lastJob.error}` : ''}
+                  </Tag>
+                )}
+              </span>
+            </Descriptions.Item>
+          )}
           <Descriptions.Item label={t('devices.created')}>{formatDateTime(d.createdAt)}</Descriptions.Item>
         </Descriptions>
       </Card>
@@ -145,6 +172,13 @@ export default function DevicePage() {
           { key: 'desired', label: t('device.desired'), children: <DesiredPanel device={d} fields={props.filter((p) => p.access === 'rw')} /> },
           { key: 'commands', label: t('device.commands'), children: <CommandsPanel deviceId={d.id} actions={(model?.actions ?? []) as ModelAction[]} /> },
           { key: 'events', label: t('device.events'), children: <EventsPanel deviceId={d.id} /> },
+          { key: 'presence', label: t('device.presenceTab'), children: <PresenceTimeline changes={changes} /> },
+          ...(operator
+            ? [
+                { key: 'labels', label: t('device.labels'), children: <LabelsPanel device={d} /> },
+                { key: 'credentials', label: t('device.credentials'), children: <CredentialsPanel deviceId={d.id} /> },
+              ]
+            : []),
           {
             key: 'history',
             label: t('device.history'),

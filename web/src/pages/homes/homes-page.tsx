@@ -1,10 +1,11 @@
 import { useQuery } from '@tanstack/react-query';
-import { App, Badge, Button, Card, Descriptions, Drawer, Input, Table, Tabs, Tag, Typography } from 'antd';
+import { App, Badge, Button, Card, Descriptions, Drawer, Input, Space, Table, Tabs, Tag, Typography } from 'antd';
 import { useState } from 'react';
 import { useTranslation } from 'react-i18next';
 import { Link } from 'react-router';
 import { api, unwrap, type paths } from '../../api/client';
 import { PageState } from '../../components/page-state';
+import { ChannelForm, DeleteChannel, DeleteScene, SceneEditor } from './home-admin';
 import { formatDateTime } from '../../lib/format';
 
 type Home = paths['/api/v1/homes']['get']['responses'][200]['content']['application/json']['items'][number];
@@ -70,6 +71,8 @@ function HomeDetail({ home }: { home: Home }) {
     queryFn: () => unwrap(api.GET('/api/v1/homes/{homeId}/notification-channels', { params: { path: { homeId: home.id } } })),
   });
   const { message } = App.useApp();
+  const [sceneEditor, setSceneEditor] = useState<{ scene?: NonNullable<typeof scenes.data>['items'][number] }>();
+  const [addingChannel, setAddingChannel] = useState(false);
   const activate = async (sceneId: string) => {
     try {
       const r = await unwrap(api.POST('/api/v1/scenes/{sceneId}/activate', { params: { path: { sceneId } }, body: {} }));
@@ -138,50 +141,71 @@ function HomeDetail({ home }: { home: Home }) {
             key: 'scenes',
             label: t('homes.scenes'),
             children: (
-              <PageState loading={scenes.isLoading} error={scenes.error} empty={scenes.data?.items.length === 0}>
-                <Table
-                  size="small"
-                  rowKey="id"
-                  pagination={false}
-                  dataSource={scenes.data?.items}
-                  columns={[
-                    { title: t('homes.name'), dataIndex: 'name' },
-                    { title: t('homes.devices'), dataIndex: 'states', render: (v: unknown[]) => v.length },
-                    {
-                      key: 'go',
-                      render: (_: unknown, sc) => (
-                        <Button size="small" onClick={() => void activate(sc.id)}>
-                          {t('homes.activate')}
-                        </Button>
-                      ),
-                    },
-                  ]}
-                />
-              </PageState>
+              <Space direction="vertical" style={{ width: '100%' }}>
+                <Button onClick={() => setSceneEditor({})}>{t('homes.newScene')}</Button>
+                <PageState loading={scenes.isLoading} error={scenes.error} empty={scenes.data?.items.length === 0}>
+                  <Table
+                    size="small"
+                    rowKey="id"
+                    pagination={false}
+                    dataSource={scenes.data?.items}
+                    columns={[
+                      { title: t('homes.name'), dataIndex: 'name' },
+                      { title: t('homes.devices'), dataIndex: 'states', render: (v: unknown[]) => v.length },
+                      {
+                        key: 'go',
+                        render: (_: unknown, sc) => (
+                          <Space>
+                            <Button size="small" onClick={() => void activate(sc.id)}>
+                              {t('homes.activate')}
+                            </Button>
+                            <Button size="small" onClick={() => setSceneEditor({ scene: sc })}>
+                              {t('homes.edit')}
+                            </Button>
+                            <DeleteScene homeId={home.id} sceneId={sc.id} />
+                          </Space>
+                        ),
+                      },
+                    ]}
+                  />
+                </PageState>
+              </Space>
             ),
           },
           {
             key: 'channels',
             label: t('homes.channels'),
             children: (
-              <PageState loading={channels.isLoading} error={channels.error} empty={channels.data?.items.length === 0}>
-                <Table
-                  size="small"
-                  rowKey="id"
-                  pagination={false}
-                  dataSource={channels.data?.items}
-                  columns={[
-                    { title: t('homes.name'), dataIndex: 'name' },
-                    { title: t('homes.channelType'), dataIndex: 'type', render: (v: string) => <Tag>{v}</Tag> },
-                    { title: t('homes.minSeverity'), dataIndex: 'minSeverity' },
-                    { title: t('homes.created'), dataIndex: 'createdAt', render: (v: string) => formatDateTime(v) },
-                  ]}
-                />
-              </PageState>
+              <Space direction="vertical" style={{ width: '100%' }}>
+                <Button onClick={() => setAddingChannel(true)}>{t('homes.newChannel')}</Button>
+                <PageState loading={channels.isLoading} error={channels.error} empty={channels.data?.items.length === 0}>
+                  <Table
+                    size="small"
+                    rowKey="id"
+                    pagination={false}
+                    dataSource={channels.data?.items}
+                    columns={[
+                      { title: t('homes.name'), dataIndex: 'name' },
+                      { title: t('homes.channelType'), dataIndex: 'type', render: (v: string) => <Tag>{v}</Tag> },
+                      { title: t('homes.minSeverity'), dataIndex: 'minSeverity' },
+                      { title: t('homes.created'), dataIndex: 'createdAt', render: (v: string) => formatDateTime(v) },
+                      { key: 'delete', render: (_: unknown, c) => <DeleteChannel homeId={home.id} channelId={c.id} /> },
+                    ]}
+                  />
+                </PageState>
+              </Space>
             ),
           },
         ]}
       />
+      <SceneEditor
+        homeId={home.id}
+        open={!!sceneEditor}
+        scene={sceneEditor?.scene}
+        devices={devices.data?.items ?? []}
+        onClose={() => setSceneEditor(undefined)}
+      />
+      <ChannelForm homeId={home.id} open={addingChannel} onClose={() => setAddingChannel(false)} />
     </>
   );
 }

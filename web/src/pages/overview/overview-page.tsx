@@ -4,6 +4,7 @@ import { useRef, useState } from 'react';
 import { useTranslation } from 'react-i18next';
 import { Link } from 'react-router';
 import { api, unwrap } from '../../api/client';
+import { useSession } from '../../api/session';
 import { PageState } from '../../components/page-state';
 import { formatNumber, formatRelative } from '../../lib/format';
 import { metricSum, ratePerSecond } from '../../lib/metrics';
@@ -13,18 +14,29 @@ import { useStream, type StreamEvent } from '../../stream/use-stream';
 export default function OverviewPage() {
   const { t } = useTranslation();
   const products = useQuery({ queryKey: ['products'], queryFn: () => unwrap(api.GET('/api/v1/products')) });
+  // Two fleet searches counted by product (docs/fleet.md): every device, and those online now.
   const counts = useQuery({
     queryKey: ['overview-counts', products.data?.items.map((p) => p.key)],
     enabled: !!products.data,
+    refetchInterval: 15_000,
     queryFn: async () => {
-      const rows = await Promise.all(
-        products.data!.items.map(async (p) => {
-          const r = await unwrap(api.GET('/api/v1/devices', { params: { query: { product: p.key, limit: 1, offset: 0 } } }));
-          return { key: p.key, name: p.name, total: r.total ?? 0 };
-        }),
-      );
-      return rows.filter((r) => r.total > 0).sort((a, b) => b.total - a.total);
+      const [all, online] = await Promise.all([
+        unwrap(api.GET('/api/v1/devices', { params: { query: { countBy: 'product', total: false, limit: 1, offset: 0 } } })),
+        unwrap(api.GET('/api/v1/devices', { params: { query: { q: 'online:true', countBy: 'product', total: false, limit: 1, offset: 0 } } })),
+      ]);
+      const on = new Map((online.counts ?? []).map((c) => [String(c.value), c.count]));
+      const names = new Map(products.data!.items.map((p) => [p.key, p.name]));
+      return (all.counts ?? [])
+        .map((c) => ({ key: String(c.value), name: names.get(String(c.value)) ?? String(c.value), total: c.count, online: on.get(String(c.value)) ?? 0 }))
+        .sort((a, b) => b.total - a.total);
     },
+  });
+  const operator = useSession()?.user.role === 'operator';
+  const campaigns = useQuery({
+    queryKey: ['campaigns', 'running'],
+    enabled: operator,
+    refetchInterval: 10_000,
+    queryFn: () => unwrap(api.GET('/api/v1/ota/campaigns', { params: { query: { state: 'running', limit: 10, offset: 0 } } })),
   });
   const last = useRef<{ value: number; at: number }>(undefined);
   const metrics = useQuery({
@@ -89,6 +101,24 @@ export default function OverviewPage() {
                 dataSource={counts.data}
                 columns={[
                   { title: t('overview.product'), dataIndex: 'name', render: (name: string, r) => <Link to={`/devices?product=${r.key}`}>{name}</Link> },
+                  {
+                    title: t('overview.online'),
+                    dataIndex: 'online',
+                    align: 'right',
+                    render: (n: number, r) => (
+                      <Link to={`/devices?q=${encodeURIComponent(`product:${r.key} AND online:true`)}`} data-online={r.key}>
+                        {formatNumber(n)}
+                      </Link>
+                    ),
+                  },
+                  {
+                    title: t('overview.offline'),
+                    key: 'offline',
+                    align: 'right',
+                    render: (_: unknown, r) => (
+                      <Link to={`/devices?q=${encodeURIComponent(`product:${r.key} AND online:false`)}`}>{formatNumber(r.total - r.online)}</Link>
+                    ),
+                  },
                   { title: t('overview.count'), dataIndex: 'total', align: 'right', render: (n: number) => formatNumber(n) },
                 ]}
               />
@@ -122,6 +152,31 @@ export default function OverviewPage() {
             </PageState>
           </Card>
         </Col>
+        {operator && (
+          <Col xs={24} lg={12}>
+            <Card title={t('overview.campaigns')} extra={<Link to="/ota">{t('overview.allCampaigns')}</Link>}>
+              <PageState loading={campaigns.isLoading} error={campaigns.error} empty={campaigns.data?.items.length === 0} emptyText={t('overview.noCampaigns')}>
+                <List
+                  size="small"
+                  dataSource={campaigns.data?.items}
+                  renderItem={(c) => (
+                    <List.Item>
+                      <Typography.Text strong>{c.name}</Typography.Text>
+                      <Tag style={{ marginInlineStart: 8 }}>{c.version}</Tag>
+                      <Typography.Text type="secondary" style={{ marginInlineStart: 'auto' }}>
+                        {t('overview.campaignProgress', {
+                          done: c.counts.succeeded,
+                          total: c.counts.pending + c.counts.inProgress + c.counts.succeeded + c.counts.failed + c.counts.cancelled,
+                          wave: c.wave + 1,
+                        })}
+                      </Typography.Text>
+                    </List.Item>
+                  )}
+                />
+              </PageState>
+            </Card>
+          </Col>
+        )}
         <Col xs={24} lg={12}>
           <Card title={t('overview.recent')}>
             <List

@@ -7,6 +7,7 @@ import { ApiError, api, unwrap, type Product } from '../../api/client';
 import { useSession } from '../../api/session';
 import { PageState } from '../../components/page-state';
 import type { ModelField, ModelProperty } from '../../lib/thing-form';
+import { CasPanel, FactoryRecordsPanel, ProvisioningPanel, RetentionPanel } from './product-admin';
 
 /** Products and their thing models; the operator creates new ones (the API's validation messages shown). */
 export default function ProductsPage() {
@@ -73,6 +74,7 @@ function fieldColumns(t: (k: string) => string) {
 
 function ModelView({ product }: { product: Product }) {
   const { t } = useTranslation();
+  const operator = useSession()?.user.role === 'operator';
   const m = product.model;
   const ops = (list: Array<{ id: string; params?: ModelField[]; description?: string }>) => (
     <Table
@@ -94,6 +96,8 @@ function ModelView({ product }: { product: Product }) {
   return (
     <Card title={`${product.name} (${product.key})`} size="small">
       <Tabs
+        key={product.key}
+        destroyInactiveTabPane
         items={[
           {
             key: 'properties',
@@ -113,6 +117,19 @@ function ModelView({ product }: { product: Product }) {
           { key: 'json', label: t('products.json'), children: <pre style={{ maxHeight: 480, overflow: 'auto' }}>{JSON.stringify(m, null, 2)}</pre> },
         ]}
       />
+      {operator && (
+        <Tabs
+          key={`${product.key}-operator`}
+          destroyInactiveTabPane
+          style={{ marginTop: 16 }}
+          items={[
+            { key: 'retention', label: t('products.retention'), children: <RetentionPanel productKey={product.key} /> },
+            { key: 'cas', label: t('products.cas'), children: <CasPanel productKey={product.key} /> },
+            { key: 'provisioning', label: t('products.provisioning'), children: <ProvisioningPanel productKey={product.key} /> },
+            { key: 'records', label: t('products.records'), children: <FactoryRecordsPanel productKey={product.key} /> },
+          ]}
+        />
+      )}
     </Card>
   );
 }
