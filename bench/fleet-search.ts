@@ -57,7 +57,7 @@ function rng(seed: number): () => number {
   };
 }
 
-async function fill(h: Hearth, n: number): Promise<number> {
+export async function fill(h: Hearth, n: number): Promise<number> {
   const t0 = performance.now();
   const rand = rng(16);
   const now = Date.now();

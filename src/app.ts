@@ -639,6 +639,9 @@ export class Hearth {
       devices,
       audit,
       announce: (j): Promise<void> => jobsAnnounced.send(j),
+      // The live stream's `job` events (the operator's: neither a device nor a home).
+      changed: (change, j) =>
+        stream.publish('job', null, null, { job: j.id, change, kind: j.kind, status: j.status, total: j.total, progress: j.progress, createdBy: j.createdBy }),
       effects: {
         command: (id, input, source) => commands.send(id, input, source),
         setDesired: (id, values) => shadow.setDesired(id, values),

@@ -163,7 +163,7 @@ export interface CommandResult {
 }
 
 /** The kinds of event the live stream carries (and clients may filter on with `types=`). */
-export const STREAM_EVENT_TYPES = ['property', 'event', 'presence', 'command', 'automation', 'notification', 'scene', 'ota', 'lifecycle'] as const;
+export const STREAM_EVENT_TYPES = ['property', 'event', 'presence', 'command', 'automation', 'notification', 'scene', 'ota', 'lifecycle', 'job'] as const;
 export type StreamEventType = (typeof STREAM_EVENT_TYPES)[number];
 
 /** What StreamService.publish sends on `stream.announce`, so that every node's clients receive it. */

@@ -21319,7 +21319,7 @@ export interface paths {
                     /** @description Resume after this event id. A Last-Event-ID header (what EventSource sends when it reconnects) takes precedence */
                     lastEventId?: string;
                     /**
-                     * @description Only these kinds of event (repeat or comma-separate): property, event, presence, command, automation, notification, scene, ota, lifecycle
+                     * @description Only these kinds of event (repeat or comma-separate): property, event, presence, command, automation, notification, scene, ota, lifecycle, job
                      * @example [
                      *       "property,event"
                      *     ]
@@ -21355,7 +21355,7 @@ export interface paths {
                             homeId: string | null;
                             /** @description Increasing event id; send the last one back (lastEventId / Last-Event-ID) to resume */
                             id: string;
-                            /** @description property, event, presence, command, automation, notification, scene, ota, lifecycle; and for the connection itself: hello (live from here; its id is the position), reset (events after your last id are gone: reload the state), end (the stream ends because its credentials did: data.reason is session-ended, key-revoked or token-expired) */
+                            /** @description property, event, presence, command, automation, notification, scene, ota, lifecycle, job; and for the connection itself: hello (live from here; its id is the position), reset (events after your last id are gone: reload the state), end (the stream ends because its credentials did: data.reason is session-ended, key-revoked or token-expired) */
                             type: string;
                         };
                         "text/event-stream": string;
