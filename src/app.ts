@@ -387,6 +387,7 @@ export class Hearth {
       access,
       tags: deviceTags,
       isDisabled: (id) => devices.isDisabled(id),
+      hubs: (ids) => devices.getMany(ids),
       firmware: (id) => campaigns.deviceFirmware(id),
     });
     const scenes = new SceneService({

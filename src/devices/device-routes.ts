@@ -160,7 +160,7 @@ export async function deviceRoutes(
         return { items, ...(r.total !== undefined ? { total: r.total } : {}), nextCursor: r.nextCursor, ...(r.counts ? { counts: r.counts } : {}) };
       }
       const { items, total } = await devices.list({ ...req.query, ids: await access.visibleDeviceIds(p) });
-      return { items: await Promise.all(items.map((d) => views.summary(d, p))), total };
+      return { items: await views.summaries(items, p), total };
     },
   );
 
@@ -197,7 +197,7 @@ export async function deviceRoutes(
     async (req) => {
       const p = principal(req);
       await access.requireDevice(p, req.params.id, 'view');
-      return { items: await Promise.all((await devices.children(req.params.id)).map((d) => views.summary(d, p))) };
+      return { items: await views.summaries(await devices.children(req.params.id), p) };
     },
   );
 }
