@@ -96,7 +96,7 @@ import { otaRoutes } from './ota/ota-routes.ts';
 import { initialPasswordPath, readInitialPassword, removeInitialPassword, writeInitialPassword } from './auth/initial-password.ts';
 import { DeviceLifecycle } from './devices/device-lifecycle.ts';
 import { DeviceTags } from './devices/device-tags.ts';
-import { DeviceSearch } from './devices/device-search.ts';
+import { DeviceSearch, type GroupMatch } from './devices/device-search.ts';
 import { FleetGroups } from './fleet/fleet-groups.ts';
 import { fleetRoutes } from './fleet/fleet-routes.ts';
 import { FleetJobs } from './fleet/fleet-jobs.ts';
@@ -610,7 +610,8 @@ export class Hearth {
       if (c.disconnect && this.has('gateway')) this.mqtt.disconnect(c.deviceIds, c.disconnect);
     });
     this.broadcasts.push(devicesChanged);
-    const deviceSearch = new DeviceSearch({ db });
+    // `group:` in a fleet query asks the fleet groups (made just below) what a group stands for.
+    const deviceSearch: DeviceSearch = new DeviceSearch({ db, groups: (ref): Promise<GroupMatch | undefined> => fleetGroups.forSearch(ref) });
     const fleetGroups = new FleetGroups({ db, audit, devices, search: deviceSearch });
     const lifecycle = new DeviceLifecycle({
       devices,

@@ -141,7 +141,10 @@ export async function deviceRoutes(
         const ids = await access.visibleDeviceIds(p);
         const operator = ids === undefined;
         if (!operator && ((expr && namesTags(expr)) || countBy?.startsWith('tag.')))
-          throw new HearthError('E_FORBIDDEN', "tags are the operator's: tag.<key> is for the operator's fleet search");
+          throw new HearthError(
+            'E_FORBIDDEN',
+            "tags, attributes and fleet groups are the operator's: tag.<key>, attr.<key> and group: are for the operator's fleet search",
+          );
         const r = await deps.search.search({
           expr,
           ids,

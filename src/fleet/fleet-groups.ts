@@ -3,7 +3,8 @@ import { HearthError } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
 import type { AuditEntry } from '../audit/audit-service.ts';
 import type { DeviceRecord } from '../devices/device-service.ts';
-import type { SearchInput, SearchResult } from '../devices/device-search.ts';
+import { sql } from 'kysely';
+import type { GroupMatch, SearchInput, SearchResult } from '../devices/device-search.ts';
 import { parseQuery, QueryError, type Expr } from '../devices/fleet-query.ts';
 
 /** A group as the API shows it. */
@@ -221,6 +222,25 @@ export class FleetGroups {
     }
     const next = i < all.length && items.length ? Buffer.from(items[items.length - 1].id).toString('base64url') : null;
     return { items, nextCursor: next, total: all.length };
+  }
+
+  /**
+   * A group named in a fleet query (`group:<id or name>`): the device ids of its static members
+   * and its static subgroups' as a subquery the search runs in the store (indexed by group), and the
+   * queries of it or its dynamic subgroups. Undefined when there is no such group.
+   */
+  async forSearch(ref: string): Promise<GroupMatch | undefined> {
+    const row =
+      (await this.deps.db.selectFrom('fleet_groups').selectAll().where('id', '=', ref).executeTakeFirst()) ??
+      (await this.deps.db.selectFrom('fleet_groups').selectAll().where('name', '=', ref).executeTakeFirst());
+    if (!row) return undefined;
+    const rows = [row, ...(await this.deps.db.selectFrom('fleet_groups').selectAll().where('parent_id', '=', row.id).execute())];
+    const staticIds = rows.filter((r) => r.query === null).map((r) => r.id);
+    return {
+      name: row.name,
+      members: staticIds.length ? sql`select device_id from fleet_group_members where group_id in (${sql.join(staticIds)})` : null,
+      exprs: rows.filter((r) => r.query !== null).map((r) => queryOf(r.query!, `group ${r.id} query`)),
+    };
   }
 
   /** Every device id a group stands for (bulk jobs), up to `max`. */

@@ -33,6 +33,8 @@ export interface Database {
   };
   /** devices: the operator's tags, searchable (tag.site:berlin) */
   device_tags: { device_id: string; key: string; value: string };
+  /** devices: the operator's scalar attributes, searchable (attr.floor>2); the JSON on the device row is the source */
+  device_attributes: { device_id: string; key: string; value: string; num: number | null };
   /** fleet: static groups (members in fleet_group_members) and dynamic groups (a saved query) */
   fleet_groups: {
     id: string;

@@ -3737,7 +3737,7 @@ export interface paths {
                     parentId?: string;
                     product?: string;
                     /**
-                     * @description Fleet search (docs/fleet.md): e.g. product:light AND online:false AND firmware<1.2 AND tag.site:berlin AND lastSeen<-7d
+                     * @description Fleet search (docs/fleet.md): e.g. product:light AND online:false AND firmware<1.2 AND tag.site:berlin AND lastSeen<-7d; also attr.<key> and group:<id or name> (operator only)
                      * @example product:light AND online:false
                      */
                     q?: string;
@@ -4287,7 +4287,7 @@ export interface paths {
                      */
                     "application/json": {
                         /**
-                         * @description Operator: attributes to set (any JSON) or remove (null)
+                         * @description Operator: attributes to set (any JSON) or remove (null); string, number and boolean values are searchable as attr.<key>
                          * @example {
                          *       "installer": "ACME",
                          *       "warrantyUntil": "2028-01-01"

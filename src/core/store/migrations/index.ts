@@ -4,6 +4,7 @@ import { fleetMigration } from './0014-fleet.ts';
 import { offline } from './0013-offline.ts';
 import { identity0015 } from './0015-identity.ts';
 import { telemetry } from './0016-telemetry.ts';
+import { fleetSearch0018 } from './0018-fleet-search.ts';
 
 /**
  * The one set of migrations, for SQLite and PostgreSQL alike: only portable column types
@@ -511,4 +512,5 @@ export const migrations: Record<string, Migration> = {
   '0014-fleet': fleetMigration,
   '0015-identity': identity0015,
   '0016-telemetry': telemetry,
+  '0018-fleet-search': fleetSearch0018,
 };
