@@ -17961,6 +17961,209 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/products/{key}/cas/{id}/crl": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A CA's current certificate revocation list (404 when none was uploaded) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                    /**
+                     * @description Product key: lowercase letters, digits, ".", "_" or "-"
+                     * @example acme-lamp
+                     */
+                    key: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "caId": "ca_7k2m9x4p1q8r0t",
+                         *       "number": "2A",
+                         *       "thisUpdate": "2026-12-06T08:00:00.000Z",
+                         *       "nextUpdate": "2026-12-13T08:00:00.000Z",
+                         *       "serials": [
+                         *         "3F9A2C7B11D04E5A"
+                         *       ],
+                         *       "uploadedAt": "2026-12-06T08:05:00.000Z"
+                         *     }
+                         */
+                        "application/json": {
+                            caId: string;
+                            nextUpdate: string | null;
+                            /** @description The cRLNumber (hex), when the list has one */
+                            number: string | null;
+                            /** @description Serial numbers of the revoked certificates (upper-case hex) */
+                            serials: string[];
+                            /** Format: date-time */
+                            thisUpdate: string;
+                            /** Format: date-time */
+                            uploadedAt: string;
+                        };
+                    };
+                };
+                /** @description Authentication required */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Not found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+            };
+        };
+        /**
+         * Set a CA's certificate revocation list: the certificates it lists are refused and their sessions closed on every node
+         * @description The CRL must be signed by this CA; one older than the current list (a lower cRLNumber, or an earlier thisUpdate) is refused with 409. A list past its nextUpdate still applies until a newer one is uploaded.
+         */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                    /**
+                     * @description Product key: lowercase letters, digits, ".", "_" or "-"
+                     * @example acme-lamp
+                     */
+                    key: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    /**
+                     * @example {
+                     *       "pem": "-----BEGIN X509 CRL-----\nMIIB…\n-----END X509 CRL-----\n"
+                     *     }
+                     */
+                    "application/json": {
+                        /** @description The CRL, PEM (-----BEGIN X509 CRL-----); the request body is at most 1 MiB */
+                        pem: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "caId": "ca_7k2m9x4p1q8r0t",
+                         *       "number": "2A",
+                         *       "thisUpdate": "2026-12-06T08:00:00.000Z",
+                         *       "nextUpdate": "2026-12-13T08:00:00.000Z",
+                         *       "serials": [
+                         *         "3F9A2C7B11D04E5A"
+                         *       ],
+                         *       "uploadedAt": "2026-12-06T08:05:00.000Z"
+                         *     }
+                         */
+                        "application/json": {
+                            caId: string;
+                            nextUpdate: string | null;
+                            /** @description The cRLNumber (hex), when the list has one */
+                            number: string | null;
+                            /** @description Serial numbers of the revoked certificates (upper-case hex) */
+                            serials: string[];
+                            /** Format: date-time */
+                            thisUpdate: string;
+                            /** Format: date-time */
+                            uploadedAt: string;
+                        };
+                    };
+                };
+                /** @description Request validation failed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Authentication required */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Not found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description The request conflicts with the current state */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+            };
+        };
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/products/{key}/factory-records": {
         parameters: {
             query?: never;

@@ -7,6 +7,11 @@ import { sql, type Kysely, type Migration } from 'kysely';
  * device row and filled here from the attributes already set. And covering indexes that let the
  * store count and join without reading table rows: live devices by id (with the firmware, for
  * counts by firmware), by product and firmware together, and presence by device with its state.
+ *
+ * Device identity (docs/tls.md): the certificate revocation list a product CA publishes, uploaded
+ * by the operator (`product_ca_crls`, one per CA, its revoked serials as JSON), and the serial
+ * number of each certificate a device authenticated with, so that a new list closes the sessions
+ * of the certificates it revokes.
  */
 export const fleetSearch0018: Migration = {
   async up(db: Kysely<any>) {
@@ -44,6 +49,18 @@ export const fleetSearch0018: Migration = {
     await db.schema.createIndex('devices_live_id').on('devices').columns(['id', 'firmware']).where(live).execute();
     await db.schema.createIndex('devices_live_product_firmware').on('devices').columns(['product_key', 'firmware_key', 'id']).where(live).execute();
     await db.schema.createIndex('presence_device_state').on('presence').columns(['device_id', 'online', 'last_seen']).execute();
+    await db.schema
+      .createTable('product_ca_crls')
+      .addColumn('ca_id', 'text', (c) => c.primaryKey())
+      .addColumn('pem', 'text', (c) => c.notNull())
+      .addColumn('serials', 'text', (c) => c.notNull())
+      .addColumn('number', 'text')
+      .addColumn('this_update', 'bigint', (c) => c.notNull())
+      .addColumn('next_update', 'bigint')
+      .addColumn('uploaded_at', 'bigint', (c) => c.notNull())
+      .execute();
+    await db.schema.alterTable('device_certificates').addColumn('serial', 'text').execute();
+    await db.schema.createIndex('device_certificates_ca_serial').on('device_certificates').columns(['ca_id', 'serial']).execute();
   },
 };
 
