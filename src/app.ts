@@ -7,6 +7,7 @@ import { createLogger, type Logger } from './core/logger.ts';
 import { MemoryBus } from './core/bus/memory-bus.ts';
 import { SqliteStreamStorage } from './core/bus/sqlite-stream-storage.ts';
 import type { Bus, BusEngine } from './core/bus/bus.ts';
+import type { FleetJobStreamData } from './core/bus/events.ts';
 import { NatsBus } from './core/bus/nats-bus.ts';
 import { migrate, openStore, type Db } from './core/store/db.ts';
 import { SettingsStore } from './core/settings-store.ts';
@@ -642,8 +643,10 @@ export class Hearth {
       audit,
       announce: (j): Promise<void> => jobsAnnounced.send(j),
       // The live stream's `job` events (the operator's: neither a device nor a home).
-      changed: (change, j) =>
-        stream.publish('job', null, null, { job: j.id, change, kind: j.kind, status: j.status, total: j.total, progress: j.progress, createdBy: j.createdBy }),
+      changed: (change, j) => {
+        const data: FleetJobStreamData = { job: j.id, change, kind: j.kind, status: j.status, total: j.total, progress: j.progress, createdBy: j.createdBy };
+        stream.publish('job', null, null, { ...data });
+      },
       effects: {
         command: (id, input, source) => commands.send(id, input, source),
         setDesired: (id, values) => shadow.setDesired(id, values),

@@ -130,6 +130,7 @@ test('unknown groups, groups that name themselves and bad attribute values are 4
   const before = (await p.api('GET', '/api/v1/fleet/jobs')).body.items.length;
   const job = await p.api('POST', '/api/v1/fleet/jobs', { spec: { kind: 'disable' }, target: { query: 'group:nope' } });
   assert.equal(job.status, 400, JSON.stringify(job.body));
+  assert.match(job.body.detail, /^body\.target\.query: at position 1: fleet group "nope" does not exist/);
   assert.equal((await p.api('GET', '/api/v1/fleet/jobs')).body.items.length, before);
   // Attributes and groups are the operator's.
   const ana = await signupUser(p, 'ana@attr-search.test');

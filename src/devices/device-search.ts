@@ -22,6 +22,8 @@ export interface SearchInput {
   countBy?: string;
   /** Count every matching device (`total`). */
   total: boolean;
+  /** Where the query came from, for errors found while searching (an unknown group): `querystring.q` unless given. */
+  field?: string;
 }
 
 export interface SearchResult {
@@ -82,7 +84,13 @@ export class DeviceSearch {
       return { items: [], nextCursor: null, ...(input.total ? { total: 0 } : {}), ...(input.countBy ? { counts: [] } : {}) };
     const conds: Sql[] = [sql`d.deleted_at is null`];
     if (input.ids) conds.push(sql`d.id in (${sql.join([...input.ids])})`);
-    if (input.expr) conds.push(compile(input.expr, { selective: await this.selectiveTags(input.expr), groups: await this.groupConditions(input.expr, []) }));
+    if (input.expr)
+      conds.push(
+        compile(input.expr, {
+          selective: await this.selectiveTags(input.expr),
+          groups: await this.groupConditions(input.expr, [], input.field ?? 'querystring.q'),
+        }),
+      );
     const usesPresence = input.sort === 'lastSeen' || input.countBy === 'online';
     const from = usesPresence ? sql`devices d left join presence p on p.device_id = d.id` : sql`devices d`;
     const filter = sql.join(conds, sql` and `);
@@ -120,14 +128,13 @@ export class DeviceSearch {
    * An unknown group, or a group whose query leads back to itself, is E_VALIDATION naming the
    * position of the caller's `group:` term (`at`, when the problem is inside a group's query).
    */
-  private async groupConditions(e: Expr, path: string[], at?: number): Promise<Map<Term, Sql>> {
+  private async groupConditions(e: Expr, path: string[], field: string, at?: number): Promise<Map<Term, Sql>> {
     const out = new Map<Term, Sql>();
     for (const t of groupTerms(e)) {
       if (t.value.type !== 'group') continue;
       const pos = at ?? t.pos;
       const inside = path.length ? ` (in the query of group "${path[path.length - 1]}")` : '';
-      const bad = (problem: string) =>
-        new HearthError('E_VALIDATION', `querystring.q: at position ${pos}: ${problem}`, { field: 'querystring.q', position: pos, problem });
+      const bad = (problem: string) => new HearthError('E_VALIDATION', `${field}: at position ${pos}: ${problem}`, { field, position: pos, problem });
       if (!this.deps.groups) throw bad('fleet groups are not available here');
       const g = await this.deps.groups(t.value.ref);
       if (!g) throw bad(`fleet group "${t.value.ref}"${inside} does not exist (name it by id or by name; quote a name with spaces)`);
@@ -135,7 +142,7 @@ export class DeviceSearch {
       if (path.length >= MAX_GROUP_DEPTH) throw bad(`groups name groups in their queries more than ${MAX_GROUP_DEPTH} deep`);
       const parts: Sql[] = [];
       if (g.members) parts.push(sql`d.id in (${g.members})`);
-      for (const x of g.exprs) parts.push(compile(x, { selective: new Set(), groups: await this.groupConditions(x, [...path, g.name], pos) }));
+      for (const x of g.exprs) parts.push(compile(x, { selective: new Set(), groups: await this.groupConditions(x, [...path, g.name], field, pos) }));
       const cond = parts.length === 0 ? sql`1 = 0` : parts.length === 1 ? parts[0] : sql`(${sql.join(parts, sql` or `)})`;
       out.set(t, t.op === '!=' ? sql`not (${cond})` : cond);
     }

@@ -252,13 +252,13 @@ export class FleetGroups {
   }
 
   /** Every device matching any of the queries, walking the search by cursor. */
-  async collect(exprs: Expr[], max = MAX_GROUP_MEMBERS): Promise<string[]> {
+  async collect(exprs: Expr[], max = MAX_GROUP_MEMBERS, field?: string): Promise<string[]> {
     if (exprs.length === 0) return [];
     const expr: Expr = exprs.length === 1 ? exprs[0] : { kind: 'or', items: exprs };
     const out: string[] = [];
     let cursor: string | undefined;
     do {
-      const r = await this.deps.search.search({ expr, sort: 'id', desc: false, limit: 1000, cursor, total: false });
+      const r = await this.deps.search.search({ expr, sort: 'id', desc: false, limit: 1000, cursor, total: false, ...(field ? { field } : {}) });
       out.push(...r.items.map((d) => d.id));
       cursor = r.nextCursor ?? undefined;
     } while (cursor && out.length <= max);

@@ -438,7 +438,7 @@ export class FleetJobs implements ShardListener {
   private async resolve(target: JobTarget): Promise<string[]> {
     let ids: string[];
     if ('query' in target) {
-      ids = await this.deps.groups.collect([queryOf(target.query, 'body.target.query')], MAX_JOB_DEVICES);
+      ids = await this.deps.groups.collect([queryOf(target.query, 'body.target.query')], MAX_JOB_DEVICES, 'body.target.query');
     } else if ('groupId' in target) {
       ids = await this.deps.groups.allIds(target.groupId, MAX_JOB_DEVICES);
     } else {

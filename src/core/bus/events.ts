@@ -265,6 +265,20 @@ export interface FleetJobAnnounced {
   shard: number;
 }
 
+/**
+ * `data` of the live stream's `job` events (docs/fleet.md): a bulk job was made, started, finished
+ * a round (`progress`), finished or was cancelled; with its counts then. Operator only.
+ */
+export interface FleetJobStreamData {
+  job: string;
+  change: 'created' | 'started' | 'progress' | 'done' | 'cancelled';
+  kind: string;
+  status: 'queued' | 'running' | 'done' | 'cancelled';
+  total: number;
+  progress: Record<'pending' | 'running' | 'ok' | 'failed' | 'cancelled', number>;
+  createdBy: string;
+}
+
 export interface GatewayConfigChanged {
   version: number;
 }
