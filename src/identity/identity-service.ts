@@ -344,7 +344,8 @@ export class IdentityService {
         first_seen_at: now,
         serial,
       })
-      .onConflict((oc) => oc.column('fingerprint').doNothing())
+      // A certificate first seen before its serial was kept (migration 0018) gets it now, for CRLs.
+      .onConflict((oc) => oc.column('fingerprint').doUpdateSet({ serial }).where('device_certificates.serial', 'is', null))
       .execute();
     const bound = await this.deps.db.selectFrom('device_certificates').select('device_id').where('fingerprint', '=', fp).executeTakeFirstOrThrow();
     if (bound.device_id !== deviceId) return { ok: false, reason: `the certificate is bound to another device` };
