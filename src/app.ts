@@ -612,7 +612,11 @@ export class Hearth {
     });
     this.broadcasts.push(devicesChanged);
     // `group:` in a fleet query asks the fleet groups (made just below) what a group stands for.
-    const deviceSearch: DeviceSearch = new DeviceSearch({ db, groups: (ref): Promise<GroupMatch | undefined> => fleetGroups.forSearch(ref) });
+    const deviceSearch: DeviceSearch = new DeviceSearch({
+      db,
+      engine: config.databaseUrl ? 'postgres' : 'sqlite',
+      groups: (ref): Promise<GroupMatch | undefined> => fleetGroups.forSearch(ref),
+    });
     const fleetGroups = new FleetGroups({ db, audit, devices, search: deviceSearch });
     const lifecycle = new DeviceLifecycle({
       devices,

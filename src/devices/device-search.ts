@@ -76,7 +76,13 @@ const SORT_EXPR: Record<SortField, { expr: Sql; kind: 'number' | 'string' }> = {
  */
 export class DeviceSearch {
   /** `selectiveTags`: how many devices a tag value may hold and still lead the search (default 5000). */
-  constructor(private readonly deps: { db: Db; selectiveTags?: number; groups?: GroupResolver }) {}
+  /**
+   * `engine`: on PostgreSQL a page is found without parallel workers: a page walks the sort order
+   * and stops at its end, and workers (each walking its own part of the order to the end of the
+   * page) read many times more rows than one walk does (EXPLAIN ANALYZE at 1,000,000 devices:
+   * 226 ms with two workers, 17 ms without). Counts keep them.
+   */
+  constructor(private readonly deps: { db: Db; selectiveTags?: number; groups?: GroupResolver; engine?: 'sqlite' | 'postgres' }) {}
 
   async search(input: SearchInput): Promise<SearchResult> {
     const { db } = this.deps;
@@ -102,9 +108,15 @@ export class DeviceSearch {
       const cmp = input.desc ? sql`<` : sql`>`;
       page.push(sql`(${sort.expr} ${cmp} ${c.v} or (${sort.expr} = ${c.v} and d.id ${cmp} ${c.id}))`);
     }
+    const pageQuery = sql<Row>`select d.id, d.product_key, d.name, d.parent_id, d.hwid, d.pairing_code, d.created_at, d.disabled_at, ${sort.expr} as sort_value
+      from ${from} where ${sql.join(page, sql` and `)} order by ${sort.expr} ${dir}, d.id ${dir} limit ${input.limit + 1}`;
     const rows = (
-      await sql<Row>`select d.id, d.product_key, d.name, d.parent_id, d.hwid, d.pairing_code, d.created_at, d.disabled_at, ${sort.expr} as sort_value
-      from ${from} where ${sql.join(page, sql` and `)} order by ${sort.expr} ${dir}, d.id ${dir} limit ${input.limit + 1}`.execute(db)
+      this.deps.engine === 'postgres'
+        ? await db.transaction().execute(async (trx) => {
+            await sql`set local max_parallel_workers_per_gather = 0`.execute(trx);
+            return pageQuery.execute(trx);
+          })
+        : await pageQuery.execute(db)
     ).rows;
     const more = rows.length > input.limit;
     const items = rows.slice(0, input.limit);
