@@ -8,6 +8,7 @@ import { createLogger, type Logger } from './core/logger.ts';
 import { MemoryBus } from './core/bus/memory-bus.ts';
 import { SqliteStreamStorage } from './core/bus/sqlite-stream-storage.ts';
 import type { Bus, BusEngine } from './core/bus/bus.ts';
+import type { FleetJobStreamData } from './core/bus/events.ts';
 import { migrate, openStore, type Db } from './core/store/db.ts';
 import { SettingsStore } from './core/settings-store.ts';
 import { AuthService } from './auth/auth-service.ts';
@@ -102,7 +103,7 @@ import { otaRoutes } from './ota/ota-routes.ts';
 import { initialPasswordPath, readInitialPassword, removeInitialPassword, writeInitialPassword } from './auth/initial-password.ts';
 import { DeviceLifecycle } from './devices/device-lifecycle.ts';
 import { DeviceTags } from './devices/device-tags.ts';
-import { DeviceSearch } from './devices/device-search.ts';
+import { DeviceSearch, type GroupMatch } from './devices/device-search.ts';
 import { FleetGroups } from './fleet/fleet-groups.ts';
 import { fleetRoutes } from './fleet/fleet-routes.ts';
 import { FleetJobs } from './fleet/fleet-jobs.ts';
@@ -409,6 +410,7 @@ export class Hearth {
       access,
       tags: deviceTags,
       isDisabled: (id) => devices.isDisabled(id),
+      hubs: (ids) => devices.getMany(ids),
       firmware: (id) => campaigns.deviceFirmware(id),
     });
     const scenes = new SceneService({
@@ -647,7 +649,12 @@ export class Hearth {
       if (c.disconnect && this.has('gateway')) this.mqtt.disconnect(c.deviceIds, c.disconnect);
     });
     this.broadcasts.push(devicesChanged);
-    const deviceSearch = new DeviceSearch({ db });
+    // `group:` in a fleet query asks the fleet groups (made just below) what a group stands for.
+    const deviceSearch: DeviceSearch = new DeviceSearch({
+      db,
+      engine: config.databaseUrl ? 'postgres' : 'sqlite',
+      groups: (ref): Promise<GroupMatch | undefined> => fleetGroups.forSearch(ref),
+    });
     const fleetGroups = new FleetGroups({ db, audit, devices, search: deviceSearch });
     const lifecycle = new DeviceLifecycle({
       devices,
@@ -677,6 +684,11 @@ export class Hearth {
       devices,
       audit,
       announce: (j): Promise<void> => jobsAnnounced.send(j),
+      // The live stream's `job` events (the operator's: neither a device nor a home).
+      changed: (change, j) => {
+        const data: FleetJobStreamData = { job: j.id, change, kind: j.kind, status: j.status, total: j.total, progress: j.progress, createdBy: j.createdBy };
+        stream.publish('job', null, null, { ...data });
+      },
       effects: {
         command: (id, input, source) => commands.send(id, input, source),
         setDesired: (id, values) => shadow.setDesired(id, values),

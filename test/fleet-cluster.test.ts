@@ -1,13 +1,32 @@
 /**
  * The fleet in cluster mode (PostgreSQL, NATS, two nodes as processes): disabling or deleting a
  * device through one node closes its connection on the other and refuses it on both; a bulk job
- * made through either node is run once, each device once.
+ * made through either node is run once, each device once, and its live `job` events reach the
+ * streams of both nodes.
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import mqtt from 'mqtt';
+import WebSocket from 'ws';
 import { adminApi as client, connectMqtt as connect, startCluster, type Cluster } from './helpers/cluster.ts';
-import { eventually } from './helpers/platform.ts';
+import { ADMIN, eventually } from './helpers/platform.ts';
+
+/** The operator's live stream of `job` events on one node (WebSocket). */
+async function jobEvents(httpUrl: string): Promise<{ events: any[]; ws: WebSocket }> {
+  const login = await fetch(`${httpUrl}/api/v1/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(ADMIN) });
+  const { token } = (await login.json()) as { token: string };
+  const ws = new WebSocket(`${httpUrl.replace('http', 'ws')}/api/v1/stream?types=job`, { headers: { authorization: `Bearer ${token}` } });
+  const events: any[] = [];
+  ws.on('message', (buf) => {
+    const e = JSON.parse(buf.toString());
+    if (e.type === 'job') events.push(e);
+  });
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('error', reject);
+  });
+  return { events, ws };
+}
 
 function refusal(url: string, dev: { id: string; secret: string }): Promise<number | undefined> {
   return new Promise((resolve, reject) => {
@@ -72,9 +91,10 @@ describe('the fleet in cluster mode', {
     const [a, b] = cluster.nodes;
     const apiA = await client(a.httpUrl);
     const apiB = await client(b.httpUrl);
+    const streams = [await jobEvents(a.httpUrl), await jobEvents(b.httpUrl)];
     const made = await apiA('POST', '/api/v1/devices/bulk', { items: Array.from({ length: 12 }, (_, i) => ({ product: 'light', name: `cluster job ${i}` })) });
     assert.equal(made.status, 201);
-    const jobs = [];
+    const jobs: string[] = [];
     for (const [api, tag] of [
       [apiA, 'a'],
       [apiB, 'b'],
@@ -100,5 +120,22 @@ describe('the fleet in cluster mode', {
     }
     const tagged = await apiA('GET', `/api/v1/devices?q=${encodeURIComponent('tag.via-a:yes tag.via-b:yes')}`);
     assert.equal(tagged.body.total, 12);
+    // Each node's stream saw each job from made to done, once, whichever node ran it.
+    for (const s of streams) {
+      for (const id of jobs) {
+        const changes: string[] = await eventually(
+          () => {
+            const c = s.events.filter((e) => e.data.job === id).map((e) => e.data.change);
+            return c.includes('done') ? c : undefined;
+          },
+          5000,
+          `the done event of ${id}`,
+        );
+        assert.equal(changes[0], 'created');
+        assert.equal(changes.filter((c: string) => c === 'done').length, 1);
+        assert.ok(changes.includes('started') && changes.includes('progress'), changes.join(','));
+      }
+      s.ws.terminate();
+    }
   });
 });

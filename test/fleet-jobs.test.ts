@@ -6,15 +6,35 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import type { MqttClient } from 'mqtt';
+import WebSocket from 'ws';
 import { startPlatform, eventually, inbox, type Platform } from './helpers/platform.ts';
+import { signupUser } from './helpers/people.ts';
 
 let p: Platform;
+const sockets: WebSocket[] = [];
 before(async () => {
   p = await startPlatform();
 });
 after(async () => {
+  for (const ws of sockets) ws.terminate();
   await p.stop();
 });
+
+/** A live stream (WebSocket) of one caller, collecting `job` events. */
+async function jobStream(token: string): Promise<{ events: any[] }> {
+  const ws = new WebSocket(`${p.httpUrl.replace('http', 'ws')}/api/v1/stream?types=job`, { headers: { authorization: `Bearer ${token}` } });
+  sockets.push(ws);
+  const events: any[] = [];
+  ws.on('message', (buf) => {
+    const e = JSON.parse(buf.toString());
+    if (e.type === 'job') events.push(e);
+  });
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('error', reject);
+  });
+  return { events };
+}
 
 async function finished(id: string, timeoutMs = 10_000): Promise<any> {
   return eventually(
@@ -162,4 +182,45 @@ test('a job survives a restart in the middle: each device is done once', async (
     'one result per device, in order',
   );
   for (const id of ids) assert.deepEqual((await p.device(id)).shadow.desired, { on: true });
+});
+
+test('the live stream carries a job from made to done, a round at a time, to the operator only', async () => {
+  const ops = await jobStream(p.token);
+  const ana = await signupUser(p, 'ana-jobs@example.com');
+  const anas = await jobStream(ana.token);
+  const made = await p.api('POST', '/api/v1/devices/bulk', { items: Array.from({ length: 5 }, (_, i) => ({ product: 'plug', name: `streamed ${i}` })) });
+  const ids: string[] = made.body.items.map((x: any) => x.id);
+  const job = await p.api('POST', '/api/v1/fleet/jobs', { spec: { kind: 'tags', tags: { streamed: 'yes' } }, target: { deviceIds: ids }, rate: 2 });
+  assert.equal(job.status, 201);
+  const mine = () => ops.events.filter((e) => e.data.job === job.body.id);
+  await eventually(() => mine().some((e) => e.data.change === 'done'), 10_000, 'the done event');
+  const evs = mine();
+  assert.deepEqual(
+    evs.map((e) => e.data.change),
+    ['created', 'started', 'progress', 'progress', 'progress', 'done'],
+    'made, started, three rounds of at most 2, done',
+  );
+  for (const e of evs) {
+    assert.equal(e.deviceId, null);
+    assert.equal(e.homeId, null);
+    assert.equal(e.data.kind, 'tags');
+    assert.equal(e.data.total, 5);
+  }
+  assert.deepEqual(evs[0].data.progress, { pending: 5, running: 0, ok: 0, failed: 0, cancelled: 0 });
+  assert.equal(evs[0].data.status, 'queued');
+  assert.deepEqual(
+    evs.filter((e) => e.data.change === 'progress').map((e) => e.data.progress.ok),
+    [2, 4, 5],
+  );
+  assert.equal(evs[5].data.status, 'done');
+  assert.deepEqual(evs[5].data.progress, { pending: 0, running: 0, ok: 5, failed: 0, cancelled: 0 });
+  // A cancel is an event too.
+  const slow = await p.api('POST', '/api/v1/fleet/jobs', { spec: { kind: 'tags', tags: { streamed: 'no' } }, target: { deviceIds: ids }, rate: 1 });
+  await eventually(() => ops.events.some((e) => e.data.job === slow.body.id && e.data.change === 'progress'), 5000, 'a first round');
+  assert.equal((await p.api('POST', `/api/v1/fleet/jobs/${slow.body.id}/cancel`)).status, 200);
+  const cancelled = await eventually(() => ops.events.find((e) => e.data.job === slow.body.id && e.data.change === 'cancelled'), 5000, 'the cancelled event');
+  assert.equal(cancelled.data.status, 'cancelled');
+  assert.ok(cancelled.data.progress.cancelled >= 3, JSON.stringify(cancelled.data.progress));
+  // A home user never sees the operator's jobs.
+  assert.deepEqual(anas.events, []);
 });

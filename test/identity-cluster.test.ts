@@ -1,6 +1,6 @@
 /**
  * Device identity in cluster mode (PostgreSQL + NATS, two nodes as child processes): a change made
- * through one node (a revoked certificate, a rotated secret) closes the session another node
+ * through one node (a revoked certificate, a CA's CRL, a rotated secret) closes the session another node
  * holds, and that node refuses the old credential at once.
  */
 import { test, after, before } from 'node:test';
@@ -9,7 +9,7 @@ import { rmSync } from 'node:fs';
 import mqtt, { type MqttClient } from 'mqtt';
 import { startCluster, type Cluster } from './helpers/cluster.ts';
 import { ADMIN, connectDevice, eventually, requestJson } from './helpers/platform.ts';
-import { TestPki, type Issued } from './helpers/pki.ts';
+import { makeCrl, TestPki, type Issued } from './helpers/pki.ts';
 
 const pki = new TestPki();
 let cluster: Cluster;
@@ -78,6 +78,26 @@ test('a certificate revoked through node A is closed on node B and refused there
   const c = await eventually(() => connectWithCert(tlsPorts[1], d.id, cert).catch(() => undefined), 5000, 'node B to take the new CA');
   const gone = closed(c);
   assert.equal((await api(0, 'POST', '/api/v1/certificates/revoked', { fingerprint: cert.fingerprint })).status, 201);
+  await gone;
+  await assert.rejects(connectWithCert(tlsPorts[1], d.id, cert), /Not authorized/i);
+});
+
+test("a CA's CRL uploaded through node A closes the listed certificate's session on node B and refuses it there", async () => {
+  const product = await api(0, 'POST', '/api/v1/products', {
+    key: 'cl-crl-lamp',
+    name: 'cl-crl-lamp',
+    category: 'light',
+    model: { properties: [{ id: 'on', type: 'boolean', access: 'rw' }] },
+  });
+  assert.equal(product.status, 201);
+  const ca = pki.ca('Cluster CRL CA');
+  const reg = await api(0, 'POST', '/api/v1/products/cl-crl-lamp/cas', { pem: ca.cert });
+  assert.equal(reg.status, 201);
+  const d = (await api(0, 'POST', '/api/v1/devices', { product: 'cl-crl-lamp', name: 'lamp' })).body;
+  const cert = pki.client(ca, d.id);
+  const c = await eventually(() => connectWithCert(tlsPorts[1], d.id, cert).catch(() => undefined), 5000, 'node B to take the new CA');
+  const gone = closed(c);
+  assert.equal((await api(0, 'PUT', `/api/v1/products/cl-crl-lamp/cas/${reg.body.id}/crl`, { pem: makeCrl(pki, ca, [cert]) })).status, 200);
   await gone;
   await assert.rejects(connectWithCert(tlsPorts[1], d.id, cert), /Not authorized/i);
 });

@@ -141,7 +141,10 @@ export async function deviceRoutes(
         const ids = await access.visibleDeviceIds(p);
         const operator = ids === undefined;
         if (!operator && ((expr && namesTags(expr)) || countBy?.startsWith('tag.')))
-          throw new HearthError('E_FORBIDDEN', "tags are the operator's: tag.<key> is for the operator's fleet search");
+          throw new HearthError(
+            'E_FORBIDDEN',
+            "tags, attributes and fleet groups are the operator's: tag.<key>, attr.<key> and group: are for the operator's fleet search",
+          );
         const r = await deps.search.search({
           expr,
           ids,
@@ -160,7 +163,7 @@ export async function deviceRoutes(
         return { items, ...(r.total !== undefined ? { total: r.total } : {}), nextCursor: r.nextCursor, ...(r.counts ? { counts: r.counts } : {}) };
       }
       const { items, total } = await devices.list({ ...req.query, ids: await access.visibleDeviceIds(p) });
-      return { items: await Promise.all(items.map((d) => views.summary(d, p))), total };
+      return { items: await views.summaries(items, p), total };
     },
   );
 
@@ -197,7 +200,7 @@ export async function deviceRoutes(
     async (req) => {
       const p = principal(req);
       await access.requireDevice(p, req.params.id, 'view');
-      return { items: await Promise.all((await devices.children(req.params.id)).map((d) => views.summary(d, p))) };
+      return { items: await views.summaries(await devices.children(req.params.id), p) };
     },
   );
 }

@@ -186,7 +186,8 @@ export const DeviceSearchQuery = {
   q: Type.Optional(
     Type.String({
       maxLength: 2000,
-      description: 'Fleet search (docs/fleet.md): e.g. product:light AND online:false AND firmware<1.2 AND tag.site:berlin AND lastSeen<-7d',
+      description:
+        'Fleet search (docs/fleet.md): e.g. product:light AND online:false AND firmware<1.2 AND tag.site:berlin AND lastSeen<-7d; also attr.<key> and group:<id or name> (operator only)',
       examples: ['product:light AND online:false'],
     }),
   ),
@@ -226,7 +227,7 @@ export const FleetPatchFields = {
   attributes: Type.Optional(
     Type.Record(Type.String({ minLength: 1, maxLength: 64 }), Type.Unknown(), {
       maxProperties: 100,
-      description: 'Operator: attributes to set (any JSON) or remove (null)',
+      description: 'Operator: attributes to set (any JSON) or remove (null); string, number and boolean values are searchable as attr.<key>',
       examples: [{ installer: 'ACME', warrantyUntil: '2028-01-01' }],
     }),
   ),

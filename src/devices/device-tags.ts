@@ -29,10 +29,29 @@ export function firmwareKey(version: string): string {
     .join('.');
 }
 
+/** Attribute keys that are searchable (`attr.<key>`): as tag keys. */
+const SEARCHABLE_KEY = new RegExp(TAG_KEY_PATTERN);
+
+/** The longest attribute string that is searchable. */
+export const MAX_SEARCHABLE_ATTRIBUTE = 256;
+
+/**
+ * How an attribute value is indexed for search (`device_attributes`): a string as it is (up to
+ * MAX_SEARCHABLE_ATTRIBUTE characters), a number or boolean as its text (a number also as a
+ * number, for `<`, `>`); other values (objects, arrays, longer strings) are kept but not searchable.
+ */
+export function attributeRow(v: unknown): { value: string; num: number | null } | undefined {
+  if (typeof v === 'string') return v.length <= MAX_SEARCHABLE_ATTRIBUTE ? { value: v, num: null } : undefined;
+  if (typeof v === 'number' && Number.isFinite(v)) return { value: String(v), num: v };
+  if (typeof v === 'boolean') return { value: String(v), num: null };
+  return undefined;
+}
+
 /**
  * The operator's tags and attributes on devices, and the firmware version each reported (kept in
  * an indexed column so fleet search can compare versions). Tags are searchable
- * (`tag.site:berlin`); attributes are free JSON kept with the device.
+ * (`tag.site:berlin`); attributes are free JSON kept with the device, and their scalar values are
+ * searchable too (`attr.floor>2`: a row each in `device_attributes`, written with the JSON).
  */
 export class DeviceTags {
   private unsub: Unsubscribe | undefined;
@@ -170,6 +189,13 @@ export class DeviceTags {
         .set({ attributes: Object.keys(cur).length ? toJson(cur) : null })
         .where('id', '=', id)
         .execute();
+      // The searchable copy: rewritten for the device from the merged JSON.
+      await trx.deleteFrom('device_attributes').where('device_id', '=', id).execute();
+      const rows = Object.entries(cur).flatMap(([key, v]) => {
+        const r = SEARCHABLE_KEY.test(key) ? attributeRow(v) : undefined;
+        return r ? [{ device_id: id, key, ...r }] : [];
+      });
+      if (rows.length) await trx.insertInto('device_attributes').values(rows).execute();
     });
   }
 
@@ -184,6 +210,10 @@ export class DeviceTags {
       .updateTable('devices')
       .set({ attributes: null })
       .where('id', 'in', [...ids])
+      .execute();
+    await this.deps.db
+      .deleteFrom('device_attributes')
+      .where('device_id', 'in', [...ids])
       .execute();
   }
 }

@@ -76,3 +76,54 @@ test('countBy takes the listed fields and tags', () => {
   assert.equal(countByProblem('tag.site'), undefined);
   assert.match(countByProblem('name')!, /not one of product, firmware/);
 });
+
+test('attributes: text, prefixes, numbers compared as numbers, has and none', () => {
+  const e: any = parseQuery('attr.site:berlin attr.floor>2 attr.floor<=10.5 attr.model:X2* attr.active:true attr.note:* attr.old:none attr.name:"Hall A"', NOW);
+  assert.deepEqual(
+    e.items.map((t: any) => [t.field, t.attr, t.op, t.value]),
+    [
+      ['attr', 'site', '=', { type: 'string', value: 'berlin', prefix: false }],
+      ['attr', 'floor', '>', { type: 'number', value: 2 }],
+      ['attr', 'floor', '<=', { type: 'number', value: 10.5 }],
+      ['attr', 'model', '=', { type: 'string', value: 'X2', prefix: true }],
+      ['attr', 'active', '=', { type: 'string', value: 'true', prefix: false }],
+      ['attr', 'note', '=', { type: 'any' }],
+      ['attr', 'old', '=', { type: 'none' }],
+      ['attr', 'name', '=', { type: 'string', value: 'Hall A', prefix: false }],
+    ],
+  );
+  assert.deepEqual((parseQuery('attr.floor>=-1') as any).value, { type: 'number', value: -1 });
+  assert.equal((parseQuery('attr.site!=paris') as any).op, '!=');
+});
+
+test('groups: by id or by name, = and != only', () => {
+  assert.deepEqual((parseQuery('group:fg_9x2k7m4p1q8r0t') as any).value, { type: 'group', ref: 'fg_9x2k7m4p1q8r0t' });
+  const e: any = parseQuery('group:"Berlin pilots" AND NOT group:beta', NOW);
+  assert.deepEqual(e.items[0].value, { type: 'group', ref: 'Berlin pilots' });
+  assert.equal(e.items[1].kind, 'not');
+  assert.equal((parseQuery('group!=beta') as any).op, '!=');
+});
+
+test('attribute and group errors name the position and the problem', () => {
+  const cases: Array<[string, number, RegExp]> = [
+    ['attr.floor>high', 12, /compares numbers: "high" is not a number/],
+    ['attr.:x', 6, /"" is not a searchable attribute key/],
+    ['attr.floor<none', 12, /none goes with ":" or "!=" only/],
+    ['attr.site:ber*lin', 11, /a \* may only end a value/],
+    ['group<beta', 6, /"<" does not apply to group/],
+    ['group:bet*', 7, /not a pattern/],
+    ['group:""', 7, /1 to 200 characters/],
+    ['colour:red', 1, /fields are id, .*group, tag.<key> and attr.<key>/],
+  ];
+  for (const [q, pos, re] of cases) {
+    assert.throws(
+      () => parseQuery(q, NOW),
+      (err: unknown) => {
+        assert.ok(err instanceof QueryError, `${q}: ${String(err)}`);
+        assert.equal(err.position, pos, `${q}: ${err.message}`);
+        assert.match(err.problem, re, q);
+        return true;
+      },
+    );
+  }
+});

@@ -8,14 +8,14 @@
  *   and     := unary (["AND"] unary)*          juxtaposition is AND
  *   unary   := "NOT" unary | primary
  *   primary := "(" or ")" | term
- *   term    := field op value                  field: product, tag.site, lastSeen, …
+ *   term    := field op value                  field: product, tag.site, attr.floor, group, lastSeen, …
  *   op      := ":" | "=" | "!=" | "<" | "<=" | ">" | ">="
  *   value   := bare word | "quoted \" string"   a trailing * on a string value: prefix
  */
 
 export type Op = '=' | '!=' | '<' | '<=' | '>' | '>=';
 
-export type FieldType = 'string' | 'bool' | 'version' | 'time';
+export type FieldType = 'string' | 'bool' | 'version' | 'time' | 'group';
 
 /** The fields a query may name (tags: `tag.<key>`), with their type and whether they can be missing (`none`). */
 export const FIELDS: Readonly<Record<string, { type: FieldType; nullable: boolean; description: string }>> = {
@@ -29,6 +29,7 @@ export const FIELDS: Readonly<Record<string, { type: FieldType; nullable: boolea
   firmware: { type: 'version', nullable: true, description: 'firmware version it last reported, compared part by part (1.10 > 1.2)' },
   lastSeen: { type: 'time', nullable: true, description: 'last message or connection' },
   createdAt: { type: 'time', nullable: false, description: 'when it was provisioned' },
+  group: { type: 'group', nullable: false, description: "in a fleet group (by id or name; a dynamic group: matches its query; with its subgroups')" },
 };
 
 /** Fields that `countBy` accepts (beside `tag.<key>`). */
@@ -40,13 +41,19 @@ export type Value =
   | { type: 'none' }
   | { type: 'bool'; value: boolean }
   | { type: 'version'; value: string }
-  | { type: 'time'; value: number };
+  | { type: 'time'; value: number }
+  /** `attr.<key>` compared with `<`, `<=`, `>`, `>=`: the attribute's number. */
+  | { type: 'number'; value: number }
+  /** `group:<id or name>`. */
+  | { type: 'group'; ref: string };
 
 export interface Term {
   kind: 'term';
   field: string;
   /** For `tag.<key>`. */
   tag?: string;
+  /** For `attr.<key>`. */
+  attr?: string;
   op: Op;
   value: Value;
   pos: number;
@@ -211,12 +218,20 @@ export function parseQuery(src: string, now = Date.now()): Expr {
     return parseTerm(t);
   };
   const parseTerm = (f: Extract<Tok, { t: 'word' }>): Term => {
-    const { field, tag } = fieldOf(f);
+    const { field, tag, attr } = fieldOf(f);
     const op = next();
     if (op.t !== 'op') throw new QueryError(op.pos, `expected an operator (":", "!=", "<", "<=", ">", ">=") after "${f.v}"`);
     const v = next();
     if (v.t !== 'word') throw new QueryError(v.pos, `expected a value after "${f.v}${op.v === '=' ? ':' : op.v}"`);
-    return { kind: 'term', field, ...(tag !== undefined ? { tag } : {}), op: op.v, value: parseValue(field, tag !== undefined, op.v, v, now), pos: f.pos };
+    return {
+      kind: 'term',
+      field,
+      ...(tag !== undefined ? { tag } : {}),
+      ...(attr !== undefined ? { attr } : {}),
+      op: op.v,
+      value: parseValue(field, op.v, v, now),
+      pos: f.pos,
+    };
   };
 
   const e = parseOr(0);
@@ -226,21 +241,39 @@ export function parseQuery(src: string, now = Date.now()): Expr {
   return e;
 }
 
-function fieldOf(f: Extract<Tok, { t: 'word' }>): { field: string; tag?: string } {
+function fieldOf(f: Extract<Tok, { t: 'word' }>): { field: string; tag?: string; attr?: string } {
   if (f.v.startsWith('tag.')) {
     const key = f.v.slice(4);
     if (!TAG_KEY.test(key)) throw new QueryError(f.pos + 4, `"${key}" is not a tag key (letters, digits, _ and -, at most 64)`);
     return { field: 'tag', tag: key };
   }
+  if (f.v.startsWith('attr.')) {
+    const key = f.v.slice(5);
+    if (!ATTR_KEY.test(key)) throw new QueryError(f.pos + 5, `"${key}" is not a searchable attribute key (letters, digits, _ and -, at most 64)`);
+    return { field: 'attr', attr: key };
+  }
   const name = f.v === 'parentId' ? 'parent' : f.v;
-  if (!Object.hasOwn(FIELDS, name)) throw new QueryError(f.pos, `unknown field "${f.v}"; fields are ${Object.keys(FIELDS).join(', ')} and tag.<key>`);
+  if (!Object.hasOwn(FIELDS, name))
+    throw new QueryError(f.pos, `unknown field "${f.v}"; fields are ${Object.keys(FIELDS).join(', ')}, tag.<key> and attr.<key>`);
   return { field: name };
 }
 
-function parseValue(field: string, isTag: boolean, op: Op, v: Extract<Tok, { t: 'word' }>, now: number): Value {
+/** Attribute keys a query can name: as tag keys. */
+const ATTR_KEY = TAG_KEY;
+
+function parseValue(field: string, op: Op, v: Extract<Tok, { t: 'word' }>, now: number): Value {
+  const isTag = field === 'tag';
+  const ordered = op !== '=' && op !== '!=';
+  if (field === 'attr') return attrValue(op, v);
+  if (field === 'group') {
+    if (ordered) throw new QueryError(v.pos - op.length, `"${op}" does not apply to group: it takes ":" or "!="`);
+    if (!v.quoted && (v.v === '*' || v.v.endsWith('*')))
+      throw new QueryError(v.pos, 'group takes a group id or name (quote a name with spaces), not a pattern');
+    if (v.v.length === 0 || v.v.length > 200) throw new QueryError(v.pos, 'group takes a group id or name of 1 to 200 characters');
+    return { type: 'group', ref: v.v };
+  }
   const spec = isTag ? { type: 'string' as const, nullable: true } : FIELDS[field];
   const shown = `${isTag ? 'tag' : field}`;
-  const ordered = op !== '=' && op !== '!=';
   if (!v.quoted && v.v === 'none') {
     if (!spec.nullable) throw new QueryError(v.pos, `"${shown}" always has a value: none does not apply`);
     if (ordered) throw new QueryError(v.pos, 'none goes with ":" or "!=" only');
@@ -272,7 +305,32 @@ function parseValue(field: string, isTag: boolean, op: Op, v: Extract<Tok, { t: 
     }
     case 'time':
       return { type: 'time', value: timeOf(v, shown, now) };
+    case 'group':
+      throw new Error('handled above');
   }
+}
+
+/**
+ * An attribute's value: `:` / `!=` compare its text (a string, or a number or boolean as written:
+ * `attr.floor:3`, `attr.active:true`; a trailing * is a prefix); `<`, `<=`, `>`, `>=` take a number
+ * and match numeric attributes; `*` (has it) and `none`.
+ */
+function attrValue(op: Op, v: Extract<Tok, { t: 'word' }>): Value {
+  const ordered = op !== '=' && op !== '!=';
+  if (!v.quoted && (v.v === 'none' || v.v === '*')) {
+    if (ordered) throw new QueryError(v.pos, `${v.v} goes with ":" or "!=" only`);
+    return v.v === 'none' ? { type: 'none' } : { type: 'any' };
+  }
+  if (ordered) {
+    const n = Number(v.v);
+    if (v.v.trim() === '' || !Number.isFinite(n)) throw new QueryError(v.pos, `"${op}" compares numbers: "${v.v}" is not a number (e.g. attr.floor>2)`);
+    return { type: 'number', value: n };
+  }
+  const prefix = !v.quoted && v.v.endsWith('*');
+  const value = prefix ? v.v.slice(0, -1) : v.v;
+  if (value.includes('*') && !v.quoted) throw new QueryError(v.pos, 'a * may only end a value (a prefix), e.g. attr.site:ber*');
+  if (value.length > 256) throw new QueryError(v.pos, 'the value is longer than 256 characters');
+  return { type: 'string', value, prefix };
 }
 
 function timeOf(v: Extract<Tok, { t: 'word' }>, field: string, now: number): number {
@@ -296,9 +354,16 @@ export function countByProblem(field: string): string | undefined {
   return `countBy "${field}" is not one of ${COUNT_FIELDS.join(', ')}, tag.<key>`;
 }
 
-/** Whether the expression names an operator-only field (tags). */
+/** Whether the expression names an operator-only field (tags, attributes, fleet groups). */
 export function namesTags(e: Expr): boolean {
-  if (e.kind === 'term') return e.field === 'tag';
+  if (e.kind === 'term') return e.field === 'tag' || e.field === 'attr' || e.field === 'group';
   if (e.kind === 'not') return namesTags(e.item);
   return e.items.some(namesTags);
+}
+
+/** The `group:` conditions of an expression. */
+export function groupTerms(e: Expr): Term[] {
+  if (e.kind === 'term') return e.field === 'group' ? [e] : [];
+  if (e.kind === 'not') return groupTerms(e.item);
+  return e.items.flatMap(groupTerms);
 }

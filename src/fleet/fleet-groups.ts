@@ -3,7 +3,8 @@ import { HearthError } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
 import type { AuditEntry } from '../audit/audit-service.ts';
 import type { DeviceRecord } from '../devices/device-service.ts';
-import type { SearchInput, SearchResult } from '../devices/device-search.ts';
+import { sql } from 'kysely';
+import type { GroupMatch, SearchInput, SearchResult } from '../devices/device-search.ts';
 import { parseQuery, QueryError, type Expr } from '../devices/fleet-query.ts';
 
 /** A group as the API shows it. */
@@ -223,6 +224,25 @@ export class FleetGroups {
     return { items, nextCursor: next, total: all.length };
   }
 
+  /**
+   * A group named in a fleet query (`group:<id or name>`): the device ids of its static members
+   * and its static subgroups' as a subquery the search runs in the store (indexed by group), and the
+   * queries of it or its dynamic subgroups. Undefined when there is no such group.
+   */
+  async forSearch(ref: string): Promise<GroupMatch | undefined> {
+    const row =
+      (await this.deps.db.selectFrom('fleet_groups').selectAll().where('id', '=', ref).executeTakeFirst()) ??
+      (await this.deps.db.selectFrom('fleet_groups').selectAll().where('name', '=', ref).executeTakeFirst());
+    if (!row) return undefined;
+    const rows = [row, ...(await this.deps.db.selectFrom('fleet_groups').selectAll().where('parent_id', '=', row.id).execute())];
+    const staticIds = rows.filter((r) => r.query === null).map((r) => r.id);
+    return {
+      name: row.name,
+      members: staticIds.length ? sql`select device_id from fleet_group_members where group_id in (${sql.join(staticIds)})` : null,
+      exprs: rows.filter((r) => r.query !== null).map((r) => queryOf(r.query!, `group ${r.id} query`)),
+    };
+  }
+
   /** Every device id a group stands for (bulk jobs), up to `max`. */
   async allIds(id: string, max: number): Promise<string[]> {
     const t = await this.target(id);
@@ -232,13 +252,13 @@ export class FleetGroups {
   }
 
   /** Every device matching any of the queries, walking the search by cursor. */
-  async collect(exprs: Expr[], max = MAX_GROUP_MEMBERS): Promise<string[]> {
+  async collect(exprs: Expr[], max = MAX_GROUP_MEMBERS, field?: string): Promise<string[]> {
     if (exprs.length === 0) return [];
     const expr: Expr = exprs.length === 1 ? exprs[0] : { kind: 'or', items: exprs };
     const out: string[] = [];
     let cursor: string | undefined;
     do {
-      const r = await this.deps.search.search({ expr, sort: 'id', desc: false, limit: 1000, cursor, total: false });
+      const r = await this.deps.search.search({ expr, sort: 'id', desc: false, limit: 1000, cursor, total: false, ...(field ? { field } : {}) });
       out.push(...r.items.map((d) => d.id));
       cursor = r.nextCursor ?? undefined;
     } while (cursor && out.length <= max);

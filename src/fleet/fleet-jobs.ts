@@ -40,6 +40,12 @@ export interface JobView {
   finishedAt: string | null;
 }
 
+/**
+ * Why a job's `job` event was sent on the live stream: made, its first round began, a round of
+ * devices finished (`progress`), it finished, or it was cancelled.
+ */
+export type JobChange = 'created' | 'started' | 'progress' | 'done' | 'cancelled';
+
 export interface TargetView {
   deviceId: string;
   status: TargetStatus;
@@ -117,6 +123,8 @@ export class FleetJobs implements ShardListener {
       audit: { record(e: AuditEntry): void };
       /** Tells the node owning the job's shard (this one included) that it has work. */
       announce(job: { id: string; shard: number }): Promise<void>;
+      /** A job changed: made, started, a round done, finished, cancelled (the live stream's `job` events). */
+      changed?: (change: JobChange, job: JobView) => void;
     },
   ) {}
 
@@ -157,8 +165,12 @@ export class FleetJobs implements ShardListener {
       targetId: id,
       details: { kind: input.spec.kind, target: input.target, rate, devices: ids.length },
     });
+    const view = await this.get(id);
+    // Before the announce, so that `created` comes before the runner's `started`.
+    this.deps.changed?.('created', view);
     if (ids.length) await this.deps.announce({ id, shard: row.shard });
-    return this.get(id);
+    else this.deps.changed?.('done', view);
+    return view;
   }
 
   async get(id: string): Promise<JobView> {
@@ -237,7 +249,9 @@ export class FleetJobs implements ShardListener {
     await this.deps.db.updateTable('fleet_job_targets').set({ status: 'cancelled' }).where('job_id', '=', id).where('status', '=', 'pending').execute();
     this.runners.get(id)?.wake?.();
     this.deps.audit.record({ actor, action: 'fleet.job.cancel', targetType: 'fleet-job', targetId: id });
-    return this.get(id);
+    const view = await this.get(id);
+    this.deps.changed?.('cancelled', view);
+    return view;
   }
 
   // ---------------------------------------------------------------- running (on the shard's owner)
@@ -283,8 +297,15 @@ export class FleetJobs implements ShardListener {
     const row = await db.selectFrom('fleet_jobs').selectAll().where('id', '=', id).executeTakeFirst();
     if (!row || (row.status !== 'queued' && row.status !== 'running')) return;
     const spec = fromJson<JobSpec>(row.spec);
-    if (row.status === 'queued')
-      await db.updateTable('fleet_jobs').set({ status: 'running', started_at: Date.now() }).where('id', '=', id).where('status', '=', 'queued').execute();
+    if (row.status === 'queued') {
+      const r = await db
+        .updateTable('fleet_jobs')
+        .set({ status: 'running', started_at: Date.now() })
+        .where('id', '=', id)
+        .where('status', '=', 'queued')
+        .executeTakeFirst();
+      if (Number(r.numUpdatedRows) === 1) await this.tell('started', id);
+    }
     // Targets a stopped node left under way: done again when that is harmless, never for a command.
     if (spec.kind === 'command') {
       await db
@@ -314,11 +335,21 @@ export class FleetJobs implements ShardListener {
         .limit(rate)
         .execute();
       if (batch.length === 0) {
-        await db.updateTable('fleet_jobs').set({ status: 'done', finished_at: Date.now() }).where('id', '=', id).where('status', '=', 'running').execute();
-        this.deps.audit.record({ actor: 'system', action: 'fleet.job.done', targetType: 'fleet-job', targetId: id });
+        const r = await db
+          .updateTable('fleet_jobs')
+          .set({ status: 'done', finished_at: Date.now() })
+          .where('id', '=', id)
+          .where('status', '=', 'running')
+          .executeTakeFirst();
+        if (Number(r.numUpdatedRows) === 1) {
+          this.deps.audit.record({ actor: 'system', action: 'fleet.job.done', targetType: 'fleet-job', targetId: id });
+          await this.tell('done', id);
+        }
         return;
       }
       await Promise.all(batch.map((t) => this.one(id, row.created_by, spec, t.seq, t.device_id)));
+      // One progress event a round (at most one a second), with the job's counts after it.
+      await this.tell('progress', id);
       // Paced: at most `rate` devices started a second.
       const wait = started + 1000 - Date.now();
       if (wait > 0 && !runner.stopped)
@@ -330,6 +361,16 @@ export class FleetJobs implements ShardListener {
           };
         });
       runner.wake = undefined;
+    }
+  }
+
+  /** Sends a job event with the job's state now (never fails the job). */
+  private async tell(change: JobChange, id: string): Promise<void> {
+    if (!this.deps.changed) return;
+    try {
+      this.deps.changed(change, await this.get(id));
+    } catch (err) {
+      this.deps.log.warn({ err, jobId: id, change }, 'bulk job event not sent');
     }
   }
 
@@ -397,7 +438,7 @@ export class FleetJobs implements ShardListener {
   private async resolve(target: JobTarget): Promise<string[]> {
     let ids: string[];
     if ('query' in target) {
-      ids = await this.deps.groups.collect([queryOf(target.query, 'body.target.query')], MAX_JOB_DEVICES);
+      ids = await this.deps.groups.collect([queryOf(target.query, 'body.target.query')], MAX_JOB_DEVICES, 'body.target.query');
     } else if ('groupId' in target) {
       ids = await this.deps.groups.allIds(target.groupId, MAX_JOB_DEVICES);
     } else {

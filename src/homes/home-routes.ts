@@ -58,6 +58,8 @@ import {
 /** How a device looks to a caller (DeviceViews.summary in devices/device-view.ts). */
 export interface DeviceSummaries {
   summary(d: DeviceRecord, p: Principal): Promise<HomeDevice>;
+  /** The summaries of many devices at once (a constant number of queries). */
+  summaries(ds: readonly DeviceRecord[], p: Principal): Promise<HomeDevice[]>;
 }
 
 const A = '/api/v1';
@@ -458,7 +460,7 @@ export async function homeRoutes(
     async (req) => {
       const p = principal(req);
       const items = await bindings.listDevices(p, req.params.homeId);
-      return { items: await Promise.all(items.map((d) => views.summary(d, p))) };
+      return { items: await views.summaries(items, p) };
     },
   );
 

@@ -43,6 +43,26 @@ const CaSchema = Type.Object(
   },
   { examples: [CA_EXAMPLE] },
 );
+const CRL_EXAMPLE = {
+  caId: 'ca_7k2m9x4p1q8r0t',
+  number: '2A',
+  thisUpdate: '2026-12-06T08:00:00.000Z',
+  nextUpdate: '2026-12-13T08:00:00.000Z',
+  serials: ['3F9A2C7B11D04E5A'],
+  uploadedAt: '2026-12-06T08:05:00.000Z',
+};
+const CrlSchema = Type.Object(
+  {
+    caId: Type.String(),
+    number: Type.Union([Type.String(), Type.Null()], { description: 'The cRLNumber (hex), when the list has one' }),
+    thisUpdate: Time,
+    nextUpdate: Type.Union([Time, Type.Null()]),
+    serials: Type.Array(Type.String(), { description: 'Serial numbers of the revoked certificates (upper-case hex)' }),
+    uploadedAt: Time,
+  },
+  { examples: [CRL_EXAMPLE] },
+);
+const CaParams = Type.Object({ key: ProductKey, id: Type.String({ maxLength: 64 }) });
 const RevokedSchema = Type.Object(
   { fingerprint: Type.String(), reason: Type.Union([Type.String(), Type.Null()]), revokedAt: Time },
   { examples: [REVOKED_EXAMPLE] },
@@ -180,6 +200,54 @@ export async function identityRoutes(app: HttpApp, deps: { identity: IdentitySer
       });
       return ca;
     },
+  );
+
+  app.put(
+    '/api/v1/products/:key/cas/:id/crl',
+    {
+      config: { auth: Auth.operator('products:manage') },
+      schema: {
+        tags: ['identity'],
+        summary: "Set a CA's certificate revocation list: the certificates it lists are refused and their sessions closed on every node",
+        description:
+          'The CRL must be signed by this CA; one older than the current list (a lower cRLNumber, or an earlier thisUpdate) is refused with 409. A list past its nextUpdate still applies until a newer one is uploaded.',
+        ...AuthHeader,
+        params: CaParams,
+        body: Type.Object(
+          {
+            pem: Type.String({ minLength: 1, maxLength: 1_000_000, description: 'The CRL, PEM (-----BEGIN X509 CRL-----); the request body is at most 1 MiB' }),
+          },
+          { additionalProperties: false, examples: [{ pem: '-----BEGIN X509 CRL-----\nMIIB…\n-----END X509 CRL-----\n' }] },
+        ),
+        response: { 200: CrlSchema, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_NOT_FOUND', 'E_CONFLICT') },
+      },
+    },
+    async (req) => {
+      const crl = await identity.setCrl(req.params.key, req.params.id, req.body.pem);
+      audit.record({
+        actor: actorOf(principal(req)),
+        action: 'product.ca.crl',
+        targetType: 'product',
+        targetId: req.params.key,
+        details: { ca: crl.caId, number: crl.number, thisUpdate: crl.thisUpdate, revoked: crl.serials.length },
+      });
+      return crl;
+    },
+  );
+
+  app.get(
+    '/api/v1/products/:key/cas/:id/crl',
+    {
+      config: { auth: Auth.operator('products:manage') },
+      schema: {
+        tags: ['identity'],
+        summary: "A CA's current certificate revocation list (404 when none was uploaded)",
+        ...AuthHeader,
+        params: CaParams,
+        response: { 200: CrlSchema, ...problems('E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_NOT_FOUND') },
+      },
+    },
+    async (req) => identity.getCrl(req.params.key, req.params.id),
   );
 
   app.post(

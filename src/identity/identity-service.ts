@@ -7,6 +7,22 @@ import type { DeviceService } from '../devices/device-service.ts';
 import type { DeviceCredentials } from '../devices/device-credentials.ts';
 import type { ProductService } from '../products/product-service.ts';
 import { certificateNames, normalizeFingerprint, parseCertificatePem } from './certificate-names.ts';
+import { compareCrlNumbers, crlSignedBy, CrlError, normalizeSerial, parseCrlPem } from './crl.ts';
+
+/** The revocation list of a product CA, as the API shows it. */
+export interface CaCrl {
+  caId: string;
+  /** cRLNumber (hex), when the list carries one. */
+  number: string | null;
+  thisUpdate: string;
+  nextUpdate: string | null;
+  /** Revoked serial numbers (upper-case hex). */
+  serials: string[];
+  uploadedAt: string;
+}
+
+/** How far in the future a CRL's thisUpdate may be (clock skew). */
+const CRL_SKEW_MS = 5 * 60_000;
 
 export interface ProductCa {
   id: string;
@@ -52,6 +68,8 @@ interface CaEntry {
 export class IdentityService {
   private cas: CaEntry[] | undefined;
   private revoked: Set<string> | undefined;
+  /** CA id → serials its CRL revokes; and the fingerprints of known certificates they are. */
+  private crls: Promise<{ serials: Map<string, Set<string>>; fingerprints: Set<string> }> | undefined;
 
   constructor(
     private readonly deps: {
@@ -69,6 +87,73 @@ export class IdentityService {
   reload(): void {
     this.cas = undefined;
     this.revoked = undefined;
+    this.crls = undefined;
+  }
+
+  /**
+   * Sets the certificate revocation list of a product CA (PEM, signed by that CA): the certificates
+   * it lists (by serial) are refused from now on, and their sessions closed on every node. A list
+   * older than the current one (a lower cRLNumber, or an earlier thisUpdate) is refused, so an old
+   * list cannot be replayed to un-revoke a certificate.
+   */
+  async setCrl(product: string, caId: string, pem: string): Promise<CaCrl> {
+    const row = await this.deps.db.selectFrom('product_cas').selectAll().where('product_key', '=', product).where('id', '=', caId).executeTakeFirst();
+    if (!row) throw new HearthError('E_NOT_FOUND', `product "${product}" has no CA "${caId}"`);
+    let crl: ReturnType<typeof parseCrlPem>;
+    try {
+      crl = parseCrlPem(pem);
+      if (!crlSignedBy(crl, new X509Certificate(row.pem).publicKey))
+        throw new CrlError(`it is not signed by this CA (${oneLine(row.subject)}): upload the CRL that CA issues`);
+    } catch (err) {
+      if (err instanceof CrlError) throw new HearthError('E_VALIDATION', `body.pem: ${err.message}`, { field: 'body.pem' });
+      throw err;
+    }
+    if (crl.thisUpdate > Date.now() + CRL_SKEW_MS)
+      throw new HearthError('E_VALIDATION', `body.pem: the list is not valid before ${new Date(crl.thisUpdate).toISOString()}`, { field: 'body.pem' });
+    const cur = await this.deps.db.selectFrom('product_ca_crls').selectAll().where('ca_id', '=', caId).executeTakeFirst();
+    if (cur) {
+      const older = crl.number !== null && cur.number !== null ? compareCrlNumbers(crl.number, cur.number) < 0 : crl.thisUpdate < Number(cur.this_update);
+      if (older)
+        throw new HearthError(
+          'E_CONFLICT',
+          `the list is older than the CA's current one (${cur.number !== null ? `number ${cur.number}, ` : ''}of ${new Date(Number(cur.this_update)).toISOString()}): upload a newer one`,
+        );
+    }
+    const serials = [...new Set(crl.serials)];
+    const values = {
+      ca_id: caId,
+      pem: pem.trim(),
+      serials: JSON.stringify(serials),
+      number: crl.number,
+      this_update: crl.thisUpdate,
+      next_update: crl.nextUpdate,
+      uploaded_at: Date.now(),
+    };
+    await this.deps.db
+      .insertInto('product_ca_crls')
+      .values(values)
+      .onConflict((oc) =>
+        oc.column('ca_id').doUpdateSet({
+          pem: values.pem,
+          serials: values.serials,
+          number: values.number,
+          this_update: values.this_update,
+          next_update: values.next_update,
+          uploaded_at: values.uploaded_at,
+        }),
+      )
+      .execute();
+    await this.changed();
+    return toCrl(values);
+  }
+
+  /** The CA's revocation list, or E_NOT_FOUND when it has none. */
+  async getCrl(product: string, caId: string): Promise<CaCrl> {
+    const ca = await this.deps.db.selectFrom('product_cas').select('id').where('product_key', '=', product).where('id', '=', caId).executeTakeFirst();
+    if (!ca) throw new HearthError('E_NOT_FOUND', `product "${product}" has no CA "${caId}"`);
+    const row = await this.deps.db.selectFrom('product_ca_crls').selectAll().where('ca_id', '=', caId).executeTakeFirst();
+    if (!row) throw new HearthError('E_NOT_FOUND', `CA "${caId}" has no revocation list: upload one with PUT …/cas/${caId}/crl`);
+    return toCrl(row);
   }
 
   async addCa(product: string, input: { pem: string; jit?: boolean }): Promise<ProductCa> {
@@ -188,6 +273,7 @@ export class IdentityService {
         subject: oneLine(cert.subject),
         not_after: new Date(cert.validTo).getTime(),
         first_seen_at: now,
+        serial: normalizeSerial(cert.serialNumber),
       })
       .onConflict((oc) => oc.column('fingerprint').doNothing())
       .execute();
@@ -199,6 +285,7 @@ export class IdentityService {
   /** The certificates a device authenticated with (or that were registered for it). */
   async deviceCertificates(deviceId: string): Promise<DeviceCertificate[]> {
     const revoked = await this.revokedSet();
+    const byCrl = (await this.crlState()).fingerprints;
     const rows = await this.deps.db.selectFrom('device_certificates').selectAll().where('device_id', '=', deviceId).orderBy('first_seen_at').execute();
     return rows.map((r) => ({
       fingerprint: r.fingerprint,
@@ -207,7 +294,7 @@ export class IdentityService {
       subject: r.subject,
       notAfter: new Date(Number(r.not_after)).toISOString(),
       firstSeenAt: new Date(Number(r.first_seen_at)).toISOString(),
-      revoked: revoked.has(r.fingerprint),
+      revoked: revoked.has(r.fingerprint) || byCrl.has(r.fingerprint),
     }));
   }
 
@@ -227,6 +314,8 @@ export class IdentityService {
     const ca = (await this.activeCas()).find((c) => cert.checkIssued(c.cert) && cert.verify(c.cert.publicKey));
     if (!ca) return this.authenticateRegistered(name, cert);
     if (new Date(ca.cert.validTo).getTime() < now) return { ok: false, reason: 'the CA has expired' };
+    const serial = normalizeSerial(cert.serialNumber);
+    if ((await this.crlState()).serials.get(ca.row.id)?.has(serial)) return { ok: false, reason: "the certificate is revoked by its CA's revocation list" };
     const names = certificateNames(cert);
     if (!names.includes(name)) return { ok: false, reason: `the client id "${name}" is not a name of the certificate (${names.join(', ') || 'it has none'})` };
     const product = ca.row.product;
@@ -253,8 +342,10 @@ export class IdentityService {
         subject: oneLine(cert.subject),
         not_after: new Date(cert.validTo).getTime(),
         first_seen_at: now,
+        serial,
       })
-      .onConflict((oc) => oc.column('fingerprint').doNothing())
+      // A certificate first seen before its serial was kept (migration 0018) gets it now, for CRLs.
+      .onConflict((oc) => oc.column('fingerprint').doUpdateSet({ serial }).where('device_certificates.serial', 'is', null))
       .execute();
     const bound = await this.deps.db.selectFrom('device_certificates').select('device_id').where('fingerprint', '=', fp).executeTakeFirstOrThrow();
     if (bound.device_id !== deviceId) return { ok: false, reason: `the certificate is bound to another device` };
@@ -277,6 +368,7 @@ export class IdentityService {
   async certificateStillValid(fingerprint: string, caId: string): Promise<boolean> {
     if ((await this.revokedSet()).has(fingerprint)) return false;
     if (caId === REGISTERED) return true;
+    if ((await this.crlState()).fingerprints.has(fingerprint)) return false;
     return (await this.activeCas()).some((c) => c.row.id === caId);
   }
 
@@ -291,6 +383,32 @@ export class IdentityService {
     const cas = rows.map((r) => ({ row: toCa(r), cert: new X509Certificate(r.pem) }));
     this.cas = cas;
     return cas;
+  }
+
+  /** The CAs' revocation lists, and which known certificates they revoke (for open sessions). */
+  private crlState(): Promise<{ serials: Map<string, Set<string>>; fingerprints: Set<string> }> {
+    this.crls ??= (async () => {
+      const serials = new Map<string, Set<string>>();
+      const fingerprints = new Set<string>();
+      for (const r of await this.deps.db.selectFrom('product_ca_crls').select(['ca_id', 'serials']).execute()) {
+        const list = JSON.parse(r.serials) as string[];
+        serials.set(r.ca_id, new Set(list));
+        for (let i = 0; i < list.length; i += 500) {
+          const rows = await this.deps.db
+            .selectFrom('device_certificates')
+            .select('fingerprint')
+            .where('ca_id', '=', r.ca_id)
+            .where('serial', 'in', list.slice(i, i + 500))
+            .execute();
+          for (const x of rows) fingerprints.add(x.fingerprint);
+        }
+      }
+      return { serials, fingerprints };
+    })().catch((err) => {
+      this.crls = undefined;
+      throw err;
+    });
+    return this.crls;
   }
 
   private async revokedSet(): Promise<Set<string>> {
@@ -325,5 +443,16 @@ function toCa(r: {
     jit: Number(r.jit) === 1,
     createdAt: new Date(Number(r.created_at)).toISOString(),
     revokedAt: r.revoked_at === null ? null : new Date(Number(r.revoked_at)).toISOString(),
+  };
+}
+
+function toCrl(r: { ca_id: string; serials: string; number: string | null; this_update: number; next_update: number | null; uploaded_at: number }): CaCrl {
+  return {
+    caId: r.ca_id,
+    number: r.number,
+    thisUpdate: new Date(Number(r.this_update)).toISOString(),
+    nextUpdate: r.next_update === null ? null : new Date(Number(r.next_update)).toISOString(),
+    serials: JSON.parse(r.serials) as string[],
+    uploadedAt: new Date(Number(r.uploaded_at)).toISOString(),
   };
 }

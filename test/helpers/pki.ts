@@ -152,3 +152,24 @@ export function servedFingerprint(port: number, ca: string): Promise<string> {
     s.on('error', reject);
   });
 }
+
+/**
+ * A CRL of `ca` revoking `revoked` (made with `openssl ca -gencrl`), PEM. `number`: its cRLNumber;
+ * `hours`: how long until its nextUpdate.
+ */
+export function makeCrl(pki: TestPki, ca: Issued, revoked: Issued[], opts: { number?: number; hours?: number } = {}): string {
+  const base = join(pki.dir, `crl-${Date.now()}-${Math.random().toString(36).slice(2)}`);
+  const ts = (d: Date) => d.toISOString().replace(/[-:T]/g, '').slice(2, 14) + 'Z';
+  const lines = revoked.map((c) => {
+    const x = new X509Certificate(c.cert);
+    return ['R', ts(new Date(x.validTo)), ts(new Date(Date.now() - 60_000)), x.serialNumber, 'unknown', x.subject.replace(/\n/g, '/')].join('\t');
+  });
+  writeFileSync(`${base}.index`, lines.length ? `${lines.join('\n')}\n` : '');
+  writeFileSync(`${base}.number`, `${(opts.number ?? 1).toString(16).padStart(2, '0').toUpperCase()}\n`);
+  writeFileSync(
+    `${base}.cnf`,
+    `[ca]\ndefault_ca = c\n[c]\ndatabase = ${base}.index\ncrlnumber = ${base}.number\ndefault_md = sha256\ndefault_crl_hours = ${opts.hours ?? 24}\n`,
+  );
+  openssl(['ca', '-gencrl', '-config', `${base}.cnf`, '-cert', ca.certFile, '-keyfile', ca.keyFile, '-out', `${base}.pem`], pki.dir);
+  return readFileSync(`${base}.pem`, 'utf8');
+}

@@ -163,7 +163,7 @@ export interface CommandResult {
 }
 
 /** The kinds of event the live stream carries (and clients may filter on with `types=`). */
-export const STREAM_EVENT_TYPES = ['property', 'event', 'presence', 'command', 'automation', 'notification', 'scene', 'ota', 'lifecycle'] as const;
+export const STREAM_EVENT_TYPES = ['property', 'event', 'presence', 'command', 'automation', 'notification', 'scene', 'ota', 'lifecycle', 'job'] as const;
 export type StreamEventType = (typeof STREAM_EVENT_TYPES)[number];
 
 /** What StreamService.publish sends on `stream.announce`, so that every node's clients receive it. */
@@ -263,6 +263,20 @@ export interface DeviceLifecycleChange {
 export interface FleetJobAnnounced {
   id: string;
   shard: number;
+}
+
+/**
+ * `data` of the live stream's `job` events (docs/fleet.md): a bulk job was made, started, finished
+ * a round (`progress`), finished or was cancelled; with its counts then. Operator only.
+ */
+export interface FleetJobStreamData {
+  job: string;
+  change: 'created' | 'started' | 'progress' | 'done' | 'cancelled';
+  kind: string;
+  status: 'queued' | 'running' | 'done' | 'cancelled';
+  total: number;
+  progress: Record<'pending' | 'running' | 'ok' | 'failed' | 'cancelled', number>;
+  createdBy: string;
 }
 
 export interface GatewayConfigChanged {

@@ -33,6 +33,8 @@ export interface Database {
   };
   /** devices: the operator's tags, searchable (tag.site:berlin) */
   device_tags: { device_id: string; key: string; value: string };
+  /** devices: the operator's scalar attributes, searchable (attr.floor>2); the JSON on the device row is the source */
+  device_attributes: { device_id: string; key: string; value: string; num: number | null };
   /** fleet: static groups (members in fleet_group_members) and dynamic groups (a saved query) */
   fleet_groups: {
     id: string;
@@ -365,7 +367,26 @@ export interface Database {
     created_at: number;
     revoked_at: number | null;
   };
-  device_certificates: { fingerprint: string; device_id: string; ca_id: string; subject: string; not_after: number; first_seen_at: number };
+  device_certificates: {
+    fingerprint: string;
+    device_id: string;
+    ca_id: string;
+    subject: string;
+    not_after: number;
+    first_seen_at: number;
+    /** Its serial number (upper-case hex, no leading zeros); null for those seen before migration 0018. */
+    serial?: string | null;
+  };
+  /** identity: the CRL of a product CA (its revoked serials as a JSON array) */
+  product_ca_crls: {
+    ca_id: string;
+    pem: string;
+    serials: string;
+    number: string | null;
+    this_update: number;
+    next_update: number | null;
+    uploaded_at: number;
+  };
   revoked_certificates: { fingerprint: string; reason: string | null; revoked_at: number };
   product_provisioning: { product_key: string; secret: string; device_limit: number | null; allow_list_only: number; created_at: number; updated_at: number };
   factory_records: {

@@ -3883,7 +3883,7 @@ export interface paths {
                     parentId?: string;
                     product?: string;
                     /**
-                     * @description Fleet search (docs/fleet.md): e.g. product:light AND online:false AND firmware<1.2 AND tag.site:berlin AND lastSeen<-7d
+                     * @description Fleet search (docs/fleet.md): e.g. product:light AND online:false AND firmware<1.2 AND tag.site:berlin AND lastSeen<-7d; also attr.<key> and group:<id or name> (operator only)
                      * @example product:light AND online:false
                      */
                     q?: string;
@@ -4433,7 +4433,7 @@ export interface paths {
                      */
                     "application/json": {
                         /**
-                         * @description Operator: attributes to set (any JSON) or remove (null)
+                         * @description Operator: attributes to set (any JSON) or remove (null); string, number and boolean values are searchable as attr.<key>
                          * @example {
                          *       "installer": "ACME",
                          *       "warrantyUntil": "2028-01-01"
@@ -18571,6 +18571,209 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/products/{key}/cas/{id}/crl": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A CA's current certificate revocation list (404 when none was uploaded) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                    /**
+                     * @description Product key: lowercase letters, digits, ".", "_" or "-"
+                     * @example acme-lamp
+                     */
+                    key: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "caId": "ca_7k2m9x4p1q8r0t",
+                         *       "number": "2A",
+                         *       "thisUpdate": "2026-12-06T08:00:00.000Z",
+                         *       "nextUpdate": "2026-12-13T08:00:00.000Z",
+                         *       "serials": [
+                         *         "3F9A2C7B11D04E5A"
+                         *       ],
+                         *       "uploadedAt": "2026-12-06T08:05:00.000Z"
+                         *     }
+                         */
+                        "application/json": {
+                            caId: string;
+                            nextUpdate: string | null;
+                            /** @description The cRLNumber (hex), when the list has one */
+                            number: string | null;
+                            /** @description Serial numbers of the revoked certificates (upper-case hex) */
+                            serials: string[];
+                            /** Format: date-time */
+                            thisUpdate: string;
+                            /** Format: date-time */
+                            uploadedAt: string;
+                        };
+                    };
+                };
+                /** @description Authentication required */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Not found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+            };
+        };
+        /**
+         * Set a CA's certificate revocation list: the certificates it lists are refused and their sessions closed on every node
+         * @description The CRL must be signed by this CA; one older than the current list (a lower cRLNumber, or an earlier thisUpdate) is refused with 409. A list past its nextUpdate still applies until a newer one is uploaded.
+         */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                    /**
+                     * @description Product key: lowercase letters, digits, ".", "_" or "-"
+                     * @example acme-lamp
+                     */
+                    key: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    /**
+                     * @example {
+                     *       "pem": "-----BEGIN X509 CRL-----\nMIIB…\n-----END X509 CRL-----\n"
+                     *     }
+                     */
+                    "application/json": {
+                        /** @description The CRL, PEM (-----BEGIN X509 CRL-----); the request body is at most 1 MiB */
+                        pem: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "caId": "ca_7k2m9x4p1q8r0t",
+                         *       "number": "2A",
+                         *       "thisUpdate": "2026-12-06T08:00:00.000Z",
+                         *       "nextUpdate": "2026-12-13T08:00:00.000Z",
+                         *       "serials": [
+                         *         "3F9A2C7B11D04E5A"
+                         *       ],
+                         *       "uploadedAt": "2026-12-06T08:05:00.000Z"
+                         *     }
+                         */
+                        "application/json": {
+                            caId: string;
+                            nextUpdate: string | null;
+                            /** @description The cRLNumber (hex), when the list has one */
+                            number: string | null;
+                            /** @description Serial numbers of the revoked certificates (upper-case hex) */
+                            serials: string[];
+                            /** Format: date-time */
+                            thisUpdate: string;
+                            /** Format: date-time */
+                            uploadedAt: string;
+                        };
+                    };
+                };
+                /** @description Request validation failed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Authentication required */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Not found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description The request conflicts with the current state */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+            };
+        };
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/products/{key}/factory-records": {
         parameters: {
             query?: never;
@@ -22103,7 +22306,7 @@ export interface paths {
                     /** @description Resume after this event id. A Last-Event-ID header (what EventSource sends when it reconnects) takes precedence */
                     lastEventId?: string;
                     /**
-                     * @description Only these kinds of event (repeat or comma-separate): property, event, presence, command, automation, notification, scene, ota, lifecycle
+                     * @description Only these kinds of event (repeat or comma-separate): property, event, presence, command, automation, notification, scene, ota, lifecycle, job
                      * @example [
                      *       "property,event"
                      *     ]
@@ -22139,7 +22342,7 @@ export interface paths {
                             homeId: string | null;
                             /** @description Increasing event id; send the last one back (lastEventId / Last-Event-ID) to resume */
                             id: string;
-                            /** @description property, event, presence, command, automation, notification, scene, ota, lifecycle; and for the connection itself: hello (live from here; its id is the position), reset (events after your last id are gone: reload the state), end (the stream ends because its credentials did: data.reason is session-ended, key-revoked or token-expired) */
+                            /** @description property, event, presence, command, automation, notification, scene, ota, lifecycle, job; and for the connection itself: hello (live from here; its id is the position), reset (events after your last id are gone: reload the state), end (the stream ends because its credentials did: data.reason is session-ended, key-revoked or token-expired) */
                             type: string;
                         };
                         "text/event-stream": string;

@@ -5,6 +5,7 @@ import { offline } from './0013-offline.ts';
 import { identity0015 } from './0015-identity.ts';
 import { telemetry } from './0016-telemetry.ts';
 import { presenceLog } from './0017-presence-log.ts';
+import { fleetSearch0018 } from './0018-fleet-search.ts';
 import { exportJobs } from './0019-exports-fleet-rollups.ts';
 
 /**
@@ -514,5 +515,6 @@ export const migrations: Record<string, Migration> = {
   '0015-identity': identity0015,
   '0016-telemetry': telemetry,
   '0017-presence-log': presenceLog,
+  '0018-fleet-search': fleetSearch0018,
   '0019-exports-fleet-rollups': exportJobs,
 };
