@@ -14,6 +14,7 @@ import { SettingsStore } from './core/settings-store.ts';
 import { AuthService } from './auth/auth-service.ts';
 import type { Principal } from './access/principal.ts';
 import { authRoutes } from './auth/auth-routes.ts';
+import { userRoutes } from './auth/user-routes.ts';
 import { RateLimiter } from './core/rate-limiter.ts';
 import { createMailer, type Mailer } from './core/mailer.ts';
 import { ProductService } from './products/product-service.ts';
@@ -503,6 +504,9 @@ export class Hearth {
     }));
     // A change reloads the automation on every node; here it is awaited (a trigger right after the reply is seen).
     const automationsChanged = broadcast(bus, 'cluster.automations', (m) => automationEngine.reload(m.id));
+    const productsChanged = broadcast(bus, 'cluster.products', (c) => products.forget(c.key));
+    products.onChanged = (key) => productsChanged.send({ key });
+    this.broadcasts.push(productsChanged);
     this.broadcasts.push(automationsChanged);
     const automations = new AutomationService({
       store: automationStore,
@@ -1094,6 +1098,7 @@ export class Hearth {
       return payload;
     });
     app.register(authRoutes, { auth, config: this.config, audit });
+    app.register(userRoutes, { auth });
     app.register(productRoutes, { products });
     app.register(deviceRoutes, { devices: s.devices, access, views, search: s.deviceSearch, tags: s.deviceTags });
     app.register(fleetRoutes, { groups: s.fleetGroups, jobs: s.fleetJobs, views });

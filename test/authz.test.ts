@@ -246,7 +246,7 @@ test('an API key restricted to scopes and homes cannot reach beyond them', async
 });
 
 test("operator API keys without home-world scopes, or limited to other homes, reach nothing of A's", async () => {
-  const operatorScopes = ['products:manage', 'devices:manage', 'gateway:read', 'gateway:manage', 'partners:manage', 'audit:read'];
+  const operatorScopes = ['products:manage', 'devices:manage', 'gateway:read', 'gateway:manage', 'partners:manage', 'audit:read', 'users:read'];
   const fleetKey = (await p.api('POST', '/api/v1/keys', { name: 'operator areas only', scopes: operatorScopes })).body.key;
   const otherHome = await p.api('POST', '/api/v1/homes', { name: 'Operator home', timezone: 'UTC' });
   const limited = await p.api('POST', '/api/v1/keys', {

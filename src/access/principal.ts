@@ -22,11 +22,20 @@ export const SCOPES = [
   'gateway:manage',
   'partners:manage',
   'audit:read',
+  'users:read',
 ] as const;
 export type Scope = (typeof SCOPES)[number];
 
 /** Scopes of the operator's areas (products, provisioning, the gateway, partners, the fleet audit log). */
-export const OPERATOR_SCOPES: readonly Scope[] = ['products:manage', 'devices:manage', 'gateway:read', 'gateway:manage', 'partners:manage', 'audit:read'];
+export const OPERATOR_SCOPES: readonly Scope[] = [
+  'products:manage',
+  'devices:manage',
+  'gateway:read',
+  'gateway:manage',
+  'partners:manage',
+  'audit:read',
+  'users:read',
+];
 
 /** Who is calling, as established from a bearer token or an API key. */
 export interface Principal {

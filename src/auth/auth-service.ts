@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import { OPERATOR_SCOPES, SCOPES, type Principal, type Role, type Scope } from '../access/principal.ts';
 import type { Db } from '../core/store/db.ts';
 import type { SettingsStore } from '../core/settings-store.ts';
@@ -313,6 +314,27 @@ export class AuthService {
   async userByEmail(email: string): Promise<UserInfo | undefined> {
     const row = await this.findUser(normalizeEmail(email));
     return row ? toUserInfo(row) : undefined;
+  }
+
+  /**
+   * The accounts, for the operator's support view: by e-mail, `q` a part of the e-mail (case
+   * folded), a page of `limit` after the e-mail `after` (the previous page's `nextCursor`).
+   */
+  async listUsers(opts: { q?: string; limit: number; after?: string }): Promise<{ items: Array<UserInfo & { createdAt: string }>; nextCursor: string | null }> {
+    let query = this.deps.db
+      .selectFrom('users')
+      .select(['id', 'email', 'role', 'name', 'email_verified_at', 'created_at'])
+      .orderBy('email')
+      .limit(opts.limit + 1);
+    // E-mails are stored lower-cased; % and _ in `q` are literal (escaped), on SQLite and PostgreSQL alike.
+    if (opts.q) query = query.where(sql<boolean>`${sql.ref('email')} like ${`%${opts.q.toLowerCase().replace(/[\\%_]/g, (c) => `\\${c}`)}%`} escape '\\'`);
+    if (opts.after !== undefined) query = query.where('email', '>', opts.after);
+    const rows = await query.execute();
+    const page = rows.slice(0, opts.limit);
+    return {
+      items: page.map((r) => ({ ...toUserInfo(r), createdAt: new Date(Number(r.created_at)).toISOString() })),
+      nextCursor: rows.length > opts.limit ? page[page.length - 1].email : null,
+    };
   }
 
   async userById(id: string): Promise<UserInfo | undefined> {

@@ -2,7 +2,7 @@ import { Type } from 'typebox';
 import type { HttpApp } from '../transports/http/http-server.ts';
 import { Auth } from '../transports/http/route-auth.ts';
 import { AuthHeader, problems } from '../transports/http/http-schemas.ts';
-import { CreateProductBody, ProductKey, ProductSchema } from './product-schema.ts';
+import { CreateProductBody, ProductKey, ProductSchema, UpdateProductBody } from './product-schema.ts';
 import type { ProductService } from './product-service.ts';
 import type { ThingModel } from './thing-model.ts';
 
@@ -52,5 +52,26 @@ export async function productRoutes(app: HttpApp, deps: { products: ProductServi
       },
     },
     async (req) => deps.products.require(req.params.key),
+  );
+
+  app.patch(
+    '/api/v1/products/:key',
+    {
+      config: { auth: Auth.operator('products:manage') },
+      schema: {
+        tags: ['products'],
+        summary: 'Change a product of your own: name, category or thing model',
+        description:
+          'The model is checked as when the product was made (400 E_INVALID_MODEL naming each problem) and applies to its devices from their next message, on every node. Built-in products answer 409.',
+        ...AuthHeader,
+        params: Type.Object({ key: ProductKey }),
+        body: UpdateProductBody,
+        response: {
+          200: ProductSchema,
+          ...problems('E_VALIDATION', 'E_INVALID_MODEL', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_PRODUCT_NOT_FOUND', 'E_CONFLICT'),
+        },
+      },
+    },
+    async (req) => deps.products.update(req.params.key, { ...req.body, model: req.body.model as ThingModel | undefined }),
   );
 }

@@ -71,6 +71,15 @@ export const CreateProductBody = Type.Object(
 
 export type CreateProductBody = Static<typeof CreateProductBody>;
 
+export const UpdateProductBody = Type.Object(
+  {
+    name: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+    category: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+    model: Type.Optional(ThingModelSchema),
+  },
+  { additionalProperties: false, minProperties: 1, examples: [{ name: 'ACME desk lamp v2', model: modelExample }] },
+);
+
 export const ProductSchema = Type.Object(
   {
     key: Type.String(),

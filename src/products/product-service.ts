@@ -36,17 +36,11 @@ export class ProductService {
     }
   }
 
+  /** Told when a product changed here, so that every other node forgets its cached model (the composition root broadcasts it). */
+  onChanged: ((key: string) => void | Promise<void>) | undefined;
+
   async create(input: { key: string; name: string; category: string; model: ThingModel }): Promise<Product> {
-    const model: ThingModel = {
-      properties: input.model.properties ?? [],
-      events: input.model.events ?? [],
-      actions: input.model.actions ?? [],
-      ...(input.model.commandTtlMs !== undefined ? { commandTtlMs: input.model.commandTtlMs } : {}),
-    };
-    const problems = checkModel(model);
-    if (problems.length) {
-      throw new HearthError('E_INVALID_MODEL', problems.map((p) => `${p.field}: ${p.message}`).join('; '), { field: problems[0].field, problems });
-    }
+    const model = checkedModel(input.model);
     const now = Date.now();
     const existing = await this.deps.db.selectFrom('products').select('key').where('key', '=', input.key).executeTakeFirst();
     if (existing) throw new HearthError('E_PRODUCT_EXISTS', `product "${input.key}" already exists`);
@@ -55,6 +49,35 @@ export class ProductService {
       .values({ key: input.key, name: input.name, category: input.category, model: toJson(model), builtin: 0, created_at: now, updated_at: now })
       .execute();
     return (await this.get(input.key))!;
+  }
+
+  /**
+   * Changes a product of one's own: its name, category or thing model (checked as when created).
+   * Devices are validated against the new model from their next message, on every node. The
+   * built-in catalog is not editable (a start would put it back): 409.
+   */
+  async update(key: string, patch: { name?: string; category?: string; model?: ThingModel }): Promise<Product> {
+    const current = await this.require(key);
+    if (current.builtin) throw new HearthError('E_CONFLICT', `product "${key}" is built in (the catalog): define a product of your own to change its model`);
+    const model = patch.model ? checkedModel(patch.model) : undefined;
+    await this.deps.db
+      .updateTable('products')
+      .set({
+        ...(patch.name !== undefined ? { name: patch.name } : {}),
+        ...(patch.category !== undefined ? { category: patch.category } : {}),
+        ...(model ? { model: toJson(model) } : {}),
+        updated_at: Date.now(),
+      })
+      .where('key', '=', key)
+      .execute();
+    this.forget(key);
+    await this.onChanged?.(key);
+    return this.require(key);
+  }
+
+  /** Drops the cached model of a product that changed (here or on another node). */
+  forget(key: string): void {
+    this.cache.delete(key);
   }
 
   async list(): Promise<Product[]> {
@@ -87,6 +110,21 @@ export class ProductService {
     this.cache.set(key, entry);
     return entry;
   }
+}
+
+/** The model with its lists filled in, or E_INVALID_MODEL naming every problem. */
+function checkedModel(input: ThingModel): ThingModel {
+  const model: ThingModel = {
+    properties: input.properties ?? [],
+    events: input.events ?? [],
+    actions: input.actions ?? [],
+    ...(input.commandTtlMs !== undefined ? { commandTtlMs: input.commandTtlMs } : {}),
+  };
+  const problems = checkModel(model);
+  if (problems.length) {
+    throw new HearthError('E_INVALID_MODEL', problems.map((p) => `${p.field}: ${p.message}`).join('; '), { field: problems[0].field, problems });
+  }
+  return model;
 }
 
 function toProduct(row: { key: string; name: string; category: string; model: string; builtin: number; created_at: number; updated_at: number }): Product {

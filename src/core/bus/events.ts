@@ -70,6 +70,8 @@ export interface BusEvents {
   'cluster.devices': DeviceLifecycleChange;
   /** A bulk job was made: the node owning its shard runs it. */
   'cluster.fleet.jobs': FleetJobAnnounced;
+  /** A product's name, category or thing model changed: every node drops its cached model. */
+  'cluster.products': { key: string };
 }
 
 /** Every request/reply subject: what a requester sends and what the responder answers. */

@@ -806,7 +806,7 @@ export interface paths {
                             /** @description operator or user */
                             role: string;
                             /** @description API keys only: what the key may do */
-                            scopes?: ("devices:read" | "devices:control" | "homes:read" | "homes:manage" | "automations:manage" | "products:manage" | "devices:manage" | "gateway:read" | "gateway:manage" | "partners:manage" | "audit:read")[];
+                            scopes?: ("devices:read" | "devices:control" | "homes:read" | "homes:manage" | "automations:manage" | "products:manage" | "devices:manage" | "gateway:read" | "gateway:manage" | "partners:manage" | "audit:read" | "users:read")[];
                         };
                     };
                 };
@@ -15039,7 +15039,7 @@ export interface paths {
                                 lastUsedAt: string | null;
                                 name: string;
                                 revokedAt: string | null;
-                                scopes: ("devices:read" | "devices:control" | "homes:read" | "homes:manage" | "automations:manage" | "products:manage" | "devices:manage" | "gateway:read" | "gateway:manage" | "partners:manage" | "audit:read")[];
+                                scopes: ("devices:read" | "devices:control" | "homes:read" | "homes:manage" | "automations:manage" | "products:manage" | "devices:manage" | "gateway:read" | "gateway:manage" | "partners:manage" | "audit:read" | "users:read")[];
                             }[];
                         };
                     };
@@ -15106,7 +15106,7 @@ export interface paths {
                          *       "devices:control"
                          *     ]
                          */
-                        scopes: ("devices:read" | "devices:control" | "homes:read" | "homes:manage" | "automations:manage" | "products:manage" | "devices:manage" | "gateway:read" | "gateway:manage" | "partners:manage" | "audit:read")[];
+                        scopes: ("devices:read" | "devices:control" | "homes:read" | "homes:manage" | "automations:manage" | "products:manage" | "devices:manage" | "gateway:read" | "gateway:manage" | "partners:manage" | "audit:read" | "users:read")[];
                     };
                 };
             };
@@ -15140,7 +15140,7 @@ export interface paths {
                             /** @description The key itself (hk_…): shown this once, only a digest is kept */
                             key: string;
                             name: string;
-                            scopes: ("devices:read" | "devices:control" | "homes:read" | "homes:manage" | "automations:manage" | "products:manage" | "devices:manage" | "gateway:read" | "gateway:manage" | "partners:manage" | "audit:read")[];
+                            scopes: ("devices:read" | "devices:control" | "homes:read" | "homes:manage" | "automations:manage" | "products:manage" | "devices:manage" | "gateway:read" | "gateway:manage" | "partners:manage" | "audit:read" | "users:read")[];
                         };
                     };
                 };
@@ -18262,7 +18262,381 @@ export interface paths {
         delete?: never;
         options?: never;
         head?: never;
-        patch?: never;
+        /**
+         * Change a product of your own: name, category or thing model
+         * @description The model is checked as when the product was made (400 E_INVALID_MODEL naming each problem) and applies to its devices from their next message, on every node. Built-in products answer 409.
+         */
+        patch: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /**
+                     * @description Product key: lowercase letters, digits, ".", "_" or "-"
+                     * @example acme-lamp
+                     */
+                    key: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    /**
+                     * @example {
+                     *       "name": "ACME desk lamp v2",
+                     *       "model": {
+                     *         "properties": {
+                     *           "0": {
+                     *             "id": "on",
+                     *             "type": "boolean",
+                     *             "access": "rw",
+                     *             "history": true
+                     *           },
+                     *           "1": {
+                     *             "id": "brightness",
+                     *             "type": "integer",
+                     *             "unit": "%",
+                     *             "min": 0,
+                     *             "max": 100,
+                     *             "access": "rw",
+                     *             "history": true
+                     *           }
+                     *         },
+                     *         "events": [
+                     *           {
+                     *             "id": "overheat",
+                     *             "params": [
+                     *               {
+                     *                 "id": "temperature",
+                     *                 "type": "number",
+                     *                 "unit": "°C"
+                     *               }
+                     *             ]
+                     *           }
+                     *         ],
+                     *         "actions": [
+                     *           {
+                     *             "id": "blink",
+                     *             "params": [
+                     *               {
+                     *                 "id": "times",
+                     *                 "type": "integer",
+                     *                 "min": 1,
+                     *                 "max": 10
+                     *               }
+                     *             ]
+                     *           }
+                     *         ]
+                     *       }
+                     *     }
+                     */
+                    "application/json": {
+                        category?: string;
+                        model?: {
+                            /** @default [] */
+                            actions: {
+                                description?: string;
+                                id: string;
+                                params?: {
+                                    description?: string;
+                                    /**
+                                     * @description Identifier: a letter, then letters, digits or _
+                                     * @example brightness
+                                     */
+                                    id: string;
+                                    /** @description Maximum value, or maximum length for strings */
+                                    max?: number;
+                                    min?: number;
+                                    required?: boolean;
+                                    step?: number;
+                                    type: "boolean" | "integer" | "number" | "string" | "enum" | "object";
+                                    /** @example % */
+                                    unit?: string;
+                                    /** @description Allowed values of an enum */
+                                    values?: string[];
+                                }[];
+                                result?: {
+                                    description?: string;
+                                    /**
+                                     * @description Identifier: a letter, then letters, digits or _
+                                     * @example brightness
+                                     */
+                                    id: string;
+                                    /** @description Maximum value, or maximum length for strings */
+                                    max?: number;
+                                    min?: number;
+                                    required?: boolean;
+                                    step?: number;
+                                    type: "boolean" | "integer" | "number" | "string" | "enum" | "object";
+                                    /** @example % */
+                                    unit?: string;
+                                    /** @description Allowed values of an enum */
+                                    values?: string[];
+                                }[];
+                            }[];
+                            /** @description TTL of a command sent with "queue": true to a device of this product (default HEARTH_COMMAND_QUEUE_DEFAULT_TTL_MS) */
+                            commandTtlMs?: number;
+                            /** @default [] */
+                            events: {
+                                description?: string;
+                                id: string;
+                                params?: {
+                                    description?: string;
+                                    /**
+                                     * @description Identifier: a letter, then letters, digits or _
+                                     * @example brightness
+                                     */
+                                    id: string;
+                                    /** @description Maximum value, or maximum length for strings */
+                                    max?: number;
+                                    min?: number;
+                                    required?: boolean;
+                                    step?: number;
+                                    type: "boolean" | "integer" | "number" | "string" | "enum" | "object";
+                                    /** @example % */
+                                    unit?: string;
+                                    /** @description Allowed values of an enum */
+                                    values?: string[];
+                                }[];
+                            }[];
+                            /** @default [] */
+                            properties: {
+                                /** @description "r": reported by the device only; "rw": also settable through desired state */
+                                access: "r" | "rw";
+                                description?: string;
+                                /** @description Keep a time series of this property */
+                                history?: boolean;
+                                /**
+                                 * @description Identifier: a letter, then letters, digits or _
+                                 * @example brightness
+                                 */
+                                id: string;
+                                /** @description Maximum value, or maximum length for strings */
+                                max?: number;
+                                min?: number;
+                                step?: number;
+                                type: "boolean" | "integer" | "number" | "string" | "enum" | "object";
+                                /** @example % */
+                                unit?: string;
+                                /** @description Allowed values of an enum */
+                                values?: string[];
+                            }[];
+                        };
+                        name?: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "key": "acme-lamp",
+                         *       "name": "ACME desk lamp",
+                         *       "category": "light",
+                         *       "model": {
+                         *         "properties": {
+                         *           "0": {
+                         *             "id": "on",
+                         *             "type": "boolean",
+                         *             "access": "rw",
+                         *             "history": true
+                         *           },
+                         *           "1": {
+                         *             "id": "brightness",
+                         *             "type": "integer",
+                         *             "unit": "%",
+                         *             "min": 0,
+                         *             "max": 100,
+                         *             "access": "rw",
+                         *             "history": true
+                         *           }
+                         *         },
+                         *         "events": [
+                         *           {
+                         *             "id": "overheat",
+                         *             "params": [
+                         *               {
+                         *                 "id": "temperature",
+                         *                 "type": "number",
+                         *                 "unit": "°C"
+                         *               }
+                         *             ]
+                         *           }
+                         *         ],
+                         *         "actions": [
+                         *           {
+                         *             "id": "blink",
+                         *             "params": [
+                         *               {
+                         *                 "id": "times",
+                         *                 "type": "integer",
+                         *                 "min": 1,
+                         *                 "max": 10
+                         *               }
+                         *             ]
+                         *           }
+                         *         ]
+                         *       },
+                         *       "builtin": false,
+                         *       "createdAt": "2026-11-23T08:00:00.000Z",
+                         *       "updatedAt": "2026-11-23T08:00:00.000Z"
+                         *     }
+                         */
+                        "application/json": {
+                            /** @description Installed from the built-in catalog */
+                            builtin: boolean;
+                            category: string;
+                            /** Format: date-time */
+                            createdAt: string;
+                            key: string;
+                            model: {
+                                /** @default [] */
+                                actions: {
+                                    description?: string;
+                                    id: string;
+                                    params?: {
+                                        description?: string;
+                                        /**
+                                         * @description Identifier: a letter, then letters, digits or _
+                                         * @example brightness
+                                         */
+                                        id: string;
+                                        /** @description Maximum value, or maximum length for strings */
+                                        max?: number;
+                                        min?: number;
+                                        required?: boolean;
+                                        step?: number;
+                                        type: "boolean" | "integer" | "number" | "string" | "enum" | "object";
+                                        /** @example % */
+                                        unit?: string;
+                                        /** @description Allowed values of an enum */
+                                        values?: string[];
+                                    }[];
+                                    result?: {
+                                        description?: string;
+                                        /**
+                                         * @description Identifier: a letter, then letters, digits or _
+                                         * @example brightness
+                                         */
+                                        id: string;
+                                        /** @description Maximum value, or maximum length for strings */
+                                        max?: number;
+                                        min?: number;
+                                        required?: boolean;
+                                        step?: number;
+                                        type: "boolean" | "integer" | "number" | "string" | "enum" | "object";
+                                        /** @example % */
+                                        unit?: string;
+                                        /** @description Allowed values of an enum */
+                                        values?: string[];
+                                    }[];
+                                }[];
+                                /** @description TTL of a command sent with "queue": true to a device of this product (default HEARTH_COMMAND_QUEUE_DEFAULT_TTL_MS) */
+                                commandTtlMs?: number;
+                                /** @default [] */
+                                events: {
+                                    description?: string;
+                                    id: string;
+                                    params?: {
+                                        description?: string;
+                                        /**
+                                         * @description Identifier: a letter, then letters, digits or _
+                                         * @example brightness
+                                         */
+                                        id: string;
+                                        /** @description Maximum value, or maximum length for strings */
+                                        max?: number;
+                                        min?: number;
+                                        required?: boolean;
+                                        step?: number;
+                                        type: "boolean" | "integer" | "number" | "string" | "enum" | "object";
+                                        /** @example % */
+                                        unit?: string;
+                                        /** @description Allowed values of an enum */
+                                        values?: string[];
+                                    }[];
+                                }[];
+                                /** @default [] */
+                                properties: {
+                                    /** @description "r": reported by the device only; "rw": also settable through desired state */
+                                    access: "r" | "rw";
+                                    description?: string;
+                                    /** @description Keep a time series of this property */
+                                    history?: boolean;
+                                    /**
+                                     * @description Identifier: a letter, then letters, digits or _
+                                     * @example brightness
+                                     */
+                                    id: string;
+                                    /** @description Maximum value, or maximum length for strings */
+                                    max?: number;
+                                    min?: number;
+                                    step?: number;
+                                    type: "boolean" | "integer" | "number" | "string" | "enum" | "object";
+                                    /** @example % */
+                                    unit?: string;
+                                    /** @description Allowed values of an enum */
+                                    values?: string[];
+                                }[];
+                            };
+                            name: string;
+                            /** Format: date-time */
+                            updatedAt: string;
+                        };
+                    };
+                };
+                /** @description Request validation failed; The thing model is invalid */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Authentication required */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Product not found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description The request conflicts with the current state */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+            };
+        };
         trace?: never;
     };
     "/api/v1/products/{key}/cas": {
@@ -22377,6 +22751,107 @@ export interface paths {
                 };
                 /** @description Too many live streams */
                 429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/users": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List the accounts (operator), by e-mail
+         * @description `q` finds the accounts whose e-mail contains it; pages of `limit` in e-mail order, the next one with `cursor`.
+         */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description The previous page's nextCursor */
+                    cursor?: string;
+                    limit?: number;
+                    /** @description Part of the e-mail address */
+                    q?: string;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "items": [
+                         *         {
+                         *           "id": "u_4k2m9x7p1q8r0t",
+                         *           "email": "ana@example.com",
+                         *           "role": "user",
+                         *           "name": "Ana",
+                         *           "emailVerified": true,
+                         *           "createdAt": "2026-11-23T08:00:00.000Z"
+                         *         }
+                         *       ],
+                         *       "nextCursor": null
+                         *     }
+                         */
+                        "application/json": {
+                            items: {
+                                /** Format: date-time */
+                                createdAt: string;
+                                email: string;
+                                /** @description Whether the account confirmed its e-mail address */
+                                emailVerified: boolean;
+                                id: string;
+                                name: string | null;
+                                /** @description operator or user */
+                                role: string;
+                            }[];
+                            /** @description Pass as `cursor` for the next page; null on the last */
+                            nextCursor: string | null;
+                        };
+                    };
+                };
+                /** @description Request validation failed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Authentication required */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
                     headers: {
                         [name: string]: unknown;
                     };

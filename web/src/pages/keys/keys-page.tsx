@@ -19,6 +19,7 @@ const SCOPES: Scope[] = [
   'gateway:manage',
   'partners:manage',
   'audit:read',
+  'users:read',
 ];
 
 /** The caller's API keys: create (the key is shown once), list, revoke. */
