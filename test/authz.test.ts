@@ -149,6 +149,7 @@ const OPERATOR_ONLY = [
   '/api/v1/fleet/',
   '/api/v1/firmware/',
   '/api/v1/ota/',
+  '/api/v1/exports/',
 ];
 
 test("a user of another home gets 404 from every route that takes one of A's ids", async () => {
