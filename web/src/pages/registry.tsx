@@ -1,15 +1,16 @@
 import {
   ApiOutlined,
   AppstoreOutlined,
-  HomeOutlined,
   AuditOutlined,
+  CloudUploadOutlined,
+  ClusterOutlined,
   DashboardOutlined,
+  HomeOutlined,
   KeyOutlined,
   PlusCircleOutlined,
   ShareAltOutlined,
+  TeamOutlined,
   ThunderboltOutlined,
-  CloudUploadOutlined,
-  ClusterOutlined,
 } from '@ant-design/icons';
 import { lazy, type ComponentType, type ReactNode } from 'react';
 
@@ -44,5 +45,6 @@ export const PAGES: PageEntry[] = [
   { path: '/fleet', component: lazy(() => import('./fleet/fleet-page')), menu: { label: 'nav.fleet', icon: <ClusterOutlined /> }, operator: true },
   { path: '/ota', component: lazy(() => import('./ota/ota-page')), menu: { label: 'nav.ota', icon: <CloudUploadOutlined /> }, operator: true },
   { path: '/audit', component: lazy(() => import('./audit/audit-page')), menu: { label: 'nav.audit', icon: <AuditOutlined /> }, operator: true },
+  { path: '/users', component: lazy(() => import('./users/users-page')), menu: { label: 'nav.users', icon: <TeamOutlined /> }, operator: true },
   { path: '/keys', component: lazy(() => import('./keys/keys-page')), menu: { label: 'nav.keys', icon: <KeyOutlined /> } },
 ];

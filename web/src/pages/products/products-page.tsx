@@ -53,7 +53,7 @@ export default function ProductsPage() {
           </Col>
         </Row>
       </PageState>
-      <NewProduct open={creating} onClose={() => setCreating(false)} />
+      {creating && <ProductForm open onClose={() => setCreating(false)} />}
     </>
   );
 }
@@ -75,6 +75,7 @@ function fieldColumns(t: (k: string) => string) {
 function ModelView({ product }: { product: Product }) {
   const { t } = useTranslation();
   const operator = useSession()?.user.role === 'operator';
+  const [editing, setEditing] = useState(false);
   const m = product.model;
   const ops = (list: Array<{ id: string; params?: ModelField[]; description?: string }>) => (
     <Table
@@ -94,7 +95,18 @@ function ModelView({ product }: { product: Product }) {
     />
   );
   return (
-    <Card title={`${product.name} (${product.key})`} size="small">
+    <Card
+      title={`${product.name} (${product.key})`}
+      size="small"
+      extra={
+        operator && !product.builtin ? (
+          <Button size="small" onClick={() => setEditing(true)}>
+            {t('products.edit')}
+          </Button>
+        ) : undefined
+      }
+    >
+      {editing && <ProductForm product={product} open onClose={() => setEditing(false)} />}
       <Tabs
         key={product.key}
         destroyInactiveTabPane
@@ -136,8 +148,11 @@ function ModelView({ product }: { product: Product }) {
 
 const EXAMPLE = JSON.stringify({ properties: [{ id: 'on', type: 'boolean', access: 'rw' }], events: [], actions: [{ id: 'toggle' }] }, null, 2);
 
-/** POST /products: the model as JSON, checked by the API; every problem it names is listed. */
-function NewProduct({ open, onClose }: { open: boolean; onClose: () => void }) {
+/**
+ * POST /products (new) or PATCH /products/{key} (`product`: one of one's own): the model as JSON,
+ * checked by the API; every problem it names is listed.
+ */
+function ProductForm({ open, onClose, product }: { open: boolean; onClose: () => void; product?: Product }) {
   const { t } = useTranslation();
   const { message } = App.useApp();
   const qc = useQueryClient();
@@ -156,12 +171,22 @@ function NewProduct({ open, onClose }: { open: boolean; onClose: () => void }) {
     setBusy(true);
     setProblems([]);
     try {
-      await unwrap(api.POST('/api/v1/products', { body: { key: v.key, name: v.name, category: v.category, model } as never }));
-      message.success(t('products.created'));
+      if (product) {
+        await unwrap(
+          api.PATCH('/api/v1/products/{key}', { params: { path: { key: product.key } }, body: { name: v.name, category: v.category, model } as never }),
+        );
+        message.success(t('products.saved'));
+      } else {
+        await unwrap(api.POST('/api/v1/products', { body: { key: v.key, name: v.name, category: v.category, model } as never }));
+        message.success(t('products.created'));
+      }
       void qc.invalidateQueries({ queryKey: ['products'] });
       onClose();
     } catch (e) {
-      const errors = e instanceof ApiError ? (e.problem?.errors as Array<{ field?: string; path?: string; message: string }> | undefined) : undefined;
+      const errors =
+        e instanceof ApiError
+          ? ((e.problem?.errors ?? e.problem?.problems) as Array<{ field?: string; path?: string; message: string }> | undefined)
+          : undefined;
       setProblems(errors?.length ? errors.map((x) => `${x.field ?? x.path ?? ''} ${x.message}`) : [(e as Error).message]);
     } finally {
       setBusy(false);
@@ -171,16 +196,24 @@ function NewProduct({ open, onClose }: { open: boolean; onClose: () => void }) {
     <Modal
       open={open}
       width={640}
-      title={t('products.new')}
+      title={product ? t('products.editTitle', { key: product.key }) : t('products.new')}
       onOk={() => void submit()}
       onCancel={onClose}
       confirmLoading={busy}
-      okText={t('common.create')}
+      okText={product ? t('common.save') : t('common.create')}
       cancelText={t('common.cancel')}
     >
-      <Form form={form} layout="vertical" initialValues={{ model: EXAMPLE, category: 'light' }}>
+      <Form
+        form={form}
+        layout="vertical"
+        initialValues={
+          product
+            ? { key: product.key, name: product.name, category: product.category, model: JSON.stringify(product.model, null, 2) }
+            : { model: EXAMPLE, category: 'light' }
+        }
+      >
         <Form.Item name="key" label={t('products.key')} rules={[{ required: true, message: t('form.required') }]}>
-          <Input />
+          <Input disabled={!!product} />
         </Form.Item>
         <Form.Item name="name" label={t('products.name')} rules={[{ required: true, message: t('form.required') }]}>
           <Input />
