@@ -36,12 +36,16 @@ before(async () => {
   page = await context.newPage();
   page.setDefaultTimeout(10_000);
   mkdirSync(SHOTS, { recursive: true });
+  await signIn();
+});
+
+async function signIn(): Promise<void> {
   await page.goto(`${p.httpUrl}/sign-in`);
   await page.getByLabel('E-mail').fill(ADMIN.email);
   await page.getByLabel('Password').fill(ADMIN.password);
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.getByRole('heading', { name: 'Overview' }).waitFor();
-});
+}
 const pki = new TestPki();
 after(async () => {
   rmSync(pki.dir, { recursive: true, force: true });
@@ -391,6 +395,50 @@ test('the operator edits a product of its own as JSON (the API problem shown, th
   await page.getByLabel('Find by e-mail').press('Enter');
   await page.locator('.ant-table-row').filter({ hasText: ADMIN.email }).waitFor();
   await shot('users');
+});
+
+test('token refresh: an access token about to expire, or refused, is renewed with the refresh token and the page loads', { skip: SKIP }, async () => {
+  // (run in the page: the browser's localStorage)
+  type Storage = { localStorage: { getItem(k: string): string | null; setItem(k: string, v: string): void } };
+  const stored = async () =>
+    JSON.parse((await page.evaluate(() => (globalThis as unknown as Storage).localStorage.getItem('hearth.session'))) ?? 'null') as {
+      token: string;
+      refreshToken: string;
+      expiresAt: number;
+    };
+  // 1. about to expire: renewed before the request
+  await page.goto(`${p.httpUrl}/audit`);
+  await page.getByRole('heading', { name: 'Audit log' }).waitFor();
+  const first = await stored();
+  await page.evaluate(() => {
+    const g = globalThis as unknown as Storage;
+    const s = JSON.parse(g.localStorage.getItem('hearth.session')!);
+    g.localStorage.setItem('hearth.session', JSON.stringify({ ...s, expiresAt: Date.now() + 1000 }));
+  });
+  await page.goto(`${p.httpUrl}/users`);
+  await page.locator('.ant-table-row').filter({ hasText: ADMIN.email }).waitFor();
+  const second = await stored();
+  assert.notEqual(second.refreshToken, first.refreshToken, 'the refresh token was rotated');
+  assert.ok(second.expiresAt > Date.now() + 60_000, 'a fresh access token');
+  // 2. refused by the server (a token it does not know) although not expired: one refresh, then the retry
+  const me = await stored();
+  await page.evaluate(() => {
+    const g = globalThis as unknown as Storage;
+    const s = JSON.parse(g.localStorage.getItem('hearth.session')!);
+    g.localStorage.setItem('hearth.session', JSON.stringify({ ...s, token: `${s.token}x` }));
+  });
+  await page.goto(`${p.httpUrl}/users`);
+  await page.locator('.ant-table-row').filter({ hasText: ADMIN.email }).waitFor();
+  const third = await stored();
+  assert.notEqual(third.refreshToken, me.refreshToken);
+  assert.equal((await p.api('GET', '/api/v1/auth/me', undefined, third.token)).status, 200, 'the renewed token works');
+  // The first refresh token was spent by the first renewal: used again, it is refused (and, as a
+  // sign of theft, ends that session: so this check comes last).
+  assert.equal((await p.api('POST', '/api/v1/auth/refresh', { refreshToken: first.refreshToken }, null)).status, 401, 'the old refresh token is spent');
+  // that ended the browser's session: the next request finds it out and shows the sign-in page
+  await page.goto(`${p.httpUrl}/users`);
+  await page.getByRole('button', { name: 'Sign in' }).waitFor();
+  await signIn();
 });
 
 test('the new pages in 中文', { skip: SKIP }, async () => {
