@@ -88,8 +88,8 @@ test('a session keeps at most HEARTH_MQTT_SESSION_MAX_MESSAGES messages: the old
     await c.subscribeAsync(`devices/${d.id}/commands`, { qos: 1 });
     await p.until(d.id, (x) => x.online, 'online');
     const before = await metric(p, 'hearth_mqtt_session_messages_dropped_total');
-    const calls = [1, 2, 3].map((times) => p.api('POST', `/api/v1/devices/${d.id}/commands`, { action: 'blink', params: { times }, timeoutMs: 500 }));
-    await Promise.all(calls);
+    // One after the other, so that "the oldest" is times=1 (sent at once, they may reach the broker in any order).
+    for (const times of [1, 2, 3]) await p.api('POST', `/api/v1/devices/${d.id}/commands`, { action: 'blink', params: { times }, timeoutMs: 500 });
     c.stream.destroy();
     await p.until(d.id, (x) => !x.online, 'offline');
     assert.equal(await metric(p, 'hearth_mqtt_session_messages_dropped_total'), before + 1);
