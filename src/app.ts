@@ -1104,7 +1104,7 @@ export class Hearth {
     app.register(fleetRoutes, { groups: s.fleetGroups, jobs: s.fleetJobs, views });
     app.register(shadowRoutes, { access, shadow, audit });
     app.register(commandRoutes, { access, commands, audit });
-    app.register(historyRoutes, { access, products, history });
+    app.register(historyRoutes, { access, products, history, presence: s.presence });
     app.register(auditRoutes, { audit });
     app.register(homeRoutes, {
       homes: s.homes,

@@ -1,6 +1,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startPlatform, eventually, type Platform } from './helpers/platform.ts';
+import { signupUser } from './helpers/people.ts';
 
 /**
  * Connectivity analytics (docs/telemetry.md, `GET /api/v1/analytics/presence`) over real MQTT
@@ -138,4 +139,43 @@ test('connectivity questions are bounded: a 400 names the problem', async () => 
   }
   const unknown = await p.api('GET', `/api/v1/analytics/presence?product=nope&from=${now - HOUR}`);
   assert.equal(unknown.status, 404);
+});
+
+test("a device's presence history: its connects and disconnects with their reasons, newest first, for whoever may see it", async () => {
+  const start = Date.now();
+  const d = await p.provision(PRODUCT, 'timeline');
+  const clean = await p.connect(d.id, d.secret);
+  await clean.endAsync();
+  await p.until(d.id, (x) => x.online === false, 'offline after DISCONNECT');
+  const dropped = await p.connect(d.id, d.secret);
+  dropped.stream.destroy();
+  await p.until(d.id, (x) => x.online === false, 'offline after the connection broke');
+  const h = await eventually(
+    async () => {
+      const r = await p.api('GET', `/api/v1/devices/${d.id}/presence/history?from=${start}`);
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      return r.body.items.length === 4 ? r.body.items : undefined;
+    },
+    5000,
+    'four changes recorded',
+  );
+  assert.deepEqual(
+    h.map((c: { online: boolean; reason: string }) => `${c.online ? 'on' : 'off'}:${c.reason}`),
+    ['off:connection-lost', 'on:connect', 'off:disconnect', 'on:connect'],
+    'newest first, with the reasons of docs/protocol.md',
+  );
+  const times = h.map((c: { at: string }) => Date.parse(c.at));
+  assert.deepEqual(
+    times,
+    [...times].sort((a, b) => b - a),
+  );
+  assert.ok(times.every((t: number) => t >= start - 1000 && t <= Date.now()));
+  assert.equal(h[0].session, h[1].session, 'a connect and its disconnect share the session');
+  assert.notEqual(h[1].session, h[3].session);
+
+  assert.equal((await p.api('GET', `/api/v1/devices/${d.id}/presence/history?from=${start}&limit=1`)).body.items.length, 1);
+  assert.deepEqual((await p.api('GET', `/api/v1/devices/${d.id}/presence/history?to=${start - 60_000}`)).body.items, [], 'a range before it: none');
+  assert.equal((await p.api('GET', `/api/v1/devices/${d.id}/presence/history?from=yesterday`)).status, 400);
+  const outsider = await signupUser(p, 'outsider.presence@example.com');
+  assert.equal((await outsider.api('GET', `/devices/${d.id}/presence/history`)).status, 404, 'not theirs: not found');
 });

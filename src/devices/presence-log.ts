@@ -69,6 +69,23 @@ export class PresenceLog {
     }
   }
 
+  /** One device's recorded changes in [from, to], newest first, at most `limit`. */
+  async history(deviceId: string, from: number, to: number, limit: number): Promise<PresenceChange[]> {
+    const rows = await this.deps.db
+      .selectFrom('presence_log')
+      .select(['at', 'session', 'online', 'reason'])
+      .where('device_id', '=', deviceId)
+      .where('at', '>=', from)
+      .where('at', '<=', to)
+      .orderBy('at', 'desc')
+      .orderBy('session', 'desc')
+      // within one session and millisecond, the disconnect came after the connect
+      .orderBy('online', 'asc')
+      .limit(limit)
+      .execute();
+    return rows.map((r) => ({ deviceId, at: Number(r.at), session: Number(r.session), online: r.online === 1, reason: r.reason }));
+  }
+
   /**
    * Connectivity of these devices over [from, to] in buckets of `bucketMs` (aligned on UTC): a
    * device counts as online in a bucket when it was online at any time in it, from its last

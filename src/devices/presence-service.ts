@@ -5,7 +5,7 @@ import type { Logger } from '../core/logger.ts';
 import type { DeviceService } from './device-service.ts';
 import { subjects } from '../core/bus/subjects.ts';
 import { PeriodicFlush, writeIsolated } from '../core/periodic-flush.ts';
-import { PresenceLog, type ConnectivityReport } from './presence-log.ts';
+import { PresenceLog, type ConnectivityReport, type PresenceChange } from './presence-log.ts';
 
 import type { PresenceEvent, PresenceReason } from '../core/bus/events.ts';
 
@@ -290,6 +290,12 @@ export class PresenceService {
   async connectivity(deviceIds: readonly string[], from: number, to: number, bucketMs: number, report: ConnectivityReport): Promise<void> {
     await this.flush();
     await this.changes.connectivity(deviceIds, from, to, bucketMs, report);
+  }
+
+  /** A device's recorded presence changes in [from, to], newest first (the timeline of its connects and disconnects with their reasons). */
+  async history(deviceId: string, from: number, to: number, limit: number): Promise<PresenceChange[]> {
+    await this.flush();
+    return this.changes.history(deviceId, from, to, limit);
   }
 
   /** Forgets a deleted device's recorded presence changes (`DELETE …?purge=true`). */

@@ -9,6 +9,7 @@ import type { Principal } from '../access/principal.ts';
 import { principal } from '../transports/http/http-server.ts';
 import type { ProductService } from '../products/product-service.ts';
 import type { HistoryService } from './history-service.ts';
+import type { PresenceService } from '../devices/presence-service.ts';
 import { pickTier, tierByName } from './rollups.ts';
 import { Readable } from 'node:stream';
 
@@ -93,7 +94,10 @@ function csvField(v: unknown): string {
   return /[",\r\n]/.test(t) ? `"${t.replace(/"/g, '""')}"` : t;
 }
 
-export async function historyRoutes(app: HttpApp, deps: { access: AccessService; products: ProductService; history: HistoryService }): Promise<void> {
+export async function historyRoutes(
+  app: HttpApp,
+  deps: { access: AccessService; products: ProductService; history: HistoryService; presence: PresenceService },
+): Promise<void> {
   app.get(
     '/api/v1/devices/:id/history',
     {
@@ -282,6 +286,51 @@ export async function historyRoutes(app: HttpApp, deps: { access: AccessService;
       const to = parseTime(req.query.to, Date.now(), 'to');
       const from = Math.max(parseTime(req.query.from, to - 86_400_000, 'from'), await earliestVisible(deps.access, p, req.params.id));
       return { items: await deps.history.deviceEvents(req.params.id, from, to, req.query.limit) };
+    },
+  );
+
+  app.get(
+    '/api/v1/devices/:id/presence/history',
+    {
+      config: { auth: Auth.caller() },
+      schema: {
+        tags: ['history'],
+        summary: "The device's connects and disconnects with their reasons, newest first",
+        description:
+          'Every recorded presence change in the range (default the last 24 hours), as the live stream told it: `online`, the `reason` ' +
+          '(connect, disconnect, keepalive-timeout, connection-lost, …: the reasons of docs/protocol.md#presence) and the MQTT `session` it belongs to. Kept as long as the product keeps its device events.',
+        ...AuthHeader,
+        params: DeviceParams,
+        querystring: Type.Object({ ...TimeRange, limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }) }),
+        response: {
+          200: Type.Object(
+            {
+              items: Type.Array(
+                Type.Object({ at: Type.String({ format: 'date-time' }), online: Type.Boolean(), reason: Type.String(), session: Type.Integer() }),
+              ),
+            },
+            {
+              examples: [
+                {
+                  items: [
+                    { at: '2026-11-23T08:05:00.000Z', online: false, reason: 'keepalive-timeout', session: 1796550000000 },
+                    { at: '2026-11-23T08:00:00.000Z', online: true, reason: 'connect', session: 1796550000000 },
+                  ],
+                },
+              ],
+            },
+          ),
+          ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_DEVICE_NOT_FOUND'),
+        },
+      },
+    },
+    async (req) => {
+      const p = principal(req);
+      await deps.access.requireDevice(p, req.params.id, 'view');
+      const to = parseTime(req.query.to, Date.now(), 'to');
+      const from = Math.max(parseTime(req.query.from, to - 86_400_000, 'from'), await earliestVisible(deps.access, p, req.params.id));
+      const changes = from > to ? [] : await deps.presence.history(req.params.id, from, to, req.query.limit);
+      return { items: changes.map((c) => ({ at: new Date(c.at).toISOString(), online: c.online, reason: c.reason, session: c.session })) };
     },
   );
 }

@@ -5964,6 +5964,110 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/devices/{id}/presence/history": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The device's connects and disconnects with their reasons, newest first
+         * @description Every recorded presence change in the range (default the last 24 hours), as the live stream told it: `online`, the `reason` (connect, disconnect, keepalive-timeout, connection-lost, …: the reasons of docs/protocol.md#presence) and the MQTT `session` it belongs to. Kept as long as the product keeps its device events.
+         */
+        get: {
+            parameters: {
+                query: {
+                    /**
+                     * @description ISO 8601 or epoch ms; default 24 h before `to`
+                     * @example 2026-11-23T00:00:00Z
+                     */
+                    from?: string;
+                    limit: number;
+                    /** @description ISO 8601 or epoch ms; default now */
+                    to?: string;
+                };
+                header?: never;
+                path: {
+                    /** @example d_9x2k7m4p1q8r0t */
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "items": [
+                         *         {
+                         *           "at": "2026-11-23T08:05:00.000Z",
+                         *           "online": false,
+                         *           "reason": "keepalive-timeout",
+                         *           "session": 1796550000000
+                         *         },
+                         *         {
+                         *           "at": "2026-11-23T08:00:00.000Z",
+                         *           "online": true,
+                         *           "reason": "connect",
+                         *           "session": 1796550000000
+                         *         }
+                         *       ]
+                         *     }
+                         */
+                        "application/json": {
+                            items: {
+                                /** Format: date-time */
+                                at: string;
+                                online: boolean;
+                                reason: string;
+                                session: number;
+                            }[];
+                        };
+                    };
+                };
+                /** @description Request validation failed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Authentication required */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Device not found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/devices/{id}/secret": {
         parameters: {
             query?: never;

@@ -205,7 +205,7 @@ export const en = {
     cancelQueued: 'Cancel',
     presenceTab: 'Presence',
     presenceTimeline: 'Presence timeline',
-    presenceTimelineHelp: 'The last change, then each one while this page is open',
+    presenceTimelineHelp: 'Connects and disconnects of the last 7 days, newest first',
     reasons: {
       connect: 'connected',
       disconnect: 'disconnected',

@@ -207,7 +207,7 @@ export const zhCN: Messages = {
     cancelQueued: '取消',
     presenceTab: '在线状态',
     presenceTimeline: '在线状态时间线',
-    presenceTimelineHelp: '最近一次变化，以及本页打开期间的每次变化',
+    presenceTimelineHelp: '最近 7 天的上线与下线，最新的在前',
     reasons: {
       connect: '已连接',
       disconnect: '已断开',

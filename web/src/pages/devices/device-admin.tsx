@@ -278,29 +278,41 @@ export function CredentialsPanel({ deviceId }: { deviceId: string }) {
   );
 }
 
-export interface PresenceChange {
-  online: boolean;
-  reason: string;
-  at: string;
-}
+/** How far back the presence timeline reads. */
+const PRESENCE_DAYS = 7;
 
-/** Presence changes with their reasons: the device's last one, then each the live stream brings while the page is open. */
-export function PresenceTimeline({ changes }: { changes: PresenceChange[] }) {
+/**
+ * The device's connects and disconnects with their reasons, newest first, from its recorded
+ * presence history (the last week); the device page refetches it when the stream says presence changed.
+ */
+export function PresenceTimeline({ deviceId }: { deviceId: string }) {
   const { t } = useTranslation();
+  const history = useQuery({
+    queryKey: ['presence-history', deviceId],
+    queryFn: () =>
+      unwrap(
+        api.GET('/api/v1/devices/{id}/presence/history', {
+          params: { path: { id: deviceId }, query: { from: new Date(Date.now() - PRESENCE_DAYS * 86_400_000).toISOString(), limit: 100 } },
+        }),
+      ),
+  });
+  const changes = history.data?.items ?? [];
   return (
     <Card size="small" title={t('device.presenceTimeline')} extra={<Typography.Text type="secondary">{t('device.presenceTimelineHelp')}</Typography.Text>}>
-      <Timeline
-        data-testid="presence-timeline"
-        items={[...changes].reverse().map((c) => ({
-          color: c.online ? 'green' : 'gray',
-          children: (
-            <span>
-              <b>{c.online ? t('devices.online') : t('devices.offline')}</b> · {t(`device.reasons.${c.reason}`, { defaultValue: c.reason })} ·{' '}
-              <span title={formatDateTime(c.at)}>{formatRelative(c.at)}</span>
-            </span>
-          ),
-        }))}
-      />
+      <PageState loading={history.isLoading} error={history.error} empty={changes.length === 0} onRetry={() => void history.refetch()}>
+        <Timeline
+          data-testid="presence-timeline"
+          items={changes.map((c) => ({
+            color: c.online ? 'green' : 'gray',
+            children: (
+              <span>
+                <b>{c.online ? t('devices.online') : t('devices.offline')}</b> · {t(`device.reasons.${c.reason}`, { defaultValue: c.reason })} ·{' '}
+                <span title={formatDateTime(c.at)}>{formatRelative(c.at)}</span>
+              </span>
+            ),
+          }))}
+        />
+      </PageState>
     </Card>
   );
 }

@@ -11,7 +11,7 @@ import type { ModelAction, ModelProperty } from '../../lib/thing-form';
 import { useStream, type StreamEvent } from '../../stream/use-stream';
 import { CommandsPanel } from './commands-panel';
 import { DesiredPanel } from './desired-panel';
-import { CredentialsPanel, LabelsPanel, LifecycleActions, PresenceTimeline, type PresenceChange } from './device-admin';
+import { CredentialsPanel, LabelsPanel, LifecycleActions, PresenceTimeline } from './device-admin';
 
 // ECharts is large: loaded with the history tab only.
 const HistoryPanel = lazy(() => import('./history-panel'));
@@ -34,7 +34,6 @@ export default function DevicePage() {
     changed: new Set(),
   });
   const [presence, setPresence] = useState<{ online: boolean; reason: string; at: string }>();
-  const [changes, setChanges] = useState<PresenceChange[]>([]);
   const operator = useSession()?.user.role === 'operator';
 
   useEffect(() => {
@@ -42,8 +41,6 @@ export default function DevicePage() {
     if (device.data) {
       setLive({ reported: { ...device.data.shadow.reported }, at: {}, changed: new Set() });
       setPresence(undefined);
-      const p = device.data.presence;
-      setChanges((c) => (c.length ? c : [{ online: device.data.online, reason: p.reason, at: p.changedAt ?? device.data.createdAt }]));
     }
   }, [device.data]);
 
@@ -58,7 +55,7 @@ export default function DevicePage() {
     } else if (e.type === 'presence') {
       const change = { online: Boolean(e.data.online), reason: String(e.data.reason ?? ''), at: e.at };
       setPresence(change);
-      setChanges((c) => [...c.slice(-49), change]);
+      void qc.invalidateQueries({ queryKey: ['presence-history', id] });
     } else if (e.type === 'event') {
       void qc.invalidateQueries({ queryKey: ['device-events', id] });
     } else if (e.type === 'command') {
@@ -172,7 +169,7 @@ export default function DevicePage() {
           { key: 'desired', label: t('device.desired'), children: <DesiredPanel device={d} fields={props.filter((p) => p.access === 'rw')} /> },
           { key: 'commands', label: t('device.commands'), children: <CommandsPanel deviceId={d.id} actions={(model?.actions ?? []) as ModelAction[]} /> },
           { key: 'events', label: t('device.events'), children: <EventsPanel deviceId={d.id} /> },
-          { key: 'presence', label: t('device.presenceTab'), children: <PresenceTimeline changes={changes} /> },
+          { key: 'presence', label: t('device.presenceTab'), children: <PresenceTimeline deviceId={id} /> },
           ...(operator
             ? [
                 { key: 'labels', label: t('device.labels'), children: <LabelsPanel device={d} /> },
