@@ -138,4 +138,39 @@ describe('the fleet in cluster mode', {
       s.ws.terminate();
     }
   });
+
+  test("a product's model changed through one node applies on both: neither keeps the old one cached", async () => {
+    const [a, b] = cluster.nodes;
+    const apiA = await client(a.httpUrl);
+    const apiB = await client(b.httpUrl);
+    const model = { properties: [{ id: 'power', type: 'number', access: 'r' }], events: [], actions: [] };
+    assert.equal((await apiA('POST', '/api/v1/products', { key: 'cluster-meter', name: 'Cluster meter', category: 'sensor', model })).status, 201);
+    // Devices on shards of both nodes, each heard once with the old model (both nodes cache it).
+    const devs = (
+      await apiA('POST', '/api/v1/devices/bulk', { items: Array.from({ length: 6 }, (_, i) => ({ product: 'cluster-meter', name: `meter ${i}` })) })
+    ).body.items as Array<{ id: string; secret: string }>;
+    const conns = await Promise.all(devs.map((d, i) => connect(`mqtt://127.0.0.1:${(i % 2 ? a : b).mqttPort}`, d)));
+    for (const [i, c] of conns.entries()) await c.publishAsync(`devices/${devs[i].id}/properties`, JSON.stringify({ power: 1 }), { qos: 1 });
+    for (const d of devs)
+      await eventually(async () => (await apiB('GET', `/api/v1/devices/${d.id}/shadow`)).body.reported?.power === 1, 10_000, 'the old model applied');
+
+    const r = await apiA('PATCH', '/api/v1/products/cluster-meter', {
+      model: { ...model, properties: [...model.properties, { id: 'humidity', type: 'number', access: 'r' }] },
+    });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    // The other node hears of the change over the bus (a broadcast: a moment, not a transaction).
+    await eventually(
+      async () => (await apiB('GET', '/api/v1/products/cluster-meter')).body.model.properties.length === 2,
+      5000,
+      'the other node reads the new model',
+    );
+    for (const [i, c] of conns.entries()) await c.publishAsync(`devices/${devs[i].id}/properties`, JSON.stringify({ humidity: 41 + i }), { qos: 1 });
+    for (const [i, d] of devs.entries())
+      await eventually(
+        async () => (await apiA('GET', `/api/v1/devices/${d.id}/shadow`)).body.reported?.humidity === 41 + i,
+        10_000,
+        `humidity of ${d.id} accepted`,
+      );
+    for (const c of conns) c.end(true);
+  });
 });

@@ -18368,7 +18368,7 @@ export interface paths {
         head?: never;
         /**
          * Change a product of your own: name, category or thing model
-         * @description The model is checked as when the product was made (400 E_INVALID_MODEL naming each problem) and applies to its devices from their next message, on every node. Built-in products answer 409.
+         * @description The model is checked as when the product was made (400 E_INVALID_MODEL naming each problem) and applies to its devices from their next message, on every node (the others hear of it over the bus within a moment). Built-in products answer 409.
          */
         patch: {
             parameters: {
