@@ -1,6 +1,7 @@
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Db } from '../core/store/db.ts';
+import type { Database } from '../core/store/schema.ts';
 import { fromJson, toJson } from '../core/store/db.ts';
 import { HearthError } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
@@ -37,27 +38,8 @@ export interface ExportView {
   downloadUrl: string | null;
 }
 
-type Row = {
-  id: string;
-  product_key: string;
-  properties: string;
-  from_ts: number;
-  to_ts: number;
-  format: string;
-  status: string;
-  devices_total: number;
-  devices_done: number;
-  rows: number;
-  bytes: number;
-  error: string | null;
-  created_by: string;
-  created_at: number;
-  started_at: number | null;
-  finished_at: number | null;
-  expires_at: number | null;
-  owner: string | null;
-  lease_until: number;
-};
+/** A job as the store holds it. */
+type Row = Database['export_jobs'];
 
 const iso = (n: number | null) => (n == null ? null : new Date(Number(n)).toISOString());
 

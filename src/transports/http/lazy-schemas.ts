@@ -6,7 +6,8 @@ import SerializerSelector from '@fastify/fast-json-stringify-compiler';
  * route's code compiled at its first use instead of at start. Compiling all of some 250 routes'
  * schemas took about two thirds of a second of every start and held code for routes a node may
  * never serve; the first request of a route now pays its few milliseconds instead. A schema that
- * does not compile fails that route's requests with a 500 (the tests serve every route).
+ * does not compile fails that route's requests with a 500 instead of the start: the route sweeps of
+ * test/authz.test.ts and test/security/http-routes.test.ts walk the OpenAPI document and call its routes.
  */
 export function lazySchemaCompilers() {
   const validators = AjvCompiler();
