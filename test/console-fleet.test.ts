@@ -280,8 +280,10 @@ test("a product's retention, CAs and provisioning; the overview counts devices o
   await page.getByLabel('CA certificate (PEM)').fill(ca.cert);
   await page.getByRole('button', { name: 'Add a CA' }).click();
   await page.locator('.ant-table-row').filter({ hasText: 'CN=Lamp factory CA' }).filter({ hasText: 'Valid' }).waitFor();
-  await page.getByRole('button', { name: 'Revoke' }).click();
-  await page.getByRole('button', { name: 'Yes' }).click();
+  await page.locator('.ant-table-row').filter({ hasText: 'CN=Lamp factory CA' }).getByRole('button', { name: 'Revoke' }).click();
+  // the confirmation of this revoke (not another popconfirm left in the page), then the row's new state
+  const confirm = page.locator('.ant-popconfirm').filter({ hasText: 'Revoke' }).filter({ visible: true });
+  await confirm.getByRole('button', { name: 'Yes' }).click();
   await page.locator('.ant-table-row').filter({ hasText: 'CN=Lamp factory CA' }).filter({ hasText: 'Revoked' }).waitFor();
 
   await page.getByRole('tab', { name: 'Zero-touch provisioning' }).click();
