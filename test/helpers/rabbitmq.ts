@@ -35,6 +35,21 @@ function requireBinaries(): void {
  */
 export async function startRabbit(): Promise<RabbitServer> {
   requireBinaries();
+  // A port that was free a moment ago can be taken before the node binds it (another test's
+  // outgoing connection gets it as its ephemeral port); the node then exits at boot. Try again
+  // with fresh ports: a node that exits early has left nothing behind.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnce();
+    } catch (err) {
+      if (!(err instanceof EarlyExit) || attempt === 3) throw err;
+    }
+  }
+}
+
+class EarlyExit extends Error {}
+
+async function startOnce(): Promise<RabbitServer> {
   const dir = mkdtempSync(join(tmpdir(), 'hearth-rabbit-'));
   const [port, distPort, epmdPort] = [await freePort(), await freePort(), await freePort()];
   const node = `hearth-${randomBytes(4).toString('hex')}@localhost`;
@@ -87,8 +102,10 @@ export async function startRabbit(): Promise<RabbitServer> {
   for (;;) {
     if (child.exitCode !== null) {
       const log = tail(join(dir, 'log', `${node}.log`)) || tail(out);
+      const epmd = run('epmd', ['-kill']);
+      spawnSync(epmd.cmd, epmd.args, { cwd: dir, env, timeout: 5_000, stdio: 'ignore' });
       rmSync(dir, { recursive: true, force: true });
-      throw new Error(`rabbitmq-server exited (code ${child.exitCode}) before it was ready:\n${log}`);
+      throw new EarlyExit(`rabbitmq-server exited (code ${child.exitCode}) before it was ready:\n${log}`);
     }
     try {
       const c = await connect(url);
