@@ -72,7 +72,7 @@ import { systemClock, type Clock } from './core/clock.ts';
 import { SceneService } from './scenes/scene-service.ts';
 import { sceneRoutes } from './scenes/scene-routes.ts';
 import { TimerService } from './timers/timer-service.ts';
-import { NotificationService } from './notify/notify-service.ts';
+import { forgetPushTargets, NotificationService } from './notify/notify-service.ts';
 import { notifyRoutes } from './notify/notify-routes.ts';
 import { AutomationStore } from './automation/automation-store.ts';
 import { AutomationService } from './automation/automation-service.ts';
@@ -299,6 +299,7 @@ export class Hearth {
       onKeyRevoked: (keyId) => void keyRevoked.send({ keyId }),
       onOperatorSignIn: () => removeInitialPassword(config.dataDir),
       onLoginOutcome: (o) => void loginOutcomes.send(o),
+      onAccountReclaimed: forgetPushTargets,
       observer: metrics,
       signups: { perHour: config.signupsPerHour, burst: config.signupBurst },
       onSpray: (a) =>

@@ -145,16 +145,11 @@ test('no import cycle between folders of src/ beyond the known ones', () => {
 });
 
 /**
- * Tables queried from more than one folder today (the folders, sorted), for the access/ work to
- * end: homes binds devices by writing `devices`, notify reads `home_members` (and re-implements the
- * guest-expiry rule), auth deletes a user's push registrations.
+ * Tables queried from more than one folder (the folders, sorted). None since the access/ work and
+ * notify's forgetPushTargets: keep it so, call the owning service (or a function it exports that
+ * takes the caller's transaction) instead.
  */
-const KNOWN_SHARED_TABLES: Readonly<Record<string, readonly string[]>> = {
-  // A password reset that reclaims an unverified account drops the previous holder's push
-  // registrations in the same transaction as the takeover (auth-service.ts confirmPasswordReset).
-  push_subscriptions: ['auth', 'notify'],
-  push_tokens: ['auth', 'notify'],
-};
+const KNOWN_SHARED_TABLES: Readonly<Record<string, readonly string[]>> = {};
 
 /** Table → folders of src/ that name it in a Kysely query (core/store, which holds the migrations, aside). */
 function tableUsers(): Map<string, Set<string>> {

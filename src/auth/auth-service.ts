@@ -1,6 +1,7 @@
-import { sql } from 'kysely';
+import { sql, type Transaction } from 'kysely';
 import { OPERATOR_SCOPES, SCOPES, type Principal, type Role, type Scope } from '../access/principal.ts';
 import type { Db } from '../core/store/db.ts';
+import type { Database } from '../core/store/schema.ts';
 import type { SettingsStore } from '../core/settings-store.ts';
 import type { Logger } from '../core/logger.ts';
 import type { Mailer, MailMessage } from '../core/mailer.ts';
@@ -85,6 +86,12 @@ export interface AuthServiceDeps {
   onLoginOutcome?: (o: LoginOutcome) => void;
   /** Told when spraying is noticed (after the warning is logged and counted), e.g. to write the audit log. */
   onSpray?: (alert: SprayAlert) => void;
+  /**
+   * A password reset verified an unverified account's address, so the account changes hands. Runs
+   * inside the takeover's transaction: the owners of other tables drop what the previous holder
+   * registered there (the composition root wires notify's push targets).
+   */
+  onAccountReclaimed?: (trx: Transaction<Database>, userId: string) => Promise<void>;
   observer?: AuthObserver;
 }
 
@@ -546,11 +553,9 @@ export class AuthService {
             .returning('id')
             .execute()
         ).map((k) => k.id);
-        // Push registrations are where notifications for the account go: the previous holder's
-        // browsers and phones must not receive the rightful owner's. (Notify's tables, removed here
-        // so that it happens in the same transaction as the takeover.)
-        await trx.deleteFrom('push_subscriptions').where('user_id', '=', row.user_id).execute();
-        await trx.deleteFrom('push_tokens').where('user_id', '=', row.user_id).execute();
+        // What the previous holder registered elsewhere (push targets: notifications for the
+        // account must not reach their browsers and phones) goes in the same transaction.
+        await this.deps.onAccountReclaimed?.(trx, row.user_id);
       }
       // Other links sent earlier must not reset the new password.
       await trx.updateTable('password_resets').set({ used_at: now }).where('user_id', '=', row.user_id).where('used_at', 'is', null).execute();

@@ -1,7 +1,7 @@
 import type { UrlPolicy } from '../core/url-policy.ts';
 import type { HomeService } from '../homes/home-service.ts';
 import { createHash } from 'node:crypto';
-import type { ExpressionBuilder } from 'kysely';
+import type { ExpressionBuilder, Transaction } from 'kysely';
 import type { Static } from 'typebox';
 import type { Db } from '../core/store/db.ts';
 import { fromJson, toJson } from '../core/store/db.ts';
@@ -39,6 +39,15 @@ import type { ChannelBody, HomeChannelView, InboxItem, PushSubscriptionView, Pus
 /** Bounds on a notification's fan-out: web push subscriptions and phone tokens per user (each kind), channels per home. */
 export const MAX_PUSH_TARGETS_PER_USER = 20;
 export const MAX_CHANNELS_PER_HOME = 20;
+
+/**
+ * Removes a user's push targets (browsers and phones) inside the caller's transaction: an account
+ * that changed hands (a password reset reclaimed it) must not notify its previous holder's devices.
+ */
+export async function forgetPushTargets(trx: Transaction<Database>, userId: string): Promise<void> {
+  await trx.deleteFrom('push_subscriptions').where('user_id', '=', userId).execute();
+  await trx.deleteFrom('push_tokens').where('user_id', '=', userId).execute();
+}
 
 /** What a feature asks to tell people. */
 export interface NotifyRequest {
