@@ -80,19 +80,17 @@ export class AccessService {
   }
 
   /** The principal's right on a device (operator: configure on every device). */
-  async deviceRight(p: Principal, device: DeviceRecord): Promise<DeviceRight> {
+  async deviceRight(p: Principal, device: DeviceRecord, known?: { placement: Placement | undefined }): Promise<DeviceRight> {
     let right: DeviceRight = 'none';
-    const place = await this.placement(device.id);
-    if (p.role === 'operator' && !p.homeIds) right = 'configure';
-    else {
-      if (place && this.keyAllowsHome(p, place.homeId)) {
-        const m = await this.membership(p.userId, place.homeId);
-        if (m) right = max(right, this.memberRight(m, device));
-      }
-      if (!p.homeIds) {
-        for (const s of await this.deps.directory.shares(p.userId, device.parentId ? [device.id, device.parentId] : [device.id]))
-          right = max(right, s.permission);
-      }
+    if (p.role === 'operator' && !p.homeIds) return min('configure', this.scopeCap(p));
+    const place = known ? known.placement : await this.placement(device.id);
+    if (place && this.keyAllowsHome(p, place.homeId)) {
+      const m = await this.membership(p.userId, place.homeId);
+      if (m) right = max(right, this.memberRight(m, device));
+    }
+    if (!p.homeIds) {
+      for (const s of await this.deps.directory.shares(p.userId, device.parentId ? [device.id, device.parentId] : [device.id]))
+        right = max(right, s.permission);
     }
     return min(right, this.scopeCap(p));
   }
@@ -104,6 +102,22 @@ export class AccessService {
   async requireDevice(p: Principal, deviceId: string, need: Exclude<DeviceRight, 'none'>): Promise<DeviceRecord> {
     const device = await this.deps.devices.get(deviceId);
     const right = device ? await this.deviceRight(p, device) : 'none';
+    return this.allowed(deviceId, device, right, need);
+  }
+
+  /** `requireDevice`, and where the device is (its home, for the audit log): one placement lookup for both. */
+  async requirePlacedDevice(
+    p: Principal,
+    deviceId: string,
+    need: Exclude<DeviceRight, 'none'>,
+  ): Promise<{ device: DeviceRecord; placement: Placement | undefined }> {
+    const device = await this.deps.devices.get(deviceId);
+    const known = { placement: device ? await this.placement(deviceId) : undefined };
+    const right = device ? await this.deviceRight(p, device, known) : 'none';
+    return { device: this.allowed(deviceId, device, right, need), placement: known.placement };
+  }
+
+  private allowed(deviceId: string, device: DeviceRecord | undefined, right: DeviceRight, need: Exclude<DeviceRight, 'none'>): DeviceRecord {
     if (!device || right === 'none') throw new HearthError('E_DEVICE_NOT_FOUND', `device "${deviceId}" does not exist`);
     if (rank(right) < rank(need)) throw new HearthError('E_FORBIDDEN', `${need} on this device needs more than your ${right} access`);
     return device;

@@ -128,7 +128,7 @@ export async function commandRoutes(app: HttpApp, deps: { access: AccessService;
     },
     async (req, reply) => {
       const p = principal(req);
-      await deps.access.requireDevice(p, req.params.id, 'control');
+      const { placement } = await deps.access.requirePlacedDevice(p, req.params.id, 'control');
       const actor = actorOf(p);
       const lane = req.headers['x-hearth-lane'];
       const key = req.headers['idempotency-key'];
@@ -138,7 +138,7 @@ export async function commandRoutes(app: HttpApp, deps: { access: AccessService;
       deps.audit.record({
         actor,
         action: 'device.command',
-        homeId: (await deps.access.placement(req.params.id))?.homeId,
+        homeId: placement?.homeId,
         targetType: 'device',
         targetId: req.params.id,
         details: { action: req.body.action, params: req.body.params ?? {}, ...(queued ? { queued: true } : {}) },
@@ -184,12 +184,12 @@ export async function commandRoutes(app: HttpApp, deps: { access: AccessService;
     },
     async (req) => {
       const p = principal(req);
-      await deps.access.requireDevice(p, req.params.id, 'control');
+      const { placement } = await deps.access.requirePlacedDevice(p, req.params.id, 'control');
       const cancelled = await deps.commands.cancel(req.params.id, req.params.commandId);
       deps.audit.record({
         actor: actorOf(p),
         action: 'device.command.cancel',
-        homeId: (await deps.access.placement(req.params.id))?.homeId,
+        homeId: placement?.homeId,
         targetType: 'device',
         targetId: req.params.id,
         details: { commandId: req.params.commandId, action: cancelled.action },

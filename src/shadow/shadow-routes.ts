@@ -43,12 +43,12 @@ export async function shadowRoutes(app: HttpApp, deps: { access: AccessService; 
     },
     async (req) => {
       const p = principal(req);
-      await deps.access.requireDevice(p, req.params.id, 'control');
+      const { placement } = await deps.access.requirePlacedDevice(p, req.params.id, 'control');
       const view = await deps.shadow.setDesired(req.params.id, req.body.desired);
       deps.audit.record({
         actor: actorOf(p),
         action: 'device.desired',
-        homeId: (await deps.access.placement(req.params.id))?.homeId,
+        homeId: placement?.homeId,
         targetType: 'device',
         targetId: req.params.id,
         details: { desired: req.body.desired },

@@ -4,7 +4,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import websocket from '@fastify/websocket';
-import helmet from '@fastify/helmet';
+import helmet from 'helmet';
 import { createWebSocketStream } from 'ws';
 import type { Duplex } from 'node:stream';
 import { HearthError, ERRORS, isHearthError, type ErrorCode } from '../../core/errors.ts';
@@ -272,13 +272,17 @@ export async function buildHttpServer(deps: HttpServerDeps): Promise<HttpApp> {
   // own scripts and styles, data: images) and nothing else; no page may be framed (the docs, the
   // console to come). HSTS is the TLS terminator's to send. Responses are not stored by caches
   // unless a route says otherwise: they carry tokens, secrets and people's data.
-  await app.register(helmet, {
+  const securityHeaders = staticHelmetHeaders({
     contentSecurityPolicy: {
       useDefaults: true,
       directives: { frameAncestors: ["'none'"], upgradeInsecureRequests: null, imgSrc: ["'self'", 'data:'] },
     },
     frameguard: { action: 'deny' },
     hsts: false,
+  });
+  app.addHook('onRequest', (_req, reply, done) => {
+    for (const [name, value] of securityHeaders) reply.raw.setHeader(name, value);
+    done();
   });
   app.addHook('onSend', async (_req, reply, payload) => {
     if (!reply.hasHeader('cache-control')) reply.header('cache-control', 'no-store');
@@ -391,4 +395,21 @@ export async function buildHttpServer(deps: HttpServerDeps): Promise<HttpApp> {
     });
   }
   return app;
+}
+
+/**
+ * The headers Helmet sets for these options. They do not depend on the request (no CSP nonces),
+ * so Helmet runs once here and each response gets the list; @fastify/helmet built Helmet's whole
+ * middleware chain again for every request.
+ */
+function staticHelmetHeaders(options: Parameters<typeof helmet>[0]): Array<[string, string]> {
+  const headers: Array<[string, string]> = [];
+  const res = {
+    setHeader: (name: string, value: string | number) => void headers.push([name, String(value)]),
+    removeHeader: () => undefined,
+  };
+  helmet(options)({} as never, res as never, (err?: unknown) => {
+    if (err) throw err;
+  });
+  return headers;
 }
