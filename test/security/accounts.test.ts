@@ -295,6 +295,9 @@ test('invitation e-mails are limited per inviting user', async () => {
   const statuses: number[] = [];
   for (let i = 0; i < 22; i++)
     statuses.push((await p.api('POST', `/api/v1/homes/${home}/invitations`, { email: `guest${i}@invites.test`, role: 'member' })).status);
-  // The operator sent one invitation in an earlier test: 19 more at once, then 429.
-  assert.deepEqual(statuses, [...Array(19).fill(201), 429, 429, 429]);
+  // The operator sent one invitation in an earlier test: 19 more at once, then 429. (The bucket
+  // refills one a minute: when that test ran over a minute ago, a 20th may pass.)
+  const sent = statuses.indexOf(429);
+  assert.ok(sent === 19 || sent === 20, `19 (or 20) invitations pass, then 429: ${statuses.join(' ')}`);
+  assert.deepEqual(statuses, [...Array(sent).fill(201), ...Array(22 - sent).fill(429)]);
 });
