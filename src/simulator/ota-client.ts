@@ -48,7 +48,7 @@ export async function downloadFirmware(
   let etag: string | undefined;
   let lastPct = -1;
   let busy = 0;
-  for (let attempt = 0; attempt < (opts.attempts ?? 4); attempt++) {
+  for (let attempt = 0; attempt < (opts.attempts ?? 6); attempt++) {
     try {
       const headers: Record<string, string> = {};
       if (received > 0) {
@@ -86,7 +86,12 @@ export async function downloadFirmware(
       }
       if (received >= job.size) return Buffer.concat(parts);
     } catch (err) {
-      if (opts.signal?.aborted || attempt + 1 >= (opts.attempts ?? 4)) throw err;
+      if (opts.signal?.aborted || attempt + 1 >= (opts.attempts ?? 6)) throw err;
+      // A link that failed (refused, reset, timed out: fetch's TypeError) is tried again after a
+      // growing, jittered wait, as device firmware does: 1, 2, 4, 8, 16 s. Thousands of devices
+      // retrying at once would otherwise hit a busy server again together. An HTTP answer is
+      // tried again at once.
+      if (err instanceof TypeError) await new Promise((r) => setTimeout(r, 1000 * 2 ** attempt * (0.5 + Math.random() / 2)));
     }
   }
   throw new Error(`download incomplete: ${received} of ${job.size} bytes`);
