@@ -342,46 +342,24 @@ export class PacketGuard extends Duplex {
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    this.corkUntilTick();
     if (this.inner.write(chunk)) cb();
     else this.inner.once('drain', () => cb());
   }
 
   override _writev(chunks: Array<{ chunk: Buffer }>, cb: (err?: Error | null) => void): void {
-    this.corkUntilTick();
+    this.inner.cork();
     let ok = true;
     for (const c of chunks) ok = this.inner.write(c.chunk);
+    this.inner.uncork();
     if (ok) cb();
     else this.inner.once('drain', () => cb());
   }
 
-  /**
-   * Packets written in one turn of the event loop leave in one system call: the socket is corked
-   * at the first and uncorked on the next tick. A batch commit releases many PUBACKs of a client
-   * at once, and a command publishes its packet beside other traffic; each used to be a write.
-   */
-  private corkUntilTick(): void {
-    if (this.innerCorked) return;
-    this.innerCorked = true;
-    this.inner.cork();
-    process.nextTick(this.releaseCork);
-  }
-
-  private innerCorked = false;
-  /** Also before the socket ends or is destroyed: a refusal's CONNACK written just before a close must leave. */
-  private readonly releaseCork = () => {
-    if (!this.innerCorked) return;
-    this.innerCorked = false;
-    this.inner.uncork();
-  };
-
   override _final(cb: (err?: Error | null) => void): void {
-    this.releaseCork();
     this.inner.end(() => cb());
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    this.releaseCork();
     this.inner.destroy();
     cb(err);
   }
