@@ -114,6 +114,15 @@ function authError(code: number, message: string): AuthenticateError {
 }
 
 /**
+ * Aedes' message emitter (mqemitter) holds messages beyond `concurrency` deliveries in flight in a
+ * queue, and drains it recursively: each queued message that completes at once (an uplink nobody
+ * subscribes to: all of them) releases the next on the same stack. A burst of thousands of
+ * downlinks (a firmware wave's jobs) with uplinks arriving behind them overflowed the stack and
+ * crashed the process. 0 turns the limit off: the messages were in memory either way.
+ */
+export const BROKER_CONCURRENCY = 0;
+
+/**
  * The device edge: an embedded Aedes broker (MQTT 3.1.1 over TCP and WebSocket) that
  * authenticates devices, enforces per-device topic ACLs, turns device publishes into bus
  * uplink messages and bus downlink messages into publishes. It decides nothing else.
@@ -161,6 +170,7 @@ export class MqttGateway {
     const { devices, log } = this.deps;
     this.broker = await Aedes.createBroker({
       id: 'hearth',
+      concurrency: BROKER_CONCURRENCY,
       connectTimeout: this.deps.config.connectTimeoutMs,
       ...(this.deps.persistence ? { persistence: this.deps.persistence } : {}),
       // Only MQTT 3.1.1 (protocol name "MQTT", level 4). Aedes itself refuses levels outside 3..4
