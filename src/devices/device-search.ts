@@ -22,6 +22,11 @@ export interface SearchInput {
   countBy?: string;
   /** Count every matching device (`total`). */
   total: boolean;
+  /**
+   * Stop counting at this many matches (`totalLimit`): the store reads at most one match more,
+   * `total` is at most this and `totalCapped` says whether there were more. Undefined: exact.
+   */
+  totalLimit?: number;
   /** Where the query came from, for errors found while searching (an unknown group): `querystring.q` unless given. */
   field?: string;
 }
@@ -31,6 +36,8 @@ export interface SearchResult {
   /** The cursor of the next page; null on the last one. */
   nextCursor: string | null;
   total?: number;
+  /** With `totalLimit`: true when more devices match than `total` says (it stopped counting there). */
+  totalCapped?: boolean;
   counts?: Array<{ value: string | boolean | null; count: number }>;
 }
 
@@ -87,7 +94,12 @@ export class DeviceSearch {
   async search(input: SearchInput): Promise<SearchResult> {
     const { db } = this.deps;
     if (input.ids && input.ids.length === 0)
-      return { items: [], nextCursor: null, ...(input.total ? { total: 0 } : {}), ...(input.countBy ? { counts: [] } : {}) };
+      return {
+        items: [],
+        nextCursor: null,
+        ...(input.total ? { total: 0, ...(input.totalLimit !== undefined ? { totalCapped: false } : {}) } : {}),
+        ...(input.countBy ? { counts: [] } : {}),
+      };
     const conds: Sql[] = [sql`d.deleted_at is null`];
     if (input.ids) conds.push(sql`d.id in (${sql.join([...input.ids])})`);
     if (input.expr)
@@ -126,7 +138,15 @@ export class DeviceSearch {
       nextCursor:
         more && last ? encodeCursor(input.sort, input.desc, sort.kind === 'number' ? Number(last.sort_value) : String(last.sort_value), last.id) : null,
     };
-    if (input.total) {
+    if (input.total && input.totalLimit !== undefined) {
+      // Bounded: the store stops at the first totalLimit+1 matches, in whatever order it finds them.
+      const r = await sql<{
+        n: number | string;
+      }>`select count(*) as n from (select 1 from ${from} where ${filter} limit ${input.totalLimit + 1}) s`.execute(db);
+      const n = Number(r.rows[0].n);
+      out.total = Math.min(n, input.totalLimit);
+      out.totalCapped = n > input.totalLimit;
+    } else if (input.total) {
       const r = await sql<{ n: number | string }>`select count(*) as n from ${from} where ${filter}`.execute(db);
       out.total = Number(r.rows[0].n);
     }

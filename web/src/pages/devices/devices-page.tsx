@@ -12,6 +12,11 @@ import { formatDateTime, formatNumber, formatRelative } from '../../lib/format';
 
 const PAGE_SIZES = [20, 100, 500, 1000];
 const COUNT_BY = ['product', 'firmware', 'online', 'disabled', 'parent'];
+/**
+ * A search counts its matches up to this many (the API's totalLimit): over a large fleet an exact
+ * count of a broad query costs far more than its page; past it the console shows "1,000+".
+ */
+const TOTAL_LIMIT = 1000;
 
 /**
  * The fleet: without a query, server-side pages (limit/offset) filtered by product; with one, fleet
@@ -49,7 +54,14 @@ export default function DevicesPage() {
         api.GET('/api/v1/devices', {
           params: {
             query: search
-              ? { q: product ? (q ? `product:${product} AND (${q})` : `product:${product}`) : q, countBy, cursor, limit: size, offset: 0 }
+              ? {
+                  q: product ? (q ? `product:${product} AND (${q})` : `product:${product}`) : q,
+                  countBy,
+                  cursor,
+                  limit: size,
+                  offset: 0,
+                  totalLimit: TOTAL_LIMIT,
+                }
               : { product, limit: size, offset: (page - 1) * size },
           },
         }),
@@ -222,9 +234,7 @@ export default function DevicesPage() {
           />
           {search && (
             <Space style={{ marginTop: 12, width: '100%', justifyContent: 'flex-end' }} wrap>
-              {list.data?.total !== undefined && !queryError && (
-                <span data-testid="search-total">{t('devices.matches', { count: list.data.total, formatted: formatNumber(list.data.total, 0) })}</span>
-              )}
+              {list.data?.total !== undefined && !queryError && <SearchTotal total={list.data.total} capped={list.data.totalCapped === true} />}
               <Button disabled={cursors.length <= 1} onClick={() => setCursors((c) => c.slice(0, -1))}>
                 {t('devices.previous')}
               </Button>
@@ -251,4 +261,18 @@ function tagKeys(items: DeviceListItem[] | undefined): string[] {
   const keys = new Set<string>();
   for (const d of items ?? []) for (const k of Object.keys(d.tags ?? {})) keys.add(k);
   return [...keys].sort();
+}
+
+/** The number of matches, or "1,000+" when the count stopped at its limit (with a hint why). */
+function SearchTotal({ total, capped }: { total: number; capped: boolean }) {
+  const { t } = useTranslation();
+  const formatted = formatNumber(total, 0);
+  if (!capped) return <span data-testid="search-total">{t('devices.matches', { count: total, formatted })}</span>;
+  return (
+    <Tooltip title={t('devices.matchesCappedHint', { formatted })}>
+      <span data-testid="search-total" data-capped="true">
+        {t('devices.matchesCapped', { count: total, formatted })}
+      </span>
+    </Tooltip>
+  );
 }
