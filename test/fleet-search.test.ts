@@ -84,7 +84,9 @@ test('the query of the issue, and its parts', async () => {
 
 test('both ways of checking a tag (leading the search, or per device) find the same devices', async () => {
   const leading = new DeviceSearch({ db: p.hearth.db });
-  const perDevice = new DeviceSearch({ db: p.hearth.db, selectiveTags: 0 });
+  const perDevice = new DeviceSearch({ db: p.hearth.db, selectiveTags: 0, countSelectiveTags: 0 });
+  // A tag may lead a count (total, countBy) but not a page.
+  const countsOnly = new DeviceSearch({ db: p.hearth.db, selectiveTags: 0 });
   for (const query of [
     'tag.site:berlin',
     'tag.site:berlin AND online:false',
@@ -92,9 +94,15 @@ test('both ways of checking a tag (leading the search, or per device) find the s
     'tag.site:berlin OR firmware>2',
     'tag.site!=berlin product:hub',
   ]) {
-    const run = async (s: DeviceSearch) =>
-      (await s.search({ expr: parseQuery(query), sort: 'id', desc: false, limit: 1000, total: true })).items.map((d) => d.id);
-    assert.deepEqual(await run(perDevice), await run(leading), query);
+    const run = async (s: DeviceSearch, totalLimit?: number) => {
+      const r = await s.search({ expr: parseQuery(query), sort: 'id', desc: false, limit: 1000, total: true, totalLimit, countBy: 'product' });
+      return { ids: r.items.map((d) => d.id), total: r.total, capped: r.totalCapped, counts: r.counts };
+    };
+    for (const totalLimit of [undefined, 2]) {
+      const want = await run(perDevice, totalLimit);
+      assert.deepEqual(await run(leading, totalLimit), want, query);
+      assert.deepEqual(await run(countsOnly, totalLimit), want, query);
+    }
   }
 });
 

@@ -89,7 +89,23 @@ export class DeviceSearch {
    * page) read many times more rows than one walk does (EXPLAIN ANALYZE at 1,000,000 devices:
    * 226 ms with two workers, 17 ms without). Counts keep them.
    */
-  constructor(private readonly deps: { db: Db; selectiveTags?: number; groups?: GroupResolver; engine?: 'sqlite' | 'postgres' }) {}
+  /**
+   * `countSelectiveTags` (SQLite; default 50,000): how many devices a tag value may hold and still
+   * lead a count (total, countBy). A count has no order to walk, so leading from the tag's index
+   * entries (`d.id IN (…)`) beats checking the tag per device over the other candidates, up to a
+   * far larger share of the fleet than for a page: at 1,000,000 devices, a tag of 10,000 and
+   * offline counted in 60 ms instead of 1.5 s (bounded to 1,000: 10 ms instead of 170 ms).
+   * PostgreSQL plans both forms as the same semi-join, so it needs no hint.
+   */
+  constructor(
+    private readonly deps: {
+      db: Db;
+      selectiveTags?: number;
+      countSelectiveTags?: number;
+      groups?: GroupResolver;
+      engine?: 'sqlite' | 'postgres';
+    },
+  ) {}
 
   async search(input: SearchInput): Promise<SearchResult> {
     const { db } = this.deps;
@@ -102,16 +118,20 @@ export class DeviceSearch {
       };
     const conds: Sql[] = [sql`d.deleted_at is null`];
     if (input.ids) conds.push(sql`d.id in (${sql.join([...input.ids])})`);
-    if (input.expr)
-      conds.push(
-        compile(input.expr, {
-          selective: await this.selectiveTags(input.expr),
-          groups: await this.groupConditions(input.expr, [], input.field ?? 'querystring.q'),
-        }),
-      );
+    // Counts (total, countBy) may take a condition compiled with more tags leading (SQLite).
+    const countConds = [...conds];
+    if (input.expr) {
+      const groups = await this.groupConditions(input.expr, [], input.field ?? 'querystring.q');
+      const selective = await this.selectiveTags(input.expr, this.deps.selectiveTags ?? SELECTIVE);
+      conds.push(compile(input.expr, { selective, groups }));
+      const countLimit = this.deps.countSelectiveTags ?? COUNT_SELECTIVE;
+      const counting = (input.total || input.countBy !== undefined) && this.deps.engine !== 'postgres';
+      const forCounts = counting ? await this.selectiveTags(input.expr, countLimit, selective) : selective;
+      countConds.push(forCounts === selective ? conds[conds.length - 1] : compile(input.expr, { selective: forCounts, groups }));
+    }
     const usesPresence = input.sort === 'lastSeen' || input.countBy === 'online';
     const from = usesPresence ? sql`devices d left join presence p on p.device_id = d.id` : sql`devices d`;
-    const filter = sql.join(conds, sql` and `);
+    const filter = sql.join(countConds, sql` and `);
     const sort = SORT_EXPR[input.sort];
     const dir = input.desc ? sql`desc` : sql`asc`;
     const page: Sql[] = [...conds];
@@ -185,11 +205,12 @@ export class DeviceSearch {
    * Which exact tag conditions are rare enough to lead the search (at most SELECTIVE devices): those
    * become `d.id IN (…)`, which the store may start from; the others stay per-device checks, so a
    * page is found by walking the sort order and stopping at the limit (a common tag would otherwise
-   * make the store collect and sort every match first). The check reads at most SELECTIVE+1 index
-   * entries per tag.
+   * make the store collect and sort every match first). The check reads at most `limit`+1 index
+   * entries per tag (`limit`: SELECTIVE for a page, COUNT_SELECTIVE for a count on SQLite); `known`:
+   * the tags a smaller limit already found rare enough.
    */
-  private async selectiveTags(e: Expr): Promise<Set<string>> {
-    const out = new Set<string>();
+  private async selectiveTags(e: Expr, limit: number, known?: Set<string>): Promise<Set<string>> {
+    const out = new Set<string>(known);
     const terms: Term[] = [];
     const walk = (x: Expr): void => {
       if (x.kind === 'term') {
@@ -200,14 +221,15 @@ export class DeviceSearch {
     walk(e);
     for (const t of terms.slice(0, 8)) {
       const v = (t.value as { value: string }).value;
+      const key = `${t.tag}\u0000${v}`;
+      if (out.has(key)) continue;
       const r = await sql<{
         n: number | string;
-      }>`select count(*) as n from (select 1 from device_tags where key = ${t.tag!} and value = ${v} limit ${(this.deps.selectiveTags ?? SELECTIVE) + 1}) s`.execute(
-        this.deps.db,
-      );
-      if (Number(r.rows[0].n) <= (this.deps.selectiveTags ?? SELECTIVE)) out.add(`${t.tag}\u0000${v}`);
+      }>`select count(*) as n from (select 1 from device_tags where key = ${t.tag!} and value = ${v} limit ${limit + 1}) s`.execute(this.deps.db);
+      if (Number(r.rows[0].n) <= limit) out.add(key);
     }
-    return out;
+    // The same set when nothing was added, so that the caller can tell.
+    return known && out.size === known.size ? known : out;
   }
 
   private async counts(field: string, from: Sql, filter: Sql): Promise<SearchResult['counts']> {
@@ -263,6 +285,8 @@ function toRecord(r: Row): DeviceRecord {
 
 /** A tag value held by at most this many devices leads the search (see `selectiveTags`). */
 const SELECTIVE = 5000;
+/** A tag value held by at most this many devices leads a count on SQLite (see the constructor). */
+const COUNT_SELECTIVE = 50_000;
 
 function compile(e: Expr, c: Compiled): Sql {
   switch (e.kind) {
