@@ -142,14 +142,18 @@ export class DeviceSearch {
     }
     const pageQuery = sql<Row>`select d.id, d.product_key, d.name, d.parent_id, d.hwid, d.pairing_code, d.created_at, d.disabled_at, ${sort.expr} as sort_value
       from ${from} where ${sql.join(page, sql` and `)} order by ${sort.expr} ${dir}, d.id ${dir} limit ${input.limit + 1}`;
-    const rows = (
+    // The page, the total and the counts are independent: on PostgreSQL they run at once, each on
+    // its own connection, so that a request waits for the slowest rather than for their sum.
+    const page$ =
       this.deps.engine === 'postgres'
-        ? await db.transaction().execute(async (trx) => {
+        ? db.transaction().execute(async (trx) => {
             await sql`set local max_parallel_workers_per_gather = 0`.execute(trx);
             return pageQuery.execute(trx);
           })
-        : await pageQuery.execute(db)
-    ).rows;
+        : pageQuery.execute(db);
+    const total$ = input.total ? this.total(from, filter, input.totalLimit) : undefined;
+    const counts$ = input.countBy ? this.counts(input.countBy, from, filter) : undefined;
+    const [{ rows }, total, counts] = await Promise.all([page$, total$, counts$]);
     const more = rows.length > input.limit;
     const items = rows.slice(0, input.limit);
     const last = items[items.length - 1];
@@ -158,19 +162,8 @@ export class DeviceSearch {
       nextCursor:
         more && last ? encodeCursor(input.sort, input.desc, sort.kind === 'number' ? Number(last.sort_value) : String(last.sort_value), last.id) : null,
     };
-    if (input.total && input.totalLimit !== undefined) {
-      // Bounded: the store stops at the first totalLimit+1 matches, in whatever order it finds them.
-      const r = await sql<{
-        n: number | string;
-      }>`select count(*) as n from (select 1 from ${from} where ${filter} limit ${input.totalLimit + 1}) s`.execute(db);
-      const n = Number(r.rows[0].n);
-      out.total = Math.min(n, input.totalLimit);
-      out.totalCapped = n > input.totalLimit;
-    } else if (input.total) {
-      const r = await sql<{ n: number | string }>`select count(*) as n from ${from} where ${filter}`.execute(db);
-      out.total = Number(r.rows[0].n);
-    }
-    if (input.countBy) out.counts = await this.counts(input.countBy, from, filter);
+    if (total) Object.assign(out, total);
+    if (counts) out.counts = counts;
     return out;
   }
 
@@ -230,6 +223,17 @@ export class DeviceSearch {
     }
     // The same set when nothing was added, so that the caller can tell.
     return known && out.size === known.size ? known : out;
+  }
+
+  /** Every match counted, or (`limit`) the first limit+1 of them, in whatever order the store finds them. */
+  private async total(from: Sql, filter: Sql, limit?: number): Promise<Pick<SearchResult, 'total' | 'totalCapped'>> {
+    if (limit === undefined) {
+      const r = await sql<{ n: number | string }>`select count(*) as n from ${from} where ${filter}`.execute(this.deps.db);
+      return { total: Number(r.rows[0].n) };
+    }
+    const r = await sql<{ n: number | string }>`select count(*) as n from (select 1 from ${from} where ${filter} limit ${limit + 1}) s`.execute(this.deps.db);
+    const n = Number(r.rows[0].n);
+    return { total: Math.min(n, limit), totalCapped: n > limit };
   }
 
   private async counts(field: string, from: Sql, filter: Sql): Promise<SearchResult['counts']> {
