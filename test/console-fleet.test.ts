@@ -219,6 +219,11 @@ test('fleet search: a wrong query shows the API 400 inline, a right one pages by
   await shot('fleet-job');
   for (const id of plugs.slice(0, 2)) assert.equal((await p.device(id)).tags.rollout, 'wave-1', 'the job tagged the group');
   assert.equal((await p.device(plugs[2])).tags.rollout, undefined, 'and only the group');
+  // A group of more devices than the console counts: 1,000+.
+  assert.equal((await p.api('POST', '/api/v1/fleet/groups', { name: 'Many plugs', query: 'name:Many*' })).status, 201);
+  await page.goto(`${p.httpUrl}/fleet`);
+  await page.locator('.ant-table-row').filter({ hasText: 'Many plugs' }).click();
+  await page.locator('[data-testid="group-total"][data-capped="true"]').filter({ hasText: '1,000+ matching' }).waitFor();
 });
 
 test('a device page: tags edited, secret rotated and shown once (the old one refused), disabled, enabled, deleted', { skip: SKIP }, async () => {

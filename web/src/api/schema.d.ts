@@ -7917,6 +7917,11 @@ export interface paths {
                 query: {
                     cursor?: string;
                     limit: number;
+                    /**
+                     * @description Fleet search: count matches up to this many only (the store stops there); total is then at most this, and totalCapped says whether more match. Without it total is exact
+                     * @example 1000
+                     */
+                    totalLimit?: number;
                 };
                 header?: never;
                 path: {

@@ -6,17 +6,13 @@ import { useTranslation } from 'react-i18next';
 import { Link, useNavigate, useSearchParams } from 'react-router';
 import { ApiError, api, unwrap, type DeviceListItem } from '../../api/client';
 import { useSession } from '../../api/session';
+import { MatchCount, TOTAL_LIMIT } from '../../components/match-count';
 import { PageState } from '../../components/page-state';
 import { asDeviceId, narrow } from '../../lib/fleet-query';
 import { formatDateTime, formatNumber, formatRelative } from '../../lib/format';
 
 const PAGE_SIZES = [20, 100, 500, 1000];
 const COUNT_BY = ['product', 'firmware', 'online', 'disabled', 'parent'];
-/**
- * A search counts its matches up to this many (the API's totalLimit): over a large fleet an exact
- * count of a broad query costs far more than its page; past it the console shows "1,000+".
- */
-const TOTAL_LIMIT = 1000;
 
 /**
  * The fleet: without a query, server-side pages (limit/offset) filtered by product; with one, fleet
@@ -234,7 +230,7 @@ export default function DevicesPage() {
           />
           {search && (
             <Space style={{ marginTop: 12, width: '100%', justifyContent: 'flex-end' }} wrap>
-              {list.data?.total !== undefined && !queryError && <SearchTotal total={list.data.total} capped={list.data.totalCapped === true} />}
+              {list.data?.total !== undefined && !queryError && <MatchCount total={list.data.total} capped={list.data.totalCapped} testId="search-total" />}
               <Button disabled={cursors.length <= 1} onClick={() => setCursors((c) => c.slice(0, -1))}>
                 {t('devices.previous')}
               </Button>
@@ -261,18 +257,4 @@ function tagKeys(items: DeviceListItem[] | undefined): string[] {
   const keys = new Set<string>();
   for (const d of items ?? []) for (const k of Object.keys(d.tags ?? {})) keys.add(k);
   return [...keys].sort();
-}
-
-/** The number of matches, or "1,000+" when the count stopped at its limit (with a hint why). */
-function SearchTotal({ total, capped }: { total: number; capped: boolean }) {
-  const { t } = useTranslation();
-  const formatted = formatNumber(total, 0);
-  if (!capped) return <span data-testid="search-total">{t('devices.matches', { count: total, formatted })}</span>;
-  return (
-    <Tooltip title={t('devices.matchesCappedHint', { formatted })}>
-      <span data-testid="search-total" data-capped="true">
-        {t('devices.matchesCapped', { count: total, formatted })}
-      </span>
-    </Tooltip>
-  );
 }
