@@ -184,6 +184,16 @@ test('fleet search: a wrong query shows the API 400 inline, a right one pages by
   assert.ok(await page.getByRole('button', { name: 'Next' }).isDisabled(), 'no page after the last');
   await page.getByRole('button', { name: 'Previous' }).click();
   await eventually(async () => (await page.locator('.ant-table-row').count()) > 5, 5000, 'back on the first page');
+  // The console counts up to 1000 matches (totalLimit; the counts above were under it, so exact): past that it says 1,000+.
+  for (const n of [1000, 1]) {
+    const many = await p.api('POST', '/api/v1/devices/bulk', {
+      items: Array.from({ length: n }, (_, i) => ({ product: 'plug', name: `Many plug ${n}-${i}` })),
+    });
+    assert.equal(many.status, 201, JSON.stringify(many.body).slice(0, 300));
+  }
+  await box.fill('name:Many*');
+  await box.press('Enter');
+  await page.locator('[data-testid="search-total"][data-capped="true"]').filter({ hasText: '1,000+ matching' }).waitFor();
 
   await page.goto(`${p.httpUrl}/fleet`);
   await page.getByText('No fleet groups yet.', { exact: false }).waitFor();
@@ -209,6 +219,11 @@ test('fleet search: a wrong query shows the API 400 inline, a right one pages by
   await shot('fleet-job');
   for (const id of plugs.slice(0, 2)) assert.equal((await p.device(id)).tags.rollout, 'wave-1', 'the job tagged the group');
   assert.equal((await p.device(plugs[2])).tags.rollout, undefined, 'and only the group');
+  // A group of more devices than the console counts: 1,000+.
+  assert.equal((await p.api('POST', '/api/v1/fleet/groups', { name: 'Many plugs', query: 'name:Many*' })).status, 201);
+  await page.goto(`${p.httpUrl}/fleet`);
+  await page.locator('.ant-table-row').filter({ hasText: 'Many plugs' }).click();
+  await page.locator('[data-testid="group-total"][data-capped="true"]').filter({ hasText: '1,000+ matching' }).waitFor();
 });
 
 test('a device page: tags edited, secret rotated and shown once (the old one refused), disabled, enabled, deleted', { skip: SKIP }, async () => {
@@ -449,6 +464,9 @@ test('the new pages in 中文', { skip: SKIP }, async () => {
   await page.getByText('中文').first().click();
   await page.getByRole('heading', { name: '固件升级' }).waitFor();
   await page.locator('.ant-table-row').filter({ hasText: 'Lamp 1.1.0' }).filter({ hasText: '已完成' }).first().waitFor();
+  // A search of more devices than the console counts (the fleet search test made them).
+  await page.goto(`${p.httpUrl}/devices?q=${encodeURIComponent('name:Many*')}`);
+  await page.locator('[data-testid="search-total"][data-capped="true"]').filter({ hasText: '匹配 1,000+ 台' }).waitFor();
   await page.locator('.ant-menu').getByText('设备群', { exact: true }).click();
   await page.getByRole('heading', { name: '设备群' }).waitFor();
   await page.getByRole('tab', { name: '批量任务' }).click();

@@ -102,3 +102,23 @@ test('bad groups are refused and change nothing', async () => {
   assert.equal((await p.api('GET', `/api/v1/fleet/groups/${top.id}/devices?cursor=%%%`)).status, 400);
   assert.equal((await p.api('GET', '/api/v1/fleet/groups/fg_nope/devices')).status, 404);
 });
+
+test("a group's devices with a bounded total (totalLimit), static and dynamic", async () => {
+  const plugs = await Promise.all([1, 2, 3].map((i) => p.provision('plug', `bounded plug ${i}`)));
+  for (const d of plugs) assert.equal((await p.api('PATCH', `/api/v1/devices/${d.id}`, { tags: { lot: 'bounded' } })).status, 200);
+  const dynamic = await p.api('POST', '/api/v1/fleet/groups', { name: 'Bounded lot', query: 'tag.lot:bounded' });
+  const fixed = await p.api('POST', '/api/v1/fleet/groups', { name: 'Bounded static' });
+  assert.equal((await p.api('POST', `/api/v1/fleet/groups/${fixed.body.id}/devices`, { deviceIds: plugs.map((d) => d.id) })).status, 200);
+  for (const g of [dynamic.body.id, fixed.body.id]) {
+    const exact = await p.api('GET', `/api/v1/fleet/groups/${g}/devices`);
+    assert.deepEqual([exact.body.total, 'totalCapped' in exact.body], [3, false], 'without totalLimit the total is exact');
+    const capped = await p.api('GET', `/api/v1/fleet/groups/${g}/devices?totalLimit=2&limit=1`);
+    assert.equal(capped.status, 200, JSON.stringify(capped.body));
+    assert.deepEqual([capped.body.total, capped.body.totalCapped, capped.body.items.length], [2, true, 1]);
+    const under = await p.api('GET', `/api/v1/fleet/groups/${g}/devices?totalLimit=3`);
+    assert.deepEqual([under.body.total, under.body.totalCapped, under.body.items.length], [3, false, 3]);
+    const bad = await p.api('GET', `/api/v1/fleet/groups/${g}/devices?totalLimit=0`);
+    assert.equal(bad.status, 400);
+    assert.match(bad.body.detail, /totalLimit/);
+  }
+});

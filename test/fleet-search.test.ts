@@ -84,7 +84,9 @@ test('the query of the issue, and its parts', async () => {
 
 test('both ways of checking a tag (leading the search, or per device) find the same devices', async () => {
   const leading = new DeviceSearch({ db: p.hearth.db });
-  const perDevice = new DeviceSearch({ db: p.hearth.db, selectiveTags: 0 });
+  const perDevice = new DeviceSearch({ db: p.hearth.db, selectiveTags: 0, countSelectiveTags: 0 });
+  // A tag may lead a count (total, countBy) but not a page.
+  const countsOnly = new DeviceSearch({ db: p.hearth.db, selectiveTags: 0 });
   for (const query of [
     'tag.site:berlin',
     'tag.site:berlin AND online:false',
@@ -92,9 +94,15 @@ test('both ways of checking a tag (leading the search, or per device) find the s
     'tag.site:berlin OR firmware>2',
     'tag.site!=berlin product:hub',
   ]) {
-    const run = async (s: DeviceSearch) =>
-      (await s.search({ expr: parseQuery(query), sort: 'id', desc: false, limit: 1000, total: true })).items.map((d) => d.id);
-    assert.deepEqual(await run(perDevice), await run(leading), query);
+    const run = async (s: DeviceSearch, totalLimit?: number) => {
+      const r = await s.search({ expr: parseQuery(query), sort: 'id', desc: false, limit: 1000, total: true, totalLimit, countBy: 'product' });
+      return { ids: r.items.map((d) => d.id), total: r.total, capped: r.totalCapped, counts: r.counts };
+    };
+    for (const totalLimit of [undefined, 2]) {
+      const want = await run(perDevice, totalLimit);
+      assert.deepEqual(await run(leading, totalLimit), want, query);
+      assert.deepEqual(await run(countsOnly, totalLimit), want, query);
+    }
   }
 });
 
@@ -189,4 +197,69 @@ test("people search only their own devices, and not by the operator's tags", asy
   assert.equal(mine.body.items[0].tags, undefined);
   const tags = await ana.api('GET', `/devices?${q('tag.site:berlin')}`);
   assert.equal(tags.status, 403);
+});
+
+test('totalLimit bounds the count: total at most the limit, totalCapped says whether more match', async () => {
+  // Every plug, counted exactly (the earlier tests added one of a person's).
+  const exact = await search(`${q('product:plug')}&limit=5`);
+  const n: number = exact.body.total;
+  assert.ok(n >= 25);
+  assert.equal('totalCapped' in exact.body, false, 'without totalLimit, total is exact and there is no totalCapped');
+  const capped = await search(`${q('product:plug')}&limit=5&totalLimit=10`);
+  assert.equal(capped.status, 200, JSON.stringify(capped.body));
+  assert.equal(capped.body.total, 10);
+  assert.equal(capped.body.totalCapped, true);
+  assert.equal(capped.body.items.length, 5, 'the page is the same');
+  assert.ok(capped.body.nextCursor);
+  for (const [limit, total] of [
+    [n, n],
+    [n + 1, n],
+    [1_000_000, n],
+  ]) {
+    const r = await search(`${q('product:plug')}&limit=5&totalLimit=${limit}`);
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.deepEqual([r.body.total, r.body.totalCapped], [total, false], `totalLimit=${limit}`);
+  }
+  assert.deepEqual(
+    [(await search(`${q('product:plug')}&totalLimit=${n - 1}`)).body.total, (await search(`${q('product:plug')}&totalLimit=${n - 1}`)).body.totalCapped],
+    [n - 1, true],
+  );
+  // Alone it makes a search of every device; countBy stays exact.
+  const all = await search('totalLimit=3&limit=1&countBy=product');
+  assert.deepEqual([all.body.total, all.body.totalCapped], [3, true]);
+  assert.deepEqual(
+    all.body.counts.find((c: { value: string }) => c.value === 'plug'),
+    { value: 'plug', count: n },
+  );
+  const none = await search(`${q('product:nothing')}&totalLimit=10`);
+  assert.deepEqual([none.body.total, none.body.totalCapped, none.body.items.length], [0, false, 0]);
+});
+
+test('a bad totalLimit is a 400 that says what is wrong', async () => {
+  for (const [query, re] of [
+    ['totalLimit=0', /totalLimit.*>= 1/],
+    ['totalLimit=1000001', /totalLimit.*<= 1000000/],
+    ['totalLimit=many', /totalLimit.*integer/],
+    ['totalLimit=2.5', /totalLimit.*integer/],
+    [`${q('product:plug')}&totalLimit=10&total=false`, /totalLimit bounds the total: it does not go with total=false/],
+  ] as Array<[string, RegExp]>) {
+    const r = await search(query);
+    assert.equal(r.status, 400, `${query}: ${JSON.stringify(r.body)}`);
+    assert.equal(r.headers.get('content-type'), 'application/problem+json; charset=utf-8');
+    assert.match(r.body.detail, re, query);
+  }
+});
+
+test('a person bounds the count of their own devices the same way', async () => {
+  const bo: TestUser = await signupUser(p, 'bo@search.test');
+  const empty = await bo.api('GET', `/devices?${q('product:plug')}&totalLimit=5`);
+  assert.equal(empty.status, 200, JSON.stringify(empty.body));
+  assert.deepEqual([empty.body.total, empty.body.totalCapped], [0, false]);
+  const home = await bo.api('POST', '/homes', { name: 'Loft', timezone: 'Europe/Berlin' });
+  for (const name of ['bo plug 1', 'bo plug 2']) {
+    const d = await p.provision('plug', name);
+    assert.equal((await bo.api('POST', `/homes/${home.body.id}/devices`, { pairingCode: d.pairingCode })).status, 201);
+  }
+  const mine = await bo.api('GET', `/devices?${q('product:plug')}&totalLimit=1`);
+  assert.deepEqual([mine.body.total, mine.body.totalCapped, mine.body.items.length], [1, true, 2]);
 });

@@ -106,7 +106,7 @@ export async function deviceRoutes(
         summary: 'List the devices the caller may see (the operator: all); search the fleet with q, sort, cursor and countBy',
         ...AuthHeader,
         description:
-          'With q, sort, cursor or countBy this is fleet search (docs/fleet.md): pages by cursor (nextCursor), and a query error answers 400 naming its position.',
+          'With q, sort, cursor or countBy this is fleet search (docs/fleet.md): pages by cursor (nextCursor), and a query error answers 400 naming its position. totalLimit bounds the count of a broad query (totalCapped).',
         querystring: Type.Object({ product: Type.Optional(Type.String()), parentId: Type.Optional(Type.String()), ...Pagination, ...DeviceSearchQuery }),
         response: { 200: DeviceListSchema, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN') },
       },
@@ -114,10 +114,18 @@ export async function deviceRoutes(
     async (req) => {
       const p = principal(req);
       const { q, sort, cursor, countBy } = req.query;
-      if ((q !== undefined || sort !== undefined || cursor !== undefined || countBy !== undefined || req.query.total !== undefined) && deps.search) {
+      const { totalLimit } = req.query;
+      if (
+        (q !== undefined || sort !== undefined || cursor !== undefined || countBy !== undefined || req.query.total !== undefined || totalLimit !== undefined) &&
+        deps.search
+      ) {
         if (req.query.offset > 0)
           throw new HearthError('E_VALIDATION', 'querystring.offset does not go with fleet search (q, sort, cursor, countBy): page with cursor=<nextCursor>', {
             field: 'querystring.offset',
+          });
+        if (totalLimit !== undefined && req.query.total === false)
+          throw new HearthError('E_VALIDATION', 'querystring.totalLimit bounds the total: it does not go with total=false', {
+            field: 'querystring.totalLimit',
           });
         let expr: Expr | undefined;
         if (q !== undefined) {
@@ -154,13 +162,20 @@ export async function deviceRoutes(
           cursor,
           countBy,
           total: req.query.total !== false,
+          totalLimit,
         });
         const fleet = operator && deps.tags ? await deps.tags.many(r.items.map((d) => d.id)) : undefined;
         const items = (await views.summaries(r.items, p)).map((s) => {
           const f = fleet?.get(s.id);
           return { ...s, ...(f ? { tags: f.tags, firmware: f.firmware } : {}) };
         });
-        return { items, ...(r.total !== undefined ? { total: r.total } : {}), nextCursor: r.nextCursor, ...(r.counts ? { counts: r.counts } : {}) };
+        return {
+          items,
+          ...(r.total !== undefined ? { total: r.total } : {}),
+          ...(r.totalCapped !== undefined ? { totalCapped: r.totalCapped } : {}),
+          nextCursor: r.nextCursor,
+          ...(r.counts ? { counts: r.counts } : {}),
+        };
       }
       const { items, total } = await devices.list({ ...req.query, ids: await access.visibleDeviceIds(p) });
       return { items: await views.summaries(items, p), total };

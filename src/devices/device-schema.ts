@@ -170,6 +170,9 @@ export const DeviceListSchema = Type.Object(
   {
     items: Type.Array(DeviceSummarySchema),
     total: Type.Optional(Type.Integer({ description: 'Every device that matches (fleet search with total=false: absent)' })),
+    totalCapped: Type.Optional(
+      Type.Boolean({ description: 'Fleet search with totalLimit: true when more devices match than total (it stopped counting at totalLimit)' }),
+    ),
     nextCursor: Type.Optional(
       Type.Union([Type.String(), Type.Null()], { description: 'Fleet search: pass it as cursor for the next page; null on the last page' }),
     ),
@@ -200,6 +203,15 @@ export const DeviceSearchQuery = {
   cursor: Type.Optional(Type.String({ maxLength: 1000, description: 'nextCursor of the previous page (fleet search pages by cursor, not offset)' })),
   countBy: Type.Optional(Type.String({ maxLength: 80, description: 'Count the matching devices by product, firmware, online, disabled, parent or tag.<key>' })),
   total: Type.Optional(Type.Boolean({ description: 'Fleet search: false skips counting every match (faster pages over a large fleet); default true' })),
+  totalLimit: Type.Optional(
+    Type.Integer({
+      minimum: 1,
+      maximum: 1_000_000,
+      description:
+        'Fleet search: count matches up to this many only (the store stops there); total is then at most this, and totalCapped says whether more match. Without it total is exact',
+      examples: [1000],
+    }),
+  ),
 };
 export const ChildrenSchema = Type.Object({ items: Type.Array(DeviceSummarySchema) }, { examples: [{ items: [summaryExample] }] });
 

@@ -22,6 +22,11 @@ export interface SearchInput {
   countBy?: string;
   /** Count every matching device (`total`). */
   total: boolean;
+  /**
+   * Stop counting at this many matches (`totalLimit`): the store reads at most one match more,
+   * `total` is at most this and `totalCapped` says whether there were more. Undefined: exact.
+   */
+  totalLimit?: number;
   /** Where the query came from, for errors found while searching (an unknown group): `querystring.q` unless given. */
   field?: string;
 }
@@ -31,6 +36,8 @@ export interface SearchResult {
   /** The cursor of the next page; null on the last one. */
   nextCursor: string | null;
   total?: number;
+  /** With `totalLimit`: true when more devices match than `total` says (it stopped counting there). */
+  totalCapped?: boolean;
   counts?: Array<{ value: string | boolean | null; count: number }>;
 }
 
@@ -82,24 +89,49 @@ export class DeviceSearch {
    * page) read many times more rows than one walk does (EXPLAIN ANALYZE at 1,000,000 devices:
    * 226 ms with two workers, 17 ms without). Counts keep them.
    */
-  constructor(private readonly deps: { db: Db; selectiveTags?: number; groups?: GroupResolver; engine?: 'sqlite' | 'postgres' }) {}
+  /**
+   * `countSelectiveTags` (SQLite; default 50,000): how many devices a tag value may hold and still
+   * lead a count (total, countBy). A count has no order to walk, so leading from the tag's index
+   * entries (`d.id IN (…)`) beats checking the tag per device over the other candidates, up to a
+   * far larger share of the fleet than for a page: at 1,000,000 devices, a tag of 10,000 and
+   * offline counted in 65 ms instead of 1.5 s (bounded to 1,000: 16 ms instead of 240 ms; p50).
+   * PostgreSQL plans both forms as the same semi-join, so it needs no hint.
+   */
+  constructor(
+    private readonly deps: {
+      db: Db;
+      selectiveTags?: number;
+      countSelectiveTags?: number;
+      groups?: GroupResolver;
+      engine?: 'sqlite' | 'postgres';
+    },
+  ) {}
 
   async search(input: SearchInput): Promise<SearchResult> {
     const { db } = this.deps;
     if (input.ids && input.ids.length === 0)
-      return { items: [], nextCursor: null, ...(input.total ? { total: 0 } : {}), ...(input.countBy ? { counts: [] } : {}) };
+      return {
+        items: [],
+        nextCursor: null,
+        ...(input.total ? { total: 0, ...(input.totalLimit !== undefined ? { totalCapped: false } : {}) } : {}),
+        ...(input.countBy ? { counts: [] } : {}),
+      };
     const conds: Sql[] = [sql`d.deleted_at is null`];
     if (input.ids) conds.push(sql`d.id in (${sql.join([...input.ids])})`);
-    if (input.expr)
-      conds.push(
-        compile(input.expr, {
-          selective: await this.selectiveTags(input.expr),
-          groups: await this.groupConditions(input.expr, [], input.field ?? 'querystring.q'),
-        }),
-      );
+    // Counts (total, countBy) may take a condition compiled with more tags leading (SQLite).
+    const countConds = [...conds];
+    if (input.expr) {
+      const groups = await this.groupConditions(input.expr, [], input.field ?? 'querystring.q');
+      const selective = await this.selectiveTags(input.expr, this.deps.selectiveTags ?? SELECTIVE);
+      conds.push(compile(input.expr, { selective, groups }));
+      const countLimit = this.deps.countSelectiveTags ?? COUNT_SELECTIVE;
+      const counting = (input.total || input.countBy !== undefined) && this.deps.engine !== 'postgres';
+      const forCounts = counting ? await this.selectiveTags(input.expr, countLimit, selective) : selective;
+      countConds.push(forCounts === selective ? conds[conds.length - 1] : compile(input.expr, { selective: forCounts, groups }));
+    }
     const usesPresence = input.sort === 'lastSeen' || input.countBy === 'online';
     const from = usesPresence ? sql`devices d left join presence p on p.device_id = d.id` : sql`devices d`;
-    const filter = sql.join(conds, sql` and `);
+    const filter = sql.join(countConds, sql` and `);
     const sort = SORT_EXPR[input.sort];
     const dir = input.desc ? sql`desc` : sql`asc`;
     const page: Sql[] = [...conds];
@@ -110,14 +142,18 @@ export class DeviceSearch {
     }
     const pageQuery = sql<Row>`select d.id, d.product_key, d.name, d.parent_id, d.hwid, d.pairing_code, d.created_at, d.disabled_at, ${sort.expr} as sort_value
       from ${from} where ${sql.join(page, sql` and `)} order by ${sort.expr} ${dir}, d.id ${dir} limit ${input.limit + 1}`;
-    const rows = (
+    // The page, the total and the counts are independent: on PostgreSQL they run at once, each on
+    // its own connection, so that a request waits for the slowest rather than for their sum.
+    const page$ =
       this.deps.engine === 'postgres'
-        ? await db.transaction().execute(async (trx) => {
+        ? db.transaction().execute(async (trx) => {
             await sql`set local max_parallel_workers_per_gather = 0`.execute(trx);
             return pageQuery.execute(trx);
           })
-        : await pageQuery.execute(db)
-    ).rows;
+        : pageQuery.execute(db);
+    const total$ = input.total ? this.total(from, filter, input.totalLimit) : undefined;
+    const counts$ = input.countBy ? this.counts(input.countBy, from, filter) : undefined;
+    const [{ rows }, total, counts] = await Promise.all([page$, total$, counts$]);
     const more = rows.length > input.limit;
     const items = rows.slice(0, input.limit);
     const last = items[items.length - 1];
@@ -126,11 +162,8 @@ export class DeviceSearch {
       nextCursor:
         more && last ? encodeCursor(input.sort, input.desc, sort.kind === 'number' ? Number(last.sort_value) : String(last.sort_value), last.id) : null,
     };
-    if (input.total) {
-      const r = await sql<{ n: number | string }>`select count(*) as n from ${from} where ${filter}`.execute(db);
-      out.total = Number(r.rows[0].n);
-    }
-    if (input.countBy) out.counts = await this.counts(input.countBy, from, filter);
+    if (total) Object.assign(out, total);
+    if (counts) out.counts = counts;
     return out;
   }
 
@@ -165,11 +198,12 @@ export class DeviceSearch {
    * Which exact tag conditions are rare enough to lead the search (at most SELECTIVE devices): those
    * become `d.id IN (…)`, which the store may start from; the others stay per-device checks, so a
    * page is found by walking the sort order and stopping at the limit (a common tag would otherwise
-   * make the store collect and sort every match first). The check reads at most SELECTIVE+1 index
-   * entries per tag.
+   * make the store collect and sort every match first). The check reads at most `limit`+1 index
+   * entries per tag (`limit`: SELECTIVE for a page, COUNT_SELECTIVE for a count on SQLite); `known`:
+   * the tags a smaller limit already found rare enough.
    */
-  private async selectiveTags(e: Expr): Promise<Set<string>> {
-    const out = new Set<string>();
+  private async selectiveTags(e: Expr, limit: number, known?: Set<string>): Promise<Set<string>> {
+    const out = new Set<string>(known);
     const terms: Term[] = [];
     const walk = (x: Expr): void => {
       if (x.kind === 'term') {
@@ -180,14 +214,26 @@ export class DeviceSearch {
     walk(e);
     for (const t of terms.slice(0, 8)) {
       const v = (t.value as { value: string }).value;
+      const key = `${t.tag}\u0000${v}`;
+      if (out.has(key)) continue;
       const r = await sql<{
         n: number | string;
-      }>`select count(*) as n from (select 1 from device_tags where key = ${t.tag!} and value = ${v} limit ${(this.deps.selectiveTags ?? SELECTIVE) + 1}) s`.execute(
-        this.deps.db,
-      );
-      if (Number(r.rows[0].n) <= (this.deps.selectiveTags ?? SELECTIVE)) out.add(`${t.tag}\u0000${v}`);
+      }>`select count(*) as n from (select 1 from device_tags where key = ${t.tag!} and value = ${v} limit ${limit + 1}) s`.execute(this.deps.db);
+      if (Number(r.rows[0].n) <= limit) out.add(key);
     }
-    return out;
+    // The same set when nothing was added, so that the caller can tell.
+    return known && out.size === known.size ? known : out;
+  }
+
+  /** Every match counted, or (`limit`) the first limit+1 of them, in whatever order the store finds them. */
+  private async total(from: Sql, filter: Sql, limit?: number): Promise<Pick<SearchResult, 'total' | 'totalCapped'>> {
+    if (limit === undefined) {
+      const r = await sql<{ n: number | string }>`select count(*) as n from ${from} where ${filter}`.execute(this.deps.db);
+      return { total: Number(r.rows[0].n) };
+    }
+    const r = await sql<{ n: number | string }>`select count(*) as n from (select 1 from ${from} where ${filter} limit ${limit + 1}) s`.execute(this.deps.db);
+    const n = Number(r.rows[0].n);
+    return { total: Math.min(n, limit), totalCapped: n > limit };
   }
 
   private async counts(field: string, from: Sql, filter: Sql): Promise<SearchResult['counts']> {
@@ -243,6 +289,8 @@ function toRecord(r: Row): DeviceRecord {
 
 /** A tag value held by at most this many devices leads the search (see `selectiveTags`). */
 const SELECTIVE = 5000;
+/** A tag value held by at most this many devices leads a count on SQLite (see the constructor). */
+const COUNT_SELECTIVE = 50_000;
 
 function compile(e: Expr, c: Compiled): Sql {
   switch (e.kind) {

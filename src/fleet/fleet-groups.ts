@@ -190,8 +190,12 @@ export class FleetGroups {
   /**
    * A page of the group's devices, by id. A dynamic group's page is a search; a static group's
    * members (with its subgroups', and the matches of dynamic subgroups) are paged in id order.
+   * `totalLimit` bounds the total as in fleet search (a dynamic group's count stops there).
    */
-  async devices(id: string, page: { limit: number; cursor?: string }): Promise<{ items: DeviceRecord[]; nextCursor: string | null; total: number }> {
+  async devices(
+    id: string,
+    page: { limit: number; cursor?: string; totalLimit?: number },
+  ): Promise<{ items: DeviceRecord[]; nextCursor: string | null; total: number; totalCapped?: boolean }> {
     const t = await this.target(id);
     if (t.ids.length === 0 && t.exprs.length > 0) {
       const r = await this.deps.search.search({
@@ -201,8 +205,9 @@ export class FleetGroups {
         limit: page.limit,
         cursor: page.cursor,
         total: true,
+        totalLimit: page.totalLimit,
       });
-      return { items: r.items, nextCursor: r.nextCursor, total: r.total ?? 0 };
+      return { items: r.items, nextCursor: r.nextCursor, total: r.total ?? 0, ...(r.totalCapped !== undefined ? { totalCapped: r.totalCapped } : {}) };
     }
     const all = [...new Set([...t.ids, ...(await this.collect(t.exprs))])].sort();
     let after = '';
@@ -221,7 +226,8 @@ export class FleetGroups {
       if (d) items.push(d);
     }
     const next = i < all.length && items.length ? Buffer.from(items[items.length - 1].id).toString('base64url') : null;
-    return { items, nextCursor: next, total: all.length };
+    if (page.totalLimit === undefined) return { items, nextCursor: next, total: all.length };
+    return { items, nextCursor: next, total: Math.min(all.length, page.totalLimit), totalCapped: all.length > page.totalLimit };
   }
 
   /**

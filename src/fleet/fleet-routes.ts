@@ -5,7 +5,7 @@ import { principal } from '../transports/http/http-server.ts';
 import { AuthHeader, problems } from '../transports/http/http-schemas.ts';
 import { actorOf } from '../access/principal.ts';
 import type { DeviceViews } from '../devices/device-view.ts';
-import { DeviceId, DeviceListSchema } from '../devices/device-schema.ts';
+import { DeviceId, DeviceListSchema, DeviceSearchQuery } from '../devices/device-schema.ts';
 import type { FleetGroups } from './fleet-groups.ts';
 import type { FleetJobs, JobSpec, JobTarget } from './fleet-jobs.ts';
 
@@ -77,6 +77,8 @@ const PageQuery = Type.Object({
   limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
   cursor: Type.Optional(Type.String({ maxLength: 1000 })),
 });
+/** A group's devices: a page, with its total bounded as in fleet search (totalLimit, totalCapped). */
+const GroupDevicesQuery = Type.Object({ ...PageQuery.properties, totalLimit: DeviceSearchQuery.totalLimit });
 
 const JobParams = Type.Object({ jobId: Id('job_4m2k9x4p1q8r0t') });
 const Json = Type.Record(Type.String(), Type.Unknown());
@@ -271,14 +273,19 @@ export async function fleetRoutes(app: HttpApp, deps: { groups: FleetGroups; job
         summary: "The group's devices (with its subgroups'), by id, paged by cursor",
         ...AuthHeader,
         params: GroupParams,
-        querystring: PageQuery,
+        querystring: GroupDevicesQuery,
         response: { 200: DeviceListSchema, ...problems('E_VALIDATION', 'E_UNAUTHENTICATED', 'E_FORBIDDEN', 'E_FLEET_GROUP_NOT_FOUND') },
       },
     },
     async (req) => {
       const p = principal(req);
       const r = await groups.devices(req.params.groupId, req.query);
-      return { items: await views.summaries(r.items, p), total: r.total, nextCursor: r.nextCursor };
+      return {
+        items: await views.summaries(r.items, p),
+        total: r.total,
+        ...(r.totalCapped !== undefined ? { totalCapped: r.totalCapped } : {}),
+        nextCursor: r.nextCursor,
+      };
     },
   );
 

@@ -3869,7 +3869,7 @@ export interface paths {
         };
         /**
          * List the devices the caller may see (the operator: all); search the fleet with q, sort, cursor and countBy
-         * @description With q, sort, cursor or countBy this is fleet search (docs/fleet.md): pages by cursor (nextCursor), and a query error answers 400 naming its position.
+         * @description With q, sort, cursor or countBy this is fleet search (docs/fleet.md): pages by cursor (nextCursor), and a query error answers 400 naming its position. totalLimit bounds the count of a broad query (totalCapped).
          */
         get: {
             parameters: {
@@ -3891,6 +3891,11 @@ export interface paths {
                     sort?: string;
                     /** @description Fleet search: false skips counting every match (faster pages over a large fleet); default true */
                     total?: boolean;
+                    /**
+                     * @description Fleet search: count matches up to this many only (the store stops there); total is then at most this, and totalCapped says whether more match. Without it total is exact
+                     * @example 1000
+                     */
+                    totalLimit?: number;
                 };
                 header?: never;
                 path?: never;
@@ -3959,6 +3964,8 @@ export interface paths {
                             nextCursor?: string | null;
                             /** @description Every device that matches (fleet search with total=false: absent) */
                             total?: number;
+                            /** @description Fleet search with totalLimit: true when more devices match than total (it stopped counting at totalLimit) */
+                            totalCapped?: boolean;
                         };
                     };
                 };
@@ -7910,6 +7917,11 @@ export interface paths {
                 query: {
                     cursor?: string;
                     limit: number;
+                    /**
+                     * @description Fleet search: count matches up to this many only (the store stops there); total is then at most this, and totalCapped says whether more match. Without it total is exact
+                     * @example 1000
+                     */
+                    totalLimit?: number;
                 };
                 header?: never;
                 path: {
@@ -7981,6 +7993,8 @@ export interface paths {
                             nextCursor?: string | null;
                             /** @description Every device that matches (fleet search with total=false: absent) */
                             total?: number;
+                            /** @description Fleet search with totalLimit: true when more devices match than total (it stopped counting at totalLimit) */
+                            totalCapped?: boolean;
                         };
                     };
                 };

@@ -111,6 +111,9 @@ export const en = {
     firmware: 'Firmware',
     tags: 'Tags',
     matches: '{{formatted}} matching',
+    matchesCapped: '{{formatted}}+ matching',
+    matchesCappedHint:
+      'More than {{formatted}} devices match: the count stops there, so that a broad search stays fast. Narrow the search, or count by a field, for exact numbers.',
     narrow: 'Narrow the search to these',
     next: 'Next',
     previous: 'Previous',

@@ -113,6 +113,8 @@ export const zhCN: Messages = {
     firmware: '固件',
     tags: '标签',
     matches: '匹配 {{formatted}} 台',
+    matchesCapped: '匹配 {{formatted}}+ 台',
+    matchesCappedHint: '匹配的设备超过 {{formatted}} 台：计数到此为止，以保证大范围搜索的速度。缩小搜索范围或按字段计数可得到精确数字。',
     narrow: '将搜索缩小到这些设备',
     next: '下一页',
     previous: '上一页',

@@ -6,6 +6,7 @@ import { useTranslation } from 'react-i18next';
 import { Link, useNavigate, useSearchParams } from 'react-router';
 import { ApiError, api, unwrap, type DeviceListItem } from '../../api/client';
 import { useSession } from '../../api/session';
+import { MatchCount, TOTAL_LIMIT } from '../../components/match-count';
 import { PageState } from '../../components/page-state';
 import { asDeviceId, narrow } from '../../lib/fleet-query';
 import { formatDateTime, formatNumber, formatRelative } from '../../lib/format';
@@ -49,7 +50,14 @@ export default function DevicesPage() {
         api.GET('/api/v1/devices', {
           params: {
             query: search
-              ? { q: product ? (q ? `product:${product} AND (${q})` : `product:${product}`) : q, countBy, cursor, limit: size, offset: 0 }
+              ? {
+                  q: product ? (q ? `product:${product} AND (${q})` : `product:${product}`) : q,
+                  countBy,
+                  cursor,
+                  limit: size,
+                  offset: 0,
+                  totalLimit: TOTAL_LIMIT,
+                }
               : { product, limit: size, offset: (page - 1) * size },
           },
         }),
@@ -222,9 +230,7 @@ export default function DevicesPage() {
           />
           {search && (
             <Space style={{ marginTop: 12, width: '100%', justifyContent: 'flex-end' }} wrap>
-              {list.data?.total !== undefined && !queryError && (
-                <span data-testid="search-total">{t('devices.matches', { count: list.data.total, formatted: formatNumber(list.data.total, 0) })}</span>
-              )}
+              {list.data?.total !== undefined && !queryError && <MatchCount total={list.data.total} capped={list.data.totalCapped} testId="search-total" />}
               <Button disabled={cursors.length <= 1} onClick={() => setCursors((c) => c.slice(0, -1))}>
                 {t('devices.previous')}
               </Button>

@@ -5,8 +5,9 @@ import { useTranslation } from 'react-i18next';
 import { Link, useNavigate } from 'react-router';
 import { api, unwrap, type paths } from '../../api/client';
 import { CursorButtons, useCursorPages } from '../../components/cursor-pager';
+import { MatchCount, TOTAL_LIMIT } from '../../components/match-count';
 import { PageState } from '../../components/page-state';
-import { formatDateTime, formatNumber } from '../../lib/format';
+import { formatDateTime } from '../../lib/format';
 
 /** An example in the query language: the same in every language. */
 const QUERY_EXAMPLE = 'product:light AND tag.site:berlin';
@@ -152,7 +153,11 @@ function GroupDrawer({ group, onClose }: { group?: Group; onClose: () => void })
     queryKey: ['fleet-group-devices', groupId, pages.cursor],
     enabled: !!groupId,
     queryFn: () =>
-      unwrap(api.GET('/api/v1/fleet/groups/{groupId}/devices', { params: { path: { groupId: groupId! }, query: { limit: 100, cursor: pages.cursor } } })),
+      unwrap(
+        api.GET('/api/v1/fleet/groups/{groupId}/devices', {
+          params: { path: { groupId: groupId! }, query: { limit: 100, cursor: pages.cursor, totalLimit: TOTAL_LIMIT } },
+        }),
+      ),
   });
   const refresh = () => {
     pages.reset();
@@ -286,11 +291,7 @@ function GroupDrawer({ group, onClose }: { group?: Group; onClose: () => void })
             <CursorButtons
               pages={pages}
               next={devices.data?.nextCursor}
-              extra={
-                devices.data?.total !== undefined && (
-                  <span>{t('devices.matches', { count: devices.data.total, formatted: formatNumber(devices.data.total, 0) })}</span>
-                )
-              }
+              extra={devices.data?.total !== undefined && <MatchCount total={devices.data.total} capped={devices.data.totalCapped} testId="group-total" />}
             />
           </PageState>
         </Space>
