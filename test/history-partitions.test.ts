@@ -119,6 +119,10 @@ describe('raw history partitioned by day on PostgreSQL', {
     assert.equal(again?.partitions, 1);
     assert.ok(!(await partitions(db)).includes(nameOf(now - 9 * DAY)));
     assert.deepEqual(await points(d.id, 'temperature'), [now - 3 * DAY, now - HOUR]);
+    // Counted for the operator: every partition the passes dropped.
+    const metrics = await (await fetch(`${p.httpUrl}/metrics`)).text();
+    const counted = /^hearth_history_partitions_dropped_total (\d+)$/m.exec(metrics);
+    assert.equal(Number(counted?.[1]), report.partitions + 1);
     await c.endAsync();
   });
 

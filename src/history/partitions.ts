@@ -129,6 +129,7 @@ export class HistoryPartitions {
     if (!(await this.isPartitioned())) return [];
     const { db, log } = this.deps;
     const dropped: HistoryPartition[] = [];
+    let took = 0;
     // Tables of an interrupted drop: detached (no longer partitions) but still there.
     const orphans = await sql<{ name: string }>`
       SELECT c.relname AS name FROM pg_class c
@@ -140,6 +141,10 @@ export class HistoryPartitions {
     }
     for (const p of await listPartitions(db, true)) {
       if (p.to > cutoff) continue;
+      // Between two drops, three times as long as the last took (as pruning batches do): the
+      // catalog work of many drops never takes the store from ingest for long.
+      if (dropped.length) await new Promise((resolve) => setTimeout(resolve, Math.min(1000, Math.max(1, took * 3))));
+      const started = performance.now();
       try {
         if (p.pending) await sql`ALTER TABLE history DETACH PARTITION ${sql.id(p.name)} FINALIZE`.execute(db);
         else await sql`ALTER TABLE history DETACH PARTITION ${sql.id(p.name)} CONCURRENTLY`.execute(db);
@@ -148,6 +153,7 @@ export class HistoryPartitions {
         log.warn({ err, partition: p.name }, 'history partition not dropped; the next pass tries again');
         continue;
       }
+      took = performance.now() - started;
       this.known.delete(dayOf(p.from));
       dropped.push({ name: p.name, from: p.from, to: p.to, rows: p.rows });
     }
