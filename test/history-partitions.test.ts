@@ -7,6 +7,7 @@ import { Migrator, sql, type MigrationProvider } from 'kysely';
 import { startPlatform, storeEnv, TEST_STORE, eventually, type Platform } from './helpers/platform.ts';
 import { migrate, openPostgres, type Db } from '../src/core/store/db.ts';
 import { migrations } from '../src/core/store/migrations/index.ts';
+import { dayOf, partitionName } from '../src/history/partitions.ts';
 
 /**
  * Raw history on PostgreSQL partitioned by day (docs/telemetry.md, "Partitions on PostgreSQL"),
@@ -181,6 +182,9 @@ describe('raw history partitioned by day on PostgreSQL', {
       // Legacy points of earlier versions: no message id, two at the same time.
       rows.push({ device_id: 'd_0', property: 'temperature', ts: 1000, num: 1, val: null, msg_id: null });
       rows.push({ device_id: 'd_0', property: 'temperature', ts: 1000, num: 2, val: null, msg_id: null });
+      // Far in the future (a device's clock gone wrong): two days of year 253,000, each its own partition.
+      rows.push({ device_id: 'd_1', property: 'temperature', ts: 8e15, num: 3, val: null, msg_id: 'm_far1' });
+      rows.push({ device_id: 'd_1', property: 'temperature', ts: 8e15 + DAY, num: 4, val: null, msg_id: 'm_far2' });
       for (let i = 0; i < rows.length; i += 500)
         await db
           .insertInto('history')
@@ -194,9 +198,12 @@ describe('raw history partitioned by day on PostgreSQL', {
       const after = await sql<Record<string, unknown>>`SELECT * FROM history ORDER BY device_id, property, ts, num, msg_id`.execute(db);
       assert.equal(after.rows.length, rows.length);
       assert.deepEqual(after.rows, before.rows);
-      // One partition per day present: 1970-01-01 and the six days the points span.
+      // One partition per day present: 1970-01-01, the six days the points span and the two far ones.
       const names = await partitions(db);
-      assert.deepEqual(names, ['history_19700101', ...Array.from({ length: 6 }, (_, k) => nameOf(t0 + k * DAY))].sort());
+      assert.deepEqual(
+        names,
+        ['history_19700101', ...Array.from({ length: 6 }, (_, k) => nameOf(t0 + k * DAY)), partitionName(dayOf(8e15)), partitionName(dayOf(8e15 + DAY))].sort(),
+      );
       // Each row is in its day's partition, and the key still de-duplicates a redelivered point.
       const misplaced = await sql<{ n: string }>`
         SELECT count(*) AS n FROM history WHERE tableoid::regclass::text <> 'history_' || to_char(to_timestamp(ts / 1000.0) AT TIME ZONE 'UTC', 'YYYYMMDD')`.execute(

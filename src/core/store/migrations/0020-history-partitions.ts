@@ -33,4 +33,8 @@ export const historyPartitions: Migration = {
 
 const DAY_MS = 86_400_000;
 /** `history_20261206`, as src/history/partitions.ts names a day's partition (kept here: a migration stays as it ran). */
-const partitionName = (from: number): string => `history_${new Date(from).toISOString().slice(0, 10).replaceAll('-', '')}`;
+function partitionName(from: number): string {
+  const d = new Date(from);
+  const two = (n: number) => String(n).padStart(2, '0');
+  return `history_${String(d.getUTCFullYear()).padStart(4, '0')}${two(d.getUTCMonth() + 1)}${two(d.getUTCDate())}`;
+}
