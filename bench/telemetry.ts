@@ -196,7 +196,10 @@ a pass drops whole the 21 day partitions of another such backlog (three weeks of
 older than every retention) and then looks for what is left of those devices' points (the
 in-process write path, not MQTT end to end). Runs alone are made before and after each run while
 pruning; a ratio compares with the mean of the two around it. On this shared 2-core machine one
-run's ratio moves by ±20% (RUNS_PLACEHOLDER): compare several runs.
+run's ratio moves by ±20% (five runs on 2026-12-06: while dropping day partitions 92% to 155%,
+median 98%, on PostgreSQL; while deleting rows 82% to 94% on PostgreSQL, 84% to 95% on SQLite):
+compare several runs. Dropping the 21 partitions (each detached concurrently, then dropped, with
+a pause three times as long as the drop between two) takes 4 to 6 s of the run.
 
 | Store | Raw B/point | Rollups B/point | Total | Ingest alone (points/s) | While deleting expired rows | While dropping day partitions |
 |---|---|---|---|---|---|---|
