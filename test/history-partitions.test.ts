@@ -127,7 +127,7 @@ describe('raw history partitioned by day on PostgreSQL', {
     await c.endAsync();
   });
 
-  test('a partition another node dropped is made again before the write that needs it: no point is lost', async () => {
+  test('a partition another node dropped, or left detached, is made again before the write that needs it: no point is lost', async () => {
     const db = p.hearth.db;
     const d = await p.provision(PRODUCT);
     const c = await p.connect(d.id, d.secret);
@@ -141,6 +141,17 @@ describe('raw history partitioned by day on PostgreSQL', {
     await c.publishAsync(`devices/${d.id}/properties`, JSON.stringify({ ts: at + 1000, temperature: 2 }), { qos: 1 });
     await eventually(async () => (await points(d.id, 'temperature')).length === 1, 10_000, 'the point after the drop stored');
     assert.ok((await partitions(db)).includes(nameOf(at)));
+    assert.ok(!p.logs.some((l) => /refused by the store/.test(l.msg ?? '')), 'no point dropped as refused');
+
+    // A drop cut short between its detach and its drop leaves the day's table, no longer a partition:
+    // the next point of that day replaces it with a partition.
+    const late = now - 5 * DAY;
+    await c.publishAsync(`devices/${d.id}/properties`, JSON.stringify({ ts: late, temperature: 3 }), { qos: 1 });
+    await eventually(async () => (await points(d.id, 'temperature')).length === 2, 10_000, 'a point of another day');
+    await sql`ALTER TABLE history DETACH PARTITION ${sql.id(nameOf(late))}`.execute(db);
+    await c.publishAsync(`devices/${d.id}/properties`, JSON.stringify({ ts: late + 1000, temperature: 4 }), { qos: 1 });
+    await eventually(async () => (await points(d.id, 'temperature')).includes(late + 1000), 10_000, 'the point after the detach stored');
+    assert.ok((await partitions(db)).includes(nameOf(late)));
     assert.ok(!p.logs.some((l) => /refused by the store/.test(l.msg ?? '')), 'no point dropped as refused');
     await c.endAsync();
   });

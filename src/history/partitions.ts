@@ -57,10 +57,17 @@ export class HistoryPartitions {
 
   constructor(private readonly deps: { db: Db; log: Logger; onDropped?: (n: number) => void }) {}
 
+  /** PostgreSQL 14 and later detach a partition concurrently (before: dropped under a short lock of the table). */
+  private concurrentDetach = false;
+
   private async isPartitioned(): Promise<boolean> {
     if (this.partitioned === undefined) {
-      const r = await sql<{ relkind: string }>`SELECT relkind FROM pg_class WHERE oid = to_regclass('history')`.execute(this.deps.db);
+      const r = await sql<{ relkind: string | null; version: string }>`
+        SELECT (SELECT relkind FROM pg_class WHERE oid = to_regclass('history')) AS relkind, current_setting('server_version_num') AS version`.execute(
+        this.deps.db,
+      );
       this.partitioned = r.rows[0]?.relkind === 'p';
+      this.concurrentDetach = Number(r.rows[0]?.version) >= 140000;
     }
     return this.partitioned;
   }
@@ -93,9 +100,16 @@ export class HistoryPartitions {
       await sql`SET LOCAL lock_timeout = ${LOCK_TIMEOUT}`.execute(trx);
       await sql`SELECT pg_advisory_xact_lock(${LOCK_KEY})`.execute(trx);
       const existing = new Set((await listPartitions(trx)).map((p) => dayOf(p.from)));
+      const wanted = todo.filter((d) => !existing.has(d));
+      if (wanted.length === 0) return [];
+      // A table of that name that is no longer a partition was detached by a drop cut short: its
+      // points were expired, and the name is the new partition's.
+      const orphans = await sql<{ name: string }>`
+        SELECT relname AS name FROM pg_class WHERE relname = ANY(${wanted.map(partitionName)}) AND relkind = 'r' AND NOT relispartition
+          AND relnamespace = current_schema()::regnamespace`.execute(trx);
+      for (const o of orphans.rows) await sql`DROP TABLE ${sql.id(o.name)}`.execute(trx);
       const made: string[] = [];
-      for (const d of todo) {
-        if (existing.has(d)) continue;
+      for (const d of wanted) {
         await createPartitionSql(d).execute(trx);
         made.push(partitionName(d));
       }
@@ -139,7 +153,7 @@ export class HistoryPartitions {
       const day = parseDay(o.name);
       if (day !== undefined && (day + 1) * DAY_MS <= cutoff) await dropTable(db, o.name);
     }
-    for (const p of await listPartitions(db, true)) {
+    for (const p of await listPartitions(db, this.concurrentDetach)) {
       if (p.to > cutoff) continue;
       // Between two drops, three times as long as the last took (as pruning batches do): the
       // catalog work of many drops never takes the store from ingest for long.
@@ -147,7 +161,7 @@ export class HistoryPartitions {
       const started = performance.now();
       try {
         if (p.pending) await sql`ALTER TABLE history DETACH PARTITION ${sql.id(p.name)} FINALIZE`.execute(db);
-        else await sql`ALTER TABLE history DETACH PARTITION ${sql.id(p.name)} CONCURRENTLY`.execute(db);
+        else if (this.concurrentDetach) await sql`ALTER TABLE history DETACH PARTITION ${sql.id(p.name)} CONCURRENTLY`.execute(db);
         await dropTable(db, p.name);
       } catch (err) {
         log.warn({ err, partition: p.name }, 'history partition not dropped; the next pass tries again');
