@@ -131,8 +131,9 @@ export class HistoryService {
    */
   private async write(): Promise<void> {
     if (this.pendingPoints.length === 0 && this.pendingEvents.length === 0) return;
+    const points = this.pendingPoints;
     const records: Pending[] = [];
-    for (const point of this.pendingPoints) records.push({ point });
+    for (const point of points) records.push({ point });
     for (const event of this.pendingEvents) records.push({ event });
     this.pendingPoints = [];
     this.pendingEvents = [];
@@ -140,7 +141,7 @@ export class HistoryService {
     try {
       await this.resolveSeries(records.flatMap((r) => (r.point?.meta ? [r.point] : [])));
       // The partitions of the points' days (a Set lookup when they exist; PostgreSQL only).
-      await this.partitions?.ensureFor(records.flatMap((r) => (r.point ? [r.point] : [])));
+      await this.partitions?.ensureFor(points);
     } catch (err) {
       this.pendingPoints = records.flatMap((r) => (r.point ? [r.point] : [])).concat(this.pendingPoints);
       this.pendingEvents = records.flatMap((r) => (r.event ? [r.event] : [])).concat(this.pendingEvents);
