@@ -142,23 +142,27 @@ export class RetentionService {
     for (const product of await products.list()) policies.set(product.key, effectivePolicy(await this.own(product.key), defaults));
     // PostgreSQL: partitions for the days ahead, and the day partitions older than every raw
     // retention dropped whole; the shorter retentions are deleted row by row below.
-    await history.preparePartitions(now);
-    const longest = longestRaw([...policies.values()], defaults);
-    if (longest !== null) {
-      const dropped = await history.dropPartitionsBefore(now - longest);
-      r.partitions = dropped.length;
-      r.partitionRows = dropped.reduce((n, p) => n + Math.max(0, p.rows), 0);
-      if (dropped.length)
-        this.deps.log.info({ partitions: dropped.map((p) => p.name), rows: r.partitionRows }, 'retention dropped expired history partitions whole');
+    // A failure here (a lock not had in time) leaves it to the next pass; the deletes go on.
+    try {
+      await history.preparePartitions(now);
+      const longest = longestRaw([...policies.values()], defaults);
+      if (longest !== null) {
+        const dropped = await history.dropPartitionsBefore(now - longest);
+        r.partitions = dropped.length;
+        r.partitionRows = dropped.reduce((n, p) => n + Math.max(0, p.rows), 0);
+        if (dropped.length)
+          this.deps.log.info({ partitions: dropped.map((p) => p.name), rows: r.partitionRows }, 'retention dropped expired history partitions whole');
+      }
+    } catch (err) {
+      this.deps.log.warn({ err }, 'history partitions not made or dropped this pass; the next one tries again');
     }
     for (const [key, policy] of policies) {
-      const product = { key };
       const raw = durationMs(policy.raw);
       const events = durationMs(policy.events);
       const overridden = Object.keys(policy.properties);
       for (let after = ''; ; ) {
         if (this.stopped) return undefined;
-        const ids = await devices.idsOfProduct(product.key, after, step);
+        const ids = await devices.idsOfProduct(key, after, step);
         if (ids.length === 0) break;
         after = ids[ids.length - 1];
         if (raw !== null) r.points += await history.prunePoints(ids, now - raw, { except: overridden }, batch);
@@ -171,7 +175,7 @@ export class RetentionService {
       }
       for (const [tier, d] of Object.entries(policy.rollups)) {
         const ms = durationMs(d);
-        if (ms !== null) r.rollups += await history.pruneRollups(product.key, tier, now - ms, batch);
+        if (ms !== null) r.rollups += await history.pruneRollups(key, tier, now - ms, batch);
       }
     }
     const commands = durationMs(defaults.commands);
