@@ -208,11 +208,6 @@ export class HistoryService {
     return this.partitions.dropBefore(before);
   }
 
-  /** PostgreSQL: the day partitions of raw history, oldest first (none on SQLite). */
-  historyPartitions(): Promise<HistoryPartition[]> {
-    return this.partitions?.list() ?? Promise.resolve([]);
-  }
-
   /** Removes a deleted device's history: its property time series and its events (`DELETE …?purge=true`). */
   async purge(deviceId: string): Promise<void> {
     await this.flush();

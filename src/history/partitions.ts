@@ -23,9 +23,9 @@ export function partitionName(day: number): string {
   return `history_${String(d.getUTCFullYear()).padStart(4, '0')}${String(d.getUTCMonth() + 1).padStart(2, '0')}${String(d.getUTCDate()).padStart(2, '0')}`;
 }
 
-/** The SQL that makes a day's partition if it does not exist (also used by the migration). */
-export const createPartitionSql = (day: number, parent = 'history') =>
-  sql`CREATE TABLE IF NOT EXISTS ${sql.id(partitionName(day))} PARTITION OF ${sql.id(parent)} FOR VALUES FROM (${sql.lit(day * DAY_MS)}) TO (${sql.lit((day + 1) * DAY_MS)})`;
+/** The SQL that makes a day's partition if it does not exist. */
+const createPartitionSql = (day: number) =>
+  sql`CREATE TABLE IF NOT EXISTS ${sql.id(partitionName(day))} PARTITION OF history FOR VALUES FROM (${sql.lit(day * DAY_MS)}) TO (${sql.lit((day + 1) * DAY_MS)})`;
 
 /** Serialises the nodes making partitions (two nodes racing for the same day make it once). */
 const LOCK_KEY = sql.lit(0x6865_6172); // 'hear'
@@ -51,9 +51,6 @@ export class HistoryPartitions {
   private readonly known = new Set<number>();
   /** Whether the history table is partitioned (undefined until first asked). */
   private partitioned: boolean | undefined;
-  /** Partitions this node made and dropped since it started (for logs, tests and the operator). */
-  created = 0;
-  dropped = 0;
 
   constructor(private readonly deps: { db: Db; log: Logger; onDropped?: (n: number) => void }) {}
 
@@ -117,7 +114,6 @@ export class HistoryPartitions {
     });
     for (const d of todo) this.known.add(d);
     if (made.length) {
-      this.created += made.length;
       this.deps.log.info({ partitions: made }, 'history partitions made');
     }
   }
@@ -125,12 +121,6 @@ export class HistoryPartitions {
   /** Forgets what this node knew of these days' partitions (another node dropped one): the next ensure looks again. */
   forget(points: ReadonlyArray<{ ts: number }>): void {
     for (const p of points) this.known.delete(dayOf(p.ts));
-  }
-
-  /** The partitions of the history table, oldest first (none when it is not partitioned). */
-  async list(): Promise<HistoryPartition[]> {
-    if (!(await this.isPartitioned())) return [];
-    return listPartitions(this.deps.db);
   }
 
   /**
@@ -171,10 +161,7 @@ export class HistoryPartitions {
       this.known.delete(dayOf(p.from));
       dropped.push({ name: p.name, from: p.from, to: p.to, rows: p.rows });
     }
-    if (dropped.length) {
-      this.dropped += dropped.length;
-      this.deps.onDropped?.(dropped.length);
-    }
+    if (dropped.length) this.deps.onDropped?.(dropped.length);
     return dropped;
   }
 }
