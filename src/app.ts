@@ -328,7 +328,7 @@ export class Hearth {
       onOwnedChange: (n) => metrics.setShardsOwned(n),
     }));
     const shadow = new ShadowService({ db, bus, log, devices, products, presence, shards, flushMs: config.historyFlushMs });
-    const history = new HistoryService({ db, log, flushMs: config.historyFlushMs });
+    const history = new HistoryService({ db, log, flushMs: config.historyFlushMs, onPartitionsDropped: (n) => metrics.historyPartitionsDropped(n) });
     const ingress = (this.ingress = new UplinkIngress({ bus, shards: config.shards, nodeId: this.nodeId }));
     const pipeline = new RoutingPipeline({ observer: metrics });
     const commandQueue = new CommandQueue({

@@ -7,6 +7,13 @@ import assert from 'node:assert/strict';
 import { adminApi as client, connectMqtt as connect, startCluster, type Cluster, type ClusterNode } from './helpers/cluster.ts';
 import { eventually } from './helpers/platform.ts';
 
+/** The passes a node logged that dropped day partitions of raw history. */
+const drops = (n: ClusterNode) =>
+  n
+    .output()
+    .split('\n')
+    .filter((l) => l.includes('retention dropped expired history partitions whole')).length;
+
 /** The passes a node logged that deleted something. */
 const passes = (n: ClusterNode) =>
   n
@@ -22,7 +29,15 @@ describe('retention in cluster mode', {
   before(async () => {
     cluster = await startCluster({
       nodes: 2,
-      env: { HEARTH_SHARDS: '8', HEARTH_HISTORY_FLUSH_MS: '50', HEARTH_NODE_TIMEOUT_MS: '3000', HEARTH_RETENTION_INTERVAL_MS: '200', HEARTH_LOG_LEVEL: 'info' },
+      // Raw points are kept 2 days by default: the day partitions of the 3-day-old points are dropped whole.
+      env: {
+        HEARTH_SHARDS: '8',
+        HEARTH_HISTORY_FLUSH_MS: '50',
+        HEARTH_NODE_TIMEOUT_MS: '3000',
+        HEARTH_RETENTION_INTERVAL_MS: '200',
+        HEARTH_LOG_LEVEL: 'info',
+        HEARTH_RETENTION_RAW: '2d',
+      },
     });
   });
   after(async () => {
@@ -51,6 +66,13 @@ describe('retention in cluster mode', {
         await c.endAsync();
       }
       await eventually(async () => (await points(via)) === fresh, 15_000, `only the ${fresh} fresh points left`);
+      // Every point of every round was stored (the day rollups, kept forever, count them), also
+      // those written to a day whose partition the pruning node had dropped.
+      const days = await via('GET', `/api/v1/devices/${dev.id}/history?property=temperature&from=${Date.now() - 5 * 86_400_000}&bucket=1d&tier=1d`);
+      assert.equal(
+        days.body.buckets.reduce((n: number, b: { count: number }) => n + b.count, 0),
+        11 * fresh,
+      );
     };
     // The first round also lets the shards settle between the two nodes (the first to start owned all).
     await round(a, 1, api);
@@ -63,6 +85,11 @@ describe('retention in cluster mode', {
     const [pa, pb] = [passes(a) - a0, passes(b) - b0];
     assert.ok(pa === 0 || pb === 0, `one node pruned: a ${pa}, b ${pb}`);
     assert.ok(pa + pb >= 2);
+    // The expired days were dropped whole (PostgreSQL day partitions), by that node only; each
+    // round's expired points were written to a partition made again, on whichever node ingested them.
+    const [da, db] = [drops(a), drops(b)];
+    assert.ok(da === 0 || db === 0, `one node dropped partitions: a ${da}, b ${db}`);
+    assert.ok(da + db >= 2, `partitions dropped in each round: a ${da}, b ${db}`);
 
     // The pruning node dies; the other owns shard 0 once its lease expires, and prunes.
     const [pruner, other] = pa > 0 ? [a, b] : [b, a];

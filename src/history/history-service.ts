@@ -16,6 +16,7 @@ import {
   type RollupRow,
   type Tier,
 } from './rollups.ts';
+import { HistoryPartitions, isMissingPartition, type HistoryPartition } from './partitions.ts';
 
 type HistoryRow = { device_id: string; property: string; ts: number; num: number | null; val: string | null; msg_id: string | null };
 /** What the rollups need of a buffered point beyond its row: its product, and its state (booleans, enums). */
@@ -59,8 +60,12 @@ export class HistoryService {
   private readonly writer: PeriodicFlush;
   /** Series ids by device and property (immutable once assigned). */
   private readonly series = new Map<string, number>();
+  /** PostgreSQL: the day partitions of raw history (made on demand, dropped by retention). */
+  private readonly partitions: HistoryPartitions | undefined;
 
-  constructor(private readonly deps: { db: Db; log: Logger; flushMs: number; maxBuffered?: number }) {
+  constructor(private readonly deps: { db: Db; log: Logger; flushMs: number; maxBuffered?: number; onPartitionsDropped?: (n: number) => void }) {
+    if (deps.db.getExecutor().adapter instanceof PostgresAdapter)
+      this.partitions = new HistoryPartitions({ db: deps.db, log: deps.log, onDropped: deps.onPartitionsDropped });
     this.writer = new PeriodicFlush(
       () => this.write(),
       deps.flushMs,
@@ -126,14 +131,17 @@ export class HistoryService {
    */
   private async write(): Promise<void> {
     if (this.pendingPoints.length === 0 && this.pendingEvents.length === 0) return;
+    const points = this.pendingPoints;
     const records: Pending[] = [];
-    for (const point of this.pendingPoints) records.push({ point });
+    for (const point of points) records.push({ point });
     for (const event of this.pendingEvents) records.push({ event });
     this.pendingPoints = [];
     this.pendingEvents = [];
     const { db, log } = this.deps;
     try {
       await this.resolveSeries(records.flatMap((r) => (r.point?.meta ? [r.point] : [])));
+      // The partitions of the points' days (a Set lookup when they exist; PostgreSQL only).
+      await this.partitions?.ensureFor(points);
     } catch (err) {
       this.pendingPoints = records.flatMap((r) => (r.point ? [r.point] : [])).concat(this.pendingPoints);
       this.pendingEvents = records.flatMap((r) => (r.event ? [r.event] : [])).concat(this.pendingEvents);
@@ -141,14 +149,18 @@ export class HistoryService {
     }
     const { retry, error } = await writeIsolated(records, {
       batch: (rs) =>
-        db.transaction().execute(async (trx) => {
-          const points = rs.flatMap((r) => (r.point ? [r.point] : []));
-          const events = rs.flatMap((r) => (r.event ? [r.event] : []));
-          // Redelivered messages repeat points and events: the unique keys make them no-ops.
-          for (let i = 0; i < points.length; i += CHUNK) await insertPoints(trx, points.slice(i, i + CHUNK));
-          for (let i = 0; i < events.length; i += CHUNK) await insertEvents(trx, events.slice(i, i + CHUNK));
-        }),
-      one: async (r) => void (await (r.point ? insertPoints(db, [r.point]) : insertEvents(db, [r.event!]))),
+        this.inPartitions(
+          rs.flatMap((r) => (r.point ? [r.point] : [])),
+          () =>
+            db.transaction().execute(async (trx) => {
+              const points = rs.flatMap((r) => (r.point ? [r.point] : []));
+              const events = rs.flatMap((r) => (r.event ? [r.event] : []));
+              // Redelivered messages repeat points and events: the unique keys make them no-ops.
+              for (let i = 0; i < points.length; i += CHUNK) await insertPoints(trx, points.slice(i, i + CHUNK));
+              for (let i = 0; i < events.length; i += CHUNK) await insertEvents(trx, events.slice(i, i + CHUNK));
+            }),
+        ),
+      one: async (r) => void (await (r.point ? this.inPartitions([r.point], () => insertPoints(db, [r.point!])) : insertEvents(db, [r.event!]))),
       onBad: (r, err) =>
         log.error(
           { err, deviceId: (r.point ?? r.event)!.device_id, record: r.point ? 'point' : 'event' },
@@ -159,6 +171,41 @@ export class HistoryService {
     this.pendingPoints = retry.flatMap((r) => (r.point ? [r.point] : [])).concat(this.pendingPoints);
     this.pendingEvents = retry.flatMap((r) => (r.event ? [r.event] : [])).concat(this.pendingEvents);
     throw error;
+  }
+
+  /**
+   * Runs a write of these points; when another node dropped the partition of one of their days
+   * since this node last made sure of it, makes it again and writes once more (late points for a
+   * day past retention: the next pass drops it again).
+   */
+  private async inPartitions<T>(points: PendingPoint[], write: () => Promise<T>): Promise<T> {
+    try {
+      return await write();
+    } catch (err) {
+      if (!this.partitions || !isMissingPartition(err)) throw err;
+      this.partitions.forget(points);
+      await this.partitions.ensureFor(points);
+      return write();
+    }
+  }
+
+  /**
+   * PostgreSQL: makes the partitions of today and the next `ahead` days, so that the write path
+   * rarely makes one itself. Nothing on SQLite.
+   */
+  async preparePartitions(now: number, ahead = 2): Promise<void> {
+    if (!this.partitions) return;
+    const today = Math.floor(now / 86_400_000);
+    await this.partitions.ensure(Array.from({ length: ahead + 1 }, (_, i) => today + i));
+  }
+
+  /**
+   * PostgreSQL: drops whole the day partitions of raw history that end at or before `before`
+   * (every point in them is older than it). Returns those dropped; none on SQLite.
+   */
+  async dropPartitionsBefore(before: number): Promise<HistoryPartition[]> {
+    if (!this.partitions) return [];
+    return this.partitions.dropBefore(before);
   }
 
   /** Removes a deleted device's history: its property time series and its events (`DELETE …?purge=true`). */
@@ -477,6 +524,29 @@ export class HistoryService {
     let total = 0;
     for (;;) {
       const started = performance.now();
+      if (pg && table === 'history') {
+        // Partitioned: a row id (ctid) is unique only within its partition, so the rows are
+        // deleted from each partition by its own ids, and only if they still match.
+        const found = await where(db.selectFrom('history'))
+          .select([sql<string>`tableoid::regclass::text`.as('part'), sql<string>`ctid::text`.as('tid')])
+          .limit(batch)
+          .execute();
+        const byPart = new Map<string, string[]>();
+        for (const f of found as Array<{ part: string; tid: string }>) {
+          const list = byPart.get(f.part);
+          if (list) list.push(f.tid);
+          else byPart.set(f.part, [f.tid]);
+        }
+        for (const [part, tids] of byPart) {
+          const r = await where(db.deleteFrom(part as 'history'))
+            .where(sql<boolean>`ctid = ANY(${tids}::tid[])`)
+            .executeTakeFirst();
+          total += Number(r.numDeletedRows);
+        }
+        if (found.length < batch) return total;
+        await pause(performance.now() - started);
+        continue;
+      }
       const ids = byKey
         ? where(db.selectFrom('history')).select(['device_id', 'property', 'ts', 'msg_id']).limit(batch)
         : where(db.selectFrom(table as 'history'))

@@ -12,6 +12,9 @@ import { customKeys, durationMs, effectivePolicy, type RetentionDefaults, type R
 /** What one pruning pass deleted, by kind. */
 export interface PruneReport {
   points: number;
+  /** Day partitions of raw history dropped whole (PostgreSQL), and their rows as PostgreSQL estimated them. */
+  partitions: number;
+  partitionRows: number;
   rollups: number;
   events: number;
   /** Recorded presence changes (kept as long as the product's device events). */
@@ -122,16 +125,44 @@ export class RetentionService {
   private async pass(): Promise<PruneReport | undefined> {
     const { history, devices, products, defaults, batch } = this.deps;
     const now = (this.deps.now ?? Date.now)();
-    const r: PruneReport = { points: 0, rollups: 0, events: 0, presence: 0, commands: 0, audit: 0, startedAt: now, durationMs: 0 };
+    const r: PruneReport = {
+      points: 0,
+      partitions: 0,
+      partitionRows: 0,
+      rollups: 0,
+      events: 0,
+      presence: 0,
+      commands: 0,
+      audit: 0,
+      startedAt: now,
+      durationMs: 0,
+    };
     const step = this.deps.devicesPerStep ?? 200;
-    for (const product of await products.list()) {
-      const policy = effectivePolicy(await this.own(product.key), defaults);
+    const policies = new Map<string, RetentionPolicy>();
+    for (const product of await products.list()) policies.set(product.key, effectivePolicy(await this.own(product.key), defaults));
+    // PostgreSQL: partitions for the days ahead, and the day partitions older than every raw
+    // retention dropped whole; the shorter retentions are deleted row by row below.
+    // A failure here (a lock not had in time) leaves it to the next pass; the deletes go on.
+    try {
+      await history.preparePartitions(now);
+      const longest = longestRaw([...policies.values()], defaults);
+      if (longest !== null) {
+        const dropped = await history.dropPartitionsBefore(now - longest);
+        r.partitions = dropped.length;
+        r.partitionRows = dropped.reduce((n, p) => n + Math.max(0, p.rows), 0);
+        if (dropped.length)
+          this.deps.log.info({ partitions: dropped.map((p) => p.name), rows: r.partitionRows }, 'retention dropped expired history partitions whole');
+      }
+    } catch (err) {
+      this.deps.log.warn({ err }, 'history partitions not made or dropped this pass; the next one tries again');
+    }
+    for (const [key, policy] of policies) {
       const raw = durationMs(policy.raw);
       const events = durationMs(policy.events);
       const overridden = Object.keys(policy.properties);
       for (let after = ''; ; ) {
         if (this.stopped) return undefined;
-        const ids = await devices.idsOfProduct(product.key, after, step);
+        const ids = await devices.idsOfProduct(key, after, step);
         if (ids.length === 0) break;
         after = ids[ids.length - 1];
         if (raw !== null) r.points += await history.prunePoints(ids, now - raw, { except: overridden }, batch);
@@ -144,7 +175,7 @@ export class RetentionService {
       }
       for (const [tier, d] of Object.entries(policy.rollups)) {
         const ms = durationMs(d);
-        if (ms !== null) r.rollups += await history.pruneRollups(product.key, tier, now - ms, batch);
+        if (ms !== null) r.rollups += await history.pruneRollups(key, tier, now - ms, batch);
       }
     }
     const commands = durationMs(defaults.commands);
@@ -153,7 +184,25 @@ export class RetentionService {
     if (audit !== null) r.audit = await this.deps.audit.pruneBefore(now - audit, batch);
     r.durationMs = (this.deps.now ?? Date.now)() - now;
     this.last = r;
-    if (r.points + r.rollups + r.events + r.presence + r.commands + r.audit > 0) this.deps.log.info({ pruned: r }, 'retention pass deleted expired data');
+    if (r.points + r.partitions + r.rollups + r.events + r.presence + r.commands + r.audit > 0)
+      this.deps.log.info({ pruned: r }, 'retention pass deleted expired data');
     return r;
   }
+}
+
+/**
+ * The longest raw retention that applies to any point: every product's `raw` and its properties'
+ * (the configured default when there is no product yet); null when one keeps points forever.
+ */
+export function longestRaw(policies: readonly RetentionPolicy[], defaults: RetentionDefaults): number | null {
+  const all = policies.length
+    ? policies.flatMap((p) => [p.raw, ...Object.values(p.properties).map((q) => q.raw)])
+    : [defaults.raw === 'forever' ? null : defaults.raw];
+  let longest = 0;
+  for (const d of all) {
+    const ms = durationMs(d);
+    if (ms === null) return null;
+    longest = Math.max(longest, ms);
+  }
+  return longest;
 }

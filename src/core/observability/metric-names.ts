@@ -36,6 +36,7 @@ export const METRIC_TYPES = {
   hearth_gateway_routed_total: 'counter',
   hearth_login_failures_total: 'counter',
   hearth_login_spray_detected_total: 'counter',
+  hearth_history_partitions_dropped_total: 'counter',
 } as const;
 
 export type MetricName = keyof typeof METRIC_TYPES;

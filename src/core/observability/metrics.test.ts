@@ -69,6 +69,7 @@ describe('metrics', () => {
     m.presenceChanged(true, 'connect');
     m.presenceChanged(false, 'keepalive-timeout');
     m.connectionRefused('admission');
+    m.historyPartitionsDropped(3);
     const text = await m.text();
     assert.equal(sample(text, 'hearth_device_messages_total{direction="in",kind="properties"}'), 2);
     assert.equal(sample(text, 'hearth_device_messages_total{direction="in",kind="result"}'), 1);
@@ -78,6 +79,7 @@ describe('metrics', () => {
     assert.equal(sample(text, 'hearth_presence_changes_total{online="true",reason="connect"}'), 1);
     assert.equal(sample(text, 'hearth_presence_changes_total{online="false",reason="keepalive-timeout"}'), 1);
     assert.equal(sample(text, 'hearth_connections_refused_total{reason="admission"}'), 1);
+    assert.equal(sample(text, 'hearth_history_partitions_dropped_total'), 3);
     assert.equal(sample(text, 'hearth_connections_refused_total{reason="auth"}'), undefined, 'no series before the first observation');
   });
 

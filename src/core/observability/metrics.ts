@@ -247,6 +247,11 @@ export class Metrics {
     'Password spraying noticed, by kind: source (one client address failing on many accounts), account (one account failing from many addresses)',
     ['kind'],
   );
+  private readonly partitionsDropped = this.counter(
+    'hearth_history_partitions_dropped_total',
+    'Day partitions of raw history dropped whole by retention (PostgreSQL): their days were older than every raw retention',
+    [],
+  ).of();
   private readonly otaJobs = this.counter(
     'hearth_ota_jobs_total',
     'Firmware update jobs entering each state (queued: campaigns created, counted once per campaign; sent, downloading, verifying, installing, rebooting, succeeded, failed, cancelled)',
@@ -420,6 +425,11 @@ export class Metrics {
   /** A password check failed, or was refused unchecked (`throttled`). */
   loginFailure(reason: 'wrong_password' | 'unknown_account' | 'throttled'): void {
     this.loginFailures.of(reason).inc();
+  }
+
+  /** Retention dropped day partitions of raw history whole (PostgreSQL). */
+  historyPartitionsDropped(count: number): void {
+    this.partitionsDropped.value += count;
   }
 
   /** Spraying was noticed (the auth log has a warning with the details). */

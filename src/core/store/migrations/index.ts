@@ -7,6 +7,7 @@ import { telemetry } from './0016-telemetry.ts';
 import { presenceLog } from './0017-presence-log.ts';
 import { fleetSearch0018 } from './0018-fleet-search.ts';
 import { exportJobs } from './0019-exports-fleet-rollups.ts';
+import { historyPartitions } from './0020-history-partitions.ts';
 
 /**
  * The one set of migrations, for SQLite and PostgreSQL alike: only portable column types
@@ -517,4 +518,5 @@ export const migrations: Record<string, Migration> = {
   '0017-presence-log': presenceLog,
   '0018-fleet-search': fleetSearch0018,
   '0019-exports-fleet-rollups': exportJobs,
+  '0020-history-partitions': historyPartitions,
 };
