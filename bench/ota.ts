@@ -83,7 +83,7 @@ async function fleet(
 ): Promise<OtaDevice[]> {
   const creds = await api.provision(n, product, `${product} device`);
   return mapLimit(creds, PARALLEL, async (c) => {
-    const d = startOtaDevice({ mqttUrl, id: c.id, secret: c.secret, product, version, failureRate, rebootMs: 20, log: onLog });
+    const d = startOtaDevice({ mqttUrl, id: c.id, secret: c.secret, product, version, failureRate, rebootMs: 20, reconnect: true, log: onLog });
     await d.ready;
     return d;
   });
