@@ -86,6 +86,16 @@ async function earliestVisible(access: AccessService, p: Principal, deviceId: st
   return (await access.placement(deviceId))?.boundAt ?? Number.MAX_SAFE_INTEGER;
 }
 
+/**
+ * For a caller allowed to view the device: the asked range (default the last 24 hours), starting
+ * no earlier than the caller may see the device's past.
+ */
+async function visibleRange(access: AccessService, p: Principal, deviceId: string, q: { from?: string; to?: string }): Promise<{ from: number; to: number }> {
+  await access.requireDevice(p, deviceId, 'view');
+  const to = parseTime(q.to, Date.now(), 'to');
+  return { from: Math.max(parseTime(q.from, to - 86_400_000, 'from'), await earliestVisible(access, p, deviceId)), to };
+}
+
 /** A CSV field: numbers and booleans as they are, text quoted when it must be, anything else as JSON. */
 function csvField(v: unknown): string {
   if (v === null || v === undefined) return '';
@@ -281,10 +291,7 @@ export async function historyRoutes(
       },
     },
     async (req) => {
-      const p = principal(req);
-      await deps.access.requireDevice(p, req.params.id, 'view');
-      const to = parseTime(req.query.to, Date.now(), 'to');
-      const from = Math.max(parseTime(req.query.from, to - 86_400_000, 'from'), await earliestVisible(deps.access, p, req.params.id));
+      const { from, to } = await visibleRange(deps.access, principal(req), req.params.id, req.query);
       return { items: await deps.history.deviceEvents(req.params.id, from, to, req.query.limit) };
     },
   );
@@ -325,10 +332,7 @@ export async function historyRoutes(
       },
     },
     async (req) => {
-      const p = principal(req);
-      await deps.access.requireDevice(p, req.params.id, 'view');
-      const to = parseTime(req.query.to, Date.now(), 'to');
-      const from = Math.max(parseTime(req.query.from, to - 86_400_000, 'from'), await earliestVisible(deps.access, p, req.params.id));
+      const { from, to } = await visibleRange(deps.access, principal(req), req.params.id, req.query);
       const changes = from > to ? [] : await deps.presence.history(req.params.id, from, to, req.query.limit);
       return { items: changes.map((c) => ({ at: new Date(c.at).toISOString(), online: c.online, reason: c.reason, session: c.session })) };
     },

@@ -148,18 +148,17 @@ export class HistoryService {
       throw err;
     }
     const { retry, error } = await writeIsolated(records, {
-      batch: (rs) =>
-        this.inPartitions(
-          rs.flatMap((r) => (r.point ? [r.point] : [])),
-          () =>
-            db.transaction().execute(async (trx) => {
-              const points = rs.flatMap((r) => (r.point ? [r.point] : []));
-              const events = rs.flatMap((r) => (r.event ? [r.event] : []));
-              // Redelivered messages repeat points and events: the unique keys make them no-ops.
-              for (let i = 0; i < points.length; i += CHUNK) await insertPoints(trx, points.slice(i, i + CHUNK));
-              for (let i = 0; i < events.length; i += CHUNK) await insertEvents(trx, events.slice(i, i + CHUNK));
-            }),
-        ),
+      batch: (rs) => {
+        const points = rs.flatMap((r) => (r.point ? [r.point] : []));
+        const events = rs.flatMap((r) => (r.event ? [r.event] : []));
+        return this.inPartitions(points, () =>
+          db.transaction().execute(async (trx) => {
+            // Redelivered messages repeat points and events: the unique keys make them no-ops.
+            for (let i = 0; i < points.length; i += CHUNK) await insertPoints(trx, points.slice(i, i + CHUNK));
+            for (let i = 0; i < events.length; i += CHUNK) await insertEvents(trx, events.slice(i, i + CHUNK));
+          }),
+        );
+      },
       one: async (r) => void (await (r.point ? this.inPartitions([r.point], () => insertPoints(db, [r.point!])) : insertEvents(db, [r.event!]))),
       onBad: (r, err) =>
         log.error(
