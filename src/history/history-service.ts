@@ -5,6 +5,7 @@ import type { Logger } from '../core/logger.ts';
 import { newId } from '../core/ids.ts';
 import { PeriodicFlush, writeIsolated } from '../core/periodic-flush.ts';
 import { PostgresAdapter } from 'kysely';
+import { BulkInsert, placeholderOf, runSql, TextCache } from '../core/store/bulk.ts';
 import {
   DURATION_TIERS,
   foldRollups,
@@ -13,7 +14,6 @@ import {
   type StateSegment,
   type AggregateBucket,
   type RollupPoint,
-  type RollupRow,
   type Tier,
 } from './rollups.ts';
 import { HistoryPartitions, isMissingPartition, type HistoryPartition } from './partitions.ts';
@@ -155,11 +155,11 @@ export class HistoryService {
           db.transaction().execute(async (trx) => {
             // Redelivered messages repeat points and events: the unique keys make them no-ops.
             for (let i = 0; i < points.length; i += CHUNK) await insertPoints(trx, points.slice(i, i + CHUNK));
-            for (let i = 0; i < events.length; i += CHUNK) await insertEvents(trx, events.slice(i, i + CHUNK));
+            for (let i = 0; i < events.length; i += CHUNK) await INSERT_EVENTS.run(trx, events.slice(i, i + CHUNK));
           }),
         );
       },
-      one: async (r) => void (await (r.point ? this.inPartitions([r.point], () => insertPoints(db, [r.point!])) : insertEvents(db, [r.event!]))),
+      one: async (r) => void (await (r.point ? this.inPartitions([r.point], () => insertPoints(db, [r.point!])) : INSERT_EVENTS.run(db, [r.event!]))),
       onBad: (r, err) =>
         log.error(
           { err, deviceId: (r.point ?? r.event)!.device_id, record: r.point ? 'point' : 'event' },
@@ -597,22 +597,12 @@ const ROLLUP_CHUNK = 300;
  * point stored before (a redelivered message) is neither stored nor counted again.
  */
 async function insertPoints(db: Db, points: PendingPoint[]): Promise<void> {
-  const rows = points.map(({ meta: _meta, ...row }) => row);
   const withMeta = points.filter((p) => p.meta !== undefined);
   if (withMeta.length === 0) {
-    await db
-      .insertInto('history')
-      .values(rows)
-      .onConflict((oc) => oc.columns(['device_id', 'property', 'ts', 'msg_id']).doNothing())
-      .execute();
+    await INSERT_POINTS.run(db, points);
     return;
   }
-  const stored = await db
-    .insertInto('history')
-    .values(rows)
-    .onConflict((oc) => oc.columns(['device_id', 'property', 'ts', 'msg_id']).doNothing())
-    .returning(['device_id', 'property', 'ts', 'msg_id'])
-    .execute();
+  const stored = await INSERT_POINTS_RETURNING.run<{ device_id: string; property: string; ts: number | string; msg_id: string }>(db, points);
   // The rows the store took, matched to their buffered points (several may share a key when msg_id is null).
   const byKey = new Map<string, PendingPoint[]>();
   for (const p of withMeta) {
@@ -634,7 +624,7 @@ async function insertPoints(db: Db, points: PendingPoint[]): Promise<void> {
       added.filter((a) => a.state !== null),
     ),
   );
-  for (let i = 0; i < deltas.length; i += ROLLUP_CHUNK) await upsertRollups(db, deltas.slice(i, i + ROLLUP_CHUNK));
+  for (let i = 0; i < deltas.length; i += ROLLUP_CHUNK) await UPSERT_ROLLUPS.run(db, deltas.slice(i, i + ROLLUP_CHUNK));
   // The fleet tier: the numeric deltas of the batch summed per product, property, tier and bucket.
   const seriesOf = new Map<number, { product: string; property: string }>();
   for (const p of withMeta) if (p.meta!.series !== undefined) seriesOf.set(p.meta!.series, { product: p.meta!.product, property: p.property });
@@ -654,7 +644,7 @@ async function insertPoints(db: Db, points: PendingPoint[]): Promise<void> {
   }
   // In key order: nodes writing the same product's buckets at once lock them in the same order (no deadlock on PostgreSQL).
   const fleetRows = [...fleet.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, row]) => row);
-  for (let i = 0; i < fleetRows.length; i += ROLLUP_CHUNK) await upsertFleet(db, fleetRows.slice(i, i + ROLLUP_CHUNK));
+  for (let i = 0; i < fleetRows.length; i += ROLLUP_CHUNK) await UPSERT_FLEET.run(db, fleetRows.slice(i, i + ROLLUP_CHUNK));
 }
 
 type FleetRow = {
@@ -668,20 +658,38 @@ type FleetRow = {
   max: number | null;
 };
 
+const POINT_COLUMNS = ['device_id', 'property', 'ts', 'num', 'val', 'msg_id'] as const;
+/** Redelivered messages repeat points: the unique key makes them no-ops. */
+const POINT_CONFLICT = 'on conflict ("device_id", "property", "ts", "msg_id") do nothing';
+const INSERT_POINTS = new BulkInsert('history', POINT_COLUMNS, POINT_CONFLICT);
+/** The points actually stored (not those stored before), for their rollups. */
+const INSERT_POINTS_RETURNING = new BulkInsert('history', POINT_COLUMNS, `${POINT_CONFLICT} returning "device_id", "property", "ts", "msg_id"`);
+const INSERT_EVENTS = new BulkInsert('device_events', ['id', 'device_id', 'event', 'params', 'ts'], 'on conflict ("id") do nothing');
+
+/** Adds deltas to their rows: counts and sums add up, min and max widen, the latest point stays `last`. */
+const UPSERT_ROLLUPS = new BulkInsert(
+  'history_rollups',
+  ['series', 'tier', 'bucket', 'state', 'count', 'sum', 'min', 'max', 'last', 'last_ts', 'dur'],
+  `on conflict ("series", "tier", "bucket", "state") do update set
+    "count" = history_rollups.count + excluded.count,
+    "sum" = history_rollups.sum + excluded.sum,
+    "min" = CASE WHEN history_rollups.min IS NULL OR excluded.min < history_rollups.min THEN excluded.min ELSE history_rollups.min END,
+    "max" = CASE WHEN history_rollups.max IS NULL OR excluded.max > history_rollups.max THEN excluded.max ELSE history_rollups.max END,
+    "dur" = history_rollups.dur + excluded.dur,
+    "last" = CASE WHEN excluded.last_ts >= history_rollups.last_ts THEN excluded.last ELSE history_rollups.last END,
+    "last_ts" = CASE WHEN excluded.last_ts >= history_rollups.last_ts THEN excluded.last_ts ELSE history_rollups.last_ts END`,
+);
+
 /** Adds a batch's sums to the fleet tier (counts and sums add up, min and max widen). */
-const upsertFleet = (db: Db, rows: FleetRow[]) =>
-  db
-    .insertInto('fleet_rollups')
-    .values(rows)
-    .onConflict((oc) =>
-      oc.columns(['product_key', 'property', 'tier', 'bucket']).doUpdateSet({
-        count: sql`fleet_rollups.count + excluded.count`,
-        sum: sql`CASE WHEN excluded.sum IS NULL THEN fleet_rollups.sum ELSE COALESCE(fleet_rollups.sum, 0) + excluded.sum END`,
-        min: sql`CASE WHEN fleet_rollups.min IS NULL OR excluded.min < fleet_rollups.min THEN excluded.min ELSE fleet_rollups.min END`,
-        max: sql`CASE WHEN fleet_rollups.max IS NULL OR excluded.max > fleet_rollups.max THEN excluded.max ELSE fleet_rollups.max END`,
-      }),
-    )
-    .execute();
+const UPSERT_FLEET = new BulkInsert(
+  'fleet_rollups',
+  ['product_key', 'property', 'tier', 'bucket', 'count', 'sum', 'min', 'max'],
+  `on conflict ("product_key", "property", "tier", "bucket") do update set
+    "count" = fleet_rollups.count + excluded.count,
+    "sum" = CASE WHEN excluded.sum IS NULL THEN fleet_rollups.sum ELSE COALESCE(fleet_rollups.sum, 0) + excluded.sum END,
+    "min" = CASE WHEN fleet_rollups.min IS NULL OR excluded.min < fleet_rollups.min THEN excluded.min ELSE fleet_rollups.min END,
+    "max" = CASE WHEN fleet_rollups.max IS NULL OR excluded.max > fleet_rollups.max THEN excluded.max ELSE fleet_rollups.max END`,
+);
 
 /**
  * Time in state that newly stored points of booleans and enums change. A point splits the interval
@@ -699,86 +707,115 @@ async function stateSegments(db: Db, points: RollupPoint[]): Promise<StateSegmen
     if (list) list.push(p);
     else series.set(k, [p]);
   }
-  const stateOf = (r: { num: number | null; val: string | null }): string => (r.val !== null ? String(fromJson(r.val)) : String(r.num === 1));
+  const lists = [...series.values()];
+  for (const list of lists) list.sort((a, b) => a.ts - b.ts);
   const out: StateSegment[] = [];
-  for (const list of series.values()) {
-    list.sort((a, b) => a.ts - b.ts);
-    // The common case, points newer than any stored: two lookups for the whole series (the point
-    // before the first, and that nothing stored lies among or after them), then a walk.
-    const first = list[0];
-    const stored = () => db.selectFrom('history').select(['ts', 'num', 'val']).where('device_id', '=', first.deviceId).where('property', '=', first.property);
-    const after = await stored()
-      .where('ts', '>=', first.ts)
-      .orderBy('ts')
-      .limit(list.length + 1)
-      .execute();
-    if (after.length === list.length && after.every((r, i) => Number(r.ts) === list[i].ts)) {
-      const prev = await stored().where('ts', '<', first.ts).orderBy('ts', 'desc').limit(1).executeTakeFirst();
-      let at = prev ? Number(prev.ts) : undefined;
+  // The common case, points newer than any stored: one query for the batch tells of each series
+  // the point stored before its first and that nothing stored lies among or after them; a walk
+  // then gives the segments. Series with a late point take the point-by-point path.
+  for (let i = 0; i < lists.length; i += NEIGHBOUR_CHUNK) {
+    const chunk = lists.slice(i, i + NEIGHBOUR_CHUNK);
+    const found = await neighbours(db, chunk);
+    for (let j = 0; j < chunk.length; j++) {
+      const list = chunk[j];
+      const { later, prev } = found[j];
+      if (later !== list.length) {
+        await lateSegments(db, list, out);
+        continue;
+      }
+      let at = prev ? prev.ts : undefined;
       let state = prev ? stateOf(prev) : undefined;
       for (const p of list) {
         if (at !== undefined) out.push({ series: p.series, state: state!, from: at, to: p.ts, sign: 1 });
         at = p.ts;
         state = p.state!;
       }
-      continue;
-    }
-    for (let i = 0; i < list.length; i++) {
-      const p = list[i];
-      const q = () => db.selectFrom('history').select(['ts', 'num', 'val']).where('device_id', '=', p.deviceId).where('property', '=', p.property);
-      const prev = await q().where('ts', '<', p.ts).orderBy('ts', 'desc').limit(1).executeTakeFirst();
-      // The next stored point that is not one of this batch's still to be applied (those come later in `list`).
-      const pending = list.length - i - 1;
-      const after = await q()
-        .where('ts', '>', p.ts)
-        .orderBy('ts')
-        .limit(pending + 1)
-        .execute();
-      const laterInBatch = new Map<number, number>();
-      for (let j = i + 1; j < list.length; j++) laterInBatch.set(list[j].ts, (laterInBatch.get(list[j].ts) ?? 0) + 1);
-      let next: { ts: number } | undefined;
-      for (const r of after) {
-        const ts = Number(r.ts);
-        const n = laterInBatch.get(ts) ?? 0;
-        if (n > 0) {
-          laterInBatch.set(ts, n - 1);
-          continue;
-        }
-        next = { ts };
-        break;
-      }
-      const seg = { series: p.series };
-      if (prev) {
-        const prevState = stateOf(prev);
-        if (next) out.push({ ...seg, state: prevState, from: p.ts, to: next.ts, sign: -1 });
-        else out.push({ ...seg, state: prevState, from: Number(prev.ts), to: p.ts, sign: 1 });
-      }
-      if (next) out.push({ ...seg, state: p.state!, from: p.ts, to: next.ts, sign: 1 });
     }
   }
   return out;
 }
 
-/** Adds deltas to their rows: counts and sums add up, min and max widen, the latest point stays `last`. */
-const upsertRollups = (db: Db, rows: RollupRow[]) =>
-  db
-    .insertInto('history_rollups')
-    .values(rows)
-    .onConflict((oc) =>
-      oc.columns(['series', 'tier', 'bucket', 'state']).doUpdateSet({
-        count: sql`history_rollups.count + excluded.count`,
-        sum: sql`history_rollups.sum + excluded.sum`,
-        min: sql`CASE WHEN history_rollups.min IS NULL OR excluded.min < history_rollups.min THEN excluded.min ELSE history_rollups.min END`,
-        max: sql`CASE WHEN history_rollups.max IS NULL OR excluded.max > history_rollups.max THEN excluded.max ELSE history_rollups.max END`,
-        dur: sql`history_rollups.dur + excluded.dur`,
-        last: sql`CASE WHEN excluded.last_ts >= history_rollups.last_ts THEN excluded.last ELSE history_rollups.last END`,
-        last_ts: sql`CASE WHEN excluded.last_ts >= history_rollups.last_ts THEN excluded.last_ts ELSE history_rollups.last_ts END`,
-      }),
-    )
-    .execute();
-const insertEvents = (db: Db, rows: EventRow[]) =>
-  db
-    .insertInto('device_events')
-    .values(rows)
-    .onConflict((oc) => oc.column('id').doNothing())
-    .execute();
+const stateOf = (r: { num: number | null; val: string | null }): string => (r.val !== null ? String(fromJson(r.val)) : String(r.num === 1));
+
+/** Series per neighbours query: 4 parameters each. */
+const NEIGHBOUR_CHUNK = 200;
+const NEIGHBOUR_TEXTS = new TextCache();
+
+/**
+ * For each series (its new points in time order, already stored): how many stored points lie at
+ * or after its first new point (counted up to one more than the longest list), and the stored
+ * point just before it. Correlated subqueries over a VALUES list, which SQLite and PostgreSQL both run as
+ * index lookups on (device_id, property, ts).
+ */
+async function neighbours(db: Db, lists: RollupPoint[][]): Promise<Array<{ later: number; prev?: { ts: number; num: number | null; val: string | null } }>> {
+  const ph = placeholderOf(db);
+  const text = NEIGHBOUR_TEXTS.get(`${ph(1)}${lists.length}`, () => {
+    const rows: string[] = [];
+    let n = 1;
+    for (let i = 0; i < lists.length; i++, n += 4) rows.push(`(CAST(${ph(n)} AS INTEGER), ${ph(n + 1)}, ${ph(n + 2)}, CAST(${ph(n + 3)} AS BIGINT))`);
+    const same = 'h.device_id = b.device_id AND h.property = b.property';
+    const before = (col: string) => `(SELECT h.${col} FROM history h WHERE ${same} AND h.ts < b.ts ORDER BY h.ts DESC, h.msg_id DESC LIMIT 1) AS prev_${col}`;
+    return `WITH b (i, device_id, property, ts) AS (VALUES ${rows.join(', ')})
+      SELECT b.i AS i, (SELECT COUNT(*) FROM (SELECT 1 AS x FROM history h WHERE ${same} AND h.ts >= b.ts LIMIT ${ph(n)}) a) AS later,
+        ${before('ts')}, ${before('num')}, ${before('val')}
+      FROM b`;
+  });
+  const params: unknown[] = [];
+  let longest = 0;
+  lists.forEach((list, i) => {
+    params.push(i, list[0].deviceId, list[0].property, list[0].ts);
+    longest = Math.max(longest, list.length);
+  });
+  params.push(longest + 1);
+  const rows = await runSql<{ i: number | string; later: number | string; prev_ts: number | string | null; prev_num: number | null; prev_val: string | null }>(
+    db,
+    text,
+    params,
+  );
+  const out = new Array<{ later: number; prev?: { ts: number; num: number | null; val: string | null } }>(lists.length);
+  for (const r of rows)
+    out[Number(r.i)] = {
+      later: Number(r.later),
+      prev: r.prev_ts === null ? undefined : { ts: Number(r.prev_ts), num: r.prev_num === null ? null : Number(r.prev_num), val: r.prev_val },
+    };
+  return out;
+}
+
+/**
+ * A series with a point at or before stored ones (late, or redelivered among newer): its points
+ * are applied one by one in time order, each seeing those applied before it but not those after.
+ */
+async function lateSegments(db: Db, list: RollupPoint[], out: StateSegment[]): Promise<void> {
+  for (let i = 0; i < list.length; i++) {
+    const p = list[i];
+    const q = () => db.selectFrom('history').select(['ts', 'num', 'val']).where('device_id', '=', p.deviceId).where('property', '=', p.property);
+    const prev = await q().where('ts', '<', p.ts).orderBy('ts', 'desc').limit(1).executeTakeFirst();
+    // The next stored point that is not one of this batch's still to be applied (those come later in `list`).
+    const pending = list.length - i - 1;
+    const after = await q()
+      .where('ts', '>', p.ts)
+      .orderBy('ts')
+      .limit(pending + 1)
+      .execute();
+    const laterInBatch = new Map<number, number>();
+    for (let j = i + 1; j < list.length; j++) laterInBatch.set(list[j].ts, (laterInBatch.get(list[j].ts) ?? 0) + 1);
+    let next: { ts: number } | undefined;
+    for (const r of after) {
+      const ts = Number(r.ts);
+      const n = laterInBatch.get(ts) ?? 0;
+      if (n > 0) {
+        laterInBatch.set(ts, n - 1);
+        continue;
+      }
+      next = { ts };
+      break;
+    }
+    const seg = { series: p.series };
+    if (prev) {
+      const prevState = stateOf(prev);
+      if (next) out.push({ ...seg, state: prevState, from: p.ts, to: next.ts, sign: -1 });
+      else out.push({ ...seg, state: prevState, from: Number(prev.ts), to: p.ts, sign: 1 });
+    }
+    if (next) out.push({ ...seg, state: p.state!, from: p.ts, to: next.ts, sign: 1 });
+  }
+}
