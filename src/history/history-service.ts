@@ -6,16 +6,7 @@ import { newId } from '../core/ids.ts';
 import { PeriodicFlush, writeIsolated } from '../core/periodic-flush.ts';
 import { PostgresAdapter } from 'kysely';
 import { BulkInsert, placeholderOf, runSql, TextCache } from '../core/store/bulk.ts';
-import {
-  DURATION_TIERS,
-  foldRollups,
-  rollupDeltas,
-  TIERS,
-  type StateSegment,
-  type AggregateBucket,
-  type RollupPoint,
-  type Tier,
-} from './rollups.ts';
+import { DURATION_TIERS, foldRollups, rollupDeltas, TIERS, type StateSegment, type AggregateBucket, type RollupPoint, type Tier } from './rollups.ts';
 import { HistoryPartitions, isMissingPartition, type HistoryPartition } from './partitions.ts';
 
 type HistoryRow = { device_id: string; property: string; ts: number; num: number | null; val: string | null; msg_id: string | null };
@@ -602,6 +593,11 @@ async function insertPoints(db: Db, points: PendingPoint[]): Promise<void> {
     await INSERT_POINTS.run(db, points);
     return;
   }
+  // Time in state needs each series' neighbours of its new points: read before they are stored.
+  const before = await neighbours(
+    db,
+    withMeta.filter((p) => p.meta!.state !== null && p.meta!.series !== undefined),
+  );
   const stored = await INSERT_POINTS_RETURNING.run<{ device_id: string; property: string; ts: number | string; msg_id: string }>(db, points);
   // The rows the store took, matched to their buffered points (several may share a key when msg_id is null).
   const byKey = new Map<string, PendingPoint[]>();
@@ -622,6 +618,7 @@ async function insertPoints(db: Db, points: PendingPoint[]): Promise<void> {
     await stateSegments(
       db,
       added.filter((a) => a.state !== null),
+      before,
     ),
   );
   for (let i = 0; i < deltas.length; i += ROLLUP_CHUNK) await UPSERT_ROLLUPS.run(db, deltas.slice(i, i + ROLLUP_CHUNK));
@@ -691,14 +688,31 @@ const UPSERT_FLEET = new BulkInsert(
     "max" = CASE WHEN fleet_rollups.max IS NULL OR excluded.max > fleet_rollups.max THEN excluded.max ELSE fleet_rollups.max END`,
 );
 
+/** What a series' new points need of those stored before them (see `neighbours`). */
+interface Neighbours {
+  /** The batch's points of the series (stored or not). */
+  count: number;
+  /** The earliest of them. */
+  first: number;
+  /** Whether a point stored before lies after the earliest. */
+  later: boolean;
+  /** The stored point in effect at the earliest (the latest at or before it). */
+  prev?: { ts: number; num: number | null; val: string | null };
+}
+
 /**
  * Time in state that newly stored points of booleans and enums change. A point splits the interval
  * between its neighbours (the stored points just before and after it): [prev, point) stays the
  * previous value's, [point, next) becomes the point's instead (taken back from the previous value
- * when the point is late and a next one existed). The points of a batch are applied one by one in
- * time order, each seeing those applied before it but not those after.
+ * when the point is late and a next one existed).
+ *
+ * The common case, a series' points newer than any stored before (`before`, read before they were
+ * stored): a walk from the point in effect before them. A point stored before at the same
+ * millisecond as the first counts as earlier (its time in state is nil either way). Otherwise
+ * (a late point, or some of the series' points were stored before: redelivered), the points are
+ * applied one by one.
  */
-async function stateSegments(db: Db, points: RollupPoint[]): Promise<StateSegment[]> {
+async function stateSegments(db: Db, points: RollupPoint[], before: Map<string, Neighbours>): Promise<StateSegment[]> {
   if (points.length === 0) return [];
   const series = new Map<string, RollupPoint[]>();
   for (const p of points) {
@@ -707,29 +721,21 @@ async function stateSegments(db: Db, points: RollupPoint[]): Promise<StateSegmen
     if (list) list.push(p);
     else series.set(k, [p]);
   }
-  const lists = [...series.values()];
-  for (const list of lists) list.sort((a, b) => a.ts - b.ts);
   const out: StateSegment[] = [];
-  // The common case, points newer than any stored: one query for the batch tells of each series
-  // the point stored before its first and that nothing stored lies among or after them; a walk
-  // then gives the segments. Series with a late point take the point-by-point path.
-  for (let i = 0; i < lists.length; i += NEIGHBOUR_CHUNK) {
-    const chunk = lists.slice(i, i + NEIGHBOUR_CHUNK);
-    const found = await neighbours(db, chunk);
-    for (let j = 0; j < chunk.length; j++) {
-      const list = chunk[j];
-      const { later, prev } = found[j];
-      if (later !== list.length) {
-        await lateSegments(db, list, out);
-        continue;
-      }
-      let at = prev ? prev.ts : undefined;
-      let state = prev ? stateOf(prev) : undefined;
-      for (const p of list) {
-        if (at !== undefined) out.push({ series: p.series, state: state!, from: at, to: p.ts, sign: 1 });
-        at = p.ts;
-        state = p.state!;
-      }
+  for (const [key, list] of series) {
+    // Stable: points of the same millisecond keep the order they were recorded in.
+    list.sort((a, b) => a.ts - b.ts);
+    const nb = before.get(key);
+    if (!nb || nb.later || nb.count !== list.length || nb.first !== list[0].ts) {
+      await lateSegments(db, list, out);
+      continue;
+    }
+    let at = nb.prev?.ts;
+    let state = nb.prev ? stateOf(nb.prev) : undefined;
+    for (const p of list) {
+      if (at !== undefined) out.push({ series: p.series, state: state!, from: at, to: p.ts, sign: 1 });
+      at = p.ts;
+      state = p.state!;
     }
   }
   return out;
@@ -738,47 +744,57 @@ async function stateSegments(db: Db, points: RollupPoint[]): Promise<StateSegmen
 const stateOf = (r: { num: number | null; val: string | null }): string => (r.val !== null ? String(fromJson(r.val)) : String(r.num === 1));
 
 /** Series per neighbours query: 4 parameters each. */
-const NEIGHBOUR_CHUNK = 200;
+const NEIGHBOUR_CHUNK = 250;
 const NEIGHBOUR_TEXTS = new TextCache();
 
 /**
- * For each series (its new points in time order, already stored): how many stored points lie at
- * or after its first new point (counted up to one more than the longest list), and the stored
- * point just before it. Correlated subqueries over a VALUES list, which SQLite and PostgreSQL both run as
- * index lookups on (device_id, property, ts).
+ * For the series of these points (not yet stored), keyed by device and property: whether a stored
+ * point lies after the earliest of them, and the stored point in effect at it. One query per
+ * NEIGHBOUR_CHUNK series: correlated subqueries over a VALUES list, which SQLite and PostgreSQL
+ * both run as lookups in the (device_id, property, ts) index. Of stored points at the same
+ * millisecond, the one in effect is the last by message id (the store does not keep their order).
  */
-async function neighbours(db: Db, lists: RollupPoint[][]): Promise<Array<{ later: number; prev?: { ts: number; num: number | null; val: string | null } }>> {
+async function neighbours(db: Db, points: PendingPoint[]): Promise<Map<string, Neighbours>> {
+  const found = new Map<string, Neighbours & { deviceId: string; property: string }>();
+  for (const p of points) {
+    const key = `${p.device_id}\u0000${p.property}`;
+    const nb = found.get(key);
+    if (!nb) found.set(key, { deviceId: p.device_id, property: p.property, count: 1, first: p.ts, later: false });
+    else {
+      nb.count++;
+      if (p.ts < nb.first) nb.first = p.ts;
+    }
+  }
+  const all = [...found.values()];
   const ph = placeholderOf(db);
-  const text = NEIGHBOUR_TEXTS.get(`${ph(1)}${lists.length}`, () => {
-    const rows: string[] = [];
-    let n = 1;
-    for (let i = 0; i < lists.length; i++, n += 4) rows.push(`(CAST(${ph(n)} AS INTEGER), ${ph(n + 1)}, ${ph(n + 2)}, CAST(${ph(n + 3)} AS BIGINT))`);
-    const same = 'h.device_id = b.device_id AND h.property = b.property';
-    const before = (col: string) => `(SELECT h.${col} FROM history h WHERE ${same} AND h.ts < b.ts ORDER BY h.ts DESC, h.msg_id DESC LIMIT 1) AS prev_${col}`;
-    return `WITH b (i, device_id, property, ts) AS (VALUES ${rows.join(', ')})
-      SELECT b.i AS i, (SELECT COUNT(*) FROM (SELECT 1 AS x FROM history h WHERE ${same} AND h.ts >= b.ts LIMIT ${ph(n)}) a) AS later,
-        ${before('ts')}, ${before('num')}, ${before('val')}
-      FROM b`;
-  });
-  const params: unknown[] = [];
-  let longest = 0;
-  lists.forEach((list, i) => {
-    params.push(i, list[0].deviceId, list[0].property, list[0].ts);
-    longest = Math.max(longest, list.length);
-  });
-  params.push(longest + 1);
-  const rows = await runSql<{ i: number | string; later: number | string; prev_ts: number | string | null; prev_num: number | null; prev_val: string | null }>(
-    db,
-    text,
-    params,
-  );
-  const out = new Array<{ later: number; prev?: { ts: number; num: number | null; val: string | null } }>(lists.length);
-  for (const r of rows)
-    out[Number(r.i)] = {
-      later: Number(r.later),
-      prev: r.prev_ts === null ? undefined : { ts: Number(r.prev_ts), num: r.prev_num === null ? null : Number(r.prev_num), val: r.prev_val },
-    };
-  return out;
+  for (let i = 0; i < all.length; i += NEIGHBOUR_CHUNK) {
+    const chunk = all.slice(i, i + NEIGHBOUR_CHUNK);
+    const text = NEIGHBOUR_TEXTS.get(`${ph(1)}${chunk.length}`, () => {
+      const rows: string[] = [];
+      for (let j = 0, n = 1; j < chunk.length; j++, n += 4) rows.push(`(CAST(${ph(n)} AS INTEGER), ${ph(n + 1)}, ${ph(n + 2)}, CAST(${ph(n + 3)} AS BIGINT))`);
+      const same = 'h.device_id = b.device_id AND h.property = b.property';
+      const prev = (col: string) => `(SELECT h.${col} FROM history h WHERE ${same} AND h.ts <= b.ts ORDER BY h.ts DESC, h.msg_id DESC LIMIT 1) AS prev_${col}`;
+      return `WITH b (i, device_id, property, ts) AS (VALUES ${rows.join(', ')})
+        SELECT b.i AS i, CASE WHEN EXISTS (SELECT 1 FROM history h WHERE ${same} AND h.ts > b.ts) THEN 1 ELSE 0 END AS later,
+          ${prev('ts')}, ${prev('num')}, ${prev('val')}
+        FROM b`;
+    });
+    const params: unknown[] = [];
+    chunk.forEach((nb, j) => params.push(j, nb.deviceId, nb.property, nb.first));
+    const rows = await runSql<{
+      i: number | string;
+      later: number | string;
+      prev_ts: number | string | null;
+      prev_num: number | null;
+      prev_val: string | null;
+    }>(db, text, params);
+    for (const r of rows) {
+      const nb = chunk[Number(r.i)];
+      nb.later = Number(r.later) === 1;
+      if (r.prev_ts !== null) nb.prev = { ts: Number(r.prev_ts), num: r.prev_num === null ? null : Number(r.prev_num), val: r.prev_val };
+    }
+  }
+  return found;
 }
 
 /**
