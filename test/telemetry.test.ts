@@ -233,6 +233,33 @@ test('a late point fixes its bucket, and the answer says which tier it used', as
   );
 });
 
+test('a point at the same millisecond as one stored before counts no time twice', async () => {
+  // Each report waits for the one before to be stored, so they reach the store in separate batches.
+  const hour = Math.floor((Date.now() - 6 * DAY) / 3_600_000) * 3_600_000;
+  const d = await p.provision(PRODUCT);
+  const c = await p.connect(d.id, d.secret);
+  const sent = [
+    { ts: hour, on: true },
+    { ts: hour + 10_000, on: false },
+    { ts: hour + 10_000, on: true },
+    { ts: hour + 30_000, on: false },
+  ];
+  for (const [i, r] of sent.entries()) {
+    await c.publishAsync(`devices/${d.id}/properties`, JSON.stringify(r), { qos: 1 });
+    await eventually(
+      async () => (await p.api('GET', `/api/v1/devices/${d.id}/history?property=on&from=${hour}&to=${hour + 60_000}`)).body.points?.length === i + 1,
+      10_000,
+      `point ${i + 1} stored`,
+    );
+  }
+  await c.endAsync();
+  const r = await p.api('GET', `/api/v1/devices/${d.id}/history?property=on&bucket=1h&from=${hour}&to=${hour + 3_600_000 - 1}`);
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  // true from 0 to 10 s, then (the second point of 10 s, recorded last) from 10 to 30 s: 30 s in all;
+  // false held no time. Each interval once: before, the 0-10 s interval was counted again.
+  assert.deepEqual(r.body.buckets[0].durations, { true: 30_000 });
+});
+
 test('bad ranges, unknown properties and huge buckets get a 400 naming the problem', async () => {
   const d = await p.provision(PRODUCT);
   const get = (q: string) => p.api('GET', `/api/v1/devices/${d.id}/history?${q}`);
