@@ -21,10 +21,10 @@
  *   BENCH_WAVE             concurrent connects in a reconnect wave (500)
  *   BENCH_WRITE_DOCS=0|1   write docs/benchmarks.md and the sizing table (default: 1, 0 in quick mode)
  *   BENCH_TIMEOUT_S        abort the whole run after this many seconds (420)
- *   BENCH_KEEP=1           keep the temporary directory (the nodes' data directories)
+ *   BENCH_KEEP=1           keep the temporary directory (the nodes' data directories, each with its node.log)
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import type { MqttClient } from 'mqtt';
@@ -152,6 +152,12 @@ async function startNode(name: string, tmp: string, shared: { databaseUrl: strin
   const keep = (c: Buffer) => void (out = (out + c.toString('utf8')).slice(-6000));
   child.stdout!.on('data', keep);
   child.stderr!.on('data', keep);
+  if (process.env.BENCH_KEEP === '1') {
+    // Kept with the temporary directory: the node's whole log.
+    const file = createWriteStream(join(dataDir, 'node.log'));
+    child.stdout!.pipe(file);
+    child.stderr!.pipe(file);
+  }
   const httpUrl = `http://127.0.0.1:${httpPort}`;
   const until = Date.now() + 60_000;
   for (;;) {

@@ -393,6 +393,7 @@ export class Hearth {
       commands,
       flushMs: config.historyFlushMs,
       ackWaitMs: config.ackWaitMs,
+      shardCount: config.shards,
       observer: metrics,
       routing: pipeline,
       deliveries,

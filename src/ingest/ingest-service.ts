@@ -31,6 +31,16 @@ export interface IngestObserver {
 const MAX_ATTEMPTS = 5;
 
 /**
+ * Uplink messages a node holds unacknowledged at most, when it owns every shard: what is handed
+ * out must be handled and stored well within ackWait even on a saturated node, or JetStream
+ * delivers it again and the node does the work twice (the backlog waits in the stream instead).
+ * Each shard's consumer gets its share, so a node owning fewer shards holds fewer.
+ */
+export const INGEST_WINDOW = 4000;
+/** The smallest window of one shard's consumer (many shards). */
+const MIN_SHARD_WINDOW = 16;
+
+/**
  * What handling a message asks of its consumer: `DONE` (acknowledge once its writes are stored),
  * `FAILED` (it failed on our side: deliver it again, with backoff), or a number of milliseconds
  * after which to deliver it again (a rate limit put it off; not a failure).
@@ -86,6 +96,8 @@ export class IngestService implements ShardListener {
       commands: CommandService;
       flushMs: number;
       ackWaitMs: number;
+      /** The cluster's device shards (`HEARTH_SHARDS`): a node's window is divided among the shards it owns. */
+      shardCount: number;
       observer?: IngestObserver;
       /** The message gateway; without it every message goes to the device core only. */
       routing: RoutingPipeline;
@@ -124,9 +136,16 @@ export class IngestService implements ShardListener {
   async acquire(shard: number): Promise<void> {
     if (this.consumers.has(shard)) return;
     const consumer = await this.deps.bus.consume(
-      // A bounded window: the backlog waits in the stream, not in this process, so what is handed
-      // out is handled well within ackWait even when the node is saturated.
-      { stream: UPLINK_STREAM, durable: `ingest-${shard}`, filter: subjects.shardUp(shard), ackWaitMs: this.deps.ackWaitMs, maxInFlight: 1000 },
+      // A bounded window (INGEST_WINDOW divided among the shards): the backlog waits in the stream,
+      // not in this process, so what is handed out is handled well within ackWait even when the
+      // node is saturated.
+      {
+        stream: UPLINK_STREAM,
+        durable: `ingest-${shard}`,
+        filter: subjects.shardUp(shard),
+        ackWaitMs: this.deps.ackWaitMs,
+        maxInFlight: Math.max(MIN_SHARD_WINDOW, Math.ceil(INGEST_WINDOW / this.deps.shardCount)),
+      },
       (m) => this.receive(m),
     );
     this.consumers.set(shard, consumer);
