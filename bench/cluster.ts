@@ -21,6 +21,7 @@
  *   BENCH_WAVE             concurrent connects in a reconnect wave (500)
  *   BENCH_WRITE_DOCS=0|1   write docs/benchmarks.md and the sizing table (default: 1, 0 in quick mode)
  *   BENCH_TIMEOUT_S        abort the whole run after this many seconds (420)
+ *   BENCH_HEARTH_PROF=1    each node writes a CPU profile when it stops ($TMPDIR/hearth-bench-profiles/)
  *   BENCH_KEEP=1           keep the temporary directory (the nodes' data directories, each with its node.log)
  */
 import { execFileSync, spawn } from 'node:child_process';
@@ -115,6 +116,14 @@ interface ClusterNode {
  * /readyz. Unlike test/helpers/cluster.ts it hands out the process id, which the CPU and
  * memory figures need.
  */
+/** BENCH_HEARTH_PROF=1: each node writes a CPU profile when it stops ($TMPDIR/hearth-bench-profiles/). */
+function profileArgs(name: string): string[] {
+  if (process.env.BENCH_HEARTH_PROF !== '1') return [];
+  const dir = join(tmpdir(), 'hearth-bench-profiles');
+  mkdirSync(dir, { recursive: true });
+  return ['--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-name=cluster-${name}-${Date.now()}.cpuprofile`];
+}
+
 /** Every node started, so that a failure can show what they logged. */
 const started: ClusterNode[] = [];
 
@@ -123,7 +132,7 @@ async function startNode(name: string, tmp: string, shared: { databaseUrl: strin
   const dataDir = join(tmp, name);
   mkdirSync(dataDir, { recursive: true });
   const child = track(
-    spawn(process.execPath, [join(ROOT, 'bin/hearth.js'), 'start'], {
+    spawn(process.execPath, [...profileArgs(name), join(ROOT, 'bin/hearth.js'), 'start'], {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
       env: {
