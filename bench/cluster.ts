@@ -19,6 +19,7 @@
  *   BENCH_CONNECTIONS      idle connections on the gateway node (5000; capped by the open-file limit)
  *   BENCH_BATCH            concurrent connects per batch (100)
  *   BENCH_WAVE             concurrent connects in a reconnect wave (500)
+ *   BENCH_PACED_S          seconds of the paced ingest at 80% of the saturated rate (20)
  *   BENCH_WRITE_DOCS=0|1   write docs/benchmarks.md and the sizing table (default: 1, 0 in quick mode)
  *   BENCH_TIMEOUT_S        abort the whole run after this many seconds (420)
  *   BENCH_HEARTH_PROF=1    each node writes a CPU profile when it stops ($TMPDIR/hearth-bench-profiles/)
@@ -43,6 +44,7 @@ import {
   connectAll,
   runCommands,
   runConnections,
+  report,
   runIngest,
   type CommandResult,
   type ConnectionResult,
@@ -82,7 +84,11 @@ const P = {
   connections: Math.max(1, Math.min(requestedConnections, Math.floor(fdLimit / 2) - 100)),
   batch: int('BENCH_BATCH', 100, 50),
   wave: int('BENCH_WAVE', 500, 100),
+  /** Seconds of the paced ingest at 80% of the saturated rate. */
+  pacedSeconds: int('BENCH_PACED_S', 20, 5),
 };
+/** The paced ingest runs at this share of the rate measured at saturation. */
+const PACED_SHARE = 0.8;
 const WARMUP_COMMANDS = Math.min(100, Math.max(10, Math.floor(P.commands / 10)));
 const WARMUP_CONNECTIONS = 10;
 const WRITE_DOCS = process.env.BENCH_WRITE_DOCS ? process.env.BENCH_WRITE_DOCS === '1' : !QUICK;
@@ -92,7 +98,7 @@ const NODES = 2;
 /** Hearth's admission defaults (HEARTH_CONNECT_RATE_PER_SECOND, HEARTH_CONNECT_BURST), for the text. */
 const ADMISSION = { rate: 2000, burst: 500 };
 /** The pod the sizing table is for, and the share of its memory that connections may take. */
-const POD = { memoryGiB: 4, headroom: 0.7 };
+const POD = { memoryGiB: 4, headroom: 0.7, cpus: 2 };
 
 /** Messages per ingest device: the total split as evenly as possible. */
 const perDevice = Array.from({ length: P.devices }, (_, i) => Math.floor(P.messages / P.devices) + (i < P.messages % P.devices ? 1 : 0));
@@ -482,7 +488,11 @@ interface Results {
   shardsOwned?: number[];
   /** Ingest lag observations beyond the reports sent: reports handled more than once. */
   handledAgain?: number;
+  /** The same devices publishing at PACED_SHARE of the saturated rate. */
+  paced?: PacedResult;
   commands?: CommandResult;
+  /** The same commands through the devices' own node. */
+  commandsSameNode?: CommandResult;
   /** CPU of both nodes per command, warm-up included. */
   commandsCpuMsPerCommand?: number;
   gateway?: ConnectionResult;
@@ -526,9 +536,15 @@ function rows(r: Results): Row[] {
     { metric: 'ingest lag p50 (ms)', better: 'down', value: r.lagP50Ms },
     { metric: 'ingest lag p99 (ms)', better: 'down', value: r.lagP99Ms },
     { metric: 'reports handled more than once', better: 'down', value: r.handledAgain, count: true },
+    { metric: `paced ingest at ${PACED_SHARE * 100}% of that (msg/s)`, better: 'up', value: r.paced?.rate },
+    { metric: 'paced: ingest lag p50 (ms)', better: 'down', value: r.paced?.lagP50Ms },
+    { metric: 'paced: ingest lag p99 (ms)', better: 'down', value: r.paced?.lagP99Ms },
+    { metric: 'paced: Hearth CPU per 1000 reports (ms)', better: 'down', value: r.paced?.cpuMsPer1k },
     { metric: 'command via other node p50 (ms)', better: 'down', value: r.commands?.sequential.p50 },
     { metric: 'command via other node p95 (ms)', better: 'down', value: r.commands?.sequential.p95 },
     { metric: 'command via other node p99 (ms)', better: 'down', value: r.commands?.sequential.p99 },
+    { metric: "command via the devices' node p50 (ms)", better: 'down', value: r.commandsSameNode?.sequential.p50 },
+    { metric: "command via the devices' node p99 (ms)", better: 'down', value: r.commandsSameNode?.sequential.p99 },
     { metric: `commands x${c}, one API node (cmd/s)`, better: 'up', value: r.commands?.concurrentRate },
     { metric: `command x${c} p50 (ms)`, better: 'down', value: r.commands?.concurrent.p50 },
     { metric: `command x${c} p99 (ms)`, better: 'down', value: r.commands?.concurrent.p99 },
@@ -736,6 +752,29 @@ async function ingestAndCommands(tmp: string, infra: Infra, results: Results): P
     if (results.handledAgain) log(`  ${results.handledAgain} reports were handled more than once`);
     log(`  settled: ${results.stored.text}${results.stored.ok ? `, ${fmt(results.stored.afterMs)} ms after the last shadow applied` : ''}`);
 
+    // 1b. The same devices at 80% of the saturated rate: the lag a cluster shows below saturation.
+    const target = PACED_SHARE * results.ingest.completeRate;
+    log(`\n[1b/3] paced ingest: ${fmt(target)} msg/s (${PACED_SHARE * 100}% of the rate above) for ${P.pacedSeconds} s`);
+    results.paced = await pacedIngest({
+      nodes,
+      devs: ingestDevs,
+      before: perDevice,
+      rate: target,
+      seconds: P.pacedSeconds,
+      complete: (expected) =>
+        waitShadows(
+          apiB,
+          ingestDevs,
+          expected,
+          () => errors[0],
+          180_000,
+          () => undefined,
+        ),
+    });
+    log(
+      `  ${fmt(results.paced.rate)} msg/s sent; ingest lag p50 ${fmt(results.paced.lagP50Ms)} ms, p99 ${fmt(results.paced.lagP99Ms)} ms; Hearth CPU per 1000 reports ${fmt(results.paced.cpuMsPer1k)} ms`,
+    );
+
     // 2. Commands ---------------------------------------------------------------------------
     log(
       `\n[2/3] cluster commands: REST on ${b.name} to devices on ${a.name}; ${P.commands} sequential, then ${P.commands} with ${P.concurrency} in flight (after ${WARMUP_COMMANDS} warm-up)`,
@@ -760,6 +799,18 @@ async function ingestAndCommands(tmp: string, infra: Infra, results: Results): P
         },
       });
       results.commandsCpuMsPerCommand = (hearthCpu() - c0) / (WARMUP_COMMANDS + 2 * P.commands);
+      // The same through the devices' own node, for the cost of the extra hop.
+      results.commandsSameNode = await runCommands({
+        devs: cmdDevs,
+        count: P.commands,
+        concurrency: P.concurrency,
+        warmup: WARMUP_COMMANDS,
+        serverPid: a.pid,
+        send: async (id) => {
+          const r = await apiA.call<{ ok?: boolean }>('POST', `/api/v1/devices/${id}/commands`, { action: 'toggle', timeoutMs: 5000 });
+          if (r.status !== 200 || r.body.ok !== true) throw new Error(`command to ${id} answered ${r.status}: ${JSON.stringify(r.body).slice(0, 300)}`);
+        },
+      });
     } finally {
       await closeClients(devClients);
     }
@@ -767,10 +818,79 @@ async function ingestAndCommands(tmp: string, infra: Infra, results: Results): P
     log(
       `  p50 ${fmt(hc.sequential.p50)} ms, p95 ${fmt(hc.sequential.p95)} ms, p99 ${fmt(hc.sequential.p99)} ms; x${hc.concurrency}: ${fmt(hc.concurrentRate)} cmd/s, p99 ${fmt(hc.concurrent.p99)} ms`,
     );
+    const hs = results.commandsSameNode;
+    log(
+      `  the same through ${a.name} (the devices' node): p50 ${fmt(hs.sequential.p50)} ms, p99 ${fmt(hs.sequential.p99)} ms; x${hs.concurrency}: ${fmt(hs.concurrentRate)} cmd/s, p99 ${fmt(hs.concurrent.p99)} ms`,
+    );
     return connDevs;
   } finally {
     apiA.close();
     apiB.close();
+  }
+}
+
+interface PacedResult {
+  /** Reports per second actually sent. */
+  rate: number;
+  lagP50Ms: number;
+  lagP99Ms: number;
+  cpuMsPer1k: number;
+}
+
+/**
+ * Each device publishes QoS 1 reports at an even pace (rate / devices per second, on a timer, not
+ * waiting for acknowledgements) for `seconds`; then waits until every report was applied. The lag
+ * quantiles are those of `hearth_ingest_lag_seconds` over the run, from both nodes.
+ */
+async function pacedIngest(opts: {
+  nodes: ClusterNode[];
+  devs: DeviceCred[];
+  /** Each device's shadow version before the run. */
+  before: number[];
+  rate: number;
+  seconds: number;
+  complete: (expected: number[]) => Promise<void>;
+}): Promise<PacedResult> {
+  const { nodes, devs } = opts;
+  const clients = await connectAll((i) => nodes[i % nodes.length].mqttUrl, devs, P.batch);
+  try {
+    const sent = devs.map(() => 0);
+    const lag0 = await ingestLag(nodes);
+    const hearthCpu = () => nodes.reduce((s, n) => s + cpuMs(n.pid), 0);
+    const cpu0 = hearthCpu();
+    const t0 = now();
+    const end = t0 + opts.seconds * 1000;
+    const perDeviceRate = opts.rate / devs.length;
+    // A tick every 10 ms: each device sends what its pace owes it by then.
+    await new Promise<void>((resolve) => {
+      const tick = setInterval(() => {
+        const t = Math.min(now(), end);
+        const owed = Math.floor(((t - t0) / 1000) * perDeviceRate);
+        clients.forEach((c, i) => {
+          while (sent[i] < owed) {
+            sent[i]++;
+            c.publish(`devices/${devs[i].id}/properties`, report(opts.before[i] + sent[i]), { qos: 1 });
+          }
+        });
+        if (t >= end) {
+          clearInterval(tick);
+          resolve();
+        }
+      }, 10);
+    });
+    const total = sent.reduce((a, b) => a + b, 0);
+    await opts.complete(opts.before.map((b, i) => b + sent[i]));
+    const cpu = hearthCpu() - cpu0;
+    const lag1 = await ingestLag(nodes);
+    const lag: Buckets = new Map([...lag1].map(([le, n]) => [le, n - (lag0.get(le) ?? 0)]));
+    return {
+      rate: total / opts.seconds,
+      lagP50Ms: quantile(lag, 0.5) * 1000,
+      lagP99Ms: quantile(lag, 0.99) * 1000,
+      cpuMsPer1k: (cpu / total) * 1000,
+    };
+  } finally {
+    await closeClients(clients);
   }
 }
 
@@ -865,9 +985,14 @@ would do alone.
    every history point (one per report) and every shadow at its final version, none past it.
    Lag observations beyond the reports sent, counted then, are reports handled more than once
    (delivered again by JetStream).
+   *Paced ingest*: then the same devices publish at ${PACED_SHARE * 100}% of the rate just measured, evenly
+   (each device on a 10 ms timer, not waiting for acknowledgements) for ${P.pacedSeconds} s, until every
+   report was applied; its lag quantiles are those of that run alone: the lag of a cluster
+   working below saturation, where a saturated run's lag is only its backlog.
 2. **Commands.** ${P.concurrency} devices on node A answer commands; \`POST
    /api/v1/devices/{id}/commands\` goes to node B, which routes it over NATS; timed until the
    HTTP response (sent once the device answered). One at a time, then ${P.concurrency} in flight.
+   Then the same through node A, the devices' own node, for the cost of the hop.
 3. **Gateway.** A fresh node with \`HEARTH_ROLES=gateway\` and the admission limit raised:
    ${P.connections - WARMUP_CONNECTIONS} idle devices connect and subscribe, ${P.batch} at a time; memory per connection is the growth
    of its VmRSS divided by the connections, 2 s after the last. Then a reconnect wave (all
@@ -931,6 +1056,28 @@ function replaceBlock(file: string, begin: string, end: string, block: string, a
   }
 }
 
+/** Cluster sizes of the projection table. */
+const PROJECTED_NODES = [1, 2, 4, 8, 16, 32];
+/** The share of a node's cores the projection lets Hearth use (the rest: headroom, GC spikes, the reconnect wave). */
+const CPU_BUDGET = 0.7;
+
+/**
+ * Ingest throughput projected for N nodes of 2 vCPU from the CPU a report cost (Hearth, NATS and
+ * PostgreSQL apart), with the assumptions stated: this 2-core machine cannot show scaling itself.
+ */
+function projection(r: Results): string {
+  const c = r.paced?.cpuMsPer1k ?? r.ingest?.cpuMsPer1k;
+  if (c === undefined) return '';
+  const perNode = (POD.cpus * CPU_BUDGET * 1_000_000) / c;
+  const cores = (perK: number | undefined, rate: number) => (perK === undefined || !Number.isFinite(perK) ? 'n/a' : fmt((rate * perK) / 1_000_000));
+  const lines = PROJECTED_NODES.map((n) => `| ${n} | ${fmt(n * perNode)} | ${cores(r.natsCpuMsPer1k, n * perNode)} | ${cores(r.pgCpuMsPer1k, n * perNode)} |`);
+  return `**Projected ingest for N nodes** (every node with all roles, ${POD.cpus} vCPU each). Measured: a report costs ${fmt(c)} ms of Hearth CPU over the whole cluster (${r.paced ? `the paced run, at ${PACED_SHARE * 100}% of saturation` : 'the saturated run'}); a node gives Hearth ${Math.round(CPU_BUDGET * 100)}% of its cores, so it handles ${POD.cpus} × ${CPU_BUDGET} × 1000 / ${fmt(c)} ≈ ${fmt(perNode)} reports/s, and N nodes N times that. Assumed: devices and shards spread evenly over the nodes (rendezvous hashing; \`HEARTH_SHARDS\` well above N), a report crossing to another node costs what it cost here (here half of them did; with N nodes (N−1)/N do, so the figure is optimistic by up to the cost of that hop), and NATS and PostgreSQL get the cores the last two columns say (their CPU per report as measured here: ${fmt(r.natsCpuMsPer1k)} and ${fmt(r.pgCpuMsPer1k)} ms per 1000 reports), with PostgreSQL's write capacity, not its CPU, the first limit on one server in practice.
+
+| nodes | reports/s | NATS cores | PostgreSQL cores |
+|---:|---:|---:|---:|
+${lines.join('\n')}`;
+}
+
 function sizingTable(r: Results): string {
   const day = ENV.date.slice(0, 10);
   const devices = devicesPerGateway(r);
@@ -941,6 +1088,8 @@ function sizingTable(r: Results): string {
 | devices per gateway node | ~${fmt(devices)} (derived) | memory: ${Math.round(POD.headroom * 100)}% of ${POD.memoryGiB} GiB at ${fmt(r.gateway?.perConnectionKb)} KB per idle connection (${fmt(mb(r.gateway?.rssBeforeKb))} MB idle); readmitting them at the default ${ADMISSION.rate}/s takes ${fmt(devices === undefined ? undefined : devices / ADMISSION.rate)} s | ${P.connections - WARMUP_CONNECTIONS} idle connections on a \`HEARTH_ROLES=gateway\` node; a reconnect wave ran at ${fmt(w?.rate)} conn/s with the default admission (all online in PostgreSQL after ${fmt(w === undefined ? undefined : w.presenceMs / 1000)} s) |
 | messages/s per worker | ${fmt(perWorker(r))} (measured, lower bound${r.stored?.ok ? '' : '; this run failed its settling check, see benchmarks.md'}) | CPU of the shared ${ENV.cores}-core machine; ingest lag p99 ${fmt(r.lagP99Ms)} ms | ${NODES} nodes with all roles, ${P.devices} devices × ${perDevice[0]} QoS 1 reports; cluster ${fmt(r.ingest?.completeRate)} msg/s persisted, Hearth ${fmt(r.ingest?.cpuMsPer1k)} ms CPU per 1000 reports |
 | commands/s per API node | ${fmt(r.commands?.concurrentRate)} (measured, lower bound) | CPU of the shared ${ENV.cores}-core machine; p99 ${fmt(r.commands?.concurrent.p99)} ms | ${P.concurrency} in flight through one API node to devices on another node; one at a time p50 ${fmt(r.commands?.sequential.p50)} ms |
+
+${projection(r)}
 
 _Measured by \`BENCH_MODE=cluster npm run bench\` on ${day}, one ${ENV.cores}-core machine (${ENV.cpu}) running the load generator, ${NODES} nodes, NATS and PostgreSQL together; details in [benchmarks.md](benchmarks.md#cluster-mode)._
 <!-- sizing:end -->`;
