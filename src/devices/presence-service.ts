@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import { placeholderOf, runSql, TextCache } from '../core/store/bulk.ts';
 import type { Db } from '../core/store/db.ts';
 import type { Bus, Unsubscribe } from '../core/bus/bus.ts';
 import type { Logger } from '../core/logger.ts';
@@ -271,13 +272,14 @@ export class PresenceService {
     }
     this.dirtySeen.clear();
     const { db, log } = this.deps;
-    const update = (d: Db, r: { id: string; at: number }) => d.updateTable('presence').set({ last_seen: r.at }).where('device_id', '=', r.id).execute();
+    // In key order: two nodes writing the same devices' times (a hub's, from its sub-devices' shards) lock them in the same order.
+    seen.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     const { error } = await writeIsolated(seen, {
       batch: (rs) =>
         db.transaction().execute(async (trx) => {
-          for (const r of rs) await update(trx, r);
+          for (let i = 0; i < rs.length; i += SEEN_CHUNK) await updateSeen(trx, rs.slice(i, i + SEEN_CHUNK));
         }),
-      one: async (r) => void (await update(db, r)),
+      one: (r) => updateSeen(db, [r]),
       onBad: (r, err) => log.error({ err, deviceId: r.id }, 'last-seen time refused by the store; dropped'),
     });
     if (error !== undefined) throw error;
@@ -314,4 +316,22 @@ export class PresenceService {
     this.deps.observer?.presenceChanged(ev.online, ev.reason);
     this.deps.bus.publish(subjects.presence(ev.deviceId), ev);
   }
+}
+
+/** Devices per last-seen statement: 2 parameters each. */
+const SEEN_CHUNK = 500;
+const SEEN_TEXTS = new TextCache();
+
+/** Sets the last-seen time of many devices in one statement (SQLite and PostgreSQL both run UPDATE … FROM a VALUES list). */
+async function updateSeen(db: Db, rows: ReadonlyArray<{ id: string; at: number }>): Promise<void> {
+  const ph = placeholderOf(db);
+  const text = SEEN_TEXTS.get(`${ph(1)}${rows.length}`, () => {
+    const values = rows.map((_, i) => `(${ph(2 * i + 1)}, CAST(${ph(2 * i + 2)} AS BIGINT))`);
+    return `WITH v (id, at) AS (VALUES ${values.join(', ')}) UPDATE presence SET last_seen = v.at FROM v WHERE presence.device_id = v.id`;
+  });
+  await runSql(
+    db,
+    text,
+    rows.flatMap((r) => [r.id, r.at]),
+  );
 }
