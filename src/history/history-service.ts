@@ -145,7 +145,7 @@ export class HistoryService {
         return this.inPartitions(points, () =>
           db.transaction().execute(async (trx) => {
             // Redelivered messages repeat points and events: the unique keys make them no-ops.
-            for (let i = 0; i < points.length; i += CHUNK) await insertPoints(trx, points.slice(i, i + CHUNK));
+            await insertPoints(trx, points);
             for (let i = 0; i < events.length; i += CHUNK) await INSERT_EVENTS.run(trx, events.slice(i, i + CHUNK));
           }),
         );
@@ -584,13 +584,14 @@ const pause = (batchMs: number): Promise<void> => new Promise((resolve) => setTi
 const ROLLUP_CHUNK = 300;
 
 /**
- * Inserts points and adds those actually stored to their rollups, in the caller's transaction: a
- * point stored before (a redelivered message) is neither stored nor counted again.
+ * Inserts points (CHUNK a statement) and adds those actually stored to their rollups, in the
+ * caller's transaction: a point stored before (a redelivered message) is neither stored nor
+ * counted again. The rollups of the whole batch are summed first and upserted in key order.
  */
 async function insertPoints(db: Db, points: PendingPoint[]): Promise<void> {
   const withMeta = points.filter((p) => p.meta !== undefined);
   if (withMeta.length === 0) {
-    await INSERT_POINTS.run(db, points);
+    for (let i = 0; i < points.length; i += CHUNK) await INSERT_POINTS.run(db, points.slice(i, i + CHUNK));
     return;
   }
   // Time in state needs each series' neighbours of its new points: read before they are stored.
@@ -598,7 +599,8 @@ async function insertPoints(db: Db, points: PendingPoint[]): Promise<void> {
     db,
     withMeta.filter((p) => p.meta!.state !== null && p.meta!.series !== undefined),
   );
-  const stored = await INSERT_POINTS_RETURNING.run<{ device_id: string; property: string; ts: number | string; msg_id: string }>(db, points);
+  const stored: Array<{ device_id: string; property: string; ts: number | string; msg_id: string }> = [];
+  for (let i = 0; i < points.length; i += CHUNK) stored.push(...(await INSERT_POINTS_RETURNING.run<(typeof stored)[number]>(db, points.slice(i, i + CHUNK))));
   // The rows the store took, matched to their buffered points (several may share a key when msg_id is null).
   const byKey = new Map<string, PendingPoint[]>();
   for (const p of withMeta) {
@@ -621,6 +623,10 @@ async function insertPoints(db: Db, points: PendingPoint[]): Promise<void> {
       before,
     ),
   );
+  // The whole batch's rows in key order, as the fleet rows below: two nodes writing the same rows
+  // (a shard changing owner; every node for the fleet tier) lock them in the same order, even
+  // across statements, so they cannot deadlock.
+  deltas.sort((a, b) => a.series - b.series || a.tier - b.tier || a.bucket - b.bucket || (a.state < b.state ? -1 : a.state > b.state ? 1 : 0));
   for (let i = 0; i < deltas.length; i += ROLLUP_CHUNK) await UPSERT_ROLLUPS.run(db, deltas.slice(i, i + ROLLUP_CHUNK));
   // The fleet tier: the numeric deltas of the batch summed per product, property, tier and bucket.
   const seriesOf = new Map<number, { product: string; property: string }>();
