@@ -1,7 +1,7 @@
 import type { Bus, Consumer, DurableMessage } from '../core/bus/bus.ts';
-import { subjects, UPLINK_STREAM, type DeviceErrorPayload, type DownlinkMessage, type UplinkMessage } from '../core/bus/subjects.ts';
+import { subjects, UPLINK_STREAM, type DeviceErrorPayload, type DownlinkMessage, type UplinkBatch, type UplinkMessage } from '../core/bus/subjects.ts';
 import type { DeviceEvent, ReportedEvent } from '../core/bus/events.ts';
-import type { ShardListener } from '../core/cluster/shards.ts';
+import { shardOf, type ShardListener } from '../core/cluster/shards.ts';
 import { PeriodicFlush } from '../core/periodic-flush.ts';
 import type { Logger } from '../core/logger.ts';
 import { isHearthError } from '../core/errors.ts';
@@ -161,13 +161,51 @@ export class IngestService implements ShardListener {
     await this.acker.flush();
   }
 
-  private receive(m: DurableMessage<UplinkMessage>): Promise<void> {
-    return this.enqueue(m.data, m.deliveryCount >= MAX_ATTEMPTS).then((handled) => {
-      if (handled === FAILED) return m.nak(500 * m.deliveryCount);
+  private receive(m: DurableMessage<UplinkMessage | UplinkBatch>): Promise<void> {
+    const data = m.data;
+    if ('batch' in data) return this.receiveBatch(m, data.batch);
+    const attempts = m.deliveryCount + (data.attempt ?? 0);
+    return this.enqueue(data, attempts >= MAX_ATTEMPTS).then((handled) => {
+      if (handled === FAILED) return m.nak(500 * attempts);
       if (handled > 0) return m.nak(handled);
-      this.deps.observer?.ingestLag(m.data.receivedAt);
+      this.deps.observer?.ingestLag(data.receivedAt);
       this.toAck.push(m);
     });
+  }
+
+  /**
+   * A batch is acknowledged whole, once every message of it was handled and stored. A message that
+   * must go again (a failure, or a route's delay) goes as a message of its own, published before
+   * the batch is acknowledged (after its delay, up to a third of ackWait), with its count of
+   * deliveries; if that fails, the whole batch goes again (handling is idempotent).
+   */
+  private async receiveBatch(m: DurableMessage<UplinkMessage | UplinkBatch>, batch: UplinkMessage[]): Promise<void> {
+    try {
+      await Promise.all(
+        batch.map(async (msg) => {
+          const attempts = m.deliveryCount + (msg.attempt ?? 0);
+          const handled = await this.enqueue(msg, attempts >= MAX_ATTEMPTS);
+          if (handled === DONE) {
+            this.deps.observer?.ingestLag(msg.receivedAt);
+            return;
+          }
+          const delayMs = Math.min(handled === FAILED ? 500 * attempts : handled, this.deps.ackWaitMs / 3);
+          await new Promise((resolve) => setTimeout(resolve, delayMs));
+          await this.deps.bus.publishDurable(
+            subjects.up(shardOf(msg.deviceId, this.deps.shardCount), msg.deviceId, msg.kind),
+            { ...msg, attempt: attempts },
+            {
+              msgId: `${msg.id}.${attempts}`,
+            },
+          );
+        }),
+      );
+    } catch (err) {
+      this.deps.log.warn({ err, seq: m.seq }, 'a message of an uplink batch could not be published again; the batch will be delivered again');
+      m.nak(500 * m.deliveryCount);
+      return;
+    }
+    this.toAck.push(m);
   }
 
   /** Stores what the handled messages changed, then acknowledges them. */

@@ -10,7 +10,7 @@ import { createLogger } from '../logger.ts';
 import { broadcast } from '../cluster/broadcast.ts';
 import type { Bus, BusMessage } from './bus.ts';
 import { MemoryBus } from './memory-bus.ts';
-import { subjects, type DownlinkMessage, type UplinkMessage } from './subjects.ts';
+import { subjects, type DownlinkMessage, type UplinkBatch, type UplinkMessage } from './subjects.ts';
 import type { Delivery } from '../../routing/envelope.ts';
 import {
   foreignSubject,
@@ -39,8 +39,10 @@ const same = <A, B>(ok: Equals<A, B>): Equals<A, B> => ok;
 same<EventOf<ReturnType<typeof subjects.reported>>, ReportedEvent>(true);
 same<EventOf<'device.*.reported'>, ReportedEvent>(true);
 same<EventOf<'device.d_1.presence'>, PresenceEvent>(true);
-same<EventOf<ReturnType<typeof subjects.shardUp>>, UplinkMessage>(true);
-same<EventOf<typeof subjects.allUp>, UplinkMessage>(true);
+// A shard's uplinks: single messages and batches of them.
+same<EventOf<ReturnType<typeof subjects.shardUp>>, UplinkMessage | UplinkBatch>(true);
+same<EventOf<typeof subjects.allUp>, UplinkMessage | UplinkBatch>(true);
+same<EventOf<ReturnType<typeof subjects.upBatch>>, UplinkBatch>(true);
 // A pattern over several subjects gets every payload it can match.
 same<EventOf<'device.*.reported' | 'device.*.event'>, ReportedEvent | DeviceEvent>(true);
 same<Extract<EventOf<'device.>'>, PresenceEvent | ReportedEvent>, PresenceEvent | ReportedEvent>(true);

@@ -15,12 +15,14 @@
 import type { Delivery } from '../../routing/envelope.ts';
 import type { ShadowView } from '../../shadow/shadow-state.ts';
 import type { Run, TriggerType } from '../../automation/automation-types.ts';
-import type { DownlinkMessage, UplinkMessage } from './subjects.ts';
+import type { DownlinkMessage, UplinkBatch, UplinkMessage } from './subjects.ts';
 
 /** Every subject that carries events (core publish/subscribe, or durable streams). */
 export interface BusEvents {
   /** Device → cloud, durable (stream UPLINK), `uplink.{shard}.{deviceId}.{kind}`. */
   'uplink.*.*.*': UplinkMessage;
+  /** Device → cloud, durable: uplinks of one shard received together, `uplink.{shard}.batch`. */
+  'uplink.*.batch': UplinkBatch;
   /** Cloud → device, to the node holding its connection. */
   'device.*.down': DownlinkMessage;
   'device.*.presence': PresenceEvent;

@@ -50,6 +50,19 @@ export interface UplinkMessage {
   tags?: Record<string, string>;
   /** The user whose API call produced it. */
   userId?: string;
+  /**
+   * Deliveries it had inside a batch before it was published again alone (a batch is
+   * acknowledged whole, so a message of it that must go again goes as a message of its own).
+   */
+  attempt?: number;
+}
+
+/**
+ * Uplink messages of one shard that a gateway received together, stored as one durable message
+ * (`uplink.{shard}.batch`): one write to the stream and one acknowledgement for all of them.
+ */
+export interface UplinkBatch {
+  batch: UplinkMessage[];
 }
 
 export interface DownlinkMessage {
@@ -79,6 +92,8 @@ export const subjects = {
   up: (shard: number, deviceId: string, kind: UplinkKind) => `uplink.${shard}.${deviceId}.${kind}` as const,
   allUp: 'uplink.>',
   shardUp: (shard: number) => `uplink.${shard}.>` as const,
+  /** Several uplinks of a shard in one durable message (UplinkBatch). */
+  upBatch: (shard: number) => `uplink.${shard}.batch` as const,
   /** Requests to the worker that owns a shard's device state (shadows). */
   shadowRpc: (shard: number) => `shard.${shard}.shadow` as const,
   /** Requests to the automation engine that owns a shard (manual runs, webhook firings). */

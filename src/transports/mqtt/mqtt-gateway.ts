@@ -14,6 +14,7 @@ import type { Logger } from '../../core/logger.ts';
 import type { DeviceService } from '../../devices/device-service.ts';
 import type { PresenceReason, PresenceService } from '../../devices/presence-service.ts';
 import { jsonDepthExceeds, MAX_JSON_DEPTH } from '../../core/json-limits.ts';
+import { UplinkBatcher } from './uplink-batcher.ts';
 import { PacketGuard, PacketRefusedError, type PacketLimits, type Refusal, type TruncatedPublish } from './packet-guard.ts';
 import type { TlsMaterial } from '../tls/tls-material.ts';
 import type { X509Certificate } from 'node:crypto';
@@ -138,6 +139,8 @@ export class MqttGateway {
   private readonly presenceWrites = new Set<Promise<unknown>>();
   private readonly admission: RateLimiter;
   private readonly ids: MessageIds;
+  /** Uplinks received in the same turn go to the stream together (see UplinkBatcher). */
+  private readonly uplinks: UplinkBatcher;
   private readonly limits: PacketLimits;
   private sessionMoved: Broadcast<{ clientId: string }> | undefined;
   /** The client certificate of each TLS connection that presented one (keyed by the guarded stream Aedes sees). */
@@ -161,6 +164,7 @@ export class MqttGateway {
   ) {
     this.admission = new RateLimiter({ perMinute: deps.config.connectRatePerSecond * 60, burst: deps.config.connectBurst });
     this.ids = new MessageIds(deps.config.nodeId, 'm');
+    this.uplinks = new UplinkBatcher(deps.bus);
     const { maxPayloadBytes, connectMaxBytes } = deps.config;
     // Other packets (a hub's SUBSCRIBE of all its children's topics) get at least 64 KiB.
     this.limits = { beforeConnack: connectMaxBytes, payload: maxPayloadBytes, packet: Math.max(maxPayloadBytes, 65_536) };
@@ -677,7 +681,7 @@ export class MqttGateway {
   }
 
   private publishUp(msg: UplinkMessage): Promise<void> {
-    return this.deps.bus.publishDurable(subjects.up(shardOf(msg.deviceId, this.deps.config.shards), msg.deviceId, msg.kind), msg, { msgId: msg.id });
+    return this.uplinks.add(shardOf(msg.deviceId, this.deps.config.shards), msg);
   }
 
   private error(deviceId: string, payload: DeviceErrorPayload): void {
