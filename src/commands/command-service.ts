@@ -8,6 +8,7 @@ import type { CommandResult as ResultEvent } from '../core/bus/events.ts';
 import type { Logger } from '../core/logger.ts';
 import { HearthError } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
+import { prepared } from '../core/prepared-query.ts';
 import type { DeviceService } from '../devices/device-service.ts';
 import type { PresenceService } from '../devices/presence-service.ts';
 import type { ProductService } from '../products/product-service.ts';
@@ -77,6 +78,40 @@ interface Inflight {
   acceptedAt: number;
   timedOut: boolean;
 }
+
+/** The hot path's statements, compiled once (src/core/prepared-query.ts). */
+const insertSent = prepared<Database, unknown>((db, p) =>
+  db.insertInto('commands').values({
+    id: p('id'),
+    device_id: p('deviceId'),
+    action: p('action'),
+    params: p('params'),
+    source: p('source'),
+    status: 'sent',
+    accepted_at: p('acceptedAt'),
+    sent_at: p('sentAt'),
+    answered_at: null,
+    timed_out_at: null,
+    ok: null,
+    result: null,
+    error: null,
+    latency_ms: null,
+  }),
+);
+const settleAnswer = prepared<Database, unknown>((db, p) =>
+  db
+    .updateTable('commands')
+    .set({
+      status: p('status'),
+      answered_at: p('answeredAt'),
+      ok: p('ok'),
+      result: p('result'),
+      error: p('error'),
+      latency_ms: p('latency'),
+      warnings: p('warnings'),
+    })
+    .where('id', '=', p('id')),
+);
 
 const iso = (n: number | null) => (n == null ? null : new Date(Number(n)).toISOString());
 
@@ -173,25 +208,7 @@ export class CommandService {
         },
       });
     });
-    await this.deps.db
-      .insertInto('commands')
-      .values({
-        id,
-        device_id: deviceId,
-        action: input.action,
-        params: toJson(params),
-        source,
-        status: 'sent',
-        accepted_at: acceptedAt,
-        sent_at: Date.now(),
-        answered_at: null,
-        timed_out_at: null,
-        ok: null,
-        result: null,
-        error: null,
-        latency_ms: null,
-      })
-      .execute();
+    await insertSent.run(this.deps.db, { id, deviceId, action: input.action, params: toJson(params), source, acceptedAt, sentAt: Date.now() });
     // `params` is on the wire only when there are some (docs/protocol.md: absent for parameterless actions).
     const down: DownlinkMessage = { deviceId, kind: 'commands', payload: { id, action: input.action, ...(Object.keys(params).length ? { params } : {}) } };
     this.deps.bus.publish(subjects.down(deviceId), down);
@@ -451,19 +468,16 @@ export class CommandService {
       await this.deps.queue?.answered(deviceId);
       return ok === p.ok ? undefined : bad(error!);
     }
-    await this.deps.db
-      .updateTable('commands')
-      .set({
-        status: row.status === 'timeout' ? 'timeout' : 'answered',
-        answered_at: answeredAt,
-        ok: ok ? 1 : 0,
-        result: result !== undefined ? toJson(result) : null,
-        error: error ?? null,
-        latency_ms: latency,
-        warnings: warnings.length ? toJson(warnings) : null,
-      })
-      .where('id', '=', p.id)
-      .execute();
+    await settleAnswer.run(this.deps.db, {
+      id: p.id,
+      status: row.status === 'timeout' ? 'timeout' : 'answered',
+      answeredAt,
+      ok: ok ? 1 : 0,
+      result: result !== undefined ? toJson(result) : null,
+      error: error ?? null,
+      latency,
+      warnings: warnings.length ? toJson(warnings) : null,
+    });
     const ev: ResultEvent = { id: p.id, deviceId, ok, result, error, ...(warnings.length ? { warnings } : {}), answeredAt };
     this.deps.bus.publish(subjects.commandResult(p.id), ev);
     this.deps.bus.publish(subjects.command(deviceId), {
