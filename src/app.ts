@@ -353,6 +353,7 @@ export class Hearth {
       routesCommands: () => pipeline.routesCommands,
       queue: commandQueue,
       queueSettings: { defaultTtlMs: config.commandQueueDefaultTtlMs, maxTtlMs: config.commandQueueMaxTtlMs },
+      audit,
     });
     const deadLetterStore = new DeadLetterStore(db);
     const delivery = new DeliveryService({
@@ -853,7 +854,7 @@ export class Hearth {
       // Jobs resume when the shards are taken (after this); stopping lets the batches under way finish.
       { name: 'fleet-jobs', after: ['store', 'broadcasts', 'commands', 'shadow', 'audit'], stop: () => s.fleetJobs.stop() },
       { name: 'shadow', after: ['presence'], start: () => s.shadow.start(), stop: () => s.shadow.stop() },
-      { name: 'commands', after: ['presence'], start: () => s.commands.start(), stop: () => s.commands.stop() },
+      { name: 'commands', after: ['presence', 'audit'], start: () => s.commands.start(), stop: () => s.commands.stop() },
       { name: 'notify', after: ['store', 'mailer'], start: () => s.notify.start(), stop: () => s.notify.stop() },
       { name: 'stream', after: ['bus', 'broadcasts'], start: () => s.stream.start(), stop: () => s.stream.stop() },
       {

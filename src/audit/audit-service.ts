@@ -3,6 +3,8 @@ import { fromJson, toJson } from '../core/store/db.ts';
 import type { Logger } from '../core/logger.ts';
 import { newId } from '../core/ids.ts';
 import { PeriodicFlush, writeIsolated } from '../core/periodic-flush.ts';
+import { prepared } from '../core/prepared-query.ts';
+import type { Database } from '../core/store/schema.ts';
 
 /** One thing somebody did. `actor` is `user:u_…`, `key:k_…` or `system`. */
 export interface AuditEntry {
@@ -21,7 +23,8 @@ export interface AuditRecord extends Required<Omit<AuditEntry, 'details'>> {
   details: Record<string, unknown> | null;
 }
 
-type Row = {
+/** An audit entry as stored (see `AuditService.entry`). */
+export type AuditRow = {
   id: string;
   at: number;
   actor: string;
@@ -32,6 +35,19 @@ type Row = {
   details: string | null;
 };
 
+const insertEntry = prepared<Database, unknown, keyof AuditRow>((db, p) =>
+  db.insertInto('audit_log').values({
+    id: p('id'),
+    at: p('at'),
+    actor: p('actor'),
+    action: p('action'),
+    home_id: p('home_id'),
+    target_type: p('target_type'),
+    target_id: p('target_id'),
+    details: p('details'),
+  }),
+);
+
 /**
  * The audit log: who did what and when (control, configuration, membership, keys). Entries are
  * written with group commit: an entry starts a write as soon as the event loop is free, and the
@@ -40,7 +56,7 @@ type Row = {
  * is an API call audited, also across a crash. Reads flush first.
  */
 export class AuditService {
-  private pending: Row[] = [];
+  private pending: AuditRow[] = [];
   private readonly writer: PeriodicFlush;
   private scheduled: NodeJS.Immediate | undefined;
   /** Entries taken from `pending` by a write that has not committed yet. */
@@ -66,6 +82,14 @@ export class AuditService {
 
   /** Records an entry; it is committed with the next group commit (see `committed`). Never throws. */
   record(e: AuditEntry): void {
+    this.requeue([this.entry(e)]);
+  }
+
+  /**
+   * An entry to be written in the caller's own transaction (`writeIn`), with the change it
+   * audits: one commit for both. If that transaction fails, the caller hands it back (`requeue`).
+   */
+  entry(e: AuditEntry): AuditRow {
     let details: string | null = null;
     if (e.details) {
       try {
@@ -76,7 +100,7 @@ export class AuditService {
         details = toJson({ unrecorded: 'the details could not be serialised' });
       }
     }
-    this.pending.push({
+    return {
       id: newId('a'),
       at: Date.now(),
       actor: e.actor,
@@ -85,7 +109,18 @@ export class AuditService {
       target_type: e.targetType ?? null,
       target_id: e.targetId ?? null,
       details,
-    });
+    };
+  }
+
+  /** Writes entries (from `entry`) in the caller's transaction. */
+  async writeIn(trx: Db, rows: readonly AuditRow[]): Promise<void> {
+    for (const r of rows) await insertEntry.run(trx, r);
+  }
+
+  /** Entries whose transaction failed (or that have none): committed with the next group commit, retried as `record`'s are. */
+  requeue(rows: readonly AuditRow[]): void {
+    if (rows.length === 0) return;
+    this.pending.push(...rows);
     this.scheduled ??= setImmediate(() => {
       this.scheduled = undefined;
       void this.writer.flush();
@@ -144,13 +179,15 @@ export class AuditService {
     const { retry, error } = await writeIsolated(rows, {
       batch: (rs) =>
         db.transaction().execute(async (trx) => {
+          // A few entries (the usual group): the compiled statement, no query to build.
+          if (rs.length <= 10) return this.writeIn(trx, rs);
           for (let i = 0; i < rs.length; i += 200)
             await trx
               .insertInto('audit_log')
               .values(rs.slice(i, i + 200))
               .execute();
         }),
-      one: async (r) => void (await db.insertInto('audit_log').values(r).execute()),
+      one: async (r) => void (await insertEntry.run(db, r)),
       onBad: (r, err) => log.error({ err, action: r.action, actor: r.actor }, 'audit entry refused by the store; dropped, the rest of its batch is stored'),
     }).finally(() => void (this.writing -= rows.length));
     if (error === undefined) return;

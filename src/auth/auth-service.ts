@@ -112,6 +112,8 @@ const RESET_TTL_MS = 3600_000;
 const VERIFY_TTL_MS = 24 * 3600_000;
 /** `last_used_at` of an API key is written at most this often. */
 const KEY_USE_WRITE_MS = 60_000;
+/** Access tokens whose signature was checked, kept (with their payload) so that the next request of the caller skips the HMAC. */
+const VERIFIED_TOKENS = 10_000;
 const ACCESS_PREFIX = 'hth1.';
 const REFRESH_PREFIX = 'hrt_';
 const KEY_PREFIX = 'hk_';
@@ -152,6 +154,8 @@ export class AuthService {
   /** Revoked session ids → when the last access token of the session expires (epoch ms). */
   private readonly revokedSessions = new Map<string, number>();
   private lastRevokedSweep = 0;
+  /** Access tokens whose signature was checked → their payload (see `checkSignature`); at most VERIFIED_TOKENS. */
+  private readonly verified = new Map<string, TokenPayload>();
   private readonly throttle: LoginThrottle;
   /** At most 5 reset e-mails per address and hour: no mail-bombing through the reset form. */
   private readonly resetMails = new RateLimiter({ perMinute: 5 / 60, burst: 5, maxKeys: 10_000 });
@@ -175,6 +179,7 @@ export class AuthService {
 
   async start(): Promise<void> {
     this.signingKey = await this.deps.settings.getOrCreate('auth.signingKey', () => newSecret(32));
+    this.verified.clear();
     const now = Date.now();
     const ttlMs = this.deps.ttlSeconds * 1000;
     const rows = await this.deps.db
@@ -591,6 +596,23 @@ export class AuthService {
 
   /** Checks a bearer token; throws E_UNAUTHENTICATED when it is malformed, forged, expired or its session ended. */
   verify(token: string): Principal {
+    const payload = this.verified.get(token) ?? this.checkSignature(token);
+    const now = Date.now();
+    if (payload.exp * 1000 < now) throw new HearthError('E_UNAUTHENTICATED', 'access token expired; get a new one from POST /api/v1/auth/refresh');
+    if (payload.sid) {
+      this.sweepRevoked(now);
+      if (this.revokedSessions.has(payload.sid))
+        throw new HearthError('E_UNAUTHENTICATED', 'the session has ended (signed out or password changed); sign in again');
+    }
+    return { userId: payload.sub, email: payload.email, role: payload.role, ...(payload.sid ? { sessionId: payload.sid } : {}), expiresAt: payload.exp * 1000 };
+  }
+
+  /**
+   * The payload of a token signed with our key (throws E_UNAUTHENTICATED otherwise), remembered
+   * in `verified`: a token's signature and payload never change, so a repeated request skips the
+   * HMAC and the parsing. Expiry and revocation are not remembered: `verify` checks them every time.
+   */
+  private checkSignature(token: string): TokenPayload {
     const parts = token.split('.');
     if (parts.length !== 3 || parts[0] !== 'hth1' || !safeEqual(hmac(this.signingKey, parts[1]), parts[2])) {
       throw new HearthError('E_UNAUTHENTICATED', 'invalid access token');
@@ -601,14 +623,9 @@ export class AuthService {
     } catch {
       throw new HearthError('E_UNAUTHENTICATED', 'invalid access token');
     }
-    const now = Date.now();
-    if (payload.exp * 1000 < now) throw new HearthError('E_UNAUTHENTICATED', 'access token expired; get a new one from POST /api/v1/auth/refresh');
-    if (payload.sid) {
-      this.sweepRevoked(now);
-      if (this.revokedSessions.has(payload.sid))
-        throw new HearthError('E_UNAUTHENTICATED', 'the session has ended (signed out or password changed); sign in again');
-    }
-    return { userId: payload.sub, email: payload.email, role: payload.role, ...(payload.sid ? { sessionId: payload.sid } : {}), expiresAt: payload.exp * 1000 };
+    if (this.verified.size >= VERIFIED_TOKENS) this.verified.delete(this.verified.keys().next().value!);
+    this.verified.set(token, payload);
+    return payload;
   }
 
   /**

@@ -285,6 +285,8 @@ export class CommandQueue {
       // (commands_queue) instead of every queued command of the fleet (commands_expiry), which made
       // each delivery cost O(queued commands): 4.5 ms a command with 100,000 queued.
       .where(sql<number>`+expires_at`, '>', now)
+      // What lets the partial index (queued commands only, 0021) serve this query.
+      .where('expires_at', 'is not', null)
       .orderBy('queue_seq')
       .orderBy('id')
       .limit(free)

@@ -135,16 +135,18 @@ export async function commandRoutes(app: HttpApp, deps: { access: AccessService;
       const queued = req.body.ttlMs !== undefined || req.body.queue === true;
       if (key !== undefined && !queued)
         throw new HearthError('E_VALIDATION', 'Idempotency-Key applies to queued commands: add ttlMs or "queue": true', { field: 'headers.idempotency-key' });
-      deps.audit.record({
+      const entry = {
         actor,
         action: 'device.command',
         homeId: placement?.homeId,
         targetType: 'device',
         targetId: req.params.id,
         details: { action: req.body.action, params: req.body.params ?? {}, ...(queued ? { queued: true } : {}) },
-      });
+      };
       const route = { userId: p.userId, lane: typeof lane === 'string' ? lane : undefined };
-      if (!queued) return deps.commands.send(req.params.id, req.body, actor, route);
+      // A command sent at once: its audit entry is committed with its ledger entry (or alone if it is not sent).
+      if (!queued) return deps.commands.send(req.params.id, req.body, actor, route, entry);
+      deps.audit.record(entry);
       const r = await deps.commands.enqueue(req.params.id, req.body, actor, { ...route, ...(typeof key === 'string' ? { idempotencyKey: key } : {}) });
       reply.code(r.status);
       return r.body;

@@ -14,6 +14,8 @@ import type { ProductService } from '../products/product-service.ts';
 import { checkValue } from '../products/thing-model.ts';
 import type { UplinkIngress } from '../ingress/ingress.ts';
 import type { CommandQueue, QueueRow, QueuedState } from './command-queue.ts';
+import type { AuditEntry, AuditService } from '../audit/audit-service.ts';
+import { CommandLedger } from './command-ledger.ts';
 
 export type CommandStatus = 'sent' | 'answered' | 'timeout' | QueuedState;
 
@@ -91,6 +93,7 @@ export class CommandService {
   /** Commands sent from this node and not yet answered; dropped a while after their timeout. */
   private readonly inflight = new Map<string, Inflight>();
   private unsub: Unsubscribe | undefined;
+  private readonly ledger: CommandLedger;
 
   constructor(
     private readonly deps: {
@@ -113,8 +116,12 @@ export class CommandService {
       /** Queued commands (ttlMs / queue); without it, POSTs that ask for a queue are refused. */
       queue?: CommandQueue;
       queueSettings?: QueueSettings;
+      /** The audit log, for the entries of requests that send a command (written with the ledger's entry: one commit). */
+      audit?: Pick<AuditService, 'entry' | 'writeIn' | 'requeue' | 'record'>;
     },
-  ) {}
+  ) {
+    this.ledger = new CommandLedger({ db: deps.db, audit: deps.audit });
+  }
 
   start(): void {
     this.unsub = this.deps.bus.subscribe(
@@ -134,23 +141,36 @@ export class CommandService {
   async stop(): Promise<void> {
     this.unsub?.();
     await this.deps.queue?.stop();
+    await this.ledger.drain();
   }
 
-  /** Sends a command and waits for the result. */
+  /**
+   * Sends a command and waits for the result. `audit`: the entry of the request, recorded whatever
+   * the outcome (with the ledger's entry, in one commit, when the command is sent).
+   */
   async send(
     deviceId: string,
     input: { action: string; params?: Record<string, unknown>; timeoutMs?: number },
     source: string,
     route: { userId?: string; lane?: string } = {},
+    audit?: AuditEntry,
   ): Promise<CommandOutcome> {
-    const device = await this.deps.devices.requireEnabled(deviceId);
-    const model = await this.deps.products.model(device.productKey);
+    const auditLog = this.deps.audit;
+    if (audit && !auditLog) throw new Error('CommandService.send: an audit entry needs the audit log (deps.audit)');
+    const auditRow = audit && auditLog?.entry(audit);
     const params = input.params ?? {};
-    const check = model!.checkAction(input.action, params);
-    if (!check.ok) throw new HearthError('E_MODEL_MISMATCH', check.problems.join('; '), { problems: check.problems });
-    if (!(await this.deps.presence.get(deviceId)).online) {
-      this.deps.observer?.commandFinished('offline', 0);
-      throw new HearthError('E_DEVICE_OFFLINE', `device "${deviceId}" is offline`);
+    try {
+      const device = await this.deps.devices.requireEnabled(deviceId);
+      const model = await this.deps.products.model(device.productKey);
+      const check = model!.checkAction(input.action, params);
+      if (!check.ok) throw new HearthError('E_MODEL_MISMATCH', check.problems.join('; '), { problems: check.problems });
+      if (!(await this.deps.presence.get(deviceId)).online) {
+        this.deps.observer?.commandFinished('offline', 0);
+        throw new HearthError('E_DEVICE_OFFLINE', `device "${deviceId}" is offline`);
+      }
+    } catch (err) {
+      if (auditRow) auditLog!.requeue([auditRow]);
+      throw err;
     }
 
     const id = newId('c');
@@ -173,25 +193,16 @@ export class CommandService {
         },
       });
     });
-    await this.deps.db
-      .insertInto('commands')
-      .values({
-        id,
-        device_id: deviceId,
-        action: input.action,
-        params: toJson(params),
-        source,
-        status: 'sent',
-        accepted_at: acceptedAt,
-        sent_at: Date.now(),
-        answered_at: null,
-        timed_out_at: null,
-        ok: null,
-        result: null,
-        error: null,
-        latency_ms: null,
-      })
-      .execute();
+    try {
+      await this.ledger.sent({ id, deviceId, action: input.action, params: toJson(params), source, acceptedAt, sentAt: Date.now() }, auditRow);
+    } catch (err) {
+      // Not sent: nothing to wait for.
+      const waiter = this.pending.get(id);
+      this.pending.delete(id);
+      waiter?.resolve({ id, deviceId, ok: false, answeredAt: Date.now() });
+      this.inflight.delete(id);
+      throw err;
+    }
     // `params` is on the wire only when there are some (docs/protocol.md: absent for parameterless actions).
     const down: DownlinkMessage = { deviceId, kind: 'commands', payload: { id, action: input.action, ...(Object.keys(params).length ? { params } : {}) } };
     this.deps.bus.publish(subjects.down(deviceId), down);
@@ -451,19 +462,16 @@ export class CommandService {
       await this.deps.queue?.answered(deviceId);
       return ok === p.ok ? undefined : bad(error!);
     }
-    await this.deps.db
-      .updateTable('commands')
-      .set({
-        status: row.status === 'timeout' ? 'timeout' : 'answered',
-        answered_at: answeredAt,
-        ok: ok ? 1 : 0,
-        result: result !== undefined ? toJson(result) : null,
-        error: error ?? null,
-        latency_ms: latency,
-        warnings: warnings.length ? toJson(warnings) : null,
-      })
-      .where('id', '=', p.id)
-      .execute();
+    await this.ledger.answered({
+      id: p.id,
+      status: row.status === 'timeout' ? 'timeout' : 'answered',
+      answeredAt,
+      ok: ok ? 1 : 0,
+      result: result !== undefined ? toJson(result) : null,
+      error: error ?? null,
+      latency,
+      warnings: warnings.length ? toJson(warnings) : null,
+    });
     const ev: ResultEvent = { id: p.id, deviceId, ok, result, error, ...(warnings.length ? { warnings } : {}), answeredAt };
     this.deps.bus.publish(subjects.commandResult(p.id), ev);
     this.deps.bus.publish(subjects.command(deviceId), {

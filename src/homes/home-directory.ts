@@ -1,6 +1,27 @@
 import type { Db } from '../core/store/db.ts';
 import { fromJson } from '../core/store/db.ts';
+import type { Selectable } from 'kysely';
+import type { Database } from '../core/store/schema.ts';
+import { prepared } from '../core/prepared-query.ts';
 import type { HomeRole, Membership, Placement } from '../access/access-service.ts';
+
+/** Asked on every request about a device (src/core/prepared-query.ts). */
+const bindingOf = prepared<Database, Selectable<Database['device_bindings']>>((db, p) =>
+  db.selectFrom('device_bindings').selectAll().where('device_id', '=', p('deviceId')),
+);
+const membershipOfUser = prepared<Database, Selectable<Database['home_members']>>((db, p) =>
+  db.selectFrom('home_members').selectAll().where('home_id', '=', p('homeId')).where('user_id', '=', p('userId')),
+);
+const sharesOfOne = prepared<Database, { permission: string; created_at: number | string }>((db, p) =>
+  db.selectFrom('device_shares').select(['permission', 'created_at']).where('user_id', '=', p('userId')).where('device_id', '=', p('a')),
+);
+const sharesOfTwo = prepared<Database, { permission: string; created_at: number | string }>((db, p) =>
+  db
+    .selectFrom('device_shares')
+    .select(['permission', 'created_at'])
+    .where('user_id', '=', p('userId'))
+    .where('device_id', 'in', [p('a'), p('b')]),
+);
 
 /** A membership with the time since when the member's rights are what they are. */
 export type MembershipSince = Membership & { since: number };
@@ -19,7 +40,7 @@ export class HomeDirectory {
 
   /** A device's own binding row (a sub-device's places it in a room or names it; its hub's decides the home). */
   async binding(deviceId: string): Promise<Placement | undefined> {
-    const row = await this.db.selectFrom('device_bindings').selectAll().where('device_id', '=', deviceId).executeTakeFirst();
+    const row = (await bindingOf.run(this.db, { deviceId })).rows[0];
     return row ? { homeId: row.home_id, roomId: row.room_id, name: row.name, boundAt: Number(row.bound_at) } : undefined;
   }
 
@@ -35,7 +56,7 @@ export class HomeDirectory {
   }
 
   async membership(userId: string, homeId: string): Promise<MembershipSince | undefined> {
-    const row = await this.db.selectFrom('home_members').selectAll().where('home_id', '=', homeId).where('user_id', '=', userId).executeTakeFirst();
+    const row = (await membershipOfUser.run(this.db, { homeId, userId })).rows[0];
     return row ? membershipOf(row) : undefined;
   }
 
@@ -64,12 +85,18 @@ export class HomeDirectory {
 
   /** The user's shares of any of the devices. */
   async shares(userId: string, deviceIds: readonly string[]): Promise<Array<{ permission: 'control' | 'view'; createdAt: number }>> {
-    const rows = await this.db
-      .selectFrom('device_shares')
-      .select(['permission', 'created_at'])
-      .where('user_id', '=', userId)
-      .where('device_id', 'in', [...deviceIds])
-      .execute();
+    // A device, or a sub-device and its hub: the usual lists have a statement of their own.
+    const rows =
+      deviceIds.length === 1
+        ? (await sharesOfOne.run(this.db, { userId, a: deviceIds[0] })).rows
+        : deviceIds.length === 2
+          ? (await sharesOfTwo.run(this.db, { userId, a: deviceIds[0], b: deviceIds[1] })).rows
+          : await this.db
+              .selectFrom('device_shares')
+              .select(['permission', 'created_at'])
+              .where('user_id', '=', userId)
+              .where('device_id', 'in', [...deviceIds])
+              .execute();
     return rows.map((r) => ({ permission: r.permission === 'control' ? 'control' : 'view', createdAt: Number(r.created_at) }));
   }
 

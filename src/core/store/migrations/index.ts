@@ -8,6 +8,7 @@ import { presenceLog } from './0017-presence-log.ts';
 import { fleetSearch0018 } from './0018-fleet-search.ts';
 import { exportJobs } from './0019-exports-fleet-rollups.ts';
 import { historyPartitions } from './0020-history-partitions.ts';
+import { commandsPartialIndexes } from './0021-commands-partial-indexes.ts';
 
 /**
  * The one set of migrations, for SQLite and PostgreSQL alike: only portable column types
@@ -519,4 +520,5 @@ export const migrations: Record<string, Migration> = {
   '0018-fleet-search': fleetSearch0018,
   '0019-exports-fleet-rollups': exportJobs,
   '0020-history-partitions': historyPartitions,
+  '0021-commands-partial-indexes': commandsPartialIndexes,
 };
