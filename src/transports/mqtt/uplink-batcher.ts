@@ -1,8 +1,12 @@
 import type { Bus } from '../../core/bus/bus.ts';
 import { subjects, type UplinkMessage } from '../../core/bus/subjects.ts';
 
-/** Uplinks per batch at most: a busy shard's messages go out in pieces of this size. */
-export const MAX_BATCH = 64;
+/**
+ * Uplinks per batch at most: a busy shard's messages go out in pieces of this size. Small enough
+ * that a worker's window of stream messages (INGEST_WINDOW in src/ingest/) stays a few seconds of
+ * work when every message is a full batch; large enough to take most of the per-message cost.
+ */
+export const MAX_BATCH = 32;
 
 type Waiter = { resolve: () => void; reject: (err: unknown) => void };
 type Pending = { msgs: UplinkMessage[]; waiters: Waiter[] };
