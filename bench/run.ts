@@ -179,6 +179,7 @@ function rows(r: Results): Row[] {
     { metric: 'server CPU per command (ms)', better: 'down', hearth: r.hearthCommands?.cpuMsPerCommand, ref: r.refCommands?.cpuMsPerCommand },
     { metric: 'idle connections held', better: 'up', hearth: r.hearthConnections?.connections, ref: r.refConnections?.connections },
     { metric: 'connect + subscribe (conn/s)', better: 'up', hearth: r.hearthConnections?.rate, ref: r.refConnections?.rate },
+    { metric: 'server CPU per connection (ms)', better: 'down', hearth: r.hearthConnections?.cpuMsPerConnection, ref: r.refConnections?.cpuMsPerConnection },
     { metric: 'memory per connection (KB)', better: 'down', hearth: r.hearthConnections?.perConnectionKb, ref: r.refConnections?.perConnectionKb },
     { metric: 'idle RSS (MB)', better: 'down', hearth: mb(r.hearthIdleRssKb), ref: mb(r.refIdleRssKb) },
     { metric: 'start to ready, empty data dir (ms)', better: 'down', hearth: r.hearthReadyMs },
@@ -440,7 +441,7 @@ async function phaseTwo(tmp: string, dataDir: string, devs: DeviceCred[], result
     results.hearthIdleRssKb = results.hearthConnections.rssBeforeKb;
     const h = results.hearthConnections;
     log(
-      `  hearth     ${fmt(h.connections)} connections, ${fmt(h.rate)} conn/s, RSS ${fmt(h.rssBeforeKb / 1024)} → ${fmt(h.rssAfterKb / 1024)} MB, ${fmt(h.perConnectionKb)} KB per connection`,
+      `  hearth     ${fmt(h.connections)} connections, ${fmt(h.rate)} conn/s, ${fmt(h.cpuMsPerConnection)} ms CPU each, RSS ${fmt(h.rssBeforeKb / 1024)} → ${fmt(h.rssAfterKb / 1024)} MB, ${fmt(h.perConnectionKb)} KB per connection`,
     );
     if (ref) {
       const strip = (d: DeviceCred) => ({ id: d.id, secret: '' });
@@ -448,7 +449,7 @@ async function phaseTwo(tmp: string, dataDir: string, devs: DeviceCred[], result
       results.refIdleRssKb = results.refConnections.rssBeforeKb;
       const m = results.refConnections;
       log(
-        `  mosquitto  ${fmt(m.connections)} connections, ${fmt(m.rate)} conn/s, RSS ${fmt(m.rssBeforeKb / 1024)} → ${fmt(m.rssAfterKb / 1024)} MB, ${fmt(m.perConnectionKb)} KB per connection`,
+        `  mosquitto  ${fmt(m.connections)} connections, ${fmt(m.rate)} conn/s, ${fmt(m.cpuMsPerConnection)} ms CPU each, RSS ${fmt(m.rssBeforeKb / 1024)} → ${fmt(m.rssAfterKb / 1024)} MB, ${fmt(m.perConnectionKb)} KB per connection`,
       );
     }
   } finally {
@@ -701,7 +702,8 @@ ratio below 1 for throughput is expected; the table shows what that costs.
    spread over load processes (each holding up to its open-file limit of sockets) and loopback source
    addresses (127.0.x.y, 25,000 connections each). Hearth's admission limit is raised out of the
    way for this phase. *Connect + subscribe* is the number of connections divided by the time
-   from the first connect to the last SUBACK. Memory per connection is the growth of the
+   from the first connect to the last SUBACK, *server CPU per connection* the server's CPU time
+   over that window divided by the number of connections. Memory per connection is the growth of the
    server's resident set (VmRSS) divided by the number of connections, read at least 2 s after
    the last one connected, once two readings a second apart differ by less than 1%. The
    servers' open-file limit was ${fdLimit}${fdRaise.error ? ` and could not be raised (${fdRaise.error})` : ''}${requestedConnections !== P.connections ? `, so ${P.connections} connections were measured instead of ${requestedConnections}` : ''}.

@@ -267,6 +267,8 @@ export interface ConnectionResult {
   perConnectionKb: number;
   /** Idle connections the server closed before the memory was read (should be 0). */
   lost: number;
+  /** The server's CPU time from the first connect to the last SUBACK, per connection (ms). */
+  cpuMsPerConnection: number;
 }
 
 /**
@@ -291,7 +293,9 @@ export async function runConnections(opts: {
   check(warm, 'warm-up');
   await sleep(1000);
   const rssBeforeKb = rssKb(serverPid);
+  const cpu0 = cpuMs(serverPid);
   const fleet = await openLightFleet(url, devs, batch);
+  const cpuUsed = cpuMs(serverPid) - cpu0;
   try {
     check(fleet, 'idle');
     // Settled: at least 2 s after the last connect, and two readings a second apart within 1%.
@@ -314,6 +318,7 @@ export async function runConnections(opts: {
       rssAfterKb,
       perConnectionKb: (rssAfterKb - rssBeforeKb) / fleet.count,
       lost,
+      cpuMsPerConnection: cpuUsed / fleet.count,
     };
   } finally {
     await fleet.close();

@@ -3,6 +3,7 @@ import { HearthError } from '../core/errors.ts';
 import { newId, newPairingCode, newSecret } from '../core/ids.ts';
 import { digestToken, verifyToken } from '../core/secrets.ts';
 import type { ProductService } from '../products/product-service.ts';
+import { BatchReads } from './batch-reads.ts';
 
 /** What the hot paths (ACL, ingest) need to know about a device; cached. */
 export interface DeviceRecord {
@@ -108,16 +109,13 @@ export class DeviceService {
     return out;
   }
 
-  /** Cached lookup; undefined when the device does not exist. */
+  /** Cached lookup; undefined when the device does not exist. Misses of one turn are read in one query. */
   async get(id: string): Promise<DeviceRecord | undefined> {
-    const hit = this.cache.get(id);
-    if (hit) return hit;
-    const row = await this.deps.db.selectFrom('devices').selectAll().where('id', '=', id).where('deleted_at', 'is', null).executeTakeFirst();
-    if (!row) return undefined;
-    const rec = { ...toRecord(row), secretHash: row.secret_hash };
-    this.cache.set(id, rec);
-    return rec;
+    return this.cache.get(id) ?? this.reads.get(id);
   }
+
+  /** Cache misses asked for in the same turn (a reconnect storm authenticating thousands of devices), read together. */
+  private readonly reads = new BatchReads((ids) => this.readMany(ids));
 
   /** `get` of many devices: the cached ones as they are, the others read in one query; absent ones are left out. */
   async getMany(ids: readonly string[]): Promise<Map<string, DeviceRecord>> {
@@ -128,18 +126,17 @@ export class DeviceService {
       if (hit) out.set(id, hit);
       else missing.push(id);
     }
-    for (let i = 0; i < missing.length; i += 1000) {
-      const rows = await this.deps.db
-        .selectFrom('devices')
-        .selectAll()
-        .where('id', 'in', missing.slice(i, i + 1000))
-        .where('deleted_at', 'is', null)
-        .execute();
-      for (const row of rows) {
-        const rec = { ...toRecord(row), secretHash: row.secret_hash };
-        if (!this.cache.has(row.id)) this.cache.set(row.id, rec);
-        out.set(row.id, this.cache.get(row.id)!);
-      }
+    for (let i = 0; i < missing.length; i += 1000) for (const [id, rec] of await this.readMany(missing.slice(i, i + 1000))) out.set(id, rec);
+    return out;
+  }
+
+  /** Reads these devices (not deleted) into the cache; a record cached meanwhile wins. */
+  private async readMany(ids: string[]): Promise<Map<string, DeviceRecord & { secretHash: string | null }>> {
+    const out = new Map<string, DeviceRecord & { secretHash: string | null }>();
+    const rows = await this.deps.db.selectFrom('devices').selectAll().where('id', 'in', ids).where('deleted_at', 'is', null).execute();
+    for (const row of rows) {
+      if (!this.cache.has(row.id)) this.cache.set(row.id, { ...toRecord(row), secretHash: row.secret_hash });
+      out.set(row.id, this.cache.get(row.id)!);
     }
     return out;
   }
