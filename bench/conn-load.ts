@@ -177,8 +177,12 @@ function freshSources(connections: number): string[] {
   });
 }
 
-/** Connections per source address (the ephemeral port range is about 28,000 ports). */
-const SOCKETS_PER_SOURCE = 25_000;
+/**
+ * Connections per source address. The ephemeral port range has about 28,000 ports, but binding a
+ * source address takes a port by searching the range (Linux keeps half of it for bind), which
+ * gets slow as it fills: keep each address far from full.
+ */
+const SOCKETS_PER_SOURCE = 5000;
 
 /** Connections held open by light load processes; `close()` ends them and the processes. */
 export interface LightFleet {

@@ -269,6 +269,10 @@ export interface ConnectionResult {
   lost: number;
   /** The server's CPU time from the first connect to the last SUBACK, per connection (ms). */
   cpuMsPerConnection: number;
+  /** With `collectGarbage`: both readings again right after a full garbage collection. */
+  rssBeforeGcKb?: number;
+  rssAfterGcKb?: number;
+  perConnectionGcKb?: number;
 }
 
 /**
@@ -282,8 +286,17 @@ export async function runConnections(opts: {
   batch: number;
   serverPid: number;
   warmup: DeviceCred[];
+  /** A full garbage collection in the server (a garbage-collected server: Hearth). */
+  collectGarbage?: () => Promise<void>;
 }): Promise<ConnectionResult> {
-  const { url, devs, batch, serverPid } = opts;
+  const { url, devs, batch, serverPid, collectGarbage } = opts;
+  /** RSS right after a full garbage collection (and a moment for the freed pages to go back). */
+  const rssAfterGc = async () => {
+    if (!collectGarbage) return undefined;
+    await collectGarbage();
+    await sleep(500);
+    return rssKb(serverPid);
+  };
   const check = (f: LightFleet, what: string) => {
     if (f.failed > 0) throw new Error(`${f.failed} of ${f.failed + f.count} ${what} connections failed, e.g. ${f.firstError}`);
   };
@@ -293,6 +306,7 @@ export async function runConnections(opts: {
   check(warm, 'warm-up');
   await sleep(1000);
   const rssBeforeKb = rssKb(serverPid);
+  const rssBeforeGcKb = await rssAfterGc();
   const cpu0 = cpuMs(serverPid);
   const fleet = await openLightFleet(url, devs, batch);
   const cpuUsed = cpuMs(serverPid) - cpu0;
@@ -308,6 +322,7 @@ export async function runConnections(opts: {
       rssAfterKb = again;
       if (stable) break;
     }
+    const rssAfterGcKb = await rssAfterGc();
     const lost = await fleet.lost();
     if (lost > 0) throw new Error(`the server closed ${lost} of ${fleet.count} idle connections`);
     return {
@@ -319,6 +334,9 @@ export async function runConnections(opts: {
       perConnectionKb: (rssAfterKb - rssBeforeKb) / fleet.count,
       lost,
       cpuMsPerConnection: cpuUsed / fleet.count,
+      ...(rssBeforeGcKb !== undefined && rssAfterGcKb !== undefined
+        ? { rssBeforeGcKb, rssAfterGcKb, perConnectionGcKb: (rssAfterGcKb - rssBeforeGcKb) / fleet.count }
+        : {}),
     };
   } finally {
     await fleet.close();
