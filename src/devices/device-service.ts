@@ -1,7 +1,7 @@
 import type { Db } from '../core/store/db.ts';
 import { HearthError } from '../core/errors.ts';
 import { newId, newPairingCode, newSecret } from '../core/ids.ts';
-import { digestToken, verifyToken } from '../core/secrets.ts';
+import { digestToken, safeEqual, verifyToken } from '../core/secrets.ts';
 import type { ProductService } from '../products/product-service.ts';
 import { BatchReads } from './batch-reads.ts';
 
@@ -36,6 +36,12 @@ export interface ListFilter {
   ids?: readonly string[];
   limit: number;
   offset: number;
+}
+
+/** Which of a device's secrets a secret (or its digest) is: `current`, `previous` (in its grace period), or false. */
+export interface DeviceSecretCheck {
+  check(id: string, secret: string): Promise<'current' | 'previous' | false>;
+  checkDigest(id: string, digest: string): Promise<'current' | 'previous' | false>;
 }
 
 /** The product category of hubs: devices that connect for sub-devices. */
@@ -152,17 +158,18 @@ export class DeviceService {
     return d;
   }
 
-  async authenticate(id: string, secret: string): Promise<boolean> {
+  /** Whether `secret` is the device's (and it is enabled); `digest`: the secret's `digestToken`, when the caller has it already. */
+  async authenticate(id: string, secret: string, digest = digestToken(secret)): Promise<boolean> {
     await this.get(id);
     const rec = this.cache.get(id);
-    if (this.credentials) return !!rec && (await this.credentials.check(id, secret)) !== false && !(await this.isDisabled(id));
-    return !!rec?.secretHash && verifyToken(secret, rec.secretHash) && !(await this.isDisabled(id));
+    if (this.credentials) return !!rec && (await this.credentials.checkDigest(id, digest)) !== false && !(await this.isDisabled(id));
+    return !!rec?.secretHash && safeEqual(digest, rec.secretHash) && !(await this.isDisabled(id));
   }
 
   /** Secrets change (rotation with a grace period): they are checked by the credentials (device-credentials.ts). */
-  private credentials: { check(id: string, secret: string): Promise<'current' | 'previous' | false> } | undefined;
+  private credentials: DeviceSecretCheck | undefined;
 
-  attachCredentials(credentials: { check(id: string, secret: string): Promise<'current' | 'previous' | false> }): void {
+  attachCredentials(credentials: DeviceSecretCheck): void {
     this.credentials = credentials;
   }
 

@@ -205,12 +205,14 @@ export class MqttGateway {
           this.deps.observer?.connectionRefused('admission');
           return done(authError(3, 'server busy, retry later'), false);
         }
-        devices.authenticate(username, password.toString('utf8')).then(
+        const secret = password.toString('utf8');
+        const secretDigest = digestToken(secret);
+        devices.authenticate(username, secret, secretDigest).then(
           async (ok) => {
             if (!ok) this.deps.observer?.connectionRefused('auth');
-            else (client as HearthClient)[IDENTITY] = { credential: { secretDigest: digestToken(password.toString('utf8')) } };
+            else (client as HearthClient)[IDENTITY] = { credential: { secretDigest } };
             // A disabled device with the right secret hears why (CONNACK 5); anyone else learns nothing.
-            const disabled = !ok && (await devices.secretMatches(username, password.toString('utf8')).catch(() => false));
+            const disabled = !ok && (await devices.secretMatches(username, secret).catch(() => false));
             done(ok ? null : disabled ? authError(5, 'device disabled') : authError(4, 'bad device id or secret'), ok);
           },
           (err) => {
