@@ -653,12 +653,20 @@ function parametersText(): string {
   return [
     `- ingest: ${P.devices} devices (product \`light\`), ${P.messages} QoS 1 property reports in total (${perDevice[0]} per device), each client keeping up to ${P.window} unacknowledged`,
     `- commands: ${P.commands} sequential commands to one device, then ${P.commands} with ${P.concurrency} in flight (one device each), after ${WARMUP_COMMANDS} warm-up commands`,
-    `- connections: ${P.connections} idle devices, each connecting and subscribing to its commands topic, ${P.batch} at a time (after ${WARMUP_CONNECTIONS} warm-up connections); open-file limit ${fdLimit}${requestedConnections !== P.connections ? ` (${requestedConnections} requested)` : ''}`,
+    `- connections: ${P.connections} idle devices, each connecting and subscribing to its commands topic, ${P.batch} connects in flight (after ${WARMUP_CONNECTIONS} warm-up connections); open-file limit ${fdLimit}${requestedConnections !== P.connections ? ` (${requestedConnections} requested${fdRaise.error ? `; raising the limit failed: ${fdRaise.error}` : ''})` : ''}; Hearth's \`HEARTH_CONNECT_RATE_PER_SECOND\` and \`HEARTH_CONNECT_BURST\` raised to ${CONNECT_ADMISSION.HEARTH_CONNECT_RATE_PER_SECOND}`,
     `- Hearth: \`node bin/hearth.js start\` as a child process, SQLite store in a fresh temporary directory, \`HEARTH_LOG_LEVEL=warn\`, the per-user request rate limit raised out of the way, defaults otherwise`,
     `- reference: ${ENV.mosquitto} (\`listener <port> 127.0.0.1\`, \`allow_anonymous true\`, \`persistence false\`, \`set_tcp_nodelay true\`, \`max_queued_messages 0\`, defaults otherwise)`,
     `- automations: ${AUTO.homes} homes × ${AUTO.perHome} automations, ${AUTO.samples} latency samples per measurement (after ${AUTO.warmup} warm-up), ${AUTO.sensors} sensors × ${AUTO.reportsPerSensor} QoS 1 reports for the throughput`,
-    `- clients: mqtt.js ${mqttVersion()} (MQTT 3.1.1, Nagle off), REST over a keep-alive \`http.Agent\``,
+    `- clients: mqtt.js ${mqttVersion()} (MQTT 3.1.1, Nagle off), REST over a keep-alive \`http.Agent\`; the idle connections: light clients (bench/conn-load.ts, raw sockets, mqtt-packet ${mqttPacketVersion()}, Nagle off)`,
   ].join('\n');
+}
+
+function mqttPacketVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(join(ROOT, 'node_modules', 'mqtt-packet', 'package.json'), 'utf8')) as { version: string }).version;
+  } catch {
+    return '9';
+  }
 }
 
 function mqttVersion(): string {
