@@ -29,9 +29,6 @@ interface PendingConnect {
   reject(err: unknown): void;
 }
 
-/** How long connects gather before their presence is written. */
-const CONNECT_WRITE_DELAY_MS = 5;
-
 /** Rows of one presence upsert (8 values each, well under SQLite's 32,766 variables). */
 const CONNECTS_PER_STATEMENT = 500;
 
@@ -192,16 +189,16 @@ export class PresenceService {
   }
 
   /**
-   * A device's connection was accepted; returns its new session number. The connects of a few
-   * milliseconds (a reconnect storm) are written in one statement, a device at most once.
+   * A device's connection was accepted; returns its new session number. The connects of one turn
+   * of the event loop (a reconnect storm) are written in one statement, a device at most once.
    */
   connected(deviceId: string): Promise<number> {
     return new Promise((resolve, reject) => {
       this.connects.push({ deviceId, at: Date.now(), resolve, reject });
       if (this.connectsWriting || this.connects.length > 1) return;
       this.connectsWriting = true;
-      // Nothing waits for it (the CONNACK does not): a few ms gather a reconnect storm's connects.
-      setTimeout(() => void this.writeConnects(), CONNECT_WRITE_DELAY_MS);
+      // After this turn of the event loop: the connects a reconnect storm brought in it go together.
+      setImmediate(() => void this.writeConnects());
     });
   }
 
