@@ -228,6 +228,7 @@ export async function startMosquitto(dir: string): Promise<Server> {
       'persistence false',
       'set_tcp_nodelay true',
       'max_queued_messages 0',
+      'max_connections -1',
       'log_dest stderr',
       'log_type error',
       'log_type warning',

@@ -13,8 +13,13 @@
  *   BENCH_WINDOW           QoS 1 reports each ingest client keeps in flight (20)
  *   BENCH_COMMANDS         commands per mode (2000)
  *   BENCH_CONCURRENCY      commands in flight in the concurrent mode (10)
- *   BENCH_CONNECTIONS      idle connections (5000; capped by the open-file limit)
- *   BENCH_BATCH            concurrent connects per batch (100)
+ *   BENCH_CONNECTIONS      idle connections (100000; capped by the open-file limit the benchmark
+ *                          can set: it raises its own with prlimit, which needs CAP_SYS_RESOURCE
+ *                          above the hard limit, and the servers and load processes inherit it)
+ *   BENCH_BATCH            connects in flight at a time (100)
+ *   BENCH_PHASES           comma-separated phases to run (default all): ingest-commands, connections,
+ *                          pipeline, automations, queue; e.g. BENCH_PHASES=connections provisions the
+ *                          devices and measures the connections only
  *   BENCH_AUTOMATION_HOMES    homes of the automation phase, 10 automations each (1000)
  *   BENCH_AUTOMATION_SAMPLES  trigger → command latency samples per measurement (300)
  *   BENCH_AUTOMATION_REPORTS  illuminance reports per sensor in the throughput run (1000)
@@ -27,6 +32,8 @@
  *   BENCH_KEEP=1           keep the temporary directory (Hearth's data, mosquitto.conf)
  */
 import { execFileSync } from 'node:child_process';
+import { raiseOpenFileLimit } from './conn-load.ts';
+import { connectV8, inspectArgs, type V8Handle } from './inspector.ts';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -35,6 +42,7 @@ import type { MqttClient } from 'mqtt';
 import { Api, closeClients, openClientCount, subscribe, type DeviceCred } from './clients.ts';
 import {
   BENCH_ADMIN,
+  freePort,
   MOSQUITTO_BIN,
   ROOT,
   killAll,
@@ -80,24 +88,20 @@ const int = (name: string, full: number, quick: number): number => {
   return n;
 };
 
-function openFileLimit(): number {
-  try {
-    const out = execFileSync('sh', ['-c', 'ulimit -n'], { encoding: 'utf8' }).trim();
-    return out === 'unlimited' ? Infinity : Number(out) || 1024;
-  } catch {
-    return 1024;
-  }
-}
-
-const fdLimit = openFileLimit();
-const requestedConnections = int('BENCH_CONNECTIONS', 5000, 200);
+const requestedConnections = int('BENCH_CONNECTIONS', 100_000, 200);
+// Every server holds one descriptor per connection: raise the open-file limit the children
+// inherit (prlimit; needs CAP_SYS_RESOURCE above the hard limit), else measure what it allows.
+const fdRaise = raiseOpenFileLimit(requestedConnections + 2000);
+const fdLimit = fdRaise.limit;
+/** Descriptors a server needs besides its device connections (store, HTTP, logs, …). */
+const FD_RESERVE = 400;
 const P = {
   devices: int('BENCH_DEVICES', 100, 10),
   messages: int('BENCH_MESSAGES', 200_000, 2000),
   window: int('BENCH_WINDOW', 20, 20),
   commands: int('BENCH_COMMANDS', 2000, 200),
   concurrency: int('BENCH_CONCURRENCY', 10, 10),
-  connections: Math.max(1, Math.min(requestedConnections, Math.floor(fdLimit / 2) - 100)),
+  connections: Math.max(1, Math.min(requestedConnections, fdLimit - FD_RESERVE)),
   batch: int('BENCH_BATCH', 100, 50),
 };
 /** The automation phase: 10,000 automations across 1,000 homes by default. */
@@ -122,6 +126,9 @@ const WARMUP_COMMANDS = Math.min(1000, Math.max(10, Math.floor(P.commands / 2)))
 const WARMUP_CONNECTIONS = 10;
 const WRITE_DOCS = process.env.BENCH_WRITE_DOCS ? process.env.BENCH_WRITE_DOCS === '1' : !QUICK;
 const PROFILE = process.env.BENCH_HEARTH_PROF === '1';
+const ALL_PHASES = ['ingest-commands', 'connections', 'pipeline', 'automations', 'queue'];
+const PHASES = new Set(process.env.BENCH_PHASES ? process.env.BENCH_PHASES.split(',').map((p) => p.trim()) : ALL_PHASES);
+for (const p of PHASES) if (!ALL_PHASES.includes(p)) throw new Error(`BENCH_PHASES: unknown phase "${p}" (known: ${ALL_PHASES.join(', ')})`);
 const TIMEOUT_S = int('BENCH_TIMEOUT_S', 900, 120);
 
 /** Messages per ingest device: the total split as evenly as possible. */
@@ -176,8 +183,16 @@ function rows(r: Results): Row[] {
     { metric: `command x${c} p50 (ms)`, better: 'down', hearth: r.hearthCommands?.concurrent.p50, ref: r.refCommands?.concurrent.p50 },
     { metric: `command x${c} p99 (ms)`, better: 'down', hearth: r.hearthCommands?.concurrent.p99, ref: r.refCommands?.concurrent.p99 },
     { metric: 'server CPU per command (ms)', better: 'down', hearth: r.hearthCommands?.cpuMsPerCommand, ref: r.refCommands?.cpuMsPerCommand },
+    { metric: 'idle connections held', better: 'up', hearth: r.hearthConnections?.connections, ref: r.refConnections?.connections },
     { metric: 'connect + subscribe (conn/s)', better: 'up', hearth: r.hearthConnections?.rate, ref: r.refConnections?.rate },
+    { metric: 'server CPU per connection (ms)', better: 'down', hearth: r.hearthConnections?.cpuMsPerConnection, ref: r.refConnections?.cpuMsPerConnection },
     { metric: 'memory per connection (KB)', better: 'down', hearth: r.hearthConnections?.perConnectionKb, ref: r.refConnections?.perConnectionKb },
+    {
+      metric: 'memory per connection, after GC (KB)',
+      better: 'down',
+      hearth: r.hearthConnections?.perConnectionGcKb,
+      ref: r.refConnections?.perConnectionKb,
+    },
     { metric: 'idle RSS (MB)', better: 'down', hearth: mb(r.hearthIdleRssKb), ref: mb(r.refIdleRssKb) },
     { metric: 'start to ready, empty data dir (ms)', better: 'down', hearth: r.hearthReadyMs },
   ];
@@ -405,33 +420,72 @@ async function phaseOne(tmp: string, results: Results): Promise<{ dataDir: strin
   return { dataDir, connDevs };
 }
 
+/** Without the ingest and command phases (BENCH_PHASES): a Hearth that only provisions the connection phase's devices. */
+async function provisionOnly(tmp: string): Promise<{ dataDir: string; connDevs: DeviceCred[] }> {
+  const dataDir = join(tmp, 'hearth-data');
+  const hearth = await startHearth(dataDir);
+  const api = new Api(hearth.httpUrl);
+  try {
+    await api.login(BENCH_ADMIN.email, BENCH_ADMIN.password);
+    const t = Date.now();
+    const connDevs = await api.provision(P.connections + WARMUP_CONNECTIONS, 'light', 'bench light');
+    log(`provisioned ${connDevs.length} devices in ${Date.now() - t} ms (bulk, 1000 per call)`);
+    return { dataDir, connDevs };
+  } finally {
+    api.close();
+    await hearth.stop();
+  }
+}
+
 async function phaseTwo(tmp: string, dataDir: string, devs: DeviceCred[], results: Results): Promise<void> {
   const warm = devs.slice(0, WARMUP_CONNECTIONS);
   const conn = devs.slice(WARMUP_CONNECTIONS);
-  log(`\n[3/3] connections: ${conn.length} idle devices (connect + subscribe, ${P.batch} at a time; open-file limit ${fdLimit})`);
+  log(`\n[3/3] connections: ${conn.length} idle devices (connect + subscribe, ${P.batch} in flight; open-file limit ${fdLimit})`);
   // Fresh processes, so that the memory left over from the load above does not blur the figure.
-  const hearth: HearthServer = await startHearth(dataDir, hearthNodeArgs('2-connections'));
+  // Admission (HEARTH_CONNECT_RATE_PER_SECOND) is raised out of the way: this measures how fast
+  // connections can be served, not the pace an operator chose.
+  // The inspector lets the benchmark read Hearth's memory after a full garbage collection too.
+  const inspectPort = await freePort();
+  const hearth: HearthServer = await startHearth(dataDir, [...hearthNodeArgs('2-connections'), ...inspectArgs(inspectPort)], CONNECT_ADMISSION);
   let ref: Server | undefined;
+  let v8: V8Handle | undefined;
   try {
+    v8 = await connectV8(inspectPort);
     if (MOSQUITTO_BIN) ref = await startMosquitto(tmp);
     await sleep(1000);
-    results.hearthConnections = await runConnections({ url: hearth.mqttUrl, devs: conn, warmup: warm, batch: P.batch, serverPid: hearth.pid });
+    const gc = v8.collectGarbage;
+    results.hearthConnections = await runConnections({
+      url: hearth.mqttUrl,
+      devs: conn,
+      warmup: warm,
+      batch: P.batch,
+      serverPid: hearth.pid,
+      collectGarbage: gc,
+    });
     results.hearthIdleRssKb = results.hearthConnections.rssBeforeKb;
     const h = results.hearthConnections;
-    log(`  hearth     ${fmt(h.rate)} conn/s, RSS ${fmt(h.rssBeforeKb / 1024)} → ${fmt(h.rssAfterKb / 1024)} MB, ${fmt(h.perConnectionKb)} KB per connection`);
+    log(
+      `  hearth     ${fmt(h.connections)} connections, ${fmt(h.rate)} conn/s, ${fmt(h.cpuMsPerConnection)} ms CPU each, RSS ${fmt(h.rssBeforeKb / 1024)} → ${fmt(h.rssAfterKb / 1024)} MB, ${fmt(h.perConnectionKb)} KB per connection; after a full GC ${fmt(mb(h.rssBeforeGcKb))} → ${fmt(mb(h.rssAfterGcKb))} MB, ${fmt(h.perConnectionGcKb)} KB per connection`,
+    );
     if (ref) {
       const strip = (d: DeviceCred) => ({ id: d.id, secret: '' });
       results.refConnections = await runConnections({ url: ref.mqttUrl, devs: conn.map(strip), warmup: warm.map(strip), batch: P.batch, serverPid: ref.pid });
       results.refIdleRssKb = results.refConnections.rssBeforeKb;
       const m = results.refConnections;
-      log(`  mosquitto  ${fmt(m.rate)} conn/s, RSS ${fmt(m.rssBeforeKb / 1024)} → ${fmt(m.rssAfterKb / 1024)} MB, ${fmt(m.perConnectionKb)} KB per connection`);
+      log(
+        `  mosquitto  ${fmt(m.connections)} connections, ${fmt(m.rate)} conn/s, ${fmt(m.cpuMsPerConnection)} ms CPU each, RSS ${fmt(m.rssBeforeKb / 1024)} → ${fmt(m.rssAfterKb / 1024)} MB, ${fmt(m.perConnectionKb)} KB per connection`,
+      );
     }
   } finally {
+    v8?.close();
     if (ref) await ref.stop();
     const code = await hearth.stop();
     if (code !== 0) log(`warning: Hearth exited with ${code} after SIGTERM:\n${hearth.output()}`);
   }
 }
+
+/** The connections phase's admission: far above any rate this machine reaches. */
+const CONNECT_ADMISSION = { HEARTH_CONNECT_RATE_PER_SECOND: '1000000', HEARTH_CONNECT_BURST: '1000000' };
 
 /** 5 filters and 50 routes, as an operator with a few partners would have them. */
 export const PIPELINE_FILTERS = [
@@ -603,12 +657,20 @@ function parametersText(): string {
   return [
     `- ingest: ${P.devices} devices (product \`light\`), ${P.messages} QoS 1 property reports in total (${perDevice[0]} per device), each client keeping up to ${P.window} unacknowledged`,
     `- commands: ${P.commands} sequential commands to one device, then ${P.commands} with ${P.concurrency} in flight (one device each), after ${WARMUP_COMMANDS} warm-up commands`,
-    `- connections: ${P.connections} idle devices, each connecting and subscribing to its commands topic, ${P.batch} at a time (after ${WARMUP_CONNECTIONS} warm-up connections); open-file limit ${fdLimit}${requestedConnections !== P.connections ? ` (${requestedConnections} requested)` : ''}`,
+    `- connections: ${P.connections} idle devices, each connecting and subscribing to its commands topic, ${P.batch} connects in flight (after ${WARMUP_CONNECTIONS} warm-up connections); open-file limit ${fdLimit}${requestedConnections !== P.connections ? ` (${requestedConnections} requested${fdRaise.error ? `; raising the limit failed: ${fdRaise.error}` : ''})` : ''}; Hearth's \`HEARTH_CONNECT_RATE_PER_SECOND\` and \`HEARTH_CONNECT_BURST\` raised to ${CONNECT_ADMISSION.HEARTH_CONNECT_RATE_PER_SECOND}`,
     `- Hearth: \`node bin/hearth.js start\` as a child process, SQLite store in a fresh temporary directory, \`HEARTH_LOG_LEVEL=warn\`, the per-user request rate limit raised out of the way, defaults otherwise`,
     `- reference: ${ENV.mosquitto} (\`listener <port> 127.0.0.1\`, \`allow_anonymous true\`, \`persistence false\`, \`set_tcp_nodelay true\`, \`max_queued_messages 0\`, defaults otherwise)`,
     `- automations: ${AUTO.homes} homes × ${AUTO.perHome} automations, ${AUTO.samples} latency samples per measurement (after ${AUTO.warmup} warm-up), ${AUTO.sensors} sensors × ${AUTO.reportsPerSensor} QoS 1 reports for the throughput`,
-    `- clients: mqtt.js ${mqttVersion()} (MQTT 3.1.1, Nagle off), REST over a keep-alive \`http.Agent\``,
+    `- clients: mqtt.js ${mqttVersion()} (MQTT 3.1.1, Nagle off), REST over a keep-alive \`http.Agent\`; the idle connections: light clients (bench/conn-load.ts, raw sockets, mqtt-packet ${mqttPacketVersion()}, Nagle off)`,
   ].join('\n');
+}
+
+function mqttPacketVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(join(ROOT, 'node_modules', 'mqtt-packet', 'package.json'), 'utf8')) as { version: string }).version;
+  } catch {
+    return '9';
+  }
 }
 
 function mqttVersion(): string {
@@ -636,7 +698,7 @@ MQTT, against a plain reference broker (Debian's \`mosquitto\`) under the same l
 regenerates this page. Hearth runs as a child process (\`node bin/hearth.js start\`), so that
 its memory can be read from \`/proc/PID/status\` and it does not share an event loop with the
 load generator; the load generator (mqtt.js clients, the REST client) runs in the benchmark
-process.
+process, except the idle connections' light clients (own processes).
 
 **Read the ratios, not the absolute numbers.** These figures come from a small shared machine
 (${ENV.cores} cores) where the load generator, the server under test and whatever else runs
@@ -667,9 +729,22 @@ ratio below 1 for throughput is expected; the table shows what that costs.
    both ways). First one at a time, then ${P.concurrency} in flight. *Server CPU per command*
    is the server process's CPU time over both modes divided by the number of commands.
 3. **Connections.** Fresh server processes; ${P.connections} idle device connections, each
-   subscribed to its commands topic, opened ${P.batch} at a time. Memory per connection is the
-   growth of the server's resident set (VmRSS) divided by the number of connections, read
-   2 s after the last one connected.
+   subscribed to its commands topic, ${P.batch} connects in flight at a time. The devices are
+   light clients (bench/conn-load.ts): raw sockets that write a CONNECT (keepalive 1200 s, so no
+   PINGREQ falls due) and, after the CONNACK, a SUBSCRIBE, read the SUBACK and then stay idle,
+   spread over load processes (each holding up to its open-file limit of sockets) and loopback source
+   addresses (127.0.x.y, 5,000 connections each). Hearth's admission limit is raised out of the
+   way for this phase. *Connect + subscribe* is the number of connections divided by the time
+   from the first connect to the last SUBACK, *server CPU per connection* the server's CPU time
+   over that window divided by the number of connections. Memory per connection is the growth of the
+   server's resident set (VmRSS) divided by the number of connections, read at least 2 s after
+   the last one connected, once two readings a second apart differ by less than 1%. Hearth's
+   is also read right after a full garbage collection at both points (*after GC*; requested
+   through its inspector, \`--inspect\` on loopback, opened in this phase only): V8 collects its
+   old generation lazily, and an idle process may keep the garbage of its connects for minutes,
+   so the plain figure counts some of it. mosquitto frees memory at once; its one figure stands
+   in both rows. The
+   servers' open-file limit was ${fdLimit}${fdRaise.error ? ` and could not be raised (${fdRaise.error})` : ''}${requestedConnections !== P.connections ? `, so ${P.connections} connections were measured instead of ${requestedConnections}` : ''}.
 
 *Server CPU* is the user + system CPU time of the server side during the measured window (from
 \`/proc/PID/stat\`): the Hearth process; for the reference, mosquitto (plus, for ingest, the
@@ -784,15 +859,18 @@ async function main(): Promise<number> {
   } else {
     log(`reference: ${ENV.mosquitto} (${MOSQUITTO_BIN})`);
   }
-  if (P.connections < requestedConnections) log(`note: ${requestedConnections} connections requested; using ${P.connections} (open-file limit ${fdLimit})`);
+  if (P.connections < requestedConnections)
+    log(
+      `note: ${requestedConnections} connections requested; using ${P.connections} (open-file limit ${fdLimit}${fdRaise.error ? `; raising it failed: ${fdRaise.error}` : ''})`,
+    );
 
   const results: Results = {};
   try {
-    const { dataDir, connDevs } = await phaseOne(tmp, results);
-    await phaseTwo(tmp, dataDir, connDevs, results);
-    await phasePipeline(tmp, results);
-    await phaseAutomations(tmp, results);
-    await phaseQueue(tmp, results);
+    const { dataDir, connDevs } = PHASES.has('ingest-commands') ? await phaseOne(tmp, results) : await provisionOnly(tmp);
+    if (PHASES.has('connections')) await phaseTwo(tmp, dataDir, connDevs, results);
+    if (PHASES.has('pipeline')) await phasePipeline(tmp, results);
+    if (PHASES.has('automations')) await phaseAutomations(tmp, results);
+    if (PHASES.has('queue')) await phaseQueue(tmp, results);
   } catch (err) {
     if (!interrupted) log(`\nbenchmark failed: ${(err as Error).stack ?? err}`);
     await cleanup(tmp);
@@ -806,7 +884,7 @@ async function main(): Promise<number> {
   const elapsed = (Date.now() - started) / 1000;
   log('\n' + textTable(results));
   if (!MOSQUITTO_BIN) log('(no reference: mosquitto is not installed; apt-get install -y mosquitto)');
-  log(`\npersistence check: ${results.persistedCheck}`);
+  log(`\npersistence check: ${results.persistedCheck ?? 'not run'}`);
   if (results.automations)
     log(
       `automations: ${fmt(results.automations.automations)} across ${fmt(results.automations.homes)} homes, trigger → command p50 ${fmt(results.automations.latencyAll.p50)} ms, p99 ${fmt(results.automations.latencyAll.p99)} ms (one home's only: ${fmt(results.automations.latencyOneHome.p50)} / ${fmt(results.automations.latencyOneHome.p99)} ms)`,

@@ -5,6 +5,7 @@
  */
 import type { MqttClient } from 'mqtt';
 import { closeClients, connectDevice, subscribe, type DeviceCred } from './clients.ts';
+import { openLightFleet, type LightFleet } from './conn-load.ts';
 import { cpuMs, rssKb } from './procs.ts';
 import { now, percentiles, sleep, type Percentiles } from './stats.ts';
 
@@ -264,11 +265,20 @@ export interface ConnectionResult {
   rssBeforeKb: number;
   rssAfterKb: number;
   perConnectionKb: number;
+  /** Idle connections the server closed before the memory was read (should be 0). */
+  lost: number;
+  /** The server's CPU time from the first connect to the last SUBACK, per connection (ms). */
+  cpuMsPerConnection: number;
+  /** With `collectGarbage`: both readings again right after a full garbage collection. */
+  rssBeforeGcKb?: number;
+  rssAfterGcKb?: number;
+  perConnectionGcKb?: number;
 }
 
 /**
  * Opens `devs.length` idle device connections (each subscribed to its commands topic, as a
- * real device is) in batches, and reads the server's RSS before and after.
+ * real device is) with light clients (conn-load.ts), `batch` connects in flight at a time, and
+ * reads the server's RSS before and, once it settled, after. A connection refused or lost fails it.
  */
 export async function runConnections(opts: {
   url: string;
@@ -276,28 +286,59 @@ export async function runConnections(opts: {
   batch: number;
   serverPid: number;
   warmup: DeviceCred[];
+  /** A full garbage collection in the server (a garbage-collected server: Hearth). */
+  collectGarbage?: () => Promise<void>;
 }): Promise<ConnectionResult> {
-  const { url, devs, batch, serverPid } = opts;
-  const sub = (c: MqttClient, d: DeviceCred) => subscribe(c, `devices/${d.id}/commands`, 1);
+  const { url, devs, batch, serverPid, collectGarbage } = opts;
+  /** RSS right after a full garbage collection (and a moment for the freed pages to go back). */
+  const rssAfterGc = async () => {
+    if (!collectGarbage) return undefined;
+    await collectGarbage();
+    await sleep(500);
+    return rssKb(serverPid);
+  };
+  const check = (f: LightFleet, what: string) => {
+    if (f.failed > 0) throw new Error(`${f.failed} of ${f.failed + f.count} ${what} connections failed, e.g. ${f.firstError}`);
+  };
   // Warm the server's connection path first, so that lazily loaded code is not counted per connection.
-  await closeClients(await connectAll(url, opts.warmup, batch, sub));
+  const warm = await openLightFleet(url, opts.warmup, batch);
+  await warm.close();
+  check(warm, 'warm-up');
   await sleep(1000);
   const rssBeforeKb = rssKb(serverPid);
-  const t0 = now();
-  const clients = await connectAll(url, devs, batch, sub);
-  const connectMs = now() - t0;
+  const rssBeforeGcKb = await rssAfterGc();
+  const cpu0 = cpuMs(serverPid);
+  const fleet = await openLightFleet(url, devs, batch);
+  const cpuUsed = cpuMs(serverPid) - cpu0;
   try {
+    check(fleet, 'idle');
+    // Settled: at least 2 s after the last connect, and two readings a second apart within 1%.
     await sleep(2000);
-    const rssAfterKb = rssKb(serverPid);
+    let rssAfterKb = rssKb(serverPid);
+    for (let i = 0; i < 10; i++) {
+      await sleep(1000);
+      const again = rssKb(serverPid);
+      const stable = Math.abs(again - rssAfterKb) <= rssAfterKb * 0.01;
+      rssAfterKb = again;
+      if (stable) break;
+    }
+    const rssAfterGcKb = await rssAfterGc();
+    const lost = await fleet.lost();
+    if (lost > 0) throw new Error(`the server closed ${lost} of ${fleet.count} idle connections`);
     return {
-      connections: clients.length,
-      connectMs,
-      rate: clients.length / (connectMs / 1000),
+      connections: fleet.count,
+      connectMs: fleet.elapsedMs,
+      rate: fleet.count / (fleet.elapsedMs / 1000),
       rssBeforeKb,
       rssAfterKb,
-      perConnectionKb: (rssAfterKb - rssBeforeKb) / clients.length,
+      perConnectionKb: (rssAfterKb - rssBeforeKb) / fleet.count,
+      lost,
+      cpuMsPerConnection: cpuUsed / fleet.count,
+      ...(rssBeforeGcKb !== undefined && rssAfterGcKb !== undefined
+        ? { rssBeforeGcKb, rssAfterGcKb, perConnectionGcKb: (rssAfterGcKb - rssBeforeGcKb) / fleet.count }
+        : {}),
     };
   } finally {
-    await closeClients(clients);
+    await fleet.close();
   }
 }

@@ -3,6 +3,7 @@ import { HearthError } from '../core/errors.ts';
 import { newId, newPairingCode, newSecret } from '../core/ids.ts';
 import { digestToken, safeEqual } from '../core/secrets.ts';
 import type { DeviceRecord, DeviceService } from './device-service.ts';
+import { BatchReads } from './batch-reads.ts';
 
 /** A device's accepted secrets: the current one and, for a while after a rotation, the one before. */
 interface Secrets {
@@ -89,22 +90,28 @@ export class DeviceCredentials {
   }
 
   private async secrets(id: string): Promise<Secrets | undefined> {
-    const hit = this.cache.get(id);
-    if (hit) return hit;
-    const row = await this.deps.db
+    return this.cache.get(id) ?? this.reads.get(id);
+  }
+
+  /** Cache misses of one turn (a reconnect storm), read in one query. */
+  private readonly reads = new BatchReads<Secrets>(async (ids) => {
+    const rows = await this.deps.db
       .selectFrom('devices')
       .leftJoin('device_secret_grace', 'device_secret_grace.device_id', 'devices.id')
-      .select(['devices.secret_hash', 'device_secret_grace.secret_hash as previous_hash', 'device_secret_grace.until'])
-      .where('devices.id', '=', id)
-      .executeTakeFirst();
-    if (!row) return undefined;
-    const s: Secrets = {
-      current: row.secret_hash,
-      ...(row.previous_hash && row.until !== null ? { previous: { hash: row.previous_hash, until: Number(row.until) } } : {}),
-    };
-    this.cache.set(id, s);
-    return s;
-  }
+      .select(['devices.id', 'devices.secret_hash', 'device_secret_grace.secret_hash as previous_hash', 'device_secret_grace.until'])
+      .where('devices.id', 'in', ids)
+      .execute();
+    const out = new Map<string, Secrets>();
+    for (const row of rows) {
+      const s: Secrets = {
+        current: row.secret_hash,
+        ...(row.previous_hash && row.until !== null ? { previous: { hash: row.previous_hash, until: Number(row.until) } } : {}),
+      };
+      this.cache.set(row.id, s);
+      out.set(row.id, s);
+    }
+    return out;
+  });
 
   /** The top-level device of a product with this hardware id. */
   async findByHwid(product: string, hwid: string): Promise<DeviceRecord | undefined> {

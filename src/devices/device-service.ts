@@ -1,8 +1,9 @@
 import type { Db } from '../core/store/db.ts';
 import { HearthError } from '../core/errors.ts';
 import { newId, newPairingCode, newSecret } from '../core/ids.ts';
-import { digestToken, verifyToken } from '../core/secrets.ts';
+import { digestToken, safeEqual, verifyToken } from '../core/secrets.ts';
 import type { ProductService } from '../products/product-service.ts';
+import { BatchReads } from './batch-reads.ts';
 
 /** What the hot paths (ACL, ingest) need to know about a device; cached. */
 export interface DeviceRecord {
@@ -35,6 +36,12 @@ export interface ListFilter {
   ids?: readonly string[];
   limit: number;
   offset: number;
+}
+
+/** Which of a device's secrets a secret (or its digest) is: `current`, `previous` (in its grace period), or false. */
+export interface DeviceSecretCheck {
+  check(id: string, secret: string): Promise<'current' | 'previous' | false>;
+  checkDigest(id: string, digest: string): Promise<'current' | 'previous' | false>;
 }
 
 /** The product category of hubs: devices that connect for sub-devices. */
@@ -108,16 +115,13 @@ export class DeviceService {
     return out;
   }
 
-  /** Cached lookup; undefined when the device does not exist. */
+  /** Cached lookup; undefined when the device does not exist. Misses of one turn are read in one query. */
   async get(id: string): Promise<DeviceRecord | undefined> {
-    const hit = this.cache.get(id);
-    if (hit) return hit;
-    const row = await this.deps.db.selectFrom('devices').selectAll().where('id', '=', id).where('deleted_at', 'is', null).executeTakeFirst();
-    if (!row) return undefined;
-    const rec = { ...toRecord(row), secretHash: row.secret_hash };
-    this.cache.set(id, rec);
-    return rec;
+    return this.cache.get(id) ?? this.reads.get(id);
   }
+
+  /** Cache misses asked for in the same turn (a reconnect storm authenticating thousands of devices), read together. */
+  private readonly reads = new BatchReads((ids) => this.readMany(ids));
 
   /** `get` of many devices: the cached ones as they are, the others read in one query; absent ones are left out. */
   async getMany(ids: readonly string[]): Promise<Map<string, DeviceRecord>> {
@@ -128,18 +132,17 @@ export class DeviceService {
       if (hit) out.set(id, hit);
       else missing.push(id);
     }
-    for (let i = 0; i < missing.length; i += 1000) {
-      const rows = await this.deps.db
-        .selectFrom('devices')
-        .selectAll()
-        .where('id', 'in', missing.slice(i, i + 1000))
-        .where('deleted_at', 'is', null)
-        .execute();
-      for (const row of rows) {
-        const rec = { ...toRecord(row), secretHash: row.secret_hash };
-        if (!this.cache.has(row.id)) this.cache.set(row.id, rec);
-        out.set(row.id, this.cache.get(row.id)!);
-      }
+    for (let i = 0; i < missing.length; i += 1000) for (const [id, rec] of await this.readMany(missing.slice(i, i + 1000))) out.set(id, rec);
+    return out;
+  }
+
+  /** Reads these devices (not deleted) into the cache; a record cached meanwhile wins. */
+  private async readMany(ids: string[]): Promise<Map<string, DeviceRecord & { secretHash: string | null }>> {
+    const out = new Map<string, DeviceRecord & { secretHash: string | null }>();
+    const rows = await this.deps.db.selectFrom('devices').selectAll().where('id', 'in', ids).where('deleted_at', 'is', null).execute();
+    for (const row of rows) {
+      if (!this.cache.has(row.id)) this.cache.set(row.id, { ...toRecord(row), secretHash: row.secret_hash });
+      out.set(row.id, this.cache.get(row.id)!);
     }
     return out;
   }
@@ -155,17 +158,18 @@ export class DeviceService {
     return d;
   }
 
-  async authenticate(id: string, secret: string): Promise<boolean> {
+  /** Whether `secret` is the device's (and it is enabled); `digest`: the secret's `digestToken`, when the caller has it already. */
+  async authenticate(id: string, secret: string, digest = digestToken(secret)): Promise<boolean> {
     await this.get(id);
     const rec = this.cache.get(id);
-    if (this.credentials) return !!rec && (await this.credentials.check(id, secret)) !== false && !(await this.isDisabled(id));
-    return !!rec?.secretHash && verifyToken(secret, rec.secretHash) && !(await this.isDisabled(id));
+    if (this.credentials) return !!rec && (await this.credentials.checkDigest(id, digest)) !== false && !(await this.isDisabled(id));
+    return !!rec?.secretHash && safeEqual(digest, rec.secretHash) && !(await this.isDisabled(id));
   }
 
   /** Secrets change (rotation with a grace period): they are checked by the credentials (device-credentials.ts). */
-  private credentials: { check(id: string, secret: string): Promise<'current' | 'previous' | false> } | undefined;
+  private credentials: DeviceSecretCheck | undefined;
 
-  attachCredentials(credentials: { check(id: string, secret: string): Promise<'current' | 'previous' | false> }): void {
+  attachCredentials(credentials: DeviceSecretCheck): void {
     this.credentials = credentials;
   }
 

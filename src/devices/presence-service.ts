@@ -23,6 +23,16 @@ export interface Presence {
   session: number;
 }
 
+interface PendingConnect {
+  deviceId: string;
+  at: number;
+  resolve(session: number): void;
+  reject(err: unknown): void;
+}
+
+/** Rows of one presence upsert (8 values each, well under SQLite's 32,766 variables). */
+const CONNECTS_PER_STATEMENT = 500;
+
 const NEVER: Presence = Object.freeze({ online: false, reason: 'never-connected', changedAt: null, lastSeen: null, session: 0 });
 
 /**
@@ -179,23 +189,75 @@ export class PresenceService {
     return out;
   }
 
-  /** A device's connection was accepted; returns its new session number. */
-  async connected(deviceId: string): Promise<number> {
-    const now = Date.now();
-    const row = await this.deps.db
+  /**
+   * A device's connection was accepted; returns its new session number. The connects of one turn
+   * of the event loop (a reconnect storm) are written in one statement, a device at most once.
+   */
+  connected(deviceId: string): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.connects.push({ deviceId, at: Date.now(), resolve, reject });
+      if (this.connectsWriting || this.connects.length > 1) return;
+      this.connectsWriting = true;
+      // After this turn of the event loop: the connects a reconnect storm brought in it go together.
+      setImmediate(() => void this.writeConnects());
+    });
+  }
+
+  /** Connects not written yet, in arrival order. */
+  private connects: PendingConnect[] = [];
+  /** Whether `writeConnects` runs (or is about to): one statement at a time, so a device's sessions are numbered in connect order. */
+  private connectsWriting = false;
+
+  private async writeConnects(): Promise<void> {
+    while (this.connects.length > 0) {
+      // One row per device in a statement (an upsert may not touch a row twice); a second connect
+      // of the same device waits for the next statement.
+      const batch: PendingConnect[] = [];
+      const later: PendingConnect[] = [];
+      const ids = new Set<string>();
+      for (const c of this.connects) {
+        if (ids.has(c.deviceId) || batch.length >= CONNECTS_PER_STATEMENT) later.push(c);
+        else {
+          ids.add(c.deviceId);
+          batch.push(c);
+        }
+      }
+      this.connects = later;
+      try {
+        const sessions = await this.upsertConnects(batch);
+        for (const c of batch) {
+          const session = sessions.get(c.deviceId)!;
+          this.state.set(c.deviceId, { online: true, reason: 'connect', changedAt: c.at, lastSeen: c.at, session });
+          this.announce({ deviceId: c.deviceId, online: true, reason: 'connect', session, at: c.at });
+          c.resolve(session);
+        }
+      } catch (err) {
+        for (const c of batch) c.reject(err);
+      }
+    }
+    this.connectsWriting = false;
+  }
+
+  private async upsertConnects(batch: PendingConnect[]): Promise<Map<string, number>> {
+    const node = this.deps.nodeId;
+    const rows = await this.deps.db
       .insertInto('presence')
-      .values({ device_id: deviceId, online: 1, session: 1, reason: 'connect', changed_at: now, last_seen: now, node: this.deps.nodeId, listening: 0 })
+      .values(batch.map((c) => ({ device_id: c.deviceId, online: 1, session: 1, reason: 'connect', changed_at: c.at, last_seen: c.at, node, listening: 0 })))
       .onConflict((oc) =>
-        oc
-          .column('device_id')
-          .doUpdateSet({ online: 1, session: sql`presence.session + 1`, reason: 'connect', changed_at: now, last_seen: now, node: this.deps.nodeId }),
+        oc.column('device_id').doUpdateSet({
+          online: 1,
+          session: sql`presence.session + 1`,
+          reason: 'connect',
+          changed_at: sql`excluded.changed_at`,
+          last_seen: sql`excluded.last_seen`,
+          node,
+        }),
       )
-      .returning('session')
-      .executeTakeFirstOrThrow();
-    const session = Number(row.session);
-    this.state.set(deviceId, { online: true, reason: 'connect', changedAt: now, lastSeen: now, session });
-    this.announce({ deviceId, online: true, reason: 'connect', session, at: now });
-    return session;
+      .returning(['device_id', 'session'])
+      .execute();
+    const sessions = new Map(rows.map((r) => [r.device_id, Number(r.session)]));
+    for (const c of batch) if (!sessions.has(c.deviceId)) throw new Error(`presence of ${c.deviceId} was not written`);
+    return sessions;
   }
 
   /** The connection of `session` ended. Ignored when a newer session has taken over. */

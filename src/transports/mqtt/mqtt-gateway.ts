@@ -15,7 +15,8 @@ import type { DeviceService } from '../../devices/device-service.ts';
 import type { PresenceReason, PresenceService } from '../../devices/presence-service.ts';
 import { jsonDepthExceeds, MAX_JSON_DEPTH } from '../../core/json-limits.ts';
 import { UplinkBatcher } from './uplink-batcher.ts';
-import { PacketGuard, PacketRefusedError, type PacketLimits, type Refusal, type TruncatedPublish } from './packet-guard.ts';
+import { leanMqttParsers } from './lean-parser.ts';
+import { guardOf, guardSocket, PacketGuard, PacketRefusedError, type PacketLimits, type Refusal, type TruncatedPublish } from './packet-guard.ts';
 import type { TlsMaterial } from '../tls/tls-material.ts';
 import type { X509Certificate } from 'node:crypto';
 import { digestToken } from '../../core/secrets.ts';
@@ -172,6 +173,7 @@ export class MqttGateway {
 
   async start(): Promise<void> {
     const { devices, log } = this.deps;
+    leanMqttParsers();
     this.broker = await Aedes.createBroker({
       id: 'hearth',
       concurrency: BROKER_CONCURRENCY,
@@ -207,12 +209,14 @@ export class MqttGateway {
           this.deps.observer?.connectionRefused('admission');
           return done(authError(3, 'server busy, retry later'), false);
         }
-        devices.authenticate(username, password.toString('utf8')).then(
+        const secret = password.toString('utf8');
+        const secretDigest = digestToken(secret);
+        devices.authenticate(username, secret, secretDigest).then(
           async (ok) => {
             if (!ok) this.deps.observer?.connectionRefused('auth');
-            else (client as HearthClient)[IDENTITY] = { credential: { secretDigest: digestToken(password.toString('utf8')) } };
+            else (client as HearthClient)[IDENTITY] = { credential: { secretDigest } };
             // A disabled device with the right secret hears why (CONNACK 5); anyone else learns nothing.
-            const disabled = !ok && (await devices.secretMatches(username, password.toString('utf8')).catch(() => false));
+            const disabled = !ok && (await devices.secretMatches(username, secret).catch(() => false));
             done(ok ? null : disabled ? authError(5, 'device disabled') : authError(4, 'bad device id or secret'), ok);
           },
           (err) => {
@@ -233,9 +237,7 @@ export class MqttGateway {
           (ok) => {
             if (!ok) return done(new Error(`publish to ${packet.topic} not allowed`));
             const truncated =
-              packet.payload.length === 0 && client.conn instanceof PacketGuard
-                ? client.conn.takeTruncated(packet.topic, packet.qos > 0 ? packet.messageId : undefined)
-                : undefined;
+              packet.payload.length === 0 ? guardOf(client.conn)?.takeTruncated(packet.topic, packet.qos > 0 ? packet.messageId : undefined) : undefined;
             if (packet.retain) {
               // Retained messages are not part of the protocol: refused like any bad message, and
               // never stored by the broker (a retained publish would otherwise be kept in its
@@ -284,7 +286,7 @@ export class MqttGateway {
 
     this.broker.on('client', (client: HearthClient) => {
       // Emitted just before the CONNACK: from the next packet on, the admitted limits apply.
-      if (client.conn instanceof PacketGuard) client.conn.admit();
+      guardOf(client.conn)?.admit();
       // A provisioning session is no device: no presence.
       if (client[IDENTITY]?.provisioning) return;
       const state: ConnState = { session: this.deps.presence.connected(client.id) };
@@ -343,7 +345,7 @@ export class MqttGateway {
       const server = createServer({ noDelay: true }, (socket) => {
         this.sockets.add(socket);
         socket.on('close', () => this.sockets.delete(socket));
-        this.broker.handle(this.guard(socket));
+        this.broker.handle(this.guardSocket(socket));
       });
       this.server = server;
       await listen(server, this.deps.config.port, this.deps.config.host);
@@ -370,7 +372,7 @@ export class MqttGateway {
         handshakeTimeout: this.deps.config.connectTimeoutMs,
       },
       (socket: TLSSocket) => {
-        const guarded = this.guard(socket);
+        const guarded = this.guardSocket(socket);
         const cert = socket.getPeerX509Certificate();
         if (cert) this.peerCerts.set(guarded, cert);
         this.broker.handle(guarded);
@@ -414,6 +416,14 @@ export class MqttGateway {
   private guard(conn: Duplex): PacketGuard {
     return new PacketGuard(conn, this.limits, { refused: (r) => this.refused(r) });
   }
+
+  /** The same guard on a TCP or TLS socket itself (no stream in between); the broker reads the socket. */
+  private guardSocket(socket: Socket): Socket {
+    guardSocket(socket, this.limits, this.guardHooks);
+    return socket;
+  }
+
+  private readonly guardHooks = { refused: (r: Refusal) => this.refused(r) };
 
   private refused(r: Refusal): void {
     this.deps.log.info({ reason: r.reason, packetType: r.type, remaining: r.remaining, admitted: r.admitted }, 'mqtt connection cut off by the packet guard');

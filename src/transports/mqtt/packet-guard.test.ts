@@ -2,7 +2,18 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Duplex } from 'node:stream';
 import fc from 'fast-check';
-import { encodeLength, MqttFramer, PacketGuard, PacketRefusedError, type PacketLimits, type Refusal, type TruncatedPublish } from './packet-guard.ts';
+import { connect, createServer, type Socket } from 'node:net';
+import {
+  encodeLength,
+  guardOf,
+  guardSocket,
+  MqttFramer,
+  PacketGuard,
+  PacketRefusedError,
+  type PacketLimits,
+  type Refusal,
+  type TruncatedPublish,
+} from './packet-guard.ts';
 
 const LIMITS: PacketLimits = { beforeConnack: 64, payload: 300, packet: 200 };
 const SEED = Number(process.env.HEARTH_FUZZ_SEED ?? 20261212);
@@ -182,3 +193,59 @@ test('the guard stream: passes bytes both ways, destroys the connection on a ref
   assert.equal(refusals[0].reason, 'too-large');
   assert.ok(inner.destroyed, 'the connection itself is destroyed');
 });
+
+test('the guard on a socket itself: the reader sees only what the framer passed, a refusal destroys the socket, the end of the stream arrives', async () => {
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  const refusals: Refusal[] = [];
+  const accepted = new Promise<Socket>((resolve) =>
+    server.once('connection', (s) => {
+      guardSocket(s, LIMITS, { refused: (r) => refusals.push(r) });
+      resolve(s);
+    }),
+  );
+  try {
+    // A good CONNECT, then after admission an oversized PUBLISH (skipped, answered empty) and an end.
+    const client = connect(port, '127.0.0.1');
+    const socket = await accepted;
+    const got: Buffer[] = [];
+    socket.on('data', (b) => got.push(b));
+    const ended = new Promise<void>((r) => socket.once('end', () => r()));
+    client.write(packet(0x10, Buffer.alloc(10)));
+    await eventuallyTrue(() => Buffer.concat(got).length === 12);
+    guardOf(socket)!.admit();
+    client.end(publish('devices/d1/properties', 1, 7, Buffer.alloc(1000)));
+    await ended;
+    const truncated = guardOf(socket)!.takeTruncated('devices/d1/properties', 7);
+    assert.equal(truncated?.payloadBytes, 1000);
+    assert.deepEqual(Buffer.concat(got).subarray(12), publish('devices/d1/properties', 1, 7, Buffer.alloc(0)));
+    socket.destroy();
+
+    // A header over the limit before CONNACK: refused, the socket destroyed with the guard's error.
+    const bad = connect(port, '127.0.0.1');
+    const victim = await new Promise<Socket>((resolve) =>
+      server.once('connection', (s) => {
+        guardSocket(s, LIMITS, { refused: (r) => refusals.push(r) });
+        resolve(s);
+      }),
+    );
+    const seen: Buffer[] = [];
+    victim.on('data', (b) => seen.push(b));
+    const errored = new Promise<Error>((resolve) => victim.once('error', resolve));
+    bad.on('error', () => undefined);
+    bad.write(Buffer.from([0x10, 0xff, 0xff, 0x7f, 0, 5]));
+    assert.ok((await errored) instanceof PacketRefusedError);
+    assert.equal(refusals.at(-1)?.reason, 'too-large');
+    assert.equal(seen.length, 0, 'nothing of the refused packet was read');
+    assert.ok(victim.destroyed);
+    bad.destroy();
+  } finally {
+    server.close();
+  }
+});
+
+async function eventuallyTrue(check: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !check(); i++) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(check());
+}

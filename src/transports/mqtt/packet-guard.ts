@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 
 /**
@@ -362,5 +363,90 @@ export class PacketGuard extends Duplex {
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     this.inner.destroy();
     cb(err);
+  }
+}
+
+/** What the gateway asks of a guarded connection, a `PacketGuard` stream or a socket guarded in place. */
+export interface GuardControl {
+  /** The connection was admitted (CONNACK sent): the admitted limits apply. */
+  admit(): void;
+  /** The oversized PUBLISH (if any) that the broker received empty as this packet. */
+  takeTruncated(topic: string, messageId: number | undefined): TruncatedPublish | undefined;
+}
+
+const GUARD = Symbol('hearth.packetGuard');
+
+/** The guard of a connection: the `PacketGuard` stream itself, or the one `guardSocket` put on a socket. */
+export function guardOf(conn: unknown): GuardControl | undefined {
+  if (conn instanceof PacketGuard) return conn;
+  return (conn as { [GUARD]?: GuardControl } | null)?.[GUARD];
+}
+
+/**
+ * The packet guard put on a TCP or TLS socket itself, without a stream in between: the socket's
+ * own `push` (what Node calls with every chunk it reads) goes through an `MqttFramer`, so the
+ * broker reads the socket directly and only ever sees the bytes the framer passed on; writes
+ * are not touched. Same limits and refusals as `PacketGuard` (a refused packet destroys the
+ * socket before its body is read), one stream fewer per connection: about a kilobyte of memory
+ * and a stream hop on every read and write.
+ */
+export function guardSocket(socket: Socket, limits: PacketLimits, hooks: { refused?: (r: Refusal) => void } = {}): void {
+  const guarded = socket as Socket & { [GUARD]: SocketGuard };
+  guarded[GUARD] = new SocketGuard(socket, limits, hooks);
+  guarded.push = guardedPush;
+}
+
+/** A guarded socket's `push`: the end of the stream goes on as it is, bytes through the framer. */
+function guardedPush(this: Socket & { [GUARD]: SocketGuard }, chunk: unknown, encoding?: BufferEncoding): boolean {
+  const guard = this[GUARD];
+  if (chunk === null || chunk === undefined) return guard.push.call(this, chunk, encoding);
+  return guard.feed(chunk as Buffer);
+}
+
+class SocketGuard implements FramerSink, GuardControl {
+  private readonly framer: MqttFramer;
+  private pending: TruncatedPublish[] | undefined;
+  /** The socket's own `push`. */
+  readonly push: Socket['push'];
+  /** Whether the last bytes passed on left room in the socket's read buffer. */
+  private room = true;
+
+  constructor(
+    private readonly socket: Socket,
+    limits: PacketLimits,
+    private readonly hooks: { refused?: (r: Refusal) => void },
+  ) {
+    this.push = socket.push;
+    this.framer = new MqttFramer(limits, this);
+  }
+
+  feed(chunk: Buffer): boolean {
+    if (this.socket.destroyed || this.framer.dead) return false;
+    this.room = true;
+    this.framer.feed(chunk);
+    return this.room && !this.framer.dead;
+  }
+
+  data(buf: Buffer): void {
+    this.room = this.push.call(this.socket, buf);
+  }
+
+  refused(r: Refusal): void {
+    this.hooks.refused?.(r);
+    this.socket.destroy(new PacketRefusedError(r));
+  }
+
+  truncated(t: TruncatedPublish): void {
+    (this.pending ??= []).push(t);
+    if (this.pending.length > MAX_PENDING_TRUNCATED) this.socket.destroy(new Error('too many oversized publishes in flight'));
+  }
+
+  admit(): void {
+    this.framer.admit();
+  }
+
+  takeTruncated(topic: string, messageId: number | undefined): TruncatedPublish | undefined {
+    const i = this.pending?.findIndex((t) => t.topic === topic && t.messageId === messageId) ?? -1;
+    return i < 0 ? undefined : this.pending!.splice(i, 1)[0];
   }
 }
