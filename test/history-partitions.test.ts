@@ -203,7 +203,8 @@ describe('raw history partitioned by day on PostgreSQL', {
           .execute();
       const before = await sql<Record<string, unknown>>`SELECT * FROM history ORDER BY device_id, property, ts, num, msg_id`.execute(db);
 
-      assert.deepEqual(await migrate(db), ['0020-history-partitions']);
+      // 0020 and the migrations after it (those of other tables).
+      assert.equal((await migrate(db))[0], '0020-history-partitions');
       const kind = await sql<{ relkind: string }>`SELECT relkind FROM pg_class WHERE oid = 'history'::regclass`.execute(db);
       assert.equal(kind.rows[0].relkind, 'p');
       const after = await sql<Record<string, unknown>>`SELECT * FROM history ORDER BY device_id, property, ts, num, msg_id`.execute(db);
