@@ -806,6 +806,7 @@ export class Hearth {
         connectRatePerSecond: config.connectRatePerSecond,
         connectBurst: config.connectBurst,
         disconnectRatePerSecond: config.disconnectRatePerSecond,
+        uplinkBatchMax: config.uplinkBatchMax,
       },
     });
     metrics.setConnectedSource(() => this.mqtt.connectedClients);

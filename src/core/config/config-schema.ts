@@ -176,6 +176,13 @@ export const ConfigSchema = Type.Object({
     default: 0,
     description: 'On SIGTERM, how long to keep serving after readiness turns false, so load balancers stop sending traffic first',
   }),
+  uplinkBatchMax: Type.Integer({
+    minimum: 1,
+    maximum: 64,
+    default: 32,
+    description:
+      'Device messages of a shard that a gateway stores on the stream as one batch, at most (1: each alone, as versions before batches did; set 1 while nodes of such a version still run workers)',
+  }),
   disconnectRatePerSecond: Type.Integer({
     minimum: 1,
     default: 1000,

@@ -47,6 +47,8 @@ export interface MqttGatewayConfig {
   connectBurst: number;
   /** Shutdown: connections closed per second. */
   disconnectRatePerSecond: number;
+  /** Uplinks of a shard stored as one batch at most (default MAX_BATCH; 1: each alone). */
+  uplinkBatchMax?: number;
   /** MQTT over TLS on this port when `tls` material is given (0: a free port). */
   tlsPort?: number;
   /** Whether the plain TCP port is opened (default true). */
@@ -165,7 +167,7 @@ export class MqttGateway {
   ) {
     this.admission = new RateLimiter({ perMinute: deps.config.connectRatePerSecond * 60, burst: deps.config.connectBurst });
     this.ids = new MessageIds(deps.config.nodeId, 'm');
-    this.uplinks = new UplinkBatcher(deps.bus);
+    this.uplinks = new UplinkBatcher(deps.bus, deps.config.uplinkBatchMax);
     const { maxPayloadBytes, connectMaxBytes } = deps.config;
     // Other packets (a hub's SUBSCRIBE of all its children's topics) get at least 64 KiB.
     this.limits = { beforeConnack: connectMaxBytes, payload: maxPayloadBytes, packet: Math.max(maxPayloadBytes, 65_536) };

@@ -69,3 +69,15 @@ test('when the batch cannot be stored, every message of it fails (no PUBACK for 
   );
   await bus.close();
 });
+
+test('with a largest batch of 1 (HEARTH_UPLINK_BATCH_MAX=1) every message goes alone, as before batches', async () => {
+  const { bus, stored } = await recorder();
+  const b = new UplinkBatcher(bus, 1);
+  await Promise.all([b.add(3, msg('d1', 1)), b.add(3, msg('d2', 1))]);
+  await bus.flush();
+  assert.deepEqual(
+    stored.map((s) => s.subject),
+    ['uplink.3.d1.properties', 'uplink.3.d2.properties'],
+  );
+  await bus.close();
+});

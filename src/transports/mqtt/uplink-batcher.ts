@@ -2,7 +2,8 @@ import type { Bus } from '../../core/bus/bus.ts';
 import { subjects, type UplinkMessage } from '../../core/bus/subjects.ts';
 
 /**
- * Uplinks per batch at most: a busy shard's messages go out in pieces of this size. Small enough
+ * Uplinks per batch at most by default (`HEARTH_UPLINK_BATCH_MAX`): a busy shard's messages go out
+ * in pieces of this size. Small enough
  * that a worker's window of stream messages (INGEST_WINDOW in src/ingest/) stays a few seconds of
  * work when every message is a full batch; large enough to take most of the per-message cost.
  */
@@ -24,7 +25,11 @@ export class UplinkBatcher {
   private readonly pending = new Map<number, Pending>();
   private scheduled = false;
 
-  constructor(private readonly bus: Bus) {}
+  constructor(
+    private readonly bus: Bus,
+    /** At most this many a batch (`HEARTH_UPLINK_BATCH_MAX`; 1: every message alone). */
+    private readonly maxBatch = MAX_BATCH,
+  ) {}
 
   add(shard: number, msg: UplinkMessage): Promise<void> {
     let b = this.pending.get(shard);
@@ -34,7 +39,7 @@ export class UplinkBatcher {
     }
     const stored = new Promise<void>((resolve, reject) => b.waiters.push({ resolve, reject }));
     b.msgs.push(msg);
-    if (b.msgs.length >= MAX_BATCH) this.send(shard, b);
+    if (b.msgs.length >= this.maxBatch) this.send(shard, b);
     else if (!this.scheduled) {
       this.scheduled = true;
       setImmediate(this.sendAll);
