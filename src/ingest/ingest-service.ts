@@ -36,9 +36,9 @@ const MAX_ATTEMPTS = 5;
  * delivers it again and the node does the work twice (the backlog waits in the stream instead).
  * Each shard's consumer gets its share, so a node owning fewer shards holds fewer. A stream
  * message is one uplink or a batch of up to 32 (`HEARTH_UPLINK_BATCH_MAX`, at most 64): by
- * default at most 32,000 uplinks, a few seconds of a node's work.
+ * default at most 64,000 uplinks on a node owning every shard, a few seconds of its work.
  */
-export const INGEST_WINDOW = 1000;
+export const INGEST_WINDOW = 2000;
 /** The smallest window of one shard's consumer (many shards). */
 const MIN_SHARD_WINDOW = 16;
 
