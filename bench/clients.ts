@@ -135,6 +135,12 @@ export class Api {
     return r.body;
   }
 
+  /** `POST /api/v1/devices/{id}/commands` `{"action":"toggle"}`; throws unless the device answered ok. */
+  async toggle(id: string): Promise<void> {
+    const r = await this.call<{ ok?: boolean }>('POST', `/api/v1/devices/${id}/commands`, { action: 'toggle', timeoutMs: 5000 });
+    if (r.status !== 200 || r.body.ok !== true) throw new Error(`command to ${id} answered ${r.status}: ${JSON.stringify(r.body).slice(0, 300)}`);
+  }
+
   async login(email: string, password: string): Promise<void> {
     this.token = '';
     const r = await this.expect<{ token: string }>(200, 'POST', '/api/v1/auth/login', { email, password });

@@ -38,7 +38,7 @@ import { startNats, type NatsServer } from '../test/helpers/nats.ts';
 import { startPostgres, type PostgresServer } from '../test/helpers/postgres.ts';
 import { waitOnline, waitShadows } from './checks.ts';
 import { Api, closeClients, connectDevice, openClientCount, subscribe, type DeviceCred } from './clients.ts';
-import { BENCH_ADMIN, ROOT, cpuMs, freePort, killAll, stopChild, track } from './procs.ts';
+import { BENCH_ADMIN, ROOT, cpuMs, cpuProfileArgs, freePort, killAll, stopChild, track } from './procs.ts';
 import {
   answerCommands,
   connectAll,
@@ -117,28 +117,20 @@ interface ClusterNode {
   stop(): Promise<number | string | null>;
 }
 
+/** Every node started, so that a failure can show what they logged. */
+const started: ClusterNode[] = [];
+
 /**
  * Starts `node bin/hearth.js start` in cluster mode on free loopback ports and waits for
  * /readyz. Unlike test/helpers/cluster.ts it hands out the process id, which the CPU and
  * memory figures need.
  */
-/** BENCH_HEARTH_PROF=1: each node writes a CPU profile when it stops ($TMPDIR/hearth-bench-profiles/). */
-function profileArgs(name: string): string[] {
-  if (process.env.BENCH_HEARTH_PROF !== '1') return [];
-  const dir = join(tmpdir(), 'hearth-bench-profiles');
-  mkdirSync(dir, { recursive: true });
-  return ['--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-name=cluster-${name}-${Date.now()}.cpuprofile`];
-}
-
-/** Every node started, so that a failure can show what they logged. */
-const started: ClusterNode[] = [];
-
 async function startNode(name: string, tmp: string, shared: { databaseUrl: string; natsUrl: string }, env: Record<string, string> = {}): Promise<ClusterNode> {
   const [httpPort, mqttPort] = [await freePort(), await freePort()];
   const dataDir = join(tmp, name);
   mkdirSync(dataDir, { recursive: true });
   const child = track(
-    spawn(process.execPath, [...profileArgs(name), join(ROOT, 'bin/hearth.js'), 'start'], {
+    spawn(process.execPath, [...cpuProfileArgs(`cluster-${name}`), join(ROOT, 'bin/hearth.js'), 'start'], {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
       env: {
@@ -793,10 +785,7 @@ async function ingestAndCommands(tmp: string, infra: Infra, results: Results): P
         concurrency: P.concurrency,
         warmup: WARMUP_COMMANDS,
         serverPid: b.pid,
-        send: async (id) => {
-          const r = await apiB.call<{ ok?: boolean }>('POST', `/api/v1/devices/${id}/commands`, { action: 'toggle', timeoutMs: 5000 });
-          if (r.status !== 200 || r.body.ok !== true) throw new Error(`command to ${id} answered ${r.status}: ${JSON.stringify(r.body).slice(0, 300)}`);
-        },
+        send: (id) => apiB.toggle(id),
       });
       results.commandsCpuMsPerCommand = (hearthCpu() - c0) / (WARMUP_COMMANDS + 2 * P.commands);
       // The same through the devices' own node, for the cost of the extra hop.
@@ -806,10 +795,7 @@ async function ingestAndCommands(tmp: string, infra: Infra, results: Results): P
         concurrency: P.concurrency,
         warmup: WARMUP_COMMANDS,
         serverPid: a.pid,
-        send: async (id) => {
-          const r = await apiA.call<{ ok?: boolean }>('POST', `/api/v1/devices/${id}/commands`, { action: 'toggle', timeoutMs: 5000 });
-          if (r.status !== 200 || r.body.ok !== true) throw new Error(`command to ${id} answered ${r.status}: ${JSON.stringify(r.body).slice(0, 300)}`);
-        },
+        send: (id) => apiA.toggle(id),
       });
     } finally {
       await closeClients(devClients);

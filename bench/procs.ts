@@ -3,8 +3,9 @@
  * starting them, reading their memory, and making sure none outlives the benchmark.
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, connect as netConnect } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sleep } from './stats.ts';
@@ -271,4 +272,14 @@ export function spawnHelper(script: string, args: string[]): ChildProcess {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     }),
   );
+}
+
+/** Where Hearth processes write their CPU profiles with BENCH_HEARTH_PROF=1. */
+export const PROFILE_DIR = join(tmpdir(), 'hearth-bench-profiles');
+
+/** Node options of a Hearth process: with BENCH_HEARTH_PROF=1, a CPU profile named `name` written when it stops. */
+export function cpuProfileArgs(name: string): string[] {
+  if (process.env.BENCH_HEARTH_PROF !== '1') return [];
+  mkdirSync(PROFILE_DIR, { recursive: true });
+  return ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`, `--cpu-prof-name=${name}-${Date.now()}.cpuprofile`];
 }

@@ -34,7 +34,7 @@
 import { execFileSync } from 'node:child_process';
 import { raiseOpenFileLimit } from './conn-load.ts';
 import { connectV8, inspectArgs, type V8Handle } from './inspector.ts';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -44,6 +44,8 @@ import {
   BENCH_ADMIN,
   freePort,
   MOSQUITTO_BIN,
+  PROFILE_DIR,
+  cpuProfileArgs,
   ROOT,
   killAll,
   mosquittoVersion,
@@ -246,14 +248,8 @@ const ENV = {
 // ---------------------------------------------------------------------------------------------
 // Hearth-specific pieces
 
-const PROFILE_DIR = join(tmpdir(), 'hearth-bench-profiles');
-
 /** Node options of a Hearth child: a CPU profile per phase with BENCH_HEARTH_PROF=1. */
-function hearthNodeArgs(phase: string): string[] {
-  if (!PROFILE) return [];
-  mkdirSync(PROFILE_DIR, { recursive: true });
-  return ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`, `--cpu-prof-name=hearth-${phase}-${Date.now()}.cpuprofile`];
-}
+const hearthNodeArgs = (phase: string): string[] => cpuProfileArgs(`hearth-${phase}`);
 
 /** After Hearth stopped: the store holds every shadow version and history point the run produced. */
 function checkPersisted(dataDir: string, devs: DeviceCred[], expected: number[]): string {
@@ -374,10 +370,7 @@ async function phaseOne(tmp: string, results: Results): Promise<{ dataDir: strin
         concurrency: P.concurrency,
         warmup: WARMUP_COMMANDS,
         serverPid: hearth.pid,
-        send: async (id) => {
-          const r = await api.call<{ ok?: boolean }>('POST', `/api/v1/devices/${id}/commands`, { action: 'toggle', timeoutMs: 5000 });
-          if (r.status !== 200 || r.body.ok !== true) throw new Error(`command to ${id} answered ${r.status}: ${JSON.stringify(r.body).slice(0, 300)}`);
-        },
+        send: (id) => api.toggle(id),
       });
     } finally {
       await closeClients(devClients);
