@@ -1,28 +1,15 @@
-import { describe, test, before, after } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { migrate, openStore, type Store } from '../core/store/db.ts';
+import { migrate, type Store } from '../core/store/db.ts';
 import { createLogger } from '../core/logger.ts';
 import { AuditService } from '../audit/audit-service.ts';
 import { CommandLedger, type SentRow } from './command-ledger.ts';
-import { startPostgres, type PostgresServer } from '../../test/helpers/postgres.ts';
+import { testStores } from '../../test/helpers/stores.ts';
 
-let server: PostgresServer;
-const dirs: string[] = [];
-before(async () => {
-  server = await startPostgres();
-});
-after(async () => {
-  await server.stop();
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+const stores = testStores('hearth-ledger-');
 
 async function open(engine: 'sqlite' | 'postgres'): Promise<Store> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'hearth-ledger-'));
-  dirs.push(dataDir);
-  const store = openStore({ dataDir, ...(engine === 'postgres' ? { databaseUrl: await server.createDatabase() } : {}) });
+  const store = await stores.open(engine);
   await migrate(store.db);
   return store;
 }

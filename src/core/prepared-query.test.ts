@@ -1,12 +1,9 @@
-import { describe, test, before, after } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { sql, type Kysely } from 'kysely';
-import { openStore, type Store } from './store/db.ts';
+import type { Store } from './store/db.ts';
 import { prepared } from './prepared-query.ts';
-import { startPostgres, type PostgresServer } from '../../test/helpers/postgres.ts';
+import { testStores } from '../../test/helpers/stores.ts';
 
 interface T {
   t: { id: string; a: string; b: number | null; c: string };
@@ -22,20 +19,10 @@ const setA = prepared<T, unknown>((db, p) =>
     .where('id', '=', p('id')),
 );
 
-let server: PostgresServer;
-const dirs: string[] = [];
-before(async () => {
-  server = await startPostgres();
-});
-after(async () => {
-  await server.stop();
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+const stores = testStores('hearth-prepared-');
 
 async function open(engine: 'sqlite' | 'postgres'): Promise<Store> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'hearth-prepared-'));
-  dirs.push(dataDir);
-  const store = openStore({ dataDir, ...(engine === 'postgres' ? { databaseUrl: await server.createDatabase() } : {}) });
+  const store = await stores.open(engine);
   await sql`create table t (id text primary key, a text not null, b integer, c text not null)`.execute(store.db as unknown as Kysely<T>);
   return store;
 }
