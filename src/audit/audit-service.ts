@@ -3,7 +3,7 @@ import { fromJson, toJson } from '../core/store/db.ts';
 import type { Logger } from '../core/logger.ts';
 import { newId } from '../core/ids.ts';
 import { PeriodicFlush, writeIsolated } from '../core/periodic-flush.ts';
-import { prepared } from '../core/prepared-query.ts';
+import { prepared } from '../core/store/prepared-query.ts';
 import type { Database } from '../core/store/schema.ts';
 
 /** One thing somebody did. `actor` is `user:u_…`, `key:k_…` or `system`. */

@@ -1,6 +1,6 @@
 import type { Db } from '../core/store/db.ts';
 import type { Database } from '../core/store/schema.ts';
-import { prepared } from '../core/prepared-query.ts';
+import { prepared } from '../core/store/prepared-query.ts';
 import type { AuditRow } from '../audit/audit-service.ts';
 
 /** A command sent at once, as the ledger first records it (status `sent`). */

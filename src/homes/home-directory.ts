@@ -2,7 +2,7 @@ import type { Db } from '../core/store/db.ts';
 import { fromJson } from '../core/store/db.ts';
 import type { Selectable } from 'kysely';
 import type { Database } from '../core/store/schema.ts';
-import { prepared } from '../core/prepared-query.ts';
+import { prepared } from '../core/store/prepared-query.ts';
 import type { HomeRole, Membership, Placement } from '../access/access-service.ts';
 
 /** Asked on every request about a device (src/core/prepared-query.ts). */

@@ -1,9 +1,9 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { sql, type Kysely } from 'kysely';
-import type { Store } from './store/db.ts';
+import type { Store } from './db.ts';
 import { prepared } from './prepared-query.ts';
-import { testStores } from '../../test/helpers/stores.ts';
+import { testStores } from '../../../test/helpers/stores.ts';
 
 interface T {
   t: { id: string; a: string; b: number | null; c: string };
