@@ -37,7 +37,7 @@ export interface DeviceEventRecord {
   ts: string;
 }
 
-/** Largest batch per INSERT: 5 columns × 400 rows stays far below every engine's parameter limit. */
+/** Largest batch per INSERT: 6 columns × 400 rows stays far below every engine's parameter limit. */
 const CHUNK = 400;
 
 /**
@@ -580,7 +580,7 @@ export class HistoryService {
 const PRUNE_PAUSE = 3;
 const pause = (batchMs: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, Math.min(1000, Math.max(1, batchMs * PRUNE_PAUSE))));
 
-/** Rollup rows per upsert: 12 columns × 300 rows stays below every engine's parameter limit. */
+/** Rollup rows per upsert: 11 columns × 300 rows stays below every engine's parameter limit. */
 const ROLLUP_CHUNK = 300;
 
 /**
